@@ -1,0 +1,496 @@
+//! Kafka RecordBatch v2: the one on-disk and in-flight unit of every protocol.
+//!
+//! Layout (big-endian), byte offsets from the start of the batch:
+//!
+//! | at | field | notes |
+//! |---:|---|---|
+//! |  0 | base offset `i64` | assigned by the broker on append |
+//! |  8 | batch length `i32` | bytes that follow this field; whole batch = 12 + length |
+//! | 12 | partition leader epoch `i32` | |
+//! | 16 | magic `i8` | always 2 |
+//! | 17 | CRC `u32` | CRC-32C of bytes `21..` |
+//! | 21 | attributes `i16` | bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control |
+//! | 23 | last offset delta `i32` | last record's offset minus base offset |
+//! | 27 | base timestamp `i64` | ms |
+//! | 35 | max timestamp `i64` | ms |
+//! | 43 | producer id `i64` | -1 when not idempotent |
+//! | 51 | producer epoch `i16` | |
+//! | 53 | base sequence `i32` | |
+//! | 57 | record count `i32` | |
+//! | 61 | records | compressed as a whole when the codec is not 0 |
+//!
+//! Invariants: the CRC does not cover the base offset, so the broker rewrites the base offset without
+//! recomputing it; `BatchHeader::parse` checks that the declared length fits the buffer before anything
+//! reads past the header. This module does no I/O.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Size of the fixed batch header, up to and including the record count.
+pub const BATCH_HEADER_LEN: usize = 61;
+/// Bytes before the batch-length field ends: base offset + batch length.
+pub const BATCH_LENGTH_PREFIX: usize = 12;
+/// The only batch format Tributary stores.
+pub const MAGIC_V2: i8 = 2;
+const CRC_START: usize = 21;
+
+/// Why a byte range is not an acceptable RecordBatch v2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    #[error("batch truncated: need {needed} bytes, have {available}")]
+    Truncated { needed: usize, available: usize },
+    #[error("batch length {0} is out of range")]
+    BadLength(i32),
+    #[error("unsupported record batch magic {0} (only v2 is stored)")]
+    BadMagic(i8),
+    #[error("batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch { stored: u32, computed: u32 },
+    #[error("record count {count} does not match last offset delta {last_offset_delta}")]
+    BadCount { count: i32, last_offset_delta: i32 },
+    #[error("malformed record: {0}")]
+    BadRecord(&'static str),
+    #[error("records are compressed with codec {0}; decode them in the frontend")]
+    Compressed(u8),
+}
+
+/// Compression codec named in a batch's attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+    /// Codec ids 5-7 are not defined by Kafka; such a batch is refused on append.
+    Unknown(u8),
+}
+
+impl Compression {
+    fn from_attributes(attributes: i16) -> Self {
+        match (attributes & 0x07) as u8 {
+            0 => Self::None,
+            1 => Self::Gzip,
+            2 => Self::Snappy,
+            3 => Self::Lz4,
+            4 => Self::Zstd,
+            other => Self::Unknown(other),
+        }
+    }
+}
+
+/// The fixed header of one batch, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    /// Whole batch size in bytes, including the offset and length fields.
+    pub total_len: usize,
+    pub partition_leader_epoch: i32,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Decodes the header at the start of `buf`. Only the header bytes need to be present; the
+    /// declared length is range-checked but the body may lie beyond `buf` (callers reading a file
+    /// header-first rely on this).
+    pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
+        if buf.len() < BATCH_HEADER_LEN {
+            return Err(BatchError::Truncated {
+                needed: BATCH_HEADER_LEN,
+                available: buf.len(),
+            });
+        }
+        let batch_len = be_i32(buf, 8);
+        if batch_len < (BATCH_HEADER_LEN - BATCH_LENGTH_PREFIX) as i32 {
+            return Err(BatchError::BadLength(batch_len));
+        }
+        let magic = buf[16] as i8;
+        if magic != MAGIC_V2 {
+            return Err(BatchError::BadMagic(magic));
+        }
+        let header = Self {
+            base_offset: be_i64(buf, 0),
+            total_len: BATCH_LENGTH_PREFIX + batch_len as usize,
+            partition_leader_epoch: be_i32(buf, 12),
+            crc: u32::from_be_bytes([buf[17], buf[18], buf[19], buf[20]]),
+            attributes: i16::from_be_bytes([buf[21], buf[22]]),
+            last_offset_delta: be_i32(buf, 23),
+            base_timestamp: be_i64(buf, 27),
+            max_timestamp: be_i64(buf, 35),
+            producer_id: be_i64(buf, 43),
+            producer_epoch: i16::from_be_bytes([buf[51], buf[52]]),
+            base_sequence: be_i32(buf, 53),
+            record_count: be_i32(buf, 57),
+        };
+        if header.last_offset_delta < 0 {
+            return Err(BatchError::BadCount {
+                count: header.record_count,
+                last_offset_delta: header.last_offset_delta,
+            });
+        }
+        Ok(header)
+    }
+
+    /// Offset of the last record in the batch.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    /// Number of offsets the batch occupies (`last_offset_delta + 1`).
+    pub fn offset_count(&self) -> u64 {
+        self.last_offset_delta as u64 + 1
+    }
+
+    pub fn compression(&self) -> Compression {
+        Compression::from_attributes(self.attributes)
+    }
+
+    /// Bit 3: the timestamps are the broker's log-append time.
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & 0x08 != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+}
+
+/// Decodes the header of a complete batch and verifies its length and CRC-32C.
+pub fn verify_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    if header.total_len != batch.len() {
+        return Err(BatchError::Truncated {
+            needed: header.total_len,
+            available: batch.len(),
+        });
+    }
+    let computed = crc32c::crc32c(&batch[CRC_START..]);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
+    }
+    if header.compression() == Compression::None
+        && header.record_count != header.last_offset_delta + 1
+    {
+        return Err(BatchError::BadCount {
+            count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    Ok(header)
+}
+
+/// Overwrites the base offset of a batch in place (the CRC does not cover it).
+///
+/// # Panics
+/// Never for a buffer that passed [`verify_batch`]; shorter buffers are left unchanged.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    if let Some(field) = batch.get_mut(0..8) {
+        field.copy_from_slice(&base_offset.to_be_bytes());
+    }
+}
+
+/// Rewrites the max timestamp and sets the log-append-time attribute, re-computing the CRC.
+/// Used when a topic's `message.timestamp.type` is `LogAppendTime`.
+pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
+    if batch.len() < BATCH_HEADER_LEN {
+        return;
+    }
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | 0x08;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch[35..43].copy_from_slice(&timestamp_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// One record in protocol-neutral form.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    pub headers: Vec<(Bytes, Option<Bytes>)>,
+}
+
+/// A record read back out of a stored batch, with its absolute offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub offset: i64,
+    pub record: Record,
+}
+
+/// Builds one uncompressed RecordBatch v2 (no producer id) from records. The base offset is 0;
+/// the log assigns the real one on append.
+pub fn build_batch(records: &[Record]) -> Bytes {
+    let base_timestamp = records.first().map_or(0, |r| r.timestamp);
+    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
+    let mut body = BytesMut::new();
+    for (delta, record) in records.iter().enumerate() {
+        encode_record(&mut body, record, delta as i64, record.timestamp - base_timestamp);
+    }
+    let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body.len());
+    out.put_i64(0);
+    out.put_i32((BATCH_HEADER_LEN - BATCH_LENGTH_PREFIX + body.len()) as i32);
+    out.put_i32(-1); // partition leader epoch
+    out.put_i8(MAGIC_V2);
+    out.put_u32(0); // CRC, filled below
+    out.put_i16(0); // attributes: no compression, create time
+    out.put_i32(records.len().saturating_sub(1) as i32);
+    out.put_i64(base_timestamp);
+    out.put_i64(max_timestamp);
+    out.put_i64(-1); // producer id
+    out.put_i16(-1); // producer epoch
+    out.put_i32(-1); // base sequence
+    out.put_i32(records.len() as i32);
+    out.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
+fn encode_record(out: &mut BytesMut, record: &Record, offset_delta: i64, timestamp_delta: i64) {
+    let mut body = BytesMut::new();
+    body.put_i8(0); // record attributes (unused)
+    put_varlong(&mut body, timestamp_delta);
+    put_varlong(&mut body, offset_delta);
+    put_nullable(&mut body, record.key.as_deref());
+    put_nullable(&mut body, record.value.as_deref());
+    put_varlong(&mut body, record.headers.len() as i64);
+    for (key, value) in &record.headers {
+        put_varlong(&mut body, key.len() as i64);
+        body.extend_from_slice(key);
+        put_nullable(&mut body, value.as_deref());
+    }
+    put_varlong(out, body.len() as i64);
+    out.extend_from_slice(&body);
+}
+
+/// Decodes the records of one verified, uncompressed batch. Slices share the input buffer.
+pub fn decode_records(batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    match header.compression() {
+        Compression::None => {}
+        Compression::Gzip => return Err(BatchError::Compressed(1)),
+        Compression::Snappy => return Err(BatchError::Compressed(2)),
+        Compression::Lz4 => return Err(BatchError::Compressed(3)),
+        Compression::Zstd => return Err(BatchError::Compressed(4)),
+        Compression::Unknown(codec) => return Err(BatchError::Compressed(codec)),
+    }
+    let end = header.total_len.min(batch.len());
+    let mut cursor = Cursor {
+        buf: batch,
+        pos: BATCH_HEADER_LEN,
+        end,
+    };
+    let count = usize::try_from(header.record_count).map_err(|_| BatchError::BadRecord("count"))?;
+    // Each record takes at least 7 bytes; refuse counts the buffer cannot hold before allocating.
+    if count > (end - BATCH_HEADER_LEN) / 7 + 1 {
+        return Err(BatchError::BadRecord("record count exceeds batch size"));
+    }
+    let mut records = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = cursor.varint_len()?;
+        let record_end = cursor
+            .pos
+            .checked_add(len)
+            .filter(|e| *e <= end)
+            .ok_or(BatchError::BadRecord("record length"))?;
+        let _attributes = cursor.take(1)?;
+        let timestamp_delta = cursor.varlong()?;
+        let offset_delta = cursor.varlong()?;
+        let key = cursor.nullable()?;
+        let value = cursor.nullable()?;
+        let header_count = cursor.varint_len()?;
+        let mut headers = Vec::with_capacity(header_count.min(len));
+        for _ in 0..header_count {
+            let key_len = cursor.varint_len()?;
+            let key = cursor.take(key_len)?;
+            let value = cursor.nullable()?;
+            headers.push((key, value));
+        }
+        if cursor.pos != record_end {
+            return Err(BatchError::BadRecord("record length disagrees with its fields"));
+        }
+        records.push(StoredRecord {
+            offset: header.base_offset + offset_delta,
+            record: Record {
+                key,
+                value,
+                timestamp: header.base_timestamp + timestamp_delta,
+                headers,
+            },
+        });
+    }
+    Ok(records)
+}
+
+struct Cursor<'a> {
+    buf: &'a Bytes,
+    pos: usize,
+    end: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, len: usize) -> Result<Bytes, BatchError> {
+        let stop = self
+            .pos
+            .checked_add(len)
+            .filter(|s| *s <= self.end)
+            .ok_or(BatchError::BadRecord("field runs past the batch"))?;
+        let slice = self.buf.slice(self.pos..stop);
+        self.pos = stop;
+        Ok(slice)
+    }
+
+    fn varlong(&mut self) -> Result<i64, BatchError> {
+        let mut raw: u64 = 0;
+        for shift in (0..70).step_by(7) {
+            let byte = *self
+                .buf
+                .get(self.pos)
+                .filter(|_| self.pos < self.end)
+                .ok_or(BatchError::BadRecord("varint runs past the batch"))?;
+            self.pos += 1;
+            raw |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            }
+        }
+        Err(BatchError::BadRecord("varint longer than 10 bytes"))
+    }
+
+    /// A zigzag varint that must be a non-negative length.
+    fn varint_len(&mut self) -> Result<usize, BatchError> {
+        let value = self.varlong()?;
+        usize::try_from(value).map_err(|_| BatchError::BadRecord("negative length"))
+    }
+
+    /// A length-prefixed byte string where -1 means null.
+    fn nullable(&mut self) -> Result<Option<Bytes>, BatchError> {
+        match self.varlong()? {
+            -1 => Ok(None),
+            len if len >= 0 => self.take(len as usize).map(Some),
+            _ => Err(BatchError::BadRecord("negative length")),
+        }
+    }
+}
+
+fn put_varlong(out: &mut BytesMut, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    while zigzag >= 0x80 {
+        out.put_u8((zigzag as u8) | 0x80);
+        zigzag >>= 7;
+    }
+    out.put_u8(zigzag as u8);
+}
+
+fn put_nullable(out: &mut BytesMut, value: Option<&[u8]>) {
+    match value {
+        None => put_varlong(out, -1),
+        Some(bytes) => {
+            put_varlong(out, bytes.len() as i64);
+            out.extend_from_slice(bytes);
+        }
+    }
+}
+
+fn be_i32(buf: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+}
+
+fn be_i64(buf: &[u8], at: usize) -> i64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&buf[at..at + 8]);
+    i64::from_be_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(key: &str, value: &str, timestamp: i64) -> Record {
+        Record {
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
+            timestamp,
+            headers: vec![(Bytes::from_static(b"h"), Some(Bytes::from_static(b"v")))],
+        }
+    }
+
+    #[test]
+    fn built_batch_verifies_and_decodes_back() {
+        let records = vec![record("a", "1", 1000), record("b", "22", 1005)];
+        let mut batch = BytesMut::from(&build_batch(&records)[..]);
+        set_base_offset(&mut batch, 42);
+        let batch = batch.freeze();
+        let header = verify_batch(&batch).expect("valid batch");
+        assert_eq!(header.base_offset, 42);
+        assert_eq!(header.last_offset(), 43);
+        assert_eq!(header.max_timestamp, 1005);
+        let decoded = decode_records(&batch).expect("decodes");
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[1].offset, 43);
+        assert_eq!(decoded[1].record, records[1]);
+    }
+
+    #[test]
+    fn flipped_byte_fails_the_crc() {
+        let mut batch = BytesMut::from(&build_batch(&[record("k", "v", 5)])[..]);
+        let last = batch.len() - 1;
+        batch[last] ^= 0xff;
+        assert!(matches!(
+            verify_batch(&batch),
+            Err(BatchError::CrcMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn short_and_wrong_magic_are_refused() {
+        let batch = build_batch(&[record("k", "v", 5)]);
+        assert!(matches!(
+            verify_batch(&batch[..30]),
+            Err(BatchError::Truncated { .. })
+        ));
+        let mut wrong = BytesMut::from(&batch[..]);
+        wrong[16] = 1;
+        assert_eq!(verify_batch(&wrong), Err(BatchError::BadMagic(1)));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let buf = Bytes::from(bytes);
+            let _ = verify_batch(&buf);
+            let _ = decode_records(&buf);
+        }
+
+        #[test]
+        fn roundtrip(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..50), 1..20)) {
+            let records: Vec<Record> = values.iter().enumerate().map(|(i, v)| Record {
+                key: None,
+                value: Some(Bytes::copy_from_slice(v)),
+                timestamp: 1_700_000_000_000 + i as i64,
+                headers: Vec::new(),
+            }).collect();
+            let batch = build_batch(&records);
+            prop_assert!(verify_batch(&batch).is_ok());
+            let decoded: Vec<Record> = decode_records(&batch).unwrap().into_iter().map(|r| r.record).collect();
+            prop_assert_eq!(decoded, records);
+        }
+    }
+}

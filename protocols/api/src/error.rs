@@ -1,0 +1,54 @@
+//! The one error type the engine returns through the contract. Frontends map it to their
+//! protocol's codes in one function each.
+
+use crate::batch::BatchError;
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("unknown topic `{0}`")]
+    UnknownTopic(String),
+    #[error("topic `{topic}` has no partition {partition}")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("topic `{0}` already exists")]
+    TopicExists(String),
+    #[error("invalid topic or queue name `{0}`")]
+    InvalidName(String),
+    #[error("invalid partition count {requested} (current {current})")]
+    InvalidPartitions { requested: u32, current: u32 },
+    #[error("invalid setting `{name}`: {reason}")]
+    InvalidSetting { name: String, reason: String },
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(#[from] BatchError),
+    #[error("batch of {size} bytes exceeds the limit of {limit} bytes")]
+    BatchTooLarge { size: usize, limit: usize },
+    #[error("offset {offset} is outside the log ({log_start}..{high_watermark})")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        high_watermark: i64,
+    },
+    #[error("unknown queue `{0}`")]
+    UnknownQueue(String),
+    #[error("delivery {0} is not outstanding")]
+    UnknownDelivery(u64),
+    #[error("partition {0} is poisoned by an earlier write failure and refuses appends")]
+    Poisoned(String),
+    #[error("storage I/O failed during {context}")]
+    Io {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata store failed during {context}: {message}")]
+    Metadata {
+        context: &'static str,
+        message: String,
+    },
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+/// Shorthand for engine results.
+pub type EngineResult<T> = Result<T, EngineError>;

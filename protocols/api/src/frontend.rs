@@ -1,0 +1,64 @@
+//! How the broker shell runs a protocol frontend. The shell owns the listener, the connection
+//! cap and shutdown; a frontend serves one accepted connection at a time per call and must return
+//! soon after `ConnectionContext::shutdown` is cancelled (finishing the request in flight).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::log::{LogService, TopicAdmin};
+use crate::metadata::MetadataStore;
+use crate::offsets::OffsetStore;
+use crate::queue::QueueService;
+use crate::scheduler::Scheduler;
+
+/// The engine's services, handed to every frontend. Each is a narrow trait so a second engine
+/// (the scale-out one) can stand behind any of them.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub log: Arc<dyn LogService>,
+    pub topics: Arc<dyn TopicAdmin>,
+    pub offsets: Arc<dyn OffsetStore>,
+    pub queues: Arc<dyn QueueService>,
+    pub metadata: Arc<dyn MetadataStore>,
+    pub scheduler: Arc<dyn Scheduler>,
+}
+
+/// Size limits a frontend's codec enforces before allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameLimits {
+    /// Largest frame accepted from a client, length prefix included.
+    pub max_frame_bytes: usize,
+}
+
+/// Facts about one accepted connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionContext {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// Cancelled when the broker shuts down.
+    pub shutdown: CancellationToken,
+    pub limits: FrameLimits,
+}
+
+/// Why a connection ended abnormally; the shell logs it.
+pub type ConnectionError = Box<dyn std::error::Error + Send + Sync>;
+
+#[async_trait]
+pub trait Frontend: Send + Sync + std::fmt::Debug + 'static {
+    /// Short lowercase name used in config keys, logs and metric labels (`kafka`, `amqp`, ...).
+    fn name(&self) -> &'static str;
+
+    /// The port the protocol's clients expect.
+    fn default_port(&self) -> u16;
+
+    /// Serves one connection until the peer closes it, a protocol error closes it, or shutdown.
+    async fn serve_connection(
+        &self,
+        stream: TcpStream,
+        context: ConnectionContext,
+    ) -> Result<(), ConnectionError>;
+}

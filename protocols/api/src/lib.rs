@@ -1,0 +1,31 @@
+//! The contract between Tributary's protocol frontends and its engine.
+//!
+//! It holds the record-batch format (RecordBatch v2, the on-disk unit), names and offsets, the
+//! one engine error type, and narrow async traits: [`LogService`] and [`TopicAdmin`] for
+//! partitioned logs, [`OffsetStore`] for consumer positions, [`QueueService`] for acked queues on
+//! the log, [`MetadataStore`] for frontend-owned definitions, [`Scheduler`] for time and delayed
+//! delivery, and [`Frontend`] for a protocol served on a listener.
+//!
+//! It is not: storage, networking or a protocol codec. It does no I/O; it names `TcpStream` only
+//! so the shell can hand a frontend its connection. Dependencies point one way:
+//! `tributary-api` <- frontends <- the `tributary` engine and binary.
+
+pub mod batch;
+pub mod error;
+pub mod frontend;
+pub mod log;
+pub mod metadata;
+pub mod offsets;
+pub mod queue;
+pub mod scheduler;
+pub mod types;
+
+pub use batch::{BatchError, BatchHeader, Record, StoredRecord};
+pub use error::{EngineError, EngineResult};
+pub use frontend::{ConnectionContext, ConnectionError, Engine, FrameLimits, Frontend};
+pub use log::{LogService, TopicAdmin};
+pub use metadata::{MetadataStore, USERS_NAMESPACE};
+pub use offsets::OffsetStore;
+pub use queue::{Delivery, QueueDepth, QueueOptions, QueueService};
+pub use scheduler::{ScheduleTarget, Scheduler};
+pub use types::*;

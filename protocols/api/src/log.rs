@@ -1,0 +1,91 @@
+//! The partitioned log and its administration, as frontends see them.
+//!
+//! Invariants: an append either returns offsets that a later `read` returns byte-identical (after
+//! the durability the topic promises) or fails and leaves nothing readable; offsets handed out are
+//! dense and increasing per partition; `read` returns whole batches only.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::EngineResult;
+use crate::types::{
+    AppendOutcome, EffectiveSettings, OffsetQuery, PartitionOffsets, ReadBatches, TimestampOffset,
+    TopicDescription, TopicPartition, TopicSettings,
+};
+
+/// Appends to and reads from partitions.
+#[async_trait]
+pub trait LogService: Send + Sync + std::fmt::Debug {
+    /// Appends one RecordBatch v2 (any base offset; the log assigns it). The CRC is verified and
+    /// the call returns once the batch is as durable as the topic's policy asks.
+    async fn append(&self, partition: &TopicPartition, batch: Bytes) -> EngineResult<AppendOutcome>;
+
+    /// Reads whole batches starting with the one that contains `offset`, up to about `max_bytes`
+    /// (at least one batch is returned if any is there, as Kafka's KIP-74 requires).
+    /// An offset equal to the high watermark returns no data; outside the log it is an error.
+    async fn read(
+        &self,
+        partition: &TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+    ) -> EngineResult<ReadBatches>;
+
+    /// Waits until the partition's high watermark passes `offset` or `timeout` elapses, without
+    /// polling. Returns whether data is there. Dropping the future cancels the wait.
+    async fn wait_for(
+        &self,
+        partition: &TopicPartition,
+        offset: i64,
+        timeout: Duration,
+    ) -> EngineResult<bool>;
+
+    /// Log start offset and high watermark.
+    fn offsets(&self, partition: &TopicPartition) -> EngineResult<PartitionOffsets>;
+
+    /// Earliest, latest, max-timestamp or first-at-or-after-timestamp lookup. `None` when no
+    /// record matches (a timestamp after every record).
+    async fn find_offset(
+        &self,
+        partition: &TopicPartition,
+        query: OffsetQuery,
+    ) -> EngineResult<Option<TimestampOffset>>;
+
+    /// Moves the log start offset forward to `before` (Kafka DeleteRecords); whole segments below
+    /// it are removed. Returns the new log start offset.
+    async fn delete_records(&self, partition: &TopicPartition, before: i64) -> EngineResult<i64>;
+}
+
+/// Creates, changes and describes topics.
+#[async_trait]
+pub trait TopicAdmin: Send + Sync + std::fmt::Debug {
+    /// Creates a topic; fails with `TopicExists` if it is there.
+    async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        settings: TopicSettings,
+    ) -> EngineResult<TopicDescription>;
+
+    /// Deletes a topic with its data and committed offsets.
+    async fn delete_topic(&self, name: &str) -> EngineResult<()>;
+
+    /// Grows a topic to `total` partitions (never shrinks).
+    async fn create_partitions(&self, name: &str, total: u32) -> EngineResult<TopicDescription>;
+
+    /// Replaces the topic's explicit settings; `None` fields fall back to the broker default.
+    async fn alter_settings(
+        &self,
+        name: &str,
+        settings: TopicSettings,
+    ) -> EngineResult<TopicDescription>;
+
+    fn describe_topic(&self, name: &str) -> EngineResult<TopicDescription>;
+
+    /// Every topic, internal ones included (callers filter).
+    fn list_topics(&self) -> Vec<TopicDescription>;
+
+    /// The broker defaults a topic without overrides gets.
+    fn defaults(&self) -> EffectiveSettings;
+}

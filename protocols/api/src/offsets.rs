@@ -1,0 +1,37 @@
+//! Consumer positions shared by all protocols: `(group, topic, partition) -> (offset, metadata)`.
+//! A Kafka group, a RocketMQ consumer group and an AMQP stream consumer with the same name see the
+//! same positions. A commit returns only after it is durable.
+
+use async_trait::async_trait;
+
+use crate::error::EngineResult;
+use crate::types::{CommittedOffset, TopicPartition};
+
+#[async_trait]
+pub trait OffsetStore: Send + Sync + std::fmt::Debug {
+    /// Commits several positions of one group atomically.
+    async fn commit(
+        &self,
+        group: &str,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> EngineResult<()>;
+
+    async fn fetch(
+        &self,
+        group: &str,
+        partition: &TopicPartition,
+    ) -> EngineResult<Option<CommittedOffset>>;
+
+    /// Every position the group has committed.
+    async fn fetch_group(&self, group: &str)
+    -> EngineResult<Vec<(TopicPartition, CommittedOffset)>>;
+
+    /// Groups that have at least one committed position.
+    async fn groups(&self) -> EngineResult<Vec<String>>;
+
+    /// Removes all of a group's positions; returns how many there were.
+    async fn delete_group(&self, group: &str) -> EngineResult<usize>;
+
+    /// Removes one position; returns whether it existed.
+    async fn delete_offset(&self, group: &str, partition: &TopicPartition) -> EngineResult<bool>;
+}

@@ -1,0 +1,77 @@
+//! Queues on the log (AMQP classic queues, RocketMQ retry and dead-letter queues).
+//!
+//! A queue is a one-partition log plus a delivery cursor, the set of delivered-but-unacked
+//! offsets and the offsets put back for redelivery. Acks and requeues go to a journal, so after a
+//! restart every unacked message is ready again, flagged redelivered. Delivery ids are the
+//! record offsets in the queue's log; frontends map their own tags (per channel) onto them.
+//! Records in a queue log are stored in uncompressed batches.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::batch::Record;
+use crate::error::EngineResult;
+use crate::types::{AppendOutcome, Durability};
+
+/// How a queue is declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueOptions {
+    /// A durable queue and its messages survive a restart; a transient one is removed at start.
+    pub durable: bool,
+    /// `None`: the broker default.
+    pub durability: Option<Durability>,
+}
+
+/// Counts a queue's users watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    /// Ready to be delivered.
+    pub ready: u64,
+    /// Delivered and awaiting ack.
+    pub unacked: u64,
+}
+
+/// One message handed to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The record's offset in the queue log; the id to ack or requeue.
+    pub id: u64,
+    pub record: Record,
+    /// Delivered before (requeued, or unacked at a restart).
+    pub redelivered: bool,
+}
+
+#[async_trait]
+pub trait QueueService: Send + Sync + std::fmt::Debug {
+    /// Creates the queue or returns the existing one's depth; idempotent.
+    async fn declare_queue(&self, name: &str, options: QueueOptions) -> EngineResult<QueueDepth>;
+
+    /// Deletes the queue and its log; returns how many messages it held.
+    async fn delete_queue(&self, name: &str) -> EngineResult<u64>;
+
+    /// Drops every ready message; returns how many.
+    async fn purge_queue(&self, name: &str) -> EngineResult<u64>;
+
+    /// Appends a batch of messages (uncompressed RecordBatch v2) to the queue.
+    async fn enqueue(&self, name: &str, batch: Bytes) -> EngineResult<AppendOutcome>;
+
+    /// Takes up to `max` ready messages (requeued ones first) and marks them unacked.
+    async fn take(&self, name: &str, max: usize) -> EngineResult<Vec<Delivery>>;
+
+    /// Waits until the queue has a ready message or `timeout` elapses; returns whether one is
+    /// ready. Dropping the future cancels the wait.
+    async fn wait_ready(&self, name: &str, timeout: Duration) -> EngineResult<bool>;
+
+    /// Settles deliveries as done.
+    async fn ack(&self, name: &str, ids: &[u64]) -> EngineResult<()>;
+
+    /// Puts deliveries back to be delivered again (to the front of the queue).
+    async fn requeue(&self, name: &str, ids: &[u64]) -> EngineResult<()>;
+
+    fn depth(&self, name: &str) -> EngineResult<QueueDepth>;
+
+    /// Names of all declared queues.
+    fn queues(&self) -> Vec<String>;
+}

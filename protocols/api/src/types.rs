@@ -1,0 +1,212 @@
+//! Names, offsets and per-topic settings shared by every frontend and the engine.
+//!
+//! Offsets are dense per partition, start at 0 and never reveal a file position. A topic name is
+//! 1..=249 bytes of `[A-Za-z0-9._-]` when it comes from Kafka; AMQP queues and RocketMQ topics allow
+//! more, so the engine accepts any non-empty UTF-8 name up to [`MAX_NAME_LEN`] bytes without `/` or
+//! NUL and maps it to a directory name itself.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Longest topic or queue name the engine accepts, in bytes (AMQP's short-string limit).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// When an append is made durable before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync before the acknowledgement; concurrent appends share one fsync (group commit).
+    Always,
+    /// fsync in the background at most this long after the write; acknowledged once written.
+    Interval(Duration),
+    /// Page cache only; the operating system decides when data reaches the disk.
+    Never,
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Always => f.write_str("always"),
+            Self::Interval(every) => write!(f, "interval:{}", every.as_millis()),
+            Self::Never => f.write_str("never"),
+        }
+    }
+}
+
+/// A durability policy string that is not `always`, `never` or `interval:<ms>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("durability must be `always`, `never` or `interval:<ms>` with ms > 0, got `{0}`")]
+pub struct BadDurability(pub String);
+
+impl FromStr for Durability {
+    type Err = BadDurability;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            other => other
+                .strip_prefix("interval:")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .filter(|ms| *ms > 0)
+                .map(|ms| Self::Interval(Duration::from_millis(ms)))
+                .ok_or_else(|| BadDurability(text.to_owned())),
+        }
+    }
+}
+
+/// Per-topic settings. `None` means "use the broker default" and is what a topic stores unless
+/// the setting was given explicitly, so a changed broker default reaches existing topics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicSettings {
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<i64>,
+    pub segment_bytes: Option<u64>,
+    pub segment_ms: Option<u64>,
+    pub max_message_bytes: Option<u32>,
+    pub durability: Option<Durability>,
+}
+
+/// The settings of a topic as they apply, each with where its value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveSettings {
+    /// `-1` means unlimited, as in Kafka.
+    pub retention_ms: i64,
+    /// `-1` means unlimited, as in Kafka.
+    pub retention_bytes: i64,
+    pub segment_bytes: u64,
+    pub segment_ms: u64,
+    pub max_message_bytes: u32,
+    pub durability: Durability,
+    /// Settings given explicitly on the topic rather than taken from the broker default.
+    pub overridden: TopicSettings,
+}
+
+/// A topic as the metadata store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    pub name: String,
+    /// Stable for the topic's life; Kafka Fetch v13+ addresses topics by it.
+    pub id: [u8; 16],
+    pub partitions: u32,
+    pub settings: EffectiveSettings,
+    /// Set for the one-partition logs behind AMQP classic queues, which Kafka listings hide.
+    pub internal: bool,
+}
+
+/// Bounds of a partition's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionOffsets {
+    /// First offset still stored.
+    pub log_start: i64,
+    /// Offset the next appended record will get (Kafka's high watermark on one replica).
+    pub high_watermark: i64,
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// Broker time of the append (ms), for Kafka's LogAppendTime reply.
+    pub log_append_time: i64,
+    pub log_start: i64,
+}
+
+/// Whole batches read from a partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadBatches {
+    /// Zero or more complete RecordBatch v2 byte ranges, back to back, starting with the batch
+    /// that contains the requested offset.
+    pub data: bytes::Bytes,
+    pub offsets: PartitionOffsets,
+}
+
+/// What `offset_for_time` finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// The timestamp a ListOffsets-style lookup asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+    /// The record with the largest timestamp.
+    MaxTimestamp,
+    /// The first record whose timestamp is at or after this one (ms).
+    AtOrAfter(i64),
+}
+
+/// A committed consumer position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub metadata: String,
+    /// Broker time of the commit (ms).
+    pub commit_time: i64,
+}
+
+/// Checks a topic or queue name against the engine's rules.
+pub fn validate_name(name: &str) -> Result<(), crate::EngineError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0']);
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::EngineError::InvalidName(name.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durability_parses_and_prints() {
+        assert_eq!("always".parse::<Durability>(), Ok(Durability::Always));
+        assert_eq!("never".parse::<Durability>(), Ok(Durability::Never));
+        let every = "interval:250".parse::<Durability>().unwrap();
+        assert_eq!(every, Durability::Interval(Duration::from_millis(250)));
+        assert_eq!(every.to_string(), "interval:250");
+        assert!("interval:0".parse::<Durability>().is_err());
+        assert!("sometimes".parse::<Durability>().is_err());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("orders.v1").is_ok());
+        assert!(validate_name("amq.gen-Jz%x y").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("..").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name(&"x".repeat(256)).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! Tributary: one broker for Kafka, AMQP 0-9-1 and RocketMQ clients over one log engine.
+//!
+//! Module map (dependencies point downwards only):
+//! - [`server`]: listeners, connection caps, the HTTP endpoint, graceful shutdown.
+//! - [`broker`]: implements the `tributary-api` traits over storage and the metadata store
+//!   (topics, consumer offsets, queues with acks, delayed delivery).
+//! - [`storage`]: segments, indexes, recovery, retention, durability. Synchronous; no tokio and
+//!   no protocol types (`.ci/run` checks this).
+//! - [`config`], [`telemetry`], [`cli`]: the process edge.
+
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
