@@ -46,6 +46,10 @@ pub enum EngineError {
         context: &'static str,
         message: String,
     },
+    /// A failure inside the engine (storage corruption, a poisoned file) that no frontend can
+    /// act on beyond reporting a server error; the message names the file and position.
+    #[error("storage failure: {0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the engine is shutting down")]
     ShuttingDown,
 }

@@ -1,0 +1,59 @@
+//! Engine settings the shell's configuration maps onto.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tributary_api::Durability;
+
+/// Broker-wide defaults for every topic and queue log; a topic's explicit settings win.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDefaults {
+    /// Roll the active segment when it reaches this size.
+    pub segment_bytes: u64,
+    /// Roll the active segment when it is this old (ms).
+    pub segment_ms: u64,
+    /// Delete segments whose newest record is older than this (ms); -1 keeps forever.
+    pub retention_ms: i64,
+    /// Delete the oldest segments while the partition is larger than this; -1 is unlimited.
+    pub retention_bytes: i64,
+    /// Largest batch accepted on append.
+    pub max_message_bytes: u32,
+    pub durability: Durability,
+    /// Bytes of log between two sparse offset-index entries.
+    pub index_interval_bytes: u32,
+}
+
+impl Default for LogDefaults {
+    /// Kafka's defaults, with `always` durability: an acknowledged message is on disk.
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1_048_588,
+            durability: Durability::Always,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+/// What `Broker::open` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerSettings {
+    /// Holds `logs/` (segments) and `metadata.redb`.
+    pub data_dir: PathBuf,
+    pub log_defaults: LogDefaults,
+    /// How often retention and segment-age rolling are checked.
+    pub retention_check_interval: Duration,
+}
+
+impl BrokerSettings {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            log_defaults: LogDefaults::default(),
+            retention_check_interval: Duration::from_secs(30),
+        }
+    }
+}
