@@ -1,1 +1,167 @@
-//! Placeholder until the CLI lands.
+//! The command line: `tributary [serve] [flags]` runs the broker, `tributary config [flags]`
+//! prints the effective configuration as TOML. Flags are the top layer of the configuration
+//! (see [`crate::config`]); each maps to one key of [`crate::config::KEYS`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// One broker for Kafka, AMQP 0-9-1 and RocketMQ clients over one log engine.
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub flags: Flags,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the broker (the default when no command is given).
+    Serve,
+    /// Print the effective configuration (defaults < file < environment < flags) as TOML.
+    Config,
+}
+
+/// Flags shared by every command; each overrides the environment and the file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Flags {
+    /// TOML configuration file (else `TRIBUTARY_CONFIG`).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (`data_dir`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address every listener binds to (`bind`).
+    #[arg(long, global = true, value_name = "IP")]
+    pub bind: Option<IpAddr>,
+    /// Kafka listener port (`kafka.port`); 0 picks a free port.
+    #[arg(long, global = true, value_name = "PORT")]
+    pub kafka_port: Option<u16>,
+    /// AMQP 0-9-1 listener port (`amqp.port`).
+    #[arg(long, global = true, value_name = "PORT")]
+    pub amqp_port: Option<u16>,
+    /// RocketMQ name server port (`rocketmq.namesrv_port`).
+    #[arg(long, global = true, value_name = "PORT")]
+    pub rocketmq_namesrv_port: Option<u16>,
+    /// RocketMQ broker port (`rocketmq.broker_port`).
+    #[arg(long, global = true, value_name = "PORT")]
+    pub rocketmq_broker_port: Option<u16>,
+    /// HTTP port for /metrics and /health (`http.port`).
+    #[arg(long, global = true, value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// Default durability: always, interval:<ms> or never (`storage.durability`).
+    #[arg(long, global = true, value_name = "POLICY")]
+    pub durability: Option<String>,
+    /// Log filter, e.g. `info` or `info,tributary=debug` (`log.filter`); RUST_LOG wins.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+impl Cli {
+    /// The command to run; no command means `serve`.
+    pub fn command(&self) -> Command {
+        self.command.unwrap_or(Command::Serve)
+    }
+}
+
+impl Flags {
+    /// The flags given, as `(config key, value)` pairs for [`crate::config::Sources::flags`].
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        let path = |value: &Option<PathBuf>| value.as_ref().map(|path| path.display().to_string());
+        [
+            ("data_dir", path(&self.data_dir)),
+            ("bind", text(&self.bind)),
+            ("kafka.port", text(&self.kafka_port)),
+            ("amqp.port", text(&self.amqp_port)),
+            ("rocketmq.namesrv_port", text(&self.rocketmq_namesrv_port)),
+            ("rocketmq.broker_port", text(&self.rocketmq_broker_port)),
+            ("http.port", text(&self.http_port)),
+            ("storage.durability", self.durability.clone()),
+            ("log.filter", self.log.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|value| (key, value)))
+        .collect()
+    }
+}
+
+fn text<T: ToString>(value: &Option<T>) -> Option<String> {
+    value.as_ref().map(ToString::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KEYS;
+
+    #[test]
+    fn no_command_means_serve() {
+        let cli = Cli::try_parse_from(["tributary"]).expect("parses");
+        assert_eq!(cli.command(), Command::Serve);
+        let cli = Cli::try_parse_from(["tributary", "--kafka-port", "1"]).expect("parses");
+        assert_eq!(cli.command(), Command::Serve);
+        assert_eq!(cli.flags.overrides(), vec![("kafka.port", "1".to_owned())]);
+    }
+
+    #[test]
+    fn flags_work_before_and_after_the_command() {
+        let cli = Cli::try_parse_from([
+            "tributary",
+            "config",
+            "--http-port",
+            "7",
+            "--durability",
+            "never",
+        ])
+        .expect("parses");
+        assert_eq!(cli.command(), Command::Config);
+        assert_eq!(
+            cli.flags.overrides(),
+            vec![
+                ("http.port", "7".to_owned()),
+                ("storage.durability", "never".to_owned())
+            ]
+        );
+        let cli = Cli::try_parse_from(["tributary", "--bind", "0.0.0.0", "serve"]).expect("parses");
+        assert_eq!(cli.flags.overrides(), vec![("bind", "0.0.0.0".to_owned())]);
+    }
+
+    #[test]
+    fn every_flag_maps_to_a_key_that_names_it() {
+        let cli = Cli::try_parse_from([
+            "tributary",
+            "--data-dir=/d",
+            "--bind=127.0.0.1",
+            "--kafka-port=1",
+            "--amqp-port=2",
+            "--rocketmq-namesrv-port=3",
+            "--rocketmq-broker-port=4",
+            "--http-port=5",
+            "--durability=never",
+            "--log=debug",
+        ])
+        .expect("parses");
+        let overrides = cli.flags.overrides();
+        assert_eq!(overrides.len(), 9);
+        for (key, _) in overrides {
+            let spec = KEYS
+                .iter()
+                .find(|spec| spec.name == key)
+                .expect("key exists");
+            assert!(
+                spec.flag.is_some(),
+                "{key} has a flag, so the key table must name it"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_flag_values_are_rejected() {
+        assert!(Cli::try_parse_from(["tributary", "--kafka-port", "99999"]).is_err());
+        assert!(Cli::try_parse_from(["tributary", "--bind", "nowhere"]).is_err());
+        assert!(Cli::try_parse_from(["tributary", "--no-such-flag"]).is_err());
+    }
+}

@@ -1,0 +1,346 @@
+//! The table of configuration keys: the one place that ties a TOML key to its environment
+//! variable and its command-line flag. Environment variables are `TRIBUTARY_` plus the key in
+//! upper case with `.` as `_`, except the two everyone types: `TRIBUTARY_DURABILITY`
+//! (`storage.durability`) and `TRIBUTARY_LOG` (`log.filter`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::{Config, ConfigError};
+
+/// Where a value that overrides the file came from, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An environment variable, by name.
+    Env(&'static str),
+    /// A command-line flag, by name (`--kafka-port`).
+    Flag(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "environment variable {name}"),
+            Self::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// Dotted TOML path (`kafka.port`).
+    pub name: &'static str,
+    /// The environment variable that sets it.
+    pub env: &'static str,
+    /// The command-line flag that sets it, if any.
+    pub flag: Option<&'static str>,
+    /// What a valid value looks like, for error messages.
+    pub expected: &'static str,
+    /// Parses `text` into the config; `None` when it does not parse.
+    set: fn(&mut Config, &str) -> Option<()>,
+}
+
+impl KeySpec {
+    /// Sets this key from text given by `origin`.
+    pub fn apply(
+        &self,
+        config: &mut Config,
+        text: &str,
+        origin: Origin,
+    ) -> Result<(), ConfigError> {
+        (self.set)(config, text).ok_or_else(|| ConfigError::BadValue {
+            key: self.name,
+            origin,
+            value: text.to_owned(),
+            expected: self.expected,
+        })
+    }
+}
+
+/// Finds a key by its dotted name.
+pub(super) fn find(name: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|key| key.name == name)
+}
+
+fn parse<T: FromStr>(text: &str) -> Option<T> {
+    text.trim().parse().ok()
+}
+
+/// An empty advertised host means "derive it from `bind`" again.
+fn optional_host(text: &str) -> Option<Option<String>> {
+    let host = text.trim();
+    Some((!host.is_empty()).then(|| host.to_owned()))
+}
+
+const PORT: &str = "a port number (0-65535)";
+const BOOL: &str = "`true` or `false`";
+const COUNT: &str = "a non-negative integer";
+const SIGNED: &str = "an integer (-1 for unlimited)";
+
+macro_rules! key {
+    ($name:literal, $env:literal, $flag:expr, $expected:expr, $parser:ident, $($field:ident).+) => {
+        KeySpec {
+            name: $name,
+            env: $env,
+            flag: $flag,
+            expected: $expected,
+            set: |config, text| {
+                config.$($field).+ = $parser(text)?;
+                Some(())
+            },
+        }
+    };
+}
+
+/// Every key, in the order of the README's reference table.
+pub static KEYS: &[KeySpec] = &[
+    key!(
+        "data_dir",
+        "TRIBUTARY_DATA_DIR",
+        Some("--data-dir"),
+        "a directory path",
+        parse,
+        data_dir
+    ),
+    key!(
+        "bind",
+        "TRIBUTARY_BIND",
+        Some("--bind"),
+        "an IP address",
+        parse,
+        bind
+    ),
+    key!(
+        "kafka.enabled",
+        "TRIBUTARY_KAFKA_ENABLED",
+        None,
+        BOOL,
+        parse,
+        kafka.enabled
+    ),
+    key!(
+        "kafka.port",
+        "TRIBUTARY_KAFKA_PORT",
+        Some("--kafka-port"),
+        PORT,
+        parse,
+        kafka.port
+    ),
+    key!(
+        "kafka.advertised_host",
+        "TRIBUTARY_KAFKA_ADVERTISED_HOST",
+        None,
+        "a host name or IP literal",
+        optional_host,
+        kafka.advertised_host
+    ),
+    key!(
+        "kafka.default_partitions",
+        "TRIBUTARY_KAFKA_DEFAULT_PARTITIONS",
+        None,
+        COUNT,
+        parse,
+        kafka.default_partitions
+    ),
+    key!(
+        "kafka.auto_create_topics",
+        "TRIBUTARY_KAFKA_AUTO_CREATE_TOPICS",
+        None,
+        BOOL,
+        parse,
+        kafka.auto_create_topics
+    ),
+    key!(
+        "kafka.max_connections",
+        "TRIBUTARY_KAFKA_MAX_CONNECTIONS",
+        None,
+        COUNT,
+        parse,
+        kafka.max_connections
+    ),
+    key!(
+        "kafka.max_frame_bytes",
+        "TRIBUTARY_KAFKA_MAX_FRAME_BYTES",
+        None,
+        COUNT,
+        parse,
+        kafka.max_frame_bytes
+    ),
+    key!(
+        "amqp.enabled",
+        "TRIBUTARY_AMQP_ENABLED",
+        None,
+        BOOL,
+        parse,
+        amqp.enabled
+    ),
+    key!(
+        "amqp.port",
+        "TRIBUTARY_AMQP_PORT",
+        Some("--amqp-port"),
+        PORT,
+        parse,
+        amqp.port
+    ),
+    key!(
+        "amqp.max_connections",
+        "TRIBUTARY_AMQP_MAX_CONNECTIONS",
+        None,
+        COUNT,
+        parse,
+        amqp.max_connections
+    ),
+    key!(
+        "amqp.max_frame_bytes",
+        "TRIBUTARY_AMQP_MAX_FRAME_BYTES",
+        None,
+        COUNT,
+        parse,
+        amqp.max_frame_bytes
+    ),
+    key!(
+        "rocketmq.enabled",
+        "TRIBUTARY_ROCKETMQ_ENABLED",
+        None,
+        BOOL,
+        parse,
+        rocketmq.enabled
+    ),
+    key!(
+        "rocketmq.namesrv_port",
+        "TRIBUTARY_ROCKETMQ_NAMESRV_PORT",
+        Some("--rocketmq-namesrv-port"),
+        PORT,
+        parse,
+        rocketmq.namesrv_port
+    ),
+    key!(
+        "rocketmq.broker_port",
+        "TRIBUTARY_ROCKETMQ_BROKER_PORT",
+        Some("--rocketmq-broker-port"),
+        PORT,
+        parse,
+        rocketmq.broker_port
+    ),
+    key!(
+        "rocketmq.max_connections",
+        "TRIBUTARY_ROCKETMQ_MAX_CONNECTIONS",
+        None,
+        COUNT,
+        parse,
+        rocketmq.max_connections
+    ),
+    key!(
+        "rocketmq.max_frame_bytes",
+        "TRIBUTARY_ROCKETMQ_MAX_FRAME_BYTES",
+        None,
+        COUNT,
+        parse,
+        rocketmq.max_frame_bytes
+    ),
+    key!(
+        "http.enabled",
+        "TRIBUTARY_HTTP_ENABLED",
+        None,
+        BOOL,
+        parse,
+        http.enabled
+    ),
+    key!(
+        "http.port",
+        "TRIBUTARY_HTTP_PORT",
+        Some("--http-port"),
+        PORT,
+        parse,
+        http.port
+    ),
+    key!(
+        "http.max_connections",
+        "TRIBUTARY_HTTP_MAX_CONNECTIONS",
+        None,
+        COUNT,
+        parse,
+        http.max_connections
+    ),
+    key!(
+        "storage.segment_bytes",
+        "TRIBUTARY_STORAGE_SEGMENT_BYTES",
+        None,
+        COUNT,
+        parse,
+        storage.segment_bytes
+    ),
+    key!(
+        "storage.segment_ms",
+        "TRIBUTARY_STORAGE_SEGMENT_MS",
+        None,
+        COUNT,
+        parse,
+        storage.segment_ms
+    ),
+    key!(
+        "storage.retention_ms",
+        "TRIBUTARY_STORAGE_RETENTION_MS",
+        None,
+        SIGNED,
+        parse,
+        storage.retention_ms
+    ),
+    key!(
+        "storage.retention_bytes",
+        "TRIBUTARY_STORAGE_RETENTION_BYTES",
+        None,
+        SIGNED,
+        parse,
+        storage.retention_bytes
+    ),
+    key!(
+        "storage.max_message_bytes",
+        "TRIBUTARY_STORAGE_MAX_MESSAGE_BYTES",
+        None,
+        COUNT,
+        parse,
+        storage.max_message_bytes
+    ),
+    key!(
+        "storage.durability",
+        "TRIBUTARY_DURABILITY",
+        Some("--durability"),
+        "`always`, `never` or `interval:<ms>` with ms > 0",
+        parse,
+        storage.durability
+    ),
+    key!(
+        "storage.index_interval_bytes",
+        "TRIBUTARY_STORAGE_INDEX_INTERVAL_BYTES",
+        None,
+        COUNT,
+        parse,
+        storage.index_interval_bytes
+    ),
+    key!(
+        "storage.retention_check_interval_ms",
+        "TRIBUTARY_STORAGE_RETENTION_CHECK_INTERVAL_MS",
+        None,
+        COUNT,
+        parse,
+        storage.retention_check_interval_ms
+    ),
+    key!(
+        "shutdown.drain_timeout_ms",
+        "TRIBUTARY_SHUTDOWN_DRAIN_TIMEOUT_MS",
+        None,
+        COUNT,
+        parse,
+        shutdown.drain_timeout_ms
+    ),
+    key!(
+        "log.filter",
+        "TRIBUTARY_LOG",
+        Some("--log"),
+        "a tracing filter",
+        parse,
+        log.filter
+    ),
+];

@@ -1,0 +1,458 @@
+//! The broker's configuration: one typed tree, read from four layers.
+//!
+//! Precedence, highest first: command-line flags, `TRIBUTARY_*` environment variables, the TOML
+//! file (`--config FILE` or `TRIBUTARY_CONFIG`), the built-in defaults (ARCHITECTURE §7). Every
+//! key is listed once in [`keys::KEYS`] with its environment variable and flag, so the layers
+//! cannot drift apart.
+//!
+//! Invariants worth naming:
+//! - unknown keys are errors at every layer (`deny_unknown_fields` for the file, the key table
+//!   for flags and variables), so a typo never silently falls back to a default;
+//! - a [`Config`] returned by [`Config::load`] is validated and resolved: derived values (the
+//!   Kafka advertised host) are filled in, so `tributary config` prints what actually applies.
+
+mod keys;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tributary_api::{Durability, FrameLimits};
+
+use crate::broker::{BrokerSettings, LogDefaults};
+
+pub use keys::{KEYS, KeySpec, Origin};
+pub use validate::{MAX_FRAME_BYTES, MIN_FRAME_BYTES, MIN_SEGMENT_BYTES, Problem};
+
+/// Environment variable naming the TOML file when `--config` is not given.
+pub const CONFIG_FILE_ENV: &str = "TRIBUTARY_CONFIG";
+
+/// Why the configuration could not be loaded; every variant names the offending key or file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{origin} sets `{key}` to `{value}`, expected {expected}")]
+    BadValue {
+        key: &'static str,
+        origin: Origin,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("`{key}` {problem}")]
+    Invalid { key: &'static str, problem: Problem },
+}
+
+/// The whole configuration; the TOML file has exactly this shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Holds the segments and the metadata store.
+    pub data_dir: PathBuf,
+    /// Address every listener binds to.
+    pub bind: IpAddr,
+    pub kafka: KafkaConfig,
+    pub amqp: AmqpConfig,
+    pub rocketmq: RocketMqConfig,
+    pub http: HttpConfig,
+    pub storage: StorageConfig,
+    pub shutdown: ShutdownConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub enabled: bool,
+    pub port: u16,
+    /// Host put in Metadata responses; defaults to the bind address as an IPv4 literal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertised_host: Option<String>,
+    /// Partitions of an auto-created topic.
+    pub default_partitions: u32,
+    /// Create a topic on first produce or metadata request, as Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    pub max_connections: usize,
+    /// Largest request, as Kafka's `socket.request.max.bytes`.
+    pub max_frame_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpConfig {
+    pub enabled: bool,
+    pub port: u16,
+    pub max_connections: usize,
+    /// The `frame_max` offered in `connection.tune`.
+    pub max_frame_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RocketMqConfig {
+    pub enabled: bool,
+    /// The name server port (route queries); the same process answers them.
+    pub namesrv_port: u16,
+    /// The broker port (send, pull, heartbeats).
+    pub broker_port: u16,
+    /// Cap per listener (the name server and the broker port each have this many).
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    /// Serves `/metrics` and `/health`.
+    pub port: u16,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: u64,
+    /// -1 keeps records forever.
+    pub retention_ms: i64,
+    /// -1 is unlimited.
+    pub retention_bytes: i64,
+    pub max_message_bytes: u32,
+    /// `always`, `interval:<ms>` or `never`.
+    #[serde(with = "durability_text")]
+    pub durability: Durability,
+    pub index_interval_bytes: u32,
+    pub retention_check_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long open connections may take to finish before they are aborted.
+    pub drain_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A level (`info`) or a tracing filter (`info,tributary::storage=debug`); `RUST_LOG` wins.
+    pub filter: String,
+}
+
+/// One TCP listener as the server mounts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerSpec {
+    pub enabled: bool,
+    pub port: u16,
+    pub max_connections: usize,
+    pub limits: FrameLimits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./tributary-data"),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            kafka: KafkaConfig::default(),
+            amqp: AmqpConfig::default(),
+            rocketmq: RocketMqConfig::default(),
+            http: HttpConfig::default(),
+            storage: StorageConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Connections per listener unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 9092,
+            advertised_host: None,
+            default_partitions: 4,
+            auto_create_topics: true,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_frame_bytes: 100 << 20,
+        }
+    }
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 5672,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_frame_bytes: 128 << 10,
+        }
+    }
+}
+
+impl Default for RocketMqConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            namesrv_port: 9876,
+            broker_port: 10911,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_frame_bytes: 16 << 20,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 9464,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let engine = LogDefaults::default();
+        Self {
+            segment_bytes: engine.segment_bytes,
+            segment_ms: engine.segment_ms,
+            retention_ms: engine.retention_ms,
+            retention_bytes: engine.retention_bytes,
+            max_message_bytes: engine.max_message_bytes,
+            durability: engine.durability,
+            index_interval_bytes: engine.index_interval_bytes,
+            retention_check_interval_ms: 30_000,
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Where the layers above the defaults come from. Environment access is a function so tests
+/// need not mutate the process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a, E: Fn(&str) -> Option<String>> {
+    /// `--config`, which wins over `TRIBUTARY_CONFIG`.
+    pub config_file: Option<&'a Path>,
+    /// Looks up an environment variable.
+    pub env: E,
+    /// `(key, value)` pairs from command-line flags, keys as in [`KEYS`].
+    pub flags: &'a [(&'static str, String)],
+}
+
+impl Config {
+    /// Reads every layer, validates the result and fills in derived values.
+    pub fn load<E: Fn(&str) -> Option<String>>(
+        sources: Sources<'_, E>,
+    ) -> Result<Self, ConfigError> {
+        let file = match sources.config_file {
+            Some(path) => Some(path.to_path_buf()),
+            None => (sources.env)(CONFIG_FILE_ENV)
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from),
+        };
+        let mut config = match file {
+            Some(path) => Self::from_file(&path)?,
+            None => Self::default(),
+        };
+        for key in KEYS {
+            if let Some(value) = (sources.env)(key.env) {
+                key.apply(&mut config, &value, Origin::Env(key.env))?;
+            }
+        }
+        for (name, value) in sources.flags {
+            let key = keys::find(name).ok_or(ConfigError::Invalid {
+                key: name,
+                problem: Problem::UnknownKey,
+            })?;
+            key.apply(
+                &mut config,
+                value,
+                Origin::Flag(key.flag.unwrap_or(key.name)),
+            )?;
+        }
+        config.resolve();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML file; keys it leaves out keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Parses TOML text; keys it leaves out keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The effective configuration as TOML, as `tributary config` prints it.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+
+    /// Fills in values derived from others.
+    fn resolve(&mut self) {
+        if self.kafka.advertised_host.is_none() {
+            self.kafka.advertised_host = Some(default_advertised_host(self.bind));
+        }
+    }
+
+    /// The Kafka advertised host, derived from `bind` unless set.
+    pub fn kafka_advertised_host(&self) -> String {
+        self.kafka
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| default_advertised_host(self.bind))
+    }
+
+    /// What `Broker::open` takes.
+    pub fn broker_settings(&self) -> BrokerSettings {
+        let storage = &self.storage;
+        BrokerSettings {
+            data_dir: self.data_dir.clone(),
+            log_defaults: LogDefaults {
+                segment_bytes: storage.segment_bytes,
+                segment_ms: storage.segment_ms,
+                retention_ms: storage.retention_ms,
+                retention_bytes: storage.retention_bytes,
+                max_message_bytes: storage.max_message_bytes,
+                durability: storage.durability,
+                index_interval_bytes: storage.index_interval_bytes,
+            },
+            retention_check_interval: Duration::from_millis(storage.retention_check_interval_ms),
+        }
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown.drain_timeout_ms)
+    }
+
+    pub fn kafka_listener(&self) -> ListenerSpec {
+        let kafka = &self.kafka;
+        ListenerSpec::new(
+            kafka.enabled,
+            kafka.port,
+            kafka.max_connections,
+            kafka.max_frame_bytes,
+        )
+    }
+
+    pub fn amqp_listener(&self) -> ListenerSpec {
+        let amqp = &self.amqp;
+        ListenerSpec::new(
+            amqp.enabled,
+            amqp.port,
+            amqp.max_connections,
+            amqp.max_frame_bytes,
+        )
+    }
+
+    pub fn rocketmq_namesrv_listener(&self) -> ListenerSpec {
+        let rocketmq = &self.rocketmq;
+        ListenerSpec::new(
+            rocketmq.enabled,
+            rocketmq.namesrv_port,
+            rocketmq.max_connections,
+            rocketmq.max_frame_bytes,
+        )
+    }
+
+    pub fn rocketmq_broker_listener(&self) -> ListenerSpec {
+        let rocketmq = &self.rocketmq;
+        ListenerSpec::new(
+            rocketmq.enabled,
+            rocketmq.broker_port,
+            rocketmq.max_connections,
+            rocketmq.max_frame_bytes,
+        )
+    }
+
+    /// The HTTP endpoint's listener; its requests are small, so the frame limit only bounds
+    /// what the shell reports, hyper enforces its own header limits.
+    pub fn http_listener(&self) -> ListenerSpec {
+        let http = &self.http;
+        ListenerSpec::new(http.enabled, http.port, http.max_connections, 64 << 10)
+    }
+}
+
+impl ListenerSpec {
+    pub fn new(enabled: bool, port: u16, max_connections: usize, max_frame_bytes: usize) -> Self {
+        Self {
+            enabled,
+            port,
+            max_connections,
+            limits: FrameLimits { max_frame_bytes },
+        }
+    }
+}
+
+/// The bind address as a literal clients can dial: an unspecified bind (`0.0.0.0`, `::`)
+/// cannot be dialled, so loopback stands in and the operator is expected to set the key.
+fn default_advertised_host(bind: IpAddr) -> String {
+    match bind {
+        IpAddr::V4(v4) if v4.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
+        IpAddr::V6(v6) if v6.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// `Durability` as the strings operators write: `always`, `interval:<ms>`, `never`.
+mod durability_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use tributary_api::Durability;
+
+    pub(super) fn serialize<S: Serializer>(value: &Durability, out: S) -> Result<S::Ok, S::Error> {
+        out.collect_str(value)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Durability, D::Error> {
+        let text = String::deserialize(input)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,166 @@
+//! Checks a loaded [`Config`]; the first problem found is reported with the key it concerns.
+
+use tracing_subscriber::EnvFilter;
+
+use super::{Config, ConfigError};
+
+/// The smallest frame limit any listener accepts; AMQP 0-9-1 requires peers to accept 4096-byte
+/// frames (`frame-min-size`), and no protocol we speak handshakes in less.
+pub const MIN_FRAME_BYTES: usize = 4096;
+/// Every protocol's length prefix is a signed 32-bit integer.
+pub const MAX_FRAME_BYTES: usize = i32::MAX as usize;
+/// A segment must hold at least one small batch.
+pub const MIN_SEGMENT_BYTES: u64 = 1024;
+
+/// What is wrong with a key's value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    #[error("is not a known configuration key")]
+    UnknownKey,
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be greater than 0")]
+    Zero,
+    #[error("must be at least {min}, got {value}")]
+    TooSmall { min: u64, value: u64 },
+    #[error("must be at most {max}, got {value}")]
+    TooLarge { max: u64, value: u64 },
+    #[error("must be -1 (unlimited) or a non-negative number, got {0}")]
+    BelowMinusOne(i64),
+    #[error("uses port {port}, which `{other}` uses too")]
+    PortClash { port: u16, other: &'static str },
+    #[error("is not a valid tracing filter")]
+    BadFilter(#[source] tracing_subscriber::filter::ParseError),
+}
+
+fn invalid(key: &'static str, problem: Problem) -> ConfigError {
+    ConfigError::Invalid { key, problem }
+}
+
+fn positive(key: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(invalid(key, Problem::Zero));
+    }
+    Ok(())
+}
+
+fn within(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(invalid(key, Problem::TooSmall { min, value }));
+    }
+    if value > max {
+        return Err(invalid(key, Problem::TooLarge { max, value }));
+    }
+    Ok(())
+}
+
+fn unlimited_or_positive(key: &'static str, value: i64) -> Result<(), ConfigError> {
+    if value < -1 {
+        return Err(invalid(key, Problem::BelowMinusOne(value)));
+    }
+    Ok(())
+}
+
+fn frame_limit(key: &'static str, value: usize) -> Result<(), ConfigError> {
+    within(
+        key,
+        value as u64,
+        MIN_FRAME_BYTES as u64,
+        MAX_FRAME_BYTES as u64,
+    )
+}
+
+impl Config {
+    /// Returns the first invalid key, if any.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", Problem::Empty));
+        }
+        self.validate_listeners()?;
+        self.validate_storage()?;
+        if self.log.filter.trim().is_empty() {
+            return Err(invalid("log.filter", Problem::Empty));
+        }
+        EnvFilter::try_new(&self.log.filter)
+            .map_err(|err| invalid("log.filter", Problem::BadFilter(err)))?;
+        Ok(())
+    }
+
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        let kafka = &self.kafka;
+        positive("kafka.default_partitions", kafka.default_partitions.into())?;
+        positive("kafka.max_connections", kafka.max_connections as u64)?;
+        frame_limit("kafka.max_frame_bytes", kafka.max_frame_bytes)?;
+        if kafka
+            .advertised_host
+            .as_deref()
+            .is_some_and(|host| host.trim().is_empty())
+        {
+            return Err(invalid("kafka.advertised_host", Problem::Empty));
+        }
+        positive("amqp.max_connections", self.amqp.max_connections as u64)?;
+        frame_limit("amqp.max_frame_bytes", self.amqp.max_frame_bytes)?;
+        positive(
+            "rocketmq.max_connections",
+            self.rocketmq.max_connections as u64,
+        )?;
+        frame_limit("rocketmq.max_frame_bytes", self.rocketmq.max_frame_bytes)?;
+        positive("http.max_connections", self.http.max_connections as u64)?;
+
+        // Port 0 asks the OS for a free port, so only fixed ports can clash.
+        let ports = [
+            ("kafka.port", kafka.enabled, kafka.port),
+            ("amqp.port", self.amqp.enabled, self.amqp.port),
+            (
+                "rocketmq.namesrv_port",
+                self.rocketmq.enabled,
+                self.rocketmq.namesrv_port,
+            ),
+            (
+                "rocketmq.broker_port",
+                self.rocketmq.enabled,
+                self.rocketmq.broker_port,
+            ),
+            ("http.port", self.http.enabled, self.http.port),
+        ];
+        let fixed: Vec<_> = ports
+            .iter()
+            .filter(|(_, enabled, port)| *enabled && *port != 0)
+            .collect();
+        for (index, (key, _, port)) in fixed.iter().enumerate() {
+            if let Some((other, _, _)) = fixed[..index].iter().find(|(_, _, seen)| seen == port) {
+                return Err(invalid(key, Problem::PortClash { port: *port, other }));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_storage(&self) -> Result<(), ConfigError> {
+        let storage = &self.storage;
+        within(
+            "storage.segment_bytes",
+            storage.segment_bytes,
+            MIN_SEGMENT_BYTES,
+            i64::MAX as u64,
+        )?;
+        positive("storage.segment_ms", storage.segment_ms)?;
+        unlimited_or_positive("storage.retention_ms", storage.retention_ms)?;
+        unlimited_or_positive("storage.retention_bytes", storage.retention_bytes)?;
+        within(
+            "storage.max_message_bytes",
+            storage.max_message_bytes.into(),
+            1,
+            storage.segment_bytes,
+        )?;
+        positive(
+            "storage.index_interval_bytes",
+            storage.index_interval_bytes.into(),
+        )?;
+        positive(
+            "storage.retention_check_interval_ms",
+            storage.retention_check_interval_ms,
+        )?;
+        Ok(())
+    }
+}
