@@ -27,3 +27,8 @@ pub const CONNECTIONS_ACTIVE: &str = "tributary_connections_active";
 pub const CONNECTIONS_ACCEPTED: &str = "tributary_connections_accepted_total";
 /// Connections refused per protocol because the listener's cap was reached.
 pub const CONNECTIONS_REFUSED: &str = "tributary_connections_refused_total";
+
+/// Always 1; labels `version` carry the build (gauge).
+pub const BUILD_INFO: &str = "tributary_build_info";
+/// Requests served by the HTTP endpoint, by `endpoint` (`metrics`, `health`, `other`) and `status`.
+pub const HTTP_REQUESTS: &str = "tributary_http_requests_total";
