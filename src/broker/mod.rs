@@ -13,3 +13,7 @@
 pub mod settings;
 
 pub use settings::{BrokerSettings, LogDefaults};
+
+// TEMPORARY (shell branch): the lead replaces this with the real `Broker` at merge.
+mod facade_placeholder;
+pub use facade_placeholder::Broker;

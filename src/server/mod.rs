@@ -1,1 +1,196 @@
-//! Placeholder until the server module lands.
+//! The broker shell: opens the engine, serves every mounted frontend on its own listener plus
+//! the HTTP endpoint, and shuts all of it down in order.
+//!
+//! Start-up: register SIGINT/SIGTERM, open the broker (blocking, on the blocking pool), bind
+//! every listener (a bind failure closes the broker and returns the error), start the broker's
+//! background tasks and the accept loops, log each listening address.
+//!
+//! Shutdown (SIGINT, SIGTERM, or the caller's future completes), each step logged:
+//! 1. protocol listeners stop accepting and `/health` turns 503;
+//! 2. open connections get `shutdown.drain_timeout_ms` to finish, then the rest are aborted;
+//! 3. the broker's background tasks stop, then `Broker::close` flushes and fsyncs;
+//! 4. the HTTP endpoint stops, and [`run`] returns.
+//!
+//! Invariants worth naming: no connection task is running when `Broker::close` is called
+//! (the drain waits for or aborts all of them), and the HTTP endpoint never holds up the drain
+//! (it has its own [`Lifecycle`]).
+
+pub mod http;
+pub mod listener;
+pub mod registry;
+pub mod shutdown;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+use tributary_api::EngineError;
+
+use crate::broker::Broker;
+use crate::config::{Config, ListenerSpec};
+use crate::telemetry;
+use http::HttpEndpoint;
+use listener::serve_listener;
+use registry::Mount;
+use shutdown::{DrainOutcome, Lifecycle, TerminationSignals};
+
+/// How long the broker's background tasks get to stop before `close` runs anyway.
+const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the HTTP endpoint gets to finish a scrape in flight at the very end.
+const HTTP_STOP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error("cannot listen for termination signals")]
+    Signals(#[source] io::Error),
+    #[error("cannot open the broker")]
+    OpenBroker(#[source] EngineError),
+    #[error("cannot bind the {protocol} listener to {addr}")]
+    Bind {
+        protocol: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("closing the broker failed; writes since the last fsync may be lost")]
+    CloseBroker(#[source] EngineError),
+    #[error("a blocking broker call panicked")]
+    BrokerPanicked(#[source] tokio::task::JoinError),
+}
+
+/// Runs the broker with this build's frontends until a signal or `shutdown` completes.
+pub async fn run(
+    config: Config,
+    metrics: PrometheusHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    run_with(config, metrics, registry::frontends, shutdown).await
+}
+
+/// [`run`] with the frontends chosen by `mount`, which receives the opened broker.
+pub async fn run_with<M>(
+    config: Config,
+    metrics: PrometheusHandle,
+    mount: M,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError>
+where
+    M: FnOnce(&Arc<Broker>, &Config) -> Vec<Mount>,
+{
+    let started = Instant::now();
+    let mut signals = TerminationSignals::register().map_err(ServerError::Signals)?;
+
+    info!(data_dir = %config.data_dir.display(), "opening the broker");
+    let settings = config.broker_settings();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(settings))
+        .await
+        .map_err(ServerError::BrokerPanicked)?
+        .map_err(ServerError::OpenBroker)?;
+
+    let connections = Lifecycle::new();
+    // The HTTP endpoint keeps answering (503 on /health) until the broker is closed, so it has
+    // its own lifecycle and never holds up the connection drain.
+    let http = Lifecycle::new();
+    let mut groups = vec![(mount(&broker, &config), &connections)];
+    if config.http.enabled {
+        let endpoint = HttpEndpoint::new(metrics.clone(), connections.shutdown.clone());
+        let http_mount = Mount {
+            frontend: Arc::new(endpoint),
+            listener: config.http_listener(),
+        };
+        groups.push((vec![http_mount], &http));
+    }
+    let mut bound = Vec::new();
+    for (mounts, group) in groups {
+        for mount in mounts {
+            match bind(&config, &mount).await {
+                Ok(listener) => bound.push((mount, listener, group)),
+                Err(err) => {
+                    close_broker(broker).await?;
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    let background = Lifecycle::new();
+    broker.spawn_background(&background.tracker, background.shutdown.clone());
+    telemetry::spawn_upkeep(metrics, &background.tracker, background.shutdown.clone());
+
+    for (mount, listener, group) in bound {
+        let protocol = mount.frontend.name();
+        match listener.local_addr() {
+            Ok(addr) => {
+                info!(protocol, %addr, max_connections = mount.listener.max_connections, "listening")
+            }
+            Err(err) => warn!(protocol, error = %err, "listening on an unknown address"),
+        }
+        let accept = serve_listener(
+            mount.frontend,
+            listener,
+            mount.listener.limits,
+            mount.listener.max_connections,
+            group.clone(),
+        );
+        group.tracker.spawn(accept);
+    }
+    info!(
+        startup_ms = started.elapsed().as_millis() as u64,
+        "tributary is serving"
+    );
+
+    tokio::select! {
+        signal = signals.recv() => info!(signal, "shutdown requested"),
+        () = shutdown => info!("shutdown requested by the embedding caller"),
+    }
+
+    info!(
+        drain_timeout_ms = config.shutdown.drain_timeout_ms,
+        "stopping: listeners stop accepting, /health answers 503, open connections drain"
+    );
+    match connections.drain(config.drain_timeout()).await {
+        DrainOutcome::Drained => info!("all connections finished"),
+        DrainOutcome::Aborted { tasks } => warn!(tasks, "drain deadline passed; aborted the rest"),
+        DrainOutcome::Stuck { tasks } => {
+            error!(
+                tasks,
+                "connections did not stop after abort; closing the broker anyway"
+            )
+        }
+    }
+    if background.drain(BACKGROUND_STOP_TIMEOUT).await != DrainOutcome::Drained {
+        warn!("broker background tasks did not stop in time");
+    }
+    info!("background tasks stopped; closing the broker");
+    close_broker(broker).await?;
+    info!("broker closed: data flushed and fsynced");
+    http.drain(HTTP_STOP_TIMEOUT).await;
+    info!("shutdown complete");
+    Ok(())
+}
+
+async fn bind(config: &Config, mount: &Mount) -> Result<TcpListener, ServerError> {
+    let ListenerSpec { port, .. } = mount.listener;
+    let addr = SocketAddr::new(config.bind, port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            protocol: mount.frontend.name(),
+            addr,
+            source,
+        })
+}
+
+async fn close_broker(broker: Arc<Broker>) -> Result<(), ServerError> {
+    tokio::task::spawn_blocking(move || broker.close())
+        .await
+        .map_err(ServerError::BrokerPanicked)?
+        .map_err(ServerError::CloseBroker)
+}

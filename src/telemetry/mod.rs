@@ -12,6 +12,7 @@
 
 pub mod names;
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use metrics::Unit;
@@ -59,10 +60,11 @@ pub fn log_filter(configured: &str, rust_log: Option<&str>) -> Result<EnvFilter,
     }
 }
 
-/// Installs the global log subscriber (stderr, no colours).
+/// Installs the global log subscriber (stderr; colours only on a terminal).
 pub fn init_logging(configured: &str, rust_log: Option<&str>) -> Result<(), TelemetryError> {
     tracing_subscriber::fmt()
         .with_env_filter(log_filter(configured, rust_log)?)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init()
         .map_err(TelemetryError::LoggingInstalled)
