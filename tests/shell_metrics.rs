@@ -1,0 +1,78 @@
+//! Every metric in the catalog, exported with representative labels, passes
+//! `promtool check metrics` with no findings: names, HELP text, units, counter suffixes and
+//! histogram buckets are valid for Prometheus before any dashboard relies on them.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use tributary::telemetry::{self, CATALOG, MetricKind};
+
+fn promtool_findings(exposition: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (Debian package `prometheus`; .ci/run installs it)");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(exposition.as_bytes())
+        .expect("feed promtool");
+    let output = child.wait_with_output().expect("promtool runs");
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), findings)
+}
+
+#[test]
+fn every_catalog_metric_passes_promtool() {
+    let recorder = telemetry::prometheus_builder()
+        .expect("valid buckets")
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        telemetry::describe_all();
+        for metric in CATALOG {
+            let labels = [
+                ("protocol", "kafka"),
+                ("topic", "orders"),
+                ("partition", "0"),
+            ];
+            match metric.kind {
+                MetricKind::Counter => metrics::counter!(metric.name, &labels).increment(3),
+                MetricKind::Gauge => metrics::gauge!(metric.name, &labels).set(2.0),
+                MetricKind::Histogram => {
+                    for seconds in [0.000_07, 0.004, 0.2, 45.0] {
+                        metrics::histogram!(metric.name, &labels).record(seconds);
+                    }
+                }
+            }
+        }
+    });
+    let exposition = handle.render();
+    for metric in CATALOG {
+        assert!(
+            exposition.contains(&format!("# HELP {} ", metric.name)),
+            "{} has no HELP line in:\n{exposition}",
+            metric.name
+        );
+        if metric.kind == MetricKind::Histogram {
+            assert!(
+                exposition.contains(&format!("{}_bucket{{", metric.name)),
+                "{}",
+                metric.name
+            );
+        }
+    }
+    let (clean, findings) = promtool_findings(&exposition);
+    assert!(
+        clean && findings.trim().is_empty(),
+        "promtool findings:\n{findings}\non:\n{exposition}"
+    );
+}
