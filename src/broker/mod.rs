@@ -10,6 +10,9 @@
 //!   `shutdown`.
 //! - `Broker::close(&self) -> Result<(), EngineError>`: blocking; flushes and fsyncs everything.
 
+pub mod metadata;
+pub mod offsets;
+pub mod records;
 pub mod settings;
 
 pub use settings::{BrokerSettings, LogDefaults};
