@@ -12,7 +12,9 @@
 
 pub mod metadata;
 pub mod offsets;
+pub mod queues;
 pub mod records;
+pub mod scheduler;
 pub mod settings;
 
 pub use settings::{BrokerSettings, LogDefaults};
