@@ -240,7 +240,12 @@ pub fn build_batch(records: &[Record]) -> Bytes {
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
     let mut body = BytesMut::new();
     for (delta, record) in records.iter().enumerate() {
-        encode_record(&mut body, record, delta as i64, record.timestamp - base_timestamp);
+        encode_record(
+            &mut body,
+            record,
+            delta as i64,
+            record.timestamp - base_timestamp,
+        );
     }
     let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body.len());
     out.put_i64(0);
@@ -323,7 +328,9 @@ pub fn decode_records(batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
             headers.push((key, value));
         }
         if cursor.pos != record_end {
-            return Err(BatchError::BadRecord("record length disagrees with its fields"));
+            return Err(BatchError::BadRecord(
+                "record length disagrees with its fields",
+            ));
         }
         records.push(StoredRecord {
             offset: header.base_offset + offset_delta,

@@ -20,7 +20,8 @@ use crate::types::{
 pub trait LogService: Send + Sync + std::fmt::Debug {
     /// Appends one RecordBatch v2 (any base offset; the log assigns it). The CRC is verified and
     /// the call returns once the batch is as durable as the topic's policy asks.
-    async fn append(&self, partition: &TopicPartition, batch: Bytes) -> EngineResult<AppendOutcome>;
+    async fn append(&self, partition: &TopicPartition, batch: Bytes)
+    -> EngineResult<AppendOutcome>;
 
     /// Reads whole batches starting with the one that contains `offset`, up to about `max_bytes`
     /// (at least one batch is returned if any is there, as Kafka's KIP-74 requires).

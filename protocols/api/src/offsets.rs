@@ -23,8 +23,10 @@ pub trait OffsetStore: Send + Sync + std::fmt::Debug {
     ) -> EngineResult<Option<CommittedOffset>>;
 
     /// Every position the group has committed.
-    async fn fetch_group(&self, group: &str)
-    -> EngineResult<Vec<(TopicPartition, CommittedOffset)>>;
+    async fn fetch_group(
+        &self,
+        group: &str,
+    ) -> EngineResult<Vec<(TopicPartition, CommittedOffset)>>;
 
     /// Groups that have at least one committed position.
     async fn groups(&self) -> EngineResult<Vec<String>>;
