@@ -17,30 +17,66 @@ async fn fifo_ack_and_requeue_goes_first_flagged_redelivered() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::open(dir.path(), log_config(MB));
     let q = &node.queues;
-    assert_eq!(q.declare_queue("jobs", durable()).await.unwrap(), QueueDepth::default());
+    assert_eq!(
+        q.declare_queue("jobs", durable()).await.unwrap(),
+        QueueDepth::default()
+    );
     q.enqueue("jobs", batch(&["m0", "m1", "m2"])).await.unwrap();
     let outcome = q.enqueue("jobs", batch(&["m3", "m4"])).await.unwrap();
     assert_eq!((outcome.base_offset, outcome.last_offset), (3, 4));
-    assert_eq!(q.depth("jobs").unwrap(), QueueDepth { ready: 5, unacked: 0 });
+    assert_eq!(
+        q.depth("jobs").unwrap(),
+        QueueDepth {
+            ready: 5,
+            unacked: 0
+        }
+    );
 
     let first = q.take("jobs", 3).await.unwrap();
-    assert_eq!(summary(&first), vec![s("m0", 0, false), s("m1", 1, false), s("m2", 2, false)]);
+    assert_eq!(
+        summary(&first),
+        vec![s("m0", 0, false), s("m1", 1, false), s("m2", 2, false)]
+    );
     assert_eq!(first[0].record.headers.len(), 1, "records come back whole");
-    assert_eq!(q.depth("jobs").unwrap(), QueueDepth { ready: 2, unacked: 3 });
+    assert_eq!(
+        q.depth("jobs").unwrap(),
+        QueueDepth {
+            ready: 2,
+            unacked: 3
+        }
+    );
 
     q.ack("jobs", &[0, 2]).await.unwrap();
-    assert!(matches!(q.ack("jobs", &[0]).await, Err(EngineError::UnknownDelivery(0))));
-    assert!(matches!(q.requeue("jobs", &[4]).await, Err(EngineError::UnknownDelivery(4))));
+    assert!(matches!(
+        q.ack("jobs", &[0]).await,
+        Err(EngineError::UnknownDelivery(0))
+    ));
+    assert!(matches!(
+        q.requeue("jobs", &[4]).await,
+        Err(EngineError::UnknownDelivery(4))
+    ));
     q.requeue("jobs", &[1]).await.unwrap();
-    assert_eq!(q.depth("jobs").unwrap(), QueueDepth { ready: 3, unacked: 0 });
+    assert_eq!(
+        q.depth("jobs").unwrap(),
+        QueueDepth {
+            ready: 3,
+            unacked: 0
+        }
+    );
 
     let next = q.take("jobs", 10).await.unwrap();
-    assert_eq!(summary(&next), vec![s("m1", 1, true), s("m3", 3, false), s("m4", 4, false)]);
+    assert_eq!(
+        summary(&next),
+        vec![s("m1", 1, true), s("m3", 3, false), s("m4", 4, false)]
+    );
     assert!(q.take("jobs", 10).await.unwrap().is_empty());
     q.ack("jobs", &[1, 3, 4]).await.unwrap();
     assert_eq!(q.depth("jobs").unwrap(), QueueDepth::default());
     assert_eq!(q.queues(), vec!["jobs"]);
-    assert!(matches!(q.take("nope", 1).await, Err(EngineError::UnknownQueue(_))));
+    assert!(matches!(
+        q.take("nope", 1).await,
+        Err(EngineError::UnknownQueue(_))
+    ));
 }
 
 #[tokio::test]
@@ -50,7 +86,9 @@ async fn restart_brings_back_unacked_as_redelivered_and_keeps_acks() {
         let node = Node::open(dir.path(), log_config(MB));
         let q = &node.queues;
         q.declare_queue("jobs", durable()).await.unwrap();
-        q.enqueue("jobs", batch(&["a", "b", "c", "d", "e", "f"])).await.unwrap();
+        q.enqueue("jobs", batch(&["a", "b", "c", "d", "e", "f"]))
+            .await
+            .unwrap();
         let taken = q.take("jobs", 4).await.unwrap();
         assert_eq!(taken.len(), 4);
         q.ack("jobs", &[0, 2]).await.unwrap();
@@ -59,7 +97,13 @@ async fn restart_brings_back_unacked_as_redelivered_and_keeps_acks() {
     let node = Node::open(dir.path(), log_config(MB));
     let q = &node.queues;
     assert_eq!(q.queues(), vec!["jobs"]);
-    assert_eq!(q.depth("jobs").unwrap(), QueueDepth { ready: 4, unacked: 0 });
+    assert_eq!(
+        q.depth("jobs").unwrap(),
+        QueueDepth {
+            ready: 4,
+            unacked: 0
+        }
+    );
     q.enqueue("jobs", batch(&["g"])).await.unwrap();
     let all = q.take("jobs", 10).await.unwrap();
     assert_eq!(
@@ -74,7 +118,13 @@ async fn restart_brings_back_unacked_as_redelivered_and_keeps_acks() {
     );
     // Declaring again is idempotent and reports the live depth.
     let depth = q.declare_queue("jobs", durable()).await.unwrap();
-    assert_eq!(depth, QueueDepth { ready: 0, unacked: 5 });
+    assert_eq!(
+        depth,
+        QueueDepth {
+            ready: 0,
+            unacked: 5
+        }
+    );
 }
 
 #[tokio::test]
@@ -92,9 +142,21 @@ async fn transient_queues_are_gone_after_a_restart() {
     }
     let node = Node::open(dir.path(), log_config(MB));
     assert_eq!(node.queues.queues(), vec!["keep"]);
-    let names: Vec<String> = node.meta.queues().unwrap().into_iter().map(|q| q.name).collect();
+    let names: Vec<String> = node
+        .meta
+        .queues()
+        .unwrap()
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
     assert_eq!(names, vec!["keep"]);
-    assert!(!node.storage.topics_on_disk().unwrap().contains(&"queue:tmp".to_owned()));
+    assert!(
+        !node
+            .storage
+            .topics_on_disk()
+            .unwrap()
+            .contains(&"queue:tmp".to_owned())
+    );
     assert!(!journal_path(&node.journal_dir(), "tmp").exists());
 }
 
@@ -105,25 +167,52 @@ async fn purge_depth_and_delete() {
     let q = &node.queues;
     q.declare_queue("work", durable()).await.unwrap();
     for i in 0..5 {
-        q.enqueue("work", batch(&[&format!("p{i}a"), &format!("p{i}b")])).await.unwrap();
+        q.enqueue("work", batch(&[&format!("p{i}a"), &format!("p{i}b")]))
+            .await
+            .unwrap();
     }
     let taken = q.take("work", 3).await.unwrap();
     q.requeue("work", &[taken[2].id]).await.unwrap();
-    assert_eq!(q.depth("work").unwrap(), QueueDepth { ready: 8, unacked: 2 });
+    assert_eq!(
+        q.depth("work").unwrap(),
+        QueueDepth {
+            ready: 8,
+            unacked: 2
+        }
+    );
     assert_eq!(q.purge_queue("work").await.unwrap(), 8);
-    assert_eq!(q.depth("work").unwrap(), QueueDepth { ready: 0, unacked: 2 });
+    assert_eq!(
+        q.depth("work").unwrap(),
+        QueueDepth {
+            ready: 0,
+            unacked: 2
+        }
+    );
     assert!(q.take("work", 10).await.unwrap().is_empty());
     q.enqueue("work", batch(&["after"])).await.unwrap();
-    assert_eq!(summary(&q.take("work", 10).await.unwrap()), vec![s("after", 10, false)]);
+    assert_eq!(
+        summary(&q.take("work", 10).await.unwrap()),
+        vec![s("after", 10, false)]
+    );
 
-    assert_eq!(q.delete_queue("work").await.unwrap(), 3, "two unacked and one new unacked");
+    assert_eq!(
+        q.delete_queue("work").await.unwrap(),
+        3,
+        "two unacked and one new unacked"
+    );
     assert!(matches!(q.depth("work"), Err(EngineError::UnknownQueue(_))));
-    assert!(matches!(q.delete_queue("work").await, Err(EngineError::UnknownQueue(_))));
+    assert!(matches!(
+        q.delete_queue("work").await,
+        Err(EngineError::UnknownQueue(_))
+    ));
     assert!(q.queues().is_empty());
     assert!(node.meta.queues().unwrap().is_empty());
     assert!(!journal_path(&node.journal_dir(), "work").exists());
     // A queue declared again under the same name starts empty.
-    assert_eq!(q.declare_queue("work", durable()).await.unwrap(), QueueDepth::default());
+    assert_eq!(
+        q.declare_queue("work", durable()).await.unwrap(),
+        QueueDepth::default()
+    );
     assert!(q.take("work", 10).await.unwrap().is_empty());
 }
 
@@ -133,12 +222,18 @@ async fn purged_messages_stay_purged_after_a_restart() {
     {
         let node = Node::open(dir.path(), log_config(MB));
         node.queues.declare_queue("p", durable()).await.unwrap();
-        node.queues.enqueue("p", batch(&["1", "2", "3"])).await.unwrap();
+        node.queues
+            .enqueue("p", batch(&["1", "2", "3"]))
+            .await
+            .unwrap();
         assert_eq!(node.queues.purge_queue("p").await.unwrap(), 3);
         node.queues.enqueue("p", batch(&["4"])).await.unwrap();
     }
     let node = Node::open(dir.path(), log_config(MB));
-    assert_eq!(summary(&node.queues.take("p", 10).await.unwrap()), vec![s("4", 3, false)]);
+    assert_eq!(
+        summary(&node.queues.take("p", 10).await.unwrap()),
+        vec![s("4", 3, false)]
+    );
 }
 
 #[tokio::test]
@@ -162,7 +257,10 @@ async fn wait_ready_wakes_on_enqueue_and_requeue_and_times_out() {
     let started = Instant::now();
     assert!(q.wait_ready("w", Duration::from_secs(10)).await.unwrap());
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(100) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(100) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     producer.await.unwrap();
 
     let taken = q.take("w", 1).await.unwrap();
@@ -179,7 +277,10 @@ async fn wait_ready_wakes_on_enqueue_and_requeue_and_times_out() {
     assert!(q.wait_ready("w", Duration::from_secs(10)).await.unwrap());
     assert!(started.elapsed() < Duration::from_secs(5));
     requeuer.await.unwrap();
-    assert!(q.wait_ready("w", Duration::from_millis(10)).await.unwrap(), "still ready");
+    assert!(
+        q.wait_ready("w", Duration::from_millis(10)).await.unwrap(),
+        "still ready"
+    );
 }
 
 #[tokio::test]
@@ -204,7 +305,10 @@ async fn acking_everything_deletes_old_segments() {
     }
     node.queues.flush().unwrap();
     let after = q.segment_count("big").unwrap();
-    assert!(after <= 2, "fully acked segments are deleted: {before} -> {after}");
+    assert!(
+        after <= 2,
+        "fully acked segments are deleted: {before} -> {after}"
+    );
     assert_eq!(q.depth("big").unwrap(), QueueDepth::default());
 
     // The trimmed log and the journal agree after a restart.
@@ -225,7 +329,9 @@ async fn a_torn_last_journal_entry_is_tolerated() {
         let node = Node::open(dir.path(), log_config(MB));
         let q = &node.queues;
         q.declare_queue("t", durable()).await.unwrap();
-        q.enqueue("t", batch(&["0", "1", "2", "3", "4"])).await.unwrap();
+        q.enqueue("t", batch(&["0", "1", "2", "3", "4"]))
+            .await
+            .unwrap();
         q.take("t", 5).await.unwrap();
         q.ack("t", &[0, 1, 2]).await.unwrap();
         // Half an entry, as a crash in the middle of a journal write leaves it.
@@ -235,11 +341,17 @@ async fn a_torn_last_journal_entry_is_tolerated() {
     }
     let node = Node::open(dir.path(), log_config(MB));
     let q = &node.queues;
-    assert_eq!(summary(&q.take("t", 10).await.unwrap()), vec![s("3", 3, true), s("4", 4, true)]);
+    assert_eq!(
+        summary(&q.take("t", 10).await.unwrap()),
+        vec![s("3", 3, true), s("4", 4, true)]
+    );
     q.ack("t", &[3]).await.unwrap();
     drop(node);
     let node = Node::open(dir.path(), log_config(MB));
-    assert_eq!(summary(&node.queues.take("t", 10).await.unwrap()), vec![s("4", 4, true)]);
+    assert_eq!(
+        summary(&node.queues.take("t", 10).await.unwrap()),
+        vec![s("4", 4, true)]
+    );
 }
 
 #[tokio::test]
@@ -250,6 +362,9 @@ async fn compressed_batches_are_refused() {
     let mut raw = batch(&["z"]).to_vec();
     raw[22] |= 0x04; // attributes: zstd
     let err = node.queues.enqueue("c", raw.into()).await.unwrap_err();
-    assert!(matches!(err, EngineError::CorruptBatch(BatchError::Compressed(4))), "{err}");
+    assert!(
+        matches!(err, EngineError::CorruptBatch(BatchError::Compressed(4))),
+        "{err}"
+    );
     assert_eq!(node.queues.depth("c").unwrap(), QueueDepth::default());
 }

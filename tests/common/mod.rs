@@ -73,7 +73,11 @@ pub fn summary(deliveries: &[Delivery]) -> Vec<(String, u64, bool)> {
         .iter()
         .map(|d| {
             let value = d.record.value.clone().unwrap_or_default();
-            (String::from_utf8_lossy(&value).into_owned(), d.id, d.redelivered)
+            (
+                String::from_utf8_lossy(&value).into_owned(),
+                d.id,
+                d.redelivered,
+            )
         })
         .collect()
 }

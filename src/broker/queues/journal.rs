@@ -296,6 +296,7 @@ impl AckJournal {
     }
 
     /// Number of entries in the file.
+    #[cfg(test)]
     pub(crate) fn entries(&self) -> u64 {
         self.file.lock().entries
     }

@@ -221,7 +221,10 @@ impl Inner {
                 self.discard_log(&topic)?;
             }
         }
-        let known: HashSet<PathBuf> = queues.values().map(|h| h.journal.path().to_owned()).collect();
+        let known: HashSet<PathBuf> = queues
+            .values()
+            .map(|h| h.journal.path().to_owned())
+            .collect();
         let entries = fs::read_dir(&self.journal_dir).map_err(io_error("list ack journals"))?;
         for entry in entries {
             let path = entry.map_err(io_error("list ack journals"))?.path();
@@ -284,7 +287,8 @@ impl QueueService for Queues {
     async fn declare_queue(&self, name: &str, options: QueueOptions) -> EngineResult<QueueDepth> {
         validate_name(name)?;
         // The log topic's name carries the prefix and must itself be a valid name.
-        validate_name(&queue_log_topic(name)).map_err(|_| EngineError::InvalidName(name.to_owned()))?;
+        validate_name(&queue_log_topic(name))
+            .map_err(|_| EngineError::InvalidName(name.to_owned()))?;
         let (inner, name) = (self.inner.clone(), name.to_owned());
         run_blocking("declare queue", move || inner.declare(&name, options)).await
     }
@@ -299,7 +303,10 @@ impl QueueService for Queues {
     }
 
     async fn enqueue(&self, name: &str, batch: Bytes) -> EngineResult<AppendOutcome> {
-        blocking(&self.inner, name, move |queue| queue.enqueue(&batch, now_ms())).await
+        blocking(&self.inner, name, move |queue| {
+            queue.enqueue(&batch, now_ms())
+        })
+        .await
     }
 
     async fn take(&self, name: &str, max: usize) -> EngineResult<Vec<Delivery>> {
