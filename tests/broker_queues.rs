@@ -368,3 +368,90 @@ async fn compressed_batches_are_refused() {
     );
     assert_eq!(node.queues.depth("c").unwrap(), QueueDepth::default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_consumers_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(dir.path(), log_config(16 * 1024));
+    let q = node.queues.clone();
+    q.declare_queue("shared", durable()).await.unwrap();
+    for chunk in 0..50 {
+        let values: Vec<String> = (0..10).map(|i| format!("v{}", chunk * 10 + i)).collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        q.enqueue("shared", batch(&refs)).await.unwrap();
+    }
+    let consumers: Vec<_> = (0..4)
+        .map(|_| {
+            let q = q.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                loop {
+                    let taken = q.take("shared", 7).await.unwrap();
+                    if taken.is_empty() {
+                        return seen;
+                    }
+                    let ids: Vec<u64> = taken.iter().map(|d| d.id).collect();
+                    q.ack("shared", &ids).await.unwrap();
+                    seen.extend(ids);
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for consumer in consumers {
+        all.extend(consumer.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..500).collect::<Vec<u64>>(),
+        "every message exactly once"
+    );
+    assert_eq!(q.depth("shared").unwrap(), QueueDepth::default());
+}
+
+#[tokio::test]
+async fn the_ack_journal_is_compacted_and_still_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = QueueOptions {
+        durable: true,
+        durability: Some(tributary_api::Durability::Never),
+    };
+    let total = 5_000u64;
+    {
+        let node = Node::open(dir.path(), log_config(MB));
+        let q = &node.queues;
+        q.declare_queue("many", fast).await.unwrap();
+        for chunk in 0..total / 100 {
+            let values: Vec<String> = (0..100).map(|i| format!("{}", chunk * 100 + i)).collect();
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            q.enqueue("many", batch(&refs)).await.unwrap();
+        }
+        // One ack per call, leaving offset 10 unacked so the floor stays low.
+        let taken = q.take("many", total as usize).await.unwrap();
+        for delivery in taken.iter().filter(|d| d.id != 10) {
+            q.ack("many", &[delivery.id]).await.unwrap();
+        }
+        q.flush().unwrap();
+        let journal = std::fs::metadata(journal_path(&node.journal_dir(), "many"))
+            .unwrap()
+            .len();
+        assert!(
+            journal < 4096 * 13,
+            "compacted: {journal} bytes for {total} acks"
+        );
+    }
+    let node = Node::open(dir.path(), log_config(MB));
+    let q = &node.queues;
+    assert_eq!(
+        q.depth("many").unwrap(),
+        QueueDepth {
+            ready: 1,
+            unacked: 0
+        }
+    );
+    assert_eq!(
+        summary(&q.take("many", 10).await.unwrap()),
+        vec![s("10", 10, true)]
+    );
+}
