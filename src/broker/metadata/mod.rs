@@ -2,7 +2,7 @@
 //! definition and position the engine keeps outside the log.
 //!
 //! Tables (keys are redb tuples, compared element by element; values use the versioned binary
-//! layouts documented in [`codec`]):
+//! layouts documented in `metadata/codec.rs`):
 //!
 //! | table            | key                          | value                              |
 //! |------------------|------------------------------|------------------------------------|
@@ -21,7 +21,7 @@
 //! Invariants: every write is one redb write transaction committed with redb's default
 //! durability (fsync on commit), so a method that returns `Ok` is on disk; multi-row changes
 //! (a group's commit, a topic delete with its offsets) are one transaction. All methods are
-//! synchronous and may block on I/O: async callers go through [`run_blocking`].
+//! synchronous and may block on I/O: async callers go through `run_blocking`.
 
 mod codec;
 mod kv;

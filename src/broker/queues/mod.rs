@@ -6,11 +6,17 @@
 //!   Kafka topic name, so it never clashes with a topic), stored as uncompressed RecordBatch v2;
 //!   the log keeps everything (no time or size retention) and its start only moves up to the
 //!   ack floor;
-//! - its ack journal: `<journal_dir>/<encoded name>.acks` (format in [`journal`]);
+//! - its ack journal: `<journal_dir>/<encoded name>.acks` (format in `queues/journal.rs`);
 //! - its definition: a row of the metadata store's `queues` table.
 //!
 //! In memory: a delivery cursor, the requeued and unacked offsets and the settled set (see
-//! [`state`]). Delivery ids are log offsets.
+//! `queues/state.rs`). Delivery ids are log offsets.
+//!
+//! Journal durability follows the queue's policy: `always` fsyncs the journal before `ack` or
+//! `purge` returns (concurrent acks share one fsync); `interval:<ms>` fsyncs on an ack that
+//! comes at least that long after the last fsync; `never` leaves it to [`Queues::flush`]. The
+//! DeliveredUpTo entry written by `take` is never waited for: losing it only loses the
+//! `redelivered` flag of messages handed out just before a crash.
 //!
 //! Invariants worth naming:
 //! - A message is never lost by the queue: the log start only moves to the ack floor (the
