@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tributary_api::batch::{Compression, decode_records};
 
-use super::error::StorageError;
+use super::error::{CorruptReason, StorageError};
 use super::partition::Partition;
 use super::segment::Segment;
 
@@ -204,30 +204,11 @@ impl Partition {
             if batch_offset >= high_watermark {
                 return Ok(None);
             }
-            let Some(position) =
-                find_batch_by_time(&segment, batch_offset, log_start, timestamp, visible)?
-            else {
-                continue;
-            };
-            let header = segment.read_header(position)?;
-            let mut found = (header.base_offset, header.max_timestamp);
-            if header.base_timestamp >= timestamp && header.base_offset >= log_start {
-                found = (header.base_offset, header.base_timestamp);
-            } else if header.compression() == Compression::None {
-                let mut raw = vec![0u8; header.total_len];
-                segment
-                    .log
-                    .read_exact_at(&mut raw, position)
-                    .map_err(StorageError::io(&segment.log_path))?;
-                if let Ok(records) = decode_records(&Bytes::from(raw))
-                    && let Some(first) = records
-                        .iter()
-                        .find(|r| r.record.timestamp >= timestamp && r.offset >= log_start)
-                {
-                    found = (first.offset, first.record.timestamp);
-                }
+            if let Some(found) =
+                find_by_time(&segment, batch_offset, log_start, timestamp, visible)?
+            {
+                return Ok(Some(found));
             }
-            return Ok(Some((found.0.max(log_start), found.1)));
         }
         Ok(None)
     }
@@ -249,22 +230,50 @@ impl Partition {
     }
 }
 
-/// The position of the first batch at or after both `batch_offset` (named by the time index)
-/// and the log start whose max timestamp reaches `timestamp`; `None` if it is not in `visible`.
-fn find_batch_by_time(
+/// Walks batches from `batch_offset` (named by the time index) or the log start, whichever is
+/// later, to the first record at or after the log start with timestamp `>= timestamp`. A
+/// compressed batch whose max timestamp qualifies answers with its base offset (clamped to the
+/// log start) and max timestamp.
+fn find_by_time(
     segment: &Segment,
     batch_offset: i64,
     log_start: i64,
     timestamp: i64,
     visible: u64,
-) -> Result<Option<u64>, StorageError> {
+) -> Result<Option<(i64, i64)>, StorageError> {
     let from = batch_offset.max(log_start);
     let (_, indexed) = segment.offset_index.read().lookup(from);
     let mut position = scan_to(segment, from, indexed, visible)?;
     while position < visible {
         let header = segment.read_header(position)?;
         if header.max_timestamp >= timestamp {
-            return Ok(Some(position));
+            if header.base_timestamp >= timestamp && header.base_offset >= log_start {
+                return Ok(Some((header.base_offset, header.base_timestamp)));
+            }
+            if header.compression() != Compression::None {
+                return Ok(Some((
+                    header.base_offset.max(log_start),
+                    header.max_timestamp,
+                )));
+            }
+            let mut raw = vec![0u8; header.total_len];
+            segment
+                .log
+                .read_exact_at(&mut raw, position)
+                .map_err(StorageError::io(&segment.log_path))?;
+            let records =
+                decode_records(&Bytes::from(raw)).map_err(|err| StorageError::Corrupt {
+                    file: segment.log_path.clone(),
+                    position,
+                    offset: Some(header.base_offset),
+                    reason: CorruptReason::Batch(err),
+                })?;
+            if let Some(first) = records
+                .iter()
+                .find(|r| r.record.timestamp >= timestamp && r.offset >= log_start)
+            {
+                return Ok(Some((first.offset, first.record.timestamp)));
+            }
         }
         position += header.total_len as u64;
     }

@@ -73,6 +73,9 @@ impl Partition {
             segment: Arc::new(segment),
             stats: SegmentStats::empty(base),
         });
+        // A segment that was active when the log start passed its end is released now.
+        let log_start = state.log_start;
+        self.delete_prefix(state, |slot, _| slot.stats.next_offset <= log_start)?;
         self.update_gauges(state);
         Ok(())
     }
