@@ -248,10 +248,8 @@ impl TopicAdmin for Topics {
             Ok(())
         })
         .await;
-        if outcome.is_err() {
-            if let Some(record) = removed {
-                self.table.write().insert(record.name.clone(), record);
-            }
+        if let (Err(_), Some(record)) = (&outcome, removed) {
+            self.table.write().insert(record.name.clone(), record);
         }
         outcome
     }
