@@ -1,19 +1,142 @@
 //! The engine behind the contract: implements the `tributary-api` traits over [`crate::storage`]
-//! and the redb metadata store.
+//! and the redb metadata store, and owns their lifecycle.
 //!
-//! Facade (the shell depends on exactly this):
-//! - `Broker::open(BrokerSettings) -> Result<Arc<Broker>, EngineError>`: blocking; opens the
-//!   metadata store, recovers every partition it lists, and loads queue state.
-//! - `Broker::engine(self: &Arc<Self>) -> tributary_api::Engine`: the services for frontends.
-//! - `Broker::spawn_background(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken)`:
-//!   retention, the delayed-delivery scheduler and interval fsyncs, as tokio tasks that stop on
-//!   `shutdown`.
-//! - `Broker::close(&self) -> Result<(), EngineError>`: blocking; flushes and fsyncs everything.
+//! Layout of the data directory:
+//! - `logs/`: partition segments (see [`crate::storage`]); queue logs are storage topics named
+//!   `queue:<name>`.
+//! - `queues/`: one ack journal per queue.
+//! - `metadata.redb`: topics, queues, frontend records, users, consumer offsets, scheduled
+//!   appends.
+//!
+//! Invariants: `open` finishes recovery before anything is served; `close` runs after every
+//! frontend connection has ended and makes all acknowledged state durable.
 
+pub mod metadata;
+pub mod offsets;
+pub mod queues;
+pub mod records;
+pub mod scheduler;
 pub mod settings;
+pub mod topics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tributary_api::{Engine, EngineError, EngineResult};
+
+use crate::storage::Storage;
+use metadata::MetaStore;
+use offsets::OffsetsService;
+use queues::Queues;
+use records::RecordsService;
+use scheduler::SchedulerService;
+use topics::{Topics, log_config};
 
 pub use settings::{BrokerSettings, LogDefaults};
 
-// TEMPORARY (shell branch): the lead replaces this with the real `Broker` at merge.
-mod facade_placeholder;
-pub use facade_placeholder::Broker;
+/// The running engine: storage, metadata and the services built on them.
+#[derive(Debug)]
+pub struct Broker {
+    settings: BrokerSettings,
+    storage: Arc<Storage>,
+    topics: Arc<Topics>,
+    queues: Arc<Queues>,
+    offsets: Arc<OffsetsService>,
+    records: Arc<RecordsService>,
+    scheduler: Arc<SchedulerService>,
+}
+
+impl Broker {
+    /// Opens the metadata store, recovers every log and loads queue state. Blocking.
+    pub fn open(settings: BrokerSettings) -> EngineResult<Arc<Self>> {
+        let data_dir = &settings.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|source| EngineError::Io {
+            context: "creating the data directory",
+            source,
+        })?;
+        let meta = MetaStore::open(&data_dir.join("metadata.redb"))?;
+        let storage = Arc::new(Storage::open(&data_dir.join("logs"))?);
+        let queue_defaults = log_config(&settings.log_defaults, &Default::default());
+        let queues = Queues::open(
+            storage.clone(),
+            meta.clone(),
+            data_dir.join("queues"),
+            queue_defaults,
+        )?;
+        let topics = Arc::new(Topics::open(
+            storage.clone(),
+            meta.clone(),
+            settings.log_defaults.clone(),
+        )?);
+        Ok(Arc::new(Self {
+            offsets: Arc::new(OffsetsService::new(meta.clone())),
+            records: Arc::new(RecordsService::new(meta.clone())),
+            scheduler: SchedulerService::new(meta),
+            settings,
+            storage,
+            topics,
+            queues,
+        }))
+    }
+
+    /// The services handed to frontends.
+    pub fn engine(self: &Arc<Self>) -> Engine {
+        Engine {
+            log: self.topics.clone(),
+            topics: self.topics.clone(),
+            offsets: self.offsets.clone(),
+            queues: self.queues.clone(),
+            metadata: self.records.clone(),
+            scheduler: self.scheduler.clone(),
+        }
+    }
+
+    /// Starts retention and the delayed-delivery scheduler; both stop when `shutdown` fires.
+    pub fn spawn_background(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+        self.scheduler.spawn(
+            tracker,
+            shutdown.clone(),
+            self.topics.clone(),
+            self.queues.clone(),
+        );
+        let storage = self.storage.clone();
+        let every = self.settings.retention_check_interval;
+        tracker.spawn(retention_loop(storage, every, shutdown));
+    }
+
+    /// Makes everything durable and stops storage. Blocking; call after frontends stopped.
+    pub fn close(&self) -> EngineResult<()> {
+        self.queues.flush()?;
+        self.storage.close()?;
+        Ok(())
+    }
+}
+
+async fn retention_loop(storage: Arc<Storage>, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let storage = storage.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || storage.enforce_retention(topics::now_ms())).await;
+        match outcome {
+            Ok(Ok(report)) if report.segments_deleted + report.segments_rolled > 0 => {
+                tracing::info!(
+                    deleted = report.segments_deleted,
+                    bytes = report.bytes_deleted,
+                    rolled = report.segments_rolled,
+                    "retention pass"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "retention pass failed"),
+            Err(err) => tracing::error!(error = %err, "retention task panicked"),
+        }
+    }
+}

@@ -1,1 +1,61 @@
-//! Placeholder until the storage module lands.
+//! The log engine: topics of partitions, each a directory of segments of Kafka RecordBatch v2.
+//! Synchronous (std threads and `parking_lot` locks); no tokio, no protocol types.
+//!
+//! # On-disk format
+//!
+//! ```text
+//! <root>/.lock                               flock'd by the one process that owns the directory
+//! <root>/<topic dir>/topic-name              the topic's real name (UTF-8)
+//! <root>/<topic dir>/<partition>/            partition number in decimal
+//!     <20-digit base offset>.log             whole RecordBatch v2 batches, back to back
+//!     <20-digit base offset>.index           sparse offset index (u32 rel. offset, u32 position)
+//!     <20-digit base offset>.timeindex       time index (i64 timestamp, u32 rel. offset)
+//!     log-start-offset                       decimal; replaced by write-temp + fsync + rename
+//!     recovery-point                         decimal; everything below was verified at open
+//!     clean-shutdown                         decimal next offset; exists only after `close`
+//! ```
+//!
+//! Topic directory names percent-encode every byte outside `[A-Za-z0-9._-]` (and a leading
+//! `.`); long names are shortened with a hash suffix (see `naming`). Index entry layouts and
+//! their invariants are described in `index`; both index files are memory-mapped, preallocated
+//! for the active segment and trimmed when a segment is sealed. A `.log` file is written only
+//! with positional writes at its end and read only with positional reads, never mapped.
+//!
+//! # Invariants
+//!
+//! - Offsets are dense: every batch's base offset is the previous batch's last offset + 1, and
+//!   a segment's file name is the base offset of its first batch. Only bytes 0..8 of a batch (the
+//!   base offset, outside the CRC) are changed by the engine.
+//! - The high watermark only advances after a batch is fully written (and, under
+//!   `Durability::Always`, fsync'd), so readers never see a torn or unacknowledged batch.
+//!   Concurrent `Always` appenders share fsyncs (group commit, see `partition`).
+//! - A failed write or fsync poisons the partition: every later append fails with `Poisoned`.
+//! - Unsynced data lives only in segments listed for the next fsync round (the active segment and
+//!   rolled segments not yet synced).
+//! - Recovery verifies the CRC of every batch that may have been written since the last verified
+//!   point; a damaged tail with nothing valid after it is truncated (logged), any other damage
+//!   refuses to open with [`StorageError::Corrupt`] naming the file and byte position.
+//! - Retention and `delete_before` delete only a prefix of sealed segments; the active segment
+//!   is never deleted; the log start only moves forward and is persisted before files go.
+
+mod checkpoint;
+mod config;
+mod error;
+mod index;
+mod naming;
+mod partition;
+mod read;
+mod recovery;
+mod retention;
+mod segment;
+mod store;
+
+pub use config::LogConfig;
+pub use error::{CorruptReason, StorageError};
+pub use partition::{AppendInfo, Partition};
+pub use read::{FileSlice, ReadResult};
+pub use retention::RetentionReport;
+pub use store::{RecoveryReport, Storage};
+
+#[cfg(test)]
+mod tests;

@@ -221,6 +221,18 @@ pub static CATALOG: &[MetricDescription] = &[
         "Client connections closed at once because the listener's cap was reached, by protocol.",
     ),
     metric(
+        names::QUEUE_MESSAGES_READY,
+        Gauge,
+        Unit::Count,
+        "Messages ready for delivery, by queue.",
+    ),
+    metric(
+        names::QUEUE_MESSAGES_UNACKED,
+        Gauge,
+        Unit::Count,
+        "Messages delivered and awaiting an ack, by queue.",
+    ),
+    metric(
         names::BUILD_INFO,
         Gauge,
         Unit::Count,

@@ -28,6 +28,11 @@ pub const CONNECTIONS_ACCEPTED: &str = "tributary_connections_accepted_total";
 /// Connections refused per protocol because the listener's cap was reached.
 pub const CONNECTIONS_REFUSED: &str = "tributary_connections_refused_total";
 
+/// Messages ready for delivery per queue (gauge; label queue).
+pub const QUEUE_MESSAGES_READY: &str = "tributary_queue_messages_ready";
+/// Messages delivered and awaiting ack per queue (gauge; label queue).
+pub const QUEUE_MESSAGES_UNACKED: &str = "tributary_queue_messages_unacked";
+
 /// Always 1; labels `version` carry the build (gauge).
 pub const BUILD_INFO: &str = "tributary_build_info";
 /// Requests served by the HTTP endpoint, by `endpoint` (`metrics`, `health`, `other`) and `status`.

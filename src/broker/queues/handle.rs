@@ -1,0 +1,299 @@
+//! One open queue: its log partition, ack journal, delivery state and ready event.
+//!
+//! Lock order: `state` before the journal's locks; `trim` is taken with no other lock held.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use event_listener::Event;
+use parking_lot::Mutex;
+use tributary_api::batch::{BatchError, BatchHeader, decode_records};
+use tributary_api::{
+    AppendOutcome, Delivery, Durability, EngineError, EngineResult, QueueDepth, StoredRecord,
+};
+
+use super::journal::{AckJournal, JournalOp};
+use super::state::QueueState;
+use crate::storage::Partition;
+use crate::telemetry::names;
+
+/// Bytes read from the log per step of a `take`.
+const READ_BYTES: usize = 64 * 1024;
+/// Move the log start once the ack floor has advanced this many offsets ...
+const TRIM_STEP: i64 = 256;
+/// ... or this long after the last move.
+const TRIM_INTERVAL: Duration = Duration::from_secs(1);
+
+fn journal_io(context: &'static str) -> impl FnOnce(std::io::Error) -> EngineError {
+    move |source| EngineError::Io { context, source }
+}
+
+struct Trim {
+    /// Highest floor passed to `delete_before`.
+    trimmed_to: i64,
+    at: Instant,
+}
+
+pub(crate) struct QueueHandle {
+    pub(crate) name: String,
+    /// Name of the queue's one-partition storage topic.
+    pub(crate) log_topic: String,
+    log: Arc<Partition>,
+    durability: Durability,
+    pub(crate) journal: AckJournal,
+    state: Mutex<QueueState>,
+    /// Set under the state lock when the queue is deleted; later calls fail with UnknownQueue.
+    deleted: AtomicBool,
+    /// Notified by enqueue, requeue and delete.
+    ready: Event,
+    trim: Mutex<Trim>,
+    /// Last journal fsync, for interval durability.
+    last_sync: Mutex<Instant>,
+}
+
+impl std::fmt::Debug for QueueHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueHandle")
+            .field("name", &self.name)
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueueHandle {
+    pub(crate) fn new(
+        name: String,
+        log_topic: String,
+        log: Arc<Partition>,
+        durability: Durability,
+        journal: AckJournal,
+        state: QueueState,
+    ) -> Self {
+        let trimmed_to = log.log_start_offset();
+        let handle = Self {
+            name,
+            log_topic,
+            log,
+            durability,
+            journal,
+            state: Mutex::new(state),
+            deleted: AtomicBool::new(false),
+            ready: Event::new(),
+            trim: Mutex::new(Trim {
+                trimmed_to,
+                at: Instant::now(),
+            }),
+            last_sync: Mutex::new(Instant::now()),
+        };
+        handle.publish_depth();
+        handle
+    }
+
+    fn unknown(&self) -> EngineError {
+        EngineError::UnknownQueue(self.name.clone())
+    }
+
+    fn check_live(&self) -> EngineResult<()> {
+        if self.deleted.load(Ordering::Acquire) {
+            Err(self.unknown())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Marks the queue deleted and wakes its waiters; returns how many messages it held.
+    pub(crate) fn mark_deleted(&self) -> u64 {
+        let state = self.state.lock();
+        self.deleted.store(true, Ordering::Release);
+        let depth = state.depth(self.log.high_watermark());
+        drop(state);
+        self.ready.notify(usize::MAX);
+        for gauge in [names::QUEUE_MESSAGES_READY, names::QUEUE_MESSAGES_UNACKED] {
+            metrics::gauge!(gauge, "queue" => self.name.clone()).set(0.0);
+        }
+        depth.ready + depth.unacked
+    }
+
+    pub(crate) fn depth(&self) -> EngineResult<QueueDepth> {
+        let state = self.state.lock();
+        self.check_live()?;
+        Ok(state.depth(self.log.high_watermark()))
+    }
+
+    fn publish_depth(&self) {
+        let depth = self.state.lock().depth(self.log.high_watermark());
+        metrics::gauge!(names::QUEUE_MESSAGES_READY, "queue" => self.name.clone())
+            .set(depth.ready as f64);
+        metrics::gauge!(names::QUEUE_MESSAGES_UNACKED, "queue" => self.name.clone())
+            .set(depth.unacked as f64);
+    }
+
+    /// Appends an uncompressed batch; compressed ones are refused with the batch error.
+    pub(crate) fn enqueue(&self, batch: &Bytes, now_ms: i64) -> EngineResult<AppendOutcome> {
+        let header = BatchHeader::parse(batch)?;
+        let codec = (header.attributes & 0x07) as u8;
+        if codec != 0 {
+            return Err(BatchError::Compressed(codec).into());
+        }
+        self.check_live()?;
+        let info = self.log.append(batch, now_ms)?;
+        self.ready.notify(usize::MAX);
+        self.publish_depth();
+        Ok(AppendOutcome {
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            log_append_time: now_ms,
+            log_start: self.log.log_start_offset(),
+        })
+    }
+
+    /// The decoded records of the batches starting with the one that holds `offset`.
+    fn read_records(&self, offset: i64) -> EngineResult<Vec<StoredRecord>> {
+        let data = self.log.read(offset, READ_BYTES)?.to_bytes()?;
+        let mut records = Vec::new();
+        let mut pos = 0usize;
+        while pos < data.len() {
+            let header = BatchHeader::parse(&data[pos..])?;
+            let end = pos
+                .checked_add(header.total_len)
+                .filter(|end| *end <= data.len())
+                .ok_or(BatchError::Truncated {
+                    needed: header.total_len,
+                    available: data.len() - pos,
+                })?;
+            records.extend(decode_records(&data.slice(pos..end))?);
+            pos = end;
+        }
+        Ok(records)
+    }
+
+    pub(crate) fn take(&self, max: usize) -> EngineResult<Vec<Delivery>> {
+        let mut state = self.state.lock();
+        self.check_live()?;
+        let high_watermark = self.log.high_watermark();
+        let taken = state.take(max, high_watermark, |offset| self.read_records(offset))?;
+        if let Some(op) = taken.journal {
+            // Written, not fsynced: losing it only drops the redelivered flag after a crash.
+            if let Err(err) = self.journal.append(&[op]) {
+                tracing::warn!(queue = %self.name, error = %err, "cannot journal the delivered offset");
+            }
+        }
+        drop(state);
+        self.publish_depth();
+        Ok(taken.deliveries)
+    }
+
+    pub(crate) fn ack(&self, ids: &[u64]) -> EngineResult<()> {
+        let mut state = self.state.lock();
+        self.check_live()?;
+        let ops = state.ack(ids)?;
+        self.settle(state, &ops)
+    }
+
+    pub(crate) fn purge(&self) -> EngineResult<u64> {
+        let mut state = self.state.lock();
+        self.check_live()?;
+        let (count, ops) = state.purge(self.log.high_watermark());
+        self.settle(state, &ops)?;
+        Ok(count)
+    }
+
+    /// Journals settled offsets, compacts the journal if it has grown, makes the entries as
+    /// durable as the queue asks and moves the log start up to the ack floor.
+    fn settle(
+        &self,
+        state: parking_lot::MutexGuard<'_, QueueState>,
+        ops: &[JournalOp],
+    ) -> EngineResult<()> {
+        let seq = self
+            .journal
+            .append(ops)
+            .map_err(journal_io("write the ack journal"))?;
+        if self.journal.wants_compaction(&state.settled)
+            && let Err(err) = self.journal.compact(&state.settled, state.delivered_up_to)
+        {
+            tracing::warn!(queue = %self.name, error = %err, "ack journal compaction failed");
+        }
+        let floor = state.floor(self.log.log_start_offset());
+        drop(state);
+        let sync_now = match self.durability {
+            Durability::Always => true,
+            Durability::Interval(every) => self.last_sync.lock().elapsed() >= every,
+            Durability::Never => false,
+        };
+        if sync_now {
+            self.journal
+                .sync_to(seq)
+                .map_err(journal_io("fsync the ack journal"))?;
+            *self.last_sync.lock() = Instant::now();
+        }
+        self.trim_to(floor, false)?;
+        self.publish_depth();
+        Ok(())
+    }
+
+    pub(crate) fn requeue(&self, ids: &[u64]) -> EngineResult<()> {
+        let mut state = self.state.lock();
+        self.check_live()?;
+        state.requeue(ids)?;
+        drop(state);
+        self.ready.notify(usize::MAX);
+        self.publish_depth();
+        Ok(())
+    }
+
+    /// Lets storage delete segments wholly below the ack floor (batched: see TRIM_STEP).
+    fn trim_to(&self, floor: i64, force: bool) -> EngineResult<()> {
+        let mut trim = self.trim.lock();
+        if floor <= trim.trimmed_to {
+            return Ok(());
+        }
+        if !force && floor - trim.trimmed_to < TRIM_STEP && trim.at.elapsed() < TRIM_INTERVAL {
+            return Ok(());
+        }
+        self.log.delete_before(floor)?;
+        trim.trimmed_to = floor;
+        trim.at = Instant::now();
+        Ok(())
+    }
+
+    /// fsyncs the journal and moves the log start to the ack floor.
+    pub(crate) fn flush(&self) -> EngineResult<()> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.journal
+            .sync()
+            .map_err(journal_io("fsync the ack journal"))?;
+        let floor = self.state.lock().floor(self.log.log_start_offset());
+        self.trim_to(floor, true)
+    }
+
+    /// Whether a message is ready; an error once the queue is deleted.
+    pub(crate) fn has_ready(&self) -> EngineResult<bool> {
+        let state = self.state.lock();
+        self.check_live()?;
+        Ok(state.has_ready(self.log.high_watermark()))
+    }
+
+    /// Waits for a ready message without polling (listen, then check, then wait).
+    pub(crate) async fn wait_ready(&self, timeout: Duration) -> EngineResult<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let listener = self.ready.listen();
+            if self.has_ready()? {
+                return Ok(true);
+            }
+            if tokio::time::timeout_at(deadline, listener).await.is_err() {
+                return self.has_ready();
+            }
+        }
+    }
+
+    /// The queue log's segment count (tests watch ack-driven deletion with it).
+    pub(crate) fn segment_count(&self) -> usize {
+        self.log.segment_count()
+    }
+}

@@ -1,0 +1,380 @@
+//! The in-memory delivery state of one queue, independent of where the records come from.
+//!
+//! Every offset of the queue log below the high watermark is in exactly one of these states:
+//! settled (acked or purged; in `settled`), unacked (handed out, in `unacked`), requeued (put
+//! back, in `requeued`), or ready and never taken since the last start (at or after `cursor`
+//! and not settled). Offsets below `cursor` are settled, unacked or requeued. After a restart
+//! `cursor` starts at the lowest unsettled offset, and offsets below `redeliver_below` (handed
+//! out before the restart) are flagged redelivered when taken again.
+
+use std::collections::BTreeSet;
+
+use tributary_api::{Delivery, EngineError, EngineResult, QueueDepth, StoredRecord};
+
+use super::journal::JournalOp;
+use super::settled::SettledSet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct QueueState {
+    pub(crate) settled: SettledSet,
+    /// Next offset never handed out since the last start.
+    pub(crate) cursor: i64,
+    pub(crate) requeued: BTreeSet<i64>,
+    pub(crate) unacked: BTreeSet<i64>,
+    /// Offsets below this were handed out before the last restart.
+    pub(crate) redeliver_below: i64,
+    /// Highest offset ever handed out (journaled); -1 if none.
+    pub(crate) delivered_up_to: i64,
+}
+
+/// What a `take` did.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    pub(crate) deliveries: Vec<Delivery>,
+    /// A DeliveredUpTo entry to journal, if the highest handed-out offset grew.
+    pub(crate) journal: Option<JournalOp>,
+}
+
+impl QueueState {
+    /// State after replaying a journal over a log that starts at `log_start`.
+    pub(crate) fn recovered(settled: SettledSet, delivered_up_to: i64, log_start: i64) -> Self {
+        let cursor = settled.first_unsettled_from(log_start);
+        Self {
+            settled,
+            cursor,
+            requeued: BTreeSet::new(),
+            unacked: BTreeSet::new(),
+            redeliver_below: delivered_up_to.saturating_add(1),
+            delivered_up_to,
+        }
+    }
+
+    /// Lowest offset at or after `log_start` that is not settled: the log may start here.
+    pub(crate) fn floor(&self, log_start: i64) -> i64 {
+        self.settled.first_unsettled_from(log_start)
+    }
+
+    pub(crate) fn depth(&self, high_watermark: i64) -> QueueDepth {
+        let fresh = u64::try_from(high_watermark - self.cursor).unwrap_or(0);
+        let fresh = fresh.saturating_sub(self.settled.count_in(self.cursor, high_watermark));
+        QueueDepth {
+            ready: self.requeued.len() as u64 + fresh,
+            unacked: self.unacked.len() as u64,
+        }
+    }
+
+    pub(crate) fn has_ready(&self, high_watermark: i64) -> bool {
+        !self.requeued.is_empty() || self.settled.first_unsettled_from(self.cursor) < high_watermark
+    }
+
+    /// Takes up to `max` ready messages: requeued ones first, then fresh ones from the cursor.
+    /// `read(offset)` returns the decoded records of the batches starting with the one that
+    /// holds `offset` (empty at the high watermark). A read error after some messages were
+    /// taken returns those; the failed message stays ready.
+    pub(crate) fn take<R>(
+        &mut self,
+        max: usize,
+        high_watermark: i64,
+        mut read: R,
+    ) -> EngineResult<Taken>
+    where
+        R: FnMut(i64) -> EngineResult<Vec<StoredRecord>>,
+    {
+        let mut taken = Taken::default();
+        let mut window: Vec<StoredRecord> = Vec::new();
+        let mut failure = None;
+        while taken.deliveries.len() < max {
+            let Some(offset) = self.requeued.first().copied() else {
+                break;
+            };
+            match find_record(&mut window, offset, &mut read) {
+                Ok(Some(record)) => {
+                    self.requeued.remove(&offset);
+                    self.unacked.insert(offset);
+                    taken.deliveries.push(delivery(record, true));
+                }
+                Ok(None) => {
+                    // Not in the log any more: nothing to deliver, so settle it.
+                    tracing::warn!(offset, "requeued offset is missing from the queue log");
+                    self.requeued.remove(&offset);
+                    self.settled.insert(offset);
+                }
+                Err(err) => {
+                    failure = Some(err);
+                    break;
+                }
+            }
+        }
+        while failure.is_none() && taken.deliveries.len() < max {
+            self.cursor = self.settled.first_unsettled_from(self.cursor);
+            if self.cursor >= high_watermark {
+                break;
+            }
+            let records = match read(self.cursor) {
+                Ok(records) => records,
+                Err(err) => {
+                    failure = Some(err);
+                    break;
+                }
+            };
+            let before = self.cursor;
+            for stored in records {
+                if stored.offset < self.cursor {
+                    continue;
+                }
+                if stored.offset >= high_watermark || taken.deliveries.len() >= max {
+                    break;
+                }
+                self.cursor = stored.offset + 1;
+                if self.settled.contains(stored.offset) {
+                    continue;
+                }
+                self.unacked.insert(stored.offset);
+                let redelivered = stored.offset < self.redeliver_below;
+                taken.deliveries.push(delivery(stored, redelivered));
+            }
+            if self.cursor == before {
+                // The log returned nothing at the cursor; stop rather than spin.
+                break;
+            }
+        }
+        if let Some(err) = failure
+            && taken.deliveries.is_empty()
+        {
+            return Err(err);
+        }
+        let highest = taken.deliveries.iter().map(|d| d.id).max();
+        if let Some(highest) = highest.and_then(|h| i64::try_from(h).ok())
+            && highest > self.delivered_up_to
+        {
+            self.delivered_up_to = highest;
+            taken.journal = Some(JournalOp::DeliveredUpTo(highest));
+        }
+        Ok(taken)
+    }
+
+    /// Checks that every id is outstanding (and listed once); returns them as offsets.
+    fn outstanding(&self, ids: &[u64]) -> EngineResult<Vec<i64>> {
+        let mut seen = BTreeSet::new();
+        ids.iter()
+            .map(|&id| {
+                let offset = i64::try_from(id).map_err(|_| EngineError::UnknownDelivery(id))?;
+                if !self.unacked.contains(&offset) || !seen.insert(offset) {
+                    return Err(EngineError::UnknownDelivery(id));
+                }
+                Ok(offset)
+            })
+            .collect()
+    }
+
+    /// Settles deliveries; all or none. Returns the journal entries to write.
+    pub(crate) fn ack(&mut self, ids: &[u64]) -> EngineResult<Vec<JournalOp>> {
+        let offsets = self.outstanding(ids)?;
+        for &offset in &offsets {
+            self.unacked.remove(&offset);
+            self.settled.insert(offset);
+        }
+        Ok(offsets.into_iter().map(JournalOp::Ack).collect())
+    }
+
+    /// Puts deliveries back at the front; all or none.
+    pub(crate) fn requeue(&mut self, ids: &[u64]) -> EngineResult<()> {
+        let offsets = self.outstanding(ids)?;
+        for offset in offsets {
+            self.unacked.remove(&offset);
+            self.requeued.insert(offset);
+        }
+        Ok(())
+    }
+
+    /// Settles every ready message; returns how many and the journal entries to write.
+    pub(crate) fn purge(&mut self, high_watermark: i64) -> (u64, Vec<JournalOp>) {
+        let count = self.depth(high_watermark).ready;
+        let mut ops: Vec<JournalOp> = self.requeued.iter().map(|&o| JournalOp::Ack(o)).collect();
+        for &offset in &self.requeued {
+            self.settled.insert(offset);
+        }
+        self.requeued.clear();
+        if self.cursor < high_watermark {
+            ops.push(JournalOp::AckRange {
+                from: self.cursor,
+                to: high_watermark,
+            });
+            self.settled.insert_range(self.cursor, high_watermark);
+            self.cursor = high_watermark;
+        }
+        (count, ops)
+    }
+}
+
+fn delivery(stored: StoredRecord, redelivered: bool) -> Delivery {
+    Delivery {
+        // Offsets in a queue log are never negative.
+        id: u64::try_from(stored.offset).unwrap_or(0),
+        record: stored.record,
+        redelivered,
+    }
+}
+
+/// The record at `offset`, from `window` (the last records read) or a fresh read.
+fn find_record<R>(
+    window: &mut Vec<StoredRecord>,
+    offset: i64,
+    read: &mut R,
+) -> EngineResult<Option<StoredRecord>>
+where
+    R: FnMut(i64) -> EngineResult<Vec<StoredRecord>>,
+{
+    let in_window = |window: &[StoredRecord]| {
+        window
+            .binary_search_by_key(&offset, |r| r.offset)
+            .ok()
+            .map(|i| window[i].clone())
+    };
+    if let Some(record) = in_window(window) {
+        return Ok(Some(record));
+    }
+    *window = read(offset)?;
+    Ok(in_window(window))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tributary_api::Record;
+
+    use super::*;
+
+    /// A log of `n` records in batches of three.
+    fn reader(n: i64) -> impl FnMut(i64) -> EngineResult<Vec<StoredRecord>> {
+        move |offset| {
+            let start = offset - offset % 3;
+            Ok((start..(start + 3).min(n))
+                .map(|o| StoredRecord {
+                    offset: o,
+                    record: Record {
+                        value: Some(Bytes::from(o.to_string())),
+                        ..Record::default()
+                    },
+                })
+                .collect())
+        }
+    }
+
+    fn ids(taken: &Taken) -> Vec<(u64, bool)> {
+        taken
+            .deliveries
+            .iter()
+            .map(|d| (d.id, d.redelivered))
+            .collect()
+    }
+
+    #[test]
+    fn take_ack_requeue_and_depth() {
+        let mut state = QueueState::recovered(SettledSet::default(), -1, 0);
+        assert_eq!(
+            state.depth(10),
+            QueueDepth {
+                ready: 10,
+                unacked: 0
+            }
+        );
+        let taken = state.take(4, 10, reader(10)).unwrap();
+        assert_eq!(
+            ids(&taken),
+            vec![(0, false), (1, false), (2, false), (3, false)]
+        );
+        assert_eq!(taken.journal, Some(JournalOp::DeliveredUpTo(3)));
+        assert_eq!(
+            state.ack(&[1, 0]).unwrap(),
+            vec![JournalOp::Ack(1), JournalOp::Ack(0)]
+        );
+        assert!(matches!(
+            state.ack(&[1]),
+            Err(EngineError::UnknownDelivery(1))
+        ));
+        assert!(matches!(
+            state.ack(&[2, 2]),
+            Err(EngineError::UnknownDelivery(2))
+        ));
+        state.requeue(&[3]).unwrap();
+        assert_eq!(
+            state.depth(10),
+            QueueDepth {
+                ready: 7,
+                unacked: 1
+            }
+        );
+        let taken = state.take(2, 10, reader(10)).unwrap();
+        assert_eq!(ids(&taken), vec![(3, true), (4, false)]);
+        assert_eq!(state.floor(0), 2);
+    }
+
+    #[test]
+    fn recovery_redelivers_unsettled_and_skips_settled() {
+        let mut settled = SettledSet::default();
+        settled.insert_range(0, 2);
+        settled.insert(3);
+        let mut state = QueueState::recovered(settled, 4, 0);
+        assert_eq!(state.cursor, 2);
+        assert_eq!(
+            state.depth(8),
+            QueueDepth {
+                ready: 5,
+                unacked: 0
+            }
+        );
+        let taken = state.take(10, 8, reader(8)).unwrap();
+        assert_eq!(
+            ids(&taken),
+            vec![(2, true), (4, true), (5, false), (6, false), (7, false)]
+        );
+        assert!(!state.has_ready(8));
+    }
+
+    #[test]
+    fn purge_settles_everything_ready() {
+        let mut state = QueueState::recovered(SettledSet::default(), -1, 0);
+        state.take(3, 10, reader(10)).unwrap();
+        state.requeue(&[1]).unwrap();
+        let (count, ops) = state.purge(10);
+        assert_eq!(count, 8);
+        assert_eq!(
+            ops,
+            vec![JournalOp::Ack(1), JournalOp::AckRange { from: 3, to: 10 }]
+        );
+        assert_eq!(
+            state.depth(10),
+            QueueDepth {
+                ready: 0,
+                unacked: 2
+            }
+        );
+        state.ack(&[0, 2]).unwrap();
+        assert_eq!(state.floor(0), 10);
+    }
+
+    #[test]
+    fn a_read_error_keeps_what_was_taken() {
+        let mut state = QueueState::recovered(SettledSet::default(), -1, 0);
+        let mut calls = 0;
+        let mut inner = reader(10);
+        let taken = state
+            .take(10, 10, |offset| {
+                calls += 1;
+                if calls > 1 {
+                    Err(EngineError::ShuttingDown)
+                } else {
+                    inner(offset)
+                }
+            })
+            .unwrap();
+        assert_eq!(taken.deliveries.len(), 3);
+        assert_eq!(state.depth(10).ready, 7);
+        assert!(
+            state
+                .take(1, 10, |_| Err(EngineError::ShuttingDown))
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! Delayed appends (`tributary_api::Scheduler`): RocketMQ delay levels, AMQP TTL expiry and
+//! delayed retries.
+//!
+//! An entry is a row of the metadata store's `schedule` table keyed `(due_ms, id)`, with the
+//! target and the batch as its value (layout in `broker::metadata::codec`); ids come from the
+//! persisted `next_schedule_id` counter, so they are never reused across restarts. An entry is
+//! durable once `schedule_append` returns.
+//!
+//! One tokio task ([`SchedulerService::spawn`]) sleeps until the earliest due time. A
+//! `tokio::sync::Notify` wakes it early when an entry is scheduled or cancelled (a notification
+//! sent while the task is busy is kept as a permit, so none is lost); there is no polling loop.
+//! When entries are due it appends each batch to its target and then deletes the entry.
+//!
+//! Delivery is at least once: a crash after the append and before the delete appends the batch
+//! again after the restart. An append that fails because the target is gone (unknown topic,
+//! partition or queue) or because the batch can never be accepted (corrupt, too large) is
+//! logged and dropped; any other failure moves the entry's due time forward by an exponential
+//! backoff (100 ms doubling up to 30 s), so one failing target does not hold up the others.
+//! A `cancel` that races with the append of the same entry may come too late to stop it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tributary_api::{
+    EngineError, EngineResult, LogService, QueueService, ScheduleTarget, Scheduler,
+};
+
+use crate::broker::metadata::{MetaStore, ScheduledEntry, run_blocking};
+
+/// Entries handled per pass before the earliest due time is looked up again.
+const DUE_BATCH: usize = 64;
+/// First retry delay after a failed append; doubles per attempt.
+const RETRY_BASE: Duration = Duration::from_millis(100);
+/// Longest retry delay.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Durable delayed appends and the task that carries them out.
+#[derive(Debug)]
+pub struct SchedulerService {
+    meta: Arc<MetaStore>,
+    wake: Notify,
+}
+
+/// Milliseconds since the Unix epoch by the system clock (0 if the clock is before 1970).
+fn system_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn retry_delay(attempt: u32) -> Duration {
+    RETRY_BASE
+        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(RETRY_MAX)
+}
+
+/// Whether a failed append can never succeed, so retrying would only repeat it.
+fn is_permanent(err: &EngineError) -> bool {
+    matches!(
+        err,
+        EngineError::UnknownTopic(_)
+            | EngineError::UnknownPartition { .. }
+            | EngineError::UnknownQueue(_)
+            | EngineError::InvalidName(_)
+            | EngineError::CorruptBatch(_)
+            | EngineError::BatchTooLarge { .. }
+    )
+}
+
+impl SchedulerService {
+    pub fn new(meta: Arc<MetaStore>) -> Arc<Self> {
+        Arc::new(Self {
+            meta,
+            wake: Notify::new(),
+        })
+    }
+
+    /// Starts the delivery task on `tracker`; it stops when `shutdown` is cancelled.
+    pub fn spawn(
+        self: &Arc<Self>,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+        log: Arc<dyn LogService>,
+        queues: Arc<dyn QueueService>,
+    ) {
+        let scheduler = self.clone();
+        tracker.spawn(async move { scheduler.run(shutdown, log, queues).await });
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+        log: Arc<dyn LogService>,
+        queues: Arc<dyn QueueService>,
+    ) {
+        let mut attempts: HashMap<u64, u32> = HashMap::new();
+        let mut store_failures = 0u32;
+        loop {
+            let meta = self.meta.clone();
+            let next_due =
+                run_blocking("find next scheduled append", move || meta.next_due_ms()).await;
+            let pause = match next_due {
+                Ok(None) => None,
+                Ok(Some(due_ms)) => {
+                    let wait = due_ms.saturating_sub(self.now_ms());
+                    if wait <= 0 {
+                        match self
+                            .deliver_due(&shutdown, &*log, &*queues, &mut attempts)
+                            .await
+                        {
+                            Ok(()) => store_failures = 0,
+                            Err(err) => {
+                                tracing::error!(error = %err, "scheduler: metadata store failed");
+                                store_failures += 1;
+                                self.pause(&shutdown, retry_delay(store_failures)).await;
+                            }
+                        }
+                        if shutdown.is_cancelled() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Some(Duration::from_millis(
+                        u64::try_from(wait).unwrap_or(u64::MAX),
+                    ))
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "scheduler: cannot read the schedule");
+                    store_failures += 1;
+                    Some(retry_delay(store_failures))
+                }
+            };
+            let sleep = async {
+                match pause {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = sleep => {}
+            }
+        }
+    }
+
+    /// Sleeps unless shutdown comes first.
+    async fn pause(&self, shutdown: &CancellationToken, pause: Duration) {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+
+    /// Appends every entry due now; errors only for metadata store failures.
+    async fn deliver_due(
+        &self,
+        shutdown: &CancellationToken,
+        log: &dyn LogService,
+        queues: &dyn QueueService,
+        attempts: &mut HashMap<u64, u32>,
+    ) -> EngineResult<()> {
+        let (meta, now) = (self.meta.clone(), self.now_ms());
+        let due = run_blocking("read due scheduled appends", move || {
+            meta.due_entries(now, DUE_BATCH)
+        })
+        .await?;
+        for entry in due {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let ScheduledEntry {
+                id, target, batch, ..
+            } = entry;
+            let outcome = append(log, queues, &target, batch).await;
+            let meta = self.meta.clone();
+            match outcome {
+                Ok(()) => {
+                    attempts.remove(&id);
+                    run_blocking("remove scheduled append", move || meta.remove_scheduled(id))
+                        .await?;
+                }
+                Err(err) if is_permanent(&err) => {
+                    tracing::warn!(id, ?target, error = %err, "scheduled append dropped");
+                    attempts.remove(&id);
+                    run_blocking("remove scheduled append", move || meta.remove_scheduled(id))
+                        .await?;
+                }
+                Err(err) => {
+                    let attempt = attempts.entry(id).or_insert(0);
+                    let delay = retry_delay(*attempt);
+                    *attempt += 1;
+                    tracing::warn!(id, ?target, error = %err, retry_in = ?delay, "scheduled append failed");
+                    let retry_at = self
+                        .now_ms()
+                        .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                    run_blocking("reschedule append", move || meta.reschedule(id, retry_at))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn append(
+    log: &dyn LogService,
+    queues: &dyn QueueService,
+    target: &ScheduleTarget,
+    batch: Bytes,
+) -> EngineResult<()> {
+    match target {
+        ScheduleTarget::Partition(partition) => log.append(partition, batch).await.map(drop),
+        ScheduleTarget::Queue(name) => queues.enqueue(name, batch).await.map(drop),
+    }
+}
+
+#[async_trait]
+impl Scheduler for SchedulerService {
+    fn now_ms(&self) -> i64 {
+        system_now_ms()
+    }
+
+    /// Checks the batch now, so a corrupt one is refused to the caller instead of dropped later.
+    async fn schedule_append(
+        &self,
+        due_ms: i64,
+        target: ScheduleTarget,
+        batch: Bytes,
+    ) -> EngineResult<u64> {
+        tributary_api::batch::verify_batch(&batch)?;
+        let meta = self.meta.clone();
+        let id = run_blocking("schedule append", move || {
+            meta.insert_scheduled(due_ms, &target, &batch)
+        })
+        .await?;
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    async fn cancel(&self, id: u64) -> EngineResult<bool> {
+        let meta = self.meta.clone();
+        let existed =
+            run_blocking("cancel scheduled append", move || meta.remove_scheduled(id)).await?;
+        self.wake.notify_one();
+        Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_caps() {
+        assert_eq!(retry_delay(0), Duration::from_millis(100));
+        assert_eq!(retry_delay(1), Duration::from_millis(200));
+        assert_eq!(retry_delay(3), Duration::from_millis(800));
+        assert_eq!(retry_delay(40), RETRY_MAX);
+    }
+
+    #[test]
+    fn only_unfixable_failures_are_permanent() {
+        assert!(is_permanent(&EngineError::UnknownQueue("q".into())));
+        assert!(is_permanent(&EngineError::UnknownTopic("t".into())));
+        assert!(!is_permanent(&EngineError::ShuttingDown));
+        assert!(!is_permanent(&EngineError::Poisoned("t-0".into())));
+    }
+}

@@ -1,0 +1,392 @@
+//! Topics: the `LogService` and `TopicAdmin` implementations over storage and the metadata store.
+//!
+//! Invariants:
+//! - The metadata store is the source of truth for which topics exist. Creation writes storage
+//!   first and the metadata row second; deletion removes the row first and the files second. A
+//!   crash between the two leaves a directory with no row, which is garbage by construction and
+//!   is removed at start-up ([`Topics::open`]).
+//! - Topic admin changes are serialised by one async mutex; reads of the topic table go through an
+//!   in-memory copy that is replaced only after the metadata write committed.
+//! - Storage calls block (file I/O, fsync), so they run on tokio's blocking pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tributary_api::{
+    AppendOutcome, EffectiveSettings, EngineError, EngineResult, LogService, OffsetQuery,
+    PartitionOffsets, ReadBatches, TimestampOffset, TopicAdmin, TopicDescription, TopicPartition,
+    TopicSettings,
+};
+
+use super::metadata::{MetaStore, TopicRecord, random_id};
+use super::queues::QUEUE_LOG_PREFIX;
+use super::settings::LogDefaults;
+use crate::storage::{LogConfig, Partition, Storage};
+
+/// Most partitions one topic may have; a guard against a typo creating a million directories.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+/// The topic table and the data path of partitioned logs.
+#[derive(Debug)]
+pub struct Topics {
+    storage: Arc<Storage>,
+    meta: Arc<MetaStore>,
+    defaults: LogDefaults,
+    table: RwLock<HashMap<String, TopicRecord>>,
+    admin: tokio::sync::Mutex<()>,
+}
+
+impl Topics {
+    /// Recovers every topic the metadata store lists and removes directories it does not list
+    /// (leftovers of an interrupted create or delete). Queue logs belong to the queue service,
+    /// which sweeps its own.
+    pub fn open(
+        storage: Arc<Storage>,
+        meta: Arc<MetaStore>,
+        defaults: LogDefaults,
+    ) -> EngineResult<Self> {
+        let mut table = HashMap::new();
+        for record in meta.topics()? {
+            let config = log_config(&defaults, &record.settings);
+            let report = storage.open_topic(&record.name, record.partitions, config)?;
+            tracing::info!(
+                topic = %record.name,
+                partitions = record.partitions,
+                truncated_bytes = report.truncated_bytes,
+                rebuilt_indexes = report.rebuilt_indexes,
+                elapsed_ms = report.duration.as_millis() as u64,
+                "topic recovered"
+            );
+            table.insert(record.name.clone(), record);
+        }
+        for name in storage.topics_on_disk()? {
+            if !table.contains_key(&name) && !name.starts_with(QUEUE_LOG_PREFIX) {
+                tracing::warn!(topic = %name, "removing log directory with no metadata (interrupted create or delete)");
+                storage.delete_topic(&name)?;
+            }
+        }
+        Ok(Self {
+            storage,
+            meta,
+            defaults,
+            table: RwLock::new(table),
+            admin: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn partition(&self, tp: &TopicPartition) -> EngineResult<Arc<Partition>> {
+        let known = self.table.read().get(&tp.topic).map(|t| t.partitions);
+        match known {
+            None => Err(EngineError::UnknownTopic(tp.topic.clone())),
+            Some(count) if tp.partition >= count => Err(EngineError::UnknownPartition {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            }),
+            Some(_) => Ok(self.storage.partition(&tp.topic, tp.partition)?),
+        }
+    }
+
+    fn record(&self, name: &str) -> EngineResult<TopicRecord> {
+        self.table
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownTopic(name.to_owned()))
+    }
+
+    fn describe(&self, record: &TopicRecord) -> TopicDescription {
+        TopicDescription {
+            name: record.name.clone(),
+            id: record.id,
+            partitions: record.partitions,
+            settings: effective(&self.defaults, &record.settings),
+            internal: record.internal,
+        }
+    }
+}
+
+#[async_trait]
+impl LogService for Topics {
+    async fn append(&self, tp: &TopicPartition, batch: Bytes) -> EngineResult<AppendOutcome> {
+        let partition = self.partition(tp)?;
+        blocking(move || {
+            let now = now_ms();
+            let info = partition.append(&batch, now)?;
+            Ok(AppendOutcome {
+                base_offset: info.base_offset,
+                last_offset: info.last_offset,
+                log_append_time: now,
+                log_start: partition.log_start_offset(),
+            })
+        })
+        .await
+    }
+
+    async fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+    ) -> EngineResult<ReadBatches> {
+        let partition = self.partition(tp)?;
+        blocking(move || {
+            let result = partition.read(offset, max_bytes)?;
+            Ok(ReadBatches {
+                data: result.to_bytes()?,
+                offsets: PartitionOffsets {
+                    log_start: result.log_start,
+                    high_watermark: result.high_watermark,
+                },
+            })
+        })
+        .await
+    }
+
+    async fn wait_for(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        timeout: Duration,
+    ) -> EngineResult<bool> {
+        let partition = self.partition(tp)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Listen before checking so an append between the check and the await still wakes us.
+            let listener = partition.listen();
+            if partition.high_watermark() > offset {
+                return Ok(true);
+            }
+            if tokio::time::timeout_at(deadline, listener).await.is_err() {
+                return Ok(partition.high_watermark() > offset);
+            }
+        }
+    }
+
+    fn offsets(&self, tp: &TopicPartition) -> EngineResult<PartitionOffsets> {
+        let partition = self.partition(tp)?;
+        Ok(PartitionOffsets {
+            log_start: partition.log_start_offset(),
+            high_watermark: partition.high_watermark(),
+        })
+    }
+
+    async fn find_offset(
+        &self,
+        tp: &TopicPartition,
+        query: OffsetQuery,
+    ) -> EngineResult<Option<TimestampOffset>> {
+        let partition = self.partition(tp)?;
+        blocking(move || {
+            let found = match query {
+                OffsetQuery::Earliest => Some((partition.log_start_offset(), -1)),
+                OffsetQuery::Latest => Some((partition.high_watermark(), -1)),
+                OffsetQuery::MaxTimestamp => partition.max_timestamp()?,
+                OffsetQuery::AtOrAfter(ts) => partition.offset_for_timestamp(ts)?,
+            };
+            Ok(found.map(|(offset, timestamp)| TimestampOffset { offset, timestamp }))
+        })
+        .await
+    }
+
+    async fn delete_records(&self, tp: &TopicPartition, before: i64) -> EngineResult<i64> {
+        let partition = self.partition(tp)?;
+        blocking(move || Ok(partition.delete_before(before)?)).await
+    }
+}
+
+#[async_trait]
+impl TopicAdmin for Topics {
+    async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        settings: TopicSettings,
+    ) -> EngineResult<TopicDescription> {
+        tributary_api::validate_name(name)?;
+        if name.starts_with(QUEUE_LOG_PREFIX) {
+            return Err(EngineError::InvalidName(name.to_owned()));
+        }
+        check_partitions(partitions, 0)?;
+        validate_settings(&settings)?;
+        let _admin = self.admin.lock().await;
+        if self.table.read().contains_key(name) {
+            return Err(EngineError::TopicExists(name.to_owned()));
+        }
+        let record = TopicRecord {
+            name: name.to_owned(),
+            id: random_id()?,
+            partitions,
+            settings,
+            internal: false,
+            created_ms: now_ms(),
+        };
+        let (storage, meta, stored) = (self.storage.clone(), self.meta.clone(), record.clone());
+        let config = log_config(&self.defaults, &record.settings);
+        blocking(move || {
+            storage.open_topic(&stored.name, stored.partitions, config)?;
+            meta.put_topic(&stored)
+        })
+        .await?;
+        let description = self.describe(&record);
+        self.table.write().insert(record.name.clone(), record);
+        Ok(description)
+    }
+
+    async fn delete_topic(&self, name: &str) -> EngineResult<()> {
+        let _admin = self.admin.lock().await;
+        self.record(name)?;
+        let (storage, meta, owned) = (self.storage.clone(), self.meta.clone(), name.to_owned());
+        // Hidden from readers first so no new append starts on files about to go.
+        let removed = self.table.write().remove(name);
+        let outcome = blocking(move || {
+            meta.delete_topic(&owned)?;
+            storage.delete_topic(&owned)?;
+            Ok(())
+        })
+        .await;
+        if let (Err(_), Some(record)) = (&outcome, removed) {
+            self.table.write().insert(record.name.clone(), record);
+        }
+        outcome
+    }
+
+    async fn create_partitions(&self, name: &str, total: u32) -> EngineResult<TopicDescription> {
+        let _admin = self.admin.lock().await;
+        let mut record = self.record(name)?;
+        check_partitions(total, record.partitions)?;
+        record.partitions = total;
+        let (storage, meta, stored) = (self.storage.clone(), self.meta.clone(), record.clone());
+        blocking(move || {
+            meta.put_topic(&stored)?;
+            storage.add_partitions(&stored.name, stored.partitions)?;
+            Ok(())
+        })
+        .await?;
+        let description = self.describe(&record);
+        self.table.write().insert(record.name.clone(), record);
+        Ok(description)
+    }
+
+    async fn alter_settings(
+        &self,
+        name: &str,
+        settings: TopicSettings,
+    ) -> EngineResult<TopicDescription> {
+        validate_settings(&settings)?;
+        let _admin = self.admin.lock().await;
+        let mut record = self.record(name)?;
+        record.settings = settings;
+        let config = log_config(&self.defaults, &record.settings);
+        let (storage, meta, stored) = (self.storage.clone(), self.meta.clone(), record.clone());
+        blocking(move || {
+            meta.put_topic(&stored)?;
+            storage.set_config(&stored.name, config)?;
+            Ok(())
+        })
+        .await?;
+        let description = self.describe(&record);
+        self.table.write().insert(record.name.clone(), record);
+        Ok(description)
+    }
+
+    fn describe_topic(&self, name: &str) -> EngineResult<TopicDescription> {
+        self.record(name).map(|record| self.describe(&record))
+    }
+
+    fn list_topics(&self) -> Vec<TopicDescription> {
+        let table = self.table.read();
+        let mut topics: Vec<_> = table.values().map(|r| self.describe(r)).collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    fn defaults(&self) -> EffectiveSettings {
+        effective(&self.defaults, &TopicSettings::default())
+    }
+}
+
+/// The storage settings of a log: the topic's explicit settings over the broker defaults.
+pub fn log_config(defaults: &LogDefaults, settings: &TopicSettings) -> LogConfig {
+    let applied = effective(defaults, settings);
+    LogConfig {
+        segment_bytes: applied.segment_bytes,
+        segment_ms: applied.segment_ms,
+        retention_ms: applied.retention_ms,
+        retention_bytes: applied.retention_bytes,
+        max_batch_bytes: applied.max_message_bytes,
+        durability: applied.durability,
+        index_interval_bytes: defaults.index_interval_bytes,
+    }
+}
+
+fn effective(defaults: &LogDefaults, settings: &TopicSettings) -> EffectiveSettings {
+    EffectiveSettings {
+        retention_ms: settings.retention_ms.unwrap_or(defaults.retention_ms),
+        retention_bytes: settings.retention_bytes.unwrap_or(defaults.retention_bytes),
+        segment_bytes: settings.segment_bytes.unwrap_or(defaults.segment_bytes),
+        segment_ms: settings.segment_ms.unwrap_or(defaults.segment_ms),
+        max_message_bytes: settings
+            .max_message_bytes
+            .unwrap_or(defaults.max_message_bytes),
+        durability: settings.durability.unwrap_or(defaults.durability),
+        overridden: settings.clone(),
+    }
+}
+
+/// Smallest segment size a topic may set: below it every batch would roll a segment.
+const MIN_SEGMENT_BYTES: u64 = 1024;
+
+fn validate_settings(settings: &TopicSettings) -> EngineResult<()> {
+    let invalid = |name: &str, reason: &str| EngineError::InvalidSetting {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if settings.retention_ms.is_some_and(|v| v < -1) {
+        return Err(invalid("retention.ms", "must be -1 or at least 0"));
+    }
+    if settings.retention_bytes.is_some_and(|v| v < -1) {
+        return Err(invalid("retention.bytes", "must be -1 or at least 0"));
+    }
+    if settings
+        .segment_bytes
+        .is_some_and(|v| v < MIN_SEGMENT_BYTES)
+    {
+        return Err(invalid("segment.bytes", "must be at least 1024"));
+    }
+    if settings.segment_ms.is_some_and(|v| v == 0) {
+        return Err(invalid("segment.ms", "must be at least 1"));
+    }
+    if settings.max_message_bytes.is_some_and(|v| v == 0) {
+        return Err(invalid("max.message.bytes", "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn check_partitions(requested: u32, current: u32) -> EngineResult<()> {
+    if requested == 0 || requested > MAX_PARTITIONS || requested <= current {
+        return Err(EngineError::InvalidPartitions { requested, current });
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs blocking engine work on tokio's blocking pool.
+pub(crate) async fn blocking<T, F>(work: F) -> EngineResult<T>
+where
+    F: FnOnce() -> EngineResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| EngineError::ShuttingDown)?
+}

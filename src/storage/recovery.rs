@@ -1,0 +1,489 @@
+//! Opening a partition directory: CRC-verifying the tail, truncating a torn write, refusing
+//! interior corruption, and rebuilding indexes that are missing or disagree with the log.
+//!
+//! Which segments are verified: the last one, and every segment that may hold offsets at or
+//! above the recovery point. The recovery point is the next offset recorded in the
+//! `clean-shutdown` marker (written by `close`, removed by open), or after a crash the
+//! `recovery-point` file (written by the previous open once everything below it was verified),
+//! or zero when neither exists. A failed batch that is followed by no valid batch in the last
+//! non-empty segment is a torn tail (truncated, logged); anything else is corruption.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use tributary_api::batch::{BATCH_HEADER_LEN, BatchHeader, MAGIC_V2, verify_batch};
+
+use super::LogConfig;
+use super::checkpoint::{
+    CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, read_offset, write_offset,
+};
+use super::error::{CorruptReason, StorageError};
+use super::index::{OffsetIndex, TimeIndex};
+use super::naming::{parse_segment_name, segment_file};
+use super::partition::{LogState, Partition, SegmentSlot};
+use super::segment::{
+    INDEX_EXTENSION, LOG_EXTENSION, Segment, SegmentStats, TIME_INDEX_EXTENSION, index_capacity,
+};
+
+/// Bytes read per `pread` while scanning a segment.
+const SCAN_CHUNK: usize = 1 << 20;
+/// A damaged region longer than this is never treated as a torn tail (a crash tears at most
+/// the batches in flight), so open refuses rather than truncating that much data.
+const MAX_TORN_TAIL: u64 = 64 << 20;
+
+/// What recovering one partition found.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PartitionRecovery {
+    pub(crate) truncated_bytes: u64,
+    pub(crate) rebuilt_indexes: u32,
+}
+
+/// Opens (creating if needed) the partition in `dir`.
+pub(crate) fn open_partition(
+    topic: &str,
+    id: u32,
+    dir: &Path,
+    config: LogConfig,
+) -> Result<(Partition, PartitionRecovery), StorageError> {
+    std::fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
+    let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+    let clean_point = read_offset(dir, CLEAN_SHUTDOWN_FILE);
+    let stored_point = read_offset(dir, RECOVERY_POINT_FILE);
+    let recovery_point = clean_point.or(stored_point).unwrap_or(0);
+    let bases = list_segments(dir)?;
+    let mut report = PartitionRecovery::default();
+    let mut slots: Vec<SegmentSlot> = Vec::with_capacity(bases.len());
+    let sizes: Vec<u64> = bases
+        .iter()
+        .map(|base| {
+            let path = segment_file(dir, *base, LOG_EXTENSION);
+            std::fs::metadata(&path)
+                .map(|m| m.len())
+                .map_err(StorageError::io(path))
+        })
+        .collect::<Result<_, _>>()?;
+    for (i, base) in bases.iter().copied().enumerate() {
+        let is_tail = sizes[i + 1..].iter().all(|size| *size == 0);
+        let verify = is_tail || bases[i + 1] > recovery_point;
+        let is_active = i + 1 == bases.len();
+        let slot = load_segment(dir, base, &config, verify, is_tail, is_active, &mut report)?;
+        if let Some(previous) = slots.last()
+            && !previous.stats.is_empty()
+            && slot.stats.size > 0
+            && previous.stats.next_offset != base
+        {
+            return Err(StorageError::Corrupt {
+                file: slot.segment.log_path.clone(),
+                position: 0,
+                offset: Some(base),
+                reason: CorruptReason::OffsetGap {
+                    expected: previous.stats.next_offset,
+                    found: base,
+                },
+            });
+        }
+        slots.push(slot);
+    }
+    drop_misplaced_empty_segments(dir, &mut slots)?;
+    let first_base = slots.first().map(|s| s.segment.base_offset);
+    let mut log_start = read_offset(dir, LOG_START_FILE)
+        .unwrap_or(0)
+        .max(first_base.unwrap_or(0));
+    if slots.is_empty() {
+        let segment = Segment::create(dir, log_start, &config)?;
+        slots.push(SegmentSlot {
+            segment: Arc::new(segment),
+            stats: SegmentStats::empty(log_start),
+        });
+    }
+    // Segments wholly below the log start are left over from an interrupted deletion.
+    while slots.len() > 1 && slots[0].stats.next_offset <= log_start {
+        let slot = slots.remove(0);
+        slot.segment.delete_files(dir)?;
+    }
+    let next_offset = slots.last().map_or(0, |s| s.stats.next_offset);
+    log_start = log_start.min(next_offset);
+    if stored_point != Some(next_offset) {
+        write_offset(dir, RECOVERY_POINT_FILE, next_offset)?;
+    }
+    if clean_point.is_some() {
+        std::fs::remove_file(&marker).map_err(StorageError::io(&marker))?;
+    }
+    let state = LogState::new(config, slots, log_start);
+    Ok((Partition::new(topic, id, dir.to_path_buf(), state), report))
+}
+
+/// Base offsets of the `.log` files in `dir`, ascending; removes stray indexes and temp files.
+fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(StorageError::io(dir))? {
+        let entry = entry.map_err(StorageError::io(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = parse_segment_name(name) {
+            logs.push(base);
+        } else if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        } else if name.ends_with(&format!(".{INDEX_EXTENSION}"))
+            || name.ends_with(&format!(".{TIME_INDEX_EXTENSION}"))
+        {
+            indexes.push((
+                name.split('.').next().unwrap_or_default().to_owned(),
+                entry.path(),
+            ));
+        }
+    }
+    logs.sort_unstable();
+    for (stem, path) in indexes {
+        if !stem
+            .parse::<i64>()
+            .is_ok_and(|base| logs.binary_search(&base).is_ok())
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(logs)
+}
+
+/// Deletes trailing empty segments that no longer start at the log's next offset (left behind
+/// when a torn tail before them was truncated).
+fn drop_misplaced_empty_segments(
+    dir: &Path,
+    slots: &mut Vec<SegmentSlot>,
+) -> Result<(), StorageError> {
+    while slots.len() > 1 {
+        let last = &slots[slots.len() - 1];
+        let previous = &slots[slots.len() - 2];
+        if last.stats.size == 0 && last.segment.base_offset != previous.stats.next_offset {
+            last.segment.delete_files(dir)?;
+            slots.pop();
+        } else {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn load_segment(
+    dir: &Path,
+    base: i64,
+    config: &LogConfig,
+    verify: bool,
+    is_tail: bool,
+    is_active: bool,
+    report: &mut PartitionRecovery,
+) -> Result<SegmentSlot, StorageError> {
+    let log_path = segment_file(dir, base, LOG_EXTENSION);
+    let log = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&log_path)
+        .map_err(StorageError::io(&log_path))?;
+    let size = log.metadata().map_err(StorageError::io(&log_path))?.len();
+    let index_path = segment_file(dir, base, INDEX_EXTENSION);
+    let time_path = segment_file(dir, base, TIME_INDEX_EXTENSION);
+    if !verify
+        && let Some(slot) =
+            open_sealed_with_indexes(&log, &log_path, base, size, &index_path, &time_path)?
+    {
+        return Ok(slot);
+    }
+    let mut scan = scan_log(
+        &log,
+        &log_path,
+        base,
+        size,
+        verify,
+        config.index_interval_bytes,
+    )?;
+    if let Some(failure) = scan.failure.take() {
+        let torn = is_tail
+            && size - failure.position <= MAX_TORN_TAIL
+            && !valid_batch_after(&log, failure.position, size)
+                .map_err(StorageError::io(&log_path))?;
+        if !torn {
+            return Err(StorageError::Corrupt {
+                file: log_path,
+                position: failure.position,
+                offset: failure.offset,
+                reason: failure.reason,
+            });
+        }
+        tracing::warn!(file = %log_path.display(), position = failure.position,
+            bytes = size - failure.position, reason = %failure.reason, "truncating torn tail");
+        log.set_len(failure.position)
+            .map_err(StorageError::io(&log_path))?;
+        log.sync_data().map_err(StorageError::io(&log_path))?;
+        report.truncated_bytes += size - failure.position;
+    }
+    let capacity = if is_active { index_capacity(config) } else { 0 };
+    let offset_index = match OffsetIndex::open_checked(
+        &index_path,
+        base,
+        scan.stats.size,
+        Some(&scan.offset_entries),
+    ) {
+        Some(index) => index,
+        None => {
+            report.rebuilt_indexes += 1;
+            let mut index =
+                OffsetIndex::create(&index_path, base, capacity.max(scan.offset_entries.len()))
+                    .map_err(StorageError::io(&index_path))?;
+            for (offset, position) in &scan.offset_entries {
+                index
+                    .append(*offset, *position)
+                    .map_err(StorageError::io(&index_path))?;
+            }
+            index
+        }
+    };
+    let time_index = match TimeIndex::open_checked(
+        &time_path,
+        base,
+        scan.stats.next_offset,
+        Some(&scan.time_entries),
+    ) {
+        Some(index) => index,
+        None => {
+            report.rebuilt_indexes += 1;
+            let mut index =
+                TimeIndex::create(&time_path, base, capacity.max(scan.time_entries.len()))
+                    .map_err(StorageError::io(&time_path))?;
+            for (timestamp, offset) in &scan.time_entries {
+                index
+                    .append(*timestamp, *offset)
+                    .map_err(StorageError::io(&time_path))?;
+            }
+            index
+        }
+    };
+    let segment = Segment {
+        base_offset: base,
+        log: Arc::new(log),
+        log_path,
+        offset_index: RwLock::new(offset_index),
+        time_index: RwLock::new(time_index),
+    };
+    if !is_active {
+        segment.seal()?;
+    }
+    Ok(SegmentSlot {
+        segment: Arc::new(segment),
+        stats: scan.stats,
+    })
+}
+
+/// A sealed segment below the recovery point whose indexes look sound: its figures come from
+/// the indexes plus a header walk from the last offset-index entry. `None` means rebuild.
+fn open_sealed_with_indexes(
+    log: &File,
+    log_path: &Path,
+    base: i64,
+    size: u64,
+    index_path: &Path,
+    time_path: &Path,
+) -> Result<Option<SegmentSlot>, StorageError> {
+    let Some(offset_index) = OffsetIndex::open_checked(index_path, base, size, None) else {
+        return Ok(None);
+    };
+    let (mut next_offset, mut position) = offset_index.lookup(i64::MAX);
+    let mut max_in_tail: Option<(i64, i64)> = None;
+    while position < size {
+        let Some(header) = read_header(log, position, size) else {
+            return Ok(None);
+        };
+        if max_in_tail.is_none_or(|(ts, _)| header.max_timestamp > ts) {
+            max_in_tail = Some((header.max_timestamp, header.last_offset()));
+        }
+        next_offset = header.last_offset() + 1;
+        position += header.total_len as u64;
+    }
+    if position != size || size == 0 {
+        return Ok(None);
+    }
+    let Some(time_index) = TimeIndex::open_checked(time_path, base, next_offset, None) else {
+        return Ok(None);
+    };
+    let Some((max_timestamp, max_batch)) = time_index.last() else {
+        return Ok(None);
+    };
+    let max_timestamp_offset = match max_in_tail {
+        Some((ts, last)) if ts == max_timestamp => last,
+        _ => {
+            let (_, mut at) = offset_index.lookup(max_batch);
+            loop {
+                let Some(header) = read_header(log, at, size) else {
+                    return Ok(None);
+                };
+                if header.base_offset == max_batch {
+                    break header.last_offset();
+                }
+                at += header.total_len as u64;
+            }
+        }
+    };
+    let mut stats = SegmentStats::empty(base);
+    stats.size = size;
+    stats.next_offset = next_offset;
+    stats.max_timestamp = max_timestamp;
+    stats.max_timestamp_offset = max_timestamp_offset;
+    let file = log.try_clone().map_err(StorageError::io(log_path))?;
+    Ok(Some(SegmentSlot {
+        segment: Arc::new(Segment {
+            base_offset: base,
+            log: Arc::new(file),
+            log_path: log_path.to_path_buf(),
+            offset_index: RwLock::new(offset_index),
+            time_index: RwLock::new(time_index),
+        }),
+        stats,
+    }))
+}
+
+fn read_header(log: &File, position: u64, size: u64) -> Option<BatchHeader> {
+    let mut raw = [0u8; BATCH_HEADER_LEN];
+    log.read_exact_at(&mut raw, position).ok()?;
+    BatchHeader::parse(&raw)
+        .ok()
+        .filter(|h| position + h.total_len as u64 <= size)
+}
+
+struct ScanFailure {
+    position: u64,
+    offset: Option<i64>,
+    reason: CorruptReason,
+}
+
+struct ScanResult {
+    stats: SegmentStats,
+    offset_entries: Vec<(i64, u64)>,
+    time_entries: Vec<(i64, i64)>,
+    failure: Option<ScanFailure>,
+}
+
+/// Walks every batch of a segment (CRC-checking each when `verify`), rebuilding the index
+/// entries. Stops at the first bad batch, reporting where.
+fn scan_log(
+    log: &File,
+    log_path: &Path,
+    base: i64,
+    size: u64,
+    verify: bool,
+    interval: u32,
+) -> Result<ScanResult, StorageError> {
+    let mut reader = ChunkReader {
+        file: log,
+        path: log_path.to_path_buf(),
+        buf: Vec::new(),
+        buf_start: 0,
+    };
+    let mut result = ScanResult {
+        stats: SegmentStats::empty(base),
+        offset_entries: Vec::new(),
+        time_entries: Vec::new(),
+        failure: None,
+    };
+    let mut position = 0u64;
+    while position < size {
+        let fail = |offset, reason| {
+            Some(ScanFailure {
+                position,
+                offset,
+                reason,
+            })
+        };
+        let header_len = (size - position).min(BATCH_HEADER_LEN as u64) as usize;
+        let header = match BatchHeader::parse(reader.get(position, header_len)?) {
+            Ok(header) => header,
+            Err(err) => {
+                result.failure = fail(None, CorruptReason::Batch(err));
+                break;
+            }
+        };
+        let end = position + header.total_len as u64;
+        if end > size {
+            result.failure = fail(Some(header.base_offset), CorruptReason::PastEnd);
+            break;
+        }
+        if verify && let Err(err) = verify_batch(reader.get(position, header.total_len)?) {
+            result.failure = fail(Some(header.base_offset), CorruptReason::Batch(err));
+            break;
+        }
+        if header.base_offset != result.stats.next_offset {
+            let expected = result.stats.next_offset;
+            result.failure = fail(
+                Some(header.base_offset),
+                CorruptReason::OffsetGap {
+                    expected,
+                    found: header.base_offset,
+                },
+            );
+            break;
+        }
+        let entries = result.stats.observe(&header, interval);
+        result.offset_entries.extend(entries.offset);
+        result.time_entries.extend(entries.time);
+        position = end;
+    }
+    Ok(result)
+}
+
+/// True when a CRC-valid batch starts anywhere in `(from, size)`: the damage at `from` is then
+/// interior corruption, not a torn tail.
+fn valid_batch_after(log: &File, from: u64, size: u64) -> std::io::Result<bool> {
+    let mut rest = vec![0u8; (size - from) as usize];
+    log.read_exact_at(&mut rest, from)?;
+    for start in 1..rest.len() {
+        let candidate = &rest[start..];
+        if candidate.len() < BATCH_HEADER_LEN {
+            break;
+        }
+        if candidate[16] as i8 != MAGIC_V2 {
+            continue;
+        }
+        if let Ok(header) = BatchHeader::parse(candidate)
+            && header.total_len <= candidate.len()
+            && verify_batch(&candidate[..header.total_len]).is_ok()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Sequential positional reads in large chunks.
+struct ChunkReader<'a> {
+    file: &'a File,
+    path: PathBuf,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl ChunkReader<'_> {
+    /// `len` bytes at `position`; the caller guarantees they lie within the file.
+    fn get(&mut self, position: u64, len: usize) -> Result<&[u8], StorageError> {
+        let buf_end = self.buf_start + self.buf.len() as u64;
+        if position < self.buf_start || position + len as u64 > buf_end {
+            let file_len = self
+                .file
+                .metadata()
+                .map_err(StorageError::io(&self.path))?
+                .len();
+            let want = len
+                .max(SCAN_CHUNK)
+                .min((file_len - position) as usize)
+                .max(len);
+            self.buf.resize(want, 0);
+            self.file
+                .read_exact_at(&mut self.buf, position)
+                .map_err(StorageError::io(&self.path))?;
+            self.buf_start = position;
+        }
+        let start = (position - self.buf_start) as usize;
+        Ok(&self.buf[start..start + len])
+    }
+}
