@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tributary::cli::{Cli, Command};
-use tributary::config::{Config, Sources};
+use tributary::config::{self, Config, Sources};
 use tributary::{server, telemetry};
 
 /// How long the runtime waits for stray blocking work after the server has returned.
@@ -22,22 +22,33 @@ fn main() -> anyhow::Result<()> {
         flags: &flags,
     })
     .context("invalid configuration")?;
+    let unknown_vars = config::unknown_env_vars(
+        std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
+    );
 
     match cli.command() {
         Command::Config => {
+            for name in &unknown_vars {
+                eprintln!(
+                    "warning: environment variable {name} is not a Tributary setting; ignored"
+                );
+            }
             print!(
                 "{}",
                 config.to_toml().context("cannot print the configuration")?
             );
             Ok(())
         }
-        Command::Serve => serve(config),
+        Command::Serve => serve(config, &unknown_vars),
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, unknown_vars: &[String]) -> anyhow::Result<()> {
     let rust_log = std::env::var("RUST_LOG").ok();
     telemetry::init_logging(&config.log.filter, rust_log.as_deref())?;
+    for name in unknown_vars {
+        tracing::warn!(variable = %name, "not a Tributary setting; ignored");
+    }
     let metrics = telemetry::install_metrics()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,8 +6,9 @@
 //! cannot drift apart.
 //!
 //! Invariants worth naming:
-//! - unknown keys are errors at every layer (`deny_unknown_fields` for the file, the key table
-//!   for flags and variables), so a typo never silently falls back to a default;
+//! - unknown keys are errors in the file (`deny_unknown_fields`) and for flags (the key table);
+//!   an unknown `TRIBUTARY_*` variable is reported by [`unknown_env_vars`] (the binary warns,
+//!   since the environment is shared with other tools);
 //! - a [`Config`] returned by [`Config::load`] is validated and resolved: derived values (the
 //!   Kafka advertised host) are filled in, so `tributary config` prints what actually applies.
 
@@ -261,6 +262,15 @@ impl Default for LogConfig {
             filter: "info".to_owned(),
         }
     }
+}
+
+/// The `TRIBUTARY_*` names among `names` that no key reads: most likely typos.
+pub fn unknown_env_vars(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|name| name.starts_with("TRIBUTARY_") && name != CONFIG_FILE_ENV)
+        .filter(|name| KEYS.iter().all(|key| key.env != name))
+        .collect()
 }
 
 /// Where the layers above the defaults come from. Environment access is a function so tests

@@ -349,3 +349,16 @@ fn key_table_covers_every_config_key_once() {
     assert_eq!(envs.len(), KEYS.len(), "duplicate environment variables");
     assert!(KEYS.iter().all(|key| key.env.starts_with("TRIBUTARY_")));
 }
+
+#[test]
+fn unknown_tributary_variables_are_reported() {
+    let names = [
+        "TRIBUTARY_KAFKA_PROT",
+        "TRIBUTARY_KAFKA_PORT",
+        "TRIBUTARY_CONFIG",
+        "HOME",
+        "RUST_LOG",
+    ];
+    let unknown = unknown_env_vars(names.iter().map(|name| name.to_string()));
+    assert_eq!(unknown, vec!["TRIBUTARY_KAFKA_PROT".to_owned()]);
+}
