@@ -23,7 +23,7 @@ use tributary::storage::{LogConfig, Storage};
 use tributary_api::Durability;
 use tributary_api::batch::{BatchHeader, Record, build_batch};
 
-const REPEATS: usize = 5;
+const REPEATS: usize = 7;
 const MIB: usize = 1 << 20;
 const APPEND_BYTES: usize = 256 * MIB;
 const READ_PARTITION_BYTES: usize = 1024 * MIB;
@@ -212,20 +212,24 @@ fn bench_always(root: &Path) {
 fn engine_read(storage: &Storage) -> f64 {
     let partition = storage.partition("bench", 0).expect("partition");
     let hwm = partition.high_watermark();
-    let mut buffer = Vec::with_capacity(2 * MIB);
+    // A reused buffer, as a network sender would keep one per connection.
+    let mut buffer = vec![0u8; 2 * MIB];
     let (mut offset, mut bytes) = (partition.log_start_offset(), 0usize);
     let started = Instant::now();
     while offset < hwm {
-        buffer.clear();
         let result = partition.read(offset, MIB).expect("read");
+        let mut filled = 0;
         for slice in &result.slices {
-            slice.read_into(&mut buffer).expect("pread");
+            slice
+                .read_exact_into(&mut buffer[filled..filled + slice.len()])
+                .expect("pread");
+            filled += slice.len();
         }
-        bytes += buffer.len();
+        bytes += filled;
         // Continue after the last batch returned.
         let mut position = 0;
-        while position < buffer.len() {
-            let header = BatchHeader::parse(&buffer[position..]).expect("header");
+        while position < filled {
+            let header = BatchHeader::parse(&buffer[position..filled]).expect("header");
             offset = header.last_offset() + 1;
             position += header.total_len;
         }

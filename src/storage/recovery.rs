@@ -180,7 +180,7 @@ fn load_segment(
     let log_path = segment_file(dir, base, LOG_EXTENSION);
     let log = OpenOptions::new()
         .read(true)
-        .write(true)
+        .append(true)
         .open(&log_path)
         .map_err(StorageError::io(&log_path))?;
     let size = log.metadata().map_err(StorageError::io(&log_path))?.len();
