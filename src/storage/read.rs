@@ -199,11 +199,17 @@ impl Partition {
                 .segments
                 .iter()
                 .filter(|s| {
-                    s.stats.max_timestamp >= timestamp && s.stats.next_offset > state.log_start
+                    s.stats.max_timestamp >= timestamp
+                        && s.stats.next_offset > state.log_start
+                        && s.segment.base_offset <= state.hwm_segment_base
                 })
                 .map(|s| VisibleSegment {
                     segment: Arc::clone(&s.segment),
-                    visible: s.stats.size,
+                    visible: if s.segment.base_offset == state.hwm_segment_base {
+                        state.hwm_position
+                    } else {
+                        s.stats.size
+                    },
                 })
                 .collect();
             (candidates, state.log_start, state.high_watermark)

@@ -70,6 +70,14 @@ pub(crate) fn open_partition(
         let verify = is_tail || bases[i + 1] > recovery_point;
         let is_active = i + 1 == bases.len();
         let slot = load_segment(dir, base, &config, verify, is_tail, is_active, &mut report)?;
+        if verify && clean_point.is_none() {
+            // After a crash the verified bytes may exist only in the page cache; make them
+            // durable before the recovery point vouches for them.
+            slot.segment
+                .log
+                .sync_data()
+                .map_err(StorageError::io(&slot.segment.log_path))?;
+        }
         if let Some(previous) = slots.last()
             && !previous.stats.is_empty()
             && slot.stats.size > 0
