@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tributary::storage::{LogConfig, Storage};
 use tributary_api::Durability;
-use tributary_api::batch::{BatchHeader, Record, build_batch};
+use tributary_api::batch::{BatchHeader, Record, build_batch, verify_batch};
 
 const REPEATS: usize = 7;
 const MIB: usize = 1 << 20;
@@ -97,6 +97,7 @@ fn bench_append(root: &Path) {
         "\n(a) append under Durability::Never, {} MiB per run, {REPEATS} runs",
         APPEND_BYTES / MIB
     );
+    let mut crc_costs = Vec::new();
     println!(
         "| batch | engine MiB/s median (min) | write_all MiB/s median (min) | ratio of medians |"
     );
@@ -107,8 +108,11 @@ fn bench_append(root: &Path) {
     ] {
         let (mut engine, mut plain) = (Vec::new(), Vec::new());
         for _ in 0..REPEATS {
-            // Interleaved so writeback pressure hits both alike.
+            // Interleaved, each after a system-wide `sync`, so writeback of the previous run's
+            // dirty pages does not land inside the next measurement.
+            settle();
             engine.push(engine_append(root, &batch));
+            settle();
             plain.push(plain_append(root, &batch));
         }
         let (engine_min, plain_min) = (
@@ -120,7 +124,33 @@ fn bench_append(root: &Path) {
             "| {label} | {engine_median:.0} ({engine_min:.0}) | {plain_median:.0} ({plain_min:.0}) | {:.2} |",
             engine_median / plain_median
         );
+        crc_costs.push((label, crc_micros_per_mib(&batch)));
     }
+    for (label, micros) in crc_costs {
+        println!(
+            "CRC-32C verification of a {label} batch (required on every append): {micros:.0} us per MiB"
+        );
+    }
+}
+
+/// Flushes all dirty pages (outside any timed region).
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
+/// Median cost of `verify_batch` on `batch`, in microseconds per MiB.
+fn crc_micros_per_mib(batch: &Bytes) -> f64 {
+    let mut samples: Vec<f64> = (0..REPEATS)
+        .map(|_| {
+            let rounds = (64 * MIB / batch.len()).max(1);
+            let started = Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(verify_batch(std::hint::black_box(batch)).expect("valid"));
+            }
+            started.elapsed().as_secs_f64() * 1e6 / (rounds * batch.len()) as f64 * MIB as f64
+        })
+        .collect();
+    median(&mut samples)
 }
 
 /// One `Always` run with `threads` appenders: (records per fsync, records per second, p99
