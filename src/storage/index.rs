@@ -60,7 +60,7 @@ impl MappedEntries {
     fn open(path: &Path, entry_len: usize) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let bytes = file.metadata()?.len() as usize;
-        if bytes % entry_len != 0 {
+        if !bytes.is_multiple_of(entry_len) {
             // A torn or foreign file: the caller rebuilds it from the log.
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
