@@ -506,3 +506,12 @@ fn damage_in_a_sealed_segment_written_before_a_crash_refuses_to_open() {
         "{err:?}"
     );
 }
+
+#[test]
+fn engine_handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Storage>();
+    assert_send_sync::<Partition>();
+    assert_send_sync::<ReadResult>();
+    assert_send_sync::<StorageError>();
+}
