@@ -56,10 +56,17 @@ impl MappedEntries {
         Ok(entries)
     }
 
-    /// Opens an existing file; returns its raw bytes' entry capacity with `len` still 0.
+    /// Opens an existing file of whole entries, with `len` still 0 (the caller validates).
     fn open(path: &Path, entry_len: usize) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let bytes = file.metadata()?.len() as usize;
+        if !bytes.is_multiple_of(entry_len) {
+            // A torn or foreign file: the caller rebuilds it from the log.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "index length is not a whole number of entries",
+            ));
+        }
         let capacity = bytes / entry_len;
         let mut entries = Self {
             path: path.to_path_buf(),
@@ -69,7 +76,6 @@ impl MappedEntries {
             len: 0,
             capacity: 0,
         };
-        // Drop a trailing partial entry so the mapping covers whole entries only.
         entries.resize(capacity)?;
         Ok(entries)
     }

@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::io::{IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -24,10 +24,6 @@ use super::LogConfig;
 use super::error::StorageError;
 use super::segment::{Segment, SegmentStats, write_entries};
 use crate::telemetry::names;
-
-/// Batches up to this size are copied into one buffer (with the new base offset) and written in
-/// one syscall; larger ones are written in two parts to avoid the copy.
-const COPY_WRITE_LIMIT: usize = 64 * 1024;
 
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +55,6 @@ pub(crate) struct LogState {
     /// Base offsets of rolled segments that may hold data not yet fsync'd.
     pub(crate) unsynced_sealed: Vec<i64>,
     pub(crate) last_sync: Instant,
-    scratch: Vec<u8>,
 }
 
 impl LogState {
@@ -77,7 +72,6 @@ impl LogState {
             hwm_position,
             unsynced_sealed: Vec::new(),
             last_sync: Instant::now(),
-            scratch: Vec::new(),
         }
     }
 
@@ -271,8 +265,9 @@ impl Partition {
         Ok(info)
     }
 
-    /// Writes the batch at the end of the active segment with its new base offset. A failed
-    /// write poisons the partition; the high watermark is untouched, so no torn batch is visible.
+    /// Writes the batch at the end of the active segment with its new base offset, in one
+    /// `writev` (the log is opened in append mode) so the batch is never copied. A failed write
+    /// poisons the partition; the high watermark is untouched, so no torn batch is visible.
     fn write_batch(
         &self,
         state: &mut LogState,
@@ -280,21 +275,10 @@ impl Partition {
         base_offset: i64,
     ) -> Result<(), StorageError> {
         let active = state.active();
-        let file = Arc::clone(&active.segment.log);
+        let file = &active.segment.log;
         let position = active.stats.size;
-        let base = base_offset.to_be_bytes();
-        let result = if batch.len() <= COPY_WRITE_LIMIT {
-            let scratch = &mut state.scratch;
-            scratch.clear();
-            scratch.extend_from_slice(&base);
-            scratch.extend_from_slice(&batch[8..]);
-            file.write_all_at(scratch, position)
-        } else {
-            file.write_all_at(&base, position)
-                .and_then(|()| file.write_all_at(&batch[8..], position + 8))
-        };
-        if let Err(source) = result {
-            let path = state.active().segment.log_path.clone();
+        if let Err(source) = append_all(file, &base_offset.to_be_bytes(), &batch[8..]) {
+            let path = active.segment.log_path.clone();
             // Best effort: drop the partial bytes so a restart sees a clean end.
             let _ = file.set_len(position);
             self.poison(&StorageError::Io { path, source });
@@ -482,6 +466,21 @@ impl Partition {
     pub(crate) fn set_config(&self, config: LogConfig) {
         self.state.lock().config = config;
     }
+}
+
+/// Appends `head` then `tail` to a file opened in append mode, retrying short writes.
+fn append_all(file: &File, head: &[u8], tail: &[u8]) -> std::io::Result<()> {
+    let mut parts = [IoSlice::new(head), IoSlice::new(tail)];
+    let mut remaining = &mut parts[..];
+    while !remaining.is_empty() {
+        match (&*file).write_vectored(remaining) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut remaining, written),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 impl Partition {

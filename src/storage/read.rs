@@ -56,6 +56,18 @@ impl FileSlice {
         result
     }
 
+    /// Fills `out`, which must be exactly `len()` bytes, with the range (no zeroing or
+    /// allocation: for callers that reuse a buffer).
+    pub fn read_exact_into(&self, out: &mut [u8]) -> std::io::Result<()> {
+        if out.len() != self.len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "buffer length differs from the slice length",
+            ));
+        }
+        self.file.read_exact_at(out, self.position)
+    }
+
     pub fn to_bytes(&self) -> std::io::Result<Bytes> {
         let mut out = Vec::with_capacity(self.len);
         self.read_into(&mut out)?;
@@ -187,11 +199,17 @@ impl Partition {
                 .segments
                 .iter()
                 .filter(|s| {
-                    s.stats.max_timestamp >= timestamp && s.stats.next_offset > state.log_start
+                    s.stats.max_timestamp >= timestamp
+                        && s.stats.next_offset > state.log_start
+                        && s.segment.base_offset <= state.hwm_segment_base
                 })
                 .map(|s| VisibleSegment {
                     segment: Arc::clone(&s.segment),
-                    visible: s.stats.size,
+                    visible: if s.segment.base_offset == state.hwm_segment_base {
+                        state.hwm_position
+                    } else {
+                        s.stats.size
+                    },
                 })
                 .collect();
             (candidates, state.log_start, state.high_watermark)

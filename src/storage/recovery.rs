@@ -70,6 +70,14 @@ pub(crate) fn open_partition(
         let verify = is_tail || bases[i + 1] > recovery_point;
         let is_active = i + 1 == bases.len();
         let slot = load_segment(dir, base, &config, verify, is_tail, is_active, &mut report)?;
+        if verify && clean_point.is_none() {
+            // After a crash the verified bytes may exist only in the page cache; make them
+            // durable before the recovery point vouches for them.
+            slot.segment
+                .log
+                .sync_data()
+                .map_err(StorageError::io(&slot.segment.log_path))?;
+        }
         if let Some(previous) = slots.last()
             && !previous.stats.is_empty()
             && slot.stats.size > 0
@@ -180,7 +188,7 @@ fn load_segment(
     let log_path = segment_file(dir, base, LOG_EXTENSION);
     let log = OpenOptions::new()
         .read(true)
-        .write(true)
+        .append(true)
         .open(&log_path)
         .map_err(StorageError::io(&log_path))?;
     let size = log.metadata().map_err(StorageError::io(&log_path))?.len();
@@ -291,13 +299,18 @@ fn open_sealed_with_indexes(
         return Ok(None);
     };
     let (mut next_offset, mut position) = offset_index.lookup(i64::MAX);
-    let mut max_in_tail: Option<(i64, i64)> = None;
+    // (max timestamp, base offset, last offset) of the first batch in the walked tail reaching it.
+    let mut max_in_tail: Option<(i64, i64, i64)> = None;
     while position < size {
         let Some(header) = read_header(log, position, size) else {
             return Ok(None);
         };
-        if max_in_tail.is_none_or(|(ts, _)| header.max_timestamp > ts) {
-            max_in_tail = Some((header.max_timestamp, header.last_offset()));
+        if max_in_tail.is_none_or(|(ts, _, _)| header.max_timestamp > ts) {
+            max_in_tail = Some((
+                header.max_timestamp,
+                header.base_offset,
+                header.last_offset(),
+            ));
         }
         next_offset = header.last_offset() + 1;
         position += header.total_len as u64;
@@ -311,8 +324,13 @@ fn open_sealed_with_indexes(
     let Some((max_timestamp, max_batch)) = time_index.last() else {
         return Ok(None);
     };
+    // The time index must end at a batch that really has that max timestamp, and no batch
+    // walked above may exceed it; otherwise it lost entries and is rebuilt.
+    if max_in_tail.is_some_and(|(ts, _, _)| ts > max_timestamp) {
+        return Ok(None);
+    }
     let max_timestamp_offset = match max_in_tail {
-        Some((ts, last)) if ts == max_timestamp => last,
+        Some((ts, base, last)) if ts == max_timestamp && base == max_batch => last,
         _ => {
             let (_, mut at) = offset_index.lookup(max_batch);
             loop {
@@ -320,7 +338,13 @@ fn open_sealed_with_indexes(
                     return Ok(None);
                 };
                 if header.base_offset == max_batch {
+                    if header.max_timestamp != max_timestamp {
+                        return Ok(None);
+                    }
                     break header.last_offset();
+                }
+                if header.base_offset > max_batch {
+                    return Ok(None);
                 }
                 at += header.total_len as u64;
             }

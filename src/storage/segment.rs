@@ -43,13 +43,15 @@ impl Segment {
         config: &LogConfig,
     ) -> Result<Self, StorageError> {
         let log_path = segment_file(dir, base_offset, LOG_EXTENSION);
+        // Append mode: batches go to the end with one `writev`; reads are positional.
         let log = OpenOptions::new()
             .read(true)
-            .write(true)
+            .append(true)
             .create(true)
-            .truncate(true)
             .open(&log_path)
             .map_err(StorageError::io(&log_path))?;
+        // A stray file of the same name (from an interrupted roll) is emptied.
+        log.set_len(0).map_err(StorageError::io(&log_path))?;
         let capacity = index_capacity(config);
         let index_path = segment_file(dir, base_offset, INDEX_EXTENSION);
         let offset_index = OffsetIndex::create(&index_path, base_offset, capacity)

@@ -418,3 +418,100 @@ fn a_second_storage_on_the_same_directory_is_refused() {
         Err(StorageError::Locked { .. })
     ));
 }
+
+#[test]
+fn missing_or_damaged_indexes_are_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small_config(Durability::Never);
+    let mut appended = Vec::new();
+    let partition_dir;
+    {
+        let storage = Storage::open(dir.path()).expect("open");
+        storage.open_topic("t", 1, config.clone()).expect("topic");
+        let partition = storage.partition("t", 0).expect("partition");
+        for seed in 0..40u64 {
+            let bytes = batch(seed, 2, 150, 100 * seed as i64);
+            appended.push((partition.append(&bytes, 0).expect("append"), bytes));
+        }
+        partition_dir = partition.dir.clone();
+        assert!(partition.segment_count() >= 4);
+        storage.close().expect("close");
+    }
+    let mut sealed: Vec<_> = std::fs::read_dir(&partition_dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "index"))
+        .collect();
+    sealed.sort();
+    // Lose one sealed segment's offset index, damage another's time index, and scramble one.
+    std::fs::remove_file(&sealed[0]).expect("remove index");
+    let time_index = sealed[1].with_extension("timeindex");
+    let len = std::fs::metadata(&time_index).expect("meta").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&time_index)
+        .expect("open")
+        .set_len(len - 5)
+        .expect("truncate");
+    std::fs::write(&sealed[2], [0xffu8; 16]).expect("scramble");
+    let storage = Storage::open(dir.path()).expect("reopen");
+    let report = storage.open_topic("t", 1, config).expect("recover");
+    assert!(report.rebuilt_indexes >= 3, "{report:?}");
+    let partition = storage.partition("t", 0).expect("partition");
+    for (info, bytes) in &appended {
+        let read = partition
+            .read(info.last_offset, 1)
+            .expect("read")
+            .to_bytes()
+            .expect("bytes");
+        assert!(same_batch(&read, bytes, info.base_offset));
+        assert_eq!(
+            partition
+                .offset_for_timestamp(info.max_timestamp)
+                .expect("lookup"),
+            Some((info.last_offset, info.max_timestamp))
+        );
+    }
+}
+
+#[test]
+fn damage_in_a_sealed_segment_written_before_a_crash_refuses_to_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small_config(Durability::Never);
+    let first_segment;
+    {
+        let storage = Storage::open(dir.path()).expect("open");
+        storage.open_topic("t", 1, config.clone()).expect("topic");
+        let partition = storage.partition("t", 0).expect("partition");
+        for seed in 0..30u64 {
+            partition
+                .append(&batch(seed, 2, 150, 1), 0)
+                .expect("append");
+        }
+        first_segment = partition.state.lock().segments[0].segment.log_path.clone();
+        // Crash: no clean shutdown marker, so every segment since the last open is verified.
+        storage.flush_all().expect("flush");
+        std::mem::forget(storage);
+    }
+    std::fs::remove_file(dir.path().join(".lock")).expect("forgotten storage's lock file");
+    let mut contents = std::fs::read(&first_segment).expect("segment");
+    contents[100] ^= 0x01;
+    std::fs::write(&first_segment, &contents).expect("damage");
+    let storage = Storage::open(dir.path()).expect("reopen");
+    let err = storage
+        .open_topic("t", 1, config)
+        .expect_err("sealed damage must refuse");
+    assert!(
+        matches!(&err, StorageError::Corrupt { file, position: 0, .. } if file == &first_segment),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn engine_handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Storage>();
+    assert_send_sync::<Partition>();
+    assert_send_sync::<ReadResult>();
+    assert_send_sync::<StorageError>();
+}
