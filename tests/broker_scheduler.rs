@@ -5,105 +5,22 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use common::{Node, batch, durable, log_config, summary};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tributary::broker::LogDefaults;
 use tributary::broker::scheduler::SchedulerService;
-use tributary::storage::Storage;
+use tributary::broker::topics::Topics;
 use tributary_api::{
-    AppendOutcome, EngineError, EngineResult, LogService, OffsetQuery, PartitionOffsets,
-    QueueService, ReadBatches, ScheduleTarget, Scheduler, TimestampOffset, TopicPartition,
+    EngineError, LogService, QueueService, ScheduleTarget, Scheduler, TopicAdmin, TopicPartition,
+    TopicSettings,
 };
-
-/// A plain LogService straight over storage (the broker's own one lives in the facade).
-#[derive(Debug)]
-struct StorageLog(Arc<Storage>);
-
-#[async_trait]
-impl LogService for StorageLog {
-    async fn append(&self, tp: &TopicPartition, batch: Bytes) -> EngineResult<AppendOutcome> {
-        let partition = self.0.partition(&tp.topic, tp.partition)?;
-        let info = partition.append(&batch, 0)?;
-        Ok(AppendOutcome {
-            base_offset: info.base_offset,
-            last_offset: info.last_offset,
-            log_append_time: 0,
-            log_start: partition.log_start_offset(),
-        })
-    }
-
-    async fn read(
-        &self,
-        tp: &TopicPartition,
-        offset: i64,
-        max: usize,
-    ) -> EngineResult<ReadBatches> {
-        let partition = self.0.partition(&tp.topic, tp.partition)?;
-        let result = partition.read(offset, max)?;
-        Ok(ReadBatches {
-            data: result.to_bytes()?,
-            offsets: PartitionOffsets {
-                log_start: result.log_start,
-                high_watermark: result.high_watermark,
-            },
-        })
-    }
-
-    async fn wait_for(
-        &self,
-        tp: &TopicPartition,
-        offset: i64,
-        timeout: Duration,
-    ) -> EngineResult<bool> {
-        let partition = self.0.partition(&tp.topic, tp.partition)?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let listener = partition.listen();
-            if partition.high_watermark() > offset {
-                return Ok(true);
-            }
-            if tokio::time::timeout_at(deadline, listener).await.is_err() {
-                return Ok(partition.high_watermark() > offset);
-            }
-        }
-    }
-
-    fn offsets(&self, tp: &TopicPartition) -> EngineResult<PartitionOffsets> {
-        let partition = self.0.partition(&tp.topic, tp.partition)?;
-        Ok(PartitionOffsets {
-            log_start: partition.log_start_offset(),
-            high_watermark: partition.high_watermark(),
-        })
-    }
-
-    async fn find_offset(
-        &self,
-        tp: &TopicPartition,
-        query: OffsetQuery,
-    ) -> EngineResult<Option<TimestampOffset>> {
-        let partition = self.0.partition(&tp.topic, tp.partition)?;
-        let found = match query {
-            OffsetQuery::AtOrAfter(ts) => partition.offset_for_timestamp(ts)?,
-            OffsetQuery::MaxTimestamp => partition.max_timestamp()?,
-            OffsetQuery::Earliest => Some((partition.log_start_offset(), -1)),
-            OffsetQuery::Latest => Some((partition.high_watermark(), -1)),
-        };
-        Ok(found.map(|(offset, timestamp)| TimestampOffset { offset, timestamp }))
-    }
-
-    async fn delete_records(&self, tp: &TopicPartition, before: i64) -> EngineResult<i64> {
-        Ok(self
-            .0
-            .partition(&tp.topic, tp.partition)?
-            .delete_before(before)?)
-    }
-}
 
 /// A node with the scheduler task running.
 struct Running {
     node: Node,
+    topics: Arc<Topics>,
     scheduler: Arc<SchedulerService>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -114,11 +31,19 @@ impl Running {
         let node = Node::open(dir, log_config(1 << 20));
         let scheduler = SchedulerService::new(node.meta.clone());
         let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
-        let log: Arc<dyn LogService> = Arc::new(StorageLog(node.storage.clone()));
+        let topics = Arc::new(
+            Topics::open(
+                node.storage.clone(),
+                node.meta.clone(),
+                LogDefaults::default(),
+            )
+            .unwrap(),
+        );
         let queues: Arc<dyn QueueService> = node.queues.clone();
-        scheduler.spawn(&tracker, shutdown.clone(), log, queues);
+        scheduler.spawn(&tracker, shutdown.clone(), topics.clone(), queues);
         Running {
             node,
+            topics,
             scheduler,
             tracker,
             shutdown,
@@ -270,9 +195,9 @@ async fn cancel_stops_delivery_and_reports_whether_pending() {
 async fn partition_targets_get_appended_and_missing_targets_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let run = Running::start(dir.path());
-    run.node
-        .storage
-        .open_topic("events", 2, log_config(1 << 20))
+    run.topics
+        .create_topic("events", 2, TopicSettings::default())
+        .await
         .unwrap();
     let now = run.scheduler.now_ms();
     let tp = TopicPartition::new("events", 1);
@@ -292,8 +217,12 @@ async fn partition_targets_get_appended_and_missing_targets_are_dropped() {
         )
         .await
         .unwrap();
-    let log = StorageLog(run.node.storage.clone());
-    assert!(log.wait_for(&tp, 0, Duration::from_secs(5)).await.unwrap());
+    assert!(
+        run.topics
+            .wait_for(&tp, 0, Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         settled_count(&run, 0).await,
         0,
