@@ -2,33 +2,11 @@
 //! `promtool check metrics` with no findings: names, HELP text, units, counter suffixes and
 //! histogram buckets are valid for Prometheus before any dashboard relies on them.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+#[path = "support/promtool.rs"]
+mod promtool;
 
+use promtool::promtool_findings;
 use tributary::telemetry::{self, CATALOG, MetricKind};
-
-fn promtool_findings(exposition: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool must be installed (Debian package `prometheus`; .ci/run installs it)");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(exposition.as_bytes())
-        .expect("feed promtool");
-    let output = child.wait_with_output().expect("promtool runs");
-    let findings = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), findings)
-}
 
 #[test]
 fn every_catalog_metric_passes_promtool() {

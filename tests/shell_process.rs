@@ -1,12 +1,17 @@
 //! The real `tributary` binary as an operator runs it: start-up time, `/health`, `/metrics`
 //! through `promtool`, SIGTERM, `tributary config`, and configuration errors.
 
+#[path = "support/promtool.rs"]
+mod promtool;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use promtool::promtool_findings;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
 const DRAIN_TIMEOUT_MS: u64 = 2_000;
@@ -149,30 +154,6 @@ fn http_get(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16,
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
     Ok((status, head.to_ascii_lowercase(), body.to_owned()))
-}
-
-/// Runs `promtool check metrics`; a missing promtool fails the test (it is a CI dependency).
-fn promtool_findings(exposition: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool must be installed (Debian package `prometheus`; .ci/run installs it)");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(exposition.as_bytes())
-        .expect("feed promtool");
-    let output = child.wait_with_output().expect("promtool runs");
-    let findings = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), findings)
 }
 
 #[test]
