@@ -84,9 +84,20 @@ pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
     Ok(handle)
 }
 
+/// The catalogs of the protocol frontends in this build; a frontend crate adds its catalog
+/// here with one line, next to its line in `server::registry`.
+pub static FRONTEND_CATALOGS: &[&[MetricDescription]] = &[];
+
+/// Every metric of this build: the engine's and the shell's, then each frontend's.
+pub fn all_metrics() -> impl Iterator<Item = &'static MetricDescription> {
+    CATALOG
+        .iter()
+        .chain(FRONTEND_CATALOGS.iter().flat_map(|catalog| catalog.iter()))
+}
+
 /// Registers HELP text and units with the current recorder.
 pub fn describe_all() {
-    for metric in CATALOG {
+    for metric in all_metrics() {
         match metric.kind {
             MetricKind::Counter => {
                 metrics::describe_counter!(metric.name, metric.unit, metric.help)
@@ -113,36 +124,8 @@ pub fn spawn_upkeep(handle: PrometheusHandle, tracker: &TaskTracker, shutdown: C
     });
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-/// How one metric is exported.
-#[derive(Debug, Clone, Copy)]
-pub struct MetricDescription {
-    pub name: &'static str,
-    pub kind: MetricKind,
-    pub unit: Unit,
-    /// The `# HELP` text.
-    pub help: &'static str,
-}
-
-const fn metric(
-    name: &'static str,
-    kind: MetricKind,
-    unit: Unit,
-    help: &'static str,
-) -> MetricDescription {
-    MetricDescription {
-        name,
-        kind,
-        unit,
-        help,
-    }
-}
+use tributary_api::telemetry::metric;
+pub use tributary_api::telemetry::{MetricDescription, MetricKind};
 
 use MetricKind::{Counter, Gauge, Histogram};
 

@@ -18,6 +18,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod queue;
 pub mod scheduler;
+pub mod telemetry;
 pub mod types;
 
 pub use batch::{BatchError, BatchHeader, Record, StoredRecord};
