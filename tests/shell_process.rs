@@ -1,141 +1,21 @@
 //! The real `tributary` binary as an operator runs it: start-up time, `/health`, `/metrics`
 //! through `promtool`, SIGTERM, `tributary config`, and configuration errors.
 
+#[path = "support/broker.rs"]
+mod broker;
 #[path = "support/promtool.rs"]
 mod promtool;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use broker::{DRAIN_TIMEOUT_MS, TestBroker as Broker};
 use promtool::promtool_findings;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
-const DRAIN_TIMEOUT_MS: u64 = 2_000;
-
-/// A running broker; killed if a test fails before it exits on its own.
-struct Broker {
-    child: Child,
-    spawned: Instant,
-    log: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Broker {
-    fn start() -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(BINARY)
-            .current_dir(data.path())
-            .args([
-                "serve",
-                "--http-port",
-                "0",
-                "--kafka-port",
-                "0",
-                "--amqp-port",
-                "0",
-            ])
-            .args([
-                "--rocketmq-namesrv-port",
-                "0",
-                "--rocketmq-broker-port",
-                "0",
-            ])
-            .env_remove("RUST_LOG")
-            .env_remove("TRIBUTARY_CONFIG")
-            .env("TRIBUTARY_LOG", "info")
-            .env("TRIBUTARY_DATA_DIR", data.path().join("data"))
-            .env(
-                "TRIBUTARY_SHUTDOWN_DRAIN_TIMEOUT_MS",
-                DRAIN_TIMEOUT_MS.to_string(),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tributary");
-        let spawned = Instant::now();
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (lines, log) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            spawned,
-            log,
-            seen: Vec::new(),
-            _data: data,
-        }
-    }
-
-    /// Waits for a log line containing every one of `needles` and returns it.
-    fn wait_for_line(&mut self, needles: &[&str], within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if needles.iter().all(|needle| line.contains(needle)) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {needles:?} within {within:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn http_addr(&mut self) -> SocketAddr {
-        let line = self.wait_for_line(&["listening", "protocol=\"http\""], Duration::from_secs(5));
-        let addr = line
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("addr="))
-            .unwrap_or_else(|| panic!("no addr in {line}"));
-        addr.parse()
-            .unwrap_or_else(|err| panic!("bad addr in {line}: {err}"))
-    }
-
-    fn terminate(&mut self) -> (ExitStatus, Duration) {
-        let sent = Instant::now();
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = sent + Duration::from_millis(DRAIN_TIMEOUT_MS) + Duration::from_secs(3);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for tributary") {
-                return (status, sent.elapsed());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tributary did not exit after SIGTERM"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
 
 /// One HTTP/1.1 request; returns status, headers (lowercased names) and body.
 fn http_get(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String, String)> {

@@ -1,0 +1,170 @@
+//! The real `tributary` binary for end-to-end tests: a fresh data directory, every listener on
+//! an ephemeral port (read back from the "listening" log lines), SIGTERM, and SIGKILL plus
+//! restart on the same data. Include it with `#[path = "support/broker.rs"] mod broker;`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
+/// The drain deadline the harness configures, so SIGTERM tests know how long exit may take.
+pub(crate) const DRAIN_TIMEOUT_MS: u64 = 2_000;
+
+/// A running broker; killed if a test fails before it exits on its own.
+pub(crate) struct TestBroker {
+    child: Child,
+    pub(crate) spawned: Instant,
+    log: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    data: tempfile::TempDir,
+    extra_args: Vec<String>,
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl TestBroker {
+    /// Starts the real binary on a fresh data directory with every listener on port 0.
+    pub(crate) fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like [`TestBroker::start`], with extra command-line arguments (kept for restarts).
+    pub(crate) fn start_with(extra_args: &[&str]) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let extra_args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        let (child, log) = spawn(data.path(), &extra_args);
+        Self {
+            child,
+            spawned: Instant::now(),
+            log,
+            seen: Vec::new(),
+            data,
+            extra_args,
+        }
+    }
+
+    /// SIGKILLs the process (no shutdown at all) and starts it again on the same data.
+    pub(crate) fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, log) = spawn(self.data.path(), &self.extra_args);
+        self.child = child;
+        self.log = log;
+        self.seen.clear();
+        self.spawned = Instant::now();
+    }
+
+    /// The address the listener of `protocol` (a frontend's `name()`, or `http`) bound.
+    pub(crate) fn addr(&mut self, protocol: &str) -> SocketAddr {
+        let needle = format!("protocol=\"{protocol}\"");
+        let line = self.wait_for_line(&["listening", &needle], Duration::from_secs(10));
+        let addr = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("addr="))
+            .unwrap_or_else(|| panic!("no addr in {line}"));
+        addr.parse()
+            .unwrap_or_else(|err| panic!("bad addr in {line}: {err}"))
+    }
+
+    /// Waits for a log line containing every one of `needles` and returns it.
+    pub(crate) fn wait_for_line(&mut self, needles: &[&str], within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if needles.iter().all(|needle| line.contains(needle)) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needles:?} within {within:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub(crate) fn http_addr(&mut self) -> SocketAddr {
+        self.addr("http")
+    }
+
+    pub(crate) fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let sent = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = sent + Duration::from_millis(DRAIN_TIMEOUT_MS) + Duration::from_secs(3);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for tributary") {
+                return (status, sent.elapsed());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tributary did not exit after SIGTERM"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Spawns the binary on `data`, every listener on port 0, logging to a channel of lines.
+fn spawn(data: &Path, extra_args: &[String]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(BINARY)
+        .current_dir(data)
+        .args([
+            "serve",
+            "--http-port",
+            "0",
+            "--kafka-port",
+            "0",
+            "--amqp-port",
+            "0",
+        ])
+        .args([
+            "--rocketmq-namesrv-port",
+            "0",
+            "--rocketmq-broker-port",
+            "0",
+        ])
+        .args(extra_args)
+        .env_remove("RUST_LOG")
+        .env_remove("TRIBUTARY_CONFIG")
+        .env("TRIBUTARY_LOG", "info")
+        .env("TRIBUTARY_DATA_DIR", data.join("data"))
+        .env(
+            "TRIBUTARY_SHUTDOWN_DRAIN_TIMEOUT_MS",
+            DRAIN_TIMEOUT_MS.to_string(),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tributary");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines, log) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, log)
+}
