@@ -38,11 +38,20 @@ impl Mounts {
     }
 }
 
-/// The frontends of this build. None yet: Kafka, AMQP and RocketMQ are the next issues.
+/// The frontends of this build.
 pub fn frontends(broker: &Arc<Broker>, config: &Config) -> Vec<Mount> {
-    let mounts = Mounts::default();
+    let mut mounts = Mounts::default();
     // Frontends plug in here, one `mounts.add(config.<protocol>_listener(), || ...)` each; they
     // take their services from `broker.engine()`.
-    let _ = (broker, config);
+    mounts.add(config.kafka_listener(), || {
+        Arc::new(tributary_kafka::KafkaFrontend::new(
+            broker.engine(),
+            tributary_kafka::KafkaSettings {
+                advertised_host: config.kafka_advertised_host(),
+                default_partitions: config.kafka.default_partitions,
+                auto_create_topics: config.kafka.auto_create_topics,
+            },
+        ))
+    });
     mounts.into_vec()
 }

@@ -1,0 +1,107 @@
+//! The one table of Kafka APIs this frontend implements, with the version range of each.
+//!
+//! The table generates the typed request and response enums, the body decoder and the response
+//! encoder, and it is exactly what ApiVersions advertises, so a client can never negotiate a
+//! version the dispatcher does not handle. Minimums are the KIP-896 baseline (Kafka 4.x); maxima
+//! stop where a newer version would need a feature this broker lacks (for example topic ids in
+//! Produce 13 / Fetch 13).
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+/// One advertised API and its inclusive version range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedApi {
+    pub key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+}
+
+impl SupportedApi {
+    pub fn supports(&self, version: i16) -> bool {
+        (self.min..=self.max).contains(&version)
+    }
+}
+
+macro_rules! supported_apis {
+    ($($variant:ident: $request:ident => $response:ident, $min:literal..=$max:literal;)*) => {
+        /// Every API this frontend serves, in ApiVersions order.
+        pub const SUPPORTED_APIS: &[SupportedApi] = &[
+            $(SupportedApi { key: ApiKey::$variant, min: $min, max: $max },)*
+        ];
+
+        /// A decoded request body of a supported API.
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum KafkaRequest {
+            $($variant($request),)*
+        }
+
+        /// A response body of a supported API, encoded at the request's version.
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum KafkaResponse {
+            $($variant($response),)*
+        }
+
+        /// Decodes the body of a request whose key and version were checked against the table.
+        pub(crate) fn decode_body(
+            key: ApiKey,
+            version: i16,
+            body: &mut Bytes,
+        ) -> Option<anyhow_free::Result<KafkaRequest>> {
+            match key {
+                $(ApiKey::$variant => Some(
+                    $request::decode(body, version)
+                        .map(KafkaRequest::$variant)
+                        .map_err(anyhow_free::boxed),
+                ),)*
+                _ => None,
+            }
+        }
+
+        impl KafkaResponse {
+            /// The API this response answers.
+            pub fn api_key(&self) -> ApiKey {
+                match self {
+                    $(Self::$variant(_) => ApiKey::$variant,)*
+                }
+            }
+
+            pub(crate) fn encode_body(
+                &self,
+                buf: &mut BytesMut,
+                version: i16,
+            ) -> anyhow_free::Result<()> {
+                match self {
+                    $(Self::$variant(body) => body.encode(buf, version).map_err(anyhow_free::boxed),)*
+                }
+            }
+        }
+    };
+}
+
+supported_apis! {
+    Produce: ProduceRequest => ProduceResponse, 3..=12;
+    Fetch: FetchRequest => FetchResponse, 4..=12;
+    ListOffsets: ListOffsetsRequest => ListOffsetsResponse, 1..=7;
+    Metadata: MetadataRequest => MetadataResponse, 0..=12;
+    ApiVersions: ApiVersionsRequest => ApiVersionsResponse, 0..=4;
+}
+
+/// The entry of `key` in [`SUPPORTED_APIS`].
+pub fn supported(key: ApiKey) -> Option<&'static SupportedApi> {
+    SUPPORTED_APIS.iter().find(|api| api.key == key)
+}
+
+/// The `kafka-protocol` crate reports failures as `anyhow::Error`; they are boxed here so no
+/// `anyhow` type leaks into this crate's error enum.
+pub(crate) mod anyhow_free {
+    pub(crate) type Boxed = Box<dyn std::error::Error + Send + Sync>;
+    pub(crate) type Result<T> = std::result::Result<T, Boxed>;
+
+    pub(crate) fn boxed<E: Into<Boxed>>(error: E) -> Boxed {
+        error.into()
+    }
+}

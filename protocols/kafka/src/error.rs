@@ -1,0 +1,62 @@
+//! Errors of the Kafka frontend, and the one place engine errors become Kafka error codes.
+
+use kafka_protocol::ResponseError;
+use tributary_api::{BatchError, EngineError};
+
+use crate::codec::CodecError;
+
+/// Why a Kafka connection ended abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KafkaError {
+    #[error("connection I/O failed")]
+    Io(#[from] std::io::Error),
+    #[error("protocol error, closing the connection")]
+    Codec(#[from] CodecError),
+}
+
+/// The Kafka error code for an engine failure. Every handler maps through this one function.
+pub fn error_code(error: &EngineError) -> ResponseError {
+    match error {
+        EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. } => {
+            ResponseError::UnknownTopicOrPartition
+        }
+        EngineError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        EngineError::InvalidName(_) => ResponseError::InvalidTopicException,
+        EngineError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        EngineError::InvalidSetting { .. } => ResponseError::InvalidConfig,
+        EngineError::CorruptBatch(BatchError::CrcMismatch { .. }) => ResponseError::CorruptMessage,
+        EngineError::CorruptBatch(_) => ResponseError::InvalidRecord,
+        EngineError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        EngineError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        EngineError::Poisoned(_) => ResponseError::KafkaStorageError,
+        EngineError::Io { .. } | EngineError::Storage(_) => ResponseError::KafkaStorageError,
+        EngineError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
+/// [`error_code`] as the wire value.
+pub fn code(error: &EngineError) -> i16 {
+    error_code(error).code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_errors_are_corrupt_message_and_size_errors_too_large() {
+        let crc = EngineError::CorruptBatch(BatchError::CrcMismatch {
+            stored: 1,
+            computed: 2,
+        });
+        assert_eq!(error_code(&crc), ResponseError::CorruptMessage);
+        let large = EngineError::BatchTooLarge { size: 10, limit: 5 };
+        assert_eq!(code(&large), 10);
+        assert_eq!(
+            code(&EngineError::UnknownTopic("t".into())),
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+    }
+}

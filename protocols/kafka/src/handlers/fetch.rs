@@ -1,0 +1,199 @@
+//! Fetch: whole stored batches from the one containing the fetch offset (the client skips the
+//! records before its offset), within the per-partition and response byte limits, with the
+//! `max_wait_ms` / `min_bytes` long poll on the log's high-watermark notifications.
+//!
+//! Fetch sessions (KIP-227) are refused the documented way: every response carries session id 0
+//! ("no session was created"), so clients keep sending full fetch requests; a request naming a
+//! session id other than 0 gets FETCH_SESSION_ID_NOT_FOUND.
+//!
+//! Invariant: at least one batch is returned for the first partition with data even if it is
+//! larger than the limits (KIP-74), so a consumer can always make progress.
+
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tributary_api::TopicPartition;
+
+use super::{Broker, RequestContext, partition_of};
+use crate::{error, metrics};
+
+/// One pass over the requested partitions.
+struct FetchPass {
+    response: FetchResponse,
+    bytes: usize,
+    /// Partitions that returned no data and no error: what a long poll waits on.
+    waitable: Vec<(TopicPartition, i64)>,
+    failed: bool,
+}
+
+impl Broker {
+    pub(super) async fn fetch(
+        &self,
+        context: &RequestContext,
+        version: i16,
+        request: FetchRequest,
+    ) -> FetchResponse {
+        if version >= 7 && request.session_id != 0 {
+            return FetchResponse::default()
+                .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        }
+        let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
+        let deadline = Instant::now() + max_wait;
+        let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+        loop {
+            let pass = self.fetch_once(&request).await;
+            let now = Instant::now();
+            if pass.failed
+                || pass.bytes >= min_bytes.max(1)
+                || pass.waitable.is_empty()
+                || now >= deadline
+            {
+                self.count_bytes_out(&pass.response);
+                return pass.response;
+            }
+            let waited = self.wait_for_any(pass.waitable, deadline - now);
+            tokio::select! {
+                () = waited => {}
+                () = context.shutdown.cancelled() => {
+                    self.count_bytes_out(&pass.response);
+                    return pass.response;
+                }
+            }
+        }
+    }
+
+    async fn fetch_once(&self, request: &FetchRequest) -> FetchPass {
+        // Responses below v3 have no overall limit; i32::MAX stands for none.
+        let mut budget = usize::try_from(request.max_bytes).unwrap_or(0);
+        if budget == 0 {
+            budget = i32::MAX as usize;
+        }
+        let mut pass = FetchPass {
+            response: FetchResponse::default(),
+            bytes: 0,
+            waitable: Vec::new(),
+            failed: false,
+        };
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for fetch_topic in &request.topics {
+            let name = fetch_topic.topic.0.as_str();
+            let topic = self.topic(name, false).await;
+            let mut partitions = Vec::with_capacity(fetch_topic.partitions.len());
+            for wanted in &fetch_topic.partitions {
+                let index = wanted.partition;
+                let target = match &topic {
+                    Err(failure) => Err(error::code(failure)),
+                    Ok(topic) => partition_of(topic, index)
+                        .map(|partition| TopicPartition::new(topic.name.clone(), partition))
+                        .ok_or(ResponseError::UnknownTopicOrPartition.code()),
+                };
+                let target = match target {
+                    Ok(target) => target,
+                    Err(code) => {
+                        pass.failed = true;
+                        partitions.push(partition_error(index, code));
+                        continue;
+                    }
+                };
+                let limit = usize::try_from(wanted.partition_max_bytes)
+                    .unwrap_or(0)
+                    .min(budget.saturating_sub(pass.bytes));
+                // After the response limit is used up, only the offsets are reported.
+                let read_limit = if limit == 0 && pass.bytes > 0 {
+                    0
+                } else {
+                    limit.max(1)
+                };
+                let read = if read_limit == 0 {
+                    self.engine
+                        .log
+                        .offsets(&target)
+                        .map(|offsets| tributary_api::ReadBatches {
+                            data: bytes::Bytes::new(),
+                            offsets,
+                        })
+                } else {
+                    self.engine
+                        .log
+                        .read(&target, wanted.fetch_offset, read_limit)
+                        .await
+                };
+                match read {
+                    Ok(read) => {
+                        if read.data.is_empty() {
+                            pass.waitable.push((target, wanted.fetch_offset));
+                        }
+                        pass.bytes = pass.bytes.saturating_add(read.data.len());
+                        partitions.push(
+                            PartitionData::default()
+                                .with_partition_index(index)
+                                .with_high_watermark(read.offsets.high_watermark)
+                                .with_last_stable_offset(read.offsets.high_watermark)
+                                .with_log_start_offset(read.offsets.log_start)
+                                .with_records(Some(read.data)),
+                        );
+                    }
+                    Err(failure) => {
+                        pass.failed = true;
+                        let offsets = self.engine.log.offsets(&target).unwrap_or_default();
+                        partitions.push(
+                            partition_error(index, error::code(&failure))
+                                .with_high_watermark(offsets.high_watermark)
+                                .with_last_stable_offset(offsets.high_watermark)
+                                .with_log_start_offset(offsets.log_start),
+                        );
+                    }
+                }
+            }
+            topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(fetch_topic.topic.clone())
+                    .with_topic_id(fetch_topic.topic_id)
+                    .with_partitions(partitions),
+            );
+        }
+        pass.response = FetchResponse::default().with_responses(topics);
+        pass
+    }
+
+    /// Returns when any of `partitions` has data past its offset, or after `timeout`.
+    async fn wait_for_any(&self, partitions: Vec<(TopicPartition, i64)>, timeout: Duration) {
+        let mut waits = JoinSet::new();
+        for (partition, offset) in partitions {
+            let log = std::sync::Arc::clone(&self.engine.log);
+            waits.spawn(async move { log.wait_for(&partition, offset, timeout).await });
+        }
+        // The first wait to finish (data or timeout) ends the poll; dropping the set cancels
+        // the others.
+        let _ = waits.join_next().await;
+    }
+
+    fn count_bytes_out(&self, response: &FetchResponse) {
+        for topic in &response.responses {
+            let bytes: usize = topic
+                .partitions
+                .iter()
+                .filter_map(|partition| partition.records.as_ref())
+                .map(|records| records.len())
+                .sum();
+            if bytes > 0 {
+                ::metrics::counter!(metrics::BYTES_OUT, "topic" => topic.topic.0.as_str().to_owned())
+                    .increment(bytes as u64);
+            }
+        }
+    }
+}
+
+fn partition_error(index: i32, code: i16) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(code)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_records(Some(bytes::Bytes::new()))
+}

@@ -1,0 +1,166 @@
+//! Request handlers, one module per request family, and the shared broker state they work on.
+//!
+//! Every handler answers errors per topic or partition with a Kafka error code (mapped from the
+//! engine in [`crate::error::error_code`]); only codec-level problems close a connection.
+
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiVersionsResponse, BrokerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio_util::sync::CancellationToken;
+use tributary_api::{Engine, EngineError, EngineResult, TopicDescription, TopicSettings};
+
+use crate::KafkaSettings;
+use crate::codec::{KafkaRequest, KafkaResponse, SUPPORTED_APIS};
+
+/// The one node id this broker has; it leads every partition.
+pub(crate) const NODE_ID: BrokerId = BrokerId(0);
+/// Reported in Metadata and DescribeCluster.
+pub(crate) const CLUSTER_ID: &str = "tributary";
+/// Kafka's own limit on topic name length.
+const MAX_KAFKA_TOPIC_NAME: usize = 249;
+
+/// State shared by every connection of the Kafka listener.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    pub(crate) engine: Engine,
+    pub(crate) settings: KafkaSettings,
+}
+
+/// Facts about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestContext {
+    /// The port the client reached; advertised back as this broker's port.
+    pub(crate) local_port: u16,
+    /// Cancelled at shutdown; long polls return early.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Broker {
+    pub(crate) fn new(engine: Engine, settings: KafkaSettings) -> Self {
+        Self { engine, settings }
+    }
+
+    /// Answers one request; `None` means the request gets no response (Produce with acks=0).
+    pub(crate) async fn handle(
+        &self,
+        context: &RequestContext,
+        version: i16,
+        request: KafkaRequest,
+    ) -> Option<KafkaResponse> {
+        let response = match request {
+            KafkaRequest::ApiVersions(_) => KafkaResponse::ApiVersions(
+                ApiVersionsResponse::default().with_api_keys(advertised_versions()),
+            ),
+            KafkaRequest::Metadata(request) => {
+                KafkaResponse::Metadata(self.metadata(context, version, request).await)
+            }
+            KafkaRequest::Produce(request) => {
+                KafkaResponse::Produce(self.produce(version, request).await?)
+            }
+            KafkaRequest::Fetch(request) => {
+                KafkaResponse::Fetch(self.fetch(context, version, request).await)
+            }
+            KafkaRequest::ListOffsets(request) => {
+                KafkaResponse::ListOffsets(self.list_offsets(request).await)
+            }
+        };
+        Some(response)
+    }
+
+    /// The topic `name`, created with the default partition count if it is unknown, `create`
+    /// is asked for and auto-creation is enabled.
+    pub(crate) async fn topic(&self, name: &str, create: bool) -> EngineResult<TopicDescription> {
+        let topics = &self.engine.topics;
+        match topics.describe_topic(name) {
+            Ok(topic) if topic.internal => Err(EngineError::UnknownTopic(name.to_owned())),
+            Err(EngineError::UnknownTopic(_)) if create && self.settings.auto_create_topics => {
+                validate_topic_name(name)?;
+                match topics
+                    .create_topic(
+                        name,
+                        self.settings.default_partitions,
+                        TopicSettings::default(),
+                    )
+                    .await
+                {
+                    Err(EngineError::TopicExists(_)) => topics.describe_topic(name),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// The ApiVersions list: exactly [`SUPPORTED_APIS`].
+pub(crate) fn advertised_versions() -> Vec<ApiVersion> {
+    SUPPORTED_APIS
+        .iter()
+        .map(|api| {
+            ApiVersion::default()
+                .with_api_key(api.key as i16)
+                .with_min_version(api.min)
+                .with_max_version(api.max)
+        })
+        .collect()
+}
+
+/// Kafka's topic name rule: 1..=249 bytes of `[A-Za-z0-9._-]`, not `.` or `..`.
+pub(crate) fn validate_topic_name(name: &str) -> EngineResult<()> {
+    let legal = !name.is_empty()
+        && name.len() <= MAX_KAFKA_TOPIC_NAME
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
+    if legal {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidName(name.to_owned()))
+    }
+}
+
+pub(crate) fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+pub(crate) fn str_bytes(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_owned())
+}
+
+/// A partition index from the wire, if it names a partition of `topic`.
+pub(crate) fn partition_of(topic: &TopicDescription, index: i32) -> Option<u32> {
+    u32::try_from(index).ok().filter(|p| *p < topic.partitions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("with space").is_err());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+        assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+    }
+
+    #[test]
+    fn advertised_versions_match_the_table() {
+        let advertised = advertised_versions();
+        assert_eq!(advertised.len(), SUPPORTED_APIS.len());
+        let produce = advertised
+            .iter()
+            .find(|api| api.api_key == 0)
+            .map(|api| (api.min_version, api.max_version));
+        assert_eq!(produce, Some((3, 12)));
+    }
+}

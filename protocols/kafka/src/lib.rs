@@ -1,0 +1,91 @@
+//! Tributary's Kafka frontend: real Kafka clients (librdkafka, Java, kafka-python, ...) produce to
+//! and fetch from the shared log engine over the Kafka wire protocol.
+//!
+//! What it is: a broker-side implementation of the Kafka APIs listed in [`codec::SUPPORTED_APIS`],
+//! on the `kafka-protocol` crate for message decode/encode. Record batches stay opaque RecordBatch
+//! v2 bytes end to end: a produced batch is CRC-checked and appended as sent (the log rewrites only
+//! its base offset) and a fetch returns whole stored batches. It is not: a replicated cluster (one
+//! broker, node id 0, is every partition's leader), a transaction coordinator, or a SASL endpoint.
+//!
+//! Invariants worth naming:
+//! - One table ([`codec::SUPPORTED_APIS`]) drives both ApiVersions and the request firewall; a key
+//!   or version outside it is logged and the connection closed, never decoded.
+//! - Every frame length is checked against [`tributary_api::FrameLimits`] before its body is
+//!   buffered.
+//! - Requests of one connection are answered in order, one at a time; acks=0 produces get no
+//!   response at all.
+//! - Bad input never panics; it gets the Kafka error code of its partition or closes the one
+//!   connection that sent it.
+
+pub mod codec;
+mod connection;
+pub mod error;
+mod handlers;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::net::TcpStream;
+use tributary_api::{ConnectionContext, ConnectionError, Engine, Frontend};
+
+pub use error::KafkaError;
+
+/// The port Kafka clients expect.
+pub const DEFAULT_PORT: u16 = 9092;
+
+/// Broker settings the Kafka frontend needs from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// Host put in Metadata and FindCoordinator responses (an IPv4 literal by default).
+    pub advertised_host: String,
+    /// Partitions of an auto-created topic.
+    pub default_partitions: u32,
+    /// Create unknown topics on Metadata (when the client allows it) and on Produce.
+    pub auto_create_topics: bool,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            advertised_host: "127.0.0.1".to_owned(),
+            default_partitions: 4,
+            auto_create_topics: true,
+        }
+    }
+}
+
+/// The Kafka protocol frontend; one value serves every connection of its listener.
+#[derive(Debug)]
+pub struct KafkaFrontend {
+    broker: Arc<handlers::Broker>,
+}
+
+impl KafkaFrontend {
+    pub fn new(engine: Engine, settings: KafkaSettings) -> Self {
+        Self {
+            broker: Arc::new(handlers::Broker::new(engine, settings)),
+        }
+    }
+}
+
+#[async_trait]
+impl Frontend for KafkaFrontend {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn default_port(&self) -> u16 {
+        DEFAULT_PORT
+    }
+
+    async fn serve_connection(
+        &self,
+        stream: TcpStream,
+        context: ConnectionContext,
+    ) -> Result<(), ConnectionError> {
+        connection::serve(Arc::clone(&self.broker), stream, context)
+            .await
+            .map_err(Into::into)
+    }
+}

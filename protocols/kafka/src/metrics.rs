@@ -1,0 +1,49 @@
+//! Metric names of the Kafka frontend and their catalog. Labels are bounded: `api` (a Kafka API
+//! name), `topic`, and for lag `group` and `partition`; never a client id or address.
+
+use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};
+
+/// Requests served, by `api`.
+pub const REQUESTS: &str = "tributary_kafka_requests_total";
+/// Time from a whole request frame read to its response written, by `api`.
+pub const REQUEST_SECONDS: &str = "tributary_kafka_request_duration_seconds";
+/// Record-batch bytes accepted by Produce, by `topic`.
+pub const BYTES_IN: &str = "tributary_kafka_bytes_in_total";
+/// Record-batch bytes returned by Fetch, by `topic`.
+pub const BYTES_OUT: &str = "tributary_kafka_bytes_out_total";
+/// Connections closed because of a protocol error (oversized frame, unknown key or version).
+pub const PROTOCOL_ERRORS: &str = "tributary_kafka_protocol_errors_total";
+
+/// Every metric this crate exports, with its HELP text.
+pub static CATALOG: &[MetricDescription] = &[
+    metric(
+        REQUESTS,
+        MetricKind::Counter,
+        Unit::Count,
+        "Kafka requests served, by API.",
+    ),
+    metric(
+        REQUEST_SECONDS,
+        MetricKind::Histogram,
+        Unit::Seconds,
+        "Kafka request latency from frame read to response written, by API.",
+    ),
+    metric(
+        BYTES_IN,
+        MetricKind::Counter,
+        Unit::Bytes,
+        "Record-batch bytes produced, by topic.",
+    ),
+    metric(
+        BYTES_OUT,
+        MetricKind::Counter,
+        Unit::Bytes,
+        "Record-batch bytes fetched, by topic.",
+    ),
+    metric(
+        PROTOCOL_ERRORS,
+        MetricKind::Counter,
+        Unit::Count,
+        "Kafka connections closed for a protocol error.",
+    ),
+];
