@@ -153,3 +153,181 @@ async fn produce_and_consume_round_trip_is_byte_identical() {
         }
     }
 }
+
+/// A broker whose auto-created topics get `partitions` partitions (via a config file, which
+/// must outlive the broker).
+fn broker_with_partitions(partitions: u32) -> (TestBroker, tempfile::NamedTempFile) {
+    let mut config = tempfile::NamedTempFile::new().expect("config file");
+    std::io::Write::write_all(
+        &mut config,
+        format!("[kafka]\ndefault_partitions = {partitions}\n").as_bytes(),
+    )
+    .expect("write config");
+    let path = config.path().to_str().expect("utf-8 path").to_owned();
+    (TestBroker::start_with(&["--config", &path]), config)
+}
+
+async fn produce_numbered(producer: &FutureProducer, topic: &str, numbers: std::ops::Range<u32>) {
+    for i in numbers {
+        let value = format!("record-{i}");
+        let key = format!("k{i}");
+        producer
+            .send(FutureRecord::to(topic).key(&key).payload(&value), WAIT)
+            .await
+            .unwrap_or_else(|(err, _)| panic!("delivery {i} failed: {err}"));
+    }
+}
+
+fn group_consumer(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "100")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "200")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("group consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+/// One group member polling on its own thread until told to stop (then it closes, leaving
+/// the group). Records every (partition, offset, value) it sees and its assignment size.
+struct Member {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    assigned: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type Log = std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, String)>>>;
+
+impl Member {
+    fn start(bootstrap: &str, group: &str, topic: &str, log: &Log) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let assigned = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let consumer = group_consumer(bootstrap, group, topic);
+        let (thread_stop, thread_assigned, log) = (stop.clone(), assigned.clone(), log.clone());
+        let thread = std::thread::spawn(move || {
+            while !thread_stop.load(Ordering::SeqCst) {
+                if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                    let message = message.expect("consume error");
+                    let value = String::from_utf8_lossy(message.payload().unwrap_or_default());
+                    log.lock()
+                        .unwrap()
+                        .push((message.partition(), message.offset(), value.into()));
+                }
+                let count = consumer.assignment().map(|list| list.count()).unwrap_or(0);
+                thread_assigned.store(count, Ordering::SeqCst);
+            }
+            consumer
+                .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+                .ok();
+            drop(consumer);
+        });
+        Self {
+            stop,
+            assigned,
+            thread: Some(thread),
+        }
+    }
+
+    fn assigned(&self) -> usize {
+        self.assigned.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn leave(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("member thread");
+        }
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asserts the log holds exactly `expected` distinct values, each once.
+fn assert_exactly_once(log: &Log, expected: u32) {
+    let seen = log.lock().unwrap();
+    let mut values: Vec<&str> = seen.iter().map(|(_, _, value)| value.as_str()).collect();
+    values.sort_unstable();
+    let total = values.len();
+    values.dedup();
+    assert_eq!(values.len(), expected as usize, "distinct records");
+    assert_eq!(total, expected as usize, "duplicates delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_three_shares_six_partitions_without_loss_or_duplicates() {
+    let (mut broker, _config) = broker_with_partitions(6);
+    let bootstrap = broker.addr("kafka").to_string();
+    let topic = "grouped";
+    let producer = producer(&bootstrap, &[]);
+    produce_numbered(&producer, topic, 0..300).await;
+
+    let log: Log = Default::default();
+    let first = Member::start(&bootstrap, "three", topic, &log);
+    wait_until("the first member to own all 6 partitions", || {
+        first.assigned() == 6
+    });
+    let second = Member::start(&bootstrap, "three", topic, &log);
+    let third = Member::start(&bootstrap, "three", topic, &log);
+    wait_until("2 partitions per member", || {
+        [&first, &second, &third]
+            .iter()
+            .all(|member| member.assigned() == 2)
+    });
+    produce_numbered(&producer, topic, 300..600).await;
+    wait_until("600 records", || log.lock().unwrap().len() >= 600);
+
+    // One member leaves: the other two take over its partitions.
+    second.leave();
+    wait_until("3 partitions per remaining member", || {
+        first.assigned() == 3 && third.assigned() == 3
+    });
+    produce_numbered(&producer, topic, 600..900).await;
+    wait_until("900 records", || log.lock().unwrap().len() >= 900);
+    std::thread::sleep(Duration::from_millis(500));
+    first.leave();
+    third.leave();
+    assert_exactly_once(&log, 900);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_resume_after_a_broker_kill_and_restart() {
+    let mut broker = TestBroker::start();
+    let bootstrap = broker.addr("kafka").to_string();
+    let topic = "resumed";
+    produce_numbered(&producer(&bootstrap, &[]), topic, 0..50).await;
+    let log: Log = Default::default();
+    let member = Member::start(&bootstrap, "resume", topic, &log);
+    wait_until("50 records", || log.lock().unwrap().len() >= 50);
+    member.leave();
+    assert_exactly_once(&log, 50);
+
+    broker.kill_and_restart();
+    let bootstrap = broker.addr("kafka").to_string();
+    produce_numbered(&producer(&bootstrap, &[]), topic, 50..80).await;
+    let after: Log = Default::default();
+    let member = Member::start(&bootstrap, "resume", topic, &after);
+    wait_until("30 new records", || after.lock().unwrap().len() >= 30);
+    std::thread::sleep(Duration::from_millis(500));
+    member.leave();
+    let after = after.lock().unwrap();
+    assert_eq!(after.len(), 30, "only records after the committed offsets");
+    assert!(after.iter().all(|(_, _, value)| {
+        value
+            .strip_prefix("record-")
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n >= 50)
+    }));
+}

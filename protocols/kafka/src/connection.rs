@@ -63,7 +63,14 @@ pub(crate) async fn serve(
                     version,
                     body,
                 } => {
-                    let response = broker.handle(&request_context, version, *body).await;
+                    let response = broker
+                        .handle(
+                            &request_context,
+                            version,
+                            header.client_id.as_deref().unwrap_or(""),
+                            *body,
+                        )
+                        .await;
                     let frame = match response {
                         Some(response) => Some(codec::encode_response(
                             header.correlation_id,

@@ -19,6 +19,7 @@
 
 pub mod codec;
 mod connection;
+mod coordinator;
 pub mod error;
 mod handlers;
 pub mod metrics;

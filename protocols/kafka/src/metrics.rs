@@ -14,6 +14,10 @@ pub const BYTES_OUT: &str = "tributary_kafka_bytes_out_total";
 /// Connections closed because of a protocol error (oversized frame, unknown key or version).
 pub const PROTOCOL_ERRORS: &str = "tributary_kafka_protocol_errors_total";
 
+/// Consumer lag per (group, topic, partition) at the last commit, under kafka_exporter's name so
+/// existing dashboards work (gauge).
+pub const CONSUMER_GROUP_LAG: &str = "kafka_consumergroup_lag";
+
 /// Every metric this crate exports, with its HELP text.
 pub static CATALOG: &[MetricDescription] = &[
     metric(
@@ -39,6 +43,12 @@ pub static CATALOG: &[MetricDescription] = &[
         MetricKind::Counter,
         Unit::Bytes,
         "Record-batch bytes fetched, by topic.",
+    ),
+    metric(
+        CONSUMER_GROUP_LAG,
+        MetricKind::Gauge,
+        Unit::Count,
+        "Records between a consumer group's committed offset and the high watermark.",
     ),
     metric(
         PROTOCOL_ERRORS,

@@ -87,6 +87,14 @@ supported_apis! {
     Fetch: FetchRequest => FetchResponse, 4..=12;
     ListOffsets: ListOffsetsRequest => ListOffsetsResponse, 1..=7;
     Metadata: MetadataRequest => MetadataResponse, 0..=12;
+    OffsetCommit: OffsetCommitRequest => OffsetCommitResponse, 2..=8;
+    OffsetFetch: OffsetFetchRequest => OffsetFetchResponse, 1..=7;
+    FindCoordinator: FindCoordinatorRequest => FindCoordinatorResponse, 0..=4;
+    // Capped below static membership (KIP-345, JoinGroup 5) and batched LeaveGroup (v3).
+    JoinGroup: JoinGroupRequest => JoinGroupResponse, 0..=4;
+    Heartbeat: HeartbeatRequest => HeartbeatResponse, 0..=4;
+    LeaveGroup: LeaveGroupRequest => LeaveGroupResponse, 0..=2;
+    SyncGroup: SyncGroupRequest => SyncGroupResponse, 0..=5;
     ApiVersions: ApiVersionsRequest => ApiVersionsResponse, 0..=4;
 }
 

@@ -4,8 +4,10 @@
 //! engine in [`crate::error::error_code`]); only codec-level problems close a connection.
 
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
+mod offsets;
 mod produce;
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -14,8 +16,11 @@ use kafka_protocol::protocol::StrBytes;
 use tokio_util::sync::CancellationToken;
 use tributary_api::{Engine, EngineError, EngineResult, TopicDescription, TopicSettings};
 
+use std::sync::Arc;
+
 use crate::KafkaSettings;
 use crate::codec::{KafkaRequest, KafkaResponse, SUPPORTED_APIS};
+use crate::coordinator::Coordinator;
 
 /// The one node id this broker has; it leads every partition.
 pub(crate) const NODE_ID: BrokerId = BrokerId(0);
@@ -29,6 +34,7 @@ const MAX_KAFKA_TOPIC_NAME: usize = 249;
 pub(crate) struct Broker {
     pub(crate) engine: Engine,
     pub(crate) settings: KafkaSettings,
+    pub(crate) coordinator: Arc<Coordinator>,
 }
 
 /// Facts about the connection a request arrived on.
@@ -42,7 +48,11 @@ pub(crate) struct RequestContext {
 
 impl Broker {
     pub(crate) fn new(engine: Engine, settings: KafkaSettings) -> Self {
-        Self { engine, settings }
+        Self {
+            engine,
+            settings,
+            coordinator: Arc::new(Coordinator::default()),
+        }
     }
 
     /// Answers one request; `None` means the request gets no response (Produce with acks=0).
@@ -50,6 +60,7 @@ impl Broker {
         &self,
         context: &RequestContext,
         version: i16,
+        client_id: &str,
         request: KafkaRequest,
     ) -> Option<KafkaResponse> {
         let response = match request {
@@ -67,6 +78,25 @@ impl Broker {
             }
             KafkaRequest::ListOffsets(request) => {
                 KafkaResponse::ListOffsets(self.list_offsets(request).await)
+            }
+            KafkaRequest::FindCoordinator(request) => {
+                KafkaResponse::FindCoordinator(self.find_coordinator(context, version, request))
+            }
+            KafkaRequest::JoinGroup(request) => KafkaResponse::JoinGroup(
+                self.join_group(context, version, client_id, request).await,
+            ),
+            KafkaRequest::SyncGroup(request) => {
+                KafkaResponse::SyncGroup(self.sync_group(context, version, request).await)
+            }
+            KafkaRequest::Heartbeat(request) => KafkaResponse::Heartbeat(self.heartbeat(request)),
+            KafkaRequest::LeaveGroup(request) => {
+                KafkaResponse::LeaveGroup(self.leave_group(request))
+            }
+            KafkaRequest::OffsetCommit(request) => {
+                KafkaResponse::OffsetCommit(self.offset_commit(request).await)
+            }
+            KafkaRequest::OffsetFetch(request) => {
+                KafkaResponse::OffsetFetch(self.offset_fetch(request).await)
             }
         };
         Some(response)

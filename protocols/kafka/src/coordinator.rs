@@ -1,0 +1,543 @@
+//! The classic consumer-group coordinator, in memory (committed offsets live in the engine's
+//! offset store; group membership does not survive a restart, as clients simply rejoin).
+//!
+//! States: `Empty` -> `PreparingRebalance` (waiting for every known member to (re)join, at most
+//! the largest rebalance timeout) -> `CompletingRebalance` (joined; waiting for the leader's
+//! SyncGroup) -> `Stable`. Any join, leave or session expiry starts a new round.
+//!
+//! Invariants worth naming:
+//! - The generation increases by one per completed join round; requests carrying another
+//!   generation get ILLEGAL_GENERATION (fencing zombies).
+//! - A member id is handed out only by this coordinator (KIP-394: first join of v4+ gets
+//!   MEMBER_ID_REQUIRED with the id); an unknown id gets UNKNOWN_MEMBER_ID.
+//! - Every member waiting in JoinGroup or SyncGroup gets exactly one answer: the round's
+//!   result, or REBALANCE_IN_PROGRESS when a new round supersedes it.
+//! - Lock discipline: one mutex over all groups, never held across an await.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How often session timeouts and rebalance deadlines are checked.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+/// A member's JoinGroup request, as the coordinator needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct JoinParams {
+    pub(crate) group: String,
+    pub(crate) member_id: String,
+    pub(crate) client_id: String,
+    /// Whether the client speaks KIP-394 (JoinGroup v4+).
+    pub(crate) requires_known_member_id: bool,
+    pub(crate) protocol_type: String,
+    pub(crate) protocols: Vec<(String, Bytes)>,
+    pub(crate) session_timeout: Duration,
+    pub(crate) rebalance_timeout: Duration,
+}
+
+/// The outcome of a join round for one member.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct JoinOutcome {
+    pub(crate) error: Option<ResponseError>,
+    pub(crate) generation: i32,
+    pub(crate) protocol_type: String,
+    pub(crate) protocol: String,
+    pub(crate) leader: String,
+    pub(crate) member_id: String,
+    /// Filled for the leader only: every member with its metadata for the chosen protocol.
+    pub(crate) members: Vec<(String, Bytes)>,
+}
+
+impl JoinOutcome {
+    fn failed(error: ResponseError, member_id: String) -> Self {
+        Self {
+            error: Some(error),
+            generation: -1,
+            member_id,
+            ..Self::default()
+        }
+    }
+}
+
+/// A SyncGroup answer: the member's assignment or an error.
+pub(crate) type SyncOutcome = Result<(String, String, Bytes), ResponseError>;
+
+#[derive(Debug)]
+struct Member {
+    protocols: Vec<(String, Bytes)>,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    last_seen: Instant,
+    /// Rejoined in the current round.
+    joined: bool,
+    join_waiter: Option<oneshot::Sender<JoinOutcome>>,
+    sync_waiter: Option<oneshot::Sender<SyncOutcome>>,
+    assignment: Bytes,
+}
+
+#[derive(Debug)]
+struct Group {
+    state: GroupState,
+    generation: i32,
+    protocol_type: String,
+    protocol: String,
+    leader: String,
+    members: BTreeMap<String, Member>,
+    /// KIP-394 ids handed out but not joined yet, with when they expire.
+    pending: HashMap<String, Instant>,
+    rebalance_deadline: Instant,
+}
+
+impl Group {
+    fn new() -> Self {
+        Self {
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: String::new(),
+            protocol: String::new(),
+            leader: String::new(),
+            members: BTreeMap::new(),
+            pending: HashMap::new(),
+            rebalance_deadline: Instant::now(),
+        }
+    }
+
+    /// Starts a new join round: everyone must rejoin; pending syncs are superseded.
+    fn prepare_rebalance(&mut self, now: Instant) {
+        for member in self.members.values_mut() {
+            member.joined = false;
+            if let Some(waiter) = member.sync_waiter.take() {
+                let _ = waiter.send(Err(ResponseError::RebalanceInProgress));
+            }
+        }
+        let longest = self
+            .members
+            .values()
+            .map(|member| member.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        self.rebalance_deadline = now + longest;
+        self.state = GroupState::PreparingRebalance;
+    }
+
+    /// Ends the join round if everyone joined, or `force`d at the deadline (dropping laggards).
+    fn try_complete_join(&mut self, force: bool) {
+        if self.state != GroupState::PreparingRebalance {
+            return;
+        }
+        let all_joined = self.members.values().all(|member| member.joined);
+        if !all_joined && !force {
+            return;
+        }
+        self.members.retain(|_, member| member.joined);
+        self.generation = self.generation.wrapping_add(1);
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol.clear();
+            self.leader.clear();
+            return;
+        }
+        self.protocol = self.select_protocol();
+        if !self.members.contains_key(&self.leader) {
+            self.leader = self.members.keys().next().cloned().unwrap_or_default();
+        }
+        self.state = GroupState::CompletingRebalance;
+        let everyone: Vec<(String, Bytes)> = self
+            .members
+            .iter()
+            .map(|(id, member)| (id.clone(), metadata_for(member, &self.protocol)))
+            .collect();
+        for (id, member) in &mut self.members {
+            member.assignment = Bytes::new();
+            if let Some(waiter) = member.join_waiter.take() {
+                let _ = waiter.send(JoinOutcome {
+                    error: None,
+                    generation: self.generation,
+                    protocol_type: self.protocol_type.clone(),
+                    protocol: self.protocol.clone(),
+                    leader: self.leader.clone(),
+                    member_id: id.clone(),
+                    members: if *id == self.leader {
+                        everyone.clone()
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+        }
+    }
+
+    /// Kafka's rule: each member votes for its most preferred protocol that all members
+    /// support; the protocol with the most votes wins (ties: the first in the leader's order).
+    fn select_protocol(&self) -> String {
+        let supported_by_all = |name: &str| {
+            self.members
+                .values()
+                .all(|member| member.protocols.iter().any(|(p, _)| p == name))
+        };
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for member in self.members.values() {
+            if let Some((name, _)) = member.protocols.iter().find(|(p, _)| supported_by_all(p)) {
+                *votes.entry(name.as_str()).or_default() += 1;
+            }
+        }
+        votes
+            .into_iter()
+            .max_by_key(|(_, count)| *count)
+            .map(|(name, _)| name.to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Whether a joining member's protocols fit the group's.
+    fn accepts(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if protocols.is_empty() || protocol_type.is_empty() {
+            return false;
+        }
+        if self.members.is_empty() {
+            return true;
+        }
+        protocol_type == self.protocol_type
+            && protocols.iter().any(|(name, _)| {
+                self.members
+                    .values()
+                    .all(|member| member.protocols.iter().any(|(p, _)| p == name))
+            })
+    }
+
+    fn assignment_of(&self, member_id: &str) -> SyncOutcome {
+        let member = self
+            .members
+            .get(member_id)
+            .ok_or(ResponseError::UnknownMemberId)?;
+        Ok((
+            self.protocol_type.clone(),
+            self.protocol.clone(),
+            member.assignment.clone(),
+        ))
+    }
+
+    fn remove_member(&mut self, member_id: &str, now: Instant) {
+        if let Some(mut member) = self.members.remove(member_id) {
+            if let Some(waiter) = member.join_waiter.take() {
+                let _ = waiter.send(JoinOutcome::failed(
+                    ResponseError::UnknownMemberId,
+                    member_id.to_owned(),
+                ));
+            }
+            if self.state != GroupState::PreparingRebalance {
+                self.prepare_rebalance(now);
+            }
+            self.try_complete_join(false);
+        }
+    }
+}
+
+fn metadata_for(member: &Member, protocol: &str) -> Bytes {
+    member
+        .protocols
+        .iter()
+        .find(|(name, _)| name == protocol)
+        .map(|(_, metadata)| metadata.clone())
+        .unwrap_or_default()
+}
+
+/// All classic groups of this broker.
+#[derive(Debug, Default)]
+pub(crate) struct Coordinator {
+    groups: Mutex<HashMap<String, Group>>,
+    sweeper_started: AtomicBool,
+}
+
+impl Coordinator {
+    /// Starts the background sweep (session expiry, rebalance deadlines) once.
+    fn ensure_sweeper(self: &Arc<Self>, shutdown: &CancellationToken) {
+        if self.sweeper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let coordinator = Arc::downgrade(self);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let Some(coordinator) = coordinator.upgrade() else {
+                    return;
+                };
+                coordinator.sweep(Instant::now());
+            }
+        });
+    }
+
+    /// Expires silent members and pending ids, and ends join rounds past their deadline.
+    fn sweep(&self, now: Instant) {
+        let mut groups = self.groups.lock();
+        for group in groups.values_mut() {
+            group.pending.retain(|_, expires| *expires > now);
+            let expired: Vec<String> = group
+                .members
+                .iter()
+                .filter(|(_, member)| {
+                    let waiting = member
+                        .join_waiter
+                        .as_ref()
+                        .is_some_and(|waiter| !waiter.is_closed());
+                    !waiting && member.last_seen + member.session_timeout < now
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                tracing::info!(member = %id, "kafka group member session expired");
+                group.remove_member(&id, now);
+            }
+            if group.state == GroupState::PreparingRebalance && group.rebalance_deadline <= now {
+                group.try_complete_join(true);
+            }
+        }
+    }
+
+    pub(crate) async fn join(
+        self: &Arc<Self>,
+        params: JoinParams,
+        shutdown: &CancellationToken,
+    ) -> JoinOutcome {
+        self.ensure_sweeper(shutdown);
+        let receiver = {
+            let now = Instant::now();
+            let mut groups = self.groups.lock();
+            let group = groups
+                .entry(params.group.clone())
+                .or_insert_with(Group::new);
+            let mut member_id = params.member_id.clone();
+            if member_id.is_empty() {
+                member_id = format!(
+                    "{}-{}",
+                    params.client_id,
+                    uuid::Uuid::from_u128(rand_u128())
+                );
+                if params.requires_known_member_id {
+                    group
+                        .pending
+                        .insert(member_id.clone(), now + params.session_timeout);
+                    return JoinOutcome::failed(ResponseError::MemberIdRequired, member_id);
+                }
+            } else if !group.members.contains_key(&member_id)
+                && group.pending.remove(&member_id).is_none()
+            {
+                return JoinOutcome::failed(ResponseError::UnknownMemberId, member_id);
+            }
+            if !group.accepts(&params.protocol_type, &params.protocols) {
+                return JoinOutcome::failed(ResponseError::InconsistentGroupProtocol, member_id);
+            }
+            if group.members.is_empty() {
+                group.protocol_type = params.protocol_type.clone();
+            }
+            let (sender, receiver) = oneshot::channel();
+            let member = group
+                .members
+                .entry(member_id.clone())
+                .or_insert_with(|| Member {
+                    protocols: Vec::new(),
+                    session_timeout: params.session_timeout,
+                    rebalance_timeout: params.rebalance_timeout,
+                    last_seen: now,
+                    joined: false,
+                    join_waiter: None,
+                    sync_waiter: None,
+                    assignment: Bytes::new(),
+                });
+            member.protocols = params.protocols;
+            member.session_timeout = params.session_timeout;
+            member.rebalance_timeout = params.rebalance_timeout;
+            member.last_seen = now;
+            member.joined = true;
+            if let Some(old) = member.join_waiter.replace(sender) {
+                let _ = old.send(JoinOutcome::failed(
+                    ResponseError::RebalanceInProgress,
+                    member_id.clone(),
+                ));
+            }
+            if group.state != GroupState::PreparingRebalance {
+                group.prepare_rebalance(now);
+                // `prepare_rebalance` cleared every `joined`; this member just did.
+                if let Some(member) = group.members.get_mut(&member_id) {
+                    member.joined = true;
+                }
+            }
+            group.try_complete_join(false);
+            receiver
+        };
+        tokio::select! {
+            outcome = receiver => outcome.unwrap_or_else(|_| {
+                JoinOutcome::failed(ResponseError::RebalanceInProgress, params.member_id)
+            }),
+            () = shutdown.cancelled() => {
+                JoinOutcome::failed(ResponseError::CoordinatorNotAvailable, params.member_id)
+            }
+        }
+    }
+
+    pub(crate) async fn sync(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+        shutdown: &CancellationToken,
+    ) -> SyncOutcome {
+        let receiver = {
+            let mut groups = self.groups.lock();
+            let group = groups
+                .get_mut(group_id)
+                .ok_or(ResponseError::UnknownMemberId)?;
+            let Some(member) = group.members.get_mut(member_id) else {
+                return Err(ResponseError::UnknownMemberId);
+            };
+            member.last_seen = Instant::now();
+            if generation != group.generation {
+                return Err(ResponseError::IllegalGeneration);
+            }
+            match group.state {
+                GroupState::Empty | GroupState::PreparingRebalance => {
+                    return Err(ResponseError::RebalanceInProgress);
+                }
+                GroupState::Stable => return group.assignment_of(member_id),
+                GroupState::CompletingRebalance => {}
+            }
+            if member_id == group.leader {
+                for (id, assignment) in assignments {
+                    if let Some(target) = group.members.get_mut(&id) {
+                        target.assignment = assignment;
+                    }
+                }
+                group.state = GroupState::Stable;
+                let ids: Vec<String> = group.members.keys().cloned().collect();
+                for id in ids {
+                    let answer = group.assignment_of(&id);
+                    if let Some(waiter) = group
+                        .members
+                        .get_mut(&id)
+                        .and_then(|member| member.sync_waiter.take())
+                    {
+                        let _ = waiter.send(answer);
+                    }
+                }
+                return group.assignment_of(member_id);
+            }
+            let (sender, receiver) = oneshot::channel();
+            if let Some(member) = group.members.get_mut(member_id) {
+                member.sync_waiter = Some(sender);
+            }
+            receiver
+        };
+        tokio::select! {
+            outcome = receiver => outcome.unwrap_or(Err(ResponseError::RebalanceInProgress)),
+            () = shutdown.cancelled() => Err(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    pub(crate) fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> Result<(), ResponseError> {
+        let mut groups = self.groups.lock();
+        let group = groups
+            .get_mut(group_id)
+            .ok_or(ResponseError::UnknownMemberId)?;
+        let state = group.state;
+        let current = group.generation;
+        let member = group
+            .members
+            .get_mut(member_id)
+            .ok_or(ResponseError::UnknownMemberId)?;
+        member.last_seen = Instant::now();
+        if generation != current {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        match state {
+            GroupState::PreparingRebalance => Err(ResponseError::RebalanceInProgress),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn leave(&self, group_id: &str, member_id: &str) -> Result<(), ResponseError> {
+        let mut groups = self.groups.lock();
+        let group = groups
+            .get_mut(group_id)
+            .ok_or(ResponseError::UnknownMemberId)?;
+        if !group.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        group.remove_member(member_id, Instant::now());
+        Ok(())
+    }
+
+    /// Checks an OffsetCommit's member and generation; generation -1 with no member is a
+    /// commit from outside the group protocol (standalone consumers, admin tools).
+    pub(crate) fn validate_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> Result<(), ResponseError> {
+        if generation < 0 && member_id.is_empty() {
+            return Ok(());
+        }
+        let groups = self.groups.lock();
+        let group = groups.get(group_id).ok_or(ResponseError::UnknownMemberId)?;
+        if !group.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if generation != group.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        // Members commit while rejoining (on revoke), so PreparingRebalance accepts commits of
+        // the current generation; between join and sync the assignment is in flux.
+        if group.state == GroupState::CompletingRebalance {
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn state(&self, group_id: &str) -> Option<(GroupState, i32, usize)> {
+        let groups = self.groups.lock();
+        groups
+            .get(group_id)
+            .map(|group| (group.state, group.generation, group.members.len()))
+    }
+}
+
+/// Member ids only need to be unique; time plus a process-wide counter is enough.
+fn rand_u128() -> u128 {
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    (nanos << 32) ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! Classic group membership: FindCoordinator (single and batched keys), JoinGroup, SyncGroup,
+//! Heartbeat and LeaveGroup, on the in-memory [`crate::coordinator::Coordinator`].
+//!
+//! Only the fields of the negotiated version are set in each response; the codec refuses to
+//! encode a field the version lacks.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::{
+    FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest,
+    SyncGroupResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Broker, NODE_ID, RequestContext, str_bytes};
+use crate::coordinator::JoinParams;
+
+/// FindCoordinator key type of consumer groups (1 is transactions, which are not served).
+const GROUP_KEY_TYPE: i8 = 0;
+
+fn code(result: Result<(), ResponseError>) -> i16 {
+    result.err().map_or(0, |error| error.code())
+}
+
+fn millis(value: i32) -> Duration {
+    Duration::from_millis(u64::try_from(value).unwrap_or(0))
+}
+
+impl Broker {
+    pub(super) fn find_coordinator(
+        &self,
+        context: &RequestContext,
+        version: i16,
+        request: FindCoordinatorRequest,
+    ) -> FindCoordinatorResponse {
+        let host = str_bytes(&self.settings.advertised_host);
+        let port = i32::from(context.local_port);
+        let error = if request.key_type == GROUP_KEY_TYPE {
+            None
+        } else {
+            Some(ResponseError::CoordinatorNotAvailable)
+        };
+        if version >= 4 {
+            let coordinators = request
+                .coordinator_keys
+                .into_iter()
+                .map(|key| {
+                    let entry = CoordinatorEntry::default().with_key(key);
+                    match error {
+                        None => entry
+                            .with_node_id(NODE_ID)
+                            .with_host(host.clone())
+                            .with_port(port),
+                        Some(error) => entry
+                            .with_node_id(super::BrokerId(-1))
+                            .with_error_code(error.code()),
+                    }
+                })
+                .collect();
+            return FindCoordinatorResponse::default().with_coordinators(coordinators);
+        }
+        match error {
+            None => FindCoordinatorResponse::default()
+                .with_node_id(NODE_ID)
+                .with_host(host)
+                .with_port(port),
+            Some(error) => FindCoordinatorResponse::default()
+                .with_error_code(error.code())
+                .with_node_id(super::BrokerId(-1)),
+        }
+    }
+
+    pub(super) async fn join_group(
+        &self,
+        context: &RequestContext,
+        version: i16,
+        client_id: &str,
+        request: JoinGroupRequest,
+    ) -> JoinGroupResponse {
+        let session_timeout = millis(request.session_timeout_ms);
+        // v0 has no rebalance timeout; Kafka uses the session timeout then.
+        let rebalance_timeout = if version >= 1 {
+            millis(request.rebalance_timeout_ms)
+        } else {
+            session_timeout
+        };
+        let params = JoinParams {
+            group: request.group_id.0.as_str().to_owned(),
+            member_id: request.member_id.as_str().to_owned(),
+            client_id: client_id.to_owned(),
+            requires_known_member_id: version >= 4,
+            protocol_type: request.protocol_type.as_str().to_owned(),
+            protocols: request
+                .protocols
+                .into_iter()
+                .map(|protocol| (protocol.name.as_str().to_owned(), protocol.metadata))
+                .collect(),
+            session_timeout,
+            rebalance_timeout,
+        };
+        let outcome = self.coordinator.join(params, &context.shutdown).await;
+        let members = outcome
+            .members
+            .into_iter()
+            .map(|(id, metadata)| {
+                JoinGroupResponseMember::default()
+                    .with_member_id(str_bytes(&id))
+                    .with_metadata(metadata)
+            })
+            .collect();
+        let mut response = JoinGroupResponse::default()
+            .with_error_code(outcome.error.map_or(0, |error| error.code()))
+            .with_generation_id(outcome.generation)
+            .with_protocol_name(Some(str_bytes(&outcome.protocol)))
+            .with_leader(str_bytes(&outcome.leader))
+            .with_member_id(str_bytes(&outcome.member_id))
+            .with_members(members);
+        if version >= 7 {
+            response.protocol_type = Some(str_bytes(&outcome.protocol_type));
+        }
+        response
+    }
+
+    pub(super) async fn sync_group(
+        &self,
+        context: &RequestContext,
+        version: i16,
+        request: SyncGroupRequest,
+    ) -> SyncGroupResponse {
+        let assignments = request
+            .assignments
+            .into_iter()
+            .map(|entry| (entry.member_id.as_str().to_owned(), entry.assignment))
+            .collect();
+        let outcome = self
+            .coordinator
+            .sync(
+                request.group_id.0.as_str(),
+                request.generation_id,
+                request.member_id.as_str(),
+                assignments,
+                &context.shutdown,
+            )
+            .await;
+        match outcome {
+            Ok((protocol_type, protocol, assignment)) => {
+                let mut response = SyncGroupResponse::default().with_assignment(assignment);
+                if version >= 5 {
+                    response.protocol_type = Some(str_bytes(&protocol_type));
+                    response.protocol_name = Some(str_bytes(&protocol));
+                }
+                response
+            }
+            Err(error) => SyncGroupResponse::default()
+                .with_error_code(error.code())
+                .with_assignment(Bytes::new()),
+        }
+    }
+
+    pub(super) fn heartbeat(&self, request: HeartbeatRequest) -> HeartbeatResponse {
+        let result = self.coordinator.heartbeat(
+            request.group_id.0.as_str(),
+            request.generation_id,
+            request.member_id.as_str(),
+        );
+        HeartbeatResponse::default().with_error_code(code(result))
+    }
+
+    pub(super) fn leave_group(&self, request: LeaveGroupRequest) -> LeaveGroupResponse {
+        let group = request.group_id.0.as_str();
+        // v0-2 name one member; later versions (not advertised) batch them.
+        let member: &StrBytes = &request.member_id;
+        let result = self.coordinator.leave(group, member.as_str());
+        LeaveGroupResponse::default().with_error_code(code(result))
+    }
+}
