@@ -1,0 +1,247 @@
+//! The Kafka frontend at the byte level, against the real binary: the KIP-511 fallback, acks=0,
+//! CORRUPT_MESSAGE, and bad frames closing only their own connection.
+
+#[path = "support/broker.rs"]
+mod broker;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use broker::TestBroker;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tributary_api::Record;
+use tributary_api::batch::build_batch;
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+}
+
+/// Sends one request (header + body at `version`) with correlation id `correlation`.
+fn send<T: Encodable>(
+    stream: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    correlation: i32,
+    body: &T,
+) {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation)
+        .with_client_id(Some(StrBytes::from_static_str("wire-test")));
+    let mut buf = BytesMut::new();
+    header
+        .encode(&mut buf, key.request_header_version(version))
+        .expect("header");
+    body.encode(&mut buf, version).expect("body");
+    let mut frame = BytesMut::new();
+    frame.put_i32(buf.len() as i32);
+    frame.put_slice(&buf);
+    stream.write_all(&frame).expect("write");
+}
+
+/// Reads one response frame and returns (correlation id, body after a header of `header_version`).
+fn receive(stream: &mut TcpStream, header_version: i16) -> (i32, Bytes) {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).expect("response size");
+    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut frame).expect("response body");
+    let mut frame = Bytes::from(frame);
+    let correlation = frame.get_i32();
+    if header_version >= 1 {
+        assert_eq!(frame.get_u8(), 0, "no tagged fields in the response header");
+    }
+    (correlation, frame)
+}
+
+/// True once the peer has closed the connection.
+fn closed(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Ok(0) | Err(_))
+}
+
+#[test]
+fn api_versions_above_our_range_gets_the_v0_fallback() {
+    let mut broker = TestBroker::start();
+    let mut stream = connect(broker.addr("kafka"));
+    // ApiVersions v9 does not exist; the body is whatever the client thinks v9 is.
+    let mut frame = BytesMut::new();
+    frame.put_i32(10);
+    frame.put_slice(&[0x00, 0x12, 0x00, 0x09, 0x00, 0x00, 0x00, 0x2a, 0xff, 0xff]);
+    stream.write_all(&frame).unwrap();
+    let (correlation, mut body) = receive(&mut stream, 0);
+    assert_eq!(correlation, 42);
+    let answer = ApiVersionsResponse::decode(&mut body, 0).expect("v0 body");
+    assert_eq!(answer.error_code, 35);
+    let api_versions = answer
+        .api_keys
+        .iter()
+        .find(|api| api.api_key == 18)
+        .unwrap();
+    assert_eq!((api_versions.min_version, api_versions.max_version), (0, 4));
+    assert!(
+        answer
+            .api_keys
+            .iter()
+            .any(|api| api.api_key == 0 && api.max_version == 12)
+    );
+
+    // The client retries with v3 on the same connection: header v0, flexible v3 body.
+    send(
+        &mut stream,
+        ApiKey::ApiVersions,
+        3,
+        43,
+        &ApiVersionsRequest::default(),
+    );
+    let (correlation, mut body) = receive(&mut stream, 0);
+    assert_eq!(correlation, 43);
+    let answer = ApiVersionsResponse::decode(&mut body, 3).expect("v3 body");
+    assert_eq!(answer.error_code, 0);
+    assert_eq!(
+        answer.api_keys.len(),
+        tributary_kafka::codec::SUPPORTED_APIS.len()
+    );
+}
+
+fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ])
+}
+
+fn batch(value: &'static [u8]) -> Bytes {
+    build_batch(&[Record {
+        value: Some(Bytes::from_static(value)),
+        ..Record::default()
+    }])
+}
+
+#[test]
+fn produce_answers_offsets_corrupt_message_and_nothing_for_acks_zero() {
+    let mut broker = TestBroker::start();
+    let mut stream = connect(broker.addr("kafka"));
+    let header_version = ApiKey::Produce.response_header_version(9);
+
+    send(
+        &mut stream,
+        ApiKey::Produce,
+        9,
+        1,
+        &produce_request("wire", 1, batch(b"one")),
+    );
+    let (correlation, mut body) = receive(&mut stream, header_version);
+    assert_eq!(correlation, 1);
+    let answer = ProduceResponse::decode(&mut body, 9).unwrap();
+    let partition = &answer.responses[0].partition_responses[0];
+    assert_eq!((partition.error_code, partition.base_offset), (0, 0));
+
+    let mut corrupt = batch(b"two").to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x01;
+    send(
+        &mut stream,
+        ApiKey::Produce,
+        9,
+        2,
+        &produce_request("wire", -1, corrupt.into()),
+    );
+    let (correlation, mut body) = receive(&mut stream, header_version);
+    assert_eq!(correlation, 2);
+    let answer = ProduceResponse::decode(&mut body, 9).unwrap();
+    assert_eq!(
+        answer.responses[0].partition_responses[0].error_code, 2,
+        "CORRUPT_MESSAGE"
+    );
+
+    // acks=0: no response; the next response on the wire answers the next request.
+    send(
+        &mut stream,
+        ApiKey::Produce,
+        9,
+        3,
+        &produce_request("wire", 0, batch(b"three")),
+    );
+    send(
+        &mut stream,
+        ApiKey::Produce,
+        9,
+        4,
+        &produce_request("wire", 1, batch(b"four")),
+    );
+    let (correlation, mut body) = receive(&mut stream, header_version);
+    assert_eq!(correlation, 4);
+    let answer = ProduceResponse::decode(&mut body, 9).unwrap();
+    // "one" at 0, the acks=0 "three" at 1, "four" at 2; the corrupt batch took no offset.
+    assert_eq!(answer.responses[0].partition_responses[0].base_offset, 2);
+}
+
+#[test]
+fn bad_frames_close_only_their_own_connection() {
+    let mut broker = TestBroker::start();
+    let addr = broker.addr("kafka");
+    let mut healthy = connect(addr);
+
+    let mut oversized = connect(addr);
+    oversized.write_all(&i32::MAX.to_be_bytes()).unwrap();
+    assert!(
+        closed(&mut oversized),
+        "oversized frame must close the connection"
+    );
+
+    let mut unknown_key = connect(addr);
+    unknown_key
+        .write_all(&[0, 0, 0, 10, 0x03, 0xe7, 0, 0, 0, 0, 0, 1, 0xff, 0xff])
+        .unwrap();
+    assert!(
+        closed(&mut unknown_key),
+        "unknown API key must close the connection"
+    );
+
+    let mut unsupported_version = connect(addr);
+    // Produce v2: key 0, version 2, correlation 9, null client id, then a body never decoded.
+    unsupported_version
+        .write_all(&[0, 0, 0, 12, 0, 0, 0, 2, 0, 0, 0, 9, 0xff, 0xff, 0, 1])
+        .unwrap();
+    assert!(
+        closed(&mut unsupported_version),
+        "Produce v2 is below the KIP-896 baseline"
+    );
+
+    send(
+        &mut healthy,
+        ApiKey::ApiVersions,
+        0,
+        7,
+        &ApiVersionsRequest::default(),
+    );
+    let (correlation, mut body) = receive(&mut healthy, 0);
+    assert_eq!(correlation, 7);
+    assert_eq!(
+        ApiVersionsResponse::decode(&mut body, 0)
+            .unwrap()
+            .error_code,
+        0
+    );
+    broker.wait_for_line(&["kafka protocol error"], Duration::from_secs(5));
+}
