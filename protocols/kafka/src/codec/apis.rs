@@ -96,6 +96,12 @@ supported_apis! {
     LeaveGroup: LeaveGroupRequest => LeaveGroupResponse, 0..=2;
     SyncGroup: SyncGroupRequest => SyncGroupResponse, 0..=5;
     ApiVersions: ApiVersionsRequest => ApiVersionsResponse, 0..=4;
+    CreateTopics: CreateTopicsRequest => CreateTopicsResponse, 2..=7;
+    DeleteTopics: DeleteTopicsRequest => DeleteTopicsResponse, 1..=6;
+    DescribeConfigs: DescribeConfigsRequest => DescribeConfigsResponse, 1..=4;
+    AlterConfigs: AlterConfigsRequest => AlterConfigsResponse, 0..=2;
+    CreatePartitions: CreatePartitionsRequest => CreatePartitionsResponse, 0..=3;
+    IncrementalAlterConfigs: IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse, 0..=1;
 }
 
 /// The entry of `key` in [`SUPPORTED_APIS`].

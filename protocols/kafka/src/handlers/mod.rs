@@ -3,6 +3,8 @@
 //! Every handler answers errors per topic or partition with a Kafka error code (mapped from the
 //! engine in [`crate::error::error_code`]); only codec-level problems close a connection.
 
+mod admin;
+mod configs;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -94,6 +96,26 @@ impl Broker {
             }
             KafkaRequest::OffsetCommit(request) => {
                 KafkaResponse::OffsetCommit(self.offset_commit(request).await)
+            }
+            KafkaRequest::CreateTopics(request) => {
+                KafkaResponse::CreateTopics(self.create_topics(request).await)
+            }
+            KafkaRequest::DeleteTopics(request) => {
+                KafkaResponse::DeleteTopics(self.delete_topics(version, request).await)
+            }
+            KafkaRequest::CreatePartitions(request) => {
+                KafkaResponse::CreatePartitions(self.create_partitions(request).await)
+            }
+            KafkaRequest::DescribeConfigs(request) => {
+                KafkaResponse::DescribeConfigs(self.describe_configs(request))
+            }
+            KafkaRequest::AlterConfigs(request) => {
+                KafkaResponse::AlterConfigs(self.alter_configs(request).await)
+            }
+            KafkaRequest::IncrementalAlterConfigs(request) => {
+                KafkaResponse::IncrementalAlterConfigs(
+                    self.incremental_alter_configs(request).await,
+                )
             }
             KafkaRequest::OffsetFetch(request) => {
                 KafkaResponse::OffsetFetch(self.offset_fetch(request).await)
