@@ -514,3 +514,47 @@ async fn topic_configs(
         .map(|entry| (entry.name, (entry.value, entry.is_default)))
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_producer_with_each_codec_delivers_exactly_once_in_order() {
+    let mut broker = TestBroker::start();
+    let bootstrap = broker.addr("kafka").to_string();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("codec-{codec}");
+        let producer = producer(
+            &bootstrap,
+            &[("enable.idempotence", "true"), ("compression.type", codec)],
+        );
+        let sends: Vec<_> = (0..200u32)
+            .map(|i| {
+                let value = format!("{codec}-{i:05}-{}", "x".repeat(100));
+                let partition = (i % 4) as i32;
+                let record = FutureRecord::to(&topic)
+                    .partition(partition)
+                    .key("k")
+                    .payload(&value);
+                producer.send_result(record).expect("enqueue")
+            })
+            .collect();
+        for delivery in sends {
+            delivery
+                .await
+                .expect("delivery future")
+                .unwrap_or_else(|(err, _)| panic!("{codec} delivery failed: {err}"));
+        }
+        let consumer = assigned_consumer(&bootstrap, &topic, 4);
+        let got = consume(&consumer, 200);
+        let mut per_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        for ((partition, _, value, _), _) in got {
+            let value = String::from_utf8(value.expect("value")).expect("utf-8");
+            per_partition.entry(partition).or_default().push(value);
+        }
+        for (partition, values) in per_partition {
+            let expected: Vec<String> = (0..200u32)
+                .filter(|i| (i % 4) as i32 == partition)
+                .map(|i| format!("{codec}-{i:05}-{}", "x".repeat(100)))
+                .collect();
+            assert_eq!(values, expected, "{codec} partition {partition}");
+        }
+    }
+}

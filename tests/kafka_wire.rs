@@ -245,3 +245,99 @@ fn bad_frames_close_only_their_own_connection() {
     );
     broker.wait_for_line(&["kafka protocol error"], Duration::from_secs(5));
 }
+
+/// A one-record batch of an idempotent producer, CRC recomputed after setting the fields.
+fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32) -> Bytes {
+    let mut bytes = batch(b"idempotent").to_vec();
+    bytes[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
+    bytes[53..57].copy_from_slice(&sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes.into()
+}
+
+/// Produces one batch with acks=1 and returns (error code, base offset).
+fn produce_once(stream: &mut TcpStream, correlation: i32, records: Bytes) -> (i16, i64) {
+    send(
+        stream,
+        ApiKey::Produce,
+        9,
+        correlation,
+        &produce_request("idem", 1, records),
+    );
+    let (got, mut body) = receive(stream, ApiKey::Produce.response_header_version(9));
+    assert_eq!(got, correlation);
+    let answer = ProduceResponse::decode(&mut body, 9).unwrap();
+    let partition = &answer.responses[0].partition_responses[0];
+    (partition.error_code, partition.base_offset)
+}
+
+#[test]
+fn idempotent_retries_are_written_once_and_sequence_state_survives_a_restart() {
+    use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
+    let mut broker = TestBroker::start();
+    let mut stream = connect(broker.addr("kafka"));
+    send(
+        &mut stream,
+        ApiKey::InitProducerId,
+        4,
+        1,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    let (_, mut body) = receive(
+        &mut stream,
+        ApiKey::InitProducerId.response_header_version(4),
+    );
+    let init = InitProducerIdResponse::decode(&mut body, 4).unwrap();
+    assert_eq!(init.error_code, 0);
+    let producer = init.producer_id.0;
+    assert!(producer >= 0);
+
+    assert_eq!(
+        produce_once(&mut stream, 2, idempotent_batch(producer, 0, 0)),
+        (0, 0)
+    );
+    // The same batch again (a retry after a lost response): same offset, no second copy.
+    assert_eq!(
+        produce_once(&mut stream, 3, idempotent_batch(producer, 0, 0)),
+        (0, 0)
+    );
+    // A gap in the sequence is refused with OUT_OF_ORDER_SEQUENCE_NUMBER (45).
+    assert_eq!(
+        produce_once(&mut stream, 4, idempotent_batch(producer, 0, 5)).0,
+        45
+    );
+    assert_eq!(
+        produce_once(&mut stream, 5, idempotent_batch(producer, 0, 1)),
+        (0, 1)
+    );
+
+    broker.kill_and_restart();
+    let mut stream = connect(broker.addr("kafka"));
+    assert_eq!(
+        produce_once(&mut stream, 6, idempotent_batch(producer, 0, 1)),
+        (0, 1)
+    );
+    assert_eq!(
+        produce_once(&mut stream, 7, idempotent_batch(producer, 0, 3)).0,
+        45
+    );
+    assert_eq!(
+        produce_once(&mut stream, 8, idempotent_batch(producer, 0, 2)),
+        (0, 2)
+    );
+    // An older epoch is fenced after a newer one wrote (INVALID_PRODUCER_EPOCH, 47).
+    assert_eq!(
+        produce_once(&mut stream, 9, idempotent_batch(producer, 1, 0)),
+        (0, 3)
+    );
+    assert_eq!(
+        produce_once(&mut stream, 10, idempotent_batch(producer, 0, 3)).0,
+        47
+    );
+}

@@ -23,6 +23,7 @@ mod coordinator;
 pub mod error;
 mod handlers;
 pub mod metrics;
+pub mod producers;
 
 use std::sync::Arc;
 

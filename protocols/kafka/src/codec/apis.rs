@@ -96,6 +96,8 @@ supported_apis! {
     LeaveGroup: LeaveGroupRequest => LeaveGroupResponse, 0..=2;
     SyncGroup: SyncGroupRequest => SyncGroupResponse, 0..=5;
     ApiVersions: ApiVersionsRequest => ApiVersionsResponse, 0..=4;
+    // v5+ concern transactions (KIP-890, KIP-939), which are not served.
+    InitProducerId: InitProducerIdRequest => InitProducerIdResponse, 0..=4;
     CreateTopics: CreateTopicsRequest => CreateTopicsResponse, 2..=7;
     DeleteTopics: DeleteTopicsRequest => DeleteTopicsResponse, 1..=6;
     DescribeConfigs: DescribeConfigsRequest => DescribeConfigsResponse, 1..=4;

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use crate::KafkaSettings;
 use crate::codec::{KafkaRequest, KafkaResponse, SUPPORTED_APIS};
 use crate::coordinator::Coordinator;
+use crate::producers::Producers;
 
 /// The one node id this broker has; it leads every partition.
 pub(crate) const NODE_ID: BrokerId = BrokerId(0);
@@ -37,6 +38,7 @@ pub(crate) struct Broker {
     pub(crate) engine: Engine,
     pub(crate) settings: KafkaSettings,
     pub(crate) coordinator: Arc<Coordinator>,
+    pub(crate) producers: Producers,
 }
 
 /// Facts about the connection a request arrived on.
@@ -54,6 +56,7 @@ impl Broker {
             engine,
             settings,
             coordinator: Arc::new(Coordinator::default()),
+            producers: Producers::default(),
         }
     }
 
@@ -96,6 +99,9 @@ impl Broker {
             }
             KafkaRequest::OffsetCommit(request) => {
                 KafkaResponse::OffsetCommit(self.offset_commit(request).await)
+            }
+            KafkaRequest::InitProducerId(request) => {
+                KafkaResponse::InitProducerId(self.init_producer_id(version, request).await)
             }
             KafkaRequest::CreateTopics(request) => {
                 KafkaResponse::CreateTopics(self.create_topics(request).await)

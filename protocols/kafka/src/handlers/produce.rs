@@ -2,15 +2,21 @@
 //! appended, then appended in order as sent; the log assigns base offsets. acks=0 gets no
 //! response; acks=1 and acks=-1 are answered once the append is as durable as the topic's
 //! durability policy promises (one broker: "all in-sync replicas" is this one).
+//!
+//! Batches with a producer id go through the idempotence rules of [`crate::producers`] first;
+//! InitProducerId hands out the ids. Transactions are not served (no transactional ids).
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+};
 use tributary_api::batch::{BatchHeader, verify_batch};
 use tributary_api::{EngineError, TopicDescription, TopicPartition};
 
 use super::{Broker, partition_of};
+use crate::producers::{SequencedBatch, Verdict};
 use crate::{error, metrics};
 
 impl Broker {
@@ -21,6 +27,7 @@ impl Broker {
         request: ProduceRequest,
     ) -> Option<ProduceResponse> {
         let mut responses = Vec::with_capacity(request.topic_data.len());
+        let transactional = request.transactional_id.is_some();
         for topic_data in request.topic_data {
             let name = topic_data.name.0.as_str().to_owned();
             let topic = self.topic(&name, true).await;
@@ -28,6 +35,10 @@ impl Broker {
             for partition_data in topic_data.partition_data {
                 let index = partition_data.index;
                 let outcome = match &topic {
+                    _ if transactional => failed(
+                        index,
+                        ResponseError::TransactionalIdAuthorizationFailed.code(),
+                    ),
                     Err(failure) => failed(index, error::code(failure)),
                     Ok(topic) => {
                         self.produce_partition(topic, index, partition_data.records)
@@ -67,11 +78,39 @@ impl Broker {
         let target = TopicPartition::new(topic.name.clone(), partition);
         let mut first_offset = None;
         let mut log_start = -1;
-        for batch in batches {
+        for (header, batch) in batches {
+            let sequenced = header.producer_id >= 0;
+            if sequenced {
+                match self.check_sequence(&target, &header).await {
+                    Ok(Verdict::Append) => {}
+                    Ok(Verdict::Duplicate { base_offset }) => {
+                        first_offset.get_or_insert(base_offset);
+                        continue;
+                    }
+                    Ok(Verdict::Refuse(refusal)) => return failed(index, refusal.code()),
+                    Err(failure) => return failed(index, error::code(&failure)),
+                }
+            }
             match self.engine.log.append(&target, batch).await {
                 Ok(outcome) => {
                     first_offset.get_or_insert(outcome.base_offset);
                     log_start = outcome.log_start;
+                    if sequenced {
+                        let remembered = SequencedBatch {
+                            base_sequence: header.base_sequence,
+                            last_sequence: last_sequence(&header),
+                            base_offset: outcome.base_offset,
+                        };
+                        let store = self.engine.metadata.as_ref();
+                        let epoch = header.producer_epoch;
+                        if let Err(failure) = self
+                            .producers
+                            .appended(store, header.producer_id, &target, epoch, remembered)
+                            .await
+                        {
+                            return failed(index, error::code(&failure));
+                        }
+                    }
                 }
                 Err(failure) => {
                     tracing::debug!(partition = %target, error = %failure, "append failed");
@@ -90,8 +129,67 @@ impl Broker {
     }
 }
 
+impl Broker {
+    async fn check_sequence(
+        &self,
+        target: &TopicPartition,
+        header: &BatchHeader,
+    ) -> Result<Verdict, EngineError> {
+        if header.is_transactional() || header.is_control() {
+            return Ok(Verdict::Refuse(
+                ResponseError::TransactionalIdAuthorizationFailed,
+            ));
+        }
+        self.producers
+            .check(
+                self.engine.metadata.as_ref(),
+                header.producer_id,
+                target,
+                header.producer_epoch,
+                header.base_sequence,
+                last_sequence(header),
+            )
+            .await
+    }
+
+    pub(super) async fn init_producer_id(
+        &self,
+        version: i16,
+        request: InitProducerIdRequest,
+    ) -> InitProducerIdResponse {
+        if request.transactional_id.is_some() {
+            return InitProducerIdResponse::default()
+                .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+        }
+        // v3+ (KIP-360): a producer that knows its id asks for the next epoch.
+        let known = version >= 3 && request.producer_id.0 >= 0 && request.producer_epoch >= 0;
+        if let Some(next_epoch) = request.producer_epoch.checked_add(1).filter(|_| known) {
+            return InitProducerIdResponse::default()
+                .with_producer_id(request.producer_id)
+                .with_producer_epoch(next_epoch);
+        }
+        match self.producers.allocate(self.engine.metadata.as_ref()).await {
+            Ok(id) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(0),
+            Err(failure) => InitProducerIdResponse::default()
+                .with_error_code(error::code(&failure))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        }
+    }
+}
+
+/// The sequence number of a batch's last record (sequences wrap after `i32::MAX`).
+fn last_sequence(header: &BatchHeader) -> i32 {
+    let last = i64::from(header.base_sequence) + i64::from(header.last_offset_delta);
+    i32::try_from(last).unwrap_or_else(|_| (last - i64::from(i32::MAX) - 1) as i32)
+}
+
 /// Splits a partition's record set into whole, CRC-valid batches, or refuses all of them.
-fn split_batches(records: &Bytes) -> Result<Vec<Bytes>, EngineError> {
+fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, EngineError> {
     let mut batches = Vec::new();
     let mut at = 0;
     while at < records.len() {
@@ -107,8 +205,8 @@ fn split_batches(records: &Bytes) -> Result<Vec<Bytes>, EngineError> {
                 },
             ))?;
         let batch = records.slice(at..end);
-        verify_batch(&batch)?;
-        batches.push(batch);
+        let header = verify_batch(&batch)?;
+        batches.push((header, batch));
         at = end;
     }
     if batches.is_empty() {
@@ -150,6 +248,7 @@ mod tests {
         let second = one_batch(b"bc");
         let both = Bytes::from([first.as_ref(), second.as_ref()].concat());
         let split = split_batches(&both).expect("valid batches");
+        let split: Vec<Bytes> = split.into_iter().map(|(_, batch)| batch).collect();
         assert_eq!(split, vec![first, second]);
     }
 
