@@ -558,3 +558,89 @@ async fn idempotent_producer_with_each_codec_delivers_exactly_once_in_order() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_listed_described_and_deleted_and_records_deleted() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let mut broker = TestBroker::start();
+    let bootstrap = broker.addr("kafka").to_string();
+    let topic = "group-admin";
+    produce_numbered(&producer(&bootstrap, &[]), topic, 0..40).await;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin client");
+    let options = AdminOptions::new().operation_timeout(Some(WAIT));
+
+    let log: Log = Default::default();
+    let member = Member::start(&bootstrap, "listed", topic, &log);
+    wait_until("40 records", || log.lock().unwrap().len() >= 40);
+    let groups = admin
+        .inner()
+        .fetch_group_list(Some("listed"), WAIT)
+        .expect("groups");
+    let group = groups
+        .groups()
+        .iter()
+        .find(|g| g.name() == "listed")
+        .expect("listed");
+    assert_eq!(
+        (group.state(), group.protocol_type()),
+        ("Stable", "consumer")
+    );
+    assert_eq!(group.members().len(), 1);
+    let busy = admin
+        .delete_groups(&["listed"], &options)
+        .await
+        .expect("delete");
+    assert_eq!(
+        busy,
+        vec![Err(("listed".to_owned(), RDKafkaErrorCode::NonEmptyGroup))]
+    );
+    member.leave();
+
+    let groups = admin
+        .inner()
+        .fetch_group_list(Some("listed"), WAIT)
+        .expect("groups");
+    let group = groups
+        .groups()
+        .iter()
+        .find(|g| g.name() == "listed")
+        .expect("listed");
+    assert_eq!(group.state(), "Empty");
+    let deleted = admin
+        .delete_groups(&["listed"], &options)
+        .await
+        .expect("delete");
+    assert_eq!(deleted, vec![Ok("listed".to_owned())]);
+    let gone = admin
+        .delete_groups(&["listed"], &options)
+        .await
+        .expect("delete");
+    assert_eq!(
+        gone,
+        vec![Err((
+            "listed".to_owned(),
+            RDKafkaErrorCode::GroupIdNotFound
+        ))]
+    );
+
+    // DeleteRecords moves the log start: a reader from the beginning of partition 0 starts there.
+    let mut before = TopicPartitionList::new();
+    before
+        .add_partition_offset(topic, 0, Offset::Offset(4))
+        .expect("offset");
+    let result = admin
+        .delete_records(&before, &options)
+        .await
+        .expect("delete records");
+    let element = result.find_partition(topic, 0).expect("partition 0");
+    assert_eq!(element.offset(), Offset::Offset(4));
+    let consumer = assigned_consumer(&bootstrap, topic, 1);
+    let (_, first_offset) = consume(&consumer, 1).remove(0);
+    assert_eq!(first_offset, 4);
+}

@@ -75,11 +75,42 @@ impl JoinOutcome {
     }
 }
 
+/// One member as DescribeGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DescribedMember {
+    pub(crate) member_id: String,
+    pub(crate) client_id: String,
+    pub(crate) metadata: Bytes,
+    pub(crate) assignment: Bytes,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupDescription {
+    pub(crate) state: GroupState,
+    pub(crate) protocol_type: String,
+    pub(crate) protocol: String,
+    pub(crate) members: Vec<DescribedMember>,
+}
+
+impl GroupState {
+    /// Kafka's name for the state, as ListGroups and DescribeGroups report it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Empty => "Empty",
+            Self::PreparingRebalance => "PreparingRebalance",
+            Self::CompletingRebalance => "CompletingRebalance",
+            Self::Stable => "Stable",
+        }
+    }
+}
+
 /// A SyncGroup answer: the member's assignment or an error.
 pub(crate) type SyncOutcome = Result<(String, String, Bytes), ResponseError>;
 
 #[derive(Debug)]
 struct Member {
+    client_id: String,
     protocols: Vec<(String, Bytes)>,
     session_timeout: Duration,
     rebalance_timeout: Duration,
@@ -355,6 +386,7 @@ impl Coordinator {
                 .members
                 .entry(member_id.clone())
                 .or_insert_with(|| Member {
+                    client_id: params.client_id.clone(),
                     protocols: Vec::new(),
                     session_timeout: params.session_timeout,
                     rebalance_timeout: params.rebalance_timeout,
@@ -517,6 +549,54 @@ impl Coordinator {
             return Err(ResponseError::RebalanceInProgress);
         }
         Ok(())
+    }
+
+    /// Every group with members or a join in progress: (group, protocol type, state).
+    pub(crate) fn list(&self) -> Vec<(String, String, GroupState)> {
+        let groups = self.groups.lock();
+        groups
+            .iter()
+            .map(|(id, group)| (id.clone(), group.protocol_type.clone(), group.state))
+            .collect()
+    }
+
+    /// A group's state and members, if the coordinator knows it.
+    pub(crate) fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let groups = self.groups.lock();
+        let group = groups.get(group_id)?;
+        let members = group
+            .members
+            .iter()
+            .map(|(id, member)| DescribedMember {
+                member_id: id.clone(),
+                client_id: member.client_id.clone(),
+                metadata: metadata_for(member, &group.protocol),
+                assignment: member.assignment.clone(),
+            })
+            .collect();
+        Some(GroupDescription {
+            state: group.state,
+            protocol_type: group.protocol_type.clone(),
+            protocol: group.protocol.clone(),
+            members,
+        })
+    }
+
+    /// Whether the group has members (a group with members cannot be deleted).
+    pub(crate) fn has_members(&self, group_id: &str) -> bool {
+        let groups = self.groups.lock();
+        groups
+            .get(group_id)
+            .is_some_and(|group| !group.members.is_empty())
+    }
+
+    /// Forgets an empty group; returns whether it was known.
+    pub(crate) fn forget(&self, group_id: &str) -> bool {
+        let mut groups = self.groups.lock();
+        match groups.get(group_id) {
+            Some(group) if group.members.is_empty() => groups.remove(group_id).is_some(),
+            _ => false,
+        }
     }
 
     #[cfg(test)]

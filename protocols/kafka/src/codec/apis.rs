@@ -95,15 +95,22 @@ supported_apis! {
     Heartbeat: HeartbeatRequest => HeartbeatResponse, 0..=4;
     LeaveGroup: LeaveGroupRequest => LeaveGroupResponse, 0..=2;
     SyncGroup: SyncGroupRequest => SyncGroupResponse, 0..=5;
+    DescribeGroups: DescribeGroupsRequest => DescribeGroupsResponse, 0..=5;
+    ListGroups: ListGroupsRequest => ListGroupsResponse, 0..=4;
     ApiVersions: ApiVersionsRequest => ApiVersionsResponse, 0..=4;
     // v5+ concern transactions (KIP-890, KIP-939), which are not served.
     InitProducerId: InitProducerIdRequest => InitProducerIdResponse, 0..=4;
     CreateTopics: CreateTopicsRequest => CreateTopicsResponse, 2..=7;
     DeleteTopics: DeleteTopicsRequest => DeleteTopicsResponse, 1..=6;
+    DeleteRecords: DeleteRecordsRequest => DeleteRecordsResponse, 0..=2;
+    OffsetForLeaderEpoch: OffsetForLeaderEpochRequest => OffsetForLeaderEpochResponse, 2..=4;
     DescribeConfigs: DescribeConfigsRequest => DescribeConfigsResponse, 1..=4;
     AlterConfigs: AlterConfigsRequest => AlterConfigsResponse, 0..=2;
     CreatePartitions: CreatePartitionsRequest => CreatePartitionsResponse, 0..=3;
+    DeleteGroups: DeleteGroupsRequest => DeleteGroupsResponse, 0..=2;
     IncrementalAlterConfigs: IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse, 0..=1;
+    OffsetDelete: OffsetDeleteRequest => OffsetDeleteResponse, 0..=0;
+    DescribeCluster: DescribeClusterRequest => DescribeClusterResponse, 0..=1;
 }
 
 /// The entry of `key` in [`SUPPORTED_APIS`].

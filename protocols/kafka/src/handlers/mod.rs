@@ -4,8 +4,10 @@
 //! engine in [`crate::error::error_code`]); only codec-level problems close a connection.
 
 mod admin;
+mod cluster;
 mod configs;
 mod fetch;
+mod group_admin;
 mod groups;
 mod list_offsets;
 mod metadata;
@@ -99,6 +101,27 @@ impl Broker {
             }
             KafkaRequest::OffsetCommit(request) => {
                 KafkaResponse::OffsetCommit(self.offset_commit(request).await)
+            }
+            KafkaRequest::ListGroups(request) => {
+                KafkaResponse::ListGroups(self.list_groups(request).await)
+            }
+            KafkaRequest::DescribeGroups(request) => {
+                KafkaResponse::DescribeGroups(self.describe_groups(request).await)
+            }
+            KafkaRequest::DeleteGroups(request) => {
+                KafkaResponse::DeleteGroups(self.delete_groups(request).await)
+            }
+            KafkaRequest::OffsetDelete(request) => {
+                KafkaResponse::OffsetDelete(self.offset_delete(request).await)
+            }
+            KafkaRequest::DeleteRecords(request) => {
+                KafkaResponse::DeleteRecords(self.delete_records(request).await)
+            }
+            KafkaRequest::OffsetForLeaderEpoch(request) => {
+                KafkaResponse::OffsetForLeaderEpoch(self.offset_for_leader_epoch(request).await)
+            }
+            KafkaRequest::DescribeCluster(request) => {
+                KafkaResponse::DescribeCluster(self.describe_cluster(context, request))
             }
             KafkaRequest::InitProducerId(request) => {
                 KafkaResponse::InitProducerId(self.init_producer_id(version, request).await)

@@ -1,0 +1,127 @@
+//! Cluster-level APIs of a one-broker cluster: DescribeCluster, DeleteRecords (moves the log
+//! start offset; -1 means "up to the high watermark") and OffsetForLeaderEpoch (one leader that
+//! never changes, so every epoch ends at the high watermark and clients never truncate).
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DeleteRecordsResponse, DescribeClusterRequest, DescribeClusterResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+};
+use tributary_api::{EngineResult, TopicPartition};
+
+use super::{Broker, CLUSTER_ID, NODE_ID, RequestContext, partition_of, str_bytes};
+use crate::error;
+
+impl Broker {
+    pub(super) fn describe_cluster(
+        &self,
+        context: &RequestContext,
+        _request: DescribeClusterRequest,
+    ) -> DescribeClusterResponse {
+        let broker = DescribeClusterBroker::default()
+            .with_broker_id(NODE_ID)
+            .with_host(str_bytes(&self.settings.advertised_host))
+            .with_port(i32::from(context.local_port));
+        DescribeClusterResponse::default()
+            .with_cluster_id(str_bytes(CLUSTER_ID))
+            .with_controller_id(NODE_ID)
+            .with_brokers(vec![broker])
+    }
+
+    /// The partition `index` of `topic`, as the engine names it, or the Kafka error code.
+    async fn target(&self, topic: &str, index: i32) -> Result<TopicPartition, i16> {
+        let found = self
+            .topic(topic, false)
+            .await
+            .map_err(|failure| error::code(&failure))?;
+        partition_of(&found, index)
+            .map(|partition| TopicPartition::new(found.name.clone(), partition))
+            .ok_or(ResponseError::UnknownTopicOrPartition.code())
+    }
+
+    pub(super) async fn delete_records(
+        &self,
+        request: DeleteRecordsRequest,
+    ) -> DeleteRecordsResponse {
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for wanted in request.topics {
+            let mut partitions = Vec::with_capacity(wanted.partitions.len());
+            for partition in wanted.partitions {
+                let index = partition.partition_index;
+                let result = DeleteRecordsPartitionResult::default().with_partition_index(index);
+                let outcome: Result<i64, i16> =
+                    match self.target(wanted.name.0.as_str(), index).await {
+                        Err(code) => Err(code),
+                        Ok(target) => self
+                            .delete_before(&target, partition.offset)
+                            .await
+                            .map_err(|failure| error::code(&failure)),
+                    };
+                partitions.push(match outcome {
+                    Ok(low_watermark) => result.with_low_watermark(low_watermark),
+                    Err(code) => result.with_low_watermark(-1).with_error_code(code),
+                });
+            }
+            topics.push(
+                DeleteRecordsTopicResult::default()
+                    .with_name(wanted.name)
+                    .with_partitions(partitions),
+            );
+        }
+        DeleteRecordsResponse::default().with_topics(topics)
+    }
+
+    async fn delete_before(&self, target: &TopicPartition, offset: i64) -> EngineResult<i64> {
+        let before = if offset == -1 {
+            self.engine.log.offsets(target)?.high_watermark
+        } else {
+            offset
+        };
+        self.engine.log.delete_records(target, before).await
+    }
+
+    pub(super) async fn offset_for_leader_epoch(
+        &self,
+        request: OffsetForLeaderEpochRequest,
+    ) -> OffsetForLeaderEpochResponse {
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for wanted in request.topics {
+            let mut partitions = Vec::with_capacity(wanted.partitions.len());
+            for partition in wanted.partitions {
+                let index = partition.partition;
+                let result = EpochEndOffset::default().with_partition(index);
+                let end = match self.target(wanted.topic.0.as_str(), index).await {
+                    Ok(target) => self
+                        .engine
+                        .log
+                        .offsets(&target)
+                        .map(|offsets| offsets.high_watermark)
+                        .map_err(|failure| error::code(&failure)),
+                    Err(code) => Err(code),
+                };
+                partitions.push(match end {
+                    Ok(end_offset) => result
+                        .with_leader_epoch(partition.leader_epoch)
+                        .with_end_offset(end_offset),
+                    Err(code) => result
+                        .with_error_code(code)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1),
+                });
+            }
+            topics.push(
+                OffsetForLeaderTopicResult::default()
+                    .with_topic(wanted.topic)
+                    .with_partitions(partitions),
+            );
+        }
+        OffsetForLeaderEpochResponse::default().with_topics(topics)
+    }
+}

@@ -1,0 +1,174 @@
+//! Group administration: ListGroups, DescribeGroups, DeleteGroups and OffsetDelete.
+//!
+//! A group is known to the coordinator while it has members or a join round, and to the offset
+//! store while it has committed positions; listings merge both (a group with only positions is
+//! `Empty`). A group with members cannot be deleted (NON_EMPTY_GROUP), and its positions cannot
+//! be deleted while it has members (GROUP_SUBSCRIBED_TO_TOPIC; subscriptions are not parsed).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    GroupId, ListGroupsRequest, ListGroupsResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+};
+use tributary_api::TopicPartition;
+
+use super::{Broker, str_bytes};
+use crate::coordinator::GroupState;
+use crate::error;
+
+/// The protocol type of groups known only from committed offsets.
+const CONSUMER: &str = "consumer";
+
+impl Broker {
+    pub(super) async fn list_groups(&self, request: ListGroupsRequest) -> ListGroupsResponse {
+        let mut groups: BTreeMap<String, (String, &'static str)> = BTreeMap::new();
+        match self.engine.offsets.groups().await {
+            Ok(stored) => {
+                for group in stored {
+                    groups.insert(group, (CONSUMER.to_owned(), GroupState::Empty.name()));
+                }
+            }
+            Err(failure) => {
+                return ListGroupsResponse::default().with_error_code(error::code(&failure));
+            }
+        }
+        for (group, protocol_type, state) in self.coordinator.list() {
+            groups.insert(group, (protocol_type, state.name()));
+        }
+        let wanted = |state: &str| {
+            request.states_filter.is_empty()
+                || request
+                    .states_filter
+                    .iter()
+                    .any(|filter| filter.as_str().eq_ignore_ascii_case(state))
+        };
+        let listed = groups
+            .into_iter()
+            .filter(|(_, (_, state))| wanted(state))
+            .map(|(group, (protocol_type, state))| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(str_bytes(&group)))
+                    .with_protocol_type(str_bytes(&protocol_type))
+                    .with_group_state(str_bytes(state))
+            })
+            .collect();
+        ListGroupsResponse::default().with_groups(listed)
+    }
+
+    pub(super) async fn describe_groups(
+        &self,
+        request: DescribeGroupsRequest,
+    ) -> DescribeGroupsResponse {
+        let mut described = Vec::with_capacity(request.groups.len());
+        for group_id in request.groups {
+            let group = group_id.0.as_str();
+            let entry = DescribedGroup::default().with_group_id(group_id.clone());
+            described.push(match self.coordinator.describe(group) {
+                Some(description) => {
+                    let members = description
+                        .members
+                        .into_iter()
+                        .map(|member| {
+                            DescribedGroupMember::default()
+                                .with_member_id(str_bytes(&member.member_id))
+                                .with_client_id(str_bytes(&member.client_id))
+                                .with_member_metadata(member.metadata)
+                                .with_member_assignment(member.assignment)
+                        })
+                        .collect();
+                    entry
+                        .with_group_state(str_bytes(description.state.name()))
+                        .with_protocol_type(str_bytes(&description.protocol_type))
+                        .with_protocol_data(str_bytes(&description.protocol))
+                        .with_members(members)
+                }
+                None => {
+                    let committed = self
+                        .engine
+                        .offsets
+                        .fetch_group(group)
+                        .await
+                        .map(|positions| !positions.is_empty())
+                        .unwrap_or(false);
+                    // Kafka reports an unknown group as "Dead" without an error (before v6).
+                    let (state, protocol_type) = if committed {
+                        (GroupState::Empty.name(), CONSUMER)
+                    } else {
+                        ("Dead", "")
+                    };
+                    entry
+                        .with_group_state(str_bytes(state))
+                        .with_protocol_type(str_bytes(protocol_type))
+                }
+            });
+        }
+        DescribeGroupsResponse::default().with_groups(described)
+    }
+
+    pub(super) async fn delete_groups(&self, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+        let mut results = Vec::with_capacity(request.groups_names.len());
+        for group_id in request.groups_names {
+            let group = group_id.0.as_str();
+            let code = if self.coordinator.has_members(group) {
+                ResponseError::NonEmptyGroup.code()
+            } else {
+                let known = self.coordinator.forget(group);
+                match self.engine.offsets.delete_group(group).await {
+                    Ok(removed) if removed > 0 || known => 0,
+                    Ok(_) => ResponseError::GroupIdNotFound.code(),
+                    Err(failure) => error::code(&failure),
+                }
+            };
+            results.push(
+                DeletableGroupResult::default()
+                    .with_group_id(group_id)
+                    .with_error_code(code),
+            );
+        }
+        DeleteGroupsResponse::default().with_results(results)
+    }
+
+    pub(super) async fn offset_delete(&self, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+        let group = request.group_id.0.as_str();
+        if self.coordinator.has_members(group) {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::GroupSubscribedToTopic.code());
+        }
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for wanted in request.topics {
+            let mut partitions = Vec::with_capacity(wanted.partitions.len());
+            for partition in wanted.partitions {
+                let index = partition.partition_index;
+                let code = match u32::try_from(index) {
+                    Ok(number) => {
+                        let target = TopicPartition::new(wanted.name.0.as_str(), number);
+                        match self.engine.offsets.delete_offset(group, &target).await {
+                            Ok(_) => 0,
+                            Err(failure) => error::code(&failure),
+                        }
+                    }
+                    Err(_) => ResponseError::UnknownTopicOrPartition.code(),
+                };
+                partitions.push(
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_error_code(code),
+                );
+            }
+            topics.push(
+                OffsetDeleteResponseTopic::default()
+                    .with_name(wanted.name)
+                    .with_partitions(partitions),
+            );
+        }
+        OffsetDeleteResponse::default().with_topics(topics)
+    }
+}
