@@ -9,6 +9,11 @@ pub const REQUESTS: &str = "tributary_kafka_requests_total";
 pub const REQUEST_SECONDS: &str = "tributary_kafka_request_duration_seconds";
 /// Record-batch bytes accepted by Produce, by `topic`.
 pub const BYTES_IN: &str = "tributary_kafka_bytes_in_total";
+/// Records accepted by Produce (batch record counts), by `topic`.
+pub const RECORDS_IN: &str = "tributary_kafka_records_in_total";
+/// Records returned by Fetch (whole batches, so it counts records before the fetch offset in
+/// the first batch too), by `topic`.
+pub const RECORDS_OUT: &str = "tributary_kafka_records_out_total";
 /// Record-batch bytes returned by Fetch, by `topic`.
 pub const BYTES_OUT: &str = "tributary_kafka_bytes_out_total";
 /// Connections closed because of a protocol error (oversized frame, unknown key or version).
@@ -43,6 +48,18 @@ pub static CATALOG: &[MetricDescription] = &[
         MetricKind::Counter,
         Unit::Bytes,
         "Record-batch bytes fetched, by topic.",
+    ),
+    metric(
+        RECORDS_IN,
+        MetricKind::Counter,
+        Unit::Count,
+        "Records produced, by topic.",
+    ),
+    metric(
+        RECORDS_OUT,
+        MetricKind::Counter,
+        Unit::Count,
+        "Records fetched (whole batches), by topic.",
     ),
     metric(
         CONSUMER_GROUP_LAG,

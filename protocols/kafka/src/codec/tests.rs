@@ -200,3 +200,63 @@ fn truncated_bodies_are_malformed_not_panics() {
         })
     ));
 }
+
+/// Runs one input through framing and routing the way the fuzz target does, checking its
+/// properties: no panic, incomplete input untouched, no frame above the limit.
+fn decode_all(data: &[u8], limits: FrameLimits) -> usize {
+    let mut buf = BytesMut::from(data);
+    let mut frames = 0;
+    loop {
+        let before = buf.clone();
+        match split_frame(&mut buf, limits) {
+            Ok(Some(raw)) => {
+                assert!(raw.frame.len() + SIZE_PREFIX_LEN <= limits.max_frame_bytes);
+                let _ = route(raw);
+                frames += 1;
+            }
+            Ok(None) => {
+                assert_eq!(buf, before, "incomplete input must stay in the buffer");
+                return frames;
+            }
+            Err(_) => return frames,
+        }
+    }
+}
+
+#[test]
+fn fuzz_corpus_replays_without_panics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request_decoder");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+        let path = entry.expect("corpus entry").path();
+        let data = std::fs::read(&path).expect("corpus file");
+        decode_all(&data, LIMITS);
+        // Every prefix of a seed is an input a slow client produces too.
+        for cut in 0..data.len().min(64) {
+            decode_all(&data[..cut], LIMITS);
+        }
+        replayed += 1;
+    }
+    assert!(replayed >= 8, "corpus has {replayed} seeds");
+}
+
+#[test]
+fn pipelined_requests_split_in_order() {
+    let mut both = framed(API_VERSIONS_V3);
+    both.extend_from_slice(&framed(METADATA_V1));
+    assert_eq!(decode_all(&both, LIMITS), 2);
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        decode_all(&data, LIMITS);
+    }
+
+    #[test]
+    fn mutated_seeds_never_panic(at in 0usize..API_VERSIONS_V3.len(), byte in proptest::prelude::any::<u8>()) {
+        let mut request = API_VERSIONS_V3.to_vec();
+        request[at] = byte;
+        decode_all(&framed(&request), LIMITS);
+    }
+}

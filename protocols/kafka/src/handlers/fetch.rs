@@ -174,18 +174,33 @@ impl Broker {
 
     fn count_bytes_out(&self, response: &FetchResponse) {
         for topic in &response.responses {
-            let bytes: usize = topic
-                .partitions
-                .iter()
-                .filter_map(|partition| partition.records.as_ref())
-                .map(|records| records.len())
-                .sum();
+            let (mut bytes, mut records) = (0usize, 0u64);
+            for data in topic.partitions.iter().filter_map(|p| p.records.as_ref()) {
+                bytes += data.len();
+                records += record_count(data);
+            }
             if bytes > 0 {
-                ::metrics::counter!(metrics::BYTES_OUT, "topic" => topic.topic.0.as_str().to_owned())
+                let name = topic.topic.0.as_str().to_owned();
+                ::metrics::counter!(metrics::BYTES_OUT, "topic" => name.clone())
                     .increment(bytes as u64);
+                ::metrics::counter!(metrics::RECORDS_OUT, "topic" => name).increment(records);
             }
         }
     }
+}
+
+/// Records in back-to-back stored batches, from their headers.
+fn record_count(data: &[u8]) -> u64 {
+    let mut at = 0usize;
+    let mut records = 0u64;
+    while let Some(rest) = data.get(at..).filter(|rest| !rest.is_empty()) {
+        let Ok(header) = tributary_api::BatchHeader::parse(rest) else {
+            break;
+        };
+        records += u64::try_from(header.record_count).unwrap_or(0);
+        at = at.saturating_add(header.total_len);
+    }
+    records
 }
 
 fn partition_error(index: i32, code: i16) -> PartitionData {

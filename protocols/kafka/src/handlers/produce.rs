@@ -78,6 +78,7 @@ impl Broker {
         let target = TopicPartition::new(topic.name.clone(), partition);
         let mut first_offset = None;
         let mut log_start = -1;
+        let mut records_in: u64 = 0;
         for (header, batch) in batches {
             let sequenced = header.producer_id >= 0;
             if sequenced {
@@ -95,6 +96,7 @@ impl Broker {
                 Ok(outcome) => {
                     first_offset.get_or_insert(outcome.base_offset);
                     log_start = outcome.log_start;
+                    records_in += u64::try_from(header.record_count).unwrap_or(0);
                     if sequenced {
                         let remembered = SequencedBatch {
                             base_sequence: header.base_sequence,
@@ -120,6 +122,8 @@ impl Broker {
         }
         ::metrics::counter!(metrics::BYTES_IN, "topic" => topic.name.clone())
             .increment(records.len() as u64);
+        ::metrics::counter!(metrics::RECORDS_IN, "topic" => topic.name.clone())
+            .increment(records_in);
         PartitionProduceResponse::default()
             .with_index(index)
             .with_base_offset(first_offset.unwrap_or(-1))
