@@ -94,7 +94,7 @@ fn api_versions_above_our_range_gets_the_v0_fallback() {
         answer
             .api_keys
             .iter()
-            .any(|api| api.api_key == 0 && api.max_version == 12)
+            .any(|api| api.api_key == 0 && api.max_version == 13)
     );
 
     // The client retries with v3 on the same connection: header v0, flexible v3 body.
@@ -340,4 +340,95 @@ fn idempotent_retries_are_written_once_and_sequence_state_survives_a_restart() {
         produce_once(&mut stream, 10, idempotent_batch(producer, 0, 3)).0,
         47
     );
+}
+
+#[test]
+fn produce_13_and_fetch_13_address_topics_by_their_stable_id() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{
+        FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+    };
+
+    let mut broker = TestBroker::start();
+    let mut stream = connect(broker.addr("kafka"));
+    let topic = TopicName(StrBytes::from_static_str("by-id"));
+    let metadata = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic.clone())),
+        ]))
+        .with_allow_auto_topic_creation(true);
+    send(&mut stream, ApiKey::Metadata, 12, 1, &metadata);
+    let (_, mut body) = receive(&mut stream, 1);
+    let described = MetadataResponse::decode(&mut body, 12).unwrap();
+    let id = described.topics[0].topic_id;
+    assert!(!id.is_nil());
+
+    let by_id = |records: Bytes, id| {
+        ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_topic_id(id)
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(records)),
+                    ]),
+            ])
+    };
+    send(
+        &mut stream,
+        ApiKey::Produce,
+        13,
+        2,
+        &by_id(batch(b"by id"), id),
+    );
+    let (_, mut body) = receive(&mut stream, 1);
+    let produced = ProduceResponse::decode(&mut body, 13).unwrap();
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    let stranger = uuid::Uuid::from_u128(7);
+    send(
+        &mut stream,
+        ApiKey::Produce,
+        13,
+        3,
+        &by_id(batch(b"lost"), stranger),
+    );
+    let (_, mut body) = receive(&mut stream, 1);
+    let refused = ProduceResponse::decode(&mut body, 13).unwrap();
+    assert_eq!(
+        refused.responses[0].partition_responses[0].error_code, 100,
+        "UNKNOWN_TOPIC_ID"
+    );
+
+    let fetch = |id| {
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic_id(id)
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ])
+    };
+    send(&mut stream, ApiKey::Fetch, 16, 4, &fetch(id));
+    let (_, mut body) = receive(&mut stream, 1);
+    let fetched = FetchResponse::decode(&mut body, 16).unwrap();
+    let partition = &fetched.responses[0].partitions[0];
+    assert_eq!((partition.error_code, partition.high_watermark), (0, 1));
+    let records = partition.records.clone().expect("records");
+    // The stored batch is the produced one with its base offset assigned (0 here).
+    assert_eq!(records, batch(b"by id"));
+    send(&mut stream, ApiKey::Fetch, 16, 5, &fetch(stranger));
+    let (_, mut body) = receive(&mut stream, 1);
+    let fetched = FetchResponse::decode(&mut body, 16).unwrap();
+    assert_eq!(fetched.responses[0].partitions[0].error_code, 100);
 }

@@ -3,8 +3,9 @@
 //! The table generates the typed request and response enums, the body decoder and the response
 //! encoder, and it is exactly what ApiVersions advertises, so a client can never negotiate a
 //! version the dispatcher does not handle. Minimums are the KIP-896 baseline (Kafka 4.x); maxima
-//! stop where a newer version would need a feature this broker lacks (for example topic ids in
-//! Produce 13 / Fetch 13).
+//! stop where a newer version would need a feature this broker lacks (transactions, static
+//! membership, KIP-848 groups). Produce 13 and Fetch 13+ address topics by the engine's stable
+//! topic ids.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
@@ -83,8 +84,9 @@ macro_rules! supported_apis {
 }
 
 supported_apis! {
-    Produce: ProduceRequest => ProduceResponse, 3..=12;
-    Fetch: FetchRequest => FetchResponse, 4..=12;
+    Produce: ProduceRequest => ProduceResponse, 3..=13;
+    // 17+ add replica-only fields (KIP-853 directory ids, KIP-1166 high watermarks).
+    Fetch: FetchRequest => FetchResponse, 4..=16;
     ListOffsets: ListOffsetsRequest => ListOffsetsResponse, 1..=7;
     Metadata: MetadataRequest => MetadataResponse, 0..=12;
     OffsetCommit: OffsetCommitRequest => OffsetCommitResponse, 2..=8;

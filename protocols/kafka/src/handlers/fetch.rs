@@ -45,7 +45,7 @@ impl Broker {
         let deadline = Instant::now() + max_wait;
         let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
         loop {
-            let pass = self.fetch_once(&request).await;
+            let pass = self.fetch_once(version, &request).await;
             let now = Instant::now();
             if pass.failed
                 || pass.bytes >= min_bytes.max(1)
@@ -66,7 +66,7 @@ impl Broker {
         }
     }
 
-    async fn fetch_once(&self, request: &FetchRequest) -> FetchPass {
+    async fn fetch_once(&self, version: i16, request: &FetchRequest) -> FetchPass {
         // Responses below v3 have no overall limit; i32::MAX stands for none.
         let mut budget = usize::try_from(request.max_bytes).unwrap_or(0);
         if budget == 0 {
@@ -80,12 +80,17 @@ impl Broker {
         };
         let mut topics = Vec::with_capacity(request.topics.len());
         for fetch_topic in &request.topics {
-            let name = fetch_topic.topic.0.as_str();
-            let topic = self.topic(name, false).await;
+            // v13+ name topics by id only.
+            let topic = if version >= 13 {
+                self.topic_by_id(fetch_topic.topic_id)
+            } else {
+                self.topic(fetch_topic.topic.0.as_str(), false).await
+            };
             let mut partitions = Vec::with_capacity(fetch_topic.partitions.len());
             for wanted in &fetch_topic.partitions {
                 let index = wanted.partition;
                 let target = match &topic {
+                    Err(_) if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
                     Err(failure) => Err(error::code(failure)),
                     Ok(topic) => partition_of(topic, index)
                         .map(|partition| TopicPartition::new(topic.name.clone(), partition))

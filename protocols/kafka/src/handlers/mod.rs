@@ -242,6 +242,6 @@ mod tests {
             .iter()
             .find(|api| api.api_key == 0)
             .map(|api| (api.min_version, api.max_version));
-        assert_eq!(produce, Some((3, 12)));
+        assert_eq!(produce, Some((3, 13)));
     }
 }

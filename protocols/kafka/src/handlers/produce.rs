@@ -23,14 +23,22 @@ impl Broker {
     /// `None` for acks=0: the client expects no response.
     pub(super) async fn produce(
         &self,
-        _version: i16,
+        version: i16,
         request: ProduceRequest,
     ) -> Option<ProduceResponse> {
         let mut responses = Vec::with_capacity(request.topic_data.len());
         let transactional = request.transactional_id.is_some();
         for topic_data in request.topic_data {
-            let name = topic_data.name.0.as_str().to_owned();
-            let topic = self.topic(&name, true).await;
+            // v13 names topics by id only (no auto-creation by id).
+            let topic = if version >= 13 {
+                self.topic_by_id(topic_data.topic_id)
+                    .map_err(|_| ResponseError::UnknownTopicId.code())
+            } else {
+                let name = topic_data.name.0.as_str().to_owned();
+                self.topic(&name, true)
+                    .await
+                    .map_err(|failure| error::code(&failure))
+            };
             let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
             for partition_data in topic_data.partition_data {
                 let index = partition_data.index;
@@ -39,7 +47,7 @@ impl Broker {
                         index,
                         ResponseError::TransactionalIdAuthorizationFailed.code(),
                     ),
-                    Err(failure) => failed(index, error::code(failure)),
+                    Err(code) => failed(index, *code),
                     Ok(topic) => {
                         self.produce_partition(topic, index, partition_data.records)
                             .await
@@ -50,6 +58,7 @@ impl Broker {
             responses.push(
                 TopicProduceResponse::default()
                     .with_name(topic_data.name)
+                    .with_topic_id(topic_data.topic_id)
                     .with_partition_responses(partitions),
             );
         }
