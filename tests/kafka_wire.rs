@@ -257,20 +257,9 @@ fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32) -> Bytes {
     bytes.into()
 }
 
-/// Produces one batch with acks=1 and returns (error code, base offset).
+/// Produces one batch to `idem` with acks=1: (error code, base offset).
 fn produce_once(stream: &mut TcpStream, correlation: i32, records: Bytes) -> (i16, i64) {
-    send(
-        stream,
-        ApiKey::Produce,
-        9,
-        correlation,
-        &produce_request("idem", 1, records),
-    );
-    let (got, mut body) = receive(stream, ApiKey::Produce.response_header_version(9));
-    assert_eq!(got, correlation);
-    let answer = ProduceResponse::decode(&mut body, 9).unwrap();
-    let partition = &answer.responses[0].partition_responses[0];
-    (partition.error_code, partition.base_offset)
+    produce_once_to(stream, "idem", correlation, records)
 }
 
 #[test]
@@ -431,4 +420,105 @@ fn produce_13_and_fetch_13_address_topics_by_their_stable_id() {
     let (_, mut body) = receive(&mut stream, 1);
     let fetched = FetchResponse::decode(&mut body, 16).unwrap();
     assert_eq!(fetched.responses[0].partitions[0].error_code, 100);
+}
+
+#[test]
+fn fetch_long_polls_until_data_arrives_or_max_wait() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    use std::time::Instant;
+
+    let mut broker = TestBroker::start();
+    let addr = broker.addr("kafka");
+    let mut producer = connect(addr);
+    // Creates the topic (auto-create) with one record at offset 0.
+    assert_eq!(
+        produce_once_to(&mut producer, "poll", 1, batch(b"first")),
+        (0, 0)
+    );
+
+    let fetch = |offset: i64, max_wait_ms: i32, min_bytes: i32| {
+        FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("poll")))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ])
+    };
+    let mut consumer = connect(addr);
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        produce_once_to(&mut producer, "poll", 2, batch(b"second"))
+    });
+    let started = Instant::now();
+    send(&mut consumer, ApiKey::Fetch, 12, 3, &fetch(1, 5_000, 1));
+    let (_, mut body) = receive(&mut consumer, 1);
+    let waited = started.elapsed();
+    let answer = FetchResponse::decode(&mut body, 12).unwrap();
+    let partition = &answer.responses[0].partitions[0];
+    assert_eq!(partition.high_watermark, 2);
+    assert!(!partition.records.as_ref().expect("records").is_empty());
+    assert!(
+        waited >= Duration::from_millis(300),
+        "answered before the data: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(4),
+        "did not wake on new data: {waited:?}"
+    );
+    assert_eq!(writer.join().expect("writer"), (0, 1));
+
+    // min_bytes far above what exists: the poll returns what there is after max_wait.
+    let started = Instant::now();
+    send(&mut consumer, ApiKey::Fetch, 12, 4, &fetch(0, 300, 1 << 20));
+    let (_, mut body) = receive(&mut consumer, 1);
+    let waited = started.elapsed();
+    let answer = FetchResponse::decode(&mut body, 12).unwrap();
+    assert!(
+        !answer.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        waited >= Duration::from_millis(250),
+        "min_bytes ignored: {waited:?}"
+    );
+
+    // Past the high watermark: OFFSET_OUT_OF_RANGE (1), answered at once.
+    send(&mut consumer, ApiKey::Fetch, 12, 5, &fetch(9, 5_000, 1));
+    let (_, mut body) = receive(&mut consumer, 1);
+    let answer = FetchResponse::decode(&mut body, 12).unwrap();
+    assert_eq!(answer.responses[0].partitions[0].error_code, 1);
+}
+
+/// Produces one batch to partition 0 of `topic` with acks=1: (error code, base offset).
+fn produce_once_to(
+    stream: &mut TcpStream,
+    topic: &str,
+    correlation: i32,
+    records: Bytes,
+) -> (i16, i64) {
+    send(
+        stream,
+        ApiKey::Produce,
+        9,
+        correlation,
+        &produce_request(topic, 1, records),
+    );
+    let (got, mut body) = receive(stream, ApiKey::Produce.response_header_version(9));
+    assert_eq!(got, correlation);
+    let answer = ProduceResponse::decode(&mut body, 9).unwrap();
+    let partition = &answer.responses[0].partition_responses[0];
+    (partition.error_code, partition.base_offset)
 }

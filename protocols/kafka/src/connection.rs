@@ -140,6 +140,11 @@ fn api_label(api: ApiKey) -> &'static str {
         ApiKey::AlterConfigs => "alter_configs",
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::InitProducerId => "init_producer_id",
+        ApiKey::DeleteGroups => "delete_groups",
+        ApiKey::OffsetDelete => "offset_delete",
+        ApiKey::DeleteRecords => "delete_records",
+        ApiKey::OffsetForLeaderEpoch => "offset_for_leader_epoch",
+        ApiKey::DescribeCluster => "describe_cluster",
         _ => "other",
     }
 }

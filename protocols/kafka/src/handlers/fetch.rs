@@ -25,7 +25,7 @@ use crate::{error, metrics};
 struct FetchPass {
     response: FetchResponse,
     bytes: usize,
-    /// Partitions that returned no data and no error: what a long poll waits on.
+    /// Partitions without errors and the offset each must grow past: what a long poll waits on.
     waitable: Vec<(TopicPartition, i64)>,
     failed: bool,
 }
@@ -129,9 +129,14 @@ impl Broker {
                 };
                 match read {
                     Ok(read) => {
-                        if read.data.is_empty() {
-                            pass.waitable.push((target, wanted.fetch_offset));
-                        }
+                        // Below min_bytes the poll waits for any partition to grow: past the
+                        // fetch offset if nothing was there, past the high watermark if some was.
+                        let wait_past = if read.data.is_empty() {
+                            wanted.fetch_offset
+                        } else {
+                            read.offsets.high_watermark
+                        };
+                        pass.waitable.push((target, wait_past));
                         pass.bytes = pass.bytes.saturating_add(read.data.len());
                         partitions.push(
                             PartitionData::default()
