@@ -314,6 +314,31 @@ async fn committed_offsets_resume_after_a_broker_kill_and_restart() {
     member.leave();
     assert_exactly_once(&log, 50);
 
+    // The scrape shows the Kafka request metrics, bytes per topic and the group's lag (0: all
+    // committed).
+    let http = broker.http_addr();
+    let exposition = scrape(http);
+    for needle in [
+        "tributary_kafka_requests_total{api=\"produce\"}",
+        "tributary_kafka_request_duration_seconds_bucket{api=\"fetch\"",
+        "tributary_kafka_bytes_in_total{topic=\"resumed\"}",
+        "tributary_kafka_records_out_total{topic=\"resumed\"}",
+    ] {
+        assert!(exposition.contains(needle), "no {needle} in:\n{exposition}");
+    }
+    let lag: f64 = exposition
+        .lines()
+        .filter(|line| {
+            line.starts_with("kafka_consumergroup_lag{") && line.contains("group=\"resume\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        exposition.contains("kafka_consumergroup_lag{"),
+        "no lag gauge in:\n{exposition}"
+    );
+    assert_eq!(lag, 0.0);
+
     broker.kill_and_restart();
     let bootstrap = broker.addr("kafka").to_string();
     produce_numbered(&producer(&bootstrap, &[]), topic, 50..80).await;
@@ -643,4 +668,16 @@ async fn groups_are_listed_described_and_deleted_and_records_deleted() {
     let consumer = assigned_consumer(&bootstrap, topic, 1);
     let (_, first_offset) = consume(&consumer, 1).remove(0);
     assert_eq!(first_offset, 4);
+}
+
+/// GET /metrics from the broker's HTTP endpoint.
+fn scrape(http: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(http).expect("connect http");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: tributary\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
 }

@@ -161,7 +161,14 @@ impl Broker {
             }
             topics.push(
                 FetchableTopicResponse::default()
-                    .with_topic(fetch_topic.topic.clone())
+                    // By id (v13+) the request carries no name; the resolved one labels metrics
+                    // and is not encoded at those versions.
+                    .with_topic(
+                        topic
+                            .as_ref()
+                            .map(|topic| super::topic_name(&topic.name))
+                            .unwrap_or_else(|_| fetch_topic.topic.clone()),
+                    )
                     .with_topic_id(fetch_topic.topic_id)
                     .with_partitions(partitions),
             );
