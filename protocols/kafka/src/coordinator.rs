@@ -14,7 +14,7 @@
 //!   result, or REBALANCE_IN_PROGRESS when a new round supersedes it.
 //! - Lock discipline: one mutex over all groups, never held across an await.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -28,6 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How often session timeouts and rebalance deadlines are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+mod group;
+
+use group::{Group, Member, metadata_for};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GroupState {
@@ -107,186 +111,6 @@ impl GroupState {
 
 /// A SyncGroup answer: the member's assignment or an error.
 pub(crate) type SyncOutcome = Result<(String, String, Bytes), ResponseError>;
-
-#[derive(Debug)]
-struct Member {
-    client_id: String,
-    protocols: Vec<(String, Bytes)>,
-    session_timeout: Duration,
-    rebalance_timeout: Duration,
-    last_seen: Instant,
-    /// Rejoined in the current round.
-    joined: bool,
-    join_waiter: Option<oneshot::Sender<JoinOutcome>>,
-    sync_waiter: Option<oneshot::Sender<SyncOutcome>>,
-    assignment: Bytes,
-}
-
-#[derive(Debug)]
-struct Group {
-    state: GroupState,
-    generation: i32,
-    protocol_type: String,
-    protocol: String,
-    leader: String,
-    members: BTreeMap<String, Member>,
-    /// KIP-394 ids handed out but not joined yet, with when they expire.
-    pending: HashMap<String, Instant>,
-    rebalance_deadline: Instant,
-}
-
-impl Group {
-    fn new() -> Self {
-        Self {
-            state: GroupState::Empty,
-            generation: 0,
-            protocol_type: String::new(),
-            protocol: String::new(),
-            leader: String::new(),
-            members: BTreeMap::new(),
-            pending: HashMap::new(),
-            rebalance_deadline: Instant::now(),
-        }
-    }
-
-    /// Starts a new join round: everyone must rejoin; pending syncs are superseded.
-    fn prepare_rebalance(&mut self, now: Instant) {
-        for member in self.members.values_mut() {
-            member.joined = false;
-            if let Some(waiter) = member.sync_waiter.take() {
-                let _ = waiter.send(Err(ResponseError::RebalanceInProgress));
-            }
-        }
-        let longest = self
-            .members
-            .values()
-            .map(|member| member.rebalance_timeout)
-            .max()
-            .unwrap_or_default();
-        self.rebalance_deadline = now + longest;
-        self.state = GroupState::PreparingRebalance;
-    }
-
-    /// Ends the join round if everyone joined, or `force`d at the deadline (dropping laggards).
-    fn try_complete_join(&mut self, force: bool) {
-        if self.state != GroupState::PreparingRebalance {
-            return;
-        }
-        let all_joined = self.members.values().all(|member| member.joined);
-        if !all_joined && !force {
-            return;
-        }
-        self.members.retain(|_, member| member.joined);
-        self.generation = self.generation.wrapping_add(1);
-        if self.members.is_empty() {
-            self.state = GroupState::Empty;
-            self.protocol.clear();
-            self.leader.clear();
-            return;
-        }
-        self.protocol = self.select_protocol();
-        if !self.members.contains_key(&self.leader) {
-            self.leader = self.members.keys().next().cloned().unwrap_or_default();
-        }
-        self.state = GroupState::CompletingRebalance;
-        let everyone: Vec<(String, Bytes)> = self
-            .members
-            .iter()
-            .map(|(id, member)| (id.clone(), metadata_for(member, &self.protocol)))
-            .collect();
-        for (id, member) in &mut self.members {
-            member.assignment = Bytes::new();
-            if let Some(waiter) = member.join_waiter.take() {
-                let _ = waiter.send(JoinOutcome {
-                    error: None,
-                    generation: self.generation,
-                    protocol_type: self.protocol_type.clone(),
-                    protocol: self.protocol.clone(),
-                    leader: self.leader.clone(),
-                    member_id: id.clone(),
-                    members: if *id == self.leader {
-                        everyone.clone()
-                    } else {
-                        Vec::new()
-                    },
-                });
-            }
-        }
-    }
-
-    /// Kafka's rule: each member votes for its most preferred protocol that all members
-    /// support; the protocol with the most votes wins (ties: the first in the leader's order).
-    fn select_protocol(&self) -> String {
-        let supported_by_all = |name: &str| {
-            self.members
-                .values()
-                .all(|member| member.protocols.iter().any(|(p, _)| p == name))
-        };
-        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
-        for member in self.members.values() {
-            if let Some((name, _)) = member.protocols.iter().find(|(p, _)| supported_by_all(p)) {
-                *votes.entry(name.as_str()).or_default() += 1;
-            }
-        }
-        votes
-            .into_iter()
-            .max_by_key(|(_, count)| *count)
-            .map(|(name, _)| name.to_owned())
-            .unwrap_or_default()
-    }
-
-    /// Whether a joining member's protocols fit the group's.
-    fn accepts(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
-        if protocols.is_empty() || protocol_type.is_empty() {
-            return false;
-        }
-        if self.members.is_empty() {
-            return true;
-        }
-        protocol_type == self.protocol_type
-            && protocols.iter().any(|(name, _)| {
-                self.members
-                    .values()
-                    .all(|member| member.protocols.iter().any(|(p, _)| p == name))
-            })
-    }
-
-    fn assignment_of(&self, member_id: &str) -> SyncOutcome {
-        let member = self
-            .members
-            .get(member_id)
-            .ok_or(ResponseError::UnknownMemberId)?;
-        Ok((
-            self.protocol_type.clone(),
-            self.protocol.clone(),
-            member.assignment.clone(),
-        ))
-    }
-
-    fn remove_member(&mut self, member_id: &str, now: Instant) {
-        if let Some(mut member) = self.members.remove(member_id) {
-            if let Some(waiter) = member.join_waiter.take() {
-                let _ = waiter.send(JoinOutcome::failed(
-                    ResponseError::UnknownMemberId,
-                    member_id.to_owned(),
-                ));
-            }
-            if self.state != GroupState::PreparingRebalance {
-                self.prepare_rebalance(now);
-            }
-            self.try_complete_join(false);
-        }
-    }
-}
-
-fn metadata_for(member: &Member, protocol: &str) -> Bytes {
-    member
-        .protocols
-        .iter()
-        .find(|(name, _)| name == protocol)
-        .map(|(_, metadata)| metadata.clone())
-        .unwrap_or_default()
-}
 
 /// All classic groups of this broker.
 #[derive(Debug, Default)]
