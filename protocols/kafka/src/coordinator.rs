@@ -10,6 +10,10 @@
 //!   generation get ILLEGAL_GENERATION (fencing zombies).
 //! - A member id is handed out only by this coordinator (KIP-394: first join of v4+ gets
 //!   MEMBER_ID_REQUIRED with the id); an unknown id gets UNKNOWN_MEMBER_ID.
+//! - Static members (KIP-345) hold a `group.instance.id`; one member id holds each instance id
+//!   at a time. A restarted static member takes its old place (and, in a stable group with an
+//!   unchanged subscription, its old assignment without a rebalance); requests from the replaced
+//!   id get FENCED_INSTANCE_ID.
 //! - Every member waiting in JoinGroup or SyncGroup gets exactly one answer: the round's
 //!   result, or REBALANCE_IN_PROGRESS when a new round supersedes it.
 //! - Lock discipline: one mutex over all groups, never held across an await.
@@ -47,6 +51,8 @@ pub(crate) struct JoinParams {
     pub(crate) group: String,
     pub(crate) member_id: String,
     pub(crate) client_id: String,
+    /// KIP-345 `group.instance.id` (JoinGroup v5+).
+    pub(crate) instance_id: Option<String>,
     /// Whether the client speaks KIP-394 (JoinGroup v4+).
     pub(crate) requires_known_member_id: bool,
     pub(crate) protocol_type: String,
@@ -64,8 +70,9 @@ pub(crate) struct JoinOutcome {
     pub(crate) protocol: String,
     pub(crate) leader: String,
     pub(crate) member_id: String,
-    /// Filled for the leader only: every member with its metadata for the chosen protocol.
-    pub(crate) members: Vec<(String, Bytes)>,
+    /// Filled for the leader only: every member (id, static instance id) with its metadata for
+    /// the chosen protocol.
+    pub(crate) members: Vec<(String, Option<String>, Bytes)>,
 }
 
 impl JoinOutcome {
@@ -83,6 +90,7 @@ impl JoinOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DescribedMember {
     pub(crate) member_id: String,
+    pub(crate) instance_id: Option<String>,
     pub(crate) client_id: String,
     pub(crate) metadata: Bytes,
     pub(crate) assignment: Bytes,
@@ -182,12 +190,47 @@ impl Coordinator {
                 .entry(params.group.clone())
                 .or_insert_with(Group::new);
             let mut member_id = params.member_id.clone();
-            if member_id.is_empty() {
-                member_id = format!(
-                    "{}-{}",
-                    params.client_id,
-                    uuid::Uuid::from_u128(rand_u128())
-                );
+            if let Some(instance) = &params.instance_id {
+                let holder = group.instances.get(instance).cloned();
+                match holder {
+                    Some(holder) if member_id.is_empty() => {
+                        member_id = new_member_id(&params.client_id);
+                        let was_leader = group.leader == holder;
+                        let unchanged = group
+                            .members
+                            .get(&holder)
+                            .is_some_and(|member| member.protocols == params.protocols);
+                        group.replace_static_member(&holder, &member_id, instance);
+                        // A known static member back with the same subscription does not
+                        // disturb a stable group: it gets the current generation back.
+                        if group.state == GroupState::Stable && unchanged && !was_leader {
+                            if let Some(member) = group.members.get_mut(&member_id) {
+                                member.last_seen = now;
+                                member.session_timeout = params.session_timeout;
+                            }
+                            return JoinOutcome {
+                                error: None,
+                                generation: group.generation,
+                                protocol_type: group.protocol_type.clone(),
+                                protocol: group.protocol.clone(),
+                                leader: group.leader.clone(),
+                                member_id,
+                                members: Vec::new(),
+                            };
+                        }
+                    }
+                    None if member_id.is_empty() => {
+                        member_id = new_member_id(&params.client_id);
+                        group.instances.insert(instance.clone(), member_id.clone());
+                    }
+                    Some(holder) if holder != member_id => {
+                        return JoinOutcome::failed(ResponseError::FencedInstanceId, member_id);
+                    }
+                    Some(_) => {}
+                    None => return JoinOutcome::failed(ResponseError::UnknownMemberId, member_id),
+                }
+            } else if member_id.is_empty() {
+                member_id = new_member_id(&params.client_id);
                 if params.requires_known_member_id {
                     group
                         .pending
@@ -200,6 +243,9 @@ impl Coordinator {
                 return JoinOutcome::failed(ResponseError::UnknownMemberId, member_id);
             }
             if !group.accepts(&params.protocol_type, &params.protocols) {
+                if !group.members.contains_key(&member_id) {
+                    group.instances.retain(|_, holder| *holder != member_id);
+                }
                 return JoinOutcome::failed(ResponseError::InconsistentGroupProtocol, member_id);
             }
             if group.members.is_empty() {
@@ -211,6 +257,7 @@ impl Coordinator {
                 .entry(member_id.clone())
                 .or_insert_with(|| Member {
                     client_id: params.client_id.clone(),
+                    instance_id: params.instance_id.clone(),
                     protocols: Vec::new(),
                     session_timeout: params.session_timeout,
                     rebalance_timeout: params.rebalance_timeout,
@@ -256,6 +303,7 @@ impl Coordinator {
         group_id: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
         shutdown: &CancellationToken,
     ) -> SyncOutcome {
@@ -264,6 +312,7 @@ impl Coordinator {
             let group = groups
                 .get_mut(group_id)
                 .ok_or(ResponseError::UnknownMemberId)?;
+            group.check_instance(instance_id, member_id)?;
             let Some(member) = group.members.get_mut(member_id) else {
                 return Err(ResponseError::UnknownMemberId);
             };
@@ -315,11 +364,13 @@ impl Coordinator {
         group_id: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
         let mut groups = self.groups.lock();
         let group = groups
             .get_mut(group_id)
             .ok_or(ResponseError::UnknownMemberId)?;
+        group.check_instance(instance_id, member_id)?;
         let state = group.state;
         let current = group.generation;
         let member = group
@@ -336,15 +387,36 @@ impl Coordinator {
         }
     }
 
-    pub(crate) fn leave(&self, group_id: &str, member_id: &str) -> Result<(), ResponseError> {
+    /// Removes a member, named by member id, by static instance id, or both (then they must
+    /// match).
+    pub(crate) fn leave(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
         let mut groups = self.groups.lock();
         let group = groups
             .get_mut(group_id)
             .ok_or(ResponseError::UnknownMemberId)?;
-        if !group.members.contains_key(member_id) {
+        let leaving = match instance_id {
+            Some(instance) => {
+                let holder = group
+                    .instances
+                    .get(instance)
+                    .cloned()
+                    .ok_or(ResponseError::UnknownMemberId)?;
+                if !member_id.is_empty() && holder != member_id {
+                    return Err(ResponseError::FencedInstanceId);
+                }
+                holder
+            }
+            None => member_id.to_owned(),
+        };
+        if !group.members.contains_key(&leaving) {
             return Err(ResponseError::UnknownMemberId);
         }
-        group.remove_member(member_id, Instant::now());
+        group.remove_member(&leaving, Instant::now());
         Ok(())
     }
 
@@ -355,12 +427,14 @@ impl Coordinator {
         group_id: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
         if generation < 0 && member_id.is_empty() {
             return Ok(());
         }
         let groups = self.groups.lock();
         let group = groups.get(group_id).ok_or(ResponseError::UnknownMemberId)?;
+        group.check_instance(instance_id, member_id)?;
         if !group.members.contains_key(member_id) {
             return Err(ResponseError::UnknownMemberId);
         }
@@ -393,6 +467,7 @@ impl Coordinator {
             .iter()
             .map(|(id, member)| DescribedMember {
                 member_id: id.clone(),
+                instance_id: member.instance_id.clone(),
                 client_id: member.client_id.clone(),
                 metadata: metadata_for(member, &group.protocol),
                 assignment: member.assignment.clone(),
@@ -430,6 +505,11 @@ impl Coordinator {
             .get(group_id)
             .map(|group| (group.state, group.generation, group.members.len()))
     }
+}
+
+/// A fresh member id: the client id and a unique suffix, as Kafka forms them.
+fn new_member_id(client_id: &str) -> String {
+    format!("{client_id}-{}", uuid::Uuid::from_u128(rand_u128()))
 }
 
 /// Member ids only need to be unique; time plus a process-wide counter is enough.

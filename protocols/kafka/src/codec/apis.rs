@@ -92,10 +92,9 @@ supported_apis! {
     OffsetCommit: OffsetCommitRequest => OffsetCommitResponse, 2..=8;
     OffsetFetch: OffsetFetchRequest => OffsetFetchResponse, 1..=7;
     FindCoordinator: FindCoordinatorRequest => FindCoordinatorResponse, 0..=4;
-    // Capped below static membership (KIP-345, JoinGroup 5) and batched LeaveGroup (v3).
-    JoinGroup: JoinGroupRequest => JoinGroupResponse, 0..=4;
+    JoinGroup: JoinGroupRequest => JoinGroupResponse, 0..=9;
     Heartbeat: HeartbeatRequest => HeartbeatResponse, 0..=4;
-    LeaveGroup: LeaveGroupRequest => LeaveGroupResponse, 0..=2;
+    LeaveGroup: LeaveGroupRequest => LeaveGroupResponse, 0..=5;
     SyncGroup: SyncGroupRequest => SyncGroupResponse, 0..=5;
     DescribeGroups: DescribeGroupsRequest => DescribeGroupsResponse, 0..=5;
     ListGroups: ListGroupsRequest => ListGroupsResponse, 0..=4;

@@ -13,6 +13,8 @@ use super::{GroupState, JoinOutcome, SyncOutcome};
 #[derive(Debug)]
 pub(super) struct Member {
     pub(super) client_id: String,
+    /// KIP-345 static membership: the `group.instance.id` this member holds.
+    pub(super) instance_id: Option<String>,
     pub(super) protocols: Vec<(String, Bytes)>,
     pub(super) session_timeout: Duration,
     pub(super) rebalance_timeout: Duration,
@@ -34,6 +36,8 @@ pub(super) struct Group {
     pub(super) members: BTreeMap<String, Member>,
     /// KIP-394 ids handed out but not joined yet, with when they expire.
     pub(super) pending: HashMap<String, Instant>,
+    /// Static members: group instance id -> the member id currently holding it.
+    pub(super) instances: HashMap<String, String>,
     pub(super) rebalance_deadline: Instant,
 }
 
@@ -47,6 +51,7 @@ impl Group {
             leader: String::new(),
             members: BTreeMap::new(),
             pending: HashMap::new(),
+            instances: HashMap::new(),
             rebalance_deadline: Instant::now(),
         }
     }
@@ -91,10 +96,13 @@ impl Group {
             self.leader = self.members.keys().next().cloned().unwrap_or_default();
         }
         self.state = GroupState::CompletingRebalance;
-        let everyone: Vec<(String, Bytes)> = self
+        let everyone: Vec<(String, Option<String>, Bytes)> = self
             .members
             .iter()
-            .map(|(id, member)| (id.clone(), metadata_for(member, &self.protocol)))
+            .map(|(id, member)| {
+                let metadata = metadata_for(member, &self.protocol);
+                (id.clone(), member.instance_id.clone(), metadata)
+            })
             .collect();
         for (id, member) in &mut self.members {
             member.assignment = Bytes::new();
@@ -165,7 +173,44 @@ impl Group {
         ))
     }
 
+    /// A request naming `instance_id` must come from the member that holds it (KIP-345).
+    pub(super) fn check_instance(
+        &self,
+        instance_id: Option<&str>,
+        member_id: &str,
+    ) -> Result<(), ResponseError> {
+        match instance_id.map(|instance| self.instances.get(instance)) {
+            None => Ok(()),
+            Some(None) => Err(ResponseError::UnknownMemberId),
+            Some(Some(holder)) if holder == member_id => Ok(()),
+            Some(Some(_)) => Err(ResponseError::FencedInstanceId),
+        }
+    }
+
+    /// A static member rejoining without its member id (a restart): it takes over the old
+    /// member's place, assignment and leadership under `new_id`; the old id is fenced.
+    pub(super) fn replace_static_member(&mut self, old_id: &str, new_id: &str, instance: &str) {
+        if let Some(mut member) = self.members.remove(old_id) {
+            if let Some(waiter) = member.join_waiter.take() {
+                let _ = waiter.send(JoinOutcome::failed(
+                    ResponseError::FencedInstanceId,
+                    old_id.to_owned(),
+                ));
+            }
+            if let Some(waiter) = member.sync_waiter.take() {
+                let _ = waiter.send(Err(ResponseError::FencedInstanceId));
+            }
+            self.members.insert(new_id.to_owned(), member);
+        }
+        if self.leader == old_id {
+            new_id.clone_into(&mut self.leader);
+        }
+        self.instances
+            .insert(instance.to_owned(), new_id.to_owned());
+    }
+
     pub(super) fn remove_member(&mut self, member_id: &str, now: Instant) {
+        self.instances.retain(|_, holder| holder != member_id);
         if let Some(mut member) = self.members.remove(member_id) {
             if let Some(waiter) = member.join_waiter.take() {
                 let _ = waiter.send(JoinOutcome::failed(

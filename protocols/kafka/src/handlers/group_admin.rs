@@ -79,6 +79,9 @@ impl Broker {
                         .map(|member| {
                             DescribedGroupMember::default()
                                 .with_member_id(str_bytes(&member.member_id))
+                                .with_group_instance_id(
+                                    member.instance_id.as_deref().map(str_bytes),
+                                )
                                 .with_client_id(str_bytes(&member.client_id))
                                 .with_member_metadata(member.metadata)
                                 .with_member_assignment(member.assignment)

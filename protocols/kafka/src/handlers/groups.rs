@@ -1,5 +1,6 @@
 //! Classic group membership: FindCoordinator (single and batched keys), JoinGroup, SyncGroup,
-//! Heartbeat and LeaveGroup, on the in-memory [`crate::coordinator::Coordinator`].
+//! Heartbeat and LeaveGroup (batched from v3), with static members (KIP-345), on the in-memory
+//! [`crate::coordinator::Coordinator`].
 //!
 //! Only the fields of the negotiated version are set in each response; the codec refuses to
 //! encode a field the version lacks.
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{
     FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
     JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest,
@@ -93,6 +95,7 @@ impl Broker {
             group: request.group_id.0.as_str().to_owned(),
             member_id: request.member_id.as_str().to_owned(),
             client_id: client_id.to_owned(),
+            instance_id: instance(version >= 5, request.group_instance_id.as_ref()),
             requires_known_member_id: version >= 4,
             protocol_type: request.protocol_type.as_str().to_owned(),
             protocols: request
@@ -107,9 +110,10 @@ impl Broker {
         let members = outcome
             .members
             .into_iter()
-            .map(|(id, metadata)| {
+            .map(|(id, instance_id, metadata)| {
                 JoinGroupResponseMember::default()
                     .with_member_id(str_bytes(&id))
+                    .with_group_instance_id(instance_id.as_deref().map(str_bytes))
                     .with_metadata(metadata)
             })
             .collect();
@@ -143,6 +147,7 @@ impl Broker {
                 request.group_id.0.as_str(),
                 request.generation_id,
                 request.member_id.as_str(),
+                instance(version >= 3, request.group_instance_id.as_ref()).as_deref(),
                 assignments,
                 &context.shutdown,
             )
@@ -162,20 +167,51 @@ impl Broker {
         }
     }
 
-    pub(super) fn heartbeat(&self, request: HeartbeatRequest) -> HeartbeatResponse {
+    pub(super) fn heartbeat(&self, version: i16, request: HeartbeatRequest) -> HeartbeatResponse {
+        let instance_id = instance(version >= 3, request.group_instance_id.as_ref());
         let result = self.coordinator.heartbeat(
             request.group_id.0.as_str(),
             request.generation_id,
             request.member_id.as_str(),
+            instance_id.as_deref(),
         );
         HeartbeatResponse::default().with_error_code(code(result))
     }
 
-    pub(super) fn leave_group(&self, request: LeaveGroupRequest) -> LeaveGroupResponse {
+    pub(super) fn leave_group(
+        &self,
+        version: i16,
+        request: LeaveGroupRequest,
+    ) -> LeaveGroupResponse {
         let group = request.group_id.0.as_str();
-        // v0-2 name one member; later versions (not advertised) batch them.
-        let member: &StrBytes = &request.member_id;
-        let result = self.coordinator.leave(group, member.as_str());
-        LeaveGroupResponse::default().with_error_code(code(result))
+        if version < 3 {
+            let result = self
+                .coordinator
+                .leave(group, request.member_id.as_str(), None);
+            return LeaveGroupResponse::default().with_error_code(code(result));
+        }
+        // v3+ (KIP-345) batch members, each by member id and/or static instance id.
+        let members = request
+            .members
+            .into_iter()
+            .map(|identity| {
+                let instance_id = identity.group_instance_id.as_ref().map(|id| id.as_str());
+                let result =
+                    self.coordinator
+                        .leave(group, identity.member_id.as_str(), instance_id);
+                MemberResponse::default()
+                    .with_member_id(identity.member_id)
+                    .with_group_instance_id(identity.group_instance_id)
+                    .with_error_code(code(result))
+            })
+            .collect();
+        LeaveGroupResponse::default().with_members(members)
     }
+}
+
+/// The static instance id of a request, at versions that carry one.
+fn instance(carried: bool, instance_id: Option<&StrBytes>) -> Option<String> {
+    instance_id
+        .filter(|_| carried)
+        .map(|id| id.as_str().to_owned())
 }

@@ -95,12 +95,14 @@ impl Broker {
             KafkaRequest::SyncGroup(request) => {
                 KafkaResponse::SyncGroup(self.sync_group(context, version, request).await)
             }
-            KafkaRequest::Heartbeat(request) => KafkaResponse::Heartbeat(self.heartbeat(request)),
+            KafkaRequest::Heartbeat(request) => {
+                KafkaResponse::Heartbeat(self.heartbeat(version, request))
+            }
             KafkaRequest::LeaveGroup(request) => {
-                KafkaResponse::LeaveGroup(self.leave_group(request))
+                KafkaResponse::LeaveGroup(self.leave_group(version, request))
             }
             KafkaRequest::OffsetCommit(request) => {
-                KafkaResponse::OffsetCommit(self.offset_commit(request).await)
+                KafkaResponse::OffsetCommit(self.offset_commit(version, request).await)
             }
             KafkaRequest::ListGroups(request) => {
                 KafkaResponse::ListGroups(self.list_groups(request).await)

@@ -32,12 +32,23 @@ fn now_ms() -> i64 {
 }
 
 impl Broker {
-    pub(super) async fn offset_commit(&self, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    pub(super) async fn offset_commit(
+        &self,
+        version: i16,
+        request: OffsetCommitRequest,
+    ) -> OffsetCommitResponse {
         let group = request.group_id.0.as_str();
+        // v7+ carry the committer's static instance id.
+        let instance_id = request
+            .group_instance_id
+            .as_ref()
+            .filter(|_| version >= 7)
+            .map(|id| id.as_str());
         let fenced = self.coordinator.validate_commit(
             group,
             request.generation_id_or_member_epoch,
             request.member_id.as_str(),
+            instance_id,
         );
         let commit_time = now_ms();
         // Per partition: Ok(position to commit) or the error code to answer.
