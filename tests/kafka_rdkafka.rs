@@ -178,8 +178,17 @@ async fn produce_numbered(producer: &FutureProducer, topic: &str, numbers: std::
     }
 }
 
-fn group_consumer(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
+fn group_consumer(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    instance: Option<&str>,
+) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    if let Some(instance) = instance {
+        config.set("group.instance.id", instance);
+    }
+    let consumer: BaseConsumer = config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
@@ -206,10 +215,21 @@ type Log = std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, String)>>>;
 
 impl Member {
     fn start(bootstrap: &str, group: &str, topic: &str, log: &Log) -> Self {
+        Self::start_static(bootstrap, group, topic, log, None)
+    }
+
+    /// A member with `group.instance.id` = `instance` (KIP-345) when given.
+    fn start_static(
+        bootstrap: &str,
+        group: &str,
+        topic: &str,
+        log: &Log,
+        instance: Option<&str>,
+    ) -> Self {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let assigned = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let consumer = group_consumer(bootstrap, group, topic);
+        let consumer = group_consumer(bootstrap, group, topic, instance);
         let (thread_stop, thread_assigned, log) = (stop.clone(), assigned.clone(), log.clone());
         let thread = std::thread::spawn(move || {
             while !thread_stop.load(Ordering::SeqCst) {
@@ -680,4 +700,52 @@ fn scrape(http: std::net::SocketAddr) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
     response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_static_member_takes_over_its_old_place() {
+    let mut broker = TestBroker::start();
+    let bootstrap = broker.addr("kafka").to_string();
+    let topic = "static";
+    let producer = producer(&bootstrap, &[]);
+    produce_numbered(&producer, topic, 0..100).await;
+    let log: Log = Default::default();
+    let a = Member::start_static(&bootstrap, "statics", topic, &log, Some("a"));
+    let b = Member::start_static(&bootstrap, "statics", topic, &log, Some("b"));
+    wait_until("2 partitions each", || {
+        a.assigned() == 2 && b.assigned() == 2
+    });
+    wait_until("100 records", || log.lock().unwrap().len() >= 100);
+
+    // "b" goes away without leaving (static members do not send LeaveGroup) and a new process
+    // with the same instance id replaces it at once, well inside the 6 s session timeout.
+    b.leave();
+    let b_again = Member::start_static(&bootstrap, "statics", topic, &log, Some("b"));
+    wait_until("the replacement's partitions", || b_again.assigned() == 2);
+    let members = || {
+        let client: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("client");
+        let groups = client
+            .fetch_group_list(Some("statics"), WAIT)
+            .expect("groups");
+        let group = groups
+            .groups()
+            .iter()
+            .find(|g| g.name() == "statics")
+            .expect("group");
+        (group.state().to_owned(), group.members().len())
+    };
+    assert_eq!(
+        members(),
+        ("Stable".to_owned(), 2),
+        "the old member id was replaced"
+    );
+    produce_numbered(&producer, topic, 100..200).await;
+    wait_until("200 records", || log.lock().unwrap().len() >= 200);
+    std::thread::sleep(Duration::from_millis(500));
+    a.leave();
+    b_again.leave();
+    assert_exactly_once(&log, 200);
 }
