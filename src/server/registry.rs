@@ -38,11 +38,16 @@ impl Mounts {
     }
 }
 
-/// The frontends of this build. None yet: Kafka, AMQP and RocketMQ are the next issues.
+/// The frontends of this build: AMQP so far; Kafka and RocketMQ are the next issues.
 pub fn frontends(broker: &Arc<Broker>, config: &Config) -> Vec<Mount> {
-    let mounts = Mounts::default();
+    let mut mounts = Mounts::default();
     // Frontends plug in here, one `mounts.add(config.<protocol>_listener(), || ...)` each; they
     // take their services from `broker.engine()`.
-    let _ = (broker, config);
+    mounts.add(config.amqp_listener(), || {
+        Arc::new(tributary_amqp::AmqpFrontend::new(
+            broker.engine(),
+            tributary_amqp::AmqpSettings::default(),
+        ))
+    });
     mounts.into_vec()
 }

@@ -1,0 +1,8 @@
+//! Request handlers, one module per method family; each adds methods to [`crate::session::Session`].
+
+mod basic;
+mod channel;
+mod consume;
+mod exchange;
+mod publish;
+mod queue;

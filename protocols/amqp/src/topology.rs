@@ -1,0 +1,726 @@
+//! The broker-wide AMQP topology of vhost `/`: exchanges, queues' AMQP attributes and bindings,
+//! shared by every connection. Messages live in the engine's queues; durable definitions are
+//! mirrored into the metadata store ([`crate::definitions`]) and loaded on first use.
+//!
+//! Invariants: the lock is never held across an `.await`; the default exchange `""` and the
+//! predeclared `amq.*` exchanges always exist; every binding names an existing queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::OnceCell;
+use tributary_api::queue::QueueOptions;
+use tributary_api::{Engine, MetadataStore};
+
+use crate::codec::methods::{ExchangeDeclare, QueueDeclare};
+use crate::codec::table::{FieldTable, FieldValue};
+use crate::definitions::{self as defs, BINDING_NAMESPACE, EXCHANGE_NAMESPACE, QUEUE_NAMESPACE};
+use crate::error::{ACCESS_REFUSED, AmqpError, NOT_FOUND, PRECONDITION_FAILED, RESOURCE_LOCKED};
+use crate::routing::ExchangeKind;
+
+/// The only vhost served so far.
+pub const DEFAULT_VHOST: &str = "/";
+
+const PREDECLARED: &[(&str, ExchangeKind)] = &[
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+];
+
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    pub bindings: Vec<Binding>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub queue: String,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    pub durable: bool,
+    /// The connection that owns an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    pub consumers: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    exchanges: HashMap<String, Exchange>,
+    queues: HashMap<String, QueueInfo>,
+}
+
+/// The shared topology.
+#[derive(Debug)]
+pub struct Topology {
+    engine: Engine,
+    state: Mutex<State>,
+    loaded: OnceCell<()>,
+}
+
+fn not_found_queue(name: &str) -> AmqpError {
+    AmqpError::channel(NOT_FOUND, format_args!("no queue '{name}' in vhost '/'"))
+}
+
+fn not_found_exchange(name: &str) -> AmqpError {
+    AmqpError::channel(NOT_FOUND, format_args!("no exchange '{name}' in vhost '/'"))
+}
+
+fn locked(name: &str) -> AmqpError {
+    AmqpError::channel(
+        RESOURCE_LOCKED,
+        format_args!(
+            "cannot obtain exclusive access to locked queue '{name}' in vhost '/'. It could be \
+             originally declared on another connection or the exclusive property value does not \
+             match that of the original declaration."
+        ),
+    )
+}
+
+fn inequivalent(what: &str, arg: &str, name: &str, received: &str, current: &str) -> AmqpError {
+    AmqpError::channel(
+        PRECONDITION_FAILED,
+        format_args!(
+            "inequivalent arg '{arg}' for {what} '{name}' in vhost '/': received {received} but current is {current}"
+        ),
+    )
+}
+
+fn show(value: Option<&FieldValue>) -> String {
+    match value {
+        None => "none".to_owned(),
+        Some(value) => match (value.as_i64(), value.as_str(), value) {
+            (Some(n), _, _) => format!("'{n}'"),
+            (_, Some(s), _) => format!("'{s}'"),
+            (_, _, FieldValue::Bool(b)) => format!("'{b}'"),
+            (_, _, other) => format!("'{other:?}'"),
+        },
+    }
+}
+
+/// Compares declared `x-` arguments the way RabbitMQ does (integers of any width are equal).
+fn check_arguments(
+    what: &str,
+    name: &str,
+    received: &FieldTable,
+    current: &FieldTable,
+) -> Result<(), AmqpError> {
+    let keys = received
+        .0
+        .iter()
+        .chain(current.0.iter())
+        .map(|(k, _)| k.as_str());
+    for key in keys {
+        let (new, old) = (received.get(key), current.get(key));
+        let same = match (new, old) {
+            (Some(a), Some(b)) => {
+                a == b || matches!((a.as_i64(), b.as_i64()), (Some(x), Some(y)) if x == y)
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            let current_text = match old {
+                Some(value) => format!(
+                    "the value {} of type '{}'",
+                    show(Some(value)),
+                    value.type_name()
+                ),
+                None => "none".to_owned(),
+            };
+            let received_text = match new {
+                Some(value) => format!(
+                    "the value {} of type '{}'",
+                    show(Some(value)),
+                    value.type_name()
+                ),
+                None => "none".to_owned(),
+            };
+            return Err(inequivalent(what, key, name, &received_text, &current_text));
+        }
+    }
+    Ok(())
+}
+
+/// A fresh server-generated name, e.g. `amq.gen-<22 random url-safe characters>`.
+pub fn generated_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut random = [0u8; 22];
+    if getrandom::fill(&mut random).is_err() {
+        // No OS randomness: fall back to the clock, names only need to be unique per broker.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        random
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (nanos >> (i % 16 * 8)) as u8 ^ i as u8);
+    }
+    let suffix: String = random
+        .iter()
+        .map(|b| ALPHABET[usize::from(b % 64)] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+impl Topology {
+    pub fn new(engine: Engine) -> Arc<Self> {
+        let mut state = State::default();
+        let predeclared =
+            std::iter::once(("", ExchangeKind::Direct)).chain(PREDECLARED.iter().copied());
+        for (name, kind) in predeclared {
+            state.exchanges.insert(
+                name.to_owned(),
+                Exchange {
+                    kind,
+                    durable: true,
+                    auto_delete: false,
+                    internal: false,
+                    arguments: FieldTable::default(),
+                    bindings: Vec::new(),
+                },
+            );
+        }
+        Arc::new(Self {
+            engine,
+            state: Mutex::new(state),
+            loaded: OnceCell::new(),
+        })
+    }
+
+    fn store(&self) -> &dyn MetadataStore {
+        self.engine.metadata.as_ref()
+    }
+
+    /// Loads durable definitions once per process.
+    pub async fn ensure_loaded(&self) -> Result<(), AmqpError> {
+        self.loaded
+            .get_or_try_init(|| self.load())
+            .await
+            .map(|_| ())
+    }
+
+    async fn load(&self) -> Result<(), AmqpError> {
+        let exchanges = defs::load(self.store(), EXCHANGE_NAMESPACE).await?;
+        let queues = defs::load(self.store(), QUEUE_NAMESPACE).await?;
+        let bindings = defs::load(self.store(), BINDING_NAMESPACE).await?;
+        for (key, table) in &queues {
+            if let [DEFAULT_VHOST, name] = defs::split_key(key)[..] {
+                self.engine
+                    .queues
+                    .declare_queue(
+                        name,
+                        QueueOptions {
+                            durable: true,
+                            durability: None,
+                        },
+                    )
+                    .await?;
+            }
+            let _ = table;
+        }
+        let mut state = self.state.lock();
+        for (key, table) in exchanges {
+            let parts = defs::split_key(&key);
+            let (Some(&name), Some(kind)) = (
+                parts.get(1),
+                table
+                    .get("type")
+                    .and_then(FieldValue::as_str)
+                    .and_then(ExchangeKind::parse),
+            ) else {
+                continue;
+            };
+            state.exchanges.insert(
+                name.to_owned(),
+                Exchange {
+                    kind,
+                    durable: true,
+                    auto_delete: defs::flag(&table, "auto_delete"),
+                    internal: defs::flag(&table, "internal"),
+                    arguments: defs::nested(&table, "arguments"),
+                    bindings: Vec::new(),
+                },
+            );
+        }
+        for (key, table) in queues {
+            if let Some(&name) = defs::split_key(&key).get(1) {
+                state.queues.insert(
+                    name.to_owned(),
+                    QueueInfo {
+                        durable: true,
+                        exclusive_owner: None,
+                        auto_delete: defs::flag(&table, "auto_delete"),
+                        arguments: defs::nested(&table, "arguments"),
+                        consumers: 0,
+                    },
+                );
+            }
+        }
+        for (key, table) in bindings {
+            if let [_, exchange, queue, routing_key, _] = defs::split_key(&key)[..] {
+                let binding = Binding {
+                    queue: queue.to_owned(),
+                    routing_key: routing_key.to_owned(),
+                    arguments: defs::nested(&table, "arguments"),
+                };
+                if state.queues.contains_key(queue)
+                    && let Some(exchange) = state.exchanges.get_mut(exchange)
+                {
+                    exchange.bindings.push(binding);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn declare_exchange(
+        &self,
+        decl: &ExchangeDeclare,
+    ) -> Result<Option<(String, Bytes)>, AmqpError> {
+        let name = decl.exchange.as_str();
+        if name.is_empty() {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let mut state = self.state.lock();
+        if let Some(existing) = state.exchanges.get(name) {
+            if decl.passive {
+                return Ok(None);
+            }
+            let kind = ExchangeKind::parse(&decl.kind);
+            if kind != Some(existing.kind) {
+                return Err(inequivalent(
+                    "exchange",
+                    "type",
+                    name,
+                    &format!("'{}'", decl.kind),
+                    &format!("'{}'", existing.kind.name()),
+                ));
+            }
+            for (arg, new, old) in [
+                ("durable", decl.durable, existing.durable),
+                ("auto_delete", decl.auto_delete, existing.auto_delete),
+                ("internal", decl.internal, existing.internal),
+            ] {
+                if new != old {
+                    return Err(inequivalent(
+                        "exchange",
+                        arg,
+                        name,
+                        &format!("'{new}'"),
+                        &format!("'{old}'"),
+                    ));
+                }
+            }
+            check_arguments("exchange", name, &decl.arguments, &existing.arguments)?;
+            return Ok(None);
+        }
+        if decl.passive {
+            return Err(not_found_exchange(name));
+        }
+        if name.starts_with("amq.") {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                format_args!("exchange name '{name}' contains reserved prefix 'amq.*'"),
+            ));
+        }
+        let Some(kind) = ExchangeKind::parse(&decl.kind) else {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                format_args!("invalid exchange type '{}'", decl.kind),
+            ));
+        };
+        state.exchanges.insert(
+            name.to_owned(),
+            Exchange {
+                kind,
+                durable: decl.durable,
+                auto_delete: decl.auto_delete,
+                internal: decl.internal,
+                arguments: decl.arguments.clone(),
+                bindings: Vec::new(),
+            },
+        );
+        if !decl.durable {
+            return Ok(None);
+        }
+        let mut record = FieldTable::default();
+        record.insert(
+            "type",
+            FieldValue::LongString(Bytes::copy_from_slice(kind.name().as_bytes())),
+        );
+        record.insert("auto_delete", FieldValue::Bool(decl.auto_delete));
+        record.insert("internal", FieldValue::Bool(decl.internal));
+        record.insert("arguments", FieldValue::Table(decl.arguments.clone()));
+        Ok(Some((
+            defs::key(&[DEFAULT_VHOST, name]),
+            defs::encode(&record),
+        )))
+    }
+
+    /// Writes a definition returned by a declare (outside the lock).
+    pub async fn persist(
+        &self,
+        namespace: &str,
+        record: Option<(String, Bytes)>,
+    ) -> Result<(), AmqpError> {
+        if let Some((key, value)) = record {
+            self.store().put(namespace, &key, value).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+        if name.is_empty() || name.starts_with("amq.") {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                format_args!("operation not permitted on exchange '{name}'"),
+            ));
+        }
+        let removed = {
+            let mut state = self.state.lock();
+            match state.exchanges.get(name) {
+                None => return Err(not_found_exchange(name)),
+                Some(exchange) if if_unused && !exchange.bindings.is_empty() => {
+                    return Err(AmqpError::channel(
+                        PRECONDITION_FAILED,
+                        format_args!("exchange '{name}' in vhost '/' in use"),
+                    ));
+                }
+                Some(_) => state.exchanges.remove(name),
+            }
+        };
+        if let Some(exchange) = removed.filter(|e| e.durable) {
+            self.store()
+                .delete(EXCHANGE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
+                .await?;
+            for binding in &exchange.bindings {
+                self.store()
+                    .delete(BINDING_NAMESPACE, &binding_key(name, binding))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Declares (or checks) a queue; returns its name and consumer count.
+    pub async fn declare_queue(
+        &self,
+        decl: &QueueDeclare,
+        connection: u64,
+    ) -> Result<(String, u32), AmqpError> {
+        let name = if decl.queue.is_empty() {
+            generated_name("amq.gen-")
+        } else {
+            decl.queue.clone()
+        };
+        let mut record = None;
+        {
+            let mut state = self.state.lock();
+            if let Some(existing) = state.queues.get(&name) {
+                if existing
+                    .exclusive_owner
+                    .is_some_and(|owner| owner != connection)
+                {
+                    return Err(locked(&name));
+                }
+                if !decl.passive {
+                    for (arg, new, old) in [
+                        ("durable", decl.durable, existing.durable),
+                        ("auto_delete", decl.auto_delete, existing.auto_delete),
+                        (
+                            "exclusive",
+                            decl.exclusive,
+                            existing.exclusive_owner.is_some(),
+                        ),
+                    ] {
+                        if new != old {
+                            return Err(inequivalent(
+                                "queue",
+                                arg,
+                                &name,
+                                &format!("'{new}'"),
+                                &format!("'{old}'"),
+                            ));
+                        }
+                    }
+                    check_arguments("queue", &name, &decl.arguments, &existing.arguments)?;
+                }
+                return Ok((name, existing.consumers as u32));
+            }
+            if decl.passive {
+                return Err(not_found_queue(&name));
+            }
+            if name.starts_with("amq.") && !decl.queue.is_empty() {
+                return Err(AmqpError::channel(
+                    ACCESS_REFUSED,
+                    format_args!("queue name '{name}' contains reserved prefix 'amq.*'"),
+                ));
+            }
+            let durable = decl.durable && !decl.exclusive;
+            state.queues.insert(
+                name.clone(),
+                QueueInfo {
+                    durable,
+                    exclusive_owner: decl.exclusive.then_some(connection),
+                    auto_delete: decl.auto_delete,
+                    arguments: decl.arguments.clone(),
+                    consumers: 0,
+                },
+            );
+            if durable {
+                let mut table = FieldTable::default();
+                table.insert("auto_delete", FieldValue::Bool(decl.auto_delete));
+                table.insert("arguments", FieldValue::Table(decl.arguments.clone()));
+                record = Some((defs::key(&[DEFAULT_VHOST, &name]), defs::encode(&table)));
+            }
+        }
+        let durable = record.is_some();
+        let declared = self
+            .engine
+            .queues
+            .declare_queue(
+                &name,
+                QueueOptions {
+                    durable,
+                    durability: None,
+                },
+            )
+            .await;
+        if let Err(error) = declared {
+            self.state.lock().queues.remove(&name);
+            return Err(error.into());
+        }
+        self.persist(QUEUE_NAMESPACE, record).await?;
+        Ok((name, 0))
+    }
+
+    /// Checks that a queue exists and this connection may use it.
+    pub fn check_queue(&self, name: &str, connection: u64) -> Result<QueueInfo, AmqpError> {
+        let state = self.state.lock();
+        let queue = state
+            .queues
+            .get(name)
+            .ok_or_else(|| not_found_queue(name))?;
+        if queue
+            .exclusive_owner
+            .is_some_and(|owner| owner != connection)
+        {
+            return Err(locked(name));
+        }
+        Ok(queue.clone())
+    }
+
+    pub async fn bind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+        connection: u64,
+    ) -> Result<(), AmqpError> {
+        if exchange.is_empty() {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let info = self.check_queue(queue, connection)?;
+        let binding = Binding {
+            queue: queue.to_owned(),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        };
+        let durable = {
+            let mut state = self.state.lock();
+            let target = state
+                .exchanges
+                .get_mut(exchange)
+                .ok_or_else(|| not_found_exchange(exchange))?;
+            if target.bindings.contains(&binding) {
+                return Ok(());
+            }
+            target.bindings.push(binding.clone());
+            target.durable && info.durable
+        };
+        if durable {
+            let mut table = FieldTable::default();
+            table.insert("arguments", FieldValue::Table(arguments.clone()));
+            self.store()
+                .put(
+                    BINDING_NAMESPACE,
+                    &binding_key(exchange, &binding),
+                    defs::encode(&table),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn unbind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+        connection: u64,
+    ) -> Result<(), AmqpError> {
+        if exchange.is_empty() {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                "operation not permitted on the default exchange",
+            ));
+        }
+        self.check_queue(queue, connection)?;
+        let binding = Binding {
+            queue: queue.to_owned(),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        };
+        let removed = {
+            let mut state = self.state.lock();
+            let target = state
+                .exchanges
+                .get_mut(exchange)
+                .ok_or_else(|| not_found_exchange(exchange))?;
+            let before = target.bindings.len();
+            target.bindings.retain(|b| *b != binding);
+            target.bindings.len() != before
+        };
+        if removed {
+            self.store()
+                .delete(BINDING_NAMESPACE, &binding_key(exchange, &binding))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a queue's definition and bindings and deletes its messages; returns how many.
+    pub async fn delete_queue(&self, name: &str) -> Result<u64, AmqpError> {
+        let (info, bindings) = {
+            let mut state = self.state.lock();
+            let Some(info) = state.queues.remove(name) else {
+                return Err(not_found_queue(name));
+            };
+            let mut bindings = Vec::new();
+            for (exchange_name, exchange) in state.exchanges.iter_mut() {
+                exchange.bindings.retain(|b| {
+                    let keep = b.queue != name;
+                    if !keep {
+                        bindings.push(binding_key(exchange_name, b));
+                    }
+                    keep
+                });
+            }
+            (info, bindings)
+        };
+        let count = match self.engine.queues.delete_queue(name).await {
+            Ok(count) => count,
+            Err(tributary_api::EngineError::UnknownQueue(_)) => 0,
+            Err(error) => return Err(error.into()),
+        };
+        if info.durable {
+            self.store()
+                .delete(QUEUE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
+                .await?;
+            for key in bindings {
+                self.store().delete(BINDING_NAMESPACE, &key).await?;
+            }
+        }
+        Ok(count)
+    }
+
+    /// The queues a message published to `exchange` reaches.
+    pub fn route(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Result<Vec<String>, AmqpError> {
+        let state = self.state.lock();
+        if exchange.is_empty() {
+            return Ok(if state.queues.contains_key(routing_key) {
+                vec![routing_key.to_owned()]
+            } else {
+                Vec::new()
+            });
+        }
+        let target = state
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| not_found_exchange(exchange))?;
+        if target.internal {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                format_args!("cannot publish to internal exchange '{exchange}' in vhost '/'"),
+            ));
+        }
+        let mut queues: Vec<String> = Vec::new();
+        for binding in &target.bindings {
+            if target.kind.matches(
+                &binding.routing_key,
+                &binding.arguments,
+                routing_key,
+                headers,
+            ) && !queues.contains(&binding.queue)
+            {
+                queues.push(binding.queue.clone());
+            }
+        }
+        Ok(queues)
+    }
+
+    /// Counts a consumer in (`delta` = 1) or out (-1); returns true when an auto-delete queue
+    /// just lost its last consumer and should be deleted.
+    pub fn consumer_changed(&self, queue: &str, added: bool) -> bool {
+        let mut state = self.state.lock();
+        let Some(info) = state.queues.get_mut(queue) else {
+            return false;
+        };
+        if added {
+            info.consumers += 1;
+            false
+        } else {
+            info.consumers = info.consumers.saturating_sub(1);
+            info.consumers == 0 && info.auto_delete
+        }
+    }
+
+    /// Exclusive queues owned by a connection (deleted when it closes).
+    pub fn exclusive_queues(&self, connection: u64) -> Vec<String> {
+        let state = self.state.lock();
+        state
+            .queues
+            .iter()
+            .filter(|(_, q)| q.exclusive_owner == Some(connection))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+fn binding_key(exchange: &str, binding: &Binding) -> String {
+    defs::key(&[
+        DEFAULT_VHOST,
+        exchange,
+        &binding.queue,
+        &binding.routing_key,
+        &defs::arguments_fingerprint(&binding.arguments),
+    ])
+}
