@@ -33,6 +33,8 @@ const OUTBOUND_QUEUE: usize = 256;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for `close-ok` after the server closed the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the writer may take to flush what is queued when the connection ends.
+const STALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads frames from the socket with a buffer that never grows past one frame.
 #[derive(Debug)]
@@ -191,15 +193,32 @@ pub async fn serve(
     let mut session = Session::new(shared, out, tuned.frame_max, tuned.channel_max);
     let idle = heartbeat.map(|h| h * 2);
     let outcome = session.run(&mut reader, idle, &context.shutdown).await;
-    session.cleanup().await;
-    metrics::gauge!(m::CONNECTIONS).decrement(1.0);
     let close = match &outcome {
         Err(AmqpError::Connection(reply)) => Some(reply.clone()),
         Ok(Some(reply)) => Some(reply.clone()),
         _ => None,
     };
+    // A dead or stalled peer must not hold cleanup hostage: once the writer is gone every
+    // queued send fails at once, so consumer tasks let go and unacked messages are requeued.
+    let writer_abort = writer.abort_handle();
+    let watchdog = if close.is_some() || outcome.is_ok() {
+        let abort = writer_abort.clone();
+        Some(tokio::spawn(async move {
+            tokio::time::sleep(STALL_TIMEOUT).await;
+            abort.abort();
+        }))
+    } else {
+        writer_abort.abort();
+        None
+    };
+    session.cleanup().await;
+    metrics::gauge!(m::CONNECTIONS).decrement(1.0);
     drop(session);
-    let mut write = match writer.await {
+    let written = writer.await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    let mut write = match written {
         Ok(Ok(write)) => write,
         _ => return outcome.map(|_| ()),
     };
