@@ -4,80 +4,17 @@
 
 #[path = "support/broker.rs"]
 mod broker;
+#[path = "support/lapin.rs"]
+mod lapin_support;
 
 use std::time::Duration;
 
 use broker::TestBroker;
 use futures_lite::StreamExt;
-use lapin::message::Delivery;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
-};
-
-async fn connect(broker: &mut TestBroker) -> Connection {
-    let uri = format!("amqp://guest:guest@{}/%2f", broker.addr("amqp"));
-    Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .expect("connect")
-}
-
-async fn confirm_channel(connection: &Connection) -> Channel {
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
-    channel
-}
-
-async fn declare(channel: &Channel, name: &str, durable: bool) {
-    let options = QueueDeclareOptions {
-        durable,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(name.into(), options, FieldTable::default())
-        .await
-        .expect("queue.declare");
-}
-
-async fn publish(
-    channel: &Channel,
-    exchange: &str,
-    key: &str,
-    body: &[u8],
-    properties: BasicProperties,
-) -> Confirmation {
-    channel
-        .basic_publish(
-            exchange.into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            body,
-            properties,
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm")
-}
-
-async fn next(consumer: &mut lapin::Consumer) -> Delivery {
-    tokio::time::timeout(Duration::from_secs(10), consumer.next())
-        .await
-        .expect("a delivery within 10 s")
-        .expect("consumer stream open")
-        .expect("delivery")
-}
-
-async fn get(channel: &Channel, queue: &str) -> Option<lapin::message::BasicGetMessage> {
-    channel
-        .basic_get(queue.into(), BasicGetOptions::default())
-        .await
-        .expect("basic.get")
-}
+use lapin::{BasicProperties, Confirmation, ExchangeKind};
+use lapin_support::{confirm_channel, connect, declare, get, next, publish};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declare_bind_publish_consume_ack_with_properties() {

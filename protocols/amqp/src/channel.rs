@@ -25,6 +25,8 @@ pub struct Unacked {
     pub id: u64,
     /// The consumer's prefetch credit, returned on settle.
     pub credit: Option<Arc<Semaphore>>,
+    /// Kept only when the queue dead-letters, to re-publish a rejected message.
+    pub record: Option<tributary_api::batch::Record>,
 }
 
 #[derive(Debug, Default)]
@@ -43,7 +45,7 @@ impl Deliveries {
 
     /// Removes the deliveries a settle method names: one tag, or every tag up to it with
     /// `multiple` (tag 0 with `multiple` = all). `None` if a named tag is unknown.
-    pub fn settle(&mut self, tag: u64, multiple: bool) -> Option<Vec<Unacked>> {
+    pub fn settle(&mut self, tag: u64, multiple: bool) -> Option<Vec<(u64, Unacked)>> {
         if multiple {
             let keys: Vec<u64> = if tag == 0 {
                 self.unacked.keys().copied().collect()
@@ -53,9 +55,13 @@ impl Deliveries {
                 }
                 self.unacked.range(..=tag).map(|(k, _)| *k).collect()
             };
-            Some(keys.iter().filter_map(|k| self.unacked.remove(k)).collect())
+            Some(
+                keys.iter()
+                    .filter_map(|k| self.unacked.remove(k).map(|one| (*k, one)))
+                    .collect(),
+            )
         } else {
-            self.unacked.remove(&tag).map(|one| vec![one])
+            self.unacked.remove(&tag).map(|one| vec![(tag, one)])
         }
     }
 }
@@ -99,7 +105,18 @@ pub struct Channel {
     /// Publish sequence number in confirm mode (from 1 over all publishes).
     pub publish_seq: u64,
     pub tx: bool,
+    /// Work held back until `tx.commit` (transactional channels only).
+    pub tx_work: TxWork,
     pub pending: Option<PendingPublish>,
+}
+
+/// Publishes and settles of an open transaction.
+#[derive(Debug, Default)]
+pub struct TxWork {
+    /// Routed messages: the target queues and the batch to enqueue in each.
+    pub publishes: Vec<Vec<(String, bytes::Bytes)>>,
+    /// Settled deliveries with their tags and the settle kind (`None` = ack, `Some(requeue)`).
+    pub settles: Vec<(u64, Unacked, Option<bool>)>,
 }
 
 impl Default for Channel {
@@ -112,13 +129,14 @@ impl Default for Channel {
             confirm: false,
             publish_seq: 0,
             tx: false,
+            tx_work: TxWork::default(),
             pending: None,
         }
     }
 }
 
 /// Groups engine ids by queue, for one engine call per queue.
-pub fn by_queue(settled: &[Unacked]) -> BTreeMap<&str, Vec<u64>> {
+pub fn by_queue<'a>(settled: impl IntoIterator<Item = &'a Unacked>) -> BTreeMap<&'a str, Vec<u64>> {
     let mut out: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for one in settled {
         out.entry(one.queue.as_str()).or_default().push(one.id);
@@ -127,7 +145,7 @@ pub fn by_queue(settled: &[Unacked]) -> BTreeMap<&str, Vec<u64>> {
 }
 
 /// Returns prefetch credit for settled deliveries.
-pub fn return_credit(settled: &[Unacked]) {
+pub fn return_credit<'a>(settled: impl IntoIterator<Item = &'a Unacked>) {
     for one in settled {
         if let Some(credit) = &one.credit {
             credit.add_permits(1);
@@ -144,6 +162,7 @@ mod tests {
             queue: "q".into(),
             id,
             credit: None,
+            record: None,
         }
     }
 
@@ -158,7 +177,13 @@ mod tests {
         assert_eq!(d.settle(2, false).map(|v| v.len()), Some(1));
         assert!(d.settle(2, true).is_none(), "tag 2 is already settled");
         let upto3 = d.settle(3, true).unwrap();
-        assert_eq!(upto3.iter().map(|u| u.id).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(
+            upto3
+                .iter()
+                .map(|(tag, u)| (*tag, u.id))
+                .collect::<Vec<_>>(),
+            vec![(1, 0), (3, 2)]
+        );
         assert_eq!(d.settle(0, true).map(|v| v.len()), Some(2));
         assert!(d.unacked.is_empty());
     }

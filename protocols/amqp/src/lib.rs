@@ -18,11 +18,13 @@
 pub mod channel;
 pub mod codec;
 pub mod connection;
+pub mod deadletter;
 pub mod definitions;
 pub mod error;
 mod handlers;
 pub mod message;
 pub mod metrics;
+pub mod policy;
 pub mod routing;
 pub mod session;
 pub mod topology;

@@ -229,10 +229,9 @@ impl Session {
                     .await
             }
             Method::ConfirmSelect { nowait } => self.confirm_select(channel, nowait).await,
-            Method::TxSelect | Method::TxCommit | Method::TxRollback => Err(AmqpError::connection(
-                error::NOT_IMPLEMENTED,
-                "transactions are not implemented yet",
-            )),
+            Method::TxSelect => self.tx_select(channel).await,
+            Method::TxCommit => self.tx_commit(channel).await,
+            Method::TxRollback => self.tx_rollback(channel).await,
             Method::ExchangeDeclare(decl) => self.exchange_declare(channel, decl).await,
             Method::ExchangeDelete {
                 exchange,

@@ -18,6 +18,7 @@ use crate::codec::methods::{ExchangeDeclare, QueueDeclare};
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::definitions::{self as defs, BINDING_NAMESPACE, EXCHANGE_NAMESPACE, QUEUE_NAMESPACE};
 use crate::error::{ACCESS_REFUSED, AmqpError, NOT_FOUND, PRECONDITION_FAILED, RESOURCE_LOCKED};
+use crate::policy::QueuePolicy;
 use crate::routing::ExchangeKind;
 
 /// The only vhost served so far.
@@ -55,6 +56,7 @@ pub struct QueueInfo {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    pub policy: QueuePolicy,
     pub consumers: usize,
 }
 
@@ -265,6 +267,7 @@ impl Topology {
                         durable: true,
                         exclusive_owner: None,
                         auto_delete: defs::flag(&table, "auto_delete"),
+                        policy: QueuePolicy::stored(name, &defs::nested(&table, "arguments")),
                         arguments: defs::nested(&table, "arguments"),
                         consumers: 0,
                     },
@@ -475,6 +478,7 @@ impl Topology {
                 ));
             }
             let durable = decl.durable && !decl.exclusive;
+            let policy = QueuePolicy::parse(&name, &decl.arguments, decl.durable, decl.exclusive)?;
             state.queues.insert(
                 name.clone(),
                 QueueInfo {
@@ -482,6 +486,7 @@ impl Topology {
                     exclusive_owner: decl.exclusive.then_some(connection),
                     auto_delete: decl.auto_delete,
                     arguments: decl.arguments.clone(),
+                    policy,
                     consumers: 0,
                 },
             );
@@ -701,6 +706,15 @@ impl Topology {
             info.consumers = info.consumers.saturating_sub(1);
             info.consumers == 0 && info.auto_delete
         }
+    }
+
+    /// The parsed arguments of a queue, if it exists.
+    pub fn policy(&self, queue: &str) -> Option<QueuePolicy> {
+        self.state
+            .lock()
+            .queues
+            .get(queue)
+            .map(|q| q.policy.clone())
     }
 
     /// Exclusive queues owned by a connection (deleted when it closes).

@@ -15,7 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::CodecError;
 use super::table::FieldTable;
-use super::wire::Reader;
+use super::wire::{Reader, put_shortstr};
 
 /// The only content class (basic).
 pub const BASIC_CLASS: u16 = 60;
@@ -126,6 +126,49 @@ impl BasicProperties {
             app_id: shortstr(3, &mut reader)?,
             cluster_id: shortstr(2, &mut reader)?,
         })
+    }
+
+    /// Encodes the properties (flags first). Used only when the server must change them
+    /// (dead-lettering); otherwise the client's raw bytes are replayed.
+    pub fn encode(&self) -> Bytes {
+        let mut flags = 0u16;
+        let mut list = BytesMut::new();
+        let shortstr = |bit: u16, value: &Option<String>, list: &mut BytesMut, flags: &mut u16| {
+            if let Some(value) = value {
+                *flags |= 1 << bit;
+                put_shortstr(list, value);
+            }
+        };
+        shortstr(15, &self.content_type, &mut list, &mut flags);
+        shortstr(14, &self.content_encoding, &mut list, &mut flags);
+        if let Some(headers) = &self.headers {
+            flags |= 1 << 13;
+            headers.encode(&mut list);
+        }
+        if let Some(mode) = self.delivery_mode {
+            flags |= 1 << 12;
+            list.put_u8(mode);
+        }
+        if let Some(priority) = self.priority {
+            flags |= 1 << 11;
+            list.put_u8(priority);
+        }
+        shortstr(10, &self.correlation_id, &mut list, &mut flags);
+        shortstr(9, &self.reply_to, &mut list, &mut flags);
+        shortstr(8, &self.expiration, &mut list, &mut flags);
+        shortstr(7, &self.message_id, &mut list, &mut flags);
+        if let Some(timestamp) = self.timestamp {
+            flags |= 1 << 6;
+            list.put_u64(timestamp);
+        }
+        shortstr(5, &self.kind, &mut list, &mut flags);
+        shortstr(4, &self.user_id, &mut list, &mut flags);
+        shortstr(3, &self.app_id, &mut list, &mut flags);
+        shortstr(2, &self.cluster_id, &mut list, &mut flags);
+        let mut out = BytesMut::with_capacity(2 + list.len());
+        out.put_u16(flags);
+        out.extend_from_slice(&list);
+        out.freeze()
     }
 
     /// Persistent (delivery-mode 2).

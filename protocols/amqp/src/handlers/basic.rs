@@ -4,6 +4,7 @@ use bytes::BytesMut;
 
 use crate::channel::{Unacked, by_queue, return_credit};
 use crate::codec::{self, methods::Method};
+use crate::deadletter::{REASON_REJECTED, dead_letter, take_live};
 use crate::error::{AmqpError, NOT_IMPLEMENTED, PRECONDITION_FAILED};
 use crate::message::from_record;
 use crate::metrics as m;
@@ -22,8 +23,12 @@ impl Session {
         };
         let deliveries = state.deliveries.clone();
         let queues = self.shared.engine.queues.clone();
-        let taken = queues.take(queue, 1).await?;
-        let Some(delivery) = taken.into_iter().next() else {
+        let keep_record = self
+            .shared
+            .topology
+            .policy(queue)
+            .is_some_and(|p| p.dead_letter_exchange.is_some());
+        let Some(delivery) = take_live(&self.shared, queue, 1).await?.into_iter().next() else {
             return self.send_method(channel, &Method::BasicGetEmpty).await;
         };
         if no_ack {
@@ -33,12 +38,14 @@ impl Session {
             let mut guard = deliveries.lock().await;
             let tag = guard.tag();
             if !no_ack {
+                let record = keep_record.then(|| delivery.record.clone());
                 guard.unacked.insert(
                     tag,
                     Unacked {
                         queue: queue.to_owned(),
                         id: delivery.id,
                         credit: None,
+                        record,
                     },
                 );
             }
@@ -69,7 +76,8 @@ impl Session {
         self.send(out).await
     }
 
-    /// ack (`requeue` = None), nack and reject (`Some(requeue)`).
+    /// ack (`requeue` = None), nack and reject (`Some(requeue)`). In a transaction the settle
+    /// is held until `tx.commit`.
     pub(crate) async fn basic_settle(
         &mut self,
         channel: u16,
@@ -77,7 +85,7 @@ impl Session {
         multiple: bool,
         requeue: Option<bool>,
     ) -> Result<(), AmqpError> {
-        let Some(state) = self.channels.get(&channel) else {
+        let Some(state) = self.channels.get_mut(&channel) else {
             return Ok(());
         };
         let settled = state.deliveries.lock().await.settle(tag, multiple);
@@ -87,18 +95,45 @@ impl Session {
                 format_args!("unknown delivery tag {tag}"),
             ));
         };
+        if state.tx {
+            state
+                .tx_work
+                .settles
+                .extend(settled.into_iter().map(|(tag, one)| (tag, one, requeue)));
+            return Ok(());
+        }
+        self.apply_settles(
+            &settled.into_iter().map(|(_, one)| one).collect::<Vec<_>>(),
+            requeue,
+        )
+        .await
+    }
+
+    /// Tells the engine about settled deliveries and returns their prefetch credit.
+    pub(crate) async fn apply_settles(
+        &self,
+        settled: &[Unacked],
+        requeue: Option<bool>,
+    ) -> Result<(), AmqpError> {
         let queues = &self.shared.engine.queues;
-        for (queue, ids) in by_queue(&settled) {
+        for (queue, ids) in by_queue(settled) {
             match requeue {
                 Some(true) => queues.requeue(queue, &ids).await?,
-                // Rejected without requeue: dropped (dead-lettering is not implemented yet).
-                None | Some(false) => queues.ack(queue, &ids).await?,
+                None => queues.ack(queue, &ids).await?,
+                Some(false) => {
+                    let rejected: Vec<_> = settled
+                        .iter()
+                        .filter(|one| one.queue == queue)
+                        .map(|one| (one.id, one.record.clone()))
+                        .collect();
+                    dead_letter(&self.shared, queue, &rejected, REASON_REJECTED).await?;
+                }
             }
         }
         if requeue.is_none() {
             metrics::counter!(m::MESSAGES_ACKNOWLEDGED).increment(settled.len() as u64);
         }
-        return_credit(&settled);
+        return_credit(settled);
         Ok(())
     }
 
@@ -110,7 +145,17 @@ impl Session {
         if !requeue {
             return Err(AmqpError::connection(NOT_IMPLEMENTED, "requeue=false"));
         }
-        self.basic_settle(channel, 0, true, Some(true)).await?;
+        // Not part of a transaction: every unacked delivery goes back now.
+        if let Some(state) = self.channels.get(&channel) {
+            let settled = state
+                .deliveries
+                .lock()
+                .await
+                .settle(0, true)
+                .unwrap_or_default();
+            let settled: Vec<Unacked> = settled.into_iter().map(|(_, one)| one).collect();
+            self.apply_settles(&settled, Some(true)).await?;
+        }
         self.send_method(channel, &Method::BasicRecoverOk).await
     }
 }

@@ -15,11 +15,13 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tributary_api::{EngineError, QueueService};
 
+use crate::Shared;
 use crate::channel::{ConsumerHandle, SharedDeliveries, Unacked};
 use crate::codec::{
     self,
     methods::{Consume, Method},
 };
+use crate::deadletter::take_live;
 use crate::error::{AmqpError, NOT_ALLOWED};
 use crate::message::from_record;
 use crate::metrics as m;
@@ -33,7 +35,9 @@ const WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 struct ConsumerTask {
+    shared: Arc<Shared>,
     queues: Arc<dyn QueueService>,
+    keep_records: bool,
     out: mpsc::Sender<Bytes>,
     deliveries: SharedDeliveries,
     channel: u16,
@@ -74,7 +78,7 @@ impl ConsumerTask {
 
     async fn run(self) {
         while let Some(wanted) = self.wanted().await {
-            match self.queues.take(&self.queue, wanted).await {
+            match take_live(&self.shared, &self.queue, wanted).await {
                 Ok(taken) if taken.is_empty() => {
                     self.give_back(wanted);
                     tokio::select! {
@@ -136,6 +140,7 @@ impl ConsumerTask {
                         queue: self.queue.clone(),
                         id: delivery.id,
                         credit: self.credit.clone(),
+                        record: self.keep_records.then(|| delivery.record.clone()),
                     },
                 );
             }
@@ -207,8 +212,15 @@ impl Session {
         self.shared.topology.consumer_changed(&consume.queue, true);
         metrics::gauge!(m::CONSUMERS).increment(1.0);
         let cancel = CancellationToken::new();
+        let keep_records = self
+            .shared
+            .topology
+            .policy(&consume.queue)
+            .is_some_and(|p| p.dead_letter_exchange.is_some());
         let task = ConsumerTask {
+            shared: self.shared.clone(),
             queues: self.shared.engine.queues.clone(),
+            keep_records,
             out: self.out.clone(),
             deliveries,
             channel,

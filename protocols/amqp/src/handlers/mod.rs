@@ -6,3 +6,4 @@ mod consume;
 mod exchange;
 mod publish;
 mod queue;
+mod tx;

@@ -11,9 +11,11 @@ use tributary_api::batch::build_batch;
 
 use crate::channel::PendingPublish;
 use crate::codec::{self, methods::Method};
-use crate::error::{AmqpError, NO_ROUTE, NOT_IMPLEMENTED};
+use crate::deadletter::{REASON_MAXLEN, dead_letter, parse_expiration, with_expiry};
+use crate::error::{AmqpError, NO_ROUTE, NOT_IMPLEMENTED, PRECONDITION_FAILED};
 use crate::message::{now_ms, to_record};
 use crate::metrics as m;
+use crate::policy::Overflow;
 use crate::session::Session;
 
 impl Session {
@@ -89,26 +91,52 @@ impl Session {
             }
         } else {
             metrics::counter!(m::MESSAGES_ROUTED).increment(1);
+            let expiration = match properties
+                .expiration
+                .as_deref()
+                .map(parse_expiration)
+                .transpose()
+            {
+                Ok(expiration) => expiration,
+                Err(text) => {
+                    return Err(AmqpError::Channel(crate::error::Reply {
+                        code: PRECONDITION_FAILED,
+                        text: format!("PRECONDITION_FAILED - {text}"),
+                        method: pending.method,
+                    }));
+                }
+            };
+            let now = now_ms();
             let record = to_record(
                 &pending.exchange,
                 &pending.routing_key,
                 header.raw_properties.clone(),
                 &properties,
                 body,
-                now_ms(),
+                now,
             );
-            let batch = build_batch(std::slice::from_ref(&record));
-            for queue in &queues {
-                if let Err(error) = self
-                    .shared
-                    .engine
-                    .queues
-                    .enqueue(queue, batch.clone())
-                    .await
-                {
-                    tracing::warn!(queue, %error, "enqueue failed");
-                    stored = false;
-                }
+            let plain = build_batch(std::slice::from_ref(&record));
+            let targets = queues
+                .into_iter()
+                .map(|queue| {
+                    let ttl = self
+                        .shared
+                        .topology
+                        .policy(&queue)
+                        .and_then(|p| p.message_ttl_ms);
+                    let batch = match ttl.into_iter().chain(expiration).min() {
+                        Some(ms) => build_batch(&[with_expiry(
+                            &record,
+                            now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)),
+                        )]),
+                        None => plain.clone(),
+                    };
+                    (queue, batch)
+                })
+                .collect::<Vec<_>>();
+            match self.channels.get_mut(&channel) {
+                Some(state) if state.tx => state.tx_work.publishes.push(targets),
+                _ => stored = self.store(targets).await,
             }
         }
         if let Some(seq) = confirm {
@@ -128,5 +156,50 @@ impl Session {
             self.send_method(channel, &method).await?;
         }
         Ok(())
+    }
+}
+
+impl Session {
+    /// Enqueues a message in each target queue, applying `x-max-length`: `reject-publish`
+    /// refuses it when the queue is full, `drop-head` drops (or dead-letters) the oldest after.
+    /// Returns false when any queue refused it or the engine failed.
+    pub(crate) async fn store(&self, targets: Vec<(String, Bytes)>) -> bool {
+        let mut stored = true;
+        let queues = &self.shared.engine.queues;
+        for (queue, batch) in targets {
+            let Some(policy) = self.shared.topology.policy(&queue) else {
+                continue;
+            };
+            let ready = || queues.depth(&queue).map(|d| d.ready).unwrap_or(0);
+            if let Some(max) = policy.max_length
+                && policy.overflow == Overflow::RejectPublish
+                && ready() >= max
+            {
+                stored = false;
+                continue;
+            }
+            if let Err(error) = queues.enqueue(&queue, batch).await {
+                tracing::warn!(queue, %error, "enqueue failed");
+                stored = false;
+                continue;
+            }
+            if let Some(max) = policy.max_length
+                && policy.overflow == Overflow::DropHead
+            {
+                let excess = ready().saturating_sub(max);
+                if excess > 0
+                    && let Err(error) = self.drop_head(&queue, excess as usize).await
+                {
+                    tracing::warn!(queue, %error, "dropping over-length messages failed");
+                }
+            }
+        }
+        stored
+    }
+
+    async fn drop_head(&self, queue: &str, count: usize) -> tributary_api::EngineResult<()> {
+        let taken = self.shared.engine.queues.take(queue, count).await?;
+        let dropped: Vec<_> = taken.into_iter().map(|d| (d.id, Some(d.record))).collect();
+        dead_letter(&self.shared, queue, &dropped, REASON_MAXLEN).await
     }
 }
