@@ -4,6 +4,8 @@
 //! permits; none for no-ack or unlimited consumers), `take`s ready messages, registers their
 //! delivery tags and queues the encoded deliveries for the writer while holding the channel's
 //! deliveries lock, then sleeps on `wait_ready` when the queue is empty. A settle returns credit.
+//! Holding the lock across the queueing keeps tags in wire order across the channel's consumers,
+//! so a client's `multiple` ack never covers a tag it has not seen yet.
 //! `take` is never cancelled half-way (its result would be lost); cancellation is checked under
 //! the lock instead, and anything taken after it is requeued.
 
