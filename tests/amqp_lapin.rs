@@ -487,3 +487,85 @@ async fn durable_queue_and_unacked_messages_survive_sigkill() {
         "routed through the recovered binding"
     );
 }
+
+/// `GET /metrics` on the broker's HTTP port.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_use_rabbitmq_names() {
+    let mut broker = TestBroker::start();
+    let connection = connect(&mut broker).await;
+    let http = broker.http_addr();
+    let channel = confirm_channel(&connection).await;
+    declare(&channel, "measured", false).await;
+    for body in [b"a", b"b", b"c"] {
+        publish(&channel, "", "measured", body, BasicProperties::default()).await;
+    }
+    let message = get(&channel, "measured").await.expect("a message");
+    message
+        .delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .expect("ack");
+    let unacked = get(&channel, "measured").await.expect("another");
+    // A round trip so the ack has been handled before scraping.
+    declare(&channel, "measured", false).await;
+    let exposition = tokio::task::spawn_blocking(move || scrape(http))
+        .await
+        .expect("scrape");
+    assert_eq!(
+        sample(&exposition, "rabbitmq_connections"),
+        Some(1.0),
+        "{exposition}"
+    );
+    assert_eq!(sample(&exposition, "rabbitmq_channels"), Some(1.0));
+    assert_eq!(
+        sample(&exposition, "rabbitmq_global_messages_received_total"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&exposition, "rabbitmq_global_messages_confirmed_total"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&exposition, "rabbitmq_global_messages_delivered_total"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&exposition, "rabbitmq_global_messages_acknowledged_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            "rabbitmq_queue_messages_ready{vhost=\"/\",queue=\"measured\"}"
+        ),
+        Some(1.0),
+        "{exposition}"
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            "rabbitmq_queue_messages_unacked{vhost=\"/\",queue=\"measured\"}"
+        ),
+        Some(1.0)
+    );
+    drop(unacked);
+}

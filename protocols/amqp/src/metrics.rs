@@ -1,7 +1,16 @@
 //! Metric names of the AMQP frontend. Where RabbitMQ dashboards read a figure, the name is the
 //! one RabbitMQ's Prometheus plugin exports (`rabbitmq_*`); the rest are `tributary_amqp_*`.
 
+use tributary_api::QueueService;
 use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};
+
+/// Refreshes a queue's depth gauges after it changed (a missing queue reads as empty).
+pub fn record_depth(queues: &dyn QueueService, queue: &str) {
+    let depth = queues.depth(queue).unwrap_or_default();
+    let labels = [("vhost", "/".to_owned()), ("queue", queue.to_owned())];
+    metrics::gauge!(QUEUE_MESSAGES_READY, &labels).set(depth.ready as f64);
+    metrics::gauge!(QUEUE_MESSAGES_UNACKED, &labels).set(depth.unacked as f64);
+}
 
 pub const CONNECTIONS: &str = "rabbitmq_connections";
 pub const CHANNELS: &str = "rabbitmq_channels";
@@ -14,6 +23,8 @@ pub const MESSAGES_DELIVERED: &str = "rabbitmq_global_messages_delivered_total";
 pub const MESSAGES_REDELIVERED: &str = "rabbitmq_global_messages_redelivered_total";
 pub const MESSAGES_CONFIRMED: &str = "rabbitmq_global_messages_confirmed_total";
 pub const MESSAGES_ACKNOWLEDGED: &str = "rabbitmq_global_messages_acknowledged_total";
+pub const QUEUE_MESSAGES_READY: &str = "rabbitmq_queue_messages_ready";
+pub const QUEUE_MESSAGES_UNACKED: &str = "rabbitmq_queue_messages_unacked";
 pub const METHODS: &str = "tributary_amqp_methods_total";
 pub const METHOD_SECONDS: &str = "tributary_amqp_method_seconds";
 pub const BYTES_RECEIVED: &str = "tributary_amqp_received_bytes_total";
@@ -88,6 +99,18 @@ pub static CATALOG: &[MetricDescription] = &[
         MetricKind::Counter,
         Unit::Count,
         "Deliveries acknowledged by consumers.",
+    ),
+    metric(
+        QUEUE_MESSAGES_READY,
+        MetricKind::Gauge,
+        Unit::Count,
+        "Messages ready for delivery, by vhost and queue (refreshed when the queue changes).",
+    ),
+    metric(
+        QUEUE_MESSAGES_UNACKED,
+        MetricKind::Gauge,
+        Unit::Count,
+        "Messages delivered and not yet acknowledged, by vhost and queue.",
     ),
     metric(
         METHODS,

@@ -52,6 +52,7 @@ impl Session {
             tag
         };
         let remaining = queues.depth(queue).map(|d| d.ready).unwrap_or(0);
+        m::record_depth(queues.as_ref(), queue);
         let message = from_record(&delivery.record);
         metrics::counter!(m::MESSAGES_DELIVERED).increment(1);
         if delivery.redelivered {
@@ -134,6 +135,9 @@ impl Session {
             metrics::counter!(m::MESSAGES_ACKNOWLEDGED).increment(settled.len() as u64);
         }
         return_credit(settled);
+        for queue in by_queue(settled).keys() {
+            m::record_depth(queues.as_ref(), queue);
+        }
         Ok(())
     }
 

@@ -167,6 +167,7 @@ impl ConsumerTask {
             }
         }
         metrics::counter!(m::MESSAGES_DELIVERED).increment(taken.len() as u64);
+        m::record_depth(self.queues.as_ref(), &self.queue);
         let sent = self.out.send(out.freeze()).await.is_ok();
         drop(guard);
         if self.no_ack

@@ -183,6 +183,7 @@ impl Session {
                 stored = false;
                 continue;
             }
+            m::record_depth(queues.as_ref(), &queue);
             if let Some(max) = policy.max_length
                 && policy.overflow == Overflow::DropHead
             {

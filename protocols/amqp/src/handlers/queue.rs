@@ -2,6 +2,7 @@
 
 use crate::codec::methods::{Binding, Method, QueueDeclare};
 use crate::error::{AmqpError, PRECONDITION_FAILED};
+use crate::metrics as m;
 use crate::session::Session;
 
 impl Session {
@@ -61,6 +62,7 @@ impl Session {
     ) -> Result<(), AmqpError> {
         self.shared.topology.check_queue(queue, self.id)?;
         let purged = self.shared.engine.queues.purge_queue(queue).await?;
+        m::record_depth(self.shared.engine.queues.as_ref(), queue);
         if nowait {
             return Ok(());
         }
@@ -96,6 +98,7 @@ impl Session {
         }
         self.cancel_consumers_of(queue).await?;
         let count = self.shared.topology.delete_queue(queue).await?;
+        m::record_depth(self.shared.engine.queues.as_ref(), queue);
         if nowait {
             return Ok(());
         }
