@@ -569,3 +569,56 @@ async fn metrics_use_rabbitmq_names() {
     );
     drop(unacked);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_confirms_all_arrive_and_order_is_kept() {
+    let mut broker = TestBroker::start();
+    let connection = connect(&mut broker).await;
+    let channel = confirm_channel(&connection).await;
+    declare(&channel, "burst", true).await;
+    const COUNT: u32 = 2000;
+    let started = std::time::Instant::now();
+    let mut confirms = Vec::new();
+    for index in 0..COUNT {
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                "burst".into(),
+                BasicPublishOptions::default(),
+                &index.to_be_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish");
+        confirms.push(confirm);
+    }
+    for confirm in confirms {
+        assert_eq!(confirm.await.expect("confirm"), Confirmation::Ack(None));
+    }
+    eprintln!(
+        "{COUNT} persistent publishes confirmed in {:?}",
+        started.elapsed()
+    );
+    channel
+        .basic_qos(500, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = channel
+        .basic_consume(
+            "burst".into(),
+            "b".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    for expected in 0..COUNT {
+        let delivery = next(&mut consumer).await;
+        assert_eq!(
+            delivery.data,
+            expected.to_be_bytes(),
+            "publish order is delivery order"
+        );
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+}

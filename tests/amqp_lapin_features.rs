@@ -418,3 +418,53 @@ async fn exclusive_and_auto_delete_queues() {
         assert!(gone.to_string().contains("NOT_FOUND"), "{queue}: {gone}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_cross_frames_and_oversized_ones_are_refused() {
+    let mut broker = TestBroker::start();
+    let connection = connect(&mut broker).await;
+    let channel = confirm_channel(&connection).await;
+    declare(&channel, "big", false).await;
+    // 300 KB: three body frames at frame_max 131072 each way.
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(
+        publish(&channel, "", "big", &body, BasicProperties::default()).await,
+        Confirmation::Ack(None)
+    );
+    let mut consumer = channel
+        .basic_consume(
+            "big".into(),
+            "big-c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let delivery = next(&mut consumer).await;
+    assert_eq!(delivery.data, body);
+    delivery.ack(BasicAckOptions::default()).await.expect("ack");
+    // Empty body: no body frame at all.
+    assert_eq!(
+        publish(&channel, "", "big", b"", BasicProperties::default()).await,
+        Confirmation::Ack(None)
+    );
+    assert!(next(&mut consumer).await.data.is_empty());
+
+    let oversized = connection.create_channel().await.expect("channel");
+    oversized
+        .basic_publish(
+            "".into(),
+            "big".into(),
+            BasicPublishOptions::default(),
+            &vec![0u8; 2 << 20],
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish is asynchronous");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !oversized.status().connected(),
+        "a body over the limit closes the channel (406)"
+    );
+    assert!(connection.status().connected());
+}

@@ -114,7 +114,7 @@ pub struct Channel {
 #[derive(Debug, Default)]
 pub struct TxWork {
     /// Routed messages: the target queues and the batch to enqueue in each.
-    pub publishes: Vec<Vec<(String, bytes::Bytes)>>,
+    pub publishes: Vec<Vec<(String, tributary_api::batch::Record)>>,
     /// Settled deliveries with their tags and the settle kind (`None` = ack, `Some(requeue)`).
     pub settles: Vec<(u64, Unacked, Option<bool>)>,
 }

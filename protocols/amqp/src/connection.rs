@@ -45,6 +45,17 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
+    /// Whether a whole frame is already buffered (so handling it needs no read).
+    pub fn has_buffered_frame(&self) -> bool {
+        match self.buf.get(3..7) {
+            Some(size) => {
+                let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+                self.buf.len() >= size.saturating_add(codec::FRAME_OVERHEAD)
+            }
+            None => false,
+        }
+    }
+
     /// The next frame, `Ok(None)` at end of stream. `idle` bounds the wait for input.
     pub async fn next(&mut self, idle: Option<Duration>) -> Result<Option<Frame>, AmqpError> {
         loop {

@@ -48,7 +48,9 @@ pub struct AmqpSettings {
     pub channel_max: u16,
     /// Offered heartbeat interval in seconds (0 disables).
     pub heartbeat_secs: u16,
-    /// Largest message body accepted.
+    /// Largest message body accepted; larger ones close the channel with 406 before the body is
+    /// buffered. Kept under the engine's default batch cap (`storage.max_message_bytes`,
+    /// 1 MiB), since a stored record also carries the properties.
     pub max_message_bytes: u64,
 }
 
@@ -57,7 +59,7 @@ impl Default for AmqpSettings {
         Self {
             channel_max: 2047,
             heartbeat_secs: 60,
-            max_message_bytes: 128 * 1024 * 1024,
+            max_message_bytes: 900 * 1024,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::codec::methods::{Method, peek_id};
 use crate::codec::{self, Frame, FrameKind};
 use crate::connection::FrameReader;
 use crate::error::{self, AmqpError, CHANNEL_ERROR, Reply, UNEXPECTED_FRAME};
+use crate::handlers::publish::Staged;
 use crate::metrics as m;
 
 /// Reply code for a close forced by the broker (shutdown).
@@ -34,6 +35,9 @@ pub struct Session {
     pub frame_max: u32,
     pub channel_max: u16,
     pub channels: HashMap<u16, Channel>,
+    /// Routed publishes not yet stored (see [`crate::handlers::publish`]).
+    pub(crate) staged: Vec<Staged>,
+    pub(crate) staged_bytes: usize,
 }
 
 impl Session {
@@ -51,6 +55,8 @@ impl Session {
             frame_max,
             channel_max,
             channels: HashMap::new(),
+            staged: Vec::new(),
+            staged_bytes: 0,
         }
     }
 
@@ -80,14 +86,20 @@ impl Session {
             let frame = tokio::select! {
                 frame = reader.next(idle) => frame?,
                 () = shutdown.cancelled() => {
+                    self.flush_publishes().await?;
                     return Ok(Some(Reply::new(CONNECTION_FORCED, "broker shutting down")));
                 }
             };
             let Some(frame) = frame else {
+                self.flush_publishes().await?;
                 return Ok(None);
             };
             if self.handle_frame(frame).await? {
                 return Ok(None);
+            }
+            // Store what was staged once the client has nothing more queued up for us.
+            if !reader.has_buffered_frame() {
+                self.flush_publishes().await?;
             }
         }
     }
@@ -95,6 +107,13 @@ impl Session {
     /// Returns true when the client closed the connection cleanly.
     async fn handle_frame(&mut self, frame: Frame) -> Result<bool, AmqpError> {
         let channel = frame.channel;
+        // Any method but a publish may observe stored messages (get, delete, close...): store
+        // the staged ones first so the client sees its publishes in order.
+        if let FrameKind::Method(payload) = &frame.kind
+            && peek_id(payload) != Some((60, 40))
+        {
+            self.flush_publishes().await?;
+        }
         if channel == 0 {
             return self.handle_channel_zero(frame.kind).await;
         }
@@ -436,6 +455,9 @@ impl Session {
 
     /// Releases everything the connection holds: channels, then its exclusive queues.
     pub async fn cleanup(&mut self) {
+        if let Err(error) = self.flush_publishes().await {
+            tracing::debug!(connection = self.id, %error, "confirms after the peer left were not sent");
+        }
         let channels: Vec<u16> = self.channels.keys().copied().collect();
         for channel in channels {
             self.drop_channel(channel).await;

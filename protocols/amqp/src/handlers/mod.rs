@@ -4,6 +4,6 @@ mod basic;
 mod channel;
 mod consume;
 mod exchange;
-mod publish;
+pub(crate) mod publish;
 mod queue;
 mod tx;
