@@ -406,3 +406,38 @@ fn properties_encode_round_trips_every_field() {
     };
     assert_eq!(&pika.encode()[..2], &[0x90, 0x00]);
 }
+
+mod hostile_input {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Arbitrary bytes never panic the decoders; they decode or return an error.
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(frame)) = decode_frame(&mut buf, 4096) {
+                match frame.kind {
+                    FrameKind::Method(payload) => { let _ = Method::decode(&payload); }
+                    FrameKind::Header(payload) => { let _ = ContentHeader::decode(&payload); }
+                    FrameKind::Body(_) | FrameKind::Heartbeat => {}
+                }
+            }
+            let _ = Method::decode(&bytes);
+            let _ = FieldTable::decode(&mut Reader::new(&bytes));
+            let _ = BasicProperties::parse(&bytes);
+            let _ = ContentHeader::decode(&Bytes::copy_from_slice(&bytes));
+        }
+
+        /// Valid method payloads with any class/method prefix and mutated argument bytes.
+        #[test]
+        fn mutated_methods_never_panic(class in prop::sample::select(vec![10u16, 20, 40, 50, 60, 85, 90]), method in 0u16..130, args in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut payload = Vec::with_capacity(4 + args.len());
+            payload.extend_from_slice(&class.to_be_bytes());
+            payload.extend_from_slice(&method.to_be_bytes());
+            payload.extend_from_slice(&args);
+            let _ = Method::decode(&payload);
+        }
+    }
+}
