@@ -406,6 +406,8 @@ impl Session {
     async fn close_channel_with(&mut self, channel: u16, reply: Reply) -> Result<(), AmqpError> {
         tracing::info!(connection = self.id, channel, %reply, "closing AMQP channel");
         metrics::counter!(m::CHANNEL_ERRORS, "code" => reply.code.to_string()).increment(1);
+        // Earlier publishes on this channel are confirmed before the close, never after it.
+        self.flush_publishes().await?;
         self.release_channel(channel).await;
         if let Some(state) = self.channels.get_mut(&channel) {
             state.state = ChannelState::Closing;
