@@ -468,3 +468,137 @@ async fn large_bodies_cross_frames_and_oversized_ones_are_refused() {
     );
     assert!(connection.status().connected());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_to_exchange_bindings_and_alternate_exchanges() {
+    let mut broker = TestBroker::start();
+    let connection = connect(&mut broker).await;
+    let channel = confirm_channel(&connection).await;
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            "unrouted".into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .expect("alternate exchange");
+    channel
+        .exchange_declare(
+            "front".into(),
+            ExchangeKind::Topic,
+            durable,
+            args(&[("alternate-exchange", text("unrouted"))]),
+        )
+        .await
+        .expect("front with an alternate exchange");
+    channel
+        .exchange_declare(
+            "back".into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .expect("back");
+    channel
+        .exchange_bind(
+            "back".into(),
+            "front".into(),
+            "orders.#".into(),
+            ExchangeBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange.bind");
+    // A cycle must not loop for ever.
+    channel
+        .exchange_bind(
+            "front".into(),
+            "back".into(),
+            "orders.eu".into(),
+            ExchangeBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange.bind back to front");
+    for (queue, exchange, key) in [("eu", "back", "orders.eu"), ("lost", "unrouted", "")] {
+        declare(&channel, queue, true).await;
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue.bind");
+    }
+    publish(
+        &channel,
+        "front",
+        "orders.eu",
+        b"via back",
+        BasicProperties::default(),
+    )
+    .await;
+    publish(
+        &channel,
+        "front",
+        "misc",
+        b"via alternate",
+        BasicProperties::default(),
+    )
+    .await;
+    assert_eq!(
+        drain(&channel, "eu").await,
+        [b"via back".to_vec()],
+        "routed once through the cycle"
+    );
+    assert_eq!(drain(&channel, "lost").await, [b"via alternate".to_vec()]);
+
+    // Durable definitions, bindings included, survive a SIGKILL.
+    drop(channel);
+    drop(connection);
+    broker.kill_and_restart();
+    let connection = connect(&mut broker).await;
+    let channel = confirm_channel(&connection).await;
+    publish(
+        &channel,
+        "front",
+        "orders.eu",
+        b"after restart",
+        BasicProperties::default(),
+    )
+    .await;
+    assert_eq!(drain(&channel, "eu").await, [b"after restart".to_vec()]);
+    channel
+        .exchange_unbind(
+            "back".into(),
+            "front".into(),
+            "orders.#".into(),
+            ExchangeUnbindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange.unbind");
+    publish(
+        &channel,
+        "front",
+        "orders.eu",
+        b"now unrouted",
+        BasicProperties::default(),
+    )
+    .await;
+    assert!(drain(&channel, "eu").await.is_empty());
+    assert_eq!(
+        drain(&channel, "lost").await,
+        [b"now unrouted".to_vec()],
+        "the alternate exchange takes it"
+    );
+}

@@ -9,6 +9,7 @@
 //! | `amqp.exchange` | vhost, name | `type` (S), `auto_delete` (t), `internal` (t), `arguments` (F) |
 //! | `amqp.queue` | vhost, name | `auto_delete` (t), `arguments` (F) |
 //! | `amqp.binding` | vhost, exchange, queue, routing key, arguments hex | `arguments` (F) |
+//! | `amqp.exchange_binding` | vhost, source, destination exchange, routing key, arguments hex | `arguments` (F) |
 //!
 //! Only durable exchanges and queues (and bindings between durable ends) are written. The vhost
 //! `/` is the only one this version serves; it is implicit and has no `amqp.vhost` record yet.
@@ -23,6 +24,7 @@ use crate::codec::wire::Reader;
 pub const EXCHANGE_NAMESPACE: &str = "amqp.exchange";
 pub const QUEUE_NAMESPACE: &str = "amqp.queue";
 pub const BINDING_NAMESPACE: &str = "amqp.binding";
+pub const EXCHANGE_BINDING_NAMESPACE: &str = "amqp.exchange_binding";
 const SEPARATOR: char = '\u{1f}';
 
 /// Joins key parts.

@@ -8,9 +8,9 @@
 //! the same name; durable exchanges, queues and bindings are records in the `MetadataStore`
 //! ([`definitions`]); messages are RecordBatch v2 records ([`message`]).
 //!
-//! What it is not (yet): vhosts other than `/`, users other than guest, transactions,
-//! exchange-to-exchange bindings, TTL / dead-lettering / max-length, priorities, streams,
-//! direct reply-to, connection.blocked. Capabilities advertise only what is implemented.
+//! What it is not (yet): vhosts other than `/`, users other than guest, priorities, streams,
+//! direct reply-to, connection.blocked, global (channel-wide) prefetch. Capabilities advertise
+//! only what is implemented.
 //!
 //! Invariants: bad input gets RabbitMQ's reply code and closes only the channel or connection the
 //! protocol says; nothing here panics on input; per-connection output is a bounded queue.

@@ -260,10 +260,8 @@ impl Session {
                 self.exchange_delete(channel, &exchange, if_unused, nowait)
                     .await
             }
-            Method::ExchangeBind(_) | Method::ExchangeUnbind(_) => Err(AmqpError::connection(
-                error::NOT_IMPLEMENTED,
-                "exchange-to-exchange bindings are not implemented yet",
-            )),
+            Method::ExchangeBind(binding) => self.exchange_bind(channel, binding, true).await,
+            Method::ExchangeUnbind(binding) => self.exchange_bind(channel, binding, false).await,
             Method::QueueDeclare(decl) => self.queue_declare(channel, decl).await,
             Method::QueueBind(binding) => self.queue_bind(channel, binding, true).await,
             Method::QueueUnbind(binding) => self.queue_bind(channel, binding, false).await,

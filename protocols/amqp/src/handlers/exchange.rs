@@ -1,6 +1,6 @@
 //! exchange.declare and exchange.delete.
 
-use crate::codec::methods::{ExchangeDeclare, Method};
+use crate::codec::methods::{Binding, ExchangeDeclare, Method};
 use crate::definitions::EXCHANGE_NAMESPACE;
 use crate::error::AmqpError;
 use crate::session::Session;
@@ -18,6 +18,34 @@ impl Session {
             return Ok(());
         }
         self.send_method(channel, &Method::ExchangeDeclareOk).await
+    }
+
+    pub(crate) async fn exchange_bind(
+        &mut self,
+        channel: u16,
+        binding: Binding,
+        bind: bool,
+    ) -> Result<(), AmqpError> {
+        let Binding {
+            destination,
+            source,
+            routing_key,
+            nowait,
+            arguments,
+        } = binding;
+        self.shared
+            .topology
+            .bind_exchange(&destination, &source, &routing_key, &arguments, bind)
+            .await?;
+        if nowait {
+            return Ok(());
+        }
+        let reply = if bind {
+            Method::ExchangeBindOk
+        } else {
+            Method::ExchangeUnbindOk
+        };
+        self.send_method(channel, &reply).await
     }
 
     pub(crate) async fn exchange_delete(

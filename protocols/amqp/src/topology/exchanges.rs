@@ -8,7 +8,9 @@ use super::{
 };
 use crate::codec::methods::ExchangeDeclare;
 use crate::codec::table::{FieldTable, FieldValue};
-use crate::definitions::{self as defs, BINDING_NAMESPACE, EXCHANGE_NAMESPACE};
+use crate::definitions::{
+    self as defs, BINDING_NAMESPACE, EXCHANGE_BINDING_NAMESPACE, EXCHANGE_NAMESPACE,
+};
 use crate::error::{ACCESS_REFUSED, AmqpError, PRECONDITION_FAILED};
 use crate::routing::ExchangeKind;
 
@@ -81,6 +83,7 @@ impl Topology {
                 internal: decl.internal,
                 arguments: decl.arguments.clone(),
                 bindings: Vec::new(),
+                exchange_bindings: Vec::new(),
             },
         );
         if !decl.durable {
@@ -107,19 +110,41 @@ impl Topology {
                 format_args!("operation not permitted on exchange '{name}'"),
             ));
         }
-        let removed = {
+        let (removed, inbound) = {
             let mut state = self.state.lock();
             match state.exchanges.get(name) {
                 None => return Err(not_found_exchange(name)),
-                Some(exchange) if if_unused && !exchange.bindings.is_empty() => {
+                Some(exchange)
+                    if if_unused
+                        && !(exchange.bindings.is_empty()
+                            && exchange.exchange_bindings.is_empty()) =>
+                {
                     return Err(AmqpError::channel(
                         PRECONDITION_FAILED,
                         format_args!("exchange '{name}' in vhost '/' in use"),
                     ));
                 }
-                Some(_) => state.exchanges.remove(name),
+                Some(_) => {}
             }
+            let removed = state.exchanges.remove(name);
+            // Bindings from other exchanges to this one go with it.
+            let mut inbound = Vec::new();
+            for (source, exchange) in state.exchanges.iter_mut() {
+                exchange.exchange_bindings.retain(|b| {
+                    let keep = b.destination != name;
+                    if !keep {
+                        inbound.push(binding_key(source, b));
+                    }
+                    keep
+                });
+            }
+            (removed, inbound)
         };
+        for key in inbound {
+            self.store()
+                .delete(EXCHANGE_BINDING_NAMESPACE, &key)
+                .await?;
+        }
         if let Some(exchange) = removed.filter(|e| e.durable) {
             self.store()
                 .delete(EXCHANGE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
@@ -129,6 +154,73 @@ impl Topology {
                     .delete(BINDING_NAMESPACE, &binding_key(name, binding))
                     .await?;
             }
+            for binding in &exchange.exchange_bindings {
+                self.store()
+                    .delete(EXCHANGE_BINDING_NAMESPACE, &binding_key(name, binding))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// exchange.bind (`bind`) and exchange.unbind: `destination` receives what `source` routes.
+    pub async fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+        bind: bool,
+    ) -> Result<(), AmqpError> {
+        if destination.is_empty() || source.is_empty() {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let binding = Binding {
+            destination: destination.to_owned(),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        };
+        let (changed, durable) = {
+            let mut state = self.state.lock();
+            let destination_durable = state
+                .exchanges
+                .get(destination)
+                .ok_or_else(|| not_found_exchange(destination))?
+                .durable;
+            let from = state
+                .exchanges
+                .get_mut(source)
+                .ok_or_else(|| not_found_exchange(source))?;
+            let exists = from.exchange_bindings.contains(&binding);
+            let changed = if bind && !exists {
+                from.exchange_bindings.push(binding.clone());
+                true
+            } else if !bind && exists {
+                from.exchange_bindings.retain(|b| *b != binding);
+                true
+            } else {
+                false
+            };
+            (changed, from.durable && destination_durable)
+        };
+        let key = binding_key(source, &binding);
+        match (changed, bind) {
+            (true, true) if durable => {
+                let mut table = FieldTable::default();
+                table.insert("arguments", FieldValue::Table(arguments.clone()));
+                self.store()
+                    .put(EXCHANGE_BINDING_NAMESPACE, &key, defs::encode(&table))
+                    .await?;
+            }
+            (true, false) => {
+                self.store()
+                    .delete(EXCHANGE_BINDING_NAMESPACE, &key)
+                    .await?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -149,7 +241,7 @@ impl Topology {
         }
         let info = self.check_queue(queue, connection)?;
         let binding = Binding {
-            queue: queue.to_owned(),
+            destination: queue.to_owned(),
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
         };
@@ -195,7 +287,7 @@ impl Topology {
         }
         self.check_queue(queue, connection)?;
         let binding = Binding {
-            queue: queue.to_owned(),
+            destination: queue.to_owned(),
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
         };

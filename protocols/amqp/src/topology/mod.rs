@@ -15,7 +15,10 @@ use tributary_api::queue::QueueOptions;
 use tributary_api::{Engine, MetadataStore};
 
 use crate::codec::table::{FieldTable, FieldValue};
-use crate::definitions::{self as defs, BINDING_NAMESPACE, EXCHANGE_NAMESPACE, QUEUE_NAMESPACE};
+use crate::definitions::{
+    self as defs, BINDING_NAMESPACE, EXCHANGE_BINDING_NAMESPACE, EXCHANGE_NAMESPACE,
+    QUEUE_NAMESPACE,
+};
 use crate::error::{ACCESS_REFUSED, AmqpError, NOT_FOUND, PRECONDITION_FAILED, RESOURCE_LOCKED};
 use crate::policy::QueuePolicy;
 use crate::routing::ExchangeKind;
@@ -41,12 +44,25 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
+    /// Queue bindings.
     pub bindings: Vec<Binding>,
+    /// Exchange-to-exchange bindings with this exchange as the source.
+    pub exchange_bindings: Vec<Binding>,
 }
 
+impl Exchange {
+    /// The `alternate-exchange` argument: where messages this exchange cannot route go.
+    pub fn alternate(&self) -> Option<&str> {
+        self.arguments
+            .get("alternate-exchange")
+            .and_then(FieldValue::as_str)
+    }
+}
+
+/// A binding from an exchange to a queue or (in `exchange_bindings`) to another exchange.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Binding {
-    pub queue: String,
+    pub destination: String,
     pub routing_key: String,
     pub arguments: FieldTable,
 }
@@ -196,6 +212,7 @@ impl Topology {
                     internal: false,
                     arguments: FieldTable::default(),
                     bindings: Vec::new(),
+                    exchange_bindings: Vec::new(),
                 },
             );
         }
@@ -222,6 +239,7 @@ impl Topology {
         let exchanges = defs::load(self.store(), EXCHANGE_NAMESPACE).await?;
         let queues = defs::load(self.store(), QUEUE_NAMESPACE).await?;
         let bindings = defs::load(self.store(), BINDING_NAMESPACE).await?;
+        let exchange_bindings = defs::load(self.store(), EXCHANGE_BINDING_NAMESPACE).await?;
         for (key, table) in &queues {
             if let [DEFAULT_VHOST, name] = defs::split_key(key)[..] {
                 self.engine
@@ -258,6 +276,7 @@ impl Topology {
                     internal: defs::flag(&table, "internal"),
                     arguments: defs::nested(&table, "arguments"),
                     bindings: Vec::new(),
+                    exchange_bindings: Vec::new(),
                 },
             );
         }
@@ -279,7 +298,7 @@ impl Topology {
         for (key, table) in bindings {
             if let [_, exchange, queue, routing_key, _] = defs::split_key(&key)[..] {
                 let binding = Binding {
-                    queue: queue.to_owned(),
+                    destination: queue.to_owned(),
                     routing_key: routing_key.to_owned(),
                     arguments: defs::nested(&table, "arguments"),
                 };
@@ -287,6 +306,20 @@ impl Topology {
                     && let Some(exchange) = state.exchanges.get_mut(exchange)
                 {
                     exchange.bindings.push(binding);
+                }
+            }
+        }
+        for (key, table) in exchange_bindings {
+            if let [_, source, destination, routing_key, _] = defs::split_key(&key)[..] {
+                let binding = Binding {
+                    destination: destination.to_owned(),
+                    routing_key: routing_key.to_owned(),
+                    arguments: defs::nested(&table, "arguments"),
+                };
+                if state.exchanges.contains_key(destination)
+                    && let Some(exchange) = state.exchanges.get_mut(source)
+                {
+                    exchange.exchange_bindings.push(binding);
                 }
             }
         }
@@ -330,16 +363,41 @@ impl Topology {
                 format_args!("cannot publish to internal exchange '{exchange}' in vhost '/'"),
             ));
         }
+        // Breadth-first over exchange-to-exchange bindings and alternate exchanges; each
+        // exchange is visited once, so cycles end.
         let mut queues: Vec<String> = Vec::new();
-        for binding in &target.bindings {
-            if target.kind.matches(
-                &binding.routing_key,
-                &binding.arguments,
-                routing_key,
-                headers,
-            ) && !queues.contains(&binding.queue)
-            {
-                queues.push(binding.queue.clone());
+        let mut visited: Vec<&str> = vec![exchange];
+        let mut pending: std::collections::VecDeque<&Exchange> =
+            std::collections::VecDeque::from([target]);
+        while let Some(current) = pending.pop_front() {
+            let matches = |b: &&Binding| {
+                current
+                    .kind
+                    .matches(&b.routing_key, &b.arguments, routing_key, headers)
+            };
+            let mut routed = false;
+            for binding in current.bindings.iter().filter(matches) {
+                routed = true;
+                if !queues.contains(&binding.destination) {
+                    queues.push(binding.destination.clone());
+                }
+            }
+            let onward = current
+                .exchange_bindings
+                .iter()
+                .filter(matches)
+                .map(|b| b.destination.as_str());
+            let onward: Vec<&str> = onward.collect();
+            routed |= !onward.is_empty();
+            let alternate = current.alternate().filter(|_| !routed);
+            for next in onward.into_iter().chain(alternate) {
+                if visited.contains(&next) {
+                    continue;
+                }
+                visited.push(next);
+                if let Some(found) = state.exchanges.get(next) {
+                    pending.push_back(found);
+                }
             }
         }
         Ok(queues)
@@ -386,7 +444,7 @@ fn binding_key(exchange: &str, binding: &Binding) -> String {
     defs::key(&[
         DEFAULT_VHOST,
         exchange,
-        &binding.queue,
+        &binding.destination,
         &binding.routing_key,
         &defs::arguments_fingerprint(&binding.arguments),
     ])

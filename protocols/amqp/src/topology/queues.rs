@@ -133,7 +133,7 @@ impl Topology {
             let mut bindings = Vec::new();
             for (exchange_name, exchange) in state.exchanges.iter_mut() {
                 exchange.bindings.retain(|b| {
-                    let keep = b.queue != name;
+                    let keep = b.destination != name;
                     if !keep {
                         bindings.push(binding_key(exchange_name, b));
                     }
