@@ -602,3 +602,101 @@ async fn exchange_to_exchange_bindings_and_alternate_exchanges() {
         "the alternate exchange takes it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_reply_to_rpc_round_trip() {
+    let mut broker = TestBroker::start();
+    let addr = broker.addr("amqp");
+    let client = connect_to(addr).await;
+    let server = connect_to(addr).await;
+    let server_channel = server.create_channel().await.expect("channel");
+    declare(&server_channel, "rpc", false).await;
+    let mut requests = server_channel
+        .basic_consume(
+            "rpc".into(),
+            "server".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume requests");
+
+    let channel = client.create_channel().await.expect("channel");
+    let mut replies = channel
+        .basic_consume(
+            "amq.rabbitmq.reply-to".into(),
+            "replies".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume amq.rabbitmq.reply-to");
+    channel
+        .basic_publish(
+            "".into(),
+            "rpc".into(),
+            BasicPublishOptions::default(),
+            b"2+2",
+            BasicProperties::default()
+                .with_reply_to("amq.rabbitmq.reply-to".into())
+                .with_correlation_id("q1".into()),
+        )
+        .await
+        .expect("request");
+
+    let request = next(&mut requests).await;
+    let reply_to = request
+        .properties
+        .reply_to()
+        .clone()
+        .expect("reply_to")
+        .to_string();
+    assert!(
+        reply_to.starts_with("amq.rabbitmq.reply-to."),
+        "rewritten to a routable name: {reply_to}"
+    );
+    server_channel
+        .basic_publish(
+            "".into(),
+            reply_to.as_str().into(),
+            BasicPublishOptions::default(),
+            b"4",
+            BasicProperties::default().with_correlation_id("q1".into()),
+        )
+        .await
+        .expect("reply");
+    request
+        .ack(BasicAckOptions::default())
+        .await
+        .expect("ack request");
+
+    let reply = next(&mut replies).await;
+    assert_eq!(reply.data, b"4");
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("q1")
+    );
+
+    let acking = client.create_channel().await.expect("channel");
+    let err = acking
+        .basic_consume(
+            "amq.rabbitmq.reply-to".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("reply consumers must be no-ack");
+    assert!(
+        err.to_string()
+            .contains("reply consumer cannot acknowledge"),
+        "{err}"
+    );
+}

@@ -105,6 +105,8 @@ pub struct Channel {
     /// Publish sequence number in confirm mode (from 1 over all publishes).
     pub publish_seq: u64,
     pub tx: bool,
+    /// The direct reply-to consumer: its tag and the channel's token.
+    pub reply_to: Option<(String, String)>,
     /// Work held back until `tx.commit` (transactional channels only).
     pub tx_work: TxWork,
     pub pending: Option<PendingPublish>,
@@ -129,6 +131,7 @@ impl Default for Channel {
             confirm: false,
             publish_seq: 0,
             tx: false,
+            reply_to: None,
             tx_work: TxWork::default(),
             pending: None,
         }

@@ -9,7 +9,7 @@
 //! ([`definitions`]); messages are RecordBatch v2 records ([`message`]).
 //!
 //! What it is not (yet): vhosts other than `/`, users other than guest, priorities, streams,
-//! direct reply-to, connection.blocked, global (channel-wide) prefetch. Capabilities advertise
+//! connection.blocked, global (channel-wide) prefetch. Capabilities advertise
 //! only what is implemented.
 //!
 //! Invariants: bad input gets RabbitMQ's reply code and closes only the channel or connection the
@@ -70,6 +70,8 @@ pub struct Shared {
     pub engine: Engine,
     pub topology: Arc<Topology>,
     pub settings: AmqpSettings,
+    /// Direct reply-to consumers by token.
+    pub(crate) reply_targets: handlers::reply_to::ReplyTargets,
     connection_ids: AtomicU64,
 }
 
@@ -93,6 +95,7 @@ impl AmqpFrontend {
                 engine,
                 topology,
                 settings,
+                reply_targets: Default::default(),
                 connection_ids: AtomicU64::new(0),
             }),
         }

@@ -422,6 +422,7 @@ impl Session {
 
     /// Stops a channel's consumers and requeues its unacked deliveries.
     async fn release_channel(&mut self, channel: u16) {
+        self.cancel_reply_to(channel, None);
         let Some(state) = self.channels.get_mut(&channel) else {
             return;
         };

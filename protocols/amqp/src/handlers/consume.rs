@@ -25,6 +25,7 @@ use crate::codec::{
 };
 use crate::deadletter::take_live;
 use crate::error::{AmqpError, NOT_ALLOWED};
+use crate::handlers::reply_to::REPLY_TO;
 use crate::message::from_record;
 use crate::metrics as m;
 use crate::session::Session;
@@ -185,6 +186,16 @@ impl Session {
         channel: u16,
         consume: Consume,
     ) -> Result<(), AmqpError> {
+        if consume.queue == REPLY_TO {
+            let tag = if consume.consumer_tag.is_empty() {
+                generated_name("amq.ctag-")
+            } else {
+                consume.consumer_tag.clone()
+            };
+            return self
+                .consume_reply_to(channel, tag, consume.no_ack, consume.nowait)
+                .await;
+        }
         self.shared.topology.check_queue(&consume.queue, self.id)?;
         let Some(state) = self.channels.get(&channel) else {
             return Ok(());
@@ -254,6 +265,19 @@ impl Session {
         tag: &str,
         nowait: bool,
     ) -> Result<(), AmqpError> {
+        if self.cancel_reply_to(channel, Some(tag)) {
+            if nowait {
+                return Ok(());
+            }
+            return self
+                .send_method(
+                    channel,
+                    &Method::BasicCancelOk {
+                        consumer_tag: tag.to_owned(),
+                    },
+                )
+                .await;
+        }
         let handle = self
             .channels
             .get_mut(&channel)

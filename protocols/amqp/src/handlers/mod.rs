@@ -6,4 +6,5 @@ mod consume;
 mod exchange;
 pub(crate) mod publish;
 mod queue;
+pub(crate) mod reply_to;
 mod tx;

@@ -20,6 +20,7 @@ use crate::channel::PendingPublish;
 use crate::codec::{self, methods::Method};
 use crate::deadletter::{REASON_MAXLEN, dead_letter, parse_expiration, with_expiry};
 use crate::error::{AmqpError, NO_ROUTE, NOT_IMPLEMENTED, PRECONDITION_FAILED, Reply};
+use crate::handlers::reply_to::{REPLY_TO_PREFIX, deliver_reply};
 use crate::message::{now_ms, to_record};
 use crate::metrics as m;
 use crate::policy::Overflow;
@@ -86,20 +87,40 @@ impl Session {
             state.publish_seq += 1;
             state.publish_seq
         });
-        let Some((header, properties)) = pending.header else {
+        let Some((mut header, mut properties)) = pending.header else {
             return Ok(());
         };
         metrics::counter!(m::MESSAGES_RECEIVED).increment(1);
         let body = pending.body.freeze();
-        let queues = self
-            .shared
-            .topology
-            .route(
-                &pending.exchange,
+        if let Some((raw, rewritten)) = self
+            .rewrite_reply_to(channel, &properties)
+            .map_err(|e| e.caused_by(pending.method))?
+        {
+            header.raw_properties = raw;
+            properties = rewritten;
+        }
+        let direct_reply =
+            pending.exchange.is_empty() && pending.routing_key.starts_with(REPLY_TO_PREFIX);
+        let queues = if direct_reply {
+            Vec::new()
+        } else {
+            self.shared
+                .topology
+                .route(
+                    &pending.exchange,
+                    &pending.routing_key,
+                    properties.headers.as_ref(),
+                )
+                .map_err(|e| e.caused_by(pending.method))?
+        };
+        let delivered = direct_reply
+            && deliver_reply(
+                &self.shared.reply_targets,
                 &pending.routing_key,
-                properties.headers.as_ref(),
+                &header.raw_properties,
+                &body,
             )
-            .map_err(|e| e.caused_by(pending.method))?;
+            .await;
         let expiration = properties
             .expiration
             .as_deref()
@@ -112,7 +133,7 @@ impl Session {
                     method: pending.method,
                 })
             })?;
-        if queues.is_empty() {
+        if queues.is_empty() && !delivered {
             if pending.mandatory {
                 metrics::counter!(m::MESSAGES_UNROUTABLE_RETURNED).increment(1);
                 let mut out = BytesMut::new();
