@@ -38,6 +38,8 @@ pub struct Session {
     /// Routed publishes not yet stored (see [`crate::handlers::publish`]).
     pub(crate) staged: Vec<Staged>,
     pub(crate) staged_bytes: usize,
+    /// Acks not yet applied to the engine (see [`Session::flush_acks`]).
+    pub(crate) staged_acks: Vec<crate::channel::Unacked>,
 }
 
 impl Session {
@@ -57,6 +59,7 @@ impl Session {
             channels: HashMap::new(),
             staged: Vec::new(),
             staged_bytes: 0,
+            staged_acks: Vec::new(),
         }
     }
 
@@ -107,10 +110,10 @@ impl Session {
     /// Returns true when the client closed the connection cleanly.
     async fn handle_frame(&mut self, frame: Frame) -> Result<bool, AmqpError> {
         let channel = frame.channel;
-        // Any method but a publish may observe stored messages (get, delete, close...): store
-        // the staged ones first so the client sees its publishes in order.
+        // Any method but a publish or an ack may observe stored messages or queue state (get,
+        // delete, close...): apply the staged ones first so the client sees its own effects.
         if let FrameKind::Method(payload) = &frame.kind
-            && peek_id(payload) != Some((60, 40))
+            && !matches!(peek_id(payload), Some((60, 40 | 80)))
         {
             self.flush_publishes().await?;
         }

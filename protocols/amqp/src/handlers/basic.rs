@@ -10,6 +10,9 @@ use crate::message::from_record;
 use crate::metrics as m;
 use crate::session::Session;
 
+/// Most acks staged before they are applied.
+const STAGE_MAX_ACKS: usize = 1024;
+
 impl Session {
     pub(crate) async fn basic_get(
         &mut self,
@@ -103,11 +106,33 @@ impl Session {
                 .extend(settled.into_iter().map(|(tag, one)| (tag, one, requeue)));
             return Ok(());
         }
+        if requeue.is_none() {
+            // Plain acks are batched like publishes: one engine call (and journal fsync) per
+            // queue for a burst of acks. See `flush_acks`.
+            self.staged_acks
+                .extend(settled.into_iter().map(|(_, one)| one));
+            if self.staged_acks.len() >= STAGE_MAX_ACKS {
+                self.flush_acks().await;
+            }
+            return Ok(());
+        }
         self.apply_settles(
             &settled.into_iter().map(|(_, one)| one).collect::<Vec<_>>(),
             requeue,
         )
         .await
+    }
+
+    /// Applies the staged acks. An engine failure here (the queue was deleted meanwhile) only
+    /// loses acks of messages that are gone, so it is logged, not reported to the client.
+    pub(crate) async fn flush_acks(&mut self) {
+        if self.staged_acks.is_empty() {
+            return;
+        }
+        let acks = std::mem::take(&mut self.staged_acks);
+        if let Err(error) = self.apply_settles(&acks, None).await {
+            tracing::warn!(connection = self.id, %error, "applying acks failed");
+        }
     }
 
     /// Tells the engine about settled deliveries and returns their prefetch credit.

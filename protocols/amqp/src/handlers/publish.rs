@@ -203,8 +203,9 @@ impl Session {
         Ok(())
     }
 
-    /// Stores every staged message and sends their confirms.
+    /// Applies staged acks, then stores every staged message and sends their confirms.
     pub(crate) async fn flush_publishes(&mut self) -> Result<(), AmqpError> {
+        self.flush_acks().await;
         if self.staged.is_empty() {
             return Ok(());
         }
