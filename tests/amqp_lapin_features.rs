@@ -700,3 +700,54 @@ async fn direct_reply_to_rpc_round_trip() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_active_consumer_hands_over_on_cancel() {
+    use futures_lite::StreamExt;
+    let mut broker = TestBroker::start();
+    let connection = connect(&mut broker).await;
+    let channel = confirm_channel(&connection).await;
+    declare_with(
+        &channel,
+        "sac",
+        args(&[("x-single-active-consumer", AMQPValue::Boolean(true))]),
+    )
+    .await;
+    let first_channel = connection.create_channel().await.expect("channel");
+    let second_channel = connection.create_channel().await.expect("channel");
+    let mut first = first_channel
+        .basic_consume(
+            "sac".into(),
+            "first".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("first consumer");
+    let mut second = second_channel
+        .basic_consume(
+            "sac".into(),
+            "second".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("second consumer is accepted and waits");
+    for body in [b"a", b"b", b"c"] {
+        publish(&channel, "", "sac", body, BasicProperties::default()).await;
+    }
+    for expected in [b"a", b"b", b"c"] {
+        let delivery = next(&mut first).await;
+        assert_eq!(delivery.data, expected);
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    let idle = tokio::time::timeout(Duration::from_millis(300), second.next()).await;
+    assert!(idle.is_err(), "the waiting consumer received a message");
+    first_channel
+        .basic_cancel("first".into(), BasicCancelOptions::default())
+        .await
+        .expect("cancel the active consumer");
+    publish(&channel, "", "sac", b"d", BasicProperties::default()).await;
+    let delivery = next(&mut second).await;
+    assert_eq!(delivery.data, b"d", "the next consumer took over");
+}

@@ -71,6 +71,8 @@ pub type SharedDeliveries = Arc<Mutex<Deliveries>>;
 /// A running consumer.
 #[derive(Debug)]
 pub struct ConsumerHandle {
+    /// Broker-wide consumer id (single-active-consumer bookkeeping).
+    pub id: u64,
     pub queue: String,
     pub cancel: CancellationToken,
     pub task: JoinHandle<()>,

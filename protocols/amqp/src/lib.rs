@@ -76,6 +76,7 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// A broker-wide unique id (connections and consumers draw from one counter).
     pub fn next_connection_id(&self) -> u64 {
         self.connection_ids.fetch_add(1, Ordering::Relaxed) + 1
     }

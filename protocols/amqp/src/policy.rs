@@ -6,6 +6,7 @@
 //! | `x-max-length` (≥ 0) | ready messages kept at most; see `x-overflow` |
 //! | `x-overflow` | `drop-head` (default: oldest dropped or dead-lettered, reason `maxlen`), `reject-publish` and `reject-publish-dlx` (the new message is refused and nacked) |
 //! | `x-dead-letter-exchange`, `x-dead-letter-routing-key` | where rejected, expired and dropped messages go |
+//! | `x-single-active-consumer` (bool) | one consumer at a time receives; the next registered one takes over when it goes |
 //! | `x-queue-type` | `classic` or `quorum` (a durable classic queue here); `stream` is refused |
 //!
 //! Other `x-` arguments are accepted and ignored, as RabbitMQ does with unknown ones.
@@ -29,6 +30,7 @@ pub struct QueuePolicy {
     pub overflow: Overflow,
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
+    pub single_active_consumer: bool,
 }
 
 fn invalid(queue: &str, arg: &str, why: impl std::fmt::Display) -> AmqpError {
@@ -86,6 +88,16 @@ impl QueuePolicy {
                 "x-dead-letter-routing-key" => {
                     policy.dead_letter_routing_key = Some(text(queue, name, value)?)
                 }
+                "x-single-active-consumer" => match value {
+                    FieldValue::Bool(on) => policy.single_active_consumer = *on,
+                    other => {
+                        return Err(invalid(
+                            queue,
+                            name,
+                            format_args!("{{unacceptable_type,{}}}", other.type_name()),
+                        ));
+                    }
+                },
                 "x-queue-type" => match text(queue, name, value)?.as_str() {
                     "classic" => {}
                     "quorum" if !durable => {

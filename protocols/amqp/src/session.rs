@@ -441,7 +441,7 @@ impl Session {
         };
         for (_, consumer) in consumers {
             let _ = consumer.task.await;
-            self.consumer_gone(&consumer.queue).await;
+            self.consumer_gone(&consumer.queue, consumer.id).await;
         }
         for (queue, ids) in by_queue(&unacked) {
             if let Err(error) = self.shared.engine.queues.requeue(queue, &ids).await {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tributary_api::{EngineError, QueueService};
 
@@ -48,6 +48,8 @@ struct ConsumerTask {
     queue: String,
     no_ack: bool,
     credit: Option<Arc<Semaphore>>,
+    /// On a single-active-consumer queue: this consumer's id and the active id.
+    active: Option<(u64, watch::Receiver<u64>)>,
     cancel: CancellationToken,
     frame_max: u32,
 }
@@ -79,8 +81,28 @@ impl ConsumerTask {
         }
     }
 
-    async fn run(self) {
-        while let Some(wanted) = self.wanted().await {
+    /// Waits until this consumer may receive (always, unless single-active); false if cancelled.
+    async fn await_turn(&mut self) -> bool {
+        let Some((id, active)) = &mut self.active else {
+            return true;
+        };
+        while *active.borrow_and_update() != *id {
+            tokio::select! {
+                changed = active.changed() => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                }
+                () = self.cancel.cancelled() => return false,
+            }
+        }
+        true
+    }
+
+    async fn run(mut self) {
+        while self.await_turn().await
+            && let Some(wanted) = self.wanted().await
+        {
             match take_live(&self.shared, &self.queue, wanted).await {
                 Ok(taken) if taken.is_empty() => {
                     self.give_back(wanted);
@@ -223,7 +245,12 @@ impl Session {
             )
             .await?;
         }
-        self.shared.topology.consumer_changed(&consume.queue, true);
+        let consumer_id = self.shared.next_connection_id();
+        let active = self
+            .shared
+            .topology
+            .consumer_added(&consume.queue, consumer_id)
+            .map(|watch| (consumer_id, watch));
         metrics::gauge!(m::CONSUMERS).increment(1.0);
         let cancel = CancellationToken::new();
         let keep_records = self
@@ -242,6 +269,7 @@ impl Session {
             queue: consume.queue.clone(),
             no_ack: consume.no_ack,
             credit,
+            active,
             cancel: cancel.clone(),
             frame_max: self.frame_max,
         };
@@ -250,6 +278,7 @@ impl Session {
             state.consumers.insert(
                 tag,
                 ConsumerHandle {
+                    id: consumer_id,
                     queue: consume.queue,
                     cancel,
                     task,
@@ -285,7 +314,7 @@ impl Session {
         if let Some(handle) = handle {
             handle.cancel.cancel();
             let _ = handle.task.await;
-            self.consumer_gone(&handle.queue).await;
+            self.consumer_gone(&handle.queue, handle.id).await;
         }
         if nowait {
             return Ok(());
@@ -300,9 +329,9 @@ impl Session {
     }
 
     /// A consumer stopped: an auto-delete queue goes with its last consumer.
-    pub(crate) async fn consumer_gone(&self, queue: &str) {
+    pub(crate) async fn consumer_gone(&self, queue: &str, id: u64) {
         metrics::gauge!(m::CONSUMERS).decrement(1.0);
-        if self.shared.topology.consumer_changed(queue, false)
+        if self.shared.topology.consumer_removed(queue, id)
             && let Err(error) = self.shared.topology.delete_queue(queue).await
         {
             tracing::warn!(queue, %error, "auto-delete failed");
@@ -329,7 +358,7 @@ impl Session {
         for (channel, tag, handle) in stopped {
             let _ = handle.task.await;
             metrics::gauge!(m::CONSUMERS).decrement(1.0);
-            self.shared.topology.consumer_changed(queue, false);
+            self.shared.topology.consumer_removed(queue, handle.id);
             self.send_method(
                 channel,
                 &Method::BasicCancel {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, watch};
 use tributary_api::queue::QueueOptions;
 use tributary_api::{Engine, MetadataStore};
 
@@ -76,6 +76,10 @@ pub struct QueueInfo {
     pub arguments: FieldTable,
     pub policy: QueuePolicy,
     pub consumers: usize,
+    /// Single-active-consumer queues: consumer ids in registration order and the id of the
+    /// one that may receive (0 = none), watched by the consumer tasks.
+    pub waiting_consumers: Vec<u64>,
+    pub active_consumer: Option<Arc<watch::Sender<u64>>>,
 }
 
 #[derive(Debug, Default)]
@@ -291,6 +295,8 @@ impl Topology {
                         policy: QueuePolicy::stored(name, &defs::nested(&table, "arguments")),
                         arguments: defs::nested(&table, "arguments"),
                         consumers: 0,
+                        waiting_consumers: Vec::new(),
+                        active_consumer: None,
                     },
                 );
             }
@@ -403,20 +409,40 @@ impl Topology {
         Ok(queues)
     }
 
-    /// Counts a consumer in (`delta` = 1) or out (-1); returns true when an auto-delete queue
-    /// just lost its last consumer and should be deleted.
-    pub fn consumer_changed(&self, queue: &str, added: bool) -> bool {
+    /// Registers a consumer. On a single-active-consumer queue returns the watch telling which
+    /// consumer id may receive.
+    pub fn consumer_added(&self, queue: &str, id: u64) -> Option<watch::Receiver<u64>> {
+        let mut state = self.state.lock();
+        let info = state.queues.get_mut(queue)?;
+        info.consumers += 1;
+        if !info.policy.single_active_consumer {
+            return None;
+        }
+        let active = info
+            .active_consumer
+            .get_or_insert_with(|| Arc::new(watch::channel(0).0));
+        info.waiting_consumers.push(id);
+        if *active.borrow() == 0 {
+            active.send_replace(id);
+        }
+        Some(active.subscribe())
+    }
+
+    /// Unregisters a consumer (promoting the next single active one); returns true when an
+    /// auto-delete queue just lost its last consumer and should be deleted.
+    pub fn consumer_removed(&self, queue: &str, id: u64) -> bool {
         let mut state = self.state.lock();
         let Some(info) = state.queues.get_mut(queue) else {
             return false;
         };
-        if added {
-            info.consumers += 1;
-            false
-        } else {
-            info.consumers = info.consumers.saturating_sub(1);
-            info.consumers == 0 && info.auto_delete
+        info.consumers = info.consumers.saturating_sub(1);
+        info.waiting_consumers.retain(|waiting| *waiting != id);
+        if let Some(active) = &info.active_consumer
+            && *active.borrow() == id
+        {
+            active.send_replace(info.waiting_consumers.first().copied().unwrap_or(0));
         }
+        info.consumers == 0 && info.auto_delete
     }
 
     /// The parsed arguments of a queue, if it exists.

@@ -78,6 +78,8 @@ impl Topology {
                     arguments: decl.arguments.clone(),
                     policy,
                     consumers: 0,
+                    waiting_consumers: Vec::new(),
+                    active_consumer: None,
                 },
             );
             if durable {
