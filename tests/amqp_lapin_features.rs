@@ -359,6 +359,15 @@ async fn exclusive_and_auto_delete_queues() {
         .expect("server-named exclusive queue");
     let name = private.name().to_string();
     assert!(name.starts_with("amq.gen-"), "{name}");
+    // Redeclaring an exclusive durable queue with the same flags is equivalent.
+    let mine = QueueDeclareOptions {
+        exclusive: true,
+        durable: true,
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        declare_with_options(&channel, "mine", mine).await;
+    }
 
     let intruder = other.create_channel().await.expect("channel");
     let err = intruder

@@ -255,7 +255,7 @@ impl Topology {
                 return Ok(());
             }
             target.bindings.push(binding.clone());
-            target.durable && info.durable
+            target.durable && info.persisted()
         };
         if durable {
             let mut table = FieldTable::default();

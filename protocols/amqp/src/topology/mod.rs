@@ -82,6 +82,13 @@ pub struct QueueInfo {
     pub active_consumer: Option<Arc<watch::Sender<u64>>>,
 }
 
+impl QueueInfo {
+    /// Whether the definition is in the metadata store (durable and not exclusive).
+    pub fn persisted(&self) -> bool {
+        self.durable && self.exclusive_owner.is_none()
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     exchanges: HashMap<String, Exchange>,

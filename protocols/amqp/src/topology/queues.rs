@@ -67,12 +67,14 @@ impl Topology {
                     format_args!("queue name '{name}' contains reserved prefix 'amq.*'"),
                 ));
             }
+            // Exclusive queues die with their connection, so they are never persisted; the
+            // declared flag is kept for the equivalence check.
             let durable = decl.durable && !decl.exclusive;
             let policy = QueuePolicy::parse(&name, &decl.arguments, decl.durable, decl.exclusive)?;
             state.queues.insert(
                 name.clone(),
                 QueueInfo {
-                    durable,
+                    durable: decl.durable,
                     exclusive_owner: decl.exclusive.then_some(connection),
                     auto_delete: decl.auto_delete,
                     arguments: decl.arguments.clone(),
@@ -149,7 +151,7 @@ impl Topology {
             Err(tributary_api::EngineError::UnknownQueue(_)) => 0,
             Err(error) => return Err(error.into()),
         };
-        if info.durable {
+        if info.persisted() {
             self.store()
                 .delete(QUEUE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
                 .await?;
