@@ -43,6 +43,12 @@ pub fn frontends(broker: &Arc<Broker>, config: &Config) -> Vec<Mount> {
     let mut mounts = Mounts::default();
     // Frontends plug in here, one `mounts.add(config.<protocol>_listener(), || ...)` each; they
     // take their services from `broker.engine()`.
+    mounts.add(config.amqp_listener(), || {
+        Arc::new(tributary_amqp::AmqpFrontend::new(
+            broker.engine(),
+            tributary_amqp::AmqpSettings::default(),
+        ))
+    });
     mounts.add(config.kafka_listener(), || {
         Arc::new(tributary_kafka::KafkaFrontend::new(
             broker.engine(),

@@ -86,7 +86,10 @@ pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
 
 /// The catalogs of the protocol frontends in this build; a frontend crate adds its catalog
 /// here with one line, next to its line in `server::registry`.
-pub static FRONTEND_CATALOGS: &[&[MetricDescription]] = &[tributary_kafka::metrics::CATALOG];
+pub static FRONTEND_CATALOGS: &[&[MetricDescription]] = &[
+    tributary_amqp::metrics::CATALOG,
+    tributary_kafka::metrics::CATALOG,
+];
 
 /// Every metric of this build: the engine's and the shell's, then each frontend's.
 pub fn all_metrics() -> impl Iterator<Item = &'static MetricDescription> {

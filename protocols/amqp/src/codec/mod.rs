@@ -1,0 +1,182 @@
+//! Sans-IO AMQP 0-9-1 codec: bytes in, typed frames out, and encoders for what the server sends.
+//!
+//! Wire format (all integers big-endian):
+//!
+//! * Protocol header: the 8 bytes `"AMQP" 0 0 9 1`, only as the first bytes of a connection.
+//! * Frame: `type: u8, channel: u16, size: u32, payload[size], 0xCE`. Types: 1 method, 2 content
+//!   header, 3 content body, 8 heartbeat (channel 0, empty payload).
+//! * Method payload: `class_id: u16, method_id: u16, arguments` ([`methods`]).
+//! * Content header payload: `class_id: u16, weight: u16 (0), body_size: u64, property_flags:
+//!   u16, property list` ([`content`]); the flags and list are kept as raw bytes.
+//!
+//! Invariants: [`decode_frame`] rejects a declared size above the negotiated `frame_max`
+//! (`size + 8` bytes on the wire) before buffering or allocating anything for it, returns
+//! `Ok(None)` on incomplete input and consumes exactly one frame otherwise. Body payloads are
+//! handed out as `Bytes` slices of the read buffer, never copied.
+
+pub mod content;
+pub mod methods;
+pub mod table;
+pub mod wire;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// The only protocol header this server speaks; also what it answers a wrong header with.
+pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+/// Frame type octets.
+pub const FRAME_METHOD: u8 = 1;
+pub const FRAME_HEADER: u8 = 2;
+pub const FRAME_BODY: u8 = 3;
+pub const FRAME_HEARTBEAT: u8 = 8;
+/// The octet closing every frame.
+pub const FRAME_END: u8 = 0xCE;
+/// Bytes a frame adds around its payload (7 header + 1 end).
+pub const FRAME_OVERHEAD: usize = 8;
+/// The smallest frame_max a peer may negotiate (AMQP 0-9-1 §4.2.3).
+pub const FRAME_MIN_SIZE: u32 = 4096;
+
+/// Why input is not acceptable AMQP 0-9-1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("frame of {size} bytes exceeds frame_max {frame_max}")]
+    FrameTooLarge { size: usize, frame_max: u32 },
+    #[error("invalid frame end marker {0:#04x}")]
+    BadFrameEnd(u8),
+    #[error("unknown frame type {0}")]
+    UnknownFrameType(u8),
+    #[error("arguments end early")]
+    Truncated,
+    #[error("short string is not UTF-8")]
+    BadUtf8,
+    #[error("unknown field type tag {0:#04x}")]
+    BadFieldType(u8),
+    #[error("field tables nested too deeply")]
+    TooDeep,
+    #[error("unknown method {class_id}/{method_id}")]
+    UnknownMethod { class_id: u16, method_id: u16 },
+    #[error("content header for class {0}, expected 60 (basic)")]
+    BadContentClass(u16),
+    #[error("property flags continuation is not supported")]
+    PropertyContinuation,
+    #[error("heartbeat frame on channel {0}")]
+    HeartbeatOnChannel(u16),
+}
+
+/// What a frame carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameKind {
+    /// Undecoded method payload; see [`methods::Method::decode`].
+    Method(Bytes),
+    /// Undecoded content header payload; see [`content::ContentHeader::decode`].
+    Header(Bytes),
+    Body(Bytes),
+    Heartbeat,
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub channel: u16,
+    pub kind: FrameKind,
+}
+
+/// Outcome of looking at the first bytes of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderCheck {
+    /// Fewer than 8 bytes so far.
+    Incomplete,
+    /// `AMQP 0-9-1`; the 8 bytes may be consumed.
+    Accepted,
+    /// Anything else: answer with [`PROTOCOL_HEADER`] and close.
+    Rejected,
+}
+
+/// Checks the protocol header at the start of `buf` without consuming it.
+pub fn check_protocol_header(buf: &[u8]) -> HeaderCheck {
+    match buf.get(..PROTOCOL_HEADER.len()) {
+        None if PROTOCOL_HEADER.starts_with(buf) => HeaderCheck::Incomplete,
+        None => HeaderCheck::Rejected,
+        Some(head) if head == PROTOCOL_HEADER => HeaderCheck::Accepted,
+        Some(_) => HeaderCheck::Rejected,
+    }
+}
+
+/// Decodes one frame from the front of `buf`, consuming it. `frame_max` is the negotiated
+/// maximum frame size including the 8 bytes of framing.
+pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, CodecError> {
+    let Some(head) = buf.get(..7) else {
+        return Ok(None);
+    };
+    let frame_type = head[0];
+    let channel = u16::from_be_bytes([head[1], head[2]]);
+    let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
+    if size.saturating_add(FRAME_OVERHEAD) > frame_max as usize {
+        return Err(CodecError::FrameTooLarge { size, frame_max });
+    }
+    let Some(&end) = buf.get(7 + size) else {
+        return Ok(None);
+    };
+    if end != FRAME_END {
+        return Err(CodecError::BadFrameEnd(end));
+    }
+    let kind = match frame_type {
+        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT => frame_type,
+        other => return Err(CodecError::UnknownFrameType(other)),
+    };
+    buf.advance(7);
+    let payload = buf.split_to(size).freeze();
+    buf.advance(1);
+    let kind = match kind {
+        FRAME_METHOD => FrameKind::Method(payload),
+        FRAME_HEADER => FrameKind::Header(payload),
+        FRAME_BODY => FrameKind::Body(payload),
+        _ if channel != 0 => return Err(CodecError::HeartbeatOnChannel(channel)),
+        _ => FrameKind::Heartbeat,
+    };
+    Ok(Some(Frame { channel, kind }))
+}
+
+/// Appends one frame with the given payload.
+pub fn encode_frame(out: &mut BytesMut, frame_type: u8, channel: u16, payload: &[u8]) {
+    out.reserve(payload.len() + FRAME_OVERHEAD);
+    out.put_u8(frame_type);
+    out.put_u16(channel);
+    out.put_u32(payload.len() as u32);
+    out.extend_from_slice(payload);
+    out.put_u8(FRAME_END);
+}
+
+/// Appends a heartbeat frame.
+pub fn encode_heartbeat(out: &mut BytesMut) {
+    encode_frame(out, FRAME_HEARTBEAT, 0, &[]);
+}
+
+/// Appends a method frame.
+pub fn encode_method(out: &mut BytesMut, channel: u16, method: &methods::Method) {
+    let mut payload = BytesMut::new();
+    method.encode(&mut payload);
+    encode_frame(out, FRAME_METHOD, channel, &payload);
+}
+
+/// Appends a complete message: method frame, content header and body frames no larger than
+/// `frame_max` (a zero-length body has no body frame).
+pub fn encode_message(
+    out: &mut BytesMut,
+    channel: u16,
+    method: &methods::Method,
+    raw_properties: &[u8],
+    body: &[u8],
+    frame_max: u32,
+) {
+    encode_method(out, channel, method);
+    let mut header = BytesMut::with_capacity(12 + raw_properties.len());
+    content::ContentHeader::encode_raw(&mut header, body.len() as u64, raw_properties);
+    encode_frame(out, FRAME_HEADER, channel, &header);
+    let chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
+    for piece in body.chunks(chunk) {
+        encode_frame(out, FRAME_BODY, channel, piece);
+    }
+}
+
+#[cfg(test)]
+mod tests;

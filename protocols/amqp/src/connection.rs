@@ -1,0 +1,409 @@
+//! One AMQP connection: protocol header, handshake (start / start-ok, tune / tune-ok, open),
+//! then the frame loop, heartbeats and close.
+//!
+//! Tasks: the connection task reads and handles frames in order; a writer task owns the socket's
+//! write half, drains a bounded queue of encoded frames (so a slow reader back-pressures
+//! publishers and consumer tasks instead of growing memory) and sends a heartbeat after
+//! `heartbeat / 2` of output silence. The peer is declared dead after `2 × heartbeat` of input
+//! silence and the socket is dropped without a close method, as RabbitMQ does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tributary_api::ConnectionContext;
+
+use crate::codec::methods::Method;
+use crate::codec::table::{FieldTable, FieldValue};
+use crate::codec::wire::Reader;
+use crate::codec::{self, Frame, FrameKind, HeaderCheck};
+use crate::error::{self, ACCESS_REFUSED, AmqpError, NOT_ALLOWED, Reply};
+use crate::metrics as m;
+use crate::session::Session;
+use crate::{AmqpSettings, Shared};
+
+/// Encoded frames queued for the writer; bounded for backpressure.
+const OUTBOUND_QUEUE: usize = 256;
+/// How long a client may take for each handshake step.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for `close-ok` after the server closed the connection.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the writer may take to flush what is queued when the connection ends.
+const STALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads frames from the socket with a buffer that never grows past one frame.
+#[derive(Debug)]
+pub struct FrameReader {
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    pub frame_max: u32,
+}
+
+impl FrameReader {
+    /// Whether a whole frame is already buffered (so handling it needs no read).
+    pub fn has_buffered_frame(&self) -> bool {
+        match self.buf.get(3..7) {
+            Some(size) => {
+                let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+                self.buf.len() >= size.saturating_add(codec::FRAME_OVERHEAD)
+            }
+            None => false,
+        }
+    }
+
+    /// The next frame, `Ok(None)` at end of stream. `idle` bounds the wait for input.
+    pub async fn next(&mut self, idle: Option<Duration>) -> Result<Option<Frame>, AmqpError> {
+        loop {
+            match codec::decode_frame(&mut self.buf, self.frame_max) {
+                Ok(Some(frame)) => return Ok(Some(frame)),
+                Ok(None) => {}
+                Err(e) => return Err(error::codec_error(&e)),
+            }
+            let read = self.read.read_buf(&mut self.buf);
+            let n = match idle {
+                Some(limit) => tokio::time::timeout(limit, read)
+                    .await
+                    .map_err(|_| AmqpError::HeartbeatTimeout(limit))??,
+                None => read.await?,
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            metrics::counter!(m::BYTES_RECEIVED).increment(n as u64);
+        }
+    }
+}
+
+async fn write_method(write: &mut OwnedWriteHalf, method: &Method) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    codec::encode_method(&mut out, 0, method);
+    write.write_all(&out).await
+}
+
+fn server_properties() -> FieldTable {
+    let text = |s: &str| FieldValue::LongString(Bytes::copy_from_slice(s.as_bytes()));
+    let mut capabilities = FieldTable::default();
+    for name in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "authentication_failure_close",
+        "per_consumer_qos",
+        "direct_reply_to",
+    ] {
+        capabilities.insert(name, FieldValue::Bool(true));
+    }
+    let mut props = FieldTable::default();
+    props.insert("capabilities", FieldValue::Table(capabilities));
+    // Not "RabbitMQ": kombu/Celery then use per-consumer qos, which is what we implement.
+    props.insert("product", text("Tributary"));
+    props.insert("version", text(env!("CARGO_PKG_VERSION")));
+    props.insert("platform", text("Rust"));
+    props.insert("information", text("https://github.com/tributary"));
+    props
+}
+
+/// Checks PLAIN (`authzid \0 user \0 password`) or AMQPLAIN (a table without its length
+/// prefix, keys LOGIN and PASSWORD) credentials. guest/guest is allowed from loopback only.
+fn authenticate(mechanism: &str, response: &[u8], peer: SocketAddr) -> bool {
+    let (user, password) = match mechanism {
+        "PLAIN" => {
+            let mut parts = response.split(|b| *b == 0);
+            let _authzid = parts.next();
+            match (parts.next(), parts.next()) {
+                (Some(user), Some(password)) => (user.to_vec(), password.to_vec()),
+                _ => return false,
+            }
+        }
+        "AMQPLAIN" => {
+            let Ok(table) = FieldTable::decode_entries(&mut Reader::new(response), 0) else {
+                return false;
+            };
+            let field = |name| match table.get(name) {
+                Some(FieldValue::LongString(v)) => v.to_vec(),
+                _ => Vec::new(),
+            };
+            (field("LOGIN"), field("PASSWORD"))
+        }
+        _ => return false,
+    };
+    user == b"guest" && password == b"guest" && peer.ip().is_loopback()
+}
+
+/// Serves one connection to the end.
+pub async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    context: ConnectionContext,
+) -> Result<(), AmqpError> {
+    let _ = stream.set_nodelay(true);
+    let (mut read, mut write) = stream.into_split();
+    let mut header = [0u8; 8];
+    let mut have = 0;
+    loop {
+        let n = tokio::time::timeout(HANDSHAKE_TIMEOUT, read.read(&mut header[have..]))
+            .await
+            .map_err(|_| AmqpError::HeartbeatTimeout(HANDSHAKE_TIMEOUT))??;
+        if n == 0 {
+            return Ok(());
+        }
+        have += n;
+        match codec::check_protocol_header(&header[..have]) {
+            HeaderCheck::Incomplete => continue,
+            HeaderCheck::Accepted => break,
+            HeaderCheck::Rejected => {
+                tracing::info!(peer = %context.peer, "wrong protocol header; answering with ours");
+                write.write_all(codec::PROTOCOL_HEADER).await?;
+                write.shutdown().await?;
+                return Ok(());
+            }
+        }
+    }
+    let settings = shared.settings;
+    let server_frame_max = u32::try_from(context.limits.max_frame_bytes).unwrap_or(u32::MAX);
+    let mut reader = FrameReader {
+        read,
+        buf: BytesMut::with_capacity(8192),
+        frame_max: server_frame_max,
+    };
+    write_method(
+        &mut write,
+        &Method::ConnectionStart {
+            server_properties: server_properties(),
+            mechanisms: "PLAIN AMQPLAIN".into(),
+            locales: "en_US".into(),
+        },
+    )
+    .await?;
+    let tuned = match handshake(
+        &mut reader,
+        &mut write,
+        settings,
+        server_frame_max,
+        context.peer,
+    )
+    .await
+    {
+        Ok(tuned) => tuned,
+        Err(AmqpError::Connection(reply)) => {
+            tracing::info!(peer = %context.peer, %reply, "AMQP handshake refused");
+            close_connection(&mut reader, &mut write, &reply).await;
+            return Ok(());
+        }
+        Err(other) => return Err(other),
+    };
+    reader.frame_max = tuned.frame_max;
+    let heartbeat = (tuned.heartbeat > 0).then(|| Duration::from_secs(u64::from(tuned.heartbeat)));
+    let (out, outbound) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
+    let writer = tokio::spawn(run_writer(write, outbound, heartbeat.map(|h| h / 2)));
+    metrics::gauge!(m::CONNECTIONS).increment(1.0);
+    let mut session = Session::new(shared, out, tuned.frame_max, tuned.channel_max);
+    let idle = heartbeat.map(|h| h * 2);
+    let outcome = session.run(&mut reader, idle, &context.shutdown).await;
+    let close = match &outcome {
+        Err(AmqpError::Connection(reply)) => Some(reply.clone()),
+        Ok(Some(reply)) => Some(reply.clone()),
+        _ => None,
+    };
+    // A dead or stalled peer must not hold cleanup hostage: once the writer is gone every
+    // queued send fails at once, so consumer tasks let go and unacked messages are requeued.
+    let writer_abort = writer.abort_handle();
+    let watchdog = if close.is_some() || outcome.is_ok() {
+        let abort = writer_abort.clone();
+        Some(tokio::spawn(async move {
+            tokio::time::sleep(STALL_TIMEOUT).await;
+            abort.abort();
+        }))
+    } else {
+        writer_abort.abort();
+        None
+    };
+    session.cleanup().await;
+    metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+    drop(session);
+    let written = writer.await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    let mut write = match written {
+        Ok(Ok(write)) => write,
+        _ => return outcome.map(|_| ()),
+    };
+    if let Some(reply) = close {
+        metrics::counter!(m::CONNECTION_ERRORS, "code" => reply.code.to_string()).increment(1);
+        tracing::info!(peer = %context.peer, %reply, "closing AMQP connection");
+        close_connection(&mut reader, &mut write, &reply).await;
+    }
+    match outcome {
+        Err(AmqpError::Connection(_)) | Ok(_) => Ok(()),
+        Err(other) => Err(other),
+    }
+}
+
+/// Sends `connection.close` and waits briefly for `close-ok`.
+async fn close_connection(reader: &mut FrameReader, write: &mut OwnedWriteHalf, reply: &Reply) {
+    let close = Method::ConnectionClose {
+        reply_code: reply.code,
+        reply_text: reply.text.clone(),
+        class_id: reply.method.0,
+        method_id: reply.method.1,
+    };
+    if write_method(write, &close).await.is_err() {
+        return;
+    }
+    let wait = async {
+        // Drop everything until close-ok; a frame error now just ends the wait.
+        while let Ok(Some(frame)) = reader.next(None).await {
+            if let FrameKind::Method(payload) = frame.kind
+                && matches!(Method::decode(&payload), Ok(Method::ConnectionCloseOk))
+            {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, wait).await;
+    let _ = write.shutdown().await;
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Tuned {
+    channel_max: u16,
+    frame_max: u32,
+    heartbeat: u16,
+}
+
+async fn expect_method(reader: &mut FrameReader) -> Result<Method, AmqpError> {
+    let frame = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next(None))
+        .await
+        .map_err(|_| AmqpError::HeartbeatTimeout(HANDSHAKE_TIMEOUT))??;
+    match frame {
+        None => Err(AmqpError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+        Some(Frame {
+            channel: 0,
+            kind: FrameKind::Method(payload),
+        }) => Method::decode(&payload).map_err(|e| error::codec_error(&e)),
+        Some(_) => Err(AmqpError::connection(
+            error::UNEXPECTED_FRAME,
+            "expected a method frame on channel 0 during the handshake",
+        )),
+    }
+}
+
+async fn handshake(
+    reader: &mut FrameReader,
+    write: &mut OwnedWriteHalf,
+    settings: AmqpSettings,
+    server_frame_max: u32,
+    peer: SocketAddr,
+) -> Result<Tuned, AmqpError> {
+    let Method::ConnectionStartOk {
+        mechanism,
+        response,
+        ..
+    } = expect_method(reader).await?
+    else {
+        return Err(AmqpError::connection(
+            error::COMMAND_INVALID,
+            "expected 'connection.start_ok'",
+        ));
+    };
+    if !authenticate(&mechanism, &response, peer) {
+        return Err(AmqpError::connection(
+            ACCESS_REFUSED,
+            format_args!(
+                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+            ),
+        ));
+    }
+    write_method(
+        write,
+        &Method::ConnectionTune {
+            channel_max: settings.channel_max,
+            frame_max: server_frame_max,
+            heartbeat: settings.heartbeat_secs,
+        },
+    )
+    .await?;
+    let Method::ConnectionTuneOk {
+        channel_max,
+        frame_max,
+        heartbeat,
+    } = expect_method(reader).await?
+    else {
+        return Err(AmqpError::connection(
+            error::COMMAND_INVALID,
+            "expected 'connection.tune_ok'",
+        ));
+    };
+    let frame_max = if frame_max == 0 {
+        server_frame_max
+    } else {
+        frame_max
+    };
+    if frame_max > server_frame_max || frame_max < codec::FRAME_MIN_SIZE {
+        return Err(AmqpError::connection(
+            NOT_ALLOWED,
+            format_args!(
+                "failed to negotiate connection parameters: frame_max {frame_max} is outside {}..={server_frame_max}",
+                codec::FRAME_MIN_SIZE
+            ),
+        ));
+    }
+    let channel_max = if channel_max == 0 {
+        settings.channel_max
+    } else {
+        channel_max.min(settings.channel_max)
+    };
+    let Method::ConnectionOpen { virtual_host } = expect_method(reader).await? else {
+        return Err(AmqpError::connection(
+            error::COMMAND_INVALID,
+            "expected 'connection.open'",
+        ));
+    };
+    if virtual_host != crate::topology::DEFAULT_VHOST {
+        return Err(AmqpError::connection(
+            NOT_ALLOWED,
+            format_args!("vhost {virtual_host} not found"),
+        ));
+    }
+    write_method(write, &Method::ConnectionOpenOk).await?;
+    Ok(Tuned {
+        channel_max,
+        frame_max,
+        heartbeat,
+    })
+}
+
+/// Owns the write half: writes queued frames, sends heartbeats when output is idle, and hands
+/// the socket back when the queue closes (so the connection task can send a final close).
+async fn run_writer(
+    mut write: OwnedWriteHalf,
+    mut outbound: mpsc::Receiver<Bytes>,
+    heartbeat_every: Option<Duration>,
+) -> std::io::Result<OwnedWriteHalf> {
+    let mut beat = BytesMut::new();
+    codec::encode_heartbeat(&mut beat);
+    loop {
+        let next = match heartbeat_every {
+            Some(every) => match tokio::time::timeout(every, outbound.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    write.write_all(&beat).await?;
+                    continue;
+                }
+            },
+            None => outbound.recv().await,
+        };
+        let Some(bytes) = next else {
+            return Ok(write);
+        };
+        metrics::counter!(m::BYTES_SENT).increment(bytes.len() as u64);
+        write.write_all(&bytes).await?;
+    }
+}

@@ -1,0 +1,298 @@
+//! Expiry and dead-lettering.
+//!
+//! A message published with a TTL (the queue's `x-message-ttl` or the `expiration` property,
+//! the smaller wins) carries its expiry time in the record header `amqp.expires` (i64 ms,
+//! big-endian). [`take_live`] drops expired messages as they reach the head.
+//!
+//! A message rejected without requeue, expired, or dropped by `x-max-length` goes to the queue's
+//! `x-dead-letter-exchange` (when set) with the routing key `x-dead-letter-routing-key` or its
+//! own. Its properties are rewritten as RabbitMQ does: the `x-death` header (array of tables
+//! `count`, `reason`, `queue`, `time`, `exchange`, `routing-keys`, `original-expiration`), the
+//! newest cause first, a repeated (queue, reason) counted rather than repeated;
+//! `x-first-death-{exchange,queue,reason}` set once; `expiration` removed.
+
+use bytes::Bytes;
+use tributary_api::EngineResult;
+use tributary_api::batch::{Record, build_batch};
+use tributary_api::queue::Delivery;
+
+use crate::Shared;
+use crate::codec::content::BasicProperties;
+use crate::codec::table::{FieldTable, FieldValue};
+use crate::message::{HEADER_EXCHANGE, HEADER_PROPERTIES, from_record, now_ms};
+
+pub const HEADER_EXPIRES: &[u8] = b"amqp.expires";
+pub const REASON_REJECTED: &str = "rejected";
+pub const REASON_EXPIRED: &str = "expired";
+pub const REASON_MAXLEN: &str = "maxlen";
+
+/// The record's expiry time, if it has one.
+pub fn expires_at(record: &Record) -> Option<i64> {
+    let (_, value) = record
+        .headers
+        .iter()
+        .find(|(key, _)| key.as_ref() == HEADER_EXPIRES)?;
+    let bytes: [u8; 8] = value.as_ref()?.as_ref().try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
+/// Adds the expiry header.
+pub fn with_expiry(record: &Record, expires_ms: i64) -> Record {
+    let mut record = record.clone();
+    record.headers.push((
+        Bytes::from_static(HEADER_EXPIRES),
+        Some(Bytes::copy_from_slice(&expires_ms.to_be_bytes())),
+    ));
+    record
+}
+
+fn text(value: &str) -> FieldValue {
+    FieldValue::LongString(Bytes::copy_from_slice(value.as_bytes()))
+}
+
+/// The record as it is re-published to the dead-letter exchange, and its routing key.
+pub fn dead_letter_record(
+    record: &Record,
+    queue: &str,
+    reason: &str,
+    exchange: &str,
+    routing_key: Option<&str>,
+    now_ms: i64,
+) -> (String, Record) {
+    let message = from_record(record);
+    let mut props = BasicProperties::parse(&message.raw_properties).unwrap_or_default();
+    let mut headers = props.headers.take().unwrap_or_default();
+    let mut deaths = match headers.get("x-death") {
+        Some(FieldValue::Array(entries)) => entries.clone(),
+        _ => Vec::new(),
+    };
+    let same = |entry: &FieldValue| match entry {
+        FieldValue::Table(t) => {
+            t.get("queue").and_then(FieldValue::as_str) == Some(queue)
+                && t.get("reason").and_then(FieldValue::as_str) == Some(reason)
+        }
+        _ => false,
+    };
+    let entry = match deaths.iter().position(same) {
+        Some(index) => {
+            let mut entry = match deaths.remove(index) {
+                FieldValue::Table(t) => t,
+                _ => FieldTable::default(),
+            };
+            let count = entry.get("count").and_then(FieldValue::as_i64).unwrap_or(0) + 1;
+            entry.0.retain(|(k, _)| k != "count" && k != "time");
+            entry.0.insert(0, ("count".into(), FieldValue::I64(count)));
+            entry.insert("time", FieldValue::Timestamp((now_ms / 1000).max(0) as u64));
+            entry
+        }
+        None => {
+            let mut entry = FieldTable::default();
+            entry.insert("count", FieldValue::I64(1));
+            entry.insert("reason", text(reason));
+            entry.insert("queue", text(queue));
+            entry.insert("time", FieldValue::Timestamp((now_ms / 1000).max(0) as u64));
+            entry.insert("exchange", text(&message.exchange));
+            entry.insert(
+                "routing-keys",
+                FieldValue::Array(vec![text(&message.routing_key)]),
+            );
+            if let Some(expiration) = &props.expiration {
+                entry.insert("original-expiration", text(expiration));
+            }
+            entry
+        }
+    };
+    deaths.insert(0, FieldValue::Table(entry));
+    headers.0.retain(|(k, _)| k != "x-death");
+    headers.insert("x-death", FieldValue::Array(deaths));
+    for (name, value) in [
+        ("x-first-death-exchange", &message.exchange),
+        ("x-first-death-queue", &queue.to_owned()),
+        ("x-first-death-reason", &reason.to_owned()),
+    ] {
+        if headers.get(name).is_none() {
+            headers.insert(name, text(value));
+        }
+    }
+    props.headers = Some(headers);
+    props.expiration = None;
+    let routing_key = routing_key.map_or(message.routing_key.clone(), str::to_owned);
+    let mut out = record.clone();
+    out.key = Some(Bytes::copy_from_slice(routing_key.as_bytes()));
+    out.headers.retain(|(k, _)| {
+        k.as_ref() != HEADER_EXCHANGE
+            && k.as_ref() != HEADER_PROPERTIES
+            && k.as_ref() != HEADER_EXPIRES
+    });
+    out.headers.push((
+        Bytes::from_static(HEADER_EXCHANGE),
+        Some(Bytes::copy_from_slice(exchange.as_bytes())),
+    ));
+    out.headers
+        .push((Bytes::from_static(HEADER_PROPERTIES), Some(props.encode())));
+    (routing_key, out)
+}
+
+/// Dead-letters `records` taken from `queue` (when it has a dead-letter exchange), then acks
+/// them there. Messages the dead-letter exchange routes nowhere are dropped, as in RabbitMQ.
+pub async fn dead_letter(
+    shared: &Shared,
+    queue: &str,
+    deliveries: &[(u64, Option<Record>)],
+    reason: &str,
+) -> EngineResult<()> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let policy = shared.topology.policy(queue).unwrap_or_default();
+    if let Some(exchange) = policy.dead_letter_exchange.as_deref() {
+        let now = now_ms();
+        for record in deliveries.iter().filter_map(|(_, r)| r.as_ref()) {
+            let (routing_key, record) = dead_letter_record(
+                record,
+                queue,
+                reason,
+                exchange,
+                policy.dead_letter_routing_key.as_deref(),
+                now,
+            );
+            let props =
+                BasicProperties::parse(&from_record(&record).raw_properties).unwrap_or_default();
+            let targets = shared
+                .topology
+                .route(exchange, &routing_key, props.headers.as_ref())
+                .unwrap_or_default();
+            let batch = build_batch(std::slice::from_ref(&record));
+            for target in targets.iter().filter(|t| t.as_str() != queue) {
+                shared.engine.queues.enqueue(target, batch.clone()).await?;
+            }
+        }
+    }
+    let ids: Vec<u64> = deliveries.iter().map(|(id, _)| *id).collect();
+    shared.engine.queues.ack(queue, &ids).await
+}
+
+/// Takes up to `max` ready messages, dropping (or dead-lettering) expired ones on the way.
+pub async fn take_live(shared: &Shared, queue: &str, max: usize) -> EngineResult<Vec<Delivery>> {
+    loop {
+        let taken = shared.engine.queues.take(queue, max).await?;
+        let now = now_ms();
+        let (expired, live): (Vec<Delivery>, Vec<Delivery>) = taken
+            .into_iter()
+            .partition(|d| expires_at(&d.record).is_some_and(|at| at <= now));
+        if expired.is_empty() {
+            return Ok(live);
+        }
+        let expired: Vec<(u64, Option<Record>)> = expired
+            .into_iter()
+            .map(|d| (d.id, Some(d.record)))
+            .collect();
+        dead_letter(shared, queue, &expired, REASON_EXPIRED).await?;
+        if !live.is_empty() {
+            return Ok(live);
+        }
+    }
+}
+
+/// Parses a per-message `expiration` (a string of milliseconds) the way RabbitMQ checks it.
+pub fn parse_expiration(value: &str) -> Result<u64, String> {
+    match value.parse::<i64>() {
+        Ok(ms) if ms >= 0 => Ok(ms as u64),
+        Ok(ms) => Err(format!(
+            "invalid expiration '{value}': {{value_negative,{ms}}}"
+        )),
+        Err(_) => Err(format!("invalid expiration '{value}': no_integer")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::to_record;
+
+    #[test]
+    fn x_death_is_laid_out_and_counted() {
+        let props = BasicProperties {
+            expiration: Some("50".into()),
+            ..Default::default()
+        };
+        let record = to_record(
+            "orders",
+            "new",
+            props.encode(),
+            &props,
+            Bytes::from_static(b"b"),
+            1_000,
+        );
+        let (key, first) =
+            dead_letter_record(&record, "q1", REASON_EXPIRED, "dlx", None, 2_000_000);
+        assert_eq!(key, "new");
+        let message = from_record(&first);
+        assert_eq!(message.exchange, "dlx");
+        let props = BasicProperties::parse(&message.raw_properties).unwrap();
+        assert_eq!(props.expiration, None, "expiration is removed");
+        let headers = props.headers.unwrap();
+        let Some(FieldValue::Array(deaths)) = headers.get("x-death") else {
+            panic!("no x-death")
+        };
+        let FieldValue::Table(entry) = &deaths[0] else {
+            panic!("entry is not a table")
+        };
+        let keys: Vec<&str> = entry.0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "count",
+                "reason",
+                "queue",
+                "time",
+                "exchange",
+                "routing-keys",
+                "original-expiration"
+            ]
+        );
+        assert_eq!(entry.get("count"), Some(&FieldValue::I64(1)));
+        assert_eq!(entry.get("time"), Some(&FieldValue::Timestamp(2_000)));
+        assert_eq!(
+            headers
+                .get("x-first-death-reason")
+                .and_then(FieldValue::as_str),
+            Some("expired")
+        );
+        // The same queue and reason again: counted, still one entry.
+        let (key, second) = dead_letter_record(
+            &first,
+            "q1",
+            REASON_EXPIRED,
+            "dlx",
+            Some("retry"),
+            3_000_000,
+        );
+        assert_eq!(key, "retry");
+        let headers = BasicProperties::parse(&from_record(&second).raw_properties)
+            .unwrap()
+            .headers
+            .unwrap();
+        let Some(FieldValue::Array(deaths)) = headers.get("x-death") else {
+            panic!("no x-death")
+        };
+        assert_eq!(deaths.len(), 1);
+        let FieldValue::Table(entry) = &deaths[0] else {
+            panic!("entry is not a table")
+        };
+        assert_eq!(entry.get("count"), Some(&FieldValue::I64(2)));
+    }
+
+    #[test]
+    fn expiration_strings() {
+        assert_eq!(parse_expiration("1500"), Ok(1500));
+        assert_eq!(
+            parse_expiration("abc").unwrap_err(),
+            "invalid expiration 'abc': no_integer"
+        );
+        assert_eq!(
+            parse_expiration("-5").unwrap_err(),
+            "invalid expiration '-5': {value_negative,-5}"
+        );
+    }
+}

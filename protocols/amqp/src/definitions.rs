@@ -1,0 +1,90 @@
+//! Durable AMQP definitions in the engine's metadata store.
+//!
+//! Records (namespace, key, value); keys join their parts with U+001F (unit separator), values
+//! are one AMQP field table in wire encoding (u32 length + entries), so they are self-describing
+//! and can grow fields without a format version:
+//!
+//! | namespace | key | value table entries |
+//! |---|---|---|
+//! | `amqp.exchange` | vhost, name | `type` (S), `auto_delete` (t), `internal` (t), `arguments` (F) |
+//! | `amqp.queue` | vhost, name | `auto_delete` (t), `arguments` (F) |
+//! | `amqp.binding` | vhost, exchange, queue, routing key, arguments hex | `arguments` (F) |
+//! | `amqp.exchange_binding` | vhost, source, destination exchange, routing key, arguments hex | `arguments` (F) |
+//!
+//! Only durable exchanges and queues (and bindings between durable ends) are written. The vhost
+//! `/` is the only one this version serves; it is implicit and has no `amqp.vhost` record yet.
+//! The queue's messages live in the engine's queue of the same name.
+
+use bytes::{Bytes, BytesMut};
+use tributary_api::{EngineResult, MetadataStore};
+
+use crate::codec::table::{FieldTable, FieldValue};
+use crate::codec::wire::Reader;
+
+pub const EXCHANGE_NAMESPACE: &str = "amqp.exchange";
+pub const QUEUE_NAMESPACE: &str = "amqp.queue";
+pub const BINDING_NAMESPACE: &str = "amqp.binding";
+pub const EXCHANGE_BINDING_NAMESPACE: &str = "amqp.exchange_binding";
+const SEPARATOR: char = '\u{1f}';
+
+/// Joins key parts.
+pub fn key(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            out.push(SEPARATOR);
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+/// Splits a key into its parts.
+pub fn split_key(key: &str) -> Vec<&str> {
+    key.split(SEPARATOR).collect()
+}
+
+/// A binding's identity in its key: the arguments' wire bytes in hex keep distinct bindings apart.
+pub fn arguments_fingerprint(arguments: &FieldTable) -> String {
+    let mut wire = BytesMut::new();
+    arguments.encode(&mut wire);
+    wire.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+pub fn encode(table: &FieldTable) -> Bytes {
+    let mut out = BytesMut::new();
+    table.encode(&mut out);
+    out.freeze()
+}
+
+/// Decodes a stored value; a damaged record reads as an empty table (logged by the caller).
+pub fn decode(value: &[u8]) -> Option<FieldTable> {
+    FieldTable::decode(&mut Reader::new(value)).ok()
+}
+
+pub fn flag(table: &FieldTable, name: &str) -> bool {
+    matches!(table.get(name), Some(FieldValue::Bool(true)))
+}
+
+pub fn nested(table: &FieldTable, name: &str) -> FieldTable {
+    match table.get(name) {
+        Some(FieldValue::Table(inner)) => inner.clone(),
+        _ => FieldTable::default(),
+    }
+}
+
+/// Every record of a namespace.
+pub async fn load(
+    store: &dyn MetadataStore,
+    namespace: &str,
+) -> EngineResult<Vec<(String, FieldTable)>> {
+    let records = store.scan(namespace, "").await?;
+    let mut out = Vec::with_capacity(records.len());
+    for (key, value) in records {
+        match decode(&value) {
+            Some(table) => out.push((key, table)),
+            None => tracing::warn!(namespace, key, "skipping an undecodable AMQP definition"),
+        }
+    }
+    Ok(out)
+}

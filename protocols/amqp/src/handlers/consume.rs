@@ -1,0 +1,373 @@
+//! basic.consume / basic.cancel and push delivery.
+//!
+//! Each consumer is a task: it waits for prefetch credit (a semaphore with `prefetch_count`
+//! permits; none for no-ack or unlimited consumers), `take`s ready messages, registers their
+//! delivery tags and queues the encoded deliveries for the writer while holding the channel's
+//! deliveries lock, then sleeps on `wait_ready` when the queue is empty. A settle returns credit.
+//! Holding the lock across the queueing keeps tags in wire order across the channel's consumers,
+//! so a client's `multiple` ack never covers a tag it has not seen yet.
+//! `take` is never cancelled half-way (its result would be lost); cancellation is checked under
+//! the lock instead, and anything taken after it is requeued.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tributary_api::{EngineError, QueueService};
+
+use crate::Shared;
+use crate::channel::{ConsumerHandle, SharedDeliveries, Unacked};
+use crate::codec::{
+    self,
+    methods::{Consume, Method},
+};
+use crate::deadletter::take_live;
+use crate::error::{AmqpError, NOT_ALLOWED};
+use crate::handlers::reply_to::REPLY_TO;
+use crate::message::from_record;
+use crate::metrics as m;
+use crate::session::Session;
+use crate::topology::generated_name;
+
+/// Most messages taken per round when credit allows.
+const BATCH: usize = 64;
+/// How long one `wait_ready` sleeps before re-checking.
+const WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+struct ConsumerTask {
+    shared: Arc<Shared>,
+    queues: Arc<dyn QueueService>,
+    keep_records: bool,
+    out: mpsc::Sender<Bytes>,
+    deliveries: SharedDeliveries,
+    channel: u16,
+    tag: String,
+    queue: String,
+    no_ack: bool,
+    credit: Option<Arc<Semaphore>>,
+    /// On a single-active-consumer queue: this consumer's id and the active id.
+    active: Option<(u64, watch::Receiver<u64>)>,
+    cancel: CancellationToken,
+    frame_max: u32,
+}
+
+impl ConsumerTask {
+    /// Waits for credit; returns how many messages may be taken, or None when cancelled.
+    async fn wanted(&self) -> Option<usize> {
+        let Some(credit) = &self.credit else {
+            return Some(BATCH);
+        };
+        tokio::select! {
+            permit = credit.acquire() => permit.ok()?.forget(),
+            () = self.cancel.cancelled() => return None,
+        }
+        let extra = credit.available_permits().min(BATCH - 1);
+        let extra = match credit.try_acquire_many(extra as u32) {
+            Ok(permits) if extra > 0 => {
+                permits.forget();
+                extra
+            }
+            _ => 0,
+        };
+        Some(1 + extra)
+    }
+
+    fn give_back(&self, permits: usize) {
+        if let Some(credit) = &self.credit {
+            credit.add_permits(permits);
+        }
+    }
+
+    /// Waits until this consumer may receive (always, unless single-active); false if cancelled.
+    async fn await_turn(&mut self) -> bool {
+        let Some((id, active)) = &mut self.active else {
+            return true;
+        };
+        while *active.borrow_and_update() != *id {
+            tokio::select! {
+                changed = active.changed() => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                }
+                () = self.cancel.cancelled() => return false,
+            }
+        }
+        true
+    }
+
+    async fn run(mut self) {
+        while self.await_turn().await
+            && let Some(wanted) = self.wanted().await
+        {
+            match take_live(&self.shared, &self.queue, wanted).await {
+                Ok(taken) if taken.is_empty() => {
+                    self.give_back(wanted);
+                    tokio::select! {
+                        () = self.cancel.cancelled() => return,
+                        _ = self.queues.wait_ready(&self.queue, WAIT) => {}
+                    }
+                }
+                Ok(taken) => {
+                    self.give_back(wanted - taken.len());
+                    if !self.deliver(taken).await {
+                        return;
+                    }
+                }
+                Err(EngineError::UnknownQueue(_)) => {
+                    // The queue was deleted under us: tell the client (consumer_cancel_notify).
+                    let mut out = BytesMut::new();
+                    let cancel = Method::BasicCancel {
+                        consumer_tag: self.tag.clone(),
+                        nowait: true,
+                    };
+                    codec::encode_method(&mut out, self.channel, &cancel);
+                    let guard = self.deliveries.lock().await;
+                    if !guard.closed && !self.cancel.is_cancelled() {
+                        let _ = self.out.send(out.freeze()).await;
+                    }
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(queue = self.queue, %error, "consumer take failed; retrying");
+                    self.give_back(wanted);
+                    tokio::select! {
+                        () = self.cancel.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends deliveries; false when the consumer must stop.
+    async fn deliver(&self, taken: Vec<tributary_api::queue::Delivery>) -> bool {
+        let ids: Vec<u64> = taken.iter().map(|d| d.id).collect();
+        let mut guard = self.deliveries.lock().await;
+        if guard.closed || self.cancel.is_cancelled() {
+            drop(guard);
+            self.give_back(taken.len());
+            if let Err(error) = self.queues.requeue(&self.queue, &ids).await {
+                tracing::warn!(queue = self.queue, %error, "requeue after cancel failed");
+            }
+            return false;
+        }
+        let mut out = BytesMut::new();
+        for delivery in &taken {
+            let tag = guard.tag();
+            if !self.no_ack {
+                guard.unacked.insert(
+                    tag,
+                    Unacked {
+                        queue: self.queue.clone(),
+                        id: delivery.id,
+                        credit: self.credit.clone(),
+                        record: self.keep_records.then(|| delivery.record.clone()),
+                    },
+                );
+            }
+            let message = from_record(&delivery.record);
+            let method = Method::BasicDeliver {
+                consumer_tag: self.tag.clone(),
+                delivery_tag: tag,
+                redelivered: delivery.redelivered,
+                exchange: message.exchange,
+                routing_key: message.routing_key,
+            };
+            codec::encode_message(
+                &mut out,
+                self.channel,
+                &method,
+                &message.raw_properties,
+                &message.body,
+                self.frame_max,
+            );
+            if delivery.redelivered {
+                metrics::counter!(m::MESSAGES_REDELIVERED).increment(1);
+            }
+        }
+        metrics::counter!(m::MESSAGES_DELIVERED).increment(taken.len() as u64);
+        m::record_depth(self.queues.as_ref(), &self.queue);
+        let sent = self.out.send(out.freeze()).await.is_ok();
+        drop(guard);
+        if self.no_ack
+            && let Err(error) = self.queues.ack(&self.queue, &ids).await
+        {
+            tracing::warn!(queue = self.queue, %error, "auto-ack failed");
+        }
+        sent
+    }
+}
+
+impl Session {
+    pub(crate) async fn basic_consume(
+        &mut self,
+        channel: u16,
+        consume: Consume,
+    ) -> Result<(), AmqpError> {
+        if consume.queue == REPLY_TO {
+            let tag = if consume.consumer_tag.is_empty() {
+                generated_name("amq.ctag-")
+            } else {
+                consume.consumer_tag.clone()
+            };
+            return self
+                .consume_reply_to(channel, tag, consume.no_ack, consume.nowait)
+                .await;
+        }
+        self.shared.topology.check_queue(&consume.queue, self.id)?;
+        let Some(state) = self.channels.get(&channel) else {
+            return Ok(());
+        };
+        let tag = if consume.consumer_tag.is_empty() {
+            generated_name("amq.ctag-")
+        } else {
+            consume.consumer_tag.clone()
+        };
+        if state.consumers.contains_key(&tag) {
+            return Err(AmqpError::connection(
+                NOT_ALLOWED,
+                format_args!("attempt to reuse consumer tag '{tag}'"),
+            ));
+        }
+        let credit = (!consume.no_ack && state.prefetch_count > 0)
+            .then(|| Arc::new(Semaphore::new(usize::from(state.prefetch_count))));
+        let deliveries = state.deliveries.clone();
+        if !consume.nowait {
+            self.send_method(
+                channel,
+                &Method::BasicConsumeOk {
+                    consumer_tag: tag.clone(),
+                },
+            )
+            .await?;
+        }
+        let consumer_id = self.shared.next_connection_id();
+        let active = self
+            .shared
+            .topology
+            .consumer_added(&consume.queue, consumer_id)
+            .map(|watch| (consumer_id, watch));
+        metrics::gauge!(m::CONSUMERS).increment(1.0);
+        let cancel = CancellationToken::new();
+        let keep_records = self
+            .shared
+            .topology
+            .policy(&consume.queue)
+            .is_some_and(|p| p.dead_letter_exchange.is_some());
+        let task = ConsumerTask {
+            shared: self.shared.clone(),
+            queues: self.shared.engine.queues.clone(),
+            keep_records,
+            out: self.out.clone(),
+            deliveries,
+            channel,
+            tag: tag.clone(),
+            queue: consume.queue.clone(),
+            no_ack: consume.no_ack,
+            credit,
+            active,
+            cancel: cancel.clone(),
+            frame_max: self.frame_max,
+        };
+        let task = tokio::spawn(task.run());
+        if let Some(state) = self.channels.get_mut(&channel) {
+            state.consumers.insert(
+                tag,
+                ConsumerHandle {
+                    id: consumer_id,
+                    queue: consume.queue,
+                    cancel,
+                    task,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn basic_cancel(
+        &mut self,
+        channel: u16,
+        tag: &str,
+        nowait: bool,
+    ) -> Result<(), AmqpError> {
+        if self.cancel_reply_to(channel, Some(tag)) {
+            if nowait {
+                return Ok(());
+            }
+            return self
+                .send_method(
+                    channel,
+                    &Method::BasicCancelOk {
+                        consumer_tag: tag.to_owned(),
+                    },
+                )
+                .await;
+        }
+        let handle = self
+            .channels
+            .get_mut(&channel)
+            .and_then(|state| state.consumers.remove(tag));
+        if let Some(handle) = handle {
+            handle.cancel.cancel();
+            let _ = handle.task.await;
+            self.consumer_gone(&handle.queue, handle.id).await;
+        }
+        if nowait {
+            return Ok(());
+        }
+        self.send_method(
+            channel,
+            &Method::BasicCancelOk {
+                consumer_tag: tag.to_owned(),
+            },
+        )
+        .await
+    }
+
+    /// A consumer stopped: an auto-delete queue goes with its last consumer.
+    pub(crate) async fn consumer_gone(&self, queue: &str, id: u64) {
+        metrics::gauge!(m::CONSUMERS).decrement(1.0);
+        if self.shared.topology.consumer_removed(queue, id)
+            && let Err(error) = self.shared.topology.delete_queue(queue).await
+        {
+            tracing::warn!(queue, %error, "auto-delete failed");
+        }
+    }
+
+    /// Stops this connection's consumers of a queue being deleted and tells their clients.
+    pub(crate) async fn cancel_consumers_of(&mut self, queue: &str) -> Result<(), AmqpError> {
+        let mut stopped = Vec::new();
+        for (channel, state) in &mut self.channels {
+            let tags: Vec<String> = state
+                .consumers
+                .iter()
+                .filter(|(_, c)| c.queue == queue)
+                .map(|(t, _)| t.clone())
+                .collect();
+            for tag in tags {
+                if let Some(handle) = state.consumers.remove(&tag) {
+                    handle.cancel.cancel();
+                    stopped.push((*channel, tag, handle));
+                }
+            }
+        }
+        for (channel, tag, handle) in stopped {
+            let _ = handle.task.await;
+            metrics::gauge!(m::CONSUMERS).decrement(1.0);
+            self.shared.topology.consumer_removed(queue, handle.id);
+            self.send_method(
+                channel,
+                &Method::BasicCancel {
+                    consumer_tag: tag,
+                    nowait: true,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

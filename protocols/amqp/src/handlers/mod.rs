@@ -1,0 +1,10 @@
+//! Request handlers, one module per method family; each adds methods to [`crate::session::Session`].
+
+mod basic;
+mod channel;
+mod consume;
+mod exchange;
+pub(crate) mod publish;
+mod queue;
+pub(crate) mod reply_to;
+mod tx;

@@ -1,0 +1,113 @@
+//! queue.declare, bind, unbind, purge and delete.
+
+use crate::codec::methods::{Binding, Method, QueueDeclare};
+use crate::error::{AmqpError, PRECONDITION_FAILED};
+use crate::metrics as m;
+use crate::session::Session;
+
+impl Session {
+    pub(crate) async fn queue_declare(
+        &mut self,
+        channel: u16,
+        decl: QueueDeclare,
+    ) -> Result<(), AmqpError> {
+        let (queue, consumers) = self.shared.topology.declare_queue(&decl, self.id).await?;
+        let depth = self.shared.engine.queues.depth(&queue)?;
+        if decl.nowait {
+            return Ok(());
+        }
+        let reply = Method::QueueDeclareOk {
+            queue,
+            message_count: depth.ready.min(u64::from(u32::MAX)) as u32,
+            consumer_count: consumers,
+        };
+        self.send_method(channel, &reply).await
+    }
+
+    pub(crate) async fn queue_bind(
+        &mut self,
+        channel: u16,
+        binding: Binding,
+        bind: bool,
+    ) -> Result<(), AmqpError> {
+        let topology = &self.shared.topology;
+        let Binding {
+            destination,
+            source,
+            routing_key,
+            nowait,
+            arguments,
+        } = binding;
+        if bind {
+            topology
+                .bind(&destination, &source, &routing_key, &arguments, self.id)
+                .await?;
+            if nowait {
+                return Ok(());
+            }
+            self.send_method(channel, &Method::QueueBindOk).await
+        } else {
+            topology
+                .unbind(&destination, &source, &routing_key, &arguments, self.id)
+                .await?;
+            self.send_method(channel, &Method::QueueUnbindOk).await
+        }
+    }
+
+    pub(crate) async fn queue_purge(
+        &mut self,
+        channel: u16,
+        queue: &str,
+        nowait: bool,
+    ) -> Result<(), AmqpError> {
+        self.shared.topology.check_queue(queue, self.id)?;
+        let purged = self.shared.engine.queues.purge_queue(queue).await?;
+        m::record_depth(self.shared.engine.queues.as_ref(), queue);
+        if nowait {
+            return Ok(());
+        }
+        self.send_method(
+            channel,
+            &Method::QueuePurgeOk {
+                message_count: purged.min(u64::from(u32::MAX)) as u32,
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn queue_delete(
+        &mut self,
+        channel: u16,
+        queue: &str,
+        if_unused: bool,
+        if_empty: bool,
+        nowait: bool,
+    ) -> Result<(), AmqpError> {
+        let info = self.shared.topology.check_queue(queue, self.id)?;
+        if if_unused && info.consumers > 0 {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                format_args!("queue '{queue}' in vhost '/' in use"),
+            ));
+        }
+        if if_empty && self.shared.engine.queues.depth(queue)?.ready > 0 {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                format_args!("queue '{queue}' in vhost '/' not empty"),
+            ));
+        }
+        self.cancel_consumers_of(queue).await?;
+        let count = self.shared.topology.delete_queue(queue).await?;
+        m::record_depth(self.shared.engine.queues.as_ref(), queue);
+        if nowait {
+            return Ok(());
+        }
+        self.send_method(
+            channel,
+            &Method::QueueDeleteOk {
+                message_count: count.min(u64::from(u32::MAX)) as u32,
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,151 @@
+//! Metric names of the AMQP frontend. Where RabbitMQ dashboards read a figure, the name is the
+//! one RabbitMQ's Prometheus plugin exports (`rabbitmq_*`); the rest are `tributary_amqp_*`.
+
+use tributary_api::QueueService;
+use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};
+
+/// Refreshes a queue's depth gauges after it changed (a missing queue reads as empty).
+pub fn record_depth(queues: &dyn QueueService, queue: &str) {
+    let depth = queues.depth(queue).unwrap_or_default();
+    let labels = [("vhost", "/".to_owned()), ("queue", queue.to_owned())];
+    metrics::gauge!(QUEUE_MESSAGES_READY, &labels).set(depth.ready as f64);
+    metrics::gauge!(QUEUE_MESSAGES_UNACKED, &labels).set(depth.unacked as f64);
+}
+
+pub const CONNECTIONS: &str = "rabbitmq_connections";
+pub const CHANNELS: &str = "rabbitmq_channels";
+pub const CONSUMERS: &str = "rabbitmq_consumers";
+pub const MESSAGES_RECEIVED: &str = "rabbitmq_global_messages_received_total";
+pub const MESSAGES_ROUTED: &str = "rabbitmq_global_messages_routed_total";
+pub const MESSAGES_UNROUTABLE_RETURNED: &str = "rabbitmq_global_messages_unroutable_returned_total";
+pub const MESSAGES_UNROUTABLE_DROPPED: &str = "rabbitmq_global_messages_unroutable_dropped_total";
+pub const MESSAGES_DELIVERED: &str = "rabbitmq_global_messages_delivered_total";
+pub const MESSAGES_REDELIVERED: &str = "rabbitmq_global_messages_redelivered_total";
+pub const MESSAGES_CONFIRMED: &str = "rabbitmq_global_messages_confirmed_total";
+pub const MESSAGES_ACKNOWLEDGED: &str = "rabbitmq_global_messages_acknowledged_total";
+pub const QUEUE_MESSAGES_READY: &str = "rabbitmq_queue_messages_ready";
+pub const QUEUE_MESSAGES_UNACKED: &str = "rabbitmq_queue_messages_unacked";
+pub const METHODS: &str = "tributary_amqp_methods_total";
+pub const METHOD_SECONDS: &str = "tributary_amqp_method_seconds";
+pub const BYTES_RECEIVED: &str = "tributary_amqp_received_bytes_total";
+pub const BYTES_SENT: &str = "tributary_amqp_sent_bytes_total";
+pub const CHANNEL_ERRORS: &str = "tributary_amqp_channel_errors_total";
+pub const CONNECTION_ERRORS: &str = "tributary_amqp_connection_errors_total";
+
+/// Every metric above with its HELP text.
+pub static CATALOG: &[MetricDescription] = &[
+    metric(
+        CONNECTIONS,
+        MetricKind::Gauge,
+        Unit::Count,
+        "Open AMQP connections.",
+    ),
+    metric(
+        CHANNELS,
+        MetricKind::Gauge,
+        Unit::Count,
+        "Open AMQP channels.",
+    ),
+    metric(
+        CONSUMERS,
+        MetricKind::Gauge,
+        Unit::Count,
+        "Active AMQP consumers.",
+    ),
+    metric(
+        MESSAGES_RECEIVED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages published by AMQP clients.",
+    ),
+    metric(
+        MESSAGES_ROUTED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Published messages routed to at least one queue.",
+    ),
+    metric(
+        MESSAGES_UNROUTABLE_RETURNED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Mandatory messages returned because no queue matched.",
+    ),
+    metric(
+        MESSAGES_UNROUTABLE_DROPPED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Non-mandatory messages dropped because no queue matched.",
+    ),
+    metric(
+        MESSAGES_DELIVERED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages delivered to consumers or basic.get.",
+    ),
+    metric(
+        MESSAGES_REDELIVERED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Deliveries flagged redelivered.",
+    ),
+    metric(
+        MESSAGES_CONFIRMED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Publisher confirms (basic.ack) sent.",
+    ),
+    metric(
+        MESSAGES_ACKNOWLEDGED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Deliveries acknowledged by consumers.",
+    ),
+    metric(
+        QUEUE_MESSAGES_READY,
+        MetricKind::Gauge,
+        Unit::Count,
+        "Messages ready for delivery, by vhost and queue (refreshed when the queue changes).",
+    ),
+    metric(
+        QUEUE_MESSAGES_UNACKED,
+        MetricKind::Gauge,
+        Unit::Count,
+        "Messages delivered and not yet acknowledged, by vhost and queue.",
+    ),
+    metric(
+        METHODS,
+        MetricKind::Counter,
+        Unit::Count,
+        "AMQP methods received, by method name.",
+    ),
+    metric(
+        METHOD_SECONDS,
+        MetricKind::Histogram,
+        Unit::Seconds,
+        "Time to handle one AMQP method, by method name.",
+    ),
+    metric(
+        BYTES_RECEIVED,
+        MetricKind::Counter,
+        Unit::Bytes,
+        "Bytes read from AMQP clients.",
+    ),
+    metric(
+        BYTES_SENT,
+        MetricKind::Counter,
+        Unit::Bytes,
+        "Bytes written to AMQP clients.",
+    ),
+    metric(
+        CHANNEL_ERRORS,
+        MetricKind::Counter,
+        Unit::Count,
+        "Channels closed by the server, by reply code.",
+    ),
+    metric(
+        CONNECTION_ERRORS,
+        MetricKind::Counter,
+        Unit::Count,
+        "Connections closed by the server, by reply code.",
+    ),
+];

@@ -1,0 +1,311 @@
+//! Exchange declaration and deletion, and queue bindings.
+
+use bytes::Bytes;
+
+use super::{
+    Binding, DEFAULT_VHOST, Exchange, Topology, binding_key, check_arguments, inequivalent,
+    not_found_exchange,
+};
+use crate::codec::methods::ExchangeDeclare;
+use crate::codec::table::{FieldTable, FieldValue};
+use crate::definitions::{
+    self as defs, BINDING_NAMESPACE, EXCHANGE_BINDING_NAMESPACE, EXCHANGE_NAMESPACE,
+};
+use crate::error::{ACCESS_REFUSED, AmqpError, PRECONDITION_FAILED};
+use crate::routing::ExchangeKind;
+
+impl Topology {
+    pub fn declare_exchange(
+        &self,
+        decl: &ExchangeDeclare,
+    ) -> Result<Option<(String, Bytes)>, AmqpError> {
+        let name = decl.exchange.as_str();
+        if name.is_empty() {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let mut state = self.state.lock();
+        if let Some(existing) = state.exchanges.get(name) {
+            if decl.passive {
+                return Ok(None);
+            }
+            let kind = ExchangeKind::parse(&decl.kind);
+            if kind != Some(existing.kind) {
+                return Err(inequivalent(
+                    "exchange",
+                    "type",
+                    name,
+                    &format!("'{}'", decl.kind),
+                    &format!("'{}'", existing.kind.name()),
+                ));
+            }
+            for (arg, new, old) in [
+                ("durable", decl.durable, existing.durable),
+                ("auto_delete", decl.auto_delete, existing.auto_delete),
+                ("internal", decl.internal, existing.internal),
+            ] {
+                if new != old {
+                    return Err(inequivalent(
+                        "exchange",
+                        arg,
+                        name,
+                        &format!("'{new}'"),
+                        &format!("'{old}'"),
+                    ));
+                }
+            }
+            check_arguments("exchange", name, &decl.arguments, &existing.arguments)?;
+            return Ok(None);
+        }
+        if decl.passive {
+            return Err(not_found_exchange(name));
+        }
+        if name.starts_with("amq.") {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                format_args!("exchange name '{name}' contains reserved prefix 'amq.*'"),
+            ));
+        }
+        let Some(kind) = ExchangeKind::parse(&decl.kind) else {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                format_args!("invalid exchange type '{}'", decl.kind),
+            ));
+        };
+        state.exchanges.insert(
+            name.to_owned(),
+            Exchange {
+                kind,
+                durable: decl.durable,
+                auto_delete: decl.auto_delete,
+                internal: decl.internal,
+                arguments: decl.arguments.clone(),
+                bindings: Vec::new(),
+                exchange_bindings: Vec::new(),
+            },
+        );
+        if !decl.durable {
+            return Ok(None);
+        }
+        let mut record = FieldTable::default();
+        record.insert(
+            "type",
+            FieldValue::LongString(Bytes::copy_from_slice(kind.name().as_bytes())),
+        );
+        record.insert("auto_delete", FieldValue::Bool(decl.auto_delete));
+        record.insert("internal", FieldValue::Bool(decl.internal));
+        record.insert("arguments", FieldValue::Table(decl.arguments.clone()));
+        Ok(Some((
+            defs::key(&[DEFAULT_VHOST, name]),
+            defs::encode(&record),
+        )))
+    }
+
+    pub async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+        if name.is_empty() || name.starts_with("amq.") {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                format_args!("operation not permitted on exchange '{name}'"),
+            ));
+        }
+        let (removed, inbound) = {
+            let mut state = self.state.lock();
+            match state.exchanges.get(name) {
+                None => return Err(not_found_exchange(name)),
+                Some(exchange)
+                    if if_unused
+                        && !(exchange.bindings.is_empty()
+                            && exchange.exchange_bindings.is_empty()) =>
+                {
+                    return Err(AmqpError::channel(
+                        PRECONDITION_FAILED,
+                        format_args!("exchange '{name}' in vhost '/' in use"),
+                    ));
+                }
+                Some(_) => {}
+            }
+            let removed = state.exchanges.remove(name);
+            // Bindings from other exchanges to this one go with it.
+            let mut inbound = Vec::new();
+            for (source, exchange) in state.exchanges.iter_mut() {
+                exchange.exchange_bindings.retain(|b| {
+                    let keep = b.destination != name;
+                    if !keep {
+                        inbound.push(binding_key(source, b));
+                    }
+                    keep
+                });
+            }
+            (removed, inbound)
+        };
+        for key in inbound {
+            self.store()
+                .delete(EXCHANGE_BINDING_NAMESPACE, &key)
+                .await?;
+        }
+        if let Some(exchange) = removed.filter(|e| e.durable) {
+            self.store()
+                .delete(EXCHANGE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
+                .await?;
+            for binding in &exchange.bindings {
+                self.store()
+                    .delete(BINDING_NAMESPACE, &binding_key(name, binding))
+                    .await?;
+            }
+            for binding in &exchange.exchange_bindings {
+                self.store()
+                    .delete(EXCHANGE_BINDING_NAMESPACE, &binding_key(name, binding))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// exchange.bind (`bind`) and exchange.unbind: `destination` receives what `source` routes.
+    pub async fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+        bind: bool,
+    ) -> Result<(), AmqpError> {
+        if destination.is_empty() || source.is_empty() {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let binding = Binding {
+            destination: destination.to_owned(),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        };
+        let (changed, durable) = {
+            let mut state = self.state.lock();
+            let destination_durable = state
+                .exchanges
+                .get(destination)
+                .ok_or_else(|| not_found_exchange(destination))?
+                .durable;
+            let from = state
+                .exchanges
+                .get_mut(source)
+                .ok_or_else(|| not_found_exchange(source))?;
+            let exists = from.exchange_bindings.contains(&binding);
+            let changed = if bind && !exists {
+                from.exchange_bindings.push(binding.clone());
+                true
+            } else if !bind && exists {
+                from.exchange_bindings.retain(|b| *b != binding);
+                true
+            } else {
+                false
+            };
+            (changed, from.durable && destination_durable)
+        };
+        let key = binding_key(source, &binding);
+        match (changed, bind) {
+            (true, true) if durable => {
+                let mut table = FieldTable::default();
+                table.insert("arguments", FieldValue::Table(arguments.clone()));
+                self.store()
+                    .put(EXCHANGE_BINDING_NAMESPACE, &key, defs::encode(&table))
+                    .await?;
+            }
+            (true, false) => {
+                self.store()
+                    .delete(EXCHANGE_BINDING_NAMESPACE, &key)
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub async fn bind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+        connection: u64,
+    ) -> Result<(), AmqpError> {
+        if exchange.is_empty() {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let info = self.check_queue(queue, connection)?;
+        let binding = Binding {
+            destination: queue.to_owned(),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        };
+        let durable = {
+            let mut state = self.state.lock();
+            let target = state
+                .exchanges
+                .get_mut(exchange)
+                .ok_or_else(|| not_found_exchange(exchange))?;
+            if target.bindings.contains(&binding) {
+                return Ok(());
+            }
+            target.bindings.push(binding.clone());
+            target.durable && info.persisted()
+        };
+        if durable {
+            let mut table = FieldTable::default();
+            table.insert("arguments", FieldValue::Table(arguments.clone()));
+            self.store()
+                .put(
+                    BINDING_NAMESPACE,
+                    &binding_key(exchange, &binding),
+                    defs::encode(&table),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn unbind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+        connection: u64,
+    ) -> Result<(), AmqpError> {
+        if exchange.is_empty() {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                "operation not permitted on the default exchange",
+            ));
+        }
+        self.check_queue(queue, connection)?;
+        let binding = Binding {
+            destination: queue.to_owned(),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        };
+        let removed = {
+            let mut state = self.state.lock();
+            let target = state
+                .exchanges
+                .get_mut(exchange)
+                .ok_or_else(|| not_found_exchange(exchange))?;
+            let before = target.bindings.len();
+            target.bindings.retain(|b| *b != binding);
+            target.bindings.len() != before
+        };
+        if removed {
+            self.store()
+                .delete(BINDING_NAMESPACE, &binding_key(exchange, &binding))
+                .await?;
+        }
+        Ok(())
+    }
+}

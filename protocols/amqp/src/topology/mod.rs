@@ -1,0 +1,484 @@
+//! The broker-wide AMQP topology of vhost `/`: exchanges, queues' AMQP attributes and bindings,
+//! shared by every connection. Messages live in the engine's queues; durable definitions are
+//! mirrored into the metadata store ([`crate::definitions`]) and loaded on first use.
+//!
+//! Invariants: the lock is never held across an `.await`; the default exchange `""` and the
+//! predeclared `amq.*` exchanges always exist; every binding names an existing queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{OnceCell, watch};
+use tributary_api::queue::QueueOptions;
+use tributary_api::{Engine, MetadataStore};
+
+use crate::codec::table::{FieldTable, FieldValue};
+use crate::definitions::{
+    self as defs, BINDING_NAMESPACE, EXCHANGE_BINDING_NAMESPACE, EXCHANGE_NAMESPACE,
+    QUEUE_NAMESPACE,
+};
+use crate::error::{ACCESS_REFUSED, AmqpError, NOT_FOUND, PRECONDITION_FAILED, RESOURCE_LOCKED};
+use crate::policy::QueuePolicy;
+use crate::routing::ExchangeKind;
+
+mod exchanges;
+mod queues;
+
+/// The only vhost served so far.
+pub const DEFAULT_VHOST: &str = "/";
+
+const PREDECLARED: &[(&str, ExchangeKind)] = &[
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+];
+
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    /// Queue bindings.
+    pub bindings: Vec<Binding>,
+    /// Exchange-to-exchange bindings with this exchange as the source.
+    pub exchange_bindings: Vec<Binding>,
+}
+
+impl Exchange {
+    /// The `alternate-exchange` argument: where messages this exchange cannot route go.
+    pub fn alternate(&self) -> Option<&str> {
+        self.arguments
+            .get("alternate-exchange")
+            .and_then(FieldValue::as_str)
+    }
+}
+
+/// A binding from an exchange to a queue or (in `exchange_bindings`) to another exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub destination: String,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    pub durable: bool,
+    /// The connection that owns an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    pub policy: QueuePolicy,
+    pub consumers: usize,
+    /// Single-active-consumer queues: consumer ids in registration order and the id of the
+    /// one that may receive (0 = none), watched by the consumer tasks.
+    pub waiting_consumers: Vec<u64>,
+    pub active_consumer: Option<Arc<watch::Sender<u64>>>,
+}
+
+impl QueueInfo {
+    /// Whether the definition is in the metadata store (durable and not exclusive).
+    pub fn persisted(&self) -> bool {
+        self.durable && self.exclusive_owner.is_none()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    exchanges: HashMap<String, Exchange>,
+    queues: HashMap<String, QueueInfo>,
+}
+
+/// The shared topology.
+#[derive(Debug)]
+pub struct Topology {
+    engine: Engine,
+    state: Mutex<State>,
+    loaded: OnceCell<()>,
+}
+
+fn not_found_queue(name: &str) -> AmqpError {
+    AmqpError::channel(NOT_FOUND, format_args!("no queue '{name}' in vhost '/'"))
+}
+
+fn not_found_exchange(name: &str) -> AmqpError {
+    AmqpError::channel(NOT_FOUND, format_args!("no exchange '{name}' in vhost '/'"))
+}
+
+fn locked(name: &str) -> AmqpError {
+    AmqpError::channel(
+        RESOURCE_LOCKED,
+        format_args!(
+            "cannot obtain exclusive access to locked queue '{name}' in vhost '/'. It could be \
+             originally declared on another connection or the exclusive property value does not \
+             match that of the original declaration."
+        ),
+    )
+}
+
+fn inequivalent(what: &str, arg: &str, name: &str, received: &str, current: &str) -> AmqpError {
+    AmqpError::channel(
+        PRECONDITION_FAILED,
+        format_args!(
+            "inequivalent arg '{arg}' for {what} '{name}' in vhost '/': received {received} but current is {current}"
+        ),
+    )
+}
+
+fn show(value: Option<&FieldValue>) -> String {
+    match value {
+        None => "none".to_owned(),
+        Some(value) => match (value.as_i64(), value.as_str(), value) {
+            (Some(n), _, _) => format!("'{n}'"),
+            (_, Some(s), _) => format!("'{s}'"),
+            (_, _, FieldValue::Bool(b)) => format!("'{b}'"),
+            (_, _, other) => format!("'{other:?}'"),
+        },
+    }
+}
+
+/// Compares declared `x-` arguments the way RabbitMQ does (integers of any width are equal).
+fn check_arguments(
+    what: &str,
+    name: &str,
+    received: &FieldTable,
+    current: &FieldTable,
+) -> Result<(), AmqpError> {
+    let keys = received
+        .0
+        .iter()
+        .chain(current.0.iter())
+        .map(|(k, _)| k.as_str());
+    for key in keys {
+        let (new, old) = (received.get(key), current.get(key));
+        let same = match (new, old) {
+            (Some(a), Some(b)) => {
+                a == b || matches!((a.as_i64(), b.as_i64()), (Some(x), Some(y)) if x == y)
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            let current_text = match old {
+                Some(value) => format!(
+                    "the value {} of type '{}'",
+                    show(Some(value)),
+                    value.type_name()
+                ),
+                None => "none".to_owned(),
+            };
+            let received_text = match new {
+                Some(value) => format!(
+                    "the value {} of type '{}'",
+                    show(Some(value)),
+                    value.type_name()
+                ),
+                None => "none".to_owned(),
+            };
+            return Err(inequivalent(what, key, name, &received_text, &current_text));
+        }
+    }
+    Ok(())
+}
+
+/// A fresh server-generated name, e.g. `amq.gen-<22 random url-safe characters>`.
+pub fn generated_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut random = [0u8; 22];
+    if getrandom::fill(&mut random).is_err() {
+        // No OS randomness: fall back to the clock, names only need to be unique per broker.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        random
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (nanos >> (i % 16 * 8)) as u8 ^ i as u8);
+    }
+    let suffix: String = random
+        .iter()
+        .map(|b| ALPHABET[usize::from(b % 64)] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+impl Topology {
+    pub fn new(engine: Engine) -> Arc<Self> {
+        let mut state = State::default();
+        let predeclared =
+            std::iter::once(("", ExchangeKind::Direct)).chain(PREDECLARED.iter().copied());
+        for (name, kind) in predeclared {
+            state.exchanges.insert(
+                name.to_owned(),
+                Exchange {
+                    kind,
+                    durable: true,
+                    auto_delete: false,
+                    internal: false,
+                    arguments: FieldTable::default(),
+                    bindings: Vec::new(),
+                    exchange_bindings: Vec::new(),
+                },
+            );
+        }
+        Arc::new(Self {
+            engine,
+            state: Mutex::new(state),
+            loaded: OnceCell::new(),
+        })
+    }
+
+    fn store(&self) -> &dyn MetadataStore {
+        self.engine.metadata.as_ref()
+    }
+
+    /// Loads durable definitions once per process.
+    pub async fn ensure_loaded(&self) -> Result<(), AmqpError> {
+        self.loaded
+            .get_or_try_init(|| self.load())
+            .await
+            .map(|_| ())
+    }
+
+    async fn load(&self) -> Result<(), AmqpError> {
+        let exchanges = defs::load(self.store(), EXCHANGE_NAMESPACE).await?;
+        let queues = defs::load(self.store(), QUEUE_NAMESPACE).await?;
+        let bindings = defs::load(self.store(), BINDING_NAMESPACE).await?;
+        let exchange_bindings = defs::load(self.store(), EXCHANGE_BINDING_NAMESPACE).await?;
+        for (key, table) in &queues {
+            if let [DEFAULT_VHOST, name] = defs::split_key(key)[..] {
+                self.engine
+                    .queues
+                    .declare_queue(
+                        name,
+                        QueueOptions {
+                            durable: true,
+                            durability: None,
+                        },
+                    )
+                    .await?;
+            }
+            let _ = table;
+        }
+        let mut state = self.state.lock();
+        for (key, table) in exchanges {
+            let parts = defs::split_key(&key);
+            let (Some(&name), Some(kind)) = (
+                parts.get(1),
+                table
+                    .get("type")
+                    .and_then(FieldValue::as_str)
+                    .and_then(ExchangeKind::parse),
+            ) else {
+                continue;
+            };
+            state.exchanges.insert(
+                name.to_owned(),
+                Exchange {
+                    kind,
+                    durable: true,
+                    auto_delete: defs::flag(&table, "auto_delete"),
+                    internal: defs::flag(&table, "internal"),
+                    arguments: defs::nested(&table, "arguments"),
+                    bindings: Vec::new(),
+                    exchange_bindings: Vec::new(),
+                },
+            );
+        }
+        for (key, table) in queues {
+            if let Some(&name) = defs::split_key(&key).get(1) {
+                state.queues.insert(
+                    name.to_owned(),
+                    QueueInfo {
+                        durable: true,
+                        exclusive_owner: None,
+                        auto_delete: defs::flag(&table, "auto_delete"),
+                        policy: QueuePolicy::stored(name, &defs::nested(&table, "arguments")),
+                        arguments: defs::nested(&table, "arguments"),
+                        consumers: 0,
+                        waiting_consumers: Vec::new(),
+                        active_consumer: None,
+                    },
+                );
+            }
+        }
+        for (key, table) in bindings {
+            if let [_, exchange, queue, routing_key, _] = defs::split_key(&key)[..] {
+                let binding = Binding {
+                    destination: queue.to_owned(),
+                    routing_key: routing_key.to_owned(),
+                    arguments: defs::nested(&table, "arguments"),
+                };
+                if state.queues.contains_key(queue)
+                    && let Some(exchange) = state.exchanges.get_mut(exchange)
+                {
+                    exchange.bindings.push(binding);
+                }
+            }
+        }
+        for (key, table) in exchange_bindings {
+            if let [_, source, destination, routing_key, _] = defs::split_key(&key)[..] {
+                let binding = Binding {
+                    destination: destination.to_owned(),
+                    routing_key: routing_key.to_owned(),
+                    arguments: defs::nested(&table, "arguments"),
+                };
+                if state.exchanges.contains_key(destination)
+                    && let Some(exchange) = state.exchanges.get_mut(source)
+                {
+                    exchange.exchange_bindings.push(binding);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a definition returned by a declare (outside the lock).
+    pub async fn persist(
+        &self,
+        namespace: &str,
+        record: Option<(String, Bytes)>,
+    ) -> Result<(), AmqpError> {
+        if let Some((key, value)) = record {
+            self.store().put(namespace, &key, value).await?;
+        }
+        Ok(())
+    }
+
+    /// The queues a message published to `exchange` reaches.
+    pub fn route(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Result<Vec<String>, AmqpError> {
+        let state = self.state.lock();
+        if exchange.is_empty() {
+            return Ok(if state.queues.contains_key(routing_key) {
+                vec![routing_key.to_owned()]
+            } else {
+                Vec::new()
+            });
+        }
+        let target = state
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| not_found_exchange(exchange))?;
+        if target.internal {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                format_args!("cannot publish to internal exchange '{exchange}' in vhost '/'"),
+            ));
+        }
+        // Breadth-first over exchange-to-exchange bindings and alternate exchanges; each
+        // exchange is visited once, so cycles end.
+        let mut queues: Vec<String> = Vec::new();
+        let mut visited: Vec<&str> = vec![exchange];
+        let mut pending: std::collections::VecDeque<&Exchange> =
+            std::collections::VecDeque::from([target]);
+        while let Some(current) = pending.pop_front() {
+            let matches = |b: &&Binding| {
+                current
+                    .kind
+                    .matches(&b.routing_key, &b.arguments, routing_key, headers)
+            };
+            let mut routed = false;
+            for binding in current.bindings.iter().filter(matches) {
+                routed = true;
+                if !queues.contains(&binding.destination) {
+                    queues.push(binding.destination.clone());
+                }
+            }
+            let onward = current
+                .exchange_bindings
+                .iter()
+                .filter(matches)
+                .map(|b| b.destination.as_str());
+            let onward: Vec<&str> = onward.collect();
+            routed |= !onward.is_empty();
+            let alternate = current.alternate().filter(|_| !routed);
+            for next in onward.into_iter().chain(alternate) {
+                if visited.contains(&next) {
+                    continue;
+                }
+                visited.push(next);
+                if let Some(found) = state.exchanges.get(next) {
+                    pending.push_back(found);
+                }
+            }
+        }
+        Ok(queues)
+    }
+
+    /// Registers a consumer. On a single-active-consumer queue returns the watch telling which
+    /// consumer id may receive.
+    pub fn consumer_added(&self, queue: &str, id: u64) -> Option<watch::Receiver<u64>> {
+        let mut state = self.state.lock();
+        let info = state.queues.get_mut(queue)?;
+        info.consumers += 1;
+        if !info.policy.single_active_consumer {
+            return None;
+        }
+        let active = info
+            .active_consumer
+            .get_or_insert_with(|| Arc::new(watch::channel(0).0));
+        info.waiting_consumers.push(id);
+        if *active.borrow() == 0 {
+            active.send_replace(id);
+        }
+        Some(active.subscribe())
+    }
+
+    /// Unregisters a consumer (promoting the next single active one); returns true when an
+    /// auto-delete queue just lost its last consumer and should be deleted.
+    pub fn consumer_removed(&self, queue: &str, id: u64) -> bool {
+        let mut state = self.state.lock();
+        let Some(info) = state.queues.get_mut(queue) else {
+            return false;
+        };
+        info.consumers = info.consumers.saturating_sub(1);
+        info.waiting_consumers.retain(|waiting| *waiting != id);
+        if let Some(active) = &info.active_consumer
+            && *active.borrow() == id
+        {
+            active.send_replace(info.waiting_consumers.first().copied().unwrap_or(0));
+        }
+        info.consumers == 0 && info.auto_delete
+    }
+
+    /// The parsed arguments of a queue, if it exists.
+    pub fn policy(&self, queue: &str) -> Option<QueuePolicy> {
+        self.state
+            .lock()
+            .queues
+            .get(queue)
+            .map(|q| q.policy.clone())
+    }
+
+    /// Exclusive queues owned by a connection (deleted when it closes).
+    pub fn exclusive_queues(&self, connection: u64) -> Vec<String> {
+        let state = self.state.lock();
+        state
+            .queues
+            .iter()
+            .filter(|(_, q)| q.exclusive_owner == Some(connection))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+fn binding_key(exchange: &str, binding: &Binding) -> String {
+    defs::key(&[
+        DEFAULT_VHOST,
+        exchange,
+        &binding.destination,
+        &binding.routing_key,
+        &defs::arguments_fingerprint(&binding.arguments),
+    ])
+}

@@ -1,0 +1,81 @@
+//! lapin helpers shared by the AMQP end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+
+use crate::broker::TestBroker;
+
+pub(crate) async fn connect(broker: &mut TestBroker) -> Connection {
+    connect_to(broker.addr("amqp")).await
+}
+
+/// Connects to a known address (the harness reports a listener's address once per start).
+pub(crate) async fn connect_to(addr: std::net::SocketAddr) -> Connection {
+    let uri = format!("amqp://guest:guest@{addr}/%2f");
+    Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .expect("connect")
+}
+
+pub(crate) async fn confirm_channel(connection: &Connection) -> Channel {
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    channel
+}
+
+pub(crate) async fn declare(channel: &Channel, name: &str, durable: bool) {
+    let options = QueueDeclareOptions {
+        durable,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(name.into(), options, FieldTable::default())
+        .await
+        .expect("queue.declare");
+}
+
+pub(crate) async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Confirmation {
+    channel
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm")
+}
+
+pub(crate) async fn next(consumer: &mut lapin::Consumer) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("consumer stream open")
+        .expect("delivery")
+}
+
+pub(crate) async fn get(channel: &Channel, queue: &str) -> Option<lapin::message::BasicGetMessage> {
+    channel
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .expect("basic.get")
+}
