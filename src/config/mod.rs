@@ -358,6 +358,14 @@ impl Config {
             .unwrap_or_else(|| default_advertised_host(self.bind))
     }
 
+    /// What the RocketMQ frontend takes; the rest of its settings keep RocketMQ's defaults.
+    pub fn rocketmq_settings(&self) -> tributary_rocketmq::Settings {
+        tributary_rocketmq::Settings {
+            broker_port: self.rocketmq.broker_port,
+            ..tributary_rocketmq::Settings::default()
+        }
+    }
+
     /// What `Broker::open` takes.
     pub fn broker_settings(&self) -> BrokerSettings {
         let storage = &self.storage;

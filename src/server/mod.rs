@@ -104,6 +104,7 @@ where
         let http_mount = Mount {
             frontend: Arc::new(endpoint),
             listener: config.http_listener(),
+            on_bound: None,
         };
         groups.push((vec![http_mount], &http));
     }
@@ -117,6 +118,14 @@ where
                     return Err(err);
                 }
             }
+        }
+    }
+
+    // Every listener is bound before any is served, so frontends that advertise another
+    // listener's address (the RocketMQ name server) know the real port even when it was 0.
+    for (mount, listener, _) in &bound {
+        if let (Some(on_bound), Ok(addr)) = (&mount.on_bound, listener.local_addr()) {
+            on_bound(addr);
         }
     }
 

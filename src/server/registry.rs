@@ -3,8 +3,10 @@
 //! A frontend crate plugs in with one line in [`frontends`]:
 //! `mounts.add(config.kafka_listener(), || Arc::new(tributary_kafka::KafkaFrontend::new(broker.engine(), ...)));`
 //! The shell does the rest (binding, cap, metrics, shutdown). RocketMQ adds two lines, one for
-//! the name server port and one for the broker port.
+//! the name server port and one for the broker port; its broker mount uses [`Mounts::add_announced`]
+//! so the name server learns the broker's bound address before any connection is served.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tributary_api::Frontend;
@@ -12,11 +14,26 @@ use tributary_api::Frontend;
 use crate::broker::Broker;
 use crate::config::{Config, ListenerSpec};
 
+/// Told the bound address of a listener after binding and before its accept loop starts.
+pub type BoundHook = Arc<dyn Fn(SocketAddr) + Send + Sync>;
+
 /// A frontend and the listener that serves it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Mount {
     pub frontend: Arc<dyn Frontend>,
     pub listener: ListenerSpec,
+    /// Called with the bound address once every listener is bound, before any is served.
+    pub on_bound: Option<BoundHook>,
+}
+
+impl std::fmt::Debug for Mount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mount")
+            .field("frontend", &self.frontend)
+            .field("listener", &self.listener)
+            .field("on_bound", &self.on_bound.is_some())
+            .finish()
+    }
 }
 
 /// The mounts being collected; disabled listeners are skipped without building the frontend.
@@ -29,6 +46,24 @@ impl Mounts {
             self.0.push(Mount {
                 frontend: build(),
                 listener,
+                on_bound: None,
+            });
+        }
+    }
+
+    /// Like [`Mounts::add`], and `on_bound` learns the address the listener bound (port 0 in
+    /// tests) before any listener accepts a connection.
+    pub fn add_announced(
+        &mut self,
+        listener: ListenerSpec,
+        build: impl FnOnce() -> Arc<dyn Frontend>,
+        on_bound: impl Fn(SocketAddr) + Send + Sync + 'static,
+    ) {
+        if listener.enabled {
+            self.0.push(Mount {
+                frontend: build(),
+                listener,
+                on_bound: Some(Arc::new(on_bound)),
             });
         }
     }
@@ -59,5 +94,15 @@ pub fn frontends(broker: &Arc<Broker>, config: &Config) -> Vec<Mount> {
             },
         ))
     });
+    let rocketmq = tributary_rocketmq::RocketMq::new(broker.engine(), config.rocketmq_settings());
+    let announce = rocketmq.clone();
+    mounts.add(config.rocketmq_namesrv_listener(), || {
+        Arc::new(rocketmq.namesrv())
+    });
+    mounts.add_announced(
+        config.rocketmq_broker_listener(),
+        || Arc::new(rocketmq.broker()),
+        move |addr| announce.broker_listening(addr),
+    );
     mounts.into_vec()
 }

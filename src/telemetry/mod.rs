@@ -89,6 +89,7 @@ pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
 pub static FRONTEND_CATALOGS: &[&[MetricDescription]] = &[
     tributary_amqp::metrics::CATALOG,
     tributary_kafka::metrics::CATALOG,
+    tributary_rocketmq::metrics::CATALOG,
 ];
 
 /// Every metric of this build: the engine's and the shell's, then each frontend's.

@@ -1,0 +1,151 @@
+//! One client connection: a read loop that decodes frames and runs each request as its own task,
+//! and one writer task that serialises responses onto the socket.
+//!
+//! Invariants:
+//! - requests run concurrently and out of order (a long-polling pull never holds up a later
+//!   request); each response carries its request's opaque;
+//! - at most [`MAX_IN_FLIGHT`] requests run at once and at most [`OUTBOUND_CAPACITY`] responses
+//!   wait for the socket; when either is full the read loop stops reading (backpressure);
+//! - a malformed or oversized frame closes this connection only, after a log line;
+//! - on shutdown or peer close, long polls are cut short, requests in flight finish and their
+//!   responses are flushed before the connection returns; members registered on this connection
+//!   leave their groups.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+use tributary_api::{ConnectionContext, ConnectionError};
+
+use crate::codec::{self, RemotingCommand};
+use crate::{Role, Shared, handlers, metrics};
+
+/// Requests of one connection running at once.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Responses of one connection waiting for the socket.
+const OUTBOUND_CAPACITY: usize = 256;
+/// Bytes read per socket read.
+const READ_CHUNK: usize = 64 << 10;
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What a request handler knows about its connection.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) id: u64,
+    pub(crate) role: Role,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    /// Cancelled when the connection ends or the broker shuts down; long polls watch it.
+    pub(crate) closing: CancellationToken,
+}
+
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    role: Role,
+    stream: TcpStream,
+    context: ConnectionContext,
+) -> Result<(), ConnectionError> {
+    let connection = Arc::new(Connection {
+        id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+        role,
+        peer: context.peer,
+        local: context.local,
+        closing: context.shutdown.child_token(),
+    });
+    let (mut reader, writer) = stream.into_split();
+    let (outbound, queued) = mpsc::channel::<RemotingCommand>(OUTBOUND_CAPACITY);
+    let writer = tokio::spawn(write_loop(writer, queued));
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let tasks = TaskTracker::new();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+
+    let outcome: Result<(), ConnectionError> = loop {
+        let decoded = codec::decode_frame(&mut buf, context.limits.max_frame_bytes);
+        let request = match decoded {
+            Ok(Some(request)) => request,
+            Ok(None) => {
+                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                    buf.reserve(READ_CHUNK);
+                }
+                let read = tokio::select! {
+                    read = reader.read_buf(&mut buf) => read,
+                    () = connection.closing.cancelled() => break Ok(()),
+                };
+                match read {
+                    Ok(0) => break Ok(()),
+                    Ok(_) => continue,
+                    Err(err) => break Err(err.into()),
+                }
+            }
+            Err(err) => {
+                ::metrics::counter!(metrics::MALFORMED_FRAMES).increment(1);
+                warn!(peer = %connection.peer, error = %err, "malformed RocketMQ frame; closing the connection");
+                break Err(err.into());
+            }
+        };
+        if request.is_response() {
+            // Answers to broker-initiated notifications; nothing waits for them.
+            debug!(peer = %connection.peer, opaque = request.opaque, "ignoring a client response");
+            continue;
+        }
+        let permit = tokio::select! {
+            permit = Arc::clone(&in_flight).acquire_owned() => permit,
+            () = connection.closing.cancelled() => break Ok(()),
+        };
+        let Ok(permit) = permit else {
+            break Ok(());
+        };
+        let shared = Arc::clone(&shared);
+        let connection = Arc::clone(&connection);
+        let outbound = outbound.clone();
+        tasks.spawn(async move {
+            if let Some(response) = handlers::handle(&shared, &connection, request).await {
+                // A send fails only when the writer is gone (socket error); nothing to do then.
+                let _ = outbound.send(response).await;
+            }
+            drop(permit);
+        });
+    };
+
+    connection.closing.cancel();
+    tasks.close();
+    tasks.wait().await;
+    drop(outbound);
+    let written = writer.await;
+    for group in shared.clients.connection_closed(connection.id) {
+        debug!(group, "a consumer left with its connection");
+    }
+    match written {
+        Ok(Err(err)) if outcome.is_ok() => Err(err.into()),
+        _ => outcome,
+    }
+}
+
+/// Writes queued responses, coalescing whatever is already queued into one write.
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut queued: mpsc::Receiver<RemotingCommand>,
+) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    while let Some(command) = queued.recv().await {
+        codec::encode_frame(&command, &mut out);
+        while out.len() < READ_CHUNK {
+            match queued.try_recv() {
+                Ok(command) => codec::encode_frame(&command, &mut out),
+                Err(_) => break,
+            }
+        }
+        writer.write_all(&out).await?;
+        out.clear();
+    }
+    writer.shutdown().await
+}

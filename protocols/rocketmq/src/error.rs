@@ -1,0 +1,80 @@
+//! The one error type of request handling, and the one place engine errors become RocketMQ
+//! response codes ([`RequestError::response_code`]).
+
+use tributary_api::EngineError;
+
+use crate::codec::message::MessageError;
+
+/// `ResponseCode` values this frontend answers with.
+pub mod code {
+    pub const SUCCESS: i32 = 0;
+    pub const SYSTEM_ERROR: i32 = 1;
+    pub const SYSTEM_BUSY: i32 = 2;
+    pub const REQUEST_CODE_NOT_SUPPORTED: i32 = 3;
+    pub const MESSAGE_ILLEGAL: i32 = 13;
+    pub const SERVICE_NOT_AVAILABLE: i32 = 14;
+    pub const TOPIC_NOT_EXIST: i32 = 17;
+    pub const PULL_NOT_FOUND: i32 = 19;
+    pub const PULL_RETRY_IMMEDIATELY: i32 = 20;
+    pub const PULL_OFFSET_MOVED: i32 = 21;
+    pub const QUERY_NOT_FOUND: i32 = 22;
+    pub const INVALID_PARAMETER: i32 = 29;
+}
+
+/// Why a request failed; the connection stays open.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("missing header field `{0}`")]
+    MissingField(&'static str),
+    #[error("header field `{field}` has an invalid value `{value}`")]
+    BadField { field: &'static str, value: String },
+    #[error("malformed message body: {0}")]
+    Message(#[from] MessageError),
+    #[error("malformed JSON body: {0}")]
+    BodyJson(#[from] serde_json::Error),
+    #[error("topic `{0}` does not exist and auto-creation is off")]
+    TopicNotExist(String),
+    #[error("request type {0} not supported")]
+    NotSupported(i32),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl RequestError {
+    /// The response code a client sees for this error.
+    pub fn response_code(&self) -> i32 {
+        match self {
+            Self::MissingField(_) | Self::BadField { .. } | Self::BodyJson(_) => {
+                code::INVALID_PARAMETER
+            }
+            Self::Message(_) => code::MESSAGE_ILLEGAL,
+            Self::TopicNotExist(_) => code::TOPIC_NOT_EXIST,
+            Self::NotSupported(_) => code::REQUEST_CODE_NOT_SUPPORTED,
+            Self::Engine(engine) => match engine {
+                EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. } => {
+                    code::TOPIC_NOT_EXIST
+                }
+                EngineError::InvalidName(_)
+                | EngineError::InvalidPartitions { .. }
+                | EngineError::InvalidSetting { .. } => code::INVALID_PARAMETER,
+                EngineError::CorruptBatch(_) | EngineError::BatchTooLarge { .. } => {
+                    code::MESSAGE_ILLEGAL
+                }
+                EngineError::OffsetOutOfRange { .. } => code::PULL_OFFSET_MOVED,
+                EngineError::ShuttingDown => code::SERVICE_NOT_AVAILABLE,
+                EngineError::Poisoned(_) => code::SYSTEM_BUSY,
+                _ => code::SYSTEM_ERROR,
+            },
+        }
+    }
+
+    /// The remark sent with the error response (Java's wording for unknown codes).
+    pub fn remark(&self) -> String {
+        match self {
+            Self::NotSupported(request) => format!(" request type {request} not supported"),
+            other => other.to_string(),
+        }
+    }
+}
+
+pub type RequestResult<T> = Result<T, RequestError>;

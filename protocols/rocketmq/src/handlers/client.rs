@@ -1,0 +1,42 @@
+//! Client bookkeeping: HEART_BEAT (group membership and subscriptions), UNREGISTER_CLIENT and
+//! GET_CONSUMER_LIST_BY_GROUP (the sorted member ids every member allocates queues from).
+
+use serde_json::json;
+
+use super::required;
+use crate::Shared;
+use crate::codec::RemotingCommand;
+use crate::connection::Connection;
+use crate::error::{RequestResult, code};
+use crate::registry::Heartbeat;
+
+pub(super) fn heartbeat(
+    shared: &Shared,
+    connection: &Connection,
+    request: &RemotingCommand,
+) -> RequestResult<RemotingCommand> {
+    let heartbeat = Heartbeat::parse(&request.body)?;
+    shared.clients.heartbeat(connection.id, heartbeat);
+    Ok(RemotingCommand::response_to(request, code::SUCCESS))
+}
+
+pub(super) fn unregister(
+    shared: &Shared,
+    request: &RemotingCommand,
+) -> RequestResult<RemotingCommand> {
+    let client_id = required(request, "clientID")?;
+    if let Some(group) = request.field("consumerGroup").filter(|g| !g.is_empty()) {
+        shared.clients.unregister(client_id, group);
+    }
+    Ok(RemotingCommand::response_to(request, code::SUCCESS))
+}
+
+pub(super) fn consumer_list(
+    shared: &Shared,
+    request: &RemotingCommand,
+) -> RequestResult<RemotingCommand> {
+    let group = required(request, "consumerGroup")?;
+    let members = shared.clients.members(group);
+    let body = serde_json::to_vec(&json!({ "consumerIdList": members }))?;
+    Ok(RemotingCommand::response_to(request, code::SUCCESS).with_body(body))
+}

@@ -1,0 +1,174 @@
+//! Request dispatch: one module per request family, chosen by the listener's role and the
+//! request code. Handlers return a response or a [`RequestError`]; this module turns errors into
+//! error responses, drops responses to one-way requests and records the request metrics.
+
+mod client;
+mod namesrv;
+mod offsets;
+mod pull;
+mod send;
+
+use std::str::FromStr;
+use std::time::Instant;
+
+use tracing::debug;
+use tributary_api::{EngineError, TopicDescription};
+
+use crate::codec::RemotingCommand;
+use crate::connection::Connection;
+use crate::error::{RequestError, RequestResult};
+use crate::{Role, Shared, metrics};
+
+/// `RequestCode` values served here (corrected against the Java source).
+pub(crate) mod request {
+    pub(crate) const SEND_MESSAGE: i32 = 10;
+    pub(crate) const PULL_MESSAGE: i32 = 11;
+    pub(crate) const QUERY_CONSUMER_OFFSET: i32 = 14;
+    pub(crate) const UPDATE_CONSUMER_OFFSET: i32 = 15;
+    pub(crate) const UPDATE_AND_CREATE_TOPIC: i32 = 17;
+    pub(crate) const SEARCH_OFFSET_BY_TIMESTAMP: i32 = 29;
+    pub(crate) const GET_MAX_OFFSET: i32 = 30;
+    pub(crate) const GET_MIN_OFFSET: i32 = 31;
+    pub(crate) const HEART_BEAT: i32 = 34;
+    pub(crate) const UNREGISTER_CLIENT: i32 = 35;
+    pub(crate) const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;
+    pub(crate) const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
+    pub(crate) const GET_BROKER_CLUSTER_INFO: i32 = 106;
+    pub(crate) const SEND_MESSAGE_V2: i32 = 310;
+    pub(crate) const SEND_BATCH_MESSAGE: i32 = 320;
+}
+
+/// Handles one request; `None` for one-way requests.
+pub(crate) async fn handle(
+    shared: &Shared,
+    connection: &Connection,
+    request: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let started = Instant::now();
+    let code = request.code;
+    debug!(peer = %connection.peer, code, opaque = request.opaque, serialize = ?request.serialize_type, oneway = request.is_oneway(), fields = ?request.ext_fields, "request");
+    let response = match dispatch(shared, connection, &request).await {
+        Ok(response) => response,
+        Err(err) => {
+            debug!(peer = %connection.peer, code, error = %err, "request failed");
+            RemotingCommand::response_to(&request, err.response_code()).with_remark(err.remark())
+        }
+    };
+    let code_label = code.to_string();
+    ::metrics::counter!(metrics::REQUESTS, "code" => code_label.clone(), "outcome" => response.code.to_string())
+        .increment(1);
+    ::metrics::histogram!(metrics::REQUEST_SECONDS, "code" => code_label)
+        .record(started.elapsed().as_secs_f64());
+    (!request.is_oneway()).then_some(response)
+}
+
+async fn dispatch(
+    shared: &Shared,
+    connection: &Connection,
+    request: &RemotingCommand,
+) -> RequestResult<RemotingCommand> {
+    use request::*;
+    match (connection.role, request.code) {
+        (Role::NameServer, GET_ROUTEINFO_BY_TOPIC) => {
+            namesrv::route(shared, connection, request).await
+        }
+        (Role::NameServer, GET_BROKER_CLUSTER_INFO) => {
+            namesrv::cluster_info(shared, connection, request)
+        }
+        (_, UPDATE_AND_CREATE_TOPIC) => namesrv::create_topic(shared, request).await,
+        (Role::Broker, SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE) => {
+            send::send(shared, connection, request).await
+        }
+        (Role::Broker, PULL_MESSAGE) => pull::pull(shared, connection, request).await,
+        (Role::Broker, QUERY_CONSUMER_OFFSET) => {
+            offsets::query_consumer_offset(shared, request).await
+        }
+        (Role::Broker, UPDATE_CONSUMER_OFFSET) => {
+            offsets::update_consumer_offset(shared, request).await
+        }
+        (Role::Broker, GET_MAX_OFFSET) => offsets::max_offset(shared, request),
+        (Role::Broker, GET_MIN_OFFSET) => offsets::min_offset(shared, request),
+        (Role::Broker, SEARCH_OFFSET_BY_TIMESTAMP) => {
+            offsets::search_by_timestamp(shared, request).await
+        }
+        (Role::Broker, HEART_BEAT) => client::heartbeat(shared, connection, request),
+        (Role::Broker, UNREGISTER_CLIENT) => client::unregister(shared, request),
+        (Role::Broker, GET_CONSUMER_LIST_BY_GROUP) => client::consumer_list(shared, request),
+        (_, other) => Err(RequestError::NotSupported(other)),
+    }
+}
+
+/// A required header field.
+fn required<'a>(request: &'a RemotingCommand, name: &'static str) -> RequestResult<&'a str> {
+    request.field(name).ok_or(RequestError::MissingField(name))
+}
+
+/// A required header field parsed as `T`.
+fn parsed<T: FromStr>(request: &RemotingCommand, name: &'static str) -> RequestResult<T> {
+    let text = required(request, name)?;
+    text.trim().parse().map_err(|_| RequestError::BadField {
+        field: name,
+        value: text.to_owned(),
+    })
+}
+
+/// An optional header field parsed as `T`; absent or empty gives `None`.
+fn optional<T: FromStr>(request: &RemotingCommand, name: &'static str) -> RequestResult<Option<T>> {
+    match request.field(name).map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|_| RequestError::BadField {
+            field: name,
+            value: text.to_owned(),
+        }),
+    }
+}
+
+/// A queue id header as a partition number.
+fn queue_id(request: &RemotingCommand, name: &'static str) -> RequestResult<u32> {
+    let id: i64 = parsed(request, name)?;
+    u32::try_from(id).map_err(|_| RequestError::BadField {
+        field: name,
+        value: id.to_string(),
+    })
+}
+
+/// Queues a topic gets when RocketMQ creates it: retry topics have one, as in RocketMQ.
+fn queues_for(shared: &Shared, topic: &str, requested: Option<u32>) -> u32 {
+    if topic.starts_with("%RETRY%") || topic.starts_with("%DLQ%") {
+        1
+    } else {
+        requested
+            .filter(|n| *n > 0)
+            .unwrap_or(shared.settings.default_queue_nums)
+            .max(1)
+    }
+}
+
+/// The topic, created with `queues` queues when it is missing and auto-creation is on.
+async fn ensure_topic(
+    shared: &Shared,
+    topic: &str,
+    requested_queues: Option<u32>,
+) -> RequestResult<TopicDescription> {
+    match shared.engine.topics.describe_topic(topic) {
+        Ok(description) => Ok(description),
+        Err(EngineError::UnknownTopic(_)) if shared.settings.auto_create_topics => {
+            let queues = queues_for(shared, topic, requested_queues);
+            match shared
+                .engine
+                .topics
+                .create_topic(topic, queues, Default::default())
+                .await
+            {
+                Ok(description) => Ok(description),
+                // Another connection created it first.
+                Err(EngineError::TopicExists(_)) => {
+                    Ok(shared.engine.topics.describe_topic(topic)?)
+                }
+                Err(err) => Err(err.into()),
+            }
+        }
+        Err(EngineError::UnknownTopic(_)) => Err(RequestError::TopicNotExist(topic.to_owned())),
+        Err(err) => Err(err.into()),
+    }
+}

@@ -1,0 +1,110 @@
+//! SEND_MESSAGE (V1 header, long names), SEND_MESSAGE_V2 (one-letter names) and
+//! SEND_BATCH_MESSAGE (V2 header, batch body).
+//!
+//! A send appends one record batch to partition `queueId % queues` of the topic (created when
+//! missing and auto-creation is on), so sends to one queue keep their order. A batch is either
+//! code 320 or a `batch` field of `true`, or `1` as the C++ 1.2 client sends it on code 10 (it
+//! sends `0` for single messages, so `1` is unambiguous). The response carries `msgId` (offset
+//! message ids, comma-joined for a batch), `queueId`, `queueOffset` (the first message's),
+//! `MSG_REGION` and `TRACE_ON`, all as strings.
+
+use tributary_api::TopicPartition;
+use tributary_api::batch::build_batch;
+
+use super::{ensure_topic, request};
+use crate::codec::RemotingCommand;
+use crate::codec::message::{decode_batch, offset_message_id, parse_properties};
+use crate::connection::Connection;
+use crate::error::{RequestError, RequestResult, code};
+use crate::records::{IncomingMessage, physical_offset};
+use crate::{Shared, metrics};
+
+/// A send header field under its V1 name or its V2 letter, whichever the code uses.
+fn field<'a>(request: &'a RemotingCommand, v1: &'static str, v2: &'static str) -> Option<&'a str> {
+    let v2_header = matches!(
+        request.code,
+        request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
+    );
+    request.field(if v2_header { v2 } else { v1 })
+}
+
+fn number<T: std::str::FromStr>(
+    request: &RemotingCommand,
+    v1: &'static str,
+    v2: &'static str,
+    default: T,
+) -> RequestResult<T> {
+    match field(request, v1, v2).map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(text) => text.parse().map_err(|_| RequestError::BadField {
+            field: v1,
+            value: text.to_owned(),
+        }),
+    }
+}
+
+pub(super) async fn send(
+    shared: &Shared,
+    connection: &Connection,
+    request: &RemotingCommand,
+) -> RequestResult<RemotingCommand> {
+    let topic = field(request, "topic", "b").ok_or(RequestError::MissingField("topic"))?;
+    let queue_id: i64 = number(request, "queueId", "e", 0)?;
+    let sys_flag: i32 = number(request, "sysFlag", "f", 0)?;
+    let now = shared.engine.scheduler.now_ms();
+    let born_timestamp: i64 = number(request, "bornTimestamp", "g", now)?;
+    let flag: i32 = number(request, "flag", "h", 0)?;
+    let reconsume_times: i32 = number(request, "reconsumeTimes", "j", 0)?;
+    let properties = field(request, "properties", "i").unwrap_or("");
+    let batch = request.code == request::SEND_BATCH_MESSAGE
+        || matches!(field(request, "batch", "m"), Some("true" | "1"));
+
+    let description = ensure_topic(shared, topic, None).await?;
+    let partition =
+        u32::try_from(queue_id.rem_euclid(i64::from(description.partitions.max(1)))).unwrap_or(0);
+    let template = IncomingMessage {
+        body: request.body.clone(),
+        flag,
+        sys_flag,
+        born_timestamp,
+        born_host: connection.peer,
+        reconsume_times,
+        properties: parse_properties(properties),
+    };
+    let messages = if batch {
+        decode_batch(&request.body)?
+            .into_iter()
+            .map(|entry| IncomingMessage {
+                body: entry.body,
+                flag: entry.flag,
+                properties: parse_properties(&entry.properties),
+                ..template.clone()
+            })
+            .collect()
+    } else {
+        vec![template]
+    };
+    if messages.is_empty() {
+        return Ok(RemotingCommand::response_to(request, code::MESSAGE_ILLEGAL)
+            .with_remark("the batch holds no message"));
+    }
+    let records: Vec<_> = messages.iter().map(|m| m.to_record(now)).collect();
+    let target = TopicPartition::new(topic, partition);
+    let outcome = shared
+        .engine
+        .log
+        .append(&target, build_batch(&records))
+        .await?;
+    ::metrics::counter!(metrics::MESSAGES_IN, "topic" => topic.to_owned())
+        .increment(messages.len() as u64);
+
+    let ids: Vec<String> = (outcome.base_offset..=outcome.last_offset)
+        .map(|offset| offset_message_id(&connection.local, physical_offset(partition, offset)))
+        .collect();
+    Ok(RemotingCommand::response_to(request, code::SUCCESS)
+        .with_field("msgId", ids.join(","))
+        .with_field("queueId", partition)
+        .with_field("queueOffset", outcome.base_offset)
+        .with_field("MSG_REGION", "DefaultRegion")
+        .with_field("TRACE_ON", "true"))
+}

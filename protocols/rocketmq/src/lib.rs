@@ -1,0 +1,170 @@
+//! The RocketMQ remoting frontend: a name server and a broker served by one process over the
+//! shared log engine.
+//!
+//! What it is: two [`Frontend`]s, [`NameServerFrontend`] (route queries: GET_ROUTEINFO_BY_TOPIC,
+//! GET_BROKER_CLUSTER_INFO, UPDATE_AND_CREATE_TOPIC) and [`BrokerFrontend`] (sends, pulls,
+//! offsets, heartbeats), built from one [`RocketMq`] so they share state. A RocketMQ topic is the
+//! engine topic of the same name and a queue id is a partition; consumer offsets live in the
+//! shared `OffsetStore` under the consumer group's name.
+//!
+//! What it is not (yet): delay levels and timers, retry/DLQ send-back, transactions, ordered-lock
+//! leases, message queries, SQL92 filters, the 5.x gRPC proxy protocol, ACL.
+//!
+//! Invariants:
+//! - every response carries its request's opaque and serialize type; requests on one connection
+//!   run concurrently (a long-polling pull never delays other requests) and their responses go
+//!   through one bounded writer per connection;
+//! - the name server advertises the broker's bound address (the shell reports it through
+//!   [`RocketMq::broker_listening`] before any connection is served);
+//! - message storage is described in [`records`]: the body verbatim, properties as record headers.
+
+pub mod codec;
+mod connection;
+pub mod error;
+mod handlers;
+pub mod metrics;
+pub mod records;
+mod registry;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use tokio::net::TcpStream;
+use tributary_api::{ConnectionContext, ConnectionError, Engine, Frontend};
+
+use registry::ClientRegistry;
+
+/// RocketMQ settings from the broker configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Cluster name in routes and cluster info.
+    pub cluster_name: String,
+    /// This broker's name in routes.
+    pub broker_name: String,
+    /// Queues of a topic created by a route lookup or a send.
+    pub default_queue_nums: u32,
+    /// Create unknown topics on route lookup and send (RocketMQ's `autoCreateTopicEnable`).
+    pub auto_create_topics: bool,
+    /// Host advertised in routes; `None` uses the address the client reached.
+    pub advertised_host: Option<String>,
+    /// The broker port from the configuration, advertised until the shell reports the bound one.
+    pub broker_port: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cluster_name: "DefaultCluster".to_owned(),
+            broker_name: "tributary-broker".to_owned(),
+            default_queue_nums: 4,
+            auto_create_topics: true,
+            advertised_host: None,
+            broker_port: 10911,
+        }
+    }
+}
+
+/// State shared by the name server and the broker of one process.
+#[derive(Debug)]
+struct Shared {
+    engine: Engine,
+    settings: Settings,
+    broker_addr: OnceLock<SocketAddr>,
+    clients: ClientRegistry,
+}
+
+/// Builds the two frontends over one shared state.
+#[derive(Debug, Clone)]
+pub struct RocketMq {
+    shared: Arc<Shared>,
+}
+
+impl RocketMq {
+    pub fn new(engine: Engine, settings: Settings) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                engine,
+                settings,
+                broker_addr: OnceLock::new(),
+                clients: ClientRegistry::default(),
+            }),
+        }
+    }
+
+    /// The name server frontend (`rocketmq-namesrv`).
+    pub fn namesrv(&self) -> NameServerFrontend {
+        NameServerFrontend {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The broker frontend (`rocketmq-broker`).
+    pub fn broker(&self) -> BrokerFrontend {
+        BrokerFrontend {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Records the address the broker listener is bound to; the first call wins.
+    pub fn broker_listening(&self, addr: SocketAddr) {
+        let _ = self.shared.broker_addr.set(addr);
+    }
+}
+
+/// Which listener a connection came in on; each serves its own request family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    NameServer,
+    Broker,
+}
+
+/// The RocketMQ name server listener (default port 9876).
+#[derive(Debug)]
+pub struct NameServerFrontend {
+    shared: Arc<Shared>,
+}
+
+/// The RocketMQ broker listener (default port 10911).
+#[derive(Debug)]
+pub struct BrokerFrontend {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl Frontend for NameServerFrontend {
+    fn name(&self) -> &'static str {
+        "rocketmq-namesrv"
+    }
+
+    fn default_port(&self) -> u16 {
+        9876
+    }
+
+    async fn serve_connection(
+        &self,
+        stream: TcpStream,
+        context: ConnectionContext,
+    ) -> Result<(), ConnectionError> {
+        connection::serve(Arc::clone(&self.shared), Role::NameServer, stream, context).await
+    }
+}
+
+#[async_trait]
+impl Frontend for BrokerFrontend {
+    fn name(&self) -> &'static str {
+        "rocketmq-broker"
+    }
+
+    fn default_port(&self) -> u16 {
+        10911
+    }
+
+    async fn serve_connection(
+        &self,
+        stream: TcpStream,
+        context: ConnectionContext,
+    ) -> Result<(), ConnectionError> {
+        connection::serve(Arc::clone(&self.shared), Role::Broker, stream, context).await
+    }
+}

@@ -1,0 +1,222 @@
+//! How a RocketMQ message is stored as an engine record, and read back.
+//!
+//! | record part | holds |
+//! |---|---|
+//! | value | the message body, verbatim (still zlib-compressed when sysFlag bit 0 is set) |
+//! | key | the `KEYS` property when present (so Kafka readers see the business key) |
+//! | timestamp | the broker's store time (ms); SEARCH_OFFSET_BY_TIMESTAMP searches it |
+//! | headers | every message property as `name -> value`, in send order (`TAGS`, `KEYS`, `UNIQ_KEY`, user properties, ...) |
+//! | header `rmq.born_ts` | the producer's born timestamp, decimal |
+//! | header `rmq.born_host` | the producer's address as `ip:port` |
+//! | header `rmq.flag` | the user flag, decimal, only when non-zero |
+//! | header `rmq.sysflag` | the sysFlag (compression, multi-tags), decimal, only when non-zero |
+//! | header `rmq.reconsume` | reconsume times, decimal, only when non-zero |
+//!
+//! Headers whose names start with `rmq.` are reserved for this table and are not properties.
+//! Records written by other protocols read back with their headers as properties (UTF-8 ones),
+//! born time = store time and born host = store host.
+//!
+//! A message's physical offset (the 8-byte locator inside offset message ids) is
+//! `queue_id << 48 | queue_offset`, unique within a topic.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use tributary_api::Record;
+
+/// Prefix of the reserved headers.
+const RESERVED_PREFIX: &str = "rmq.";
+const BORN_TS: &str = "rmq.born_ts";
+const BORN_HOST: &str = "rmq.born_host";
+const FLAG: &str = "rmq.flag";
+const SYS_FLAG: &str = "rmq.sysflag";
+const RECONSUME: &str = "rmq.reconsume";
+/// Bits of the queue offset inside a physical offset.
+const OFFSET_BITS: u32 = 48;
+
+/// A message as a producer sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    pub body: Bytes,
+    pub flag: i32,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub born_host: SocketAddr,
+    pub reconsume_times: i32,
+    pub properties: Vec<(String, String)>,
+}
+
+impl IncomingMessage {
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The engine record for this message, stored at `store_timestamp`.
+    pub fn to_record(&self, store_timestamp: i64) -> Record {
+        let mut headers: Vec<(Bytes, Option<Bytes>)> = self
+            .properties
+            .iter()
+            .filter(|(name, _)| !name.starts_with(RESERVED_PREFIX))
+            .map(|(name, value)| (Bytes::from(name.clone()), Some(Bytes::from(value.clone()))))
+            .collect();
+        let mut reserved = |name: &'static str, value: String| {
+            headers.push((
+                Bytes::from_static(name.as_bytes()),
+                Some(Bytes::from(value)),
+            ));
+        };
+        reserved(BORN_TS, self.born_timestamp.to_string());
+        reserved(BORN_HOST, self.born_host.to_string());
+        if self.flag != 0 {
+            reserved(FLAG, self.flag.to_string());
+        }
+        if self.sys_flag != 0 {
+            reserved(SYS_FLAG, self.sys_flag.to_string());
+        }
+        if self.reconsume_times != 0 {
+            reserved(RECONSUME, self.reconsume_times.to_string());
+        }
+        Record {
+            key: self
+                .property("KEYS")
+                .map(|keys| Bytes::from(keys.to_owned())),
+            value: Some(self.body.clone()),
+            timestamp: store_timestamp,
+            headers,
+        }
+    }
+}
+
+/// A stored record read back as a RocketMQ message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub body: Bytes,
+    pub flag: i32,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    /// `None` when the record came from another protocol (use the store host).
+    pub born_host: Option<SocketAddr>,
+    pub store_timestamp: i64,
+    pub reconsume_times: i32,
+    pub properties: Vec<(String, String)>,
+}
+
+impl OutgoingMessage {
+    pub fn from_record(record: &Record) -> Self {
+        let mut message = Self {
+            body: record.value.clone().unwrap_or_default(),
+            flag: 0,
+            sys_flag: 0,
+            born_timestamp: record.timestamp,
+            born_host: None,
+            store_timestamp: record.timestamp,
+            reconsume_times: 0,
+            properties: Vec::new(),
+        };
+        for (name, value) in &record.headers {
+            let (Ok(name), Some(Ok(value))) = (
+                std::str::from_utf8(name),
+                value.as_deref().map(std::str::from_utf8),
+            ) else {
+                continue;
+            };
+            match name {
+                BORN_TS => message.born_timestamp = value.parse().unwrap_or(record.timestamp),
+                BORN_HOST => message.born_host = value.parse().ok(),
+                FLAG => message.flag = value.parse().unwrap_or(0),
+                SYS_FLAG => message.sys_flag = value.parse().unwrap_or(0),
+                RECONSUME => message.reconsume_times = value.parse().unwrap_or(0),
+                _ if name.starts_with(RESERVED_PREFIX) => {}
+                _ => message.properties.push((name.to_owned(), value.to_owned())),
+            }
+        }
+        message
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(name, _)| name == "TAGS")
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// The physical offset of a message: queue id in the top 16 bits, queue offset below.
+pub fn physical_offset(queue_id: u32, queue_offset: i64) -> i64 {
+    (i64::from(queue_id & 0xFFFF) << OFFSET_BITS) | (queue_offset & ((1 << OFFSET_BITS) - 1))
+}
+
+/// Splits a physical offset into queue id and queue offset.
+pub fn split_physical_offset(physical: i64) -> (u32, i64) {
+    (
+        ((physical >> OFFSET_BITS) & 0xFFFF) as u32,
+        physical & ((1 << OFFSET_BITS) - 1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_through_records() {
+        let incoming = IncomingMessage {
+            body: Bytes::from_static(b"body"),
+            flag: 3,
+            sys_flag: 1,
+            born_timestamp: 1_700_000_000_000,
+            born_host: "[::1]:5555".parse().unwrap(),
+            reconsume_times: 2,
+            properties: vec![
+                ("TAGS".into(), "TagA".into()),
+                ("KEYS".into(), "k1 k2".into()),
+                ("UNIQ_KEY".into(), "ABC".into()),
+                ("rmq.fake".into(), "dropped".into()),
+                ("user".into(), "v".into()),
+            ],
+        };
+        let record = incoming.to_record(42);
+        assert_eq!(record.key.as_deref(), Some(&b"k1 k2"[..]));
+        assert_eq!(record.timestamp, 42);
+        let outgoing = OutgoingMessage::from_record(&record);
+        assert_eq!(outgoing.body, incoming.body);
+        assert_eq!(outgoing.flag, 3);
+        assert_eq!(outgoing.sys_flag, 1);
+        assert_eq!(outgoing.reconsume_times, 2);
+        assert_eq!(outgoing.born_timestamp, incoming.born_timestamp);
+        assert_eq!(outgoing.born_host, Some(incoming.born_host));
+        assert_eq!(outgoing.store_timestamp, 42);
+        assert_eq!(outgoing.tag(), Some("TagA"));
+        let names: Vec<&str> = outgoing
+            .properties
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, ["TAGS", "KEYS", "UNIQ_KEY", "user"]);
+    }
+
+    #[test]
+    fn foreign_records_read_with_defaults() {
+        let record = Record {
+            key: None,
+            value: None,
+            timestamp: 7,
+            headers: vec![(Bytes::from_static(b"h"), Some(Bytes::from_static(b"v")))],
+        };
+        let message = OutgoingMessage::from_record(&record);
+        assert_eq!(message.born_timestamp, 7);
+        assert_eq!(message.born_host, None);
+        assert_eq!(message.properties, vec![("h".to_owned(), "v".to_owned())]);
+        assert!(message.body.is_empty());
+    }
+
+    #[test]
+    fn physical_offsets_split_back() {
+        let physical = physical_offset(3, 123_456);
+        assert_eq!(split_physical_offset(physical), (3, 123_456));
+        assert_eq!(split_physical_offset(physical_offset(0, 0)), (0, 0));
+    }
+}

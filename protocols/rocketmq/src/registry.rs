@@ -1,0 +1,216 @@
+//! Consumer-group membership learnt from HEART_BEAT: which client ids are in a group (for
+//! GET_CONSUMER_LIST_BY_GROUP) and what each subscribed to (for pulls without FLAG_SUBSCRIPTION).
+//!
+//! Invariants: a member is keyed by client id and remembers the connection it last heartbeated
+//! on; closing that connection removes it, so the member list every client sees is the same
+//! sorted list. State is in memory only: clients heartbeat every 30 s and after a reconnect.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::error::RequestResult;
+
+/// A tag subscription: `None` matches every message (`*` or an empty expression).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TagFilter(Option<HashSet<String>>);
+
+impl TagFilter {
+    /// Parses `"*"` or `"TagA || TagB"`.
+    pub(crate) fn parse(expression: &str) -> Self {
+        let expression = expression.trim();
+        if expression.is_empty() || expression == "*" {
+            return Self(None);
+        }
+        let tags: HashSet<String> = expression
+            .split("||")
+            .map(str::trim)
+            .filter(|tag| !tag.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if tags.contains("*") || tags.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(tags))
+        }
+    }
+
+    pub(crate) fn matches(&self, tag: Option<&str>) -> bool {
+        match &self.0 {
+            None => true,
+            Some(tags) => tag.is_some_and(|tag| tags.contains(tag)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    connection: u64,
+    subscriptions: HashMap<String, TagFilter>,
+}
+
+/// Group membership, shared by every broker connection.
+#[derive(Debug, Default)]
+pub(crate) struct ClientRegistry {
+    groups: Mutex<HashMap<String, BTreeMap<String, Member>>>,
+}
+
+/// The consumer part of one heartbeat, decoded leniently (enum names or ordinals, numbers or
+/// strings, as the clients send them).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Heartbeat {
+    pub(crate) client_id: String,
+    /// Consumer group -> (topic -> tag expression).
+    pub(crate) consumers: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl Heartbeat {
+    pub(crate) fn parse(body: &[u8]) -> RequestResult<Self> {
+        let value: Value = serde_json::from_slice(body)?;
+        let client_id = value
+            .get("clientID")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let mut consumers = Vec::new();
+        for consumer in value
+            .get("consumerDataSet")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(group) = consumer.get("groupName").and_then(Value::as_str) else {
+                continue;
+            };
+            let subscriptions = consumer
+                .get("subscriptionDataSet")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|sub| {
+                    let topic = sub.get("topic")?.as_str()?;
+                    let expression = sub.get("subString").and_then(Value::as_str).unwrap_or("*");
+                    Some((topic.to_owned(), expression.to_owned()))
+                })
+                .collect();
+            consumers.push((group.to_owned(), subscriptions));
+        }
+        Ok(Self {
+            client_id,
+            consumers,
+        })
+    }
+}
+
+impl ClientRegistry {
+    /// Records a heartbeat; returns the groups whose member list changed.
+    pub(crate) fn heartbeat(&self, connection: u64, heartbeat: Heartbeat) -> Vec<String> {
+        let mut groups = self.groups.lock();
+        let mut changed = Vec::new();
+        for (group, subscriptions) in heartbeat.consumers {
+            let members = groups.entry(group.clone()).or_default();
+            let member = Member {
+                connection,
+                subscriptions: subscriptions
+                    .iter()
+                    .map(|(topic, expression)| (topic.clone(), TagFilter::parse(expression)))
+                    .collect(),
+            };
+            if members
+                .insert(heartbeat.client_id.clone(), member)
+                .is_none()
+            {
+                changed.push(group);
+            }
+        }
+        changed
+    }
+
+    /// Removes a client from a group (UNREGISTER_CLIENT); returns whether it was a member.
+    pub(crate) fn unregister(&self, client_id: &str, group: &str) -> bool {
+        let mut groups = self.groups.lock();
+        let Some(members) = groups.get_mut(group) else {
+            return false;
+        };
+        let removed = members.remove(client_id).is_some();
+        if members.is_empty() {
+            groups.remove(group);
+        }
+        removed
+    }
+
+    /// Drops every member that last heartbeated on `connection`; returns the affected groups.
+    pub(crate) fn connection_closed(&self, connection: u64) -> Vec<String> {
+        let mut groups = self.groups.lock();
+        let mut changed = Vec::new();
+        groups.retain(|group, members| {
+            let before = members.len();
+            members.retain(|_, member| member.connection != connection);
+            if members.len() != before {
+                changed.push(group.clone());
+            }
+            !members.is_empty()
+        });
+        changed
+    }
+
+    /// The sorted client ids of a group.
+    pub(crate) fn members(&self, group: &str) -> Vec<String> {
+        self.groups
+            .lock()
+            .get(group)
+            .map(|members| members.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The filter some member of `group` registered for `topic`.
+    pub(crate) fn subscription(&self, group: &str, topic: &str) -> Option<TagFilter> {
+        let groups = self.groups.lock();
+        groups
+            .get(group)?
+            .values()
+            .find_map(|member| member.subscriptions.get(topic).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_expressions() {
+        assert!(TagFilter::parse("*").matches(None));
+        assert!(TagFilter::parse("").matches(Some("x")));
+        let filter = TagFilter::parse("TagA || TagB");
+        assert!(filter.matches(Some("TagA")));
+        assert!(filter.matches(Some("TagB")));
+        assert!(!filter.matches(Some("TagC")));
+        assert!(!filter.matches(None));
+    }
+
+    #[test]
+    fn heartbeats_with_names_or_ordinals_register_members() {
+        // The C++ client's form: ordinals and a string subVersion.
+        let cpp = br#"{"clientID":"21796-127.0.0.1@DEFAULT","consumerDataSet":[{"consumeFromWhere":0,"consumeType":1,"groupName":"CID-smoke","messageModel":1,"subscriptionDataSet":[{"subString":"*","subVersion":"1795575829530","topic":"%RETRY%CID-smoke"},{"codeSet":[0],"subString":"TagA","subVersion":"1795575829530","tagsSet":["TagA"],"topic":"TopicTest"}]}],"producerDataSet":[{"groupName":"PID-smoke"}]}"#;
+        let registry = ClientRegistry::default();
+        let changed = registry.heartbeat(1, Heartbeat::parse(cpp).unwrap());
+        assert_eq!(changed, vec!["CID-smoke".to_owned()]);
+        let filter = registry.subscription("CID-smoke", "TopicTest").unwrap();
+        assert!(filter.matches(Some("TagA")) && !filter.matches(Some("TagB")));
+        let rust = br#"{"clientID":"192.0.2.2@1#2","producerDataSet":[],"consumerDataSet":[{"groupName":"CID-smoke","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","subscriptionDataSet":[{"topic":"TopicTest","subString":"*","subVersion":1}]}],"heartbeatFingerprint":0,"withoutSub":false}"#;
+        registry.heartbeat(2, Heartbeat::parse(rust).unwrap());
+        assert_eq!(
+            registry.members("CID-smoke"),
+            vec![
+                "192.0.2.2@1#2".to_owned(),
+                "21796-127.0.0.1@DEFAULT".to_owned()
+            ]
+        );
+        assert_eq!(registry.connection_closed(1), vec!["CID-smoke".to_owned()]);
+        assert_eq!(registry.members("CID-smoke").len(), 1);
+        assert!(registry.unregister("192.0.2.2@1#2", "CID-smoke"));
+        assert!(registry.members("CID-smoke").is_empty());
+        assert!(Heartbeat::parse(b"not json").is_err());
+    }
+}

@@ -1,0 +1,407 @@
+//! The RocketMQ listeners over real sockets with request frames in the dialects the captures
+//! recorded (C++ 1.2 via Python `rocketmq` 0.4.4 and ali-ons: JSON headers with numbers,
+//! booleans and ACL fields mixed in; the C++ batch quirk), against the real binary. Frames are
+//! built here byte by byte, and responses and stored-message bodies are parsed here too, so the
+//! test does not lean on the frontend's own codec.
+
+#[path = "support/broker.rs"]
+mod broker;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use broker::TestBroker;
+use serde_json::{Value, json};
+
+struct Response {
+    header: Value,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn code(&self) -> i64 {
+        self.header["code"].as_i64().expect("code")
+    }
+
+    fn opaque(&self) -> i64 {
+        self.header["opaque"].as_i64().expect("opaque")
+    }
+
+    fn field(&self, name: &str) -> &str {
+        self.header["extFields"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string field {name} in {}", self.header))
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream
+}
+
+/// Writes a JSON-header request the way the C++ and JS clients frame it.
+fn send(stream: &mut TcpStream, code: i32, opaque: i32, language: &str, ext: Value, body: &[u8]) {
+    let header = json!({
+        "code": code, "language": language, "version": 63, "opaque": opaque, "flag": 0,
+        "extFields": ext,
+    });
+    let header = serde_json::to_vec(&header).expect("header");
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&((4 + header.len() + body.len()) as u32).to_be_bytes());
+    frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(body);
+    stream.write_all(&frame).expect("write");
+}
+
+fn receive(stream: &mut TcpStream) -> Response {
+    let mut word = [0u8; 4];
+    stream.read_exact(&mut word).expect("length");
+    let length = u32::from_be_bytes(word) as usize;
+    let mut frame = vec![0u8; length];
+    stream.read_exact(&mut frame).expect("frame");
+    assert_eq!(frame[0], 0, "a JSON request gets a JSON response");
+    let header_len = u32::from_be_bytes([0, frame[1], frame[2], frame[3]]) as usize;
+    let header: Value = serde_json::from_slice(&frame[4..4 + header_len]).expect("JSON header");
+    assert_eq!(header["flag"].as_i64().unwrap() & 1, 1, "response bit");
+    assert_eq!(header["language"], "JAVA");
+    Response {
+        header,
+        body: frame[4 + header_len..].to_vec(),
+    }
+}
+
+fn call(stream: &mut TcpStream, code: i32, opaque: i32, ext: Value, body: &[u8]) -> Response {
+    send(stream, code, opaque, "CPP", ext, body);
+    let response = receive(stream);
+    assert_eq!(response.opaque(), i64::from(opaque));
+    response
+}
+
+/// One message of a stored-format body.
+#[derive(Debug)]
+struct Stored {
+    queue_id: i32,
+    queue_offset: i64,
+    body: Vec<u8>,
+    topic: String,
+    properties: String,
+}
+
+fn be32(buf: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(buf[at..at + 4].try_into().unwrap())
+}
+
+fn be64(buf: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(buf[at..at + 8].try_into().unwrap())
+}
+
+fn parse_stored(mut buf: &[u8]) -> Vec<Stored> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let total = be32(buf, 0) as usize;
+        assert_eq!(be32(buf, 4), -626_843_481, "magic");
+        let sys_flag = be32(buf, 36);
+        let born_host = if sys_flag & 0x10 != 0 { 20 } else { 8 };
+        let store_host = if sys_flag & 0x20 != 0 { 20 } else { 8 };
+        let mut at = 48 + born_host + 8 + store_host + 4 + 8;
+        let body_len = be32(buf, at) as usize;
+        at += 4;
+        let body = buf[at..at + body_len].to_vec();
+        assert_eq!(
+            be32(buf, 8),
+            (crc32fast::hash(&body) & 0x7FFF_FFFF) as i32,
+            "body CRC"
+        );
+        at += body_len;
+        let topic_len = buf[at] as usize;
+        let topic = String::from_utf8(buf[at + 1..at + 1 + topic_len].to_vec()).unwrap();
+        at += 1 + topic_len;
+        let props_len = i16::from_be_bytes([buf[at], buf[at + 1]]) as usize;
+        let properties = String::from_utf8(buf[at + 2..at + 2 + props_len].to_vec()).unwrap();
+        assert_eq!(at + 2 + props_len, total, "record length");
+        out.push(Stored {
+            queue_id: be32(buf, 12),
+            queue_offset: be64(buf, 20),
+            body,
+            topic,
+            properties,
+        });
+        buf = &buf[total..];
+    }
+    out
+}
+
+/// The batch body the C++ client sends (`MessageDecoder.encodeMessages` layout).
+fn batch_body(messages: &[(&[u8], &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (body, properties) in messages {
+        let total = 20 + body.len() + 2 + properties.len();
+        for word in [total as i32, 0, 0, 0, body.len() as i32] {
+            out.extend_from_slice(&word.to_be_bytes());
+        }
+        out.extend_from_slice(body);
+        out.extend_from_slice(&(properties.len() as i16).to_be_bytes());
+        out.extend_from_slice(properties.as_bytes());
+    }
+    out
+}
+
+/// Captured C++ extFields (ACL fields, numbers and strings mixed) with the topic swapped in.
+fn cpp_send(topic: &str, queue_id: i64, properties: &str, batch: &str) -> Value {
+    json!({
+        "AccessKey": "", "OnsChannel": "ALIYUN", "Signature": "PEsCt5+xXZQSmVGX8qYF5yL1sDo=",
+        "batch": batch, "bornTimestamp": "1795575829525", "defaultTopic": "TBW102",
+        "defaultTopicQueueNums": 4, "flag": 0, "producerGroup": "PID-smoke",
+        "properties": properties, "queueId": queue_id, "reconsumeTimes": "0", "sysFlag": 0,
+        "topic": topic, "unitMode": "0",
+    })
+}
+
+fn cpp_pull(topic: &str, queue_id: i64, offset: i64, subscription: &str, suspend: i64) -> Value {
+    json!({
+        "AccessKey": "", "OnsChannel": "ALIYUN", "Signature": "yXTtrmicKng7OAM1wSQ3zz4kFrQ=",
+        "commitOffset": "-1", "consumerGroup": "CID-smoke", "maxMsgNums": 32, "queueId": queue_id,
+        "queueOffset": offset.to_string(), "subVersion": "1795575829530",
+        "subscription": subscription, "suspendTimeoutMillis": suspend.to_string(), "sysFlag": 6,
+        "topic": topic,
+    })
+}
+
+#[test]
+fn cpp_dialect_routes_sends_batches_and_tag_filtered_pulls() {
+    let mut broker = TestBroker::start();
+    let namesrv = broker.addr("rocketmq-namesrv");
+    let broker_addr = broker.addr("rocketmq-broker");
+
+    let mut ns = connect(namesrv);
+    let route = call(
+        &mut ns,
+        105,
+        1,
+        json!({"AccessKey": "", "OnsChannel": "ALIYUN", "Signature": "x", "topic": "TopicTest"}),
+        b"",
+    );
+    assert_eq!(route.code(), 0);
+    let text = String::from_utf8(route.body.clone()).unwrap();
+    assert!(
+        !text.contains(", ") && !text.contains(": "),
+        "compact JSON: {text}"
+    );
+    let route: Value = serde_json::from_slice(&route.body).unwrap();
+    assert_eq!(
+        route["brokerDatas"][0]["brokerAddrs"]["0"],
+        broker_addr.to_string()
+    );
+    assert_eq!(route["queueDatas"][0]["writeQueueNums"], 4);
+    assert_eq!(route["queueDatas"][0]["perm"], 6);
+    let retry = call(&mut ns, 105, 2, json!({"topic": "%RETRY%CID-smoke"}), b"");
+    let retry: Value = serde_json::from_slice(&retry.body).unwrap();
+    assert_eq!(retry["queueDatas"][0]["readQueueNums"], 1);
+    let cluster = call(&mut ns, 106, 3, json!({}), b"");
+    let cluster: Value = serde_json::from_slice(&cluster.body).unwrap();
+    assert!(cluster["clusterAddrTable"]["DefaultCluster"].is_array());
+
+    let mut conn = connect(broker_addr);
+    let single = call(
+        &mut conn,
+        10,
+        10,
+        cpp_send(
+            "TopicTest",
+            1,
+            "KEYS\u{1}key-1\u{2}TAGS\u{1}TagA\u{2}myprop\u{1}v1\u{2}",
+            "0",
+        ),
+        b"hello \xFF world",
+    );
+    assert_eq!(single.code(), 0, "{}", single.header);
+    assert_eq!(single.field("queueId"), "1");
+    assert_eq!(single.field("queueOffset"), "0");
+    assert_eq!(single.field("msgId").len(), 32);
+    // The C++ 1.2 batch quirk: code 10 with batch "1" and an encodeMessages body.
+    let batch = batch_body(&[
+        (b"b0", "TAGS\u{1}TagB\u{2}"),
+        (b"b1", "TAGS\u{1}TagA\u{2}"),
+        (b"b2", "TAGS\u{1}TagA\u{2}KEYS\u{1}k2\u{2}"),
+    ]);
+    let batched = call(&mut conn, 10, 11, cpp_send("TopicTest", 1, "", "1"), &batch);
+    assert_eq!(batched.code(), 0, "{}", batched.header);
+    assert_eq!(batched.field("queueOffset"), "1");
+    assert_eq!(batched.field("msgId").split(',').count(), 3);
+
+    let pulled = call(
+        &mut conn,
+        11,
+        12,
+        cpp_pull("TopicTest", 1, 0, "TagA", 0),
+        b"",
+    );
+    assert_eq!(pulled.code(), 0, "{}", pulled.header);
+    assert_eq!(pulled.field("nextBeginOffset"), "4");
+    assert_eq!(pulled.field("maxOffset"), "4");
+    let messages = parse_stored(&pulled.body);
+    let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
+    assert_eq!(bodies, [&b"hello \xFF world"[..], b"b1", b"b2"]);
+    assert_eq!(
+        messages.iter().map(|m| m.queue_offset).collect::<Vec<_>>(),
+        [0, 2, 3]
+    );
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.topic == "TopicTest" && m.queue_id == 1)
+    );
+    assert!(messages[0].properties.contains("myprop\u{1}v1\u{2}"));
+    assert!(messages[2].properties.contains("KEYS\u{1}k2\u{2}"));
+
+    // Offsets: a fresh group on a young queue starts at 0; commits read back.
+    let group = json!({"consumerGroup": "CID-smoke", "topic": "TopicTest", "queueId": 1});
+    let query = call(&mut conn, 14, 13, group.clone(), b"");
+    assert_eq!((query.code(), query.field("offset")), (0, "0"));
+    let mut update = group.clone();
+    update["commitOffset"] = json!("3");
+    assert_eq!(call(&mut conn, 15, 14, update, b"").code(), 0);
+    let query = call(&mut conn, 14, 15, group, b"");
+    assert_eq!(query.field("offset"), "3");
+    let max = call(
+        &mut conn,
+        30,
+        16,
+        json!({"topic": "TopicTest", "queueId": 1}),
+        b"",
+    );
+    assert_eq!(max.field("offset"), "4");
+    let min = call(
+        &mut conn,
+        31,
+        17,
+        json!({"topic": "TopicTest", "queueId": 1}),
+        b"",
+    );
+    assert_eq!(min.field("offset"), "0");
+    let search = json!({"topic": "TopicTest", "queueId": 1, "timestamp": 0});
+    assert_eq!(call(&mut conn, 29, 18, search, b"").field("offset"), "0");
+    broker.terminate();
+}
+
+#[test]
+fn ali_ons_send_v2_with_numbers_and_booleans() {
+    let mut broker = TestBroker::start();
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    let ext = json!({
+        "Signature": "i/wlTsl3ReO26UV8qnoThfACMSM=", "AccessKey": "x", "OnsChannel": "ALIYUN",
+        "a": "PID-node", "b": "TopicNode", "c": "TBW102", "d": 4, "e": 2, "f": 0,
+        "g": 1_795_575_853_928_i64, "h": 0, "i": "TAGS\u{1}TagN\u{2}KEYS\u{1}nk1\u{2}", "j": 0,
+        "k": false,
+    });
+    send(&mut conn, 310, 5, "JAVA", ext, b"node body");
+    let response = receive(&mut conn);
+    assert_eq!(response.code(), 0, "{}", response.header);
+    assert_eq!(response.field("queueId"), "2");
+    let pulled = call(&mut conn, 11, 6, cpp_pull("TopicNode", 2, 0, "*", 0), b"");
+    let messages = parse_stored(&pulled.body);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].body, b"node body");
+    broker.terminate();
+}
+
+#[test]
+fn a_long_poll_never_blocks_later_requests_and_wakes_on_a_send() {
+    let mut broker = TestBroker::start();
+    let addr = broker.addr("rocketmq-broker");
+    let mut conn = connect(addr);
+    // Create the topic with a send to another queue.
+    let created = call(&mut conn, 10, 1, cpp_send("PollTopic", 0, "", "0"), b"x");
+    assert_eq!(created.code(), 0);
+
+    let started = Instant::now();
+    send(
+        &mut conn,
+        11,
+        2,
+        "CPP",
+        cpp_pull("PollTopic", 3, 0, "*", 15_000),
+        b"",
+    );
+    send(
+        &mut conn,
+        30,
+        3,
+        "CPP",
+        json!({"topic": "PollTopic", "queueId": 3}),
+        b"",
+    );
+    let first = receive(&mut conn);
+    assert_eq!(
+        first.opaque(),
+        3,
+        "GET_MAX_OFFSET overtakes the parked pull"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let mut producer = connect(addr);
+    let sent = call(
+        &mut producer,
+        10,
+        1,
+        cpp_send("PollTopic", 3, "", "0"),
+        b"wake",
+    );
+    assert_eq!(sent.code(), 0);
+    let woken = receive(&mut conn);
+    assert_eq!(woken.opaque(), 2);
+    assert_eq!(woken.code(), 0, "{}", woken.header);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken by the send"
+    );
+    assert_eq!(parse_stored(&woken.body)[0].body, b"wake");
+
+    // Without new data the pull answers PULL_NOT_FOUND (19) after its suspend timeout.
+    let parked = Instant::now();
+    let empty = call(&mut conn, 11, 4, cpp_pull("PollTopic", 3, 1, "*", 500), b"");
+    assert_eq!(empty.code(), 19);
+    assert_eq!(empty.field("nextBeginOffset"), "1");
+    assert!(parked.elapsed() >= Duration::from_millis(400));
+    broker.terminate();
+}
+
+#[test]
+fn unknown_codes_and_malformed_frames_only_affect_their_connection() {
+    let mut broker = TestBroker::start();
+    let addr = broker.addr("rocketmq-broker");
+    let mut conn = connect(addr);
+    let unknown = call(&mut conn, 9999, 1, json!({}), b"");
+    assert_eq!(unknown.code(), 3);
+    assert_eq!(unknown.header["remark"], " request type 9999 not supported");
+    // A name-server code on the broker port is unknown there, too.
+    assert_eq!(
+        call(&mut conn, 105, 2, json!({"topic": "T"}), b"").code(),
+        3
+    );
+
+    let mut bad = connect(addr);
+    bad.write_all(&[0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0])
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = bad.read_to_end(&mut rest);
+    assert!(
+        matches!(closed, Ok(0)) || closed.is_err(),
+        "oversized frame closes the connection"
+    );
+    let mut garbage = connect(addr);
+    garbage
+        .write_all(&[0, 0, 0, 6, 0, 0, 0, 2, b'{', b'x'])
+        .unwrap();
+    let closed = garbage.read_to_end(&mut rest);
+    assert!(matches!(closed, Ok(0)) || closed.is_err());
+
+    let max = call(&mut conn, 9999, 3, json!({}), b"");
+    assert_eq!(max.code(), 3, "the first connection still works");
+    broker.terminate();
+}
