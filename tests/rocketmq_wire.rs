@@ -405,3 +405,114 @@ fn unknown_codes_and_malformed_frames_only_affect_their_connection() {
     assert_eq!(max.code(), 3, "the first connection still works");
     broker.terminate();
 }
+
+/// The physical offset field of the first stored message in a pull body.
+fn first_physical_offset(body: &[u8]) -> i64 {
+    be64(body, 28)
+}
+
+#[test]
+fn send_back_retries_with_a_delay_and_dead_letters_past_the_maximum() {
+    let mut broker = TestBroker::start();
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    let sent = call(
+        &mut conn,
+        10,
+        1,
+        cpp_send(
+            "BackTopic",
+            0,
+            "TAGS\u{1}TagA\u{2}UNIQ_KEY\u{1}U-1\u{2}",
+            "0",
+        ),
+        b"give me back",
+    );
+    assert_eq!(sent.code(), 0, "{}", sent.header);
+    let pulled = call(&mut conn, 11, 2, cpp_pull("BackTopic", 0, 0, "*", 0), b"");
+    assert_eq!(pulled.code(), 0);
+    let physical = first_physical_offset(&pulled.body);
+    let back = |max: i64, level: i64| {
+        json!({"offset": physical.to_string(), "group": "CID-back", "delayLevel": level.to_string(),
+               "originMsgId": "U-1", "originTopic": "BackTopic", "unitMode": "false",
+               "maxReconsumeTimes": max.to_string()})
+    };
+    let max_offset = |conn: &mut TcpStream, topic: &str, opaque: i32| -> i64 {
+        let max = call(
+            conn,
+            30,
+            opaque,
+            json!({"topic": topic, "queueId": "0"}),
+            b"",
+        );
+        assert_eq!(max.code(), 0, "{}", max.header);
+        max.field("offset").parse().unwrap()
+    };
+
+    // Level 1 (1 s by default) into the retry topic: not there at once, there after the delay.
+    let started = Instant::now();
+    assert_eq!(call(&mut conn, 36, 3, back(16, 1), b"").code(), 0);
+    assert_eq!(max_offset(&mut conn, "%RETRY%CID-back", 4), 0, "held back");
+    let mut opaque = 5;
+    while max_offset(&mut conn, "%RETRY%CID-back", opaque) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "retry never delivered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        opaque += 1;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut retry_pull = cpp_pull("%RETRY%CID-back", 0, 0, "*", 0);
+    retry_pull["consumerGroup"] = json!("CID-back");
+    let retried = call(&mut conn, 11, 100, retry_pull, b"");
+    let retried = parse_stored(&retried.body);
+    assert_eq!(retried[0].body, b"give me back");
+    assert!(
+        retried[0]
+            .properties
+            .contains("RETRY_TOPIC\u{1}BackTopic\u{2}")
+    );
+    assert!(
+        retried[0]
+            .properties
+            .contains("ORIGIN_MESSAGE_ID\u{1}U-1\u{2}")
+    );
+    assert!(
+        retried[0]
+            .properties
+            .contains("REAL_TOPIC\u{1}%RETRY%CID-back\u{2}")
+    );
+    assert!(!retried[0].properties.contains("DELAY\u{1}"));
+
+    // Past the maximum (0 here): straight to the DLQ.
+    assert_eq!(call(&mut conn, 36, 101, back(0, 0), b"").code(), 0);
+    assert_eq!(max_offset(&mut conn, "%DLQ%CID-back", 102), 1);
+    let dead = call(
+        &mut conn,
+        11,
+        103,
+        cpp_pull("%DLQ%CID-back", 0, 0, "*", 0),
+        b"",
+    );
+    let dead = parse_stored(&dead.body);
+    assert_eq!(dead[0].body, b"give me back");
+    assert_eq!(dead[0].topic, "%DLQ%CID-back");
+
+    // An offset that names no message is answered SYSTEM_ERROR, and the connection lives on.
+    let mut missing = back(16, 0);
+    missing["offset"] = json!("123456789");
+    let missing = call(&mut conn, 36, 104, missing, b"");
+    assert_eq!(missing.code(), 1);
+    assert!(
+        missing.header["remark"]
+            .as_str()
+            .unwrap()
+            .contains("look message by offset failed")
+    );
+    assert_eq!(max_offset(&mut conn, "BackTopic", 105), 1);
+    broker.terminate();
+}

@@ -240,6 +240,38 @@ pub static KEYS: &[KeySpec] = &[
         rocketmq.max_frame_bytes
     ),
     key!(
+        "rocketmq.auto_create_topics",
+        "TRIBUTARY_ROCKETMQ_AUTO_CREATE_TOPICS",
+        None,
+        BOOL,
+        parse,
+        rocketmq.auto_create_topics
+    ),
+    key!(
+        "rocketmq.default_queues",
+        "TRIBUTARY_ROCKETMQ_DEFAULT_QUEUES",
+        None,
+        COUNT,
+        parse,
+        rocketmq.default_queues
+    ),
+    key!(
+        "rocketmq.delay_levels",
+        "TRIBUTARY_ROCKETMQ_DELAY_LEVELS",
+        None,
+        "durations like `1s 5s 10s 30s 1m` (units ms, s, m, h, d)",
+        parse,
+        rocketmq.delay_levels
+    ),
+    key!(
+        "rocketmq.max_reconsume_times",
+        "TRIBUTARY_ROCKETMQ_MAX_RECONSUME_TIMES",
+        None,
+        COUNT,
+        parse,
+        rocketmq.max_reconsume_times
+    ),
+    key!(
         "http.enabled",
         "TRIBUTARY_HTTP_ENABLED",
         None,

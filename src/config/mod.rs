@@ -115,6 +115,14 @@ pub struct RocketMqConfig {
     /// Cap per listener (the name server and the broker port each have this many).
     pub max_connections: usize,
     pub max_frame_bytes: usize,
+    /// Create unknown topics on route lookup and send (RocketMQ's `autoCreateTopicEnable`).
+    pub auto_create_topics: bool,
+    /// Queues of a topic created by a route lookup or a send.
+    pub default_queues: u32,
+    /// Delay levels, RocketMQ's `messageDelayLevel` syntax (`1s 5s ... 2h`; `ms` also works).
+    pub delay_levels: String,
+    /// Retries before a sent-back message goes to `%DLQ%<group>`, unless the consumer says.
+    pub max_reconsume_times: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +226,10 @@ impl Default for RocketMqConfig {
             broker_port: 10911,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: 16 << 20,
+            auto_create_topics: true,
+            default_queues: 4,
+            delay_levels: tributary_rocketmq::delay::DEFAULT_DELAY_LEVELS.to_owned(),
+            max_reconsume_times: 16,
         }
     }
 }
@@ -360,8 +372,14 @@ impl Config {
 
     /// What the RocketMQ frontend takes; the rest of its settings keep RocketMQ's defaults.
     pub fn rocketmq_settings(&self) -> tributary_rocketmq::Settings {
+        let rocketmq = &self.rocketmq;
         tributary_rocketmq::Settings {
-            broker_port: self.rocketmq.broker_port,
+            broker_port: rocketmq.broker_port,
+            auto_create_topics: rocketmq.auto_create_topics,
+            default_queue_nums: rocketmq.default_queues,
+            // Checked by `validate`, so the fallback is never taken for a loaded config.
+            delay_levels: rocketmq.delay_levels.parse().unwrap_or_default(),
+            max_reconsume_times: i32::try_from(rocketmq.max_reconsume_times).unwrap_or(i32::MAX),
             ..tributary_rocketmq::Settings::default()
         }
     }

@@ -30,6 +30,8 @@ pub enum Problem {
     BelowMinusOne(i64),
     #[error("uses port {port}, which `{other}` uses too")]
     PortClash { port: u16, other: &'static str },
+    #[error("is not a valid delay level list")]
+    BadDelayLevels(#[source] tributary_rocketmq::delay::DelayLevelsError),
     #[error("is not a valid tracing filter")]
     BadFilter(#[source] tracing_subscriber::filter::ParseError),
 }
@@ -106,6 +108,20 @@ impl Config {
             self.rocketmq.max_connections as u64,
         )?;
         frame_limit("rocketmq.max_frame_bytes", self.rocketmq.max_frame_bytes)?;
+        positive(
+            "rocketmq.default_queues",
+            self.rocketmq.default_queues.into(),
+        )?;
+        if let Err(err) = self
+            .rocketmq
+            .delay_levels
+            .parse::<tributary_rocketmq::DelayLevels>()
+        {
+            return Err(invalid(
+                "rocketmq.delay_levels",
+                Problem::BadDelayLevels(err),
+            ));
+        }
         positive("http.max_connections", self.http.max_connections as u64)?;
 
         // Port 0 asks the OS for a free port, so only fixed ports can clash.

@@ -32,6 +32,10 @@ pub enum RequestError {
     Message(#[from] MessageError),
     #[error("malformed JSON body: {0}")]
     BodyJson(#[from] serde_json::Error),
+    #[error("{0}")]
+    Illegal(String),
+    #[error("look message by offset failed, {0}")]
+    MessageNotFound(i64),
     #[error("topic `{0}` does not exist and auto-creation is off")]
     TopicNotExist(String),
     #[error("request type {0} not supported")]
@@ -47,8 +51,9 @@ impl RequestError {
             Self::MissingField(_) | Self::BadField { .. } | Self::BodyJson(_) => {
                 code::INVALID_PARAMETER
             }
-            Self::Message(_) => code::MESSAGE_ILLEGAL,
+            Self::Message(_) | Self::Illegal(_) => code::MESSAGE_ILLEGAL,
             Self::TopicNotExist(_) => code::TOPIC_NOT_EXIST,
+            Self::MessageNotFound(_) => code::SYSTEM_ERROR,
             Self::NotSupported(_) => code::REQUEST_CODE_NOT_SUPPORTED,
             Self::Engine(engine) => match engine {
                 EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. } => {

@@ -7,8 +7,11 @@
 //! engine topic of the same name and a queue id is a partition; consumer offsets live in the
 //! shared `OffsetStore` under the consumer group's name.
 //!
-//! What it is not (yet): delay levels and timers, retry/DLQ send-back, transactions, ordered-lock
-//! leases, message queries, SQL92 filters, the 5.x gRPC proxy protocol, ACL.
+//! Delayed messages (delay levels and 5.x timers, [`delay`]) and consumer send-back to
+//! `%RETRY%<group>` / `%DLQ%<group>` go through the engine scheduler, so they survive restarts.
+//!
+//! What it is not (yet): transactions, ordered-lock leases, message queries, SQL92 filters, the
+//! 5.x gRPC proxy protocol, ACL.
 //!
 //! Invariants:
 //! - every response carries its request's opaque and serialize type; requests on one connection
@@ -20,6 +23,7 @@
 
 pub mod codec;
 mod connection;
+pub mod delay;
 pub mod error;
 mod handlers;
 pub mod metrics;
@@ -33,6 +37,7 @@ use async_trait::async_trait;
 use tokio::net::TcpStream;
 use tributary_api::{ConnectionContext, ConnectionError, Engine, Frontend};
 
+pub use delay::DelayLevels;
 use registry::ClientRegistry;
 
 /// RocketMQ settings from the broker configuration.
@@ -50,6 +55,11 @@ pub struct Settings {
     pub advertised_host: Option<String>,
     /// The broker port from the configuration, advertised until the shell reports the bound one.
     pub broker_port: u16,
+    /// Delay levels for the `DELAY` property and for retries (RocketMQ's `messageDelayLevel`).
+    pub delay_levels: DelayLevels,
+    /// Deliveries after which a sent-back message goes to the DLQ when the consumer names no
+    /// maximum (RocketMQ's `retryMaxTimes`).
+    pub max_reconsume_times: i32,
 }
 
 impl Default for Settings {
@@ -61,6 +71,8 @@ impl Default for Settings {
             auto_create_topics: true,
             advertised_host: None,
             broker_port: 10911,
+            delay_levels: DelayLevels::default(),
+            max_reconsume_times: 16,
         }
     }
 }

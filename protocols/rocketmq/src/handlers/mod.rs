@@ -7,12 +7,14 @@ mod namesrv;
 mod offsets;
 mod pull;
 mod send;
+mod send_back;
 
 use std::str::FromStr;
 use std::time::Instant;
 
 use tracing::debug;
-use tributary_api::{EngineError, TopicDescription};
+use tributary_api::batch::{BatchHeader, decode_records};
+use tributary_api::{EngineError, StoredRecord, TopicDescription, TopicPartition};
 
 use crate::codec::RemotingCommand;
 use crate::connection::Connection;
@@ -31,6 +33,7 @@ pub(crate) mod request {
     pub(crate) const GET_MIN_OFFSET: i32 = 31;
     pub(crate) const HEART_BEAT: i32 = 34;
     pub(crate) const UNREGISTER_CLIENT: i32 = 35;
+    pub(crate) const CONSUMER_SEND_MSG_BACK: i32 = 36;
     pub(crate) const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;
     pub(crate) const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     pub(crate) const GET_BROKER_CLUSTER_INFO: i32 = 106;
@@ -78,6 +81,9 @@ async fn dispatch(
         (_, UPDATE_AND_CREATE_TOPIC) => namesrv::create_topic(shared, request).await,
         (Role::Broker, SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE) => {
             send::send(shared, connection, request).await
+        }
+        (Role::Broker, CONSUMER_SEND_MSG_BACK) => {
+            send_back::send_back(shared, connection, request).await
         }
         (Role::Broker, PULL_MESSAGE) => pull::pull(shared, connection, request).await,
         (Role::Broker, QUERY_CONSUMER_OFFSET) => {
@@ -171,4 +177,37 @@ async fn ensure_topic(
         Err(EngineError::UnknownTopic(_)) => Err(RequestError::TopicNotExist(topic.to_owned())),
         Err(err) => Err(err.into()),
     }
+}
+
+/// Bytes read to find one message (RocketMQ's largest message is 4 MiB).
+const LOOKUP_READ_BYTES: usize = 4 << 20;
+
+/// The record at `offset` of `partition`, or `None` when there is none (out of range, or in a
+/// batch this frontend cannot decode).
+async fn read_record(
+    shared: &Shared,
+    partition: &TopicPartition,
+    offset: i64,
+) -> RequestResult<Option<StoredRecord>> {
+    let bounds = shared.engine.log.offsets(partition)?;
+    if offset < bounds.log_start || offset >= bounds.high_watermark {
+        return Ok(None);
+    }
+    let mut rest = shared
+        .engine
+        .log
+        .read(partition, offset, LOOKUP_READ_BYTES)
+        .await?
+        .data;
+    while !rest.is_empty() {
+        let header = BatchHeader::parse(&rest).map_err(EngineError::from)?;
+        let batch = rest.split_to(header.total_len.min(rest.len()));
+        if header.last_offset() < offset {
+            continue;
+        }
+        return Ok(decode_records(&batch)
+            .ok()
+            .and_then(|records| records.into_iter().find(|r| r.offset == offset)));
+    }
+    Ok(None)
 }

@@ -7,14 +7,20 @@
 //! sends `0` for single messages, so `1` is unambiguous). The response carries `msgId` (offset
 //! message ids, comma-joined for a batch), `queueId`, `queueOffset` (the first message's),
 //! `MSG_REGION` and `TRACE_ON`, all as strings.
+//!
+//! A single message with a delay (see [`crate::delay`]) is handed to the engine scheduler instead:
+//! it lands in its queue when due, without `DELAY` and with `REAL_TOPIC`/`REAL_QID`, stamped with
+//! the delivery time. Its response names the queue's high watermark at send time, since the
+//! offset is only assigned on delivery. Batches with a delay are refused, as RocketMQ 4.x does.
 
-use tributary_api::TopicPartition;
 use tributary_api::batch::build_batch;
+use tributary_api::{ScheduleTarget, TopicPartition};
 
 use super::{ensure_topic, request};
 use crate::codec::RemotingCommand;
 use crate::codec::message::{decode_batch, offset_message_id, parse_properties};
 use crate::connection::Connection;
+use crate::delay::{self, PROPERTY_DELAY, PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC};
 use crate::error::{RequestError, RequestResult, code};
 use crate::records::{IncomingMessage, physical_offset};
 use crate::{Shared, metrics};
@@ -88,8 +94,20 @@ pub(super) async fn send(
         return Ok(RemotingCommand::response_to(request, code::MESSAGE_ILLEGAL)
             .with_remark("the batch holds no message"));
     }
-    let records: Vec<_> = messages.iter().map(|m| m.to_record(now)).collect();
     let target = TopicPartition::new(topic, partition);
+    if let Some(due) = delivery_time(shared, now, &messages, batch)? {
+        let mut message = messages.into_iter().next().expect("one message");
+        let base_offset = schedule(shared, &mut message, &target, due).await?;
+        ::metrics::counter!(metrics::MESSAGES_IN, "topic" => topic.to_owned()).increment(1);
+        return Ok(success(
+            request,
+            connection,
+            partition,
+            base_offset,
+            base_offset,
+        ));
+    }
+    let records: Vec<_> = messages.iter().map(|m| m.to_record(now)).collect();
     let outcome = shared
         .engine
         .log
@@ -98,13 +116,80 @@ pub(super) async fn send(
     ::metrics::counter!(metrics::MESSAGES_IN, "topic" => topic.to_owned())
         .increment(messages.len() as u64);
 
-    let ids: Vec<String> = (outcome.base_offset..=outcome.last_offset)
+    Ok(success(
+        request,
+        connection,
+        partition,
+        outcome.base_offset,
+        outcome.last_offset,
+    ))
+}
+
+/// The send response for messages at `first..=last` of `partition`.
+fn success(
+    request: &RemotingCommand,
+    connection: &Connection,
+    partition: u32,
+    first: i64,
+    last: i64,
+) -> RemotingCommand {
+    let ids: Vec<String> = (first..=last)
         .map(|offset| offset_message_id(&connection.local, physical_offset(partition, offset)))
         .collect();
-    Ok(RemotingCommand::response_to(request, code::SUCCESS)
+    RemotingCommand::response_to(request, code::SUCCESS)
         .with_field("msgId", ids.join(","))
         .with_field("queueId", partition)
-        .with_field("queueOffset", outcome.base_offset)
+        .with_field("queueOffset", first)
         .with_field("MSG_REGION", "DefaultRegion")
-        .with_field("TRACE_ON", "true"))
+        .with_field("TRACE_ON", "true")
+}
+
+/// When a delayed send is due, or `None` for an ordinary send.
+fn delivery_time(
+    shared: &Shared,
+    now: i64,
+    messages: &[IncomingMessage],
+    batch: bool,
+) -> RequestResult<Option<i64>> {
+    let mut due = None;
+    for message in messages {
+        let this = delay::due_time(&shared.settings.delay_levels, now, |name| {
+            message.property(name)
+        })
+        .map_err(|err| RequestError::Illegal(err.to_string()))?;
+        if this.is_some() && batch {
+            return Err(RequestError::Illegal(
+                "TimeDelayLevel is not supported for batched messages".to_owned(),
+            ));
+        }
+        due = due.or(this);
+    }
+    Ok(due)
+}
+
+/// Hands `message` to the scheduler for delivery to `target` at `due`; returns the queue's high
+/// watermark, the offset the message will have if nothing else arrives first.
+pub(super) async fn schedule(
+    shared: &Shared,
+    message: &mut IncomingMessage,
+    target: &TopicPartition,
+    due: i64,
+) -> RequestResult<i64> {
+    message
+        .properties
+        .retain(|(name, _)| name != PROPERTY_DELAY && !name.starts_with("REAL_"));
+    message
+        .properties
+        .push((PROPERTY_REAL_TOPIC.to_owned(), target.topic.clone()));
+    message.properties.push((
+        PROPERTY_REAL_QUEUE_ID.to_owned(),
+        target.partition.to_string(),
+    ));
+    let batch = build_batch(&[message.to_record(due)]);
+    shared
+        .engine
+        .scheduler
+        .schedule_append(due, ScheduleTarget::Partition(target.clone()), batch)
+        .await?;
+    Ok(shared.engine.log.offsets(target)?.high_watermark)
 }

@@ -1,0 +1,140 @@
+//! CONSUMER_SEND_MSG_BACK: a consumer gives a message back for a later retry.
+//!
+//! The original is found by its physical offset (`offset`), which this frontend makes unique per
+//! topic only, so the lookup tries `originTopic` and then `%RETRY%<group>` (a retried message is
+//! handed to listeners under its original topic but lives in the retry topic) and prefers the
+//! candidate whose `UNIQ_KEY` is `originMsgId`. Then, as RocketMQ's broker does:
+//! - when the message was already consumed `maxReconsumeTimes` times (header, else the broker
+//!   default of 16), or `delayLevel` is negative, it is appended to `%DLQ%<group>` at once;
+//! - otherwise it is scheduled into `%RETRY%<group>` at delay level `delayLevel`, or
+//!   `3 + reconsumeTimes` when the consumer passes 0 (10 s, 30 s, 1 min, ... by default).
+//!
+//! The copy keeps body, flag and properties, gains `RETRY_TOPIC` (the original topic, unless
+//! already set) and `ORIGIN_MESSAGE_ID`, and counts one more reconsume time. Retry and DLQ
+//! topics have one queue.
+
+use tributary_api::batch::build_batch;
+use tributary_api::{StoredRecord, TopicPartition};
+
+use super::send::schedule;
+use super::{ensure_topic, optional, parsed, read_record, required};
+use crate::codec::RemotingCommand;
+use crate::connection::Connection;
+use crate::error::{RequestError, RequestResult, code};
+use crate::records::{IncomingMessage, OutgoingMessage, split_physical_offset};
+use crate::{Shared, metrics};
+
+pub(crate) const RETRY_PREFIX: &str = "%RETRY%";
+pub(crate) const DLQ_PREFIX: &str = "%DLQ%";
+const PROPERTY_RETRY_TOPIC: &str = "RETRY_TOPIC";
+const PROPERTY_ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+const PROPERTY_UNIQ_KEY: &str = "UNIQ_KEY";
+/// The first retry waits this many levels in (level 3 is 10 s by default).
+const FIRST_RETRY_LEVEL: i32 = 3;
+
+pub(super) async fn send_back(
+    shared: &Shared,
+    connection: &Connection,
+    request: &RemotingCommand,
+) -> RequestResult<RemotingCommand> {
+    let group = required(request, "group")?;
+    let physical: i64 = parsed(request, "offset")?;
+    let delay_level: i32 = optional(request, "delayLevel")?.unwrap_or(0);
+    let origin_id = request.field("originMsgId").filter(|id| !id.is_empty());
+    let max_reconsume: i32 =
+        optional(request, "maxReconsumeTimes")?.unwrap_or(shared.settings.max_reconsume_times);
+    let retry_topic = format!("{RETRY_PREFIX}{group}");
+
+    let mut candidates = Vec::new();
+    if let Some(origin) = request.field("originTopic").filter(|t| !t.is_empty()) {
+        candidates.push(origin.to_owned());
+    }
+    candidates.push(retry_topic.clone());
+    let (found_topic, stored) = find(shared, &candidates, physical, origin_id)
+        .await?
+        .ok_or(RequestError::MessageNotFound(physical))?;
+
+    let original = OutgoingMessage::from_record(&stored.record);
+    let mut properties = original.properties;
+    if !properties.iter().any(|(n, _)| n == PROPERTY_RETRY_TOPIC) {
+        properties.push((PROPERTY_RETRY_TOPIC.to_owned(), found_topic));
+    }
+    if !properties
+        .iter()
+        .any(|(n, _)| n == PROPERTY_ORIGIN_MESSAGE_ID)
+    {
+        let origin = origin_id.map(str::to_owned).or_else(|| {
+            properties
+                .iter()
+                .find(|(n, _)| n == PROPERTY_UNIQ_KEY)
+                .map(|(_, v)| v.clone())
+        });
+        if let Some(origin) = origin {
+            properties.push((PROPERTY_ORIGIN_MESSAGE_ID.to_owned(), origin));
+        }
+    }
+    let mut copy = IncomingMessage {
+        body: original.body,
+        flag: original.flag,
+        sys_flag: original.sys_flag,
+        born_timestamp: original.born_timestamp,
+        born_host: original.born_host.unwrap_or(connection.local),
+        reconsume_times: original.reconsume_times + 1,
+        properties,
+    };
+
+    let now = shared.engine.scheduler.now_ms();
+    if original.reconsume_times >= max_reconsume || delay_level < 0 {
+        let dlq = format!("{DLQ_PREFIX}{group}");
+        ensure_topic(shared, &dlq, Some(1)).await?;
+        let target = TopicPartition::new(dlq.as_str(), 0);
+        shared
+            .engine
+            .log
+            .append(&target, build_batch(&[copy.to_record(now)]))
+            .await?;
+        ::metrics::counter!(metrics::MESSAGES_IN, "topic" => dlq).increment(1);
+    } else {
+        let level = if delay_level == 0 {
+            FIRST_RETRY_LEVEL + original.reconsume_times
+        } else {
+            delay_level
+        };
+        ensure_topic(shared, &retry_topic, Some(1)).await?;
+        let delay = shared.settings.delay_levels.delay_ms(level).unwrap_or(0);
+        let target = TopicPartition::new(retry_topic.as_str(), 0);
+        schedule(shared, &mut copy, &target, now + delay).await?;
+        ::metrics::counter!(metrics::MESSAGES_IN, "topic" => retry_topic).increment(1);
+    }
+    Ok(RemotingCommand::response_to(request, code::SUCCESS))
+}
+
+/// The message at `physical` in the first candidate topic whose message there carries
+/// `origin_id`, else in the first candidate that has a message there at all.
+async fn find(
+    shared: &Shared,
+    candidates: &[String],
+    physical: i64,
+    origin_id: Option<&str>,
+) -> RequestResult<Option<(String, StoredRecord)>> {
+    let (queue, offset) = split_physical_offset(physical);
+    let mut fallback = None;
+    for topic in candidates {
+        if shared.engine.topics.describe_topic(topic).is_err() {
+            continue;
+        }
+        let partition = TopicPartition::new(topic.as_str(), queue);
+        let Some(stored) = read_record(shared, &partition, offset).await? else {
+            continue;
+        };
+        let unique = stored.record.headers.iter().any(|(name, value)| {
+            name.as_ref() == PROPERTY_UNIQ_KEY.as_bytes()
+                && value.as_deref().map(<[u8]>::as_ref) == origin_id.map(str::as_bytes)
+        });
+        if unique {
+            return Ok(Some((topic.clone(), stored)));
+        }
+        fallback = fallback.or(Some((topic.clone(), stored)));
+    }
+    Ok(fallback)
+}
