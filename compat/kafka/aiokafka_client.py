@@ -37,14 +37,21 @@ def main():
         return f"created, metadata shows {len(topic['partitions'])} partitions"
 
     async def produce(batch):
-        producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=args.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="gzip",
+            linger_ms=5,
+        )
         await producer.start()
         try:
             sent = [await producer.send(args.topic, key=key, value=value) for key, value in batch]
             metadata = await asyncio.wait_for(asyncio.gather(*sent), timeout=30)
         finally:
             await producer.stop()
-        return f"{len(metadata)} acked on {len({m.partition for m in metadata})} partitions"
+        partitions = len({m.partition for m in metadata})
+        return f"{len(metadata)} acked on {partitions} partitions (idempotent, gzip)"
 
     async def consume(expected):
         consumer = AIOKafkaConsumer(

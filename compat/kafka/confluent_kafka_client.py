@@ -31,7 +31,16 @@ def main():
         return f"created, metadata shows {len(topic.partitions)} partitions"
 
     def produce(batch):
-        producer = Producer({**common, "acks": "all", "linger.ms": 5, "message.timeout.ms": 20000})
+        producer = Producer(
+            {
+                **common,
+                "acks": "all",
+                "enable.idempotence": True,
+                "compression.type": "lz4",
+                "linger.ms": 5,
+                "message.timeout.ms": 20000,
+            }
+        )
         failures = []
         delivered = []
 
@@ -45,7 +54,7 @@ def main():
             raise AssertionError(
                 f"{len(delivered)} delivered, {len(failures)} failed ({failures[:2]}), {left} unflushed"
             )
-        return f"{len(delivered)} acked on {len(set(delivered))} partitions"
+        return f"{len(delivered)} acked on {len(set(delivered))} partitions (idempotent, lz4)"
 
     def consume(expected):
         consumer = Consumer(

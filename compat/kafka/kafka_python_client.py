@@ -31,14 +31,20 @@ def main():
         return f"created, metadata shows {len(partitions)} partitions"
 
     def produce(batch):
-        producer = KafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5)
+        producer = KafkaProducer(
+            bootstrap_servers=args.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="gzip",
+            linger_ms=5,
+        )
         try:
             futures = [producer.send(args.topic, key=key, value=value) for key, value in batch]
             producer.flush(timeout=30)
             partitions = {future.get(timeout=30).partition for future in futures}
         finally:
             producer.close(timeout=10)
-        return f"{len(futures)} acked on {len(partitions)} partitions"
+        return f"{len(futures)} acked on {len(partitions)} partitions (idempotent, gzip)"
 
     def consume(expected):
         consumer = KafkaConsumer(

@@ -72,8 +72,8 @@ def main():
 
     def produce(batch):
         lines = "".join(f"{k.decode()}{KEY_DELIMITER}{v.decode()}\n" for k, v in batch)
-        kcat("-P", "-t", args.topic, "-K", KEY_DELIMITER, stdin=lines.encode())
-        return f"{len(batch)} produced with -P"
+        kcat("-P", "-t", args.topic, "-K", KEY_DELIMITER, "-z", "snappy", stdin=lines.encode())
+        return f"{len(batch)} produced with -P (snappy)"
 
     def read_back(expected):
         # Without a group: everything in the topic from the beginning, exiting at its end.

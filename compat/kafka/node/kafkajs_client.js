@@ -4,7 +4,7 @@
 // and its numbers mirror ../scenarios.py.
 'use strict';
 
-const { Kafka, logLevel } = require('kafkajs');
+const { CompressionTypes, Kafka, logLevel } = require('kafkajs');
 
 const CLIENT = 'kafkajs';
 const PARTITIONS = 3;
@@ -87,13 +87,23 @@ async function main() {
   }
 
   async function produce(batch) {
-    const producer = kafka.producer({ allowAutoTopicCreation: false });
+    const producer = kafka.producer({
+      allowAutoTopicCreation: false,
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
     await producer.connect();
     try {
-      const acks = await producer.send({ topic: args.topic, acks: -1, messages: batch });
+      const acks = await producer.send({
+        topic: args.topic,
+        acks: -1,
+        compression: CompressionTypes.GZIP,
+        messages: batch,
+      });
       const errors = acks.filter((a) => a.errorCode !== 0);
       if (errors.length) throw new Error(`produce errors: ${JSON.stringify(errors)}`);
-      return `${batch.length} acked on ${new Set(acks.map((a) => a.partition)).size} partitions`;
+      const partitions = new Set(acks.map((a) => a.partition)).size;
+      return `${batch.length} acked on ${partitions} partitions (idempotent, gzip)`;
     } finally {
       await producer.disconnect();
     }
