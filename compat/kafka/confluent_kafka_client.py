@@ -27,7 +27,9 @@ def main():
         if topic.error is not None:
             raise AssertionError(f"metadata error for the new topic: {topic.error}")
         if len(topic.partitions) != scenarios.PARTITIONS:
-            raise AssertionError(f"{len(topic.partitions)} partitions, expected {scenarios.PARTITIONS}")
+            raise AssertionError(
+                f"{len(topic.partitions)} partitions, expected {scenarios.PARTITIONS}"
+            )
         return f"created, metadata shows {len(topic.partitions)} partitions"
 
     def produce(batch):

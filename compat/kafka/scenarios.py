@@ -30,8 +30,7 @@ SCENARIOS = ("create", "produce", "consume", "resume")
 def records(client, start, count):
     """The keyed records of one batch: (key, value) byte pairs that name their client and index."""
     return [
-        (f"key-{i}".encode(), f"{client}-value-{i}".encode())
-        for i in range(start, start + count)
+        (f"key-{i}".encode(), f"{client}-value-{i}".encode()) for i in range(start, start + count)
     ]
 
 
@@ -105,7 +104,7 @@ def run(client, steps):
         try:
             detail = steps[name]()
             report(client, name, True, f"{detail} ({time.monotonic() - started:.1f}s)")
-        except Exception as err:  # a client error is a scenario failure, reported, not raised
+        except Exception as err:  # noqa: BLE001 -- any client error fails the scenario, reported
             traceback.print_exc(file=sys.stderr)
             report(client, name, False, f"{type(err).__name__}: {err}".replace("\n", " ")[:300])
             failed = name
