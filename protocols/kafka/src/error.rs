@@ -9,7 +9,9 @@ use crate::codec::CodecError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KafkaError {
-    #[error("connection I/O failed")]
+    // The io::Error is in the message because the listener logs only Display, and "reset by
+    // peer" versus "broken pipe" is what tells a client dropping out from a broker fault.
+    #[error("connection I/O failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("protocol error, closing the connection")]
     Codec(#[from] CodecError),
@@ -58,5 +60,13 @@ mod tests {
             code(&EngineError::UnknownTopic("t".into())),
             ResponseError::UnknownTopicOrPartition.code()
         );
+    }
+
+    #[test]
+    fn an_io_failure_names_its_cause_in_the_message_the_listener_logs() {
+        let broken = KafkaError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        let message = broken.to_string();
+        assert!(message.starts_with("connection I/O failed: "), "{message}");
+        assert!(message.contains("broken pipe"), "{message}");
     }
 }

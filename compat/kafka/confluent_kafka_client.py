@@ -1,0 +1,109 @@
+"""confluent-kafka (librdkafka, bundled in the wheel) running the compat/kafka scenarios."""
+
+import sys
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import scenarios
+
+CLIENT = "confluent-kafka"
+
+
+def main():
+    args = scenarios.parse_args(CLIENT)
+    common = {"bootstrap.servers": args.bootstrap, "broker.address.family": "v4"}
+    first = scenarios.records(CLIENT, 0, scenarios.FIRST_BATCH)
+    second = scenarios.records(CLIENT, scenarios.FIRST_BATCH, scenarios.SECOND_BATCH)
+
+    def create():
+        admin = AdminClient(common)
+        futures = admin.create_topics(
+            [NewTopic(args.topic, num_partitions=scenarios.PARTITIONS, replication_factor=1)],
+            request_timeout=15,
+        )
+        futures[args.topic].result(timeout=20)
+        topic = admin.list_topics(topic=args.topic, timeout=10).topics[args.topic]
+        if topic.error is not None:
+            raise AssertionError(f"metadata error for the new topic: {topic.error}")
+        if len(topic.partitions) != scenarios.PARTITIONS:
+            raise AssertionError(
+                f"{len(topic.partitions)} partitions, expected {scenarios.PARTITIONS}"
+            )
+        return f"created, metadata shows {len(topic.partitions)} partitions"
+
+    def produce(batch):
+        producer = Producer(
+            {
+                **common,
+                "acks": "all",
+                "enable.idempotence": True,
+                "compression.type": "lz4",
+                "linger.ms": 5,
+                "message.timeout.ms": 20000,
+            }
+        )
+        failures = []
+        delivered = []
+
+        def on_delivery(err, msg):
+            (failures if err is not None else delivered).append(err or msg.partition())
+
+        for key, value in batch:
+            producer.produce(args.topic, key=key, value=value, on_delivery=on_delivery)
+        left = producer.flush(30)
+        if left or failures or len(delivered) != len(batch):
+            raise AssertionError(
+                f"{len(delivered)} delivered, {len(failures)} failed ({failures[:2]}), {left} unflushed"
+            )
+        return f"{len(delivered)} acked on {len(set(delivered))} partitions (idempotent, lz4)"
+
+    def consume(expected):
+        consumer = Consumer(
+            {
+                **common,
+                "group.id": args.group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 200,
+                "session.timeout.ms": 10000,
+            }
+        )
+        consumer.subscribe([args.topic])
+
+        def poll_once():
+            got = []
+            for msg in consumer.consume(num_messages=100, timeout=0.5):
+                if msg.error() is not None:
+                    raise KafkaException(msg.error())
+                got.append((msg.key(), msg.value()))
+            return got
+
+        try:
+            seen = scenarios.collect(poll_once, len(expected))
+            detail = scenarios.compare(expected, seen)
+            committed = consumer.commit(asynchronous=False)
+            errors = [tp for tp in committed if tp.error is not None]
+            if errors:
+                raise AssertionError(f"commit errors: {errors}")
+        finally:
+            consumer.close()
+        return f"{detail}; committed"
+
+    def resume():
+        produce(second)
+        return consume(second)
+
+    return scenarios.run(
+        CLIENT,
+        {
+            "create": create,
+            "produce": lambda: produce(first),
+            "consume": lambda: consume(first),
+            "resume": resume,
+        },
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

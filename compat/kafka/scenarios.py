@@ -1,0 +1,115 @@
+"""Shared scenario plan for the Python Kafka clients of compat/kafka.
+
+Every client script runs the same four scenarios against one broker, in order, and prints one
+`RESULT <client> <scenario> PASS|FAIL <detail>` line per scenario for ./run to tabulate:
+
+  create   make the topic (admin API) and see it in metadata with PARTITIONS partitions
+  produce  produce FIRST_BATCH keyed records, every delivery acknowledged
+  consume  a group consumer reads exactly those records, then commits and closes
+  resume   produce SECOND_BATCH more; a new consumer in the same group reads exactly the new ones
+
+A scenario whose predecessor failed is reported FAIL ("skipped: ...") rather than run, since it
+would only repeat the first failure. Every wait is bounded by a deadline.
+"""
+
+import argparse
+import sys
+import time
+import traceback
+
+PARTITIONS = 3
+FIRST_BATCH = 60
+SECOND_BATCH = 25
+# How long a consumer waits for its expected records, and how long it keeps polling after
+# having them all, so that duplicates or re-read records would still be seen.
+CONSUME_TIMEOUT_S = 40.0
+QUIET_AFTER_S = 2.0
+SCENARIOS = ("create", "produce", "consume", "resume")
+
+
+def records(client, start, count):
+    """The keyed records of one batch: (key, value) byte pairs that name their client and index."""
+    return [
+        (f"key-{i}".encode(), f"{client}-value-{i}".encode()) for i in range(start, start + count)
+    ]
+
+
+def parse_args(client, configure=None):
+    """The common command line (--bootstrap, --topic, --group); `configure(parser)` may add more."""
+    parser = argparse.ArgumentParser(description=f"{client} scenarios against Tributary")
+    parser.add_argument("--bootstrap", required=True, help="host:port of the Kafka listener")
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--group", required=True)
+    if configure is not None:
+        configure(parser)
+    return parser.parse_args()
+
+
+def compare(expected, seen):
+    """Raises unless `seen` holds exactly the records of `expected`, each once."""
+    expected_set = set(expected)
+    seen_set = set(seen)
+    duplicates = len(seen) - len(seen_set)
+    missing = expected_set - seen_set
+    unexpected = seen_set - expected_set
+    if duplicates or missing or unexpected:
+        raise AssertionError(
+            f"expected {len(expected)} records, got {len(seen)}: "
+            f"{len(missing)} missing (e.g. {sorted(missing)[:2]}), "
+            f"{len(unexpected)} unexpected (e.g. {sorted(unexpected)[:2]}), "
+            f"{duplicates} duplicates"
+        )
+    return f"{len(seen)} records, keys and values match"
+
+
+class Collector:
+    """Gathers polled records until `expected_count` arrived and QUIET_AFTER_S more passed, or
+    until the deadline; `seen` then holds everything that arrived."""
+
+    def __init__(self, expected_count, timeout_s=CONSUME_TIMEOUT_S):
+        self.expected_count = expected_count
+        self.deadline = time.monotonic() + timeout_s
+        self.complete_at = None
+        self.seen = []
+
+    def running(self):
+        now = time.monotonic()
+        if self.complete_at is not None and now - self.complete_at >= QUIET_AFTER_S:
+            return False
+        return now < self.deadline
+
+    def add(self, got):
+        self.seen.extend(got)
+        if self.complete_at is None and len(self.seen) >= self.expected_count:
+            self.complete_at = time.monotonic()
+
+
+def collect(poll_once, expected_count):
+    """Calls `poll_once()` (returns a list of (key, value)) while a Collector runs."""
+    collector = Collector(expected_count)
+    while collector.running():
+        collector.add(poll_once())
+    return collector.seen
+
+
+def run(client, steps):
+    """Runs the scenario functions in `steps` (name -> callable returning a detail string) in
+    order, printing a RESULT line for each; returns the process exit code."""
+    failed = None
+    for name in SCENARIOS:
+        if failed is not None:
+            report(client, name, False, f"skipped: {failed} failed")
+            continue
+        started = time.monotonic()
+        try:
+            detail = steps[name]()
+            report(client, name, True, f"{detail} ({time.monotonic() - started:.1f}s)")
+        except Exception as err:  # noqa: BLE001 -- any client error fails the scenario, reported
+            traceback.print_exc(file=sys.stderr)
+            report(client, name, False, f"{type(err).__name__}: {err}".replace("\n", " ")[:300])
+            failed = name
+    return 0 if failed is None else 1
+
+
+def report(client, scenario, passed, detail):
+    print(f"RESULT {client} {scenario} {'PASS' if passed else 'FAIL'} {detail}", flush=True)
