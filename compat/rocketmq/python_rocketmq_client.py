@@ -13,6 +13,9 @@ The plan (the same in node/ali_ons_client.js), one RESULT line per scenario for 
   delay    on a second topic, with a consumer already receiving, a message with delay level
            DELAY_LEVEL and then an immediate one are sent: the immediate one arrives before the
            level has passed, the delayed one no earlier than the level (and within a bound)
+  retry    on a third topic, the consumer fails a message's first delivery (the callback
+           raises): the client sends it back and it is delivered once more, with reconsume
+           times 1, no earlier than RETRY_SECONDS later (level 3, the first retry level)
 
 A scenario after a failed one is reported FAIL ("skipped: ..."). Every wait has a deadline.
 """
@@ -26,7 +29,7 @@ import traceback
 from rocketmq.client import Message, Producer, PushConsumer, SendStatus
 
 CLIENT = "python-rocketmq"
-SCENARIOS = ("send", "consume", "resume", "delay")
+SCENARIOS = ("send", "consume", "resume", "delay", "retry")
 TAGS = ("TagA", "TagB", "TagC")
 SUBSCRIPTION = "TagA || TagC"
 MATCHING = {"TagA", "TagC"}
@@ -35,6 +38,8 @@ SECOND_BATCH = 15
 # ./run configures the broker's delay levels so that this level is DELAY_SECONDS long.
 DELAY_LEVEL = 2
 DELAY_SECONDS = 3.0
+# A first retry waits delay level 3, 5 s with ./run's levels.
+RETRY_SECONDS = 5.0
 # Rebalancing and the first pulls of a C++ push consumer take a few seconds; be generous.
 CONSUME_TIMEOUT_S = 60.0
 # Keep listening this long after the last expected message, so duplicates would still show.
@@ -71,9 +76,11 @@ def planned(start, count):
 class Received:
     """Messages a push consumer's callback delivered, with their arrival times (thread-safe)."""
 
-    def __init__(self):
+    def __init__(self, fail_first_delivery=False):
         self.lock = threading.Lock()
         self.messages = []  # (arrived_at_monotonic, tag, key, body, msg_id)
+        self.reconsume_times = []
+        self.fail_first_delivery = fail_first_delivery
 
     def on_message(self, msg):
         arrived = time.monotonic()
@@ -81,6 +88,10 @@ class Received:
         key = (msg.keys or b"").decode()
         with self.lock:
             self.messages.append((arrived, tag, key, bytes(msg.body), msg.id))
+        self.reconsume_times.append(msg.reconsume_times)
+        if self.fail_first_delivery and msg.reconsume_times == 0:
+            # Raising is how this API asks for a later redelivery (RECONSUME_LATER).
+            raise RuntimeError("compat: fail the first delivery")
 
     def snapshot(self):
         with self.lock:
@@ -99,8 +110,8 @@ class Received:
         return self.snapshot()
 
 
-def start_consumer(args, group, topic, expression, instance):
-    received = Received()
+def start_consumer(args, group, topic, expression, instance, fail_first_delivery=False):
+    received = Received(fail_first_delivery)
     consumer = PushConsumer(group)
     consumer.set_namesrv_addr(args.namesrv)
     # A distinct instance name makes each consumer its own client, as a new process would be.
@@ -208,11 +219,32 @@ def main():
             f"({DELAY_SECONDS:g}s) after {arrivals[delayed]:.2f}s"
         )
 
+    def retry():
+        topic, group = f"{args.topic}-retry", f"{args.group}-retry"
+        message = ("TagR", "retry-me", "retry me \u2713".encode())
+        send_sync(topic, *message)
+        consumer, received = start_consumer(args, group, topic, "*", "retry", True)
+        try:
+            got = received.wait_for(
+                lambda got: len(got) >= 2, CONSUME_TIMEOUT_S + RETRY_SECONDS, quiet_s=2.0
+            )
+        finally:
+            consumer.shutdown()
+        if [m[1:4] for m in got] != [message, message] or received.reconsume_times != [0, 1]:
+            raise AssertionError(
+                f"expected two deliveries (reconsume times 0, 1): {got} {received.reconsume_times}"
+            )
+        gap = got[1][0] - got[0][0]
+        if not RETRY_SECONDS <= gap <= RETRY_SECONDS + DELAY_LATE_BOUND_S:
+            raise AssertionError(f"the retry came {gap:.2f}s after the failed delivery")
+        return f"failed once, redelivered after {gap:.2f}s with reconsume times 1"
+
     steps = {
         "send": lambda: send(first),
         "consume": lambda: consume(first, "consume"),
         "resume": resume,
         "delay": delay,
+        "retry": retry,
     }
     failed = None
     try:

@@ -1,7 +1,7 @@
 'use strict';
 // ali-ons 3.12 (pure-JS RocketMQ remoting client) running the compat/rocketmq scenarios against
 // Tributary. The plan is the one of ../python_rocketmq_client.py (send, consume with a tag
-// filter, resume from committed offsets, delay level 2); one `RESULT ali-ons <scenario>
+// filter, resume from committed offsets, delay level 2, retry after a failed delivery); one `RESULT ali-ons <scenario>
 // PASS|FAIL <detail>` line per scenario for ../run. Bodies here are binary (every byte value,
 // NULs included) and one is large enough for the client to compress it.
 
@@ -9,7 +9,7 @@ const { parseArgs } = require('node:util');
 const { Producer, Consumer, Message } = require('ali-ons');
 
 const CLIENT = 'ali-ons';
-const SCENARIOS = ['send', 'consume', 'resume', 'delay'];
+const SCENARIOS = ['send', 'consume', 'resume', 'delay', 'retry'];
 const TAGS = ['TagA', 'TagB', 'TagC'];
 const SUBSCRIPTION = 'TagA || TagC';
 const MATCHING = new Set(['TagA', 'TagC']);
@@ -18,6 +18,8 @@ const SECOND_BATCH = 15;
 // ../run configures the broker's delay levels so that this level is DELAY_SECONDS long.
 const DELAY_LEVEL = 2;
 const DELAY_SECONDS = 3;
+// A first retry waits delay level 3, 5 s with ../run's levels.
+const RETRY_SECONDS = 5;
 // ali-ons rebalances every 10 s and long-polls for 15 s: be generous.
 const CONSUME_TIMEOUT_S = 60;
 // Keep listening this long after the last expected message, so duplicates would still show.
@@ -72,7 +74,7 @@ async function waitFor(received, predicate, timeoutS, quietS = QUIET_AFTER_S) {
   return received.slice();
 }
 
-async function startConsumer(group, topic, expression, instance) {
+async function startConsumer(group, topic, expression, instance, failFirstDelivery = false) {
   const received = [];
   const errors = [];
   const consumer = new Consumer({
@@ -83,7 +85,10 @@ async function startConsumer(group, topic, expression, instance) {
   });
   consumer.on('error', (err) => errors.push(err));
   consumer.subscribe(topic, expression, async (msg) => {
-    received.push({ at: Date.now(), tag: msg.tags, key: msg.keys, body: Buffer.from(msg.body), id: msg.msgId });
+    received.push({ at: Date.now(), tag: msg.tags, key: msg.keys, body: Buffer.from(msg.body), id: msg.msgId,
+      reconsumeTimes: msg.reconsumeTimes });
+    // A throwing handler is how ali-ons asks for a later redelivery (it sends the message back).
+    if (failFirstDelivery && msg.reconsumeTimes === 0) throw new Error('compat: fail the first delivery');
   });
   await consumer.ready();
   return { consumer, received, errors };
@@ -188,6 +193,28 @@ async function main() {
     return `immediate after ${immediateS.toFixed(2)}s, level ${DELAY_LEVEL} (${DELAY_SECONDS}s) after ${delayedS.toFixed(2)}s`;
   }
 
+  async function retry() {
+    const topic = `${args.topic}-retry`;
+    const message = { tag: 'TagR', key: 'retry-me', body: Buffer.from('retry me \u0000\u2713') };
+    await sendOne(topic, message);
+    const { consumer, received } = await startConsumer(`${args.group}-retry`, topic, '*', 'retry', true);
+    let got;
+    try {
+      got = await waitFor(received, (r) => r.length >= 2, CONSUME_TIMEOUT_S + RETRY_SECONDS, 2);
+    } finally {
+      await consumer.close();
+    }
+    const times = got.map((m) => m.reconsumeTimes);
+    if (got.length !== 2 || got.some((m) => identity(m) !== identity(message)) || times.join() !== '0,1') {
+      throw new Error(`expected two deliveries (reconsume times 0, 1): ${got.map((m) => m.key)} ${times}`);
+    }
+    const gap = (got[1].at - got[0].at) / 1000;
+    if (!(gap >= RETRY_SECONDS && gap <= RETRY_SECONDS + DELAY_LATE_BOUND_S)) {
+      throw new Error(`the retry came ${gap}s after the failed delivery`);
+    }
+    return `failed once, redelivered after ${gap.toFixed(2)}s with reconsume times 1`;
+  }
+
   const steps = {
     send: () => send(first),
     consume: () => consume(first, 'consume'),
@@ -196,6 +223,7 @@ async function main() {
       return `${await consume(second, 'resume')} (none of the first batch)`;
     },
     delay,
+    retry,
   };
   let failed = null;
   try {
