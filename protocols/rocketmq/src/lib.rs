@@ -10,7 +10,10 @@
 //! Delayed messages (delay levels and 5.x timers, [`delay`]) and consumer send-back to
 //! `%RETRY%<group>` / `%DLQ%<group>` go through the engine scheduler, so they survive restarts.
 //!
-//! What it is not (yet): transactions, ordered-lock leases, message queries, SQL92 filters, the
+//! Orderly consumers lock queues with 60 s leases ([`locks`]); membership changes are pushed to
+//! the group's members.
+//!
+//! What it is not (yet): transactions, message queries, SQL92 filters, the
 //! 5.x gRPC proxy protocol, ACL.
 //!
 //! Invariants:
@@ -26,7 +29,9 @@ mod connection;
 pub mod delay;
 pub mod error;
 mod handlers;
+mod locks;
 pub mod metrics;
+mod peers;
 pub mod records;
 mod registry;
 
@@ -38,6 +43,8 @@ use tokio::net::TcpStream;
 use tributary_api::{ConnectionContext, ConnectionError, Engine, Frontend};
 
 pub use delay::DelayLevels;
+use locks::QueueLocks;
+use peers::Peers;
 use registry::ClientRegistry;
 
 /// RocketMQ settings from the broker configuration.
@@ -84,6 +91,24 @@ struct Shared {
     settings: Settings,
     broker_addr: OnceLock<SocketAddr>,
     clients: ClientRegistry,
+    peers: Peers,
+    locks: QueueLocks,
+}
+
+impl Shared {
+    /// Tells every member of each changed group that the member list changed.
+    fn notify_ids_changed(&self, groups: &[String]) {
+        for group in groups {
+            for (connection, serialize_type) in self.clients.connections(group) {
+                self.peers.send_oneway(
+                    connection,
+                    serialize_type,
+                    |command| command.with_field("consumerGroup", group),
+                    peers::NOTIFY_CONSUMER_IDS_CHANGED,
+                );
+            }
+        }
+    }
 }
 
 /// Builds the two frontends over one shared state.
@@ -100,6 +125,8 @@ impl RocketMq {
                 settings,
                 broker_addr: OnceLock::new(),
                 clients: ClientRegistry::default(),
+                peers: Peers::default(),
+                locks: QueueLocks::default(),
             }),
         }
     }

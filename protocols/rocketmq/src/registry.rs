@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use crate::codec::SerializeType;
 use crate::error::RequestResult;
 
 /// A tag subscription: `None` matches every message (`*` or an empty expression).
@@ -47,6 +48,8 @@ impl TagFilter {
 #[derive(Debug)]
 struct Member {
     connection: u64,
+    /// The header encoding the client uses, for requests sent to it.
+    serialize_type: SerializeType,
     subscriptions: HashMap<String, TagFilter>,
 }
 
@@ -105,22 +108,27 @@ impl Heartbeat {
 
 impl ClientRegistry {
     /// Records a heartbeat; returns the groups whose member list changed.
-    pub(crate) fn heartbeat(&self, connection: u64, heartbeat: Heartbeat) -> Vec<String> {
+    pub(crate) fn heartbeat(
+        &self,
+        connection: u64,
+        serialize_type: SerializeType,
+        heartbeat: Heartbeat,
+    ) -> Vec<String> {
         let mut groups = self.groups.lock();
         let mut changed = Vec::new();
         for (group, subscriptions) in heartbeat.consumers {
             let members = groups.entry(group.clone()).or_default();
             let member = Member {
                 connection,
+                serialize_type,
                 subscriptions: subscriptions
                     .iter()
                     .map(|(topic, expression)| (topic.clone(), TagFilter::parse(expression)))
                     .collect(),
             };
-            if members
-                .insert(heartbeat.client_id.clone(), member)
-                .is_none()
-            {
+            // A member that moved to another connection (a reconnect) counts as a change too.
+            let previous = members.insert(heartbeat.client_id.clone(), member);
+            if previous.is_none_or(|old| old.connection != connection) {
                 changed.push(group);
             }
         }
@@ -164,6 +172,20 @@ impl ClientRegistry {
             .unwrap_or_default()
     }
 
+    /// The connections of `group`'s members, with the header encoding each one uses.
+    pub(crate) fn connections(&self, group: &str) -> Vec<(u64, SerializeType)> {
+        self.groups
+            .lock()
+            .get(group)
+            .map(|members| {
+                members
+                    .values()
+                    .map(|member| (member.connection, member.serialize_type))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The filter some member of `group` registered for `topic`.
     pub(crate) fn subscription(&self, group: &str, topic: &str) -> Option<TagFilter> {
         let groups = self.groups.lock();
@@ -194,12 +216,22 @@ mod tests {
         // The C++ client's form: ordinals and a string subVersion.
         let cpp = br#"{"clientID":"21796-127.0.0.1@DEFAULT","consumerDataSet":[{"consumeFromWhere":0,"consumeType":1,"groupName":"CID-smoke","messageModel":1,"subscriptionDataSet":[{"subString":"*","subVersion":"1795575829530","topic":"%RETRY%CID-smoke"},{"codeSet":[0],"subString":"TagA","subVersion":"1795575829530","tagsSet":["TagA"],"topic":"TopicTest"}]}],"producerDataSet":[{"groupName":"PID-smoke"}]}"#;
         let registry = ClientRegistry::default();
-        let changed = registry.heartbeat(1, Heartbeat::parse(cpp).unwrap());
+        let changed = registry.heartbeat(1, SerializeType::Json, Heartbeat::parse(cpp).unwrap());
+        assert!(
+            registry
+                .heartbeat(1, SerializeType::Json, Heartbeat::parse(cpp).unwrap())
+                .is_empty(),
+            "a repeated heartbeat changes nothing"
+        );
         assert_eq!(changed, vec!["CID-smoke".to_owned()]);
         let filter = registry.subscription("CID-smoke", "TopicTest").unwrap();
         assert!(filter.matches(Some("TagA")) && !filter.matches(Some("TagB")));
         let rust = br#"{"clientID":"192.0.2.2@1#2","producerDataSet":[],"consumerDataSet":[{"groupName":"CID-smoke","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","subscriptionDataSet":[{"topic":"TopicTest","subString":"*","subVersion":1}]}],"heartbeatFingerprint":0,"withoutSub":false}"#;
-        registry.heartbeat(2, Heartbeat::parse(rust).unwrap());
+        registry.heartbeat(2, SerializeType::RocketMq, Heartbeat::parse(rust).unwrap());
+        assert_eq!(
+            registry.connections("CID-smoke"),
+            vec![(2, SerializeType::RocketMq), (1, SerializeType::Json)]
+        );
         assert_eq!(
             registry.members("CID-smoke"),
             vec![

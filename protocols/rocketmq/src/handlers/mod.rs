@@ -3,6 +3,7 @@
 //! error responses, drops responses to one-way requests and records the request metrics.
 
 mod client;
+mod lock;
 mod namesrv;
 mod offsets;
 mod pull;
@@ -35,6 +36,8 @@ pub(crate) mod request {
     pub(crate) const UNREGISTER_CLIENT: i32 = 35;
     pub(crate) const CONSUMER_SEND_MSG_BACK: i32 = 36;
     pub(crate) const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;
+    pub(crate) const LOCK_BATCH_MQ: i32 = 41;
+    pub(crate) const UNLOCK_BATCH_MQ: i32 = 42;
     pub(crate) const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     pub(crate) const GET_BROKER_CLUSTER_INFO: i32 = 106;
     pub(crate) const SEND_MESSAGE_V2: i32 = 310;
@@ -100,6 +103,8 @@ async fn dispatch(
         (Role::Broker, HEART_BEAT) => client::heartbeat(shared, connection, request),
         (Role::Broker, UNREGISTER_CLIENT) => client::unregister(shared, request),
         (Role::Broker, GET_CONSUMER_LIST_BY_GROUP) => client::consumer_list(shared, request),
+        (Role::Broker, LOCK_BATCH_MQ) => lock::lock(shared, request),
+        (Role::Broker, UNLOCK_BATCH_MQ) => lock::unlock(shared, request),
         (_, other) => Err(RequestError::NotSupported(other)),
     }
 }
