@@ -34,6 +34,7 @@ pub mod metrics;
 mod peers;
 pub mod records;
 mod registry;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -46,6 +47,7 @@ pub use delay::DelayLevels;
 use locks::QueueLocks;
 use peers::Peers;
 use registry::ClientRegistry;
+use stats::Stats;
 
 /// RocketMQ settings from the broker configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +95,9 @@ struct Shared {
     clients: ClientRegistry,
     peers: Peers,
     locks: QueueLocks,
+    stats: Stats,
+    /// Set once the exporter-gauge upkeep task runs (started with the first broker connection).
+    upkeep: OnceLock<()>,
 }
 
 impl Shared {
@@ -127,6 +132,8 @@ impl RocketMq {
                 clients: ClientRegistry::default(),
                 peers: Peers::default(),
                 locks: QueueLocks::default(),
+                stats: Stats::default(),
+                upkeep: OnceLock::new(),
             }),
         }
     }
@@ -204,6 +211,12 @@ impl Frontend for BrokerFrontend {
         stream: TcpStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
+        self.shared.upkeep.get_or_init(|| {
+            tokio::spawn(stats::upkeep(
+                Arc::clone(&self.shared),
+                context.shutdown.clone(),
+            ));
+        });
         connection::serve(Arc::clone(&self.shared), Role::Broker, stream, context).await
     }
 }

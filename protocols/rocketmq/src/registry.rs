@@ -45,12 +45,17 @@ impl TagFilter {
     }
 }
 
+/// MessageModel ordinals.
+pub(crate) const BROADCASTING: u8 = 0;
+pub(crate) const CLUSTERING: u8 = 1;
+
 #[derive(Debug)]
 struct Member {
     connection: u64,
     /// The header encoding the client uses, for requests sent to it.
     serialize_type: SerializeType,
     subscriptions: HashMap<String, TagFilter>,
+    message_model: u8,
 }
 
 /// Group membership, shared by every broker connection.
@@ -66,6 +71,8 @@ pub(crate) struct Heartbeat {
     pub(crate) client_id: String,
     /// Consumer group -> (topic -> tag expression).
     pub(crate) consumers: Vec<(String, Vec<(String, String)>)>,
+    /// Consumer group -> MessageModel ordinal (0 broadcasting, 1 clustering).
+    pub(crate) models: Vec<(String, u8)>,
 }
 
 impl Heartbeat {
@@ -77,6 +84,7 @@ impl Heartbeat {
             .unwrap_or_default()
             .to_owned();
         let mut consumers = Vec::new();
+        let mut models = Vec::new();
         for consumer in value
             .get("consumerDataSet")
             .and_then(Value::as_array)
@@ -97,11 +105,18 @@ impl Heartbeat {
                     Some((topic.to_owned(), expression.to_owned()))
                 })
                 .collect();
+            let model = match consumer.get("messageModel") {
+                Some(Value::String(name)) if name == "BROADCASTING" => BROADCASTING,
+                Some(Value::Number(ordinal)) if ordinal.as_u64() == Some(0) => BROADCASTING,
+                _ => CLUSTERING,
+            };
+            models.push((group.to_owned(), model));
             consumers.push((group.to_owned(), subscriptions));
         }
         Ok(Self {
             client_id,
             consumers,
+            models,
         })
     }
 }
@@ -117,10 +132,16 @@ impl ClientRegistry {
         let mut groups = self.groups.lock();
         let mut changed = Vec::new();
         for (group, subscriptions) in heartbeat.consumers {
+            let message_model = heartbeat
+                .models
+                .iter()
+                .find(|(name, _)| *name == group)
+                .map_or(CLUSTERING, |(_, model)| *model);
             let members = groups.entry(group.clone()).or_default();
             let member = Member {
                 connection,
                 serialize_type,
+                message_model,
                 subscriptions: subscriptions
                     .iter()
                     .map(|(topic, expression)| (topic.clone(), TagFilter::parse(expression)))
@@ -186,6 +207,15 @@ impl ClientRegistry {
             .unwrap_or_default()
     }
 
+    /// The MessageModel ordinal `group`'s members registered (clustering when unknown).
+    pub(crate) fn message_model(&self, group: &str) -> u8 {
+        self.groups
+            .lock()
+            .get(group)
+            .and_then(|members| members.values().next())
+            .map_or(CLUSTERING, |member| member.message_model)
+    }
+
     /// The filter some member of `group` registered for `topic`.
     pub(crate) fn subscription(&self, group: &str, topic: &str) -> Option<TagFilter> {
         let groups = self.groups.lock();
@@ -239,6 +269,10 @@ mod tests {
                 "21796-127.0.0.1@DEFAULT".to_owned()
             ]
         );
+        assert_eq!(registry.message_model("CID-smoke"), CLUSTERING);
+        let broadcast = br#"{"clientID":"b@1","consumerDataSet":[{"groupName":"CID-b","messageModel":"BROADCASTING","subscriptionDataSet":[]}]}"#;
+        registry.heartbeat(3, SerializeType::Json, Heartbeat::parse(broadcast).unwrap());
+        assert_eq!(registry.message_model("CID-b"), BROADCASTING);
         assert_eq!(registry.connection_closed(1), vec!["CID-smoke".to_owned()]);
         assert_eq!(registry.members("CID-smoke").len(), 1);
         assert!(registry.unregister("192.0.2.2@1#2", "CID-smoke"));

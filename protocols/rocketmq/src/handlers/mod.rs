@@ -10,6 +10,8 @@ mod pull;
 mod send;
 mod send_back;
 
+pub(crate) use send_back::{DLQ_PREFIX, RETRY_PREFIX};
+
 use std::str::FromStr;
 use std::time::Instant;
 

@@ -103,6 +103,7 @@ pub(super) async fn pull(
             if found.count > 0 {
                 ::metrics::counter!(metrics::MESSAGES_OUT, "topic" => topic.to_owned())
                     .increment(found.count as u64);
+                shared.stats.pulled(topic, group, found.count as u64);
                 let bounds = shared.engine.log.offsets(&partition)?;
                 return Ok(
                     answer(request, code::SUCCESS, offset, bounds).with_body(found.body.freeze())

@@ -99,6 +99,7 @@ pub(super) async fn send(
         let mut message = messages.into_iter().next().expect("one message");
         let base_offset = schedule(shared, &mut message, &target, due).await?;
         ::metrics::counter!(metrics::MESSAGES_IN, "topic" => topic.to_owned()).increment(1);
+        shared.stats.sent(topic, 1);
         return Ok(success(
             request,
             connection,
@@ -115,6 +116,7 @@ pub(super) async fn send(
         .await?;
     ::metrics::counter!(metrics::MESSAGES_IN, "topic" => topic.to_owned())
         .increment(messages.len() as u64);
+    shared.stats.sent(topic, messages.len() as u64);
 
     Ok(success(
         request,
