@@ -646,3 +646,111 @@ fn exporter_families_report_lag_offsets_and_rates() {
     }
     broker.terminate();
 }
+
+#[test]
+fn messages_are_found_by_offset_id_by_key_and_by_unique_key() {
+    let mut broker = TestBroker::start();
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    let mut ids = Vec::new();
+    for (n, (queue, keys, uniq)) in [(0, "k1 order-7", "U-A"), (2, "k2", "U-B"), (3, "k1", "U-C")]
+        .into_iter()
+        .enumerate()
+    {
+        let properties = format!("KEYS\u{1}{keys}\u{2}UNIQ_KEY\u{1}{uniq}\u{2}TAGS\u{1}T\u{2}");
+        let body = format!("body-{n}");
+        let sent = call(
+            &mut conn,
+            10,
+            n as i32,
+            cpp_send("QueryTopic", queue, &properties, "0"),
+            body.as_bytes(),
+        );
+        assert_eq!(sent.code(), 0, "{}", sent.header);
+        ids.push(sent.field("msgId").to_owned());
+    }
+    // A message in another topic at the same queue and offset has another id.
+    let other = call(
+        &mut conn,
+        10,
+        9,
+        cpp_send("OtherTopic", 0, "", "0"),
+        b"other",
+    );
+    assert_ne!(other.field("msgId"), ids[0]);
+
+    // VIEW_MESSAGE_BY_ID: the offset is the last 16 hex digits of an IPv4 offset message id.
+    for (n, id) in ids.iter().enumerate() {
+        let physical = i64::from_str_radix(&id[16..], 16).unwrap();
+        let viewed = call(
+            &mut conn,
+            33,
+            20 + n as i32,
+            json!({"offset": physical.to_string()}),
+            b"",
+        );
+        assert_eq!(viewed.code(), 0, "{}", viewed.header);
+        let viewed = parse_stored(&viewed.body);
+        assert_eq!(viewed.len(), 1);
+        assert_eq!(viewed[0].body, format!("body-{n}").into_bytes());
+        assert_eq!(viewed[0].topic, "QueryTopic");
+    }
+    let physical = i64::from_str_radix(&other.field("msgId")[16..], 16).unwrap();
+    let viewed = call(
+        &mut conn,
+        33,
+        29,
+        json!({"offset": physical.to_string()}),
+        b"",
+    );
+    assert_eq!(parse_stored(&viewed.body)[0].body, b"other");
+    let missing = call(&mut conn, 33, 30, json!({"offset": "99999999"}), b"");
+    assert_eq!(missing.code(), 1);
+
+    // QUERY_MESSAGE by key across queues, by unique key, and a miss.
+    let query = |key: &str, unique: bool| {
+        let mut fields = json!({"topic": "QueryTopic", "key": key, "maxNum": "32",
+                                "beginTimestamp": "0", "endTimestamp": i64::MAX.to_string()});
+        if unique {
+            fields["_UNIQUE_KEY_QUERY"] = json!("true");
+        }
+        fields
+    };
+    let by_key = call(&mut conn, 12, 40, query("k1", false), b"");
+    assert_eq!(by_key.code(), 0, "{}", by_key.header);
+    let mut bodies: Vec<Vec<u8>> = parse_stored(&by_key.body)
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, [b"body-0".to_vec(), b"body-2".to_vec()]);
+    let by_unique = call(&mut conn, 12, 41, query("U-B", true), b"");
+    assert_eq!(parse_stored(&by_unique.body)[0].body, b"body-1");
+    assert_eq!(
+        call(&mut conn, 12, 42, query("U-B", false), b"").code(),
+        22,
+        "not a KEYS key"
+    );
+    assert_eq!(
+        call(&mut conn, 12, 43, query("nope", false), b"").code(),
+        22
+    );
+
+    // GET_EARLIEST_MSG_STORETIME: a store time for a queue with messages, -1 for an empty one.
+    let earliest = call(
+        &mut conn,
+        32,
+        50,
+        json!({"topic": "QueryTopic", "queueId": "2"}),
+        b"",
+    );
+    assert!(earliest.field("timestamp").parse::<i64>().unwrap() > 1_600_000_000_000);
+    let empty = call(
+        &mut conn,
+        32,
+        51,
+        json!({"topic": "QueryTopic", "queueId": "1"}),
+        b"",
+    );
+    assert_eq!(empty.field("timestamp"), "-1");
+    broker.terminate();
+}

@@ -13,7 +13,9 @@
 //! Orderly consumers lock queues with 60 s leases ([`locks`]); membership changes are pushed to
 //! the group's members.
 //!
-//! What it is not (yet): transactions, message queries, SQL92 filters, the
+//! Messages can be looked up by offset message id and by key (a bounded scan, no key index).
+//!
+//! What it is not (yet): transactions, SQL92 filters, the
 //! 5.x gRPC proxy protocol, ACL.
 //!
 //! Invariants:
@@ -35,6 +37,7 @@ mod peers;
 pub mod records;
 mod registry;
 mod stats;
+pub mod topic_ids;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -48,6 +51,7 @@ use locks::QueueLocks;
 use peers::Peers;
 use registry::ClientRegistry;
 use stats::Stats;
+use topic_ids::TopicIds;
 
 /// RocketMQ settings from the broker configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +100,7 @@ struct Shared {
     peers: Peers,
     locks: QueueLocks,
     stats: Stats,
+    topic_ids: TopicIds,
     /// Set once the exporter-gauge upkeep task runs (started with the first broker connection).
     upkeep: OnceLock<()>,
 }
@@ -133,6 +138,7 @@ impl RocketMq {
                 peers: Peers::default(),
                 locks: QueueLocks::default(),
                 stats: Stats::default(),
+                topic_ids: TopicIds::default(),
                 upkeep: OnceLock::new(),
             }),
         }
