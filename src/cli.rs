@@ -60,9 +60,7 @@ pub enum UserCommand {
     /// List the user names, one per line.
     List,
     /// Delete a user.
-    Delete {
-        name: String,
-    },
+    Delete { name: String },
 }
 
 /// Flags shared by every command; each overrides the environment and the file.

@@ -131,7 +131,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = config(dir.path());
         assert!(list(&config).is_err(), "no data directory yet");
-        assert!(add(&config, "bob", "pw\r\n", false).unwrap().contains("bob"));
+        assert!(
+            add(&config, "bob", "pw\r\n", false)
+                .unwrap()
+                .contains("bob")
+        );
         add(&config, "alice", "secret\nignored", false).unwrap();
         assert_eq!(list(&config).unwrap(), "alice\nbob\n");
         assert!(add(&config, "alice", "other", false).is_err());
@@ -142,7 +146,12 @@ mod tests {
         let bob = UserRecord::decode(&value).unwrap();
         assert!(bob.verify_plain("pw").unwrap());
         let value = store.get_record(USERS_NAMESPACE, "alice").unwrap().unwrap();
-        assert!(UserRecord::decode(&value).unwrap().verify_plain("other").unwrap());
+        assert!(
+            UserRecord::decode(&value)
+                .unwrap()
+                .verify_plain("other")
+                .unwrap()
+        );
         // While the store is open (as a running broker holds it) the command names the lock.
         let locked = format!("{:#}", list(&config).unwrap_err());
         assert!(locked.contains("locked"), "{locked}");
@@ -155,7 +164,10 @@ mod tests {
         run(&config, &delete, &b""[..], &mut out).unwrap();
         assert!(run(&config, &delete, &b""[..], &mut out).is_err());
         assert_eq!(list(&config).unwrap(), "alice\n");
-        assert!(add(&config, "carol", "\n", false).is_err(), "empty password");
+        assert!(
+            add(&config, "carol", "\n", false).is_err(),
+            "empty password"
+        );
         assert!(add(&config, "", "pw", false).is_err(), "empty name");
     }
 }

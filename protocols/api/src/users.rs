@@ -57,7 +57,9 @@ impl ScramMechanism {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|mechanism| mechanism.name() == name)
+        Self::ALL
+            .into_iter()
+            .find(|mechanism| mechanism.name() == name)
     }
 
     fn code(self) -> u8 {
@@ -68,7 +70,9 @@ impl ScramMechanism {
     }
 
     fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|mechanism| mechanism.code() == code)
+        Self::ALL
+            .into_iter()
+            .find(|mechanism| mechanism.code() == code)
     }
 
     /// Output length of H, which is also the key length.

@@ -20,9 +20,9 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 use tributary_api::ConnectionContext;
 
+use crate::codec::KafkaRequest;
 use crate::codec::{self, CodecError, KafkaResponse, Routed};
 use crate::error::KafkaError;
-use crate::codec::KafkaRequest;
 use crate::handlers::sasl::{After, SaslSession};
 use crate::handlers::{Broker, RequestContext};
 use crate::metrics;

@@ -190,7 +190,10 @@ fn decode_sasl_name(name: &str) -> Result<String, SaslError> {
 
 /// RFC 5802 `printable`: ASCII 0x21..=0x7E except `,`.
 fn is_printable_nonce(nonce: &str) -> bool {
-    !nonce.is_empty() && nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+    !nonce.is_empty()
+        && nonce
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b',')
 }
 
 #[cfg(test)]
@@ -311,12 +314,16 @@ mod tests {
             .unwrap();
         let client_key = mechanism.hmac(&salted, b"Client Key").unwrap();
         let stored_key = mechanism.hash(&client_key);
-        let mut proof = mechanism.hmac(&stored_key, auth_message.as_bytes()).unwrap();
+        let mut proof = mechanism
+            .hmac(&stored_key, auth_message.as_bytes())
+            .unwrap();
         xor_into(&mut proof, &client_key);
         let final_message = format!("{without_proof},p={}", BASE64.encode(&proof));
         let (server_final, user) = next.client_final(final_message.as_bytes()).unwrap();
         let server_key = mechanism.hmac(&salted, b"Server Key").unwrap();
-        let expected = mechanism.hmac(&server_key, auth_message.as_bytes()).unwrap();
+        let expected = mechanism
+            .hmac(&server_key, auth_message.as_bytes())
+            .unwrap();
         assert_eq!(server_final, format!("v={}", BASE64.encode(expected)));
         assert_eq!(user, "bob");
     }

@@ -31,8 +31,8 @@ use kafka_protocol::messages::{
     SaslHandshakeResponse,
 };
 use tracing::{debug, info, warn};
-use tributary_api::users::{self, ScramCredential, ScramMechanism};
 use tributary_api::Engine;
+use tributary_api::users::{self, ScramCredential, ScramMechanism};
 
 use super::str_bytes;
 use crate::error::SaslError;
@@ -110,9 +110,7 @@ impl SaslSession {
         match self.state {
             SaslState::Off | SaslState::Authenticated => true,
             SaslState::AwaitingHandshake => {
-                is(ApiKey::ApiVersions)
-                    || is(ApiKey::SaslHandshake)
-                    || is(ApiKey::SaslAuthenticate)
+                is(ApiKey::ApiVersions) || is(ApiKey::SaslHandshake) || is(ApiKey::SaslAuthenticate)
             }
             SaslState::AwaitingToken(_) | SaslState::AwaitingClientFinal(_) => {
                 is(ApiKey::SaslAuthenticate)
@@ -123,10 +121,7 @@ impl SaslSession {
     /// Whether SaslHandshake and SaslAuthenticate belong to this state machine (rather than to
     /// the request handler, which refuses them with ILLEGAL_SASL_STATE).
     pub(crate) fn in_progress(&self) -> bool {
-        !matches!(
-            self.state,
-            SaslState::Off | SaslState::Authenticated
-        )
+        !matches!(self.state, SaslState::Off | SaslState::Authenticated)
     }
 
     pub(crate) fn handshake(
@@ -137,7 +132,10 @@ impl SaslSession {
         let listed = MECHANISMS.iter().map(|name| str_bytes(name)).collect();
         let response = SaslHandshakeResponse::default().with_mechanisms(listed);
         if !matches!(self.state, SaslState::AwaitingHandshake) {
-            warn!(peer, "SaslHandshake during a SASL exchange; closing the connection");
+            warn!(
+                peer,
+                "SaslHandshake during a SASL exchange; closing the connection"
+            );
             return (illegal_handshake(), After::Close);
         }
         match Mechanism::from_name(request.mechanism.as_str()) {
@@ -182,7 +180,10 @@ impl SaslSession {
                 (Mechanism::Scram(mechanism), step)
             }
             other => {
-                warn!(peer, "SaslAuthenticate before SaslHandshake; closing the connection");
+                warn!(
+                    peer,
+                    "SaslAuthenticate before SaslHandshake; closing the connection"
+                );
                 self.state = other;
                 return (illegal_authenticate("before SaslHandshake"), After::Close);
             }
@@ -243,7 +244,9 @@ async fn plain(engine: &Engine, token: &[u8]) -> Result<(String, Vec<u8>), SaslE
     let (Some(authzid), Some(user), Some(password), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(SaslError::Malformed("PLAIN needs three NUL-separated fields"));
+        return Err(SaslError::Malformed(
+            "PLAIN needs three NUL-separated fields",
+        ));
     };
     if user.is_empty() || password.is_empty() {
         return Err(SaslError::Malformed("empty PLAIN user name or password"));
@@ -251,16 +254,25 @@ async fn plain(engine: &Engine, token: &[u8]) -> Result<(String, Vec<u8>), SaslE
     if !authzid.is_empty() && authzid != user {
         return Err(SaslError::AuthorizationIdMismatch);
     }
-    let Some(record) = lookup(engine, user).await? else {
-        return Err(SaslError::BadCredentials);
+    // An unknown user costs the same PBKDF2 as a known one, so timing does not tell them apart.
+    let credential = match lookup(engine, user).await? {
+        Some(record) => record.credential(ScramMechanism::Sha256).cloned(),
+        None => None,
+    };
+    let known = credential.is_some();
+    let credential = match credential {
+        Some(credential) => credential,
+        None => {
+            ScramCredential::unmatchable(ScramMechanism::Sha256).map_err(|_| SaslError::Internal)?
+        }
     };
     let password = password.to_owned();
     // PBKDF2 with thousands of iterations: off the async workers.
-    let verified = tokio::task::spawn_blocking(move || record.verify_plain(&password))
+    let verified = tokio::task::spawn_blocking(move || credential.verify_password(&password))
         .await
         .map_err(|_| SaslError::Internal)?
         .map_err(|_| SaslError::Internal)?;
-    if verified {
+    if verified && known {
         Ok((user.to_owned(), Vec::new()))
     } else {
         Err(SaslError::BadCredentials)
@@ -282,7 +294,10 @@ async fn scram_first(
         None => ScramCredential::unmatchable(mechanism).map_err(|_| SaslError::Internal)?,
     };
     let (server_first, next) = first.server_first(credential, &scram::server_nonce()?);
-    Ok(Step::Continue(Box::new(next), server_first.into_bytes().into()))
+    Ok(Step::Continue(
+        Box::new(next),
+        server_first.into_bytes().into(),
+    ))
 }
 
 async fn lookup(engine: &Engine, user: &str) -> Result<Option<users::UserRecord>, SaslError> {
