@@ -474,7 +474,8 @@ fn before_authentication_only_api_versions_and_sasl_requests_are_served() {
 #[test]
 fn a_scram_exchange_for_an_unknown_user_fails_only_at_the_proof() {
     let mut broker = sasl_broker(&[("alice", "alice-secret")]);
-    let mut stream = connect(broker.addr("kafka"));
+    let kafka = broker.addr("kafka");
+    let mut stream = connect(kafka);
     assert_eq!(handshake(&mut stream, "SCRAM-SHA-256").error_code, 0);
     // The first step looks like a known user's: the client nonce extended, a salt, 4096.
     let first = authenticate(&mut stream, b"n,,n=nobody,r=clientnonce123");
@@ -486,6 +487,12 @@ fn a_scram_exchange_for_an_unknown_user_fails_only_at_the_proof() {
     assert!(nonce.starts_with("clientnonce123") && nonce.len() > 14);
     assert!(attributes[1].starts_with("s=") && attributes[1].len() > 2);
     assert_eq!(attributes[2], "i=4096");
+    // Asking again gives the same salt, as for a real user.
+    let mut again = connect(kafka);
+    assert_eq!(handshake(&mut again, "SCRAM-SHA-256").error_code, 0);
+    let repeat = authenticate(&mut again, b"n,,n=nobody,r=othernonce");
+    let repeat = String::from_utf8(repeat.auth_bytes.to_vec()).expect("UTF-8");
+    assert_eq!(repeat.split(',').nth(1), Some(attributes[1]));
     // Any proof of the right length fails with Kafka's message, and the connection closes.
     let proof = "A".repeat(43) + "=";
     let final_message = format!("c=biws,r={nonce},p={proof}");

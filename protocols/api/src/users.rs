@@ -31,7 +31,7 @@ use crate::metadata::{MetadataStore, USERS_NAMESPACE};
 /// The least iteration count RFC 7677 allows (and the default Kafka's own tools use).
 pub const MIN_ITERATIONS: u32 = 4096;
 /// Salt length for new credentials.
-const SALT_BYTES: usize = 24;
+pub const SALT_BYTES: usize = 24;
 /// Longest user name accepted; also bounds what a SASL exchange looks up.
 pub const MAX_USER_NAME_BYTES: usize = 255;
 /// Longest password accepted (PBKDF2 hashes it once per iteration block; keep it bounded).
@@ -170,13 +170,13 @@ impl ScramCredential {
         })
     }
 
-    /// A credential no password matches (random keys), so an unknown user goes through the
-    /// same exchange as a known one and fails only at the proof.
-    pub fn unmatchable(mechanism: ScramMechanism) -> EngineResult<Self> {
-        let mut salt = vec![0u8; SALT_BYTES];
+    /// A credential no password matches (random keys) with the given `salt`, so an unknown
+    /// user goes through the same exchange as a known one and fails only at the proof. The
+    /// caller picks a salt that is stable per user name, as a real user's is.
+    pub fn unmatchable(mechanism: ScramMechanism, salt: Vec<u8>) -> EngineResult<Self> {
         let mut stored_key = vec![0u8; mechanism.key_len()];
         let mut server_key = vec![0u8; mechanism.key_len()];
-        for buf in [&mut salt, &mut stored_key, &mut server_key] {
+        for buf in [&mut stored_key, &mut server_key] {
             fill_random(buf)?;
         }
         Ok(Self {

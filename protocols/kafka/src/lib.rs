@@ -26,7 +26,8 @@
 //! reserves `Vec::with_capacity(count)` for every array from the count on the wire before any
 //! element is read. A request declaring a huge count therefore aborts the process on allocation
 //! failure. The fix is our own request decoders bounding every count by the bytes left; until then
-//! the listener binds loopback by default.
+//! the listener binds loopback by default. With SASL on, only authenticated peers reach those
+//! decoders (the three requests served before authentication have no arrays).
 
 pub mod codec;
 mod connection;

@@ -19,11 +19,14 @@
 //! - once authenticated (or with SASL off) both requests get ILLEGAL_SASL_STATE, as Kafka's
 //!   request handler answers them; sessions have no lifetime (`session_lifetime_ms` 0), so there
 //!   is no re-authentication;
-//! - a SCRAM exchange for an unknown user proceeds with an unmatchable credential and fails only
-//!   at the proof, so the answer does not reveal which users exist.
+//! - a SCRAM exchange for an unknown user proceeds with an unmatchable credential (its salt
+//!   stable per name) and fails only at the proof, and PLAIN for an unknown user costs the same
+//!   PBKDF2 as for a known one, so answers do not reveal which users exist.
 //!
 //! Handshake v0 (raw SASL tokens without SaslAuthenticate framing) is not served: the table
 //! advertises SaslHandshake v1 only, and a v0 request closes the connection.
+
+use std::sync::OnceLock;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{
@@ -262,9 +265,7 @@ async fn plain(engine: &Engine, token: &[u8]) -> Result<(String, Vec<u8>), SaslE
     let known = credential.is_some();
     let credential = match credential {
         Some(credential) => credential,
-        None => {
-            ScramCredential::unmatchable(ScramMechanism::Sha256).map_err(|_| SaslError::Internal)?
-        }
+        None => unknown_user(ScramMechanism::Sha256, user)?,
     };
     let password = password.to_owned();
     // PBKDF2 with thousands of iterations: off the async workers.
@@ -291,13 +292,29 @@ async fn scram_first(
         .and_then(|record| record.credential(mechanism).cloned());
     let credential = match known {
         Some(credential) => credential,
-        None => ScramCredential::unmatchable(mechanism).map_err(|_| SaslError::Internal)?,
+        None => unknown_user(mechanism, &first.user)?,
     };
     let (server_first, next) = first.server_first(credential, &scram::server_nonce()?);
     Ok(Step::Continue(
         Box::new(next),
         server_first.into_bytes().into(),
     ))
+}
+
+/// The stand-in credential of an unknown user. Its salt is `HMAC(process secret, name)`, so
+/// asking twice gives the same salt, as for a real user (it changes when the broker restarts).
+fn unknown_user(mechanism: ScramMechanism, user: &str) -> Result<ScramCredential, SaslError> {
+    static SECRET: OnceLock<Option<[u8; 32]>> = OnceLock::new();
+    let secret = SECRET.get_or_init(|| {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).ok().map(|()| secret)
+    });
+    let secret = secret.as_ref().ok_or(SaslError::Internal)?;
+    let mut salt = mechanism
+        .hmac(secret, user.as_bytes())
+        .map_err(|_| SaslError::Internal)?;
+    salt.truncate(users::SALT_BYTES);
+    ScramCredential::unmatchable(mechanism, salt).map_err(|_| SaslError::Internal)
 }
 
 async fn lookup(engine: &Engine, user: &str) -> Result<Option<users::UserRecord>, SaslError> {
