@@ -416,7 +416,7 @@ fn before_authentication_only_api_versions_and_sasl_requests_are_served() {
             .find(|api| api.api_key == key as i16)
             .map(|api| (api.min_version, api.max_version))
     };
-    assert_eq!(range(ApiKey::SaslHandshake), Some((1, 1)));
+    assert_eq!(range(ApiKey::SaslHandshake), Some((0, 1)));
     assert_eq!(range(ApiKey::SaslAuthenticate), Some((0, 2)));
     send(
         &mut stream,
@@ -443,15 +443,27 @@ fn before_authentication_only_api_versions_and_sasl_requests_are_served() {
     assert_eq!(out_of_order.error_code, 34);
     assert!(closed(&mut stream));
 
-    // Handshake v0 (raw tokens would follow) is outside the advertised range: closed.
-    let mut stream = connect(kafka);
-    send(
-        &mut stream,
-        ApiKey::SaslHandshake,
-        0,
-        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
-    );
-    assert!(closed(&mut stream));
+    // Handshake v0: raw size-prefixed tokens follow. PLAIN's success is an empty token, then
+    // requests are served; a wrong password closes the connection without a reply.
+    for (password, accepted) in [("alice-secret", true), ("wrong", false)] {
+        let mut stream = connect(kafka);
+        let plain =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        let v0: SaslHandshakeResponse = call(&mut stream, ApiKey::SaslHandshake, 0, &plain);
+        assert_eq!(v0.error_code, 0);
+        let token = format!("\0alice\0{password}");
+        let mut frame = (token.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(token.as_bytes());
+        stream.write_all(&frame).expect("raw token");
+        if accepted {
+            let mut reply = [0u8; 4];
+            stream.read_exact(&mut reply).expect("raw reply");
+            assert_eq!(u32::from_be_bytes(reply), 0, "PLAIN's reply token is empty");
+            assert_eq!(metadata_v1(&mut stream).brokers.len(), 1);
+        } else {
+            assert!(closed(&mut stream));
+        }
+    }
 
     // PLAIN at v2 (flexible): authenticated, no session lifetime, then Metadata is served and
     // a second handshake gets ILLEGAL_SASL_STATE without closing the connection.

@@ -324,16 +324,6 @@ pub fn validate_password(password: &str) -> EngineResult<()> {
     Ok(())
 }
 
-/// Stores (or replaces) `name`.
-pub async fn put_user(
-    store: &dyn MetadataStore,
-    name: &str,
-    record: &UserRecord,
-) -> EngineResult<()> {
-    validate_user_name(name)?;
-    store.put(USERS_NAMESPACE, name, record.encode()).await
-}
-
 /// The user `name`, if there is one.
 pub async fn get_user(store: &dyn MetadataStore, name: &str) -> EngineResult<Option<UserRecord>> {
     match store.get(USERS_NAMESPACE, name).await? {

@@ -44,6 +44,23 @@ pub(crate) async fn serve(
     };
     loop {
         loop {
+            if sasl.awaits_raw_token() {
+                let token = match codec::split_raw_token(&mut buf, context.limits) {
+                    Ok(Some(token)) => token,
+                    Ok(None) => break,
+                    Err(error) => return Err(protocol_error(&context, error)),
+                };
+                let (reply, after) = sasl.raw_token(&broker.engine, &peer, token).await;
+                if let Some(reply) = reply {
+                    let size = u32::try_from(reply.len()).unwrap_or(u32::MAX);
+                    stream.write_all(&size.to_be_bytes()).await?;
+                    stream.write_all(&reply).await?;
+                }
+                if after == After::Close {
+                    return Ok(());
+                }
+                continue;
+            }
             let raw = match codec::split_frame(&mut buf, context.limits) {
                 Ok(Some(raw)) => raw,
                 Ok(None) => break,
@@ -81,7 +98,7 @@ pub(crate) async fn serve(
                 } => {
                     let (response, after) = match *body {
                         KafkaRequest::SaslHandshake(request) if sasl.in_progress() => {
-                            let (response, after) = sasl.handshake(&peer, &request);
+                            let (response, after) = sasl.handshake(&peer, version, &request);
                             (Some(KafkaResponse::SaslHandshake(response)), after)
                         }
                         KafkaRequest::SaslAuthenticate(request) if sasl.in_progress() => {

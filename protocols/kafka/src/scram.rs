@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Invariants: channel binding is never used (`p=` is refused, `n` and `y` are accepted, and
-//! `c=` must echo the gs2 header exactly); the client-final nonce must equal the combined nonce;
+//! `c=` must echo the gs2 header exactly); the client-final nonce must equal the combined nonce,
+//! or the client nonce followed by it: librdkafka before 2.6.1 repeats its own nonce there
+//! (librdkafka #4895; Kafka 3.8.1 accepts it too), and Debian's kcat still links such a build;
 //! the proof is checked as `H(ClientProof XOR HMAC(StoredKey, AuthMessage)) == StoredKey` in
 //! constant time. Each step consumes its state, so an exchange cannot be replayed or resumed
 //! after a failure.
@@ -39,6 +41,8 @@ pub(crate) struct AwaitingClientFinal {
     user: String,
     gs2_header: String,
     nonce: String,
+    /// `client nonce + nonce`: what librdkafka before 2.6.1 sends back.
+    doubled_nonce: String,
     /// `client-first-bare "," server-first`: the AuthMessage up to the client-final part.
     auth_prefix: String,
 }
@@ -100,11 +104,13 @@ impl ClientFirst {
             credential.iterations
         );
         let auth_prefix = format!("{},{server_first}", self.bare);
+        let doubled_nonce = format!("{}{nonce}", self.client_nonce);
         let next = AwaitingClientFinal {
             credential,
             user: self.user,
             gs2_header: self.gs2_header,
             nonce,
+            doubled_nonce,
             auth_prefix,
         };
         (server_first, next)
@@ -135,7 +141,7 @@ impl AwaitingClientFinal {
             .next()
             .and_then(|a| a.strip_prefix("r="))
             .ok_or(SaslError::Malformed("no nonce in client-final"))?;
-        if nonce != self.nonce {
+        if nonce != self.nonce && nonce != self.doubled_nonce {
             return Err(SaslError::NonceMismatch);
         }
         let mechanism = self.credential.mechanism;
@@ -229,6 +235,36 @@ mod tests {
         let (server_final, user) = next.client_final(CLIENT_FINAL.as_bytes()).unwrap();
         assert_eq!(server_final, SERVER_FINAL);
         assert_eq!(user, "user");
+    }
+
+    #[test]
+    fn old_librdkafkas_repeated_client_nonce_is_accepted() {
+        // librdkafka < 2.6.1 sends `r=<client nonce><server's r>`, and computes its proof over
+        // that message; it is otherwise the RFC exchange.
+        let salt = b"salty";
+        let mechanism = ScramMechanism::Sha256;
+        let credential = ScramCredential::derive(mechanism, "pw", salt, MIN_ITERATIONS).unwrap();
+        let first = parse_client_first(b"n,,n=kc,r=cn").unwrap();
+        let (server_first, next) = first.server_first(credential, "sn");
+        let without_proof = "c=biws,r=cncnsn";
+        let auth_message = format!("n=kc,r=cn,{server_first},{without_proof}");
+        let salted = mechanism
+            .salted_password(b"pw", salt, MIN_ITERATIONS)
+            .unwrap();
+        let client_key = mechanism.hmac(&salted, b"Client Key").unwrap();
+        let stored_key = mechanism.hash(&client_key);
+        let mut proof = mechanism
+            .hmac(&stored_key, auth_message.as_bytes())
+            .unwrap();
+        xor_into(&mut proof, &client_key);
+        let message = format!("{without_proof},p={}", BASE64.encode(&proof));
+        assert!(next.clone().client_final(message.as_bytes()).is_ok());
+        // Anything else around the nonce still fails.
+        let tripled = message.replace("r=cncnsn", "r=cncncnsn");
+        assert!(matches!(
+            next.client_final(tripled.as_bytes()),
+            Err(SaslError::NonceMismatch)
+        ));
     }
 
     #[test]

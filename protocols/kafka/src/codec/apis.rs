@@ -98,8 +98,8 @@ supported_apis! {
     SyncGroup: SyncGroupRequest => SyncGroupResponse, 0..=5;
     DescribeGroups: DescribeGroupsRequest => DescribeGroupsResponse, 0..=5;
     ListGroups: ListGroupsRequest => ListGroupsResponse, 0..=4;
-    // v0 would be followed by raw SASL tokens without SaslAuthenticate framing: not served.
-    SaslHandshake: SaslHandshakeRequest => SaslHandshakeResponse, 1..=1;
+    // After v0 the exchange continues as raw SASL tokens (see handlers::sasl).
+    SaslHandshake: SaslHandshakeRequest => SaslHandshakeResponse, 0..=1;
     ApiVersions: ApiVersionsRequest => ApiVersionsResponse, 0..=4;
     // v5+ concern transactions (KIP-890, KIP-939), which are not served.
     InitProducerId: InitProducerIdRequest => InitProducerIdResponse, 0..=4;

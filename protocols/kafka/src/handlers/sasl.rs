@@ -23,8 +23,10 @@
 //!   stable per name) and fails only at the proof, and PLAIN for an unknown user costs the same
 //!   PBKDF2 as for a known one, so answers do not reveal which users exist.
 //!
-//! Handshake v0 (raw SASL tokens without SaslAuthenticate framing) is not served: the table
-//! advertises SaslHandshake v1 only, and a v0 request closes the connection.
+//! After a v0 handshake the exchange continues as raw size-prefixed tokens (what librdkafka,
+//! kafka-python and others send to brokers without SaslAuthenticate): the same state machine
+//! runs, a failure closes the connection without a reply, as Kafka does. Older librdkafka
+//! (before 2.x's KIP-896 work) also requires v0 to be advertised before it uses v1 at all.
 
 use std::sync::OnceLock;
 
@@ -87,6 +89,9 @@ pub(crate) enum SaslState {
 #[derive(Debug)]
 pub(crate) struct SaslSession {
     state: SaslState,
+    /// Set by a v0 handshake: the exchange continues as raw size-prefixed SASL tokens instead
+    /// of SaslAuthenticate requests (KIP-43 framing, before KIP-152).
+    raw_tokens: bool,
 }
 
 /// What the connection does after answering a SASL request.
@@ -104,7 +109,10 @@ impl SaslSession {
         } else {
             SaslState::Off
         };
-        Self { state }
+        Self {
+            state,
+            raw_tokens: false,
+        }
     }
 
     /// Whether a request with `api_key` may be decoded and served in the current state.
@@ -127,9 +135,36 @@ impl SaslSession {
         !matches!(self.state, SaslState::Off | SaslState::Authenticated)
     }
 
+    /// Whether the next frame is a raw SASL token (after a v0 handshake) rather than a request.
+    pub(crate) fn awaits_raw_token(&self) -> bool {
+        self.raw_tokens
+            && matches!(
+                self.state,
+                SaslState::AwaitingToken(_) | SaslState::AwaitingClientFinal(_)
+            )
+    }
+
+    /// One raw token after a v0 handshake: the reply token to send (empty for PLAIN's success,
+    /// as Kafka sends), or none and a close on failure (raw framing has no error field).
+    pub(crate) async fn raw_token(
+        &mut self,
+        engine: &Engine,
+        peer: &str,
+        token: bytes::Bytes,
+    ) -> (Option<bytes::Bytes>, After) {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(token);
+        let (response, after) = self.authenticate(engine, peer, &request).await;
+        if response.error_code == 0 {
+            (Some(response.auth_bytes), after)
+        } else {
+            (None, After::Close)
+        }
+    }
+
     pub(crate) fn handshake(
         &mut self,
         peer: &str,
+        version: i16,
         request: &SaslHandshakeRequest,
     ) -> (SaslHandshakeResponse, After) {
         let listed = MECHANISMS.iter().map(|name| str_bytes(name)).collect();
@@ -145,6 +180,7 @@ impl SaslSession {
             Some(mechanism) => {
                 debug!(peer, mechanism = mechanism.name(), "SASL handshake");
                 self.state = SaslState::AwaitingToken(mechanism);
+                self.raw_tokens = version == 0;
                 (response, After::Continue)
             }
             None => {
