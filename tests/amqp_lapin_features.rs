@@ -279,6 +279,93 @@ async fn rejected_and_expired_messages_are_dead_lettered_with_x_death() {
     );
 }
 
+/// The "delayed retry" pattern: nobody consumes the TTL queue, so its messages must be
+/// dead-lettered when they fall due (RabbitMQ's queue TTL timer), not when someone looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_less_ttl_queues_dead_letter_when_messages_fall_due() {
+    let mut broker = TestBroker::start();
+    let connection = connect(&mut broker).await;
+    let channel = confirm_channel(&connection).await;
+    declare(&channel, "work", false).await;
+    let to_work = [
+        ("x-dead-letter-exchange", text("")),
+        ("x-dead-letter-routing-key", text("work")),
+    ];
+    let mut retry_args = to_work.to_vec();
+    retry_args.push(("x-message-ttl", AMQPValue::LongInt(300)));
+    declare_with(&channel, "retry", args(&retry_args)).await;
+    // No queue TTL here: the per-message expiration alone arms the timer.
+    declare_with(&channel, "hold", args(&to_work)).await;
+    let mut consumer = channel
+        .basic_consume(
+            "work".into(),
+            "worker".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume work");
+
+    let started = std::time::Instant::now();
+    publish(
+        &channel,
+        "",
+        "retry",
+        b"retried",
+        BasicProperties::default(),
+    )
+    .await;
+    let delivery = next(&mut consumer).await;
+    let waited = started.elapsed();
+    assert_eq!(delivery.data, b"retried");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "dead-lettered before its TTL: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "dead-lettered late: {waited:?}"
+    );
+    let headers = delivery.properties.headers().clone().expect("headers");
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        panic!("x-death missing")
+    };
+    let AMQPValue::FieldTable(death) = &deaths.as_slice()[0] else {
+        panic!("x-death entry is a table")
+    };
+    assert_eq!(death.inner().get("reason"), Some(&text("expired")));
+    assert_eq!(death.inner().get("queue"), Some(&text("retry")));
+
+    publish(
+        &channel,
+        "",
+        "hold",
+        b"held",
+        BasicProperties::default().with_expiration("100".into()),
+    )
+    .await;
+    assert_eq!(next(&mut consumer).await.data, b"held");
+    let depth = channel
+        .queue_declare(
+            "retry".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive declare");
+    assert_eq!(
+        depth.message_count(),
+        0,
+        "the expired message left the queue"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_length_drops_head_or_rejects_publish() {
     let mut broker = TestBroker::start();

@@ -21,6 +21,7 @@ pub mod connection;
 pub mod deadletter;
 pub mod definitions;
 pub mod error;
+pub mod expiry;
 mod handlers;
 pub mod message;
 pub mod metrics;
@@ -72,6 +73,8 @@ pub struct Shared {
     pub settings: AmqpSettings,
     /// Direct reply-to consumers by token.
     pub(crate) reply_targets: handlers::reply_to::ReplyTargets,
+    /// The armed head-of-queue expiry sweeps.
+    pub expiry: expiry::ExpirySweeps,
     connection_ids: AtomicU64,
 }
 
@@ -97,6 +100,7 @@ impl AmqpFrontend {
                 topology,
                 settings,
                 reply_targets: Default::default(),
+                expiry: Default::default(),
                 connection_ids: AtomicU64::new(0),
             }),
         }

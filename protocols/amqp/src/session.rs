@@ -447,6 +447,7 @@ impl Session {
             if let Err(error) = self.shared.engine.queues.requeue(queue, &ids).await {
                 tracing::warn!(queue, %error, "requeue on channel close failed");
             }
+            crate::expiry::arm_after_requeue(&self.shared, queue);
         }
     }
 

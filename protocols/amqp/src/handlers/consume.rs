@@ -153,6 +153,7 @@ impl ConsumerTask {
             if let Err(error) = self.queues.requeue(&self.queue, &ids).await {
                 tracing::warn!(queue = self.queue, %error, "requeue after cancel failed");
             }
+            crate::expiry::arm_after_requeue(&self.shared, &self.queue);
             return false;
         }
         let mut out = BytesMut::new();
