@@ -1,7 +1,8 @@
 //! AMQP features beyond the basic data path, through lapin against the real binary:
 //! transactions, dead-lettering (rejected, expired, maxlen) with `x-death`, per-queue and
 //! per-message TTL, `x-max-length` with drop-head and reject-publish, exclusive and
-//! auto-delete queues.
+//! auto-delete queues, timely expiry in consumer-less queues, and `basic.qos` resizing
+//! running consumers.
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -363,6 +364,67 @@ async fn consumer_less_ttl_queues_dead_letter_when_messages_fall_due() {
         depth.message_count(),
         0,
         "the expired message left the queue"
+    );
+}
+
+/// kombu/Celery raise the prefetch with `basic.qos` while consuming (one more per held ETA
+/// task) and expect the running consumer to receive more; lowering it holds deliveries back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_qos_resizes_the_prefetch_of_running_consumers() {
+    use futures_lite::StreamExt;
+
+    let mut broker = TestBroker::start();
+    let connection = connect(&mut broker).await;
+    let channel = confirm_channel(&connection).await;
+    declare(&channel, "held", false).await;
+    for body in [b"m1", b"m2", b"m3", b"m4"] {
+        publish(&channel, "", "held", body, BasicProperties::default()).await;
+    }
+    channel
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect("qos 1");
+    let mut consumer = channel
+        .basic_consume(
+            "held".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let first = next(&mut consumer).await;
+    assert_eq!(first.data, b"m1");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), consumer.next()).await;
+    assert!(quiet.is_err(), "prefetch 1 held back the second message");
+
+    channel
+        .basic_qos(3, BasicQosOptions::default())
+        .await
+        .expect("qos 3");
+    assert_eq!(
+        next(&mut consumer).await.data,
+        b"m2",
+        "raised while consuming"
+    );
+    let third = next(&mut consumer).await;
+    assert_eq!(third.data, b"m3");
+
+    channel
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect("qos 1 again");
+    first.ack(BasicAckOptions::default()).await.expect("ack m1");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), consumer.next()).await;
+    assert!(quiet.is_err(), "two still unacked against a limit of one");
+    third
+        .ack(BasicAckOptions { multiple: true })
+        .await
+        .expect("ack m2 and m3");
+    assert_eq!(
+        next(&mut consumer).await.data,
+        b"m4",
+        "free again at the new limit"
     );
 }
 

@@ -47,6 +47,21 @@ def task_exception():
     return "ValueError came back, state FAILURE"
 
 
+def eta_tasks_do_not_block():
+    # The worker holds ETA tasks unacked and raises its prefetch by one per held task
+    # (basic.qos while consuming); if the broker ignored that, the prefetch window (4 here)
+    # would fill with waiting tasks and starve the task sent after them.
+    held = [add.apply_async((i, 0), countdown=4) for i in range(6)]
+    started = time.monotonic()
+    value = add.delay(1, 1).get(timeout=20)
+    waited = time.monotonic() - started
+    check(value == 2, f"add(1, 1) returned {value!r}")
+    check(waited < 2.5, f"the immediate task waited {waited:.1f} s behind 6 ETA tasks")
+    values = [result.get(timeout=20) for result in held]
+    check(values == list(range(6)), f"ETA tasks returned {values}")
+    return f"immediate task done in {waited:.2f} s behind 6 held ETA tasks"
+
+
 def control_ping():
     deadline = time.monotonic() + 10
     replies = []
@@ -61,6 +76,7 @@ try:
     scenario("task-roundtrip", task_roundtrip)
     scenario("task-group", task_group)
     scenario("task-exception", task_exception)
+    scenario("eta-does-not-block", eta_tasks_do_not_block)
     scenario("control-ping", control_ping)
     check(worker.poll() is None, f"the worker exited with {worker.returncode}")
 finally:

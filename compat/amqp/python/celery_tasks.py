@@ -16,6 +16,7 @@ app.conf.update(
     broker_connection_retry_on_startup=False,
     broker_connection_max_retries=1,
     worker_hijack_root_logger=False,
+    worker_prefetch_multiplier=4,
 )
 
 

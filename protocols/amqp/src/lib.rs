@@ -18,6 +18,7 @@
 pub mod channel;
 pub mod codec;
 pub mod connection;
+pub mod credit;
 pub mod deadletter;
 pub mod definitions;
 pub mod error;
