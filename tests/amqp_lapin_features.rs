@@ -367,6 +367,51 @@ async fn consumer_less_ttl_queues_dead_letter_when_messages_fall_due() {
     );
 }
 
+/// A persistent message waiting out its TTL when the broker is killed still falls due after
+/// the restart, though no client touches its queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_messages_recovered_after_a_restart_still_fall_due() {
+    let mut broker = TestBroker::start();
+    {
+        let connection = connect(&mut broker).await;
+        let channel = confirm_channel(&connection).await;
+        declare(&channel, "work", true).await;
+        channel
+            .queue_declare(
+                "retry".into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                args(&[
+                    ("x-dead-letter-exchange", text("")),
+                    ("x-dead-letter-routing-key", text("work")),
+                    ("x-message-ttl", AMQPValue::LongInt(1000)),
+                ]),
+            )
+            .await
+            .expect("declare retry");
+        let persistent = BasicProperties::default().with_delivery_mode(2);
+        publish(&channel, "", "retry", b"survivor", persistent).await;
+    }
+    broker.kill_and_restart();
+    let connection = connect(&mut broker).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let mut consumer = channel
+        .basic_consume(
+            "work".into(),
+            "after-restart".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume work");
+    let delivery = tokio::time::timeout(Duration::from_secs(5), next(&mut consumer))
+        .await
+        .expect("dead-lettered within 5 s of the restart");
+    assert_eq!(delivery.data, b"survivor");
+}
+
 /// kombu/Celery raise the prefetch with `basic.qos` while consuming (one more per held ETA
 /// task) and expect the running consumer to receive more; lowering it holds deliveries back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 //! ([`crate::deadletter::take_live`]); this only covers the waiting.
 //!
 //! Invariants: at most one sweep task per queue, armed when a message with an expiry is stored
-//! (or requeued into a queue with `x-message-ttl`); a sweep sleeps until the head's expiry and
+//! (or requeued into a queue with `x-message-ttl`, or recovered at start); a sweep sleeps until the head's expiry and
 //! ends only when the head has none (or the queue is gone); an [`arm`] that races with the
 //! sweep's last look at the head bumps the generation, so the sweep looks again instead of
 //! ending. Only the head is considered, as in RabbitMQ: a later message with a shorter
@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -32,6 +33,8 @@ const SWEEP_BATCH: usize = 256;
 #[derive(Debug, Default)]
 pub struct ExpirySweeps {
     armed: Mutex<HashMap<String, Armed>>,
+    /// Set once every queue got a first look after start (see [`arm_all_once`]).
+    restored: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -65,6 +68,19 @@ pub fn arm(shared: &Arc<Shared>, queue: &str, due_ms: i64) {
     );
     drop(armed);
     tokio::spawn(sweep(shared.clone(), queue.to_owned(), wake));
+}
+
+/// Gives every queue one look at its head, the first time it is called: messages recovered
+/// after a restart carry their expiry but were armed by the previous process only. Called
+/// when the topology is loaded (on the first connection).
+pub fn arm_all_once(shared: &Arc<Shared>) {
+    if shared.expiry.restored.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let now = now_ms();
+    for queue in shared.engine.queues.queues() {
+        arm(shared, &queue, now);
+    }
 }
 
 /// Arms `queue` for the earliest expiry among `records` (stored there just now), if any.

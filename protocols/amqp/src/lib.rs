@@ -124,6 +124,7 @@ impl Frontend for AmqpFrontend {
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
         self.shared.topology.ensure_loaded().await?;
+        expiry::arm_all_once(&self.shared);
         connection::serve(self.shared.clone(), stream, context)
             .await
             .map_err(Into::into)
