@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # the scenario functions are called through $scenario below
 # rabbitmq-c's command-line tools (Debian amqp-tools, one connection per call, heartbeat 0):
 # declare, publish, get (basic.get), consume (with a count, and from an exclusive server-named
 # queue bound to amq.topic), delete. Prints the RESULT lines of drivers.sh.
@@ -66,7 +67,7 @@ cd "$(mktemp -d)" || exit 1
 for scenario in declare_and_get consume_count consume_bound; do
     started=$(date +%s%N)
     if detail="$($scenario 2>&1)"; then
-        result "${scenario//_/-}" PASS "$(((($(date +%s%N) - started) / 1000000))) ms"
+        result "${scenario//_/-}" PASS "$((($(date +%s%N) - started) / 1000000)) ms"
     else
         result "${scenario//_/-}" FAIL "$(tr '\n' ' ' <<<"$detail")"
     fi

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # sourced by ../run, which sets compat_dir and friends
 # Starts and stops the Tributary broker for the compat runner (sourced by ../run).
 # Invariant: the broker only ever listens on ephemeral ports of 127.0.0.1 with a temp data dir,
 # so runs never collide with another broker on this machine; stop_broker is safe to call twice.
@@ -59,7 +60,7 @@ stop_broker() {
             sleep 0.1
             waited=$((waited + 1))
         done
-        broker_alive && kill -KILL "$broker_pid" 2>/dev/null || true
+        if broker_alive; then kill -KILL "$broker_pid" 2>/dev/null || true; fi
         wait "$broker_pid" 2>/dev/null || true
     fi
     broker_pid=""

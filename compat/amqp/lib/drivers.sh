@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # sourced by ../run, which sets compat_dir and friends
 # The compat drivers: one client program each, run with a hard timeout (sourced by ../run).
 # Invariant: every driver line in $results reads `<client> <scenario> PASS|FAIL <detail>`, and a
 # driver that dies, hangs or prints nothing leaves a FAIL line, so no failure can go unseen.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # sourced by ../run, which sets compat_dir and friends
 # Installs the AMQP compat clients, each only when missing (sourced by ../run).
 # Invariant: a repeat run with everything present does no network access and takes seconds;
 # `apt-get update` runs only when a Debian package is missing.
