@@ -29,6 +29,6 @@ pub use frontend::{ConnectionContext, ConnectionError, Engine, FrameLimits, Fron
 pub use log::{LogService, TopicAdmin};
 pub use metadata::{MetadataStore, USERS_NAMESPACE};
 pub use offsets::OffsetStore;
-pub use queue::{Delivery, QueueDepth, QueueOptions, QueueService};
+pub use queue::{Delivery, HeadFilter, HeadTake, QueueDepth, QueueOptions, QueueService};
 pub use scheduler::{ScheduleTarget, Scheduler};
 pub use types::*;
