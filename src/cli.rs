@@ -1,5 +1,6 @@
 //! The command line: `tributary [serve] [flags]` runs the broker, `tributary config [flags]`
-//! prints the effective configuration as TOML. Flags are the top layer of the configuration
+//! prints the effective configuration as TOML, `tributary user add|list|delete` manages the
+//! users SASL clients authenticate as (see [`crate::users`]). Flags are the top layer of the configuration
 //! (see [`crate::config`]); each maps to one key of [`crate::config::KEYS`].
 
 use std::net::IpAddr;
@@ -17,12 +18,49 @@ pub struct Cli {
     pub flags: Flags,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the broker (the default when no command is given).
     Serve,
     /// Print the effective configuration (defaults < file < environment < flags) as TOML.
     Config,
+    /// Manage the users SASL clients authenticate as, in the data directory's metadata store.
+    /// The broker must not be running on that data directory (it holds the store locked).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `tributary user ...`
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum UserCommand {
+    /// Add a user: one password gives its PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 credentials
+    /// (salted; the password itself is not stored).
+    Add {
+        /// The user name clients log in with.
+        name: String,
+        /// The password (visible to other local users in the process list; prefer
+        /// `--password-stdin`).
+        #[arg(
+            long,
+            value_name = "PASSWORD",
+            conflicts_with = "password_stdin",
+            required_unless_present = "password_stdin"
+        )]
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Replace the credentials of an existing user instead of failing.
+        #[arg(long)]
+        replace: bool,
+        /// PBKDF2 iterations of the SCRAM credentials (at least 4096).
+        #[arg(long, value_name = "N", default_value_t = tributary_api::users::MIN_ITERATIONS)]
+        iterations: u32,
+    },
+    /// List the user names, one per line.
+    List,
+    /// Delete a user.
+    Delete { name: String },
 }
 
 /// Flags shared by every command; each overrides the environment and the file.
@@ -63,7 +101,7 @@ pub struct Flags {
 impl Cli {
     /// The command to run; no command means `serve`.
     pub fn command(&self) -> Command {
-        self.command.unwrap_or(Command::Serve)
+        self.command.clone().unwrap_or(Command::Serve)
     }
 }
 
@@ -156,6 +194,44 @@ mod tests {
                 "{key} has a flag, so the key table must name it"
             );
         }
+    }
+
+    #[test]
+    fn user_add_takes_exactly_one_password_source() {
+        let cli = Cli::try_parse_from([
+            "tributary",
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--data-dir",
+            "/d",
+        ])
+        .expect("parses");
+        assert_eq!(
+            cli.command(),
+            Command::User(UserCommand::Add {
+                name: "alice".to_owned(),
+                password: None,
+                password_stdin: true,
+                replace: false,
+                iterations: 4096,
+            })
+        );
+        assert_eq!(cli.flags.overrides(), vec![("data_dir", "/d".to_owned())]);
+        assert!(Cli::try_parse_from(["tributary", "user", "add", "alice"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "tributary",
+                "user",
+                "add",
+                "alice",
+                "--password",
+                "x",
+                "--password-stdin"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   (topics, consumer offsets, queues with acks, delayed delivery).
 //! - [`storage`]: segments, indexes, recovery, retention, durability. Synchronous; no tokio and
 //!   no protocol types (`.ci/run` checks this).
-//! - [`config`], [`telemetry`], [`cli`]: the process edge.
+//! - [`config`], [`telemetry`], [`cli`], [`users`]: the process edge.
 
 pub mod broker;
 pub mod cli;
@@ -14,3 +14,4 @@ pub mod config;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+pub mod users;

@@ -1,5 +1,5 @@
-//! The `tributary` binary: parse the command line, load the configuration, start telemetry and
-//! run the server until SIGINT/SIGTERM. Exits 0 after a clean shutdown, 1 on any error (the
+//! The `tributary` binary: parse the command line, load the configuration, then either run the
+//! server until SIGINT/SIGTERM, print the configuration, or manage users. Exits 0 after a clean shutdown, 1 on any error (the
 //! error chain is printed to stderr), 2 on a bad command line (clap).
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use tributary::cli::{Cli, Command};
 use tributary::config::{self, Config, Sources};
-use tributary::{server, telemetry};
+use tributary::{server, telemetry, users};
 
 /// How long the runtime waits for stray blocking work after the server has returned.
 const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -40,6 +40,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => serve(config, &unknown_vars),
+        Command::User(command) => {
+            let stdin = std::io::stdin().lock();
+            users::run(&config, &command, stdin, &mut std::io::stdout().lock())
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! AMQP features beyond the basic data path, through lapin against the real binary:
 //! transactions, dead-lettering (rejected, expired, maxlen) with `x-death`, per-queue and
 //! per-message TTL, `x-max-length` with drop-head and reject-publish, exclusive and
-//! auto-delete queues.
+//! auto-delete queues, timely expiry in consumer-less queues, and `basic.qos` resizing
+//! running consumers.
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -276,6 +277,199 @@ async fn rejected_and_expired_messages_are_dead_lettered_with_x_death() {
     assert!(
         !bad.status().connected(),
         "invalid expiration closes the channel"
+    );
+}
+
+/// The "delayed retry" pattern: nobody consumes the TTL queue, so its messages must be
+/// dead-lettered when they fall due (RabbitMQ's queue TTL timer), not when someone looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_less_ttl_queues_dead_letter_when_messages_fall_due() {
+    let mut broker = TestBroker::start();
+    let connection = connect(&mut broker).await;
+    let channel = confirm_channel(&connection).await;
+    declare(&channel, "work", false).await;
+    let to_work = [
+        ("x-dead-letter-exchange", text("")),
+        ("x-dead-letter-routing-key", text("work")),
+    ];
+    let mut retry_args = to_work.to_vec();
+    retry_args.push(("x-message-ttl", AMQPValue::LongInt(300)));
+    declare_with(&channel, "retry", args(&retry_args)).await;
+    // No queue TTL here: the per-message expiration alone arms the timer.
+    declare_with(&channel, "hold", args(&to_work)).await;
+    let mut consumer = channel
+        .basic_consume(
+            "work".into(),
+            "worker".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume work");
+
+    let started = std::time::Instant::now();
+    publish(
+        &channel,
+        "",
+        "retry",
+        b"retried",
+        BasicProperties::default(),
+    )
+    .await;
+    let delivery = next(&mut consumer).await;
+    let waited = started.elapsed();
+    assert_eq!(delivery.data, b"retried");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "dead-lettered before its TTL: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "dead-lettered late: {waited:?}"
+    );
+    let headers = delivery.properties.headers().clone().expect("headers");
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        panic!("x-death missing")
+    };
+    let AMQPValue::FieldTable(death) = &deaths.as_slice()[0] else {
+        panic!("x-death entry is a table")
+    };
+    assert_eq!(death.inner().get("reason"), Some(&text("expired")));
+    assert_eq!(death.inner().get("queue"), Some(&text("retry")));
+
+    publish(
+        &channel,
+        "",
+        "hold",
+        b"held",
+        BasicProperties::default().with_expiration("100".into()),
+    )
+    .await;
+    assert_eq!(next(&mut consumer).await.data, b"held");
+    let depth = channel
+        .queue_declare(
+            "retry".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive declare");
+    assert_eq!(
+        depth.message_count(),
+        0,
+        "the expired message left the queue"
+    );
+}
+
+/// A persistent message waiting out its TTL when the broker is killed still falls due after
+/// the restart, though no client touches its queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_messages_recovered_after_a_restart_still_fall_due() {
+    let mut broker = TestBroker::start();
+    {
+        let connection = connect(&mut broker).await;
+        let channel = confirm_channel(&connection).await;
+        declare(&channel, "work", true).await;
+        channel
+            .queue_declare(
+                "retry".into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                args(&[
+                    ("x-dead-letter-exchange", text("")),
+                    ("x-dead-letter-routing-key", text("work")),
+                    ("x-message-ttl", AMQPValue::LongInt(1000)),
+                ]),
+            )
+            .await
+            .expect("declare retry");
+        let persistent = BasicProperties::default().with_delivery_mode(2);
+        publish(&channel, "", "retry", b"survivor", persistent).await;
+    }
+    broker.kill_and_restart();
+    let connection = connect(&mut broker).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let mut consumer = channel
+        .basic_consume(
+            "work".into(),
+            "after-restart".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume work");
+    let delivery = tokio::time::timeout(Duration::from_secs(5), next(&mut consumer))
+        .await
+        .expect("dead-lettered within 5 s of the restart");
+    assert_eq!(delivery.data, b"survivor");
+}
+
+/// kombu/Celery raise the prefetch with `basic.qos` while consuming (one more per held ETA
+/// task) and expect the running consumer to receive more; lowering it holds deliveries back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_qos_resizes_the_prefetch_of_running_consumers() {
+    use futures_lite::StreamExt;
+
+    let mut broker = TestBroker::start();
+    let connection = connect(&mut broker).await;
+    let channel = confirm_channel(&connection).await;
+    declare(&channel, "held", false).await;
+    for body in [b"m1", b"m2", b"m3", b"m4"] {
+        publish(&channel, "", "held", body, BasicProperties::default()).await;
+    }
+    channel
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect("qos 1");
+    let mut consumer = channel
+        .basic_consume(
+            "held".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let first = next(&mut consumer).await;
+    assert_eq!(first.data, b"m1");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), consumer.next()).await;
+    assert!(quiet.is_err(), "prefetch 1 held back the second message");
+
+    channel
+        .basic_qos(3, BasicQosOptions::default())
+        .await
+        .expect("qos 3");
+    assert_eq!(
+        next(&mut consumer).await.data,
+        b"m2",
+        "raised while consuming"
+    );
+    let third = next(&mut consumer).await;
+    assert_eq!(third.data, b"m3");
+
+    channel
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect("qos 1 again");
+    first.ack(BasicAckOptions::default()).await.expect("ack m1");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), consumer.next()).await;
+    assert!(quiet.is_err(), "two still unacked against a limit of one");
+    third
+        .ack(BasicAckOptions { multiple: true })
+        .await
+        .expect("ack m2 and m3");
+    assert_eq!(
+        next(&mut consumer).await.data,
+        b"m4",
+        "free again at the new limit"
     );
 }
 

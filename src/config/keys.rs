@@ -168,6 +168,14 @@ pub static KEYS: &[KeySpec] = &[
         kafka.max_frame_bytes
     ),
     key!(
+        "kafka.sasl_enabled",
+        "TRIBUTARY_KAFKA_SASL_ENABLED",
+        None,
+        BOOL,
+        parse,
+        kafka.sasl_enabled
+    ),
+    key!(
         "amqp.enabled",
         "TRIBUTARY_AMQP_ENABLED",
         None,

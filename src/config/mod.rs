@@ -92,6 +92,9 @@ pub struct KafkaConfig {
     pub max_connections: usize,
     /// Largest request, as Kafka's `socket.request.max.bytes`.
     pub max_frame_bytes: usize,
+    /// Require SASL (PLAIN, SCRAM-SHA-256/512) against the stored users, as a `SASL_PLAINTEXT`
+    /// listener does; off serves every connection unauthenticated (`PLAINTEXT`).
+    pub sasl_enabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +206,7 @@ impl Default for KafkaConfig {
             auto_create_topics: true,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: 100 << 20,
+            sasl_enabled: false,
         }
     }
 }

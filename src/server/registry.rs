@@ -91,6 +91,7 @@ pub fn frontends(broker: &Arc<Broker>, config: &Config) -> Vec<Mount> {
                 advertised_host: config.kafka_advertised_host(),
                 default_partitions: config.kafka.default_partitions,
                 auto_create_topics: config.kafka.auto_create_topics,
+                sasl_enabled: config.kafka.sasl_enabled,
             },
         ))
     });

@@ -43,7 +43,15 @@ impl TestBroker {
 
     /// Like [`TestBroker::start`], with extra command-line arguments (kept for restarts).
     pub(crate) fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_prepared(extra_args, |_| {})
+    }
+
+    /// Like [`TestBroker::start_with`], after `prepare` ran on the fresh directory: it is the
+    /// process's working directory (so relative `--config` paths resolve in it) and the data
+    /// directory is its `data/` subdirectory ([`data_dir_in`]).
+    pub(crate) fn start_prepared(extra_args: &[&str], prepare: impl FnOnce(&Path)) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
+        prepare(data.path());
         let extra_args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
         let (child, log) = spawn(data.path(), &extra_args);
         Self {
@@ -99,6 +107,11 @@ impl TestBroker {
         }
     }
 
+    /// This broker's data directory (for `tributary user` runs while it is up).
+    pub(crate) fn data_dir(&self) -> std::path::PathBuf {
+        data_dir_in(self.data.path())
+    }
+
     pub(crate) fn http_addr(&mut self) -> SocketAddr {
         self.addr("http")
     }
@@ -124,6 +137,11 @@ impl TestBroker {
     }
 }
 
+/// The data directory a broker started in `root` uses.
+pub(crate) fn data_dir_in(root: &Path) -> std::path::PathBuf {
+    root.join("data")
+}
+
 /// Spawns the binary on `data`, every listener on port 0, logging to a channel of lines.
 fn spawn(data: &Path, extra_args: &[String]) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(BINARY)
@@ -147,7 +165,7 @@ fn spawn(data: &Path, extra_args: &[String]) -> (Child, mpsc::Receiver<String>) 
         .env_remove("RUST_LOG")
         .env_remove("TRIBUTARY_CONFIG")
         .env("TRIBUTARY_LOG", "info")
-        .env("TRIBUTARY_DATA_DIR", data.join("data"))
+        .env("TRIBUTARY_DATA_DIR", data_dir_in(data))
         .env(
             "TRIBUTARY_SHUTDOWN_DRAIN_TIMEOUT_MS",
             DRAIN_TIMEOUT_MS.to_string(),

@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::content::{BasicProperties, ContentHeader};
 use crate::codec::methods::MethodId;
+use crate::credit::Credit;
 
 /// One delivered, unacknowledged message.
 #[derive(Debug, Clone)]
@@ -24,7 +25,7 @@ pub struct Unacked {
     /// The engine's delivery id (the record offset in the queue log).
     pub id: u64,
     /// The consumer's prefetch credit, returned on settle.
-    pub credit: Option<Arc<Semaphore>>,
+    pub credit: Option<Arc<Credit>>,
     /// Kept only when the queue dead-letters, to re-publish a rejected message.
     pub record: Option<tributary_api::batch::Record>,
 }
@@ -76,6 +77,8 @@ pub struct ConsumerHandle {
     pub queue: String,
     pub cancel: CancellationToken,
     pub task: JoinHandle<()>,
+    /// Its prefetch credit (`None` for no-ack consumers); `basic.qos` resizes it.
+    pub credit: Option<Arc<Credit>>,
 }
 
 /// A `basic.publish` whose content is still arriving.
@@ -101,7 +104,8 @@ pub struct Channel {
     pub state: ChannelState,
     pub deliveries: SharedDeliveries,
     pub consumers: HashMap<String, ConsumerHandle>,
-    /// Prefetch for consumers created after the qos call (RabbitMQ per-consumer semantics).
+    /// Prefetch of the channel's consumers: new ones start with it, and `basic.qos` applies it
+    /// to the running ones too (see `crate::credit`).
     pub prefetch_count: u16,
     pub confirm: bool,
     /// Publish sequence number in confirm mode (from 1 over all publishes).
@@ -153,7 +157,7 @@ pub fn by_queue<'a>(settled: impl IntoIterator<Item = &'a Unacked>) -> BTreeMap<
 pub fn return_credit<'a>(settled: impl IntoIterator<Item = &'a Unacked>) {
     for one in settled {
         if let Some(credit) = &one.credit {
-            credit.add_permits(1);
+            credit.release(1);
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A message published with a TTL (the queue's `x-message-ttl` or the `expiration` property,
 //! the smaller wins) carries its expiry time in the record header `amqp.expires` (i64 ms,
-//! big-endian). [`take_live`] drops expired messages as they reach the head.
+//! big-endian). [`take_live`] drops expired messages as they reach the head, and
+//! [`crate::expiry`] drops them when they fall due there with nobody consuming.
 //!
 //! A message rejected without requeue, expired, or dropped by `x-max-length` goes to the queue's
 //! `x-dead-letter-exchange` (when set) with the routing key `x-dead-letter-routing-key` or its
@@ -10,6 +11,8 @@
 //! `count`, `reason`, `queue`, `time`, `exchange`, `routing-keys`, `original-expiration`), the
 //! newest cause first, a repeated (queue, reason) counted rather than repeated;
 //! `x-first-death-{exchange,queue,reason}` set once; `expiration` removed.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tributary_api::EngineResult;
@@ -136,7 +139,7 @@ pub fn dead_letter_record(
 /// Dead-letters `records` taken from `queue` (when it has a dead-letter exchange), then acks
 /// them there. Messages the dead-letter exchange routes nowhere are dropped, as in RabbitMQ.
 pub async fn dead_letter(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     queue: &str,
     deliveries: &[(u64, Option<Record>)],
     reason: &str,
@@ -165,6 +168,7 @@ pub async fn dead_letter(
             let batch = build_batch(std::slice::from_ref(&record));
             for target in targets.iter().filter(|t| t.as_str() != queue) {
                 shared.engine.queues.enqueue(target, batch.clone()).await?;
+                crate::expiry::arm_for(shared, target, [&record]);
             }
         }
     }
@@ -173,7 +177,11 @@ pub async fn dead_letter(
 }
 
 /// Takes up to `max` ready messages, dropping (or dead-lettering) expired ones on the way.
-pub async fn take_live(shared: &Shared, queue: &str, max: usize) -> EngineResult<Vec<Delivery>> {
+pub async fn take_live(
+    shared: &Arc<Shared>,
+    queue: &str,
+    max: usize,
+) -> EngineResult<Vec<Delivery>> {
     loop {
         let taken = shared.engine.queues.take(queue, max).await?;
         let now = now_ms();

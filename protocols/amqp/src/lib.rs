@@ -18,9 +18,11 @@
 pub mod channel;
 pub mod codec;
 pub mod connection;
+pub mod credit;
 pub mod deadletter;
 pub mod definitions;
 pub mod error;
+pub mod expiry;
 mod handlers;
 pub mod message;
 pub mod metrics;
@@ -72,6 +74,8 @@ pub struct Shared {
     pub settings: AmqpSettings,
     /// Direct reply-to consumers by token.
     pub(crate) reply_targets: handlers::reply_to::ReplyTargets,
+    /// The armed head-of-queue expiry sweeps.
+    pub expiry: expiry::ExpirySweeps,
     connection_ids: AtomicU64,
 }
 
@@ -97,6 +101,7 @@ impl AmqpFrontend {
                 topology,
                 settings,
                 reply_targets: Default::default(),
+                expiry: Default::default(),
                 connection_ids: AtomicU64::new(0),
             }),
         }
@@ -119,6 +124,7 @@ impl Frontend for AmqpFrontend {
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
         self.shared.topology.ensure_loaded().await?;
+        expiry::arm_all_once(&self.shared);
         connection::serve(self.shared.clone(), stream, context)
             .await
             .map_err(Into::into)

@@ -10,8 +10,8 @@
 //! | `x-queue-type` | `classic` or `quorum` (a durable classic queue here); `stream` is refused |
 //!
 //! Other `x-` arguments are accepted and ignored, as RabbitMQ does with unknown ones.
-//! Expiry is checked when a message reaches the head of the queue for a consumer or
-//! `basic.get` (RabbitMQ's per-message TTL rule), not by a background sweep.
+//! Expiry happens at the head of the queue: when a message reaches it for a consumer or
+//! `basic.get`, and, with nobody consuming, when the head falls due ([`crate::expiry`]).
 
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::error::{AmqpError, PRECONDITION_FAILED};

@@ -444,8 +444,11 @@ impl Session {
             self.consumer_gone(&consumer.queue, consumer.id).await;
         }
         for (queue, ids) in by_queue(&unacked) {
-            if let Err(error) = self.shared.engine.queues.requeue(queue, &ids).await {
-                tracing::warn!(queue, %error, "requeue on channel close failed");
+            match self.shared.engine.queues.requeue(queue, &ids).await {
+                Ok(()) => crate::expiry::arm_after_requeue(&self.shared, queue),
+                // Deleted meanwhile: its messages went with it, as in RabbitMQ.
+                Err(tributary_api::EngineError::UnknownQueue(_)) => {}
+                Err(error) => tracing::warn!(queue, %error, "requeue on channel close failed"),
             }
         }
     }

@@ -52,6 +52,8 @@ pub enum EngineError {
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the engine is shutting down")]
     ShuttingDown,
+    #[error("invalid user: {0}")]
+    InvalidUser(String),
 }
 
 /// Shorthand for engine results.

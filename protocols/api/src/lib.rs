@@ -4,7 +4,8 @@
 //! one engine error type, and narrow async traits: [`LogService`] and [`TopicAdmin`] for
 //! partitioned logs, [`OffsetStore`] for consumer positions, [`QueueService`] for acked queues on
 //! the log, [`MetadataStore`] for frontend-owned definitions, [`Scheduler`] for time and delayed
-//! delivery, and [`Frontend`] for a protocol served on a listener.
+//! delivery, [`Frontend`] for a protocol served on a listener, and [`users`] for the credentials
+//! every protocol authenticates against.
 //!
 //! It is not: storage, networking or a protocol codec. It does no I/O; it names `TcpStream` only
 //! so the shell can hand a frontend its connection. Dependencies point one way:
@@ -20,6 +21,7 @@ pub mod queue;
 pub mod scheduler;
 pub mod telemetry;
 pub mod types;
+pub mod users;
 
 pub use batch::{BatchError, BatchHeader, Record, StoredRecord};
 pub use error::{EngineError, EngineResult};
@@ -27,6 +29,6 @@ pub use frontend::{ConnectionContext, ConnectionError, Engine, FrameLimits, Fron
 pub use log::{LogService, TopicAdmin};
 pub use metadata::{MetadataStore, USERS_NAMESPACE};
 pub use offsets::OffsetStore;
-pub use queue::{Delivery, QueueDepth, QueueOptions, QueueService};
+pub use queue::{Delivery, HeadFilter, HeadTake, QueueDepth, QueueOptions, QueueService};
 pub use scheduler::{ScheduleTarget, Scheduler};
 pub use types::*;

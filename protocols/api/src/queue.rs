@@ -43,6 +43,18 @@ pub struct Delivery {
     pub redelivered: bool,
 }
 
+/// Decides whether `take_head_while` takes a ready message at the head of a queue.
+pub type HeadFilter = Box<dyn Fn(&Record) -> bool + Send + Sync>;
+
+/// What `take_head_while` took, and a copy of the ready message it stopped at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadTake {
+    pub taken: Vec<Delivery>,
+    /// The first ready message `accept` refused (left ready); `None` when none is left, or
+    /// when `max` was reached first.
+    pub head: Option<Record>,
+}
+
 #[async_trait]
 pub trait QueueService: Send + Sync + std::fmt::Debug {
     /// Creates the queue or returns the existing one's depth; idempotent.
@@ -59,6 +71,16 @@ pub trait QueueService: Send + Sync + std::fmt::Debug {
 
     /// Takes up to `max` ready messages (requeued ones first) and marks them unacked.
     async fn take(&self, name: &str, max: usize) -> EngineResult<Vec<Delivery>>;
+
+    /// Like `take`, but only while `accept` holds for the next ready message (in delivery
+    /// order): expiry sweeps take what is due at the head and learn the next deadline from
+    /// the message they stopped at, without handing it out or flagging it redelivered.
+    async fn take_head_while(
+        &self,
+        name: &str,
+        max: usize,
+        accept: HeadFilter,
+    ) -> EngineResult<HeadTake>;
 
     /// Waits until the queue has a ready message or `timeout` elapses; returns whether one is
     /// ready. Dropping the future cancels the wait.

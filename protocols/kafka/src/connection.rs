@@ -4,6 +4,10 @@
 //! responses; each response is written before the next request is read from the buffer, so a
 //! client that does not read its responses stops being read from (backpressure instead of an
 //! output queue). A protocol error is logged and closes this connection only.
+//!
+//! With SASL on, the connection's [`SaslSession`] answers SaslHandshake and SaslAuthenticate
+//! until it is authenticated, and a request it does not admit closes the connection before the
+//! body is decoded (so an unauthenticated peer reaches only the three smallest request schemas).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,8 +20,10 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 use tributary_api::ConnectionContext;
 
+use crate::codec::KafkaRequest;
 use crate::codec::{self, CodecError, KafkaResponse, Routed};
 use crate::error::KafkaError;
+use crate::handlers::sasl::{After, SaslSession};
 use crate::handlers::{Broker, RequestContext};
 use crate::metrics;
 
@@ -30,20 +36,47 @@ pub(crate) async fn serve(
     context: ConnectionContext,
 ) -> Result<(), KafkaError> {
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut sasl = SaslSession::new(broker.settings.sasl_enabled);
+    let peer = context.peer.to_string();
     let request_context = RequestContext {
         local_port: context.local.port(),
         shutdown: context.shutdown.clone(),
     };
     loop {
         loop {
+            if sasl.awaits_raw_token() {
+                let token = match codec::split_raw_token(&mut buf, context.limits) {
+                    Ok(Some(token)) => token,
+                    Ok(None) => break,
+                    Err(error) => return Err(protocol_error(&context, error)),
+                };
+                let (reply, after) = sasl.raw_token(&broker.engine, &peer, token).await;
+                if let Some(reply) = reply {
+                    let size = u32::try_from(reply.len()).unwrap_or(u32::MAX);
+                    stream.write_all(&size.to_be_bytes()).await?;
+                    stream.write_all(&reply).await?;
+                }
+                if after == After::Close {
+                    return Ok(());
+                }
+                continue;
+            }
             let raw = match codec::split_frame(&mut buf, context.limits) {
                 Ok(Some(raw)) => raw,
                 Ok(None) => break,
                 Err(error) => return Err(protocol_error(&context, error)),
             };
+            if !sasl.admits(raw.api_key) {
+                warn!(
+                    peer = %context.peer,
+                    api_key = raw.api_key,
+                    "request before SASL authentication; closing the connection"
+                );
+                return Ok(());
+            }
             let started = Instant::now();
             let routed = codec::route(raw).map_err(|error| protocol_error(&context, error))?;
-            let (api, response) = match routed {
+            let (api, response, after) = match routed {
                 Routed::ApiVersionsFallback { correlation_id } => {
                     debug!(peer = %context.peer, "ApiVersions above our range: KIP-511 fallback");
                     let body = ApiVersionsResponse::default()
@@ -55,7 +88,7 @@ pub(crate) async fn serve(
                         0,
                         &KafkaResponse::ApiVersions(body),
                     )?;
-                    (ApiKey::ApiVersions, Some(frame))
+                    (ApiKey::ApiVersions, Some(frame), After::Continue)
                 }
                 Routed::Request {
                     header,
@@ -63,14 +96,24 @@ pub(crate) async fn serve(
                     version,
                     body,
                 } => {
-                    let response = broker
-                        .handle(
-                            &request_context,
-                            version,
-                            header.client_id.as_deref().unwrap_or(""),
-                            *body,
-                        )
-                        .await;
+                    let (response, after) = match *body {
+                        KafkaRequest::SaslHandshake(request) if sasl.in_progress() => {
+                            let (response, after) = sasl.handshake(&peer, version, &request);
+                            (Some(KafkaResponse::SaslHandshake(response)), after)
+                        }
+                        KafkaRequest::SaslAuthenticate(request) if sasl.in_progress() => {
+                            let (response, after) =
+                                sasl.authenticate(&broker.engine, &peer, &request).await;
+                            (Some(KafkaResponse::SaslAuthenticate(response)), after)
+                        }
+                        body => {
+                            let client_id = header.client_id.as_deref().unwrap_or("");
+                            let response = broker
+                                .handle(&request_context, version, client_id, body)
+                                .await;
+                            (response, After::Continue)
+                        }
+                    };
                     let frame = match response {
                         Some(response) => Some(codec::encode_response(
                             header.correlation_id,
@@ -80,7 +123,7 @@ pub(crate) async fn serve(
                         )?),
                         None => None,
                     };
-                    (api, frame)
+                    (api, frame, after)
                 }
             };
             if let Some(frame) = response {
@@ -90,6 +133,10 @@ pub(crate) async fn serve(
             ::metrics::counter!(metrics::REQUESTS, "api" => api_name).increment(1);
             ::metrics::histogram!(metrics::REQUEST_SECONDS, "api" => api_name)
                 .record(started.elapsed().as_secs_f64());
+            if after == After::Close {
+                stream.flush().await?;
+                return Ok(());
+            }
         }
         tokio::select! {
             read = stream.read_buf(&mut buf) => {
@@ -145,6 +192,8 @@ fn api_label(api: ApiKey) -> &'static str {
         ApiKey::DeleteRecords => "delete_records",
         ApiKey::OffsetForLeaderEpoch => "offset_for_leader_epoch",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::SaslHandshake => "sasl_handshake",
+        ApiKey::SaslAuthenticate => "sasl_authenticate",
         _ => "other",
     }
 }

@@ -17,6 +17,29 @@ pub enum KafkaError {
     Codec(#[from] CodecError),
 }
 
+/// Why a SASL exchange failed. Only logged: the client gets Kafka's generic message, so a
+/// failure does not tell an attacker which part was wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaslError {
+    #[error("malformed SASL message: {0}")]
+    Malformed(&'static str),
+    #[error("the client asked for channel binding, which is not offered")]
+    ChannelBindingUnsupported,
+    #[error("the channel binding in client-final differs from client-first")]
+    ChannelBindingMismatch,
+    #[error("the client-final nonce differs from the one the server sent")]
+    NonceMismatch,
+    #[error("the authorization id differs from the user name")]
+    AuthorizationIdMismatch,
+    #[error("unknown user or wrong password")]
+    BadCredentials,
+    #[error("the user store could not be read")]
+    UserStore(#[source] EngineError),
+    #[error("internal failure computing the exchange")]
+    Internal,
+}
+
 /// The Kafka error code for an engine failure. Every handler maps through this one function.
 pub fn error_code(error: &EngineError) -> ResponseError {
     match error {

@@ -5,13 +5,18 @@
 //! on the `kafka-protocol` crate for message decode/encode. Record batches stay opaque RecordBatch
 //! v2 bytes end to end: a produced batch is CRC-checked and appended as sent (the log rewrites only
 //! its base offset) and a fetch returns whole stored batches. It is not: a replicated cluster (one
-//! broker, node id 0, is every partition's leader), a transaction coordinator, or a SASL endpoint.
+//! broker, node id 0, is every partition's leader), a transaction coordinator, or a TLS endpoint.
+//! With [`KafkaSettings::sasl_enabled`] a connection must authenticate (SASL PLAIN or
+//! SCRAM-SHA-256/512 against the users in the metadata store) before anything but ApiVersions is
+//! served.
 //!
 //! Invariants worth naming:
 //! - One table ([`codec::SUPPORTED_APIS`]) drives both ApiVersions and the request firewall; a key
 //!   or version outside it is logged and the connection closed, never decoded.
 //! - Every frame length is checked against [`tributary_api::FrameLimits`] before its body is
 //!   buffered.
+//! - With SASL on, a request other than ApiVersions, SaslHandshake and SaslAuthenticate on an
+//!   unauthenticated connection closes it before its body is decoded.
 //! - Requests of one connection are answered in order, one at a time; acks=0 produces get no
 //!   response at all.
 //! - Bad input never panics; it gets the Kafka error code of its partition or closes the one
@@ -21,7 +26,8 @@
 //! reserves `Vec::with_capacity(count)` for every array from the count on the wire before any
 //! element is read. A request declaring a huge count therefore aborts the process on allocation
 //! failure. The fix is our own request decoders bounding every count by the bytes left; until then
-//! the listener binds loopback by default.
+//! the listener binds loopback by default. With SASL on, only authenticated peers reach those
+//! decoders (the three requests served before authentication have no arrays).
 
 pub mod codec;
 mod connection;
@@ -30,6 +36,7 @@ pub mod error;
 mod handlers;
 pub mod metrics;
 pub mod producers;
+mod scram;
 
 use std::sync::Arc;
 
@@ -51,6 +58,8 @@ pub struct KafkaSettings {
     pub default_partitions: u32,
     /// Create unknown topics on Metadata (when the client allows it) and on Produce.
     pub auto_create_topics: bool,
+    /// Require SASL authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on every connection.
+    pub sasl_enabled: bool,
 }
 
 impl Default for KafkaSettings {
@@ -59,6 +68,7 @@ impl Default for KafkaSettings {
             advertised_host: "127.0.0.1".to_owned(),
             default_partitions: 4,
             auto_create_topics: true,
+            sasl_enabled: false,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Metric names of the Kafka frontend and their catalog. Labels are bounded: `api` (a Kafka API
-//! name), `topic`, and for lag `group` and `partition`; never a client id or address.
+//! name), `topic`, `mechanism` (a SASL mechanism name), and for lag `group` and `partition`;
+//! never a client id, user name or address.
 
 use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};
 
@@ -18,6 +19,10 @@ pub const RECORDS_OUT: &str = "tributary_kafka_records_out_total";
 pub const BYTES_OUT: &str = "tributary_kafka_bytes_out_total";
 /// Connections closed because of a protocol error (oversized frame, unknown key or version).
 pub const PROTOCOL_ERRORS: &str = "tributary_kafka_protocol_errors_total";
+/// SASL exchanges that authenticated a connection, by `mechanism`.
+pub const SASL_SUCCESSES: &str = "tributary_kafka_sasl_authentication_successes_total";
+/// SASL exchanges that failed (wrong password, unknown user, malformed message), by `mechanism`.
+pub const SASL_FAILURES: &str = "tributary_kafka_sasl_authentication_failures_total";
 
 /// Consumer lag per (group, topic, partition) at the last commit, under kafka_exporter's name so
 /// existing dashboards work (gauge).
@@ -72,5 +77,17 @@ pub static CATALOG: &[MetricDescription] = &[
         MetricKind::Counter,
         Unit::Count,
         "Kafka connections closed for a protocol error.",
+    ),
+    metric(
+        SASL_SUCCESSES,
+        MetricKind::Counter,
+        Unit::Count,
+        "Kafka SASL authentications that succeeded, by mechanism.",
+    ),
+    metric(
+        SASL_FAILURES,
+        MetricKind::Counter,
+        Unit::Count,
+        "Kafka SASL authentications that failed, by mechanism.",
     ),
 ];

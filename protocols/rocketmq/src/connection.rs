@@ -9,7 +9,9 @@
 //! - a malformed or oversized frame closes this connection only, after a log line;
 //! - on shutdown or peer close, long polls are cut short, requests in flight finish and their
 //!   responses are flushed before the connection returns; members registered on this connection
-//!   leave their groups.
+//!   leave their groups, and the rest of those groups are told (NOTIFY_CONSUMER_IDS_CHANGED);
+//! - a broker connection's outbound queue is registered in [`crate::peers`] while it is open,
+//!   so other connections' handlers can send this client requests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,6 +66,9 @@ pub(crate) async fn serve(
     let (mut reader, writer) = stream.into_split();
     let (outbound, queued) = mpsc::channel::<RemotingCommand>(OUTBOUND_CAPACITY);
     let writer = tokio::spawn(write_loop(writer, queued));
+    if role == Role::Broker {
+        shared.peers.register(connection.id, outbound.clone());
+    }
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let tasks = TaskTracker::new();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -119,11 +124,14 @@ pub(crate) async fn serve(
     connection.closing.cancel();
     tasks.close();
     tasks.wait().await;
+    shared.peers.remove(connection.id);
     drop(outbound);
     let written = writer.await;
-    for group in shared.clients.connection_closed(connection.id) {
+    let left = shared.clients.connection_closed(connection.id);
+    for group in &left {
         debug!(group, "a consumer left with its connection");
     }
+    shared.notify_ids_changed(&left);
     match written {
         Ok(Err(err)) if outcome.is_ok() => Err(err.into()),
         _ => outcome,

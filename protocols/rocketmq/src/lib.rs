@@ -10,7 +10,12 @@
 //! Delayed messages (delay levels and 5.x timers, [`delay`]) and consumer send-back to
 //! `%RETRY%<group>` / `%DLQ%<group>` go through the engine scheduler, so they survive restarts.
 //!
-//! What it is not (yet): transactions, ordered-lock leases, message queries, SQL92 filters, the
+//! Orderly consumers lock queues with 60 s leases ([`locks`]); membership changes are pushed to
+//! the group's members.
+//!
+//! Messages can be looked up by offset message id and by key (a bounded scan, no key index).
+//!
+//! What it is not (yet): transactions, SQL92 filters, the
 //! 5.x gRPC proxy protocol, ACL.
 //!
 //! Invariants:
@@ -26,9 +31,13 @@ mod connection;
 pub mod delay;
 pub mod error;
 mod handlers;
+mod locks;
 pub mod metrics;
+mod peers;
 pub mod records;
 mod registry;
+mod stats;
+pub mod topic_ids;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -38,7 +47,11 @@ use tokio::net::TcpStream;
 use tributary_api::{ConnectionContext, ConnectionError, Engine, Frontend};
 
 pub use delay::DelayLevels;
+use locks::QueueLocks;
+use peers::Peers;
 use registry::ClientRegistry;
+use stats::Stats;
+use topic_ids::TopicIds;
 
 /// RocketMQ settings from the broker configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +97,28 @@ struct Shared {
     settings: Settings,
     broker_addr: OnceLock<SocketAddr>,
     clients: ClientRegistry,
+    peers: Peers,
+    locks: QueueLocks,
+    stats: Stats,
+    topic_ids: TopicIds,
+    /// Set once the exporter-gauge upkeep task runs (started with the first broker connection).
+    upkeep: OnceLock<()>,
+}
+
+impl Shared {
+    /// Tells every member of each changed group that the member list changed.
+    fn notify_ids_changed(&self, groups: &[String]) {
+        for group in groups {
+            for (connection, serialize_type) in self.clients.connections(group) {
+                self.peers.send_oneway(
+                    connection,
+                    serialize_type,
+                    |command| command.with_field("consumerGroup", group),
+                    peers::NOTIFY_CONSUMER_IDS_CHANGED,
+                );
+            }
+        }
+    }
 }
 
 /// Builds the two frontends over one shared state.
@@ -100,6 +135,11 @@ impl RocketMq {
                 settings,
                 broker_addr: OnceLock::new(),
                 clients: ClientRegistry::default(),
+                peers: Peers::default(),
+                locks: QueueLocks::default(),
+                stats: Stats::default(),
+                topic_ids: TopicIds::default(),
+                upkeep: OnceLock::new(),
             }),
         }
     }
@@ -177,6 +217,12 @@ impl Frontend for BrokerFrontend {
         stream: TcpStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
+        self.shared.upkeep.get_or_init(|| {
+            tokio::spawn(stats::upkeep(
+                Arc::clone(&self.shared),
+                context.shutdown.clone(),
+            ));
+        });
         connection::serve(Arc::clone(&self.shared), Role::Broker, stream, context).await
     }
 }

@@ -14,9 +14,23 @@ pub const MESSAGES_IN: &str = "tributary_rocketmq_messages_in_total";
 pub const MESSAGES_OUT: &str = "tributary_rocketmq_messages_out_total";
 /// Connections closed because a frame was malformed or over the size limit.
 pub const MALFORMED_FRAMES: &str = "tributary_rocketmq_malformed_frames_total";
-/// Consumer lag per (`group`, `topic`, `queue`): high watermark minus the committed offset,
-/// under the RocketMQ exporter's name so existing dashboards work (gauge).
+/// Consumer lag per (`group`, `topic`, `queue`): high watermark minus the committed offset.
+pub const GROUP_LAG: &str = "tributary_rocketmq_group_lag";
+/// The RocketMQ exporter's lag per (`group`, `topic`, `countOfOnlineConsumers`, `msgModel`),
+/// summed over the topic's queues; ordinary topics.
 pub const GROUP_DIFF: &str = "rocketmq_group_diff";
+/// The same for `%RETRY%` topics.
+pub const GROUP_RETRY_DIFF: &str = "rocketmq_group_retrydiff";
+/// The same for `%DLQ%` topics.
+pub const GROUP_DLQ_DIFF: &str = "rocketmq_group_dlqdiff";
+/// The exporter's messages stored per second by (`cluster`, `broker`, `topic`).
+pub const PRODUCER_TPS: &str = "rocketmq_producer_tps";
+/// The exporter's sum of a topic's queue high watermarks by (`cluster`, `broker`, `topic`).
+pub const PRODUCER_OFFSET: &str = "rocketmq_producer_offset";
+/// The exporter's messages pulled per second by (`cluster`, `broker`, `topic`, `group`).
+pub const CONSUMER_TPS: &str = "rocketmq_consumer_tps";
+/// The exporter's sum of a group's committed offsets by (`cluster`, `broker`, `topic`, `group`).
+pub const CONSUMER_OFFSET: &str = "rocketmq_consumer_offset";
 
 pub static CATALOG: &[MetricDescription] = &[
     metric(
@@ -50,9 +64,51 @@ pub static CATALOG: &[MetricDescription] = &[
         "RocketMQ connections closed because of a malformed or oversized frame",
     ),
     metric(
+        GROUP_LAG,
+        MetricKind::Gauge,
+        Unit::Count,
+        "RocketMQ consumer lag per group, topic and queue (high watermark minus committed offset)",
+    ),
+    metric(
         GROUP_DIFF,
         MetricKind::Gauge,
         Unit::Count,
-        "Consumer lag per group, topic and queue (high watermark minus committed offset)",
+        "GroupDiff: consumer lag per group and topic, summed over queues (rocketmq-exporter)",
+    ),
+    metric(
+        GROUP_RETRY_DIFF,
+        MetricKind::Gauge,
+        Unit::Count,
+        "GroupRetryDiff: consumer lag on a group's retry topic (rocketmq-exporter)",
+    ),
+    metric(
+        GROUP_DLQ_DIFF,
+        MetricKind::Gauge,
+        Unit::Count,
+        "GroupDLQDiff: consumer lag on a group's dead-letter topic (rocketmq-exporter)",
+    ),
+    metric(
+        PRODUCER_TPS,
+        MetricKind::Gauge,
+        Unit::Count,
+        "TopicPutNums: messages stored per second by topic (rocketmq-exporter)",
+    ),
+    metric(
+        PRODUCER_OFFSET,
+        MetricKind::Gauge,
+        Unit::Count,
+        "TopicOffset: sum of the topic's queue high watermarks (rocketmq-exporter)",
+    ),
+    metric(
+        CONSUMER_TPS,
+        MetricKind::Gauge,
+        Unit::Count,
+        "GroupGetNums: messages pulled per second by topic and group (rocketmq-exporter)",
+    ),
+    metric(
+        CONSUMER_OFFSET,
+        MetricKind::Gauge,
+        Unit::Count,
+        "GroupOffset: sum of the group's committed offsets on the topic (rocketmq-exporter)",
     ),
 ];

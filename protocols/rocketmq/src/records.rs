@@ -16,8 +16,8 @@
 //! Records written by other protocols read back with their headers as properties (UTF-8 ones),
 //! born time = store time and born host = store host.
 //!
-//! A message's physical offset (the 8-byte locator inside offset message ids) is
-//! `queue_id << 48 | queue_offset`, unique within a topic.
+//! A message's physical offset (the 8-byte locator inside offset message ids) is described in
+//! [`crate::topic_ids`].
 
 use std::net::SocketAddr;
 
@@ -31,8 +31,6 @@ const BORN_HOST: &str = "rmq.born_host";
 const FLAG: &str = "rmq.flag";
 const SYS_FLAG: &str = "rmq.sysflag";
 const RECONSUME: &str = "rmq.reconsume";
-/// Bits of the queue offset inside a physical offset.
-const OFFSET_BITS: u32 = 48;
 
 /// A message as a producer sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,19 +142,6 @@ impl OutgoingMessage {
     }
 }
 
-/// The physical offset of a message: queue id in the top 16 bits, queue offset below.
-pub fn physical_offset(queue_id: u32, queue_offset: i64) -> i64 {
-    (i64::from(queue_id & 0xFFFF) << OFFSET_BITS) | (queue_offset & ((1 << OFFSET_BITS) - 1))
-}
-
-/// Splits a physical offset into queue id and queue offset.
-pub fn split_physical_offset(physical: i64) -> (u32, i64) {
-    (
-        ((physical >> OFFSET_BITS) & 0xFFFF) as u32,
-        physical & ((1 << OFFSET_BITS) - 1),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,12 +196,5 @@ mod tests {
         assert_eq!(message.born_host, None);
         assert_eq!(message.properties, vec![("h".to_owned(), "v".to_owned())]);
         assert!(message.body.is_empty());
-    }
-
-    #[test]
-    fn physical_offsets_split_back() {
-        let physical = physical_offset(3, 123_456);
-        assert_eq!(split_physical_offset(physical), (3, 123_456));
-        assert_eq!(split_physical_offset(physical_offset(0, 0)), (0, 0));
     }
 }

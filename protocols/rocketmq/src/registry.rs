@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use crate::codec::SerializeType;
 use crate::error::RequestResult;
 
 /// A tag subscription: `None` matches every message (`*` or an empty expression).
@@ -44,10 +45,17 @@ impl TagFilter {
     }
 }
 
+/// MessageModel ordinals.
+pub(crate) const BROADCASTING: u8 = 0;
+pub(crate) const CLUSTERING: u8 = 1;
+
 #[derive(Debug)]
 struct Member {
     connection: u64,
+    /// The header encoding the client uses, for requests sent to it.
+    serialize_type: SerializeType,
     subscriptions: HashMap<String, TagFilter>,
+    message_model: u8,
 }
 
 /// Group membership, shared by every broker connection.
@@ -63,6 +71,8 @@ pub(crate) struct Heartbeat {
     pub(crate) client_id: String,
     /// Consumer group -> (topic -> tag expression).
     pub(crate) consumers: Vec<(String, Vec<(String, String)>)>,
+    /// Consumer group -> MessageModel ordinal (0 broadcasting, 1 clustering).
+    pub(crate) models: Vec<(String, u8)>,
 }
 
 impl Heartbeat {
@@ -74,6 +84,7 @@ impl Heartbeat {
             .unwrap_or_default()
             .to_owned();
         let mut consumers = Vec::new();
+        let mut models = Vec::new();
         for consumer in value
             .get("consumerDataSet")
             .and_then(Value::as_array)
@@ -94,33 +105,51 @@ impl Heartbeat {
                     Some((topic.to_owned(), expression.to_owned()))
                 })
                 .collect();
+            let model = match consumer.get("messageModel") {
+                Some(Value::String(name)) if name == "BROADCASTING" => BROADCASTING,
+                Some(Value::Number(ordinal)) if ordinal.as_u64() == Some(0) => BROADCASTING,
+                _ => CLUSTERING,
+            };
+            models.push((group.to_owned(), model));
             consumers.push((group.to_owned(), subscriptions));
         }
         Ok(Self {
             client_id,
             consumers,
+            models,
         })
     }
 }
 
 impl ClientRegistry {
     /// Records a heartbeat; returns the groups whose member list changed.
-    pub(crate) fn heartbeat(&self, connection: u64, heartbeat: Heartbeat) -> Vec<String> {
+    pub(crate) fn heartbeat(
+        &self,
+        connection: u64,
+        serialize_type: SerializeType,
+        heartbeat: Heartbeat,
+    ) -> Vec<String> {
         let mut groups = self.groups.lock();
         let mut changed = Vec::new();
         for (group, subscriptions) in heartbeat.consumers {
+            let message_model = heartbeat
+                .models
+                .iter()
+                .find(|(name, _)| *name == group)
+                .map_or(CLUSTERING, |(_, model)| *model);
             let members = groups.entry(group.clone()).or_default();
             let member = Member {
                 connection,
+                serialize_type,
+                message_model,
                 subscriptions: subscriptions
                     .iter()
                     .map(|(topic, expression)| (topic.clone(), TagFilter::parse(expression)))
                     .collect(),
             };
-            if members
-                .insert(heartbeat.client_id.clone(), member)
-                .is_none()
-            {
+            // A member that moved to another connection (a reconnect) counts as a change too.
+            let previous = members.insert(heartbeat.client_id.clone(), member);
+            if previous.is_none_or(|old| old.connection != connection) {
                 changed.push(group);
             }
         }
@@ -164,6 +193,29 @@ impl ClientRegistry {
             .unwrap_or_default()
     }
 
+    /// The connections of `group`'s members, with the header encoding each one uses.
+    pub(crate) fn connections(&self, group: &str) -> Vec<(u64, SerializeType)> {
+        self.groups
+            .lock()
+            .get(group)
+            .map(|members| {
+                members
+                    .values()
+                    .map(|member| (member.connection, member.serialize_type))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The MessageModel ordinal `group`'s members registered (clustering when unknown).
+    pub(crate) fn message_model(&self, group: &str) -> u8 {
+        self.groups
+            .lock()
+            .get(group)
+            .and_then(|members| members.values().next())
+            .map_or(CLUSTERING, |member| member.message_model)
+    }
+
     /// The filter some member of `group` registered for `topic`.
     pub(crate) fn subscription(&self, group: &str, topic: &str) -> Option<TagFilter> {
         let groups = self.groups.lock();
@@ -194,12 +246,22 @@ mod tests {
         // The C++ client's form: ordinals and a string subVersion.
         let cpp = br#"{"clientID":"21796-127.0.0.1@DEFAULT","consumerDataSet":[{"consumeFromWhere":0,"consumeType":1,"groupName":"CID-smoke","messageModel":1,"subscriptionDataSet":[{"subString":"*","subVersion":"1795575829530","topic":"%RETRY%CID-smoke"},{"codeSet":[0],"subString":"TagA","subVersion":"1795575829530","tagsSet":["TagA"],"topic":"TopicTest"}]}],"producerDataSet":[{"groupName":"PID-smoke"}]}"#;
         let registry = ClientRegistry::default();
-        let changed = registry.heartbeat(1, Heartbeat::parse(cpp).unwrap());
+        let changed = registry.heartbeat(1, SerializeType::Json, Heartbeat::parse(cpp).unwrap());
+        assert!(
+            registry
+                .heartbeat(1, SerializeType::Json, Heartbeat::parse(cpp).unwrap())
+                .is_empty(),
+            "a repeated heartbeat changes nothing"
+        );
         assert_eq!(changed, vec!["CID-smoke".to_owned()]);
         let filter = registry.subscription("CID-smoke", "TopicTest").unwrap();
         assert!(filter.matches(Some("TagA")) && !filter.matches(Some("TagB")));
         let rust = br#"{"clientID":"192.0.2.2@1#2","producerDataSet":[],"consumerDataSet":[{"groupName":"CID-smoke","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","subscriptionDataSet":[{"topic":"TopicTest","subString":"*","subVersion":1}]}],"heartbeatFingerprint":0,"withoutSub":false}"#;
-        registry.heartbeat(2, Heartbeat::parse(rust).unwrap());
+        registry.heartbeat(2, SerializeType::RocketMq, Heartbeat::parse(rust).unwrap());
+        assert_eq!(
+            registry.connections("CID-smoke"),
+            vec![(2, SerializeType::RocketMq), (1, SerializeType::Json)]
+        );
         assert_eq!(
             registry.members("CID-smoke"),
             vec![
@@ -207,6 +269,10 @@ mod tests {
                 "21796-127.0.0.1@DEFAULT".to_owned()
             ]
         );
+        assert_eq!(registry.message_model("CID-smoke"), CLUSTERING);
+        let broadcast = br#"{"clientID":"b@1","consumerDataSet":[{"groupName":"CID-b","messageModel":"BROADCASTING","subscriptionDataSet":[]}]}"#;
+        registry.heartbeat(3, SerializeType::Json, Heartbeat::parse(broadcast).unwrap());
+        assert_eq!(registry.message_model("CID-b"), BROADCASTING);
         assert_eq!(registry.connection_closed(1), vec!["CID-smoke".to_owned()]);
         assert_eq!(registry.members("CID-smoke").len(), 1);
         assert!(registry.unregister("192.0.2.2@1#2", "CID-smoke"));

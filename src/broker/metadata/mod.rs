@@ -132,7 +132,17 @@ impl MetaStore {
                 source,
             })?;
         }
-        let db = Database::create(path).map_err(db_error("open metadata.redb"))?;
+        let db = Database::create(path).map_err(|error| match error {
+            // redb holds an exclusive file lock while open: another process has it.
+            redb::DatabaseError::DatabaseAlreadyOpen => EngineError::Metadata {
+                context: "open metadata.redb",
+                message: format!(
+                    "{} is locked by another process (is a broker running on this data directory?)",
+                    path.display()
+                ),
+            },
+            other => db_error("open metadata.redb")(other),
+        })?;
         let cluster_id = Self::initialise(&db)?;
         Ok(Arc::new(MetaStore {
             db,

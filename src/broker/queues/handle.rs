@@ -11,7 +11,8 @@ use event_listener::Event;
 use parking_lot::Mutex;
 use tributary_api::batch::{BatchError, BatchHeader, decode_records};
 use tributary_api::{
-    AppendOutcome, Delivery, Durability, EngineError, EngineResult, QueueDepth, StoredRecord,
+    AppendOutcome, Delivery, Durability, EngineError, EngineResult, HeadTake, QueueDepth, Record,
+    StoredRecord,
 };
 
 use super::journal::{AckJournal, JournalOp};
@@ -170,10 +171,24 @@ impl QueueHandle {
     }
 
     pub(crate) fn take(&self, max: usize) -> EngineResult<Vec<Delivery>> {
+        Ok(self.take_head_while(max, &|_| true)?.taken)
+    }
+
+    /// Takes ready records while `accept` holds; see `QueueService::take_head_while`.
+    pub(crate) fn take_head_while(
+        &self,
+        max: usize,
+        accept: &(dyn Fn(&Record) -> bool + Send + Sync),
+    ) -> EngineResult<HeadTake> {
         let mut state = self.state.lock();
         self.check_live()?;
         let high_watermark = self.log.high_watermark();
-        let taken = state.take(max, high_watermark, |offset| self.read_records(offset))?;
+        let taken = state.take_while(
+            max,
+            high_watermark,
+            |offset| self.read_records(offset),
+            accept,
+        )?;
         if let Some(op) = taken.journal {
             // Written, not fsynced: losing it only drops the redelivered flag after a crash.
             if let Err(err) = self.journal.append(&[op]) {
@@ -182,7 +197,10 @@ impl QueueHandle {
         }
         drop(state);
         self.publish_depth();
-        Ok(taken.deliveries)
+        Ok(HeadTake {
+            taken: taken.deliveries,
+            head: taken.stopped_at,
+        })
     }
 
     pub(crate) fn ack(&self, ids: &[u64]) -> EngineResult<()> {

@@ -42,8 +42,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use tributary_api::{
-    AppendOutcome, Delivery, EngineError, EngineResult, QueueDepth, QueueOptions, QueueService,
-    validate_name,
+    AppendOutcome, Delivery, EngineError, EngineResult, HeadFilter, HeadTake, QueueDepth,
+    QueueOptions, QueueService, validate_name,
 };
 
 use crate::broker::metadata::{MetaStore, QueueRecord, run_blocking};
@@ -317,6 +317,18 @@ impl QueueService for Queues {
 
     async fn take(&self, name: &str, max: usize) -> EngineResult<Vec<Delivery>> {
         blocking(&self.inner, name, move |queue| queue.take(max)).await
+    }
+
+    async fn take_head_while(
+        &self,
+        name: &str,
+        max: usize,
+        accept: HeadFilter,
+    ) -> EngineResult<HeadTake> {
+        blocking(&self.inner, name, move |queue| {
+            queue.take_head_while(max, accept.as_ref())
+        })
+        .await
     }
 
     async fn wait_ready(&self, name: &str, timeout: Duration) -> EngineResult<bool> {

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use tributary_api::{Delivery, EngineError, EngineResult, QueueDepth, StoredRecord};
+use tributary_api::{Delivery, EngineError, EngineResult, QueueDepth, Record, StoredRecord};
 
 use super::journal::JournalOp;
 use super::settled::SettledSet;
@@ -31,6 +31,8 @@ pub(crate) struct QueueState {
 #[derive(Debug, Default)]
 pub(crate) struct Taken {
     pub(crate) deliveries: Vec<Delivery>,
+    /// The ready record the `accept` filter refused, left in place.
+    pub(crate) stopped_at: Option<Record>,
     /// A DeliveredUpTo entry to journal, if the highest handed-out offset grew.
     pub(crate) journal: Option<JournalOp>,
 }
@@ -71,14 +73,31 @@ impl QueueState {
     /// `read(offset)` returns the decoded records of the batches starting with the one that
     /// holds `offset` (empty at the high watermark). A read error after some messages were
     /// taken returns those; the failed message stays ready.
+    #[cfg(test)]
     pub(crate) fn take<R>(
         &mut self,
         max: usize,
         high_watermark: i64,
-        mut read: R,
+        read: R,
     ) -> EngineResult<Taken>
     where
         R: FnMut(i64) -> EngineResult<Vec<StoredRecord>>,
+    {
+        self.take_while(max, high_watermark, read, |_| true)
+    }
+
+    /// Takes ready records in delivery order (requeued first) while `accept` holds; the first
+    /// refused one stays ready and is returned in `stopped_at`.
+    pub(crate) fn take_while<R, A>(
+        &mut self,
+        max: usize,
+        high_watermark: i64,
+        mut read: R,
+        accept: A,
+    ) -> EngineResult<Taken>
+    where
+        R: FnMut(i64) -> EngineResult<Vec<StoredRecord>>,
+        A: Fn(&Record) -> bool,
     {
         let mut taken = Taken::default();
         let mut window: Vec<StoredRecord> = Vec::new();
@@ -88,6 +107,10 @@ impl QueueState {
                 break;
             };
             match find_record(&mut window, offset, &mut read) {
+                Ok(Some(record)) if !accept(&record.record) => {
+                    taken.stopped_at = Some(record.record);
+                    break;
+                }
                 Ok(Some(record)) => {
                     self.requeued.remove(&offset);
                     self.unacked.insert(offset);
@@ -105,7 +128,7 @@ impl QueueState {
                 }
             }
         }
-        while failure.is_none() && taken.deliveries.len() < max {
+        while failure.is_none() && taken.stopped_at.is_none() && taken.deliveries.len() < max {
             self.cursor = self.settled.first_unsettled_from(self.cursor);
             if self.cursor >= high_watermark {
                 break;
@@ -125,15 +148,20 @@ impl QueueState {
                 if stored.offset >= high_watermark || taken.deliveries.len() >= max {
                     break;
                 }
-                self.cursor = stored.offset + 1;
                 if self.settled.contains(stored.offset) {
+                    self.cursor = stored.offset + 1;
                     continue;
                 }
+                if !accept(&stored.record) {
+                    taken.stopped_at = Some(stored.record);
+                    break;
+                }
+                self.cursor = stored.offset + 1;
                 self.unacked.insert(stored.offset);
                 let redelivered = stored.offset < self.redeliver_below;
                 taken.deliveries.push(delivery(stored, redelivered));
             }
-            if self.cursor == before {
+            if self.cursor == before && taken.stopped_at.is_none() {
                 // The log returned nothing at the cursor; stop rather than spin.
                 break;
             }
@@ -267,6 +295,40 @@ mod tests {
             .iter()
             .map(|d| (d.id, d.redelivered))
             .collect()
+    }
+
+    fn value(record: &Record) -> i64 {
+        let bytes = record.value.as_deref().unwrap_or_default();
+        std::str::from_utf8(bytes).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn take_while_stops_at_the_first_refused_record_and_leaves_it_ready() {
+        let mut state = QueueState::recovered(SettledSet::default(), -1, 0);
+        let first = state.take(2, 10, reader(10)).unwrap();
+        state.ack(&[1]).unwrap();
+        state.requeue(&[0]).unwrap();
+        // Requeued 0 first, then 2.. from the log (1 is settled); 4 is refused.
+        let taken = state
+            .take_while(10, 10, reader(10), |r| value(r) < 4)
+            .unwrap();
+        assert_eq!(ids(&first), vec![(0, false), (1, false)]);
+        assert_eq!(ids(&taken), vec![(0, true), (2, false), (3, false)]);
+        assert_eq!(taken.stopped_at.as_ref().map(value), Some(4));
+        assert_eq!(state.depth(10).ready, 6, "4..10 stay ready");
+        // A refused requeued head stops the sweep before the log.
+        state.requeue(&[2]).unwrap();
+        let taken = state.take_while(10, 10, reader(10), |_| false).unwrap();
+        assert!(taken.deliveries.is_empty());
+        assert_eq!(taken.stopped_at.as_ref().map(value), Some(2));
+        // The refused records are handed out, in order and not redelivered, by a later take.
+        let rest = state.take(10, 10, reader(10)).unwrap();
+        let expected: Vec<(u64, bool)> = std::iter::once((2, true))
+            .chain((4..10).map(|o| (o, false)))
+            .collect();
+        assert_eq!(ids(&rest), expected);
+        let none = state.take_while(10, 10, reader(10), |_| true).unwrap();
+        assert!(none.deliveries.is_empty() && none.stopped_at.is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::channel::{Unacked, by_queue, return_credit};
 use crate::codec::{self, methods::Method};
 use crate::deadletter::{REASON_REJECTED, dead_letter, take_live};
 use crate::error::{AmqpError, NOT_IMPLEMENTED, PRECONDITION_FAILED};
+use crate::expiry;
 use crate::message::from_record;
 use crate::metrics as m;
 use crate::session::Session;
@@ -144,7 +145,10 @@ impl Session {
         let queues = &self.shared.engine.queues;
         for (queue, ids) in by_queue(settled) {
             match requeue {
-                Some(true) => queues.requeue(queue, &ids).await?,
+                Some(true) => {
+                    queues.requeue(queue, &ids).await?;
+                    expiry::arm_after_requeue(&self.shared, queue);
+                }
                 None => queues.ack(queue, &ids).await?,
                 Some(false) => {
                     let rejected: Vec<_> = settled

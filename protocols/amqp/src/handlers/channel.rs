@@ -35,6 +35,13 @@ impl Session {
             // Global (channel-wide shared) prefetch is approximated by the per-consumer limit.
             let _ = global;
             state.prefetch_count = prefetch_count;
+            // Running consumers follow too: kombu/Celery, told this is not RabbitMQ, expect
+            // the spec's channel-wide meaning and raise the prefetch while consuming.
+            for consumer in state.consumers.values() {
+                if let Some(credit) = &consumer.credit {
+                    credit.set_limit(prefetch_count);
+                }
+            }
         }
         self.send_method(channel, &Method::BasicQosOk).await
     }

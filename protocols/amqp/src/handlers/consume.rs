@@ -1,7 +1,7 @@
 //! basic.consume / basic.cancel and push delivery.
 //!
-//! Each consumer is a task: it waits for prefetch credit (a semaphore with `prefetch_count`
-//! permits; none for no-ack or unlimited consumers), `take`s ready messages, registers their
+//! Each consumer is a task: it waits for prefetch credit ([`crate::credit`], `prefetch_count`
+//! permits, resized by a later `basic.qos`; none for no-ack consumers), `take`s ready messages, registers their
 //! delivery tags and queues the encoded deliveries for the writer while holding the channel's
 //! deliveries lock, then sleeps on `wait_ready` when the queue is empty. A settle returns credit.
 //! Holding the lock across the queueing keeps tags in wire order across the channel's consumers,
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tributary_api::{EngineError, QueueService};
 
@@ -23,6 +23,7 @@ use crate::codec::{
     self,
     methods::{Consume, Method},
 };
+use crate::credit::Credit;
 use crate::deadletter::take_live;
 use crate::error::{AmqpError, NOT_ALLOWED};
 use crate::handlers::reply_to::REPLY_TO;
@@ -47,7 +48,7 @@ struct ConsumerTask {
     tag: String,
     queue: String,
     no_ack: bool,
-    credit: Option<Arc<Semaphore>>,
+    credit: Option<Arc<Credit>>,
     /// On a single-active-consumer queue: this consumer's id and the active id.
     active: Option<(u64, watch::Receiver<u64>)>,
     cancel: CancellationToken,
@@ -61,23 +62,15 @@ impl ConsumerTask {
             return Some(BATCH);
         };
         tokio::select! {
-            permit = credit.acquire() => permit.ok()?.forget(),
+            acquired = credit.acquire_one() => acquired.ok()?,
             () = self.cancel.cancelled() => return None,
         }
-        let extra = credit.available_permits().min(BATCH - 1);
-        let extra = match credit.try_acquire_many(extra as u32) {
-            Ok(permits) if extra > 0 => {
-                permits.forget();
-                extra
-            }
-            _ => 0,
-        };
-        Some(1 + extra)
+        Some(1 + credit.try_take(BATCH - 1))
     }
 
     fn give_back(&self, permits: usize) {
         if let Some(credit) = &self.credit {
-            credit.add_permits(permits);
+            credit.release(permits);
         }
     }
 
@@ -153,6 +146,7 @@ impl ConsumerTask {
             if let Err(error) = self.queues.requeue(&self.queue, &ids).await {
                 tracing::warn!(queue = self.queue, %error, "requeue after cancel failed");
             }
+            crate::expiry::arm_after_requeue(&self.shared, &self.queue);
             return false;
         }
         let mut out = BytesMut::new();
@@ -233,8 +227,7 @@ impl Session {
                 format_args!("attempt to reuse consumer tag '{tag}'"),
             ));
         }
-        let credit = (!consume.no_ack && state.prefetch_count > 0)
-            .then(|| Arc::new(Semaphore::new(usize::from(state.prefetch_count))));
+        let credit = (!consume.no_ack).then(|| Arc::new(Credit::new(state.prefetch_count)));
         let deliveries = state.deliveries.clone();
         if !consume.nowait {
             self.send_method(
@@ -268,7 +261,7 @@ impl Session {
             tag: tag.clone(),
             queue: consume.queue.clone(),
             no_ack: consume.no_ack,
-            credit,
+            credit: credit.clone(),
             active,
             cancel: cancel.clone(),
             frame_max: self.frame_max,
@@ -282,6 +275,7 @@ impl Session {
                     queue: consume.queue,
                     cancel,
                     task,
+                    credit,
                 },
             );
         }

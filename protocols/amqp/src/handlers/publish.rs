@@ -20,6 +20,7 @@ use crate::channel::PendingPublish;
 use crate::codec::{self, methods::Method};
 use crate::deadletter::{REASON_MAXLEN, dead_letter, parse_expiration, with_expiry};
 use crate::error::{AmqpError, NO_ROUTE, NOT_IMPLEMENTED, PRECONDITION_FAILED, Reply};
+use crate::expiry;
 use crate::handlers::reply_to::{REPLY_TO_PREFIX, deliver_reply};
 use crate::message::{now_ms, to_record};
 use crate::metrics as m;
@@ -299,6 +300,8 @@ impl Session {
             if let Err(error) = queues.enqueue(queue, batch).await {
                 tracing::warn!(queue, %error, "enqueue failed");
                 refused.extend(chunk.iter().map(|(index, _)| *index));
+            } else {
+                expiry::arm_for(&self.shared, queue, chunk.iter().map(|(_, r)| r));
             }
             chunk.clear();
             chunk_bytes = 0;

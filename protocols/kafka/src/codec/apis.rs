@@ -98,6 +98,8 @@ supported_apis! {
     SyncGroup: SyncGroupRequest => SyncGroupResponse, 0..=5;
     DescribeGroups: DescribeGroupsRequest => DescribeGroupsResponse, 0..=5;
     ListGroups: ListGroupsRequest => ListGroupsResponse, 0..=4;
+    // After v0 the exchange continues as raw SASL tokens (see handlers::sasl).
+    SaslHandshake: SaslHandshakeRequest => SaslHandshakeResponse, 0..=1;
     ApiVersions: ApiVersionsRequest => ApiVersionsResponse, 0..=4;
     // v5+ concern transactions (KIP-890, KIP-939), which are not served.
     InitProducerId: InitProducerIdRequest => InitProducerIdResponse, 0..=4;
@@ -107,6 +109,7 @@ supported_apis! {
     OffsetForLeaderEpoch: OffsetForLeaderEpochRequest => OffsetForLeaderEpochResponse, 2..=4;
     DescribeConfigs: DescribeConfigsRequest => DescribeConfigsResponse, 1..=4;
     AlterConfigs: AlterConfigsRequest => AlterConfigsResponse, 0..=2;
+    SaslAuthenticate: SaslAuthenticateRequest => SaslAuthenticateResponse, 0..=2;
     CreatePartitions: CreatePartitionsRequest => CreatePartitionsResponse, 0..=3;
     DeleteGroups: DeleteGroupsRequest => DeleteGroupsResponse, 0..=2;
     IncrementalAlterConfigs: IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse, 0..=1;

@@ -107,6 +107,32 @@ pub fn split_frame(
     }))
 }
 
+/// Takes one raw SASL token (a size prefix and that many bytes, no request header) off the front
+/// of `buf`, or `Ok(None)` if it is not all there. Only used after a SaslHandshake v0.
+pub fn split_raw_token(
+    buf: &mut BytesMut,
+    limits: FrameLimits,
+) -> Result<Option<Bytes>, CodecError> {
+    let Some(size_bytes) = buf.get(..SIZE_PREFIX_LEN) else {
+        return Ok(None);
+    };
+    let declared = i32::from_be_bytes([size_bytes[0], size_bytes[1], size_bytes[2], size_bytes[3]]);
+    let size = usize::try_from(declared).map_err(|_| CodecError::FrameTooShort(declared))?;
+    let total = size.saturating_add(SIZE_PREFIX_LEN);
+    if total > limits.max_frame_bytes {
+        return Err(CodecError::FrameTooLarge {
+            size: total,
+            limit: limits.max_frame_bytes,
+        });
+    }
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    buf.advance(SIZE_PREFIX_LEN);
+    Ok(Some(buf.split_to(size).freeze()))
+}
+
 /// A request that passed the firewall.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Routed {

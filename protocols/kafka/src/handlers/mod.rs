@@ -13,6 +13,7 @@ mod list_offsets;
 mod metadata;
 mod offsets;
 mod produce;
+pub(crate) mod sasl;
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsResponse, BrokerId, TopicName};
@@ -150,6 +151,13 @@ impl Broker {
             }
             KafkaRequest::OffsetFetch(request) => {
                 KafkaResponse::OffsetFetch(self.offset_fetch(request).await)
+            }
+            // The connection's SASL session answers these until it is authenticated.
+            KafkaRequest::SaslHandshake(_) => {
+                KafkaResponse::SaslHandshake(sasl::handshake_refused())
+            }
+            KafkaRequest::SaslAuthenticate(_) => {
+                KafkaResponse::SaslAuthenticate(sasl::authenticate_refused())
             }
         };
         Some(response)

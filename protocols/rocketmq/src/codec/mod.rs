@@ -217,6 +217,34 @@ pub fn encode_frame(command: &RemotingCommand, out: &mut BytesMut) {
     out.extend_from_slice(&command.body);
 }
 
+/// The decoder properties the fuzz target and the corpus replay check on arbitrary `data`: no
+/// panic; an incomplete frame leaves the buffer as it was; a decoded frame fits the limit; the
+/// body decoders (batch entries, properties) accept or refuse any body without panicking.
+pub fn check_decoders(data: &[u8]) {
+    const LIMIT: usize = 1 << 20;
+    let mut buf = BytesMut::from(data);
+    loop {
+        let before = buf.len();
+        match decode_frame(&mut buf, LIMIT) {
+            Ok(Some(command)) => {
+                assert!(
+                    before - buf.len() <= LIMIT,
+                    "a frame over the limit was decoded"
+                );
+                let _ = message::decode_batch(&command.body);
+                for value in command.ext_fields.values() {
+                    let _ = message::parse_properties(value);
+                }
+            }
+            Ok(None) => {
+                assert_eq!(buf.len(), before, "an incomplete frame consumed input");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 /// The `LanguageCode` names in ordinal order (JSON headers carry the name).
 const LANGUAGES: [&str; 14] = [
     "JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO", "PHP",

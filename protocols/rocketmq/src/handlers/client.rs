@@ -1,5 +1,6 @@
 //! Client bookkeeping: HEART_BEAT (group membership and subscriptions), UNREGISTER_CLIENT and
-//! GET_CONSUMER_LIST_BY_GROUP (the sorted member ids every member allocates queues from).
+//! GET_CONSUMER_LIST_BY_GROUP (the sorted member ids every member allocates queues from). A
+//! membership change is pushed to the group's members as NOTIFY_CONSUMER_IDS_CHANGED.
 
 use serde_json::json;
 
@@ -16,7 +17,10 @@ pub(super) fn heartbeat(
     request: &RemotingCommand,
 ) -> RequestResult<RemotingCommand> {
     let heartbeat = Heartbeat::parse(&request.body)?;
-    shared.clients.heartbeat(connection.id, heartbeat);
+    let changed = shared
+        .clients
+        .heartbeat(connection.id, request.serialize_type, heartbeat);
+    shared.notify_ids_changed(&changed);
     Ok(RemotingCommand::response_to(request, code::SUCCESS))
 }
 
@@ -25,8 +29,10 @@ pub(super) fn unregister(
     request: &RemotingCommand,
 ) -> RequestResult<RemotingCommand> {
     let client_id = required(request, "clientID")?;
-    if let Some(group) = request.field("consumerGroup").filter(|g| !g.is_empty()) {
-        shared.clients.unregister(client_id, group);
+    if let Some(group) = request.field("consumerGroup").filter(|g| !g.is_empty())
+        && shared.clients.unregister(client_id, group)
+    {
+        shared.notify_ids_changed(&[group.to_owned()]);
     }
     Ok(RemotingCommand::response_to(request, code::SUCCESS))
 }

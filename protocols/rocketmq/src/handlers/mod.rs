@@ -3,11 +3,15 @@
 //! error responses, drops responses to one-way requests and records the request metrics.
 
 mod client;
+mod lock;
 mod namesrv;
 mod offsets;
 mod pull;
+mod query;
 mod send;
 mod send_back;
+
+pub(crate) use send_back::{DLQ_PREFIX, RETRY_PREFIX};
 
 use std::str::FromStr;
 use std::time::Instant;
@@ -17,24 +21,31 @@ use tributary_api::batch::{BatchHeader, decode_records};
 use tributary_api::{EngineError, StoredRecord, TopicDescription, TopicPartition};
 
 use crate::codec::RemotingCommand;
+use crate::codec::message::{StoredMessage, encode_stored, format_properties};
 use crate::connection::Connection;
 use crate::error::{RequestError, RequestResult};
+use crate::records::OutgoingMessage;
 use crate::{Role, Shared, metrics};
 
 /// `RequestCode` values served here (corrected against the Java source).
 pub(crate) mod request {
     pub(crate) const SEND_MESSAGE: i32 = 10;
     pub(crate) const PULL_MESSAGE: i32 = 11;
+    pub(crate) const QUERY_MESSAGE: i32 = 12;
     pub(crate) const QUERY_CONSUMER_OFFSET: i32 = 14;
     pub(crate) const UPDATE_CONSUMER_OFFSET: i32 = 15;
     pub(crate) const UPDATE_AND_CREATE_TOPIC: i32 = 17;
     pub(crate) const SEARCH_OFFSET_BY_TIMESTAMP: i32 = 29;
     pub(crate) const GET_MAX_OFFSET: i32 = 30;
     pub(crate) const GET_MIN_OFFSET: i32 = 31;
+    pub(crate) const GET_EARLIEST_MSG_STORETIME: i32 = 32;
+    pub(crate) const VIEW_MESSAGE_BY_ID: i32 = 33;
     pub(crate) const HEART_BEAT: i32 = 34;
     pub(crate) const UNREGISTER_CLIENT: i32 = 35;
     pub(crate) const CONSUMER_SEND_MSG_BACK: i32 = 36;
     pub(crate) const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;
+    pub(crate) const LOCK_BATCH_MQ: i32 = 41;
+    pub(crate) const UNLOCK_BATCH_MQ: i32 = 42;
     pub(crate) const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     pub(crate) const GET_BROKER_CLUSTER_INFO: i32 = 106;
     pub(crate) const SEND_MESSAGE_V2: i32 = 310;
@@ -97,9 +108,16 @@ async fn dispatch(
         (Role::Broker, SEARCH_OFFSET_BY_TIMESTAMP) => {
             offsets::search_by_timestamp(shared, request).await
         }
+        (Role::Broker, VIEW_MESSAGE_BY_ID) => query::view_by_id(shared, connection, request).await,
+        (Role::Broker, QUERY_MESSAGE) => query::query_by_key(shared, connection, request).await,
+        (Role::Broker, GET_EARLIEST_MSG_STORETIME) => {
+            query::earliest_store_time(shared, request).await
+        }
         (Role::Broker, HEART_BEAT) => client::heartbeat(shared, connection, request),
         (Role::Broker, UNREGISTER_CLIENT) => client::unregister(shared, request),
         (Role::Broker, GET_CONSUMER_LIST_BY_GROUP) => client::consumer_list(shared, request),
+        (Role::Broker, LOCK_BATCH_MQ) => lock::lock(shared, request),
+        (Role::Broker, UNLOCK_BATCH_MQ) => lock::unlock(shared, request),
         (_, other) => Err(RequestError::NotSupported(other)),
     }
 }
@@ -210,4 +228,54 @@ async fn read_record(
             .and_then(|records| records.into_iter().find(|r| r.offset == offset)));
     }
     Ok(None)
+}
+
+/// The broker-wide physical offset of message `offset` of `partition` (see [`crate::topic_ids`]).
+async fn physical(shared: &Shared, partition: &TopicPartition, offset: i64) -> RequestResult<i64> {
+    let topic_id = shared
+        .topic_ids
+        .id(shared.engine.metadata.as_ref(), &partition.topic)
+        .await?;
+    crate::topic_ids::physical_offset(topic_id, partition.partition, offset)
+}
+
+/// Appends message `offset` of `partition` to `out` in the stored-message format (PULL, VIEW and
+/// QUERY bodies); `store_host` is the broker address the client reached.
+fn encode_message(
+    partition: &TopicPartition,
+    topic_id: u32,
+    offset: i64,
+    message: &OutgoingMessage,
+    store_host: std::net::SocketAddr,
+    out: &mut bytes::BytesMut,
+) -> RequestResult<()> {
+    let properties = format_properties(
+        message
+            .properties
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str())),
+    );
+    encode_stored(
+        &StoredMessage {
+            topic: &partition.topic,
+            queue_id: partition.partition as i32,
+            flag: message.flag,
+            queue_offset: offset,
+            physical_offset: crate::topic_ids::physical_offset(
+                topic_id,
+                partition.partition,
+                offset,
+            )?,
+            sys_flag: message.sys_flag,
+            born_timestamp: message.born_timestamp,
+            born_host: message.born_host.unwrap_or(store_host),
+            store_timestamp: message.store_timestamp,
+            store_host,
+            reconsume_times: message.reconsume_times,
+            body: &message.body,
+            properties: &properties,
+        },
+        out,
+    );
+    Ok(())
 }

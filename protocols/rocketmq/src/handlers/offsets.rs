@@ -9,9 +9,9 @@
 use tributary_api::{CommittedOffset, EngineError, OffsetQuery, TopicPartition};
 
 use super::{optional, parsed, queue_id, required};
+use crate::Shared;
 use crate::codec::RemotingCommand;
 use crate::error::{RequestResult, code};
-use crate::{Shared, metrics};
 
 fn partition(request: &RemotingCommand) -> RequestResult<TopicPartition> {
     Ok(TopicPartition::new(
@@ -60,7 +60,7 @@ pub(super) async fn update_consumer_offset(
     Ok(RemotingCommand::response_to(request, code::SUCCESS))
 }
 
-/// Stores a group's offset and updates its lag gauge.
+/// Stores a group's offset; the lag gauges follow at the next stats upkeep.
 pub(super) async fn commit(
     shared: &Shared,
     group: &str,
@@ -77,15 +77,7 @@ pub(super) async fn commit(
         .offsets
         .commit(group, vec![(partition.clone(), committed)])
         .await?;
-    if let Ok(bounds) = shared.engine.log.offsets(partition) {
-        ::metrics::gauge!(
-            metrics::GROUP_DIFF,
-            "group" => group.to_owned(),
-            "topic" => partition.topic.clone(),
-            "queue" => partition.partition.to_string()
-        )
-        .set((bounds.high_watermark - offset).max(0) as f64);
-    }
+    shared.stats.committed(group, partition, offset);
     Ok(())
 }
 

@@ -17,12 +17,11 @@ use tracing::warn;
 use tributary_api::batch::{BatchHeader, decode_records};
 use tributary_api::{PartitionOffsets, TopicPartition};
 
-use super::{offsets, optional, parsed, queue_id, required};
+use super::{encode_message, offsets, optional, parsed, queue_id, required};
 use crate::codec::RemotingCommand;
-use crate::codec::message::{StoredMessage, encode_stored, format_properties};
 use crate::connection::Connection;
 use crate::error::{RequestResult, code};
-use crate::records::{OutgoingMessage, physical_offset};
+use crate::records::OutgoingMessage;
 use crate::registry::TagFilter;
 use crate::{Shared, metrics};
 
@@ -103,6 +102,7 @@ pub(super) async fn pull(
             if found.count > 0 {
                 ::metrics::counter!(metrics::MESSAGES_OUT, "topic" => topic.to_owned())
                     .increment(found.count as u64);
+                shared.stats.pulled(topic, group, found.count as u64);
                 let bounds = shared.engine.log.offsets(&partition)?;
                 return Ok(
                     answer(request, code::SUCCESS, offset, bounds).with_body(found.body.freeze())
@@ -149,6 +149,10 @@ async fn collect(
     filter: &TagFilter,
 ) -> RequestResult<Found> {
     let read = shared.engine.log.read(partition, offset, max_bytes).await?;
+    let topic_id = shared
+        .topic_ids
+        .id(shared.engine.metadata.as_ref(), &partition.topic)
+        .await?;
     let mut found = Found {
         body: BytesMut::new(),
         count: 0,
@@ -178,30 +182,14 @@ async fn collect(
             if !filter.matches(message.tag()) {
                 continue;
             }
-            let properties = format_properties(
-                message
-                    .properties
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str())),
-            );
-            encode_stored(
-                &StoredMessage {
-                    topic: &partition.topic,
-                    queue_id: partition.partition as i32,
-                    flag: message.flag,
-                    queue_offset: stored.offset,
-                    physical_offset: physical_offset(partition.partition, stored.offset),
-                    sys_flag: message.sys_flag,
-                    born_timestamp: message.born_timestamp,
-                    born_host: message.born_host.unwrap_or(connection.local),
-                    store_timestamp: message.store_timestamp,
-                    store_host: connection.local,
-                    reconsume_times: message.reconsume_times,
-                    body: &message.body,
-                    properties: &properties,
-                },
+            encode_message(
+                partition,
+                topic_id,
+                stored.offset,
+                &message,
+                connection.local,
                 &mut found.body,
-            );
+            )?;
             found.count += 1;
         }
     }

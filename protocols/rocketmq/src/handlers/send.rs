@@ -16,13 +16,13 @@
 use tributary_api::batch::build_batch;
 use tributary_api::{ScheduleTarget, TopicPartition};
 
-use super::{ensure_topic, request};
+use super::{ensure_topic, physical, request};
 use crate::codec::RemotingCommand;
 use crate::codec::message::{decode_batch, offset_message_id, parse_properties};
 use crate::connection::Connection;
 use crate::delay::{self, PROPERTY_DELAY, PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC};
 use crate::error::{RequestError, RequestResult, code};
-use crate::records::{IncomingMessage, physical_offset};
+use crate::records::IncomingMessage;
 use crate::{Shared, metrics};
 
 /// A send header field under its V1 name or its V2 letter, whichever the code uses.
@@ -99,13 +99,16 @@ pub(super) async fn send(
         let mut message = messages.into_iter().next().expect("one message");
         let base_offset = schedule(shared, &mut message, &target, due).await?;
         ::metrics::counter!(metrics::MESSAGES_IN, "topic" => topic.to_owned()).increment(1);
-        return Ok(success(
+        shared.stats.sent(topic, 1);
+        return success(
+            shared,
             request,
             connection,
-            partition,
+            &target,
             base_offset,
             base_offset,
-        ));
+        )
+        .await;
     }
     let records: Vec<_> = messages.iter().map(|m| m.to_record(now)).collect();
     let outcome = shared
@@ -115,33 +118,38 @@ pub(super) async fn send(
         .await?;
     ::metrics::counter!(metrics::MESSAGES_IN, "topic" => topic.to_owned())
         .increment(messages.len() as u64);
+    shared.stats.sent(topic, messages.len() as u64);
 
-    Ok(success(
+    success(
+        shared,
         request,
         connection,
-        partition,
+        &target,
         outcome.base_offset,
         outcome.last_offset,
-    ))
+    )
+    .await
 }
 
-/// The send response for messages at `first..=last` of `partition`.
-fn success(
+/// The send response for messages at `first..=last` of `target`.
+async fn success(
+    shared: &Shared,
     request: &RemotingCommand,
     connection: &Connection,
-    partition: u32,
+    target: &TopicPartition,
     first: i64,
     last: i64,
-) -> RemotingCommand {
-    let ids: Vec<String> = (first..=last)
-        .map(|offset| offset_message_id(&connection.local, physical_offset(partition, offset)))
+) -> RequestResult<RemotingCommand> {
+    let base = physical(shared, target, first).await?;
+    let ids: Vec<String> = (0..=last - first)
+        .map(|n| offset_message_id(&connection.local, base + n))
         .collect();
-    RemotingCommand::response_to(request, code::SUCCESS)
+    Ok(RemotingCommand::response_to(request, code::SUCCESS)
         .with_field("msgId", ids.join(","))
-        .with_field("queueId", partition)
+        .with_field("queueId", target.partition)
         .with_field("queueOffset", first)
         .with_field("MSG_REGION", "DefaultRegion")
-        .with_field("TRACE_ON", "true")
+        .with_field("TRACE_ON", "true"))
 }
 
 /// When a delayed send is due, or `None` for an ordinary send.

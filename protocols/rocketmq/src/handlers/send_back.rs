@@ -1,9 +1,8 @@
 //! CONSUMER_SEND_MSG_BACK: a consumer gives a message back for a later retry.
 //!
-//! The original is found by its physical offset (`offset`), which this frontend makes unique per
-//! topic only, so the lookup tries `originTopic` and then `%RETRY%<group>` (a retried message is
-//! handed to listeners under its original topic but lives in the retry topic) and prefers the
-//! candidate whose `UNIQ_KEY` is `originMsgId`. Then, as RocketMQ's broker does:
+//! The original is found by its broker-wide physical offset (`offset`, see [`crate::topic_ids`]):
+//! a retried message is handed to listeners under its original topic but is found in the retry
+//! topic it lives in. Then, as RocketMQ's broker does:
 //! - when the message was already consumed `maxReconsumeTimes` times (header, else the broker
 //!   default of 16), or `delayLevel` is negative, it is appended to `%DLQ%<group>` at once;
 //! - otherwise it is scheduled into `%RETRY%<group>` at delay level `delayLevel`, or
@@ -21,14 +20,15 @@ use super::{ensure_topic, optional, parsed, read_record, required};
 use crate::codec::RemotingCommand;
 use crate::connection::Connection;
 use crate::error::{RequestError, RequestResult, code};
-use crate::records::{IncomingMessage, OutgoingMessage, split_physical_offset};
+use crate::records::{IncomingMessage, OutgoingMessage};
+use crate::topic_ids::split_physical_offset;
 use crate::{Shared, metrics};
 
 pub(crate) const RETRY_PREFIX: &str = "%RETRY%";
 pub(crate) const DLQ_PREFIX: &str = "%DLQ%";
 const PROPERTY_RETRY_TOPIC: &str = "RETRY_TOPIC";
 const PROPERTY_ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
-const PROPERTY_UNIQ_KEY: &str = "UNIQ_KEY";
+pub(super) const PROPERTY_UNIQ_KEY: &str = "UNIQ_KEY";
 /// The first retry waits this many levels in (level 3 is 10 s by default).
 const FIRST_RETRY_LEVEL: i32 = 3;
 
@@ -45,12 +45,7 @@ pub(super) async fn send_back(
         optional(request, "maxReconsumeTimes")?.unwrap_or(shared.settings.max_reconsume_times);
     let retry_topic = format!("{RETRY_PREFIX}{group}");
 
-    let mut candidates = Vec::new();
-    if let Some(origin) = request.field("originTopic").filter(|t| !t.is_empty()) {
-        candidates.push(origin.to_owned());
-    }
-    candidates.push(retry_topic.clone());
-    let (found_topic, stored) = find(shared, &candidates, physical, origin_id)
+    let (found_topic, stored) = find(shared, physical)
         .await?
         .ok_or(RequestError::MessageNotFound(physical))?;
 
@@ -109,32 +104,27 @@ pub(super) async fn send_back(
     Ok(RemotingCommand::response_to(request, code::SUCCESS))
 }
 
-/// The message at `physical` in the first candidate topic whose message there carries
-/// `origin_id`, else in the first candidate that has a message there at all.
-async fn find(
+/// The topic and record a physical offset names, if it still exists.
+pub(super) async fn find(
     shared: &Shared,
-    candidates: &[String],
     physical: i64,
-    origin_id: Option<&str>,
 ) -> RequestResult<Option<(String, StoredRecord)>> {
-    let (queue, offset) = split_physical_offset(physical);
-    let mut fallback = None;
-    for topic in candidates {
-        if shared.engine.topics.describe_topic(topic).is_err() {
-            continue;
-        }
-        let partition = TopicPartition::new(topic.as_str(), queue);
-        let Some(stored) = read_record(shared, &partition, offset).await? else {
-            continue;
-        };
-        let unique = stored.record.headers.iter().any(|(name, value)| {
-            name.as_ref() == PROPERTY_UNIQ_KEY.as_bytes()
-                && value.as_deref().map(<[u8]>::as_ref) == origin_id.map(str::as_bytes)
-        });
-        if unique {
-            return Ok(Some((topic.clone(), stored)));
-        }
-        fallback = fallback.or(Some((topic.clone(), stored)));
+    let (topic_id, queue, offset) = split_physical_offset(physical);
+    let Some(topic) = shared
+        .topic_ids
+        .name(shared.engine.metadata.as_ref(), topic_id)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Ok(description) = shared.engine.topics.describe_topic(&topic) else {
+        return Ok(None);
+    };
+    if queue >= description.partitions {
+        return Ok(None);
     }
-    Ok(fallback)
+    let partition = TopicPartition::new(topic.as_str(), queue);
+    Ok(read_record(shared, &partition, offset)
+        .await?
+        .map(|stored| (topic, stored)))
 }

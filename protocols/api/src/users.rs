@@ -1,0 +1,437 @@
+//! Users and their credentials, shared by every protocol's authentication and by the
+//! `tributary user` command. A user is one record in [`USERS_NAMESPACE`] of the metadata store,
+//! keyed by the user name; its value is a [`UserRecord`].
+//!
+//! No password is stored. For each SCRAM mechanism (RFC 5802, RFC 7677) the record keeps the salt,
+//! the iteration count, `StoredKey = H(HMAC(SaltedPassword, "Client Key"))` and
+//! `ServerKey = HMAC(SaltedPassword, "Server Key")`, where
+//! `SaltedPassword = Hi(password, salt, iterations)` (PBKDF2 with HMAC-H). A PLAIN password is
+//! verified by deriving the SCRAM-SHA-256 StoredKey from it and comparing in constant time.
+//!
+//! Value layout, version 1 (integers big-endian):
+//!
+//! ```text
+//! u8 version = 1, u8 credential count,
+//! then per credential: u8 mechanism (1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512), u32 iterations,
+//!   u8 salt length, salt, u8 key length, StoredKey, ServerKey (each `key length` bytes)
+//! ```
+//!
+//! Invariants: every record holds a credential for every [`ScramMechanism`]; iteration counts
+//! are at least [`MIN_ITERATIONS`]; a decoded record is checked for both, so a truncated or
+//! foreign value is an error, never a partial user.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use hmac::{KeyInit, Mac};
+use sha2::{Digest, Sha256, Sha512};
+use subtle::ConstantTimeEq;
+
+use crate::error::{EngineError, EngineResult};
+use crate::metadata::{MetadataStore, USERS_NAMESPACE};
+
+/// The least iteration count RFC 7677 allows (and the default Kafka's own tools use).
+pub const MIN_ITERATIONS: u32 = 4096;
+/// Salt length for new credentials.
+pub const SALT_BYTES: usize = 24;
+/// Longest user name accepted; also bounds what a SASL exchange looks up.
+pub const MAX_USER_NAME_BYTES: usize = 255;
+/// Longest password accepted (PBKDF2 hashes it once per iteration block; keep it bounded).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+const RECORD_VERSION: u8 = 1;
+
+/// A SCRAM hash function. `SHA-256` also verifies PLAIN passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScramMechanism {
+    Sha256,
+    Sha512,
+}
+
+impl ScramMechanism {
+    pub const ALL: [ScramMechanism; 2] = [ScramMechanism::Sha256, ScramMechanism::Sha512];
+
+    /// The SASL mechanism name (`SCRAM-SHA-256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha256 => "SCRAM-SHA-256",
+            Self::Sha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|mechanism| mechanism.name() == name)
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Self::Sha256 => 1,
+            Self::Sha512 => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|mechanism| mechanism.code() == code)
+    }
+
+    /// Output length of H, which is also the key length.
+    pub fn key_len(self) -> usize {
+        match self {
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
+
+    /// H(data).
+    pub fn hash(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Sha256 => Sha256::digest(data).to_vec(),
+            Self::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
+
+    /// HMAC-H(key, data).
+    pub fn hmac(self, key: &[u8], data: &[u8]) -> EngineResult<Vec<u8>> {
+        match self {
+            Self::Sha256 => hmac_of::<hmac::Hmac<Sha256>>(key, data),
+            Self::Sha512 => hmac_of::<hmac::Hmac<Sha512>>(key, data),
+        }
+    }
+
+    /// `Hi(password, salt, i)` of RFC 5802 §2.2: PBKDF2 with HMAC-H and one output block.
+    pub fn salted_password(
+        self,
+        password: &[u8],
+        salt: &[u8],
+        iterations: u32,
+    ) -> EngineResult<Vec<u8>> {
+        let mut first = Vec::with_capacity(salt.len() + 4);
+        first.extend_from_slice(salt);
+        first.extend_from_slice(&1u32.to_be_bytes());
+        let mut block = self.hmac(password, &first)?;
+        let mut result = block.clone();
+        for _ in 1..iterations {
+            block = self.hmac(password, &block)?;
+            xor_into(&mut result, &block);
+        }
+        Ok(result)
+    }
+}
+
+fn hmac_of<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> EngineResult<Vec<u8>> {
+    // HMAC takes keys of any length, so this never fails; it is mapped rather than unwrapped.
+    let mut mac = <M as KeyInit>::new_from_slice(key).map_err(|error| EngineError::Metadata {
+        context: "compute an HMAC",
+        message: error.to_string(),
+    })?;
+    mac.update(data);
+    Ok(mac.finalize().into_bytes().to_vec())
+}
+
+/// `target ^= other`, byte by byte (equal lengths).
+pub fn xor_into(target: &mut [u8], other: &[u8]) {
+    for (byte, with) in target.iter_mut().zip(other) {
+        *byte ^= with;
+    }
+}
+
+/// Constant-time equality of two byte strings (the length is not secret).
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// What the server keeps of one password for one SCRAM mechanism.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramCredential {
+    pub mechanism: ScramMechanism,
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+impl ScramCredential {
+    /// Derives the credential of `password` with `salt` and `iterations`.
+    pub fn derive(
+        mechanism: ScramMechanism,
+        password: &str,
+        salt: &[u8],
+        iterations: u32,
+    ) -> EngineResult<Self> {
+        let salted = mechanism.salted_password(password.as_bytes(), salt, iterations)?;
+        let client_key = mechanism.hmac(&salted, b"Client Key")?;
+        Ok(Self {
+            mechanism,
+            salt: salt.to_vec(),
+            iterations,
+            stored_key: mechanism.hash(&client_key),
+            server_key: mechanism.hmac(&salted, b"Server Key")?,
+        })
+    }
+
+    /// A credential no password matches (random keys) with the given `salt`, so an unknown
+    /// user goes through the same exchange as a known one and fails only at the proof. The
+    /// caller picks a salt that is stable per user name, as a real user's is.
+    pub fn unmatchable(mechanism: ScramMechanism, salt: Vec<u8>) -> EngineResult<Self> {
+        let mut stored_key = vec![0u8; mechanism.key_len()];
+        let mut server_key = vec![0u8; mechanism.key_len()];
+        for buf in [&mut stored_key, &mut server_key] {
+            fill_random(buf)?;
+        }
+        Ok(Self {
+            mechanism,
+            salt,
+            iterations: MIN_ITERATIONS,
+            stored_key,
+            server_key,
+        })
+    }
+
+    /// Whether `password` is the one this credential was derived from. Costs `iterations`
+    /// HMACs: call it off the async runtime.
+    pub fn verify_password(&self, password: &str) -> EngineResult<bool> {
+        let candidate = Self::derive(self.mechanism, password, &self.salt, self.iterations)?;
+        Ok(same_bytes(&candidate.stored_key, &self.stored_key))
+    }
+}
+
+/// One user: a credential per SCRAM mechanism, all from the same password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    credentials: Vec<ScramCredential>,
+}
+
+impl UserRecord {
+    /// Credentials for every mechanism with fresh random salts. Blocking (PBKDF2).
+    pub fn from_password(password: &str, iterations: u32) -> EngineResult<Self> {
+        validate_password(password)?;
+        if iterations < MIN_ITERATIONS {
+            return Err(invalid_user(format!(
+                "iteration count {iterations} is below the minimum {MIN_ITERATIONS}"
+            )));
+        }
+        let mut credentials = Vec::with_capacity(ScramMechanism::ALL.len());
+        for mechanism in ScramMechanism::ALL {
+            let mut salt = vec![0u8; SALT_BYTES];
+            fill_random(&mut salt)?;
+            credentials.push(ScramCredential::derive(
+                mechanism, password, &salt, iterations,
+            )?);
+        }
+        Ok(Self { credentials })
+    }
+
+    /// The credential for `mechanism` (every record has one for each).
+    pub fn credential(&self, mechanism: ScramMechanism) -> Option<&ScramCredential> {
+        self.credentials
+            .iter()
+            .find(|credential| credential.mechanism == mechanism)
+    }
+
+    /// Verifies a PLAIN password against the SCRAM-SHA-256 credential. Blocking (PBKDF2).
+    pub fn verify_plain(&self, password: &str) -> EngineResult<bool> {
+        match self.credential(ScramMechanism::Sha256) {
+            Some(credential) => credential.verify_password(password),
+            None => Ok(false),
+        }
+    }
+
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_u8(RECORD_VERSION);
+        buf.put_u8(self.credentials.len() as u8);
+        for credential in &self.credentials {
+            buf.put_u8(credential.mechanism.code());
+            buf.put_u32(credential.iterations);
+            buf.put_u8(credential.salt.len() as u8);
+            buf.put_slice(&credential.salt);
+            buf.put_u8(credential.stored_key.len() as u8);
+            buf.put_slice(&credential.stored_key);
+            buf.put_slice(&credential.server_key);
+        }
+        buf.freeze()
+    }
+
+    pub fn decode(value: &[u8]) -> EngineResult<Self> {
+        let mut reader = Reader(value);
+        let version = reader.u8()?;
+        if version != RECORD_VERSION {
+            return Err(corrupt(format!("unknown user record version {version}")));
+        }
+        let count = reader.u8()?;
+        let mut credentials = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let code = reader.u8()?;
+            let mechanism = ScramMechanism::from_code(code)
+                .ok_or_else(|| corrupt(format!("unknown mechanism code {code}")))?;
+            let iterations = u32::from_be_bytes(reader.array()?);
+            let salt_len = reader.u8()?;
+            let salt = reader.bytes(usize::from(salt_len))?.to_vec();
+            let key_len = usize::from(reader.u8()?);
+            if key_len != mechanism.key_len() || iterations < MIN_ITERATIONS {
+                return Err(corrupt(format!("bad {} credential", mechanism.name())));
+            }
+            let stored_key = reader.bytes(key_len)?.to_vec();
+            let server_key = reader.bytes(key_len)?.to_vec();
+            credentials.push(ScramCredential {
+                mechanism,
+                salt,
+                iterations,
+                stored_key,
+                server_key,
+            });
+        }
+        if !reader.0.is_empty() {
+            return Err(corrupt("trailing bytes".to_owned()));
+        }
+        let record = Self { credentials };
+        match ScramMechanism::ALL
+            .into_iter()
+            .find(|mechanism| record.credential(*mechanism).is_none())
+        {
+            Some(missing) => Err(corrupt(format!("no {} credential", missing.name()))),
+            None => Ok(record),
+        }
+    }
+}
+
+/// A user name any protocol can carry: 1..=255 bytes of UTF-8 without control characters.
+pub fn validate_user_name(name: &str) -> EngineResult<()> {
+    if name.is_empty() || name.len() > MAX_USER_NAME_BYTES {
+        return Err(invalid_user(format!(
+            "a user name has 1 to {MAX_USER_NAME_BYTES} bytes"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid_user(
+            "a user name has no control characters".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// A password PLAIN can carry: 1..=1024 bytes without NUL (PLAIN's separator).
+pub fn validate_password(password: &str) -> EngineResult<()> {
+    if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+        return Err(invalid_user(format!(
+            "a password has 1 to {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    if password.contains('\0') {
+        return Err(invalid_user("a password has no NUL character".to_owned()));
+    }
+    Ok(())
+}
+
+/// The user `name`, if there is one.
+pub async fn get_user(store: &dyn MetadataStore, name: &str) -> EngineResult<Option<UserRecord>> {
+    match store.get(USERS_NAMESPACE, name).await? {
+        Some(value) => UserRecord::decode(&value).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn fill_random(buf: &mut [u8]) -> EngineResult<()> {
+    getrandom::fill(buf).map_err(|error| EngineError::Metadata {
+        context: "draw random bytes",
+        message: error.to_string(),
+    })
+}
+
+fn invalid_user(reason: String) -> EngineError {
+    EngineError::InvalidUser(reason)
+}
+
+fn corrupt(message: String) -> EngineError {
+    EngineError::Metadata {
+        context: "decode a user record",
+        message,
+    }
+}
+
+/// Reads the value layout, failing on truncation.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, len: usize) -> EngineResult<&'a [u8]> {
+        if self.0.len() < len {
+            return Err(corrupt("truncated".to_owned()));
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> EngineResult<u8> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> EngineResult<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.bytes(N)?);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn hi_matches_the_pbkdf2_hmac_sha256_test_vector() {
+        // RFC 7914 §11, PBKDF2-HMAC-SHA-256 ("passwd", "salt", c = 1), first 32 bytes.
+        let out = ScramMechanism::Sha256
+            .salted_password(b"passwd", b"salt", 1)
+            .unwrap();
+        assert_eq!(
+            hex(&out),
+            "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
+        );
+    }
+
+    #[test]
+    fn records_round_trip_and_verify_only_their_password() {
+        let record = UserRecord::from_password("s3cret", MIN_ITERATIONS).unwrap();
+        let decoded = UserRecord::decode(&record.encode()).unwrap();
+        assert_eq!(decoded, record);
+        assert!(decoded.verify_plain("s3cret").unwrap());
+        assert!(!decoded.verify_plain("s3cret ").unwrap());
+        let sha512 = decoded.credential(ScramMechanism::Sha512).unwrap();
+        assert_eq!(sha512.stored_key.len(), 64);
+        assert!(sha512.verify_password("s3cret").unwrap());
+        assert_ne!(
+            decoded.credential(ScramMechanism::Sha256).unwrap().salt,
+            sha512.salt
+        );
+    }
+
+    #[test]
+    fn truncated_or_foreign_values_are_errors() {
+        let encoded = UserRecord::from_password("pw", MIN_ITERATIONS)
+            .unwrap()
+            .encode();
+        for len in 0..encoded.len() {
+            assert!(UserRecord::decode(&encoded[..len]).is_err(), "len {len}");
+        }
+        let mut extra = encoded.to_vec();
+        extra.push(0);
+        assert!(UserRecord::decode(&extra).is_err());
+        assert!(UserRecord::decode(b"\x02\x00").is_err());
+        assert!(UserRecord::from_password("pw", 10).is_err());
+    }
+
+    #[test]
+    fn names_and_passwords_are_validated() {
+        assert!(validate_user_name("alice@example,=x").is_ok());
+        assert!(validate_user_name("").is_err());
+        assert!(validate_user_name("a\nb").is_err());
+        assert!(validate_user_name(&"a".repeat(256)).is_err());
+        assert!(validate_password("").is_err());
+        assert!(validate_password("a\0b").is_err());
+    }
+}

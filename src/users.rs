@@ -1,0 +1,173 @@
+//! `tributary user add|list|delete`: the users SASL clients authenticate as, edited directly in
+//! the data directory's metadata store (`metadata.redb`, namespace
+//! [`tributary_api::USERS_NAMESPACE`], records as [`tributary_api::users`] documents them).
+//!
+//! Invariants: these commands run while no broker has the data directory open; redb's exclusive
+//! file lock makes them fail with a message naming the lock instead (a running broker is never
+//! written behind its back). `list` and `delete` never create a data directory; `add` creates it
+//! like a first broker start would. Passwords are never printed or stored.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tributary_api::USERS_NAMESPACE;
+use tributary_api::users::{ScramMechanism, UserRecord, validate_user_name};
+
+use crate::broker::metadata::MetaStore;
+use crate::cli::UserCommand;
+use crate::config::Config;
+
+/// Runs one `tributary user` command; `stdin` feeds `--password-stdin`, results go to `out`.
+pub fn run(
+    config: &Config,
+    command: &UserCommand,
+    stdin: impl BufRead,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let path = config.data_dir.join("metadata.redb");
+    match command {
+        UserCommand::Add {
+            name,
+            password,
+            password_stdin,
+            replace,
+            iterations,
+        } => {
+            validate_user_name(name)?;
+            let password = match (password, password_stdin) {
+                (Some(password), false) => password.clone(),
+                (None, true) => read_password(stdin)?,
+                _ => bail!("give exactly one of --password and --password-stdin"),
+            };
+            let store = open(&path, true)?;
+            if !replace && store.get_record(USERS_NAMESPACE, name)?.is_some() {
+                bail!("user `{name}` exists; pass --replace to change its password");
+            }
+            let record = UserRecord::from_password(&password, *iterations)?;
+            store.put_record(USERS_NAMESPACE, name, &record.encode())?;
+            let mechanisms: Vec<&str> = ScramMechanism::ALL.iter().map(|m| m.name()).collect();
+            writeln!(
+                out,
+                "user `{name}` saved: PLAIN, {} ({iterations} iterations) in {}",
+                mechanisms.join(", "),
+                path.display()
+            )?;
+        }
+        UserCommand::List => {
+            let store = open(&path, false)?;
+            for (name, _) in store.scan_records(USERS_NAMESPACE, "")? {
+                writeln!(out, "{name}")?;
+            }
+        }
+        UserCommand::Delete { name } => {
+            let store = open(&path, false)?;
+            if !store.delete_record(USERS_NAMESPACE, name)? {
+                bail!("no user `{name}` in {}", path.display());
+            }
+            writeln!(out, "user `{name}` deleted")?;
+        }
+    }
+    Ok(())
+}
+
+fn open(path: &Path, create: bool) -> anyhow::Result<Arc<MetaStore>> {
+    if !create && !path.exists() {
+        bail!(
+            "no metadata store at {} (check --data-dir / data_dir)",
+            path.display()
+        );
+    }
+    MetaStore::open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// The first line of `input`, without its line ending.
+fn read_password(mut input: impl BufRead) -> anyhow::Result<String> {
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        bail!("standard input gave an empty password");
+    }
+    Ok(password.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> Config {
+        Config {
+            data_dir: dir.join("data"),
+            ..Config::default()
+        }
+    }
+
+    fn add(config: &Config, name: &str, stdin: &str, replace: bool) -> anyhow::Result<String> {
+        let mut out = Vec::new();
+        let command = UserCommand::Add {
+            name: name.to_owned(),
+            password: None,
+            password_stdin: true,
+            replace,
+            iterations: 4096,
+        };
+        run(config, &command, stdin.as_bytes(), &mut out)?;
+        Ok(String::from_utf8(out)?)
+    }
+
+    fn list(config: &Config) -> anyhow::Result<String> {
+        let mut out = Vec::new();
+        run(config, &UserCommand::List, &b""[..], &mut out)?;
+        Ok(String::from_utf8(out)?)
+    }
+
+    #[test]
+    fn add_list_replace_and_delete_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        assert!(list(&config).is_err(), "no data directory yet");
+        assert!(
+            add(&config, "bob", "pw\r\n", false)
+                .unwrap()
+                .contains("bob")
+        );
+        add(&config, "alice", "secret\nignored", false).unwrap();
+        assert_eq!(list(&config).unwrap(), "alice\nbob\n");
+        assert!(add(&config, "alice", "other", false).is_err());
+        add(&config, "alice", "other", true).unwrap();
+
+        let store = MetaStore::open(&config.data_dir.join("metadata.redb")).unwrap();
+        let value = store.get_record(USERS_NAMESPACE, "bob").unwrap().unwrap();
+        let bob = UserRecord::decode(&value).unwrap();
+        assert!(bob.verify_plain("pw").unwrap());
+        let value = store.get_record(USERS_NAMESPACE, "alice").unwrap().unwrap();
+        assert!(
+            UserRecord::decode(&value)
+                .unwrap()
+                .verify_plain("other")
+                .unwrap()
+        );
+        // While the store is open (as a running broker holds it) the command names the lock.
+        let locked = format!("{:#}", list(&config).unwrap_err());
+        assert!(locked.contains("locked"), "{locked}");
+        drop(store);
+
+        let mut out = Vec::new();
+        let delete = UserCommand::Delete {
+            name: "bob".to_owned(),
+        };
+        run(&config, &delete, &b""[..], &mut out).unwrap();
+        assert!(run(&config, &delete, &b""[..], &mut out).is_err());
+        assert_eq!(list(&config).unwrap(), "alice\n");
+        assert!(
+            add(&config, "carol", "\n", false).is_err(),
+            "empty password"
+        );
+        assert!(add(&config, "", "pw", false).is_err(), "empty name");
+    }
+}
