@@ -754,3 +754,97 @@ fn messages_are_found_by_offset_id_by_key_and_by_unique_key() {
     assert_eq!(empty.field("timestamp"), "-1");
     broker.terminate();
 }
+
+/// The highest offset of queue 0 of `topic`, by GET_MAX_OFFSET.
+fn queue_max(conn: &mut TcpStream, topic: &str, opaque: i32) -> i64 {
+    let max = call(
+        conn,
+        30,
+        opaque,
+        json!({"topic": topic, "queueId": "0"}),
+        b"",
+    );
+    assert_eq!(max.code(), 0, "{}", max.header);
+    max.field("offset").parse().unwrap()
+}
+
+/// The C++ client 1.2 (Python `rocketmq` 0.4.4) sends a message back with only `offset`, `group`
+/// and `delayLevel` (no `originTopic`, no `originMsgId`; with per-topic offsets the broker
+/// answered "look message by offset failed" and the message was never retried). Two topics and
+/// the retry topic all hold a message at queue 0, offset 0, so the physical offset alone must
+/// name the right one, also for a retried message that fails again; and it must stay below 2^53
+/// while topic ids are small, since ali-ons holds it in a double.
+#[test]
+fn cpp_send_back_names_the_message_by_its_physical_offset_alone() {
+    let mut broker = TestBroker::start();
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    let group = "CID-cpp-back";
+    let retry_topic = format!("%RETRY%{group}");
+    for (opaque, topic, body) in [
+        (1, "CppOtherTopic", &b"the other topic"[..]),
+        (2, "CppBackTopic", &b"retry me"[..]),
+    ] {
+        let sent = call(
+            &mut conn,
+            10,
+            opaque,
+            cpp_send(topic, 0, "TAGS\u{1}TagA\u{2}", "0"),
+            body,
+        );
+        assert_eq!(sent.code(), 0, "{}", sent.header);
+    }
+    let mut pull = cpp_pull("CppBackTopic", 0, 0, "*", 0);
+    pull["consumerGroup"] = json!(group);
+    let pulled = call(&mut conn, 11, 4, pull, b"");
+    assert_eq!(pulled.code(), 0, "{}", pulled.header);
+    let physical = first_physical_offset(&pulled.body);
+    let back = |physical: i64| {
+        json!({"AccessKey": "", "OnsChannel": "ALIYUN", "Signature": "QemDdO5Y0+90h61PkdYfgfDte3Q=",
+               "delayLevel": "1", "group": group, "offset": physical.to_string()})
+    };
+
+    let mut opaque = 10;
+    let mut wait_for_retry = |conn: &mut TcpStream, count: i64| {
+        let started = Instant::now();
+        while queue_max(conn, &retry_topic, opaque) < count {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "retry {count} never delivered"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            opaque += 1;
+        }
+    };
+    let sent_back = call(&mut conn, 36, 5, back(physical), b"");
+    assert_eq!(sent_back.code(), 0, "{}", sent_back.header);
+    wait_for_retry(&mut conn, 1);
+    let mut retry_pull = cpp_pull(&retry_topic, 0, 0, "*", 0);
+    retry_pull["consumerGroup"] = json!(group);
+    let retried = call(&mut conn, 11, 6, retry_pull.clone(), b"");
+    let retried_physical = first_physical_offset(&retried.body);
+    let retried = parse_stored(&retried.body);
+    assert_eq!(retried[0].body, b"retry me");
+    assert!(
+        retried[0]
+            .properties
+            .contains("RETRY_TOPIC\u{1}CppBackTopic\u{2}")
+    );
+    assert_ne!(
+        retried_physical, physical,
+        "same queue position, another topic"
+    );
+
+    // The retried message fails again: found in the retry topic, not in either subscribed topic.
+    let again = call(&mut conn, 36, 7, back(retried_physical), b"");
+    assert_eq!(again.code(), 0, "{}", again.header);
+    wait_for_retry(&mut conn, 2);
+    retry_pull["queueOffset"] = json!("1");
+    let twice = parse_stored(&call(&mut conn, 11, 8, retry_pull, b"").body);
+    assert_eq!(twice[0].body, b"retry me");
+    assert!(
+        twice[0]
+            .properties
+            .contains("RETRY_TOPIC\u{1}CppBackTopic\u{2}")
+    );
+    broker.terminate();
+}
