@@ -4,14 +4,18 @@
 //! durable per-topic id, the queue id and the queue offset:
 //!
 //! ```text
-//! bit 63..48: topic id (16 bits) | 47..36: queue id (12 bits) | 35..0: queue offset (36 bits)
+//! bit 52..42: topic id (11 bits) | 41..34: queue id (8 bits) | 33..0: queue offset (34 bits)
 //! ```
+//!
+//! The whole number stays below 2^53 because JavaScript clients (ali-ons) turn it into a double:
+//! a larger value would round and name another message. That bounds the scheme at 2,048 topics
+//! used through RocketMQ, 256 queues per topic and 2^34 (17 billion) messages per queue.
 //!
 //! Invariants: an id, once given to a topic name, is stored in the metadata store (namespace
 //! [`NAMESPACE`], key = topic, value = the id as decimal text) before it is used, and is never
 //! reused for another name, so ids in message ids stay resolvable after restarts; a recreated
-//! topic keeps its id. Queue ids from 4096 and queue offsets from 2^36 do not fit and are
-//! refused with an error rather than wrapped.
+//! topic keeps its id. Queue ids, offsets and topic counts beyond those bounds are refused with
+//! an error rather than wrapped.
 
 use std::collections::HashMap;
 
@@ -24,9 +28,9 @@ use crate::error::{RequestError, RequestResult};
 
 /// Metadata-store namespace of the topic ids.
 pub const NAMESPACE: &str = "rocketmq.topic_ids";
-const QUEUE_BITS: u32 = 12;
-const OFFSET_BITS: u32 = 36;
-const MAX_TOPICS: u32 = 1 << 16;
+const QUEUE_BITS: u32 = 8;
+const OFFSET_BITS: u32 = 34;
+const MAX_TOPICS: u32 = 1 << 11;
 
 #[derive(Debug, Default)]
 struct Table {
@@ -145,12 +149,13 @@ mod tests {
 
     #[test]
     fn physical_offsets_split_back_and_refuse_what_does_not_fit() {
-        for (topic, queue, offset) in [(0, 0, 0), (1, 3, 123_456), (65_535, 4_095, (1 << 36) - 1)] {
+        for (topic, queue, offset) in [(0, 0, 0), (1, 3, 123_456), (2_047, 255, (1 << 34) - 1)] {
             let physical = physical_offset(topic, queue, offset).unwrap();
             assert_eq!(split_physical_offset(physical), (topic, queue, offset));
+            assert!(physical < 1 << 53, "exact as a JavaScript number");
         }
-        assert!(physical_offset(0, 4_096, 0).is_err());
-        assert!(physical_offset(0, 0, 1 << 36).is_err());
+        assert!(physical_offset(0, 256, 0).is_err());
+        assert!(physical_offset(0, 0, 1 << 34).is_err());
         assert!(physical_offset(0, 0, -1).is_err());
         assert_ne!(
             physical_offset(1, 0, 5).unwrap(),
