@@ -14,6 +14,8 @@ mod metadata;
 mod offsets;
 mod produce;
 
+pub(crate) use produce::StagedProduce;
+
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsResponse, BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
