@@ -80,8 +80,10 @@ fn bench_dir() -> String {
 
 async fn start(backend: Backend) -> Running {
     let dir = tempfile::tempdir_in(bench_dir()).expect("tempdir");
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_path_buf();
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
     if let Backend::Tributary(durability) = backend {
         config.storage.durability = durability;
     }
