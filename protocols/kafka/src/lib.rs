@@ -12,8 +12,9 @@
 //!   or version outside it is logged and the connection closed, never decoded.
 //! - Every frame length is checked against [`tributary_api::FrameLimits`] before its body is
 //!   buffered.
-//! - Requests of one connection are answered in order, one at a time; acks=0 produces get no
-//!   response at all.
+//! - Requests of one connection are answered in order, one at a time, except that up to 32
+//!   written produce requests may await their fsync together (see `connection`); acks=0
+//!   produces get no response at all.
 //! - Bad input never panics; it gets the Kafka error code of its partition or closes the one
 //!   connection that sent it.
 //!
