@@ -196,6 +196,48 @@ fn produce_answers_offsets_corrupt_message_and_nothing_for_acks_zero() {
     assert_eq!(answer.responses[0].partition_responses[0].base_offset, 2);
 }
 
+/// Produce requests are pipelined (written in order, answered after their fsync) up to a cap;
+/// the responses still come in request order, offsets stay dense, and a request of another
+/// kind is answered after every produce before it.
+#[test]
+fn pipelined_produces_are_answered_in_order() {
+    let mut broker = TestBroker::start();
+    let mut stream = connect(broker.addr("kafka"));
+    let header_version = ApiKey::Produce.response_header_version(9);
+    // More than the connection's pipelining cap (32), all sent before any response is read.
+    let produces = 40;
+    for correlation in 1..=produces {
+        send(
+            &mut stream,
+            ApiKey::Produce,
+            9,
+            correlation,
+            &produce_request("pipelined", 1, batch(b"value")),
+        );
+    }
+    send(
+        &mut stream,
+        ApiKey::ApiVersions,
+        3,
+        produces + 1,
+        &ApiVersionsRequest::default(),
+    );
+    for correlation in 1..=produces {
+        let (got, mut body) = receive(&mut stream, header_version);
+        assert_eq!(got, correlation, "responses in request order");
+        let answer = ProduceResponse::decode(&mut body, 9).unwrap();
+        let partition = &answer.responses[0].partition_responses[0];
+        assert_eq!(partition.error_code, 0);
+        assert_eq!(
+            partition.base_offset,
+            i64::from(correlation - 1),
+            "dense offsets"
+        );
+    }
+    let (got, _) = receive(&mut stream, ApiKey::ApiVersions.response_header_version(3));
+    assert_eq!(got, produces + 1, "ApiVersions answered after the produces");
+}
+
 #[test]
 fn bad_frames_close_only_their_own_connection() {
     let mut broker = TestBroker::start();

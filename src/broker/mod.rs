@@ -8,9 +8,13 @@
 //! - `metadata.redb`: topics, queues, frontend records, users, consumer offsets, scheduled
 //!   appends.
 //!
+//! [`memory_log`] is a storage-free `LogService` for benchmark ceilings only; `Broker` never
+//! builds it.
+//!
 //! Invariants: `open` finishes recovery before anything is served; `close` runs after every
 //! frontend connection has ended and makes all acknowledged state durable.
 
+pub mod memory_log;
 pub mod metadata;
 pub mod offsets;
 pub mod queues;

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tributary_api::{
     AppendOutcome, EffectiveSettings, EngineError, EngineResult, LogService, OffsetQuery,
-    PartitionOffsets, ReadBatches, TimestampOffset, TopicAdmin, TopicDescription, TopicPartition,
-    TopicSettings,
+    PartitionOffsets, PendingDurability, ReadBatches, TimestampOffset, TopicAdmin,
+    TopicDescription, TopicPartition, TopicSettings,
 };
 
 use super::metadata::{MetaStore, TopicRecord, random_id};
@@ -124,6 +124,39 @@ impl LogService for Topics {
             })
         })
         .await
+    }
+
+    async fn append_pipelined(
+        &self,
+        tp: &TopicPartition,
+        batch: Bytes,
+    ) -> EngineResult<(AppendOutcome, PendingDurability)> {
+        let partition = self.partition(tp)?;
+        let writer = Arc::clone(&partition);
+        let (outcome, durable) = blocking(move || {
+            let now = now_ms();
+            let (info, durable) = writer.append_unsynced(&batch, now)?;
+            let outcome = AppendOutcome {
+                base_offset: info.base_offset,
+                last_offset: info.last_offset,
+                log_append_time: now,
+                log_start: writer.log_start_offset(),
+            };
+            Ok((outcome, durable))
+        })
+        .await?;
+        if !durable.is_pending() {
+            return Ok((outcome, Box::pin(std::future::ready(Ok(())))));
+        }
+        // Started now, not when first awaited, so the fsyncs of several partitions overlap.
+        let waiting = tokio::task::spawn_blocking(move || partition.wait_durable(durable));
+        let pending: PendingDurability = Box::pin(async move {
+            match waiting.await {
+                Ok(result) => Ok(result?),
+                Err(_) => Err(EngineError::ShuttingDown),
+            }
+        });
+        Ok((outcome, pending))
     }
 
     async fn read(

@@ -52,7 +52,7 @@ mod store;
 
 pub use config::LogConfig;
 pub use error::{CorruptReason, StorageError};
-pub use partition::{AppendInfo, Partition};
+pub use partition::{AppendInfo, Durable, Partition};
 pub use read::{FileSlice, ReadResult};
 pub use retention::RetentionReport;
 pub use store::{RecoveryReport, Storage};

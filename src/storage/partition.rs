@@ -33,6 +33,19 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
 }
 
+/// What a written batch still waits for before it may be acknowledged: under `Always` the
+/// offset the fsync'd prefix must reach, otherwise nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a batch is acknowledged only after `Partition::wait_durable`"]
+pub struct Durable(Option<i64>);
+
+impl Durable {
+    /// Whether [`Partition::wait_durable`] has anything to wait for.
+    pub fn is_pending(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 /// A segment and its running figures.
 #[derive(Debug)]
 pub(crate) struct SegmentSlot {
@@ -206,6 +219,20 @@ impl Partition {
 
     /// Verifies, numbers and writes one batch; returns once durable per the durability policy.
     pub fn append(&self, batch: &[u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
+        let (info, durable) = self.append_unsynced(batch, now_ms)?;
+        self.wait_durable(durable)?;
+        Ok(info)
+    }
+
+    /// The first half of [`Partition::append`]: verifies, numbers and writes the batch, and
+    /// returns where it landed with what [`Partition::wait_durable`] must wait for before the
+    /// batch may be acknowledged. Callers that write several batches in order and wait for them
+    /// afterwards let one fsync cover all of them.
+    pub fn append_unsynced(
+        &self,
+        batch: &[u8],
+        now_ms: i64,
+    ) -> Result<(AppendInfo, Durable), StorageError> {
         self.check_writable()?;
         let mut header = verify_batch(batch)?;
         let (info, durable_target) = {
@@ -256,13 +283,19 @@ impl Partition {
         self.metrics
             .appended_records
             .increment(header.offset_count());
-        match durable_target {
-            Some(target) => self.sync_up_to(target)?,
-            None => {
-                self.appended.notify(usize::MAX);
-            }
+        if durable_target.is_none() {
+            self.appended.notify(usize::MAX);
         }
-        Ok(info)
+        Ok((info, Durable(durable_target)))
+    }
+
+    /// Returns once the batch `durable` came from is as durable as the policy asks (under
+    /// `Always`, fsync'd, leading the fsync if nobody is; otherwise at once).
+    pub fn wait_durable(&self, durable: Durable) -> Result<(), StorageError> {
+        match durable.0 {
+            Some(target) => self.sync_up_to(target),
+            None => Ok(()),
+        }
     }
 
     /// Writes the batch at the end of the active segment with its new base offset, in one

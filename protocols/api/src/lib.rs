@@ -26,7 +26,7 @@ pub mod users;
 pub use batch::{BatchError, BatchHeader, Record, StoredRecord};
 pub use error::{EngineError, EngineResult};
 pub use frontend::{ConnectionContext, ConnectionError, Engine, FrameLimits, Frontend};
-pub use log::{LogService, TopicAdmin};
+pub use log::{LogService, PendingDurability, TopicAdmin};
 pub use metadata::{MetadataStore, USERS_NAMESPACE};
 pub use offsets::OffsetStore;
 pub use queue::{Delivery, HeadFilter, HeadTake, QueueDepth, QueueOptions, QueueService};

@@ -4,6 +4,8 @@
 //! the durability the topic promises) or fails and leaves nothing readable; offsets handed out are
 //! dense and increasing per partition; `read` returns whole batches only.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +17,11 @@ use crate::types::{
     TopicDescription, TopicPartition, TopicSettings,
 };
 
+/// The second step of [`LogService::append_pipelined`]: resolves once the written batch is as
+/// durable as the topic's policy asks. It owns what it needs and may be awaited later, after
+/// further appends.
+pub type PendingDurability = Pin<Box<dyn Future<Output = EngineResult<()>> + Send + 'static>>;
+
 /// Appends to and reads from partitions.
 #[async_trait]
 pub trait LogService: Send + Sync + std::fmt::Debug {
@@ -22,6 +29,20 @@ pub trait LogService: Send + Sync + std::fmt::Debug {
     /// the call returns once the batch is as durable as the topic's policy asks.
     async fn append(&self, partition: &TopicPartition, batch: Bytes)
     -> EngineResult<AppendOutcome>;
+
+    /// [`LogService::append`] in two steps: this call returns once the batch is verified,
+    /// numbered and written (appends of a partition are numbered in call order), the returned
+    /// future once it is durable. A caller may append the next batch before awaiting it, so one
+    /// fsync covers several batches; it must not acknowledge a batch before its future resolved
+    /// `Ok`. The default is `append` with nothing left to wait for.
+    async fn append_pipelined(
+        &self,
+        partition: &TopicPartition,
+        batch: Bytes,
+    ) -> EngineResult<(AppendOutcome, PendingDurability)> {
+        let outcome = self.append(partition, batch).await?;
+        Ok((outcome, Box::pin(std::future::ready(Ok(())))))
+    }
 
     /// Reads whole batches starting with the one that contains `offset`, up to about `max_bytes`
     /// (at least one batch is returned if any is there, as Kafka's KIP-74 requires).

@@ -1,34 +1,58 @@
 //! One Kafka connection: read frames, route them through the codec's firewall, answer in order.
 //!
-//! Requests are handled one at a time in arrival order, which is the order Kafka requires for
-//! responses; each response is written before the next request is read from the buffer, so a
-//! client that does not read its responses stops being read from (backpressure instead of an
-//! output queue). A protocol error is logged and closes this connection only.
+//! Requests are handled one at a time in arrival order, and responses are written in that order,
+//! as Kafka requires. One exception to "one at a time": a produce request whose batches are
+//! written waits for their durability (fsync) in a queue of at most
+//! [`MAX_PIPELINED_PRODUCES`] while the next produce requests are written, so one fsync covers
+//! the batches of several requests; any other request first waits until every produce before it
+//! is answered. Otherwise each response is written before the next request is read from the
+//! buffer, so a client that does not read its responses stops being read from (backpressure
+//! instead of an output queue). A protocol error is logged and closes this connection only.
 //!
 //! With SASL on, the connection's [`SaslSession`] answers SaslHandshake and SaslAuthenticate
 //! until it is authenticated, and a request it does not admit closes the connection before the
 //! body is decoded (so an unauthenticated peer reaches only the three smallest request schemas).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ProduceResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 use tributary_api::ConnectionContext;
 
-use crate::codec::KafkaRequest;
-use crate::codec::{self, CodecError, KafkaResponse, Routed};
+use crate::codec::{self, CodecError, KafkaRequest, KafkaResponse, Routed};
 use crate::error::KafkaError;
 use crate::handlers::sasl::{After, SaslSession};
-use crate::handlers::{Broker, RequestContext};
+use crate::handlers::{Broker, RequestContext, StagedProduce};
 use crate::metrics;
 
 /// Initial read buffer; it grows to the size of the largest frame seen (bounded by the limit).
 const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Produce requests written and awaiting durability per connection before the next request is
+/// read only after the oldest is answered.
+const MAX_PIPELINED_PRODUCES: usize = 32;
+
+/// A produce request whose batches are written, awaiting its acknowledgement.
+struct PendingProduce {
+    correlation_id: i32,
+    header_version: i16,
+    version: i16,
+    started: Instant,
+    response: StagedProduce,
+}
+
+/// What the idle connection woke up for.
+enum Wake {
+    Read(std::io::Result<usize>),
+    Answered(Option<ProduceResponse>),
+    Shutdown,
+}
 
 pub(crate) async fn serve(
     broker: Arc<Broker>,
@@ -42,6 +66,7 @@ pub(crate) async fn serve(
         local_port: context.local.port(),
         shutdown: context.shutdown.clone(),
     };
+    let mut pending = VecDeque::new();
     loop {
         loop {
             if sasl.awaits_raw_token() {
@@ -78,6 +103,7 @@ pub(crate) async fn serve(
             let routed = codec::route(raw).map_err(|error| protocol_error(&context, error))?;
             let (api, response, after) = match routed {
                 Routed::ApiVersionsFallback { correlation_id } => {
+                    answer_all(&mut stream, &mut pending).await?;
                     debug!(peer = %context.peer, "ApiVersions above our range: KIP-511 fallback");
                     let body = ApiVersionsResponse::default()
                         .with_error_code(ResponseError::UnsupportedVersion.code())
@@ -96,7 +122,27 @@ pub(crate) async fn serve(
                     version,
                     body,
                 } => {
-                    let (response, after) = match *body {
+                    let body = match *body {
+                        KafkaRequest::Produce(request) => {
+                            let response = broker.produce_staged(version, request).await;
+                            pending.push_back(PendingProduce {
+                                correlation_id: header.correlation_id,
+                                header_version: codec::response_header_version(api, version),
+                                version,
+                                started,
+                                response,
+                            });
+                            if pending.len() >= MAX_PIPELINED_PRODUCES {
+                                answer_oldest(&mut stream, &mut pending).await?;
+                            }
+                            continue;
+                        }
+                        other => other,
+                    };
+                    // Any other request is served after the produces before it are answered,
+                    // so it sees their effects and its response follows theirs.
+                    answer_all(&mut stream, &mut pending).await?;
+                    let (response, after) = match body {
                         KafkaRequest::SaslHandshake(request) if sasl.in_progress() => {
                             let (response, after) = sasl.handshake(&peer, version, &request);
                             (Some(KafkaResponse::SaslHandshake(response)), after)
@@ -129,24 +175,91 @@ pub(crate) async fn serve(
             if let Some(frame) = response {
                 stream.write_all(&frame).await?;
             }
-            let api_name = api_label(api);
-            ::metrics::counter!(metrics::REQUESTS, "api" => api_name).increment(1);
-            ::metrics::histogram!(metrics::REQUEST_SECONDS, "api" => api_name)
-                .record(started.elapsed().as_secs_f64());
+            count_request(api_label(api), started);
             if after == After::Close {
+                answer_all(&mut stream, &mut pending).await?;
                 stream.flush().await?;
                 return Ok(());
             }
         }
-        tokio::select! {
-            read = stream.read_buf(&mut buf) => {
+        let wake = {
+            let oldest = async {
+                match pending.front_mut() {
+                    Some(produce) => (&mut produce.response).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                read = stream.read_buf(&mut buf) => Wake::Read(read),
+                answered = oldest => Wake::Answered(answered),
+                () = context.shutdown.cancelled() => Wake::Shutdown,
+            }
+        };
+        match wake {
+            Wake::Read(read) => {
                 if read? == 0 {
                     return Ok(());
                 }
             }
-            () = context.shutdown.cancelled() => return Ok(()),
+            Wake::Answered(response) => {
+                if let Some(produce) = pending.pop_front() {
+                    write_produce_response(&mut stream, produce, response).await?;
+                }
+            }
+            Wake::Shutdown => {
+                answer_all(&mut stream, &mut pending).await?;
+                return Ok(());
+            }
         }
     }
+}
+
+/// Waits for the oldest pending produce and writes its response.
+async fn answer_oldest(
+    stream: &mut TcpStream,
+    pending: &mut VecDeque<PendingProduce>,
+) -> Result<(), KafkaError> {
+    if let Some(mut produce) = pending.pop_front() {
+        let response = (&mut produce.response).await;
+        write_produce_response(stream, produce, response).await?;
+    }
+    Ok(())
+}
+
+/// Answers every pending produce, in order.
+async fn answer_all(
+    stream: &mut TcpStream,
+    pending: &mut VecDeque<PendingProduce>,
+) -> Result<(), KafkaError> {
+    while !pending.is_empty() {
+        answer_oldest(stream, pending).await?;
+    }
+    Ok(())
+}
+
+async fn write_produce_response(
+    stream: &mut TcpStream,
+    produce: PendingProduce,
+    response: Option<ProduceResponse>,
+) -> Result<(), KafkaError> {
+    // acks=0: the client expects no response.
+    if let Some(response) = response {
+        let frame = codec::encode_response(
+            produce.correlation_id,
+            produce.header_version,
+            produce.version,
+            &KafkaResponse::Produce(response),
+        )?;
+        stream.write_all(&frame).await?;
+    }
+    count_request("produce", produce.started);
+    Ok(())
+}
+
+fn count_request(api_name: &'static str, started: Instant) {
+    ::metrics::counter!(metrics::REQUESTS, "api" => api_name).increment(1);
+    ::metrics::histogram!(metrics::REQUEST_SECONDS, "api" => api_name)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// Logs a protocol error with its cause chain and turns it into the connection's end.

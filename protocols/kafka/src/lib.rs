@@ -17,8 +17,9 @@
 //!   buffered.
 //! - With SASL on, a request other than ApiVersions, SaslHandshake and SaslAuthenticate on an
 //!   unauthenticated connection closes it before its body is decoded.
-//! - Requests of one connection are answered in order, one at a time; acks=0 produces get no
-//!   response at all.
+//! - Requests of one connection are answered in order, one at a time, except that up to 32
+//!   written produce requests may await their fsync together (see `connection`); acks=0
+//!   produces get no response at all.
 //! - Bad input never panics; it gets the Kafka error code of its partition or closes the one
 //!   connection that sent it.
 //!

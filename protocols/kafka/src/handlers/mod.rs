@@ -15,6 +15,8 @@ mod offsets;
 mod produce;
 pub(crate) mod sasl;
 
+pub(crate) use produce::StagedProduce;
+
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsResponse, BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;

@@ -3,8 +3,15 @@
 //! response; acks=1 and acks=-1 are answered once the append is as durable as the topic's
 //! durability policy promises (one broker: "all in-sync replicas" is this one).
 //!
+//! Two stages, so a connection can pipeline produce requests ([`Broker::produce_staged`]): the
+//! batches are written in request order first, and the response waits for their durability
+//! afterwards. One fsync then covers the batches of several requests in flight.
+//!
 //! Batches with a producer id go through the idempotence rules of [`crate::producers`] first;
 //! InitProducerId hands out the ids. Transactions are not served (no transactional ids).
+
+use std::future::Future;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -13,11 +20,64 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
 use tributary_api::batch::{BatchHeader, verify_batch};
-use tributary_api::{EngineError, TopicDescription, TopicPartition};
+use tributary_api::{EngineError, PendingDurability, TopicDescription, TopicPartition};
 
 use super::{Broker, partition_of};
 use crate::producers::{SequencedBatch, Verdict};
 use crate::{error, metrics};
+
+/// A produce whose batches are written and whose acknowledgement waits on their durability:
+/// resolves to the response (`None` for acks=0). It borrows nothing, so a connection can keep
+/// it while it writes the next request's batches.
+pub(crate) type StagedProduce =
+    Pin<Box<dyn Future<Output = Option<ProduceResponse>> + Send + 'static>>;
+
+/// One partition of a staged produce: an answer already, or written batches awaiting fsync.
+enum PartitionStage {
+    Answered(PartitionProduceResponse),
+    Written {
+        index: i32,
+        topic: String,
+        first_offset: Option<i64>,
+        log_start: i64,
+        bytes_in: u64,
+        records_in: u64,
+        durability: Vec<PendingDurability>,
+    },
+}
+
+impl PartitionStage {
+    async fn finish(self) -> PartitionProduceResponse {
+        match self {
+            Self::Answered(response) => response,
+            Self::Written {
+                index,
+                topic,
+                first_offset,
+                log_start,
+                bytes_in,
+                records_in,
+                durability,
+            } => {
+                for pending in durability {
+                    if let Err(failure) = pending.await {
+                        tracing::debug!(%topic, index, error = %failure, "append not made durable");
+                        return failed(index, error::code(&failure));
+                    }
+                }
+                ::metrics::counter!(metrics::BYTES_IN, "topic" => topic.clone())
+                    .increment(bytes_in);
+                ::metrics::counter!(metrics::RECORDS_IN, "topic" => topic).increment(records_in);
+                PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_base_offset(first_offset.unwrap_or(-1))
+                    // CreateTime topics: the broker does not stamp records.
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(log_start)
+            }
+        }
+    }
+}
 
 impl Broker {
     /// `None` for acks=0: the client expects no response.
@@ -26,7 +86,17 @@ impl Broker {
         version: i16,
         request: ProduceRequest,
     ) -> Option<ProduceResponse> {
-        let mut responses = Vec::with_capacity(request.topic_data.len());
+        self.produce_staged(version, request).await.await
+    }
+
+    /// Writes every batch of the request (in request order) and returns the acknowledgement
+    /// still to be awaited; see [`StagedProduce`].
+    pub(crate) async fn produce_staged(
+        &self,
+        version: i16,
+        request: ProduceRequest,
+    ) -> StagedProduce {
+        let mut topics = Vec::with_capacity(request.topic_data.len());
         let transactional = request.transactional_id.is_some();
         for topic_data in request.topic_data {
             // v13 names topics by id only (no auto-creation by id).
@@ -42,52 +112,69 @@ impl Broker {
             let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
             for partition_data in topic_data.partition_data {
                 let index = partition_data.index;
-                let outcome = match &topic {
-                    _ if transactional => failed(
+                let stage = match &topic {
+                    _ if transactional => PartitionStage::Answered(failed(
                         index,
                         ResponseError::TransactionalIdAuthorizationFailed.code(),
-                    ),
-                    Err(code) => failed(index, *code),
+                    )),
+                    Err(code) => PartitionStage::Answered(failed(index, *code)),
                     Ok(topic) => {
-                        self.produce_partition(topic, index, partition_data.records)
+                        self.write_partition(topic, index, partition_data.records)
                             .await
                     }
                 };
-                partitions.push(outcome);
+                partitions.push(stage);
             }
-            responses.push(
-                TopicProduceResponse::default()
-                    .with_name(topic_data.name)
-                    .with_topic_id(topic_data.topic_id)
-                    .with_partition_responses(partitions),
-            );
+            topics.push((topic_data.name, topic_data.topic_id, partitions));
         }
-        (request.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+        let acks = request.acks;
+        Box::pin(async move {
+            let mut responses = Vec::with_capacity(topics.len());
+            for (name, topic_id, stages) in topics {
+                let mut partitions = Vec::with_capacity(stages.len());
+                for stage in stages {
+                    partitions.push(stage.finish().await);
+                }
+                responses.push(
+                    TopicProduceResponse::default()
+                        .with_name(name)
+                        .with_topic_id(topic_id)
+                        .with_partition_responses(partitions),
+                );
+            }
+            (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+        })
     }
 
-    async fn produce_partition(
+    /// Checks and writes one partition's batches. Unsequenced batches leave their fsync to be
+    /// awaited later; a sequenced (idempotent) batch is waited for at once, because its
+    /// producer state is recorded only for durable batches (a retry of a batch lost in a
+    /// failed fsync must not be answered as a duplicate).
+    async fn write_partition(
         &self,
         topic: &TopicDescription,
         index: i32,
         records: Option<Bytes>,
-    ) -> PartitionProduceResponse {
+    ) -> PartitionStage {
+        let answer = |code| PartitionStage::Answered(failed(index, code));
         let Some(partition) = partition_of(topic, index) else {
-            return failed(index, ResponseError::UnknownTopicOrPartition.code());
+            return answer(ResponseError::UnknownTopicOrPartition.code());
         };
         let Some(records) = records else {
-            return failed(index, ResponseError::InvalidRecord.code());
+            return answer(ResponseError::InvalidRecord.code());
         };
         let batches = match split_batches(&records) {
             Ok(batches) => batches,
             Err(failure) => {
                 tracing::debug!(topic = %topic.name, partition, error = %failure, "produce refused");
-                return failed(index, error::code(&failure));
+                return answer(error::code(&failure));
             }
         };
         let target = TopicPartition::new(topic.name.clone(), partition);
         let mut first_offset = None;
         let mut log_start = -1;
         let mut records_in: u64 = 0;
+        let mut durability = Vec::with_capacity(batches.len());
         for (header, batch) in batches {
             let sequenced = header.producer_id >= 0;
             if sequenced {
@@ -97,48 +184,52 @@ impl Broker {
                         first_offset.get_or_insert(base_offset);
                         continue;
                     }
-                    Ok(Verdict::Refuse(refusal)) => return failed(index, refusal.code()),
-                    Err(failure) => return failed(index, error::code(&failure)),
+                    Ok(Verdict::Refuse(refusal)) => return answer(refusal.code()),
+                    Err(failure) => return answer(error::code(&failure)),
                 }
             }
-            match self.engine.log.append(&target, batch).await {
-                Ok(outcome) => {
-                    first_offset.get_or_insert(outcome.base_offset);
-                    log_start = outcome.log_start;
-                    records_in += u64::try_from(header.record_count).unwrap_or(0);
-                    if sequenced {
-                        let remembered = SequencedBatch {
-                            base_sequence: header.base_sequence,
-                            last_sequence: last_sequence(&header),
-                            base_offset: outcome.base_offset,
-                        };
-                        let store = self.engine.metadata.as_ref();
-                        let epoch = header.producer_epoch;
-                        if let Err(failure) = self
-                            .producers
-                            .appended(store, header.producer_id, &target, epoch, remembered)
-                            .await
-                        {
-                            return failed(index, error::code(&failure));
-                        }
-                    }
-                }
+            let (outcome, pending) = match self.engine.log.append_pipelined(&target, batch).await {
+                Ok(written) => written,
                 Err(failure) => {
                     tracing::debug!(partition = %target, error = %failure, "append failed");
-                    return failed(index, error::code(&failure));
+                    return answer(error::code(&failure));
                 }
+            };
+            first_offset.get_or_insert(outcome.base_offset);
+            log_start = outcome.log_start;
+            records_in += u64::try_from(header.record_count).unwrap_or(0);
+            if !sequenced {
+                durability.push(pending);
+                continue;
+            }
+            if let Err(failure) = pending.await {
+                tracing::debug!(partition = %target, error = %failure, "append not made durable");
+                return answer(error::code(&failure));
+            }
+            let remembered = SequencedBatch {
+                base_sequence: header.base_sequence,
+                last_sequence: last_sequence(&header),
+                base_offset: outcome.base_offset,
+            };
+            let store = self.engine.metadata.as_ref();
+            let epoch = header.producer_epoch;
+            if let Err(failure) = self
+                .producers
+                .appended(store, header.producer_id, &target, epoch, remembered)
+                .await
+            {
+                return answer(error::code(&failure));
             }
         }
-        ::metrics::counter!(metrics::BYTES_IN, "topic" => topic.name.clone())
-            .increment(records.len() as u64);
-        ::metrics::counter!(metrics::RECORDS_IN, "topic" => topic.name.clone())
-            .increment(records_in);
-        PartitionProduceResponse::default()
-            .with_index(index)
-            .with_base_offset(first_offset.unwrap_or(-1))
-            // CreateTime topics: the broker does not stamp records.
-            .with_log_append_time_ms(-1)
-            .with_log_start_offset(log_start)
+        PartitionStage::Written {
+            index,
+            topic: topic.name.clone(),
+            first_offset,
+            log_start,
+            bytes_in: records.len() as u64,
+            records_in,
+            durability,
+        }
     }
 }
 

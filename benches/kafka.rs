@@ -1,0 +1,497 @@
+//! Kafka frontend benchmark (`cargo bench --bench kafka`): librdkafka (the `rdkafka` crate)
+//! against the Kafka frontend served in-process on loopback, twice per measurement:
+//!
+//! - **tributary**: `Broker::open` on a fresh temp dir with the broker's default settings (the
+//!   durability is the one named per row), the engine exactly as the binary mounts it;
+//! - **ceiling**: the same broker and the same `KafkaFrontend`, listener and accept loop, with
+//!   only `Engine::log` swapped for `MemoryLog` (Discard for producing, Retain for consuming):
+//!   what the client, loopback and the frontend code can do with no storage.
+//!
+//! Producer: 100 B and 1 KiB values, no key, acks=1, linger.ms=5, otherwise librdkafka
+//! defaults, sending as fast as the client queue takes for [`PRODUCE_FOR`], then flushing;
+//! records/s = acknowledged records / (first send .. flush done). Delivery latency (`send` to
+//! the delivery callback) is measured after that, in a paced phase of [`LATENCY_RATE`]
+//! records/s for [`LATENCY_FOR`] on the same producer, far below every backend's capacity.
+//! Consumer: a topic pre-filled through `LogService::append` with the same ~100 KiB batches on
+//! both backends, read end to end by an assigned `BaseConsumer` with fetch defaults.
+//!
+//! Runs are interleaved (tributary, ceiling, tributary, ...), each on a fresh broker after a
+//! system-wide `sync`; medians and the worst run are printed and ratios are of medians.
+//! Arguments: `produce` or `consume` runs one part. Environment: `TRIBUTARY_BENCH_REPEATS`
+//! (default 7), `TRIBUTARY_BENCH_DIR` (default the system temp dir).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::runtime::Runtime;
+use tributary::broker::memory_log::{MemoryLog, MemoryLogMode};
+use tributary::broker::{Broker, BrokerSettings};
+use tributary::config::Config;
+use tributary::server::listener::serve_listener;
+use tributary::server::shutdown::Lifecycle;
+use tributary_api::batch::build_batch;
+use tributary_api::{Durability, Engine, Record, TopicPartition, TopicSettings};
+use tributary_kafka::{KafkaFrontend, KafkaSettings};
+
+const TOPIC: &str = "bench";
+/// The broker's default for auto-created topics.
+const PARTITIONS: u32 = 4;
+const PRODUCE_FOR: Duration = Duration::from_secs(3);
+/// The paced phase after each producer run that measures delivery latency.
+const LATENCY_FOR: Duration = Duration::from_secs(1);
+const LATENCY_RATE: f64 = 5_000.0;
+/// Bytes of pre-filled log per consumer run, per record size.
+const CONSUME_BYTES: [(usize, usize); 2] = [(100, 256 << 20), (1024, 1 << 30)];
+/// Batches appended for the consumer are about this large.
+const FILL_BATCH_BYTES: usize = 100 << 10;
+/// Bound on any one client loop, so a broken broker ends the run instead of hanging it.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(120);
+const MIB: f64 = (1 << 20) as f64;
+
+/// What stands behind `Engine::log`.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Tributary(Durability),
+    Ceiling(MemoryLogMode),
+}
+
+/// One broker serving Kafka on a loopback port.
+struct Running {
+    addr: SocketAddr,
+    engine: Engine,
+    broker: Arc<Broker>,
+    lifecycle: Lifecycle,
+    _dir: tempfile::TempDir,
+}
+
+fn bench_dir() -> String {
+    std::env::var("TRIBUTARY_BENCH_DIR")
+        .unwrap_or_else(|_| std::env::temp_dir().display().to_string())
+}
+
+async fn start(backend: Backend) -> Running {
+    let dir = tempfile::tempdir_in(bench_dir()).expect("tempdir");
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    if let Backend::Tributary(durability) = backend {
+        config.storage.durability = durability;
+    }
+    let settings: BrokerSettings = config.broker_settings();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(settings))
+        .await
+        .expect("open task")
+        .expect("open broker");
+    let mut engine = broker.engine();
+    if let Backend::Ceiling(mode) = backend {
+        engine.log = Arc::new(MemoryLog::new(mode));
+    }
+    engine
+        .topics
+        .create_topic(TOPIC, PARTITIONS, TopicSettings::default())
+        .await
+        .expect("create topic");
+    let frontend = KafkaFrontend::new(
+        engine.clone(),
+        KafkaSettings {
+            advertised_host: "127.0.0.1".to_owned(),
+            ..KafkaSettings::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let spec = config.kafka_listener();
+    let lifecycle = Lifecycle::new();
+    lifecycle.tracker.spawn(serve_listener(
+        Arc::new(frontend),
+        listener,
+        spec.limits,
+        spec.max_connections,
+        lifecycle.clone(),
+    ));
+    Running {
+        addr,
+        engine,
+        broker,
+        lifecycle,
+        _dir: dir,
+    }
+}
+
+async fn stop(running: Running) {
+    running.lifecycle.drain(Duration::from_secs(5)).await;
+    let broker = running.broker;
+    tokio::task::spawn_blocking(move || broker.close())
+        .await
+        .expect("close task")
+        .expect("close broker");
+}
+
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
+/// Counts deliveries and their latencies (µs since `started`, carried as the opaque).
+struct Deliveries {
+    started: Instant,
+    acknowledged: AtomicU64,
+    failed: AtomicU64,
+    latencies_us: Mutex<Vec<u32>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_at_us: usize) {
+        match result {
+            Ok(_) => {
+                self.acknowledged.fetch_add(1, Ordering::Relaxed);
+                let now_us = self.started.elapsed().as_micros() as usize;
+                let latency = u32::try_from(now_us.saturating_sub(sent_at_us)).unwrap_or(u32::MAX);
+                self.latencies_us.lock().push(latency);
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// One producer run's figures.
+#[derive(Debug, Clone, Copy)]
+struct Throughput {
+    records_per_s: f64,
+    mib_per_s: f64,
+    /// Delivery latency p99, ms (producer only).
+    p99_ms: f64,
+}
+
+fn produce_run(addr: SocketAddr, value_len: usize) -> Throughput {
+    let context = Deliveries {
+        started: Instant::now(),
+        acknowledged: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        latencies_us: Mutex::new(Vec::with_capacity(4 << 20)),
+    };
+    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
+        .set("bootstrap.servers", addr.to_string())
+        .set("acks", "1")
+        .set("linger.ms", "5")
+        .create_with_context(context)
+        .expect("producer");
+    let value = vec![0x5a_u8; value_len];
+    let started = producer.context().started;
+    let deadline = started + PRODUCE_FOR;
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        let sent_at_us = started.elapsed().as_micros() as usize;
+        let record = BaseRecord::<(), _, usize>::with_opaque_to(TOPIC, sent_at_us).payload(&value);
+        match producer.send(record) {
+            Ok(()) => sent += 1,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err((failure, _)) => panic!("send failed: {failure}"),
+        }
+    }
+    producer.flush(CLIENT_DEADLINE).expect("flush");
+    let elapsed = started.elapsed();
+    let context = producer.context();
+    let acknowledged = context.acknowledged.load(Ordering::Relaxed);
+    assert_eq!(
+        context.failed.load(Ordering::Relaxed),
+        0,
+        "failed deliveries"
+    );
+    assert_eq!(acknowledged, sent, "every sent record acknowledged");
+    let records_per_s = acknowledged as f64 / elapsed.as_secs_f64();
+
+    // Saturated, latency is only client queueing (queue depth / throughput); the paced phase
+    // measures what one record waits: linger, the request round trip and the durability wait.
+    context.latencies_us.lock().clear();
+    let paced_from = Instant::now();
+    let mut paced = 0u64;
+    while paced_from.elapsed() < LATENCY_FOR {
+        let due = (paced_from.elapsed().as_secs_f64() * LATENCY_RATE) as u64;
+        while paced < due {
+            let sent_at_us = started.elapsed().as_micros() as usize;
+            let record =
+                BaseRecord::<(), _, usize>::with_opaque_to(TOPIC, sent_at_us).payload(&value);
+            producer
+                .send(record)
+                .map_err(|(failure, _)| failure)
+                .expect("paced send");
+            paced += 1;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    producer.flush(CLIENT_DEADLINE).expect("flush");
+    assert_eq!(
+        context.failed.load(Ordering::Relaxed),
+        0,
+        "failed deliveries"
+    );
+    let mut latencies = std::mem::take(&mut *context.latencies_us.lock());
+    assert_eq!(
+        latencies.len() as u64,
+        paced,
+        "every paced record acknowledged"
+    );
+    latencies.sort_unstable();
+    let p99_us = latencies[latencies.len() * 99 / 100];
+    Throughput {
+        records_per_s,
+        mib_per_s: records_per_s * value_len as f64 / MIB,
+        p99_ms: f64::from(p99_us) / 1000.0,
+    }
+}
+
+/// Appends `total_bytes` of `value_len` records to every partition in turn; returns the count.
+async fn fill(engine: &Engine, value_len: usize, total_bytes: usize) -> u64 {
+    let per_batch = (FILL_BATCH_BYTES / value_len).max(1);
+    let records: Vec<Record> = (0..per_batch)
+        .map(|i| Record {
+            value: Some(Bytes::from(vec![(i % 251) as u8; value_len])),
+            timestamp: 1_700_000_000_000 + i as i64,
+            ..Record::default()
+        })
+        .collect();
+    let batch = build_batch(&records);
+    let batches = total_bytes / batch.len();
+    for index in 0..batches {
+        let partition = TopicPartition::new(TOPIC, index as u32 % PARTITIONS);
+        engine
+            .log
+            .append(&partition, batch.clone())
+            .await
+            .expect("fill append");
+    }
+    (batches * per_batch) as u64
+}
+
+fn consume_run(addr: SocketAddr, value_len: usize, expected: u64) -> Throughput {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr.to_string())
+        .set("group.id", "bench-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS as i32 {
+        assignment
+            .add_partition_offset(TOPIC, partition, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let started = Instant::now();
+    let (mut received, mut bytes) = (0u64, 0u64);
+    while received < expected && started.elapsed() < CLIENT_DEADLINE {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                received += 1;
+                bytes += message.payload_len() as u64;
+            }
+            Some(Err(failure)) => panic!("consume failed: {failure}"),
+            None => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(received, expected, "every record consumed");
+    assert_eq!(bytes, expected * value_len as u64);
+    Throughput {
+        records_per_s: received as f64 / elapsed.as_secs_f64(),
+        mib_per_s: bytes as f64 / MIB / elapsed.as_secs_f64(),
+        p99_ms: 0.0,
+    }
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+fn min(samples: &[f64]) -> f64 {
+    samples.iter().copied().fold(f64::MAX, f64::min)
+}
+
+/// Every run of one backend in one scenario.
+#[derive(Debug, Default)]
+struct Series {
+    label: String,
+    runs: Vec<Throughput>,
+}
+
+impl Series {
+    fn records(&self) -> Vec<f64> {
+        self.runs.iter().map(|run| run.records_per_s).collect()
+    }
+
+    fn row(&self, ceiling: &Series, with_latency: bool) -> String {
+        let (records, mib) = (self.records(), self.runs.iter().map(|r| r.mib_per_s));
+        let mib: Vec<f64> = mib.collect();
+        let latency = if with_latency {
+            let p99: Vec<f64> = self.runs.iter().map(|run| run.p99_ms).collect();
+            format!(" {:.1} |", median(&p99))
+        } else {
+            String::new()
+        };
+        format!(
+            "| {} | {:.0} ({:.0}) | {:.1} ({:.1}) |{latency} **{:.2}** |",
+            self.label,
+            median(&records),
+            min(&records),
+            median(&mib),
+            min(&mib),
+            median(&records) / median(&ceiling.records()),
+        )
+    }
+}
+
+fn print_table(title: &str, series: &[Series], with_latency: bool) {
+    let latency_head = if with_latency {
+        " p99 delivery ms at 5k rec/s (median of runs) |"
+    } else {
+        ""
+    };
+    let latency_rule = if with_latency { "---|" } else { "" };
+    println!("\n{title}");
+    println!(
+        "| backend | records/s median (min) | MiB/s median (min) |{latency_head} ratio to ceiling |"
+    );
+    println!("|---|---|---|{latency_rule}---|");
+    let ceiling = series.last().expect("ceiling series");
+    for one in series {
+        println!("{}", one.row(ceiling, with_latency));
+    }
+}
+
+fn bench_produce(runtime: &Runtime, repeats: usize) {
+    let backends = [
+        (
+            "tributary, durability always (default)",
+            Backend::Tributary(Durability::Always),
+        ),
+        (
+            "tributary, durability interval:100",
+            Backend::Tributary(Durability::Interval(Duration::from_millis(100))),
+        ),
+        (
+            "ceiling (discard sink)",
+            Backend::Ceiling(MemoryLogMode::Discard),
+        ),
+    ];
+    for value_len in [100, 1024] {
+        let mut series: Vec<Series> = backends
+            .iter()
+            .map(|(label, _)| Series {
+                label: (*label).to_owned(),
+                runs: Vec::new(),
+            })
+            .collect();
+        for round in 0..repeats {
+            for ((_, backend), series) in backends.iter().zip(&mut series) {
+                settle();
+                let running = runtime.block_on(start(*backend));
+                let run = produce_run(running.addr, value_len);
+                runtime.block_on(stop(running));
+                eprintln!(
+                    "produce {value_len} B round {round} {}: {:.0} rec/s p99 {:.1} ms",
+                    series.label, run.records_per_s, run.p99_ms
+                );
+                series.runs.push(run);
+            }
+        }
+        print_table(
+            &format!(
+                "produce {value_len} B values, acks=1, linger.ms=5, {repeats} runs of {PRODUCE_FOR:?}"
+            ),
+            &series,
+            true,
+        );
+    }
+}
+
+fn bench_consume(runtime: &Runtime, repeats: usize) {
+    let backends = [
+        (
+            "tributary (page cache warm)",
+            Backend::Tributary(Durability::Always),
+        ),
+        (
+            "ceiling (batches in memory)",
+            Backend::Ceiling(MemoryLogMode::Retain),
+        ),
+    ];
+    for (value_len, total_bytes) in CONSUME_BYTES {
+        let mut series: Vec<Series> = backends
+            .iter()
+            .map(|(label, _)| Series {
+                label: (*label).to_owned(),
+                runs: Vec::new(),
+            })
+            .collect();
+        let mut records = 0;
+        for round in 0..repeats {
+            for ((_, backend), series) in backends.iter().zip(&mut series) {
+                settle();
+                let running = runtime.block_on(start(*backend));
+                records = runtime.block_on(fill(&running.engine, value_len, total_bytes));
+                let run = consume_run(running.addr, value_len, records);
+                runtime.block_on(stop(running));
+                eprintln!(
+                    "consume {value_len} B round {round} {}: {:.0} rec/s",
+                    series.label, run.records_per_s
+                );
+                series.runs.push(run);
+            }
+        }
+        print_table(
+            &format!(
+                "consume {value_len} B values, {records} records ({} MiB), assigned, fetch defaults, {repeats} runs",
+                total_bytes >> 20
+            ),
+            &series,
+            false,
+        );
+    }
+}
+
+fn main() {
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let repeats = std::env::var("TRIBUTARY_BENCH_REPEATS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(7);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "kafka benchmarks in {} ({} cores)",
+        bench_dir(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let started = Instant::now();
+    if only.as_deref().is_none_or(|part| part == "produce") {
+        bench_produce(&runtime, repeats);
+    }
+    if only.as_deref().is_none_or(|part| part == "consume") {
+        bench_consume(&runtime, repeats);
+    }
+    println!("\ntotal {:?}", started.elapsed());
+}
