@@ -44,7 +44,10 @@ const SEND_RUN: Duration = Duration::from_secs(3);
 const SENDERS: usize = 16;
 const WARMUP_MESSAGES: usize = 100;
 const CONSUME_MESSAGES: usize = 20_000;
-const CONSUME_TIMEOUT: Duration = Duration::from_secs(120);
+/// Messages per listener call. With the client's default of 1 its dispatch, not the broker,
+/// caps delivery near 1,850 msg/s against either broker.
+const CONSUME_BATCH: u32 = 32;
+const CONSUME_TIMEOUT: Duration = Duration::from_secs(60);
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -194,12 +197,14 @@ impl PeerBroker {
         let log = |name: &str| {
             std::fs::File::create(dir.path().join(name)).expect("create peer log file")
         };
-        // HOME points into the temp dir so the peer's default log and store paths stay there.
+        // HOME and ROCKETMQ_HOME (without which the name server exits 70) point into the temp dir,
+        // so the peer's default log and store paths stay there.
         let mut namesrv_process = Command::new(namesrv_bin)
             .args(["--listenPort", &namesrv_port.to_string()])
             .args(["--bindAddress", "127.0.0.1"])
             .current_dir(dir.path())
             .env("HOME", dir.path())
+            .env("ROCKETMQ_HOME", dir.path())
             .stdin(Stdio::null())
             .stdout(log("namesrv.out"))
             .stderr(log("namesrv.err"))
@@ -212,6 +217,7 @@ impl PeerBroker {
             .arg(&config_path)
             .current_dir(dir.path())
             .env("HOME", dir.path())
+            .env("ROCKETMQ_HOME", dir.path())
             .stdin(Stdio::null())
             .stdout(log("broker.out"))
             .stderr(log("broker.err"))
@@ -266,6 +272,8 @@ struct SendFigures {
     per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
+    failed: usize,
+    acked: usize,
 }
 
 /// `senders` tasks sending synchronously to `topic` until `SEND_RUN` has passed, or, with a
@@ -278,15 +286,22 @@ async fn send_load(
 ) -> SendFigures {
     let body: Arc<[u8]> = (0..BODY_BYTES).map(|i| (i % 251) as u8).collect();
     let remaining = Arc::new(AtomicUsize::new(count.unwrap_or(usize::MAX)));
+    let failed = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let deadline = started + if count.is_some() { CONSUME_TIMEOUT } else { SEND_RUN };
+    let deadline = started
+        + if count.is_some() {
+            CONSUME_TIMEOUT
+        } else {
+            SEND_RUN
+        };
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..senders {
-        let (producer, topic, body, remaining) = (
+        let (producer, topic, body, remaining, failed) = (
             Arc::clone(producer),
             topic.to_owned(),
             Arc::clone(&body),
             Arc::clone(&remaining),
+            Arc::clone(&failed),
         );
         tasks.spawn(async move {
             let mut latencies = Vec::new();
@@ -296,12 +311,17 @@ async fn send_load(
                     .is_ok()
             {
                 let sent = Instant::now();
-                producer
-                    .send(message(&topic, &body))
-                    .await
-                    .expect("sync send")
-                    .expect("a send result");
-                latencies.push(sent.elapsed());
+                match producer.send(message(&topic, &body)).await {
+                    Ok(Some(_)) => latencies.push(sent.elapsed()),
+                    // A refused send (the peer answers busy under load) is counted, not timed,
+                    // and a pre-fill sends a replacement.
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        if count.is_some() {
+                            remaining.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
             }
             latencies
         });
@@ -311,15 +331,15 @@ async fn send_load(
         latencies.extend(joined.expect("sender task"));
     }
     let elapsed = started.elapsed();
-    if let Some(count) = count {
-        assert_eq!(latencies.len(), count, "pre-fill did not finish in time");
-    }
+    assert!(!latencies.is_empty(), "no send to {topic} succeeded");
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
     SendFigures {
         per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50_ms: at(0.50),
         p99_ms: at(0.99),
+        failed: failed.load(Ordering::Relaxed),
+        acked: latencies.len(),
     }
 }
 
@@ -350,18 +370,25 @@ impl MessageListenerConcurrently for Counter {
 }
 
 struct ConsumeFigures {
+    prefill_failed: usize,
+    prefilled: usize,
     per_second: f64,
     first_delivery_s: f64,
 }
 
 /// Pre-fills a fresh topic with `CONSUME_MESSAGES` messages, then reads them all with a push
 /// consumer of a new group from the first offset.
-async fn consume_run(client: &Client, namesrv: &str, producer: &Arc<DefaultMQProducer>) -> ConsumeFigures {
+async fn consume_run(
+    client: &Client,
+    namesrv: &str,
+    producer: &Arc<DefaultMQProducer>,
+) -> ConsumeFigures {
     let topic = "BenchConsume";
     let body: Vec<u8> = (0..BODY_BYTES).map(|i| (i % 251) as u8).collect();
     warm_up(producer, topic, &body).await;
-    send_load(producer, topic, SENDERS, Some(CONSUME_MESSAGES)).await;
-    let expected = CONSUME_MESSAGES + WARMUP_MESSAGES + 1;
+    let prefill = send_load(producer, topic, SENDERS, Some(CONSUME_MESSAGES)).await;
+    // A peer that refuses sends until the deadline leaves fewer stored; consume what was acked.
+    let expected = prefill.acked + WARMUP_MESSAGES + 1;
 
     let delivered = Arc::new(AtomicUsize::new(0));
     let times = Arc::new(Mutex::new((None, None)));
@@ -369,6 +396,7 @@ async fn consume_run(client: &Client, namesrv: &str, producer: &Arc<DefaultMQPro
         .consumer_group("CID-bench".to_string())
         .name_server_addr(namesrv.to_string())
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .consume_message_batch_max_size(CONSUME_BATCH)
         .build();
     consumer.subscribe(topic, "*").await.expect("subscribe");
     consumer.register_message_listener_concurrently(Counter {
@@ -390,6 +418,8 @@ async fn consume_run(client: &Client, namesrv: &str, producer: &Arc<DefaultMQPro
     let (first, last) = (first.expect("first delivery"), last.expect("last delivery"));
     consumer.shutdown().await;
     ConsumeFigures {
+        prefill_failed: prefill.failed,
+        prefilled: prefill.acked,
         per_second: (expected - 1) as f64 / (last - first).as_secs_f64(),
         first_delivery_s: (first - started).as_secs_f64(),
     }
@@ -431,7 +461,7 @@ fn run_once(target: Target, samples: &mut Samples) {
         samples.first_delivery.push(consume.first_delivery_s);
         println!(
             "  {:<34} send 1: {:>7.0}/s p50 {:.2} ms p99 {:.2} ms | send {SENDERS}: {:>7.0}/s \
-             p50 {:.2} ms p99 {:.2} ms | consume {:>7.0}/s (first after {:.1} s)",
+             p50 {:.2} ms p99 {:.2} ms | consume {:>7.0}/s (first after {:.1} s) of {} pre-filled | refused sends {}",
             target.label(),
             one.per_second,
             one.p50_ms,
@@ -440,7 +470,9 @@ fn run_once(target: Target, samples: &mut Samples) {
             many.p50_ms,
             many.p99_ms,
             consume.per_second,
-            consume.first_delivery_s
+            consume.first_delivery_s,
+            consume.prefilled,
+            one.failed + many.failed + consume.prefill_failed
         );
         match Arc::try_unwrap(producer) {
             Ok(mut producer) => producer.shutdown().await,
@@ -489,7 +521,9 @@ fn main() {
         }
     }
 
-    println!("\n| target | send 1: msg/s median (min) | p50 / p99 ms | send {SENDERS}: msg/s median (min) | p50 / p99 ms | consume msg/s median (min) |");
+    println!(
+        "\n| target | send 1: msg/s median (min) | p50 / p99 ms | send {SENDERS}: msg/s median (min) | p50 / p99 ms | consume msg/s median (min) |"
+    );
     println!("|---|---|---|---|---|---|");
     for (target, s) in targets.iter().zip(&results) {
         println!(
