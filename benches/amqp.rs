@@ -1,0 +1,418 @@
+//! AMQP benchmark (`cargo bench --bench amqp`): the same lapin code drives the release
+//! `tributary` binary and a RabbitMQ node given by `RABBITMQ_URL`, runs interleaved, one
+//! queue (or one fanout exchange), one publisher connection and one consumer connection:
+//!
+//! (a) transient messages, no confirms, non-durable queue;
+//! (b) persistent messages (delivery mode 2) into a durable queue with publisher confirms,
+//!     at most `CONFIRM_WINDOW` unconfirmed;
+//! (c) transient messages into a fanout exchange bound to `FANOUT_QUEUES` queues, all
+//!     consumed by the one consumer connection.
+//!
+//! Each with 16 B and 1 KiB bodies. Throughput is published messages over the time from the
+//! first publish to the last delivery (every copy consumed and acked); latency is publish to
+//! delivery, from a timestamp in the first 8 body bytes. Every figure is measured `REPEATS`
+//! times; medians and the worst run are printed, and the ratio is of medians.
+//!
+//! Invariant: both brokers see byte-identical traffic; only the URL differs.
+
+#[path = "../tests/support/broker.rs"]
+mod broker;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Semaphore;
+
+const REPEATS: usize = 5;
+const CONFIRM_WINDOW: usize = 256;
+const FANOUT_QUEUES: usize = 10;
+const PREFETCH: u16 = 1000;
+/// The consumer acks with `multiple` once per this many deliveries (and at the end).
+const ACK_EVERY: u64 = 100;
+/// Upper bound for one run (publish and drain); a run that exceeds it fails the bench.
+const RUN_DEADLINE: Duration = Duration::from_secs(180);
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Transient,
+    PersistentConfirms,
+    Fanout,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Scenario {
+    label: &'static str,
+    kind: Kind,
+    body_len: usize,
+    messages: usize,
+}
+
+const SCENARIOS: [Scenario; 6] = [
+    Scenario {
+        label: "a-16B",
+        kind: Kind::Transient,
+        body_len: 16,
+        messages: 100_000,
+    },
+    Scenario {
+        label: "a-1KiB",
+        kind: Kind::Transient,
+        body_len: 1024,
+        messages: 50_000,
+    },
+    Scenario {
+        label: "b-16B",
+        kind: Kind::PersistentConfirms,
+        body_len: 16,
+        messages: 20_000,
+    },
+    Scenario {
+        label: "b-1KiB",
+        kind: Kind::PersistentConfirms,
+        body_len: 1024,
+        messages: 20_000,
+    },
+    Scenario {
+        label: "c-16B",
+        kind: Kind::Fanout,
+        body_len: 16,
+        messages: 10_000,
+    },
+    Scenario {
+        label: "c-1KiB",
+        kind: Kind::Fanout,
+        body_len: 1024,
+        messages: 10_000,
+    },
+];
+
+/// One run's figures.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    msgs_per_s: f64,
+    p99_delivery_ms: f64,
+    /// Publish to confirm, (b) only.
+    p99_confirm_ms: Option<f64>,
+}
+
+fn percentile(samples: &mut [u64], fraction: f64) -> f64 {
+    samples.sort_unstable();
+    let index = ((samples.len() as f64 * fraction).ceil() as usize).clamp(1, samples.len()) - 1;
+    samples[index] as f64 / 1e6
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn nanos_since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
+}
+
+async fn connect(url: &str) -> Connection {
+    Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|err| panic!("connect to {url}: {err}"))
+}
+
+/// Consumes `expected` deliveries from `queue`, acking in steps, and returns the
+/// publish-to-delivery latencies in nanoseconds.
+async fn drain(
+    channel: lapin::Channel,
+    queue: String,
+    expected: usize,
+    epoch: Instant,
+) -> Vec<u64> {
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            format!("bench-{queue}").as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("basic.consume");
+    let mut latencies = Vec::with_capacity(expected);
+    let mut last = None;
+    while latencies.len() < expected {
+        let delivery = consumer
+            .next()
+            .await
+            .expect("consumer stream open")
+            .expect("delivery");
+        let sent = u64::from_le_bytes(delivery.data[..8].try_into().expect("8 bytes"));
+        latencies.push(nanos_since(epoch).saturating_sub(sent));
+        if delivery.delivery_tag % ACK_EVERY == 0 {
+            delivery
+                .ack(BasicAckOptions { multiple: true })
+                .await
+                .expect("ack");
+            last = None;
+        } else {
+            last = Some(delivery);
+        }
+    }
+    if let Some(delivery) = last {
+        delivery
+            .ack(BasicAckOptions { multiple: true })
+            .await
+            .expect("final ack");
+    }
+    latencies
+}
+
+async fn run(url: &str, scenario: Scenario, run_id: &str) -> Sample {
+    let queues: Vec<String> = match scenario.kind {
+        Kind::Fanout => (0..FANOUT_QUEUES)
+            .map(|i| format!("bench-{run_id}-{i}"))
+            .collect(),
+        _ => vec![format!("bench-{run_id}")],
+    };
+    let exchange = match scenario.kind {
+        Kind::Fanout => format!("bench-fan-{run_id}"),
+        _ => String::new(),
+    };
+    let persistent = matches!(scenario.kind, Kind::PersistentConfirms);
+
+    let publisher = connect(url).await;
+    let consumer = connect(url).await;
+    let setup = publisher.create_channel().await.expect("channel");
+    if !exchange.is_empty() {
+        setup
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("exchange.declare");
+    }
+    for queue in &queues {
+        let options = QueueDeclareOptions {
+            durable: persistent,
+            ..Default::default()
+        };
+        setup
+            .queue_declare(queue.as_str().into(), options, FieldTable::default())
+            .await
+            .expect("queue.declare");
+        if !exchange.is_empty() {
+            setup
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("queue.bind");
+        }
+    }
+
+    let epoch = Instant::now();
+    // One channel per queue: delivery tags (and so `multiple` acks) are per channel.
+    let mut drains = Vec::with_capacity(queues.len());
+    for queue in &queues {
+        let consume_channel = consumer.create_channel().await.expect("channel");
+        consume_channel
+            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .await
+            .expect("basic.qos");
+        drains.push(tokio::spawn(drain(
+            consume_channel,
+            queue.clone(),
+            scenario.messages,
+            epoch,
+        )));
+    }
+
+    let channel = publisher.create_channel().await.expect("channel");
+    if persistent {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+    }
+    let properties = if persistent {
+        BasicProperties::default().with_delivery_mode(2)
+    } else {
+        BasicProperties::default().with_delivery_mode(1)
+    };
+    let routing_key = if exchange.is_empty() {
+        queues[0].clone()
+    } else {
+        String::new()
+    };
+    let window = Arc::new(Semaphore::new(CONFIRM_WINDOW));
+    let mut confirms = Vec::with_capacity(if persistent { scenario.messages } else { 0 });
+    let mut body = vec![0x5a_u8; scenario.body_len];
+    let started = Instant::now();
+    for _ in 0..scenario.messages {
+        let permit = if persistent {
+            Some(window.clone().acquire_owned().await.expect("semaphore"))
+        } else {
+            None
+        };
+        let sent = nanos_since(epoch);
+        body[..8].copy_from_slice(&sent.to_le_bytes());
+        let confirm = channel
+            .basic_publish(
+                exchange.as_str().into(),
+                routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties.clone(),
+            )
+            .await
+            .expect("basic.publish");
+        if let Some(permit) = permit {
+            confirms.push(tokio::spawn(async move {
+                let outcome = confirm.await.expect("confirm");
+                drop(permit);
+                assert_eq!(outcome, Confirmation::Ack(None), "broker nacked");
+                nanos_since(epoch).saturating_sub(sent)
+            }));
+        }
+    }
+    let mut confirm_latencies = Vec::with_capacity(confirms.len());
+    for confirm in confirms {
+        confirm_latencies.push(confirm.await.expect("confirm task"));
+    }
+    let mut delivery_latencies = Vec::new();
+    for drain in drains {
+        delivery_latencies.extend(drain.await.expect("drain task"));
+    }
+    let elapsed = started.elapsed();
+
+    for queue in &queues {
+        setup
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("queue.delete");
+    }
+    if !exchange.is_empty() {
+        setup
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .expect("exchange.delete");
+    }
+    let _ = consumer.close(200, "bye".into()).await;
+    let _ = publisher.close(200, "bye".into()).await;
+
+    Sample {
+        msgs_per_s: scenario.messages as f64 / elapsed.as_secs_f64(),
+        p99_delivery_ms: percentile(&mut delivery_latencies, 0.99),
+        p99_confirm_ms: (!confirm_latencies.is_empty())
+            .then(|| percentile(&mut confirm_latencies, 0.99)),
+    }
+}
+
+async fn timed_run(url: &str, scenario: Scenario, run_id: &str) -> Sample {
+    tokio::time::timeout(RUN_DEADLINE, run(url, scenario, run_id))
+        .await
+        .unwrap_or_else(|_| panic!("{} on {url} exceeded {RUN_DEADLINE:?}", scenario.label))
+}
+
+/// Median and worst of one broker's samples: (msgs/s median, min; p99 median, max;
+/// confirm p99 median).
+struct Summary {
+    rate: f64,
+    rate_min: f64,
+    p99: f64,
+    p99_max: f64,
+    confirm_p99: Option<f64>,
+}
+
+fn summarize(samples: &[Sample]) -> Summary {
+    let mut rates: Vec<f64> = samples.iter().map(|s| s.msgs_per_s).collect();
+    let mut p99s: Vec<f64> = samples.iter().map(|s| s.p99_delivery_ms).collect();
+    let mut confirms: Vec<f64> = samples.iter().filter_map(|s| s.p99_confirm_ms).collect();
+    Summary {
+        rate: median(&mut rates),
+        rate_min: rates[0],
+        p99: median(&mut p99s),
+        p99_max: *p99s.last().expect("samples"),
+        confirm_p99: (!confirms.is_empty()).then(|| median(&mut confirms)),
+    }
+}
+
+fn main() {
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let rabbitmq = std::env::var("RABBITMQ_URL").unwrap_or_else(|_| {
+        eprintln!(
+            "set RABBITMQ_URL (e.g. amqp://guest:guest@127.0.0.1:5697/%2f) to a RabbitMQ node; \
+             BENCHMARKS.md § AMQP says how to start Debian's on loopback"
+        );
+        std::process::exit(2);
+    });
+    let mut tributary = broker::TestBroker::start();
+    let tributary_url = format!("amqp://guest:guest@{}/%2f", tributary.addr("amqp"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    println!(
+        "| scenario | Tributary msgs/s median (min) | RabbitMQ msgs/s median (min) | ratio | \
+         p99 delivery ms T / R median (worst) | p99 confirm ms T / R |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for scenario in SCENARIOS {
+        if only
+            .as_deref()
+            .is_some_and(|o| !scenario.label.starts_with(o))
+        {
+            continue;
+        }
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for repeat in 0..REPEATS {
+            let run_id = format!("{}-{repeat}", scenario.label);
+            // Alternate which broker goes first so neither always runs on a warmer machine.
+            let order = if repeat % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for is_ours in order {
+                let url = if is_ours { &tributary_url } else { &rabbitmq };
+                let sample = runtime.block_on(timed_run(url, scenario, &run_id));
+                eprintln!(
+                    "{} run {repeat} {}: {:.0} msgs/s, p99 {:.2} ms",
+                    scenario.label,
+                    if is_ours { "tributary" } else { "rabbitmq" },
+                    sample.msgs_per_s,
+                    sample.p99_delivery_ms
+                );
+                if is_ours { &mut ours } else { &mut theirs }.push(sample);
+            }
+        }
+        let (t, r) = (summarize(&ours), summarize(&theirs));
+        let confirm = match (t.confirm_p99, r.confirm_p99) {
+            (Some(t), Some(r)) => format!("{t:.2} / {r:.2}"),
+            _ => "–".to_owned(),
+        };
+        println!(
+            "| {} | {:.0} ({:.0}) | {:.0} ({:.0}) | **{:.2}** | {:.2} ({:.2}) / {:.2} ({:.2}) | {} |",
+            scenario.label,
+            t.rate,
+            t.rate_min,
+            r.rate,
+            r.rate_min,
+            t.rate / r.rate,
+            t.p99,
+            t.p99_max,
+            r.p99,
+            r.p99_max,
+            confirm
+        );
+    }
+    drop(tributary);
+}
