@@ -230,12 +230,17 @@ async fn read_record(
     Ok(None)
 }
 
+/// The durable RocketMQ topic id of `topic` (see [`crate::topic_ids`]).
+async fn topic_id(shared: &Shared, topic: &str) -> RequestResult<u32> {
+    shared
+        .topic_ids
+        .id(shared.engine.metadata.as_ref(), topic)
+        .await
+}
+
 /// The broker-wide physical offset of message `offset` of `partition` (see [`crate::topic_ids`]).
 async fn physical(shared: &Shared, partition: &TopicPartition, offset: i64) -> RequestResult<i64> {
-    let topic_id = shared
-        .topic_ids
-        .id(shared.engine.metadata.as_ref(), &partition.topic)
-        .await?;
+    let topic_id = topic_id(shared, &partition.topic).await?;
     crate::topic_ids::physical_offset(topic_id, partition.partition, offset)
 }
 

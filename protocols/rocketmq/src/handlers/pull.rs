@@ -17,7 +17,7 @@ use tracing::warn;
 use tributary_api::batch::{BatchHeader, decode_records};
 use tributary_api::{PartitionOffsets, TopicPartition};
 
-use super::{encode_message, offsets, optional, parsed, queue_id, required};
+use super::{encode_message, offsets, optional, parsed, queue_id, required, topic_id};
 use crate::codec::RemotingCommand;
 use crate::connection::Connection;
 use crate::error::{RequestResult, code};
@@ -149,10 +149,7 @@ async fn collect(
     filter: &TagFilter,
 ) -> RequestResult<Found> {
     let read = shared.engine.log.read(partition, offset, max_bytes).await?;
-    let topic_id = shared
-        .topic_ids
-        .id(shared.engine.metadata.as_ref(), &partition.topic)
-        .await?;
+    let topic_id = topic_id(shared, &partition.topic).await?;
     let mut found = Found {
         body: BytesMut::new(),
         count: 0,

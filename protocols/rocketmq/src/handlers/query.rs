@@ -13,7 +13,7 @@ use tributary_api::batch::{BatchHeader, decode_records};
 use tributary_api::{EngineError, OffsetQuery, TopicPartition};
 
 use super::send_back::{PROPERTY_UNIQ_KEY, find};
-use super::{encode_message, optional, parsed, queue_id, read_record, required};
+use super::{encode_message, optional, parsed, queue_id, read_record, required, topic_id};
 use crate::Shared;
 use crate::codec::RemotingCommand;
 use crate::connection::Connection;
@@ -80,10 +80,7 @@ pub(super) async fn query_by_key(
         Err(EngineError::UnknownTopic(_)) => return Ok(not_found(request)),
         Err(err) => return Err(err.into()),
     };
-    let topic_id = shared
-        .topic_ids
-        .id(shared.engine.metadata.as_ref(), topic)
-        .await?;
+    let topic_id = topic_id(shared, topic).await?;
     let matches = |message: &OutgoingMessage| {
         message.properties.iter().any(|(name, value)| {
             if unique {
