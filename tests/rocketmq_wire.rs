@@ -48,8 +48,21 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 /// Writes a JSON-header request the way the C++ and JS clients frame it.
 fn send(stream: &mut TcpStream, code: i32, opaque: i32, language: &str, ext: Value, body: &[u8]) {
+    send_flagged(stream, code, opaque, language, 0, ext, body);
+}
+
+/// [`send`] with a `flag` word (2 = one-way).
+fn send_flagged(
+    stream: &mut TcpStream,
+    code: i32,
+    opaque: i32,
+    language: &str,
+    flag: i32,
+    ext: Value,
+    body: &[u8],
+) {
     let header = json!({
-        "code": code, "language": language, "version": 63, "opaque": opaque, "flag": 0,
+        "code": code, "language": language, "version": 63, "opaque": opaque, "flag": flag,
         "extFields": ext,
     });
     let header = serde_json::to_vec(&header).expect("header");
@@ -846,5 +859,116 @@ fn cpp_send_back_names_the_message_by_its_physical_offset_alone() {
             .properties
             .contains("RETRY_TOPIC\u{1}CppBackTopic\u{2}")
     );
+    broker.terminate();
+}
+
+/// An END_TRANSACTION header as the Java and Rust producers send it.
+fn end_transaction(group: &str, physical: i64, queue_offset: &str, state: i32) -> Value {
+    json!({"producerGroup": group, "tranStateTableOffset": queue_offset,
+           "commitLogOffset": physical.to_string(), "commitOrRollback": state.to_string(),
+           "fromTransactionCheck": "false", "msgId": "U-tx", "bname": "tributary-broker"})
+}
+
+#[test]
+fn end_transaction_commits_rolls_back_and_refuses_unknown_offsets() {
+    let mut broker = TestBroker::start();
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    let half = |conn: &mut TcpStream, opaque: i32, uniq: &str, body: &[u8]| {
+        let properties = format!(
+            "TAGS\u{1}Tx\u{2}UNIQ_KEY\u{1}{uniq}\u{2}TRAN_MSG\u{1}true\u{2}PGROUP\u{1}PID-smoke\u{2}"
+        );
+        let mut ext = cpp_send("TxWire", 2, &properties, "0");
+        ext["sysFlag"] = json!(4);
+        let sent = call(conn, 10, opaque, ext, body);
+        assert_eq!(sent.code(), 0, "{}", sent.header);
+        assert_eq!(sent.field("transactionId"), uniq);
+        let id = sent.field("msgId");
+        let physical = i64::from_str_radix(&id[id.len() - 16..], 16).unwrap();
+        (physical, sent.field("queueOffset").to_owned())
+    };
+    let (committed, committed_queue_offset) = half(&mut conn, 1, "U-commit", b"half \xFF one");
+    let (rolled_back, rolled_back_queue_offset) = half(&mut conn, 2, "U-rollback", b"half two");
+    let pulled = call(&mut conn, 11, 3, cpp_pull("TxWire", 2, 0, "*", 0), b"");
+    assert_eq!(pulled.code(), 19, "halves are invisible: {}", pulled.header);
+
+    // Offsets that name no pending half: past the half queue, or a plain message.
+    let plain = call(&mut conn, 10, 4, cpp_send("TxWire", 0, "", "0"), b"plain");
+    let plain_id = plain.field("msgId");
+    let plain_physical = i64::from_str_radix(&plain_id[plain_id.len() - 16..], 16).unwrap();
+    for (opaque, physical) in [(5, committed + 1_000), (6, plain_physical)] {
+        let unknown = call(
+            &mut conn,
+            37,
+            opaque,
+            end_transaction("PID-smoke", physical, "0", 8),
+            b"",
+        );
+        assert_eq!(unknown.code(), 1, "{}", unknown.header);
+        assert_eq!(
+            unknown.header["remark"],
+            "Find prepared transaction message failed"
+        );
+    }
+    let stranger = call(
+        &mut conn,
+        37,
+        7,
+        end_transaction("PID-other", committed, "0", 8),
+        b"",
+    );
+    assert_eq!(stranger.code(), 1, "another group cannot resolve it");
+    let bad_state = call(
+        &mut conn,
+        37,
+        8,
+        end_transaction("PID-smoke", committed, "0", 5),
+        b"",
+    );
+    assert_eq!(bad_state.code(), 29, "{}", bad_state.header);
+    let unknown_state = call(
+        &mut conn,
+        37,
+        9,
+        end_transaction("PID-smoke", committed, "0", 0),
+        b"",
+    );
+    assert_eq!(unknown_state.code(), 0, "UNKNOW leaves the half pending");
+
+    let commit = end_transaction("PID-smoke", committed, &committed_queue_offset, 8);
+    assert_eq!(call(&mut conn, 37, 10, commit.clone(), b"").code(), 0);
+    let again = call(&mut conn, 37, 11, commit, b"");
+    assert_eq!(again.code(), 1, "a half is committed once");
+    // Rollback one-way, as producers send it: no answer, the next request is answered next.
+    let rollback = end_transaction("PID-smoke", rolled_back, &rolled_back_queue_offset, 12);
+    send_flagged(&mut conn, 37, 12, "JAVA", 2, rollback, b"");
+    let rolled = call(
+        &mut conn,
+        37,
+        13,
+        end_transaction("PID-smoke", rolled_back, "1", 8),
+        b"",
+    );
+    assert_eq!(rolled.code(), 1, "a rolled-back half cannot be committed");
+
+    let pulled = call(&mut conn, 11, 14, cpp_pull("TxWire", 2, 0, "*", 0), b"");
+    assert_eq!(pulled.code(), 0, "{}", pulled.header);
+    let messages = parse_stored(&pulled.body);
+    assert_eq!(messages.len(), 1, "only the commit: {messages:?}");
+    let message = &messages[0];
+    assert_eq!(
+        (message.body.as_slice(), message.queue_id),
+        (&b"half \xFF one"[..], 2)
+    );
+    assert_eq!(message.topic, "TxWire");
+    assert_eq!(be32(&pulled.body, 36) & 0xC, 0x8, "sysFlag says COMMIT");
+    assert!(message.properties.contains("UNIQ_KEY\u{1}U-commit\u{2}"));
+    assert!(message.properties.contains("PGROUP\u{1}PID-smoke\u{2}"));
+    for removed in ["TRAN_MSG", "REAL_TOPIC", "REAL_QID"] {
+        assert!(
+            !message.properties.contains(removed),
+            "{removed} in {:?}",
+            message.properties
+        );
+    }
     broker.terminate();
 }

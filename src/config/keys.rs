@@ -280,6 +280,30 @@ pub static KEYS: &[KeySpec] = &[
         rocketmq.max_reconsume_times
     ),
     key!(
+        "rocketmq.transaction_timeout_ms",
+        "TRIBUTARY_ROCKETMQ_TRANSACTION_TIMEOUT_MS",
+        None,
+        COUNT,
+        parse,
+        rocketmq.transaction_timeout_ms
+    ),
+    key!(
+        "rocketmq.transaction_check_interval_ms",
+        "TRIBUTARY_ROCKETMQ_TRANSACTION_CHECK_INTERVAL_MS",
+        None,
+        COUNT,
+        parse,
+        rocketmq.transaction_check_interval_ms
+    ),
+    key!(
+        "rocketmq.transaction_check_max",
+        "TRIBUTARY_ROCKETMQ_TRANSACTION_CHECK_MAX",
+        None,
+        COUNT,
+        parse,
+        rocketmq.transaction_check_max
+    ),
+    key!(
         "http.enabled",
         "TRIBUTARY_HTTP_ENABLED",
         None,

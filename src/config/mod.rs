@@ -126,6 +126,12 @@ pub struct RocketMqConfig {
     pub delay_levels: String,
     /// Retries before a sent-back message goes to `%DLQ%<group>`, unless the consumer says.
     pub max_reconsume_times: u32,
+    /// Age of an unresolved transactional half message at its first check (`transactionTimeOut`).
+    pub transaction_timeout_ms: u64,
+    /// Time between checks of an unresolved half message (`transactionCheckInterval`).
+    pub transaction_check_interval_ms: u64,
+    /// Checks before an unresolved half message is discarded (`transactionCheckMax`).
+    pub transaction_check_max: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +240,9 @@ impl Default for RocketMqConfig {
             default_queues: 4,
             delay_levels: tributary_rocketmq::delay::DEFAULT_DELAY_LEVELS.to_owned(),
             max_reconsume_times: 16,
+            transaction_timeout_ms: 6_000,
+            transaction_check_interval_ms: 30_000,
+            transaction_check_max: 15,
         }
     }
 }
@@ -384,6 +393,11 @@ impl Config {
             // Checked by `validate`, so the fallback is never taken for a loaded config.
             delay_levels: rocketmq.delay_levels.parse().unwrap_or_default(),
             max_reconsume_times: i32::try_from(rocketmq.max_reconsume_times).unwrap_or(i32::MAX),
+            transactions: tributary_rocketmq::TransactionTiming {
+                timeout_ms: rocketmq.transaction_timeout_ms,
+                check_interval_ms: rocketmq.transaction_check_interval_ms,
+                check_max: rocketmq.transaction_check_max,
+            },
             ..tributary_rocketmq::Settings::default()
         }
     }

@@ -112,6 +112,10 @@ impl Config {
             "rocketmq.default_queues",
             self.rocketmq.default_queues.into(),
         )?;
+        positive(
+            "rocketmq.transaction_check_interval_ms",
+            self.rocketmq.transaction_check_interval_ms,
+        )?;
         if let Err(err) = self
             .rocketmq
             .delay_levels

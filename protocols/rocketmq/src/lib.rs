@@ -15,8 +15,11 @@
 //!
 //! Messages can be looked up by offset message id and by key (a bounded scan, no key index).
 //!
-//! What it is not (yet): transactions, SQL92 filters, the
-//! 5.x gRPC proxy protocol, ACL.
+//! Transactional messages ([`transactions`]): a half message waits in `RMQ_SYS_TRANS_HALF_TOPIC`
+//! until END_TRANSACTION commits it to its real queue or rolls it back; unresolved halves are
+//! checked with CHECK_TRANSACTION_STATE on a producer's connection, durably across restarts.
+//!
+//! What it is not (yet): SQL92 filters, the 5.x gRPC proxy protocol, ACL.
 //!
 //! Invariants:
 //! - every response carries its request's opaque and serialize type; requests on one connection
@@ -38,6 +41,7 @@ pub mod records;
 mod registry;
 mod stats;
 pub mod topic_ids;
+pub mod transactions;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -52,6 +56,8 @@ use peers::Peers;
 use registry::ClientRegistry;
 use stats::Stats;
 use topic_ids::TopicIds;
+pub use transactions::TransactionTiming;
+use transactions::Transactions;
 
 /// RocketMQ settings from the broker configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +79,8 @@ pub struct Settings {
     /// Deliveries after which a sent-back message goes to the DLQ when the consumer names no
     /// maximum (RocketMQ's `retryMaxTimes`).
     pub max_reconsume_times: i32,
+    /// When unresolved half messages are checked and for how long.
+    pub transactions: TransactionTiming,
 }
 
 impl Default for Settings {
@@ -86,6 +94,7 @@ impl Default for Settings {
             broker_port: 10911,
             delay_levels: DelayLevels::default(),
             max_reconsume_times: 16,
+            transactions: TransactionTiming::default(),
         }
     }
 }
@@ -101,7 +110,9 @@ struct Shared {
     locks: QueueLocks,
     stats: Stats,
     topic_ids: TopicIds,
-    /// Set once the exporter-gauge upkeep task runs (started with the first broker connection).
+    transactions: Transactions,
+    /// Set once the background tasks run (exporter gauges, transaction checks); they start with
+    /// the first broker connection.
     upkeep: OnceLock<()>,
 }
 
@@ -139,6 +150,7 @@ impl RocketMq {
                 locks: QueueLocks::default(),
                 stats: Stats::default(),
                 topic_ids: TopicIds::default(),
+                transactions: Transactions::default(),
                 upkeep: OnceLock::new(),
             }),
         }
@@ -219,6 +231,10 @@ impl Frontend for BrokerFrontend {
     ) -> Result<(), ConnectionError> {
         self.shared.upkeep.get_or_init(|| {
             tokio::spawn(stats::upkeep(
+                Arc::clone(&self.shared),
+                context.shutdown.clone(),
+            ));
+            tokio::spawn(handlers::check_transactions(
                 Arc::clone(&self.shared),
                 context.shutdown.clone(),
             ));

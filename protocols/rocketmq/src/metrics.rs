@@ -1,5 +1,6 @@
 //! Metric names of the RocketMQ frontend and their catalog. Labels are bounded: request `code`
-//! (numeric request code), `outcome` (response code), `topic`, `group`, `queue`; never a client id.
+//! (numeric request code), `outcome` (response code, or a transaction's resolution), `topic`,
+//! `group`, `queue`; never a client id.
 
 use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};
 
@@ -14,6 +15,13 @@ pub const MESSAGES_IN: &str = "tributary_rocketmq_messages_in_total";
 pub const MESSAGES_OUT: &str = "tributary_rocketmq_messages_out_total";
 /// Connections closed because a frame was malformed or over the size limit.
 pub const MALFORMED_FRAMES: &str = "tributary_rocketmq_malformed_frames_total";
+/// Transactional half messages waiting for END_TRANSACTION or a check answer.
+pub const TRANSACTIONS_PENDING: &str = "tributary_rocketmq_transactions_pending";
+/// Half messages resolved, by `outcome`: `commit`, `rollback` or `discard` (checked the maximum
+/// number of times without an answer).
+pub const TRANSACTIONS_RESOLVED: &str = "tributary_rocketmq_transactions_resolved_total";
+/// CHECK_TRANSACTION_STATE requests sent to producers.
+pub const TRANSACTION_CHECKS: &str = "tributary_rocketmq_transaction_checks_total";
 /// Consumer lag per (`group`, `topic`, `queue`): high watermark minus the committed offset.
 pub const GROUP_LAG: &str = "tributary_rocketmq_group_lag";
 /// The RocketMQ exporter's lag per (`group`, `topic`, `countOfOnlineConsumers`, `msgModel`),
@@ -62,6 +70,24 @@ pub static CATALOG: &[MetricDescription] = &[
         MetricKind::Counter,
         Unit::Count,
         "RocketMQ connections closed because of a malformed or oversized frame",
+    ),
+    metric(
+        TRANSACTIONS_PENDING,
+        MetricKind::Gauge,
+        Unit::Count,
+        "RocketMQ transactional half messages not yet committed or rolled back",
+    ),
+    metric(
+        TRANSACTIONS_RESOLVED,
+        MetricKind::Counter,
+        Unit::Count,
+        "RocketMQ half messages resolved, by outcome (commit, rollback, discard)",
+    ),
+    metric(
+        TRANSACTION_CHECKS,
+        MetricKind::Counter,
+        Unit::Count,
+        "RocketMQ CHECK_TRANSACTION_STATE requests sent to producers",
     ),
     metric(
         GROUP_LAG,

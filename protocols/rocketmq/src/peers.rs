@@ -1,11 +1,11 @@
 //! Requests the broker sends to clients on their own connections: NOTIFY_CONSUMER_IDS_CHANGED
-//! (so members rebalance at once instead of at their next 20 s rebalance) and, later,
-//! CHECK_TRANSACTION_STATE.
+//! (so members rebalance at once instead of at their next 20 s rebalance) and
+//! CHECK_TRANSACTION_STATE (to a producer of the group that owns an unresolved half message).
 //!
 //! Invariants: every open broker connection has one entry, removed when it closes; sending
-//! never waits (a full or closed outbound queue drops the notification, which is advisory:
-//! clients rebalance periodically anyway); broker-originated requests are one-way and numbered
-//! from their own opaque counter.
+//! never waits (a full or closed outbound queue drops the request, which is advisory: clients
+//! rebalance periodically anyway, and an unanswered transaction check is repeated);
+//! broker-originated requests are one-way and numbered from their own opaque counter.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -18,6 +18,8 @@ use crate::codec::{FLAG_ONEWAY, RemotingCommand, SerializeType};
 
 /// `RequestCode.NOTIFY_CONSUMER_IDS_CHANGED`.
 pub(crate) const NOTIFY_CONSUMER_IDS_CHANGED: i32 = 40;
+/// `RequestCode.CHECK_TRANSACTION_STATE`.
+pub(crate) const CHECK_TRANSACTION_STATE: i32 = 39;
 
 /// The outbound queues of the open broker connections.
 #[derive(Debug, Default)]

@@ -134,11 +134,15 @@ impl OutgoingMessage {
         message
     }
 
-    pub fn tag(&self) -> Option<&str> {
+    pub fn property(&self, name: &str) -> Option<&str> {
         self.properties
             .iter()
-            .find(|(name, _)| name == "TAGS")
+            .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.property("TAGS")
     }
 }
 

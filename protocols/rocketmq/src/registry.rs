@@ -1,11 +1,13 @@
-//! Consumer-group membership learnt from HEART_BEAT: which client ids are in a group (for
-//! GET_CONSUMER_LIST_BY_GROUP) and what each subscribed to (for pulls without FLAG_SUBSCRIPTION).
+//! Group membership learnt from HEART_BEAT: which client ids are in a consumer group (for
+//! GET_CONSUMER_LIST_BY_GROUP) and what each subscribed to (for pulls without FLAG_SUBSCRIPTION),
+//! and which connections serve a producer group (for CHECK_TRANSACTION_STATE).
 //!
 //! Invariants: a member is keyed by client id and remembers the connection it last heartbeated
 //! on; closing that connection removes it, so the member list every client sees is the same
 //! sorted list. State is in memory only: clients heartbeat every 30 s and after a reconnect.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
 
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -58,10 +60,21 @@ struct Member {
     message_model: u8,
 }
 
+/// The connection a client heartbeated on, as requests to it need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientChannel {
+    pub(crate) connection: u64,
+    pub(crate) serialize_type: SerializeType,
+    /// The broker address the producer reached (the store host of messages sent to it).
+    pub(crate) local: SocketAddr,
+}
+
 /// Group membership, shared by every broker connection.
 #[derive(Debug, Default)]
 pub(crate) struct ClientRegistry {
     groups: Mutex<HashMap<String, BTreeMap<String, Member>>>,
+    /// Producer group -> client id -> its connection.
+    producers: Mutex<HashMap<String, BTreeMap<String, ClientChannel>>>,
 }
 
 /// The consumer part of one heartbeat, decoded leniently (enum names or ordinals, numbers or
@@ -73,6 +86,8 @@ pub(crate) struct Heartbeat {
     pub(crate) consumers: Vec<(String, Vec<(String, String)>)>,
     /// Consumer group -> MessageModel ordinal (0 broadcasting, 1 clustering).
     pub(crate) models: Vec<(String, u8)>,
+    /// Producer groups of `producerDataSet`.
+    pub(crate) producers: Vec<String>,
 }
 
 impl Heartbeat {
@@ -113,22 +128,39 @@ impl Heartbeat {
             models.push((group.to_owned(), model));
             consumers.push((group.to_owned(), subscriptions));
         }
+        let producers = value
+            .get("producerDataSet")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|producer| producer.get("groupName")?.as_str())
+            .map(str::to_owned)
+            .collect();
         Ok(Self {
             client_id,
             consumers,
             models,
+            producers,
         })
     }
 }
 
 impl ClientRegistry {
-    /// Records a heartbeat; returns the groups whose member list changed.
-    pub(crate) fn heartbeat(
-        &self,
-        connection: u64,
-        serialize_type: SerializeType,
-        heartbeat: Heartbeat,
-    ) -> Vec<String> {
+    /// Records a heartbeat; returns the consumer groups whose member list changed.
+    pub(crate) fn heartbeat(&self, channel: ClientChannel, heartbeat: Heartbeat) -> Vec<String> {
+        let ClientChannel {
+            connection,
+            serialize_type,
+            ..
+        } = channel;
+        let mut producers = self.producers.lock();
+        for group in heartbeat.producers {
+            producers
+                .entry(group)
+                .or_default()
+                .insert(heartbeat.client_id.clone(), channel);
+        }
+        drop(producers);
         let mut groups = self.groups.lock();
         let mut changed = Vec::new();
         for (group, subscriptions) in heartbeat.consumers {
@@ -156,7 +188,27 @@ impl ClientRegistry {
         changed
     }
 
-    /// Removes a client from a group (UNREGISTER_CLIENT); returns whether it was a member.
+    /// Removes a producer from its group (UNREGISTER_CLIENT with `producerGroup`).
+    pub(crate) fn unregister_producer(&self, client_id: &str, group: &str) {
+        let mut producers = self.producers.lock();
+        if let Some(members) = producers.get_mut(group) {
+            members.remove(client_id);
+            if members.is_empty() {
+                producers.remove(group);
+            }
+        }
+    }
+
+    /// A live connection of producer `group` (the one of its lowest client id).
+    pub(crate) fn producer(&self, group: &str) -> Option<ClientChannel> {
+        self.producers
+            .lock()
+            .get(group)
+            .and_then(|members| members.values().next().copied())
+    }
+
+    /// Removes a client from a consumer group (UNREGISTER_CLIENT); returns whether it was a
+    /// member.
     pub(crate) fn unregister(&self, client_id: &str, group: &str) -> bool {
         let mut groups = self.groups.lock();
         let Some(members) = groups.get_mut(group) else {
@@ -169,8 +221,13 @@ impl ClientRegistry {
         removed
     }
 
-    /// Drops every member that last heartbeated on `connection`; returns the affected groups.
+    /// Drops every member that last heartbeated on `connection`; returns the affected consumer
+    /// groups.
     pub(crate) fn connection_closed(&self, connection: u64) -> Vec<String> {
+        self.producers.lock().retain(|_, members| {
+            members.retain(|_, channel| channel.connection != connection);
+            !members.is_empty()
+        });
         let mut groups = self.groups.lock();
         let mut changed = Vec::new();
         groups.retain(|group, members| {
@@ -241,15 +298,29 @@ mod tests {
         assert!(!filter.matches(None));
     }
 
+    fn channel(connection: u64, serialize_type: SerializeType) -> ClientChannel {
+        ClientChannel {
+            connection,
+            serialize_type,
+            local: "127.0.0.1:10911".parse().unwrap(),
+        }
+    }
+
     #[test]
     fn heartbeats_with_names_or_ordinals_register_members() {
         // The C++ client's form: ordinals and a string subVersion.
         let cpp = br#"{"clientID":"21796-127.0.0.1@DEFAULT","consumerDataSet":[{"consumeFromWhere":0,"consumeType":1,"groupName":"CID-smoke","messageModel":1,"subscriptionDataSet":[{"subString":"*","subVersion":"1795575829530","topic":"%RETRY%CID-smoke"},{"codeSet":[0],"subString":"TagA","subVersion":"1795575829530","tagsSet":["TagA"],"topic":"TopicTest"}]}],"producerDataSet":[{"groupName":"PID-smoke"}]}"#;
         let registry = ClientRegistry::default();
-        let changed = registry.heartbeat(1, SerializeType::Json, Heartbeat::parse(cpp).unwrap());
+        let changed = registry.heartbeat(
+            channel(1, SerializeType::Json),
+            Heartbeat::parse(cpp).unwrap(),
+        );
         assert!(
             registry
-                .heartbeat(1, SerializeType::Json, Heartbeat::parse(cpp).unwrap())
+                .heartbeat(
+                    channel(1, SerializeType::Json),
+                    Heartbeat::parse(cpp).unwrap()
+                )
                 .is_empty(),
             "a repeated heartbeat changes nothing"
         );
@@ -257,7 +328,10 @@ mod tests {
         let filter = registry.subscription("CID-smoke", "TopicTest").unwrap();
         assert!(filter.matches(Some("TagA")) && !filter.matches(Some("TagB")));
         let rust = br#"{"clientID":"192.0.2.2@1#2","producerDataSet":[],"consumerDataSet":[{"groupName":"CID-smoke","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","subscriptionDataSet":[{"topic":"TopicTest","subString":"*","subVersion":1}]}],"heartbeatFingerprint":0,"withoutSub":false}"#;
-        registry.heartbeat(2, SerializeType::RocketMq, Heartbeat::parse(rust).unwrap());
+        registry.heartbeat(
+            channel(2, SerializeType::RocketMq),
+            Heartbeat::parse(rust).unwrap(),
+        );
         assert_eq!(
             registry.connections("CID-smoke"),
             vec![(2, SerializeType::RocketMq), (1, SerializeType::Json)]
@@ -271,9 +345,21 @@ mod tests {
         );
         assert_eq!(registry.message_model("CID-smoke"), CLUSTERING);
         let broadcast = br#"{"clientID":"b@1","consumerDataSet":[{"groupName":"CID-b","messageModel":"BROADCASTING","subscriptionDataSet":[]}]}"#;
-        registry.heartbeat(3, SerializeType::Json, Heartbeat::parse(broadcast).unwrap());
+        registry.heartbeat(
+            channel(3, SerializeType::Json),
+            Heartbeat::parse(broadcast).unwrap(),
+        );
         assert_eq!(registry.message_model("CID-b"), BROADCASTING);
+        assert_eq!(
+            registry.producer("PID-smoke"),
+            Some(channel(1, SerializeType::Json))
+        );
         assert_eq!(registry.connection_closed(1), vec!["CID-smoke".to_owned()]);
+        assert_eq!(
+            registry.producer("PID-smoke"),
+            None,
+            "left with its connection"
+        );
         assert_eq!(registry.members("CID-smoke").len(), 1);
         assert!(registry.unregister("192.0.2.2@1#2", "CID-smoke"));
         assert!(registry.members("CID-smoke").is_empty());

@@ -1,6 +1,7 @@
 //! Client bookkeeping: HEART_BEAT (group membership and subscriptions), UNREGISTER_CLIENT and
 //! GET_CONSUMER_LIST_BY_GROUP (the sorted member ids every member allocates queues from). A
-//! membership change is pushed to the group's members as NOTIFY_CONSUMER_IDS_CHANGED.
+//! membership change is pushed to the group's members as NOTIFY_CONSUMER_IDS_CHANGED. Producer
+//! groups are remembered too, for transaction checks.
 
 use serde_json::json;
 
@@ -9,7 +10,7 @@ use crate::Shared;
 use crate::codec::RemotingCommand;
 use crate::connection::Connection;
 use crate::error::{RequestResult, code};
-use crate::registry::Heartbeat;
+use crate::registry::{ClientChannel, Heartbeat};
 
 pub(super) fn heartbeat(
     shared: &Shared,
@@ -17,9 +18,12 @@ pub(super) fn heartbeat(
     request: &RemotingCommand,
 ) -> RequestResult<RemotingCommand> {
     let heartbeat = Heartbeat::parse(&request.body)?;
-    let changed = shared
-        .clients
-        .heartbeat(connection.id, request.serialize_type, heartbeat);
+    let channel = ClientChannel {
+        connection: connection.id,
+        serialize_type: request.serialize_type,
+        local: connection.local,
+    };
+    let changed = shared.clients.heartbeat(channel, heartbeat);
     shared.notify_ids_changed(&changed);
     Ok(RemotingCommand::response_to(request, code::SUCCESS))
 }
@@ -29,6 +33,9 @@ pub(super) fn unregister(
     request: &RemotingCommand,
 ) -> RequestResult<RemotingCommand> {
     let client_id = required(request, "clientID")?;
+    if let Some(group) = request.field("producerGroup").filter(|g| !g.is_empty()) {
+        shared.clients.unregister_producer(client_id, group);
+    }
     if let Some(group) = request.field("consumerGroup").filter(|g| !g.is_empty())
         && shared.clients.unregister(client_id, group)
     {

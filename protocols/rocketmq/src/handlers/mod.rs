@@ -10,8 +10,10 @@ mod pull;
 mod query;
 mod send;
 mod send_back;
+mod transaction;
 
 pub(crate) use send_back::{DLQ_PREFIX, RETRY_PREFIX};
+pub(crate) use transaction::check_transactions;
 
 use std::str::FromStr;
 use std::time::Instant;
@@ -43,6 +45,7 @@ pub(crate) mod request {
     pub(crate) const HEART_BEAT: i32 = 34;
     pub(crate) const UNREGISTER_CLIENT: i32 = 35;
     pub(crate) const CONSUMER_SEND_MSG_BACK: i32 = 36;
+    pub(crate) const END_TRANSACTION: i32 = 37;
     pub(crate) const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;
     pub(crate) const LOCK_BATCH_MQ: i32 = 41;
     pub(crate) const UNLOCK_BATCH_MQ: i32 = 42;
@@ -95,6 +98,9 @@ async fn dispatch(
         }
         (Role::Broker, CONSUMER_SEND_MSG_BACK) => {
             send_back::send_back(shared, connection, request).await
+        }
+        (Role::Broker, END_TRANSACTION) => {
+            transaction::end_transaction(shared, connection, request).await
         }
         (Role::Broker, PULL_MESSAGE) => pull::pull(shared, connection, request).await,
         (Role::Broker, QUERY_CONSUMER_OFFSET) => {
@@ -254,6 +260,32 @@ fn encode_message(
     store_host: std::net::SocketAddr,
     out: &mut bytes::BytesMut,
 ) -> RequestResult<()> {
+    let physical_offset = crate::topic_ids::physical_offset(topic_id, partition.partition, offset)?;
+    let place = Placement {
+        topic: &partition.topic,
+        queue_id: partition.partition as i32,
+        queue_offset: offset,
+        physical_offset,
+    };
+    encode_placed(&place, message, store_host, out);
+    Ok(())
+}
+
+/// Where a stored-format message says it is: a transaction check shows a half message under its
+/// real topic and queue but with the half's own offsets.
+struct Placement<'a> {
+    topic: &'a str,
+    queue_id: i32,
+    queue_offset: i64,
+    physical_offset: i64,
+}
+
+fn encode_placed(
+    place: &Placement<'_>,
+    message: &OutgoingMessage,
+    store_host: std::net::SocketAddr,
+    out: &mut bytes::BytesMut,
+) {
     let properties = format_properties(
         message
             .properties
@@ -262,15 +294,11 @@ fn encode_message(
     );
     encode_stored(
         &StoredMessage {
-            topic: &partition.topic,
-            queue_id: partition.partition as i32,
+            topic: place.topic,
+            queue_id: place.queue_id,
             flag: message.flag,
-            queue_offset: offset,
-            physical_offset: crate::topic_ids::physical_offset(
-                topic_id,
-                partition.partition,
-                offset,
-            )?,
+            queue_offset: place.queue_offset,
+            physical_offset: place.physical_offset,
             sys_flag: message.sys_flag,
             born_timestamp: message.born_timestamp,
             born_host: message.born_host.unwrap_or(store_host),
@@ -282,5 +310,4 @@ fn encode_message(
         },
         out,
     );
-    Ok(())
 }

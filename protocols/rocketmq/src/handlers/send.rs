@@ -12,11 +12,15 @@
 //! it lands in its queue when due, without `DELAY` and with `REAL_TOPIC`/`REAL_QID`, stamped with
 //! the delivery time. Its response names the queue's high watermark at send time, since the
 //! offset is only assigned on delivery. Batches with a delay are refused, as RocketMQ 4.x does.
+//!
+//! A transactional (half) message is stored by [`super::transaction`] instead: the response
+//! names its place in the half topic (queue 0, its offset there) and its `transactionId`.
 
 use tributary_api::batch::build_batch;
-use tributary_api::{ScheduleTarget, TopicPartition};
+use tributary_api::{ScheduleTarget, TopicDescription, TopicPartition};
 
-use super::{ensure_topic, physical, request};
+use super::send_back::PROPERTY_UNIQ_KEY;
+use super::{ensure_topic, physical, request, transaction};
 use crate::codec::RemotingCommand;
 use crate::codec::message::{decode_batch, offset_message_id, parse_properties};
 use crate::connection::Connection;
@@ -66,8 +70,7 @@ pub(super) async fn send(
         || matches!(field(request, "batch", "m"), Some("true" | "1"));
 
     let description = ensure_topic(shared, topic, None).await?;
-    let partition =
-        u32::try_from(queue_id.rem_euclid(i64::from(description.partitions.max(1)))).unwrap_or(0);
+    let partition = queue_partition(&description, queue_id);
     let template = IncomingMessage {
         body: request.body.clone(),
         flag,
@@ -95,6 +98,20 @@ pub(super) async fn send(
             .with_remark("the batch holds no message"));
     }
     let target = TopicPartition::new(topic, partition);
+    if messages.iter().any(transaction::is_half) {
+        let [message] = <[IncomingMessage; 1]>::try_from(messages).map_err(|_| {
+            RequestError::Illegal("transactional messages cannot be sent in a batch".to_owned())
+        })?;
+        let header_group = field(request, "producerGroup", "a");
+        let transaction_id = message.property(PROPERTY_UNIQ_KEY).map(str::to_owned);
+        let (half, offset) =
+            transaction::store_half(shared, message, header_group, &target, now).await?;
+        let response = success(shared, request, connection, &half, offset, offset).await?;
+        return Ok(match transaction_id {
+            Some(id) => response.with_field("transactionId", id),
+            None => response,
+        });
+    }
     if let Some(due) = delivery_time(shared, now, &messages, batch)? {
         let mut message = messages.into_iter().next().expect("one message");
         let base_offset = schedule(shared, &mut message, &target, due).await?;
@@ -129,6 +146,11 @@ pub(super) async fn send(
         outcome.last_offset,
     )
     .await
+}
+
+/// The partition a send to `queue_id` lands in (ids past the topic's queues wrap around).
+pub(super) fn queue_partition(description: &TopicDescription, queue_id: i64) -> u32 {
+    u32::try_from(queue_id.rem_euclid(i64::from(description.partitions.max(1)))).unwrap_or(0)
 }
 
 /// The send response for messages at `first..=last` of `target`.
@@ -185,14 +207,8 @@ pub(super) async fn schedule(
 ) -> RequestResult<i64> {
     message
         .properties
-        .retain(|(name, _)| name != PROPERTY_DELAY && !name.starts_with("REAL_"));
-    message
-        .properties
-        .push((PROPERTY_REAL_TOPIC.to_owned(), target.topic.clone()));
-    message.properties.push((
-        PROPERTY_REAL_QUEUE_ID.to_owned(),
-        target.partition.to_string(),
-    ));
+        .retain(|(name, _)| name != PROPERTY_DELAY);
+    set_real_destination(message, target);
     let batch = build_batch(&[message.to_record(due)]);
     shared
         .engine
@@ -200,4 +216,19 @@ pub(super) async fn schedule(
         .schedule_append(due, ScheduleTarget::Partition(target.clone()), batch)
         .await?;
     Ok(shared.engine.log.offsets(target)?.high_watermark)
+}
+
+/// Records `target` in `REAL_TOPIC` / `REAL_QID`, for a message parked elsewhere until it is due
+/// there (a delay) or committed there (a transaction).
+pub(super) fn set_real_destination(message: &mut IncomingMessage, target: &TopicPartition) {
+    message
+        .properties
+        .retain(|(name, _)| !name.starts_with("REAL_"));
+    message
+        .properties
+        .push((PROPERTY_REAL_TOPIC.to_owned(), target.topic.clone()));
+    message.properties.push((
+        PROPERTY_REAL_QUEUE_ID.to_owned(),
+        target.partition.to_string(),
+    ));
 }
