@@ -75,15 +75,25 @@ fn send_flagged(
 }
 
 fn receive(stream: &mut TcpStream) -> Response {
+    let response = read_command(stream);
+    assert_eq!(
+        response.header["flag"].as_i64().unwrap() & 1,
+        1,
+        "response bit"
+    );
+    response
+}
+
+/// Reads one JSON-header frame: a response, or a request the broker sends.
+fn read_command(stream: &mut TcpStream) -> Response {
     let mut word = [0u8; 4];
     stream.read_exact(&mut word).expect("length");
     let length = u32::from_be_bytes(word) as usize;
     let mut frame = vec![0u8; length];
     stream.read_exact(&mut frame).expect("frame");
-    assert_eq!(frame[0], 0, "a JSON request gets a JSON response");
+    assert_eq!(frame[0], 0, "a JSON client gets JSON headers");
     let header_len = u32::from_be_bytes([0, frame[1], frame[2], frame[3]]) as usize;
     let header: Value = serde_json::from_slice(&frame[4..4 + header_len]).expect("JSON header");
-    assert_eq!(header["flag"].as_i64().unwrap() & 1, 1, "response bit");
     assert_eq!(header["language"], "JAVA");
     Response {
         header,
@@ -970,5 +980,90 @@ fn end_transaction_commits_rolls_back_and_refuses_unknown_offsets() {
             message.properties
         );
     }
+    broker.terminate();
+}
+
+#[test]
+fn unresolved_halves_are_checked_on_a_producer_connection_then_discarded() {
+    let mut config = tempfile::NamedTempFile::new().expect("config file");
+    writeln!(
+        config,
+        "[rocketmq]\ntransaction_timeout_ms = 300\ntransaction_check_interval_ms = 300\ntransaction_check_max = 2"
+    )
+    .expect("write config");
+    let mut broker = TestBroker::start_with(&["--config", config.path().to_str().unwrap()]);
+    let broker_addr = broker.addr("rocketmq-broker");
+    let http = broker.http_addr();
+    let mut producer = connect(broker_addr);
+    let heartbeat = json!({"clientID": "127.0.0.1@wire", "producerDataSet": [{"groupName": "PID-check"}],
+                           "consumerDataSet": []});
+    let registered = call(
+        &mut producer,
+        34,
+        1,
+        json!({}),
+        heartbeat.to_string().as_bytes(),
+    );
+    assert_eq!(registered.code(), 0);
+    let properties =
+        "TAGS\u{1}Tx\u{2}UNIQ_KEY\u{1}U-check\u{2}TRAN_MSG\u{1}true\u{2}PGROUP\u{1}PID-check\u{2}";
+    let mut ext = cpp_send("TxCheck", 3, properties, "0");
+    ext["producerGroup"] = json!("PID-check");
+    let sent_at = Instant::now();
+    let sent = call(&mut producer, 10, 2, ext, b"ask me");
+    assert_eq!(sent.code(), 0, "{}", sent.header);
+    let offset_id = sent.field("msgId").to_owned();
+    let physical = i64::from_str_radix(&offset_id[offset_id.len() - 16..], 16).unwrap();
+
+    for check in 1..=2 {
+        let request = read_command(&mut producer);
+        assert_eq!(request.code(), 39, "{}", request.header);
+        assert_eq!(request.header["flag"], 2, "a one-way request");
+        assert!(sent_at.elapsed() >= Duration::from_millis(300 * check));
+        assert_eq!(request.field("topic"), "TxCheck");
+        assert_eq!(
+            request.field("tranStateTableOffset"),
+            sent.field("queueOffset")
+        );
+        assert_eq!(request.field("offsetMsgId"), offset_id);
+        assert_eq!(request.field("msgId"), "U-check");
+        assert_eq!(request.field("transactionId"), "U-check");
+        assert_eq!(request.field("commitLogOffset"), physical.to_string());
+        let half = parse_stored(&request.body);
+        assert_eq!(half.len(), 1);
+        assert_eq!((half[0].topic.as_str(), half[0].queue_id), ("TxCheck", 3));
+        assert_eq!(half[0].body, b"ask me");
+        assert!(half[0].properties.contains("PGROUP\u{1}PID-check\u{2}"));
+        assert!(
+            half[0]
+                .properties
+                .contains(&format!("TRANSACTION_CHECK_TIMES\u{1}{check}\u{2}")),
+            "{:?}",
+            half[0].properties
+        );
+    }
+    // No answer after the maximum of two checks: the half is discarded.
+    broker.wait_for_line(
+        &["discarding a half message", "PID-check"],
+        Duration::from_secs(10),
+    );
+    let commit = end_transaction("PID-check", physical, "0", 8);
+    let late = call(&mut producer, 37, 3, commit, b"");
+    assert_eq!(late.code(), 1, "a discarded half cannot be committed");
+    let metrics = scrape(http);
+    assert_eq!(
+        sample(
+            &metrics,
+            "tributary_rocketmq_transactions_resolved_total",
+            &["outcome=\"discard\""]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "tributary_rocketmq_transactions_pending 0"),
+        "no half pending"
+    );
     broker.terminate();
 }

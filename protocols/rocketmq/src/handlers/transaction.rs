@@ -282,14 +282,15 @@ async fn check_due(shared: &Shared, now: i64) -> RequestResult<Option<i64>> {
     for due in shared.transactions.take_due(store, now, timing).await? {
         match due {
             DueHalf::Discarded { offset, pending } => {
+                // Counted before the log line, so whoever sees the line sees the count.
+                ::metrics::counter!(metrics::TRANSACTIONS_RESOLVED, "outcome" => "discard")
+                    .increment(1);
                 warn!(
                     offset,
                     group = pending.group,
                     checks = pending.checks,
                     "discarding a half message: its transaction was not resolved within the maximum number of checks"
                 );
-                ::metrics::counter!(metrics::TRANSACTIONS_RESOLVED, "outcome" => "discard")
-                    .increment(1);
             }
             DueHalf::Check { offset, pending } => {
                 if let Err(err) = send_check(shared, offset, &pending).await {
