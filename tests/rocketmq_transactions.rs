@@ -59,11 +59,14 @@ fn state(decision: Option<&str>) -> LocalTransactionState {
     }
 }
 
+/// The checks a listener answered: the message's decision and when it was asked.
+type Checks = Arc<Mutex<Vec<(Option<String>, Instant)>>>;
+
 /// Executes the local transaction as the message's `decision` says; a check answers
 /// `on_check` and records when it was asked.
 struct Listener {
     on_check: &'static str,
-    checks: Arc<Mutex<Vec<(Option<String>, Instant)>>>,
+    checks: Checks,
 }
 
 impl TransactionListener for Listener {
