@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 
 use broker::TestBroker;
 use parking_lot::Mutex;
-use rocketmq::{Client, runtime, wait_for};
+use rocketmq::{Client, consumer_with, runtime, wait_for};
 use rocketmq_client_rust::{
-    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQPushConsumer,
-    LocalTransactionState, MQPushConsumer, MessageListenerConcurrently, TransactionListener,
-    TransactionMQProducer,
+    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, LocalTransactionState,
+    MessageListenerConcurrently, TransactionListener, TransactionMQProducer,
 };
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -108,23 +107,6 @@ impl MessageListenerConcurrently for Sink {
     }
 }
 
-async fn consumer(
-    client: &Client,
-    namesrv: &str,
-    group: &str,
-    topic: &str,
-    sink: Arc<Mutex<Vec<Consumed>>>,
-) -> DefaultMQPushConsumer {
-    let mut consumer = DefaultMQPushConsumer::builder(client.runtime.clone())
-        .consumer_group(group.to_string())
-        .name_server_addr(namesrv.to_string())
-        .build();
-    consumer.subscribe(topic, "*").await.expect("subscribe");
-    consumer.register_message_listener_concurrently(Sink(sink));
-    consumer.start().await.expect("consumer start");
-    consumer
-}
-
 async fn transaction_producer(
     client: &Client,
     namesrv: &str,
@@ -166,8 +148,8 @@ fn commits_are_consumed_rollbacks_never_and_unknown_ones_after_a_check_back() {
     runtime().block_on(async {
         let client = Client::new("tx").expect("client");
         let consumed = Arc::new(Mutex::new(Vec::new()));
-        let mut consumer =
-            consumer(&client, &namesrv, "CID-tx", topic, Arc::clone(&consumed)).await;
+        let sink = Sink(Arc::clone(&consumed));
+        let mut consumer = consumer_with(&client, &namesrv, "CID-tx", topic, "*", sink).await;
         let checks = Arc::new(Mutex::new(Vec::new()));
         let listener = Listener {
             on_check: "commit",
@@ -281,14 +263,9 @@ fn a_pending_half_survives_sigkill_and_a_check_back_commits_it_after_restart() {
     rt.block_on(async {
         let client = Client::new("tx-after").expect("client");
         let consumed = Arc::new(Mutex::new(Vec::new()));
-        let mut consumer = consumer(
-            &client,
-            &namesrv,
-            "CID-tx-restart",
-            topic,
-            Arc::clone(&consumed),
-        )
-        .await;
+        let sink = Sink(Arc::clone(&consumed));
+        let mut consumer =
+            consumer_with(&client, &namesrv, "CID-tx-restart", topic, "*", sink).await;
         let checks = Arc::new(Mutex::new(Vec::new()));
         let listener = Listener {
             on_check: "commit",

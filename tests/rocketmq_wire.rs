@@ -919,30 +919,21 @@ fn end_transaction_commits_rolls_back_and_refuses_unknown_offsets() {
             "Find prepared transaction message failed"
         );
     }
-    let stranger = call(
-        &mut conn,
-        37,
-        7,
-        end_transaction("PID-other", committed, "0", 8),
-        b"",
-    );
-    assert_eq!(stranger.code(), 1, "another group cannot resolve it");
-    let bad_state = call(
-        &mut conn,
-        37,
-        8,
-        end_transaction("PID-smoke", committed, "0", 5),
-        b"",
-    );
-    assert_eq!(bad_state.code(), 29, "{}", bad_state.header);
-    let unknown_state = call(
-        &mut conn,
-        37,
-        9,
-        end_transaction("PID-smoke", committed, "0", 0),
-        b"",
-    );
-    assert_eq!(unknown_state.code(), 0, "UNKNOW leaves the half pending");
+    // Another group cannot resolve it, 5 is no state, UNKNOW (0) leaves the half pending.
+    for (opaque, group, state, code) in [
+        (7, "PID-other", 8, 1),
+        (8, "PID-smoke", 5, 29),
+        (9, "PID-smoke", 0, 0),
+    ] {
+        let answer = call(
+            &mut conn,
+            37,
+            opaque,
+            end_transaction(group, committed, "0", state),
+            b"",
+        );
+        assert_eq!(answer.code(), code, "{group} {state}: {}", answer.header);
+    }
 
     let commit = end_transaction("PID-smoke", committed, &committed_queue_offset, 8);
     assert_eq!(call(&mut conn, 37, 10, commit.clone(), b"").code(), 0);

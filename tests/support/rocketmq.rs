@@ -121,6 +121,19 @@ pub(crate) async fn consumer(
     expression: &str,
     sink: Arc<Mutex<Vec<Received>>>,
 ) -> DefaultMQPushConsumer {
+    consumer_with(client, namesrv, group, topic, expression, Collector(sink)).await
+}
+
+/// A started push consumer of `topic` filtered by `expression` that hands messages to
+/// `listener`.
+pub(crate) async fn consumer_with(
+    client: &Client,
+    namesrv: &str,
+    group: &str,
+    topic: &str,
+    expression: &str,
+    listener: impl MessageListenerConcurrently + 'static,
+) -> DefaultMQPushConsumer {
     let mut consumer = DefaultMQPushConsumer::builder(client.runtime.clone())
         .consumer_group(group.to_string())
         .name_server_addr(namesrv.to_string())
@@ -129,7 +142,7 @@ pub(crate) async fn consumer(
         .subscribe(topic, expression)
         .await
         .expect("subscribe");
-    consumer.register_message_listener_concurrently(Collector(sink));
+    consumer.register_message_listener_concurrently(listener);
     consumer.start().await.expect("consumer start");
     consumer
 }
