@@ -65,7 +65,7 @@ struct Member {
 pub(crate) struct ClientChannel {
     pub(crate) connection: u64,
     pub(crate) serialize_type: SerializeType,
-    /// The broker address the producer reached (the store host of messages sent to it).
+    /// The broker address the client reached (the store host of messages sent to it).
     pub(crate) local: SocketAddr,
 }
 
@@ -77,7 +77,7 @@ pub(crate) struct ClientRegistry {
     producers: Mutex<HashMap<String, BTreeMap<String, ClientChannel>>>,
 }
 
-/// The consumer part of one heartbeat, decoded leniently (enum names or ordinals, numbers or
+/// The group part of one heartbeat, decoded leniently (enum names or ordinals, numbers or
 /// strings, as the clients send them).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Heartbeat {

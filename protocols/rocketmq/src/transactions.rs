@@ -65,7 +65,7 @@ impl TransactionTiming {
         let delay = immunity
             .and_then(|text| text.trim().parse::<i64>().ok())
             .filter(|seconds| *seconds > 0)
-            .map_or(self.timeout_ms as i64, |seconds| {
+            .map_or(millis(self.timeout_ms), |seconds| {
                 seconds.saturating_mul(1_000)
             });
         stored_ms.saturating_add(delay)
@@ -102,6 +102,11 @@ struct Table {
 #[derive(Debug, Default)]
 pub(crate) struct Transactions {
     table: Mutex<Table>,
+}
+
+/// A configured duration as a timestamp delta, saturating instead of wrapping.
+fn millis(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 fn key(offset: i64) -> String {
@@ -202,7 +207,7 @@ impl Transactions {
                 continue;
             }
             pending.checks += 1;
-            pending.next_check_ms = now.saturating_add(timing.check_interval_ms as i64);
+            pending.next_check_ms = now.saturating_add(millis(timing.check_interval_ms));
             store
                 .put(NAMESPACE, &key(offset), encode(&pending)?)
                 .await?;
