@@ -28,7 +28,8 @@ async fn fifo_ack_and_requeue_goes_first_flagged_redelivered() {
         q.depth("jobs").unwrap(),
         QueueDepth {
             ready: 5,
-            unacked: 0
+            unacked: 0,
+            ready_bytes: 0
         }
     );
 
@@ -42,7 +43,8 @@ async fn fifo_ack_and_requeue_goes_first_flagged_redelivered() {
         q.depth("jobs").unwrap(),
         QueueDepth {
             ready: 2,
-            unacked: 3
+            unacked: 3,
+            ready_bytes: 0
         }
     );
 
@@ -60,7 +62,8 @@ async fn fifo_ack_and_requeue_goes_first_flagged_redelivered() {
         q.depth("jobs").unwrap(),
         QueueDepth {
             ready: 3,
-            unacked: 0
+            unacked: 0,
+            ready_bytes: 0
         }
     );
 
@@ -101,7 +104,8 @@ async fn restart_brings_back_unacked_as_redelivered_and_keeps_acks() {
         q.depth("jobs").unwrap(),
         QueueDepth {
             ready: 4,
-            unacked: 0
+            unacked: 0,
+            ready_bytes: 0
         }
     );
     q.enqueue("jobs", batch(&["g"])).await.unwrap();
@@ -122,7 +126,8 @@ async fn restart_brings_back_unacked_as_redelivered_and_keeps_acks() {
         depth,
         QueueDepth {
             ready: 0,
-            unacked: 5
+            unacked: 5,
+            ready_bytes: 0
         }
     );
 }
@@ -135,6 +140,7 @@ async fn transient_queues_are_gone_after_a_restart() {
         let transient = QueueOptions {
             durable: false,
             durability: None,
+            ..Default::default()
         };
         node.queues.declare_queue("tmp", transient).await.unwrap();
         node.queues.declare_queue("keep", durable()).await.unwrap();
@@ -177,7 +183,8 @@ async fn purge_depth_and_delete() {
         q.depth("work").unwrap(),
         QueueDepth {
             ready: 8,
-            unacked: 2
+            unacked: 2,
+            ready_bytes: 0
         }
     );
     assert_eq!(q.purge_queue("work").await.unwrap(), 8);
@@ -185,7 +192,8 @@ async fn purge_depth_and_delete() {
         q.depth("work").unwrap(),
         QueueDepth {
             ready: 0,
-            unacked: 2
+            unacked: 2,
+            ready_bytes: 0
         }
     );
     assert!(q.take("work", 10).await.unwrap().is_empty());
@@ -416,6 +424,7 @@ async fn the_ack_journal_is_compacted_and_still_replays() {
     let fast = QueueOptions {
         durable: true,
         durability: Some(tributary_api::Durability::Never),
+        ..Default::default()
     };
     let total = 5_000u64;
     {
@@ -447,7 +456,8 @@ async fn the_ack_journal_is_compacted_and_still_replays() {
         q.depth("many").unwrap(),
         QueueDepth {
             ready: 1,
-            unacked: 0
+            unacked: 0,
+            ready_bytes: 0
         }
     );
     assert_eq!(
