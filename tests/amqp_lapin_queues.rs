@@ -560,6 +560,26 @@ async fn stream_is_read_from_first_offset_timestamp_and_next_and_by_kafka() {
         .await
         .expect("kafka reader");
     assert_eq!(bodies, ["e0", "e1", "e2", "e3", "e4", "e5"]);
+    // And what a Kafka producer writes is read by a stream consumer.
+    let producer: rdkafka::producer::FutureProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", broker.addr("kafka").to_string())
+        .set("acks", "all")
+        .create()
+        .expect("kafka producer");
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to("events")
+                .key("k")
+                .payload("from-kafka"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("kafka produce");
+    let connection = connect_to(amqp).await;
+    assert_eq!(
+        read_stream(&connection, AMQPValue::LongLongInt(6), 1).await,
+        owned(&[("from-kafka", 6)])
+    );
 }
 
 /// The first `count` record values of partition 0 of `topic`, read with librdkafka.

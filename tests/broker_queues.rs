@@ -465,3 +465,74 @@ async fn the_ack_journal_is_compacted_and_still_replays() {
         vec![s("10", 10, true)]
     );
 }
+
+/// A batch of records with the given (value, priority) pairs; `None` has no priority header.
+fn prioritised(values: &[(&str, Option<u8>)]) -> bytes::Bytes {
+    let records: Vec<tributary_api::Record> = values
+        .iter()
+        .map(|(value, priority)| tributary_api::Record {
+            value: Some(bytes::Bytes::copy_from_slice(value.as_bytes())),
+            headers: priority
+                .map(|p| {
+                    (
+                        bytes::Bytes::from_static(tributary_api::queue::PRIORITY_HEADER),
+                        Some(bytes::Bytes::from(vec![p])),
+                    )
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    tributary_api::batch::build_batch(&records)
+}
+
+#[tokio::test]
+async fn a_priority_queue_orders_by_priority_counts_bytes_and_recovers_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = QueueOptions {
+        max_priority: Some(5),
+        ..durable()
+    };
+    {
+        let node = Node::open(dir.path(), log_config(MB));
+        let q = &node.queues;
+        q.declare_queue("prio", options.clone()).await.unwrap();
+        q.enqueue(
+            "prio",
+            prioritised(&[("low", None), ("mid", Some(3)), ("top", Some(9))]),
+        )
+        .await
+        .unwrap();
+        q.enqueue("prio", prioritised(&[("mid2", Some(3)), ("one", Some(1))]))
+            .await
+            .unwrap();
+        let depth = q.depth("prio").unwrap();
+        assert_eq!((depth.ready, depth.ready_bytes), (5, 16));
+        let first = q.take("prio", 2).await.unwrap();
+        assert_eq!(
+            summary(&first),
+            vec![s("top", 2, false), s("mid", 1, false)],
+            "9 is clamped to 5 and still first"
+        );
+        q.requeue("prio", &[1]).await.unwrap();
+        q.ack("prio", &[2]).await.unwrap();
+        let again = q.take("prio", 1).await.unwrap();
+        assert_eq!(summary(&again), vec![s("mid", 1, true)]);
+        assert_eq!(again[0].returns, 1, "requeued once");
+    }
+    let node = Node::open(dir.path(), log_config(MB));
+    let q = &node.queues;
+    let depth = q.depth("prio").unwrap();
+    assert_eq!(
+        (depth.ready, depth.ready_bytes),
+        (4, 13),
+        "all but the acked one"
+    );
+    let rest = q.take("prio", 10).await.unwrap();
+    let order: Vec<String> = summary(&rest).into_iter().map(|(v, _, _)| v).collect();
+    assert_eq!(order, ["mid", "mid2", "one", "low"]);
+    q.requeue("prio", &[4, 0]).await.unwrap();
+    assert_eq!(q.purge_queue("prio").await.unwrap(), 2);
+    assert_eq!(q.depth("prio").unwrap().ready_bytes, 0);
+}
