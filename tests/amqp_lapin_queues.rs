@@ -14,19 +14,7 @@ use broker::TestBroker;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Confirmation};
-use lapin_support::{confirm_channel, connect, connect_to, get, next, publish};
-
-fn args(entries: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut table = FieldTable::default();
-    for (key, value) in entries {
-        table.insert((*key).into(), value.clone());
-    }
-    table
-}
-
-fn text(value: &str) -> AMQPValue {
-    AMQPValue::LongString(value.into())
-}
+use lapin_support::{args, confirm_channel, connect, connect_to, get, next, publish, text};
 
 async fn declare_with(channel: &lapin::Channel, name: &str, durable: bool, arguments: FieldTable) {
     let options = QueueDeclareOptions {
