@@ -568,6 +568,30 @@ async fn stream_is_read_from_first_offset_timestamp_and_next_and_by_kafka() {
         read_stream(&connection, AMQPValue::LongLongInt(6), 1).await,
         owned(&[("from-kafka", 6)])
     );
+    // `last` starts at the last stored batch, an interval at that long ago.
+    assert_eq!(
+        read_stream(&connection, text("last"), 1).await,
+        owned(&[("from-kafka", 6)])
+    );
+    assert_eq!(
+        read_stream(&connection, text("1h"), 1).await,
+        owned(&[("e0", 0)])
+    );
+    let bogus = connection.create_channel().await.expect("channel");
+    bogus
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let error = bogus
+        .basic_consume(
+            "events".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            args(&[("x-stream-offset", text("bogus"))]),
+        )
+        .await
+        .expect_err("a bogus x-stream-offset");
+    assert!(error.to_string().contains("PRECONDITION_FAILED"), "{error}");
 }
 
 /// The first `count` record values of partition 0 of `topic`, read with librdkafka.
