@@ -258,11 +258,11 @@ impl Session {
                 .await;
         }
         let info = self.shared.topology.check_queue(&consume.queue, self.id)?;
-        let Some(state) = self.channels.get(&channel) else {
+        let Some(prefetch) = self.channels.get(&channel).map(|c| c.prefetch_count) else {
             return Ok(());
         };
         let source = if info.is_stream() {
-            stream::check_consumer(&consume.queue, consume.no_ack, state.prefetch_count)?;
+            stream::check_consumer(&consume.queue, consume.no_ack, prefetch)?;
             let spec = consume.arguments.get("x-stream-offset");
             let next = stream::start_offset(&self.shared, &consume.queue, spec).await?;
             Source::Stream { next }
