@@ -15,19 +15,9 @@ use broker::TestBroker;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation, ExchangeKind};
-use lapin_support::{confirm_channel, connect, connect_to, declare, get, next, publish};
-
-fn args(entries: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut table = FieldTable::default();
-    for (key, value) in entries {
-        table.insert((*key).into(), value.clone());
-    }
-    table
-}
-
-fn text(value: &str) -> AMQPValue {
-    AMQPValue::LongString(value.into())
-}
+use lapin_support::{
+    args, confirm_channel, connect, connect_to, declare, get, next, publish, text,
+};
 
 async fn declare_with_options(channel: &lapin::Channel, name: &str, options: QueueDeclareOptions) {
     channel

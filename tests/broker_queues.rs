@@ -28,7 +28,8 @@ async fn fifo_ack_and_requeue_goes_first_flagged_redelivered() {
         q.depth("jobs").unwrap(),
         QueueDepth {
             ready: 5,
-            unacked: 0
+            unacked: 0,
+            ready_bytes: 0
         }
     );
 
@@ -42,7 +43,8 @@ async fn fifo_ack_and_requeue_goes_first_flagged_redelivered() {
         q.depth("jobs").unwrap(),
         QueueDepth {
             ready: 2,
-            unacked: 3
+            unacked: 3,
+            ready_bytes: 0
         }
     );
 
@@ -60,7 +62,8 @@ async fn fifo_ack_and_requeue_goes_first_flagged_redelivered() {
         q.depth("jobs").unwrap(),
         QueueDepth {
             ready: 3,
-            unacked: 0
+            unacked: 0,
+            ready_bytes: 0
         }
     );
 
@@ -101,7 +104,8 @@ async fn restart_brings_back_unacked_as_redelivered_and_keeps_acks() {
         q.depth("jobs").unwrap(),
         QueueDepth {
             ready: 4,
-            unacked: 0
+            unacked: 0,
+            ready_bytes: 0
         }
     );
     q.enqueue("jobs", batch(&["g"])).await.unwrap();
@@ -122,7 +126,8 @@ async fn restart_brings_back_unacked_as_redelivered_and_keeps_acks() {
         depth,
         QueueDepth {
             ready: 0,
-            unacked: 5
+            unacked: 5,
+            ready_bytes: 0
         }
     );
 }
@@ -135,6 +140,7 @@ async fn transient_queues_are_gone_after_a_restart() {
         let transient = QueueOptions {
             durable: false,
             durability: None,
+            ..Default::default()
         };
         node.queues.declare_queue("tmp", transient).await.unwrap();
         node.queues.declare_queue("keep", durable()).await.unwrap();
@@ -177,7 +183,8 @@ async fn purge_depth_and_delete() {
         q.depth("work").unwrap(),
         QueueDepth {
             ready: 8,
-            unacked: 2
+            unacked: 2,
+            ready_bytes: 0
         }
     );
     assert_eq!(q.purge_queue("work").await.unwrap(), 8);
@@ -185,7 +192,8 @@ async fn purge_depth_and_delete() {
         q.depth("work").unwrap(),
         QueueDepth {
             ready: 0,
-            unacked: 2
+            unacked: 2,
+            ready_bytes: 0
         }
     );
     assert!(q.take("work", 10).await.unwrap().is_empty());
@@ -416,6 +424,7 @@ async fn the_ack_journal_is_compacted_and_still_replays() {
     let fast = QueueOptions {
         durable: true,
         durability: Some(tributary_api::Durability::Never),
+        ..Default::default()
     };
     let total = 5_000u64;
     {
@@ -447,11 +456,83 @@ async fn the_ack_journal_is_compacted_and_still_replays() {
         q.depth("many").unwrap(),
         QueueDepth {
             ready: 1,
-            unacked: 0
+            unacked: 0,
+            ready_bytes: 0
         }
     );
     assert_eq!(
         summary(&q.take("many", 10).await.unwrap()),
         vec![s("10", 10, true)]
     );
+}
+
+/// A batch of records with the given (value, priority) pairs; `None` has no priority header.
+fn prioritised(values: &[(&str, Option<u8>)]) -> bytes::Bytes {
+    let records: Vec<tributary_api::Record> = values
+        .iter()
+        .map(|(value, priority)| tributary_api::Record {
+            value: Some(bytes::Bytes::copy_from_slice(value.as_bytes())),
+            headers: priority
+                .map(|p| {
+                    (
+                        bytes::Bytes::from_static(tributary_api::queue::PRIORITY_HEADER),
+                        Some(bytes::Bytes::from(vec![p])),
+                    )
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    tributary_api::batch::build_batch(&records)
+}
+
+#[tokio::test]
+async fn a_priority_queue_orders_by_priority_counts_bytes_and_recovers_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = QueueOptions {
+        max_priority: Some(5),
+        ..durable()
+    };
+    {
+        let node = Node::open(dir.path(), log_config(MB));
+        let q = &node.queues;
+        q.declare_queue("prio", options.clone()).await.unwrap();
+        q.enqueue(
+            "prio",
+            prioritised(&[("low", None), ("mid", Some(3)), ("top", Some(9))]),
+        )
+        .await
+        .unwrap();
+        q.enqueue("prio", prioritised(&[("mid2", Some(3)), ("one", Some(1))]))
+            .await
+            .unwrap();
+        let depth = q.depth("prio").unwrap();
+        assert_eq!((depth.ready, depth.ready_bytes), (5, 16));
+        let first = q.take("prio", 2).await.unwrap();
+        assert_eq!(
+            summary(&first),
+            vec![s("top", 2, false), s("mid", 1, false)],
+            "9 is clamped to 5 and still first"
+        );
+        q.requeue("prio", &[1]).await.unwrap();
+        q.ack("prio", &[2]).await.unwrap();
+        let again = q.take("prio", 1).await.unwrap();
+        assert_eq!(summary(&again), vec![s("mid", 1, true)]);
+        assert_eq!(again[0].returns, 1, "requeued once");
+    }
+    let node = Node::open(dir.path(), log_config(MB));
+    let q = &node.queues;
+    let depth = q.depth("prio").unwrap();
+    assert_eq!(
+        (depth.ready, depth.ready_bytes),
+        (4, 13),
+        "all but the acked one"
+    );
+    let rest = q.take("prio", 10).await.unwrap();
+    let order: Vec<String> = summary(&rest).into_iter().map(|(v, _, _)| v).collect();
+    assert_eq!(order, ["mid", "mid2", "one", "low"]);
+    q.requeue("prio", &[4, 0]).await.unwrap();
+    assert_eq!(q.purge_queue("prio").await.unwrap(), 2);
+    assert_eq!(q.depth("prio").unwrap().ready_bytes, 0);
 }

@@ -51,6 +51,7 @@ pub fn durable() -> QueueOptions {
     QueueOptions {
         durable: true,
         durability: None,
+        ..Default::default()
     }
 }
 

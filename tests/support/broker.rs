@@ -76,9 +76,17 @@ impl TestBroker {
     }
 
     /// The address the listener of `protocol` (a frontend's `name()`, or `http`) bound.
+    /// Lines already seen are searched first, so each address may be asked for in any order.
     pub(crate) fn addr(&mut self, protocol: &str) -> SocketAddr {
         let needle = format!("protocol=\"{protocol}\"");
-        let line = self.wait_for_line(&["listening", &needle], Duration::from_secs(10));
+        let earlier = self
+            .seen
+            .iter()
+            .find(|line| line.contains("listening") && line.contains(&needle))
+            .cloned();
+        let line = earlier.unwrap_or_else(|| {
+            self.wait_for_line(&["listening", &needle], Duration::from_secs(10))
+        });
         let addr = line
             .split_whitespace()
             .find_map(|field| field.strip_prefix("addr="))

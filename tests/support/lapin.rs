@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::*;
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
 use crate::broker::TestBroker;
@@ -78,4 +78,18 @@ pub(crate) async fn get(channel: &Channel, queue: &str) -> Option<lapin::message
         .basic_get(queue.into(), BasicGetOptions::default())
         .await
         .expect("basic.get")
+}
+
+/// A queue or consumer argument table.
+pub(crate) fn args(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (key, value) in entries {
+        table.insert((*key).into(), value.clone());
+    }
+    table
+}
+
+/// A long-string argument value.
+pub(crate) fn text(value: &str) -> AMQPValue {
+    AMQPValue::LongString(value.into())
 }

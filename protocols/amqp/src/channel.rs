@@ -28,6 +28,8 @@ pub struct Unacked {
     pub credit: Option<Arc<Credit>>,
     /// Kept only when the queue dead-letters, to re-publish a rejected message.
     pub record: Option<tributary_api::batch::Record>,
+    /// Read from a stream: settling it only returns credit (`id` is the stream offset).
+    pub stream: bool,
 }
 
 #[derive(Debug, Default)]
@@ -144,10 +146,11 @@ impl Default for Channel {
     }
 }
 
-/// Groups engine ids by queue, for one engine call per queue.
+/// Groups engine ids by queue, for one engine call per queue; stream deliveries have nothing
+/// to settle in the engine and are left out.
 pub fn by_queue<'a>(settled: impl IntoIterator<Item = &'a Unacked>) -> BTreeMap<&'a str, Vec<u64>> {
     let mut out: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for one in settled {
+    for one in settled.into_iter().filter(|one| !one.stream) {
         out.entry(one.queue.as_str()).or_default().push(one.id);
     }
     out
@@ -172,6 +175,7 @@ mod tests {
             id,
             credit: None,
             record: None,
+            stream: false,
         }
     }
 

@@ -10,24 +10,28 @@
 //! own. Its properties are rewritten as RabbitMQ does: the `x-death` header (array of tables
 //! `count`, `reason`, `queue`, `time`, `exchange`, `routing-keys`, `original-expiration`), the
 //! newest cause first, a repeated (queue, reason) counted rather than repeated;
-//! `x-first-death-{exchange,queue,reason}` set once; `expiration` removed.
+//! `x-first-death-{exchange,queue,reason}` set once; `expiration` removed. A quorum queue's
+//! message requeued more often than its `x-delivery-limit` is dead-lettered (reason
+//! `delivery_limit`) when it next reaches the head.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tributary_api::EngineResult;
 use tributary_api::batch::{Record, build_batch};
-use tributary_api::queue::Delivery;
+use tributary_api::queue::{Delivery, PRIORITY_HEADER};
 
 use crate::Shared;
 use crate::codec::content::BasicProperties;
 use crate::codec::table::{FieldTable, FieldValue};
-use crate::message::{HEADER_EXCHANGE, HEADER_PROPERTIES, from_record, now_ms};
+use crate::message::{HEADER_EXCHANGE, HEADER_PROPERTIES, from_record, now_ms, with_priority};
+use crate::policy::{QueueKind, QueuePolicy};
 
 pub const HEADER_EXPIRES: &[u8] = b"amqp.expires";
 pub const REASON_REJECTED: &str = "rejected";
 pub const REASON_EXPIRED: &str = "expired";
 pub const REASON_MAXLEN: &str = "maxlen";
+pub const REASON_DELIVERY_LIMIT: &str = "delivery_limit";
 
 /// The record's expiry time, if it has one.
 pub fn expires_at(record: &Record) -> Option<i64> {
@@ -47,6 +51,32 @@ pub fn with_expiry(record: &Record, expires_ms: i64) -> Record {
         Some(Bytes::copy_from_slice(&expires_ms.to_be_bytes())),
     ));
     record
+}
+
+/// The record as stored in one target queue: with the queue's TTL (or the message's, the
+/// smaller) as an expiry header, and in a priority queue the clamped priority. A stream stores
+/// the record as published (streams have neither).
+pub fn record_for_queue(
+    record: &Record,
+    policy: &QueuePolicy,
+    expiration_ms: Option<u64>,
+    priority: Option<u8>,
+    now_ms: i64,
+) -> Record {
+    if policy.kind == QueueKind::Stream {
+        return record.clone();
+    }
+    let mut out = match policy.message_ttl_ms.into_iter().chain(expiration_ms).min() {
+        Some(ms) => with_expiry(
+            record,
+            now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)),
+        ),
+        None => record.clone(),
+    };
+    if let Some(max) = policy.max_priority {
+        out = with_priority(&out, priority.unwrap_or(0).min(max));
+    }
+    out
 }
 
 fn text(value: &str) -> FieldValue {
@@ -126,6 +156,7 @@ pub fn dead_letter_record(
         k.as_ref() != HEADER_EXCHANGE
             && k.as_ref() != HEADER_PROPERTIES
             && k.as_ref() != HEADER_EXPIRES
+            && k.as_ref() != PRIORITY_HEADER
     });
     out.headers.push((
         Bytes::from_static(HEADER_EXCHANGE),
@@ -165,10 +196,12 @@ pub async fn dead_letter(
                 .topology
                 .route(exchange, &routing_key, props.headers.as_ref())
                 .unwrap_or_default();
-            let batch = build_batch(std::slice::from_ref(&record));
             for target in targets.iter().filter(|t| t.as_str() != queue) {
-                shared.engine.queues.enqueue(target, batch.clone()).await?;
-                crate::expiry::arm_for(shared, target, [&record]);
+                let target_policy = shared.topology.policy(target).unwrap_or_default();
+                let stored = record_for_queue(&record, &target_policy, None, props.priority, now);
+                let batch = build_batch(std::slice::from_ref(&stored));
+                crate::handlers::store_batch(shared, target, &target_policy, batch).await?;
+                crate::expiry::arm_for(shared, target, [&stored]);
             }
         }
     }
@@ -176,7 +209,8 @@ pub async fn dead_letter(
     shared.engine.queues.ack(queue, &ids).await
 }
 
-/// Takes up to `max` ready messages, dropping (or dead-lettering) expired ones on the way.
+/// Takes up to `max` ready messages, dropping (or dead-lettering) on the way expired ones and,
+/// in a quorum queue with `x-delivery-limit`, those requeued more often than the limit.
 pub async fn take_live(
     shared: &Arc<Shared>,
     queue: &str,
@@ -188,14 +222,24 @@ pub async fn take_live(
         let (expired, live): (Vec<Delivery>, Vec<Delivery>) = taken
             .into_iter()
             .partition(|d| expires_at(&d.record).is_some_and(|at| at <= now));
-        if expired.is_empty() {
+        let limit = match live.iter().any(|d| d.returns > 0) {
+            true => shared.topology.policy(queue).and_then(|p| p.delivery_limit),
+            false => None,
+        };
+        let (over_limit, live): (Vec<Delivery>, Vec<Delivery>) = live
+            .into_iter()
+            .partition(|d| limit.is_some_and(|limit| u64::from(d.returns) > limit));
+        if expired.is_empty() && over_limit.is_empty() {
             return Ok(live);
         }
-        let expired: Vec<(u64, Option<Record>)> = expired
-            .into_iter()
-            .map(|d| (d.id, Some(d.record)))
-            .collect();
-        dead_letter(shared, queue, &expired, REASON_EXPIRED).await?;
+        for (dead, reason) in [
+            (expired, REASON_EXPIRED),
+            (over_limit, REASON_DELIVERY_LIMIT),
+        ] {
+            let dead: Vec<(u64, Option<Record>)> =
+                dead.into_iter().map(|d| (d.id, Some(d.record))).collect();
+            dead_letter(shared, queue, &dead, reason).await?;
+        }
         if !live.is_empty() {
             return Ok(live);
         }

@@ -8,9 +8,11 @@
 //! the same name; durable exchanges, queues and bindings are records in the `MetadataStore`
 //! ([`definitions`]); messages are RecordBatch v2 records ([`message`]).
 //!
-//! What it is not (yet): vhosts other than `/`, users other than guest, priorities, streams,
-//! connection.blocked, global (channel-wide) prefetch. Capabilities advertise
-//! only what is implemented.
+//! Queue types: classic (with priorities), quorum (a durable queue with a delivery limit) and
+//! stream (the topic of the same name, read with `x-stream-offset`), see [`policy`].
+//!
+//! What it is not (yet): vhosts other than `/`, users other than guest, connection.blocked,
+//! global (channel-wide) prefetch. Capabilities advertise only what is implemented.
 //!
 //! Invariants: bad input gets RabbitMQ's reply code and closes only the channel or connection the
 //! protocol says; nothing here panics on input; per-connection output is a bounded queue.
@@ -24,6 +26,7 @@ pub mod definitions;
 pub mod error;
 pub mod expiry;
 mod handlers;
+pub mod lease;
 pub mod message;
 pub mod metrics;
 pub mod policy;

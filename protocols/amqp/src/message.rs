@@ -8,14 +8,18 @@
 //! | header `amqp.exchange` | the exchange it was published to (`""` = default exchange) |
 //! | header `amqp.props` | the raw content-header properties: u16 flags + property list, as received |
 //!
+//! | header `queue.priority` | in a priority queue only: the message's priority, clamped to the queue's `x-max-priority` |
+//!
 //! An AMQP reader replays `amqp.props` unchanged, so a consumer sees exactly the properties the
 //! publisher sent. A record written by another protocol has no `amqp.*` headers: it is delivered
 //! with empty properties, exchange `""` and its key as the routing key.
 
 use bytes::Bytes;
 use tributary_api::batch::Record;
+use tributary_api::queue::PRIORITY_HEADER;
 
 use crate::codec::content::BasicProperties;
+use crate::codec::table::{FieldTable, FieldValue};
 
 pub const HEADER_EXCHANGE: &[u8] = b"amqp.exchange";
 pub const HEADER_PROPERTIES: &[u8] = b"amqp.props";
@@ -85,6 +89,33 @@ pub fn from_record(record: &Record) -> StoredMessage {
     }
 }
 
+/// Sets a priority queue's priority header (replacing one a dead-lettered record carried).
+pub fn with_priority(record: &Record, priority: u8) -> Record {
+    let mut record = record.clone();
+    record
+        .headers
+        .retain(|(key, _)| key.as_ref() != PRIORITY_HEADER);
+    record.headers.push((
+        Bytes::from_static(PRIORITY_HEADER),
+        Some(Bytes::copy_from_slice(&[priority])),
+    ));
+    record
+}
+
+/// The raw properties with one header set (added, or replaced in place), re-encoded; the raw
+/// bytes unchanged if they do not parse.
+pub fn with_header(raw_properties: &Bytes, name: &str, value: FieldValue) -> Bytes {
+    let Ok(mut properties) = BasicProperties::parse(raw_properties) else {
+        return raw_properties.clone();
+    };
+    let headers = properties.headers.get_or_insert_with(FieldTable::default);
+    match headers.0.iter_mut().find(|(key, _)| key == name) {
+        Some((_, old)) => *old = value,
+        None => headers.insert(name, value),
+    }
+    properties.encode()
+}
+
 /// Wall-clock milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -120,6 +151,16 @@ mod tests {
         assert_eq!(back.routing_key, "rk");
         assert_eq!(back.raw_properties, raw);
         assert_eq!(back.body, Bytes::from_static(b"hi"));
+    }
+
+    #[test]
+    fn a_header_is_added_or_replaced() {
+        let raw = Bytes::from_static(EMPTY_PROPERTIES);
+        let once = with_header(&raw, "x-delivery-count", FieldValue::I64(1));
+        let twice = with_header(&once, "x-delivery-count", FieldValue::I64(2));
+        let headers = BasicProperties::parse(&twice).unwrap().headers.unwrap();
+        assert_eq!(headers.0.len(), 1);
+        assert_eq!(headers.get("x-delivery-count"), Some(&FieldValue::I64(2)));
     }
 
     #[test]

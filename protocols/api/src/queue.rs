@@ -5,6 +5,12 @@
 //! restart every unacked message is ready again, flagged redelivered. Delivery ids are the
 //! record offsets in the queue's log; frontends map their own tags (per channel) onto them.
 //! Records in a queue log are stored in uncompressed batches.
+//!
+//! A queue declared with `max_priority` delivers its ready messages highest priority first
+//! (FIFO within a priority; a requeued message goes back to its place): a record's priority is
+//! the one byte of its [`PRIORITY_HEADER`] (absent = 0, above `max_priority` = `max_priority`).
+//! Such queues, and those declared with `count_bytes`, index their ready messages in memory
+//! (rebuilt from the log at start) and report `ready_bytes`.
 
 use std::time::Duration;
 
@@ -15,13 +21,20 @@ use crate::batch::Record;
 use crate::error::EngineResult;
 use crate::types::{AppendOutcome, Durability};
 
+/// Record header holding a message's priority (one byte) in a priority queue.
+pub const PRIORITY_HEADER: &[u8] = b"queue.priority";
+
 /// How a queue is declared.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueOptions {
     /// A durable queue and its messages survive a restart; a transient one is removed at start.
     pub durable: bool,
     /// `None`: the broker default.
     pub durability: Option<Durability>,
+    /// Makes a priority queue with priorities `0..=max_priority`.
+    pub max_priority: Option<u8>,
+    /// Count the value bytes of ready messages (`QueueDepth::ready_bytes`).
+    pub count_bytes: bool,
 }
 
 /// Counts a queue's users watch.
@@ -31,6 +44,9 @@ pub struct QueueDepth {
     pub ready: u64,
     /// Delivered and awaiting ack.
     pub unacked: u64,
+    /// Value (body) bytes of the ready messages; 0 unless the queue counts bytes or has
+    /// priorities.
+    pub ready_bytes: u64,
 }
 
 /// One message handed to a consumer.
@@ -41,6 +57,8 @@ pub struct Delivery {
     pub record: Record,
     /// Delivered before (requeued, or unacked at a restart).
     pub redelivered: bool,
+    /// How often it was requeued before this delivery (kept in memory: 0 after a restart).
+    pub returns: u32,
 }
 
 /// Decides whether `take_head_while` takes a ready message at the head of a queue.

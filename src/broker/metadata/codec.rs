@@ -10,6 +10,8 @@
 //!                                 | segment_bytes opt<u64> | segment_ms opt<u64>
 //!                                 | max_message_bytes opt<u32> | durability opt<durability>
 //! queue (key: name)            v1 | durable u8 | durability opt<durability> | created_ms i64
+//!                                 [ | max_priority opt<u8> | count_bytes u8 ]
+//!                                 (the bracketed tail is absent in records written before it)
 //! offset (key: group, topic, partition)
 //!                              v1 | offset i64 | commit_time i64 | metadata string
 //! schedule (key: due_ms, id)   v1 | target | batch bytes to the end
@@ -85,6 +87,8 @@ pub(crate) fn encode_queue(queue: &QueueRecord) -> Vec<u8> {
     out.bool(queue.durable);
     out.option(queue.durability, Writer::durability);
     out.i64(queue.created_ms);
+    out.option(queue.max_priority, Writer::u8);
+    out.bool(queue.count_bytes);
     out.finish()
 }
 
@@ -93,12 +97,19 @@ pub(crate) fn decode_queue(name: &str, value: &[u8]) -> EngineResult<QueueRecord
     let durable = input.bool()?;
     let durability = input.option(Reader::durability)?;
     let created_ms = input.i64()?;
+    let (max_priority, count_bytes) = if input.input.is_empty() {
+        (None, false)
+    } else {
+        (input.option(Reader::u8)?, input.bool()?)
+    };
     input.end()?;
     Ok(QueueRecord {
         name: name.to_owned(),
         durable,
         durability,
         created_ms,
+        max_priority,
+        count_bytes,
     })
 }
 
@@ -355,10 +366,16 @@ mod tests {
             durable: true,
             durability: Some(Durability::Never),
             created_ms: 5,
+            max_priority: Some(10),
+            count_bytes: true,
         };
         let encoded = encode_queue(&queue);
         assert_eq!(decode_queue("q", &encoded).unwrap(), queue);
-        for len in 0..encoded.len() {
+        // A record from before the feature tail: version, durable, durability, created_ms.
+        let old_len = 1 + 1 + 2 + 8;
+        let old = decode_queue("q", &encoded[..old_len]).unwrap();
+        assert_eq!((old.max_priority, old.count_bytes), (None, false));
+        for len in (0..encoded.len()).filter(|len| *len != old_len) {
             assert!(decode_queue("q", &encoded[..len]).is_err(), "prefix {len}");
         }
         let mut future = encoded.clone();

@@ -74,6 +74,10 @@ pub struct QueueRecord {
     pub durable: bool,
     pub durability: Option<Durability>,
     pub created_ms: i64,
+    /// A priority queue's highest priority.
+    pub max_priority: Option<u8>,
+    /// Whether the queue counts the bytes of its ready messages.
+    pub count_bytes: bool,
 }
 
 /// The engine's metadata database.
@@ -348,6 +352,8 @@ mod tests {
             durable: true,
             durability: Some(Durability::Always),
             created_ms: 7,
+            max_priority: None,
+            count_bytes: false,
         };
         store.put_queue(&queue).unwrap();
         drop(store);

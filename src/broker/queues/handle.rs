@@ -139,7 +139,19 @@ impl QueueHandle {
             return Err(BatchError::Compressed(codec).into());
         }
         self.check_live()?;
+        // An indexed queue learns each record's priority and size before the append, so the
+        // index is updated right after it without reading the log back.
+        let records = match self.indexed() {
+            true => decode_records(batch)?,
+            false => Vec::new(),
+        };
         let info = self.log.append(batch, now_ms)?;
+        if !records.is_empty() {
+            let mut state = self.state.lock();
+            for (delta, stored) in records.iter().enumerate() {
+                state.index_record(info.base_offset + delta as i64, &stored.record);
+            }
+        }
         self.ready.notify(usize::MAX);
         self.publish_depth();
         Ok(AppendOutcome {
@@ -148,6 +160,31 @@ impl QueueHandle {
             log_append_time: now_ms,
             log_start: self.log.log_start_offset(),
         })
+    }
+
+    fn indexed(&self) -> bool {
+        self.state.lock().index.is_some()
+    }
+
+    /// Fills an indexed queue's index from the unsettled part of its log (at open).
+    pub(crate) fn rebuild_index(&self) -> EngineResult<()> {
+        let mut state = self.state.lock();
+        let high_watermark = self.log.high_watermark();
+        let mut offset = state.floor(self.log.log_start_offset());
+        while offset < high_watermark {
+            let records = self.read_records(offset)?;
+            let Some(last) = records.last().map(|r| r.offset) else {
+                break;
+            };
+            for stored in records.iter().filter(|r| r.offset >= offset) {
+                state.index_record(stored.offset, &stored.record);
+            }
+            offset = last + 1;
+        }
+        state.cursor = high_watermark;
+        drop(state);
+        self.publish_depth();
+        Ok(())
     }
 
     /// The decoded records of the batches starting with the one that holds `offset`.

@@ -10,7 +10,8 @@
 //! - its definition: a row of the metadata store's `queues` table.
 //!
 //! In memory: a delivery cursor, the requeued and unacked offsets and the settled set (see
-//! `queues/state.rs`). Delivery ids are log offsets.
+//! `queues/state.rs`), and for priority or byte-counting queues an index of the ready messages
+//! (`queues/ready.rs`), rebuilt from the log at open. Delivery ids are log offsets.
 //!
 //! Journal durability follows the queue's policy: `always` fsyncs the journal before `ack` or
 //! `purge` returns (concurrent acks share one fsync); `interval:<ms>` fsyncs on an ack that
@@ -29,6 +30,7 @@
 
 mod handle;
 mod journal;
+mod ready;
 mod settled;
 mod state;
 
@@ -50,6 +52,7 @@ use crate::broker::metadata::{MetaStore, QueueRecord, run_blocking};
 use crate::storage::{LogConfig, Storage};
 use handle::QueueHandle;
 use journal::{AckJournal, journal_file_name};
+use ready::ReadyIndex;
 use state::QueueState;
 
 /// Prefix of the storage topic behind a queue.
@@ -186,16 +189,24 @@ impl Inner {
             AckJournal::open(&path).map_err(io_error("open an ack journal"))?
         };
         let delivered_up_to = if fresh { -1 } else { replayed.delivered_up_to };
-        let state =
+        let mut state =
             QueueState::recovered(replayed.settled, delivered_up_to, log.log_start_offset());
-        Ok(QueueHandle::new(
+        let indexed = record.max_priority.is_some() || record.count_bytes;
+        if indexed {
+            state.index = Some(ReadyIndex::new(record.max_priority.unwrap_or(0)));
+        }
+        let handle = QueueHandle::new(
             record.name.clone(),
             log_topic,
             log,
             record.durability.unwrap_or(self.defaults.durability),
             journal,
             state,
-        ))
+        );
+        if indexed {
+            handle.rebuild_index()?;
+        }
+        Ok(handle)
     }
 
     /// Deletes a storage topic whether or not this process has opened it.
@@ -255,6 +266,8 @@ impl Inner {
             durable: options.durable,
             durability: options.durability,
             created_ms: now_ms(),
+            max_priority: options.max_priority,
+            count_bytes: options.count_bytes,
         };
         self.meta.put_queue(&record)?;
         let handle = Arc::new(self.open_queue(&record, true)?);

@@ -6,12 +6,17 @@
 //! and not settled). Offsets below `cursor` are settled, unacked or requeued. After a restart
 //! `cursor` starts at the lowest unsettled offset, and offsets below `redeliver_below` (handed
 //! out before the restart) are flagged redelivered when taken again.
+//!
+//! An indexed queue (priorities or byte counting, see `queues/ready.rs`) keeps its ready
+//! messages in `index` instead: there `requeued` stays empty and `cursor` is not used after the
+//! index was built; a message is ready once indexed, which `enqueue` does right after the append.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use tributary_api::{Delivery, EngineError, EngineResult, QueueDepth, Record, StoredRecord};
 
 use super::journal::JournalOp;
+use super::ready::ReadyIndex;
 use super::settled::SettledSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +30,10 @@ pub(crate) struct QueueState {
     pub(crate) redeliver_below: i64,
     /// Highest offset ever handed out (journaled); -1 if none.
     pub(crate) delivered_up_to: i64,
+    /// The ready messages of an indexed queue.
+    pub(crate) index: Option<ReadyIndex>,
+    /// How often each unsettled message was requeued (in memory only).
+    returns: HashMap<i64, u32>,
 }
 
 /// What a `take` did.
@@ -48,6 +57,20 @@ impl QueueState {
             unacked: BTreeSet::new(),
             redeliver_below: delivered_up_to.saturating_add(1),
             delivered_up_to,
+            index: None,
+            returns: HashMap::new(),
+        }
+    }
+
+    /// Indexes a record read from (or just appended to) the log, unless it is settled.
+    pub(crate) fn index_record(&mut self, offset: i64, record: &Record) {
+        let redelivered = offset < self.redeliver_below;
+        if self.settled.contains(offset) || self.unacked.contains(&offset) {
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            let entry = index.entry_for(record, redelivered);
+            index.insert(offset, entry);
         }
     }
 
@@ -57,15 +80,26 @@ impl QueueState {
     }
 
     pub(crate) fn depth(&self, high_watermark: i64) -> QueueDepth {
+        if let Some(index) = &self.index {
+            return QueueDepth {
+                ready: index.len() as u64,
+                unacked: self.unacked.len() as u64,
+                ready_bytes: index.bytes(),
+            };
+        }
         let fresh = u64::try_from(high_watermark - self.cursor).unwrap_or(0);
         let fresh = fresh.saturating_sub(self.settled.count_in(self.cursor, high_watermark));
         QueueDepth {
             ready: self.requeued.len() as u64 + fresh,
             unacked: self.unacked.len() as u64,
+            ready_bytes: 0,
         }
     }
 
     pub(crate) fn has_ready(&self, high_watermark: i64) -> bool {
+        if let Some(index) = &self.index {
+            return index.len() > 0;
+        }
         !self.requeued.is_empty() || self.settled.first_unsettled_from(self.cursor) < high_watermark
     }
 
@@ -102,7 +136,10 @@ impl QueueState {
         let mut taken = Taken::default();
         let mut window: Vec<StoredRecord> = Vec::new();
         let mut failure = None;
-        while taken.deliveries.len() < max {
+        if self.index.is_some() {
+            failure = self.take_indexed(max, &mut window, &mut read, &accept, &mut taken);
+        }
+        while self.index.is_none() && taken.deliveries.len() < max {
             let Some(offset) = self.requeued.first().copied() else {
                 break;
             };
@@ -114,7 +151,8 @@ impl QueueState {
                 Ok(Some(record)) => {
                     self.requeued.remove(&offset);
                     self.unacked.insert(offset);
-                    taken.deliveries.push(delivery(record, true));
+                    let returns = self.returns_of(offset);
+                    taken.deliveries.push(delivery(record, true, returns));
                 }
                 Ok(None) => {
                     // Not in the log any more: nothing to deliver, so settle it.
@@ -128,7 +166,11 @@ impl QueueState {
                 }
             }
         }
-        while failure.is_none() && taken.stopped_at.is_none() && taken.deliveries.len() < max {
+        while self.index.is_none()
+            && failure.is_none()
+            && taken.stopped_at.is_none()
+            && taken.deliveries.len() < max
+        {
             self.cursor = self.settled.first_unsettled_from(self.cursor);
             if self.cursor >= high_watermark {
                 break;
@@ -159,7 +201,7 @@ impl QueueState {
                 self.cursor = stored.offset + 1;
                 self.unacked.insert(stored.offset);
                 let redelivered = stored.offset < self.redeliver_below;
-                taken.deliveries.push(delivery(stored, redelivered));
+                taken.deliveries.push(delivery(stored, redelivered, 0));
             }
             if self.cursor == before && taken.stopped_at.is_none() {
                 // The log returned nothing at the cursor; stop rather than spin.
@@ -179,6 +221,50 @@ impl QueueState {
             taken.journal = Some(JournalOp::DeliveredUpTo(highest));
         }
         Ok(taken)
+    }
+
+    /// The indexed part of `take_while`: returns the read error that stopped it, if any.
+    fn take_indexed<R, A>(
+        &mut self,
+        max: usize,
+        window: &mut Vec<StoredRecord>,
+        read: &mut R,
+        accept: &A,
+        taken: &mut Taken,
+    ) -> Option<EngineError>
+    where
+        R: FnMut(i64) -> EngineResult<Vec<StoredRecord>>,
+        A: Fn(&Record) -> bool,
+    {
+        while taken.deliveries.len() < max {
+            let (offset, entry) = self.index.as_ref()?.first()?;
+            let index = self.index.as_mut()?;
+            match find_record(window, offset, read) {
+                Ok(Some(record)) if !accept(&record.record) => {
+                    taken.stopped_at = Some(record.record);
+                    return None;
+                }
+                Ok(Some(record)) => {
+                    index.hand_out(offset, entry.priority);
+                    self.unacked.insert(offset);
+                    let returns = self.returns_of(offset);
+                    taken
+                        .deliveries
+                        .push(delivery(record, entry.redelivered, returns));
+                }
+                Ok(None) => {
+                    tracing::warn!(offset, "indexed offset is missing from the queue log");
+                    index.discard(offset, entry.priority);
+                    self.settled.insert(offset);
+                }
+                Err(err) => return Some(err),
+            }
+        }
+        None
+    }
+
+    fn returns_of(&self, offset: i64) -> u32 {
+        self.returns.get(&offset).copied().unwrap_or(0)
     }
 
     /// Checks that every id is outstanding (and listed once); returns them as offsets.
@@ -201,6 +287,10 @@ impl QueueState {
         for &offset in &offsets {
             self.unacked.remove(&offset);
             self.settled.insert(offset);
+            self.returns.remove(&offset);
+            if let Some(index) = &mut self.index {
+                index.settle(offset);
+            }
         }
         Ok(offsets.into_iter().map(JournalOp::Ack).collect())
     }
@@ -210,17 +300,40 @@ impl QueueState {
         let offsets = self.outstanding(ids)?;
         for offset in offsets {
             self.unacked.remove(&offset);
-            self.requeued.insert(offset);
+            *self.returns.entry(offset).or_default() += 1;
+            match &mut self.index {
+                Some(index) => index.put_back(offset),
+                None => {
+                    self.requeued.insert(offset);
+                }
+            }
         }
         Ok(())
     }
 
     /// Settles every ready message; returns how many and the journal entries to write.
     pub(crate) fn purge(&mut self, high_watermark: i64) -> (u64, Vec<JournalOp>) {
+        if let Some(index) = &mut self.index {
+            let offsets = index.drain_ready();
+            let mut ops = Vec::new();
+            for run in offsets.chunk_by(|a, b| b - a == 1) {
+                let (from, to) = (run[0], run[run.len() - 1] + 1);
+                self.settled.insert_range(from, to);
+                ops.push(match run.len() {
+                    1 => JournalOp::Ack(from),
+                    _ => JournalOp::AckRange { from, to },
+                });
+            }
+            for offset in &offsets {
+                self.returns.remove(offset);
+            }
+            return (offsets.len() as u64, ops);
+        }
         let count = self.depth(high_watermark).ready;
         let mut ops: Vec<JournalOp> = self.requeued.iter().map(|&o| JournalOp::Ack(o)).collect();
         for &offset in &self.requeued {
             self.settled.insert(offset);
+            self.returns.remove(&offset);
         }
         self.requeued.clear();
         if self.cursor < high_watermark {
@@ -235,12 +348,13 @@ impl QueueState {
     }
 }
 
-fn delivery(stored: StoredRecord, redelivered: bool) -> Delivery {
+fn delivery(stored: StoredRecord, redelivered: bool, returns: u32) -> Delivery {
     Delivery {
         // Offsets in a queue log are never negative.
         id: u64::try_from(stored.offset).unwrap_or(0),
         record: stored.record,
         redelivered,
+        returns,
     }
 }
 
@@ -338,7 +452,8 @@ mod tests {
             state.depth(10),
             QueueDepth {
                 ready: 10,
-                unacked: 0
+                unacked: 0,
+                ready_bytes: 0
             }
         );
         let taken = state.take(4, 10, reader(10)).unwrap();
@@ -364,7 +479,8 @@ mod tests {
             state.depth(10),
             QueueDepth {
                 ready: 7,
-                unacked: 1
+                unacked: 1,
+                ready_bytes: 0
             }
         );
         let taken = state.take(2, 10, reader(10)).unwrap();
@@ -383,7 +499,8 @@ mod tests {
             state.depth(8),
             QueueDepth {
                 ready: 5,
-                unacked: 0
+                unacked: 0,
+                ready_bytes: 0
             }
         );
         let taken = state.take(10, 8, reader(8)).unwrap();
@@ -409,7 +526,8 @@ mod tests {
             state.depth(10),
             QueueDepth {
                 ready: 0,
-                unacked: 2
+                unacked: 2,
+                ready_bytes: 0
             }
         );
         state.ack(&[0, 2]).unwrap();

@@ -7,6 +7,7 @@ use crate::codec::{self, methods::Method};
 use crate::deadletter::{REASON_REJECTED, dead_letter, take_live};
 use crate::error::{AmqpError, NOT_IMPLEMENTED, PRECONDITION_FAILED};
 use crate::expiry;
+use crate::handlers::stream;
 use crate::message::from_record;
 use crate::metrics as m;
 use crate::session::Session;
@@ -21,7 +22,11 @@ impl Session {
         queue: &str,
         no_ack: bool,
     ) -> Result<(), AmqpError> {
-        self.shared.topology.check_queue(queue, self.id)?;
+        let info = self.shared.topology.check_queue(queue, self.id)?;
+        if info.is_stream() {
+            return Err(stream::basic_get_refused(queue));
+        }
+        self.shared.topology.touch(queue);
         let Some(state) = self.channels.get(&channel) else {
             return Ok(());
         };
@@ -50,6 +55,7 @@ impl Session {
                         id: delivery.id,
                         credit: None,
                         record,
+                        stream: false,
                     },
                 );
             }
@@ -58,6 +64,8 @@ impl Session {
         let remaining = queues.depth(queue).map(|d| d.ready).unwrap_or(0);
         m::record_depth(queues.as_ref(), queue);
         let message = from_record(&delivery.record);
+        let properties =
+            stream::delivered_properties(info.policy.kind, &delivery, &message.raw_properties);
         metrics::counter!(m::MESSAGES_DELIVERED).increment(1);
         if delivery.redelivered {
             metrics::counter!(m::MESSAGES_REDELIVERED).increment(1);
@@ -74,7 +82,7 @@ impl Session {
             &mut out,
             channel,
             &method,
-            &message.raw_properties,
+            &properties,
             &message.body,
             self.frame_max,
         );
@@ -100,6 +108,11 @@ impl Session {
                 format_args!("unknown delivery tag {tag}"),
             ));
         };
+        if requeue.is_some()
+            && let Some((_, one)) = settled.iter().find(|(_, one)| one.stream)
+        {
+            return Err(stream::nack_refused(&one.queue));
+        }
         if state.tx {
             state
                 .tx_work

@@ -7,7 +7,8 @@
 //! Holding the lock across the queueing keeps tags in wire order across the channel's consumers,
 //! so a client's `multiple` ack never covers a tag it has not seen yet.
 //! `take` is never cancelled half-way (its result would be lost); cancellation is checked under
-//! the lock instead, and anything taken after it is requeued.
+//! the lock instead, and anything taken after it is requeued. A stream consumer runs the same
+//! loop over the stream's topic from its own position ([`super::stream`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,15 +28,27 @@ use crate::credit::Credit;
 use crate::deadletter::take_live;
 use crate::error::{AmqpError, NOT_ALLOWED};
 use crate::handlers::reply_to::REPLY_TO;
+use crate::handlers::stream;
 use crate::message::from_record;
 use crate::metrics as m;
+use crate::policy::QueueKind;
 use crate::session::Session;
-use crate::topology::generated_name;
+use crate::topology::{generated_name, stream_partition};
 
 /// Most messages taken per round when credit allows.
 const BATCH: usize = 64;
 /// How long one `wait_ready` sleeps before re-checking.
 const WAIT: Duration = Duration::from_secs(5);
+
+/// Where a consumer's messages come from.
+#[derive(Debug)]
+enum Source {
+    Queue,
+    /// A stream, read from this offset on.
+    Stream {
+        next: i64,
+    },
+}
 
 #[derive(Debug)]
 struct ConsumerTask {
@@ -47,6 +60,8 @@ struct ConsumerTask {
     channel: u16,
     tag: String,
     queue: String,
+    kind: QueueKind,
+    source: Source,
     no_ack: bool,
     credit: Option<Arc<Credit>>,
     /// On a single-active-consumer queue: this consumer's id and the active id.
@@ -96,12 +111,18 @@ impl ConsumerTask {
         while self.await_turn().await
             && let Some(wanted) = self.wanted().await
         {
-            match take_live(&self.shared, &self.queue, wanted).await {
+            let taken = match &mut self.source {
+                Source::Queue => take_live(&self.shared, &self.queue, wanted).await,
+                Source::Stream { next } => {
+                    stream::read(&self.shared, &self.queue, next, wanted).await
+                }
+            };
+            match taken {
                 Ok(taken) if taken.is_empty() => {
                     self.give_back(wanted);
                     tokio::select! {
                         () = self.cancel.cancelled() => return,
-                        _ = self.queues.wait_ready(&self.queue, WAIT) => {}
+                        _ = self.wait_for_messages() => {}
                     }
                 }
                 Ok(taken) => {
@@ -136,6 +157,24 @@ impl ConsumerTask {
         }
     }
 
+    /// Sleeps until the source may have a message (or a while passed).
+    async fn wait_for_messages(&self) {
+        match &self.source {
+            Source::Queue => {
+                let _ = self.queues.wait_ready(&self.queue, WAIT).await;
+            }
+            Source::Stream { next } => {
+                let partition = stream_partition(&self.queue);
+                let _ = self
+                    .shared
+                    .engine
+                    .log
+                    .wait_for(&partition, *next, WAIT)
+                    .await;
+            }
+        }
+    }
+
     /// Sends deliveries; false when the consumer must stop.
     async fn deliver(&self, taken: Vec<tributary_api::queue::Delivery>) -> bool {
         let ids: Vec<u64> = taken.iter().map(|d| d.id).collect();
@@ -143,6 +182,9 @@ impl ConsumerTask {
         if guard.closed || self.cancel.is_cancelled() {
             drop(guard);
             self.give_back(taken.len());
+            if matches!(self.source, Source::Stream { .. }) {
+                return false;
+            }
             if let Err(error) = self.queues.requeue(&self.queue, &ids).await {
                 tracing::warn!(queue = self.queue, %error, "requeue after cancel failed");
             }
@@ -160,10 +202,13 @@ impl ConsumerTask {
                         id: delivery.id,
                         credit: self.credit.clone(),
                         record: self.keep_records.then(|| delivery.record.clone()),
+                        stream: self.kind == QueueKind::Stream,
                     },
                 );
             }
             let message = from_record(&delivery.record);
+            let properties =
+                stream::delivered_properties(self.kind, delivery, &message.raw_properties);
             let method = Method::BasicDeliver {
                 consumer_tag: self.tag.clone(),
                 delivery_tag: tag,
@@ -175,7 +220,7 @@ impl ConsumerTask {
                 &mut out,
                 self.channel,
                 &method,
-                &message.raw_properties,
+                &properties,
                 &message.body,
                 self.frame_max,
             );
@@ -212,7 +257,19 @@ impl Session {
                 .consume_reply_to(channel, tag, consume.no_ack, consume.nowait)
                 .await;
         }
-        self.shared.topology.check_queue(&consume.queue, self.id)?;
+        let info = self.shared.topology.check_queue(&consume.queue, self.id)?;
+        let Some(prefetch) = self.channels.get(&channel).map(|c| c.prefetch_count) else {
+            return Ok(());
+        };
+        let source = if info.is_stream() {
+            stream::check_consumer(&consume.queue, consume.no_ack, prefetch)?;
+            let spec = consume.arguments.get("x-stream-offset");
+            let next = stream::start_offset(&self.shared, &consume.queue, spec).await?;
+            Source::Stream { next }
+        } else {
+            Source::Queue
+        };
+        self.shared.topology.touch(&consume.queue);
         let Some(state) = self.channels.get(&channel) else {
             return Ok(());
         };
@@ -260,6 +317,8 @@ impl Session {
             channel,
             tag: tag.clone(),
             queue: consume.queue.clone(),
+            kind: info.policy.kind,
+            source,
             no_ack: consume.no_ack,
             credit: credit.clone(),
             active,

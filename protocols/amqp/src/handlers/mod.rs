@@ -7,4 +7,7 @@ mod exchange;
 pub(crate) mod publish;
 mod queue;
 pub(crate) mod reply_to;
+mod stream;
 mod tx;
+
+pub(crate) use stream::store_batch;

@@ -18,13 +18,14 @@ use tributary_api::batch::{Record, build_batch};
 
 use crate::channel::PendingPublish;
 use crate::codec::{self, methods::Method};
-use crate::deadletter::{REASON_MAXLEN, dead_letter, parse_expiration, with_expiry};
+use crate::deadletter::{REASON_MAXLEN, dead_letter, parse_expiration, record_for_queue};
 use crate::error::{AmqpError, NO_ROUTE, NOT_IMPLEMENTED, PRECONDITION_FAILED, Reply};
 use crate::expiry;
 use crate::handlers::reply_to::{REPLY_TO_PREFIX, deliver_reply};
+use crate::handlers::store_batch;
 use crate::message::{now_ms, to_record};
 use crate::metrics as m;
-use crate::policy::Overflow;
+use crate::policy::{Overflow, QueueKind, QueuePolicy};
 use crate::session::Session;
 
 /// Most messages staged before they are stored.
@@ -40,6 +41,11 @@ pub(crate) struct Staged {
     pub(crate) confirm: Option<u64>,
     /// One record per target queue (records differ when queues' TTLs do).
     pub(crate) targets: Vec<(String, Record)>,
+}
+
+/// The body bytes `x-max-length-bytes` counts.
+fn body_len(record: &Record) -> u64 {
+    record.value.as_ref().map_or(0, |v| v.len() as u64)
 }
 
 fn record_len(record: &Record) -> usize {
@@ -171,19 +177,10 @@ impl Session {
         let targets: Vec<(String, Record)> = queues
             .into_iter()
             .map(|queue| {
-                let ttl = self
-                    .shared
-                    .topology
-                    .policy(&queue)
-                    .and_then(|p| p.message_ttl_ms);
-                let record = match ttl.into_iter().chain(expiration).min() {
-                    Some(ms) => with_expiry(
-                        &record,
-                        now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)),
-                    ),
-                    None => record.clone(),
-                };
-                (queue, record)
+                let policy = self.shared.topology.policy(&queue).unwrap_or_default();
+                let stored =
+                    record_for_queue(&record, &policy, expiration, properties.priority, now);
+                (queue, stored)
             })
             .collect();
         if let Some(state) = self.channels.get_mut(&channel)
@@ -265,23 +262,34 @@ impl Session {
     }
 
     /// Appends records (tagged with their message index) to one queue, applying
-    /// `x-max-length`: `reject-publish` refuses what does not fit, `drop-head` drops (or
-    /// dead-letters) the oldest afterwards. Returns the indexes of refused or failed records.
+    /// `x-max-length` and `x-max-length-bytes`: `reject-publish` refuses each message that
+    /// would not fit, `drop-head` drops (or dead-letters) the oldest afterwards until both
+    /// hold. Returns the indexes of refused or failed records.
     async fn store_queue(&self, queue: &str, mut records: Vec<(usize, Record)>) -> Vec<usize> {
         let Some(policy) = self.shared.topology.policy(queue) else {
             // Deleted since routing: dropped, as a publish to a just-deleted queue is.
             return Vec::new();
         };
         let queues = &self.shared.engine.queues;
-        let ready = || queues.depth(queue).map(|d| d.ready).unwrap_or(0);
+        let limited = policy.max_length.is_some() || policy.max_length_bytes.is_some();
+        let within = |count: u64, bytes: u64| {
+            policy.max_length.is_none_or(|max| count <= max)
+                && policy.max_length_bytes.is_none_or(|max| bytes <= max)
+        };
         let mut refused = Vec::new();
-        if let Some(max) = policy.max_length
-            && policy.overflow == Overflow::RejectPublish
-        {
-            let room = usize::try_from(max.saturating_sub(ready())).unwrap_or(usize::MAX);
-            if records.len() > room {
-                refused.extend(records.split_off(room).into_iter().map(|(index, _)| index));
-            }
+        if limited && policy.overflow == Overflow::RejectPublish {
+            let depth = queues.depth(queue).unwrap_or_default();
+            let (mut count, mut bytes) = (depth.ready, depth.ready_bytes);
+            records.retain(|(index, record)| {
+                let fits = within(count + 1, bytes + body_len(record));
+                if fits {
+                    count += 1;
+                    bytes += body_len(record);
+                } else {
+                    refused.push(*index);
+                }
+                fits
+            });
         }
         // Batches stay under the engine's batch limit: cut at STAGE_MAX_BYTES of payload.
         let mut chunk: Vec<(usize, Record)> = Vec::new();
@@ -297,7 +305,7 @@ impl Session {
                 continue;
             }
             let batch = build_batch(&chunk.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>());
-            if let Err(error) = queues.enqueue(queue, batch).await {
+            if let Err(error) = store_batch(&self.shared, queue, &policy, batch).await {
                 tracing::warn!(queue, %error, "enqueue failed");
                 refused.extend(chunk.iter().map(|(index, _)| *index));
             } else {
@@ -306,23 +314,45 @@ impl Session {
             chunk.clear();
             chunk_bytes = 0;
         }
-        if let Some(max) = policy.max_length
-            && policy.overflow == Overflow::DropHead
-        {
-            let excess = ready().saturating_sub(max);
-            if excess > 0
-                && let Err(error) = self.drop_head(queue, excess as usize).await
-            {
-                tracing::warn!(queue, %error, "dropping over-length messages failed");
-            }
+        if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
+            self.drop_over_limits(queue, &policy).await;
         }
         m::record_depth(queues.as_ref(), queue);
         refused
     }
 
-    async fn drop_head(&self, queue: &str, count: usize) -> tributary_api::EngineResult<()> {
+    /// Drops (or dead-letters) head messages until the queue is within its length limits.
+    async fn drop_over_limits(&self, queue: &str, policy: &QueuePolicy) {
+        loop {
+            let depth = self.shared.engine.queues.depth(queue).unwrap_or_default();
+            // Over the count: drop the excess at once; over the bytes only: one at a time.
+            let excess = policy
+                .max_length
+                .map_or(0, |max| depth.ready.saturating_sub(max));
+            let over_bytes = policy
+                .max_length_bytes
+                .is_some_and(|max| depth.ready_bytes > max);
+            let count = match (excess, over_bytes) {
+                (0, false) => return,
+                (0, true) => 1,
+                (excess, _) => excess,
+            };
+            match self.drop_head(queue, count as usize).await {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(queue, %error, "dropping over-length messages failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Drops (or dead-letters) up to `count` messages at the head; returns how many.
+    async fn drop_head(&self, queue: &str, count: usize) -> tributary_api::EngineResult<usize> {
         let taken = self.shared.engine.queues.take(queue, count).await?;
         let dropped: Vec<_> = taken.into_iter().map(|d| (d.id, Some(d.record))).collect();
-        dead_letter(&self.shared, queue, &dropped, REASON_MAXLEN).await
+        dead_letter(&self.shared, queue, &dropped, REASON_MAXLEN).await?;
+        Ok(dropped.len())
     }
 }

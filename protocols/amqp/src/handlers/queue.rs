@@ -11,14 +11,16 @@ impl Session {
         channel: u16,
         decl: QueueDeclare,
     ) -> Result<(), AmqpError> {
-        let (queue, consumers) = self.shared.topology.declare_queue(&decl, self.id).await?;
-        let depth = self.shared.engine.queues.depth(&queue)?;
+        let topology = &self.shared.topology;
+        let (queue, consumers) = topology.declare_queue(&decl, self.id).await?;
+        let info = topology.check_queue(&queue, self.id)?;
+        let ready = topology.message_count(&queue, &info)?;
         if decl.nowait {
             return Ok(());
         }
         let reply = Method::QueueDeclareOk {
             queue,
-            message_count: depth.ready.min(u64::from(u32::MAX)) as u32,
+            message_count: ready.min(u64::from(u32::MAX)) as u32,
             consumer_count: consumers,
         };
         self.send_method(channel, &reply).await
@@ -60,8 +62,12 @@ impl Session {
         queue: &str,
         nowait: bool,
     ) -> Result<(), AmqpError> {
-        self.shared.topology.check_queue(queue, self.id)?;
-        let purged = self.shared.engine.queues.purge_queue(queue).await?;
+        let info = self.shared.topology.check_queue(queue, self.id)?;
+        // A stream's messages are a log: nothing is purged, as in RabbitMQ.
+        let purged = match info.is_stream() {
+            true => 0,
+            false => self.shared.engine.queues.purge_queue(queue).await?,
+        };
         m::record_depth(self.shared.engine.queues.as_ref(), queue);
         if nowait {
             return Ok(());
@@ -90,7 +96,7 @@ impl Session {
                 format_args!("queue '{queue}' in vhost '/' in use"),
             ));
         }
-        if if_empty && self.shared.engine.queues.depth(queue)?.ready > 0 {
+        if if_empty && self.shared.topology.message_count(queue, &info)? > 0 {
             return Err(AmqpError::channel(
                 PRECONDITION_FAILED,
                 format_args!("queue '{queue}' in vhost '/' not empty"),

@@ -20,11 +20,15 @@ use crate::definitions::{
     QUEUE_NAMESPACE,
 };
 use crate::error::{ACCESS_REFUSED, AmqpError, NOT_FOUND, PRECONDITION_FAILED, RESOURCE_LOCKED};
-use crate::policy::QueuePolicy;
+use crate::lease::{Lease, LeaseCheck};
+use crate::policy::{QueueKind, QueuePolicy};
 use crate::routing::ExchangeKind;
 
 mod exchanges;
 mod queues;
+mod streams;
+
+pub use streams::stream_partition;
 
 /// The only vhost served so far.
 pub const DEFAULT_VHOST: &str = "/";
@@ -80,9 +84,15 @@ pub struct QueueInfo {
     /// one that may receive (0 = none), watched by the consumer tasks.
     pub waiting_consumers: Vec<u64>,
     pub active_consumer: Option<Arc<watch::Sender<u64>>>,
+    /// The `x-expires` lease, if the queue has one.
+    pub lease: Option<Arc<Lease>>,
 }
 
 impl QueueInfo {
+    pub fn is_stream(&self) -> bool {
+        self.policy.kind == QueueKind::Stream
+    }
+
     /// Whether the definition is in the metadata store (durable and not exclusive).
     pub fn persisted(&self) -> bool {
         self.durable && self.exclusive_owner.is_none()
@@ -239,33 +249,32 @@ impl Topology {
     }
 
     /// Loads durable definitions once per process.
-    pub async fn ensure_loaded(&self) -> Result<(), AmqpError> {
+    pub async fn ensure_loaded(self: &Arc<Self>) -> Result<(), AmqpError> {
         self.loaded
             .get_or_try_init(|| self.load())
             .await
             .map(|_| ())
     }
 
-    async fn load(&self) -> Result<(), AmqpError> {
+    async fn load(self: &Arc<Self>) -> Result<(), AmqpError> {
         let exchanges = defs::load(self.store(), EXCHANGE_NAMESPACE).await?;
         let queues = defs::load(self.store(), QUEUE_NAMESPACE).await?;
         let bindings = defs::load(self.store(), BINDING_NAMESPACE).await?;
         let exchange_bindings = defs::load(self.store(), EXCHANGE_BINDING_NAMESPACE).await?;
         for (key, table) in &queues {
             if let [DEFAULT_VHOST, name] = defs::split_key(key)[..] {
-                self.engine
-                    .queues
-                    .declare_queue(
-                        name,
-                        QueueOptions {
-                            durable: true,
-                            durability: None,
-                        },
-                    )
-                    .await?;
+                let policy = QueuePolicy::stored(name, &defs::nested(table, "arguments"));
+                match self.declare_storage(name, &policy, true).await {
+                    // A stream's topic may have been changed through Kafka meanwhile; the
+                    // other queues and connections must not depend on it.
+                    Err(error) if policy.kind == QueueKind::Stream => {
+                        tracing::warn!(stream = name, %error, "cannot restore a stream's topic");
+                    }
+                    other => other?,
+                }
             }
-            let _ = table;
         }
+        let mut leases = Vec::new();
         let mut state = self.state.lock();
         for (key, table) in exchanges {
             let parts = defs::split_key(&key);
@@ -293,17 +302,23 @@ impl Topology {
         }
         for (key, table) in queues {
             if let Some(&name) = defs::split_key(&key).get(1) {
+                let policy = QueuePolicy::stored(name, &defs::nested(&table, "arguments"));
+                let lease = policy.expires_ms.map(Lease::new);
+                if let Some(lease) = &lease {
+                    leases.push((name.to_owned(), lease.clone()));
+                }
                 state.queues.insert(
                     name.to_owned(),
                     QueueInfo {
                         durable: true,
                         exclusive_owner: None,
                         auto_delete: defs::flag(&table, "auto_delete"),
-                        policy: QueuePolicy::stored(name, &defs::nested(&table, "arguments")),
+                        policy,
                         arguments: defs::nested(&table, "arguments"),
                         consumers: 0,
                         waiting_consumers: Vec::new(),
                         active_consumer: None,
+                        lease,
                     },
                 );
             }
@@ -336,7 +351,68 @@ impl Topology {
                 }
             }
         }
+        drop(state);
+        for (name, lease) in leases {
+            crate::lease::watch(self, &name, &lease);
+        }
         Ok(())
+    }
+
+    /// Creates what holds a queue's messages: an engine queue, or a stream's topic.
+    async fn declare_storage(
+        &self,
+        name: &str,
+        policy: &QueuePolicy,
+        durable: bool,
+    ) -> Result<(), AmqpError> {
+        if policy.kind == QueueKind::Stream {
+            return self.ensure_stream_topic(name, policy).await;
+        }
+        let options = QueueOptions {
+            durable,
+            durability: None,
+            max_priority: policy.max_priority,
+            count_bytes: policy.counts_bytes(),
+        };
+        self.engine.queues.declare_queue(name, options).await?;
+        Ok(())
+    }
+
+    /// Marks a queue used (for its `x-expires` lease).
+    pub fn touch(&self, queue: &str) {
+        if let Some(lease) = self
+            .state
+            .lock()
+            .queues
+            .get(queue)
+            .and_then(|q| q.lease.as_ref())
+        {
+            lease.touch();
+        }
+    }
+
+    /// Where the lease watch of `queue` stands; see [`crate::lease`].
+    pub fn check_lease(&self, queue: &str, lease: &std::sync::Weak<Lease>) -> LeaseCheck {
+        let state = self.state.lock();
+        let (Some(info), Some(lease)) = (state.queues.get(queue), lease.upgrade()) else {
+            return LeaseCheck::Gone;
+        };
+        if !info
+            .lease
+            .as_ref()
+            .is_some_and(|own| Arc::ptr_eq(own, &lease))
+        {
+            return LeaseCheck::Gone;
+        }
+        if info.consumers > 0 {
+            lease.touch();
+        }
+        let due = lease.due_ms();
+        if due > crate::message::now_ms() {
+            LeaseCheck::WaitUntil(due)
+        } else {
+            LeaseCheck::Expired
+        }
     }
 
     /// Writes a definition returned by a declare (outside the lock).
@@ -443,6 +519,9 @@ impl Topology {
             return false;
         };
         info.consumers = info.consumers.saturating_sub(1);
+        if let Some(lease) = &info.lease {
+            lease.touch();
+        }
         info.waiting_consumers.retain(|waiting| *waiting != id);
         if let Some(active) = &info.active_consumer
             && *active.borrow() == id

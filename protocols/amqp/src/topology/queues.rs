@@ -1,6 +1,6 @@
 //! Queue declaration (with the equivalence check), access checks and deletion.
 
-use tributary_api::queue::QueueOptions;
+use std::sync::Arc;
 
 use super::{
     DEFAULT_VHOST, QueueInfo, Topology, binding_key, check_arguments, generated_name, inequivalent,
@@ -10,12 +10,13 @@ use crate::codec::methods::QueueDeclare;
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::definitions::{self as defs, BINDING_NAMESPACE, QUEUE_NAMESPACE};
 use crate::error::{ACCESS_REFUSED, AmqpError};
+use crate::lease::{self, Lease};
 use crate::policy::QueuePolicy;
 
 impl Topology {
     /// Declares (or checks) a queue; returns its name and consumer count.
     pub async fn declare_queue(
-        &self,
+        self: &Arc<Self>,
         decl: &QueueDeclare,
         connection: u64,
     ) -> Result<(String, u32), AmqpError> {
@@ -25,6 +26,7 @@ impl Topology {
             decl.queue.clone()
         };
         let mut record = None;
+        let (lease, storage_policy);
         {
             let mut state = self.state.lock();
             if let Some(existing) = state.queues.get(&name) {
@@ -56,6 +58,9 @@ impl Topology {
                     }
                     check_arguments("queue", &name, &decl.arguments, &existing.arguments)?;
                 }
+                if let Some(lease) = &existing.lease {
+                    lease.touch();
+                }
                 return Ok((name, existing.consumers as u32));
             }
             if decl.passive {
@@ -70,7 +75,15 @@ impl Topology {
             // Exclusive queues die with their connection, so they are never persisted; the
             // declared flag is kept for the equivalence check.
             let durable = decl.durable && !decl.exclusive;
-            let policy = QueuePolicy::parse(&name, &decl.arguments, decl.durable, decl.exclusive)?;
+            let policy = QueuePolicy::parse(
+                &name,
+                &decl.arguments,
+                decl.durable,
+                decl.exclusive,
+                decl.auto_delete,
+            )?;
+            lease = policy.expires_ms.map(Lease::new);
+            storage_policy = policy.clone();
             state.queues.insert(
                 name.clone(),
                 QueueInfo {
@@ -82,6 +95,7 @@ impl Topology {
                     consumers: 0,
                     waiting_consumers: Vec::new(),
                     active_consumer: None,
+                    lease: lease.clone(),
                 },
             );
             if durable {
@@ -92,22 +106,15 @@ impl Topology {
             }
         }
         let durable = record.is_some();
-        let declared = self
-            .engine
-            .queues
-            .declare_queue(
-                &name,
-                QueueOptions {
-                    durable,
-                    durability: None,
-                },
-            )
-            .await;
+        let declared = self.declare_storage(&name, &storage_policy, durable).await;
         if let Err(error) = declared {
             self.state.lock().queues.remove(&name);
-            return Err(error.into());
+            return Err(error);
         }
         self.persist(QUEUE_NAMESPACE, record).await?;
+        if let Some(lease) = &lease {
+            lease::watch(self, &name, lease);
+        }
         Ok((name, 0))
     }
 
@@ -146,11 +153,26 @@ impl Topology {
             }
             (info, bindings)
         };
+        if info.is_stream() {
+            let count = self.delete_stream_topic(name).await?;
+            self.delete_definition(name, &info, bindings).await?;
+            return Ok(count);
+        }
         let count = match self.engine.queues.delete_queue(name).await {
             Ok(count) => count,
             Err(tributary_api::EngineError::UnknownQueue(_)) => 0,
             Err(error) => return Err(error.into()),
         };
+        self.delete_definition(name, &info, bindings).await?;
+        Ok(count)
+    }
+
+    async fn delete_definition(
+        &self,
+        name: &str,
+        info: &QueueInfo,
+        bindings: Vec<String>,
+    ) -> Result<(), AmqpError> {
         if info.persisted() {
             self.store()
                 .delete(QUEUE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
@@ -159,6 +181,14 @@ impl Topology {
                 self.store().delete(BINDING_NAMESPACE, &key).await?;
             }
         }
-        Ok(count)
+        Ok(())
+    }
+
+    /// Ready messages of a queue (declare-ok's message count); a stream reports none.
+    pub fn message_count(&self, name: &str, info: &QueueInfo) -> Result<u64, AmqpError> {
+        if info.is_stream() {
+            return Ok(0);
+        }
+        Ok(self.engine.queues.depth(name)?.ready)
     }
 }

@@ -1,0 +1,242 @@
+//! Stream queues over AMQP 0-9-1, as RabbitMQ 3.10 serves them: publishing appends to the
+//! stream's topic ([`crate::topology`] `streams`); a consumer reads the topic from the
+//! position its `x-stream-offset` argument names and gets each message with an
+//! `x-stream-offset` header (its offset). Consumers need a prefetch and manual acks; an ack
+//! only returns credit (nothing is deleted), and the broker keeps no consumer offsets
+//! (clients track them, as with RabbitMQ over 0-9-1).
+//!
+//! `x-stream-offset`: `first`, `last` (the start of the last stored batch), `next` (the
+//! default), an integer offset (clamped to the log), an AMQP timestamp (seconds) or an
+//! interval string (`"1h"`, `"30m"`, `"7D"`: now minus that). Records of compressed or control
+//! batches (written by Kafka producers) are skipped with a warning.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tributary_api::batch::{BatchHeader, decode_records};
+use tributary_api::queue::Delivery;
+use tributary_api::{EngineError, EngineResult, OffsetQuery};
+
+use crate::Shared;
+use crate::codec::table::FieldValue;
+use crate::error::{AmqpError, NOT_IMPLEMENTED, PRECONDITION_FAILED};
+use crate::message::{now_ms, with_header};
+use crate::policy::{QueueKind, QueuePolicy, parse_interval};
+use crate::topology::stream_partition;
+
+/// Bytes read from a stream per consumer round.
+const READ_BYTES: usize = 256 * 1024;
+
+/// Stores a batch in a queue: the engine queue, or a stream's topic.
+pub(crate) async fn store_batch(
+    shared: &Arc<Shared>,
+    queue: &str,
+    policy: &QueuePolicy,
+    batch: Bytes,
+) -> EngineResult<()> {
+    if policy.kind == QueueKind::Stream {
+        shared
+            .engine
+            .log
+            .append(&stream_partition(queue), batch)
+            .await?;
+    } else {
+        shared.engine.queues.enqueue(queue, batch).await?;
+    }
+    Ok(())
+}
+
+/// RabbitMQ's name for a queue in error texts.
+fn described(queue: &str) -> String {
+    format!("queue '{queue}' in vhost '/'")
+}
+
+/// The refusals RabbitMQ gives a stream consumer without manual acks or prefetch.
+pub(crate) fn check_consumer(queue: &str, no_ack: bool, prefetch: u16) -> Result<(), AmqpError> {
+    if no_ack {
+        return Err(AmqpError::connection(
+            NOT_IMPLEMENTED,
+            format_args!(
+                "automatic acknowledgement not supported by stream queues {}",
+                described(queue)
+            ),
+        ));
+    }
+    if prefetch == 0 {
+        return Err(AmqpError::channel(
+            PRECONDITION_FAILED,
+            format_args!(
+                "consumer prefetch count is not set for '{}'",
+                described(queue)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn basic_get_refused(queue: &str) -> AmqpError {
+    AmqpError::connection(
+        NOT_IMPLEMENTED,
+        format_args!(
+            "basic.get not supported by stream queues {}",
+            described(queue)
+        ),
+    )
+}
+
+pub(crate) fn nack_refused(queue: &str) -> AmqpError {
+    AmqpError::connection(
+        NOT_IMPLEMENTED,
+        format_args!(
+            "basic.nack and basic.reject not supported by stream queues {}",
+            described(queue)
+        ),
+    )
+}
+
+/// The offset a consumer starts at.
+pub(crate) async fn start_offset(
+    shared: &Arc<Shared>,
+    queue: &str,
+    spec: Option<&FieldValue>,
+) -> Result<i64, AmqpError> {
+    let log = &shared.engine.log;
+    let partition = stream_partition(queue);
+    let bounds = log.offsets(&partition)?;
+    let at_time = |ms: i64| async move {
+        let found = log
+            .find_offset(&partition, OffsetQuery::AtOrAfter(ms))
+            .await?;
+        Ok::<i64, AmqpError>(found.map_or(bounds.high_watermark, |f| f.offset))
+    };
+    let bad = |why: &str| {
+        AmqpError::channel(
+            PRECONDITION_FAILED,
+            format_args!("invalid x-stream-offset for {}: {why}", described(queue)),
+        )
+    };
+    let Some(spec) = spec else {
+        return Ok(bounds.high_watermark);
+    };
+    if let Some(offset) = spec.as_i64() {
+        return Ok(offset.clamp(bounds.log_start, bounds.high_watermark));
+    }
+    match spec {
+        FieldValue::Timestamp(seconds) => {
+            let ms = i64::try_from(*seconds)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000);
+            at_time(ms).await
+        }
+        FieldValue::LongString(_) => match spec.as_str().unwrap_or_default() {
+            "first" => Ok(bounds.log_start),
+            "next" => Ok(bounds.high_watermark),
+            "last" => {
+                last_batch_start(shared, queue, bounds.log_start, bounds.high_watermark).await
+            }
+            interval => {
+                let ms = parse_interval(interval).ok_or_else(|| bad("invalid interval"))?;
+                at_time(now_ms().saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))).await
+            }
+        },
+        other => Err(bad(other.type_name())),
+    }
+}
+
+/// The first offset of the last stored batch (RabbitMQ's "last chunk").
+async fn last_batch_start(
+    shared: &Arc<Shared>,
+    queue: &str,
+    log_start: i64,
+    high_watermark: i64,
+) -> Result<i64, AmqpError> {
+    if high_watermark <= log_start {
+        return Ok(high_watermark);
+    }
+    let read = shared
+        .engine
+        .log
+        .read(&stream_partition(queue), high_watermark - 1, 1)
+        .await?;
+    Ok(BatchHeader::parse(&read.data).map_or(high_watermark - 1, |h| h.base_offset))
+}
+
+/// Reads up to `max` messages from `*next` on and moves `*next` past them. A deleted topic is
+/// reported as `UnknownQueue`, so the consumer is cancelled like one of a deleted queue.
+pub(crate) async fn read(
+    shared: &Arc<Shared>,
+    queue: &str,
+    next: &mut i64,
+    max: usize,
+) -> EngineResult<Vec<Delivery>> {
+    let partition = stream_partition(queue);
+    let gone = |error: EngineError| match error {
+        EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. } => {
+            EngineError::UnknownQueue(queue.to_owned())
+        }
+        other => other,
+    };
+    let bounds = shared.engine.log.offsets(&partition).map_err(gone)?;
+    // Retention may have removed what the consumer has not read yet.
+    *next = (*next).max(bounds.log_start);
+    if *next >= bounds.high_watermark {
+        return Ok(Vec::new());
+    }
+    let data = shared
+        .engine
+        .log
+        .read(&partition, *next, READ_BYTES)
+        .await
+        .map_err(gone)?
+        .data;
+    let mut taken = Vec::new();
+    let mut pos = 0usize;
+    while pos < data.len() && taken.len() < max {
+        let header = BatchHeader::parse(&data[pos..])?;
+        let end = pos.saturating_add(header.total_len).min(data.len());
+        let batch = data.slice(pos..end);
+        pos = end;
+        let records = match decode_records(&batch) {
+            Ok(records) if !header.is_control() => records,
+            Ok(_) => Vec::new(),
+            Err(error) => {
+                tracing::warn!(queue, offset = header.base_offset, %error, "skipping a stream batch AMQP cannot read");
+                Vec::new()
+            }
+        };
+        let from = *next;
+        for stored in records.into_iter().filter(|r| r.offset >= from) {
+            if taken.len() >= max {
+                break;
+            }
+            *next = stored.offset + 1;
+            taken.push(Delivery {
+                id: u64::try_from(stored.offset).unwrap_or(0),
+                record: stored.record,
+                redelivered: false,
+                returns: 0,
+            });
+        }
+        if taken.len() < max {
+            *next = (*next).max(header.last_offset() + 1);
+        }
+    }
+    Ok(taken)
+}
+
+/// The properties a delivery carries: a stream adds `x-stream-offset`, a quorum queue
+/// `x-delivery-count` on redeliveries; otherwise the stored bytes as they are.
+pub(crate) fn delivered_properties(kind: QueueKind, delivery: &Delivery, raw: &Bytes) -> Bytes {
+    match kind {
+        QueueKind::Stream => {
+            let offset = i64::try_from(delivery.id).unwrap_or(i64::MAX);
+            with_header(raw, "x-stream-offset", FieldValue::I64(offset))
+        }
+        QueueKind::Quorum if delivery.returns > 0 => with_header(
+            raw,
+            "x-delivery-count",
+            FieldValue::I64(i64::from(delivery.returns)),
+        ),
+        _ => raw.clone(),
+    }
+}
