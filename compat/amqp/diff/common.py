@@ -100,6 +100,14 @@ def settle(seconds=0.3):
     time.sleep(seconds)
 
 
+def pump(connection, seconds):
+    """Handles a connection's incoming frames for `seconds` (pika's process_data_events
+    returns as soon as it handled anything, so it is called until the deadline)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        connection.process_data_events(left)
+
+
 GENERATED = [
     (re.compile(r"amq\.gen-[A-Za-z0-9_\-]+"), "amq.gen-*"),
     (re.compile(r"amq\.ctag-[A-Za-z0-9_\-]+"), "amq.ctag-*"),

@@ -47,9 +47,23 @@ fn non_negative(queue: &str, arg: &str, value: &FieldValue) -> Result<u64, AmqpE
         None => Err(invalid(
             queue,
             arg,
-            format_args!("{{unacceptable_type,{}}}", value.type_name()),
+            format_args!("\"expected integer, got {}\"", value.type_name()),
         )),
     }
+}
+
+/// A string argument RabbitMQ type-checks before validating (the dead-letter pair), with its
+/// own wording for a wrong type.
+fn typed_text(queue: &str, arg: &str, value: &FieldValue) -> Result<String, AmqpError> {
+    value.as_str().map(str::to_owned).ok_or_else(|| {
+        AmqpError::channel(
+            PRECONDITION_FAILED,
+            format_args!(
+                "invalid type '{}' for arg '{arg}' in queue '{queue}' in vhost '/'",
+                value.type_name()
+            ),
+        )
+    })
 }
 
 fn text(queue: &str, arg: &str, value: &FieldValue) -> Result<String, AmqpError> {
@@ -83,10 +97,10 @@ impl QueuePolicy {
                     }
                 }
                 "x-dead-letter-exchange" => {
-                    policy.dead_letter_exchange = Some(text(queue, name, value)?)
+                    policy.dead_letter_exchange = Some(typed_text(queue, name, value)?)
                 }
                 "x-dead-letter-routing-key" => {
-                    policy.dead_letter_routing_key = Some(text(queue, name, value)?)
+                    policy.dead_letter_routing_key = Some(typed_text(queue, name, value)?)
                 }
                 "x-single-active-consumer" => match value {
                     FieldValue::Bool(on) => policy.single_active_consumer = *on,
@@ -127,6 +141,13 @@ impl QueuePolicy {
                 },
                 _ => {}
             }
+        }
+        if policy.dead_letter_routing_key.is_some() && policy.dead_letter_exchange.is_none() {
+            return Err(invalid(
+                queue,
+                "x-dead-letter-routing-key",
+                "routing_key_but_no_dlx_defined",
+            ));
         }
         Ok(policy)
     }

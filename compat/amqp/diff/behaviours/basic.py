@@ -7,7 +7,7 @@ import struct
 import pika
 from pika import spec
 
-from common import attempt, behaviour, get_bodies, settle
+from common import attempt, behaviour, get_bodies, pump, settle
 from raw import Raw, method_frame, raw_frame
 
 
@@ -24,7 +24,7 @@ def collect(ch, queue, seconds=0.4, **consume):
     got = []
     ch.basic_consume(queue, lambda c, m, p, b: got.append((b.decode(), m.redelivered,
                                                            m.delivery_tag)), **consume)
-    ch.connection.process_data_events(seconds)
+    pump(ch.connection, seconds)
     return got
 
 
@@ -123,7 +123,7 @@ def _(ctx):
     got = collect(ch, queue)
     first = [body for body, _, _ in got]
     ch.basic_ack(got[-1][2], multiple=True)
-    ch.connection.process_data_events(0.4)
+    pump(ch.connection, 0.4)
     out = [first, [body for body, _, _ in got]]
     ch.queue_delete(queue)
     return out
@@ -210,7 +210,7 @@ def _(ctx):
     queue = fresh_queue(ctx, ch, ["1", "2"])
     got = collect(ch, queue, seconds=0.3)
     ch.basic_recover(requeue=True)
-    ch.connection.process_data_events(0.4)
+    pump(ch.connection, 0.4)
     out = [(body, redelivered) for body, redelivered, _ in got]
     ch.queue_delete(queue)
     return out
@@ -225,7 +225,7 @@ def _(ctx):
     ch.add_on_cancel_callback(lambda frame: cancelled.append(frame.method.NAME))
     ch.basic_consume(queue, lambda *a: None, consumer_tag="watcher")
     ctx.channel().queue_delete(queue)
-    connection.process_data_events(0.5)
+    pump(connection, 0.5)
     return [cancelled, ch.is_open, list(ch.consumer_tags)]
 
 
@@ -237,7 +237,7 @@ def _(ctx):
         [m.reply_code, m.reply_text, m.exchange, m.routing_key, b.decode()]))
     ch.basic_publish("amq.direct", ctx.name("nobody"), b"back", mandatory=True)
     ch.basic_publish("amq.direct", ctx.name("nobody"), b"dropped")
-    ch.connection.process_data_events(0.4)
+    pump(ch.connection, 0.4)
     return returns
 
 
@@ -356,7 +356,7 @@ def _(ctx):
     settle()
     _, props, body = server.basic_get(queue)
     server.basic_publish("", props.reply_to, b"pong:" + body)
-    client.connection.process_data_events(0.4)
+    pump(client.connection, 0.4)
     server.queue_delete(queue)
     return [props.reply_to, replies]
 
@@ -372,10 +372,10 @@ def _(ctx):
                      consumer_tag="b")
     for body in ["1", "2"]:
         ch.basic_publish("", queue, body.encode())
-    ch.connection.process_data_events(0.4)
+    pump(ch.connection, 0.4)
     ch.basic_cancel("a")
     ch.basic_publish("", queue, b"3")
-    ch.connection.process_data_events(0.4)
+    pump(ch.connection, 0.4)
     ch.queue_delete(queue)
     return got
 

@@ -4,7 +4,7 @@ delete conditions, x-max-length overflow and x-message-ttl."""
 
 import pika
 
-from common import attempt, behaviour, declare_ok, get_bodies, settle
+from common import attempt, behaviour, declare_ok, get_bodies, pump, settle
 
 
 def publish(ch, queue, bodies, **properties):
@@ -155,7 +155,7 @@ def _(ctx):
     ch.queue_declare(ctx.name("q"))
     publish(ch, ctx.name("q"), ["a", "b", "c"])
     ch.basic_consume(ctx.name("q"), lambda *a: None, auto_ack=False)
-    ch.connection.process_data_events(0.3)
+    pump(ch.connection, 0.3)
     other = ctx.channel()
     publish(other, ctx.name("q"), ["d"])
     settle()
@@ -269,6 +269,7 @@ def _(ctx):
     ch = ctx.channel()
     ch.queue_declare(ctx.name("q"), arguments={"x-max-length": 2})
     publish(ch, ctx.name("q"), ["1", "2", "3", "4"])
+    settle()  # RabbitMQ applies publishes asynchronously to the queue process
     out = [declare_ok(ch, ctx.name("q"), passive=True), get_bodies(ch, ctx.name("q"))]
     ch.queue_delete(ctx.name("q"))
     return out

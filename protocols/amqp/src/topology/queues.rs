@@ -80,6 +80,7 @@ impl Topology {
                     arguments: decl.arguments.clone(),
                     policy,
                     consumers: 0,
+                    exclusive_consumer: None,
                     waiting_consumers: Vec::new(),
                     active_consumer: None,
                 },
@@ -139,13 +140,14 @@ impl Topology {
                 exchange.bindings.retain(|b| {
                     let keep = b.destination != name;
                     if !keep {
-                        bindings.push(binding_key(exchange_name, b));
+                        bindings.push((exchange_name.clone(), binding_key(exchange_name, b)));
                     }
                     keep
                 });
             }
             (info, bindings)
         };
+        let unbound: Vec<String> = bindings.iter().map(|(e, _)| e.clone()).collect();
         let count = match self.engine.queues.delete_queue(name).await {
             Ok(count) => count,
             Err(tributary_api::EngineError::UnknownQueue(_)) => 0,
@@ -155,10 +157,11 @@ impl Topology {
             self.store()
                 .delete(QUEUE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
                 .await?;
-            for key in bindings {
+            for (_, key) in bindings {
                 self.store().delete(BINDING_NAMESPACE, &key).await?;
             }
         }
+        self.delete_unbound_auto_delete(unbound).await?;
         Ok(count)
     }
 }
