@@ -1,3 +1,3 @@
 """The behaviours of the differential suite, one module per area; importing registers them."""
 
-from behaviours import basic, deadletter, exchanges, frames, queues  # noqa: F401
+from behaviours import basic, deadletter, exchanges, features, frames, queues  # noqa: F401

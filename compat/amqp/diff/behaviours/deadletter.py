@@ -84,38 +84,32 @@ def _(ctx):
     return out
 
 
-@behaviour("deadletter", "dlx-expired-per-message")
-def _(ctx):
+def automatic_deaths(ctx, source_args, publishes, reads=1):
+    """Publishes `(body, properties)` into a source queue that dead-letters by itself (TTL or
+    length); returns what reached the dead-letter queue."""
     ch = ctx.channel()
-    src, dead = dlx_pair(ctx, ch)
-    ch.basic_publish("", src, b"e", pika.BasicProperties(expiration="30"))
+    src, dead = dlx_pair(ctx, ch, source_args)
+    for body, properties in publishes:
+        ch.basic_publish("", src, body, pika.BasicProperties(**properties))
     settle(0.5)
-    out = dead_letters(ctx, dead)
+    out = dead_letters(ctx, dead, reads)
     cleanup(ctx, "src", "dead")
     return out
+
+
+@behaviour("deadletter", "dlx-expired-per-message")
+def _(ctx):
+    return automatic_deaths(ctx, {}, [(b"e", {"expiration": "30"})])
 
 
 @behaviour("deadletter", "dlx-expired-queue-ttl")
 def _(ctx):
-    ch = ctx.channel()
-    src, dead = dlx_pair(ctx, ch, {"x-message-ttl": 30})
-    ch.basic_publish("", src, b"t")
-    settle(0.5)
-    out = dead_letters(ctx, dead)
-    cleanup(ctx, "src", "dead")
-    return out
+    return automatic_deaths(ctx, {"x-message-ttl": 30}, [(b"t", {})])
 
 
 @behaviour("deadletter", "dlx-maxlen")
 def _(ctx):
-    ch = ctx.channel()
-    src, dead = dlx_pair(ctx, ch, {"x-max-length": 1})
-    ch.basic_publish("", src, b"first")
-    ch.basic_publish("", src, b"second")
-    settle()
-    out = dead_letters(ctx, dead, 2)
-    cleanup(ctx, "src", "dead")
-    return out
+    return automatic_deaths(ctx, {"x-max-length": 1}, [(b"first", {}), (b"second", {})], 2)
 
 
 @behaviour("deadletter", "dlx-routing-key-override")

@@ -24,6 +24,15 @@ def bound_queues(ctx, ch, exchange, bindings):
     return queues
 
 
+def with_queue(ctx, action):
+    """Runs `action(channel, queue)` against a fresh queue `q`; returns how it ended."""
+    ch = ctx.channel()
+    ch.queue_declare(ctx.name("q"))
+    out = attempt(lambda: action(ch, ctx.name("q")) and None)
+    ctx.channel().queue_delete(ctx.name("q"))
+    return out
+
+
 def cleanup(ch, queues=(), exchanges=()):
     for queue in queues:
         ch.queue_delete(queue)
@@ -248,29 +257,17 @@ def _(ctx):
 
 @behaviour("exchange", "bind-missing-exchange")
 def _(ctx):
-    ch = ctx.channel()
-    ch.queue_declare(ctx.name("q"), auto_delete=True)
-    out = attempt(lambda: ch.queue_bind(ctx.name("q"), ctx.name("nope"), "k") and None)
-    ctx.channel().queue_delete(ctx.name("q"))
-    return out
+    return with_queue(ctx, lambda ch, q: ch.queue_bind(q, ctx.name("nope"), "k"))
 
 
 @behaviour("exchange", "bind-default-exchange")
 def _(ctx):
-    ch = ctx.channel()
-    ch.queue_declare(ctx.name("q"))
-    out = attempt(lambda: ch.queue_bind(ctx.name("q"), "", "k") and None)
-    ctx.channel().queue_delete(ctx.name("q"))
-    return out
+    return with_queue(ctx, lambda ch, q: ch.queue_bind(q, "", "k"))
 
 
 @behaviour("exchange", "unbind-missing-binding")
 def _(ctx):
-    ch = ctx.channel()
-    ch.queue_declare(ctx.name("q"))
-    out = attempt(lambda: ch.queue_unbind(ctx.name("q"), "amq.direct", "never-bound") and None)
-    ctx.channel().queue_delete(ctx.name("q"))
-    return out
+    return with_queue(ctx, lambda ch, q: ch.queue_unbind(q, "amq.direct", "never-bound"))
 
 
 @behaviour("exchange", "default-exchange-routes-by-queue-name")

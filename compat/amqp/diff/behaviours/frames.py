@@ -18,6 +18,44 @@ def opened(ctx, channel=True):
     return raw
 
 
+# Bad input on an open channel 1: (behaviour, the frames to send); observed is the close.
+BAD_INPUT = [
+    ("frame-too-large",
+     lambda: [struct.pack(">BHI", 1, 1, 10_000_000)]),
+    ("frame-bad-end-octet",
+     lambda: [raw_frame(1, 1, method_frame(1, spec.Basic.Qos(prefetch_count=1))[7:-1], b"\x00")]),
+    ("frame-unknown-type",
+     lambda: [raw_frame(9, 1, b"abc")]),
+    ("channel-open-twice",
+     lambda: [method_frame(1, spec.Channel.Open())]),
+    ("body-without-publish",
+     lambda: [raw_frame(3, 1, b"stray body")]),
+    ("method-instead-of-content-header",
+     lambda: [method_frame(1, spec.Basic.Publish(exchange="", routing_key="x")),
+             method_frame(1, spec.Basic.Qos(prefetch_count=1))]),
+    ("heartbeat-on-channel",
+     lambda: [raw_frame(8, 1, b"")]),
+    ("unknown-method",
+     lambda: [raw_frame(1, 1, struct.pack(">HH", 60, 999))]),
+    ("truncated-method-arguments",
+     lambda: [raw_frame(1, 1, struct.pack(">HH", 50, 10) + b"\x00")]),
+    ("content-header-body-size-exceeded",
+     lambda: [method_frame(1, spec.Basic.Publish(exchange="", routing_key="x")),
+             raw_frame(2, 1, struct.pack(">HHQH", 60, 0, 3, 0)), raw_frame(3, 1, b"12345")]),
+]
+
+
+def send_then_close(ctx, frames):
+    raw = opened(ctx)
+    for data in frames():
+        raw.send(data)
+    return raw.until_close()
+
+
+for case, frames in BAD_INPUT:
+    behaviour("frames", case)(lambda ctx, f=frames: send_then_close(ctx, f))
+
+
 @behaviour("frames", "protocol-header-wrong-version")
 def _(ctx):
     raw = Raw(ctx.port)
@@ -33,83 +71,10 @@ def _(ctx):
     return [raw.sock.recv(8).hex(), raw.until_close(1.0)]
 
 
-@behaviour("frames", "frame-too-large")
-def _(ctx):
-    raw = opened(ctx)
-    raw.send(struct.pack(">BHI", 1, 1, 10_000_000))
-    return raw.until_close()
-
-
-@behaviour("frames", "frame-bad-end-octet")
-def _(ctx):
-    raw = opened(ctx)
-    raw.send(raw_frame(1, 1, method_frame(1, spec.Basic.Qos(prefetch_count=1))[7:-1], b"\x00"))
-    return raw.until_close()
-
-
-@behaviour("frames", "frame-unknown-type")
-def _(ctx):
-    raw = opened(ctx)
-    raw.send(raw_frame(9, 1, b"abc"))
-    return raw.until_close()
-
-
 @behaviour("frames", "method-on-unopened-channel")
 def _(ctx):
     raw = opened(ctx, channel=False)
     raw.send(method_frame(3, spec.Basic.Qos(prefetch_count=1)))
-    return raw.until_close()
-
-
-@behaviour("frames", "channel-open-twice")
-def _(ctx):
-    raw = opened(ctx)
-    raw.send(method_frame(1, spec.Channel.Open()))
-    return raw.until_close()
-
-
-@behaviour("frames", "body-without-publish")
-def _(ctx):
-    raw = opened(ctx)
-    raw.send(raw_frame(3, 1, b"stray body"))
-    return raw.until_close()
-
-
-@behaviour("frames", "method-instead-of-content-header")
-def _(ctx):
-    raw = opened(ctx)
-    raw.send(method_frame(1, spec.Basic.Publish(exchange="", routing_key="x")))
-    raw.send(method_frame(1, spec.Basic.Qos(prefetch_count=1)))
-    return raw.until_close()
-
-
-@behaviour("frames", "heartbeat-on-channel")
-def _(ctx):
-    raw = opened(ctx)
-    raw.send(raw_frame(8, 1, b""))
-    return raw.until_close()
-
-
-@behaviour("frames", "unknown-method")
-def _(ctx):
-    raw = opened(ctx)
-    raw.send(raw_frame(1, 1, struct.pack(">HH", 60, 999)))
-    return raw.until_close()
-
-
-@behaviour("frames", "truncated-method-arguments")
-def _(ctx):
-    raw = opened(ctx)
-    raw.send(raw_frame(1, 1, struct.pack(">HH", 50, 10) + b"\x00"))
-    return raw.until_close()
-
-
-@behaviour("frames", "content-header-body-size-exceeded")
-def _(ctx):
-    raw = opened(ctx)
-    raw.send(method_frame(1, spec.Basic.Publish(exchange="", routing_key="x")))
-    raw.send(raw_frame(2, 1, struct.pack(">HHQH", 60, 0, 3, 0)))
-    raw.send(raw_frame(3, 1, b"12345"))
     return raw.until_close()
 
 

@@ -12,6 +12,19 @@ def publish(ch, queue, bodies, **properties):
         ch.basic_publish("", queue, body.encode(), pika.BasicProperties(**properties))
 
 
+def drained(ctx, arguments, batches, wait=0.3):
+    """Declares queue `q` with `arguments`, publishes each (bodies, properties) batch, waits,
+    then returns what basic.get drains from it and deletes it."""
+    ch = ctx.channel()
+    ch.queue_declare(ctx.name("q"), arguments=arguments)
+    for bodies, properties in batches:
+        publish(ch, ctx.name("q"), bodies, **properties)
+    settle(wait)
+    out = get_bodies(ch, ctx.name("q"))
+    ch.queue_delete(ctx.name("q"))
+    return out
+
+
 @behaviour("queue", "queue-declare-server-named")
 def _(ctx):
     ch = ctx.channel()
@@ -31,60 +44,30 @@ def _(ctx):
     return attempt(lambda: ch.queue_declare("amq.q-" + ctx.prefix))
 
 
-@behaviour("queue", "queue-redeclare-other-durable")
-def _(ctx):
+def redeclare(ctx, first, second):
+    """Declares queue `q` with `first`, then again with `second`; returns how that ended."""
     ch = ctx.channel()
-    ch.queue_declare(ctx.name("q"))
-    out = attempt(lambda: ch.queue_declare(ctx.name("q"), durable=True))
+    ch.queue_declare(ctx.name("q"), **first)
+    out = attempt(lambda: declare_ok(ch, ctx.name("q"), **second))
     ctx.channel().queue_delete(ctx.name("q"))
     return out
 
 
-@behaviour("queue", "queue-redeclare-other-auto-delete")
-def _(ctx):
-    ch = ctx.channel()
-    ch.queue_declare(ctx.name("q"))
-    out = attempt(lambda: ch.queue_declare(ctx.name("q"), auto_delete=True))
-    ctx.channel().queue_delete(ctx.name("q"))
-    return out
+# The equivalence check: (behaviour, first declare, second declare). pika sends 10 as a 32-bit
+# 'I' and 2**40 as a 64-bit 'l', so the integer-width case mixes both.
+REDECLARE_CASES = [
+    ("queue-redeclare-other-durable", {}, {"durable": True}),
+    ("queue-redeclare-other-auto-delete", {}, {"auto_delete": True}),
+    ("queue-redeclare-argument-missing", {"arguments": {"x-max-length": 10}}, {}),
+    ("queue-redeclare-argument-changed", {"arguments": {"x-max-length": 10}},
+     {"arguments": {"x-max-length": 20}}),
+    ("queue-redeclare-argument-added", {}, {"arguments": {"x-message-ttl": 500}}),
+    ("queue-redeclare-integer-width", {"arguments": {"x-message-ttl": 10, "x-max-length": 2**40}},
+     {"arguments": {"x-message-ttl": 10, "x-max-length": 2**40}}),
+]
 
-
-@behaviour("queue", "queue-redeclare-argument-missing")
-def _(ctx):
-    ch = ctx.channel()
-    ch.queue_declare(ctx.name("q"), arguments={"x-max-length": 10})
-    out = attempt(lambda: ch.queue_declare(ctx.name("q")))
-    ctx.channel().queue_delete(ctx.name("q"))
-    return out
-
-
-@behaviour("queue", "queue-redeclare-argument-changed")
-def _(ctx):
-    ch = ctx.channel()
-    ch.queue_declare(ctx.name("q"), arguments={"x-max-length": 10})
-    out = attempt(lambda: ch.queue_declare(ctx.name("q"), arguments={"x-max-length": 20}))
-    ctx.channel().queue_delete(ctx.name("q"))
-    return out
-
-
-@behaviour("queue", "queue-redeclare-argument-added")
-def _(ctx):
-    ch = ctx.channel()
-    ch.queue_declare(ctx.name("q"))
-    out = attempt(lambda: ch.queue_declare(ctx.name("q"), arguments={"x-message-ttl": 500}))
-    ctx.channel().queue_delete(ctx.name("q"))
-    return out
-
-
-@behaviour("queue", "queue-redeclare-integer-width")
-def _(ctx):
-    ch = ctx.channel()
-    # pika sends 10 as a 32-bit 'I' and 2**40 as a 64-bit 'l'.
-    ch.queue_declare(ctx.name("q"), arguments={"x-message-ttl": 10, "x-max-length": 2**40})
-    out = attempt(lambda: declare_ok(ch, ctx.name("q"), arguments={
-        "x-message-ttl": 10, "x-max-length": 2**40}))
-    ctx.channel().queue_delete(ctx.name("q"))
-    return out
+for case, first, second in REDECLARE_CASES:
+    behaviour("queue", case)(lambda ctx, f=first, s=second: redeclare(ctx, f, s))
 
 
 @behaviour("queue", "queue-redeclare-passive-ignores-arguments")
@@ -104,49 +87,26 @@ def declare_with(ctx, arguments, **flags):
     return out
 
 
-@behaviour("queue", "queue-arg-max-length-wrong-type")
-def _(ctx):
-    return declare_with(ctx, {"x-max-length": "ten"})
+# Argument validation: (behaviour, arguments, declare flags), each one declare attempt.
+ARGUMENT_CASES = [
+    ("queue-arg-max-length-wrong-type", {"x-max-length": "ten"}, {}),
+    ("queue-arg-max-length-negative", {"x-max-length": -1}, {}),
+    ("queue-arg-message-ttl-negative", {"x-message-ttl": -5}, {}),
+    ("queue-arg-overflow-invalid", {"x-overflow": "explode"}, {}),
+    ("queue-arg-dead-letter-exchange-wrong-type", {"x-dead-letter-exchange": 5}, {}),
+    ("queue-arg-queue-type-invalid", {"x-queue-type": "bogus"}, {}),
+    ("queue-arg-quorum-non-durable", {"x-queue-type": "quorum"}, {}),
+    ("queue-arg-quorum-exclusive", {"x-queue-type": "quorum"},
+     {"durable": True, "exclusive": True}),
+    ("queue-arg-unknown-accepted", {"x-made-up": "yes", "y-other": 1}, {}),
+    ("queue-arg-message-ttl-wrong-type", {"x-message-ttl": "soon"}, {}),
+    ("queue-arg-overflow-wrong-type", {"x-overflow": 1}, {}),
+    ("queue-arg-single-active-consumer-wrong-type", {"x-single-active-consumer": "yes"}, {}),
+    ("queue-arg-dead-letter-routing-key-alone", {"x-dead-letter-routing-key": "k"}, {}),
+]
 
-
-@behaviour("queue", "queue-arg-max-length-negative")
-def _(ctx):
-    return declare_with(ctx, {"x-max-length": -1})
-
-
-@behaviour("queue", "queue-arg-message-ttl-negative")
-def _(ctx):
-    return declare_with(ctx, {"x-message-ttl": -5})
-
-
-@behaviour("queue", "queue-arg-overflow-invalid")
-def _(ctx):
-    return declare_with(ctx, {"x-overflow": "explode"})
-
-
-@behaviour("queue", "queue-arg-dead-letter-exchange-wrong-type")
-def _(ctx):
-    return declare_with(ctx, {"x-dead-letter-exchange": 5})
-
-
-@behaviour("queue", "queue-arg-queue-type-invalid")
-def _(ctx):
-    return declare_with(ctx, {"x-queue-type": "bogus"})
-
-
-@behaviour("queue", "queue-arg-quorum-non-durable")
-def _(ctx):
-    return declare_with(ctx, {"x-queue-type": "quorum"})
-
-
-@behaviour("queue", "queue-arg-quorum-exclusive")
-def _(ctx):
-    return declare_with(ctx, {"x-queue-type": "quorum"}, durable=True, exclusive=True)
-
-
-@behaviour("queue", "queue-arg-unknown-accepted")
-def _(ctx):
-    return declare_with(ctx, {"x-made-up": "yes", "y-other": 1})
+for case, arguments, flags in ARGUMENT_CASES:
+    behaviour("queue", case)(lambda ctx, a=arguments, f=flags: declare_with(ctx, a, **f))
 
 
 @behaviour("queue", "queue-declare-ok-counts")
@@ -288,12 +248,7 @@ def _(ctx):
 
 @behaviour("queue", "max-length-zero")
 def _(ctx):
-    ch = ctx.channel()
-    ch.queue_declare(ctx.name("q"), arguments={"x-max-length": 0})
-    publish(ch, ctx.name("q"), ["1"])
-    out = get_bodies(ch, ctx.name("q"))
-    ch.queue_delete(ctx.name("q"))
-    return out
+    return drained(ctx, {"x-max-length": 0}, [(["1"], {})])
 
 
 @behaviour("queue", "message-ttl-queue-expires")
@@ -310,25 +265,13 @@ def _(ctx):
 
 @behaviour("queue", "message-ttl-zero-without-consumer")
 def _(ctx):
-    ch = ctx.channel()
-    ch.queue_declare(ctx.name("q"), arguments={"x-message-ttl": 0})
-    publish(ch, ctx.name("q"), ["gone"])
-    settle()
-    out = get_bodies(ch, ctx.name("q"))
-    ch.queue_delete(ctx.name("q"))
-    return out
+    return drained(ctx, {"x-message-ttl": 0}, [(["gone"], {})])
 
 
 @behaviour("queue", "per-message-expiration")
 def _(ctx):
-    ch = ctx.channel()
-    ch.queue_declare(ctx.name("q"))
-    publish(ch, ctx.name("q"), ["short"], expiration="50")
-    publish(ch, ctx.name("q"), ["long"], expiration="60000")
-    settle(0.3)
-    out = get_bodies(ch, ctx.name("q"))
-    ch.queue_delete(ctx.name("q"))
-    return out
+    return drained(ctx, {}, [(["short"], {"expiration": "50"}),
+                             (["long"], {"expiration": "60000"})])
 
 
 @behaviour("queue", "per-message-expiration-invalid")
@@ -342,23 +285,3 @@ def _(ctx):
         outs.append(attempt(lambda c=ch: c.queue_declare(ctx.name("q"), passive=True) and None))
     ctx.channel().queue_delete(ctx.name("q"))
     return outs
-
-
-@behaviour("queue", "queue-arg-message-ttl-wrong-type")
-def _(ctx):
-    return declare_with(ctx, {"x-message-ttl": "soon"})
-
-
-@behaviour("queue", "queue-arg-overflow-wrong-type")
-def _(ctx):
-    return declare_with(ctx, {"x-overflow": 1})
-
-
-@behaviour("queue", "queue-arg-single-active-consumer-wrong-type")
-def _(ctx):
-    return declare_with(ctx, {"x-single-active-consumer": "yes"})
-
-
-@behaviour("queue", "queue-arg-dead-letter-routing-key-alone")
-def _(ctx):
-    return declare_with(ctx, {"x-dead-letter-routing-key": "k"})
