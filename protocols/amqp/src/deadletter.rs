@@ -42,6 +42,17 @@ pub fn expires_at(record: &Record) -> Option<i64> {
     Some(i64::from_be_bytes(bytes))
 }
 
+/// The record with a TTL of `ms` from `now_ms`, or unchanged without one.
+pub fn with_ttl(record: &Record, now_ms: i64, ttl_ms: Option<u64>) -> Record {
+    match ttl_ms {
+        Some(ms) => with_expiry(
+            record,
+            now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)),
+        ),
+        None => record.clone(),
+    }
+}
+
 /// Adds the expiry header.
 pub fn with_expiry(record: &Record, expires_ms: i64) -> Record {
     let mut record = record.clone();
@@ -192,13 +203,7 @@ pub async fn dead_letter(
                     .topology
                     .policy(target)
                     .and_then(|p| p.message_ttl_ms);
-                let record = match ttl {
-                    Some(ms) => with_expiry(
-                        &record,
-                        now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)),
-                    ),
-                    None => record.clone(),
-                };
+                let record = with_ttl(&record, now, ttl);
                 let batch = build_batch(std::slice::from_ref(&record));
                 shared.engine.queues.enqueue(target, batch).await?;
                 crate::expiry::arm_for(shared, target, [&record]);
@@ -356,6 +361,24 @@ mod tests {
             ],
             "a repeat is sorted by key, as RabbitMQ re-sorts it"
         );
+    }
+
+    #[test]
+    fn only_automatic_cycles_are_dropped() {
+        let death = |queue: &str, reason: &str| {
+            let mut t = FieldTable::default();
+            t.insert("reason", text(reason));
+            t.insert("queue", text(queue));
+            FieldValue::Table(t)
+        };
+        let automatic = [death("wait", REASON_EXPIRED), death("work", REASON_EXPIRED)];
+        assert!(is_cycle("work", &automatic));
+        assert!(!is_cycle("elsewhere", &automatic));
+        let rejected = [
+            death("wait", REASON_EXPIRED),
+            death("work", REASON_REJECTED),
+        ];
+        assert!(!is_cycle("work", &rejected), "a reject breaks the cycle");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tributary_api::batch::{Record, build_batch};
 
 use crate::channel::PendingPublish;
 use crate::codec::{self, methods::Method};
-use crate::deadletter::{REASON_MAXLEN, dead_letter, parse_expiration, with_expiry};
+use crate::deadletter::{REASON_MAXLEN, dead_letter, parse_expiration, with_ttl};
 use crate::error::{AmqpError, NO_ROUTE, NOT_IMPLEMENTED, PRECONDITION_FAILED, Reply};
 use crate::expiry;
 use crate::handlers::reply_to::{REPLY_TO_PREFIX, deliver_reply};
@@ -188,13 +188,7 @@ impl Session {
                     .topology
                     .policy(&queue)
                     .and_then(|p| p.message_ttl_ms);
-                let record = match ttl.into_iter().chain(expiration).min() {
-                    Some(ms) => with_expiry(
-                        &record,
-                        now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)),
-                    ),
-                    None => record.clone(),
-                };
+                let record = with_ttl(&record, now, ttl.into_iter().chain(expiration).min());
                 (queue, record)
             })
             .collect();

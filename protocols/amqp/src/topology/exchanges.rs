@@ -1,4 +1,7 @@
 //! Exchange declaration and deletion, and queue bindings.
+//!
+//! Deleting a missing exchange succeeds (as in RabbitMQ); an auto-delete exchange is deleted
+//! when it loses its last binding as a source (unbind, queue or destination deletion).
 
 use bytes::Bytes;
 
