@@ -10,9 +10,12 @@
 //! own. Its properties are rewritten as RabbitMQ does: the `x-death` header (array of tables
 //! `count`, `reason`, `queue`, `time`, `exchange`, `routing-keys`, `original-expiration`), the
 //! newest cause first, a repeated (queue, reason) counted rather than repeated;
-//! `x-first-death-{exchange,queue,reason}` set once; `expiration` removed. A quorum queue's
-//! message requeued more often than its `x-delivery-limit` is dead-lettered (reason
-//! `delivery_limit`) when it next reaches the head.
+//! `x-first-death-{exchange,queue,reason}` set once; `expiration` removed. Key order follows
+//! RabbitMQ 3.10 exactly (clients print and compare it): a first death in the order above, a
+//! later entry sorted by key, the headers table sorted by key. A dead-lettered message gets the
+//! target queue's `x-message-ttl` and priority like any other. A quorum queue's message
+//! requeued more often than its `x-delivery-limit` is dead-lettered (reason `delivery_limit`)
+//! when it next reaches the head.
 
 use std::sync::Arc;
 
@@ -43,6 +46,17 @@ pub fn expires_at(record: &Record) -> Option<i64> {
     Some(i64::from_be_bytes(bytes))
 }
 
+/// The record with a TTL of `ms` from `now_ms`, or unchanged without one.
+pub fn with_ttl(record: &Record, now_ms: i64, ttl_ms: Option<u64>) -> Record {
+    match ttl_ms {
+        Some(ms) => with_expiry(
+            record,
+            now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)),
+        ),
+        None => record.clone(),
+    }
+}
+
 /// Adds the expiry header.
 pub fn with_expiry(record: &Record, expires_ms: i64) -> Record {
     let mut record = record.clone();
@@ -66,13 +80,8 @@ pub fn record_for_queue(
     if policy.kind == QueueKind::Stream {
         return record.clone();
     }
-    let mut out = match policy.message_ttl_ms.into_iter().chain(expiration_ms).min() {
-        Some(ms) => with_expiry(
-            record,
-            now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)),
-        ),
-        None => record.clone(),
-    };
+    let ttl_ms = policy.message_ttl_ms.into_iter().chain(expiration_ms).min();
+    let mut out = with_ttl(record, now_ms, ttl_ms);
     if let Some(max) = policy.max_priority {
         out = with_priority(&out, priority.unwrap_or(0).min(max));
     }
@@ -81,6 +90,11 @@ pub fn record_for_queue(
 
 fn text(value: &str) -> FieldValue {
     FieldValue::LongString(Bytes::copy_from_slice(value.as_bytes()))
+}
+
+/// Orders a table by key bytes, as Erlang sorts RabbitMQ's field tables.
+fn sort_by_key(table: &mut FieldTable) {
+    table.0.sort_by(|a, b| a.0.cmp(&b.0));
 }
 
 /// The record as it is re-published to the dead-letter exchange, and its routing key.
@@ -106,16 +120,19 @@ pub fn dead_letter_record(
         }
         _ => false,
     };
-    let entry = match deaths.iter().position(same) {
+    // RabbitMQ writes a first death in this key order, but sorts an entry by key once the
+    // message already has an `x-death` header (a new cause or a counted repeat, which keeps
+    // its first time), and sorts the whole headers table by key whenever it dead-letters.
+    let first_death = deaths.is_empty();
+    let mut entry = match deaths.iter().position(same) {
         Some(index) => {
             let mut entry = match deaths.remove(index) {
                 FieldValue::Table(t) => t,
                 _ => FieldTable::default(),
             };
             let count = entry.get("count").and_then(FieldValue::as_i64).unwrap_or(0) + 1;
-            entry.0.retain(|(k, _)| k != "count" && k != "time");
-            entry.0.insert(0, ("count".into(), FieldValue::I64(count)));
-            entry.insert("time", FieldValue::Timestamp((now_ms / 1000).max(0) as u64));
+            entry.0.retain(|(k, _)| k != "count");
+            entry.insert("count", FieldValue::I64(count));
             entry
         }
         None => {
@@ -135,6 +152,9 @@ pub fn dead_letter_record(
             entry
         }
     };
+    if !first_death {
+        sort_by_key(&mut entry);
+    }
     deaths.insert(0, FieldValue::Table(entry));
     headers.0.retain(|(k, _)| k != "x-death");
     headers.insert("x-death", FieldValue::Array(deaths));
@@ -147,6 +167,7 @@ pub fn dead_letter_record(
             headers.insert(name, text(value));
         }
     }
+    sort_by_key(&mut headers);
     props.headers = Some(headers);
     props.expiration = None;
     let routing_key = routing_key.map_or(message.routing_key.clone(), str::to_owned);
@@ -196,7 +217,14 @@ pub async fn dead_letter(
                 .topology
                 .route(exchange, &routing_key, props.headers.as_ref())
                 .unwrap_or_default();
-            for target in targets.iter().filter(|t| t.as_str() != queue) {
+            let deaths = match props.headers.as_ref().and_then(|h| h.get("x-death")) {
+                Some(FieldValue::Array(deaths)) => deaths.as_slice(),
+                _ => &[],
+            };
+            let cycling = |target: &str| reason != REASON_REJECTED && is_cycle(target, deaths);
+            for target in targets.iter().filter(|t| !cycling(t)) {
+                // The target queue's own x-message-ttl and priority apply, as to any message it
+                // receives (the usual delayed-retry loop relies on the TTL).
                 let target_policy = shared.topology.policy(target).unwrap_or_default();
                 let stored = record_for_queue(&record, &target_policy, None, props.priority, now);
                 let batch = build_batch(std::slice::from_ref(&stored));
@@ -207,6 +235,25 @@ pub async fn dead_letter(
     }
     let ids: Vec<u64> = deliveries.iter().map(|(id, _)| *id).collect();
     shared.engine.queues.ack(queue, &ids).await
+}
+
+/// RabbitMQ's cycle rule: a message dead-lettered into a queue it already died in is dropped
+/// when every death since then (newest first, up to that queue's) was automatic, i.e. none was
+/// a rejection; a consumer's reject breaks the cycle.
+fn is_cycle(target: &str, deaths: &[FieldValue]) -> bool {
+    let field = |death: &FieldValue, key: &str| match death {
+        FieldValue::Table(t) => t.get(key).and_then(FieldValue::as_str).map(str::to_owned),
+        _ => None,
+    };
+    let Some(at) = deaths
+        .iter()
+        .position(|d| field(d, "queue").as_deref() == Some(target))
+    else {
+        return false;
+    };
+    deaths[..=at]
+        .iter()
+        .all(|d| field(d, "reason").as_deref() != Some(REASON_REJECTED))
 }
 
 /// Takes up to `max` ready messages, dropping (or dead-lettering) on the way expired ones and,
@@ -333,6 +380,39 @@ mod tests {
             panic!("entry is not a table")
         };
         assert_eq!(entry.get("count"), Some(&FieldValue::I64(2)));
+        assert_eq!(entry.get("time"), Some(&FieldValue::Timestamp(2_000)));
+        let keys: Vec<&str> = entry.0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "count",
+                "exchange",
+                "original-expiration",
+                "queue",
+                "reason",
+                "routing-keys",
+                "time"
+            ],
+            "a repeat is sorted by key, as RabbitMQ re-sorts it"
+        );
+    }
+
+    #[test]
+    fn only_automatic_cycles_are_dropped() {
+        let death = |queue: &str, reason: &str| {
+            let mut t = FieldTable::default();
+            t.insert("reason", text(reason));
+            t.insert("queue", text(queue));
+            FieldValue::Table(t)
+        };
+        let automatic = [death("wait", REASON_EXPIRED), death("work", REASON_EXPIRED)];
+        assert!(is_cycle("work", &automatic));
+        assert!(!is_cycle("elsewhere", &automatic));
+        let rejected = [
+            death("wait", REASON_EXPIRED),
+            death("work", REASON_REJECTED),
+        ];
+        assert!(!is_cycle("work", &rejected), "a reject breaks the cycle");
     }
 
     #[test]

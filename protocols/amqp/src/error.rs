@@ -5,8 +5,8 @@
 
 use tributary_api::EngineError;
 
-use crate::codec::CodecError;
 use crate::codec::methods::MethodId;
+use crate::codec::{CodecError, ErlangBinary};
 
 pub const REPLY_SUCCESS: u16 = 200;
 pub const NO_ROUTE: u16 = 312;
@@ -141,11 +141,26 @@ pub fn engine_error(error: &EngineError) -> AmqpError {
 pub fn codec_error(error: &CodecError) -> AmqpError {
     let code = match error {
         CodecError::FrameTooLarge { .. }
-        | CodecError::BadFrameEnd(_)
-        | CodecError::UnknownFrameType(_)
-        | CodecError::HeartbeatOnChannel(_) => FRAME_ERROR,
+        | CodecError::BadFrameEnd { .. }
+        | CodecError::UnknownFrameType { .. } => FRAME_ERROR,
+        CodecError::HeartbeatOnChannel { .. } => UNEXPECTED_FRAME,
         CodecError::UnknownMethod { .. } => NOT_IMPLEMENTED,
         _ => SYNTAX_ERROR,
     };
     AmqpError::connection(code, error)
+}
+
+/// Maps a method payload that does not decode: arguments RabbitMQ cannot decode are its
+/// `501 FRAME_ERROR - cannot decode <<args>>`; an unknown method stays 540.
+pub fn method_error(error: &CodecError, payload: &[u8]) -> AmqpError {
+    match error {
+        CodecError::UnknownMethod { .. } => codec_error(error),
+        _ => AmqpError::connection(
+            FRAME_ERROR,
+            format_args!(
+                "cannot decode {}",
+                ErlangBinary(payload.get(4..).unwrap_or_default())
+            ),
+        ),
+    }
 }

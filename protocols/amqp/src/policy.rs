@@ -138,8 +138,26 @@ fn non_negative(queue: &str, arg: &str, value: &FieldValue) -> Result<u64, AmqpE
     match value.as_i64() {
         Some(n) if n >= 0 => Ok(n as u64),
         Some(n) => Err(invalid(queue, arg, format_args!("{{value_negative,{n}}}"))),
-        None => Err(unacceptable(queue, arg, value)),
+        None => Err(invalid(
+            queue,
+            arg,
+            format_args!("\"expected integer, got {}\"", value.type_name()),
+        )),
     }
+}
+
+/// A string argument RabbitMQ type-checks before validating (the dead-letter pair), with its
+/// own wording for a wrong type.
+fn typed_text(queue: &str, arg: &str, value: &FieldValue) -> Result<String, AmqpError> {
+    value.as_str().map(str::to_owned).ok_or_else(|| {
+        AmqpError::channel(
+            PRECONDITION_FAILED,
+            format_args!(
+                "invalid type '{}' for arg '{arg}' in queue '{queue}' in vhost '/'",
+                value.type_name()
+            ),
+        )
+    })
 }
 
 fn text(queue: &str, arg: &str, value: &FieldValue) -> Result<String, AmqpError> {
@@ -230,6 +248,13 @@ impl QueuePolicy {
         if kind != QueueKind::Quorum {
             policy.delivery_limit = None;
         }
+        if policy.dead_letter_routing_key.is_some() && policy.dead_letter_exchange.is_none() {
+            return Err(invalid(
+                queue,
+                "x-dead-letter-routing-key",
+                "routing_key_but_no_dlx_defined",
+            ));
+        }
         Ok(policy)
     }
 
@@ -268,9 +293,11 @@ impl QueuePolicy {
                     _ => return Err(invalid(queue, name, "invalid_overflow")),
                 }
             }
-            "x-dead-letter-exchange" => self.dead_letter_exchange = Some(text(queue, name, value)?),
+            "x-dead-letter-exchange" => {
+                self.dead_letter_exchange = Some(typed_text(queue, name, value)?)
+            }
             "x-dead-letter-routing-key" => {
-                self.dead_letter_routing_key = Some(text(queue, name, value)?)
+                self.dead_letter_routing_key = Some(typed_text(queue, name, value)?)
             }
             "x-single-active-consumer" => match value {
                 FieldValue::Bool(on) => self.single_active_consumer = *on,

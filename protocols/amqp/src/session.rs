@@ -35,6 +35,8 @@ pub struct Session {
     pub frame_max: u32,
     pub channel_max: u16,
     pub channels: HashMap<u16, Channel>,
+    /// The authenticated user; a published `user_id` must equal it.
+    pub user: String,
     /// Routed publishes not yet stored (see [`crate::handlers::publish`]).
     pub(crate) staged: Vec<Staged>,
     pub(crate) staged_bytes: usize,
@@ -57,6 +59,8 @@ impl Session {
             frame_max,
             channel_max,
             channels: HashMap::new(),
+            // guest is the only login so far (see `connection::authenticate`).
+            user: "guest".to_owned(),
             staged: Vec::new(),
             staged_bytes: 0,
             staged_acks: Vec::new(),
@@ -155,8 +159,9 @@ impl Session {
                 ));
             }
         };
-        let method = Method::decode(&payload)
-            .map_err(|e| error::codec_error(&e).caused_by(peek_id(&payload).unwrap_or((0, 0))))?;
+        let method = Method::decode(&payload).map_err(|e| {
+            error::method_error(&e, &payload).caused_by(peek_id(&payload).unwrap_or((0, 0)))
+        })?;
         match method {
             Method::ConnectionClose {
                 reply_code,
@@ -184,7 +189,8 @@ impl Session {
 
     async fn handle_method(&mut self, channel: u16, payload: &Bytes) -> Result<(), AmqpError> {
         let id = peek_id(payload).unwrap_or((0, 0));
-        let method = Method::decode(payload).map_err(|e| error::codec_error(&e).caused_by(id))?;
+        let method =
+            Method::decode(payload).map_err(|e| error::method_error(&e, payload).caused_by(id))?;
         metrics::counter!(m::METHODS, "method" => method_name(id)).increment(1);
         let Some(state) = self.channels.get(&channel).map(|c| c.state) else {
             if method == Method::ChannelOpen {
@@ -207,18 +213,18 @@ impl Session {
             }
             return Ok(());
         }
-        if self
+        // RabbitMQ names the publish still waiting for its content, not the intruding method.
+        if let Some(waiting) = self
             .channels
             .get(&channel)
-            .is_some_and(|c| c.pending.is_some())
+            .and_then(|c| c.pending.as_ref())
+            .map(|p| p.method)
         {
             return Err(AmqpError::connection(
                 UNEXPECTED_FRAME,
-                format_args!(
-                    "expected content header for class 60, got non content header frame instead"
-                ),
+                "expected content header for class 60, got non content header frame instead",
             )
-            .caused_by(id));
+            .caused_by(waiting));
         }
         let started = Instant::now();
         let result = self

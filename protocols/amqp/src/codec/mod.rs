@@ -35,15 +35,25 @@ pub const FRAME_OVERHEAD: usize = 8;
 /// The smallest frame_max a peer may negotiate (AMQP 0-9-1 §4.2.3).
 pub const FRAME_MIN_SIZE: u32 = 4096;
 
-/// Why input is not acceptable AMQP 0-9-1.
+/// Why input is not acceptable AMQP 0-9-1. Frame errors read as RabbitMQ's do (`type 1, all
+/// octets = <<...>>: {frame_too_large,...}`), since that text reaches the client's close.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
-    #[error("frame of {size} bytes exceeds frame_max {frame_max}")]
-    FrameTooLarge { size: usize, frame_max: u32 },
-    #[error("invalid frame end marker {0:#04x}")]
-    BadFrameEnd(u8),
-    #[error("unknown frame type {0}")]
-    UnknownFrameType(u8),
+    #[error("type {frame_type}, all octets = <<>>: {{frame_too_large,{size},{}}}",
+        (*.frame_max as usize).saturating_sub(FRAME_OVERHEAD))]
+    FrameTooLarge {
+        frame_type: u8,
+        size: usize,
+        frame_max: u32,
+    },
+    #[error("type {frame_type}, {payload}: {{invalid_frame_end_marker,{end}}}")]
+    BadFrameEnd {
+        frame_type: u8,
+        payload: Octets,
+        end: u8,
+    },
+    #[error("type {frame_type}, {payload}: unknown_frame")]
+    UnknownFrameType { frame_type: u8, payload: Octets },
     #[error("arguments end early")]
     Truncated,
     #[error("short string is not UTF-8")]
@@ -58,8 +68,62 @@ pub enum CodecError {
     BadContentClass(u16),
     #[error("property flags continuation is not supported")]
     PropertyContinuation,
-    #[error("heartbeat frame on channel {0}")]
-    HeartbeatOnChannel(u16),
+    #[error("type 8, {payload}")]
+    HeartbeatOnChannel { channel: u16, payload: Octets },
+}
+
+/// The start of a frame payload as RabbitMQ quotes it in frame errors: `all octets = <<...>>`,
+/// or `first 16 octets = <<...>>` for a longer payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Octets {
+    snippet: Bytes,
+    truncated: bool,
+}
+
+impl Octets {
+    const SNIPPET: usize = 16;
+
+    pub fn of(payload: &[u8]) -> Self {
+        let truncated = payload.len() > Self::SNIPPET;
+        let snippet = Bytes::copy_from_slice(&payload[..payload.len().min(Self::SNIPPET)]);
+        Self { snippet, truncated }
+    }
+}
+
+impl std::fmt::Display for Octets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let which = if self.truncated { "first 16" } else { "all" };
+        write!(f, "{which} octets = {}", ErlangBinary(&self.snippet))
+    }
+}
+
+/// A binary written the way Erlang prints one: `<<"text">>` when every byte is printable
+/// ASCII, else `<<0,60,...>>`.
+#[derive(Debug)]
+pub struct ErlangBinary<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for ErlangBinary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes = self.0;
+        if !bytes.is_empty() && bytes.iter().all(|b| (32..=126).contains(b)) {
+            f.write_str("<<\"")?;
+            for &b in bytes {
+                if b == b'"' || b == b'\\' {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{}", char::from(b))?;
+            }
+            return f.write_str("\">>");
+        }
+        f.write_str("<<")?;
+        for (i, b) in bytes.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{b}")?;
+        }
+        f.write_str(">>")
+    }
 }
 
 /// What a frame carries.
@@ -111,17 +175,30 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     let channel = u16::from_be_bytes([head[1], head[2]]);
     let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
     if size.saturating_add(FRAME_OVERHEAD) > frame_max as usize {
-        return Err(CodecError::FrameTooLarge { size, frame_max });
+        return Err(CodecError::FrameTooLarge {
+            frame_type,
+            size,
+            frame_max,
+        });
     }
     let Some(&end) = buf.get(7 + size) else {
         return Ok(None);
     };
     if end != FRAME_END {
-        return Err(CodecError::BadFrameEnd(end));
+        return Err(CodecError::BadFrameEnd {
+            frame_type,
+            payload: Octets::of(&buf[7..7 + size]),
+            end,
+        });
     }
     let kind = match frame_type {
         FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT => frame_type,
-        other => return Err(CodecError::UnknownFrameType(other)),
+        _ => {
+            return Err(CodecError::UnknownFrameType {
+                frame_type,
+                payload: Octets::of(&buf[7..7 + size]),
+            });
+        }
     };
     buf.advance(7);
     let payload = buf.split_to(size).freeze();
@@ -130,7 +207,12 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
         FRAME_METHOD => FrameKind::Method(payload),
         FRAME_HEADER => FrameKind::Header(payload),
         FRAME_BODY => FrameKind::Body(payload),
-        _ if channel != 0 => return Err(CodecError::HeartbeatOnChannel(channel)),
+        _ if channel != 0 => {
+            return Err(CodecError::HeartbeatOnChannel {
+                channel,
+                payload: Octets::of(&payload),
+            });
+        }
         _ => FrameKind::Heartbeat,
     };
     Ok(Some(Frame { channel, kind }))

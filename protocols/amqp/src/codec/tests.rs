@@ -76,9 +76,14 @@ fn oversized_frame_is_refused_from_its_header_alone() {
     assert_eq!(
         error,
         CodecError::FrameTooLarge {
+            frame_type: 1,
             size: 10_000_000,
             frame_max: 131_072
         }
+    );
+    assert_eq!(
+        error.to_string(),
+        "type 1, all octets = <<>>: {frame_too_large,10000000,131064}"
     );
     // Exactly frame_max on the wire is fine.
     let mut fits = frame(FRAME_BODY, 1, &vec![0u8; 4096 - FRAME_OVERHEAD]);
@@ -110,19 +115,24 @@ fn bad_end_marker_unknown_type_and_channel_heartbeat() {
     let last = bad_end.len() - 1;
     bad_end[last] = 0;
     assert_eq!(
-        decode_frame(&mut bad_end, 4096),
-        Err(CodecError::BadFrameEnd(0))
+        decode_frame(&mut bad_end, 4096).unwrap_err().to_string(),
+        "type 3, all octets = <<\"x\">>: {invalid_frame_end_marker,0}"
     );
-    let mut unknown = frame(9, 1, b"");
+    let mut unknown = frame(9, 1, &[0, 60, 0, 10]);
     assert_eq!(
-        decode_frame(&mut unknown, 4096),
-        Err(CodecError::UnknownFrameType(9))
+        decode_frame(&mut unknown, 4096).unwrap_err().to_string(),
+        "type 9, all octets = <<0,60,0,10>>: unknown_frame"
+    );
+    let mut long = frame(9, 1, &[b'a'; 20]);
+    assert_eq!(
+        decode_frame(&mut long, 4096).unwrap_err().to_string(),
+        "type 9, first 16 octets = <<\"aaaaaaaaaaaaaaaa\">>: unknown_frame"
     );
     let mut beat = frame(FRAME_HEARTBEAT, 5, b"");
-    assert_eq!(
+    assert!(matches!(
         decode_frame(&mut beat, 4096),
-        Err(CodecError::HeartbeatOnChannel(5))
-    );
+        Err(CodecError::HeartbeatOnChannel { channel: 5, .. })
+    ));
 }
 
 /// basic.publish as lapin sends it: ticket 0, exchange "", routing key "probe_lq", no flags.

@@ -286,21 +286,23 @@ impl Session {
         }
         let credit = (!consume.no_ack).then(|| Arc::new(Credit::new(state.prefetch_count)));
         let deliveries = state.deliveries.clone();
-        if !consume.nowait {
-            self.send_method(
-                channel,
-                &Method::BasicConsumeOk {
-                    consumer_tag: tag.clone(),
-                },
-            )
-            .await?;
-        }
         let consumer_id = self.shared.next_connection_id();
         let active = self
             .shared
             .topology
-            .consumer_added(&consume.queue, consumer_id)
+            .consumer_added(&consume.queue, consumer_id, consume.exclusive)?
             .map(|watch| (consumer_id, watch));
+        if !consume.nowait {
+            let ok = Method::BasicConsumeOk {
+                consumer_tag: tag.clone(),
+            };
+            if let Err(error) = self.send_method(channel, &ok).await {
+                self.shared
+                    .topology
+                    .consumer_removed(&consume.queue, consumer_id);
+                return Err(error);
+            }
+        }
         metrics::gauge!(m::CONSUMERS).increment(1.0);
         let cancel = CancellationToken::new();
         let keep_records = self

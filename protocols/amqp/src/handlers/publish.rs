@@ -128,6 +128,18 @@ impl Session {
                 &body,
             )
             .await;
+        if let Some(user_id) = properties.user_id.as_deref()
+            && user_id != self.user
+        {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                format_args!(
+                    "user_id property set to '{user_id}' but authenticated user was '{}'",
+                    self.user
+                ),
+            )
+            .caused_by(pending.method));
+        }
         let expiration = properties
             .expiration
             .as_deref()

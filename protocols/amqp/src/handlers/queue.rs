@@ -1,7 +1,7 @@
 //! queue.declare, bind, unbind, purge and delete.
 
 use crate::codec::methods::{Binding, Method, QueueDeclare};
-use crate::error::{AmqpError, PRECONDITION_FAILED};
+use crate::error::{AmqpError, NOT_FOUND, PRECONDITION_FAILED};
 use crate::metrics as m;
 use crate::session::Session;
 
@@ -89,7 +89,17 @@ impl Session {
         if_empty: bool,
         nowait: bool,
     ) -> Result<(), AmqpError> {
-        let info = self.shared.topology.check_queue(queue, self.id)?;
+        let info = match self.shared.topology.check_queue(queue, self.id) {
+            // Deleting a queue that is not there succeeds with a count of 0, as in RabbitMQ.
+            Err(AmqpError::Channel(reply)) if reply.code == NOT_FOUND => {
+                if nowait {
+                    return Ok(());
+                }
+                let none = Method::QueueDeleteOk { message_count: 0 };
+                return self.send_method(channel, &none).await;
+            }
+            checked => checked?,
+        };
         if if_unused && info.consumers > 0 {
             return Err(AmqpError::channel(
                 PRECONDITION_FAILED,

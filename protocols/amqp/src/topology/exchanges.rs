@@ -1,4 +1,7 @@
 //! Exchange declaration and deletion, and queue bindings.
+//!
+//! Deleting a missing exchange succeeds (as in RabbitMQ); an auto-delete exchange is deleted
+//! when it loses its last binding as a source (unbind, queue or destination deletion).
 
 use bytes::Bytes;
 
@@ -68,10 +71,12 @@ impl Topology {
                 format_args!("exchange name '{name}' contains reserved prefix 'amq.*'"),
             ));
         }
+        // RabbitMQ's wording; the channel-level 406 is newer RabbitMQ's (3.10 closes the
+        // connection with 503), see compat/amqp/FINDINGS.md.
         let Some(kind) = ExchangeKind::parse(&decl.kind) else {
             return Err(AmqpError::channel(
                 PRECONDITION_FAILED,
-                format_args!("invalid exchange type '{}'", decl.kind),
+                format_args!("unknown exchange type '{}'", decl.kind),
             ));
         };
         state.exchanges.insert(
@@ -104,16 +109,23 @@ impl Topology {
     }
 
     pub async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
-        if name.is_empty() || name.starts_with("amq.") {
+        if name.is_empty() {
             return Err(AmqpError::channel(
                 ACCESS_REFUSED,
-                format_args!("operation not permitted on exchange '{name}'"),
+                "operation not permitted on the default exchange",
             ));
         }
-        let (removed, inbound) = {
-            let mut state = self.state.lock();
+        if name.starts_with("amq.") {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                format_args!("deletion of system exchange '{name}' in vhost '/' not allowed"),
+            ));
+        }
+        {
+            let state = self.state.lock();
             match state.exchanges.get(name) {
-                None => return Err(not_found_exchange(name)),
+                // Deleting what is not there succeeds, as in RabbitMQ.
+                None => return Ok(()),
                 Some(exchange)
                     if if_unused
                         && !(exchange.bindings.is_empty()
@@ -126,24 +138,31 @@ impl Topology {
                 }
                 Some(_) => {}
             }
+        }
+        let sources = self.remove_exchange(name).await?;
+        self.delete_unbound_auto_delete(sources).await
+    }
+
+    /// Removes an exchange, its bindings and the exchange bindings leading into it; returns
+    /// the sources of those, which may now be unbound.
+    async fn remove_exchange(&self, name: &str) -> Result<Vec<String>, AmqpError> {
+        let (removed, inbound) = {
+            let mut state = self.state.lock();
             let removed = state.exchanges.remove(name);
-            // Bindings from other exchanges to this one go with it.
             let mut inbound = Vec::new();
             for (source, exchange) in state.exchanges.iter_mut() {
                 exchange.exchange_bindings.retain(|b| {
                     let keep = b.destination != name;
                     if !keep {
-                        inbound.push(binding_key(source, b));
+                        inbound.push((source.clone(), binding_key(source, b)));
                     }
                     keep
                 });
             }
             (removed, inbound)
         };
-        for key in inbound {
-            self.store()
-                .delete(EXCHANGE_BINDING_NAMESPACE, &key)
-                .await?;
+        for (_, key) in &inbound {
+            self.store().delete(EXCHANGE_BINDING_NAMESPACE, key).await?;
         }
         if let Some(exchange) = removed.filter(|e| e.durable) {
             self.store()
@@ -158,6 +177,23 @@ impl Topology {
                 self.store()
                     .delete(EXCHANGE_BINDING_NAMESPACE, &binding_key(name, binding))
                     .await?;
+            }
+        }
+        Ok(inbound.into_iter().map(|(source, _)| source).collect())
+    }
+
+    /// Deletes the auto-delete exchanges among `candidates` that have no binding left, as
+    /// RabbitMQ does when an auto-delete exchange loses its last one (cascading to sources).
+    pub(crate) async fn delete_unbound_auto_delete(
+        &self,
+        mut candidates: Vec<String>,
+    ) -> Result<(), AmqpError> {
+        while let Some(name) = candidates.pop() {
+            let unbound = self.state.lock().exchanges.get(&name).is_some_and(|e| {
+                e.auto_delete && e.bindings.is_empty() && e.exchange_bindings.is_empty()
+            });
+            if unbound {
+                candidates.extend(self.remove_exchange(&name).await?);
             }
         }
         Ok(())
@@ -218,6 +254,8 @@ impl Topology {
             (true, false) => {
                 self.store()
                     .delete(EXCHANGE_BINDING_NAMESPACE, &key)
+                    .await?;
+                self.delete_unbound_auto_delete(vec![source.to_owned()])
                     .await?;
             }
             _ => {}
@@ -304,6 +342,8 @@ impl Topology {
         if removed {
             self.store()
                 .delete(BINDING_NAMESPACE, &binding_key(exchange, &binding))
+                .await?;
+            self.delete_unbound_auto_delete(vec![exchange.to_owned()])
                 .await?;
         }
         Ok(())

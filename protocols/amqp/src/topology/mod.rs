@@ -80,6 +80,8 @@ pub struct QueueInfo {
     pub arguments: FieldTable,
     pub policy: QueuePolicy,
     pub consumers: usize,
+    /// The consumer that holds the queue with `basic.consume exclusive`.
+    pub exclusive_consumer: Option<u64>,
     /// Single-active-consumer queues: consumer ids in registration order and the id of the
     /// one that may receive (0 = none), watched by the consumer tasks.
     pub waiting_consumers: Vec<u64>,
@@ -175,22 +177,18 @@ fn check_arguments(
             _ => false,
         };
         if !same {
-            let current_text = match old {
-                Some(value) => format!(
+            // RabbitMQ names just the values when both sides have one, and the value with its
+            // type when the other side has none.
+            let describe = |value: Option<&FieldValue>, other: Option<&FieldValue>| match value {
+                Some(value) if other.is_none() => format!(
                     "the value {} of type '{}'",
                     show(Some(value)),
                     value.type_name()
                 ),
-                None => "none".to_owned(),
+                value => show(value),
             };
-            let received_text = match new {
-                Some(value) => format!(
-                    "the value {} of type '{}'",
-                    show(Some(value)),
-                    value.type_name()
-                ),
-                None => "none".to_owned(),
-            };
+            let received_text = describe(new, old);
+            let current_text = describe(old, new);
             return Err(inequivalent(what, key, name, &received_text, &current_text));
         }
     }
@@ -316,6 +314,7 @@ impl Topology {
                         policy,
                         arguments: defs::nested(&table, "arguments"),
                         consumers: 0,
+                        exclusive_consumer: None,
                         waiting_consumers: Vec::new(),
                         active_consumer: None,
                         lease,
@@ -492,14 +491,31 @@ impl Topology {
         Ok(queues)
     }
 
-    /// Registers a consumer. On a single-active-consumer queue returns the watch telling which
-    /// consumer id may receive.
-    pub fn consumer_added(&self, queue: &str, id: u64) -> Option<watch::Receiver<u64>> {
+    /// Registers a consumer, refusing it (403, as RabbitMQ) when it asks for exclusive use of
+    /// a consumed queue or the queue already has an exclusive consumer. On a
+    /// single-active-consumer queue returns the watch telling which consumer id may receive.
+    pub fn consumer_added(
+        &self,
+        queue: &str,
+        id: u64,
+        exclusive: bool,
+    ) -> Result<Option<watch::Receiver<u64>>, AmqpError> {
         let mut state = self.state.lock();
-        let info = state.queues.get_mut(queue)?;
+        let Some(info) = state.queues.get_mut(queue) else {
+            return Ok(None);
+        };
+        if info.exclusive_consumer.is_some() || (exclusive && info.consumers > 0) {
+            return Err(AmqpError::channel(
+                ACCESS_REFUSED,
+                format_args!("queue '{queue}' in vhost '/' in exclusive use"),
+            ));
+        }
         info.consumers += 1;
+        if exclusive {
+            info.exclusive_consumer = Some(id);
+        }
         if !info.policy.single_active_consumer {
-            return None;
+            return Ok(None);
         }
         let active = info
             .active_consumer
@@ -508,7 +524,7 @@ impl Topology {
         if *active.borrow() == 0 {
             active.send_replace(id);
         }
-        Some(active.subscribe())
+        Ok(Some(active.subscribe()))
     }
 
     /// Unregisters a consumer (promoting the next single active one); returns true when an
@@ -521,6 +537,9 @@ impl Topology {
         info.consumers = info.consumers.saturating_sub(1);
         if let Some(lease) = &info.lease {
             lease.touch();
+        }
+        if info.exclusive_consumer == Some(id) {
+            info.exclusive_consumer = None;
         }
         info.waiting_consumers.retain(|waiting| *waiting != id);
         if let Some(active) = &info.active_consumer

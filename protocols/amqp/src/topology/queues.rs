@@ -93,6 +93,7 @@ impl Topology {
                     arguments: decl.arguments.clone(),
                     policy,
                     consumers: 0,
+                    exclusive_consumer: None,
                     waiting_consumers: Vec::new(),
                     active_consumer: None,
                     lease: lease.clone(),
@@ -135,6 +136,7 @@ impl Topology {
     }
 
     /// Removes a queue's definition and bindings and deletes its messages; returns how many.
+    /// Auto-delete exchanges left without bindings go too.
     pub async fn delete_queue(&self, name: &str) -> Result<u64, AmqpError> {
         let (info, bindings) = {
             let mut state = self.state.lock();
@@ -146,24 +148,25 @@ impl Topology {
                 exchange.bindings.retain(|b| {
                     let keep = b.destination != name;
                     if !keep {
-                        bindings.push(binding_key(exchange_name, b));
+                        bindings.push((exchange_name.clone(), binding_key(exchange_name, b)));
                     }
                     keep
                 });
             }
             (info, bindings)
         };
-        if info.is_stream() {
-            let count = self.delete_stream_topic(name).await?;
-            self.delete_definition(name, &info, bindings).await?;
-            return Ok(count);
-        }
-        let count = match self.engine.queues.delete_queue(name).await {
-            Ok(count) => count,
-            Err(tributary_api::EngineError::UnknownQueue(_)) => 0,
-            Err(error) => return Err(error.into()),
+        let unbound: Vec<String> = bindings.iter().map(|(e, _)| e.clone()).collect();
+        let count = if info.is_stream() {
+            self.delete_stream_topic(name).await?
+        } else {
+            match self.engine.queues.delete_queue(name).await {
+                Ok(count) => count,
+                Err(tributary_api::EngineError::UnknownQueue(_)) => 0,
+                Err(error) => return Err(error.into()),
+            }
         };
         self.delete_definition(name, &info, bindings).await?;
+        self.delete_unbound_auto_delete(unbound).await?;
         Ok(count)
     }
 
@@ -171,13 +174,13 @@ impl Topology {
         &self,
         name: &str,
         info: &QueueInfo,
-        bindings: Vec<String>,
+        bindings: Vec<(String, String)>,
     ) -> Result<(), AmqpError> {
         if info.persisted() {
             self.store()
                 .delete(QUEUE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
                 .await?;
-            for key in bindings {
+            for (_, key) in bindings {
                 self.store().delete(BINDING_NAMESPACE, &key).await?;
             }
         }
