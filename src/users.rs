@@ -72,7 +72,7 @@ pub fn run(
     Ok(())
 }
 
-fn open(path: &Path, create: bool) -> anyhow::Result<Arc<MetaStore>> {
+pub(crate) fn open(path: &Path, create: bool) -> anyhow::Result<Arc<MetaStore>> {
     if !create && !path.exists() {
         bail!(
             "no metadata store at {} (check --data-dir / data_dir)",

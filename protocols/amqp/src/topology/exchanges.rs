@@ -2,10 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{
-    Binding, DEFAULT_VHOST, Exchange, Topology, binding_key, check_arguments, inequivalent,
-    not_found_exchange,
-};
+use super::{Binding, Exchange, Topology};
 use crate::codec::methods::ExchangeDeclare;
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::definitions::{
@@ -33,7 +30,7 @@ impl Topology {
             }
             let kind = ExchangeKind::parse(&decl.kind);
             if kind != Some(existing.kind) {
-                return Err(inequivalent(
+                return Err(self.inequivalent(
                     "exchange",
                     "type",
                     name,
@@ -47,7 +44,7 @@ impl Topology {
                 ("internal", decl.internal, existing.internal),
             ] {
                 if new != old {
-                    return Err(inequivalent(
+                    return Err(self.inequivalent(
                         "exchange",
                         arg,
                         name,
@@ -56,11 +53,11 @@ impl Topology {
                     ));
                 }
             }
-            check_arguments("exchange", name, &decl.arguments, &existing.arguments)?;
+            self.check_arguments("exchange", name, &decl.arguments, &existing.arguments)?;
             return Ok(None);
         }
         if decl.passive {
-            return Err(not_found_exchange(name));
+            return Err(self.not_found_exchange(name));
         }
         if name.starts_with("amq.") {
             return Err(AmqpError::channel(
@@ -98,7 +95,7 @@ impl Topology {
         record.insert("internal", FieldValue::Bool(decl.internal));
         record.insert("arguments", FieldValue::Table(decl.arguments.clone()));
         Ok(Some((
-            defs::key(&[DEFAULT_VHOST, name]),
+            defs::key(&[&self.vhost, name]),
             defs::encode(&record),
         )))
     }
@@ -113,7 +110,7 @@ impl Topology {
         let (removed, inbound) = {
             let mut state = self.state.lock();
             match state.exchanges.get(name) {
-                None => return Err(not_found_exchange(name)),
+                None => return Err(self.not_found_exchange(name)),
                 Some(exchange)
                     if if_unused
                         && !(exchange.bindings.is_empty()
@@ -121,7 +118,7 @@ impl Topology {
                 {
                     return Err(AmqpError::channel(
                         PRECONDITION_FAILED,
-                        format_args!("exchange '{name}' in vhost '/' in use"),
+                        format_args!("exchange '{name}' in vhost '{}' in use", self.vhost),
                     ));
                 }
                 Some(_) => {}
@@ -133,7 +130,7 @@ impl Topology {
                 exchange.exchange_bindings.retain(|b| {
                     let keep = b.destination != name;
                     if !keep {
-                        inbound.push(binding_key(source, b));
+                        inbound.push(self.binding_key(source, b));
                     }
                     keep
                 });
@@ -147,16 +144,16 @@ impl Topology {
         }
         if let Some(exchange) = removed.filter(|e| e.durable) {
             self.store()
-                .delete(EXCHANGE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
+                .delete(EXCHANGE_NAMESPACE, &defs::key(&[&self.vhost, name]))
                 .await?;
             for binding in &exchange.bindings {
                 self.store()
-                    .delete(BINDING_NAMESPACE, &binding_key(name, binding))
+                    .delete(BINDING_NAMESPACE, &self.binding_key(name, binding))
                     .await?;
             }
             for binding in &exchange.exchange_bindings {
                 self.store()
-                    .delete(EXCHANGE_BINDING_NAMESPACE, &binding_key(name, binding))
+                    .delete(EXCHANGE_BINDING_NAMESPACE, &self.binding_key(name, binding))
                     .await?;
             }
         }
@@ -188,12 +185,12 @@ impl Topology {
             let destination_durable = state
                 .exchanges
                 .get(destination)
-                .ok_or_else(|| not_found_exchange(destination))?
+                .ok_or_else(|| self.not_found_exchange(destination))?
                 .durable;
             let from = state
                 .exchanges
                 .get_mut(source)
-                .ok_or_else(|| not_found_exchange(source))?;
+                .ok_or_else(|| self.not_found_exchange(source))?;
             let exists = from.exchange_bindings.contains(&binding);
             let changed = if bind && !exists {
                 from.exchange_bindings.push(binding.clone());
@@ -206,7 +203,7 @@ impl Topology {
             };
             (changed, from.durable && destination_durable)
         };
-        let key = binding_key(source, &binding);
+        let key = self.binding_key(source, &binding);
         match (changed, bind) {
             (true, true) if durable => {
                 let mut table = FieldTable::default();
@@ -250,7 +247,7 @@ impl Topology {
             let target = state
                 .exchanges
                 .get_mut(exchange)
-                .ok_or_else(|| not_found_exchange(exchange))?;
+                .ok_or_else(|| self.not_found_exchange(exchange))?;
             if target.bindings.contains(&binding) {
                 return Ok(());
             }
@@ -263,7 +260,7 @@ impl Topology {
             self.store()
                 .put(
                     BINDING_NAMESPACE,
-                    &binding_key(exchange, &binding),
+                    &self.binding_key(exchange, &binding),
                     defs::encode(&table),
                 )
                 .await?;
@@ -296,14 +293,14 @@ impl Topology {
             let target = state
                 .exchanges
                 .get_mut(exchange)
-                .ok_or_else(|| not_found_exchange(exchange))?;
+                .ok_or_else(|| self.not_found_exchange(exchange))?;
             let before = target.bindings.len();
             target.bindings.retain(|b| *b != binding);
             target.bindings.len() != before
         };
         if removed {
             self.store()
-                .delete(BINDING_NAMESPACE, &binding_key(exchange, &binding))
+                .delete(BINDING_NAMESPACE, &self.binding_key(exchange, &binding))
                 .await?;
         }
         Ok(())

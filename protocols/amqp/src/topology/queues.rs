@@ -2,10 +2,7 @@
 
 use tributary_api::queue::QueueOptions;
 
-use super::{
-    DEFAULT_VHOST, QueueInfo, Topology, binding_key, check_arguments, generated_name, inequivalent,
-    locked, not_found_queue,
-};
+use super::{QueueInfo, Topology, generated_name};
 use crate::codec::methods::QueueDeclare;
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::definitions::{self as defs, BINDING_NAMESPACE, QUEUE_NAMESPACE};
@@ -32,7 +29,7 @@ impl Topology {
                     .exclusive_owner
                     .is_some_and(|owner| owner != connection)
                 {
-                    return Err(locked(&name));
+                    return Err(self.locked(&name));
                 }
                 if !decl.passive {
                     for (arg, new, old) in [
@@ -45,7 +42,7 @@ impl Topology {
                         ),
                     ] {
                         if new != old {
-                            return Err(inequivalent(
+                            return Err(self.inequivalent(
                                 "queue",
                                 arg,
                                 &name,
@@ -54,12 +51,12 @@ impl Topology {
                             ));
                         }
                     }
-                    check_arguments("queue", &name, &decl.arguments, &existing.arguments)?;
+                    self.check_arguments("queue", &name, &decl.arguments, &existing.arguments)?;
                 }
                 return Ok((name, existing.consumers as u32));
             }
             if decl.passive {
-                return Err(not_found_queue(&name));
+                return Err(self.not_found_queue(&name));
             }
             if name.starts_with("amq.") && !decl.queue.is_empty() {
                 return Err(AmqpError::channel(
@@ -88,7 +85,7 @@ impl Topology {
                 let mut table = FieldTable::default();
                 table.insert("auto_delete", FieldValue::Bool(decl.auto_delete));
                 table.insert("arguments", FieldValue::Table(decl.arguments.clone()));
-                record = Some((defs::key(&[DEFAULT_VHOST, &name]), defs::encode(&table)));
+                record = Some((defs::key(&[&self.vhost, &name]), defs::encode(&table)));
             }
         }
         let durable = record.is_some();
@@ -117,12 +114,12 @@ impl Topology {
         let queue = state
             .queues
             .get(name)
-            .ok_or_else(|| not_found_queue(name))?;
+            .ok_or_else(|| self.not_found_queue(name))?;
         if queue
             .exclusive_owner
             .is_some_and(|owner| owner != connection)
         {
-            return Err(locked(name));
+            return Err(self.locked(name));
         }
         Ok(queue.clone())
     }
@@ -132,14 +129,14 @@ impl Topology {
         let (info, bindings) = {
             let mut state = self.state.lock();
             let Some(info) = state.queues.remove(name) else {
-                return Err(not_found_queue(name));
+                return Err(self.not_found_queue(name));
             };
             let mut bindings = Vec::new();
             for (exchange_name, exchange) in state.exchanges.iter_mut() {
                 exchange.bindings.retain(|b| {
                     let keep = b.destination != name;
                     if !keep {
-                        bindings.push(binding_key(exchange_name, b));
+                        bindings.push(self.binding_key(exchange_name, b));
                     }
                     keep
                 });
@@ -153,7 +150,7 @@ impl Topology {
         };
         if info.persisted() {
             self.store()
-                .delete(QUEUE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
+                .delete(QUEUE_NAMESPACE, &defs::key(&[&self.vhost, name]))
                 .await?;
             for key in bindings {
                 self.store().delete(BINDING_NAMESPACE, &key).await?;
