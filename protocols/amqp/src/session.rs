@@ -299,19 +299,24 @@ impl Session {
         result
     }
 
-    /// The method, if the user's permissions allow it. A server-named queue is named here, so
-    /// the configure permission is checked on the name it will have, as RabbitMQ does.
-    fn permitted(&self, mut method: Method) -> Result<Method, AmqpError> {
-        if let Method::QueueDeclare(decl) = &mut method {
-            if decl.queue.is_empty() && !decl.passive {
-                decl.queue = crate::topology::generated_name("amq.gen-");
-            }
+    /// The method, if the user's permissions allow it. RabbitMQ checks a server-named queue's
+    /// configure permission on its generated name; the topology draws that name later, so the
+    /// check uses one of the same form (`amq.gen-` and 22 random characters).
+    fn permitted(&self, method: Method) -> Result<Method, AmqpError> {
+        if let Method::QueueDeclare(decl) = &method {
             // U+001F separates vhost and queue in engine names (see crate::vhost).
             if decl.queue.contains('\u{1f}') {
                 return Err(AmqpError::channel(
                     error::PRECONDITION_FAILED,
                     "queue names cannot contain U+001F",
                 ));
+            }
+            if decl.queue.is_empty() && !decl.passive {
+                let mut named = decl.clone();
+                named.queue = crate::topology::generated_name("amq.gen-");
+                let named = Method::QueueDeclare(named);
+                self.grant.check(&named, &self.vhost, &self.user)?;
+                return Ok(method);
             }
         }
         self.grant.check(&method, &self.vhost, &self.user)?;
