@@ -38,6 +38,12 @@ fn cli(root: &Path, args: &[&str]) {
     );
 }
 
+/// Asserts that `result` failed with an error whose text contains `expected`.
+fn assert_refused<T: std::fmt::Debug>(result: lapin::Result<T>, expected: &str) {
+    let error = result.expect_err(expected);
+    assert!(error.to_string().contains(expected), "{error}");
+}
+
 async fn try_connect(addr: SocketAddr, userinfo: &str, vhost: &str) -> lapin::Result<Connection> {
     let uri = format!("amqp://{userinfo}@{addr}/{vhost}");
     Connection::connect(&uri, ConnectionProperties::default()).await
@@ -70,36 +76,22 @@ async fn users_log_in_and_act_only_where_permitted() {
     let addr = broker.addr("amqp");
 
     // Wrong password, unknown vhost, and a vhost alice has no permissions on.
-    let wrong = try_connect(addr, "alice:nope", "shop").await.unwrap_err();
-    assert!(
-        wrong.to_string().contains(
-            "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile."
-        ),
-        "{wrong}"
+    assert_refused(
+        try_connect(addr, "alice:nope", "shop").await,
+        "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.",
     );
-    let unknown = try_connect(addr, "alice:wonder", "nowhere")
-        .await
-        .unwrap_err();
-    assert!(
-        unknown
-            .to_string()
-            .contains("NOT_ALLOWED - vhost nowhere not found"),
-        "{unknown}"
+    assert_refused(
+        try_connect(addr, "alice:wonder", "nowhere").await,
+        "NOT_ALLOWED - vhost nowhere not found",
     );
-    let root_vhost = try_connect(addr, "alice:wonder", "%2f").await.unwrap_err();
-    assert!(
-        root_vhost
-            .to_string()
-            .contains("NOT_ALLOWED - access to vhost '/' refused for user 'alice'"),
-        "{root_vhost}"
+    assert_refused(
+        try_connect(addr, "alice:wonder", "%2f").await,
+        "NOT_ALLOWED - access to vhost '/' refused for user 'alice'",
     );
     // guest has RabbitMQ's default grant on `/` only.
-    let guest_shop = try_connect(addr, "guest:guest", "shop").await.unwrap_err();
-    assert!(
-        guest_shop
-            .to_string()
-            .contains("NOT_ALLOWED - access to vhost 'shop' refused for user 'guest'"),
-        "{guest_shop}"
+    assert_refused(
+        try_connect(addr, "guest:guest", "shop").await,
+        "NOT_ALLOWED - access to vhost 'shop' refused for user 'guest'",
     );
 
     // AMQPLAIN works as PLAIN does.
@@ -114,58 +106,46 @@ async fn users_log_in_and_act_only_where_permitted() {
     let got = get(&channel, "alice.jobs").await.expect("a message");
     assert_eq!(got.delivery.data, b"job-1");
 
-    let declare_other = alice
-        .create_channel()
-        .await
-        .expect("channel")
-        .queue_declare(
-            "bob.jobs".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        declare_other.to_string().contains(
-            "ACCESS_REFUSED - access to queue 'bob.jobs' in vhost 'shop' refused for user 'alice'"
-        ),
-        "{declare_other}"
+    assert_refused(
+        alice
+            .create_channel()
+            .await
+            .expect("channel")
+            .queue_declare(
+                "bob.jobs".into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await,
+        "ACCESS_REFUSED - access to queue 'bob.jobs' in vhost 'shop' refused for user 'alice'",
     );
-    let exchange = alice
-        .create_channel()
-        .await
-        .expect("channel")
-        .exchange_declare(
-            "shared".into(),
-            lapin::ExchangeKind::Fanout,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        exchange.to_string().contains(
-            "ACCESS_REFUSED - access to exchange 'shared' in vhost 'shop' refused for user 'alice'"
-        ),
-        "{exchange}"
+    assert_refused(
+        alice
+            .create_channel()
+            .await
+            .expect("channel")
+            .exchange_declare(
+                "shared".into(),
+                lapin::ExchangeKind::Fanout,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await,
+        "ACCESS_REFUSED - access to exchange 'shared' in vhost 'shop' refused for user 'alice'",
     );
-    let consume = alice
-        .create_channel()
-        .await
-        .expect("channel")
-        .basic_consume(
-            "bob.jobs".into(),
-            "c".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        consume.to_string().contains(
-            "ACCESS_REFUSED - access to queue 'bob.jobs' in vhost 'shop' refused for user 'alice'"
-        ),
-        "{consume}"
+    assert_refused(
+        alice
+            .create_channel()
+            .await
+            .expect("channel")
+            .basic_consume(
+                "bob.jobs".into(),
+                "c".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await,
+        "ACCESS_REFUSED - access to queue 'bob.jobs' in vhost 'shop' refused for user 'alice'",
     );
     // Publishing to amq.topic needs write on it; the refusal closes the channel.
     let publisher = confirm_channel(&alice).await;
@@ -179,15 +159,11 @@ async fn users_log_in_and_act_only_where_permitted() {
         )
         .await
         .expect("publish is sent");
-    let refused = tokio::time::timeout(Duration::from_secs(5), confirm)
-        .await
-        .expect("the channel closes within 5 s")
-        .unwrap_err();
-    assert!(
-        refused.to_string().contains(
-            "ACCESS_REFUSED - access to exchange 'amq.topic' in vhost 'shop' refused for user 'alice'"
-        ),
-        "{refused}"
+    assert_refused(
+        tokio::time::timeout(Duration::from_secs(5), confirm)
+            .await
+            .expect("the channel closes within 5 s"),
+        "ACCESS_REFUSED - access to exchange 'amq.topic' in vhost 'shop' refused for user 'alice'",
     );
     // The connection itself stays usable after the channel errors.
     let again = confirm_channel(&alice).await;
