@@ -66,6 +66,13 @@ pub fn run(
             if !store.delete_record(USERS_NAMESPACE, name)? {
                 bail!("no user `{name}` in {}", path.display());
             }
+            // As in RabbitMQ, the user's AMQP permissions go with it.
+            let permissions = tributary_amqp::access::PERMISSION_NAMESPACE;
+            for (key, _) in store.scan_records(permissions, "")? {
+                if tributary_amqp::definitions::split_key(&key).get(1) == Some(&name.as_str()) {
+                    store.delete_record(permissions, &key)?;
+                }
+            }
             writeln!(out, "user `{name}` deleted")?;
         }
     }
