@@ -104,7 +104,6 @@ pub struct Shared {
     pub expiry: expiry::ExpirySweeps,
     /// Broker-wide, so ids are unique across vhosts.
     connection_ids: Arc<AtomicU64>,
-    pub alarms: watch::Receiver<Alarms>,
 }
 
 impl Shared {

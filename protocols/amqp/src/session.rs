@@ -288,7 +288,7 @@ impl Session {
             )
             .caused_by(id));
         }
-        let method = self.permitted(method).map_err(|e| e.caused_by(id))?;
+        self.check_permitted(&method).map_err(|e| e.caused_by(id))?;
         let started = Instant::now();
         let result = self
             .dispatch(channel, method)
@@ -299,11 +299,11 @@ impl Session {
         result
     }
 
-    /// The method, if the user's permissions allow it. RabbitMQ checks a server-named queue's
+    /// Refuses a method the user's permissions do not allow. RabbitMQ checks a server-named queue's
     /// configure permission on its generated name; the topology draws that name later, so the
     /// check uses one of the same form (`amq.gen-` and 22 random characters).
-    fn permitted(&self, method: Method) -> Result<Method, AmqpError> {
-        if let Method::QueueDeclare(decl) = &method {
+    fn check_permitted(&self, method: &Method) -> Result<(), AmqpError> {
+        if let Method::QueueDeclare(decl) = method {
             // U+001F separates vhost and queue in engine names (see crate::vhost).
             if decl.queue.contains('\u{1f}') {
                 return Err(AmqpError::channel(
@@ -315,12 +315,10 @@ impl Session {
                 let mut named = decl.clone();
                 named.queue = crate::topology::generated_name("amq.gen-");
                 let named = Method::QueueDeclare(named);
-                self.grant.check(&named, &self.vhost, &self.user)?;
-                return Ok(method);
+                return self.grant.check(&named, &self.vhost, &self.user);
             }
         }
-        self.grant.check(&method, &self.vhost, &self.user)?;
-        Ok(method)
+        self.grant.check(method, &self.vhost, &self.user)
     }
 
     async fn dispatch(&mut self, channel: u16, method: Method) -> Result<(), AmqpError> {

@@ -236,7 +236,6 @@ impl Vhosts {
             reply_targets: Default::default(),
             expiry: Default::default(),
             connection_ids: self.connection_ids.clone(),
-            alarms: self.alarms.clone(),
         });
         shared.topology.ensure_loaded().await?;
         crate::expiry::arm_all_once(&shared);
