@@ -312,6 +312,10 @@ async fn a_disk_alarm_blocks_publishers_while_consumers_go_on() {
         "the blocked publish must not be stored yet"
     );
     assert!(publisher.status().blocked());
+    assert!(
+        !consumer_connection.status().blocked(),
+        "only publishing connections are blocked"
+    );
 
     alarm_config(&root, 0);
     broker.signal("HUP");
