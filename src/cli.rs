@@ -28,6 +28,42 @@ pub enum Command {
     /// The broker must not be running on that data directory (it holds the store locked).
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage AMQP virtual hosts (the broker must not be running on the data directory).
+    #[command(subcommand)]
+    Vhost(VhostCommand),
+    /// Manage users' AMQP permissions per vhost (configure, write and read regexes, as
+    /// `rabbitmqctl set_permissions`); the broker must not be running on the data directory.
+    #[command(subcommand)]
+    Permissions(PermissionsCommand),
+}
+
+/// `tributary vhost ...`
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum VhostCommand {
+    /// Add a vhost.
+    Add { name: String },
+    /// List the vhosts, one per line.
+    List,
+    /// Delete a vhost with its exchanges, queues, bindings, messages and permissions.
+    Delete { name: String },
+}
+
+/// `tributary permissions ...`
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum PermissionsCommand {
+    /// Set a user's permissions on a vhost; each is a regex over resource names (`.*` for all,
+    /// `""` for none).
+    Set {
+        vhost: String,
+        user: String,
+        configure: String,
+        write: String,
+        read: String,
+    },
+    /// Remove a user's permissions on a vhost.
+    Clear { vhost: String, user: String },
+    /// List permissions as `vhost<TAB>user<TAB>configure<TAB>write<TAB>read`.
+    List,
 }
 
 /// `tributary user ...`

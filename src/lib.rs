@@ -6,7 +6,7 @@
 //!   (topics, consumer offsets, queues with acks, delayed delivery).
 //! - [`storage`]: segments, indexes, recovery, retention, durability. Synchronous; no tokio and
 //!   no protocol types (`.ci/run` checks this).
-//! - [`config`], [`telemetry`], [`cli`], [`users`]: the process edge.
+//! - [`config`], [`telemetry`], [`cli`], [`users`], [`vhosts`]: the process edge.
 
 pub mod broker;
 pub mod cli;
@@ -15,3 +15,4 @@ pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod users;
+pub mod vhosts;

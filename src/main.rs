@@ -2,13 +2,14 @@
 //! server until SIGINT/SIGTERM, print the configuration, or manage users. Exits 0 after a clean shutdown, 1 on any error (the
 //! error chain is printed to stderr), 2 on a bad command line (clap).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use tributary::cli::{Cli, Command};
 use tributary::config::{self, Config, Sources};
-use tributary::{server, telemetry, users};
+use tributary::{server, telemetry, users, vhosts};
 
 /// How long the runtime waits for stray blocking work after the server has returned.
 const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -39,7 +40,22 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve => serve(config, &unknown_vars),
+        Command::Serve => {
+            // SIGHUP reads the same sources again (see `server::alarms`).
+            let config_file = cli.flags.config.clone();
+            let reload = move || {
+                Config::load(Sources {
+                    config_file: config_file.as_deref(),
+                    env: |name: &str| std::env::var(name).ok(),
+                    flags: &flags,
+                })
+            };
+            serve(config, &unknown_vars, Arc::new(reload))
+        }
+        Command::Vhost(command) => vhosts::run_vhost(&config, &command, &mut std::io::stdout()),
+        Command::Permissions(command) => {
+            vhosts::run_permissions(&config, &command, &mut std::io::stdout())
+        }
         Command::User(command) => {
             let stdin = std::io::stdin().lock();
             users::run(&config, &command, stdin, &mut std::io::stdout().lock())
@@ -47,7 +63,11 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn serve(config: Config, unknown_vars: &[String]) -> anyhow::Result<()> {
+fn serve(
+    config: Config,
+    unknown_vars: &[String],
+    reload: server::alarms::Reload,
+) -> anyhow::Result<()> {
     let rust_log = std::env::var("RUST_LOG").ok();
     telemetry::init_logging(&config.log.filter, rust_log.as_deref())?;
     for name in unknown_vars {
@@ -59,7 +79,8 @@ fn serve(config: Config, unknown_vars: &[String]) -> anyhow::Result<()> {
         .thread_name("tributary")
         .build()
         .context("cannot start the tokio runtime")?;
-    let result = runtime.block_on(server::run(config, metrics, std::future::pending()));
+    let serving = server::run_reloadable(config, metrics, reload, std::future::pending());
+    let result = runtime.block_on(serving);
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
     result.context("the broker stopped with an error")
 }

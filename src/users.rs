@@ -66,13 +66,20 @@ pub fn run(
             if !store.delete_record(USERS_NAMESPACE, name)? {
                 bail!("no user `{name}` in {}", path.display());
             }
+            // As in RabbitMQ, the user's AMQP permissions go with it.
+            let permissions = tributary_amqp::access::PERMISSION_NAMESPACE;
+            for (key, _) in store.scan_records(permissions, "")? {
+                if tributary_amqp::definitions::split_key(&key).get(1) == Some(&name.as_str()) {
+                    store.delete_record(permissions, &key)?;
+                }
+            }
             writeln!(out, "user `{name}` deleted")?;
         }
     }
     Ok(())
 }
 
-fn open(path: &Path, create: bool) -> anyhow::Result<Arc<MetaStore>> {
+pub(crate) fn open(path: &Path, create: bool) -> anyhow::Result<Arc<MetaStore>> {
     if !create && !path.exists() {
         bail!(
             "no metadata store at {} (check --data-dir / data_dir)",

@@ -67,6 +67,17 @@ fn parse<T: FromStr>(text: &str) -> Option<T> {
     text.trim().parse().ok()
 }
 
+/// A comma-separated list; empty means none.
+fn names(text: &str) -> Option<Vec<String>> {
+    Some(
+        text.split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 /// An empty advertised host means "derive it from `bind`" again.
 fn optional_host(text: &str) -> Option<Option<String>> {
     let host = text.trim();
@@ -206,6 +217,38 @@ pub static KEYS: &[KeySpec] = &[
         COUNT,
         parse,
         amqp.max_frame_bytes
+    ),
+    key!(
+        "amqp.loopback_users",
+        "TRIBUTARY_AMQP_LOOPBACK_USERS",
+        None,
+        "comma-separated user names",
+        names,
+        amqp.loopback_users
+    ),
+    key!(
+        "amqp.memory_high_watermark",
+        "TRIBUTARY_AMQP_MEMORY_HIGH_WATERMARK",
+        None,
+        COUNT,
+        parse,
+        amqp.memory_high_watermark
+    ),
+    key!(
+        "amqp.disk_free_limit",
+        "TRIBUTARY_AMQP_DISK_FREE_LIMIT",
+        None,
+        COUNT,
+        parse,
+        amqp.disk_free_limit
+    ),
+    key!(
+        "amqp.alarm_check_interval_ms",
+        "TRIBUTARY_AMQP_ALARM_CHECK_INTERVAL_MS",
+        None,
+        COUNT,
+        parse,
+        amqp.alarm_check_interval_ms
     ),
     key!(
         "rocketmq.enabled",

@@ -105,6 +105,15 @@ pub struct AmqpConfig {
     pub max_connections: usize,
     /// The `frame_max` offered in `connection.tune`.
     pub max_frame_bytes: usize,
+    /// Users that may log in only from a loopback address (RabbitMQ's `loopback_users`).
+    pub loopback_users: Vec<String>,
+    /// Resident memory (bytes) above which publishers are blocked; 0 turns the alarm off.
+    pub memory_high_watermark: u64,
+    /// Free bytes on the data directory's filesystem below which publishers are blocked;
+    /// 0 turns the alarm off.
+    pub disk_free_limit: u64,
+    /// How often memory and free disk space are measured.
+    pub alarm_check_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +233,11 @@ impl Default for AmqpConfig {
             port: 5672,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: 128 << 10,
+            loopback_users: vec!["guest".to_owned()],
+            memory_high_watermark: 0,
+            // RabbitMQ's default `disk_free_limit` (50 MB).
+            disk_free_limit: 50_000_000,
+            alarm_check_interval_ms: 1_000,
         }
     }
 }

@@ -103,6 +103,12 @@ impl Config {
         }
         positive("amqp.max_connections", self.amqp.max_connections as u64)?;
         frame_limit("amqp.max_frame_bytes", self.amqp.max_frame_bytes)?;
+        within(
+            "amqp.alarm_check_interval_ms",
+            self.amqp.alarm_check_interval_ms,
+            10,
+            3_600_000,
+        )?;
         positive(
             "rocketmq.max_connections",
             self.rocketmq.max_connections as u64,

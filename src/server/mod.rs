@@ -15,6 +15,7 @@
 //! (the drain waits for or aborts all of them), and the HTTP endpoint never holds up the drain
 //! (it has its own [`Lifecycle`]).
 
+pub mod alarms;
 pub mod http;
 pub mod listener;
 pub mod registry;
@@ -72,6 +73,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     run_with(config, metrics, registry::frontends, shutdown).await
+}
+
+/// [`run`], and SIGHUP re-reads the configuration with `reload` to apply the limits that can
+/// change at run time (the AMQP resource alarms, see [`alarms`]).
+pub async fn run_reloadable(
+    config: Config,
+    metrics: PrometheusHandle,
+    reload: alarms::Reload,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let mount = move |broker: &Arc<Broker>, config: &Config| {
+        registry::frontends_with(broker, config, Some(reload))
+    };
+    run_with(config, metrics, mount, shutdown).await
 }
 
 /// [`run`] with the frontends chosen by `mount`, which receives the opened broker.

@@ -75,13 +75,27 @@ impl Mounts {
 
 /// The frontends of this build.
 pub fn frontends(broker: &Arc<Broker>, config: &Config) -> Vec<Mount> {
+    frontends_with(broker, config, None)
+}
+
+/// [`frontends`], with the configuration reload that SIGHUP triggers.
+pub fn frontends_with(
+    broker: &Arc<Broker>,
+    config: &Config,
+    reload: Option<super::alarms::Reload>,
+) -> Vec<Mount> {
     let mut mounts = Mounts::default();
     // Frontends plug in here, one `mounts.add(config.<protocol>_listener(), || ...)` each; they
     // take their services from `broker.engine()`.
     mounts.add(config.amqp_listener(), || {
-        Arc::new(tributary_amqp::AmqpFrontend::new(
+        let access = tributary_amqp::AccessSettings {
+            loopback_users: config.amqp.loopback_users.clone(),
+            alarms: super::alarms::spawn_monitor(config, reload),
+        };
+        Arc::new(tributary_amqp::AmqpFrontend::with_access(
             broker.engine(),
             tributary_amqp::AmqpSettings::default(),
+            access,
         ))
     });
     mounts.add(config.kafka_listener(), || {

@@ -124,6 +124,15 @@ impl TestBroker {
         self.addr("http")
     }
 
+    /// Sends a signal by name (`HUP`) to the running broker.
+    pub(crate) fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     pub(crate) fn terminate(&mut self) -> (ExitStatus, Duration) {
         let sent = Instant::now();
         let status = Command::new("kill")

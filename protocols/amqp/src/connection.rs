@@ -18,14 +18,14 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tributary_api::ConnectionContext;
 
+use crate::access::{self, Grant, login};
 use crate::codec::methods::Method;
 use crate::codec::table::{FieldTable, FieldValue};
-use crate::codec::wire::Reader;
 use crate::codec::{self, Frame, FrameKind, HeaderCheck};
 use crate::error::{self, ACCESS_REFUSED, AmqpError, NOT_ALLOWED, Reply};
 use crate::metrics as m;
-use crate::session::Session;
-use crate::{AmqpSettings, Shared};
+use crate::session::{Login, Session};
+use crate::vhost::Vhosts;
 
 /// Encoded frames queued for the writer; bounded for backpressure.
 const OUTBOUND_QUEUE: usize = 256;
@@ -93,6 +93,7 @@ fn server_properties() -> FieldTable {
         "exchange_exchange_bindings",
         "basic.nack",
         "consumer_cancel_notify",
+        "connection.blocked",
         "authentication_failure_close",
         "per_consumer_qos",
         "direct_reply_to",
@@ -109,36 +110,19 @@ fn server_properties() -> FieldTable {
     props
 }
 
-/// Checks PLAIN (`authzid \0 user \0 password`) or AMQPLAIN (a table without its length
-/// prefix, keys LOGIN and PASSWORD) credentials. guest/guest is allowed from loopback only.
-fn authenticate(mechanism: &str, response: &[u8], peer: SocketAddr) -> bool {
-    let (user, password) = match mechanism {
-        "PLAIN" => {
-            let mut parts = response.split(|b| *b == 0);
-            let _authzid = parts.next();
-            match (parts.next(), parts.next()) {
-                (Some(user), Some(password)) => (user.to_vec(), password.to_vec()),
-                _ => return false,
-            }
+/// Whether the client's `client_properties.capabilities` has `name` set to true.
+fn client_capability(client_properties: &FieldTable, name: &str) -> bool {
+    match client_properties.get("capabilities") {
+        Some(FieldValue::Table(capabilities)) => {
+            matches!(capabilities.get(name), Some(FieldValue::Bool(true)))
         }
-        "AMQPLAIN" => {
-            let Ok(table) = FieldTable::decode_entries(&mut Reader::new(response), 0) else {
-                return false;
-            };
-            let field = |name| match table.get(name) {
-                Some(FieldValue::LongString(v)) => v.to_vec(),
-                _ => Vec::new(),
-            };
-            (field("LOGIN"), field("PASSWORD"))
-        }
-        _ => return false,
-    };
-    user == b"guest" && password == b"guest" && peer.ip().is_loopback()
+        _ => false,
+    }
 }
 
 /// Serves one connection to the end.
 pub async fn serve(
-    shared: Arc<Shared>,
+    vhosts: Arc<Vhosts>,
     stream: TcpStream,
     context: ConnectionContext,
 ) -> Result<(), AmqpError> {
@@ -165,7 +149,6 @@ pub async fn serve(
             }
         }
     }
-    let settings = shared.settings;
     let server_frame_max = u32::try_from(context.limits.max_frame_bytes).unwrap_or(u32::MAX);
     let mut reader = FrameReader {
         read,
@@ -181,16 +164,16 @@ pub async fn serve(
         },
     )
     .await?;
-    let tuned = match handshake(
+    let (tuned, login) = match handshake(
         &mut reader,
         &mut write,
-        settings,
+        &vhosts,
         server_frame_max,
         context.peer,
     )
     .await
     {
-        Ok(tuned) => tuned,
+        Ok(opened) => opened,
         Err(AmqpError::Connection(reply)) => {
             tracing::info!(peer = %context.peer, %reply, "AMQP handshake refused");
             close_connection(&mut reader, &mut write, &reply).await;
@@ -203,7 +186,7 @@ pub async fn serve(
     let (out, outbound) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
     let writer = tokio::spawn(run_writer(write, outbound, heartbeat.map(|h| h / 2)));
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
-    let mut session = Session::new(shared, out, tuned.frame_max, tuned.channel_max);
+    let mut session = Session::new(login, out, tuned.frame_max, tuned.channel_max);
     let idle = heartbeat.map(|h| h * 2);
     let outcome = session.run(&mut reader, idle, &context.shutdown).await;
     let close = match &outcome {
@@ -298,14 +281,15 @@ async fn expect_method(reader: &mut FrameReader) -> Result<Method, AmqpError> {
 async fn handshake(
     reader: &mut FrameReader,
     write: &mut OwnedWriteHalf,
-    settings: AmqpSettings,
+    vhosts: &Vhosts,
     server_frame_max: u32,
     peer: SocketAddr,
-) -> Result<Tuned, AmqpError> {
+) -> Result<(Tuned, Login), AmqpError> {
+    let settings = vhosts.settings();
     let Method::ConnectionStartOk {
+        client_properties,
         mechanism,
         response,
-        ..
     } = expect_method(reader).await?
     else {
         return Err(AmqpError::connection(
@@ -313,14 +297,25 @@ async fn handshake(
             "expected 'connection.start_ok'",
         ));
     };
-    if !authenticate(&mechanism, &response, peer) {
-        return Err(AmqpError::connection(
-            ACCESS_REFUSED,
-            format_args!(
-                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
-            ),
-        ));
-    }
+    let store = vhosts.engine().metadata.as_ref();
+    let credentials = login::parse_credentials(&mechanism, &response);
+    let verdict = match &credentials {
+        Some(credentials) => login::verify(store, credentials, peer, &vhosts.loopback_users).await,
+        None => Err(format!("unreadable {mechanism} response")),
+    };
+    let user = match (verdict, credentials) {
+        (Ok(()), Some(credentials)) => credentials.user,
+        (verdict, _) => {
+            let why = verdict.err().unwrap_or_default();
+            tracing::warn!(%peer, mechanism, why, "AMQP login refused");
+            return Err(AmqpError::connection(
+                ACCESS_REFUSED,
+                format_args!(
+                    "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+                ),
+            ));
+        }
+    };
     write_method(
         write,
         &Method::ConnectionTune {
@@ -366,17 +361,54 @@ async fn handshake(
             "expected 'connection.open'",
         ));
     };
-    if virtual_host != crate::topology::DEFAULT_VHOST {
-        return Err(AmqpError::connection(
-            NOT_ALLOWED,
-            format_args!("vhost {virtual_host} not found"),
-        ));
-    }
+    let grant = open_vhost(store, &virtual_host, &user).await?;
+    let shared = vhosts.open(&virtual_host).await?;
     write_method(write, &Method::ConnectionOpenOk).await?;
-    Ok(Tuned {
+    let tuned = Tuned {
         channel_max,
         frame_max,
         heartbeat,
+    };
+    let login = Login {
+        shared,
+        vhost: virtual_host,
+        user,
+        grant,
+        blocked_capable: client_capability(&client_properties, "connection.blocked"),
+        alarms: vhosts.alarms.clone(),
+    };
+    Ok((tuned, login))
+}
+
+/// `connection.open`: the vhost must exist and the user must have permissions on it.
+async fn open_vhost(
+    store: &dyn tributary_api::MetadataStore,
+    vhost: &str,
+    user: &str,
+) -> Result<Grant, AmqpError> {
+    if !access::vhost_exists(store, vhost).await? {
+        return Err(AmqpError::connection(
+            NOT_ALLOWED,
+            format_args!("vhost {vhost} not found"),
+        ));
+    }
+    let refused = || {
+        AmqpError::connection(
+            NOT_ALLOWED,
+            format_args!("access to vhost '{vhost}' refused for user '{user}'"),
+        )
+    };
+    let Some(permissions) = access::permissions(store, vhost, user).await? else {
+        return Err(refused());
+    };
+    Grant::compile(&permissions).map_err(|why| {
+        tracing::warn!(
+            vhost,
+            user,
+            why,
+            "stored permissions do not compile; access refused"
+        );
+        refused()
     })
 }
 

@@ -11,9 +11,9 @@
 //! | `amqp.binding` | vhost, exchange, queue, routing key, arguments hex | `arguments` (F) |
 //! | `amqp.exchange_binding` | vhost, source, destination exchange, routing key, arguments hex | `arguments` (F) |
 //!
-//! Only durable exchanges and queues (and bindings between durable ends) are written. The vhost
-//! `/` is the only one this version serves; it is implicit and has no `amqp.vhost` record yet.
-//! The queue's messages live in the engine's queue of the same name.
+//! Only durable exchanges and queues (and bindings between durable ends) are written. Vhosts
+//! themselves are records of [`crate::access`]. A queue's messages live in the engine queue
+//! named by [`crate::vhost::engine_queue_name`].
 
 use bytes::{Bytes, BytesMut};
 use tributary_api::{EngineResult, MetadataStore};
@@ -73,12 +73,13 @@ pub fn nested(table: &FieldTable, name: &str) -> FieldTable {
     }
 }
 
-/// Every record of a namespace.
+/// Every record of a namespace whose key starts with `prefix` (a vhost and the separator).
 pub async fn load(
     store: &dyn MetadataStore,
     namespace: &str,
+    prefix: &str,
 ) -> EngineResult<Vec<(String, FieldTable)>> {
-    let records = store.scan(namespace, "").await?;
+    let records = store.scan(namespace, prefix).await?;
     let mut out = Vec::with_capacity(records.len());
     for (key, value) in records {
         match decode(&value) {

@@ -11,12 +11,18 @@
 //! Queue types: classic (with priorities), quorum (a durable queue with a delivery limit) and
 //! stream (the topic of the same name, read with `x-stream-offset`), see [`policy`].
 //!
-//! What it is not (yet): vhosts other than `/`, users other than guest, connection.blocked,
-//! global (channel-wide) prefetch. Capabilities advertise only what is implemented.
+//! Vhosts ([`vhost`]) each have their own topology and a view of the engine's queues; users
+//! log in with PLAIN or AMQPLAIN against the broker's user store and act under their
+//! per-vhost permissions ([`access`]); resource alarms block publishers ([`alarm`]).
+//!
+//! What it is not (yet): global (channel-wide) prefetch. Capabilities advertise only what is
+//! implemented.
 //!
 //! Invariants: bad input gets RabbitMQ's reply code and closes only the channel or connection the
 //! protocol says; nothing here panics on input; per-connection output is a bounded queue.
 
+pub mod access;
+pub mod alarm;
 pub mod channel;
 pub mod codec;
 pub mod connection;
@@ -33,15 +39,19 @@ pub mod policy;
 pub mod routing;
 pub mod session;
 pub mod topology;
+pub mod vhost;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tributary_api::{ConnectionContext, ConnectionError, Engine, Frontend};
 
+use crate::alarm::Alarms;
 use crate::topology::Topology;
+use crate::vhost::Vhosts;
 
 /// The port AMQP clients expect.
 pub const DEFAULT_PORT: u16 = 5672;
@@ -69,7 +79,24 @@ impl Default for AmqpSettings {
     }
 }
 
-/// State every connection of this frontend shares.
+/// Who may log in from where, and the resource alarms to honour.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// Users that may only connect from a loopback address (RabbitMQ's `loopback_users`).
+    pub loopback_users: Vec<String>,
+    pub alarms: watch::Receiver<Alarms>,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        Self {
+            loopback_users: vec![access::DEFAULT_USER.to_owned()],
+            alarms: alarm::never(),
+        }
+    }
+}
+
+/// State every connection of one vhost shares.
 #[derive(Debug)]
 pub struct Shared {
     pub engine: Engine,
@@ -79,7 +106,8 @@ pub struct Shared {
     pub(crate) reply_targets: handlers::reply_to::ReplyTargets,
     /// The armed head-of-queue expiry sweeps.
     pub expiry: expiry::ExpirySweeps,
-    connection_ids: AtomicU64,
+    /// Broker-wide, so ids are unique across vhosts.
+    connection_ids: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -92,21 +120,22 @@ impl Shared {
 /// The AMQP 0-9-1 frontend, mounted by the broker shell.
 #[derive(Debug)]
 pub struct AmqpFrontend {
-    shared: Arc<Shared>,
+    vhosts: Arc<Vhosts>,
 }
 
 impl AmqpFrontend {
     pub fn new(engine: Engine, settings: AmqpSettings) -> Self {
-        let topology = Topology::new(engine.clone());
+        Self::with_access(engine, settings, AccessSettings::default())
+    }
+
+    pub fn with_access(engine: Engine, settings: AmqpSettings, access: AccessSettings) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            vhosts: Arc::new(Vhosts::new(
                 engine,
-                topology,
                 settings,
-                reply_targets: Default::default(),
-                expiry: Default::default(),
-                connection_ids: AtomicU64::new(0),
-            }),
+                access.loopback_users,
+                access.alarms,
+            )),
         }
     }
 }
@@ -126,9 +155,8 @@ impl Frontend for AmqpFrontend {
         stream: TcpStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
-        self.shared.topology.ensure_loaded().await?;
-        expiry::arm_all_once(&self.shared);
-        connection::serve(self.shared.clone(), stream, context)
+        self.vhosts.ensure_started().await?;
+        connection::serve(self.vhosts.clone(), stream, context)
             .await
             .map_err(Into::into)
     }

@@ -31,9 +31,16 @@ pub const BYTES_RECEIVED: &str = "tributary_amqp_received_bytes_total";
 pub const BYTES_SENT: &str = "tributary_amqp_sent_bytes_total";
 pub const CHANNEL_ERRORS: &str = "tributary_amqp_channel_errors_total";
 pub const CONNECTION_ERRORS: &str = "tributary_amqp_connection_errors_total";
+pub const BLOCKED_CONNECTIONS: &str = "tributary_amqp_blocked_connections";
 
 /// Every metric above with its HELP text.
 pub static CATALOG: &[MetricDescription] = &[
+    metric(
+        BLOCKED_CONNECTIONS,
+        MetricKind::Gauge,
+        Unit::Count,
+        "AMQP connections not read from because a resource alarm is on.",
+    ),
     metric(
         CONNECTIONS,
         MetricKind::Gauge,

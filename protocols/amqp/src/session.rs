@@ -5,16 +5,21 @@
 //! `channel.open` is `504 CHANNEL_ERROR`; a channel id above `channel_max` is `504`; content
 //! frames without a publish, or a method while content is expected, are `505 UNEXPECTED_FRAME`;
 //! after the server closes a channel it drops everything on it but `close`/`close-ok`.
+//! Every method is checked against the user's permissions on the vhost before it is handled
+//! ([`crate::access::Grant`]); a publish while a resource alarm is on blocks the connection
+//! ([`crate::alarm`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
+use crate::access::Grant;
+use crate::alarm::Alarms;
 use crate::channel::{Channel, ChannelState, by_queue};
 use crate::codec::content::{BasicProperties, ContentHeader};
 use crate::codec::methods::{Method, peek_id};
@@ -27,16 +32,32 @@ use crate::metrics as m;
 /// Reply code for a close forced by the broker (shutdown).
 const CONNECTION_FORCED: u16 = 320;
 
+/// Who a connection logged in as, and where: the outcome of the handshake.
+#[derive(Debug)]
+pub struct Login {
+    pub shared: Arc<Shared>,
+    pub vhost: String,
+    /// The authenticated user; a published `user_id` must equal it.
+    pub user: String,
+    pub grant: Grant,
+    /// The client announced the `connection.blocked` capability.
+    pub blocked_capable: bool,
+    pub alarms: watch::Receiver<Alarms>,
+}
+
 #[derive(Debug)]
 pub struct Session {
     pub shared: Arc<Shared>,
     pub id: u64,
+    pub vhost: String,
+    pub user: String,
+    grant: Grant,
+    blocked_capable: bool,
+    alarms: watch::Receiver<Alarms>,
     pub out: mpsc::Sender<Bytes>,
     pub frame_max: u32,
     pub channel_max: u16,
     pub channels: HashMap<u16, Channel>,
-    /// The authenticated user; a published `user_id` must equal it.
-    pub user: String,
     /// Routed publishes not yet stored (see [`crate::handlers::publish`]).
     pub(crate) staged: Vec<Staged>,
     pub(crate) staged_bytes: usize,
@@ -45,22 +66,20 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(
-        shared: Arc<Shared>,
-        out: mpsc::Sender<Bytes>,
-        frame_max: u32,
-        channel_max: u16,
-    ) -> Self {
-        let id = shared.next_connection_id();
+    pub fn new(login: Login, out: mpsc::Sender<Bytes>, frame_max: u32, channel_max: u16) -> Self {
+        let id = login.shared.next_connection_id();
         Self {
-            shared,
+            shared: login.shared,
             id,
+            vhost: login.vhost,
+            user: login.user,
+            grant: login.grant,
+            blocked_capable: login.blocked_capable,
+            alarms: login.alarms,
             out,
             frame_max,
             channel_max,
             channels: HashMap::new(),
-            // guest is the only login so far (see `connection::authenticate`).
-            user: "guest".to_owned(),
             staged: Vec::new(),
             staged_bytes: 0,
             staged_acks: Vec::new(),
@@ -101,14 +120,60 @@ impl Session {
                 self.flush_publishes().await?;
                 return Ok(None);
             };
+            let publish = matches!(&frame.kind, FrameKind::Method(payload)
+                if peek_id(payload) == Some((60, 40)));
             if self.handle_frame(frame).await? {
                 return Ok(None);
+            }
+            if publish && self.alarms.borrow().any() && self.stay_blocked(shutdown).await? {
+                return Ok(Some(Reply::new(CONNECTION_FORCED, "broker shutting down")));
             }
             // Store what was staged once the client has nothing more queued up for us.
             if !reader.has_buffered_frame() {
                 self.flush_publishes().await?;
             }
         }
+    }
+
+    /// A publish arrived while an alarm is on: stores what is staged, sends
+    /// `connection.blocked` and reads nothing more until every alarm is off, then sends
+    /// `connection.unblocked`. Returns true when the broker shuts down meanwhile.
+    async fn stay_blocked(&mut self, shutdown: &CancellationToken) -> Result<bool, AmqpError> {
+        self.flush_publishes().await?;
+        let reason = self.alarms.borrow().reason();
+        tracing::info!(
+            connection = self.id,
+            reason,
+            "blocking a publishing connection"
+        );
+        metrics::gauge!(m::BLOCKED_CONNECTIONS).increment(1.0);
+        if self.blocked_capable {
+            let blocked = Method::ConnectionBlocked {
+                reason: reason.to_owned(),
+            };
+            self.send_method(0, &blocked).await?;
+        }
+        let cleared = async {
+            while self.alarms.borrow_and_update().any() {
+                if self.alarms.changed().await.is_err() {
+                    // No monitor any more: the alarm can never clear.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let shutting_down = tokio::select! {
+            () = cleared => false,
+            () = shutdown.cancelled() => true,
+        };
+        metrics::gauge!(m::BLOCKED_CONNECTIONS).decrement(1.0);
+        if shutting_down {
+            return Ok(true);
+        }
+        tracing::info!(connection = self.id, "alarms cleared; unblocking");
+        if self.blocked_capable {
+            self.send_method(0, &Method::ConnectionUnblocked).await?;
+        }
+        Ok(false)
     }
 
     /// Returns true when the client closed the connection cleanly.
@@ -226,6 +291,7 @@ impl Session {
             )
             .caused_by(waiting));
         }
+        self.check_permitted(&method).map_err(|e| e.caused_by(id))?;
         let started = Instant::now();
         let result = self
             .dispatch(channel, method)
@@ -234,6 +300,28 @@ impl Session {
         metrics::histogram!(m::METHOD_SECONDS, "method" => method_name(id))
             .record(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// Refuses a method the user's permissions do not allow. RabbitMQ checks a server-named queue's
+    /// configure permission on its generated name; the topology draws that name later, so the
+    /// check uses one of the same form (`amq.gen-` and 22 random characters).
+    fn check_permitted(&self, method: &Method) -> Result<(), AmqpError> {
+        if let Method::QueueDeclare(decl) = method {
+            // U+001F separates vhost and queue in engine names (see crate::vhost).
+            if decl.queue.contains('\u{1f}') {
+                return Err(AmqpError::channel(
+                    error::PRECONDITION_FAILED,
+                    "queue names cannot contain U+001F",
+                ));
+            }
+            if decl.queue.is_empty() && !decl.passive {
+                let mut named = decl.clone();
+                named.queue = crate::topology::generated_name("amq.gen-");
+                let named = Method::QueueDeclare(named);
+                return self.grant.check(&named, &self.vhost, &self.user);
+            }
+        }
+        self.grant.check(method, &self.vhost, &self.user)
     }
 
     async fn dispatch(&mut self, channel: u16, method: Method) -> Result<(), AmqpError> {

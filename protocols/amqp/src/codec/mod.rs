@@ -14,6 +14,7 @@
 //! `Ok(None)` on incomplete input and consumes exactly one frame otherwise. Body payloads are
 //! handed out as `Bytes` slices of the read buffer, never copied.
 
+pub mod check;
 pub mod content;
 pub mod methods;
 pub mod table;

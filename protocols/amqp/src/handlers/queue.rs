@@ -103,13 +103,13 @@ impl Session {
         if if_unused && info.consumers > 0 {
             return Err(AmqpError::channel(
                 PRECONDITION_FAILED,
-                format_args!("queue '{queue}' in vhost '/' in use"),
+                format_args!("queue '{queue}' in vhost '{}' in use", self.vhost),
             ));
         }
         if if_empty && self.shared.topology.message_count(queue, &info)? > 0 {
             return Err(AmqpError::channel(
                 PRECONDITION_FAILED,
-                format_args!("queue '{queue}' in vhost '/' not empty"),
+                format_args!("queue '{queue}' in vhost '{}' not empty", self.vhost),
             ));
         }
         self.cancel_consumers_of(queue).await?;

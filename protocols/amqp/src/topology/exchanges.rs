@@ -5,10 +5,7 @@
 
 use bytes::Bytes;
 
-use super::{
-    Binding, DEFAULT_VHOST, Exchange, Topology, binding_key, check_arguments, inequivalent,
-    not_found_exchange,
-};
+use super::{Binding, Exchange, Topology};
 use crate::codec::methods::ExchangeDeclare;
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::definitions::{
@@ -36,7 +33,7 @@ impl Topology {
             }
             let kind = ExchangeKind::parse(&decl.kind);
             if kind != Some(existing.kind) {
-                return Err(inequivalent(
+                return Err(self.inequivalent(
                     "exchange",
                     "type",
                     name,
@@ -50,7 +47,7 @@ impl Topology {
                 ("internal", decl.internal, existing.internal),
             ] {
                 if new != old {
-                    return Err(inequivalent(
+                    return Err(self.inequivalent(
                         "exchange",
                         arg,
                         name,
@@ -59,11 +56,11 @@ impl Topology {
                     ));
                 }
             }
-            check_arguments("exchange", name, &decl.arguments, &existing.arguments)?;
+            self.check_arguments("exchange", name, &decl.arguments, &existing.arguments)?;
             return Ok(None);
         }
         if decl.passive {
-            return Err(not_found_exchange(name));
+            return Err(self.not_found_exchange(name));
         }
         if name.starts_with("amq.") {
             return Err(AmqpError::channel(
@@ -103,7 +100,7 @@ impl Topology {
         record.insert("internal", FieldValue::Bool(decl.internal));
         record.insert("arguments", FieldValue::Table(decl.arguments.clone()));
         Ok(Some((
-            defs::key(&[DEFAULT_VHOST, name]),
+            defs::key(&[&self.vhost, name]),
             defs::encode(&record),
         )))
     }
@@ -118,7 +115,10 @@ impl Topology {
         if name.starts_with("amq.") {
             return Err(AmqpError::channel(
                 ACCESS_REFUSED,
-                format_args!("deletion of system exchange '{name}' in vhost '/' not allowed"),
+                format_args!(
+                    "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                    self.vhost
+                ),
             ));
         }
         {
@@ -133,7 +133,7 @@ impl Topology {
                 {
                     return Err(AmqpError::channel(
                         PRECONDITION_FAILED,
-                        format_args!("exchange '{name}' in vhost '/' in use"),
+                        format_args!("exchange '{name}' in vhost '{}' in use", self.vhost),
                     ));
                 }
                 Some(_) => {}
@@ -154,7 +154,7 @@ impl Topology {
                 exchange.exchange_bindings.retain(|b| {
                     let keep = b.destination != name;
                     if !keep {
-                        inbound.push((source.clone(), binding_key(source, b)));
+                        inbound.push((source.clone(), self.binding_key(source, b)));
                     }
                     keep
                 });
@@ -166,16 +166,16 @@ impl Topology {
         }
         if let Some(exchange) = removed.filter(|e| e.durable) {
             self.store()
-                .delete(EXCHANGE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
+                .delete(EXCHANGE_NAMESPACE, &defs::key(&[&self.vhost, name]))
                 .await?;
             for binding in &exchange.bindings {
                 self.store()
-                    .delete(BINDING_NAMESPACE, &binding_key(name, binding))
+                    .delete(BINDING_NAMESPACE, &self.binding_key(name, binding))
                     .await?;
             }
             for binding in &exchange.exchange_bindings {
                 self.store()
-                    .delete(EXCHANGE_BINDING_NAMESPACE, &binding_key(name, binding))
+                    .delete(EXCHANGE_BINDING_NAMESPACE, &self.binding_key(name, binding))
                     .await?;
             }
         }
@@ -224,12 +224,12 @@ impl Topology {
             let destination_durable = state
                 .exchanges
                 .get(destination)
-                .ok_or_else(|| not_found_exchange(destination))?
+                .ok_or_else(|| self.not_found_exchange(destination))?
                 .durable;
             let from = state
                 .exchanges
                 .get_mut(source)
-                .ok_or_else(|| not_found_exchange(source))?;
+                .ok_or_else(|| self.not_found_exchange(source))?;
             let exists = from.exchange_bindings.contains(&binding);
             let changed = if bind && !exists {
                 from.exchange_bindings.push(binding.clone());
@@ -242,7 +242,7 @@ impl Topology {
             };
             (changed, from.durable && destination_durable)
         };
-        let key = binding_key(source, &binding);
+        let key = self.binding_key(source, &binding);
         match (changed, bind) {
             (true, true) if durable => {
                 let mut table = FieldTable::default();
@@ -288,7 +288,7 @@ impl Topology {
             let target = state
                 .exchanges
                 .get_mut(exchange)
-                .ok_or_else(|| not_found_exchange(exchange))?;
+                .ok_or_else(|| self.not_found_exchange(exchange))?;
             if target.bindings.contains(&binding) {
                 return Ok(());
             }
@@ -301,7 +301,7 @@ impl Topology {
             self.store()
                 .put(
                     BINDING_NAMESPACE,
-                    &binding_key(exchange, &binding),
+                    &self.binding_key(exchange, &binding),
                     defs::encode(&table),
                 )
                 .await?;
@@ -334,14 +334,14 @@ impl Topology {
             let target = state
                 .exchanges
                 .get_mut(exchange)
-                .ok_or_else(|| not_found_exchange(exchange))?;
+                .ok_or_else(|| self.not_found_exchange(exchange))?;
             let before = target.bindings.len();
             target.bindings.retain(|b| *b != binding);
             target.bindings.len() != before
         };
         if removed {
             self.store()
-                .delete(BINDING_NAMESPACE, &binding_key(exchange, &binding))
+                .delete(BINDING_NAMESPACE, &self.binding_key(exchange, &binding))
                 .await?;
             self.delete_unbound_auto_delete(vec![exchange.to_owned()])
                 .await?;

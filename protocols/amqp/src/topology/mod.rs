@@ -1,4 +1,4 @@
-//! The broker-wide AMQP topology of vhost `/`: exchanges, queues' AMQP attributes and bindings,
+//! The AMQP topology of one vhost: exchanges, queues' AMQP attributes and bindings,
 //! shared by every connection. Messages live in the engine's queues; durable definitions are
 //! mirrored into the metadata store ([`crate::definitions`]) and loaded on first use.
 //!
@@ -29,9 +29,6 @@ mod queues;
 mod streams;
 
 pub use streams::stream_partition;
-
-/// The only vhost served so far.
-pub const DEFAULT_VHOST: &str = "/";
 
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
     ("amq.direct", ExchangeKind::Direct),
@@ -111,36 +108,56 @@ struct State {
 #[derive(Debug)]
 pub struct Topology {
     engine: Engine,
+    vhost: String,
     state: Mutex<State>,
     loaded: OnceCell<()>,
 }
 
-fn not_found_queue(name: &str) -> AmqpError {
-    AmqpError::channel(NOT_FOUND, format_args!("no queue '{name}' in vhost '/'"))
-}
+impl Topology {
+    pub(crate) fn not_found_queue(&self, name: &str) -> AmqpError {
+        let vhost = &self.vhost;
+        AmqpError::channel(
+            NOT_FOUND,
+            format_args!("no queue '{name}' in vhost '{vhost}'"),
+        )
+    }
 
-fn not_found_exchange(name: &str) -> AmqpError {
-    AmqpError::channel(NOT_FOUND, format_args!("no exchange '{name}' in vhost '/'"))
-}
+    pub(crate) fn not_found_exchange(&self, name: &str) -> AmqpError {
+        let vhost = &self.vhost;
+        AmqpError::channel(
+            NOT_FOUND,
+            format_args!("no exchange '{name}' in vhost '{vhost}'"),
+        )
+    }
 
-fn locked(name: &str) -> AmqpError {
-    AmqpError::channel(
-        RESOURCE_LOCKED,
-        format_args!(
-            "cannot obtain exclusive access to locked queue '{name}' in vhost '/'. It could be \
-             originally declared on another connection or the exclusive property value does not \
-             match that of the original declaration."
-        ),
-    )
-}
+    pub(crate) fn locked(&self, name: &str) -> AmqpError {
+        let vhost = &self.vhost;
+        AmqpError::channel(
+            RESOURCE_LOCKED,
+            format_args!(
+                "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It \
+                 could be originally declared on another connection or the exclusive property \
+                 value does not match that of the original declaration."
+            ),
+        )
+    }
 
-fn inequivalent(what: &str, arg: &str, name: &str, received: &str, current: &str) -> AmqpError {
-    AmqpError::channel(
-        PRECONDITION_FAILED,
-        format_args!(
-            "inequivalent arg '{arg}' for {what} '{name}' in vhost '/': received {received} but current is {current}"
-        ),
-    )
+    pub(crate) fn inequivalent(
+        &self,
+        what: &str,
+        arg: &str,
+        name: &str,
+        received: &str,
+        current: &str,
+    ) -> AmqpError {
+        let vhost = &self.vhost;
+        AmqpError::channel(
+            PRECONDITION_FAILED,
+            format_args!(
+                "inequivalent arg '{arg}' for {what} '{name}' in vhost '{vhost}': received {received} but current is {current}"
+            ),
+        )
+    }
 }
 
 fn show(value: Option<&FieldValue>) -> String {
@@ -155,44 +172,48 @@ fn show(value: Option<&FieldValue>) -> String {
     }
 }
 
-/// Compares declared `x-` arguments the way RabbitMQ does (integers of any width are equal).
-fn check_arguments(
-    what: &str,
-    name: &str,
-    received: &FieldTable,
-    current: &FieldTable,
-) -> Result<(), AmqpError> {
-    let keys = received
-        .0
-        .iter()
-        .chain(current.0.iter())
-        .map(|(k, _)| k.as_str());
-    for key in keys {
-        let (new, old) = (received.get(key), current.get(key));
-        let same = match (new, old) {
-            (Some(a), Some(b)) => {
-                a == b || matches!((a.as_i64(), b.as_i64()), (Some(x), Some(y)) if x == y)
-            }
-            (None, None) => true,
-            _ => false,
-        };
-        if !same {
-            // RabbitMQ names just the values when both sides have one, and the value with its
-            // type when the other side has none.
-            let describe = |value: Option<&FieldValue>, other: Option<&FieldValue>| match value {
-                Some(value) if other.is_none() => format!(
-                    "the value {} of type '{}'",
-                    show(Some(value)),
-                    value.type_name()
-                ),
-                value => show(value),
+impl Topology {
+    /// Compares declared `x-` arguments the way RabbitMQ does (integers of any width are equal).
+    pub(crate) fn check_arguments(
+        &self,
+        what: &str,
+        name: &str,
+        received: &FieldTable,
+        current: &FieldTable,
+    ) -> Result<(), AmqpError> {
+        let keys = received
+            .0
+            .iter()
+            .chain(current.0.iter())
+            .map(|(k, _)| k.as_str());
+        for key in keys {
+            let (new, old) = (received.get(key), current.get(key));
+            let same = match (new, old) {
+                (Some(a), Some(b)) => {
+                    a == b || matches!((a.as_i64(), b.as_i64()), (Some(x), Some(y)) if x == y)
+                }
+                (None, None) => true,
+                _ => false,
             };
-            let received_text = describe(new, old);
-            let current_text = describe(old, new);
-            return Err(inequivalent(what, key, name, &received_text, &current_text));
+            if !same {
+                // RabbitMQ names just the values when both sides have one, and the value with its
+                // type when the other side has none.
+                let describe = |value: Option<&FieldValue>, other: Option<&FieldValue>| match value
+                {
+                    Some(value) if other.is_none() => format!(
+                        "the value {} of type '{}'",
+                        show(Some(value)),
+                        value.type_name()
+                    ),
+                    value => show(value),
+                };
+                let received_text = describe(new, old);
+                let current_text = describe(old, new);
+                return Err(self.inequivalent(what, key, name, &received_text, &current_text));
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A fresh server-generated name, e.g. `amq.gen-<22 random url-safe characters>`.
@@ -217,7 +238,7 @@ pub fn generated_name(prefix: &str) -> String {
 }
 
 impl Topology {
-    pub fn new(engine: Engine) -> Arc<Self> {
+    pub fn new(engine: Engine, vhost: &str) -> Arc<Self> {
         let mut state = State::default();
         let predeclared =
             std::iter::once(("", ExchangeKind::Direct)).chain(PREDECLARED.iter().copied());
@@ -237,9 +258,15 @@ impl Topology {
         }
         Arc::new(Self {
             engine,
+            vhost: vhost.to_owned(),
             state: Mutex::new(state),
             loaded: OnceCell::new(),
         })
+    }
+
+    /// The vhost this topology belongs to.
+    pub fn vhost(&self) -> &str {
+        &self.vhost
     }
 
     fn store(&self) -> &dyn MetadataStore {
@@ -255,12 +282,14 @@ impl Topology {
     }
 
     async fn load(self: &Arc<Self>) -> Result<(), AmqpError> {
-        let exchanges = defs::load(self.store(), EXCHANGE_NAMESPACE).await?;
-        let queues = defs::load(self.store(), QUEUE_NAMESPACE).await?;
-        let bindings = defs::load(self.store(), BINDING_NAMESPACE).await?;
-        let exchange_bindings = defs::load(self.store(), EXCHANGE_BINDING_NAMESPACE).await?;
+        let prefix = defs::key(&[&self.vhost, ""]);
+        let exchanges = defs::load(self.store(), EXCHANGE_NAMESPACE, &prefix).await?;
+        let queues = defs::load(self.store(), QUEUE_NAMESPACE, &prefix).await?;
+        let bindings = defs::load(self.store(), BINDING_NAMESPACE, &prefix).await?;
+        let exchange_bindings =
+            defs::load(self.store(), EXCHANGE_BINDING_NAMESPACE, &prefix).await?;
         for (key, table) in &queues {
-            if let [DEFAULT_VHOST, name] = defs::split_key(key)[..] {
+            if let [_, name] = defs::split_key(key)[..] {
                 let policy = QueuePolicy::stored(name, &defs::nested(table, "arguments"));
                 match self.declare_storage(name, &policy, true).await {
                     // A stream's topic may have been changed through Kafka meanwhile; the
@@ -444,11 +473,14 @@ impl Topology {
         let target = state
             .exchanges
             .get(exchange)
-            .ok_or_else(|| not_found_exchange(exchange))?;
+            .ok_or_else(|| self.not_found_exchange(exchange))?;
         if target.internal {
             return Err(AmqpError::channel(
                 ACCESS_REFUSED,
-                format_args!("cannot publish to internal exchange '{exchange}' in vhost '/'"),
+                format_args!(
+                    "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+                    self.vhost
+                ),
             ));
         }
         // Breadth-first over exchange-to-exchange bindings and alternate exchanges; each
@@ -507,7 +539,7 @@ impl Topology {
         if info.exclusive_consumer.is_some() || (exclusive && info.consumers > 0) {
             return Err(AmqpError::channel(
                 ACCESS_REFUSED,
-                format_args!("queue '{queue}' in vhost '/' in exclusive use"),
+                format_args!("queue '{queue}' in vhost '{}' in exclusive use", self.vhost),
             ));
         }
         info.consumers += 1;
@@ -571,12 +603,14 @@ impl Topology {
     }
 }
 
-fn binding_key(exchange: &str, binding: &Binding) -> String {
-    defs::key(&[
-        DEFAULT_VHOST,
-        exchange,
-        &binding.destination,
-        &binding.routing_key,
-        &defs::arguments_fingerprint(&binding.arguments),
-    ])
+impl Topology {
+    pub(crate) fn binding_key(&self, exchange: &str, binding: &Binding) -> String {
+        defs::key(&[
+            &self.vhost,
+            exchange,
+            &binding.destination,
+            &binding.routing_key,
+            &defs::arguments_fingerprint(&binding.arguments),
+        ])
+    }
 }

@@ -2,10 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{
-    DEFAULT_VHOST, QueueInfo, Topology, binding_key, check_arguments, generated_name, inequivalent,
-    locked, not_found_queue,
-};
+use super::{QueueInfo, Topology, generated_name};
 use crate::codec::methods::QueueDeclare;
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::definitions::{self as defs, BINDING_NAMESPACE, QUEUE_NAMESPACE};
@@ -34,7 +31,7 @@ impl Topology {
                     .exclusive_owner
                     .is_some_and(|owner| owner != connection)
                 {
-                    return Err(locked(&name));
+                    return Err(self.locked(&name));
                 }
                 if !decl.passive {
                     for (arg, new, old) in [
@@ -47,7 +44,7 @@ impl Topology {
                         ),
                     ] {
                         if new != old {
-                            return Err(inequivalent(
+                            return Err(self.inequivalent(
                                 "queue",
                                 arg,
                                 &name,
@@ -56,7 +53,7 @@ impl Topology {
                             ));
                         }
                     }
-                    check_arguments("queue", &name, &decl.arguments, &existing.arguments)?;
+                    self.check_arguments("queue", &name, &decl.arguments, &existing.arguments)?;
                 }
                 if let Some(lease) = &existing.lease {
                     lease.touch();
@@ -64,7 +61,7 @@ impl Topology {
                 return Ok((name, existing.consumers as u32));
             }
             if decl.passive {
-                return Err(not_found_queue(&name));
+                return Err(self.not_found_queue(&name));
             }
             if name.starts_with("amq.") && !decl.queue.is_empty() {
                 return Err(AmqpError::channel(
@@ -103,7 +100,7 @@ impl Topology {
                 let mut table = FieldTable::default();
                 table.insert("auto_delete", FieldValue::Bool(decl.auto_delete));
                 table.insert("arguments", FieldValue::Table(decl.arguments.clone()));
-                record = Some((defs::key(&[DEFAULT_VHOST, &name]), defs::encode(&table)));
+                record = Some((defs::key(&[&self.vhost, &name]), defs::encode(&table)));
             }
         }
         let durable = record.is_some();
@@ -125,12 +122,12 @@ impl Topology {
         let queue = state
             .queues
             .get(name)
-            .ok_or_else(|| not_found_queue(name))?;
+            .ok_or_else(|| self.not_found_queue(name))?;
         if queue
             .exclusive_owner
             .is_some_and(|owner| owner != connection)
         {
-            return Err(locked(name));
+            return Err(self.locked(name));
         }
         Ok(queue.clone())
     }
@@ -141,14 +138,14 @@ impl Topology {
         let (info, bindings) = {
             let mut state = self.state.lock();
             let Some(info) = state.queues.remove(name) else {
-                return Err(not_found_queue(name));
+                return Err(self.not_found_queue(name));
             };
             let mut bindings = Vec::new();
             for (exchange_name, exchange) in state.exchanges.iter_mut() {
                 exchange.bindings.retain(|b| {
                     let keep = b.destination != name;
                     if !keep {
-                        bindings.push((exchange_name.clone(), binding_key(exchange_name, b)));
+                        bindings.push((exchange_name.clone(), self.binding_key(exchange_name, b)));
                     }
                     keep
                 });
@@ -178,7 +175,7 @@ impl Topology {
     ) -> Result<(), AmqpError> {
         if info.persisted() {
             self.store()
-                .delete(QUEUE_NAMESPACE, &defs::key(&[DEFAULT_VHOST, name]))
+                .delete(QUEUE_NAMESPACE, &defs::key(&[&self.vhost, name]))
                 .await?;
             for (_, key) in bindings {
                 self.store().delete(BINDING_NAMESPACE, &key).await?;

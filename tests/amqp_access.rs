@@ -1,0 +1,330 @@
+//! AMQP access control and resource alarms end to end: the real `tributary` binary, users,
+//! vhosts and permissions made with its own commands, and lapin as the client. Covers logins
+//! (PLAIN, AMQPLAIN, wrong password), vhost refusal, RabbitMQ's 403 texts for refused
+//! operations, per-vhost queues across SIGKILL, and connection.blocked / unblocked.
+
+#[path = "support/broker.rs"]
+mod broker;
+#[path = "support/lapin.rs"]
+mod lapin_support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use broker::{TestBroker, data_dir_in};
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use lapin_support::{confirm_channel, declare, get, next, publish};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
+
+/// Runs `tributary <args>` on the data directory under `root`; panics unless it succeeds.
+fn cli(root: &Path, args: &[&str]) {
+    let output = Command::new(BINARY)
+        .args(args)
+        .env_remove("TRIBUTARY_CONFIG")
+        .env("TRIBUTARY_DATA_DIR", data_dir_in(root))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tributary");
+    assert!(
+        output.status.success(),
+        "tributary {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Asserts that `result` failed with an error whose text contains `expected`.
+fn assert_refused<T: std::fmt::Debug>(result: lapin::Result<T>, expected: &str) {
+    let error = result.expect_err(expected);
+    assert!(error.to_string().contains(expected), "{error}");
+}
+
+async fn try_connect(addr: SocketAddr, userinfo: &str, vhost: &str) -> lapin::Result<Connection> {
+    let uri = format!("amqp://{userinfo}@{addr}/{vhost}");
+    Connection::connect(&uri, ConnectionProperties::default()).await
+}
+
+async fn connect(addr: SocketAddr, userinfo: &str, vhost: &str) -> Connection {
+    try_connect(addr, userinfo, vhost)
+        .await
+        .unwrap_or_else(|error| panic!("connect {userinfo} to {vhost}: {error}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_log_in_and_act_only_where_permitted() {
+    let mut broker = TestBroker::start_prepared(&[], |root| {
+        cli(root, &["user", "add", "alice", "--password", "wonder"]);
+        cli(root, &["vhost", "add", "shop"]);
+        cli(
+            root,
+            &[
+                "permissions",
+                "set",
+                "shop",
+                "alice",
+                "^alice\\.",
+                "^(alice\\..*|amq\\.default)$",
+                "^alice\\.",
+            ],
+        );
+    });
+    let addr = broker.addr("amqp");
+
+    // Wrong password, unknown vhost, and a vhost alice has no permissions on.
+    assert_refused(
+        try_connect(addr, "alice:nope", "shop").await,
+        "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.",
+    );
+    assert_refused(
+        try_connect(addr, "alice:wonder", "nowhere").await,
+        "NOT_ALLOWED - vhost nowhere not found",
+    );
+    assert_refused(
+        try_connect(addr, "alice:wonder", "%2f").await,
+        "NOT_ALLOWED - access to vhost '/' refused for user 'alice'",
+    );
+    // guest has RabbitMQ's default grant on `/` only.
+    assert_refused(
+        try_connect(addr, "guest:guest", "shop").await,
+        "NOT_ALLOWED - access to vhost 'shop' refused for user 'guest'",
+    );
+
+    // AMQPLAIN works as PLAIN does.
+    let amqplain = connect(addr, "alice:wonder", "shop?auth_mechanism=amqplain").await;
+    amqplain.close(200, "bye".into()).await.expect("close");
+
+    let alice = connect(addr, "alice:wonder", "shop").await;
+    let channel = confirm_channel(&alice).await;
+    declare(&channel, "alice.jobs", true).await;
+    let confirm = publish(&channel, "", "alice.jobs", b"job-1", Default::default()).await;
+    assert_eq!(confirm, Confirmation::Ack(None));
+    let got = get(&channel, "alice.jobs").await.expect("a message");
+    assert_eq!(got.delivery.data, b"job-1");
+
+    assert_refused(
+        alice
+            .create_channel()
+            .await
+            .expect("channel")
+            .queue_declare(
+                "bob.jobs".into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await,
+        "ACCESS_REFUSED - access to queue 'bob.jobs' in vhost 'shop' refused for user 'alice'",
+    );
+    assert_refused(
+        alice
+            .create_channel()
+            .await
+            .expect("channel")
+            .exchange_declare(
+                "shared".into(),
+                lapin::ExchangeKind::Fanout,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await,
+        "ACCESS_REFUSED - access to exchange 'shared' in vhost 'shop' refused for user 'alice'",
+    );
+    assert_refused(
+        alice
+            .create_channel()
+            .await
+            .expect("channel")
+            .basic_consume(
+                "bob.jobs".into(),
+                "c".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await,
+        "ACCESS_REFUSED - access to queue 'bob.jobs' in vhost 'shop' refused for user 'alice'",
+    );
+    // Publishing to amq.topic needs write on it; the refusal closes the channel.
+    let publisher = confirm_channel(&alice).await;
+    let confirm = publisher
+        .basic_publish(
+            "amq.topic".into(),
+            "x".into(),
+            BasicPublishOptions::default(),
+            b"nope",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish is sent");
+    assert_refused(
+        tokio::time::timeout(Duration::from_secs(5), confirm)
+            .await
+            .expect("the channel closes within 5 s"),
+        "ACCESS_REFUSED - access to exchange 'amq.topic' in vhost 'shop' refused for user 'alice'",
+    );
+    // The connection itself stays usable after the channel errors.
+    let again = confirm_channel(&alice).await;
+    let confirm = publish(&again, "", "alice.jobs", b"job-2", Default::default()).await;
+    assert_eq!(confirm, Confirmation::Ack(None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_of_the_same_name_are_distinct_per_vhost_and_durable() {
+    let mut broker = TestBroker::start_prepared(&[], |root| {
+        for vhost in ["a", "b"] {
+            cli(root, &["vhost", "add", vhost]);
+            cli(
+                root,
+                &["permissions", "set", vhost, "guest", ".*", ".*", ".*"],
+            );
+        }
+    });
+    let addr = broker.addr("amqp");
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    for (vhost, bodies) in [("a", &["a-1", "a-2"][..]), ("b", &["b-1"][..])] {
+        let connection = connect(addr, "guest:guest", vhost).await;
+        let channel = confirm_channel(&connection).await;
+        declare(&channel, "orders", true).await;
+        for body in bodies {
+            let confirm =
+                publish(&channel, "", "orders", body.as_bytes(), persistent.clone()).await;
+            assert_eq!(confirm, Confirmation::Ack(None));
+        }
+    }
+
+    broker.kill_and_restart();
+    let addr = broker.addr("amqp");
+    for (vhost, expected) in [
+        ("a", &["a-1", "a-2"][..]),
+        ("b", &["b-1"][..]),
+        ("%2f", &[][..]),
+    ] {
+        let connection = connect(addr, "guest:guest", vhost).await;
+        let channel = connection.create_channel().await.expect("channel");
+        if vhost == "%2f" {
+            let missing = channel
+                .queue_declare(
+                    "orders".into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                missing
+                    .to_string()
+                    .contains("NOT_FOUND - no queue 'orders' in vhost '/'"),
+                "{missing}"
+            );
+            continue;
+        }
+        let mut bodies = Vec::new();
+        while let Some(message) = get(&channel, "orders").await {
+            assert!(!message.delivery.redelivered);
+            bodies.push(String::from_utf8(message.delivery.data.clone()).unwrap());
+            message
+                .delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+        }
+        assert_eq!(bodies, expected, "vhost {vhost}");
+    }
+}
+
+fn alarm_config(root: &Path, disk_free_limit: u64) {
+    std::fs::write(
+        root.join("tributary.toml"),
+        format!("[amqp]\ndisk_free_limit = {disk_free_limit}\nalarm_check_interval_ms = 50\n"),
+    )
+    .expect("write config");
+}
+
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what} did not happen within 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_alarm_blocks_publishers_while_consumers_go_on() {
+    let mut root = None;
+    let mut broker = TestBroker::start_prepared(&["--config", "tributary.toml"], |dir| {
+        alarm_config(dir, 0);
+        root = Some(dir.to_owned());
+    });
+    let root = root.expect("prepared");
+    let addr = broker.addr("amqp");
+    let publisher = connect(addr, "guest:guest", "%2f").await;
+    let channel = confirm_channel(&publisher).await;
+    declare(&channel, "work", false).await;
+    for body in ["w-1", "w-2", "w-3"] {
+        let confirm = publish(&channel, "", "work", body.as_bytes(), Default::default()).await;
+        assert_eq!(confirm, Confirmation::Ack(None));
+    }
+
+    // A limit no filesystem can meet: the disk alarm goes on after SIGHUP.
+    alarm_config(&root, u64::MAX / 2);
+    broker.signal("HUP");
+    broker.wait_for_line(&["disk alarm set"], Duration::from_secs(5));
+    let pending = channel
+        .basic_publish(
+            "".into(),
+            "work".into(),
+            BasicPublishOptions::default(),
+            b"w-4",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish sent");
+    wait_until("connection.blocked", || publisher.status().blocked()).await;
+
+    // A consumer on another connection keeps receiving (and acking) what is queued.
+    let consumer_connection = connect(addr, "guest:guest", "%2f").await;
+    let consumer_channel = consumer_connection.create_channel().await.expect("channel");
+    let mut consumer = consumer_channel
+        .basic_consume(
+            "work".into(),
+            "worker".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    for body in ["w-1", "w-2", "w-3"] {
+        let delivery = next(&mut consumer).await;
+        assert_eq!(delivery.data, body.as_bytes());
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    let waiting = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
+    assert!(
+        waiting.is_err(),
+        "the blocked publish must not be stored yet"
+    );
+    assert!(publisher.status().blocked());
+    assert!(
+        !consumer_connection.status().blocked(),
+        "only publishing connections are blocked"
+    );
+
+    alarm_config(&root, 0);
+    broker.signal("HUP");
+    wait_until("connection.unblocked", || !publisher.status().blocked()).await;
+    let confirm = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("confirm after unblocking")
+        .expect("confirm");
+    assert_eq!(confirm, Confirmation::Ack(None));
+    let delivery = next(&mut consumer).await;
+    assert_eq!(delivery.data, b"w-4");
+}
