@@ -20,7 +20,8 @@ use crate::types::{AppendOutcome, Durability};
 pub struct QueueOptions {
     /// A durable queue and its messages survive a restart; a transient one is removed at start.
     pub durable: bool,
-    /// `None`: the broker default.
+    /// `None`: the broker default for a durable queue, `never` for a transient one (its log is
+    /// removed at the next start, so syncing it would protect nothing).
     pub durability: Option<Durability>,
 }
 
