@@ -18,17 +18,34 @@
 #[path = "../tests/support/broker.rs"]
 mod broker;
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::Semaphore;
+use lapin::{
+    BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 const REPEATS: usize = 5;
 const CONFIRM_WINDOW: usize = 256;
+/// Publishes handed to lapin before the oldest one's write is awaited (`AMQP_BENCH_PIPELINE`
+/// overrides it; 1 is one awaited publish at a time). Kept below `CONFIRM_WINDOW`, so confirm
+/// permits are never all held by unwritten publishes.
+const PUBLISH_PIPELINE: usize = 64;
+
+fn publish_pipeline() -> usize {
+    std::env::var("AMQP_BENCH_PIPELINE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PUBLISH_PIPELINE)
+        .clamp(1, CONFIRM_WINDOW - 1)
+}
 const FANOUT_QUEUES: usize = 10;
 const PREFETCH: u16 = 1000;
 /// The consumer acks with `multiple` once per this many deliveries (and at the end).
@@ -89,6 +106,15 @@ const SCENARIOS: [Scenario; 6] = [
         messages: 10_000,
     },
 ];
+
+type PublishFuture = Pin<Box<dyn Future<Output = PublisherConfirm> + Send>>;
+
+/// A publish whose frames are queued in lapin, with its send time and confirm-window permit.
+struct InFlight {
+    publish: PublishFuture,
+    sent: u64,
+    permit: Option<OwnedSemaphorePermit>,
+}
 
 /// One run's figures.
 #[derive(Clone, Copy, Debug)]
@@ -252,7 +278,20 @@ async fn run(url: &str, scenario: Scenario, run_id: &str) -> Sample {
     };
     let window = Arc::new(Semaphore::new(CONFIRM_WINDOW));
     let mut confirms = Vec::with_capacity(if persistent { scenario.messages } else { 0 });
-    let mut body = vec![0x5a_u8; scenario.body_len];
+    // Publishes whose frames lapin has queued but not yet written, oldest first.
+    let pipeline = publish_pipeline();
+    let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(pipeline);
+    let mut written =
+        |confirm: PublisherConfirm, sent: u64, permit: Option<OwnedSemaphorePermit>| {
+            if let Some(permit) = permit {
+                confirms.push(tokio::spawn(async move {
+                    let outcome = confirm.await.expect("confirm");
+                    drop(permit);
+                    assert_eq!(outcome, Confirmation::Ack(None), "broker nacked");
+                    nanos_since(epoch).saturating_sub(sent)
+                }));
+            }
+        };
     let started = Instant::now();
     for _ in 0..scenario.messages {
         let permit = if persistent {
@@ -261,25 +300,45 @@ async fn run(url: &str, scenario: Scenario, run_id: &str) -> Sample {
             None
         };
         let sent = nanos_since(epoch);
+        let mut body = vec![0x5a_u8; scenario.body_len];
         body[..8].copy_from_slice(&sent.to_le_bytes());
-        let confirm = channel
-            .basic_publish(
-                exchange.as_str().into(),
-                routing_key.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                properties.clone(),
-            )
-            .await
-            .expect("basic.publish");
-        if let Some(permit) = permit {
-            confirms.push(tokio::spawn(async move {
-                let outcome = confirm.await.expect("confirm");
-                drop(permit);
-                assert_eq!(outcome, Confirmation::Ack(None), "broker nacked");
-                nanos_since(epoch).saturating_sub(sent)
-            }));
+        let (channel, exchange, routing_key, properties) = (
+            channel.clone(),
+            exchange.clone(),
+            routing_key.clone(),
+            properties.clone(),
+        );
+        // Yields the confirm future on purpose: it is awaited later, in its own task.
+        #[allow(clippy::async_yields_async)]
+        let mut publish: PublishFuture = Box::pin(async move {
+            channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    routing_key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    properties,
+                )
+                .await
+                .expect("basic.publish")
+        });
+        // The first poll queues the frames, so publishes go out in loop order although
+        // several wait for their write at once.
+        match futures_lite::future::poll_once(&mut publish).await {
+            Some(confirm) => written(confirm, sent, permit),
+            None => in_flight.push_back(InFlight {
+                publish,
+                sent,
+                permit,
+            }),
         }
+        while in_flight.len() >= pipeline {
+            let oldest = in_flight.pop_front().expect("non-empty");
+            written(oldest.publish.await, oldest.sent, oldest.permit);
+        }
+    }
+    for rest in in_flight {
+        written(rest.publish.await, rest.sent, rest.permit);
     }
     let mut confirm_latencies = Vec::with_capacity(confirms.len());
     for confirm in confirms {

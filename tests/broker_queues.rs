@@ -536,3 +536,36 @@ async fn a_priority_queue_orders_by_priority_counts_bytes_and_recovers_its_index
     assert_eq!(q.purge_queue("prio").await.unwrap(), 2);
     assert_eq!(q.depth("prio").unwrap().ready_bytes, 0);
 }
+
+/// Small takes are served from the records a previous read decoded (the read-ahead); every
+/// record still comes out once, in order, and a requeue in between goes first.
+#[tokio::test]
+async fn small_takes_from_the_read_ahead_hand_out_each_record_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(dir.path(), log_config(MB));
+    let q = &node.queues;
+    q.declare_queue("steps", durable()).await.unwrap();
+    let names: Vec<String> = (0..300).map(|i| format!("m{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    q.enqueue("steps", batch(&refs[..200])).await.unwrap();
+    q.enqueue("steps", batch(&refs[200..])).await.unwrap();
+    let mut seen = Vec::new();
+    let first = q.take("steps", 7).await.unwrap();
+    q.requeue("steps", &[3]).await.unwrap();
+    seen.extend(summary(&first).into_iter().filter(|(_, id, _)| *id != 3));
+    loop {
+        let taken = q.take("steps", 7).await.unwrap();
+        if taken.is_empty() {
+            break;
+        }
+        seen.extend(summary(&taken));
+    }
+    let expected: Vec<_> = (0..7)
+        .filter(|i| *i != 3)
+        .map(|i| s(&names[i as usize], i, false))
+        .chain(std::iter::once(s("m3", 3, true)))
+        .chain((7..300).map(|i| s(&names[i as usize], i, false)))
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(q.depth("steps").unwrap().unacked, 300);
+}

@@ -5,7 +5,8 @@
 //! write half, drains a bounded queue of encoded frames (so a slow reader back-pressures
 //! publishers and consumer tasks instead of growing memory) and sends a heartbeat after
 //! `heartbeat / 2` of output silence. The peer is declared dead after `2 × heartbeat` of input
-//! silence and the socket is dropped without a close method, as RabbitMQ does.
+//! silence and the socket is dropped without a close method, as RabbitMQ does. Pieces queued
+//! together are written together, in queue order.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ use crate::vhost::Vhosts;
 
 /// Encoded frames queued for the writer; bounded for backpressure.
 const OUTBOUND_QUEUE: usize = 256;
+/// Queued output gathered into one socket write, at most (a piece is never split).
+const WRITE_COALESCE_BYTES: usize = 64 * 1024;
 /// How long a client may take for each handshake step.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for `close-ok` after the server closed the connection.
@@ -434,6 +437,23 @@ async fn run_writer(
         };
         let Some(bytes) = next else {
             return Ok(write);
+        };
+        // Whatever else is queued already goes out in the same write: consumer tasks and the
+        // session queue small pieces (confirms, deliveries) and a syscall each costs more than
+        // the copy.
+        let bytes = match outbound.try_recv() {
+            Ok(more) => {
+                let mut batch = BytesMut::with_capacity(bytes.len() + more.len());
+                batch.extend_from_slice(&bytes);
+                batch.extend_from_slice(&more);
+                while batch.len() < WRITE_COALESCE_BYTES
+                    && let Ok(more) = outbound.try_recv()
+                {
+                    batch.extend_from_slice(&more);
+                }
+                batch.freeze()
+            }
+            Err(_) => bytes,
         };
         metrics::counter!(m::BYTES_SENT).increment(bytes.len() as u64);
         write.write_all(&bytes).await?;

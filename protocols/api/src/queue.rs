@@ -29,7 +29,8 @@ pub const PRIORITY_HEADER: &[u8] = b"queue.priority";
 pub struct QueueOptions {
     /// A durable queue and its messages survive a restart; a transient one is removed at start.
     pub durable: bool,
-    /// `None`: the broker default.
+    /// `None`: the broker default for a durable queue, `never` for a transient one (its log is
+    /// removed at the next start, so syncing it would protect nothing).
     pub durability: Option<Durability>,
     /// Makes a priority queue with priorities `0..=max_priority`.
     pub max_priority: Option<u8>,

@@ -1,7 +1,14 @@
 //! One open queue: its log partition, ack journal, delivery state and ready event.
 //!
-//! Lock order: `state` before the journal's locks; `trim` is taken with no other lock held.
+//! Lock order: `state` before `read_ahead` before the journal's locks; `trim` is taken with no
+//! other lock held.
+//!
+//! Read-ahead: a log read decodes whole batches (up to `READ_BYTES`), usually more records than
+//! one `take` hands out; the rest are kept in `read_ahead` for the next take instead of being
+//! read and decoded again. Stored records never change, so a kept record is always valid; one
+//! settled meanwhile is skipped by the state as any settled offset is.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -45,6 +52,8 @@ pub(crate) struct QueueHandle {
     durability: Durability,
     pub(crate) journal: AckJournal,
     state: Mutex<QueueState>,
+    /// Decoded records after the last ones a take handed out, in offset order.
+    read_ahead: Mutex<VecDeque<StoredRecord>>,
     /// Set under the state lock when the queue is deleted; later calls fail with UnknownQueue.
     deleted: AtomicBool,
     /// Notified by enqueue, requeue and delete.
@@ -80,6 +89,7 @@ impl QueueHandle {
             durability,
             journal,
             state: Mutex::new(state),
+            read_ahead: Mutex::new(VecDeque::new()),
             deleted: AtomicBool::new(false),
             ready: Event::new(),
             trim: Mutex::new(Trim {
@@ -207,6 +217,29 @@ impl QueueHandle {
         Ok(records)
     }
 
+    /// Up to `max` records from `offset` on (those of the batch holding it and after), from
+    /// the read-ahead when it starts there, else from a fresh log read that refills it.
+    fn read_ahead_from(
+        &self,
+        ahead: &mut VecDeque<StoredRecord>,
+        offset: i64,
+        max: usize,
+    ) -> EngineResult<Vec<StoredRecord>> {
+        while ahead.front().is_some_and(|r| r.offset < offset) {
+            ahead.pop_front();
+        }
+        if ahead.front().is_none_or(|r| r.offset != offset) {
+            ahead.clear();
+            ahead.extend(
+                self.read_records(offset)?
+                    .into_iter()
+                    .filter(|r| r.offset >= offset),
+            );
+        }
+        let count = ahead.len().min(max.max(1));
+        Ok(ahead.drain(..count).collect())
+    }
+
     pub(crate) fn take(&self, max: usize) -> EngineResult<Vec<Delivery>> {
         Ok(self.take_head_while(max, &|_| true)?.taken)
     }
@@ -220,12 +253,14 @@ impl QueueHandle {
         let mut state = self.state.lock();
         self.check_live()?;
         let high_watermark = self.log.high_watermark();
+        let mut ahead = self.read_ahead.lock();
         let taken = state.take_while(
             max,
             high_watermark,
-            |offset| self.read_records(offset),
+            |offset| self.read_ahead_from(&mut ahead, offset, max),
             accept,
         )?;
+        drop(ahead);
         if let Some(op) = taken.journal {
             // Written, not fsynced: losing it only drops the redelivered flag after a crash.
             if let Err(err) = self.journal.append(&[op]) {

@@ -44,8 +44,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use tributary_api::{
-    AppendOutcome, Delivery, EngineError, EngineResult, HeadFilter, HeadTake, QueueDepth,
-    QueueOptions, QueueService, validate_name,
+    AppendOutcome, Delivery, Durability, EngineError, EngineResult, HeadFilter, HeadTake,
+    QueueDepth, QueueOptions, QueueService, validate_name,
 };
 
 use crate::broker::metadata::{MetaStore, QueueRecord, run_blocking};
@@ -159,9 +159,20 @@ impl Inner {
         self.journal_dir.join(journal_file_name(name))
     }
 
+    /// The queue's own policy if it names one; else the broker default for a durable queue and
+    /// `never` for a transient one: its log is removed at the next start, so an fsync would
+    /// protect nothing (RabbitMQ does not sync non-durable queues either).
+    fn durability(&self, record: &QueueRecord) -> Durability {
+        match record.durability {
+            Some(durability) => durability,
+            None if record.durable => self.defaults.durability,
+            None => Durability::Never,
+        }
+    }
+
     fn log_config(&self, record: &QueueRecord) -> LogConfig {
         LogConfig {
-            durability: record.durability.unwrap_or(self.defaults.durability),
+            durability: self.durability(record),
             retention_ms: -1,
             retention_bytes: -1,
             ..self.defaults.clone()
@@ -199,7 +210,7 @@ impl Inner {
             record.name.clone(),
             log_topic,
             log,
-            record.durability.unwrap_or(self.defaults.durability),
+            self.durability(record),
             journal,
             state,
         );

@@ -221,16 +221,19 @@ impl Session {
         }
         let staged = std::mem::take(&mut self.staged);
         self.staged_bytes = 0;
+        // Records move into per-queue batches; the confirms are kept by message index.
+        let mut confirms = Vec::with_capacity(staged.len());
         let mut per_queue: Vec<(String, Vec<(usize, Record)>)> = Vec::new();
-        for (index, message) in staged.iter().enumerate() {
-            for (queue, record) in &message.targets {
-                match per_queue.iter_mut().find(|(name, _)| name == queue) {
-                    Some((_, records)) => records.push((index, record.clone())),
-                    None => per_queue.push((queue.clone(), vec![(index, record.clone())])),
+        for (index, message) in staged.into_iter().enumerate() {
+            confirms.push((message.channel, message.confirm));
+            for (queue, record) in message.targets {
+                match per_queue.iter_mut().find(|(name, _)| *name == queue) {
+                    Some((_, records)) => records.push((index, record)),
+                    None => per_queue.push((queue, vec![(index, record)])),
                 }
             }
         }
-        let mut stored = vec![true; staged.len()];
+        let mut stored = vec![true; confirms.len()];
         for (queue, records) in per_queue {
             for refused in self.store_queue(&queue, records).await {
                 if let Some(flag) = stored.get_mut(refused) {
@@ -239,8 +242,8 @@ impl Session {
             }
         }
         let mut out = BytesMut::new();
-        for (message, ok) in staged.iter().zip(stored) {
-            let Some(seq) = message.confirm else {
+        for ((channel, confirm), ok) in confirms.into_iter().zip(stored) {
+            let Some(seq) = confirm else {
                 continue;
             };
             let method = if ok {
@@ -256,7 +259,7 @@ impl Session {
                     requeue: false,
                 }
             };
-            codec::encode_method(&mut out, message.channel, &method);
+            codec::encode_method(&mut out, channel, &method);
         }
         if out.is_empty() {
             return Ok(());
@@ -304,26 +307,28 @@ impl Session {
             });
         }
         // Batches stay under the engine's batch limit: cut at STAGE_MAX_BYTES of payload.
-        let mut chunk: Vec<(usize, Record)> = Vec::new();
+        let (mut chunk, mut chunk_indexes) = (Vec::new(), Vec::new());
         let mut chunk_bytes = 0;
         let mut records = records.into_iter().peekable();
         while let Some((index, record)) = records.next() {
             chunk_bytes += record_len(&record);
-            chunk.push((index, record));
+            chunk.push(record);
+            chunk_indexes.push(index);
             let full = records
                 .peek()
                 .is_none_or(|(_, next)| chunk_bytes + record_len(next) > STAGE_MAX_BYTES);
             if !full {
                 continue;
             }
-            let batch = build_batch(&chunk.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>());
+            let batch = build_batch(&chunk);
             if let Err(error) = store_batch(&self.shared, queue, &policy, batch).await {
                 tracing::warn!(queue, %error, "enqueue failed");
-                refused.extend(chunk.iter().map(|(index, _)| *index));
+                refused.append(&mut chunk_indexes);
             } else {
-                expiry::arm_for(&self.shared, queue, chunk.iter().map(|(_, r)| r));
+                expiry::arm_for(&self.shared, queue, &chunk);
             }
             chunk.clear();
+            chunk_indexes.clear();
             chunk_bytes = 0;
         }
         if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
