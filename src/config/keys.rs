@@ -280,6 +280,14 @@ pub static KEYS: &[KeySpec] = &[
         rocketmq.max_reconsume_times
     ),
     key!(
+        "rocketmq.enable_property_filter",
+        "TRIBUTARY_ROCKETMQ_ENABLE_PROPERTY_FILTER",
+        None,
+        BOOL,
+        parse,
+        rocketmq.enable_property_filter
+    ),
+    key!(
         "http.enabled",
         "TRIBUTARY_HTTP_ENABLED",
         None,

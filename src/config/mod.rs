@@ -126,6 +126,8 @@ pub struct RocketMqConfig {
     pub delay_levels: String,
     /// Retries before a sent-back message goes to `%DLQ%<group>`, unless the consumer says.
     pub max_reconsume_times: u32,
+    /// Serve SQL92 subscriptions (RocketMQ's `enablePropertyFilter`).
+    pub enable_property_filter: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +236,7 @@ impl Default for RocketMqConfig {
             default_queues: 4,
             delay_levels: tributary_rocketmq::delay::DEFAULT_DELAY_LEVELS.to_owned(),
             max_reconsume_times: 16,
+            enable_property_filter: true,
         }
     }
 }
@@ -384,6 +387,7 @@ impl Config {
             // Checked by `validate`, so the fallback is never taken for a loaded config.
             delay_levels: rocketmq.delay_levels.parse().unwrap_or_default(),
             max_reconsume_times: i32::try_from(rocketmq.max_reconsume_times).unwrap_or(i32::MAX),
+            enable_property_filter: rocketmq.enable_property_filter,
             ..tributary_rocketmq::Settings::default()
         }
     }

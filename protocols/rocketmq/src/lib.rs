@@ -15,8 +15,10 @@
 //!
 //! Messages can be looked up by offset message id and by key (a bounded scan, no key index).
 //!
-//! What it is not (yet): transactions, SQL92 filters, the
-//! 5.x gRPC proxy protocol, ACL.
+//! Subscriptions filter by tag or, when `enable_property_filter` is on, by SQL92 expressions
+//! over message properties ([`filter`]).
+//!
+//! What it is not (yet): transactions, the 5.x gRPC proxy protocol, ACL.
 //!
 //! Invariants:
 //! - every response carries its request's opaque and serialize type; requests on one connection
@@ -30,6 +32,7 @@ pub mod codec;
 mod connection;
 pub mod delay;
 pub mod error;
+pub mod filter;
 mod handlers;
 mod locks;
 pub mod metrics;
@@ -73,6 +76,9 @@ pub struct Settings {
     /// Deliveries after which a sent-back message goes to the DLQ when the consumer names no
     /// maximum (RocketMQ's `retryMaxTimes`).
     pub max_reconsume_times: i32,
+    /// Serve SQL92 subscriptions (RocketMQ's `enablePropertyFilter`, off there by default; on
+    /// here, since it costs nothing until a consumer subscribes with SQL92).
+    pub enable_property_filter: bool,
 }
 
 impl Default for Settings {
@@ -86,6 +92,7 @@ impl Default for Settings {
             broker_port: 10911,
             delay_levels: DelayLevels::default(),
             max_reconsume_times: 16,
+            enable_property_filter: true,
         }
     }
 }

@@ -88,7 +88,78 @@ impl IncomingMessage {
     }
 }
 
-/// A stored record read back as a RocketMQ message.
+/// The per-message fields of the stored format that come from reserved headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub flag: i32,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    /// `None` when the record came from another protocol (use the store host).
+    pub born_host: Option<SocketAddr>,
+    pub store_timestamp: i64,
+    pub reconsume_times: i32,
+}
+
+/// A stored record read as a RocketMQ message without copying (the pull path).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageView<'a> {
+    record: &'a Record,
+    pub meta: MessageMeta,
+}
+
+/// A header as a property name and value, when both are UTF-8.
+fn text_header(header: &(Bytes, Option<Bytes>)) -> Option<(&str, &str)> {
+    let (name, value) = header;
+    Some((
+        std::str::from_utf8(name).ok()?,
+        std::str::from_utf8(value.as_deref()?).ok()?,
+    ))
+}
+
+impl<'a> MessageView<'a> {
+    pub fn of(record: &'a Record) -> Self {
+        let mut meta = MessageMeta {
+            flag: 0,
+            sys_flag: 0,
+            born_timestamp: record.timestamp,
+            born_host: None,
+            store_timestamp: record.timestamp,
+            reconsume_times: 0,
+        };
+        for (name, value) in record.headers.iter().filter_map(text_header) {
+            match name {
+                BORN_TS => meta.born_timestamp = value.parse().unwrap_or(record.timestamp),
+                BORN_HOST => meta.born_host = value.parse().ok(),
+                FLAG => meta.flag = value.parse().unwrap_or(0),
+                SYS_FLAG => meta.sys_flag = value.parse().unwrap_or(0),
+                RECONSUME => meta.reconsume_times = value.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        Self { record, meta }
+    }
+
+    pub fn body(&self) -> &'a [u8] {
+        self.record.value.as_deref().unwrap_or_default()
+    }
+
+    /// The message properties in stored order: the UTF-8 headers that are not reserved.
+    pub fn properties(&self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
+        self.record
+            .headers
+            .iter()
+            .filter_map(text_header)
+            .filter(|(name, _)| !name.starts_with(RESERVED_PREFIX))
+    }
+
+    pub fn property(&self, name: &str) -> Option<&'a str> {
+        self.properties()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
+}
+
+/// A stored record read back as a RocketMQ message, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
     pub body: Bytes,
@@ -104,34 +175,32 @@ pub struct OutgoingMessage {
 
 impl OutgoingMessage {
     pub fn from_record(record: &Record) -> Self {
-        let mut message = Self {
+        let view = MessageView::of(record);
+        let meta = view.meta;
+        Self {
             body: record.value.clone().unwrap_or_default(),
-            flag: 0,
-            sys_flag: 0,
-            born_timestamp: record.timestamp,
-            born_host: None,
-            store_timestamp: record.timestamp,
-            reconsume_times: 0,
-            properties: Vec::new(),
-        };
-        for (name, value) in &record.headers {
-            let (Ok(name), Some(Ok(value))) = (
-                std::str::from_utf8(name),
-                value.as_deref().map(std::str::from_utf8),
-            ) else {
-                continue;
-            };
-            match name {
-                BORN_TS => message.born_timestamp = value.parse().unwrap_or(record.timestamp),
-                BORN_HOST => message.born_host = value.parse().ok(),
-                FLAG => message.flag = value.parse().unwrap_or(0),
-                SYS_FLAG => message.sys_flag = value.parse().unwrap_or(0),
-                RECONSUME => message.reconsume_times = value.parse().unwrap_or(0),
-                _ if name.starts_with(RESERVED_PREFIX) => {}
-                _ => message.properties.push((name.to_owned(), value.to_owned())),
-            }
+            flag: meta.flag,
+            sys_flag: meta.sys_flag,
+            born_timestamp: meta.born_timestamp,
+            born_host: meta.born_host,
+            store_timestamp: meta.store_timestamp,
+            reconsume_times: meta.reconsume_times,
+            properties: view
+                .properties()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
         }
-        message
+    }
+
+    pub fn meta(&self) -> MessageMeta {
+        MessageMeta {
+            flag: self.flag,
+            sys_flag: self.sys_flag,
+            born_timestamp: self.born_timestamp,
+            born_host: self.born_host,
+            store_timestamp: self.store_timestamp,
+            reconsume_times: self.reconsume_times,
+        }
     }
 
     pub fn tag(&self) -> Option<&str> {
@@ -181,6 +250,12 @@ mod tests {
             .map(|(n, _)| n.as_str())
             .collect();
         assert_eq!(names, ["TAGS", "KEYS", "UNIQ_KEY", "user"]);
+        let view = MessageView::of(&record);
+        assert_eq!(view.meta, outgoing.meta());
+        assert_eq!(view.body(), b"body");
+        assert_eq!(view.property("user"), Some("v"));
+        assert_eq!(view.property("rmq.born_ts"), None);
+        assert_eq!(view.properties().count(), 4);
     }
 
     #[test]
