@@ -126,7 +126,13 @@ impl<'a> MessageView<'a> {
             store_timestamp: record.timestamp,
             reconsume_times: 0,
         };
-        for (name, value) in record.headers.iter().filter_map(text_header) {
+        // Only reserved headers are read here, so only they are checked for UTF-8.
+        let reserved = record
+            .headers
+            .iter()
+            .filter(|(name, _)| name.starts_with(RESERVED_PREFIX.as_bytes()))
+            .filter_map(text_header);
+        for (name, value) in reserved {
             match name {
                 BORN_TS => meta.born_timestamp = value.parse().unwrap_or(record.timestamp),
                 BORN_HOST => meta.born_host = value.parse().ok(),
@@ -148,13 +154,20 @@ impl<'a> MessageView<'a> {
         self.record
             .headers
             .iter()
+            .filter(|(name, _)| !name.starts_with(RESERVED_PREFIX.as_bytes()))
             .filter_map(text_header)
-            .filter(|(name, _)| !name.starts_with(RESERVED_PREFIX))
     }
 
     pub fn property(&self, name: &str) -> Option<&'a str> {
-        self.properties()
-            .find(|(key, _)| *key == name)
+        if name.starts_with(RESERVED_PREFIX) {
+            return None;
+        }
+        // Names are compared as bytes; only the match is checked for UTF-8.
+        self.record
+            .headers
+            .iter()
+            .filter(|(key, _)| key.as_ref() == name.as_bytes())
+            .find_map(text_header)
             .map(|(_, value)| value)
     }
 }

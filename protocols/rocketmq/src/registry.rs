@@ -3,9 +3,11 @@
 //! a tag expression, or a SQL92 expression compiled once at heartbeat (kept with its error when
 //! it does not compile, so pulls can answer as RocketMQ does).
 //!
-//! Invariants: a member is keyed by client id and remembers the connection it last heartbeated
-//! on; closing that connection removes it, so the member list every client sees is the same
-//! sorted list. State is in memory only: clients heartbeat every 30 s and after a reconnect.
+//! Invariants: a member is keyed by client id and the connection it heartbeats on (as RocketMQ
+//! keys them by channel: two processes on one host may share a client id, as broadcasting
+//! consumers do, `ip@DEFAULT`); closing that connection removes it, so the member list every
+//! client sees is the same sorted, de-duplicated list of ids. State is in memory only: clients
+//! heartbeat every 30 s and after a reconnect.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -103,10 +105,13 @@ struct Member {
     message_model: u8,
 }
 
+/// A group's members by (client id, connection).
+type Members = BTreeMap<(String, u64), Member>;
+
 /// Group membership, shared by every broker connection.
 #[derive(Debug, Default)]
 pub(crate) struct ClientRegistry {
-    groups: Mutex<HashMap<String, BTreeMap<String, Member>>>,
+    groups: Mutex<HashMap<String, Members>>,
 }
 
 /// The consumer part of one heartbeat, decoded leniently (enum names or ordinals, numbers or
@@ -190,22 +195,25 @@ impl ClientRegistry {
                 message_model,
                 subscriptions: subscriptions.into_iter().collect(),
             };
-            // A member that moved to another connection (a reconnect) counts as a change too.
-            let previous = members.insert(heartbeat.client_id.clone(), member);
-            if previous.is_none_or(|old| old.connection != connection) {
+            // A reconnect is a new member; the old connection's entry goes when it closes.
+            let previous = members.insert((heartbeat.client_id.clone(), connection), member);
+            if previous.is_none() {
                 changed.push(group);
             }
         }
         changed
     }
 
-    /// Removes a client from a group (UNREGISTER_CLIENT); returns whether it was a member.
-    pub(crate) fn unregister(&self, client_id: &str, group: &str) -> bool {
+    /// Removes a client's membership on `connection` from a group (UNREGISTER_CLIENT); returns
+    /// whether it was a member.
+    pub(crate) fn unregister(&self, client_id: &str, connection: u64, group: &str) -> bool {
         let mut groups = self.groups.lock();
         let Some(members) = groups.get_mut(group) else {
             return false;
         };
-        let removed = members.remove(client_id).is_some();
+        let removed = members
+            .remove(&(client_id.to_owned(), connection))
+            .is_some();
         if members.is_empty() {
             groups.remove(group);
         }
@@ -232,7 +240,11 @@ impl ClientRegistry {
         self.groups
             .lock()
             .get(group)
-            .map(|members| members.keys().cloned().collect())
+            .map(|members| {
+                let mut ids: Vec<String> = members.keys().map(|(id, _)| id.clone()).collect();
+                ids.dedup();
+                ids
+            })
             .unwrap_or_default()
     }
 
@@ -319,9 +331,21 @@ mod tests {
         let broadcast = br#"{"clientID":"b@1","consumerDataSet":[{"groupName":"CID-b","messageModel":"BROADCASTING","subscriptionDataSet":[]}]}"#;
         registry.heartbeat(3, SerializeType::Json, Heartbeat::parse(broadcast).unwrap());
         assert_eq!(registry.message_model("CID-b"), BROADCASTING);
+        // A second process with the same client id (broadcasting's `ip@DEFAULT`) is a member too.
+        let again =
+            registry.heartbeat(4, SerializeType::Json, Heartbeat::parse(broadcast).unwrap());
+        assert_eq!(again, vec!["CID-b".to_owned()]);
+        assert_eq!(registry.connections("CID-b").len(), 2);
+        assert_eq!(registry.members("CID-b"), vec!["b@1".to_owned()]);
+        assert_eq!(registry.connection_closed(4), vec!["CID-b".to_owned()]);
+        assert_eq!(
+            registry.connections("CID-b"),
+            vec![(3, SerializeType::Json)]
+        );
         assert_eq!(registry.connection_closed(1), vec!["CID-smoke".to_owned()]);
         assert_eq!(registry.members("CID-smoke").len(), 1);
-        assert!(registry.unregister("192.0.2.2@1#2", "CID-smoke"));
+        assert!(!registry.unregister("192.0.2.2@1#2", 9, "CID-smoke"));
+        assert!(registry.unregister("192.0.2.2@1#2", 2, "CID-smoke"));
         assert!(registry.members("CID-smoke").is_empty());
         assert!(Heartbeat::parse(b"not json").is_err());
     }

@@ -28,11 +28,12 @@ pub(super) fn heartbeat(
 
 pub(super) fn unregister(
     shared: &Shared,
+    connection: &Connection,
     request: &RemotingCommand,
 ) -> RequestResult<RemotingCommand> {
     let client_id = required(request, "clientID")?;
     if let Some(group) = request.field("consumerGroup").filter(|g| !g.is_empty())
-        && shared.clients.unregister(client_id, group)
+        && shared.clients.unregister(client_id, connection.id, group)
     {
         shared.notify_ids_changed(&[group.to_owned()]);
     }

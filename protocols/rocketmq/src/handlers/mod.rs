@@ -115,7 +115,7 @@ async fn dispatch(
             query::earliest_store_time(shared, request).await
         }
         (Role::Broker, HEART_BEAT) => client::heartbeat(shared, connection, request),
-        (Role::Broker, UNREGISTER_CLIENT) => client::unregister(shared, request),
+        (Role::Broker, UNREGISTER_CLIENT) => client::unregister(shared, connection, request),
         (Role::Broker, GET_CONSUMER_LIST_BY_GROUP) => client::consumer_list(shared, request),
         (Role::Broker, CHECK_CLIENT_CONFIG) => client::check_client_config(shared, request),
         (Role::Broker, LOCK_BATCH_MQ) => lock::lock(shared, request),

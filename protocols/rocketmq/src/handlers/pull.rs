@@ -283,3 +283,7 @@ impl Encoder<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "pull_tests.rs"]
+mod tests;
