@@ -25,7 +25,7 @@ fn priced(topic: &str, n: u32) -> Message {
     let region = ["eu-west", "us-east", "eu-north"][n as usize % 3];
     Message::builder()
         .topic(topic)
-        .tags(if n % 2 == 0 { "even" } else { "odd" })
+        .tags(if n.is_multiple_of(2) { "even" } else { "odd" })
         .raw_property("price", n.to_string())
         .expect("price property")
         .raw_property("region", region)
@@ -59,7 +59,7 @@ fn a_sql92_consumer_receives_only_matching_messages() {
                 .expect("send result");
         }
         let expected: BTreeSet<Vec<u8>> = (0..40u32)
-            .filter(|n| (10..=30).contains(n) && n % 3 != 1 && n % 2 == 0)
+            .filter(|n| (10..=30).contains(n) && n % 3 != 1 && n.is_multiple_of(2))
             .map(|n| format!("item-{n}").into_bytes())
             .collect();
         assert!(expected.len() > 3, "the filter selects some messages");

@@ -2,8 +2,7 @@
 //! the real `tributary` binary: two push consumers of one group split a topic's queues and the
 //! survivor takes over all of them when the other leaves (membership changes are pushed as
 //! NOTIFY_CONSUMER_IDS_CHANGED); an orderly consumer, which consumes only queues it has locked
-//! with LOCK_BATCH_MQ, sees every queue's messages in send order; two broadcasting members of
-//! one group (offsets kept client-side) each receive every message.
+//! with LOCK_BATCH_MQ, sees every queue's messages in send order.
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -23,11 +22,9 @@ use rocketmq_client_rust::{
     ConsumeOrderlyStatus, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
     MessageListenerOrderly,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
-use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 
 /// (body, queue id) of every delivery a member saw.
 type Seen = Arc<Mutex<Vec<(Vec<u8>, i32)>>>;
@@ -218,60 +215,6 @@ fn an_orderly_consumer_sees_each_queue_in_send_order() {
         consumer.shutdown().await;
         producer.shutdown().await;
         client.shutdown().await;
-    });
-    broker.terminate();
-}
-
-#[test]
-fn broadcasting_members_each_receive_every_message() {
-    let mut broker = TestBroker::start();
-    let namesrv = broker.addr("rocketmq-namesrv").to_string();
-    let (topic, group) = ("BroadcastRmq", "CID-broadcast");
-    runtime().block_on(async {
-        let client_a = Client::new("broadcast-a").expect("client");
-        let client_b = Client::new("broadcast-b").expect("client");
-        let mut producer = producer(&client_a, &namesrv, "PID-broadcast").await;
-        // Sent before the members start (they read from the first offset) and after.
-        let mut sent = BTreeSet::new();
-        for n in 0..20 {
-            let b = body("before", n);
-            producer.send(plain(topic, b.clone())).await.expect("send");
-            sent.insert(b);
-        }
-        let (seen_a, seen_b): (Seen, Seen) = Default::default();
-        let mut members = Vec::new();
-        for (client, seen) in [(&client_a, &seen_a), (&client_b, &seen_b)] {
-            let mut consumer = DefaultMQPushConsumer::builder(client.runtime.clone())
-                .consumer_group(group.to_string())
-                .name_server_addr(namesrv.clone())
-                .message_model(MessageModel::Broadcasting)
-                .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-                .build();
-            consumer.subscribe(topic, "*").await.expect("subscribe");
-            consumer.register_message_listener_concurrently(Recorder(Arc::clone(seen)));
-            consumer.start().await.expect("consumer start");
-            members.push(consumer);
-        }
-        for n in 0..20 {
-            let b = body("after", n);
-            producer.send(plain(topic, b.clone())).await.expect("send");
-            sent.insert(b);
-        }
-        wait_for(
-            "both members to get every message",
-            Duration::from_secs(90),
-            || bodies(&seen_a) == sent && bodies(&seen_b) == sent,
-        )
-        .await;
-        for seen in [&seen_a, &seen_b] {
-            assert_eq!(queues(seen).len(), 4, "each member reads all four queues");
-        }
-        for mut member in members {
-            member.shutdown().await;
-        }
-        producer.shutdown().await;
-        client_b.shutdown().await;
-        client_a.shutdown().await;
     });
     broker.terminate();
 }

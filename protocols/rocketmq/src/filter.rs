@@ -446,22 +446,24 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Expr, FilterError> {
-        let mut left = self.and()?;
-        while self.eat_keyword("OR") {
-            let right = self.and()?;
-            left = Expr::Or(
-                Box::new(as_condition(left)?),
-                Box::new(as_condition(right)?),
-            );
-        }
-        Ok(left)
+        self.logic("OR", Self::and, Expr::Or)
     }
 
     fn and(&mut self) -> Result<Expr, FilterError> {
-        let mut left = self.equality()?;
-        while self.eat_keyword("AND") {
-            let right = self.equality()?;
-            left = Expr::And(
+        self.logic("AND", Self::equality, Expr::And)
+    }
+
+    /// `operand (keyword operand)*`, left-associative, every operand a condition.
+    fn logic(
+        &mut self,
+        keyword: &str,
+        operand: fn(&mut Self) -> Result<Expr, FilterError>,
+        combine: fn(Box<Expr>, Box<Expr>) -> Expr,
+    ) -> Result<Expr, FilterError> {
+        let mut left = operand(self)?;
+        while self.eat_keyword(keyword) {
+            let right = operand(self)?;
+            left = combine(
                 Box::new(as_condition(left)?),
                 Box::new(as_condition(right)?),
             );

@@ -176,43 +176,20 @@ impl<'a> MessageView<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
     pub body: Bytes,
-    pub flag: i32,
-    pub sys_flag: i32,
-    pub born_timestamp: i64,
-    /// `None` when the record came from another protocol (use the store host).
-    pub born_host: Option<SocketAddr>,
-    pub store_timestamp: i64,
-    pub reconsume_times: i32,
+    pub meta: MessageMeta,
     pub properties: Vec<(String, String)>,
 }
 
 impl OutgoingMessage {
     pub fn from_record(record: &Record) -> Self {
         let view = MessageView::of(record);
-        let meta = view.meta;
         Self {
             body: record.value.clone().unwrap_or_default(),
-            flag: meta.flag,
-            sys_flag: meta.sys_flag,
-            born_timestamp: meta.born_timestamp,
-            born_host: meta.born_host,
-            store_timestamp: meta.store_timestamp,
-            reconsume_times: meta.reconsume_times,
+            meta: view.meta,
             properties: view
                 .properties()
                 .map(|(name, value)| (name.to_owned(), value.to_owned()))
                 .collect(),
-        }
-    }
-
-    pub fn meta(&self) -> MessageMeta {
-        MessageMeta {
-            flag: self.flag,
-            sys_flag: self.sys_flag,
-            born_timestamp: self.born_timestamp,
-            born_host: self.born_host,
-            store_timestamp: self.store_timestamp,
-            reconsume_times: self.reconsume_times,
         }
     }
 
@@ -250,12 +227,12 @@ mod tests {
         assert_eq!(record.timestamp, 42);
         let outgoing = OutgoingMessage::from_record(&record);
         assert_eq!(outgoing.body, incoming.body);
-        assert_eq!(outgoing.flag, 3);
-        assert_eq!(outgoing.sys_flag, 1);
-        assert_eq!(outgoing.reconsume_times, 2);
-        assert_eq!(outgoing.born_timestamp, incoming.born_timestamp);
-        assert_eq!(outgoing.born_host, Some(incoming.born_host));
-        assert_eq!(outgoing.store_timestamp, 42);
+        assert_eq!(outgoing.meta.flag, 3);
+        assert_eq!(outgoing.meta.sys_flag, 1);
+        assert_eq!(outgoing.meta.reconsume_times, 2);
+        assert_eq!(outgoing.meta.born_timestamp, incoming.born_timestamp);
+        assert_eq!(outgoing.meta.born_host, Some(incoming.born_host));
+        assert_eq!(outgoing.meta.store_timestamp, 42);
         assert_eq!(outgoing.tag(), Some("TagA"));
         let names: Vec<&str> = outgoing
             .properties
@@ -264,7 +241,7 @@ mod tests {
             .collect();
         assert_eq!(names, ["TAGS", "KEYS", "UNIQ_KEY", "user"]);
         let view = MessageView::of(&record);
-        assert_eq!(view.meta, outgoing.meta());
+        assert_eq!(view.meta, outgoing.meta);
         assert_eq!(view.body(), b"body");
         assert_eq!(view.property("user"), Some("v"));
         assert_eq!(view.property("rmq.born_ts"), None);
@@ -280,8 +257,8 @@ mod tests {
             headers: vec![(Bytes::from_static(b"h"), Some(Bytes::from_static(b"v")))],
         };
         let message = OutgoingMessage::from_record(&record);
-        assert_eq!(message.born_timestamp, 7);
-        assert_eq!(message.born_host, None);
+        assert_eq!(message.meta.born_timestamp, 7);
+        assert_eq!(message.meta.born_host, None);
         assert_eq!(message.properties, vec![("h".to_owned(), "v".to_owned())]);
         assert!(message.body.is_empty());
     }

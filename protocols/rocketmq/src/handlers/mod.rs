@@ -263,7 +263,7 @@ fn encode_message(
             .map(|(n, v)| (n.as_str(), v.as_str())),
     );
     let parts = MessageParts {
-        meta: message.meta(),
+        meta: message.meta,
         body: &message.body,
         properties: &properties,
     };

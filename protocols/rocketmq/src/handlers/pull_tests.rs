@@ -1,6 +1,6 @@
 //! The pull path's borrowed encoding against the owned one (VIEW/QUERY), on 3,200 records of
 //! 1 KiB. Also the harness of the instruction counts in BENCHMARKS.md:
-//! `valgrind --tool=callgrind --toggle-collect='*owned_path*'` (or `*view_path*`) on
+//! `valgrind --tool=callgrind --toggle-collect='*view_path*'` on
 //! `cargo test --release -p tributary-rocketmq -- --exact handlers::pull::tests::<test>`.
 use std::net::SocketAddr;
 
