@@ -1058,3 +1058,106 @@ fn unresolved_halves_are_checked_on_a_producer_connection_then_discarded() {
     );
     broker.terminate();
 }
+
+/// A pull carrying a SQL92 subscription (FLAG_SUBSCRIPTION set), as the C++ dialect sends it.
+fn sql_pull(topic: &str, offset: i64, expression: &str) -> Value {
+    let mut pull = cpp_pull(topic, 0, offset, expression, 0);
+    pull["expressionType"] = json!("SQL92");
+    pull
+}
+
+fn check_client_config(conn: &mut TcpStream, opaque: i32, expression: &str) -> Response {
+    let body = json!({"clientId": "c@1", "group": "CID-sql", "subscriptionData": {
+        "topic": "SqlWire", "subString": expression, "expressionType": "SQL92"}});
+    call(
+        conn,
+        46,
+        opaque,
+        json!({}),
+        &serde_json::to_vec(&body).unwrap(),
+    )
+}
+
+#[test]
+fn sql92_pulls_select_by_property_and_bad_or_disabled_filters_get_rocketmq_codes() {
+    let mut broker = TestBroker::start();
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    for n in 0..6 {
+        let colour = if n % 2 == 0 { "red" } else { "blue" };
+        let properties = format!("TAGS\u{1}T{n}\u{2}n\u{1}{n}\u{2}colour\u{1}{colour}\u{2}");
+        let sent = call(
+            &mut conn,
+            10,
+            100 + n,
+            cpp_send("SqlWire", 0, &properties, "0"),
+            format!("m{n}").as_bytes(),
+        );
+        assert_eq!(sent.code(), 0, "{}", sent.header);
+    }
+    let expression = "n >= 2 AND (colour = 'red' OR TAGS IN ('T5')) AND missing IS NULL";
+    let pulled = call(&mut conn, 11, 200, sql_pull("SqlWire", 0, expression), b"");
+    assert_eq!(pulled.code(), 0, "{}", pulled.header);
+    let bodies: Vec<Vec<u8>> = parse_stored(&pulled.body)
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, [b"m2".to_vec(), b"m4".to_vec(), b"m5".to_vec()]);
+    assert_eq!(pulled.field("nextBeginOffset"), "6");
+    // Nothing after offset 5 matches: the pull reads to the end and answers not found.
+    let none = call(&mut conn, 11, 201, sql_pull("SqlWire", 0, "n > 100"), b"");
+    assert_eq!(none.code(), 19, "{}", none.header);
+    assert_eq!(none.field("nextBeginOffset"), "6");
+
+    let bad = call(&mut conn, 11, 202, sql_pull("SqlWire", 0, "n >"), b"");
+    assert_eq!(bad.code(), 23, "SUBSCRIPTION_PARSE_FAILED: {}", bad.header);
+    assert_eq!(check_client_config(&mut conn, 203, "n > 1").code(), 0);
+    assert_eq!(check_client_config(&mut conn, 204, "n = NULL").code(), 23);
+    // A heartbeat whose expression does not compile leaves no filter data for later pulls.
+    let heartbeat = json!({"clientID": "c@1", "consumerDataSet": [{"groupName": "CID-sql",
+        "messageModel": "CLUSTERING", "subscriptionDataSet": [{"topic": "SqlWire",
+        "subString": "n >", "expressionType": "SQL92", "subVersion": 1}]}]});
+    send(
+        &mut conn,
+        34,
+        205,
+        "CPP",
+        json!({}),
+        &serde_json::to_vec(&heartbeat).unwrap(),
+    );
+    // The new member is told the member list changed; the heartbeat's answer follows.
+    let beat = loop {
+        let frame = read_command(&mut conn);
+        if frame.opaque() == 205 {
+            break frame;
+        }
+        assert_eq!(
+            frame.code(),
+            40,
+            "only NOTIFY_CONSUMER_IDS_CHANGED comes unasked"
+        );
+    };
+    assert_eq!(beat.code(), 0);
+    let mut registered = cpp_pull("SqlWire", 0, 0, "", 0);
+    registered["consumerGroup"] = json!("CID-sql");
+    registered["sysFlag"] = json!(2);
+    let missing = call(&mut conn, 11, 206, registered, b"");
+    assert_eq!(
+        missing.code(),
+        27,
+        "FILTER_DATA_NOT_EXIST: {}",
+        missing.header
+    );
+    broker.terminate();
+
+    let mut config = tempfile::NamedTempFile::new().expect("config file");
+    writeln!(config, "[rocketmq]\nenable_property_filter = false").expect("write config");
+    let mut broker = TestBroker::start_with(&["--config", config.path().to_str().unwrap()]);
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    let refused = call(&mut conn, 11, 300, sql_pull("SqlWire", 0, "n > 1"), b"");
+    assert_eq!(refused.code(), 1, "SYSTEM_ERROR: {}", refused.header);
+    assert!(refused.header["remark"].as_str().unwrap().contains("SQL92"));
+    assert_eq!(check_client_config(&mut conn, 301, "n > 1").code(), 1);
+    let tags = call(&mut conn, 11, 302, cpp_pull("SqlWire", 0, 0, "*", 0), b"");
+    assert_ne!(tags.code(), 1, "tag pulls still work: {}", tags.header);
+    broker.terminate();
+}

@@ -347,6 +347,14 @@ pub static KEYS: &[KeySpec] = &[
         rocketmq.transaction_check_max
     ),
     key!(
+        "rocketmq.enable_property_filter",
+        "TRIBUTARY_ROCKETMQ_ENABLE_PROPERTY_FILTER",
+        None,
+        BOOL,
+        parse,
+        rocketmq.enable_property_filter
+    ),
+    key!(
         "http.enabled",
         "TRIBUTARY_HTTP_ENABLED",
         None,

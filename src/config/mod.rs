@@ -141,6 +141,8 @@ pub struct RocketMqConfig {
     pub transaction_check_interval_ms: u64,
     /// Checks before an unresolved half message is discarded (`transactionCheckMax`).
     pub transaction_check_max: u32,
+    /// Serve SQL92 subscriptions (RocketMQ's `enablePropertyFilter`).
+    pub enable_property_filter: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +259,7 @@ impl Default for RocketMqConfig {
             transaction_timeout_ms: 6_000,
             transaction_check_interval_ms: 30_000,
             transaction_check_max: 15,
+            enable_property_filter: true,
         }
     }
 }
@@ -412,6 +415,7 @@ impl Config {
                 check_interval_ms: rocketmq.transaction_check_interval_ms,
                 check_max: rocketmq.transaction_check_max,
             },
+            enable_property_filter: rocketmq.enable_property_filter,
             ..tributary_rocketmq::Settings::default()
         }
     }

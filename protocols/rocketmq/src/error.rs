@@ -4,6 +4,7 @@
 use tributary_api::EngineError;
 
 use crate::codec::message::MessageError;
+use crate::filter::FilterError;
 
 /// `ResponseCode` values this frontend answers with.
 pub mod code {
@@ -18,6 +19,8 @@ pub mod code {
     pub const PULL_RETRY_IMMEDIATELY: i32 = 20;
     pub const PULL_OFFSET_MOVED: i32 = 21;
     pub const QUERY_NOT_FOUND: i32 = 22;
+    pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
+    pub const FILTER_DATA_NOT_EXIST: i32 = 27;
     pub const INVALID_PARAMETER: i32 = 29;
 }
 
@@ -40,6 +43,12 @@ pub enum RequestError {
     TopicNotExist(String),
     #[error("request type {0} not supported")]
     NotSupported(i32),
+    #[error("parse the consumer's subscription failed: {0}")]
+    SubscriptionParseFailed(#[from] FilterError),
+    #[error("The broker's consumer filter data is not exist!Your expression may be wrong!")]
+    FilterDataNotExist,
+    #[error("The broker does not support consumer to filter message by {0}")]
+    FilterDisabled(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -53,7 +62,9 @@ impl RequestError {
             }
             Self::Message(_) | Self::Illegal(_) => code::MESSAGE_ILLEGAL,
             Self::TopicNotExist(_) => code::TOPIC_NOT_EXIST,
-            Self::MessageNotFound(_) => code::SYSTEM_ERROR,
+            Self::MessageNotFound(_) | Self::FilterDisabled(_) => code::SYSTEM_ERROR,
+            Self::SubscriptionParseFailed(_) => code::SUBSCRIPTION_PARSE_FAILED,
+            Self::FilterDataNotExist => code::FILTER_DATA_NOT_EXIST,
             Self::NotSupported(_) => code::REQUEST_CODE_NOT_SUPPORTED,
             Self::Engine(engine) => match engine {
                 EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. } => {

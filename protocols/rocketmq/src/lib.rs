@@ -19,7 +19,10 @@
 //! until END_TRANSACTION commits it to its real queue or rolls it back; unresolved halves are
 //! checked with CHECK_TRANSACTION_STATE on a producer's connection, durably across restarts.
 //!
-//! What it is not (yet): SQL92 filters, the 5.x gRPC proxy protocol, ACL.
+//! Subscriptions filter by tag or, when `enable_property_filter` is on, by SQL92 expressions
+//! over message properties ([`filter`]).
+//!
+//! What it is not (yet): the 5.x gRPC proxy protocol, ACL.
 //!
 //! Invariants:
 //! - every response carries its request's opaque and serialize type; requests on one connection
@@ -33,6 +36,7 @@ pub mod codec;
 mod connection;
 pub mod delay;
 pub mod error;
+pub mod filter;
 mod handlers;
 mod locks;
 pub mod metrics;
@@ -81,6 +85,9 @@ pub struct Settings {
     pub max_reconsume_times: i32,
     /// When unresolved half messages are checked and for how long.
     pub transactions: TransactionTiming,
+    /// Serve SQL92 subscriptions (RocketMQ's `enablePropertyFilter`, off there by default; on
+    /// here, since it costs nothing until a consumer subscribes with SQL92).
+    pub enable_property_filter: bool,
 }
 
 impl Default for Settings {
@@ -95,6 +102,7 @@ impl Default for Settings {
             delay_levels: DelayLevels::default(),
             max_reconsume_times: 16,
             transactions: TransactionTiming::default(),
+            enable_property_filter: true,
         }
     }
 }

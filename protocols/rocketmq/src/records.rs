@@ -88,10 +88,9 @@ impl IncomingMessage {
     }
 }
 
-/// A stored record read back as a RocketMQ message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutgoingMessage {
-    pub body: Bytes,
+/// The per-message fields of the stored format that come from reserved headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageMeta {
     pub flag: i32,
     pub sys_flag: i32,
     pub born_timestamp: i64,
@@ -99,39 +98,99 @@ pub struct OutgoingMessage {
     pub born_host: Option<SocketAddr>,
     pub store_timestamp: i64,
     pub reconsume_times: i32,
-    pub properties: Vec<(String, String)>,
 }
 
-impl OutgoingMessage {
-    pub fn from_record(record: &Record) -> Self {
-        let mut message = Self {
-            body: record.value.clone().unwrap_or_default(),
+/// A stored record read as a RocketMQ message without copying (the pull path).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageView<'a> {
+    record: &'a Record,
+    pub meta: MessageMeta,
+}
+
+/// A header as a property name and value, when both are UTF-8.
+fn text_header(header: &(Bytes, Option<Bytes>)) -> Option<(&str, &str)> {
+    let (name, value) = header;
+    Some((
+        std::str::from_utf8(name).ok()?,
+        std::str::from_utf8(value.as_deref()?).ok()?,
+    ))
+}
+
+impl<'a> MessageView<'a> {
+    pub fn of(record: &'a Record) -> Self {
+        let mut meta = MessageMeta {
             flag: 0,
             sys_flag: 0,
             born_timestamp: record.timestamp,
             born_host: None,
             store_timestamp: record.timestamp,
             reconsume_times: 0,
-            properties: Vec::new(),
         };
-        for (name, value) in &record.headers {
-            let (Ok(name), Some(Ok(value))) = (
-                std::str::from_utf8(name),
-                value.as_deref().map(std::str::from_utf8),
-            ) else {
-                continue;
-            };
+        // Only reserved headers are read here, so only they are checked for UTF-8.
+        let reserved = record
+            .headers
+            .iter()
+            .filter(|(name, _)| name.starts_with(RESERVED_PREFIX.as_bytes()))
+            .filter_map(text_header);
+        for (name, value) in reserved {
             match name {
-                BORN_TS => message.born_timestamp = value.parse().unwrap_or(record.timestamp),
-                BORN_HOST => message.born_host = value.parse().ok(),
-                FLAG => message.flag = value.parse().unwrap_or(0),
-                SYS_FLAG => message.sys_flag = value.parse().unwrap_or(0),
-                RECONSUME => message.reconsume_times = value.parse().unwrap_or(0),
-                _ if name.starts_with(RESERVED_PREFIX) => {}
-                _ => message.properties.push((name.to_owned(), value.to_owned())),
+                BORN_TS => meta.born_timestamp = value.parse().unwrap_or(record.timestamp),
+                BORN_HOST => meta.born_host = value.parse().ok(),
+                FLAG => meta.flag = value.parse().unwrap_or(0),
+                SYS_FLAG => meta.sys_flag = value.parse().unwrap_or(0),
+                RECONSUME => meta.reconsume_times = value.parse().unwrap_or(0),
+                _ => {}
             }
         }
-        message
+        Self { record, meta }
+    }
+
+    pub fn body(&self) -> &'a [u8] {
+        self.record.value.as_deref().unwrap_or_default()
+    }
+
+    /// The message properties in stored order: the UTF-8 headers that are not reserved.
+    pub fn properties(&self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
+        self.record
+            .headers
+            .iter()
+            .filter(|(name, _)| !name.starts_with(RESERVED_PREFIX.as_bytes()))
+            .filter_map(text_header)
+    }
+
+    pub fn property(&self, name: &str) -> Option<&'a str> {
+        if name.starts_with(RESERVED_PREFIX) {
+            return None;
+        }
+        // Names are compared as bytes; only the match is checked for UTF-8.
+        self.record
+            .headers
+            .iter()
+            .filter(|(key, _)| key.as_ref() == name.as_bytes())
+            .find_map(text_header)
+            .map(|(_, value)| value)
+    }
+}
+
+/// A stored record read back as a RocketMQ message, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub body: Bytes,
+    pub meta: MessageMeta,
+    pub properties: Vec<(String, String)>,
+}
+
+impl OutgoingMessage {
+    pub fn from_record(record: &Record) -> Self {
+        let view = MessageView::of(record);
+        Self {
+            body: record.value.clone().unwrap_or_default(),
+            meta: view.meta,
+            properties: view
+                .properties()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+        }
     }
 
     pub fn property(&self, name: &str) -> Option<&str> {
@@ -172,12 +231,12 @@ mod tests {
         assert_eq!(record.timestamp, 42);
         let outgoing = OutgoingMessage::from_record(&record);
         assert_eq!(outgoing.body, incoming.body);
-        assert_eq!(outgoing.flag, 3);
-        assert_eq!(outgoing.sys_flag, 1);
-        assert_eq!(outgoing.reconsume_times, 2);
-        assert_eq!(outgoing.born_timestamp, incoming.born_timestamp);
-        assert_eq!(outgoing.born_host, Some(incoming.born_host));
-        assert_eq!(outgoing.store_timestamp, 42);
+        assert_eq!(outgoing.meta.flag, 3);
+        assert_eq!(outgoing.meta.sys_flag, 1);
+        assert_eq!(outgoing.meta.reconsume_times, 2);
+        assert_eq!(outgoing.meta.born_timestamp, incoming.born_timestamp);
+        assert_eq!(outgoing.meta.born_host, Some(incoming.born_host));
+        assert_eq!(outgoing.meta.store_timestamp, 42);
         assert_eq!(outgoing.tag(), Some("TagA"));
         let names: Vec<&str> = outgoing
             .properties
@@ -185,6 +244,12 @@ mod tests {
             .map(|(n, _)| n.as_str())
             .collect();
         assert_eq!(names, ["TAGS", "KEYS", "UNIQ_KEY", "user"]);
+        let view = MessageView::of(&record);
+        assert_eq!(view.meta, outgoing.meta);
+        assert_eq!(view.body(), b"body");
+        assert_eq!(view.property("user"), Some("v"));
+        assert_eq!(view.property("rmq.born_ts"), None);
+        assert_eq!(view.properties().count(), 4);
     }
 
     #[test]
@@ -196,8 +261,8 @@ mod tests {
             headers: vec![(Bytes::from_static(b"h"), Some(Bytes::from_static(b"v")))],
         };
         let message = OutgoingMessage::from_record(&record);
-        assert_eq!(message.born_timestamp, 7);
-        assert_eq!(message.born_host, None);
+        assert_eq!(message.meta.born_timestamp, 7);
+        assert_eq!(message.meta.born_host, None);
         assert_eq!(message.properties, vec![("h".to_owned(), "v".to_owned())]);
         assert!(message.body.is_empty());
     }

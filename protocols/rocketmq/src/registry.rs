@@ -1,19 +1,25 @@
 //! Group membership learnt from HEART_BEAT: which client ids are in a consumer group (for
-//! GET_CONSUMER_LIST_BY_GROUP) and what each subscribed to (for pulls without FLAG_SUBSCRIPTION),
-//! and which connections serve a producer group (for CHECK_TRANSACTION_STATE).
+//! GET_CONSUMER_LIST_BY_GROUP) and what each subscribed to (for pulls without FLAG_SUBSCRIPTION):
+//! a tag expression, or a SQL92 expression compiled once at heartbeat (kept with its error when
+//! it does not compile, so pulls can answer as RocketMQ does); and which connections serve a
+//! producer group (for CHECK_TRANSACTION_STATE).
 //!
-//! Invariants: a member is keyed by client id and remembers the connection it last heartbeated
-//! on; closing that connection removes it, so the member list every client sees is the same
-//! sorted list. State is in memory only: clients heartbeat every 30 s and after a reconnect.
+//! Invariants: a member is keyed by client id and the connection it heartbeats on (as RocketMQ
+//! keys them by channel: two processes on one host may share a client id, as broadcasting
+//! consumers do, `ip@DEFAULT`); closing that connection removes it, so the member list every
+//! client sees is the same sorted, de-duplicated list of ids. State is in memory only: clients
+//! heartbeat every 30 s and after a reconnect.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::codec::SerializeType;
 use crate::error::RequestResult;
+use crate::filter::{FilterError, SqlFilter};
 
 /// A tag subscription: `None` matches every message (`*` or an empty expression).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +53,47 @@ impl TagFilter {
     }
 }
 
+/// What a consumer subscribed a topic with.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Subscription {
+    Tags(TagFilter),
+    /// A SQL92 expression, or why it did not compile.
+    Sql(Result<Arc<SqlFilter>, FilterError>),
+}
+
+impl Subscription {
+    /// Parses `expression` of `expression_type` (`TAG` when absent or empty, or `SQL92`).
+    pub(crate) fn parse(expression_type: Option<&str>, expression: &str) -> Self {
+        match expression_type.map(str::trim) {
+            None | Some("") => Self::Tags(TagFilter::parse(expression)),
+            Some(kind) if kind.eq_ignore_ascii_case("TAG") => {
+                Self::Tags(TagFilter::parse(expression))
+            }
+            Some(kind) if kind.eq_ignore_ascii_case("SQL92") => {
+                Self::Sql(SqlFilter::compile(expression).map(Arc::new))
+            }
+            Some(kind) => Self::Sql(Err(FilterError::Invalid(format!(
+                "unknown expression type {kind}"
+            )))),
+        }
+    }
+
+    /// Every message.
+    pub(crate) fn all() -> Self {
+        Self::Tags(TagFilter(None))
+    }
+
+    /// Whether a message whose properties `property` looks up is selected (never, for a SQL92
+    /// expression that did not compile).
+    pub(crate) fn matches<'a>(&'a self, property: impl Fn(&str) -> Option<&'a str>) -> bool {
+        match self {
+            Self::Tags(tags) => tags.matches(property("TAGS")),
+            Self::Sql(Ok(sql)) => sql.matches(property),
+            Self::Sql(Err(_)) => false,
+        }
+    }
+}
+
 /// MessageModel ordinals.
 pub(crate) const BROADCASTING: u8 = 0;
 pub(crate) const CLUSTERING: u8 = 1;
@@ -56,7 +103,7 @@ struct Member {
     connection: u64,
     /// The header encoding the client uses, for requests sent to it.
     serialize_type: SerializeType,
-    subscriptions: HashMap<String, TagFilter>,
+    subscriptions: HashMap<String, Subscription>,
     message_model: u8,
 }
 
@@ -69,21 +116,24 @@ pub(crate) struct ClientChannel {
     pub(crate) local: SocketAddr,
 }
 
+/// A group's members by (client id, connection).
+type Members = BTreeMap<(String, u64), Member>;
+
 /// Group membership, shared by every broker connection.
 #[derive(Debug, Default)]
 pub(crate) struct ClientRegistry {
-    groups: Mutex<HashMap<String, BTreeMap<String, Member>>>,
+    groups: Mutex<HashMap<String, Members>>,
     /// Producer group -> client id -> its connection.
     producers: Mutex<HashMap<String, BTreeMap<String, ClientChannel>>>,
 }
 
 /// The group part of one heartbeat, decoded leniently (enum names or ordinals, numbers or
 /// strings, as the clients send them).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct Heartbeat {
     pub(crate) client_id: String,
-    /// Consumer group -> (topic -> tag expression).
-    pub(crate) consumers: Vec<(String, Vec<(String, String)>)>,
+    /// Consumer group -> (topic -> subscription).
+    pub(crate) consumers: Vec<(String, Vec<(String, Subscription)>)>,
     /// Consumer group -> MessageModel ordinal (0 broadcasting, 1 clustering).
     pub(crate) models: Vec<(String, u8)>,
     /// Producer groups of `producerDataSet`.
@@ -117,7 +167,8 @@ impl Heartbeat {
                 .filter_map(|sub| {
                     let topic = sub.get("topic")?.as_str()?;
                     let expression = sub.get("subString").and_then(Value::as_str).unwrap_or("*");
-                    Some((topic.to_owned(), expression.to_owned()))
+                    let kind = sub.get("expressionType").and_then(Value::as_str);
+                    Some((topic.to_owned(), Subscription::parse(kind, expression)))
                 })
                 .collect();
             let model = match consumer.get("messageModel") {
@@ -174,14 +225,11 @@ impl ClientRegistry {
                 connection,
                 serialize_type,
                 message_model,
-                subscriptions: subscriptions
-                    .iter()
-                    .map(|(topic, expression)| (topic.clone(), TagFilter::parse(expression)))
-                    .collect(),
+                subscriptions: subscriptions.into_iter().collect(),
             };
-            // A member that moved to another connection (a reconnect) counts as a change too.
-            let previous = members.insert(heartbeat.client_id.clone(), member);
-            if previous.is_none_or(|old| old.connection != connection) {
+            // A reconnect is a new member; the old connection's entry goes when it closes.
+            let previous = members.insert((heartbeat.client_id.clone(), connection), member);
+            if previous.is_none() {
                 changed.push(group);
             }
         }
@@ -207,14 +255,16 @@ impl ClientRegistry {
             .and_then(|members| members.values().next().copied())
     }
 
-    /// Removes a client from a consumer group (UNREGISTER_CLIENT); returns whether it was a
-    /// member.
-    pub(crate) fn unregister(&self, client_id: &str, group: &str) -> bool {
+    /// Removes a client's membership on `connection` from a group (UNREGISTER_CLIENT); returns
+    /// whether it was a member.
+    pub(crate) fn unregister(&self, client_id: &str, connection: u64, group: &str) -> bool {
         let mut groups = self.groups.lock();
         let Some(members) = groups.get_mut(group) else {
             return false;
         };
-        let removed = members.remove(client_id).is_some();
+        let removed = members
+            .remove(&(client_id.to_owned(), connection))
+            .is_some();
         if members.is_empty() {
             groups.remove(group);
         }
@@ -246,7 +296,11 @@ impl ClientRegistry {
         self.groups
             .lock()
             .get(group)
-            .map(|members| members.keys().cloned().collect())
+            .map(|members| {
+                let mut ids: Vec<String> = members.keys().map(|(id, _)| id.clone()).collect();
+                ids.dedup();
+                ids
+            })
             .unwrap_or_default()
     }
 
@@ -273,8 +327,8 @@ impl ClientRegistry {
             .map_or(CLUSTERING, |member| member.message_model)
     }
 
-    /// The filter some member of `group` registered for `topic`.
-    pub(crate) fn subscription(&self, group: &str, topic: &str) -> Option<TagFilter> {
+    /// The subscription some member of `group` registered for `topic`.
+    pub(crate) fn subscription(&self, group: &str, topic: &str) -> Option<Subscription> {
         let groups = self.groups.lock();
         groups
             .get(group)?
@@ -325,7 +379,10 @@ mod tests {
             "a repeated heartbeat changes nothing"
         );
         assert_eq!(changed, vec!["CID-smoke".to_owned()]);
-        let filter = registry.subscription("CID-smoke", "TopicTest").unwrap();
+        let Some(Subscription::Tags(filter)) = registry.subscription("CID-smoke", "TopicTest")
+        else {
+            panic!("no tag subscription registered");
+        };
         assert!(filter.matches(Some("TagA")) && !filter.matches(Some("TagB")));
         let rust = br#"{"clientID":"192.0.2.2@1#2","producerDataSet":[],"consumerDataSet":[{"groupName":"CID-smoke","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","subscriptionDataSet":[{"topic":"TopicTest","subString":"*","subVersion":1}]}],"heartbeatFingerprint":0,"withoutSub":false}"#;
         registry.heartbeat(
@@ -350,6 +407,19 @@ mod tests {
             Heartbeat::parse(broadcast).unwrap(),
         );
         assert_eq!(registry.message_model("CID-b"), BROADCASTING);
+        // A second process with the same client id (broadcasting's `ip@DEFAULT`) is a member too.
+        let again = registry.heartbeat(
+            channel(4, SerializeType::Json),
+            Heartbeat::parse(broadcast).unwrap(),
+        );
+        assert_eq!(again, vec!["CID-b".to_owned()]);
+        assert_eq!(registry.connections("CID-b").len(), 2);
+        assert_eq!(registry.members("CID-b"), vec!["b@1".to_owned()]);
+        assert_eq!(registry.connection_closed(4), vec!["CID-b".to_owned()]);
+        assert_eq!(
+            registry.connections("CID-b"),
+            vec![(3, SerializeType::Json)]
+        );
         assert_eq!(
             registry.producer("PID-smoke"),
             Some(channel(1, SerializeType::Json))
@@ -361,8 +431,37 @@ mod tests {
             "left with its connection"
         );
         assert_eq!(registry.members("CID-smoke").len(), 1);
-        assert!(registry.unregister("192.0.2.2@1#2", "CID-smoke"));
+        assert!(!registry.unregister("192.0.2.2@1#2", 9, "CID-smoke"));
+        assert!(registry.unregister("192.0.2.2@1#2", 2, "CID-smoke"));
         assert!(registry.members("CID-smoke").is_empty());
         assert!(Heartbeat::parse(b"not json").is_err());
+    }
+
+    #[test]
+    fn sql92_subscriptions_compile_at_heartbeat() {
+        let heartbeat = br#"{"clientID":"s@1","consumerDataSet":[{"groupName":"CID-sql","subscriptionDataSet":[{"topic":"T","subString":"a > 1 AND b = 'x'","expressionType":"SQL92"},{"topic":"U","subString":"a >","expressionType":"SQL92"},{"topic":"V","subString":"A || B","expressionType":"TAG"}]}]}"#;
+        let registry = ClientRegistry::default();
+        registry.heartbeat(
+            channel(1, SerializeType::Json),
+            Heartbeat::parse(heartbeat).unwrap(),
+        );
+        let sql = registry.subscription("CID-sql", "T").unwrap();
+        let message = [("a", "2"), ("b", "x"), ("TAGS", "A")];
+        let lookup = |name: &str| message.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        assert!(sql.matches(lookup));
+        assert!(!sql.matches(|_| None));
+        let broken = registry.subscription("CID-sql", "U").unwrap();
+        assert!(matches!(broken, Subscription::Sql(Err(_))));
+        assert!(!broken.matches(lookup));
+        assert!(
+            registry
+                .subscription("CID-sql", "V")
+                .unwrap()
+                .matches(lookup)
+        );
+        assert!(matches!(
+            Subscription::parse(Some("XPATH"), "x"),
+            Subscription::Sql(Err(_))
+        ));
     }
 }

@@ -55,13 +55,21 @@ pub fn parse_properties(text: &str) -> Vec<(String, String)> {
 /// Writes properties in the wire form.
 pub fn format_properties<'a>(properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut out = String::new();
+    format_properties_into(&mut out, properties);
+    out
+}
+
+/// Appends properties in the wire form to `out` (a buffer reused across messages).
+pub fn format_properties_into<'a>(
+    out: &mut String,
+    properties: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
     for (name, value) in properties {
         out.push_str(name);
         out.push(NAME_VALUE_SEPARATOR);
         out.push_str(value);
         out.push(PROPERTY_SEPARATOR);
     }
-    out
 }
 
 /// One message of a batch body.

@@ -1,16 +1,18 @@
-//! Client bookkeeping: HEART_BEAT (group membership and subscriptions), UNREGISTER_CLIENT and
-//! GET_CONSUMER_LIST_BY_GROUP (the sorted member ids every member allocates queues from). A
-//! membership change is pushed to the group's members as NOTIFY_CONSUMER_IDS_CHANGED. Producer
-//! groups are remembered too, for transaction checks.
+//! Client bookkeeping: HEART_BEAT (group membership and subscriptions), UNREGISTER_CLIENT,
+//! GET_CONSUMER_LIST_BY_GROUP (the sorted member ids every member allocates queues from) and
+//! CHECK_CLIENT_CONFIG (whether a SQL92 subscription compiles and is served). A membership
+//! change is pushed to the group's members as NOTIFY_CONSUMER_IDS_CHANGED. Producer groups are
+//! remembered too, for transaction checks.
 
-use serde_json::json;
+use serde_json::{Value, json};
+use tracing::warn;
 
 use super::required;
 use crate::Shared;
 use crate::codec::RemotingCommand;
 use crate::connection::Connection;
-use crate::error::{RequestResult, code};
-use crate::registry::{ClientChannel, Heartbeat};
+use crate::error::{RequestError, RequestResult, code};
+use crate::registry::{ClientChannel, Heartbeat, Subscription};
 
 pub(super) fn heartbeat(
     shared: &Shared,
@@ -30,6 +32,7 @@ pub(super) fn heartbeat(
 
 pub(super) fn unregister(
     shared: &Shared,
+    connection: &Connection,
     request: &RemotingCommand,
 ) -> RequestResult<RemotingCommand> {
     let client_id = required(request, "clientID")?;
@@ -37,7 +40,7 @@ pub(super) fn unregister(
         shared.clients.unregister_producer(client_id, group);
     }
     if let Some(group) = request.field("consumerGroup").filter(|g| !g.is_empty())
-        && shared.clients.unregister(client_id, group)
+        && shared.clients.unregister(client_id, connection.id, group)
     {
         shared.notify_ids_changed(&[group.to_owned()]);
     }
@@ -52,4 +55,34 @@ pub(super) fn consumer_list(
     let members = shared.clients.members(group);
     let body = serde_json::to_vec(&json!({ "consumerIdList": members }))?;
     Ok(RemotingCommand::response_to(request, code::SUCCESS).with_body(body))
+}
+
+/// CHECK_CLIENT_CONFIG: a consumer with a SQL92 subscription asks before it starts.
+pub(super) fn check_client_config(
+    shared: &Shared,
+    request: &RemotingCommand,
+) -> RequestResult<RemotingCommand> {
+    let body: Value = serde_json::from_slice(&request.body)?;
+    let Some(data) = body.get("subscriptionData") else {
+        return Ok(RemotingCommand::response_to(request, code::SUCCESS));
+    };
+    let text = |name: &str| data.get(name).and_then(Value::as_str);
+    let subscription =
+        Subscription::parse(text("expressionType"), text("subString").unwrap_or("*"));
+    match subscription {
+        Subscription::Tags(_) => {}
+        Subscription::Sql(_) if !shared.settings.enable_property_filter => {
+            return Err(RequestError::FilterDisabled("SQL92".to_owned()));
+        }
+        Subscription::Sql(Err(err)) => {
+            let group = body
+                .get("group")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            warn!(group, error = %err, "a consumer's SQL92 subscription does not compile");
+            return Err(RequestError::SubscriptionParseFailed(err));
+        }
+        Subscription::Sql(Ok(_)) => {}
+    }
+    Ok(RemotingCommand::response_to(request, code::SUCCESS))
 }

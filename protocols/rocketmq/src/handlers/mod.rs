@@ -26,7 +26,7 @@ use crate::codec::RemotingCommand;
 use crate::codec::message::{StoredMessage, encode_stored, format_properties};
 use crate::connection::Connection;
 use crate::error::{RequestError, RequestResult};
-use crate::records::OutgoingMessage;
+use crate::records::{MessageMeta, OutgoingMessage};
 use crate::{Role, Shared, metrics};
 
 /// `RequestCode` values served here (corrected against the Java source).
@@ -49,6 +49,7 @@ pub(crate) mod request {
     pub(crate) const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;
     pub(crate) const LOCK_BATCH_MQ: i32 = 41;
     pub(crate) const UNLOCK_BATCH_MQ: i32 = 42;
+    pub(crate) const CHECK_CLIENT_CONFIG: i32 = 46;
     pub(crate) const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     pub(crate) const GET_BROKER_CLUSTER_INFO: i32 = 106;
     pub(crate) const SEND_MESSAGE_V2: i32 = 310;
@@ -120,8 +121,9 @@ async fn dispatch(
             query::earliest_store_time(shared, request).await
         }
         (Role::Broker, HEART_BEAT) => client::heartbeat(shared, connection, request),
-        (Role::Broker, UNREGISTER_CLIENT) => client::unregister(shared, request),
+        (Role::Broker, UNREGISTER_CLIENT) => client::unregister(shared, connection, request),
         (Role::Broker, GET_CONSUMER_LIST_BY_GROUP) => client::consumer_list(shared, request),
+        (Role::Broker, CHECK_CLIENT_CONFIG) => client::check_client_config(shared, request),
         (Role::Broker, LOCK_BATCH_MQ) => lock::lock(shared, request),
         (Role::Broker, UNLOCK_BATCH_MQ) => lock::unlock(shared, request),
         (_, other) => Err(RequestError::NotSupported(other)),
@@ -260,14 +262,22 @@ fn encode_message(
     store_host: std::net::SocketAddr,
     out: &mut bytes::BytesMut,
 ) -> RequestResult<()> {
-    let physical_offset = crate::topic_ids::physical_offset(topic_id, partition.partition, offset)?;
-    let place = Placement {
-        topic: &partition.topic,
-        queue_id: partition.partition as i32,
-        queue_offset: offset,
-        physical_offset,
-    };
+    let place = Placement::of(partition, topic_id, offset)?;
     encode_placed(&place, message, store_host, out);
+    Ok(())
+}
+
+/// [`encode_message`] from borrowed parts (the pull path's record views).
+fn encode_parts(
+    partition: &TopicPartition,
+    topic_id: u32,
+    offset: i64,
+    message: &MessageParts<'_>,
+    store_host: std::net::SocketAddr,
+    out: &mut bytes::BytesMut,
+) -> RequestResult<()> {
+    let place = Placement::of(partition, topic_id, offset)?;
+    encode_at(&place, message, store_host, out);
     Ok(())
 }
 
@@ -278,6 +288,30 @@ struct Placement<'a> {
     queue_id: i32,
     queue_offset: i64,
     physical_offset: i64,
+}
+
+impl<'a> Placement<'a> {
+    /// Message `offset` of `partition`, where it is stored.
+    fn of(partition: &'a TopicPartition, topic_id: u32, offset: i64) -> RequestResult<Self> {
+        Ok(Self {
+            topic: &partition.topic,
+            queue_id: partition.partition as i32,
+            queue_offset: offset,
+            physical_offset: crate::topic_ids::physical_offset(
+                topic_id,
+                partition.partition,
+                offset,
+            )?,
+        })
+    }
+}
+
+/// A message's stored-format content, borrowed from an owned message or a record view.
+struct MessageParts<'a> {
+    meta: MessageMeta,
+    body: &'a [u8],
+    /// In the wire form.
+    properties: &'a str,
 }
 
 fn encode_placed(
@@ -292,21 +326,36 @@ fn encode_placed(
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str())),
     );
+    let parts = MessageParts {
+        meta: message.meta,
+        body: &message.body,
+        properties: &properties,
+    };
+    encode_at(place, &parts, store_host, out);
+}
+
+fn encode_at(
+    place: &Placement<'_>,
+    message: &MessageParts<'_>,
+    store_host: std::net::SocketAddr,
+    out: &mut bytes::BytesMut,
+) {
+    let meta = &message.meta;
     encode_stored(
         &StoredMessage {
             topic: place.topic,
             queue_id: place.queue_id,
-            flag: message.flag,
+            flag: meta.flag,
             queue_offset: place.queue_offset,
             physical_offset: place.physical_offset,
-            sys_flag: message.sys_flag,
-            born_timestamp: message.born_timestamp,
-            born_host: message.born_host.unwrap_or(store_host),
-            store_timestamp: message.store_timestamp,
+            sys_flag: meta.sys_flag,
+            born_timestamp: meta.born_timestamp,
+            born_host: meta.born_host.unwrap_or(store_host),
+            store_timestamp: meta.store_timestamp,
             store_host,
-            reconsume_times: message.reconsume_times,
-            body: &message.body,
-            properties: &properties,
+            reconsume_times: meta.reconsume_times,
+            body: message.body,
+            properties: message.properties,
         },
         out,
     );

@@ -1,12 +1,18 @@
-//! PULL_MESSAGE with long polling and tag filtering.
+//! PULL_MESSAGE with long polling, tag and SQL92 filtering.
 //!
-//! Reads whole batches from `queueOffset`, keeps the messages whose `TAGS` match the
-//! subscription (the request's when sysFlag has FLAG_SUBSCRIPTION, else the one the group
-//! registered by heartbeat, else `*`), up to `maxMsgNums`, and answers with the stored-message
-//! format. When nothing matches up to the high watermark and FLAG_SUSPEND is set, the pull waits
-//! on `LogService::wait_for` for at most `suspendTimeoutMillis` (cut short when the connection
-//! closes) and then answers PULL_NOT_FOUND. `nextBeginOffset`, `minOffset` and `maxOffset` are
-//! always set. FLAG_COMMIT_OFFSET commits `commitOffset` for the group first.
+//! Reads whole batches from `queueOffset`, keeps the messages the subscription selects (the
+//! request's when sysFlag has FLAG_SUBSCRIPTION, parsed by its `expressionType`; else the one
+//! the group registered by heartbeat; else `*`), up to `maxMsgNums`, and answers with the
+//! stored-message format, encoded straight from the records into one body buffer (no
+//! per-message copies of properties). When nothing matches up to the high watermark and
+//! FLAG_SUSPEND is set, the pull waits on `LogService::wait_for` for at most
+//! `suspendTimeoutMillis` (cut short when the connection closes) and then answers
+//! PULL_NOT_FOUND. `nextBeginOffset`, `minOffset` and `maxOffset` are always set.
+//! FLAG_COMMIT_OFFSET commits `commitOffset` for the group first.
+//!
+//! SQL92 subscriptions answer as RocketMQ does: SUBSCRIPTION_PARSE_FAILED for a request
+//! expression that does not compile, FILTER_DATA_NOT_EXIST when the heartbeat's did not, and
+//! SYSTEM_ERROR when `enable_property_filter` is off.
 //!
 //! Batches another protocol stored compressed are skipped with a warning (not decoded here).
 
@@ -17,19 +23,23 @@ use tracing::warn;
 use tributary_api::batch::{BatchHeader, decode_records};
 use tributary_api::{PartitionOffsets, TopicPartition};
 
-use super::{encode_message, offsets, optional, parsed, queue_id, required, topic_id};
+use super::{MessageParts, encode_parts, offsets, optional, parsed, queue_id, required, topic_id};
 use crate::codec::RemotingCommand;
+use crate::codec::message::format_properties_into;
 use crate::connection::Connection;
-use crate::error::{RequestResult, code};
-use crate::records::OutgoingMessage;
-use crate::registry::TagFilter;
+use crate::error::{RequestError, RequestResult, code};
+use crate::records::MessageView;
+use crate::registry::Subscription;
 use crate::{Shared, metrics};
 
 const FLAG_COMMIT_OFFSET: i32 = 0x1;
 const FLAG_SUSPEND: i32 = 0x2;
 const FLAG_SUBSCRIPTION: i32 = 0x4;
-/// Bytes read from the log per step when the request names no `maxMsgBytes`.
+/// Bytes a pull may read from the log when the request names no `maxMsgBytes`.
 const DEFAULT_READ_BYTES: usize = 1 << 20;
+/// Bytes read per step: about 32 messages of 1 KiB, RocketMQ's default pull, so a pull does not
+/// copy far more of the log than it answers with.
+const READ_CHUNK_BYTES: usize = 64 << 10;
 /// Longest suspension honoured, whatever the client asks.
 const MAX_SUSPEND: Duration = Duration::from_secs(30);
 
@@ -63,14 +73,7 @@ pub(super) async fn pull(
     if let Some(commit) = commit.filter(|_| sys_flag & FLAG_COMMIT_OFFSET != 0) {
         offsets::commit(shared, group, &partition, commit).await?;
     }
-    let filter = if sys_flag & FLAG_SUBSCRIPTION != 0 {
-        TagFilter::parse(request.field("subscription").unwrap_or("*"))
-    } else {
-        shared
-            .clients
-            .subscription(group, topic)
-            .unwrap_or_else(|| TagFilter::parse("*"))
-    };
+    let filter = subscription(shared, request, group, topic, sys_flag)?;
 
     let deadline = Instant::now() + suspend;
     loop {
@@ -125,6 +128,42 @@ pub(super) async fn pull(
     }
 }
 
+/// The subscription a pull filters with; errors as RocketMQ answers them.
+fn subscription(
+    shared: &Shared,
+    request: &RemotingCommand,
+    group: &str,
+    topic: &str,
+    sys_flag: i32,
+) -> RequestResult<Subscription> {
+    let subscription = if sys_flag & FLAG_SUBSCRIPTION != 0 {
+        let expression = request.field("subscription").unwrap_or("*");
+        match Subscription::parse(request.field("expressionType"), expression) {
+            Subscription::Sql(Err(err)) => {
+                warn!(group, topic, expression, error = %err, "a pull's SQL92 subscription does not compile");
+                return Err(RequestError::SubscriptionParseFailed(err));
+            }
+            parsed => parsed,
+        }
+    } else {
+        match shared.clients.subscription(group, topic) {
+            Some(Subscription::Sql(Err(err))) => {
+                warn!(group, topic, error = %err, "pull for a SQL92 subscription that did not compile at heartbeat");
+                return Err(RequestError::FilterDataNotExist);
+            }
+            registered => registered.unwrap_or_else(Subscription::all),
+        }
+    };
+    if matches!(subscription, Subscription::Sql(_)) && !shared.settings.enable_property_filter {
+        warn!(
+            group,
+            topic, "SQL92 subscription refused: rocketmq.enable_property_filter is off"
+        );
+        return Err(RequestError::FilterDisabled("SQL92".to_owned()));
+    }
+    Ok(subscription)
+}
+
 fn answer(
     request: &RemotingCommand,
     code: i32,
@@ -138,7 +177,8 @@ fn answer(
         .with_field("maxOffset", bounds.high_watermark)
 }
 
-/// Reads one chunk of batches from `offset` and encodes the matching messages.
+/// Reads batches from `offset` in chunks of at most [`READ_CHUNK_BYTES`] and encodes the
+/// matching messages, until `max_messages` are found, `max_bytes` were read or the log ends.
 async fn collect(
     shared: &Shared,
     connection: &Connection,
@@ -146,49 +186,104 @@ async fn collect(
     offset: i64,
     max_messages: usize,
     max_bytes: usize,
-    filter: &TagFilter,
+    filter: &Subscription,
 ) -> RequestResult<Found> {
-    let read = shared.engine.log.read(partition, offset, max_bytes).await?;
     let topic_id = topic_id(shared, &partition.topic).await?;
     let mut found = Found {
         body: BytesMut::new(),
         count: 0,
         next: offset,
     };
-    let mut rest: Bytes = read.data;
-    while !rest.is_empty() && found.count < max_messages {
-        let header = BatchHeader::parse(&rest).map_err(tributary_api::EngineError::from)?;
-        let batch = rest.split_to(header.total_len.min(rest.len()));
-        let records = match decode_records(&batch) {
-            Ok(records) => records,
-            Err(err) => {
-                warn!(%partition, base_offset = header.base_offset, error = %err, "skipping a batch RocketMQ cannot decode");
-                found.next = found.next.max(header.last_offset() + 1);
-                continue;
-            }
-        };
-        for stored in records {
-            if stored.offset < found.next {
-                continue;
-            }
-            if found.count >= max_messages {
-                break;
-            }
-            found.next = stored.offset + 1;
-            let message = OutgoingMessage::from_record(&stored.record);
-            if !filter.matches(message.tag()) {
-                continue;
-            }
-            encode_message(
-                partition,
-                topic_id,
-                stored.offset,
-                &message,
-                connection.local,
-                &mut found.body,
-            )?;
-            found.count += 1;
+    let mut encoder = Encoder {
+        partition,
+        topic_id,
+        store_host: connection.local,
+        filter,
+        max_messages,
+        properties: String::new(),
+    };
+    let mut budget = max_bytes;
+    while found.count < max_messages && budget > 0 {
+        let read = shared
+            .engine
+            .log
+            .read(partition, found.next, budget.min(READ_CHUNK_BYTES))
+            .await?;
+        if read.data.is_empty() {
+            break;
+        }
+        budget = budget.saturating_sub(read.data.len());
+        if found.body.capacity() == 0 {
+            // Stored records are a little larger than the log's; one allocation for most answers.
+            found.body.reserve(read.data.len() + max_messages * 64);
+        }
+        let before = found.next;
+        encoder.encode_batches(read.data, &mut found)?;
+        if found.next == before || found.next >= read.offsets.high_watermark {
+            break;
         }
     }
     Ok(found)
 }
+
+/// Encodes the messages of read batches that a pull selects.
+struct Encoder<'a> {
+    partition: &'a TopicPartition,
+    topic_id: u32,
+    store_host: std::net::SocketAddr,
+    filter: &'a Subscription,
+    max_messages: usize,
+    /// The properties of the message being encoded, reused across messages.
+    properties: String,
+}
+
+impl Encoder<'_> {
+    fn encode_batches(&mut self, mut rest: Bytes, found: &mut Found) -> RequestResult<()> {
+        while !rest.is_empty() && found.count < self.max_messages {
+            let header = BatchHeader::parse(&rest).map_err(tributary_api::EngineError::from)?;
+            let batch = rest.split_to(header.total_len.min(rest.len()));
+            let records = match decode_records(&batch) {
+                Ok(records) => records,
+                Err(err) => {
+                    warn!(partition = %self.partition, base_offset = header.base_offset, error = %err, "skipping a batch RocketMQ cannot decode");
+                    found.next = found.next.max(header.last_offset() + 1);
+                    continue;
+                }
+            };
+            for stored in records {
+                if stored.offset < found.next {
+                    continue;
+                }
+                if found.count >= self.max_messages {
+                    break;
+                }
+                found.next = stored.offset + 1;
+                let message = MessageView::of(&stored.record);
+                if !self.filter.matches(|name| message.property(name)) {
+                    continue;
+                }
+                self.properties.clear();
+                format_properties_into(&mut self.properties, message.properties());
+                let parts = MessageParts {
+                    meta: message.meta,
+                    body: message.body(),
+                    properties: &self.properties,
+                };
+                encode_parts(
+                    self.partition,
+                    self.topic_id,
+                    stored.offset,
+                    &parts,
+                    self.store_host,
+                    &mut found.body,
+                )?;
+                found.count += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "pull_tests.rs"]
+mod tests;

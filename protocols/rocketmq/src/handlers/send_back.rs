@@ -70,16 +70,16 @@ pub(super) async fn send_back(
     }
     let mut copy = IncomingMessage {
         body: original.body,
-        flag: original.flag,
-        sys_flag: original.sys_flag,
-        born_timestamp: original.born_timestamp,
-        born_host: original.born_host.unwrap_or(connection.local),
-        reconsume_times: original.reconsume_times + 1,
+        flag: original.meta.flag,
+        sys_flag: original.meta.sys_flag,
+        born_timestamp: original.meta.born_timestamp,
+        born_host: original.meta.born_host.unwrap_or(connection.local),
+        reconsume_times: original.meta.reconsume_times + 1,
         properties,
     };
 
     let now = shared.engine.scheduler.now_ms();
-    if original.reconsume_times >= max_reconsume || delay_level < 0 {
+    if original.meta.reconsume_times >= max_reconsume || delay_level < 0 {
         let dlq = format!("{DLQ_PREFIX}{group}");
         ensure_topic(shared, &dlq, Some(1)).await?;
         let target = TopicPartition::new(dlq.as_str(), 0);
@@ -91,7 +91,7 @@ pub(super) async fn send_back(
         ::metrics::counter!(metrics::MESSAGES_IN, "topic" => dlq).increment(1);
     } else {
         let level = if delay_level == 0 {
-            FIRST_RETRY_LEVEL + original.reconsume_times
+            FIRST_RETRY_LEVEL + original.meta.reconsume_times
         } else {
             delay_level
         };

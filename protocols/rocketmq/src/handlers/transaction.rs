@@ -235,11 +235,11 @@ async fn commit_half(
     }
     let committed = IncomingMessage {
         body: half.body,
-        flag: half.flag,
-        sys_flag: (half.sys_flag & !TRANSACTION_TYPE_MASK) | TRANSACTION_COMMIT,
-        born_timestamp: half.born_timestamp,
-        born_host: half.born_host.unwrap_or(connection.peer),
-        reconsume_times: half.reconsume_times,
+        flag: half.meta.flag,
+        sys_flag: (half.meta.sys_flag & !TRANSACTION_TYPE_MASK) | TRANSACTION_COMMIT,
+        born_timestamp: half.meta.born_timestamp,
+        born_host: half.meta.born_host.unwrap_or(connection.peer),
+        reconsume_times: half.meta.reconsume_times,
         properties,
     };
     let description = ensure_topic(shared, &topic, None).await?;
