@@ -62,6 +62,20 @@ macro_rules! supported_apis {
             }
         }
 
+        #[cfg(test)]
+        impl KafkaRequest {
+            /// Encodes the body as a client would (tests only: needs the crate's client side).
+            pub(crate) fn encode_body(
+                &self,
+                buf: &mut BytesMut,
+                version: i16,
+            ) -> anyhow_free::Result<()> {
+                match self {
+                    $(Self::$variant(body) => body.encode(buf, version).map_err(anyhow_free::boxed),)*
+                }
+            }
+        }
+
         impl KafkaResponse {
             /// The API this response answers.
             pub fn api_key(&self) -> ApiKey {
