@@ -9,10 +9,10 @@
 mod broker;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use broker::TestBroker;
+use broker::{TestBroker, connect};
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::ApiKey;
 
@@ -234,14 +234,6 @@ fn huge_count_requests() -> Vec<(ApiKey, i16, &'static str, Vec<u8>)> {
                 .framed(),
         ),
     ]
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream
 }
 
 /// Sends ApiVersions v0 and checks a well-formed answer with error code 0 comes back.

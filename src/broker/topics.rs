@@ -186,6 +186,7 @@ impl LogService for Topics {
         })
         .await
     }
+
     async fn read(
         &self,
         tp: &TopicPartition,

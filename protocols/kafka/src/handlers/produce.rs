@@ -1,8 +1,8 @@
 //! Produce: the batches of each partition are checked (length, magic, CRC-32C) before any is
 //! appended, then appended in order as sent, as [`VerifiedBatch`]es so the log does not compute
-//! the CRC a second time; the log assigns base offsets. acks=0 gets no
-//! response; acks=1 and acks=-1 are answered once the append is as durable as the topic's
-//! durability policy promises (one broker: "all in-sync replicas" is this one).
+//! the CRC a second time; the log assigns base offsets. acks=0 gets no response; acks=1 and
+//! acks=-1 are answered once the append is as durable as the topic's durability policy promises
+//! (one broker: "all in-sync replicas" is this one).
 //!
 //! Two stages, so a connection can pipeline produce requests ([`Broker::produce_staged`]): the
 //! batches are written in request order first, and the response waits for their durability
