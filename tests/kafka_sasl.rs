@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use broker::{TestBroker, data_dir_in};
+use broker::{TestBroker, connect, data_dir_in};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
@@ -323,14 +323,6 @@ fn user_add_while_the_broker_runs_fails_naming_the_lock() {
 }
 
 // --- the byte level --------------------------------------------------------------------------
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream
-}
 
 /// Sends one request at `version` and decodes its response.
 fn call<Q: Encodable, R: Decodable>(

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::RwLock;
+use tributary_api::batch::VerifiedBatch;
 use tributary_api::{
     AppendOutcome, EffectiveSettings, EngineError, EngineResult, LogService, OffsetQuery,
     PartitionOffsets, PendingDurability, ReadBatches, TimestampOffset, TopicAdmin,
@@ -25,7 +26,7 @@ use tributary_api::{
 use super::metadata::{MetaStore, TopicRecord, random_id};
 use super::queues::QUEUE_LOG_PREFIX;
 use super::settings::LogDefaults;
-use crate::storage::{LogConfig, Partition, Storage};
+use crate::storage::{AppendInfo, Durable, LogConfig, Partition, Storage, StorageError};
 
 /// Most partitions one topic may have; a guard against a typo creating a million directories.
 pub const MAX_PARTITIONS: u32 = 10_000;
@@ -90,6 +91,44 @@ impl Topics {
         }
     }
 
+    /// Runs `write` (an unsynced append) on the blocking pool and starts the wait for its
+    /// durability, returned as the future to await before acknowledging.
+    async fn append_staged<W>(
+        &self,
+        tp: &TopicPartition,
+        write: W,
+    ) -> EngineResult<(AppendOutcome, PendingDurability)>
+    where
+        W: FnOnce(&Partition, i64) -> Result<(AppendInfo, Durable), StorageError> + Send + 'static,
+    {
+        let partition = self.partition(tp)?;
+        let writer = Arc::clone(&partition);
+        let (outcome, durable) = blocking(move || {
+            let now = now_ms();
+            let (info, durable) = write(&writer, now)?;
+            let outcome = AppendOutcome {
+                base_offset: info.base_offset,
+                last_offset: info.last_offset,
+                log_append_time: now,
+                log_start: writer.log_start_offset(),
+            };
+            Ok((outcome, durable))
+        })
+        .await?;
+        if !durable.is_pending() {
+            return Ok((outcome, Box::pin(std::future::ready(Ok(())))));
+        }
+        // Started now, not when first awaited, so the fsyncs of several partitions overlap.
+        let waiting = tokio::task::spawn_blocking(move || partition.wait_durable(durable));
+        let pending: PendingDurability = Box::pin(async move {
+            match waiting.await {
+                Ok(result) => Ok(result?),
+                Err(_) => Err(EngineError::ShuttingDown),
+            }
+        });
+        Ok((outcome, pending))
+    }
+
     fn record(&self, name: &str) -> EngineResult<TopicRecord> {
         self.table
             .read()
@@ -131,32 +170,21 @@ impl LogService for Topics {
         tp: &TopicPartition,
         batch: Bytes,
     ) -> EngineResult<(AppendOutcome, PendingDurability)> {
-        let partition = self.partition(tp)?;
-        let writer = Arc::clone(&partition);
-        let (outcome, durable) = blocking(move || {
-            let now = now_ms();
-            let (info, durable) = writer.append_unsynced(&batch, now)?;
-            let outcome = AppendOutcome {
-                base_offset: info.base_offset,
-                last_offset: info.last_offset,
-                log_append_time: now,
-                log_start: writer.log_start_offset(),
-            };
-            Ok((outcome, durable))
+        self.append_staged(tp, move |partition, now| {
+            partition.append_unsynced(&batch, now)
         })
-        .await?;
-        if !durable.is_pending() {
-            return Ok((outcome, Box::pin(std::future::ready(Ok(())))));
-        }
-        // Started now, not when first awaited, so the fsyncs of several partitions overlap.
-        let waiting = tokio::task::spawn_blocking(move || partition.wait_durable(durable));
-        let pending: PendingDurability = Box::pin(async move {
-            match waiting.await {
-                Ok(result) => Ok(result?),
-                Err(_) => Err(EngineError::ShuttingDown),
-            }
-        });
-        Ok((outcome, pending))
+        .await
+    }
+
+    async fn append_verified(
+        &self,
+        tp: &TopicPartition,
+        batch: VerifiedBatch,
+    ) -> EngineResult<(AppendOutcome, PendingDurability)> {
+        self.append_staged(tp, move |partition, now| {
+            partition.append_verified(&batch, now)
+        })
+        .await
     }
 
     async fn read(

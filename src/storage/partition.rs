@@ -18,7 +18,7 @@ use event_listener::{Event, EventListener};
 use metrics::{Counter, Gauge, Histogram};
 use parking_lot::{Condvar, Mutex};
 use tributary_api::Durability;
-use tributary_api::batch::verify_batch;
+use tributary_api::batch::{BatchHeader, VerifiedBatch, verify_batch};
 
 use super::LogConfig;
 use super::error::StorageError;
@@ -234,7 +234,28 @@ impl Partition {
         now_ms: i64,
     ) -> Result<(AppendInfo, Durable), StorageError> {
         self.check_writable()?;
-        let mut header = verify_batch(batch)?;
+        let header = verify_batch(batch)?;
+        self.append_checked(batch, header, now_ms)
+    }
+
+    /// [`Partition::append_unsynced`] without a second CRC pass over a batch the caller has
+    /// verified already.
+    pub fn append_verified(
+        &self,
+        batch: &VerifiedBatch,
+        now_ms: i64,
+    ) -> Result<(AppendInfo, Durable), StorageError> {
+        self.check_writable()?;
+        self.append_checked(batch.bytes(), *batch.header(), now_ms)
+    }
+
+    /// `header` is what `verify_batch` returned for exactly `batch`.
+    fn append_checked(
+        &self,
+        batch: &[u8],
+        mut header: BatchHeader,
+        now_ms: i64,
+    ) -> Result<(AppendInfo, Durable), StorageError> {
         let (info, durable_target) = {
             let mut state = self.state.lock();
             self.check_writable()?;

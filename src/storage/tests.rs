@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use event_listener::Listener;
 use tributary_api::Durability;
-use tributary_api::batch::{Record, build_batch, verify_batch};
+use tributary_api::batch::{Record, VerifiedBatch, build_batch, verify_batch};
 
 use super::*;
 
@@ -101,6 +101,34 @@ fn reads_return_whole_batches_from_any_offset_across_segments() {
         partition.read(hwm + 1, 100),
         Err(StorageError::OffsetOutOfRange { .. })
     ));
+}
+
+#[test]
+fn verified_batches_append_like_unverified_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::open(dir.path()).expect("open");
+    storage
+        .open_topic("t", 1, small_config(Durability::Always))
+        .expect("topic");
+    let partition = storage.partition("t", 0).expect("partition");
+    let first = batch(1, 3, 50, 1000);
+    partition.append(&first, 0).expect("append");
+    let second = batch(2, 2, 70, 2000);
+    let verified = VerifiedBatch::verify(second.clone()).expect("valid batch");
+    let (info, durable) = partition.append_verified(&verified, 0).expect("append");
+    partition.wait_durable(durable).expect("durable");
+    assert_eq!((info.base_offset, info.last_offset), (3, 4));
+    let read = partition
+        .read(3, 1)
+        .expect("read")
+        .to_bytes()
+        .expect("bytes");
+    assert!(same_batch(&read, &second, 3));
+    // What cannot become a VerifiedBatch cannot reach the log unchecked.
+    let mut flipped = second.to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(VerifiedBatch::verify(Bytes::from(flipped)).is_err());
 }
 
 #[test]

@@ -154,6 +154,15 @@ impl TestBroker {
     }
 }
 
+/// A raw TCP connection to `addr` whose reads give up after 10 s (wire-level tests).
+pub(crate) fn connect(addr: SocketAddr) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    stream
+}
+
 /// The data directory a broker started in `root` uses.
 pub(crate) fn data_dir_in(root: &Path) -> std::path::PathBuf {
     root.join("data")

@@ -166,6 +166,34 @@ impl BatchHeader {
     }
 }
 
+/// A complete batch that [`verify_batch`] accepted, with its header. Only
+/// [`VerifiedBatch::verify`] makes one, so a log handed one need not compute the CRC again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedBatch {
+    bytes: Bytes,
+    header: BatchHeader,
+}
+
+impl VerifiedBatch {
+    /// Verifies `bytes` as one complete batch ([`verify_batch`]).
+    pub fn verify(bytes: Bytes) -> Result<Self, BatchError> {
+        let header = verify_batch(&bytes)?;
+        Ok(Self { bytes, header })
+    }
+
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    pub fn into_parts(self) -> (Bytes, BatchHeader) {
+        (self.bytes, self.header)
+    }
+}
+
 /// Decodes the header of a complete batch and verifies its length and CRC-32C.
 pub fn verify_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::batch::VerifiedBatch;
 use crate::error::EngineResult;
 use crate::types::{
     AppendOutcome, EffectiveSettings, OffsetQuery, PartitionOffsets, ReadBatches, TimestampOffset,
@@ -42,6 +43,16 @@ pub trait LogService: Send + Sync + std::fmt::Debug {
     ) -> EngineResult<(AppendOutcome, PendingDurability)> {
         let outcome = self.append(partition, batch).await?;
         Ok((outcome, Box::pin(std::future::ready(Ok(())))))
+    }
+
+    /// [`LogService::append_pipelined`] for a batch the caller has verified already, so the log
+    /// may skip its own CRC pass. The default verifies again.
+    async fn append_verified(
+        &self,
+        partition: &TopicPartition,
+        batch: VerifiedBatch,
+    ) -> EngineResult<(AppendOutcome, PendingDurability)> {
+        self.append_pipelined(partition, batch.into_parts().0).await
     }
 
     /// Reads whole batches starting with the one that contains `offset`, up to about `max_bytes`

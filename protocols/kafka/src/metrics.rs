@@ -17,7 +17,8 @@ pub const RECORDS_IN: &str = "tributary_kafka_records_in_total";
 pub const RECORDS_OUT: &str = "tributary_kafka_records_out_total";
 /// Record-batch bytes returned by Fetch, by `topic`.
 pub const BYTES_OUT: &str = "tributary_kafka_bytes_out_total";
-/// Connections closed because of a protocol error (oversized frame, unknown key or version).
+/// Connections closed because of a protocol error (oversized frame, unknown key or version, a
+/// length claiming more than the frame holds).
 pub const PROTOCOL_ERRORS: &str = "tributary_kafka_protocol_errors_total";
 /// SASL exchanges that authenticated a connection, by `mechanism`.
 pub const SASL_SUCCESSES: &str = "tributary_kafka_sasl_authentication_successes_total";

@@ -25,6 +25,21 @@ impl SupportedApi {
     }
 }
 
+/// `encode_body` for an enum whose every variant wraps an encodable message body.
+macro_rules! encode_body_fn {
+    ($($variant:ident),*) => {
+        pub(crate) fn encode_body(
+            &self,
+            buf: &mut BytesMut,
+            version: i16,
+        ) -> anyhow_free::Result<()> {
+            match self {
+                $(Self::$variant(body) => body.encode(buf, version).map_err(anyhow_free::boxed),)*
+            }
+        }
+    };
+}
+
 macro_rules! supported_apis {
     ($($variant:ident: $request:ident => $response:ident, $min:literal..=$max:literal;)*) => {
         /// Every API this frontend serves, in ApiVersions order.
@@ -62,6 +77,12 @@ macro_rules! supported_apis {
             }
         }
 
+        // Tests encode requests as a client would (the crate's client side is a dev feature).
+        #[cfg(test)]
+        impl KafkaRequest {
+            encode_body_fn!($($variant),*);
+        }
+
         impl KafkaResponse {
             /// The API this response answers.
             pub fn api_key(&self) -> ApiKey {
@@ -70,15 +91,7 @@ macro_rules! supported_apis {
                 }
             }
 
-            pub(crate) fn encode_body(
-                &self,
-                buf: &mut BytesMut,
-                version: i16,
-            ) -> anyhow_free::Result<()> {
-                match self {
-                    $(Self::$variant(body) => body.encode(buf, version).map_err(anyhow_free::boxed),)*
-                }
-            }
+            encode_body_fn!($($variant),*);
         }
     };
 }

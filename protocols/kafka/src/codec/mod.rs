@@ -10,9 +10,13 @@
 //! frame is there, and refuses a declared size over the limit before reserving memory for it;
 //! [`route`] decodes a body only for a key and version listed in [`SUPPORTED_APIS`], except that
 //! an ApiVersions request above our range gets the KIP-511 fallback (a v0 answer with
-//! UNSUPPORTED_VERSION and our ranges) instead of a decode.
+//! UNSUPPORTED_VERSION and our ranges) instead of a decode; and a body reaches the
+//! `kafka-protocol` decoder only after [`bounds::check`] found no length prefix claiming more
+//! than the frame holds (the crate reserves memory from such claims).
 
 mod apis;
+mod bounds;
+mod schemas;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -20,6 +24,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tributary_api::FrameLimits;
 
 pub use apis::{KafkaRequest, KafkaResponse, SUPPORTED_APIS, SupportedApi, supported};
+pub use bounds::LengthFault;
 
 /// Bytes of the size prefix.
 pub const SIZE_PREFIX_LEN: usize = 4;
@@ -51,6 +56,13 @@ pub enum CodecError {
         version: i16,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{api:?} v{version} refused before decoding: `{field}` {fault}")]
+    LengthRefused {
+        api: ApiKey,
+        version: i16,
+        field: &'static str,
+        fault: LengthFault,
     },
     #[error("could not encode the {api:?} v{version} response")]
     Encode {
@@ -177,6 +189,7 @@ pub fn route(raw: RawRequest) -> Result<Routed, CodecError> {
     let mut frame = raw.frame;
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|error| malformed(apis::anyhow_free::boxed(error)))?;
+    bounds::check(api, version, &frame)?;
     let body = apis::decode_body(api, version, &mut frame)
         .ok_or(CodecError::UnsupportedApi { api })?
         .map_err(malformed)?;

@@ -189,9 +189,27 @@ fn oversized_and_negative_sizes_are_refused_before_allocating() {
 }
 
 #[test]
-fn truncated_bodies_are_malformed_not_panics() {
+fn truncated_bodies_are_refused_not_panics() {
+    // The length check finds the topic name cut short before the crate's decoder runs.
     let cut = &METADATA_V1[..METADATA_V1.len() - 1];
     let raw = split_frame(&mut framed(cut), LIMITS).unwrap().unwrap();
+    assert!(matches!(
+        route(raw),
+        Err(CodecError::LengthRefused {
+            api: ApiKey::Metadata,
+            field: "name",
+            fault: LengthFault::Overrun {
+                declared: 1,
+                remaining: 0
+            },
+            ..
+        })
+    ));
+    // A header cut short is the crate's to refuse.
+    let header_cut = &METADATA_V1[..MIN_REQUEST_LEN + 2];
+    let raw = split_frame(&mut framed(header_cut), LIMITS)
+        .unwrap()
+        .unwrap();
     assert!(matches!(
         route(raw),
         Err(CodecError::Malformed {
@@ -247,20 +265,15 @@ fn pipelined_requests_split_in_order() {
     assert_eq!(decode_all(&both, LIMITS), 2);
 }
 
-// Known defect, kept visible: kafka-protocol 0.18 reserves `Vec::with_capacity(count)` from an
-// array count read off the wire before decoding any element, so a few bytes declaring a huge
-// count abort the process (allocation failure is not a catchable panic). These properties find
-// it within a few hundred cases, so they are ignored until the codec decodes requests itself
-// (issue 3). Run them with `cargo test -p tributary-kafka -- --ignored`.
+// kafka-protocol 0.18 reserves `Vec::with_capacity(count)` from a count read off the wire, so
+// before `bounds::check` these found an abort within a few hundred cases.
 proptest::proptest! {
     #[test]
-    #[ignore = "kafka-protocol 0.18 aborts on huge array counts; fixed when our own request decoders land"]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
         decode_all(&data, LIMITS);
     }
 
     #[test]
-    #[ignore = "kafka-protocol 0.18 aborts on huge array counts; fixed when our own request decoders land"]
     fn mutated_seeds_never_panic(at in 0usize..API_VERSIONS_V3.len(), byte in proptest::prelude::any::<u8>()) {
         let mut request = API_VERSIONS_V3.to_vec();
         request[at] = byte;

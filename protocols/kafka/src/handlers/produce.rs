@@ -1,7 +1,8 @@
 //! Produce: the batches of each partition are checked (length, magic, CRC-32C) before any is
-//! appended, then appended in order as sent; the log assigns base offsets. acks=0 gets no
-//! response; acks=1 and acks=-1 are answered once the append is as durable as the topic's
-//! durability policy promises (one broker: "all in-sync replicas" is this one).
+//! appended, then appended in order as sent, as [`VerifiedBatch`]es so the log does not compute
+//! the CRC a second time; the log assigns base offsets. acks=0 gets no response; acks=1 and
+//! acks=-1 are answered once the append is as durable as the topic's durability policy promises
+//! (one broker: "all in-sync replicas" is this one).
 //!
 //! Two stages, so a connection can pipeline produce requests ([`Broker::produce_staged`]): the
 //! batches are written in request order first, and the response waits for their durability
@@ -19,7 +20,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
-use tributary_api::batch::{BatchHeader, verify_batch};
+use tributary_api::batch::{BatchHeader, VerifiedBatch};
 use tributary_api::{EngineError, PendingDurability, TopicDescription, TopicPartition};
 
 use super::{Broker, partition_of};
@@ -175,7 +176,8 @@ impl Broker {
         let mut log_start = -1;
         let mut records_in: u64 = 0;
         let mut durability = Vec::with_capacity(batches.len());
-        for (header, batch) in batches {
+        for batch in batches {
+            let header = *batch.header();
             let sequenced = header.producer_id >= 0;
             if sequenced {
                 match self.check_sequence(&target, &header).await {
@@ -188,7 +190,7 @@ impl Broker {
                     Err(failure) => return answer(error::code(&failure)),
                 }
             }
-            let (outcome, pending) = match self.engine.log.append_pipelined(&target, batch).await {
+            let (outcome, pending) = match self.engine.log.append_verified(&target, batch).await {
                 Ok(written) => written,
                 Err(failure) => {
                     tracing::debug!(partition = %target, error = %failure, "append failed");
@@ -293,7 +295,7 @@ fn last_sequence(header: &BatchHeader) -> i32 {
 }
 
 /// Splits a partition's record set into whole, CRC-valid batches, or refuses all of them.
-fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, EngineError> {
+fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, EngineError> {
     let mut batches = Vec::new();
     let mut at = 0;
     while at < records.len() {
@@ -308,9 +310,7 @@ fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, EngineErr
                     available: rest.len(),
                 },
             ))?;
-        let batch = records.slice(at..end);
-        let header = verify_batch(&batch)?;
-        batches.push((header, batch));
+        batches.push(VerifiedBatch::verify(records.slice(at..end))?);
         at = end;
     }
     if batches.is_empty() {
@@ -352,7 +352,10 @@ mod tests {
         let second = one_batch(b"bc");
         let both = Bytes::from([first.as_ref(), second.as_ref()].concat());
         let split = split_batches(&both).expect("valid batches");
-        let split: Vec<Bytes> = split.into_iter().map(|(_, batch)| batch).collect();
+        let split: Vec<Bytes> = split
+            .into_iter()
+            .map(|batch| batch.bytes().clone())
+            .collect();
         assert_eq!(split, vec![first, second]);
     }
 
