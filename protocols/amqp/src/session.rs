@@ -129,7 +129,7 @@ impl Session {
                 return Ok(Some(Reply::new(CONNECTION_FORCED, "broker shutting down")));
             }
             // Store what was staged once the client has nothing more queued up for us.
-            if !reader.has_buffered_frame() {
+            if !reader.fill_ready() {
                 self.flush_publishes().await?;
             }
         }
