@@ -1161,3 +1161,53 @@ fn sql92_pulls_select_by_property_and_bad_or_disabled_filters_get_rocketmq_codes
     assert_ne!(tags.code(), 1, "tag pulls still work: {}", tags.header);
     broker.terminate();
 }
+
+/// An offset piggybacked on a pull (FLAG_COMMIT_OFFSET) reads back at once, is not overwritten by
+/// a later pull after an explicit UPDATE_CONSUMER_OFFSET, and is stored within a second (so a
+/// SIGKILL after that keeps it), while the pull itself never waits for the offset store.
+#[test]
+fn offsets_committed_by_pulls_read_back_at_once_and_are_stored_within_a_second() {
+    let mut broker = TestBroker::start();
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    for (opaque, body) in [(1, &b"one"[..]), (2, b"two"), (3, b"three")] {
+        let sent = call(
+            &mut conn,
+            10,
+            opaque,
+            cpp_send("PullCommit", 0, "", "0"),
+            body,
+        );
+        assert_eq!(sent.code(), 0, "{}", sent.header);
+    }
+    let group = json!({"consumerGroup": "CID-smoke", "topic": "PullCommit", "queueId": 0});
+    let mut pull = cpp_pull("PullCommit", 0, 2, "*", 0);
+    pull["commitOffset"] = json!("2");
+    pull["sysFlag"] = json!(7); // commit offset | suspend | subscription
+    let pulled = call(&mut conn, 11, 4, pull.clone(), b"");
+    assert_eq!(pulled.code(), 0, "{}", pulled.header);
+    let query = call(&mut conn, 14, 5, group.clone(), b"");
+    assert_eq!(query.field("offset"), "2", "pending pull commit read back");
+
+    // An explicit commit wins over the pending one.
+    let mut update = group.clone();
+    update["commitOffset"] = json!("3");
+    assert_eq!(call(&mut conn, 15, 6, update, b"").code(), 0);
+    assert_eq!(
+        call(&mut conn, 14, 7, group.clone(), b"").field("offset"),
+        "3"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    assert_eq!(
+        call(&mut conn, 14, 8, group.clone(), b"").field("offset"),
+        "3"
+    );
+
+    // A pull commit, then a kill after the flush interval: the offset survives.
+    pull["commitOffset"] = json!("1");
+    assert_eq!(call(&mut conn, 11, 9, pull, b"").code(), 0);
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    broker.kill_and_restart();
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    assert_eq!(call(&mut conn, 14, 10, group, b"").field("offset"), "1");
+    broker.terminate();
+}

@@ -41,6 +41,7 @@ mod handlers;
 mod locks;
 pub mod metrics;
 mod peers;
+mod pull_commits;
 pub mod records;
 mod registry;
 mod stats;
@@ -119,8 +120,9 @@ struct Shared {
     stats: Stats,
     topic_ids: TopicIds,
     transactions: Transactions,
-    /// Set once the background tasks run (exporter gauges, transaction checks); they start with
-    /// the first broker connection.
+    pull_commits: pull_commits::PullCommits,
+    /// Set once the background tasks run (exporter gauges, transaction checks, pull commits);
+    /// they start with the first broker connection.
     upkeep: OnceLock<()>,
 }
 
@@ -159,6 +161,7 @@ impl RocketMq {
                 stats: Stats::default(),
                 topic_ids: TopicIds::default(),
                 transactions: Transactions::default(),
+                pull_commits: pull_commits::PullCommits::default(),
                 upkeep: OnceLock::new(),
             }),
         }
@@ -243,6 +246,10 @@ impl Frontend for BrokerFrontend {
                 context.shutdown.clone(),
             ));
             tokio::spawn(handlers::check_transactions(
+                Arc::clone(&self.shared),
+                context.shutdown.clone(),
+            ));
+            tokio::spawn(pull_commits::run(
                 Arc::clone(&self.shared),
                 context.shutdown.clone(),
             ));

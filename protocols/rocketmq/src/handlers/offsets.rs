@@ -30,6 +30,9 @@ pub(super) async fn query_consumer_offset(
 ) -> RequestResult<RemotingCommand> {
     let group = required(request, "consumerGroup")?;
     let partition = partition(request)?;
+    if let Some(offset) = shared.pull_commits.pending(group, &partition) {
+        return Ok(offset_response(request, offset));
+    }
     if let Some(committed) = shared.engine.offsets.fetch(group, &partition).await? {
         return Ok(offset_response(request, committed.offset));
     }
@@ -60,24 +63,40 @@ pub(super) async fn update_consumer_offset(
     Ok(RemotingCommand::response_to(request, code::SUCCESS))
 }
 
-/// Stores a group's offset; the lag gauges follow at the next stats upkeep.
+/// Stores a group's offset now (superseding a pending pull commit of the queue); the lag
+/// gauges follow at the next stats upkeep.
 pub(super) async fn commit(
     shared: &Shared,
     group: &str,
     partition: &TopicPartition,
     offset: i64,
 ) -> RequestResult<()> {
-    let committed = CommittedOffset {
-        offset,
-        metadata: String::new(),
-        commit_time: shared.engine.scheduler.now_ms(),
-    };
-    shared
-        .engine
-        .offsets
-        .commit(group, vec![(partition.clone(), committed)])
-        .await?;
-    shared.stats.committed(group, partition, offset);
+    shared.pull_commits.forget(group, partition);
+    commit_offsets(shared, group, &[(partition.clone(), offset)]).await
+}
+
+/// Stores several offsets of one group in one offset-store transaction.
+pub(crate) async fn commit_offsets(
+    shared: &Shared,
+    group: &str,
+    offsets: &[(TopicPartition, i64)],
+) -> RequestResult<()> {
+    let commit_time = shared.engine.scheduler.now_ms();
+    let committed = offsets
+        .iter()
+        .map(|(partition, offset)| {
+            let committed = CommittedOffset {
+                offset: *offset,
+                metadata: String::new(),
+                commit_time,
+            };
+            (partition.clone(), committed)
+        })
+        .collect();
+    shared.engine.offsets.commit(group, committed).await?;
+    for (partition, offset) in offsets {
+        shared.stats.committed(group, partition, *offset);
+    }
     Ok(())
 }
 

@@ -8,7 +8,8 @@
 //! FLAG_SUSPEND is set, the pull waits on `LogService::wait_for` for at most
 //! `suspendTimeoutMillis` (cut short when the connection closes) and then answers
 //! PULL_NOT_FOUND. `nextBeginOffset`, `minOffset` and `maxOffset` are always set.
-//! FLAG_COMMIT_OFFSET commits `commitOffset` for the group first.
+//! FLAG_COMMIT_OFFSET records `commitOffset` for the group, stored within a second
+//! ([`crate::pull_commits`]).
 //!
 //! SQL92 subscriptions answer as RocketMQ does: SUBSCRIPTION_PARSE_FAILED for a request
 //! expression that does not compile, FILTER_DATA_NOT_EXIST when the heartbeat's did not, and
@@ -23,7 +24,7 @@ use tracing::warn;
 use tributary_api::batch::{BatchHeader, decode_records};
 use tributary_api::{PartitionOffsets, TopicPartition};
 
-use super::{MessageParts, encode_parts, offsets, optional, parsed, queue_id, required, topic_id};
+use super::{MessageParts, encode_parts, optional, parsed, queue_id, required, topic_id};
 use crate::codec::RemotingCommand;
 use crate::codec::message::format_properties_into;
 use crate::connection::Connection;
@@ -71,7 +72,9 @@ pub(super) async fn pull(
 
     let commit = optional::<i64>(request, "commitOffset")?.filter(|o| *o >= 0);
     if let Some(commit) = commit.filter(|_| sys_flag & FLAG_COMMIT_OFFSET != 0) {
-        offsets::commit(shared, group, &partition, commit).await?;
+        // Stored in the background (crate::pull_commits), as RocketMQ does.
+        shared.pull_commits.record(group, &partition, commit);
+        shared.stats.committed(group, &partition, commit);
     }
     let filter = subscription(shared, request, group, topic, sys_flag)?;
 
