@@ -105,6 +105,25 @@ async fn users_log_in_and_act_only_where_permitted() {
     assert_eq!(confirm, Confirmation::Ack(None));
     let got = get(&channel, "alice.jobs").await.expect("a message");
     assert_eq!(got.delivery.data, b"job-1");
+    // Argument errors name the vhost the queue is in.
+    let mut bad_priority = FieldTable::default();
+    bad_priority.insert(
+        "x-max-priority".into(),
+        lapin::types::AMQPValue::LongInt(256),
+    );
+    assert_refused(
+        alice
+            .create_channel()
+            .await
+            .expect("channel")
+            .queue_declare(
+                "alice.prio".into(),
+                QueueDeclareOptions::default(),
+                bad_priority,
+            )
+            .await,
+        "PRECONDITION_FAILED - invalid arg 'x-max-priority' for queue 'alice.prio' in vhost 'shop': {max_value_exceeded,256}",
+    );
 
     assert_refused(
         alice

@@ -112,21 +112,34 @@ pub struct QueuePolicy {
     pub max_age_ms: Option<u64>,
 }
 
-fn invalid(queue: &str, arg: &str, why: impl std::fmt::Display) -> AmqpError {
+/// A queue as RabbitMQ names it in error texts: `queue 'q' in vhost 'v'`.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueRef<'a> {
+    pub name: &'a str,
+    pub vhost: &'a str,
+}
+
+impl std::fmt::Display for QueueRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "queue '{}' in vhost '{}'", self.name, self.vhost)
+    }
+}
+
+fn invalid(queue: QueueRef<'_>, arg: &str, why: impl std::fmt::Display) -> AmqpError {
     AmqpError::channel(
         PRECONDITION_FAILED,
-        format_args!("invalid arg '{arg}' for queue '{queue}' in vhost '/': {why}"),
+        format_args!("invalid arg '{arg}' for {queue}: {why}"),
     )
 }
 
-fn invalid_property(queue: &str, property: &str) -> AmqpError {
+fn invalid_property(queue: QueueRef<'_>, property: &str) -> AmqpError {
     AmqpError::channel(
         PRECONDITION_FAILED,
-        format_args!("invalid property '{property}' for queue '{queue}' in vhost '/'"),
+        format_args!("invalid property '{property}' for {queue}"),
     )
 }
 
-fn unacceptable(queue: &str, arg: &str, value: &FieldValue) -> AmqpError {
+fn unacceptable(queue: QueueRef<'_>, arg: &str, value: &FieldValue) -> AmqpError {
     invalid(
         queue,
         arg,
@@ -134,7 +147,7 @@ fn unacceptable(queue: &str, arg: &str, value: &FieldValue) -> AmqpError {
     )
 }
 
-fn non_negative(queue: &str, arg: &str, value: &FieldValue) -> Result<u64, AmqpError> {
+fn non_negative(queue: QueueRef<'_>, arg: &str, value: &FieldValue) -> Result<u64, AmqpError> {
     match value.as_i64() {
         Some(n) if n >= 0 => Ok(n as u64),
         Some(n) => Err(invalid(queue, arg, format_args!("{{value_negative,{n}}}"))),
@@ -148,19 +161,19 @@ fn non_negative(queue: &str, arg: &str, value: &FieldValue) -> Result<u64, AmqpE
 
 /// A string argument RabbitMQ type-checks before validating (the dead-letter pair), with its
 /// own wording for a wrong type.
-fn typed_text(queue: &str, arg: &str, value: &FieldValue) -> Result<String, AmqpError> {
+fn typed_text(queue: QueueRef<'_>, arg: &str, value: &FieldValue) -> Result<String, AmqpError> {
     value.as_str().map(str::to_owned).ok_or_else(|| {
         AmqpError::channel(
             PRECONDITION_FAILED,
             format_args!(
-                "invalid type '{}' for arg '{arg}' in queue '{queue}' in vhost '/'",
+                "invalid type '{}' for arg '{arg}' in {queue}",
                 value.type_name()
             ),
         )
     })
 }
 
-fn text(queue: &str, arg: &str, value: &FieldValue) -> Result<String, AmqpError> {
+fn text(queue: QueueRef<'_>, arg: &str, value: &FieldValue) -> Result<String, AmqpError> {
     value
         .as_str()
         .map(str::to_owned)
@@ -188,7 +201,7 @@ pub fn parse_interval(value: &str) -> Option<u64> {
 impl QueuePolicy {
     /// Parses and validates the arguments of `queue.declare`.
     pub fn parse(
-        queue: &str,
+        queue: QueueRef<'_>,
         arguments: &FieldTable,
         durable: bool,
         exclusive: bool,
@@ -228,7 +241,7 @@ impl QueuePolicy {
                 return Err(AmqpError::channel(
                     PRECONDITION_FAILED,
                     format_args!(
-                        "invalid arg '{arg}' for queue '{queue}' in vhost '/' of queue type {}",
+                        "invalid arg '{arg}' for {queue} of queue type {}",
                         kind.module()
                     ),
                 ));
@@ -259,7 +272,12 @@ impl QueuePolicy {
     }
 
     /// Validates and records one argument the queue's type takes.
-    fn apply(&mut self, queue: &str, name: &str, value: &FieldValue) -> Result<(), AmqpError> {
+    fn apply(
+        &mut self,
+        queue: QueueRef<'_>,
+        name: &str,
+        value: &FieldValue,
+    ) -> Result<(), AmqpError> {
         match name {
             "x-message-ttl" => self.message_ttl_ms = Some(non_negative(queue, name, value)?),
             "x-expires" => match non_negative(queue, name, value)? {
@@ -309,7 +327,7 @@ impl QueuePolicy {
     }
 
     /// Lenient parse for stored definitions (validated when they were declared).
-    pub fn stored(queue: &str, arguments: &FieldTable) -> Self {
+    pub fn stored(queue: QueueRef<'_>, arguments: &FieldTable) -> Self {
         Self::parse(queue, arguments, true, false, false).unwrap_or_default()
     }
 
@@ -322,6 +340,11 @@ impl QueuePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const Q: QueueRef<'static> = QueueRef {
+        name: "q",
+        vhost: "/",
+    };
     use bytes::Bytes;
 
     fn args(entries: Vec<(&str, FieldValue)>) -> FieldTable {
@@ -337,7 +360,7 @@ mod tests {
     fn parses_and_validates() {
         let s = |v: &'static str| FieldValue::LongString(Bytes::from_static(v.as_bytes()));
         let policy = QueuePolicy::parse(
-            "q",
+            Q,
             &args(vec![
                 ("x-message-ttl", FieldValue::I32(100)),
                 ("x-max-length", FieldValue::I64(3)),
@@ -354,7 +377,7 @@ mod tests {
         assert_eq!(policy.overflow, Overflow::RejectPublish);
         assert_eq!(policy.dead_letter_exchange.as_deref(), Some("dlx"));
         let negative = QueuePolicy::parse(
-            "q",
+            Q,
             &args(vec![("x-max-length", FieldValue::I32(-1))]),
             false,
             false,
@@ -363,8 +386,7 @@ mod tests {
         assert!(
             matches!(negative, Err(AmqpError::Channel(r)) if r.code == 406 && r.text.contains("value_negative"))
         );
-        let parse =
-            |entries, durable| QueuePolicy::parse("q", &args(entries), durable, false, false);
+        let parse = |entries, durable| QueuePolicy::parse(Q, &args(entries), durable, false, false);
         assert!(parse(vec![("x-message-ttl", s("soon"))], false).is_err());
         let text_of = |result: Result<QueuePolicy, AmqpError>| match result {
             Err(AmqpError::Channel(reply)) => reply.text,

@@ -21,7 +21,7 @@ use crate::definitions::{
 };
 use crate::error::{ACCESS_REFUSED, AmqpError, NOT_FOUND, PRECONDITION_FAILED, RESOURCE_LOCKED};
 use crate::lease::{Lease, LeaseCheck};
-use crate::policy::{QueueKind, QueuePolicy};
+use crate::policy::{QueueKind, QueuePolicy, QueueRef};
 use crate::routing::ExchangeKind;
 
 mod exchanges;
@@ -290,7 +290,8 @@ impl Topology {
             defs::load(self.store(), EXCHANGE_BINDING_NAMESPACE, &prefix).await?;
         for (key, table) in &queues {
             if let [_, name] = defs::split_key(key)[..] {
-                let policy = QueuePolicy::stored(name, &defs::nested(table, "arguments"));
+                let policy =
+                    QueuePolicy::stored(self.queue_ref(name), &defs::nested(table, "arguments"));
                 match self.declare_storage(name, &policy, true).await {
                     // A stream's topic may have been changed through Kafka meanwhile; the
                     // other queues and connections must not depend on it.
@@ -329,7 +330,8 @@ impl Topology {
         }
         for (key, table) in queues {
             if let Some(&name) = defs::split_key(&key).get(1) {
-                let policy = QueuePolicy::stored(name, &defs::nested(&table, "arguments"));
+                let policy =
+                    QueuePolicy::stored(self.queue_ref(name), &defs::nested(&table, "arguments"));
                 let lease = policy.expires_ms.map(Lease::new);
                 if let Some(lease) = &lease {
                     leases.push((name.to_owned(), lease.clone()));
@@ -580,6 +582,14 @@ impl Topology {
             active.send_replace(info.waiting_consumers.first().copied().unwrap_or(0));
         }
         info.consumers == 0 && info.auto_delete
+    }
+
+    /// `name` as a queue of this vhost, for error texts.
+    pub fn queue_ref<'a>(&'a self, name: &'a str) -> QueueRef<'a> {
+        QueueRef {
+            name,
+            vhost: &self.vhost,
+        }
     }
 
     /// The parsed arguments of a queue, if it exists.

@@ -8,7 +8,7 @@ use crate::codec::table::{FieldTable, FieldValue};
 use crate::definitions::{self as defs, BINDING_NAMESPACE, QUEUE_NAMESPACE};
 use crate::error::{ACCESS_REFUSED, AmqpError};
 use crate::lease::{self, Lease};
-use crate::policy::QueuePolicy;
+use crate::policy::{QueuePolicy, QueueRef};
 
 impl Topology {
     /// Declares (or checks) a queue; returns its name and consumer count.
@@ -72,8 +72,12 @@ impl Topology {
             // Exclusive queues die with their connection, so they are never persisted; the
             // declared flag is kept for the equivalence check.
             let durable = decl.durable && !decl.exclusive;
+            let queue = QueueRef {
+                name: &name,
+                vhost: &self.vhost,
+            };
             let policy = QueuePolicy::parse(
-                &name,
+                queue,
                 &decl.arguments,
                 decl.durable,
                 decl.exclusive,
