@@ -67,7 +67,13 @@ impl FrameReader {
     /// holds. Lets a connection stage every publish the client has already sent before storing
     /// them; a read error is left for the next blocking read to report.
     pub fn fill_ready(&mut self) -> bool {
+        // Past one frame_max of buffered input the partial frame declares more than frame_max:
+        // stop reading and let `next` refuse it, so a bogus length never grows the buffer.
+        let limit = (self.frame_max as usize).saturating_add(codec::FRAME_OVERHEAD);
         while !self.has_buffered_frame() {
+            if self.buf.len() >= limit {
+                return true;
+            }
             self.buf.reserve(READ_CHUNK);
             match self.read.try_read_buf(&mut self.buf) {
                 Ok(n) if n > 0 => metrics::counter!(m::BYTES_RECEIVED).increment(n as u64),
