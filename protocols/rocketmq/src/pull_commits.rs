@@ -5,8 +5,9 @@
 //! Invariants: the newest offset recorded per (group, queue) is the one stored; a flush takes
 //! the whole pending map at once and stores it group by group; QUERY_CONSUMER_OFFSET reads a
 //! pending offset before the store, so a client sees what it committed. An explicit
-//! UPDATE_CONSUMER_OFFSET is stored at once and drops a pending pull commit of that queue, so
-//! an older piggybacked offset never overwrites it. A crash loses at most the offsets of the
+//! UPDATE_CONSUMER_OFFSET is stored at once and drops a pending pull commit of that queue; flushes
+//! and explicit commits hold [`PullCommits::storing`] while they store, so an older piggybacked
+//! offset taken by a flush is never stored after a newer explicit one. A crash loses at most the offsets of the
 //! last [`FLUSH_INTERVAL`], which means redelivery, never loss (at-least-once, as in RocketMQ).
 
 use std::collections::HashMap;
@@ -26,6 +27,8 @@ pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct PullCommits {
     pending: Mutex<HashMap<(String, TopicPartition), i64>>,
+    /// Held across each store of offsets (a flush, an explicit commit), ordering them.
+    pub(crate) storing: tokio::sync::Mutex<()>,
 }
 
 impl PullCommits {
@@ -64,6 +67,7 @@ impl PullCommits {
 /// Stores every pending pull commit; a failed group is logged and its offsets kept pending
 /// unless a newer one arrived meanwhile.
 pub(crate) async fn flush(shared: &Shared) {
+    let _storing = shared.pull_commits.storing.lock().await;
     for (group, offsets) in shared.pull_commits.take() {
         if let Err(error) = crate::handlers::commit_offsets(shared, &group, &offsets).await {
             tracing::warn!(group, %error, "storing consumer offsets from pulls failed; retrying");

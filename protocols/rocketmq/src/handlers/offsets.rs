@@ -71,11 +71,15 @@ pub(super) async fn commit(
     partition: &TopicPartition,
     offset: i64,
 ) -> RequestResult<()> {
+    let _storing = shared.pull_commits.storing.lock().await;
     shared.pull_commits.forget(group, partition);
-    commit_offsets(shared, group, &[(partition.clone(), offset)]).await
+    commit_offsets(shared, group, &[(partition.clone(), offset)]).await?;
+    shared.stats.committed(group, partition, offset);
+    Ok(())
 }
 
-/// Stores several offsets of one group in one offset-store transaction.
+/// Stores several offsets of one group in one offset-store transaction (the caller keeps the
+/// lag stats: a pull records them when it commits, before the background store).
 pub(crate) async fn commit_offsets(
     shared: &Shared,
     group: &str,
@@ -94,9 +98,6 @@ pub(crate) async fn commit_offsets(
         })
         .collect();
     shared.engine.offsets.commit(group, committed).await?;
-    for (partition, offset) in offsets {
-        shared.stats.committed(group, partition, *offset);
-    }
     Ok(())
 }
 
