@@ -109,6 +109,10 @@ pub struct Channel {
     /// Prefetch of the channel's consumers: new ones start with it, and `basic.qos` applies it
     /// to the running ones too (see `crate::credit`).
     pub prefetch_count: u16,
+    /// The channel-wide prefetch (`basic.qos global=true`; 0 = none) and the credit every
+    /// acking consumer of the channel also draws on.
+    pub global_prefetch_count: u16,
+    pub channel_credit: Arc<Credit>,
     pub confirm: bool,
     /// Publish sequence number in confirm mode (from 1 over all publishes).
     pub publish_seq: u64,
@@ -136,6 +140,8 @@ impl Default for Channel {
             deliveries: Arc::new(Mutex::new(Deliveries::default())),
             consumers: HashMap::new(),
             prefetch_count: 0,
+            global_prefetch_count: 0,
+            channel_credit: Arc::new(Credit::new(0)),
             confirm: false,
             publish_seq: 0,
             tx: false,

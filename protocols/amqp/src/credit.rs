@@ -5,8 +5,15 @@
 //! have it). Raising adds permits at once; lowering forgets free permits and records the rest
 //! as debt, which settles pay off before any permit is given back.
 //!
+//! A consumer's credit may draw on its channel's credit too (`basic.qos global=true`, RabbitMQ's
+//! channel-wide limit shared by the channel's consumers): a delivery then takes one permit of
+//! each and a settle returns one to each, so both limits apply. The channel's credit has no
+//! channel of its own.
+//!
 //! Invariant: free permits + unacked deliveries - debt == limit (0 meaning unlimited, kept as
-//! [`UNLIMITED`] permits).
+//! [`UNLIMITED`] permits), for the consumer's and the channel's credit alike.
+
+use std::sync::Arc;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -23,6 +30,8 @@ pub struct Credit {
     books: Mutex<Books>,
     /// Mirrors `books.debt` so the common release path can skip the lock.
     debt_hint: AtomicUsize,
+    /// The channel-wide credit this one also draws on.
+    channel: Option<Arc<Credit>>,
 }
 
 #[derive(Debug)]
@@ -45,17 +54,52 @@ impl Credit {
             permits: Semaphore::new(limit),
             books: Mutex::new(Books { limit, debt: 0 }),
             debt_hint: AtomicUsize::new(0),
+            channel: None,
         }
     }
 
-    /// Waits for one permit and keeps it (it comes back through [`Credit::release`]).
+    /// A consumer's credit that also draws on its channel's (which must have no channel itself).
+    pub fn within_channel(prefetch_count: u16, channel: Arc<Credit>) -> Self {
+        debug_assert!(channel.channel.is_none(), "channel credit nests one level");
+        Self {
+            channel: Some(channel),
+            ..Self::new(prefetch_count)
+        }
+    }
+
+    /// Waits for one permit (and one of the channel's) and keeps it (it comes back through
+    /// [`Credit::release`]). Cancel-safe: a permit held while waiting for the channel's is
+    /// given back when the future is dropped.
     pub async fn acquire_one(&self) -> Result<(), AcquireError> {
-        self.permits.acquire().await?.forget();
+        let own = self.permits.acquire().await?;
+        if let Some(channel) = &self.channel {
+            channel.permits.acquire().await?.forget();
+        }
+        own.forget();
         Ok(())
     }
 
-    /// Takes up to `max` more permits without waiting; returns how many.
+    /// Takes up to `max` more permits (as many of the channel's) without waiting; returns how
+    /// many.
     pub fn try_take(&self, max: usize) -> usize {
+        let own = self.take_local(max);
+        let Some(channel) = &self.channel else {
+            return own;
+        };
+        let shared = channel.take_local(own);
+        self.release_local(own - shared);
+        shared
+    }
+
+    /// Gives back `count` permits (settled or unused deliveries), paying debt first.
+    pub fn release(&self, count: usize) {
+        self.release_local(count);
+        if let Some(channel) = &self.channel {
+            channel.release_local(count);
+        }
+    }
+
+    fn take_local(&self, max: usize) -> usize {
         let wanted = self.permits.available_permits().min(max);
         match u32::try_from(wanted).map(|n| self.permits.try_acquire_many(n)) {
             Ok(Ok(permits)) if wanted > 0 => {
@@ -66,8 +110,7 @@ impl Credit {
         }
     }
 
-    /// Gives back `count` permits (settled or unused deliveries), paying debt first.
-    pub fn release(&self, count: usize) {
+    fn release_local(&self, count: usize) {
         if count == 0 {
             return;
         }
@@ -83,7 +126,8 @@ impl Credit {
         self.permits.add_permits(count - paid);
     }
 
-    /// Applies a new `prefetch_count` to the running consumer.
+    /// Applies a new `prefetch_count` to the running consumer (or, for a channel's credit, to
+    /// the channel); the channel's limit is left alone.
     pub fn set_limit(&self, prefetch_count: u16) {
         let limit = permits_for(prefetch_count);
         let mut books = self.books.lock();
@@ -144,5 +188,27 @@ mod tests {
         assert_eq!(take_all(&credit), 1);
         credit.release(3);
         assert_eq!(take_all(&credit), 3);
+    }
+
+    #[test]
+    fn consumers_of_a_channel_share_its_limit_and_keep_their_own() {
+        let channel = Arc::new(Credit::new(3));
+        let a = Credit::within_channel(2, channel.clone());
+        let b = Credit::within_channel(0, channel.clone());
+        assert_eq!(take_all(&a), 2, "a's own limit");
+        assert_eq!(take_all(&b), 1, "what the channel has left");
+        a.release(1);
+        assert_eq!(take_all(&b), 1, "a's settle freed a channel permit");
+        assert_eq!(take_all(&a), 0, "the channel is full again");
+        channel.set_limit(5);
+        assert_eq!(take_all(&a), 1);
+        assert_eq!(take_all(&b), 1);
+        channel.set_limit(0);
+        assert_eq!(take_all(&a), 0, "a is at its own limit");
+        assert_eq!(
+            take_all(&b),
+            UNLIMITED - 5,
+            "five deliveries are outstanding"
+        );
     }
 }

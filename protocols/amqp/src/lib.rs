@@ -15,8 +15,9 @@
 //! log in with PLAIN or AMQPLAIN against the broker's user store and act under their
 //! per-vhost permissions ([`access`]); resource alarms block publishers ([`alarm`]).
 //!
-//! What it is not (yet): global (channel-wide) prefetch. Capabilities advertise only what is
-//! implemented.
+//! Prefetch follows RabbitMQ: `basic.qos global=false` limits each consumer of the channel,
+//! `global=true` the channel as a whole, and both apply together ([`credit`]). Capabilities
+//! advertise only what is implemented.
 //!
 //! Invariants: bad input gets RabbitMQ's reply code and closes only the channel or connection the
 //! protocol says; nothing here panics on input; per-connection output is a bounded queue.

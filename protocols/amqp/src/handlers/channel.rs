@@ -32,14 +32,18 @@ impl Session {
             ));
         }
         if let Some(state) = self.channels.get_mut(&channel) {
-            // Global (channel-wide shared) prefetch is approximated by the per-consumer limit.
-            let _ = global;
-            state.prefetch_count = prefetch_count;
-            // Running consumers follow too: kombu/Celery, told this is not RabbitMQ, expect
-            // the spec's channel-wide meaning and raise the prefetch while consuming.
-            for consumer in state.consumers.values() {
-                if let Some(credit) = &consumer.credit {
-                    credit.set_limit(prefetch_count);
+            if global {
+                // RabbitMQ's channel-wide limit, shared by all of the channel's consumers.
+                state.global_prefetch_count = prefetch_count;
+                state.channel_credit.set_limit(prefetch_count);
+            } else {
+                state.prefetch_count = prefetch_count;
+                // Running consumers follow too: kombu/Celery, told this is not RabbitMQ, expect
+                // the spec's channel-wide meaning and raise the prefetch while consuming.
+                for consumer in state.consumers.values() {
+                    if let Some(credit) = &consumer.credit {
+                        credit.set_limit(prefetch_count);
+                    }
                 }
             }
         }

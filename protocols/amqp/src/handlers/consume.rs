@@ -1,7 +1,8 @@
 //! basic.consume / basic.cancel and push delivery.
 //!
 //! Each consumer is a task: it waits for prefetch credit ([`crate::credit`], `prefetch_count`
-//! permits, resized by a later `basic.qos`; none for no-ack consumers), `take`s ready messages, registers their
+//! permits, resized by a later `basic.qos`, and one of the channel's `global` permits; none for
+//! no-ack consumers), `take`s ready messages, registers their
 //! delivery tags and queues the encoded deliveries for the writer while holding the channel's
 //! deliveries lock, then sleeps on `wait_ready` when the queue is empty. A settle returns credit.
 //! Holding the lock across the queueing keeps tags in wire order across the channel's consumers,
@@ -26,12 +27,12 @@ use crate::codec::{
 };
 use crate::credit::Credit;
 use crate::deadletter::take_live;
-use crate::error::{AmqpError, NOT_ALLOWED};
+use crate::error::{AmqpError, NOT_ALLOWED, NOT_IMPLEMENTED};
 use crate::handlers::reply_to::REPLY_TO;
 use crate::handlers::stream;
 use crate::message::from_record;
 use crate::metrics as m;
-use crate::policy::QueueKind;
+use crate::policy::{QueueKind, QueueRef};
 use crate::session::Session;
 use crate::topology::{generated_name, stream_partition};
 
@@ -258,11 +259,30 @@ impl Session {
                 .await;
         }
         let info = self.shared.topology.check_queue(&consume.queue, self.id)?;
-        let Some(prefetch) = self.channels.get(&channel).map(|c| c.prefetch_count) else {
+        let Some((prefetch, global_prefetch)) = self
+            .channels
+            .get(&channel)
+            .map(|c| (c.prefetch_count, c.global_prefetch_count))
+        else {
             return Ok(());
         };
-        let source = if info.is_stream() {
+        if info.is_stream() {
             stream::check_consumer(&consume.queue, consume.no_ack, prefetch)?;
+        }
+        if global_prefetch > 0 && info.policy.kind != QueueKind::Classic {
+            // RabbitMQ's quorum and stream queues refuse a channel with a global limit.
+            return Err(AmqpError::connection(
+                NOT_IMPLEMENTED,
+                format_args!(
+                    "{} does not support global qos",
+                    QueueRef {
+                        name: &consume.queue,
+                        vhost: &self.vhost
+                    }
+                ),
+            ));
+        }
+        let source = if info.is_stream() {
             let spec = consume.arguments.get("x-stream-offset");
             let next = stream::start_offset(&self.shared, &consume.queue, spec).await?;
             Source::Stream { next }
@@ -284,7 +304,12 @@ impl Session {
                 format_args!("attempt to reuse consumer tag '{tag}'"),
             ));
         }
-        let credit = (!consume.no_ack).then(|| Arc::new(Credit::new(state.prefetch_count)));
+        let credit = (!consume.no_ack).then(|| {
+            Arc::new(Credit::within_channel(
+                state.prefetch_count,
+                state.channel_credit.clone(),
+            ))
+        });
         let deliveries = state.deliveries.clone();
         let consumer_id = self.shared.next_connection_id();
         let active = self
