@@ -5,7 +5,8 @@
 //! big-endian). [`take_live`] drops expired messages as they reach the head, and
 //! [`crate::expiry`] drops them when they fall due there with nobody consuming.
 //!
-//! A message rejected without requeue, expired, or dropped by `x-max-length` goes to the queue's
+//! A message rejected without requeue, expired, dropped by `x-max-length` or refused by it
+//! under `x-overflow=reject-publish-dlx` goes to the queue's
 //! `x-dead-letter-exchange` (when set) with the routing key `x-dead-letter-routing-key` or its
 //! own. Its properties are rewritten as RabbitMQ does: the `x-death` header (array of tables
 //! `count`, `reason`, `queue`, `time`, `exchange`, `routing-keys`, `original-expiration`), the
@@ -199,42 +200,65 @@ pub async fn dead_letter(
     if deliveries.is_empty() {
         return Ok(());
     }
-    let policy = shared.topology.policy(queue).unwrap_or_default();
-    if let Some(exchange) = policy.dead_letter_exchange.as_deref() {
-        let now = now_ms();
-        for record in deliveries.iter().filter_map(|(_, r)| r.as_ref()) {
-            let (routing_key, record) = dead_letter_record(
-                record,
-                queue,
-                reason,
-                exchange,
-                policy.dead_letter_routing_key.as_deref(),
-                now,
-            );
-            let props =
-                BasicProperties::parse(&from_record(&record).raw_properties).unwrap_or_default();
-            let targets = shared
-                .topology
-                .route(exchange, &routing_key, props.headers.as_ref())
-                .unwrap_or_default();
-            let deaths = match props.headers.as_ref().and_then(|h| h.get("x-death")) {
-                Some(FieldValue::Array(deaths)) => deaths.as_slice(),
-                _ => &[],
-            };
-            let cycling = |target: &str| reason != REASON_REJECTED && is_cycle(target, deaths);
-            for target in targets.iter().filter(|t| !cycling(t)) {
-                // The target queue's own x-message-ttl and priority apply, as to any message it
-                // receives (the usual delayed-retry loop relies on the TTL).
-                let target_policy = shared.topology.policy(target).unwrap_or_default();
-                let stored = record_for_queue(&record, &target_policy, None, props.priority, now);
-                let batch = build_batch(std::slice::from_ref(&stored));
-                crate::handlers::store_batch(shared, target, &target_policy, batch).await?;
-                crate::expiry::arm_for(shared, target, [&stored]);
-            }
-        }
-    }
+    let records = deliveries.iter().filter_map(|(_, r)| r.as_ref());
+    republish(shared, queue, records, reason).await?;
     let ids: Vec<u64> = deliveries.iter().map(|(id, _)| *id).collect();
     shared.engine.queues.ack(queue, &ids).await
+}
+
+/// Dead-letters messages `queue` refused to store (`x-overflow=reject-publish-dlx`), reason
+/// `maxlen`: they were never in the queue, so there is nothing to ack.
+pub async fn dead_letter_refused(
+    shared: &Arc<Shared>,
+    queue: &str,
+    records: &[Record],
+) -> EngineResult<()> {
+    republish(shared, queue, records.iter(), REASON_MAXLEN).await
+}
+
+/// Re-publishes dead messages of `queue` to its dead-letter exchange, if it has one.
+async fn republish(
+    shared: &Arc<Shared>,
+    queue: &str,
+    records: impl Iterator<Item = &Record>,
+    reason: &str,
+) -> EngineResult<()> {
+    let policy = shared.topology.policy(queue).unwrap_or_default();
+    let Some(exchange) = policy.dead_letter_exchange.as_deref() else {
+        return Ok(());
+    };
+    let now = now_ms();
+    for record in records {
+        let (routing_key, record) = dead_letter_record(
+            record,
+            queue,
+            reason,
+            exchange,
+            policy.dead_letter_routing_key.as_deref(),
+            now,
+        );
+        let props =
+            BasicProperties::parse(&from_record(&record).raw_properties).unwrap_or_default();
+        let targets = shared
+            .topology
+            .route(exchange, &routing_key, props.headers.as_ref())
+            .unwrap_or_default();
+        let deaths = match props.headers.as_ref().and_then(|h| h.get("x-death")) {
+            Some(FieldValue::Array(deaths)) => deaths.as_slice(),
+            _ => &[],
+        };
+        let cycling = |target: &str| reason != REASON_REJECTED && is_cycle(target, deaths);
+        for target in targets.iter().filter(|t| !cycling(t)) {
+            // The target queue's own x-message-ttl and priority apply, as to any message it
+            // receives (the usual delayed-retry loop relies on the TTL).
+            let target_policy = shared.topology.policy(target).unwrap_or_default();
+            let stored = record_for_queue(&record, &target_policy, None, props.priority, now);
+            let batch = build_batch(std::slice::from_ref(&stored));
+            crate::handlers::store_batch(shared, target, &target_policy, batch).await?;
+            crate::expiry::arm_for(shared, target, [&stored]);
+        }
+    }
+    Ok(())
 }
 
 /// RabbitMQ's cycle rule: a message dead-lettered into a queue it already died in is dropped

@@ -5,7 +5,7 @@
 //! | `x-message-ttl` (ms, ≥ 0) | messages expire that long after enqueue |
 //! | `x-expires` (ms, > 0) | the queue is deleted after being unused that long ([`crate::lease`]) |
 //! | `x-max-length` (≥ 0), `x-max-length-bytes` (≥ 0, body bytes) | ready messages kept at most; see `x-overflow` |
-//! | `x-overflow` | `drop-head` (default: oldest dropped or dead-lettered, reason `maxlen`), `reject-publish` and `reject-publish-dlx` (the new message is refused and nacked) |
+//! | `x-overflow` | `drop-head` (default: oldest dropped or dead-lettered, reason `maxlen`), `reject-publish` (the new message is refused and nacked), `reject-publish-dlx` (refused, nacked and dead-lettered, reason `maxlen`; a quorum queue falls back to `drop-head`, as RabbitMQ 3.10's do) |
 //! | `x-dead-letter-exchange`, `x-dead-letter-routing-key` | where rejected, expired and dropped messages go |
 //! | `x-single-active-consumer` (bool) | one consumer at a time receives; the next registered one takes over when it goes |
 //! | `x-max-priority` (0..=255) | a priority queue: higher `priority` delivered first |
@@ -27,6 +27,15 @@ pub enum Overflow {
     #[default]
     DropHead,
     RejectPublish,
+    /// `reject-publish`, and the refused message is dead-lettered (reason `maxlen`).
+    RejectPublishDlx,
+}
+
+impl Overflow {
+    /// Whether a message that would not fit is refused (rather than the head dropped).
+    pub fn rejects_publish(self) -> bool {
+        matches!(self, Self::RejectPublish | Self::RejectPublishDlx)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -261,6 +270,11 @@ impl QueuePolicy {
         if kind != QueueKind::Quorum {
             policy.delivery_limit = None;
         }
+        if kind == QueueKind::Quorum && policy.overflow == Overflow::RejectPublishDlx {
+            // RabbitMQ 3.10's quorum queues warn and fall back to their default.
+            tracing::warn!(%queue, "invalid overflow strategy reject-publish-dlx for a quorum queue; using drop-head");
+            policy.overflow = Overflow::DropHead;
+        }
         if policy.dead_letter_routing_key.is_some() && policy.dead_letter_exchange.is_none() {
             return Err(invalid(
                 queue,
@@ -307,7 +321,8 @@ impl QueuePolicy {
             "x-overflow" => {
                 self.overflow = match text(queue, name, value)?.as_str() {
                     "drop-head" => Overflow::DropHead,
-                    "reject-publish" | "reject-publish-dlx" => Overflow::RejectPublish,
+                    "reject-publish" => Overflow::RejectPublish,
+                    "reject-publish-dlx" => Overflow::RejectPublishDlx,
                     _ => return Err(invalid(queue, name, "invalid_overflow")),
                 }
             }

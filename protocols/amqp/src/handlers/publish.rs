@@ -18,7 +18,9 @@ use tributary_api::batch::{Record, build_batch};
 
 use crate::channel::PendingPublish;
 use crate::codec::{self, methods::Method};
-use crate::deadletter::{REASON_MAXLEN, dead_letter, parse_expiration, record_for_queue};
+use crate::deadletter::{
+    REASON_MAXLEN, dead_letter, dead_letter_refused, parse_expiration, record_for_queue,
+};
 use crate::error::{AmqpError, NO_ROUTE, NOT_IMPLEMENTED, PRECONDITION_FAILED, Reply};
 use crate::expiry;
 use crate::handlers::reply_to::{REPLY_TO_PREFIX, deliver_reply};
@@ -278,7 +280,7 @@ impl Session {
 
     /// Appends records (tagged with their message index) to one queue, applying
     /// `x-max-length` and `x-max-length-bytes`: `reject-publish` refuses each message that
-    /// would not fit, `drop-head` drops (or dead-letters) the oldest afterwards until both
+    /// would not fit (`reject-publish-dlx` also dead-letters it), `drop-head` drops (or dead-letters) the oldest afterwards until both
     /// hold. Returns the indexes of refused or failed records.
     async fn store_queue(&self, queue: &str, mut records: Vec<(usize, Record)>) -> Vec<usize> {
         let Some(policy) = self.shared.topology.policy(queue) else {
@@ -292,7 +294,9 @@ impl Session {
                 && policy.max_length_bytes.is_none_or(|max| bytes <= max)
         };
         let mut refused = Vec::new();
-        if limited && policy.overflow == Overflow::RejectPublish {
+        let mut overflowed = Vec::new();
+        if limited && policy.overflow.rejects_publish() {
+            let dead_letters = policy.overflow == Overflow::RejectPublishDlx;
             let depth = queues.depth(queue).unwrap_or_default();
             let (mut count, mut bytes) = (depth.ready, depth.ready_bytes);
             records.retain(|(index, record)| {
@@ -302,6 +306,9 @@ impl Session {
                     bytes += body_len(record);
                 } else {
                     refused.push(*index);
+                    if dead_letters {
+                        overflowed.push(record.clone());
+                    }
                 }
                 fits
             });
@@ -330,6 +337,11 @@ impl Session {
             chunk.clear();
             chunk_indexes.clear();
             chunk_bytes = 0;
+        }
+        if !overflowed.is_empty()
+            && let Err(error) = dead_letter_refused(&self.shared, queue, &overflowed).await
+        {
+            tracing::warn!(queue, %error, "dead-lettering refused messages failed");
         }
         if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
             self.drop_over_limits(queue, &policy).await;
