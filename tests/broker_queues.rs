@@ -133,6 +133,54 @@ async fn restart_brings_back_unacked_as_redelivered_and_keeps_acks() {
 }
 
 #[tokio::test]
+async fn requeue_counts_survive_a_restart_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let node = Node::open(dir.path(), log_config(MB));
+        let q = &node.queues;
+        q.declare_queue("retry", durable()).await.unwrap();
+        q.enqueue("retry", batch(&["a", "b", "c"])).await.unwrap();
+        assert_eq!(q.take("retry", 2).await.unwrap().len(), 2);
+        for expected in 1..=3 {
+            q.requeue("retry", &[0]).await.unwrap();
+            let again = q.take("retry", 1).await.unwrap();
+            assert_eq!((again[0].id, again[0].returns), (0, expected));
+        }
+        q.requeue("retry", &[1]).await.unwrap();
+        q.requeue("retry", &[0]).await.unwrap();
+        // a: requeued 4 times and ready; b: requeued once and ready; no flush, no close.
+    }
+    let reopened = |dir: &std::path::Path| Node::open(dir, log_config(MB));
+    {
+        let node = reopened(dir.path());
+        let q = &node.queues;
+        let all = q.take("retry", 10).await.unwrap();
+        let counts: Vec<(u64, u32, bool)> = all
+            .iter()
+            .map(|d| (d.id, d.returns, d.redelivered))
+            .collect();
+        assert_eq!(counts, [(0, 4, true), (1, 1, true), (2, 0, false)]);
+        q.ack("retry", &[1]).await.unwrap();
+        // Enough requeues of `a` to compact the journal; c stays unacked at the next stop.
+        for _ in 0..3000 {
+            q.requeue("retry", &[0]).await.unwrap();
+            assert_eq!(q.take("retry", 1).await.unwrap()[0].id, 0);
+        }
+        q.requeue("retry", &[0]).await.unwrap();
+    }
+    let node = reopened(dir.path());
+    let journal = journal_path(&node.journal_dir(), "retry");
+    let journal_len = std::fs::metadata(journal).unwrap().len();
+    assert!(
+        journal_len < 13 * 4096,
+        "the journal was compacted: {journal_len} bytes"
+    );
+    let all = node.queues.take("retry", 10).await.unwrap();
+    let counts: Vec<(u64, u32)> = all.iter().map(|d| (d.id, d.returns)).collect();
+    assert_eq!(counts, [(0, 3005), (2, 0)], "b was acked; a kept its count");
+}
+
+#[tokio::test]
 async fn transient_queues_are_gone_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -532,6 +580,11 @@ async fn a_priority_queue_orders_by_priority_counts_bytes_and_recovers_its_index
     let rest = q.take("prio", 10).await.unwrap();
     let order: Vec<String> = summary(&rest).into_iter().map(|(v, _, _)| v).collect();
     assert_eq!(order, ["mid", "mid2", "one", "low"]);
+    assert_eq!(
+        rest.iter().map(|d| d.returns).collect::<Vec<_>>(),
+        [1, 0, 0, 0],
+        "the requeue count of mid survived the restart"
+    );
     q.requeue("prio", &[4, 0]).await.unwrap();
     assert_eq!(q.purge_queue("prio").await.unwrap(), 2);
     assert_eq!(q.depth("prio").unwrap().ready_bytes, 0);

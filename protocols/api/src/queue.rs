@@ -1,9 +1,10 @@
 //! Queues on the log (AMQP classic queues, RocketMQ retry and dead-letter queues).
 //!
 //! A queue is a one-partition log plus a delivery cursor, the set of delivered-but-unacked
-//! offsets and the offsets put back for redelivery. Acks and requeues go to a journal, so after a
-//! restart every unacked message is ready again, flagged redelivered. Delivery ids are the
-//! record offsets in the queue's log; frontends map their own tags (per channel) onto them.
+//! offsets and the offsets put back for redelivery. Acks and requeues (with each message's
+//! requeue count) go to a journal, so after a restart every unacked message is ready again,
+//! flagged redelivered, with the count it had. Delivery ids are the record offsets in the
+//! queue's log; frontends map their own tags (per channel) onto them.
 //! Records in a queue log are stored in uncompressed batches.
 //!
 //! A queue declared with `max_priority` delivers its ready messages highest priority first
@@ -58,7 +59,8 @@ pub struct Delivery {
     pub record: Record,
     /// Delivered before (requeued, or unacked at a restart).
     pub redelivered: bool,
-    /// How often it was requeued before this delivery (kept in memory: 0 after a restart).
+    /// How often it was requeued before this delivery (journaled: kept across a restart; a
+    /// delivery cut short by the restart itself is not counted).
     pub returns: u32,
 }
 

@@ -301,13 +301,30 @@ impl QueueHandle {
             .journal
             .append(ops)
             .map_err(journal_io("write the ack journal"))?;
-        if self.journal.wants_compaction(&state.settled)
-            && let Err(err) = self.journal.compact(&state.settled, state.delivered_up_to)
+        self.compact_if_grown(&state);
+        let floor = state.floor(self.log.log_start_offset());
+        drop(state);
+        self.sync_as_policy_asks(seq)?;
+        self.trim_to(floor, false)?;
+        self.publish_depth();
+        Ok(())
+    }
+
+    /// Compacts the journal once it has grown well past a snapshot (the caller holds `state`).
+    fn compact_if_grown(&self, state: &QueueState) {
+        if self
+            .journal
+            .wants_compaction(&state.settled, state.returns.len())
+            && let Err(err) =
+                self.journal
+                    .compact(&state.settled, state.delivered_up_to, &state.returns)
         {
             tracing::warn!(queue = %self.name, error = %err, "ack journal compaction failed");
         }
-        let floor = state.floor(self.log.log_start_offset());
-        drop(state);
+    }
+
+    /// fsyncs the journal up to `seq` when the queue's durability policy asks for it now.
+    fn sync_as_policy_asks(&self, seq: u64) -> EngineResult<()> {
         let sync_now = match self.durability {
             Durability::Always => true,
             Durability::Interval(every) => self.last_sync.lock().elapsed() >= every,
@@ -319,16 +336,29 @@ impl QueueHandle {
                 .map_err(journal_io("fsync the ack journal"))?;
             *self.last_sync.lock() = Instant::now();
         }
-        self.trim_to(floor, false)?;
-        self.publish_depth();
         Ok(())
     }
 
+    /// Puts deliveries back and journals their new requeue counts (made as durable as acks
+    /// are). A count that cannot be journaled is logged, not failed: the requeue itself has
+    /// happened, and losing the count only lowers a delivery count after a crash.
     pub(crate) fn requeue(&self, ids: &[u64]) -> EngineResult<()> {
         let mut state = self.state.lock();
         self.check_live()?;
-        state.requeue(ids)?;
+        let ops = state.requeue(ids)?;
+        let written = self.journal.append(&ops);
+        self.compact_if_grown(&state);
         drop(state);
+        match written.map_err(journal_io("write the ack journal")) {
+            Ok(seq) => {
+                if let Err(error) = self.sync_as_policy_asks(seq) {
+                    tracing::warn!(queue = %self.name, %error, "cannot fsync requeue counts");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(queue = %self.name, %error, "cannot journal requeue counts");
+            }
+        }
         self.ready.notify(usize::MAX);
         self.publish_depth();
         Ok(())

@@ -8,6 +8,9 @@
 //! op 2 AckRangeFrom   first offset of a settled range; always followed by
 //! op 3 AckRangeTo     the range's end (exclusive); the pair is written by one `write`
 //! op 4 DeliveredUpTo  the highest offset ever handed to a consumer
+//! op 5 ReturnsOf      an offset requeued again; always followed by
+//! op 6 ReturnsCount   how often it has been requeued in all (in the offset field); the pair
+//!                     is written by one `write`, and the last pair of an offset counts
 //! ```
 //!
 //! Replay stops at the first entry that is short, fails its CRC, has an unknown op or is an
@@ -16,14 +19,15 @@
 //! Dropping it is safe: a lost ack only means a redelivery, never a lost message.
 //!
 //! Compaction: once the file holds more than [`COMPACT_MIN_ENTRIES`] entries and four times
-//! what a snapshot needs, it is rewritten as a snapshot (one range pair per settled range, then
-//! DeliveredUpTo) into `<file>.tmp`, which is fsynced and renamed over the journal; the
+//! what a snapshot needs, it is rewritten as a snapshot (one range pair per settled range,
+//! DeliveredUpTo, then one returns pair per unsettled requeued offset) into `<file>.tmp`, which is fsynced and renamed over the journal; the
 //! directory is fsynced after the rename.
 //!
 //! Durability: [`AckJournal::sync_to`] is a group commit: callers pass the sequence number of
 //! their write, the first to take the sync lock fsyncs everything written so far, and the ones
 //! waiting behind it find their write already covered and return without another fsync.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +46,8 @@ const OP_ACK: u8 = 1;
 const OP_RANGE_FROM: u8 = 2;
 const OP_RANGE_TO: u8 = 3;
 const OP_DELIVERED_UP_TO: u8 = 4;
+const OP_RETURNS_OF: u8 = 5;
+const OP_RETURNS_COUNT: u8 = 6;
 
 /// One journal record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +59,11 @@ pub(crate) enum JournalOp {
         to: i64,
     },
     DeliveredUpTo(i64),
+    /// `offset` has been requeued `count` times; encoded as two entries.
+    Returns {
+        offset: i64,
+        count: u32,
+    },
 }
 
 fn encode_entry(out: &mut Vec<u8>, op: u8, offset: i64) {
@@ -73,6 +84,10 @@ fn encode_ops(ops: &[JournalOp]) -> Vec<u8> {
                 encode_entry(&mut out, OP_RANGE_TO, to);
             }
             JournalOp::DeliveredUpTo(offset) => encode_entry(&mut out, OP_DELIVERED_UP_TO, offset),
+            JournalOp::Returns { offset, count } => {
+                encode_entry(&mut out, OP_RETURNS_OF, offset);
+                encode_entry(&mut out, OP_RETURNS_COUNT, i64::from(count));
+            }
         }
     }
     out
@@ -95,6 +110,8 @@ pub(crate) struct Replayed {
     pub(crate) settled: SettledSet,
     /// Highest offset ever handed out; -1 if none.
     pub(crate) delivered_up_to: i64,
+    /// How often each unsettled offset was requeued (settled ones left out).
+    pub(crate) returns: HashMap<i64, u32>,
     /// Good entries in the file.
     pub(crate) entries: u64,
     /// Bytes cut from a torn or damaged tail.
@@ -114,6 +131,18 @@ fn replay_bytes(data: &[u8]) -> (Replayed, usize) {
             Some((OP_DELIVERED_UP_TO, offset)) => {
                 replayed.delivered_up_to = replayed.delivered_up_to.max(offset);
             }
+            Some((OP_RETURNS_OF, offset)) => {
+                let next = data.get(pos + ENTRY_LEN..pos + 2 * ENTRY_LEN);
+                match next.and_then(decode_entry) {
+                    Some((OP_RETURNS_COUNT, count)) => {
+                        let count = u32::try_from(count).unwrap_or(u32::MAX);
+                        replayed.returns.insert(offset, count);
+                        replayed.entries += 1;
+                        pos += ENTRY_LEN;
+                    }
+                    _ => break,
+                }
+            }
             Some((OP_RANGE_FROM, from)) => {
                 let next = data.get(pos + ENTRY_LEN..pos + 2 * ENTRY_LEN);
                 match next.and_then(decode_entry) {
@@ -130,6 +159,10 @@ fn replay_bytes(data: &[u8]) -> (Replayed, usize) {
         replayed.entries += 1;
         pos += ENTRY_LEN;
     }
+    let settled = &replayed.settled;
+    replayed
+        .returns
+        .retain(|offset, _| !settled.contains(*offset));
     replayed.dropped_bytes = (data.len() - pos) as u64;
     (replayed, pos)
 }
@@ -253,9 +286,10 @@ impl AckJournal {
         self.sync_to(seq)
     }
 
-    /// Whether the file has grown well past what a snapshot of `settled` would need.
-    pub(crate) fn wants_compaction(&self, settled: &SettledSet) -> bool {
-        let snapshot_entries = settled.range_count() as u64 * 2 + 1;
+    /// Whether the file has grown well past what a snapshot of `settled` and `returned`
+    /// requeued offsets would need.
+    pub(crate) fn wants_compaction(&self, settled: &SettledSet, returned: usize) -> bool {
+        let snapshot_entries = (settled.range_count() + returned) as u64 * 2 + 1;
         let entries = self.file.lock().entries;
         entries > COMPACT_MIN_ENTRIES && entries > snapshot_entries.saturating_mul(4)
     }
@@ -263,7 +297,12 @@ impl AckJournal {
     /// Rewrites the journal as a snapshot of the given state (temp file, fsync, rename).
     /// The caller holds the queue's state lock, so no entry is appended meanwhile that the
     /// snapshot would miss.
-    pub(crate) fn compact(&self, settled: &SettledSet, delivered_up_to: i64) -> io::Result<()> {
+    pub(crate) fn compact(
+        &self,
+        settled: &SettledSet,
+        delivered_up_to: i64,
+        returns: &HashMap<i64, u32>,
+    ) -> io::Result<()> {
         let mut ops: Vec<JournalOp> = settled
             .ranges()
             .map(|(from, to)| JournalOp::AckRange { from, to })
@@ -271,6 +310,11 @@ impl AckJournal {
         if delivered_up_to >= 0 {
             ops.push(JournalOp::DeliveredUpTo(delivered_up_to));
         }
+        ops.extend(
+            returns
+                .iter()
+                .map(|(&offset, &count)| JournalOp::Returns { offset, count }),
+        );
         let bytes = encode_ops(&ops);
         let mut inner = self.file.lock();
         let temp = self.path.with_extension("acks.tmp");
@@ -360,6 +404,44 @@ mod tests {
     }
 
     #[test]
+    fn requeue_counts_replay_to_the_last_pair_of_unsettled_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.acks");
+        let journal = AckJournal::create(&path).unwrap();
+        journal
+            .append(&[
+                JournalOp::Returns {
+                    offset: 4,
+                    count: 1,
+                },
+                JournalOp::Returns {
+                    offset: 7,
+                    count: 1,
+                },
+                JournalOp::Returns {
+                    offset: 4,
+                    count: 2,
+                },
+                JournalOp::Ack(7),
+            ])
+            .unwrap();
+        drop(journal);
+        let (journal, replayed) = AckJournal::open(&path).unwrap();
+        assert_eq!(replayed.returns, HashMap::from([(4, 2)]));
+        assert_eq!(replayed.entries, 7);
+        drop(journal);
+        // Half a returns pair is a torn tail like half a range pair.
+        let mut tail = Vec::new();
+        encode_entry(&mut tail, OP_RETURNS_OF, 4);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&tail).unwrap();
+        drop(file);
+        let (_, replayed) = AckJournal::open(&path).unwrap();
+        assert_eq!(replayed.returns, HashMap::from([(4, 2)]));
+        assert_eq!(replayed.dropped_bytes, ENTRY_LEN as u64);
+    }
+
+    #[test]
     fn a_torn_tail_and_an_unpaired_range_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.acks");
@@ -423,9 +505,10 @@ mod tests {
             }
         }
         journal.append(&acks).unwrap();
-        assert!(journal.wants_compaction(&settled));
-        journal.compact(&settled, 4999).unwrap();
-        assert_eq!(journal.entries(), 5 * 2 + 1);
+        assert!(journal.wants_compaction(&settled, 1));
+        let returns = HashMap::from([(999, 3)]);
+        journal.compact(&settled, 4999, &returns).unwrap();
+        assert_eq!(journal.entries(), 5 * 2 + 1 + 2);
         journal.append(&[JournalOp::Ack(999)]).unwrap();
         journal.sync().unwrap();
         drop(journal);
@@ -433,6 +516,10 @@ mod tests {
         settled.insert(999);
         assert_eq!(replayed.settled, settled);
         assert_eq!(replayed.delivered_up_to, 4999);
+        assert!(
+            replayed.returns.is_empty(),
+            "999 was acked after the snapshot"
+        );
         assert!(!path.with_extension("acks.tmp").exists());
     }
 

@@ -13,8 +13,8 @@
 //! `queues/state.rs`), and for priority or byte-counting queues an index of the ready messages
 //! (`queues/ready.rs`), rebuilt from the log at open. Delivery ids are log offsets.
 //!
-//! Journal durability follows the queue's policy: `always` fsyncs the journal before `ack` or
-//! `purge` returns (concurrent acks share one fsync); `interval:<ms>` fsyncs on an ack that
+//! Journal durability follows the queue's policy: `always` fsyncs the journal before `ack`,
+//! `purge` or `requeue` returns (concurrent acks share one fsync); `interval:<ms>` fsyncs on an ack that
 //! comes at least that long after the last fsync; `never` leaves it to [`Queues::flush`]. The
 //! DeliveredUpTo entry written by `take` is never waited for: losing it only loses the
 //! `redelivered` flag of messages handed out just before a crash.
@@ -23,7 +23,8 @@
 //! - A message is never lost by the queue: the log start only moves to the ack floor (the
 //!   lowest unsettled offset), and a lost journal entry only causes a redelivery.
 //! - After a restart, every message not settled is ready again; those handed out before the
-//!   restart (below the journaled DeliveredUpTo) are flagged `redelivered`.
+//!   restart (below the journaled DeliveredUpTo) are flagged `redelivered`, and each keeps its
+//!   journaled requeue count (`Delivery::returns`).
 //! - Transient (non-durable) queues are removed with their logs and journals at open.
 //! - The metadata store is the authority: a `queue:` log or journal with no queue row (left by
 //!   a crash during delete) is removed at open.
@@ -202,6 +203,7 @@ impl Inner {
         let delivered_up_to = if fresh { -1 } else { replayed.delivered_up_to };
         let mut state =
             QueueState::recovered(replayed.settled, delivered_up_to, log.log_start_offset());
+        state.returns = replayed.returns;
         let indexed = record.max_priority.is_some() || record.count_bytes;
         if indexed {
             state.index = Some(ReadyIndex::new(record.max_priority.unwrap_or(0)));

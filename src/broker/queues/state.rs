@@ -32,8 +32,9 @@ pub(crate) struct QueueState {
     pub(crate) delivered_up_to: i64,
     /// The ready messages of an indexed queue.
     pub(crate) index: Option<ReadyIndex>,
-    /// How often each unsettled message was requeued (in memory only).
-    returns: HashMap<i64, u32>,
+    /// How often each unsettled message was requeued (journaled by `requeue`, replayed at
+    /// start, so a quorum queue's delivery count survives a restart).
+    pub(crate) returns: HashMap<i64, u32>,
 }
 
 /// What a `take` did.
@@ -201,7 +202,10 @@ impl QueueState {
                 self.cursor = stored.offset + 1;
                 self.unacked.insert(stored.offset);
                 let redelivered = stored.offset < self.redeliver_below;
-                taken.deliveries.push(delivery(stored, redelivered, 0));
+                let returns = self.returns_of(stored.offset);
+                taken
+                    .deliveries
+                    .push(delivery(stored, redelivered, returns));
             }
             if self.cursor == before && taken.stopped_at.is_none() {
                 // The log returned nothing at the cursor; stop rather than spin.
@@ -295,12 +299,19 @@ impl QueueState {
         Ok(offsets.into_iter().map(JournalOp::Ack).collect())
     }
 
-    /// Puts deliveries back at the front; all or none.
-    pub(crate) fn requeue(&mut self, ids: &[u64]) -> EngineResult<()> {
+    /// Puts deliveries back at the front; all or none. Returns the journal entries (their new
+    /// requeue counts) to write.
+    pub(crate) fn requeue(&mut self, ids: &[u64]) -> EngineResult<Vec<JournalOp>> {
         let offsets = self.outstanding(ids)?;
+        let mut ops = Vec::with_capacity(offsets.len());
         for offset in offsets {
             self.unacked.remove(&offset);
-            *self.returns.entry(offset).or_default() += 1;
+            let count = self.returns.entry(offset).or_default();
+            *count = count.saturating_add(1);
+            ops.push(JournalOp::Returns {
+                offset,
+                count: *count,
+            });
             match &mut self.index {
                 Some(index) => index.put_back(offset),
                 None => {
@@ -308,7 +319,7 @@ impl QueueState {
                 }
             }
         }
-        Ok(())
+        Ok(ops)
     }
 
     /// Settles every ready message; returns how many and the journal entries to write.
@@ -474,7 +485,13 @@ mod tests {
             state.ack(&[2, 2]),
             Err(EngineError::UnknownDelivery(2))
         ));
-        state.requeue(&[3]).unwrap();
+        assert_eq!(
+            state.requeue(&[3]).unwrap(),
+            vec![JournalOp::Returns {
+                offset: 3,
+                count: 1
+            }]
+        );
         assert_eq!(
             state.depth(10),
             QueueDepth {
