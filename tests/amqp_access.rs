@@ -1,7 +1,8 @@
 //! AMQP access control and resource alarms end to end: the real `tributary` binary, users,
 //! vhosts and permissions made with its own commands, and lapin as the client. Covers logins
 //! (PLAIN, AMQPLAIN, wrong password), vhost refusal, RabbitMQ's 403 texts for refused
-//! operations, per-vhost queues across SIGKILL, and connection.blocked / unblocked.
+//! operations, per-vhost queues across SIGKILL, direct reply-to kept within its vhost, and
+//! connection.blocked / unblocked.
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -255,6 +256,108 @@ async fn queues_of_the_same_name_are_distinct_per_vhost_and_durable() {
         }
         assert_eq!(bodies, expected, "vhost {vhost}");
     }
+}
+
+/// Direct reply-to works in any vhost, and a reply token is only known in its own vhost: a
+/// reply published to it from another vhost is unroutable there (returned, as mandatory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_reply_to_works_per_vhost_and_replies_stay_in_theirs() {
+    let mut broker = TestBroker::start_prepared(&[], |root| {
+        for vhost in ["a", "b"] {
+            cli(root, &["vhost", "add", vhost]);
+            cli(
+                root,
+                &["permissions", "set", vhost, "guest", ".*", ".*", ".*"],
+            );
+        }
+    });
+    let addr = broker.addr("amqp");
+    let client = connect(addr, "guest:guest", "a").await;
+    let server = connect(addr, "guest:guest", "a").await;
+    let server_channel = server.create_channel().await.expect("channel");
+    declare(&server_channel, "rpc", false).await;
+    let mut requests = server_channel
+        .basic_consume(
+            "rpc".into(),
+            "server".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume requests");
+    let channel = client.create_channel().await.expect("channel");
+    let mut replies = channel
+        .basic_consume(
+            "amq.rabbitmq.reply-to".into(),
+            "replies".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume amq.rabbitmq.reply-to in vhost a");
+    channel
+        .basic_publish(
+            "".into(),
+            "rpc".into(),
+            BasicPublishOptions::default(),
+            b"ping",
+            BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into()),
+        )
+        .await
+        .expect("request");
+    let request = next(&mut requests).await;
+    let reply_to = request
+        .properties
+        .reply_to()
+        .clone()
+        .expect("reply_to rewritten")
+        .to_string();
+    assert!(reply_to.starts_with("amq.rabbitmq.reply-to."), "{reply_to}");
+
+    // The same reply name published from vhost b reaches nobody: returned to its publisher.
+    let intruder = connect(addr, "guest:guest", "b").await;
+    let intruder_channel = confirm_channel(&intruder).await;
+    let stray = intruder_channel
+        .basic_publish(
+            "".into(),
+            reply_to.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"from b",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish in b")
+        .await
+        .expect("confirm in b");
+    let Confirmation::Ack(Some(returned)) = stray else {
+        panic!("the stray reply was not returned: {stray:?}");
+    };
+    assert_eq!(returned.data, b"from b");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), replies.next()).await;
+    assert!(
+        quiet.is_err(),
+        "a reply from vhost b reached a requester in a"
+    );
+
+    // The reply from its own vhost arrives.
+    server_channel
+        .basic_publish(
+            "".into(),
+            reply_to.as_str().into(),
+            BasicPublishOptions::default(),
+            b"pong",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("reply");
+    request.ack(BasicAckOptions::default()).await.expect("ack");
+    assert_eq!(next(&mut replies).await.data, b"pong");
 }
 
 fn alarm_config(root: &Path, disk_free_limit: u64) {

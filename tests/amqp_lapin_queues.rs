@@ -1,6 +1,7 @@
 //! AMQP queue types and queue arguments through lapin against the real binary: priority queues
-//! (order, clamping, requeue, SIGKILL survival), `x-expires`, `x-max-length-bytes`, quorum
-//! queues with `x-delivery-limit`, and streams read with `x-stream-offset` (first, numeric,
+//! (order, clamping, requeue, SIGKILL survival), `x-expires`, `x-max-length-bytes`,
+//! `x-overflow=reject-publish-dlx`, quorum queues with `x-delivery-limit` (counts kept across
+//! SIGKILL), and streams read with `x-stream-offset` (first, numeric,
 //! timestamp, next) and through Kafka.
 
 #[path = "support/broker.rs"]
@@ -308,6 +309,127 @@ async fn x_max_length_bytes_drops_the_head_or_rejects_the_publish() {
     );
 }
 
+/// The text of a long-string header or of a long-string field of a table.
+fn long_text(value: Option<&AMQPValue>) -> Option<String> {
+    match value? {
+        AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_publish_dlx_nacks_and_dead_letters_the_refused_message() {
+    let mut broker = TestBroker::start();
+    let connection = connect(&mut broker).await;
+    let channel = confirm_channel(&connection).await;
+    declare_with(&channel, "full-dead", false, FieldTable::default()).await;
+    declare_with(
+        &channel,
+        "full",
+        false,
+        args(&[
+            ("x-max-length", AMQPValue::LongInt(1)),
+            ("x-overflow", text("reject-publish-dlx")),
+            ("x-dead-letter-exchange", text("")),
+            ("x-dead-letter-routing-key", text("full-dead")),
+        ]),
+    )
+    .await;
+    let kept = publish(&channel, "", "full", b"kept", BasicProperties::default()).await;
+    assert_eq!(kept, Confirmation::Ack(None));
+    let refused = publish(
+        &channel,
+        "",
+        "full",
+        b"refused",
+        BasicProperties::default().with_expiration("60000".into()),
+    )
+    .await;
+    assert!(
+        matches!(refused, Confirmation::Nack(_)),
+        "the publisher is told: {refused:?}"
+    );
+    assert_eq!(
+        get_body(&channel, "full").await.map(|m| m.0),
+        Some(b"kept".to_vec())
+    );
+    assert!(
+        get(&channel, "full").await.is_none(),
+        "the refused message was not stored"
+    );
+
+    let dead = get(&channel, "full-dead")
+        .await
+        .expect("the refused message was dead-lettered");
+    assert_eq!(dead.delivery.data, b"refused");
+    assert_eq!(dead.delivery.routing_key.as_str(), "full-dead");
+    assert_eq!(
+        dead.delivery.properties.expiration(),
+        &None,
+        "expiration removed, as on any dead-lettering"
+    );
+    for (name, value) in [
+        ("x-first-death-reason", "maxlen"),
+        ("x-first-death-queue", "full"),
+        ("x-first-death-exchange", ""),
+    ] {
+        assert_eq!(
+            long_text(header(&dead.delivery, name)).as_deref(),
+            Some(value),
+            "{name}"
+        );
+    }
+    let Some(AMQPValue::FieldArray(deaths)) = header(&dead.delivery, "x-death") else {
+        panic!("no x-death array");
+    };
+    let [AMQPValue::FieldTable(death)] = deaths.as_slice() else {
+        panic!("one x-death entry: {deaths:?}");
+    };
+    let field = |key: &str| death.inner().get(&ShortString::from(key));
+    assert_eq!(long_text(field("reason")).as_deref(), Some("maxlen"));
+    assert_eq!(long_text(field("queue")).as_deref(), Some("full"));
+    assert_eq!(long_text(field("exchange")).as_deref(), Some(""));
+    assert_eq!(
+        long_text(field("original-expiration")).as_deref(),
+        Some("60000")
+    );
+    assert_eq!(field("count"), Some(&AMQPValue::LongLongInt(1)));
+    assert!(matches!(field("time"), Some(AMQPValue::Timestamp(_))));
+    let Some(AMQPValue::FieldArray(keys)) = field("routing-keys") else {
+        panic!("no routing-keys");
+    };
+    assert_eq!(keys.as_slice(), [text("full")]);
+
+    // A quorum queue does not take reject-publish-dlx (RabbitMQ 3.10 falls back to drop-head).
+    declare_with(
+        &channel,
+        "full-quorum",
+        true,
+        args(&[
+            ("x-queue-type", text("quorum")),
+            ("x-max-length", AMQPValue::LongInt(1)),
+            ("x-overflow", text("reject-publish-dlx")),
+        ]),
+    )
+    .await;
+    for body in [&b"old"[..], b"new"] {
+        let outcome = publish(
+            &channel,
+            "",
+            "full-quorum",
+            body,
+            BasicProperties::default(),
+        )
+        .await;
+        assert_eq!(outcome, Confirmation::Ack(None));
+    }
+    assert_eq!(
+        get_body(&channel, "full-quorum").await.map(|m| m.0),
+        Some(b"new".to_vec()),
+        "the head was dropped"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_queue_counts_deliveries_and_dead_letters_past_the_limit() {
     let mut broker = TestBroker::start();
@@ -407,6 +529,81 @@ async fn quorum_queue_counts_deliveries_and_dead_letters_past_the_limit() {
     };
     assert_eq!(String::from_utf8_lossy(reason.as_bytes()), "delivery_limit");
     assert!(get(&channel, "work").await.is_none());
+}
+
+/// A quorum queue's `x-delivery-count` is journaled with the requeue: after a SIGKILL the
+/// message keeps its count, and the delivery limit counts on from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_delivery_counts_survive_sigkill() {
+    let mut broker = TestBroker::start();
+    let declare_counted = |channel: lapin::Channel| async move {
+        declare_with(&channel, "counted-dlq", true, FieldTable::default()).await;
+        declare_with(
+            &channel,
+            "counted",
+            true,
+            args(&[
+                ("x-queue-type", text("quorum")),
+                ("x-delivery-limit", AMQPValue::LongInt(3)),
+                ("x-dead-letter-exchange", text("")),
+                ("x-dead-letter-routing-key", text("counted-dlq")),
+            ]),
+        )
+        .await;
+        channel
+    };
+    let requeue = |delivery: lapin::message::Delivery| async move {
+        delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .expect("nack requeue");
+    };
+    let count_of =
+        |delivery: &lapin::message::Delivery| header(delivery, "x-delivery-count").cloned();
+    {
+        let connection = connect(&mut broker).await;
+        let channel = declare_counted(confirm_channel(&connection).await).await;
+        let persistent = BasicProperties::default().with_delivery_mode(2);
+        publish(&channel, "", "counted", b"flaky", persistent).await;
+        let mut counts = Vec::new();
+        for _ in 0..2 {
+            let got = get(&channel, "counted").await.expect("the message");
+            counts.push(count_of(&got.delivery));
+            requeue(got.delivery).await;
+        }
+        assert_eq!(counts, [None, Some(AMQPValue::LongLongInt(1))]);
+        // A round trip on the channel makes sure the second nack was applied before the kill.
+        declare_counted(channel).await;
+        broker.kill_and_restart();
+    }
+    let connection = connect(&mut broker).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let got = get(&channel, "counted")
+        .await
+        .expect("the message after the restart");
+    assert_eq!(
+        count_of(&got.delivery),
+        Some(AMQPValue::LongLongInt(2)),
+        "requeued twice before the SIGKILL"
+    );
+    assert!(got.delivery.redelivered);
+    requeue(got.delivery).await;
+    let got = get(&channel, "counted")
+        .await
+        .expect("within the limit of 3");
+    assert_eq!(count_of(&got.delivery), Some(AMQPValue::LongLongInt(3)));
+    requeue(got.delivery).await;
+    // The fourth requeue is over the limit: dead-lettered when it next reaches the head.
+    assert!(get(&channel, "counted").await.is_none(), "over the limit");
+    let dead = get(&channel, "counted-dlq").await.expect("dead-lettered");
+    assert_eq!(dead.delivery.data, b"flaky");
+    assert_eq!(
+        long_text(header(&dead.delivery, "x-first-death-reason")).as_deref(),
+        Some("delivery_limit")
+    );
 }
 
 fn now_seconds() -> u64 {
