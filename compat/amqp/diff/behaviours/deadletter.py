@@ -112,6 +112,12 @@ def _(ctx):
     return automatic_deaths(ctx, {"x-max-length": 1}, [(b"first", {}), (b"second", {})], 2)
 
 
+@behaviour("deadletter", "dlx-reject-publish-dlx")
+def _(ctx):
+    return automatic_deaths(ctx, {"x-max-length": 1, "x-overflow": "reject-publish-dlx"},
+                            [(b"kept", {}), (b"refused", {"expiration": "60000"})], 2)
+
+
 @behaviour("deadletter", "dlx-routing-key-override")
 def _(ctx):
     ch = ctx.channel()

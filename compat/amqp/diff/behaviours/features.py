@@ -76,6 +76,59 @@ def _(ctx):
     return len(got)
 
 
+@behaviour("features", "qos-global-and-per-consumer")
+def _(ctx):
+    ch = ctx.channel()
+    got = {}
+    ch.basic_qos(prefetch_count=2)
+    ch.basic_qos(prefetch_count=3, global_qos=True)
+    for queue in ["a", "b"]:
+        ch.queue_declare(ctx.name(queue))
+        for body in "12345":
+            ch.basic_publish("", ctx.name(queue), body.encode())
+        got[queue] = []
+        ch.basic_consume(ctx.name(queue), lambda c, m, p, b, q=queue: got[q].append(m.delivery_tag))
+    pump(ch.connection, 0.5)
+    first = sorted(len(tags) for tags in got.values())
+    ch.basic_ack(max(got["a"] + got["b"]), multiple=True)
+    pump(ch.connection, 0.5)
+    total = sum(len(tags) for tags in got.values())
+    ch.basic_qos(prefetch_count=0, global_qos=True)
+    pump(ch.connection, 0.5)
+    # Each consumer holds at most 2 unacked once the channel limit is gone.
+    lifted = sum(len(tags) for tags in got.values()) - total
+    for queue in ["a", "b"]:
+        ch.queue_delete(ctx.name(queue))
+    return [sum(first), max(first) <= 2, total, lifted]
+
+
+@behaviour("features", "qos-global-quorum-consumer")
+def _(ctx):
+    setup = ctx.channel()
+    setup.queue_declare(ctx.name("q"), durable=True, arguments={"x-queue-type": "quorum"})
+    ch = ctx.channel()
+    ch.basic_qos(prefetch_count=2, global_qos=True)
+    out = attempt(lambda: ch.basic_consume(ctx.name("q"), lambda *a: None))
+    ctx.channel().queue_delete(ctx.name("q"))
+    return out
+
+
+@behaviour("features", "quorum-reject-publish-dlx")
+def _(ctx):
+    ch = ctx.channel()
+    declared = attempt(lambda: ch.queue_declare(ctx.name("q"), durable=True, arguments={
+        "x-queue-type": "quorum", "x-max-length": 1, "x-overflow": "reject-publish-dlx"}))
+    if not declared.startswith("ok"):
+        return declared
+    ch.confirm_delivery()
+    confirms = [attempt(lambda b=body: ch.basic_publish("", ctx.name("q"), b))
+                for body in [b"old", b"new"]]
+    settle()
+    out = [declared, confirms, get_bodies(ch, ctx.name("q"))]
+    ch.queue_delete(ctx.name("q"))
+    return out
+
+
 @behaviour("features", "quorum-queue-delivery-count")
 def _(ctx):
     ch = ctx.channel()
