@@ -10,8 +10,9 @@
 //! PULL_NOT_FOUND. A read of up to `maxMsgBytes` in which the filter selects nothing, short of
 //! the high watermark, answers PULL_RETRY_IMMEDIATELY with the offset after it, as RocketMQ
 //! answers NO_MATCHED_MESSAGE: a pull's time stays bounded however long a run of unselected
-//! messages is (an unbounded scan outlived the client's pull timeout, and the client then asked
-//! again from the same offset). `nextBeginOffset`, `minOffset` and `maxOffset` are always set.
+//! messages is (an unbounded scan could outlive the client's pull timeout, and the client then
+//! asks again from the same offset). `nextBeginOffset`, `minOffset` and `maxOffset` are always
+//! set.
 //! FLAG_COMMIT_OFFSET records `commitOffset` for the group, stored within a second
 //! ([`crate::pull_commits`]).
 //!
