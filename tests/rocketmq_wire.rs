@@ -1211,3 +1211,65 @@ fn offsets_committed_by_pulls_read_back_at_once_and_are_stored_within_a_second()
     assert_eq!(call(&mut conn, 14, 10, group, b"").field("offset"), "1");
     broker.terminate();
 }
+
+#[test]
+fn a_read_the_filter_selects_nothing_of_answers_retry_immediately_from_after_it() {
+    let mut broker = TestBroker::start();
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    let filler = vec![b'x'; 1024];
+    for n in 0..8 {
+        let sent = call(
+            &mut conn,
+            10,
+            1 + n,
+            cpp_send("SkipWire", 1, "TAGS\u{1}A\u{2}", "0"),
+            &filler,
+        );
+        assert_eq!(sent.code(), 0, "{}", sent.header);
+    }
+    let wanted = call(
+        &mut conn,
+        10,
+        9,
+        cpp_send("SkipWire", 1, "TAGS\u{1}B\u{2}", "0"),
+        b"wanted",
+    );
+    assert_eq!(wanted.code(), 0, "{}", wanted.header);
+    // Reads of 2 KiB cover two or three messages: each unselected read answers at once (no
+    // suspension, despite FLAG_SUSPEND) with the offset after it, until B is reached.
+    let started = Instant::now();
+    let (mut offset, mut answers) = (0i64, Vec::new());
+    let found = loop {
+        let mut pull = cpp_pull("SkipWire", 1, offset, "B", 5_000);
+        pull["maxMsgBytes"] = json!("2048");
+        let pulled = call(&mut conn, 11, 100 + answers.len() as i32, pull, b"");
+        answers.push(pulled.code());
+        let next: i64 = pulled.field("nextBeginOffset").parse().unwrap();
+        if pulled.code() != 20 {
+            break pulled;
+        }
+        assert!(
+            next > offset && next <= 8,
+            "advances within the unselected run: {}",
+            pulled.header
+        );
+        assert!(answers.len() < 9, "at most one answer per message");
+        offset = next;
+    };
+    assert_eq!(
+        answers[0], 20,
+        "the first read selects nothing: {answers:?}"
+    );
+    assert_eq!(found.code(), 0, "{}", found.header);
+    assert_eq!(found.field("nextBeginOffset"), "9");
+    let bodies: Vec<Vec<u8>> = parse_stored(&found.body)
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, [b"wanted".to_vec()]);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "no answer waited for the suspend timeout"
+    );
+    broker.terminate();
+}

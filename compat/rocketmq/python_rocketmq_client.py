@@ -16,6 +16,10 @@ The plan (the same in node/ali_ons_client.js), one RESULT line per scenario for 
   retry    on a third topic, the consumer fails a message's first delivery (the callback
            raises): the client sends it back and it is delivered once more, with reconsume
            times 1, no earlier than RETRY_SECONDS later (level 3, the first retry level)
+  broadcast on a fourth topic, two BROADCASTING members of one group (distinct instance
+           names): once both receive probes from every queue (a new member starts each queue
+           at its end), BROADCAST_BATCH messages sent over all QUEUES queues reach each member,
+           each exactly once
 
 A scenario after a failed one is reported FAIL ("skipped: ..."). Every wait has a deadline.
 """
@@ -26,10 +30,10 @@ import threading
 import time
 import traceback
 
-from rocketmq.client import Message, Producer, PushConsumer, SendStatus
+from rocketmq.client import Message, MessageModel, Producer, PushConsumer, SendStatus
 
 CLIENT = "python-rocketmq"
-SCENARIOS = ("send", "consume", "resume", "delay", "retry")
+SCENARIOS = ("send", "consume", "resume", "delay", "retry", "broadcast")
 TAGS = ("TagA", "TagB", "TagC")
 SUBSCRIPTION = "TagA || TagC"
 MATCHING = {"TagA", "TagC"}
@@ -47,6 +51,9 @@ QUIET_AFTER_S = 3.0
 # How late after its level a delayed message may arrive (a suspended pull wakes within 15 s).
 DELAY_LATE_BOUND_S = 30.0
 LARGE_BODY_BYTES = 6000
+# ./run configures the broker's default queue count.
+QUEUES = 4
+BROADCAST_BATCH = 24
 
 
 def parse_args():
@@ -79,6 +86,7 @@ class Received:
     def __init__(self, fail_first_delivery=False):
         self.lock = threading.Lock()
         self.messages = []  # (arrived_at_monotonic, tag, key, body, msg_id)
+        self.queue_ids = []  # the queue of each of `messages`
         self.reconsume_times = []
         self.fail_first_delivery = fail_first_delivery
 
@@ -88,10 +96,15 @@ class Received:
         key = (msg.keys or b"").decode()
         with self.lock:
             self.messages.append((arrived, tag, key, bytes(msg.body), msg.id))
+            self.queue_ids.append(msg.queue_id)
         self.reconsume_times.append(msg.reconsume_times)
         if self.fail_first_delivery and msg.reconsume_times == 0:
             # Raising is how this API asks for a later redelivery (RECONSUME_LATER).
             raise RuntimeError("compat: fail the first delivery")
+
+    def queues_with_tag(self, tag):
+        with self.lock:
+            return {q for m, q in zip(self.messages, self.queue_ids) if m[1] == tag}
 
     def snapshot(self):
         with self.lock:
@@ -110,9 +123,12 @@ class Received:
         return self.snapshot()
 
 
-def start_consumer(args, group, topic, expression, instance, fail_first_delivery=False):
+def start_consumer(
+    args, group, topic, expression, instance, fail_first_delivery=False,
+    message_model=MessageModel.CLUSTERING,
+):
     received = Received(fail_first_delivery)
-    consumer = PushConsumer(group)
+    consumer = PushConsumer(group, message_model=message_model)
     consumer.set_namesrv_addr(args.namesrv)
     # A distinct instance name makes each consumer its own client, as a new process would be.
     consumer.set_instance_name(instance)
@@ -239,12 +255,69 @@ def main():
             raise AssertionError(f"the retry came {gap:.2f}s after the failed delivery")
         return f"failed once, redelivered after {gap:.2f}s with reconsume times 1"
 
+    def broadcast():
+        topic, group = f"{args.topic}-broadcast", f"{args.group}-broadcast"
+        members = []
+        try:
+            for n in (1, 2):
+                members.append(start_consumer(
+                    args, group, topic, "*", f"broadcast-{n}",
+                    message_model=MessageModel.BROADCASTING,
+                ))
+
+            def send_to(queue, tag, key, body):
+                msg = Message(topic)
+                msg.set_tags(tag)
+                msg.set_keys(key)
+                msg.set_body(body)
+                # The default selector puts the message on queue `arg % queue count`.
+                result = producer.send_orderly(msg, queue)
+                if result.status != SendStatus.OK:
+                    raise AssertionError(f"send of {key}: {result}")
+
+            deadline = time.monotonic() + CONSUME_TIMEOUT_S
+            rounds = 0
+            while not all(r.queues_with_tag("TagP") >= set(range(QUEUES)) for _, r in members):
+                if time.monotonic() > deadline:
+                    seen = [sorted(r.queues_with_tag("TagP")) for _, r in members]
+                    raise AssertionError(f"members never received probes from every queue: {seen}")
+                for queue in range(QUEUES):
+                    send_to(queue, "TagP", f"probe-{rounds}-{queue}", f"probe {rounds} {queue}".encode())
+                rounds += 1
+                time.sleep(0.3)
+            batch = [
+                ("TagB", f"broadcast-{i}", f"{CLIENT} broadcast {i} \u00e9\u2713".encode())
+                for i in range(BROADCAST_BATCH)
+            ]
+            for i, (tag, key, body) in enumerate(batch):
+                send_to(i % QUEUES, tag, key, body)
+            got = [
+                r.wait_for(
+                    lambda got: sum(m[1] == "TagB" for m in got) >= len(batch), CONSUME_TIMEOUT_S
+                )
+                for _, r in members
+            ]
+        finally:
+            for consumer, _ in members:
+                consumer.shutdown()
+        for n, messages in enumerate(got, 1):
+            try:
+                compare(batch, [m for m in messages if m[1] == "TagB"])
+            except AssertionError as err:
+                raise AssertionError(f"member {n}: {err}") from None
+        queues = [sorted(r.queues_with_tag("TagB")) for _, r in members]
+        return (
+            f"both members got all {len(batch)} messages of queues {queues[0]} / {queues[1]} "
+            f"once (after {rounds} probe rounds)"
+        )
+
     steps = {
         "send": lambda: send(first),
         "consume": lambda: consume(first, "consume"),
         "resume": resume,
         "delay": delay,
         "retry": retry,
+        "broadcast": broadcast,
     }
     failed = None
     try:

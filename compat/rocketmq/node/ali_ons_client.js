@@ -1,7 +1,8 @@
 'use strict';
 // ali-ons 3.12 (pure-JS RocketMQ remoting client) running the compat/rocketmq scenarios against
 // Tributary. The plan is the one of ../python_rocketmq_client.py (send, consume with a tag
-// filter, resume from committed offsets, delay level 2, retry after a failed delivery); one `RESULT ali-ons <scenario>
+// filter, resume from committed offsets, delay level 2, retry after a failed delivery, two
+// broadcasting members that each get every message); one `RESULT ali-ons <scenario>
 // PASS|FAIL <detail>` line per scenario for ../run. Bodies here are binary (every byte value,
 // NULs included) and one is large enough for the client to compress it.
 
@@ -9,7 +10,7 @@ const { parseArgs } = require('node:util');
 const { Producer, Consumer, Message } = require('ali-ons');
 
 const CLIENT = 'ali-ons';
-const SCENARIOS = ['send', 'consume', 'resume', 'delay', 'retry'];
+const SCENARIOS = ['send', 'consume', 'resume', 'delay', 'retry', 'broadcast'];
 const TAGS = ['TagA', 'TagB', 'TagC'];
 const SUBSCRIPTION = 'TagA || TagC';
 const MATCHING = new Set(['TagA', 'TagC']);
@@ -27,6 +28,9 @@ const QUIET_AFTER_S = 3;
 const DELAY_LATE_BOUND_S = 30;
 // ali-ons compresses bodies from 4 KiB on (sysFlag bit 0); messages 6, 21, 36 (TagA) cross it.
 const LARGE_BODY_BYTES = 6000;
+// ../run configures the broker's default queue count.
+const QUEUES = 4;
+const BROADCAST_BATCH = 24;
 
 const { values: args } = parseArgs({
   options: {
@@ -74,19 +78,21 @@ async function waitFor(received, predicate, timeoutS, quietS = QUIET_AFTER_S) {
   return received.slice();
 }
 
-async function startConsumer(group, topic, expression, instance, failFirstDelivery = false) {
+async function startConsumer(group, topic, expression, instance, failFirstDelivery = false, isBroadcast = false) {
   const received = [];
   const errors = [];
   const consumer = new Consumer({
     ...common,
     consumerGroup: group,
+    // ali-ons's switch for MessageModel.BROADCASTING (offsets kept in memory, not persistent).
+    isBroadcast,
     // A distinct instance name makes each consumer its own client, as a new process would be.
     instanceName: `${instance}-${process.pid}`,
   });
   consumer.on('error', (err) => errors.push(err));
   consumer.subscribe(topic, expression, async (msg) => {
     received.push({ at: Date.now(), tag: msg.tags, key: msg.keys, body: Buffer.from(msg.body), id: msg.msgId,
-      reconsumeTimes: msg.reconsumeTimes });
+      reconsumeTimes: msg.reconsumeTimes, queueId: msg.queueId });
     // A throwing handler is how ali-ons asks for a later redelivery (it sends the message back).
     if (failFirstDelivery && msg.reconsumeTimes === 0) throw new Error('compat: fail the first delivery');
   });
@@ -215,6 +221,55 @@ async function main() {
     return `failed once, redelivered after ${gap.toFixed(2)}s with reconsume times 1`;
   }
 
+  // Two BROADCASTING members of one group: a new member starts each queue at its end once its
+  // first rebalance ran, so probes go to every queue until both members received one from each;
+  // then every message of a batch sent over all queues must reach each member exactly once.
+  async function broadcast() {
+    const topic = `${args.topic}-broadcast`;
+    const group = `${args.group}-broadcast`;
+    const members = [];
+    let rounds = 0;
+    const batch = [];
+    const got = [];
+    const queuesOf = (received, tag) => new Set(received.filter((m) => m.tag === tag).map((m) => m.queueId));
+    try {
+      for (const n of [1, 2]) members.push(await startConsumer(group, topic, '*', `broadcast-${n}`, false, true));
+      const deadline = Date.now() + CONSUME_TIMEOUT_S * 1000;
+      while (!members.every((m) => queuesOf(m.received, 'TagP').size === QUEUES)) {
+        if (Date.now() > deadline) {
+          throw new Error(`members never received probes from every queue: ${members.map((m) => [...queuesOf(m.received, 'TagP')])}`);
+        }
+        // ali-ons picks queues round-robin: one round of QUEUES sends covers every queue.
+        for (let q = 0; q < QUEUES; q++) {
+          await sendOne(topic, { tag: 'TagP', key: `probe-${rounds}-${q}`, body: Buffer.from(`probe ${rounds} ${q}`) });
+        }
+        rounds++;
+        await sleep(300);
+      }
+      const sentQueues = new Set();
+      for (let i = 0; i < BROADCAST_BATCH; i++) {
+        const m = { tag: 'TagB', key: `broadcast-${i}`, body: Buffer.from(`${CLIENT} broadcast ${i} \u0000\u00ff`) };
+        batch.push(m);
+        sentQueues.add((await sendOne(topic, m)).messageQueue.queueId);
+      }
+      if (sentQueues.size !== QUEUES) throw new Error(`the batch reached only queues ${[...sentQueues]}`);
+      for (const m of members) {
+        got.push(await waitFor(m.received, (r) => r.filter((x) => x.tag === 'TagB').length >= batch.length, CONSUME_TIMEOUT_S));
+      }
+    } finally {
+      for (const m of members) await m.consumer.close();
+    }
+    got.forEach((received, n) => {
+      try {
+        compare(batch, received.filter((m) => m.tag === 'TagB'));
+      } catch (err) {
+        throw new Error(`member ${n + 1}: ${err.message}`);
+      }
+    });
+    const queues = got.map((r) => [...queuesOf(r, 'TagB')].sort().join(','));
+    return `both members got all ${batch.length} messages of queues ${queues.join(' / ')} once (after ${rounds} probe rounds)`;
+  }
+
   const steps = {
     send: () => send(first),
     consume: () => consume(first, 'consume'),
@@ -224,6 +279,7 @@ async function main() {
     },
     delay,
     retry,
+    broadcast,
   };
   let failed = null;
   try {

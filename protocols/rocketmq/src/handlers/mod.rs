@@ -73,6 +73,7 @@ pub(crate) async fn handle(
             RemotingCommand::response_to(&request, err.response_code()).with_remark(err.remark())
         }
     };
+    debug!(peer = %connection.peer, code, opaque = request.opaque, response = response.code, fields = ?response.ext_fields, "response");
     let code_label = code.to_string();
     ::metrics::counter!(metrics::REQUESTS, "code" => code_label.clone(), "outcome" => response.code.to_string())
         .increment(1);

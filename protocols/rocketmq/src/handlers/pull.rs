@@ -7,7 +7,12 @@
 //! per-message copies of properties). When nothing matches up to the high watermark and
 //! FLAG_SUSPEND is set, the pull waits on `LogService::wait_for` for at most
 //! `suspendTimeoutMillis` (cut short when the connection closes) and then answers
-//! PULL_NOT_FOUND. `nextBeginOffset`, `minOffset` and `maxOffset` are always set.
+//! PULL_NOT_FOUND. A read of up to `maxMsgBytes` in which the filter selects nothing, short of
+//! the high watermark, answers PULL_RETRY_IMMEDIATELY with the offset after it, as RocketMQ
+//! answers NO_MATCHED_MESSAGE: a pull's time stays bounded however long a run of unselected
+//! messages is (an unbounded scan could outlive the client's pull timeout, and the client then
+//! asks again from the same offset). `nextBeginOffset`, `minOffset` and `maxOffset` are always
+//! set.
 //! FLAG_COMMIT_OFFSET records `commitOffset` for the group, stored within a second
 //! ([`crate::pull_commits`]).
 //!
@@ -115,7 +120,12 @@ pub(super) async fn pull(
                 );
             }
             if offset < bounds.high_watermark {
-                continue;
+                return Ok(answer(
+                    request,
+                    code::PULL_RETRY_IMMEDIATELY,
+                    offset,
+                    bounds,
+                ));
             }
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
