@@ -63,6 +63,7 @@ pub struct Session {
     pub(crate) staged_bytes: usize,
     /// Acks not yet applied to the engine (see [`Session::flush_acks`]).
     pub(crate) staged_acks: Vec<crate::channel::Unacked>,
+    method_metrics: m::MethodMetrics,
 }
 
 impl Session {
@@ -83,6 +84,7 @@ impl Session {
             staged: Vec::new(),
             staged_bytes: 0,
             staged_acks: Vec::new(),
+            method_metrics: m::MethodMetrics::default(),
         }
     }
 
@@ -256,7 +258,8 @@ impl Session {
         let id = peek_id(payload).unwrap_or((0, 0));
         let method =
             Method::decode(payload).map_err(|e| error::method_error(&e, payload).caused_by(id))?;
-        metrics::counter!(m::METHODS, "method" => method_name(id)).increment(1);
+        let name = method_name(id);
+        self.method_metrics.of(name).0.increment(1);
         let Some(state) = self.channels.get(&channel).map(|c| c.state) else {
             if method == Method::ChannelOpen {
                 self.channels.insert(channel, Channel::default());
@@ -297,7 +300,9 @@ impl Session {
             .dispatch(channel, method)
             .await
             .map_err(|e| e.caused_by(id));
-        metrics::histogram!(m::METHOD_SECONDS, "method" => method_name(id))
+        self.method_metrics
+            .of(name)
+            .1
             .record(started.elapsed().as_secs_f64());
         result
     }
