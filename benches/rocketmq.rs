@@ -411,7 +411,8 @@ fn cpu_time(pid: u32) -> Duration {
     let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..]
         .split(' ')
         .collect();
-    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     // USER_HZ is 100 on Linux for every architecture this runs on.
     Duration::from_millis(ticks * 10)
 }
@@ -464,8 +465,11 @@ async fn prefill(producer: &Arc<DefaultMQProducer>) -> (usize, usize) {
     let deadline = Instant::now() + CONSUME_TIMEOUT;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..SENDERS {
-        let (producer, body, remaining) =
-            (Arc::clone(producer), Arc::clone(&body), Arc::clone(&remaining));
+        let (producer, body, remaining) = (
+            Arc::clone(producer),
+            Arc::clone(&body),
+            Arc::clone(&remaining),
+        );
         tasks.spawn(async move {
             let (mut acked, mut refused) = (0, 0);
             while Instant::now() < deadline
@@ -526,7 +530,12 @@ async fn consume_run(
         });
         members.push((client, consumer));
     }
-    let broker_cpu = || broker_pids.iter().map(|pid| cpu_time(*pid)).sum::<Duration>();
+    let broker_cpu = || {
+        broker_pids
+            .iter()
+            .map(|pid| cpu_time(*pid))
+            .sum::<Duration>()
+    };
     let (broker_before, client_before) = (broker_cpu(), cpu_time(std::process::id()));
     let started = Instant::now();
     for (_, consumer) in &mut members {
@@ -552,7 +561,10 @@ async fn consume_run(
     let consumed = delivered.load(Ordering::Relaxed);
     assert!(consumed > 1, "nothing consumed within {CONSUME_TIMEOUT:?}");
     let seen = std::mem::take(&mut *seen.lock());
-    let (first, last) = (seen.first.expect("first delivery"), seen.last.expect("last delivery"));
+    let (first, last) = (
+        seen.first.expect("first delivery"),
+        seen.last.expect("last delivery"),
+    );
     for (client, mut consumer) in members {
         consumer.shutdown().await;
         client.shutdown().await;
