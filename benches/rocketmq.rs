@@ -294,7 +294,6 @@ struct SendFigures {
     p50_ms: f64,
     p99_ms: f64,
     failed: usize,
-    acked: usize,
 }
 
 /// `senders` tasks sending synchronously to `topic` until `SEND_RUN` has passed, or, with a
@@ -360,7 +359,6 @@ async fn send_load(
         p50_ms: at(0.50),
         p99_ms: at(0.99),
         failed: failed.load(Ordering::Relaxed),
-        acked: latencies.len(),
     }
 }
 
