@@ -124,6 +124,11 @@ impl TestBroker {
         self.addr("http")
     }
 
+    /// The running broker's process id (benchmarks read its CPU time from `/proc`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal by name (`HUP`) to the running broker.
     pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
