@@ -19,7 +19,7 @@ use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
-use lapin_support::{confirm_channel, declare, get, next, publish};
+use lapin_support::{confirm_channel, declare, get, next, publish, sample, scrape};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
 
@@ -213,6 +213,15 @@ async fn queues_of_the_same_name_are_distinct_per_vhost_and_durable() {
                 publish(&channel, "", "orders", body.as_bytes(), persistent.clone()).await;
             assert_eq!(confirm, Confirmation::Ack(None));
         }
+    }
+    // The depth gauges name each queue's own vhost.
+    let http = broker.http_addr();
+    let exposition = tokio::task::spawn_blocking(move || scrape(http))
+        .await
+        .expect("scrape");
+    for (vhost, ready) in [("a", 2.0), ("b", 1.0)] {
+        let series = format!("rabbitmq_queue_messages_ready{{vhost=\"{vhost}\",queue=\"orders\"}}");
+        assert_eq!(sample(&exposition, &series), Some(ready), "{exposition}");
     }
 
     broker.kill_and_restart();

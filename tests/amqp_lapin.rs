@@ -14,7 +14,7 @@ use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation, ExchangeKind};
-use lapin_support::{confirm_channel, connect, declare, get, next, publish};
+use lapin_support::{confirm_channel, connect, declare, get, next, publish, sample, scrape};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declare_bind_publish_consume_ack_with_properties() {
@@ -486,26 +486,6 @@ async fn durable_queue_and_unacked_messages_survive_sigkill() {
         Confirmation::Ack(None),
         "routed through the recovered binding"
     );
-}
-
-/// `GET /metrics` on the broker's HTTP port.
-fn scrape(addr: std::net::SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    response
-}
-
-fn sample(exposition: &str, series: &str) -> Option<f64> {
-    exposition
-        .lines()
-        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,9 +36,9 @@ impl MethodMetrics {
 }
 
 /// Refreshes a queue's depth gauges after it changed (a missing queue reads as empty).
-pub fn record_depth(queues: &dyn QueueService, queue: &str) {
+pub fn record_depth(queues: &dyn QueueService, vhost: &str, queue: &str) {
     let depth = queues.depth(queue).unwrap_or_default();
-    let labels = [("vhost", "/".to_owned()), ("queue", queue.to_owned())];
+    let labels = [("vhost", vhost.to_owned()), ("queue", queue.to_owned())];
     metrics::gauge!(QUEUE_MESSAGES_READY, &labels).set(depth.ready as f64);
     metrics::gauge!(QUEUE_MESSAGES_UNACKED, &labels).set(depth.unacked as f64);
 }

@@ -62,7 +62,7 @@ impl Session {
             tag
         };
         let remaining = queues.depth(queue).map(|d| d.ready).unwrap_or(0);
-        m::record_depth(queues.as_ref(), queue);
+        m::record_depth(queues.as_ref(), self.shared.topology.vhost(), queue);
         let message = from_record(&delivery.record);
         let properties =
             stream::delivered_properties(info.policy.kind, &delivery, &message.raw_properties);
@@ -178,7 +178,7 @@ impl Session {
         }
         return_credit(settled);
         for queue in by_queue(settled).keys() {
-            m::record_depth(queues.as_ref(), queue);
+            m::record_depth(queues.as_ref(), self.shared.topology.vhost(), queue);
         }
         Ok(())
     }

@@ -230,7 +230,11 @@ impl ConsumerTask {
             }
         }
         metrics::counter!(m::MESSAGES_DELIVERED).increment(taken.len() as u64);
-        m::record_depth(self.queues.as_ref(), &self.queue);
+        m::record_depth(
+            self.queues.as_ref(),
+            self.shared.topology.vhost(),
+            &self.queue,
+        );
         let sent = self.out.send(out.freeze()).await.is_ok();
         drop(guard);
         if self.no_ack

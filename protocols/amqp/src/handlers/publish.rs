@@ -346,7 +346,7 @@ impl Session {
         if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
             self.drop_over_limits(queue, &policy).await;
         }
-        m::record_depth(queues.as_ref(), queue);
+        m::record_depth(queues.as_ref(), self.shared.topology.vhost(), queue);
         refused
     }
 

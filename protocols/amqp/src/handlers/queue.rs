@@ -68,7 +68,11 @@ impl Session {
             true => 0,
             false => self.shared.engine.queues.purge_queue(queue).await?,
         };
-        m::record_depth(self.shared.engine.queues.as_ref(), queue);
+        m::record_depth(
+            self.shared.engine.queues.as_ref(),
+            self.shared.topology.vhost(),
+            queue,
+        );
         if nowait {
             return Ok(());
         }
@@ -114,7 +118,11 @@ impl Session {
         }
         self.cancel_consumers_of(queue).await?;
         let count = self.shared.topology.delete_queue(queue).await?;
-        m::record_depth(self.shared.engine.queues.as_ref(), queue);
+        m::record_depth(
+            self.shared.engine.queues.as_ref(),
+            self.shared.topology.vhost(),
+            queue,
+        );
         if nowait {
             return Ok(());
         }
