@@ -17,6 +17,8 @@
 
 #[path = "../tests/support/broker.rs"]
 mod broker;
+#[path = "support/proc_cpu.rs"]
+mod proc_cpu;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -32,7 +34,16 @@ use lapin::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Runs per scenario and broker (`AMQP_BENCH_REPEATS` overrides it for quick looks).
 const REPEATS: usize = 5;
+
+fn repeats() -> usize {
+    std::env::var("AMQP_BENCH_REPEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(REPEATS)
+        .max(1)
+}
 const CONFIRM_WINDOW: usize = 256;
 /// Publishes handed to lapin before the oldest one's write is awaited (`AMQP_BENCH_PIPELINE`
 /// overrides it; 1 is one awaited publish at a time). Kept below `CONFIRM_WINDOW`, so confirm
@@ -123,6 +134,9 @@ struct Sample {
     p99_delivery_ms: f64,
     /// Publish to confirm, (b) only.
     p99_confirm_ms: Option<f64>,
+    /// CPU time per published message of the broker's process and of this (client) one.
+    broker_us: f64,
+    client_us: f64,
 }
 
 fn percentile(samples: &mut [u64], fraction: f64) -> f64 {
@@ -192,7 +206,7 @@ async fn drain(
     latencies
 }
 
-async fn run(url: &str, scenario: Scenario, run_id: &str) -> Sample {
+async fn run(url: &str, broker_pid: u32, scenario: Scenario, run_id: &str) -> Sample {
     let queues: Vec<String> = match scenario.kind {
         Kind::Fanout => (0..FANOUT_QUEUES)
             .map(|i| format!("bench-{run_id}-{i}"))
@@ -293,6 +307,10 @@ async fn run(url: &str, scenario: Scenario, run_id: &str) -> Sample {
             }
         };
     let started = Instant::now();
+    let cpu_before = (
+        proc_cpu::cpu_time(broker_pid),
+        proc_cpu::cpu_time(std::process::id()),
+    );
     for _ in 0..scenario.messages {
         let permit = if persistent {
             Some(window.clone().acquire_owned().await.expect("semaphore"))
@@ -349,6 +367,9 @@ async fn run(url: &str, scenario: Scenario, run_id: &str) -> Sample {
         delivery_latencies.extend(drain.await.expect("drain task"));
     }
     let elapsed = started.elapsed();
+    let per_message_us = |spent: Duration| spent.as_secs_f64() * 1e6 / scenario.messages as f64;
+    let broker_us = per_message_us(proc_cpu::cpu_time(broker_pid) - cpu_before.0);
+    let client_us = per_message_us(proc_cpu::cpu_time(std::process::id()) - cpu_before.1);
 
     for queue in &queues {
         setup
@@ -370,11 +391,13 @@ async fn run(url: &str, scenario: Scenario, run_id: &str) -> Sample {
         p99_delivery_ms: percentile(&mut delivery_latencies, 0.99),
         p99_confirm_ms: (!confirm_latencies.is_empty())
             .then(|| percentile(&mut confirm_latencies, 0.99)),
+        broker_us,
+        client_us,
     }
 }
 
-async fn timed_run(url: &str, scenario: Scenario, run_id: &str) -> Sample {
-    tokio::time::timeout(RUN_DEADLINE, run(url, scenario, run_id))
+async fn timed_run(url: &str, broker_pid: u32, scenario: Scenario, run_id: &str) -> Sample {
+    tokio::time::timeout(RUN_DEADLINE, run(url, broker_pid, scenario, run_id))
         .await
         .unwrap_or_else(|_| panic!("{} on {url} exceeded {RUN_DEADLINE:?}", scenario.label))
 }
@@ -387,19 +410,31 @@ struct Summary {
     p99: f64,
     p99_max: f64,
     confirm_p99: Option<f64>,
+    broker_us: f64,
+    client_us: f64,
 }
 
 fn summarize(samples: &[Sample]) -> Summary {
     let mut rates: Vec<f64> = samples.iter().map(|s| s.msgs_per_s).collect();
     let mut p99s: Vec<f64> = samples.iter().map(|s| s.p99_delivery_ms).collect();
     let mut confirms: Vec<f64> = samples.iter().filter_map(|s| s.p99_confirm_ms).collect();
+    let mut broker_us: Vec<f64> = samples.iter().map(|s| s.broker_us).collect();
+    let mut client_us: Vec<f64> = samples.iter().map(|s| s.client_us).collect();
     Summary {
         rate: median(&mut rates),
         rate_min: rates[0],
         p99: median(&mut p99s),
         p99_max: *p99s.last().expect("samples"),
         confirm_p99: (!confirms.is_empty()).then(|| median(&mut confirms)),
+        broker_us: median(&mut broker_us),
+        client_us: median(&mut client_us),
     }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn main() {
@@ -409,6 +444,17 @@ fn main() {
             "set RABBITMQ_URL (e.g. amqp://guest:guest@127.0.0.1:5697/%2f) to a RabbitMQ node; \
              BENCHMARKS.md § AMQP says how to start Debian's on loopback"
         );
+        std::process::exit(2);
+    });
+    let rabbitmq_port = rabbitmq
+        .rsplit('@')
+        .next()
+        .and_then(|authority| authority.split('/').next())
+        .and_then(|host_port| host_port.rsplit(':').next())
+        .and_then(|port| port.parse::<u16>().ok())
+        .unwrap_or(5672);
+    let rabbitmq_pid = proc_cpu::listener_pid(rabbitmq_port).unwrap_or_else(|| {
+        eprintln!("no local process listens on port {rabbitmq_port} (RABBITMQ_URL)");
         std::process::exit(2);
     });
     let mut tributary = broker::TestBroker::start();
@@ -421,9 +467,11 @@ fn main() {
 
     println!(
         "| scenario | Tributary msgs/s median (min) | RabbitMQ msgs/s median (min) | ratio | \
-         p99 delivery ms T / R median (worst) | p99 confirm ms T / R |"
+         p99 delivery ms T / R median (worst) | p99 confirm ms T / R | \
+         broker CPU us/msg T / R | client CPU us/msg T / R |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!("load average at start: {}", load_average());
     for scenario in SCENARIOS {
         if only
             .as_deref()
@@ -432,7 +480,7 @@ fn main() {
             continue;
         }
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for repeat in 0..REPEATS {
+        for repeat in 0..repeats() {
             let run_id = format!("{}-{repeat}", scenario.label);
             // Alternate which broker goes first so neither always runs on a warmer machine.
             let order = if repeat % 2 == 0 {
@@ -441,14 +489,21 @@ fn main() {
                 [false, true]
             };
             for is_ours in order {
-                let url = if is_ours { &tributary_url } else { &rabbitmq };
-                let sample = runtime.block_on(timed_run(url, scenario, &run_id));
+                let (url, pid) = if is_ours {
+                    (&tributary_url, tributary.pid())
+                } else {
+                    (&rabbitmq, rabbitmq_pid)
+                };
+                let sample = runtime.block_on(timed_run(url, pid, scenario, &run_id));
                 eprintln!(
-                    "{} run {repeat} {}: {:.0} msgs/s, p99 {:.2} ms",
+                    "{} run {repeat} {}: {:.0} msgs/s, p99 {:.2} ms, CPU us/msg broker {:.2} \
+                     client {:.2}",
                     scenario.label,
                     if is_ours { "tributary" } else { "rabbitmq" },
                     sample.msgs_per_s,
-                    sample.p99_delivery_ms
+                    sample.p99_delivery_ms,
+                    sample.broker_us,
+                    sample.client_us
                 );
                 if is_ours { &mut ours } else { &mut theirs }.push(sample);
             }
@@ -459,7 +514,8 @@ fn main() {
             _ => "–".to_owned(),
         };
         println!(
-            "| {} | {:.0} ({:.0}) | {:.0} ({:.0}) | **{:.2}** | {:.2} ({:.2}) / {:.2} ({:.2}) | {} |",
+            "| {} | {:.0} ({:.0}) | {:.0} ({:.0}) | **{:.2}** | {:.2} ({:.2}) / {:.2} ({:.2}) | {} \
+             | {:.2} / {:.2} | {:.2} / {:.2} |",
             scenario.label,
             t.rate,
             t.rate_min,
@@ -470,8 +526,13 @@ fn main() {
             t.p99_max,
             r.p99,
             r.p99_max,
-            confirm
+            confirm,
+            t.broker_us,
+            r.broker_us,
+            t.client_us,
+            r.client_us
         );
     }
+    println!("load average at end: {}", load_average());
     drop(tributary);
 }

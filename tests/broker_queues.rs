@@ -339,6 +339,49 @@ async fn wait_ready_wakes_on_enqueue_and_requeue_and_times_out() {
     );
 }
 
+/// A transient queue settles without the blocking pool and leaves segment deletion to a
+/// background task: it still happens, without a flush.
+#[tokio::test]
+async fn acking_a_transient_queue_deletes_old_segments_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(dir.path(), log_config(4096));
+    let q = &node.queues;
+    let transient = QueueOptions {
+        durable: false,
+        durability: None,
+        ..Default::default()
+    };
+    q.declare_queue("short", transient).await.unwrap();
+    let payload = "x".repeat(200);
+    for _ in 0..300 {
+        q.enqueue("short", batch(&[&payload])).await.unwrap();
+    }
+    let before = q.segment_count("short").unwrap();
+    assert!(before > 10, "small segments roll: {before}");
+    let mut acked = 0;
+    loop {
+        let taken = q.take("short", 50).await.unwrap();
+        if taken.is_empty() {
+            break;
+        }
+        let ids: Vec<u64> = taken.iter().map(|d| d.id).collect();
+        acked += ids.len();
+        q.ack("short", &ids).await.unwrap();
+    }
+    assert_eq!(acked, 300);
+    assert_eq!(q.depth("short").unwrap(), QueueDepth::default());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = q.segment_count("short").unwrap();
+    while after > 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = q.segment_count("short").unwrap();
+    }
+    assert!(
+        after <= 2,
+        "fully acked segments are deleted: {before} -> {after}"
+    );
+}
+
 #[tokio::test]
 async fn acking_everything_deletes_old_segments() {
     let dir = tempfile::tempdir().unwrap();

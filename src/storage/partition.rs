@@ -500,6 +500,13 @@ impl Partition {
         self.state.lock().segments.len()
     }
 
+    /// The offset after the oldest sealed segment; None while only the active segment exists.
+    /// A log start moved below it frees no disk space.
+    pub fn first_sealed_end(&self) -> Option<i64> {
+        let state = self.state.lock();
+        (state.segments.len() > 1).then(|| state.segments[0].stats.next_offset)
+    }
+
     /// fsyncs performed by this partition since it was opened.
     pub fn fsync_count(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)

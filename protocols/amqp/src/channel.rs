@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,8 @@ use crate::credit::Credit;
 /// One delivered, unacknowledged message.
 #[derive(Debug, Clone)]
 pub struct Unacked {
-    pub queue: String,
+    /// Shared with the consumer (one allocation per consumer, not per delivery).
+    pub queue: Arc<str>,
     /// The engine's delivery id (the record offset in the queue log).
     pub id: u64,
     /// The consumer's prefetch credit, returned on settle.
@@ -91,7 +92,56 @@ pub struct PendingPublish {
     pub mandatory: bool,
     pub method: MethodId,
     pub header: Option<(ContentHeader, BasicProperties)>,
-    pub body: BytesMut,
+    pub body: PendingBody,
+}
+
+/// A message body as its frames arrive: a body sent in one frame keeps the read buffer's
+/// slice (no copy); only a body of several frames is assembled in a buffer of its own.
+#[derive(Debug, Default)]
+pub enum PendingBody {
+    #[default]
+    Empty,
+    Whole(Bytes),
+    Parts(BytesMut),
+}
+
+impl PendingBody {
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::Whole(bytes) => bytes.len(),
+            Self::Parts(parts) => parts.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends one body frame's payload.
+    pub fn push(&mut self, payload: Bytes) {
+        *self = match std::mem::take(self) {
+            Self::Empty => Self::Whole(payload),
+            Self::Whole(first) => {
+                let mut parts = BytesMut::with_capacity(first.len() + payload.len());
+                parts.extend_from_slice(&first);
+                parts.extend_from_slice(&payload);
+                Self::Parts(parts)
+            }
+            Self::Parts(mut parts) => {
+                parts.extend_from_slice(&payload);
+                Self::Parts(parts)
+            }
+        };
+    }
+
+    pub fn freeze(self) -> Bytes {
+        match self {
+            Self::Empty => Bytes::new(),
+            Self::Whole(bytes) => bytes,
+            Self::Parts(parts) => parts.freeze(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +207,7 @@ impl Default for Channel {
 pub fn by_queue<'a>(settled: impl IntoIterator<Item = &'a Unacked>) -> BTreeMap<&'a str, Vec<u64>> {
     let mut out: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for one in settled.into_iter().filter(|one| !one.stream) {
-        out.entry(one.queue.as_str()).or_default().push(one.id);
+        out.entry(&*one.queue).or_default().push(one.id);
     }
     out
 }

@@ -109,6 +109,8 @@ pub struct Shared {
     pub expiry: expiry::ExpirySweeps,
     /// Broker-wide, so ids are unique across vhosts.
     connection_ids: Arc<AtomicU64>,
+    /// This vhost's queue depth gauges.
+    pub depth_gauges: metrics::DepthGauges,
 }
 
 impl Shared {

@@ -14,6 +14,8 @@
 //! publisher sent. A record written by another protocol has no `amqp.*` headers: it is delivered
 //! with empty properties, exchange `""` and its key as the routing key.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use tributary_api::batch::Record;
 use tributary_api::queue::PRIORITY_HEADER;
@@ -64,27 +66,48 @@ pub fn to_record(
     }
 }
 
-/// Reads a stored record back as an AMQP message.
-pub fn from_record(record: &Record) -> StoredMessage {
+/// A stored record read as an AMQP message, borrowing from the record (the delivery path:
+/// names are copied only when they are not valid UTF-8).
+#[derive(Debug)]
+pub struct MessageView<'a> {
+    pub exchange: Cow<'a, str>,
+    pub routing_key: Cow<'a, str>,
+    pub raw_properties: Bytes,
+    pub body: &'a [u8],
+}
+
+/// Reads a stored record as an AMQP message without copying it.
+pub fn view_record(record: &Record) -> MessageView<'_> {
     let header = |name: &[u8]| {
         record
             .headers
             .iter()
             .find(|(key, _)| key.as_ref() == name)
-            .and_then(|(_, value)| value.clone())
-    };
-    let text = |bytes: Option<Bytes>| {
-        bytes
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+            .and_then(|(_, value)| value.as_ref())
     };
     let raw_properties = header(HEADER_PROPERTIES)
         .filter(|raw| BasicProperties::parse(raw).is_ok())
+        .cloned()
         .unwrap_or_else(|| Bytes::from_static(EMPTY_PROPERTIES));
-    StoredMessage {
-        exchange: text(header(HEADER_EXCHANGE)),
-        routing_key: text(record.key.clone()),
+    MessageView {
+        exchange: lossy_text(header(HEADER_EXCHANGE)),
+        routing_key: lossy_text(record.key.as_ref()),
         raw_properties,
+        body: record.value.as_deref().unwrap_or_default(),
+    }
+}
+
+fn lossy_text(bytes: Option<&Bytes>) -> Cow<'_, str> {
+    bytes.map_or(Cow::Borrowed(""), |b| String::from_utf8_lossy(b))
+}
+
+/// Reads a stored record back as an AMQP message.
+pub fn from_record(record: &Record) -> StoredMessage {
+    let view = view_record(record);
+    StoredMessage {
+        exchange: view.exchange.into_owned(),
+        routing_key: view.routing_key.into_owned(),
+        raw_properties: view.raw_properties,
         body: record.value.clone().unwrap_or_default(),
     }
 }

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Gauge, Histogram};
+use parking_lot::Mutex;
 use tributary_api::QueueService;
 use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};
 
@@ -35,12 +36,51 @@ impl MethodMetrics {
     }
 }
 
-/// Refreshes a queue's depth gauges after it changed (a missing queue reads as empty).
-pub fn record_depth(queues: &dyn QueueService, vhost: &str, queue: &str) {
-    let depth = queues.depth(queue).unwrap_or_default();
-    let labels = [("vhost", vhost.to_owned()), ("queue", queue.to_owned())];
-    metrics::gauge!(QUEUE_MESSAGES_READY, &labels).set(depth.ready as f64);
-    metrics::gauge!(QUEUE_MESSAGES_UNACKED, &labels).set(depth.unacked as f64);
+/// A vhost's queue depth gauges (ready, unacked) by queue name, each looked up in the
+/// recorder once: depth is refreshed after every store, delivery batch and ack, and a labelled
+/// lookup allocates and hashes its key. Entries of deleted queues stay; a queue declared again
+/// under the same name has the same labels, so the same gauges.
+#[derive(Default)]
+pub struct DepthGauges {
+    by_queue: Mutex<HashMap<String, (Gauge, Gauge)>>,
+}
+
+impl std::fmt::Debug for DepthGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DepthGauges")
+            .field("queues", &self.by_queue.lock().len())
+            .finish()
+    }
+}
+
+impl DepthGauges {
+    /// Refreshes a queue's depth gauges after it changed (a missing queue reads as empty).
+    pub fn record(&self, queues: &dyn QueueService, vhost: &str, queue: &str) {
+        let depth = queues.depth(queue).unwrap_or_default();
+        let mut by_queue = self.by_queue.lock();
+        let (ready, unacked) = match by_queue.get(queue) {
+            Some(gauges) => gauges,
+            None => {
+                let labels = [("vhost", vhost.to_owned()), ("queue", queue.to_owned())];
+                let gauges = (
+                    metrics::gauge!(QUEUE_MESSAGES_READY, &labels),
+                    metrics::gauge!(QUEUE_MESSAGES_UNACKED, &labels),
+                );
+                by_queue.entry(queue.to_owned()).or_insert(gauges)
+            }
+        };
+        ready.set(depth.ready as f64);
+        unacked.set(depth.unacked as f64);
+    }
+}
+
+/// Refreshes a queue's depth gauges in `shared`'s vhost.
+pub fn record_depth(shared: &crate::Shared, queue: &str) {
+    shared.depth_gauges.record(
+        shared.engine.queues.as_ref(),
+        shared.topology.vhost(),
+        queue,
+    );
 }
 
 pub const CONNECTIONS: &str = "rabbitmq_connections";

@@ -489,12 +489,7 @@ impl Session {
                 format_args!("body of {received} bytes exceeds the declared {expected}"),
             ));
         }
-        if pending.body.is_empty() && received == expected {
-            // One body frame: keep the read buffer's slice instead of copying.
-            pending.body = BytesMut::from(payload);
-        } else {
-            pending.body.extend_from_slice(&payload);
-        }
+        pending.body.push(payload);
         if received == expected {
             return self.complete_publish(channel).await;
         }

@@ -236,6 +236,7 @@ impl Vhosts {
             reply_targets: Default::default(),
             expiry: Default::default(),
             connection_ids: self.connection_ids.clone(),
+            depth_gauges: Default::default(),
         });
         shared.topology.ensure_loaded().await?;
         crate::expiry::arm_all_once(&shared);

@@ -24,24 +24,33 @@ use tributary_api::{
 
 use super::journal::{AckJournal, JournalOp};
 use super::state::QueueState;
-use crate::storage::Partition;
+use crate::storage::{Durable, Partition};
 use crate::telemetry::names;
 
 /// Bytes read from the log per step of a `take`.
 const READ_BYTES: usize = 64 * 1024;
-/// Move the log start once the ack floor has advanced this many offsets ...
-const TRIM_STEP: i64 = 256;
-/// ... or this long after the last move.
-const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 fn journal_io(context: &'static str) -> impl FnOnce(std::io::Error) -> EngineError {
     move |source| EngineError::Io { context, source }
 }
 
+/// A batch written by [`QueueHandle::enqueue_unsynced`].
+pub(crate) enum Enqueued {
+    /// Stored and ready.
+    Done(AppendOutcome),
+    /// Written; [`QueueHandle::finish_enqueue`] waits for its fsync and makes it ready.
+    Pending(PendingEnqueue),
+}
+
+pub(crate) struct PendingEnqueue {
+    records: Vec<StoredRecord>,
+    durable: Durable,
+    outcome: AppendOutcome,
+}
+
 struct Trim {
     /// Highest floor passed to `delete_before`.
     trimmed_to: i64,
-    at: Instant,
 }
 
 pub(crate) struct QueueHandle {
@@ -56,11 +65,16 @@ pub(crate) struct QueueHandle {
     read_ahead: Mutex<VecDeque<StoredRecord>>,
     /// Set under the state lock when the queue is deleted; later calls fail with UnknownQueue.
     deleted: AtomicBool,
+    /// Held while a [`QueueHandle::maintain`] claimed by `claim_maintenance` is queued or runs.
+    maintaining: AtomicBool,
     /// Notified by enqueue, requeue and delete.
     ready: Event,
     trim: Mutex<Trim>,
     /// Last journal fsync, for interval durability.
     last_sync: Mutex<Instant>,
+    /// The queue's ready and unacked gauges, looked up once (a labelled lookup allocates).
+    ready_gauge: metrics::Gauge,
+    unacked_gauge: metrics::Gauge,
 }
 
 impl std::fmt::Debug for QueueHandle {
@@ -82,6 +96,8 @@ impl QueueHandle {
         state: QueueState,
     ) -> Self {
         let trimmed_to = log.log_start_offset();
+        let ready_gauge = metrics::gauge!(names::QUEUE_MESSAGES_READY, "queue" => name.clone());
+        let unacked_gauge = metrics::gauge!(names::QUEUE_MESSAGES_UNACKED, "queue" => name.clone());
         let handle = Self {
             name,
             log_topic,
@@ -91,12 +107,12 @@ impl QueueHandle {
             state: Mutex::new(state),
             read_ahead: Mutex::new(VecDeque::new()),
             deleted: AtomicBool::new(false),
+            maintaining: AtomicBool::new(false),
             ready: Event::new(),
-            trim: Mutex::new(Trim {
-                trimmed_to,
-                at: Instant::now(),
-            }),
+            trim: Mutex::new(Trim { trimmed_to }),
             last_sync: Mutex::new(Instant::now()),
+            ready_gauge,
+            unacked_gauge,
         };
         handle.publish_depth();
         handle
@@ -121,9 +137,8 @@ impl QueueHandle {
         let depth = state.depth(self.log.high_watermark());
         drop(state);
         self.ready.notify(usize::MAX);
-        for gauge in [names::QUEUE_MESSAGES_READY, names::QUEUE_MESSAGES_UNACKED] {
-            metrics::gauge!(gauge, "queue" => self.name.clone()).set(0.0);
-        }
+        self.ready_gauge.set(0.0);
+        self.unacked_gauge.set(0.0);
         depth.ready + depth.unacked
     }
 
@@ -135,14 +150,14 @@ impl QueueHandle {
 
     fn publish_depth(&self) {
         let depth = self.state.lock().depth(self.log.high_watermark());
-        metrics::gauge!(names::QUEUE_MESSAGES_READY, "queue" => self.name.clone())
-            .set(depth.ready as f64);
-        metrics::gauge!(names::QUEUE_MESSAGES_UNACKED, "queue" => self.name.clone())
-            .set(depth.unacked as f64);
+        self.ready_gauge.set(depth.ready as f64);
+        self.unacked_gauge.set(depth.unacked as f64);
     }
 
-    /// Appends an uncompressed batch; compressed ones are refused with the batch error.
-    pub(crate) fn enqueue(&self, batch: &Bytes, now_ms: i64) -> EngineResult<AppendOutcome> {
+    /// Appends an uncompressed batch (compressed ones are refused with the batch error) without
+    /// waiting for an fsync: it writes the batch and, unless the log must fsync it first, makes
+    /// it ready.
+    pub(crate) fn enqueue_unsynced(&self, batch: &Bytes, now_ms: i64) -> EngineResult<Enqueued> {
         let header = BatchHeader::parse(batch)?;
         let codec = (header.attributes & 0x07) as u8;
         if codec != 0 {
@@ -155,21 +170,36 @@ impl QueueHandle {
             true => decode_records(batch)?,
             false => Vec::new(),
         };
-        let info = self.log.append(batch, now_ms)?;
-        if !records.is_empty() {
+        let (info, durable) = self.log.append_unsynced(batch, now_ms)?;
+        let pending = PendingEnqueue {
+            records,
+            durable,
+            outcome: AppendOutcome {
+                base_offset: info.base_offset,
+                last_offset: info.last_offset,
+                log_append_time: now_ms,
+                log_start: self.log.log_start_offset(),
+            },
+        };
+        if durable.is_pending() {
+            return Ok(Enqueued::Pending(pending));
+        }
+        self.finish_enqueue(pending).map(Enqueued::Done)
+    }
+
+    /// Waits until the batch is as durable as the log's policy asks, then makes it ready
+    /// (indexed queues index it only now, so a take never hands out an unsynced record).
+    pub(crate) fn finish_enqueue(&self, pending: PendingEnqueue) -> EngineResult<AppendOutcome> {
+        self.log.wait_durable(pending.durable)?;
+        if !pending.records.is_empty() {
             let mut state = self.state.lock();
-            for (delta, stored) in records.iter().enumerate() {
-                state.index_record(info.base_offset + delta as i64, &stored.record);
+            for (delta, stored) in pending.records.iter().enumerate() {
+                state.index_record(pending.outcome.base_offset + delta as i64, &stored.record);
             }
         }
         self.ready.notify(usize::MAX);
         self.publish_depth();
-        Ok(AppendOutcome {
-            base_offset: info.base_offset,
-            last_offset: info.last_offset,
-            log_append_time: now_ms,
-            log_start: self.log.log_start_offset(),
-        })
+        Ok(pending.outcome)
     }
 
     fn indexed(&self) -> bool {
@@ -282,6 +312,63 @@ impl QueueHandle {
         self.settle(state, &ops)
     }
 
+    /// Whether settling never fsyncs (the `never` policy), so that acks and requeues may run
+    /// without the blocking pool through [`QueueHandle::ack_unsynced`] and
+    /// [`QueueHandle::requeue_unsynced`].
+    pub(crate) fn settles_unsynced(&self) -> bool {
+        self.durability == Durability::Never
+    }
+
+    /// `ack` for a queue that [settles unsynced](QueueHandle::settles_unsynced), leaving out
+    /// what may block: returns whether [`QueueHandle::maintain`] is due.
+    pub(crate) fn ack_unsynced(&self, ids: &[u64]) -> EngineResult<bool> {
+        let mut state = self.state.lock();
+        self.check_live()?;
+        let ops = state.ack(ids)?;
+        self.journal
+            .append(&ops)
+            .map_err(journal_io("write the ack journal"))?;
+        let due = self.maintenance_due(state);
+        self.publish_depth();
+        Ok(due)
+    }
+
+    /// Whether the journal wants compacting or a sealed segment lies below the ack floor.
+    fn maintenance_due(&self, state: parking_lot::MutexGuard<'_, QueueState>) -> bool {
+        let compact = self
+            .journal
+            .wants_compaction(&state.settled, state.returns.len());
+        let floor = state.floor(self.log.log_start_offset());
+        drop(state);
+        compact || self.log.first_sealed_end().is_some_and(|end| end <= floor)
+    }
+
+    /// Whether [`QueueHandle::maintain`] would have work now.
+    pub(crate) fn maintenance_due_now(&self) -> bool {
+        self.maintenance_due(self.state.lock())
+    }
+
+    /// True for the one caller that may now run [`QueueHandle::maintain`] (so that due
+    /// maintenance is queued once, not once per settle).
+    pub(crate) fn claim_maintenance(&self) -> bool {
+        !self.maintaining.swap(true, Ordering::AcqRel)
+    }
+
+    /// Compacts the journal and trims the log if due (may fsync and delete files); releases
+    /// the claim taken by `claim_maintenance`.
+    pub(crate) fn maintain(&self) -> EngineResult<()> {
+        let result = (|| {
+            let state = self.state.lock();
+            self.check_live()?;
+            self.compact_if_grown(&state);
+            let floor = state.floor(self.log.log_start_offset());
+            drop(state);
+            self.trim_to(floor, false)
+        })();
+        self.maintaining.store(false, Ordering::Release);
+        result
+    }
+
     pub(crate) fn purge(&self) -> EngineResult<u64> {
         let mut state = self.state.lock();
         self.check_live()?;
@@ -364,18 +451,35 @@ impl QueueHandle {
         Ok(())
     }
 
-    /// Lets storage delete segments wholly below the ack floor (batched: see TRIM_STEP).
+    /// `requeue` for a queue that [settles unsynced](QueueHandle::settles_unsynced), leaving
+    /// compaction out: returns whether [`QueueHandle::maintain`] is due.
+    pub(crate) fn requeue_unsynced(&self, ids: &[u64]) -> EngineResult<bool> {
+        let mut state = self.state.lock();
+        self.check_live()?;
+        let ops = state.requeue(ids)?;
+        if let Err(error) = self.journal.append(&ops) {
+            tracing::warn!(queue = %self.name, %error, "cannot journal requeue counts");
+        }
+        let due = self.maintenance_due(state);
+        self.ready.notify(usize::MAX);
+        self.publish_depth();
+        Ok(due)
+    }
+
+    /// Lets storage delete segments wholly below the ack floor. Unless forced, the log start
+    /// moves only when a sealed segment lies wholly below the floor: moving it within a segment
+    /// frees nothing, and each move is an fsync'd checkpoint under the log's lock. Recovery does
+    /// not depend on it: the journal's settled set covers every acked offset.
     fn trim_to(&self, floor: i64, force: bool) -> EngineResult<()> {
         let mut trim = self.trim.lock();
         if floor <= trim.trimmed_to {
             return Ok(());
         }
-        if !force && floor - trim.trimmed_to < TRIM_STEP && trim.at.elapsed() < TRIM_INTERVAL {
+        if !force && self.log.first_sealed_end().is_none_or(|end| end > floor) {
             return Ok(());
         }
         self.log.delete_before(floor)?;
         trim.trimmed_to = floor;
-        trim.at = Instant::now();
         Ok(())
     }
 

@@ -19,6 +19,12 @@
 //! DeliveredUpTo entry written by `take` is never waited for: losing it only loses the
 //! `redelivered` flag of messages handed out just before a crash.
 //!
+//! Threads: what never fsyncs runs on the caller's task (a take, an enqueue's write, the
+//! settles of a `never` queue: page-cache I/O, cheaper than a hand-off); fsync waits, and the
+//! journal compaction and segment deletion those inline settles leave due, run on the
+//! blocking pool. The log start moves only when a whole segment can go (see
+//! `QueueHandle::trim_to`).
+//!
 //! Invariants worth naming:
 //! - A message is never lost by the queue: the log start only moves to the ack floor (the
 //!   lowest unsettled offset), and a lost journal entry only causes a redelivery.
@@ -51,7 +57,7 @@ use tributary_api::{
 
 use crate::broker::metadata::{MetaStore, QueueRecord, run_blocking};
 use crate::storage::{LogConfig, Storage};
-use handle::QueueHandle;
+use handle::{Enqueued, QueueHandle};
 use journal::{AckJournal, journal_file_name};
 use ready::ReadyIndex;
 use state::QueueState;
@@ -314,6 +320,32 @@ where
     run_blocking("queue operation", move || work(&handle)).await
 }
 
+/// Most maintenance rounds one queued run makes (each round catches up with settles that came
+/// while the last one ran).
+const MAINTENANCE_ROUNDS: usize = 4;
+
+/// Runs a queue's due maintenance (journal compaction, segment deletion) on the blocking pool
+/// after a settle that ran inline; at most one is queued per queue.
+fn spawn_maintenance(handle: Arc<QueueHandle>) {
+    if !handle.claim_maintenance() {
+        return;
+    }
+    // Settles that found the claim taken meanwhile did not queue their own run: look again.
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..MAINTENANCE_ROUNDS {
+            if let Err(error) = handle.maintain() {
+                if !matches!(error, EngineError::UnknownQueue(_)) {
+                    tracing::warn!(queue = %handle.name, %error, "queue maintenance failed");
+                }
+                return;
+            }
+            if !handle.maintenance_due_now() || !handle.claim_maintenance() {
+                return;
+            }
+        }
+    });
+}
+
 #[async_trait]
 impl QueueService for Queues {
     async fn declare_queue(&self, name: &str, options: QueueOptions) -> EngineResult<QueueDepth> {
@@ -335,14 +367,20 @@ impl QueueService for Queues {
     }
 
     async fn enqueue(&self, name: &str, batch: Bytes) -> EngineResult<AppendOutcome> {
-        blocking(&self.inner, name, move |queue| {
-            queue.enqueue(&batch, now_ms())
-        })
-        .await
+        // The write goes to the page cache here; only an fsync wait goes to the blocking pool.
+        let handle = self.inner.handle(name)?;
+        match handle.enqueue_unsynced(&batch, now_ms())? {
+            Enqueued::Done(outcome) => Ok(outcome),
+            Enqueued::Pending(pending) => {
+                run_blocking("queue operation", move || handle.finish_enqueue(pending)).await
+            }
+        }
     }
 
+    /// Runs inline: a take reads the log (page cache) and writes one journal entry, never
+    /// fsyncs, and a hand-off to the blocking pool would cost more than the work.
     async fn take(&self, name: &str, max: usize) -> EngineResult<Vec<Delivery>> {
-        blocking(&self.inner, name, move |queue| queue.take(max)).await
+        self.inner.handle(name)?.take(max)
     }
 
     async fn take_head_while(
@@ -351,10 +389,9 @@ impl QueueService for Queues {
         max: usize,
         accept: HeadFilter,
     ) -> EngineResult<HeadTake> {
-        blocking(&self.inner, name, move |queue| {
-            queue.take_head_while(max, accept.as_ref())
-        })
-        .await
+        self.inner
+            .handle(name)?
+            .take_head_while(max, accept.as_ref())
     }
 
     async fn wait_ready(&self, name: &str, timeout: Duration) -> EngineResult<bool> {
@@ -362,13 +399,27 @@ impl QueueService for Queues {
     }
 
     async fn ack(&self, name: &str, ids: &[u64]) -> EngineResult<()> {
+        let handle = self.inner.handle(name)?;
+        if handle.settles_unsynced() {
+            if handle.ack_unsynced(ids)? {
+                spawn_maintenance(handle);
+            }
+            return Ok(());
+        }
         let ids = ids.to_vec();
-        blocking(&self.inner, name, move |queue| queue.ack(&ids)).await
+        run_blocking("queue operation", move || handle.ack(&ids)).await
     }
 
     async fn requeue(&self, name: &str, ids: &[u64]) -> EngineResult<()> {
+        let handle = self.inner.handle(name)?;
+        if handle.settles_unsynced() {
+            if handle.requeue_unsynced(ids)? {
+                spawn_maintenance(handle);
+            }
+            return Ok(());
+        }
         let ids = ids.to_vec();
-        blocking(&self.inner, name, move |queue| queue.requeue(&ids)).await
+        run_blocking("queue operation", move || handle.requeue(&ids)).await
     }
 
     fn depth(&self, name: &str) -> EngineResult<QueueDepth> {

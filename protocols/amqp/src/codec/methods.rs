@@ -603,13 +603,14 @@ impl Method {
                 redelivered,
                 exchange,
                 routing_key,
-            } => {
-                put_shortstr(out, consumer_tag);
-                out.put_u64(*delivery_tag);
-                put_bits(out, &[*redelivered]);
-                put_shortstr(out, exchange);
-                put_shortstr(out, routing_key);
+            } => DeliverFields {
+                consumer_tag,
+                delivery_tag: *delivery_tag,
+                redelivered: *redelivered,
+                exchange,
+                routing_key,
             }
+            .encode_arguments(out),
             Self::BasicGetOk {
                 delivery_tag,
                 redelivered,
@@ -656,4 +657,32 @@ fn decode_binding(r: &mut Reader<'_>, has_nowait: bool) -> Result<Binding, Codec
         nowait,
         arguments: FieldTable::decode(r)?,
     })
+}
+
+/// `basic.deliver`'s fields, borrowed: the delivery path encodes them straight from the
+/// stored record, the same bytes as [`Method::BasicDeliver`] without its owned strings.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliverFields<'a> {
+    pub consumer_tag: &'a str,
+    pub delivery_tag: u64,
+    pub redelivered: bool,
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+}
+
+impl DeliverFields<'_> {
+    /// The method payload: class and method id, then the arguments.
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u16(60);
+        out.put_u16(60);
+        self.encode_arguments(out);
+    }
+
+    fn encode_arguments(&self, out: &mut BytesMut) {
+        put_shortstr(out, self.consumer_tag);
+        out.put_u64(self.delivery_tag);
+        put_bits(out, &[self.redelivered]);
+        put_shortstr(out, self.exchange);
+        put_shortstr(out, self.routing_key);
+    }
 }

@@ -234,11 +234,27 @@ pub fn encode_heartbeat(out: &mut BytesMut) {
     encode_frame(out, FRAME_HEARTBEAT, 0, &[]);
 }
 
+/// Appends a frame whose payload `write_payload` appends in place: the size field is
+/// patched afterwards, so the payload is neither buffered nor copied.
+fn encode_frame_with(
+    out: &mut BytesMut,
+    frame_type: u8,
+    channel: u16,
+    write_payload: impl FnOnce(&mut BytesMut),
+) {
+    let start = out.len();
+    out.put_u8(frame_type);
+    out.put_u16(channel);
+    out.put_u32(0);
+    write_payload(out);
+    let size = (out.len() - start - 7) as u32;
+    out[start + 3..start + 7].copy_from_slice(&size.to_be_bytes());
+    out.put_u8(FRAME_END);
+}
+
 /// Appends a method frame.
 pub fn encode_method(out: &mut BytesMut, channel: u16, method: &methods::Method) {
-    let mut payload = BytesMut::new();
-    method.encode(&mut payload);
-    encode_frame(out, FRAME_METHOD, channel, &payload);
+    encode_frame_with(out, FRAME_METHOD, channel, |payload| method.encode(payload));
 }
 
 /// Appends a complete message: method frame, content header and body frames no larger than
@@ -251,11 +267,50 @@ pub fn encode_message(
     body: &[u8],
     frame_max: u32,
 ) {
-    encode_method(out, channel, method);
-    let mut header = BytesMut::with_capacity(12 + raw_properties.len());
-    content::ContentHeader::encode_raw(&mut header, body.len() as u64, raw_properties);
-    encode_frame(out, FRAME_HEADER, channel, &header);
+    encode_content(
+        out,
+        channel,
+        |payload| method.encode(payload),
+        raw_properties,
+        body,
+        frame_max,
+    );
+}
+
+/// [`encode_message`] for a `basic.deliver` given by borrowed fields.
+pub fn encode_delivery(
+    out: &mut BytesMut,
+    channel: u16,
+    deliver: &methods::DeliverFields<'_>,
+    raw_properties: &[u8],
+    body: &[u8],
+    frame_max: u32,
+) {
+    encode_content(
+        out,
+        channel,
+        |payload| deliver.encode(payload),
+        raw_properties,
+        body,
+        frame_max,
+    );
+}
+
+fn encode_content(
+    out: &mut BytesMut,
+    channel: u16,
+    write_method: impl FnOnce(&mut BytesMut),
+    raw_properties: &[u8],
+    body: &[u8],
+    frame_max: u32,
+) {
     let chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
+    let frames = 2 + body.len().div_ceil(chunk);
+    out.reserve(64 + raw_properties.len() + body.len() + frames * FRAME_OVERHEAD);
+    encode_frame_with(out, FRAME_METHOD, channel, write_method);
+    encode_frame_with(out, FRAME_HEADER, channel, |header| {
+        content::ContentHeader::encode_raw(header, body.len() as u64, raw_properties);
+    });
     for piece in body.chunks(chunk) {
         encode_frame(out, FRAME_BODY, channel, piece);
     }

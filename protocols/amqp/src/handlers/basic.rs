@@ -51,7 +51,7 @@ impl Session {
                 guard.unacked.insert(
                     tag,
                     Unacked {
-                        queue: queue.to_owned(),
+                        queue: queue.into(),
                         id: delivery.id,
                         credit: None,
                         record,
@@ -62,7 +62,7 @@ impl Session {
             tag
         };
         let remaining = queues.depth(queue).map(|d| d.ready).unwrap_or(0);
-        m::record_depth(queues.as_ref(), self.shared.topology.vhost(), queue);
+        m::record_depth(&self.shared, queue);
         let message = from_record(&delivery.record);
         let properties =
             stream::delivered_properties(info.policy.kind, &delivery, &message.raw_properties);
@@ -166,7 +166,7 @@ impl Session {
                 Some(false) => {
                     let rejected: Vec<_> = settled
                         .iter()
-                        .filter(|one| one.queue == queue)
+                        .filter(|one| &*one.queue == queue)
                         .map(|one| (one.id, one.record.clone()))
                         .collect();
                     dead_letter(&self.shared, queue, &rejected, REASON_REJECTED).await?;
@@ -178,7 +178,7 @@ impl Session {
         }
         return_credit(settled);
         for queue in by_queue(settled).keys() {
-            m::record_depth(queues.as_ref(), self.shared.topology.vhost(), queue);
+            m::record_depth(&self.shared, queue);
         }
         Ok(())
     }

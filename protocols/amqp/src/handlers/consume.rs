@@ -23,14 +23,14 @@ use crate::Shared;
 use crate::channel::{ConsumerHandle, SharedDeliveries, Unacked};
 use crate::codec::{
     self,
-    methods::{Consume, Method},
+    methods::{Consume, DeliverFields, Method},
 };
 use crate::credit::Credit;
 use crate::deadletter::take_live;
 use crate::error::{AmqpError, NOT_ALLOWED, NOT_IMPLEMENTED};
 use crate::handlers::reply_to::REPLY_TO;
 use crate::handlers::stream;
-use crate::message::from_record;
+use crate::message::view_record;
 use crate::metrics as m;
 use crate::policy::{QueueKind, QueueRef};
 use crate::session::Session;
@@ -60,7 +60,7 @@ struct ConsumerTask {
     deliveries: SharedDeliveries,
     channel: u16,
     tag: String,
-    queue: String,
+    queue: Arc<str>,
     kind: QueueKind,
     source: Source,
     no_ack: bool,
@@ -147,7 +147,7 @@ impl ConsumerTask {
                     return;
                 }
                 Err(error) => {
-                    tracing::warn!(queue = self.queue, %error, "consumer take failed; retrying");
+                    tracing::warn!(queue = %self.queue, %error, "consumer take failed; retrying");
                     self.give_back(wanted);
                     tokio::select! {
                         () = self.cancel.cancelled() => return,
@@ -187,7 +187,7 @@ impl ConsumerTask {
                 return false;
             }
             if let Err(error) = self.queues.requeue(&self.queue, &ids).await {
-                tracing::warn!(queue = self.queue, %error, "requeue after cancel failed");
+                tracing::warn!(queue = %self.queue, %error, "requeue after cancel failed");
             }
             crate::expiry::arm_after_requeue(&self.shared, &self.queue);
             return false;
@@ -207,22 +207,22 @@ impl ConsumerTask {
                     },
                 );
             }
-            let message = from_record(&delivery.record);
+            let message = view_record(&delivery.record);
             let properties =
                 stream::delivered_properties(self.kind, delivery, &message.raw_properties);
-            let method = Method::BasicDeliver {
-                consumer_tag: self.tag.clone(),
+            let deliver = DeliverFields {
+                consumer_tag: &self.tag,
                 delivery_tag: tag,
                 redelivered: delivery.redelivered,
-                exchange: message.exchange,
-                routing_key: message.routing_key,
+                exchange: &message.exchange,
+                routing_key: &message.routing_key,
             };
-            codec::encode_message(
+            codec::encode_delivery(
                 &mut out,
                 self.channel,
-                &method,
+                &deliver,
                 &properties,
-                &message.body,
+                message.body,
                 self.frame_max,
             );
             if delivery.redelivered {
@@ -230,17 +230,13 @@ impl ConsumerTask {
             }
         }
         metrics::counter!(m::MESSAGES_DELIVERED).increment(taken.len() as u64);
-        m::record_depth(
-            self.queues.as_ref(),
-            self.shared.topology.vhost(),
-            &self.queue,
-        );
+        m::record_depth(&self.shared, &self.queue);
         let sent = self.out.send(out.freeze()).await.is_ok();
         drop(guard);
         if self.no_ack
             && let Err(error) = self.queues.ack(&self.queue, &ids).await
         {
-            tracing::warn!(queue = self.queue, %error, "auto-ack failed");
+            tracing::warn!(queue = %self.queue, %error, "auto-ack failed");
         }
         sent
     }
@@ -347,7 +343,7 @@ impl Session {
             deliveries,
             channel,
             tag: tag.clone(),
-            queue: consume.queue.clone(),
+            queue: consume.queue.as_str().into(),
             kind: info.policy.kind,
             source,
             no_ack: consume.no_ack,

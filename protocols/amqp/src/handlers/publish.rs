@@ -16,7 +16,7 @@
 use bytes::BytesMut;
 use tributary_api::batch::{Record, build_batch};
 
-use crate::channel::PendingPublish;
+use crate::channel::{PendingBody, PendingPublish};
 use crate::codec::{self, methods::Method};
 use crate::deadletter::{
     REASON_MAXLEN, dead_letter, dead_letter_refused, parse_expiration, record_for_queue,
@@ -78,7 +78,7 @@ impl Session {
                 mandatory,
                 method: (60, 40),
                 header: None,
-                body: BytesMut::new(),
+                body: PendingBody::default(),
             });
         }
         Ok(())
@@ -346,7 +346,7 @@ impl Session {
         if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
             self.drop_over_limits(queue, &policy).await;
         }
-        m::record_depth(queues.as_ref(), self.shared.topology.vhost(), queue);
+        m::record_depth(&self.shared, queue);
         refused
     }
 

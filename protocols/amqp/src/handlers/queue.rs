@@ -68,11 +68,7 @@ impl Session {
             true => 0,
             false => self.shared.engine.queues.purge_queue(queue).await?,
         };
-        m::record_depth(
-            self.shared.engine.queues.as_ref(),
-            self.shared.topology.vhost(),
-            queue,
-        );
+        m::record_depth(&self.shared, queue);
         if nowait {
             return Ok(());
         }
@@ -118,11 +114,7 @@ impl Session {
         }
         self.cancel_consumers_of(queue).await?;
         let count = self.shared.topology.delete_queue(queue).await?;
-        m::record_depth(
-            self.shared.engine.queues.as_ref(),
-            self.shared.topology.vhost(),
-            queue,
-        );
+        m::record_depth(&self.shared, queue);
         if nowait {
             return Ok(());
         }
