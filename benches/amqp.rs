@@ -17,6 +17,8 @@
 
 #[path = "../tests/support/broker.rs"]
 mod broker;
+#[path = "support/amqp_raw.rs"]
+mod amqp_raw;
 #[path = "support/proc_cpu.rs"]
 mod proc_cpu;
 
@@ -63,6 +65,27 @@ const PREFETCH: u16 = 1000;
 const ACK_EVERY: u64 = 100;
 /// Upper bound for one run (publish and drain); a run that exceeds it fails the bench.
 const RUN_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Which client drives a run: lapin (a real application client, whose own CPU cost bounds the
+/// rate on two cores) or the raw load generator (`support/amqp_raw.rs`, broker-bound).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Client {
+    Lapin,
+    Raw,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Lapin => "lapin",
+            Client::Raw => "raw",
+        }
+    }
+}
+
+/// How many more messages a raw run sends than a lapin run, so that it lasts long enough to
+/// time (it is several times faster).
+const RAW_MESSAGES_FACTOR: usize = 5;
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -396,10 +419,58 @@ async fn run(url: &str, broker_pid: u32, scenario: Scenario, run_id: &str) -> Sa
     }
 }
 
-async fn timed_run(url: &str, broker_pid: u32, scenario: Scenario, run_id: &str) -> Sample {
-    tokio::time::timeout(RUN_DEADLINE, run(url, broker_pid, scenario, run_id))
-        .await
-        .unwrap_or_else(|_| panic!("{} on {url} exceeded {RUN_DEADLINE:?}", scenario.label))
+/// One run with the raw load generator ((a) and (b) only).
+async fn run_raw(addr: &str, broker_pid: u32, scenario: Scenario, run_id: &str) -> Sample {
+    let queue = format!("bench-raw-{run_id}");
+    let messages = scenario.messages * RAW_MESSAGES_FACTOR;
+    let raw = amqp_raw::RawScenario {
+        addr,
+        queue: &queue,
+        body_len: scenario.body_len,
+        messages,
+        persistent: matches!(scenario.kind, Kind::PersistentConfirms),
+        confirm_window: CONFIRM_WINDOW,
+        prefetch: PREFETCH,
+        ack_every: ACK_EVERY,
+    };
+    let cpu_before = (
+        proc_cpu::cpu_time(broker_pid),
+        proc_cpu::cpu_time(std::process::id()),
+    );
+    let mut outcome = amqp_raw::run(&raw).await;
+    let per_message_us = |spent: Duration| spent.as_secs_f64() * 1e6 / messages as f64;
+    Sample {
+        msgs_per_s: messages as f64 / outcome.elapsed.as_secs_f64(),
+        p99_delivery_ms: percentile(&mut outcome.delivery_latencies, 0.99),
+        p99_confirm_ms: (!outcome.confirm_latencies.is_empty())
+            .then(|| percentile(&mut outcome.confirm_latencies, 0.99)),
+        broker_us: per_message_us(proc_cpu::cpu_time(broker_pid) - cpu_before.0),
+        client_us: per_message_us(proc_cpu::cpu_time(std::process::id()) - cpu_before.1),
+    }
+}
+
+/// Where a run goes: the AMQP URL (lapin) and host:port (raw) of one broker, and its pid.
+struct Target<'a> {
+    url: &'a str,
+    addr: &'a str,
+    pid: u32,
+}
+
+async fn timed_run(target: &Target<'_>, client: Client, scenario: Scenario, run_id: &str) -> Sample {
+    let run = async {
+        match client {
+            Client::Lapin => run(target.url, target.pid, scenario, run_id).await,
+            Client::Raw => run_raw(target.addr, target.pid, scenario, run_id).await,
+        }
+    };
+    tokio::time::timeout(RUN_DEADLINE, run).await.unwrap_or_else(|_| {
+        panic!(
+            "{} ({}) on {} exceeded {RUN_DEADLINE:?}",
+            scenario.label,
+            client.name(),
+            target.url
+        )
+    })
 }
 
 /// Median and worst of one broker's samples: (msgs/s median, min; p99 median, max;
@@ -446,19 +517,40 @@ fn main() {
         );
         std::process::exit(2);
     });
-    let rabbitmq_port = rabbitmq
+    let rabbitmq_addr = rabbitmq
         .rsplit('@')
         .next()
         .and_then(|authority| authority.split('/').next())
-        .and_then(|host_port| host_port.rsplit(':').next())
+        .unwrap_or("127.0.0.1:5672")
+        .to_owned();
+    let rabbitmq_port = rabbitmq_addr
+        .rsplit(':')
+        .next()
         .and_then(|port| port.parse::<u16>().ok())
         .unwrap_or(5672);
     let rabbitmq_pid = proc_cpu::listener_pid(rabbitmq_port).unwrap_or_else(|| {
         eprintln!("no local process listens on port {rabbitmq_port} (RABBITMQ_URL)");
         std::process::exit(2);
     });
+    // `AMQP_BENCH_CLIENT=lapin` or `raw` measures with one client only.
+    let clients: Vec<Client> = match std::env::var("AMQP_BENCH_CLIENT").as_deref() {
+        Ok("lapin") => vec![Client::Lapin],
+        Ok("raw") => vec![Client::Raw],
+        _ => vec![Client::Lapin, Client::Raw],
+    };
     let mut tributary = broker::TestBroker::start();
-    let tributary_url = format!("amqp://guest:guest@{}/%2f", tributary.addr("amqp"));
+    let tributary_addr = tributary.addr("amqp").to_string();
+    let tributary_url = format!("amqp://guest:guest@{tributary_addr}/%2f");
+    let ours = Target {
+        url: &tributary_url,
+        addr: &tributary_addr,
+        pid: tributary.pid(),
+    };
+    let theirs = Target {
+        url: &rabbitmq,
+        addr: &rabbitmq_addr,
+        pid: rabbitmq_pid,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -466,11 +558,11 @@ fn main() {
         .expect("runtime");
 
     println!(
-        "| scenario | Tributary msgs/s median (min) | RabbitMQ msgs/s median (min) | ratio | \
-         p99 delivery ms T / R median (worst) | p99 confirm ms T / R | \
+        "| scenario | client | Tributary msgs/s median (min) | RabbitMQ msgs/s median (min) | \
+         ratio | p99 delivery ms T / R median (worst) | p99 confirm ms T / R | \
          broker CPU us/msg T / R | client CPU us/msg T / R |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     println!("load average at start: {}", load_average());
     for scenario in SCENARIOS {
         if only
@@ -479,60 +571,83 @@ fn main() {
         {
             continue;
         }
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for repeat in 0..repeats() {
-            let run_id = format!("{}-{repeat}", scenario.label);
-            // Alternate which broker goes first so neither always runs on a warmer machine.
-            let order = if repeat % 2 == 0 {
-                [true, false]
-            } else {
-                [false, true]
-            };
-            for is_ours in order {
-                let (url, pid) = if is_ours {
-                    (&tributary_url, tributary.pid())
-                } else {
-                    (&rabbitmq, rabbitmq_pid)
-                };
-                let sample = runtime.block_on(timed_run(url, pid, scenario, &run_id));
-                eprintln!(
-                    "{} run {repeat} {}: {:.0} msgs/s, p99 {:.2} ms, CPU us/msg broker {:.2} \
-                     client {:.2}",
-                    scenario.label,
-                    if is_ours { "tributary" } else { "rabbitmq" },
-                    sample.msgs_per_s,
-                    sample.p99_delivery_ms,
-                    sample.broker_us,
-                    sample.client_us
-                );
-                if is_ours { &mut ours } else { &mut theirs }.push(sample);
+        for &client in &clients {
+            // The raw generator speaks one queue only: (c) is lapin's.
+            if client == Client::Raw && matches!(scenario.kind, Kind::Fanout) {
+                continue;
             }
+            let (t, r) = measure(&runtime, &ours, &theirs, client, scenario);
+            print_row(scenario, client, &t, &r);
         }
-        let (t, r) = (summarize(&ours), summarize(&theirs));
-        let confirm = match (t.confirm_p99, r.confirm_p99) {
-            (Some(t), Some(r)) => format!("{t:.2} / {r:.2}"),
-            _ => "–".to_owned(),
-        };
-        println!(
-            "| {} | {:.0} ({:.0}) | {:.0} ({:.0}) | **{:.2}** | {:.2} ({:.2}) / {:.2} ({:.2}) | {} \
-             | {:.2} / {:.2} | {:.2} / {:.2} |",
-            scenario.label,
-            t.rate,
-            t.rate_min,
-            r.rate,
-            r.rate_min,
-            t.rate / r.rate,
-            t.p99,
-            t.p99_max,
-            r.p99,
-            r.p99_max,
-            confirm,
-            t.broker_us,
-            r.broker_us,
-            t.client_us,
-            r.client_us
-        );
     }
     println!("load average at end: {}", load_average());
     drop(tributary);
+}
+
+/// Runs one scenario with one client against both brokers, interleaved.
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    ours: &Target<'_>,
+    theirs: &Target<'_>,
+    client: Client,
+    scenario: Scenario,
+) -> (Summary, Summary) {
+    let (mut our_samples, mut their_samples) = (Vec::new(), Vec::new());
+    for repeat in 0..repeats() {
+        let run_id = format!("{}-{}-{repeat}", scenario.label, client.name());
+        // Alternate which broker goes first so neither always runs on a warmer machine.
+        let order = if repeat % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for is_ours in order {
+            let target = if is_ours { ours } else { theirs };
+            let sample = runtime.block_on(timed_run(target, client, scenario, &run_id));
+            eprintln!(
+                "{} {} run {repeat} {}: {:.0} msgs/s, p99 {:.2} ms, CPU us/msg broker {:.2} \
+                 client {:.2}",
+                scenario.label,
+                client.name(),
+                if is_ours { "tributary" } else { "rabbitmq" },
+                sample.msgs_per_s,
+                sample.p99_delivery_ms,
+                sample.broker_us,
+                sample.client_us
+            );
+            if is_ours {
+                our_samples.push(sample);
+            } else {
+                their_samples.push(sample);
+            }
+        }
+    }
+    (summarize(&our_samples), summarize(&their_samples))
+}
+
+fn print_row(scenario: Scenario, client: Client, t: &Summary, r: &Summary) {
+    let confirm = match (t.confirm_p99, r.confirm_p99) {
+        (Some(t), Some(r)) => format!("{t:.2} / {r:.2}"),
+        _ => "–".to_owned(),
+    };
+    println!(
+        "| {} | {} | {:.0} ({:.0}) | {:.0} ({:.0}) | **{:.2}** | {:.2} ({:.2}) / {:.2} ({:.2}) \
+         | {} | {:.2} / {:.2} | {:.2} / {:.2} |",
+        scenario.label,
+        client.name(),
+        t.rate,
+        t.rate_min,
+        r.rate,
+        r.rate_min,
+        t.rate / r.rate,
+        t.p99,
+        t.p99_max,
+        r.p99,
+        r.p99_max,
+        confirm,
+        t.broker_us,
+        r.broker_us,
+        t.client_us,
+        r.client_us
+    );
 }

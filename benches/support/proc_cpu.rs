@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 /// CPU time (user + system, all threads) a process has used so far, from `/proc/<pid>/stat`.
-pub fn cpu_time(pid: u32) -> Duration {
+pub(crate) fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..]
@@ -19,7 +19,7 @@ pub fn cpu_time(pid: u32) -> Duration {
 
 /// The process that listens on TCP `port` (IPv4 or IPv6), found through the socket's inode in
 /// `/proc/net/tcp{,6}` and the `/proc/<pid>/fd` links; None when no process of ours is seen.
-pub fn listener_pid(port: u16) -> Option<u32> {
+pub(crate) fn listener_pid(port: u16) -> Option<u32> {
     let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|table| std::fs::read_to_string(table).ok())

@@ -111,6 +111,7 @@ pub struct Shared {
     connection_ids: Arc<AtomicU64>,
     /// This vhost's queue depth gauges.
     pub depth_gauges: metrics::DepthGauges,
+    pub counters: metrics::MessageCounters,
 }
 
 impl Shared {

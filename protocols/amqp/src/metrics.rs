@@ -36,6 +36,47 @@ impl MethodMetrics {
     }
 }
 
+/// Handles of the broker-wide message counters, looked up once per vhost: they count on every
+/// publish, delivery and ack, and each `counter!` lookup hashes its key in the registry.
+#[derive(Clone)]
+pub struct MessageCounters {
+    pub received: Counter,
+    pub routed: Counter,
+    pub unroutable_returned: Counter,
+    pub unroutable_dropped: Counter,
+    pub delivered: Counter,
+    pub redelivered: Counter,
+    pub confirmed: Counter,
+    pub acknowledged: Counter,
+}
+
+impl MessageCounters {
+    pub fn new() -> Self {
+        Self {
+            received: metrics::counter!(MESSAGES_RECEIVED),
+            routed: metrics::counter!(MESSAGES_ROUTED),
+            unroutable_returned: metrics::counter!(MESSAGES_UNROUTABLE_RETURNED),
+            unroutable_dropped: metrics::counter!(MESSAGES_UNROUTABLE_DROPPED),
+            delivered: metrics::counter!(MESSAGES_DELIVERED),
+            redelivered: metrics::counter!(MESSAGES_REDELIVERED),
+            confirmed: metrics::counter!(MESSAGES_CONFIRMED),
+            acknowledged: metrics::counter!(MESSAGES_ACKNOWLEDGED),
+        }
+    }
+}
+
+impl Default for MessageCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MessageCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageCounters").finish_non_exhaustive()
+    }
+}
+
 /// A vhost's queue depth gauges (ready, unacked) by queue name, each looked up in the
 /// recorder once: depth is refreshed after every store, delivery batch and ack, and a labelled
 /// lookup allocates and hashes its key. Entries of deleted queues stay; a queue declared again

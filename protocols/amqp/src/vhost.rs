@@ -237,6 +237,7 @@ impl Vhosts {
             expiry: Default::default(),
             connection_ids: self.connection_ids.clone(),
             depth_gauges: Default::default(),
+            counters: Default::default(),
         });
         shared.topology.ensure_loaded().await?;
         crate::expiry::arm_all_once(&shared);

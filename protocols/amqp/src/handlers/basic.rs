@@ -66,9 +66,9 @@ impl Session {
         let message = from_record(&delivery.record);
         let properties =
             stream::delivered_properties(info.policy.kind, &delivery, &message.raw_properties);
-        metrics::counter!(m::MESSAGES_DELIVERED).increment(1);
+        self.shared.counters.delivered.increment(1);
         if delivery.redelivered {
-            metrics::counter!(m::MESSAGES_REDELIVERED).increment(1);
+            self.shared.counters.redelivered.increment(1);
         }
         let method = Method::BasicGetOk {
             delivery_tag: tag,
@@ -174,7 +174,7 @@ impl Session {
             }
         }
         if requeue.is_none() {
-            metrics::counter!(m::MESSAGES_ACKNOWLEDGED).increment(settled.len() as u64);
+            self.shared.counters.acknowledged.increment(settled.len() as u64);
         }
         return_credit(settled);
         for queue in by_queue(settled).keys() {

@@ -226,10 +226,10 @@ impl ConsumerTask {
                 self.frame_max,
             );
             if delivery.redelivered {
-                metrics::counter!(m::MESSAGES_REDELIVERED).increment(1);
+                self.shared.counters.redelivered.increment(1);
             }
         }
-        metrics::counter!(m::MESSAGES_DELIVERED).increment(taken.len() as u64);
+        self.shared.counters.delivered.increment(taken.len() as u64);
         m::record_depth(&self.shared, &self.queue);
         let sent = self.out.send(out.freeze()).await.is_ok();
         drop(guard);

@@ -99,7 +99,7 @@ impl Session {
         let Some((mut header, mut properties)) = pending.header else {
             return Ok(());
         };
-        metrics::counter!(m::MESSAGES_RECEIVED).increment(1);
+        self.shared.counters.received.increment(1);
         let body = pending.body.freeze();
         if let Some((raw, rewritten)) = self
             .rewrite_reply_to(channel, &properties)
@@ -156,7 +156,7 @@ impl Session {
             })?;
         if queues.is_empty() && !delivered {
             if pending.mandatory {
-                metrics::counter!(m::MESSAGES_UNROUTABLE_RETURNED).increment(1);
+                self.shared.counters.unroutable_returned.increment(1);
                 let mut out = BytesMut::new();
                 let method = Method::BasicReturn {
                     reply_code: NO_ROUTE,
@@ -174,10 +174,10 @@ impl Session {
                 );
                 self.send(out).await?;
             } else {
-                metrics::counter!(m::MESSAGES_UNROUTABLE_DROPPED).increment(1);
+                self.shared.counters.unroutable_dropped.increment(1);
             }
         } else {
-            metrics::counter!(m::MESSAGES_ROUTED).increment(1);
+            self.shared.counters.routed.increment(1);
         }
         let now = now_ms();
         let record = to_record(
@@ -249,7 +249,7 @@ impl Session {
                 continue;
             };
             let method = if ok {
-                metrics::counter!(m::MESSAGES_CONFIRMED).increment(1);
+                self.shared.counters.confirmed.increment(1);
                 Method::BasicAck {
                     delivery_tag: seq,
                     multiple: false,
