@@ -15,10 +15,10 @@
 //!
 //! Invariant: both brokers see byte-identical traffic; only the URL differs.
 
-#[path = "../tests/support/broker.rs"]
-mod broker;
 #[path = "support/amqp_raw.rs"]
 mod amqp_raw;
+#[path = "../tests/support/broker.rs"]
+mod broker;
 #[path = "support/proc_cpu.rs"]
 mod proc_cpu;
 
@@ -456,21 +456,28 @@ struct Target<'a> {
     pid: u32,
 }
 
-async fn timed_run(target: &Target<'_>, client: Client, scenario: Scenario, run_id: &str) -> Sample {
+async fn timed_run(
+    target: &Target<'_>,
+    client: Client,
+    scenario: Scenario,
+    run_id: &str,
+) -> Sample {
     let run = async {
         match client {
             Client::Lapin => run(target.url, target.pid, scenario, run_id).await,
             Client::Raw => run_raw(target.addr, target.pid, scenario, run_id).await,
         }
     };
-    tokio::time::timeout(RUN_DEADLINE, run).await.unwrap_or_else(|_| {
-        panic!(
-            "{} ({}) on {} exceeded {RUN_DEADLINE:?}",
-            scenario.label,
-            client.name(),
-            target.url
-        )
-    })
+    tokio::time::timeout(RUN_DEADLINE, run)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} ({}) on {} exceeded {RUN_DEADLINE:?}",
+                scenario.label,
+                client.name(),
+                target.url
+            )
+        })
 }
 
 /// Median and worst of one broker's samples: (msgs/s median, min; p99 median, max;

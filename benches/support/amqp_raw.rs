@@ -77,7 +77,11 @@ impl Reader {
                 }
             }
             self.buf.reserve(64 * 1024);
-            let n = self.read.read_buf(&mut self.buf).await.expect("socket read");
+            let n = self
+                .read
+                .read_buf(&mut self.buf)
+                .await
+                .expect("socket read");
             assert!(n > 0, "broker closed the connection");
         }
     }
@@ -132,7 +136,10 @@ async fn connect(addr: &str) -> (Reader, OwnedWriteHalf) {
         read,
         buf: BytesMut::new(),
     };
-    write.write_all(b"AMQP\x00\x00\x09\x01").await.expect("write");
+    write
+        .write_all(b"AMQP\x00\x00\x09\x01")
+        .await
+        .expect("write");
     reader.expect(10, 10).await;
     let mut out = BytesMut::new();
     frame(&mut out, FRAME_METHOD, 0, |p| {
@@ -221,7 +228,11 @@ async fn consume(
         let deliver = reader.frame().await;
         assert_eq!(deliver.kind, FRAME_METHOD, "expected basic.deliver");
         let mut payload = deliver.payload;
-        assert_eq!((payload.get_u16(), payload.get_u16()), (60, 60), "basic.deliver");
+        assert_eq!(
+            (payload.get_u16(), payload.get_u16()),
+            (60, 60),
+            "basic.deliver"
+        );
         let tag_len = payload.get_u8() as usize;
         payload.advance(tag_len);
         last_tag = payload.get_u64();
@@ -302,35 +313,59 @@ pub(crate) async fn run(scenario: &RawScenario<'_>) -> RawRun {
     let (mut setup_reader, mut setup_write) = connect(scenario.addr).await;
     let queue = scenario.queue;
     let durable = scenario.persistent;
-    call(&mut setup_reader, &mut setup_write, (50, 10), (50, 11), |p| {
-        p.put_u16(0);
-        put_shortstr(p, queue);
-        p.put_u8(if durable { 0b10 } else { 0 });
-        p.put_u32(0);
-    })
+    call(
+        &mut setup_reader,
+        &mut setup_write,
+        (50, 10),
+        (50, 11),
+        |p| {
+            p.put_u16(0);
+            put_shortstr(p, queue);
+            p.put_u8(if durable { 0b10 } else { 0 });
+            p.put_u32(0);
+        },
+    )
     .await;
 
     let (mut consumer_reader, mut consumer_write) = connect(scenario.addr).await;
     let prefetch = scenario.prefetch;
-    call(&mut consumer_reader, &mut consumer_write, (60, 10), (60, 11), |p| {
-        p.put_u32(0);
-        p.put_u16(prefetch);
-        p.put_u8(0);
-    })
+    call(
+        &mut consumer_reader,
+        &mut consumer_write,
+        (60, 10),
+        (60, 11),
+        |p| {
+            p.put_u32(0);
+            p.put_u16(prefetch);
+            p.put_u8(0);
+        },
+    )
     .await;
-    call(&mut consumer_reader, &mut consumer_write, (60, 20), (60, 21), |p| {
-        p.put_u16(0);
-        put_shortstr(p, queue);
-        put_shortstr(p, "raw-bench");
-        p.put_u8(0);
-        p.put_u32(0);
-    })
+    call(
+        &mut consumer_reader,
+        &mut consumer_write,
+        (60, 20),
+        (60, 21),
+        |p| {
+            p.put_u16(0);
+            put_shortstr(p, queue);
+            put_shortstr(p, "raw-bench");
+            p.put_u8(0);
+            p.put_u32(0);
+        },
+    )
     .await;
 
     let (mut publisher_reader, mut publisher_write) = connect(scenario.addr).await;
     if scenario.persistent {
-        call(&mut publisher_reader, &mut publisher_write, (85, 10), (85, 11), |p| p.put_u8(0))
-            .await;
+        call(
+            &mut publisher_reader,
+            &mut publisher_write,
+            (85, 10),
+            (85, 11),
+            |p| p.put_u8(0),
+        )
+        .await;
     }
 
     let epoch = Instant::now();
@@ -414,11 +449,17 @@ pub(crate) async fn run(scenario: &RawScenario<'_>) -> RawRun {
 
     close(consumer_reader, consumer_write).await;
     close(publisher_reader, publisher_write).await;
-    call(&mut setup_reader, &mut setup_write, (50, 40), (50, 41), |p| {
-        p.put_u16(0);
-        put_shortstr(p, queue);
-        p.put_u8(0);
-    })
+    call(
+        &mut setup_reader,
+        &mut setup_write,
+        (50, 40),
+        (50, 41),
+        |p| {
+            p.put_u16(0);
+            put_shortstr(p, queue);
+            p.put_u8(0);
+        },
+    )
     .await;
     close(setup_reader, setup_write).await;
     RawRun {

@@ -174,7 +174,10 @@ impl Session {
             }
         }
         if requeue.is_none() {
-            self.shared.counters.acknowledged.increment(settled.len() as u64);
+            self.shared
+                .counters
+                .acknowledged
+                .increment(settled.len() as u64);
         }
         return_credit(settled);
         for queue in by_queue(settled).keys() {
