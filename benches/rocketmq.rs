@@ -17,6 +17,8 @@
 //! ratios are of medians. The peer binaries are looked up in `$ROCKETMQ_PEER_BIN` (a
 //! directory), else `~/.cargo/bin`; the bench fails if they are missing. Pass `tributary-only`
 //! to measure Tributary alone, `consume-only` to skip the send phases. Every wait is bounded.
+//! Tributary runs with `rocketmq.default_queues = CONSUME_QUEUES` (the peer's default count), so
+//! the consume topic has the same queues on every target.
 
 #[path = "../tests/support/broker.rs"]
 mod broker;
@@ -24,7 +26,7 @@ mod broker;
 #[path = "../tests/support/rocketmq.rs"]
 mod rocketmq;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -60,6 +62,8 @@ const CONSUMERS: usize = 4;
 /// Messages per listener call. With the client's default of 1 its dispatch, not the broker,
 /// caps delivery near 1,850 msg/s against either broker.
 const CONSUME_BATCH: u32 = 32;
+/// A pause between deliveries past this is described queue by queue.
+const STALL_REPORTED: Duration = Duration::from_secs(1);
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(60);
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -90,12 +94,16 @@ impl Running {
     fn start(target: Target) -> (Self, String) {
         match target {
             Target::TributaryAlways | Target::TributaryInterval => {
-                let args: &[&str] = if target == Target::TributaryInterval {
-                    &["--durability", "interval:100"]
-                } else {
-                    &[]
-                };
-                let mut broker = TestBroker::start_with(args);
+                let mut args = vec!["--config", "bench.toml"];
+                if target == Target::TributaryInterval {
+                    args.extend(["--durability", "interval:100"]);
+                }
+                // Auto-created topics get as many queues as the peer's (its default 8), so the
+                // producer's `defaultTopicQueueNums` of `CONSUME_QUEUES` is granted on both.
+                let mut broker = TestBroker::start_prepared(&args, |dir| {
+                    let config = format!("[rocketmq]\ndefault_queues = {CONSUME_QUEUES}\n");
+                    std::fs::write(dir.join("bench.toml"), config).expect("write bench.toml");
+                });
                 let namesrv = broker.addr("rocketmq-namesrv").to_string();
                 (Running::Tributary(broker), namesrv)
             }
@@ -369,7 +377,10 @@ struct Deliveries {
     first: Option<Instant>,
     last: Option<Instant>,
     longest_gap: Duration,
-    queues: BTreeSet<i32>,
+    /// When the longest pause began.
+    gap_start: Option<Instant>,
+    /// Per queue: messages, first and last delivery (which queue a pause held back).
+    queues: BTreeMap<i32, (usize, Instant, Instant)>,
 }
 
 /// Counts deliveries for every consumer of one scenario.
@@ -394,10 +405,18 @@ impl MessageListenerConcurrently for Counter {
         let mut seen = self.seen.lock();
         seen.first.get_or_insert(now);
         if let Some(last) = seen.last {
-            seen.longest_gap = seen.longest_gap.max(now.saturating_duration_since(last));
+            let gap = now.saturating_duration_since(last);
+            if gap > seen.longest_gap {
+                seen.longest_gap = gap;
+                seen.gap_start = Some(last);
+            }
         }
         seen.last = Some(seen.last.map_or(now, |last| last.max(now)));
-        seen.queues.extend(msgs.iter().map(|m| m.queue_id()));
+        for m in msgs {
+            let queue = seen.queues.entry(m.queue_id()).or_insert((0, now, now));
+            queue.0 += 1;
+            queue.2 = now;
+        }
         Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
     }
 }
@@ -567,6 +586,22 @@ async fn consume_run(
         consumer.shutdown().await;
         client.shutdown().await;
     }
+    if seen.longest_gap > STALL_REPORTED {
+        // Where the pause fell and which queues delivered around it, relative to the first
+        // delivery: the facts behind the single-consumer stall (BENCHMARKS.md).
+        let at = |t: Instant| (t - first).as_secs_f64();
+        let gap_start = seen.gap_start.map_or(0.0, at);
+        let queues: Vec<String> = seen
+            .queues
+            .iter()
+            .map(|(id, (n, from, to))| format!("q{id}: {n} in {:.2}-{:.2} s", at(*from), at(*to)))
+            .collect();
+        println!(
+            "  pause of {:.2} s from {gap_start:.2} s; {}",
+            seen.longest_gap.as_secs_f64(),
+            queues.join(", ")
+        );
+    }
     let window = (last - first).as_secs_f64();
     let per_message = |used: Duration| used.as_secs_f64() * 1e6 / consumed as f64;
     ConsumeFigures {
@@ -705,6 +740,14 @@ fn max(samples: &[f64]) -> f64 {
 }
 
 fn main() {
+    // `BENCH_CLIENT_LOG=warn` (an env-filter) shows the client's own log on stderr, such as its
+    // pull exceptions and flow-control notices.
+    if let Ok(filter) = std::env::var("BENCH_CLIENT_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let tributary_only = std::env::args().any(|arg| arg == "tributary-only");
     let consume_only = std::env::args().any(|arg| arg == "consume-only");
     // `TRIBUTARY_BENCH_REPEATS` shortens a trial run; the documented figures use the default.
