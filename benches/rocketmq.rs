@@ -17,6 +17,8 @@
 //! ratios are of medians. The peer binaries are looked up in `$ROCKETMQ_PEER_BIN` (a
 //! directory), else `~/.cargo/bin`; the bench fails if they are missing. Pass `tributary-only`
 //! to measure Tributary alone, `consume-only` to skip the send phases. Every wait is bounded.
+//! Tributary runs with `rocketmq.default_queues = CONSUME_QUEUES` (the peer's default count), so
+//! the consume topic has the same queues on every target.
 
 #[path = "../tests/support/broker.rs"]
 mod broker;
@@ -24,16 +26,17 @@ mod broker;
 #[path = "../tests/support/rocketmq.rs"]
 mod rocketmq;
 
-use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "rocketmq/peer.rs"]
+mod peer;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use broker::TestBroker;
 use parking_lot::Mutex;
+use peer::PeerBroker;
 use rocketmq::{Client, runtime};
 use rocketmq_client_rust::{
     ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
@@ -60,6 +63,8 @@ const CONSUMERS: usize = 4;
 /// Messages per listener call. With the client's default of 1 its dispatch, not the broker,
 /// caps delivery near 1,850 msg/s against either broker.
 const CONSUME_BATCH: u32 = 32;
+/// A pause between deliveries past this is described queue by queue.
+const STALL_REPORTED: Duration = Duration::from_secs(1);
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(60);
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -90,12 +95,16 @@ impl Running {
     fn start(target: Target) -> (Self, String) {
         match target {
             Target::TributaryAlways | Target::TributaryInterval => {
-                let args: &[&str] = if target == Target::TributaryInterval {
-                    &["--durability", "interval:100"]
-                } else {
-                    &[]
-                };
-                let mut broker = TestBroker::start_with(args);
+                let mut args = vec!["--config", "bench.toml"];
+                if target == Target::TributaryInterval {
+                    args.extend(["--durability", "interval:100"]);
+                }
+                // Auto-created topics get as many queues as the peer's (its default 8), so the
+                // producer's `defaultTopicQueueNums` of `CONSUME_QUEUES` is granted on both.
+                let mut broker = TestBroker::start_prepared(&args, |dir| {
+                    let config = format!("[rocketmq]\ndefault_queues = {CONSUME_QUEUES}\n");
+                    std::fs::write(dir.join("bench.toml"), config).expect("write bench.toml");
+                });
                 let namesrv = broker.addr("rocketmq-namesrv").to_string();
                 (Running::Tributary(broker), namesrv)
             }
@@ -121,136 +130,6 @@ impl Running {
                 broker.terminate();
             }
             Running::Peer(peer) => drop(peer),
-        }
-    }
-}
-
-/// `rocketmq-namesrv-rust` + `rocketmq-broker-rust` on loopback ports in a temp dir.
-struct PeerBroker {
-    namesrv_process: Child,
-    broker_process: Child,
-    namesrv: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for PeerBroker {
-    fn drop(&mut self) {
-        for child in [&mut self.broker_process, &mut self.namesrv_process] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn peer_bin_dir() -> PathBuf {
-    std::env::var_os("ROCKETMQ_PEER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cargo/bin")
-        })
-}
-
-/// A loopback port that was free a moment ago, with `port - 2` (the broker's fast remoting
-/// port) and `port + 1` free too.
-fn free_port_triple() -> u16 {
-    let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
-    for _ in 0..200 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind port 0")
-            .port();
-        if port > 1024 && port < 65000 && free(port - 2) && free(port + 1) {
-            return port;
-        }
-    }
-    panic!("no free loopback port triple found");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind port 0")
-        .port()
-}
-
-fn wait_for_listener(addr: SocketAddr, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited during start-up: {status}");
-        }
-        assert!(Instant::now() < deadline, "{what} not listening on {addr}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-impl PeerBroker {
-    fn start() -> Self {
-        let bin = peer_bin_dir();
-        let (namesrv_bin, broker_bin) = (
-            bin.join("rocketmq-namesrv-rust"),
-            bin.join("rocketmq-broker-rust"),
-        );
-        assert!(
-            namesrv_bin.exists() && broker_bin.exists(),
-            "peer binaries missing in {} (cargo install rocketmq-namesrv rocketmq-broker, or \
-             set ROCKETMQ_PEER_BIN, or pass tributary-only)",
-            bin.display()
-        );
-        let dir = tempfile::tempdir().expect("temp dir");
-        let namesrv_port = free_port();
-        let broker_port = free_port_triple();
-        let ha_port = broker_port + 1;
-        let store = dir.path().join("store");
-        let config = format!(
-            "[broker]\nnamesrvAddr = \"127.0.0.1:{namesrv_port}\"\nbrokerIp1 = \"127.0.0.1\"\n\
-             listenPort = {broker_port}\nstorePathRootDir = \"{store}\"\n\
-             [broker.brokerServerConfig]\nbindAddress = \"127.0.0.1\"\n\
-             [broker.brokerIdentity]\nbrokerName = \"broker-a\"\n\
-             brokerClusterName = \"DefaultCluster\"\nbrokerId = 0\n\
-             [store]\nstoreType = \"LocalFile\"\nbrokerRole = \"ASYNC_MASTER\"\n\
-             storePathRootDir = \"{store}\"\nhaListenAddress = \"127.0.0.1\"\n\
-             haListenPort = {ha_port}\n",
-            store = store.display()
-        );
-        let config_path = dir.path().join("broker.toml");
-        std::fs::write(&config_path, config).expect("write broker.toml");
-        let log = |name: &str| {
-            std::fs::File::create(dir.path().join(name)).expect("create peer log file")
-        };
-        // HOME and ROCKETMQ_HOME (without which the name server exits 70) point into the temp dir,
-        // so the peer's default log and store paths stay there.
-        let mut namesrv_process = Command::new(namesrv_bin)
-            .args(["--listenPort", &namesrv_port.to_string()])
-            .args(["--bindAddress", "127.0.0.1"])
-            .current_dir(dir.path())
-            .env("HOME", dir.path())
-            .env("ROCKETMQ_HOME", dir.path())
-            .stdin(Stdio::null())
-            .stdout(log("namesrv.out"))
-            .stderr(log("namesrv.err"))
-            .spawn()
-            .expect("spawn rocketmq-namesrv-rust");
-        let namesrv = SocketAddr::from(([127, 0, 0, 1], namesrv_port));
-        wait_for_listener(namesrv, &mut namesrv_process, "rocketmq-namesrv-rust");
-        let mut broker_process = Command::new(broker_bin)
-            .arg("-c")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .env("HOME", dir.path())
-            .env("ROCKETMQ_HOME", dir.path())
-            .stdin(Stdio::null())
-            .stdout(log("broker.out"))
-            .stderr(log("broker.err"))
-            .spawn()
-            .expect("spawn rocketmq-broker-rust");
-        let broker_addr = SocketAddr::from(([127, 0, 0, 1], broker_port));
-        wait_for_listener(broker_addr, &mut broker_process, "rocketmq-broker-rust");
-        Self {
-            namesrv_process,
-            broker_process,
-            namesrv,
-            _dir: dir,
         }
     }
 }
@@ -369,7 +248,10 @@ struct Deliveries {
     first: Option<Instant>,
     last: Option<Instant>,
     longest_gap: Duration,
-    queues: BTreeSet<i32>,
+    /// When the longest pause began.
+    gap_start: Option<Instant>,
+    /// Per queue: messages, first and last delivery (which queue a pause held back).
+    queues: BTreeMap<i32, (usize, Instant, Instant)>,
 }
 
 /// Counts deliveries for every consumer of one scenario.
@@ -394,10 +276,18 @@ impl MessageListenerConcurrently for Counter {
         let mut seen = self.seen.lock();
         seen.first.get_or_insert(now);
         if let Some(last) = seen.last {
-            seen.longest_gap = seen.longest_gap.max(now.saturating_duration_since(last));
+            let gap = now.saturating_duration_since(last);
+            if gap > seen.longest_gap {
+                seen.longest_gap = gap;
+                seen.gap_start = Some(last);
+            }
         }
         seen.last = Some(seen.last.map_or(now, |last| last.max(now)));
-        seen.queues.extend(msgs.iter().map(|m| m.queue_id()));
+        for m in msgs {
+            let queue = seen.queues.entry(m.queue_id()).or_insert((0, now, now));
+            queue.0 += 1;
+            queue.2 = now;
+        }
         Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
     }
 }
@@ -567,6 +457,22 @@ async fn consume_run(
         consumer.shutdown().await;
         client.shutdown().await;
     }
+    if seen.longest_gap > STALL_REPORTED {
+        // Where the pause fell and which queues delivered around it, relative to the first
+        // delivery: the facts behind the single-consumer stall (BENCHMARKS.md).
+        let at = |t: Instant| (t - first).as_secs_f64();
+        let gap_start = seen.gap_start.map_or(0.0, at);
+        let queues: Vec<String> = seen
+            .queues
+            .iter()
+            .map(|(id, (n, from, to))| format!("q{id}: {n} in {:.2}-{:.2} s", at(*from), at(*to)))
+            .collect();
+        println!(
+            "  pause of {:.2} s from {gap_start:.2} s; {}",
+            seen.longest_gap.as_secs_f64(),
+            queues.join(", ")
+        );
+    }
     let window = (last - first).as_secs_f64();
     let per_message = |used: Duration| used.as_secs_f64() * 1e6 / consumed as f64;
     ConsumeFigures {
@@ -705,6 +611,14 @@ fn max(samples: &[f64]) -> f64 {
 }
 
 fn main() {
+    // `BENCH_CLIENT_LOG=warn` (an env-filter) shows the client's own log on stderr, such as its
+    // pull exceptions and flow-control notices.
+    if let Ok(filter) = std::env::var("BENCH_CLIENT_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let tributary_only = std::env::args().any(|arg| arg == "tributary-only");
     let consume_only = std::env::args().any(|arg| arg == "consume-only");
     // `TRIBUTARY_BENCH_REPEATS` shortens a trial run; the documented figures use the default.

@@ -1273,3 +1273,38 @@ fn a_read_the_filter_selects_nothing_of_answers_retry_immediately_from_after_it(
     );
     broker.terminate();
 }
+
+/// A send that creates its topic gives it the producer's `defaultTopicQueueNums` queues, capped
+/// at the configured auto-create count (4 by default), as RocketMQ's broker takes the smaller of
+/// the header and TBW102's count; the name server then routes that many.
+#[test]
+fn a_send_creates_its_topic_with_the_producers_queue_count_capped_at_the_default() {
+    let mut broker = TestBroker::start();
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    let mut ns = connect(broker.addr("rocketmq-namesrv"));
+    for (n, (topic, requested, queues)) in [("QueuesTwo", 2, 2), ("QueuesCapped", 16, 4)]
+        .into_iter()
+        .enumerate()
+    {
+        let opaque = 10 * n as i32;
+        let mut ext = cpp_send(topic, 3, "", "0");
+        ext["defaultTopicQueueNums"] = json!(requested);
+        let sent = call(&mut conn, 10, opaque + 1, ext, b"sized");
+        assert_eq!(sent.code(), 0, "{}", sent.header);
+        assert_eq!(sent.field("queueId"), (3 % queues).to_string());
+        let route = call(&mut ns, 105, opaque + 2, json!({"topic": topic}), b"");
+        assert_eq!(route.code(), 0, "{}", route.header);
+        let route: Value = serde_json::from_slice(&route.body).unwrap();
+        assert_eq!(route["queueDatas"][0]["writeQueueNums"], queues, "{topic}");
+        assert_eq!(route["queueDatas"][0]["readQueueNums"], queues, "{topic}");
+    }
+    // The V2 header's one-letter field, from a producer asking for a single queue.
+    let ext = json!({
+        "a": "PID-node", "b": "QueuesOne", "c": "TBW102", "d": 1, "e": 2, "f": 0,
+        "g": 1_795_575_853_928_i64, "h": 0, "i": "", "j": 0, "k": false,
+    });
+    let sent = call(&mut conn, 310, 30, ext, b"one");
+    assert_eq!(sent.code(), 0, "{}", sent.header);
+    assert_eq!(sent.field("queueId"), "0");
+    broker.terminate();
+}

@@ -2,7 +2,9 @@
 //! SEND_BATCH_MESSAGE (V2 header, batch body).
 //!
 //! A send appends one record batch to partition `queueId % queues` of the topic (created when
-//! missing and auto-creation is on), so sends to one queue keep their order. A batch is either
+//! missing and auto-creation is on, with the producer's `defaultTopicQueueNums` queues capped
+//! at `default_queue_nums`, as RocketMQ caps it at TBW102's count), so sends to one queue keep
+//! their order. A batch is either
 //! code 320 or a `batch` field of `true`, or `1` as the C++ 1.2 client sends it on code 10 (it
 //! sends `0` for single messages, so `1` is unambiguous). The response carries `msgId` (offset
 //! message ids, comma-joined for a batch), `queueId`, `queueOffset` (the first message's),
@@ -69,7 +71,8 @@ pub(super) async fn send(
     let batch = request.code == request::SEND_BATCH_MESSAGE
         || matches!(field(request, "batch", "m"), Some("true" | "1"));
 
-    let description = ensure_topic(shared, topic, None).await?;
+    let requested = field(request, "defaultTopicQueueNums", "d");
+    let description = ensure_topic(shared, topic, auto_create_queues(shared, requested)).await?;
     let partition = queue_partition(&description, queue_id);
     let template = IncomingMessage {
         body: request.body.clone(),
@@ -146,6 +149,17 @@ pub(super) async fn send(
         outcome.last_offset,
     )
     .await
+}
+
+/// Queues for a topic this send creates: the producer's `defaultTopicQueueNums`, at most the
+/// configured auto-create count, as RocketMQ's broker takes the smaller of the header and
+/// TBW102's queue count (`createTopicInSendMessageMethod`). `None` (no usable header) leaves
+/// the configured count: the field only sizes a topic, so a bad one does not fail the send.
+fn auto_create_queues(shared: &Shared, requested: Option<&str>) -> Option<u32> {
+    requested
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .map(|n| n.min(shared.settings.default_queue_nums))
 }
 
 /// The partition a send to `queue_id` lands in (ids past the topic's queues wrap around).
