@@ -28,6 +28,10 @@ mod rocketmq;
 
 #[path = "rocketmq/peer.rs"]
 mod peer;
+// `listener_pid` is the AMQP bench's: this one starts its peer and knows its pids.
+#[allow(dead_code)]
+#[path = "support/proc_cpu.rs"]
+mod proc_cpu;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -292,19 +296,6 @@ impl MessageListenerConcurrently for Counter {
     }
 }
 
-/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..]
-        .split(' ')
-        .collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // USER_HZ is 100 on Linux for every architecture this runs on.
-    Duration::from_millis(ticks * 10)
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
@@ -421,10 +412,10 @@ async fn consume_run(
     let broker_cpu = || {
         broker_pids
             .iter()
-            .map(|pid| cpu_time(*pid))
+            .map(|pid| proc_cpu::cpu_time(*pid))
             .sum::<Duration>()
     };
-    let (broker_before, client_before) = (broker_cpu(), cpu_time(std::process::id()));
+    let (broker_before, client_before) = (broker_cpu(), proc_cpu::cpu_time(std::process::id()));
     let started = Instant::now();
     for (_, consumer) in &mut members {
         consumer.start().await.expect("consumer start");
@@ -444,7 +435,7 @@ async fn consume_run(
     }
     let (broker_used, client_used) = (
         broker_cpu() - broker_before,
-        cpu_time(std::process::id()) - client_before,
+        proc_cpu::cpu_time(std::process::id()) - client_before,
     );
     let consumed = delivered.load(Ordering::Relaxed);
     assert!(consumed > 1, "nothing consumed within {CONSUME_TIMEOUT:?}");
