@@ -330,10 +330,7 @@ async fn run(url: &str, broker_pid: u32, scenario: Scenario, run_id: &str) -> Sa
             }
         };
     let started = Instant::now();
-    let cpu_before = (
-        proc_cpu::cpu_time(broker_pid),
-        proc_cpu::cpu_time(std::process::id()),
-    );
+    let cpu = proc_cpu::CpuMark::now(broker_pid);
     for _ in 0..scenario.messages {
         let permit = if persistent {
             Some(window.clone().acquire_owned().await.expect("semaphore"))
@@ -390,9 +387,7 @@ async fn run(url: &str, broker_pid: u32, scenario: Scenario, run_id: &str) -> Sa
         delivery_latencies.extend(drain.await.expect("drain task"));
     }
     let elapsed = started.elapsed();
-    let per_message_us = |spent: Duration| spent.as_secs_f64() * 1e6 / scenario.messages as f64;
-    let broker_us = per_message_us(proc_cpu::cpu_time(broker_pid) - cpu_before.0);
-    let client_us = per_message_us(proc_cpu::cpu_time(std::process::id()) - cpu_before.1);
+    let (broker_us, client_us) = cpu.per_message_us(scenario.messages);
 
     for queue in &queues {
         setup
@@ -433,19 +428,16 @@ async fn run_raw(addr: &str, broker_pid: u32, scenario: Scenario, run_id: &str) 
         prefetch: PREFETCH,
         ack_every: ACK_EVERY,
     };
-    let cpu_before = (
-        proc_cpu::cpu_time(broker_pid),
-        proc_cpu::cpu_time(std::process::id()),
-    );
+    let cpu = proc_cpu::CpuMark::now(broker_pid);
     let mut outcome = amqp_raw::run(&raw).await;
-    let per_message_us = |spent: Duration| spent.as_secs_f64() * 1e6 / messages as f64;
+    let (broker_us, client_us) = cpu.per_message_us(messages);
     Sample {
         msgs_per_s: messages as f64 / outcome.elapsed.as_secs_f64(),
         p99_delivery_ms: percentile(&mut outcome.delivery_latencies, 0.99),
         p99_confirm_ms: (!outcome.confirm_latencies.is_empty())
             .then(|| percentile(&mut outcome.confirm_latencies, 0.99)),
-        broker_us: per_message_us(proc_cpu::cpu_time(broker_pid) - cpu_before.0),
-        client_us: per_message_us(proc_cpu::cpu_time(std::process::id()) - cpu_before.1),
+        broker_us,
+        client_us,
     }
 }
 

@@ -17,6 +17,32 @@ pub(crate) fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// The CPU time of a broker process and of this (client) process at the start of a run.
+pub(crate) struct CpuMark {
+    broker_pid: u32,
+    broker: Duration,
+    client: Duration,
+}
+
+impl CpuMark {
+    pub(crate) fn now(broker_pid: u32) -> Self {
+        Self {
+            broker_pid,
+            broker: cpu_time(broker_pid),
+            client: cpu_time(std::process::id()),
+        }
+    }
+
+    /// Microseconds of CPU per message since the mark: (broker, client).
+    pub(crate) fn per_message_us(&self, messages: usize) -> (f64, f64) {
+        let per_message = |spent: Duration| spent.as_secs_f64() * 1e6 / messages as f64;
+        (
+            per_message(cpu_time(self.broker_pid) - self.broker),
+            per_message(cpu_time(std::process::id()) - self.client),
+        )
+    }
+}
+
 /// The process that listens on TCP `port` (IPv4 or IPv6), found through the socket's inode in
 /// `/proc/net/tcp{,6}` and the `/proc/<pid>/fd` links; None when no process of ours is seen.
 pub(crate) fn listener_pid(port: u16) -> Option<u32> {

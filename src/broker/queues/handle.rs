@@ -22,7 +22,7 @@ use tributary_api::{
     StoredRecord,
 };
 
-use super::journal::{AckJournal, JournalOp};
+use super::journal::AckJournal;
 use super::state::QueueState;
 use crate::storage::{Durable, Partition};
 use crate::telemetry::names;
@@ -46,6 +46,17 @@ pub(crate) struct PendingEnqueue {
     records: Vec<StoredRecord>,
     durable: Durable,
     outcome: AppendOutcome,
+}
+
+/// What a settle's first half leaves to [`QueueHandle::finish_settle`].
+#[must_use = "a settle is as durable as the policy asks only after `finish_settle`"]
+pub(crate) struct Settled {
+    /// The journal position its entries reached (None: a requeue count could not be written).
+    seq: Option<u64>,
+    /// A requeue's counts: an fsync failure is logged, not returned.
+    counts_only: bool,
+    /// Journal compaction or segment deletion is due (see `maintain`).
+    pub(crate) maintenance_due: bool,
 }
 
 struct Trim {
@@ -305,47 +316,109 @@ impl QueueHandle {
         })
     }
 
-    pub(crate) fn ack(&self, ids: &[u64]) -> EngineResult<()> {
-        let mut state = self.state.lock();
-        self.check_live()?;
-        let ops = state.ack(ids)?;
-        self.settle(state, &ops)
-    }
-
-    /// Whether settling never fsyncs (the `never` policy), so that acks and requeues may run
-    /// without the blocking pool through [`QueueHandle::ack_unsynced`] and
-    /// [`QueueHandle::requeue_unsynced`].
+    /// Whether settling never fsyncs (the `never` policy), so that a settle's first half may run
+    /// on the caller's task and only its due maintenance on the blocking pool.
     pub(crate) fn settles_unsynced(&self) -> bool {
         self.durability == Durability::Never
     }
 
-    /// `ack` for a queue that [settles unsynced](QueueHandle::settles_unsynced), leaving out
-    /// what may block: returns whether [`QueueHandle::maintain`] is due.
-    pub(crate) fn ack_unsynced(&self, ids: &[u64]) -> EngineResult<bool> {
+    /// The first half of an ack: settles in memory and writes the journal, without fsync,
+    /// compaction or trim ([`QueueHandle::finish_settle`] does those).
+    pub(crate) fn ack_unsynced(&self, ids: &[u64]) -> EngineResult<Settled> {
         let mut state = self.state.lock();
         self.check_live()?;
         let ops = state.ack(ids)?;
-        self.journal
+        let seq = self
+            .journal
             .append(&ops)
             .map_err(journal_io("write the ack journal"))?;
-        let due = self.maintenance_due(state);
-        self.publish_depth();
-        Ok(due)
+        Ok(self.settled(state, Some(seq), false))
     }
 
-    /// Whether the journal wants compacting or a sealed segment lies below the ack floor.
-    fn maintenance_due(&self, state: parking_lot::MutexGuard<'_, QueueState>) -> bool {
+    pub(crate) fn purge(&self) -> EngineResult<u64> {
+        let mut state = self.state.lock();
+        self.check_live()?;
+        let (count, ops) = state.purge(self.log.high_watermark());
+        let seq = self
+            .journal
+            .append(&ops)
+            .map_err(journal_io("write the ack journal"))?;
+        let settled = self.settled(state, Some(seq), false);
+        self.finish_settle(settled)?;
+        Ok(count)
+    }
+
+    /// The first half of a requeue: puts deliveries back and journals their new requeue counts
+    /// (made as durable as acks are by `finish_settle`). A count that cannot be journaled or
+    /// fsynced is logged, not failed: the requeue itself has happened, and losing the count only
+    /// lowers a delivery count after a crash.
+    pub(crate) fn requeue_unsynced(&self, ids: &[u64]) -> EngineResult<Settled> {
+        let mut state = self.state.lock();
+        self.check_live()?;
+        let ops = state.requeue(ids)?;
+        let seq = match self.journal.append(&ops) {
+            Ok(seq) => Some(seq),
+            Err(error) => {
+                tracing::warn!(queue = %self.name, %error, "cannot journal requeue counts");
+                None
+            }
+        };
+        let settled = self.settled(state, seq, true);
+        self.ready.notify(usize::MAX);
+        Ok(settled)
+    }
+
+    /// Ends a settle's first half: releases `state`, publishes the depth and notes what is due.
+    fn settled(
+        &self,
+        state: parking_lot::MutexGuard<'_, QueueState>,
+        seq: Option<u64>,
+        counts_only: bool,
+    ) -> Settled {
         let compact = self
             .journal
             .wants_compaction(&state.settled, state.returns.len());
         let floor = state.floor(self.log.log_start_offset());
         drop(state);
-        compact || self.log.first_sealed_end().is_some_and(|end| end <= floor)
+        self.publish_depth();
+        Settled {
+            seq,
+            counts_only,
+            maintenance_due: compact || self.segment_below(floor),
+        }
+    }
+
+    /// Whether a sealed segment lies wholly below `floor` (so `trim_to` would delete it).
+    fn segment_below(&self, floor: i64) -> bool {
+        self.log.first_sealed_end().is_some_and(|end| end <= floor)
+    }
+
+    /// A settle's second half, which may block: fsyncs the journal as the queue's policy asks,
+    /// then compacts and trims if due.
+    pub(crate) fn finish_settle(&self, settled: Settled) -> EngineResult<()> {
+        if let Some(seq) = settled.seq {
+            match self.sync_as_policy_asks(seq) {
+                Err(error) if settled.counts_only => {
+                    tracing::warn!(queue = %self.name, %error, "cannot fsync requeue counts");
+                }
+                other => other?,
+            }
+        }
+        if settled.maintenance_due {
+            self.run_maintenance()?;
+        }
+        Ok(())
     }
 
     /// Whether [`QueueHandle::maintain`] would have work now.
     pub(crate) fn maintenance_due_now(&self) -> bool {
-        self.maintenance_due(self.state.lock())
+        let state = self.state.lock();
+        let compact = self
+            .journal
+            .wants_compaction(&state.settled, state.returns.len());
+        let floor = state.floor(self.log.log_start_offset());
+        drop(state);
+        compact || self.segment_below(floor)
     }
 
     /// True for the one caller that may now run [`QueueHandle::maintain`] (so that due
@@ -354,47 +427,22 @@ impl QueueHandle {
         !self.maintaining.swap(true, Ordering::AcqRel)
     }
 
-    /// Compacts the journal and trims the log if due (may fsync and delete files); releases
-    /// the claim taken by `claim_maintenance`.
+    /// [`QueueHandle::run_maintenance`] for the holder of `claim_maintenance`'s claim, which
+    /// it releases.
     pub(crate) fn maintain(&self) -> EngineResult<()> {
-        let result = (|| {
-            let state = self.state.lock();
-            self.check_live()?;
-            self.compact_if_grown(&state);
-            let floor = state.floor(self.log.log_start_offset());
-            drop(state);
-            self.trim_to(floor, false)
-        })();
+        let result = self.run_maintenance();
         self.maintaining.store(false, Ordering::Release);
         result
     }
 
-    pub(crate) fn purge(&self) -> EngineResult<u64> {
-        let mut state = self.state.lock();
+    /// Compacts the journal and trims the log if due (may fsync and delete files).
+    fn run_maintenance(&self) -> EngineResult<()> {
+        let state = self.state.lock();
         self.check_live()?;
-        let (count, ops) = state.purge(self.log.high_watermark());
-        self.settle(state, &ops)?;
-        Ok(count)
-    }
-
-    /// Journals settled offsets, compacts the journal if it has grown, makes the entries as
-    /// durable as the queue asks and moves the log start up to the ack floor.
-    fn settle(
-        &self,
-        state: parking_lot::MutexGuard<'_, QueueState>,
-        ops: &[JournalOp],
-    ) -> EngineResult<()> {
-        let seq = self
-            .journal
-            .append(ops)
-            .map_err(journal_io("write the ack journal"))?;
         self.compact_if_grown(&state);
         let floor = state.floor(self.log.log_start_offset());
         drop(state);
-        self.sync_as_policy_asks(seq)?;
-        self.trim_to(floor, false)?;
-        self.publish_depth();
-        Ok(())
+        self.trim_to(floor, false)
     }
 
     /// Compacts the journal once it has grown well past a snapshot (the caller holds `state`).
@@ -426,46 +474,6 @@ impl QueueHandle {
         Ok(())
     }
 
-    /// Puts deliveries back and journals their new requeue counts (made as durable as acks
-    /// are). A count that cannot be journaled is logged, not failed: the requeue itself has
-    /// happened, and losing the count only lowers a delivery count after a crash.
-    pub(crate) fn requeue(&self, ids: &[u64]) -> EngineResult<()> {
-        let mut state = self.state.lock();
-        self.check_live()?;
-        let ops = state.requeue(ids)?;
-        let written = self.journal.append(&ops);
-        self.compact_if_grown(&state);
-        drop(state);
-        match written.map_err(journal_io("write the ack journal")) {
-            Ok(seq) => {
-                if let Err(error) = self.sync_as_policy_asks(seq) {
-                    tracing::warn!(queue = %self.name, %error, "cannot fsync requeue counts");
-                }
-            }
-            Err(error) => {
-                tracing::warn!(queue = %self.name, %error, "cannot journal requeue counts");
-            }
-        }
-        self.ready.notify(usize::MAX);
-        self.publish_depth();
-        Ok(())
-    }
-
-    /// `requeue` for a queue that [settles unsynced](QueueHandle::settles_unsynced), leaving
-    /// compaction out: returns whether [`QueueHandle::maintain`] is due.
-    pub(crate) fn requeue_unsynced(&self, ids: &[u64]) -> EngineResult<bool> {
-        let mut state = self.state.lock();
-        self.check_live()?;
-        let ops = state.requeue(ids)?;
-        if let Err(error) = self.journal.append(&ops) {
-            tracing::warn!(queue = %self.name, %error, "cannot journal requeue counts");
-        }
-        let due = self.maintenance_due(state);
-        self.ready.notify(usize::MAX);
-        self.publish_depth();
-        Ok(due)
-    }
-
     /// Lets storage delete segments wholly below the ack floor. Unless forced, the log start
     /// moves only when a sealed segment lies wholly below the floor: moving it within a segment
     /// frees nothing, and each move is an fsync'd checkpoint under the log's lock. Recovery does
@@ -475,7 +483,7 @@ impl QueueHandle {
         if floor <= trim.trimmed_to {
             return Ok(());
         }
-        if !force && self.log.first_sealed_end().is_none_or(|end| end > floor) {
+        if !force && !self.segment_below(floor) {
             return Ok(());
         }
         self.log.delete_before(floor)?;

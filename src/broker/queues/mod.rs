@@ -57,7 +57,7 @@ use tributary_api::{
 
 use crate::broker::metadata::{MetaStore, QueueRecord, run_blocking};
 use crate::storage::{LogConfig, Storage};
-use handle::{Enqueued, QueueHandle};
+use handle::{Enqueued, QueueHandle, Settled};
 use journal::{AckJournal, journal_file_name};
 use ready::ReadyIndex;
 use state::QueueState;
@@ -320,6 +320,30 @@ where
     run_blocking("queue operation", move || work(&handle)).await
 }
 
+/// Runs a settle (`first_half`, then `QueueHandle::finish_settle`): for a queue that settles
+/// unsynced, the first half on the caller's task and due maintenance queued to the blocking
+/// pool; for any other, both halves on the blocking pool (the second one fsyncs).
+async fn settle(
+    inner: &Arc<Inner>,
+    name: &str,
+    ids: &[u64],
+    first_half: fn(&QueueHandle, &[u64]) -> EngineResult<Settled>,
+) -> EngineResult<()> {
+    let handle = inner.handle(name)?;
+    if handle.settles_unsynced() {
+        if first_half(&handle, ids)?.maintenance_due {
+            spawn_maintenance(handle);
+        }
+        return Ok(());
+    }
+    let ids = ids.to_vec();
+    run_blocking("queue operation", move || {
+        let settled = first_half(&handle, &ids)?;
+        handle.finish_settle(settled)
+    })
+    .await
+}
+
 /// Most maintenance rounds one queued run makes (each round catches up with settles that came
 /// while the last one ran).
 const MAINTENANCE_ROUNDS: usize = 4;
@@ -399,27 +423,11 @@ impl QueueService for Queues {
     }
 
     async fn ack(&self, name: &str, ids: &[u64]) -> EngineResult<()> {
-        let handle = self.inner.handle(name)?;
-        if handle.settles_unsynced() {
-            if handle.ack_unsynced(ids)? {
-                spawn_maintenance(handle);
-            }
-            return Ok(());
-        }
-        let ids = ids.to_vec();
-        run_blocking("queue operation", move || handle.ack(&ids)).await
+        settle(&self.inner, name, ids, QueueHandle::ack_unsynced).await
     }
 
     async fn requeue(&self, name: &str, ids: &[u64]) -> EngineResult<()> {
-        let handle = self.inner.handle(name)?;
-        if handle.settles_unsynced() {
-            if handle.requeue_unsynced(ids)? {
-                spawn_maintenance(handle);
-            }
-            return Ok(());
-        }
-        let ids = ids.to_vec();
-        run_blocking("queue operation", move || handle.requeue(&ids)).await
+        settle(&self.inner, name, ids, QueueHandle::requeue_unsynced).await
     }
 
     fn depth(&self, name: &str) -> EngineResult<QueueDepth> {
