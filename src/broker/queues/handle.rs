@@ -375,17 +375,24 @@ impl QueueHandle {
         seq: Option<u64>,
         counts_only: bool,
     ) -> Settled {
+        let maintenance_due = self.maintenance_due(state);
+        self.publish_depth();
+        Settled {
+            seq,
+            counts_only,
+            maintenance_due,
+        }
+    }
+
+    /// Whether the journal wants compacting or a sealed segment lies below the ack floor
+    /// (releases `state` before asking the log).
+    fn maintenance_due(&self, state: parking_lot::MutexGuard<'_, QueueState>) -> bool {
         let compact = self
             .journal
             .wants_compaction(&state.settled, state.returns.len());
         let floor = state.floor(self.log.log_start_offset());
         drop(state);
-        self.publish_depth();
-        Settled {
-            seq,
-            counts_only,
-            maintenance_due: compact || self.segment_below(floor),
-        }
+        compact || self.segment_below(floor)
     }
 
     /// Whether a sealed segment lies wholly below `floor` (so `trim_to` would delete it).
@@ -412,13 +419,7 @@ impl QueueHandle {
 
     /// Whether [`QueueHandle::maintain`] would have work now.
     pub(crate) fn maintenance_due_now(&self) -> bool {
-        let state = self.state.lock();
-        let compact = self
-            .journal
-            .wants_compaction(&state.settled, state.returns.len());
-        let floor = state.floor(self.log.log_start_offset());
-        drop(state);
-        compact || self.segment_below(floor)
+        self.maintenance_due(self.state.lock())
     }
 
     /// True for the one caller that may now run [`QueueHandle::maintain`] (so that due
