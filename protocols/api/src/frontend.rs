@@ -62,3 +62,24 @@ pub trait Frontend: Send + Sync + std::fmt::Debug + 'static {
         context: ConnectionContext,
     ) -> Result<(), ConnectionError>;
 }
+
+/// Lets the runtime move the calling task to another worker after it woke others.
+///
+/// A task woken from a tokio worker lands in that worker's LIFO slot, which no other worker may
+/// steal from, and no idle worker is told about it. A connection task that never waits (its
+/// client keeps the socket full) would then hold, say, the consumer it just woke until its
+/// client pauses. Waking itself during its own poll makes the runtime queue this task at the
+/// back of the run queue and unpark an idle worker: the woken task runs here, this one there.
+/// `tokio::task::yield_now` does not do this: it defers the wake until the worker runs idle.
+pub async fn yield_to_peers() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}

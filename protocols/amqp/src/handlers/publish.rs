@@ -243,6 +243,8 @@ impl Session {
                 }
             }
         }
+        // The stores woke this queue's consumers onto our worker: let them run beside us.
+        tributary_api::yield_to_peers().await;
         let mut out = BytesMut::new();
         for ((channel, confirm), ok) in confirms.into_iter().zip(stored) {
             let Some(seq) = confirm else {
