@@ -6,7 +6,7 @@
 //! delivery, so nothing reaches the client after `channel.close-ok`; every unacked delivery is
 //! either acked, requeued, or requeued when the channel goes away.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -27,16 +27,56 @@ pub struct Unacked {
     pub id: u64,
     /// The consumer's prefetch credit, returned on settle.
     pub credit: Option<Arc<Credit>>,
-    /// Kept only when the queue dead-letters, to re-publish a rejected message.
-    pub record: Option<tributary_api::batch::Record>,
+    /// Kept only when the queue dead-letters, to re-publish a rejected message (boxed: the
+    /// unacked set moves entries, and most have none).
+    pub record: Option<Box<tributary_api::batch::Record>>,
     /// Read from a stream: settling it only returns credit (`id` is the stream offset).
     pub stream: bool,
+}
+
+/// A channel's unacknowledged deliveries in tag order.
+///
+/// Tags are handed out increasing and are mostly settled oldest first, so a deque sorted by
+/// tag makes the usual insert (at the back) and settle (at the front, or a prefix with
+/// `multiple`) cheap; a tag put back by `tx.rollback` is inserted at its place.
+#[derive(Debug, Default)]
+pub struct UnackedSet {
+    entries: VecDeque<(u64, Unacked)>,
+}
+
+impl UnackedSet {
+    pub fn insert(&mut self, tag: u64, one: Unacked) {
+        match self.entries.back() {
+            Some((last, _)) if *last >= tag => match self.position(tag) {
+                Ok(at) => self.entries[at].1 = one,
+                Err(at) => self.entries.insert(at, (tag, one)),
+            },
+            _ => self.entries.push_back((tag, one)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Every entry, oldest first, leaving the set empty.
+    pub fn take_all(&mut self) -> Vec<(u64, Unacked)> {
+        std::mem::take(&mut self.entries).into()
+    }
+
+    fn position(&self, tag: u64) -> Result<usize, usize> {
+        self.entries.binary_search_by_key(&tag, |(t, _)| *t)
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct Deliveries {
     pub next_tag: u64,
-    pub unacked: BTreeMap<u64, Unacked>,
+    pub unacked: UnackedSet,
     pub closed: bool,
 }
 
@@ -50,22 +90,15 @@ impl Deliveries {
     /// Removes the deliveries a settle method names: one tag, or every tag up to it with
     /// `multiple` (tag 0 with `multiple` = all). `None` if a named tag is unknown.
     pub fn settle(&mut self, tag: u64, multiple: bool) -> Option<Vec<(u64, Unacked)>> {
+        if multiple && tag == 0 {
+            return Some(self.unacked.take_all());
+        }
+        let at = self.unacked.position(tag).ok()?;
+        let entries = &mut self.unacked.entries;
         if multiple {
-            let keys: Vec<u64> = if tag == 0 {
-                self.unacked.keys().copied().collect()
-            } else {
-                if !self.unacked.contains_key(&tag) {
-                    return None;
-                }
-                self.unacked.range(..=tag).map(|(k, _)| *k).collect()
-            };
-            Some(
-                keys.iter()
-                    .filter_map(|k| self.unacked.remove(k).map(|one| (*k, one)))
-                    .collect(),
-            )
+            Some(entries.drain(..=at).collect())
         } else {
-            self.unacked.remove(&tag).map(|one| vec![(tag, one)])
+            entries.remove(at).map(|one| vec![one])
         }
     }
 }
@@ -202,22 +235,36 @@ impl Default for Channel {
     }
 }
 
-/// Groups engine ids by queue, for one engine call per queue; stream deliveries have nothing
-/// to settle in the engine and are left out.
-pub fn by_queue<'a>(settled: impl IntoIterator<Item = &'a Unacked>) -> BTreeMap<&'a str, Vec<u64>> {
-    let mut out: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+/// Groups engine ids by queue, in first-seen order, for one engine call per queue; stream
+/// deliveries have nothing to settle in the engine and are left out. A channel settles on few
+/// queues at once, so a list beats a map here.
+pub fn by_queue<'a>(settled: impl IntoIterator<Item = &'a Unacked>) -> Vec<(&'a str, Vec<u64>)> {
+    let mut out: Vec<(&str, Vec<u64>)> = Vec::new();
     for one in settled.into_iter().filter(|one| !one.stream) {
-        out.entry(&*one.queue).or_default().push(one.id);
+        match out.iter_mut().find(|(queue, _)| *queue == &*one.queue) {
+            Some((_, ids)) => ids.push(one.id),
+            None => out.push((&one.queue, vec![one.id])),
+        }
     }
     out
 }
 
-/// Returns prefetch credit for settled deliveries.
+/// Returns prefetch credit for settled deliveries, one release per run of deliveries of the
+/// same consumer (each release takes the semaphore's lock and may wake the consumer).
 pub fn return_credit<'a>(settled: impl IntoIterator<Item = &'a Unacked>) {
-    for one in settled {
-        if let Some(credit) = &one.credit {
-            credit.release(1);
+    let mut run: Option<(&Arc<Credit>, usize)> = None;
+    for credit in settled.into_iter().filter_map(|one| one.credit.as_ref()) {
+        match &mut run {
+            Some((current, count)) if Arc::ptr_eq(current, credit) => *count += 1,
+            _ => {
+                if let Some((current, count)) = run.replace((credit, 1)) {
+                    current.release(count);
+                }
+            }
         }
+    }
+    if let Some((current, count)) = run {
+        current.release(count);
     }
 }
 
@@ -255,5 +302,42 @@ mod tests {
         );
         assert_eq!(d.settle(0, true).map(|v| v.len()), Some(2));
         assert!(d.unacked.is_empty());
+    }
+
+    #[test]
+    fn a_tag_put_back_goes_to_its_place() {
+        let mut d = Deliveries::default();
+        for id in 0..4 {
+            let tag = d.tag();
+            d.unacked.insert(tag, unacked(id));
+        }
+        let taken = d.settle(2, false).unwrap();
+        let first = d.settle(1, false).unwrap();
+        // As tx.rollback does: back in, out of order.
+        for (tag, one) in taken.into_iter().chain(first) {
+            d.unacked.insert(tag, one);
+        }
+        let all = d.settle(4, true).unwrap();
+        assert_eq!(
+            all.iter().map(|(tag, _)| *tag).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        assert!(d.settle(1, false).is_none());
+    }
+
+    #[test]
+    fn credit_comes_back_per_delivery_across_consumers() {
+        let first = Arc::new(Credit::new(3));
+        let second = Arc::new(Credit::new(3));
+        let with = |credit: &Arc<Credit>| Unacked {
+            credit: Some(credit.clone()),
+            ..unacked(0)
+        };
+        assert_eq!(first.try_take(3), 3);
+        assert_eq!(second.try_take(3), 3);
+        let settled = [with(&first), with(&first), with(&second), with(&first)];
+        return_credit(&settled);
+        assert_eq!(first.try_take(5), 3);
+        assert_eq!(second.try_take(5), 1);
     }
 }

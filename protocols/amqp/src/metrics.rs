@@ -10,10 +10,11 @@ use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};
 
 /// One connection's handles of the per-method counter and histogram, looked up in the
 /// recorder once per method name instead of on every method (a labelled lookup builds and
-/// hashes a key each time, twice per publish).
+/// hashes a key each time). A connection uses a handful of methods, so a list searched by
+/// name beats hashing the name on every method.
 #[derive(Default)]
 pub struct MethodMetrics {
-    by_name: HashMap<&'static str, (Counter, Histogram)>,
+    by_name: Vec<(&'static str, Counter, Histogram)>,
 }
 
 impl std::fmt::Debug for MethodMetrics {
@@ -25,14 +26,26 @@ impl std::fmt::Debug for MethodMetrics {
 }
 
 impl MethodMetrics {
-    /// The counter and histogram of the method named `name`.
-    pub fn of(&mut self, name: &'static str) -> &(Counter, Histogram) {
-        self.by_name.entry(name).or_insert_with(|| {
-            (
-                metrics::counter!(METHODS, "method" => name),
-                metrics::histogram!(METHOD_SECONDS, "method" => name),
-            )
-        })
+    /// The position of the method named `name`, for [`MethodMetrics::counter`] and
+    /// [`MethodMetrics::histogram`].
+    pub fn index(&mut self, name: &'static str) -> usize {
+        if let Some(at) = self.by_name.iter().position(|(known, ..)| *known == name) {
+            return at;
+        }
+        self.by_name.push((
+            name,
+            metrics::counter!(METHODS, "method" => name),
+            metrics::histogram!(METHOD_SECONDS, "method" => name),
+        ));
+        self.by_name.len() - 1
+    }
+
+    pub fn counter(&self, index: usize) -> &Counter {
+        &self.by_name[index].1
+    }
+
+    pub fn histogram(&self, index: usize) -> &Histogram {
+        &self.by_name[index].2
     }
 }
 

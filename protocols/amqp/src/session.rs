@@ -258,8 +258,8 @@ impl Session {
         let id = peek_id(payload).unwrap_or((0, 0));
         let method =
             Method::decode(payload).map_err(|e| error::method_error(&e, payload).caused_by(id))?;
-        let name = method_name(id);
-        self.method_metrics.of(name).0.increment(1);
+        let metric = self.method_metrics.index(method_name(id));
+        self.method_metrics.counter(metric).increment(1);
         let Some(state) = self.channels.get(&channel).map(|c| c.state) else {
             if method == Method::ChannelOpen {
                 self.channels.insert(channel, Channel::default());
@@ -301,8 +301,7 @@ impl Session {
             .await
             .map_err(|e| e.caused_by(id));
         self.method_metrics
-            .of(name)
-            .1
+            .histogram(metric)
             .record(started.elapsed().as_secs_f64());
         result
     }
@@ -531,7 +530,12 @@ impl Session {
         let unacked: Vec<_> = {
             let mut guard = deliveries.lock().await;
             guard.closed = true;
-            std::mem::take(&mut guard.unacked).into_values().collect()
+            guard
+                .unacked
+                .take_all()
+                .into_iter()
+                .map(|(_, one)| one)
+                .collect()
         };
         for (_, consumer) in consumers {
             let _ = consumer.task.await;

@@ -273,30 +273,33 @@ impl QueueState {
 
     /// Checks that every id is outstanding (and listed once); returns them as offsets.
     fn outstanding(&self, ids: &[u64]) -> EngineResult<Vec<i64>> {
-        let mut seen = BTreeSet::new();
-        ids.iter()
-            .map(|&id| {
-                let offset = i64::try_from(id).map_err(|_| EngineError::UnknownDelivery(id))?;
-                if !self.unacked.contains(&offset) || !seen.insert(offset) {
-                    return Err(EngineError::UnknownDelivery(id));
-                }
-                Ok(offset)
+        let mut offsets = ids
+            .iter()
+            .map(|&id| match i64::try_from(id) {
+                Ok(offset) if self.unacked.contains(&offset) => Ok(offset),
+                _ => Err(EngineError::UnknownDelivery(id)),
             })
-            .collect()
+            .collect::<EngineResult<Vec<i64>>>()?;
+        // Sorted (settles usually name them in order already), a repeated id sits next to itself.
+        offsets.sort_unstable();
+        if let Some(pair) = offsets.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(EngineError::UnknownDelivery(pair[0] as u64));
+        }
+        Ok(offsets)
     }
 
-    /// Settles deliveries; all or none. Returns the journal entries to write.
+    /// Settles deliveries; all or none. Returns the journal entries to write: one per run of
+    /// consecutive offsets.
     pub(crate) fn ack(&mut self, ids: &[u64]) -> EngineResult<Vec<JournalOp>> {
         let offsets = self.outstanding(ids)?;
         for &offset in &offsets {
             self.unacked.remove(&offset);
-            self.settled.insert(offset);
-            self.returns.remove(&offset);
             if let Some(index) = &mut self.index {
                 index.settle(offset);
             }
         }
-        Ok(offsets.into_iter().map(JournalOp::Ack).collect())
+        self.forget_returns(&offsets);
+        Ok(self.settle_runs(&offsets))
     }
 
     /// Puts deliveries back at the front; all or none. Returns the journal entries (their new
@@ -322,22 +325,38 @@ impl QueueState {
         Ok(ops)
     }
 
+    /// Adds sorted `offsets` to the settled set, one range per run of consecutive offsets,
+    /// and returns the matching journal entries.
+    fn settle_runs(&mut self, offsets: &[i64]) -> Vec<JournalOp> {
+        offsets
+            .chunk_by(|a, b| b - a == 1)
+            .map(|run| {
+                let (from, to) = (run[0], run[run.len() - 1] + 1);
+                self.settled.insert_range(from, to);
+                match run.len() {
+                    1 => JournalOp::Ack(from),
+                    _ => JournalOp::AckRange { from, to },
+                }
+            })
+            .collect()
+    }
+
+    /// Drops the requeue counts of settled offsets (hashing each is skipped when none exist,
+    /// the usual case).
+    fn forget_returns(&mut self, offsets: &[i64]) {
+        if !self.returns.is_empty() {
+            for offset in offsets {
+                self.returns.remove(offset);
+            }
+        }
+    }
+
     /// Settles every ready message; returns how many and the journal entries to write.
     pub(crate) fn purge(&mut self, high_watermark: i64) -> (u64, Vec<JournalOp>) {
         if let Some(index) = &mut self.index {
             let offsets = index.drain_ready();
-            let mut ops = Vec::new();
-            for run in offsets.chunk_by(|a, b| b - a == 1) {
-                let (from, to) = (run[0], run[run.len() - 1] + 1);
-                self.settled.insert_range(from, to);
-                ops.push(match run.len() {
-                    1 => JournalOp::Ack(from),
-                    _ => JournalOp::AckRange { from, to },
-                });
-            }
-            for offset in &offsets {
-                self.returns.remove(offset);
-            }
+            let ops = self.settle_runs(&offsets);
+            self.forget_returns(&offsets);
             return (offsets.len() as u64, ops);
         }
         let count = self.depth(high_watermark).ready;
@@ -475,7 +494,8 @@ mod tests {
         assert_eq!(taken.journal, Some(JournalOp::DeliveredUpTo(3)));
         assert_eq!(
             state.ack(&[1, 0]).unwrap(),
-            vec![JournalOp::Ack(1), JournalOp::Ack(0)]
+            vec![JournalOp::AckRange { from: 0, to: 2 }],
+            "a run of consecutive offsets is one range entry"
         );
         assert!(matches!(
             state.ack(&[1]),

@@ -37,21 +37,33 @@ enum Access {
     Read,
 }
 
-/// Compiled regexes of one (user, vhost); `None` is the empty regex, which refuses everything.
+/// One compiled permission regex.
 #[derive(Debug, Clone)]
-pub struct Grant {
-    configure: Option<Regex>,
-    write: Option<Regex>,
-    read: Option<Regex>,
+enum Matcher {
+    /// The empty regex: refuses everything.
+    Nothing,
+    /// `.*` (RabbitMQ's default grant) and spellings that match every name as well (not
+    /// `^.*$`: `.` stops at a newline): no regex search per method.
+    Everything,
+    Regex(Regex),
 }
 
-fn compile(pattern: &str) -> Result<Option<Regex>, String> {
-    if pattern.is_empty() {
-        return Ok(None);
+/// Compiled regexes of one (user, vhost).
+#[derive(Debug, Clone)]
+pub struct Grant {
+    configure: Matcher,
+    write: Matcher,
+    read: Matcher,
+}
+
+fn compile(pattern: &str) -> Result<Matcher, String> {
+    match pattern {
+        "" => Ok(Matcher::Nothing),
+        ".*" | "^.*" | ".*$" => Ok(Matcher::Everything),
+        _ => Regex::new(pattern)
+            .map(Matcher::Regex)
+            .map_err(|error| format!("invalid permission regex `{pattern}`: {error}")),
     }
-    Regex::new(pattern)
-        .map(Some)
-        .map_err(|error| format!("invalid permission regex `{pattern}`: {error}"))
 }
 
 impl Grant {
@@ -69,7 +81,11 @@ impl Grant {
             Access::Write => &self.write,
             Access::Read => &self.read,
         };
-        regex.as_ref().is_some_and(|regex| regex.is_match(name))
+        match regex {
+            Matcher::Nothing => false,
+            Matcher::Everything => true,
+            Matcher::Regex(regex) => regex.is_match(name),
+        }
     }
 
     /// Refuses `method` with RabbitMQ's 403 when `user` lacks a permission it needs.
@@ -204,5 +220,20 @@ mod tests {
         });
         assert!(g.check(&passive, "/", "u").is_ok());
         assert!(g.check(&declare("q"), "/", "u").is_err());
+    }
+
+    #[test]
+    fn match_everything_spellings_agree_with_their_regex() {
+        let names = ["", "q", "amq.default", "two\nlines", "x\n"];
+        for pattern in [".*", "^.*", ".*$"] {
+            let Matcher::Everything = compile(pattern).unwrap() else {
+                panic!("{pattern} is taken as everything");
+            };
+            let regex = Regex::new(pattern).unwrap();
+            assert!(names.iter().all(|name| regex.is_match(name)), "{pattern}");
+        }
+        // Not everything: `.` stops at a newline, so the anchored form misses such names.
+        assert!(matches!(compile("^.*$").unwrap(), Matcher::Regex(_)));
+        assert!(!Regex::new("^.*$").unwrap().is_match("two\nlines"));
     }
 }

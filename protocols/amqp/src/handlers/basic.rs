@@ -47,7 +47,7 @@ impl Session {
             let mut guard = deliveries.lock().await;
             let tag = guard.tag();
             if !no_ack {
-                let record = keep_record.then(|| delivery.record.clone());
+                let record = keep_record.then(|| Box::new(delivery.record.clone()));
                 guard.unacked.insert(
                     tag,
                     Unacked {
@@ -156,18 +156,20 @@ impl Session {
         requeue: Option<bool>,
     ) -> Result<(), AmqpError> {
         let queues = &self.shared.engine.queues;
-        for (queue, ids) in by_queue(settled) {
+        let grouped = by_queue(settled);
+        for (queue, ids) in &grouped {
+            let queue = *queue;
             match requeue {
                 Some(true) => {
-                    queues.requeue(queue, &ids).await?;
+                    queues.requeue(queue, ids).await?;
                     expiry::arm_after_requeue(&self.shared, queue);
                 }
-                None => queues.ack(queue, &ids).await?,
+                None => queues.ack(queue, ids).await?,
                 Some(false) => {
                     let rejected: Vec<_> = settled
                         .iter()
                         .filter(|one| &*one.queue == queue)
-                        .map(|one| (one.id, one.record.clone()))
+                        .map(|one| (one.id, one.record.as_deref().cloned()))
                         .collect();
                     dead_letter(&self.shared, queue, &rejected, REASON_REJECTED).await?;
                 }
@@ -180,7 +182,7 @@ impl Session {
                 .increment(settled.len() as u64);
         }
         return_credit(settled);
-        for queue in by_queue(settled).keys() {
+        for (queue, _) in grouped {
             m::record_depth(&self.shared, queue);
         }
         Ok(())

@@ -202,7 +202,7 @@ impl ConsumerTask {
                         queue: self.queue.clone(),
                         id: delivery.id,
                         credit: self.credit.clone(),
-                        record: self.keep_records.then(|| delivery.record.clone()),
+                        record: self.keep_records.then(|| Box::new(delivery.record.clone())),
                         stream: self.kind == QueueKind::Stream,
                     },
                 );
