@@ -186,10 +186,10 @@ impl Session {
         if let FrameKind::Method(payload) = &frame.kind
             && !matches!(peek_id(payload), Some((60, 40 | 80)))
         {
-            self.flush_publishes().await?;
+            Box::pin(self.flush_publishes()).await?;
         }
         if channel == 0 {
-            return self.handle_channel_zero(frame.kind).await;
+            return Box::pin(self.handle_channel_zero(frame.kind)).await;
         }
         if channel > self.channel_max {
             return Err(AmqpError::connection(
@@ -208,7 +208,7 @@ impl Session {
         };
         match result {
             Err(AmqpError::Channel(reply)) => {
-                self.close_channel_with(channel, reply).await?;
+                Box::pin(self.close_channel_with(channel, reply)).await?;
                 Ok(false)
             }
             other => other.map(|()| false),
@@ -296,10 +296,19 @@ impl Session {
         }
         self.check_permitted(&method).map_err(|e| e.caused_by(id))?;
         let started = Instant::now();
-        let result = self
-            .dispatch(channel, method)
-            .await
-            .map_err(|e| e.caused_by(id));
+        let result = match method {
+            // basic.publish, the method of every message, runs in this future; the rest are
+            // boxed, so the large future of `dispatch` is not part of (and moved with) the
+            // future of every frame.
+            Method::BasicPublish {
+                exchange,
+                routing_key,
+                mandatory,
+                immediate,
+            } => self.basic_publish(channel, exchange, routing_key, mandatory, immediate),
+            method => Box::pin(self.dispatch(channel, method)).await,
+        }
+        .map_err(|e| e.caused_by(id));
         self.method_metrics
             .histogram(metric)
             .record(started.elapsed().as_secs_f64());
@@ -328,6 +337,7 @@ impl Session {
         self.grant.check(method, &self.vhost, &self.user)
     }
 
+    /// Runs every method but `basic.publish` (see `handle_method`).
     async fn dispatch(&mut self, channel: u16, method: Method) -> Result<(), AmqpError> {
         match method {
             Method::ChannelOpen => Err(AmqpError::connection(
@@ -376,12 +386,6 @@ impl Session {
                 self.queue_delete(channel, &queue, if_unused, if_empty, nowait)
                     .await
             }
-            Method::BasicPublish {
-                exchange,
-                routing_key,
-                mandatory,
-                immediate,
-            } => self.basic_publish(channel, exchange, routing_key, mandatory, immediate),
             Method::BasicConsume(consume) => self.basic_consume(channel, consume).await,
             Method::BasicCancel {
                 consumer_tag,

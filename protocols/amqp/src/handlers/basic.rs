@@ -171,7 +171,7 @@ impl Session {
                         .filter(|one| &*one.queue == queue)
                         .map(|one| (one.id, one.record.as_deref().cloned()))
                         .collect();
-                    dead_letter(&self.shared, queue, &rejected, REASON_REJECTED).await?;
+                    Box::pin(dead_letter(&self.shared, queue, &rejected, REASON_REJECTED)).await?;
                 }
             }
         }

@@ -123,12 +123,12 @@ impl Session {
                 .map_err(|e| e.caused_by(pending.method))?
         };
         let delivered = direct_reply
-            && deliver_reply(
+            && Box::pin(deliver_reply(
                 &self.shared.reply_targets,
                 &pending.routing_key,
                 &header.raw_properties,
                 &body,
-            )
+            ))
             .await;
         if let Some(user_id) = properties.user_id.as_deref()
             && user_id != self.user
@@ -210,7 +210,8 @@ impl Session {
             targets,
         });
         if self.staged.len() >= STAGE_MAX_MESSAGES || self.staged_bytes >= STAGE_MAX_BYTES {
-            self.flush_publishes().await?;
+            // Boxed: once per batch, and it keeps this per-message future small.
+            Box::pin(self.flush_publishes()).await?;
         }
         Ok(())
     }
@@ -341,12 +342,13 @@ impl Session {
             chunk_bytes = 0;
         }
         if !overflowed.is_empty()
-            && let Err(error) = dead_letter_refused(&self.shared, queue, &overflowed).await
+            && let Err(error) =
+                Box::pin(dead_letter_refused(&self.shared, queue, &overflowed)).await
         {
             tracing::warn!(queue, %error, "dead-lettering refused messages failed");
         }
         if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
-            self.drop_over_limits(queue, &policy).await;
+            Box::pin(self.drop_over_limits(queue, &policy)).await;
         }
         m::record_depth(&self.shared, queue);
         refused
