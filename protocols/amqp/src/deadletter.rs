@@ -28,7 +28,7 @@ use tributary_api::queue::{Delivery, PRIORITY_HEADER};
 use crate::Shared;
 use crate::codec::content::BasicProperties;
 use crate::codec::table::{FieldTable, FieldValue};
-use crate::message::{HEADER_EXCHANGE, HEADER_PROPERTIES, from_record, now_ms, with_priority};
+use crate::message::{HEADER_EXCHANGE, HEADER_PROPERTIES, from_record, now_ms, set_priority};
 use crate::policy::{QueueKind, QueuePolicy};
 
 pub const HEADER_EXPIRES: &[u8] = b"amqp.expires";
@@ -47,46 +47,31 @@ pub fn expires_at(record: &Record) -> Option<i64> {
     Some(i64::from_be_bytes(bytes))
 }
 
-/// The record with a TTL of `ms` from `now_ms`, or unchanged without one.
-pub fn with_ttl(record: &Record, now_ms: i64, ttl_ms: Option<u64>) -> Record {
-    match ttl_ms {
-        Some(ms) => with_expiry(
-            record,
-            now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)),
-        ),
-        None => record.clone(),
-    }
-}
-
-/// Adds the expiry header.
-pub fn with_expiry(record: &Record, expires_ms: i64) -> Record {
-    let mut record = record.clone();
-    record.headers.push((
-        Bytes::from_static(HEADER_EXPIRES),
-        Some(Bytes::copy_from_slice(&expires_ms.to_be_bytes())),
-    ));
-    record
-}
-
 /// The record as stored in one target queue: with the queue's TTL (or the message's, the
 /// smaller) as an expiry header, and in a priority queue the clamped priority. A stream stores
-/// the record as published (streams have neither).
+/// the record as published (streams have neither). Takes the record, so a message routed to
+/// one queue is stored without a copy.
 pub fn record_for_queue(
-    record: &Record,
+    mut record: Record,
     policy: &QueuePolicy,
     expiration_ms: Option<u64>,
     priority: Option<u8>,
     now_ms: i64,
 ) -> Record {
     if policy.kind == QueueKind::Stream {
-        return record.clone();
+        return record;
     }
-    let ttl_ms = policy.message_ttl_ms.into_iter().chain(expiration_ms).min();
-    let mut out = with_ttl(record, now_ms, ttl_ms);
+    if let Some(ms) = policy.message_ttl_ms.into_iter().chain(expiration_ms).min() {
+        let expires_ms = now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+        record.headers.push((
+            Bytes::from_static(HEADER_EXPIRES),
+            Some(Bytes::copy_from_slice(&expires_ms.to_be_bytes())),
+        ));
+    }
     if let Some(max) = policy.max_priority {
-        out = with_priority(&out, priority.unwrap_or(0).min(max));
+        set_priority(&mut record, priority.unwrap_or(0).min(max));
     }
-    out
+    record
 }
 
 fn text(value: &str) -> FieldValue {
@@ -252,7 +237,8 @@ async fn republish(
             // The target queue's own x-message-ttl and priority apply, as to any message it
             // receives (the usual delayed-retry loop relies on the TTL).
             let target_policy = shared.topology.policy(target).unwrap_or_default();
-            let stored = record_for_queue(&record, &target_policy, None, props.priority, now);
+            let stored =
+                record_for_queue(record.clone(), &target_policy, None, props.priority, now);
             let batch = build_batch(std::slice::from_ref(&stored));
             crate::handlers::store_batch(shared, target, &target_policy, batch).await?;
             crate::expiry::arm_for(shared, target, [&stored]);

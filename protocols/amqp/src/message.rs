@@ -113,8 +113,7 @@ pub fn from_record(record: &Record) -> StoredMessage {
 }
 
 /// Sets a priority queue's priority header (replacing one a dead-lettered record carried).
-pub fn with_priority(record: &Record, priority: u8) -> Record {
-    let mut record = record.clone();
+pub fn set_priority(record: &mut Record, priority: u8) {
     record
         .headers
         .retain(|(key, _)| key.as_ref() != PRIORITY_HEADER);
@@ -122,7 +121,6 @@ pub fn with_priority(record: &Record, priority: u8) -> Record {
         Bytes::from_static(PRIORITY_HEADER),
         Some(Bytes::copy_from_slice(&[priority])),
     ));
-    record
 }
 
 /// The raw properties with one header set (added, or replaced in place), re-encoded; the raw

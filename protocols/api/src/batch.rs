@@ -266,18 +266,21 @@ pub struct StoredRecord {
 pub fn build_batch(records: &[Record]) -> Bytes {
     let base_timestamp = records.first().map_or(0, |r| r.timestamp);
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
-    let mut body = BytesMut::new();
-    for (delta, record) in records.iter().enumerate() {
-        encode_record(
-            &mut body,
-            record,
-            delta as i64,
-            record.timestamp - base_timestamp,
-        );
-    }
-    let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body.len());
+    // Sized first, so the batch is written in one allocation with no copy of any record.
+    let deltas =
+        |(delta, record): (usize, &Record)| (delta as i64, record.timestamp - base_timestamp);
+    let body_len: usize = records
+        .iter()
+        .enumerate()
+        .map(|entry| {
+            let (offset_delta, timestamp_delta) = deltas(entry);
+            let len = record_len(entry.1, offset_delta, timestamp_delta);
+            varlong_len(len as i64) + len
+        })
+        .sum();
+    let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body_len);
     out.put_i64(0);
-    out.put_i32((BATCH_HEADER_LEN - BATCH_LENGTH_PREFIX + body.len()) as i32);
+    out.put_i32((BATCH_HEADER_LEN - BATCH_LENGTH_PREFIX + body_len) as i32);
     out.put_i32(-1); // partition leader epoch
     out.put_i8(MAGIC_V2);
     out.put_u32(0); // CRC, filled below
@@ -289,27 +292,49 @@ pub fn build_batch(records: &[Record]) -> Bytes {
     out.put_i16(-1); // producer epoch
     out.put_i32(-1); // base sequence
     out.put_i32(records.len() as i32);
-    out.extend_from_slice(&body);
+    for entry in records.iter().enumerate() {
+        let (offset_delta, timestamp_delta) = deltas(entry);
+        encode_record(&mut out, entry.1, offset_delta, timestamp_delta);
+    }
+    debug_assert_eq!(out.len(), BATCH_HEADER_LEN + body_len);
     let crc = crc32c::crc32c(&out[CRC_START..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     out.freeze()
 }
 
+/// The encoded length of one record, without its own length prefix.
+fn record_len(record: &Record, offset_delta: i64, timestamp_delta: i64) -> usize {
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|(key, value)| {
+            varlong_len(key.len() as i64) + key.len() + nullable_len(value.as_deref())
+        })
+        .sum();
+    1 + varlong_len(timestamp_delta)
+        + varlong_len(offset_delta)
+        + nullable_len(record.key.as_deref())
+        + nullable_len(record.value.as_deref())
+        + varlong_len(record.headers.len() as i64)
+        + headers
+}
+
 fn encode_record(out: &mut BytesMut, record: &Record, offset_delta: i64, timestamp_delta: i64) {
-    let mut body = BytesMut::new();
-    body.put_i8(0); // record attributes (unused)
-    put_varlong(&mut body, timestamp_delta);
-    put_varlong(&mut body, offset_delta);
-    put_nullable(&mut body, record.key.as_deref());
-    put_nullable(&mut body, record.value.as_deref());
-    put_varlong(&mut body, record.headers.len() as i64);
+    put_varlong(
+        out,
+        record_len(record, offset_delta, timestamp_delta) as i64,
+    );
+    out.put_i8(0); // record attributes (unused)
+    put_varlong(out, timestamp_delta);
+    put_varlong(out, offset_delta);
+    put_nullable(out, record.key.as_deref());
+    put_nullable(out, record.value.as_deref());
+    put_varlong(out, record.headers.len() as i64);
     for (key, value) in &record.headers {
-        put_varlong(&mut body, key.len() as i64);
-        body.extend_from_slice(key);
-        put_nullable(&mut body, value.as_deref());
+        put_varlong(out, key.len() as i64);
+        out.extend_from_slice(key);
+        put_nullable(out, value.as_deref());
     }
-    put_varlong(out, body.len() as i64);
-    out.extend_from_slice(&body);
 }
 
 /// Decodes the records of one verified, uncompressed batch. Slices share the input buffer.
@@ -433,6 +458,19 @@ fn put_varlong(out: &mut BytesMut, value: i64) {
     out.put_u8(zigzag as u8);
 }
 
+/// How many bytes `put_varlong` writes for `value`.
+fn varlong_len(value: i64) -> usize {
+    let zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    (64 - (zigzag | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn nullable_len(value: Option<&[u8]>) -> usize {
+    match value {
+        None => varlong_len(-1),
+        Some(bytes) => varlong_len(bytes.len() as i64) + bytes.len(),
+    }
+}
+
 fn put_nullable(out: &mut BytesMut, value: Option<&[u8]>) {
     match value {
         None => put_varlong(out, -1),
@@ -521,6 +559,43 @@ mod tests {
                 value: Some(Bytes::copy_from_slice(v)),
                 timestamp: 1_700_000_000_000 + i as i64,
                 headers: Vec::new(),
+            }).collect();
+            let batch = build_batch(&records);
+            prop_assert!(verify_batch(&batch).is_ok());
+            let decoded: Vec<Record> = decode_records(&batch).unwrap().into_iter().map(|r| r.record).collect();
+            prop_assert_eq!(decoded, records);
+        }
+
+        #[test]
+        fn varlong_len_is_what_put_varlong_writes(value in any::<i64>()) {
+            let mut out = BytesMut::new();
+            put_varlong(&mut out, value);
+            prop_assert_eq!(varlong_len(value), out.len());
+        }
+
+        #[test]
+        fn roundtrip_with_keys_headers_and_scattered_timestamps(
+            entries in proptest::collection::vec(
+                (
+                    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+                    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+                    any::<i32>(),
+                    proptest::collection::vec(
+                        (proptest::collection::vec(any::<u8>(), 0..70), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..70))),
+                        0..4,
+                    ),
+                ),
+                1..12,
+            )
+        ) {
+            let records: Vec<Record> = entries.iter().map(|(key, value, timestamp, headers)| Record {
+                key: key.as_deref().map(Bytes::copy_from_slice),
+                value: value.as_deref().map(Bytes::copy_from_slice),
+                timestamp: i64::from(*timestamp),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (Bytes::copy_from_slice(k), v.as_deref().map(Bytes::copy_from_slice)))
+                    .collect(),
             }).collect();
             let batch = build_batch(&records);
             prop_assert!(verify_batch(&batch).is_ok());

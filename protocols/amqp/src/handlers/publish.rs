@@ -188,13 +188,21 @@ impl Session {
             body,
             now,
         );
+        // Every target but the last gets a copy; the last takes the record.
+        let mut record = Some(record);
+        let last = queues.len().saturating_sub(1);
         let targets: Vec<(String, Record)> = queues
             .into_iter()
-            .map(|queue| {
+            .enumerate()
+            .filter_map(|(at, queue)| {
                 let policy = self.shared.topology.policy(&queue).unwrap_or_default();
-                let stored =
-                    record_for_queue(&record, &policy, expiration, properties.priority, now);
-                (queue, stored)
+                let one = if at == last {
+                    record.take()?
+                } else {
+                    record.clone()?
+                };
+                let stored = record_for_queue(one, &policy, expiration, properties.priority, now);
+                Some((queue, stored))
             })
             .collect();
         if let Some(state) = self.channels.get_mut(&channel)
