@@ -59,10 +59,6 @@ impl UnackedSet {
         self.entries.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// Every entry, oldest first, leaving the set empty.
     pub fn take_all(&mut self) -> Vec<(u64, Unacked)> {
         std::mem::take(&mut self.entries).into()
