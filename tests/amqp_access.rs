@@ -1,8 +1,8 @@
 //! AMQP access control and resource alarms end to end: the real `tributary` binary, users,
 //! vhosts and permissions made with its own commands, and lapin as the client. Covers logins
 //! (PLAIN, AMQPLAIN, wrong password), vhost refusal, RabbitMQ's 403 texts for refused
-//! operations, per-vhost queues across SIGKILL, direct reply-to kept within its vhost, and
-//! connection.blocked / unblocked.
+//! operations, per-vhost queues across SIGKILL, per-vhost streams, direct reply-to kept within
+//! its vhost, and connection.blocked / unblocked.
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -265,6 +265,104 @@ async fn queues_of_the_same_name_are_distinct_per_vhost_and_durable() {
         }
         assert_eq!(bodies, expected, "vhost {vhost}");
     }
+}
+
+/// A stream is per vhost like any queue: streams of one name in two vhosts hold their own
+/// messages, the one of `/` is the Kafka topic of that name, and a vhost deleted while the
+/// broker is down takes its stream's topic with it at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_of_the_same_name_are_distinct_per_vhost() {
+    let mut broker = TestBroker::start_prepared(&[], |root| {
+        for vhost in ["a", "b"] {
+            cli(root, &["vhost", "add", vhost]);
+            cli(
+                root,
+                &["permissions", "set", vhost, "guest", ".*", ".*", ".*"],
+            );
+        }
+    });
+    let addr = broker.addr("amqp");
+    let stream = lapin_support::args(&[("x-queue-type", lapin_support::text("stream"))]);
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let published = [("%2f", "root"), ("a", "in-a"), ("b", "in-b")];
+    for (vhost, body) in published {
+        let connection = connect(addr, "guest:guest", vhost).await;
+        let channel = confirm_channel(&connection).await;
+        channel
+            .queue_declare("events".into(), durable, stream.clone())
+            .await
+            .expect("declare the stream");
+        let confirm = publish(&channel, "", "events", body.as_bytes(), Default::default()).await;
+        assert_eq!(confirm, Confirmation::Ack(None));
+    }
+    for (vhost, body) in published {
+        let connection = connect(addr, "guest:guest", vhost).await;
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .basic_qos(10, BasicQosOptions::default())
+            .await
+            .expect("qos");
+        let mut consumer = channel
+            .basic_consume(
+                "events".into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                lapin_support::args(&[("x-stream-offset", lapin_support::text("first"))]),
+            )
+            .await
+            .expect("consume the stream");
+        let first = next(&mut consumer).await;
+        assert_eq!(first.data, body.as_bytes(), "vhost {vhost}");
+        first.ack(BasicAckOptions::default()).await.expect("ack");
+        // Nothing of the other vhosts follows.
+        let more = tokio::time::timeout(Duration::from_millis(300), consumer.next()).await;
+        assert!(more.is_err(), "vhost {vhost} saw another vhost's message");
+    }
+    // Topic directories are the names with bytes outside [A-Za-z0-9._-] as %XX.
+    let dirs = ["events", "%1Fa%1Fevents", "%1Fb%1Fevents"];
+    let before = names_under(&broker.data_dir());
+    for dir in dirs {
+        assert!(before.iter().any(|name| name == dir), "{dir} in {before:?}");
+    }
+
+    broker.kill_prepare_restart(|root| cli(root, &["vhost", "delete", "b"]));
+    let addr = broker.addr("amqp");
+    // The frontend drops a deleted vhost's storage when it serves its first connection.
+    let connection = connect(addr, "guest:guest", "a").await;
+    let channel = connection.create_channel().await.expect("channel");
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare("events".into(), passive, FieldTable::default())
+        .await
+        .expect("vhost a keeps its stream");
+    let after = names_under(&broker.data_dir());
+    assert!(after.iter().any(|name| name == "events"), "{after:?}");
+    assert!(
+        after.iter().any(|name| name == "%1Fa%1Fevents"),
+        "{after:?}"
+    );
+    assert!(
+        !after.iter().any(|name| name == "%1Fb%1Fevents"),
+        "{after:?}"
+    );
+}
+
+/// The names of every file and directory under `dir`.
+fn names_under(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        names.push(entry.file_name().to_string_lossy().into_owned());
+        if entry.path().is_dir() {
+            names.extend(names_under(&entry.path()));
+        }
+    }
+    names
 }
 
 /// Direct reply-to works in any vhost, and a reply token is only known in its own vhost: a

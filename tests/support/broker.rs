@@ -66,8 +66,15 @@ impl TestBroker {
 
     /// SIGKILLs the process (no shutdown at all) and starts it again on the same data.
     pub(crate) fn kill_and_restart(&mut self) {
+        self.kill_prepare_restart(|_| {});
+    }
+
+    /// Like [`TestBroker::kill_and_restart`], with `prepare` run on the directory (as in
+    /// [`TestBroker::start_prepared`]) while the broker is down.
+    pub(crate) fn kill_prepare_restart(&mut self, prepare: impl FnOnce(&Path)) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        prepare(self.data.path());
         let (child, log) = spawn(self.data.path(), &self.extra_args);
         self.child = child;
         self.log = log;

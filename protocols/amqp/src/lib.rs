@@ -9,7 +9,8 @@
 //! ([`definitions`]); messages are RecordBatch v2 records ([`message`]).
 //!
 //! Queue types: classic (with priorities), quorum (a durable queue with a delivery limit) and
-//! stream (the topic of the same name, read with `x-stream-offset`), see [`policy`].
+//! stream (a topic, in vhost `/` the one of the same name, named per vhost elsewhere as in
+//! [`vhost`]; read with `x-stream-offset`), see [`policy`].
 //!
 //! Vhosts ([`vhost`]) each have their own topology and a view of the engine's queues; users
 //! log in with PLAIN or AMQPLAIN against the broker's user store and act under their

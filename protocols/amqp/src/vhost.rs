@@ -3,14 +3,14 @@
 //!
 //! Engine queue names: a queue `q` of vhost `/` is the engine queue `q` (as before vhosts
 //! existed); in any other vhost `v` it is `U+001F v' U+001F q`, where `v'` is `v` with `%` and
-//! `/` percent-encoded (the engine refuses `/`). U+001F already separates the parts of definition
+//! `/` percent-encoded (the engine refuses `/`). A stream's topic is named the same way. U+001F already separates the parts of definition
 //! keys, vhost names cannot contain control characters, so no two (vhost, queue) pairs share an
 //! engine name and a `/` queue never looks like another vhost's.
 //!
 //! Invariants: handlers only ever see AMQP queue names (the view maps names both ways, errors
 //! included); a vhost is opened once per process and loaded from the metadata store then;
-//! engine queues of vhosts that no longer exist (deleted while the broker was down) are removed
-//! the first time the frontend serves a connection.
+//! engine queues and stream topics of vhosts that no longer exist (deleted while the broker was
+//! down) are removed the first time the frontend serves a connection.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -209,6 +209,17 @@ impl Vhosts {
                     if vhost != DEFAULT_VHOST && !access::vhost_exists(store, &vhost).await? {
                         tracing::info!(vhost, queue = name, "removing a queue of a deleted vhost");
                         self.engine.queues.delete_queue(&name).await?;
+                    }
+                }
+                // Streams of other vhosts are topics named like their engine queues.
+                for topic in self.engine.topics.list_topics() {
+                    let (vhost, stream) = split_engine_queue_name(&topic.name);
+                    if vhost != DEFAULT_VHOST
+                        && !topic.internal
+                        && !access::vhost_exists(store, &vhost).await?
+                    {
+                        tracing::info!(vhost, stream, "removing a stream of a deleted vhost");
+                        self.engine.topics.delete_topic(&topic.name).await?;
                     }
                 }
                 Ok::<(), AmqpError>(())

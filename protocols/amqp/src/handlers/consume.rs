@@ -34,7 +34,7 @@ use crate::message::view_record;
 use crate::metrics as m;
 use crate::policy::{QueueKind, QueueRef};
 use crate::session::Session;
-use crate::topology::{generated_name, stream_partition};
+use crate::topology::generated_name;
 
 /// Most messages taken per round when credit allows.
 const BATCH: usize = 64;
@@ -165,7 +165,7 @@ impl ConsumerTask {
                 let _ = self.queues.wait_ready(&self.queue, WAIT).await;
             }
             Source::Stream { next } => {
-                let partition = stream_partition(&self.queue);
+                let partition = self.shared.topology.stream_partition(&self.queue);
                 let _ = self
                     .shared
                     .engine

@@ -22,7 +22,6 @@ use crate::codec::table::FieldValue;
 use crate::error::{AmqpError, NOT_IMPLEMENTED, PRECONDITION_FAILED};
 use crate::message::{now_ms, with_header};
 use crate::policy::{QueueKind, QueuePolicy, parse_interval};
-use crate::topology::stream_partition;
 
 /// Bytes read from a stream per consumer round.
 const READ_BYTES: usize = 256 * 1024;
@@ -38,7 +37,7 @@ pub(crate) async fn store_batch(
         shared
             .engine
             .log
-            .append(&stream_partition(queue), batch)
+            .append(&shared.topology.stream_partition(queue), batch)
             .await?;
     } else {
         shared.engine.queues.enqueue(queue, batch).await?;
@@ -101,7 +100,7 @@ pub(crate) async fn start_offset(
     spec: Option<&FieldValue>,
 ) -> Result<i64, AmqpError> {
     let log = &shared.engine.log;
-    let partition = stream_partition(queue);
+    let partition = shared.topology.stream_partition(queue);
     let bounds = log.offsets(&partition)?;
     let at_time = |ms: i64| async move {
         let found = log
@@ -156,7 +155,11 @@ async fn last_batch_start(
     let read = shared
         .engine
         .log
-        .read(&stream_partition(queue), high_watermark - 1, 1)
+        .read(
+            &shared.topology.stream_partition(queue),
+            high_watermark - 1,
+            1,
+        )
         .await?;
     Ok(BatchHeader::parse(&read.data).map_or(high_watermark - 1, |h| h.base_offset))
 }
@@ -169,7 +172,7 @@ pub(crate) async fn read(
     next: &mut i64,
     max: usize,
 ) -> EngineResult<Vec<Delivery>> {
-    let partition = stream_partition(queue);
+    let partition = shared.topology.stream_partition(queue);
     let gone = |error: EngineError| match error {
         EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. } => {
             EngineError::UnknownQueue(queue.to_owned())

@@ -28,8 +28,6 @@ mod exchanges;
 mod queues;
 mod streams;
 
-pub use streams::stream_partition;
-
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
     ("amq.direct", ExchangeKind::Direct),
     ("amq.fanout", ExchangeKind::Fanout),

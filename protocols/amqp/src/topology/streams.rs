@@ -1,5 +1,7 @@
-//! Stream queues (`x-queue-type: stream`) are log topics (ARCHITECTURE §5): a stream `s` is the
-//! one-partition topic `s`, so Kafka clients read what AMQP publishes and the other way round.
+//! Stream queues (`x-queue-type: stream`) are log topics (ARCHITECTURE §5): a stream `s` of
+//! vhost `/` is the one-partition topic `s`, so Kafka clients read what AMQP publishes and the
+//! other way round. A stream of another vhost is the topic named as that vhost's engine queues
+//! are ([`crate::vhost::engine_queue_name`]), so vhosts never share a stream.
 //!
 //! Invariants: declaring a stream creates its topic when missing (with `x-max-age` and
 //! `x-max-length-bytes` as its time and size retention) and adopts an existing one-partition
@@ -11,20 +13,27 @@ use tributary_api::{EngineError, TopicPartition, TopicSettings};
 use super::Topology;
 use crate::error::{AmqpError, PRECONDITION_FAILED};
 use crate::policy::QueuePolicy;
-
-/// The partition holding a stream's messages.
-pub fn stream_partition(name: &str) -> TopicPartition {
-    TopicPartition::new(name, 0)
-}
+use crate::vhost::engine_queue_name;
 
 impl Topology {
+    /// The topic of this vhost's stream `name`.
+    pub fn stream_topic(&self, name: &str) -> String {
+        engine_queue_name(&self.vhost, name)
+    }
+
+    /// The partition holding the messages of this vhost's stream `name`.
+    pub fn stream_partition(&self, name: &str) -> TopicPartition {
+        TopicPartition::new(self.stream_topic(name), 0)
+    }
+
     pub(super) async fn ensure_stream_topic(
         &self,
         name: &str,
         policy: &QueuePolicy,
     ) -> Result<(), AmqpError> {
         let topics = &self.engine.topics;
-        let existing = match topics.describe_topic(name) {
+        let topic = self.stream_topic(name);
+        let existing = match topics.describe_topic(&topic) {
             Ok(topic) => topic,
             Err(EngineError::UnknownTopic(_)) => {
                 let settings = TopicSettings {
@@ -34,9 +43,9 @@ impl Topology {
                         .and_then(|bytes| i64::try_from(bytes).ok()),
                     ..TopicSettings::default()
                 };
-                match topics.create_topic(name, 1, settings).await {
+                match topics.create_topic(&topic, 1, settings).await {
                     Ok(_) => return Ok(()),
-                    Err(EngineError::TopicExists(_)) => topics.describe_topic(name)?,
+                    Err(EngineError::TopicExists(_)) => topics.describe_topic(&topic)?,
                     Err(error) => return Err(error.into()),
                 }
             }
@@ -46,8 +55,8 @@ impl Topology {
             return Err(AmqpError::channel(
                 PRECONDITION_FAILED,
                 format_args!(
-                    "cannot declare stream '{name}' in vhost '/': topic '{name}' has {} partitions, a stream has one",
-                    existing.partitions
+                    "cannot declare stream '{name}' in vhost '{}': topic '{topic}' has {} partitions, a stream has one",
+                    self.vhost, existing.partitions
                 ),
             ));
         }
@@ -59,10 +68,15 @@ impl Topology {
         let held = self
             .engine
             .log
-            .offsets(&stream_partition(name))
+            .offsets(&self.stream_partition(name))
             .map(|o| u64::try_from(o.high_watermark - o.log_start).unwrap_or(0))
             .unwrap_or(0);
-        match self.engine.topics.delete_topic(name).await {
+        match self
+            .engine
+            .topics
+            .delete_topic(&self.stream_topic(name))
+            .await
+        {
             Ok(()) | Err(EngineError::UnknownTopic(_)) => Ok(held),
             Err(error) => Err(error.into()),
         }
