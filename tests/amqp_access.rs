@@ -19,7 +19,9 @@ use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
-use lapin_support::{confirm_channel, declare, get, next, publish, sample, scrape};
+use lapin_support::{
+    confirm_channel, consume_stream, declare, get, next, publish, sample, scrape, stream_args,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
 
@@ -40,6 +42,17 @@ fn cli(root: &Path, args: &[&str]) {
 }
 
 /// Asserts that `result` failed with an error whose text contains `expected`.
+/// Adds `vhosts`, each with every permission for `guest`.
+fn guest_vhosts(root: &Path, vhosts: &[&str]) {
+    for vhost in vhosts {
+        cli(root, &["vhost", "add", vhost]);
+        cli(
+            root,
+            &["permissions", "set", vhost, "guest", ".*", ".*", ".*"],
+        );
+    }
+}
+
 fn assert_refused<T: std::fmt::Debug>(result: lapin::Result<T>, expected: &str) {
     let error = result.expect_err(expected);
     assert!(error.to_string().contains(expected), "{error}");
@@ -193,15 +206,7 @@ async fn users_log_in_and_act_only_where_permitted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_of_the_same_name_are_distinct_per_vhost_and_durable() {
-    let mut broker = TestBroker::start_prepared(&[], |root| {
-        for vhost in ["a", "b"] {
-            cli(root, &["vhost", "add", vhost]);
-            cli(
-                root,
-                &["permissions", "set", vhost, "guest", ".*", ".*", ".*"],
-            );
-        }
-    });
+    let mut broker = TestBroker::start_prepared(&[], |root| guest_vhosts(root, &["a", "b"]));
     let addr = broker.addr("amqp");
     let persistent = BasicProperties::default().with_delivery_mode(2);
     for (vhost, bodies) in [("a", &["a-1", "a-2"][..]), ("b", &["b-1"][..])] {
@@ -268,21 +273,12 @@ async fn queues_of_the_same_name_are_distinct_per_vhost_and_durable() {
 }
 
 /// A stream is per vhost like any queue: streams of one name in two vhosts hold their own
-/// messages, the one of `/` is the Kafka topic of that name, and a vhost deleted while the
+/// messages, the one of `/` keeps the topic of that name, and a vhost deleted while the
 /// broker is down takes its stream's topic with it at the next start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_of_the_same_name_are_distinct_per_vhost() {
-    let mut broker = TestBroker::start_prepared(&[], |root| {
-        for vhost in ["a", "b"] {
-            cli(root, &["vhost", "add", vhost]);
-            cli(
-                root,
-                &["permissions", "set", vhost, "guest", ".*", ".*", ".*"],
-            );
-        }
-    });
+    let mut broker = TestBroker::start_prepared(&[], |root| guest_vhosts(root, &["a", "b"]));
     let addr = broker.addr("amqp");
-    let stream = lapin_support::args(&[("x-queue-type", lapin_support::text("stream"))]);
     let durable = QueueDeclareOptions {
         durable: true,
         ..Default::default()
@@ -292,7 +288,7 @@ async fn streams_of_the_same_name_are_distinct_per_vhost() {
         let connection = connect(addr, "guest:guest", vhost).await;
         let channel = confirm_channel(&connection).await;
         channel
-            .queue_declare("events".into(), durable, stream.clone())
+            .queue_declare("events".into(), durable, stream_args())
             .await
             .expect("declare the stream");
         let confirm = publish(&channel, "", "events", body.as_bytes(), Default::default()).await;
@@ -300,20 +296,8 @@ async fn streams_of_the_same_name_are_distinct_per_vhost() {
     }
     for (vhost, body) in published {
         let connection = connect(addr, "guest:guest", vhost).await;
-        let channel = connection.create_channel().await.expect("channel");
-        channel
-            .basic_qos(10, BasicQosOptions::default())
-            .await
-            .expect("qos");
-        let mut consumer = channel
-            .basic_consume(
-                "events".into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                lapin_support::args(&[("x-stream-offset", lapin_support::text("first"))]),
-            )
-            .await
-            .expect("consume the stream");
+        let (_channel, mut consumer) =
+            consume_stream(&connection, "events", lapin_support::text("first")).await;
         let first = next(&mut consumer).await;
         assert_eq!(first.data, body.as_bytes(), "vhost {vhost}");
         first.ack(BasicAckOptions::default()).await.expect("ack");
@@ -369,15 +353,7 @@ fn names_under(dir: &Path) -> Vec<String> {
 /// reply published to it from another vhost is unroutable there (returned, as mandatory).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_reply_to_works_per_vhost_and_replies_stay_in_theirs() {
-    let mut broker = TestBroker::start_prepared(&[], |root| {
-        for vhost in ["a", "b"] {
-            cli(root, &["vhost", "add", vhost]);
-            cli(
-                root,
-                &["permissions", "set", vhost, "guest", ".*", ".*", ".*"],
-            );
-        }
-    });
+    let mut broker = TestBroker::start_prepared(&[], |root| guest_vhosts(root, &["a", "b"]));
     let addr = broker.addr("amqp");
     let client = connect(addr, "guest:guest", "a").await;
     let server = connect(addr, "guest:guest", "a").await;

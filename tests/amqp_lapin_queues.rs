@@ -15,7 +15,10 @@ use broker::TestBroker;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Confirmation};
-use lapin_support::{args, confirm_channel, connect, connect_to, get, next, publish, text};
+use lapin_support::{
+    args, confirm_channel, connect, connect_to, consume_stream, get, next, publish, stream_args,
+    text,
+};
 
 async fn declare_with(channel: &lapin::Channel, name: &str, durable: bool, arguments: FieldTable) {
     let options = QueueDeclareOptions {
@@ -619,20 +622,7 @@ async fn read_stream(
     offset: AMQPValue,
     count: usize,
 ) -> Vec<(String, i64)> {
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .basic_qos(10, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let mut consumer = channel
-        .basic_consume(
-            "events".into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            args(&[("x-stream-offset", offset)]),
-        )
-        .await
-        .expect("consume the stream");
+    let (channel, mut consumer) = consume_stream(connection, "events", offset).await;
     let mut got = Vec::new();
     for _ in 0..count {
         let delivery = next(&mut consumer).await;
@@ -644,10 +634,6 @@ async fn read_stream(
     }
     channel.close(200, "done".into()).await.expect("close");
     got
-}
-
-fn stream_args() -> FieldTable {
-    args(&[("x-queue-type", text("stream"))])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

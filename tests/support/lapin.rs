@@ -94,6 +94,35 @@ pub(crate) fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(value.into())
 }
 
+/// The arguments that declare a stream.
+pub(crate) fn stream_args() -> FieldTable {
+    args(&[("x-queue-type", text("stream"))])
+}
+
+/// A consumer of stream `name` from `offset` (`x-stream-offset`), prefetch 10, on a channel
+/// of its own.
+pub(crate) async fn consume_stream(
+    connection: &Connection,
+    name: &str,
+    offset: AMQPValue,
+) -> (Channel, lapin::Consumer) {
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .basic_qos(10, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let consumer = channel
+        .basic_consume(
+            name.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            args(&[("x-stream-offset", offset)]),
+        )
+        .await
+        .expect("consume the stream");
+    (channel, consumer)
+}
+
 /// `GET /metrics` on the broker's HTTP port.
 pub(crate) fn scrape(addr: std::net::SocketAddr) -> String {
     use std::io::{Read, Write};

@@ -3,9 +3,10 @@
 //!
 //! Engine queue names: a queue `q` of vhost `/` is the engine queue `q` (as before vhosts
 //! existed); in any other vhost `v` it is `U+001F v' U+001F q`, where `v'` is `v` with `%` and
-//! `/` percent-encoded (the engine refuses `/`). A stream's topic is named the same way. U+001F already separates the parts of definition
-//! keys, vhost names cannot contain control characters, so no two (vhost, queue) pairs share an
-//! engine name and a `/` queue never looks like another vhost's.
+//! `/` percent-encoded (the engine refuses `/`); a stream's topic is named the same way. U+001F
+//! already separates the parts of definition keys, vhost names cannot contain control
+//! characters, so no two (vhost, queue) pairs share an engine name and a `/` queue never looks
+//! like another vhost's.
 //!
 //! Invariants: handlers only ever see AMQP queue names (the view maps names both ways, errors
 //! included); a vhost is opened once per process and loaded from the metadata store then;

@@ -267,16 +267,14 @@ pub fn build_batch(records: &[Record]) -> Bytes {
     let base_timestamp = records.first().map_or(0, |r| r.timestamp);
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
     // Sized first, so the batch is written in one allocation with no copy of any record.
-    let deltas =
-        |(delta, record): (usize, &Record)| (delta as i64, record.timestamp - base_timestamp);
-    let body_len: usize = records
+    let layouts: Vec<RecordLayout> = records
         .iter()
         .enumerate()
-        .map(|entry| {
-            let (offset_delta, timestamp_delta) = deltas(entry);
-            let len = record_len(entry.1, offset_delta, timestamp_delta);
-            varlong_len(len as i64) + len
-        })
+        .map(|(index, record)| RecordLayout::of(record, index, base_timestamp))
+        .collect();
+    let body_len: usize = layouts
+        .iter()
+        .map(|layout| varlong_len(layout.len as i64) + layout.len)
         .sum();
     let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body_len);
     out.put_i64(0);
@@ -292,9 +290,8 @@ pub fn build_batch(records: &[Record]) -> Bytes {
     out.put_i16(-1); // producer epoch
     out.put_i32(-1); // base sequence
     out.put_i32(records.len() as i32);
-    for entry in records.iter().enumerate() {
-        let (offset_delta, timestamp_delta) = deltas(entry);
-        encode_record(&mut out, entry.1, offset_delta, timestamp_delta);
+    for (record, layout) in records.iter().zip(&layouts) {
+        encode_record(&mut out, record, layout);
     }
     debug_assert_eq!(out.len(), BATCH_HEADER_LEN + body_len);
     let crc = crc32c::crc32c(&out[CRC_START..]);
@@ -302,31 +299,45 @@ pub fn build_batch(records: &[Record]) -> Bytes {
     out.freeze()
 }
 
-/// The encoded length of one record, without its own length prefix.
-fn record_len(record: &Record, offset_delta: i64, timestamp_delta: i64) -> usize {
-    let headers: usize = record
-        .headers
-        .iter()
-        .map(|(key, value)| {
-            varlong_len(key.len() as i64) + key.len() + nullable_len(value.as_deref())
-        })
-        .sum();
-    1 + varlong_len(timestamp_delta)
-        + varlong_len(offset_delta)
-        + nullable_len(record.key.as_deref())
-        + nullable_len(record.value.as_deref())
-        + varlong_len(record.headers.len() as i64)
-        + headers
+/// What encoding one record of a batch needs: its deltas and its encoded length (without
+/// the length prefix).
+struct RecordLayout {
+    offset_delta: i64,
+    timestamp_delta: i64,
+    len: usize,
 }
 
-fn encode_record(out: &mut BytesMut, record: &Record, offset_delta: i64, timestamp_delta: i64) {
-    put_varlong(
-        out,
-        record_len(record, offset_delta, timestamp_delta) as i64,
-    );
+impl RecordLayout {
+    fn of(record: &Record, index: usize, base_timestamp: i64) -> Self {
+        let offset_delta = index as i64;
+        let timestamp_delta = record.timestamp - base_timestamp;
+        let headers: usize = record
+            .headers
+            .iter()
+            .map(|(key, value)| {
+                varlong_len(key.len() as i64) + key.len() + nullable_len(value.as_deref())
+            })
+            .sum();
+        let len = 1
+            + varlong_len(timestamp_delta)
+            + varlong_len(offset_delta)
+            + nullable_len(record.key.as_deref())
+            + nullable_len(record.value.as_deref())
+            + varlong_len(record.headers.len() as i64)
+            + headers;
+        Self {
+            offset_delta,
+            timestamp_delta,
+            len,
+        }
+    }
+}
+
+fn encode_record(out: &mut BytesMut, record: &Record, layout: &RecordLayout) {
+    put_varlong(out, layout.len as i64);
     out.put_i8(0); // record attributes (unused)
-    put_varlong(out, timestamp_delta);
-    put_varlong(out, offset_delta);
+    put_varlong(out, layout.timestamp_delta);
+    put_varlong(out, layout.offset_delta);
     put_nullable(out, record.key.as_deref());
     put_nullable(out, record.value.as_deref());
     put_varlong(out, record.headers.len() as i64);

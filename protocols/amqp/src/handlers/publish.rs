@@ -110,7 +110,7 @@ impl Session {
         }
         let direct_reply =
             pending.exchange.is_empty() && pending.routing_key.starts_with(REPLY_TO_PREFIX);
-        let queues = if direct_reply {
+        let mut queues = if direct_reply {
             Vec::new()
         } else {
             self.shared
@@ -188,23 +188,18 @@ impl Session {
             body,
             now,
         );
+        let for_queue = |queue: String, record: Record| {
+            let policy = self.shared.topology.policy(&queue).unwrap_or_default();
+            let stored = record_for_queue(record, &policy, expiration, properties.priority, now);
+            (queue, stored)
+        };
         // Every target but the last gets a copy; the last takes the record.
-        let mut record = Some(record);
-        let last = queues.len().saturating_sub(1);
-        let targets: Vec<(String, Record)> = queues
+        let last = queues.pop();
+        let mut targets: Vec<(String, Record)> = queues
             .into_iter()
-            .enumerate()
-            .filter_map(|(at, queue)| {
-                let policy = self.shared.topology.policy(&queue).unwrap_or_default();
-                let one = if at == last {
-                    record.take()?
-                } else {
-                    record.clone()?
-                };
-                let stored = record_for_queue(one, &policy, expiration, properties.priority, now);
-                Some((queue, stored))
-            })
+            .map(|queue| for_queue(queue, record.clone()))
             .collect();
+        targets.extend(last.map(|queue| for_queue(queue, record)));
         if let Some(state) = self.channels.get_mut(&channel)
             && state.tx
         {
