@@ -84,9 +84,11 @@ pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
     Ok(handle)
 }
 
-/// The catalogs of the protocol frontends in this build; a frontend crate adds its catalog
+/// The catalogs of the protocol frontends in this build (and of the seam between them, in the
+/// contract crate); a frontend crate adds its catalog
 /// here with one line, next to its line in `server::registry`.
 pub static FRONTEND_CATALOGS: &[&[MetricDescription]] = &[
+    tributary_api::interop::CATALOG,
     tributary_amqp::metrics::CATALOG,
     tributary_kafka::metrics::CATALOG,
     tributary_rocketmq::metrics::CATALOG,

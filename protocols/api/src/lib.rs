@@ -14,6 +14,7 @@
 pub mod batch;
 pub mod error;
 pub mod frontend;
+pub mod interop;
 pub mod log;
 pub mod metadata;
 pub mod offsets;
