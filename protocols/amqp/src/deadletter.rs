@@ -28,7 +28,9 @@ use tributary_api::queue::{Delivery, PRIORITY_HEADER};
 use crate::Shared;
 use crate::codec::content::BasicProperties;
 use crate::codec::table::{FieldTable, FieldValue};
-use crate::message::{HEADER_EXCHANGE, HEADER_PROPERTIES, from_record, now_ms, set_priority};
+use crate::message::{
+    HEADER_EXCHANGE, HEADER_PROPERTIES, from_record_lenient, key_of, now_ms, set_priority,
+};
 use crate::policy::{QueueKind, QueuePolicy};
 
 pub const HEADER_EXPIRES: &[u8] = b"amqp.expires";
@@ -92,7 +94,7 @@ pub fn dead_letter_record(
     routing_key: Option<&str>,
     now_ms: i64,
 ) -> (String, Record) {
-    let message = from_record(record);
+    let message = from_record_lenient(record);
     let mut props = BasicProperties::parse(&message.raw_properties).unwrap_or_default();
     let mut headers = props.headers.take().unwrap_or_default();
     let mut deaths = match headers.get("x-death") {
@@ -158,7 +160,7 @@ pub fn dead_letter_record(
     props.expiration = None;
     let routing_key = routing_key.map_or(message.routing_key.clone(), str::to_owned);
     let mut out = record.clone();
-    out.key = Some(Bytes::copy_from_slice(routing_key.as_bytes()));
+    out.key = key_of(&routing_key);
     out.headers.retain(|(k, _)| {
         k.as_ref() != HEADER_EXCHANGE
             && k.as_ref() != HEADER_PROPERTIES
@@ -222,8 +224,8 @@ async fn republish(
             policy.dead_letter_routing_key.as_deref(),
             now,
         );
-        let props =
-            BasicProperties::parse(&from_record(&record).raw_properties).unwrap_or_default();
+        let props = BasicProperties::parse(&from_record_lenient(&record).raw_properties)
+            .unwrap_or_default();
         let targets = shared
             .topology
             .route(exchange, &routing_key, props.headers.as_ref())
@@ -336,7 +338,7 @@ mod tests {
         let (key, first) =
             dead_letter_record(&record, "q1", REASON_EXPIRED, "dlx", None, 2_000_000);
         assert_eq!(key, "new");
-        let message = from_record(&first);
+        let message = from_record_lenient(&first);
         assert_eq!(message.exchange, "dlx");
         let props = BasicProperties::parse(&message.raw_properties).unwrap();
         assert_eq!(props.expiration, None, "expiration is removed");
@@ -378,7 +380,7 @@ mod tests {
             3_000_000,
         );
         assert_eq!(key, "retry");
-        let headers = BasicProperties::parse(&from_record(&second).raw_properties)
+        let headers = BasicProperties::parse(&from_record_lenient(&second).raw_properties)
             .unwrap()
             .headers
             .unwrap();
