@@ -12,12 +12,10 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use tributary_api::batch::Record;
-use tributary_api::queue::PRIORITY_HEADER;
+use tributary_api::interop::is_reserved_header;
 
-use super::{HEADER_EXCHANGE, HEADER_PROPERTIES};
 use crate::codec::content::BasicProperties;
 use crate::codec::table::{FieldTable, FieldValue};
-use crate::deadletter::HEADER_EXPIRES;
 use crate::error::{AmqpError, INTERNAL_ERROR};
 
 /// Longest AMQP short string (field names, routing keys).
@@ -26,16 +24,6 @@ const SHORTSTR_MAX: usize = 255;
 const KEY_HEADER: &str = "x-key";
 /// Above this many headers, repeated names are found through a map rather than a scan.
 const SCAN_LIMIT: usize = 16;
-
-/// Whether a header is internal (docs/interop.md "Reserved headers"), never shown to a reader
-/// of another protocol as a header.
-pub fn is_reserved(name: &[u8]) -> bool {
-    name == HEADER_PROPERTIES
-        || name == HEADER_EXCHANGE
-        || name == PRIORITY_HEADER
-        || name == HEADER_EXPIRES
-        || name.starts_with(b"rmq.")
-}
 
 /// The routing key and raw properties of a foreign record.
 pub(super) fn read(record: &Record) -> Result<(Cow<'_, str>, Bytes), AmqpError> {
@@ -88,7 +76,7 @@ fn table_of(record: &Record, strict: Strict) -> Result<FieldTable, AmqpError> {
     let mut places: Option<HashMap<&[u8], usize>> =
         (record.headers.len() > SCAN_LIMIT).then(HashMap::new);
     for (name, value) in &record.headers {
-        if is_reserved(name) {
+        if is_reserved_header(name) {
             continue;
         }
         let name_text = match field_name(name) {

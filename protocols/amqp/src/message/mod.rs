@@ -22,8 +22,6 @@ use crate::codec::content::BasicProperties;
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::error::AmqpError;
 
-pub use foreign::is_reserved;
-
 pub const HEADER_EXCHANGE: &[u8] = b"amqp.exchange";
 pub const HEADER_PROPERTIES: &[u8] = b"amqp.props";
 
