@@ -269,4 +269,91 @@ mod tests {
         assert_eq!(back.raw_properties, raw);
         assert_eq!(back.routing_key, "");
     }
+
+    mod mapping {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A scalar table value and the long string an AMQP reader of the record gets back.
+        fn scalar() -> impl Strategy<Value = (FieldValue, Option<Vec<u8>>)> {
+            prop_oneof![
+                any::<bool>().prop_map(|v| (FieldValue::Bool(v), Some(v.to_string().into_bytes()))),
+                any::<i8>().prop_map(|v| (FieldValue::I8(v), Some(v.to_string().into_bytes()))),
+                any::<u16>().prop_map(|v| (FieldValue::U16(v), Some(v.to_string().into_bytes()))),
+                any::<i32>().prop_map(|v| (FieldValue::I32(v), Some(v.to_string().into_bytes()))),
+                any::<i64>().prop_map(|v| (FieldValue::I64(v), Some(v.to_string().into_bytes()))),
+                any::<u64>()
+                    .prop_map(|v| (FieldValue::Timestamp(v), Some(v.to_string().into_bytes()))),
+                any::<f64>().prop_map(|v| (FieldValue::F64(v), Some(v.to_string().into_bytes()))),
+                proptest::collection::vec(any::<u8>(), 0..16)
+                    .prop_map(|v| (FieldValue::LongString(Bytes::from(v.clone())), Some(v))),
+                proptest::collection::vec(any::<u8>(), 0..16)
+                    .prop_map(|v| (FieldValue::ByteArray(Bytes::from(v.clone())), Some(v))),
+                Just((FieldValue::Void, None)),
+            ]
+        }
+
+        fn read_back(expected: Option<Vec<u8>>) -> FieldValue {
+            expected.map_or(FieldValue::Void, |v| FieldValue::LongString(Bytes::from(v)))
+        }
+
+        proptest! {
+            /// AMQP table -> record headers -> AMQP reader of a record without `amqp.props`
+            /// (as a Kafka consumer would copy it): every entry comes back under its name as
+            /// the documented text in a long string (void stays void, arrays stay arrays of
+            /// the elements' text), and the record's float texts read back to the same value.
+            #[test]
+            fn table_entries_read_back_as_their_text(
+                entries in proptest::collection::vec(
+                    ("[a-z]{1,8}", proptest::collection::vec(scalar(), 1..4), any::<bool>()),
+                    0..8,
+                ),
+                message_id in proptest::option::of("[ -~]{0,20}"),
+                seconds in proptest::option::of(0u64..4_000_000_000),
+            ) {
+                let mut names = std::collections::HashSet::new();
+                let entries: Vec<_> = entries
+                    .into_iter()
+                    .filter(|(name, _, _)| names.insert(name.clone()))
+                    .collect();
+                let mut table = FieldTable::default();
+                let mut expected = FieldTable::default();
+                for (name, values, as_array) in &entries {
+                    if *as_array && values.len() > 1 {
+                        table.insert(name, FieldValue::Array(values.iter().map(|(v, _)| v.clone()).collect()));
+                        expected.insert(name, FieldValue::Array(values.iter().map(|(_, e)| read_back(e.clone())).collect()));
+                    } else {
+                        table.insert(name, values[0].0.clone());
+                        expected.insert(name, read_back(values[0].1.clone()));
+                    }
+                }
+                let properties = BasicProperties {
+                    headers: Some(table),
+                    message_id: message_id.clone(),
+                    timestamp: seconds,
+                    ..BasicProperties::default()
+                };
+                let raw = properties.encode();
+                let mut record = to_record("ex", "rk", raw, &properties, Bytes::new(), 7_000);
+                record.headers.retain(|(name, _)| !tributary_api::interop::is_reserved_header(name));
+                let read = from_record(&record).unwrap();
+                prop_assert_eq!(&read.routing_key, "rk");
+                prop_assert_eq!(&read.exchange, "");
+                let parsed = BasicProperties::parse(&read.raw_properties).unwrap();
+                prop_assert_eq!(parsed.timestamp, Some(seconds.unwrap_or(7)));
+                if let Some(id) = &message_id {
+                    expected.insert("amqp.message-id", FieldValue::LongString(Bytes::from(id.clone())));
+                }
+                let got = parsed.headers.unwrap_or_default();
+                prop_assert_eq!(&got, &expected);
+                for (name, values, _) in &entries {
+                    if let (FieldValue::F64(sent), Some(FieldValue::LongString(text))) = (&values[0].0, got.get(name)) {
+                        let back: f64 = std::str::from_utf8(text).unwrap().parse().unwrap();
+                        prop_assert!(back == *sent || (back.is_nan() && sent.is_nan()));
+                    }
+                }
+            }
+        }
+    }
 }
