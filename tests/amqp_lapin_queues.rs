@@ -895,12 +895,11 @@ async fn kafka_records_read_natively_over_amqp_and_amqp_headers_reach_kafka() {
     );
 }
 
-/// The key and headers (values as lossy text) of record `offset` of partition 0 of `topic`.
-fn kafka_record(
-    bootstrap: &str,
-    topic: &str,
-    offset: i64,
-) -> (Option<Vec<u8>>, Vec<(String, Option<String>)>) {
+/// Record headers as Kafka returns them, values as lossy text.
+type TextHeaders = Vec<(String, Option<String>)>;
+
+/// The key and headers of record `offset` of partition 0 of `topic`.
+fn kafka_record(bootstrap: &str, topic: &str, offset: i64) -> (Option<Vec<u8>>, TextHeaders) {
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Headers;
