@@ -837,7 +837,7 @@ async fn kafka_records_read_natively_over_amqp_and_amqp_headers_reach_kafka() {
             .expect("kafka produce");
     }
 
-    let (_consuming, mut consumer) = consume_stream(&connection, "mapped", text("first")).await;
+    let (consuming, mut consumer) = consume_stream(&connection, "mapped", text("first")).await;
     let first = next(&mut consumer).await;
     assert_eq!(first.data, b"v1");
     assert_eq!(first.routing_key.as_str(), "k1");
@@ -852,12 +852,34 @@ async fn kafka_records_read_natively_over_amqp_and_amqp_headers_reach_kafka() {
     );
     assert_eq!(header(&first, "bin"), Some(&long(binary)));
     assert_eq!(header(&first, "nil"), Some(&AMQPValue::Void));
-    first.ack(BasicAckOptions::default()).await.expect("ack");
-    // The record AMQP cannot carry is not passed over: the consumer is cancelled at it.
+    // The record AMQP cannot carry is not passed over: the channel is closed with the error,
+    // right after the deliveries before it (so an ack of those may race with the close).
+    let _ = first.ack(BasicAckOptions::default()).await;
     let ended = tokio::time::timeout(Duration::from_secs(10), consumer.next())
         .await
         .expect("the consumer ends within 10 s");
-    assert!(ended.is_none(), "delivered: {ended:?}");
+    assert!(!matches!(ended, Some(Ok(_))), "delivered: {ended:?}");
+    let error = consuming
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect_err("the channel is closed");
+    let closed = format!("{ended:?} {error:?}");
+    assert!(
+        closed.contains("INTERNAL_ERROR") && closed.contains("header name of 300 bytes"),
+        "{closed}"
+    );
+    let http = broker.http_addr();
+    let exposition = tokio::task::spawn_blocking(move || lapin_support::scrape(http))
+        .await
+        .expect("scrape");
+    assert!(
+        exposition.lines().any(|line| {
+            line.starts_with("tributary_interop_undeliverable_batches_total{")
+                && line.contains("protocol=\"amqp\"")
+                && line.contains("reason=\"header_name_too_long\"")
+        }),
+        "{exposition}"
+    );
 
     let mut table = FieldTable::default();
     table.insert("n".into(), AMQPValue::LongInt(7));

@@ -27,7 +27,7 @@ use crate::codec::{
 };
 use crate::credit::Credit;
 use crate::deadletter::take_live;
-use crate::error::{AmqpError, NOT_ALLOWED, NOT_IMPLEMENTED};
+use crate::error::{AmqpError, INTERNAL_ERROR, NOT_ALLOWED, NOT_IMPLEMENTED, Reply};
 use crate::handlers::reply_to::REPLY_TO;
 use crate::handlers::stream;
 use crate::message::view_record;
@@ -69,6 +69,8 @@ struct ConsumerTask {
     active: Option<(u64, watch::Receiver<u64>)>,
     cancel: CancellationToken,
     frame_max: u32,
+    /// Where a channel error found here goes (the session closes the channel).
+    faults: mpsc::UnboundedSender<(u16, Reply)>,
 }
 
 impl ConsumerTask {
@@ -179,7 +181,7 @@ impl ConsumerTask {
     /// Sends deliveries; false when the consumer must stop. A record that cannot be read as
     /// AMQP ends the delivery there: those before it are sent, it and those after it go back
     /// (a queue requeues them; a stream consumer, whose position the client keeps, stops), and
-    /// the consumer is cancelled with `basic.cancel` (docs/interop.md).
+    /// the session closes the channel with the error (docs/interop.md).
     async fn deliver(&self, mut taken: Vec<tributary_api::queue::Delivery>) -> bool {
         let mut guard = self.deliveries.lock().await;
         if guard.closed || self.cancel.is_cancelled() {
@@ -239,24 +241,28 @@ impl ConsumerTask {
         let ids: Vec<u64> = taken.iter().map(|d| d.id).collect();
         self.shared.counters.delivered.increment(ids.len() as u64);
         m::record_depth(&self.shared, &self.queue);
-        if let Some((_, error)) = &refused {
-            tracing::warn!(queue = %self.queue, consumer = %self.tag, %error, "cancelling a consumer: a record cannot be delivered over AMQP");
+        if !not_sent.is_empty() {
             self.give_back(not_sent.len());
             self.put_back(&not_sent).await;
-            let cancel = Method::BasicCancel {
-                consumer_tag: self.tag.clone(),
-                nowait: true,
-            };
-            codec::encode_method(&mut out, self.channel, &cancel);
         }
         let sent = self.out.send(out.freeze()).await.is_ok();
         drop(guard);
+        let refusing = refused.is_some();
+        if let Some((_, error)) = refused {
+            tracing::warn!(queue = %self.queue, consumer = %self.tag, %error, "closing a consumer's channel: a record cannot be delivered over AMQP");
+            let reply = match error {
+                AmqpError::Channel(reply) | AmqpError::Connection(reply) => reply,
+                other => Reply::new(INTERNAL_ERROR, other),
+            };
+            // After the deliveries above: the close follows them on the wire.
+            let _ = self.faults.send((self.channel, reply));
+        }
         if self.no_ack
             && let Err(error) = self.queues.ack(&self.queue, &ids).await
         {
             tracing::warn!(queue = %self.queue, %error, "auto-ack failed");
         }
-        sent && refused.is_none()
+        sent && !refusing
     }
 
     /// Returns taken but undelivered messages to a queue (a stream has nothing to return).
@@ -380,6 +386,7 @@ impl Session {
             active,
             cancel: cancel.clone(),
             frame_max: self.frame_max,
+            faults: self.channel_faults.report.clone(),
         };
         let task = tokio::spawn(task.run());
         if let Some(state) = self.channels.get_mut(&channel) {
