@@ -84,8 +84,13 @@ pub(super) fn push(properties: &BasicProperties, out: &mut Vec<Header>) {
     out.extend(rest.iter().filter_map(text_header));
 }
 
-fn decimal(value: impl std::fmt::Display) -> Bytes {
-    Bytes::from(value.to_string())
+/// A delivery mode or priority as decimal text; the usual ones (0-9) without allocating.
+fn decimal(value: u8) -> Bytes {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match DIGITS.get(usize::from(value)) {
+        Some(digit) => Bytes::from_static(digit.as_bytes()),
+        None => Bytes::from(value.to_string()),
+    }
 }
 
 /// The entries of a `headers` table: arrays become one header per element.
@@ -263,6 +268,12 @@ mod tests {
             header_value(&FieldValue::ByteArray(binary.clone())),
             Some(binary)
         );
+    }
+
+    #[test]
+    fn small_numbers_are_static_and_others_are_text() {
+        assert_eq!(decimal(7), Bytes::from_static(b"7"));
+        assert_eq!(decimal(200), Bytes::from_static(b"200"));
     }
 
     #[test]
