@@ -49,6 +49,7 @@ pub fn error_code(error: &EngineError) -> ResponseError {
         EngineError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         EngineError::InvalidName(_) => ResponseError::InvalidTopicException,
         EngineError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        EngineError::PartitionCountFixed { .. } => ResponseError::PolicyViolation,
         EngineError::InvalidSetting { .. } => ResponseError::InvalidConfig,
         EngineError::CorruptBatch(BatchError::CrcMismatch { .. }) => ResponseError::CorruptMessage,
         EngineError::CorruptBatch(_) => ResponseError::InvalidRecord,
