@@ -324,4 +324,44 @@ async fn an_existing_topic_named_like_a_partition_wins_and_passive_declares_find
         .await
         .expect_err("no such partition");
     assert!(error.to_string().contains("NOT_FOUND"), "{error}");
+
+    // Kafka deletes `logs-1` and creates it again with two partitions: the stream does not read
+    // partition 0 of the new topic, declaring it again is refused as for any new declaration,
+    // and deleting it leaves the new topic alone.
+    let kafka_admin = admin(&bootstrap);
+    let options = AdminOptions::new().operation_timeout(Some(WAIT));
+    let deleted = kafka_admin
+        .delete_topics(&["logs-1"], &options)
+        .await
+        .expect("delete");
+    assert_eq!(deleted, vec![Ok("logs-1".to_owned())]);
+    create_topics(&bootstrap, &[("logs-1", 2)]).await;
+    let consumer = connection.create_channel().await.expect("channel");
+    consumer
+        .basic_qos(10, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let error = consumer
+        .basic_consume(
+            "logs-1".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            Default::default(),
+        )
+        .await
+        .expect_err("the stream's topic is gone");
+    assert!(error.to_string().contains("NOT_FOUND"), "{error}");
+    let refused = declare_refused(&connection, "logs-1").await;
+    assert!(refused.contains("'logs-1-0'..'logs-1-1'"), "{refused}");
+    let deleter = connection.create_channel().await.expect("channel");
+    deleter
+        .queue_delete("logs-1".into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete the stale stream");
+    let metadata = kafka_admin
+        .inner()
+        .fetch_metadata(None, WAIT)
+        .expect("metadata");
+    let kept = metadata.topics().iter().find(|t| t.name() == "logs-1");
+    assert_eq!(kept.map(|t| t.partitions().len()), Some(2));
 }

@@ -22,6 +22,9 @@ impl Topology {
         } else {
             decl.queue.clone()
         };
+        if !decl.passive {
+            self.refresh_stream(&name).await?;
+        }
         // A super stream's partitions exist with its topic: a passive declare of one that was
         // not declared yet declares it as a stream would be (creating nothing in the engine).
         let implied;

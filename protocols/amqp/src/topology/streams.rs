@@ -19,6 +19,9 @@
 //! - A topic that is a single stream has its partition count fixed in the engine
 //!   ([`tributary_api::TopicAdmin::fix_partition_count`]), so no protocol can grow it and leave
 //!   AMQP reading one partition of several; the mark goes with the topic.
+//! - A stream whose topic is gone (deleted, maybe created again under its name) reads and
+//!   writes nothing (`UnknownQueue`: consumers are cancelled, publishes refused) until it is
+//!   declared again, which resolves it anew; deleting it then deletes no topic.
 //! - Deleting a single stream deletes its topic. A partition stream is never deleted while its
 //!   topic has that partition (406: it would delete one partition of a topic other protocols use);
 //!   once the topic is gone, deleting it removes only the AMQP definition.
@@ -32,14 +35,27 @@ use crate::vhost::engine_queue_name;
 
 /// Where a declared stream's messages are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamSource {
+pub(super) struct StreamSource {
     pub partition: TopicPartition,
     /// Partition `p` of a super stream (a topic of several partitions), not a topic of its own.
     pub super_stream: bool,
+    /// The id of the topic resolved: a topic deleted and created again under the same name
+    /// (through Kafka, say, with another partition count) is not this stream's.
+    pub topic_id: [u8; 16],
+}
+
+impl StreamSource {
+    fn of(topic: &TopicDescription, partition: u32, super_stream: bool) -> Self {
+        Self {
+            partition: TopicPartition::new(topic.name.clone(), partition),
+            super_stream,
+            topic_id: topic.id,
+        }
+    }
 }
 
 /// `T-p` as `T` and p, when p is written in canonical decimal (`T-01` is not partition 1).
-pub fn split_partition_name(name: &str) -> Option<(&str, u32)> {
+pub(super) fn split_partition_name(name: &str) -> Option<(&str, u32)> {
     let (base, index) = name.rsplit_once('-')?;
     let canonical = !index.is_empty()
         && index.bytes().all(|b| b.is_ascii_digit())
@@ -57,14 +73,40 @@ impl Topology {
     }
 
     /// The partition holding the messages of this vhost's declared stream `name`;
-    /// `UnknownQueue` when no such stream is declared (or its topic could not be restored).
+    /// `UnknownQueue` when no such stream is declared, its topic could not be restored, or the
+    /// topic it was resolved to is gone (even if one of that name exists again).
     pub fn stream_partition(&self, name: &str) -> EngineResult<TopicPartition> {
-        self.state
-            .lock()
-            .streams
-            .get(name)
-            .map(|source| source.partition.clone())
+        self.live_source(name)
+            .map(|source| source.partition)
             .ok_or_else(|| EngineError::UnknownQueue(name.to_owned()))
+    }
+
+    /// The stream's source while its topic (the same one, by id) still has the partition.
+    fn live_source(&self, name: &str) -> Option<StreamSource> {
+        let source = self.state.lock().streams.get(name).cloned()?;
+        let topic = self
+            .engine
+            .topics
+            .describe_topic(&source.partition.topic)
+            .ok()?;
+        (topic.id == source.topic_id && topic.partitions > source.partition.partition)
+            .then_some(source)
+    }
+
+    /// Resolves a declared stream again when its topic went away, so that declaring it once
+    /// more reads the topic that now has its name (or refuses as a new declaration would).
+    pub(super) async fn refresh_stream(&self, name: &str) -> Result<(), AmqpError> {
+        let policy = {
+            let state = self.state.lock();
+            match state.queues.get(name) {
+                Some(info) if info.is_stream() => info.policy.clone(),
+                _ => return Ok(()),
+            }
+        };
+        if self.live_source(name).is_none() {
+            self.ensure_stream_topic(name, &policy).await?;
+        }
+        Ok(())
     }
 
     /// How AMQP names the holder of a single stream's topic in engine refusals.
@@ -139,10 +181,7 @@ impl Topology {
             .fix_partition_count(&topic.name, 1, &holder)
             .await
         {
-            Ok(_) => Ok(StreamSource {
-                partition: TopicPartition::new(topic.name.clone(), 0),
-                super_stream: false,
-            }),
+            Ok(_) => Ok(StreamSource::of(topic, 0, false)),
             // Grown by another protocol since it was described.
             Err(EngineError::InvalidPartitions { current, .. }) => {
                 Err(self.super_stream_refusal(name, current))
@@ -184,10 +223,7 @@ impl Topology {
                 ),
             ));
         }
-        Ok(Some(StreamSource {
-            partition: TopicPartition::new(topic.name, index),
-            super_stream: true,
-        }))
+        Ok(Some(StreamSource::of(&topic, index, true)))
     }
 
     /// Whether `name` is not declared yet but names a partition of an existing super stream,
@@ -200,16 +236,11 @@ impl Topology {
     /// Refuses to delete a partition stream while its topic has the partition: that would
     /// delete one partition of a topic that other protocols use.
     pub fn check_stream_deletable(&self, name: &str) -> Result<(), AmqpError> {
-        let Some(source) = self.state.lock().streams.get(name).cloned() else {
+        let Some(source) = self.live_source(name) else {
             return Ok(());
         };
         let TopicPartition { topic, partition } = &source.partition;
-        let present = self
-            .engine
-            .topics
-            .describe_topic(topic)
-            .is_ok_and(|t| t.partitions > *partition);
-        if source.super_stream && present {
+        if source.super_stream {
             return Err(AmqpError::channel(
                 PRECONDITION_FAILED,
                 format_args!(
@@ -222,15 +253,14 @@ impl Topology {
         Ok(())
     }
 
-    /// Forgets a stream and deletes its topic when it is its own; returns how many messages the
-    /// topic held.
+    /// Forgets a stream and deletes its topic when it is its own (and still the one it was
+    /// resolved to); returns how many messages the topic held.
     pub(super) async fn delete_stream_topic(&self, name: &str) -> Result<u64, AmqpError> {
-        let Some(source) = self.state.lock().streams.remove(name) else {
+        let live = self.live_source(name);
+        self.state.lock().streams.remove(name);
+        let Some(source) = live.filter(|source| !source.super_stream) else {
             return Ok(0);
         };
-        if source.super_stream {
-            return Ok(0);
-        }
         let held = self
             .engine
             .log
