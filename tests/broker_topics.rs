@@ -303,7 +303,10 @@ async fn a_fixed_partition_count_refuses_growth_survives_reopen_and_goes_with_th
                 current: 1
             })
         ));
-        let fixed = topics.fix_partition_count("fixed", 1, holder).await.unwrap();
+        let fixed = topics
+            .fix_partition_count("fixed", 1, holder)
+            .await
+            .unwrap();
         assert_eq!(fixed.fixed_by.as_deref(), Some(holder));
         let refused = topics.create_partitions("fixed", 4).await.unwrap_err();
         assert!(
@@ -327,5 +330,12 @@ async fn a_fixed_partition_count_refuses_growth_survives_reopen_and_goes_with_th
         .await
         .unwrap();
     assert_eq!(again.fixed_by, None);
-    assert_eq!(topics.create_partitions("fixed", 2).await.unwrap().partitions, 2);
+    assert_eq!(
+        topics
+            .create_partitions("fixed", 2)
+            .await
+            .unwrap()
+            .partitions,
+        2
+    );
 }

@@ -757,7 +757,7 @@ async fn a_restarted_static_member_takes_over_its_old_place() {
 /// stream, and other topics grow as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_partitions_is_refused_on_a_topic_declared_as_an_amqp_stream() {
-    use lapin::options::{QueueDeleteOptions, QueueDeclareOptions};
+    use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
     use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     use rdkafka::types::RDKafkaErrorCode;
@@ -857,7 +857,10 @@ async fn create_partitions_is_refused_on_a_topic_declared_as_an_amqp_stream() {
         .await
         .expect("delete stream solo");
     // (A metadata request naming a missing topic would auto-create it: list them all instead.)
-    let listed = kafka_admin.inner().fetch_metadata(None, WAIT).expect("metadata");
+    let listed = kafka_admin
+        .inner()
+        .fetch_metadata(None, WAIT)
+        .expect("metadata");
     assert!(listed.topics().iter().all(|topic| topic.name() != "solo"));
     let again = NewTopic::new("solo", 1, TopicReplication::Fixed(1));
     let created = kafka_admin

@@ -1332,14 +1332,14 @@ fn update_and_create_topic_cannot_grow_a_topic_amqp_reads_as_one_stream() {
             .expect("declare the stream");
     });
     let mut ns = connect(broker.addr("rocketmq-namesrv"));
-    let update = |topic: &str, queues: &str| {
-        json!({"topic": topic, "readQueueNums": queues, "writeQueueNums": queues, "perm": "6"})
-    };
+    let update = |topic: &str, queues: &str| json!({"topic": topic, "readQueueNums": queues, "writeQueueNums": queues, "perm": "6"});
     let write_queues = |ns: &mut TcpStream, opaque: i32, topic: &str| {
         let route = call(ns, 105, opaque, json!({"topic": topic}), b"");
         assert_eq!(route.code(), 0, "{}", route.header);
         let route: Value = serde_json::from_slice(&route.body).unwrap();
-        route["queueDatas"][0]["writeQueueNums"].as_i64().expect("writeQueueNums")
+        route["queueDatas"][0]["writeQueueNums"]
+            .as_i64()
+            .expect("writeQueueNums")
     };
 
     let grow = call(&mut ns, 17, 1, update("AmqpStream", "8"), b"");

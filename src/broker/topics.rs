@@ -355,7 +355,9 @@ impl TopicAdmin for Topics {
             record.fixed_by = Some(holder.to_owned());
             let (meta, stored) = (self.meta.clone(), record.clone());
             blocking(move || meta.put_topic(&stored)).await?;
-            self.table.write().insert(record.name.clone(), record.clone());
+            self.table
+                .write()
+                .insert(record.name.clone(), record.clone());
         }
         Ok(self.describe(&record))
     }

@@ -62,7 +62,12 @@ async fn produce_keyed(bootstrap: &str, topic: &str, records: usize) -> Placed {
     let mut pending = Vec::new();
     for (key, value) in &written {
         let record = FutureRecord::to(topic).key(key).payload(value);
-        pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+        pending.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
     }
     let mut placed = Placed::new();
     for ((key, value), delivery) in written.into_iter().zip(pending) {
@@ -213,8 +218,16 @@ async fn a_four_partition_topic_is_read_whole_through_its_partition_streams() {
         .await
         .expect("bind");
     let properties = BasicProperties::default;
-    assert!(publish(&publisher, "", "orders-2", b"amqp-direct", properties()).await.is_ack());
-    assert!(publish(&publisher, "to-orders", "two", b"amqp-bound", properties()).await.is_ack());
+    assert!(
+        publish(&publisher, "", "orders-2", b"amqp-direct", properties())
+            .await
+            .is_ack()
+    );
+    assert!(
+        publish(&publisher, "to-orders", "two", b"amqp-bound", properties())
+            .await
+            .is_ack()
+    );
     let next_offset = placed[&2].len() as i64;
     let kafka = bootstrap.clone();
     let values = tokio::task::spawn_blocking(move || {
@@ -239,8 +252,16 @@ async fn a_four_partition_topic_is_read_whole_through_its_partition_streams() {
         .await
         .expect_err("deleting a partition stream is refused")
         .to_string();
-    assert!(refused.contains("partition 2 of super stream 'orders'"), "{refused}");
-    assert_eq!(read_all(&connection, "orders-2", placed[&2].len() + 2).await.len(), placed[&2].len() + 2);
+    assert!(
+        refused.contains("partition 2 of super stream 'orders'"),
+        "{refused}"
+    );
+    assert_eq!(
+        read_all(&connection, "orders-2", placed[&2].len() + 2)
+            .await
+            .len(),
+        placed[&2].len() + 2
+    );
 
     // Partitions added later are declarable; a consumer's stream survives a restart.
     let grown = admin(&bootstrap)
@@ -255,7 +276,11 @@ async fn a_four_partition_topic_is_read_whole_through_its_partition_streams() {
         .queue_declare("orders-4".into(), durable(), stream_args())
         .await
         .expect("declare the new partition's stream");
-    assert!(publish(&publisher, "", "orders-4", b"fifth", properties()).await.is_ack());
+    assert!(
+        publish(&publisher, "", "orders-4", b"fifth", properties())
+            .await
+            .is_ack()
+    );
     let kafka = bootstrap.clone();
     let fifth = tokio::task::spawn_blocking(move || kafka_value_at(&kafka, "orders", 4, 0))
         .await

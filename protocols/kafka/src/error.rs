@@ -72,6 +72,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_fixed_partition_count_is_a_policy_violation_naming_its_holder() {
+        let fixed = EngineError::PartitionCountFixed {
+            topic: "t".into(),
+            partitions: 1,
+            holder: "the AMQP stream 't' in vhost '/'".into(),
+        };
+        assert_eq!(code(&fixed), 44);
+        assert!(fixed.to_string().contains("the AMQP stream 't'"), "{fixed}");
+    }
+
+    #[test]
     fn crc_errors_are_corrupt_message_and_size_errors_too_large() {
         let crc = EngineError::CorruptBatch(BatchError::CrcMismatch {
             stored: 1,

@@ -288,7 +288,11 @@ mod tests {
         assert_eq!(split_partition_name("orders-0"), Some(("orders", 0)));
         assert_eq!(split_partition_name("a-b-12"), Some(("a-b", 12)));
         for not_a_partition in ["orders", "orders-", "-1", "orders-01", "orders-x", "o-+1"] {
-            assert_eq!(split_partition_name(not_a_partition), None, "{not_a_partition}");
+            assert_eq!(
+                split_partition_name(not_a_partition),
+                None,
+                "{not_a_partition}"
+            );
         }
         assert_eq!(split_partition_name("o-99999999999"), None);
     }
