@@ -37,6 +37,7 @@ mod handlers;
 pub mod lease;
 pub mod message;
 pub mod metrics;
+pub mod partitioner;
 pub mod policy;
 pub mod routing;
 pub mod session;

@@ -13,9 +13,12 @@
 //! For an unroutable mandatory message `basic.return` comes first, then the ack, as RabbitMQ
 //! orders them.
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use tributary_api::batch::{Record, build_batch};
 
+use crate::Shared;
 use crate::channel::{PendingBody, PendingPublish};
 use crate::codec::{self, methods::Method};
 use crate::deadletter::{
@@ -284,111 +287,123 @@ impl Session {
         stored
     }
 
-    /// Appends records (tagged with their message index) to one queue, applying
-    /// `x-max-length` and `x-max-length-bytes`: `reject-publish` refuses each message that
-    /// would not fit (`reject-publish-dlx` also dead-letters it), `drop-head` drops (or dead-letters) the oldest afterwards until both
-    /// hold. Returns the indexes of refused or failed records.
-    async fn store_queue(&self, queue: &str, mut records: Vec<(usize, Record)>) -> Vec<usize> {
-        let Some(policy) = self.shared.topology.policy(queue) else {
-            // Deleted since routing: dropped, as a publish to a just-deleted queue is.
-            return Vec::new();
-        };
-        let queues = &self.shared.engine.queues;
-        let limited = policy.max_length.is_some() || policy.max_length_bytes.is_some();
-        let within = |count: u64, bytes: u64| {
-            policy.max_length.is_none_or(|max| count <= max)
-                && policy.max_length_bytes.is_none_or(|max| bytes <= max)
-        };
-        let mut refused = Vec::new();
-        let mut overflowed = Vec::new();
-        if limited && policy.overflow.rejects_publish() {
-            let dead_letters = policy.overflow == Overflow::RejectPublishDlx;
-            let depth = queues.depth(queue).unwrap_or_default();
-            let (mut count, mut bytes) = (depth.ready, depth.ready_bytes);
-            records.retain(|(index, record)| {
-                let fits = within(count + 1, bytes + body_len(record));
-                if fits {
-                    count += 1;
-                    bytes += body_len(record);
-                } else {
-                    refused.push(*index);
-                    if dead_letters {
-                        overflowed.push(record.clone());
-                    }
-                }
-                fits
-            });
-        }
-        // Batches stay under the engine's batch limit: cut at STAGE_MAX_BYTES of payload.
-        let (mut chunk, mut chunk_indexes) = (Vec::new(), Vec::new());
-        let mut chunk_bytes = 0;
-        let mut records = records.into_iter().peekable();
-        while let Some((index, record)) = records.next() {
-            chunk_bytes += record_len(&record);
-            chunk.push(record);
-            chunk_indexes.push(index);
-            let full = records
-                .peek()
-                .is_none_or(|(_, next)| chunk_bytes + record_len(next) > STAGE_MAX_BYTES);
-            if !full {
-                continue;
-            }
-            let batch = build_batch(&chunk);
-            if let Err(error) = store_batch(&self.shared, queue, &policy, batch).await {
-                tracing::warn!(queue, %error, "enqueue failed");
-                refused.append(&mut chunk_indexes);
+    async fn store_queue(&self, queue: &str, records: Vec<(usize, Record)>) -> Vec<usize> {
+        store_queue(&self.shared, queue, records).await
+    }
+}
+
+/// Appends records (tagged with their message index) to one queue, applying
+/// `x-max-length` and `x-max-length-bytes`: `reject-publish` refuses each message that
+/// would not fit (`reject-publish-dlx` also dead-letters it), `drop-head` drops (or
+/// dead-letters) the oldest afterwards until both hold. Returns the indexes of refused or
+/// failed records. The path every message into a queue takes (publishes and topic feeds).
+pub(crate) async fn store_queue(
+    shared: &Arc<Shared>,
+    queue: &str,
+    mut records: Vec<(usize, Record)>,
+) -> Vec<usize> {
+    let Some(policy) = shared.topology.policy(queue) else {
+        // Deleted since routing: dropped, as a publish to a just-deleted queue is.
+        return Vec::new();
+    };
+    let queues = &shared.engine.queues;
+    let limited = policy.max_length.is_some() || policy.max_length_bytes.is_some();
+    let within = |count: u64, bytes: u64| {
+        policy.max_length.is_none_or(|max| count <= max)
+            && policy.max_length_bytes.is_none_or(|max| bytes <= max)
+    };
+    let mut refused = Vec::new();
+    let mut overflowed = Vec::new();
+    if limited && policy.overflow.rejects_publish() {
+        let dead_letters = policy.overflow == Overflow::RejectPublishDlx;
+        let depth = queues.depth(queue).unwrap_or_default();
+        let (mut count, mut bytes) = (depth.ready, depth.ready_bytes);
+        records.retain(|(index, record)| {
+            let fits = within(count + 1, bytes + body_len(record));
+            if fits {
+                count += 1;
+                bytes += body_len(record);
             } else {
-                expiry::arm_for(&self.shared, queue, &chunk);
-            }
-            chunk.clear();
-            chunk_indexes.clear();
-            chunk_bytes = 0;
-        }
-        if !overflowed.is_empty()
-            && let Err(error) =
-                Box::pin(dead_letter_refused(&self.shared, queue, &overflowed)).await
-        {
-            tracing::warn!(queue, %error, "dead-lettering refused messages failed");
-        }
-        if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
-            Box::pin(self.drop_over_limits(queue, &policy)).await;
-        }
-        m::record_depth(&self.shared, queue);
-        refused
-    }
-
-    /// Drops (or dead-letters) head messages until the queue is within its length limits.
-    async fn drop_over_limits(&self, queue: &str, policy: &QueuePolicy) {
-        loop {
-            let depth = self.shared.engine.queues.depth(queue).unwrap_or_default();
-            // Over the count: drop the excess at once; over the bytes only: one at a time.
-            let excess = policy
-                .max_length
-                .map_or(0, |max| depth.ready.saturating_sub(max));
-            let over_bytes = policy
-                .max_length_bytes
-                .is_some_and(|max| depth.ready_bytes > max);
-            let count = match (excess, over_bytes) {
-                (0, false) => return,
-                (0, true) => 1,
-                (excess, _) => excess,
-            };
-            match self.drop_head(queue, count as usize).await {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(queue, %error, "dropping over-length messages failed");
-                    return;
+                refused.push(*index);
+                if dead_letters {
+                    overflowed.push(record.clone());
                 }
             }
+            fits
+        });
+    }
+    // Batches stay under the engine's batch limit: cut at STAGE_MAX_BYTES of payload.
+    let (mut chunk, mut chunk_indexes) = (Vec::new(), Vec::new());
+    let mut chunk_bytes = 0;
+    let mut records = records.into_iter().peekable();
+    while let Some((index, record)) = records.next() {
+        chunk_bytes += record_len(&record);
+        chunk.push(record);
+        chunk_indexes.push(index);
+        let full = records
+            .peek()
+            .is_none_or(|(_, next)| chunk_bytes + record_len(next) > STAGE_MAX_BYTES);
+        if !full {
+            continue;
+        }
+        let batch = build_batch(&chunk);
+        if let Err(error) = store_batch(shared, queue, &policy, batch).await {
+            tracing::warn!(queue, %error, "enqueue failed");
+            refused.append(&mut chunk_indexes);
+        } else {
+            expiry::arm_for(shared, queue, &chunk);
+        }
+        chunk.clear();
+        chunk_indexes.clear();
+        chunk_bytes = 0;
+    }
+    if !overflowed.is_empty()
+        && let Err(error) = Box::pin(dead_letter_refused(shared, queue, &overflowed)).await
+    {
+        tracing::warn!(queue, %error, "dead-lettering refused messages failed");
+    }
+    if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
+        Box::pin(drop_over_limits(shared, queue, &policy)).await;
+    }
+    m::record_depth(shared, queue);
+    refused
+}
+
+/// Drops (or dead-letters) head messages until the queue is within its length limits.
+async fn drop_over_limits(shared: &Arc<Shared>, queue: &str, policy: &QueuePolicy) {
+    loop {
+        let depth = shared.engine.queues.depth(queue).unwrap_or_default();
+        // Over the count: drop the excess at once; over the bytes only: one at a time.
+        let excess = policy
+            .max_length
+            .map_or(0, |max| depth.ready.saturating_sub(max));
+        let over_bytes = policy
+            .max_length_bytes
+            .is_some_and(|max| depth.ready_bytes > max);
+        let count = match (excess, over_bytes) {
+            (0, false) => return,
+            (0, true) => 1,
+            (excess, _) => excess,
+        };
+        match drop_head(shared, queue, count as usize).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(queue, %error, "dropping over-length messages failed");
+                return;
+            }
         }
     }
+}
 
-    /// Drops (or dead-letters) up to `count` messages at the head; returns how many.
-    async fn drop_head(&self, queue: &str, count: usize) -> tributary_api::EngineResult<usize> {
-        let taken = self.shared.engine.queues.take(queue, count).await?;
-        let dropped: Vec<_> = taken.into_iter().map(|d| (d.id, Some(d.record))).collect();
-        dead_letter(&self.shared, queue, &dropped, REASON_MAXLEN).await?;
-        Ok(dropped.len())
-    }
+/// Drops (or dead-letters) up to `count` messages at the head; returns how many.
+async fn drop_head(
+    shared: &Arc<Shared>,
+    queue: &str,
+    count: usize,
+) -> tributary_api::EngineResult<usize> {
+    let taken = shared.engine.queues.take(queue, count).await?;
+    let dropped: Vec<_> = taken.into_iter().map(|d| (d.id, Some(d.record))).collect();
+    dead_letter(shared, queue, &dropped, REASON_MAXLEN).await?;
+    Ok(dropped.len())
 }
