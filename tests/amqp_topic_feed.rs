@@ -114,7 +114,12 @@ type Got = BTreeMap<Vec<u8>, (u32, u32)>;
 
 /// Consumes `queue` with manual acks until `expected` distinct bodies arrived, then for
 /// `linger` more to catch extra deliveries; acks everything.
-async fn consume_all(connection: &Connection, queue: &str, expected: usize, linger: Duration) -> Got {
+async fn consume_all(
+    connection: &Connection,
+    queue: &str,
+    expected: usize,
+    linger: Duration,
+) -> Got {
     let channel = connection.create_channel().await.expect("channel");
     channel
         .basic_qos(50, BasicQosOptions::default())
@@ -153,10 +158,7 @@ async fn consume_all(connection: &Connection, queue: &str, expected: usize, ling
         if !delivery.redelivered {
             entry.1 += 1;
         }
-        delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .expect("ack");
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
         if got.len() >= expected && quiet_until.is_none() {
             quiet_until = Some(Instant::now() + linger);
         }
@@ -304,8 +306,13 @@ fn a_sigkill_while_feeding_and_consuming_loses_nothing() {
     let amqp = broker.addr("amqp");
     let topic = "feed-crash";
     let written = kafka_records(1000, 0);
-    let expected: BTreeSet<Vec<u8>> =
-        written.iter().map(|(_, v)| v.clone().into_bytes()).collect();
+    // Written after the restart: the restored feed goes on from its cursor.
+    let written_later = kafka_records(200, 1000);
+    let expected: BTreeSet<Vec<u8>> = written
+        .iter()
+        .chain(&written_later)
+        .map(|(_, v)| v.clone().into_bytes())
+        .collect();
     let queues = ["crash-classic", "crash-quorum"];
     let mut before: Vec<Got> = Vec::new();
     rocketmq::runtime().block_on(async {
@@ -325,9 +332,16 @@ fn a_sigkill_while_feeding_and_consuming_loses_nothing() {
         }
         produce(&kafka, topic, &written[500..]).await;
     });
-    broker.kill_and_restart();
+    // SIGKILL, and while the broker is down, make every partition's cursor look as if the
+    // broker had died after enqueueing its last chunk of `REWIND` records but before moving the
+    // cursor: those records must be fed again, and counted.
+    let mut rewound = 0;
+    broker.kill_prepare_restart(|root| rewound = rewind_cursors(root, topic));
+    assert!(rewound > 0, "no cursor was stored");
     let amqp = broker.addr("amqp");
+    let bootstrap = broker.addr("kafka").to_string();
     let after: Vec<Got> = rocketmq::runtime().block_on(async {
+        produce(&producer(&bootstrap, &[]), topic, &written_later).await;
         let connection = connect_to(amqp).await;
         let mut after = Vec::new();
         for (queue, earlier) in queues.iter().zip(&before) {
@@ -337,6 +351,7 @@ fn a_sigkill_while_feeding_and_consuming_loses_nothing() {
         after
     });
     let refed = metric(&mut broker, "tributary_amqp_topic_feed_refed_total");
+    let mut fed_twice = 0;
     for ((queue, earlier), later) in queues.iter().zip(&before).zip(&after) {
         let mut all = earlier.clone();
         for (body, (count, fresh)) in later {
@@ -348,13 +363,53 @@ fn a_sigkill_while_feeding_and_consuming_loses_nothing() {
         // A record delivered twice without the redelivered flag was fed twice.
         let refed_duplicates: u32 = all.values().map(|(_, fresh)| fresh.saturating_sub(1)).sum();
         let duplicates: u32 = all.values().map(|(count, _)| count - 1).sum();
-        eprintln!("{queue}: {duplicates} duplicates, {refed_duplicates} fed twice, refed metric {refed}");
-        assert!(
-            f64::from(refed_duplicates) <= refed,
-            "{queue}: {refed_duplicates} records fed twice but the re-fed count is {refed}"
+        eprintln!(
+            "{queue}: {duplicates} duplicates, {refed_duplicates} fed twice, refed metric {refed}"
         );
+        assert!(
+            refed_duplicates >= rewound,
+            "{queue}: the {rewound} rewound records were not fed again ({refed_duplicates})"
+        );
+        fed_twice += refed_duplicates;
     }
+    // Both queues take every record: each re-fed record is counted once per queue.
+    assert!(
+        f64::from(fed_twice) <= refed && refed >= f64::from(2 * rewound),
+        "{fed_twice} records fed twice, {rewound} rewound per queue, re-fed count {refed}"
+    );
     broker.terminate();
+}
+
+/// Records per partition [`rewind_cursors`] makes the feed enqueue again.
+const REWIND: i64 = 50;
+
+/// Moves each stored feed cursor of `topic` back by [`REWIND`] (a pending marker where it
+/// was), as a crash between enqueueing a chunk and storing the cursor leaves it; returns how
+/// many records that covers. The broker must be down.
+fn rewind_cursors(root: &std::path::Path, topic: &str) -> u32 {
+    use tributary_amqp::codec::table::FieldValue;
+    use tributary_amqp::feed::cursor::CURSOR_NAMESPACE;
+
+    let path = broker::data_dir_in(root).join("metadata.redb");
+    let meta = tributary::broker::metadata::MetaStore::open(&path).expect("open metadata");
+    let prefix = format!("{topic}\u{1f}");
+    let mut rewound = 0;
+    for (key, value) in meta.scan_records(CURSOR_NAMESPACE, &prefix).expect("scan") {
+        let mut table = tributary_amqp::definitions::decode(&value).expect("cursor record");
+        let at = |name: &str| table.get(name).and_then(FieldValue::as_i64).expect(name);
+        let (cursor, pending) = (at("cursor"), at("pending"));
+        let back = cursor.min(REWIND);
+        table
+            .0
+            .retain(|(name, _)| name != "cursor" && name != "pending");
+        table.insert("cursor", FieldValue::I64(cursor - back));
+        table.insert("pending", FieldValue::I64(pending.max(cursor)));
+        let encoded = tributary_amqp::definitions::encode(&table);
+        meta.put_record(CURSOR_NAMESPACE, &key, &encoded)
+            .expect("store");
+        rewound += u32::try_from(back).expect("small");
+    }
+    rewound
 }
 
 #[test]

@@ -54,7 +54,12 @@ pub fn start(shared: &Arc<Shared>, background: BackgroundContext) {
     if shared.feeds.background.set(background).is_err() {
         return;
     }
-    for topic in shared.topology.fed_topics() {
+    let topics = shared.topology.fed_topics();
+    tracing::info!(
+        topics = topics.len(),
+        "starting the topic feeds of stored bindings"
+    );
+    for topic in topics {
         ensure(shared, &topic);
     }
 }
@@ -119,6 +124,13 @@ async fn run_topic(shared: Arc<Shared>, topic: String, stop: CancellationToken) 
             let (id, generation) =
                 current.get_or_insert_with(|| (description.id, stop.child_token()));
             if *id == description.id {
+                if started < description.partitions {
+                    tracing::info!(
+                        topic,
+                        partitions = description.partitions,
+                        "topic feed running"
+                    );
+                }
                 for partition in started..description.partitions {
                     let feed = partition::PartitionFeed::new(
                         shared.clone(),
