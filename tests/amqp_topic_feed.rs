@@ -511,3 +511,153 @@ fn keyed_publishes_to_a_topic_exchange_land_where_librdkafka_murmur2_puts_them()
     });
     broker.terminate();
 }
+
+/// Ready messages of `queue` (a passive declare's count).
+async fn ready(channel: &Channel, queue: &str) -> u32 {
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.into(), options, FieldTable::default())
+        .await
+        .expect("passive declare")
+        .message_count()
+}
+
+/// Waits up to 10 s for `queue` to hold `count` ready messages, then 1.5 s more to see that
+/// no more come; returns what it holds.
+async fn settle(channel: &Channel, queue: &str, count: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(channel, queue).await < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ready(channel, queue).await
+}
+
+#[test]
+fn unbinding_or_deleting_the_topic_stops_the_feed_and_declared_exchanges_keep_their_names() {
+    let mut broker = TestBroker::start();
+    let bootstrap = broker.addr("kafka").to_string();
+    let amqp = broker.addr("amqp");
+    let topic = "feed-life";
+    rocketmq::runtime().block_on(async {
+        create_topic(&bootstrap, topic, 2).await;
+        let kafka = producer(&bootstrap, &[]);
+        let connection = connect_to(amqp).await;
+        let channel = connection.create_channel().await.expect("channel");
+        declare_queue(&channel, "life", false).await;
+        bind(&channel, "life", topic, "#").await;
+        produce(&kafka, topic, &kafka_records(10, 0)).await;
+        assert_eq!(settle(&channel, "life", 10).await, 10);
+
+        // Unbound: nothing more arrives; bound again: only what is written after.
+        channel
+            .queue_unbind(
+                "life".into(),
+                topic.into(),
+                "#".into(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("unbind");
+        produce(&kafka, topic, &kafka_records(10, 100)).await;
+        assert_eq!(
+            settle(&channel, "life", 10).await,
+            10,
+            "fed after the unbind"
+        );
+        bind(&channel, "life", topic, "#").await;
+        produce(&kafka, topic, &kafka_records(5, 200)).await;
+        assert_eq!(settle(&channel, "life", 15).await, 15);
+
+        // A stream cannot be fed from a topic (it is a topic itself).
+        let streams = connection.create_channel().await.expect("channel");
+        streams
+            .queue_declare(
+                "life-stream".into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                lapin_support::stream_args(),
+            )
+            .await
+            .expect("declare a stream");
+        let refused = streams
+            .queue_bind(
+                "life-stream".into(),
+                topic.into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect_err("a stream is not fed")
+            .to_string();
+        assert!(refused.contains("PRECONDITION_FAILED"), "{refused}");
+
+        // Deleting the topic drops the binding: a topic created again under the name does
+        // not feed the queue.
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("admin client");
+        let deleted = admin
+            .delete_topics(&[topic], &AdminOptions::new())
+            .await
+            .expect("delete topics");
+        assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        create_topic(&bootstrap, topic, 2).await;
+        produce(&kafka, topic, &kafka_records(5, 300)).await;
+        assert_eq!(
+            settle(&channel, "life", 15).await,
+            15,
+            "fed from a deleted topic"
+        );
+
+        // An exchange declared before a topic of its name keeps the name.
+        let later = "declared-first";
+        channel
+            .exchange_declare(
+                later.into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare a direct exchange");
+        create_topic(&bootstrap, later, 2).await;
+        declare_queue(&channel, "direct-target", false).await;
+        channel
+            .queue_bind(
+                "direct-target".into(),
+                later.into(),
+                "k".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("direct bind");
+        let confirms = lapin_support::confirm_channel(&connection).await;
+        let confirm =
+            lapin_support::publish(&confirms, later, "k", b"direct", BasicProperties::default())
+                .await;
+        assert!(confirm.is_ack());
+        assert_eq!(settle(&channel, "direct-target", 1).await, 1);
+        let refused = channel
+            .exchange_declare(
+                later.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect_err("the declared exchange is direct")
+            .to_string();
+        assert!(refused.contains("current is 'direct'"), "{refused}");
+    });
+    broker.terminate();
+}

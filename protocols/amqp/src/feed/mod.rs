@@ -117,6 +117,7 @@ async fn run_topic(shared: Arc<Shared>, topic: String, stop: CancellationToken) 
             current = None;
             started = 0;
         }
+        drop_stale_bindings(&shared, &topic).await;
         if finish(&shared, &topic) {
             break;
         }
@@ -153,6 +154,25 @@ async fn run_topic(shared: Arc<Shared>, topic: String, stop: CancellationToken) 
     // starts again): either way the partition tasks stop first.
     stop.cancel();
     while partitions.join_next().await.is_some() {}
+}
+
+/// Drops bindings made to a topic of this name that is gone (deleted before a feed ran).
+async fn drop_stale_bindings(shared: &Shared, topic: &str) {
+    let mut ids: Vec<[u8; 16]> = Vec::new();
+    for binding in shared.topology.topic_bindings(topic) {
+        if let Some(start) = binding.topic_start
+            && !ids.contains(&start.topic_id)
+        {
+            ids.push(start.topic_id);
+        }
+    }
+    // Described after the bindings were read: a binding is only made to an existing topic.
+    let live = shared.topology.exchange_topic(topic).map(|t| t.id);
+    for id in ids.into_iter().filter(|id| Some(*id) != live) {
+        if let Err(error) = shared.topology.drop_topic_exchange(topic, id).await {
+            tracing::warn!(topic, %error, "cannot drop the bindings of a deleted topic yet");
+        }
+    }
 }
 
 /// Drops the bindings and cursors of deleted topic `topic` (id `id`).
