@@ -98,10 +98,21 @@ impl PartitionFeed {
                 Ok(Step::Fed) => backoff = RETRY_FIRST,
                 Ok(Step::CaughtUp(next)) => {
                     let log = &self.shared.engine.log;
-                    tokio::select! {
+                    let waited = tokio::select! {
                         () = self.stop.cancelled() => return,
-                        // An error shows again (and is handled) in the next round.
-                        _ = log.wait_for(&self.at, next, WAIT) => {}
+                        waited = log.wait_for(&self.at, next, WAIT) => waited,
+                    };
+                    // A gone topic shows in the next round; other errors wait before it.
+                    if let Err(error) = waited
+                        && !matches!(
+                            error,
+                            EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. }
+                        )
+                    {
+                        tracing::warn!(partition = %self.at, %error, "topic feed cannot wait");
+                        if !self.pause(&mut backoff).await {
+                            return;
+                        }
                     }
                 }
                 Ok(Step::Unbound) => {
@@ -207,6 +218,17 @@ impl PartitionFeed {
             );
             tributary_api::interop::count_undeliverable("amqp_feed", "retention");
             from = bounds.log_start;
+        }
+        if from > bounds.high_watermark {
+            // The log lost its unsynced tail in a crash after those records were fed: the
+            // offsets from here on are new records.
+            tracing::warn!(
+                partition = %self.at,
+                from,
+                high_watermark = bounds.high_watermark,
+                "the topic's log ends before the feed's cursor; feeding from its end"
+            );
+            from = bounds.high_watermark;
         }
         self.cursor = Some(from);
         if from >= bounds.high_watermark {
