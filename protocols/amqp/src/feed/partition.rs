@@ -256,57 +256,25 @@ impl PartitionFeed {
         Ok(Step::Fed)
     }
 
-    /// The records at or after `from` in the whole batches of `data`, and the offset after
-    /// the last batch taken. Stops before a batch that cannot be decoded; fails when that is
-    /// the first one (counted and logged: the cursor stays before it).
+    /// [`take_records`], logging and counting what stops the partition.
     fn decode(&self, data: &Bytes, from: i64) -> Result<(Vec<StoredRecord>, i64), Failed> {
-        let mut records = Vec::new();
-        let mut end = from;
-        let mut pos = 0usize;
-        while pos < data.len() {
-            let refused = match BatchHeader::parse(&data[pos..]) {
-                Ok(header) if pos.saturating_add(header.total_len) <= data.len() => {
-                    let batch = data.slice(pos..pos + header.total_len);
-                    pos += header.total_len;
-                    if header.last_offset() < from {
-                        continue;
-                    }
-                    // Control batches (Kafka transaction markers) carry no user record.
-                    let decoded = match header.is_control() {
-                        true => Ok(Vec::new()),
-                        false => decode_records(&batch),
-                    };
-                    match decoded {
-                        Ok(decoded) => {
-                            records.extend(decoded.into_iter().filter(|r| r.offset >= from));
-                            end = header.last_offset() + 1;
-                            None
-                        }
-                        Err(error) => Some((header.base_offset, error.to_string())),
-                    }
+        take_records(data, from).map_err(|refused| {
+            match refused {
+                Undecodable::Batch { offset, error } => {
+                    tracing::error!(
+                        partition = %self.at,
+                        offset,
+                        %error,
+                        "the topic feed cannot decode this batch; it stays before it and retries"
+                    );
+                    tributary_api::interop::count_undeliverable("amqp_feed", "decode");
                 }
-                Ok(header) => Some((header.base_offset, "batch cut short".to_owned())),
-                Err(error) => Some((end, error.to_string())),
-            };
-            if let Some((offset, error)) = refused {
-                if end > from {
-                    break; // Feed what came before; the next round stops at this batch.
+                Undecodable::Nothing => {
+                    tracing::warn!(partition = %self.at, from, "topic feed read no whole batch");
                 }
-                tracing::error!(
-                    partition = %self.at,
-                    offset,
-                    %error,
-                    "the topic feed cannot decode this batch; it stays before it and retries"
-                );
-                tributary_api::interop::count_undeliverable("amqp_feed", "decode");
-                return Err(Failed);
             }
-        }
-        if end == from {
-            tracing::warn!(partition = %self.at, from, "topic feed read no whole batch");
-            return Err(Failed);
-        }
-        Ok((records, end))
+            Failed
+        })
     }
 
     /// Each queue's records (in offset order, once per queue) as stored in that queue.
@@ -441,4 +409,112 @@ fn delivery_attributes(record: &Record) -> (Option<u64>, Option<u8>) {
         .as_deref()
         .and_then(|text| parse_expiration(text).ok());
     (expiration, properties.priority)
+}
+
+/// Why [`take_records`] took nothing.
+#[derive(Debug, PartialEq)]
+enum Undecodable {
+    /// The first batch at or after `from` cannot be decoded.
+    Batch { offset: i64, error: String },
+    /// No whole batch at or after `from` was read.
+    Nothing,
+}
+
+/// The records at or after `from` in the whole batches of `data`, and the offset after the
+/// last batch taken. Stops before a batch that cannot be decoded, and refuses when that is the
+/// first one: the feed never moves past a batch it did not deliver.
+fn take_records(data: &Bytes, from: i64) -> Result<(Vec<StoredRecord>, i64), Undecodable> {
+    let mut records = Vec::new();
+    let mut end = from;
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let refused = match BatchHeader::parse(&data[pos..]) {
+            Ok(header) if pos.saturating_add(header.total_len) <= data.len() => {
+                let batch = data.slice(pos..pos + header.total_len);
+                pos += header.total_len;
+                if header.last_offset() < from {
+                    continue;
+                }
+                // Control batches (Kafka transaction markers) carry no user record.
+                let decoded = match header.is_control() {
+                    true => Ok(Vec::new()),
+                    false => decode_records(&batch),
+                };
+                match decoded {
+                    Ok(decoded) => {
+                        records.extend(decoded.into_iter().filter(|r| r.offset >= from));
+                        end = header.last_offset() + 1;
+                        continue;
+                    }
+                    Err(error) => (header.base_offset, error.to_string()),
+                }
+            }
+            Ok(header) => (header.base_offset, "batch cut short".to_owned()),
+            Err(error) => (end, error.to_string()),
+        };
+        if end > from {
+            break; // Feed what came before; the next round stops at this batch.
+        }
+        let (offset, error) = refused;
+        return Err(Undecodable::Batch { offset, error });
+    }
+    if end == from {
+        return Err(Undecodable::Nothing);
+    }
+    Ok((records, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use tributary_api::batch::{build_batch, set_base_offset};
+
+    use super::*;
+
+    fn batch(base_offset: i64, values: &[&str]) -> BytesMut {
+        let records: Vec<Record> = values
+            .iter()
+            .map(|v| Record {
+                value: Some(Bytes::copy_from_slice(v.as_bytes())),
+                ..Record::default()
+            })
+            .collect();
+        let mut bytes = BytesMut::from(&build_batch(&records)[..]);
+        set_base_offset(&mut bytes, base_offset);
+        bytes
+    }
+
+    /// Batches at 0..3, 3..5 (its codec bits say gzip but the body is not gzip, so no
+    /// reader can decode it) and 5..7.
+    fn log_with_a_bad_batch() -> Bytes {
+        let mut bad = batch(3, &["d", "e"]);
+        bad[22] |= 0x01;
+        let mut log = batch(0, &["a", "b", "c"]);
+        log.extend_from_slice(&bad);
+        log.extend_from_slice(&batch(5, &["f", "g"]));
+        log.freeze()
+    }
+
+    fn values(records: &[StoredRecord]) -> Vec<(i64, Bytes)> {
+        records
+            .iter()
+            .map(|r| (r.offset, r.record.value.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn takes_the_records_before_a_batch_it_cannot_decode_and_never_passes_it() {
+        let log = log_with_a_bad_batch();
+        let (records, end) = take_records(&log, 1).expect("the first batch decodes");
+        assert_eq!(end, 3, "stops before the bad batch");
+        assert_eq!(
+            values(&records),
+            [(1, Bytes::from("b")), (2, Bytes::from("c"))]
+        );
+        let refused = take_records(&log, 3).expect_err("the bad batch comes first");
+        assert!(
+            matches!(refused, Undecodable::Batch { offset: 3, .. }),
+            "{refused:?}"
+        );
+    }
 }
