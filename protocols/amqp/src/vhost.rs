@@ -270,7 +270,8 @@ impl Vhosts {
         });
         shared.topology.ensure_loaded().await?;
         crate::expiry::arm_all_once(&shared);
-        if let Some(background) = self.background.get() {
+        // Only vhost `/` shows topics as exchanges.
+        if let Some(background) = self.background.get().filter(|_| vhost == DEFAULT_VHOST) {
             crate::feed::start(&shared, background.clone());
         }
         opened.insert(vhost.to_owned(), shared.clone());
