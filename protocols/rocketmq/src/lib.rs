@@ -89,6 +89,8 @@ pub struct Settings {
     /// Serve SQL92 subscriptions (RocketMQ's `enablePropertyFilter`, off there by default; on
     /// here, since it costs nothing until a consumer subscribes with SQL92).
     pub enable_property_filter: bool,
+    /// Largest body a compressed send may inflate to (the broker's `storage.max_message_bytes`).
+    pub max_message_bytes: usize,
 }
 
 impl Default for Settings {
@@ -104,6 +106,7 @@ impl Default for Settings {
             max_reconsume_times: 16,
             transactions: TransactionTiming::default(),
             enable_property_filter: true,
+            max_message_bytes: 1_048_588,
         }
     }
 }

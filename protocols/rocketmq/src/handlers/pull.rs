@@ -20,20 +20,27 @@
 //! expression that does not compile, FILTER_DATA_NOT_EXIST when the heartbeat's did not, and
 //! SYSTEM_ERROR when `enable_property_filter` is off.
 //!
-//! Batches another protocol stored compressed are skipped with a warning (not decoded here).
+//! Compressed batches (Kafka producers') are inflated by `decode_records`. Nothing is skipped
+//! (docs/interop.md): a batch that cannot be decoded (corrupt, over the inflate limit, unknown
+//! codec) ends the pull before it. Messages found before it are answered with
+//! `nextBeginOffset` at most the bad batch's start; a pull that found none is answered
+//! SYSTEM_ERROR with a remark naming the partition, offset and reason, logged and counted in
+//! `tributary_interop_undeliverable_batches_total{protocol="rocketmq"}`, and the offset does
+//! not move (the client retries from the same offset). Control batches carry no message and
+//! are passed over.
 
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tracing::warn;
-use tributary_api::batch::{BatchHeader, decode_records};
+use tributary_api::batch::{BatchError, BatchHeader, decode_records};
 use tributary_api::{PartitionOffsets, TopicPartition};
 
 use super::{MessageParts, encode_parts, optional, parsed, queue_id, required, topic_id};
 use crate::codec::RemotingCommand;
 use crate::codec::message::format_properties_into;
 use crate::connection::Connection;
-use crate::error::{RequestError, RequestResult, code};
+use crate::error::{RequestError, RequestResult, code, undeliverable};
 use crate::records::MessageView;
 use crate::registry::Subscription;
 use crate::{Shared, metrics};
@@ -54,6 +61,8 @@ struct Found {
     count: usize,
     /// The offset after the last message examined.
     next: i64,
+    /// The batch the read stopped at because it cannot be decoded: its base offset and why.
+    undeliverable: Option<(i64, BatchError)>,
 }
 
 pub(super) async fn pull(
@@ -105,6 +114,11 @@ pub(super) async fn pull(
                 &filter,
             )
             .await?;
+            if found.count == 0
+                && let Some((base_offset, error)) = found.undeliverable
+            {
+                return Err(undeliverable(&partition, base_offset, error));
+            }
             if found.next == offset {
                 // The log returned nothing below its own high watermark; answer rather than spin.
                 return Ok(answer(request, code::PULL_NOT_FOUND, offset, bounds));
@@ -206,6 +220,7 @@ async fn collect(
         body: BytesMut::new(),
         count: 0,
         next: offset,
+        undeliverable: None,
     };
     let mut encoder = Encoder {
         partition,
@@ -232,7 +247,10 @@ async fn collect(
         }
         let before = found.next;
         encoder.encode_batches(read.data, &mut found)?;
-        if found.next == before || found.next >= read.offsets.high_watermark {
+        if found.undeliverable.is_some()
+            || found.next == before
+            || found.next >= read.offsets.high_watermark
+        {
             break;
         }
     }
@@ -251,16 +269,28 @@ struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
+    /// Encodes the selected messages of `rest`, moving `found.next` past what it examined;
+    /// stops at a batch that cannot be decoded, recording it in `found.undeliverable` with
+    /// `found.next` still before it.
     fn encode_batches(&mut self, mut rest: Bytes, found: &mut Found) -> RequestResult<()> {
         while !rest.is_empty() && found.count < self.max_messages {
-            let header = BatchHeader::parse(&rest).map_err(tributary_api::EngineError::from)?;
+            let header = match BatchHeader::parse(&rest) {
+                Ok(header) => header,
+                Err(err) => {
+                    found.undeliverable = Some((found.next, err));
+                    return Ok(());
+                }
+            };
             let batch = rest.split_to(header.total_len.min(rest.len()));
+            if header.is_control() {
+                found.next = found.next.max(header.last_offset() + 1);
+                continue;
+            }
             let records = match decode_records(&batch) {
                 Ok(records) => records,
                 Err(err) => {
-                    warn!(partition = %self.partition, base_offset = header.base_offset, error = %err, "skipping a batch RocketMQ cannot decode");
-                    found.next = found.next.max(header.last_offset() + 1);
-                    continue;
+                    found.undeliverable = Some((header.base_offset, err));
+                    return Ok(());
                 }
             };
             for stored in records {

@@ -17,8 +17,18 @@
 //!
 //! A transactional (half) message is stored by [`super::transaction`] instead: the response
 //! names its place in the half topic (queue 0, its offset there) and its `transactionId`.
+//!
+//! A message sent compressed (sysFlag bit 0, COMPRESSED_FLAG; the producer compresses bodies
+//! over 4 KiB) is inflated here, before anything stores it, and its compression bits are
+//! cleared, so every reader of every protocol gets the body as sent (docs/interop.md). The
+//! codec is named by sysFlag bits 8-10 as RocketMQ 5 writes them (1 lz4 frame, 2 zstd, 3 zlib)
+//! and is zlib when they are 0 (RocketMQ 4 clients). A body that does not inflate, or inflates
+//! past `max_message_bytes`, fails the send with MESSAGE_ILLEGAL and a remark; nothing of the
+//! send is stored.
 
+use bytes::Bytes;
 use tributary_api::batch::build_batch;
+use tributary_api::compression::{Codec, decompress};
 use tributary_api::{ScheduleTarget, TopicDescription, TopicPartition};
 
 use super::send_back::PROPERTY_UNIQ_KEY;
@@ -83,7 +93,7 @@ pub(super) async fn send(
         reconsume_times,
         properties: parse_properties(properties),
     };
-    let messages = if batch {
+    let mut messages = if batch {
         decode_batch(&request.body)?
             .into_iter()
             .map(|entry| IncomingMessage {
@@ -100,6 +110,7 @@ pub(super) async fn send(
         return Ok(RemotingCommand::response_to(request, code::MESSAGE_ILLEGAL)
             .with_remark("the batch holds no message"));
     }
+    inflate_bodies(&mut messages, shared.settings.max_message_bytes)?;
     let target = TopicPartition::new(topic, partition);
     if messages.iter().any(transaction::is_half) {
         let [message] = <[IncomingMessage; 1]>::try_from(messages).map_err(|_| {
@@ -149,6 +160,37 @@ pub(super) async fn send(
         outcome.last_offset,
     )
     .await
+}
+
+/// sysFlag bit 0: the body is compressed.
+const COMPRESSED_FLAG: i32 = 0x1;
+/// sysFlag bits 8-10: the codec of a compressed body (RocketMQ 5); 0 is zlib.
+const COMPRESSION_TYPE_MASK: i32 = 0x7 << 8;
+
+/// Inflates every compressed body in `messages` to at most `limit` bytes and clears its
+/// compression bits (see the module doc).
+fn inflate_bodies(messages: &mut [IncomingMessage], limit: usize) -> RequestResult<()> {
+    for message in messages
+        .iter_mut()
+        .filter(|m| m.sys_flag & COMPRESSED_FLAG != 0)
+    {
+        let codec = match (message.sys_flag & COMPRESSION_TYPE_MASK) >> 8 {
+            0 | 3 => Codec::Zlib,
+            1 => Codec::Lz4,
+            2 => Codec::Zstd,
+            other => {
+                return Err(RequestError::Illegal(format!(
+                    "the message body is compressed with unknown compression type {other}"
+                )));
+            }
+        };
+        let body = decompress(codec, &message.body, limit).map_err(|err| {
+            RequestError::Illegal(format!("the compressed message body is refused: {err}"))
+        })?;
+        message.body = Bytes::from(body);
+        message.sys_flag &= !(COMPRESSED_FLAG | COMPRESSION_TYPE_MASK);
+    }
+    Ok(())
 }
 
 /// Queues for a topic this send creates: the producer's `defaultTopicQueueNums`, at most the
