@@ -26,6 +26,7 @@ use crate::codec::methods::{Method, peek_id};
 use crate::codec::{self, Frame, FrameKind};
 use crate::connection::FrameReader;
 use crate::error::{self, AmqpError, CHANNEL_ERROR, Reply, UNEXPECTED_FRAME};
+use crate::handlers::consume::ConsumerFailure;
 use crate::handlers::publish::Staged;
 use crate::metrics as m;
 
@@ -64,11 +65,16 @@ pub struct Session {
     /// Acks not yet applied to the engine (see [`Session::flush_acks`]).
     pub(crate) staged_acks: Vec<crate::channel::Unacked>,
     method_metrics: m::MethodMetrics,
+    /// Consumer tasks that must close their channel (see [`ConsumerFailure`]); the session
+    /// reads them between frames.
+    pub(crate) consumer_failures: mpsc::UnboundedSender<ConsumerFailure>,
+    failed_consumers: mpsc::UnboundedReceiver<ConsumerFailure>,
 }
 
 impl Session {
     pub fn new(login: Login, out: mpsc::Sender<Bytes>, frame_max: u32, channel_max: u16) -> Self {
         let id = login.shared.next_connection_id();
+        let (consumer_failures, failed_consumers) = mpsc::unbounded_channel();
         Self {
             shared: login.shared,
             id,
@@ -85,6 +91,8 @@ impl Session {
             staged_bytes: 0,
             staged_acks: Vec::new(),
             method_metrics: m::MethodMetrics::default(),
+            consumer_failures,
+            failed_consumers,
         }
     }
 
@@ -113,6 +121,10 @@ impl Session {
         loop {
             let frame = tokio::select! {
                 frame = reader.next(idle) => frame?,
+                Some(failure) = self.failed_consumers.recv() => {
+                    Box::pin(self.consumer_failed(failure)).await?;
+                    continue;
+                }
                 () = shutdown.cancelled() => {
                     self.flush_publishes().await?;
                     return Ok(Some(Reply::new(CONNECTION_FORCED, "broker shutting down")));
@@ -501,7 +513,11 @@ impl Session {
 
     /// Sends `channel.close` for a channel error and releases the channel's resources; the
     /// channel stays reserved until the client's `close-ok`.
-    async fn close_channel_with(&mut self, channel: u16, reply: Reply) -> Result<(), AmqpError> {
+    pub(crate) async fn close_channel_with(
+        &mut self,
+        channel: u16,
+        reply: Reply,
+    ) -> Result<(), AmqpError> {
         tracing::info!(connection = self.id, channel, %reply, "closing AMQP channel");
         metrics::counter!(m::CHANNEL_ERRORS, "code" => reply.code.to_string()).increment(1);
         // Earlier publishes on this channel are confirmed before the close, never after it.
