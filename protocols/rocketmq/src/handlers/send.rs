@@ -288,3 +288,61 @@ pub(super) fn set_real_destination(message: &mut IncomingMessage, target: &Topic
         target.partition.to_string(),
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use tributary_api::compression::compress;
+
+    use super::*;
+
+    fn message(body: Vec<u8>, sys_flag: i32) -> IncomingMessage {
+        IncomingMessage {
+            body: Bytes::from(body),
+            flag: 0,
+            sys_flag,
+            born_timestamp: 1,
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            reconsume_times: 0,
+            properties: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn compressed_bodies_are_stored_inflated_with_the_bits_cleared() {
+        let body = b"a RocketMQ body over 4 KiB ".repeat(200);
+        let mut messages = vec![
+            // RocketMQ 4: COMPRESSED_FLAG alone is zlib; the transaction bits stay.
+            message(compress(Codec::Zlib, &body).unwrap(), 0x1 | 0x4),
+            message(compress(Codec::Lz4, &body).unwrap(), 0x1 | 0x100),
+            message(compress(Codec::Zstd, &body).unwrap(), 0x1 | 0x200),
+            message(compress(Codec::Zlib, &body).unwrap(), 0x1 | 0x300),
+            message(body.clone(), 0),
+        ];
+        inflate_bodies(&mut messages, body.len()).unwrap();
+        for (i, m) in messages.iter().enumerate() {
+            assert_eq!(m.body, body, "message {i}");
+            assert_eq!(m.sys_flag & !0x4, 0, "message {i}");
+        }
+        assert_eq!(messages[0].sys_flag, 0x4);
+    }
+
+    #[test]
+    fn corrupt_oversize_or_unknown_compression_is_message_illegal() {
+        let body = vec![0u8; 10_000];
+        let cases = [
+            message(b"not zlib at all".to_vec(), 0x1),
+            message(compress(Codec::Zlib, &body).unwrap(), 0x1),
+            message(compress(Codec::Zlib, &body).unwrap(), 0x1 | 0x500),
+        ];
+        for (i, case) in cases.into_iter().enumerate() {
+            let mut messages = vec![message(b"fine".to_vec(), 0), case];
+            let err = inflate_bodies(&mut messages, 9_999).unwrap_err();
+            assert_eq!(
+                err.response_code(),
+                code::MESSAGE_ILLEGAL,
+                "case {i}: {err}"
+            );
+            assert!(!err.remark().is_empty());
+        }
+    }
+}
