@@ -18,6 +18,7 @@
 //! `\x82SNAPPY\0`, two big-endian `i32` versions, then blocks of `[i32 BE length][raw snappy
 //! block]`. A stream starting with the magic is read as xerial, anything else as raw.
 
+pub mod check;
 mod encode;
 
 pub use encode::compress;
