@@ -310,3 +310,88 @@ fn every_reader_reads_compressed_batches_and_stops_at_one_it_cannot_decode() {
         assert_eq!(delivery.data, plain);
     });
 }
+
+/// What librdkafka itself writes (raw snappy, its lz4 frames, its gzip and zstd), read whole
+/// by RocketMQ pulls and an AMQP stream consumer, in order.
+#[test]
+fn batches_librdkafka_compressed_are_read_whole_by_amqp_and_rocketmq() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let mut broker = TestBroker::start();
+    let amqp = broker.addr("amqp");
+    let bootstrap = broker.addr("kafka").to_string();
+    let mut rocketmq = connect(broker.addr("rocketmq-broker"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
+    let value = |codec: &str, i: usize| format!("{codec}-{i:04}-{}", "payload ".repeat(16));
+    let connection = runtime.block_on(async {
+        let connection = lapin_support::connect_to(amqp).await;
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .queue_declare(
+                "rdkafka".into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                lapin_support::stream_args(),
+            )
+            .await
+            .unwrap();
+        for codec in codecs {
+            let producer: FutureProducer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("acks", "all")
+                .set("linger.ms", "20")
+                .set("compression.type", codec)
+                .set("message.timeout.ms", "20000")
+                .create()
+                .expect("producer");
+            let sends: Vec<_> = (0..100)
+                .map(|i| {
+                    let payload = value(codec, i);
+                    producer
+                        .send_result(FutureRecord::to("rdkafka").key("k").payload(&payload))
+                        .expect("enqueue")
+                })
+                .collect();
+            for send in sends {
+                send.await.expect("delivery").expect("delivered");
+            }
+        }
+        connection
+    });
+    let expected: Vec<Vec<u8>> = codecs
+        .iter()
+        .flat_map(|codec| (0..100).map(move |i| value(codec, i).into_bytes()))
+        .collect();
+
+    let mut pulled = Vec::new();
+    let mut offset = 0i64;
+    for opaque in 1.. {
+        if pulled.len() >= expected.len() || opaque > 100 {
+            break;
+        }
+        let (header, body) = pull(&mut rocketmq, "rdkafka", offset, opaque);
+        assert_eq!(header["code"], 0, "{header}");
+        pulled.extend(stored(&body).into_iter().map(|(_, _, body)| body));
+        offset = field(&header, "nextBeginOffset").parse().unwrap();
+    }
+    assert_eq!(pulled.len(), expected.len());
+    assert!(pulled == expected, "RocketMQ got the records in order");
+
+    runtime.block_on(async {
+        let (_channel, mut consumer) = lapin_support::consume_stream(
+            &connection,
+            "rdkafka",
+            AMQPValue::LongString("first".into()),
+        )
+        .await;
+        for (i, want) in expected.iter().enumerate() {
+            let delivery = lapin_support::next(&mut consumer).await;
+            assert_eq!(&delivery.data, want, "delivery {i}");
+            delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+    });
+}
