@@ -1,6 +1,7 @@
 //! The fuzz seed corpus and its replay: every seed passes [`check_decoders`], deterministic
-//! mutations of every seed do too, and the files on disk are exactly what [`seed_corpus`]
-//! builds (set `TRIBUTARY_WRITE_API_CORPUS=1` to rewrite them after a format change).
+//! mutations of every seed do too, and the files on disk are what [`seed_corpus`] builds
+//! (byte for byte but for deflate seeds, whose bytes depend on the linked deflate backend; set
+//! `TRIBUTARY_WRITE_API_CORPUS=1` to rewrite them after a format change).
 
 use std::path::PathBuf;
 
@@ -107,7 +108,12 @@ fn corpus_files_are_what_the_builder_makes() {
         |list: &[(String, Vec<u8>)]| list.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&on_disk), names(&seeds));
     for ((name, disk), (_, built)) in on_disk.iter().zip(&seeds) {
-        assert_eq!(disk, built, "seed {name} differs from the builder's");
+        check_decoders(disk);
+        // Deflate output depends on the backend the build links (miniz_oxide, or zlib when
+        // another crate of the build asks for it); the other encoders are deterministic.
+        if !(name.contains("gzip") || name.contains("zlib")) {
+            assert_eq!(disk, built, "seed {name} differs from the builder's");
+        }
     }
 }
 
