@@ -418,32 +418,54 @@ pub fn build_compressed_batch(records: &[Record], codec: Codec) -> std::io::Resu
 /// buffer; a compressed batch is inflated (at most [`MAX_INFLATED_BATCH_BYTES`]) into one new
 /// buffer its records share.
 pub fn decode_records(batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
+    decode_records_from(batch, i64::MIN)
+}
+
+/// [`decode_records`] for the records at or after offset `from` only: the records before it
+/// are stepped over by their length (readers that resume inside a batch do not build records
+/// they already delivered). A compressed batch is still inflated whole.
+pub fn decode_records_from(batch: &Bytes, from: i64) -> Result<Vec<StoredRecord>, BatchError> {
     let header = BatchHeader::parse(batch)?;
-    let end = header.total_len.min(batch.len());
-    let compression = header.compression();
-    if compression == Compression::None {
-        return decode_section(&header, batch, BATCH_HEADER_LEN, end);
+    if header.compression() == Compression::None {
+        let end = header.total_len.min(batch.len());
+        return decode_section(&header, batch, BATCH_HEADER_LEN..end, from);
     }
-    let codec = match compression {
+    let inflated = inflate_records(&header, batch)?;
+    decode_inflated(&header, &inflated, from)
+}
+
+/// The inflated records section of compressed `batch` (whose header is `header`).
+pub(crate) fn inflate_records(header: &BatchHeader, batch: &Bytes) -> Result<Bytes, BatchError> {
+    let codec = match header.compression() {
         Compression::Unknown(id) => return Err(BatchError::UnknownCodec(id)),
         known => known.codec().ok_or(BatchError::UnknownCodec(0))?,
     };
-    let inflated = compression::decompress(
+    let end = header.total_len.min(batch.len());
+    let section = batch.get(BATCH_HEADER_LEN..end).unwrap_or_default();
+    Ok(Bytes::from(compression::decompress(
         codec,
-        &batch[BATCH_HEADER_LEN..end],
+        section,
         MAX_INFLATED_BATCH_BYTES,
-    )?;
-    let inflated = Bytes::from(inflated);
-    decode_section(&header, &inflated, 0, inflated.len())
+    )?))
 }
 
-/// Decodes `header.record_count` records from `buf[start..end]`.
+/// The records at or after `from` of a batch whose records section, inflated, is `inflated`.
+pub(crate) fn decode_inflated(
+    header: &BatchHeader,
+    inflated: &Bytes,
+    from: i64,
+) -> Result<Vec<StoredRecord>, BatchError> {
+    decode_section(header, inflated, 0..inflated.len(), from)
+}
+
+/// Decodes `header.record_count` records from `buf[section]`, keeping those at or after `from`.
 fn decode_section(
     header: &BatchHeader,
     buf: &Bytes,
-    start: usize,
-    end: usize,
+    section: std::ops::Range<usize>,
+    from: i64,
 ) -> Result<Vec<StoredRecord>, BatchError> {
+    let (start, end) = (section.start, section.end);
     let mut cursor = Cursor {
         buf,
         pos: start,
@@ -454,7 +476,12 @@ fn decode_section(
     if count > (end - start) / 7 + 1 {
         return Err(BatchError::BadRecord("record count exceeds batch size"));
     }
-    let mut records = Vec::with_capacity(count);
+    let wanted = header
+        .last_offset()
+        .saturating_sub(from.max(header.base_offset))
+        .saturating_add(1)
+        .clamp(0, count as i64) as usize;
+    let mut records = Vec::with_capacity(wanted);
     for _ in 0..count {
         let len = cursor.varint_len()?;
         let record_end = cursor
@@ -467,6 +494,10 @@ fn decode_section(
         let offset_delta = cursor.varlong()?;
         if !(0..=i64::from(header.last_offset_delta)).contains(&offset_delta) {
             return Err(BatchError::BadRecord("offset delta outside the batch"));
+        }
+        if header.base_offset.wrapping_add(offset_delta) < from {
+            cursor.pos = record_end;
+            continue;
         }
         let key = cursor.nullable()?;
         let value = cursor.nullable()?;

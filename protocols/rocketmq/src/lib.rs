@@ -124,6 +124,8 @@ struct Shared {
     topic_ids: TopicIds,
     transactions: Transactions,
     pull_commits: pull_commits::PullCommits,
+    /// Compressed batches pulls inflated lately (a pull takes 32 messages of a batch of many).
+    inflated: tributary_api::compression::InflatedBatches,
     /// Set once the background tasks run (exporter gauges, transaction checks, pull commits);
     /// they start with the first broker connection.
     upkeep: OnceLock<()>,
@@ -165,6 +167,7 @@ impl RocketMq {
                 topic_ids: TopicIds::default(),
                 transactions: Transactions::default(),
                 pull_commits: pull_commits::PullCommits::default(),
+                inflated: Default::default(),
                 upkeep: OnceLock::new(),
             }),
         }

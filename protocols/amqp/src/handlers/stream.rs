@@ -21,9 +21,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tributary_api::batch::{BatchError, BatchHeader, decode_records};
+use tributary_api::batch::{BatchError, BatchHeader};
+use tributary_api::compression::InflatedBatches;
 use tributary_api::queue::Delivery;
-use tributary_api::{EngineError, EngineResult, OffsetQuery};
+use tributary_api::{EngineError, EngineResult, OffsetQuery, TopicPartition};
 
 use crate::Shared;
 use crate::codec::table::FieldValue;
@@ -234,12 +235,18 @@ pub(crate) async fn read(
         .await
         .map_err(gone)?
         .data;
-    Ok(take_records(&data, next, max))
+    Ok(take_records(&shared.inflated, &partition, &data, next, max))
 }
 
 /// Takes up to `max` records at or after `*next` from the batches in `data`, moving `*next`
 /// past each record taken and past control batches; stops at a batch that cannot be decoded.
-pub(crate) fn take_records(data: &Bytes, next: &mut i64, max: usize) -> Taken {
+pub(crate) fn take_records(
+    inflated: &InflatedBatches,
+    partition: &TopicPartition,
+    data: &Bytes,
+    next: &mut i64,
+    max: usize,
+) -> Taken {
     let mut taken = Taken::default();
     let mut pos = 0usize;
     while pos < data.len() && taken.deliveries.len() < max {
@@ -260,7 +267,7 @@ pub(crate) fn take_records(data: &Bytes, next: &mut i64, max: usize) -> Taken {
             *next = (*next).max(header.last_offset() + 1);
             continue;
         }
-        let records = match decode_records(&batch) {
+        let records = match inflated.decode_from(partition, &batch, *next) {
             Ok(records) => records,
             Err(error) => {
                 taken.undeliverable = Some(Undeliverable {

@@ -31,6 +31,12 @@ fn log(batches: &[(i64, Bytes)]) -> Bytes {
     out.freeze()
 }
 
+/// `take_records` on partition 0 of `s` with a fresh inflate cache.
+fn take(data: &Bytes, next: &mut i64, max: usize) -> Taken {
+    let inflated = InflatedBatches::default();
+    take_records(&inflated, &TopicPartition::new("s", 0), data, next, max)
+}
+
 fn values(taken: &Taken) -> Vec<Bytes> {
     taken
         .deliveries
@@ -66,7 +72,7 @@ fn compressed_batches_of_every_codec_are_delivered_in_order() {
     }
     let data = log(&batches);
     let mut next = 0;
-    let taken = take_records(&data, &mut next, 1000);
+    let taken = take(&data, &mut next, 1000);
     assert_eq!(taken.undeliverable, None);
     assert_eq!(next, 25);
     let ids: Vec<u64> = taken.deliveries.iter().map(|d| d.id).collect();
@@ -82,7 +88,7 @@ fn a_read_starting_inside_a_compressed_batch_takes_from_there_and_stops_at_max()
         build_compressed_batch(&records(0, 8), Codec::Zstd).unwrap(),
     )]);
     let mut next = 13;
-    let taken = take_records(&data, &mut next, 2);
+    let taken = take(&data, &mut next, 2);
     let ids: Vec<u64> = taken.deliveries.iter().map(|d| d.id).collect();
     assert_eq!(ids, vec![13, 14]);
     assert_eq!(next, 15);
@@ -97,7 +103,7 @@ fn a_batch_that_cannot_be_decoded_stops_the_read_before_it() {
     ]);
     // Records before it are taken; the position stops at the bad batch.
     let mut next = 0;
-    let taken = take_records(&data, &mut next, 100);
+    let taken = take(&data, &mut next, 100);
     assert_eq!(values(&taken).len(), 3);
     assert_eq!(next, 3);
     let bad = taken.undeliverable.expect("the read names the bad batch");
@@ -108,7 +114,7 @@ fn a_batch_that_cannot_be_decoded_stops_the_read_before_it() {
         bad.error
     );
     // Reading again from there takes nothing and names it again: never skipped.
-    let second = take_records(&log(&[(3, corrupt_gzip(&records(3, 3)))]), &mut next, 100);
+    let second = take(&log(&[(3, corrupt_gzip(&records(3, 3)))]), &mut next, 100);
     assert!(second.deliveries.is_empty());
     assert_eq!(second.undeliverable.map(|b| b.offset), Some(3));
     assert_eq!(next, 3);
@@ -122,7 +128,7 @@ fn unknown_codec_bits_are_undeliverable_with_their_reason() {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
     let data = log(&[(0, batch.freeze())]);
     let mut next = 0;
-    let taken = take_records(&data, &mut next, 10);
+    let taken = take(&data, &mut next, 10);
     assert!(taken.deliveries.is_empty());
     let bad = taken.undeliverable.unwrap();
     assert_eq!(bad.error, BatchError::UnknownCodec(6));
@@ -141,7 +147,7 @@ fn control_batches_are_passed_over() {
     control[17..21].copy_from_slice(&crc.to_be_bytes());
     let data = log(&[(0, control.freeze()), (1, build_batch(&records(1, 2)))]);
     let mut next = 0;
-    let taken = take_records(&data, &mut next, 10);
+    let taken = take(&data, &mut next, 10);
     let ids: Vec<u64> = taken.deliveries.iter().map(|d| d.id).collect();
     assert_eq!(ids, vec![1, 2]);
     assert_eq!(next, 3);

@@ -18,9 +18,11 @@
 //! `\x82SNAPPY\0`, two big-endian `i32` versions, then blocks of `[i32 BE length][raw snappy
 //! block]`. A stream starting with the magic is read as xerial, anything else as raw.
 
+mod cache;
 pub mod check;
 mod encode;
 
+pub use cache::{DEFAULT_INFLATED_CACHE_BYTES, InflatedBatches};
 pub use encode::compress;
 
 use std::fmt;

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::batch::{
     BatchError, Compression, Record, build_batch, build_compressed_batch, decode_records,
-    set_base_offset, verify_batch,
+    decode_records_from, set_base_offset, verify_batch,
 };
 
 const BATCH_CODECS: [Codec; 4] = [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd];
@@ -211,6 +211,24 @@ proptest! {
             let decoded: Vec<Record> = decoded.into_iter().map(|r| r.record).collect();
             prop_assert_eq!(&decoded, &records);
         }
+    }
+
+    #[test]
+    fn decoding_from_an_offset_keeps_exactly_the_records_from_there(
+        count in 1usize..40,
+        base in 0i64..1000,
+        from in -5i64..1100,
+        codec in proptest::sample::select(vec![None, Some(Codec::Gzip), Some(Codec::Zstd)]),
+    ) {
+        let values: Vec<Vec<u8>> = (0..count).map(|i| vec![i as u8; i * 3]).collect();
+        let records = records(&values);
+        let batch = match codec {
+            None => build_batch(&records),
+            Some(codec) => build_compressed_batch(&records, codec).unwrap(),
+        };
+        let batch = at_base(batch, base);
+        let all: Vec<_> = decode_records(&batch).unwrap().into_iter().filter(|r| r.offset >= from).collect();
+        prop_assert_eq!(decode_records_from(&batch, from).unwrap(), all);
     }
 
     #[test]

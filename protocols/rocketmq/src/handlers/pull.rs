@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tracing::warn;
-use tributary_api::batch::{BatchError, BatchHeader, decode_records};
+use tributary_api::batch::{BatchError, BatchHeader};
+use tributary_api::compression::InflatedBatches;
 use tributary_api::{PartitionOffsets, TopicPartition};
 
 use super::{MessageParts, encode_parts, optional, parsed, queue_id, required, topic_id};
@@ -229,6 +230,7 @@ async fn collect(
         filter,
         max_messages,
         properties: String::new(),
+        inflated: &shared.inflated,
     };
     let mut budget = max_bytes;
     while found.count < max_messages && budget > 0 {
@@ -266,6 +268,7 @@ struct Encoder<'a> {
     max_messages: usize,
     /// The properties of the message being encoded, reused across messages.
     properties: String,
+    inflated: &'a InflatedBatches,
 }
 
 impl Encoder<'_> {
@@ -286,7 +289,10 @@ impl Encoder<'_> {
                 found.next = found.next.max(header.last_offset() + 1);
                 continue;
             }
-            let records = match decode_records(&batch) {
+            let records = match self
+                .inflated
+                .decode_from(self.partition, &batch, found.next)
+            {
                 Ok(records) => records,
                 Err(err) => {
                     found.undeliverable = Some((header.base_offset, err));

@@ -127,6 +127,7 @@ mod compressed {
     fn encode(data: Bytes, from: i64, max_messages: usize) -> Found {
         let partition = TopicPartition::new("T", 0);
         let filter = Subscription::all();
+        let inflated = tributary_api::compression::InflatedBatches::default();
         let mut encoder = Encoder {
             partition: &partition,
             topic_id: 1,
@@ -134,6 +135,7 @@ mod compressed {
             filter: &filter,
             max_messages,
             properties: String::new(),
+            inflated: &inflated,
         };
         let mut found = Found {
             body: BytesMut::new(),
