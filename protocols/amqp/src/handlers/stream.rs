@@ -9,14 +9,16 @@
 //! default), an integer offset (clamped to the log), an AMQP timestamp (seconds) or an
 //! interval string (`"1h"`, `"30m"`, `"7D"`: now minus that).
 //!
-//! Compressed batches (Kafka producers') are inflated by `decode_records`; control batches carry
-//! no message and are passed over. Nothing else is ever passed over (docs/interop.md): a batch
-//! that cannot be decoded (corrupt, over the inflate limit, unknown codec) stops the read before
-//! it. Records taken before it are delivered; the next read then starts at it and returns it as
-//! [`Undeliverable`], and the consumer closes its channel with 541 INTERNAL_ERROR and a text
-//! naming the stream, the offset and the reason (logged and counted in
-//! `tributary_interop_undeliverable_batches_total{protocol="amqp"}`). The consumer's position
-//! never passes the batch: a client consuming again from the same offset gets the same error.
+//! Compressed batches (Kafka producers') are inflated once and kept a while in the frontend's
+//! [`InflatedBatches`] (a read takes a consumer's credit of a batch that may hold a thousand
+//! records); control batches carry no message and are passed over. Nothing else is ever passed
+//! over (docs/interop.md): a batch that cannot be decoded (corrupt, over the inflate limit,
+//! unknown codec) stops the read before it. Records taken before it are delivered; the next
+//! read then starts at it and returns it as [`Undeliverable`], and the consumer closes its
+//! channel with 541 INTERNAL_ERROR and a text naming the stream, the offset and the reason
+//! (logged and counted in `tributary_interop_undeliverable_batches_total{protocol="amqp"}`).
+//! The consumer's position never passes the batch: a client consuming again from the same
+//! offset gets the same error.
 
 use std::sync::Arc;
 

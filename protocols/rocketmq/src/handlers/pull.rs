@@ -20,7 +20,9 @@
 //! expression that does not compile, FILTER_DATA_NOT_EXIST when the heartbeat's did not, and
 //! SYSTEM_ERROR when `enable_property_filter` is off.
 //!
-//! Compressed batches (Kafka producers') are inflated by `decode_records`. Nothing is skipped
+//! Compressed batches (Kafka producers') are inflated once and kept a while in
+//! `Shared::inflated` ([`InflatedBatches`]), since a pull takes 32 messages of a batch that may
+//! hold a thousand. Nothing is skipped
 //! (docs/interop.md): a batch that cannot be decoded (corrupt, over the inflate limit, unknown
 //! codec) ends the pull before it. Messages found before it are answered with
 //! `nextBeginOffset` at most the bad batch's start; a pull that found none is answered
@@ -295,7 +297,7 @@ impl Encoder<'_> {
             {
                 Ok(records) => records,
                 Err(err) => {
-                    found.undeliverable = Some((header.base_offset, err));
+                    found.undeliverable = Some((header.base_offset.max(found.next), err));
                     return Ok(());
                 }
             };
