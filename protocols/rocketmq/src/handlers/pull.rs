@@ -247,7 +247,11 @@ async fn collect(
         budget = budget.saturating_sub(read.data.len());
         if found.body.capacity() == 0 {
             // Stored records are a little larger than the log's; one allocation for most answers.
-            found.body.reserve(read.data.len() + max_messages * 64);
+            // At most a chunk's worth: a read returns a whole batch, and a Kafka producer's can
+            // hold a megabyte of which the pull answers 32 messages.
+            found
+                .body
+                .reserve(read.data.len().min(READ_CHUNK_BYTES) + max_messages * 64);
         }
         let before = found.next;
         encoder.encode_batches(read.data, &mut found)?;
