@@ -42,6 +42,7 @@ mod locks;
 pub mod metrics;
 mod peers;
 mod pull_commits;
+mod read_ahead;
 pub mod records;
 mod registry;
 mod stats;
@@ -126,6 +127,8 @@ struct Shared {
     pull_commits: pull_commits::PullCommits,
     /// Compressed batches pulls inflated lately (a pull takes 32 messages of a batch of many).
     inflated: tributary_api::compression::InflatedBatches,
+    /// Large batches pulls read lately (a pull takes 32 messages of a batch that may hold many).
+    read_ahead: read_ahead::ReadAhead,
     /// Set once the background tasks run (exporter gauges, transaction checks, pull commits);
     /// they start with the first broker connection.
     upkeep: OnceLock<()>,
@@ -168,6 +171,7 @@ impl RocketMq {
                 transactions: Transactions::default(),
                 pull_commits: pull_commits::PullCommits::default(),
                 inflated: Default::default(),
+                read_ahead: Default::default(),
                 upkeep: OnceLock::new(),
             }),
         }

@@ -234,31 +234,45 @@ async fn collect(
         properties: String::new(),
         inflated: &shared.inflated,
     };
+    // The topic's life, for batches kept from earlier pulls ([`crate::read_ahead`]).
+    let topic_life = shared
+        .engine
+        .topics
+        .describe_topic(&partition.topic)
+        .ok()
+        .map(|description| description.id);
     let mut budget = max_bytes;
     while found.count < max_messages && budget > 0 {
-        let read = shared
-            .engine
-            .log
-            .read(partition, found.next, budget.min(READ_CHUNK_BYTES))
-            .await?;
-        if read.data.is_empty() {
+        let kept = topic_life.and_then(|life| shared.read_ahead.get(partition, life, found.next));
+        let (data, high_watermark) = match kept {
+            Some(data) => (data, shared.engine.log.offsets(partition)?.high_watermark),
+            None => {
+                let read = shared
+                    .engine
+                    .log
+                    .read(partition, found.next, budget.min(READ_CHUNK_BYTES))
+                    .await?;
+                if let Some(life) = topic_life.filter(|_| read.data.len() > READ_CHUNK_BYTES) {
+                    shared.read_ahead.keep(partition, life, &read.data);
+                }
+                (read.data, read.offsets.high_watermark)
+            }
+        };
+        if data.is_empty() {
             break;
         }
-        budget = budget.saturating_sub(read.data.len());
+        budget = budget.saturating_sub(data.len());
         if found.body.capacity() == 0 {
             // Stored records are a little larger than the log's; one allocation for most answers.
             // At most a chunk's worth: a read returns a whole batch, and a Kafka producer's can
             // hold a megabyte of which the pull answers 32 messages.
             found
                 .body
-                .reserve(read.data.len().min(READ_CHUNK_BYTES) + max_messages * 64);
+                .reserve(data.len().min(READ_CHUNK_BYTES) + max_messages * 64);
         }
         let before = found.next;
-        encoder.encode_batches(read.data, &mut found)?;
-        if found.undeliverable.is_some()
-            || found.next == before
-            || found.next >= read.offsets.high_watermark
-        {
+        encoder.encode_batches(data, &mut found)?;
+        if found.undeliverable.is_some() || found.next == before || found.next >= high_watermark {
             break;
         }
     }
