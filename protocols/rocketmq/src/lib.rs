@@ -127,7 +127,7 @@ struct Shared {
     pull_commits: pull_commits::PullCommits,
     /// Compressed batches pulls inflated lately (a pull takes 32 messages of a batch of many).
     inflated: tributary_api::compression::InflatedBatches,
-    /// Large batches pulls read lately (a pull takes 32 messages of a batch that may hold many).
+    /// Batches pulls read lately (a pull takes 32 messages of a batch that may hold many).
     read_ahead: read_ahead::ReadAhead,
     /// Set once the background tasks run (exporter gauges, transaction checks, pull commits);
     /// they start with the first broker connection.

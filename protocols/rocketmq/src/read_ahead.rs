@@ -2,8 +2,8 @@
 //!
 //! A log read returns whole batches, and a Kafka producer's batch holds hundreds of records
 //! (about a megabyte), while a RocketMQ pull answers 32 messages: without this, every pull of
-//! such a batch would read all of it again. A read that returned more than a pull's read chunk
-//! is kept here, and the next pulls of the same partition inside it use it instead of the log.
+//! such a batch would read all of it again. Each pull's read is kept here, and the next pulls of
+//! the same partition inside it use it instead of the log.
 //!
 //! Invariants: an entry holds complete batches covering offsets `first..end` of one partition
 //! of one topic life (the topic's stable id, so a deleted and recreated topic of the same name

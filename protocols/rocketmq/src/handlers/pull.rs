@@ -252,7 +252,7 @@ async fn collect(
                     .log
                     .read(partition, found.next, budget.min(READ_CHUNK_BYTES))
                     .await?;
-                if let Some(life) = topic_life.filter(|_| read.data.len() > READ_CHUNK_BYTES) {
+                if let Some(life) = topic_life {
                     shared.read_ahead.keep(partition, life, &read.data);
                 }
                 (read.data, read.offsets.high_watermark)
