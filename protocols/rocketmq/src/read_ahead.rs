@@ -6,7 +6,8 @@
 //! the same partition inside it use it instead of the log.
 //!
 //! Invariants: an entry holds complete batches covering offsets `first..end` of one partition
-//! of one topic life (the topic's stable id, so a deleted and recreated topic of the same name
+//! of one topic life, the partition's last read (one entry per partition, so a lookup scans
+//! the partitions being pulled, not their history) (the topic's stable id, so a deleted and recreated topic of the same name
 //! is never served from an entry of the old one); stored batches below the high watermark never
 //! change, so an entry stays true while the topic lives; the bytes held stay within the budget,
 //! least recently used entries leaving first.
@@ -78,9 +79,7 @@ impl ReadAhead {
             return;
         }
         let mut entries = self.entries.lock();
-        entries.retain(|e| {
-            !(e.topic == topic && e.partition == *partition && e.first < end && first < e.end)
-        });
+        entries.retain(|e| !(e.topic == topic && e.partition == *partition));
         let mut held: usize = entries.iter().map(|e| e.data.len()).sum();
         while held + len > self.budget {
             match entries.pop_back() {
@@ -161,7 +160,7 @@ mod tests {
         assert_eq!(
             cache.entries.lock().len(),
             1,
-            "the overlapping entry was replaced"
+            "the partition's earlier read was replaced"
         );
     }
 
@@ -170,12 +169,23 @@ mod tests {
         let one = batches(&[(0, 5)]).len();
         let cache = ReadAhead::new(2 * one + 10);
         let p = TopicPartition::new("t", 0);
-        for base in [0, 100, 200] {
-            cache.keep(&p, [1; 16], &batches(&[(base, 5)]));
+        for (queue, base) in [(0, 0), (1, 100), (2, 200)] {
+            cache.keep(
+                &TopicPartition::new("t", queue),
+                [1; 16],
+                &batches(&[(base, 5)]),
+            );
         }
         let held: usize = cache.entries.lock().iter().map(|e| e.data.len()).sum();
         assert_eq!(held, 2 * one);
-        assert!(cache.get(&p, [1; 16], 200).is_some());
-        assert!(cache.get(&p, [1; 16], 0).is_none());
+        assert!(
+            cache
+                .get(&TopicPartition::new("t", 2), [1; 16], 200)
+                .is_some()
+        );
+        assert!(
+            cache.get(&p, [1; 16], 0).is_none(),
+            "the least recently used left"
+        );
     }
 }
