@@ -416,6 +416,7 @@ impl Config {
                 check_max: rocketmq.transaction_check_max,
             },
             enable_property_filter: rocketmq.enable_property_filter,
+            max_message_bytes: self.storage.max_message_bytes as usize,
             ..tributary_rocketmq::Settings::default()
         }
     }

@@ -190,8 +190,9 @@ impl Partition {
     }
 
     /// The first batch whose max timestamp is `>= timestamp`, as (offset, timestamp): the offset
-    /// and timestamp of its first record at or after `timestamp` when the batch is uncompressed,
-    /// else its base offset and max timestamp. The offset is at least the log start.
+    /// and timestamp of its first record at or after `timestamp` (compressed batches inflated),
+    /// else, for a compressed batch that does not inflate, its base offset and max timestamp.
+    /// The offset is at least the log start.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
         let (candidates, log_start, high_watermark) = {
             let state = self.state.lock();
@@ -249,9 +250,10 @@ impl Partition {
 }
 
 /// Walks batches from `batch_offset` (named by the time index) or the log start, whichever is
-/// later, to the first record at or after the log start with timestamp `>= timestamp`. A
-/// compressed batch whose max timestamp qualifies answers with its base offset (clamped to the
-/// log start) and max timestamp.
+/// later, to the first record at or after the log start with timestamp `>= timestamp`.
+/// Compressed batches are inflated like any reader's; one that does not inflate and whose max
+/// timestamp qualifies answers with its base offset (clamped to the log start) and max
+/// timestamp.
 fn find_by_time(
     segment: &Segment,
     batch_offset: i64,
@@ -268,24 +270,30 @@ fn find_by_time(
             if header.base_timestamp >= timestamp && header.base_offset >= log_start {
                 return Ok(Some((header.base_offset, header.base_timestamp)));
             }
-            if header.compression() != Compression::None {
-                return Ok(Some((
-                    header.base_offset.max(log_start),
-                    header.max_timestamp,
-                )));
-            }
             let mut raw = vec![0u8; header.total_len];
             segment
                 .log
                 .read_exact_at(&mut raw, position)
                 .map_err(StorageError::io(&segment.log_path))?;
-            let records =
-                decode_records(&Bytes::from(raw)).map_err(|err| StorageError::Corrupt {
-                    file: segment.log_path.clone(),
-                    position,
-                    offset: Some(header.base_offset),
-                    reason: CorruptReason::Batch(err),
-                })?;
+            let records = match decode_records(&Bytes::from(raw)) {
+                Ok(records) => records,
+                // A compressed batch that does not inflate (readers refuse it with their own
+                // error) answers with its start, which is never past a qualifying record.
+                Err(_) if header.compression() != Compression::None => {
+                    return Ok(Some((
+                        header.base_offset.max(log_start),
+                        header.max_timestamp,
+                    )));
+                }
+                Err(err) => {
+                    return Err(StorageError::Corrupt {
+                        file: segment.log_path.clone(),
+                        position,
+                        offset: Some(header.base_offset),
+                        reason: CorruptReason::Batch(err),
+                    });
+                }
+            };
             if let Some(first) = records
                 .iter()
                 .find(|r| r.record.timestamp >= timestamp && r.offset >= log_start)

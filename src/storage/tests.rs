@@ -543,3 +543,58 @@ fn engine_handles_are_send_and_sync() {
     assert_send_sync::<ReadResult>();
     assert_send_sync::<StorageError>();
 }
+
+#[test]
+fn timestamps_inside_compressed_batches_are_found_exactly() {
+    use tributary_api::batch::build_compressed_batch;
+    use tributary_api::compression::Codec;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::open(dir.path()).expect("open");
+    storage
+        .open_topic("t", 1, small_config(Durability::Never))
+        .expect("topic");
+    let partition = storage.partition("t", 0).expect("partition");
+    let records: Vec<Record> = (0..3)
+        .map(|i| Record {
+            value: Some(Bytes::from(vec![b'v'; 50])),
+            timestamp: 1000 + i,
+            ..Record::default()
+        })
+        .collect();
+    let zstd = build_compressed_batch(&records, Codec::Zstd).expect("compress");
+    partition.append(&zstd, 0).expect("append");
+    // A gzip batch whose records do not inflate (CRC right, so the log takes it).
+    let later: Vec<Record> = records
+        .iter()
+        .map(|r| Record {
+            timestamp: r.timestamp + 1000,
+            ..r.clone()
+        })
+        .collect();
+    let mut broken = build_compressed_batch(&later, Codec::Gzip)
+        .expect("compress")
+        .to_vec();
+    let last = broken.len() - 10;
+    broken[70..last].fill(0xAB);
+    let crc = crc32c::crc32c(&broken[21..]);
+    broken[17..21].copy_from_slice(&crc.to_be_bytes());
+    partition.append(&broken, 0).expect("append");
+    assert_eq!(
+        partition.offset_for_timestamp(1001).expect("lookup"),
+        Some((1, 1001))
+    );
+    assert_eq!(
+        partition.offset_for_timestamp(1002).expect("lookup"),
+        Some((2, 1002))
+    );
+    // The broken batch (offsets 3-5, ts 2000-2002): its start and max timestamp, never past it.
+    assert_eq!(
+        partition.offset_for_timestamp(2001).expect("lookup"),
+        Some((3, 2002))
+    );
+    assert_eq!(partition.offset_for_timestamp(2003).expect("lookup"), None);
+    assert_eq!(
+        partition.offset_for_timestamp(999).expect("lookup"),
+        Some((0, 1000))
+    );
+}

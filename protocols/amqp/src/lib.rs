@@ -112,6 +112,8 @@ pub struct Shared {
     pub expiry: expiry::ExpirySweeps,
     /// Broker-wide, so ids are unique across vhosts.
     connection_ids: Arc<AtomicU64>,
+    /// Compressed batches stream consumers inflated lately (shared by every vhost).
+    pub(crate) inflated: Arc<tributary_api::compression::InflatedBatches>,
     /// This vhost's queue depth gauges.
     pub depth_gauges: metrics::DepthGauges,
     pub counters: metrics::MessageCounters,

@@ -26,6 +26,7 @@ use crate::codec::methods::{Method, peek_id};
 use crate::codec::{self, Frame, FrameKind};
 use crate::connection::FrameReader;
 use crate::error::{self, AmqpError, CHANNEL_ERROR, Reply, UNEXPECTED_FRAME};
+use crate::handlers::consume::ConsumerFailure;
 use crate::handlers::publish::Staged;
 use crate::metrics as m;
 
@@ -63,37 +64,17 @@ pub struct Session {
     pub(crate) staged_bytes: usize,
     /// Acks not yet applied to the engine (see [`Session::flush_acks`]).
     pub(crate) staged_acks: Vec<crate::channel::Unacked>,
-    /// Channel errors found by this connection's background tasks (a consumer that meets a
-    /// record it cannot deliver); [`Session::run`] closes the channel with the reply.
-    pub(crate) channel_faults: ChannelFaults,
     method_metrics: m::MethodMetrics,
-}
-
-/// The sending side is cloned into consumer tasks; each sends at most one fault and stops, so
-/// the queue holds at most one entry per consumer.
-#[derive(Debug)]
-pub(crate) struct ChannelFaults {
-    pub(crate) report: mpsc::UnboundedSender<(u16, Reply)>,
-    received: mpsc::UnboundedReceiver<(u16, Reply)>,
-}
-
-impl ChannelFaults {
-    fn new() -> Self {
-        let (report, received) = mpsc::unbounded_channel();
-        Self { report, received }
-    }
-}
-
-/// What [`Session::run`] waits for.
-enum Event {
-    Frame(Option<Frame>),
-    Fault(u16, Reply),
-    Shutdown,
+    /// Consumer tasks that must close their channel (see [`ConsumerFailure`]); the session
+    /// reads them between frames.
+    pub(crate) consumer_failures: mpsc::UnboundedSender<ConsumerFailure>,
+    failed_consumers: mpsc::UnboundedReceiver<ConsumerFailure>,
 }
 
 impl Session {
     pub fn new(login: Login, out: mpsc::Sender<Bytes>, frame_max: u32, channel_max: u16) -> Self {
         let id = login.shared.next_connection_id();
+        let (consumer_failures, failed_consumers) = mpsc::unbounded_channel();
         Self {
             shared: login.shared,
             id,
@@ -109,8 +90,9 @@ impl Session {
             staged: Vec::new(),
             staged_bytes: 0,
             staged_acks: Vec::new(),
-            channel_faults: ChannelFaults::new(),
             method_metrics: m::MethodMetrics::default(),
+            consumer_failures,
+            failed_consumers,
         }
     }
 
@@ -137,27 +119,13 @@ impl Session {
         shutdown: &CancellationToken,
     ) -> Result<Option<Reply>, AmqpError> {
         loop {
-            // `next` is cancel-safe: a partly read frame stays in the reader's buffer.
-            let event = tokio::select! {
-                frame = reader.next(idle) => Event::Frame(frame?),
-                Some((channel, reply)) = self.channel_faults.received.recv() => {
-                    Event::Fault(channel, reply)
-                }
-                () = shutdown.cancelled() => Event::Shutdown,
-            };
-            let frame = match event {
-                Event::Frame(frame) => frame,
-                Event::Fault(channel, reply) => {
-                    if self
-                        .channels
-                        .get(&channel)
-                        .is_some_and(|c| c.state != ChannelState::Closing)
-                    {
-                        Box::pin(self.close_channel_with(channel, reply)).await?;
-                    }
+            let frame = tokio::select! {
+                frame = reader.next(idle) => frame?,
+                Some(failure) = self.failed_consumers.recv() => {
+                    Box::pin(self.consumer_failed(failure)).await?;
                     continue;
                 }
-                Event::Shutdown => {
+                () = shutdown.cancelled() => {
                     self.flush_publishes().await?;
                     return Ok(Some(Reply::new(CONNECTION_FORCED, "broker shutting down")));
                 }
@@ -545,7 +513,11 @@ impl Session {
 
     /// Sends `channel.close` for a channel error and releases the channel's resources; the
     /// channel stays reserved until the client's `close-ok`.
-    async fn close_channel_with(&mut self, channel: u16, reply: Reply) -> Result<(), AmqpError> {
+    pub(crate) async fn close_channel_with(
+        &mut self,
+        channel: u16,
+        reply: Reply,
+    ) -> Result<(), AmqpError> {
         tracing::info!(connection = self.id, channel, %reply, "closing AMQP channel");
         metrics::counter!(m::CHANNEL_ERRORS, "code" => reply.code.to_string()).increment(1);
         // Earlier publishes on this channel are confirmed before the close, never after it.

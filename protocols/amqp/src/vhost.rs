@@ -169,6 +169,8 @@ pub struct Vhosts {
     pub(crate) loopback_users: Vec<String>,
     pub(crate) alarms: watch::Receiver<Alarms>,
     connection_ids: Arc<AtomicU64>,
+    /// Compressed batches stream consumers inflated lately, shared by every vhost.
+    inflated: Arc<tributary_api::compression::InflatedBatches>,
     opened: Mutex<HashMap<String, Arc<Shared>>>,
     started: OnceCell<()>,
     /// Where the topic feeds run, once the broker shell started the frontend.
@@ -188,6 +190,7 @@ impl Vhosts {
             loopback_users,
             alarms,
             connection_ids: Arc::new(AtomicU64::new(0)),
+            inflated: Default::default(),
             opened: Mutex::new(HashMap::new()),
             started: OnceCell::new(),
             background: std::sync::OnceLock::new(),
@@ -263,6 +266,7 @@ impl Vhosts {
             reply_targets: Default::default(),
             expiry: Default::default(),
             connection_ids: self.connection_ids.clone(),
+            inflated: self.inflated.clone(),
             depth_gauges: Default::default(),
             counters: Default::default(),
             feeds: Default::default(),

@@ -21,9 +21,15 @@
 //!
 //! Invariants: the CRC does not cover the base offset, so the broker rewrites the base offset without
 //! recomputing it; `BatchHeader::parse` checks that the declared length fits the buffer before anything
-//! reads past the header. This module does no I/O.
+//! reads past the header; [`decode_records`] reads compressed batches through
+//! [`crate::compression`], bounded by [`MAX_INFLATED_BATCH_BYTES`], and returns only records whose
+//! offsets lie inside their batch (a reader moving its position to a record's offset + 1 never
+//! passes a record it did not see). This module does no I/O.
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+pub use crate::compression::MAX_INFLATED_BATCH_BYTES;
+use crate::compression::{self, Codec, DecompressError};
 
 /// Size of the fixed batch header, up to and including the record count.
 pub const BATCH_HEADER_LEN: usize = 61;
@@ -49,8 +55,26 @@ pub enum BatchError {
     BadCount { count: i32, last_offset_delta: i32 },
     #[error("malformed record: {0}")]
     BadRecord(&'static str),
-    #[error("records are compressed with codec {0}; decode them in the frontend")]
+    /// Refused where only uncompressed batches are taken (queue enqueues).
+    #[error("records are compressed with codec {0}; only uncompressed batches are accepted here")]
     Compressed(u8),
+    #[error("unknown compression codec {0} (Kafka defines 0-4)")]
+    UnknownCodec(u8),
+    #[error("{0}")]
+    Decompress(#[from] DecompressError),
+}
+
+impl BatchError {
+    /// A short label for metrics (`reason` of
+    /// [`crate::interop::count_undeliverable`]).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnknownCodec(_) | Self::Compressed(_) => "unknown_codec",
+            Self::Decompress(DecompressError::TooLarge { .. }) => "inflated_too_large",
+            Self::Decompress(_) => "decompress",
+            _ => "corrupt_batch",
+        }
+    }
 }
 
 /// Compression codec named in a batch's attributes.
@@ -74,6 +98,28 @@ impl Compression {
             3 => Self::Lz4,
             4 => Self::Zstd,
             other => Self::Unknown(other),
+        }
+    }
+
+    /// The codec to inflate the records with; `None` for uncompressed and unknown codecs.
+    pub fn codec(self) -> Option<Codec> {
+        match self {
+            Self::Gzip => Some(Codec::Gzip),
+            Self::Snappy => Some(Codec::Snappy),
+            Self::Lz4 => Some(Codec::Lz4),
+            Self::Zstd => Some(Codec::Zstd),
+            Self::None | Self::Unknown(_) => None,
+        }
+    }
+
+    /// The attribute bits 0-2 naming `codec` in a batch; `None` for codecs batches never use.
+    pub fn attribute_bits(codec: Codec) -> Option<i16> {
+        match codec {
+            Codec::Gzip => Some(1),
+            Codec::Snappy => Some(2),
+            Codec::Lz4 => Some(3),
+            Codec::Zstd => Some(4),
+            Codec::Zlib => None,
         }
     }
 }
@@ -140,7 +186,8 @@ impl BatchHeader {
 
     /// Offset of the last record in the batch.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Number of offsets the batch occupies (`last_offset_delta + 1`).
@@ -348,29 +395,93 @@ fn encode_record(out: &mut BytesMut, record: &Record, layout: &RecordLayout) {
     }
 }
 
-/// Decodes the records of one verified, uncompressed batch. Slices share the input buffer.
+/// Builds one RecordBatch v2 as [`build_batch`] does, with the records section compressed by
+/// `codec` the way a Kafka producer compresses it (tests, benchmarks, fuzz seeds).
+pub fn build_compressed_batch(records: &[Record], codec: Codec) -> std::io::Result<Bytes> {
+    let bits = Compression::attribute_bits(codec)
+        .ok_or_else(|| std::io::Error::other(format!("{codec} is not a record batch codec")))?;
+    let plain = build_batch(records);
+    let compressed = compression::compress(codec, &plain[BATCH_HEADER_LEN..])?;
+    let batch_len = i32::try_from(BATCH_HEADER_LEN - BATCH_LENGTH_PREFIX + compressed.len())
+        .map_err(std::io::Error::other)?;
+    let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + compressed.len());
+    out.extend_from_slice(&plain[..BATCH_HEADER_LEN]);
+    out.extend_from_slice(&compressed);
+    out[8..12].copy_from_slice(&batch_len.to_be_bytes());
+    out[21..23].copy_from_slice(&bits.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
+}
+
+/// Decodes the records of one verified batch. An uncompressed batch's slices share the input
+/// buffer; a compressed batch is inflated (at most [`MAX_INFLATED_BATCH_BYTES`]) into one new
+/// buffer its records share.
 pub fn decode_records(batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
+    decode_records_from(batch, i64::MIN)
+}
+
+/// [`decode_records`] for the records at or after offset `from` only: the records before it
+/// are stepped over by their length (readers that resume inside a batch do not build records
+/// they already delivered). A compressed batch is still inflated whole.
+pub fn decode_records_from(batch: &Bytes, from: i64) -> Result<Vec<StoredRecord>, BatchError> {
     let header = BatchHeader::parse(batch)?;
-    match header.compression() {
-        Compression::None => {}
-        Compression::Gzip => return Err(BatchError::Compressed(1)),
-        Compression::Snappy => return Err(BatchError::Compressed(2)),
-        Compression::Lz4 => return Err(BatchError::Compressed(3)),
-        Compression::Zstd => return Err(BatchError::Compressed(4)),
-        Compression::Unknown(codec) => return Err(BatchError::Compressed(codec)),
+    if header.compression() == Compression::None {
+        let end = header.total_len.min(batch.len());
+        return decode_section(&header, batch, BATCH_HEADER_LEN..end, from);
     }
+    let inflated = inflate_records(&header, batch)?;
+    decode_inflated(&header, &inflated, from)
+}
+
+/// The inflated records section of compressed `batch` (whose header is `header`).
+pub(crate) fn inflate_records(header: &BatchHeader, batch: &Bytes) -> Result<Bytes, BatchError> {
+    let codec = match header.compression() {
+        Compression::Unknown(id) => return Err(BatchError::UnknownCodec(id)),
+        known => known.codec().ok_or(BatchError::UnknownCodec(0))?,
+    };
     let end = header.total_len.min(batch.len());
+    let section = batch.get(BATCH_HEADER_LEN..end).unwrap_or_default();
+    Ok(Bytes::from(compression::decompress(
+        codec,
+        section,
+        MAX_INFLATED_BATCH_BYTES,
+    )?))
+}
+
+/// The records at or after `from` of a batch whose records section, inflated, is `inflated`.
+pub(crate) fn decode_inflated(
+    header: &BatchHeader,
+    inflated: &Bytes,
+    from: i64,
+) -> Result<Vec<StoredRecord>, BatchError> {
+    decode_section(header, inflated, 0..inflated.len(), from)
+}
+
+/// Decodes `header.record_count` records from `buf[section]`, keeping those at or after `from`.
+fn decode_section(
+    header: &BatchHeader,
+    buf: &Bytes,
+    section: std::ops::Range<usize>,
+    from: i64,
+) -> Result<Vec<StoredRecord>, BatchError> {
+    let (start, end) = (section.start, section.end);
     let mut cursor = Cursor {
-        buf: batch,
-        pos: BATCH_HEADER_LEN,
+        buf,
+        pos: start,
         end,
     };
     let count = usize::try_from(header.record_count).map_err(|_| BatchError::BadRecord("count"))?;
     // Each record takes at least 7 bytes; refuse counts the buffer cannot hold before allocating.
-    if count > (end - BATCH_HEADER_LEN) / 7 + 1 {
+    if count > (end - start) / 7 + 1 {
         return Err(BatchError::BadRecord("record count exceeds batch size"));
     }
-    let mut records = Vec::with_capacity(count);
+    let wanted = header
+        .last_offset()
+        .saturating_sub(from.max(header.base_offset))
+        .saturating_add(1)
+        .clamp(0, count as i64) as usize;
+    let mut records = Vec::with_capacity(wanted);
     for _ in 0..count {
         let len = cursor.varint_len()?;
         let record_end = cursor
@@ -381,6 +492,13 @@ pub fn decode_records(batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
         let _attributes = cursor.take(1)?;
         let timestamp_delta = cursor.varlong()?;
         let offset_delta = cursor.varlong()?;
+        if !(0..=i64::from(header.last_offset_delta)).contains(&offset_delta) {
+            return Err(BatchError::BadRecord("offset delta outside the batch"));
+        }
+        if header.base_offset.wrapping_add(offset_delta) < from {
+            cursor.pos = record_end;
+            continue;
+        }
         let key = cursor.nullable()?;
         let value = cursor.nullable()?;
         let header_count = cursor.varint_len()?;
@@ -397,11 +515,11 @@ pub fn decode_records(batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
             ));
         }
         records.push(StoredRecord {
-            offset: header.base_offset + offset_delta,
+            offset: header.base_offset.wrapping_add(offset_delta),
             record: Record {
                 key,
                 value,
-                timestamp: header.base_timestamp + timestamp_delta,
+                timestamp: header.base_timestamp.wrapping_add(timestamp_delta),
                 headers,
             },
         });

@@ -1,6 +1,7 @@
 //! The contract between Tributary's protocol frontends and its engine.
 //!
-//! It holds the record-batch format (RecordBatch v2, the on-disk unit), names and offsets, the
+//! It holds the record-batch format (RecordBatch v2, the on-disk unit) and its
+//! [`compression`] codecs, names and offsets, the
 //! one engine error type, and narrow async traits: [`LogService`] and [`TopicAdmin`] for
 //! partitioned logs, [`OffsetStore`] for consumer positions, [`QueueService`] for acked queues on
 //! the log, [`MetadataStore`] for frontend-owned definitions, [`Scheduler`] for time and delayed
@@ -12,6 +13,7 @@
 //! `tributary-api` <- frontends <- the `tributary` engine and binary.
 
 pub mod batch;
+pub mod compression;
 pub mod error;
 pub mod frontend;
 pub mod interop;

@@ -2,6 +2,7 @@
 //! response codes ([`RequestError::response_code`]).
 
 use tributary_api::EngineError;
+use tributary_api::batch::BatchError;
 
 use crate::codec::message::MessageError;
 use crate::filter::FilterError;
@@ -52,7 +53,15 @@ pub enum RequestError {
     /// A stored message this frontend cannot deliver (docs/interop.md); the reader's position
     /// stays before it.
     #[error("{0}")]
-    Undeliverable(String),
+    UndeliverableMessage(String),
+    /// A stored batch this frontend cannot decode (corrupt, over the inflate limit, unknown
+    /// codec): the reader's position stays before it (docs/interop.md).
+    #[error("cannot deliver the batch at offset {offset} of {partition}: {source}")]
+    Undeliverable {
+        partition: String,
+        offset: i64,
+        source: BatchError,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -66,7 +75,10 @@ impl RequestError {
             }
             Self::Message(_) | Self::Illegal(_) => code::MESSAGE_ILLEGAL,
             Self::TopicNotExist(_) => code::TOPIC_NOT_EXIST,
-            Self::MessageNotFound(_) | Self::FilterDisabled(_) | Self::Undeliverable(_) => {
+            Self::MessageNotFound(_)
+            | Self::FilterDisabled(_)
+            | Self::UndeliverableMessage(_)
+            | Self::Undeliverable { .. } => {
                 code::SYSTEM_ERROR
             }
             Self::SubscriptionParseFailed(_) => code::SUBSCRIPTION_PARSE_FAILED,
@@ -102,3 +114,20 @@ impl RequestError {
 }
 
 pub type RequestResult<T> = Result<T, RequestError>;
+
+/// The error for a stored batch of `partition` at `offset` that cannot be decoded; logs it and
+/// counts it in `tributary_interop_undeliverable_batches_total`. Call it once per refusal
+/// answered to a client.
+pub(crate) fn undeliverable(
+    partition: &tributary_api::TopicPartition,
+    offset: i64,
+    source: BatchError,
+) -> RequestError {
+    tracing::warn!(%partition, offset, error = %source, "refusing a stored batch RocketMQ cannot decode; the position stays before it");
+    tributary_api::interop::count_undeliverable("rocketmq", source.reason());
+    RequestError::Undeliverable {
+        partition: partition.to_string(),
+        offset,
+        source,
+    }
+}

@@ -42,6 +42,7 @@ mod locks;
 pub mod metrics;
 mod peers;
 mod pull_commits;
+mod read_ahead;
 pub mod records;
 mod registry;
 mod stats;
@@ -89,6 +90,8 @@ pub struct Settings {
     /// Serve SQL92 subscriptions (RocketMQ's `enablePropertyFilter`, off there by default; on
     /// here, since it costs nothing until a consumer subscribes with SQL92).
     pub enable_property_filter: bool,
+    /// Largest body a compressed send may inflate to (the broker's `storage.max_message_bytes`).
+    pub max_message_bytes: usize,
 }
 
 impl Default for Settings {
@@ -104,6 +107,7 @@ impl Default for Settings {
             max_reconsume_times: 16,
             transactions: TransactionTiming::default(),
             enable_property_filter: true,
+            max_message_bytes: 1_048_588,
         }
     }
 }
@@ -121,6 +125,10 @@ struct Shared {
     topic_ids: TopicIds,
     transactions: Transactions,
     pull_commits: pull_commits::PullCommits,
+    /// Compressed batches pulls inflated lately (a pull takes 32 messages of a batch of many).
+    inflated: tributary_api::compression::InflatedBatches,
+    /// Batches pulls read lately (a pull takes 32 messages of a batch that may hold many).
+    read_ahead: read_ahead::ReadAhead,
     /// Set once the background tasks run (exporter gauges, transaction checks, pull commits);
     /// they start with the first broker connection.
     upkeep: OnceLock<()>,
@@ -162,6 +170,8 @@ impl RocketMq {
                 topic_ids: TopicIds::default(),
                 transactions: Transactions::default(),
                 pull_commits: pull_commits::PullCommits::default(),
+                inflated: Default::default(),
+                read_ahead: Default::default(),
                 upkeep: OnceLock::new(),
             }),
         }

@@ -9,7 +9,9 @@
 //! so a client's `multiple` ack never covers a tag it has not seen yet.
 //! `take` is never cancelled half-way (its result would be lost); cancellation is checked under
 //! the lock instead, and anything taken after it is requeued. A stream consumer runs the same
-//! loop over the stream's topic from its own position ([`super::stream`]).
+//! loop over the stream's topic from its own position ([`super::stream`]); when the stream
+//! holds a batch it cannot deliver, the consumer stops and asks the session, through
+//! [`ConsumerFailure`], to close its channel (the session owns the channel's state).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +43,17 @@ const BATCH: usize = 64;
 /// How long one `wait_ready` sleeps before re-checking.
 const WAIT: Duration = Duration::from_secs(5);
 
+/// A consumer that must close its channel: sent to the session, which closes the channel when
+/// the consumer is still one of it (it may have been cancelled, or its channel closed, since).
+#[derive(Debug)]
+pub(crate) struct ConsumerFailure {
+    pub channel: u16,
+    pub tag: String,
+    /// Broker-wide consumer id, telling this consumer from a later one with the same tag.
+    pub consumer_id: u64,
+    pub reply: Reply,
+}
+
 /// Where a consumer's messages come from.
 #[derive(Debug)]
 enum Source {
@@ -69,8 +82,10 @@ struct ConsumerTask {
     active: Option<(u64, watch::Receiver<u64>)>,
     cancel: CancellationToken,
     frame_max: u32,
-    /// Where a channel error found here goes (the session closes the channel).
-    faults: mpsc::UnboundedSender<(u16, Reply)>,
+    consumer_id: u64,
+    /// Where a consumer that must close its channel says so (unbounded: each consumer sends
+    /// at most one, then stops).
+    failures: mpsc::UnboundedSender<ConsumerFailure>,
 }
 
 impl ConsumerTask {
@@ -117,7 +132,18 @@ impl ConsumerTask {
             let taken = match &mut self.source {
                 Source::Queue => take_live(&self.shared, &self.queue, wanted).await,
                 Source::Stream { next } => {
-                    stream::read(&self.shared, &self.queue, next, wanted).await
+                    match stream::read(&self.shared, &self.queue, next, wanted).await {
+                        Ok(taken) if taken.deliveries.is_empty() => match taken.undeliverable {
+                            Some(bad) => {
+                                self.give_back(wanted);
+                                self.fail(bad.refuse(&self.queue)).await;
+                                return;
+                            }
+                            None => Ok(Vec::new()),
+                        },
+                        // Records before an undeliverable batch go out; the next read stops at it.
+                        other => other.map(|taken| taken.deliveries),
+                    }
                 }
             };
             match taken {
@@ -158,6 +184,22 @@ impl ConsumerTask {
                 }
             }
         }
+    }
+
+    /// Asks the session to close this consumer's channel with `reply`, unless the consumer was
+    /// cancelled or the channel closed meanwhile.
+    async fn fail(&self, reply: Reply) {
+        let guard = self.deliveries.lock().await;
+        if guard.closed || self.cancel.is_cancelled() {
+            return;
+        }
+        let _ = self.failures.send(ConsumerFailure {
+            channel: self.channel,
+            tag: self.tag.clone(),
+            consumer_id: self.consumer_id,
+            reply,
+        });
+        drop(guard);
     }
 
     /// Sleeps until the source may have a message (or a while passed).
@@ -258,7 +300,7 @@ impl ConsumerTask {
                 other => Reply::new(INTERNAL_ERROR, other),
             };
             // After the deliveries above: the close follows them on the wire.
-            let _ = self.faults.send((self.channel, reply));
+            self.fail(reply).await;
         }
         if self.no_ack
             && let Err(error) = self.queues.ack(&self.queue, &ids).await
@@ -389,7 +431,8 @@ impl Session {
             active,
             cancel: cancel.clone(),
             frame_max: self.frame_max,
-            faults: self.channel_faults.report.clone(),
+            consumer_id,
+            failures: self.consumer_failures.clone(),
         };
         let task = tokio::spawn(task.run());
         if let Some(state) = self.channels.get_mut(&channel) {
@@ -445,6 +488,26 @@ impl Session {
             },
         )
         .await
+    }
+
+    /// Closes the channel of a consumer that failed ([`ConsumerFailure`]), when the consumer is
+    /// still one of that open channel.
+    pub(crate) async fn consumer_failed(
+        &mut self,
+        failure: ConsumerFailure,
+    ) -> Result<(), AmqpError> {
+        let current = self.channels.get(&failure.channel).is_some_and(|state| {
+            state.state == crate::channel::ChannelState::Open
+                && state
+                    .consumers
+                    .get(&failure.tag)
+                    .is_some_and(|c| c.id == failure.consumer_id)
+        });
+        if !current {
+            return Ok(());
+        }
+        self.close_channel_with(failure.channel, failure.reply)
+            .await
     }
 
     /// A consumer stopped: an auto-delete queue goes with its last consumer.

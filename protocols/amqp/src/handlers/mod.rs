@@ -2,7 +2,7 @@
 
 mod basic;
 mod channel;
-mod consume;
+pub(crate) mod consume;
 mod exchange;
 pub(crate) mod publish;
 mod queue;

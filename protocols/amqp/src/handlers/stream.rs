@@ -7,19 +7,30 @@
 //!
 //! `x-stream-offset`: `first`, `last` (the start of the last stored batch), `next` (the
 //! default), an integer offset (clamped to the log), an AMQP timestamp (seconds) or an
-//! interval string (`"1h"`, `"30m"`, `"7D"`: now minus that). Records of compressed or control
-//! batches (written by Kafka producers) are skipped with a warning.
+//! interval string (`"1h"`, `"30m"`, `"7D"`: now minus that).
+//!
+//! Compressed batches (Kafka producers') are inflated once and kept a while in the frontend's
+//! [`InflatedBatches`] (a read takes a consumer's credit of a batch that may hold a thousand
+//! records); control batches carry no message and are passed over. Nothing else is ever passed
+//! over (docs/interop.md): a batch that cannot be decoded (corrupt, over the inflate limit,
+//! unknown codec) stops the read before it. Records taken before it are delivered; the next
+//! read then starts at it and returns it as [`Undeliverable`], and the consumer closes its
+//! channel with 541 INTERNAL_ERROR and a text naming the stream, the offset and the reason
+//! (logged and counted in `tributary_interop_undeliverable_batches_total{protocol="amqp"}`).
+//! The consumer's position never passes the batch: a client consuming again from the same
+//! offset gets the same error.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tributary_api::batch::{BatchHeader, decode_records};
+use tributary_api::batch::{BatchError, BatchHeader};
+use tributary_api::compression::InflatedBatches;
 use tributary_api::queue::Delivery;
-use tributary_api::{EngineError, EngineResult, OffsetQuery};
+use tributary_api::{EngineError, EngineResult, OffsetQuery, TopicPartition};
 
 use crate::Shared;
 use crate::codec::table::FieldValue;
-use crate::error::{AmqpError, NOT_IMPLEMENTED, PRECONDITION_FAILED};
+use crate::error::{AmqpError, INTERNAL_ERROR, NOT_IMPLEMENTED, PRECONDITION_FAILED, Reply};
 use crate::message::{now_ms, with_header};
 use crate::policy::{QueueKind, QueuePolicy, parse_interval};
 
@@ -164,14 +175,48 @@ async fn last_batch_start(
     Ok(BatchHeader::parse(&read.data).map_or(high_watermark - 1, |h| h.base_offset))
 }
 
-/// Reads up to `max` messages from `*next` on and moves `*next` past them. A deleted topic is
-/// reported as `UnknownQueue`, so the consumer is cancelled like one of a deleted queue.
+/// A stored batch a stream consumer cannot be given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Undeliverable {
+    /// Where the batch starts (or the consumer's position, when that is inside it).
+    pub offset: i64,
+    pub error: BatchError,
+}
+
+impl Undeliverable {
+    /// The channel close a consumer of `queue` sends for it; logs and counts the refusal.
+    pub(crate) fn refuse(&self, queue: &str) -> Reply {
+        tracing::warn!(queue, offset = self.offset, error = %self.error, "closing a stream consumer's channel: a stored batch cannot be decoded; the position stays before it");
+        tributary_api::interop::count_undeliverable("amqp", self.error.reason());
+        Reply::new(
+            INTERNAL_ERROR,
+            format_args!(
+                "cannot deliver stream {} at offset {}: {}",
+                described(queue),
+                self.offset,
+                self.error
+            ),
+        )
+    }
+}
+
+/// What one read of a stream took.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    pub deliveries: Vec<Delivery>,
+    /// The batch the read stopped at because it cannot be decoded.
+    pub undeliverable: Option<Undeliverable>,
+}
+
+/// Reads up to `max` messages from `*next` on and moves `*next` past them (see the module doc
+/// for a batch that cannot be decoded). A deleted topic is reported as `UnknownQueue`, so the
+/// consumer is cancelled like one of a deleted queue.
 pub(crate) async fn read(
     shared: &Arc<Shared>,
     queue: &str,
     next: &mut i64,
     max: usize,
-) -> EngineResult<Vec<Delivery>> {
+) -> EngineResult<Taken> {
     let partition = shared.topology.stream_partition(queue)?;
     let gone = |error: EngineError| match error {
         EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. } => {
@@ -183,7 +228,7 @@ pub(crate) async fn read(
     // Retention may have removed what the consumer has not read yet.
     *next = (*next).max(bounds.log_start);
     if *next >= bounds.high_watermark {
-        return Ok(Vec::new());
+        return Ok(Taken::default());
     }
     let data = shared
         .engine
@@ -192,39 +237,66 @@ pub(crate) async fn read(
         .await
         .map_err(gone)?
         .data;
-    let mut taken = Vec::new();
+    Ok(take_records(&shared.inflated, &partition, &data, next, max))
+}
+
+/// Takes up to `max` records at or after `*next` from the batches in `data`, moving `*next`
+/// past each record taken and past control batches; stops at a batch that cannot be decoded.
+pub(crate) fn take_records(
+    inflated: &InflatedBatches,
+    partition: &TopicPartition,
+    data: &Bytes,
+    next: &mut i64,
+    max: usize,
+) -> Taken {
+    let mut taken = Taken::default();
     let mut pos = 0usize;
-    while pos < data.len() && taken.len() < max {
-        let header = BatchHeader::parse(&data[pos..])?;
+    while pos < data.len() && taken.deliveries.len() < max {
+        let header = match BatchHeader::parse(&data[pos..]) {
+            Ok(header) => header,
+            Err(error) => {
+                taken.undeliverable = Some(Undeliverable {
+                    offset: *next,
+                    error,
+                });
+                break;
+            }
+        };
         let end = pos.saturating_add(header.total_len).min(data.len());
         let batch = data.slice(pos..end);
         pos = end;
-        let records = match decode_records(&batch) {
-            Ok(records) if !header.is_control() => records,
-            Ok(_) => Vec::new(),
+        if header.is_control() {
+            *next = (*next).max(header.last_offset() + 1);
+            continue;
+        }
+        let records = match inflated.decode_from(partition, &batch, *next) {
+            Ok(records) => records,
             Err(error) => {
-                tracing::warn!(queue, offset = header.base_offset, %error, "skipping a stream batch AMQP cannot read");
-                Vec::new()
+                taken.undeliverable = Some(Undeliverable {
+                    offset: header.base_offset.max(*next),
+                    error,
+                });
+                break;
             }
         };
         let from = *next;
         for stored in records.into_iter().filter(|r| r.offset >= from) {
-            if taken.len() >= max {
+            if taken.deliveries.len() >= max {
                 break;
             }
             *next = stored.offset + 1;
-            taken.push(Delivery {
+            taken.deliveries.push(Delivery {
                 id: u64::try_from(stored.offset).unwrap_or(0),
                 record: stored.record,
                 redelivered: false,
                 returns: 0,
             });
         }
-        if taken.len() < max {
+        if taken.deliveries.len() < max {
             *next = (*next).max(header.last_offset() + 1);
         }
     }
-    Ok(taken)
+    taken
 }
 
 /// The properties a delivery carries: a stream adds `x-stream-offset`, a quorum queue
@@ -243,3 +315,7 @@ pub(crate) fn delivered_properties(kind: QueueKind, delivery: &Delivery, raw: &B
         _ => raw.clone(),
     }
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;

@@ -27,7 +27,7 @@ use tributary_api::{EngineError, StoredRecord, TopicDescription, TopicPartition}
 use crate::codec::RemotingCommand;
 use crate::codec::message::{StoredMessage, encode_stored, format_properties};
 use crate::connection::Connection;
-use crate::error::{RequestError, RequestResult};
+use crate::error::{RequestError, RequestResult, undeliverable};
 use crate::records::{MessageMeta, OutgoingMessage, check_properties_len};
 use crate::{Role, Shared, metrics};
 
@@ -211,8 +211,8 @@ async fn ensure_topic(
 /// Bytes read to find one message (RocketMQ's largest message is 4 MiB).
 const LOOKUP_READ_BYTES: usize = 4 << 20;
 
-/// The record at `offset` of `partition`, or `None` when there is none (out of range, or in a
-/// batch this frontend cannot decode).
+/// The record at `offset` of `partition`, or `None` when there is none (out of range, or a
+/// control record). A batch that cannot be decoded is [`RequestError::Undeliverable`].
 async fn read_record(
     shared: &Shared,
     partition: &TopicPartition,
@@ -234,9 +234,12 @@ async fn read_record(
         if header.last_offset() < offset {
             continue;
         }
-        return Ok(decode_records(&batch)
-            .ok()
-            .and_then(|records| records.into_iter().find(|r| r.offset == offset)));
+        if header.is_control() {
+            return Ok(None);
+        }
+        let records = decode_records(&batch)
+            .map_err(|err| undeliverable(partition, header.base_offset, err))?;
+        return Ok(records.into_iter().find(|r| r.offset == offset));
     }
     Ok(None)
 }

@@ -20,19 +20,29 @@
 //! expression that does not compile, FILTER_DATA_NOT_EXIST when the heartbeat's did not, and
 //! SYSTEM_ERROR when `enable_property_filter` is off.
 //!
-//! Batches another protocol stored compressed are skipped with a warning (not decoded here).
+//! Compressed batches (Kafka producers') are inflated once and kept a while in
+//! `Shared::inflated` ([`InflatedBatches`]), since a pull takes 32 messages of a batch that may
+//! hold a thousand. Nothing is skipped
+//! (docs/interop.md): a batch that cannot be decoded (corrupt, over the inflate limit, unknown
+//! codec) ends the pull before it. Messages found before it are answered with
+//! `nextBeginOffset` at most the bad batch's start; a pull that found none is answered
+//! SYSTEM_ERROR with a remark naming the partition, offset and reason, logged and counted in
+//! `tributary_interop_undeliverable_batches_total{protocol="rocketmq"}`, and the offset does
+//! not move (the client retries from the same offset). Control batches carry no message and
+//! are passed over.
 
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tracing::warn;
-use tributary_api::batch::{BatchHeader, decode_records};
+use tributary_api::batch::{BatchError, BatchHeader};
+use tributary_api::compression::InflatedBatches;
 use tributary_api::{PartitionOffsets, TopicPartition};
 
 use super::{MessageParts, encode_parts, optional, parsed, queue_id, required, topic_id};
 use crate::codec::RemotingCommand;
 use crate::connection::Connection;
-use crate::error::{RequestError, RequestResult, code};
+use crate::error::{RequestError, RequestResult, code, undeliverable};
 use crate::records::MessageView;
 use crate::registry::Subscription;
 use crate::{Shared, metrics};
@@ -53,6 +63,8 @@ struct Found {
     count: usize,
     /// The offset after the last message examined.
     next: i64,
+    /// The batch the read stopped at because it cannot be decoded: its base offset and why.
+    undeliverable: Option<(i64, BatchError)>,
 }
 
 pub(super) async fn pull(
@@ -104,6 +116,11 @@ pub(super) async fn pull(
                 &filter,
             )
             .await?;
+            if found.count == 0
+                && let Some((base_offset, error)) = found.undeliverable
+            {
+                return Err(undeliverable(&partition, base_offset, error));
+            }
             if found.next == offset {
                 // The log returned nothing below its own high watermark; answer rather than spin.
                 return Ok(answer(request, code::PULL_NOT_FOUND, offset, bounds));
@@ -205,6 +222,7 @@ async fn collect(
         body: BytesMut::new(),
         count: 0,
         next: offset,
+        undeliverable: None,
     };
     let mut encoder = Encoder {
         partition,
@@ -213,25 +231,47 @@ async fn collect(
         filter,
         max_messages,
         properties: String::new(),
+        inflated: &shared.inflated,
     };
+    // The topic's life, for batches kept from earlier pulls ([`crate::read_ahead`]).
+    let topic_life = shared
+        .engine
+        .topics
+        .describe_topic(&partition.topic)
+        .ok()
+        .map(|description| description.id);
     let mut budget = max_bytes;
     while found.count < max_messages && budget > 0 {
-        let read = shared
-            .engine
-            .log
-            .read(partition, found.next, budget.min(READ_CHUNK_BYTES))
-            .await?;
-        if read.data.is_empty() {
+        let kept = topic_life.and_then(|life| shared.read_ahead.get(partition, life, found.next));
+        let (data, high_watermark) = match kept {
+            Some(data) => (data, shared.engine.log.offsets(partition)?.high_watermark),
+            None => {
+                let read = shared
+                    .engine
+                    .log
+                    .read(partition, found.next, budget.min(READ_CHUNK_BYTES))
+                    .await?;
+                if let Some(life) = topic_life {
+                    shared.read_ahead.keep(partition, life, &read.data);
+                }
+                (read.data, read.offsets.high_watermark)
+            }
+        };
+        if data.is_empty() {
             break;
         }
-        budget = budget.saturating_sub(read.data.len());
+        budget = budget.saturating_sub(data.len());
         if found.body.capacity() == 0 {
             // Stored records are a little larger than the log's; one allocation for most answers.
-            found.body.reserve(read.data.len() + max_messages * 64);
+            // At most a chunk's worth: a read returns a whole batch, and a Kafka producer's can
+            // hold a megabyte of which the pull answers 32 messages.
+            found
+                .body
+                .reserve(data.len().min(READ_CHUNK_BYTES) + max_messages * 64);
         }
         let before = found.next;
-        encoder.encode_batches(read.data, &mut found)?;
-        if found.next == before || found.next >= read.offsets.high_watermark {
+        encoder.encode_batches(data, &mut found)?;
+        if found.undeliverable.is_some() || found.next == before || found.next >= high_watermark {
             break;
         }
     }
@@ -247,19 +287,35 @@ struct Encoder<'a> {
     max_messages: usize,
     /// The properties of the message being encoded, reused across messages.
     properties: String,
+    inflated: &'a InflatedBatches,
 }
 
 impl Encoder<'_> {
+    /// Encodes the selected messages of `rest`, moving `found.next` past what it examined;
+    /// stops at a batch that cannot be decoded, recording it in `found.undeliverable` with
+    /// `found.next` still before it.
     fn encode_batches(&mut self, mut rest: Bytes, found: &mut Found) -> RequestResult<()> {
         while !rest.is_empty() && found.count < self.max_messages {
-            let header = BatchHeader::parse(&rest).map_err(tributary_api::EngineError::from)?;
+            let header = match BatchHeader::parse(&rest) {
+                Ok(header) => header,
+                Err(err) => {
+                    found.undeliverable = Some((found.next, err));
+                    return Ok(());
+                }
+            };
             let batch = rest.split_to(header.total_len.min(rest.len()));
-            let records = match decode_records(&batch) {
+            if header.is_control() {
+                found.next = found.next.max(header.last_offset() + 1);
+                continue;
+            }
+            let records = match self
+                .inflated
+                .decode_from(self.partition, &batch, found.next)
+            {
                 Ok(records) => records,
                 Err(err) => {
-                    warn!(partition = %self.partition, base_offset = header.base_offset, error = %err, "skipping a batch RocketMQ cannot decode");
-                    found.next = found.next.max(header.last_offset() + 1);
-                    continue;
+                    found.undeliverable = Some((header.base_offset.max(found.next), err));
+                    return Ok(());
                 }
             };
             for stored in records {

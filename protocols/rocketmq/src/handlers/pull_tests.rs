@@ -79,3 +79,127 @@ fn view_encoding_matches_owned_encoding() {
     assert!(owned.len() > 3200 * 1024);
     assert_eq!(owned, viewed);
 }
+
+mod compressed {
+    use bytes::{Bytes, BytesMut};
+    use tributary_api::TopicPartition;
+    use tributary_api::batch::{
+        BatchError, Record, build_batch, build_compressed_batch, set_base_offset,
+    };
+    use tributary_api::compression::Codec;
+
+    use super::super::{Encoder, Found};
+    use crate::registry::Subscription;
+
+    fn records(from: usize, count: usize) -> Vec<Record> {
+        (from..from + count)
+            .map(|i| Record {
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("body {i}").repeat(30))),
+                timestamp: 1_700_000_000_000 + i as i64,
+                headers: vec![(Bytes::from_static(b"TAGS"), Some(Bytes::from_static(b"t")))],
+            })
+            .collect()
+    }
+
+    fn log(batches: &[(i64, Bytes)]) -> Bytes {
+        let mut out = BytesMut::new();
+        for (base, batch) in batches {
+            let mut batch = BytesMut::from(&batch[..]);
+            set_base_offset(&mut batch, *base);
+            out.extend_from_slice(&batch);
+        }
+        out.freeze()
+    }
+
+    /// A zstd batch whose records do not inflate (CRC recomputed, so only decoding fails).
+    fn corrupt_zstd(records: &[Record]) -> Bytes {
+        let mut batch = BytesMut::from(&build_compressed_batch(records, Codec::Zstd).unwrap()[..]);
+        let len = batch.len();
+        batch[61 + 6..len - 4].fill(0xC3);
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch.freeze()
+    }
+
+    fn encode(data: Bytes, from: i64, max_messages: usize) -> Found {
+        let partition = TopicPartition::new("T", 0);
+        let filter = Subscription::all();
+        let inflated = tributary_api::compression::InflatedBatches::default();
+        let mut encoder = Encoder {
+            partition: &partition,
+            topic_id: 1,
+            store_host: "127.0.0.1:10911".parse().unwrap(),
+            filter: &filter,
+            max_messages,
+            properties: String::new(),
+            inflated: &inflated,
+        };
+        let mut found = Found {
+            body: BytesMut::new(),
+            count: 0,
+            next: from,
+            undeliverable: None,
+        };
+        encoder.encode_batches(data, &mut found).unwrap();
+        found
+    }
+
+    #[test]
+    fn compressed_batches_of_every_codec_are_pulled() {
+        let mut batches = vec![(0, build_batch(&records(0, 4)))];
+        for (n, codec) in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd]
+            .into_iter()
+            .enumerate()
+        {
+            let from = 4 + n * 4;
+            batches.push((
+                from as i64,
+                build_compressed_batch(&records(from, 4), codec).unwrap(),
+            ));
+        }
+        let found = encode(log(&batches), 0, 1000);
+        assert_eq!(found.count, 20);
+        assert_eq!(found.next, 20);
+        assert!(found.undeliverable.is_none());
+        // Same bytes as the uncompressed encoding of the same records.
+        let plain = encode(log(&[(0, build_batch(&records(0, 20)))]), 0, 1000);
+        assert_eq!(found.body, plain.body);
+    }
+
+    #[test]
+    fn a_corrupt_batch_stops_the_pull_with_the_offset_before_it() {
+        let data = log(&[
+            (0, build_batch(&records(0, 3))),
+            (3, corrupt_zstd(&records(3, 3))),
+            (6, build_batch(&records(6, 3))),
+        ]);
+        let found = encode(data, 0, 100);
+        assert_eq!(found.count, 3, "the messages before it are answered");
+        assert_eq!(found.next, 3, "nextBeginOffset stops at the bad batch");
+        let (offset, error) = found.undeliverable.expect("the bad batch is named");
+        assert_eq!(offset, 3);
+        assert!(matches!(error, BatchError::Decompress(_)), "{error:?}");
+
+        // Pulling from the bad batch finds nothing and names it again; the offset stays.
+        let again = encode(log(&[(3, corrupt_zstd(&records(3, 3)))]), 3, 100);
+        assert_eq!(again.count, 0);
+        assert_eq!(again.next, 3);
+        assert_eq!(again.undeliverable.map(|(o, _)| o), Some(3));
+    }
+
+    #[test]
+    fn control_batches_are_passed_over() {
+        let mut control = BytesMut::from(&build_batch(&records(0, 1))[..]);
+        control[22] |= 0x20;
+        let crc = crc32c::crc32c(&control[21..]);
+        control[17..21].copy_from_slice(&crc.to_be_bytes());
+        let found = encode(
+            log(&[(0, control.freeze()), (1, build_batch(&records(1, 2)))]),
+            0,
+            100,
+        );
+        assert_eq!(found.count, 2);
+        assert_eq!(found.next, 3);
+    }
+}

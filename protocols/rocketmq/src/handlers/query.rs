@@ -19,7 +19,7 @@ use super::{encode_message, optional, parsed, queue_id, read_record, required, t
 use crate::Shared;
 use crate::codec::RemotingCommand;
 use crate::connection::Connection;
-use crate::error::{RequestResult, code};
+use crate::error::{RequestResult, code, undeliverable};
 use crate::records::{MessageMeta, OutgoingMessage};
 
 /// Messages examined per queue by one QUERY_MESSAGE.
@@ -121,10 +121,14 @@ pub(super) async fn query_by_key(
             while !rest.is_empty() {
                 let header = BatchHeader::parse(&rest).map_err(EngineError::from)?;
                 let batch = rest.split_to(header.total_len.min(rest.len()));
-                offset = offset.max(header.last_offset() + 1);
-                let Ok(records) = decode_records(&batch) else {
+                if header.is_control() {
+                    offset = offset.max(header.last_offset() + 1);
                     continue;
-                };
+                }
+                // A batch the scan cannot read fails the query rather than hiding a match.
+                let records = decode_records(&batch)
+                    .map_err(|err| undeliverable(&partition, header.base_offset, err))?;
+                offset = offset.max(header.last_offset() + 1);
                 for stored in records.into_iter().filter(|r| r.offset >= before) {
                     scanned += 1;
                     // The range is of store times, which grow along a queue.

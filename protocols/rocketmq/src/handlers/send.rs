@@ -17,8 +17,18 @@
 //!
 //! A transactional (half) message is stored by [`super::transaction`] instead: the response
 //! names its place in the half topic (queue 0, its offset there) and its `transactionId`.
+//!
+//! A message sent compressed (sysFlag bit 0, COMPRESSED_FLAG; the producer compresses bodies
+//! over 4 KiB) is inflated here, before anything stores it, and its compression bits are
+//! cleared, so every reader of every protocol gets the body as sent (docs/interop.md). The
+//! codec is named by sysFlag bits 8-10 as RocketMQ 5 writes them (1 lz4 frame, 2 zstd, 3 zlib)
+//! and is zlib when they are 0 (RocketMQ 4 clients). A body that does not inflate, or inflates
+//! past `max_message_bytes`, fails the send with MESSAGE_ILLEGAL and a remark; nothing of the
+//! send is stored.
 
+use bytes::Bytes;
 use tributary_api::batch::build_batch;
+use tributary_api::compression::{Codec, decompress};
 use tributary_api::{ScheduleTarget, TopicDescription, TopicPartition};
 
 use super::send_back::PROPERTY_UNIQ_KEY;
@@ -83,7 +93,7 @@ pub(super) async fn send(
         reconsume_times,
         properties: parse_properties(properties),
     };
-    let messages = if batch {
+    let mut messages = if batch {
         decode_batch(&request.body)?
             .into_iter()
             .map(|entry| IncomingMessage {
@@ -105,6 +115,7 @@ pub(super) async fn send(
             "property name `{name}` is reserved by the broker (docs/interop.md)"
         )));
     }
+    inflate_bodies(&mut messages, shared.settings.max_message_bytes)?;
     let target = TopicPartition::new(topic, partition);
     if messages.iter().any(transaction::is_half) {
         let [message] = <[IncomingMessage; 1]>::try_from(messages).map_err(|_| {
@@ -154,6 +165,37 @@ pub(super) async fn send(
         outcome.last_offset,
     )
     .await
+}
+
+/// sysFlag bit 0: the body is compressed.
+const COMPRESSED_FLAG: i32 = 0x1;
+/// sysFlag bits 8-10: the codec of a compressed body (RocketMQ 5); 0 is zlib.
+const COMPRESSION_TYPE_MASK: i32 = 0x7 << 8;
+
+/// Inflates every compressed body in `messages` to at most `limit` bytes and clears its
+/// compression bits (see the module doc).
+fn inflate_bodies(messages: &mut [IncomingMessage], limit: usize) -> RequestResult<()> {
+    for message in messages
+        .iter_mut()
+        .filter(|m| m.sys_flag & COMPRESSED_FLAG != 0)
+    {
+        let codec = match (message.sys_flag & COMPRESSION_TYPE_MASK) >> 8 {
+            0 | 3 => Codec::Zlib,
+            1 => Codec::Lz4,
+            2 => Codec::Zstd,
+            other => {
+                return Err(RequestError::Illegal(format!(
+                    "the message body is compressed with unknown compression type {other}"
+                )));
+            }
+        };
+        let body = decompress(codec, &message.body, limit).map_err(|err| {
+            RequestError::Illegal(format!("the compressed message body is refused: {err}"))
+        })?;
+        message.body = Bytes::from(body);
+        message.sys_flag &= !(COMPRESSED_FLAG | COMPRESSION_TYPE_MASK);
+    }
+    Ok(())
 }
 
 /// Queues for a topic this send creates: the producer's `defaultTopicQueueNums`, at most the
@@ -250,4 +292,62 @@ pub(super) fn set_real_destination(message: &mut IncomingMessage, target: &Topic
         PROPERTY_REAL_QUEUE_ID.to_owned(),
         target.partition.to_string(),
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use tributary_api::compression::compress;
+
+    use super::*;
+
+    fn message(body: Vec<u8>, sys_flag: i32) -> IncomingMessage {
+        IncomingMessage {
+            body: Bytes::from(body),
+            flag: 0,
+            sys_flag,
+            born_timestamp: 1,
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            reconsume_times: 0,
+            properties: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn compressed_bodies_are_stored_inflated_with_the_bits_cleared() {
+        let body = b"a RocketMQ body over 4 KiB ".repeat(200);
+        let mut messages = vec![
+            // RocketMQ 4: COMPRESSED_FLAG alone is zlib; the transaction bits stay.
+            message(compress(Codec::Zlib, &body).unwrap(), 0x1 | 0x4),
+            message(compress(Codec::Lz4, &body).unwrap(), 0x1 | 0x100),
+            message(compress(Codec::Zstd, &body).unwrap(), 0x1 | 0x200),
+            message(compress(Codec::Zlib, &body).unwrap(), 0x1 | 0x300),
+            message(body.clone(), 0),
+        ];
+        inflate_bodies(&mut messages, body.len()).unwrap();
+        for (i, m) in messages.iter().enumerate() {
+            assert_eq!(m.body, body, "message {i}");
+            assert_eq!(m.sys_flag & !0x4, 0, "message {i}");
+        }
+        assert_eq!(messages[0].sys_flag, 0x4);
+    }
+
+    #[test]
+    fn corrupt_oversize_or_unknown_compression_is_message_illegal() {
+        let body = vec![0u8; 10_000];
+        let cases = [
+            message(b"not zlib at all".to_vec(), 0x1),
+            message(compress(Codec::Zlib, &body).unwrap(), 0x1),
+            message(compress(Codec::Zlib, &body).unwrap(), 0x1 | 0x500),
+        ];
+        for (i, case) in cases.into_iter().enumerate() {
+            let mut messages = vec![message(b"fine".to_vec(), 0), case];
+            let err = inflate_bodies(&mut messages, 9_999).unwrap_err();
+            assert_eq!(
+                err.response_code(),
+                code::MESSAGE_ILLEGAL,
+                "case {i}: {err}"
+            );
+            assert!(!err.remark().is_empty());
+        }
+    }
 }

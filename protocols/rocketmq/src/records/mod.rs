@@ -220,7 +220,7 @@ pub fn check_properties_len(len: usize) -> RequestResult<()> {
         bytes = len,
         "a stored message cannot be delivered over RocketMQ: its properties are too long"
     );
-    Err(RequestError::Undeliverable(format!(
+    Err(RequestError::UndeliverableMessage(format!(
         "the message's properties take {len} bytes, more than RocketMQ's {MAX_PROPERTIES_BYTES}"
     )))
 }
@@ -436,7 +436,7 @@ mod tests {
         let mut over = record.clone();
         over.headers[0].0 = Bytes::from_static(b"ab");
         let refused = MessageView::of(&over).write_properties(&mut wire);
-        assert!(matches!(refused, Err(RequestError::Undeliverable(_))));
+        assert!(matches!(refused, Err(RequestError::UndeliverableMessage(_))));
         assert_eq!(
             refused.unwrap_err().response_code(),
             crate::error::code::SYSTEM_ERROR
