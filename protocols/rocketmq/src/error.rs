@@ -78,9 +78,7 @@ impl RequestError {
             Self::MessageNotFound(_)
             | Self::FilterDisabled(_)
             | Self::UndeliverableMessage(_)
-            | Self::Undeliverable { .. } => {
-                code::SYSTEM_ERROR
-            }
+            | Self::Undeliverable { .. } => code::SYSTEM_ERROR,
             Self::SubscriptionParseFailed(_) => code::SUBSCRIPTION_PARSE_FAILED,
             Self::FilterDataNotExist => code::FILTER_DATA_NOT_EXIST,
             Self::NotSupported(_) => code::REQUEST_CODE_NOT_SUPPORTED,

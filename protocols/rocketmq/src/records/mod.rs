@@ -436,7 +436,10 @@ mod tests {
         let mut over = record.clone();
         over.headers[0].0 = Bytes::from_static(b"ab");
         let refused = MessageView::of(&over).write_properties(&mut wire);
-        assert!(matches!(refused, Err(RequestError::UndeliverableMessage(_))));
+        assert!(matches!(
+            refused,
+            Err(RequestError::UndeliverableMessage(_))
+        ));
         assert_eq!(
             refused.unwrap_err().response_code(),
             crate::error::code::SYSTEM_ERROR
