@@ -1,0 +1,151 @@
+//! rocketmq-client-rust on the RocketMQ side: a push consumer that keeps everything a message
+//! carries (queue offset, body, properties, born/store time and host, flag, sysFlag), reading a
+//! topic with exact counts, and a producer whose body compression is pinned to zlib over 4 KiB
+//! (the client's defaults, stated so a changed default cannot quietly disable the check).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rocketmq_client_rust::{
+    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
+    MessageListenerConcurrently,
+};
+use rocketmq_model::common::compression::compression_type::CompressionType;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+
+use crate::rocketmq::{Client, consumer_with};
+
+/// Properties the consuming client adds on its own after a pull (not part of the message).
+const CLIENT_ADDED: [&str; 3] = ["MIN_OFFSET", "MAX_OFFSET", "CONSUME_START_TIME"];
+
+/// Everything a RocketMQ consumer got for one message.
+#[derive(Clone, Debug)]
+pub(crate) struct Pulled {
+    pub(crate) queue_id: i32,
+    pub(crate) queue_offset: i64,
+    pub(crate) body: Vec<u8>,
+    /// The message's properties without the ones the client itself adds.
+    pub(crate) properties: HashMap<String, String>,
+    pub(crate) born_timestamp: i64,
+    pub(crate) store_timestamp: i64,
+    pub(crate) born_host: SocketAddr,
+    pub(crate) flag: i32,
+    pub(crate) sys_flag: i32,
+    pub(crate) reconsume_times: i32,
+}
+
+struct Keeper(Arc<Mutex<Vec<Pulled>>>);
+
+impl MessageListenerConcurrently for Keeper {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let mut kept = self.0.lock();
+        for msg in msgs {
+            let properties = msg
+                .properties()
+                .iter()
+                .filter(|(name, _)| !CLIENT_ADDED.contains(&name.as_str()))
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect();
+            kept.push(Pulled {
+                queue_id: msg.queue_id(),
+                queue_offset: msg.queue_offset(),
+                body: msg.body().map(|b| b.to_vec()).unwrap_or_default(),
+                properties,
+                born_timestamp: msg.born_timestamp(),
+                store_timestamp: msg.store_timestamp(),
+                born_host: msg.born_host(),
+                flag: msg.flag(),
+                sys_flag: msg.sys_flag(),
+                reconsume_times: msg.reconsume_times(),
+            });
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+/// Subscribes group `group` to every tag of `topic`, waits for `count` messages, makes sure no
+/// further one comes within a moment, and returns them sorted by (queue id, queue offset).
+pub(crate) async fn read_exactly(
+    namesrv: &str,
+    group: &str,
+    topic: &str,
+    count: usize,
+) -> Vec<Pulled> {
+    let client = Client::new(group).expect("RocketMQ client");
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let mut consumer = consumer_with(
+        &client,
+        namesrv,
+        group,
+        topic,
+        "*",
+        Keeper(Arc::clone(&kept)),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while kept.lock().len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "RocketMQ read only {} of {count} messages of {topic}",
+            kept.lock().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    consumer.shutdown().await;
+    client.shutdown().await;
+    let mut got = kept.lock().clone();
+    got.sort_by_key(|pulled| (pulled.queue_id, pulled.queue_offset));
+    assert_eq!(
+        got.len(),
+        count,
+        "RocketMQ delivered more than {count} messages of {topic}"
+    );
+    got
+}
+
+/// A started producer that compresses bodies of 4 KiB and more with zlib (sysFlag bit 0).
+pub(crate) async fn producer(client: &Client, namesrv: &str, group: &str) -> DefaultMQProducer {
+    let mut producer = DefaultMQProducer::builder(client.runtime.clone())
+        .producer_group(group.to_string())
+        .name_server_addr(namesrv.to_string())
+        .compress_type(CompressionType::Zlib)
+        .compress_msg_body_over_howmuch(4 * 1024)
+        .build();
+    producer.start().await.expect("producer start");
+    producer
+}
+
+/// Sends `messages` one by one (so the log keeps their order) and returns, per message, the
+/// wall-clock window in ms its born timestamp must fall in.
+pub(crate) async fn send_in_order(
+    producer: &DefaultMQProducer,
+    messages: Vec<Message>,
+) -> Vec<(i64, i64)> {
+    let mut windows = Vec::with_capacity(messages.len());
+    for (n, message) in messages.into_iter().enumerate() {
+        let before = now_ms();
+        producer
+            .send(message)
+            .await
+            .unwrap_or_else(|err| panic!("send {n}: {err}"))
+            .unwrap_or_else(|| panic!("send {n}: no result"));
+        windows.push((before, now_ms()));
+    }
+    windows
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
