@@ -75,10 +75,7 @@ pub(crate) async fn read_stream(addr: SocketAddr, queue: &str, count: usize) -> 
         };
         let delivery = delivery.expect("delivery");
         got.push(delivered(&delivery));
-        delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .expect("ack");
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
     }
     if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(700), consumer.next()).await
     {
@@ -174,6 +171,9 @@ pub(crate) async fn publish_all(
     }
     for (n, confirm) in confirms.into_iter().enumerate() {
         let confirmation = confirm.await.expect("confirm");
-        assert!(confirmation.is_ack(), "message {n} not confirmed: {confirmation:?}");
+        assert!(
+            confirmation.is_ack(),
+            "message {n} not confirmed: {confirmation:?}"
+        );
     }
 }

@@ -43,8 +43,9 @@ async fn check_read_by_amqp_and_rocketmq(broker: &mut TestBroker, topic: &str, r
         checks.eq("AMQP body", n, Some(&got.body), record.value.as_ref());
     }
     let group = format!("CID-{topic}");
-    let pulled = rocketmq_read(&namesrv, &group, topic, records.len()).await;
-    for (n, (record, got)) in records.iter().zip(&pulled).enumerate() {
+    let read = rocketmq_read(&namesrv, &group, topic, records.len()).await;
+    checks.eq("RocketMQ redeliveries", 0, read.redelivered, 0);
+    for (n, (record, got)) in records.iter().zip(&read.messages).enumerate() {
         checks.eq("RocketMQ order", n, got.queue_offset, n as i64);
         checks.eq("RocketMQ body", n, Some(&got.body), record.value.as_ref());
     }
@@ -169,9 +170,12 @@ fn zlib_rocketmq_bodies_over_4_kib_are_read_byte_identical_by_kafka_and_amqp() {
         let mut checks = Checks::default();
         for (n, body) in bodies.iter().enumerate() {
             let kafka_value = fetched[n].record.value.clone().unwrap_or_default();
-            checks.that("Kafka value = body as sent", n, &kafka_value == body, || {
-                format!("{} bytes, sent {}", kafka_value.len(), body.len())
-            });
+            checks.that(
+                "Kafka value = body as sent",
+                n,
+                &kafka_value == body,
+                || format!("{} bytes, sent {}", kafka_value.len(), body.len()),
+            );
             let amqp_body = &delivered[n].body;
             checks.that("AMQP body = body as sent", n, amqp_body == body, || {
                 format!("{} bytes, sent {}", amqp_body.len(), body.len())

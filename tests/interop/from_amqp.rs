@@ -80,7 +80,10 @@ fn headers_table(n: usize) -> lapin::types::FieldTable {
                 ("n", AMQPValue::LongInt(n as i32)),
                 ("bin", long(vec![0xFF, 0xFE])),
                 ("list", array(vec![AMQPValue::Boolean(true), long("x")])),
-                ("inner", AMQPValue::FieldTable(table(vec![("z", AMQPValue::Void)]))),
+                (
+                    "inner",
+                    AMQPValue::FieldTable(table(vec![("z", AMQPValue::Void)])),
+                ),
                 ("f", AMQPValue::Double(2.5)),
             ])),
         ),
@@ -175,7 +178,12 @@ fn amqp_to_kafka_1000_messages() {
             let record = &fetched.record;
             checks.eq("order (offset)", n, fetched.offset, n as i64);
             checks.eq("value = body", n, record.value.as_ref(), Some(body));
-            checks.eq("key = routing key", n, record.key.clone(), key_of(routing_key));
+            checks.eq(
+                "key = routing key",
+                n,
+                record.key.clone(),
+                key_of(routing_key),
+            );
             checks.that(
                 "timestamp = timestamp property × 1000 (else broker time)",
                 n,
@@ -188,9 +196,12 @@ fn amqp_to_kafka_1000_messages() {
                 .cloned()
                 .partition(|(name, _)| is_reserved(name));
             let expected = amqp_publish_headers(properties);
-            checks.that("headers (text form, in order)", n, headers_match(&plain, &expected), || {
-                format!("got {plain:?}, want {expected:?}")
-            });
+            checks.that(
+                "headers (text form, in order)",
+                n,
+                headers_match(&plain, &expected),
+                || format!("got {plain:?}, want {expected:?}"),
+            );
             let exchange = reserved
                 .iter()
                 .find(|(name, _)| name == "amqp.exchange")
@@ -220,9 +231,11 @@ fn amqp_to_rocketmq_1000_messages() {
     runtime().block_on(async {
         let stream = "amqp-to-rocketmq";
         let (messages, window) = write_with_amqp(&mut broker, stream).await;
-        let got = rocketmq_read(&namesrv, "CID-amqp-to-rocketmq", stream, COUNT).await;
+        let read = rocketmq_read(&namesrv, "CID-amqp-to-rocketmq", stream, COUNT).await;
         let mut checks = Checks::default();
-        for (n, ((routing_key, body, properties), pulled)) in messages.iter().zip(&got).enumerate()
+        checks.eq("no redeliveries", 0, read.redelivered, 0);
+        for (n, ((routing_key, body, properties), pulled)) in
+            messages.iter().zip(&read.messages).enumerate()
         {
             checks.eq(
                 "order (queue offset)",
@@ -243,7 +256,13 @@ fn amqp_to_rocketmq_1000_messages() {
                 "born timestamp = timestamp property × 1000 (else broker time)",
                 n,
                 timestamp_ok(properties, window, pulled.born_timestamp),
-                || format!("got {} for {:?}", pulled.born_timestamp, properties.timestamp()),
+                || {
+                    format!(
+                        "got {} for {:?}",
+                        pulled.born_timestamp,
+                        properties.timestamp()
+                    )
+                },
             );
             checks.eq(
                 "store timestamp = born timestamp",

@@ -92,7 +92,12 @@ pub(crate) fn check_amqp_read_form(
     record: &Record,
     got: &Delivered,
 ) {
-    checks.eq("order (x-stream-offset)", n, got.stream_offset, Some(n as i64));
+    checks.eq(
+        "order (x-stream-offset)",
+        n,
+        got.stream_offset,
+        Some(n as i64),
+    );
     checks.eq(
         "body = value",
         n,
@@ -141,7 +146,12 @@ pub(crate) fn check_rocketmq_read_form(
     record: &Record,
     got: &Pulled,
 ) {
-    checks.eq("order (queue offset)", n, (got.queue_id, got.queue_offset), (0, n as i64));
+    checks.eq(
+        "order (queue offset)",
+        n,
+        (got.queue_id, got.queue_offset),
+        (0, n as i64),
+    );
     checks.eq(
         "body = value",
         n,
@@ -157,9 +167,12 @@ pub(crate) fn check_rocketmq_read_form(
     );
     checks.eq("born timestamp", n, got.born_timestamp, record.timestamp);
     checks.eq("store timestamp", n, got.store_timestamp, record.timestamp);
-    checks.that("born host = the broker's address", n, got.born_host.ip().is_loopback(), || {
-        format!("born host {}", got.born_host)
-    });
+    checks.that(
+        "born host = the broker's address",
+        n,
+        got.born_host.ip().is_loopback(),
+        || format!("born host {}", got.born_host),
+    );
     checks.eq(
         "flag, sysFlag bit 0, reconsume times",
         n,
@@ -193,9 +206,10 @@ fn kafka_to_rocketmq_1000_records() {
     runtime().block_on(async {
         let topic = "kafka-to-rocketmq";
         let records = write_with_kafka(&mut broker, topic).await;
-        let got = read_exactly(&namesrv, "CID-kafka-to-rocketmq", topic, COUNT).await;
+        let read = read_exactly(&namesrv, "CID-kafka-to-rocketmq", topic, COUNT).await;
         let mut checks = Checks::default();
-        for (n, (record, got)) in records.iter().zip(&got).enumerate() {
+        checks.eq("no redeliveries", 0, read.redelivered, 0);
+        for (n, (record, got)) in records.iter().zip(&read.messages).enumerate() {
             check_rocketmq_read_form(&mut checks, n, record, got);
         }
         checks.finish("Kafka → RocketMQ", COUNT);

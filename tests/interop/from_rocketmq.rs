@@ -64,7 +64,9 @@ fn rocketmq_messages(topic: &str, count: usize) -> Vec<Sent> {
                 properties.insert("KEYS".to_owned(), keys.clone());
             }
             for (name, value) in user {
-                builder = builder.raw_property(name, value.as_str()).expect("user property");
+                builder = builder
+                    .raw_property(name, value.as_str())
+                    .expect("user property");
                 properties.insert(name.to_owned(), value);
             }
             Sent {
@@ -100,13 +102,16 @@ async fn write_with_rocketmq(
     described
         .into_iter()
         .zip(windows)
-        .map(|((body, keys, properties), window)| (body, keys, properties, window))
+        .map(|((body, keys, properties), sent)| (body, keys, properties, sent.window))
         .collect()
 }
 
 /// Checks that `actual` (name -> value) holds exactly the sent properties plus the ones the
 /// client sets itself.
-fn sent_properties_match(actual: &BTreeMap<String, Vec<u8>>, sent: &HashMap<String, String>) -> bool {
+fn sent_properties_match(
+    actual: &BTreeMap<String, Vec<u8>>,
+    sent: &HashMap<String, String>,
+) -> bool {
     let client_set_ok = CLIENT_SET.iter().all(|(name, ok)| {
         actual
             .get(*name)
@@ -124,7 +129,6 @@ fn in_window(window: (i64, i64), actual: i64) -> bool {
 }
 
 #[test]
-#[ignore = "needs RocketMQ properties as plain headers and KEYS as the key (docs/interop.md stored form) (issue 13)"]
 fn rocketmq_to_kafka_1000_messages() {
     let mut broker = TestBroker::start();
     let bootstrap = broker.addr("kafka").to_string();
@@ -144,9 +148,12 @@ fn rocketmq_to_kafka_1000_messages() {
                 record.key.clone(),
                 keys.as_ref().map(|k| k.as_bytes().to_vec()),
             );
-            checks.that("timestamp = born timestamp", n, in_window(*window, record.timestamp), || {
-                format!("{} outside {window:?}", record.timestamp)
-            });
+            checks.that(
+                "timestamp = born timestamp",
+                n,
+                in_window(*window, record.timestamp),
+                || format!("{} outside {window:?}", record.timestamp),
+            );
             let plain: Vec<_> = record
                 .headers
                 .iter()
@@ -179,7 +186,12 @@ fn rocketmq_to_amqp_1000_messages() {
         let mut checks = Checks::default();
         for (n, ((body, keys, properties, window), delivered)) in sent.iter().zip(&got).enumerate()
         {
-            checks.eq("order (x-stream-offset)", n, delivered.stream_offset, Some(n as i64));
+            checks.eq(
+                "order (x-stream-offset)",
+                n,
+                delivered.stream_offset,
+                Some(n as i64),
+            );
             checks.eq("body", n, &delivered.body, body);
             checks.eq(
                 "routing key = KEYS",

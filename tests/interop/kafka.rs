@@ -93,7 +93,6 @@ pub(crate) async fn produce(
 /// A record as a Kafka consumer saw it.
 #[derive(Clone, Debug)]
 pub(crate) struct Fetched {
-    pub(crate) partition: i32,
     pub(crate) offset: i64,
     pub(crate) record: Record,
 }
@@ -153,7 +152,6 @@ fn fetched(message: &impl Message) -> Fetched {
         })
         .unwrap_or_default();
     Fetched {
-        partition: message.partition(),
         offset: message.offset(),
         record: Record {
             key: message.key().map(<[u8]>::to_vec),
@@ -203,4 +201,20 @@ fn collect_segments(dir: &Path, topic: &str, inside: bool, out: &mut Vec<std::pa
             out.push(path);
         }
     }
+}
+
+/// The names of every topic the broker lists (a metadata request for all topics creates none).
+pub(crate) fn topic_names(bootstrap: &str) -> Vec<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("metadata client");
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .map(|topic| topic.name().to_owned())
+        .collect()
 }

@@ -23,3 +23,4 @@ mod from_rocketmq;
 mod kafka;
 mod mapping;
 mod rmq;
+mod superstream;

@@ -168,12 +168,18 @@ pub(crate) fn amqp_publish_headers(properties: &BasicProperties) -> Vec<(String,
     let short = |value: &Option<lapin::types::ShortString>| value.as_ref().map(|v| v.to_string());
     let properties_text = [
         ("amqp.content-type", short(properties.content_type())),
-        ("amqp.content-encoding", short(properties.content_encoding())),
+        (
+            "amqp.content-encoding",
+            short(properties.content_encoding()),
+        ),
         (
             "amqp.delivery-mode",
             properties.delivery_mode().map(|v| v.to_string()),
         ),
-        ("amqp.priority", properties.priority().map(|v| v.to_string())),
+        (
+            "amqp.priority",
+            properties.priority().map(|v| v.to_string()),
+        ),
         ("amqp.correlation-id", short(properties.correlation_id())),
         ("amqp.reply-to", short(properties.reply_to())),
         ("amqp.expiration", short(properties.expiration())),
@@ -331,11 +337,10 @@ mod tests {
             ("amqp.props".to_owned(), Some(b"x".to_vec())),
         ];
         let properties = rocketmq_properties(&exact(&headers), Some(b"k"));
-        let expected: HashMap<String, Expected> =
-            [("h", "1"), ("h#2", "=?null?"), ("KEYS", "k")]
-                .into_iter()
-                .map(|(n, v)| (n.to_owned(), Expected::Bytes(Some(v.as_bytes().to_vec()))))
-                .collect();
+        let expected: HashMap<String, Expected> = [("h", "1"), ("h#2", "=?null?"), ("KEYS", "k")]
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), Expected::Bytes(Some(v.as_bytes().to_vec()))))
+            .collect();
         assert_eq!(properties, expected);
     }
 }

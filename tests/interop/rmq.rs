@@ -38,6 +38,14 @@ pub(crate) struct Pulled {
     pub(crate) reconsume_times: i32,
 }
 
+impl Pulled {
+    /// A message the client sent back and got again from the group's retry topic (the client
+    /// puts the original topic back, so the retry marks are what tell).
+    fn is_redelivery(&self) -> bool {
+        self.reconsume_times > 0 || self.properties.contains_key("RETRY_TOPIC")
+    }
+}
+
 struct Keeper(Arc<Mutex<Vec<Pulled>>>);
 
 impl MessageListenerConcurrently for Keeper {
@@ -71,14 +79,18 @@ impl MessageListenerConcurrently for Keeper {
     }
 }
 
-/// Subscribes group `group` to every tag of `topic`, waits for `count` messages, makes sure no
-/// further one comes within a moment, and returns them sorted by (queue id, queue offset).
-pub(crate) async fn read_exactly(
-    namesrv: &str,
-    group: &str,
-    topic: &str,
-    count: usize,
-) -> Vec<Pulled> {
+/// What a group read of a topic got.
+#[derive(Debug)]
+pub(crate) struct Read {
+    /// Messages of the topic itself, sorted by (queue id, queue offset).
+    pub(crate) messages: Vec<Pulled>,
+    /// Deliveries from the group's retry topic: each one is a duplicate the application saw.
+    pub(crate) redelivered: usize,
+}
+
+/// Subscribes group `group` to every tag of `topic`, waits for `count` first deliveries,
+/// makes sure no further one comes within a moment, and returns what it got.
+pub(crate) async fn read_exactly(namesrv: &str, group: &str, topic: &str, count: usize) -> Read {
     let client = Client::new(group).expect("RocketMQ client");
     let kept = Arc::new(Mutex::new(Vec::new()));
     let mut consumer = consumer_with(
@@ -90,26 +102,32 @@ pub(crate) async fn read_exactly(
         Keeper(Arc::clone(&kept)),
     )
     .await;
+    let of_topic = |kept: &[Pulled]| kept.iter().filter(|p| !p.is_redelivery()).count();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while kept.lock().len() < count {
+    while of_topic(&kept.lock()) < count {
         assert!(
             Instant::now() < deadline,
             "RocketMQ read only {} of {count} messages of {topic}",
-            kept.lock().len()
+            of_topic(&kept.lock())
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     consumer.shutdown().await;
     client.shutdown().await;
-    let mut got = kept.lock().clone();
-    got.sort_by_key(|pulled| (pulled.queue_id, pulled.queue_offset));
+    let all = kept.lock().clone();
+    let (retried, mut messages): (Vec<Pulled>, Vec<Pulled>) =
+        all.into_iter().partition(Pulled::is_redelivery);
+    messages.sort_by_key(|pulled| (pulled.queue_id, pulled.queue_offset));
     assert_eq!(
-        got.len(),
+        messages.len(),
         count,
         "RocketMQ delivered more than {count} messages of {topic}"
     );
-    got
+    Read {
+        messages,
+        redelivered: retried.len(),
+    }
 }
 
 /// A started producer that compresses bodies of 4 KiB and more with zlib (sysFlag bit 0).
@@ -124,23 +142,35 @@ pub(crate) async fn producer(client: &Client, namesrv: &str, group: &str) -> Def
     producer
 }
 
-/// Sends `messages` one by one (so the log keeps their order) and returns, per message, the
-/// wall-clock window in ms its born timestamp must fall in.
+/// Where a sent message went, and the wall-clock window (ms) its born timestamp is in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SentAt {
+    pub(crate) window: (i64, i64),
+    pub(crate) queue_id: i32,
+}
+
+/// Sends `messages` one by one (so the log keeps their order).
 pub(crate) async fn send_in_order(
     producer: &DefaultMQProducer,
     messages: Vec<Message>,
-) -> Vec<(i64, i64)> {
-    let mut windows = Vec::with_capacity(messages.len());
+) -> Vec<SentAt> {
+    let mut sent = Vec::with_capacity(messages.len());
     for (n, message) in messages.into_iter().enumerate() {
         let before = now_ms();
-        producer
+        let result = producer
             .send(message)
             .await
             .unwrap_or_else(|err| panic!("send {n}: {err}"))
             .unwrap_or_else(|| panic!("send {n}: no result"));
-        windows.push((before, now_ms()));
+        sent.push(SentAt {
+            window: (before, now_ms()),
+            queue_id: result
+                .message_queue
+                .as_ref()
+                .map_or_else(|| panic!("send {n}: no queue"), |queue| queue.queue_id()),
+        });
     }
-    windows
+    sent
 }
 
 pub(crate) fn now_ms() -> i64 {
