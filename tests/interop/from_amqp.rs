@@ -33,7 +33,7 @@ fn headers_table(n: usize) -> lapin::types::FieldTable {
             "bytes",
             AMQPValue::ByteArray(ByteArray::from(vec![0xDE, 0xAD, 0x01, 0x02])),
         ),
-        ("bool", AMQPValue::Boolean(n % 2 == 0)),
+        ("bool", AMQPValue::Boolean(n.is_multiple_of(2))),
         ("i8", AMQPValue::ShortShortInt(-5)),
         ("u8", AMQPValue::ShortShortUInt(200)),
         ("i16", AMQPValue::ShortInt(-300)),
@@ -88,7 +88,7 @@ fn headers_table(n: usize) -> lapin::types::FieldTable {
             ])),
         ),
     ];
-    if n % 50 == 0 {
+    if n.is_multiple_of(50) {
         entries.push(("nan", AMQPValue::Double(f64::NAN)));
         entries.push(("inf", AMQPValue::Double(f64::INFINITY)));
     }

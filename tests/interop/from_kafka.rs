@@ -8,14 +8,16 @@ use crate::amqp::{Delivered, read_stream};
 use crate::broker::TestBroker;
 use crate::checks::Checks;
 use crate::kafka::{create_topic, produce, producer};
+use crate::lapin_support::{sample, scrape};
 use crate::mapping::{
     Header, Record, amqp_headers_table, amqp_routing_key, exact, long, properties_match,
-    rocketmq_properties,
+    rocketmq_escapes, rocketmq_properties,
 };
 use crate::rmq::{Pulled, read_exactly};
 use crate::rocketmq::runtime;
 
 pub(crate) const COUNT: usize = 1_000;
+const ESCAPED_PROPERTIES: &str = "tributary_interop_escaped_properties_total";
 
 /// The records a Kafka producer sends; record `n` varies with `n` so every form occurs often.
 pub(crate) fn kafka_records(count: usize) -> Vec<Record> {
@@ -67,7 +69,7 @@ fn kafka_headers(n: usize) -> Vec<Header> {
         header("h-escape-like", Some(b"=?b64?not-really")),
         header("h-null-like", Some(b"=?null?")),
     ];
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         headers.push(header("name\u{2}ctl", Some(b"named")));
     }
     if n % 50 == 1 {
@@ -212,6 +214,16 @@ fn kafka_to_rocketmq_1000_records() {
         for (n, (record, got)) in records.iter().zip(&read.messages).enumerate() {
             check_rocketmq_read_form(&mut checks, n, record, got);
         }
+        let escapes: usize = records
+            .iter()
+            .map(|record| rocketmq_escapes(&record.headers, record.key.as_deref()))
+            .sum();
+        let metrics = scrape(broker.http_addr());
+        let counted = sample(&metrics, ESCAPED_PROPERTIES).unwrap_or(0.0);
+        // A message pulled twice is escaped twice, so the count is a lower bound.
+        checks.that("escapes counted", 0, counted >= escapes as f64, || {
+            format!("{ESCAPED_PROPERTIES} is {counted}, {escapes} escapes delivered")
+        });
         checks.finish("Kafka → RocketMQ", COUNT);
     });
 }

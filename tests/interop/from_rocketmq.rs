@@ -19,8 +19,11 @@ use crate::mapping::is_reserved;
 use crate::rmq::{producer, send_in_order};
 use crate::rocketmq::{Client, runtime};
 
-/// Properties the client adds to every message it sends, with a check of their value.
-const CLIENT_SET: [(&str, fn(&str) -> bool); 2] = [
+/// A property's name and a check of its value.
+type PropertyCheck = (&'static str, fn(&str) -> bool);
+
+/// Properties the client adds to every message it sends.
+const CLIENT_SET: [PropertyCheck; 2] = [
     ("UNIQ_KEY", |value| value.len() == 32),
     ("WAIT", |value| value == "true"),
 ];

@@ -73,7 +73,7 @@ pub(crate) fn rocketmq_escape(value: Option<&[u8]>) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text)
             if !text.is_empty()
-                && !bytes.iter().any(|b| matches!(b, 0 | 1 | 2))
+                && !bytes.iter().any(|b| matches!(b, 0..=2))
                 && !text.starts_with("=?b64?")
                 && text != "=?null?" =>
         {
@@ -125,6 +125,26 @@ pub(crate) fn exact(headers: &[Header]) -> Vec<(String, Expected)> {
         .iter()
         .map(|(name, value)| (name.clone(), Expected::Bytes(value.clone())))
         .collect()
+}
+
+/// How many names and values of `headers` (and the key, as `KEYS`) the RocketMQ read form
+/// escapes.
+pub(crate) fn rocketmq_escapes(headers: &[Header], key: Option<&[u8]>) -> usize {
+    let escapes =
+        |value: Option<&[u8]>| usize::from(Some(rocketmq_escape(value).as_bytes()) != value);
+    let plain: Vec<&Header> = headers
+        .iter()
+        .filter(|(name, _)| !is_reserved(name))
+        .collect();
+    let from_headers: usize = plain
+        .iter()
+        .map(|(name, value)| escapes(Some(name.as_bytes())) + escapes(value.as_deref()))
+        .sum();
+    let key_escape = match key {
+        Some(key) if !plain.iter().any(|(name, _)| name == "KEYS") => escapes(Some(key)),
+        _ => 0,
+    };
+    from_headers + key_escape
 }
 
 /// An expected header value: exact bytes, or JSON compared by meaning (nested tables).
