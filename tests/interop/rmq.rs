@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rocketmq_client_rust::{
     ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
-    MessageListenerConcurrently,
+    DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
 };
 use rocketmq_model::common::compression::compression_type::CompressionType;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 
-use crate::rocketmq::{Client, consumer_with};
+use crate::rocketmq::Client;
 
 /// Properties the consuming client adds on its own after a pull (not part of the message).
 const CLIENT_ADDED: [&str; 3] = ["MIN_OFFSET", "MAX_OFFSET", "CONSUME_START_TIME"];
@@ -93,23 +93,30 @@ pub(crate) struct Read {
 pub(crate) async fn read_exactly(namesrv: &str, group: &str, topic: &str, count: usize) -> Read {
     let client = Client::new(group).expect("RocketMQ client");
     let kept = Arc::new(Mutex::new(Vec::new()));
-    let mut consumer = consumer_with(
-        &client,
-        namesrv,
-        group,
-        topic,
-        "*",
-        Keeper(Arc::clone(&kept)),
-    )
-    .await;
-    let of_topic = |kept: &[Pulled]| kept.iter().filter(|p| !p.is_redelivery()).count();
+    // Few consume tasks with whole pulls each: the client runs listeners on a small blocking
+    // lane (2 x cores, queue 8 x cores) and sends a message back to the retry topic, without
+    // calling the listener, when that lane refuses it (its default 20 tasks overflow it).
+    let mut consumer = DefaultMQPushConsumer::builder(client.runtime.clone())
+        .consumer_group(group.to_string())
+        .name_server_addr(namesrv.to_string())
+        .consume_thread_min(2)
+        .consume_thread_max(2)
+        .consume_message_batch_max_size(32)
+        .build();
+    consumer.subscribe(topic, "*").await.expect("subscribe");
+    consumer.register_message_listener_concurrently(Keeper(Arc::clone(&kept)));
+    consumer.start().await.expect("consumer start");
+    let first_deliveries = |kept: &[Pulled]| kept.iter().filter(|p| !p.is_redelivery()).count();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while of_topic(&kept.lock()) < count {
-        assert!(
-            Instant::now() < deadline,
-            "RocketMQ read only {} of {count} messages of {topic}",
-            of_topic(&kept.lock())
-        );
+    loop {
+        let got = first_deliveries(&kept.lock());
+        if got >= count {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let offsets = describe_offsets(&kept.lock());
+            panic!("RocketMQ read only {got} of {count} messages of {topic}; {offsets}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -128,6 +135,32 @@ pub(crate) async fn read_exactly(namesrv: &str, group: &str, topic: &str, count:
         messages,
         redelivered: retried.len(),
     }
+}
+
+/// The queue offsets a read got per queue, as ranges, and how many were redeliveries.
+fn describe_offsets(kept: &[Pulled]) -> String {
+    let mut offsets: Vec<(i32, i64)> = kept
+        .iter()
+        .filter(|pulled| !pulled.is_redelivery())
+        .map(|pulled| (pulled.queue_id, pulled.queue_offset))
+        .collect();
+    offsets.sort_unstable();
+    let mut ranges: Vec<(i32, i64, i64)> = Vec::new();
+    for (queue, offset) in offsets {
+        match ranges.last_mut() {
+            Some((q, _, end)) if *q == queue && *end + 1 >= offset => *end = offset,
+            _ => ranges.push((queue, offset, offset)),
+        }
+    }
+    let ranges: Vec<String> = ranges
+        .iter()
+        .map(|(queue, start, end)| format!("queue {queue}: {start}..={end}"))
+        .collect();
+    let redelivered = kept.iter().filter(|pulled| pulled.is_redelivery()).count();
+    format!(
+        "got offsets [{}], {redelivered} redeliveries",
+        ranges.join(", ")
+    )
 }
 
 /// A started producer that compresses bodies of 4 KiB and more with zlib (sysFlag bit 0).
