@@ -163,7 +163,6 @@ fn timestamp_ok(properties: &BasicProperties, window: (i64, i64), actual: i64) -
 }
 
 #[test]
-#[ignore = "needs AMQP headers and properties as text headers (docs/interop.md stored form) (issue 13)"]
 fn amqp_to_kafka_1000_messages() {
     let mut broker = TestBroker::start();
     let bootstrap = broker.addr("kafka").to_string();
@@ -224,7 +223,6 @@ fn amqp_to_kafka_1000_messages() {
 }
 
 #[test]
-#[ignore = "needs the RocketMQ read form of AMQP-written records (docs/interop.md) (issue 13)"]
 fn amqp_to_rocketmq_1000_messages() {
     let mut broker = TestBroker::start();
     let namesrv = broker.addr("rocketmq-namesrv").to_string();

@@ -184,7 +184,6 @@ pub(crate) fn check_rocketmq_read_form(
 }
 
 #[test]
-#[ignore = "needs the AMQP read form (headers, timestamp, x-key) of docs/interop.md (issue 13)"]
 fn kafka_to_amqp_1000_records() {
     let mut broker = TestBroker::start();
     let amqp = broker.addr("amqp");
@@ -201,7 +200,6 @@ fn kafka_to_amqp_1000_records() {
 }
 
 #[test]
-#[ignore = "needs the RocketMQ read form (escaped properties, KEYS, timestamps) of docs/interop.md (issue 13)"]
 fn kafka_to_rocketmq_1000_records() {
     let mut broker = TestBroker::start();
     let namesrv = broker.addr("rocketmq-namesrv").to_string();

@@ -178,7 +178,6 @@ fn rocketmq_to_kafka_1000_messages() {
 }
 
 #[test]
-#[ignore = "needs the AMQP read form of RocketMQ-written records (docs/interop.md) (issue 13)"]
 fn rocketmq_to_amqp_1000_messages() {
     let mut broker = TestBroker::start();
     let amqp = broker.addr("amqp");
