@@ -87,10 +87,11 @@ async fn write_with_kafka(broker: &mut TestBroker, topic: &str) -> Vec<Record> {
     records
 }
 
-/// Checks one AMQP delivery against the read form of a foreign `record` at offset `n`.
+/// Checks delivery `n` against the read form of a foreign `record` stored at `offset`.
 pub(crate) fn check_amqp_read_form(
     checks: &mut Checks,
     n: usize,
+    offset: i64,
     record: &Record,
     got: &Delivered,
 ) {
@@ -98,7 +99,7 @@ pub(crate) fn check_amqp_read_form(
         "order (x-stream-offset)",
         n,
         got.stream_offset,
-        Some(n as i64),
+        Some(offset),
     );
     checks.eq(
         "body = value",
@@ -193,7 +194,7 @@ fn kafka_to_amqp_1000_records() {
         let got = read_stream(amqp, topic, COUNT).await;
         let mut checks = Checks::default();
         for (n, (record, got)) in records.iter().zip(&got).enumerate() {
-            check_amqp_read_form(&mut checks, n, record, got);
+            check_amqp_read_form(&mut checks, n, n as i64, record, got);
         }
         checks.finish("Kafka → AMQP", COUNT);
     });

@@ -1,6 +1,7 @@
 //! A topic of four partitions seen from AMQP as a RabbitMQ super stream: records Kafka wrote
 //! into every partition and messages RocketMQ spread over the four queues are read whole, in
-//! order, through the stream queues `T-0`..`T-3`; declaring the stream `T` itself is refused
+//! order, through the stream queues `T-0`..`T-3` (Kafka's in the full read form of
+//! docs/interop.md); declaring the stream `T` itself is refused
 //! with 406 naming them, and declaring `T-p` creates no topic.
 
 use lapin::options::QueueDeclareOptions;
@@ -9,9 +10,10 @@ use rocketmq_model::common::message::message_single::Message;
 use crate::amqp::read_stream;
 use crate::broker::TestBroker;
 use crate::checks::Checks;
-use crate::from_kafka::kafka_records;
+use crate::from_kafka::{check_amqp_read_form, kafka_records};
 use crate::kafka::{create_topic, produce, producer, topic_names};
 use crate::lapin_support::{connect_to, stream_args};
+use crate::mapping::Record;
 use crate::rmq::send_in_order;
 use crate::rocketmq::{Client, runtime};
 
@@ -27,6 +29,8 @@ fn four_partition_topic_written_by_kafka_and_rocketmq_is_read_whole_through_t_0_
     let topic = "super-topic";
     runtime().block_on(async {
         create_topic(&bootstrap, topic, PARTITIONS as i32).await;
+        // Per partition: the Kafka records (first), then the bodies RocketMQ put there.
+        let mut kafka_parts: Vec<Vec<Record>> = Vec::with_capacity(PARTITIONS);
         let mut expected: Vec<Vec<Vec<u8>>> = vec![Vec::new(); PARTITIONS];
         let records = kafka_records(PER_PROTOCOL);
         let kafka = producer(&bootstrap, &[]);
@@ -38,7 +42,8 @@ fn four_partition_topic_written_by_kafka_and_rocketmq_is_read_whole_through_t_0_
                 .cloned()
                 .collect();
             produce(&kafka, topic, partition as i32, &part).await;
-            bodies.extend(part.into_iter().map(|r| r.value.unwrap_or_default()));
+            bodies.extend(part.iter().map(|r| r.value.clone().unwrap_or_default()));
+            kafka_parts.push(part);
         }
 
         let client = Client::new("super").expect("RocketMQ client");
@@ -92,6 +97,9 @@ fn four_partition_topic_written_by_kafka_and_rocketmq_is_read_whole_through_t_0_
             let stream = format!("{topic}-{partition}");
             let delivered = read_stream(amqp, &stream, bodies.len()).await;
             for (n, (body, got)) in bodies.iter().zip(&delivered).enumerate() {
+                if let Some(record) = kafka_parts[partition].get(n) {
+                    check_amqp_read_form(&mut checks, total + n, n as i64, record, got);
+                }
                 checks.eq(
                     "order (x-stream-offset)",
                     total + n,
