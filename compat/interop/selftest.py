@@ -34,7 +34,8 @@ def timestamp(expected):
 
 def ideal_kafka(position, e, source):
     headers = [[n, None if text(m) is None else plan.b64(text(m))] for n, m in e.headers]
-    if e.subset:  # a client's own properties around the ones the writer set
+    if e.subset:  # a client's own properties around the ones the writer set, in its own order
+        headers.reverse()
         headers.insert(1, ["UNIQ_KEY", plan.b64(b"0A0B")])
         headers.append(["WAIT", plan.b64(b"true")])
     headers += [[name, plan.b64(b"\x00opaque")] for name in e.reserved]
@@ -73,6 +74,7 @@ def ideal_amqp(position, e, _source):
 
 def ideal_ali_ons(position, e, _source):
     props = [["TAGS", None]] + [[n, text(m).decode()] for n, m in plan.rocketmq_properties(e.headers, e.key)]
+    props += [["MIN_OFFSET", "0"], ["MAX_OFFSET", str(plan.COUNT)]]  # ali-ons adds these
     return {"queue_offset": position, "body": plan.b64(e.value), "tags": None,
             "keys": dict(props).get("KEYS"), "born_timestamp": timestamp(e),
             "store_timestamp": timestamp(e), "sys_flag": 0, "properties": props}
@@ -180,6 +182,13 @@ def alter_header(reader, messages):
         m["properties"]["bin"] = "cut"
 
 
+def alter_header_or_property(reader, messages):
+    if reader == "amqp":
+        messages[0]["other_properties"] = ["content_type"]  # a property a foreign record lacks
+    else:
+        alter_header(reader, messages)
+
+
 def alter_time(reader, messages):
     messages[0][TIME_FIELD[reader]] += 1000
 
@@ -191,6 +200,7 @@ MUTATIONS = (
     ("two messages swapped", "order", reorder),
     ("a key changed", "keys", alter_key),
     ("a header changed, lost or leaked", "headers", alter_header),
+    ("a basic property set on a foreign record (AMQP)", "headers", alter_header_or_property),
     ("a timestamp off by a second", "timestamps", alter_time),
 )
 MUTATED_ROWS = ("kafka>amqp", "kafka>rocketmq", "amqp>kafka", "amqp>rocketmq", "rocketmq>kafka",
