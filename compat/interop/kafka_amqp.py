@@ -138,18 +138,31 @@ def kafka_read(args):
         print(f"consumer failed: {err}", file=sys.stderr)
     finally:
         consumer.close()
-    for topic, messages in got.items():
-        dump(os.path.join(args.out, f"recv-kafka-{topic}.json"), messages)
-    print(" ".join(f"{topic}={len(messages)}" for topic, messages in got.items()))
+        for topic, messages in got.items():  # what came before any failure still counts
+            dump(os.path.join(args.out, f"recv-kafka-{topic}.json"), messages)
+        print(" ".join(f"{topic}={len(messages)}" for topic, messages in got.items()))
 
 
 def amqp_read(args):
     expected = parse_expect(args.expect)
     got = {topic: [] for topic in expected}
     connection = amqp_connection(args.amqp_url)
+    try:
+        read_streams(connection, expected, got)
+    finally:
+        for topic, messages in got.items():  # what came before any failure still counts
+            dump(os.path.join(args.out, f"recv-amqp-{topic}.json"), messages)
+        print(" ".join(f"{topic}={len(messages)}" for topic, messages in got.items()))
+
+
+def read_streams(connection, expected, got):
     for topic in expected:
         channel = connection.channel()
-        channel.queue_declare(topic, durable=True, arguments={"x-queue-type": "stream"})
+        try:
+            channel.queue_declare(topic, durable=True, arguments={"x-queue-type": "stream"})
+        except pika.exceptions.AMQPError as err:  # the others are still read
+            print(f"declaring stream {topic} failed: {err!r}", file=sys.stderr)
+            continue
         channel.basic_qos(prefetch_count=50)
 
         def on_message(ch, method, properties, body, topic=topic):
@@ -186,9 +199,6 @@ def amqp_read(args):
             connection.close()
         except pika.exceptions.AMQPError:
             pass
-    for topic, messages in got.items():
-        dump(os.path.join(args.out, f"recv-amqp-{topic}.json"), messages)
-    print(" ".join(f"{topic}={len(messages)}" for topic, messages in got.items()))
 
 
 def amqp_value(value):

@@ -113,11 +113,12 @@ def read(args):
     finally:
         for consumer in consumers:
             consumer.shutdown()
-    for topic, messages in got.items():
-        with open(os.path.join(args.out, f"recv-rocketmq-cpp-{topic}.json"), "w",
-                  encoding="utf-8") as out:
-            json.dump(messages, out)
-    print(" ".join(f"{topic}={len(messages)}" for topic, messages in got.items()))
+        with lock:  # what came before any failure still counts
+            for topic, messages in got.items():
+                with open(os.path.join(args.out, f"recv-rocketmq-cpp-{topic}.json"), "w",
+                          encoding="utf-8") as out:
+                    json.dump(messages, out)
+            print(" ".join(f"{topic}={len(messages)}" for topic, messages in got.items()))
 
 
 def main():

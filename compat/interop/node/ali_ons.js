@@ -135,12 +135,13 @@ async function read() {
       await sleep(100);
     }
   } finally {
+    // What came before any failure still counts.
+    for (const [topic, messages] of got) {
+      fs.writeFileSync(path.join(args.out, `recv-ali-ons-${topic}.json`), JSON.stringify(messages));
+    }
+    console.log([...got].map(([t, m]) => `${t}=${m.length}`).join(' '));
     for (const c of consumers) await c.close();
   }
-  for (const [topic, messages] of got) {
-    fs.writeFileSync(path.join(args.out, `recv-ali-ons-${topic}.json`), JSON.stringify(messages));
-  }
-  console.log([...got].map(([t, m]) => `${t}=${m.length}`).join(' '));
 }
 
 const commands = { write, read };
