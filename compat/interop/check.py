@@ -17,8 +17,6 @@ import sys
 import plan
 
 CHECKS = ("count", "values", "keys", "headers", "timestamps", "order")
-CPP_PROPERTIES = ("TAGS", "KEYS", "trace-id", "bin", "ctl", "dup", "dup#2", "dup#3",
-                  "\u00fcn\u00ef", "nothing", "empty")
 # Properties a RocketMQ reader may show beyond the record's headers: ali-ons's decoder always
 # creates TAGS (null when absent), and its pull path adds the queue's MIN_OFFSET and MAX_OFFSET.
 ALI_ONS_NULL_ADDED = {"TAGS"}
@@ -226,7 +224,7 @@ def ali_ons_view(want, got):
 def cpp_view(want, got):
     expected = dict(plan.rocketmq_properties(want.headers, want.key))
     header_error = None
-    for name in CPP_PROPERTIES:
+    for name in plan.CPP_PROPERTIES:
         if name in ("KEYS", "TAGS"):
             continue
         value = got["properties"].get(name, "").encode()

@@ -2,9 +2,9 @@
 
   write --namesrv A --out DIR   sends the large-body topic (bodies over 4 KiB, which the client
                                 zlib-compresses) and records what it sent in DIR/sent-<topic>.json
-  read --namesrv A --out DIR --expect topic=count ... --properties NAME ...
+  read --namesrv A --out DIR --expect topic=count ...
                                 a push consumer of a new group per topic dumps what it got (and
-                                the named properties, since this API cannot list them) to
+                                plan.CPP_PROPERTIES, since this API cannot list properties) to
                                 DIR/recv-rocketmq-cpp-<topic>.json
 
 The API passes bodies as C strings, so what it sends and reads holds no NUL byte (plan.py's
@@ -13,7 +13,6 @@ nothing more came for QUIET_S, when nothing came for STALL_S, or at DEADLINE_S.
 """
 
 import argparse
-import base64
 import json
 import os
 import threading
@@ -21,19 +20,13 @@ import time
 
 from rocketmq.client import Message, Producer, PushConsumer, SendStatus
 
-TOPIC = "interop-large-cpp"  # plan.TOPICS["large-cpp"]
+import plan  # standard library only, so it loads in this venv too
+
+TOPIC = plan.TOPICS["large-cpp"]
 LARGE_SIZES = (4097, 8192, 20000, 70000)
 QUIET_S = 2.0
 STALL_S = 25.0
 DEADLINE_S = 90.0
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
-
-
-def index_prefix(i):
-    return b"IDX:%05d:" % i
 
 
 def write(args):
@@ -43,7 +36,7 @@ def write(args):
     sent = []
     try:
         for i, size in enumerate(LARGE_SIZES):
-            body = index_prefix(i) + bytes(
+            body = plan.index_prefix(i) + bytes(
                 97 + j % 26 if j % 64 < 48 else 33 + (j * 31 + i) % 90 for j in range(size))
             msg = Message(TOPIC)
             msg.set_tags("TagL")
@@ -55,7 +48,7 @@ def write(args):
             after = time.time_ns() // 1_000_000
             if result.status != SendStatus.OK:
                 raise RuntimeError(f"send {i}: {result}")
-            sent.append({"body": b64(body), "tags": "TagL", "keys": f"large-{i}",
+            sent.append({"body": plan.b64(body), "tags": "TagL", "keys": f"large-{i}",
                          "properties": [["TAGS", "TagL"], ["KEYS", f"large-{i}"],
                                         ["trace-id", f"large-{i}"]],
                          "subset": True, "before": before, "after": after})
@@ -77,12 +70,12 @@ def read(args):
         def handle(msg):
             record = {
                 "queue_offset": msg.queue_offset,
-                "body": b64(msg.body or b""),
+                "body": plan.b64(msg.body or b""),
                 "keys": (msg.keys or b"").decode("utf-8", "replace"),
                 "tags": (msg.tags or b"").decode("utf-8", "replace"),
                 "born_timestamp": msg.born_timestamp,
                 "properties": {name: (msg.get_property(name) or b"").decode("utf-8", "replace")
-                               for name in args.properties},
+                               for name in plan.CPP_PROPERTIES},
             }
             with lock:
                 got[topic].append(record)
@@ -127,7 +120,6 @@ def main():
     parser.add_argument("--namesrv", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--expect", nargs="*", default=[])
-    parser.add_argument("--properties", nargs="*", default=[])
     args = parser.parse_args()
     {"write": write, "read": read}[args.command](args)
 

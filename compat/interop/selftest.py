@@ -84,7 +84,7 @@ def ideal_cpp(position, e, _source):
     props = {n: text(m).decode() for n, m in plan.rocketmq_properties(e.headers, e.key)}
     return {"queue_offset": position, "body": plan.b64(e.value),
             "keys": props.get("KEYS", ""), "tags": "", "born_timestamp": timestamp(e),
-            "properties": {n: props.get(n, "") for n in check.CPP_PROPERTIES}}
+            "properties": {n: props.get(n, "") for n in plan.CPP_PROPERTIES}}
 
 
 IDEAL = {"kafka": ideal_kafka, "amqp": ideal_amqp, "ali-ons": ideal_ali_ons, "rocketmq-cpp": ideal_cpp}
