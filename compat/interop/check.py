@@ -41,6 +41,12 @@ def rows():
     for source in ("large-ali", "large-cpp"):
         for reader in ("kafka", "amqp"):
             out.append((f"{source}>{reader}", "rocketmq", source, reader))
+    out += [
+        ("kafka-4p>amqp-super", "kafka", "kafka-4p", "amqp-super"),
+        ("kafka>amqp-classic", "kafka", "feed", "amqp-classic"),
+        ("kafka>amqp-quorum", "kafka", "feed", "amqp-quorum"),
+        ("amqp-exchange>kafka", "amqp", "exchange", "kafka"),
+    ]
     return out
 
 
@@ -56,28 +62,38 @@ class Expected:
     """One written message in neutral form: index, key, value, timestamp (exact or a window),
     the non-reserved headers as (name, matcher), and the reserved names that must be stored."""
 
-    def __init__(self, index, key, value, timestamp, headers, reserved=(), subset=False):
+    def __init__(self, index, key, value, timestamp, headers, reserved=(), subset=False,
+                 partition=None):
         self.index, self.key, self.value = index, key, value
         self.timestamp = timestamp  # int, or (lo, hi) for a time the writer could only bracket
         self.headers, self.reserved, self.subset = headers, reserved, subset
+        self.partition = partition  # where a partitioned topic must hold it (None: anywhere)
 
 
 def expected_messages(source, topic_key, out, base_ms):
     if source in ("kafka", "kafka-codec"):
+        # The 4-partition topic holds record i in partition i % 4 (kafka_amqp.produce).
+        spread = plan.partitions(topic_key) if topic_key == "kafka-4p" else None
         return [
-            Expected(i, key, value, ts, [(n, ("null",) if v is None else ("bytes", v)) for n, v in h])
+            Expected(i, key, value, ts, [(n, ("null",) if v is None else ("bytes", v)) for n, v in h],
+                     partition=None if spread is None else i % spread)
             for i, (key, value, ts, h) in enumerate(
                 plan.kafka_messages(base_ms, nul_free=source == "kafka-codec"))
         ]
     if source == "amqp":
-        sent = read_json(os.path.join(out, f"sent-{plan.TOPICS['amqp']}.json")) or {"windows": []}
+        sent = read_json(os.path.join(out, f"sent-{plan.TOPICS[topic_key]}.json")) or {"windows": []}
+        # Publishes to a partitioned topic's exchange go where murmur2 puts the routing key;
+        # the reference file has librdkafka's choice for every non-empty key.
+        reference = (read_json(os.path.join(out, f"sent-{plan.TOPICS['exchange-ref']}.json"))
+                     or {"partitions": {}})["partitions"] if topic_key == "exchange" else {}
         messages = []
         for i, (routing_key, body, props) in enumerate(plan.amqp_messages(base_ms // 1000)):
             window = sent["windows"][i] if i < len(sent["windows"]) else (0, 0)
             ts = props["timestamp"] * 1000 if "timestamp" in props else tuple(window)
+            partition = reference.get(routing_key, -1) if topic_key == "exchange" and routing_key else None
             messages.append(Expected(i, routing_key.encode() or None, body, ts,
                                      plan.amqp_expected_headers(props),
-                                     reserved=("amqp.exchange", "amqp.props")))
+                                     reserved=("amqp.exchange", "amqp.props"), partition=partition))
         return messages
     sent = read_json(os.path.join(out, f"sent-{plan.TOPICS[topic_key]}.json"))
     if sent is None:
@@ -242,19 +258,69 @@ def cpp_view(want, got):
     }
 
 
-READERS = {  # reader -> (dump file prefix, value field, position field or None, view)
-    "kafka": ("recv-kafka", "value", "offset", kafka_view),
-    "amqp": ("recv-amqp", "body", None, amqp_view),
-    "ali-ons": ("recv-ali-ons", "body", "queue_offset", ali_ons_view),
-    "rocketmq-cpp": ("recv-rocketmq-cpp", "body", "queue_offset", cpp_view),
+def dump_names(reader, topic_key):
+    """The dump files a reader leaves for a row: one per topic, per stream of a super stream
+    (T-0 .. T-3), or per fed queue."""
+    if reader == "amqp-super":
+        return [f"recv-amqp-{stream}.json" for stream in plan.super_stream(topic_key)]
+    if reader in ("amqp-classic", "amqp-quorum"):
+        return [f"recv-amqp-{plan.FEED_QUEUES[reader.split('-')[1]][0]}.json"]
+    return [f"recv-{'amqp' if reader.startswith('amqp') else reader}-{plan.TOPICS[topic_key]}.json"]
+
+
+def load(out, reader, topic_key):
+    """What the reader got for a row; each message of a super stream gets `_partition` (its
+    stream's p) and `_seq` (its place in that stream)."""
+    received = []
+    for p, name in enumerate(dump_names(reader, topic_key)):
+        messages = read_json(os.path.join(out, name))
+        if messages is None:
+            return None
+        for seq, message in enumerate(messages):
+            received.append(dict(message, _partition=p, _seq=seq))
+    return received
+
+
+READERS = {  # reader -> (value field, order: (partition field, position field) or None, view)
+    "kafka": ("value", ("partition", "offset"), kafka_view),
+    "amqp": ("body", ("_partition", "_seq"), amqp_view),  # one stream: delivery order
+    "amqp-super": ("body", ("_partition", "_seq"), amqp_view),
+    "amqp-classic": ("body", None, amqp_view),  # a feed from 4 partitions has no one order
+    "amqp-quorum": ("body", None, amqp_view),
+    "ali-ons": ("body", ("_partition", "queue_offset"), ali_ons_view),  # one queue
+    "rocketmq-cpp": ("body", ("_partition", "queue_offset"), cpp_view),
 }
+
+
+def order_check(wanted, received, matched, value_field, fields):
+    """Each partition's (or stream's) records in write order, each where it belongs."""
+    partition_field, position_field = fields
+    n = len(wanted)
+    by_partition, misplaced = {}, []
+    for message in received:
+        index = plan.parse_index(plan.unb64(message[value_field]))
+        by_partition.setdefault(message[partition_field], []).append((message[position_field], index))
+        if index is not None and index < n and wanted[index].partition not in (None, message[partition_field]):
+            misplaced.append(f"#{index} in {message[partition_field]}, not {wanted[index].partition}")
+    out_of_order = []
+    for partition, entries in sorted(by_partition.items()):
+        positions = [position for position, _ in entries]
+        ordered = [index for _, index in sorted(entries, key=lambda e: e[0])]
+        if (len(set(positions)) != len(positions) or None in ordered
+                or ordered != sorted(set(ordered))):
+            out_of_order.append(f"partition {partition}: {ordered[:8]}...")
+    if misplaced or out_of_order:
+        return False, "; ".join((misplaced + out_of_order)[:3])
+    if len(matched) < n:
+        return False, f"{len(matched)} of {n} in write order"
+    return True, "in write order" + (f" in {len(by_partition)} partitions" if len(by_partition) > 1 else "")
 
 
 def judge(source, topic_key, reader, out, base_ms):
     """{check: (passed, detail)} for one row."""
     wanted = expected_messages(source, topic_key, out, base_ms)
-    prefix, value_field, position_field, view = READERS[reader]
-    received = read_json(os.path.join(out, f"{prefix}-{plan.TOPICS[topic_key]}.json"))
+    value_field, order_fields, view = READERS[reader]
+    received = load(out, reader, topic_key)
     if wanted is None or received is None:
         why = "the writer" if wanted is None else "the reader"
         return {c: (False, f"no output from {why}") for c in CHECKS}
@@ -285,19 +351,8 @@ def judge(source, topic_key, reader, out, base_ms):
                              (f"; {found[0]}" if found else ""))
         else:
             result[check] = (not found, f"{len(found)} wrong; first {found[0]}" if found else f"{n} ok")
-    if position_field is not None:
-        ordered = [plan.parse_index(plan.unb64(m[value_field]))
-                   for m in sorted(received, key=lambda m: m[position_field])]
-        positions = [m[position_field] for m in received]
-        distinct = len(set(positions)) == len(positions)
-    else:
-        ordered, distinct = indices, True
-    in_order = distinct and ordered == sorted(set(i for i in ordered if i is not None)) \
-        and None not in ordered
-    result["order"] = (in_order and len(matched) == n,
-                       "in write order" if in_order and len(matched) == n
-                       else f"{len(matched)} of {n} in write order" if in_order
-                       else f"out of order: {ordered[:12]}...")
+    result["order"] = None if order_fields is None else order_check(
+        wanted, received, matched, value_field, order_fields)
     return result
 
 

@@ -1,12 +1,23 @@
 """The Kafka (confluent-kafka) and AMQP (pika) sides of the interop runner: topic creation, the
 writers of plan.py's messages, and readers that dump what they got as JSON for check.py.
 
-  create-topics  every topic of plan.TOPICS with one partition (Kafka admin)
-  kafka-write    the Kafka source topic and the codec topics (plan.kafka_messages)
-  amqp-write     the AMQP source topic via a topic exchange bound to its stream queue, with
+  create-topics  every topic of plan.TOPICS (one partition, or plan.PARTITIONS) (Kafka admin)
+  amqp-bind      the classic and the quorum queue of plan.FEED_QUEUES, bound with "#" to the
+                 exchange of the feed topic (before anything is written to it)
+  kafka-write    the Kafka source topic, the codec topics (plan.kafka_messages), the 4-partition
+                 topic (record i into partition i % 4), the feed topic, and the AMQP routing keys
+                 to the reference topic with librdkafka's murmur2 partitioner (the partition of
+                 each key goes to sent-<reference topic>.json)
+  amqp-write     the AMQP source topic via a topic exchange bound to its stream queue, and the
+                 same messages to the exchange of the partitioned topic TOPICS["exchange"], with
                  publisher confirms (plan.amqp_messages); records each publish's time window
-  kafka-read     a consumer per topic from the first offset
-  amqp-read      a stream queue per topic (x-stream-offset=first, prefetch, manual acks)
+  kafka-read     every partition of each topic from the first offset
+  amqp-read      a stream queue per topic (x-stream-offset=first, prefetch, manual acks), and
+                 queues (--queues) consumed with manual acks
+
+A refusal by the broker of something docs/interop.md promises (a bind to a topic's exchange, a
+publish to it) is recorded in the output (`errors`) and fails the checks that need it; it is not
+a client crash.
 
 A reader stops when every topic has its expected count and nothing more came for QUIET_S, when
 nothing came for STALL_S, or at its deadline; check.py judges what it got. Dumps hold bytes as
@@ -38,15 +49,18 @@ def dump(path, data):
 def create_topics(args):
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
     futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=1, replication_factor=1) for topic in plan.TOPICS.values()],
+        [NewTopic(topic, num_partitions=plan.partitions(key), replication_factor=1)
+         for key, topic in plan.TOPICS.items()],
         operation_timeout=30,
     )
     for topic, future in futures.items():
         future.result(timeout=30)  # raises on any failure, TOPIC_ALREADY_EXISTS included
-    print(f"created {len(futures)} one-partition topics")
+    print(f"created {len(futures)} topics")
 
 
-def produce(bootstrap, topic, messages, compression):
+def produce(bootstrap, topic, messages, compression, partitions=1):
+    """Produces (key, value, timestamp, headers) messages; with several partitions message i goes
+    to partition i % partitions. Returns the partition of each message."""
     producer = Producer({
         "bootstrap.servers": bootstrap,
         "compression.type": compression,
@@ -55,18 +69,42 @@ def produce(bootstrap, topic, messages, compression):
         "acks": "all",
     })
     errors = []
+    placed = [None] * len(messages)
 
-    def delivered(err, _msg):
+    def delivered(err, msg, i):
         if err is not None:
             errors.append(err)
+        else:
+            placed[i] = msg.partition()
 
-    for key, value, timestamp, headers in messages:
+    for i, (key, value, timestamp, headers) in enumerate(messages):
+        extra = {"partition": i % partitions} if partitions > 1 else {}
         producer.produce(topic, value=value, key=key, timestamp=timestamp, headers=headers,
-                         on_delivery=delivered)
+                         on_delivery=lambda err, msg, i=i: delivered(err, msg, i), **extra)
         producer.poll(0)
     left = producer.flush(30)
     if left or errors:
         raise RuntimeError(f"{topic}: {left} undelivered, errors {errors[:3]}")
+    return placed
+
+
+def reference_partitions(bootstrap, base_ms):
+    """The partition librdkafka's murmur2 partitioner (Java-compatible) picks for each non-empty
+    AMQP routing key, by producing the keys to the reference topic."""
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    keys = sorted({rk for rk, _, _ in plan.amqp_messages(base_ms // 1000) if rk})
+    placed = {}
+
+    def delivered(err, msg):
+        if err is None:
+            placed[msg.key().decode()] = msg.partition()
+
+    for key in keys:
+        producer.produce(plan.TOPICS["exchange-ref"], value=b"", key=key.encode(), on_delivery=delivered)
+    producer.flush(30)
+    if len(placed) != len(keys):
+        raise RuntimeError(f"only {len(placed)} of {len(keys)} reference keys delivered")
+    return placed
 
 
 def kafka_write(args):
@@ -76,7 +114,28 @@ def kafka_write(args):
         for compression, start, count in plan.codec_plan(codec):
             # One producer (and flush) a chunk, so chunks of the mixed topic are separate batches.
             produce(args.bootstrap, plan.TOPICS[codec], codec_messages[start:start + count], compression)
-    print(f"wrote {plan.COUNT} records to {1 + len(plan.CODECS) + 1} topics")
+    for key in ("kafka-4p", "feed"):
+        produce(args.bootstrap, plan.TOPICS[key], plan.kafka_messages(args.base_ms), "none",
+                plan.partitions(key))
+    dump(os.path.join(args.out, f"sent-{plan.TOPICS['exchange-ref']}.json"),
+         {"partitions": reference_partitions(args.bootstrap, args.base_ms)})
+    print(f"wrote {plan.COUNT} records to {1 + len(plan.CODECS) + 3} topics")
+
+
+def amqp_bind(args):
+    connection = amqp_connection(args.amqp_url)
+    errors = []
+    for name, arguments in plan.FEED_QUEUES.values():
+        channel = connection.channel()
+        try:
+            channel.queue_declare(name, durable=True, arguments=arguments)
+            channel.queue_bind(name, plan.TOPICS["feed"], routing_key="#")
+        except pika.exceptions.AMQPError as err:
+            errors.append(f"{name}: {err!r}")
+    connection.close()
+    dump(os.path.join(args.out, "sent-feed-bind.json"), {"errors": errors})
+    print(f"bound {len(plan.FEED_QUEUES) - len(errors)} feed queues" +
+          (f"; refused: {errors}" if errors else ""))
 
 
 def amqp_connection(url):
@@ -94,15 +153,33 @@ def amqp_write(args):
     channel.exchange_declare(plan.AMQP_EXCHANGE, exchange_type="topic", durable=True)
     channel.queue_bind(topic, plan.AMQP_EXCHANGE, routing_key="#")
     channel.confirm_delivery()  # basic_publish raises when a publish is nacked or returned
-    windows = []
-    for routing_key, body, properties in plan.amqp_messages(args.base_s):
-        before = time.time_ns() // 1_000_000
-        channel.basic_publish(plan.AMQP_EXCHANGE, routing_key, body,
-                              pika.BasicProperties(**properties), mandatory=True)
-        windows.append((before, time.time_ns() // 1_000_000))
-    connection.close()
+    windows = publish(channel, plan.AMQP_EXCHANGE, args.base_s, mandatory=True)
     dump(os.path.join(args.out, f"sent-{topic}.json"), {"windows": windows})
-    print(f"published {len(windows)} messages with confirms")
+    # Every topic is also an exchange: publishing to it appends to the topic (docs/interop.md).
+    exchange_windows, errors = [], []
+    channel = connection.channel()
+    try:
+        channel.confirm_delivery()
+        exchange_windows = publish(channel, plan.TOPICS["exchange"], args.base_s, mandatory=False)
+    except pika.exceptions.AMQPError as err:
+        errors.append(repr(err))
+    dump(os.path.join(args.out, f"sent-{plan.TOPICS['exchange']}.json"),
+         {"windows": exchange_windows, "errors": errors})
+    if connection.is_open:
+        connection.close()
+    print(f"published {len(windows)} messages with confirms, {len(exchange_windows)} to exchange "
+          f"{plan.TOPICS['exchange']}" + (f"; refused: {errors}" if errors else ""))
+
+
+def publish(channel, exchange, base_s, mandatory):
+    """Publishes plan.amqp_messages; returns each publish's (before, after) time in ms."""
+    windows = []
+    for routing_key, body, properties in plan.amqp_messages(base_s):
+        before = time.time_ns() // 1_000_000
+        channel.basic_publish(exchange, routing_key, body, pika.BasicProperties(**properties),
+                              mandatory=mandatory)
+        windows.append((before, time.time_ns() // 1_000_000))
+    return windows
 
 
 def kafka_read(args):
@@ -114,7 +191,8 @@ def kafka_read(args):
         "enable.auto.commit": False,
         "enable.partition.eof": False,
     })
-    consumer.assign([TopicPartition(topic, 0, 0) for topic in expected])  # offset 0: the first
+    consumer.assign([TopicPartition(topic, p, 0)  # offset 0: the first
+                     for topic in expected for p in range(partitions_of(topic))])
     started = last_new = time.monotonic()
     done_at = None
     try:
@@ -123,6 +201,7 @@ def kafka_read(args):
             if msg is not None and msg.error() is None:
                 ts_type, ts = msg.timestamp()
                 got[msg.topic()].append({
+                    "partition": msg.partition(),
                     "offset": msg.offset(),
                     "key": plan_b64(msg.key()),
                     "value": plan_b64(msg.value()),
@@ -143,25 +222,35 @@ def kafka_read(args):
         print(" ".join(f"{topic}={len(messages)}" for topic, messages in got.items()))
 
 
+def partitions_of(topic):
+    return next((plan.partitions(k) for k, t in plan.TOPICS.items() if t == topic), 1)
+
+
 def amqp_read(args):
     expected = parse_expect(args.expect)
+    queues = parse_expect(args.queues)
+    expected.update(queues)
     got = {topic: [] for topic in expected}
     connection = amqp_connection(args.amqp_url)
     try:
-        read_streams(connection, expected, got)
+        read_streams(connection, expected, set(queues), got)
     finally:
         for topic, messages in got.items():  # what came before any failure still counts
             dump(os.path.join(args.out, f"recv-amqp-{topic}.json"), messages)
         print(" ".join(f"{topic}={len(messages)}" for topic, messages in got.items()))
 
 
-def read_streams(connection, expected, got):
+def read_streams(connection, expected, queues, got):
+    """Consumes the streams and `queues` of `expected` (a queue's messages are dumped as a topic's)."""
     for topic in expected:
         channel = connection.channel()
         try:
-            channel.queue_declare(topic, durable=True, arguments={"x-queue-type": "stream"})
+            if topic in queues:  # declared by amqp-bind
+                channel.queue_declare(topic, passive=True)
+            else:
+                channel.queue_declare(topic, durable=True, arguments={"x-queue-type": "stream"})
         except pika.exceptions.AMQPError as err:  # the others are still read
-            print(f"declaring stream {topic} failed: {err!r}", file=sys.stderr)
+            print(f"declaring {topic} failed: {err!r}", file=sys.stderr)
             continue
         channel.basic_qos(prefetch_count=50)
 
@@ -181,7 +270,8 @@ def read_streams(connection, expected, got):
             })
             ch.basic_ack(method.delivery_tag)
 
-        channel.basic_consume(topic, on_message, arguments={"x-stream-offset": "first"})
+        channel.basic_consume(topic, on_message,
+                              arguments=None if topic in queues else {"x-stream-offset": "first"})
     started = last_new = time.monotonic()
     done_at = None
     seen = 0
@@ -237,18 +327,20 @@ def finished(started, last_new, done_at):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("create-topics", "kafka-write", "amqp-write",
-                                            "kafka-read", "amqp-read"))
+    parser.add_argument("command", choices=("create-topics", "amqp-bind", "kafka-write",
+                                            "amqp-write", "kafka-read", "amqp-read"))
     parser.add_argument("--bootstrap")
     parser.add_argument("--amqp-url")
     parser.add_argument("--base-ms", type=int)
     parser.add_argument("--out")
     parser.add_argument("--expect", nargs="*", default=[], help="topic=count to read")
+    parser.add_argument("--queues", nargs="*", default=[], help="queue=count to read (AMQP)")
     args = parser.parse_args()
     if args.base_ms is not None:
         args.base_s = args.base_ms // 1000
     {
         "create-topics": create_topics,
+        "amqp-bind": amqp_bind,
         "kafka-write": kafka_write,
         "amqp-write": amqp_write,
         "kafka-read": kafka_read,

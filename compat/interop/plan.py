@@ -27,7 +27,16 @@ TOPICS = {
     "mixed": "interop-codec-mixed",
     "large-ali": "interop-large-ali-ons",  # RocketMQ bodies over 4 KiB, zlib-compressed by ali-ons
     "large-cpp": "interop-large-cpp",  # the same by the C++ client (Python `rocketmq`)
+    # Partitioned topics, seen from AMQP the RabbitMQ way (docs/interop.md, "Topics seen from AMQP"):
+    "kafka-4p": "interop-kafka-4p",  # written by Kafka into partition i % 4, read as super stream
+    "feed": "interop-feed",  # written by Kafka after FEED_QUEUES are bound to exchange "interop-feed"
+    "exchange": "interop-exchange",  # AMQP publishes to exchange "interop-exchange", Kafka reads
+    "exchange-ref": "interop-exchange-ref",  # the same keys by librdkafka's murmur2 partitioner
 }
+PARTITIONS = {"kafka-4p": 4, "feed": 4, "exchange": 4, "exchange-ref": 4}  # others have 1
+# Queues bound with "#" to the exchange of TOPICS["feed"] before it is written: (name, arguments).
+FEED_QUEUES = {"classic": ("interop-feed-classic", {}),
+               "quorum": ("interop-feed-quorum", {"x-queue-type": "quorum"})}
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 # The mixed-codec topic: chunks of (codec, count), each flushed as its own batches.
 MIXED_CHUNKS = (("none", 40), ("gzip", 40), ("none", 30), ("zstd", 30), ("snappy", 30), ("lz4", 30))
@@ -40,6 +49,15 @@ AMQP_EXCHANGE = "interop-amqp-in"  # a topic exchange bound to the stream queue 
 RESERVED_EXACT = {"amqp.props", "amqp.exchange", "queue.priority"}
 ESCAPE_B64 = "=?b64?"
 ESCAPE_NULL = "=?null?"
+
+
+def partitions(topic_key):
+    return PARTITIONS.get(topic_key, 1)
+
+
+def super_stream(topic_key):
+    """The stream queues an AMQP client reads a partitioned topic through: T-0 .. T-(N-1)."""
+    return [f"{TOPICS[topic_key]}-{p}" for p in range(partitions(topic_key))]
 
 
 def is_reserved(name):

@@ -94,6 +94,10 @@ def write_sent_files(out):
     """The files the RocketMQ writers and the AMQP writer leave, as a run would."""
     windows = [[BASE_MS + i, BASE_MS + i + 3] for i in range(plan.COUNT)]
     dump(os.path.join(out, f"sent-{plan.TOPICS['amqp']}.json"), {"windows": windows})
+    dump(os.path.join(out, f"sent-{plan.TOPICS['exchange']}.json"), {"windows": windows, "errors": []})
+    keys = {rk for rk, _, _ in plan.amqp_messages(BASE_MS // 1000) if rk}
+    dump(os.path.join(out, f"sent-{plan.TOPICS['exchange-ref']}.json"),
+         {"partitions": {key: sum(key.encode()) % 4 for key in keys}})
     source = [{"body": plan.b64(plan.index_prefix(i) + bytes(range(256))), "tags": f"Tag{i % 3}",
                "keys": f"r-key-{i}", "properties": [["TAGS", f"Tag{i % 3}"], ["KEYS", f"r-key-{i}"],
                                                     ["p\u00fc", f"v {i}"]],
@@ -112,9 +116,20 @@ def dump(path, data):
 def write_ideal_dumps(out):
     for _row, source, topic_key, reader in check.rows():
         wanted = check.expected_messages(source, topic_key, out, BASE_MS)
-        prefix = check.READERS[reader][0]
-        dump(os.path.join(out, f"{prefix}-{plan.TOPICS[topic_key]}.json"),
-             [IDEAL[reader](i, e, source) for i, e in enumerate(wanted)])
+        names = check.dump_names(reader, topic_key)
+        files = [[] for _ in names]
+        positions = {}
+        for i, e in enumerate(wanted):
+            # Unkeyed publishes to a partitioned topic may go anywhere: round-robin here.
+            partition = e.partition if e.partition is not None else i % plan.partitions(topic_key)
+            positions[partition] = positions.get(partition, -1) + 1
+            message = IDEAL[reader.split("-")[0] if reader.startswith("amqp") else reader](
+                positions[partition], e, source)
+            if reader == "kafka":
+                message["partition"] = partition
+            files[partition if len(files) > 1 else 0].append(message)
+        for name, messages in zip(names, files):
+            dump(os.path.join(out, name), messages)
 
 
 def verdicts(out, row_id):
@@ -133,7 +148,7 @@ POSITION_FIELD = {"kafka": "offset", "ali-ons": "queue_offset", "rocketmq-cpp": 
 
 
 def value_field(reader):
-    return check.READERS[reader][1]
+    return check.READERS[reader][0]
 
 
 def drop(reader, messages):
@@ -151,9 +166,11 @@ def alter_value(reader, messages):
 
 
 def reorder(reader, messages):
-    if reader in POSITION_FIELD:
+    if reader in POSITION_FIELD:  # two records of one partition trade places
         field = POSITION_FIELD[reader]
-        messages[1][field], messages[2][field] = messages[2][field], messages[1][field]
+        first = messages[1]
+        second = next(m for m in messages[2:] if m.get("partition") == first.get("partition"))
+        first[field], second[field] = second[field], first[field]
     else:
         messages[1], messages[2] = messages[2], messages[1]
 
@@ -193,6 +210,16 @@ def alter_time(reader, messages):
     messages[0][TIME_FIELD[reader]] += 1000
 
 
+def misplace(reader, messages):
+    """Moves a keyed record to another partition (Kafka dumps of partitioned topics only)."""
+    if reader == "kafka" and len({m["partition"] for m in messages}) > 1:
+        m = next(m for m in messages if m["key"])
+        m["partition"] = (m["partition"] + 1) % 4
+        m["offset"] += 1000  # past every record of its new partition: only the place is wrong
+    else:
+        reorder(reader, messages)
+
+
 MUTATIONS = (
     ("a message missing", "count", drop),
     ("a message twice, one missing", "values", duplicate),
@@ -202,9 +229,11 @@ MUTATIONS = (
     ("a header changed, lost or leaked", "headers", alter_header),
     ("a basic property set on a foreign record (AMQP)", "headers", alter_header_or_property),
     ("a timestamp off by a second", "timestamps", alter_time),
+    ("a record in another partition than its key's (else swapped)", "order", misplace),
 )
 MUTATED_ROWS = ("kafka>amqp", "kafka>rocketmq", "amqp>kafka", "amqp>rocketmq", "rocketmq>kafka",
-                "rocketmq>amqp", "mixed>rocketmq-cpp", "large-cpp>amqp")
+                "rocketmq>amqp", "mixed>rocketmq-cpp", "large-cpp>amqp", "kafka-4p>amqp-super",
+                "amqp-exchange>kafka")
 
 
 def main():
@@ -220,12 +249,12 @@ def main():
         tried = 0
         for row in MUTATED_ROWS:
             _source, topic_key, reader = rows[row]
-            path = os.path.join(out, f"{check.READERS[reader][0]}-{plan.TOPICS[topic_key]}.json")
+            path = os.path.join(out, check.dump_names(reader, topic_key)[0])
             with open(path, encoding="utf-8") as f:
                 pristine = f.read()
             for description, must_fail, mutate in MUTATIONS:
                 messages = json.loads(pristine)
-                mutate(reader, messages)
+                mutate("amqp" if reader.startswith("amqp") else reader, messages)
                 dump(path, messages)
                 if verdicts(out, row)[must_fail] is not False:
                     problems.append(f"{row}: {description} does not fail {must_fail}")
