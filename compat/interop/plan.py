@@ -305,7 +305,7 @@ def matches(matcher, actual):
         return actual is None
     if matcher[0] == "bytes":
         return actual == matcher[1]
-    if actual is None:
+    if not isinstance(actual, bytes):  # null, an array, or a type no text form produces
         return False
     try:
         return json.loads(actual) == matcher[1]
