@@ -11,6 +11,8 @@ mod lapin_support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_lite::StreamExt;
+
 use broker::TestBroker;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -775,6 +777,189 @@ async fn stream_is_read_from_first_offset_timestamp_and_next_and_by_kafka() {
         .await
         .expect_err("a bogus x-stream-offset");
     assert!(error.to_string().contains("PRECONDITION_FAILED"), "{error}");
+}
+
+/// docs/interop.md through real clients: a Kafka record reaches an AMQP stream consumer with its
+/// key, timestamp and headers as a table (binary kept, null as void, a repeated name as one
+/// array); a record with a header name AMQP cannot carry cancels the consumer instead of being
+/// passed over; an AMQP publish reaches Kafka with its table entries and properties as headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_records_read_natively_over_amqp_and_amqp_headers_reach_kafka() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let mut broker = TestBroker::start();
+    let connection = connect_to(broker.addr("amqp")).await;
+    let channel = confirm_channel(&connection).await;
+    declare_with(&channel, "mapped", true, stream_args()).await;
+    let producer: FutureProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", broker.addr("kafka").to_string())
+        .set("acks", "all")
+        .create()
+        .expect("kafka producer");
+    let binary: &[u8] = &[0, 1, 2, 0xff];
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "h",
+            value: Some(&b"one"[..]),
+        })
+        .insert(Header {
+            key: "bin",
+            value: Some(binary),
+        })
+        .insert(Header {
+            key: "nil",
+            value: None::<&[u8]>,
+        })
+        .insert(Header {
+            key: "h",
+            value: Some(&b"two"[..]),
+        });
+    let long_name = "n".repeat(300);
+    let refused_headers = OwnedHeaders::new().insert(Header {
+        key: long_name.as_str(),
+        value: Some(&b"v"[..]),
+    });
+    for record in [
+        FutureRecord::to("mapped")
+            .key("k1")
+            .payload("v1")
+            .timestamp(1_700_000_000_999)
+            .headers(headers),
+        FutureRecord::to("mapped")
+            .key("k2")
+            .payload("v2")
+            .headers(refused_headers),
+    ] {
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .expect("kafka produce");
+    }
+
+    let (consuming, mut consumer) = consume_stream(&connection, "mapped", text("first")).await;
+    let first = next(&mut consumer).await;
+    assert_eq!(first.data, b"v1");
+    assert_eq!(first.routing_key.as_str(), "k1");
+    assert_eq!(first.exchange.as_str(), "");
+    assert_eq!(first.properties.timestamp(), &Some(1_700_000_000));
+    let long = |bytes: &[u8]| AMQPValue::LongString(bytes.to_vec().into());
+    assert_eq!(
+        header(&first, "h"),
+        Some(&AMQPValue::FieldArray(
+            vec![long(b"one"), long(b"two")].into()
+        ))
+    );
+    assert_eq!(header(&first, "bin"), Some(&long(binary)));
+    assert_eq!(header(&first, "nil"), Some(&AMQPValue::Void));
+    // The record AMQP cannot carry is not passed over: the channel is closed with the error,
+    // right after the deliveries before it (so an ack of those may race with the close).
+    let _ = first.ack(BasicAckOptions::default()).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("the consumer ends within 10 s");
+    assert!(!matches!(ended, Some(Ok(_))), "delivered: {ended:?}");
+    let error = consuming
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect_err("the channel is closed");
+    let closed = format!("{ended:?} {error:?}");
+    assert!(
+        closed.contains("INTERNAL_ERROR") && closed.contains("header name of 300 bytes"),
+        "{closed}"
+    );
+    let http = broker.http_addr();
+    let exposition = tokio::task::spawn_blocking(move || lapin_support::scrape(http))
+        .await
+        .expect("scrape");
+    assert!(
+        exposition.lines().any(|line| {
+            line.starts_with("tributary_interop_undeliverable_batches_total{")
+                && line.contains("protocol=\"amqp\"")
+                && line.contains("reason=\"header_name_too_long\"")
+        }),
+        "{exposition}"
+    );
+
+    let mut table = FieldTable::default();
+    table.insert("n".into(), AMQPValue::LongInt(7));
+    table.insert(
+        "arr".into(),
+        AMQPValue::FieldArray(vec![text("a"), text("b")].into()),
+    );
+    let properties = BasicProperties::default()
+        .with_headers(table)
+        .with_content_type("text/plain".into());
+    publish(&channel, "", "mapped", b"from-amqp", properties).await;
+    let kafka = broker.addr("kafka").to_string();
+    let (key, headers) = tokio::task::spawn_blocking(move || kafka_record(&kafka, "mapped", 2))
+        .await
+        .expect("kafka reader");
+    assert_eq!(
+        key.as_deref(),
+        Some(&b"mapped"[..]),
+        "the routing key is the key"
+    );
+    let shown: Vec<(String, Option<String>)> = headers
+        .into_iter()
+        .filter(|(name, _)| name != "amqp.props")
+        .collect();
+    let pair = |n: &str, v: &str| (n.to_owned(), Some(v.to_owned()));
+    assert_eq!(
+        shown,
+        [
+            pair("arr", "a"),
+            pair("arr", "b"),
+            pair("n", "7"),
+            pair("amqp.content-type", "text/plain"),
+            pair("amqp.exchange", ""),
+        ]
+    );
+}
+
+/// Record headers as Kafka returns them, values as lossy text.
+type TextHeaders = Vec<(String, Option<String>)>;
+
+/// The key and headers of record `offset` of partition 0 of `topic`.
+fn kafka_record(bootstrap: &str, topic: &str, offset: i64) -> (Option<Vec<u8>>, TextHeaders) {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "mapping-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("kafka consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Offset(offset))
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record at {offset}"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.expect("kafka poll");
+        let headers = message.headers().map_or(Vec::new(), |headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(|v| String::from_utf8_lossy(v).into_owned()),
+                    )
+                })
+                .collect()
+        });
+        return (message.key().map(<[u8]>::to_vec), headers);
+    }
 }
 
 /// The first `count` record values of partition 0 of `topic`, read with librdkafka.

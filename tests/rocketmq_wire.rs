@@ -1308,3 +1308,109 @@ fn a_send_creates_its_topic_with_the_producers_queue_count_capped_at_the_default
     assert_eq!(sent.field("queueId"), "0");
     broker.terminate();
 }
+
+/// docs/interop.md, Kafka -> RocketMQ: a pull gets a Kafka record's headers as properties (binary,
+/// null and 0x01 values escaped, a repeated name suffixed, `KEYS` from the key), its timestamp as
+/// born and store time, and tag filters match the stored value; a record whose properties exceed
+/// RocketMQ's 32,767 bytes fails the pull with SYSTEM_ERROR, every time (the position stays).
+#[test]
+fn kafka_records_pull_with_escaped_properties_and_oversized_ones_fail() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let mut broker = TestBroker::start();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.addr("kafka").to_string())
+        .set("acks", "all")
+        .create()
+        .expect("kafka producer");
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "h",
+            value: Some(&b"one"[..]),
+        })
+        .insert(Header {
+            key: "bin",
+            value: Some(&[0u8, 1, 2, 0xff][..]),
+        })
+        .insert(Header {
+            key: "nil",
+            value: None::<&[u8]>,
+        })
+        .insert(Header {
+            key: "h",
+            value: Some(&b"two"[..]),
+        })
+        .insert(Header {
+            key: "ctl",
+            value: Some(&b"a\x01b"[..]),
+        })
+        .insert(Header {
+            key: "TAGS",
+            value: Some(&b"T1"[..]),
+        });
+    producer
+        .send(
+            BaseRecord::to("FromKafka")
+                .partition(0)
+                .key("order-1")
+                .payload("v1")
+                .timestamp(1_700_000_000_123)
+                .headers(headers),
+        )
+        .expect("queue record");
+    let big = vec![b'x'; 40_000];
+    producer
+        .send(
+            BaseRecord::<str, str>::to("FromKafka")
+                .partition(0)
+                .payload("v2")
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "big",
+                    value: Some(&big[..]),
+                })),
+        )
+        .expect("queue record");
+    producer.flush(Duration::from_secs(20)).expect("flush");
+
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    let mut pull = cpp_pull("FromKafka", 0, 0, "T1", 0);
+    pull["maxMsgNums"] = json!(1);
+    let first = call(&mut conn, 11, 1, pull, b"");
+    assert_eq!(first.code(), 0, "{}", first.header);
+    assert_eq!(first.field("nextBeginOffset"), "1");
+    let stored = parse_stored(&first.body);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].body, b"v1");
+    assert_eq!(
+        stored[0].properties,
+        "h\u{1}one\u{2}bin\u{1}=?b64?AAEC/w==\u{2}nil\u{1}=?null?\u{2}h#2\u{1}two\u{2}\
+         ctl\u{1}=?b64?YQFi\u{2}TAGS\u{1}T1\u{2}KEYS\u{1}order-1\u{2}"
+    );
+    let born = be64(&first.body, 40);
+    let born_host_len = if be32(&first.body, 36) & 0x10 != 0 {
+        20
+    } else {
+        8
+    };
+    let store = be64(&first.body, 48 + born_host_len);
+    assert_eq!((born, store), (1_700_000_000_123, 1_700_000_000_123));
+    for opaque in [2, 3] {
+        let refused = call(
+            &mut conn,
+            11,
+            opaque,
+            cpp_pull("FromKafka", 0, 1, "*", 0),
+            b"",
+        );
+        assert_eq!(refused.code(), 1, "SYSTEM_ERROR: {}", refused.header);
+        assert!(
+            refused.header["remark"]
+                .as_str()
+                .is_some_and(|r| r.contains("32767")),
+            "{}",
+            refused.header
+        );
+    }
+}

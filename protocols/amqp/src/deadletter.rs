@@ -28,7 +28,10 @@ use tributary_api::queue::{Delivery, PRIORITY_HEADER};
 use crate::Shared;
 use crate::codec::content::BasicProperties;
 use crate::codec::table::{FieldTable, FieldValue};
-use crate::message::{HEADER_EXCHANGE, HEADER_PROPERTIES, from_record, now_ms, set_priority};
+use crate::message::{
+    HEADER_EXCHANGE, HEADER_PROPERTIES, from_record_lenient, key_of, now_ms, set_priority,
+    to_record,
+};
 use crate::policy::{QueueKind, QueuePolicy};
 
 pub const HEADER_EXPIRES: &[u8] = b"amqp.expires";
@@ -92,7 +95,7 @@ pub fn dead_letter_record(
     routing_key: Option<&str>,
     now_ms: i64,
 ) -> (String, Record) {
-    let message = from_record(record);
+    let message = from_record_lenient(record);
     let mut props = BasicProperties::parse(&message.raw_properties).unwrap_or_default();
     let mut headers = props.headers.take().unwrap_or_default();
     let mut deaths = match headers.get("x-death") {
@@ -157,8 +160,20 @@ pub fn dead_letter_record(
     props.headers = Some(headers);
     props.expiration = None;
     let routing_key = routing_key.map_or(message.routing_key.clone(), str::to_owned);
+    if record
+        .headers
+        .iter()
+        .any(|(k, _)| k.as_ref() == HEADER_PROPERTIES)
+    {
+        // Written by AMQP: every other header is derived from the properties, so the copy's
+        // are derived from its new ones (Kafka and RocketMQ readers see `x-death` too).
+        let body = record.value.clone().unwrap_or_default();
+        let mut out = to_record(exchange, &routing_key, props.encode(), &props, body, 0);
+        out.timestamp = record.timestamp;
+        return (routing_key, out);
+    }
     let mut out = record.clone();
-    out.key = Some(Bytes::copy_from_slice(routing_key.as_bytes()));
+    out.key = key_of(&routing_key);
     out.headers.retain(|(k, _)| {
         k.as_ref() != HEADER_EXCHANGE
             && k.as_ref() != HEADER_PROPERTIES
@@ -222,8 +237,8 @@ async fn republish(
             policy.dead_letter_routing_key.as_deref(),
             now,
         );
-        let props =
-            BasicProperties::parse(&from_record(&record).raw_properties).unwrap_or_default();
+        let props = BasicProperties::parse(&from_record_lenient(&record).raw_properties)
+            .unwrap_or_default();
         let targets = shared
             .topology
             .route(exchange, &routing_key, props.headers.as_ref())
@@ -317,7 +332,7 @@ pub fn parse_expiration(value: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::to_record;
+    use crate::message::from_record;
 
     #[test]
     fn x_death_is_laid_out_and_counted() {
@@ -336,7 +351,21 @@ mod tests {
         let (key, first) =
             dead_letter_record(&record, "q1", REASON_EXPIRED, "dlx", None, 2_000_000);
         assert_eq!(key, "new");
-        let message = from_record(&first);
+        assert_eq!(first.timestamp, 1_000, "the copy keeps the record's time");
+        // Readers of other protocols see the copy's properties, not the original's.
+        let record_header = |name: &[u8]| {
+            first
+                .headers
+                .iter()
+                .find(|(n, _)| n.as_ref() == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            record_header(b"x-first-death-reason"),
+            Some(Some(Bytes::from_static(b"expired")))
+        );
+        assert_eq!(record_header(b"amqp.expiration"), None);
+        let message = from_record_lenient(&first);
         assert_eq!(message.exchange, "dlx");
         let props = BasicProperties::parse(&message.raw_properties).unwrap();
         assert_eq!(props.expiration, None, "expiration is removed");
@@ -378,7 +407,7 @@ mod tests {
             3_000_000,
         );
         assert_eq!(key, "retry");
-        let headers = BasicProperties::parse(&from_record(&second).raw_properties)
+        let headers = BasicProperties::parse(&from_record_lenient(&second).raw_properties)
             .unwrap()
             .headers
             .unwrap();
@@ -435,6 +464,38 @@ mod tests {
         assert_eq!(
             parse_expiration("-5").unwrap_err(),
             "invalid expiration '-5': {value_negative,-5}"
+        );
+    }
+
+    #[test]
+    fn a_foreign_record_keeps_its_headers_when_dead_lettered() {
+        let long_name = Bytes::from(vec![b'n'; 300]);
+        let record = Record {
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            timestamp: 5_000,
+            headers: vec![
+                (Bytes::from_static(b"h"), Some(Bytes::from_static(b"1"))),
+                (long_name.clone(), None),
+            ],
+        };
+        let (key, copy) = dead_letter_record(&record, "q", REASON_EXPIRED, "dlx", None, 9_000);
+        assert_eq!(key, "");
+        assert_eq!(copy.key, None);
+        assert!(copy.headers.iter().any(|(n, _)| *n == long_name));
+        let message = from_record(&copy).unwrap();
+        let props = BasicProperties::parse(&message.raw_properties).unwrap();
+        assert_eq!(props.timestamp, Some(5));
+        let headers = props.headers.unwrap();
+        assert_eq!(
+            headers.get("h"),
+            Some(&FieldValue::LongString(Bytes::from_static(b"1")))
+        );
+        assert!(headers.get("x-death").is_some());
+        assert_eq!(
+            headers.0.len(),
+            5,
+            "h, x-death, x-first-death-*: {headers:?}"
         );
     }
 }

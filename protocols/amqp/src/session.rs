@@ -63,7 +63,32 @@ pub struct Session {
     pub(crate) staged_bytes: usize,
     /// Acks not yet applied to the engine (see [`Session::flush_acks`]).
     pub(crate) staged_acks: Vec<crate::channel::Unacked>,
+    /// Channel errors found by this connection's background tasks (a consumer that meets a
+    /// record it cannot deliver); [`Session::run`] closes the channel with the reply.
+    pub(crate) channel_faults: ChannelFaults,
     method_metrics: m::MethodMetrics,
+}
+
+/// The sending side is cloned into consumer tasks; each sends at most one fault and stops, so
+/// the queue holds at most one entry per consumer.
+#[derive(Debug)]
+pub(crate) struct ChannelFaults {
+    pub(crate) report: mpsc::UnboundedSender<(u16, Reply)>,
+    received: mpsc::UnboundedReceiver<(u16, Reply)>,
+}
+
+impl ChannelFaults {
+    fn new() -> Self {
+        let (report, received) = mpsc::unbounded_channel();
+        Self { report, received }
+    }
+}
+
+/// What [`Session::run`] waits for.
+enum Event {
+    Frame(Option<Frame>),
+    Fault(u16, Reply),
+    Shutdown,
 }
 
 impl Session {
@@ -84,6 +109,7 @@ impl Session {
             staged: Vec::new(),
             staged_bytes: 0,
             staged_acks: Vec::new(),
+            channel_faults: ChannelFaults::new(),
             method_metrics: m::MethodMetrics::default(),
         }
     }
@@ -111,9 +137,27 @@ impl Session {
         shutdown: &CancellationToken,
     ) -> Result<Option<Reply>, AmqpError> {
         loop {
-            let frame = tokio::select! {
-                frame = reader.next(idle) => frame?,
-                () = shutdown.cancelled() => {
+            // `next` is cancel-safe: a partly read frame stays in the reader's buffer.
+            let event = tokio::select! {
+                frame = reader.next(idle) => Event::Frame(frame?),
+                Some((channel, reply)) = self.channel_faults.received.recv() => {
+                    Event::Fault(channel, reply)
+                }
+                () = shutdown.cancelled() => Event::Shutdown,
+            };
+            let frame = match event {
+                Event::Frame(frame) => frame,
+                Event::Fault(channel, reply) => {
+                    if self
+                        .channels
+                        .get(&channel)
+                        .is_some_and(|c| c.state != ChannelState::Closing)
+                    {
+                        Box::pin(self.close_channel_with(channel, reply)).await?;
+                    }
+                    continue;
+                }
+                Event::Shutdown => {
                     self.flush_publishes().await?;
                     return Ok(Some(Reply::new(CONNECTION_FORCED, "broker shutting down")));
                 }

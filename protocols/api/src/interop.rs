@@ -38,3 +38,36 @@ pub fn count_escaped_properties(escaped: u64) {
         metrics::counter!(ESCAPED_PROPERTIES).increment(escaped);
     }
 }
+
+/// Whether a record header is reserved (docs/interop.md, "Reserved headers"): kept for a
+/// lossless same-protocol round trip, never shown by an AMQP reader as a header or by a
+/// RocketMQ reader as a property. `amqp.expires` (an AMQP queue's expiry time) lives only in
+/// AMQP queues.
+pub fn is_reserved_header(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"amqp.props" | b"amqp.exchange" | b"amqp.expires" | b"queue.priority"
+    ) || name.starts_with(b"rmq.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_headers_are_the_documented_ones() {
+        for name in [
+            &b"amqp.props"[..],
+            b"amqp.exchange",
+            b"amqp.expires",
+            b"queue.priority",
+            b"rmq.born_host",
+            b"rmq.",
+        ] {
+            assert!(is_reserved_header(name), "{name:?}");
+        }
+        for name in [&b"amqp.content-type"[..], b"rmq", b"KEYS", b"", b"x-rmq.a"] {
+            assert!(!is_reserved_header(name), "{name:?}");
+        }
+    }
+}

@@ -49,6 +49,10 @@ pub enum RequestError {
     FilterDataNotExist,
     #[error("The broker does not support consumer to filter message by {0}")]
     FilterDisabled(String),
+    /// A stored message this frontend cannot deliver (docs/interop.md); the reader's position
+    /// stays before it.
+    #[error("{0}")]
+    Undeliverable(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -62,7 +66,9 @@ impl RequestError {
             }
             Self::Message(_) | Self::Illegal(_) => code::MESSAGE_ILLEGAL,
             Self::TopicNotExist(_) => code::TOPIC_NOT_EXIST,
-            Self::MessageNotFound(_) | Self::FilterDisabled(_) => code::SYSTEM_ERROR,
+            Self::MessageNotFound(_) | Self::FilterDisabled(_) | Self::Undeliverable(_) => {
+                code::SYSTEM_ERROR
+            }
             Self::SubscriptionParseFailed(_) => code::SUBSCRIPTION_PARSE_FAILED,
             Self::FilterDataNotExist => code::FILTER_DATA_NOT_EXIST,
             Self::NotSupported(_) => code::REQUEST_CODE_NOT_SUPPORTED,

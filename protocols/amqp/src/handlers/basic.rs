@@ -40,6 +40,14 @@ impl Session {
         let Some(delivery) = take_live(&self.shared, queue, 1).await?.into_iter().next() else {
             return self.send_method(channel, &Method::BasicGetEmpty).await;
         };
+        let message = match from_record(&delivery.record) {
+            Ok(message) => message,
+            Err(error) => {
+                // Undeliverable: it stays at the head of the queue, and the client gets the error.
+                queues.requeue(queue, &[delivery.id]).await?;
+                return Err(error);
+            }
+        };
         if no_ack {
             queues.ack(queue, &[delivery.id]).await?;
         }
@@ -63,7 +71,6 @@ impl Session {
         };
         let remaining = queues.depth(queue).map(|d| d.ready).unwrap_or(0);
         m::record_depth(&self.shared, queue);
-        let message = from_record(&delivery.record);
         let properties =
             stream::delivered_properties(info.policy.kind, &delivery, &message.raw_properties);
         self.shared.counters.delivered.increment(1);

@@ -21,13 +21,14 @@ use std::time::Instant;
 
 use tracing::debug;
 use tributary_api::batch::{BatchHeader, decode_records};
+use tributary_api::interop::count_escaped_properties;
 use tributary_api::{EngineError, StoredRecord, TopicDescription, TopicPartition};
 
 use crate::codec::RemotingCommand;
 use crate::codec::message::{StoredMessage, encode_stored, format_properties};
 use crate::connection::Connection;
 use crate::error::{RequestError, RequestResult};
-use crate::records::{MessageMeta, OutgoingMessage};
+use crate::records::{MessageMeta, OutgoingMessage, check_properties_len};
 use crate::{Role, Shared, metrics};
 
 /// `RequestCode` values served here (corrected against the Java source).
@@ -265,8 +266,7 @@ fn encode_message(
     out: &mut bytes::BytesMut,
 ) -> RequestResult<()> {
     let place = Placement::of(partition, topic_id, offset)?;
-    encode_placed(&place, message, store_host, out);
-    Ok(())
+    encode_placed(&place, message, store_host, out)
 }
 
 /// [`encode_message`] from borrowed parts (the pull path's record views).
@@ -316,24 +316,28 @@ struct MessageParts<'a> {
     properties: &'a str,
 }
 
+/// Encodes an owned message; an error (counted) when its properties are too long for RocketMQ.
 fn encode_placed(
     place: &Placement<'_>,
     message: &OutgoingMessage,
     store_host: std::net::SocketAddr,
     out: &mut bytes::BytesMut,
-) {
+) -> RequestResult<()> {
     let properties = format_properties(
         message
             .properties
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str())),
     );
+    check_properties_len(properties.len())?;
+    count_escaped_properties(message.escaped);
     let parts = MessageParts {
         meta: message.meta,
         body: &message.body,
         properties: &properties,
     };
     encode_at(place, &parts, store_host, out);
+    Ok(())
 }
 
 fn encode_at(

@@ -117,6 +117,9 @@ pub(super) fn min_offset(
     Ok(offset_response(request, bounds.log_start))
 }
 
+/// The first offset whose record timestamp is at or after `timestamp`: for RocketMQ producers
+/// the born time (delayed and transactional messages: the time they were stored), for other
+/// protocols their record timestamp (docs/interop.md); RocketMQ itself searches store times.
 pub(super) async fn search_by_timestamp(
     shared: &Shared,
     request: &RemotingCommand,

@@ -31,7 +31,6 @@ use tributary_api::{PartitionOffsets, TopicPartition};
 
 use super::{MessageParts, encode_parts, optional, parsed, queue_id, required, topic_id};
 use crate::codec::RemotingCommand;
-use crate::codec::message::format_properties_into;
 use crate::connection::Connection;
 use crate::error::{RequestError, RequestResult, code};
 use crate::records::MessageView;
@@ -275,8 +274,7 @@ impl Encoder<'_> {
                 if !self.filter.matches(|name| message.property(name)) {
                     continue;
                 }
-                self.properties.clear();
-                format_properties_into(&mut self.properties, message.properties());
+                message.write_properties(&mut self.properties)?;
                 let parts = MessageParts {
                     meta: message.meta,
                     body: message.body(),

@@ -9,7 +9,6 @@ use tributary_api::TopicPartition;
 use tributary_api::batch::{build_batch, decode_records};
 
 use super::super::{MessageParts, encode_message, encode_parts};
-use crate::codec::message::format_properties_into;
 use crate::records::{IncomingMessage, MessageView, OutgoingMessage};
 use crate::registry::{Subscription, TagFilter};
 
@@ -59,8 +58,7 @@ fn view_path(batches: &[Bytes], out: &mut BytesMut) {
         for stored in decode_records(b).unwrap() {
             let m = MessageView::of(&stored.record);
             if filter.matches(|n| m.property(n)) {
-                properties.clear();
-                format_properties_into(&mut properties, m.properties());
+                m.write_properties(&mut properties).unwrap();
                 let parts = MessageParts {
                     meta: m.meta,
                     body: m.body(),

@@ -2,11 +2,13 @@
 //! QUERY_MESSAGE (by key or unique key within a store-time range) and
 //! GET_EARLIEST_MSG_STORETIME.
 //!
-//! There is no key index: QUERY_MESSAGE scans each queue of the topic from the first message
-//! stored at or after `beginTimestamp` until `endTimestamp`, at most [`QUERY_SCAN_LIMIT`] messages
-//! per queue, and returns up to `maxNum` matches (a message matches when one of its space-separated
-//! `KEYS` is the key, or with `_UNIQUE_KEY_QUERY=true` when its `UNIQ_KEY` is). Misses answer
-//! QUERY_NOT_FOUND, as RocketMQ does.
+//! There is no key index: QUERY_MESSAGE scans each queue of the topic from the first record whose
+//! timestamp (for RocketMQ producers the born time, docs/interop.md) is at or after
+//! `beginTimestamp`, keeps messages whose store time is within `beginTimestamp..=endTimestamp`
+//! and stops at the first stored later, at most [`QUERY_SCAN_LIMIT`] messages per queue, and
+//! returns up to `maxNum` matches (a message matches when one of its space-separated `KEYS` is
+//! the key, or with `_UNIQUE_KEY_QUERY=true` when its `UNIQ_KEY` is; a record of another
+//! protocol has its key as `KEYS`). Misses answer QUERY_NOT_FOUND, as RocketMQ does.
 
 use bytes::{Bytes, BytesMut};
 use tributary_api::batch::{BatchHeader, decode_records};
@@ -18,7 +20,7 @@ use crate::Shared;
 use crate::codec::RemotingCommand;
 use crate::connection::Connection;
 use crate::error::{RequestResult, code};
-use crate::records::OutgoingMessage;
+use crate::records::{MessageMeta, OutgoingMessage};
 
 /// Messages examined per queue by one QUERY_MESSAGE.
 pub(crate) const QUERY_SCAN_LIMIT: usize = 100_000;
@@ -58,7 +60,7 @@ pub(super) async fn earliest_store_time(
     let start = shared.engine.log.offsets(&partition)?.log_start;
     let timestamp = read_record(shared, &partition, start)
         .await?
-        .map_or(-1, |stored| stored.record.timestamp);
+        .map_or(-1, |stored| MessageMeta::of(&stored.record).store_timestamp);
     Ok(RemotingCommand::response_to(request, code::SUCCESS).with_field("timestamp", timestamp))
 }
 
@@ -125,8 +127,13 @@ pub(super) async fn query_by_key(
                 };
                 for stored in records.into_iter().filter(|r| r.offset >= before) {
                     scanned += 1;
-                    if stored.record.timestamp > end {
+                    // The range is of store times, which grow along a queue.
+                    let stored_at = MessageMeta::of(&stored.record).store_timestamp;
+                    if stored_at > end {
                         break 'queue;
+                    }
+                    if stored_at < begin {
+                        continue;
                     }
                     let message = OutgoingMessage::from_record(&stored.record);
                     if matches(&message) {

@@ -100,6 +100,11 @@ pub(super) async fn send(
         return Ok(RemotingCommand::response_to(request, code::MESSAGE_ILLEGAL)
             .with_remark("the batch holds no message"));
     }
+    if let Some(name) = messages.iter().find_map(IncomingMessage::reserved_property) {
+        return Err(RequestError::Illegal(format!(
+            "property name `{name}` is reserved by the broker (docs/interop.md)"
+        )));
+    }
     let target = TopicPartition::new(topic, partition);
     if messages.iter().any(transaction::is_half) {
         let [message] = <[IncomingMessage; 1]>::try_from(messages).map_err(|_| {
@@ -223,7 +228,7 @@ pub(super) async fn schedule(
         .properties
         .retain(|(name, _)| name != PROPERTY_DELAY);
     set_real_destination(message, target);
-    let batch = build_batch(&[message.to_record(due)]);
+    let batch = build_batch(&[message.to_record_at_store_time(due)]);
     shared
         .engine
         .scheduler

@@ -86,7 +86,7 @@ pub(super) async fn send_back(
         shared
             .engine
             .log
-            .append(&target, build_batch(&[copy.to_record(now)]))
+            .append(&target, build_batch(&[copy.to_record_at_store_time(now)]))
             .await?;
         ::metrics::counter!(metrics::MESSAGES_IN, "topic" => dlq).increment(1);
     } else {

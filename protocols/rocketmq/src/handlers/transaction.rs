@@ -248,7 +248,10 @@ async fn commit_half(
     shared
         .engine
         .log
-        .append(&target, build_batch(&[committed.to_record(now)]))
+        .append(
+            &target,
+            build_batch(&[committed.to_record_at_store_time(now)]),
+        )
         .await?;
     ::metrics::counter!(metrics::MESSAGES_IN, "topic" => topic.clone()).increment(1);
     shared.stats.sent(&topic, 1);
@@ -336,7 +339,7 @@ async fn send_check(shared: &Shared, offset: i64, pending: &Pending) -> RequestR
         queue_offset: offset,
         physical_offset,
     };
-    encode_placed(&place, &message, channel.local, &mut body);
+    encode_placed(&place, &message, channel.local, &mut body)?;
     let unique_id = message.property(PROPERTY_UNIQ_KEY).unwrap_or_default();
     let sent = shared.peers.send_oneway(
         channel.connection,
