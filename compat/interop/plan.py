@@ -46,7 +46,7 @@ CPP_PROPERTIES = ("TAGS", "KEYS", "trace-id", "bin", "ctl", "dup", "dup#2", "dup
                   "\u00fcn\u00ef", "nothing", "empty")
 AMQP_EXCHANGE = "interop-amqp-in"  # a topic exchange bound to the stream queue TOPICS["amqp"]
 # Header names a reader must never show as native headers or properties (docs/interop.md).
-RESERVED_EXACT = {"amqp.props", "amqp.exchange", "queue.priority"}
+RESERVED_EXACT = {"amqp.props", "amqp.exchange", "queue.priority", "amqp.expires"}
 ESCAPE_B64 = "=?b64?"
 ESCAPE_NULL = "=?null?"
 

@@ -74,7 +74,7 @@ def ideal_amqp(position, e, _source):
 
 def ideal_ali_ons(position, e, _source):
     props = [["TAGS", None]] + [[n, text(m).decode()] for n, m in plan.rocketmq_properties(e.headers, e.key)]
-    props += [["MIN_OFFSET", "0"], ["MAX_OFFSET", str(plan.COUNT)]]  # ali-ons adds these
+    props += [["", ""], ["MIN_OFFSET", "0"], ["MAX_OFFSET", str(plan.COUNT)]]  # ali-ons adds these
     return {"queue_offset": position, "body": plan.b64(e.value), "tags": None,
             "keys": dict(props).get("KEYS"), "born_timestamp": timestamp(e),
             "store_timestamp": timestamp(e), "sys_flag": 0, "properties": props}
