@@ -2,12 +2,15 @@
 //! (order, clamping, requeue, SIGKILL survival), `x-expires`, `x-max-length-bytes`,
 //! `x-overflow=reject-publish-dlx`, quorum queues with `x-delivery-limit` (counts kept across
 //! SIGKILL), and streams read with `x-stream-offset` (first, numeric,
-//! timestamp, next) and through Kafka.
+//! timestamp, next) and through Kafka, and Kafka topics of several partitions read as super
+//! streams (`super_streams`).
 
 #[path = "support/broker.rs"]
 mod broker;
 #[path = "support/lapin.rs"]
 mod lapin_support;
+#[path = "amqp_lapin_queues/super_streams.rs"]
+mod super_streams;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -144,6 +144,7 @@ async fn deleting_a_topic_removes_its_offsets_in_every_group() {
         settings: TopicSettings::default(),
         internal: false,
         created_ms: 0,
+        fixed_by: None,
     };
     meta.put_topic(&topic("doomed")).unwrap();
     meta.put_topic(&topic("kept")).unwrap();

@@ -283,3 +283,59 @@ async fn bad_input_is_refused_with_engine_errors() {
     assert_eq!(engine.log.offsets(&tp).unwrap().high_watermark, 0);
     broker.close().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_partition_count_refuses_growth_survives_reopen_and_goes_with_the_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = "the AMQP stream 'fixed' in vhost '/'";
+    {
+        let (_broker, engine) = open(dir.path());
+        let topics = &engine.topics;
+        topics
+            .create_topic("fixed", 1, TopicSettings::default())
+            .await
+            .unwrap();
+        // The count must be the one the holder reads.
+        assert!(matches!(
+            topics.fix_partition_count("fixed", 2, holder).await,
+            Err(EngineError::InvalidPartitions {
+                requested: 2,
+                current: 1
+            })
+        ));
+        let fixed = topics
+            .fix_partition_count("fixed", 1, holder)
+            .await
+            .unwrap();
+        assert_eq!(fixed.fixed_by.as_deref(), Some(holder));
+        let refused = topics.create_partitions("fixed", 4).await.unwrap_err();
+        assert!(
+            matches!(&refused, EngineError::PartitionCountFixed { topic, partitions: 1, .. } if topic == "fixed"),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains(holder), "{refused}");
+        assert_eq!(topics.describe_topic("fixed").unwrap().partitions, 1);
+    }
+    let (_broker, engine) = open(dir.path());
+    let topics = &engine.topics;
+    let reopened = topics.describe_topic("fixed").unwrap();
+    assert_eq!(reopened.fixed_by.as_deref(), Some(holder));
+    assert!(matches!(
+        topics.create_partitions("fixed", 2).await,
+        Err(EngineError::PartitionCountFixed { .. })
+    ));
+    topics.delete_topic("fixed").await.unwrap();
+    let again = topics
+        .create_topic("fixed", 1, TopicSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(again.fixed_by, None);
+    assert_eq!(
+        topics
+            .create_partitions("fixed", 2)
+            .await
+            .unwrap()
+            .partitions,
+        2
+    );
+}

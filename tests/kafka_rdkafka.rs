@@ -3,6 +3,8 @@
 
 #[path = "support/broker.rs"]
 mod broker;
+#[path = "support/lapin.rs"]
+mod lapin_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -748,4 +750,124 @@ async fn a_restarted_static_member_takes_over_its_old_place() {
     a.leave();
     b_again.leave();
     assert_exactly_once(&log, 200);
+}
+
+/// docs/interop.md "Topics seen from AMQP": a topic AMQP reads as the single stream `T` cannot
+/// grow (AMQP would read one partition of several); the mark survives a restart, goes with the
+/// stream, and other topics grow as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_partitions_is_refused_on_a_topic_declared_as_an_amqp_stream() {
+    use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let mut broker = TestBroker::start();
+    let bootstrap = broker.addr("kafka").to_string();
+    let admin = |bootstrap: &str| -> AdminClient<DefaultClientContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("admin client")
+    };
+    let options = AdminOptions::new().operation_timeout(Some(WAIT));
+    let partitions_of = |admin: &AdminClient<DefaultClientContext>, name: &str| {
+        admin
+            .inner()
+            .fetch_metadata(Some(name), WAIT)
+            .expect("metadata")
+            .topics()
+            .iter()
+            .find(|topic| topic.name() == name && topic.error().is_none())
+            .map(|topic| topic.partitions().len())
+    };
+    async fn grow(
+        admin: &AdminClient<DefaultClientContext>,
+        name: &str,
+        total: usize,
+    ) -> rdkafka::admin::TopicResult {
+        let options = AdminOptions::new().operation_timeout(Some(WAIT));
+        let results = admin
+            .create_partitions(&[NewPartitions::new(name, total)], &options)
+            .await
+            .expect("create partitions");
+        results.into_iter().next().expect("one result")
+    }
+    let refused = |name: &str| Err((name.to_owned(), RDKafkaErrorCode::PolicyViolation));
+
+    let connection = lapin_support::connect(&mut broker).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    // A stream AMQP created, and a one-partition topic Kafka created that AMQP adopted.
+    channel
+        .queue_declare("solo".into(), durable, lapin_support::stream_args())
+        .await
+        .expect("declare stream solo");
+    let kafka_admin = admin(&bootstrap);
+    let adopted = NewTopic::new("adopted", 1, TopicReplication::Fixed(1));
+    let plain = NewTopic::new("plain", 1, TopicReplication::Fixed(1));
+    let created = kafka_admin
+        .create_topics(&[adopted, plain], &options)
+        .await
+        .expect("create topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    channel
+        .queue_declare("adopted".into(), durable, lapin_support::stream_args())
+        .await
+        .expect("declare stream adopted");
+
+    for name in ["solo", "adopted"] {
+        let results = kafka_admin
+            .create_partitions(&[NewPartitions::new(name, 4)], &options)
+            .await
+            .expect("create partitions");
+        assert_eq!(results, vec![refused(name)]);
+        // validate_only gets the same answer.
+        let results = kafka_admin
+            .create_partitions(
+                &[NewPartitions::new(name, 4)],
+                &AdminOptions::new().validate_only(true),
+            )
+            .await
+            .expect("validate-only create partitions");
+        assert_eq!(results, vec![refused(name)]);
+        assert_eq!(partitions_of(&kafka_admin, name), Some(1), "{name}");
+    }
+    // A topic no stream reads grows as before.
+    assert_eq!(grow(&kafka_admin, "plain", 3).await, Ok("plain".to_owned()));
+    assert_eq!(partitions_of(&kafka_admin, "plain"), Some(3));
+    drop(channel);
+    drop(connection);
+
+    // The mark is durable: after a SIGKILL, before any AMQP client connects, growth is refused.
+    broker.kill_and_restart();
+    let bootstrap = broker.addr("kafka").to_string();
+    let kafka_admin = admin(&bootstrap);
+    assert_eq!(grow(&kafka_admin, "solo", 2).await, refused("solo"));
+    assert_eq!(partitions_of(&kafka_admin, "solo"), Some(1));
+
+    // Deleting the stream deletes the topic with its mark: a new topic of that name grows.
+    let connection = lapin_support::connect(&mut broker).await;
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .queue_delete("solo".into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete stream solo");
+    // (A metadata request naming a missing topic would auto-create it: list them all instead.)
+    let listed = kafka_admin
+        .inner()
+        .fetch_metadata(None, WAIT)
+        .expect("metadata");
+    assert!(listed.topics().iter().all(|topic| topic.name() != "solo"));
+    let again = NewTopic::new("solo", 1, TopicReplication::Fixed(1));
+    let created = kafka_admin
+        .create_topics(&[again], &options)
+        .await
+        .expect("create solo again");
+    assert_eq!(created, vec![Ok("solo".to_owned())]);
+    assert_eq!(grow(&kafka_admin, "solo", 2).await, Ok("solo".to_owned()));
+    assert_eq!(partitions_of(&kafka_admin, "solo"), Some(2));
 }

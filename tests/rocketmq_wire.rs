@@ -10,6 +10,9 @@ mod broker;
 #[path = "support/promtool.rs"]
 mod promtool;
 
+#[path = "support/lapin.rs"]
+mod lapin_support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -1413,4 +1416,51 @@ fn kafka_records_pull_with_escaped_properties_and_oversized_ones_fail() {
             refused.header
         );
     }
+
+/// docs/interop.md "Topics seen from AMQP": UPDATE_AND_CREATE_TOPIC cannot grow a topic AMQP
+/// reads as the single stream `T` (SYSTEM_ERROR with the engine's text), while other topics grow.
+#[test]
+fn update_and_create_topic_cannot_grow_a_topic_amqp_reads_as_one_stream() {
+    let mut broker = TestBroker::start();
+    let amqp = broker.addr("amqp");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let connection = lapin_support::connect_to(amqp).await;
+        let channel = connection.create_channel().await.expect("channel");
+        let durable = lapin::options::QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare("AmqpStream".into(), durable, lapin_support::stream_args())
+            .await
+            .expect("declare the stream");
+    });
+    let mut ns = connect(broker.addr("rocketmq-namesrv"));
+    let update = |topic: &str, queues: &str| json!({"topic": topic, "readQueueNums": queues, "writeQueueNums": queues, "perm": "6"});
+    let write_queues = |ns: &mut TcpStream, opaque: i32, topic: &str| {
+        let route = call(ns, 105, opaque, json!({"topic": topic}), b"");
+        assert_eq!(route.code(), 0, "{}", route.header);
+        let route: Value = serde_json::from_slice(&route.body).unwrap();
+        route["queueDatas"][0]["writeQueueNums"]
+            .as_i64()
+            .expect("writeQueueNums")
+    };
+
+    let grow = call(&mut ns, 17, 1, update("AmqpStream", "8"), b"");
+    assert_eq!(grow.code(), 1, "SYSTEM_ERROR: {}", grow.header);
+    let remark = grow.header["remark"].as_str().expect("remark");
+    assert!(remark.contains("the AMQP stream 'AmqpStream'"), "{remark}");
+    assert_eq!(write_queues(&mut ns, 2, "AmqpStream"), 1);
+    // Asking for what it has already changes nothing and succeeds.
+    let same = call(&mut ns, 17, 3, update("AmqpStream", "1"), b"");
+    assert_eq!(same.code(), 0, "{}", same.header);
+
+    // Topics no stream reads are created and grown as before.
+    for (opaque, queues) in [(4, "2"), (5, "8")] {
+        let grown = call(&mut ns, 17, opaque, update("Growing", queues), b"");
+        assert_eq!(grown.code(), 0, "{}", grown.header);
+    }
+    assert_eq!(write_queues(&mut ns, 6, "Growing"), 8);
+    broker.terminate();
 }

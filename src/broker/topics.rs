@@ -144,6 +144,7 @@ impl Topics {
             partitions: record.partitions,
             settings: effective(&self.defaults, &record.settings),
             internal: record.internal,
+            fixed_by: record.fixed_by.clone(),
         }
     }
 }
@@ -284,6 +285,7 @@ impl TopicAdmin for Topics {
             settings,
             internal: false,
             created_ms: now_ms(),
+            fixed_by: None,
         };
         let (storage, meta, stored) = (self.storage.clone(), self.meta.clone(), record.clone());
         let config = log_config(&self.defaults, &record.settings);
@@ -318,6 +320,9 @@ impl TopicAdmin for Topics {
     async fn create_partitions(&self, name: &str, total: u32) -> EngineResult<TopicDescription> {
         let _admin = self.admin.lock().await;
         let mut record = self.record(name)?;
+        if let Some(refusal) = self.describe(&record).growth_refusal() {
+            return Err(refusal);
+        }
         check_partitions(total, record.partitions)?;
         record.partitions = total;
         let (storage, meta, stored) = (self.storage.clone(), self.meta.clone(), record.clone());
@@ -330,6 +335,31 @@ impl TopicAdmin for Topics {
         let description = self.describe(&record);
         self.table.write().insert(record.name.clone(), record);
         Ok(description)
+    }
+
+    async fn fix_partition_count(
+        &self,
+        name: &str,
+        partitions: u32,
+        holder: &str,
+    ) -> EngineResult<TopicDescription> {
+        let _admin = self.admin.lock().await;
+        let mut record = self.record(name)?;
+        if record.partitions != partitions {
+            return Err(EngineError::InvalidPartitions {
+                requested: partitions,
+                current: record.partitions,
+            });
+        }
+        if record.fixed_by.as_deref() != Some(holder) {
+            record.fixed_by = Some(holder.to_owned());
+            let (meta, stored) = (self.meta.clone(), record.clone());
+            blocking(move || meta.put_topic(&stored)).await?;
+            self.table
+                .write()
+                .insert(record.name.clone(), record.clone());
+        }
+        Ok(self.describe(&record))
     }
 
     async fn alter_settings(

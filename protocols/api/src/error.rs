@@ -17,6 +17,16 @@ pub enum EngineError {
     InvalidName(String),
     #[error("invalid partition count {requested} (current {current})")]
     InvalidPartitions { requested: u32, current: u32 },
+    /// The topic's partition count is fixed because a reader depends on it, e.g. an AMQP
+    /// stream reads exactly one partition and would never see records in new ones.
+    #[error(
+        "topic `{topic}` cannot grow past {partitions} partition(s): {holder} reads it as such and would miss records in new partitions"
+    )]
+    PartitionCountFixed {
+        topic: String,
+        partitions: u32,
+        holder: String,
+    },
     #[error("invalid setting `{name}`: {reason}")]
     InvalidSetting { name: String, reason: String },
     #[error("corrupt record batch: {0}")]

@@ -104,8 +104,20 @@ pub trait TopicAdmin: Send + Sync + std::fmt::Debug {
     /// Deletes a topic with its data and committed offsets.
     async fn delete_topic(&self, name: &str) -> EngineResult<()>;
 
-    /// Grows a topic to `total` partitions (never shrinks).
+    /// Grows a topic to `total` partitions (never shrinks). Fails with `PartitionCountFixed`
+    /// when the count is fixed ([`TopicAdmin::fix_partition_count`]), whoever asks.
     async fn create_partitions(&self, name: &str, total: u32) -> EngineResult<TopicDescription>;
+
+    /// Fixes the topic at `partitions` partitions on behalf of `holder` (a reader that depends
+    /// on the count, named for error texts, e.g. `the AMQP stream 's' in vhost '/'`): growing it
+    /// is refused from then on. Fails with `InvalidPartitions` when the topic has another count.
+    /// The mark is durable and is deleted with the topic; fixing again replaces the holder.
+    async fn fix_partition_count(
+        &self,
+        name: &str,
+        partitions: u32,
+        holder: &str,
+    ) -> EngineResult<TopicDescription>;
 
     /// Replaces the topic's explicit settings; `None` fields fall back to the broker default.
     async fn alter_settings(

@@ -114,6 +114,22 @@ pub struct TopicDescription {
     pub settings: EffectiveSettings,
     /// Set for the one-partition logs behind AMQP classic queues, which Kafka listings hide.
     pub internal: bool,
+    /// Who needs the partition count to stay as it is (see `TopicAdmin::fix_partition_count`),
+    /// e.g. `the AMQP stream 's' in vhost '/'`; growing the topic is then refused.
+    pub fixed_by: Option<String>,
+}
+
+impl TopicDescription {
+    /// The refusal to grow this topic, when its partition count is fixed.
+    pub fn growth_refusal(&self) -> Option<crate::EngineError> {
+        self.fixed_by
+            .as_ref()
+            .map(|holder| crate::EngineError::PartitionCountFixed {
+                topic: self.name.clone(),
+                partitions: self.partitions,
+                holder: holder.clone(),
+            })
+    }
 }
 
 /// Bounds of a partition's log.

@@ -49,6 +49,7 @@ pub fn error_code(error: &EngineError) -> ResponseError {
         EngineError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         EngineError::InvalidName(_) => ResponseError::InvalidTopicException,
         EngineError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        EngineError::PartitionCountFixed { .. } => ResponseError::PolicyViolation,
         EngineError::InvalidSetting { .. } => ResponseError::InvalidConfig,
         EngineError::CorruptBatch(BatchError::CrcMismatch { .. }) => ResponseError::CorruptMessage,
         EngineError::CorruptBatch(_) => ResponseError::InvalidRecord,
@@ -69,6 +70,17 @@ pub fn code(error: &EngineError) -> i16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fixed_partition_count_is_a_policy_violation_naming_its_holder() {
+        let fixed = EngineError::PartitionCountFixed {
+            topic: "t".into(),
+            partitions: 1,
+            holder: "the AMQP stream 't' in vhost '/'".into(),
+        };
+        assert_eq!(code(&fixed), 44);
+        assert!(fixed.to_string().contains("the AMQP stream 't'"), "{fixed}");
+    }
 
     #[test]
     fn crc_errors_are_corrupt_message_and_size_errors_too_large() {

@@ -9,6 +9,8 @@
 //!                                 | retention_ms opt<i64> | retention_bytes opt<i64>
 //!                                 | segment_bytes opt<u64> | segment_ms opt<u64>
 //!                                 | max_message_bytes opt<u32> | durability opt<durability>
+//!                                 [ | fixed_by opt<string> ]
+//!                                 (the bracketed tail is absent in records written before it)
 //! queue (key: name)            v1 | durable u8 | durability opt<durability> | created_ms i64
 //!                                 [ | max_priority opt<u8> | count_bytes u8 ]
 //!                                 (the bracketed tail is absent in records written before it)
@@ -53,6 +55,7 @@ pub(crate) fn encode_topic(topic: &TopicRecord) -> Vec<u8> {
     out.option(settings.segment_ms, Writer::u64);
     out.option(settings.max_message_bytes, Writer::u32);
     out.option(settings.durability, Writer::durability);
+    out.option(topic.fixed_by.as_deref(), |out, holder| out.string(holder));
     out.finish()
 }
 
@@ -71,6 +74,11 @@ pub(crate) fn decode_topic(name: &str, value: &[u8]) -> EngineResult<TopicRecord
         max_message_bytes: input.option(Reader::u32)?,
         durability: input.option(Reader::durability)?,
     };
+    let fixed_by = if input.input.is_empty() {
+        None
+    } else {
+        input.option(Reader::string)?
+    };
     input.end()?;
     Ok(TopicRecord {
         name: name.to_owned(),
@@ -79,6 +87,7 @@ pub(crate) fn decode_topic(name: &str, value: &[u8]) -> EngineResult<TopicRecord
         settings,
         internal,
         created_ms,
+        fixed_by,
     })
 }
 
@@ -354,9 +363,18 @@ mod tests {
             },
             internal: true,
             created_ms: 1_700_000_000_000,
+            fixed_by: Some("the AMQP stream 'orders' in vhost '/'".to_owned()),
         };
         let encoded = encode_topic(&topic);
         assert_eq!(decode_topic("orders", &encoded).unwrap(), topic);
+        // A record written before `fixed_by` existed ends after the durability field.
+        let unfixed = TopicRecord {
+            fixed_by: None,
+            ..topic.clone()
+        };
+        let mut old = encode_topic(&unfixed);
+        assert_eq!(old.pop(), Some(0));
+        assert_eq!(decode_topic("orders", &old).unwrap(), unfixed);
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct TopicRecord {
     pub settings: TopicSettings,
     pub internal: bool,
     pub created_ms: i64,
+    /// Who needs the partition count fixed (an AMQP stream); growth is refused while set.
+    pub fixed_by: Option<String>,
 }
 
 /// A queue as the metadata store keeps it.
@@ -334,6 +336,7 @@ mod tests {
             },
             internal: false,
             created_ms: 42,
+            fixed_by: None,
         }
     }
 

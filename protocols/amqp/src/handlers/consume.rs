@@ -167,7 +167,10 @@ impl ConsumerTask {
                 let _ = self.queues.wait_ready(&self.queue, WAIT).await;
             }
             Source::Stream { next } => {
-                let partition = self.shared.topology.stream_partition(&self.queue);
+                // A stream that is gone is reported by the next read.
+                let Ok(partition) = self.shared.topology.stream_partition(&self.queue) else {
+                    return;
+                };
                 let _ = self
                     .shared
                     .engine

@@ -112,6 +112,7 @@ impl Session {
                 format_args!("queue '{queue}' in vhost '{}' not empty", self.vhost),
             ));
         }
+        self.shared.topology.check_stream_deletable(queue)?;
         self.cancel_consumers_of(queue).await?;
         let count = self.shared.topology.delete_queue(queue).await?;
         m::record_depth(&self.shared, queue);

@@ -37,7 +37,7 @@ pub(crate) async fn store_batch(
         shared
             .engine
             .log
-            .append(&shared.topology.stream_partition(queue), batch)
+            .append(&shared.topology.stream_partition(queue)?, batch)
             .await?;
     } else {
         shared.engine.queues.enqueue(queue, batch).await?;
@@ -100,7 +100,7 @@ pub(crate) async fn start_offset(
     spec: Option<&FieldValue>,
 ) -> Result<i64, AmqpError> {
     let log = &shared.engine.log;
-    let partition = shared.topology.stream_partition(queue);
+    let partition = shared.topology.stream_partition(queue)?;
     let bounds = log.offsets(&partition)?;
     let at_time = |ms: i64| async move {
         let found = log
@@ -156,7 +156,7 @@ async fn last_batch_start(
         .engine
         .log
         .read(
-            &shared.topology.stream_partition(queue),
+            &shared.topology.stream_partition(queue)?,
             high_watermark - 1,
             1,
         )
@@ -172,7 +172,7 @@ pub(crate) async fn read(
     next: &mut i64,
     max: usize,
 ) -> EngineResult<Vec<Delivery>> {
-    let partition = shared.topology.stream_partition(queue);
+    let partition = shared.topology.stream_partition(queue)?;
     let gone = |error: EngineError| match error {
         EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. } => {
             EngineError::UnknownQueue(queue.to_owned())

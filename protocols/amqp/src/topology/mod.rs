@@ -100,6 +100,8 @@ impl QueueInfo {
 struct State {
     exchanges: HashMap<String, Exchange>,
     queues: HashMap<String, QueueInfo>,
+    /// Where each declared stream reads and writes, resolved when it was declared or loaded.
+    streams: HashMap<String, streams::StreamSource>,
 }
 
 /// The shared topology.

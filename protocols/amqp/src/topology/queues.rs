@@ -22,6 +22,27 @@ impl Topology {
         } else {
             decl.queue.clone()
         };
+        if !decl.passive {
+            self.refresh_stream(&name).await?;
+        }
+        // A super stream's partitions exist with its topic: a passive declare of one that was
+        // not declared yet declares it as a stream would be (creating nothing in the engine).
+        let implied;
+        let decl = if decl.passive && self.implied_partition(&name) {
+            let mut arguments = FieldTable::default();
+            arguments.insert("x-queue-type", FieldValue::LongString("stream".into()));
+            implied = QueueDeclare {
+                passive: false,
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                arguments,
+                ..decl.clone()
+            };
+            &implied
+        } else {
+            decl
+        };
         let mut record = None;
         let (lease, storage_policy);
         {
@@ -139,6 +160,7 @@ impl Topology {
     /// Removes a queue's definition and bindings and deletes its messages; returns how many.
     /// Auto-delete exchanges left without bindings go too.
     pub async fn delete_queue(&self, name: &str) -> Result<u64, AmqpError> {
+        self.check_stream_deletable(name)?;
         let (info, bindings) = {
             let mut state = self.state.lock();
             let Some(info) = state.queues.remove(name) else {

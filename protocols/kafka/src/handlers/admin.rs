@@ -188,6 +188,10 @@ impl Broker {
                 let topic = self
                     .visible_topic(&name)
                     .map_err(|failure| refusal(&failure))?;
+                // Checked here too so that validate_only gives the engine's answer.
+                if let Some(fixed) = topic.growth_refusal() {
+                    return Err(refusal(&fixed));
+                }
                 let total = u32::try_from(wanted.count)
                     .ok()
                     .filter(|total| *total > topic.partitions)
