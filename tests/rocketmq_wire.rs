@@ -1416,6 +1416,8 @@ fn kafka_records_pull_with_escaped_properties_and_oversized_ones_fail() {
             refused.header
         );
     }
+    broker.terminate();
+}
 
 /// docs/interop.md "Topics seen from AMQP": UPDATE_AND_CREATE_TOPIC cannot grow a topic AMQP
 /// reads as the single stream `T` (SYSTEM_ERROR with the engine's text), while other topics grow.

@@ -3,7 +3,8 @@
 //!
 //! Start-up: register SIGINT/SIGTERM, open the broker (blocking, on the blocking pool), bind
 //! every listener (a bind failure closes the broker and returns the error), start the broker's
-//! background tasks and the accept loops, log each listening address.
+//! background tasks, the frontends' background work and the accept loops, log each listening
+//! address.
 //!
 //! Shutdown (SIGINT, SIGTERM, or the caller's future completes), each step logged:
 //! 1. protocol listeners stop accepting and `/health` turns 503;
@@ -147,6 +148,15 @@ where
     let background = Lifecycle::new();
     broker.spawn_background(&background.tracker, background.shutdown.clone());
     telemetry::spawn_upkeep(metrics, &background.tracker, background.shutdown.clone());
+
+    for (mount, _, _) in &bound {
+        mount
+            .frontend
+            .start_background(tributary_api::BackgroundContext {
+                shutdown: background.shutdown.clone(),
+                tracker: background.tracker.clone(),
+            });
+    }
 
     for (mount, listener, group) in bound {
         let protocol = mount.frontend.name();

@@ -8,8 +8,9 @@
 //! |---|---|---|
 //! | `amqp.exchange` | vhost, name | `type` (S), `auto_delete` (t), `internal` (t), `arguments` (F) |
 //! | `amqp.queue` | vhost, name | `auto_delete` (t), `arguments` (F) |
-//! | `amqp.binding` | vhost, exchange, queue, routing key, arguments hex | `arguments` (F) |
+//! | `amqp.binding` | vhost, exchange, queue, routing key, arguments hex | `arguments` (F); on a topic's exchange also `topic_id` (S, 16 bytes) and `topic_start` (A of l, the high watermarks at bind time) |
 //! | `amqp.exchange_binding` | vhost, source, destination exchange, routing key, arguments hex | `arguments` (F) |
+//! | `amqp.topic_feed` | topic, partition | `topic_id` (S), `cursor` (l), `pending` (l): see [`crate::feed::cursor`] |
 //!
 //! Only durable exchanges and queues (and bindings between durable ends) are written. Vhosts
 //! themselves are records of [`crate::access`]. A queue's messages live in the engine queue

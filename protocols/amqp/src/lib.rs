@@ -33,10 +33,12 @@ pub mod deadletter;
 pub mod definitions;
 pub mod error;
 pub mod expiry;
+pub mod feed;
 mod handlers;
 pub mod lease;
 pub mod message;
 pub mod metrics;
+pub mod partitioner;
 pub mod policy;
 pub mod routing;
 pub mod session;
@@ -49,7 +51,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tributary_api::{ConnectionContext, ConnectionError, Engine, Frontend};
+use tributary_api::{BackgroundContext, ConnectionContext, ConnectionError, Engine, Frontend};
 
 use crate::alarm::Alarms;
 use crate::topology::Topology;
@@ -113,6 +115,10 @@ pub struct Shared {
     /// This vhost's queue depth gauges.
     pub depth_gauges: metrics::DepthGauges,
     pub counters: metrics::MessageCounters,
+    /// The feeds of queues bound to topics' exchanges (vhost `/` only).
+    pub feeds: feed::TopicFeeds,
+    /// Spreads unkeyed publishes to a topic's exchange over its partitions.
+    pub round_robin: partitioner::RoundRobin,
 }
 
 impl Shared {
@@ -153,6 +159,17 @@ impl Frontend for AmqpFrontend {
 
     fn default_port(&self) -> u16 {
         DEFAULT_PORT
+    }
+
+    /// Starts the topic feeds of the bindings restored from the metadata store.
+    fn start_background(&self, background: BackgroundContext) {
+        let vhosts = self.vhosts.clone();
+        let tracker = background.tracker.clone();
+        tracker.spawn(async move {
+            if let Err(error) = vhosts.start_feeds(background).await {
+                tracing::error!(%error, "cannot start the topic feeds; they start with the first AMQP connection");
+            }
+        });
     }
 
     async fn serve_connection(

@@ -157,9 +157,30 @@ pub const BYTES_SENT: &str = "tributary_amqp_sent_bytes_total";
 pub const CHANNEL_ERRORS: &str = "tributary_amqp_channel_errors_total";
 pub const CONNECTION_ERRORS: &str = "tributary_amqp_connection_errors_total";
 pub const BLOCKED_CONNECTIONS: &str = "tributary_amqp_blocked_connections";
+pub const TOPIC_FEED_RECORDS: &str = "tributary_amqp_topic_feed_records_total";
+pub const TOPIC_FEED_REFED: &str = "tributary_amqp_topic_feed_refed_total";
+pub const TOPIC_FEED_REFUSED: &str = "tributary_amqp_topic_feed_refused_total";
 
 /// Every metric above with its HELP text.
 pub static CATALOG: &[MetricDescription] = &[
+    metric(
+        TOPIC_FEED_RECORDS,
+        MetricKind::Counter,
+        Unit::Count,
+        "Topic records enqueued into queues bound to the topic's exchange (one per queue).",
+    ),
+    metric(
+        TOPIC_FEED_REFED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Topic records enqueued again into a bound queue after a crash or a failed enqueue (may be duplicates).",
+    ),
+    metric(
+        TOPIC_FEED_REFUSED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Topic records a bound queue refused by its x-overflow policy (reject-publish), by queue.",
+    ),
     metric(
         BLOCKED_CONNECTIONS,
         MetricKind::Gauge,

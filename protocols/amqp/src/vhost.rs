@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{Mutex, OnceCell, watch};
 use tributary_api::{
-    AppendOutcome, Delivery, Engine, EngineError, EngineResult, HeadFilter, HeadTake, QueueDepth,
-    QueueOptions, QueueService,
+    AppendOutcome, BackgroundContext, Delivery, Engine, EngineError, EngineResult, HeadFilter,
+    HeadTake, QueueDepth, QueueOptions, QueueService,
 };
 
 use crate::access::{self, DEFAULT_VHOST};
@@ -171,6 +171,8 @@ pub struct Vhosts {
     connection_ids: Arc<AtomicU64>,
     opened: Mutex<HashMap<String, Arc<Shared>>>,
     started: OnceCell<()>,
+    /// Where the topic feeds run, once the broker shell started the frontend.
+    background: std::sync::OnceLock<BackgroundContext>,
 }
 
 impl Vhosts {
@@ -188,6 +190,7 @@ impl Vhosts {
             connection_ids: Arc::new(AtomicU64::new(0)),
             opened: Mutex::new(HashMap::new()),
             started: OnceCell::new(),
+            background: std::sync::OnceLock::new(),
         }
     }
 
@@ -229,6 +232,18 @@ impl Vhosts {
             .map(|_| ())
     }
 
+    /// Opens vhost `/` (and with it the topic feeds of its restored bindings); feeds started
+    /// later run under `background` too.
+    pub async fn start_feeds(&self, background: BackgroundContext) -> Result<(), AmqpError> {
+        let _ = self.background.set(background);
+        self.ensure_started().await?;
+        let shared = self.open(DEFAULT_VHOST).await?;
+        if let Some(background) = self.background.get() {
+            crate::feed::start(&shared, background.clone());
+        }
+        Ok(())
+    }
+
     /// The state of `vhost`, opened (and its durable definitions loaded) on first use.
     pub async fn open(&self, vhost: &str) -> Result<Arc<Shared>, AmqpError> {
         let mut opened = self.opened.lock().await;
@@ -250,9 +265,15 @@ impl Vhosts {
             connection_ids: self.connection_ids.clone(),
             depth_gauges: Default::default(),
             counters: Default::default(),
+            feeds: Default::default(),
+            round_robin: Default::default(),
         });
         shared.topology.ensure_loaded().await?;
         crate::expiry::arm_all_once(&shared);
+        // Only vhost `/` shows topics as exchanges.
+        if let Some(background) = self.background.get().filter(|_| vhost == DEFAULT_VHOST) {
+            crate::feed::start(&shared, background.clone());
+        }
         opened.insert(vhost.to_owned(), shared.clone());
         Ok(shared)
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::log::{LogService, TopicAdmin};
 use crate::metadata::MetadataStore;
@@ -44,6 +45,14 @@ pub struct ConnectionContext {
     pub limits: FrameLimits,
 }
 
+/// Where a frontend runs work that is not a connection (the AMQP topic feeds): tasks spawned on
+/// `tracker` are waited for before the engine is closed and must end soon after `shutdown`.
+#[derive(Debug, Clone)]
+pub struct BackgroundContext {
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
 /// Why a connection ended abnormally; the shell logs it.
 pub type ConnectionError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -54,6 +63,10 @@ pub trait Frontend: Send + Sync + std::fmt::Debug + 'static {
 
     /// The port the protocol's clients expect.
     fn default_port(&self) -> u16;
+
+    /// Called once when the broker starts serving, before any connection: starts the
+    /// frontend's background work. The default has none.
+    fn start_background(&self, _background: BackgroundContext) {}
 
     /// Serves one connection until the peer closes it, a protocol error closes it, or shutdown.
     async fn serve_connection(

@@ -27,7 +27,8 @@ pub mod users;
 pub use batch::{BatchError, BatchHeader, Record, StoredRecord};
 pub use error::{EngineError, EngineResult};
 pub use frontend::{
-    ConnectionContext, ConnectionError, Engine, FrameLimits, Frontend, yield_to_peers,
+    BackgroundContext, ConnectionContext, ConnectionError, Engine, FrameLimits, Frontend,
+    yield_to_peers,
 };
 pub use log::{LogService, PendingDurability, TopicAdmin};
 pub use metadata::{MetadataStore, USERS_NAMESPACE};

@@ -13,9 +13,13 @@
 //! For an unroutable mandatory message `basic.return` comes first, then the ack, as RabbitMQ
 //! orders them.
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
+use tributary_api::TopicPartition;
 use tributary_api::batch::{Record, build_batch};
 
+use crate::Shared;
 use crate::channel::{PendingBody, PendingPublish};
 use crate::codec::{self, methods::Method};
 use crate::deadletter::{
@@ -43,6 +47,8 @@ pub(crate) struct Staged {
     pub(crate) confirm: Option<u64>,
     /// One record per target queue (records differ when queues' TTLs do).
     pub(crate) targets: Vec<(String, Record)>,
+    /// A publish to a topic's exchange: the partition it is appended to, and the record.
+    pub(crate) topic: Option<(TopicPartition, Record)>,
 }
 
 /// The body bytes `x-max-length-bytes` counts.
@@ -110,7 +116,19 @@ impl Session {
         }
         let direct_reply =
             pending.exchange.is_empty() && pending.routing_key.starts_with(REPLY_TO_PREFIX);
-        let mut queues = if direct_reply {
+        // A topic's exchange appends to the topic; the feed delivers to its bound queues.
+        let topic = match direct_reply {
+            true => None,
+            false => self.shared.topology.publish_topic(&pending.exchange),
+        };
+        let topic_partition = topic.map(|topic| {
+            let partition = self
+                .shared
+                .round_robin
+                .partition(&pending.routing_key, topic.partitions);
+            TopicPartition::new(topic.name, partition)
+        });
+        let mut queues = if direct_reply || topic_partition.is_some() {
             Vec::new()
         } else {
             self.shared
@@ -154,7 +172,7 @@ impl Session {
                     method: pending.method,
                 })
             })?;
-        if queues.is_empty() && !delivered {
+        if queues.is_empty() && !delivered && topic_partition.is_none() {
             if pending.mandatory {
                 self.shared.counters.unroutable_returned.increment(1);
                 let mut out = BytesMut::new();
@@ -180,7 +198,7 @@ impl Session {
             self.shared.counters.routed.increment(1);
         }
         let now = now_ms();
-        let record = to_record(
+        let mut record = to_record(
             &pending.exchange,
             &pending.routing_key,
             header.raw_properties.clone(),
@@ -188,6 +206,13 @@ impl Session {
             body,
             now,
         );
+        if let Some(partition) = topic_partition {
+            // docs/interop.md: an empty routing key is no key.
+            if pending.routing_key.is_empty() {
+                record.key = None;
+            }
+            return self.stage_topic(channel, confirm, partition, record).await;
+        }
         let for_queue = |queue: String, record: Record| {
             let policy = self.shared.topology.policy(&queue).unwrap_or_default();
             let stored = record_for_queue(record, &policy, expiration, properties.priority, now);
@@ -211,9 +236,41 @@ impl Session {
             channel,
             confirm,
             targets,
+            topic: None,
         });
         if self.staged.len() >= STAGE_MAX_MESSAGES || self.staged_bytes >= STAGE_MAX_BYTES {
             // Boxed: once per batch, and it keeps this per-message future small.
+            Box::pin(self.flush_publishes()).await?;
+        }
+        Ok(())
+    }
+
+    /// Stages a publish to a topic's exchange (appended to `partition` of the topic).
+    async fn stage_topic(
+        &mut self,
+        channel: u16,
+        confirm: Option<u64>,
+        partition: TopicPartition,
+        record: Record,
+    ) -> Result<(), AmqpError> {
+        if self.channels.get(&channel).is_some_and(|state| state.tx) {
+            return Err(AmqpError::channel(
+                PRECONDITION_FAILED,
+                format_args!(
+                    "publishing to exchange '{}' (a topic) in a transaction is not supported",
+                    partition.topic
+                ),
+            )
+            .caused_by((60, 40)));
+        }
+        self.staged_bytes += record_len(&record);
+        self.staged.push(Staged {
+            channel,
+            confirm,
+            targets: Vec::new(),
+            topic: Some((partition, record)),
+        });
+        if self.staged.len() >= STAGE_MAX_MESSAGES || self.staged_bytes >= STAGE_MAX_BYTES {
             Box::pin(self.flush_publishes()).await?;
         }
         Ok(())
@@ -230,8 +287,15 @@ impl Session {
         // Records move into per-queue batches; the confirms are kept by message index.
         let mut confirms = Vec::with_capacity(staged.len());
         let mut per_queue: Vec<(String, Vec<(usize, Record)>)> = Vec::new();
+        let mut per_partition: Vec<(TopicPartition, Vec<(usize, Record)>)> = Vec::new();
         for (index, message) in staged.into_iter().enumerate() {
             confirms.push((message.channel, message.confirm));
+            if let Some((partition, record)) = message.topic {
+                match per_partition.iter_mut().find(|(at, _)| *at == partition) {
+                    Some((_, records)) => records.push((index, record)),
+                    None => per_partition.push((partition, vec![(index, record)])),
+                }
+            }
             for (queue, record) in message.targets {
                 match per_queue.iter_mut().find(|(name, _)| *name == queue) {
                     Some((_, records)) => records.push((index, record)),
@@ -240,6 +304,13 @@ impl Session {
             }
         }
         let mut stored = vec![true; confirms.len()];
+        for (partition, records) in per_partition {
+            for failed in append_topic(&self.shared, &partition, records).await {
+                if let Some(flag) = stored.get_mut(failed) {
+                    *flag = false;
+                }
+            }
+        }
         for (queue, records) in per_queue {
             for refused in self.store_queue(&queue, records).await {
                 if let Some(flag) = stored.get_mut(refused) {
@@ -284,111 +355,167 @@ impl Session {
         stored
     }
 
-    /// Appends records (tagged with their message index) to one queue, applying
-    /// `x-max-length` and `x-max-length-bytes`: `reject-publish` refuses each message that
-    /// would not fit (`reject-publish-dlx` also dead-letters it), `drop-head` drops (or dead-letters) the oldest afterwards until both
-    /// hold. Returns the indexes of refused or failed records.
-    async fn store_queue(&self, queue: &str, mut records: Vec<(usize, Record)>) -> Vec<usize> {
-        let Some(policy) = self.shared.topology.policy(queue) else {
-            // Deleted since routing: dropped, as a publish to a just-deleted queue is.
-            return Vec::new();
-        };
-        let queues = &self.shared.engine.queues;
-        let limited = policy.max_length.is_some() || policy.max_length_bytes.is_some();
-        let within = |count: u64, bytes: u64| {
-            policy.max_length.is_none_or(|max| count <= max)
-                && policy.max_length_bytes.is_none_or(|max| bytes <= max)
-        };
-        let mut refused = Vec::new();
-        let mut overflowed = Vec::new();
-        if limited && policy.overflow.rejects_publish() {
-            let dead_letters = policy.overflow == Overflow::RejectPublishDlx;
-            let depth = queues.depth(queue).unwrap_or_default();
-            let (mut count, mut bytes) = (depth.ready, depth.ready_bytes);
-            records.retain(|(index, record)| {
-                let fits = within(count + 1, bytes + body_len(record));
-                if fits {
-                    count += 1;
-                    bytes += body_len(record);
-                } else {
-                    refused.push(*index);
-                    if dead_letters {
-                        overflowed.push(record.clone());
-                    }
-                }
-                fits
-            });
+    async fn store_queue(&self, queue: &str, records: Vec<(usize, Record)>) -> Vec<usize> {
+        let mut outcome = store_queue(&self.shared, queue, records).await;
+        outcome.refused.append(&mut outcome.failed);
+        outcome.refused
+    }
+}
+
+/// Appends records (tagged with their message index) to a topic's partition, in batches cut
+/// at [`STAGE_MAX_BYTES`] of payload; returns the indexes of those not appended. Each append
+/// returns once it is as durable as the topic's policy asks, so confirms may follow.
+async fn append_topic(
+    shared: &Arc<Shared>,
+    partition: &TopicPartition,
+    records: Vec<(usize, Record)>,
+) -> Vec<usize> {
+    let mut failed = Vec::new();
+    let (mut chunk, mut indexes, mut bytes) = (Vec::new(), Vec::new(), 0);
+    let mut records = records.into_iter().peekable();
+    while let Some((index, record)) = records.next() {
+        bytes += record_len(&record);
+        chunk.push(record);
+        indexes.push(index);
+        let full = records
+            .peek()
+            .is_none_or(|(_, next)| bytes + record_len(next) > STAGE_MAX_BYTES);
+        if !full {
+            continue;
         }
-        // Batches stay under the engine's batch limit: cut at STAGE_MAX_BYTES of payload.
-        let (mut chunk, mut chunk_indexes) = (Vec::new(), Vec::new());
-        let mut chunk_bytes = 0;
-        let mut records = records.into_iter().peekable();
-        while let Some((index, record)) = records.next() {
-            chunk_bytes += record_len(&record);
-            chunk.push(record);
-            chunk_indexes.push(index);
-            let full = records
-                .peek()
-                .is_none_or(|(_, next)| chunk_bytes + record_len(next) > STAGE_MAX_BYTES);
-            if !full {
-                continue;
-            }
-            let batch = build_batch(&chunk);
-            if let Err(error) = store_batch(&self.shared, queue, &policy, batch).await {
-                tracing::warn!(queue, %error, "enqueue failed");
-                refused.append(&mut chunk_indexes);
+        let batch = build_batch(&chunk);
+        if let Err(error) = shared.engine.log.append(partition, batch).await {
+            tracing::warn!(%partition, %error, "append to a topic's partition failed");
+            failed.append(&mut indexes);
+        }
+        chunk.clear();
+        indexes.clear();
+        bytes = 0;
+    }
+    failed
+}
+
+/// The indexes of the records [`store_queue`] did not store.
+#[derive(Debug, Default)]
+pub(crate) struct StoreOutcome {
+    /// Refused by the queue's `x-overflow=reject-publish(-dlx)` limit.
+    pub(crate) refused: Vec<usize>,
+    /// Not stored because the engine failed (logged).
+    pub(crate) failed: Vec<usize>,
+}
+
+/// Appends records (tagged with their message index) to one queue, applying
+/// `x-max-length` and `x-max-length-bytes`: `reject-publish` refuses each message that
+/// would not fit (`reject-publish-dlx` also dead-letters it), `drop-head` drops (or
+/// dead-letters) the oldest afterwards until both hold. The path every message into a queue
+/// takes (publishes and topic feeds). A queue deleted meanwhile stores nothing and refuses
+/// nothing, as a publish to a just-deleted queue.
+pub(crate) async fn store_queue(
+    shared: &Arc<Shared>,
+    queue: &str,
+    mut records: Vec<(usize, Record)>,
+) -> StoreOutcome {
+    let Some(policy) = shared.topology.policy(queue) else {
+        return StoreOutcome::default();
+    };
+    let queues = &shared.engine.queues;
+    let limited = policy.max_length.is_some() || policy.max_length_bytes.is_some();
+    let within = |count: u64, bytes: u64| {
+        policy.max_length.is_none_or(|max| count <= max)
+            && policy.max_length_bytes.is_none_or(|max| bytes <= max)
+    };
+    let (mut refused, mut failed) = (Vec::new(), Vec::new());
+    let mut overflowed = Vec::new();
+    if limited && policy.overflow.rejects_publish() {
+        let dead_letters = policy.overflow == Overflow::RejectPublishDlx;
+        let depth = queues.depth(queue).unwrap_or_default();
+        let (mut count, mut bytes) = (depth.ready, depth.ready_bytes);
+        records.retain(|(index, record)| {
+            let fits = within(count + 1, bytes + body_len(record));
+            if fits {
+                count += 1;
+                bytes += body_len(record);
             } else {
-                expiry::arm_for(&self.shared, queue, &chunk);
-            }
-            chunk.clear();
-            chunk_indexes.clear();
-            chunk_bytes = 0;
-        }
-        if !overflowed.is_empty()
-            && let Err(error) =
-                Box::pin(dead_letter_refused(&self.shared, queue, &overflowed)).await
-        {
-            tracing::warn!(queue, %error, "dead-lettering refused messages failed");
-        }
-        if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
-            Box::pin(self.drop_over_limits(queue, &policy)).await;
-        }
-        m::record_depth(&self.shared, queue);
-        refused
-    }
-
-    /// Drops (or dead-letters) head messages until the queue is within its length limits.
-    async fn drop_over_limits(&self, queue: &str, policy: &QueuePolicy) {
-        loop {
-            let depth = self.shared.engine.queues.depth(queue).unwrap_or_default();
-            // Over the count: drop the excess at once; over the bytes only: one at a time.
-            let excess = policy
-                .max_length
-                .map_or(0, |max| depth.ready.saturating_sub(max));
-            let over_bytes = policy
-                .max_length_bytes
-                .is_some_and(|max| depth.ready_bytes > max);
-            let count = match (excess, over_bytes) {
-                (0, false) => return,
-                (0, true) => 1,
-                (excess, _) => excess,
-            };
-            match self.drop_head(queue, count as usize).await {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(queue, %error, "dropping over-length messages failed");
-                    return;
+                refused.push(*index);
+                if dead_letters {
+                    overflowed.push(record.clone());
                 }
             }
+            fits
+        });
+    }
+    // Batches stay under the engine's batch limit: cut at STAGE_MAX_BYTES of payload.
+    let (mut chunk, mut chunk_indexes) = (Vec::new(), Vec::new());
+    let mut chunk_bytes = 0;
+    let mut records = records.into_iter().peekable();
+    while let Some((index, record)) = records.next() {
+        chunk_bytes += record_len(&record);
+        chunk.push(record);
+        chunk_indexes.push(index);
+        let full = records
+            .peek()
+            .is_none_or(|(_, next)| chunk_bytes + record_len(next) > STAGE_MAX_BYTES);
+        if !full {
+            continue;
+        }
+        let batch = build_batch(&chunk);
+        if let Err(error) = store_batch(shared, queue, &policy, batch).await {
+            tracing::warn!(queue, %error, "enqueue failed");
+            failed.append(&mut chunk_indexes);
+        } else {
+            expiry::arm_for(shared, queue, &chunk);
+        }
+        chunk.clear();
+        chunk_indexes.clear();
+        chunk_bytes = 0;
+    }
+    if !overflowed.is_empty()
+        && let Err(error) = Box::pin(dead_letter_refused(shared, queue, &overflowed)).await
+    {
+        tracing::warn!(queue, %error, "dead-lettering refused messages failed");
+    }
+    if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
+        Box::pin(drop_over_limits(shared, queue, &policy)).await;
+    }
+    m::record_depth(shared, queue);
+    StoreOutcome { refused, failed }
+}
+
+/// Drops (or dead-letters) head messages until the queue is within its length limits.
+async fn drop_over_limits(shared: &Arc<Shared>, queue: &str, policy: &QueuePolicy) {
+    loop {
+        let depth = shared.engine.queues.depth(queue).unwrap_or_default();
+        // Over the count: drop the excess at once; over the bytes only: one at a time.
+        let excess = policy
+            .max_length
+            .map_or(0, |max| depth.ready.saturating_sub(max));
+        let over_bytes = policy
+            .max_length_bytes
+            .is_some_and(|max| depth.ready_bytes > max);
+        let count = match (excess, over_bytes) {
+            (0, false) => return,
+            (0, true) => 1,
+            (excess, _) => excess,
+        };
+        match drop_head(shared, queue, count as usize).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(queue, %error, "dropping over-length messages failed");
+                return;
+            }
         }
     }
+}
 
-    /// Drops (or dead-letters) up to `count` messages at the head; returns how many.
-    async fn drop_head(&self, queue: &str, count: usize) -> tributary_api::EngineResult<usize> {
-        let taken = self.shared.engine.queues.take(queue, count).await?;
-        let dropped: Vec<_> = taken.into_iter().map(|d| (d.id, Some(d.record))).collect();
-        dead_letter(&self.shared, queue, &dropped, REASON_MAXLEN).await?;
-        Ok(dropped.len())
-    }
+/// Drops (or dead-letters) up to `count` messages at the head; returns how many.
+async fn drop_head(
+    shared: &Arc<Shared>,
+    queue: &str,
+    count: usize,
+) -> tributary_api::EngineResult<usize> {
+    let taken = shared.engine.queues.take(queue, count).await?;
+    let dropped: Vec<_> = taken.into_iter().map(|d| (d.id, Some(d.record))).collect();
+    dead_letter(shared, queue, &dropped, REASON_MAXLEN).await?;
+    Ok(dropped.len())
 }

@@ -44,6 +44,9 @@ impl Session {
             topology
                 .bind(&destination, &source, &routing_key, &arguments, self.id)
                 .await?;
+            if !topology.topic_bindings(&source).is_empty() {
+                crate::feed::ensure(&self.shared, &source);
+            }
             if nowait {
                 return Ok(());
             }

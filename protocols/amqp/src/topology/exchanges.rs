@@ -3,8 +3,11 @@
 //! Deleting a missing exchange succeeds (as in RabbitMQ); an auto-delete exchange is deleted
 //! when it loses its last binding as a source (unbind, queue or destination deletion).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use super::topics::binding_record;
 use super::{Binding, Exchange, Topology};
 use crate::codec::methods::ExchangeDeclare;
 use crate::codec::table::{FieldTable, FieldValue};
@@ -27,7 +30,10 @@ impl Topology {
             ));
         }
         let mut state = self.state.lock();
-        if let Some(existing) = state.exchanges.get(name) {
+        if let Some(answer) = self.declare_topic_exchange(&state, decl) {
+            return answer.map(|()| None);
+        }
+        if let Some(existing) = state.exchanges.get(name).filter(|e| !e.topic) {
             if decl.passive {
                 return Ok(None);
             }
@@ -86,6 +92,7 @@ impl Topology {
                 arguments: decl.arguments.clone(),
                 bindings: Vec::new(),
                 exchange_bindings: Vec::new(),
+                topic: false,
             },
         );
         if !decl.durable {
@@ -218,17 +225,21 @@ impl Topology {
             destination: destination.to_owned(),
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
+            topic_start: None,
         };
         let (changed, durable) = {
             let mut state = self.state.lock();
+            // A topic's exchange takes part in no exchange-to-exchange binding.
             let destination_durable = state
                 .exchanges
                 .get(destination)
+                .filter(|e| !e.topic)
                 .ok_or_else(|| self.not_found_exchange(destination))?
                 .durable;
             let from = state
                 .exchanges
                 .get_mut(source)
+                .filter(|e| !e.topic)
                 .ok_or_else(|| self.not_found_exchange(source))?;
             let exists = from.exchange_bindings.contains(&binding);
             let changed = if bind && !exists {
@@ -278,31 +289,42 @@ impl Topology {
             ));
         }
         let info = self.check_queue(queue, connection)?;
-        let binding = Binding {
+        // Read before the lock: a topic's exchange binding starts at the high watermarks.
+        let topic = self.publish_topic(exchange);
+        let topic_start = match &topic {
+            Some(topic) => {
+                self.check_topic_binding(queue, exchange, info.is_stream())?;
+                Some(Arc::new(self.topic_start_now(topic)?))
+            }
+            None => None,
+        };
+        let mut binding = Binding {
             destination: queue.to_owned(),
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
+            topic_start,
         };
         let durable = {
             let mut state = self.state.lock();
-            let target = state
-                .exchanges
-                .get_mut(exchange)
+            let target = self
+                .bind_target(&mut state, exchange, topic.as_ref())
                 .ok_or_else(|| self.not_found_exchange(exchange))?;
             if target.bindings.contains(&binding) {
                 return Ok(());
+            }
+            if !target.topic {
+                binding.topic_start = None;
             }
             target.bindings.push(binding.clone());
             target.durable && info.persisted()
         };
         if durable {
-            let mut table = FieldTable::default();
-            table.insert("arguments", FieldValue::Table(arguments.clone()));
+            let record = binding_record(arguments, binding.topic_start.as_ref());
             self.store()
                 .put(
                     BINDING_NAMESPACE,
                     &self.binding_key(exchange, &binding),
-                    defs::encode(&table),
+                    record,
                 )
                 .await?;
         }
@@ -328,16 +350,24 @@ impl Topology {
             destination: queue.to_owned(),
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
+            topic_start: None,
         };
         let removed = {
             let mut state = self.state.lock();
-            let target = state
-                .exchanges
-                .get_mut(exchange)
-                .ok_or_else(|| self.not_found_exchange(exchange))?;
+            let Some(target) = state.exchanges.get_mut(exchange) else {
+                // A topic's exchange without bindings: nothing to unbind.
+                if self.exchange_topic(exchange).is_some() {
+                    return Ok(());
+                }
+                return Err(self.not_found_exchange(exchange));
+            };
             let before = target.bindings.len();
             target.bindings.retain(|b| *b != binding);
-            target.bindings.len() != before
+            let removed = target.bindings.len() != before;
+            if target.topic && target.bindings.is_empty() {
+                state.exchanges.remove(exchange);
+            }
+            removed
         };
         if removed {
             self.store()

@@ -27,6 +27,7 @@ use crate::routing::ExchangeKind;
 mod exchanges;
 mod queues;
 mod streams;
+mod topics;
 
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
     ("amq.direct", ExchangeKind::Direct),
@@ -47,6 +48,9 @@ pub struct Exchange {
     pub bindings: Vec<Binding>,
     /// Exchange-to-exchange bindings with this exchange as the source.
     pub exchange_bindings: Vec<Binding>,
+    /// The exchange of the topic of the same name (vhost `/`, see `topics`): never stored
+    /// itself, only its queue bindings are; present while it has bindings.
+    pub topic: bool,
 }
 
 impl Exchange {
@@ -59,11 +63,41 @@ impl Exchange {
 }
 
 /// A binding from an exchange to a queue or (in `exchange_bindings`) to another exchange.
-#[derive(Debug, Clone, PartialEq)]
+/// Its identity (equality) is destination, routing key and arguments.
+#[derive(Debug, Clone)]
 pub struct Binding {
     pub destination: String,
     pub routing_key: String,
     pub arguments: FieldTable,
+    /// On a topic's exchange: where the binding starts receiving the topic's records.
+    pub topic_start: Option<Arc<TopicStart>>,
+}
+
+impl PartialEq for Binding {
+    fn eq(&self, other: &Self) -> bool {
+        self.destination == other.destination
+            && self.routing_key == other.routing_key
+            && self.arguments == other.arguments
+    }
+}
+
+/// The topic's high watermarks when a queue was bound to its exchange: the queue gets the
+/// records at or after these offsets (all of a partition added after the bind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicStart {
+    /// The topic's id at bind time; a topic deleted and created again is another topic.
+    pub topic_id: [u8; 16],
+    pub offsets: Vec<i64>,
+}
+
+impl TopicStart {
+    /// The first offset of `partition` the binding receives.
+    pub fn offset(&self, partition: u32) -> i64 {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.offsets.get(p).copied())
+            .unwrap_or(0)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -253,6 +287,7 @@ impl Topology {
                     arguments: FieldTable::default(),
                     bindings: Vec::new(),
                     exchange_bindings: Vec::new(),
+                    topic: false,
                 },
             );
         }
@@ -302,6 +337,32 @@ impl Topology {
                 }
             }
         }
+        let (leases, stale) = self.install_loaded(exchanges, queues, bindings, exchange_bindings);
+        for key in stale {
+            // A binding to the exchange of a topic deleted (or replaced) while the broker was
+            // down: the topic's deletion drops its bindings.
+            tracing::info!(
+                binding = key,
+                "dropping the binding of a deleted topic's exchange"
+            );
+            self.store().delete(BINDING_NAMESPACE, &key).await?;
+        }
+        for (name, lease) in leases {
+            crate::lease::watch(self, &name, &lease);
+        }
+        Ok(())
+    }
+
+    /// Puts loaded definitions in place (under the lock, with no await); returns the leases
+    /// to watch and the keys of stale topic-exchange bindings to delete.
+    #[allow(clippy::type_complexity)]
+    fn install_loaded(
+        &self,
+        exchanges: Vec<(String, FieldTable)>,
+        queues: Vec<(String, FieldTable)>,
+        bindings: Vec<(String, FieldTable)>,
+        exchange_bindings: Vec<(String, FieldTable)>,
+    ) -> (Vec<(String, Arc<Lease>)>, Vec<String>) {
         let mut leases = Vec::new();
         let mut state = self.state.lock();
         for (key, table) in exchanges {
@@ -325,6 +386,7 @@ impl Topology {
                     arguments: defs::nested(&table, "arguments"),
                     bindings: Vec::new(),
                     exchange_bindings: Vec::new(),
+                    topic: false,
                 },
             );
         }
@@ -353,17 +415,22 @@ impl Topology {
                 );
             }
         }
+        let mut stale = Vec::new();
         for (key, table) in bindings {
             if let [_, exchange, queue, routing_key, _] = defs::split_key(&key)[..] {
                 let binding = Binding {
                     destination: queue.to_owned(),
                     routing_key: routing_key.to_owned(),
                     arguments: defs::nested(&table, "arguments"),
+                    topic_start: topics::stored_start(&table).map(Arc::new),
                 };
-                if state.queues.contains_key(queue)
-                    && let Some(exchange) = state.exchanges.get_mut(exchange)
-                {
-                    exchange.bindings.push(binding);
+                if !state.queues.contains_key(queue) {
+                    continue;
+                }
+                match self.loaded_binding_target(&mut state, exchange, &binding) {
+                    Some(exchange) => exchange.bindings.push(binding),
+                    None if binding.topic_start.is_some() => stale.push(key),
+                    None => {}
                 }
             }
         }
@@ -373,6 +440,7 @@ impl Topology {
                     destination: destination.to_owned(),
                     routing_key: routing_key.to_owned(),
                     arguments: defs::nested(&table, "arguments"),
+                    topic_start: None,
                 };
                 if state.exchanges.contains_key(destination)
                     && let Some(exchange) = state.exchanges.get_mut(source)
@@ -381,11 +449,7 @@ impl Topology {
                 }
             }
         }
-        drop(state);
-        for (name, lease) in leases {
-            crate::lease::watch(self, &name, &lease);
-        }
-        Ok(())
+        (leases, stale)
     }
 
     /// Creates what holds a queue's messages: an engine queue, or a stream's topic.
