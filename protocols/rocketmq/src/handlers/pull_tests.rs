@@ -191,6 +191,18 @@ mod compressed {
     }
 
     #[test]
+    fn batches_wholly_before_the_position_are_not_decoded() {
+        // A kept read starting at a corrupt batch the client has chosen to pull past.
+        let data = log(&[
+            (3, corrupt_zstd(&records(3, 3))),
+            (6, build_batch(&records(6, 3))),
+        ]);
+        let found = encode(data, 6, 100);
+        assert!(found.undeliverable.is_none());
+        assert_eq!((found.count, found.next), (3, 9));
+    }
+
+    #[test]
     fn control_batches_are_passed_over() {
         let mut control = BytesMut::from(&build_batch(&records(0, 1))[..]);
         control[22] |= 0x20;
