@@ -23,7 +23,7 @@ use lapin::options::{BasicAckOptions, QueueDeclareOptions};
 use lapin::types::AMQPValue;
 use serde_json::{Value, json};
 use tributary_api::Record;
-use tributary_api::batch::{build_batch, build_compressed_batch};
+use tributary_api::batch::{build_batch, build_compressed_batch, reseal};
 use tributary_api::compression::{Codec, compress};
 
 fn records(from: usize, count: usize) -> Vec<Record> {
@@ -42,8 +42,7 @@ fn corrupt_gzip(records: &[Record]) -> Bytes {
     let mut batch = BytesMut::from(&build_compressed_batch(records, Codec::Gzip).unwrap()[..]);
     let len = batch.len();
     batch[61 + 10..len - 8].fill(0x5A);
-    let crc = crc32c::crc32c(&batch[21..]);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    reseal(&mut batch);
     batch.freeze()
 }
 

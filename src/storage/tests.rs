@@ -546,7 +546,7 @@ fn engine_handles_are_send_and_sync() {
 
 #[test]
 fn timestamps_inside_compressed_batches_are_found_exactly() {
-    use tributary_api::batch::build_compressed_batch;
+    use tributary_api::batch::{build_compressed_batch, reseal};
     use tributary_api::compression::Codec;
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = Storage::open(dir.path()).expect("open");
@@ -576,8 +576,7 @@ fn timestamps_inside_compressed_batches_are_found_exactly() {
         .to_vec();
     let last = broken.len() - 10;
     broken[70..last].fill(0xAB);
-    let crc = crc32c::crc32c(&broken[21..]);
-    broken[17..21].copy_from_slice(&crc.to_be_bytes());
+    reseal(&mut broken);
     partition.append(&broken, 0).expect("append");
     assert_eq!(
         partition.offset_for_timestamp(1001).expect("lookup"),

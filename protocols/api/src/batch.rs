@@ -278,6 +278,17 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     }
 }
 
+/// Recomputes the CRC of a batch whose bytes after the CRC field were changed in place. The
+/// broker never changes stored records; tests and fuzz seeds build hostile batches with it.
+/// Buffers shorter than a header are left unchanged.
+pub fn reseal(batch: &mut [u8]) {
+    if batch.len() < BATCH_HEADER_LEN {
+        return;
+    }
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Rewrites the max timestamp and sets the log-append-time attribute, re-computing the CRC.
 /// Used when a topic's `message.timestamp.type` is `LogAppendTime`.
 pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
@@ -287,8 +298,7 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     let attributes = i16::from_be_bytes([batch[21], batch[22]]) | 0x08;
     batch[21..23].copy_from_slice(&attributes.to_be_bytes());
     batch[35..43].copy_from_slice(&timestamp_ms.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[CRC_START..]);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    reseal(batch);
 }
 
 /// One record in protocol-neutral form.

@@ -1,6 +1,9 @@
 //! Consumer positions shared by all protocols: `(group, topic, partition) -> (offset, metadata)`.
-//! A Kafka group, a RocketMQ consumer group and an AMQP stream consumer with the same name see the
-//! same positions. A commit returns only after it is durable.
+//! A Kafka group and a RocketMQ consumer group with the same name see the same positions, so a
+//! group keeps its place when it moves between the two protocols. AMQP 0-9-1 stream consumers keep
+//! no offsets here: their clients track positions themselves (`x-stream-offset`), as with
+//! RabbitMQ over 0-9-1; the topic feeds of AMQP queues keep their cursors in the metadata store.
+//! A commit returns only after it is durable.
 
 use async_trait::async_trait;
 

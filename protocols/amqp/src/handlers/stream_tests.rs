@@ -3,7 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 use tributary_api::batch::{
-    BatchError, Record, build_batch, build_compressed_batch, set_base_offset,
+    BatchError, Record, build_batch, build_compressed_batch, reseal, set_base_offset,
 };
 use tributary_api::compression::Codec;
 
@@ -50,8 +50,7 @@ fn corrupt_gzip(records: &[Record]) -> Bytes {
     let mut batch = BytesMut::from(&build_compressed_batch(records, Codec::Gzip).unwrap()[..]);
     let len = batch.len();
     batch[61 + 10..len - 8].fill(0x5A);
-    let crc = crc32c::crc32c(&batch[21..]);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    reseal(&mut batch);
     batch.freeze()
 }
 
@@ -124,8 +123,7 @@ fn a_batch_that_cannot_be_decoded_stops_the_read_before_it() {
 fn unknown_codec_bits_are_undeliverable_with_their_reason() {
     let mut batch = BytesMut::from(&build_batch(&records(0, 2))[..]);
     batch[22] |= 0x06; // codec 6
-    let crc = crc32c::crc32c(&batch[21..]);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    reseal(&mut batch);
     let data = log(&[(0, batch.freeze())]);
     let mut next = 0;
     let taken = take(&data, &mut next, 10);
@@ -143,8 +141,7 @@ fn unknown_codec_bits_are_undeliverable_with_their_reason() {
 fn control_batches_are_passed_over() {
     let mut control = BytesMut::from(&build_batch(&records(0, 1))[..]);
     control[22] |= 0x20;
-    let crc = crc32c::crc32c(&control[21..]);
-    control[17..21].copy_from_slice(&crc.to_be_bytes());
+    reseal(&mut control);
     let data = log(&[(0, control.freeze()), (1, build_batch(&records(1, 2)))]);
     let mut next = 0;
     let taken = take(&data, &mut next, 10);

@@ -304,6 +304,10 @@ impl Encoder<'_> {
                 }
             };
             let batch = rest.split_to(header.total_len.min(rest.len()));
+            // Kept reads ([`crate::read_ahead`]) may start at batches before the position.
+            if header.last_offset() < found.next {
+                continue;
+            }
             if header.is_control() {
                 found.next = found.next.max(header.last_offset() + 1);
                 continue;

@@ -84,7 +84,7 @@ mod compressed {
     use bytes::{Bytes, BytesMut};
     use tributary_api::TopicPartition;
     use tributary_api::batch::{
-        BatchError, Record, build_batch, build_compressed_batch, set_base_offset,
+        BatchError, Record, build_batch, build_compressed_batch, reseal, set_base_offset,
     };
     use tributary_api::compression::Codec;
 
@@ -117,8 +117,7 @@ mod compressed {
         let mut batch = BytesMut::from(&build_compressed_batch(records, Codec::Zstd).unwrap()[..]);
         let len = batch.len();
         batch[61 + 6..len - 4].fill(0xC3);
-        let crc = crc32c::crc32c(&batch[21..]);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        reseal(&mut batch);
         batch.freeze()
     }
 
@@ -189,11 +188,22 @@ mod compressed {
     }
 
     #[test]
+    fn batches_wholly_before_the_position_are_not_decoded() {
+        // A kept read starting at a corrupt batch the client has chosen to pull past.
+        let data = log(&[
+            (3, corrupt_zstd(&records(3, 3))),
+            (6, build_batch(&records(6, 3))),
+        ]);
+        let found = encode(data, 6, 100);
+        assert!(found.undeliverable.is_none());
+        assert_eq!((found.count, found.next), (3, 9));
+    }
+
+    #[test]
     fn control_batches_are_passed_over() {
         let mut control = BytesMut::from(&build_batch(&records(0, 1))[..]);
         control[22] |= 0x20;
-        let crc = crc32c::crc32c(&control[21..]);
-        control[17..21].copy_from_slice(&crc.to_be_bytes());
+        reseal(&mut control);
         let found = encode(
             log(&[(0, control.freeze()), (1, build_batch(&records(1, 2)))]),
             0,
