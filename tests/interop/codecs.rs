@@ -72,31 +72,26 @@ fn codec_is_read_whole(codec: &str, attribute: u8) {
 }
 
 #[test]
-#[ignore = "needs decompression for AMQP and RocketMQ readers (issue 13)"]
 fn gzip_batches_are_read_whole_by_amqp_and_rocketmq() {
     codec_is_read_whole("gzip", 1);
 }
 
 #[test]
-#[ignore = "needs decompression for AMQP and RocketMQ readers (issue 13)"]
 fn snappy_batches_are_read_whole_by_amqp_and_rocketmq() {
     codec_is_read_whole("snappy", 2);
 }
 
 #[test]
-#[ignore = "needs decompression for AMQP and RocketMQ readers (issue 13)"]
 fn lz4_batches_are_read_whole_by_amqp_and_rocketmq() {
     codec_is_read_whole("lz4", 3);
 }
 
 #[test]
-#[ignore = "needs decompression for AMQP and RocketMQ readers (issue 13)"]
 fn zstd_batches_are_read_whole_by_amqp_and_rocketmq() {
     codec_is_read_whole("zstd", 4);
 }
 
 #[test]
-#[ignore = "needs decompression for AMQP and RocketMQ readers (issue 13)"]
 fn mixed_codec_batches_are_read_whole_and_in_order() {
     let mut broker = TestBroker::start();
     let bootstrap = broker.addr("kafka").to_string();
@@ -135,7 +130,6 @@ fn large_bodies() -> Vec<Vec<u8>> {
 }
 
 #[test]
-#[ignore = "needs zlib RocketMQ bodies inflated on store (issue 13)"]
 fn zlib_rocketmq_bodies_over_4_kib_are_read_byte_identical_by_kafka_and_amqp() {
     let mut broker = TestBroker::start();
     let bootstrap = broker.addr("kafka").to_string();
