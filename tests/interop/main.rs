@@ -4,7 +4,8 @@
 //! plus the four Kafka codecs, a mixed-codec run and a zlib-compressed RocketMQ body.
 //!
 //! Each test starts its own broker. Expected read forms are computed from the spec by
-//! [`mapping`], never from what the broker currently does.
+//! [`mapping`], never from what the broker currently does; a failing test lists every aspect
+//! it found broken ([`checks`]).
 
 #[path = "../support/broker.rs"]
 mod broker;
