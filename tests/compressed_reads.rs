@@ -241,7 +241,9 @@ fn every_reader_reads_compressed_batches_and_stops_at_one_it_cannot_decode() {
         for i in 0..25 {
             let delivery = lapin_support::next(&mut consumer).await;
             assert_eq!(delivery.data, value_of(i), "delivery {i}");
-            delivery.ack(BasicAckOptions::default()).await.unwrap();
+            // The close at the bad batch follows the deliveries at once and may overtake the
+            // last acks, which then fail; what counts is what was delivered.
+            let _ = delivery.ack(BasicAckOptions::default()).await;
         }
         let end = tokio::time::timeout(Duration::from_secs(10), consumer.next())
             .await
