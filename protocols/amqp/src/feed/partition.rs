@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use tributary_api::batch::{BatchHeader, Record, StoredRecord, decode_records};
+use tributary_api::batch::{BatchHeader, Record, StoredRecord, decode_records_from};
 use tributary_api::{EngineError, TopicPartition};
 
 use super::cursor::{self, FeedCursor};
@@ -438,11 +438,11 @@ fn take_records(data: &Bytes, from: i64) -> Result<(Vec<StoredRecord>, i64), Und
                 // Control batches (Kafka transaction markers) carry no user record.
                 let decoded = match header.is_control() {
                     true => Ok(Vec::new()),
-                    false => decode_records(&batch),
+                    false => decode_records_from(&batch, from),
                 };
                 match decoded {
                     Ok(decoded) => {
-                        records.extend(decoded.into_iter().filter(|r| r.offset >= from));
+                        records.extend(decoded);
                         end = header.last_offset() + 1;
                         continue;
                     }
