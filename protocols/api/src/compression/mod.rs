@@ -21,6 +21,7 @@
 mod cache;
 pub mod check;
 mod encode;
+mod lz4;
 
 pub use cache::{DEFAULT_INFLATED_CACHE_BYTES, InflatedBatches};
 pub use encode::compress;
@@ -98,7 +99,9 @@ pub fn decompress(codec: Codec, input: &[u8], limit: usize) -> Result<Vec<u8>, D
     match codec {
         Codec::Gzip => read_bounded(codec, flate2::read::MultiGzDecoder::new(input), limit),
         Codec::Snappy => unsnappy(input, limit),
-        Codec::Lz4 => read_bounded(codec, lz4_flex::frame::FrameDecoder::new(input), limit),
+        Codec::Lz4 => lz4::inflate_simple(input, limit).unwrap_or_else(|| {
+            read_bounded(codec, lz4_flex::frame::FrameDecoder::new(input), limit)
+        }),
         Codec::Zstd => {
             let decoder = zstd::stream::read::Decoder::with_buffer(input)
                 .map_err(|err| DecompressError::corrupt(codec, err))?;
