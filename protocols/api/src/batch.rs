@@ -428,20 +428,26 @@ pub fn build_compressed_batch(records: &[Record], codec: Codec) -> std::io::Resu
 /// buffer; a compressed batch is inflated (at most [`MAX_INFLATED_BATCH_BYTES`]) into one new
 /// buffer its records share.
 pub fn decode_records(batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
-    decode_records_from(batch, i64::MIN)
+    decode_records_from(batch, i64::MIN, usize::MAX)
 }
 
-/// [`decode_records`] for the records at or after offset `from` only: the records before it
-/// are stepped over by their length (readers that resume inside a batch do not build records
-/// they already delivered). A compressed batch is still inflated whole.
-pub fn decode_records_from(batch: &Bytes, from: i64) -> Result<Vec<StoredRecord>, BatchError> {
+/// [`decode_records`] for at most `max` records at or after offset `from`: the records before
+/// it are stepped over by their length and decoding stops after `max` (readers that resume
+/// inside a batch, or take a few records of a large one, do not build records they already
+/// delivered or will not deliver now). A compressed batch is still inflated whole. A record
+/// past the `max`th is not looked at, so a fault there shows only when it is read.
+pub fn decode_records_from(
+    batch: &Bytes,
+    from: i64,
+    max: usize,
+) -> Result<Vec<StoredRecord>, BatchError> {
     let header = BatchHeader::parse(batch)?;
     if header.compression() == Compression::None {
         let end = header.total_len.min(batch.len());
-        return decode_section(&header, batch, BATCH_HEADER_LEN..end, from);
+        return decode_section(&header, batch, BATCH_HEADER_LEN..end, from, max);
     }
     let inflated = inflate_records(&header, batch)?;
-    decode_inflated(&header, &inflated, from)
+    decode_inflated(&header, &inflated, from, max)
 }
 
 /// The inflated records section of compressed `batch` (whose header is `header`).
@@ -459,13 +465,15 @@ pub(crate) fn inflate_records(header: &BatchHeader, batch: &Bytes) -> Result<Byt
     )?))
 }
 
-/// The records at or after `from` of a batch whose records section, inflated, is `inflated`.
+/// At most `max` records at or after `from` of a batch whose records section, inflated, is
+/// `inflated`.
 pub(crate) fn decode_inflated(
     header: &BatchHeader,
     inflated: &Bytes,
     from: i64,
+    max: usize,
 ) -> Result<Vec<StoredRecord>, BatchError> {
-    decode_section(header, inflated, 0..inflated.len(), from)
+    decode_section(header, inflated, 0..inflated.len(), from, max)
 }
 
 /// Decodes `header.record_count` records from `buf[section]`, keeping those at or after `from`.
@@ -474,6 +482,7 @@ fn decode_section(
     buf: &Bytes,
     section: std::ops::Range<usize>,
     from: i64,
+    max: usize,
 ) -> Result<Vec<StoredRecord>, BatchError> {
     let (start, end) = (section.start, section.end);
     let mut cursor = Cursor {
@@ -491,8 +500,11 @@ fn decode_section(
         .saturating_sub(from.max(header.base_offset))
         .saturating_add(1)
         .clamp(0, count as i64) as usize;
-    let mut records = Vec::with_capacity(wanted);
+    let mut records = Vec::with_capacity(wanted.min(max));
     for _ in 0..count {
+        if records.len() >= max {
+            break;
+        }
         let len = cursor.varint_len()?;
         let record_end = cursor
             .pos

@@ -92,6 +92,12 @@ impl Subscription {
             Self::Sql(Err(_)) => false,
         }
     }
+
+    /// Whether every message matches (`*`): a reader then knows in advance how many of the
+    /// records it decodes it will deliver.
+    pub(crate) fn selects_all(&self) -> bool {
+        matches!(self, Self::Tags(TagFilter(None)))
+    }
 }
 
 /// MessageModel ordinals.

@@ -438,7 +438,7 @@ fn take_records(data: &Bytes, from: i64) -> Result<(Vec<StoredRecord>, i64), Und
                 // Control batches (Kafka transaction markers) carry no user record.
                 let decoded = match header.is_control() {
                     true => Ok(Vec::new()),
-                    false => decode_records_from(&batch, from),
+                    false => decode_records_from(&batch, from, usize::MAX),
                 };
                 match decoded {
                     Ok(decoded) => {

@@ -269,7 +269,10 @@ pub(crate) fn take_records(
             *next = (*next).max(header.last_offset() + 1);
             continue;
         }
-        let records = match inflated.decode_from(partition, &batch, *next) {
+        // Only what the consumer's credit takes now: a batch of a thousand records read a
+        // hundred at a time is not decoded whole ten times.
+        let wanted = max - taken.deliveries.len();
+        let records = match inflated.decode_from(partition, &batch, *next, wanted) {
             Ok(records) => records,
             Err(error) => {
                 taken.undeliverable = Some(Undeliverable {

@@ -52,17 +52,18 @@ impl InflatedBatches {
         }
     }
 
-    /// [`decode_records_from`] for a batch of `partition`, inflating a compressed batch only
-    /// when this cache does not hold it already.
+    /// [`decode_records_from`] (at most `max` records at or after `from`) for a batch of
+    /// `partition`, inflating a compressed batch only when this cache does not hold it already.
     pub fn decode_from(
         &self,
         partition: &TopicPartition,
         batch: &Bytes,
         from: i64,
+        max: usize,
     ) -> Result<Vec<StoredRecord>, BatchError> {
         let header = BatchHeader::parse(batch)?;
         if header.compression() == Compression::None {
-            return decode_records_from(batch, from);
+            return decode_records_from(batch, from, max);
         }
         let inflated = match self.lookup(partition, &header) {
             Some(inflated) => inflated,
@@ -72,7 +73,7 @@ impl InflatedBatches {
                 inflated
             }
         };
-        decode_inflated(&header, &inflated, from)
+        decode_inflated(&header, &inflated, from, max)
     }
 
     /// Inflated bytes held now.
@@ -151,28 +152,36 @@ mod tests {
         let zstd = batch(100, 10, Some(Codec::Zstd));
         for from in [0, 103, 109, 200] {
             assert_eq!(
-                cache.decode_from(&p, &zstd, from).unwrap(),
-                decode_records_from(&zstd, from).unwrap()
+                cache.decode_from(&p, &zstd, from, usize::MAX).unwrap(),
+                decode_records_from(&zstd, from, usize::MAX).unwrap()
             );
         }
         let held = cache.held_bytes();
         assert!(held > 10_000 && held < 25_000, "{held}");
         // Uncompressed batches are not cached; other batches push the oldest out.
-        cache.decode_from(&p, &batch(0, 10, None), 0).unwrap();
+        cache
+            .decode_from(&p, &batch(0, 10, None), 0, usize::MAX)
+            .unwrap();
         assert_eq!(cache.held_bytes(), held);
         cache
-            .decode_from(&p, &batch(110, 10, Some(Codec::Lz4)), 0)
+            .decode_from(&p, &batch(110, 10, Some(Codec::Lz4)), 0, usize::MAX)
             .unwrap();
         cache
-            .decode_from(&p, &batch(120, 10, Some(Codec::Gzip)), 0)
+            .decode_from(&p, &batch(120, 10, Some(Codec::Gzip)), 0, usize::MAX)
             .unwrap();
         assert!(cache.held_bytes() <= 25_000);
         assert_eq!(cache.locked().len(), 2);
         // Same offset, other content (another partition, or a recreated topic): not confused.
         let other = batch(100, 3, Some(Codec::Zstd));
-        assert_eq!(cache.decode_from(&p, &other, 0).unwrap().len(), 3);
+        assert_eq!(
+            cache.decode_from(&p, &other, 0, usize::MAX).unwrap().len(),
+            3
+        );
         let q = TopicPartition::new("t", 1);
-        assert_eq!(cache.decode_from(&q, &zstd, 0).unwrap().len(), 10);
+        assert_eq!(
+            cache.decode_from(&q, &zstd, 0, usize::MAX).unwrap().len(),
+            10
+        );
     }
 
     #[test]
@@ -185,7 +194,7 @@ mod tests {
         let broken = broken.freeze();
         for _ in 0..2 {
             assert!(matches!(
-                cache.decode_from(&p, &broken, 0),
+                cache.decode_from(&p, &broken, 0, usize::MAX),
                 Err(BatchError::Decompress(_))
             ));
         }

@@ -218,7 +218,8 @@ proptest! {
         count in 1usize..40,
         base in 0i64..1000,
         from in -5i64..1100,
-        codec in proptest::sample::select(vec![None, Some(Codec::Gzip), Some(Codec::Zstd)]),
+        max in 0usize..50,
+        codec in proptest::sample::select(vec![None, Some(Codec::Gzip), Some(Codec::Lz4)]),
     ) {
         let values: Vec<Vec<u8>> = (0..count).map(|i| vec![i as u8; i * 3]).collect();
         let records = records(&values);
@@ -228,7 +229,12 @@ proptest! {
         };
         let batch = at_base(batch, base);
         let all: Vec<_> = decode_records(&batch).unwrap().into_iter().filter(|r| r.offset >= from).collect();
-        prop_assert_eq!(decode_records_from(&batch, from).unwrap(), all);
+        prop_assert_eq!(decode_records_from(&batch, from, usize::MAX).unwrap(), all.clone());
+        let first: Vec<_> = all.into_iter().take(max).collect();
+        prop_assert_eq!(decode_records_from(&batch, from, max).unwrap(), first.clone());
+        let cache = InflatedBatches::default();
+        let p = crate::TopicPartition::new("t", 0);
+        prop_assert_eq!(cache.decode_from(&p, &batch, from, max).unwrap(), first);
     }
 
     #[test]

@@ -312,16 +312,23 @@ impl Encoder<'_> {
                 found.next = found.next.max(header.last_offset() + 1);
                 continue;
             }
-            let records = match self
-                .inflated
-                .decode_from(self.partition, &batch, found.next)
-            {
-                Ok(records) => records,
-                Err(err) => {
-                    found.undeliverable = Some((header.base_offset.max(found.next), err));
-                    return Ok(());
-                }
+            // With `*` every record decoded is delivered, so decode no more than the pull takes
+            // (a filter may reject any number of them: then the batch is decoded to its end).
+            let wanted = match self.filter.selects_all() {
+                true => self.max_messages - found.count,
+                false => usize::MAX,
             };
+            let records =
+                match self
+                    .inflated
+                    .decode_from(self.partition, &batch, found.next, wanted)
+                {
+                    Ok(records) => records,
+                    Err(err) => {
+                        found.undeliverable = Some((header.base_offset.max(found.next), err));
+                        return Ok(());
+                    }
+                };
             for stored in records {
                 if stored.offset < found.next {
                     continue;
