@@ -36,8 +36,9 @@
 //! - key `next-id`: the next producer id, `u64` big-endian, written before an id is handed out
 //!   and kept above every producer id a rebuild finds in a log;
 //! - key `snapshot/<topic id as 32 hex digits>/<partition index>`: a [`snapshot::Snapshot`],
-//!   written every [`SNAPSHOT_EVERY_BATCHES`] recorded batches of a partition and after a
-//!   rebuild that replayed any batch;
+//!   written every [`SNAPSHOT_EVERY_BATCHES`] recorded batches of a partition (or when its log
+//!   grew [`SNAPSHOT_EVERY_OFFSETS`] past the last one) and after a rebuild that replayed any
+//!   batch;
 //! - keys `<producer id>/<partition index>/<topic>`: the state written after each append before
 //!   issue 14 (it could lag the log by the batch a crash interrupted). No longer read or
 //!   written; left in place and ignored.
@@ -70,6 +71,10 @@ pub const CACHED_BATCHES: usize = 5;
 /// replays (plus whatever other writers appended in between) at one metadata write per this many
 /// batches.
 pub const SNAPSHOT_EVERY_BATCHES: u64 = 1000;
+/// Offsets the log of a partition may grow past its last snapshot (through any writer) before an
+/// idempotent batch recorded there takes a new one: bounds the replay where idempotent batches
+/// are rare among others.
+pub const SNAPSHOT_EVERY_OFFSETS: i64 = 100_000;
 
 /// One appended batch of a producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,9 +241,13 @@ struct PartitionState {
     producers: HashMap<i64, PartitionProducer>,
     /// One lock per producer: its batches are decided one at a time.
     producer_locks: HashMap<i64, Arc<tokio::sync::Mutex<()>>>,
-    /// Base offsets of idempotent batches numbered by the log and not yet recorded.
+    /// Base offsets of idempotent batches numbered by the log and not yet recorded. A batch
+    /// whose durability failed stays here: no snapshot of this run may cover it, because a
+    /// restart may find it in the log after all.
     in_flight: BTreeSet<i64>,
     recorded_since_snapshot: u64,
+    /// The offset of the last snapshot written (or the rebuild started from).
+    snapshot_offset: i64,
     snapshotting: bool,
 }
 
@@ -408,8 +417,8 @@ impl Producers {
         let durable = pending.await;
         let snapshot_due = {
             let mut state = slot.state.lock();
-            state.in_flight.remove(&outcome.base_offset);
             if durable.is_ok() {
+                state.in_flight.remove(&outcome.base_offset);
                 let batch = SequencedBatch {
                     base_sequence: header.base_sequence,
                     last_sequence: last_sequence(&header),
@@ -422,8 +431,11 @@ impl Producers {
                     .replay(header.producer_epoch, batch);
                 state.recorded_since_snapshot += 1;
             }
-            let due =
-                state.recorded_since_snapshot >= self.shared.snapshot_every && !state.snapshotting;
+            let log_grown = outcome.last_offset - state.snapshot_offset;
+            let due = (state.recorded_since_snapshot >= self.shared.snapshot_every
+                || log_grown >= SNAPSHOT_EVERY_OFFSETS)
+                && durable.is_ok()
+                && !state.snapshotting;
             state.snapshotting |= due;
             due
         };
@@ -449,6 +461,7 @@ impl Producers {
         {
             let mut state = slot.state.lock();
             state.producers = rebuilt.producers;
+            state.snapshot_offset = rebuilt.replayed_from;
             state.snapshotting = replayed;
         }
         if replayed {
@@ -464,8 +477,11 @@ impl Producers {
         let mut state = slot.state.lock();
         state.snapshotting = false;
         match written {
-            Ok(true) => state.recorded_since_snapshot = 0,
-            Ok(false) => {}
+            Ok(Some(offset)) => {
+                state.recorded_since_snapshot = 0;
+                state.snapshot_offset = offset;
+            }
+            Ok(None) => {}
             Err(failure) => {
                 tracing::warn!(partition = %slot.partition, error = %failure,
                     "producer state snapshot not written; the next start replays more of the log");
@@ -474,9 +490,9 @@ impl Producers {
     }
 }
 
-/// Writes the state of `slot` complete below an offset no in-flight batch reaches. Returns
-/// false when there is nothing to snapshot (the offset is at the log start).
-async fn write_snapshot(engine: &Backing, slot: &PartitionSlot) -> EngineResult<bool> {
+/// Writes the state of `slot` complete below an offset no in-flight batch reaches, and returns
+/// that offset; `None` when there is nothing to snapshot (the offset is at the log start).
+async fn write_snapshot(engine: &Backing, slot: &PartitionSlot) -> EngineResult<Option<i64>> {
     let (offset, producers) = {
         let _numbering = slot.numbering.lock().await;
         let high_watermark = engine.log.offsets(&slot.partition)?.high_watermark;
@@ -493,13 +509,13 @@ async fn write_snapshot(engine: &Backing, slot: &PartitionSlot) -> EngineResult<
         (offset, producers)
     };
     if offset <= engine.log.offsets(&slot.partition)?.log_start {
-        return Ok(false);
+        return Ok(None);
     }
     let read = engine.log.read(&slot.partition, offset - 1, 1).await?;
     let header = BatchHeader::parse(&read.data)?;
     if header.last_offset() != offset - 1 {
         // Not a batch boundary: cannot happen for a high watermark or a base offset.
-        return Ok(false);
+        return Ok(None);
     }
     let snapshot = Snapshot {
         offset,
@@ -513,5 +529,5 @@ async fn write_snapshot(engine: &Backing, slot: &PartitionSlot) -> EngineResult<
         .metadata
         .put(NAMESPACE, &slot.snapshot_key, snapshot.encode())
         .await?;
-    Ok(true)
+    Ok(Some(offset))
 }

@@ -16,6 +16,8 @@ use super::*;
 #[derive(Debug, Default)]
 struct VecLog {
     partitions: Mutex<HashMap<TopicPartition, Held>>,
+    /// The next append is written but its fsync fails.
+    fail_next_fsync: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +63,20 @@ impl LogService for VecLog {
             log_append_time: 0,
             log_start: held.log_start,
         })
+    }
+
+    async fn append_pipelined(
+        &self,
+        partition: &TopicPartition,
+        batch: Bytes,
+    ) -> EngineResult<(AppendOutcome, tributary_api::PendingDurability)> {
+        let outcome = self.append(partition, batch).await?;
+        let durable = if self.fail_next_fsync.swap(false, Ordering::AcqRel) {
+            Err(EngineError::Poisoned(partition.to_string()))
+        } else {
+            Ok(())
+        };
+        Ok((outcome, Box::pin(std::future::ready(durable))))
     }
 
     async fn read(
@@ -389,6 +405,30 @@ async fn a_snapshot_leading_a_log_that_lost_its_tail_is_discarded() {
             base_offset: offsets[1]
         }
     );
+}
+
+#[tokio::test]
+async fn a_batch_whose_fsync_failed_is_no_duplicate_and_no_snapshot_covers_it() {
+    let world = World::new();
+    let producers = Producers::with_snapshot_every(1);
+    appended_at(world.send(&producers, &sequenced(6, 0, 0, 2)).await);
+    world.log.fail_next_fsync.store(true, Ordering::Release);
+    let verified = VerifiedBatch::verify(sequenced(6, 0, 2, 2)).expect("valid");
+    let failed = producers
+        .append_sequenced(&world.backing, TOPIC_ID, &world.partition, verified)
+        .await;
+    assert!(
+        matches!(failed, Err(EngineError::Poisoned(_))),
+        "{failed:?}"
+    );
+    let unsynced_at = 2;
+    // Not acknowledged, so not a duplicate: the retry is written (this log is not poisoned).
+    let retried = appended_at(world.send(&producers, &sequenced(6, 0, 2, 2)).await);
+    assert_eq!(retried, 4);
+    appended_at(world.send(&producers, &sequenced(6, 0, 4, 2)).await);
+    // A restart may find the unsynced batch in the log after all: no snapshot may cover it.
+    let snapshot = world.snapshot().expect("snapshot");
+    assert!(snapshot.offset <= unsynced_at, "{}", snapshot.offset);
 }
 
 #[tokio::test]
