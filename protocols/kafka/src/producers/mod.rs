@@ -293,7 +293,8 @@ struct Shared {
     partitions: Mutex<HashMap<TopicPartition, Arc<PartitionSlot>>>,
     /// Serialises id allocation (read-modify-write of `next-id`).
     allocate: tokio::sync::Mutex<()>,
-    /// The largest producer id a rebuild found in a log: ids handed out stay above it.
+    /// The largest producer id found in a rebuilt log or appended since: ids handed out stay
+    /// above it.
     largest_seen_id: AtomicI64,
     snapshot_every: u64,
 }
@@ -430,6 +431,10 @@ impl Producers {
                     .or_insert_with(|| PartitionProducer::new(header.producer_epoch))
                     .replay(header.producer_epoch, batch);
                 state.recorded_since_snapshot += 1;
+                // Even an id the client made up: it is in the log now.
+                self.shared
+                    .largest_seen_id
+                    .fetch_max(producer_id, Ordering::AcqRel);
             }
             let log_grown = outcome.last_offset - state.snapshot_offset;
             let due = (state.recorded_since_snapshot >= self.shared.snapshot_every
