@@ -81,14 +81,15 @@ fn idempotent_producer(bootstrap: &str) -> FutureProducer {
 }
 
 /// Sends ids 0.. until `running` is cleared, at most [`OUTSTANDING`] at a time, recording each
-/// delivery's outcome. Returns the number of ids sent.
+/// delivery's outcome. Returns the number of ids sent, and the producer: dropping it would
+/// purge what is still in flight.
 async fn produce(
     producer: FutureProducer,
     running: Arc<AtomicBool>,
     next_id: Arc<AtomicU64>,
     outstanding: Arc<Semaphore>,
     outcomes: Arc<Mutex<Outcomes>>,
-) -> u64 {
+) -> (u64, FutureProducer) {
     let mut id = 0;
     while running.load(Ordering::Acquire) {
         let permit = Arc::clone(&outstanding)
@@ -119,7 +120,7 @@ async fn produce(
         id += 1;
         next_id.store(id, Ordering::Release);
     }
-    id
+    (id, producer)
 }
 
 /// Every payload of the topic, read from the beginning up to each partition's high watermark.
@@ -203,7 +204,7 @@ async fn idempotent_producer_through_sigkill_rounds_stores_each_record_once() {
         assert_eq!(broker.addr("kafka").port().to_string(), port);
     }
     running.store(false, Ordering::Release);
-    let sent = sender.await.expect("sender");
+    let (sent, _producer) = sender.await.expect("sender");
     let all = u32::try_from(OUTSTANDING).expect("permits");
     let drained = tokio::time::timeout(WAIT, outstanding.acquire_many(all)).await;
     let _every_delivery_resolved = drained.expect("deliveries resolve").expect("semaphore");

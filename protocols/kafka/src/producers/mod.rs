@@ -13,10 +13,18 @@
 //! Where the state comes from: the log. Every stored v2 batch of an idempotent producer carries
 //! its producer id, epoch and base sequence (the last sequence is base + last offset delta), so
 //! a partition's producer state is a function of its log, as in Kafka. On the first idempotent
-//! batch for a partition after start, [`rebuild`] replays the batch headers of the log from a
-//! [`snapshot`]'s offset (or from the log start when there is no snapshot, or it does not match
-//! the log) up to the high watermark. A crash between an append and anything written about it
-//! cannot make a retried batch look new: the batch is in the log, so it is in the state.
+//! batch for a partition after start, the `rebuild` module replays the batch headers of the log
+//! (no record is decoded) from a snapshot's offset up to the high watermark, or from the log
+//! start when there is no snapshot or it does not match the log (its last batch is gone: a tail
+//! lost to power loss under `never`/`interval`, or a topic made again). A crash between an
+//! append and anything written about it cannot make a retried batch look new: the batch is in
+//! the log, so it is in the state. Under `never` the log itself may lose acknowledged batches
+//! on power loss; the state then follows the log, which is what a retry must be checked against.
+//!
+//! Cost: that first batch waits for the replay — at most [`SNAPSHOT_EVERY_BATCHES`] idempotent
+//! batches or [`SNAPSHOT_EVERY_OFFSETS`] offsets behind the log end, but the whole log of a
+//! partition that has no usable snapshot (the first start after upgrading from the per-append
+//! format below). Appends themselves write nothing to the metadata store.
 //!
 //! Invariants:
 //! - a batch is entered into the in-memory state only once durable (a retry of a batch whose
@@ -35,7 +43,9 @@
 //! Durable format, in the engine's metadata store, namespace [`NAMESPACE`]:
 //! - key `next-id`: the next producer id, `u64` big-endian, written before an id is handed out
 //!   and kept above every producer id a rebuild finds in a log;
-//! - key `snapshot/<topic id as 32 hex digits>/<partition index>`: a [`snapshot::Snapshot`],
+//! - key `snapshot/<topic id as 32 hex digits>/<partition index>`: a snapshot (format in the
+//!   `snapshot` module: the state complete below an offset X, and the base offset and CRC of
+//!   the batch ending at X - 1),
 //!   written every [`SNAPSHOT_EVERY_BATCHES`] recorded batches of a partition (or when its log
 //!   grew [`SNAPSHOT_EVERY_OFFSETS`] past the last one) and after a rebuild that replayed any
 //!   batch;
