@@ -209,6 +209,13 @@ async fn idempotent_producer_through_sigkill_rounds_stores_each_record_once() {
     let drained = tokio::time::timeout(WAIT, outstanding.acquire_many(all)).await;
     let _every_delivery_resolved = drained.expect("deliveries resolve").expect("semaphore");
 
+    // Every restart after the first found a snapshot written by the one before, and the log
+    // still held the batch it ends with.
+    broker.wait_for_line(
+        &["producer state rebuilt", "from_snapshot=true"],
+        Duration::from_secs(10),
+    );
+
     let values = read_topic(&bootstrap);
     let outcomes = outcomes.lock().expect("outcomes");
     let mut copies: HashMap<&str, usize> = HashMap::new();
