@@ -7,7 +7,13 @@
 //! times over the same data directory, and after each crash checks that every acknowledged batch
 //! reads back byte-identical, every batch's CRC verifies and offsets are dense. The other tests
 //! damage segment files by hand: a torn tail must be truncated, interior damage must refuse to
-//! open with an error naming the file and byte position.
+//! open with an error naming the file and byte position. `idempotent_producer` SIGKILLs the real
+//! broker under an idempotent librdkafka producer and checks every record is stored exactly once.
+
+#[path = "support/broker.rs"]
+mod broker;
+#[path = "storage_crash/idempotent_producer.rs"]
+mod idempotent_producer;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

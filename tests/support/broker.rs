@@ -182,23 +182,22 @@ pub(crate) fn data_dir_in(root: &Path) -> std::path::PathBuf {
 
 /// Spawns the binary on `data`, every listener on port 0, logging to a channel of lines.
 fn spawn(data: &Path, extra_args: &[String]) -> (Child, mpsc::Receiver<String>) {
+    // Port 0 for every listener whose port the test does not fix itself (a fixed port lets a
+    // client keep its bootstrap address across a restart).
+    let ports = [
+        "--http-port",
+        "--kafka-port",
+        "--amqp-port",
+        "--rocketmq-namesrv-port",
+        "--rocketmq-broker-port",
+    ]
+    .into_iter()
+    .filter(|flag| !extra_args.iter().any(|arg| arg == flag))
+    .flat_map(|flag| [flag, "0"]);
     let mut child = Command::new(BINARY)
         .current_dir(data)
-        .args([
-            "serve",
-            "--http-port",
-            "0",
-            "--kafka-port",
-            "0",
-            "--amqp-port",
-            "0",
-        ])
-        .args([
-            "--rocketmq-namesrv-port",
-            "0",
-            "--rocketmq-broker-port",
-            "0",
-        ])
+        .arg("serve")
+        .args(ports)
         .args(extra_args)
         .env_remove("RUST_LOG")
         .env_remove("TRIBUTARY_CONFIG")

@@ -24,7 +24,7 @@ use tributary_api::batch::{BatchHeader, VerifiedBatch};
 use tributary_api::{EngineError, PendingDurability, TopicDescription, TopicPartition};
 
 use super::{Broker, partition_of};
-use crate::producers::{SequencedBatch, Verdict};
+use crate::producers::{Backing, Sequenced};
 use crate::{error, metrics};
 
 /// A produce whose batches are written and whose acknowledgement waits on their durability:
@@ -178,17 +178,23 @@ impl Broker {
         let mut durability = Vec::with_capacity(batches.len());
         for batch in batches {
             let header = *batch.header();
-            let sequenced = header.producer_id >= 0;
-            if sequenced {
-                match self.check_sequence(&target, &header).await {
-                    Ok(Verdict::Append) => {}
-                    Ok(Verdict::Duplicate { base_offset }) => {
-                        first_offset.get_or_insert(base_offset);
-                        continue;
+            if header.producer_id >= 0 {
+                match self.append_sequenced(topic, &target, batch).await {
+                    Ok(Sequenced::Appended(outcome)) => {
+                        first_offset.get_or_insert(outcome.base_offset);
+                        log_start = outcome.log_start;
+                        records_in += u64::try_from(header.record_count).unwrap_or(0);
                     }
-                    Ok(Verdict::Refuse(refusal)) => return answer(refusal.code()),
-                    Err(failure) => return answer(error::code(&failure)),
+                    Ok(Sequenced::Duplicate { base_offset }) => {
+                        first_offset.get_or_insert(base_offset);
+                    }
+                    Ok(Sequenced::Refused(refusal)) => return answer(refusal.code()),
+                    Err(failure) => {
+                        tracing::debug!(partition = %target, error = %failure, "idempotent append failed");
+                        return answer(error::code(&failure));
+                    }
                 }
+                continue;
             }
             let (outcome, pending) = match self.engine.log.append_verified(&target, batch).await {
                 Ok(written) => written,
@@ -200,28 +206,7 @@ impl Broker {
             first_offset.get_or_insert(outcome.base_offset);
             log_start = outcome.log_start;
             records_in += u64::try_from(header.record_count).unwrap_or(0);
-            if !sequenced {
-                durability.push(pending);
-                continue;
-            }
-            if let Err(failure) = pending.await {
-                tracing::debug!(partition = %target, error = %failure, "append not made durable");
-                return answer(error::code(&failure));
-            }
-            let remembered = SequencedBatch {
-                base_sequence: header.base_sequence,
-                last_sequence: last_sequence(&header),
-                base_offset: outcome.base_offset,
-            };
-            let store = self.engine.metadata.as_ref();
-            let epoch = header.producer_epoch;
-            if let Err(failure) = self
-                .producers
-                .appended(store, header.producer_id, &target, epoch, remembered)
-                .await
-            {
-                return answer(error::code(&failure));
-            }
+            durability.push(pending);
         }
         PartitionStage::Written {
             index,
@@ -236,25 +221,22 @@ impl Broker {
 }
 
 impl Broker {
-    async fn check_sequence(
+    /// An idempotent batch: checked against the producer state rebuilt from the log,
+    /// appended if new, and waited for at once (see [`crate::producers`]).
+    async fn append_sequenced(
         &self,
+        topic: &TopicDescription,
         target: &TopicPartition,
-        header: &BatchHeader,
-    ) -> Result<Verdict, EngineError> {
+        batch: VerifiedBatch,
+    ) -> Result<Sequenced, EngineError> {
+        let header = batch.header();
         if header.is_transactional() || header.is_control() {
-            return Ok(Verdict::Refuse(
+            return Ok(Sequenced::Refused(
                 ResponseError::TransactionalIdAuthorizationFailed,
             ));
         }
         self.producers
-            .check(
-                self.engine.metadata.as_ref(),
-                header.producer_id,
-                target,
-                header.producer_epoch,
-                header.base_sequence,
-                last_sequence(header),
-            )
+            .append_sequenced(&Backing::from(&self.engine), topic.id, target, batch)
             .await
     }
 
@@ -276,7 +258,7 @@ impl Broker {
                 .with_producer_id(request.producer_id)
                 .with_producer_epoch(next_epoch);
         }
-        match self.producers.allocate(self.engine.metadata.as_ref()).await {
+        match self.producers.allocate(&Backing::from(&self.engine)).await {
             Ok(id) => InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(id))
                 .with_producer_epoch(0),
@@ -286,12 +268,6 @@ impl Broker {
                 .with_producer_epoch(-1),
         }
     }
-}
-
-/// The sequence number of a batch's last record (sequences wrap after `i32::MAX`).
-fn last_sequence(header: &BatchHeader) -> i32 {
-    let last = i64::from(header.base_sequence) + i64::from(header.last_offset_delta);
-    i32::try_from(last).unwrap_or_else(|_| (last - i64::from(i32::MAX) - 1) as i32)
 }
 
 /// Splits a partition's record set into whole, CRC-valid batches, or refuses all of them.
