@@ -167,7 +167,7 @@ impl Broker {
         let batches = match split_batches(&records) {
             Ok(batches) => batches,
             Err(failure) => {
-                tracing::debug!(topic = %topic.name, partition, error = %failure, "produce refused");
+                tracing::warn!(topic = %topic.name, partition, error = %failure, "produce refused: the record set is not a valid RecordBatch v2");
                 return answer(error::code(&failure));
             }
         };
@@ -294,7 +294,8 @@ fn last_sequence(header: &BatchHeader) -> i32 {
     i32::try_from(last).unwrap_or_else(|_| (last - i64::from(i32::MAX) - 1) as i32)
 }
 
-/// Splits a partition's record set into whole, CRC-valid batches, or refuses all of them.
+/// Splits a partition's record set into whole, CRC-valid batches whose records read back one
+/// by one ([`tributary_api::batch::check_produced`]), or refuses all of them.
 fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, EngineError> {
     let mut batches = Vec::new();
     let mut at = 0;
@@ -310,7 +311,9 @@ fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, EngineError> {
                     available: rest.len(),
                 },
             ))?;
-        batches.push(VerifiedBatch::verify(records.slice(at..end))?);
+        let batch = VerifiedBatch::verify(records.slice(at..end))?;
+        tributary_api::batch::check_produced(&batch)?;
+        batches.push(batch);
         at = end;
     }
     if batches.is_empty() {
