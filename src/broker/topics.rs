@@ -427,7 +427,11 @@ impl TopicAdmin for Topics {
     }
 
     fn check_partition_limits(&self, topic: &str, total: u32) -> EngineResult<()> {
-        let current = self.table.read().get(topic).map_or(0, |record| record.partitions);
+        let current = self
+            .table
+            .read()
+            .get(topic)
+            .map_or(0, |record| record.partitions);
         self.within_limits(topic, total, current)
     }
 

@@ -13,6 +13,11 @@ pub fn open_files_soft_limit() -> Option<u64> {
     getrlimit(Resource::Nofile).current
 }
 
+/// A limit as logged: the number, or `unlimited`.
+fn shown(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "unlimited".to_owned(), |value| value.to_string())
+}
+
 /// Sets the soft RLIMIT_NOFILE to the hard limit and logs both values.
 pub fn raise_open_files_limit() {
     let before = getrlimit(Resource::Nofile);
@@ -24,8 +29,8 @@ pub fn raise_open_files_limit() {
     };
     if already {
         info!(
-            soft = ?before.current,
-            hard = ?before.maximum,
+            soft = %shown(before.current),
+            hard = %shown(before.maximum),
             "open file descriptor limit is already at the hard limit"
         );
         return;
@@ -36,14 +41,14 @@ pub fn raise_open_files_limit() {
     };
     match setrlimit(Resource::Nofile, raised) {
         Ok(()) => info!(
-            soft_before = ?before.current,
-            soft = ?open_files_soft_limit(),
-            hard = ?before.maximum,
+            soft_before = %shown(before.current),
+            soft = %shown(open_files_soft_limit()),
+            hard = %shown(before.maximum),
             "raised the open file descriptor limit to the hard limit"
         ),
         Err(err) => warn!(
-            soft = ?before.current,
-            hard = ?before.maximum,
+            soft = %shown(before.current),
+            hard = %shown(before.maximum),
             error = %err,
             "cannot raise the open file descriptor limit; serving within the soft limit"
         ),

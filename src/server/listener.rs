@@ -205,7 +205,10 @@ mod tests {
         let of = |errno: rustix::io::Errno| io::Error::from_raw_os_error(errno.raw_os_error());
         assert_eq!(accept_error_reason(&of(rustix::io::Errno::MFILE)), "emfile");
         assert_eq!(accept_error_reason(&of(rustix::io::Errno::NFILE)), "enfile");
-        assert_eq!(accept_error_reason(&of(rustix::io::Errno::NOBUFS)), "enobufs");
+        assert_eq!(
+            accept_error_reason(&of(rustix::io::Errno::NOBUFS)),
+            "enobufs"
+        );
         assert_eq!(accept_error_reason(&of(rustix::io::Errno::NOMEM)), "enomem");
         assert_eq!(accept_error_reason(&of(rustix::io::Errno::PERM)), "other");
     }

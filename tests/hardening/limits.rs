@@ -3,10 +3,12 @@
 //! one by one are refused, and no metric label value comes from a client.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_lite::StreamExt;
@@ -74,7 +76,12 @@ fn topic_name(name: &str) -> TopicName {
 }
 
 /// CreateTopics v5 of one topic; returns (error code, error message).
-fn create_topic(stream: &mut TcpStream, name: &str, partitions: i32, validate_only: bool) -> (i16, String) {
+fn create_topic(
+    stream: &mut TcpStream,
+    name: &str,
+    partitions: i32,
+    validate_only: bool,
+) -> (i16, String) {
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(5_000)
         .with_validate_only(validate_only)
@@ -86,12 +93,21 @@ fn create_topic(stream: &mut TcpStream, name: &str, partitions: i32, validate_on
         ]);
     let response: CreateTopicsResponse = kafka_call(stream, ApiKey::CreateTopics, 5, &request);
     let result = &response.topics[0];
-    let message = result.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default();
+    let message = result
+        .error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
     (result.error_code, message)
 }
 
 /// CreatePartitions v3 growing `name` to `count`; returns (error code, error message).
-fn grow_topic(stream: &mut TcpStream, name: &str, count: i32, validate_only: bool) -> (i16, String) {
+fn grow_topic(
+    stream: &mut TcpStream,
+    name: &str,
+    count: i32,
+    validate_only: bool,
+) -> (i16, String) {
     let request = CreatePartitionsRequest::default()
         .with_timeout_ms(5_000)
         .with_validate_only(validate_only)
@@ -104,7 +120,11 @@ fn grow_topic(stream: &mut TcpStream, name: &str, count: i32, validate_only: boo
     let response: CreatePartitionsResponse =
         kafka_call(stream, ApiKey::CreatePartitions, 3, &request);
     let result = &response.results[0];
-    let message = result.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default();
+    let message = result
+        .error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
     (result.error_code, message)
 }
 
@@ -161,7 +181,11 @@ fn batch_with_offset_deltas(values: [&str; 3], deltas: [u8; 3]) -> Bytes {
     let record_len = (bytes.len() - 61) / 3;
     for (index, delta) in deltas.iter().enumerate() {
         let at = 61 + index * record_len + 3;
-        assert_eq!(bytes[at], (index as u8) << 1, "offset delta of record {index}");
+        assert_eq!(
+            bytes[at],
+            (index as u8) << 1,
+            "offset delta of record {index}"
+        );
         bytes[at] = delta << 1;
     }
     reseal(&mut bytes);
@@ -264,7 +288,13 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
 /// Reads every listener's address now, so later lookups do not consume log lines a test waits
 /// for.
 fn started(mut broker: TestBroker) -> TestBroker {
-    for protocol in ["kafka", "amqp", "rocketmq-namesrv", "rocketmq-broker", "http"] {
+    for protocol in [
+        "kafka",
+        "amqp",
+        "rocketmq-namesrv",
+        "rocketmq-broker",
+        "http",
+    ] {
         broker.addr(protocol);
     }
     broker
@@ -283,7 +313,11 @@ fn runtime() -> tokio::runtime::Runtime {
 fn every_protocol_serves(broker: &mut TestBroker, tag: &str) {
     let mut kafka = connect(broker.addr("kafka"));
     let topic = format!("after-{tag}");
-    assert_eq!(produce(&mut kafka, &topic, values_batch(&["k1"])), 0, "Kafka produce");
+    assert_eq!(
+        produce(&mut kafka, &topic, values_batch(&["k1"])),
+        0,
+        "Kafka produce"
+    );
 
     let amqp = broker.addr("amqp");
     runtime().block_on(async {
@@ -292,15 +326,27 @@ fn every_protocol_serves(broker: &mut TestBroker, tag: &str) {
         let queue = format!("q-{tag}");
         lapin_support::declare(&channel, &queue, false).await;
         lapin_support::publish(&channel, "", &queue, b"a1", Default::default()).await;
-        let got = lapin_support::get(&channel, &queue).await.expect("a message");
+        let got = lapin_support::get(&channel, &queue)
+            .await
+            .expect("a message");
         assert_eq!(got.delivery.data, b"a1");
     });
 
     let mut namesrv = connect(broker.addr("rocketmq-namesrv"));
     let rocket_topic = format!("rocket-{tag}");
     let created = create_queues(&mut namesrv, 900, &rocket_topic, 8);
-    assert_eq!(created.header["code"].as_i64(), Some(0), "{}", created.header);
-    let route = rocketmq_call(&mut namesrv, GET_ROUTEINFO_BY_TOPIC, 901, json!({"topic": rocket_topic}));
+    assert_eq!(
+        created.header["code"].as_i64(),
+        Some(0),
+        "{}",
+        created.header
+    );
+    let route = rocketmq_call(
+        &mut namesrv,
+        GET_ROUTEINFO_BY_TOPIC,
+        901,
+        json!({"topic": rocket_topic}),
+    );
     assert_eq!(route.header["code"].as_i64(), Some(0), "{}", route.header);
     let route: Value = serde_json::from_slice(&route.body).expect("route JSON");
     assert_eq!(route["queueDatas"][0]["writeQueueNums"].as_i64(), Some(8));
@@ -324,21 +370,39 @@ fn a_ten_thousand_queue_rocketmq_topic_is_refused_and_creates_nothing() {
 
     // No credentials: the name server takes UPDATE_AND_CREATE_TOPIC from anyone.
     let refused = create_queues(&mut namesrv, 1, "huge", 10_000);
-    assert_eq!(refused.header["code"].as_i64(), Some(SYSTEM_ERROR), "{}", refused.header);
+    assert_eq!(
+        refused.header["code"].as_i64(),
+        Some(SYSTEM_ERROR),
+        "{}",
+        refused.header
+    );
     let remark = refused.header["remark"].as_str().unwrap_or_default();
     assert!(
         remark.contains("10000") && remark.contains("limits.max_partitions_per_topic"),
         "the remark names the count and the setting: {remark}"
     );
     let grown = create_queues(&mut namesrv, 2, "existing", 10_000);
-    assert_eq!(grown.header["code"].as_i64(), Some(SYSTEM_ERROR), "{}", grown.header);
+    assert_eq!(
+        grown.header["code"].as_i64(),
+        Some(SYSTEM_ERROR),
+        "{}",
+        grown.header
+    );
 
     // Sent to the broker listener too (auto-creation on send goes through the same engine).
     let mut rocket_broker = connect(broker.addr("rocketmq-broker"));
     let again = create_queues(&mut rocket_broker, 3, "huge", 10_000);
-    assert_eq!(again.header["code"].as_i64(), Some(SYSTEM_ERROR), "{}", again.header);
+    assert_eq!(
+        again.header["code"].as_i64(),
+        Some(SYSTEM_ERROR),
+        "{}",
+        again.header
+    );
 
-    assert!(!has_log_dir(&broker.data_dir(), "huge"), "no partition files for the refused topic");
+    assert!(
+        !has_log_dir(&broker.data_dir(), "huge"),
+        "no partition files for the refused topic"
+    );
     assert_eq!(partitions_of(&mut kafka, "huge"), None);
     assert_eq!(partitions_of(&mut kafka, "existing"), Some(4));
     let after = open_descriptors(pid);
@@ -346,7 +410,10 @@ fn a_ten_thousand_queue_rocketmq_topic_is_refused_and_creates_nothing() {
         after <= before + 16,
         "descriptors went from {before} to {after}"
     );
-    broker.wait_for_line(&["refusing to create partitions", "huge"], Duration::from_secs(5));
+    broker.wait_for_line(
+        &["refusing to create partitions", "huge"],
+        Duration::from_secs(5),
+    );
 
     every_protocol_serves(&mut broker, "rocketmq");
 }
@@ -360,7 +427,10 @@ fn kafka_create_topics_and_create_partitions_past_the_cap_get_invalid_partitions
 
     for validate_only in [true, false] {
         let (code, message) = create_topic(&mut kafka, "wide", 10_000, validate_only);
-        assert_eq!(code, INVALID_PARTITIONS, "validate_only={validate_only}: {message}");
+        assert_eq!(
+            code, INVALID_PARTITIONS,
+            "validate_only={validate_only}: {message}"
+        );
         assert!(
             message.contains("1000") && message.contains("limits.max_partitions_per_topic"),
             "{message}"
@@ -372,15 +442,24 @@ fn kafka_create_topics_and_create_partitions_past_the_cap_get_invalid_partitions
     assert_eq!(create_topic(&mut kafka, "narrow", 4, false).0, 0);
     for validate_only in [true, false] {
         let (code, message) = grow_topic(&mut kafka, "narrow", 10_000, validate_only);
-        assert_eq!(code, INVALID_PARTITIONS, "validate_only={validate_only}: {message}");
-        assert!(message.contains("limits.max_partitions_per_topic"), "{message}");
+        assert_eq!(
+            code, INVALID_PARTITIONS,
+            "validate_only={validate_only}: {message}"
+        );
+        assert!(
+            message.contains("limits.max_partitions_per_topic"),
+            "{message}"
+        );
     }
     assert_eq!(partitions_of(&mut kafka, "narrow"), Some(4));
     // At the cap itself is allowed.
     assert_eq!(grow_topic(&mut kafka, "narrow", 1_000, true).0, 0);
 
     let after = open_descriptors(pid);
-    assert!(after <= before + 24, "descriptors went from {before} to {after}");
+    assert!(
+        after <= before + 24,
+        "descriptors went from {before} to {after}"
+    );
     every_protocol_serves(&mut broker, "kafka");
 }
 
@@ -400,7 +479,10 @@ fn the_broker_wide_cap_holds_for_kafka_rocketmq_and_amqp() {
     assert_eq!(create_topic(&mut kafka, "first", 8, false).0, 0);
     let (code, message) = create_topic(&mut kafka, "second", 4, false);
     assert_eq!(code, INVALID_PARTITIONS, "{message}");
-    assert!(message.contains("12") && message.contains("limits.max_partitions"), "{message}");
+    assert!(
+        message.contains("12") && message.contains("limits.max_partitions"),
+        "{message}"
+    );
     assert_eq!(create_topic(&mut kafka, "second", 2, false).0, 0);
     // 10 of 10 used: nothing more, by any protocol.
     let (code, message) = grow_topic(&mut kafka, "second", 3, false);
@@ -408,9 +490,17 @@ fn the_broker_wide_cap_holds_for_kafka_rocketmq_and_amqp() {
 
     let mut namesrv = connect(broker.addr("rocketmq-namesrv"));
     let refused = create_queues(&mut namesrv, 1, "third", 1);
-    assert_eq!(refused.header["code"].as_i64(), Some(SYSTEM_ERROR), "{}", refused.header);
+    assert_eq!(
+        refused.header["code"].as_i64(),
+        Some(SYSTEM_ERROR),
+        "{}",
+        refused.header
+    );
     assert!(
-        refused.header["remark"].as_str().unwrap_or_default().contains("limits.max_partitions"),
+        refused.header["remark"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limits.max_partitions"),
         "{}",
         refused.header
     );
@@ -439,7 +529,11 @@ fn the_broker_wide_cap_holds_for_kafka_rocketmq_and_amqp() {
         // Only the channel closed: the connection still serves.
         let channel = connection.create_channel().await.expect("a new channel");
         channel
-            .queue_declare("classic".into(), QueueDeclareOptions::default(), FieldTable::default())
+            .queue_declare(
+                "classic".into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .expect("a classic queue is no topic partition");
     });
@@ -537,7 +631,11 @@ fn no_metric_label_value_comes_from_a_client() {
     let mut rocket = connect(broker.addr("rocketmq-broker"));
     for (opaque, code) in [(1, 777_777), (2, -5), (3, 31_337)] {
         let answer = rocketmq_call(&mut rocket, code, opaque, json!({"topic": "ghostly-topic"}));
-        assert_eq!(answer.header["code"].as_i64(), Some(3), "REQUEST_CODE_NOT_SUPPORTED");
+        assert_eq!(
+            answer.header["code"].as_i64(),
+            Some(3),
+            "REQUEST_CODE_NOT_SUPPORTED"
+        );
     }
     // Kafka: metadata and a fetch-free lookup of topics that do not exist.
     let mut kafka = connect(broker.addr("kafka"));
@@ -570,11 +668,186 @@ fn no_metric_label_value_comes_from_a_client() {
                 .any(|needle| line.contains(needle))
         })
         .collect();
-    assert!(invented.is_empty(), "label values from clients: {invented:?}");
     assert!(
-        exposition
-            .lines()
-            .any(|line| line.starts_with("tributary_rocketmq_requests_total{") && line.contains("code=\"unknown\"")),
+        invented.is_empty(),
+        "label values from clients: {invented:?}"
+    );
+    assert!(
+        exposition.lines().any(
+            |line| line.starts_with("tributary_rocketmq_requests_total{")
+                && line.contains("code=\"unknown\"")
+        ),
         "unserved codes are counted as unknown"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accepting with no descriptors left.
+
+/// The binary under a hard descriptor limit of `limit` (which the broker cannot raise), with
+/// its stderr lines.
+struct Starved {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Starved {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Starved {
+    fn start(limit: u32) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new("prlimit")
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg(env!("CARGO_BIN_EXE_tributary"))
+            .args([
+                "serve",
+                "--http-port",
+                "0",
+                "--kafka-port",
+                "0",
+                "--amqp-port",
+                "0",
+            ])
+            .args([
+                "--rocketmq-namesrv-port",
+                "0",
+                "--rocketmq-broker-port",
+                "0",
+            ])
+            .env_remove("RUST_LOG")
+            .env_remove("TRIBUTARY_CONFIG")
+            .env("TRIBUTARY_LOG", "info")
+            .env("TRIBUTARY_DATA_DIR", data.path().join("data"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tributary under prlimit");
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+            _data: data,
+        }
+    }
+
+    /// Collects log lines for `wait`, or until one contains every needle.
+    fn read_lines(&mut self, needles: &[&str], wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line.clone());
+            if !needles.is_empty() && needles.iter().all(|needle| line.contains(needle)) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    fn addr(&mut self, protocol: &str) -> SocketAddr {
+        let needle = format!("protocol=\"{protocol}\"");
+        let line = match self
+            .seen
+            .iter()
+            .find(|line| line.contains("listening") && line.contains(&needle))
+        {
+            Some(line) => line.clone(),
+            None => self
+                .read_lines(&["listening", &needle], Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("no listening line for {protocol}: {:?}", self.seen)),
+        };
+        line.split_whitespace()
+            .find_map(|field| field.strip_prefix("addr="))
+            .expect("addr field")
+            .parse()
+            .expect("socket address")
+    }
+}
+
+/// A Kafka ApiVersions v0 round trip on a fresh connection.
+fn kafka_answers(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+    let request = kafka_protocol::messages::ApiVersionsRequest::default();
+    kafka_send(&mut stream, ApiKey::ApiVersions, 0, &request);
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).is_ok()
+}
+
+#[test]
+fn out_of_descriptors_the_listener_backs_off_counts_and_recovers() {
+    let mut broker = Starved::start(96);
+    let kafka = broker.addr("kafka");
+    let http = broker.addr("http");
+    broker.read_lines(&["tributary is serving"], Duration::from_secs(10));
+    assert!(
+        kafka_answers(kafka),
+        "serves before the descriptors run out"
+    );
+
+    // More connections than descriptors: the kernel completes them all (backlog), the broker
+    // accepts until EMFILE.
+    let hogs: Vec<TcpStream> = (0..150)
+        .filter_map(|_| TcpStream::connect(kafka).ok())
+        .collect();
+    assert!(hogs.len() > 96, "only {} connections", hogs.len());
+    broker
+        .read_lines(&["accept failed", "emfile"], Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no accept failure logged: {:?}", broker.seen));
+    // Three seconds of EMFILE: at most one line a second (the back-off alone tries ~10 times).
+    broker.read_lines(&[], Duration::from_secs(3));
+    let logged = broker
+        .seen
+        .iter()
+        .filter(|line| line.contains("accept failed"))
+        .count();
+    assert!(logged <= 5, "{logged} accept-failure lines in about 3 s");
+    assert!(
+        broker.child.try_wait().expect("status").is_none(),
+        "the broker is still running"
+    );
+
+    // Descriptors free up: the listener accepts again, by itself.
+    drop(hogs);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !kafka_answers(kafka) {
+        assert!(Instant::now() < deadline, "Kafka does not accept again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let health = http_get(http, "/health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let metrics = http_get(http, "/metrics");
+    let counted = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("tributary_accept_errors_total{")
+                && line.contains("protocol=\"kafka\"")
+                && line.contains("reason=\"emfile\"")
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse::<f64>().ok());
+    assert!(
+        counted.is_some_and(|count| count >= 1.0),
+        "accept errors counted: {counted:?}"
     );
 }

@@ -18,15 +18,13 @@
 use bytes::Bytes;
 
 use super::{
-    BATCH_HEADER_LEN, BatchError, BatchHeader, Compression, Cursor, VerifiedBatch,
-    inflate_records,
+    BATCH_HEADER_LEN, BatchError, BatchHeader, Compression, Cursor, VerifiedBatch, inflate_records,
 };
 
 /// Refuses a produced batch a reader could not read back record by record (see the module doc).
 pub fn check_produced(batch: &VerifiedBatch) -> Result<(), BatchError> {
     let header = batch.header();
-    if header.record_count <= 0 || header.record_count != header.last_offset_delta.wrapping_add(1)
-    {
+    if header.record_count <= 0 || header.record_count != header.last_offset_delta.wrapping_add(1) {
         return Err(BatchError::BadCount {
             count: header.record_count,
             last_offset_delta: header.last_offset_delta,
@@ -126,7 +124,10 @@ mod tests {
             let plain = VerifiedBatch::verify(build_batch(&records(count))).unwrap();
             assert_eq!(check_produced(&plain), Ok(()));
             let zstd = build_compressed_batch(&records(count), Codec::Zstd).unwrap();
-            assert_eq!(check_produced(&VerifiedBatch::verify(zstd).unwrap()), Ok(()));
+            assert_eq!(
+                check_produced(&VerifiedBatch::verify(zstd).unwrap()),
+                Ok(())
+            );
         }
     }
 

@@ -385,14 +385,20 @@ fn a_frame_of_empty_names_that_decodes_to_32_times_its_size_is_refused() {
     // 32 MiB.
     let large = empty_group_names(1 << 20);
     let measured = measured_decode(describe, 5, &large);
-    assert!(measured >= 30 * large.len(), "decoded into {measured} bytes");
+    assert!(
+        measured >= 30 * large.len(),
+        "decoded into {measured} bytes"
+    );
     match check(ApiKey::DescribeGroups, 5, &large) {
         Err(CodecError::LengthRefused {
             fault: LengthFault::Amplification { decoded, body },
             ..
         }) => {
             assert_eq!(body, large.len());
-            assert!(decoded >= measured, "estimate {decoded} below measured {measured}");
+            assert!(
+                decoded >= measured,
+                "estimate {decoded} below measured {measured}"
+            );
         }
         other => panic!("not refused: {other:?}"),
     }
