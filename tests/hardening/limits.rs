@@ -239,6 +239,7 @@ fn rocketmq_call(stream: &mut TcpStream, code: i32, opaque: i32, ext: Value) -> 
 
 const UPDATE_AND_CREATE_TOPIC: i32 = 17;
 const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
+const PULL_MESSAGE: i32 = 11;
 const SYSTEM_ERROR: i64 = 1;
 const INVALID_PARTITIONS: i16 = 37;
 const INVALID_RECORD: i16 = 87;
@@ -640,6 +641,26 @@ fn no_metric_label_value_comes_from_a_client() {
     // Kafka: metadata and a fetch-free lookup of topics that do not exist.
     let mut kafka = connect(broker.addr("kafka"));
     assert_eq!(partitions_of(&mut kafka, "ghostly-kafka"), None);
+    // RocketMQ: a pull that finds messages, for a group nobody registered or committed.
+    assert_eq!(create_topic(&mut kafka, "pulled", 1, false).0, 0);
+    assert_eq!(produce(&mut kafka, "pulled", values_batch(&["p0"])), 0);
+    let pulled = rocketmq_call(
+        &mut rocket,
+        PULL_MESSAGE,
+        4,
+        json!({
+            "consumerGroup": "ghostly-group", "topic": "pulled", "queueId": "0",
+            "queueOffset": "0", "maxMsgNums": "32", "sysFlag": "0", "commitOffset": "0",
+            "suspendTimeoutMillis": "0", "subscription": "*", "subVersion": "0",
+        }),
+    );
+    assert_eq!(
+        pulled.header["code"].as_i64(),
+        Some(0),
+        "FOUND: {}",
+        pulled.header
+    );
+    assert!(!pulled.body.is_empty());
     // AMQP: a passive declare of a queue that does not exist.
     let amqp = broker.addr("amqp");
     runtime().block_on(async {
@@ -658,6 +679,8 @@ fn no_metric_label_value_comes_from_a_client() {
         assert!(missing.is_err());
     });
 
+    // The RocketMQ exporter gauges are recomputed every 5 s.
+    std::thread::sleep(Duration::from_secs(6));
     let exposition = lapin_support::scrape(broker.http_addr());
     let invented: BTreeSet<&str> = exposition
         .lines()
