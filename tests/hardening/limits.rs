@@ -616,7 +616,31 @@ fn repeated_offset_deltas_and_overflowing_timestamps_are_invalid_record() {
     let repeated = batch_with_offset_deltas(["r0", "r1", "r2"], [0, 0, 2]);
     assert_eq!(produce(&mut kafka, "bounded", repeated), INVALID_RECORD);
     let overflowing = batch_with_timestamp_delta(1_700_000_000_000, i64::MAX);
-    assert_eq!(produce(&mut kafka, "bounded", overflowing), INVALID_RECORD);
+    assert_eq!(
+        produce(&mut kafka, "bounded", overflowing.clone()),
+        INVALID_RECORD
+    );
+    // From Produce v8 the refusal carries its reason.
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic_name("bounded"))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(overflowing)),
+                ]),
+        ]);
+    let response: ProduceResponse = kafka_call(&mut kafka, ApiKey::Produce, 9, &request);
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, INVALID_RECORD);
+    let message = partition.error_message.as_ref().map(|m| m.to_string());
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains("timestamp")),
+        "{message:?}"
+    );
     // Nothing was stored, and a valid batch still starts at offset 0.
     assert_eq!(produce(&mut kafka, "bounded", values_batch(&["ok"])), 0);
     broker.wait_for_line(&["produce refused", "bounded"], Duration::from_secs(5));

@@ -168,7 +168,10 @@ impl Broker {
             Ok(batches) => batches,
             Err(failure) => {
                 tracing::warn!(topic = %topic.name, partition, error = %failure, "produce refused: the record set is not a valid RecordBatch v2");
-                return answer(error::code(&failure));
+                // The message reaches clients from Produce v8 on, as Kafka's does.
+                let refused = failed(index, error::code(&failure))
+                    .with_error_message(Some(super::str_bytes(&failure.to_string())));
+                return PartitionStage::Answered(refused);
             }
         };
         let target = TopicPartition::new(topic.name.clone(), partition);
