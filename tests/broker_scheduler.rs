@@ -36,6 +36,7 @@ impl Running {
                 node.storage.clone(),
                 node.meta.clone(),
                 LogDefaults::default(),
+                Default::default(),
             )
             .unwrap(),
         );

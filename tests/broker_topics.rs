@@ -339,3 +339,55 @@ async fn a_fixed_partition_count_refuses_growth_survives_reopen_and_goes_with_th
         2
     );
 }
+
+#[tokio::test]
+async fn partition_caps_refuse_creates_and_grows_before_any_file_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = BrokerSettings::new(dir.path());
+    settings.partition_limits = tributary::broker::PartitionLimits {
+        per_topic: 4,
+        per_broker: 6,
+    };
+    let broker = Broker::open(settings).expect("broker opens");
+    let topics = broker.engine().topics;
+    let refused = topics
+        .create_topic("wide", 5, TopicSettings::default())
+        .await
+        .expect_err("5 > 4 per topic");
+    assert!(
+        matches!(&refused, EngineError::PartitionLimit { wanted: 5, limit: 4, setting, .. } if *setting == "limits.max_partitions_per_topic"),
+        "{refused}"
+    );
+    assert!(!dir.path().join("logs").join("wide").exists());
+    topics
+        .create_topic("a", 4, TopicSettings::default())
+        .await
+        .unwrap();
+    let refused = topics
+        .create_topic("b", 3, TopicSettings::default())
+        .await
+        .expect_err("4 + 3 > 6 per broker");
+    assert!(
+        matches!(&refused, EngineError::PartitionLimit { wanted: 7, limit: 6, setting, .. } if *setting == "limits.max_partitions"),
+        "{refused}"
+    );
+    assert!(topics.describe_topic("b").is_err());
+    topics
+        .create_topic("b", 2, TopicSettings::default())
+        .await
+        .unwrap();
+    // Growing counts only the new partitions against the broker cap.
+    assert!(matches!(
+        topics.create_partitions("b", 3).await,
+        Err(EngineError::PartitionLimit { wanted: 7, .. })
+    ));
+    assert_eq!(topics.describe_topic("b").unwrap().partitions, 2);
+    assert!(matches!(
+        topics.check_partition_limits("a", 5),
+        Err(EngineError::PartitionLimit { .. })
+    ));
+    topics.check_partition_limits("a", 4).unwrap();
+    topics.delete_topic("a").await.unwrap();
+    topics.create_partitions("b", 4).await.unwrap();
+    broker.close().unwrap();
+}

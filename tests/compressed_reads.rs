@@ -23,7 +23,7 @@ use lapin::options::{BasicAckOptions, QueueDeclareOptions};
 use lapin::types::AMQPValue;
 use serde_json::{Value, json};
 use tributary_api::Record;
-use tributary_api::batch::{build_batch, build_compressed_batch, reseal};
+use tributary_api::batch::{build_batch, build_compressed_batch, reseal, set_base_offset};
 use tributary_api::compression::{Codec, compress};
 
 fn records(from: usize, count: usize) -> Vec<Record> {
@@ -156,12 +156,9 @@ fn value_of(i: usize) -> Vec<u8> {
 #[test]
 fn every_reader_reads_compressed_batches_and_stops_at_one_it_cannot_decode() {
     let mut broker = TestBroker::start();
-    let amqp = broker.addr("amqp");
-    let http = broker.http_addr();
-    let mut rocketmq = connect(broker.addr("rocketmq-broker"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let connection = runtime.block_on(async {
-        let connection = lapin_support::connect_to(amqp).await;
+    runtime.block_on(async {
+        let connection = lapin_support::connect_to(broker.addr("amqp")).await;
         let channel = connection.create_channel().await.unwrap();
         for stream in ["mixed", "zbody"] {
             channel
@@ -176,7 +173,6 @@ fn every_reader_reads_compressed_batches_and_stops_at_one_it_cannot_decode() {
                 .await
                 .unwrap();
         }
-        connection
     });
 
     // Offsets 0-24: plain, gzip, snappy, lz4, zstd (5 each); 25-27 corrupt; 28-29 plain.
@@ -196,10 +192,25 @@ fn every_reader_reads_compressed_batches_and_stops_at_one_it_cannot_decode() {
             "{codec}"
         );
     }
-    assert_eq!(
-        produce(&mut kafka, "mixed", 10, corrupt_gzip(&records(25, 3))),
-        0
-    );
+    // A producer cannot store a batch that does not inflate (INVALID_RECORD, as from Kafka), so
+    // it is put on disk behind the broker's back, as a bad disk or an older version would.
+    let corrupt = corrupt_gzip(&records(25, 3));
+    assert_eq!(produce(&mut kafka, "mixed", 10, corrupt.clone()), 87);
+    broker.kill_prepare_restart(|root| {
+        let segment = broker::data_dir_in(root).join("logs/mixed/0/00000000000000000000.log");
+        let mut stored = corrupt.to_vec();
+        set_base_offset(&mut stored, 25);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap_or_else(|error| panic!("{}: {error}", segment.display()));
+        file.write_all(&stored).unwrap();
+    });
+    let amqp = broker.addr("amqp");
+    let http = broker.http_addr();
+    let mut rocketmq = connect(broker.addr("rocketmq-broker"));
+    let mut kafka = connect(broker.addr("kafka"));
+    let connection = runtime.block_on(lapin_support::connect_to(amqp));
     assert_eq!(
         produce(&mut kafka, "mixed", 11, build_batch(&records(28, 2))),
         0

@@ -589,6 +589,9 @@ fn exporter_families_report_lag_offsets_and_rates() {
     let commit =
         json!({"consumerGroup": "CID-lag", "topic": "LagTopic", "queueId": 0, "commitOffset": "2"});
     assert_eq!(call(&mut conn, 15, 11, commit, b"").code(), 0);
+    // The pull's group becomes a label value once it exists (here: it commits).
+    let commit = json!({"consumerGroup": "CID-smoke", "topic": "LagTopic", "queueId": 0, "commitOffset": "5"});
+    assert_eq!(call(&mut conn, 15, 12, commit, b"").code(), 0);
 
     // The gauges are recomputed every 5 s.
     let started = Instant::now();

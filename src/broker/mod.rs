@@ -38,7 +38,7 @@ use records::RecordsService;
 use scheduler::SchedulerService;
 use topics::{Topics, log_config};
 
-pub use settings::{BrokerSettings, LogDefaults};
+pub use settings::{BrokerSettings, LogDefaults, PartitionLimits};
 
 /// The running engine: storage, metadata and the services built on them.
 #[derive(Debug)]
@@ -73,6 +73,7 @@ impl Broker {
             storage.clone(),
             meta.clone(),
             settings.log_defaults.clone(),
+            settings.partition_limits,
         )?);
         Ok(Arc::new(Self {
             offsets: Arc::new(OffsetsService::new(meta.clone())),

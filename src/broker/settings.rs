@@ -38,12 +38,33 @@ impl Default for LogDefaults {
     }
 }
 
+/// Caps on partitions, enforced by the engine on every create and grow path, so no frontend
+/// can bypass them. Each partition costs a directory, open files and memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLimits {
+    /// Most partitions one topic may have (`limits.max_partitions_per_topic`).
+    pub per_topic: u32,
+    /// Most partitions of all topics together (`limits.max_partitions`); AMQP queue logs are
+    /// not topics and do not count.
+    pub per_broker: u32,
+}
+
+impl Default for PartitionLimits {
+    fn default() -> Self {
+        Self {
+            per_topic: 1_000,
+            per_broker: 20_000,
+        }
+    }
+}
+
 /// What `Broker::open` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerSettings {
     /// Holds `logs/` (segments) and `metadata.redb`.
     pub data_dir: PathBuf,
     pub log_defaults: LogDefaults,
+    pub partition_limits: PartitionLimits,
     /// How often retention and segment-age rolling are checked.
     pub retention_check_interval: Duration,
 }
@@ -53,6 +74,7 @@ impl BrokerSettings {
         Self {
             data_dir: data_dir.into(),
             log_defaults: LogDefaults::default(),
+            partition_limits: PartitionLimits::default(),
             retention_check_interval: Duration::from_secs(30),
         }
     }

@@ -8,6 +8,9 @@
 //! - Topic admin changes are serialised by one async mutex; reads of the topic table go through an
 //!   in-memory copy that is replaced only after the metadata write committed.
 //! - Storage calls block (file I/O, fsync), so they run on tokio's blocking pool.
+//! - The partition caps ([`PartitionLimits`]) are checked here, under the admin mutex and before
+//!   any file or row is written, on every path that creates or grows a topic: a refused request
+//!   creates nothing, whichever protocol sent it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,11 +28,8 @@ use tributary_api::{
 
 use super::metadata::{MetaStore, TopicRecord, random_id};
 use super::queues::QUEUE_LOG_PREFIX;
-use super::settings::LogDefaults;
+use super::settings::{LogDefaults, PartitionLimits};
 use crate::storage::{AppendInfo, Durable, LogConfig, Partition, Storage, StorageError};
-
-/// Most partitions one topic may have; a guard against a typo creating a million directories.
-pub const MAX_PARTITIONS: u32 = 10_000;
 
 /// The topic table and the data path of partitioned logs.
 #[derive(Debug)]
@@ -37,6 +37,7 @@ pub struct Topics {
     storage: Arc<Storage>,
     meta: Arc<MetaStore>,
     defaults: LogDefaults,
+    limits: PartitionLimits,
     table: RwLock<HashMap<String, TopicRecord>>,
     admin: tokio::sync::Mutex<()>,
 }
@@ -49,6 +50,7 @@ impl Topics {
         storage: Arc<Storage>,
         meta: Arc<MetaStore>,
         defaults: LogDefaults,
+        limits: PartitionLimits,
     ) -> EngineResult<Self> {
         let mut table = HashMap::new();
         for record in meta.topics()? {
@@ -74,6 +76,7 @@ impl Topics {
             storage,
             meta,
             defaults,
+            limits,
             table: RwLock::new(table),
             admin: tokio::sync::Mutex::new(()),
         })
@@ -135,6 +138,43 @@ impl Topics {
             .get(name)
             .cloned()
             .ok_or_else(|| EngineError::UnknownTopic(name.to_owned()))
+    }
+
+    /// Refuses `topic` having `total` partitions (it has `current` now, 0 when new) if that
+    /// passes a cap; logs one WARN line per refusal. Call under the admin mutex so two
+    /// concurrent creates cannot both fit under the broker cap.
+    fn within_limits(&self, topic: &str, total: u32, current: u32) -> EngineResult<()> {
+        let refusal = if total > self.limits.per_topic {
+            Some(EngineError::PartitionLimit {
+                topic: topic.to_owned(),
+                wanted: total.into(),
+                limit: self.limits.per_topic.into(),
+                scope: "per topic",
+                setting: "limits.max_partitions_per_topic",
+            })
+        } else {
+            let existing: u64 = self
+                .table
+                .read()
+                .values()
+                .map(|record| u64::from(record.partitions))
+                .sum();
+            let wanted = existing - u64::from(current).min(existing) + u64::from(total);
+            (wanted > self.limits.per_broker.into()).then(|| EngineError::PartitionLimit {
+                topic: topic.to_owned(),
+                wanted,
+                limit: self.limits.per_broker.into(),
+                scope: "per broker (all topics)",
+                setting: "limits.max_partitions",
+            })
+        };
+        match refusal {
+            Some(refusal) => {
+                tracing::warn!(topic, requested = total, current, error = %refusal, "refusing to create partitions");
+                Err(refusal)
+            }
+            None => Ok(()),
+        }
     }
 
     fn describe(&self, record: &TopicRecord) -> TopicDescription {
@@ -278,6 +318,7 @@ impl TopicAdmin for Topics {
         if self.table.read().contains_key(name) {
             return Err(EngineError::TopicExists(name.to_owned()));
         }
+        self.within_limits(name, partitions, 0)?;
         let record = TopicRecord {
             name: name.to_owned(),
             id: random_id()?,
@@ -324,6 +365,7 @@ impl TopicAdmin for Topics {
             return Err(refusal);
         }
         check_partitions(total, record.partitions)?;
+        self.within_limits(name, total, record.partitions)?;
         record.partitions = total;
         let (storage, meta, stored) = (self.storage.clone(), self.meta.clone(), record.clone());
         blocking(move || {
@@ -382,6 +424,15 @@ impl TopicAdmin for Topics {
         let description = self.describe(&record);
         self.table.write().insert(record.name.clone(), record);
         Ok(description)
+    }
+
+    fn check_partition_limits(&self, topic: &str, total: u32) -> EngineResult<()> {
+        let current = self
+            .table
+            .read()
+            .get(topic)
+            .map_or(0, |record| record.partitions);
+        self.within_limits(topic, total, current)
     }
 
     fn describe_topic(&self, name: &str) -> EngineResult<TopicDescription> {
@@ -458,7 +509,7 @@ fn validate_settings(settings: &TopicSettings) -> EngineResult<()> {
 }
 
 fn check_partitions(requested: u32, current: u32) -> EngineResult<()> {
-    if requested == 0 || requested > MAX_PARTITIONS || requested <= current {
+    if requested == 0 || requested <= current {
         return Err(EngineError::InvalidPartitions { requested, current });
     }
     Ok(())

@@ -443,6 +443,22 @@ pub static KEYS: &[KeySpec] = &[
         storage.retention_check_interval_ms
     ),
     key!(
+        "limits.max_partitions_per_topic",
+        "TRIBUTARY_LIMITS_MAX_PARTITIONS_PER_TOPIC",
+        None,
+        COUNT,
+        parse,
+        limits.max_partitions_per_topic
+    ),
+    key!(
+        "limits.max_partitions",
+        "TRIBUTARY_LIMITS_MAX_PARTITIONS",
+        None,
+        COUNT,
+        parse,
+        limits.max_partitions
+    ),
+    key!(
         "shutdown.drain_timeout_ms",
         "TRIBUTARY_SHUTDOWN_DRAIN_TIMEOUT_MS",
         None,

@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tributary_api::{Durability, FrameLimits};
 
-use crate::broker::{BrokerSettings, LogDefaults};
+use crate::broker::{BrokerSettings, LogDefaults, PartitionLimits};
 
 pub use keys::{KEYS, KeySpec, Origin};
 pub use validate::{MAX_FRAME_BYTES, MIN_FRAME_BYTES, MIN_SEGMENT_BYTES, Problem};
@@ -73,6 +73,7 @@ pub struct Config {
     pub rocketmq: RocketMqConfig,
     pub http: HttpConfig,
     pub storage: StorageConfig,
+    pub limits: LimitsConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
 }
@@ -171,6 +172,16 @@ pub struct StorageConfig {
     pub retention_check_interval_ms: u64,
 }
 
+/// Caps on resources a client can ask for; see [`PartitionLimits`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most partitions (RocketMQ queues) one topic may have.
+    pub max_partitions_per_topic: u32,
+    /// Most partitions of all topics together on this broker.
+    pub max_partitions: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShutdownConfig {
@@ -204,6 +215,7 @@ impl Default for Config {
             rocketmq: RocketMqConfig::default(),
             http: HttpConfig::default(),
             storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
         }
@@ -286,6 +298,16 @@ impl Default for StorageConfig {
             durability: engine.durability,
             index_interval_bytes: engine.index_interval_bytes,
             retention_check_interval_ms: 30_000,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let engine = PartitionLimits::default();
+        Self {
+            max_partitions_per_topic: engine.per_topic,
+            max_partitions: engine.per_broker,
         }
     }
 }
@@ -434,6 +456,10 @@ impl Config {
                 max_message_bytes: storage.max_message_bytes,
                 durability: storage.durability,
                 index_interval_bytes: storage.index_interval_bytes,
+            },
+            partition_limits: PartitionLimits {
+                per_topic: self.limits.max_partitions_per_topic,
+                per_broker: self.limits.max_partitions,
             },
             retention_check_interval: Duration::from_millis(storage.retention_check_interval_ms),
         }

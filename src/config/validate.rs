@@ -81,6 +81,11 @@ impl Config {
         }
         self.validate_listeners()?;
         self.validate_storage()?;
+        positive(
+            "limits.max_partitions_per_topic",
+            self.limits.max_partitions_per_topic.into(),
+        )?;
+        positive("limits.max_partitions", self.limits.max_partitions.into())?;
         if self.log.filter.trim().is_empty() {
             return Err(invalid("log.filter", Problem::Empty));
         }

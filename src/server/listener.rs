@@ -6,14 +6,17 @@
 //!   beyond the cap is accepted and closed at once (the client sees EOF rather than a hang in
 //!   the backlog), with a `warn!` and `tributary_connections_refused_total` + 1;
 //! - an accept error never ends the loop; it backs off (10 ms doubling to 1 s) instead, so
-//!   running out of file descriptors does not spin the CPU or stop the listener for good;
+//!   running out of file descriptors does not spin the CPU or stop the listener for good; each
+//!   one is counted in `tributary_accept_errors_total{protocol,reason}` and logged at most once
+//!   per second per listener (with the number left unlogged), so a long EMFILE spell cannot
+//!   flood the log;
 //! - the permit and the active-connections gauge are released by drop, so an aborted
 //!   connection task releases them too.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -25,6 +28,8 @@ use crate::telemetry::names;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Shortest time between two log lines about failing accepts of one listener.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Accepts connections on `listener` and serves each with `frontend` until
 /// `lifecycle.shutdown` is cancelled. Spawn it on `lifecycle.tracker`.
@@ -49,6 +54,7 @@ pub async fn serve_listener(
     metrics::counter!(names::CONNECTIONS_REFUSED, "protocol" => protocol).absolute(0);
 
     let mut backoff = MIN_BACKOFF;
+    let mut accept_log = RateLimitedLog::default();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -64,7 +70,12 @@ pub async fn serve_listener(
                 continue;
             }
             Err(err) => {
-                warn!(protocol, error = %err, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                let reason = accept_error_reason(&err);
+                metrics::counter!(names::ACCEPT_ERRORS, "protocol" => protocol, "reason" => reason)
+                    .increment(1);
+                if let Some(unlogged) = accept_log.admit(Instant::now()) {
+                    warn!(protocol, reason, error = %err, backoff_ms = backoff.as_millis() as u64, unlogged_since_last = unlogged, "accept failed; backing off (new connections wait in the backlog)");
+                }
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = lifecycle.shutdown.cancelled() => break,
@@ -111,6 +122,40 @@ fn is_per_connection(err: &io::Error) -> bool {
     )
 }
 
+/// The `reason` label of an accept error: the resource that ran out, or `other`. A fixed set,
+/// so the label cannot grow.
+fn accept_error_reason(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::MFILE.raw_os_error() => "emfile",
+        Some(code) if code == rustix::io::Errno::NFILE.raw_os_error() => "enfile",
+        Some(code) if code == rustix::io::Errno::NOBUFS.raw_os_error() => "enobufs",
+        Some(code) if code == rustix::io::Errno::NOMEM.raw_os_error() => "enomem",
+        _ => "other",
+    }
+}
+
+/// Lets one log line through per [`ACCEPT_LOG_INTERVAL`] and counts the ones it held back.
+#[derive(Debug, Default)]
+struct RateLimitedLog {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl RateLimitedLog {
+    /// `Some(lines held back since the last one)` when a line may be logged at `now`.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < ACCEPT_LOG_INTERVAL)
+        {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
 /// Keeps `tributary_connections_active` right however the task ends.
 struct ActiveConnection {
     protocol: &'static str,
@@ -148,5 +193,35 @@ async fn serve_connection(
         () = lifecycle.abort.cancelled() => {
             warn!(protocol, %peer, "connection aborted: it outlived the shutdown drain deadline");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_and_memory_exhaustion_have_their_own_reasons() {
+        let of = |errno: rustix::io::Errno| io::Error::from_raw_os_error(errno.raw_os_error());
+        assert_eq!(accept_error_reason(&of(rustix::io::Errno::MFILE)), "emfile");
+        assert_eq!(accept_error_reason(&of(rustix::io::Errno::NFILE)), "enfile");
+        assert_eq!(
+            accept_error_reason(&of(rustix::io::Errno::NOBUFS)),
+            "enobufs"
+        );
+        assert_eq!(accept_error_reason(&of(rustix::io::Errno::NOMEM)), "enomem");
+        assert_eq!(accept_error_reason(&of(rustix::io::Errno::PERM)), "other");
+    }
+
+    #[test]
+    fn accept_errors_are_logged_at_most_once_per_second() {
+        let mut log = RateLimitedLog::default();
+        let start = Instant::now();
+        assert_eq!(log.admit(start), Some(0));
+        for ms in 1..100 {
+            assert_eq!(log.admit(start + Duration::from_millis(ms * 10 - 9)), None);
+        }
+        assert_eq!(log.admit(start + ACCEPT_LOG_INTERVAL), Some(99));
+        assert_eq!(log.admit(start + ACCEPT_LOG_INTERVAL), None);
     }
 }

@@ -1,7 +1,7 @@
 //! The broker shell: opens the engine, serves every mounted frontend on its own listener plus
 //! the HTTP endpoint, and shuts all of it down in order.
 //!
-//! Start-up: register SIGINT/SIGTERM, open the broker (blocking, on the blocking pool), bind
+//! Start-up: raise the soft open-files limit to the hard one, register SIGINT/SIGTERM, open the broker (blocking, on the blocking pool), bind
 //! every listener (a bind failure closes the broker and returns the error), start the broker's
 //! background tasks, the frontends' background work and the accept loops, log each listening
 //! address.
@@ -17,6 +17,7 @@
 //! (it has its own [`Lifecycle`]).
 
 pub mod alarms;
+pub mod fd_limit;
 pub mod http;
 pub mod listener;
 pub mod registry;
@@ -101,6 +102,7 @@ where
     M: FnOnce(&Arc<Broker>, &Config) -> Vec<Mount>,
 {
     let started = Instant::now();
+    fd_limit::raise_open_files_limit();
     let mut signals = TerminationSignals::register().map_err(ServerError::Signals)?;
 
     info!(data_dir = %config.data_dir.display(), "opening the broker");

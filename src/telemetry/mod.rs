@@ -210,6 +210,12 @@ pub static CATALOG: &[MetricDescription] = &[
         "Client connections closed at once because the listener's cap was reached, by protocol.",
     ),
     metric(
+        names::ACCEPT_ERRORS,
+        Counter,
+        Unit::Count,
+        "Failed accepts, by protocol and reason (emfile, enfile, enobufs, enomem, other); the listener backs off and keeps accepting.",
+    ),
+    metric(
         names::QUEUE_MESSAGES_READY,
         Gauge,
         Unit::Count,

@@ -27,6 +27,8 @@ pub const CONNECTIONS_ACTIVE: &str = "tributary_connections_active";
 pub const CONNECTIONS_ACCEPTED: &str = "tributary_connections_accepted_total";
 /// Connections refused per protocol because the listener's cap was reached.
 pub const CONNECTIONS_REFUSED: &str = "tributary_connections_refused_total";
+/// Failed accepts per protocol and `reason` (`emfile`, `enfile`, `enobufs`, `enomem`, `other`).
+pub const ACCEPT_ERRORS: &str = "tributary_accept_errors_total";
 
 /// Messages ready for delivery per queue (gauge; label queue).
 pub const QUEUE_MESSAGES_READY: &str = "tributary_queue_messages_ready";

@@ -129,7 +129,9 @@ pub fn engine_error(error: &EngineError) -> AmqpError {
             PRECONDITION_FAILED,
             format_args!("invalid arg '{name}': {reason}"),
         ),
-        EngineError::PartitionCountFixed { .. } => AmqpError::channel(PRECONDITION_FAILED, error),
+        EngineError::PartitionCountFixed { .. } | EngineError::PartitionLimit { .. } => {
+            AmqpError::channel(PRECONDITION_FAILED, error)
+        }
         EngineError::BatchTooLarge { size, limit } => AmqpError::channel(
             PRECONDITION_FAILED,
             format_args!("message size {size} is larger than configured max size {limit}"),

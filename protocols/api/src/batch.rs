@@ -367,7 +367,10 @@ struct RecordLayout {
 impl RecordLayout {
     fn of(record: &Record, index: usize, base_timestamp: i64) -> Self {
         let offset_delta = index as i64;
-        let timestamp_delta = record.timestamp - base_timestamp;
+        // Wrapping: a client may send timestamps further apart than an i64 spans (a RocketMQ
+        // batch of born timestamps); decoding adds the delta back wrapping, so the value
+        // round-trips instead of panicking here.
+        let timestamp_delta = record.timestamp.wrapping_sub(base_timestamp);
         let headers: usize = record
             .headers
             .iter()
@@ -641,6 +644,10 @@ fn be_i64(buf: &[u8], at: usize) -> i64 {
     bytes.copy_from_slice(&buf[at..at + 8]);
     i64::from_be_bytes(bytes)
 }
+
+#[path = "batch_checks.rs"]
+mod checks;
+pub use checks::check_produced;
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,21 @@ pub enum EngineError {
         partitions: u32,
         holder: String,
     },
+    /// Creating or growing `topic` would pass a partition cap; nothing was created.
+    #[error(
+        "topic `{topic}`: {wanted} partitions would exceed the limit of {limit} {scope} (setting `{setting}`)"
+    )]
+    PartitionLimit {
+        topic: String,
+        /// The count the request would reach: the topic's for the per-topic cap, the broker's
+        /// (all topics) for the broker cap.
+        wanted: u64,
+        limit: u64,
+        /// `per topic` or `per broker (all topics)`.
+        scope: &'static str,
+        /// The configuration key that sets `limit`.
+        setting: &'static str,
+    },
     #[error("invalid setting `{name}`: {reason}")]
     InvalidSetting { name: String, reason: String },
     #[error("corrupt record batch: {0}")]

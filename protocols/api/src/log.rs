@@ -108,6 +108,14 @@ pub trait TopicAdmin: Send + Sync + std::fmt::Debug {
     /// when the count is fixed ([`TopicAdmin::fix_partition_count`]), whoever asks.
     async fn create_partitions(&self, name: &str, total: u32) -> EngineResult<TopicDescription>;
 
+    /// Whether `topic` may have `total` partitions (a new topic or a grown one) under the
+    /// broker's partition caps, without creating anything: `PartitionLimit` if not. Create and
+    /// grow check it themselves; this is for requests that only validate (Kafka `validate_only`).
+    fn check_partition_limits(&self, topic: &str, total: u32) -> EngineResult<()> {
+        let _ = (topic, total);
+        Ok(())
+    }
+
     /// Fixes the topic at `partitions` partitions on behalf of `holder` (a reader that depends
     /// on the count, named for error texts, e.g. `the AMQP stream 's' in vhost '/'`): growing it
     /// is refused from then on. Fails with `InvalidPartitions` when the topic has another count.

@@ -48,7 +48,9 @@ pub fn error_code(error: &EngineError) -> ResponseError {
         }
         EngineError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         EngineError::InvalidName(_) => ResponseError::InvalidTopicException,
-        EngineError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        EngineError::InvalidPartitions { .. } | EngineError::PartitionLimit { .. } => {
+            ResponseError::InvalidPartitions
+        }
         EngineError::PartitionCountFixed { .. } => ResponseError::PolicyViolation,
         EngineError::InvalidSetting { .. } => ResponseError::InvalidConfig,
         EngineError::CorruptBatch(BatchError::CrcMismatch { .. }) => ResponseError::CorruptMessage,

@@ -95,7 +95,9 @@ impl RequestError {
                 EngineError::OffsetOutOfRange { .. } => code::PULL_OFFSET_MOVED,
                 EngineError::ShuttingDown => code::SERVICE_NOT_AVAILABLE,
                 // RocketMQ has no policy code; the remark says why.
-                EngineError::PartitionCountFixed { .. } => code::SYSTEM_ERROR,
+                EngineError::PartitionCountFixed { .. } | EngineError::PartitionLimit { .. } => {
+                    code::SYSTEM_ERROR
+                }
                 EngineError::Poisoned(_) => code::SYSTEM_BUSY,
                 _ => code::SYSTEM_ERROR,
             },

@@ -1,5 +1,6 @@
 //! Metric names of the RocketMQ frontend and their catalog. Labels are bounded: request `code`
-//! (numeric request code), `outcome` (response code, or a transaction's resolution), `topic`,
+//! (the number of a request code the broker serves, `unknown` for any other: a client must not
+//! be able to create label values), `outcome` (response code, or a transaction's resolution), `topic`,
 //! `group`, `queue`; never a client id.
 
 use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};

@@ -7,10 +7,12 @@
 //!
 //! Handlers count sends and pulls and record commits here; [`upkeep`] turns them into gauges
 //! every [`UPKEEP_INTERVAL`], so lag follows new sends even when nobody commits. TPS is the
-//! message count over the last interval. Only groups that committed since start-up are known.
+//! message count over the last interval. Only groups that committed since start-up are known;
+//! a pull's group is a label value only once the group exists (committed, or has members), so
+//! a client cannot create series by naming groups.
 //! `msgModel` is the MessageModel ordinal the members registered: 0 broadcasting, 1 clustering.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,7 +80,15 @@ fn publish(shared: &Shared, elapsed_secs: f64) {
             .set(count as f64 / elapsed_secs);
     }
     let pulled = std::mem::take(&mut *shared.stats.pulled.lock());
+    let committed_groups: HashSet<String> = (shared.stats.committed.lock().keys())
+        .map(|(group, _)| group.clone())
+        .collect();
     for ((topic, group), count) in pulled {
+        // A pull names any group it likes; only a group that exists (it committed offsets or
+        // has registered members) becomes a label value.
+        if !committed_groups.contains(&group) && shared.clients.members(&group).is_empty() {
+            continue;
+        }
         ::metrics::gauge!(metrics::CONSUMER_TPS, "cluster" => cluster.clone(), "broker" => broker.clone(), "topic" => topic, "group" => group)
             .set(count as f64 / elapsed_secs);
     }

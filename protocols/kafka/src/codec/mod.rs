@@ -24,7 +24,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tributary_api::FrameLimits;
 
 pub use apis::{KafkaRequest, KafkaResponse, SUPPORTED_APIS, SupportedApi, supported};
-pub use bounds::LengthFault;
+pub use bounds::{DECODE_ALLOWANCE, LengthFault, MAX_DECODE_AMPLIFICATION, MAX_DECODED_BYTES};
 
 /// Bytes of the size prefix.
 pub const SIZE_PREFIX_LEN: usize = 4;

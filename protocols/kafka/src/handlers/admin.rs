@@ -113,6 +113,10 @@ impl Broker {
         }
         let count = i32::try_from(partitions).unwrap_or(i32::MAX);
         if validate_only {
+            self.engine
+                .topics
+                .check_partition_limits(name, partitions)
+                .map_err(|failure| refusal(&failure))?;
             return Ok((count, Uuid::nil()));
         }
         let topic = self
@@ -202,7 +206,11 @@ impl Broker {
                         })
                     })?;
                 if request.validate_only {
-                    return Ok(());
+                    return self
+                        .engine
+                        .topics
+                        .check_partition_limits(&name, total)
+                        .map_err(|failure| refusal(&failure));
                 }
                 self.engine
                     .topics

@@ -167,8 +167,11 @@ impl Broker {
         let batches = match split_batches(&records) {
             Ok(batches) => batches,
             Err(failure) => {
-                tracing::debug!(topic = %topic.name, partition, error = %failure, "produce refused");
-                return answer(error::code(&failure));
+                tracing::warn!(topic = %topic.name, partition, error = %failure, "produce refused: the record set is not a valid RecordBatch v2");
+                // The message reaches clients from Produce v8 on, as Kafka's does.
+                let refused = failed(index, error::code(&failure))
+                    .with_error_message(Some(super::str_bytes(&failure.to_string())));
+                return PartitionStage::Answered(refused);
             }
         };
         let target = TopicPartition::new(topic.name.clone(), partition);
@@ -270,7 +273,8 @@ impl Broker {
     }
 }
 
-/// Splits a partition's record set into whole, CRC-valid batches, or refuses all of them.
+/// Splits a partition's record set into whole, CRC-valid batches whose records read back one
+/// by one ([`tributary_api::batch::check_produced`]), or refuses all of them.
 fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, EngineError> {
     let mut batches = Vec::new();
     let mut at = 0;
@@ -286,7 +290,9 @@ fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, EngineError> {
                     available: rest.len(),
                 },
             ))?;
-        batches.push(VerifiedBatch::verify(records.slice(at..end))?);
+        let batch = VerifiedBatch::verify(records.slice(at..end))?;
+        tributary_api::batch::check_produced(&batch)?;
+        batches.push(batch);
         at = end;
     }
     if batches.is_empty() {

@@ -56,6 +56,42 @@ pub(crate) mod request {
     pub(crate) const GET_BROKER_CLUSTER_INFO: i32 = 106;
     pub(crate) const SEND_MESSAGE_V2: i32 = 310;
     pub(crate) const SEND_BATCH_MESSAGE: i32 = 320;
+
+    /// Every code above with its metric label; any other code is labelled `unknown`, so a
+    /// client cannot create label values.
+    pub(super) const LABELS: &[(i32, &str)] = &[
+        (SEND_MESSAGE, "10"),
+        (PULL_MESSAGE, "11"),
+        (QUERY_MESSAGE, "12"),
+        (QUERY_CONSUMER_OFFSET, "14"),
+        (UPDATE_CONSUMER_OFFSET, "15"),
+        (UPDATE_AND_CREATE_TOPIC, "17"),
+        (SEARCH_OFFSET_BY_TIMESTAMP, "29"),
+        (GET_MAX_OFFSET, "30"),
+        (GET_MIN_OFFSET, "31"),
+        (GET_EARLIEST_MSG_STORETIME, "32"),
+        (VIEW_MESSAGE_BY_ID, "33"),
+        (HEART_BEAT, "34"),
+        (UNREGISTER_CLIENT, "35"),
+        (CONSUMER_SEND_MSG_BACK, "36"),
+        (END_TRANSACTION, "37"),
+        (GET_CONSUMER_LIST_BY_GROUP, "38"),
+        (LOCK_BATCH_MQ, "41"),
+        (UNLOCK_BATCH_MQ, "42"),
+        (CHECK_CLIENT_CONFIG, "46"),
+        (GET_ROUTEINFO_BY_TOPIC, "105"),
+        (GET_BROKER_CLUSTER_INFO, "106"),
+        (SEND_MESSAGE_V2, "310"),
+        (SEND_BATCH_MESSAGE, "320"),
+    ];
+}
+
+/// The `code` label of a request: its number when the broker serves it, else `unknown`.
+pub(crate) fn code_label(code: i32) -> &'static str {
+    request::LABELS
+        .iter()
+        .find(|(known, _)| *known == code)
+        .map_or("unknown", |(_, label)| label)
 }
 
 /// Handles one request; `None` for one-way requests.
@@ -75,8 +111,9 @@ pub(crate) async fn handle(
         }
     };
     debug!(peer = %connection.peer, code, opaque = request.opaque, response = response.code, fields = ?response.ext_fields, "response");
-    let code_label = code.to_string();
-    ::metrics::counter!(metrics::REQUESTS, "code" => code_label.clone(), "outcome" => response.code.to_string())
+    let code_label = code_label(code);
+    // `outcome` is a response code this broker chose, so it is bounded too.
+    ::metrics::counter!(metrics::REQUESTS, "code" => code_label, "outcome" => response.code.to_string())
         .increment(1);
     ::metrics::histogram!(metrics::REQUEST_SECONDS, "code" => code_label)
         .record(started.elapsed().as_secs_f64());
@@ -368,4 +405,21 @@ fn encode_at(
         },
         out,
     );
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn request_codes_the_broker_does_not_serve_are_labelled_unknown() {
+        assert_eq!(code_label(request::UPDATE_AND_CREATE_TOPIC), "17");
+        assert_eq!(code_label(request::SEND_MESSAGE_V2), "310");
+        for code in [i32::MIN, -1, 0, 9999, 123_456_789, i32::MAX] {
+            assert_eq!(code_label(code), "unknown");
+        }
+        for (code, label) in request::LABELS {
+            assert_eq!(label.parse::<i32>().unwrap(), *code);
+        }
+    }
 }
