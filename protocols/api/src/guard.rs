@@ -103,6 +103,11 @@ pub fn record_close(
             CloseReason::PreAuthFrameTooLarge => "frame too large before authentication",
         }
     );
+    count_close(listener, reason);
+}
+
+/// Counts a close the caller logged itself (with details [`record_close`] does not know).
+pub fn count_close(listener: &'static str, reason: CloseReason) {
     metrics::counter!(CONNECTIONS_CLOSED, "listener" => listener, "reason" => reason.label())
         .increment(1);
 }

@@ -91,17 +91,14 @@ pub(crate) async fn serve(
                 && declared > broker.settings.sasl_max_receive_bytes
             {
                 warn!(
+                    listener = "kafka",
                     peer = %context.peer,
                     declared,
                     limit = broker.settings.sasl_max_receive_bytes,
-                    "frame larger than sasl_max_receive_bytes before SASL authentication"
+                    reason = CloseReason::PreAuthFrameTooLarge.label(),
+                    "closing the connection: frame larger than sasl_max_receive_bytes before SASL authentication"
                 );
-                guard::record_close(
-                    "kafka",
-                    context.peer,
-                    CloseReason::PreAuthFrameTooLarge,
-                    std::time::Duration::ZERO,
-                );
+                guard::count_close("kafka", CloseReason::PreAuthFrameTooLarge);
                 return Ok(());
             }
             if sasl.awaits_raw_token() {
