@@ -116,8 +116,11 @@ fn prefixed(declared: u32, sent: usize) -> Vec<u8> {
     out
 }
 
+/// A named client behaviour, run on its own thread.
+type Scenario = (&'static str, Box<dyn FnOnce() + Send>);
+
 /// Runs each scenario on its own thread (their clocks run at once) and joins them all.
-fn run_all(scenarios: Vec<(&'static str, Box<dyn FnOnce() + Send>)>) {
+fn run_all(scenarios: Vec<Scenario>) {
     let handles: Vec<_> = scenarios
         .into_iter()
         .map(|(name, scenario)| (name, thread::spawn(scenario)))
@@ -132,10 +135,7 @@ fn run_all(scenarios: Vec<(&'static str, Box<dyn FnOnce() + Send>)>) {
 }
 
 /// The silent, truncated and slowloris scenarios of a length-prefixed protocol at `addr`.
-fn prefixed_scenarios(
-    addr: SocketAddr,
-    label: &'static str,
-) -> Vec<(&'static str, Box<dyn FnOnce() + Send>)> {
+fn prefixed_scenarios(addr: SocketAddr, label: &'static str) -> Vec<Scenario> {
     let silent = move || {
         let since = Instant::now();
         assert_closed(connect(addr), since, IDLE, &format!("{label} silent"));
@@ -178,9 +178,8 @@ fn kafka_silent_truncated_and_slowloris_connections_are_closed() {
     assert!(line.contains("peer="), "{line}");
     let metrics = scrape(broker.http_addr());
     for reason in ["idle", "frame_timeout"] {
-        let series = format!(
-            "tributary_connections_closed_total{{listener=\"kafka\",reason=\"{reason}\"}}"
-        );
+        let series =
+            format!("tributary_connections_closed_total{{listener=\"kafka\",reason=\"{reason}\"}}");
         assert!(metrics.contains(&series), "no {series} in:\n{metrics}");
     }
 }
