@@ -187,6 +187,30 @@ pub static KEYS: &[KeySpec] = &[
         kafka.sasl_enabled
     ),
     key!(
+        "kafka.sasl_max_receive_bytes",
+        "TRIBUTARY_KAFKA_SASL_MAX_RECEIVE_BYTES",
+        None,
+        COUNT,
+        parse,
+        kafka.sasl_max_receive_bytes
+    ),
+    key!(
+        "kafka.connections_max_idle_ms",
+        "TRIBUTARY_KAFKA_CONNECTIONS_MAX_IDLE_MS",
+        None,
+        COUNT,
+        parse,
+        kafka.connections_max_idle_ms
+    ),
+    key!(
+        "kafka.frame_timeout_ms",
+        "TRIBUTARY_KAFKA_FRAME_TIMEOUT_MS",
+        None,
+        COUNT,
+        parse,
+        kafka.frame_timeout_ms
+    ),
+    key!(
         "amqp.enabled",
         "TRIBUTARY_AMQP_ENABLED",
         None,
@@ -249,6 +273,30 @@ pub static KEYS: &[KeySpec] = &[
         COUNT,
         parse,
         amqp.alarm_check_interval_ms
+    ),
+    key!(
+        "amqp.handshake_timeout_ms",
+        "TRIBUTARY_AMQP_HANDSHAKE_TIMEOUT_MS",
+        None,
+        COUNT,
+        parse,
+        amqp.handshake_timeout_ms
+    ),
+    key!(
+        "amqp.idle_timeout_ms",
+        "TRIBUTARY_AMQP_IDLE_TIMEOUT_MS",
+        None,
+        COUNT,
+        parse,
+        amqp.idle_timeout_ms
+    ),
+    key!(
+        "amqp.frame_timeout_ms",
+        "TRIBUTARY_AMQP_FRAME_TIMEOUT_MS",
+        None,
+        COUNT,
+        parse,
+        amqp.frame_timeout_ms
     ),
     key!(
         "rocketmq.enabled",
@@ -353,6 +401,30 @@ pub static KEYS: &[KeySpec] = &[
         BOOL,
         parse,
         rocketmq.enable_property_filter
+    ),
+    key!(
+        "rocketmq.channel_idle_ms",
+        "TRIBUTARY_ROCKETMQ_CHANNEL_IDLE_MS",
+        None,
+        COUNT,
+        parse,
+        rocketmq.channel_idle_ms
+    ),
+    key!(
+        "rocketmq.frame_timeout_ms",
+        "TRIBUTARY_ROCKETMQ_FRAME_TIMEOUT_MS",
+        None,
+        COUNT,
+        parse,
+        rocketmq.frame_timeout_ms
+    ),
+    key!(
+        "limits.buffer_bytes",
+        "TRIBUTARY_LIMITS_BUFFER_BYTES",
+        None,
+        COUNT,
+        parse,
+        limits.buffer_bytes
     ),
     key!(
         "http.enabled",

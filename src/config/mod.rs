@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tributary_api::{Durability, FrameLimits};
+use tributary_api::{ConnectionTimeouts, Durability, FrameLimits, MemoryBudget};
 
 use crate::broker::{BrokerSettings, LogDefaults, PartitionLimits};
 
@@ -96,6 +96,14 @@ pub struct KafkaConfig {
     /// Require SASL (PLAIN, SCRAM-SHA-256/512) against the stored users, as a `SASL_PLAINTEXT`
     /// listener does; off serves every connection unauthenticated (`PLAINTEXT`).
     pub sasl_enabled: bool,
+    /// Largest frame accepted before SASL completes, as Kafka's `sasl.server.max.receive.size`;
+    /// a larger size prefix closes the connection before its body is read.
+    pub sasl_max_receive_bytes: usize,
+    /// Close a connection that sends no request for this long, as Kafka's
+    /// `connections.max.idle.ms`; 0 never closes an idle connection.
+    pub connections_max_idle_ms: u64,
+    /// A request frame must arrive whole within this time of its first byte.
+    pub frame_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +123,13 @@ pub struct AmqpConfig {
     pub disk_free_limit: u64,
     /// How often memory and free disk space are measured.
     pub alarm_check_interval_ms: u64,
+    /// From the protocol header to `open-ok`, as RabbitMQ's `handshake_timeout`.
+    pub handshake_timeout_ms: u64,
+    /// With heartbeats off (0 negotiated), close a connection with no channel open that sent
+    /// nothing for this long; 0 never closes it.
+    pub idle_timeout_ms: u64,
+    /// A frame must arrive whole within this time of its first byte.
+    pub frame_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +159,11 @@ pub struct RocketMqConfig {
     pub transaction_check_max: u32,
     /// Serve SQL92 subscriptions (RocketMQ's `enablePropertyFilter`).
     pub enable_property_filter: bool,
+    /// Close a connection (name server or broker port) that sends nothing for this long, as
+    /// RocketMQ's `serverChannelMaxIdleTimeSeconds`; 0 never closes it.
+    pub channel_idle_ms: u64,
+    /// A frame must arrive whole within this time of its first byte.
+    pub frame_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,7 +192,8 @@ pub struct StorageConfig {
     pub retention_check_interval_ms: u64,
 }
 
-/// Caps on resources a client can ask for; see [`PartitionLimits`].
+/// Caps on resources clients can take: partitions (see [`PartitionLimits`]) and buffered
+/// request bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -180,6 +201,9 @@ pub struct LimitsConfig {
     pub max_partitions_per_topic: u32,
     /// Most partitions of all topics together on this broker.
     pub max_partitions: u32,
+    /// Budget for request frames being received or handled (frames above 64 KiB take their
+    /// size from it before their body is read); when spent, connections stop reading.
+    pub buffer_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +227,7 @@ pub struct ListenerSpec {
     pub port: u16,
     pub max_connections: usize,
     pub limits: FrameLimits,
+    pub timeouts: ConnectionTimeouts,
 }
 
 impl Default for Config {
@@ -222,6 +247,9 @@ impl Default for Config {
     }
 }
 
+/// Time to finish a started frame unless configured, per protocol.
+pub const DEFAULT_FRAME_TIMEOUT_MS: u64 = 30_000;
+
 /// Connections per listener unless configured.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
@@ -236,6 +264,9 @@ impl Default for KafkaConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: 100 << 20,
             sasl_enabled: false,
+            sasl_max_receive_bytes: 512 << 10,
+            connections_max_idle_ms: 600_000,
+            frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
         }
     }
 }
@@ -252,6 +283,11 @@ impl Default for AmqpConfig {
             // RabbitMQ's default `disk_free_limit` (50 MB).
             disk_free_limit: 50_000_000,
             alarm_check_interval_ms: 1_000,
+            handshake_timeout_ms: 10_000,
+            // Kafka's idle default: long enough for any client that means to use the
+            // connection, short enough that abandoned sockets do not pile up to the cap.
+            idle_timeout_ms: 600_000,
+            frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
         }
     }
 }
@@ -272,6 +308,8 @@ impl Default for RocketMqConfig {
             transaction_check_interval_ms: 30_000,
             transaction_check_max: 15,
             enable_property_filter: true,
+            channel_idle_ms: 120_000,
+            frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
         }
     }
 }
@@ -308,6 +346,7 @@ impl Default for LimitsConfig {
         Self {
             max_partitions_per_topic: engine.per_topic,
             max_partitions: engine.per_broker,
+            buffer_bytes: 512 << 20,
         }
     }
 }
@@ -477,6 +516,11 @@ impl Config {
             kafka.max_connections,
             kafka.max_frame_bytes,
         )
+        .with_timeouts(ConnectionTimeouts {
+            idle: millis_or_off(kafka.connections_max_idle_ms),
+            frame: millis_or_off(kafka.frame_timeout_ms),
+            handshake: None,
+        })
     }
 
     pub fn amqp_listener(&self) -> ListenerSpec {
@@ -487,6 +531,11 @@ impl Config {
             amqp.max_connections,
             amqp.max_frame_bytes,
         )
+        .with_timeouts(ConnectionTimeouts {
+            idle: millis_or_off(amqp.idle_timeout_ms),
+            frame: millis_or_off(amqp.frame_timeout_ms),
+            handshake: millis_or_off(amqp.handshake_timeout_ms),
+        })
     }
 
     pub fn rocketmq_namesrv_listener(&self) -> ListenerSpec {
@@ -497,6 +546,7 @@ impl Config {
             rocketmq.max_connections,
             rocketmq.max_frame_bytes,
         )
+        .with_timeouts(self.rocketmq_timeouts())
     }
 
     pub fn rocketmq_broker_listener(&self) -> ListenerSpec {
@@ -507,6 +557,20 @@ impl Config {
             rocketmq.max_connections,
             rocketmq.max_frame_bytes,
         )
+        .with_timeouts(self.rocketmq_timeouts())
+    }
+
+    fn rocketmq_timeouts(&self) -> ConnectionTimeouts {
+        ConnectionTimeouts {
+            idle: millis_or_off(self.rocketmq.channel_idle_ms),
+            frame: millis_or_off(self.rocketmq.frame_timeout_ms),
+            handshake: None,
+        }
+    }
+
+    /// The broker-wide budget for buffered request frames (`limits.buffer_bytes`).
+    pub fn memory_budget(&self) -> MemoryBudget {
+        MemoryBudget::new(self.limits.buffer_bytes)
     }
 
     /// The HTTP endpoint's listener; its requests are small, so the frame limit only bounds
@@ -524,8 +588,20 @@ impl ListenerSpec {
             port,
             max_connections,
             limits: FrameLimits { max_frame_bytes },
+            timeouts: ConnectionTimeouts::default(),
         }
     }
+
+    /// This listener with the time limits of its protocol.
+    pub fn with_timeouts(mut self, timeouts: ConnectionTimeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+}
+
+/// A millisecond setting where 0 means off.
+fn millis_or_off(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 /// The bind address as a literal clients can dial: an unspecified bind (`0.0.0.0`, `::`)

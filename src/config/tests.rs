@@ -224,6 +224,21 @@ fn validation_names_the_bad_key() {
             "[storage]\nretention_check_interval_ms = 0",
             "storage.retention_check_interval_ms",
         ),
+        (
+            "[kafka]\nsasl_max_receive_bytes = 1000",
+            "kafka.sasl_max_receive_bytes",
+        ),
+        ("[kafka]\nframe_timeout_ms = 0", "kafka.frame_timeout_ms"),
+        (
+            "[amqp]\nhandshake_timeout_ms = 0",
+            "amqp.handshake_timeout_ms",
+        ),
+        (
+            "[rocketmq]\nframe_timeout_ms = 0",
+            "rocketmq.frame_timeout_ms",
+        ),
+        // Smaller than the default 100 MiB Kafka frame: such a frame could never be read.
+        ("[limits]\nbuffer_bytes = 52428800", "limits.buffer_bytes"),
         ("[log]\nfilter = \"info,[=\"", "log.filter"),
         ("[log]\nfilter = \"\"", "log.filter"),
     ];
@@ -234,6 +249,32 @@ fn validation_names_the_bad_key() {
             other => panic!("{text:?} should be invalid at {bad_key}, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn connection_rules_reach_their_listeners() {
+    let file = toml_file(
+        "[kafka]\nconnections_max_idle_ms = 0\n[amqp]\nidle_timeout_ms = 5000\n[rocketmq]\nchannel_idle_ms = 7000\n",
+    );
+    let config = load(
+        Some(file.path()),
+        &[("TRIBUTARY_LIMITS_BUFFER_BYTES", "1073741824")],
+        &[],
+    )
+    .expect("valid");
+    let kafka = config.kafka_listener().timeouts;
+    assert_eq!(kafka.idle, None, "0 turns the idle timeout off");
+    assert_eq!(kafka.frame, Some(Duration::from_secs(30)));
+    let amqp = config.amqp_listener().timeouts;
+    assert_eq!(amqp.idle, Some(Duration::from_secs(5)));
+    assert_eq!(amqp.handshake, Some(Duration::from_secs(10)));
+    for listener in [
+        config.rocketmq_namesrv_listener(),
+        config.rocketmq_broker_listener(),
+    ] {
+        assert_eq!(listener.timeouts.idle, Some(Duration::from_secs(7)));
+    }
+    assert_eq!(config.memory_budget().total_bytes(), 1 << 30);
 }
 
 #[test]

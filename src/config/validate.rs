@@ -138,6 +138,7 @@ impl Config {
             ));
         }
         positive("http.max_connections", self.http.max_connections as u64)?;
+        self.validate_connection_rules()?;
 
         // Port 0 asks the OS for a free port, so only fixed ports can clash.
         let ports = [
@@ -164,6 +165,39 @@ impl Config {
                 return Err(invalid(key, Problem::PortClash { port: *port, other }));
             }
         }
+        Ok(())
+    }
+
+    /// Timeouts, the pre-authentication cap and the buffer budget.
+    fn validate_connection_rules(&self) -> Result<(), ConfigError> {
+        let kafka = &self.kafka;
+        within(
+            "kafka.sasl_max_receive_bytes",
+            kafka.sasl_max_receive_bytes as u64,
+            MIN_FRAME_BYTES as u64,
+            kafka.max_frame_bytes as u64,
+        )?;
+        positive("kafka.frame_timeout_ms", kafka.frame_timeout_ms)?;
+        positive("amqp.handshake_timeout_ms", self.amqp.handshake_timeout_ms)?;
+        positive("amqp.frame_timeout_ms", self.amqp.frame_timeout_ms)?;
+        positive("rocketmq.frame_timeout_ms", self.rocketmq.frame_timeout_ms)?;
+        // Every legal frame must fit in the budget, or a client sending one would wait forever.
+        let largest_frame = [
+            (kafka.enabled, kafka.max_frame_bytes),
+            (self.amqp.enabled, self.amqp.max_frame_bytes),
+            (self.rocketmq.enabled, self.rocketmq.max_frame_bytes),
+        ]
+        .iter()
+        .filter(|(enabled, _)| *enabled)
+        .map(|(_, bytes)| *bytes as u64)
+        .max()
+        .unwrap_or(0);
+        within(
+            "limits.buffer_bytes",
+            self.limits.buffer_bytes,
+            largest_frame.max(1 << 20),
+            u64::from(u32::MAX) * 1024,
+        )?;
         Ok(())
     }
 

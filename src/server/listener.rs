@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
-use tributary_api::{ConnectionContext, FrameLimits, Frontend};
+use tributary_api::{ConnectionContext, ConnectionTimeouts, FrameLimits, Frontend, MemoryBudget};
 
 use super::shutdown::Lifecycle;
 use crate::telemetry::names;
@@ -32,12 +32,45 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Accepts connections on `listener` and serves each with `frontend` until
-/// `lifecycle.shutdown` is cancelled. Spawn it on `lifecycle.tracker`.
+/// `lifecycle.shutdown` is cancelled. Spawn it on `lifecycle.tracker`. No timeouts apply and
+/// the buffer budget is the default one; see [`serve_listener_with`].
 pub async fn serve_listener(
     frontend: Arc<dyn Frontend>,
     listener: TcpListener,
     limits: FrameLimits,
     max_connections: usize,
+    lifecycle: Lifecycle,
+) {
+    let rules = ConnectionRules {
+        timeouts: ConnectionTimeouts::default(),
+        budget: MemoryBudget::default(),
+    };
+    serve_listener_with(
+        frontend,
+        listener,
+        limits,
+        max_connections,
+        rules,
+        lifecycle,
+    )
+    .await;
+}
+
+/// What every connection of a listener is held to besides its frame limit.
+#[derive(Debug, Clone)]
+pub struct ConnectionRules {
+    pub timeouts: ConnectionTimeouts,
+    /// Shared by every listener of the broker.
+    pub budget: MemoryBudget,
+}
+
+/// [`serve_listener`] with the listener's time limits and the broker's buffer budget.
+pub async fn serve_listener_with(
+    frontend: Arc<dyn Frontend>,
+    listener: TcpListener,
+    limits: FrameLimits,
+    max_connections: usize,
+    rules: ConnectionRules,
     lifecycle: Lifecycle,
 ) {
     let protocol = frontend.name();
@@ -99,6 +132,8 @@ pub async fn serve_listener(
             local,
             shutdown: lifecycle.shutdown.clone(),
             limits,
+            timeouts: rules.timeouts,
+            budget: rules.budget.clone(),
         };
         let task = serve_connection(
             Arc::clone(&frontend),

@@ -38,7 +38,7 @@ use crate::broker::Broker;
 use crate::config::{Config, ListenerSpec};
 use crate::telemetry;
 use http::HttpEndpoint;
-use listener::serve_listener;
+use listener::{ConnectionRules, serve_listener_with};
 use registry::Mount;
 use shutdown::{DrainOutcome, Lifecycle, TerminationSignals};
 
@@ -160,6 +160,7 @@ where
             });
     }
 
+    let budget = config.memory_budget();
     for (mount, listener, group) in bound {
         let protocol = mount.frontend.name();
         match listener.local_addr() {
@@ -168,11 +169,16 @@ where
             }
             Err(err) => warn!(protocol, error = %err, "listening on an unknown address"),
         }
-        let accept = serve_listener(
+        let rules = ConnectionRules {
+            timeouts: mount.listener.timeouts,
+            budget: budget.clone(),
+        };
+        let accept = serve_listener_with(
             mount.frontend,
             listener,
             mount.listener.limits,
             mount.listener.max_connections,
+            rules,
             group.clone(),
         );
         group.tracker.spawn(accept);

@@ -106,6 +106,7 @@ pub fn frontends_with(
                 default_partitions: config.kafka.default_partitions,
                 auto_create_topics: config.kafka.auto_create_topics,
                 sasl_enabled: config.kafka.sasl_enabled,
+                sasl_max_receive_bytes: config.kafka.sasl_max_receive_bytes,
             },
         ))
     });

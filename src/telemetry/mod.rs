@@ -89,6 +89,7 @@ pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
 /// here with one line, next to its line in `server::registry`.
 pub static FRONTEND_CATALOGS: &[&[MetricDescription]] = &[
     tributary_api::interop::CATALOG,
+    tributary_api::guard::CATALOG,
     tributary_amqp::metrics::CATALOG,
     tributary_kafka::metrics::CATALOG,
     tributary_rocketmq::metrics::CATALOG,

@@ -1,8 +1,10 @@
-//! Issue 14's hardening suite against the real binary: one test binary, one module per area.
+//! Issue 14's hardening suite against the real binary: hostile peers, connection rules and
+//! input limits. One binary with a module per concern (each binary links the whole broker).
 
 #[path = "../support/broker.rs"]
 mod broker;
 #[path = "../support/lapin.rs"]
 mod lapin_support;
 
+mod conns;
 mod limits;

@@ -7,6 +7,12 @@
 //! `heartbeat / 2` of output silence. The peer is declared dead after `2 × heartbeat` of input
 //! silence and the socket is dropped without a close method, as RabbitMQ does. Pieces queued
 //! together are written together, in queue order.
+//!
+//! Connection rules: the protocol header through `open-ok` must finish within the listener's
+//! handshake timeout; with heartbeats off, a connection with no channel open that sends
+//! nothing for the idle timeout is closed (one with channels may be a silent consumer and
+//! stays); frames are timed and budgeted by [`FrameReader`]. Each such close is logged and
+//! counted once ([`tributary_api::record_close`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +23,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
-use tributary_api::ConnectionContext;
+use tokio::time::Instant;
+use tributary_api::{CloseReason, ConnectionContext};
 
 use crate::access::{self, Grant, login};
 use crate::codec::methods::Method;
@@ -25,6 +32,7 @@ use crate::codec::table::{FieldTable, FieldValue};
 use crate::codec::{self, Frame, FrameKind, HeaderCheck};
 use crate::error::{self, ACCESS_REFUSED, AmqpError, NOT_ALLOWED, Reply};
 use crate::metrics as m;
+pub use crate::reader::FrameReader;
 use crate::session::{Login, Session};
 use crate::vhost::Vhosts;
 
@@ -32,80 +40,12 @@ use crate::vhost::Vhosts;
 const OUTBOUND_QUEUE: usize = 256;
 /// Queued output gathered into one socket write, at most (a piece is never split).
 const WRITE_COALESCE_BYTES: usize = 64 * 1024;
-/// How long a client may take for each handshake step.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The handshake limit when the listener sets none (RabbitMQ's `handshake_timeout`).
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for `close-ok` after the server closed the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the writer may take to flush what is queued when the connection ends.
 const STALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Spare room a read asks for: enough for a window of small publishes in one read, so that
-/// they are staged and stored together (one fsync) rather than a few at a time.
-const READ_CHUNK: usize = 64 * 1024;
-
-/// Reads frames from the socket with a buffer of at most one frame plus [`READ_CHUNK`].
-#[derive(Debug)]
-pub struct FrameReader {
-    read: OwnedReadHalf,
-    buf: BytesMut,
-    pub frame_max: u32,
-}
-
-impl FrameReader {
-    /// Whether a whole frame is already buffered (so handling it needs no read).
-    pub fn has_buffered_frame(&self) -> bool {
-        match self.buf.get(3..7) {
-            Some(size) => {
-                let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
-                self.buf.len() >= size.saturating_add(codec::FRAME_OVERHEAD)
-            }
-            None => false,
-        }
-    }
-
-    /// Whether a whole frame is buffered after taking, without waiting, what the socket already
-    /// holds. Lets a connection stage every publish the client has already sent before storing
-    /// them; a read error is left for the next blocking read to report.
-    pub fn fill_ready(&mut self) -> bool {
-        // Past one frame_max of buffered input the partial frame declares more than frame_max:
-        // stop reading and let `next` refuse it, so a bogus length never grows the buffer.
-        let limit = (self.frame_max as usize).saturating_add(codec::FRAME_OVERHEAD);
-        while !self.has_buffered_frame() {
-            if self.buf.len() >= limit {
-                return true;
-            }
-            self.buf.reserve(READ_CHUNK);
-            match self.read.try_read_buf(&mut self.buf) {
-                Ok(n) if n > 0 => metrics::counter!(m::BYTES_RECEIVED).increment(n as u64),
-                _ => return false,
-            }
-        }
-        true
-    }
-
-    /// The next frame, `Ok(None)` at end of stream. `idle` bounds the wait for input.
-    pub async fn next(&mut self, idle: Option<Duration>) -> Result<Option<Frame>, AmqpError> {
-        loop {
-            match codec::decode_frame(&mut self.buf, self.frame_max) {
-                Ok(Some(frame)) => return Ok(Some(frame)),
-                Ok(None) => {}
-                Err(e) => return Err(error::codec_error(&e)),
-            }
-            self.buf.reserve(READ_CHUNK);
-            let read = self.read.read_buf(&mut self.buf);
-            let n = match idle {
-                Some(limit) => tokio::time::timeout(limit, read)
-                    .await
-                    .map_err(|_| AmqpError::HeartbeatTimeout(limit))??,
-                None => read.await?,
-            };
-            if n == 0 {
-                return Ok(None);
-            }
-            metrics::counter!(m::BYTES_RECEIVED).increment(n as u64);
-        }
-    }
-}
 
 async fn write_method(write: &mut OwnedWriteHalf, method: &Method) -> std::io::Result<()> {
     let mut out = BytesMut::new();
@@ -154,35 +94,86 @@ pub async fn serve(
     stream: TcpStream,
     context: ConnectionContext,
 ) -> Result<(), AmqpError> {
-    let _ = stream.set_nodelay(true);
-    let (mut read, mut write) = stream.into_split();
+    match serve_checked(vhosts, stream, &context).await {
+        Err(AmqpError::Expired { reason, limit }) => {
+            tributary_api::record_close("amqp", context.peer, reason, limit);
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Reads the protocol header; `false` when the peer left or spoke another protocol (answered).
+async fn read_protocol_header(
+    read: &mut OwnedReadHalf,
+    write: &mut OwnedWriteHalf,
+    peer: SocketAddr,
+) -> Result<bool, AmqpError> {
     let mut header = [0u8; 8];
     let mut have = 0;
     loop {
-        let n = tokio::time::timeout(HANDSHAKE_TIMEOUT, read.read(&mut header[have..]))
-            .await
-            .map_err(|_| AmqpError::HeartbeatTimeout(HANDSHAKE_TIMEOUT))??;
+        let n = read.read(&mut header[have..]).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(false);
         }
         have += n;
         match codec::check_protocol_header(&header[..have]) {
             HeaderCheck::Incomplete => continue,
-            HeaderCheck::Accepted => break,
+            HeaderCheck::Accepted => return Ok(true),
             HeaderCheck::Rejected => {
-                tracing::info!(peer = %context.peer, "wrong protocol header; answering with ours");
+                tracing::info!(%peer, "wrong protocol header; answering with ours");
                 write.write_all(codec::PROTOCOL_HEADER).await?;
                 write.shutdown().await?;
-                return Ok(());
+                return Ok(false);
             }
         }
     }
+}
+
+/// Runs `step` unless the handshake deadline passes first.
+async fn before<T>(
+    deadline: Instant,
+    limit: Duration,
+    step: impl std::future::Future<Output = Result<T, AmqpError>>,
+) -> Result<T, AmqpError> {
+    tokio::time::timeout_at(deadline, step)
+        .await
+        .unwrap_or(Err(AmqpError::Expired {
+            reason: CloseReason::HandshakeTimeout,
+            limit,
+        }))
+}
+
+/// [`serve`], with the closes by a connection rule still to be counted.
+async fn serve_checked(
+    vhosts: Arc<Vhosts>,
+    stream: TcpStream,
+    context: &ConnectionContext,
+) -> Result<(), AmqpError> {
+    let _ = stream.set_nodelay(true);
+    let handshake_limit = context
+        .timeouts
+        .handshake
+        .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
+    let handshake_deadline = Instant::now() + handshake_limit;
+    let (mut read, mut write) = stream.into_split();
+    let accepted = before(
+        handshake_deadline,
+        handshake_limit,
+        read_protocol_header(&mut read, &mut write, context.peer),
+    )
+    .await?;
+    if !accepted {
+        return Ok(());
+    }
     let server_frame_max = u32::try_from(context.limits.max_frame_bytes).unwrap_or(u32::MAX);
-    let mut reader = FrameReader {
+    let mut reader = FrameReader::new(
         read,
-        buf: BytesMut::with_capacity(8192),
-        frame_max: server_frame_max,
-    };
+        server_frame_max,
+        context.peer,
+        context.timeouts,
+        context.budget.clone(),
+    );
     write_method(
         &mut write,
         &Method::ConnectionStart {
@@ -192,15 +183,19 @@ pub async fn serve(
         },
     )
     .await?;
-    let (tuned, login) = match handshake(
-        &mut reader,
-        &mut write,
-        &vhosts,
-        server_frame_max,
-        context.peer,
+    let opened = before(
+        handshake_deadline,
+        handshake_limit,
+        handshake(
+            &mut reader,
+            &mut write,
+            &vhosts,
+            server_frame_max,
+            context.peer,
+        ),
     )
-    .await
-    {
+    .await;
+    let (tuned, login) = match opened {
         Ok(opened) => opened,
         Err(AmqpError::Connection(reply)) => {
             tracing::info!(peer = %context.peer, %reply, "AMQP handshake refused");
@@ -215,8 +210,10 @@ pub async fn serve(
     let writer = tokio::spawn(run_writer(write, outbound, heartbeat.map(|h| h / 2)));
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
     let mut session = Session::new(login, out, tuned.frame_max, tuned.channel_max);
-    let idle = heartbeat.map(|h| h * 2);
-    let outcome = session.run(&mut reader, idle, &context.shutdown).await;
+    let missed_heartbeats = heartbeat.map(|h| h * 2);
+    let outcome = session
+        .run(&mut reader, missed_heartbeats, &context.shutdown)
+        .await;
     let close = match &outcome {
         Err(AmqpError::Connection(reply)) => Some(reply.clone()),
         Ok(Some(reply)) => Some(reply.clone()),
@@ -290,9 +287,8 @@ struct Tuned {
 }
 
 async fn expect_method(reader: &mut FrameReader) -> Result<Method, AmqpError> {
-    let frame = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next(None))
-        .await
-        .map_err(|_| AmqpError::HeartbeatTimeout(HANDSHAKE_TIMEOUT))??;
+    // The caller bounds the whole handshake; frames are timed by the reader.
+    let frame = reader.next(None).await?;
     match frame {
         None => Err(AmqpError::Io(std::io::ErrorKind::UnexpectedEof.into())),
         Some(Frame {

@@ -83,8 +83,13 @@ pub enum AmqpError {
     Connection(Reply),
     #[error("socket I/O failed")]
     Io(#[from] std::io::Error),
-    #[error("peer sent nothing for {0:?} (heartbeat timeout)")]
-    HeartbeatTimeout(std::time::Duration),
+    /// A connection rule closes the connection (missed heartbeats, idle, slow frame or
+    /// handshake); the socket is dropped without a close method, as RabbitMQ does.
+    #[error("connection rule {reason} ({limit:?}) closes the connection")]
+    Expired {
+        reason: tributary_api::CloseReason,
+        limit: std::time::Duration,
+    },
 }
 
 impl AmqpError {

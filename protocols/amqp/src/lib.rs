@@ -40,6 +40,7 @@ pub mod message;
 pub mod metrics;
 pub mod partitioner;
 pub mod policy;
+pub mod reader;
 pub mod routing;
 pub mod session;
 pub mod topology;

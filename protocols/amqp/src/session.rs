@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tributary_api::CloseReason;
 
 use crate::Shared;
 use crate::access::Grant;
@@ -29,6 +30,7 @@ use crate::error::{self, AmqpError, CHANNEL_ERROR, Reply, UNEXPECTED_FRAME};
 use crate::handlers::consume::ConsumerFailure;
 use crate::handlers::publish::Staged;
 use crate::metrics as m;
+use crate::reader::IdleLimit;
 
 /// Reply code for a close forced by the broker (shutdown).
 const CONNECTION_FORCED: u16 = 320;
@@ -111,14 +113,29 @@ impl Session {
     }
 
     /// Handles frames until the peer closes (`Ok(None)`), the connection must be closed with a
-    /// reply (`Ok(Some)` or `Err(Connection)`), or I/O fails.
+    /// reply (`Ok(Some)` or `Err(Connection)`), or I/O fails. `missed_heartbeats` (twice the
+    /// negotiated interval) of silence ends the connection; with heartbeats off, the reader's
+    /// idle timeout does while no channel is open.
     pub async fn run(
         &mut self,
         reader: &mut FrameReader,
-        idle: Option<Duration>,
+        missed_heartbeats: Option<Duration>,
         shutdown: &CancellationToken,
     ) -> Result<Option<Reply>, AmqpError> {
+        let unused = reader.timeouts().idle;
         loop {
+            let idle = match missed_heartbeats {
+                Some(limit) => Some(IdleLimit {
+                    limit,
+                    reason: CloseReason::Heartbeat,
+                }),
+                None => unused
+                    .filter(|_| self.channels.is_empty())
+                    .map(|limit| IdleLimit {
+                        limit,
+                        reason: CloseReason::Idle,
+                    }),
+            };
             let frame = tokio::select! {
                 frame = reader.next(idle) => frame?,
                 Some(failure) = self.failed_consumers.recv() => {

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::guard::{ConnectionTimeouts, MemoryBudget};
 use crate::log::{LogService, TopicAdmin};
 use crate::metadata::MetadataStore;
 use crate::offsets::OffsetStore;
@@ -43,6 +44,10 @@ pub struct ConnectionContext {
     /// Cancelled when the broker shuts down.
     pub shutdown: CancellationToken,
     pub limits: FrameLimits,
+    /// The listener's time limits.
+    pub timeouts: ConnectionTimeouts,
+    /// The broker-wide budget for buffered request frames.
+    pub budget: MemoryBudget,
 }
 
 /// Where a frontend runs work that is not a connection (the AMQP topic feeds): tasks spawned on

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod compression;
 pub mod error;
 pub mod frontend;
+pub mod guard;
 pub mod interop;
 pub mod log;
 pub mod metadata;
@@ -31,6 +32,9 @@ pub use error::{EngineError, EngineResult};
 pub use frontend::{
     BackgroundContext, ConnectionContext, ConnectionError, Engine, FrameLimits, Frontend,
     yield_to_peers,
+};
+pub use guard::{
+    BudgetPermit, CloseReason, ConnectionTimeouts, FrameClock, MemoryBudget, record_close,
 };
 pub use log::{LogService, PendingDurability, TopicAdmin};
 pub use metadata::{MetadataStore, USERS_NAMESPACE};

@@ -12,6 +12,14 @@
 //! With SASL on, the connection's [`SaslSession`] answers SaslHandshake and SaslAuthenticate
 //! until it is authenticated, and a request it does not admit closes the connection before the
 //! body is decoded (so an unauthenticated peer reaches only the three smallest request schemas).
+//! Until then a size prefix above `sasl_max_receive_bytes` closes the connection before any of
+//! its body is read.
+//!
+//! Connection rules ([`tributary_api::guard`]): a connection with no request in progress and
+//! none pending closes after the listener's idle timeout; a started frame must be whole within
+//! the frame timeout; the read buffer grows as bytes arrive (never to a declared size up
+//! front), and a frame above the unbudgeted size takes its size from the broker's buffer budget
+//! before its body is read, until its request is handled (a produce: until it is written).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 use tributary_api::ConnectionContext;
+use tributary_api::guard::{self, BudgetPermit, CloseReason, FrameClock, MemoryBudget};
 
 use crate::codec::{self, CodecError, KafkaRequest, KafkaResponse, Routed};
 use crate::error::KafkaError;
@@ -33,6 +42,8 @@ use crate::metrics;
 
 /// Initial read buffer; it grows to the size of the largest frame seen (bounded by the limit).
 const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Most a read asks room for; a large frame's buffer grows by reads of this, not all at once.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Produce requests written and awaiting durability per connection before the next request is
 /// read only after the oldest is answered.
@@ -52,6 +63,8 @@ enum Wake {
     Read(std::io::Result<usize>),
     Answered(Option<ProduceResponse>),
     Shutdown,
+    /// A connection rule's deadline passed.
+    Expired(CloseReason, std::time::Duration),
 }
 
 pub(crate) async fn serve(
@@ -67,14 +80,37 @@ pub(crate) async fn serve(
         shutdown: context.shutdown.clone(),
     };
     let mut pending = VecDeque::new();
+    let mut clock = FrameClock::new();
+    // Budget held for the frame being read (taken before its body is read).
+    let mut frame_budget: Option<BudgetPermit> = None;
     loop {
+        let mut handled_any = false;
         loop {
+            if sasl.in_progress()
+                && let Some(declared) = codec::declared_frame_bytes(&buf)
+                && declared > broker.settings.sasl_max_receive_bytes
+            {
+                warn!(
+                    listener = "kafka",
+                    peer = %context.peer,
+                    declared,
+                    limit = broker.settings.sasl_max_receive_bytes,
+                    reason = CloseReason::PreAuthFrameTooLarge.label(),
+                    "closing the connection: frame larger than sasl_max_receive_bytes before SASL authentication"
+                );
+                guard::count_close("kafka", CloseReason::PreAuthFrameTooLarge);
+                return Ok(());
+            }
             if sasl.awaits_raw_token() {
                 let token = match codec::split_raw_token(&mut buf, context.limits) {
                     Ok(Some(token)) => token,
                     Ok(None) => break,
                     Err(error) => return Err(protocol_error(&context, error)),
                 };
+                clock.on_frame(buf.len());
+                guard::release_after_large_frame(&mut buf, token.len());
+                handled_any = true;
+                let _budget = frame_budget.take();
                 let (reply, after) = sasl.raw_token(&broker.engine, &peer, token).await;
                 if let Some(reply) = reply {
                     let size = u32::try_from(reply.len()).unwrap_or(u32::MAX);
@@ -91,6 +127,11 @@ pub(crate) async fn serve(
                 Ok(None) => break,
                 Err(error) => return Err(protocol_error(&context, error)),
             };
+            clock.on_frame(buf.len());
+            guard::release_after_large_frame(&mut buf, raw.frame.len());
+            handled_any = true;
+            // Held until this request is handled (a produce: until its batches are written).
+            let _budget = frame_budget.take();
             if !sasl.admits(raw.api_key) {
                 warn!(
                     peer = %context.peer,
@@ -182,6 +223,30 @@ pub(crate) async fn serve(
                 return Ok(());
             }
         }
+        if handled_any {
+            clock.touch();
+        }
+        let declared = codec::declared_frame_bytes(&buf);
+        if frame_budget.is_none()
+            && let Some(declared) = declared.filter(|bytes| MemoryBudget::applies_to(*bytes))
+        {
+            let deadline = clock.deadline(&context.timeouts, false);
+            tokio::select! {
+                permit = context.budget.acquire(declared) => frame_budget = Some(permit),
+                () = guard::sleep_until(deadline.map(|(at, _, _)| at)) => {
+                    let (_, reason, limit) = deadline.unwrap_or((Instant::now(), CloseReason::FrameTimeout, std::time::Duration::ZERO));
+                    guard::record_close("kafka", context.peer, reason, limit);
+                    return Ok(());
+                }
+                () = context.shutdown.cancelled() => {
+                    answer_all(&mut stream, &mut pending).await?;
+                    return Ok(());
+                }
+            }
+        }
+        guard::reserve_read(&mut buf, declared, READ_CHUNK);
+        // A pending produce is a request in progress: the connection is not idle.
+        let deadline = clock.deadline(&context.timeouts, pending.is_empty());
         let wake = {
             let oldest = async {
                 match pending.front_mut() {
@@ -193,6 +258,10 @@ pub(crate) async fn serve(
                 read = stream.read_buf(&mut buf) => Wake::Read(read),
                 answered = oldest => Wake::Answered(answered),
                 () = context.shutdown.cancelled() => Wake::Shutdown,
+                () = guard::sleep_until(deadline.map(|(at, _, _)| at)) => match deadline {
+                    Some((_, reason, limit)) => Wake::Expired(reason, limit),
+                    None => Wake::Shutdown,
+                },
             }
         };
         match wake {
@@ -200,11 +269,17 @@ pub(crate) async fn serve(
                 if read? == 0 {
                     return Ok(());
                 }
+                clock.on_read();
+            }
+            Wake::Expired(reason, limit) => {
+                guard::record_close("kafka", context.peer, reason, limit);
+                return Ok(());
             }
             Wake::Answered(response) => {
                 if let Some(produce) = pending.pop_front() {
                     write_produce_response(&mut stream, produce, response).await?;
                 }
+                clock.touch();
             }
             Wake::Shutdown => {
                 answer_all(&mut stream, &mut pending).await?;

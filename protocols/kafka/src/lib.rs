@@ -61,6 +61,9 @@ pub struct KafkaSettings {
     pub auto_create_topics: bool,
     /// Require SASL authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on every connection.
     pub sasl_enabled: bool,
+    /// With SASL on, the largest frame accepted before authentication completes (Kafka's
+    /// `sasl.server.max.receive.size`); a larger size prefix closes the connection at once.
+    pub sasl_max_receive_bytes: usize,
 }
 
 impl Default for KafkaSettings {
@@ -70,9 +73,13 @@ impl Default for KafkaSettings {
             default_partitions: 4,
             auto_create_topics: true,
             sasl_enabled: false,
+            sasl_max_receive_bytes: DEFAULT_SASL_MAX_RECEIVE_BYTES,
         }
     }
 }
+
+/// Kafka's `sasl.server.max.receive.size` default.
+pub const DEFAULT_SASL_MAX_RECEIVE_BYTES: usize = 512 << 10;
 
 /// The Kafka protocol frontend; one value serves every connection of its listener.
 #[derive(Debug)]

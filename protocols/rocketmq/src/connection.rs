@@ -11,7 +11,12 @@
 //!   responses are flushed before the connection returns; members registered on this connection
 //!   leave their groups, and the rest of those groups are told (NOTIFY_CONSUMER_IDS_CHANGED);
 //! - a broker connection's outbound queue is registered in [`crate::peers`] while it is open,
-//!   so other connections' handlers can send this client requests.
+//!   so other connections' handlers can send this client requests;
+//! - connection rules ([`tributary_api::guard`]): with no request in flight, a connection that
+//!   sent nothing for the listener's idle time (`rocketmq.channel_idle_ms`) is closed; a started
+//!   frame must be whole within the frame timeout; the read buffer grows as bytes arrive, and a
+//!   frame above the unbudgeted size takes its size from the broker's buffer budget before its
+//!   body is read, until its request is handled.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +30,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
+use tributary_api::guard::{self, BudgetPermit, CloseReason, FrameClock, MemoryBudget};
 use tributary_api::{ConnectionContext, ConnectionError};
 
 use crate::codec::{self, RemotingCommand};
@@ -72,22 +78,62 @@ pub(crate) async fn serve(
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let tasks = TaskTracker::new();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let listener = match role {
+        Role::Broker => "rocketmq-broker",
+        Role::NameServer => "rocketmq-namesrv",
+    };
+    let mut clock = FrameClock::new();
+    // Budget held for the frame being read; it moves to the request's task.
+    let mut frame_budget: Option<BudgetPermit> = None;
 
     let outcome: Result<(), ConnectionError> = loop {
+        let declared = codec::declared_frame_bytes(&buf);
         let decoded = codec::decode_frame(&mut buf, context.limits.max_frame_bytes);
-        let request = match decoded {
-            Ok(Some(request)) => request,
+        let (request, budget) = match decoded {
+            Ok(Some(request)) => {
+                clock.on_frame(buf.len());
+                guard::release_after_large_frame(&mut buf, declared.unwrap_or(0));
+                (request, frame_budget.take())
+            }
             Ok(None) => {
-                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                    buf.reserve(READ_CHUNK);
+                if frame_budget.is_none()
+                    && let Some(declared) =
+                        declared.filter(|bytes| MemoryBudget::applies_to(*bytes))
+                {
+                    let deadline = clock.deadline(&context.timeouts, false);
+                    tokio::select! {
+                        permit = context.budget.acquire(declared) => frame_budget = Some(permit),
+                        () = guard::sleep_until(deadline.map(|(at, _, _)| at)) => {
+                            if let Some((_, reason, limit)) = deadline {
+                                guard::record_close(listener, connection.peer, reason, limit);
+                            }
+                            break Ok(());
+                        }
+                        () = connection.closing.cancelled() => break Ok(()),
+                    }
                 }
+                guard::reserve_read(&mut buf, declared, READ_CHUNK);
+                let deadline = clock.deadline(&context.timeouts, true);
                 let read = tokio::select! {
                     read = reader.read_buf(&mut buf) => read,
                     () = connection.closing.cancelled() => break Ok(()),
+                    () = guard::sleep_until(deadline.map(|(at, _, _)| at)) => {
+                        let Some((_, reason, limit)) = deadline else { continue };
+                        // A request in flight (a long poll) is activity, not idleness.
+                        if reason == CloseReason::Idle && in_flight.available_permits() < MAX_IN_FLIGHT {
+                            clock.touch();
+                            continue;
+                        }
+                        guard::record_close(listener, connection.peer, reason, limit);
+                        break Ok(());
+                    }
                 };
                 match read {
                     Ok(0) => break Ok(()),
-                    Ok(_) => continue,
+                    Ok(_) => {
+                        clock.on_read();
+                        continue;
+                    }
                     Err(err) => break Err(err.into()),
                 }
             }
@@ -118,6 +164,7 @@ pub(crate) async fn serve(
                 let _ = outbound.send(response).await;
             }
             drop(permit);
+            drop(budget);
         });
     };
 

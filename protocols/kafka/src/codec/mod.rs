@@ -83,6 +83,16 @@ pub struct RawRequest {
     pub frame: Bytes,
 }
 
+/// The size of the frame starting `buf`, its size prefix included, once the prefix is there
+/// (`None` for a negative size, which [`split_frame`] refuses).
+pub fn declared_frame_bytes(buf: &[u8]) -> Option<usize> {
+    let size_bytes = buf.get(..SIZE_PREFIX_LEN)?;
+    let declared = i32::from_be_bytes([size_bytes[0], size_bytes[1], size_bytes[2], size_bytes[3]]);
+    usize::try_from(declared)
+        .ok()
+        .map(|size| size.saturating_add(SIZE_PREFIX_LEN))
+}
+
 /// Takes one whole request frame off the front of `buf`, or `Ok(None)` if it is not all there.
 pub fn split_frame(
     buf: &mut BytesMut,
@@ -104,8 +114,8 @@ pub fn split_frame(
         });
     }
     if buf.len() < total {
-        // The size is within the limit, so reserving it now is bounded.
-        buf.reserve(total - buf.len());
+        // Nothing is reserved for the rest: the caller grows the buffer as bytes arrive, so a
+        // size prefix alone costs no memory.
         return Ok(None);
     }
     buf.advance(SIZE_PREFIX_LEN);
@@ -138,7 +148,8 @@ pub fn split_raw_token(
         });
     }
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        // Nothing is reserved for the rest: the caller grows the buffer as bytes arrive, so a
+        // size prefix alone costs no memory.
         return Ok(None);
     }
     buf.advance(SIZE_PREFIX_LEN);

@@ -189,6 +189,21 @@ fn oversized_and_negative_sizes_are_refused_before_allocating() {
 }
 
 #[test]
+fn a_declared_frame_size_reserves_nothing_before_the_bytes_arrive() {
+    let mut buf = BytesMut::with_capacity(16);
+    buf.put_i32(1000);
+    buf.put_slice(&[0, 18, 0, 0]);
+    let capacity = buf.capacity();
+    assert_eq!(split_frame(&mut buf, LIMITS).unwrap(), None);
+    assert_eq!(buf.capacity(), capacity);
+    assert_eq!(declared_frame_bytes(&buf), Some(1004));
+    let mut token = BytesMut::with_capacity(16);
+    token.put_i32(1000);
+    assert_eq!(split_raw_token(&mut token, LIMITS).unwrap(), None);
+    assert_eq!(token.capacity(), 16);
+}
+
+#[test]
 fn truncated_bodies_are_refused_not_panics() {
     // The length check finds the topic name cut short before the crate's decoder runs.
     let cut = &METADATA_V1[..METADATA_V1.len() - 1];

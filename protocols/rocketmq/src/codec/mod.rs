@@ -154,6 +154,14 @@ impl RemotingCommand {
     }
 }
 
+/// The size of the frame starting `buf`, its length prefix included, once the prefix is there.
+pub fn declared_frame_bytes(buf: &[u8]) -> Option<usize> {
+    let prefix = buf.get(..LENGTH_PREFIX)?;
+    let mut word = [0u8; LENGTH_PREFIX];
+    word.copy_from_slice(prefix);
+    Some((u32::from_be_bytes(word) as usize).saturating_add(LENGTH_PREFIX))
+}
+
 /// Decodes one whole frame from the front of `buf`, or returns `Ok(None)` and leaves `buf`
 /// untouched when more bytes are needed. `max_frame_bytes` bounds the frame including its prefix.
 pub fn decode_frame(
@@ -177,8 +185,8 @@ pub fn decode_frame(
         return Err(CodecError::FrameTooShort(length));
     }
     if buf.len() < declared {
-        // Reserve only what the (already bounded) frame still needs.
-        buf.reserve(declared - buf.len());
+        // Nothing is reserved for the rest: the caller grows the buffer as bytes arrive, so a
+        // length prefix alone costs no memory.
         return Ok(None);
     }
     buf.advance(LENGTH_PREFIX);

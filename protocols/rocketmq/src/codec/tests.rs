@@ -140,6 +140,18 @@ fn incomplete_input_waits_and_consumes_nothing() {
 }
 
 #[test]
+fn a_declared_frame_size_reserves_nothing_before_the_bytes_arrive() {
+    // Within the limit, yet only the prefix and a few bytes are here.
+    let mut buf = BytesMut::with_capacity(16);
+    buf.extend_from_slice(&((LIMIT as u32) - 4).to_be_bytes());
+    buf.extend_from_slice(&[0, 0, 0, 10]);
+    let capacity = buf.capacity();
+    assert_eq!(decode_frame(&mut buf, LIMIT).unwrap(), None);
+    assert_eq!(buf.capacity(), capacity);
+    assert_eq!(declared_frame_bytes(&buf), Some(LIMIT));
+}
+
+#[test]
 fn oversized_frames_are_refused_before_allocation() {
     let mut buf = BytesMut::from(&[0x7F, 0xFF, 0xFF, 0xFF][..]);
     let err = decode_frame(&mut buf, LIMIT).unwrap_err();
