@@ -295,7 +295,7 @@ fn last_sequence(header: &BatchHeader) -> i32 {
 }
 
 /// Splits a partition's record set into whole, CRC-valid batches, or refuses all of them.
-fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, EngineError> {
+pub(crate) fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, EngineError> {
     let mut batches = Vec::new();
     let mut at = 0;
     while at < records.len() {
