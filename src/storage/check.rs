@@ -70,7 +70,10 @@ fn write_partition(root: &Path, data: &[u8]) {
 fn reseal_all(log: &mut [u8]) {
     let mut at = 0;
     while let Ok(header) = BatchHeader::parse(&log[at..]) {
-        let Some(end) = at.checked_add(header.total_len).filter(|end| *end <= log.len()) else {
+        let Some(end) = at
+            .checked_add(header.total_len)
+            .filter(|end| *end <= log.len())
+        else {
             break;
         };
         reseal(&mut log[at..end]);
@@ -95,13 +98,19 @@ fn check_directory(root: &Path) {
             ..Record::default()
         }]);
         let info = partition.append(&batch, 0).expect("append after recovery");
-        assert_eq!(info.base_offset, high_watermark, "append did not land at the watermark");
+        assert_eq!(
+            info.base_offset, high_watermark,
+            "append did not land at the watermark"
+        );
         storage.close().expect("close");
     }
     let (after_watermark, after_bytes) =
         open_and_read(root).expect("a directory the broker wrote and closed always opens");
     assert_eq!(after_watermark, high_watermark + 1);
-    assert!(after_bytes.starts_with(&bytes), "recovered records changed on reopen");
+    assert!(
+        after_bytes.starts_with(&bytes),
+        "recovered records changed on reopen"
+    );
 }
 
 /// Opens the directory; returns the high watermark and the log's bytes from its start, after
@@ -114,13 +123,21 @@ fn open_and_read(root: &Path) -> Option<(i64, Vec<u8>)> {
     let partition = storage.partition(TOPIC, 0).expect("partition");
     let log_start = partition.log_start_offset();
     let high_watermark = partition.high_watermark();
-    assert!(log_start <= high_watermark, "log start {log_start} above {high_watermark}");
+    assert!(
+        log_start <= high_watermark,
+        "log start {log_start} above {high_watermark}"
+    );
     let mut next = log_start;
     let mut all = Vec::new();
     while next < high_watermark {
-        let read = partition.read(next, 1 << 20).expect("read below the watermark");
+        let read = partition
+            .read(next, 1 << 20)
+            .expect("read below the watermark");
         let bytes = read.to_bytes().expect("read the slices");
-        assert!(!bytes.is_empty(), "no batch at {next} below the watermark {high_watermark}");
+        assert!(
+            !bytes.is_empty(),
+            "no batch at {next} below the watermark {high_watermark}"
+        );
         let mut at = 0;
         while at < bytes.len() {
             let header = BatchHeader::parse(&bytes[at..]).expect("a whole batch header");

@@ -59,13 +59,28 @@ fn seed_corpus() -> Vec<(String, Vec<u8>)> {
         ("empty".into(), with_flags(0, 0, 0, &[], &[])),
         ("three_batches".into(), with_flags(0, 0, 0, &[], &good)),
         ("torn_tail".into(), with_flags(0, 0, 0, &[], &torn)),
-        ("interior_bit_flip".into(), with_flags(0, 0, 0, &[], &interior)),
+        (
+            "interior_bit_flip".into(),
+            with_flags(0, 0, 0, &[], &interior),
+        ),
         ("offset_gap".into(), with_flags(0, 0, 0, &[], &gap)),
-        ("resealed_lying_count".into(), with_flags(2, 0, 0, &[], &lying)),
-        ("garbage_indexes".into(), with_flags(1 | 8, 8, 0, &garbage_index, &good)),
-        ("clean_marker_past_end".into(), with_flags(4, 0, 200, &[], &good)),
+        (
+            "resealed_lying_count".into(),
+            with_flags(2, 0, 0, &[], &lying),
+        ),
+        (
+            "garbage_indexes".into(),
+            with_flags(1 | 8, 8, 0, &garbage_index, &good),
+        ),
+        (
+            "clean_marker_past_end".into(),
+            with_flags(4, 0, 200, &[], &good),
+        ),
         ("clean_marker_torn".into(), with_flags(4, 0, 8, &[], &torn)),
-        ("zeros_after_batches".into(), with_flags(0, 0, 0, &[], &[good, vec![0; 100]].concat())),
+        (
+            "zeros_after_batches".into(),
+            with_flags(0, 0, 0, &[], &[good, vec![0; 100]].concat()),
+        ),
     ]
 }
 
@@ -90,7 +105,11 @@ fn segment_recovery_corpus_replays_with_mutations() {
     files.sort();
     for (name, built) in &seeds {
         let on_disk = files.iter().find(|(file, _)| file == name).map(|(_, b)| b);
-        assert_eq!(on_disk, Some(built), "segment_recovery/{name} is not what the builder makes");
+        assert_eq!(
+            on_disk,
+            Some(built),
+            "segment_recovery/{name} is not what the builder makes"
+        );
     }
     let mut state = 0xD1B5_4A32_D192_ED03u64;
     let mut next = move || {

@@ -156,7 +156,9 @@ impl Input {
     /// A few bytes at a time, never the whole frame.
     fn dribble(bytes: &[u8], rng: &mut Rng) -> Self {
         let pieces = 2 + rng.below(4);
-        let chunks = (0..pieces).map(|i| bytes[i * 2..i * 2 + 2].to_vec()).collect();
+        let chunks = (0..pieces)
+            .map(|i| bytes[i * 2..i * 2 + 2].to_vec())
+            .collect();
         Self { chunks, slow: true }
     }
 }
@@ -371,7 +373,9 @@ fn amqp_input(kind: Kind, rng: &mut Rng) -> Input {
 // ---- RocketMQ remoting ------------------------------------------------------------------------
 
 fn remoting_frame(serialize: u8, header: &[u8], body: &[u8]) -> Vec<u8> {
-    let mut out = ((4 + header.len() + body.len()) as u32).to_be_bytes().to_vec();
+    let mut out = ((4 + header.len() + body.len()) as u32)
+        .to_be_bytes()
+        .to_vec();
     out.extend_from_slice(&((u32::from(serialize) << 24) | header.len() as u32).to_be_bytes());
     out.extend_from_slice(header);
     out.extend_from_slice(body);
@@ -388,7 +392,11 @@ fn remoting_header(code: i32, ext: &str) -> Vec<u8> {
 
 /// GET_ROUTEINFO_BY_TOPIC (105) for a topic that does not exist.
 fn remoting_route_request() -> Vec<u8> {
-    remoting_frame(0, &remoting_header(105, "\"topic\":\"HostileNoTopic\""), &[])
+    remoting_frame(
+        0,
+        &remoting_header(105, "\"topic\":\"HostileNoTopic\""),
+        &[],
+    )
 }
 
 fn rocketmq_input(kind: Kind, rng: &mut Rng) -> Input {
@@ -409,7 +417,8 @@ fn rocketmq_input(kind: Kind, rng: &mut Rng) -> Input {
             let header = if rng.below(2) == 0 {
                 remoting_header(105, "")
             } else {
-                rng.pick(&[&b"{\"code\":\"x\"}"[..], b"[]", b"{", b"null"]).to_vec()
+                rng.pick(&[&b"{\"code\":\"x\"}"[..], b"[]", b"{", b"null"])
+                    .to_vec()
             };
             let serialize = rng.pick(&[0, 2, 7, 255]);
             Input::one(remoting_frame(serialize, &header, &[]))
@@ -489,7 +498,9 @@ fn send(addr: SocketAddr, listener: Listener, input: &Input) -> Outcome {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
         return Outcome::Refused;
     };
-    stream.set_read_timeout(Some(CLOSE_WITHIN)).expect("read timeout");
+    stream
+        .set_read_timeout(Some(CLOSE_WITHIN))
+        .expect("read timeout");
     stream
         .set_write_timeout(Some(Duration::from_secs(5)))
         .expect("write timeout");
@@ -572,7 +583,10 @@ fn rss_mib(pid: u32) -> u64 {
 
 fn assert_running(pid: u32) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("broker alive");
-    let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next());
     assert_ne!(state, Some("Z"), "the broker exited");
 }
 
@@ -617,7 +631,10 @@ fn client_round(addrs: &Addrs, round: usize) {
         consumer.assign(&assignment).expect("assign");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            assert!(Instant::now() < deadline, "kafka record {offset} not read back");
+            assert!(
+                Instant::now() < deadline,
+                "kafka record {offset} not read back"
+            );
             if let Some(message) = consumer.poll(Duration::from_millis(200)) {
                 let message = message.expect("kafka consume");
                 assert_eq!(message.payload(), Some(value.as_bytes()));
@@ -647,9 +664,15 @@ fn client_round(addrs: &Addrs, round: usize) {
         connection.close(200, "bye".into()).await.expect("close");
 
         let client = Client::new(&format!("hostile-{round}")).expect("rocketmq client");
-        let mut rocket = crate::rocketmq::producer(&client, &addrs.namesrv.to_string(), "PID-hostile").await;
+        let mut rocket =
+            crate::rocketmq::producer(&client, &addrs.namesrv.to_string(), "PID-hostile").await;
         rocket
-            .send(message("HostileRmq", "TagA", format!("rmq-{round}").into_bytes(), "h"))
+            .send(message(
+                "HostileRmq",
+                "TagA",
+                format!("rmq-{round}").into_bytes(),
+                "h",
+            ))
             .await
             .expect("rocketmq send during hostile input")
             .expect("a send result");
@@ -657,13 +680,18 @@ fn client_round(addrs: &Addrs, round: usize) {
         client.shutdown().await;
     });
     let mut health = TcpStream::connect(addrs.http).expect("http connect");
-    health.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    health
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     health
         .write_all(b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
         .expect("health request");
     let mut answer = String::new();
     let _ = health.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 200"), "/health answered {answer:?}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "/health answered {answer:?}"
+    );
 }
 
 #[test]
@@ -768,7 +796,10 @@ fn hostile_inputs_on_every_listener_leave_the_broker_serving() {
         println!("  {listener:?} {kind:?}: {outcome:?} x {count}");
     }
     for listener in LISTENERS {
-        assert!(per_listener[&listener] >= 1_000, "{listener:?}: too few inputs");
+        assert!(
+            per_listener[&listener] >= 1_000,
+            "{listener:?}: too few inputs"
+        );
     }
     let bad: Vec<_> = outcomes
         .iter()

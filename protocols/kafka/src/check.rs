@@ -76,7 +76,11 @@ pub fn check_record_set(records: &Bytes) {
             }
         }
     }
-    assert_eq!(covered, records.len(), "accepted batches do not cover the record set");
+    assert_eq!(
+        covered,
+        records.len(),
+        "accepted batches do not cover the record set"
+    );
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use tributary_api::compression::Codec;
 use tributary_api::batch::{Record, build_batch, build_compressed_batch, reseal};
+use tributary_api::compression::Codec;
 
 use super::check_decoders;
 
@@ -68,10 +68,19 @@ fn produce(version: i16, sets: &[Bytes]) -> Vec<u8> {
 fn seed_corpus() -> Vec<(String, Vec<u8>)> {
     let plain = build_batch(&records(5));
     let mut seeds = vec![
-        ("produce_v3_batch_none".to_owned(), produce(3, &[plain.clone()])),
+        (
+            "produce_v3_batch_none".to_owned(),
+            produce(3, &[plain.clone()]),
+        ),
         (
             "produce_v9_two_batches_two_partitions".to_owned(),
-            produce(9, &[[plain.clone(), plain.clone()].concat().into(), plain.clone()]),
+            produce(
+                9,
+                &[
+                    [plain.clone(), plain.clone()].concat().into(),
+                    plain.clone(),
+                ],
+            ),
         ),
     ];
     for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
@@ -83,13 +92,19 @@ fn seed_corpus() -> Vec<(String, Vec<u8>)> {
     seeds.push(("produce_v3_bad_crc".into(), produce(3, &[corrupt.into()])));
     let mut cut = plain.to_vec();
     cut.truncate(plain.len() - 5);
-    seeds.push(("produce_v3_truncated_batch".into(), produce(3, &[cut.into()])));
+    seeds.push((
+        "produce_v3_truncated_batch".into(),
+        produce(3, &[cut.into()]),
+    ));
     // A valid CRC over a batch whose record count and lengths lie.
     let mut lying = plain.to_vec();
     lying[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
     lying[61] = 0x7F;
     reseal(&mut lying);
-    seeds.push(("produce_v9_resealed_lying_counts".into(), produce(9, &[lying.into()])));
+    seeds.push((
+        "produce_v9_resealed_lying_counts".into(),
+        produce(9, &[lying.into()]),
+    ));
     seeds.sort();
     seeds
 }

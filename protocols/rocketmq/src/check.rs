@@ -31,7 +31,11 @@ pub fn check_message_body(data: &[u8]) {
             decoded_bytes += 22 + entry.body.len() + entry.properties.len();
             check_properties(&entry.properties, entry.flag, &entry.body);
         }
-        assert_eq!(decoded_bytes, data.len(), "decoded entries do not cover the body");
+        assert_eq!(
+            decoded_bytes,
+            data.len(),
+            "decoded entries do not cover the body"
+        );
         assert_eq!(
             decode_batch(&encode_batch(&entries)).as_ref(),
             Ok(&entries),
@@ -44,7 +48,11 @@ pub fn check_message_body(data: &[u8]) {
     // Any bytes as a header name or value become a property that reads back as those bytes.
     let escaped = escape(Some(data));
     let restored = unescape(&escaped).expect("an escape decodes");
-    assert_eq!(restored.as_deref(), Some(data), "escape does not round-trip");
+    assert_eq!(
+        restored.as_deref(),
+        Some(data),
+        "escape does not round-trip"
+    );
 }
 
 /// Parses `text` as a message's properties, maps the message to a record and reads it back.
@@ -106,7 +114,11 @@ pub fn check_sql_filter(data: &[u8]) {
             .map(|(_, value)| value.as_str())
     };
     let first = filter.matches(lookup);
-    assert_eq!(first, filter.matches(lookup), "a filter is not deterministic");
+    assert_eq!(
+        first,
+        filter.matches(lookup),
+        "a filter is not deterministic"
+    );
     assert_eq!(
         SqlFilter::compile(expression).as_ref(),
         Ok(&filter),

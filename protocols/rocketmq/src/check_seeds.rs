@@ -49,7 +49,10 @@ fn message_body_seeds() -> Vec<(String, Vec<u8>)> {
         ("batch_properties_length_lies".into(), long_props),
         ("properties_string".into(), properties.into_bytes()),
         ("properties_escaped".into(), escaped.into_bytes()),
-        ("properties_reserved_name".into(), b"rmq.flag\x011\x02".to_vec()),
+        (
+            "properties_reserved_name".into(),
+            b"rmq.flag\x011\x02".to_vec(),
+        ),
         ("properties_no_separators".into(), b"KEYS=a;TAGS=b".to_vec()),
     ]
 }
@@ -65,14 +68,35 @@ fn sql_filter_seeds() -> Vec<(String, Vec<u8>)> {
     vec![
         ("compare_numbers".into(), with("a > 3 AND price < 9.6")),
         ("compare_strings".into(), with("b = 'abc' OR b <> 'x'")),
-        ("between_in".into(), with("a BETWEEN 1 AND 9 AND TAGS IN ('A', 'B')")),
-        ("not_between".into(), with("a NOT BETWEEN 6 AND 7 OR -a < 0")),
-        ("text_tests".into(), with("b CONTAINS 'b' AND b STARTSWITH 'a' AND b NOT ENDSWITH 'x'")),
-        ("null_tests".into(), with("missing IS NULL AND a IS NOT NULL")),
-        ("booleans".into(), with("(TRUE OR FALSE) AND NOT (a = 4) AND flag")),
+        (
+            "between_in".into(),
+            with("a BETWEEN 1 AND 9 AND TAGS IN ('A', 'B')"),
+        ),
+        (
+            "not_between".into(),
+            with("a NOT BETWEEN 6 AND 7 OR -a < 0"),
+        ),
+        (
+            "text_tests".into(),
+            with("b CONTAINS 'b' AND b STARTSWITH 'a' AND b NOT ENDSWITH 'x'"),
+        ),
+        (
+            "null_tests".into(),
+            with("missing IS NULL AND a IS NOT NULL"),
+        ),
+        (
+            "booleans".into(),
+            with("(TRUE OR FALSE) AND NOT (a = 4) AND flag"),
+        ),
         ("comments_and_long".into(), with("/* c */ a = 5L -- tail")),
-        ("decimal_exponent".into(), with("price >= 1.5E0 AND price <> 1e308")),
-        ("nested".into(), with(&format!("{}a = 5{}", "(".repeat(60), ")".repeat(60)))),
+        (
+            "decimal_exponent".into(),
+            with("price >= 1.5E0 AND price <> 1e308"),
+        ),
+        (
+            "nested".into(),
+            with(&format!("{}a = 5{}", "(".repeat(60), ")".repeat(60))),
+        ),
         ("bad_octal".into(), with("a = 0123")),
         ("bad_order".into(), with("a BETWEEN 9 AND 1")),
         ("bad_string_order".into(), with("'x' > 'y'")),
@@ -107,7 +131,11 @@ fn corpus(target: &str, seeds: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)>
     for (name, bytes) in &seeds {
         let file = format!("{name}.bin");
         let found = on_disk.iter().find(|(n, _)| *n == file).map(|(_, b)| b);
-        assert_eq!(found, Some(bytes), "{target}/{file} is not what the builder makes");
+        assert_eq!(
+            found,
+            Some(bytes),
+            "{target}/{file} is not what the builder makes"
+        );
     }
     on_disk
 }

@@ -68,7 +68,12 @@ pub fn check_method_payload(data: &[u8]) {
         let again = Method::decode(&first).expect("an encoded method decodes");
         let mut second = BytesMut::new();
         again.encode(&mut second);
-        assert_eq!(first, second, "method {:?} does not round-trip", method.id());
+        assert_eq!(
+            first,
+            second,
+            "method {:?} does not round-trip",
+            method.id()
+        );
     }
     let payload = Bytes::copy_from_slice(data);
     if let Ok(header) = ContentHeader::decode(&payload)

@@ -14,8 +14,8 @@ use super::super::{
     FRAME_BODY, FRAME_HEADER, PROTOCOL_HEADER, encode_frame, encode_heartbeat, encode_message,
     encode_method,
 };
-use super::{CHECK_FRAME_MAX, check_decoders, check_method_payload};
 use super::super::{FrameKind, decode_frame};
+use super::{CHECK_FRAME_MAX, check_decoders, check_method_payload};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/frame_decoder")
@@ -338,7 +338,10 @@ fn method_payload_corpus_replays_with_mutations() {
         .map(|entry| std::fs::read(entry.expect("corpus entry").path()).expect("corpus file"))
         .collect();
     for (name, bytes) in &seeds {
-        assert!(files.contains(bytes), "method_payload/{name} is out of date");
+        assert!(
+            files.contains(bytes),
+            "method_payload/{name} is out of date"
+        );
     }
     let mut state = 0x51_7CC1_B727_220Au64;
     let mut next = move || {
