@@ -70,7 +70,7 @@ fn seed_corpus() -> Vec<(String, Vec<u8>)> {
     let mut seeds = vec![
         (
             "produce_v3_batch_none".to_owned(),
-            produce(3, &[plain.clone()]),
+            produce(3, std::slice::from_ref(&plain)),
         ),
         (
             "produce_v9_two_batches_two_partitions".to_owned(),
