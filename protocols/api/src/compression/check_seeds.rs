@@ -141,6 +141,10 @@ fn record_batch_seeds() -> Vec<(String, Vec<u8>)> {
         .filter(|(name, _)| name.contains("batch"))
         .collect();
     seeds.push(("batch_none".into(), build_batch(&records(9)).to_vec()));
+    let mut max_delta = build_batch(&records(1)).to_vec();
+    max_delta[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+    crate::batch::reseal(&mut max_delta);
+    seeds.push(("hostile_batch_last_offset_delta_max".into(), max_delta));
     seeds
 }
 
@@ -171,4 +175,15 @@ fn record_batch_corpus_replays_with_mutations() {
             check_record_batch(&seed[..cut]);
         }
     }
+}
+
+/// `verify_batch` compared the record count with `last_offset_delta + 1` in i32: a delta of
+/// i32::MAX overflowed (a panic in debug builds, the broker's tests run those).
+#[test]
+fn a_last_offset_delta_of_i32_max_is_refused_without_overflow() {
+    let mut batch = build_batch(&records(1)).to_vec();
+    batch[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+    crate::batch::reseal(&mut batch);
+    assert!(crate::batch::verify_batch(&batch).is_err());
+    check_record_batch(&batch);
 }
