@@ -481,6 +481,9 @@ fn input(listener: Listener, kind: Kind, rng: &mut Rng) -> Input {
 
 // ---- sending and classifying ------------------------------------------------------------------
 
+/// Connections by listener, input kind and outcome.
+type Tally = BTreeMap<(Listener, Kind, Outcome), usize>;
+
 /// How a hostile connection ended.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Outcome {
@@ -724,7 +727,7 @@ fn hostile_inputs_on_every_listener_leave_the_broker_serving() {
         .collect();
     let work = Arc::new(work);
     let next = Arc::new(AtomicUsize::new(0));
-    let outcomes: Arc<Mutex<BTreeMap<(Listener, Kind, Outcome), usize>>> = Arc::default();
+    let outcomes: Arc<Mutex<Tally>> = Arc::default();
     let peak_rss = Arc::new(AtomicUsize::new(rss_before as usize));
     let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
