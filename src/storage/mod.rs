@@ -38,6 +38,7 @@
 //! - Retention and `delete_before` delete only a prefix of sealed segments; the active segment
 //!   is never deleted; the log start only moves forward and is persisted before files go.
 
+pub mod check;
 mod checkpoint;
 mod config;
 mod error;

@@ -5,6 +5,9 @@
 mod broker;
 #[path = "../support/lapin.rs"]
 mod lapin_support;
+#[path = "../support/rocketmq.rs"]
+mod rocketmq;
 
 mod conns;
+mod hostile;
 mod limits;

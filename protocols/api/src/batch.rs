@@ -257,8 +257,9 @@ pub fn verify_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
             computed,
         });
     }
+    // Widened: a last offset delta of i32::MAX must not overflow.
     if header.compression() == Compression::None
-        && header.record_count != header.last_offset_delta + 1
+        && i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1
     {
         return Err(BatchError::BadCount {
             count: header.record_count,

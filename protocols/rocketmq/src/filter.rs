@@ -18,12 +18,17 @@
 //!   string that cannot be read so makes the whole evaluation fail (no match);
 //! - what RocketMQ refuses when compiling is refused here too ([`FilterError`]): ordering a
 //!   string, boolean or NULL literal, `= NULL`, `IN` on a non-property, `BETWEEN` bounds out of
-//!   order, a non-boolean top-level expression; the parser recurses at most [`MAX_DEPTH`] deep.
+//!   order, a non-boolean top-level expression; the parser recurses at most [`MAX_DEPTH`] deep
+//!   and reads at most [`MAX_OPERANDS`] operands, so the tree that evaluation and drop recurse
+//!   over stays shallow even for a long flat chain (`a = 1 OR a = 1 OR ...`).
 
 use std::cmp::Ordering;
 
 /// Nesting (parentheses, NOT, signs) a filter may use; deeper input is refused, not recursed.
 const MAX_DEPTH: usize = 64;
+/// Operands (literals, properties, unary operators) a filter may hold; a flat chain of
+/// operators builds a tree as deep as it is long, so length is bounded like nesting.
+const MAX_OPERANDS: usize = 256;
 
 /// Why a SQL92 expression does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +109,7 @@ impl SqlFilter {
             tokens,
             pos: 0,
             depth: 0,
+            operands: 0,
         };
         let expr = parser.or()?;
         if let Some((token, at)) = parser.tokens.get(parser.pos) {
@@ -391,6 +397,7 @@ struct Parser {
     tokens: Vec<(Token, usize)>,
     pos: usize,
     depth: usize,
+    operands: usize,
 }
 
 impl Parser {
@@ -569,6 +576,12 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, FilterError> {
+        self.operands += 1;
+        if self.operands > MAX_OPERANDS {
+            return Err(FilterError::Invalid(format!(
+                "expression has more than {MAX_OPERANDS} operands"
+            )));
+        }
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(FilterError::Invalid(format!(

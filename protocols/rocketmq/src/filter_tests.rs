@@ -115,3 +115,31 @@ fn bad_expressions_are_refused() {
     let nots = format!("{}a = 1", "NOT ".repeat(200));
     assert!(SqlFilter::compile(&nots).is_err());
 }
+
+/// A long flat chain (no nesting) builds a tree as deep as the chain; evaluating or dropping
+/// one deeper than the stack allows aborted the broker (found by the `sql_filter` target).
+#[test]
+fn long_operator_chains_are_refused_not_recursed() {
+    let chain = vec!["a = 1"; 200_000].join(" OR ");
+    let compiled = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || SqlFilter::compile(&chain).map(|filter| filter.matches(|_| Some("2"))))
+        .expect("spawn")
+        .join()
+        .expect("no stack overflow");
+    assert!(compiled.is_err(), "a 200,000-term chain compiled");
+    // A realistic long filter still compiles.
+    let tags = (0..100)
+        .map(|i| format!("TAGS = 't{i}'"))
+        .collect::<Vec<_>>();
+    assert!(SqlFilter::compile(&tags.join(" OR ")).is_ok());
+    // The deepest tree the operand limit allows evaluates and drops on a 2 MiB stack.
+    let deepest = format!("a <> {}", vec!["1"; MAX_OPERANDS - 1].join(" <> "));
+    let matched = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || SqlFilter::compile(&deepest).map(|filter| filter.matches(|_| Some("1"))))
+        .expect("spawn")
+        .join()
+        .expect("no stack overflow");
+    assert!(matched.is_ok());
+}

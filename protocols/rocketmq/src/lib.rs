@@ -32,6 +32,7 @@
 //!   [`RocketMq::broker_listening`] before any connection is served);
 //! - message storage is described in [`records`]: the body verbatim, properties as record headers.
 
+pub mod check;
 pub mod codec;
 mod connection;
 pub mod delay;

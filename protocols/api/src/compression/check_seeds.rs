@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use super::super::{Codec, compress};
-use super::check_decoders;
+use super::{check_decoders, check_record_batch};
 use crate::batch::{Compression, Record, build_batch, build_compressed_batch};
 
 fn corpus_dir() -> PathBuf {
@@ -132,4 +132,58 @@ fn every_seed_and_its_mutations_pass_the_checks() {
             check_decoders(&seed[..cut]);
         }
     }
+}
+
+/// Seeds of `record_batch`: the batch seeds above and an uncompressed batch.
+fn record_batch_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut seeds: Vec<_> = seed_corpus()
+        .into_iter()
+        .filter(|(name, _)| name.contains("batch"))
+        .collect();
+    seeds.push(("batch_none".into(), build_batch(&records(9)).to_vec()));
+    let mut max_delta = build_batch(&records(1)).to_vec();
+    max_delta[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+    crate::batch::reseal(&mut max_delta);
+    seeds.push(("hostile_batch_last_offset_delta_max".into(), max_delta));
+    seeds
+}
+
+#[test]
+fn record_batch_corpus_replays_with_mutations() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/record_batch");
+    let seeds = record_batch_seeds();
+    if std::env::var_os("TRIBUTARY_WRITE_API_CORPUS").is_some() {
+        std::fs::create_dir_all(&dir).expect("corpus dir");
+        for (name, bytes) in &seeds {
+            std::fs::write(dir.join(format!("{name}.bin")), bytes).expect("write seed");
+        }
+    }
+    let files: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .expect("corpus dir")
+        .map(|entry| std::fs::read(entry.expect("entry").path()).expect("read seed"))
+        .collect();
+    assert!(files.len() >= seeds.len());
+    for seed in files {
+        check_record_batch(&seed);
+        let step = (seed.len() / 300).max(1);
+        for at in (0..seed.len()).step_by(step) {
+            let mut flipped = seed.clone();
+            flipped[at] ^= 0x5A;
+            check_record_batch(&flipped);
+        }
+        for cut in (0..seed.len()).step_by((seed.len() / 10).max(1)) {
+            check_record_batch(&seed[..cut]);
+        }
+    }
+}
+
+/// `verify_batch` compared the record count with `last_offset_delta + 1` in i32: a delta of
+/// i32::MAX overflowed (a panic in debug builds, the broker's tests run those).
+#[test]
+fn a_last_offset_delta_of_i32_max_is_refused_without_overflow() {
+    let mut batch = build_batch(&records(1)).to_vec();
+    batch[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+    crate::batch::reseal(&mut batch);
+    assert!(crate::batch::verify_batch(&batch).is_err());
+    check_record_batch(&batch);
 }

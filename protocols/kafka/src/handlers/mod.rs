@@ -15,6 +15,9 @@ mod offsets;
 mod produce;
 pub(crate) mod sasl;
 
+/// The produce handler's batch split, for the decoder checks (`crate::check`).
+pub(crate) use produce::split_batches;
+
 pub(crate) use produce::StagedProduce;
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;

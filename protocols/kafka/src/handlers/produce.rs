@@ -275,7 +275,7 @@ impl Broker {
 
 /// Splits a partition's record set into whole, CRC-valid batches whose records read back one
 /// by one ([`tributary_api::batch::check_produced`]), or refuses all of them.
-fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, EngineError> {
+pub(crate) fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, EngineError> {
     let mut batches = Vec::new();
     let mut at = 0;
     while at < records.len() {
