@@ -41,13 +41,16 @@
 mod checkpoint;
 mod config;
 mod error;
+pub mod fs;
 mod index;
 mod naming;
+mod open_files;
 mod partition;
 mod read;
 mod recovery;
 mod retention;
 mod segment;
+mod sim_fs;
 mod store;
 
 pub use config::LogConfig;
@@ -55,7 +58,9 @@ pub use error::{CorruptReason, StorageError};
 pub use partition::{AppendInfo, Durable, Partition};
 pub use read::{FileSlice, ReadResult};
 pub use retention::RetentionReport;
-pub use store::{RecoveryReport, Storage};
+pub use open_files::{MIN_OPEN_FILES, default_max_open_files};
+pub use sim_fs::{SimDisk, SimFs};
+pub use store::{RecoveryReport, Storage, StorageOptions};
 
 #[cfg(test)]
 mod tests;
