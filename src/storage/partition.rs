@@ -67,6 +67,9 @@ pub(crate) struct LogState {
     pub(crate) hwm_position: u64,
     /// Base offsets of rolled segments that may hold data not yet fsync'd.
     pub(crate) unsynced_sealed: Vec<i64>,
+    /// A segment was created since the partition directory was last fsync'd: the next fsync
+    /// round syncs the directory too, or the new segment's entry could vanish at a power loss.
+    pub(crate) dir_unsynced: bool,
     pub(crate) last_sync: Instant,
 }
 
@@ -84,6 +87,7 @@ impl LogState {
             hwm_segment_base,
             hwm_position,
             unsynced_sealed: Vec::new(),
+            dir_unsynced: false,
             last_sync: Instant::now(),
         }
     }
@@ -396,9 +400,10 @@ impl Partition {
     /// One fsync round: the sealed segments still dirty, then the active one. Returns the
     /// offset below which everything is now durable, and publishes it as high watermark.
     fn sync_written_data(&self) -> Result<i64, StorageError> {
-        let (files, target, segment_base, position) = {
+        let (files, target, segment_base, position, sync_dir) = {
             let mut state = self.state.lock();
             let pending = std::mem::take(&mut state.unsynced_sealed);
+            let sync_dir = std::mem::take(&mut state.dir_unsynced);
             let mut files: Vec<(Arc<LogFile>, PathBuf)> = state
                 .segments
                 .iter()
@@ -415,8 +420,14 @@ impl Partition {
                 active.stats.next_offset,
                 active.segment.base_offset,
                 active.stats.size,
+                sync_dir,
             )
         };
+        if sync_dir {
+            self.fs()
+                .sync_dir(&self.dir)
+                .map_err(StorageError::io(&self.dir))?;
+        }
         for (file, path) in files {
             let started = Instant::now();
             #[cfg(test)]

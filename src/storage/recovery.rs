@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use tributary_api::Durability;
 use tributary_api::batch::{BATCH_HEADER_LEN, BatchHeader, MAGIC_V2, verify_batch};
 
 use super::LogConfig;
@@ -19,7 +20,7 @@ use super::checkpoint::{
     CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, read_offset, write_offset,
 };
 use super::error::{CorruptReason, StorageError};
-use super::fs::{Fs, FsFile, OpenMode};
+use super::fs::{Fs, FsFile, OpenMode, create_dir_durable};
 use super::index::{OffsetIndex, TimeIndex};
 use super::naming::{parse_segment_name, segment_file};
 use super::open_files::OpenFiles;
@@ -50,7 +51,7 @@ pub(crate) fn open_partition(
     config: LogConfig,
 ) -> Result<(Partition, PartitionRecovery), StorageError> {
     let fs = &**files.fs();
-    fs.create_dir_all(dir).map_err(StorageError::io(dir))?;
+    create_dir_durable(fs, dir).map_err(StorageError::io(dir))?;
     let marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let clean_point = read_offset(fs, dir, CLEAN_SHUTDOWN_FILE);
     let stored_point = read_offset(fs, dir, RECOVERY_POINT_FILE);
@@ -71,8 +72,18 @@ pub(crate) fn open_partition(
         let is_tail = sizes[i + 1..].iter().all(|size| *size == 0);
         let verify = is_tail || bases[i + 1] > recovery_point;
         let is_active = i + 1 == bases.len();
-        let slot = load_segment(
-            files, dir, base, &config, verify, is_tail, is_active, &mut report,
+        // Above the recovery point after a crash, a policy that does not fsync every append
+        // may have lost the unflushed end of a sealed segment while later ones kept bytes:
+        // nothing after such damage was ever flushed (a flush covers every segment), so it is
+        // a torn tail too. Under `always` the same damage is corruption.
+        let unflushed = verify && clean_point.is_none() && config.durability != Durability::Always;
+        let later = if is_tail || !unflushed {
+            None
+        } else {
+            Some(&bases[i + 1..])
+        };
+        let (slot, cut_later) = load_segment(
+            files, dir, base, &config, verify, is_tail, later, is_active, &mut report,
         )?;
         if verify && clean_point.is_none() {
             // After a crash the verified bytes may exist only in the page cache; make them
@@ -98,6 +109,9 @@ pub(crate) fn open_partition(
             });
         }
         slots.push(slot);
+        if cut_later {
+            break;
+        }
     }
     drop_misplaced_empty_segments(fs, dir, &mut slots)?;
     let first_base = slots.first().map(|s| s.segment.base_offset);
@@ -106,6 +120,8 @@ pub(crate) fn open_partition(
         .max(first_base.unwrap_or(0));
     if slots.is_empty() {
         let segment = Segment::create(files, dir, log_start, &config)?;
+        // The first segment's entry must survive a power loss like the data appended to it.
+        fs.sync_dir(dir).map_err(StorageError::io(dir))?;
         slots.push(SegmentSlot {
             segment: Arc::new(segment),
             stats: SegmentStats::empty(log_start),
@@ -117,7 +133,13 @@ pub(crate) fn open_partition(
         slot.segment.delete_files(fs, dir)?;
     }
     let next_offset = slots.last().map_or(0, |s| s.stats.next_offset);
-    log_start = log_start.min(next_offset);
+    if log_start > next_offset {
+        // A power loss took the tail the stored log start pointed into (possible under
+        // `never`/`interval`). Store the clamped value, or the records appended from here on
+        // would fall below a stale log start at the next open and vanish.
+        log_start = next_offset;
+        write_offset(fs, dir, LOG_START_FILE, log_start)?;
+    }
     if stored_point != Some(next_offset) {
         write_offset(fs, dir, RECOVERY_POINT_FILE, next_offset)?;
     }
@@ -188,9 +210,10 @@ fn load_segment(
     config: &LogConfig,
     verify: bool,
     is_tail: bool,
+    later: Option<&[i64]>,
     is_active: bool,
     report: &mut PartitionRecovery,
-) -> Result<SegmentSlot, StorageError> {
+) -> Result<(SegmentSlot, bool), StorageError> {
     let log_path = segment_file(dir, base, LOG_EXTENSION);
     let fs = files.fs();
     let log = fs
@@ -203,8 +226,9 @@ fn load_segment(
         && let Some(slot) =
             open_sealed_with_indexes(files, &log, &log_path, base, size, &index_path, &time_path)?
     {
-        return Ok(slot);
+        return Ok((slot, false));
     }
+    let mut cut_later = false;
     let mut scan = scan_log(
         &*log,
         &log_path,
@@ -214,7 +238,7 @@ fn load_segment(
         config.index_interval_bytes,
     )?;
     if let Some(failure) = scan.failure.take() {
-        let torn = is_tail
+        let torn = (is_tail || later.is_some())
             && size - failure.position <= MAX_TORN_TAIL
             && !valid_batch_after(&*log, failure.position, size)
                 .map_err(StorageError::io(&log_path))?;
@@ -225,6 +249,15 @@ fn load_segment(
                 offset: failure.offset,
                 reason: failure.reason,
             });
+        }
+        if let Some(later) = later.filter(|_| !is_tail) {
+            // Later segments go first: a crash before the truncation then finds this segment
+            // as the torn tail again.
+            for base in later {
+                report.truncated_bytes += remove_unflushed_segment(&**fs, dir, *base)?;
+            }
+            fs.sync_dir(dir).map_err(StorageError::io(dir))?;
+            cut_later = true;
         }
         tracing::warn!(file = %log_path.display(), position = failure.position,
             bytes = size - failure.position, reason = %failure.reason, "truncating torn tail");
@@ -286,10 +319,31 @@ fn load_segment(
     if !is_active {
         segment.seal()?;
     }
-    Ok(SegmentSlot {
+    let slot = SegmentSlot {
         segment: Arc::new(segment),
         stats: scan.stats,
-    })
+    };
+    Ok((slot, cut_later))
+}
+
+/// Removes a segment that follows a torn one (see `open_partition`); returns its log size.
+fn remove_unflushed_segment(fs: &dyn Fs, dir: &Path, base: i64) -> Result<u64, StorageError> {
+    let log_path = segment_file(dir, base, LOG_EXTENSION);
+    let size = fs
+        .open(&log_path, OpenMode::Read)
+        .and_then(|file| file.len())
+        .map_err(StorageError::io(&log_path))?;
+    tracing::warn!(file = %log_path.display(), bytes = size,
+        "removing an unflushed segment after a torn one");
+    for extension in [LOG_EXTENSION, INDEX_EXTENSION, TIME_INDEX_EXTENSION] {
+        let path = segment_file(dir, base, extension);
+        match fs.remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(StorageError::io(path)(err)),
+        }
+    }
+    Ok(size)
 }
 
 /// A sealed segment below the recovery point whose indexes look sound: its figures come from

@@ -69,6 +69,7 @@ impl Partition {
         old.seal()?;
         let old_base = old.base_offset;
         state.unsynced_sealed.push(old_base);
+        state.dir_unsynced = true;
         state.segments.push(SegmentSlot {
             segment: Arc::new(segment),
             stats: SegmentStats::empty(base),

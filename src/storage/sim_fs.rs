@@ -268,6 +268,32 @@ impl SimDisk {
         self.disk.lock().mutations
     }
 
+    /// Every live path with its size (files) or `/` (directories), for failure messages.
+    pub fn listing(&self) -> Vec<String> {
+        let disk = self.disk.lock();
+        let mut out = Vec::new();
+        let mut stack = vec![(ROOT, String::new())];
+        while let Some((ino, prefix)) = stack.pop() {
+            let Ok(entries) = disk.dir_entries(ino) else {
+                continue;
+            };
+            for (name, child) in entries {
+                let path = format!("{prefix}/{name}");
+                match disk.nodes.get(child) {
+                    Some(Node::File { data, durable }) => {
+                        out.push(format!("{path} {} (durable {})", data.len(), durable.len()));
+                    }
+                    _ => {
+                        out.push(format!("{path}/"));
+                        stack.push((*child, path));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Current contents of a file (test assertions).
     pub fn contents(&self, path: &Path) -> io::Result<Vec<u8>> {
         let disk = self.disk.lock();

@@ -12,7 +12,7 @@ use tributary_api::Durability;
 
 use super::LogConfig;
 use super::error::StorageError;
-use super::fs::{Fs, OpenMode, RealFs};
+use super::fs::{Fs, RealFs, create_dir_durable, replace_file_durable};
 use super::naming::{TOPIC_NAME_FILE, decode_topic_dir, encode_topic_dir, is_valid_topic_name};
 use super::open_files::{OpenFiles, default_max_open_files};
 use super::partition::Partition;
@@ -89,7 +89,7 @@ impl Storage {
     /// [`Storage::open`] on a given file system and descriptor budget.
     pub fn open_with(root: &Path, options: StorageOptions) -> Result<Storage, StorageError> {
         let fs = options.fs;
-        fs.create_dir_all(root).map_err(StorageError::io(root))?;
+        create_dir_durable(&*fs, root).map_err(StorageError::io(root))?;
         let lock_path = root.join(LOCK_FILE);
         let lock = match fs.lock_file(&lock_path) {
             Ok(lock) => lock,
@@ -158,16 +158,11 @@ impl Storage {
             None => {
                 let fs = self.fs();
                 let dir = self.inner.root.join(encode_topic_dir(topic));
-                fs.create_dir_all(&dir).map_err(StorageError::io(&dir))?;
+                create_dir_durable(fs, &dir).map_err(StorageError::io(&dir))?;
                 let name_file = dir.join(TOPIC_NAME_FILE);
                 if !fs.exists(&name_file) {
-                    let temp = dir.join(format!("{TOPIC_NAME_FILE}.tmp"));
-                    let write = || -> std::io::Result<()> {
-                        fs.open(&temp, OpenMode::CreateTruncate)?
-                            .write_all_at(topic.as_bytes(), 0)?;
-                        fs.rename(&temp, &name_file)
-                    };
-                    write().map_err(StorageError::io(&name_file))?;
+                    replace_file_durable(fs, &name_file, topic.as_bytes())
+                        .map_err(StorageError::io(&name_file))?;
                 }
                 topics.entry(topic.to_owned()).or_insert(Topic {
                     dir,
