@@ -11,6 +11,8 @@ use tributary::storage::{LogConfig, Storage};
 use tributary_api::Durability;
 use tributary_api::batch::{Record, build_batch, verify_batch};
 
+#[path = "storage_model/fd_budget.rs"]
+mod fd_budget;
 #[path = "storage_model/power_loss.rs"]
 mod power_loss;
 

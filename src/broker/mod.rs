@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_api::{Engine, EngineError, EngineResult};
 
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageOptions};
 use metadata::MetaStore;
 use offsets::OffsetsService;
 use queues::Queues;
@@ -61,7 +61,14 @@ impl Broker {
             source,
         })?;
         let meta = MetaStore::open(&data_dir.join("metadata.redb"))?;
-        let storage = Arc::new(Storage::open(&data_dir.join("logs"))?);
+        let mut storage_options = StorageOptions::default();
+        if settings.max_open_files > 0 {
+            storage_options.max_open_files = settings.max_open_files;
+        }
+        let storage = Arc::new(Storage::open_with(
+            &data_dir.join("logs"),
+            storage_options,
+        )?);
         let queue_defaults = log_config(&settings.log_defaults, &Default::default());
         let queues = Queues::open(
             storage.clone(),

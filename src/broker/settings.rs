@@ -46,6 +46,8 @@ pub struct BrokerSettings {
     pub log_defaults: LogDefaults,
     /// How often retention and segment-age rolling are checked.
     pub retention_check_interval: Duration,
+    /// Segment log files kept open at once; 0 = half the soft RLIMIT_NOFILE (at least 64).
+    pub max_open_files: usize,
 }
 
 impl BrokerSettings {
@@ -54,6 +56,7 @@ impl BrokerSettings {
             data_dir: data_dir.into(),
             log_defaults: LogDefaults::default(),
             retention_check_interval: Duration::from_secs(30),
+            max_open_files: 0,
         }
     }
 }

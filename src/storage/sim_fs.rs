@@ -115,7 +115,9 @@ impl Disk {
     fn crash(&mut self) {
         self.generation += 1;
         let keep = self.keep_torn_tails;
-        let inodes: Vec<u64> = self.nodes.keys().copied().collect();
+        // Sorted, so the random draws (torn tails) are the same in every run of a seed.
+        let mut inodes: Vec<u64> = self.nodes.keys().copied().collect();
+        inodes.sort_unstable();
         for ino in inodes {
             let random = if keep { self.next_random() } else { 0 };
             match self.nodes.get_mut(&ino) {
