@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_api::{Engine, EngineError, EngineResult};
 
+use crate::storage::fs::{RealFs, create_dir_durable};
 use crate::storage::{Storage, StorageOptions};
 use metadata::MetaStore;
 use offsets::OffsetsService;
@@ -56,7 +57,7 @@ impl Broker {
     /// Opens the metadata store, recovers every log and loads queue state. Blocking.
     pub fn open(settings: BrokerSettings) -> EngineResult<Arc<Self>> {
         let data_dir = &settings.data_dir;
-        std::fs::create_dir_all(data_dir).map_err(|source| EngineError::Io {
+        create_dir_durable(&RealFs, data_dir).map_err(|source| EngineError::Io {
             context: "creating the data directory",
             source,
         })?;

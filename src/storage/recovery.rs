@@ -17,7 +17,8 @@ use tributary_api::batch::{BATCH_HEADER_LEN, BatchHeader, MAGIC_V2, verify_batch
 
 use super::LogConfig;
 use super::checkpoint::{
-    CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, read_offset, write_offset,
+    CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, read_offset, remove_durable,
+    write_offset,
 };
 use super::error::{CorruptReason, StorageError};
 use super::fs::{Fs, FsFile, OpenMode, create_dir_durable};
@@ -52,7 +53,6 @@ pub(crate) fn open_partition(
 ) -> Result<(Partition, PartitionRecovery), StorageError> {
     let fs = &**files.fs();
     create_dir_durable(fs, dir).map_err(StorageError::io(dir))?;
-    let marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let clean_point = read_offset(fs, dir, CLEAN_SHUTDOWN_FILE);
     let stored_point = read_offset(fs, dir, RECOVERY_POINT_FILE);
     let recovery_point = clean_point.or(stored_point).unwrap_or(0);
@@ -144,7 +144,9 @@ pub(crate) fn open_partition(
         write_offset(fs, dir, RECOVERY_POINT_FILE, next_offset)?;
     }
     if clean_point.is_some() {
-        fs.remove_file(&marker).map_err(StorageError::io(&marker))?;
+        // Durably: a marker that came back after a power loss would vouch for a clean
+        // shutdown that never happened and skip the checks of a crash recovery.
+        remove_durable(fs, dir, CLEAN_SHUTDOWN_FILE)?;
     }
     let state = LogState::new(config, slots, log_start);
     let partition = Partition::new(topic, id, dir.to_path_buf(), Arc::clone(files), state);

@@ -25,6 +25,8 @@
 
 mod codec;
 mod kv;
+#[cfg(test)]
+mod power_loss;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::storage::fs::{Fs, FsFile, OpenMode, RealFs};
+use crate::storage::fs::{Fs, FsFile, OpenMode, RealFs, create_dir_durable};
 use tributary_api::{Durability, EngineError, EngineResult, TopicSettings};
 
 pub use kv::ScheduledEntry;
@@ -167,11 +169,12 @@ impl MetaStore {
     pub fn open_with(fs: &Arc<dyn Fs>, path: &Path) -> EngineResult<Arc<MetaStore>> {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
         if let Some(parent) = parent {
-            fs.create_dir_all(parent).map_err(|source| EngineError::Io {
+            create_dir_durable(&**fs, parent).map_err(|source| EngineError::Io {
                 context: "create the metadata directory",
                 source,
             })?;
         }
+        let existed = fs.exists(path);
         let opened = if fs.is_native() {
             // redb's own file backend: it also locks the file against a second process.
             Database::create(path)
@@ -195,6 +198,13 @@ impl MetaStore {
             },
             other => db_error("open metadata.redb")(other),
         })?;
+        if !existed && let Some(parent) = parent {
+            // redb fsyncs the file, not the directory entry that names it.
+            fs.sync_dir(parent).map_err(|source| EngineError::Io {
+                context: "sync the metadata directory",
+                source,
+            })?;
+        }
         let cluster_id = Self::initialise(&db)?;
         Ok(Arc::new(MetaStore {
             db,
