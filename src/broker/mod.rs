@@ -66,10 +66,7 @@ impl Broker {
         if settings.max_open_files > 0 {
             storage_options.max_open_files = settings.max_open_files;
         }
-        let storage = Arc::new(Storage::open_with(
-            &data_dir.join("logs"),
-            storage_options,
-        )?);
+        let storage = Arc::new(Storage::open_with(&data_dir.join("logs"), storage_options)?);
         let queue_defaults = log_config(&settings.log_defaults, &Default::default());
         let queues = Queues::open(
             storage.clone(),

@@ -258,9 +258,8 @@ impl Fs for RealFs {
             .truncate(false)
             .write(true)
             .open(path)?;
-        file.try_lock().map_err(|_| {
-            io::Error::new(io::ErrorKind::WouldBlock, "locked by another process")
-        })?;
+        file.try_lock()
+            .map_err(|_| io::Error::new(io::ErrorKind::WouldBlock, "locked by another process"))?;
         Ok(Box::new(file))
     }
 }

@@ -472,9 +472,19 @@ mod tests {
             .collect();
         drop(index);
         let reopened =
-            OffsetIndex::open_checked(&RealFs::shared(), &path, 1000, 1 << 20, Some(&expected)).expect("valid");
+            OffsetIndex::open_checked(&RealFs::shared(), &path, 1000, 1 << 20, Some(&expected))
+                .expect("valid");
         assert_eq!(reopened.len(), 10);
-        assert!(OffsetIndex::open_checked(&RealFs::shared(), &path, 1000, 1 << 20, Some(&expected[..9])).is_none());
+        assert!(
+            OffsetIndex::open_checked(
+                &RealFs::shared(),
+                &path,
+                1000,
+                1 << 20,
+                Some(&expected[..9])
+            )
+            .is_none()
+        );
         // A log shorter than the indexed positions makes the index invalid.
         assert!(OffsetIndex::open_checked(&RealFs::shared(), &path, 1000, 4096, None).is_none());
     }
@@ -491,7 +501,8 @@ mod tests {
         index.trim().expect("trim");
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), 40);
         drop(index);
-        let reopened = OffsetIndex::open_checked(&RealFs::shared(), &path, 0, 1000, None).expect("valid");
+        let reopened =
+            OffsetIndex::open_checked(&RealFs::shared(), &path, 0, 1000, None).expect("valid");
         assert_eq!(reopened.lookup(10), (9, 300));
     }
 

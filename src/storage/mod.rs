@@ -37,6 +37,12 @@
 //!   refuses to open with [`StorageError::Corrupt`] naming the file and byte position.
 //! - Retention and `delete_before` delete only a prefix of sealed segments; the active segment
 //!   is never deleted; the log start only moves forward and is persisted before files go.
+//! - Every file operation goes through the [`fs::Fs`] seam. A directory entry an
+//!   acknowledgement depends on is made durable before it: topic and partition directories, the
+//!   `topic-name` file and a partition's first segment at open, a rolled segment's entry in the
+//!   next fsync round (before the high watermark passes into it under `always`).
+//! - At most `max_open_files` segment log files are held open (see `open_files`); index files
+//!   are mapped and keep no descriptor.
 
 mod checkpoint;
 mod config;
@@ -55,10 +61,10 @@ mod store;
 
 pub use config::LogConfig;
 pub use error::{CorruptReason, StorageError};
+pub use open_files::{MIN_OPEN_FILES, default_max_open_files};
 pub use partition::{AppendInfo, Durable, Partition};
 pub use read::{FileSlice, ReadResult};
 pub use retention::RetentionReport;
-pub use open_files::{MIN_OPEN_FILES, default_max_open_files};
 pub use sim_fs::{SimDisk, SimFs};
 pub use store::{RecoveryReport, Storage, StorageOptions};
 

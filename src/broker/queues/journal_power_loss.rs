@@ -101,7 +101,9 @@ fn run(seed: u64) {
                 let from = rng.below(400) as i64;
                 let to = from + 1 + rng.below(20) as i64;
                 written.settled.extend(from..to);
-                journal.append(&[JournalOp::AckRange { from, to }]).map(|_| ())
+                journal
+                    .append(&[JournalOp::AckRange { from, to }])
+                    .map(|_| ())
             }
             12 => {
                 written.delivered_up_to += 1 + rng.below(10) as i64;
