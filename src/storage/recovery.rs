@@ -101,17 +101,37 @@ pub(crate) fn open_partition(
                 .sync_data()
                 .map_err(StorageError::io(&slot.segment.log_path))?;
         }
-        if let Some(previous) = slots.last()
-            && !previous.stats.is_empty()
+        // An empty segment expects the next one at its own base: data there went missing.
+        let expected = slots
+            .last()
+            .map(|previous| match previous.stats.is_empty() {
+                true => previous.segment.base_offset,
+                false => previous.stats.next_offset,
+            });
+        if let Some(expected) = expected
             && slot.stats.size > 0
-            && previous.stats.next_offset != base
+            && expected != base
         {
+            // The earlier segment lost whole batches at its unflushed end (see `unflushed`):
+            // this segment and those after it were never flushed either.
+            if expected < base
+                && clean_point.is_none()
+                && base > recovery_point
+                && config.durability != Durability::Always
+            {
+                drop(slot);
+                for later in &bases[i..] {
+                    report.truncated_bytes += remove_unflushed_segment(fs, dir, *later)?;
+                }
+                fs.sync_dir(dir).map_err(StorageError::io(dir))?;
+                break;
+            }
             return Err(StorageError::Corrupt {
                 file: slot.segment.log_path.clone(),
                 position: 0,
                 offset: Some(base),
                 reason: CorruptReason::OffsetGap {
-                    expected: previous.stats.next_offset,
+                    expected,
                     found: base,
                 },
             });
