@@ -124,7 +124,7 @@ impl Run {
             _ => Durability::Interval(std::time::Duration::from_secs(3600)),
         };
         let disk = SimDisk::new(seed);
-        disk.keep_torn_tails(seed % 2 == 0);
+        disk.keep_torn_tails(seed.is_multiple_of(2));
         Run {
             seed,
             disk,
@@ -145,8 +145,9 @@ impl Run {
             .into_iter()
             .map(|line| line.replace(&"l".repeat(200), "l…"))
             .collect();
+        let what = what.to_string().replace(&"l".repeat(200), "l…");
         panic!(
-            "seed {} ({:?}): {what:.300}\nlast steps: {tail:#?}\nfiles: {files:#?}",
+            "seed {} ({:?}): {what:.400}\nlast steps: {tail:#?}\nfiles: {files:#?}",
             self.seed, self.durability
         );
     }

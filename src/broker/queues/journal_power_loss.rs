@@ -75,11 +75,11 @@ fn open(disk: &SimDisk, seed: u64, synced: &Acks, written: &Acks) -> AckJournal 
 fn run(seed: u64) {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let disk = SimDisk::new(seed);
-    disk.keep_torn_tails(seed % 2 == 0);
+    disk.keep_torn_tails(seed.is_multiple_of(2));
     let fs = disk.fs();
     fs.create_dir_all(Path::new(DIR)).expect("mkdir");
     fs.sync_dir(Path::new("/")).expect("sync /");
-    let mut journal = if seed % 3 == 0 {
+    let mut journal = if seed.is_multiple_of(3) {
         AckJournal::create_in(fs, Path::new(PATH)).expect("create")
     } else {
         // A queue whose journal is first made by `open` (no file yet).
