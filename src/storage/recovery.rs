@@ -363,10 +363,15 @@ fn load_segment(
 /// Removes a segment that follows a torn one (see `open_partition`); returns its log size.
 fn remove_unflushed_segment(fs: &dyn Fs, dir: &Path, base: i64) -> Result<u64, StorageError> {
     let log_path = segment_file(dir, base, LOG_EXTENSION);
-    let size = fs
+    // Already gone when a torn segment removed its successors and then lost its own place.
+    let size = match fs
         .open(&log_path, OpenMode::Read)
         .and_then(|file| file.len())
-        .map_err(StorageError::io(&log_path))?;
+    {
+        Ok(size) => size,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(StorageError::io(&log_path)(err)),
+    };
     tracing::warn!(file = %log_path.display(), bytes = size,
         "removing an unflushed segment after a torn one");
     for extension in [LOG_EXTENSION, INDEX_EXTENSION, TIME_INDEX_EXTENSION] {

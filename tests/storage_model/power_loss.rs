@@ -145,7 +145,7 @@ impl Run {
             .into_iter()
             .map(|line| line.replace(&"l".repeat(200), "l…"))
             .collect();
-        let what = what.to_string().replace(&"l".repeat(200), "l…");
+        let what = what.to_string().replace(&"l".repeat(100), "…");
         panic!(
             "seed {} ({:?}): {what:.400}\nlast steps: {tail:#?}\nfiles: {files:#?}",
             self.seed, self.durability
