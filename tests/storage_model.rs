@@ -11,6 +11,11 @@ use tributary::storage::{LogConfig, Storage};
 use tributary_api::Durability;
 use tributary_api::batch::{Record, build_batch, verify_batch};
 
+#[path = "storage_model/fd_budget.rs"]
+mod fd_budget;
+#[path = "storage_model/power_loss.rs"]
+mod power_loss;
+
 const TOPIC: &str = "model topic ü";
 const SEGMENT_BYTES: u64 = 1024;
 const MAX_PARTITIONS: u32 = 3;

@@ -30,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_api::{Engine, EngineError, EngineResult};
 
-use crate::storage::Storage;
+use crate::storage::fs::{RealFs, create_dir_durable};
+use crate::storage::{Storage, StorageOptions};
 use metadata::MetaStore;
 use offsets::OffsetsService;
 use queues::Queues;
@@ -56,12 +57,16 @@ impl Broker {
     /// Opens the metadata store, recovers every log and loads queue state. Blocking.
     pub fn open(settings: BrokerSettings) -> EngineResult<Arc<Self>> {
         let data_dir = &settings.data_dir;
-        std::fs::create_dir_all(data_dir).map_err(|source| EngineError::Io {
+        create_dir_durable(&RealFs, data_dir).map_err(|source| EngineError::Io {
             context: "creating the data directory",
             source,
         })?;
         let meta = MetaStore::open(&data_dir.join("metadata.redb"))?;
-        let storage = Arc::new(Storage::open(&data_dir.join("logs"))?);
+        let mut storage_options = StorageOptions::default();
+        if settings.max_open_files > 0 {
+            storage_options.max_open_files = settings.max_open_files;
+        }
+        let storage = Arc::new(Storage::open_with(&data_dir.join("logs"), storage_options)?);
         let queue_defaults = log_config(&settings.log_defaults, &Default::default());
         let queues = Queues::open(
             storage.clone(),

@@ -67,6 +67,8 @@ pub struct BrokerSettings {
     pub partition_limits: PartitionLimits,
     /// How often retention and segment-age rolling are checked.
     pub retention_check_interval: Duration,
+    /// Segment log files kept open at once; 0 = half the soft RLIMIT_NOFILE (at least 64).
+    pub max_open_files: usize,
 }
 
 impl BrokerSettings {
@@ -76,6 +78,7 @@ impl BrokerSettings {
             log_defaults: LogDefaults::default(),
             partition_limits: PartitionLimits::default(),
             retention_check_interval: Duration::from_secs(30),
+            max_open_files: 0,
         }
     }
 }

@@ -483,6 +483,14 @@ pub static KEYS: &[KeySpec] = &[
         storage.retention_bytes
     ),
     key!(
+        "storage.max_open_files",
+        "TRIBUTARY_STORAGE_MAX_OPEN_FILES",
+        None,
+        COUNT,
+        parse,
+        storage.max_open_files
+    ),
+    key!(
         "storage.max_message_bytes",
         "TRIBUTARY_STORAGE_MAX_MESSAGE_BYTES",
         None,

@@ -190,6 +190,9 @@ pub struct StorageConfig {
     pub durability: Durability,
     pub index_interval_bytes: u32,
     pub retention_check_interval_ms: u64,
+    /// Segment log files kept open at once (the descriptor budget); 0 = half the soft
+    /// RLIMIT_NOFILE at start, at least 64. Others are closed and reopened on use.
+    pub max_open_files: u64,
 }
 
 /// Caps on resources clients can take: partitions (see [`PartitionLimits`]) and buffered
@@ -336,6 +339,7 @@ impl Default for StorageConfig {
             durability: engine.durability,
             index_interval_bytes: engine.index_interval_bytes,
             retention_check_interval_ms: 30_000,
+            max_open_files: 0,
         }
     }
 }
@@ -501,6 +505,7 @@ impl Config {
                 per_broker: self.limits.max_partitions,
             },
             retention_check_interval: Duration::from_millis(storage.retention_check_interval_ms),
+            max_open_files: usize::try_from(storage.max_open_files).unwrap_or(usize::MAX),
         }
     }
 

@@ -226,6 +226,14 @@ impl Config {
             "storage.retention_check_interval_ms",
             storage.retention_check_interval_ms,
         )?;
+        if storage.max_open_files != 0 {
+            within(
+                "storage.max_open_files",
+                storage.max_open_files,
+                crate::storage::MIN_OPEN_FILES as u64,
+                u64::from(u32::MAX),
+            )?;
+        }
         Ok(())
     }
 }

@@ -1,11 +1,10 @@
 //! Small per-partition files holding one decimal offset, replaced atomically
 //! (write `<name>.tmp`, fsync, rename over `<name>`, fsync the directory).
 
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use super::error::StorageError;
+use super::fs::{Fs, replace_file_durable};
 
 /// The log start offset moved by `delete_before` and retention.
 pub(crate) const LOG_START_FILE: &str = "log-start-offset";
@@ -14,27 +13,30 @@ pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
 /// Present only between a clean `close` and the next open.
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 
-/// Atomically replaces `dir/name` with `value`.
-pub(crate) fn write_offset(dir: &Path, name: &str, value: i64) -> Result<(), StorageError> {
+/// Atomically and durably replaces `dir/name` with `value`.
+pub(crate) fn write_offset(
+    fs: &dyn Fs,
+    dir: &Path,
+    name: &str,
+    value: i64,
+) -> Result<(), StorageError> {
     let path = dir.join(name);
-    let temp = dir.join(format!("{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut file = File::create(&temp)?;
-        file.write_all(format!("{value}\n").as_bytes())?;
-        file.sync_data()?;
-        std::fs::rename(&temp, &path)?;
-        sync_dir(dir)
-    };
-    write().map_err(StorageError::io(path.clone()))
+    replace_file_durable(fs, &path, format!("{value}\n").as_bytes())
+        .map_err(StorageError::io(path.clone()))
 }
 
 /// The offset stored in `dir/name`, or `None` when the file is missing or unreadable.
-pub(crate) fn read_offset(dir: &Path, name: &str) -> Option<i64> {
-    let text = std::fs::read_to_string(dir.join(name)).ok()?;
-    text.trim().parse().ok()
+pub(crate) fn read_offset(fs: &dyn Fs, dir: &Path, name: &str) -> Option<i64> {
+    let bytes = fs.read(&dir.join(name)).ok()?;
+    std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
 }
 
-/// fsyncs a directory so a rename or new file in it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+/// Durably removes `dir/name` (missing is fine).
+pub(crate) fn remove_durable(fs: &dyn Fs, dir: &Path, name: &str) -> Result<(), StorageError> {
+    let path = dir.join(name);
+    match fs.remove_file(&path) {
+        Ok(()) => fs.sync_dir(dir).map_err(StorageError::io(dir)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(StorageError::io(path)(err)),
+    }
 }

@@ -9,57 +9,98 @@
 //!   `timestamp >= t` names exactly the first batch whose max timestamp is `>= t`.
 //!
 //! The active segment's files are preallocated (zero tail) and grown by doubling; sealed ones
-//! are trimmed to their entries. Invariant for the `unsafe` mapping: only this process touches
+//! are trimmed to their entries. On a real disk the files are mapped and no descriptor is kept
+//! (resizing reopens the file); on a simulated one they are copied into memory and written
+//! through. Invariant for the `unsafe` mapping: only this process touches
 //! the files (the data directory is locked), and a file is never shortened while it is mapped
 //! (every resize drops the mapping first).
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::MmapMut;
+
+use super::fs::{Fs, FsFile, OpenMode};
 
 pub(crate) const OFFSET_ENTRY_LEN: usize = 8;
 pub(crate) const TIME_ENTRY_LEN: usize = 12;
 
-/// A file of fixed-width entries mapped into memory; entries `0..len` are in use.
+/// Where the entries live in memory.
+enum Backing {
+    /// A shared mapping of a real file; no descriptor is kept (the file is reopened to resize).
+    /// `None` while the file is empty: a zero-length file cannot be mapped.
+    Mapped(Option<MmapMut>),
+    /// A file that cannot be mapped (simulated disk): a copy in memory, written through.
+    Buffered {
+        bytes: Vec<u8>,
+        file: Arc<dyn FsFile>,
+    },
+}
+
+impl std::fmt::Debug for Backing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backing::Mapped(map) => write!(f, "Mapped({})", map.is_some()),
+            Backing::Buffered { bytes, .. } => write!(f, "Buffered({})", bytes.len()),
+        }
+    }
+}
+
+/// A file of fixed-width entries held in memory; entries `0..len` are in use.
 #[derive(Debug)]
 struct MappedEntries {
+    fs: Arc<dyn Fs>,
     path: PathBuf,
-    file: File,
-    /// `None` while the file is empty: a zero-length file cannot be mapped.
-    map: Option<MmapMut>,
+    backing: Backing,
     entry_len: usize,
     len: usize,
     capacity: usize,
 }
 
 impl MappedEntries {
-    /// Creates (or empties) the file with room for `capacity` entries.
-    fn create(path: &Path, entry_len: usize, capacity: usize) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
-        let mut entries = Self {
+    fn with_file(
+        fs: &Arc<dyn Fs>,
+        path: &Path,
+        file: Arc<dyn FsFile>,
+        entry_len: usize,
+    ) -> io::Result<Self> {
+        let backing = match file.as_std() {
+            Some(_) => Backing::Mapped(None),
+            None => {
+                let mut bytes = vec![0u8; file.len()? as usize];
+                file.read_exact_at(&mut bytes, 0)?;
+                Backing::Buffered { bytes, file }
+            }
+        };
+        Ok(Self {
+            fs: Arc::clone(fs),
             path: path.to_path_buf(),
-            file,
-            map: None,
+            backing,
             entry_len,
             len: 0,
             capacity: 0,
-        };
-        entries.resize(capacity.max(1))?;
+        })
+    }
+
+    /// Creates (or empties) the file with room for `capacity` entries.
+    fn create(
+        fs: &Arc<dyn Fs>,
+        path: &Path,
+        entry_len: usize,
+        capacity: usize,
+    ) -> io::Result<Self> {
+        let file = fs.open(path, OpenMode::CreateTruncate)?;
+        let mut entries = Self::with_file(fs, path, Arc::clone(&file), entry_len)?;
+        entries.resize_with(&*file, capacity.max(1))?;
         Ok(entries)
     }
 
     /// Opens an existing file of whole entries, with `len` still 0 (the caller validates).
-    fn open(path: &Path, entry_len: usize) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let bytes = file.metadata()?.len() as usize;
+    fn open(fs: &Arc<dyn Fs>, path: &Path, entry_len: usize) -> io::Result<Self> {
+        let file = fs.open(path, OpenMode::ReadWrite)?;
+        let bytes = file.len()? as usize;
         if !bytes.is_multiple_of(entry_len) {
             // A torn or foreign file: the caller rebuilds it from the log.
             return Err(io::Error::new(
@@ -68,46 +109,70 @@ impl MappedEntries {
             ));
         }
         let capacity = bytes / entry_len;
-        let mut entries = Self {
-            path: path.to_path_buf(),
-            file,
-            map: None,
-            entry_len,
-            len: 0,
-            capacity: 0,
-        };
-        entries.resize(capacity)?;
+        let mut entries = Self::with_file(fs, path, Arc::clone(&file), entry_len)?;
+        entries.resize_with(&*file, capacity)?;
         Ok(entries)
     }
 
     fn resize(&mut self, capacity: usize) -> io::Result<()> {
-        self.map = None;
-        self.file.set_len((capacity * self.entry_len) as u64)?;
+        let file = match &self.backing {
+            Backing::Mapped(_) => self.fs.open(&self.path, OpenMode::ReadWrite)?,
+            Backing::Buffered { file, .. } => Arc::clone(file),
+        };
+        self.resize_with(&*file, capacity)
+    }
+
+    fn resize_with(&mut self, file: &dyn FsFile, capacity: usize) -> io::Result<()> {
+        let bytes_len = capacity * self.entry_len;
+        match &mut self.backing {
+            Backing::Mapped(map) => {
+                *map = None;
+                file.set_len(bytes_len as u64)?;
+                if capacity > 0
+                    && let Some(std_file) = file.as_std()
+                {
+                    // SAFETY: this process holds the data-directory lock so no other process
+                    // resizes the file, and we only shrink it after dropping the mapping (above),
+                    // so the mapping never covers bytes past the end of the file.
+                    *map = Some(unsafe { MmapMut::map_mut(std_file)? });
+                }
+            }
+            Backing::Buffered { bytes, .. } => {
+                file.set_len(bytes_len as u64)?;
+                bytes.resize(bytes_len, 0);
+            }
+        }
         self.capacity = capacity;
         self.len = self.len.min(capacity);
-        if capacity > 0 {
-            // SAFETY: the file is owned by this struct, this process holds the data-directory lock
-            // so no other process resizes it, and we only shrink it after dropping the mapping
-            // (above), so the mapping never covers bytes past the end of the file.
-            self.map = Some(unsafe { MmapMut::map_mut(&self.file)? });
-        }
         Ok(())
     }
 
     fn entry(&self, i: usize) -> &[u8] {
-        match &self.map {
-            Some(map) if i < self.capacity => &map[i * self.entry_len..(i + 1) * self.entry_len],
-            _ => &[],
+        if i >= self.capacity {
+            return &[];
+        }
+        let range = i * self.entry_len..(i + 1) * self.entry_len;
+        match &self.backing {
+            Backing::Mapped(Some(map)) => &map[range],
+            Backing::Mapped(None) => &[],
+            Backing::Buffered { bytes, .. } => &bytes[range],
         }
     }
 
-    fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn push(&mut self, raw: &[u8]) -> io::Result<()> {
         if self.len == self.capacity {
             self.resize((self.capacity * 2).max(16))?;
         }
         let start = self.len * self.entry_len;
-        if let Some(map) = &mut self.map {
-            map[start..start + self.entry_len].copy_from_slice(bytes);
+        match &mut self.backing {
+            Backing::Mapped(Some(map)) => {
+                map[start..start + self.entry_len].copy_from_slice(raw);
+            }
+            Backing::Mapped(None) => {}
+            Backing::Buffered { bytes, file } => {
+                file.write_all_at(raw, start as u64)?;
+                bytes[start..start + self.entry_len].copy_from_slice(raw);
+            }
         }
         self.len += 1;
         Ok(())
@@ -123,9 +188,10 @@ impl MappedEntries {
     }
 
     fn flush(&self) -> io::Result<()> {
-        match &self.map {
-            Some(map) => map.flush(),
-            None => Ok(()),
+        match &self.backing {
+            Backing::Mapped(Some(map)) => map.flush(),
+            Backing::Mapped(None) => Ok(()),
+            Backing::Buffered { file, .. } => file.sync_data(),
         }
     }
 }
@@ -165,10 +231,15 @@ pub(crate) struct OffsetIndex {
 }
 
 impl OffsetIndex {
-    pub(crate) fn create(path: &Path, base_offset: i64, capacity: usize) -> io::Result<Self> {
+    pub(crate) fn create(
+        fs: &Arc<dyn Fs>,
+        path: &Path,
+        base_offset: i64,
+        capacity: usize,
+    ) -> io::Result<Self> {
         Ok(Self {
             base_offset,
-            entries: MappedEntries::create(path, OFFSET_ENTRY_LEN, capacity)?,
+            entries: MappedEntries::create(fs, path, OFFSET_ENTRY_LEN, capacity)?,
         })
     }
 
@@ -176,12 +247,13 @@ impl OffsetIndex {
     /// rebuilt from the log) or, when `expected` is `None`, if they are well-formed for a log of
     /// `log_size` bytes. Returns `None` when the file is missing or does not pass.
     pub(crate) fn open_checked(
+        fs: &Arc<dyn Fs>,
         path: &Path,
         base_offset: i64,
         log_size: u64,
         expected: Option<&[(i64, u64)]>,
     ) -> Option<Self> {
-        let entries = MappedEntries::open(path, OFFSET_ENTRY_LEN).ok()?;
+        let entries = MappedEntries::open(fs, path, OFFSET_ENTRY_LEN).ok()?;
         let mut index = Self {
             base_offset,
             entries,
@@ -269,22 +341,28 @@ pub(crate) struct TimeIndex {
 }
 
 impl TimeIndex {
-    pub(crate) fn create(path: &Path, base_offset: i64, capacity: usize) -> io::Result<Self> {
+    pub(crate) fn create(
+        fs: &Arc<dyn Fs>,
+        path: &Path,
+        base_offset: i64,
+        capacity: usize,
+    ) -> io::Result<Self> {
         Ok(Self {
             base_offset,
-            entries: MappedEntries::create(path, TIME_ENTRY_LEN, capacity)?,
+            entries: MappedEntries::create(fs, path, TIME_ENTRY_LEN, capacity)?,
         })
     }
 
     /// Like [`OffsetIndex::open_checked`]: keeps the file only if it holds exactly `expected`
     /// (when given) or is well-formed with offsets below `next_offset`.
     pub(crate) fn open_checked(
+        fs: &Arc<dyn Fs>,
         path: &Path,
         base_offset: i64,
         next_offset: i64,
         expected: Option<&[(i64, i64)]>,
     ) -> Option<Self> {
-        let entries = MappedEntries::open(path, TIME_ENTRY_LEN).ok()?;
+        let entries = MappedEntries::open(fs, path, TIME_ENTRY_LEN).ok()?;
         let mut index = Self {
             base_offset,
             entries,
@@ -359,12 +437,13 @@ impl TimeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::fs::RealFs;
 
     #[test]
     fn offset_lookup_finds_the_entry_at_or_before() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("0.index");
-        let mut index = OffsetIndex::create(&path, 1000, 2).expect("create");
+        let mut index = OffsetIndex::create(&RealFs::shared(), &path, 1000, 2).expect("create");
         assert_eq!(index.lookup(1500), (1000, 0));
         // Grows past the preallocated two entries.
         for i in 1..=10i64 {
@@ -393,18 +472,28 @@ mod tests {
             .collect();
         drop(index);
         let reopened =
-            OffsetIndex::open_checked(&path, 1000, 1 << 20, Some(&expected)).expect("valid");
+            OffsetIndex::open_checked(&RealFs::shared(), &path, 1000, 1 << 20, Some(&expected))
+                .expect("valid");
         assert_eq!(reopened.len(), 10);
-        assert!(OffsetIndex::open_checked(&path, 1000, 1 << 20, Some(&expected[..9])).is_none());
+        assert!(
+            OffsetIndex::open_checked(
+                &RealFs::shared(),
+                &path,
+                1000,
+                1 << 20,
+                Some(&expected[..9])
+            )
+            .is_none()
+        );
         // A log shorter than the indexed positions makes the index invalid.
-        assert!(OffsetIndex::open_checked(&path, 1000, 4096, None).is_none());
+        assert!(OffsetIndex::open_checked(&RealFs::shared(), &path, 1000, 4096, None).is_none());
     }
 
     #[test]
     fn trimmed_index_reopens_with_its_entries() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("0.index");
-        let mut index = OffsetIndex::create(&path, 0, 64).expect("create");
+        let mut index = OffsetIndex::create(&RealFs::shared(), &path, 0, 64).expect("create");
         for i in 1..=5u64 {
             index.append(i as i64 * 3, i * 100).expect("append");
         }
@@ -412,7 +501,8 @@ mod tests {
         index.trim().expect("trim");
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), 40);
         drop(index);
-        let reopened = OffsetIndex::open_checked(&path, 0, 1000, None).expect("valid");
+        let reopened =
+            OffsetIndex::open_checked(&RealFs::shared(), &path, 0, 1000, None).expect("valid");
         assert_eq!(reopened.lookup(10), (9, 300));
     }
 
@@ -420,7 +510,7 @@ mod tests {
     fn time_lookup_names_the_first_batch_reaching_the_timestamp() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("0.timeindex");
-        let mut index = TimeIndex::create(&path, 50, 1).expect("create");
+        let mut index = TimeIndex::create(&RealFs::shared(), &path, 50, 1).expect("create");
         assert_eq!(index.first_at_or_after(0), None);
         for (ts, offset) in [(100, 50), (200, 53), (300, 60)] {
             index.append(ts, offset).expect("append");
@@ -432,7 +522,7 @@ mod tests {
         assert_eq!(index.last(), Some((300, 60)));
         index.trim().expect("trim");
         drop(index);
-        assert!(TimeIndex::open_checked(&path, 50, 61, None).is_some());
-        assert!(TimeIndex::open_checked(&path, 50, 60, None).is_none());
+        assert!(TimeIndex::open_checked(&RealFs::shared(), &path, 50, 61, None).is_some());
+        assert!(TimeIndex::open_checked(&RealFs::shared(), &path, 50, 60, None).is_none());
     }
 }

@@ -37,26 +37,37 @@
 //!   refuses to open with [`StorageError::Corrupt`] naming the file and byte position.
 //! - Retention and `delete_before` delete only a prefix of sealed segments; the active segment
 //!   is never deleted; the log start only moves forward and is persisted before files go.
+//! - Every file operation goes through the [`fs::Fs`] seam. A directory entry an
+//!   acknowledgement depends on is made durable before it: topic and partition directories, the
+//!   `topic-name` file and a partition's first segment at open, a rolled segment's entry in the
+//!   next fsync round (before the high watermark passes into it under `always`).
+//! - At most `max_open_files` segment log files are held open (see `open_files`); index files
+//!   are mapped and keep no descriptor.
 
 pub mod check;
 mod checkpoint;
 mod config;
 mod error;
+pub mod fs;
 mod index;
 mod naming;
+mod open_files;
 mod partition;
 mod read;
 mod recovery;
 mod retention;
 mod segment;
+mod sim_fs;
 mod store;
 
 pub use config::LogConfig;
 pub use error::{CorruptReason, StorageError};
+pub use open_files::{MIN_OPEN_FILES, default_max_open_files};
 pub use partition::{AppendInfo, Durable, Partition};
 pub use read::{FileSlice, ReadResult};
 pub use retention::RetentionReport;
-pub use store::{RecoveryReport, Storage};
+pub use sim_fs::{SimDisk, SimFs};
+pub use store::{RecoveryReport, Storage, StorageOptions};
 
 #[cfg(test)]
 mod tests;

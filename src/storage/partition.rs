@@ -7,8 +7,6 @@
 //! `sync`, so the fsync leader never blocks writers.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -22,6 +20,8 @@ use tributary_api::batch::{BatchHeader, VerifiedBatch, verify_batch};
 
 use super::LogConfig;
 use super::error::StorageError;
+use super::fs::Fs;
+use super::open_files::{LogFile, OpenFiles};
 use super::segment::{Segment, SegmentStats, write_entries};
 use crate::telemetry::names;
 
@@ -67,6 +67,9 @@ pub(crate) struct LogState {
     pub(crate) hwm_position: u64,
     /// Base offsets of rolled segments that may hold data not yet fsync'd.
     pub(crate) unsynced_sealed: Vec<i64>,
+    /// A segment was created since the partition directory was last fsync'd: the next fsync
+    /// round syncs the directory too, or the new segment's entry could vanish at a power loss.
+    pub(crate) dir_unsynced: bool,
     pub(crate) last_sync: Instant,
 }
 
@@ -84,6 +87,7 @@ impl LogState {
             hwm_segment_base,
             hwm_position,
             unsynced_sealed: Vec::new(),
+            dir_unsynced: false,
             last_sync: Instant::now(),
         }
     }
@@ -151,6 +155,7 @@ pub struct Partition {
     pub(crate) topic: String,
     pub(crate) id: u32,
     pub(crate) dir: PathBuf,
+    pub(crate) files: Arc<OpenFiles>,
     pub(crate) state: Mutex<LogState>,
     sync: Mutex<SyncState>,
     synced: Condvar,
@@ -180,7 +185,13 @@ impl fmt::Debug for Partition {
 }
 
 impl Partition {
-    pub(crate) fn new(topic: &str, id: u32, dir: PathBuf, state: LogState) -> Self {
+    pub(crate) fn new(
+        topic: &str,
+        id: u32,
+        dir: PathBuf,
+        files: Arc<OpenFiles>,
+        state: LogState,
+    ) -> Self {
         let labels = [("topic", topic.to_owned()), ("partition", id.to_string())];
         let metrics = PartitionMetrics {
             appended_bytes: metrics::counter!(names::STORAGE_APPENDED_BYTES, "topic" => topic.to_owned()),
@@ -196,6 +207,7 @@ impl Partition {
             topic: topic.to_owned(),
             id,
             dir,
+            files,
             high_watermark: AtomicI64::new(state.high_watermark),
             log_start: AtomicI64::new(state.log_start),
             written_offset: AtomicI64::new(next),
@@ -329,9 +341,15 @@ impl Partition {
         base_offset: i64,
     ) -> Result<(), StorageError> {
         let active = state.active();
-        let file = &active.segment.log;
         let position = active.stats.size;
-        if let Err(source) = append_all(file, &base_offset.to_be_bytes(), &batch[8..]) {
+        let file = match active.segment.file() {
+            Ok(file) => file,
+            Err(err) => {
+                self.poison(&err);
+                return Err(self.poisoned_error());
+            }
+        };
+        if let Err(source) = file.append_two(&base_offset.to_be_bytes(), &batch[8..]) {
             let path = active.segment.log_path.clone();
             // Best effort: drop the partial bytes so a restart sees a clean end.
             let _ = file.set_len(position);
@@ -382,10 +400,11 @@ impl Partition {
     /// One fsync round: the sealed segments still dirty, then the active one. Returns the
     /// offset below which everything is now durable, and publishes it as high watermark.
     fn sync_written_data(&self) -> Result<i64, StorageError> {
-        let (files, target, segment_base, position) = {
+        let (files, target, segment_base, position, sync_dir) = {
             let mut state = self.state.lock();
             let pending = std::mem::take(&mut state.unsynced_sealed);
-            let mut files: Vec<(Arc<File>, PathBuf)> = state
+            let sync_dir = std::mem::take(&mut state.dir_unsynced);
+            let mut files: Vec<(Arc<LogFile>, PathBuf)> = state
                 .segments
                 .iter()
                 .filter(|s| pending.contains(&s.segment.base_offset))
@@ -401,8 +420,14 @@ impl Partition {
                 active.stats.next_offset,
                 active.segment.base_offset,
                 active.stats.size,
+                sync_dir,
             )
         };
+        if sync_dir {
+            self.fs()
+                .sync_dir(&self.dir)
+                .map_err(StorageError::io(&self.dir))?;
+        }
         for (file, path) in files {
             let started = Instant::now();
             #[cfg(test)]
@@ -412,7 +437,9 @@ impl Partition {
                     source: std::io::Error::other("injected fsync failure"),
                 });
             }
-            file.sync_data().map_err(StorageError::io(path))?;
+            file.get()
+                .and_then(|handle| handle.sync_data())
+                .map_err(StorageError::io(path))?;
             self.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.metrics.fsyncs.increment(1);
             self.metrics
@@ -512,6 +539,10 @@ impl Partition {
         self.fsyncs.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn fs(&self) -> &dyn Fs {
+        &**self.files.fs()
+    }
+
     pub fn topic(&self) -> &str {
         &self.topic
     }
@@ -527,21 +558,6 @@ impl Partition {
     pub(crate) fn set_config(&self, config: LogConfig) {
         self.state.lock().config = config;
     }
-}
-
-/// Appends `head` then `tail` to a file opened in append mode, retrying short writes.
-fn append_all(file: &File, head: &[u8], tail: &[u8]) -> std::io::Result<()> {
-    let mut parts = [IoSlice::new(head), IoSlice::new(tail)];
-    let mut remaining = &mut parts[..];
-    while !remaining.is_empty() {
-        match (&*file).write_vectored(remaining) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(written) => IoSlice::advance_slices(&mut remaining, written),
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(())
 }
 
 impl Partition {
@@ -564,6 +580,7 @@ impl Partition {
             slot.segment.flush_indexes()?;
         }
         super::checkpoint::write_offset(
+            self.fs(),
             &self.dir,
             super::checkpoint::CLEAN_SHUTDOWN_FILE,
             state.next_offset(),

@@ -7,7 +7,6 @@
 //! open, so retention may unlink a segment while a reader still uses it.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,13 +14,14 @@ use bytes::Bytes;
 use tributary_api::batch::{Compression, decode_records};
 
 use super::error::{CorruptReason, StorageError};
+use super::fs::FsFile;
 use super::partition::Partition;
 use super::segment::Segment;
 
 /// A byte range of a segment file, read with `pread` only when asked.
 #[derive(Debug, Clone)]
 pub struct FileSlice {
-    file: Arc<File>,
+    file: Arc<dyn FsFile>,
     position: u64,
     len: usize,
 }
@@ -40,9 +40,9 @@ impl FileSlice {
         self.position
     }
 
-    /// The open segment file (for zero-copy senders).
-    pub fn file(&self) -> &Arc<File> {
-        &self.file
+    /// The open segment file (for zero-copy senders); `None` on a simulated disk.
+    pub fn file(&self) -> Option<&File> {
+        self.file.as_std()
     }
 
     /// Appends the range's bytes to `out`.
@@ -168,7 +168,7 @@ impl Partition {
             }
             let available = seen.visible - start;
             if available <= remaining {
-                result.slices.push(slice(&seen.segment, start, available));
+                result.slices.push(slice(&seen.segment, start, available)?);
                 remaining -= available;
                 if remaining == 0 {
                     break;
@@ -177,12 +177,14 @@ impl Partition {
             }
             let end = last_boundary_within(&seen.segment, start, start + remaining, seen.visible)?;
             if end > start {
-                result.slices.push(slice(&seen.segment, start, end - start));
+                result
+                    .slices
+                    .push(slice(&seen.segment, start, end - start)?);
             } else if result.slices.is_empty() {
                 let header = seen.segment.read_header(start)?;
                 result
                     .slices
-                    .push(slice(&seen.segment, start, header.total_len as u64));
+                    .push(slice(&seen.segment, start, header.total_len as u64)?);
             }
             break;
         }
@@ -272,7 +274,7 @@ fn find_by_time(
             }
             let mut raw = vec![0u8; header.total_len];
             segment
-                .log
+                .file()?
                 .read_exact_at(&mut raw, position)
                 .map_err(StorageError::io(&segment.log_path))?;
             let records = match decode_records(&Bytes::from(raw)) {
@@ -306,12 +308,12 @@ fn find_by_time(
     Ok(None)
 }
 
-fn slice(segment: &Segment, position: u64, len: u64) -> FileSlice {
-    FileSlice {
-        file: Arc::clone(&segment.log),
+fn slice(segment: &Segment, position: u64, len: u64) -> Result<FileSlice, StorageError> {
+    Ok(FileSlice {
+        file: segment.file()?,
         position,
         len: len as usize,
-    }
+    })
 }
 
 /// The start of the batch holding `offset`, or `visible` if it is not in this segment.

@@ -64,11 +64,12 @@ impl Partition {
     /// Seals the active segment and starts a new one at the next offset.
     pub(crate) fn roll(&self, state: &mut LogState) -> Result<(), StorageError> {
         let base = state.next_offset();
-        let segment = Segment::create(&self.dir, base, &state.config)?;
+        let segment = Segment::create(&self.files, &self.dir, base, &state.config)?;
         let old = &state.active().segment;
         old.seal()?;
         let old_base = old.base_offset;
         state.unsynced_sealed.push(old_base);
+        state.dir_unsynced = true;
         state.segments.push(SegmentSlot {
             segment: Arc::new(segment),
             stats: SegmentStats::empty(base),
@@ -86,7 +87,7 @@ impl Partition {
         let mut state = self.state.lock();
         let target = offset.min(state.high_watermark);
         if target > state.log_start {
-            write_offset(&self.dir, LOG_START_FILE, target)?;
+            write_offset(self.fs(), &self.dir, LOG_START_FILE, target)?;
             state.log_start = target;
             self.set_log_start(target);
             let log_start = state.log_start;
@@ -145,12 +146,12 @@ impl Partition {
         }
         let new_start = state.segments[count].segment.base_offset;
         if new_start > state.log_start {
-            write_offset(&self.dir, LOG_START_FILE, new_start)?;
+            write_offset(self.fs(), &self.dir, LOG_START_FILE, new_start)?;
             state.log_start = new_start;
             self.set_log_start(new_start);
         }
         for slot in state.segments.drain(..count) {
-            slot.segment.delete_files(&self.dir)?;
+            slot.segment.delete_files(self.fs(), &self.dir)?;
             report.segments_deleted += 1;
             report.bytes_deleted += slot.stats.size;
         }

@@ -1,8 +1,6 @@
 //! One segment: a `.log` file of whole batches plus its two indexes, and the running figures
 //! (size, next offset, max timestamp) that appends and recovery keep alike.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,8 +9,10 @@ use tributary_api::batch::{BATCH_HEADER_LEN, BatchHeader};
 
 use super::LogConfig;
 use super::error::{CorruptReason, StorageError};
+use super::fs::{FsFile, OpenMode};
 use super::index::{OffsetIndex, TimeIndex};
 use super::naming::segment_file;
+use super::open_files::{LogFile, OpenFiles};
 
 pub(crate) const LOG_EXTENSION: &str = "log";
 pub(crate) const INDEX_EXTENSION: &str = "index";
@@ -23,7 +23,8 @@ pub(crate) const TIME_INDEX_EXTENSION: &str = "timeindex";
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
-    pub(crate) log: Arc<File>,
+    /// Opened on demand within the descriptor budget (see `open_files`).
+    pub(crate) log: Arc<LogFile>,
     pub(crate) log_path: PathBuf,
     pub(crate) offset_index: RwLock<OffsetIndex>,
     pub(crate) time_index: RwLock<TimeIndex>,
@@ -38,40 +39,44 @@ pub(crate) fn index_capacity(config: &LogConfig) -> usize {
 impl Segment {
     /// Creates the empty files of a new segment.
     pub(crate) fn create(
+        files: &Arc<OpenFiles>,
         dir: &Path,
         base_offset: i64,
         config: &LogConfig,
     ) -> Result<Self, StorageError> {
+        let fs = files.fs();
         let log_path = segment_file(dir, base_offset, LOG_EXTENSION);
         // Append mode: batches go to the end with one `writev`; reads are positional.
-        let log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&log_path)
+        let log = fs
+            .open(&log_path, OpenMode::CreateAppend)
             .map_err(StorageError::io(&log_path))?;
         // A stray file of the same name (from an interrupted roll) is emptied.
         log.set_len(0).map_err(StorageError::io(&log_path))?;
         let capacity = index_capacity(config);
         let index_path = segment_file(dir, base_offset, INDEX_EXTENSION);
-        let offset_index = OffsetIndex::create(&index_path, base_offset, capacity)
+        let offset_index = OffsetIndex::create(fs, &index_path, base_offset, capacity)
             .map_err(StorageError::io(&index_path))?;
         let time_path = segment_file(dir, base_offset, TIME_INDEX_EXTENSION);
-        let time_index = TimeIndex::create(&time_path, base_offset, capacity)
+        let time_index = TimeIndex::create(fs, &time_path, base_offset, capacity)
             .map_err(StorageError::io(&time_path))?;
         Ok(Self {
             base_offset,
-            log: Arc::new(log),
+            log: files.file_with(log_path.clone(), log),
             log_path,
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
         })
     }
 
+    /// The open log file (opened again if the descriptor budget closed it).
+    pub(crate) fn file(&self) -> Result<Arc<dyn FsFile>, StorageError> {
+        self.log.get().map_err(StorageError::io(&self.log_path))
+    }
+
     /// Reads and decodes the batch header at `position`.
     pub(crate) fn read_header(&self, position: u64) -> Result<BatchHeader, StorageError> {
         let mut raw = [0u8; BATCH_HEADER_LEN];
-        self.log
+        self.file()?
             .read_exact_at(&mut raw, position)
             .map_err(StorageError::io(&self.log_path))?;
         BatchHeader::parse(&raw).map_err(|err| StorageError::Corrupt {
@@ -102,12 +107,18 @@ impl Segment {
         times.flush().map_err(|e| StorageError::io(times.path())(e))
     }
 
-    /// Unlinks the segment's files. Open readers keep their handles (and mappings) valid.
+    /// Unlinks the segment's files. Open readers keep their handles (and mappings) valid: the
+    /// log handle is pinned open first.
     /// The log goes first, so a crash half-way leaves only stray indexes, which open removes.
-    pub(crate) fn delete_files(&self, dir: &Path) -> Result<(), StorageError> {
+    pub(crate) fn delete_files(
+        &self,
+        fs: &dyn super::fs::Fs,
+        dir: &Path,
+    ) -> Result<(), StorageError> {
+        self.log.pin();
         for extension in [LOG_EXTENSION, INDEX_EXTENSION, TIME_INDEX_EXTENSION] {
             let path = segment_file(dir, self.base_offset, extension);
-            match std::fs::remove_file(&path) {
+            match fs.remove_file(&path) {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(err) => return Err(StorageError::io(path)(err)),

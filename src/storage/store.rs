@@ -1,7 +1,6 @@
 //! `Storage`: the topics of one data directory, their partitions, and the interval flusher.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +12,9 @@ use tributary_api::Durability;
 
 use super::LogConfig;
 use super::error::StorageError;
+use super::fs::{Fs, RealFs, create_dir_durable, replace_file_durable};
 use super::naming::{TOPIC_NAME_FILE, decode_topic_dir, encode_topic_dir, is_valid_topic_name};
+use super::open_files::{OpenFiles, default_max_open_files};
 use super::partition::Partition;
 use super::recovery::open_partition;
 use super::retention::RetentionReport;
@@ -36,6 +37,24 @@ pub struct RecoveryReport {
     pub duration: Duration,
 }
 
+/// How to open a [`Storage`].
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// The file system (the real one unless a test simulates a disk).
+    pub fs: Arc<dyn Fs>,
+    /// Segment log files kept open at once (the descriptor budget); others are reopened on use.
+    pub max_open_files: usize,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            fs: RealFs::shared(),
+            max_open_files: default_max_open_files(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Topic {
     dir: PathBuf,
@@ -45,12 +64,13 @@ struct Topic {
 #[derive(Debug)]
 struct Inner {
     root: PathBuf,
+    files: Arc<OpenFiles>,
     topics: RwLock<HashMap<String, Topic>>,
     closed: AtomicBool,
     stop_flusher: Mutex<bool>,
     wake_flusher: Condvar,
     /// Held (locked) for the life of the storage.
-    _lock: File,
+    _lock: Box<dyn std::fmt::Debug + Send + Sync>,
 }
 
 /// The log engine of one data directory: `<root>/<encoded topic>/<partition>/`.
@@ -63,31 +83,32 @@ pub struct Storage {
 impl Storage {
     /// Opens (creating) the data directory and starts the interval flusher; opens no topics.
     pub fn open(root: &Path) -> Result<Storage, StorageError> {
-        std::fs::create_dir_all(root).map_err(StorageError::io(root))?;
+        Self::open_with(root, StorageOptions::default())
+    }
+
+    /// [`Storage::open`] on a given file system and descriptor budget.
+    pub fn open_with(root: &Path, options: StorageOptions) -> Result<Storage, StorageError> {
+        let fs = options.fs;
+        create_dir_durable(&*fs, root).map_err(StorageError::io(root))?;
         let lock_path = root.join(LOCK_FILE);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(StorageError::io(&lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(StorageError::Locked {
-                path: root.to_path_buf(),
-            });
-        }
-        for entry in std::fs::read_dir(root).map_err(StorageError::io(root))? {
-            let entry = entry.map_err(StorageError::io(root))?;
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(DELETING_PREFIX)
-            {
-                std::fs::remove_dir_all(entry.path()).map_err(StorageError::io(entry.path()))?;
+        let lock = match fs.lock_file(&lock_path) {
+            Ok(lock) => lock,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(StorageError::Locked {
+                    path: root.to_path_buf(),
+                });
+            }
+            Err(err) => return Err(StorageError::io(&lock_path)(err)),
+        };
+        for entry in fs.list_dir(root).map_err(StorageError::io(root))? {
+            if entry.name.starts_with(DELETING_PREFIX) {
+                let path = root.join(&entry.name);
+                fs.remove_dir_all(&path).map_err(StorageError::io(path))?;
             }
         }
         let inner = Arc::new(Inner {
             root: root.to_path_buf(),
+            files: OpenFiles::new(fs, options.max_open_files),
             topics: RwLock::new(HashMap::new()),
             closed: AtomicBool::new(false),
             stop_flusher: Mutex::new(false),
@@ -135,13 +156,13 @@ impl Storage {
                 entry
             }
             None => {
+                let fs = self.fs();
                 let dir = self.inner.root.join(encode_topic_dir(topic));
-                std::fs::create_dir_all(&dir).map_err(StorageError::io(&dir))?;
+                create_dir_durable(fs, &dir).map_err(StorageError::io(&dir))?;
                 let name_file = dir.join(TOPIC_NAME_FILE);
-                if !name_file.exists() {
-                    let temp = dir.join(format!("{TOPIC_NAME_FILE}.tmp"));
-                    std::fs::write(&temp, topic).map_err(StorageError::io(&temp))?;
-                    std::fs::rename(&temp, &name_file).map_err(StorageError::io(&name_file))?;
+                if !fs.exists(&name_file) {
+                    replace_file_durable(fs, &name_file, topic.as_bytes())
+                        .map_err(StorageError::io(&name_file))?;
                 }
                 topics.entry(topic.to_owned()).or_insert(Topic {
                     dir,
@@ -152,7 +173,8 @@ impl Storage {
         let current = entry.partitions.len() as u32;
         for id in current..partitions {
             let dir = entry.dir.join(id.to_string());
-            let (partition, recovered) = open_partition(topic, id, &dir, config.clone())?;
+            let (partition, recovered) =
+                open_partition(&self.inner.files, topic, id, &dir, config.clone())?;
             entry.partitions.push(Arc::new(partition));
             report.partitions += 1;
             report.truncated_bytes += recovered.truncated_bytes;
@@ -178,7 +200,8 @@ impl Storage {
             }
             None => self.inner.root.join(encode_topic_dir(topic)),
         };
-        if !dir.exists() {
+        let fs = self.fs();
+        if !fs.exists(&dir) {
             return match removed {
                 Some(_) => Ok(()),
                 None => Err(StorageError::UnknownTopic(topic.to_owned())),
@@ -189,8 +212,9 @@ impl Storage {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let doomed = self.inner.root.join(format!("{DELETING_PREFIX}{unique}"));
-        std::fs::rename(&dir, &doomed).map_err(StorageError::io(&dir))?;
-        std::fs::remove_dir_all(&doomed).map_err(StorageError::io(&doomed))
+        fs.rename(&dir, &doomed).map_err(StorageError::io(&dir))?;
+        fs.remove_dir_all(&doomed)
+            .map_err(StorageError::io(&doomed))
     }
 
     /// Grows a topic to `total` partitions (never shrinks).
@@ -215,7 +239,8 @@ impl Storage {
             .unwrap_or_default();
         for id in current..total {
             let dir = entry.dir.join(id.to_string());
-            let (partition, _) = open_partition(topic, id, &dir, config.clone())?;
+            let (partition, _) =
+                open_partition(&self.inner.files, topic, id, &dir, config.clone())?;
             entry.partitions.push(Arc::new(partition));
         }
         Ok(())
@@ -259,17 +284,17 @@ impl Storage {
     /// Topic names found on disk (open or not), decoded.
     pub fn topics_on_disk(&self) -> Result<Vec<String>, StorageError> {
         let root = &self.inner.root;
+        let fs = self.fs();
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(root).map_err(StorageError::io(root))? {
-            let entry = entry.map_err(StorageError::io(root))?;
-            let dir_name = entry.file_name();
-            let Some(dir_name) = dir_name.to_str() else {
-                continue;
-            };
-            if dir_name.starts_with('.') || !entry.path().is_dir() {
+        for entry in fs.list_dir(root).map_err(StorageError::io(root))? {
+            let dir_name = entry.name.as_str();
+            if dir_name.starts_with('.') || !entry.is_dir {
                 continue;
             }
-            let stored = std::fs::read_to_string(entry.path().join(TOPIC_NAME_FILE)).ok();
+            let stored = fs
+                .read(&root.join(dir_name).join(TOPIC_NAME_FILE))
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok());
             if let Some(name) = stored.or_else(|| decode_topic_dir(dir_name)) {
                 names.push(name);
             }
@@ -340,6 +365,21 @@ impl Storage {
 
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    fn fs(&self) -> &dyn Fs {
+        &**self.inner.files.fs()
+    }
+
+    /// The descriptor budget for segment log files.
+    pub fn max_open_files(&self) -> usize {
+        self.inner.files.cap()
+    }
+
+    /// Segment log files open now within the budget (deleted segments still being read are
+    /// not counted).
+    pub fn open_log_files(&self) -> usize {
+        self.inner.files.open_count()
     }
 }
 

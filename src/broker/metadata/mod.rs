@@ -25,12 +25,16 @@
 
 mod codec;
 mod kv;
+#[cfg(test)]
+mod power_loss;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::storage::fs::{Fs, FsFile, OpenMode, RealFs, create_dir_durable};
 use tributary_api::{Durability, EngineError, EngineResult, TopicSettings};
 
 pub use kv::ScheduledEntry;
@@ -117,6 +121,32 @@ pub fn random_id() -> EngineResult<[u8; 16]> {
     }
 }
 
+/// redb storage on an [`FsFile`] (used for file systems redb cannot open by path).
+#[derive(Debug)]
+struct FsBackend(Arc<dyn FsFile>);
+
+impl redb::StorageBackend for FsBackend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.0.read_exact_at(out, offset)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write_all_at(data, offset)
+    }
+}
+
 /// Runs blocking metadata work on tokio's blocking pool.
 pub(crate) async fn run_blocking<T, F>(context: &'static str, work: F) -> EngineResult<T>
 where
@@ -132,13 +162,32 @@ impl MetaStore {
     /// Opens the database at `path`, creating it (and its tables, schema version and cluster
     /// id) on first use. Refuses a file written by a newer schema.
     pub fn open(path: &Path) -> EngineResult<Arc<MetaStore>> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| EngineError::Io {
+        Self::open_with(&RealFs::shared(), path)
+    }
+
+    /// [`MetaStore::open`] on the given file system (a simulated disk in power-loss tests).
+    pub fn open_with(fs: &Arc<dyn Fs>, path: &Path) -> EngineResult<Arc<MetaStore>> {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(parent) = parent {
+            create_dir_durable(&**fs, parent).map_err(|source| EngineError::Io {
                 context: "create the metadata directory",
                 source,
             })?;
         }
-        let db = Database::create(path).map_err(|error| match error {
+        let existed = fs.exists(path);
+        let opened = if fs.is_native() {
+            // redb's own file backend: it also locks the file against a second process.
+            Database::create(path)
+        } else {
+            let file =
+                fs.open(path, OpenMode::CreateReadWrite)
+                    .map_err(|source| EngineError::Io {
+                        context: "open metadata.redb",
+                        source,
+                    })?;
+            redb::Builder::new().create_with_backend(FsBackend(file))
+        };
+        let db = opened.map_err(|error| match error {
             // redb holds an exclusive file lock while open: another process has it.
             redb::DatabaseError::DatabaseAlreadyOpen => EngineError::Metadata {
                 context: "open metadata.redb",
@@ -149,6 +198,13 @@ impl MetaStore {
             },
             other => db_error("open metadata.redb")(other),
         })?;
+        if !existed && let Some(parent) = parent {
+            // redb fsyncs the file, not the directory entry that names it.
+            fs.sync_dir(parent).map_err(|source| EngineError::Io {
+                context: "sync the metadata directory",
+                source,
+            })?;
+        }
         let cluster_id = Self::initialise(&db)?;
         Ok(Arc::new(MetaStore {
             db,

@@ -28,12 +28,13 @@
 //! waiting behind it find their write already covered and return without another fsync.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+
+use crate::storage::fs::{Fs, FsFile, OpenMode, RealFs};
 
 use super::settled::SettledSet;
 
@@ -168,7 +169,7 @@ fn replay_bytes(data: &[u8]) -> (Replayed, usize) {
 }
 
 struct JournalFile {
-    file: Arc<File>,
+    file: Arc<dyn FsFile>,
     /// Entries in the file (for the compaction bound).
     entries: u64,
     /// Bytes ever written through this handle, compaction included: a monotonic sequence.
@@ -177,6 +178,7 @@ struct JournalFile {
 
 /// An open ack journal.
 pub(crate) struct AckJournal {
+    fs: Arc<dyn Fs>,
     path: PathBuf,
     file: Mutex<JournalFile>,
     /// Highest `written_seq` known durable.
@@ -191,17 +193,9 @@ impl std::fmt::Debug for AckJournal {
     }
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(dir) => File::open(dir)?.sync_all(),
+fn sync_dir(fs: &dyn Fs, path: &Path) -> io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => fs.sync_dir(dir),
         None => Ok(()),
     }
 }
@@ -209,16 +203,23 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 impl AckJournal {
     /// Opens (creating if missing) and replays the journal, cutting a bad tail off.
     pub(crate) fn open(path: &Path) -> io::Result<(AckJournal, Replayed)> {
-        let mut data = Vec::new();
-        match File::open(path) {
-            Ok(mut file) => {
-                file.read_to_end(&mut data)?;
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Self::open_in(RealFs::shared(), path)
+    }
+
+    /// [`AckJournal::open`] on the given file system.
+    pub(crate) fn open_in(fs: Arc<dyn Fs>, path: &Path) -> io::Result<(AckJournal, Replayed)> {
+        let data = match fs.read(path) {
+            Ok(data) => data,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(err) => return Err(err),
-        }
+        };
         let (replayed, good_len) = replay_bytes(&data);
-        let file = open_append(path)?;
+        let existed = fs.exists(path);
+        let file = fs.open(path, OpenMode::CreateAppend)?;
+        if !existed {
+            // A journal created here must not vanish with the acks synced into it.
+            sync_dir(&*fs, path)?;
+        }
         if good_len < data.len() {
             tracing::warn!(
                 journal = %path.display(),
@@ -227,12 +228,13 @@ impl AckJournal {
                 "ack journal has a torn or damaged tail; ignoring it (those acks will be redelivered)"
             );
             file.set_len(good_len as u64)?;
-            file.sync_all()?;
+            file.sync_data()?;
         }
         let journal = AckJournal {
+            fs,
             path: path.to_owned(),
             file: Mutex::new(JournalFile {
-                file: Arc::new(file),
+                file,
                 entries: replayed.entries,
                 written_seq: good_len as u64,
             }),
@@ -243,9 +245,14 @@ impl AckJournal {
 
     /// Creates an empty journal, replacing any stale file of the same name.
     pub(crate) fn create(path: &Path) -> io::Result<AckJournal> {
-        File::create(path)?.sync_all()?;
-        sync_dir(path)?;
-        Ok(Self::open(path)?.0)
+        Self::create_in(RealFs::shared(), path)
+    }
+
+    /// [`AckJournal::create`] on the given file system.
+    pub(crate) fn create_in(fs: Arc<dyn Fs>, path: &Path) -> io::Result<AckJournal> {
+        fs.open(path, OpenMode::CreateTruncate)?.sync_data()?;
+        sync_dir(&*fs, path)?;
+        Ok(Self::open_in(fs, path)?.0)
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -259,7 +266,7 @@ impl AckJournal {
         if bytes.is_empty() {
             return Ok(inner.written_seq);
         }
-        (&*inner.file).write_all(&bytes)?;
+        inner.file.append(&bytes)?;
         inner.entries += (bytes.len() / ENTRY_LEN) as u64;
         inner.written_seq += bytes.len() as u64;
         Ok(inner.written_seq)
@@ -319,14 +326,14 @@ impl AckJournal {
         let mut inner = self.file.lock();
         let temp = self.path.with_extension("acks.tmp");
         {
-            let mut file = File::create(&temp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
+            let file = self.fs.open(&temp, OpenMode::CreateTruncate)?;
+            file.write_all_at(&bytes, 0)?;
+            file.sync_data()?;
         }
-        fs::rename(&temp, &self.path)?;
-        sync_dir(&self.path)?;
+        self.fs.rename(&temp, &self.path)?;
+        sync_dir(&*self.fs, &self.path)?;
         let before = inner.entries;
-        inner.file = Arc::new(open_append(&self.path)?);
+        inner.file = self.fs.open(&self.path, OpenMode::CreateAppend)?;
         inner.entries = (bytes.len() / ENTRY_LEN) as u64;
         // The snapshot is durable and covers everything written before it.
         inner.written_seq += 1;
@@ -379,6 +386,8 @@ pub(crate) fn journal_file_name(queue: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::{self, OpenOptions};
+    use std::io::Write;
 
     #[test]
     fn replays_acks_ranges_and_delivered_marker() {

@@ -37,6 +37,8 @@
 
 mod handle;
 mod journal;
+#[cfg(test)]
+mod journal_power_loss;
 mod ready;
 mod settled;
 mod state;
@@ -111,7 +113,9 @@ impl Queues {
         journal_dir: PathBuf,
         defaults: LogConfig,
     ) -> EngineResult<Arc<Queues>> {
-        fs::create_dir_all(&journal_dir).map_err(io_error("create the queue journal directory"))?;
+        // Durably: the journals in it hold acks that must survive a power loss.
+        crate::storage::fs::create_dir_durable(&crate::storage::fs::RealFs, &journal_dir)
+            .map_err(io_error("create the queue journal directory"))?;
         let inner = Inner {
             storage,
             meta,
