@@ -14,7 +14,8 @@
 //!
 //! Every read checks its count and the first and last bodies. Medians and worst runs are
 //! printed; the ratio is of medians (Kafka-written over same-protocol). `TRIBUTARY_BENCH_REPEATS`
-//! sets the repeats (default 5), `INTEROP_BENCH_RECORDS` the records per topic (default 50,000).
+//! sets the repeats (default 5), `INTEROP_BENCH_RECORDS` the records per topic (default 50,000),
+//! `INTEROP_BENCH_READS` which reads run (`amqp:k-lz4,rocketmq:r-own`; default all).
 
 #[path = "../tests/support/broker.rs"]
 mod broker;
@@ -73,10 +74,16 @@ fn main() {
         runtime.block_on(prefill(&uri, &kafka_addr, rocketmq_addr, records));
         let mut round: Vec<(&str, String, f64)> = Vec::new();
         for topic in ["a-own", "k-none", "k-lz4", "k-zstd"] {
+            if !selected("amqp", topic) {
+                continue;
+            }
             let rate = runtime.block_on(amqp_read(&uri, topic, records));
             round.push(("amqp", topic.to_owned(), rate));
         }
         for topic in ["r-own", "k-none", "k-lz4", "k-zstd"] {
+            if !selected("rocketmq", topic) {
+                continue;
+            }
             round.push((
                 "rocketmq",
                 topic.to_owned(),
@@ -102,7 +109,10 @@ fn main() {
         ("RocketMQ pull", "r-own", &rocketmq_rates),
     ] {
         println!("\n{reader}, {records} records of 1 KiB, {repeats} repeats (msg/s):");
-        let baseline = median(&rates.iter().find(|(t, _)| t == own).expect("own").1);
+        let Some((_, own_rates)) = rates.iter().find(|(t, _)| t == own) else {
+            continue; // A selection without the baseline prints the raw rates only.
+        };
+        let baseline = median(own_rates);
         for (topic, list) in rates {
             let med = median(list);
             let worst = list.iter().copied().fold(f64::INFINITY, f64::min);
@@ -112,6 +122,15 @@ fn main() {
             );
         }
     }
+}
+
+/// Whether `INTEROP_BENCH_READS` (a comma-separated list of `reader:topic`, e.g.
+/// `amqp:k-lz4`, for profiling one read) selects this read; unset selects every read.
+fn selected(reader: &str, topic: &str) -> bool {
+    std::env::var("INTEROP_BENCH_READS").map_or(true, |list| {
+        list.split(',')
+            .any(|item| item.trim() == format!("{reader}:{topic}"))
+    })
 }
 
 fn median(list: &[f64]) -> f64 {
