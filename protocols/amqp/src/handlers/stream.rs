@@ -305,11 +305,8 @@ pub(crate) fn take_records(
                 break;
             }
         };
-        let from = *next;
-        for stored in records.into_iter().filter(|r| r.offset >= from) {
-            if taken.deliveries.len() >= max {
-                break;
-            }
+        // `decode_from` gives at most `wanted` records, all at or after `*next`.
+        for stored in records {
             *next = stored.offset + 1;
             taken.deliveries.push(Delivery {
                 id: u64::try_from(stored.offset).unwrap_or(0),

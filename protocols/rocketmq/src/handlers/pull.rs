@@ -329,10 +329,8 @@ impl Encoder<'_> {
                         return Ok(());
                     }
                 };
+            // Records from `found.next` on only (`decode_from`).
             for stored in records {
-                if stored.offset < found.next {
-                    continue;
-                }
                 if found.count >= self.max_messages {
                     break;
                 }
