@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_api::{ConnectionContext, ConnectionError, Frontend};
 
 use crate::telemetry::names;
+use crate::telemetry::scrape::ScrapeHook;
 
 /// The Prometheus text format version `/metrics` speaks.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -32,16 +33,36 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_READ_BUFFER: usize = 8192;
 
 /// Serves `/metrics` and `/health`.
-#[derive(Debug)]
 pub struct HttpEndpoint {
     metrics: PrometheusHandle,
     /// Cancelled when the broker starts shutting down; `/health` then answers 503.
     stopping: CancellationToken,
+    /// Appends the families computed from broker state at scrape time.
+    scrape: Option<ScrapeHook>,
+}
+
+impl std::fmt::Debug for HttpEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpEndpoint")
+            .field("stopping", &self.stopping)
+            .field("scrape", &self.scrape.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpEndpoint {
     pub fn new(metrics: PrometheusHandle, stopping: CancellationToken) -> Self {
-        Self { metrics, stopping }
+        Self {
+            metrics,
+            stopping,
+            scrape: None,
+        }
+    }
+
+    /// `/metrics` also carries what `scrape` appends (see [`crate::telemetry::scrape`]).
+    pub fn with_scrape(mut self, scrape: ScrapeHook) -> Self {
+        self.scrape = Some(scrape);
+        self
     }
 
     fn respond(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -75,7 +96,11 @@ impl HttpEndpoint {
     }
 
     fn metrics_page(&self) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(Bytes::from(self.metrics.render())));
+        let mut page = self.metrics.render();
+        if let Some(scrape) = &self.scrape {
+            scrape(&mut page);
+        }
+        let mut response = Response::new(Full::new(Bytes::from(page)));
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));

@@ -209,6 +209,7 @@ async fn serve_checked(
     let (out, outbound) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
     let writer = tokio::spawn(run_writer(write, outbound, heartbeat.map(|h| h / 2)));
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
+    metrics::counter!(m::CONNECTIONS_OPENED).increment(1);
     let mut session = Session::new(login, out, tuned.frame_max, tuned.channel_max);
     let missed_heartbeats = heartbeat.map(|h| h * 2);
     let outcome = session
@@ -234,6 +235,7 @@ async fn serve_checked(
     };
     session.cleanup().await;
     metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+    metrics::counter!(m::CONNECTIONS_CLOSED).increment(1);
     drop(session);
     let written = writer.await;
     if let Some(watchdog) = watchdog {

@@ -1,11 +1,9 @@
 //! Metric names of the AMQP frontend. Where RabbitMQ dashboards read a figure, the name is the
 //! one RabbitMQ's Prometheus plugin exports (`rabbitmq_*`); the rest are `tributary_amqp_*`.
+//! Queue depths are not recorded here: the shell computes them from the engine when `/metrics`
+//! is scraped (`rabbitmq_queue_messages_ready` and `_unacked` by vhost and queue).
 
-use std::collections::HashMap;
-
-use metrics::{Counter, Gauge, Histogram};
-use parking_lot::Mutex;
-use tributary_api::QueueService;
+use metrics::{Counter, Histogram};
 use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};
 
 /// One connection's handles of the per-method counter and histogram, looked up in the
@@ -90,53 +88,6 @@ impl std::fmt::Debug for MessageCounters {
     }
 }
 
-/// A vhost's queue depth gauges (ready, unacked) by queue name, each looked up in the
-/// recorder once: depth is refreshed after every store, delivery batch and ack, and a labelled
-/// lookup allocates and hashes its key. Entries of deleted queues stay; a queue declared again
-/// under the same name has the same labels, so the same gauges.
-#[derive(Default)]
-pub struct DepthGauges {
-    by_queue: Mutex<HashMap<String, (Gauge, Gauge)>>,
-}
-
-impl std::fmt::Debug for DepthGauges {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DepthGauges")
-            .field("queues", &self.by_queue.lock().len())
-            .finish()
-    }
-}
-
-impl DepthGauges {
-    /// Refreshes a queue's depth gauges after it changed (a missing queue reads as empty).
-    pub fn record(&self, queues: &dyn QueueService, vhost: &str, queue: &str) {
-        let depth = queues.depth(queue).unwrap_or_default();
-        let mut by_queue = self.by_queue.lock();
-        let (ready, unacked) = match by_queue.get(queue) {
-            Some(gauges) => gauges,
-            None => {
-                let labels = [("vhost", vhost.to_owned()), ("queue", queue.to_owned())];
-                let gauges = (
-                    metrics::gauge!(QUEUE_MESSAGES_READY, &labels),
-                    metrics::gauge!(QUEUE_MESSAGES_UNACKED, &labels),
-                );
-                by_queue.entry(queue.to_owned()).or_insert(gauges)
-            }
-        };
-        ready.set(depth.ready as f64);
-        unacked.set(depth.unacked as f64);
-    }
-}
-
-/// Refreshes a queue's depth gauges in `shared`'s vhost.
-pub fn record_depth(shared: &crate::Shared, queue: &str) {
-    shared.depth_gauges.record(
-        shared.engine.queues.as_ref(),
-        shared.topology.vhost(),
-        queue,
-    );
-}
-
 pub const CONNECTIONS: &str = "rabbitmq_connections";
 pub const CHANNELS: &str = "rabbitmq_channels";
 pub const CONSUMERS: &str = "rabbitmq_consumers";
@@ -148,8 +99,13 @@ pub const MESSAGES_DELIVERED: &str = "rabbitmq_global_messages_delivered_total";
 pub const MESSAGES_REDELIVERED: &str = "rabbitmq_global_messages_redelivered_total";
 pub const MESSAGES_CONFIRMED: &str = "rabbitmq_global_messages_confirmed_total";
 pub const MESSAGES_ACKNOWLEDGED: &str = "rabbitmq_global_messages_acknowledged_total";
-pub const QUEUE_MESSAGES_READY: &str = "rabbitmq_queue_messages_ready";
-pub const QUEUE_MESSAGES_UNACKED: &str = "rabbitmq_queue_messages_unacked";
+pub const CONNECTIONS_OPENED: &str = "rabbitmq_connections_opened_total";
+pub const CONNECTIONS_CLOSED: &str = "rabbitmq_connections_closed_total";
+pub const CHANNELS_OPENED: &str = "rabbitmq_channels_opened_total";
+pub const CHANNELS_CLOSED: &str = "rabbitmq_channels_closed_total";
+pub const QUEUES_DECLARED: &str = "rabbitmq_queues_declared_total";
+pub const QUEUES_CREATED: &str = "rabbitmq_queues_created_total";
+pub const QUEUES_DELETED: &str = "rabbitmq_queues_deleted_total";
 pub const METHODS: &str = "tributary_amqp_methods_total";
 pub const METHOD_SECONDS: &str = "tributary_amqp_method_seconds";
 pub const BYTES_RECEIVED: &str = "tributary_amqp_received_bytes_total";
@@ -254,16 +210,46 @@ pub static CATALOG: &[MetricDescription] = &[
         "Deliveries acknowledged by consumers.",
     ),
     metric(
-        QUEUE_MESSAGES_READY,
-        MetricKind::Gauge,
+        CONNECTIONS_OPENED,
+        MetricKind::Counter,
         Unit::Count,
-        "Messages ready for delivery, by vhost and queue (refreshed when the queue changes).",
+        "AMQP connections opened (handshake finished).",
     ),
     metric(
-        QUEUE_MESSAGES_UNACKED,
-        MetricKind::Gauge,
+        CONNECTIONS_CLOSED,
+        MetricKind::Counter,
         Unit::Count,
-        "Messages delivered and not yet acknowledged, by vhost and queue.",
+        "AMQP connections closed after opening.",
+    ),
+    metric(
+        CHANNELS_OPENED,
+        MetricKind::Counter,
+        Unit::Count,
+        "AMQP channels opened.",
+    ),
+    metric(
+        CHANNELS_CLOSED,
+        MetricKind::Counter,
+        Unit::Count,
+        "AMQP channels closed.",
+    ),
+    metric(
+        QUEUES_DECLARED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Successful queue.declare methods, of new and existing queues.",
+    ),
+    metric(
+        QUEUES_CREATED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Queues created by queue.declare.",
+    ),
+    metric(
+        QUEUES_DELETED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Queues deleted (queue.delete, auto-delete, exclusive owners closing).",
     ),
     metric(
         METHODS,

@@ -9,7 +9,6 @@ use crate::error::{AmqpError, NOT_IMPLEMENTED, PRECONDITION_FAILED};
 use crate::expiry;
 use crate::handlers::stream;
 use crate::message::from_record;
-use crate::metrics as m;
 use crate::session::Session;
 
 /// Most acks staged before they are applied.
@@ -70,7 +69,6 @@ impl Session {
             tag
         };
         let remaining = queues.depth(queue).map(|d| d.ready).unwrap_or(0);
-        m::record_depth(&self.shared, queue);
         let properties =
             stream::delivered_properties(info.policy.kind, &delivery, &message.raw_properties);
         self.shared.counters.delivered.increment(1);
@@ -189,9 +187,6 @@ impl Session {
                 .increment(settled.len() as u64);
         }
         return_credit(settled);
-        for (queue, _) in grouped {
-            m::record_depth(&self.shared, queue);
-        }
         Ok(())
     }
 

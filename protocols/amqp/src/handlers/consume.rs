@@ -285,7 +285,6 @@ impl ConsumerTask {
         });
         let ids: Vec<u64> = taken.iter().map(|d| d.id).collect();
         self.shared.counters.delivered.increment(ids.len() as u64);
-        m::record_depth(&self.shared, &self.queue);
         if !not_sent.is_empty() {
             self.give_back(not_sent.len());
             self.put_back(&not_sent).await;

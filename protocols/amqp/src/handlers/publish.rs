@@ -30,7 +30,6 @@ use crate::expiry;
 use crate::handlers::reply_to::{REPLY_TO_PREFIX, deliver_reply};
 use crate::handlers::store_batch;
 use crate::message::{now_ms, to_record};
-use crate::metrics as m;
 use crate::policy::{Overflow, QueueKind, QueuePolicy};
 use crate::session::Session;
 
@@ -477,7 +476,6 @@ pub(crate) async fn store_queue(
     if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
         Box::pin(drop_over_limits(shared, queue, &policy)).await;
     }
-    m::record_depth(shared, queue);
     StoreOutcome { refused, failed }
 }
 
