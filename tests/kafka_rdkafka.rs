@@ -356,7 +356,10 @@ async fn committed_offsets_resume_after_a_broker_kill_and_restart() {
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .collect();
-    assert!(!lags.is_empty(), "no lag gauge of group resume in:\n{exposition}");
+    assert!(
+        !lags.is_empty(),
+        "no lag gauge of group resume in:\n{exposition}"
+    );
     assert_eq!(lags.iter().sum::<f64>(), 0.0);
 
     broker.kill_and_restart();

@@ -7,7 +7,6 @@
 #[path = "support/broker.rs"]
 mod broker;
 
-
 #[path = "support/lapin.rs"]
 mod lapin_support;
 

@@ -259,6 +259,14 @@ impl Checker {
             if family.kind.as_deref() == Some("histogram") {
                 problems.extend(histogram_problems(family));
             }
+            let aggregate = matches!(family.kind.as_deref(), Some("histogram" | "summary"));
+            for suffix in ["_sum", "_count", "_bucket"] {
+                if !aggregate && name.ends_with(suffix) {
+                    problems.push(format!(
+                        "non-histogram and non-summary metrics should not have \"{suffix}\" suffix"
+                    ));
+                }
+            }
             for problem in problems {
                 self.findings.push(format!("{name} {problem}"));
             }
@@ -277,7 +285,11 @@ fn histogram_problems(family: &Family) -> Vec<String> {
         }
         match sorted.last() {
             Some(&(bound, count)) if bound == f64::INFINITY => {
-                if family.counts.get(labels).is_some_and(|total| *total != count) {
+                if family
+                    .counts
+                    .get(labels)
+                    .is_some_and(|total| *total != count)
+                {
                     problems.push(format!("{labels:?}: +Inf bucket differs from _count"));
                 }
             }
@@ -358,7 +370,8 @@ fn parse_sample(line: &str) -> Result<Parsed, String> {
             if !valid_label_name(label_name) {
                 return Err(format!("invalid label name {label_name:?}"));
             }
-            if chars.next().map(|(_, c)| c) != Some('=') || chars.next().map(|(_, c)| c) != Some('"')
+            if chars.next().map(|(_, c)| c) != Some('=')
+                || chars.next().map(|(_, c)| c) != Some('"')
             {
                 return Err(format!("label {label_name} has no quoted value"));
             }
@@ -423,7 +436,8 @@ mod tests {
     use super::*;
     use crate::telemetry::{MetricKind, Unit, metric};
 
-    const GAUGE: MetricDescription = metric("demo_depth", MetricKind::Gauge, Unit::Count, "A \\ b.");
+    const GAUGE: MetricDescription =
+        metric("demo_depth", MetricKind::Gauge, Unit::Count, "A \\ b.");
 
     #[test]
     fn written_families_are_clean_and_escaped() {
@@ -449,20 +463,45 @@ mod tests {
     fn the_checker_finds_what_promtool_finds() {
         let cases = [
             ("x_total 1\n", "x_total no help text"),
-            ("# HELP x h\n# TYPE x counter\nx 1\n", "should have \"_total\""),
-            ("# HELP x_total h\n# TYPE x_total gauge\nx_total 1\n", "should not have"),
-            ("# HELP x h\n# TYPE x gauge\nx{a=\"1\"} 1\nx{a=\"1\"} 2\n", "duplicate series"),
+            (
+                "# HELP x h\n# TYPE x counter\nx 1\n",
+                "should have \"_total\"",
+            ),
+            (
+                "# HELP x_total h\n# TYPE x_total gauge\nx_total 1\n",
+                "should not have",
+            ),
+            (
+                "# HELP x h\n# TYPE x gauge\nx{a=\"1\"} 1\nx{a=\"1\"} 2\n",
+                "duplicate series",
+            ),
             ("# HELP x h\n# TYPE x gauge\nx{a=1} 1\n", "no quoted value"),
             ("# HELP x h\n# TYPE x gauge\nx one\n", "bad value"),
-            ("# HELP x h\n# TYPE x gauge\nx 1\n# HELP y h\n# TYPE y gauge\ny 1\nx{b=\"c\"} 1\n", "two places"),
+            (
+                "# HELP x h\n# TYPE x gauge\nx 1\n# HELP y h\n# TYPE y gauge\ny 1\nx{b=\"c\"} 1\n",
+                "two places",
+            ),
             ("# HELP 1x h\n# TYPE 1x gauge\n", "invalid metric name"),
-            ("# HELP x h\n# TYPE x gauge\nx{__a=\"1\"} 1\n", "invalid label name"),
+            (
+                "# HELP x h\n# TYPE x gauge\nx{__a=\"1\"} 1\n",
+                "invalid label name",
+            ),
             (
                 "# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"2\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n",
                 "not cumulative",
             ),
-            ("# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_sum 1\nh_count 2\n", "no +Inf"),
-            ("# HELP x h\n# TYPE x gauge\n# TYPE x gauge\nx 1\n", "second TYPE"),
+            (
+                "# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_sum 1\nh_count 2\n",
+                "no +Inf",
+            ),
+            (
+                "# HELP x h\n# TYPE x gauge\n# TYPE x gauge\nx 1\n",
+                "second TYPE",
+            ),
+            (
+                "# HELP x_sum h\n# TYPE x_sum gauge\nx_sum 1\n",
+                "should not have \"_sum\"",
+            ),
         ];
         for (text, expected) in cases {
             let findings = check(text);

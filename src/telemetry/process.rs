@@ -112,16 +112,26 @@ mod tests {
     #[test]
     fn this_process_reads_as_running() {
         let stats = ProcessStats::read();
-        assert!(stats.resident_bytes.is_some_and(|rss| rss > 1 << 20), "{stats:?}");
+        assert!(
+            stats.resident_bytes.is_some_and(|rss| rss > 1 << 20),
+            "{stats:?}"
+        );
         assert!(stats.open_fds.is_some_and(|fds| fds >= 3), "{stats:?}");
-        assert!(stats.max_fds.is_some_and(|max| max >= stats.open_fds.unwrap_or(0)));
+        assert!(
+            stats
+                .max_fds
+                .is_some_and(|max| max >= stats.open_fds.unwrap_or(0))
+        );
         assert!(stats.threads.is_some_and(|threads| threads >= 1));
         let start = stats.start_time_seconds.expect("start time");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("after 1970")
             .as_secs_f64();
-        assert!(start <= now + 1.0 && start > now - 86_400.0 * 365.0, "{start} vs {now}");
+        assert!(
+            start <= now + 1.0 && start > now - 86_400.0 * 365.0,
+            "{start} vs {now}"
+        );
         assert!(stats.cpu_seconds.is_some_and(|cpu| cpu >= 0.0));
     }
 }

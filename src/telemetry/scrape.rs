@@ -112,7 +112,10 @@ impl ScrapeState {
                     continue;
                 };
                 high_sum += bounds.high_watermark;
-                let labels = vec![("topic", name.clone()), ("partition", partition.to_string())];
+                let labels = vec![
+                    ("topic", name.clone()),
+                    ("partition", partition.to_string()),
+                ];
                 page.add(
                     c::KAFKA_PARTITION_CURRENT_OFFSET,
                     Sample::new(labels.clone(), bounds.high_watermark as f64),
@@ -146,7 +149,6 @@ impl ScrapeState {
             return;
         };
         for (group, positions) in groups {
-            let mut sums: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
             for (partition, committed) in &positions {
                 let Ok(bounds) = self.engine.log.offsets(partition) else {
                     continue; // the topic was deleted; its stale positions are not reported
@@ -162,17 +164,6 @@ impl ScrapeState {
                     Sample::new(labels.clone(), committed.offset as f64),
                 );
                 page.add(c::KAFKA_GROUP_LAG, Sample::new(labels, lag as f64));
-                let sum = sums.entry(partition.topic.as_str()).or_default();
-                sum.0 += committed.offset;
-                sum.1 += lag;
-            }
-            for (topic, (offsets, lag)) in sums {
-                let labels = vec![("consumergroup", group.clone()), ("topic", topic.to_owned())];
-                page.add(
-                    c::KAFKA_GROUP_CURRENT_OFFSET_SUM,
-                    Sample::new(labels.clone(), offsets as f64),
-                );
-                page.add(c::KAFKA_GROUP_LAG_SUM, Sample::new(labels, lag as f64));
             }
         }
     }
@@ -197,13 +188,19 @@ impl ScrapeState {
                 c::RABBITMQ_QUEUE_MESSAGES_UNACKED,
                 Sample::new(labels.clone(), unacked),
             );
-            page.add(c::RABBITMQ_QUEUE_MESSAGES, Sample::new(labels, ready + unacked));
+            page.add(
+                c::RABBITMQ_QUEUE_MESSAGES,
+                Sample::new(labels, ready + unacked),
+            );
             let engine_label = vec![("queue", engine_name)];
             page.add(
                 names::QUEUE_MESSAGES_READY,
                 Sample::new(engine_label.clone(), ready),
             );
-            page.add(names::QUEUE_MESSAGES_UNACKED, Sample::new(engine_label, unacked));
+            page.add(
+                names::QUEUE_MESSAGES_UNACKED,
+                Sample::new(engine_label, unacked),
+            );
         }
         page.add(c::RABBITMQ_QUEUES, Sample::plain(count as f64));
     }
@@ -232,7 +229,10 @@ impl ScrapeState {
                 vec![
                     ("rabbitmq_version", version.clone()),
                     ("prometheus_plugin_version", version),
-                    ("prometheus_client_version", "metrics-exporter-prometheus".to_owned()),
+                    (
+                        "prometheus_client_version",
+                        "metrics-exporter-prometheus".to_owned(),
+                    ),
                 ],
                 1.0,
             ),
@@ -253,7 +253,10 @@ impl ScrapeState {
         add(c::PROCESS_THREADS, as_f64(stats.threads));
         add(c::RABBITMQ_PROCESS_OPEN_FDS, as_f64(stats.open_fds));
         add(c::RABBITMQ_PROCESS_MAX_FDS, as_f64(stats.max_fds));
-        add(c::RABBITMQ_PROCESS_RESIDENT_MEMORY, as_f64(stats.resident_bytes));
+        add(
+            c::RABBITMQ_PROCESS_RESIDENT_MEMORY,
+            as_f64(stats.resident_bytes),
+        );
         let memory_limit = match self.memory_limit {
             0 => process::total_memory_bytes(),
             limit => Some(limit),
