@@ -89,6 +89,28 @@ COMPAT_FAMILIES = [
     ("process_start_time_seconds", []),
 ]
 
+# Query shapes of the originals' dashboards (7589, 10991, 10477): their joins and groupings
+# must work on Tributary's families as they do on the exporters'.
+EXISTING_DASHBOARD_QUERIES = [
+    'sum(kafka_topic_partitions{topic!="__consumer_offsets"}) by (topic)',
+    "sum(delta(kafka_topic_partition_current_offset[5m])/5) by (topic)",
+    "sum(kafka_consumergroup_lag) by (consumergroup, topic)",
+    "sum(delta(kafka_consumergroup_current_offset[5m])/5) by (consumergroup, topic)",
+    "sum(rabbitmq_queue_messages_ready * on(instance, job) group_left(rabbitmq_cluster) rabbitmq_identity_info) by (rabbitmq_cluster)",
+    "sum(rate(rabbitmq_global_messages_received_total[1m]) * on(instance, job) group_left(rabbitmq_cluster) rabbitmq_identity_info) by (rabbitmq_cluster)",
+    "rabbitmq_build_info * on(instance, job) group_left(rabbitmq_cluster, rabbitmq_node) rabbitmq_identity_info",
+    "(rabbitmq_resident_memory_limit_bytes - rabbitmq_process_resident_memory_bytes) * on(instance, job) group_left(rabbitmq_cluster, rabbitmq_node) rabbitmq_identity_info",
+    "rabbitmq_disk_space_available_bytes * on(instance, job) group_left(rabbitmq_cluster, rabbitmq_node) rabbitmq_identity_info",
+    "(rabbitmq_process_max_fds - rabbitmq_process_open_fds) * on(instance, job) group_left(rabbitmq_cluster, rabbitmq_node) rabbitmq_identity_info",
+    "sum(rabbitmq_channels * on(instance, job) group_left(rabbitmq_cluster) rabbitmq_identity_info) by (rabbitmq_cluster)",
+    "sum(rocketmq_producer_tps) by (topic)",
+    "sum(rocketmq_group_diff) by (group, topic)",
+    "sum(rocketmq_broker_tps) by (broker)",
+    "sum(rocketmq_broker_qps) by (broker)",
+    "sum(rocketmq_topic_retry_offset) by (topic)",
+    "sum(rocketmq_topic_dlq_offset) by (group)",
+]
+
 # promtool's lint on label names the originals' dashboards select on (camelCase in
 # rocketmq-exporter); any other finding fails.
 ALLOWED_PROMTOOL = re.compile(
@@ -420,6 +442,14 @@ def main():
                 failures.append(f"family {family} with labels {labels}: {error or 'no series'}")
         log(f"compatibility families: {len(COMPAT_FAMILIES) - (len(failures) - before)}/"
             f"{len(COMPAT_FAMILIES)} present with their labels")
+
+        before = len(failures)
+        for expr in EXISTING_DASHBOARD_QUERIES:
+            series, error = query(prometheus_url, expr)
+            if not series:
+                failures.append(f"existing-dashboard query {expr}: {error or 'no series'}")
+        log(f"existing dashboards' query shapes: {len(EXISTING_DASHBOARD_QUERIES) - (len(failures) - before)}/"
+            f"{len(EXISTING_DASHBOARD_QUERIES)} return series")
 
         _, page = http_get(metrics_url)
         (work / "metrics.txt").write_text(page)

@@ -41,6 +41,9 @@ use topics::{Topics, log_config};
 
 pub use settings::{BrokerSettings, LogDefaults, PartitionLimits};
 
+/// A consumer group and its committed positions.
+pub type GroupPositions = (String, Vec<(TopicPartition, CommittedOffset)>);
+
 /// The running engine: storage, metadata and the services built on them.
 #[derive(Debug)]
 pub struct Broker {
@@ -107,9 +110,7 @@ impl Broker {
 
     /// Every group's committed positions, in (group, topic, partition) order: what a
     /// `/metrics` scrape reports as lag. Blocking (one read transaction per group).
-    pub fn committed_offsets(
-        &self,
-    ) -> EngineResult<Vec<(String, Vec<(TopicPartition, CommittedOffset)>)>> {
+    pub fn committed_offsets(&self) -> EngineResult<Vec<GroupPositions>> {
         let mut out = Vec::new();
         for group in self.meta.offset_groups()? {
             let positions = self.meta.group_offsets(&group)?;

@@ -33,21 +33,13 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_READ_BUFFER: usize = 8192;
 
 /// Serves `/metrics` and `/health`.
+#[derive(Debug)]
 pub struct HttpEndpoint {
     metrics: PrometheusHandle,
     /// Cancelled when the broker starts shutting down; `/health` then answers 503.
     stopping: CancellationToken,
     /// Appends the families computed from broker state at scrape time.
     scrape: Option<ScrapeHook>,
-}
-
-impl std::fmt::Debug for HttpEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpEndpoint")
-            .field("stopping", &self.stopping)
-            .field("scrape", &self.scrape.is_some())
-            .finish_non_exhaustive()
-    }
 }
 
 impl HttpEndpoint {
@@ -98,7 +90,7 @@ impl HttpEndpoint {
     fn metrics_page(&self) -> Response<Full<Bytes>> {
         let mut page = self.metrics.render();
         if let Some(scrape) = &self.scrape {
-            scrape(&mut page);
+            scrape.append(&mut page);
         }
         let mut response = Response::new(Full::new(Bytes::from(page)));
         response

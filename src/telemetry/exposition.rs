@@ -93,14 +93,17 @@ pub fn check(text: &str) -> Vec<String> {
     checker.finish()
 }
 
+/// A series' labels other than `le`.
+type SeriesLabels = Vec<(String, String)>;
+
 #[derive(Debug, Default)]
 struct Family {
     kind: Option<String>,
     help: bool,
     samples: usize,
     /// Histogram buckets by the series' other labels: (le, cumulative count).
-    buckets: HashMap<Vec<(String, String)>, Vec<(f64, f64)>>,
-    counts: HashMap<Vec<(String, String)>, f64>,
+    buckets: HashMap<SeriesLabels, Vec<(f64, f64)>>,
+    counts: HashMap<SeriesLabels, f64>,
 }
 
 #[derive(Debug, Default)]

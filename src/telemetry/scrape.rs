@@ -23,7 +23,25 @@ use crate::broker::Broker;
 use crate::config::Config;
 
 /// Appends scrape-time families to a `/metrics` page.
-pub type ScrapeHook = Arc<dyn Fn(&mut String) + Send + Sync>;
+#[derive(Clone)]
+pub struct ScrapeHook(Arc<dyn Fn(&mut String) + Send + Sync>);
+
+impl ScrapeHook {
+    pub fn new(append: impl Fn(&mut String) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(append))
+    }
+
+    /// Appends the families to `page`.
+    pub fn append(&self, page: &mut String) {
+        (self.0)(page);
+    }
+}
+
+impl std::fmt::Debug for ScrapeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScrapeHook")
+    }
+}
 
 /// Who this node is, as RabbitMQ's `rabbitmq_identity_info` and rocketmq-exporter label it.
 #[derive(Debug, Clone)]
@@ -77,7 +95,7 @@ impl ScrapeState {
 
     /// The hook the HTTP endpoint runs after rendering the recorder.
     pub fn into_hook(self) -> ScrapeHook {
-        Arc::new(move |out: &mut String| self.render(out))
+        ScrapeHook::new(move |out: &mut String| self.render(out))
     }
 
     /// Appends every scrape-time family to `out`.
