@@ -300,6 +300,18 @@ def amqp():
         (rate("rabbitmq_global_messages_delivered_total"), "delivered"),
         (rate("rabbitmq_global_messages_redelivered_total"), "redelivered"),
     ], unit="ops")
+    b.panel("Deliveries / s by mode", [
+        (rate("rabbitmq_global_messages_delivered_consume_manual_ack_total"), "consume, manual ack"),
+        (rate("rabbitmq_global_messages_delivered_consume_auto_ack_total"), "consume, auto ack"),
+        (rate("rabbitmq_global_messages_delivered_get_manual_ack_total"), "get, manual ack"),
+        (rate("rabbitmq_global_messages_delivered_get_auto_ack_total"), "get, auto ack"),
+        (rate("rabbitmq_global_messages_get_empty_total"), "get, empty"),
+    ], unit="ops")
+    b.panel("Unconfirmed publishes / s", [
+        (f"{rate('rabbitmq_global_messages_received_confirm_total')} - {rate('rabbitmq_global_messages_confirmed_total')}", "awaiting confirm"),
+        (rate("rabbitmq_global_messages_unroutable_returned_total"), "unroutable, returned"),
+        (rate("rabbitmq_global_messages_unroutable_dropped_total"), "unroutable, dropped"),
+    ], unit="ops")
     b.panel("Acknowledged and confirmed / s", [
         (rate("rabbitmq_global_messages_acknowledged_total"), "consumer acks"),
         (rate("rabbitmq_global_messages_confirmed_total"), "publisher confirms"),

@@ -52,6 +52,13 @@ impl MethodMetrics {
 #[derive(Clone)]
 pub struct MessageCounters {
     pub received: Counter,
+    /// Received on channels in confirm mode.
+    pub received_confirm: Counter,
+    pub delivered_consume_auto_ack: Counter,
+    pub delivered_consume_manual_ack: Counter,
+    pub delivered_get_auto_ack: Counter,
+    pub delivered_get_manual_ack: Counter,
+    pub get_empty: Counter,
     pub routed: Counter,
     pub unroutable_returned: Counter,
     pub unroutable_dropped: Counter,
@@ -65,6 +72,12 @@ impl MessageCounters {
     pub fn new() -> Self {
         Self {
             received: metrics::counter!(MESSAGES_RECEIVED),
+            received_confirm: metrics::counter!(MESSAGES_RECEIVED_CONFIRM),
+            delivered_consume_auto_ack: metrics::counter!(MESSAGES_DELIVERED_CONSUME_AUTO_ACK),
+            delivered_consume_manual_ack: metrics::counter!(MESSAGES_DELIVERED_CONSUME_MANUAL_ACK),
+            delivered_get_auto_ack: metrics::counter!(MESSAGES_DELIVERED_GET_AUTO_ACK),
+            delivered_get_manual_ack: metrics::counter!(MESSAGES_DELIVERED_GET_MANUAL_ACK),
+            get_empty: metrics::counter!(MESSAGES_GET_EMPTY),
             routed: metrics::counter!(MESSAGES_ROUTED),
             unroutable_returned: metrics::counter!(MESSAGES_UNROUTABLE_RETURNED),
             unroutable_dropped: metrics::counter!(MESSAGES_UNROUTABLE_DROPPED),
@@ -92,6 +105,16 @@ pub const CONNECTIONS: &str = "rabbitmq_connections";
 pub const CHANNELS: &str = "rabbitmq_channels";
 pub const CONSUMERS: &str = "rabbitmq_consumers";
 pub const MESSAGES_RECEIVED: &str = "rabbitmq_global_messages_received_total";
+pub const MESSAGES_RECEIVED_CONFIRM: &str = "rabbitmq_global_messages_received_confirm_total";
+pub const MESSAGES_DELIVERED_CONSUME_AUTO_ACK: &str =
+    "rabbitmq_global_messages_delivered_consume_auto_ack_total";
+pub const MESSAGES_DELIVERED_CONSUME_MANUAL_ACK: &str =
+    "rabbitmq_global_messages_delivered_consume_manual_ack_total";
+pub const MESSAGES_DELIVERED_GET_AUTO_ACK: &str =
+    "rabbitmq_global_messages_delivered_get_auto_ack_total";
+pub const MESSAGES_DELIVERED_GET_MANUAL_ACK: &str =
+    "rabbitmq_global_messages_delivered_get_manual_ack_total";
+pub const MESSAGES_GET_EMPTY: &str = "rabbitmq_global_messages_get_empty_total";
 pub const MESSAGES_ROUTED: &str = "rabbitmq_global_messages_routed_total";
 pub const MESSAGES_UNROUTABLE_RETURNED: &str = "rabbitmq_global_messages_unroutable_returned_total";
 pub const MESSAGES_UNROUTABLE_DROPPED: &str = "rabbitmq_global_messages_unroutable_dropped_total";
@@ -166,6 +189,42 @@ pub static CATALOG: &[MetricDescription] = &[
         MetricKind::Counter,
         Unit::Count,
         "Messages published by AMQP clients.",
+    ),
+    metric(
+        MESSAGES_RECEIVED_CONFIRM,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages published on channels in confirm mode.",
+    ),
+    metric(
+        MESSAGES_DELIVERED_CONSUME_AUTO_ACK,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages delivered to consumers in automatic acknowledgement mode.",
+    ),
+    metric(
+        MESSAGES_DELIVERED_CONSUME_MANUAL_ACK,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages delivered to consumers in manual acknowledgement mode.",
+    ),
+    metric(
+        MESSAGES_DELIVERED_GET_AUTO_ACK,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages fetched with basic.get in automatic acknowledgement mode.",
+    ),
+    metric(
+        MESSAGES_DELIVERED_GET_MANUAL_ACK,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages fetched with basic.get in manual acknowledgement mode.",
+    ),
+    metric(
+        MESSAGES_GET_EMPTY,
+        MetricKind::Counter,
+        Unit::Count,
+        "basic.get operations on an empty queue.",
     ),
     metric(
         MESSAGES_ROUTED,

@@ -37,6 +37,7 @@ impl Session {
             .policy(queue)
             .is_some_and(|p| p.dead_letter_exchange.is_some());
         let Some(delivery) = take_live(&self.shared, queue, 1).await?.into_iter().next() else {
+            self.shared.counters.get_empty.increment(1);
             return self.send_method(channel, &Method::BasicGetEmpty).await;
         };
         let message = match from_record(&delivery.record) {
@@ -72,6 +73,10 @@ impl Session {
         let properties =
             stream::delivered_properties(info.policy.kind, &delivery, &message.raw_properties);
         self.shared.counters.delivered.increment(1);
+        match no_ack {
+            true => self.shared.counters.delivered_get_auto_ack.increment(1),
+            false => self.shared.counters.delivered_get_manual_ack.increment(1),
+        }
         if delivery.redelivered {
             self.shared.counters.redelivered.increment(1);
         }

@@ -105,6 +105,9 @@ impl Session {
             return Ok(());
         };
         self.shared.counters.received.increment(1);
+        if confirm.is_some() {
+            self.shared.counters.received_confirm.increment(1);
+        }
         let body = pending.body.freeze();
         if let Some((raw, rewritten)) = self
             .rewrite_reply_to(channel, &properties)
