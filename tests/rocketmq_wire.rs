@@ -652,6 +652,17 @@ fn exporter_families_report_lag_offsets_and_rates() {
         .unwrap()
             > 0.0
     );
+    // Broker-wide rates (rocketmq-exporter's BrokerPutNums / BrokerGetNums).
+    let broker_labels = [
+        r#"cluster="DefaultCluster""#,
+        r#"broker="tributary-broker""#,
+    ];
+    for family in ["rocketmq_broker_tps", "rocketmq_broker_qps"] {
+        assert!(
+            sample(&exposition, family, &broker_labels).is_some_and(|rate| rate > 0.0),
+            "{family} in:\n{exposition}"
+        );
+    }
     // The page is valid exposition. The exporter's label names `countOfOnlineConsumers` and
     // `msgModel` are camelCase, and dashboards select on them, so promtool's naming lint on
     // those families is the one finding allowed; any other camelCase label fails.

@@ -69,6 +69,13 @@ fn serves_health_and_clean_metrics_then_exits_zero_on_sigterm() {
         "tributary_connections_accepted_total{protocol=\"http\"}",
         "# TYPE tributary_connections_active gauge",
         "tributary_http_requests_total{endpoint=\"health\",status=\"200\"} 1",
+        // Computed at scrape time: the process, the node identity, kafka_exporter's broker count.
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_cpu_seconds_total counter",
+        "process_open_fds ",
+        "rabbitmq_identity_info{rabbitmq_node=\"tributary@",
+        "rabbitmq_queues 0",
+        "kafka_brokers 1",
     ] {
         assert!(
             exposition.contains(expected),
