@@ -5,13 +5,14 @@
     python3 grafana/build.py --check  # exit 1 if a JSON file differs from what this writes
 
 The JSON files are committed so Grafana can provision them as they are; edit the panels here and
-rerun. Conventions (those of grafana/dashboard-linter): a `datasource` variable every panel uses,
-`job` and `instance` variables every query selects on, `$__rate_interval` in every rate, a stable
-uid, `id: null`. `.ci/prometheus-suite` runs every expression below against a real Prometheus
+rerun. Conventions (those of grafana/dashboard-linter, checked by `lint` below): a `datasource`
+variable every panel uses, `job` and `instance` variables every query selects on,
+`$__rate_interval` in every range function, a stable uid, `id: null`. `.ci/prometheus-suite` runs every expression below against a real Prometheus
 scraping a broker that served all three protocols, and fails on one that returns no series.
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -418,12 +419,33 @@ def storage():
     return b
 
 
+def lint(name, board):
+    """dashboard-linter's rules that apply here; returns the problems found."""
+    problems = []
+    if not board.get("uid") or board.get("id") is not None:
+        problems.append(f"{name}: needs a stable uid and id null")
+    for panel in board["panels"]:
+        if panel["type"] == "row":
+            continue
+        if panel.get("datasource", {}).get("uid") != "${datasource}":
+            problems.append(f"{name} / {panel['title']}: datasource is not ${{datasource}}")
+        for target in panel["targets"]:
+            expr = target["expr"]
+            if 'job=~"$job"' not in expr or 'instance=~"$instance"' not in expr:
+                problems.append(f"{name} / {panel['title']}: {expr} lacks job/instance matchers")
+            for window in re.findall(r"\b(?:rate|irate|increase|deriv|delta)\([^\[]*\[([^\]]*)\]", expr):
+                if window != "$__rate_interval":
+                    problems.append(f"{name} / {panel['title']}: window [{window}] is not $__rate_interval")
+    return problems
+
+
 def main():
     check = "--check" in sys.argv[1:]
     OUT.mkdir(exist_ok=True)
     stale = []
     for name, board in (("overview", overview()), ("kafka", kafka()), ("amqp", amqp()),
                         ("rocketmq", rocketmq()), ("storage", storage())):
+        stale.extend(lint(name, board.json()))
         text = json.dumps(board.json(), indent=2) + "\n"
         path = OUT / f"{name}.json"
         if check:
@@ -432,7 +454,8 @@ def main():
         else:
             path.write_text(text)
     if stale:
-        print("out of date (run python3 grafana/build.py):", *stale, sep="\n  ")
+        print("stale or failing dashboard-linter rules (fix build.py, then run it):", *stale,
+              sep="\n  ")
         sys.exit(1)
 
 
