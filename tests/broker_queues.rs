@@ -533,9 +533,15 @@ async fn the_ack_journal_is_compacted_and_still_replays() {
             q.ack("many", &[delivery.id]).await.unwrap();
         }
         q.flush().unwrap();
-        let journal = std::fs::metadata(journal_path(&node.journal_dir(), "many"))
-            .unwrap()
-            .len();
+        // Compaction runs on the blocking pool after the settle that made it due: wait for it
+        // (on a loaded machine it may not have run yet when the last ack returns).
+        let path = journal_path(&node.journal_dir(), "many");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut journal = std::fs::metadata(&path).unwrap().len();
+        while journal >= 4096 * 13 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            journal = std::fs::metadata(&path).unwrap().len();
+        }
         assert!(
             journal < 4096 * 13,
             "compacted: {journal} bytes for {total} acks"

@@ -427,6 +427,30 @@ pub static KEYS: &[KeySpec] = &[
         limits.buffer_bytes
     ),
     key!(
+        "limits.send_buffer_bytes",
+        "TRIBUTARY_LIMITS_SEND_BUFFER_BYTES",
+        None,
+        COUNT,
+        parse,
+        limits.send_buffer_bytes
+    ),
+    key!(
+        "limits.connection_buffer_bytes",
+        "TRIBUTARY_LIMITS_CONNECTION_BUFFER_BYTES",
+        None,
+        COUNT,
+        parse,
+        limits.connection_buffer_bytes
+    ),
+    key!(
+        "limits.send_timeout_ms",
+        "TRIBUTARY_LIMITS_SEND_TIMEOUT_MS",
+        None,
+        COUNT,
+        parse,
+        limits.send_timeout_ms
+    ),
+    key!(
         "http.enabled",
         "TRIBUTARY_HTTP_ENABLED",
         None,

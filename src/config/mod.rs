@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tributary_api::{ConnectionTimeouts, Durability, FrameLimits, MemoryBudget};
+use tributary_api::{ConnectionTimeouts, Durability, FrameLimits, MemoryBudget, SendBudget};
 
 use crate::broker::{BrokerSettings, LogDefaults, PartitionLimits};
 
@@ -207,6 +207,15 @@ pub struct LimitsConfig {
     /// Budget for request frames being received or handled (frames above 64 KiB take their
     /// size from it before their body is read); when spent, connections stop reading.
     pub buffer_bytes: u64,
+    /// Budget for output queued for sockets (responses, deliveries) over all connections; when
+    /// spent, whoever produces output waits.
+    pub send_buffer_bytes: u64,
+    /// Per connection: bytes of queued output, of RocketMQ requests in flight and of partly
+    /// received AMQP messages.
+    pub connection_buffer_bytes: u64,
+    /// A socket write that accepts nothing for this long closes the connection (the peer
+    /// stopped reading); 0 turns it off.
+    pub send_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,6 +360,9 @@ impl Default for LimitsConfig {
             max_partitions_per_topic: engine.per_topic,
             max_partitions: engine.per_broker,
             buffer_bytes: 512 << 20,
+            send_buffer_bytes: 512 << 20,
+            connection_buffer_bytes: 16 << 20,
+            send_timeout_ms: 30_000,
         }
     }
 }
@@ -525,6 +537,7 @@ impl Config {
             idle: millis_or_off(kafka.connections_max_idle_ms),
             frame: millis_or_off(kafka.frame_timeout_ms),
             handshake: None,
+            send: millis_or_off(self.limits.send_timeout_ms),
         })
     }
 
@@ -540,6 +553,7 @@ impl Config {
             idle: millis_or_off(amqp.idle_timeout_ms),
             frame: millis_or_off(amqp.frame_timeout_ms),
             handshake: millis_or_off(amqp.handshake_timeout_ms),
+            send: millis_or_off(self.limits.send_timeout_ms),
         })
     }
 
@@ -570,12 +584,22 @@ impl Config {
             idle: millis_or_off(self.rocketmq.channel_idle_ms),
             frame: millis_or_off(self.rocketmq.frame_timeout_ms),
             handshake: None,
+            send: millis_or_off(self.limits.send_timeout_ms),
         }
     }
 
     /// The broker-wide budget for buffered request frames (`limits.buffer_bytes`).
     pub fn memory_budget(&self) -> MemoryBudget {
         MemoryBudget::new(self.limits.buffer_bytes)
+    }
+
+    /// The budgets for output queued for sockets (`limits.send_buffer_bytes`,
+    /// `limits.connection_buffer_bytes`).
+    pub fn send_budget(&self) -> SendBudget {
+        SendBudget::new(
+            self.limits.send_buffer_bytes,
+            self.limits.connection_buffer_bytes,
+        )
     }
 
     /// The HTTP endpoint's listener; its requests are small, so the frame limit only bounds

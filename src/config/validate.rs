@@ -198,6 +198,18 @@ impl Config {
             largest_frame.max(1 << 20),
             u64::from(u32::MAX) * 1024,
         )?;
+        within(
+            "limits.connection_buffer_bytes",
+            self.limits.connection_buffer_bytes,
+            64 << 10,
+            1 << 40,
+        )?;
+        within(
+            "limits.send_buffer_bytes",
+            self.limits.send_buffer_bytes,
+            self.limits.connection_buffer_bytes,
+            1 << 40,
+        )?;
         Ok(())
     }
 

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
-use tributary_api::{ConnectionContext, ConnectionTimeouts, FrameLimits, Frontend, MemoryBudget};
+use tributary_api::{
+    ConnectionContext, ConnectionTimeouts, FrameLimits, Frontend, MemoryBudget, SendBudget,
+};
 
 use super::shutdown::Lifecycle;
 use crate::telemetry::names;
@@ -44,6 +46,7 @@ pub async fn serve_listener(
     let rules = ConnectionRules {
         timeouts: ConnectionTimeouts::default(),
         budget: MemoryBudget::default(),
+        send_budget: SendBudget::default(),
     };
     serve_listener_with(
         frontend,
@@ -62,6 +65,8 @@ pub struct ConnectionRules {
     pub timeouts: ConnectionTimeouts,
     /// Shared by every listener of the broker.
     pub budget: MemoryBudget,
+    /// Output queued for sockets; shared by every listener of the broker.
+    pub send_budget: SendBudget,
 }
 
 /// [`serve_listener`] with the listener's time limits and the broker's buffer budget.
@@ -134,6 +139,7 @@ pub async fn serve_listener_with(
             limits,
             timeouts: rules.timeouts,
             budget: rules.budget.clone(),
+            send_budget: rules.send_budget.clone(),
         };
         let task = serve_connection(
             Arc::clone(&frontend),

@@ -163,6 +163,7 @@ where
     }
 
     let budget = config.memory_budget();
+    let send_budget = config.send_budget();
     for (mount, listener, group) in bound {
         let protocol = mount.frontend.name();
         match listener.local_addr() {
@@ -174,6 +175,7 @@ where
         let rules = ConnectionRules {
             timeouts: mount.listener.timeouts,
             budget: budget.clone(),
+            send_budget: send_budget.clone(),
         };
         let accept = serve_listener_with(
             mount.frontend,

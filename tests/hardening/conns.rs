@@ -38,14 +38,14 @@ const LATE: Duration = Duration::from_millis(2500);
 /// Time between the bytes of a slowloris sender.
 const DRIP: Duration = Duration::from_millis(200);
 
-fn start(config: &str) -> TestBroker {
+pub(crate) fn start(config: &str) -> TestBroker {
     let config = config.to_owned();
     TestBroker::start_prepared(&["--config", "tributary.toml"], move |root| {
         std::fs::write(root.join("tributary.toml"), config).expect("write the config file");
     })
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
+pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_millis(50)))
@@ -185,7 +185,7 @@ fn kafka_silent_truncated_and_slowloris_connections_are_closed() {
 }
 
 /// The broker's `/metrics` text.
-fn scrape(addr: SocketAddr) -> String {
+pub(crate) fn scrape(addr: SocketAddr) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
     stream
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
@@ -207,13 +207,13 @@ fn rocketmq_silent_truncated_and_slowloris_connections_are_closed_on_both_listen
 }
 
 /// A raw AMQP client: frames are decoded with the frontend's codec.
-struct Amqp {
-    stream: TcpStream,
+pub(crate) struct Amqp {
+    pub(crate) stream: TcpStream,
     buf: BytesMut,
 }
 
 impl Amqp {
-    fn method(&mut self, channel: u16, class: u16, method: u16, args: &[u8]) {
+    pub(crate) fn method(&mut self, channel: u16, class: u16, method: u16, args: &[u8]) {
         let mut payload = Vec::new();
         payload.extend_from_slice(&class.to_be_bytes());
         payload.extend_from_slice(&method.to_be_bytes());
@@ -224,7 +224,7 @@ impl Amqp {
     }
 
     /// The class and method id of the next method frame, skipping heartbeats.
-    fn expect(&mut self, class: u16, method: u16) {
+    pub(crate) fn expect(&mut self, class: u16, method: u16) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Some(frame) = amqp::decode_frame(&mut self.buf, 1 << 20).expect("valid frame") {
@@ -251,7 +251,7 @@ impl Amqp {
     }
 
     /// Header through open-ok, heartbeats off.
-    fn open(addr: SocketAddr) -> Self {
+    pub(crate) fn open(addr: SocketAddr) -> Self {
         let mut client = Self {
             stream: connect(addr),
             buf: BytesMut::new(),
@@ -352,7 +352,7 @@ fn amqp_slow_handshakes_and_idle_or_slow_connections_are_closed() {
 }
 
 /// A `/proc/<pid>/status` figure in bytes (`VmRSS:`, `VmHWM:`, `VmData:`).
-fn status_bytes(pid: u32, field: &str) -> u64 {
+pub(crate) fn status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
     let line = status
         .lines()

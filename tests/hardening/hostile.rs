@@ -4,7 +4,10 @@
 //!
 //! Input kinds: random bytes, absurd length fields, valid frames cut short, a valid handshake or
 //! request followed by garbage, wrong protocol versions, unknown request codes, and slow senders
-//! that dribble a frame. After sending, each connection half-closes and reads to the end.
+//! that dribble a frame. After sending, each connection half-closes and reads to the end, except
+//! truncated frames and slow senders on the Kafka, AMQP and RocketMQ listeners: those stop
+//! mid-frame and keep the connection open, so only the broker's frame and handshake timeouts
+//! (set short here, [`TIMEOUTS`]) can end them.
 //!
 //! Assertions: the broker process stays up; every hostile connection ends in a close (with or
 //! without the protocol's error first) within [`CLOSE_WITHIN`], never a hang; rdkafka, lapin,
@@ -14,8 +17,8 @@
 //! A Produce whose response is still pending when the client half-closes may be answered by a
 //! close alone (the broker closes on end of input, as Kafka does); the record checks still ran.
 //!
-//! The slow senders close their own sockets: no frame or idle timeout exists on this branch yet,
-//! so a sender that stops mid-frame without closing would be held (issue 14, "connections").
+//! HTTP's slow senders still half-close: its header read timeout is a fixed 10 s, longer than
+//! [`CLOSE_WITHIN`].
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
@@ -43,8 +46,21 @@ use crate::rocketmq::{Client, message, runtime};
 const INPUTS_PER_LISTENER: usize = 1_200;
 /// Connections open at once across all listeners.
 const PARALLEL: usize = 48;
-/// A hostile connection must be closed this soon after it half-closes (or stops sending).
-const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+/// A hostile connection must be closed this soon after it half-closes (or stops sending): the
+/// 2 s frame and handshake timeouts of [`TIMEOUTS`] plus slack for a loaded machine.
+const CLOSE_WITHIN: Duration = Duration::from_secs(6);
+/// The broker's connection rules for this suite.
+const TIMEOUTS: &str = "
+[kafka]
+frame_timeout_ms = 2000
+
+[amqp]
+handshake_timeout_ms = 2000
+frame_timeout_ms = 2000
+
+[rocketmq]
+frame_timeout_ms = 2000
+";
 /// The broker's resident memory after the suite (it starts near 30 MiB).
 const RSS_BOUND_MIB: u64 = 256;
 const SEED: u64 = 0x1405_DEAD_BEEF_0014;
@@ -132,6 +148,8 @@ impl Rng {
 struct Input {
     chunks: Vec<Vec<u8>>,
     slow: bool,
+    /// The input ends inside a frame (truncated, dribbled).
+    stops_mid_frame: bool,
 }
 
 impl Input {
@@ -139,12 +157,16 @@ impl Input {
         Self {
             chunks: vec![bytes],
             slow: false,
+            stops_mid_frame: false,
         }
     }
 
     fn cut(bytes: &[u8], rng: &mut Rng) -> Self {
         let at = 1 + rng.below(bytes.len() - 1);
-        Self::one(bytes[..at].to_vec())
+        Self {
+            stops_mid_frame: true,
+            ..Self::one(bytes[..at].to_vec())
+        }
     }
 
     fn then_garbage(mut bytes: Vec<u8>, rng: &mut Rng) -> Self {
@@ -159,7 +181,11 @@ impl Input {
         let chunks = (0..pieces)
             .map(|i| bytes[i * 2..i * 2 + 2].to_vec())
             .collect();
-        Self { chunks, slow: true }
+        Self {
+            chunks,
+            slow: true,
+            stops_mid_frame: true,
+        }
     }
 }
 
@@ -515,7 +541,11 @@ fn send(addr: SocketAddr, listener: Listener, input: &Input) -> Outcome {
             thread::sleep(Duration::from_millis(60));
         }
     }
-    let _ = stream.shutdown(Shutdown::Write);
+    // A frame stopped short on a framed protocol stays open: the broker's timeouts must end it.
+    let held_open = listener != Listener::Http && input.stops_mid_frame;
+    if !held_open {
+        let _ = stream.shutdown(Shutdown::Write);
+    }
     let mut reply = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -699,7 +729,9 @@ fn client_round(addrs: &Addrs, round: usize) {
 
 #[test]
 fn hostile_inputs_on_every_listener_leave_the_broker_serving() {
-    let mut broker = TestBroker::start();
+    let mut broker = TestBroker::start_prepared(&["--config", "tributary.toml"], |root| {
+        std::fs::write(root.join("tributary.toml"), TIMEOUTS).expect("write the config file");
+    });
     let addr_of = |broker: &mut TestBroker, listener: Listener| match listener {
         Listener::Kafka => broker.addr("kafka"),
         Listener::Amqp => broker.addr("amqp"),

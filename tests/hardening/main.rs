@@ -11,3 +11,4 @@ mod rocketmq;
 mod conns;
 mod hostile;
 mod limits;
+mod output;

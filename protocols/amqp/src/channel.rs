@@ -122,6 +122,60 @@ pub struct PendingPublish {
     pub method: MethodId,
     pub header: Option<(ContentHeader, BasicProperties)>,
     pub body: PendingBody,
+    /// The declared body size, counted in the connection's [`PartialBytes`] until the
+    /// message is complete or dropped.
+    pub held: Option<PartialHold>,
+}
+
+/// Bytes of message bodies a connection has announced (content header) and not finished,
+/// over all its channels: a connection may not hold more than its buffer cap in partly
+/// received messages, however many channels it opens.
+#[derive(Debug, Clone)]
+pub struct PartialBytes {
+    declared: Arc<std::sync::atomic::AtomicU64>,
+    cap: u64,
+}
+
+/// One message's share of [`PartialBytes`]; given back on drop.
+#[derive(Debug)]
+pub struct PartialHold {
+    declared: Arc<std::sync::atomic::AtomicU64>,
+    bytes: u64,
+}
+
+impl PartialBytes {
+    pub fn new(cap: u64) -> Self {
+        Self {
+            declared: Arc::default(),
+            cap,
+        }
+    }
+
+    /// Counts a body of `bytes`, or `None` when it would take the connection over its cap
+    /// (a body alone is always allowed: the message size limit bounds it).
+    pub fn hold(&self, bytes: u64) -> Option<PartialHold> {
+        use std::sync::atomic::Ordering;
+        let before = self.declared.fetch_add(bytes, Ordering::AcqRel);
+        if before != 0 && before.saturating_add(bytes) > self.cap {
+            self.declared.fetch_sub(bytes, Ordering::AcqRel);
+            return None;
+        }
+        Some(PartialHold {
+            declared: Arc::clone(&self.declared),
+            bytes,
+        })
+    }
+
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+}
+
+impl Drop for PartialHold {
+    fn drop(&mut self) {
+        self.declared
+            .fetch_sub(self.bytes, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// A message body as its frames arrive: a body sent in one frame keeps the read buffer's

@@ -24,7 +24,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tributary_api::{CloseReason, ConnectionContext};
+use tributary_api::outbound::{SendTimedOut, write_progressing};
+use tributary_api::{CloseReason, ConnectionContext, Outbound, Queued};
 
 use crate::access::{self, Grant, login};
 use crate::codec::methods::Method;
@@ -206,11 +207,22 @@ async fn serve_checked(
     };
     reader.frame_max = tuned.frame_max;
     let heartbeat = (tuned.heartbeat > 0).then(|| Duration::from_secs(u64::from(tuned.heartbeat)));
-    let (out, outbound) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
-    let writer = tokio::spawn(run_writer(write, outbound, heartbeat.map(|h| h / 2)));
+    let (out, outbound) = Outbound::<Bytes>::channel(OUTBOUND_QUEUE, &context.send_budget);
+    let writer = tokio::spawn(run_writer(
+        write,
+        outbound,
+        heartbeat.map(|h| h / 2),
+        context.timeouts.send,
+    ));
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
     metrics::counter!(m::CONNECTIONS_OPENED).increment(1);
-    let mut session = Session::new(login, out, tuned.frame_max, tuned.channel_max);
+    let mut session = Session::new(
+        login,
+        out,
+        tuned.frame_max,
+        tuned.channel_max,
+        context.send_budget.per_connection_bytes(),
+    );
     let missed_heartbeats = heartbeat.map(|h| h * 2);
     let outcome = session
         .run(&mut reader, missed_heartbeats, &context.shutdown)
@@ -240,6 +252,12 @@ async fn serve_checked(
     let written = writer.await;
     if let Some(watchdog) = watchdog {
         watchdog.abort();
+    }
+    if let Ok(Err(err)) = &written
+        && let Some(limit) = SendTimedOut::of(err)
+    {
+        tributary_api::record_close("amqp", context.peer, CloseReason::SendTimeout, limit);
+        return Ok(());
     }
     let mut write = match written {
         Ok(Ok(write)) => write,
@@ -442,8 +460,9 @@ async fn open_vhost(
 /// the socket back when the queue closes (so the connection task can send a final close).
 async fn run_writer(
     mut write: OwnedWriteHalf,
-    mut outbound: mpsc::Receiver<Bytes>,
+    mut outbound: mpsc::Receiver<Queued<Bytes>>,
     heartbeat_every: Option<Duration>,
+    send_timeout: Option<Duration>,
 ) -> std::io::Result<OwnedWriteHalf> {
     let mut beat = BytesMut::new();
     codec::encode_heartbeat(&mut beat);
@@ -452,33 +471,42 @@ async fn run_writer(
             Some(every) => match tokio::time::timeout(every, outbound.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    write.write_all(&beat).await?;
+                    write_progressing(&mut write, &beat, send_timeout).await?;
                     continue;
                 }
             },
             None => outbound.recv().await,
         };
-        let Some(bytes) = next else {
+        let Some(Queued {
+            item: bytes,
+            permit,
+        }) = next
+        else {
             return Ok(write);
         };
+        // The permits of everything in this write are given back once it is written.
+        let mut held = vec![permit];
         // Whatever else is queued already goes out in the same write: consumer tasks and the
         // session queue small pieces (confirms, deliveries) and a syscall each costs more than
         // the copy.
         let bytes = match outbound.try_recv() {
             Ok(more) => {
-                let mut batch = BytesMut::with_capacity(bytes.len() + more.len());
+                let mut batch = BytesMut::with_capacity(bytes.len() + more.item.len());
                 batch.extend_from_slice(&bytes);
-                batch.extend_from_slice(&more);
+                batch.extend_from_slice(&more.item);
+                held.push(more.permit);
                 while batch.len() < WRITE_COALESCE_BYTES
                     && let Ok(more) = outbound.try_recv()
                 {
-                    batch.extend_from_slice(&more);
+                    batch.extend_from_slice(&more.item);
+                    held.push(more.permit);
                 }
                 batch.freeze()
             }
             Err(_) => bytes,
         };
         metrics::counter!(m::BYTES_SENT).increment(bytes.len() as u64);
-        write.write_all(&bytes).await?;
+        write_progressing(&mut write, &bytes, send_timeout).await?;
+        drop(held);
     }
 }

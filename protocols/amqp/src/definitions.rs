@@ -17,7 +17,7 @@
 //! named by [`crate::vhost::engine_queue_name`].
 
 use bytes::{Bytes, BytesMut};
-use tributary_api::{EngineResult, MetadataStore};
+use tributary_api::{EngineError, EngineResult, MetadataStore};
 
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::codec::wire::Reader;
@@ -58,7 +58,7 @@ pub fn encode(table: &FieldTable) -> Bytes {
     out.freeze()
 }
 
-/// Decodes a stored value; a damaged record reads as an empty table (logged by the caller).
+/// Decodes a stored value; `None` when it is damaged.
 pub fn decode(value: &[u8]) -> Option<FieldTable> {
     FieldTable::decode(&mut Reader::new(value)).ok()
 }
@@ -75,6 +75,9 @@ pub fn nested(table: &FieldTable, name: &str) -> FieldTable {
 }
 
 /// Every record of a namespace whose key starts with `prefix` (a vhost and the separator).
+/// One record that cannot be decoded fails the whole load: a topology missing a queue or a
+/// binding would route messages nowhere without a word, so the vhost refuses to serve instead
+/// (every operation on it gets the error until the record is repaired).
 pub async fn load(
     store: &dyn MetadataStore,
     namespace: &str,
@@ -83,10 +86,80 @@ pub async fn load(
     let records = store.scan(namespace, prefix).await?;
     let mut out = Vec::with_capacity(records.len());
     for (key, value) in records {
-        match decode(&value) {
-            Some(table) => out.push((key, table)),
-            None => tracing::warn!(namespace, key, "skipping an undecodable AMQP definition"),
-        }
+        let Some(table) = decode(&value) else {
+            tracing::error!(
+                namespace,
+                key,
+                "an AMQP definition cannot be decoded; its vhost's topology is not loaded"
+            );
+            return Err(EngineError::Metadata {
+                context: "loading AMQP definitions",
+                message: format!("the record {namespace}/{key} cannot be decoded"),
+            });
+        };
+        out.push((key, table));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    struct MapStore(Mutex<BTreeMap<(String, String), Bytes>>);
+
+    #[async_trait]
+    impl MetadataStore for MapStore {
+        async fn put(&self, namespace: &str, key: &str, value: Bytes) -> EngineResult<()> {
+            self.0.lock().insert((namespace.into(), key.into()), value);
+            Ok(())
+        }
+        async fn get(&self, namespace: &str, key: &str) -> EngineResult<Option<Bytes>> {
+            Ok(self.0.lock().get(&(namespace.into(), key.into())).cloned())
+        }
+        async fn delete(&self, namespace: &str, key: &str) -> EngineResult<bool> {
+            Ok(self
+                .0
+                .lock()
+                .remove(&(namespace.into(), key.into()))
+                .is_some())
+        }
+        async fn scan(&self, namespace: &str, prefix: &str) -> EngineResult<Vec<(String, Bytes)>> {
+            Ok(self
+                .0
+                .lock()
+                .iter()
+                .filter(|((ns, key), _)| ns == namespace && key.starts_with(prefix))
+                .map(|((_, key), value)| (key.clone(), value.clone()))
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_definition_fails_the_load_instead_of_vanishing() {
+        let store = MapStore::default();
+        let mut good = BytesMut::new();
+        let mut table = FieldTable::default();
+        table.insert("durable", FieldValue::Bool(true));
+        table.encode(&mut good);
+        store.put("q", "v/a", good.freeze()).await.expect("put");
+        let loaded = load(&store, "q", "v/").await.expect("a good record loads");
+        assert_eq!(loaded.len(), 1);
+        // A table that declares more bytes than it has.
+        store
+            .put("q", "v/b", Bytes::from_static(&[0, 0, 1, 0, 1]))
+            .await
+            .expect("put");
+        let err = load(&store, "q", "v/")
+            .await
+            .expect_err("no record is skipped");
+        assert!(err.to_string().contains("v/b"), "{err}");
+    }
 }

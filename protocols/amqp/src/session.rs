@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tributary_api::CloseReason;
+use tributary_api::{CloseReason, Outbound};
 
 use crate::Shared;
 use crate::access::Grant;
 use crate::alarm::Alarms;
-use crate::channel::{Channel, ChannelState, by_queue};
+use crate::channel::{Channel, ChannelState, PartialBytes, by_queue};
 use crate::codec::content::{BasicProperties, ContentHeader};
 use crate::codec::methods::{Method, peek_id};
 use crate::codec::{self, Frame, FrameKind};
@@ -57,7 +57,7 @@ pub struct Session {
     grant: Grant,
     blocked_capable: bool,
     alarms: watch::Receiver<Alarms>,
-    pub out: mpsc::Sender<Bytes>,
+    pub out: Outbound<Bytes>,
     pub frame_max: u32,
     pub channel_max: u16,
     pub channels: HashMap<u16, Channel>,
@@ -71,11 +71,22 @@ pub struct Session {
     /// reads them between frames.
     pub(crate) consumer_failures: mpsc::UnboundedSender<ConsumerFailure>,
     failed_consumers: mpsc::UnboundedReceiver<ConsumerFailure>,
+    /// Bodies announced and not yet complete, over all channels.
+    partial: PartialBytes,
 }
 
 impl Session {
-    pub fn new(login: Login, out: mpsc::Sender<Bytes>, frame_max: u32, channel_max: u16) -> Self {
+    /// `buffer_cap`: the most bytes of partly received messages the connection may hold
+    /// (`limits.connection_buffer_bytes`; never below the message size limit).
+    pub fn new(
+        login: Login,
+        out: Outbound<Bytes>,
+        frame_max: u32,
+        channel_max: u16,
+        buffer_cap: u64,
+    ) -> Self {
         let id = login.shared.next_connection_id();
+        let partial = PartialBytes::new(buffer_cap.max(login.shared.settings.max_message_bytes));
         let (consumer_failures, failed_consumers) = mpsc::unbounded_channel();
         Self {
             shared: login.shared,
@@ -95,13 +106,15 @@ impl Session {
             method_metrics: m::MethodMetrics::default(),
             consumer_failures,
             failed_consumers,
+            partial,
         }
     }
 
     /// Queues encoded frames for the writer; waits when the peer reads slowly.
     pub async fn send(&self, bytes: BytesMut) -> Result<(), AmqpError> {
+        let len = bytes.len();
         self.out
-            .send(bytes.freeze())
+            .send(bytes.freeze(), len)
             .await
             .map_err(|_| AmqpError::Io(std::io::ErrorKind::BrokenPipe.into()))
     }
@@ -145,6 +158,12 @@ impl Session {
                 () = shutdown.cancelled() => {
                     self.flush_publishes().await?;
                     return Ok(Some(Reply::new(CONNECTION_FORCED, "broker shutting down")));
+                }
+                // The writer failed or timed out on a peer that stopped reading: nothing more
+                // can reach the peer, so the connection ends (the shell logs why).
+                () = self.out.closed() => {
+                    self.flush_publishes().await?;
+                    return Err(AmqpError::Io(std::io::ErrorKind::BrokenPipe.into()));
                 }
             };
             let Some(frame) = frame else {
@@ -486,6 +505,20 @@ impl Session {
                     self.shared.settings.max_message_bytes
                 ),
             ));
+        }
+        if size > 0 {
+            let Some(held) = self.partial.hold(size) else {
+                tributary_api::guard::count_close("amqp", CloseReason::BufferLimit);
+                return Err(AmqpError::connection(
+                    error::RESOURCE_ERROR,
+                    format_args!(
+                        "a message of {size} bytes would take this connection's partly received \
+                         messages over {} bytes (limits.connection_buffer_bytes)",
+                        self.partial.cap()
+                    ),
+                ));
+            };
+            pending.held = Some(held);
         }
         pending.header = Some((header, properties));
         if size == 0 {

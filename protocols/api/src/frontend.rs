@@ -14,6 +14,7 @@ use crate::guard::{ConnectionTimeouts, MemoryBudget};
 use crate::log::{LogService, TopicAdmin};
 use crate::metadata::MetadataStore;
 use crate::offsets::OffsetStore;
+use crate::outbound::SendBudget;
 use crate::queue::QueueService;
 use crate::scheduler::Scheduler;
 
@@ -48,6 +49,8 @@ pub struct ConnectionContext {
     pub timeouts: ConnectionTimeouts,
     /// The broker-wide budget for buffered request frames.
     pub budget: MemoryBudget,
+    /// The broker-wide and per-connection budgets for output queued for sockets.
+    pub send_budget: SendBudget,
 }
 
 /// Where a frontend runs work that is not a connection (the AMQP topic feeds): tasks spawned on

@@ -30,7 +30,7 @@ pub static CATALOG: &[MetricDescription] = &[metric(
     CONNECTIONS_CLOSED,
     MetricKind::Counter,
     Unit::Count,
-    "Connections closed by a connection rule (idle, frame or handshake timeout, missed heartbeats, pre-authentication frame cap), by listener and reason.",
+    "Connections closed by a connection rule (idle, frame, handshake or send timeout, missed heartbeats, pre-authentication frame cap, connection buffer cap), by listener and reason.",
 )];
 
 /// Frames up to this size are read into the connection's own read buffer without taking from
@@ -46,6 +46,8 @@ pub struct ConnectionTimeouts {
     pub frame: Option<Duration>,
     /// From accept to an established session (AMQP: protocol header through `open-ok`).
     pub handshake: Option<Duration>,
+    /// A write to the socket must accept some bytes within this long (the peer reads).
+    pub send: Option<Duration>,
 }
 
 /// Why a connection rule closed a connection; its label is the metric's `reason`.
@@ -61,6 +63,10 @@ pub enum CloseReason {
     Heartbeat,
     /// A frame before authentication declared more than the pre-authentication cap.
     PreAuthFrameTooLarge,
+    /// The peer accepted no output for the send timeout.
+    SendTimeout,
+    /// The connection's partly received messages went over its buffer cap.
+    BufferLimit,
 }
 
 impl CloseReason {
@@ -72,6 +78,8 @@ impl CloseReason {
             Self::HandshakeTimeout => "handshake_timeout",
             Self::Heartbeat => "heartbeat",
             Self::PreAuthFrameTooLarge => "pre_auth_frame_too_large",
+            Self::SendTimeout => "send_timeout",
+            Self::BufferLimit => "buffer_limit",
         }
     }
 }
@@ -101,6 +109,8 @@ pub fn record_close(
             CloseReason::HandshakeTimeout => "the handshake was not finished in time",
             CloseReason::Heartbeat => "missed heartbeats",
             CloseReason::PreAuthFrameTooLarge => "frame too large before authentication",
+            CloseReason::SendTimeout => "the peer stopped reading its output",
+            CloseReason::BufferLimit => "too many bytes of partly received messages",
         }
     );
     count_close(listener, reason);
@@ -296,6 +306,7 @@ mod tests {
             idle: Some(Duration::from_secs(100)),
             frame: Some(Duration::from_secs(5)),
             handshake: None,
+            send: None,
         };
         let mut clock = FrameClock::new();
         let (_, reason, _) = clock.deadline(&timeouts, true).expect("idle applies");

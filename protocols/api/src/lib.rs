@@ -8,8 +8,9 @@
 //! delivery, [`Frontend`] for a protocol served on a listener, and [`users`] for the credentials
 //! every protocol authenticates against.
 //!
-//! It is not: storage, networking or a protocol codec. It does no I/O; it names `TcpStream` only
-//! so the shell can hand a frontend its connection. Dependencies point one way:
+//! It is not: storage, networking or a protocol codec. It does no I/O of its own; it names `TcpStream` only
+//! so the shell can hand a frontend its connection, and its connection rules ([`guard`],
+//! [`outbound`]) wrap the frontends' reads and writes. Dependencies point one way:
 //! `tributary-api` <- frontends <- the `tributary` engine and binary.
 
 pub mod batch;
@@ -21,6 +22,7 @@ pub mod interop;
 pub mod log;
 pub mod metadata;
 pub mod offsets;
+pub mod outbound;
 pub mod queue;
 pub mod scheduler;
 pub mod telemetry;
@@ -39,6 +41,7 @@ pub use guard::{
 pub use log::{LogService, PendingDurability, TopicAdmin};
 pub use metadata::{MetadataStore, USERS_NAMESPACE};
 pub use offsets::OffsetStore;
+pub use outbound::{Outbound, Queued, SendBudget, SendPermit, WriterGone};
 pub use queue::{Delivery, HeadFilter, HeadTake, QueueDepth, QueueOptions, QueueService};
 pub use scheduler::{ScheduleTarget, Scheduler};
 pub use types::*;

@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
@@ -33,6 +33,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 use tributary_api::ConnectionContext;
 use tributary_api::guard::{self, BudgetPermit, CloseReason, FrameClock, MemoryBudget};
+use tributary_api::outbound::write_progressing;
 
 use crate::codec::{self, CodecError, KafkaRequest, KafkaResponse, Routed};
 use crate::error::KafkaError;
@@ -75,6 +76,7 @@ pub(crate) async fn serve(
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut sasl = SaslSession::new(broker.settings.sasl_enabled);
     let peer = context.peer.to_string();
+    let send_timeout = context.timeouts.send;
     let request_context = RequestContext {
         local_port: context.local.port(),
         shutdown: context.shutdown.clone(),
@@ -114,8 +116,10 @@ pub(crate) async fn serve(
                 let (reply, after) = sasl.raw_token(&broker.engine, &peer, token).await;
                 if let Some(reply) = reply {
                     let size = u32::try_from(reply.len()).unwrap_or(u32::MAX);
-                    stream.write_all(&size.to_be_bytes()).await?;
-                    stream.write_all(&reply).await?;
+                    let mut framed = Vec::with_capacity(4 + reply.len());
+                    framed.extend_from_slice(&size.to_be_bytes());
+                    framed.extend_from_slice(&reply);
+                    write_progressing(&mut stream, &framed, send_timeout).await?;
                 }
                 if after == After::Close {
                     return Ok(());
@@ -144,7 +148,7 @@ pub(crate) async fn serve(
             let routed = codec::route(raw).map_err(|error| protocol_error(&context, error))?;
             let (api, response, after) = match routed {
                 Routed::ApiVersionsFallback { correlation_id } => {
-                    answer_all(&mut stream, &mut pending).await?;
+                    answer_all(&mut stream, &mut pending, send_timeout).await?;
                     debug!(peer = %context.peer, "ApiVersions above our range: KIP-511 fallback");
                     let body = ApiVersionsResponse::default()
                         .with_error_code(ResponseError::UnsupportedVersion.code())
@@ -174,7 +178,7 @@ pub(crate) async fn serve(
                                 response,
                             });
                             if pending.len() >= MAX_PIPELINED_PRODUCES {
-                                answer_oldest(&mut stream, &mut pending).await?;
+                                answer_oldest(&mut stream, &mut pending, send_timeout).await?;
                             }
                             continue;
                         }
@@ -182,7 +186,7 @@ pub(crate) async fn serve(
                     };
                     // Any other request is served after the produces before it are answered,
                     // so it sees their effects and its response follows theirs.
-                    answer_all(&mut stream, &mut pending).await?;
+                    answer_all(&mut stream, &mut pending, send_timeout).await?;
                     let (response, after) = match body {
                         KafkaRequest::SaslHandshake(request) if sasl.in_progress() => {
                             let (response, after) = sasl.handshake(&peer, version, &request);
@@ -214,11 +218,11 @@ pub(crate) async fn serve(
                 }
             };
             if let Some(frame) = response {
-                stream.write_all(&frame).await?;
+                write_progressing(&mut stream, &frame, send_timeout).await?;
             }
             count_request(api_label(api), started);
             if after == After::Close {
-                answer_all(&mut stream, &mut pending).await?;
+                answer_all(&mut stream, &mut pending, send_timeout).await?;
                 stream.flush().await?;
                 return Ok(());
             }
@@ -239,7 +243,7 @@ pub(crate) async fn serve(
                     return Ok(());
                 }
                 () = context.shutdown.cancelled() => {
-                    answer_all(&mut stream, &mut pending).await?;
+                    answer_all(&mut stream, &mut pending, send_timeout).await?;
                     return Ok(());
                 }
             }
@@ -277,12 +281,12 @@ pub(crate) async fn serve(
             }
             Wake::Answered(response) => {
                 if let Some(produce) = pending.pop_front() {
-                    write_produce_response(&mut stream, produce, response).await?;
+                    write_produce_response(&mut stream, produce, response, send_timeout).await?;
                 }
                 clock.touch();
             }
             Wake::Shutdown => {
-                answer_all(&mut stream, &mut pending).await?;
+                answer_all(&mut stream, &mut pending, send_timeout).await?;
                 return Ok(());
             }
         }
@@ -293,10 +297,11 @@ pub(crate) async fn serve(
 async fn answer_oldest(
     stream: &mut TcpStream,
     pending: &mut VecDeque<PendingProduce>,
+    send_timeout: Option<Duration>,
 ) -> Result<(), KafkaError> {
     if let Some(mut produce) = pending.pop_front() {
         let response = (&mut produce.response).await;
-        write_produce_response(stream, produce, response).await?;
+        write_produce_response(stream, produce, response, send_timeout).await?;
     }
     Ok(())
 }
@@ -305,9 +310,10 @@ async fn answer_oldest(
 async fn answer_all(
     stream: &mut TcpStream,
     pending: &mut VecDeque<PendingProduce>,
+    send_timeout: Option<Duration>,
 ) -> Result<(), KafkaError> {
     while !pending.is_empty() {
-        answer_oldest(stream, pending).await?;
+        answer_oldest(stream, pending, send_timeout).await?;
     }
     Ok(())
 }
@@ -316,6 +322,7 @@ async fn write_produce_response(
     stream: &mut TcpStream,
     produce: PendingProduce,
     response: Option<ProduceResponse>,
+    send_timeout: Option<Duration>,
 ) -> Result<(), KafkaError> {
     // acks=0: the client expects no response.
     if let Some(response) = response {
@@ -325,7 +332,7 @@ async fn write_produce_response(
             produce.version,
             &KafkaResponse::Produce(response),
         )?;
-        stream.write_all(&frame).await?;
+        write_progressing(stream, &frame, send_timeout).await?;
     }
     count_request("produce", produce.started);
     Ok(())

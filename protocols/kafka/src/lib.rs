@@ -44,7 +44,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::net::TcpStream;
-use tributary_api::{ConnectionContext, ConnectionError, Engine, Frontend};
+use tributary_api::outbound::SendTimedOut;
+use tributary_api::{CloseReason, ConnectionContext, ConnectionError, Engine, Frontend};
 
 pub use error::KafkaError;
 
@@ -111,8 +112,13 @@ impl Frontend for KafkaFrontend {
         stream: TcpStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
-        connection::serve(Arc::clone(&self.broker), stream, context)
-            .await
-            .map_err(Into::into)
+        let peer = context.peer;
+        match connection::serve(Arc::clone(&self.broker), stream, context).await {
+            Err(KafkaError::Io(err)) if let Some(limit) = SendTimedOut::of(&err) => {
+                tributary_api::record_close("kafka", peer, CloseReason::SendTimeout, limit);
+                Ok(())
+            }
+            other => other.map_err(Into::into),
+        }
     }
 }

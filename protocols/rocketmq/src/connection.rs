@@ -4,8 +4,11 @@
 //! Invariants:
 //! - requests run concurrently and out of order (a long-polling pull never holds up a later
 //!   request); each response carries its request's opaque;
-//! - at most [`MAX_IN_FLIGHT`] requests run at once and at most [`OUTBOUND_CAPACITY`] responses
-//!   wait for the socket; when either is full the read loop stops reading (backpressure);
+//! - at most [`MAX_IN_FLIGHT`] requests, and requests of at most the connection's buffer cap
+//!   (`limits.connection_buffer_bytes`) in bytes, run at once; at most [`OUTBOUND_CAPACITY`]
+//!   responses, and the connection's and broker's send budgets in bytes, wait for the socket;
+//!   when any is full the read loop stops reading (backpressure); a write that the peer accepts
+//!   nothing of for the send timeout ends the connection;
 //! - a malformed or oversized frame closes this connection only, after a log line;
 //! - on shutdown or peer close, long polls are cut short, requests in flight finish and their
 //!   responses are flushed before the connection returns; members registered on this connection
@@ -21,6 +24,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 use tributary_api::guard::{self, BudgetPermit, CloseReason, FrameClock, MemoryBudget};
-use tributary_api::{ConnectionContext, ConnectionError};
+use tributary_api::outbound::{SendTimedOut, write_progressing};
+use tributary_api::{ConnectionContext, ConnectionError, Outbound, Queued};
 
 use crate::codec::{self, RemotingCommand};
 use crate::{Role, Shared, handlers, metrics};
@@ -70,12 +75,15 @@ pub(crate) async fn serve(
         closing: context.shutdown.child_token(),
     });
     let (mut reader, writer) = stream.into_split();
-    let (outbound, queued) = mpsc::channel::<RemotingCommand>(OUTBOUND_CAPACITY);
-    let writer = tokio::spawn(write_loop(writer, queued));
+    let (outbound, queued) =
+        Outbound::<RemotingCommand>::channel(OUTBOUND_CAPACITY, &context.send_budget);
+    let writer = tokio::spawn(write_loop(writer, queued, context.timeouts.send));
     if role == Role::Broker {
         shared.peers.register(connection.id, outbound.clone());
     }
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // Bytes of the requests in flight, so 1,024 requests cannot each hold a full small frame.
+    let request_bytes = MemoryBudget::new(context.send_budget.per_connection_bytes());
     let tasks = TaskTracker::new();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let listener = match role {
@@ -117,6 +125,8 @@ pub(crate) async fn serve(
                 let read = tokio::select! {
                     read = reader.read_buf(&mut buf) => read,
                     () = connection.closing.cancelled() => break Ok(()),
+                    // The writer failed or timed out on a peer that stopped reading.
+                    () = outbound.closed() => break Ok(()),
                     () = guard::sleep_until(deadline.map(|(at, _, _)| at)) => {
                         let Some((_, reason, limit)) = deadline else { continue };
                         // A request in flight (a long poll) is activity, not idleness.
@@ -155,15 +165,23 @@ pub(crate) async fn serve(
         let Ok(permit) = permit else {
             break Ok(());
         };
+        let bytes = tokio::select! {
+            bytes = request_bytes.acquire(request.approx_encoded_len()) => bytes,
+            () = connection.closing.cancelled() => break Ok(()),
+            () = outbound.closed() => break Ok(()),
+        };
         let shared = Arc::clone(&shared);
         let connection = Arc::clone(&connection);
         let outbound = outbound.clone();
         tasks.spawn(async move {
             if let Some(response) = handlers::handle(&shared, &connection, request).await {
-                // A send fails only when the writer is gone (socket error); nothing to do then.
-                let _ = outbound.send(response).await;
+                // A send fails only when the writer is gone (socket error, send timeout);
+                // nothing to do then.
+                let size = response.approx_encoded_len();
+                let _ = outbound.send(response, size).await;
             }
             drop(permit);
+            drop(bytes);
             drop(budget);
         });
     };
@@ -183,6 +201,10 @@ pub(crate) async fn serve(
     }
     shared.notify_ids_changed(&left);
     match written {
+        Ok(Err(err)) if let Some(limit) = SendTimedOut::of(&err) => {
+            guard::record_close(listener, connection.peer, CloseReason::SendTimeout, limit);
+            Ok(())
+        }
         Ok(Err(err)) if outcome.is_ok() => Err(err.into()),
         _ => outcome,
     }
@@ -191,19 +213,27 @@ pub(crate) async fn serve(
 /// Writes queued responses, coalescing whatever is already queued into one write.
 async fn write_loop(
     mut writer: OwnedWriteHalf,
-    mut queued: mpsc::Receiver<RemotingCommand>,
+    mut queued: mpsc::Receiver<Queued<RemotingCommand>>,
+    send_timeout: Option<Duration>,
 ) -> std::io::Result<()> {
     let mut out = BytesMut::new();
-    while let Some(command) = queued.recv().await {
-        codec::encode_frame(&command, &mut out);
+    let mut held = Vec::new();
+    while let Some(first) = queued.recv().await {
+        codec::encode_frame(&first.item, &mut out);
+        held.push(first.permit);
         while out.len() < READ_CHUNK {
             match queued.try_recv() {
-                Ok(command) => codec::encode_frame(&command, &mut out),
+                Ok(next) => {
+                    codec::encode_frame(&next.item, &mut out);
+                    held.push(next.permit);
+                }
                 Err(_) => break,
             }
         }
-        writer.write_all(&out).await?;
+        write_progressing(&mut writer, &out, send_timeout).await?;
         out.clear();
+        // Written: the budget of these responses comes back.
+        held.clear();
     }
     writer.shutdown().await
 }

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 use tracing::debug;
+use tributary_api::Outbound;
 
 use crate::codec::{FLAG_ONEWAY, RemotingCommand, SerializeType};
 
@@ -24,12 +24,12 @@ pub(crate) const CHECK_TRANSACTION_STATE: i32 = 39;
 /// The outbound queues of the open broker connections.
 #[derive(Debug, Default)]
 pub(crate) struct Peers {
-    outbound: Mutex<HashMap<u64, mpsc::Sender<RemotingCommand>>>,
+    outbound: Mutex<HashMap<u64, Outbound<RemotingCommand>>>,
     next_opaque: AtomicI32,
 }
 
 impl Peers {
-    pub(crate) fn register(&self, connection: u64, outbound: mpsc::Sender<RemotingCommand>) {
+    pub(crate) fn register(&self, connection: u64, outbound: Outbound<RemotingCommand>) {
         self.outbound.lock().insert(connection, outbound);
     }
 
@@ -51,11 +51,13 @@ impl Peers {
         let opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         let mut command = build(RemotingCommand::request(code, opaque, serialize_type));
         command.flag |= FLAG_ONEWAY;
-        let queued = outbound.try_send(command).is_ok();
+        let bytes = command.approx_encoded_len();
+        let queued = outbound.try_send(command, bytes);
         if !queued {
             debug!(
                 connection,
-                code, "dropped a broker-initiated request: outbound queue full or closed"
+                code,
+                "dropped a broker-initiated request: outbound queue or buffer full, or closed"
             );
         }
         queued

@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tributary_api::{EngineError, QueueService};
+use tributary_api::{EngineError, Outbound, QueueService};
 
 use crate::Shared;
 use crate::channel::{ConsumerHandle, SharedDeliveries, Unacked};
@@ -40,6 +40,12 @@ use crate::topology::generated_name;
 
 /// Most messages taken per round when credit allows.
 const BATCH: usize = 64;
+/// About the message bytes taken per round: large messages are taken a few at a time, so a
+/// consumer whose peer reads slowly holds little more than its connection's send budget.
+const TAKE_BYTES: usize = 1 << 20;
+/// Deliveries are queued for the socket in pieces of about this size, each waiting for the
+/// connection's send budget.
+const SEND_PIECE: usize = 256 << 10;
 /// How long one `wait_ready` sleeps before re-checking.
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -69,7 +75,7 @@ struct ConsumerTask {
     shared: Arc<Shared>,
     queues: Arc<dyn QueueService>,
     keep_records: bool,
-    out: mpsc::Sender<Bytes>,
+    out: Outbound<Bytes>,
     deliveries: SharedDeliveries,
     channel: u16,
     tag: String,
@@ -86,19 +92,27 @@ struct ConsumerTask {
     /// Where a consumer that must close its channel says so (unbounded: each consumer sends
     /// at most one, then stops).
     failures: mpsc::UnboundedSender<ConsumerFailure>,
+    /// The body size recent deliveries had: the largest, decaying by 1/8 per delivery (0
+    /// before the first).
+    message_bytes: usize,
 }
 
 impl ConsumerTask {
     /// Waits for credit; returns how many messages may be taken, or None when cancelled.
     async fn wanted(&self) -> Option<usize> {
+        // The first round takes one message: its size is not known yet.
+        let batch = match self.message_bytes {
+            0 => 1,
+            bytes => (TAKE_BYTES / bytes).clamp(1, BATCH),
+        };
         let Some(credit) = &self.credit else {
-            return Some(BATCH);
+            return Some(batch);
         };
         tokio::select! {
             acquired = credit.acquire_one() => acquired.ok()?,
             () = self.cancel.cancelled() => return None,
         }
-        Some(1 + credit.try_take(BATCH - 1))
+        Some(1 + credit.try_take(batch - 1))
     }
 
     fn give_back(&self, permits: usize) {
@@ -170,7 +184,8 @@ impl ConsumerTask {
                     codec::encode_method(&mut out, self.channel, &cancel);
                     let guard = self.deliveries.lock().await;
                     if !guard.closed && !self.cancel.is_cancelled() {
-                        let _ = self.out.send(out.freeze()).await;
+                        let len = out.len();
+                        let _ = self.out.send(out.freeze(), len).await;
                     }
                     return;
                 }
@@ -227,7 +242,7 @@ impl ConsumerTask {
     /// AMQP ends the delivery there: those before it are sent, it and those after it go back
     /// (a queue requeues them; a stream consumer, whose position the client keeps, stops), and
     /// the session closes the channel with the error (docs/interop.md).
-    async fn deliver(&self, mut taken: Vec<tributary_api::queue::Delivery>) -> bool {
+    async fn deliver(&mut self, mut taken: Vec<tributary_api::queue::Delivery>) -> bool {
         let mut guard = self.deliveries.lock().await;
         if guard.closed || self.cancel.is_cancelled() {
             drop(guard);
@@ -238,6 +253,7 @@ impl ConsumerTask {
         }
         let mut out = BytesMut::new();
         let mut refused = None;
+        let mut sent = true;
         for (index, delivery) in taken.iter().enumerate() {
             let message = match view_record(&delivery.record) {
                 Ok(message) => message,
@@ -268,6 +284,7 @@ impl ConsumerTask {
                 exchange: &message.exchange,
                 routing_key: &message.routing_key,
             };
+            let body_len = message.body.len();
             codec::encode_delivery(
                 &mut out,
                 self.channel,
@@ -276,6 +293,15 @@ impl ConsumerTask {
                 message.body,
                 self.frame_max,
             );
+            // Follows a large message at once and forgets it slowly.
+            self.message_bytes = body_len.max(self.message_bytes * 7 / 8).max(1);
+            if out.len() >= SEND_PIECE {
+                // A failed send means the writer is gone; what was recorded as unacked is
+                // requeued when the connection's session ends.
+                let piece = std::mem::take(&mut out);
+                let len = piece.len();
+                sent &= self.out.send(piece.freeze(), len).await.is_ok();
+            }
             if delivery.redelivered {
                 self.shared.counters.redelivered.increment(1);
             }
@@ -294,7 +320,10 @@ impl ConsumerTask {
             self.give_back(not_sent.len());
             self.put_back(&not_sent).await;
         }
-        let sent = self.out.send(out.freeze()).await.is_ok();
+        if !out.is_empty() {
+            let len = out.len();
+            sent &= self.out.send(out.freeze(), len).await.is_ok();
+        }
         drop(guard);
         let refusing = refused.is_some();
         if let Some((_, error)) = refused {
@@ -437,6 +466,7 @@ impl Session {
             frame_max: self.frame_max,
             consumer_id,
             failures: self.consumer_failures.clone(),
+            message_bytes: 0,
         };
         let task = tokio::spawn(task.run());
         if let Some(state) = self.channels.get_mut(&channel) {

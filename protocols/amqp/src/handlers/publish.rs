@@ -84,6 +84,7 @@ impl Session {
                 method: (60, 40),
                 header: None,
                 body: PendingBody::default(),
+                held: None,
             });
         }
         Ok(())

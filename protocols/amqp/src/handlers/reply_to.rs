@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
+use tributary_api::Outbound;
 
 use crate::channel::SharedDeliveries;
 use crate::codec::content::BasicProperties;
@@ -27,7 +27,7 @@ pub(crate) const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
 /// Where replies for one token go.
 #[derive(Debug, Clone)]
 pub(crate) struct ReplyTarget {
-    pub(crate) out: mpsc::Sender<Bytes>,
+    pub(crate) out: Outbound<Bytes>,
     pub(crate) channel: u16,
     pub(crate) consumer_tag: String,
     pub(crate) deliveries: SharedDeliveries,
@@ -148,7 +148,8 @@ pub(crate) async fn deliver_reply(
         body,
         target.frame_max,
     );
-    target.out.send(out.freeze()).await.is_ok()
+    let len = out.len();
+    target.out.send(out.freeze(), len).await.is_ok()
 }
 
 /// The broker-wide token table.

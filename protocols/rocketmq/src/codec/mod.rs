@@ -95,6 +95,22 @@ pub struct RemotingCommand {
 pub const LANGUAGE_JAVA: u8 = 0;
 
 impl RemotingCommand {
+    /// About the bytes [`encode_frame`] writes for this command (for output budgets; the
+    /// header's field names and JSON punctuation are estimated, not encoded).
+    pub fn approx_encoded_len(&self) -> usize {
+        let fields: usize = self
+            .ext_fields
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 8)
+            .sum();
+        LENGTH_PREFIX
+            + HEADER_WORD
+            + 128
+            + fields
+            + self.remark.as_ref().map_or(0, String::len)
+            + self.body.len()
+    }
+
     pub fn is_response(&self) -> bool {
         self.flag & FLAG_RESPONSE != 0
     }
