@@ -505,6 +505,8 @@ async fn metrics_use_rabbitmq_names() {
         .await
         .expect("ack");
     let unacked = get(&channel, "measured").await.expect("another");
+    declare(&channel, "empty", false).await;
+    assert!(get(&channel, "empty").await.is_none());
     // A round trip so the ack has been handled before scraping.
     declare(&channel, "measured", false).await;
     let exposition = tokio::task::spawn_blocking(move || scrape(http))
@@ -546,6 +548,32 @@ async fn metrics_use_rabbitmq_names() {
             "rabbitmq_queue_messages_unacked{vhost=\"/\",queue=\"measured\"}"
         ),
         Some(1.0)
+    );
+    // RabbitMQ's breakdowns and churn counters (RabbitMQ-Overview reads them), and the
+    // node's identity every panel of it joins on.
+    for (series, expected) in [
+        ("rabbitmq_global_messages_received_confirm_total", 3.0),
+        (
+            "rabbitmq_global_messages_delivered_get_manual_ack_total",
+            2.0,
+        ),
+        ("rabbitmq_global_messages_delivered_get_auto_ack_total", 0.0),
+        ("rabbitmq_global_messages_get_empty_total", 1.0),
+        ("rabbitmq_connections_opened_total", 1.0),
+        ("rabbitmq_channels_opened_total", 1.0),
+        ("rabbitmq_queues_declared_total", 3.0),
+        ("rabbitmq_queues_created_total", 2.0),
+        ("rabbitmq_queues", 2.0),
+        (
+            "rabbitmq_queue_messages{vhost=\"/\",queue=\"measured\"}",
+            2.0,
+        ),
+    ] {
+        assert_eq!(sample(&exposition, series), Some(expected), "{series}");
+    }
+    assert!(
+        exposition.contains("rabbitmq_identity_info{rabbitmq_node=\"tributary@"),
+        "{exposition}"
     );
     drop(unacked);
 }

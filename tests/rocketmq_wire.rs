@@ -7,9 +7,6 @@
 #[path = "support/broker.rs"]
 mod broker;
 
-#[path = "support/promtool.rs"]
-mod promtool;
-
 #[path = "support/lapin.rs"]
 mod lapin_support;
 
@@ -655,22 +652,32 @@ fn exporter_families_report_lag_offsets_and_rates() {
         .unwrap()
             > 0.0
     );
-    // The exporter's label names `countOfOnlineConsumers` and `msgModel` are camelCase, and
-    // dashboards select on them, so promtool's naming lint on those families is the one
-    // finding allowed; anything else fails.
-    let (_, findings) = promtool::promtool_findings(&exposition);
-    for finding in findings.lines().filter(|line| !line.trim().is_empty()) {
-        let family = finding.split_whitespace().next().unwrap_or_default();
+    // Broker-wide rates (rocketmq-exporter's BrokerPutNums / BrokerGetNums).
+    let broker_labels = [
+        r#"cluster="DefaultCluster""#,
+        r#"broker="tributary-broker""#,
+    ];
+    for family in ["rocketmq_broker_tps", "rocketmq_broker_qps"] {
+        assert!(
+            sample(&exposition, family, &broker_labels).is_some_and(|rate| rate > 0.0),
+            "{family} in:\n{exposition}"
+        );
+    }
+    // The page is valid exposition. The exporter's label names `countOfOnlineConsumers` and
+    // `msgModel` are camelCase, and dashboards select on them, so promtool's naming lint on
+    // those families is the one finding allowed; any other camelCase label fails.
+    let findings = tributary::telemetry::exposition::check(&exposition);
+    assert!(findings.is_empty(), "{findings:#?}");
+    for (family, label) in tributary::telemetry::exposition::camel_case_labels(&exposition) {
         assert!(
             [
                 "rocketmq_group_diff",
                 "rocketmq_group_retrydiff",
                 "rocketmq_group_dlqdiff"
             ]
-            .contains(&family)
-                && finding
-                    .ends_with("label names should be written in 'snake_case' not 'camelCase'"),
-            "promtool: {findings}"
+            .contains(&family.as_str())
+                && ["countOfOnlineConsumers", "msgModel"].contains(&label.as_str()),
+            "{family} {label}"
         );
     }
     broker.terminate();

@@ -1,10 +1,8 @@
 //! The real `tributary` binary as an operator runs it: start-up time, `/health`, `/metrics`
-//! through `promtool`, SIGTERM, `tributary config`, and configuration errors.
+//! through the in-process exposition check, SIGTERM, `tributary config`, and configuration errors.
 
 #[path = "support/broker.rs"]
 mod broker;
-#[path = "support/promtool.rs"]
-mod promtool;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use broker::{DRAIN_TIMEOUT_MS, TestBroker as Broker};
-use promtool::promtool_findings;
+use tributary::telemetry::exposition;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
 
@@ -71,16 +69,23 @@ fn serves_health_and_clean_metrics_then_exits_zero_on_sigterm() {
         "tributary_connections_accepted_total{protocol=\"http\"}",
         "# TYPE tributary_connections_active gauge",
         "tributary_http_requests_total{endpoint=\"health\",status=\"200\"} 1",
+        // Computed at scrape time: the process, the node identity, kafka_exporter's broker count.
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_cpu_seconds_total counter",
+        "process_open_fds ",
+        "rabbitmq_identity_info{rabbitmq_node=\"tributary@",
+        "rabbitmq_queues 0",
+        "kafka_brokers 1",
     ] {
         assert!(
             exposition.contains(expected),
             "missing {expected:?} in:\n{exposition}"
         );
     }
-    let (clean, findings) = promtool_findings(&exposition);
+    let findings = exposition::check(&exposition);
     assert!(
-        clean && findings.trim().is_empty(),
-        "promtool findings:\n{findings}\non:\n{exposition}"
+        findings.is_empty(),
+        "exposition findings:\n{findings:#?}\non:\n{exposition}"
     );
 
     assert_eq!(

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tributary_api::{Engine, EngineError, EngineResult};
+use tributary_api::{CommittedOffset, Engine, EngineError, EngineResult, TopicPartition};
 
 use crate::storage::fs::{RealFs, create_dir_durable};
 use crate::storage::{Storage, StorageOptions};
@@ -41,10 +41,14 @@ use topics::{Topics, log_config};
 
 pub use settings::{BrokerSettings, LogDefaults, PartitionLimits};
 
+/// A consumer group and its committed positions.
+pub type GroupPositions = (String, Vec<(TopicPartition, CommittedOffset)>);
+
 /// The running engine: storage, metadata and the services built on them.
 #[derive(Debug)]
 pub struct Broker {
     settings: BrokerSettings,
+    meta: Arc<MetaStore>,
     storage: Arc<Storage>,
     topics: Arc<Topics>,
     queues: Arc<Queues>,
@@ -83,7 +87,8 @@ impl Broker {
         Ok(Arc::new(Self {
             offsets: Arc::new(OffsetsService::new(meta.clone())),
             records: Arc::new(RecordsService::new(meta.clone())),
-            scheduler: SchedulerService::new(meta),
+            scheduler: SchedulerService::new(meta.clone()),
+            meta,
             settings,
             storage,
             topics,
@@ -101,6 +106,22 @@ impl Broker {
             metadata: self.records.clone(),
             scheduler: self.scheduler.clone(),
         }
+    }
+
+    /// Every group's committed positions, in (group, topic, partition) order: what a
+    /// `/metrics` scrape reports as lag. Blocking (one read transaction per group).
+    pub fn committed_offsets(&self) -> EngineResult<Vec<GroupPositions>> {
+        let mut out = Vec::new();
+        for group in self.meta.offset_groups()? {
+            let positions = self.meta.group_offsets(&group)?;
+            out.push((group, positions));
+        }
+        Ok(out)
+    }
+
+    /// The id this data directory got when it was created (stable across restarts).
+    pub fn cluster_id(&self) -> [u8; 16] {
+        self.meta.cluster_id()
     }
 
     /// Starts retention and the delayed-delivery scheduler; both stop when `shutdown` fires.

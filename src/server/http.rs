@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_api::{ConnectionContext, ConnectionError, Frontend};
 
 use crate::telemetry::names;
+use crate::telemetry::scrape::ScrapeHook;
 
 /// The Prometheus text format version `/metrics` speaks.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -37,11 +38,23 @@ pub struct HttpEndpoint {
     metrics: PrometheusHandle,
     /// Cancelled when the broker starts shutting down; `/health` then answers 503.
     stopping: CancellationToken,
+    /// Appends the families computed from broker state at scrape time.
+    scrape: Option<ScrapeHook>,
 }
 
 impl HttpEndpoint {
     pub fn new(metrics: PrometheusHandle, stopping: CancellationToken) -> Self {
-        Self { metrics, stopping }
+        Self {
+            metrics,
+            stopping,
+            scrape: None,
+        }
+    }
+
+    /// `/metrics` also carries what `scrape` appends (see [`crate::telemetry::scrape`]).
+    pub fn with_scrape(mut self, scrape: ScrapeHook) -> Self {
+        self.scrape = Some(scrape);
+        self
     }
 
     fn respond(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -75,7 +88,11 @@ impl HttpEndpoint {
     }
 
     fn metrics_page(&self) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(Bytes::from(self.metrics.render())));
+        let mut page = self.metrics.render();
+        if let Some(scrape) = &self.scrape {
+            scrape.append(&mut page);
+        }
+        let mut response = Response::new(Full::new(Bytes::from(page)));
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));

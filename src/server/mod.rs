@@ -118,7 +118,9 @@ where
     let http = Lifecycle::new();
     let mut groups = vec![(mount(&broker, &config), &connections)];
     if config.http.enabled {
-        let endpoint = HttpEndpoint::new(metrics.clone(), connections.shutdown.clone());
+        let scrape = telemetry::scrape::ScrapeState::new(&broker, &config);
+        let endpoint = HttpEndpoint::new(metrics.clone(), connections.shutdown.clone())
+            .with_scrape(scrape.into_hook());
         let http_mount = Mount {
             frontend: Arc::new(endpoint),
             listener: config.http_listener(),

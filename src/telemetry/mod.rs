@@ -8,9 +8,15 @@
 //! - every name in [`names`] has a [`CATALOG`] entry (kind, unit, HELP text), so `/metrics`
 //!   always carries `# HELP` lines (a unit test checks the two lists match);
 //! - every histogram whose name ends in `_seconds` gets [`LATENCY_BUCKETS`], so it is exported as
-//!   a real Prometheus histogram rather than a summary.
+//!   a real Prometheus histogram rather than a summary;
+//! - figures derived from broker state (offsets, lag, queue depths, the process) are computed
+//!   when `/metrics` is scraped ([`scrape`], names in [`compat`]) and never recorded per event.
 
+pub mod compat;
+pub mod exposition;
 pub mod names;
+pub mod process;
+pub mod scrape;
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -95,10 +101,12 @@ pub static FRONTEND_CATALOGS: &[&[MetricDescription]] = &[
     tributary_rocketmq::metrics::CATALOG,
 ];
 
-/// Every metric of this build: the engine's and the shell's, then each frontend's.
+/// Every metric of this build: the engine's and the shell's, the scrape-time families, then
+/// each frontend's.
 pub fn all_metrics() -> impl Iterator<Item = &'static MetricDescription> {
     CATALOG
         .iter()
+        .chain(compat::CATALOG)
         .chain(FRONTEND_CATALOGS.iter().flat_map(|catalog| catalog.iter()))
 }
 
@@ -220,13 +228,13 @@ pub static CATALOG: &[MetricDescription] = &[
         names::QUEUE_MESSAGES_READY,
         Gauge,
         Unit::Count,
-        "Messages ready for delivery, by queue.",
+        "Messages ready for delivery, by engine queue name (computed at scrape time).",
     ),
     metric(
         names::QUEUE_MESSAGES_UNACKED,
         Gauge,
         Unit::Count,
-        "Messages delivered and awaiting an ack, by queue.",
+        "Messages delivered and awaiting an ack, by engine queue name (computed at scrape time).",
     ),
     metric(
         names::BUILD_INFO,

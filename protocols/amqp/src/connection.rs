@@ -215,6 +215,7 @@ async fn serve_checked(
         context.timeouts.send,
     ));
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
+    metrics::counter!(m::CONNECTIONS_OPENED).increment(1);
     let mut session = Session::new(
         login,
         out,
@@ -246,6 +247,7 @@ async fn serve_checked(
     };
     session.cleanup().await;
     metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+    metrics::counter!(m::CONNECTIONS_CLOSED).increment(1);
     drop(session);
     let written = writer.await;
     if let Some(watchdog) = watchdog {

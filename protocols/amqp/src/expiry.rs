@@ -170,7 +170,6 @@ async fn expire_head(
                 .map(|delivery| (delivery.id, Some(delivery.record)))
                 .collect();
             dead_letter(shared, queue, &expired, REASON_EXPIRED).await?;
-            crate::metrics::record_depth(shared, queue);
         }
         if !full {
             return Ok(head.head.as_ref().and_then(expires_at));

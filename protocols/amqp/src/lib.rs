@@ -115,8 +115,6 @@ pub struct Shared {
     connection_ids: Arc<AtomicU64>,
     /// Compressed batches stream consumers inflated lately (shared by every vhost).
     pub(crate) inflated: Arc<tributary_api::compression::InflatedBatches>,
-    /// This vhost's queue depth gauges.
-    pub depth_gauges: metrics::DepthGauges,
     pub counters: metrics::MessageCounters,
     /// The feeds of queues bound to topics' exchanges (vhost `/` only).
     pub feeds: feed::TopicFeeds,

@@ -1,11 +1,9 @@
 //! Metric names of the AMQP frontend. Where RabbitMQ dashboards read a figure, the name is the
 //! one RabbitMQ's Prometheus plugin exports (`rabbitmq_*`); the rest are `tributary_amqp_*`.
+//! Queue depths are not recorded here: the shell computes them from the engine when `/metrics`
+//! is scraped (`rabbitmq_queue_messages_ready` and `_unacked` by vhost and queue).
 
-use std::collections::HashMap;
-
-use metrics::{Counter, Gauge, Histogram};
-use parking_lot::Mutex;
-use tributary_api::QueueService;
+use metrics::{Counter, Histogram};
 use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};
 
 /// One connection's handles of the per-method counter and histogram, looked up in the
@@ -54,6 +52,13 @@ impl MethodMetrics {
 #[derive(Clone)]
 pub struct MessageCounters {
     pub received: Counter,
+    /// Received on channels in confirm mode.
+    pub received_confirm: Counter,
+    pub delivered_consume_auto_ack: Counter,
+    pub delivered_consume_manual_ack: Counter,
+    pub delivered_get_auto_ack: Counter,
+    pub delivered_get_manual_ack: Counter,
+    pub get_empty: Counter,
     pub routed: Counter,
     pub unroutable_returned: Counter,
     pub unroutable_dropped: Counter,
@@ -67,6 +72,12 @@ impl MessageCounters {
     pub fn new() -> Self {
         Self {
             received: metrics::counter!(MESSAGES_RECEIVED),
+            received_confirm: metrics::counter!(MESSAGES_RECEIVED_CONFIRM),
+            delivered_consume_auto_ack: metrics::counter!(MESSAGES_DELIVERED_CONSUME_AUTO_ACK),
+            delivered_consume_manual_ack: metrics::counter!(MESSAGES_DELIVERED_CONSUME_MANUAL_ACK),
+            delivered_get_auto_ack: metrics::counter!(MESSAGES_DELIVERED_GET_AUTO_ACK),
+            delivered_get_manual_ack: metrics::counter!(MESSAGES_DELIVERED_GET_MANUAL_ACK),
+            get_empty: metrics::counter!(MESSAGES_GET_EMPTY),
             routed: metrics::counter!(MESSAGES_ROUTED),
             unroutable_returned: metrics::counter!(MESSAGES_UNROUTABLE_RETURNED),
             unroutable_dropped: metrics::counter!(MESSAGES_UNROUTABLE_DROPPED),
@@ -90,57 +101,20 @@ impl std::fmt::Debug for MessageCounters {
     }
 }
 
-/// A vhost's queue depth gauges (ready, unacked) by queue name, each looked up in the
-/// recorder once: depth is refreshed after every store, delivery batch and ack, and a labelled
-/// lookup allocates and hashes its key. Entries of deleted queues stay; a queue declared again
-/// under the same name has the same labels, so the same gauges.
-#[derive(Default)]
-pub struct DepthGauges {
-    by_queue: Mutex<HashMap<String, (Gauge, Gauge)>>,
-}
-
-impl std::fmt::Debug for DepthGauges {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DepthGauges")
-            .field("queues", &self.by_queue.lock().len())
-            .finish()
-    }
-}
-
-impl DepthGauges {
-    /// Refreshes a queue's depth gauges after it changed (a missing queue reads as empty).
-    pub fn record(&self, queues: &dyn QueueService, vhost: &str, queue: &str) {
-        let depth = queues.depth(queue).unwrap_or_default();
-        let mut by_queue = self.by_queue.lock();
-        let (ready, unacked) = match by_queue.get(queue) {
-            Some(gauges) => gauges,
-            None => {
-                let labels = [("vhost", vhost.to_owned()), ("queue", queue.to_owned())];
-                let gauges = (
-                    metrics::gauge!(QUEUE_MESSAGES_READY, &labels),
-                    metrics::gauge!(QUEUE_MESSAGES_UNACKED, &labels),
-                );
-                by_queue.entry(queue.to_owned()).or_insert(gauges)
-            }
-        };
-        ready.set(depth.ready as f64);
-        unacked.set(depth.unacked as f64);
-    }
-}
-
-/// Refreshes a queue's depth gauges in `shared`'s vhost.
-pub fn record_depth(shared: &crate::Shared, queue: &str) {
-    shared.depth_gauges.record(
-        shared.engine.queues.as_ref(),
-        shared.topology.vhost(),
-        queue,
-    );
-}
-
 pub const CONNECTIONS: &str = "rabbitmq_connections";
 pub const CHANNELS: &str = "rabbitmq_channels";
 pub const CONSUMERS: &str = "rabbitmq_consumers";
 pub const MESSAGES_RECEIVED: &str = "rabbitmq_global_messages_received_total";
+pub const MESSAGES_RECEIVED_CONFIRM: &str = "rabbitmq_global_messages_received_confirm_total";
+pub const MESSAGES_DELIVERED_CONSUME_AUTO_ACK: &str =
+    "rabbitmq_global_messages_delivered_consume_auto_ack_total";
+pub const MESSAGES_DELIVERED_CONSUME_MANUAL_ACK: &str =
+    "rabbitmq_global_messages_delivered_consume_manual_ack_total";
+pub const MESSAGES_DELIVERED_GET_AUTO_ACK: &str =
+    "rabbitmq_global_messages_delivered_get_auto_ack_total";
+pub const MESSAGES_DELIVERED_GET_MANUAL_ACK: &str =
+    "rabbitmq_global_messages_delivered_get_manual_ack_total";
+pub const MESSAGES_GET_EMPTY: &str = "rabbitmq_global_messages_get_empty_total";
 pub const MESSAGES_ROUTED: &str = "rabbitmq_global_messages_routed_total";
 pub const MESSAGES_UNROUTABLE_RETURNED: &str = "rabbitmq_global_messages_unroutable_returned_total";
 pub const MESSAGES_UNROUTABLE_DROPPED: &str = "rabbitmq_global_messages_unroutable_dropped_total";
@@ -148,8 +122,13 @@ pub const MESSAGES_DELIVERED: &str = "rabbitmq_global_messages_delivered_total";
 pub const MESSAGES_REDELIVERED: &str = "rabbitmq_global_messages_redelivered_total";
 pub const MESSAGES_CONFIRMED: &str = "rabbitmq_global_messages_confirmed_total";
 pub const MESSAGES_ACKNOWLEDGED: &str = "rabbitmq_global_messages_acknowledged_total";
-pub const QUEUE_MESSAGES_READY: &str = "rabbitmq_queue_messages_ready";
-pub const QUEUE_MESSAGES_UNACKED: &str = "rabbitmq_queue_messages_unacked";
+pub const CONNECTIONS_OPENED: &str = "rabbitmq_connections_opened_total";
+pub const CONNECTIONS_CLOSED: &str = "rabbitmq_connections_closed_total";
+pub const CHANNELS_OPENED: &str = "rabbitmq_channels_opened_total";
+pub const CHANNELS_CLOSED: &str = "rabbitmq_channels_closed_total";
+pub const QUEUES_DECLARED: &str = "rabbitmq_queues_declared_total";
+pub const QUEUES_CREATED: &str = "rabbitmq_queues_created_total";
+pub const QUEUES_DELETED: &str = "rabbitmq_queues_deleted_total";
 pub const METHODS: &str = "tributary_amqp_methods_total";
 pub const METHOD_SECONDS: &str = "tributary_amqp_method_seconds";
 pub const BYTES_RECEIVED: &str = "tributary_amqp_received_bytes_total";
@@ -212,6 +191,42 @@ pub static CATALOG: &[MetricDescription] = &[
         "Messages published by AMQP clients.",
     ),
     metric(
+        MESSAGES_RECEIVED_CONFIRM,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages published on channels in confirm mode.",
+    ),
+    metric(
+        MESSAGES_DELIVERED_CONSUME_AUTO_ACK,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages delivered to consumers in automatic acknowledgement mode.",
+    ),
+    metric(
+        MESSAGES_DELIVERED_CONSUME_MANUAL_ACK,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages delivered to consumers in manual acknowledgement mode.",
+    ),
+    metric(
+        MESSAGES_DELIVERED_GET_AUTO_ACK,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages fetched with basic.get in automatic acknowledgement mode.",
+    ),
+    metric(
+        MESSAGES_DELIVERED_GET_MANUAL_ACK,
+        MetricKind::Counter,
+        Unit::Count,
+        "Messages fetched with basic.get in manual acknowledgement mode.",
+    ),
+    metric(
+        MESSAGES_GET_EMPTY,
+        MetricKind::Counter,
+        Unit::Count,
+        "basic.get operations on an empty queue.",
+    ),
+    metric(
         MESSAGES_ROUTED,
         MetricKind::Counter,
         Unit::Count,
@@ -254,16 +269,46 @@ pub static CATALOG: &[MetricDescription] = &[
         "Deliveries acknowledged by consumers.",
     ),
     metric(
-        QUEUE_MESSAGES_READY,
-        MetricKind::Gauge,
+        CONNECTIONS_OPENED,
+        MetricKind::Counter,
         Unit::Count,
-        "Messages ready for delivery, by vhost and queue (refreshed when the queue changes).",
+        "AMQP connections opened (handshake finished).",
     ),
     metric(
-        QUEUE_MESSAGES_UNACKED,
-        MetricKind::Gauge,
+        CONNECTIONS_CLOSED,
+        MetricKind::Counter,
         Unit::Count,
-        "Messages delivered and not yet acknowledged, by vhost and queue.",
+        "AMQP connections closed after opening.",
+    ),
+    metric(
+        CHANNELS_OPENED,
+        MetricKind::Counter,
+        Unit::Count,
+        "AMQP channels opened.",
+    ),
+    metric(
+        CHANNELS_CLOSED,
+        MetricKind::Counter,
+        Unit::Count,
+        "AMQP channels closed.",
+    ),
+    metric(
+        QUEUES_DECLARED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Successful queue.declare methods, of new and existing queues.",
+    ),
+    metric(
+        QUEUES_CREATED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Queues created by queue.declare.",
+    ),
+    metric(
+        QUEUES_DELETED,
+        MetricKind::Counter,
+        Unit::Count,
+        "Queues deleted (queue.delete, auto-delete, exclusive owners closing).",
     ),
     metric(
         METHODS,

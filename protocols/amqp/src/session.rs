@@ -312,6 +312,7 @@ impl Session {
             if method == Method::ChannelOpen {
                 self.channels.insert(channel, Channel::default());
                 metrics::gauge!(m::CHANNELS).increment(1.0);
+                metrics::counter!(m::CHANNELS_OPENED).increment(1);
                 return self.send_method(channel, &Method::ChannelOpenOk).await;
             }
             return Err(
@@ -625,6 +626,7 @@ impl Session {
         self.release_channel(channel).await;
         if self.channels.remove(&channel).is_some() {
             metrics::gauge!(m::CHANNELS).decrement(1.0);
+            metrics::counter!(m::CHANNELS_CLOSED).increment(1);
         }
     }
 

@@ -267,7 +267,6 @@ impl Vhosts {
             expiry: Default::default(),
             connection_ids: self.connection_ids.clone(),
             inflated: self.inflated.clone(),
-            depth_gauges: Default::default(),
             counters: Default::default(),
             feeds: Default::default(),
             round_robin: Default::default(),

@@ -1,6 +1,7 @@
 //! Metric names of the Kafka frontend and their catalog. Labels are bounded: `api` (a Kafka API
-//! name), `topic`, `mechanism` (a SASL mechanism name), and for lag `group` and `partition`;
-//! never a client id, user name or address.
+//! name), `topic`, `mechanism` (a SASL mechanism name); never a client id, user name or
+//! address. Offsets and lag are not recorded here: the shell computes kafka_exporter's
+//! families from the engine when `/metrics` is scraped.
 
 use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};
 
@@ -24,10 +25,6 @@ pub const PROTOCOL_ERRORS: &str = "tributary_kafka_protocol_errors_total";
 pub const SASL_SUCCESSES: &str = "tributary_kafka_sasl_authentication_successes_total";
 /// SASL exchanges that failed (wrong password, unknown user, malformed message), by `mechanism`.
 pub const SASL_FAILURES: &str = "tributary_kafka_sasl_authentication_failures_total";
-
-/// Consumer lag per (group, topic, partition) at the last commit, under kafka_exporter's name so
-/// existing dashboards work (gauge).
-pub const CONSUMER_GROUP_LAG: &str = "kafka_consumergroup_lag";
 
 /// Every metric this crate exports, with its HELP text.
 pub static CATALOG: &[MetricDescription] = &[
@@ -66,12 +63,6 @@ pub static CATALOG: &[MetricDescription] = &[
         MetricKind::Counter,
         Unit::Count,
         "Records fetched (whole batches), by topic.",
-    ),
-    metric(
-        CONSUMER_GROUP_LAG,
-        MetricKind::Gauge,
-        Unit::Count,
-        "Records between a consumer group's committed offset and the high watermark.",
     ),
     metric(
         PROTOCOL_ERRORS,

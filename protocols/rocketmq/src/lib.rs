@@ -58,6 +58,8 @@ use tokio::net::TcpStream;
 use tributary_api::{ConnectionContext, ConnectionError, Engine, Frontend};
 
 pub use delay::DelayLevels;
+/// Topic name prefixes of a group's retry and dead-letter topics (`%RETRY%<group>`, `%DLQ%<group>`).
+pub use handlers::{DLQ_PREFIX, RETRY_PREFIX};
 use locks::QueueLocks;
 use peers::Peers;
 use registry::ClientRegistry;

@@ -34,8 +34,10 @@ pub const GROUP_RETRY_DIFF: &str = "rocketmq_group_retrydiff";
 pub const GROUP_DLQ_DIFF: &str = "rocketmq_group_dlqdiff";
 /// The exporter's messages stored per second by (`cluster`, `broker`, `topic`).
 pub const PRODUCER_TPS: &str = "rocketmq_producer_tps";
-/// The exporter's sum of a topic's queue high watermarks by (`cluster`, `broker`, `topic`).
-pub const PRODUCER_OFFSET: &str = "rocketmq_producer_offset";
+/// The exporter's messages stored per second on this broker, by (`cluster`, `broker`).
+pub const BROKER_TPS: &str = "rocketmq_broker_tps";
+/// The exporter's messages pulled per second from this broker, by (`cluster`, `broker`).
+pub const BROKER_QPS: &str = "rocketmq_broker_qps";
 /// The exporter's messages pulled per second by (`cluster`, `broker`, `topic`, `group`).
 pub const CONSUMER_TPS: &str = "rocketmq_consumer_tps";
 /// The exporter's sum of a group's committed offsets by (`cluster`, `broker`, `topic`, `group`).
@@ -121,10 +123,16 @@ pub static CATALOG: &[MetricDescription] = &[
         "TopicPutNums: messages stored per second by topic (rocketmq-exporter)",
     ),
     metric(
-        PRODUCER_OFFSET,
+        BROKER_TPS,
         MetricKind::Gauge,
         Unit::Count,
-        "TopicOffset: sum of the topic's queue high watermarks (rocketmq-exporter)",
+        "BrokerPutNums: messages stored per second on the broker (rocketmq-exporter)",
+    ),
+    metric(
+        BROKER_QPS,
+        MetricKind::Gauge,
+        Unit::Count,
+        "BrokerGetNums: messages pulled per second from the broker (rocketmq-exporter)",
     ),
     metric(
         CONSUMER_TPS,

@@ -1,9 +1,11 @@
 //! The RocketMQ exporter's families, so its Grafana dashboard (10477) and alerts work unchanged:
-//! `rocketmq_producer_tps{cluster,broker,topic}`, `rocketmq_producer_offset{cluster,broker,topic}`,
-//! `rocketmq_consumer_tps{cluster,broker,topic,group}`, `rocketmq_consumer_offset{...,group}` and
+//! `rocketmq_broker_tps{cluster,broker}`, `rocketmq_broker_qps{cluster,broker}`,
+//! `rocketmq_producer_tps{cluster,broker,topic}`, `rocketmq_consumer_tps{cluster,broker,topic,group}`, `rocketmq_consumer_offset{...,group}` and
 //! `rocketmq_group_diff` / `_retrydiff` / `_dlqdiff{group,topic,countOfOnlineConsumers,msgModel}`
 //! (lag summed over the topic's queues; retry and DLQ topics in their own families, as the
-//! exporter routes them), plus the per-queue lag `tributary_rocketmq_group_lag`.
+//! exporter routes them), plus the per-queue lag `tributary_rocketmq_group_lag`. Topic offsets
+//! (`rocketmq_producer_offset`, `_topic_retry_offset`, `_topic_dlq_offset`) are read from the
+//! engine by the shell when `/metrics` is scraped.
 //!
 //! Handlers count sends and pulls and record commits here; [`upkeep`] turns them into gauges
 //! every [`UPKEEP_INTERVAL`], so lag follows new sends even when nobody commits. TPS is the
@@ -75,11 +77,17 @@ fn publish(shared: &Shared, elapsed_secs: f64) {
     let cluster = shared.settings.cluster_name.clone();
     let broker = shared.settings.broker_name.clone();
     let sent = std::mem::take(&mut *shared.stats.sent.lock());
+    let pulled = std::mem::take(&mut *shared.stats.pulled.lock());
+    // Broker-wide rates: every message stored and pulled, whatever its topic or group.
+    let (sent_total, pulled_total) = (sent.values().sum::<u64>(), pulled.values().sum::<u64>());
+    ::metrics::gauge!(metrics::BROKER_TPS, "cluster" => cluster.clone(), "broker" => broker.clone())
+        .set(sent_total as f64 / elapsed_secs);
+    ::metrics::gauge!(metrics::BROKER_QPS, "cluster" => cluster.clone(), "broker" => broker.clone())
+        .set(pulled_total as f64 / elapsed_secs);
     for (topic, count) in sent {
         ::metrics::gauge!(metrics::PRODUCER_TPS, "cluster" => cluster.clone(), "broker" => broker.clone(), "topic" => topic.clone())
             .set(count as f64 / elapsed_secs);
     }
-    let pulled = std::mem::take(&mut *shared.stats.pulled.lock());
     let committed_groups: HashSet<String> = (shared.stats.committed.lock().keys())
         .map(|(group, _)| group.clone())
         .collect();
@@ -97,7 +105,7 @@ fn publish(shared: &Shared, elapsed_secs: f64) {
         let Ok(description) = shared.engine.topics.describe_topic(&topic) else {
             continue;
         };
-        let (mut produced, mut consumed, mut diff) = (0i64, 0i64, 0i64);
+        let (mut consumed, mut diff) = (0i64, 0i64);
         for queue in 0..description.partitions {
             let Ok(bounds) = shared
                 .engine
@@ -106,7 +114,6 @@ fn publish(shared: &Shared, elapsed_secs: f64) {
             else {
                 continue;
             };
-            produced += bounds.high_watermark;
             let Some(&offset) = queues.get(&queue) else {
                 continue;
             };
@@ -116,8 +123,6 @@ fn publish(shared: &Shared, elapsed_secs: f64) {
             ::metrics::gauge!(metrics::GROUP_LAG, "group" => group.clone(), "topic" => topic.clone(), "queue" => queue.to_string())
                 .set(lag as f64);
         }
-        ::metrics::gauge!(metrics::PRODUCER_OFFSET, "cluster" => cluster.clone(), "broker" => broker.clone(), "topic" => topic.clone())
-            .set(produced as f64);
         ::metrics::gauge!(metrics::CONSUMER_OFFSET, "cluster" => cluster.clone(), "broker" => broker.clone(), "topic" => topic.clone(), "group" => group.clone())
             .set(consumed as f64);
         let family = if topic.starts_with(RETRY_PREFIX) {

@@ -25,7 +25,6 @@ use tributary_api::{
 use super::journal::AckJournal;
 use super::state::QueueState;
 use crate::storage::{Durable, Partition};
-use crate::telemetry::names;
 
 /// Bytes read from the log per step of a `take`.
 const READ_BYTES: usize = 64 * 1024;
@@ -83,9 +82,6 @@ pub(crate) struct QueueHandle {
     trim: Mutex<Trim>,
     /// Last journal fsync, for interval durability.
     last_sync: Mutex<Instant>,
-    /// The queue's ready and unacked gauges, looked up once (a labelled lookup allocates).
-    ready_gauge: metrics::Gauge,
-    unacked_gauge: metrics::Gauge,
 }
 
 impl std::fmt::Debug for QueueHandle {
@@ -107,9 +103,7 @@ impl QueueHandle {
         state: QueueState,
     ) -> Self {
         let trimmed_to = log.log_start_offset();
-        let ready_gauge = metrics::gauge!(names::QUEUE_MESSAGES_READY, "queue" => name.clone());
-        let unacked_gauge = metrics::gauge!(names::QUEUE_MESSAGES_UNACKED, "queue" => name.clone());
-        let handle = Self {
+        Self {
             name,
             log_topic,
             log,
@@ -122,11 +116,7 @@ impl QueueHandle {
             ready: Event::new(),
             trim: Mutex::new(Trim { trimmed_to }),
             last_sync: Mutex::new(Instant::now()),
-            ready_gauge,
-            unacked_gauge,
-        };
-        handle.publish_depth();
-        handle
+        }
     }
 
     fn unknown(&self) -> EngineError {
@@ -148,8 +138,6 @@ impl QueueHandle {
         let depth = state.depth(self.log.high_watermark());
         drop(state);
         self.ready.notify(usize::MAX);
-        self.ready_gauge.set(0.0);
-        self.unacked_gauge.set(0.0);
         depth.ready + depth.unacked
     }
 
@@ -157,12 +145,6 @@ impl QueueHandle {
         let state = self.state.lock();
         self.check_live()?;
         Ok(state.depth(self.log.high_watermark()))
-    }
-
-    fn publish_depth(&self) {
-        let depth = self.state.lock().depth(self.log.high_watermark());
-        self.ready_gauge.set(depth.ready as f64);
-        self.unacked_gauge.set(depth.unacked as f64);
     }
 
     /// Appends an uncompressed batch (compressed ones are refused with the batch error) without
@@ -209,7 +191,6 @@ impl QueueHandle {
             }
         }
         self.ready.notify(usize::MAX);
-        self.publish_depth();
         Ok(pending.outcome)
     }
 
@@ -234,7 +215,6 @@ impl QueueHandle {
         }
         state.cursor = high_watermark;
         drop(state);
-        self.publish_depth();
         Ok(())
     }
 
@@ -309,7 +289,6 @@ impl QueueHandle {
             }
         }
         drop(state);
-        self.publish_depth();
         Ok(HeadTake {
             taken: taken.deliveries,
             head: taken.stopped_at,
@@ -376,7 +355,6 @@ impl QueueHandle {
         counts_only: bool,
     ) -> Settled {
         let maintenance_due = self.maintenance_due(state);
-        self.publish_depth();
         Settled {
             seq,
             counts_only,

@@ -9,7 +9,6 @@ use crate::error::{AmqpError, NOT_IMPLEMENTED, PRECONDITION_FAILED};
 use crate::expiry;
 use crate::handlers::stream;
 use crate::message::from_record;
-use crate::metrics as m;
 use crate::session::Session;
 
 /// Most acks staged before they are applied.
@@ -38,6 +37,7 @@ impl Session {
             .policy(queue)
             .is_some_and(|p| p.dead_letter_exchange.is_some());
         let Some(delivery) = take_live(&self.shared, queue, 1).await?.into_iter().next() else {
+            self.shared.counters.get_empty.increment(1);
             return self.send_method(channel, &Method::BasicGetEmpty).await;
         };
         let message = match from_record(&delivery.record) {
@@ -70,10 +70,13 @@ impl Session {
             tag
         };
         let remaining = queues.depth(queue).map(|d| d.ready).unwrap_or(0);
-        m::record_depth(&self.shared, queue);
         let properties =
             stream::delivered_properties(info.policy.kind, &delivery, &message.raw_properties);
         self.shared.counters.delivered.increment(1);
+        match no_ack {
+            true => self.shared.counters.delivered_get_auto_ack.increment(1),
+            false => self.shared.counters.delivered_get_manual_ack.increment(1),
+        }
         if delivery.redelivered {
             self.shared.counters.redelivered.increment(1);
         }
@@ -189,9 +192,6 @@ impl Session {
                 .increment(settled.len() as u64);
         }
         return_credit(settled);
-        for (queue, _) in grouped {
-            m::record_depth(&self.shared, queue);
-        }
         Ok(())
     }
 

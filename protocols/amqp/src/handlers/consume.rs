@@ -311,7 +311,11 @@ impl ConsumerTask {
         });
         let ids: Vec<u64> = taken.iter().map(|d| d.id).collect();
         self.shared.counters.delivered.increment(ids.len() as u64);
-        m::record_depth(&self.shared, &self.queue);
+        match self.no_ack {
+            true => &self.shared.counters.delivered_consume_auto_ack,
+            false => &self.shared.counters.delivered_consume_manual_ack,
+        }
+        .increment(ids.len() as u64);
         if !not_sent.is_empty() {
             self.give_back(not_sent.len());
             self.put_back(&not_sent).await;

@@ -30,7 +30,6 @@ use crate::expiry;
 use crate::handlers::reply_to::{REPLY_TO_PREFIX, deliver_reply};
 use crate::handlers::store_batch;
 use crate::message::{now_ms, to_record};
-use crate::metrics as m;
 use crate::policy::{Overflow, QueueKind, QueuePolicy};
 use crate::session::Session;
 
@@ -107,6 +106,9 @@ impl Session {
             return Ok(());
         };
         self.shared.counters.received.increment(1);
+        if confirm.is_some() {
+            self.shared.counters.received_confirm.increment(1);
+        }
         let body = pending.body.freeze();
         if let Some((raw, rewritten)) = self
             .rewrite_reply_to(channel, &properties)
@@ -478,7 +480,6 @@ pub(crate) async fn store_queue(
     if limited && policy.kind != QueueKind::Stream && policy.overflow == Overflow::DropHead {
         Box::pin(drop_over_limits(shared, queue, &policy)).await;
     }
-    m::record_depth(shared, queue);
     StoreOutcome { refused, failed }
 }
 

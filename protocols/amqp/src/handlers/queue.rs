@@ -2,7 +2,6 @@
 
 use crate::codec::methods::{Binding, Method, QueueDeclare};
 use crate::error::{AmqpError, NOT_FOUND, PRECONDITION_FAILED};
-use crate::metrics as m;
 use crate::session::Session;
 
 impl Session {
@@ -71,7 +70,6 @@ impl Session {
             true => 0,
             false => self.shared.engine.queues.purge_queue(queue).await?,
         };
-        m::record_depth(&self.shared, queue);
         if nowait {
             return Ok(());
         }
@@ -118,7 +116,6 @@ impl Session {
         self.shared.topology.check_stream_deletable(queue)?;
         self.cancel_consumers_of(queue).await?;
         let count = self.shared.topology.delete_queue(queue).await?;
-        m::record_depth(&self.shared, queue);
         if nowait {
             return Ok(());
         }

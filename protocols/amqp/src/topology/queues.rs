@@ -8,6 +8,7 @@ use crate::codec::table::{FieldTable, FieldValue};
 use crate::definitions::{self as defs, BINDING_NAMESPACE, QUEUE_NAMESPACE};
 use crate::error::{ACCESS_REFUSED, AmqpError};
 use crate::lease::{self, Lease};
+use crate::metrics as m;
 use crate::policy::{QueuePolicy, QueueRef};
 
 impl Topology {
@@ -79,6 +80,7 @@ impl Topology {
                 if let Some(lease) = &existing.lease {
                     lease.touch();
                 }
+                metrics::counter!(m::QUEUES_DECLARED).increment(1);
                 return Ok((name, existing.consumers as u32));
             }
             if decl.passive {
@@ -138,6 +140,8 @@ impl Topology {
         if let Some(lease) = &lease {
             lease::watch(self, &name, lease);
         }
+        metrics::counter!(m::QUEUES_DECLARED).increment(1);
+        metrics::counter!(m::QUEUES_CREATED).increment(1);
         Ok((name, 0))
     }
 
@@ -189,6 +193,7 @@ impl Topology {
             }
         };
         self.delete_definition(name, &info, bindings).await?;
+        metrics::counter!(m::QUEUES_DELETED).increment(1);
         self.delete_unbound_auto_delete(unbound).await?;
         Ok(count)
     }

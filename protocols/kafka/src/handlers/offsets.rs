@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
 use tributary_api::{CommittedOffset, TopicPartition};
 
 use super::{Broker, partition_of, str_bytes, topic_name};
-use crate::{error, metrics};
+use crate::error;
 
 /// A partition of an OffsetCommit: its index and the position to store or the error to answer.
 type PartitionCommit = (i32, Result<TopicPartition, i16>);
@@ -91,9 +91,6 @@ impl Broker {
             self.engine.offsets.commit(group, batch.clone()).await
         };
         let store_error = stored.as_ref().err().map(error::code);
-        if store_error.is_none() {
-            self.record_lag(group, &batch);
-        }
         let topics = answers
             .into_iter()
             .map(|(name, partitions)| {
@@ -115,23 +112,6 @@ impl Broker {
             })
             .collect();
         OffsetCommitResponse::default().with_topics(topics)
-    }
-
-    /// Sets `kafka_consumergroup_lag` (high watermark minus committed offset) for each position.
-    fn record_lag(&self, group: &str, committed: &[(TopicPartition, CommittedOffset)]) {
-        for (partition, position) in committed {
-            let Ok(offsets) = self.engine.log.offsets(partition) else {
-                continue;
-            };
-            let lag = (offsets.high_watermark - position.offset).max(0) as f64;
-            ::metrics::gauge!(
-                metrics::CONSUMER_GROUP_LAG,
-                "group" => group.to_owned(),
-                "topic" => partition.topic.clone(),
-                "partition" => partition.partition.to_string()
-            )
-            .set(lag);
-        }
     }
 
     pub(super) async fn offset_fetch(&self, request: OffsetFetchRequest) -> OffsetFetchResponse {

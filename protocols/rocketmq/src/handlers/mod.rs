@@ -13,7 +13,7 @@ mod send_back;
 mod transaction;
 
 pub(crate) use offsets::commit_offsets;
-pub(crate) use send_back::{DLQ_PREFIX, RETRY_PREFIX};
+pub use send_back::{DLQ_PREFIX, RETRY_PREFIX};
 pub(crate) use transaction::check_transactions;
 
 use std::str::FromStr;

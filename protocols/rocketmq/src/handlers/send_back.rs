@@ -24,8 +24,8 @@ use crate::records::{IncomingMessage, OutgoingMessage};
 use crate::topic_ids::split_physical_offset;
 use crate::{Shared, metrics};
 
-pub(crate) const RETRY_PREFIX: &str = "%RETRY%";
-pub(crate) const DLQ_PREFIX: &str = "%DLQ%";
+pub const RETRY_PREFIX: &str = "%RETRY%";
+pub const DLQ_PREFIX: &str = "%DLQ%";
 const PROPERTY_RETRY_TOPIC: &str = "RETRY_TOPIC";
 const PROPERTY_ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
 pub(super) const PROPERTY_UNIQ_KEY: &str = "UNIQ_KEY";
