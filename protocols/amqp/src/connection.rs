@@ -209,7 +209,16 @@ async fn serve_checked(
     let (out, outbound) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
     let writer = tokio::spawn(run_writer(write, outbound, heartbeat.map(|h| h / 2)));
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
+    let grant = login.grant.clone();
     let mut session = Session::new(login, out, tuned.frame_max, tuned.channel_max);
+    let registration = vhosts.connections.register(
+        session.id,
+        &session.user,
+        &session.vhost,
+        context.peer,
+        grant,
+    );
+    session.attach(registration);
     let missed_heartbeats = heartbeat.map(|h| h * 2);
     let outcome = session
         .run(&mut reader, missed_heartbeats, &context.shutdown)
