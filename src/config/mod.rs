@@ -173,6 +173,10 @@ pub struct HttpConfig {
     /// Serves `/metrics` and `/health`.
     pub port: u16,
     pub max_connections: usize,
+    /// Serves the admin API (`/api`) and the web console (`/`) on the same listener.
+    pub admin_enabled: bool,
+    /// Largest admin API request body (a definitions import is the big one).
+    pub max_body_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,6 +327,8 @@ impl Default for HttpConfig {
             enabled: true,
             port: 9464,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            admin_enabled: true,
+            max_body_bytes: 16 << 20,
         }
     }
 }

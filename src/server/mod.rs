@@ -38,6 +38,7 @@ use crate::broker::Broker;
 use crate::config::{Config, ListenerSpec};
 use crate::telemetry;
 use http::HttpEndpoint;
+use http::admin::{AdminApi, AdminSettings};
 use listener::{ConnectionRules, serve_listener_with};
 use registry::Mount;
 use shutdown::{DrainOutcome, Lifecycle, TerminationSignals};
@@ -92,14 +93,15 @@ pub async fn run_reloadable(
 }
 
 /// [`run`] with the frontends chosen by `mount`, which receives the opened broker.
-pub async fn run_with<M>(
+pub async fn run_with<M, F>(
     config: Config,
     metrics: PrometheusHandle,
     mount: M,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError>
 where
-    M: FnOnce(&Arc<Broker>, &Config) -> Vec<Mount>,
+    M: FnOnce(&Arc<Broker>, &Config) -> F,
+    F: Into<registry::Frontends>,
 {
     let started = Instant::now();
     fd_limit::raise_open_files_limit();
@@ -116,9 +118,18 @@ where
     // The HTTP endpoint keeps answering (503 on /health) until the broker is closed, so it has
     // its own lifecycle and never holds up the connection drain.
     let http = Lifecycle::new();
-    let mut groups = vec![(mount(&broker, &config), &connections)];
+    let frontends: registry::Frontends = mount(&broker, &config).into();
+    let admin = config
+        .http
+        .admin_enabled
+        .then(|| admin_api(&broker, &config, frontends.amqp.clone(), &frontends.mounts));
+    let mut groups = vec![(frontends.mounts, &connections)];
     if config.http.enabled {
-        let endpoint = HttpEndpoint::new(metrics.clone(), connections.shutdown.clone());
+        let stopping = connections.shutdown.clone();
+        let endpoint = match admin {
+            Some(admin) => HttpEndpoint::with_admin(metrics.clone(), stopping, admin),
+            None => HttpEndpoint::new(metrics.clone(), stopping),
+        };
         let http_mount = Mount {
             frontend: Arc::new(endpoint),
             listener: config.http_listener(),
@@ -216,6 +227,28 @@ where
     http.drain(HTTP_STOP_TIMEOUT).await;
     info!("shutdown complete");
     Ok(())
+}
+
+/// The admin API over the opened broker; `/api/overview` lists the configured listeners.
+fn admin_api(
+    broker: &Arc<Broker>,
+    config: &Config,
+    amqp: Option<tributary_amqp::admin::AmqpAdmin>,
+    mounts: &[Mount],
+) -> AdminApi {
+    let listeners = mounts
+        .iter()
+        .map(|mount| {
+            let addr = SocketAddr::new(config.bind, mount.listener.port);
+            (mount.frontend.name(), addr)
+        })
+        .collect();
+    let settings = AdminSettings {
+        loopback_users: config.amqp.loopback_users.clone(),
+        max_body_bytes: usize::try_from(config.http.max_body_bytes).unwrap_or(usize::MAX),
+        listeners,
+    };
+    AdminApi::new(broker, amqp, settings)
 }
 
 async fn bind(config: &Config, mount: &Mount) -> Result<TcpListener, ServerError> {
