@@ -8,6 +8,8 @@
 //!   no protocol types (`.ci/run` checks this).
 //! - [`config`], [`telemetry`], [`cli`], [`users`], [`vhosts`]: the process edge.
 
+pub mod admin_cli;
+pub mod admin_client;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -382,6 +382,8 @@ pub fn unknown_env_vars(names: impl IntoIterator<Item = String>) -> Vec<String> 
     names
         .into_iter()
         .filter(|name| name.starts_with("TRIBUTARY_") && name != CONFIG_FILE_ENV)
+        // The admin client options of `tributary user|vhost|permissions` (crate::admin_cli).
+        .filter(|name| !name.starts_with("TRIBUTARY_ADMIN_"))
         .filter(|name| KEYS.iter().all(|key| key.env != name))
         .collect()
 }
