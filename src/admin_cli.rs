@@ -52,7 +52,11 @@ fn expect(answer: Answer, what: &str) -> anyhow::Result<Value> {
     if (200..300).contains(&answer.status) {
         return Ok(answer.body);
     }
-    bail!("{what}: the admin API answered {}: {}", answer.status, answer.reason())
+    bail!(
+        "{what}: the admin API answered {}: {}",
+        answer.status,
+        answer.reason()
+    )
 }
 
 pub fn run_user(
@@ -84,7 +88,10 @@ pub fn run_user(
             writeln!(out, "user `{name}` saved through the admin API")?;
         }
         UserCommand::List => {
-            let users = expect(client.call("GET", &api_path(&["users"]), None)?, "list users")?;
+            let users = expect(
+                client.call("GET", &api_path(&["users"]), None)?,
+                "list users",
+            )?;
             for user in users.as_array().into_iter().flatten() {
                 writeln!(out, "{}", user["name"].as_str().unwrap_or_default())?;
             }
@@ -113,7 +120,10 @@ pub fn run_vhost(
             writeln!(out, "vhost `{name}` added")?;
         }
         VhostCommand::List => {
-            let vhosts = expect(client.call("GET", &api_path(&["vhosts"]), None)?, "list vhosts")?;
+            let vhosts = expect(
+                client.call("GET", &api_path(&["vhosts"]), None)?,
+                "list vhosts",
+            )?;
             for vhost in vhosts.as_array().into_iter().flatten() {
                 writeln!(out, "{}", vhost["name"].as_str().unwrap_or_default())?;
             }

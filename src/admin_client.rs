@@ -152,10 +152,14 @@ mod tests {
 
     #[test]
     fn segments_and_answers() {
-        assert_eq!(api_path(&["permissions", "/", "a b"]), "/api/permissions/%2F/a%20b");
-        let answer =
-            parse_response(b"HTTP/1.1 404 Not Found\r\ncontent-length: 17\r\n\r\n{\"reason\":\"gone\"}")
-                .unwrap();
+        assert_eq!(
+            api_path(&["permissions", "/", "a b"]),
+            "/api/permissions/%2F/a%20b"
+        );
+        let answer = parse_response(
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 17\r\n\r\n{\"reason\":\"gone\"}",
+        )
+        .unwrap();
         assert_eq!(answer.status, 404);
         assert_eq!(answer.reason(), "gone");
         assert!(AdminClient::new("https://x:1", "u", "p").is_err());

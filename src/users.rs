@@ -49,7 +49,11 @@ pub fn run(
                 bail!("user `{name}` exists; pass --replace to change its password");
             }
             let record = UserRecord::from_password(&password, *iterations)?;
-            let tags: Vec<&str> = tags.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+            let tags: Vec<&str> = tags
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect();
             for tag in &tags {
                 validate_tag(tag)?;
             }

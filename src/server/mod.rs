@@ -38,7 +38,7 @@ use crate::broker::Broker;
 use crate::config::{Config, ListenerSpec};
 use crate::telemetry;
 use http::HttpEndpoint;
-use http::admin::{AdminApi, AdminSettings};
+use http::admin::{AdminApi, AdminSettings, BoundListeners};
 use listener::{ConnectionRules, serve_listener_with};
 use registry::Mount;
 use shutdown::{DrainOutcome, Lifecycle, TerminationSignals};
@@ -119,10 +119,11 @@ where
     // its own lifecycle and never holds up the connection drain.
     let http = Lifecycle::new();
     let frontends: registry::Frontends = mount(&broker, &config).into();
+    let listeners = BoundListeners::default();
     let admin = config
         .http
         .admin_enabled
-        .then(|| admin_api(&broker, &config, frontends.amqp.clone(), &frontends.mounts));
+        .then(|| admin_api(&broker, &config, frontends.amqp.clone(), listeners.clone()));
     let mut groups = vec![(frontends.mounts, &connections)];
     if config.http.enabled {
         let stopping = connections.shutdown.clone();
@@ -155,6 +156,9 @@ where
     for (mount, listener, _) in &bound {
         if let (Some(on_bound), Ok(addr)) = (&mount.on_bound, listener.local_addr()) {
             on_bound(addr);
+        }
+        if let Ok(addr) = listener.local_addr() {
+            listeners.lock().push((mount.frontend.name(), addr));
         }
     }
 
@@ -229,20 +233,13 @@ where
     Ok(())
 }
 
-/// The admin API over the opened broker; `/api/overview` lists the configured listeners.
+/// The admin API over the opened broker; `listeners` is filled once every listener is bound.
 fn admin_api(
     broker: &Arc<Broker>,
     config: &Config,
     amqp: Option<tributary_amqp::admin::AmqpAdmin>,
-    mounts: &[Mount],
+    listeners: BoundListeners,
 ) -> AdminApi {
-    let listeners = mounts
-        .iter()
-        .map(|mount| {
-            let addr = SocketAddr::new(config.bind, mount.listener.port);
-            (mount.frontend.name(), addr)
-        })
-        .collect();
     let settings = AdminSettings {
         loopback_users: config.amqp.loopback_users.clone(),
         max_body_bytes: usize::try_from(config.http.max_body_bytes).unwrap_or(usize::MAX),

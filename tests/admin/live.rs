@@ -22,9 +22,19 @@ async fn connect_as(broker: &mut TestBroker, user: &str, password: &str) -> Conn
 async fn add_user_with_full_access(broker: &mut TestBroker, user: &str) {
     let admin = guest(broker);
     let body = json!({ "password": "pw", "tags": "" });
-    assert_eq!(call(&admin, "PUT", &["users", user], Some(body)).await.status, 201);
+    assert_eq!(
+        call(&admin, "PUT", &["users", user], Some(body))
+            .await
+            .status,
+        201
+    );
     let grant = json!({ "configure": ".*", "write": ".*", "read": ".*" });
-    assert_eq!(call(&admin, "PUT", &["permissions", "/", user], Some(grant)).await.status, 201);
+    assert_eq!(
+        call(&admin, "PUT", &["permissions", "/", user], Some(grant))
+            .await
+            .status,
+        201
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,16 +46,31 @@ async fn deleting_a_user_closes_its_amqp_connections() {
     assert!(connection.status().connected());
 
     let admin = guest(&mut broker);
-    assert_eq!(call(&admin, "DELETE", &["users", "dave"], None).await.status, 204);
+    assert_eq!(
+        call(&admin, "DELETE", &["users", "dave"], None)
+            .await
+            .status,
+        204
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while connection.status().connected() {
-        assert!(tokio::time::Instant::now() < deadline, "dave's connection stayed open");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dave's connection stayed open"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(guest_connection.status().connected(), "other users keep theirs");
+    assert!(
+        guest_connection.status().connected(),
+        "other users keep theirs"
+    );
     broker.wait_for_line(&["user 'dave' is deleted"], Duration::from_secs(5));
     let permissions = call(&admin, "GET", &["users", "dave", "permissions"], None).await;
-    assert_eq!(permissions.body, json!([]), "the user's permissions go with it");
+    assert_eq!(
+        permissions.body,
+        json!([]),
+        "the user's permissions go with it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,23 +80,45 @@ async fn revoked_permissions_refuse_the_next_method() {
     let connection = connect_as(&mut broker, "erin", "pw").await;
     let channel = connection.create_channel().await.expect("channel");
     channel
-        .queue_declare("erin.q1".into(), QueueDeclareOptions::default(), FieldTable::default())
+        .queue_declare(
+            "erin.q1".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .expect("allowed before");
 
     let admin = guest(&mut broker);
     let narrow = json!({ "configure": "^other$", "write": ".*", "read": ".*" });
-    assert_eq!(call(&admin, "PUT", &["permissions", "/", "erin"], Some(narrow)).await.status, 204);
+    assert_eq!(
+        call(&admin, "PUT", &["permissions", "/", "erin"], Some(narrow))
+            .await
+            .status,
+        204
+    );
     let refused = channel
-        .queue_declare("erin.q2".into(), QueueDeclareOptions::default(), FieldTable::default())
+        .queue_declare(
+            "erin.q2".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .expect_err("refused after the change");
     assert!(refused.to_string().contains("ACCESS_REFUSED"), "{refused}");
 
     let channel = connection.create_channel().await.expect("channel");
-    assert_eq!(call(&admin, "DELETE", &["permissions", "/", "erin"], None).await.status, 204);
+    assert_eq!(
+        call(&admin, "DELETE", &["permissions", "/", "erin"], None)
+            .await
+            .status,
+        204
+    );
     let refused = channel
-        .queue_declare("other".into(), QueueDeclareOptions::default(), FieldTable::default())
+        .queue_declare(
+            "other".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .expect_err("cleared permissions refuse everything");
     assert!(refused.to_string().contains("ACCESS_REFUSED"), "{refused}");
@@ -97,11 +144,25 @@ fn cli(broker: &mut TestBroker, args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_goes_through_the_api_while_the_broker_runs() {
     let mut broker = TestBroker::start();
-    let (ok, out) = cli(&mut broker, &["user", "add", "frank", "--password", "pw", "--tags", "administrator"]);
+    let (ok, out) = cli(
+        &mut broker,
+        &[
+            "user",
+            "add",
+            "frank",
+            "--password",
+            "pw",
+            "--tags",
+            "administrator",
+        ],
+    );
     assert!(ok && out.contains("admin API"), "{out}");
     let (ok, out) = cli(&mut broker, &["vhost", "add", "lab"]);
     assert!(ok, "{out}");
-    let (ok, out) = cli(&mut broker, &["permissions", "set", "lab", "frank", ".*", ".*", ".*"]);
+    let (ok, out) = cli(
+        &mut broker,
+        &["permissions", "set", "lab", "frank", ".*", ".*", ".*"],
+    );
     assert!(ok, "{out}");
     let (ok, out) = cli(&mut broker, &["permissions", "list"]);
     assert!(ok && out.contains("lab\tfrank\t.*\t.*\t.*"), "{out}");
@@ -109,6 +170,16 @@ async fn the_cli_goes_through_the_api_while_the_broker_runs() {
     let uri = format!("amqp://frank:pw@{}/lab", broker.addr("amqp"));
     let connection = Connection::connect(&uri, ConnectionProperties::default()).await;
     assert!(connection.is_ok(), "{:?}", connection.err());
-    let (ok, out) = cli(&mut broker, &["--admin-user", "nobody", "--admin-password", "x", "vhost", "list"]);
+    let (ok, out) = cli(
+        &mut broker,
+        &[
+            "--admin-user",
+            "nobody",
+            "--admin-password",
+            "x",
+            "vhost",
+            "list",
+        ],
+    );
     assert!(!ok && out.contains("401"), "{out}");
 }

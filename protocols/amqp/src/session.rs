@@ -140,7 +140,10 @@ impl Session {
         loop {
             if let Some(registration) = &self.registration {
                 let open = self.channels.len();
-                registration.control.channels.store(open, std::sync::atomic::Ordering::Relaxed);
+                registration
+                    .control
+                    .channels
+                    .store(open, std::sync::atomic::Ordering::Relaxed);
             }
             let idle = match missed_heartbeats {
                 Some(limit) => Some(IdleLimit {

@@ -20,5 +20,9 @@ pub(crate) fn page(path: &str) -> HttpResponse {
         "/console/style.css" => (STYLE_CSS, "text/css; charset=utf-8"),
         _ => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
-    with_type(StatusCode::OK, Bytes::from_static(body.as_bytes()), content_type)
+    with_type(
+        StatusCode::OK,
+        Bytes::from_static(body.as_bytes()),
+        content_type,
+    )
 }

@@ -149,9 +149,10 @@ impl Frontend for HttpEndpoint {
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
         let peer = context.peer;
-        let service = service_fn(|request| async move {
-            Ok::<_, Infallible>(self.respond(request, peer).await)
-        });
+        let service =
+            service_fn(
+                |request| async move { Ok::<_, Infallible>(self.respond(request, peer).await) },
+            );
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)

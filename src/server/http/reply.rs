@@ -11,10 +11,18 @@ use tributary_api::EngineError;
 pub(crate) type HttpResponse = Response<Full<Bytes>>;
 
 pub(crate) fn text(status: StatusCode, body: &'static str) -> HttpResponse {
-    with_type(status, Bytes::from_static(body.as_bytes()), "text/plain; charset=utf-8")
+    with_type(
+        status,
+        Bytes::from_static(body.as_bytes()),
+        "text/plain; charset=utf-8",
+    )
 }
 
-pub(crate) fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> HttpResponse {
+pub(crate) fn with_type(
+    status: StatusCode,
+    body: Bytes,
+    content_type: &'static str,
+) -> HttpResponse {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response

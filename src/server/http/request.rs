@@ -8,9 +8,9 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
+use hyper::StatusCode;
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap};
-use hyper::StatusCode;
 
 use super::reply::ApiError;
 
@@ -131,7 +131,10 @@ mod tests {
         assert!(segments("/api/queues/%2").is_err());
         assert!(segments("/api/queues/%ff").is_err(), "not UTF-8");
         assert!(segments("/").unwrap().is_empty());
-        assert_eq!(query_value(Some("a=1&name=x+y%21"), "name").unwrap(), "x y!");
+        assert_eq!(
+            query_value(Some("a=1&name=x+y%21"), "name").unwrap(),
+            "x y!"
+        );
         assert_eq!(query_value(Some("a=1"), "name"), None);
     }
 

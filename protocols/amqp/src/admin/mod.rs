@@ -163,7 +163,9 @@ impl AmqpAdmin {
     pub async fn exchanges(&self, vhost: &str) -> Result<Vec<ExchangeView>, AmqpError> {
         let shared = self.shared(vhost).await?;
         let exchanges = shared.topology.exchanges_snapshot();
-        let visible = exchanges.into_iter().filter(|(_, exchange)| !exchange.topic);
+        let visible = exchanges
+            .into_iter()
+            .filter(|(_, exchange)| !exchange.topic);
         Ok(visible
             .map(|(name, exchange)| ExchangeView {
                 name,
@@ -330,7 +332,13 @@ impl AmqpAdmin {
                 .await;
         }
         topology
-            .bind(destination, source, routing_key, arguments, ADMIN_CONNECTION)
+            .bind(
+                destination,
+                source,
+                routing_key,
+                arguments,
+                ADMIN_CONNECTION,
+            )
             .await?;
         if !topology.topic_bindings(source).is_empty() {
             crate::feed::ensure(&shared, source);
@@ -355,7 +363,13 @@ impl AmqpAdmin {
                 .await;
         }
         topology
-            .unbind(destination, source, routing_key, arguments, ADMIN_CONNECTION)
+            .unbind(
+                destination,
+                source,
+                routing_key,
+                arguments,
+                ADMIN_CONNECTION,
+            )
             .await
     }
 

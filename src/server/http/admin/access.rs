@@ -81,9 +81,11 @@ pub(crate) async fn put_user(
     let record = match (string(body, "password")?, string(body, "password_hash")?) {
         (Some(password), _) => {
             let password = password.to_owned();
-            tokio::task::spawn_blocking(move || UserRecord::from_password(&password, MIN_ITERATIONS))
-                .await
-                .map_err(|_| ApiError::bad_request("password hashing failed"))??
+            tokio::task::spawn_blocking(move || {
+                UserRecord::from_password(&password, MIN_ITERATIONS)
+            })
+            .await
+            .map_err(|_| ApiError::bad_request("password hashing failed"))??
         }
         (None, Some(hash)) => {
             let algorithm = string(body, "hashing_algorithm")?.unwrap_or("");
@@ -95,7 +97,9 @@ pub(crate) async fn put_user(
             }
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(hash)
-                .map_err(|_| ApiError::bad_request(format!("user '{name}': password_hash is not base64")))?;
+                .map_err(|_| {
+                    ApiError::bad_request(format!("user '{name}': password_hash is not base64"))
+                })?;
             UserRecord::decode(&bytes)?
         }
         (None, None) => {
@@ -123,11 +127,17 @@ impl AdminApi {
         Ok(())
     }
 
-    pub(super) async fn vhosts(&self, call: &Call<'_>, path: &[&str]) -> Result<HttpResponse, ApiError> {
+    pub(super) async fn vhosts(
+        &self,
+        call: &Call<'_>,
+        path: &[&str],
+    ) -> Result<HttpResponse, ApiError> {
         match (call.method, path) {
             (&Method::GET, []) => {
                 let names = access::list_vhosts(self.store()).await?;
-                Ok(reply::ok(&Value::Array(names.iter().map(|n| vhost_json(n)).collect())))
+                Ok(reply::ok(&Value::Array(
+                    names.iter().map(|n| vhost_json(n)).collect(),
+                )))
             }
             (&Method::GET, [name]) => {
                 if !access::vhost_exists(self.store(), name).await? {
@@ -160,7 +170,11 @@ impl AdminApi {
         }
     }
 
-    pub(super) async fn users(&self, call: &Call<'_>, path: &[&str]) -> Result<HttpResponse, ApiError> {
+    pub(super) async fn users(
+        &self,
+        call: &Call<'_>,
+        path: &[&str],
+    ) -> Result<HttpResponse, ApiError> {
         let store = self.store();
         match (call.method, path) {
             (&Method::GET, []) => {
@@ -223,7 +237,10 @@ impl AdminApi {
         match (call.method, path) {
             (&Method::GET, []) => {
                 let all = access::list_permissions(store).await?;
-                let list = all.iter().map(|(v, u, p)| permissions_json(v, u, p)).collect();
+                let list = all
+                    .iter()
+                    .map(|(v, u, p)| permissions_json(v, u, p))
+                    .collect();
                 Ok(reply::ok(&Value::Array(list)))
             }
             (&Method::GET, [vhost, user]) => match access::permissions(store, vhost, user).await? {
@@ -242,7 +259,11 @@ impl AdminApi {
                 let new = access::permissions(store, vhost, user).await?.is_none();
                 access::set_permissions(store, vhost, user, &permissions).await?;
                 self.refresh(Some(user)).await?;
-                Ok(if new { reply::created() } else { reply::no_content() })
+                Ok(if new {
+                    reply::created()
+                } else {
+                    reply::no_content()
+                })
             }
             (&Method::DELETE, [vhost, user]) => {
                 if !access::clear_permissions(store, vhost, user).await? {

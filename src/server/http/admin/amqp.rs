@@ -45,7 +45,10 @@ pub(crate) fn exchange_json(exchange: &ExchangeView) -> Value {
 /// RabbitMQ's `properties_key`: the routing key, `~` for an empty one, and the arguments'
 /// fingerprint after a `~` when there are any.
 fn properties_key(binding: &BindingView) -> String {
-    match (binding.routing_key.is_empty(), binding.arguments.0.is_empty()) {
+    match (
+        binding.routing_key.is_empty(),
+        binding.arguments.0.is_empty(),
+    ) {
         (true, true) => "~".to_owned(),
         (false, true) => binding.routing_key.clone(),
         _ => format!(
@@ -138,9 +141,8 @@ impl AdminApi {
         let topics = self.engine.topics.list_topics();
         let visible = topics.iter().filter(|t| !t.internal).count();
         let groups = self.engine.offsets.groups().await?.len();
-        let listeners: Vec<Value> = self
-            .settings
-            .listeners
+        let bound = self.settings.listeners.lock().clone();
+        let listeners: Vec<Value> = bound
             .iter()
             .map(|(protocol, addr)| {
                 json!({ "node": NODE, "protocol": protocol, "ip_address": addr.ip().to_string(),
@@ -176,11 +178,13 @@ impl AdminApi {
         match (call.method, path) {
             (&Method::GET, [] | [_]) => {
                 let list = all_exchanges(amqp, path.first().copied()).await?;
-                Ok(reply::ok(&Value::Array(list.iter().map(exchange_json).collect())))
+                Ok(reply::ok(&Value::Array(
+                    list.iter().map(exchange_json).collect(),
+                )))
             }
-            (&Method::GET, [vhost, name]) => {
-                Ok(reply::ok(&exchange_json(&amqp.exchange(vhost, name).await?)))
-            }
+            (&Method::GET, [vhost, name]) => Ok(reply::ok(&exchange_json(
+                &amqp.exchange(vhost, name).await?,
+            ))),
             (&Method::PUT, [vhost, name]) => {
                 let body = &call.body;
                 object(body)?;
@@ -193,7 +197,11 @@ impl AdminApi {
                 };
                 let existed = amqp.exchange(vhost, name).await.is_ok();
                 amqp.declare_exchange(vhost, name, spec).await?;
-                Ok(if existed { reply::no_content() } else { reply::created() })
+                Ok(if existed {
+                    reply::no_content()
+                } else {
+                    reply::created()
+                })
             }
             (&Method::DELETE, [vhost, name]) => {
                 amqp.delete_exchange(vhost, name).await?;
@@ -204,7 +212,11 @@ impl AdminApi {
         }
     }
 
-    pub(super) async fn queues(&self, call: &Call<'_>, path: &[&str]) -> Result<HttpResponse, ApiError> {
+    pub(super) async fn queues(
+        &self,
+        call: &Call<'_>,
+        path: &[&str],
+    ) -> Result<HttpResponse, ApiError> {
         let amqp = self.amqp()?;
         match (call.method, path) {
             (&Method::GET, [] | [_]) => {
@@ -213,7 +225,9 @@ impl AdminApi {
                 if let Some(name) = super::request::query_value(call.query, "name") {
                     list.retain(|queue| queue.name == name);
                 }
-                Ok(reply::ok(&Value::Array(list.iter().map(queue_json).collect())))
+                Ok(reply::ok(&Value::Array(
+                    list.iter().map(queue_json).collect(),
+                )))
             }
             (&Method::GET, [vhost, name]) => {
                 Ok(reply::ok(&queue_json(&amqp.queue(vhost, name).await?)))
@@ -228,7 +242,11 @@ impl AdminApi {
                 };
                 let existed = amqp.queue(vhost, name).await.is_ok();
                 amqp.declare_queue(vhost, name, spec).await?;
-                Ok(if existed { reply::no_content() } else { reply::created() })
+                Ok(if existed {
+                    reply::no_content()
+                } else {
+                    reply::created()
+                })
             }
             (&Method::DELETE, [vhost, name]) => {
                 amqp.delete_queue(vhost, name).await?;
@@ -240,7 +258,9 @@ impl AdminApi {
             }
             (&Method::GET, [vhost, name, "bindings"]) => {
                 let list = amqp.bindings(vhost).await?;
-                let mine = list.iter().filter(|b| b.destination_type == "queue" && b.destination == *name);
+                let mine = list
+                    .iter()
+                    .filter(|b| b.destination_type == "queue" && b.destination == *name);
                 Ok(reply::ok(&Value::Array(mine.map(binding_json).collect())))
             }
             (_, [] | [_] | [_, _] | [_, _, "contents" | "bindings"]) => {
@@ -264,7 +284,9 @@ impl AdminApi {
         match (call.method, path) {
             (&Method::GET, [] | [_]) => {
                 let list = all_bindings(amqp, path.first().copied()).await?;
-                Ok(reply::ok(&Value::Array(list.iter().map(binding_json).collect())))
+                Ok(reply::ok(&Value::Array(
+                    list.iter().map(binding_json).collect(),
+                )))
             }
             (&Method::GET, [vhost, "e", source, letter, destination]) => {
                 let to_exchange = kind(letter)?;
@@ -282,8 +304,15 @@ impl AdminApi {
                 object(body)?;
                 let routing_key = string(body, "routing_key")?.unwrap_or("");
                 let arguments = json_to_table(body.get("arguments"))?;
-                amqp.bind(vhost, source, destination, to_exchange, routing_key, &arguments)
-                    .await?;
+                amqp.bind(
+                    vhost,
+                    source,
+                    destination,
+                    to_exchange,
+                    routing_key,
+                    &arguments,
+                )
+                .await?;
                 Ok(reply::created())
             }
             (&Method::DELETE, [vhost, "e", source, letter, destination, props]) => {
@@ -331,7 +360,9 @@ impl AdminApi {
         match (call.method, path) {
             (&Method::GET, []) => {
                 let list = amqp.connections();
-                Ok(reply::ok(&Value::Array(list.iter().map(connection_json).collect())))
+                Ok(reply::ok(&Value::Array(
+                    list.iter().map(connection_json).collect(),
+                )))
             }
             (&Method::GET, [name]) => Ok(reply::ok(&connection_json(&find(name)?))),
             (&Method::DELETE, [name]) => {

@@ -28,7 +28,9 @@ fn items<'a>(body: &'a Value, section: &str) -> Result<&'a [Value], ApiError> {
     match body.get(section) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
-        Some(_) => Err(ApiError::bad_request(format!("`{section}` must be an array"))),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "`{section}` must be an array"
+        ))),
     }
 }
 
@@ -81,8 +83,12 @@ impl AdminApi {
             let vhosts = access::list_vhosts(store).await?;
             out["vhosts"] = Value::Array(vhosts.iter().map(|v| vhost_json(v)).collect());
             let permissions = access::list_permissions(store).await?;
-            out["permissions"] =
-                Value::Array(permissions.iter().map(|(v, u, p)| permissions_json(v, u, p)).collect());
+            out["permissions"] = Value::Array(
+                permissions
+                    .iter()
+                    .map(|(v, u, p)| permissions_json(v, u, p))
+                    .collect(),
+            );
             let topics = self.engine.topics.list_topics();
             out["topics"] = Value::Array(
                 topics
@@ -171,7 +177,9 @@ impl AdminApi {
         };
         if only.is_none() {
             for item in items(body, "topics")? {
-                self.import_topic(item).await.map_err(|e| in_item("topics", item, e))?;
+                self.import_topic(item)
+                    .await
+                    .map_err(|e| in_item("topics", item, e))?;
             }
             for item in items(body, "vhosts")? {
                 let step = async {
@@ -204,10 +212,17 @@ impl AdminApi {
                 amqp.refresh_grants(None).await?;
             }
         }
-        let amqp = match (&self.amqp, ["exchanges", "queues", "bindings"].map(|s| items(body, s))) {
+        let amqp = match (
+            &self.amqp,
+            ["exchanges", "queues", "bindings"].map(|s| items(body, s)),
+        ) {
             (Some(amqp), _) => amqp,
             (None, [Ok([]), Ok([]), Ok([])]) => return Ok(()),
-            (None, _) => return Err(ApiError::bad_request("definitions: AMQP is disabled, so exchanges, queues and bindings cannot be imported")),
+            (None, _) => {
+                return Err(ApiError::bad_request(
+                    "definitions: AMQP is disabled, so exchanges, queues and bindings cannot be imported",
+                ));
+            }
         };
         for item in items(body, "exchanges")? {
             let step = async {
@@ -218,7 +233,8 @@ impl AdminApi {
                     internal: flag(item, "internal", false)?,
                     arguments: json_to_table(item.get("arguments"))?,
                 };
-                amqp.declare_exchange(&vhost_of(item)?, required(item, "name")?, spec).await?;
+                amqp.declare_exchange(&vhost_of(item)?, required(item, "name")?, spec)
+                    .await?;
                 Ok::<(), ApiError>(())
             };
             step.await.map_err(|e| in_item("exchanges", item, e))?;
@@ -230,7 +246,8 @@ impl AdminApi {
                     auto_delete: flag(item, "auto_delete", false)?,
                     arguments: json_to_table(item.get("arguments"))?,
                 };
-                amqp.declare_queue(&vhost_of(item)?, required(item, "name")?, spec).await?;
+                amqp.declare_queue(&vhost_of(item)?, required(item, "name")?, spec)
+                    .await?;
                 Ok::<(), ApiError>(())
             };
             step.await.map_err(|e| in_item("queues", item, e))?;
@@ -240,7 +257,11 @@ impl AdminApi {
                 let to_exchange = match string(item, "destination_type")?.unwrap_or("queue") {
                     "queue" => false,
                     "exchange" => true,
-                    other => return Err(ApiError::bad_request(format!("unknown destination_type '{other}'"))),
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "unknown destination_type '{other}'"
+                        )));
+                    }
                 };
                 amqp.bind(
                     &vhost_of(item)?,
@@ -273,7 +294,10 @@ impl AdminApi {
             .filter(|n| *n >= 1)
             .ok_or_else(|| ApiError::bad_request("`partitions` must be at least 1"))?;
         let settings = super::topics::parse_settings(item.get("settings"))?;
-        self.engine.topics.create_topic(name, partitions, settings).await?;
+        self.engine
+            .topics
+            .create_topic(name, partitions, settings)
+            .await?;
         Ok(())
     }
 }

@@ -36,14 +36,13 @@ fn value_to_json(value: &FieldValue) -> Value {
         FieldValue::U64(v) => Value::from(*v),
         FieldValue::F32(v) => Value::from(f64::from(*v)),
         FieldValue::F64(v) => Value::from(*v),
-        FieldValue::Decimal { scale, value } => {
-            Value::String(format!("{}e-{scale}", value))
+        FieldValue::Decimal { scale, value } => Value::String(format!("{}e-{scale}", value)),
+        FieldValue::LongString(bytes) | FieldValue::ByteArray(bytes) => {
+            match std::str::from_utf8(bytes) {
+                Ok(text) => Value::String(text.to_owned()),
+                Err(_) => Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect()),
+            }
         }
-        FieldValue::LongString(bytes) | FieldValue::ByteArray(bytes) => match std::str::from_utf8(bytes)
-        {
-            Ok(text) => Value::String(text.to_owned()),
-            Err(_) => Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect()),
-        },
         FieldValue::Array(values) => Value::Array(values.iter().map(value_to_json).collect()),
         FieldValue::Timestamp(seconds) => Value::from(*seconds),
         FieldValue::Table(table) => table_to_json(table),
@@ -64,7 +63,9 @@ fn object_to_table(map: &Map<String, Value>, depth: usize) -> Result<FieldTable,
     let mut table = FieldTable::default();
     for (name, value) in map {
         if name.len() > 255 {
-            return Err(ApiError::bad_request("an argument name has at most 255 bytes"));
+            return Err(ApiError::bad_request(
+                "an argument name has at most 255 bytes",
+            ));
         }
         table.insert(name, json_to_value(value, depth + 1)?);
     }
@@ -82,7 +83,11 @@ fn json_to_value(value: &Value, depth: usize) -> Result<FieldValue, ApiError> {
             (Some(i), _, _) => FieldValue::I64(i),
             (None, Some(u), _) => FieldValue::U64(u),
             (_, _, Some(f)) => FieldValue::F64(f),
-            _ => return Err(ApiError::bad_request("an argument is a number out of range")),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "an argument is a number out of range",
+                ));
+            }
         },
         Value::String(s) => FieldValue::LongString(Bytes::copy_from_slice(s.as_bytes())),
         Value::Array(values) => FieldValue::Array(

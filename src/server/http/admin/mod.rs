@@ -27,11 +27,14 @@ use tributary_api::Engine;
 use tributary_api::users::{ADMINISTRATOR_TAG, get_tags};
 
 use super::reply::{self, ApiError, HttpResponse};
-use crate::broker::Broker;
 use super::request;
+use crate::broker::Broker;
 
 /// The OpenAPI 3 document of this API, served at `/api/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// (frontend name, bound address) of every listener, filled by the shell once all are bound.
+pub type BoundListeners = Arc<parking_lot::Mutex<Vec<(&'static str, SocketAddr)>>>;
 
 /// What the admin API needs besides the engine.
 #[derive(Debug, Clone)]
@@ -40,8 +43,8 @@ pub struct AdminSettings {
     pub loopback_users: Vec<String>,
     /// Largest request body accepted (`http.max_body_bytes`).
     pub max_body_bytes: usize,
-    /// The protocol listeners, for `/api/overview`: (protocol, address).
-    pub listeners: Vec<(&'static str, SocketAddr)>,
+    /// The bound listeners, for `/api/overview`.
+    pub listeners: BoundListeners,
 }
 
 /// The admin API over the engine and (when AMQP is served) the AMQP frontend.
@@ -128,7 +131,9 @@ impl AdminApi {
         peer: SocketAddr,
     ) -> Result<String, ApiError> {
         let Some((user, password)) = request::basic_credentials(headers) else {
-            return Err(ApiError::unauthorized("HTTP basic credentials are required"));
+            return Err(ApiError::unauthorized(
+                "HTTP basic credentials are required",
+            ));
         };
         let store = self.engine.metadata.as_ref();
         let credentials = Credentials { user, password };
@@ -158,7 +163,9 @@ impl AdminApi {
             Some("whoami") if path.len() == 1 => {
                 get_only(call)?;
                 let tags = get_tags(self.engine.metadata.as_ref(), &call.user).await?;
-                Ok(reply::ok(&serde_json::json!({ "name": call.user, "tags": tags })))
+                Ok(reply::ok(
+                    &serde_json::json!({ "name": call.user, "tags": tags }),
+                ))
             }
             Some("vhosts") => self.vhosts(call, &path[1..]).await,
             Some("users") => self.users(call, &path[1..]).await,

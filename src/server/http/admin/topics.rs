@@ -14,9 +14,7 @@
 
 use hyper::Method;
 use serde_json::{Value, json};
-use tributary_api::{
-    CommittedOffset, Durability, TopicDescription, TopicPartition, TopicSettings,
-};
+use tributary_api::{CommittedOffset, Durability, TopicDescription, TopicPartition, TopicSettings};
 
 use super::json::{integer, object, required};
 use super::{AdminApi, Call, get_only, not_found};
@@ -43,18 +41,24 @@ pub(super) fn parse_settings(value: Option<&Value>) -> Result<TopicSettings, Api
     object(value)?;
     let unsigned = |name: &str| -> Result<Option<u64>, ApiError> {
         integer(value, name)?
-            .map(|n| u64::try_from(n).map_err(|_| ApiError::bad_request(format!("`{name}` must be >= 0"))))
+            .map(|n| {
+                u64::try_from(n)
+                    .map_err(|_| ApiError::bad_request(format!("`{name}` must be >= 0")))
+            })
             .transpose()
     };
     let durability = match value.get("durability") {
         None | Some(Value::Null) => None,
-        Some(Value::String(text)) => Some(text.parse::<Durability>().map_err(|error| {
-            ApiError::bad_request(format!("`durability`: {error}"))
-        })?),
+        Some(Value::String(text)) => Some(
+            text.parse::<Durability>()
+                .map_err(|error| ApiError::bad_request(format!("`durability`: {error}")))?,
+        ),
         Some(_) => return Err(ApiError::bad_request("`durability` must be a string")),
     };
     let max_message_bytes = unsigned("max_message_bytes")?
-        .map(|n| u32::try_from(n).map_err(|_| ApiError::bad_request("`max_message_bytes` is too large")))
+        .map(|n| {
+            u32::try_from(n).map_err(|_| ApiError::bad_request("`max_message_bytes` is too large"))
+        })
         .transpose()?;
     Ok(TopicSettings {
         retention_ms: integer(value, "retention_ms")?,
@@ -125,14 +129,21 @@ impl AdminApi {
         Ok(self.topic_json(&topic, true))
     }
 
-    pub(super) async fn topics(&self, call: &Call<'_>, path: &[&str]) -> Result<HttpResponse, ApiError> {
+    pub(super) async fn topics(
+        &self,
+        call: &Call<'_>,
+        path: &[&str],
+    ) -> Result<HttpResponse, ApiError> {
         let topics = &self.engine.topics;
         match (call.method, path) {
             (&Method::GET, []) => {
-                let internal = super::request::query_value(call.query, "internal").as_deref() == Some("true");
+                let internal =
+                    super::request::query_value(call.query, "internal").as_deref() == Some("true");
                 let list = topics.list_topics();
                 let shown = list.iter().filter(|t| internal || !t.internal);
-                Ok(reply::ok(&Value::Array(shown.map(|t| self.topic_json(t, false)).collect())))
+                Ok(reply::ok(&Value::Array(
+                    shown.map(|t| self.topic_json(t, false)).collect(),
+                )))
             }
             (&Method::POST, []) => {
                 let body = &call.body;
@@ -141,7 +152,10 @@ impl AdminApi {
                 let count = partitions(body)?.unwrap_or(1);
                 let settings = parse_settings(body.get("settings"))?;
                 topics.create_topic(name, count, settings).await?;
-                Ok(reply::json(hyper::StatusCode::CREATED, &self.describe(name)?))
+                Ok(reply::json(
+                    hyper::StatusCode::CREATED,
+                    &self.describe(name)?,
+                ))
             }
             (&Method::GET, [name]) => Ok(reply::ok(&self.describe(name)?)),
             (&Method::PUT, [name]) => {
@@ -152,7 +166,9 @@ impl AdminApi {
                     topics.create_partitions(name, total).await?;
                 }
                 if body.get("settings").is_some() {
-                    topics.alter_settings(name, parse_settings(body.get("settings"))?).await?;
+                    topics
+                        .alter_settings(name, parse_settings(body.get("settings"))?)
+                        .await?;
                 }
                 Ok(reply::ok(&self.describe(name)?))
             }
@@ -183,7 +199,11 @@ impl AdminApi {
         Ok(json!({ "name": group, "lag": total_lag, "offsets": list }))
     }
 
-    pub(super) async fn groups(&self, call: &Call<'_>, path: &[&str]) -> Result<HttpResponse, ApiError> {
+    pub(super) async fn groups(
+        &self,
+        call: &Call<'_>,
+        path: &[&str],
+    ) -> Result<HttpResponse, ApiError> {
         let offsets = &self.engine.offsets;
         match (call.method, path) {
             (&Method::GET, []) => {
@@ -230,7 +250,9 @@ impl AdminApi {
                     item.as_u64()
                         .and_then(|p| u32::try_from(p).ok())
                         .filter(|p| *p < description.partitions)
-                        .ok_or_else(|| ApiError::bad_request("`partitions` lists partitions of the topic"))
+                        .ok_or_else(|| {
+                            ApiError::bad_request("`partitions` lists partitions of the topic")
+                        })
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(ApiError::bad_request("`partitions` must be an array")),
