@@ -196,3 +196,48 @@ mod tests {
         assert!(add(&config, "", "pw", false).is_err(), "empty name");
     }
 }
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+
+    fn add_tagged(config: &Config, name: &str, tags: &str) -> anyhow::Result<()> {
+        let command = UserCommand::Add {
+            name: name.to_owned(),
+            password: Some("pw".to_owned()),
+            password_stdin: false,
+            replace: true,
+            iterations: 4096,
+            tags: tags.to_owned(),
+        };
+        run(config, &command, &b""[..], &mut Vec::new())
+    }
+
+    #[test]
+    fn tags_are_stored_replaced_and_deleted_with_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let path = config.data_dir.join("metadata.redb");
+        let tags_of = |name: &str| {
+            let store = MetaStore::open(&path).unwrap();
+            store.get_record(USER_TAGS_NAMESPACE, name).unwrap()
+        };
+        add_tagged(&config, "ops", "administrator, monitoring").unwrap();
+        assert_eq!(
+            tags_of("ops").as_deref(),
+            Some(&b"administrator,monitoring"[..])
+        );
+        add_tagged(&config, "ops", "").unwrap();
+        assert_eq!(tags_of("ops"), None, "no tags: no record");
+        assert!(add_tagged(&config, "ops", "bad\ttag").is_err());
+        add_tagged(&config, "ops", "administrator").unwrap();
+        let delete = UserCommand::Delete {
+            name: "ops".to_owned(),
+        };
+        run(&config, &delete, &b""[..], &mut Vec::new()).unwrap();
+        assert_eq!(tags_of("ops"), None);
+    }
+}
