@@ -123,7 +123,7 @@ where
     let admin = config
         .http
         .admin_enabled
-        .then(|| admin_api(&broker, &config, frontends.amqp.clone(), listeners.clone()));
+        .then(|| admin_api(&broker, &config, &frontends, listeners.clone()));
     let mut groups = vec![(frontends.mounts, &connections)];
     if config.http.enabled {
         let stopping = connections.shutdown.clone();
@@ -237,7 +237,7 @@ where
 fn admin_api(
     broker: &Arc<Broker>,
     config: &Config,
-    amqp: Option<tributary_amqp::admin::AmqpAdmin>,
+    frontends: &registry::Frontends,
     listeners: BoundListeners,
 ) -> AdminApi {
     let settings = AdminSettings {
@@ -245,7 +245,7 @@ fn admin_api(
         max_body_bytes: usize::try_from(config.http.max_body_bytes).unwrap_or(usize::MAX),
         listeners,
     };
-    AdminApi::new(broker, amqp, settings)
+    AdminApi::new(broker, frontends.amqp.clone(), settings).with_kafka(frontends.kafka.clone())
 }
 
 async fn bind(config: &Config, mount: &Mount) -> Result<TcpListener, ServerError> {

@@ -78,11 +78,16 @@ impl Mounts {
 pub struct Frontends {
     pub mounts: Vec<Mount>,
     pub amqp: Option<tributary_amqp::admin::AmqpAdmin>,
+    pub kafka: Option<tributary_kafka::admin::KafkaAdmin>,
 }
 
 impl From<Vec<Mount>> for Frontends {
     fn from(mounts: Vec<Mount>) -> Self {
-        Self { mounts, amqp: None }
+        Self {
+            mounts,
+            amqp: None,
+            kafka: None,
+        }
     }
 }
 
@@ -99,6 +104,7 @@ pub fn frontends_with(
 ) -> Frontends {
     let mut mounts = Mounts::default();
     let mut amqp_admin = None;
+    let mut kafka_admin = None;
     // Frontends plug in here, one `mounts.add(config.<protocol>_listener(), || ...)` each; they
     // take their services from `broker.engine()`.
     mounts.add(config.amqp_listener(), || {
@@ -115,7 +121,7 @@ pub fn frontends_with(
         Arc::new(frontend)
     });
     mounts.add(config.kafka_listener(), || {
-        Arc::new(tributary_kafka::KafkaFrontend::new(
+        let frontend = tributary_kafka::KafkaFrontend::new(
             broker.engine(),
             tributary_kafka::KafkaSettings {
                 advertised_host: config.kafka_advertised_host(),
@@ -124,7 +130,9 @@ pub fn frontends_with(
                 sasl_enabled: config.kafka.sasl_enabled,
                 sasl_max_receive_bytes: config.kafka.sasl_max_receive_bytes,
             },
-        ))
+        );
+        kafka_admin = Some(frontend.admin());
+        Arc::new(frontend)
     });
     let rocketmq = tributary_rocketmq::RocketMq::new(broker.engine(), config.rocketmq_settings());
     let announce = rocketmq.clone();
@@ -139,5 +147,6 @@ pub fn frontends_with(
     Frontends {
         mounts: mounts.into_vec(),
         amqp: amqp_admin,
+        kafka: kafka_admin,
     }
 }

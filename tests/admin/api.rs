@@ -324,3 +324,87 @@ async fn topics_change_and_group_offsets_reset() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_with_kafka_members_shows_them_and_refuses_a_reset() {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let mut broker = TestBroker::start();
+    let admin = guest(&mut broker);
+    let topic = json!({ "name": "jobs", "partitions": 1 });
+    assert_eq!(
+        call(&admin, "POST", &["topics"], Some(topic)).await.status,
+        201
+    );
+    let bootstrap = broker.addr("kafka").to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    // The member polls on its own thread (rdkafka's BaseConsumer blocks) until told to stop,
+    // then closes and leaves the group.
+    let member = std::thread::spawn(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "workers")
+            .set("client.id", "worker-1")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "200")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&["jobs"]).expect("subscribe");
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = consumer.poll(std::time::Duration::from_millis(100));
+        }
+        consumer.unsubscribe();
+        drop(consumer);
+    });
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let group = loop {
+        let answer = call(&admin, "GET", &["groups", "workers"], None).await;
+        if answer.status == 200 && answer.body["state"] == "Stable" {
+            break answer.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stable group: {:?}",
+            answer.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(group["members"][0]["client_id"], "worker-1", "{group}");
+    assert_eq!(group["protocol_type"], "consumer");
+    let reset = json!({ "topic": "jobs", "to": "earliest" });
+    let refused = call(
+        &admin,
+        "POST",
+        &["groups", "workers", "reset"],
+        Some(reset.clone()),
+    )
+    .await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || member.join().expect("member"))
+        .await
+        .expect("join");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let answer = call(
+            &admin,
+            "POST",
+            &["groups", "workers", "reset"],
+            Some(reset.clone()),
+        )
+        .await;
+        if answer.status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reset still refused: {:?}",
+            answer.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

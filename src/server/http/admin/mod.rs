@@ -25,6 +25,7 @@ use tributary_amqp::access::login::{self, Credentials};
 use tributary_amqp::admin::AmqpAdmin;
 use tributary_api::Engine;
 use tributary_api::users::{ADMINISTRATOR_TAG, get_tags};
+use tributary_kafka::admin::KafkaAdmin;
 
 use super::reply::{self, ApiError, HttpResponse};
 use super::request;
@@ -54,6 +55,8 @@ pub struct AdminApi {
     /// For the bytes on disk of partitions.
     broker: Arc<Broker>,
     amqp: Option<AmqpAdmin>,
+    /// The Kafka coordinator's groups (state and members), when Kafka is served.
+    kafka: Option<KafkaAdmin>,
     settings: AdminSettings,
 }
 
@@ -73,8 +76,15 @@ impl AdminApi {
             engine: broker.engine(),
             broker: broker.clone(),
             amqp,
+            kafka: None,
             settings,
         }
+    }
+
+    /// Adds the Kafka coordinator's view of groups (members and state).
+    pub fn with_kafka(mut self, kafka: Option<KafkaAdmin>) -> Self {
+        self.kafka = kafka;
+        self
     }
 
     fn amqp(&self) -> Result<&AmqpAdmin, ApiError> {

@@ -6,11 +6,11 @@
 //! `partitions`, replace `settings`), delete. Internal topics (the logs behind AMQP classic
 //! queues) are listed only with `?internal=true`.
 //!
-//! Groups: list, describe (committed offset, high watermark and lag per partition; members
-//! live in the protocol coordinators and are not shown here), reset offsets (`POST
-//! /api/groups/{group}/reset`, body `topic`, `to` = `earliest` | `latest` | an offset,
-//! optional `partitions`), delete (its committed offsets). Resetting a group that is consuming
-//! is not refused here: its members see the new position at their next offset fetch.
+//! Groups: list, describe (committed offset, high watermark and lag per partition; the Kafka
+//! coordinator's state and members; RocketMQ consumers are not listed as members), reset
+//! offsets (`POST /api/groups/{group}/reset`, body `topic`, `to` = `earliest` | `latest` | an
+//! offset, optional `partitions`), delete (its committed offsets). Reset and delete are refused
+//! with 409 while the group has Kafka members, as Kafka refuses them (`GROUP_NOT_EMPTY`).
 
 use hyper::Method;
 use serde_json::{Value, json};
@@ -196,7 +196,46 @@ impl AdminApi {
                 "commit_time": committed.commit_time,
             }));
         }
-        Ok(json!({ "name": group, "lag": total_lag, "offsets": list }))
+        let kafka = self.kafka.as_ref().and_then(|kafka| kafka.group(group));
+        let members: Vec<Value> = kafka
+            .iter()
+            .flat_map(|view| &view.members)
+            .map(|m| json!({ "member_id": m.member_id, "client_id": m.client_id, "instance_id": m.instance_id }))
+            .collect();
+        Ok(json!({
+            "name": group, "lag": total_lag, "offsets": list,
+            "state": kafka.as_ref().map(|view| view.state),
+            "protocol_type": kafka.as_ref().map(|view| view.protocol_type.clone()),
+            "members": members,
+        }))
+    }
+
+    /// Every group with committed offsets or known to the Kafka coordinator, by name.
+    async fn group_names(&self) -> Result<Vec<String>, ApiError> {
+        let mut names = self.engine.offsets.groups().await?;
+        if let Some(kafka) = &self.kafka {
+            names.extend(kafka.group_names());
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Offsets of a group with Kafka members are theirs to move, as in Kafka
+    /// (`GROUP_NOT_EMPTY`): changing them under a running consumer would be overwritten by
+    /// its next commit.
+    fn refuse_active(&self, group: &str) -> Result<(), ApiError> {
+        let active = self.kafka.as_ref().and_then(|kafka| kafka.group(group));
+        match active {
+            Some(view) if !view.members.is_empty() => Err(ApiError::new(
+                hyper::StatusCode::CONFLICT,
+                format!(
+                    "group '{group}' has {} active Kafka members; stop them first",
+                    view.members.len()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     pub(super) async fn groups(
@@ -208,18 +247,23 @@ impl AdminApi {
         match (call.method, path) {
             (&Method::GET, []) => {
                 let mut list = Vec::new();
-                for group in offsets.groups().await? {
+                for group in self.group_names().await? {
                     list.push(self.group_json(&group).await?);
                 }
                 Ok(reply::ok(&Value::Array(list)))
             }
             (&Method::GET, [group]) => {
-                if offsets.fetch_group(group).await?.is_empty() {
+                let known = self
+                    .kafka
+                    .as_ref()
+                    .is_some_and(|k| k.group(group).is_some());
+                if !known && offsets.fetch_group(group).await?.is_empty() {
                     return Err(ApiError::not_found(format!("no group '{group}'")));
                 }
                 Ok(reply::ok(&self.group_json(group).await?))
             }
             (&Method::DELETE, [group]) => {
+                self.refuse_active(group)?;
                 if offsets.delete_group(group).await? == 0 {
                     return Err(ApiError::not_found(format!("no group '{group}'")));
                 }
@@ -240,6 +284,7 @@ impl AdminApi {
 
     async fn reset_group(&self, group: &str, body: &Value) -> Result<(), ApiError> {
         object(body)?;
+        self.refuse_active(group)?;
         let topic = required(body, "topic")?;
         let description = self.engine.topics.describe_topic(topic)?;
         let chosen: Vec<u32> = match body.get("partitions") {
