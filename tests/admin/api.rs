@@ -408,3 +408,42 @@ async fn a_group_with_kafka_members_shows_them_and_refuses_a_reset() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_bounded_and_the_api_can_be_switched_off() {
+    let mut broker = TestBroker::start_prepared(&["--config", "admin.toml"], |root| {
+        std::fs::write(root.join("admin.toml"), "[http]\nmax_body_bytes = 64\n").expect("config");
+    });
+    let admin = guest(&mut broker);
+    let small = json!({ "durable": true });
+    assert_eq!(
+        call(&admin, "PUT", &["queues", "/", "q"], Some(small))
+            .await
+            .status,
+        201
+    );
+    let large = json!({ "durable": true, "arguments": { "x-padding": "p".repeat(100) } });
+    let answer = call(&admin, "PUT", &["queues", "/", "q2"], Some(large)).await;
+    assert_eq!(answer.status, 413, "{:?}", answer.body);
+    assert_eq!(
+        call(&admin, "GET", &["queues", "/", "q2"], None)
+            .await
+            .status,
+        404
+    );
+
+    let mut off = TestBroker::start_prepared(&["--config", "admin.toml"], |root| {
+        std::fs::write(root.join("admin.toml"), "[http]\nadmin_enabled = false\n").expect("config");
+    });
+    let http = off.addr("http");
+    for path in ["/api/overview", "/api/openapi.json", "/"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let head = raw_head(http, &request);
+        assert!(head.starts_with("http/1.1 404"), "{path}: {head}");
+    }
+    let head = raw_head(
+        http,
+        "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+}

@@ -119,7 +119,8 @@ async function showQueues() {
 
 async function showGroups() {
   const groups = await api("GET", "groups");
-  fill("groups", groups.map((g) => [cell(g.name), cell(g.lag, "num"),
+  fill("groups", groups.map((g) => [cell(g.name), cell(g.state || "—"),
+    cell(g.members.map((m) => m.client_id).join(", ")), cell(g.lag, "num"),
     cell(g.offsets.map((o) => `${o.topic}[${o.partition}] ${o.committed_offset}/${o.high_watermark}`).join(", "))]));
 }
 
