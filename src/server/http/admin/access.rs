@@ -85,7 +85,12 @@ pub(crate) async fn put_user(
                 UserRecord::from_password(&password, MIN_ITERATIONS)
             })
             .await
-            .map_err(|_| ApiError::bad_request("password hashing failed"))??
+            .map_err(|_| {
+                ApiError::new(
+                    hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                    "password hashing failed",
+                )
+            })??
         }
         (None, Some(hash)) => {
             let algorithm = string(body, "hashing_algorithm")?.unwrap_or("");

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tributary_api::{CommittedOffset, Durability, TopicDescription, TopicPartition, TopicSettings};
 
 use super::json::{integer, object, required};
-use super::{AdminApi, Call, get_only, not_found};
+use super::{AdminApi, Call, not_found};
 use crate::server::http::reply::{self, ApiError, HttpResponse};
 
 fn hex(id: &[u8; 16]) -> String {
@@ -274,10 +274,7 @@ impl AdminApi {
                 Ok(reply::ok(&self.group_json(group).await?))
             }
             (_, [_, "reset"]) => Err(ApiError::method_not_allowed()),
-            (_, [] | [_]) => {
-                get_only(call)?;
-                Err(ApiError::method_not_allowed())
-            }
+            (_, [] | [_]) => Err(ApiError::method_not_allowed()),
             _ => Err(not_found()),
         }
     }
