@@ -162,5 +162,12 @@ doc = {"openapi": "3.1.0",
  "security": [{"basic": []}],
  "components": {"securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}, "schemas": schemas},
  "paths": paths}
+# operationId: method and path, e.g. `delete_users_user` (schemathesis filters by it).
+import re
+for path, item in paths.items():
+    for method, operation in item.items():
+        if method in ("get", "put", "post", "delete"):
+            words = re.sub(r"[{}]", "", path.removeprefix("/api/")).replace("/", "_").replace(".", "_")
+            operation["operationId"] = f"{method}_{words}"
 doc["paths"]["/api/openapi.json"] = {"get": {"summary": "This document", "tags": ["tributary"], "security": [], "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": obj}}}}}}
 print(json.dumps(doc, indent=1))
