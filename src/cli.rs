@@ -16,6 +16,30 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub flags: Flags,
+    #[command(flatten)]
+    pub admin: AdminFlags,
+}
+
+/// Where `tributary user|vhost|permissions` find the admin API of a running broker (see
+/// [`crate::admin_cli`]); client options, not broker settings.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AdminFlags {
+    /// Admin API base URL, e.g. `http://127.0.0.1:9464` (default: from the configuration,
+    /// used when a broker holds the data directory).
+    #[arg(long, global = true, value_name = "URL", env = "TRIBUTARY_ADMIN_URL")]
+    pub admin_url: Option<String>,
+    /// User for the admin API (needs the `administrator` tag; default `guest`).
+    #[arg(long, global = true, value_name = "USER", env = "TRIBUTARY_ADMIN_USER")]
+    pub admin_user: Option<String>,
+    /// Password for the admin API (default `guest`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PASSWORD",
+        env = "TRIBUTARY_ADMIN_PASSWORD",
+        hide_env_values = true
+    )]
+    pub admin_password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -24,15 +48,15 @@ pub enum Command {
     Serve,
     /// Print the effective configuration (defaults < file < environment < flags) as TOML.
     Config,
-    /// Manage the users SASL clients authenticate as, in the data directory's metadata store.
-    /// The broker must not be running on that data directory (it holds the store locked).
+    /// Manage the users SASL clients authenticate as: through the admin API when a broker runs
+    /// on the data directory, else in its metadata store.
     #[command(subcommand)]
     User(UserCommand),
-    /// Manage AMQP virtual hosts (the broker must not be running on the data directory).
+    /// Manage AMQP virtual hosts (through the admin API when a broker runs).
     #[command(subcommand)]
     Vhost(VhostCommand),
     /// Manage users' AMQP permissions per vhost (configure, write and read regexes, as
-    /// `rabbitmqctl set_permissions`); the broker must not be running on the data directory.
+    /// `rabbitmqctl set_permissions`); through the admin API when a broker runs.
     #[command(subcommand)]
     Permissions(PermissionsCommand),
 }
@@ -92,6 +116,10 @@ pub enum UserCommand {
         /// PBKDF2 iterations of the SCRAM credentials (at least 4096).
         #[arg(long, value_name = "N", default_value_t = tributary_api::users::MIN_ITERATIONS)]
         iterations: u32,
+        /// Comma-separated tags, e.g. `administrator` (RabbitMQ's management tags; the admin
+        /// API requires `administrator`).
+        #[arg(long, value_name = "TAGS", default_value = "")]
+        tags: String,
     },
     /// List the user names, one per line.
     List,
@@ -252,6 +280,7 @@ mod tests {
                 password_stdin: true,
                 replace: false,
                 iterations: 4096,
+                tags: String::new(),
             })
         );
         assert_eq!(cli.flags.overrides(), vec![("data_dir", "/d".to_owned())]);

@@ -6,8 +6,11 @@
 //!   (topics, consumer offsets, queues with acks, delayed delivery).
 //! - [`storage`]: segments, indexes, recovery, retention, durability. Synchronous; no tokio and
 //!   no protocol types (`.ci/run` checks this).
-//! - [`config`], [`telemetry`], [`cli`], [`users`], [`vhosts`]: the process edge.
+//! - [`config`], [`telemetry`], [`cli`], [`users`], [`vhosts`], [`admin_cli`] and [`admin_client`]
+//!   (the user/vhost/permissions commands through a running broker's admin API): the process edge.
 
+pub mod admin_cli;
+pub mod admin_client;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use tributary::cli::{Cli, Command};
 use tributary::config::{self, Config, Sources};
-use tributary::{server, telemetry, users, vhosts};
+use tributary::{admin_cli, server, telemetry, users, vhosts};
 
 /// mimalloc instead of the system allocator: the broker allocates per message on every path
 /// (frames, records, deliveries), and glibc's malloc and free were about 40 % of the broker's
@@ -58,13 +58,21 @@ fn main() -> anyhow::Result<()> {
             };
             serve(config, &unknown_vars, Arc::new(reload))
         }
-        Command::Vhost(command) => vhosts::run_vhost(&config, &command, &mut std::io::stdout()),
-        Command::Permissions(command) => {
-            vhosts::run_permissions(&config, &command, &mut std::io::stdout())
-        }
+        Command::Vhost(command) => match admin_cli::target(&cli.admin, &config)? {
+            Some(api) => admin_cli::run_vhost(&api, &command, &mut std::io::stdout()),
+            None => vhosts::run_vhost(&config, &command, &mut std::io::stdout()),
+        },
+        Command::Permissions(command) => match admin_cli::target(&cli.admin, &config)? {
+            Some(api) => admin_cli::run_permissions(&api, &command, &mut std::io::stdout()),
+            None => vhosts::run_permissions(&config, &command, &mut std::io::stdout()),
+        },
         Command::User(command) => {
             let stdin = std::io::stdin().lock();
-            users::run(&config, &command, stdin, &mut std::io::stdout().lock())
+            let out = &mut std::io::stdout().lock();
+            match admin_cli::target(&cli.admin, &config)? {
+                Some(api) => admin_cli::run_user(&api, &command, stdin, out),
+                None => users::run(&config, &command, stdin, out),
+            }
         }
     }
 }

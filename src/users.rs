@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use tributary_api::USERS_NAMESPACE;
-use tributary_api::users::{ScramMechanism, UserRecord, validate_user_name};
+use tributary_api::users::{
+    ScramMechanism, USER_TAGS_NAMESPACE, UserRecord, validate_tag, validate_user_name,
+};
 
 use crate::broker::metadata::MetaStore;
 use crate::cli::UserCommand;
@@ -34,6 +36,7 @@ pub fn run(
             password_stdin,
             replace,
             iterations,
+            tags,
         } => {
             validate_user_name(name)?;
             let password = match (password, password_stdin) {
@@ -46,7 +49,20 @@ pub fn run(
                 bail!("user `{name}` exists; pass --replace to change its password");
             }
             let record = UserRecord::from_password(&password, *iterations)?;
+            let tags: Vec<&str> = tags
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect();
+            for tag in &tags {
+                validate_tag(tag)?;
+            }
             store.put_record(USERS_NAMESPACE, name, &record.encode())?;
+            if tags.is_empty() {
+                store.delete_record(USER_TAGS_NAMESPACE, name)?;
+            } else {
+                store.put_record(USER_TAGS_NAMESPACE, name, tags.join(",").as_bytes())?;
+            }
             let mechanisms: Vec<&str> = ScramMechanism::ALL.iter().map(|m| m.name()).collect();
             writeln!(
                 out,
@@ -66,6 +82,7 @@ pub fn run(
             if !store.delete_record(USERS_NAMESPACE, name)? {
                 bail!("no user `{name}` in {}", path.display());
             }
+            store.delete_record(USER_TAGS_NAMESPACE, name)?;
             // As in RabbitMQ, the user's AMQP permissions go with it.
             let permissions = tributary_amqp::access::PERMISSION_NAMESPACE;
             for (key, _) in store.scan_records(permissions, "")? {
@@ -90,7 +107,7 @@ pub(crate) fn open(path: &Path, create: bool) -> anyhow::Result<Arc<MetaStore>> 
 }
 
 /// The first line of `input`, without its line ending.
-fn read_password(mut input: impl BufRead) -> anyhow::Result<String> {
+pub(crate) fn read_password(mut input: impl BufRead) -> anyhow::Result<String> {
     let mut line = String::new();
     input
         .read_line(&mut line)
@@ -122,6 +139,7 @@ mod tests {
             password_stdin: true,
             replace,
             iterations: 4096,
+            tags: String::new(),
         };
         run(config, &command, stdin.as_bytes(), &mut out)?;
         Ok(String::from_utf8(out)?)
@@ -176,5 +194,50 @@ mod tests {
             "empty password"
         );
         assert!(add(&config, "", "pw", false).is_err(), "empty name");
+    }
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+
+    fn add_tagged(config: &Config, name: &str, tags: &str) -> anyhow::Result<()> {
+        let command = UserCommand::Add {
+            name: name.to_owned(),
+            password: Some("pw".to_owned()),
+            password_stdin: false,
+            replace: true,
+            iterations: 4096,
+            tags: tags.to_owned(),
+        };
+        run(config, &command, &b""[..], &mut Vec::new())
+    }
+
+    #[test]
+    fn tags_are_stored_replaced_and_deleted_with_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let path = config.data_dir.join("metadata.redb");
+        let tags_of = |name: &str| {
+            let store = MetaStore::open(&path).unwrap();
+            store.get_record(USER_TAGS_NAMESPACE, name).unwrap()
+        };
+        add_tagged(&config, "ops", "administrator, monitoring").unwrap();
+        assert_eq!(
+            tags_of("ops").as_deref(),
+            Some(&b"administrator,monitoring"[..])
+        );
+        add_tagged(&config, "ops", "").unwrap();
+        assert_eq!(tags_of("ops"), None, "no tags: no record");
+        assert!(add_tagged(&config, "ops", "bad\ttag").is_err());
+        add_tagged(&config, "ops", "administrator").unwrap();
+        let delete = UserCommand::Delete {
+            name: "ops".to_owned(),
+        };
+        run(&config, &delete, &b""[..], &mut Vec::new()).unwrap();
+        assert_eq!(tags_of("ops"), None);
     }
 }

@@ -124,6 +124,12 @@ impl Broker {
         self.meta.cluster_id()
     }
 
+    /// Bytes on disk of one partition's log, if the topic and partition exist.
+    pub fn partition_size_bytes(&self, topic: &str, partition: u32) -> Option<u64> {
+        let partition = self.storage.partition(topic, partition).ok()?;
+        Some(partition.size_bytes())
+    }
+
     /// Starts retention and the delayed-delivery scheduler; both stop when `shutdown` fires.
     pub fn spawn_background(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
         self.scheduler.spawn(

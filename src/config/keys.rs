@@ -475,6 +475,22 @@ pub static KEYS: &[KeySpec] = &[
         http.max_connections
     ),
     key!(
+        "http.admin_enabled",
+        "TRIBUTARY_HTTP_ADMIN_ENABLED",
+        None,
+        BOOL,
+        parse,
+        http.admin_enabled
+    ),
+    key!(
+        "http.max_body_bytes",
+        "TRIBUTARY_HTTP_MAX_BODY_BYTES",
+        None,
+        COUNT,
+        parse,
+        http.max_body_bytes
+    ),
+    key!(
         "storage.segment_bytes",
         "TRIBUTARY_STORAGE_SEGMENT_BYTES",
         None,

@@ -173,6 +173,10 @@ pub struct HttpConfig {
     /// Serves `/metrics` and `/health`.
     pub port: u16,
     pub max_connections: usize,
+    /// Serves the admin API (`/api`) and the web console (`/`) on the same listener.
+    pub admin_enabled: bool,
+    /// Largest admin API request body (a definitions import is the big one).
+    pub max_body_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +336,8 @@ impl Default for HttpConfig {
             enabled: true,
             port: 9464,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            admin_enabled: true,
+            max_body_bytes: 16 << 20,
         }
     }
 }
@@ -388,6 +394,8 @@ pub fn unknown_env_vars(names: impl IntoIterator<Item = String>) -> Vec<String> 
     names
         .into_iter()
         .filter(|name| name.starts_with("TRIBUTARY_") && name != CONFIG_FILE_ENV)
+        // The admin client options of `tributary user|vhost|permissions` (crate::admin_cli).
+        .filter(|name| !name.starts_with("TRIBUTARY_ADMIN_"))
         .filter(|name| KEYS.iter().all(|key| key.env != name))
         .collect()
 }

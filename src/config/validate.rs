@@ -138,6 +138,7 @@ impl Config {
             ));
         }
         positive("http.max_connections", self.http.max_connections as u64)?;
+        positive("http.max_body_bytes", self.http.max_body_bytes)?;
         self.validate_connection_rules()?;
 
         // Port 0 asks the OS for a free port, so only fixed ports can clash.

@@ -38,6 +38,7 @@ use crate::broker::Broker;
 use crate::config::{Config, ListenerSpec};
 use crate::telemetry;
 use http::HttpEndpoint;
+use http::admin::{AdminApi, AdminSettings, BoundListeners};
 use listener::{ConnectionRules, serve_listener_with};
 use registry::Mount;
 use shutdown::{DrainOutcome, Lifecycle, TerminationSignals};
@@ -92,14 +93,15 @@ pub async fn run_reloadable(
 }
 
 /// [`run`] with the frontends chosen by `mount`, which receives the opened broker.
-pub async fn run_with<M>(
+pub async fn run_with<M, F>(
     config: Config,
     metrics: PrometheusHandle,
     mount: M,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError>
 where
-    M: FnOnce(&Arc<Broker>, &Config) -> Vec<Mount>,
+    M: FnOnce(&Arc<Broker>, &Config) -> F,
+    F: Into<registry::Frontends>,
 {
     let started = Instant::now();
     fd_limit::raise_open_files_limit();
@@ -116,11 +118,21 @@ where
     // The HTTP endpoint keeps answering (503 on /health) until the broker is closed, so it has
     // its own lifecycle and never holds up the connection drain.
     let http = Lifecycle::new();
-    let mut groups = vec![(mount(&broker, &config), &connections)];
+    let frontends: registry::Frontends = mount(&broker, &config).into();
+    let listeners = BoundListeners::default();
+    let admin = config
+        .http
+        .admin_enabled
+        .then(|| admin_api(&broker, &config, &frontends, listeners.clone()));
+    let mut groups = vec![(frontends.mounts, &connections)];
     if config.http.enabled {
         let scrape = telemetry::scrape::ScrapeState::new(&broker, &config);
-        let endpoint = HttpEndpoint::new(metrics.clone(), connections.shutdown.clone())
-            .with_scrape(scrape.into_hook());
+        let stopping = connections.shutdown.clone();
+        let endpoint = match admin {
+            Some(admin) => HttpEndpoint::with_admin(metrics.clone(), stopping, admin),
+            None => HttpEndpoint::new(metrics.clone(), stopping),
+        }
+        .with_scrape(scrape.into_hook());
         let http_mount = Mount {
             frontend: Arc::new(endpoint),
             listener: config.http_listener(),
@@ -146,6 +158,9 @@ where
     for (mount, listener, _) in &bound {
         if let (Some(on_bound), Ok(addr)) = (&mount.on_bound, listener.local_addr()) {
             on_bound(addr);
+        }
+        if let Ok(addr) = listener.local_addr() {
+            listeners.lock().push((mount.frontend.name(), addr));
         }
     }
 
@@ -220,6 +235,21 @@ where
     http.drain(HTTP_STOP_TIMEOUT).await;
     info!("shutdown complete");
     Ok(())
+}
+
+/// The admin API over the opened broker; `listeners` is filled once every listener is bound.
+fn admin_api(
+    broker: &Arc<Broker>,
+    config: &Config,
+    frontends: &registry::Frontends,
+    listeners: BoundListeners,
+) -> AdminApi {
+    let settings = AdminSettings {
+        loopback_users: config.amqp.loopback_users.clone(),
+        max_body_bytes: usize::try_from(config.http.max_body_bytes).unwrap_or(usize::MAX),
+        listeners,
+    };
+    AdminApi::new(broker, frontends.amqp.clone(), settings).with_kafka(frontends.kafka.clone())
 }
 
 async fn bind(config: &Config, mount: &Mount) -> Result<TcpListener, ServerError> {

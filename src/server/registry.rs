@@ -73,8 +73,26 @@ impl Mounts {
     }
 }
 
+/// The mounted frontends, and the AMQP frontend's admin handle for the admin API.
+#[derive(Debug, Default)]
+pub struct Frontends {
+    pub mounts: Vec<Mount>,
+    pub amqp: Option<tributary_amqp::admin::AmqpAdmin>,
+    pub kafka: Option<tributary_kafka::admin::KafkaAdmin>,
+}
+
+impl From<Vec<Mount>> for Frontends {
+    fn from(mounts: Vec<Mount>) -> Self {
+        Self {
+            mounts,
+            amqp: None,
+            kafka: None,
+        }
+    }
+}
+
 /// The frontends of this build.
-pub fn frontends(broker: &Arc<Broker>, config: &Config) -> Vec<Mount> {
+pub fn frontends(broker: &Arc<Broker>, config: &Config) -> Frontends {
     frontends_with(broker, config, None)
 }
 
@@ -83,8 +101,10 @@ pub fn frontends_with(
     broker: &Arc<Broker>,
     config: &Config,
     reload: Option<super::alarms::Reload>,
-) -> Vec<Mount> {
+) -> Frontends {
     let mut mounts = Mounts::default();
+    let mut amqp_admin = None;
+    let mut kafka_admin = None;
     // Frontends plug in here, one `mounts.add(config.<protocol>_listener(), || ...)` each; they
     // take their services from `broker.engine()`.
     mounts.add(config.amqp_listener(), || {
@@ -92,14 +112,16 @@ pub fn frontends_with(
             loopback_users: config.amqp.loopback_users.clone(),
             alarms: super::alarms::spawn_monitor(config, reload),
         };
-        Arc::new(tributary_amqp::AmqpFrontend::with_access(
+        let frontend = tributary_amqp::AmqpFrontend::with_access(
             broker.engine(),
             tributary_amqp::AmqpSettings::default(),
             access,
-        ))
+        );
+        amqp_admin = Some(frontend.admin());
+        Arc::new(frontend)
     });
     mounts.add(config.kafka_listener(), || {
-        Arc::new(tributary_kafka::KafkaFrontend::new(
+        let frontend = tributary_kafka::KafkaFrontend::new(
             broker.engine(),
             tributary_kafka::KafkaSettings {
                 advertised_host: config.kafka_advertised_host(),
@@ -108,7 +130,9 @@ pub fn frontends_with(
                 sasl_enabled: config.kafka.sasl_enabled,
                 sasl_max_receive_bytes: config.kafka.sasl_max_receive_bytes,
             },
-        ))
+        );
+        kafka_admin = Some(frontend.admin());
+        Arc::new(frontend)
     });
     let rocketmq = tributary_rocketmq::RocketMq::new(broker.engine(), config.rocketmq_settings());
     let announce = rocketmq.clone();
@@ -120,5 +144,9 @@ pub fn frontends_with(
         || Arc::new(rocketmq.broker()),
         move |addr| announce.broker_listening(addr),
     );
-    mounts.into_vec()
+    Frontends {
+        mounts: mounts.into_vec(),
+        amqp: amqp_admin,
+        kafka: kafka_admin,
+    }
 }

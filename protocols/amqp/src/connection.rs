@@ -216,6 +216,7 @@ async fn serve_checked(
     ));
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
     metrics::counter!(m::CONNECTIONS_OPENED).increment(1);
+    let grant = login.grant.clone();
     let mut session = Session::new(
         login,
         out,
@@ -223,6 +224,14 @@ async fn serve_checked(
         tuned.channel_max,
         context.send_budget.per_connection_bytes(),
     );
+    let registration = vhosts.connections.register(
+        session.id,
+        &session.user,
+        &session.vhost,
+        context.peer,
+        grant,
+    );
+    session.attach(registration);
     let missed_heartbeats = heartbeat.map(|h| h * 2);
     let outcome = session
         .run(&mut reader, missed_heartbeats, &context.shutdown)

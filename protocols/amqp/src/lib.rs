@@ -24,6 +24,7 @@
 //! protocol says; nothing here panics on input; per-connection output is a bounded queue.
 
 pub mod access;
+pub mod admin;
 pub mod alarm;
 pub mod channel;
 pub mod codec;

@@ -7,7 +7,8 @@
 //! after the server closes a channel it drops everything on it but `close`/`close-ok`.
 //! Every method is checked against the user's permissions on the vhost before it is handled
 //! ([`crate::access::Grant`]); a publish while a resource alarm is on blocks the connection
-//! ([`crate::alarm`]).
+//! ([`crate::alarm`]). A registered session ([`Session::attach`]) takes permissions swapped in
+//! by the admin API before its next method and ends with `320` when the admin API closes it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tributary_api::{CloseReason, Outbound};
 
 use crate::Shared;
 use crate::access::Grant;
+use crate::admin::connections::Registered;
 use crate::alarm::Alarms;
 use crate::channel::{Channel, ChannelState, PartialBytes, by_queue};
 use crate::codec::content::{BasicProperties, ContentHeader};
@@ -73,6 +75,8 @@ pub struct Session {
     failed_consumers: mpsc::UnboundedReceiver<ConsumerFailure>,
     /// Bodies announced and not yet complete, over all channels.
     partial: PartialBytes,
+    /// The admin API's handle on this connection, once registered.
+    registration: Option<Registered>,
 }
 
 impl Session {
@@ -107,7 +111,13 @@ impl Session {
             consumer_failures,
             failed_consumers,
             partial,
+            registration: None,
         }
+    }
+
+    /// Registers the session with the broker's open connections (see [`crate::admin`]).
+    pub(crate) fn attach(&mut self, registration: Registered) {
+        self.registration = Some(registration);
     }
 
     /// Queues encoded frames for the writer; waits when the peer reads slowly.
@@ -136,7 +146,18 @@ impl Session {
         shutdown: &CancellationToken,
     ) -> Result<Option<Reply>, AmqpError> {
         let unused = reader.timeouts().idle;
+        let closing = match &self.registration {
+            Some(registration) => registration.control.closing.clone(),
+            None => CancellationToken::new(),
+        };
         loop {
+            if let Some(registration) = &self.registration {
+                let open = self.channels.len();
+                registration
+                    .control
+                    .channels
+                    .store(open, std::sync::atomic::Ordering::Relaxed);
+            }
             let idle = match missed_heartbeats {
                 Some(limit) => Some(IdleLimit {
                     limit,
@@ -164,6 +185,11 @@ impl Session {
                 () = self.out.closed() => {
                     self.flush_publishes().await?;
                     return Err(AmqpError::Io(std::io::ErrorKind::BrokenPipe.into()));
+                }
+                () = closing.cancelled() => {
+                    self.flush_publishes().await?;
+                    let reason = self.registration.as_ref().map(|r| r.control.close_reason());
+                    return Ok(Some(Reply::new(CONNECTION_FORCED, reason.unwrap_or_default())));
                 }
             };
             let Some(frame) = frame else {
@@ -367,7 +393,12 @@ impl Session {
     /// Refuses a method the user's permissions do not allow. RabbitMQ checks a server-named queue's
     /// configure permission on its generated name; the topology draws that name later, so the
     /// check uses one of the same form (`amq.gen-` and 22 random characters).
-    fn check_permitted(&self, method: &Method) -> Result<(), AmqpError> {
+    fn check_permitted(&mut self, method: &Method) -> Result<(), AmqpError> {
+        if let Some(registration) = &mut self.registration
+            && registration.grant.has_changed().unwrap_or(false)
+        {
+            self.grant = registration.grant.borrow_and_update().clone();
+        }
         if let Method::QueueDeclare(decl) = method {
             // U+001F separates vhost and queue in engine names (see crate::vhost).
             if decl.queue.contains('\u{1f}') {

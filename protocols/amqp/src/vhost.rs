@@ -172,6 +172,8 @@ pub struct Vhosts {
     /// Compressed batches stream consumers inflated lately, shared by every vhost.
     inflated: Arc<tributary_api::compression::InflatedBatches>,
     opened: Mutex<HashMap<String, Arc<Shared>>>,
+    /// The open connections, for the admin API.
+    pub(crate) connections: Arc<crate::admin::Connections>,
     started: OnceCell<()>,
     /// Where the topic feeds run, once the broker shell started the frontend.
     background: std::sync::OnceLock<BackgroundContext>,
@@ -192,6 +194,7 @@ impl Vhosts {
             connection_ids: Arc::new(AtomicU64::new(0)),
             inflated: Default::default(),
             opened: Mutex::new(HashMap::new()),
+            connections: Arc::default(),
             started: OnceCell::new(),
             background: std::sync::OnceLock::new(),
         }
@@ -243,6 +246,27 @@ impl Vhosts {
         let shared = self.open(DEFAULT_VHOST).await?;
         if let Some(background) = self.background.get() {
             crate::feed::start(&shared, background.clone());
+        }
+        Ok(())
+    }
+
+    /// Forgets a deleted vhost: its opened state goes, and so do its engine queues and its
+    /// streams' topics (the admin API's live delete; at start [`Vhosts::ensure_started`] does
+    /// the same for vhosts deleted while the broker was down).
+    pub async fn drop_vhost(&self, vhost: &str) -> Result<(), AmqpError> {
+        if vhost == DEFAULT_VHOST {
+            return Ok(());
+        }
+        self.opened.lock().await.remove(vhost);
+        for name in self.engine.queues.queues() {
+            if split_engine_queue_name(&name).0 == vhost {
+                self.engine.queues.delete_queue(&name).await?;
+            }
+        }
+        for topic in self.engine.topics.list_topics() {
+            if !topic.internal && split_engine_queue_name(&topic.name).0 == vhost {
+                self.engine.topics.delete_topic(&topic.name).await?;
+            }
         }
         Ok(())
     }

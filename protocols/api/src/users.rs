@@ -332,6 +332,63 @@ pub async fn get_user(store: &dyn MetadataStore, name: &str) -> EngineResult<Opt
     }
 }
 
+/// Namespace of users' tags (RabbitMQ's `administrator`, `monitoring`, ...): key the user name,
+/// value the tags joined by `,` in UTF-8. A user without a record here has no tags.
+pub const USER_TAGS_NAMESPACE: &str = "users.tags";
+/// The tag the admin API requires, as RabbitMQ's management plugin does.
+pub const ADMINISTRATOR_TAG: &str = "administrator";
+/// The user that logs in as `guest`/`guest` while the store has no record of it (AMQP's
+/// built-in user); like RabbitMQ's default user it is an administrator.
+pub const BUILT_IN_USER: &str = "guest";
+/// Longest tag accepted.
+pub const MAX_TAG_BYTES: usize = 64;
+
+/// A tag is 1..=64 bytes with no `,` and no control character.
+pub fn validate_tag(tag: &str) -> EngineResult<()> {
+    if tag.is_empty()
+        || tag.len() > MAX_TAG_BYTES
+        || tag.contains(',')
+        || tag.chars().any(char::is_control)
+    {
+        return Err(EngineError::Metadata {
+            context: "set user tags",
+            message: format!(
+                "a tag has 1 to {MAX_TAG_BYTES} bytes, no `,` and no control characters: `{tag}`"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The tags of user `name`; the built-in `guest` (no stored record) is an administrator.
+pub async fn get_tags(store: &dyn MetadataStore, name: &str) -> EngineResult<Vec<String>> {
+    if let Some(value) = store.get(USER_TAGS_NAMESPACE, name).await? {
+        let text = String::from_utf8_lossy(&value);
+        return Ok(text
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect());
+    }
+    if name == BUILT_IN_USER && store.get(USERS_NAMESPACE, name).await?.is_none() {
+        return Ok(vec![ADMINISTRATOR_TAG.to_owned()]);
+    }
+    Ok(Vec::new())
+}
+
+/// Replaces the tags of user `name` (an empty list removes them).
+pub async fn set_tags(store: &dyn MetadataStore, name: &str, tags: &[String]) -> EngineResult<()> {
+    for tag in tags {
+        validate_tag(tag)?;
+    }
+    if tags.is_empty() {
+        store.delete(USER_TAGS_NAMESPACE, name).await?;
+        return Ok(());
+    }
+    let value = Bytes::from(tags.join(","));
+    store.put(USER_TAGS_NAMESPACE, name, value).await
+}
+
 fn fill_random(buf: &mut [u8]) -> EngineResult<()> {
     getrandom::fill(buf).map_err(|error| EngineError::Metadata {
         context: "draw random bytes",

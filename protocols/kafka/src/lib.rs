@@ -30,6 +30,7 @@
 //! the listener binds loopback by default. With SASL on, only authenticated peers reach those
 //! decoders (the three requests served before authentication have no arrays).
 
+pub mod admin;
 pub mod check;
 pub mod codec;
 mod connection;

@@ -165,6 +165,16 @@ impl MetaStore {
         Self::open_with(&RealFs::shared(), path)
     }
 
+    /// Whether another process (a running broker) holds the store at `path` open; false when
+    /// there is no store there. Opens and closes it at once when nobody holds it.
+    pub fn held_by_another_process(path: &Path) -> bool {
+        path.exists()
+            && matches!(
+                Database::create(path),
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+            )
+    }
+
     /// [`MetaStore::open`] on the given file system (a simulated disk in power-loss tests).
     pub fn open_with(fs: &Arc<dyn Fs>, path: &Path) -> EngineResult<Arc<MetaStore>> {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());

@@ -26,6 +26,7 @@ use crate::routing::ExchangeKind;
 
 mod exchanges;
 mod queues;
+mod snapshot;
 mod streams;
 mod topics;
 

@@ -3,14 +3,26 @@
 //! - `GET /metrics`: Prometheus text exposition (`text/plain; version=0.0.4`).
 //! - `GET /health`: `200 ok` while serving, `503 shutting down` once shutdown has begun (the
 //!   endpoint outlives the protocol listeners, so load balancers see the 503 during the drain).
+//! - `/api/...`: the admin API ([`admin`]), when mounted with one.
+//! - `/` and `/console/...`: the web console ([`console`]), with the admin API.
 //! - any other path: 404; another method on a known path: 405.
+//!
+//! Invariants: a request is answered from the request alone (no state between requests but
+//! the broker's); the `endpoint` label of the request counter takes only the fixed names
+//! above, never a path a client sent.
+
+pub mod admin;
+pub mod console;
+pub(crate) mod reply;
+pub(crate) mod request;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
@@ -24,6 +36,8 @@ use tributary_api::{ConnectionContext, ConnectionError, Frontend};
 
 use crate::telemetry::names;
 use crate::telemetry::scrape::ScrapeHook;
+use admin::AdminApi;
+use reply::{HttpResponse, text};
 
 /// The Prometheus text format version `/metrics` speaks.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -32,7 +46,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// hyper's floor for its read buffer.
 const MIN_READ_BUFFER: usize = 8192;
 
-/// Serves `/metrics` and `/health`.
+/// Serves `/metrics`, `/health` and, when given one, the admin API and console.
 #[derive(Debug)]
 pub struct HttpEndpoint {
     metrics: PrometheusHandle,
@@ -40,6 +54,7 @@ pub struct HttpEndpoint {
     stopping: CancellationToken,
     /// Appends the families computed from broker state at scrape time.
     scrape: Option<ScrapeHook>,
+    admin: Option<Arc<AdminApi>>,
 }
 
 impl HttpEndpoint {
@@ -48,6 +63,7 @@ impl HttpEndpoint {
             metrics,
             stopping,
             scrape: None,
+            admin: None,
         }
     }
 
@@ -57,10 +73,32 @@ impl HttpEndpoint {
         self
     }
 
-    fn respond(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-        let (endpoint, response) = match request.uri().path() {
-            "/metrics" => ("metrics", self.get_only(request, || self.metrics_page())),
-            "/health" => ("health", self.get_only(request, || self.health())),
+    /// [`HttpEndpoint::new`] with the admin API under `/api` and the console.
+    pub fn with_admin(
+        metrics: PrometheusHandle,
+        stopping: CancellationToken,
+        admin: AdminApi,
+    ) -> Self {
+        Self {
+            metrics,
+            stopping,
+            scrape: None,
+            admin: Some(Arc::new(admin)),
+        }
+    }
+
+    async fn respond(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        let path = request.uri().path();
+        let (endpoint, response) = match (path, &self.admin) {
+            ("/metrics", _) => ("metrics", self.get_only(&request, || self.metrics_page())),
+            ("/health", _) => ("health", self.get_only(&request, || self.health())),
+            (path, Some(admin)) if path == "/api" || path.starts_with("/api/") => {
+                ("api", admin.handle(request, peer).await)
+            }
+            (path, Some(_)) if path == "/" || path.starts_with("/console") => {
+                let page = console::page(path);
+                ("console", self.get_only(&request, || page))
+            }
             _ => ("other", text(StatusCode::NOT_FOUND, "not found\n")),
         };
         metrics::counter!(
@@ -75,8 +113,8 @@ impl HttpEndpoint {
     fn get_only(
         &self,
         request: &Request<Incoming>,
-        page: impl FnOnce() -> Response<Full<Bytes>>,
-    ) -> Response<Full<Bytes>> {
+        page: impl FnOnce() -> HttpResponse,
+    ) -> HttpResponse {
         if request.method() == Method::GET {
             return page();
         }
@@ -87,35 +125,25 @@ impl HttpEndpoint {
         response
     }
 
-    fn metrics_page(&self) -> Response<Full<Bytes>> {
+    fn metrics_page(&self) -> HttpResponse {
         let mut page = self.metrics.render();
         if let Some(scrape) = &self.scrape {
             scrape.append(&mut page);
         }
-        let mut response = Response::new(Full::new(Bytes::from(page)));
+        let mut response = Response::new(http_body_util::Full::new(Bytes::from(page)));
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
         response
     }
 
-    fn health(&self) -> Response<Full<Bytes>> {
+    fn health(&self) -> HttpResponse {
         if self.stopping.is_cancelled() {
             text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
         } else {
             text(StatusCode::OK, "ok\n")
         }
     }
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 #[async_trait]
@@ -133,10 +161,11 @@ impl Frontend for HttpEndpoint {
         stream: TcpStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
-        let service = service_fn(|request| {
-            let response = self.respond(&request);
-            async move { Ok::<_, Infallible>(response) }
-        });
+        let peer = context.peer;
+        let service =
+            service_fn(
+                |request| async move { Ok::<_, Infallible>(self.respond(request, peer).await) },
+            );
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -148,7 +177,7 @@ impl Frontend for HttpEndpoint {
             () = context.shutdown.cancelled() => {
                 // Finishes the response in flight, then closes (idle keep-alive closes at once).
                 connection.as_mut().graceful_shutdown();
-                connection.await?;
+                connection.as_mut().await?;
             }
         }
         Ok(())
