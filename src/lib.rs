@@ -10,6 +10,7 @@
 
 pub mod broker;
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod server;
 pub mod storage;
