@@ -228,10 +228,13 @@ mod tests {
             "--http-port=5",
             "--durability=never",
             "--log=debug",
+            "--metadata-url=postgres://u@h/db",
+            "--objects-url=s3://b/p",
+            "--broker-id=3",
         ])
         .expect("parses");
         let overrides = cli.flags.overrides();
-        assert_eq!(overrides.len(), 9);
+        assert_eq!(overrides.len(), 12);
         for (key, _) in overrides {
             let spec = KEYS
                 .iter()
