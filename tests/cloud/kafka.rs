@@ -79,6 +79,18 @@ fn consume_all(consumer: &BaseConsumer) -> BTreeMap<i32, Vec<(i64, Seen)>> {
     got
 }
 
+/// Waits for the last `deliveries.len()` records of `sent`.
+async fn await_deliveries(deliveries: Vec<rdkafka::producer::DeliveryFuture>, sent: &[Seen]) {
+    let first = sent.len() - deliveries.len();
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        let delivered = delivery
+            .await
+            .expect("delivery future")
+            .unwrap_or_else(|(error, _)| panic!("delivery {} failed: {error}", first + i));
+        assert_eq!(delivered.partition, sent[first + i].0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_produce_and_fetch_through_the_cloud_engine_survive_a_wiped_broker() {
     let database = fresh_database("kafka").await;
@@ -115,6 +127,10 @@ async fn kafka_produce_and_fetch_through_the_cloud_engine_survive_a_wiped_broker
     let mut sent: Vec<Seen> = Vec::new();
     let mut deliveries = Vec::new();
     for i in 0..RECORDS {
+        // Two waves, so every partition holds several batches at growing base offsets.
+        if i == RECORDS / 2 {
+            await_deliveries(std::mem::take(&mut deliveries), &sent).await;
+        }
         let partition = (i % PARTITIONS as u32) as i32;
         let key = format!("key-{i}").into_bytes();
         let value: Vec<u8> = (0..(i * 5)).map(|b| (b % 251) as u8).collect();
@@ -140,13 +156,7 @@ async fn kafka_produce_and_fetch_through_the_cloud_engine_survive_a_wiped_broker
             vec![("n".to_owned(), i.to_be_bytes().to_vec())],
         ));
     }
-    for (i, delivery) in deliveries.into_iter().enumerate() {
-        let delivered = delivery
-            .await
-            .expect("delivery future")
-            .unwrap_or_else(|(error, _)| panic!("delivery {i} failed: {error}"));
-        assert_eq!(delivered.partition, sent[i].0);
-    }
+    await_deliveries(deliveries, &sent).await;
 
     let check = |got: BTreeMap<i32, Vec<(i64, Seen)>>| {
         for partition in 0..PARTITIONS {
