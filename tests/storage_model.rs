@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
 use proptest::prelude::*;
 use tributary::storage::{LogConfig, Storage};
 use tributary_api::Durability;
