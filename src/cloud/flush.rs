@@ -8,11 +8,13 @@
 //! - a failed PUT or commit fails every batch of the flush and every batch accepted since,
 //!   then resets each partition's numbering to its committed high watermark: no offset is ever
 //!   acknowledged twice or skipped, and nothing unacknowledged is left half-visible;
+//! - after the last flush (engine close) appends are refused with `ShuttingDown`, never left
+//!   waiting for a flush that will not come;
 //! - the transaction advances each partition's high watermark only from the value this broker
 //!   expects (`WHERE high_watermark = expected`), so a second writer fails the flush instead of
 //!   interleaving offsets.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -57,6 +59,8 @@ pub(super) struct Pending {
     first_at: Option<Instant>,
     outcome: watch::Sender<Option<FlushOutcome>>,
     dropped_topics: HashSet<String>,
+    /// Set when the flusher stopped: later appends are refused, never left waiting.
+    closed: bool,
 }
 
 impl Default for Pending {
@@ -67,6 +71,7 @@ impl Default for Pending {
             first_at: None,
             outcome: watch::Sender::new(None),
             dropped_topics: HashSet::new(),
+            closed: false,
         }
     }
 }
@@ -83,6 +88,9 @@ impl CloudLog {
         let mut owned = BytesMut::from(bytes.as_ref());
         let (outcome, receiver, wake) = {
             let mut pending = self.pending.lock();
+            if pending.closed {
+                return Err(EngineError::ShuttingDown);
+            }
             let (base_offset, log_start) = {
                 let mut offsets = state.offsets.lock();
                 let base = offsets.next_offset;
@@ -166,13 +174,28 @@ impl CloudLog {
                 },
             }
         }
-        self.flush().await;
+        self.flush_closing().await;
+    }
+
+    /// The last flush: writes what is buffered and refuses appends from then on.
+    async fn flush_closing(&self) {
+        self.flush_then(true).await;
     }
 
     /// Writes the current buffer (if any): one PUT, one transaction.
     pub async fn flush(&self) {
+        self.flush_then(false).await;
+    }
+
+    /// [`CloudLog::flush`]; with `close`, the buffer left behind refuses appends.
+    async fn flush_then(&self, close: bool) {
         let _one_flush = self.flushing.lock().await;
-        let taken = std::mem::take(&mut *self.pending.lock());
+        let taken = {
+            let mut pending = self.pending.lock();
+            let taken = std::mem::take(&mut *pending);
+            pending.closed = taken.closed || close;
+            taken
+        };
         if taken.batches.is_empty() {
             return;
         }
@@ -211,7 +234,9 @@ impl CloudLog {
                         let mut offsets = state.offsets.lock();
                         offsets.next_offset = offsets.high_watermark;
                     }
-                    std::mem::take(&mut *pending)
+                    let later = std::mem::take(&mut *pending);
+                    pending.closed = later.closed;
+                    later
                 };
                 later
                     .outcome
@@ -284,10 +309,14 @@ impl CloudLog {
     ) -> CloudResult<()> {
         // Per partition: (expected high watermark, new high watermark).
         let mut moves: Vec<(&TopicPartition, i64, i64)> = Vec::new();
+        let mut index_of: HashMap<&TopicPartition, usize> = HashMap::new();
         for batch in batches {
-            match moves.iter_mut().find(|(tp, _, _)| **tp == batch.tp) {
-                Some(entry) => entry.2 = batch.last_offset + 1,
-                None => moves.push((&batch.tp, batch.base_offset, batch.last_offset + 1)),
+            match index_of.get(&batch.tp) {
+                Some(&index) => moves[index].2 = batch.last_offset + 1,
+                None => {
+                    index_of.insert(&batch.tp, moves.len());
+                    moves.push((&batch.tp, batch.base_offset, batch.last_offset + 1));
+                }
             }
         }
         let move_topics: Vec<&str> = moves.iter().map(|(tp, _, _)| tp.topic.as_str()).collect();

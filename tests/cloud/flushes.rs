@@ -68,6 +68,15 @@ async fn one_put_and_one_transaction_per_flush_whatever_the_partition_count() {
         .get(0);
     assert_eq!(rows, 1 + 16 + 128);
     engine.close().await;
+    // After the last flush an append is refused at once, not left waiting.
+    let tp = TopicPartition::new("spread-1", 0);
+    let late = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        log.append(&tp, batch("late", 1)),
+    )
+    .await
+    .expect("refused without waiting");
+    assert!(matches!(late, Err(EngineError::ShuttingDown)), "{late:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
