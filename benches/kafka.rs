@@ -19,6 +19,11 @@
 //! system-wide `sync`; medians and the worst run are printed and ratios are of medians.
 //! Arguments: `produce` or `consume` runs one part. Environment: `TRIBUTARY_BENCH_REPEATS`
 //! (default 7), `TRIBUTARY_BENCH_DIR` (default the system temp dir).
+//!
+//! `cloud` (never run by default: it needs PostgreSQL and S3, e.g. `eval "$(bash .ci/services
+//! start)"`) compares the cloud engine (a fresh database per run, default flush settings)
+//! with the local engine (`always`), same producer, and counts object PUTs and PostgreSQL flush
+//! transactions per 1,000 acknowledged batches.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +67,8 @@ const MIB: f64 = (1 << 20) as f64;
 enum Backend {
     Tributary(Durability),
     Ceiling(MemoryLogMode),
+    /// The cloud engine over `TRIBUTARY_TEST_PG_URL` (a fresh database) and the S3 bucket.
+    Cloud,
 }
 
 /// One broker serving Kafka on a loopback port.
@@ -88,7 +95,11 @@ async fn start(backend: Backend) -> Running {
         config.storage.durability = durability;
     }
     let settings: BrokerSettings = config.broker_settings();
-    let broker = tokio::task::spawn_blocking(move || Broker::open(settings))
+    let cloud = match backend {
+        Backend::Cloud => Some(open_cloud(&config).await),
+        _ => None,
+    };
+    let broker = tokio::task::spawn_blocking(move || Broker::open_with_cloud(settings, cloud))
         .await
         .expect("open task")
         .expect("open broker");
@@ -130,8 +141,43 @@ async fn start(backend: Backend) -> Running {
     }
 }
 
+/// A cloud engine on a fresh database of the PostgreSQL server in `TRIBUTARY_TEST_PG_URL`.
+async fn open_cloud(config: &Config) -> Arc<tributary::cloud::CloudEngine> {
+    let base = std::env::var("TRIBUTARY_TEST_PG_URL")
+        .expect("the cloud bench needs TRIBUTARY_TEST_PG_URL (bash .ci/services start)");
+    let bucket = std::env::var("TRIBUTARY_TEST_S3_BUCKET").expect("TRIBUTARY_TEST_S3_BUCKET");
+    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let name = format!(
+        "bench_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let root = base
+        .rsplit_once('/')
+        .map_or(base.as_str(), |(root, _)| root);
+    let mut cloud_config = config.clone();
+    cloud_config.cluster.metadata_url = Some(format!("{root}/{name}"));
+    cloud_config.cluster.objects_url = Some(format!("s3://{bucket}/{name}"));
+    let settings = cloud_config.cloud_settings().expect("cloud settings");
+    tributary::cloud::CloudEngine::open(settings)
+        .await
+        .expect("open the cloud engine")
+}
+
 async fn stop(running: Running) {
     running.lifecycle.drain(Duration::from_secs(5)).await;
+    if let Some(cloud) = running.broker.cloud() {
+        cloud.close().await;
+    }
     let broker = running.broker;
     tokio::task::spawn_blocking(move || broker.close())
         .await
@@ -178,6 +224,8 @@ struct Throughput {
     mib_per_s: f64,
     /// Delivery latency p99, ms (producer only).
     p99_ms: f64,
+    /// Delivery latency median, ms (producer only).
+    p50_ms: f64,
 }
 
 fn produce_run(addr: SocketAddr, value_len: usize) -> Throughput {
@@ -253,10 +301,12 @@ fn produce_run(addr: SocketAddr, value_len: usize) -> Throughput {
     );
     latencies.sort_unstable();
     let p99_us = latencies[latencies.len() * 99 / 100];
+    let p50_us = latencies[latencies.len() / 2];
     Throughput {
         records_per_s,
         mib_per_s: records_per_s * value_len as f64 / MIB,
         p99_ms: f64::from(p99_us) / 1000.0,
+        p50_ms: f64::from(p50_us) / 1000.0,
     }
 }
 
@@ -316,6 +366,7 @@ fn consume_run(addr: SocketAddr, value_len: usize, expected: u64) -> Throughput 
         records_per_s: received as f64 / elapsed.as_secs_f64(),
         mib_per_s: bytes as f64 / MIB / elapsed.as_secs_f64(),
         p99_ms: 0.0,
+        p50_ms: 0.0,
     }
 }
 
@@ -471,6 +522,79 @@ fn bench_consume(runtime: &Runtime, repeats: usize) {
     }
 }
 
+/// One engine's runs in the cloud comparison, with PUTs and flush transactions per 1,000
+/// batches per run (none for the local engine).
+type CloudRow = (&'static str, Vec<Throughput>, Vec<(f64, f64)>);
+
+/// Cloud engine against the local engine, same producer, interleaved runs; see the module docs.
+fn bench_cloud(runtime: &Runtime, repeats: usize) {
+    let value_len = 1024;
+    let mut rows: Vec<CloudRow> = vec![
+        ("local engine, durability always", Vec::new(), Vec::new()),
+        ("cloud engine, flush 250 ms / 8 MiB", Vec::new(), Vec::new()),
+    ];
+    for round in 0..repeats {
+        for (index, backend) in [Backend::Tributary(Durability::Always), Backend::Cloud]
+            .into_iter()
+            .enumerate()
+        {
+            settle();
+            let running = runtime.block_on(start(backend));
+            let before = running.broker.cloud().map(|cloud| cloud.stats());
+            let run = produce_run(running.addr, value_len);
+            let after = running.broker.cloud().map(|cloud| cloud.stats());
+            runtime.block_on(stop(running));
+            if let (Some(before), Some(after)) = (before, after) {
+                let batches = (after.batches - before.batches).max(1) as f64;
+                let puts = (after.puts - before.puts) as f64 * 1000.0 / batches;
+                let transactions = (after.flush_transactions - before.flush_transactions) as f64
+                    * 1000.0
+                    / batches;
+                rows[index].2.push((puts, transactions));
+            }
+            eprintln!(
+                "cloud bench round {round} {}: {:.0} rec/s p50 {:.1} ms p99 {:.1} ms",
+                rows[index].0, run.records_per_s, run.p50_ms, run.p99_ms
+            );
+            rows[index].1.push(run);
+        }
+    }
+    println!(
+        "\nproduce {value_len} B values, acks=1, linger.ms=5, {repeats} runs of {PRODUCE_FOR:?} (latency: paced {LATENCY_RATE} rec/s)"
+    );
+    println!(
+        "| engine | records/s median (min) | p50 / p99 delivery ms (median of runs) | PUTs / transactions per 1,000 batches | ratio |"
+    );
+    println!("|---|---|---|---|---|");
+    let local_median = median(
+        &rows[0]
+            .1
+            .iter()
+            .map(|r| r.records_per_s)
+            .collect::<Vec<_>>(),
+    );
+    for (label, runs, counts) in &rows {
+        let records: Vec<f64> = runs.iter().map(|r| r.records_per_s).collect();
+        let p50: Vec<f64> = runs.iter().map(|r| r.p50_ms).collect();
+        let p99: Vec<f64> = runs.iter().map(|r| r.p99_ms).collect();
+        let per_thousand = if counts.is_empty() {
+            "n/a".to_owned()
+        } else {
+            let puts: Vec<f64> = counts.iter().map(|c| c.0).collect();
+            let transactions: Vec<f64> = counts.iter().map(|c| c.1).collect();
+            format!("{:.1} / {:.1}", median(&puts), median(&transactions))
+        };
+        println!(
+            "| {label} | {:.0} ({:.0}) | {:.1} / {:.1} | {per_thousand} | **{:.2}** |",
+            median(&records),
+            min(&records),
+            median(&p50),
+            median(&p99),
+            median(&records) / local_median
+        );
+    }
+}
+
 fn main() {
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let repeats = std::env::var("TRIBUTARY_BENCH_REPEATS")
@@ -492,6 +616,9 @@ fn main() {
     }
     if only.as_deref().is_none_or(|part| part == "consume") {
         bench_consume(&runtime, repeats);
+    }
+    if only.as_deref() == Some("cloud") {
+        bench_cloud(&runtime, repeats);
     }
     println!("\ntotal {:?}", started.elapsed());
 }

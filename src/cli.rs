@@ -160,6 +160,15 @@ pub struct Flags {
     /// Log filter, e.g. `info` or `info,tributary=debug` (`log.filter`); RUST_LOG wins.
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
+    /// PostgreSQL URL: run on the cloud engine (`cluster.metadata_url`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub metadata_url: Option<String>,
+    /// Log objects location, s3://bucket/prefix (`cluster.objects_url`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub objects_url: Option<String>,
+    /// This broker's id among those sharing the metadata store (`cluster.broker_id`).
+    #[arg(long, global = true, value_name = "ID")]
+    pub broker_id: Option<u32>,
 }
 
 impl Cli {
@@ -183,6 +192,9 @@ impl Flags {
             ("http.port", text(&self.http_port)),
             ("storage.durability", self.durability.clone()),
             ("log.filter", self.log.clone()),
+            ("cluster.metadata_url", self.metadata_url.clone()),
+            ("cluster.objects_url", self.objects_url.clone()),
+            ("cluster.broker_id", text(&self.broker_id)),
         ]
         .into_iter()
         .filter_map(|(key, value)| value.map(|value| (key, value)))
@@ -244,10 +256,13 @@ mod tests {
             "--http-port=5",
             "--durability=never",
             "--log=debug",
+            "--metadata-url=postgres://u@h/db",
+            "--objects-url=s3://b/p",
+            "--broker-id=3",
         ])
         .expect("parses");
         let overrides = cli.flags.overrides();
-        assert_eq!(overrides.len(), 9);
+        assert_eq!(overrides.len(), 12);
         for (key, _) in overrides {
             let spec = KEYS
                 .iter()

@@ -13,6 +13,7 @@ pub mod admin_cli;
 pub mod admin_client;
 pub mod broker;
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod server;
 pub mod storage;

@@ -5,19 +5,22 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
 use proptest::prelude::*;
 use tributary::storage::{LogConfig, Storage};
 use tributary_api::Durability;
-use tributary_api::batch::{Record, build_batch, verify_batch};
+use tributary_api::batch::verify_batch;
 
 #[path = "storage_model/fd_budget.rs"]
 mod fd_budget;
 #[path = "storage_model/power_loss.rs"]
 mod power_loss;
+// The in-memory model of a partition, shared with the cloud engine's suite (tests/cloud).
+#[path = "storage_model/model.rs"]
+mod model;
+
+use model::{ModelPartition, SEGMENT_BYTES, make_batch};
 
 const TOPIC: &str = "model topic ü";
-const SEGMENT_BYTES: u64 = 1024;
 const MAX_PARTITIONS: u32 = 3;
 
 fn base_config() -> LogConfig {
@@ -76,150 +79,6 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => (0..MAX_PARTITIONS, any::<u32>()).prop_map(|(partition, offset_pick)| Op::DeleteBefore { partition, offset_pick }),
         2 => (0..MAX_PARTITIONS, -10i64..10_500).prop_map(|(partition, timestamp)| Op::TimeLookup { partition, timestamp }),
     ]
-}
-
-#[derive(Debug, Clone)]
-struct ModelBatch {
-    base: i64,
-    bytes: Bytes,
-    timestamps: Vec<i64>,
-}
-
-impl ModelBatch {
-    fn last(&self) -> i64 {
-        self.base + self.timestamps.len() as i64 - 1
-    }
-
-    fn max_timestamp(&self) -> i64 {
-        self.timestamps.iter().copied().max().unwrap_or(i64::MIN)
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-struct ModelSegment {
-    batches: Vec<ModelBatch>,
-}
-
-impl ModelSegment {
-    fn size(&self) -> u64 {
-        self.batches.iter().map(|b| b.bytes.len() as u64).sum()
-    }
-
-    fn max_timestamp(&self) -> i64 {
-        self.batches
-            .iter()
-            .map(ModelBatch::max_timestamp)
-            .max()
-            .unwrap_or(i64::MIN)
-    }
-}
-
-#[derive(Debug, Clone)]
-struct ModelPartition {
-    segments: Vec<ModelSegment>,
-    log_start: i64,
-    next_offset: i64,
-}
-
-impl ModelPartition {
-    fn new() -> Self {
-        Self {
-            segments: vec![ModelSegment::default()],
-            log_start: 0,
-            next_offset: 0,
-        }
-    }
-
-    fn append(&mut self, bytes: Bytes, timestamps: Vec<i64>) -> i64 {
-        let active_size = self.segments.last().map_or(0, ModelSegment::size);
-        if active_size > 0 && active_size + bytes.len() as u64 > SEGMENT_BYTES {
-            self.segments.push(ModelSegment::default());
-            // Rolling releases sealed segments wholly below the log start.
-            let start = self.log_start;
-            while self.segments.len() > 1
-                && self.segments[0]
-                    .batches
-                    .last()
-                    .is_some_and(|b| b.last() < start)
-            {
-                self.segments.remove(0);
-            }
-        }
-        let base = self.next_offset;
-        self.next_offset += timestamps.len() as i64;
-        if let Some(active) = self.segments.last_mut() {
-            active.batches.push(ModelBatch {
-                base,
-                bytes,
-                timestamps,
-            });
-        }
-        base
-    }
-
-    fn batches(&self) -> impl Iterator<Item = &ModelBatch> {
-        self.segments.iter().flat_map(|s| s.batches.iter())
-    }
-
-    fn size(&self) -> u64 {
-        self.segments.iter().map(ModelSegment::size).sum()
-    }
-
-    /// Deletes sealed segments from the front while `should_delete(segment, total)` holds.
-    fn delete_prefix(&mut self, should_delete: impl Fn(&ModelSegment, u64) -> bool) {
-        let mut total = self.size();
-        while self.segments.len() > 1 && should_delete(&self.segments[0], total) {
-            total -= self.segments[0].size();
-            self.segments.remove(0);
-            let first_base = self.segments[0]
-                .batches
-                .first()
-                .map_or(self.next_offset, |b| b.base);
-            self.log_start = self.log_start.max(first_base);
-        }
-    }
-
-    fn delete_before(&mut self, offset: i64) {
-        let target = offset.min(self.next_offset);
-        if target > self.log_start {
-            self.log_start = target;
-            let start = self.log_start;
-            while self.segments.len() > 1
-                && self.segments[0]
-                    .batches
-                    .last()
-                    .is_some_and(|b| b.last() < start)
-            {
-                self.segments.remove(0);
-            }
-        }
-    }
-
-    /// An offset in `[log_start, hwm]` chosen by `pick`, occasionally just outside.
-    fn pick_offset(&self, pick: u32) -> i64 {
-        let span = (self.next_offset - self.log_start + 3) as u64;
-        self.log_start - 1 + (u64::from(pick) % span) as i64
-    }
-}
-
-fn with_base_offset(bytes: &Bytes, base: i64) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    out[..8].copy_from_slice(&base.to_be_bytes());
-    out
-}
-
-fn make_batch(timestamps: &[i64], value_len: usize, seed: usize) -> Bytes {
-    let records: Vec<Record> = timestamps
-        .iter()
-        .enumerate()
-        .map(|(i, ts)| Record {
-            key: (i % 2 == 0).then(|| Bytes::from(format!("key-{seed}-{i}"))),
-            value: Some(Bytes::from(vec![(seed + i) as u8; value_len])),
-            timestamp: *ts,
-            headers: Vec::new(),
-        })
-        .collect();
-    build_batch(&records)
 }
 
 fn open(root: &Path, partitions: u32) -> Result<Storage, TestCaseError> {
@@ -297,13 +156,7 @@ fn check_read(
         .map_err(|e| TestCaseError::fail(e.to_string()))?
         .to_bytes()
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let mut expected = Vec::new();
-    for batch in model.batches().filter(|b| b.last() >= offset) {
-        if !expected.is_empty() && expected.len() + batch.bytes.len() > max_bytes {
-            break;
-        }
-        expected.extend_from_slice(&with_base_offset(&batch.bytes, batch.base));
-    }
+    let expected = model.expected_read(offset, max_bytes);
     prop_assert_eq!(
         bytes.len(),
         expected.len(),
@@ -335,16 +188,7 @@ fn check_time_lookup(
     let actual = partition
         .offset_for_timestamp(timestamp)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let expected = model
-        .batches()
-        .filter(|b| b.last() >= model.log_start && b.max_timestamp() >= timestamp)
-        .find_map(|b| {
-            b.timestamps
-                .iter()
-                .enumerate()
-                .map(|(i, ts)| (b.base + i as i64, *ts))
-                .find(|(offset, ts)| *ts >= timestamp && *offset >= model.log_start)
-        });
+    let expected = model.expected_time_lookup(timestamp);
     prop_assert_eq!(actual, expected, "offset_for_timestamp({})", timestamp);
     Ok(())
 }

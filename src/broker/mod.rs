@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_api::{CommittedOffset, Engine, EngineError, EngineResult, TopicPartition};
 
+use crate::cloud::CloudEngine;
 use crate::storage::fs::{RealFs, create_dir_durable};
 use crate::storage::{Storage, StorageOptions};
 use metadata::MetaStore;
@@ -55,11 +56,22 @@ pub struct Broker {
     offsets: Arc<OffsetsService>,
     records: Arc<RecordsService>,
     scheduler: Arc<SchedulerService>,
+    /// Set on the cloud engine: it serves the log, topics and consumer offsets.
+    cloud: Option<Arc<CloudEngine>>,
 }
 
 impl Broker {
     /// Opens the metadata store, recovers every log and loads queue state. Blocking.
     pub fn open(settings: BrokerSettings) -> EngineResult<Arc<Self>> {
+        Self::open_with_cloud(settings, None)
+    }
+
+    /// [`Broker::open`], with the log, topics and consumer offsets served by `cloud` when given
+    /// (queues, the metadata store and the scheduler stay local). Blocking.
+    pub fn open_with_cloud(
+        settings: BrokerSettings,
+        cloud: Option<Arc<CloudEngine>>,
+    ) -> EngineResult<Arc<Self>> {
         let data_dir = &settings.data_dir;
         create_dir_durable(&RealFs, data_dir).map_err(|source| EngineError::Io {
             context: "creating the data directory",
@@ -93,11 +105,22 @@ impl Broker {
             storage,
             topics,
             queues,
+            cloud,
         }))
     }
 
     /// The services handed to frontends.
     pub fn engine(self: &Arc<Self>) -> Engine {
+        if let Some(cloud) = &self.cloud {
+            return Engine {
+                log: cloud.log(),
+                topics: cloud.log(),
+                offsets: cloud.offsets(),
+                queues: self.queues.clone(),
+                metadata: self.records.clone(),
+                scheduler: self.scheduler.clone(),
+            };
+        }
         Engine {
             log: self.topics.clone(),
             topics: self.topics.clone(),
@@ -132,18 +155,24 @@ impl Broker {
 
     /// Starts retention and the delayed-delivery scheduler; both stop when `shutdown` fires.
     pub fn spawn_background(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
-        self.scheduler.spawn(
-            tracker,
-            shutdown.clone(),
-            self.topics.clone(),
-            self.queues.clone(),
-        );
+        let log: Arc<dyn tributary_api::LogService> = match &self.cloud {
+            Some(cloud) => cloud.log(),
+            None => self.topics.clone(),
+        };
+        self.scheduler
+            .spawn(tracker, shutdown.clone(), log, self.queues.clone());
         let storage = self.storage.clone();
         let every = self.settings.retention_check_interval;
         tracker.spawn(retention_loop(storage, every, shutdown));
     }
 
-    /// Makes everything durable and stops storage. Blocking; call after frontends stopped.
+    /// The cloud engine, when the broker runs on one.
+    pub fn cloud(&self) -> Option<&Arc<CloudEngine>> {
+        self.cloud.as_ref()
+    }
+
+    /// Makes everything durable and stops storage. Blocking; call after frontends stopped
+    /// (and after [`CloudEngine::close`] on the cloud engine).
     pub fn close(&self) -> EngineResult<()> {
         self.queues.flush()?;
         self.storage.close()?;

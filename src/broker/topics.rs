@@ -144,37 +144,13 @@ impl Topics {
     /// passes a cap; logs one WARN line per refusal. Call under the admin mutex so two
     /// concurrent creates cannot both fit under the broker cap.
     fn within_limits(&self, topic: &str, total: u32, current: u32) -> EngineResult<()> {
-        let refusal = if total > self.limits.per_topic {
-            Some(EngineError::PartitionLimit {
-                topic: topic.to_owned(),
-                wanted: total.into(),
-                limit: self.limits.per_topic.into(),
-                scope: "per topic",
-                setting: "limits.max_partitions_per_topic",
-            })
-        } else {
-            let existing: u64 = self
-                .table
-                .read()
-                .values()
-                .map(|record| u64::from(record.partitions))
-                .sum();
-            let wanted = existing - u64::from(current).min(existing) + u64::from(total);
-            (wanted > self.limits.per_broker.into()).then(|| EngineError::PartitionLimit {
-                topic: topic.to_owned(),
-                wanted,
-                limit: self.limits.per_broker.into(),
-                scope: "per broker (all topics)",
-                setting: "limits.max_partitions",
-            })
-        };
-        match refusal {
-            Some(refusal) => {
-                tracing::warn!(topic, requested = total, current, error = %refusal, "refusing to create partitions");
-                Err(refusal)
-            }
-            None => Ok(()),
-        }
+        let existing: u64 = self
+            .table
+            .read()
+            .values()
+            .map(|record| u64::from(record.partitions))
+            .sum();
+        within_limits(&self.limits, existing, topic, total, current)
     }
 
     fn describe(&self, record: &TopicRecord) -> TopicDescription {
@@ -465,7 +441,7 @@ pub fn log_config(defaults: &LogDefaults, settings: &TopicSettings) -> LogConfig
     }
 }
 
-fn effective(defaults: &LogDefaults, settings: &TopicSettings) -> EffectiveSettings {
+pub(crate) fn effective(defaults: &LogDefaults, settings: &TopicSettings) -> EffectiveSettings {
     EffectiveSettings {
         retention_ms: settings.retention_ms.unwrap_or(defaults.retention_ms),
         retention_bytes: settings.retention_bytes.unwrap_or(defaults.retention_bytes),
@@ -479,10 +455,47 @@ fn effective(defaults: &LogDefaults, settings: &TopicSettings) -> EffectiveSetti
     }
 }
 
+/// Refuses `topic` having `total` partitions (it has `current` now, 0 when new) if that passes
+/// a cap, given `existing` partitions over all topics; logs one WARN line per refusal. Call
+/// under the admin lock so two concurrent creates cannot both fit under the broker cap.
+pub(crate) fn within_limits(
+    limits: &PartitionLimits,
+    existing: u64,
+    topic: &str,
+    total: u32,
+    current: u32,
+) -> EngineResult<()> {
+    let refusal = if total > limits.per_topic {
+        Some(EngineError::PartitionLimit {
+            topic: topic.to_owned(),
+            wanted: total.into(),
+            limit: limits.per_topic.into(),
+            scope: "per topic",
+            setting: "limits.max_partitions_per_topic",
+        })
+    } else {
+        let wanted = existing - u64::from(current).min(existing) + u64::from(total);
+        (wanted > limits.per_broker.into()).then(|| EngineError::PartitionLimit {
+            topic: topic.to_owned(),
+            wanted,
+            limit: limits.per_broker.into(),
+            scope: "per broker (all topics)",
+            setting: "limits.max_partitions",
+        })
+    };
+    match refusal {
+        Some(refusal) => {
+            tracing::warn!(topic, requested = total, current, error = %refusal, "refusing to create partitions");
+            Err(refusal)
+        }
+        None => Ok(()),
+    }
+}
+
 /// Smallest segment size a topic may set: below it every batch would roll a segment.
 const MIN_SEGMENT_BYTES: u64 = 1024;
 
-fn validate_settings(settings: &TopicSettings) -> EngineResult<()> {
+pub(crate) fn validate_settings(settings: &TopicSettings) -> EngineResult<()> {
     let invalid = |name: &str, reason: &str| EngineError::InvalidSetting {
         name: name.to_owned(),
         reason: reason.to_owned(),
@@ -508,7 +521,7 @@ fn validate_settings(settings: &TopicSettings) -> EngineResult<()> {
     Ok(())
 }
 
-fn check_partitions(requested: u32, current: u32) -> EngineResult<()> {
+pub(crate) fn check_partitions(requested: u32, current: u32) -> EngineResult<()> {
     if requested == 0 || requested <= current {
         return Err(EngineError::InvalidPartitions { requested, current });
     }

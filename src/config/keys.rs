@@ -84,6 +84,11 @@ fn optional_host(text: &str) -> Option<Option<String>> {
     Some((!host.is_empty()).then(|| host.to_owned()))
 }
 
+/// Any text; empty means unset.
+fn optional_text(text: &str) -> Option<Option<String>> {
+    optional_host(text)
+}
+
 const PORT: &str = "a port number (0-65535)";
 const BOOL: &str = "`true` or `false`";
 const COUNT: &str = "a non-negative integer";
@@ -585,6 +590,62 @@ pub static KEYS: &[KeySpec] = &[
         COUNT,
         parse,
         shutdown.drain_timeout_ms
+    ),
+    key!(
+        "cluster.metadata_url",
+        "TRIBUTARY_CLUSTER_METADATA_URL",
+        Some("--metadata-url"),
+        "a PostgreSQL URL (postgres://user@host:port/db), empty for the local engine",
+        optional_text,
+        cluster.metadata_url
+    ),
+    key!(
+        "cluster.objects_url",
+        "TRIBUTARY_CLUSTER_OBJECTS_URL",
+        Some("--objects-url"),
+        "s3://bucket/prefix",
+        optional_text,
+        cluster.objects_url
+    ),
+    key!(
+        "cluster.broker_id",
+        "TRIBUTARY_CLUSTER_BROKER_ID",
+        Some("--broker-id"),
+        COUNT,
+        parse,
+        cluster.broker_id
+    ),
+    key!(
+        "cluster.advertised_host",
+        "TRIBUTARY_CLUSTER_ADVERTISED_HOST",
+        None,
+        "a host name or IP literal",
+        optional_host,
+        cluster.advertised_host
+    ),
+    key!(
+        "cluster.flush_interval_ms",
+        "TRIBUTARY_CLUSTER_FLUSH_INTERVAL_MS",
+        None,
+        COUNT,
+        parse,
+        cluster.flush_interval_ms
+    ),
+    key!(
+        "cluster.flush_bytes",
+        "TRIBUTARY_CLUSTER_FLUSH_BYTES",
+        None,
+        COUNT,
+        parse,
+        cluster.flush_bytes
+    ),
+    key!(
+        "cluster.read_cache_bytes",
+        "TRIBUTARY_CLUSTER_READ_CACHE_BYTES",
+        None,
+        COUNT,
+        parse,
+        cluster.read_cache_bytes
     ),
     key!(
         "log.filter",

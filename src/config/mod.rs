@@ -76,6 +76,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +230,52 @@ pub struct ShutdownConfig {
     pub drain_timeout_ms: u64,
 }
 
+/// The cloud engine (`src/cloud`): set `metadata_url` to run on PostgreSQL and S3-compatible
+/// object storage instead of the local data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// PostgreSQL URL of the metadata store; unset keeps the embedded local engine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata_url: Option<String>,
+    /// Where log objects go, `s3://bucket/prefix`; endpoint, region and credentials come from
+    /// the usual `AWS_*` variables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects_url: Option<String>,
+    /// This broker's id, unique among the brokers sharing `metadata_url`.
+    pub broker_id: u32,
+    /// Host other brokers and clients reach this broker at; defaults to the Kafka advertised host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertised_host: Option<String>,
+    /// Longest time an accepted batch waits before its object is written.
+    pub flush_interval_ms: u64,
+    /// Object size that triggers a flush before the interval ends.
+    pub flush_bytes: u64,
+    /// Memory for object byte ranges kept for reads.
+    pub read_cache_bytes: u64,
+}
+
+impl ClusterConfig {
+    /// Whether the cloud engine replaces the local one.
+    pub fn enabled(&self) -> bool {
+        self.metadata_url.is_some()
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            metadata_url: None,
+            objects_url: None,
+            broker_id: 0,
+            advertised_host: None,
+            flush_interval_ms: 250,
+            flush_bytes: 8 << 20,
+            read_cache_bytes: 64 << 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -259,6 +306,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -477,11 +525,16 @@ impl Config {
         }
     }
 
-    /// The Kafka advertised host, derived from `bind` unless set.
+    /// The Kafka advertised host, derived from `bind` unless set. On the cloud engine,
+    /// `cluster.advertised_host` wins over `kafka.advertised_host`.
     pub fn kafka_advertised_host(&self) -> String {
-        self.kafka
+        let cluster_host = self
+            .cluster
             .advertised_host
             .clone()
+            .filter(|_| self.cluster.enabled());
+        cluster_host
+            .or_else(|| self.kafka.advertised_host.clone())
             .unwrap_or_else(|| default_advertised_host(self.bind))
     }
 
@@ -527,6 +580,24 @@ impl Config {
             retention_check_interval: Duration::from_millis(storage.retention_check_interval_ms),
             max_open_files: usize::try_from(storage.max_open_files).unwrap_or(usize::MAX),
         }
+    }
+
+    /// What `CloudEngine::open` takes; `None` runs the local engine. Call on a validated config.
+    pub fn cloud_settings(&self) -> Option<crate::cloud::CloudSettings> {
+        let cluster = &self.cluster;
+        let metadata_url = cluster.metadata_url.clone()?;
+        let objects = crate::cloud::ObjectsUrl::parse(cluster.objects_url.as_deref()?).ok()?;
+        let broker = self.broker_settings();
+        Some(crate::cloud::CloudSettings {
+            metadata_url,
+            objects,
+            broker_id: cluster.broker_id,
+            flush_interval: Duration::from_millis(cluster.flush_interval_ms),
+            flush_bytes: usize::try_from(cluster.flush_bytes).unwrap_or(usize::MAX),
+            read_cache_bytes: usize::try_from(cluster.read_cache_bytes).unwrap_or(usize::MAX),
+            log_defaults: broker.log_defaults,
+            partition_limits: broker.partition_limits,
+        })
     }
 
     pub fn drain_timeout(&self) -> Duration {

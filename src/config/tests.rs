@@ -378,7 +378,17 @@ fn dotted_keys(table: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
 
 #[test]
 fn key_table_covers_every_config_key_once() {
-    let config = load(None, &[], &[]).expect("defaults");
+    // The optional keys that have no default are set, so they are printed too.
+    let config = load(
+        None,
+        &[],
+        &[
+            ("cluster.metadata_url", "postgres://u@127.0.0.1/db"),
+            ("cluster.objects_url", "s3://bucket"),
+            ("cluster.advertised_host", "broker-1"),
+        ],
+    )
+    .expect("defaults");
     let table: toml::Table =
         toml::from_str(&config.to_toml().expect("serialises")).expect("parses");
     let mut in_config = BTreeSet::new();
@@ -402,4 +412,71 @@ fn unknown_tributary_variables_are_reported() {
     ];
     let unknown = unknown_env_vars(names.iter().map(|name| name.to_string()));
     assert_eq!(unknown, vec!["TRIBUTARY_KAFKA_PROT".to_owned()]);
+}
+
+#[test]
+fn cluster_keys_turn_the_cloud_engine_on_and_are_checked() {
+    let local = load(None, &[], &[]).expect("defaults load");
+    assert!(
+        local.cloud_settings().is_none(),
+        "the local engine by default"
+    );
+    assert_eq!(
+        (local.cluster.flush_interval_ms, local.cluster.flush_bytes),
+        (250, 8 << 20)
+    );
+
+    let cloud = load(
+        None,
+        &[
+            ("TRIBUTARY_CLUSTER_FLUSH_INTERVAL_MS", "100"),
+            ("TRIBUTARY_CLUSTER_ADVERTISED_HOST", "broker-1.internal"),
+        ],
+        &[
+            (
+                "cluster.metadata_url",
+                "postgres://tributary@127.0.0.1:5432/tributary",
+            ),
+            ("cluster.objects_url", "s3://logs/prod/"),
+            ("cluster.broker_id", "3"),
+        ],
+    )
+    .expect("cluster config loads");
+    let settings = cloud.cloud_settings().expect("cloud engine on");
+    assert_eq!(settings.objects.bucket, "logs");
+    assert_eq!(settings.objects.prefix, "prod");
+    assert_eq!(settings.broker_id, 3);
+    assert_eq!(settings.flush_interval, Duration::from_millis(100));
+    assert_eq!(cloud.kafka_advertised_host(), "broker-1.internal");
+
+    let missing = load(
+        None,
+        &[],
+        &[("cluster.metadata_url", "postgres://u@127.0.0.1/db")],
+    )
+    .expect_err("objects_url is required");
+    assert!(
+        missing.to_string().contains("cluster.objects_url"),
+        "{missing}"
+    );
+    let bad = load(
+        None,
+        &[("TRIBUTARY_CLUSTER_OBJECTS_URL", "http://not-s3")],
+        &[("cluster.metadata_url", "postgres://u@127.0.0.1/db")],
+    )
+    .expect_err("objects_url must be s3://");
+    assert!(bad.to_string().contains("cluster.objects_url"), "{bad}");
+    let zero = load(
+        None,
+        &[("TRIBUTARY_CLUSTER_FLUSH_INTERVAL_MS", "0")],
+        &[
+            ("cluster.metadata_url", "postgres://u@127.0.0.1/db"),
+            ("cluster.objects_url", "s3://b"),
+        ],
+    )
+    .expect_err("a zero flush interval is refused");
+    assert!(
+        zero.to_string().contains("cluster.flush_interval_ms"),
+        "{zero}"
+    );
 }

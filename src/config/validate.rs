@@ -32,6 +32,10 @@ pub enum Problem {
     PortClash { port: u16, other: &'static str },
     #[error("is not a valid delay level list")]
     BadDelayLevels(#[source] tributary_rocketmq::delay::DelayLevelsError),
+    #[error("is required when `cluster.metadata_url` is set")]
+    RequiredByCluster,
+    #[error("is not valid: {0}")]
+    BadUrl(String),
     #[error("is not a valid tracing filter")]
     BadFilter(#[source] tracing_subscriber::filter::ParseError),
 }
@@ -86,6 +90,7 @@ impl Config {
             self.limits.max_partitions_per_topic.into(),
         )?;
         positive("limits.max_partitions", self.limits.max_partitions.into())?;
+        self.validate_cluster()?;
         if self.log.filter.trim().is_empty() {
             return Err(invalid("log.filter", Problem::Empty));
         }
@@ -209,6 +214,50 @@ impl Config {
             "limits.send_buffer_bytes",
             self.limits.send_buffer_bytes,
             self.limits.connection_buffer_bytes,
+            1 << 40,
+        )?;
+        Ok(())
+    }
+
+    /// The `[cluster]` keys are checked only when the cloud engine is on.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        let Some(metadata_url) = &cluster.metadata_url else {
+            return Ok(());
+        };
+        if let Err(error) = metadata_url.parse::<tokio_postgres::Config>() {
+            return Err(invalid(
+                "cluster.metadata_url",
+                Problem::BadUrl(error.to_string()),
+            ));
+        }
+        let Some(objects_url) = &cluster.objects_url else {
+            return Err(invalid("cluster.objects_url", Problem::RequiredByCluster));
+        };
+        if let Err(error) = crate::cloud::ObjectsUrl::parse(objects_url) {
+            return Err(invalid(
+                "cluster.objects_url",
+                Problem::BadUrl(error.to_string()),
+            ));
+        }
+        if cluster
+            .advertised_host
+            .as_deref()
+            .is_some_and(|host| host.trim().is_empty())
+        {
+            return Err(invalid("cluster.advertised_host", Problem::Empty));
+        }
+        within(
+            "cluster.flush_interval_ms",
+            cluster.flush_interval_ms,
+            1,
+            60_000,
+        )?;
+        within("cluster.flush_bytes", cluster.flush_bytes, 1024, 1 << 30)?;
+        within(
+            "cluster.read_cache_bytes",
+            cluster.read_cache_bytes,
+            0,
             1 << 40,
         )?;
         Ok(())

@@ -109,7 +109,18 @@ where
 
     info!(data_dir = %config.data_dir.display(), "opening the broker");
     let settings = config.broker_settings();
-    let broker = tokio::task::spawn_blocking(move || Broker::open(settings))
+    let cloud = match config.cloud_settings() {
+        Some(cloud_settings) => {
+            info!(objects = ?cloud_settings.objects, broker_id = cloud_settings.broker_id, "opening the cloud engine (PostgreSQL + object storage)");
+            Some(
+                crate::cloud::CloudEngine::open(cloud_settings)
+                    .await
+                    .map_err(|error| ServerError::OpenBroker(error.into()))?,
+            )
+        }
+        None => None,
+    };
+    let broker = tokio::task::spawn_blocking(move || Broker::open_with_cloud(settings, cloud))
         .await
         .map_err(ServerError::BrokerPanicked)?
         .map_err(ServerError::OpenBroker)?;
@@ -265,6 +276,9 @@ async fn bind(config: &Config, mount: &Mount) -> Result<TcpListener, ServerError
 }
 
 async fn close_broker(broker: Arc<Broker>) -> Result<(), ServerError> {
+    if let Some(cloud) = broker.cloud() {
+        cloud.close().await;
+    }
     tokio::task::spawn_blocking(move || broker.close())
         .await
         .map_err(ServerError::BrokerPanicked)?

@@ -1,0 +1,157 @@
+//! The cloud engine: the log, topics and consumer offsets over PostgreSQL (metadata, offset
+//! sequencing, coordinates) and S3-compatible object storage (log bytes), behind the same
+//! `tributary-api` traits as the local engine (ARCHITECTURE §8, issue 15).
+//!
+//! Data model: each flush writes ONE object holding the batches accepted since the last flush,
+//! from every partition, and ONE PostgreSQL transaction that records the object, advances each
+//! partition's high watermark and adds one coordinate row per batch (never per record):
+//! object key, byte range, base/last offset, max timestamp, record count.
+//!
+//! Invariants:
+//! - nothing is acknowledged before the PUT and the commit that cover it succeeded; a failure
+//!   refuses every batch of the flush with a retriable error (see [`flush`]);
+//! - stored batches are the producers' bytes with the base offset rewritten (CRC untouched),
+//!   exactly what the local engine stores, so reads are byte-identical;
+//! - the schema is migrated by the broker at start and a newer schema is refused ([`schema`]);
+//! - this session's engine assumes ONE broker writes a partition; the conditional high
+//!   watermark update fences a second writer rather than corrupting offsets.
+//!
+//! Queues, the metadata store and the scheduler still run on the local engine (see the README).
+
+pub mod admin;
+pub mod error;
+pub mod flush;
+pub mod log;
+pub mod objects;
+pub mod offsets;
+pub mod pool;
+pub mod read;
+pub mod schema;
+pub mod state;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{CloudError, CloudResult};
+pub use log::{CloudLog, LogSettings};
+pub use objects::{Objects, ObjectsUrl};
+pub use offsets::CloudOffsets;
+pub use stats::{Stats, StatsSnapshot};
+
+use crate::broker::{LogDefaults, PartitionLimits};
+use pool::PgPool;
+
+/// PostgreSQL connections per broker.
+const POOL_SIZE: usize = 16;
+
+/// Everything the cloud engine is configured with.
+#[derive(Debug, Clone)]
+pub struct CloudSettings {
+    pub metadata_url: String,
+    pub objects: ObjectsUrl,
+    pub broker_id: u32,
+    pub flush_interval: Duration,
+    pub flush_bytes: usize,
+    pub read_cache_bytes: usize,
+    pub log_defaults: LogDefaults,
+    pub partition_limits: PartitionLimits,
+}
+
+/// The running cloud engine: its services and the flusher task.
+#[derive(Debug)]
+pub struct CloudEngine {
+    log: Arc<CloudLog>,
+    offsets: Arc<CloudOffsets>,
+    stop: CancellationToken,
+    flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl CloudEngine {
+    /// Connects, migrates the schema, loads topics and starts the flusher. The object store is
+    /// S3 configured from `AWS_*` variables.
+    pub async fn open(settings: CloudSettings) -> CloudResult<Arc<Self>> {
+        let stats = Arc::new(Stats::default());
+        let objects = Objects::s3(
+            &settings.objects,
+            settings.broker_id,
+            settings.read_cache_bytes,
+            stats.clone(),
+        )?;
+        Self::open_with(settings, objects, stats).await
+    }
+
+    /// [`CloudEngine::open`] over a given object store (tests).
+    pub async fn open_with(
+        settings: CloudSettings,
+        objects: Objects,
+        stats: Arc<Stats>,
+    ) -> CloudResult<Arc<Self>> {
+        let pool = PgPool::new(&settings.metadata_url, POOL_SIZE, stats.clone())?;
+        let version = {
+            let mut client = pool.get().await?;
+            schema::migrate(&mut client).await?
+        };
+        let (table, partitions) = admin::load(&pool).await?;
+        tracing::info!(
+            schema_version = version,
+            topics = table.len(),
+            partitions = partitions.len(),
+            broker_id = settings.broker_id,
+            "cloud engine opened"
+        );
+        let log = Arc::new(CloudLog {
+            pool: pool.clone(),
+            objects,
+            settings: LogSettings {
+                broker_id: settings.broker_id,
+                flush_interval: settings.flush_interval,
+                flush_bytes: settings.flush_bytes,
+                defaults: settings.log_defaults,
+                limits: settings.partition_limits,
+            },
+            stats,
+            table: RwLock::new(table),
+            partitions: RwLock::new(partitions),
+            pending: Mutex::default(),
+            flushing: tokio::sync::Mutex::new(()),
+            admin: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+        });
+        let stop = CancellationToken::new();
+        let flusher = tokio::spawn(log.clone().run_flusher(stop.clone()));
+        Ok(Arc::new(Self {
+            log,
+            offsets: Arc::new(CloudOffsets::new(pool)),
+            stop,
+            flusher: Mutex::new(Some(flusher)),
+        }))
+    }
+
+    pub fn log(&self) -> Arc<CloudLog> {
+        self.log.clone()
+    }
+
+    pub fn offsets(&self) -> Arc<CloudOffsets> {
+        self.offsets.clone()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.log.stats().snapshot()
+    }
+
+    /// Flushes what is buffered and stops the flusher; appends after this are not flushed.
+    pub async fn close(&self) {
+        self.stop.cancel();
+        let flusher = self.flusher.lock().take();
+        if let Some(flusher) = flusher
+            && let Err(error) = flusher.await
+        {
+            tracing::error!(%error, "the cloud flusher panicked");
+        }
+    }
+}

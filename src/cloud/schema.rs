@@ -1,0 +1,137 @@
+//! Versioned schema migrations, applied by the broker at start.
+//!
+//! Invariants: `schema_migrations` holds one row per applied version; each migration runs in
+//! one transaction together with its row, so a crash leaves it applied or not at all; a
+//! database at a version newer than [`MIGRATIONS`] knows is refused (an older binary must not
+//! write rows a newer schema means differently). Concurrent brokers serialise on an advisory
+//! lock, so two first starts do not race. Migrations are append-only: never edit a released one.
+
+use tokio_postgres::Client;
+
+use super::error::{CloudError, CloudResult};
+
+/// Every migration, version `index + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: topics, partitions, log objects, batch coordinates, consumer offsets.
+    r#"
+    CREATE TABLE topics (
+        name text PRIMARY KEY,
+        id bytea NOT NULL,
+        partitions integer NOT NULL CHECK (partitions > 0),
+        retention_ms bigint,
+        retention_bytes bigint,
+        segment_bytes bigint,
+        segment_ms bigint,
+        max_message_bytes bigint,
+        durability text,
+        internal boolean NOT NULL DEFAULT false,
+        created_ms bigint NOT NULL,
+        fixed_by text
+    );
+    CREATE TABLE partitions (
+        topic text NOT NULL REFERENCES topics (name) ON DELETE CASCADE,
+        partition integer NOT NULL,
+        log_start bigint NOT NULL DEFAULT 0,
+        high_watermark bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (topic, partition)
+    );
+    CREATE TABLE objects (
+        key text PRIMARY KEY,
+        broker_id bigint NOT NULL,
+        size_bytes bigint NOT NULL,
+        created_ms bigint NOT NULL
+    );
+    CREATE TABLE batches (
+        topic text NOT NULL,
+        partition integer NOT NULL,
+        base_offset bigint NOT NULL,
+        last_offset bigint NOT NULL,
+        max_timestamp bigint NOT NULL,
+        record_count integer NOT NULL,
+        object_key text NOT NULL REFERENCES objects (key),
+        byte_offset bigint NOT NULL,
+        byte_length integer NOT NULL,
+        PRIMARY KEY (topic, partition, base_offset),
+        FOREIGN KEY (topic, partition) REFERENCES partitions (topic, partition) ON DELETE CASCADE
+    );
+    CREATE TABLE consumer_offsets (
+        group_name text NOT NULL,
+        topic text NOT NULL,
+        partition integer NOT NULL,
+        committed_offset bigint NOT NULL,
+        metadata text NOT NULL,
+        commit_time bigint NOT NULL,
+        PRIMARY KEY (group_name, topic, partition)
+    );
+    "#,
+];
+
+/// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.
+const MIGRATION_LOCK: i64 = 0x7472_6962_7574_6172;
+
+/// Brings the schema up to the newest version this binary knows; returns that version.
+pub async fn migrate(client: &mut Client) -> CloudResult<i64> {
+    let known = MIGRATIONS.len() as i64;
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version bigint PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(CloudError::pg("creating schema_migrations"))?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(CloudError::pg("taking the migration lock"))?;
+    let outcome = apply(client, known).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(CloudError::pg("releasing the migration lock"));
+    let version = outcome?;
+    unlocked?;
+    Ok(version)
+}
+
+async fn apply(client: &mut Client, known: i64) -> CloudResult<i64> {
+    let current: i64 = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(CloudError::pg("reading the schema version"))?
+        .get(0);
+    if current > known {
+        return Err(CloudError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as i64 + 1;
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(CloudError::pg("starting a migration"))?;
+        transaction
+            .batch_execute(sql)
+            .await
+            .map_err(CloudError::pg("applying a migration"))?;
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .map_err(CloudError::pg("recording a migration"))?;
+        transaction
+            .commit()
+            .await
+            .map_err(CloudError::pg("committing a migration"))?;
+        tracing::info!(version, "applied metadata schema migration");
+    }
+    Ok(known)
+}

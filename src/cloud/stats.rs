@@ -1,0 +1,77 @@
+//! Counters of the cloud engine's round trips, read by tests and benchmarks (one PUT and one
+//! transaction per flush is the design target) and logged per flush at debug level.
+//!
+//! Invariant: counters only grow; a snapshot is a consistent-enough read for before/after deltas.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One monotonically growing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    pub fn add(&self, by: u64) {
+        self.0.fetch_add(by, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Every counter of one engine.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Object PUTs attempted.
+    pub puts: Counter,
+    /// Bytes in PUT objects.
+    pub put_bytes: Counter,
+    /// Ranged GETs issued (cache misses).
+    pub gets: Counter,
+    /// Reads answered from the byte-range cache.
+    pub cache_hits: Counter,
+    /// PostgreSQL transactions committed by the write path (one per successful flush).
+    pub flush_transactions: Counter,
+    /// Flushes that wrote an object, successful or not.
+    pub flushes: Counter,
+    /// Flushes that failed (PUT or commit); their batches were refused.
+    pub failed_flushes: Counter,
+    /// Batches committed.
+    pub batches: Counter,
+    /// PostgreSQL connections opened.
+    pub connections: Counter,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    pub puts: u64,
+    pub put_bytes: u64,
+    pub gets: u64,
+    pub cache_hits: u64,
+    pub flush_transactions: u64,
+    pub flushes: u64,
+    pub failed_flushes: u64,
+    pub batches: u64,
+    pub connections: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            puts: self.puts.get(),
+            put_bytes: self.put_bytes.get(),
+            gets: self.gets.get(),
+            cache_hits: self.cache_hits.get(),
+            flush_transactions: self.flush_transactions.get(),
+            flushes: self.flushes.get(),
+            failed_flushes: self.failed_flushes.get(),
+            batches: self.batches.get(),
+            connections: self.connections.get(),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The cloud engine (PostgreSQL + S3) against real services: the storage model, Kafka clients
+//! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing.
+//!
+//! Needs `TRIBUTARY_TEST_PG_URL`, `TRIBUTARY_TEST_S3_BUCKET` and the `AWS_*` variables that
+//! `bash .ci/services start` prints; a test FAILS (never skips) when they are missing. Built only
+//! with `--features cloud-tests`, so plain `cargo test` needs no service:
+//! `eval "$(bash .ci/services start)" && cargo test --features cloud-tests --test cloud`.
+
+#[path = "../support/broker.rs"]
+mod broker;
+mod engine;
+mod flushes;
+mod kafka;
+mod model_test;
+mod services;
+// The in-memory model the local engine's suite checks storage against (tests/storage_model).
+#[path = "../storage_model/model.rs"]
+mod model;
