@@ -104,47 +104,14 @@ pub async fn load(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use async_trait::async_trait;
     use bytes::Bytes;
-    use parking_lot::Mutex;
+    use tributary_api::metadata::MemoryMetadataStore;
 
     use super::*;
 
-    #[derive(Debug, Default)]
-    struct MapStore(Mutex<BTreeMap<(String, String), Bytes>>);
-
-    #[async_trait]
-    impl MetadataStore for MapStore {
-        async fn put(&self, namespace: &str, key: &str, value: Bytes) -> EngineResult<()> {
-            self.0.lock().insert((namespace.into(), key.into()), value);
-            Ok(())
-        }
-        async fn get(&self, namespace: &str, key: &str) -> EngineResult<Option<Bytes>> {
-            Ok(self.0.lock().get(&(namespace.into(), key.into())).cloned())
-        }
-        async fn delete(&self, namespace: &str, key: &str) -> EngineResult<bool> {
-            Ok(self
-                .0
-                .lock()
-                .remove(&(namespace.into(), key.into()))
-                .is_some())
-        }
-        async fn scan(&self, namespace: &str, prefix: &str) -> EngineResult<Vec<(String, Bytes)>> {
-            Ok(self
-                .0
-                .lock()
-                .iter()
-                .filter(|((ns, key), _)| ns == namespace && key.starts_with(prefix))
-                .map(|((_, key), value)| (key.clone(), value.clone()))
-                .collect())
-        }
-    }
-
     #[tokio::test]
     async fn an_undecodable_definition_fails_the_load_instead_of_vanishing() {
-        let store = MapStore::default();
+        let store = MemoryMetadataStore::default();
         let mut good = BytesMut::new();
         let mut table = FieldTable::default();
         table.insert("durable", FieldValue::Bool(true));

@@ -22,3 +22,55 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// All records of a namespace whose key starts with `prefix`, in key order.
     async fn scan(&self, namespace: &str, prefix: &str) -> EngineResult<Vec<(String, Bytes)>>;
 }
+
+/// A [`MetadataStore`] in memory, nothing durable: for tests of what frontends keep in the
+/// store, and anything else that needs the contract without an engine.
+#[derive(Debug, Default)]
+pub struct MemoryMetadataStore(
+    std::sync::Mutex<std::collections::BTreeMap<(String, String), Bytes>>,
+);
+
+impl MemoryMetadataStore {
+    /// The value under `namespace` / `key`, read without awaiting (for synchronous checks).
+    pub fn value(&self, namespace: &str, key: &str) -> Option<Bytes> {
+        self.records().get(&(namespace.into(), key.into())).cloned()
+    }
+
+    fn records(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(String, String), Bytes>> {
+        // A panic elsewhere while holding the lock leaves the map whole (each call is one
+        // map operation), so a poisoned lock is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl MetadataStore for MemoryMetadataStore {
+    async fn put(&self, namespace: &str, key: &str, value: Bytes) -> EngineResult<()> {
+        self.records().insert((namespace.into(), key.into()), value);
+        Ok(())
+    }
+
+    async fn get(&self, namespace: &str, key: &str) -> EngineResult<Option<Bytes>> {
+        Ok(self.records().get(&(namespace.into(), key.into())).cloned())
+    }
+
+    async fn delete(&self, namespace: &str, key: &str) -> EngineResult<bool> {
+        Ok(self
+            .records()
+            .remove(&(namespace.into(), key.into()))
+            .is_some())
+    }
+
+    async fn scan(&self, namespace: &str, prefix: &str) -> EngineResult<Vec<(String, Bytes)>> {
+        Ok(self
+            .records()
+            .iter()
+            .filter(|((ns, key), _)| ns == namespace && key.starts_with(prefix))
+            .map(|((_, key), value)| (key.clone(), value.clone()))
+            .collect())
+    }
+}

@@ -241,48 +241,9 @@ fn publish(table: &Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_trait::async_trait;
-    use tributary_api::EngineResult;
 
-    /// A metadata store in a map, standing in for the engine's so the table is tested alone.
-    #[derive(Debug, Default)]
-    struct MapStore(parking_lot::Mutex<BTreeMap<(String, String), Bytes>>);
-
-    #[async_trait]
-    impl MetadataStore for MapStore {
-        async fn put(&self, namespace: &str, key: &str, value: Bytes) -> EngineResult<()> {
-            self.0
-                .lock()
-                .insert((namespace.to_owned(), key.to_owned()), value);
-            Ok(())
-        }
-
-        async fn get(&self, namespace: &str, key: &str) -> EngineResult<Option<Bytes>> {
-            Ok(self
-                .0
-                .lock()
-                .get(&(namespace.to_owned(), key.to_owned()))
-                .cloned())
-        }
-
-        async fn delete(&self, namespace: &str, key: &str) -> EngineResult<bool> {
-            Ok(self
-                .0
-                .lock()
-                .remove(&(namespace.to_owned(), key.to_owned()))
-                .is_some())
-        }
-
-        async fn scan(&self, namespace: &str, prefix: &str) -> EngineResult<Vec<(String, Bytes)>> {
-            Ok(self
-                .0
-                .lock()
-                .iter()
-                .filter(|((ns, key), _)| ns == namespace && key.starts_with(prefix))
-                .map(|((_, key), value)| (key.clone(), value.clone()))
-                .collect())
-        }
-    }
+    /// A metadata store in memory, standing in for the engine's so the table is tested alone.
+    use tributary_api::metadata::MemoryMetadataStore as MapStore;
 
     const TIMING: TransactionTiming = TransactionTiming {
         timeout_ms: 100,

@@ -147,40 +147,7 @@ impl LogService for VecLog {
     }
 }
 
-#[derive(Debug, Default)]
-struct MapStore(Mutex<HashMap<(String, String), Bytes>>);
-
-#[async_trait]
-impl MetadataStore for MapStore {
-    async fn put(&self, namespace: &str, key: &str, value: Bytes) -> EngineResult<()> {
-        self.0.lock().insert((namespace.into(), key.into()), value);
-        Ok(())
-    }
-
-    async fn get(&self, namespace: &str, key: &str) -> EngineResult<Option<Bytes>> {
-        Ok(self.0.lock().get(&(namespace.into(), key.into())).cloned())
-    }
-
-    async fn delete(&self, namespace: &str, key: &str) -> EngineResult<bool> {
-        Ok(self
-            .0
-            .lock()
-            .remove(&(namespace.into(), key.into()))
-            .is_some())
-    }
-
-    async fn scan(&self, namespace: &str, prefix: &str) -> EngineResult<Vec<(String, Bytes)>> {
-        let mut found: Vec<(String, Bytes)> = self
-            .0
-            .lock()
-            .iter()
-            .filter(|((ns, key), _)| ns == namespace && key.starts_with(prefix))
-            .map(|((_, key), value)| (key.clone(), value.clone()))
-            .collect();
-        found.sort();
-        Ok(found)
-    }
-}
+use tributary_api::metadata::MemoryMetadataStore as MapStore;
 
 const TOPIC_ID: [u8; 16] = [7; 16];
 
@@ -225,7 +192,7 @@ impl World {
 
     fn snapshot(&self) -> Option<Snapshot> {
         let key = PartitionSlot::new(TOPIC_ID, &self.partition).snapshot_key;
-        let stored = self.store.0.lock().get(&(NAMESPACE.into(), key)).cloned();
+        let stored = self.store.value(NAMESPACE, &key);
         stored.map(|bytes| Snapshot::decode(bytes).expect("snapshot decodes"))
     }
 }
