@@ -284,26 +284,12 @@ impl TopicAdmin for Topics {
         partitions: u32,
         settings: TopicSettings,
     ) -> EngineResult<TopicDescription> {
-        tributary_api::validate_name(name)?;
-        if name.starts_with(QUEUE_LOG_PREFIX) {
-            return Err(EngineError::InvalidName(name.to_owned()));
-        }
-        check_partitions(partitions, 0)?;
-        validate_settings(&settings)?;
+        let record = new_topic_record(name, partitions, settings)?;
         let _admin = self.admin.lock().await;
         if self.table.read().contains_key(name) {
             return Err(EngineError::TopicExists(name.to_owned()));
         }
         self.within_limits(name, partitions, 0)?;
-        let record = TopicRecord {
-            name: name.to_owned(),
-            id: random_id()?,
-            partitions,
-            settings,
-            internal: false,
-            created_ms: now_ms(),
-            fixed_by: None,
-        };
         let (storage, meta, stored) = (self.storage.clone(), self.meta.clone(), record.clone());
         let config = log_config(&self.defaults, &record.settings);
         blocking(move || {
@@ -519,6 +505,31 @@ pub(crate) fn validate_settings(settings: &TopicSettings) -> EngineResult<()> {
         return Err(invalid("max.message.bytes", "must be at least 1"));
     }
     Ok(())
+}
+
+/// The checks every engine makes on a topic a client asks for (name, partition count,
+/// settings) and the record it stores for it; the engine then checks existence and the
+/// partition limits under its admin lock.
+pub(crate) fn new_topic_record(
+    name: &str,
+    partitions: u32,
+    settings: TopicSettings,
+) -> EngineResult<TopicRecord> {
+    tributary_api::validate_name(name)?;
+    if name.starts_with(QUEUE_LOG_PREFIX) {
+        return Err(EngineError::InvalidName(name.to_owned()));
+    }
+    check_partitions(partitions, 0)?;
+    validate_settings(&settings)?;
+    Ok(TopicRecord {
+        name: name.to_owned(),
+        id: random_id()?,
+        partitions,
+        settings,
+        internal: false,
+        created_ms: now_ms(),
+        fixed_by: None,
+    })
 }
 
 pub(crate) fn check_partitions(requested: u32, current: u32) -> EngineResult<()> {

@@ -21,10 +21,9 @@ use super::error::{CloudError, CloudResult};
 use super::log::CloudLog;
 use super::pool::PgPool;
 use super::state::PartitionState;
-use crate::broker::metadata::{TopicRecord, random_id};
-use crate::broker::queues::QUEUE_LOG_PREFIX;
+use crate::broker::metadata::TopicRecord;
 use crate::broker::topics::{
-    check_partitions, effective, now_ms, validate_settings, within_limits,
+    check_partitions, effective, new_topic_record, validate_settings, within_limits,
 };
 
 const TOPIC_COLUMNS: &str = "name, id, partitions, retention_ms, retention_bytes, segment_bytes, \
@@ -222,26 +221,12 @@ impl TopicAdmin for CloudLog {
         partitions: u32,
         settings: TopicSettings,
     ) -> EngineResult<TopicDescription> {
-        tributary_api::validate_name(name)?;
-        if name.starts_with(QUEUE_LOG_PREFIX) {
-            return Err(EngineError::InvalidName(name.to_owned()));
-        }
-        check_partitions(partitions, 0)?;
-        validate_settings(&settings)?;
+        let record = new_topic_record(name, partitions, settings)?;
         let _admin = self.admin.lock().await;
         if self.table.read().contains_key(name) {
             return Err(EngineError::TopicExists(name.to_owned()));
         }
         self.limits_allow(name, partitions, 0)?;
-        let record = TopicRecord {
-            name: name.to_owned(),
-            id: random_id()?,
-            partitions,
-            settings,
-            internal: false,
-            created_ms: now_ms(),
-            fixed_by: None,
-        };
         let mut client = self.pool.get().await?;
         let transaction = client
             .transaction()
