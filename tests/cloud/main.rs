@@ -13,6 +13,6 @@ mod flushes;
 mod kafka;
 mod model_test;
 mod services;
-// The in-memory model the local engine's suite checks storage against (tests/storage_model).
-#[path = "../storage_model/model.rs"]
+// The in-memory model the local engine's suite checks storage against (tests/storage/model).
+#[path = "../storage/model/reference.rs"]
 mod model;

@@ -1,4 +1,4 @@
-//! The storage model (tests/storage_model/model.rs, shared with the local engine's suite)
+//! The storage model (tests/storage/model/reference.rs, shared with the local engine's suite)
 //! against the cloud engine: random appends across partitions, reads with random limits,
 //! restarts (a new engine on the same database), added partitions, DeleteRecords and timestamp
 //! lookups, each checked against the model; at the end every offset reads back exactly.

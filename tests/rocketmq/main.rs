@@ -1,0 +1,18 @@
+//! The RocketMQ remoting frontend against the real binary: raw frames and rocketmq-client-rust
+//! (groups, broadcast, delays, filters, transactions). One binary with a module per concern.
+
+#[path = "../support/broker.rs"]
+mod broker;
+#[path = "../support/lapin.rs"]
+mod lapin_support;
+#[path = "../support/rocketmq.rs"]
+mod rocketmq;
+
+mod broadcast;
+mod client;
+mod client_binary;
+mod delays;
+mod filter;
+mod groups;
+mod transactions;
+mod wire;
