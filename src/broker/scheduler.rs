@@ -14,7 +14,7 @@
 //! Delivery is at least once: a crash after the append and before the delete appends the batch
 //! again after the restart. An append that fails because the target is gone (unknown topic,
 //! partition or queue) or because the batch can never be accepted (corrupt, too large) is
-//! logged and dropped; any other failure moves the entry's due time forward by an exponential
+//! logged, counted in `tributary_scheduled_messages_dropped_total{reason}` and dropped; any other failure moves the entry's due time forward by an exponential
 //! backoff (100 ms doubling up to 30 s), so one failing target does not hold up the others.
 //! A `cancel` that races with the append of the same entry may come too late to stop it.
 
@@ -32,6 +32,7 @@ use tributary_api::{
 };
 
 use crate::broker::metadata::{MetaStore, ScheduledEntry, run_blocking};
+use crate::telemetry::names;
 
 /// Entries handled per pass before the earliest due time is looked up again.
 const DUE_BATCH: usize = 64;
@@ -187,7 +188,14 @@ impl SchedulerService {
                         .await?;
                 }
                 Err(err) if is_permanent(&err) => {
-                    tracing::warn!(id, ?target, error = %err, "scheduled append dropped");
+                    let reason = match err {
+                        EngineError::CorruptBatch(_) | EngineError::BatchTooLarge { .. } => {
+                            "refused"
+                        }
+                        _ => "unknown_target",
+                    };
+                    metrics::counter!(names::SCHEDULED_DROPPED, "reason" => reason).increment(1);
+                    tracing::warn!(id, ?target, error = %err, reason, "scheduled append dropped: it can never be appended");
                     attempts.remove(&id);
                     run_blocking("remove scheduled append", move || meta.remove_scheduled(id))
                         .await?;

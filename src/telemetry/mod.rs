@@ -237,6 +237,12 @@ pub static CATALOG: &[MetricDescription] = &[
         "Messages delivered and awaiting an ack, by engine queue name (computed at scrape time).",
     ),
     metric(
+        names::SCHEDULED_DROPPED,
+        Counter,
+        Unit::Count,
+        "Delayed messages dropped when due because their target is gone or the engine refuses them, by reason.",
+    ),
+    metric(
         names::BUILD_INFO,
         Gauge,
         Unit::Count,

@@ -35,6 +35,11 @@ pub const QUEUE_MESSAGES_READY: &str = "tributary_queue_messages_ready";
 /// Messages delivered and awaiting ack per queue (gauge; label queue).
 pub const QUEUE_MESSAGES_UNACKED: &str = "tributary_queue_messages_unacked";
 
+/// Delayed messages the scheduler could not append when due and will never retry, by `reason`
+/// (`unknown_target`: the topic, partition or queue was deleted; `refused`: the engine refuses
+/// the batch). RabbitMQ likewise drops a delayed message its exchange routes nowhere.
+pub const SCHEDULED_DROPPED: &str = "tributary_scheduled_messages_dropped_total";
+
 /// Always 1; labels `version` carry the build (gauge).
 pub const BUILD_INFO: &str = "tributary_build_info";
 /// Requests served by the HTTP endpoint, by `endpoint` (`metrics`, `health`, `other`) and `status`.

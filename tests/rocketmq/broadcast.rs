@@ -212,7 +212,12 @@ impl Drop for Member {
 impl Member {
     fn spawn(instance: &str, namesrv: &str, group: &str, topic: &str, offsets: &Path) -> Self {
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                &broker::harness_test_name(module_path!(), TEST_NAME),
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(MEMBER_ENV, instance)
             .env(NAMESRV_ENV, namesrv)
             .env(GROUP_ENV, group)

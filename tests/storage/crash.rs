@@ -164,7 +164,10 @@ fn sigkill_rounds_lose_no_acknowledged_record() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "sigkill_rounds_lose_no_acknowledged_record",
+                &crate::broker::harness_test_name(
+                    module_path!(),
+                    "sigkill_rounds_lose_no_acknowledged_record",
+                ),
                 "--nocapture",
                 "--test-threads=1",
             ])

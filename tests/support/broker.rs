@@ -223,3 +223,13 @@ fn spawn(data: &Path, extra_args: &[String]) -> (Child, mpsc::Receiver<String>) 
     });
     (child, log)
 }
+
+/// The name libtest knows a test by, for re-running the current test binary on one test
+/// (`--exact`): `module` is the caller's `module_path!()`, whose first segment (the binary's
+/// crate) libtest leaves out.
+pub(crate) fn harness_test_name(module: &str, test: &str) -> String {
+    match module.split_once("::") {
+        Some((_, path)) => format!("{path}::{test}"),
+        None => test.to_owned(),
+    }
+}

@@ -191,6 +191,9 @@ pub fn dead_letter_record(
 
 /// Dead-letters `records` taken from `queue` (when it has a dead-letter exchange), then acks
 /// them there. Messages the dead-letter exchange routes nowhere are dropped, as in RabbitMQ.
+/// When re-publishing fails they go back to `queue` (requeued, so a target that did get a copy
+/// may get it again) and the error is returned: taken and neither dead-lettered nor acked, they
+/// would otherwise sit unacked with no consumer to return them.
 pub async fn dead_letter(
     shared: &Arc<Shared>,
     queue: &str,
@@ -201,9 +204,21 @@ pub async fn dead_letter(
         return Ok(());
     }
     let records = deliveries.iter().filter_map(|(_, r)| r.as_ref());
-    republish(shared, queue, records, reason).await?;
     let ids: Vec<u64> = deliveries.iter().map(|(id, _)| *id).collect();
+    if let Err(error) = republish(shared, queue, records, reason).await {
+        tracing::warn!(queue, %error, reason, count = ids.len(), "dead-lettering failed; the messages stay in the queue");
+        return_to_queue(shared, queue, &ids).await;
+        return Err(error);
+    }
     shared.engine.queues.ack(queue, &ids).await
+}
+
+/// Requeues taken messages after a failure; a failure here too is logged, and the messages then
+/// return to the queue when it is next opened (unacked state is not durable).
+async fn return_to_queue(shared: &Arc<Shared>, queue: &str, ids: &[u64]) {
+    if let Err(error) = shared.engine.queues.requeue(queue, ids).await {
+        tracing::error!(queue, %error, count = ids.len(), "requeueing taken messages failed; they return when the queue is next opened");
+    }
 }
 
 /// Dead-letters messages `queue` refused to store (`x-overflow=reject-publish-dlx`), reason
@@ -310,7 +325,12 @@ pub async fn take_live(
         ] {
             let dead: Vec<(u64, Option<Record>)> =
                 dead.into_iter().map(|d| (d.id, Some(d.record))).collect();
-            dead_letter(shared, queue, &dead, reason).await?;
+            if let Err(error) = dead_letter(shared, queue, &dead, reason).await {
+                // The live ones were taken too: back to the queue with them.
+                let live: Vec<u64> = live.iter().map(|d| d.id).collect();
+                return_to_queue(shared, queue, &live).await;
+                return Err(error);
+            }
         }
         if !live.is_empty() {
             return Ok(live);

@@ -62,6 +62,14 @@ pub enum RequestError {
         offset: i64,
         source: BatchError,
     },
+    /// A record of the broker's own durable state (metadata store) that does not decode; the
+    /// operation that needs it is refused until the record is repaired, never run without it.
+    #[error("unreadable broker state: record `{key}` of `{namespace}`: {reason}")]
+    UnreadableState {
+        namespace: &'static str,
+        key: String,
+        reason: String,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -78,7 +86,8 @@ impl RequestError {
             Self::MessageNotFound(_)
             | Self::FilterDisabled(_)
             | Self::UndeliverableMessage(_)
-            | Self::Undeliverable { .. } => code::SYSTEM_ERROR,
+            | Self::Undeliverable { .. }
+            | Self::UnreadableState { .. } => code::SYSTEM_ERROR,
             Self::SubscriptionParseFailed(_) => code::SUBSCRIPTION_PARSE_FAILED,
             Self::FilterDataNotExist => code::FILTER_DATA_NOT_EXIST,
             Self::NotSupported(_) => code::REQUEST_CODE_NOT_SUPPORTED,

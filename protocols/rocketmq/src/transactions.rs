@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, MutexGuard};
 use tributary_api::MetadataStore;
 
-use crate::error::RequestResult;
+use crate::error::{RequestError, RequestResult};
 use crate::metrics;
 
 /// The engine topic half messages are stored in (RocketMQ's name).
@@ -118,16 +118,33 @@ impl Transactions {
     async fn table(&self, store: &dyn MetadataStore) -> RequestResult<MutexGuard<'_, Table>> {
         let mut table = self.table.lock().await;
         if !table.loaded {
+            let mut loaded = BTreeMap::new();
             for (key, value) in store.scan(NAMESPACE, "").await? {
-                let (Ok(offset), Ok(pending)) = (
-                    key.parse::<i64>(),
-                    serde_json::from_slice::<Pending>(&value),
-                ) else {
-                    tracing::warn!(key, "skipping an unreadable pending-transaction record");
-                    continue;
-                };
-                table.pending.insert(offset, (pending, false));
+                // Skipping a record would leave its half message unresolved forever (never
+                // committed, never checked): refuse, and load again on the next use.
+                let decoded = key
+                    .parse::<i64>()
+                    .map_err(|error| error.to_string())
+                    .and_then(|offset| {
+                        serde_json::from_slice::<Pending>(&value)
+                            .map(|pending| (offset, pending))
+                            .map_err(|error| error.to_string())
+                    });
+                match decoded {
+                    Ok((offset, pending)) => {
+                        loaded.insert(offset, (pending, false));
+                    }
+                    Err(reason) => {
+                        tracing::error!(key, %reason, "unreadable pending-transaction record; transactional requests are refused until it is repaired");
+                        return Err(RequestError::UnreadableState {
+                            namespace: NAMESPACE,
+                            key,
+                            reason,
+                        });
+                    }
+                }
             }
+            table.pending = loaded;
             table.loaded = true;
             publish(&table);
         }
@@ -327,5 +344,31 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_record_refuses_the_table_until_it_is_repaired() {
+        let store = MapStore::default();
+        let writer = Transactions::default();
+        writer.add(&store, 4, pending(0)).await.unwrap();
+        let key = key(4);
+        store
+            .put(NAMESPACE, &key, Bytes::from_static(b"{not json"))
+            .await
+            .unwrap();
+
+        let reader = Transactions::default();
+        let refused = reader.claim(&store, 4).await.unwrap_err();
+        assert!(
+            matches!(&refused, RequestError::UnreadableState { key: k, .. } if *k == key),
+            "{refused}"
+        );
+        assert_eq!(refused.response_code(), crate::error::code::SYSTEM_ERROR);
+        assert!(reader.take_due(&store, 10, TIMING).await.is_err());
+
+        // Repaired: the next use loads every record, the repaired one included.
+        let repaired = serde_json::to_vec(&pending(0)).unwrap();
+        store.put(NAMESPACE, &key, repaired.into()).await.unwrap();
+        assert!(reader.claim(&store, 4).await.unwrap().is_some());
     }
 }

@@ -18,7 +18,7 @@ const PARTITIONS_PER_TOPIC: u32 = 1250;
 /// Descriptors the process may hold besides segment logs: stdio, the lock file, the test
 /// harness, transient directory handles.
 const SLACK: usize = 32;
-const CHILD: &str = "fd_budget::ten_thousand_partitions_child";
+const CHILD: &str = "ten_thousand_partitions_child";
 
 fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
@@ -99,7 +99,7 @@ fn ten_thousand_partitions_fit_the_descriptor_budget() {
     let exe = std::env::current_exe().expect("test binary");
     let output = Command::new(exe)
         .args([
-            CHILD,
+            &crate::broker::harness_test_name(module_path!(), CHILD),
             "--exact",
             "--ignored",
             "--nocapture",

@@ -10,7 +10,7 @@
 //! name and counts as absent.
 
 use bytes::Bytes;
-use tributary_api::{EngineResult, MetadataStore};
+use tributary_api::{EngineError, EngineResult, MetadataStore};
 
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::definitions as defs;
@@ -39,16 +39,23 @@ fn encode(topic_id: &[u8; 16], at: FeedCursor) -> Bytes {
     defs::encode(&table)
 }
 
-fn decode(value: &[u8], topic_id: &[u8; 16]) -> Option<FeedCursor> {
-    let table = defs::decode(value)?;
-    match table.get("topic_id") {
-        Some(FieldValue::LongString(id)) if id.as_ref() == topic_id => {}
-        _ => return None,
+/// The cursor in `value` if it belongs to `topic_id`; `Ok(None)` for another topic id (a deleted
+/// topic of the same name). An undecodable record is an error, not an absent cursor: read as
+/// absent, the feed would start again at its bindings' start and enqueue everything twice.
+fn decode(value: &[u8], topic_id: &[u8; 16]) -> Result<Option<FeedCursor>, &'static str> {
+    let table = defs::decode(value).ok_or("not an AMQP field table")?;
+    let field = |name| table.get(name).and_then(FieldValue::as_i64);
+    let at = match (table.get("topic_id"), field("cursor"), field("pending")) {
+        (Some(FieldValue::LongString(id)), Some(cursor), Some(pending)) => (id, cursor, pending),
+        _ => return Err("missing topic_id, cursor or pending"),
+    };
+    if at.0.as_ref() != topic_id {
+        return Ok(None);
     }
-    Some(FeedCursor {
-        cursor: table.get("cursor")?.as_i64()?,
-        pending: table.get("pending")?.as_i64()?,
-    })
+    Ok(Some(FeedCursor {
+        cursor: at.1,
+        pending: at.2,
+    }))
 }
 
 /// The stored position of a partition of topic `topic_id`, if it has one.
@@ -58,8 +65,14 @@ pub async fn load(
     topic_id: &[u8; 16],
     partition: u32,
 ) -> EngineResult<Option<FeedCursor>> {
-    let value = store.get(CURSOR_NAMESPACE, &key(topic, partition)).await?;
-    Ok(value.and_then(|v| decode(&v, topic_id)))
+    let key = key(topic, partition);
+    let Some(value) = store.get(CURSOR_NAMESPACE, &key).await? else {
+        return Ok(None);
+    };
+    decode(&value, topic_id).map_err(|reason| EngineError::Metadata {
+        context: "reading a topic feed's cursor",
+        message: format!("record `{key}` of `{CURSOR_NAMESPACE}` is unreadable: {reason}"),
+    })
 }
 
 /// Stores a partition's position; returns once it is durable.
@@ -99,8 +112,9 @@ mod tests {
             pending: 42,
         };
         let stored = encode(&[7; 16], at);
-        assert_eq!(decode(&stored, &[7; 16]), Some(at));
-        assert_eq!(decode(&stored, &[8; 16]), None);
-        assert_eq!(decode(b"junk", &[7; 16]), None);
+        assert_eq!(decode(&stored, &[7; 16]), Ok(Some(at)));
+        assert_eq!(decode(&stored, &[8; 16]), Ok(None));
+        assert!(decode(b"junk", &[7; 16]).is_err());
+        assert!(decode(&defs::encode(&FieldTable::default()), &[7; 16]).is_err());
     }
 }
