@@ -7,6 +7,8 @@
 //!   broker, topics and group offsets.
 //! - [`live`]: changes apply at once: a deleted user's AMQP connection closes, revoked
 //!   permissions refuse the next method, the CLI talks to the running broker.
+//! - [`protocols`]: Kafka and RocketMQ connections listed and closed, RocketMQ groups with
+//!   members and a reset the consumer follows.
 
 #[path = "../support/broker.rs"]
 mod broker;
@@ -15,6 +17,7 @@ mod lapin_support;
 
 mod api;
 mod live;
+mod protocols;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;

@@ -1,14 +1,11 @@
-//! `/api/overview`, `/api/exchanges`, `/api/queues`, `/api/bindings`, `/api/connections`:
-//! the AMQP side in RabbitMQ's shapes (the fields rabbitmqadmin, Celery Flower and KEDA read).
-//!
-//! A connection's `name` is its broker-wide id in decimal (RabbitMQ's is "peer -> local";
-//! clients only echo it back in `DELETE /api/connections/{name}`).
+//! `/api/overview`, `/api/exchanges`, `/api/queues`, `/api/bindings`: the AMQP side in
+//! RabbitMQ's shapes (the fields rabbitmqadmin, Celery Flower and KEDA read).
 
 use hyper::Method;
 use serde_json::{Value, json};
 use tributary_amqp::access;
 use tributary_amqp::admin::{
-    AmqpAdmin, BindingView, ConnectionInfo, ExchangeSpec, ExchangeView, QueueSpec, QueueView,
+    AmqpAdmin, BindingView, ExchangeSpec, ExchangeView, QueueSpec, QueueView,
 };
 use tributary_amqp::definitions::arguments_fingerprint;
 
@@ -65,16 +62,6 @@ pub(crate) fn binding_json(binding: &BindingView) -> Value {
         "destination": binding.destination, "destination_type": binding.destination_type,
         "routing_key": binding.routing_key, "arguments": table_to_json(&binding.arguments),
         "properties_key": properties_key(binding),
-    })
-}
-
-fn connection_json(connection: &ConnectionInfo) -> Value {
-    json!({
-        "name": connection.id.to_string(), "node": NODE, "type": "network",
-        "protocol": "AMQP 0-9-1", "state": "running", "user": connection.user,
-        "vhost": connection.vhost, "channels": connection.channels,
-        "peer_host": connection.peer.ip().to_string(), "peer_port": connection.peer.port(),
-        "connected_at": connection.connected_at_ms, "auth_mechanism": "PLAIN",
     })
 }
 
@@ -138,6 +125,7 @@ impl AdminApi {
             connections = open.len();
             channels = open.iter().map(|c| c.channels).sum::<usize>();
         }
+        connections += self.connections.list(&super::connections::NON_AMQP).len();
         let topics = self.engine.topics.list_topics();
         let visible = topics.iter().filter(|t| !t.internal).count();
         let groups = self.engine.offsets.groups().await?.len();
@@ -341,37 +329,6 @@ impl AdminApi {
             (_, [] | [_] | [_, "e", _, _, _] | [_, "e", _, _, _, _]) => {
                 Err(ApiError::method_not_allowed())
             }
-            _ => Err(not_found()),
-        }
-    }
-
-    pub(super) async fn connections(
-        &self,
-        call: &Call<'_>,
-        path: &[&str],
-    ) -> Result<HttpResponse, ApiError> {
-        let amqp = self.amqp()?;
-        let find = |name: &str| {
-            amqp.connections()
-                .into_iter()
-                .find(|c| c.id.to_string() == name)
-                .ok_or_else(|| ApiError::not_found(format!("no connection '{name}'")))
-        };
-        match (call.method, path) {
-            (&Method::GET, []) => {
-                let list = amqp.connections();
-                Ok(reply::ok(&Value::Array(
-                    list.iter().map(connection_json).collect(),
-                )))
-            }
-            (&Method::GET, [name]) => Ok(reply::ok(&connection_json(&find(name)?))),
-            (&Method::DELETE, [name]) => {
-                let connection = find(name)?;
-                let reason = "Closed via management plugin";
-                amqp.close_connection(connection.id, reason);
-                Ok(reply::no_content())
-            }
-            (_, [] | [_]) => Err(ApiError::method_not_allowed()),
             _ => Err(not_found()),
         }
     }

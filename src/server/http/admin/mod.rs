@@ -1,6 +1,6 @@
 //! The live admin API under `/api`: RabbitMQ management API paths and JSON shapes for vhosts,
-//! users, permissions, exchanges, queues, bindings, connections and definitions, plus
-//! Tributary's topics and consumer groups; described by `/api/openapi.json`.
+//! users, permissions, exchanges, queues, bindings, connections (of every protocol) and
+//! definitions, plus Tributary's topics and consumer groups; described by `/api/openapi.json`.
 //!
 //! Invariants: every path but `/api/openapi.json` needs HTTP basic credentials of a broker
 //! user (checked like an AMQP login, `loopback_users` included) with the `administrator` tag:
@@ -10,6 +10,7 @@
 
 mod access;
 mod amqp;
+mod connections;
 mod definitions;
 pub(crate) mod json;
 mod topics;
@@ -30,6 +31,7 @@ use tributary_kafka::admin::KafkaAdmin;
 use super::reply::{self, ApiError, HttpResponse};
 use super::request;
 use crate::broker::Broker;
+use crate::server::connections::OpenConnections;
 
 /// The OpenAPI 3 document of this API, served at `/api/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -57,6 +59,8 @@ pub struct AdminApi {
     amqp: Option<AmqpAdmin>,
     /// The Kafka coordinator's groups (state and members), when Kafka is served.
     kafka: Option<KafkaAdmin>,
+    /// Every listener's open connections (Kafka and RocketMQ ones are listed from here).
+    connections: OpenConnections,
     settings: AdminSettings,
 }
 
@@ -77,8 +81,15 @@ impl AdminApi {
             broker: broker.clone(),
             amqp,
             kafka: None,
+            connections: OpenConnections::default(),
             settings,
         }
+    }
+
+    /// Lists (and closes) the connections the listeners register in `connections`.
+    pub fn with_connections(mut self, connections: OpenConnections) -> Self {
+        self.connections = connections;
+        self
     }
 
     /// Adds the Kafka coordinator's view of groups (members and state).
