@@ -131,8 +131,13 @@ mod tests {
         let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
         let token = CancellationToken::new();
         let client_id = ClientId::default();
-        let registration =
-            registry.register("kafka", addr(5000), addr(9092), client_id.clone(), token.clone());
+        let registration = registry.register(
+            "kafka",
+            addr(5000),
+            addr(9092),
+            client_id.clone(),
+            token.clone(),
+        );
         client_id.set("app-1");
         let listed = registry.list(&["kafka"]);
         assert_eq!(listed.len(), 1);

@@ -22,7 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 use tributary_api::{
-    ClientId, ConnectionContext, ConnectionTimeouts, FrameLimits, Frontend, MemoryBudget, SendBudget,
+    ClientId, ConnectionContext, ConnectionTimeouts, FrameLimits, Frontend, MemoryBudget,
+    SendBudget,
 };
 
 use super::connections::{OpenConnections, Registration};

@@ -29,9 +29,11 @@ fn rocketmq_heartbeat(client_id: &str) -> Vec<u8> {
     let header = json!({ "code": 34, "language": "JAVA", "version": 0, "opaque": 1, "flag": 0,
                          "extFields": {} })
     .to_string();
-    let body = json!({ "clientID": client_id, "producerDataSet": [], "consumerDataSet": [] })
-        .to_string();
-    let mut frame = ((4 + header.len() + body.len()) as i32).to_be_bytes().to_vec();
+    let body =
+        json!({ "clientID": client_id, "producerDataSet": [], "consumerDataSet": [] }).to_string();
+    let mut frame = ((4 + header.len() + body.len()) as i32)
+        .to_be_bytes()
+        .to_vec();
     frame.extend_from_slice(&(header.len() as i32).to_be_bytes());
     frame.extend_from_slice(header.as_bytes());
     frame.extend_from_slice(body.as_bytes());

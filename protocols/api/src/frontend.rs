@@ -76,7 +76,10 @@ impl ClientId {
             Some((end, _)) => &id[..end],
             None => id,
         };
-        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if held.as_deref() != Some(cut) {
             *held = Some(cut.to_owned());
         }

@@ -217,7 +217,13 @@ impl Session {
             return self.stage_topic(channel, confirm, partition, record).await;
         }
         let for_queue = |queue: String, record: Record| {
-            let policy = self.shared.topology.policy(&queue).unwrap_or_default();
+            let policy = match self.shared.topology.policy_and_stats(&queue) {
+                Some((policy, stats)) => {
+                    stats.published(1);
+                    policy
+                }
+                None => QueuePolicy::default(),
+            };
             let stored = record_for_queue(record, &policy, expiration, properties.priority, now);
             (queue, stored)
         };

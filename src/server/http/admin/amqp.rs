@@ -10,14 +10,17 @@ use tributary_amqp::admin::{
 use tributary_amqp::definitions::arguments_fingerprint;
 
 use super::json::{flag, json_to_table, object, required, string, table_to_json};
+use super::rates::QueueRates;
 use super::{AdminApi, Call, get_only, not_found};
 use crate::server::http::reply::{self, ApiError, HttpResponse};
 
 /// The node name shown where RabbitMQ shows an Erlang node.
 pub(crate) const NODE: &str = "tributary@localhost";
 
-pub(crate) fn queue_json(queue: &QueueView) -> Value {
+/// A queue in RabbitMQ's shape; `message_stats` carries its counts and their rates.
+fn queue_json(queue: &QueueView, rates: &QueueRates) -> Value {
     let depth = queue.depth.unwrap_or_default();
+    let stats = rates.message_stats(&queue.vhost, &queue.name, queue.stats);
     json!({
         "name": queue.name, "vhost": queue.vhost, "type": queue.kind,
         "durable": queue.durable, "auto_delete": queue.auto_delete, "exclusive": queue.exclusive,
@@ -27,6 +30,7 @@ pub(crate) fn queue_json(queue: &QueueView) -> Value {
         "messages_ready": depth.ready,
         "messages_unacknowledged": depth.unacked,
         "message_bytes_ready": depth.ready_bytes,
+        "message_stats": stats,
     })
 }
 
@@ -214,11 +218,14 @@ impl AdminApi {
                     list.retain(|queue| queue.name == name);
                 }
                 Ok(reply::ok(&Value::Array(
-                    list.iter().map(queue_json).collect(),
+                    list.iter()
+                        .map(|queue| queue_json(queue, &self.rates))
+                        .collect(),
                 )))
             }
             (&Method::GET, [vhost, name]) => {
-                Ok(reply::ok(&queue_json(&amqp.queue(vhost, name).await?)))
+                let queue = amqp.queue(vhost, name).await?;
+                Ok(reply::ok(&queue_json(&queue, &self.rates)))
             }
             (&Method::PUT, [vhost, name]) => {
                 let body = &call.body;

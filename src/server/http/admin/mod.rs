@@ -13,6 +13,7 @@ mod amqp;
 mod connections;
 mod definitions;
 pub(crate) mod json;
+mod rates;
 mod topics;
 
 use std::net::SocketAddr;
@@ -61,6 +62,8 @@ pub struct AdminApi {
     kafka: Option<KafkaAdmin>,
     /// Every listener's open connections (Kafka and RocketMQ ones are listed from here).
     connections: OpenConnections,
+    /// The last reading of each queue's counts, for `message_stats` rates.
+    rates: Arc<rates::QueueRates>,
     settings: AdminSettings,
 }
 
@@ -82,6 +85,7 @@ impl AdminApi {
             amqp,
             kafka: None,
             connections: OpenConnections::default(),
+            rates: Arc::default(),
             settings,
         }
     }

@@ -114,7 +114,10 @@ async function showQueues() {
       button("Delete", () => act("DELETE", `queues/${enc(q.vhost)}/${enc(q.name)}`), "danger"));
     return [cell(q.vhost), cell(q.name), cell(q.type), cell(q.messages_ready, "num"),
       cell(q.messages_unacknowledged, "num"), cell(q.consumers, "num"),
-      cell(shownRate(rate(`queue.${q.vhost}.${q.name}`, q.messages_ready)), "num rate"), actions];
+      // The broker's own rates (message_stats), over its last readings a second or more apart.
+      ...["publish", "deliver_get", "ack"].map((what) =>
+        cell(q.message_stats[`${what}_details`].rate.toFixed(1), "num rate")),
+      actions];
   }));
 }
 
