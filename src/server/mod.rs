@@ -263,7 +263,9 @@ fn admin_api(
         max_body_bytes: usize::try_from(config.http.max_body_bytes).unwrap_or(usize::MAX),
         listeners,
     };
-    AdminApi::new(broker, frontends.amqp.clone(), settings).with_kafka(frontends.kafka.clone())
+    AdminApi::new(broker, frontends.amqp.clone(), settings)
+        .with_kafka(frontends.kafka.clone())
+        .with_rocketmq(frontends.rocketmq.clone())
 }
 
 async fn bind(config: &Config, mount: &Mount) -> Result<TcpListener, ServerError> {

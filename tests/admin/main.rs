@@ -15,6 +15,8 @@
 mod broker;
 #[path = "../support/lapin.rs"]
 mod lapin_support;
+#[path = "../support/rocketmq.rs"]
+mod rocketmq;
 
 mod api;
 mod live;

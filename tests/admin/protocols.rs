@@ -140,3 +140,89 @@ async fn kafka_and_rocketmq_connections_are_listed_and_closed() {
     let gone = call(&admin, "DELETE", &["connections", &kafka_name], None).await;
     assert_eq!(gone.status, 404);
 }
+
+#[test]
+fn a_rocketmq_group_shows_its_members_and_its_consumer_follows_a_reset() {
+    use crate::rocketmq::{Client, body, consumer, message, producer, runtime, wait_for};
+
+    let mut broker = TestBroker::start();
+    let namesrv = broker.addr("rocketmq-namesrv").to_string();
+    let admin = guest(&mut broker);
+    let (topic, group) = ("AdminReset", "CID-admin-reset");
+    runtime().block_on(async {
+        let client = Client::new("admin-reset").expect("client");
+        let mut producer = producer(&client, &namesrv, "PID-admin-reset").await;
+        let mut sent = Vec::new();
+        for n in 0..8 {
+            let b = body("first", n);
+            producer
+                .send(message(topic, "t", b.clone(), "admin"))
+                .await
+                .expect("send");
+            sent.push(b);
+        }
+        let sink = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mut consumer = consumer(&client, &namesrv, group, topic, "*", sink.clone()).await;
+        wait_for("the first delivery", Duration::from_secs(60), || {
+            sink.lock().len() >= sent.len()
+        })
+        .await;
+
+        // The group is listed with its live member and, once the consumer's offsets are
+        // stored, its queues' offsets with no lag.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let described = loop {
+            let answer = call(&admin, "GET", &["groups", group], None).await;
+            let offsets = answer.body["offsets"].as_array().map_or(0, Vec::len);
+            if answer.status == 200 && offsets > 0 && answer.body["lag"] == 0 {
+                break answer.body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no stored offsets: {:?}",
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        let members = described["members"].as_array().expect("members");
+        assert_eq!(members.len(), 1, "{described}");
+        assert_eq!(members[0]["protocol"], "RocketMQ", "{described}");
+        let client_id = members[0]["client_id"].as_str().expect("a client id");
+        assert!(!client_id.is_empty());
+        let listed = call(&admin, "GET", &["groups"], None).await.body;
+        let names: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|g| g["name"].as_str())
+            .collect();
+        assert!(names.contains(&group), "{listed}");
+
+        // A reset to the earliest offsets: the running consumer is told and reads it all again.
+        let reset = json!({ "topic": topic, "to": "earliest" });
+        let answer = call(&admin, "POST", &["groups", group, "reset"], Some(reset)).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(
+            answer.body["reset"]["notified_members"], 1,
+            "{:?}",
+            answer.body
+        );
+        wait_for(
+            "the redelivery after the reset",
+            Duration::from_secs(60),
+            || sink.lock().len() >= 2 * sent.len(),
+        )
+        .await;
+        let mut again: Vec<Vec<u8>> = sink.lock()[sent.len()..]
+            .iter()
+            .map(|(b, _, _)| b.clone())
+            .collect();
+        again.sort();
+        sent.sort();
+        assert_eq!(again, sent, "the reset replays what was sent");
+
+        consumer.shutdown().await;
+        producer.shutdown().await;
+        client.shutdown().await;
+    });
+}

@@ -28,6 +28,7 @@ use tributary_amqp::admin::AmqpAdmin;
 use tributary_api::Engine;
 use tributary_api::users::{ADMINISTRATOR_TAG, get_tags};
 use tributary_kafka::admin::KafkaAdmin;
+use tributary_rocketmq::admin::RocketMqAdmin;
 
 use super::reply::{self, ApiError, HttpResponse};
 use super::request;
@@ -60,6 +61,8 @@ pub struct AdminApi {
     amqp: Option<AmqpAdmin>,
     /// The Kafka coordinator's groups (state and members), when Kafka is served.
     kafka: Option<KafkaAdmin>,
+    /// RocketMQ consumer groups' live members and offset resets, when RocketMQ is served.
+    rocketmq: Option<RocketMqAdmin>,
     /// Every listener's open connections (Kafka and RocketMQ ones are listed from here).
     connections: OpenConnections,
     /// The last reading of each queue's counts, for `message_stats` rates.
@@ -84,10 +87,17 @@ impl AdminApi {
             broker: broker.clone(),
             amqp,
             kafka: None,
+            rocketmq: None,
             connections: OpenConnections::default(),
             rates: Arc::default(),
             settings,
         }
+    }
+
+    /// Adds RocketMQ consumer groups' members and offset resets.
+    pub fn with_rocketmq(mut self, rocketmq: Option<RocketMqAdmin>) -> Self {
+        self.rocketmq = rocketmq;
+        self
     }
 
     /// Lists (and closes) the connections the listeners register in `connections`.
