@@ -4,14 +4,11 @@
 use std::time::Duration;
 
 use lapin::BasicProperties;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
 use serde_json::Value;
 
 use crate::broker::TestBroker;
-use crate::lapin_support::{confirm_channel, connect};
+use crate::lapin_support::{confirm_channel, connect, declare, get, publish};
 use crate::{call, guest};
 
 async fn stats(admin: &tributary::admin_client::AdminClient) -> Value {
@@ -38,14 +35,7 @@ async fn message_stats_count_and_rate_while_a_publisher_runs() {
     let admin = guest(&mut broker);
     let connection = connect(&mut broker).await;
     let channel = confirm_channel(&connection).await;
-    channel
-        .queue_declare(
-            "rated".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
+    declare(&channel, "rated", false).await;
     let first = stats(&admin).await;
     assert_eq!(count(&first, "publish"), 0, "{first}");
 
@@ -56,18 +46,7 @@ async fn message_stats_count_and_rate_while_a_publisher_runs() {
             let until = tokio::time::Instant::now() + Duration::from_secs(4);
             let mut sent = 0u64;
             while tokio::time::Instant::now() < until && sent < 20_000 {
-                channel
-                    .basic_publish(
-                        "".into(),
-                        "rated".into(),
-                        BasicPublishOptions::default(),
-                        b"tick",
-                        BasicProperties::default(),
-                    )
-                    .await
-                    .expect("publish")
-                    .await
-                    .expect("confirm");
+                publish(&channel, "", "rated", b"tick", BasicProperties::default()).await;
                 sent += 1;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -89,22 +68,14 @@ async fn message_stats_count_and_rate_while_a_publisher_runs() {
 
     // Deliveries, acks and a redelivery are counted too.
     for _ in 0..3 {
-        let message = channel
-            .basic_get("rated".into(), BasicGetOptions::default())
-            .await
-            .expect("get")
-            .expect("a message");
+        let message = get(&channel, "rated").await.expect("a message");
         message
             .delivery
             .ack(BasicAckOptions::default())
             .await
             .expect("ack");
     }
-    let message = channel
-        .basic_get("rated".into(), BasicGetOptions::default())
-        .await
-        .expect("get")
-        .expect("a message");
+    let message = get(&channel, "rated").await.expect("a message");
     message
         .delivery
         .nack(BasicNackOptions {
@@ -113,11 +84,7 @@ async fn message_stats_count_and_rate_while_a_publisher_runs() {
         })
         .await
         .expect("nack");
-    let again = channel
-        .basic_get("rated".into(), BasicGetOptions::default())
-        .await
-        .expect("get")
-        .expect("the requeued message");
+    let again = get(&channel, "rated").await.expect("the requeued message");
     assert!(again.delivery.redelivered);
     // Acks are applied in batches: wait for them, within a bound.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
