@@ -11,7 +11,9 @@
 //!   per second per listener (with the number left unlogged), so a long EMFILE spell cannot
 //!   flood the log;
 //! - the permit and the active-connections gauge are released by drop, so an aborted
-//!   connection task releases them too.
+//!   connection task releases them too; so is the connection's entry in the broker's
+//!   [`OpenConnections`], where it is listed while served, under its own child of the shutdown
+//!   token (the admin API closes one connection by cancelling that child).
 
 use std::io;
 use std::net::SocketAddr;
