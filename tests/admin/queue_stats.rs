@@ -66,6 +66,33 @@ async fn message_stats_count_and_rate_while_a_publisher_runs() {
     let published = stats(&admin).await;
     assert_eq!(count(&published, "publish"), sent, "{published}");
 
+    // A transaction's publishes count when committed, not when rolled back.
+    let tx = connection.create_channel().await.expect("channel");
+    tx.tx_select().await.expect("tx.select");
+    let plain = BasicProperties::default();
+    tx.basic_publish(
+        "".into(),
+        "rated".into(),
+        Default::default(),
+        b"gone",
+        plain.clone(),
+    )
+    .await
+    .expect("publish");
+    tx.tx_rollback().await.expect("tx.rollback");
+    tx.basic_publish(
+        "".into(),
+        "rated".into(),
+        Default::default(),
+        b"kept",
+        plain,
+    )
+    .await
+    .expect("publish");
+    tx.tx_commit().await.expect("tx.commit");
+    let committed = stats(&admin).await;
+    assert_eq!(count(&committed, "publish"), sent + 1, "{committed}");
+
     // Deliveries, acks and a redelivery are counted too.
     for _ in 0..3 {
         let message = get(&channel, "rated").await.expect("a message");

@@ -54,7 +54,7 @@ impl MethodMetrics {
 /// label would let clients grow the exposition without bound.
 #[derive(Debug, Default)]
 pub struct QueueStats {
-    /// Messages routed into the queue (a transaction's publishes when staged).
+    /// Published messages stored in the queue (refused ones and topic feeds not counted).
     publish: AtomicU64,
     /// Deliveries to consumers and `basic.get` answers.
     deliver_get: AtomicU64,

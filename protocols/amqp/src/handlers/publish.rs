@@ -217,13 +217,7 @@ impl Session {
             return self.stage_topic(channel, confirm, partition, record).await;
         }
         let for_queue = |queue: String, record: Record| {
-            let policy = match self.shared.topology.policy_and_stats(&queue) {
-                Some((policy, stats)) => {
-                    stats.published(1);
-                    policy
-                }
-                None => QueuePolicy::default(),
-            };
+            let policy = self.shared.topology.policy(&queue).unwrap_or_default();
             let stored = record_for_queue(record, &policy, expiration, properties.priority, now);
             (queue, stored)
         };
@@ -364,9 +358,18 @@ impl Session {
         stored
     }
 
+    /// Stores published records into a queue and counts those stored in its `publish` stat
+    /// (the path of plain and transactional publishes; topic feeds do not count).
     async fn store_queue(&self, queue: &str, records: Vec<(usize, Record)>) -> Vec<usize> {
+        let offered = records.len();
         let mut outcome = store_queue(&self.shared, queue, records).await;
         outcome.refused.append(&mut outcome.failed);
+        let stored = offered.saturating_sub(outcome.refused.len());
+        if stored > 0
+            && let Some(stats) = self.shared.topology.queue_stats(queue)
+        {
+            stats.published(stored as u64);
+        }
         outcome.refused
     }
 }

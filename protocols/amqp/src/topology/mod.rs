@@ -670,13 +670,6 @@ impl Topology {
             .map(|q| q.policy.clone())
     }
 
-    /// The policy and message counts of a queue, in one lookup (publishes need both).
-    pub fn policy_and_stats(&self, queue: &str) -> Option<(QueuePolicy, Arc<QueueStats>)> {
-        let state = self.state.lock();
-        let info = state.queues.get(queue)?;
-        Some((info.policy.clone(), info.stats.clone()))
-    }
-
     /// The message counts of a queue.
     pub fn queue_stats(&self, queue: &str) -> Option<Arc<QueueStats>> {
         self.state.lock().queues.get(queue).map(|q| q.stats.clone())
