@@ -40,8 +40,10 @@ fn other_json(connection: &OpenConnection) -> Value {
         "kafka" => "Kafka",
         _ => "RocketMQ remoting",
     };
+    // `connection_name` is where RabbitMQ tools (rabbitmqadmin's listing) show a client's own
+    // name for its connection.
     let client_properties = match &connection.client_id {
-        Some(id) => json!({ "client_id": id }),
+        Some(id) => json!({ "client_id": id, "connection_name": id }),
         None => json!({}),
     };
     json!({
