@@ -11,7 +11,9 @@
 //!   per second per listener (with the number left unlogged), so a long EMFILE spell cannot
 //!   flood the log;
 //! - the permit and the active-connections gauge are released by drop, so an aborted
-//!   connection task releases them too.
+//!   connection task releases them too; so is the connection's entry in the broker's
+//!   [`OpenConnections`], where it is listed while served, under its own child of the shutdown
+//!   token (the admin API closes one connection by cancelling that child).
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,9 +24,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 use tributary_api::{
-    ConnectionContext, ConnectionTimeouts, FrameLimits, Frontend, MemoryBudget, SendBudget,
+    ClientId, ConnectionContext, ConnectionTimeouts, FrameLimits, Frontend, MemoryBudget,
+    SendBudget,
 };
 
+use super::connections::{OpenConnections, Registration};
 use super::shutdown::Lifecycle;
 use crate::telemetry::names;
 
@@ -47,6 +51,7 @@ pub async fn serve_listener(
         timeouts: ConnectionTimeouts::default(),
         budget: MemoryBudget::default(),
         send_budget: SendBudget::default(),
+        connections: OpenConnections::default(),
     };
     serve_listener_with(
         frontend,
@@ -67,6 +72,8 @@ pub struct ConnectionRules {
     pub budget: MemoryBudget,
     /// Output queued for sockets; shared by every listener of the broker.
     pub send_budget: SendBudget,
+    /// Where each connection is listed for the admin API (and can be closed from).
+    pub connections: OpenConnections,
 }
 
 /// [`serve_listener`] with the listener's time limits and the broker's buffer budget.
@@ -132,21 +139,30 @@ pub async fn serve_listener_with(
         if let Err(err) = stream.set_nodelay(true) {
             debug!(protocol, %peer, error = %err, "cannot set TCP_NODELAY");
         }
+        // The admin API closes this one connection through its own child of the shutdown
+        // token, so the frontend's shutdown path (which cleans up) closes it.
+        let closing = lifecycle.shutdown.child_token();
+        let client_id = ClientId::default();
+        let registration =
+            rules
+                .connections
+                .register(protocol, peer, local, client_id.clone(), closing.clone());
         let context = ConnectionContext {
             peer,
             local,
-            shutdown: lifecycle.shutdown.clone(),
+            shutdown: closing,
             limits,
             timeouts: rules.timeouts,
             budget: rules.budget.clone(),
             send_budget: rules.send_budget.clone(),
+            client_id,
         };
         let task = serve_connection(
             Arc::clone(&frontend),
             stream,
             context,
             lifecycle.clone(),
-            permit,
+            (permit, registration),
         );
         lifecycle.tracker.spawn(task);
     }
@@ -220,7 +236,7 @@ async fn serve_connection(
     stream: TcpStream,
     context: ConnectionContext,
     lifecycle: Lifecycle,
-    _permit: OwnedSemaphorePermit,
+    _held: (OwnedSemaphorePermit, Registration),
 ) {
     let protocol = frontend.name();
     let peer: SocketAddr = context.peer;

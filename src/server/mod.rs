@@ -17,6 +17,7 @@
 //! (it has its own [`Lifecycle`]).
 
 pub mod alarms;
+pub mod connections;
 pub mod fd_limit;
 pub mod http;
 pub mod listener;
@@ -131,10 +132,11 @@ where
     let http = Lifecycle::new();
     let frontends: registry::Frontends = mount(&broker, &config).into();
     let listeners = BoundListeners::default();
-    let admin = config
-        .http
-        .admin_enabled
-        .then(|| admin_api(&broker, &config, &frontends, listeners.clone()));
+    let open_connections = connections::OpenConnections::default();
+    let admin = config.http.admin_enabled.then(|| {
+        admin_api(&broker, &config, &frontends, listeners.clone())
+            .with_connections(open_connections.clone())
+    });
     let mut groups = vec![(frontends.mounts, &connections)];
     if config.http.enabled {
         let scrape = telemetry::scrape::ScrapeState::new(&broker, &config);
@@ -202,6 +204,7 @@ where
             timeouts: mount.listener.timeouts,
             budget: budget.clone(),
             send_budget: send_budget.clone(),
+            connections: open_connections.clone(),
         };
         let accept = serve_listener_with(
             mount.frontend,
@@ -260,7 +263,9 @@ fn admin_api(
         max_body_bytes: usize::try_from(config.http.max_body_bytes).unwrap_or(usize::MAX),
         listeners,
     };
-    AdminApi::new(broker, frontends.amqp.clone(), settings).with_kafka(frontends.kafka.clone())
+    AdminApi::new(broker, frontends.amqp.clone(), settings)
+        .with_kafka(frontends.kafka.clone())
+        .with_rocketmq(frontends.rocketmq.clone())
 }
 
 async fn bind(config: &Config, mount: &Mount) -> Result<TcpListener, ServerError> {

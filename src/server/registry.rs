@@ -73,12 +73,13 @@ impl Mounts {
     }
 }
 
-/// The mounted frontends, and the AMQP frontend's admin handle for the admin API.
+/// The mounted frontends, and the admin handles of the AMQP, Kafka and RocketMQ frontends.
 #[derive(Debug, Default)]
 pub struct Frontends {
     pub mounts: Vec<Mount>,
     pub amqp: Option<tributary_amqp::admin::AmqpAdmin>,
     pub kafka: Option<tributary_kafka::admin::KafkaAdmin>,
+    pub rocketmq: Option<tributary_rocketmq::admin::RocketMqAdmin>,
 }
 
 impl From<Vec<Mount>> for Frontends {
@@ -87,6 +88,7 @@ impl From<Vec<Mount>> for Frontends {
             mounts,
             amqp: None,
             kafka: None,
+            rocketmq: None,
         }
     }
 }
@@ -136,6 +138,10 @@ pub fn frontends_with(
     });
     let rocketmq = tributary_rocketmq::RocketMq::new(broker.engine(), config.rocketmq_settings());
     let announce = rocketmq.clone();
+    let rocketmq_admin = config
+        .rocketmq_broker_listener()
+        .enabled
+        .then(|| rocketmq.admin());
     mounts.add(config.rocketmq_namesrv_listener(), || {
         Arc::new(rocketmq.namesrv())
     });
@@ -148,5 +154,6 @@ pub fn frontends_with(
         mounts: mounts.into_vec(),
         amqp: amqp_admin,
         kafka: kafka_admin,
+        rocketmq: rocketmq_admin,
     }
 }

@@ -242,15 +242,27 @@ async fn definitions_export_and_reimport_into_a_fresh_broker() {
     assert_eq!(topic["settings"]["retention_ms"], 60000);
     assert_eq!(topic["partition_offsets"].as_array().unwrap().len(), 3);
 
-    // What cannot be honoured is refused, not dropped.
-    let policies =
-        json!({ "policies": [{"name": "p", "vhost": "/", "pattern": ".*", "definition": {}}] });
-    assert_eq!(
-        call(&fresh, "POST", &["definitions"], Some(policies))
-            .await
-            .status,
-        400
+    // What cannot be honoured is refused by name, not dropped, and nothing else is imported.
+    let policies = json!({
+        "policies": [{"name": "limit-all", "vhost": "/", "pattern": ".*", "apply-to": "queues",
+                      "definition": {"max-length": 10, "ha-mode": "all"}, "priority": 0}],
+        "parameters": [{"component": "federation-upstream", "name": "up-1", "vhost": "/",
+                        "value": {"uri": "amqp://elsewhere"}}],
+        "topic_permissions": [],
+        "queues": [{"name": "not-imported", "vhost": "/", "durable": true,
+                    "auto_delete": false, "arguments": {}}],
+    });
+    let refused = call(&fresh, "POST", &["definitions"], Some(policies)).await;
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    let reason = refused.reason();
+    assert!(reason.contains("policy \"limit-all\""), "{reason}");
+    assert!(reason.contains("x-max-length"), "{reason}");
+    assert!(
+        reason.contains("parameter \"up-1\" of component \"federation-upstream\""),
+        "{reason}"
     );
+    let queue = call(&fresh, "GET", &["queues", "/", "not-imported"], None).await;
+    assert_eq!(queue.status, 404, "{:?}", queue.body);
     let foreign = json!({ "users": [{"name": "x", "password_hash": "abc", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ""}] });
     let answer = call(&fresh, "POST", &["definitions"], Some(foreign)).await;
     assert_eq!(answer.status, 400);

@@ -7,14 +7,21 @@
 //!   broker, topics and group offsets.
 //! - [`live`]: changes apply at once: a deleted user's AMQP connection closes, revoked
 //!   permissions refuse the next method, the CLI talks to the running broker.
+//! - [`queue_stats`]: RabbitMQ's per-queue `message_stats` counts and rates move with traffic.
+//! - [`protocols`]: Kafka and RocketMQ connections listed and closed, RocketMQ groups with
+//!   members and a reset the consumer follows.
 
 #[path = "../support/broker.rs"]
 mod broker;
 #[path = "../support/lapin.rs"]
 mod lapin_support;
+#[path = "../support/rocketmq.rs"]
+mod rocketmq;
 
 mod api;
 mod live;
+mod protocols;
+mod queue_stats;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;

@@ -3,6 +3,8 @@
 //! Queue depths are not recorded here: the shell computes them from the engine when `/metrics`
 //! is scraped (`rabbitmq_queue_messages_ready` and `_unacked` by vhost and queue).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use metrics::{Counter, Histogram};
 use tributary_api::telemetry::{MetricDescription, MetricKind, Unit, metric};
 
@@ -44,6 +46,56 @@ impl MethodMetrics {
 
     pub fn histogram(&self, index: usize) -> &Histogram {
         &self.by_name[index].2
+    }
+}
+
+/// One queue's message counts since it was declared in this process, for the admin API's
+/// RabbitMQ `message_stats` (rates are derived from them there). Not metrics: a per-queue
+/// label would let clients grow the exposition without bound.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    /// Published messages stored in the queue (refused ones and topic feeds not counted).
+    publish: AtomicU64,
+    /// Deliveries to consumers and `basic.get` answers.
+    deliver_get: AtomicU64,
+    /// Deliveries acknowledged by `basic.ack` (not auto-acked ones, as in RabbitMQ).
+    ack: AtomicU64,
+    /// Deliveries flagged redelivered.
+    redeliver: AtomicU64,
+}
+
+/// A [`QueueStats`] reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub publish: u64,
+    pub deliver_get: u64,
+    pub ack: u64,
+    pub redeliver: u64,
+}
+
+impl QueueStats {
+    pub fn published(&self, n: u64) {
+        self.publish.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn delivered(&self, n: u64, redelivered: u64) {
+        self.deliver_get.fetch_add(n, Ordering::Relaxed);
+        if redelivered > 0 {
+            self.redeliver.fetch_add(redelivered, Ordering::Relaxed);
+        }
+    }
+
+    pub fn acked(&self, n: u64) {
+        self.ack.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> QueueCounts {
+        QueueCounts {
+            publish: self.publish.load(Ordering::Relaxed),
+            deliver_get: self.deliver_get.load(Ordering::Relaxed),
+            ack: self.ack.load(Ordering::Relaxed),
+            redeliver: self.redeliver.load(Ordering::Relaxed),
+        }
     }
 }
 

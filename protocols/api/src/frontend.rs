@@ -51,6 +51,47 @@ pub struct ConnectionContext {
     pub budget: MemoryBudget,
     /// The broker-wide and per-connection budgets for output queued for sockets.
     pub send_budget: SendBudget,
+    /// Where the frontend records the id the client gives itself, for the admin API.
+    pub client_id: ClientId,
+}
+
+/// The id a client names itself with on one connection (Kafka `client.id`, RocketMQ
+/// `clientID`), shown by the admin API's connection list.
+///
+/// Invariant: it holds at most [`ClientId::MAX_CHARS`] characters (longer ids are cut), so a
+/// client cannot make the broker keep an unbounded string per connection.
+#[derive(Debug, Clone, Default)]
+pub struct ClientId(Arc<std::sync::Mutex<Option<String>>>);
+
+impl ClientId {
+    /// Longest id kept; Kafka and RocketMQ clients use ids well under this.
+    pub const MAX_CHARS: usize = 128;
+
+    /// Records `id` (cut to [`Self::MAX_CHARS`]); an empty id or the one already held is no-op.
+    pub fn set(&self, id: &str) {
+        if id.is_empty() {
+            return;
+        }
+        let cut = match id.char_indices().nth(Self::MAX_CHARS) {
+            Some((end, _)) => &id[..end],
+            None => id,
+        };
+        let mut held = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held.as_deref() != Some(cut) {
+            *held = Some(cut.to_owned());
+        }
+    }
+
+    /// The id recorded last, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Where a frontend runs work that is not a connection (the AMQP topic feeds): tasks spawned on
@@ -103,4 +144,21 @@ pub async fn yield_to_peers() {
         std::task::Poll::Pending
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientId;
+
+    #[test]
+    fn a_client_id_is_cut_to_its_cap_on_a_char_boundary() {
+        let id = ClientId::default();
+        assert_eq!(id.get(), None);
+        id.set("");
+        assert_eq!(id.get(), None);
+        id.set("rdkafka");
+        assert_eq!(id.get().as_deref(), Some("rdkafka"));
+        id.set(&"é".repeat(10_000));
+        assert_eq!(id.get(), Some("é".repeat(ClientId::MAX_CHARS)));
+    }
 }

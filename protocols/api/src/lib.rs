@@ -32,7 +32,7 @@ pub mod users;
 pub use batch::{BatchError, BatchHeader, Record, StoredRecord};
 pub use error::{EngineError, EngineResult};
 pub use frontend::{
-    BackgroundContext, ConnectionContext, ConnectionError, Engine, FrameLimits, Frontend,
+    BackgroundContext, ClientId, ConnectionContext, ConnectionError, Engine, FrameLimits, Frontend,
     yield_to_peers,
 };
 pub use guard::{

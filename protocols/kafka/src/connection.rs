@@ -167,6 +167,9 @@ pub(crate) async fn serve(
                     version,
                     body,
                 } => {
+                    context
+                        .client_id
+                        .set(header.client_id.as_deref().unwrap_or(""));
                     let body = match *body {
                         KafkaRequest::Produce(request) => {
                             let response = broker.produce_staged(version, request).await;

@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 use tributary_api::guard::{self, BudgetPermit, CloseReason, FrameClock, MemoryBudget};
 use tributary_api::outbound::{SendTimedOut, write_progressing};
-use tributary_api::{ConnectionContext, ConnectionError, Outbound, Queued};
+use tributary_api::{ClientId, ConnectionContext, ConnectionError, Outbound, Queued};
 
 use crate::codec::{self, RemotingCommand};
 use crate::{Role, Shared, handlers, metrics};
@@ -59,6 +59,8 @@ pub(crate) struct Connection {
     pub(crate) local: SocketAddr,
     /// Cancelled when the connection ends or the broker shuts down; long polls watch it.
     pub(crate) closing: CancellationToken,
+    /// The client's `clientID` from its heartbeats, for the admin API.
+    pub(crate) client_id: ClientId,
 }
 
 pub(crate) async fn serve(
@@ -73,6 +75,7 @@ pub(crate) async fn serve(
         peer: context.peer,
         local: context.local,
         closing: context.shutdown.child_token(),
+        client_id: context.client_id.clone(),
     });
     let (mut reader, writer) = stream.into_split();
     let (outbound, queued) =

@@ -32,6 +32,7 @@
 //!   [`RocketMq::broker_listening`] before any connection is served);
 //! - message storage is described in [`records`]: the body verbatim, properties as record headers.
 
+pub mod admin;
 pub mod check;
 pub mod codec;
 mod connection;
@@ -177,6 +178,13 @@ impl RocketMq {
                 read_ahead: Default::default(),
                 upkeep: OnceLock::new(),
             }),
+        }
+    }
+
+    /// The admin API's handle: consumer groups, members and offset resets.
+    pub fn admin(&self) -> admin::RocketMqAdmin {
+        admin::RocketMqAdmin {
+            shared: Arc::clone(&self.shared),
         }
     }
 

@@ -297,6 +297,13 @@ impl ClientRegistry {
         changed
     }
 
+    /// The consumer groups with live members, sorted.
+    pub(crate) fn consumer_groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self.groups.lock().keys().cloned().collect();
+        groups.sort();
+        groups
+    }
+
     /// The sorted client ids of a group.
     pub(crate) fn members(&self, group: &str) -> Vec<String> {
         self.groups

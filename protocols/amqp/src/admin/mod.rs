@@ -19,6 +19,7 @@ use crate::codec::methods::{ExchangeDeclare, QueueDeclare};
 use crate::codec::table::FieldTable;
 use crate::definitions::EXCHANGE_NAMESPACE;
 use crate::error::{AmqpError, NOT_FOUND, PRECONDITION_FAILED};
+use crate::metrics::QueueCounts;
 use crate::policy::QueueKind;
 use crate::vhost::Vhosts;
 use crate::{AmqpFrontend, Shared};
@@ -41,6 +42,8 @@ pub struct QueueView {
     pub consumers: usize,
     /// `None` for a stream (its messages are a log, not a depth).
     pub depth: Option<QueueDepth>,
+    /// Messages published, delivered, acked and redelivered since it was declared.
+    pub stats: QueueCounts,
 }
 
 /// One exchange as the admin API shows it.
@@ -148,6 +151,7 @@ impl AmqpAdmin {
                 arguments: info.arguments.clone(),
                 consumers: info.consumers,
                 depth,
+                stats: info.stats.counts(),
                 name,
             });
         }

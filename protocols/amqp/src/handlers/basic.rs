@@ -80,6 +80,9 @@ impl Session {
         if delivery.redelivered {
             self.shared.counters.redelivered.increment(1);
         }
+        if let Some(stats) = self.shared.topology.queue_stats(queue) {
+            stats.delivered(1, u64::from(delivery.redelivered));
+        }
         let method = Method::BasicGetOk {
             delivery_tag: tag,
             redelivered: delivery.redelivered,
@@ -174,7 +177,12 @@ impl Session {
                     queues.requeue(queue, ids).await?;
                     expiry::arm_after_requeue(&self.shared, queue);
                 }
-                None => queues.ack(queue, ids).await?,
+                None => {
+                    queues.ack(queue, ids).await?;
+                    if let Some(stats) = self.shared.topology.queue_stats(queue) {
+                        stats.acked(ids.len() as u64);
+                    }
+                }
                 Some(false) => {
                     let rejected: Vec<_> = settled
                         .iter()

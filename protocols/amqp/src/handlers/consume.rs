@@ -33,7 +33,7 @@ use crate::error::{AmqpError, INTERNAL_ERROR, NOT_ALLOWED, NOT_IMPLEMENTED, Repl
 use crate::handlers::reply_to::REPLY_TO;
 use crate::handlers::stream;
 use crate::message::view_record;
-use crate::metrics as m;
+use crate::metrics::{self as m, QueueStats};
 use crate::policy::{QueueKind, QueueRef};
 use crate::session::Session;
 use crate::topology::generated_name;
@@ -80,6 +80,8 @@ struct ConsumerTask {
     channel: u16,
     tag: String,
     queue: Arc<str>,
+    /// The queue's message counts for the admin API.
+    stats: Arc<QueueStats>,
     kind: QueueKind,
     source: Source,
     no_ack: bool,
@@ -254,6 +256,7 @@ impl ConsumerTask {
         let mut out = BytesMut::new();
         let mut refused = None;
         let mut sent = true;
+        let mut redelivered = 0u64;
         for (index, delivery) in taken.iter().enumerate() {
             let message = match view_record(&delivery.record) {
                 Ok(message) => message,
@@ -304,6 +307,7 @@ impl ConsumerTask {
             }
             if delivery.redelivered {
                 self.shared.counters.redelivered.increment(1);
+                redelivered += 1;
             }
         }
         let not_sent = refused.as_ref().map_or(Vec::new(), |(index, _)| {
@@ -311,6 +315,7 @@ impl ConsumerTask {
         });
         let ids: Vec<u64> = taken.iter().map(|d| d.id).collect();
         self.shared.counters.delivered.increment(ids.len() as u64);
+        self.stats.delivered(ids.len() as u64, redelivered);
         match self.no_ack {
             true => &self.shared.counters.delivered_consume_auto_ack,
             false => &self.shared.counters.delivered_consume_manual_ack,
@@ -457,6 +462,7 @@ impl Session {
             channel,
             tag: tag.clone(),
             queue: consume.queue.as_str().into(),
+            stats: info.stats.clone(),
             kind: info.policy.kind,
             source,
             no_ack: consume.no_ack,

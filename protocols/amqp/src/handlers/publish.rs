@@ -358,9 +358,18 @@ impl Session {
         stored
     }
 
+    /// Stores published records into a queue and counts those stored in its `publish` stat
+    /// (the path of plain and transactional publishes; topic feeds do not count).
     async fn store_queue(&self, queue: &str, records: Vec<(usize, Record)>) -> Vec<usize> {
+        let offered = records.len();
         let mut outcome = store_queue(&self.shared, queue, records).await;
         outcome.refused.append(&mut outcome.failed);
+        let stored = offered.saturating_sub(outcome.refused.len());
+        if stored > 0
+            && let Some(stats) = self.shared.topology.queue_stats(queue)
+        {
+            stats.published(stored as u64);
+        }
         outcome.refused
     }
 }

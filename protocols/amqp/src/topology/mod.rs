@@ -21,6 +21,7 @@ use crate::definitions::{
 };
 use crate::error::{ACCESS_REFUSED, AmqpError, NOT_FOUND, PRECONDITION_FAILED, RESOURCE_LOCKED};
 use crate::lease::{Lease, LeaseCheck};
+use crate::metrics::QueueStats;
 use crate::policy::{QueueKind, QueuePolicy, QueueRef};
 use crate::routing::ExchangeKind;
 
@@ -118,6 +119,8 @@ pub struct QueueInfo {
     pub active_consumer: Option<Arc<watch::Sender<u64>>>,
     /// The `x-expires` lease, if the queue has one.
     pub lease: Option<Arc<Lease>>,
+    /// Message counts for the admin API; they go with the queue.
+    pub stats: Arc<QueueStats>,
 }
 
 impl QueueInfo {
@@ -412,6 +415,7 @@ impl Topology {
                         waiting_consumers: Vec::new(),
                         active_consumer: None,
                         lease,
+                        stats: Arc::default(),
                     },
                 );
             }
@@ -664,6 +668,11 @@ impl Topology {
             .queues
             .get(queue)
             .map(|q| q.policy.clone())
+    }
+
+    /// The message counts of a queue.
+    pub fn queue_stats(&self, queue: &str) -> Option<Arc<QueueStats>> {
+        self.state.lock().queues.get(queue).map(|q| q.stats.clone())
     }
 
     /// Exclusive queues owned by a connection (deleted when it closes).

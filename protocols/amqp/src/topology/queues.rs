@@ -121,6 +121,7 @@ impl Topology {
                     waiting_consumers: Vec::new(),
                     active_consumer: None,
                     lease: lease.clone(),
+                    stats: Arc::default(),
                 },
             );
             if durable {

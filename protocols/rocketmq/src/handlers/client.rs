@@ -20,6 +20,7 @@ pub(super) fn heartbeat(
     request: &RemotingCommand,
 ) -> RequestResult<RemotingCommand> {
     let heartbeat = Heartbeat::parse(&request.body)?;
+    connection.client_id.set(&heartbeat.client_id);
     let channel = ClientChannel {
         connection: connection.id,
         serialize_type: request.serialize_type,

@@ -1,26 +1,26 @@
-//! `/api/overview`, `/api/exchanges`, `/api/queues`, `/api/bindings`, `/api/connections`:
-//! the AMQP side in RabbitMQ's shapes (the fields rabbitmqadmin, Celery Flower and KEDA read).
-//!
-//! A connection's `name` is its broker-wide id in decimal (RabbitMQ's is "peer -> local";
-//! clients only echo it back in `DELETE /api/connections/{name}`).
+//! `/api/overview`, `/api/exchanges`, `/api/queues`, `/api/bindings`: the AMQP side in
+//! RabbitMQ's shapes (the fields rabbitmqadmin, Celery Flower and KEDA read).
 
 use hyper::Method;
 use serde_json::{Value, json};
 use tributary_amqp::access;
 use tributary_amqp::admin::{
-    AmqpAdmin, BindingView, ConnectionInfo, ExchangeSpec, ExchangeView, QueueSpec, QueueView,
+    AmqpAdmin, BindingView, ExchangeSpec, ExchangeView, QueueSpec, QueueView,
 };
 use tributary_amqp::definitions::arguments_fingerprint;
 
 use super::json::{flag, json_to_table, object, required, string, table_to_json};
+use super::rates::QueueRates;
 use super::{AdminApi, Call, get_only, not_found};
 use crate::server::http::reply::{self, ApiError, HttpResponse};
 
 /// The node name shown where RabbitMQ shows an Erlang node.
 pub(crate) const NODE: &str = "tributary@localhost";
 
-pub(crate) fn queue_json(queue: &QueueView) -> Value {
+/// A queue in RabbitMQ's shape; `message_stats` carries its counts and their rates.
+fn queue_json(queue: &QueueView, rates: &QueueRates) -> Value {
     let depth = queue.depth.unwrap_or_default();
+    let stats = rates.message_stats(&queue.vhost, &queue.name, queue.stats);
     json!({
         "name": queue.name, "vhost": queue.vhost, "type": queue.kind,
         "durable": queue.durable, "auto_delete": queue.auto_delete, "exclusive": queue.exclusive,
@@ -30,6 +30,7 @@ pub(crate) fn queue_json(queue: &QueueView) -> Value {
         "messages_ready": depth.ready,
         "messages_unacknowledged": depth.unacked,
         "message_bytes_ready": depth.ready_bytes,
+        "message_stats": stats,
     })
 }
 
@@ -65,16 +66,6 @@ pub(crate) fn binding_json(binding: &BindingView) -> Value {
         "destination": binding.destination, "destination_type": binding.destination_type,
         "routing_key": binding.routing_key, "arguments": table_to_json(&binding.arguments),
         "properties_key": properties_key(binding),
-    })
-}
-
-fn connection_json(connection: &ConnectionInfo) -> Value {
-    json!({
-        "name": connection.id.to_string(), "node": NODE, "type": "network",
-        "protocol": "AMQP 0-9-1", "state": "running", "user": connection.user,
-        "vhost": connection.vhost, "channels": connection.channels,
-        "peer_host": connection.peer.ip().to_string(), "peer_port": connection.peer.port(),
-        "connected_at": connection.connected_at_ms, "auth_mechanism": "PLAIN",
     })
 }
 
@@ -138,6 +129,7 @@ impl AdminApi {
             connections = open.len();
             channels = open.iter().map(|c| c.channels).sum::<usize>();
         }
+        connections += self.connections.list(&super::connections::NON_AMQP).len();
         let topics = self.engine.topics.list_topics();
         let visible = topics.iter().filter(|t| !t.internal).count();
         let groups = self.engine.offsets.groups().await?.len();
@@ -226,11 +218,14 @@ impl AdminApi {
                     list.retain(|queue| queue.name == name);
                 }
                 Ok(reply::ok(&Value::Array(
-                    list.iter().map(queue_json).collect(),
+                    list.iter()
+                        .map(|queue| queue_json(queue, &self.rates))
+                        .collect(),
                 )))
             }
             (&Method::GET, [vhost, name]) => {
-                Ok(reply::ok(&queue_json(&amqp.queue(vhost, name).await?)))
+                let queue = amqp.queue(vhost, name).await?;
+                Ok(reply::ok(&queue_json(&queue, &self.rates)))
             }
             (&Method::PUT, [vhost, name]) => {
                 let body = &call.body;
@@ -341,37 +336,6 @@ impl AdminApi {
             (_, [] | [_] | [_, "e", _, _, _] | [_, "e", _, _, _, _]) => {
                 Err(ApiError::method_not_allowed())
             }
-            _ => Err(not_found()),
-        }
-    }
-
-    pub(super) async fn connections(
-        &self,
-        call: &Call<'_>,
-        path: &[&str],
-    ) -> Result<HttpResponse, ApiError> {
-        let amqp = self.amqp()?;
-        let find = |name: &str| {
-            amqp.connections()
-                .into_iter()
-                .find(|c| c.id.to_string() == name)
-                .ok_or_else(|| ApiError::not_found(format!("no connection '{name}'")))
-        };
-        match (call.method, path) {
-            (&Method::GET, []) => {
-                let list = amqp.connections();
-                Ok(reply::ok(&Value::Array(
-                    list.iter().map(connection_json).collect(),
-                )))
-            }
-            (&Method::GET, [name]) => Ok(reply::ok(&connection_json(&find(name)?))),
-            (&Method::DELETE, [name]) => {
-                let connection = find(name)?;
-                let reason = "Closed via management plugin";
-                amqp.close_connection(connection.id, reason);
-                Ok(reply::no_content())
-            }
-            (_, [] | [_]) => Err(ApiError::method_not_allowed()),
             _ => Err(not_found()),
         }
     }

@@ -7,10 +7,13 @@
 //!
 //! Import applies sections in dependency order (topics, vhosts, users, permissions, exchanges,
 //! queues, bindings) and stops at the first item it cannot apply with a 400 naming it (items
-//! before it stay applied, as with RabbitMQ). Sections it cannot honour — non-empty
-//! `policies`, `parameters`, `topic_permissions` — are refused up front rather than dropped;
-//! `global_parameters` (cluster name and id of the exporting node) are not applicable and
-//! are ignored.
+//! before it stay applied, as with RabbitMQ). Items of sections it cannot honour — `policies`,
+//! `parameters` (federation, shovels, vhost limits), `topic_permissions` — make the whole
+//! import fail up front with a 400 that names each of them (a policy's keys that Tributary
+//! offers as queue arguments are named too), rather than being dropped; empty sections, as a
+//! RabbitMQ export without policies has, are fine. `global_parameters` (cluster name and id
+//! of the exporting node) are not applicable and are ignored. rabbitmqadmin v2's
+//! `definitions import` posts the file as is, so these rules are what it meets.
 
 use hyper::Method;
 use serde_json::{Value, json};
@@ -41,6 +44,86 @@ fn in_item(section: &str, item: &Value, error: ApiError) -> ApiError {
     ApiError::new(
         error.status.max(hyper::StatusCode::BAD_REQUEST),
         format!("definitions: {section} item {name}: {}", error.reason),
+    )
+}
+
+/// Policy keys whose effect Tributary offers as the queue argument `x-<key>` instead.
+const POLICY_KEYS_AS_ARGUMENTS: [&str; 9] = [
+    "message-ttl",
+    "expires",
+    "max-length",
+    "max-length-bytes",
+    "overflow",
+    "dead-letter-exchange",
+    "dead-letter-routing-key",
+    "delivery-limit",
+    "max-age",
+];
+
+/// Items shown by name in a refusal; the rest are counted.
+const NAMED_AT_MOST: usize = 20;
+
+fn field<'a>(item: &'a Value, name: &str) -> &'a str {
+    item.get(name).and_then(Value::as_str).unwrap_or("?")
+}
+
+/// One line per item of the sections Tributary cannot apply: policies, runtime parameters
+/// (federation, shovels, limits) and topic permissions.
+fn unsupported_items(body: &Value) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for item in items(body, "policies")? {
+        let keys: Vec<&str> = item
+            .get("definition")
+            .and_then(Value::as_object)
+            .map(|definition| definition.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let hints: Vec<String> = keys
+            .iter()
+            .filter(|key| POLICY_KEYS_AS_ARGUMENTS.contains(key))
+            .map(|key| format!("x-{key}"))
+            .collect();
+        let hint = match hints.is_empty() {
+            true => String::new(),
+            false => format!("; declare queues with {} instead", hints.join(", ")),
+        };
+        out.push(format!(
+            "policy \"{}\" (vhost \"{}\", keys {}{hint})",
+            field(item, "name"),
+            field(item, "vhost"),
+            keys.join(", ")
+        ));
+    }
+    for item in items(body, "parameters")? {
+        out.push(format!(
+            "parameter \"{}\" of component \"{}\" (vhost \"{}\")",
+            field(item, "name"),
+            field(item, "component"),
+            field(item, "vhost")
+        ));
+    }
+    for item in items(body, "topic_permissions")? {
+        out.push(format!(
+            "topic permission of user \"{}\" on exchange \"{}\" (vhost \"{}\")",
+            field(item, "user"),
+            field(item, "exchange"),
+            field(item, "vhost")
+        ));
+    }
+    Ok(out)
+}
+
+/// The 400's text: nothing was imported, and which items to remove.
+fn refusal(refused: &[String]) -> String {
+    let named = refused.iter().take(NAMED_AT_MOST).cloned();
+    let mut list: Vec<String> = named.collect();
+    if refused.len() > NAMED_AT_MOST {
+        list.push(format!("and {} more", refused.len() - NAMED_AT_MOST));
+    }
+    format!(
+        "definitions: Tributary does not apply policies, runtime parameters or topic permissions, \
+         so nothing was imported; remove these {} items to import the rest: {}",
+        refused.len(),
+        list.join("; ")
     )
 }
 
@@ -161,12 +244,9 @@ impl AdminApi {
 
     async fn import(&self, body: &Value, only: Option<&str>) -> Result<(), ApiError> {
         super::json::object(body)?;
-        for section in ["policies", "parameters", "topic_permissions"] {
-            if !items(body, section)?.is_empty() {
-                return Err(ApiError::bad_request(format!(
-                    "definitions: `{section}` are not supported by Tributary; remove them to import the rest"
-                )));
-            }
+        let refused = unsupported_items(body)?;
+        if !refused.is_empty() {
+            return Err(ApiError::bad_request(refusal(&refused)));
         }
         let store: &dyn MetadataStore = self.engine.metadata.as_ref();
         let vhost_of = |item: &Value| -> Result<String, ApiError> {

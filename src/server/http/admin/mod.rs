@@ -1,6 +1,6 @@
 //! The live admin API under `/api`: RabbitMQ management API paths and JSON shapes for vhosts,
-//! users, permissions, exchanges, queues, bindings, connections and definitions, plus
-//! Tributary's topics and consumer groups; described by `/api/openapi.json`.
+//! users, permissions, exchanges, queues, bindings, connections (of every protocol) and
+//! definitions, plus Tributary's topics and consumer groups; described by `/api/openapi.json`.
 //!
 //! Invariants: every path but `/api/openapi.json` needs HTTP basic credentials of a broker
 //! user (checked like an AMQP login, `loopback_users` included) with the `administrator` tag:
@@ -10,8 +10,10 @@
 
 mod access;
 mod amqp;
+mod connections;
 mod definitions;
 pub(crate) mod json;
+mod rates;
 mod topics;
 
 use std::net::SocketAddr;
@@ -26,10 +28,12 @@ use tributary_amqp::admin::AmqpAdmin;
 use tributary_api::Engine;
 use tributary_api::users::{ADMINISTRATOR_TAG, get_tags};
 use tributary_kafka::admin::KafkaAdmin;
+use tributary_rocketmq::admin::RocketMqAdmin;
 
 use super::reply::{self, ApiError, HttpResponse};
 use super::request;
 use crate::broker::Broker;
+use crate::server::connections::OpenConnections;
 
 /// The OpenAPI 3 document of this API, served at `/api/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -57,6 +61,12 @@ pub struct AdminApi {
     amqp: Option<AmqpAdmin>,
     /// The Kafka coordinator's groups (state and members), when Kafka is served.
     kafka: Option<KafkaAdmin>,
+    /// RocketMQ consumer groups' live members and offset resets, when RocketMQ is served.
+    rocketmq: Option<RocketMqAdmin>,
+    /// Every listener's open connections (Kafka and RocketMQ ones are listed from here).
+    connections: OpenConnections,
+    /// The last reading of each queue's counts, for `message_stats` rates.
+    rates: Arc<rates::QueueRates>,
     settings: AdminSettings,
 }
 
@@ -77,8 +87,23 @@ impl AdminApi {
             broker: broker.clone(),
             amqp,
             kafka: None,
+            rocketmq: None,
+            connections: OpenConnections::default(),
+            rates: Arc::default(),
             settings,
         }
+    }
+
+    /// Adds RocketMQ consumer groups' members and offset resets.
+    pub fn with_rocketmq(mut self, rocketmq: Option<RocketMqAdmin>) -> Self {
+        self.rocketmq = rocketmq;
+        self
+    }
+
+    /// Lists (and closes) the connections the listeners register in `connections`.
+    pub fn with_connections(mut self, connections: OpenConnections) -> Self {
+        self.connections = connections;
+        self
     }
 
     /// Adds the Kafka coordinator's view of groups (members and state).

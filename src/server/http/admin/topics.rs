@@ -6,11 +6,15 @@
 //! `partitions`, replace `settings`), delete. Internal topics (the logs behind AMQP classic
 //! queues) are listed only with `?internal=true`.
 //!
-//! Groups: list, describe (committed offset, high watermark and lag per partition; the Kafka
-//! coordinator's state and members; RocketMQ consumers are not listed as members), reset
-//! offsets (`POST /api/groups/{group}/reset`, body `topic`, `to` = `earliest` | `latest` | an
-//! offset, optional `partitions`), delete (its committed offsets). Reset and delete are refused
-//! with 409 while the group has Kafka members, as Kafka refuses them (`GROUP_NOT_EMPTY`).
+//! Groups: list, describe (committed offset, high watermark and lag per partition, which is
+//! per queue for RocketMQ; the Kafka coordinator's state and members; a RocketMQ consumer
+//! group's live members by client id, from their heartbeats), reset offsets
+//! (`POST /api/groups/{group}/reset`, body `topic`, `to` = `earliest` | `latest` | an offset,
+//! optional `partitions`), delete (its committed offsets). Reset and delete are refused with
+//! 409 while the group has Kafka members, as Kafka refuses them (`GROUP_NOT_EMPTY`). A reset of
+//! a RocketMQ group with live members works as RocketMQ's `resetOffset`: the offsets are stored
+//! and each member is told (RESET_CONSUMER_CLIENT_OFFSET) to continue from them; the answer's
+//! `reset` says how many members were told.
 
 use hyper::Method;
 use serde_json::{Value, json};
@@ -197,11 +201,15 @@ impl AdminApi {
             }));
         }
         let kafka = self.kafka.as_ref().and_then(|kafka| kafka.group(group));
-        let members: Vec<Value> = kafka
+        let mut members: Vec<Value> = kafka
             .iter()
             .flat_map(|view| &view.members)
-            .map(|m| json!({ "member_id": m.member_id, "client_id": m.client_id, "instance_id": m.instance_id }))
+            .map(|m| json!({ "member_id": m.member_id, "client_id": m.client_id, "instance_id": m.instance_id, "protocol": "Kafka" }))
             .collect();
+        let rocketmq = self.rocketmq_members(group);
+        members.extend(rocketmq.iter().map(|client_id| {
+            json!({ "member_id": client_id, "client_id": client_id, "instance_id": null, "protocol": "RocketMQ" })
+        }));
         Ok(json!({
             "name": group, "lag": total_lag, "offsets": list,
             "state": kafka.as_ref().map(|view| view.state),
@@ -215,6 +223,9 @@ impl AdminApi {
         let mut names = self.engine.offsets.groups().await?;
         if let Some(kafka) = &self.kafka {
             names.extend(kafka.group_names());
+        }
+        if let Some(rocketmq) = &self.rocketmq {
+            names.extend(rocketmq.groups());
         }
         names.sort();
         names.dedup();
@@ -256,7 +267,8 @@ impl AdminApi {
                 let known = self
                     .kafka
                     .as_ref()
-                    .is_some_and(|k| k.group(group).is_some());
+                    .is_some_and(|k| k.group(group).is_some())
+                    || !self.rocketmq_members(group).is_empty();
                 if !known && offsets.fetch_group(group).await?.is_empty() {
                     return Err(ApiError::not_found(format!("no group '{group}'")));
                 }
@@ -270,8 +282,10 @@ impl AdminApi {
                 Ok(reply::no_content())
             }
             (&Method::POST, [group, "reset"]) => {
-                self.reset_group(group, &call.body).await?;
-                Ok(reply::ok(&self.group_json(group).await?))
+                let reset = self.reset_group(group, &call.body).await?;
+                let mut answer = self.group_json(group).await?;
+                answer["reset"] = reset;
+                Ok(reply::ok(&answer))
             }
             (_, [_, "reset"]) => Err(ApiError::method_not_allowed()),
             (_, [] | [_]) => Err(ApiError::method_not_allowed()),
@@ -279,7 +293,17 @@ impl AdminApi {
         }
     }
 
-    async fn reset_group(&self, group: &str, body: &Value) -> Result<(), ApiError> {
+    /// The client ids of a RocketMQ consumer group's live members.
+    fn rocketmq_members(&self, group: &str) -> Vec<String> {
+        self.rocketmq
+            .as_ref()
+            .map(|rocketmq| rocketmq.members(group))
+            .unwrap_or_default()
+    }
+
+    /// Stores the new offsets; RocketMQ members are told to follow them. Returns how many
+    /// members were told (and how many could not be).
+    async fn reset_group(&self, group: &str, body: &Value) -> Result<Value, ApiError> {
         object(body)?;
         self.refuse_active(group)?;
         let topic = required(body, "topic")?;
@@ -332,7 +356,21 @@ impl AdminApi {
             };
             commits.push((tp, committed));
         }
+        if let Some(rocketmq) = self
+            .rocketmq
+            .as_ref()
+            .filter(|_| !self.rocketmq_members(group).is_empty())
+        {
+            let offsets: Vec<(u32, i64)> = commits
+                .iter()
+                .map(|(tp, committed)| (tp.partition, committed.offset))
+                .collect();
+            let outcome = rocketmq.reset_offsets(group, topic, &offsets).await?;
+            return Ok(json!({
+                "notified_members": outcome.notified, "not_notified_members": outcome.not_notified,
+            }));
+        }
         self.engine.offsets.commit(group, commits).await?;
-        Ok(())
+        Ok(json!({ "notified_members": 0, "not_notified_members": 0 }))
     }
 }

@@ -69,10 +69,11 @@ async function showOverview() {
   const cards = [
     ["Kafka & RocketMQ (log)", [["Topics", o.tributary.topics], ["Records", appended],
       ["Append rate (msg/s)", shownRate(rate("overview.records", appended))], ["Consumer groups", o.tributary.groups]]],
-    ["AMQP 0-9-1", [["Connections", o.object_totals.connections], ["Channels", o.object_totals.channels],
+    ["AMQP 0-9-1", [["Channels", o.object_totals.channels],
       ["Queues", o.object_totals.queues], ["Ready", o.queue_totals.messages_ready],
       ["Unacked", o.queue_totals.messages_unacknowledged], ["Consumers", o.object_totals.consumers]]],
-    ["Broker", [["Product", `${o.product_name} ${o.product_version}`], ["Node", o.node]]],
+    ["Broker", [["Product", `${o.product_name} ${o.product_version}`], ["Node", o.node],
+      ["Connections (all protocols)", o.object_totals.connections]]],
   ];
   $("#protocols").replaceChildren(...cards.map(([title, rows]) => {
     const card = document.createElement("div");
@@ -113,7 +114,10 @@ async function showQueues() {
       button("Delete", () => act("DELETE", `queues/${enc(q.vhost)}/${enc(q.name)}`), "danger"));
     return [cell(q.vhost), cell(q.name), cell(q.type), cell(q.messages_ready, "num"),
       cell(q.messages_unacknowledged, "num"), cell(q.consumers, "num"),
-      cell(shownRate(rate(`queue.${q.vhost}.${q.name}`, q.messages_ready)), "num rate"), actions];
+      // The broker's own rates (message_stats), over its last readings a second or more apart.
+      ...["publish", "deliver_get", "ack"].map((what) =>
+        cell(q.message_stats[`${what}_details`].rate.toFixed(1), "num rate")),
+      actions];
   }));
 }
 
@@ -129,7 +133,8 @@ async function showConnections() {
   fill("connections", connections.map((c) => {
     const actions = cell("");
     actions.append(button("Close", () => act("DELETE", `connections/${enc(c.name)}`), "danger"));
-    return [cell(c.name), cell(c.user), cell(c.vhost), cell(`${c.peer_host}:${c.peer_port}`), cell(c.channels, "num"), actions];
+    return [cell(c.name), cell(c.protocol), cell(c.client_id || "—"), cell(c.user || "—"), cell(c.vhost || "—"),
+      cell(`${c.peer_host}:${c.peer_port}`), cell(c.channels, "num"), actions];
   }));
 }
 
