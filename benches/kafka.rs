@@ -20,6 +20,10 @@
 //! Arguments: `produce` or `consume` runs one part. Environment: `TRIBUTARY_BENCH_REPEATS`
 //! (default 7), `TRIBUTARY_BENCH_DIR` (default the system temp dir).
 //!
+//! `variants` (never run by default) compares producer settings on the same backends: an
+//! idempotent producer against a plain one, and each compression codec, with what the broker's
+//! check of a produced batch costs per MiB measured beside it ([`variants`]).
+//!
 //! `cloud` (never run by default: it needs PostgreSQL and S3, e.g. `eval "$(bash .ci/services
 //! start)"`) compares the cloud engine (a fresh database per run, default flush settings)
 //! with the local engine (`always`), same producer, and counts object PUTs and PostgreSQL flush
@@ -46,6 +50,9 @@ use tributary::server::shutdown::Lifecycle;
 use tributary_api::batch::build_batch;
 use tributary_api::{Durability, Engine, Record, TopicPartition, TopicSettings};
 use tributary_kafka::{KafkaFrontend, KafkaSettings};
+
+#[path = "kafka_variants.rs"]
+mod variants;
 
 const TOPIC: &str = "bench";
 /// The broker's default for auto-created topics.
@@ -229,25 +236,36 @@ struct Throughput {
 }
 
 fn produce_run(addr: SocketAddr, value_len: usize) -> Throughput {
+    let value = vec![0x5a_u8; value_len];
+    produce_run_with(addr, &[("acks", "1")], std::slice::from_ref(&value))
+}
+
+/// A producer run with `settings` on top of `linger.ms=5`, sending `values` in turn.
+fn produce_run_with(addr: SocketAddr, settings: &[(&str, &str)], values: &[Vec<u8>]) -> Throughput {
+    let value_len = values[0].len();
     let context = Deliveries {
         started: Instant::now(),
         acknowledged: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         latencies_us: Mutex::new(Vec::with_capacity(4 << 20)),
     };
-    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", addr.to_string())
-        .set("acks", "1")
-        .set("linger.ms", "5")
-        .create_with_context(context)
-        .expect("producer");
-    let value = vec![0x5a_u8; value_len];
+        .set("linger.ms", "5");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let producer: ThreadedProducer<Deliveries> =
+        config.create_with_context(context).expect("producer");
+    let mut next_value = values.iter().cycle();
     let started = producer.context().started;
     let deadline = started + PRODUCE_FOR;
     let mut sent = 0u64;
     while Instant::now() < deadline {
         let sent_at_us = started.elapsed().as_micros() as usize;
-        let record = BaseRecord::<(), _, usize>::with_opaque_to(TOPIC, sent_at_us).payload(&value);
+        let value = next_value.next().expect("values");
+        let record = BaseRecord::<(), _, usize>::with_opaque_to(TOPIC, sent_at_us).payload(value);
         match producer.send(record) {
             Ok(()) => sent += 1,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -277,8 +295,9 @@ fn produce_run(addr: SocketAddr, value_len: usize) -> Throughput {
         let due = (paced_from.elapsed().as_secs_f64() * LATENCY_RATE) as u64;
         while paced < due {
             let sent_at_us = started.elapsed().as_micros() as usize;
+            let value = next_value.next().expect("values");
             let record =
-                BaseRecord::<(), _, usize>::with_opaque_to(TOPIC, sent_at_us).payload(&value);
+                BaseRecord::<(), _, usize>::with_opaque_to(TOPIC, sent_at_us).payload(value);
             producer
                 .send(record)
                 .map_err(|(failure, _)| failure)
@@ -619,6 +638,9 @@ fn main() {
     }
     if only.as_deref() == Some("cloud") {
         bench_cloud(&runtime, repeats);
+    }
+    if only.as_deref() == Some("variants") {
+        variants::bench_variants(&runtime, repeats);
     }
     println!("\ntotal {:?}", started.elapsed());
 }
