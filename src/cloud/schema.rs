@@ -64,6 +64,30 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (group_name, topic, partition)
     );
     "#,
+    // 2: idempotent-producer state (written with the flush) and cluster-wide producer ids.
+    r#"
+    CREATE TABLE producer_batches (
+        topic text NOT NULL,
+        partition integer NOT NULL,
+        producer_id bigint NOT NULL,
+        producer_epoch smallint NOT NULL,
+        base_sequence integer NOT NULL,
+        last_sequence integer NOT NULL,
+        base_offset bigint NOT NULL,
+        PRIMARY KEY (topic, partition, producer_id, base_offset),
+        FOREIGN KEY (topic, partition) REFERENCES partitions (topic, partition) ON DELETE CASCADE
+    );
+    CREATE SEQUENCE producer_ids;
+    "#,
+    // 3: broker membership leases (expiry by PostgreSQL's clock).
+    r#"
+    CREATE TABLE brokers (
+        broker_id bigint PRIMARY KEY,
+        host text NOT NULL,
+        kafka_port integer NOT NULL,
+        lease_expires timestamptz NOT NULL
+    );
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.

@@ -253,6 +253,11 @@ pub struct ClusterConfig {
     pub flush_bytes: u64,
     /// Memory for object byte ranges kept for reads.
     pub read_cache_bytes: u64,
+    /// How long this broker's membership lease lasts without renewal: a broker that stops
+    /// renewing loses its partitions to the others after this long.
+    pub lease_ms: u64,
+    /// How often the lease is renewed (and new topics and leadership changes are picked up).
+    pub lease_renew_ms: u64,
 }
 
 impl ClusterConfig {
@@ -272,6 +277,8 @@ impl Default for ClusterConfig {
             flush_interval_ms: 250,
             flush_bytes: 8 << 20,
             read_cache_bytes: 64 << 20,
+            lease_ms: 10_000,
+            lease_renew_ms: 2_000,
         }
     }
 }
@@ -592,6 +599,9 @@ impl Config {
             metadata_url,
             objects,
             broker_id: cluster.broker_id,
+            advertised_host: self.kafka_advertised_host(),
+            lease: Duration::from_millis(cluster.lease_ms),
+            lease_renew: Duration::from_millis(cluster.lease_renew_ms),
             flush_interval: Duration::from_millis(cluster.flush_interval_ms),
             flush_bytes: usize::try_from(cluster.flush_bytes).unwrap_or(usize::MAX),
             read_cache_bytes: usize::try_from(cluster.read_cache_bytes).unwrap_or(usize::MAX),

@@ -50,6 +50,16 @@ const READ_CHUNK: usize = 64 * 1024;
 /// read only after the oldest is answered.
 const MAX_PIPELINED_PRODUCES: usize = 32;
 
+fn max_pipelined() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("I15_MAX_PIPELINED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(MAX_PIPELINED_PRODUCES)
+    })
+}
+
 /// A produce request whose batches are written, awaiting its acknowledgement.
 struct PendingProduce {
     correlation_id: i32,
@@ -177,7 +187,7 @@ pub(crate) async fn serve(
                                 started,
                                 response,
                             });
-                            if pending.len() >= MAX_PIPELINED_PRODUCES {
+                            if pending.len() >= max_pipelined() {
                                 answer_oldest(&mut stream, &mut pending, send_timeout).await?;
                             }
                             continue;

@@ -96,6 +96,21 @@ impl KafkaFrontend {
             broker: Arc::new(handlers::Broker::new(engine, settings)),
         }
     }
+
+    /// A frontend of one broker among several over one log: Metadata lists `cluster`'s live
+    /// brokers and leaders, FindCoordinator its coordinators, and Produce, Fetch and
+    /// ListOffsets for partitions this broker does not lead answer NOT_LEADER_OR_FOLLOWER.
+    pub fn with_cluster(
+        engine: Engine,
+        settings: KafkaSettings,
+        cluster: Arc<dyn tributary_api::ClusterView>,
+    ) -> Self {
+        let mut broker = handlers::Broker::new(engine, settings);
+        broker.cluster = Some(cluster);
+        Self {
+            broker: Arc::new(broker),
+        }
+    }
 }
 
 #[async_trait]

@@ -24,7 +24,9 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsResponse, BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio_util::sync::CancellationToken;
-use tributary_api::{Engine, EngineError, EngineResult, TopicDescription, TopicSettings};
+use tributary_api::{
+    ClusterView, Engine, EngineError, EngineResult, TopicDescription, TopicPartition, TopicSettings,
+};
 
 use std::sync::Arc;
 
@@ -47,6 +49,9 @@ pub(crate) struct Broker {
     pub(crate) settings: KafkaSettings,
     pub(crate) coordinator: Arc<Coordinator>,
     pub(crate) producers: Producers,
+    /// Several brokers over one log: who is live, who leads what. `None`: this broker is the
+    /// only one ([`NODE_ID`], leading every partition).
+    pub(crate) cluster: Option<Arc<dyn ClusterView>>,
 }
 
 /// Facts about the connection a request arrived on.
@@ -65,7 +70,17 @@ impl Broker {
             settings,
             coordinator: Arc::new(Coordinator::default()),
             producers: Producers::default(),
+            cluster: None,
         }
+    }
+
+    /// Whether this broker leads `partition`: always without a cluster. A request for a
+    /// partition it does not lead is answered NOT_LEADER_OR_FOLLOWER, so the client refreshes
+    /// its metadata and goes to the leader.
+    pub(crate) fn leads(&self, partition: &TopicPartition) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|cluster| cluster.leader(partition) == Some(cluster.local_id()))
     }
 
     /// Answers one request; `None` means the request gets no response (Produce with acks=0).
