@@ -116,6 +116,14 @@ async fn start(backend: Backend) -> Running {
         engine.clone(),
         KafkaSettings {
             advertised_host: "127.0.0.1".to_owned(),
+            // As the binary configures it; TRIBUTARY_BENCH_PIPELINED overrides (to compare).
+            max_pipelined_produces: std::env::var("TRIBUTARY_BENCH_PIPELINED")
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(match backend {
+                    Backend::Cloud => tributary::config::CLOUD_PIPELINED_PRODUCES,
+                    _ => config.kafka_max_pipelined_produces(),
+                }),
             ..KafkaSettings::default()
         },
     );

@@ -230,6 +230,11 @@ pub struct ShutdownConfig {
     pub drain_timeout_ms: u64,
 }
 
+/// [`Config::kafka_max_pipelined_produces`] on the cloud engine: a 250 ms flush interval at one
+/// request per partition per 5 ms linger is 50 requests per partition, so this covers about 20
+/// partitions per connection per flush.
+pub const CLOUD_PIPELINED_PRODUCES: usize = 1024;
+
 /// The cloud engine (`src/cloud`): set `metadata_url` to run on PostgreSQL and S3-compatible
 /// object storage instead of the local data directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -543,6 +548,17 @@ impl Config {
         cluster_host
             .or_else(|| self.kafka.advertised_host.clone())
             .unwrap_or_else(|| default_advertised_host(self.bind))
+    }
+
+    /// Produce requests a Kafka connection may have waiting for durability at once: on the
+    /// cloud engine a wait lasts a flush interval, during which a client with a short linger
+    /// sends far more than the local engine's fsync ever waits for (see BENCHMARKS.md, cloud).
+    pub fn kafka_max_pipelined_produces(&self) -> usize {
+        if self.cluster.enabled() {
+            CLOUD_PIPELINED_PRODUCES
+        } else {
+            tributary_kafka::DEFAULT_MAX_PIPELINED_PRODUCES
+        }
     }
 
     /// What the RocketMQ frontend takes; the rest of its settings keep RocketMQ's defaults.

@@ -126,6 +126,7 @@ pub fn frontends_with(
         auto_create_topics: config.kafka.auto_create_topics,
         sasl_enabled: config.kafka.sasl_enabled,
         sasl_max_receive_bytes: config.kafka.sasl_max_receive_bytes,
+        max_pipelined_produces: config.kafka_max_pipelined_produces(),
     };
     match broker.cloud().map(|cloud| cloud.cluster()) {
         None => mounts.add(config.kafka_listener(), || {
