@@ -13,9 +13,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::broker::TestBroker;
+use crate::kafka::consumer;
 use crate::services::{bucket, fresh_database, unique};
 
 const PARTITIONS: i32 = 12;
@@ -39,11 +39,7 @@ impl ProducerContext for Counting {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
             Ok(message) => {
-                let id = u32::from_be_bytes(
-                    message.payload().expect("payload")[..4]
-                        .try_into()
-                        .expect("id"),
-                );
+                let id = record_id(message);
                 self.0
                     .acked
                     .lock()
@@ -52,6 +48,12 @@ impl ProducerContext for Counting {
             Err((error, _)) => self.0.failed.lock().push(error.to_string()),
         }
     }
+}
+
+/// The record number a payload starts with.
+fn record_id(message: &impl Message) -> u32 {
+    let payload = message.payload().expect("payload");
+    u32::from_be_bytes(payload[..4].try_into().expect("id"))
 }
 
 fn start_broker(id: u32, database: &str, objects: &str, config: &str) -> TestBroker {
@@ -199,44 +201,22 @@ async fn produce_through_a_kill(brokers: u32) {
     );
 
     // Consume everything back from the survivors.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", survivors.join(","))
-        .set("group.id", "cluster-check")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assign");
-    }
-    consumer.assign(&assignment).expect("assign");
+    let consumer = consumer(&survivors.join(","), "cluster-check", topic, PARTITIONS);
     let wanted: HashSet<u32> = acked.iter().map(|a| a.2).collect();
     let mut seen: HashMap<u32, u32> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while wanted.iter().any(|id| !seen.contains_key(id)) && Instant::now() < deadline {
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message.expect("consume");
-            let id = u32::from_be_bytes(
-                message.payload().expect("payload")[..4]
-                    .try_into()
-                    .expect("id"),
-            );
-            *seen.entry(id).or_default() += 1;
+            *seen
+                .entry(record_id(&message.expect("consume")))
+                .or_default() += 1;
         }
     }
     // Whatever else is there (records a failed delivery may still have stored).
     let quiet = Instant::now() + Duration::from_secs(2);
     while Instant::now() < quiet {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            let id = u32::from_be_bytes(
-                message.payload().expect("payload")[..4]
-                    .try_into()
-                    .expect("id"),
-            );
-            *seen.entry(id).or_default() += 1;
+            *seen.entry(record_id(&message)).or_default() += 1;
         }
     }
     let lost: Vec<u32> = wanted
