@@ -2,8 +2,8 @@
 //! [`super::admin`], the write path in [`super::flush`], the read path in [`super::read`]).
 //!
 //! Invariants: appends are accepted only for partitions this broker leads and has taken over
-//! ([`super::leadership`]; the flush's conditional update fences a stale writer); an append is numbered
-//! at once, in call order per partition, and its durability future resolves only after the
+//! ([`super::leadership`]; the flush's conditional update fences a stale writer); an append is
+//! numbered at once, in call order per partition, and its durability future resolves only after the
 //! object holding it was PUT and the PostgreSQL transaction recording it committed; readers see
 //! committed batches only.
 
