@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use crate::broker::TestBroker;
+use crate::broker::{TestBroker, http_get};
 use crate::kafka::consumer;
 use crate::services::{bucket, fresh_database, unique};
 
@@ -78,14 +78,7 @@ fn start_broker(id: u32, database: &str, objects: &str, config: &str) -> TestBro
 }
 
 fn health(broker: &mut TestBroker) -> u16 {
-    let addr = broker.http_addr();
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect http");
-    use std::io::{Read, Write};
-    stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("request");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("response");
+    let answer = http_get(broker.http_addr(), "/health");
     answer
         .split_whitespace()
         .nth(1)
