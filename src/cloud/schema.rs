@@ -4,7 +4,8 @@
 //! one transaction together with its row, so a crash leaves it applied or not at all; a
 //! database at a version newer than [`MIGRATIONS`] knows is refused (an older binary must not
 //! write rows a newer schema means differently). Concurrent brokers serialise on an advisory
-//! lock, so two first starts do not race. Migrations are append-only: never edit a released one.
+//! lock, taken before anything is created, so two first starts do not race. Migrations are
+//! append-only: never edit a released one.
 
 use tokio_postgres::Client;
 
@@ -96,7 +97,13 @@ const MIGRATION_LOCK: i64 = 0x7472_6962_7574_6172;
 /// Brings the schema up to the newest version this binary knows; returns that version.
 pub async fn migrate(client: &mut Client) -> CloudResult<i64> {
     let known = MIGRATIONS.len() as i64;
+    // The lock first: two brokers creating `schema_migrations` at once collide in PostgreSQL's
+    // catalog even with IF NOT EXISTS.
     client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(CloudError::pg("taking the migration lock"))?;
+    let outcome = match client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                 version bigint PRIMARY KEY,
@@ -104,12 +111,10 @@ pub async fn migrate(client: &mut Client) -> CloudResult<i64> {
             )",
         )
         .await
-        .map_err(CloudError::pg("creating schema_migrations"))?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(CloudError::pg("taking the migration lock"))?;
-    let outcome = apply(client, known).await;
+    {
+        Ok(()) => apply(client, known).await,
+        Err(error) => Err(CloudError::pg("creating schema_migrations")(error)),
+    };
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await
