@@ -123,6 +123,14 @@ async fn start(backend: Backend) -> Running {
         engine.clone(),
         KafkaSettings {
             advertised_host: "127.0.0.1".to_owned(),
+            // As the binary configures it; TRIBUTARY_BENCH_PIPELINED overrides (to compare).
+            max_pipelined_produces: std::env::var("TRIBUTARY_BENCH_PIPELINED")
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(match backend {
+                    Backend::Cloud => tributary::config::CLOUD_PIPELINED_PRODUCES,
+                    _ => config.kafka_max_pipelined_produces(),
+                }),
             ..KafkaSettings::default()
         },
     );
@@ -570,6 +578,14 @@ fn bench_cloud(runtime: &Runtime, repeats: usize) {
                     * 1000.0
                     / batches;
                 rows[index].2.push((puts, transactions));
+                let flushes = (after.flushes - before.flushes).max(1) as f64;
+                eprintln!(
+                    "  per flush: {:.1} batches, PUT {:.1} ms, commit {:.1} ms, interval wait {:.1} ms",
+                    batches / flushes,
+                    (after.put_micros - before.put_micros) as f64 / flushes / 1000.0,
+                    (after.commit_micros - before.commit_micros) as f64 / flushes / 1000.0,
+                    (after.queued_micros - before.queued_micros) as f64 / flushes / 1000.0,
+                );
             }
             eprintln!(
                 "cloud bench round {round} {}: {:.0} rec/s p50 {:.1} ms p99 {:.1} ms",

@@ -169,6 +169,12 @@ pub struct Flags {
     /// This broker's id among those sharing the metadata store (`cluster.broker_id`).
     #[arg(long, global = true, value_name = "ID")]
     pub broker_id: Option<u32>,
+    /// Membership lease in milliseconds (`cluster.lease_ms`).
+    #[arg(long, global = true, value_name = "MS")]
+    pub lease_ms: Option<u64>,
+    /// Lease renewal interval in milliseconds (`cluster.lease_renew_ms`).
+    #[arg(long, global = true, value_name = "MS")]
+    pub lease_renew_ms: Option<u64>,
 }
 
 impl Cli {
@@ -195,6 +201,8 @@ impl Flags {
             ("cluster.metadata_url", self.metadata_url.clone()),
             ("cluster.objects_url", self.objects_url.clone()),
             ("cluster.broker_id", text(&self.broker_id)),
+            ("cluster.lease_ms", text(&self.lease_ms)),
+            ("cluster.lease_renew_ms", text(&self.lease_renew_ms)),
         ]
         .into_iter()
         .filter_map(|(key, value)| value.map(|value| (key, value)))
@@ -259,10 +267,12 @@ mod tests {
             "--metadata-url=postgres://u@h/db",
             "--objects-url=s3://b/p",
             "--broker-id=3",
+            "--lease-ms=5000",
+            "--lease-renew-ms=500",
         ])
         .expect("parses");
         let overrides = cli.flags.overrides();
-        assert_eq!(overrides.len(), 12);
+        assert_eq!(overrides.len(), 14);
         for (key, _) in overrides {
             let spec = KEYS
                 .iter()

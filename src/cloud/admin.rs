@@ -196,10 +196,14 @@ impl CloudLog {
         {
             let mut partitions = self.partitions.write();
             for partition in from..record.partitions {
-                partitions.insert(
-                    TopicPartition::new(record.name.clone(), partition),
-                    Arc::new(PartitionState::new(0, 0)),
+                let tp = TopicPartition::new(record.name.clone(), partition);
+                let state = PartitionState::new(0, 0);
+                // New and empty: nothing to take over, so a leader may write it at once.
+                state.led.store(
+                    self.members.leads(&tp),
+                    std::sync::atomic::Ordering::Release,
                 );
+                partitions.insert(tp, Arc::new(state));
             }
         }
         self.table.write().insert(record.name.clone(), record);

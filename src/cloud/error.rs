@@ -34,6 +34,8 @@ pub enum CloudError {
         "partition {partition}: its high watermark in PostgreSQL moved under this broker (expected {expected}); another writer owns it"
     )]
     Fenced { partition: String, expected: i64 },
+    #[error("this broker does not lead partition {0} (now); ask the leader")]
+    NotLeader(String),
     #[error("flush failed: {0}")]
     FlushFailed(String),
     #[error("stored coordinates of {partition} are inconsistent: {detail}")]

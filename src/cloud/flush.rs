@@ -10,6 +10,11 @@
 //!   acknowledged twice or skipped, and nothing unacknowledged is left half-visible;
 //! - after the last flush (engine close) appends are refused with `ShuttingDown`, never left
 //!   waiting for a flush that will not come;
+//! - a fenced flush (another broker wrote one of its partitions) also marks its partitions as
+//!   not led, so they are taken over again from PostgreSQL's high watermark, never written
+//!   from a stale one;
+//! - idempotent batches' producer state is written in the same transaction as their
+//!   coordinates ([`super::producers`]), so it never disagrees with the log;
 //! - the transaction advances each partition's high watermark only from the value this broker
 //!   expects (`WHERE high_watermark = expected`), so a second writer fails the flush instead of
 //!   interleaving offsets.
@@ -22,10 +27,13 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tributary_api::batch::{VerifiedBatch, set_base_offset};
-use tributary_api::{AppendOutcome, EngineError, EngineResult, PendingDurability, TopicPartition};
+use tributary_api::{
+    AppendOutcome, EngineError, EngineResult, PendingDurability, ProducerBatch, TopicPartition,
+};
 
 use super::error::{CloudError, CloudResult};
 use super::log::CloudLog;
+use super::producers;
 use super::state::{Coord, PartitionState};
 use crate::broker::topics::now_ms;
 
@@ -49,6 +57,8 @@ pub(super) struct PendingBatch {
     last_offset: i64,
     max_timestamp: i64,
     record_count: i32,
+    /// Idempotent data batches: recorded as producer state in the flush's transaction.
+    producer: Option<ProducerBatch>,
 }
 
 /// The buffer of the next flush.
@@ -110,6 +120,7 @@ impl CloudLog {
                 last_offset,
                 max_timestamp: header.max_timestamp,
                 record_count: header.record_count,
+                producer: producers::sequenced(&header, base_offset),
             });
             let outcome = AppendOutcome {
                 base_offset,
@@ -201,6 +212,11 @@ impl CloudLog {
         }
         let count = taken.batches.len();
         let started = Instant::now();
+        if let Some(first) = taken.first_at {
+            self.stats
+                .queued_micros
+                .add(started.saturating_duration_since(first).as_micros() as u64);
+        }
         match self.write(&taken.batches).await {
             Ok(layout) => {
                 for (batch, coord) in taken.batches.iter().zip(layout) {
@@ -226,6 +242,17 @@ impl CloudLog {
             }
             Err(error) => {
                 self.stats.failed_flushes.inc();
+                if matches!(error, CloudError::Fenced { .. }) {
+                    // Another broker wrote one of these partitions: this broker's offsets are
+                    // stale. It stops leading them until the membership round takes them over
+                    // again from PostgreSQL's high watermark (or leaves them to the other).
+                    for batch in &taken.batches {
+                        batch
+                            .state
+                            .led
+                            .store(false, std::sync::atomic::Ordering::Release);
+                    }
+                }
                 let reason: Arc<str> = Arc::from(error.to_string());
                 tracing::error!(batches = count, %error, "flush failed; refusing its batches and every batch accepted since");
                 let later = {
@@ -246,6 +273,16 @@ impl CloudLog {
                     .send_replace(Some(FlushOutcome::Failed(reason)));
             }
         }
+    }
+
+    /// The partitions with a batch in the buffer.
+    pub(super) fn pending_partitions(&self) -> HashSet<TopicPartition> {
+        let pending = self.pending.lock();
+        pending
+            .batches
+            .iter()
+            .map(|batch| batch.tp.clone())
+            .collect()
     }
 
     /// Removes the buffered batches of `topic` (being deleted); their appends fail with
@@ -276,7 +313,11 @@ impl CloudLog {
         }
         let body = body.freeze();
         let key = self.objects.new_key(now_ms())?;
+        let put_started = Instant::now();
         self.objects.put(&key, body.clone()).await?;
+        self.stats
+            .put_micros
+            .add(put_started.elapsed().as_micros() as u64);
         let key: Arc<str> = Arc::from(key);
         let coords: Vec<Coord> = batches
             .iter()
@@ -290,7 +331,11 @@ impl CloudLog {
                 byte_length: batch.bytes.len() as u32,
             })
             .collect();
+        let commit_started = Instant::now();
         self.commit(&key, body.len(), batches, &coords).await?;
+        self.stats
+            .commit_micros
+            .add(commit_started.elapsed().as_micros() as u64);
         for (batch, coord) in batches.iter().zip(&coords) {
             let range = coord.byte_offset..coord.byte_offset + u64::from(coord.byte_length);
             self.objects.cache_written(&key, range, batch.bytes.clone());
@@ -385,6 +430,11 @@ impl CloudLog {
             )
             .await
             .map_err(CloudError::pg("recording batch coordinates"))?;
+        let sequenced: Vec<(&TopicPartition, ProducerBatch)> = batches
+            .iter()
+            .filter_map(|batch| Some((&batch.tp, batch.producer?)))
+            .collect();
+        producers::record(&transaction, &sequenced).await?;
         transaction
             .commit()
             .await

@@ -1,14 +1,15 @@
 //! [`CloudLog`]: the `LogService` of the cloud engine (the `TopicAdmin` half is in
 //! [`super::admin`], the write path in [`super::flush`], the read path in [`super::read`]).
 //!
-//! Invariants: this broker is the only writer of the partitions it serves (leadership comes in
-//! a later step; the flush's conditional update fences a second writer); an append is numbered
-//! at once, in call order per partition, and its durability future resolves only after the
+//! Invariants: appends are accepted only for partitions this broker leads and has taken over
+//! ([`super::leadership`]; the flush's conditional update fences a stale writer); an append is
+//! numbered at once, in call order per partition, and its durability future resolves only after the
 //! object holding it was PUT and the PostgreSQL transaction recording it committed; readers see
 //! committed batches only.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,12 +19,15 @@ use tokio::sync::Notify;
 use tributary_api::batch::VerifiedBatch;
 use tributary_api::{
     AppendOutcome, EngineError, EngineResult, LogService, OffsetQuery, PartitionOffsets,
-    PendingDurability, ReadBatches, TimestampOffset, TopicPartition,
+    PendingDurability, ProducerBatch, ReadBatches, TimestampOffset, TopicPartition,
 };
 
+use super::error::CloudError;
 use super::flush::Pending;
+use super::members::Membership;
 use super::objects::Objects;
 use super::pool::PgPool;
+use super::producers;
 use super::state::PartitionState;
 use super::stats::Stats;
 use crate::broker::metadata::TopicRecord;
@@ -57,6 +61,8 @@ pub struct CloudLog {
     pub(super) admin: tokio::sync::Mutex<()>,
     /// Wakes the flusher: first batch of a flush, or `flush_bytes` reached.
     pub(super) wake: Notify,
+    /// Who leads which partition.
+    pub(super) members: Arc<Membership>,
 }
 
 impl CloudLog {
@@ -117,6 +123,9 @@ impl LogService for CloudLog {
             });
         }
         let state = self.state(tp)?;
+        if !state.led.load(Ordering::Acquire) {
+            return Err(CloudError::NotLeader(tp.to_string()).into());
+        }
         self.accept(tp, state, batch)
     }
 
@@ -173,5 +182,24 @@ impl LogService for CloudLog {
     async fn delete_records(&self, tp: &TopicPartition, before: i64) -> EngineResult<i64> {
         let state = self.state(tp)?;
         Ok(self.move_log_start(tp, &state, before).await?)
+    }
+
+    async fn producer_batches(
+        &self,
+        tp: &TopicPartition,
+    ) -> EngineResult<Option<Vec<ProducerBatch>>> {
+        self.state(tp)?;
+        Ok(Some(producers::load(&self.pool, tp).await?))
+    }
+
+    async fn allocate_producer_id(&self) -> EngineResult<Option<i64>> {
+        Ok(Some(producers::allocate_id(&self.pool).await?))
+    }
+
+    fn partition_generation(&self, tp: &TopicPartition) -> u64 {
+        self.partitions
+            .read()
+            .get(tp)
+            .map_or(0, |state| state.generation.load(Ordering::Acquire))
     }
 }

@@ -1,11 +1,17 @@
 //! The cloud engine: the log, topics and consumer offsets over PostgreSQL (metadata, offset
-//! sequencing, coordinates) and S3-compatible object storage (log bytes), behind the same
-//! `tributary-api` traits as the local engine (ARCHITECTURE §8, issue 15).
+//! sequencing, coordinates, producer state, membership) and S3-compatible object storage (log
+//! bytes), behind the same `tributary-api` traits as the local engine (ARCHITECTURE §8, issue 15).
 //!
 //! Data model: each flush writes ONE object holding the batches accepted since the last flush,
 //! from every partition, and ONE PostgreSQL transaction that records the object, advances each
-//! partition's high watermark and adds one coordinate row per batch (never per record):
-//! object key, byte range, base/last offset, max timestamp, record count.
+//! partition's high watermark, adds one coordinate row per batch (never per record): object
+//! key, byte range, base/last offset, max timestamp, record count, and records the producer
+//! state of its idempotent batches ([`producers`]).
+//!
+//! Several brokers share one database and bucket ([`members`], [`leadership`]): each holds a
+//! lease in `brokers`, partitions and group coordinators are spread over the live brokers by
+//! rendezvous hashing, and a broker writes only the partitions it leads, starting each from
+//! PostgreSQL's high watermark when it takes it over.
 //!
 //! Invariants:
 //! - nothing is acknowledged before the PUT and the commit that cover it succeeded; a failure
@@ -13,18 +19,23 @@
 //! - stored batches are the producers' bytes with the base offset rewritten (CRC untouched),
 //!   exactly what the local engine stores, so reads are byte-identical;
 //! - the schema is migrated by the broker at start and a newer schema is refused ([`schema`]);
-//! - this session's engine assumes ONE broker writes a partition; the conditional high
-//!   watermark update fences a second writer rather than corrupting offsets.
+//! - appends are accepted only for partitions this broker leads and has taken over; the
+//!   conditional high watermark update still fences a second writer (views may disagree for a
+//!   moment) rather than corrupting offsets, and the fenced broker takes the partition over
+//!   again from PostgreSQL before writing it.
 //!
 //! Queues, the metadata store and the scheduler still run on the local engine (see the README).
 
 pub mod admin;
 pub mod error;
 pub mod flush;
+pub mod leadership;
 pub mod log;
+pub mod members;
 pub mod objects;
 pub mod offsets;
 pub mod pool;
+pub mod producers;
 pub mod read;
 pub mod schema;
 pub mod state;
@@ -38,7 +49,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{CloudError, CloudResult};
+pub use leadership::Cluster;
 pub use log::{CloudLog, LogSettings};
+pub use members::{MemberSettings, Membership};
 pub use objects::{Objects, ObjectsUrl};
 pub use offsets::CloudOffsets;
 pub use stats::{Stats, StatsSnapshot};
@@ -55,6 +68,11 @@ pub struct CloudSettings {
     pub metadata_url: String,
     pub objects: ObjectsUrl,
     pub broker_id: u32,
+    /// Host clients of other brokers are sent to (Kafka Metadata, FindCoordinator).
+    pub advertised_host: String,
+    /// How long a membership lease lasts without renewal, and how often it is renewed.
+    pub lease: Duration,
+    pub lease_renew: Duration,
     pub flush_interval: Duration,
     pub flush_bytes: usize,
     pub read_cache_bytes: usize,
@@ -67,8 +85,10 @@ pub struct CloudSettings {
 pub struct CloudEngine {
     log: Arc<CloudLog>,
     offsets: Arc<CloudOffsets>,
+    cluster: Arc<Cluster>,
     stop: CancellationToken,
     flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    membership: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl CloudEngine {
@@ -104,6 +124,16 @@ impl CloudEngine {
             broker_id = settings.broker_id,
             "cloud engine opened"
         );
+        let members = Arc::new(Membership::new(
+            MemberSettings {
+                broker_id: settings.broker_id,
+                host: settings.advertised_host.clone(),
+                lease: settings.lease,
+                renew: settings.lease_renew,
+            },
+            pool.clone(),
+            stats.clone(),
+        ));
         let log = Arc::new(CloudLog {
             pool: pool.clone(),
             objects,
@@ -121,15 +151,34 @@ impl CloudEngine {
             flushing: tokio::sync::Mutex::new(()),
             admin: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
+            members: members.clone(),
         });
+        // The first round before serving: the lease is held and led partitions taken over.
+        members.renew().await?;
+        log.learn_topics().await?;
+        log.follow_leadership(&members).await?;
         let stop = CancellationToken::new();
         let flusher = tokio::spawn(log.clone().run_flusher(stop.clone()));
+        let membership = tokio::spawn(
+            log.clone()
+                .run_membership(members.clone(), stop.child_token()),
+        );
         Ok(Arc::new(Self {
+            cluster: Arc::new(Cluster {
+                members,
+                log: log.clone(),
+            }),
             log,
             offsets: Arc::new(CloudOffsets::new(pool)),
             stop,
             flusher: Mutex::new(Some(flusher)),
+            membership: Mutex::new(Some(membership)),
         }))
+    }
+
+    /// Membership and leadership as frontends see them.
+    pub fn cluster(&self) -> Arc<Cluster> {
+        self.cluster.clone()
     }
 
     pub fn log(&self) -> Arc<CloudLog> {
@@ -144,9 +193,16 @@ impl CloudEngine {
         self.log.stats().snapshot()
     }
 
-    /// Flushes what is buffered and stops the flusher; appends after this are not flushed.
+    /// Flushes what is buffered, stops the flusher and gives the lease up; appends after this
+    /// are not flushed.
     pub async fn close(&self) {
         self.stop.cancel();
+        let membership = self.membership.lock().take();
+        if let Some(membership) = membership
+            && let Err(error) = membership.await
+        {
+            tracing::error!(%error, "the membership task panicked");
+        }
         let flusher = self.flusher.lock().take();
         if let Some(flusher) = flusher
             && let Err(error) = flusher.await

@@ -4,7 +4,8 @@
 //! one transaction together with its row, so a crash leaves it applied or not at all; a
 //! database at a version newer than [`MIGRATIONS`] knows is refused (an older binary must not
 //! write rows a newer schema means differently). Concurrent brokers serialise on an advisory
-//! lock, so two first starts do not race. Migrations are append-only: never edit a released one.
+//! lock, taken before anything is created, so two first starts do not race. Migrations are
+//! append-only: never edit a released one.
 
 use tokio_postgres::Client;
 
@@ -64,6 +65,30 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (group_name, topic, partition)
     );
     "#,
+    // 2: idempotent-producer state (written with the flush) and cluster-wide producer ids.
+    r#"
+    CREATE TABLE producer_batches (
+        topic text NOT NULL,
+        partition integer NOT NULL,
+        producer_id bigint NOT NULL,
+        producer_epoch smallint NOT NULL,
+        base_sequence integer NOT NULL,
+        last_sequence integer NOT NULL,
+        base_offset bigint NOT NULL,
+        PRIMARY KEY (topic, partition, producer_id, base_offset),
+        FOREIGN KEY (topic, partition) REFERENCES partitions (topic, partition) ON DELETE CASCADE
+    );
+    CREATE SEQUENCE producer_ids;
+    "#,
+    // 3: broker membership leases (expiry by PostgreSQL's clock).
+    r#"
+    CREATE TABLE brokers (
+        broker_id bigint PRIMARY KEY,
+        host text NOT NULL,
+        kafka_port integer NOT NULL,
+        lease_expires timestamptz NOT NULL
+    );
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.
@@ -72,7 +97,13 @@ const MIGRATION_LOCK: i64 = 0x7472_6962_7574_6172;
 /// Brings the schema up to the newest version this binary knows; returns that version.
 pub async fn migrate(client: &mut Client) -> CloudResult<i64> {
     let known = MIGRATIONS.len() as i64;
+    // The lock first: two brokers creating `schema_migrations` at once collide in PostgreSQL's
+    // catalog even with IF NOT EXISTS.
     client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(CloudError::pg("taking the migration lock"))?;
+    let outcome = match client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                 version bigint PRIMARY KEY,
@@ -80,12 +111,10 @@ pub async fn migrate(client: &mut Client) -> CloudResult<i64> {
             )",
         )
         .await
-        .map_err(CloudError::pg("creating schema_migrations"))?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(CloudError::pg("taking the migration lock"))?;
-    let outcome = apply(client, known).await;
+    {
+        Ok(()) => apply(client, known).await,
+        Err(error) => Err(CloudError::pg("creating schema_migrations")(error)),
+    };
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use event_listener::Event;
 use parking_lot::Mutex;
@@ -43,6 +44,11 @@ pub struct PartitionState {
     pub coords: Mutex<BTreeMap<i64, Coord>>,
     /// Notified after every commit that raised the high watermark.
     pub appended: Event,
+    /// This broker leads the partition and has taken it over (offsets read from PostgreSQL
+    /// since it last did not lead it); appends are refused otherwise.
+    pub led: AtomicBool,
+    /// Bumped at every take-over, so state cached about the tail is read again.
+    pub generation: AtomicU64,
 }
 
 impl PartitionState {

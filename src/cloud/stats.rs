@@ -44,6 +44,16 @@ pub struct Stats {
     pub batches: Counter,
     /// PostgreSQL connections opened.
     pub connections: Counter,
+    /// Membership lease renewals that succeeded.
+    pub lease_renewals: Counter,
+    /// Membership rounds (renewal, topic refresh, take-overs) that failed.
+    pub failed_lease_renewals: Counter,
+    /// Microseconds spent in object PUTs (flushes).
+    pub put_micros: Counter,
+    /// Microseconds spent in flush transactions (connection, statements, commit).
+    pub commit_micros: Counter,
+    /// Microseconds from each flush's first batch to the flush starting (the interval wait).
+    pub queued_micros: Counter,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -58,6 +68,11 @@ pub struct StatsSnapshot {
     pub failed_flushes: u64,
     pub batches: u64,
     pub connections: u64,
+    pub lease_renewals: u64,
+    pub failed_lease_renewals: u64,
+    pub put_micros: u64,
+    pub commit_micros: u64,
+    pub queued_micros: u64,
 }
 
 impl Stats {
@@ -72,6 +87,11 @@ impl Stats {
             failed_flushes: self.failed_flushes.get(),
             batches: self.batches.get(),
             connections: self.connections.get(),
+            lease_renewals: self.lease_renewals.get(),
+            failed_lease_renewals: self.failed_lease_renewals.get(),
+            put_micros: self.put_micros.get(),
+            commit_micros: self.commit_micros.get(),
+            queued_micros: self.queued_micros.get(),
         }
     }
 }

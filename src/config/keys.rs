@@ -648,6 +648,22 @@ pub static KEYS: &[KeySpec] = &[
         cluster.read_cache_bytes
     ),
     key!(
+        "cluster.lease_ms",
+        "TRIBUTARY_CLUSTER_LEASE_MS",
+        Some("--lease-ms"),
+        COUNT,
+        parse,
+        cluster.lease_ms
+    ),
+    key!(
+        "cluster.lease_renew_ms",
+        "TRIBUTARY_CLUSTER_LEASE_RENEW_MS",
+        Some("--lease-renew-ms"),
+        COUNT,
+        parse,
+        cluster.lease_renew_ms
+    ),
+    key!(
         "log.filter",
         "TRIBUTARY_LOG",
         Some("--log"),

@@ -230,6 +230,11 @@ pub struct ShutdownConfig {
     pub drain_timeout_ms: u64,
 }
 
+/// [`Config::kafka_max_pipelined_produces`] on the cloud engine: a 250 ms flush interval at one
+/// request per partition per 5 ms linger is 50 requests per partition, so this covers about 20
+/// partitions per connection per flush.
+pub const CLOUD_PIPELINED_PRODUCES: usize = 1024;
+
 /// The cloud engine (`src/cloud`): set `metadata_url` to run on PostgreSQL and S3-compatible
 /// object storage instead of the local data directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +258,11 @@ pub struct ClusterConfig {
     pub flush_bytes: u64,
     /// Memory for object byte ranges kept for reads.
     pub read_cache_bytes: u64,
+    /// How long this broker's membership lease lasts without renewal: a broker that stops
+    /// renewing loses its partitions to the others after this long.
+    pub lease_ms: u64,
+    /// How often the lease is renewed (and new topics and leadership changes are picked up).
+    pub lease_renew_ms: u64,
 }
 
 impl ClusterConfig {
@@ -272,6 +282,8 @@ impl Default for ClusterConfig {
             flush_interval_ms: 250,
             flush_bytes: 8 << 20,
             read_cache_bytes: 64 << 20,
+            lease_ms: 10_000,
+            lease_renew_ms: 2_000,
         }
     }
 }
@@ -538,6 +550,17 @@ impl Config {
             .unwrap_or_else(|| default_advertised_host(self.bind))
     }
 
+    /// Produce requests a Kafka connection may have waiting for durability at once: on the
+    /// cloud engine a wait lasts a flush interval, during which a client with a short linger
+    /// sends far more than the local engine's fsync ever waits for (see BENCHMARKS.md, cloud).
+    pub fn kafka_max_pipelined_produces(&self) -> usize {
+        if self.cluster.enabled() {
+            CLOUD_PIPELINED_PRODUCES
+        } else {
+            tributary_kafka::DEFAULT_MAX_PIPELINED_PRODUCES
+        }
+    }
+
     /// What the RocketMQ frontend takes; the rest of its settings keep RocketMQ's defaults.
     pub fn rocketmq_settings(&self) -> tributary_rocketmq::Settings {
         let rocketmq = &self.rocketmq;
@@ -592,6 +615,9 @@ impl Config {
             metadata_url,
             objects,
             broker_id: cluster.broker_id,
+            advertised_host: self.kafka_advertised_host(),
+            lease: Duration::from_millis(cluster.lease_ms),
+            lease_renew: Duration::from_millis(cluster.lease_renew_ms),
             flush_interval: Duration::from_millis(cluster.flush_interval_ms),
             flush_bytes: usize::try_from(cluster.flush_bytes).unwrap_or(usize::MAX),
             read_cache_bytes: usize::try_from(cluster.read_cache_bytes).unwrap_or(usize::MAX),

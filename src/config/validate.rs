@@ -260,6 +260,14 @@ impl Config {
             0,
             1 << 40,
         )?;
+        within("cluster.lease_ms", cluster.lease_ms, 500, 600_000)?;
+        // At least two renewals per lease, so one slow round does not lose it.
+        within(
+            "cluster.lease_renew_ms",
+            cluster.lease_renew_ms,
+            50,
+            cluster.lease_ms / 2,
+        )?;
         Ok(())
     }
 

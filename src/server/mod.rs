@@ -146,6 +146,10 @@ where
             None => HttpEndpoint::new(metrics.clone(), stopping),
         }
         .with_scrape(scrape.into_hook());
+        let endpoint = match broker.cloud() {
+            Some(cloud) => endpoint.with_cluster(cloud.cluster()),
+            None => endpoint,
+        };
         let http_mount = Mount {
             frontend: Arc::new(endpoint),
             listener: config.http_listener(),

@@ -122,20 +122,39 @@ pub fn frontends_with(
         amqp_admin = Some(frontend.admin());
         Arc::new(frontend)
     });
-    mounts.add(config.kafka_listener(), || {
-        let frontend = tributary_kafka::KafkaFrontend::new(
-            broker.engine(),
-            tributary_kafka::KafkaSettings {
-                advertised_host: config.kafka_advertised_host(),
-                default_partitions: config.kafka.default_partitions,
-                auto_create_topics: config.kafka.auto_create_topics,
-                sasl_enabled: config.kafka.sasl_enabled,
-                sasl_max_receive_bytes: config.kafka.sasl_max_receive_bytes,
-            },
-        );
-        kafka_admin = Some(frontend.admin());
-        Arc::new(frontend)
-    });
+    let kafka_settings = tributary_kafka::KafkaSettings {
+        advertised_host: config.kafka_advertised_host(),
+        default_partitions: config.kafka.default_partitions,
+        auto_create_topics: config.kafka.auto_create_topics,
+        sasl_enabled: config.kafka.sasl_enabled,
+        sasl_max_receive_bytes: config.kafka.sasl_max_receive_bytes,
+        max_pipelined_produces: config.kafka_max_pipelined_produces(),
+    };
+    match broker.cloud().map(|cloud| cloud.cluster()) {
+        None => mounts.add(config.kafka_listener(), || {
+            let frontend = tributary_kafka::KafkaFrontend::new(broker.engine(), kafka_settings);
+            kafka_admin = Some(frontend.admin());
+            Arc::new(frontend)
+        }),
+        // Several brokers over one log: leaders and coordinators from the membership, which
+        // advertises the port the listener bound.
+        Some(cluster) => {
+            let members = cluster.members().clone();
+            mounts.add_announced(
+                config.kafka_listener(),
+                || {
+                    let frontend = tributary_kafka::KafkaFrontend::with_cluster(
+                        broker.engine(),
+                        kafka_settings,
+                        cluster,
+                    );
+                    kafka_admin = Some(frontend.admin());
+                    Arc::new(frontend)
+                },
+                move |addr| members.set_kafka_port(addr.port()),
+            );
+        }
+    }
     let rocketmq = tributary_rocketmq::RocketMq::new(broker.engine(), config.rocketmq_settings());
     let announce = rocketmq.clone();
     let rocketmq_admin = config

@@ -16,6 +16,9 @@ pub(crate) fn settings(database: &str, bucket: &str, flush_ms: u64) -> CloudSett
         objects: ObjectsUrl::parse(&format!("s3://{bucket}/{}", unique("engine")))
             .expect("objects url"),
         broker_id: 1,
+        advertised_host: "127.0.0.1".to_owned(),
+        lease: Duration::from_secs(10),
+        lease_renew: Duration::from_secs(2),
         flush_interval: Duration::from_millis(flush_ms),
         flush_bytes: 8 << 20,
         read_cache_bytes: 16 << 20,

@@ -40,7 +40,8 @@ fn seen(message: &impl Message) -> Seen {
     )
 }
 
-fn consumer(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+/// A consumer assigned every one of `partitions` partitions of `topic` from the beginning.
+pub(crate) fn consumer(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -49,7 +50,7 @@ fn consumer(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
         .create()
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
+    for partition in 0..partitions {
         assignment
             .add_partition_offset(topic, partition, Offset::Beginning)
             .expect("assign");
@@ -169,7 +170,7 @@ async fn kafka_produce_and_fetch_through_the_cloud_engine_survive_a_wiped_broker
             }
         }
     };
-    let reader = consumer(&bootstrap, "cloud-readers", topic);
+    let reader = consumer(&bootstrap, "cloud-readers", topic, PARTITIONS);
     check(consume_all(&reader));
     let mut commit = TopicPartitionList::new();
     commit
@@ -206,7 +207,7 @@ async fn kafka_produce_and_fetch_through_the_cloud_engine_survive_a_wiped_broker
     });
     broker.wait_for_line(&["cloud engine opened"], Duration::from_secs(10));
     let bootstrap = broker.addr("kafka").to_string();
-    let reader = consumer(&bootstrap, "cloud-readers", topic);
+    let reader = consumer(&bootstrap, "cloud-readers", topic, PARTITIONS);
     check(consume_all(&reader));
     let mut wanted = TopicPartitionList::new();
     wanted.add_partition(topic, 0);

@@ -8,10 +8,14 @@
 
 #[path = "../support/broker.rs"]
 mod broker;
+mod cluster;
 mod engine;
 mod flushes;
 mod kafka;
+#[path = "../support/kafka_wire.rs"]
+mod kafka_wire;
 mod model_test;
+mod producers;
 mod services;
 // The in-memory model the local engine's suite checks storage against (tests/storage/model).
 #[path = "../storage/model/reference.rs"]

@@ -2,59 +2,21 @@
 //! CORRUPT_MESSAGE, and bad frames closing only their own connection.
 
 use crate::broker;
+use crate::kafka_wire::{
+    batch, idempotent_batch, init_producer_id, produce_once_to, produce_request, receive, send,
+};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use broker::{TestBroker, connect};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tributary_api::Record;
-use tributary_api::batch::build_batch;
-
-/// Sends one request (header + body at `version`) with correlation id `correlation`.
-fn send<T: Encodable>(
-    stream: &mut TcpStream,
-    key: ApiKey,
-    version: i16,
-    correlation: i32,
-    body: &T,
-) {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("wire-test")));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, key.request_header_version(version))
-        .expect("header");
-    body.encode(&mut buf, version).expect("body");
-    let mut frame = BytesMut::new();
-    frame.put_i32(buf.len() as i32);
-    frame.put_slice(&buf);
-    stream.write_all(&frame).expect("write");
-}
-
-/// Reads one response frame and returns (correlation id, body after a header of `header_version`).
-fn receive(stream: &mut TcpStream, header_version: i16) -> (i32, Bytes) {
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).expect("response size");
-    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut frame).expect("response body");
-    let mut frame = Bytes::from(frame);
-    let correlation = frame.get_i32();
-    if header_version >= 1 {
-        assert_eq!(frame.get_u8(), 0, "no tagged fields in the response header");
-    }
-    (correlation, frame)
-}
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 /// True once the peer has closed the connection.
 fn closed(stream: &mut TcpStream) -> bool {
@@ -104,28 +66,6 @@ fn api_versions_above_our_range_gets_the_v0_fallback() {
         answer.api_keys.len(),
         tributary_kafka::codec::SUPPORTED_APIS.len()
     );
-}
-
-fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(5_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ])
-}
-
-fn batch(value: &'static [u8]) -> Bytes {
-    build_batch(&[Record {
-        value: Some(Bytes::from_static(value)),
-        ..Record::default()
-    }])
 }
 
 #[test]
@@ -279,17 +219,6 @@ fn bad_frames_close_only_their_own_connection() {
     broker.wait_for_line(&["kafka protocol error"], Duration::from_secs(5));
 }
 
-/// A one-record batch of an idempotent producer, CRC recomputed after setting the fields.
-fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32) -> Bytes {
-    let mut bytes = batch(b"idempotent").to_vec();
-    bytes[43..51].copy_from_slice(&producer_id.to_be_bytes());
-    bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
-    bytes[53..57].copy_from_slice(&sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&bytes[21..]);
-    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
-    bytes.into()
-}
-
 /// Produces one batch to `idem` with acks=1: (error code, base offset).
 fn produce_once(stream: &mut TcpStream, correlation: i32, records: Bytes) -> (i16, i64) {
     produce_once_to(stream, "idem", correlation, records)
@@ -297,27 +226,9 @@ fn produce_once(stream: &mut TcpStream, correlation: i32, records: Bytes) -> (i1
 
 #[test]
 fn idempotent_retries_are_written_once_and_sequence_state_survives_a_restart() {
-    use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
     let mut broker = TestBroker::start();
     let mut stream = connect(broker.addr("kafka"));
-    send(
-        &mut stream,
-        ApiKey::InitProducerId,
-        4,
-        1,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(None)
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(kafka_protocol::messages::ProducerId(-1))
-            .with_producer_epoch(-1),
-    );
-    let (_, mut body) = receive(
-        &mut stream,
-        ApiKey::InitProducerId.response_header_version(4),
-    );
-    let init = InitProducerIdResponse::decode(&mut body, 4).unwrap();
-    assert_eq!(init.error_code, 0);
-    let producer = init.producer_id.0;
+    let producer = init_producer_id(&mut stream, 1);
     assert!(producer >= 0);
 
     assert_eq!(
@@ -533,25 +444,4 @@ fn fetch_long_polls_until_data_arrives_or_max_wait() {
     let (_, mut body) = receive(&mut consumer, 1);
     let answer = FetchResponse::decode(&mut body, 12).unwrap();
     assert_eq!(answer.responses[0].partitions[0].error_code, 1);
-}
-
-/// Produces one batch to partition 0 of `topic` with acks=1: (error code, base offset).
-fn produce_once_to(
-    stream: &mut TcpStream,
-    topic: &str,
-    correlation: i32,
-    records: Bytes,
-) -> (i16, i64) {
-    send(
-        stream,
-        ApiKey::Produce,
-        9,
-        correlation,
-        &produce_request(topic, 1, records),
-    );
-    let (got, mut body) = receive(stream, ApiKey::Produce.response_header_version(9));
-    assert_eq!(got, correlation);
-    let answer = ProduceResponse::decode(&mut body, 9).unwrap();
-    let partition = &answer.responses[0].partition_responses[0];
-    (partition.error_code, partition.base_offset)
 }

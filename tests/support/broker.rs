@@ -166,6 +166,20 @@ impl TestBroker {
     }
 }
 
+/// `GET path` on an HTTP listener (`Connection: close`): the whole response, head and body.
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the HTTP listener");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
 /// A raw TCP connection to `addr` whose reads give up after 10 s (wire-level tests).
 pub(crate) fn connect(addr: SocketAddr) -> std::net::TcpStream {
     let stream = std::net::TcpStream::connect(addr).expect("connect");

@@ -190,6 +190,13 @@ impl BatchHeader {
             .saturating_add(i64::from(self.last_offset_delta))
     }
 
+    /// The sequence number of the batch's last record (idempotent producers; sequences wrap
+    /// after `i32::MAX`).
+    pub fn last_sequence(&self) -> i32 {
+        let last = i64::from(self.base_sequence) + i64::from(self.last_offset_delta);
+        i32::try_from(last).unwrap_or_else(|_| (last - i64::from(i32::MAX) - 1) as i32)
+    }
+
     /// Number of offsets the batch occupies (`last_offset_delta + 1`).
     pub fn offset_count(&self) -> u64 {
         self.last_offset_delta as u64 + 1

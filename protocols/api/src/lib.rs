@@ -14,6 +14,7 @@
 //! `tributary-api` <- frontends <- the `tributary` engine and binary.
 
 pub mod batch;
+pub mod cluster;
 pub mod compression;
 pub mod error;
 pub mod frontend;
@@ -30,6 +31,7 @@ pub mod types;
 pub mod users;
 
 pub use batch::{BatchError, BatchHeader, Record, StoredRecord};
+pub use cluster::{BrokerAddress, ClusterView};
 pub use error::{EngineError, EngineResult};
 pub use frontend::{
     BackgroundContext, ClientId, ConnectionContext, ConnectionError, Engine, FrameLimits, Frontend,
@@ -38,7 +40,7 @@ pub use frontend::{
 pub use guard::{
     BudgetPermit, CloseReason, ConnectionTimeouts, FrameClock, MemoryBudget, record_close,
 };
-pub use log::{LogService, PendingDurability, TopicAdmin};
+pub use log::{LogService, PRODUCER_BATCHES_KEPT, PendingDurability, ProducerBatch, TopicAdmin};
 pub use metadata::{MetadataStore, USERS_NAMESPACE};
 pub use offsets::OffsetStore;
 pub use outbound::{Outbound, Queued, SendBudget, SendPermit, WriterGone};

@@ -88,6 +88,44 @@ pub trait LogService: Send + Sync + std::fmt::Debug {
     /// Moves the log start offset forward to `before` (Kafka DeleteRecords); whole segments below
     /// it are removed. Returns the new log start offset.
     async fn delete_records(&self, partition: &TopicPartition, before: i64) -> EngineResult<i64>;
+
+    /// The idempotent-producer state this log records itself, committed with the batches it
+    /// describes (the cloud engine does): the last [`PRODUCER_BATCHES_KEPT`] idempotent batches
+    /// of each producer of `partition`, in offset order. `None` (the default): the caller
+    /// derives the state from the log's batch headers.
+    async fn producer_batches(
+        &self,
+        _partition: &TopicPartition,
+    ) -> EngineResult<Option<Vec<ProducerBatch>>> {
+        Ok(None)
+    }
+
+    /// A producer id from an allocator this log shares with every broker writing it; `None`
+    /// (the default): the caller allocates ids itself.
+    async fn allocate_producer_id(&self) -> EngineResult<Option<i64>> {
+        Ok(None)
+    }
+
+    /// Changes whenever this broker (re)gains the right to write `partition` (leadership moved
+    /// to it), so state cached about the partition's tail must be read again. Constant (the
+    /// default) for a log only this broker writes.
+    fn partition_generation(&self, _partition: &TopicPartition) -> u64 {
+        0
+    }
+}
+
+/// Batches remembered per (producer, partition) for duplicate detection: Kafka's five batches
+/// in flight.
+pub const PRODUCER_BATCHES_KEPT: usize = 5;
+
+/// One idempotent batch as producer state remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerBatch {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub last_sequence: i32,
+    pub base_offset: i64,
 }
 
 /// Creates, changes and describes topics.

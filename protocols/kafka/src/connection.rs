@@ -2,9 +2,9 @@
 //!
 //! Requests are handled one at a time in arrival order, and responses are written in that order,
 //! as Kafka requires. One exception to "one at a time": a produce request whose batches are
-//! written waits for their durability (fsync) in a queue of at most
-//! [`MAX_PIPELINED_PRODUCES`] while the next produce requests are written, so one fsync covers
-//! the batches of several requests; any other request first waits until every produce before it
+//! written waits for their durability (an fsync, or a cloud flush) in a queue of at most
+//! [`crate::KafkaSettings::max_pipelined_produces`] while the next produce requests are written,
+//! so one fsync or flush covers the batches of several requests; any other request first waits until every produce before it
 //! is answered. Otherwise each response is written before the next request is read from the
 //! buffer, so a client that does not read its responses stops being read from (backpressure
 //! instead of an output queue). A protocol error is logged and closes this connection only.
@@ -45,10 +45,6 @@ use crate::metrics;
 const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Most a read asks room for; a large frame's buffer grows by reads of this, not all at once.
 const READ_CHUNK: usize = 64 * 1024;
-
-/// Produce requests written and awaiting durability per connection before the next request is
-/// read only after the oldest is answered.
-const MAX_PIPELINED_PRODUCES: usize = 32;
 
 /// A produce request whose batches are written, awaiting its acknowledgement.
 struct PendingProduce {
@@ -180,7 +176,7 @@ pub(crate) async fn serve(
                                 started,
                                 response,
                             });
-                            if pending.len() >= MAX_PIPELINED_PRODUCES {
+                            if pending.len() >= broker.settings.max_pipelined_produces.max(1) {
                                 answer_oldest(&mut stream, &mut pending, send_timeout).await?;
                             }
                             continue;

@@ -67,6 +67,11 @@ pub struct KafkaSettings {
     /// With SASL on, the largest frame accepted before authentication completes (Kafka's
     /// `sasl.server.max.receive.size`); a larger size prefix closes the connection at once.
     pub sasl_max_receive_bytes: usize,
+    /// Produce requests of one connection that may wait for their durability at once before
+    /// the next request is read only after the oldest is answered. Enough for the requests a
+    /// client sends during one durability wait: an fsync on the local engine, a whole flush
+    /// interval on the cloud engine.
+    pub max_pipelined_produces: usize,
 }
 
 impl Default for KafkaSettings {
@@ -77,9 +82,14 @@ impl Default for KafkaSettings {
             auto_create_topics: true,
             sasl_enabled: false,
             sasl_max_receive_bytes: DEFAULT_SASL_MAX_RECEIVE_BYTES,
+            max_pipelined_produces: DEFAULT_MAX_PIPELINED_PRODUCES,
         }
     }
 }
+
+/// [`KafkaSettings::max_pipelined_produces`] on the local engine, where a durability wait is
+/// one fsync.
+pub const DEFAULT_MAX_PIPELINED_PRODUCES: usize = 32;
 
 /// Kafka's `sasl.server.max.receive.size` default.
 pub const DEFAULT_SASL_MAX_RECEIVE_BYTES: usize = 512 << 10;
@@ -94,6 +104,21 @@ impl KafkaFrontend {
     pub fn new(engine: Engine, settings: KafkaSettings) -> Self {
         Self {
             broker: Arc::new(handlers::Broker::new(engine, settings)),
+        }
+    }
+
+    /// A frontend of one broker among several over one log: Metadata lists `cluster`'s live
+    /// brokers and leaders, FindCoordinator its coordinators, and Produce, Fetch and
+    /// ListOffsets for partitions this broker does not lead answer NOT_LEADER_OR_FOLLOWER.
+    pub fn with_cluster(
+        engine: Engine,
+        settings: KafkaSettings,
+        cluster: Arc<dyn tributary_api::ClusterView>,
+    ) -> Self {
+        let mut broker = handlers::Broker::new(engine, settings);
+        broker.cluster = Some(cluster);
+        Self {
+            broker: Arc::new(broker),
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct HttpEndpoint {
     /// Appends the families computed from broker state at scrape time.
     scrape: Option<ScrapeHook>,
     admin: Option<Arc<AdminApi>>,
+    /// With several brokers: `/health` answers 503 while this broker holds no membership lease.
+    cluster: Option<Arc<dyn tributary_api::ClusterView>>,
 }
 
 impl HttpEndpoint {
@@ -64,7 +66,14 @@ impl HttpEndpoint {
             stopping,
             scrape: None,
             admin: None,
+            cluster: None,
         }
+    }
+
+    /// `/health` also requires the membership lease of `cluster`.
+    pub fn with_cluster(mut self, cluster: Arc<dyn tributary_api::ClusterView>) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// `/metrics` also carries what `scrape` appends (see [`crate::telemetry::scrape`]).
@@ -84,6 +93,7 @@ impl HttpEndpoint {
             stopping,
             scrape: None,
             admin: Some(Arc::new(admin)),
+            cluster: None,
         }
     }
 
@@ -140,6 +150,13 @@ impl HttpEndpoint {
     fn health(&self) -> HttpResponse {
         if self.stopping.is_cancelled() {
             text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+        } else if let Some(cluster) = &self.cluster
+            && !cluster.holds_lease()
+        {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no membership lease: this broker serves no partition\n",
+            )
         } else {
             text(StatusCode::OK, "ok\n")
         }

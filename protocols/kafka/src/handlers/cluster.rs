@@ -1,6 +1,8 @@
-//! Cluster-level APIs of a one-broker cluster: DescribeCluster, DeleteRecords (moves the log
-//! start offset; -1 means "up to the high watermark") and OffsetForLeaderEpoch (one leader that
-//! never changes, so every epoch ends at the high watermark and clients never truncate).
+//! Cluster-level APIs: DescribeCluster (this broker, or with a cluster the live brokers),
+//! DeleteRecords and OffsetForLeaderEpoch (on the partition's leader only, else
+//! NOT_LEADER_OR_FOLLOWER). DeleteRecords moves the log start offset (-1 means "up to the high
+//! watermark"); OffsetForLeaderEpoch reports no leader epochs, so every epoch ends at the high
+//! watermark and clients never truncate.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -11,8 +13,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{
-    DeleteRecordsRequest, DeleteRecordsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    BrokerId, DeleteRecordsRequest, DeleteRecordsResponse, DescribeClusterRequest,
+    DescribeClusterResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use tributary_api::{EngineResult, TopicPartition};
 
@@ -25,14 +27,33 @@ impl Broker {
         context: &RequestContext,
         _request: DescribeClusterRequest,
     ) -> DescribeClusterResponse {
-        let broker = DescribeClusterBroker::default()
-            .with_broker_id(NODE_ID)
-            .with_host(str_bytes(&self.settings.advertised_host))
-            .with_port(i32::from(context.local_port));
+        let (brokers, controller) = match &self.cluster {
+            None => {
+                let broker = DescribeClusterBroker::default()
+                    .with_broker_id(NODE_ID)
+                    .with_host(str_bytes(&self.settings.advertised_host))
+                    .with_port(i32::from(context.local_port));
+                (vec![broker], NODE_ID)
+            }
+            Some(cluster) => {
+                let live = cluster.live();
+                let controller = live.first().map_or(BrokerId(-1), |b| BrokerId(b.id));
+                let brokers = live
+                    .into_iter()
+                    .map(|broker| {
+                        DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(broker.id))
+                            .with_host(str_bytes(&broker.host))
+                            .with_port(i32::from(broker.port))
+                    })
+                    .collect();
+                (brokers, controller)
+            }
+        };
         DescribeClusterResponse::default()
             .with_cluster_id(str_bytes(CLUSTER_ID))
-            .with_controller_id(NODE_ID)
-            .with_brokers(vec![broker])
+            .with_controller_id(controller)
+            .with_brokers(brokers)
     }
 
     /// The partition `index` of `topic`, as the engine names it, or the Kafka error code.
@@ -41,9 +62,14 @@ impl Broker {
             .topic(topic, false)
             .await
             .map_err(|failure| error::code(&failure))?;
-        partition_of(&found, index)
+        let target = partition_of(&found, index)
             .map(|partition| TopicPartition::new(found.name.clone(), partition))
-            .ok_or(ResponseError::UnknownTopicOrPartition.code())
+            .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        if self.leads(&target) {
+            Ok(target)
+        } else {
+            Err(ResponseError::NotLeaderOrFollower.code())
+        }
     }
 
     pub(super) async fn delete_records(

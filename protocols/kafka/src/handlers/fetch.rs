@@ -94,7 +94,14 @@ impl Broker {
                     Err(failure) => Err(error::code(failure)),
                     Ok(topic) => partition_of(topic, index)
                         .map(|partition| TopicPartition::new(topic.name.clone(), partition))
-                        .ok_or(ResponseError::UnknownTopicOrPartition.code()),
+                        .ok_or(ResponseError::UnknownTopicOrPartition.code())
+                        .and_then(|target| {
+                            if self.leads(&target) {
+                                Ok(target)
+                            } else {
+                                Err(ResponseError::NotLeaderOrFollower.code())
+                            }
+                        }),
                 };
                 let target = match target {
                     Ok(target) => target,

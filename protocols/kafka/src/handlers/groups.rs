@@ -13,7 +13,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator as Coordina
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{
-    FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
+    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
     JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest,
     SyncGroupResponse,
 };
@@ -40,25 +40,46 @@ impl Broker {
         version: i16,
         request: FindCoordinatorRequest,
     ) -> FindCoordinatorResponse {
-        let host = str_bytes(&self.settings.advertised_host);
-        let port = i32::from(context.local_port);
-        let error = if request.key_type == GROUP_KEY_TYPE {
-            None
-        } else {
-            Some(ResponseError::CoordinatorNotAvailable)
+        let local = (
+            NODE_ID,
+            str_bytes(&self.settings.advertised_host),
+            i32::from(context.local_port),
+        );
+        // The coordinator of `key`: this broker, or with a cluster the one the key hashes to.
+        let coordinator = |key: &str| {
+            if request.key_type != GROUP_KEY_TYPE {
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+            let Some(cluster) = &self.cluster else {
+                return Ok(local.clone());
+            };
+            let id = cluster
+                .coordinator(key)
+                .ok_or(ResponseError::CoordinatorNotAvailable)?;
+            cluster
+                .live()
+                .into_iter()
+                .find(|broker| broker.id == id)
+                .map(|broker| {
+                    (
+                        BrokerId(id),
+                        str_bytes(&broker.host),
+                        i32::from(broker.port),
+                    )
+                })
+                .ok_or(ResponseError::CoordinatorNotAvailable)
         };
         if version >= 4 {
             let coordinators = request
                 .coordinator_keys
-                .into_iter()
+                .iter()
                 .map(|key| {
-                    let entry = CoordinatorEntry::default().with_key(key);
-                    match error {
-                        None => entry
-                            .with_node_id(NODE_ID)
-                            .with_host(host.clone())
-                            .with_port(port),
-                        Some(error) => entry
+                    let entry = CoordinatorEntry::default().with_key(key.clone());
+                    match coordinator(key.as_str()) {
+                        Ok((node, host, port)) => {
+                            entry.with_node_id(node).with_host(host).with_port(port)
+                        }
+                        Err(error) => entry
                             .with_node_id(super::BrokerId(-1))
                             .with_error_code(error.code()),
                     }
@@ -66,12 +87,12 @@ impl Broker {
                 .collect();
             return FindCoordinatorResponse::default().with_coordinators(coordinators);
         }
-        match error {
-            None => FindCoordinatorResponse::default()
-                .with_node_id(NODE_ID)
+        match coordinator(request.key.as_str()) {
+            Ok((node, host, port)) => FindCoordinatorResponse::default()
+                .with_node_id(node)
                 .with_host(host)
                 .with_port(port),
-            Some(error) => FindCoordinatorResponse::default()
+            Err(error) => FindCoordinatorResponse::default()
                 .with_error_code(error.code())
                 .with_node_id(super::BrokerId(-1)),
         }

@@ -30,9 +30,13 @@ impl Broker {
                         None => Err(ResponseError::UnknownTopicOrPartition.code()),
                         Some(partition) => {
                             let target = TopicPartition::new(topic.name.clone(), partition);
-                            self.lookup(&target, wanted.timestamp)
-                                .await
-                                .map_err(|failure| error::code(&failure))
+                            if !self.leads(&target) {
+                                Err(ResponseError::NotLeaderOrFollower.code())
+                            } else {
+                                self.lookup(&target, wanted.timestamp)
+                                    .await
+                                    .map_err(|failure| error::code(&failure))
+                            }
                         }
                     },
                 };

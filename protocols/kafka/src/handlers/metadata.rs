@@ -1,13 +1,15 @@
 //! Metadata: one broker (node 0 at the advertised host and the port the client reached), every
-//! partition led by it, stable topic ids, internal topics hidden, auto-creation of unknown topics
+//! partition led by it — or, with a cluster, the live brokers at their advertised addresses and
+//! each partition's leader (LEADER_NOT_AVAILABLE while this broker holds no lease), stable topic ids, internal topics hidden, auto-creation of unknown topics
 //! when the client allows it (always before v4, `allow_auto_topic_creation` from v4).
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
-use tributary_api::{EngineResult, TopicDescription};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use tributary_api::{EngineResult, TopicDescription, TopicPartition};
 use uuid::Uuid;
 
 use super::{Broker, CLUSTER_ID, NODE_ID, RequestContext, str_bytes, topic_name};
@@ -33,14 +35,33 @@ impl Broker {
                 topics
             }
         };
-        let broker = MetadataResponseBroker::default()
-            .with_node_id(NODE_ID)
-            .with_host(str_bytes(&self.settings.advertised_host))
-            .with_port(i32::from(context.local_port));
+        let (brokers, controller) = match &self.cluster {
+            None => {
+                let broker = MetadataResponseBroker::default()
+                    .with_node_id(NODE_ID)
+                    .with_host(str_bytes(&self.settings.advertised_host))
+                    .with_port(i32::from(context.local_port));
+                (vec![broker], NODE_ID)
+            }
+            Some(cluster) => {
+                let live = cluster.live();
+                let brokers = live
+                    .iter()
+                    .map(|broker| {
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(broker.id))
+                            .with_host(str_bytes(&broker.host))
+                            .with_port(i32::from(broker.port))
+                    })
+                    .collect();
+                let controller = live.first().map_or(BrokerId(-1), |b| BrokerId(b.id));
+                (brokers, controller)
+            }
+        };
         MetadataResponse::default()
-            .with_brokers(vec![broker])
+            .with_brokers(brokers)
             .with_cluster_id(Some(str_bytes(CLUSTER_ID)))
-            .with_controller_id(NODE_ID)
+            .with_controller_id(controller)
             .with_topics(topics)
     }
 
@@ -53,7 +74,7 @@ impl Broker {
             .filter(|topic| !topic.internal)
             .collect();
         topics.sort_by(|a, b| a.name.cmp(&b.name));
-        topics.iter().map(describe).collect()
+        topics.iter().map(|topic| self.describe(topic)).collect()
     }
 
     async fn requested_topic(
@@ -67,7 +88,7 @@ impl Broker {
             None => self.topic_by_id(requested.topic_id),
         };
         match found {
-            Ok(topic) => describe(&topic),
+            Ok(topic) => self.describe(&topic),
             Err(failure) => MetadataResponseTopic::default()
                 .with_error_code(error::code(&failure))
                 .with_name(requested.name)
@@ -85,22 +106,37 @@ impl Broker {
     }
 }
 
-fn describe(topic: &TopicDescription) -> MetadataResponseTopic {
-    let partitions = (0..topic.partitions)
-        .filter_map(|index| i32::try_from(index).ok())
-        .map(|index| {
-            MetadataResponsePartition::default()
-                .with_error_code(0)
-                .with_partition_index(index)
-                .with_leader_id(NODE_ID)
-                // -1: no leader epochs, so clients skip KIP-320 epoch validation.
-                .with_leader_epoch(-1)
-                .with_replica_nodes(vec![NODE_ID])
-                .with_isr_nodes(vec![NODE_ID])
-        })
-        .collect();
-    MetadataResponseTopic::default()
-        .with_name(Some(topic_name(&topic.name)))
-        .with_topic_id(Uuid::from_bytes(topic.id))
-        .with_partitions(partitions)
+impl Broker {
+    /// The partitions of `topic` with their leaders.
+    fn describe(&self, topic: &TopicDescription) -> MetadataResponseTopic {
+        let partitions = (0..topic.partitions)
+            .filter_map(|index| Some((index, i32::try_from(index).ok()?)))
+            .map(|(partition, index)| {
+                let leader = match &self.cluster {
+                    None => Some(NODE_ID),
+                    Some(cluster) => cluster
+                        .leader(&TopicPartition::new(topic.name.clone(), partition))
+                        .map(BrokerId),
+                };
+                let answer = MetadataResponsePartition::default()
+                    .with_partition_index(index)
+                    // -1: no leader epochs, so clients skip KIP-320 epoch validation.
+                    .with_leader_epoch(-1);
+                match leader {
+                    Some(leader) => answer
+                        .with_error_code(0)
+                        .with_leader_id(leader)
+                        .with_replica_nodes(vec![leader])
+                        .with_isr_nodes(vec![leader]),
+                    None => answer
+                        .with_error_code(ResponseError::LeaderNotAvailable.code())
+                        .with_leader_id(BrokerId(-1)),
+                }
+            })
+            .collect();
+        MetadataResponseTopic::default()
+            .with_name(Some(topic_name(&topic.name)))
+            .with_topic_id(Uuid::from_bytes(topic.id))
+            .with_partitions(partitions)
+    }
 }

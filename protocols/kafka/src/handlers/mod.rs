@@ -20,11 +20,17 @@ pub(crate) use produce::split_batches;
 
 pub(crate) use produce::StagedProduce;
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiVersionsResponse, BrokerId, TopicName};
+use kafka_protocol::messages::{
+    ApiVersionsResponse, BrokerId, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse,
+    SyncGroupResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio_util::sync::CancellationToken;
-use tributary_api::{Engine, EngineError, EngineResult, TopicDescription, TopicSettings};
+use tributary_api::{
+    ClusterView, Engine, EngineError, EngineResult, TopicDescription, TopicPartition, TopicSettings,
+};
 
 use std::sync::Arc;
 
@@ -35,6 +41,8 @@ use crate::producers::Producers;
 
 /// The one node id this broker has; it leads every partition.
 pub(crate) const NODE_ID: BrokerId = BrokerId(0);
+/// Kafka's NOT_COORDINATOR, for group requests that reach a broker not coordinating the group.
+const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
 /// Reported in Metadata and DescribeCluster.
 pub(crate) const CLUSTER_ID: &str = "tributary";
 /// Kafka's own limit on topic name length.
@@ -47,6 +55,9 @@ pub(crate) struct Broker {
     pub(crate) settings: KafkaSettings,
     pub(crate) coordinator: Arc<Coordinator>,
     pub(crate) producers: Producers,
+    /// Several brokers over one log: who is live, who leads what. `None`: this broker is the
+    /// only one ([`NODE_ID`], leading every partition).
+    pub(crate) cluster: Option<Arc<dyn ClusterView>>,
 }
 
 /// Facts about the connection a request arrived on.
@@ -65,7 +76,24 @@ impl Broker {
             settings,
             coordinator: Arc::new(Coordinator::default()),
             producers: Producers::default(),
+            cluster: None,
         }
+    }
+
+    /// Whether this broker coordinates `group`: always without a cluster.
+    pub(crate) fn coordinates(&self, group: &str) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|cluster| cluster.coordinator(group) == Some(cluster.local_id()))
+    }
+
+    /// Whether this broker leads `partition`: always without a cluster. A request for a
+    /// partition it does not lead is answered NOT_LEADER_OR_FOLLOWER, so the client refreshes
+    /// its metadata and goes to the leader.
+    pub(crate) fn leads(&self, partition: &TopicPartition) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|cluster| cluster.leader(partition) == Some(cluster.local_id()))
     }
 
     /// Answers one request; `None` means the request gets no response (Produce with acks=0).
@@ -94,6 +122,31 @@ impl Broker {
             }
             KafkaRequest::FindCoordinator(request) => {
                 KafkaResponse::FindCoordinator(self.find_coordinator(context, version, request))
+            }
+            // Group membership lives on the group's coordinator only: a request that reaches
+            // another broker sends the client back to FindCoordinator.
+            KafkaRequest::JoinGroup(request) if !self.coordinates(&request.group_id) => {
+                KafkaResponse::JoinGroup(
+                    JoinGroupResponse::default()
+                        .with_error_code(NOT_COORDINATOR)
+                        .with_generation_id(-1)
+                        .with_member_id(request.member_id),
+                )
+            }
+            KafkaRequest::SyncGroup(request) if !self.coordinates(&request.group_id) => {
+                KafkaResponse::SyncGroup(
+                    SyncGroupResponse::default().with_error_code(NOT_COORDINATOR),
+                )
+            }
+            KafkaRequest::Heartbeat(request) if !self.coordinates(&request.group_id) => {
+                KafkaResponse::Heartbeat(
+                    HeartbeatResponse::default().with_error_code(NOT_COORDINATOR),
+                )
+            }
+            KafkaRequest::LeaveGroup(request) if !self.coordinates(&request.group_id) => {
+                KafkaResponse::LeaveGroup(
+                    LeaveGroupResponse::default().with_error_code(NOT_COORDINATOR),
+                )
             }
             KafkaRequest::JoinGroup(request) => KafkaResponse::JoinGroup(
                 self.join_group(context, version, client_id, request).await,

@@ -175,6 +175,9 @@ impl Broker {
             }
         };
         let target = TopicPartition::new(topic.name.clone(), partition);
+        if !self.leads(&target) {
+            return answer(ResponseError::NotLeaderOrFollower.code());
+        }
         let mut first_offset = None;
         let mut log_start = -1;
         let mut records_in: u64 = 0;

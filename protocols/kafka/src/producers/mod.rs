@@ -76,7 +76,7 @@ use snapshot::{EndBatch, Snapshot};
 pub const NAMESPACE: &str = "kafka.producers";
 const NEXT_ID_KEY: &str = "next-id";
 /// Batches remembered per (producer, partition) for duplicate detection (Kafka's five in flight).
-pub const CACHED_BATCHES: usize = 5;
+pub const CACHED_BATCHES: usize = tributary_api::PRODUCER_BATCHES_KEPT;
 /// Idempotent batches recorded on a partition between two snapshots: bounds what a rebuild
 /// replays (plus whatever other writers appended in between) at one metadata write per this many
 /// batches.
@@ -213,8 +213,7 @@ pub(crate) fn check(
 
 /// The sequence number of a batch's last record (sequences wrap after `i32::MAX`).
 pub(crate) fn last_sequence(header: &BatchHeader) -> i32 {
-    let last = i64::from(header.base_sequence) + i64::from(header.last_offset_delta);
-    i32::try_from(last).unwrap_or_else(|_| (last - i64::from(i32::MAX) - 1) as i32)
+    header.last_sequence()
 }
 
 /// What producer state lives in: the log (the truth) and the metadata store (ids, snapshots).
@@ -259,12 +258,17 @@ struct PartitionState {
     /// The offset of the last snapshot written (or the rebuild started from).
     snapshot_offset: i64,
     snapshotting: bool,
+    /// The log records this state itself (with its batches): no snapshots are written.
+    kept_by_log: bool,
 }
 
 #[derive(Debug)]
 struct PartitionSlot {
     partition: TopicPartition,
     topic_id: [u8; 16],
+    /// The log's partition generation this state was built at; another one means leadership
+    /// moved away and back, so the state is rebuilt.
+    generation: u64,
     snapshot_key: String,
     /// Set once the state was rebuilt from the log.
     rebuilt: tokio::sync::OnceCell<()>,
@@ -275,12 +279,13 @@ struct PartitionSlot {
 }
 
 impl PartitionSlot {
-    fn new(topic_id: [u8; 16], partition: &TopicPartition) -> Self {
+    fn new(topic_id: [u8; 16], generation: u64, partition: &TopicPartition) -> Self {
         let hex: String = topic_id.iter().map(|byte| format!("{byte:02x}")).collect();
         Self {
             snapshot_key: format!("snapshot/{hex}/{}", partition.partition),
             partition: partition.clone(),
             topic_id,
+            generation,
             rebuilt: tokio::sync::OnceCell::new(),
             numbering: tokio::sync::Mutex::new(()),
             state: Mutex::new(PartitionState::default()),
@@ -337,6 +342,9 @@ impl Producers {
     /// Hands out a new producer id (epoch 0), durably: `next-id` is written before the id is
     /// returned, and ids stay above every id a rebuilt log holds.
     pub(crate) async fn allocate(&self, engine: &Backing) -> EngineResult<i64> {
+        if let Some(id) = engine.log.allocate_producer_id().await? {
+            return Ok(id);
+        }
         let store = engine.metadata.as_ref();
         let _serial = self.shared.allocate.lock().await;
         let stored = store
@@ -358,15 +366,22 @@ impl Producers {
         Ok(i64::try_from(next).unwrap_or(i64::MAX))
     }
 
-    fn slot(&self, topic_id: [u8; 16], partition: &TopicPartition) -> Arc<PartitionSlot> {
+    fn slot(
+        &self,
+        topic_id: [u8; 16],
+        generation: u64,
+        partition: &TopicPartition,
+    ) -> Arc<PartitionSlot> {
         let mut partitions = self.shared.partitions.lock();
         if let Some(slot) = partitions.get(partition)
             && slot.topic_id == topic_id
+            && slot.generation == generation
         {
             return Arc::clone(slot);
         }
-        // New, or the topic was deleted and made again under the same name.
-        let slot = Arc::new(PartitionSlot::new(topic_id, partition));
+        // New, the topic was deleted and made again under the same name, or this broker
+        // regained the partition (another broker may have written it meanwhile).
+        let slot = Arc::new(PartitionSlot::new(topic_id, generation, partition));
         partitions.insert(partition.clone(), Arc::clone(&slot));
         slot
     }
@@ -380,7 +395,8 @@ impl Producers {
         partition: &TopicPartition,
         batch: VerifiedBatch,
     ) -> EngineResult<Sequenced> {
-        let slot = self.slot(topic_id, partition);
+        let generation = engine.log.partition_generation(partition);
+        let slot = self.slot(topic_id, generation, partition);
         let (producers, engine) = (self.clone(), engine.clone());
         // A task of its own: dropping the caller (a client hanging up) must not stop it
         // between the append and the record.
@@ -450,7 +466,8 @@ impl Producers {
             let due = (state.recorded_since_snapshot >= self.shared.snapshot_every
                 || log_grown >= SNAPSHOT_EVERY_OFFSETS)
                 && durable.is_ok()
-                && !state.snapshotting;
+                && !state.snapshotting
+                && !state.kept_by_log;
             state.snapshotting |= due;
             due
         };
@@ -475,6 +492,7 @@ impl Producers {
         let replayed = rebuilt.batches_replayed > 0;
         {
             let mut state = slot.state.lock();
+            state.kept_by_log = rebuilt.kept_by_log;
             state.producers = rebuilt.producers;
             state.snapshot_offset = rebuilt.replayed_from;
             state.snapshotting = replayed;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use tributary_api::batch::BatchHeader;
-use tributary_api::{EngineError, EngineResult, TopicPartition};
+use tributary_api::{EngineError, EngineResult, ProducerBatch, TopicPartition};
 
 use super::snapshot::Snapshot;
 use super::{Backing, NAMESPACE, PartitionProducer, SequencedBatch, last_sequence};
@@ -30,6 +30,8 @@ pub(crate) struct Rebuilt {
     pub(crate) replayed_from: i64,
     pub(crate) from_snapshot: bool,
     pub(crate) batches_replayed: u64,
+    /// The log records producer state itself: nothing was replayed and no snapshot is needed.
+    pub(crate) kept_by_log: bool,
 }
 
 impl Rebuilt {
@@ -91,6 +93,13 @@ pub(crate) async fn rebuild(
     snapshot_key: &str,
 ) -> EngineResult<Rebuilt> {
     let offsets = engine.log.offsets(partition)?;
+    if let Some(kept) = engine.log.producer_batches(partition).await? {
+        return Ok(from_log_state(
+            &kept,
+            offsets.high_watermark,
+            offsets.log_start,
+        ));
+    }
     let stored = engine.metadata.get(NAMESPACE, snapshot_key).await?;
     let snapshot = match stored.map(|bytes| (Snapshot::decode(bytes.clone()), bytes.len())) {
         None => None,
@@ -156,6 +165,36 @@ pub(crate) async fn rebuild(
         .producers
         .retain(|_, producer| producer.last_offset().is_some_and(|last| last >= log_start));
     Ok(rebuilt)
+}
+
+/// The state from the producer batches a log records itself (in offset order).
+fn from_log_state(kept: &[ProducerBatch], high_watermark: i64, log_start: i64) -> Rebuilt {
+    let mut rebuilt = Rebuilt {
+        max_producer_id: -1,
+        replayed_from: high_watermark,
+        complete_below: high_watermark,
+        kept_by_log: true,
+        ..Rebuilt::default()
+    };
+    for batch in kept {
+        rebuilt.max_producer_id = rebuilt.max_producer_id.max(batch.producer_id);
+        rebuilt
+            .producers
+            .entry(batch.producer_id)
+            .or_insert_with(|| PartitionProducer::new(batch.producer_epoch))
+            .replay(
+                batch.producer_epoch,
+                SequencedBatch {
+                    base_sequence: batch.base_sequence,
+                    last_sequence: batch.last_sequence,
+                    base_offset: batch.base_offset,
+                },
+            );
+    }
+    rebuilt
+        .producers
+        .retain(|_, producer| producer.last_offset().is_some_and(|last| last >= log_start));
+    rebuilt
 }
 
 /// Applies the whole batches of `data` (read at `offset`) and returns the offset after the last.

@@ -191,7 +191,7 @@ impl World {
     }
 
     fn snapshot(&self) -> Option<Snapshot> {
-        let key = PartitionSlot::new(TOPIC_ID, &self.partition).snapshot_key;
+        let key = PartitionSlot::new(TOPIC_ID, 0, &self.partition).snapshot_key;
         let stored = self.store.value(NAMESPACE, &key);
         stored.map(|bytes| Snapshot::decode(bytes).expect("snapshot decodes"))
     }
@@ -265,7 +265,7 @@ async fn a_crash_after_the_append_still_finds_the_retry_in_the_log() {
     );
 
     // And with no snapshot at all.
-    let key = PartitionSlot::new(TOPIC_ID, &world.partition).snapshot_key;
+    let key = PartitionSlot::new(TOPIC_ID, 0, &world.partition).snapshot_key;
     world.store.delete(NAMESPACE, &key).await.expect("delete");
     let restarted = Producers::default();
     assert_eq!(
@@ -311,7 +311,7 @@ async fn a_snapshot_older_than_the_log_is_a_start_point_and_the_tail_is_replayed
     assert_eq!(snapshot.offset, offsets[3] + 2);
     assert!(snapshot.offset <= offsets[4]);
 
-    let key = PartitionSlot::new(TOPIC_ID, &world.partition).snapshot_key;
+    let key = PartitionSlot::new(TOPIC_ID, 0, &world.partition).snapshot_key;
     let rebuilt = rebuild(&world.backing, &world.partition, &key)
         .await
         .expect("rebuild");
@@ -357,7 +357,7 @@ async fn a_snapshot_leading_a_log_that_lost_its_tail_is_discarded() {
     world.log.lose_tail_from(&world.partition, offsets[2]);
     world.append_plain(2).await;
 
-    let key = PartitionSlot::new(TOPIC_ID, &world.partition).snapshot_key;
+    let key = PartitionSlot::new(TOPIC_ID, 0, &world.partition).snapshot_key;
     let rebuilt = rebuild(&world.backing, &world.partition, &key)
         .await
         .expect("rebuild");

@@ -1,0 +1,31 @@
+//! What a frontend needs to know when several brokers serve one log (the cloud engine with
+//! membership): the live brokers, who leads a partition, who coordinates a group.
+//!
+//! Invariants: answers come from the broker's latest view of the membership; a broker that does
+//! not hold its membership lease lists no broker and leads nothing, so its clients go elsewhere.
+//! Without a cluster (the local engine) frontends behave as the only broker.
+
+use crate::types::TopicPartition;
+
+/// A live broker as clients should reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub id: i32,
+    pub host: String,
+    /// Its Kafka listener.
+    pub port: u16,
+}
+
+/// The membership view of one broker.
+pub trait ClusterView: Send + Sync + std::fmt::Debug {
+    /// This broker's id.
+    fn local_id(&self) -> i32;
+    /// The live brokers, by id; empty without a lease.
+    fn live(&self) -> Vec<BrokerAddress>;
+    /// The broker that leads `partition`; `None` without a lease.
+    fn leader(&self, partition: &TopicPartition) -> Option<i32>;
+    /// The broker that coordinates the group (or transactional id) `key`.
+    fn coordinator(&self, key: &str) -> Option<i32>;
+    /// Whether this broker holds its membership lease now.
+    fn holds_lease(&self) -> bool;
+}

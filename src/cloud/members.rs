@@ -1,0 +1,265 @@
+//! Broker membership by leases in PostgreSQL, and partition leadership by rendezvous hashing
+//! over the live brokers.
+//!
+//! Each broker upserts its row in `brokers` (id, advertised host, Kafka port, lease expiry) every
+//! `cluster.lease_renew_ms` and reads back the brokers whose lease has not expired. Expiry is
+//! judged by PostgreSQL's clock (`now()`), so brokers' clocks need not agree. Leadership of a
+//! partition (and the coordinator of a group) is the live broker with the highest
+//! [`rendezvous`] score for it: every broker with the same view picks the same leader, and a
+//! broker joining or leaving moves only the partitions it wins or held.
+//!
+//! Invariants:
+//! - this broker counts itself a holder of its lease only until `renewal start + lease
+//!   duration` by its own monotonic clock, measured from BEFORE the renewal was sent, so it
+//!   stops counting itself live no later than PostgreSQL stops counting it;
+//! - without a lease it leads nothing (every partition answers "not leader") and lists no
+//!   broker; the flush's fencing update still refuses a stale writer if views disagree for a
+//!   moment;
+//! - the hash is fixed (FNV-1a with a final mix), not `std`'s, so brokers built by different
+//!   compilers agree.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use tokio::sync::Notify;
+use tributary_api::{BrokerAddress, TopicPartition};
+
+use super::error::{CloudError, CloudResult};
+use super::pool::PgPool;
+use super::stats::Stats;
+
+/// What membership is configured with.
+#[derive(Debug, Clone)]
+pub struct MemberSettings {
+    pub broker_id: u32,
+    /// Advertised host clients of other brokers are sent to.
+    pub host: String,
+    pub lease: Duration,
+    pub renew: Duration,
+}
+
+/// What this broker last learnt from PostgreSQL.
+#[derive(Debug, Default, Clone)]
+struct View {
+    /// Live brokers, by id.
+    live: Vec<BrokerAddress>,
+    /// This broker's lease holds until then (by its own clock).
+    lease_until: Option<Instant>,
+}
+
+/// The membership of one broker; cheap to share.
+#[derive(Debug)]
+pub struct Membership {
+    settings: MemberSettings,
+    pool: PgPool,
+    stats: Arc<Stats>,
+    view: RwLock<View>,
+    /// The Kafka listener's port, once bound (0 before).
+    kafka_port: AtomicU16,
+    /// Asks for a renewal now (the Kafka port became known).
+    renew_now: Notify,
+}
+
+/// The rendezvous score of `broker` for `key`: FNV-1a over the key and the id, then a
+/// splitmix64 finaliser so nearby ids do not give nearby scores.
+pub fn rendezvous(key: &[u8], broker: u32) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.iter().chain(broker.to_be_bytes().iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
+}
+
+fn partition_key(tp: &TopicPartition) -> Vec<u8> {
+    let mut key = Vec::with_capacity(tp.topic.len() + 5);
+    key.extend_from_slice(b"p");
+    key.extend_from_slice(tp.topic.as_bytes());
+    key.extend_from_slice(&tp.partition.to_be_bytes());
+    key
+}
+
+impl Membership {
+    pub fn new(settings: MemberSettings, pool: PgPool, stats: Arc<Stats>) -> Self {
+        Self {
+            settings,
+            pool,
+            stats,
+            view: RwLock::default(),
+            kafka_port: AtomicU16::new(0),
+            renew_now: Notify::new(),
+        }
+    }
+
+    /// Records the Kafka listener's bound port and advertises it at once.
+    pub fn set_kafka_port(&self, port: u16) {
+        self.kafka_port.store(port, Ordering::Release);
+        self.renew_now.notify_one();
+    }
+
+    /// Returns at the next renewal time, or earlier when the Kafka port became known.
+    pub async fn wait_renewal(&self) {
+        tokio::select! {
+            () = tokio::time::sleep(self.settings.renew) => {}
+            () = self.renew_now.notified() => {}
+        }
+    }
+
+    pub fn broker_id(&self) -> u32 {
+        self.settings.broker_id
+    }
+
+    /// Upserts this broker's lease and reads the live brokers back.
+    pub async fn renew(&self) -> CloudResult<()> {
+        let started = Instant::now();
+        let lease_ms = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX);
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO brokers (broker_id, host, kafka_port, lease_expires)
+                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 millisecond')
+                 ON CONFLICT (broker_id) DO UPDATE
+                 SET host = EXCLUDED.host, kafka_port = EXCLUDED.kafka_port,
+                     lease_expires = EXCLUDED.lease_expires",
+                &[
+                    &i64::from(self.settings.broker_id),
+                    &self.settings.host,
+                    &i32::from(self.kafka_port.load(Ordering::Acquire)),
+                    &(lease_ms as f64),
+                ],
+            )
+            .await
+            .map_err(CloudError::pg("renewing the broker lease"))?;
+        let rows = client
+            .query(
+                "SELECT broker_id, host, kafka_port FROM brokers
+                 WHERE lease_expires > now() ORDER BY broker_id",
+                &[],
+            )
+            .await
+            .map_err(CloudError::pg("reading live brokers"))?;
+        let live: Vec<BrokerAddress> = rows
+            .iter()
+            .map(|row| BrokerAddress {
+                id: row.get::<_, i64>(0) as i32,
+                host: row.get(1),
+                port: row.get::<_, i32>(2) as u16,
+            })
+            .collect();
+        self.stats.lease_renewals.inc();
+        let mut view = self.view.write();
+        if view.live != live {
+            tracing::info!(
+                live = ?live.iter().map(|b| b.id).collect::<Vec<_>>(),
+                "cluster membership changed"
+            );
+        }
+        view.live = live;
+        view.lease_until = Some(started + self.settings.lease);
+        Ok(())
+    }
+
+    /// Gives the lease up (clean shutdown), so the others take over without waiting for expiry.
+    pub async fn leave(&self) {
+        self.view.write().lease_until = None;
+        let left = async {
+            let client = self.pool.get().await?;
+            client
+                .execute(
+                    "DELETE FROM brokers WHERE broker_id = $1",
+                    &[&i64::from(self.settings.broker_id)],
+                )
+                .await
+                .map_err(CloudError::pg("leaving the cluster"))
+        };
+        if let Err(error) = left.await {
+            tracing::warn!(%error, "could not remove this broker's lease; it expires on its own");
+        }
+    }
+
+    /// Whether this broker's lease is held now.
+    pub fn holds_lease(&self) -> bool {
+        self.view
+            .read()
+            .lease_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// The live brokers clients can reach (a broker whose Kafka listener is not bound yet
+    /// advertises port 0 and is left out); empty without a lease.
+    pub fn live(&self) -> Vec<BrokerAddress> {
+        if !self.holds_lease() {
+            return Vec::new();
+        }
+        let view = self.view.read();
+        view.live.iter().filter(|b| b.port != 0).cloned().collect()
+    }
+
+    /// The live broker with the highest score for `key`; `None` without a lease.
+    pub fn owner(&self, key: &[u8]) -> Option<i32> {
+        if !self.holds_lease() {
+            return None;
+        }
+        let view = self.view.read();
+        view.live
+            .iter()
+            .max_by_key(|broker| rendezvous(key, broker.id as u32))
+            .map(|broker| broker.id)
+    }
+
+    /// The broker leading `tp` in this broker's view.
+    pub fn leader(&self, tp: &TopicPartition) -> Option<i32> {
+        self.owner(&partition_key(tp))
+    }
+
+    /// Whether this broker leads `tp` in its view.
+    pub fn leads(&self, tp: &TopicPartition) -> bool {
+        self.leader(tp) == Some(self.settings.broker_id as i32)
+    }
+
+    /// The coordinator of the group `key`.
+    pub fn coordinator(&self, key: &str) -> Option<i32> {
+        let mut bytes = Vec::with_capacity(key.len() + 1);
+        bytes.extend_from_slice(b"g");
+        bytes.extend_from_slice(key.as_bytes());
+        self.owner(&bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendezvous_spreads_and_moves_only_the_leavers_partitions() {
+        let owner = |brokers: &[u32], tp: u32| {
+            let key = partition_key(&TopicPartition::new("t", tp));
+            *brokers
+                .iter()
+                .max_by_key(|id| rendezvous(&key, **id))
+                .unwrap()
+        };
+        let three = [1, 2, 3];
+        let mut counts = [0usize; 4];
+        for tp in 0..300 {
+            counts[owner(&three, tp) as usize] += 1;
+        }
+        for id in three {
+            assert!(counts[id as usize] > 60, "broker {id} leads {counts:?}");
+        }
+        for tp in 0..300 {
+            let before = owner(&three, tp);
+            let after = owner(&[1, 3], tp);
+            if before != 2 {
+                assert_eq!(
+                    before, after,
+                    "partition {tp} moved though its leader stayed"
+                );
+            }
+        }
+    }
+}
