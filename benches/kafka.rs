@@ -51,7 +51,7 @@ use tributary_api::batch::build_batch;
 use tributary_api::{Durability, Engine, Record, TopicPartition, TopicSettings};
 use tributary_kafka::{KafkaFrontend, KafkaSettings};
 
-#[path = "kafka_variants.rs"]
+#[path = "kafka/variants.rs"]
 mod variants;
 
 const TOPIC: &str = "bench";
