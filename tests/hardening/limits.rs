@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures_lite::StreamExt;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -18,8 +18,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
-    CreateTopicsResponse, MetadataRequest, ProduceRequest, ProduceResponse, RequestHeader,
-    TopicName,
+    CreateTopicsResponse, MetadataRequest, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
@@ -29,27 +28,11 @@ use tributary_api::Record;
 use tributary_api::batch::{build_batch, reseal};
 
 use crate::broker::{TestBroker, connect};
+use crate::kafka_wire;
 use crate::lapin_support::{self, args, stream_args, text};
 
 // ---------------------------------------------------------------------------------------------
 // Kafka at the byte level.
-
-fn kafka_send<T: Encodable>(stream: &mut TcpStream, key: ApiKey, version: i16, body: &T) {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("limits-test")));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, key.request_header_version(version))
-        .expect("header");
-    body.encode(&mut buf, version).expect("body");
-    let mut frame = BytesMut::new();
-    frame.put_i32(buf.len() as i32);
-    frame.put_slice(&buf);
-    stream.write_all(&frame).expect("write");
-}
 
 /// One request and its decoded response.
 fn kafka_call<Req: Encodable, Resp: Decodable>(
@@ -58,7 +41,7 @@ fn kafka_call<Req: Encodable, Resp: Decodable>(
     version: i16,
     body: &Req,
 ) -> Resp {
-    kafka_send(stream, key, version, body);
+    kafka_wire::send(stream, key, version, 7, body);
     let mut size = [0u8; 4];
     stream.read_exact(&mut size).expect("response size");
     let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
@@ -836,7 +819,7 @@ fn kafka_answers(addr: SocketAddr) -> bool {
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
     let request = kafka_protocol::messages::ApiVersionsRequest::default();
-    kafka_send(&mut stream, ApiKey::ApiVersions, 0, &request);
+    kafka_wire::send(&mut stream, ApiKey::ApiVersions, 0, 7, &request);
     let mut size = [0u8; 4];
     stream.read_exact(&mut size).is_ok()
 }

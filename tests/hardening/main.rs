@@ -3,6 +3,8 @@
 
 #[path = "../support/broker.rs"]
 mod broker;
+#[path = "../support/kafka_wire.rs"]
+mod kafka_wire;
 #[path = "../support/lapin.rs"]
 mod lapin_support;
 #[path = "../support/rocketmq.rs"]

@@ -5,6 +5,7 @@
 //! authentication, UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE, a hand-driven SCRAM exchange).
 
 use crate::broker;
+use crate::kafka_wire;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,11 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use broker::{TestBroker, connect, data_dir_in};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-    RequestHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-    SaslHandshakeResponse,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rdkafka::ClientContext;
@@ -333,26 +333,9 @@ fn call<Q: Encodable, R: Decodable>(
     version: i16,
     body: &Q,
 ) -> R {
-    send(stream, key, version, body);
+    kafka_wire::send(stream, key, version, 7, body);
     let mut body = receive(stream, key.response_header_version(version)).expect("a response");
     R::decode(&mut body, version).expect("decodes")
-}
-
-fn send<Q: Encodable>(stream: &mut TcpStream, key: ApiKey, version: i16, body: &Q) {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("sasl-wire-test")));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, key.request_header_version(version))
-        .expect("header");
-    body.encode(&mut buf, version).expect("body");
-    let mut frame = BytesMut::new();
-    frame.put_i32(buf.len() as i32);
-    frame.put_slice(&buf);
-    stream.write_all(&frame).expect("write");
 }
 
 /// The response body after its header, or `None` once the broker closed the connection.
@@ -412,10 +395,11 @@ fn before_authentication_only_api_versions_and_sasl_requests_are_served() {
     };
     assert_eq!(range(ApiKey::SaslHandshake), Some((0, 1)));
     assert_eq!(range(ApiKey::SaslAuthenticate), Some((0, 2)));
-    send(
+    kafka_wire::send(
         &mut stream,
         ApiKey::Metadata,
         1,
+        7,
         &MetadataRequest::default(),
     );
     assert!(
