@@ -319,16 +319,22 @@ pub async fn take_live(
         if expired.is_empty() && over_limit.is_empty() {
             return Ok(live);
         }
-        for (dead, reason) in [
+        let mut groups = [
             (expired, REASON_EXPIRED),
             (over_limit, REASON_DELIVERY_LIMIT),
-        ] {
+        ]
+        .into_iter();
+        while let Some((dead, reason)) = groups.next() {
             let dead: Vec<(u64, Option<Record>)> =
                 dead.into_iter().map(|d| (d.id, Some(d.record))).collect();
             if let Err(error) = dead_letter(shared, queue, &dead, reason).await {
-                // The live ones were taken too: back to the queue with them.
-                let live: Vec<u64> = live.iter().map(|d| d.id).collect();
-                return_to_queue(shared, queue, &live).await;
+                // `dead_letter` returned its own; the rest of this round was taken too.
+                let rest: Vec<u64> = groups
+                    .flat_map(|(group, _)| group)
+                    .chain(live)
+                    .map(|d| d.id)
+                    .collect();
+                return_to_queue(shared, queue, &rest).await;
                 return Err(error);
             }
         }

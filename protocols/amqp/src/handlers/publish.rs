@@ -512,7 +512,7 @@ async fn drop_over_limits(shared: &Arc<Shared>, queue: &str, policy: &QueuePolic
             Ok(0) => return,
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(queue, %error, "dropping over-length messages failed");
+                tracing::warn!(queue, %error, "dropping over-length messages failed; they stay in the queue, over its limit, until the next publish drops them");
                 return;
             }
         }
