@@ -480,3 +480,33 @@ fn cluster_keys_turn_the_cloud_engine_on_and_are_checked() {
         "{zero}"
     );
 }
+
+#[test]
+fn printed_configuration_hides_the_database_password() {
+    assert_eq!(
+        redact_password("postgres://tributary:s3cret@db.example:5432/meta"),
+        "postgres://tributary:****@db.example:5432/meta"
+    );
+    assert_eq!(
+        redact_password("postgresql://u:p@ss@h/db?password=other&sslmode=require"),
+        "postgresql://u:****@h/db?password=****&sslmode=require"
+    );
+    assert_eq!(
+        redact_password("host=h user=u password='a b' dbname=d"),
+        "host=h user=u password=**** dbname=d"
+    );
+    // Nothing to hide: unchanged, including a user with no password and `old_password=`-like keys.
+    assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(redact_password("host=h xpassword=v"), "host=h xpassword=v");
+
+    let mut config = Config::default();
+    config.cluster.metadata_url = Some("postgres://u:hunter2@127.0.0.1/db".to_owned());
+    let text = config.to_toml().expect("serialises");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("postgres://u:****@127.0.0.1/db"), "{text}");
+    assert_eq!(
+        config.cluster.metadata_url.as_deref(),
+        Some("postgres://u:hunter2@127.0.0.1/db"),
+        "printing must not change the configuration the broker runs with"
+    );
+}

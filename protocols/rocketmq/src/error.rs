@@ -36,6 +36,8 @@ pub enum RequestError {
     Message(#[from] MessageError),
     #[error("malformed JSON body: {0}")]
     BodyJson(#[from] serde_json::Error),
+    #[error("invalid request body: {0}")]
+    InvalidBody(String),
     #[error("{0}")]
     Illegal(String),
     #[error("look message by offset failed, {0}")]
@@ -78,9 +80,10 @@ impl RequestError {
     /// The response code a client sees for this error.
     pub fn response_code(&self) -> i32 {
         match self {
-            Self::MissingField(_) | Self::BadField { .. } | Self::BodyJson(_) => {
-                code::INVALID_PARAMETER
-            }
+            Self::MissingField(_)
+            | Self::BadField { .. }
+            | Self::BodyJson(_)
+            | Self::InvalidBody(_) => code::INVALID_PARAMETER,
             Self::Message(_) | Self::Illegal(_) => code::MESSAGE_ILLEGAL,
             Self::TopicNotExist(_) => code::TOPIC_NOT_EXIST,
             Self::MessageNotFound(_)

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::codec::SerializeType;
-use crate::error::RequestResult;
+use crate::error::{RequestError, RequestResult};
 use crate::filter::{FilterError, SqlFilter};
 
 /// A tag subscription: `None` matches every message (`*` or an empty expression).
@@ -154,6 +154,7 @@ impl Heartbeat {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        check_name("clientID", &client_id)?;
         let mut consumers = Vec::new();
         let mut models = Vec::new();
         for consumer in value
@@ -165,6 +166,7 @@ impl Heartbeat {
             let Some(group) = consumer.get("groupName").and_then(Value::as_str) else {
                 continue;
             };
+            check_name("groupName", group)?;
             let subscriptions = consumer
                 .get("subscriptionDataSet")
                 .and_then(Value::as_array)
@@ -185,7 +187,7 @@ impl Heartbeat {
             models.push((group.to_owned(), model));
             consumers.push((group.to_owned(), subscriptions));
         }
-        let producers = value
+        let producers: Vec<String> = value
             .get("producerDataSet")
             .and_then(Value::as_array)
             .into_iter()
@@ -193,6 +195,15 @@ impl Heartbeat {
             .filter_map(|producer| producer.get("groupName")?.as_str())
             .map(str::to_owned)
             .collect();
+        for group in &producers {
+            check_name("groupName", group)?;
+        }
+        if consumers.len() + producers.len() > MAX_HEARTBEAT_GROUPS {
+            return Err(RequestError::InvalidBody(format!(
+                "a heartbeat names {} groups, more than the {MAX_HEARTBEAT_GROUPS} accepted",
+                consumers.len() + producers.len()
+            )));
+        }
         Ok(Self {
             client_id,
             consumers,
@@ -200,6 +211,24 @@ impl Heartbeat {
             producers,
         })
     }
+}
+
+/// Longest client id or group name a heartbeat may register: RocketMQ refuses group names over
+/// 255 characters, and the registry keeps these strings for as long as the connection lives.
+pub(crate) const MAX_HEARTBEAT_NAME_BYTES: usize = 255;
+/// Most groups (consumer and producer together) one heartbeat may register; a client process
+/// has a handful, and each one is an entry the registry keeps.
+pub(crate) const MAX_HEARTBEAT_GROUPS: usize = 1024;
+
+fn check_name(field: &'static str, name: &str) -> RequestResult<()> {
+    if name.len() <= MAX_HEARTBEAT_NAME_BYTES {
+        return Ok(());
+    }
+    let shown: String = name.chars().take(32).collect();
+    Err(RequestError::InvalidBody(format!(
+        "heartbeat field `{field}` is {} bytes long (`{shown}...`), more than {MAX_HEARTBEAT_NAME_BYTES}",
+        name.len()
+    )))
 }
 
 impl ClientRegistry {
@@ -448,6 +477,30 @@ mod tests {
         assert!(registry.unregister("192.0.2.2@1#2", 2, "CID-smoke"));
         assert!(registry.members("CID-smoke").is_empty());
         assert!(Heartbeat::parse(b"not json").is_err());
+        let long = "g".repeat(MAX_HEARTBEAT_NAME_BYTES + 1);
+        let fits = "g".repeat(MAX_HEARTBEAT_NAME_BYTES);
+        let with_client = |id: &str| format!(r#"{{"clientID":"{id}"}}"#);
+        assert!(Heartbeat::parse(with_client(&fits).as_bytes()).is_ok());
+        assert!(Heartbeat::parse(with_client(&long).as_bytes()).is_err());
+        let with_group = |group: &str| {
+            format!(r#"{{"clientID":"c","consumerDataSet":[{{"groupName":"{group}"}}]}}"#)
+        };
+        assert!(Heartbeat::parse(with_group(&fits).as_bytes()).is_ok());
+        assert!(Heartbeat::parse(with_group(&long).as_bytes()).is_err());
+        let producer =
+            format!(r#"{{"clientID":"c","producerDataSet":[{{"groupName":"{long}"}}]}}"#);
+        assert!(Heartbeat::parse(producer.as_bytes()).is_err());
+        let groups = |count: usize| {
+            let set: Vec<String> = (0..count)
+                .map(|n| format!(r#"{{"groupName":"p{n}"}}"#))
+                .collect();
+            format!(
+                r#"{{"clientID":"c","producerDataSet":[{}]}}"#,
+                set.join(",")
+            )
+        };
+        assert!(Heartbeat::parse(groups(MAX_HEARTBEAT_GROUPS).as_bytes()).is_ok());
+        assert!(Heartbeat::parse(groups(MAX_HEARTBEAT_GROUPS + 1).as_bytes()).is_err());
     }
 
     #[test]
