@@ -11,7 +11,8 @@
 //! Several brokers share one database and bucket ([`members`], [`leadership`]): each holds a
 //! lease in `brokers`, partitions and group coordinators are spread over the live brokers by
 //! rendezvous hashing, and a broker writes only the partitions it leads, starting each from
-//! PostgreSQL's high watermark when it takes it over.
+//! PostgreSQL's high watermark when it takes it over. Any broker serves reads: the others learn
+//! each commit's offsets through LISTEN/NOTIFY ([`wake`]), so their long polls wake at once.
 //!
 //! Invariants:
 //! - nothing is acknowledged before the PUT and the commit that cover it succeeded; a failure
@@ -40,6 +41,7 @@ pub mod read;
 pub mod schema;
 pub mod state;
 pub mod stats;
+pub mod wake;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +91,7 @@ pub struct CloudEngine {
     stop: CancellationToken,
     flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     membership: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl CloudEngine {
@@ -163,6 +166,7 @@ impl CloudEngine {
             log.clone()
                 .run_membership(members.clone(), stop.child_token()),
         );
+        let listener = tokio::spawn(log.clone().run_listener(stop.child_token()));
         Ok(Arc::new(Self {
             cluster: Arc::new(Cluster {
                 members,
@@ -173,6 +177,7 @@ impl CloudEngine {
             stop,
             flusher: Mutex::new(Some(flusher)),
             membership: Mutex::new(Some(membership)),
+            listener: Mutex::new(Some(listener)),
         }))
     }
 
@@ -202,6 +207,14 @@ impl CloudEngine {
             && let Err(error) = membership.await
         {
             tracing::error!(%error, "the membership task panicked");
+        }
+        for (task, name) in [(&self.listener, "LISTEN")] {
+            let handle = task.lock().take();
+            if let Some(handle) = handle
+                && let Err(error) = handle.await
+            {
+                tracing::error!(%error, task = name, "a cloud engine task panicked");
+            }
         }
         let flusher = self.flusher.lock().take();
         if let Some(flusher) = flusher

@@ -54,6 +54,10 @@ pub struct Stats {
     pub commit_micros: Counter,
     /// Microseconds from each flush's first batch to the flush starting (the interval wait).
     pub queued_micros: Counter,
+    /// Offsets notifications received from other brokers' commits (LISTEN/NOTIFY).
+    pub notifications: Counter,
+    /// LISTEN connections that failed (each is reconnected).
+    pub failed_listens: Counter,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -73,6 +77,8 @@ pub struct StatsSnapshot {
     pub put_micros: u64,
     pub commit_micros: u64,
     pub queued_micros: u64,
+    pub notifications: u64,
+    pub failed_listens: u64,
 }
 
 impl Stats {
@@ -92,6 +98,8 @@ impl Stats {
             put_micros: self.put_micros.get(),
             commit_micros: self.commit_micros.get(),
             queued_micros: self.queued_micros.get(),
+            notifications: self.notifications.get(),
+            failed_listens: self.failed_listens.get(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The cloud engine (PostgreSQL + S3) against real services: the storage model, Kafka clients
-//! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing.
+//! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing,
+//! wake-ups across brokers.
 //!
 //! Needs `TRIBUTARY_TEST_PG_URL`, `TRIBUTARY_TEST_S3_BUCKET` and the `AWS_*` variables that
 //! `bash .ci/services start` prints; a test FAILS (never skips) when they are missing. Built only
@@ -17,6 +18,8 @@ mod kafka_wire;
 mod model_test;
 mod producers;
 mod services;
+mod topics;
+mod wakeups;
 // The in-memory model the local engine's suite checks storage against (tests/storage/model).
 #[path = "../storage/model/reference.rs"]
 mod model;
