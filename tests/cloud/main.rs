@@ -16,6 +16,7 @@ mod kafka;
 #[path = "../support/kafka_wire.rs"]
 mod kafka_wire;
 mod model_test;
+mod outage;
 mod producers;
 mod services;
 mod topics;
