@@ -89,6 +89,13 @@ pub const MIGRATIONS: &[&str] = &[
         lease_expires timestamptz NOT NULL
     );
     "#,
+    // 4: consumer groups' generations, so a group's next coordinator carries on from them.
+    r#"
+    CREATE TABLE group_generations (
+        group_name text PRIMARY KEY,
+        generation integer NOT NULL
+    );
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.

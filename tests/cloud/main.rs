@@ -12,6 +12,7 @@ mod broker;
 mod cluster;
 mod engine;
 mod flushes;
+mod groups;
 mod kafka;
 #[path = "../support/kafka_wire.rs"]
 mod kafka_wire;
