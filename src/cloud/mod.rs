@@ -25,6 +25,9 @@
 //!   moment) rather than corrupting offsets, and the fenced broker takes the partition over
 //!   again from PostgreSQL before writing it.
 //!
+//! Retention, DeleteRecords and a deleted topic leave objects no batch refers to; the
+//! [`maintenance`] job deletes them after a grace period.
+//!
 //! Queues, the metadata store and the scheduler still run on the local engine (see the README).
 
 pub mod admin;
@@ -32,6 +35,7 @@ pub mod error;
 pub mod flush;
 pub mod leadership;
 pub mod log;
+pub mod maintenance;
 pub mod members;
 pub mod objects;
 pub mod offsets;
@@ -78,6 +82,11 @@ pub struct CloudSettings {
     pub flush_interval: Duration,
     pub flush_bytes: usize,
     pub read_cache_bytes: usize,
+    /// How often retention runs on the partitions this broker leads, and object GC on the
+    /// broker that holds the maintenance role.
+    pub maintenance_interval: Duration,
+    /// How long an object no batch refers to is kept before it is deleted.
+    pub object_gc_grace: Duration,
     pub log_defaults: LogDefaults,
     pub partition_limits: PartitionLimits,
 }
@@ -92,6 +101,7 @@ pub struct CloudEngine {
     flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     membership: Mutex<Option<tokio::task::JoinHandle<()>>>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl CloudEngine {
@@ -167,6 +177,11 @@ impl CloudEngine {
                 .run_membership(members.clone(), stop.child_token()),
         );
         let listener = tokio::spawn(log.clone().run_listener(stop.child_token()));
+        let maintenance = tokio::spawn(log.clone().run_maintenance(
+            settings.maintenance_interval,
+            settings.object_gc_grace,
+            stop.child_token(),
+        ));
         Ok(Arc::new(Self {
             cluster: Arc::new(Cluster {
                 members,
@@ -178,6 +193,7 @@ impl CloudEngine {
             flusher: Mutex::new(Some(flusher)),
             membership: Mutex::new(Some(membership)),
             listener: Mutex::new(Some(listener)),
+            maintenance: Mutex::new(Some(maintenance)),
         }))
     }
 
@@ -208,7 +224,10 @@ impl CloudEngine {
         {
             tracing::error!(%error, "the membership task panicked");
         }
-        for (task, name) in [(&self.listener, "LISTEN")] {
+        for (task, name) in [
+            (&self.listener, "LISTEN"),
+            (&self.maintenance, "maintenance"),
+        ] {
             let handle = task.lock().take();
             if let Some(handle) = handle
                 && let Err(error) = handle.await

@@ -96,6 +96,11 @@ pub const MIGRATIONS: &[&str] = &[
         generation integer NOT NULL
     );
     "#,
+    // 5: object GC: when an object was first seen without batches, and the lookup by object.
+    r#"
+    ALTER TABLE objects ADD COLUMN orphaned_ms bigint;
+    CREATE INDEX batches_by_object ON batches (object_key);
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.

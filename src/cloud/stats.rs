@@ -58,6 +58,13 @@ pub struct Stats {
     pub notifications: Counter,
     /// LISTEN connections that failed (each is reconnected).
     pub failed_listens: Counter,
+    /// Partitions whose log start retention moved (one per partition and pass).
+    pub retention_trims: Counter,
+    /// Log objects deleted by the object GC, and their bytes.
+    pub deleted_objects: Counter,
+    pub deleted_object_bytes: Counter,
+    /// Maintenance passes (retention, object GC) that failed.
+    pub failed_maintenance: Counter,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -79,6 +86,10 @@ pub struct StatsSnapshot {
     pub queued_micros: u64,
     pub notifications: u64,
     pub failed_listens: u64,
+    pub retention_trims: u64,
+    pub deleted_objects: u64,
+    pub deleted_object_bytes: u64,
+    pub failed_maintenance: u64,
 }
 
 impl Stats {
@@ -100,6 +111,10 @@ impl Stats {
             queued_micros: self.queued_micros.get(),
             notifications: self.notifications.get(),
             failed_listens: self.failed_listens.get(),
+            retention_trims: self.retention_trims.get(),
+            deleted_objects: self.deleted_objects.get(),
+            deleted_object_bytes: self.deleted_object_bytes.get(),
+            failed_maintenance: self.failed_maintenance.get(),
         }
     }
 }

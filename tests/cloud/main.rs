@@ -19,6 +19,7 @@ mod kafka_wire;
 mod model_test;
 mod outage;
 mod producers;
+mod retention;
 mod services;
 mod topics;
 mod wakeups;
