@@ -329,7 +329,7 @@ mod tests {
             assert_eq!((got.0.as_str(), got.1, got.2, got.3), *want);
         }
         let huge = "t".repeat(9_000);
-        assert!(payloads(&[(&huge, 0, 0, 1)]).is_empty());
+        assert!(super::payloads(&[(&huge, 0, 0, 1)]).is_empty());
     }
 
     #[test]
