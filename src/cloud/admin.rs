@@ -21,6 +21,7 @@ use super::error::{CloudError, CloudResult};
 use super::log::CloudLog;
 use super::pool::PgPool;
 use super::state::PartitionState;
+use super::wake;
 use crate::broker::metadata::TopicRecord;
 use crate::broker::topics::{
     check_partitions, effective, new_topic_record, validate_settings, within_limits,
@@ -213,6 +214,7 @@ impl CloudLog {
     async fn update_topic(&self, record: TopicRecord) -> EngineResult<TopicDescription> {
         let client = self.pool.get().await?;
         put_topic(&*client, &record, false).await?;
+        wake::notify_topics(&*client).await?;
         Ok(self.publish(record, u32::MAX))
     }
 }
@@ -240,6 +242,7 @@ impl TopicAdmin for CloudLog {
             return Err(EngineError::TopicExists(name.to_owned()));
         }
         add_partitions(&transaction, name, 0, partitions).await?;
+        wake::notify_topics(&transaction).await?;
         transaction
             .commit()
             .await
@@ -265,6 +268,7 @@ impl TopicAdmin for CloudLog {
             .execute("DELETE FROM consumer_offsets WHERE topic = $1", &[&name])
             .await
             .map_err(CloudError::pg("deleting a topic's offsets"))?;
+        wake::notify_topics(&transaction).await?;
         transaction
             .commit()
             .await
@@ -291,6 +295,7 @@ impl TopicAdmin for CloudLog {
             .map_err(CloudError::pg("starting a partition increase"))?;
         put_topic(&transaction, &record, false).await?;
         add_partitions(&transaction, name, current, total).await?;
+        wake::notify_topics(&transaction).await?;
         transaction
             .commit()
             .await

@@ -35,6 +35,7 @@ use super::error::{CloudError, CloudResult};
 use super::log::CloudLog;
 use super::producers;
 use super::state::{Coord, PartitionState};
+use super::wake;
 use crate::broker::topics::now_ms;
 
 /// How a flush ended, as the durability futures see it.
@@ -344,7 +345,8 @@ impl CloudLog {
     }
 
     /// The one transaction of a flush: the object row, each partition's high watermark moved
-    /// from the expected value, one coordinate row per batch.
+    /// from the expected value, one coordinate row per batch, the producer state, and the
+    /// notification other brokers wake on ([`wake`]).
     async fn commit(
         &self,
         key: &str,
@@ -435,6 +437,15 @@ impl CloudLog {
             .filter_map(|batch| Some((&batch.tp, batch.producer?)))
             .collect();
         producers::record(&transaction, &sequenced).await?;
+        // Other brokers' readers of these partitions wake when this commits.
+        let notified: Vec<wake::Entry<'_>> = moves
+            .iter()
+            .zip(log_starts(batches, &index_of, moves.len()))
+            .map(|((tp, _, advanced), log_start)| {
+                (tp.topic.as_str(), tp.partition, log_start, *advanced)
+            })
+            .collect();
+        wake::notify(&transaction, &notified).await?;
         transaction
             .commit()
             .await
@@ -442,4 +453,19 @@ impl CloudLog {
         self.stats.flush_transactions.inc();
         Ok(())
     }
+}
+
+/// Each moved partition's log start (this broker's view), in the order of the moves.
+fn log_starts(
+    batches: &[PendingBatch],
+    index_of: &HashMap<&TopicPartition, usize>,
+    moves: usize,
+) -> Vec<i64> {
+    let mut starts = vec![0; moves];
+    for batch in batches {
+        if let Some(&index) = index_of.get(&batch.tp) {
+            starts[index] = batch.state.offsets.lock().log_start;
+        }
+    }
+    starts
 }

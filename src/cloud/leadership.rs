@@ -10,8 +10,9 @@
 //! - until taken over, a partition counts as not led here ([`PartitionState::led`]), and the
 //!   frontend refuses writes to it; should views disagree for a moment, the flush's fencing
 //!   update refuses the stale writer;
-//! - topics are only added from PostgreSQL here, never removed (a topic deleted through another
-//!   broker stays known to this one until it restarts; its partitions are fenced in PostgreSQL).
+//! - topics follow PostgreSQL at every renewal and at once on a topics notification
+//!   ([`super::wake`]): a topic deleted through another broker is dropped here too (its buffered
+//!   batches refused, never acknowledged), one made again under the same name is a new topic.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,17 +26,45 @@ use super::log::CloudLog;
 use super::members::Membership;
 
 impl CloudLog {
-    /// Adds the topics and partitions PostgreSQL has and this broker does not know yet.
+    /// Brings the topics to what PostgreSQL has: adds topics and partitions other brokers
+    /// created, takes their setting changes, and drops topics they deleted (or deleted and made
+    /// again: another id), refusing this broker's buffered batches of those.
     pub(super) async fn learn_topics(&self) -> CloudResult<()> {
-        let (table, partitions) = admin::load(&self.pool).await?;
+        // Under the admin lock, so a topic this broker is creating or deleting right now is not
+        // mistaken for one another broker deleted or created.
         let _admin = self.admin.lock().await;
+        let (table, partitions) = admin::load(&self.pool).await?;
+        let gone: Vec<String> = self
+            .table
+            .read()
+            .iter()
+            .filter(|(name, held)| table.get(*name).is_none_or(|record| record.id != held.id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !gone.is_empty() {
+            let _no_flush = self.flushing.lock().await;
+            for name in &gone {
+                self.drop_pending_topic(name);
+                self.table.write().remove(name);
+                let mut known = self.partitions.write();
+                for (tp, state) in known.iter() {
+                    if &tp.topic == name {
+                        // Readers waiting on it look again and find it gone.
+                        state.led.store(false, Ordering::Release);
+                        state.appended.notify(usize::MAX);
+                    }
+                }
+                known.retain(|tp, _| &tp.topic != name);
+                tracing::info!(topic = %name, "topic deleted through another broker");
+            }
+        }
         {
             let mut known = self.table.write();
             for (name, record) in table {
-                let grown = known
-                    .get(&name)
-                    .is_none_or(|held| held.id == record.id && held.partitions < record.partitions);
-                if grown {
+                let changed = known.get(&name).is_none_or(|held| {
+                    held.id == record.id && held.partitions <= record.partitions && *held != record
+                });
+                if changed {
                     known.insert(name, record);
                 }
             }

@@ -11,7 +11,8 @@
 //! Several brokers share one database and bucket ([`members`], [`leadership`]): each holds a
 //! lease in `brokers`, partitions and group coordinators are spread over the live brokers by
 //! rendezvous hashing, and a broker writes only the partitions it leads, starting each from
-//! PostgreSQL's high watermark when it takes it over.
+//! PostgreSQL's high watermark when it takes it over. Any broker serves reads: the others learn
+//! each commit's offsets through LISTEN/NOTIFY ([`wake`]), so their long polls wake at once.
 //!
 //! Invariants:
 //! - nothing is acknowledged before the PUT and the commit that cover it succeeded; a failure
@@ -24,6 +25,9 @@
 //!   moment) rather than corrupting offsets, and the fenced broker takes the partition over
 //!   again from PostgreSQL before writing it.
 //!
+//! Retention, DeleteRecords and a deleted topic leave objects no batch refers to; the
+//! [`maintenance`] job deletes them after a grace period.
+//!
 //! Queues, the metadata store and the scheduler still run on the local engine (see the README).
 
 pub mod admin;
@@ -31,6 +35,7 @@ pub mod error;
 pub mod flush;
 pub mod leadership;
 pub mod log;
+pub mod maintenance;
 pub mod members;
 pub mod objects;
 pub mod offsets;
@@ -40,6 +45,7 @@ pub mod read;
 pub mod schema;
 pub mod state;
 pub mod stats;
+pub mod wake;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +82,11 @@ pub struct CloudSettings {
     pub flush_interval: Duration,
     pub flush_bytes: usize,
     pub read_cache_bytes: usize,
+    /// How often retention runs on the partitions this broker leads, and object GC on the
+    /// broker that holds the maintenance role.
+    pub maintenance_interval: Duration,
+    /// How long an object no batch refers to is kept before it is deleted.
+    pub object_gc_grace: Duration,
     pub log_defaults: LogDefaults,
     pub partition_limits: PartitionLimits,
 }
@@ -89,6 +100,8 @@ pub struct CloudEngine {
     stop: CancellationToken,
     flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     membership: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl CloudEngine {
@@ -163,6 +176,12 @@ impl CloudEngine {
             log.clone()
                 .run_membership(members.clone(), stop.child_token()),
         );
+        let listener = tokio::spawn(log.clone().run_listener(stop.child_token()));
+        let maintenance = tokio::spawn(log.clone().run_maintenance(
+            settings.maintenance_interval,
+            settings.object_gc_grace,
+            stop.child_token(),
+        ));
         Ok(Arc::new(Self {
             cluster: Arc::new(Cluster {
                 members,
@@ -173,6 +192,8 @@ impl CloudEngine {
             stop,
             flusher: Mutex::new(Some(flusher)),
             membership: Mutex::new(Some(membership)),
+            listener: Mutex::new(Some(listener)),
+            maintenance: Mutex::new(Some(maintenance)),
         }))
     }
 
@@ -202,6 +223,17 @@ impl CloudEngine {
             && let Err(error) = membership.await
         {
             tracing::error!(%error, "the membership task panicked");
+        }
+        for (task, name) in [
+            (&self.listener, "LISTEN"),
+            (&self.maintenance, "maintenance"),
+        ] {
+            let handle = task.lock().take();
+            if let Some(handle) = handle
+                && let Err(error) = handle.await
+            {
+                tracing::error!(%error, task = name, "a cloud engine task panicked");
+            }
         }
         let flusher = self.flusher.lock().take();
         if let Some(flusher) = flusher

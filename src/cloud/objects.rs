@@ -152,6 +152,14 @@ impl Objects {
         hit
     }
 
+    /// Deletes `key`; an object already gone counts as deleted.
+    pub async fn delete(&self, key: &str) -> CloudResult<()> {
+        match self.store.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(CloudError::objects("deleting a log object")(error)),
+        }
+    }
+
     /// Remembers bytes just written, so tailing readers need no GET.
     pub fn cache_written(&self, key: &str, range: Range<u64>, bytes: Bytes) {
         self.cache.insert(key, range, bytes);

@@ -1,8 +1,11 @@
 //! Consumer offsets in PostgreSQL: `(group, topic, partition) -> (offset, metadata)`, shared
 //! by Kafka and RocketMQ groups as in the local engine.
 //!
+//! Consumer groups' generations live here too (`group_generations`), so the next coordinator of
+//! a group carries on from the last generation instead of starting again at 1.
+//!
 //! Invariants: a commit of several positions is one transaction (all or none); a commit returns
-//! only after PostgreSQL committed it.
+//! only after PostgreSQL committed it; a stored generation only grows.
 
 use async_trait::async_trait;
 use tributary_api::{CommittedOffset, EngineResult, OffsetStore, TopicPartition};
@@ -113,15 +116,56 @@ impl OffsetStore for CloudOffsets {
     }
 
     async fn delete_group(&self, group: &str) -> EngineResult<usize> {
-        let client = self.pool.get().await?;
-        let deleted = client
+        let mut client = self.pool.get().await?;
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(CloudError::pg("starting a group deletion"))?;
+        let deleted = transaction
             .execute(
                 "DELETE FROM consumer_offsets WHERE group_name = $1",
                 &[&group],
             )
             .await
             .map_err(CloudError::pg("deleting a group"))?;
+        transaction
+            .execute(
+                "DELETE FROM group_generations WHERE group_name = $1",
+                &[&group],
+            )
+            .await
+            .map_err(CloudError::pg("deleting a group's generation"))?;
+        transaction
+            .commit()
+            .await
+            .map_err(CloudError::pg("committing a group deletion"))?;
         Ok(deleted as usize)
+    }
+
+    async fn group_generation(&self, group: &str) -> EngineResult<Option<i32>> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT generation FROM group_generations WHERE group_name = $1",
+                &[&group],
+            )
+            .await
+            .map_err(CloudError::pg("reading a group's generation"))?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    async fn record_group_generation(&self, group: &str, generation: i32) -> EngineResult<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO group_generations (group_name, generation) VALUES ($1, $2)
+                 ON CONFLICT (group_name) DO UPDATE
+                 SET generation = GREATEST(group_generations.generation, EXCLUDED.generation)",
+                &[&group, &generation],
+            )
+            .await
+            .map_err(CloudError::pg("recording a group's generation"))?;
+        Ok(())
     }
 
     async fn delete_offset(&self, group: &str, partition: &TopicPartition) -> EngineResult<bool> {

@@ -94,6 +94,11 @@ impl PgPool {
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
     }
+
+    /// The connection settings, for a connection kept outside the pool (LISTEN).
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
 }
 
 impl std::ops::Deref for PooledClient {

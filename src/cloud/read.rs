@@ -5,7 +5,8 @@
 //! engine's reader returns for the same appends (base offsets rewritten, CRC untouched),
 //! starting with the batch holding the offset, at least one, then as many as fit `max_bytes`;
 //! consecutive batches of one object are fetched with one GET; a row below the log start is
-//! never served.
+//! never served; a read outside the known offsets of a partition led by another broker reloads
+//! them from PostgreSQL before answering out of range (see [`super::wake`]).
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use tributary_api::{EngineError, EngineResult, ReadBatches, TopicPartition};
 use super::error::{CloudError, CloudResult};
 use super::log::CloudLog;
 use super::state::{Coord, PartitionState};
+use super::wake;
 
 /// Coordinates fetched per PostgreSQL round trip on a cache miss.
 const COORDS_PER_QUERY: i64 = 500;
@@ -28,7 +30,14 @@ impl CloudLog {
         offset: i64,
         max_bytes: usize,
     ) -> EngineResult<ReadBatches> {
-        let offsets = state.public_offsets();
+        let mut offsets = state.public_offsets();
+        if (offset < offsets.log_start || offset > offsets.high_watermark)
+            && self.refresh_followed(tp, state).await?
+        {
+            // A partition led elsewhere: the reader knows offsets this broker has not heard of
+            // yet (a notification still on its way, or missed while LISTEN reconnected).
+            offsets = state.public_offsets();
+        }
         if offset == offsets.high_watermark {
             return Ok(ReadBatches {
                 data: Bytes::new(),
@@ -268,6 +277,16 @@ impl CloudLog {
             )
             .await
             .map_err(CloudError::pg("deleting batch coordinates"))?;
+        wake::notify(
+            &transaction,
+            &[(
+                tp.topic.as_str(),
+                tp.partition,
+                target,
+                offsets.high_watermark,
+            )],
+        )
+        .await?;
         transaction
             .commit()
             .await

@@ -89,6 +89,18 @@ pub const MIGRATIONS: &[&str] = &[
         lease_expires timestamptz NOT NULL
     );
     "#,
+    // 4: consumer groups' generations, so a group's next coordinator carries on from them.
+    r#"
+    CREATE TABLE group_generations (
+        group_name text PRIMARY KEY,
+        generation integer NOT NULL
+    );
+    "#,
+    // 5: object GC: when an object was first seen without batches, and the lookup by object.
+    r#"
+    ALTER TABLE objects ADD COLUMN orphaned_ms bigint;
+    CREATE INDEX batches_by_object ON batches (object_key);
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.

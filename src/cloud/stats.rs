@@ -54,6 +54,17 @@ pub struct Stats {
     pub commit_micros: Counter,
     /// Microseconds from each flush's first batch to the flush starting (the interval wait).
     pub queued_micros: Counter,
+    /// Offsets notifications received from other brokers' commits (LISTEN/NOTIFY).
+    pub notifications: Counter,
+    /// LISTEN connections that failed (each is reconnected).
+    pub failed_listens: Counter,
+    /// Partitions whose log start retention moved (one per partition and pass).
+    pub retention_trims: Counter,
+    /// Log objects deleted by the object GC, and their bytes.
+    pub deleted_objects: Counter,
+    pub deleted_object_bytes: Counter,
+    /// Maintenance passes (retention, object GC) that failed.
+    pub failed_maintenance: Counter,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -73,6 +84,12 @@ pub struct StatsSnapshot {
     pub put_micros: u64,
     pub commit_micros: u64,
     pub queued_micros: u64,
+    pub notifications: u64,
+    pub failed_listens: u64,
+    pub retention_trims: u64,
+    pub deleted_objects: u64,
+    pub deleted_object_bytes: u64,
+    pub failed_maintenance: u64,
 }
 
 impl Stats {
@@ -92,6 +109,12 @@ impl Stats {
             put_micros: self.put_micros.get(),
             commit_micros: self.commit_micros.get(),
             queued_micros: self.queued_micros.get(),
+            notifications: self.notifications.get(),
+            failed_listens: self.failed_listens.get(),
+            retention_trims: self.retention_trims.get(),
+            deleted_objects: self.deleted_objects.get(),
+            deleted_object_bytes: self.deleted_object_bytes.get(),
+            failed_maintenance: self.failed_maintenance.get(),
         }
     }
 }

@@ -664,6 +664,14 @@ pub static KEYS: &[KeySpec] = &[
         cluster.lease_renew_ms
     ),
     key!(
+        "cluster.object_gc_grace_ms",
+        "TRIBUTARY_CLUSTER_OBJECT_GC_GRACE_MS",
+        None,
+        COUNT,
+        parse,
+        cluster.object_gc_grace_ms
+    ),
+    key!(
         "log.filter",
         "TRIBUTARY_LOG",
         Some("--log"),

@@ -263,6 +263,9 @@ pub struct ClusterConfig {
     pub lease_ms: u64,
     /// How often the lease is renewed (and new topics and leadership changes are picked up).
     pub lease_renew_ms: u64,
+    /// How long a log object no batch refers to any more is kept before it is deleted (readers
+    /// that looked its coordinates up just before may still GET it meanwhile).
+    pub object_gc_grace_ms: u64,
 }
 
 impl ClusterConfig {
@@ -284,6 +287,7 @@ impl Default for ClusterConfig {
             read_cache_bytes: 64 << 20,
             lease_ms: 10_000,
             lease_renew_ms: 2_000,
+            object_gc_grace_ms: 600_000,
         }
     }
 }
@@ -625,6 +629,8 @@ impl Config {
             flush_interval: Duration::from_millis(cluster.flush_interval_ms),
             flush_bytes: usize::try_from(cluster.flush_bytes).unwrap_or(usize::MAX),
             read_cache_bytes: usize::try_from(cluster.read_cache_bytes).unwrap_or(usize::MAX),
+            maintenance_interval: broker.retention_check_interval,
+            object_gc_grace: Duration::from_millis(cluster.object_gc_grace_ms),
             log_defaults: broker.log_defaults,
             partition_limits: broker.partition_limits,
         })

@@ -268,6 +268,13 @@ impl Config {
             50,
             cluster.lease_ms / 2,
         )?;
+        // Up to a week: objects wait that long at most before their space comes back.
+        within(
+            "cluster.object_gc_grace_ms",
+            cluster.object_gc_grace_ms,
+            0,
+            7 * 24 * 3_600_000,
+        )?;
         Ok(())
     }
 

@@ -44,3 +44,33 @@ pub const SCHEDULED_DROPPED: &str = "tributary_scheduled_messages_dropped_total"
 pub const BUILD_INFO: &str = "tributary_build_info";
 /// Requests served by the HTTP endpoint, by `endpoint` (`metrics`, `health`, `other`) and `status`.
 pub const HTTP_REQUESTS: &str = "tributary_http_requests_total";
+
+// The cloud engine's counters (read from its stats at scrape time; absent on the local engine).
+/// Log objects PUT (one per flush).
+pub const CLOUD_OBJECT_PUTS: &str = "tributary_cloud_object_puts_total";
+/// Bytes in log objects PUT.
+pub const CLOUD_OBJECT_PUT_BYTES: &str = "tributary_cloud_object_put_bytes_total";
+/// Ranged object GETs (read-cache misses).
+pub const CLOUD_OBJECT_GETS: &str = "tributary_cloud_object_gets_total";
+/// Reads answered from the byte-range cache.
+pub const CLOUD_READ_CACHE_HITS: &str = "tributary_cloud_read_cache_hits_total";
+/// Flushes that wrote an object, successful or not.
+pub const CLOUD_FLUSHES: &str = "tributary_cloud_flushes_total";
+/// Flushes whose PUT or commit failed (their batches were refused).
+pub const CLOUD_FAILED_FLUSHES: &str = "tributary_cloud_failed_flushes_total";
+/// PostgreSQL transactions committed by flushes.
+pub const CLOUD_FLUSH_TRANSACTIONS: &str = "tributary_cloud_flush_transactions_total";
+/// Batches committed.
+pub const CLOUD_BATCHES: &str = "tributary_cloud_batches_total";
+/// Notifications of other brokers' commits and topic changes received.
+pub const CLOUD_NOTIFICATIONS: &str = "tributary_cloud_notifications_total";
+/// Partitions whose log start retention moved.
+pub const CLOUD_RETENTION_TRIMS: &str = "tributary_cloud_retention_trims_total";
+/// Log objects deleted by the object GC.
+pub const CLOUD_OBJECTS_DELETED: &str = "tributary_cloud_objects_deleted_total";
+/// Bytes of the log objects deleted.
+pub const CLOUD_OBJECT_BYTES_DELETED: &str = "tributary_cloud_object_bytes_deleted_total";
+/// Maintenance passes (retention, object GC) that failed.
+pub const CLOUD_MAINTENANCE_FAILURES: &str = "tributary_cloud_maintenance_failures_total";
+/// 1 while this broker holds its membership lease.
+pub const CLOUD_LEASE_HELD: &str = "tributary_cloud_lease_held";

@@ -105,7 +105,41 @@ impl ScrapeState {
         self.groups(&mut page);
         self.queues(&mut page);
         self.node(&mut page);
+        self.cloud(&mut page);
         page.write(out);
+    }
+
+    /// The cloud engine's counters and lease (nothing on the local engine).
+    fn cloud(&self, page: &mut Page) {
+        let Some(cloud) = self.broker.cloud() else {
+            return;
+        };
+        let stats = cloud.stats();
+        for (name, value) in [
+            (names::CLOUD_OBJECT_PUTS, stats.puts),
+            (names::CLOUD_OBJECT_PUT_BYTES, stats.put_bytes),
+            (names::CLOUD_OBJECT_GETS, stats.gets),
+            (names::CLOUD_READ_CACHE_HITS, stats.cache_hits),
+            (names::CLOUD_FLUSHES, stats.flushes),
+            (names::CLOUD_FAILED_FLUSHES, stats.failed_flushes),
+            (names::CLOUD_FLUSH_TRANSACTIONS, stats.flush_transactions),
+            (names::CLOUD_BATCHES, stats.batches),
+            (names::CLOUD_NOTIFICATIONS, stats.notifications),
+            (names::CLOUD_RETENTION_TRIMS, stats.retention_trims),
+            (names::CLOUD_OBJECTS_DELETED, stats.deleted_objects),
+            (
+                names::CLOUD_OBJECT_BYTES_DELETED,
+                stats.deleted_object_bytes,
+            ),
+            (names::CLOUD_MAINTENANCE_FAILURES, stats.failed_maintenance),
+        ] {
+            page.add(name, Sample::plain(value as f64));
+        }
+        let held = cloud.cluster().members().holds_lease();
+        page.add(
+            names::CLOUD_LEASE_HELD,
+            Sample::plain(if held { 1.0 } else { 0.0 }),
+        );
     }
 
     fn topics(&self, page: &mut Page) {

@@ -24,12 +24,12 @@ const LEASE_MS: u64 = 3_000;
 
 /// Acknowledged record ids, by (partition, offset), and failed deliveries.
 #[derive(Default)]
-struct Acks {
-    acked: Mutex<Vec<(i32, i64, u32)>>,
-    failed: Mutex<Vec<String>>,
+pub(crate) struct Acks {
+    pub(crate) acked: Mutex<Vec<(i32, i64, u32)>>,
+    pub(crate) failed: Mutex<Vec<String>>,
 }
 
-struct Counting(Arc<Acks>);
+pub(crate) struct Counting(pub(crate) Arc<Acks>);
 
 impl ClientContext for Counting {}
 
@@ -51,12 +51,12 @@ impl ProducerContext for Counting {
 }
 
 /// The record number a payload starts with.
-fn record_id(message: &impl Message) -> u32 {
+pub(crate) fn record_id(message: &impl Message) -> u32 {
     let payload = message.payload().expect("payload");
     u32::from_be_bytes(payload[..4].try_into().expect("id"))
 }
 
-fn start_broker(id: u32, database: &str, objects: &str, config: &str) -> TestBroker {
+pub(crate) fn start_broker(id: u32, database: &str, objects: &str, config: &str) -> TestBroker {
     let id = id.to_string();
     let lease = LEASE_MS.to_string();
     let mut broker = TestBroker::start_with(&[

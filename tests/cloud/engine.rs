@@ -22,6 +22,8 @@ pub(crate) fn settings(database: &str, bucket: &str, flush_ms: u64) -> CloudSett
         flush_interval: Duration::from_millis(flush_ms),
         flush_bytes: 8 << 20,
         read_cache_bytes: 16 << 20,
+        maintenance_interval: Duration::from_secs(3_600),
+        object_gc_grace: Duration::from_secs(600),
         log_defaults: LogDefaults::default(),
         partition_limits: PartitionLimits::default(),
     }

@@ -1,5 +1,6 @@
 //! The cloud engine (PostgreSQL + S3) against real services: the storage model, Kafka clients
-//! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing.
+//! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing,
+//! wake-ups across brokers.
 //!
 //! Needs `TRIBUTARY_TEST_PG_URL`, `TRIBUTARY_TEST_S3_BUCKET` and the `AWS_*` variables that
 //! `bash .ci/services start` prints; a test FAILS (never skips) when they are missing. Built only
@@ -11,12 +12,17 @@ mod broker;
 mod cluster;
 mod engine;
 mod flushes;
+mod groups;
 mod kafka;
 #[path = "../support/kafka_wire.rs"]
 mod kafka_wire;
 mod model_test;
+mod outage;
 mod producers;
+mod retention;
 mod services;
+mod topics;
+mod wakeups;
 // The in-memory model the local engine's suite checks storage against (tests/storage/model).
 #[path = "../storage/model/reference.rs"]
 mod model;

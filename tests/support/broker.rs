@@ -24,6 +24,8 @@ pub(crate) struct TestBroker {
     seen: Vec<String>,
     data: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// Extra environment variables (kept for restarts).
+    envs: Vec<(String, String)>,
 }
 
 impl Drop for TestBroker {
@@ -50,10 +52,23 @@ impl TestBroker {
     /// process's working directory (so relative `--config` paths resolve in it) and the data
     /// directory is its `data/` subdirectory ([`data_dir_in`]).
     pub(crate) fn start_prepared(extra_args: &[&str], prepare: impl FnOnce(&Path)) -> Self {
+        Self::start_full(extra_args, &[], prepare)
+    }
+
+    /// Like [`TestBroker::start_with`], with extra environment variables (kept for restarts).
+    pub(crate) fn start_with_env(extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::start_full(extra_args, envs, |_| {})
+    }
+
+    fn start_full(extra_args: &[&str], envs: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         prepare(data.path());
         let extra_args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
-        let (child, log) = spawn(data.path(), &extra_args);
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let (child, log) = spawn(data.path(), &extra_args, &envs);
         Self {
             child,
             spawned: Instant::now(),
@@ -61,6 +76,7 @@ impl TestBroker {
             seen: Vec::new(),
             data,
             extra_args,
+            envs,
         }
     }
 
@@ -75,7 +91,7 @@ impl TestBroker {
         let _ = self.child.kill();
         let _ = self.child.wait();
         prepare(self.data.path());
-        let (child, log) = spawn(self.data.path(), &self.extra_args);
+        let (child, log) = spawn(self.data.path(), &self.extra_args, &self.envs);
         self.child = child;
         self.log = log;
         self.seen.clear();
@@ -195,7 +211,11 @@ pub(crate) fn data_dir_in(root: &Path) -> std::path::PathBuf {
 }
 
 /// Spawns the binary on `data`, every listener on port 0, logging to a channel of lines.
-fn spawn(data: &Path, extra_args: &[String]) -> (Child, mpsc::Receiver<String>) {
+fn spawn(
+    data: &Path,
+    extra_args: &[String],
+    envs: &[(String, String)],
+) -> (Child, mpsc::Receiver<String>) {
     // Port 0 for every listener whose port the test does not fix itself (a fixed port lets a
     // client keep its bootstrap address across a restart).
     let ports = [
@@ -221,6 +241,7 @@ fn spawn(data: &Path, extra_args: &[String]) -> (Child, mpsc::Receiver<String>) 
             "TRIBUTARY_SHUTDOWN_DRAIN_TIMEOUT_MS",
             DRAIN_TIMEOUT_MS.to_string(),
         )
+        .envs(envs.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

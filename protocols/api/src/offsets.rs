@@ -39,4 +39,16 @@ pub trait OffsetStore: Send + Sync + std::fmt::Debug {
 
     /// Removes one position; returns whether it existed.
     async fn delete_offset(&self, group: &str, partition: &TopicPartition) -> EngineResult<bool>;
+
+    /// The last generation a consumer group's join rounds reached, where the store keeps it
+    /// (the cloud engine, so the generation carries on when the group's coordinator moves to
+    /// another broker); `None` when unknown or not kept.
+    async fn group_generation(&self, _group: &str) -> EngineResult<Option<i32>> {
+        Ok(None)
+    }
+
+    /// Records that `group` reached `generation`; a stored generation is never lowered.
+    async fn record_group_generation(&self, _group: &str, _generation: i32) -> EngineResult<()> {
+        Ok(())
+    }
 }

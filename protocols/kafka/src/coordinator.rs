@@ -177,6 +177,17 @@ impl Coordinator {
         }
     }
 
+    /// Raises `group`'s generation to `generation` (what a previous coordinator reached, from
+    /// the offset store), creating the group if unknown; never lowers it. Members of an older
+    /// generation held here then get ILLEGAL_GENERATION and rejoin.
+    pub(crate) fn raise_generation(&self, group: &str, generation: i32) {
+        let mut groups = self.groups.lock();
+        let group = groups.entry(group.to_owned()).or_insert_with(Group::new);
+        if group.generation < generation {
+            group.generation = generation;
+        }
+    }
+
     pub(crate) async fn join(
         self: &Arc<Self>,
         params: JoinParams,

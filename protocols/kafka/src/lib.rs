@@ -108,8 +108,9 @@ impl KafkaFrontend {
     }
 
     /// A frontend of one broker among several over one log: Metadata lists `cluster`'s live
-    /// brokers and leaders, FindCoordinator its coordinators, and Produce, Fetch and
-    /// ListOffsets for partitions this broker does not lead answer NOT_LEADER_OR_FOLLOWER.
+    /// brokers and leaders, FindCoordinator its coordinators, Produce and ListOffsets for
+    /// partitions this broker does not lead answer NOT_LEADER_OR_FOLLOWER, and Fetch is
+    /// answered for any partition while the broker holds its lease.
     pub fn with_cluster(
         engine: Engine,
         settings: KafkaSettings,

@@ -96,7 +96,7 @@ impl Broker {
                         .map(|partition| TopicPartition::new(topic.name.clone(), partition))
                         .ok_or(ResponseError::UnknownTopicOrPartition.code())
                         .and_then(|target| {
-                            if self.leads(&target) {
+                            if self.serves_reads() {
                                 Ok(target)
                             } else {
                                 Err(ResponseError::NotLeaderOrFollower.code())

@@ -127,7 +127,27 @@ impl Broker {
             session_timeout,
             rebalance_timeout,
         };
+        let group = params.group.clone();
+        // A group new to this coordinator carries on from the generation its previous one
+        // reached (kept by the cloud engine; the local engine keeps none).
+        match self.engine.offsets.group_generation(&group).await {
+            Ok(Some(stored)) => self.coordinator.raise_generation(&group, stored),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%group, %error, "could not read the group's stored generation");
+            }
+        }
         let outcome = self.coordinator.join(params, &context.shutdown).await;
+        if outcome.error.is_none()
+            && outcome.member_id == outcome.leader
+            && let Err(error) = self
+                .engine
+                .offsets
+                .record_group_generation(&group, outcome.generation)
+                .await
+        {
+            tracing::warn!(%group, %error, "could not record the group's generation");
+        }
         let members = outcome
             .members
             .into_iter()

@@ -96,6 +96,16 @@ impl Broker {
             .is_none_or(|cluster| cluster.leader(partition) == Some(cluster.local_id()))
     }
 
+    /// Whether this broker answers Fetch: always without a cluster; in a cluster whenever it
+    /// holds its lease, whoever leads the partition. The log is in shared storage and every
+    /// broker learns each commit's offsets at once, so only writes need the leader; a follower
+    /// answering a consumer is what Kafka's follower fetching (KIP-392) allows too.
+    pub(crate) fn serves_reads(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|cluster| cluster.holds_lease())
+    }
+
     /// Answers one request; `None` means the request gets no response (Produce with acks=0).
     pub(crate) async fn handle(
         &self,
