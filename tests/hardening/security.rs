@@ -8,7 +8,7 @@ use crate::broker::{self, TestBroker};
 use crate::kafka_wire;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest};

@@ -180,7 +180,8 @@ async fn authenticate(shared: &Shared, request: &RemotingCommand) -> RequestResu
         )
     };
     let old_client_query = request.ext_fields.contains_key(UNIQUE_KEY_QUERY);
-    if !matches(false) && !(old_client_query && matches(true)) {
+    let signed_by_secret = matches(false) || (old_client_query && matches(true));
+    if !signed_by_secret {
         return Err(invalid());
     }
     Ok(user.to_owned())
