@@ -72,6 +72,7 @@ pub fn run_user(
             password_stdin,
             replace,
             tags,
+            rocketmq_secret,
             ..
         } => {
             let password = match (password, password_stdin) {
@@ -83,7 +84,8 @@ pub fn run_user(
             if !replace && client.call("GET", &path, None)?.status == 200 {
                 bail!("user `{name}` exists; pass --replace to change its password");
             }
-            let body = json!({ "password": password, "tags": tags });
+            let body =
+                json!({ "password": password, "tags": tags, "rocketmq_secret": rocketmq_secret });
             expect(client.call("PUT", &path, Some(&body))?, "add user")?;
             writeln!(out, "user `{name}` saved through the admin API")?;
         }

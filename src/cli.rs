@@ -120,6 +120,11 @@ pub enum UserCommand {
         /// API requires `administrator`).
         #[arg(long, value_name = "TAGS", default_value = "")]
         tags: String,
+        /// Also keep the password as the user's RocketMQ secret key (the access key is the user
+        /// name): RocketMQ's ACL signs requests with it, so it is stored in the clear in the
+        /// metadata store, unlike the salted SCRAM credentials.
+        #[arg(long)]
+        rocketmq_secret: bool,
     },
     /// List the user names, one per line.
     List,
@@ -306,6 +311,7 @@ mod tests {
                 replace: false,
                 iterations: 4096,
                 tags: String::new(),
+                rocketmq_secret: false,
             })
         );
         assert_eq!(cli.flags.overrides(), vec![("data_dir", "/d".to_owned())]);

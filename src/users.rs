@@ -37,6 +37,7 @@ pub fn run(
             replace,
             iterations,
             tags,
+            rocketmq_secret,
         } => {
             validate_user_name(name)?;
             let password = match (password, password_stdin) {
@@ -48,7 +49,11 @@ pub fn run(
             if !replace && store.get_record(USERS_NAMESPACE, name)?.is_some() {
                 bail!("user `{name}` exists; pass --replace to change its password");
             }
-            let record = UserRecord::from_password(&password, *iterations)?;
+            let record = if *rocketmq_secret {
+                UserRecord::from_password_with_rocketmq_secret(&password, *iterations)?
+            } else {
+                UserRecord::from_password(&password, *iterations)?
+            };
             let tags: Vec<&str> = tags
                 .split(',')
                 .map(str::trim)
@@ -63,7 +68,10 @@ pub fn run(
             } else {
                 store.put_record(USER_TAGS_NAMESPACE, name, tags.join(",").as_bytes())?;
             }
-            let mechanisms: Vec<&str> = ScramMechanism::ALL.iter().map(|m| m.name()).collect();
+            let mut mechanisms: Vec<&str> = ScramMechanism::ALL.iter().map(|m| m.name()).collect();
+            if *rocketmq_secret {
+                mechanisms.push("RocketMQ ACL secret key");
+            }
             writeln!(
                 out,
                 "user `{name}` saved: PLAIN, {} ({iterations} iterations) in {}",
@@ -140,6 +148,7 @@ mod tests {
             replace,
             iterations: 4096,
             tags: String::new(),
+            rocketmq_secret: false,
         };
         run(config, &command, stdin.as_bytes(), &mut out)?;
         Ok(String::from_utf8(out)?)
@@ -209,6 +218,7 @@ mod tag_tests {
             replace: true,
             iterations: 4096,
             tags: tags.to_owned(),
+            rocketmq_secret: false,
         };
         run(config, &command, &b""[..], &mut Vec::new())
     }

@@ -192,6 +192,22 @@ pub static KEYS: &[KeySpec] = &[
         kafka.sasl_enabled
     ),
     key!(
+        "kafka.authorizer",
+        "TRIBUTARY_KAFKA_AUTHORIZER",
+        None,
+        BOOL,
+        parse,
+        kafka.authorizer
+    ),
+    key!(
+        "kafka.super_users",
+        "TRIBUTARY_KAFKA_SUPER_USERS",
+        None,
+        "comma-separated user names or User:<name> principals",
+        names,
+        kafka.super_users
+    ),
+    key!(
         "kafka.sasl_max_receive_bytes",
         "TRIBUTARY_KAFKA_SASL_MAX_RECEIVE_BYTES",
         None,
@@ -406,6 +422,14 @@ pub static KEYS: &[KeySpec] = &[
         BOOL,
         parse,
         rocketmq.enable_property_filter
+    ),
+    key!(
+        "rocketmq.acl_enabled",
+        "TRIBUTARY_ROCKETMQ_ACL_ENABLED",
+        None,
+        BOOL,
+        parse,
+        rocketmq.acl_enabled
     ),
     key!(
         "rocketmq.channel_idle_ms",

@@ -97,6 +97,11 @@ pub struct KafkaConfig {
     /// Require SASL (PLAIN, SCRAM-SHA-256/512) against the stored users, as a `SASL_PLAINTEXT`
     /// listener does; off serves every connection unauthenticated (`PLAINTEXT`).
     pub sasl_enabled: bool,
+    /// Hold every Kafka request to ACLs (CreateAcls / DescribeAcls / DeleteAcls), as Kafka's
+    /// `authorizer.class.name`; with no matching ACL a request is denied.
+    pub authorizer: bool,
+    /// Users (`alice` or `User:alice`) the authorizer lets do everything (`super.users`).
+    pub super_users: Vec<String>,
     /// Largest frame accepted before SASL completes, as Kafka's `sasl.server.max.receive.size`;
     /// a larger size prefix closes the connection before its body is read.
     pub sasl_max_receive_bytes: usize,
@@ -165,6 +170,10 @@ pub struct RocketMqConfig {
     pub channel_idle_ms: u64,
     /// A frame must arrive whole within this time of its first byte.
     pub frame_timeout_ms: u64,
+    /// Require RocketMQ ACL signatures (AccessKey / Signature of a user added with
+    /// `--rocketmq-secret`) and the user's permissions on every request but route queries.
+    /// Turns authentication on for every protocol (see [`Config::authentication_on`]).
+    pub acl_enabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -344,6 +353,8 @@ impl Default for KafkaConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: 100 << 20,
             sasl_enabled: false,
+            authorizer: false,
+            super_users: Vec::new(),
             sasl_max_receive_bytes: 512 << 10,
             connections_max_idle_ms: 600_000,
             frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
@@ -390,6 +401,7 @@ impl Default for RocketMqConfig {
             enable_property_filter: true,
             channel_idle_ms: 120_000,
             frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
+            acl_enabled: false,
         }
     }
 }
@@ -586,8 +598,27 @@ impl Config {
             },
             enable_property_filter: rocketmq.enable_property_filter,
             max_message_bytes: self.storage.max_message_bytes as usize,
+            acl_enabled: self.authentication_on(),
             ..tributary_rocketmq::Settings::default()
         }
+    }
+
+    /// Whether authentication is on: `kafka.sasl_enabled` or `rocketmq.acl_enabled`. One rule
+    /// for every listener, so no protocol is a way around another's authentication: when it
+    /// is on, Kafka requires SASL, RocketMQ requires ACL signatures, and AMQP's `guest` may log
+    /// in only from a loopback address whatever `amqp.loopback_users` says.
+    pub fn authentication_on(&self) -> bool {
+        self.kafka.sasl_enabled || self.rocketmq.acl_enabled
+    }
+
+    /// `amqp.loopback_users`, plus `guest` when authentication is on.
+    pub fn loopback_users(&self) -> Vec<String> {
+        let mut users = self.amqp.loopback_users.clone();
+        let guest = tributary_api::users::BUILT_IN_USER;
+        if self.authentication_on() && !users.iter().any(|user| user == guest) {
+            users.push(guest.to_owned());
+        }
+        users
     }
 
     /// What `Broker::open` takes.

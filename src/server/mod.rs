@@ -263,7 +263,7 @@ fn admin_api(
     listeners: BoundListeners,
 ) -> AdminApi {
     let settings = AdminSettings {
-        loopback_users: config.amqp.loopback_users.clone(),
+        loopback_users: config.loopback_users(),
         max_body_bytes: usize::try_from(config.http.max_body_bytes).unwrap_or(usize::MAX),
         listeners,
     };

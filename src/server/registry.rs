@@ -111,7 +111,7 @@ pub fn frontends_with(
     // take their services from `broker.engine()`.
     mounts.add(config.amqp_listener(), || {
         let access = tributary_amqp::AccessSettings {
-            loopback_users: config.amqp.loopback_users.clone(),
+            loopback_users: config.loopback_users(),
             alarms: super::alarms::spawn_monitor(config, reload),
         };
         let frontend = tributary_amqp::AmqpFrontend::with_access(
@@ -126,7 +126,10 @@ pub fn frontends_with(
         advertised_host: config.kafka_advertised_host(),
         default_partitions: config.kafka.default_partitions,
         auto_create_topics: config.kafka.auto_create_topics,
-        sasl_enabled: config.kafka.sasl_enabled,
+        // One authentication rule for every listener (`Config::authentication_on`).
+        sasl_enabled: config.authentication_on(),
+        authorizer: config.kafka.authorizer,
+        super_users: config.kafka.super_users.clone(),
         sasl_max_receive_bytes: config.kafka.sasl_max_receive_bytes,
         max_pipelined_produces: config.kafka_max_pipelined_produces(),
     };
@@ -155,7 +158,12 @@ pub fn frontends_with(
             );
         }
     }
-    let rocketmq = tributary_rocketmq::RocketMq::new(broker.engine(), config.rocketmq_settings());
+    let engine = broker.engine();
+    let access = Arc::new(tributary_amqp::access::StoreAccess::new(Arc::clone(
+        &engine.metadata,
+    )));
+    let rocketmq =
+        tributary_rocketmq::RocketMq::with_access(engine, config.rocketmq_settings(), access);
     let announce = rocketmq.clone();
     let rocketmq_admin = config
         .rocketmq_broker_listener()

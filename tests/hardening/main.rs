@@ -14,3 +14,4 @@ mod conns;
 mod hostile;
 mod limits;
 mod output;
+mod security;

@@ -8,6 +8,7 @@ mod kafka_wire;
 #[path = "../support/lapin.rs"]
 mod lapin_support;
 
+mod acl;
 mod bad_input;
 mod compressed_reads;
 mod rdkafka_client;

@@ -8,6 +8,7 @@ mod lapin_support;
 #[path = "../support/rocketmq.rs"]
 mod rocketmq;
 
+mod acl;
 mod broadcast;
 mod client;
 mod client_binary;

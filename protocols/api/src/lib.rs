@@ -13,6 +13,7 @@
 //! [`outbound`]) wrap the frontends' reads and writes. Dependencies point one way:
 //! `tributary-api` <- frontends <- the `tributary` engine and binary.
 
+pub mod access;
 pub mod batch;
 pub mod cluster;
 pub mod compression;
@@ -30,6 +31,7 @@ pub mod telemetry;
 pub mod types;
 pub mod users;
 
+pub use access::{Access, AccessControl};
 pub use batch::{BatchError, BatchHeader, Record, StoredRecord};
 pub use cluster::{BrokerAddress, ClusterView};
 pub use error::{EngineError, EngineResult};

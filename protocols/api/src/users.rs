@@ -16,9 +16,20 @@
 //!   u8 salt length, salt, u8 key length, StoredKey, ServerKey (each `key length` bytes)
 //! ```
 //!
+//! Version 2 is version 1 followed by the one credential that is not a hash, kept only for users
+//! given one (`tributary user add --rocketmq-secret`): RocketMQ's ACL signs every request with
+//! HMAC-SHA1 keyed by the secret key, so the broker needs the secret itself to check it.
+//!
+//! ```text
+//! (version 1 fields, with u8 version = 2), u16 secret length (>= 1), secret (UTF-8)
+//! ```
+//!
 //! Invariants: every record holds a credential for every [`ScramMechanism`]; iteration counts
 //! are at least [`MIN_ITERATIONS`]; a decoded record is checked for both, so a truncated or
-//! foreign value is an error, never a partial user.
+//! foreign value is an error, never a partial user. A record without a RocketMQ secret is
+//! written as version 1, so records written before version 2 existed and records of users
+//! without a secret are byte for byte what they were; a kept secret is never printed (its
+//! `Debug` is redacted).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hmac::{KeyInit, Mac};
@@ -37,6 +48,8 @@ pub const MAX_USER_NAME_BYTES: usize = 255;
 /// Longest password accepted (PBKDF2 hashes it once per iteration block; keep it bounded).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 const RECORD_VERSION: u8 = 1;
+/// Version of a record that also keeps the RocketMQ secret key.
+const RECORD_VERSION_WITH_SECRET: u8 = 2;
 
 /// A SCRAM hash function. `SHA-256` also verifies PLAIN passwords.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -196,10 +209,29 @@ impl ScramCredential {
     }
 }
 
-/// One user: a credential per SCRAM mechanism, all from the same password.
+/// A secret kept in clear because a protocol needs it as a key (RocketMQ's ACL HMAC). Its
+/// `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeptSecret(String);
+
+impl KeptSecret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for KeptSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeptSecret(..)")
+    }
+}
+
+/// One user: a credential per SCRAM mechanism, all from the same password, and for users
+/// RocketMQ clients sign as, that password kept as the RocketMQ secret key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     credentials: Vec<ScramCredential>,
+    rocketmq_secret: Option<KeptSecret>,
 }
 
 impl UserRecord {
@@ -219,7 +251,26 @@ impl UserRecord {
                 mechanism, password, &salt, iterations,
             )?);
         }
-        Ok(Self { credentials })
+        Ok(Self {
+            credentials,
+            rocketmq_secret: None,
+        })
+    }
+
+    /// [`UserRecord::from_password`] that also keeps `password` as the user's RocketMQ secret
+    /// key (the access key is the user name). Blocking (PBKDF2).
+    pub fn from_password_with_rocketmq_secret(
+        password: &str,
+        iterations: u32,
+    ) -> EngineResult<Self> {
+        let mut record = Self::from_password(password, iterations)?;
+        record.rocketmq_secret = Some(KeptSecret(password.to_owned()));
+        Ok(record)
+    }
+
+    /// The RocketMQ secret key, for users added with one.
+    pub fn rocketmq_secret(&self) -> Option<&KeptSecret> {
+        self.rocketmq_secret.as_ref()
     }
 
     /// The credential for `mechanism` (every record has one for each).
@@ -239,7 +290,10 @@ impl UserRecord {
 
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::new();
-        buf.put_u8(RECORD_VERSION);
+        buf.put_u8(match self.rocketmq_secret {
+            Some(_) => RECORD_VERSION_WITH_SECRET,
+            None => RECORD_VERSION,
+        });
         buf.put_u8(self.credentials.len() as u8);
         for credential in &self.credentials {
             buf.put_u8(credential.mechanism.code());
@@ -250,13 +304,18 @@ impl UserRecord {
             buf.put_slice(&credential.stored_key);
             buf.put_slice(&credential.server_key);
         }
+        if let Some(secret) = &self.rocketmq_secret {
+            // `validate_password` bounds a password to 1024 bytes, well inside a u16.
+            buf.put_u16(secret.0.len() as u16);
+            buf.put_slice(secret.0.as_bytes());
+        }
         buf.freeze()
     }
 
     pub fn decode(value: &[u8]) -> EngineResult<Self> {
         let mut reader = Reader(value);
         let version = reader.u8()?;
-        if version != RECORD_VERSION {
+        if version != RECORD_VERSION && version != RECORD_VERSION_WITH_SECRET {
             return Err(corrupt(format!("unknown user record version {version}")));
         }
         let count = reader.u8()?;
@@ -282,10 +341,24 @@ impl UserRecord {
                 server_key,
             });
         }
+        let rocketmq_secret = if version == RECORD_VERSION_WITH_SECRET {
+            let len = usize::from(u16::from_be_bytes(reader.array()?));
+            let secret = std::str::from_utf8(reader.bytes(len)?)
+                .map_err(|_| corrupt("the RocketMQ secret is not UTF-8".to_owned()))?;
+            if secret.is_empty() {
+                return Err(corrupt("empty RocketMQ secret".to_owned()));
+            }
+            Some(KeptSecret(secret.to_owned()))
+        } else {
+            None
+        };
         if !reader.0.is_empty() {
             return Err(corrupt("trailing bytes".to_owned()));
         }
-        let record = Self { credentials };
+        let record = Self {
+            credentials,
+            rocketmq_secret,
+        };
         match ScramMechanism::ALL
             .into_iter()
             .find(|mechanism| record.credential(*mechanism).is_none())
@@ -480,6 +553,29 @@ mod tests {
         assert!(UserRecord::decode(&extra).is_err());
         assert!(UserRecord::decode(b"\x02\x00").is_err());
         assert!(UserRecord::from_password("pw", 10).is_err());
+    }
+
+    #[test]
+    fn a_rocketmq_secret_is_kept_in_version_2_and_version_1_still_decodes() {
+        let plain = UserRecord::from_password("pw", MIN_ITERATIONS).unwrap();
+        let v1 = plain.encode();
+        assert_eq!(v1[0], 1, "no secret, no new layout");
+        assert!(UserRecord::decode(&v1).unwrap().rocketmq_secret().is_none());
+        let kept =
+            UserRecord::from_password_with_rocketmq_secret("s3cret", MIN_ITERATIONS).unwrap();
+        let v2 = kept.encode();
+        assert_eq!(v2[0], 2);
+        let decoded = UserRecord::decode(&v2).unwrap();
+        assert_eq!(decoded.rocketmq_secret().unwrap().expose(), "s3cret");
+        assert!(decoded.verify_plain("s3cret").unwrap());
+        assert!(!format!("{decoded:?}").contains("s3cret"), "Debug redacts");
+        for len in 0..v2.len() {
+            assert!(UserRecord::decode(&v2[..len]).is_err(), "len {len}");
+        }
+        // A version 1 body labelled 2 has no secret: refused, not read as a user without one.
+        let mut relabelled = v1.to_vec();
+        relabelled[0] = 2;
+        assert!(UserRecord::decode(&relabelled).is_err());
     }
 
     #[test]

@@ -73,9 +73,11 @@ pub(crate) async fn serve(
     let mut sasl = SaslSession::new(broker.settings.sasl_enabled);
     let peer = context.peer.to_string();
     let send_timeout = context.timeouts.send;
-    let request_context = RequestContext {
+    let mut request_context = RequestContext {
         local_port: context.local.port(),
         shutdown: context.shutdown.clone(),
+        principal: crate::acl::ANONYMOUS.to_owned(),
+        host: context.peer.ip().to_string(),
     };
     let mut pending = VecDeque::new();
     let mut clock = FrameClock::new();
@@ -110,6 +112,9 @@ pub(crate) async fn serve(
                 handled_any = true;
                 let _budget = frame_budget.take();
                 let (reply, after) = sasl.raw_token(&broker.engine, &peer, token).await;
+                if let Some(user) = sasl.user() {
+                    request_context.principal = format!("User:{user}");
+                }
                 if let Some(reply) = reply {
                     let size = u32::try_from(reply.len()).unwrap_or(u32::MAX);
                     let mut framed = Vec::with_capacity(4 + reply.len());
@@ -168,7 +173,9 @@ pub(crate) async fn serve(
                         .set(header.client_id.as_deref().unwrap_or(""));
                     let body = match *body {
                         KafkaRequest::Produce(request) => {
-                            let response = broker.produce_staged(version, request).await;
+                            let response = broker
+                                .produce_staged(&request_context, version, request)
+                                .await;
                             pending.push_back(PendingProduce {
                                 correlation_id: header.correlation_id,
                                 header_version: codec::response_header_version(api, version),
@@ -194,6 +201,9 @@ pub(crate) async fn serve(
                         KafkaRequest::SaslAuthenticate(request) if sasl.in_progress() => {
                             let (response, after) =
                                 sasl.authenticate(&broker.engine, &peer, &request).await;
+                            if let Some(user) = sasl.user() {
+                                request_context.principal = format!("User:{user}");
+                            }
                             (Some(KafkaResponse::SaslAuthenticate(response)), after)
                         }
                         body => {
@@ -386,6 +396,9 @@ fn api_label(api: ApiKey) -> &'static str {
         ApiKey::DeleteRecords => "delete_records",
         ApiKey::OffsetForLeaderEpoch => "offset_for_leader_epoch",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::DescribeAcls => "describe_acls",
+        ApiKey::CreateAcls => "create_acls",
+        ApiKey::DeleteAcls => "delete_acls",
         ApiKey::SaslHandshake => "sasl_handshake",
         ApiKey::SaslAuthenticate => "sasl_authenticate",
         _ => "other",

@@ -8,7 +8,7 @@
 //! broker, node id 0, is every partition's leader), a transaction coordinator, or a TLS endpoint.
 //! With [`KafkaSettings::sasl_enabled`] a connection must authenticate (SASL PLAIN or
 //! SCRAM-SHA-256/512 against the users in the metadata store) before anything but ApiVersions is
-//! served.
+//! served; with [`KafkaSettings::authorizer`] every request is held to Kafka ACLs ([`acl`]).
 //!
 //! Invariants worth naming:
 //! - One table ([`codec::SUPPORTED_APIS`]) drives both ApiVersions and the request firewall; a key
@@ -30,6 +30,7 @@
 //! the listener binds loopback by default. With SASL on, only authenticated peers reach those
 //! decoders (the three requests served before authentication have no arrays).
 
+pub mod acl;
 pub mod admin;
 pub mod check;
 pub mod codec;
@@ -64,6 +65,10 @@ pub struct KafkaSettings {
     pub auto_create_topics: bool,
     /// Require SASL authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on every connection.
     pub sasl_enabled: bool,
+    /// Check Kafka ACLs on every request (`kafka.authorizer`); see [`acl`].
+    pub authorizer: bool,
+    /// Principals (`User:name` or a bare user name) the authorizer lets do everything.
+    pub super_users: Vec<String>,
     /// With SASL on, the largest frame accepted before authentication completes (Kafka's
     /// `sasl.server.max.receive.size`); a larger size prefix closes the connection at once.
     pub sasl_max_receive_bytes: usize,
@@ -81,6 +86,8 @@ impl Default for KafkaSettings {
             default_partitions: 4,
             auto_create_topics: true,
             sasl_enabled: false,
+            authorizer: false,
+            super_users: Vec::new(),
             sasl_max_receive_bytes: DEFAULT_SASL_MAX_RECEIVE_BYTES,
             max_pipelined_produces: DEFAULT_MAX_PIPELINED_PRODUCES,
         }

@@ -15,6 +15,7 @@ pub mod code {
     pub const REQUEST_CODE_NOT_SUPPORTED: i32 = 3;
     pub const MESSAGE_ILLEGAL: i32 = 13;
     pub const SERVICE_NOT_AVAILABLE: i32 = 14;
+    pub const NO_PERMISSION: i32 = 16;
     pub const TOPIC_NOT_EXIST: i32 = 17;
     pub const PULL_NOT_FOUND: i32 = 19;
     pub const PULL_RETRY_IMMEDIATELY: i32 = 20;
@@ -42,6 +43,9 @@ pub enum RequestError {
     Illegal(String),
     #[error("look message by offset failed, {0}")]
     MessageNotFound(i64),
+    /// Refused by the ACL (`rocketmq.acl_enabled`): the remark says what was missing.
+    #[error("{0}")]
+    NoPermission(String),
     #[error("topic `{0}` does not exist and auto-creation is off")]
     TopicNotExist(String),
     #[error("request type {0} not supported")]
@@ -86,6 +90,7 @@ impl RequestError {
             | Self::InvalidBody(_) => code::INVALID_PARAMETER,
             Self::Message(_) | Self::Illegal(_) => code::MESSAGE_ILLEGAL,
             Self::TopicNotExist(_) => code::TOPIC_NOT_EXIST,
+            Self::NoPermission(_) => code::NO_PERMISSION,
             Self::MessageNotFound(_)
             | Self::FilterDisabled(_)
             | Self::UndeliverableMessage(_)

@@ -22,7 +22,10 @@
 //! Subscriptions filter by tag or, when `enable_property_filter` is on, by SQL92 expressions
 //! over message properties ([`filter`]).
 //!
-//! What it is not (yet): the 5.x gRPC proxy protocol, ACL.
+//! With `acl_enabled`, requests are authenticated and authorized as RocketMQ's plain ACL does
+//! it, against the broker's users and their permissions ([`acl`]).
+//!
+//! What it is not (yet): the 5.x gRPC proxy protocol, TLS.
 //!
 //! Invariants:
 //! - every response carries its request's opaque and serialize type; requests on one connection
@@ -32,6 +35,7 @@
 //!   [`RocketMq::broker_listening`] before any connection is served);
 //! - message storage is described in [`records`]: the body verbatim, properties as record headers.
 
+pub mod acl;
 pub mod admin;
 pub mod check;
 pub mod codec;
@@ -56,7 +60,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use tokio::net::TcpStream;
-use tributary_api::{ConnectionContext, ConnectionError, Engine, Frontend};
+use tributary_api::{AccessControl, ConnectionContext, ConnectionError, Engine, Frontend};
 
 pub use delay::DelayLevels;
 /// Topic name prefixes of a group's retry and dead-letter topics (`%RETRY%<group>`, `%DLQ%<group>`).
@@ -96,6 +100,9 @@ pub struct Settings {
     pub enable_property_filter: bool,
     /// Largest body a compressed send may inflate to (the broker's `storage.max_message_bytes`).
     pub max_message_bytes: usize,
+    /// Require RocketMQ ACL signatures and permissions ([`acl`]); needs the access control
+    /// given to [`RocketMq::with_access`] (without one every request is refused).
+    pub acl_enabled: bool,
 }
 
 impl Default for Settings {
@@ -112,6 +119,7 @@ impl Default for Settings {
             transactions: TransactionTiming::default(),
             enable_property_filter: true,
             max_message_bytes: 1_048_588,
+            acl_enabled: false,
         }
     }
 }
@@ -121,6 +129,8 @@ impl Default for Settings {
 struct Shared {
     engine: Engine,
     settings: Settings,
+    /// Permission checks of the ACL (`settings.acl_enabled`).
+    access: Option<Arc<dyn AccessControl>>,
     broker_addr: OnceLock<SocketAddr>,
     clients: ClientRegistry,
     peers: Peers,
@@ -162,10 +172,20 @@ pub struct RocketMq {
 
 impl RocketMq {
     pub fn new(engine: Engine, settings: Settings) -> Self {
+        Self::build(engine, settings, None)
+    }
+
+    /// A frontend whose ACL (when `settings.acl_enabled`) checks permissions with `access`.
+    pub fn with_access(engine: Engine, settings: Settings, access: Arc<dyn AccessControl>) -> Self {
+        Self::build(engine, settings, Some(access))
+    }
+
+    fn build(engine: Engine, settings: Settings, access: Option<Arc<dyn AccessControl>>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 engine,
                 settings,
+                access,
                 broker_addr: OnceLock::new(),
                 clients: ClientRegistry::default(),
                 peers: Peers::default(),

@@ -88,6 +88,18 @@ impl Grant {
         }
     }
 
+    /// Whether this grant holds `access` on `name` (another protocol's topic or group).
+    pub fn allows_access(&self, access: tributary_api::Access, name: &str) -> bool {
+        self.allows(
+            match access {
+                tributary_api::Access::Configure => Access::Configure,
+                tributary_api::Access::Write => Access::Write,
+                tributary_api::Access::Read => Access::Read,
+            },
+            name,
+        )
+    }
+
     /// Refuses `method` with RabbitMQ's 403 when `user` lacks a permission it needs.
     pub fn check(&self, method: &Method, vhost: &str, user: &str) -> Result<(), AmqpError> {
         let demand = |access, kind, name: &str| -> Result<(), AmqpError> {

@@ -15,6 +15,7 @@
 //! durable definitions; its queues' messages go when the broker next opens it (see
 //! [`crate::vhost`]).
 
+mod control;
 mod grant;
 pub mod login;
 
@@ -27,6 +28,7 @@ use crate::definitions::{
     QUEUE_NAMESPACE,
 };
 
+pub use control::StoreAccess;
 pub use grant::Grant;
 
 pub const VHOST_NAMESPACE: &str = "amqp.vhost";

@@ -128,6 +128,10 @@ supported_apis! {
     IncrementalAlterConfigs: IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse, 0..=1;
     OffsetDelete: OffsetDeleteRequest => OffsetDeleteResponse, 0..=0;
     DescribeCluster: DescribeClusterRequest => DescribeClusterResponse, 0..=1;
+    // Answered SECURITY_DISABLED without `kafka.authorizer`, as Kafka does.
+    DescribeAcls: DescribeAclsRequest => DescribeAclsResponse, 1..=3;
+    CreateAcls: CreateAclsRequest => CreateAclsResponse, 1..=3;
+    DeleteAcls: DeleteAclsRequest => DeleteAclsResponse, 1..=3;
 }
 
 /// The entry of `key` in [`SUPPORTED_APIS`].

@@ -125,6 +125,9 @@ pub(crate) const SCHEMAS: &[Schema] = &[
     ),
     schema(ApiKey::OffsetDelete, 0, 0, OFFSET_DELETE),
     schema(ApiKey::DescribeCluster, 0, 1, DESCRIBE_CLUSTER),
+    schema(ApiKey::DescribeAcls, 1, 3, ACL_FILTER),
+    schema(ApiKey::CreateAcls, 1, 3, CREATE_ACLS),
+    schema(ApiKey::DeleteAcls, 1, 3, DELETE_ACLS),
 ];
 
 /// The layout of `api`'s request body.
@@ -563,3 +566,35 @@ const DESCRIBE_CLUSTER: &[Field] = &[
     field("include_cluster_authorized_operations", BOOL, 0, 1),
     field("endpoint_type", I8, 1, 1),
 ];
+
+/// A DescribeAcls request, and one DeleteAcls filter.
+const ACL_FILTER: &[Field] = &[
+    field("resource_type_filter", I8, 1, 3),
+    field("resource_name_filter", STRING, 1, 3),
+    field("pattern_type_filter", I8, 1, 3),
+    field("principal_filter", STRING, 1, 3),
+    field("host_filter", STRING, 1, 3),
+    field("operation", I8, 1, 3),
+    field("permission_type", I8, 1, 3),
+];
+const ACL_CREATION: &[Field] = &[
+    field("resource_type", I8, 1, 3),
+    field("resource_name", STRING, 1, 3),
+    field("resource_pattern_type", I8, 1, 3),
+    field("principal", STRING, 1, 3),
+    field("host", STRING, 1, 3),
+    field("operation", I8, 1, 3),
+    field("permission_type", I8, 1, 3),
+];
+const CREATE_ACLS: &[Field] = &[field(
+    "creations",
+    Kind::Array(&Kind::Struct(ACL_CREATION)),
+    1,
+    3,
+)];
+const DELETE_ACLS: &[Field] = &[field(
+    "filters",
+    Kind::Array(&Kind::Struct(ACL_FILTER)),
+    1,
+    3,
+)];

@@ -3,7 +3,9 @@
 //! Every handler answers errors per topic or partition with a Kafka error code (mapped from the
 //! engine in [`crate::error::error_code`]); only codec-level problems close a connection.
 
+mod acls;
 mod admin;
+mod authorize;
 mod cluster;
 mod configs;
 mod fetch;
@@ -58,6 +60,8 @@ pub(crate) struct Broker {
     /// Several brokers over one log: who is live, who leads what. `None`: this broker is the
     /// only one ([`NODE_ID`], leading every partition).
     pub(crate) cluster: Option<Arc<dyn ClusterView>>,
+    /// `kafka.authorizer`: ACLs checked on every request ([`authorize`]).
+    pub(crate) authorizer: crate::acl::Authorizer,
 }
 
 /// Facts about the connection a request arrived on.
@@ -67,11 +71,21 @@ pub(crate) struct RequestContext {
     pub(crate) local_port: u16,
     /// Cancelled at shutdown; long polls return early.
     pub(crate) shutdown: CancellationToken,
+    /// `User:<name>` once SASL authenticated the connection, else `User:ANONYMOUS`.
+    pub(crate) principal: String,
+    /// The client's address, for ACLs naming a host.
+    pub(crate) host: String,
 }
 
 impl Broker {
     pub(crate) fn new(engine: Engine, settings: KafkaSettings) -> Self {
+        let authorizer = crate::acl::Authorizer::new(
+            settings.authorizer,
+            &settings.super_users,
+            Arc::clone(&engine.metadata),
+        );
         Self {
+            authorizer,
             engine,
             settings,
             coordinator: Arc::new(Coordinator::default()),
@@ -114,7 +128,11 @@ impl Broker {
         client_id: &str,
         request: KafkaRequest,
     ) -> Option<KafkaResponse> {
-        let response = match request {
+        let (request, patch) = match self.guard(context, request).await {
+            authorize::Guard::Serve(request, patch) => (request, patch),
+            authorize::Guard::Answer(response) => return Some(response),
+        };
+        let mut response = match request {
             KafkaRequest::ApiVersions(_) => KafkaResponse::ApiVersions(
                 ApiVersionsResponse::default().with_api_keys(advertised_versions()),
             ),
@@ -122,7 +140,7 @@ impl Broker {
                 KafkaResponse::Metadata(self.metadata(context, version, request).await)
             }
             KafkaRequest::Produce(request) => {
-                KafkaResponse::Produce(self.produce(version, request).await?)
+                KafkaResponse::Produce(self.produce(context, version, request).await?)
             }
             KafkaRequest::Fetch(request) => {
                 KafkaResponse::Fetch(self.fetch(context, version, request).await)
@@ -220,6 +238,15 @@ impl Broker {
             KafkaRequest::OffsetFetch(request) => {
                 KafkaResponse::OffsetFetch(self.offset_fetch(request).await)
             }
+            KafkaRequest::CreateAcls(request) => {
+                KafkaResponse::CreateAcls(self.create_acls(context, request).await)
+            }
+            KafkaRequest::DescribeAcls(request) => {
+                KafkaResponse::DescribeAcls(self.describe_acls(context, request).await)
+            }
+            KafkaRequest::DeleteAcls(request) => {
+                KafkaResponse::DeleteAcls(self.delete_acls(context, request).await)
+            }
             // The connection's SASL session answers these until it is authenticated.
             KafkaRequest::SaslHandshake(_) => {
                 KafkaResponse::SaslHandshake(sasl::handshake_refused())
@@ -228,6 +255,7 @@ impl Broker {
                 KafkaResponse::SaslAuthenticate(sasl::authenticate_refused())
             }
         };
+        self.patch(context, patch, &mut response).await;
         Some(response)
     }
 

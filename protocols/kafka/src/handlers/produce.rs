@@ -23,7 +23,10 @@ use kafka_protocol::messages::{
 use tributary_api::batch::{BatchHeader, VerifiedBatch};
 use tributary_api::{EngineError, PendingDurability, TopicDescription, TopicPartition};
 
-use super::{Broker, partition_of};
+use super::authorize::TOPIC_DENIED;
+use super::{Broker, RequestContext, partition_of};
+use crate::acl::model::operation::WRITE;
+use crate::acl::model::resource::TOPIC;
 use crate::producers::{Backing, Sequenced};
 use crate::{error, metrics};
 
@@ -84,16 +87,18 @@ impl Broker {
     /// `None` for acks=0: the client expects no response.
     pub(super) async fn produce(
         &self,
+        context: &RequestContext,
         version: i16,
         request: ProduceRequest,
     ) -> Option<ProduceResponse> {
-        self.produce_staged(version, request).await.await
+        self.produce_staged(context, version, request).await.await
     }
 
     /// Writes every batch of the request (in request order) and returns the acknowledgement
     /// still to be awaited; see [`StagedProduce`].
     pub(crate) async fn produce_staged(
         &self,
+        context: &RequestContext,
         version: i16,
         request: ProduceRequest,
     ) -> StagedProduce {
@@ -106,9 +111,24 @@ impl Broker {
                     .map_err(|_| ResponseError::UnknownTopicId.code())
             } else {
                 let name = topic_data.name.0.as_str().to_owned();
-                self.topic(&name, true)
-                    .await
-                    .map_err(|failure| error::code(&failure))
+                // With the authorizer, auto-creation needs CREATE (else the topic is unknown).
+                let create = !self.authorizer.enabled() || self.may_create(context, &name).await;
+                if self.may(context, WRITE, TOPIC, &name).await {
+                    self.topic(&name, create)
+                        .await
+                        .map_err(|failure| error::code(&failure))
+                } else {
+                    Err(TOPIC_DENIED)
+                }
+            };
+            // A topic named by id is checked once its name is known.
+            let topic = match topic {
+                Ok(found)
+                    if version >= 13 && !self.may(context, WRITE, TOPIC, &found.name).await =>
+                {
+                    Err(TOPIC_DENIED)
+                }
+                other => other,
             };
             let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
             for partition_data in topic_data.partition_data {

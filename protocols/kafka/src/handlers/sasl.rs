@@ -81,8 +81,8 @@ pub(crate) enum SaslState {
     AwaitingHandshake,
     AwaitingToken(Mechanism),
     AwaitingClientFinal(Box<AwaitingClientFinal>),
-    /// Authenticated; the user is logged, nothing is authorized per user yet (no ACLs).
-    Authenticated,
+    /// Authenticated as this user (the principal `User:<name>` of the authorizer).
+    Authenticated(String),
 }
 
 /// One connection's authentication.
@@ -119,7 +119,7 @@ impl SaslSession {
     pub(crate) fn admits(&self, api_key: i16) -> bool {
         let is = |api: ApiKey| api_key == api as i16;
         match self.state {
-            SaslState::Off | SaslState::Authenticated => true,
+            SaslState::Off | SaslState::Authenticated(_) => true,
             SaslState::AwaitingHandshake => {
                 is(ApiKey::ApiVersions) || is(ApiKey::SaslHandshake) || is(ApiKey::SaslAuthenticate)
             }
@@ -132,7 +132,15 @@ impl SaslSession {
     /// Whether SaslHandshake and SaslAuthenticate belong to this state machine (rather than to
     /// the request handler, which refuses them with ILLEGAL_SASL_STATE).
     pub(crate) fn in_progress(&self) -> bool {
-        !matches!(self.state, SaslState::Off | SaslState::Authenticated)
+        !matches!(self.state, SaslState::Off | SaslState::Authenticated(_))
+    }
+
+    /// The authenticated user, once there is one.
+    pub(crate) fn user(&self) -> Option<&str> {
+        match &self.state {
+            SaslState::Authenticated(user) => Some(user),
+            _ => None,
+        }
     }
 
     /// Whether the next frame is a raw SASL token (after a v0 handshake) rather than a request.
@@ -237,7 +245,7 @@ impl SaslSession {
             Ok(Step::Done((user, server_final))) => {
                 debug!(peer, user = %user, mechanism = label, "SASL authentication succeeded");
                 ::metrics::counter!(metrics::SASL_SUCCESSES, "mechanism" => label).increment(1);
-                self.state = SaslState::Authenticated;
+                self.state = SaslState::Authenticated(user);
                 let response = SaslAuthenticateResponse::default()
                     .with_auth_bytes(server_final.into())
                     .with_session_lifetime_ms(0);

@@ -103,7 +103,12 @@ pub(crate) async fn handle(
     let started = Instant::now();
     let code = request.code;
     debug!(peer = %connection.peer, code, opaque = request.opaque, serialize = ?request.serialize_type, oneway = request.is_oneway(), fields = ?request.ext_fields, "request");
-    let response = match dispatch(shared, connection, &request).await {
+    let admitted = crate::acl::admit(shared, connection, &request).await;
+    let outcome = match admitted {
+        Ok(caller) => dispatch(shared, connection, &request, &caller).await,
+        Err(refusal) => Err(refusal),
+    };
+    let response = match outcome {
         Ok(response) => response,
         Err(err) => {
             debug!(peer = %connection.peer, code, error = %err, "request failed");
@@ -124,11 +129,12 @@ async fn dispatch(
     shared: &Shared,
     connection: &Connection,
     request: &RemotingCommand,
+    caller: &crate::acl::Caller,
 ) -> RequestResult<RemotingCommand> {
     use request::*;
     match (connection.role, request.code) {
         (Role::NameServer, GET_ROUTEINFO_BY_TOPIC) => {
-            namesrv::route(shared, connection, request).await
+            namesrv::route(shared, connection, request, caller.may_create_topic).await
         }
         (Role::NameServer, GET_BROKER_CLUSTER_INFO) => {
             namesrv::cluster_info(shared, connection, request)

@@ -15,7 +15,7 @@ use super::{ensure_topic, optional, queues_for, required};
 use crate::Shared;
 use crate::codec::RemotingCommand;
 use crate::connection::Connection;
-use crate::error::{RequestResult, code};
+use crate::error::{RequestError, RequestResult, code};
 
 /// The topic producers fall back to for routes of topics that do not exist yet.
 const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
@@ -54,12 +54,26 @@ pub(super) async fn route(
     shared: &Shared,
     connection: &Connection,
     request: &RemotingCommand,
+    may_create: bool,
 ) -> RequestResult<RemotingCommand> {
     let topic = required(request, "topic")?;
     let queues = if topic == AUTO_CREATE_TOPIC_KEY || topic == shared.settings.cluster_name {
         shared.settings.default_queue_nums
     } else {
-        match ensure_topic(shared, topic, None).await {
+        // The ACL lets unsigned route lookups through, but never lets them create a topic.
+        let found = if may_create {
+            ensure_topic(shared, topic, None).await
+        } else {
+            shared
+                .engine
+                .topics
+                .describe_topic(topic)
+                .map_err(|err| match err {
+                    EngineError::UnknownTopic(_) => RequestError::TopicNotExist(topic.to_owned()),
+                    other => other.into(),
+                })
+        };
+        match found {
             Ok(description) => description.partitions,
             Err(err) if err.response_code() == code::TOPIC_NOT_EXIST => {
                 return Ok(RemotingCommand::response_to(request, code::TOPIC_NOT_EXIST)

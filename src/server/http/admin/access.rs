@@ -81,8 +81,17 @@ pub(crate) async fn put_user(
     let record = match (string(body, "password")?, string(body, "password_hash")?) {
         (Some(password), _) => {
             let password = password.to_owned();
+            // Tributary's own field: keep the password as the RocketMQ ACL secret key.
+            let keep = body
+                .get("rocketmq_secret")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             tokio::task::spawn_blocking(move || {
-                UserRecord::from_password(&password, MIN_ITERATIONS)
+                if keep {
+                    UserRecord::from_password_with_rocketmq_secret(&password, MIN_ITERATIONS)
+                } else {
+                    UserRecord::from_password(&password, MIN_ITERATIONS)
+                }
             })
             .await
             .map_err(|_| {

@@ -1,0 +1,834 @@
+//! Enforcement of `kafka.authorizer` on every API, before a request reaches its handler.
+//!
+//! Each request is checked the way Kafka checks it: the resources the caller may not use are
+//! taken out of the request and answered with Kafka's error for them (TOPIC_AUTHORIZATION_FAILED
+//! 29, GROUP_AUTHORIZATION_FAILED 30, CLUSTER_AUTHORIZATION_FAILED 31), the rest is served, and
+//! the refused entries are added to the handler's response ([`Patch`]).
+//!
+//! | API | needs |
+//! |---|---|
+//! | Produce | WRITE topic (auto-creation also CREATE cluster or topic) |
+//! | Fetch, OffsetCommit (topics) | READ topic |
+//! | ListOffsets, OffsetForLeaderEpoch, Metadata, OffsetFetch (topics) | DESCRIBE topic; Metadata hides the others when listing all |
+//! | Metadata auto-creation, CreateTopics | CREATE cluster or topic |
+//! | DeleteTopics, DeleteRecords | DELETE topic |
+//! | CreatePartitions | ALTER topic |
+//! | DescribeConfigs / (Incremental)AlterConfigs | DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic, or on the cluster for a broker |
+//! | JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit | READ group |
+//! | OffsetFetch, DescribeGroups, FindCoordinator | DESCRIBE group |
+//! | DeleteGroups, OffsetDelete | DELETE group |
+//! | ListGroups | DESCRIBE cluster, else only the groups it may describe |
+//! | InitProducerId (idempotent) | IDEMPOTENT_WRITE cluster or WRITE on some topic |
+//! | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster (in `acls`) |
+//!
+//! Invariant: with the authorizer off, [`Broker::guard`] returns every request untouched.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    AlterConfigsResponse, DeleteGroupsResponse, DescribeGroupsResponse, FindCoordinatorResponse,
+    HeartbeatResponse, IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse,
+    LeaveGroupResponse, OffsetDeleteResponse, OffsetFetchResponse, ProducerId, SyncGroupResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Broker, RequestContext};
+use crate::acl::model::{CLUSTER_NAME, operation, resource};
+use crate::codec::{KafkaRequest, KafkaResponse};
+
+pub(crate) const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
+pub(crate) const GROUP_DENIED: i16 = ResponseError::GroupAuthorizationFailed.code();
+pub(crate) const CLUSTER_DENIED: i16 = ResponseError::ClusterAuthorizationFailed.code();
+/// `ConfigResource.Type.BROKER` (a topic is 2).
+const BROKER_RESOURCE: i8 = 4;
+
+/// What [`Broker::guard`] decided.
+pub(super) enum Guard {
+    /// Serve this request (possibly narrowed), then apply the patch to the response.
+    Serve(KafkaRequest, Patch),
+    /// Answer without serving.
+    Answer(KafkaResponse),
+}
+
+/// Refused entries to add to a response, and listings to thin out.
+#[derive(Debug, Default)]
+pub(super) enum Patch {
+    #[default]
+    None,
+    Fetch(Vec<FetchableTopicResponse>),
+    ListOffsets(Vec<ListOffsetsTopicResponse>),
+    /// Refused requested topics; `hide_all` when every topic was asked for.
+    Metadata(Vec<MetadataResponseTopic>, bool),
+    OffsetCommit(Vec<OffsetCommitResponseTopic>),
+    /// Every topic was asked for: drop the ones not describable.
+    OffsetFetchAll,
+    CreateTopics(Vec<CreatableTopicResult>),
+    DeleteTopics(Vec<DeletableTopicResult>),
+    CreatePartitions(Vec<CreatePartitionsTopicResult>),
+    DescribeConfigs(Vec<DescribeConfigsResult>),
+    AlterConfigs(Vec<(i16, i8, StrBytes)>),
+    IncrementalAlterConfigs(Vec<(i16, i8, StrBytes)>),
+    DescribeGroups(Vec<DescribedGroup>),
+    DeleteGroups(Vec<DeletableGroupResult>),
+    ListGroups,
+    DeleteRecords(Vec<DeleteRecordsTopicResult>),
+    OffsetForLeaderEpoch(Vec<OffsetForLeaderTopicResult>),
+}
+
+fn message(code: i16) -> Option<StrBytes> {
+    let text = match code {
+        TOPIC_DENIED => "Topic authorization failed.",
+        GROUP_DENIED => "Group authorization failed.",
+        _ => "Cluster authorization failed.",
+    };
+    Some(StrBytes::from_static_str(text))
+}
+
+impl Broker {
+    /// Whether the caller may do `op` on (`kind`, `name`).
+    pub(crate) async fn may(&self, context: &RequestContext, op: i8, kind: i8, name: &str) -> bool {
+        self.authorizer
+            .allows(&context.principal, &context.host, op, kind, name)
+            .await
+    }
+
+    /// Whether the caller may create topic `name` (CREATE on the cluster or the topic).
+    pub(crate) async fn may_create(&self, context: &RequestContext, name: &str) -> bool {
+        self.may(context, operation::CREATE, resource::CLUSTER, CLUSTER_NAME)
+            .await
+            || self
+                .may(context, operation::CREATE, resource::TOPIC, name)
+                .await
+    }
+
+    async fn on_topic(&self, context: &RequestContext, op: i8, name: &str) -> bool {
+        self.may(context, op, resource::TOPIC, name).await
+    }
+
+    async fn on_group(&self, context: &RequestContext, op: i8, name: &str) -> bool {
+        self.may(context, op, resource::GROUP, name).await
+    }
+
+    /// Narrows or answers `request` by the caller's ACLs; see the module table.
+    pub(super) async fn guard(&self, context: &RequestContext, request: KafkaRequest) -> Guard {
+        use operation::*;
+        if !self.authorizer.enabled() {
+            return Guard::Serve(request, Patch::None);
+        }
+        let serve = |request, patch| Guard::Serve(request, patch);
+        match request {
+            KafkaRequest::Fetch(mut request) => {
+                let mut denied = Vec::new();
+                let mut kept = Vec::with_capacity(request.topics.len());
+                for topic in std::mem::take(&mut request.topics) {
+                    // v13+ name topics by id; an unknown id is the handler's to answer.
+                    let name = if topic.topic.is_empty() {
+                        match self.topic_by_id(topic.topic_id) {
+                            Ok(found) => found.name,
+                            Err(_) => {
+                                kept.push(topic);
+                                continue;
+                            }
+                        }
+                    } else {
+                        topic.topic.to_string()
+                    };
+                    if self.on_topic(context, READ, &name).await {
+                        kept.push(topic);
+                        continue;
+                    }
+                    let partitions = topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            PartitionData::default()
+                                .with_partition_index(p.partition)
+                                .with_error_code(TOPIC_DENIED)
+                                .with_high_watermark(-1)
+                                .with_last_stable_offset(-1)
+                                .with_log_start_offset(-1)
+                        })
+                        .collect();
+                    denied.push(
+                        FetchableTopicResponse::default()
+                            .with_topic(topic.topic)
+                            .with_topic_id(topic.topic_id)
+                            .with_partitions(partitions),
+                    );
+                }
+                request.topics = kept;
+                serve(KafkaRequest::Fetch(request), Patch::Fetch(denied))
+            }
+            KafkaRequest::ListOffsets(mut request) => {
+                let mut denied = Vec::new();
+                let mut kept = Vec::new();
+                for topic in std::mem::take(&mut request.topics) {
+                    if self.on_topic(context, DESCRIBE, &topic.name).await {
+                        kept.push(topic);
+                        continue;
+                    }
+                    let partitions = topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            ListOffsetsPartitionResponse::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(TOPIC_DENIED)
+                                .with_timestamp(-1)
+                                .with_offset(-1)
+                        })
+                        .collect();
+                    denied.push(
+                        ListOffsetsTopicResponse::default()
+                            .with_name(topic.name)
+                            .with_partitions(partitions),
+                    );
+                }
+                request.topics = kept;
+                serve(
+                    KafkaRequest::ListOffsets(request),
+                    Patch::ListOffsets(denied),
+                )
+            }
+            KafkaRequest::Metadata(mut request) => {
+                let Some(topics) = request.topics.take() else {
+                    return serve(
+                        KafkaRequest::Metadata(request),
+                        Patch::Metadata(Vec::new(), true),
+                    );
+                };
+                let mut denied = Vec::new();
+                let mut kept = Vec::with_capacity(topics.len());
+                let mut all_creatable = true;
+                for topic in topics {
+                    let name = match (&topic.name, self.topic_by_id(topic.topic_id)) {
+                        (Some(name), _) => name.to_string(),
+                        (None, Ok(found)) => found.name,
+                        (None, Err(_)) => {
+                            kept.push(topic);
+                            continue;
+                        }
+                    };
+                    if self.on_topic(context, DESCRIBE, &name).await {
+                        all_creatable &= self.may_create(context, &name).await;
+                        kept.push(topic);
+                    } else {
+                        denied.push(
+                            MetadataResponseTopic::default()
+                                .with_error_code(TOPIC_DENIED)
+                                .with_name(topic.name)
+                                .with_topic_id(topic.topic_id),
+                        );
+                    }
+                }
+                // Auto-creation needs CREATE; one request creates all its topics or none.
+                request.allow_auto_topic_creation &= all_creatable;
+                request.topics = Some(kept);
+                serve(
+                    KafkaRequest::Metadata(request),
+                    Patch::Metadata(denied, false),
+                )
+            }
+            KafkaRequest::OffsetCommit(mut request) => {
+                let group_ok = self.on_group(context, READ, &request.group_id).await;
+                let mut denied = Vec::new();
+                let mut kept = Vec::new();
+                for topic in std::mem::take(&mut request.topics) {
+                    let code = if !group_ok {
+                        GROUP_DENIED
+                    } else if self.on_topic(context, READ, &topic.name).await {
+                        kept.push(topic);
+                        continue;
+                    } else {
+                        TOPIC_DENIED
+                    };
+                    let partitions = topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect();
+                    denied.push(
+                        OffsetCommitResponseTopic::default()
+                            .with_name(topic.name)
+                            .with_topic_id(topic.topic_id)
+                            .with_partitions(partitions),
+                    );
+                }
+                request.topics = kept;
+                serve(
+                    KafkaRequest::OffsetCommit(request),
+                    Patch::OffsetCommit(denied),
+                )
+            }
+            KafkaRequest::OffsetFetch(mut request) => {
+                if !self.on_group(context, DESCRIBE, &request.group_id).await {
+                    return Guard::Answer(KafkaResponse::OffsetFetch(
+                        OffsetFetchResponse::default().with_error_code(GROUP_DENIED),
+                    ));
+                }
+                match request.topics.take() {
+                    None => serve(KafkaRequest::OffsetFetch(request), Patch::OffsetFetchAll),
+                    Some(topics) => {
+                        let mut kept = Vec::with_capacity(topics.len());
+                        for topic in topics {
+                            if self.on_topic(context, DESCRIBE, &topic.name).await {
+                                kept.push(topic);
+                            }
+                        }
+                        request.topics = Some(kept);
+                        serve(KafkaRequest::OffsetFetch(request), Patch::None)
+                    }
+                }
+            }
+            KafkaRequest::JoinGroup(request) => {
+                if self.on_group(context, READ, &request.group_id).await {
+                    return serve(KafkaRequest::JoinGroup(request), Patch::None);
+                }
+                Guard::Answer(KafkaResponse::JoinGroup(
+                    JoinGroupResponse::default()
+                        .with_error_code(GROUP_DENIED)
+                        .with_generation_id(-1)
+                        .with_member_id(request.member_id),
+                ))
+            }
+            KafkaRequest::SyncGroup(request) => {
+                if self.on_group(context, READ, &request.group_id).await {
+                    return serve(KafkaRequest::SyncGroup(request), Patch::None);
+                }
+                Guard::Answer(KafkaResponse::SyncGroup(
+                    SyncGroupResponse::default().with_error_code(GROUP_DENIED),
+                ))
+            }
+            KafkaRequest::Heartbeat(request) => {
+                if self.on_group(context, READ, &request.group_id).await {
+                    return serve(KafkaRequest::Heartbeat(request), Patch::None);
+                }
+                Guard::Answer(KafkaResponse::Heartbeat(
+                    HeartbeatResponse::default().with_error_code(GROUP_DENIED),
+                ))
+            }
+            KafkaRequest::LeaveGroup(request) => {
+                if self.on_group(context, READ, &request.group_id).await {
+                    return serve(KafkaRequest::LeaveGroup(request), Patch::None);
+                }
+                Guard::Answer(KafkaResponse::LeaveGroup(
+                    LeaveGroupResponse::default().with_error_code(GROUP_DENIED),
+                ))
+            }
+            KafkaRequest::FindCoordinator(request) => {
+                // Key type 0 is a group (1, transactions, is refused by the handler).
+                let mut keys = request
+                    .coordinator_keys
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>();
+                if request.key_type == 0 && keys.is_empty() {
+                    keys.push(request.key.to_string());
+                }
+                for key in &keys {
+                    if request.key_type == 0 && !self.on_group(context, DESCRIBE, key).await {
+                        return Guard::Answer(KafkaResponse::FindCoordinator(
+                            self.find_coordinator_refused(&request, GROUP_DENIED),
+                        ));
+                    }
+                }
+                serve(KafkaRequest::FindCoordinator(request), Patch::None)
+            }
+            KafkaRequest::CreateTopics(mut request) => {
+                let mut denied = Vec::new();
+                let mut kept = Vec::new();
+                for topic in std::mem::take(&mut request.topics) {
+                    if self.may_create(context, &topic.name).await {
+                        kept.push(topic);
+                    } else {
+                        denied.push(
+                            CreatableTopicResult::default()
+                                .with_name(topic.name)
+                                .with_error_code(TOPIC_DENIED)
+                                .with_error_message(message(TOPIC_DENIED))
+                                .with_num_partitions(-1)
+                                .with_replication_factor(-1),
+                        );
+                    }
+                }
+                request.topics = kept;
+                serve(
+                    KafkaRequest::CreateTopics(request),
+                    Patch::CreateTopics(denied),
+                )
+            }
+            KafkaRequest::DeleteTopics(mut request) => {
+                let mut denied = Vec::new();
+                let mut names = Vec::new();
+                for name in std::mem::take(&mut request.topic_names) {
+                    if self.on_topic(context, DELETE, &name).await {
+                        names.push(name);
+                    } else {
+                        denied.push(
+                            DeletableTopicResult::default()
+                                .with_name(Some(name))
+                                .with_error_code(TOPIC_DENIED)
+                                .with_error_message(message(TOPIC_DENIED)),
+                        );
+                    }
+                }
+                let mut states = Vec::new();
+                for state in std::mem::take(&mut request.topics) {
+                    let name = match (&state.name, self.topic_by_id(state.topic_id)) {
+                        (Some(name), _) => Some(name.to_string()),
+                        (None, Ok(found)) => Some(found.name),
+                        (None, Err(_)) => None,
+                    };
+                    match name {
+                        Some(name) if !self.on_topic(context, DELETE, &name).await => denied.push(
+                            DeletableTopicResult::default()
+                                .with_name(state.name)
+                                .with_topic_id(state.topic_id)
+                                .with_error_code(TOPIC_DENIED)
+                                .with_error_message(message(TOPIC_DENIED)),
+                        ),
+                        _ => states.push(state),
+                    }
+                }
+                request.topic_names = names;
+                request.topics = states;
+                serve(
+                    KafkaRequest::DeleteTopics(request),
+                    Patch::DeleteTopics(denied),
+                )
+            }
+            KafkaRequest::CreatePartitions(mut request) => {
+                let mut denied = Vec::new();
+                let mut kept = Vec::new();
+                for topic in std::mem::take(&mut request.topics) {
+                    if self.on_topic(context, ALTER, &topic.name).await {
+                        kept.push(topic);
+                    } else {
+                        denied.push(
+                            CreatePartitionsTopicResult::default()
+                                .with_name(topic.name)
+                                .with_error_code(TOPIC_DENIED)
+                                .with_error_message(message(TOPIC_DENIED)),
+                        );
+                    }
+                }
+                request.topics = kept;
+                serve(
+                    KafkaRequest::CreatePartitions(request),
+                    Patch::CreatePartitions(denied),
+                )
+            }
+            KafkaRequest::DescribeConfigs(mut request) => {
+                let mut denied = Vec::new();
+                let mut kept = Vec::new();
+                for wanted in std::mem::take(&mut request.resources) {
+                    match self
+                        .config_refusal(
+                            context,
+                            DESCRIBE_CONFIGS,
+                            wanted.resource_type,
+                            &wanted.resource_name,
+                        )
+                        .await
+                    {
+                        None => kept.push(wanted),
+                        Some(code) => denied.push(
+                            DescribeConfigsResult::default()
+                                .with_error_code(code)
+                                .with_error_message(message(code))
+                                .with_resource_type(wanted.resource_type)
+                                .with_resource_name(wanted.resource_name),
+                        ),
+                    }
+                }
+                request.resources = kept;
+                serve(
+                    KafkaRequest::DescribeConfigs(request),
+                    Patch::DescribeConfigs(denied),
+                )
+            }
+            KafkaRequest::AlterConfigs(mut request) => {
+                let mut denied = Vec::new();
+                let mut kept = Vec::new();
+                for wanted in std::mem::take(&mut request.resources) {
+                    match self
+                        .config_refusal(
+                            context,
+                            ALTER_CONFIGS,
+                            wanted.resource_type,
+                            &wanted.resource_name,
+                        )
+                        .await
+                    {
+                        None => kept.push(wanted),
+                        Some(code) => {
+                            denied.push((code, wanted.resource_type, wanted.resource_name))
+                        }
+                    }
+                }
+                request.resources = kept;
+                serve(
+                    KafkaRequest::AlterConfigs(request),
+                    Patch::AlterConfigs(denied),
+                )
+            }
+            KafkaRequest::IncrementalAlterConfigs(mut request) => {
+                let mut denied = Vec::new();
+                let mut kept = Vec::new();
+                for wanted in std::mem::take(&mut request.resources) {
+                    match self
+                        .config_refusal(
+                            context,
+                            ALTER_CONFIGS,
+                            wanted.resource_type,
+                            &wanted.resource_name,
+                        )
+                        .await
+                    {
+                        None => kept.push(wanted),
+                        Some(code) => {
+                            denied.push((code, wanted.resource_type, wanted.resource_name))
+                        }
+                    }
+                }
+                request.resources = kept;
+                serve(
+                    KafkaRequest::IncrementalAlterConfigs(request),
+                    Patch::IncrementalAlterConfigs(denied),
+                )
+            }
+            KafkaRequest::DescribeGroups(mut request) => {
+                let mut denied = Vec::new();
+                let mut kept = Vec::new();
+                for group in std::mem::take(&mut request.groups) {
+                    if self.on_group(context, DESCRIBE, &group).await {
+                        kept.push(group);
+                    } else {
+                        denied.push(
+                            DescribedGroup::default()
+                                .with_group_id(group)
+                                .with_error_code(GROUP_DENIED)
+                                .with_error_message(message(GROUP_DENIED)),
+                        );
+                    }
+                }
+                request.groups = kept;
+                serve(
+                    KafkaRequest::DescribeGroups(request),
+                    Patch::DescribeGroups(denied),
+                )
+            }
+            KafkaRequest::DeleteGroups(mut request) => {
+                let mut denied = Vec::new();
+                let mut kept = Vec::new();
+                for group in std::mem::take(&mut request.groups_names) {
+                    if self.on_group(context, DELETE, &group).await {
+                        kept.push(group);
+                    } else {
+                        denied.push(
+                            DeletableGroupResult::default()
+                                .with_group_id(group)
+                                .with_error_code(GROUP_DENIED),
+                        );
+                    }
+                }
+                request.groups_names = kept;
+                serve(
+                    KafkaRequest::DeleteGroups(request),
+                    Patch::DeleteGroups(denied),
+                )
+            }
+            KafkaRequest::OffsetDelete(request) => {
+                let mut allowed = self.on_group(context, DELETE, &request.group_id).await;
+                for topic in &request.topics {
+                    allowed = allowed && self.on_topic(context, READ, &topic.name).await;
+                }
+                if allowed {
+                    return serve(KafkaRequest::OffsetDelete(request), Patch::None);
+                }
+                Guard::Answer(KafkaResponse::OffsetDelete(
+                    OffsetDeleteResponse::default().with_error_code(GROUP_DENIED),
+                ))
+            }
+            KafkaRequest::ListGroups(request) => {
+                if self
+                    .may(context, DESCRIBE, resource::CLUSTER, CLUSTER_NAME)
+                    .await
+                {
+                    return serve(KafkaRequest::ListGroups(request), Patch::None);
+                }
+                serve(KafkaRequest::ListGroups(request), Patch::ListGroups)
+            }
+            KafkaRequest::DeleteRecords(mut request) => {
+                let mut denied = Vec::new();
+                let mut kept = Vec::new();
+                for topic in std::mem::take(&mut request.topics) {
+                    if self.on_topic(context, DELETE, &topic.name).await {
+                        kept.push(topic);
+                        continue;
+                    }
+                    let partitions = topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            DeleteRecordsPartitionResult::default()
+                                .with_partition_index(p.partition_index)
+                                .with_low_watermark(-1)
+                                .with_error_code(TOPIC_DENIED)
+                        })
+                        .collect();
+                    denied.push(
+                        DeleteRecordsTopicResult::default()
+                            .with_name(topic.name)
+                            .with_partitions(partitions),
+                    );
+                }
+                request.topics = kept;
+                serve(
+                    KafkaRequest::DeleteRecords(request),
+                    Patch::DeleteRecords(denied),
+                )
+            }
+            KafkaRequest::OffsetForLeaderEpoch(mut request) => {
+                let mut denied = Vec::new();
+                let mut kept = Vec::new();
+                for topic in std::mem::take(&mut request.topics) {
+                    if self.on_topic(context, DESCRIBE, &topic.topic).await {
+                        kept.push(topic);
+                        continue;
+                    }
+                    let partitions = topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            EpochEndOffset::default()
+                                .with_partition(p.partition)
+                                .with_error_code(TOPIC_DENIED)
+                                .with_leader_epoch(-1)
+                                .with_end_offset(-1)
+                        })
+                        .collect();
+                    denied.push(
+                        OffsetForLeaderTopicResult::default()
+                            .with_topic(topic.topic)
+                            .with_partitions(partitions),
+                    );
+                }
+                request.topics = kept;
+                serve(
+                    KafkaRequest::OffsetForLeaderEpoch(request),
+                    Patch::OffsetForLeaderEpoch(denied),
+                )
+            }
+            KafkaRequest::InitProducerId(request) => {
+                let idempotent = self
+                    .may(context, IDEMPOTENT_WRITE, resource::CLUSTER, CLUSTER_NAME)
+                    .await
+                    || self
+                        .authorizer
+                        .allows_any(&context.principal, &context.host, WRITE, resource::TOPIC)
+                        .await;
+                if request.transactional_id.is_some() || idempotent {
+                    return serve(KafkaRequest::InitProducerId(request), Patch::None);
+                }
+                Guard::Answer(KafkaResponse::InitProducerId(
+                    InitProducerIdResponse::default()
+                        .with_error_code(CLUSTER_DENIED)
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1),
+                ))
+            }
+            // Produce is checked per topic where it is written (`produce`); the ACL APIs check
+            // the cluster themselves; ApiVersions, SASL and DescribeCluster need nothing.
+            other => serve(other, Patch::None),
+        }
+    }
+
+    /// The error for a config resource the caller may not `op`, if any.
+    async fn config_refusal(
+        &self,
+        context: &RequestContext,
+        op: i8,
+        resource_type: i8,
+        name: &str,
+    ) -> Option<i16> {
+        if resource_type == BROKER_RESOURCE {
+            let ok = self.may(context, op, resource::CLUSTER, CLUSTER_NAME).await;
+            return (!ok).then_some(CLUSTER_DENIED);
+        }
+        let ok = self.on_topic(context, op, name).await;
+        (!ok).then_some(TOPIC_DENIED)
+    }
+
+    /// Adds the refused entries of `patch` to `response` and hides what the caller may not
+    /// describe.
+    pub(super) async fn patch(
+        &self,
+        context: &RequestContext,
+        patch: Patch,
+        response: &mut KafkaResponse,
+    ) {
+        use operation::DESCRIBE;
+        match (patch, response) {
+            (Patch::None, _) => {}
+            (Patch::Fetch(denied), KafkaResponse::Fetch(r)) => r.responses.extend(denied),
+            (Patch::ListOffsets(denied), KafkaResponse::ListOffsets(r)) => r.topics.extend(denied),
+            (Patch::Metadata(denied, hide_all), KafkaResponse::Metadata(r)) => {
+                if hide_all {
+                    let mut visible = Vec::with_capacity(r.topics.len());
+                    for topic in std::mem::take(&mut r.topics) {
+                        let name = topic
+                            .name
+                            .as_ref()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default();
+                        if self.on_topic(context, DESCRIBE, &name).await {
+                            visible.push(topic);
+                        }
+                    }
+                    r.topics = visible;
+                }
+                r.topics.extend(denied);
+            }
+            (Patch::OffsetCommit(denied), KafkaResponse::OffsetCommit(r)) => {
+                r.topics.extend(denied)
+            }
+            (Patch::OffsetFetchAll, KafkaResponse::OffsetFetch(r)) => {
+                let mut visible = Vec::with_capacity(r.topics.len());
+                for topic in std::mem::take(&mut r.topics) {
+                    if self.on_topic(context, DESCRIBE, &topic.name).await {
+                        visible.push(topic);
+                    }
+                }
+                r.topics = visible;
+            }
+            (Patch::CreateTopics(denied), KafkaResponse::CreateTopics(r)) => {
+                r.topics.extend(denied)
+            }
+            (Patch::DeleteTopics(denied), KafkaResponse::DeleteTopics(r)) => {
+                r.responses.extend(denied);
+            }
+            (Patch::CreatePartitions(denied), KafkaResponse::CreatePartitions(r)) => {
+                r.results.extend(denied);
+            }
+            (Patch::DescribeConfigs(denied), KafkaResponse::DescribeConfigs(r)) => {
+                r.results.extend(denied);
+            }
+            (Patch::AlterConfigs(denied), KafkaResponse::AlterConfigs(r)) => {
+                alter_configs_denied(r, denied);
+            }
+            (Patch::IncrementalAlterConfigs(denied), KafkaResponse::IncrementalAlterConfigs(r)) => {
+                incremental_denied(r, denied);
+            }
+            (Patch::DescribeGroups(denied), KafkaResponse::DescribeGroups(r)) => {
+                describe_groups_denied(r, denied);
+            }
+            (Patch::DeleteGroups(denied), KafkaResponse::DeleteGroups(r)) => {
+                delete_groups_denied(r, denied);
+            }
+            (Patch::ListGroups, KafkaResponse::ListGroups(r)) => {
+                let mut visible = Vec::with_capacity(r.groups.len());
+                for group in std::mem::take(&mut r.groups) {
+                    if self.on_group(context, DESCRIBE, &group.group_id).await {
+                        visible.push(group);
+                    }
+                }
+                r.groups = visible;
+            }
+            (Patch::DeleteRecords(denied), KafkaResponse::DeleteRecords(r)) => {
+                r.topics.extend(denied)
+            }
+            (Patch::OffsetForLeaderEpoch(denied), KafkaResponse::OffsetForLeaderEpoch(r)) => {
+                r.topics.extend(denied);
+            }
+            // A patch always comes back with the response of its own request.
+            (_, _) => {}
+        }
+    }
+
+    fn find_coordinator_refused(
+        &self,
+        request: &kafka_protocol::messages::FindCoordinatorRequest,
+        code: i16,
+    ) -> FindCoordinatorResponse {
+        use kafka_protocol::messages::find_coordinator_response::Coordinator;
+        let coordinators = request
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                Coordinator::default()
+                    .with_key(key.clone())
+                    .with_node_id(kafka_protocol::messages::BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(code)
+                    .with_error_message(message(code))
+            })
+            .collect();
+        FindCoordinatorResponse::default()
+            .with_error_code(code)
+            .with_error_message(message(code))
+            .with_node_id(kafka_protocol::messages::BrokerId(-1))
+            .with_port(-1)
+            .with_coordinators(coordinators)
+    }
+}
+
+fn alter_configs_denied(response: &mut AlterConfigsResponse, denied: Vec<(i16, i8, StrBytes)>) {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    response
+        .responses
+        .extend(denied.into_iter().map(|(code, kind, name)| {
+            AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(message(code))
+                .with_resource_type(kind)
+                .with_resource_name(name)
+        }));
+}
+
+fn incremental_denied(
+    response: &mut IncrementalAlterConfigsResponse,
+    denied: Vec<(i16, i8, StrBytes)>,
+) {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    response
+        .responses
+        .extend(denied.into_iter().map(|(code, kind, name)| {
+            AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(message(code))
+                .with_resource_type(kind)
+                .with_resource_name(name)
+        }));
+}
+
+fn describe_groups_denied(response: &mut DescribeGroupsResponse, denied: Vec<DescribedGroup>) {
+    response.groups.extend(denied);
+}
+
+fn delete_groups_denied(response: &mut DeleteGroupsResponse, denied: Vec<DeletableGroupResult>) {
+    response.results.extend(denied);
+}

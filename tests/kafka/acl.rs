@@ -1,0 +1,381 @@
+//! Kafka ACLs (`kafka.authorizer`) against the real binary, at the byte level: a super user
+//! creates, describes and deletes ACLs; a user held to them is refused produce, fetch, group
+//! join, topic creation, deletion and config changes with Kafka's error codes, and Metadata
+//! hides the topics it may not describe. Users are added with `tributary user add` and
+//! authenticate with SASL PLAIN.
+
+use crate::broker;
+use crate::kafka_wire;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use broker::{TestBroker, connect, data_dir_in};
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, CreateAclsRequest, CreateAclsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeAclsRequest, DescribeAclsResponse, FetchRequest, FetchResponse, GroupId,
+    JoinGroupRequest, JoinGroupResponse, MetadataRequest, MetadataResponse, ProduceResponse,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
+const CONFIG_FILE: &str = "tributary.toml";
+
+const TOPIC_DENIED: i16 = 29;
+const GROUP_DENIED: i16 = 30;
+const CLUSTER_DENIED: i16 = 31;
+const INVALID_REQUEST: i16 = 42;
+const SECURITY_DISABLED: i16 = 54;
+
+// Kafka's codes: resource types, pattern types, operations, permissions.
+const ANY: i8 = 1;
+const TOPIC: i8 = 2;
+const GROUP: i8 = 3;
+const CLUSTER: i8 = 4;
+const MATCH: i8 = 2;
+const LITERAL: i8 = 3;
+const PREFIXED: i8 = 4;
+const ALL: i8 = 2;
+const READ: i8 = 3;
+const WRITE: i8 = 4;
+const DENY: i8 = 2;
+const ALLOW: i8 = 3;
+
+fn add_user(root: &Path, name: &str, password: &str) {
+    let mut child = Command::new(BINARY)
+        .args(["user", "add", name, "--password-stdin"])
+        .env_remove("TRIBUTARY_CONFIG")
+        .env("TRIBUTARY_DATA_DIR", data_dir_in(root))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tributary user add");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password");
+    let output = child.wait_with_output().expect("user add");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// SASL and the authorizer on; `admin` is a super user, `alice` is held to ACLs.
+fn authorizer_broker() -> TestBroker {
+    TestBroker::start_prepared(&["--config", CONFIG_FILE], |root| {
+        std::fs::write(
+            root.join(CONFIG_FILE),
+            "[kafka]\nsasl_enabled = true\nauthorizer = true\nsuper_users = [\"admin\"]\n",
+        )
+        .expect("config");
+        add_user(root, "admin", "admin-secret");
+        add_user(root, "alice", "alice-secret");
+    })
+}
+
+fn call<Q: Encodable, R: Decodable>(
+    stream: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    body: &Q,
+) -> R {
+    kafka_wire::send(stream, key, version, 9, body);
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).expect("response size");
+    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut frame).expect("response");
+    let mut frame = Bytes::from(frame);
+    assert_eq!(frame.get_i32(), 9, "correlation id");
+    if key.response_header_version(version) >= 1 {
+        assert_eq!(frame.get_u8(), 0, "no tagged fields");
+    }
+    R::decode(&mut frame, version).expect("decodes")
+}
+
+/// A connection authenticated with SASL PLAIN as `user`.
+fn login(kafka: SocketAddr, user: &str, password: &str) -> TcpStream {
+    let mut stream = connect(kafka);
+    let handshake =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    let answer: SaslHandshakeResponse = call(&mut stream, ApiKey::SaslHandshake, 1, &handshake);
+    assert_eq!(answer.error_code, 0);
+    let token = format!("\0{user}\0{password}");
+    let auth = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+    let answer: SaslAuthenticateResponse = call(&mut stream, ApiKey::SaslAuthenticate, 2, &auth);
+    assert_eq!(answer.error_code, 0, "{user} logs in");
+    stream
+}
+
+fn name(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_owned())
+}
+
+fn acl(kind: i8, pattern: i8, resource: &str, operation: i8, permission: i8) -> AclCreation {
+    AclCreation::default()
+        .with_resource_type(kind)
+        .with_resource_name(name(resource))
+        .with_resource_pattern_type(pattern)
+        .with_principal(name("User:alice"))
+        .with_host(name("*"))
+        .with_operation(operation)
+        .with_permission_type(permission)
+}
+
+fn describe_all() -> DescribeAclsRequest {
+    DescribeAclsRequest::default()
+        .with_resource_name_filter(None)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_resource_type_filter(ANY)
+        .with_pattern_type_filter(ANY)
+        .with_operation(ANY)
+        .with_permission_type(ANY)
+}
+
+fn create_topics(stream: &mut TcpStream, names: &[&str]) -> CreateTopicsResponse {
+    let topics = names
+        .iter()
+        .map(|topic| {
+            CreatableTopic::default()
+                .with_name(TopicName(name(topic)))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+        })
+        .collect();
+    let request = CreateTopicsRequest::default()
+        .with_topics(topics)
+        .with_timeout_ms(5_000);
+    call(stream, ApiKey::CreateTopics, 5, &request)
+}
+
+fn produce(stream: &mut TcpStream, topic: &str) -> i16 {
+    let request = kafka_wire::produce_request(topic, 1, kafka_wire::batch(b"acl"));
+    let response: ProduceResponse = call(stream, ApiKey::Produce, 9, &request);
+    response.responses[0].partition_responses[0].error_code
+}
+
+fn fetch(stream: &mut TcpStream, topic: &str) -> i16 {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(name(topic)))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let response: FetchResponse = call(stream, ApiKey::Fetch, 11, &request);
+    response.responses[0].partitions[0].error_code
+}
+
+fn join(stream: &mut TcpStream, group: &str) -> i16 {
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(name(group)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(name("consumer"));
+    let response: JoinGroupResponse = call(stream, ApiKey::JoinGroup, 5, &request);
+    response.error_code
+}
+
+fn metadata(stream: &mut TcpStream, topics: Option<&[&str]>) -> MetadataResponse {
+    let request = MetadataRequest::default().with_topics(topics.map(|names| {
+        names
+            .iter()
+            .map(|topic| MetadataRequestTopic::default().with_name(Some(TopicName(name(topic)))))
+            .collect()
+    }));
+    call(stream, ApiKey::Metadata, 9, &request)
+}
+
+#[test]
+fn acl_apis_answer_security_disabled_without_the_authorizer() {
+    let mut broker = TestBroker::start();
+    let mut stream = connect(broker.addr("kafka"));
+    let created: CreateAclsResponse = call(
+        &mut stream,
+        ApiKey::CreateAcls,
+        3,
+        &CreateAclsRequest::default().with_creations(vec![acl(TOPIC, LITERAL, "t", READ, ALLOW)]),
+    );
+    assert_eq!(created.results[0].error_code, SECURITY_DISABLED);
+    let described: DescribeAclsResponse =
+        call(&mut stream, ApiKey::DescribeAcls, 3, &describe_all());
+    assert_eq!(described.error_code, SECURITY_DISABLED);
+}
+
+#[test]
+fn a_super_user_creates_describes_and_deletes_acls() {
+    let mut broker = authorizer_broker();
+    let kafka = broker.addr("kafka");
+    let mut admin = login(kafka, "admin", "admin-secret");
+    let creations = vec![
+        acl(TOPIC, LITERAL, "orders", READ, ALLOW),
+        acl(TOPIC, PREFIXED, "orders", WRITE, ALLOW),
+        acl(GROUP, LITERAL, "g1", READ, ALLOW),
+        acl(TOPIC, LITERAL, "orders.locked", ALL, DENY),
+        acl(CLUSTER, LITERAL, "not-the-cluster", ALL, ALLOW),
+    ];
+    let created: CreateAclsResponse = call(
+        &mut admin,
+        ApiKey::CreateAcls,
+        3,
+        &CreateAclsRequest::default().with_creations(creations),
+    );
+    let codes: Vec<i16> = created.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, [0, 0, 0, 0, INVALID_REQUEST]);
+
+    let all: DescribeAclsResponse = call(&mut admin, ApiKey::DescribeAcls, 3, &describe_all());
+    assert_eq!(all.error_code, 0);
+    let count: usize = all.resources.iter().map(|r| r.acls.len()).sum();
+    assert_eq!(count, 4, "{:?}", all.resources);
+    // MATCH selects the bindings that apply to one name: its literal and its prefixes.
+    let matching = describe_all()
+        .with_resource_type_filter(TOPIC)
+        .with_pattern_type_filter(MATCH)
+        .with_resource_name_filter(Some(name("orders.eu")));
+    let matching: DescribeAclsResponse = call(&mut admin, ApiKey::DescribeAcls, 1, &matching);
+    let found: Vec<(String, i8)> = matching
+        .resources
+        .iter()
+        .map(|r| (r.resource_name.to_string(), r.pattern_type))
+        .collect();
+    assert_eq!(found, [("orders".to_owned(), PREFIXED)]);
+
+    // A user held to ACLs may not manage them.
+    let mut alice = login(kafka, "alice", "alice-secret");
+    let denied: DescribeAclsResponse = call(&mut alice, ApiKey::DescribeAcls, 3, &describe_all());
+    assert_eq!(denied.error_code, CLUSTER_DENIED);
+    let denied: CreateAclsResponse = call(
+        &mut alice,
+        ApiKey::CreateAcls,
+        2,
+        &CreateAclsRequest::default().with_creations(vec![acl(TOPIC, LITERAL, "*", ALL, ALLOW)]),
+    );
+    assert_eq!(denied.results[0].error_code, CLUSTER_DENIED);
+
+    let delete_groups = DeleteAclsFilter::default()
+        .with_resource_name_filter(None)
+        .with_host_filter(None)
+        .with_resource_type_filter(GROUP)
+        .with_pattern_type_filter(ANY)
+        .with_principal_filter(Some(name("User:alice")))
+        .with_operation(ANY)
+        .with_permission_type(ANY);
+    let deleted: DeleteAclsResponse = call(
+        &mut admin,
+        ApiKey::DeleteAcls,
+        3,
+        &DeleteAclsRequest::default().with_filters(vec![delete_groups]),
+    );
+    assert_eq!(deleted.filter_results[0].error_code, 0);
+    let gone: Vec<String> = deleted.filter_results[0]
+        .matching_acls
+        .iter()
+        .map(|m| m.resource_name.to_string())
+        .collect();
+    assert_eq!(gone, ["g1"]);
+    let after: DescribeAclsResponse = call(&mut admin, ApiKey::DescribeAcls, 3, &describe_all());
+    assert_eq!(
+        after.resources.iter().map(|r| r.acls.len()).sum::<usize>(),
+        3
+    );
+    // And the deleted grant no longer applies.
+    assert_eq!(join(&mut alice, "g1"), GROUP_DENIED);
+}
+
+#[test]
+fn denied_requests_get_kafka_error_codes() {
+    let mut broker = authorizer_broker();
+    let kafka = broker.addr("kafka");
+    let mut admin = login(kafka, "admin", "admin-secret");
+    let created = create_topics(&mut admin, &["orders.eu", "orders.locked", "payments"]);
+    assert!(
+        created.topics.iter().all(|t| t.error_code == 0),
+        "{created:?}"
+    );
+    let grants = vec![
+        acl(TOPIC, PREFIXED, "orders", READ, ALLOW),
+        acl(TOPIC, PREFIXED, "orders", WRITE, ALLOW),
+        acl(TOPIC, LITERAL, "orders.locked", WRITE, DENY),
+        acl(GROUP, LITERAL, "g-alice", READ, ALLOW),
+    ];
+    let granted: CreateAclsResponse = call(
+        &mut admin,
+        ApiKey::CreateAcls,
+        3,
+        &CreateAclsRequest::default().with_creations(grants),
+    );
+    assert!(granted.results.iter().all(|r| r.error_code == 0));
+    assert_eq!(produce(&mut admin, "payments"), 0, "a super user may");
+
+    let mut alice = login(kafka, "alice", "alice-secret");
+    assert_eq!(produce(&mut alice, "orders.eu"), 0);
+    assert_eq!(fetch(&mut alice, "orders.eu"), 0);
+    assert_eq!(produce(&mut alice, "payments"), TOPIC_DENIED);
+    assert_eq!(
+        produce(&mut alice, "orders.locked"),
+        TOPIC_DENIED,
+        "deny wins"
+    );
+    assert_eq!(
+        fetch(&mut alice, "orders.locked"),
+        0,
+        "only WRITE is denied"
+    );
+    assert_eq!(fetch(&mut alice, "payments"), TOPIC_DENIED);
+    assert_eq!(join(&mut alice, "g-other"), GROUP_DENIED);
+    assert_ne!(join(&mut alice, "g-alice"), GROUP_DENIED);
+
+    // No CREATE: neither CreateTopics nor auto-creation on produce.
+    let refused = create_topics(&mut alice, &["orders.new"]);
+    assert_eq!(refused.topics[0].error_code, TOPIC_DENIED);
+    assert_eq!(
+        produce(&mut alice, "orders.auto"),
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    let deleted: DeleteTopicsResponse = call(
+        &mut alice,
+        ApiKey::DeleteTopics,
+        5,
+        &DeleteTopicsRequest::default()
+            .with_topic_names(vec![TopicName(name("payments"))])
+            .with_timeout_ms(5_000),
+    );
+    assert_eq!(deleted.responses[0].error_code, TOPIC_DENIED);
+
+    // Metadata lists only what alice may describe; named, the others are refused.
+    let listed = metadata(&mut alice, None);
+    let mut names: Vec<String> = listed
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["orders.eu", "orders.locked"]);
+    let named = metadata(&mut alice, Some(&["payments"]));
+    assert_eq!(named.topics[0].error_code, TOPIC_DENIED);
+    assert!(named.topics[0].partitions.is_empty());
+    let all = metadata(&mut admin, None);
+    assert!(all.topics.len() >= 3, "a super user sees every topic");
+}
