@@ -12,7 +12,9 @@
 //! - a [`Config`] returned by [`Config::load`] is validated and resolved: derived values (the
 //!   Kafka advertised host) are filled in, so `tributary config` prints what actually applies.
 
+mod cluster;
 mod keys;
+mod redact;
 mod validate;
 
 #[cfg(test)]
@@ -27,7 +29,9 @@ use tributary_api::{ConnectionTimeouts, Durability, FrameLimits, MemoryBudget, S
 
 use crate::broker::{BrokerSettings, LogDefaults, PartitionLimits};
 
+pub use cluster::{CLOUD_PIPELINED_PRODUCES, ClusterConfig};
 pub use keys::{KEYS, KeySpec, Origin};
+pub use redact::redact_password;
 pub use validate::{MAX_FRAME_BYTES, MIN_FRAME_BYTES, MIN_SEGMENT_BYTES, Problem};
 
 /// Environment variable naming the TOML file when `--config` is not given.
@@ -237,68 +241,6 @@ pub struct LimitsConfig {
 pub struct ShutdownConfig {
     /// How long open connections may take to finish before they are aborted.
     pub drain_timeout_ms: u64,
-}
-
-/// [`Config::kafka_max_pipelined_produces`] on the cloud engine: a 250 ms flush interval at one
-/// request per partition per 5 ms linger is 50 requests per partition, so this covers about 20
-/// partitions per connection per flush.
-pub const CLOUD_PIPELINED_PRODUCES: usize = 1024;
-
-/// The cloud engine (`src/cloud`): set `metadata_url` to run on PostgreSQL and S3-compatible
-/// object storage instead of the local data directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// PostgreSQL URL of the metadata store; unset keeps the embedded local engine.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata_url: Option<String>,
-    /// Where log objects go, `s3://bucket/prefix`; endpoint, region and credentials come from
-    /// the usual `AWS_*` variables.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub objects_url: Option<String>,
-    /// This broker's id, unique among the brokers sharing `metadata_url`.
-    pub broker_id: u32,
-    /// Host other brokers and clients reach this broker at; defaults to the Kafka advertised host.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub advertised_host: Option<String>,
-    /// Longest time an accepted batch waits before its object is written.
-    pub flush_interval_ms: u64,
-    /// Object size that triggers a flush before the interval ends.
-    pub flush_bytes: u64,
-    /// Memory for object byte ranges kept for reads.
-    pub read_cache_bytes: u64,
-    /// How long this broker's membership lease lasts without renewal: a broker that stops
-    /// renewing loses its partitions to the others after this long.
-    pub lease_ms: u64,
-    /// How often the lease is renewed (and new topics and leadership changes are picked up).
-    pub lease_renew_ms: u64,
-    /// How long a log object no batch refers to any more is kept before it is deleted (readers
-    /// that looked its coordinates up just before may still GET it meanwhile).
-    pub object_gc_grace_ms: u64,
-}
-
-impl ClusterConfig {
-    /// Whether the cloud engine replaces the local one.
-    pub fn enabled(&self) -> bool {
-        self.metadata_url.is_some()
-    }
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        Self {
-            metadata_url: None,
-            objects_url: None,
-            broker_id: 0,
-            advertised_host: None,
-            flush_interval_ms: 250,
-            flush_bytes: 8 << 20,
-            read_cache_bytes: 64 << 20,
-            lease_ms: 10_000,
-            lease_renew_ms: 2_000,
-            object_gc_grace_ms: 600_000,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -807,47 +749,3 @@ mod durability_text {
     }
 }
 
-/// A PostgreSQL connection string with its password replaced by `****`, in both forms libpq
-/// accepts: a URL (`postgres://user:password@host/db`, also `?password=` in its query) and
-/// key-value pairs (`host=h password=secret`).
-pub fn redact_password(url: &str) -> String {
-    const MASK: &str = "****";
-    let mut shown = url.to_owned();
-    if let Some(scheme_end) = shown.find("://") {
-        let authority_start = scheme_end + 3;
-        let authority_end = shown[authority_start..]
-            .find(['/', '?'])
-            .map_or(shown.len(), |at| authority_start + at);
-        // The last `@` of the authority ends the user info (a password may hold `@`s encoded
-        // or not; libpq splits at the last one too).
-        if let Some(at) = shown[authority_start..authority_end].rfind('@') {
-            let user_info = &shown[authority_start..authority_start + at];
-            if let Some(colon) = user_info.find(':') {
-                let from = authority_start + colon + 1;
-                shown.replace_range(from..authority_start + at, MASK);
-            }
-        }
-    }
-    // `password=value` as a key-value pair or a URL query parameter; a quoted value runs to
-    // its closing quote.
-    let mut search_from = 0;
-    while let Some(found) = shown[search_from..].find("password=") {
-        let key_start = search_from + found;
-        let starts_a_key =
-            key_start == 0 || matches!(shown.as_bytes()[key_start - 1], b' ' | b'?' | b'&' | b'\t');
-        let value_start = key_start + "password=".len();
-        if !starts_a_key {
-            search_from = value_start;
-            continue;
-        }
-        let rest = &shown[value_start..];
-        let value_len = if let Some(quoted) = rest.strip_prefix('\'') {
-            quoted.find('\'').map_or(rest.len(), |end| end + 2)
-        } else {
-            rest.find([' ', '&', '\t']).unwrap_or(rest.len())
-        };
-        shown.replace_range(value_start..value_start + value_len, MASK);
-        search_from = value_start + MASK.len();
-    }
-    shown
-}
