@@ -12,9 +12,10 @@
 //! - this broker counts itself a holder of its lease only until `renewal start + lease
 //!   duration` by its own monotonic clock, measured from BEFORE the renewal was sent, so it
 //!   stops counting itself live no later than PostgreSQL stops counting it;
-//! - without a lease it leads nothing (every partition answers "not leader") and lists no
-//!   broker; the flush's fencing update still refuses a stale writer if views disagree for a
-//!   moment;
+//! - without a lease it leads nothing (every partition answers "not leader") and coordinates
+//!   nothing, but still lists itself and the brokers of its last view, so clients keep a broker
+//!   to ask for metadata; the flush's fencing update still refuses a stale writer if views
+//!   disagree for a moment;
 //! - the hash is fixed (FNV-1a with a final mix), not `std`'s, so brokers built by different
 //!   compilers agree.
 
@@ -189,14 +190,32 @@ impl Membership {
             .is_some_and(|until| Instant::now() < until)
     }
 
-    /// The live brokers clients can reach (a broker whose Kafka listener is not bound yet
-    /// advertises port 0 and is left out); empty without a lease.
+    /// The brokers clients can reach, by id (a broker whose Kafka listener is not bound yet
+    /// advertises port 0 and is left out): the live ones of the last view, and always this
+    /// broker itself once its listener is bound, lease or not. A client drops every broker a
+    /// metadata answer leaves out, its bootstrap servers included (librdkafka 2.10+), and then
+    /// has nowhere to ask again: an empty list during a lost lease stalls it for good, while
+    /// listing this broker keeps it asking here (and at the others) until the lease is back.
     pub fn live(&self) -> Vec<BrokerAddress> {
-        if !self.holds_lease() {
-            return Vec::new();
+        let own = self.settings.broker_id as i32;
+        let mut live: Vec<BrokerAddress> = self
+            .view
+            .read()
+            .live
+            .iter()
+            .filter(|b| b.port != 0 && b.id != own)
+            .cloned()
+            .collect();
+        let port = self.kafka_port.load(Ordering::Acquire);
+        if port != 0 {
+            live.push(BrokerAddress {
+                id: own,
+                host: self.settings.host.clone(),
+                port,
+            });
+            live.sort_by_key(|broker| broker.id);
         }
-        let view = self.view.read();
-        view.live.iter().filter(|b| b.port != 0).cloned().collect()
+        live
     }
 
     /// The live broker with the highest score for `key`; `None` without a lease.
@@ -233,6 +252,44 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn address(id: i32, port: u16) -> BrokerAddress {
+        BrokerAddress {
+            id,
+            host: "127.0.0.1".to_owned(),
+            port,
+        }
+    }
+
+    #[test]
+    fn without_a_lease_it_leads_nothing_but_still_lists_itself() {
+        let stats = Arc::new(Stats::default());
+        let pool = PgPool::new("postgres://nobody@127.0.0.1:1/none", 1, stats.clone())
+            .expect("pool (never connected)");
+        let members = Membership::new(
+            MemberSettings {
+                broker_id: 2,
+                host: "127.0.0.1".to_owned(),
+                lease: Duration::from_secs(2),
+                renew: Duration::from_millis(200),
+            },
+            pool,
+            stats,
+        );
+        // Not bound yet: nothing to advertise.
+        assert_eq!(members.live(), Vec::new());
+        members.set_kafka_port(9002);
+        assert_eq!(members.live(), vec![address(2, 9002)], "never held a lease");
+        // A view learnt while the lease held, which then ran out.
+        members.view.write().live = vec![address(1, 9001), address(2, 9002), address(3, 0)];
+        assert!(!members.holds_lease());
+        assert_eq!(members.live(), vec![address(1, 9001), address(2, 9002)]);
+        assert_eq!(members.leader(&TopicPartition::new("t", 0)), None);
+        assert_eq!(members.coordinator("group"), None);
+        members.view.write().lease_until = Some(Instant::now() + Duration::from_secs(60));
+        assert_eq!(members.live(), vec![address(1, 9001), address(2, 9002)]);
+        assert!(members.leader(&TopicPartition::new("t", 0)).is_some());
+    }
 
     #[test]
     fn rendezvous_spreads_and_moves_only_the_leavers_partitions() {

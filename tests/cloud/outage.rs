@@ -3,7 +3,8 @@
 //! refusing the broker's database for longer than the lease (connections killed with
 //! `pg_terminate_backend`, new ones refused). Producers see only retriable errors, every
 //! acknowledged record is consumed back once, offsets stay dense, `/health` answers 503 while
-//! the lease is lost and 200 after, and the broker recovers by itself.
+//! the lease is lost and 200 after, Metadata lists the broker all along (a librdkafka producer
+//! told of no broker forgets them all and stalls), and the broker recovers by itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -13,7 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ProduceResponse, RequestHeader};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, MetadataRequest, MetadataResponse, ProduceResponse, RequestHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
@@ -26,7 +30,7 @@ use tributary_api::batch::build_batch;
 use crate::broker::{TestBroker, http_get};
 use crate::cluster::{Acks, Counting, record_id};
 use crate::kafka::consumer;
-use crate::kafka_wire::produce_request;
+use crate::kafka_wire::{produce_request, receive, send};
 use crate::services::{bucket, connect, fresh_database, unique};
 
 const TOPIC: &str = "outage";
@@ -147,6 +151,26 @@ fn probe(addr: SocketAddr, n: u32) -> Probe {
         })
     };
     attempt().unwrap_or(Probe::NoAnswer)
+}
+
+/// The brokers (id, port) a Metadata request for the topic lists, on a fresh connection.
+fn metadata_brokers(addr: SocketAddr) -> Vec<(i32, u16)> {
+    let mut stream = TcpStream::connect(addr).expect("connect for metadata");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str(TOPIC)))),
+    ]));
+    send(&mut stream, ApiKey::Metadata, 9, 1, &request);
+    let (_, mut body) = receive(&mut stream, ApiKey::Metadata.response_header_version(9));
+    let response = MetadataResponse::decode(&mut body, 9).expect("metadata response");
+    response
+        .brokers
+        .iter()
+        .map(|broker| (broker.node_id.0, broker.port as u16))
+        .collect()
 }
 
 fn health(broker: &mut TestBroker) -> u16 {
@@ -320,6 +344,8 @@ async fn producers_ride_out_object_store_and_postgres_outages() {
     let pg_down = Instant::now();
     let mut during_pg = Vec::new();
     let mut unhealthy = false;
+    // What Metadata listed as brokers while the lease was lost.
+    let mut listed_without_lease: Vec<Vec<(i32, u16)>> = Vec::new();
     while pg_down.elapsed() < Duration::from_secs(5) {
         let n = next_probe;
         next_probe += 1;
@@ -327,7 +353,13 @@ async fn producers_ride_out_object_store_and_postgres_outages() {
             .await
             .expect("probe");
         during_pg.push((n, got));
-        unhealthy |= health(&mut broker) == 503;
+        if health(&mut broker) == 503 {
+            unhealthy = true;
+            let listed = tokio::task::spawn_blocking(move || metadata_brokers(kafka))
+                .await
+                .expect("metadata");
+            listed_without_lease.push(listed);
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     admin
@@ -387,6 +419,14 @@ async fn producers_ride_out_object_store_and_postgres_outages() {
     assert!(
         unhealthy,
         "/health never answered 503 while the lease was lost"
+    );
+    // A client told of no broker forgets all of them, its bootstrap servers too, and stalls
+    // (librdkafka 2.10+): the broker keeps listing itself without its lease.
+    assert!(
+        listed_without_lease
+            .iter()
+            .all(|listed| listed.contains(&(1, kafka.port()))),
+        "Metadata without the lease left this broker out: {listed_without_lease:?}"
     );
     let healthy_after = healthy_after.expect("/health back to 200 after PostgreSQL returned");
 

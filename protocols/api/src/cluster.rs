@@ -2,7 +2,9 @@
 //! membership): the live brokers, who leads a partition, who coordinates a group.
 //!
 //! Invariants: answers come from the broker's latest view of the membership; a broker that does
-//! not hold its membership lease lists no broker and leads nothing, so its clients go elsewhere.
+//! not hold its membership lease leads nothing, so its clients go elsewhere, but still lists
+//! itself (and the brokers it last saw): a client given no broker at all forgets every broker,
+//! its bootstrap servers too, and stalls.
 //! Without a cluster (the local engine) frontends behave as the only broker.
 
 use crate::types::TopicPartition;
@@ -20,7 +22,8 @@ pub struct BrokerAddress {
 pub trait ClusterView: Send + Sync + std::fmt::Debug {
     /// This broker's id.
     fn local_id(&self) -> i32;
-    /// The live brokers, by id; empty without a lease.
+    /// The live brokers, by id; never empty once this broker's listener is bound (without a
+    /// lease: itself and the brokers of its last view).
     fn live(&self) -> Vec<BrokerAddress>;
     /// The broker that leads `partition`; `None` without a lease.
     fn leader(&self, partition: &TopicPartition) -> Option<i32>;
