@@ -748,4 +748,3 @@ mod durability_text {
         text.parse().map_err(serde::de::Error::custom)
     }
 }
-
