@@ -311,12 +311,13 @@ fn produce_13_and_fetch_13_address_topics_by_their_stable_id() {
                     ]),
             ])
     };
+    let sent_batch = batch(b"by id");
     send(
         &mut stream,
         ApiKey::Produce,
         13,
         2,
-        &by_id(batch(b"by id"), id),
+        &by_id(sent_batch.clone(), id),
     );
     let (_, mut body) = receive(&mut stream, 1);
     let produced = ProduceResponse::decode(&mut body, 13).unwrap();
@@ -359,7 +360,7 @@ fn produce_13_and_fetch_13_address_topics_by_their_stable_id() {
     assert_eq!((partition.error_code, partition.high_watermark), (0, 1));
     let records = partition.records.clone().expect("records");
     // The stored batch is the produced one with its base offset assigned (0 here).
-    assert_eq!(records, batch(b"by id"));
+    assert_eq!(records, sent_batch);
     send(&mut stream, ApiKey::Fetch, 16, 5, &fetch(stranger));
     let (_, mut body) = receive(&mut stream, 1);
     let fetched = FetchResponse::decode(&mut body, 16).unwrap();

@@ -69,9 +69,15 @@ pub(crate) fn produce_request(topic: &str, acks: i16, records: Bytes) -> Produce
         ])
 }
 
+/// A one-record batch stamped now: a record of 1970 is retention's to delete at its first pass
+/// (30 s into a test), which would lose a longer test's records.
 pub(crate) fn batch(value: &'static [u8]) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64);
     build_batch(&[Record {
         value: Some(Bytes::from_static(value)),
+        timestamp: now,
         ..Record::default()
     }])
 }
