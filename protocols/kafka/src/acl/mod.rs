@@ -81,10 +81,13 @@ impl Authorizer {
         }
         let mut bindings = Vec::new();
         for (key, _) in self.store.scan(ACL_NAMESPACE, "").await? {
-            match decode_key(&key) {
-                Some(binding) => bindings.push(binding),
-                None => warn!(key, "skipping an unreadable Kafka ACL record"),
-            }
+            // Fail closed: a skipped DENY would grant what it denies, so one unreadable record
+            // makes the whole set unreadable (callers deny and say why).
+            let binding = decode_key(&key).ok_or_else(|| EngineError::Metadata {
+                context: "reading the Kafka ACLs",
+                message: format!("unreadable ACL record `{key}`"),
+            })?;
+            bindings.push(binding);
         }
         let bindings = Arc::new(bindings);
         *self.cached.lock() = Some((Instant::now(), Arc::clone(&bindings)));
@@ -236,5 +239,43 @@ mod tests {
         };
         assert_eq!(decode_key(&encode_key(&binding)), Some(binding));
         assert_eq!(decode_key("2\u{1f}3\u{1f}x"), None);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_record_denies_instead_of_being_skipped() {
+        let store = Arc::new(tributary_api::metadata::MemoryMetadataStore::default());
+        let allow = AclBinding {
+            resource_type: resource::TOPIC,
+            pattern_type: pattern::LITERAL,
+            resource_name: "t".to_owned(),
+            principal: "User:alice".to_owned(),
+            host: "*".to_owned(),
+            operation: operation::READ,
+            permission: permission::ALLOW,
+        };
+        store
+            .put(ACL_NAMESPACE, &encode_key(&allow), Bytes::new())
+            .await
+            .unwrap();
+        let authorizer = Authorizer::new(true, &[], store.clone());
+        let may_read = async |authorizer: &Authorizer| {
+            authorizer
+                .allows(
+                    "User:alice",
+                    "127.0.0.1",
+                    operation::READ,
+                    resource::TOPIC,
+                    "t",
+                )
+                .await
+        };
+        assert!(may_read(&authorizer).await);
+        // Perhaps the DENY that would have applied: skipping it would grant the read.
+        store
+            .put(ACL_NAMESPACE, "2\u{1f}3\u{1f}x", Bytes::new())
+            .await
+            .unwrap();
+        let authorizer = Authorizer::new(true, &[], store);
+        assert!(!may_read(&authorizer).await);
     }
 }

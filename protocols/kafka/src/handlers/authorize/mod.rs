@@ -421,79 +421,54 @@ impl Broker {
                 )
             }
             KafkaRequest::DescribeConfigs(mut request) => {
-                let mut denied = Vec::new();
-                let mut kept = Vec::new();
-                for wanted in std::mem::take(&mut request.resources) {
-                    match self
-                        .config_refusal(
-                            context,
-                            DESCRIBE_CONFIGS,
-                            wanted.resource_type,
-                            &wanted.resource_name,
-                        )
-                        .await
-                    {
-                        None => kept.push(wanted),
-                        Some(code) => denied.push(
-                            DescribeConfigsResult::default()
-                                .with_error_code(code)
-                                .with_error_message(message(code))
-                                .with_resource_type(wanted.resource_type)
-                                .with_resource_name(wanted.resource_name),
-                        ),
-                    }
-                }
+                let (kept, denied) = self
+                    .sift_configs(context, DESCRIBE_CONFIGS, request.resources, |wanted| {
+                        (wanted.resource_type, &wanted.resource_name)
+                    })
+                    .await;
                 request.resources = kept;
+                let denied = denied
+                    .into_iter()
+                    .map(|(code, wanted)| {
+                        DescribeConfigsResult::default()
+                            .with_error_code(code)
+                            .with_error_message(message(code))
+                            .with_resource_type(wanted.resource_type)
+                            .with_resource_name(wanted.resource_name)
+                    })
+                    .collect();
                 serve(
                     KafkaRequest::DescribeConfigs(request),
                     Patch::DescribeConfigs(denied),
                 )
             }
             KafkaRequest::AlterConfigs(mut request) => {
-                let mut denied = Vec::new();
-                let mut kept = Vec::new();
-                for wanted in std::mem::take(&mut request.resources) {
-                    match self
-                        .config_refusal(
-                            context,
-                            ALTER_CONFIGS,
-                            wanted.resource_type,
-                            &wanted.resource_name,
-                        )
-                        .await
-                    {
-                        None => kept.push(wanted),
-                        Some(code) => {
-                            denied.push((code, wanted.resource_type, wanted.resource_name))
-                        }
-                    }
-                }
+                let (kept, denied) = self
+                    .sift_configs(context, ALTER_CONFIGS, request.resources, |wanted| {
+                        (wanted.resource_type, &wanted.resource_name)
+                    })
+                    .await;
                 request.resources = kept;
+                let denied = denied
+                    .into_iter()
+                    .map(|(code, wanted)| (code, wanted.resource_type, wanted.resource_name))
+                    .collect();
                 serve(
                     KafkaRequest::AlterConfigs(request),
                     Patch::AlterConfigs(denied),
                 )
             }
             KafkaRequest::IncrementalAlterConfigs(mut request) => {
-                let mut denied = Vec::new();
-                let mut kept = Vec::new();
-                for wanted in std::mem::take(&mut request.resources) {
-                    match self
-                        .config_refusal(
-                            context,
-                            ALTER_CONFIGS,
-                            wanted.resource_type,
-                            &wanted.resource_name,
-                        )
-                        .await
-                    {
-                        None => kept.push(wanted),
-                        Some(code) => {
-                            denied.push((code, wanted.resource_type, wanted.resource_name))
-                        }
-                    }
-                }
+                let (kept, denied) = self
+                    .sift_configs(context, ALTER_CONFIGS, request.resources, |wanted| {
+                        (wanted.resource_type, &wanted.resource_name)
+                    })
+                    .await;
                 request.resources = kept;
+                let denied = denied
+                    .into_iter()
+                    .map(|(code, wanted)| (code, wanted.resource_type, wanted.resource_name))
+                    .collect();
                 serve(
                     KafkaRequest::IncrementalAlterConfigs(request),
                     Patch::IncrementalAlterConfigs(denied),
@@ -644,6 +619,27 @@ impl Broker {
             // the cluster themselves; ApiVersions, SASL and DescribeCluster need nothing.
             other => serve(other, Patch::None),
         }
+    }
+
+    /// Splits config `resources` into those the caller may `op` and those it may not, each of
+    /// the latter with its error code; `key` names a resource's (type, name).
+    async fn sift_configs<R>(
+        &self,
+        context: &RequestContext,
+        op: i8,
+        resources: Vec<R>,
+        key: impl Fn(&R) -> (i8, &StrBytes),
+    ) -> (Vec<R>, Vec<(i16, R)>) {
+        let mut kept = Vec::new();
+        let mut denied = Vec::new();
+        for wanted in resources {
+            let (resource_type, name) = key(&wanted);
+            match self.config_refusal(context, op, resource_type, name).await {
+                None => kept.push(wanted),
+                Some(code) => denied.push((code, wanted)),
+            }
+        }
+        (kept, denied)
     }
 
     /// The error for a config resource the caller may not `op`, if any.
