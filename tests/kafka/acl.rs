@@ -16,14 +16,17 @@ use broker::{TestBroker, connect, data_dir_in};
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, CreateAclsRequest, CreateAclsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, CreateAclsRequest, CreateAclsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeAclsRequest, DescribeAclsResponse, FetchRequest, FetchResponse, GroupId,
-    JoinGroupRequest, JoinGroupResponse, MetadataRequest, MetadataResponse, ProduceResponse,
+    DescribeAclsRequest, DescribeAclsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    FetchRequest, FetchResponse, GroupId,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, JoinGroupRequest,
+    JoinGroupResponse, MetadataRequest, MetadataResponse, ProduceResponse,
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
     TopicName,
 };
@@ -49,6 +52,8 @@ const PREFIXED: i8 = 4;
 const ALL: i8 = 2;
 const READ: i8 = 3;
 const WRITE: i8 = 4;
+const DESCRIBE_CONFIGS: i8 = 10;
+const ALTER_CONFIGS: i8 = 11;
 const DENY: i8 = 2;
 const ALLOW: i8 = 3;
 
@@ -205,6 +210,42 @@ fn metadata(stream: &mut TcpStream, topics: Option<&[&str]>) -> MetadataResponse
             .collect()
     }));
     call(stream, ApiKey::Metadata, 9, &request)
+}
+
+/// `ConfigResource.Type`: a topic, a broker.
+const TOPIC_CONFIG: i8 = 2;
+const BROKER_CONFIG: i8 = 4;
+
+fn describe_configs(stream: &mut TcpStream, resources: &[(i8, &str)]) -> DescribeConfigsResponse {
+    let resources = resources
+        .iter()
+        .map(|(kind, resource)| {
+            DescribeConfigsResource::default()
+                .with_resource_type(*kind)
+                .with_resource_name(name(resource))
+                .with_configuration_keys(Some(vec![name("retention.ms")]))
+        })
+        .collect();
+    let request = DescribeConfigsRequest::default().with_resources(resources);
+    call(stream, ApiKey::DescribeConfigs, 1, &request)
+}
+
+/// `retention.ms` of `topic` as the caller sees it (None when refused).
+fn retention(stream: &mut TcpStream, topic: &str) -> Option<String> {
+    let described = describe_configs(stream, &[(TOPIC_CONFIG, topic)]);
+    let result = &described.results[0];
+    (result.error_code == 0).then(|| {
+        let entry = result.configs.iter().find(|c| c.name.as_str() == "retention.ms");
+        let value = entry.and_then(|c| c.value.as_ref()).expect("retention.ms");
+        value.to_string()
+    })
+}
+
+/// The error code each resource of a config response got, by name.
+fn codes<'a>(results: impl Iterator<Item = (&'a StrBytes, i16)>) -> Vec<(String, i16)> {
+    let mut codes: Vec<_> = results.map(|(n, code)| (n.to_string(), code)).collect();
+    codes.sort();
+    codes
 }
 
 #[test]
@@ -378,4 +419,97 @@ fn denied_requests_get_kafka_error_codes() {
     assert!(named.topics[0].partitions.is_empty());
     let all = metadata(&mut admin, None);
     assert!(all.topics.len() >= 3, "a super user sees every topic");
+}
+
+#[test]
+fn config_requests_are_narrowed_to_the_resources_allowed() {
+    use kafka_protocol::messages::alter_configs_request::{
+        AlterConfigsResource as LegacyResource, AlterableConfig as LegacyConfig,
+    };
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let mut broker = authorizer_broker();
+    let kafka = broker.addr("kafka");
+    let mut admin = login(kafka, "admin", "admin-secret");
+    let created = create_topics(&mut admin, &["orders.eu", "payments"]);
+    assert!(created.topics.iter().all(|t| t.error_code == 0));
+    let grants = vec![
+        acl(TOPIC, PREFIXED, "orders", ALTER_CONFIGS, ALLOW),
+        acl(TOPIC, LITERAL, "payments", DESCRIBE_CONFIGS, ALLOW),
+    ];
+    let granted: CreateAclsResponse = call(
+        &mut admin,
+        ApiKey::CreateAcls,
+        3,
+        &CreateAclsRequest::default().with_creations(grants),
+    );
+    assert!(granted.results.iter().all(|r| r.error_code == 0));
+    let before = retention(&mut admin, "payments").expect("a super user describes");
+
+    // One request over three resources: each gets its own answer.
+    let mut alice = login(kafka, "alice", "alice-secret");
+    let described = describe_configs(
+        &mut alice,
+        &[(TOPIC_CONFIG, "orders.eu"), (TOPIC_CONFIG, "payments"), (BROKER_CONFIG, "1")],
+    );
+    assert_eq!(
+        codes(described.results.iter().map(|r| (&r.resource_name, r.error_code))),
+        [
+            ("1".to_owned(), CLUSTER_DENIED),
+            ("orders.eu".to_owned(), 0),
+            ("payments".to_owned(), 0),
+        ],
+        "ALTER_CONFIGS implies DESCRIBE_CONFIGS; a broker needs the cluster"
+    );
+    assert!(
+        described.results.iter().all(|r| r.error_code != 0 || !r.configs.is_empty()),
+        "allowed resources are described: {described:?}"
+    );
+
+    // Incremental: the allowed topic changes, the other is refused and left as it was.
+    let set = |topic: &str| {
+        AlterConfigsResource::default()
+            .with_resource_type(TOPIC_CONFIG)
+            .with_resource_name(name(topic))
+            .with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(name("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(name("3600000"))),
+            ])
+    };
+    let altered: IncrementalAlterConfigsResponse = call(
+        &mut alice,
+        ApiKey::IncrementalAlterConfigs,
+        0,
+        &IncrementalAlterConfigsRequest::default()
+            .with_resources(vec![set("orders.eu"), set("payments")]),
+    );
+    assert_eq!(
+        codes(altered.responses.iter().map(|r| (&r.resource_name, r.error_code))),
+        [("orders.eu".to_owned(), 0), ("payments".to_owned(), TOPIC_DENIED)]
+    );
+    assert_eq!(retention(&mut admin, "orders.eu").as_deref(), Some("3600000"));
+    assert_eq!(retention(&mut admin, "payments"), Some(before.clone()));
+
+    // The legacy AlterConfigs is held to the same ACLs.
+    let legacy = |topic: &str| {
+        LegacyResource::default()
+            .with_resource_type(TOPIC_CONFIG)
+            .with_resource_name(name(topic))
+            .with_configs(vec![
+                LegacyConfig::default()
+                    .with_name(name("retention.ms"))
+                    .with_value(Some(name("7200000"))),
+            ])
+    };
+    let replaced: AlterConfigsResponse = call(
+        &mut alice,
+        ApiKey::AlterConfigs,
+        1,
+        &AlterConfigsRequest::default().with_resources(vec![legacy("payments")]),
+    );
+    assert_eq!(replaced.responses[0].error_code, TOPIC_DENIED);
+    assert_eq!(retention(&mut admin, "payments"), Some(before));
 }
