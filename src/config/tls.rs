@@ -133,7 +133,10 @@ impl Config {
             });
         }
         let tls = &self.tls;
-        for (key, file) in [("tls.cert_file", &tls.cert_file), ("tls.key_file", &tls.key_file)] {
+        for (key, file) in [
+            ("tls.cert_file", &tls.cert_file),
+            ("tls.key_file", &tls.key_file),
+        ] {
             if file.is_none() {
                 return Err(ConfigError::Invalid {
                     key,
@@ -175,7 +178,10 @@ mod tests {
         config.validate().expect("no TLS listener, no files needed");
         config.amqp.tls_port = Some(0);
         let error = config.validate().unwrap_err().to_string();
-        assert!(error.contains("tls.cert_file") && error.contains("amqp.tls_port"), "{error}");
+        assert!(
+            error.contains("tls.cert_file") && error.contains("amqp.tls_port"),
+            "{error}"
+        );
         config.amqp.tls_port = None;
         config.rocketmq.tls = RocketMqTls::Enforcing;
         config.tls.cert_file = Some("/nonexistent/h17t-cert.pem".into());
@@ -187,6 +193,9 @@ mod tests {
         assert!(error.contains("tls.ca_file"), "{error}");
         config.tls.client_auth = ClientAuth::None;
         let error = config.validate().unwrap_err().to_string();
-        assert!(error.contains("tls.cert_file") && error.contains("h17t-cert.pem"), "{error}");
+        assert!(
+            error.contains("tls.cert_file") && error.contains("h17t-cert.pem"),
+            "{error}"
+        );
     }
 }

@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use tributary_api::Frontend;
 
+use super::tls::TlsRole;
 use crate::broker::Broker;
 use crate::config::{Config, ListenerSpec};
-use super::tls::TlsRole;
 
 /// Told the bound address of a listener after binding and before its accept loop starts.
 pub type BoundHook = Arc<dyn Fn(SocketAddr) + Send + Sync>;
@@ -93,7 +93,11 @@ impl Mounts {
 
     /// Makes every listener mounted so far whose frontend is named `name` use TLS as `tls` says.
     pub fn set_tls(&mut self, name: &str, tls: TlsRole) {
-        for mount in self.0.iter_mut().filter(|mount| mount.frontend.name() == name) {
+        for mount in self
+            .0
+            .iter_mut()
+            .filter(|mount| mount.frontend.name() == name)
+        {
             mount.tls = tls;
         }
     }

@@ -126,7 +126,13 @@ fn name(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
 }
 
-pub(super) fn acl(kind: i8, pattern: i8, resource: &str, operation: i8, permission: i8) -> AclCreation {
+pub(super) fn acl(
+    kind: i8,
+    pattern: i8,
+    resource: &str,
+    operation: i8,
+    permission: i8,
+) -> AclCreation {
     AclCreation::default()
         .with_resource_type(kind)
         .with_resource_name(name(resource))
@@ -148,7 +154,10 @@ fn describe_all() -> DescribeAclsRequest {
         .with_permission_type(ANY)
 }
 
-pub(super) fn create_topics(stream: &mut (impl Read + Write), names: &[&str]) -> CreateTopicsResponse {
+pub(super) fn create_topics(
+    stream: &mut (impl Read + Write),
+    names: &[&str],
+) -> CreateTopicsResponse {
     let topics = names
         .iter()
         .map(|topic| {

@@ -31,17 +31,29 @@ fn ssl_config(bootstrap: &str, pki: &Pki, protocol: &str) -> ClientConfig {
         .set("bootstrap.servers", bootstrap)
         .set("message.timeout.ms", "20000")
         .set("security.protocol", protocol)
-        .set("ssl.ca.location", pki.dir.join("ca.pem").display().to_string());
+        .set(
+            "ssl.ca.location",
+            pki.dir.join("ca.pem").display().to_string(),
+        );
     config
 }
 
 /// Produces `count` records to partition 0 of `topic` and reads them back with `config`.
 async fn round_trip(config: &ClientConfig, topic: &str, count: usize) {
-    let producer: FutureProducer = config.clone().set("acks", "all").create().expect("producer");
+    let producer: FutureProducer = config
+        .clone()
+        .set("acks", "all")
+        .create()
+        .expect("producer");
     for i in 0..count {
         let value = format!("{topic}-{i}");
         producer
-            .send(FutureRecord::<(), _>::to(topic).partition(0).payload(&value), WAIT)
+            .send(
+                FutureRecord::<(), _>::to(topic)
+                    .partition(0)
+                    .payload(&value),
+                WAIT,
+            )
             .await
             .unwrap_or_else(|(error, _)| panic!("delivery {i}: {error}"));
     }
@@ -80,7 +92,10 @@ fn tls_broker(pki: &Pki, client_auth: &str, extra: &[(&str, &str)]) -> TestBroke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn librdkafka_produces_and_consumes_over_ssl_and_metadata_keeps_it_on_the_tls_port() {
-    let dir = tempfile::Builder::new().prefix("h17t-kafka").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("h17t-kafka")
+        .tempdir()
+        .unwrap();
     let pki = Pki::create(dir.path(), "kafka-ca");
     let mut broker = tls_broker(&pki, "none", &[]);
     let tls = broker.addr("kafka_tls");
@@ -91,7 +106,10 @@ async fn librdkafka_produces_and_consumes_over_ssl_and_metadata_keeps_it_on_the_
     round_trip(&ssl_config(&tls.to_string(), &pki, "ssl"), "over-ssl", 5).await;
     // The plaintext listener still serves plaintext clients, and a plaintext client on the
     // TLS port is closed without being served.
-    assert!(tls_support::plaintext_is_refused(tls, &[0, 0, 0, 10, 0, 18, 0, 3]));
+    assert!(tls_support::plaintext_is_refused(
+        tls,
+        &[0, 0, 0, 10, 0, 18, 0, 3]
+    ));
     let mut plain_config = ClientConfig::new();
     plain_config
         .set("bootstrap.servers", plain.to_string())
@@ -101,7 +119,10 @@ async fn librdkafka_produces_and_consumes_over_ssl_and_metadata_keeps_it_on_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_ssl_authenticates_scram_users_on_the_tls_port() {
-    let dir = tempfile::Builder::new().prefix("h17t-kafka").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("h17t-kafka")
+        .tempdir()
+        .unwrap();
     let pki = Pki::create(dir.path(), "kafka-ca");
     let mut env = pki.env("none");
     env.push(("TRIBUTARY_KAFKA_TLS_PORT".into(), "0".into()));
@@ -135,7 +156,10 @@ fn mtls(addr: std::net::SocketAddr, pki: &Pki, name: &str) -> tls_support::TlsSt
 
 #[test]
 fn a_client_certificate_is_the_principal_user_cn_for_the_authorizer() {
-    let dir = tempfile::Builder::new().prefix("h17t-kafka").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("h17t-kafka")
+        .tempdir()
+        .unwrap();
     let pki = Pki::create(dir.path(), "kafka-ca");
     let mut broker = tls_broker(
         &pki,
@@ -149,7 +173,10 @@ fn a_client_certificate_is_the_principal_user_cn_for_the_authorizer() {
     // `CN=admin` is the super user, so it may create topics and ACLs.
     let mut admin = mtls(tls, &pki, "admin");
     let created = acl::create_topics(&mut admin, &["granted", "other"]);
-    assert!(created.topics.iter().all(|t| t.error_code == 0), "{created:?}");
+    assert!(
+        created.topics.iter().all(|t| t.error_code == 0),
+        "{created:?}"
+    );
     // TOPIC, LITERAL, WRITE, ALLOW for `User:alice`.
     let grant = acl::acl(2, 3, "granted", 4, 3);
     let granted: CreateAclsResponse = acl::call(
@@ -158,13 +185,28 @@ fn a_client_certificate_is_the_principal_user_cn_for_the_authorizer() {
         3,
         &CreateAclsRequest::default().with_creations(vec![grant]),
     );
-    assert!(granted.results.iter().all(|r| r.error_code == 0), "{granted:?}");
+    assert!(
+        granted.results.iter().all(|r| r.error_code == 0),
+        "{granted:?}"
+    );
 
     let mut alice = mtls(tls, &pki, "alice");
-    assert_eq!(acl::produce(&mut alice, "granted"), 0, "the ACL for User:alice allows");
-    assert_eq!(acl::produce(&mut alice, "other"), TOPIC_DENIED, "no ACL denies");
+    assert_eq!(
+        acl::produce(&mut alice, "granted"),
+        0,
+        "the ACL for User:alice allows"
+    );
+    assert_eq!(
+        acl::produce(&mut alice, "other"),
+        TOPIC_DENIED,
+        "no ACL denies"
+    );
     let mut bob = mtls(tls, &pki, "bob");
-    assert_eq!(acl::produce(&mut bob, "granted"), TOPIC_DENIED, "the ACL is alice's");
+    assert_eq!(
+        acl::produce(&mut bob, "granted"),
+        TOPIC_DENIED,
+        "the ACL is alice's"
+    );
 
     // `required`: no certificate, no connection.
     let anonymous = tls_support::connect(tls, pki.client_config(None)).and_then(|mut stream| {

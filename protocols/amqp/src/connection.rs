@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tributary_api::{ConnectionReader, ConnectionStream, ConnectionWriter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tributary_api::outbound::{SendTimedOut, write_progressing};
 use tributary_api::{CloseReason, ConnectionContext, Outbound, Queued};
+use tributary_api::{ConnectionReader, ConnectionStream, ConnectionWriter};
 
 use crate::access::{self, Grant, login};
 use crate::codec::methods::Method;
@@ -190,13 +190,7 @@ async fn serve_checked(
     let opened = before(
         handshake_deadline,
         handshake_limit,
-        handshake(
-            &mut reader,
-            &mut write,
-            &vhosts,
-            server_frame_max,
-            context,
-        ),
+        handshake(&mut reader, &mut write, &vhosts, server_frame_max, context),
     )
     .await;
     let (tuned, login) = match opened {
@@ -360,11 +354,9 @@ async fn handshake(
         login::verify_external(store, certificate, peer, &vhosts.loopback_users).await
     } else {
         match login::parse_credentials(&mechanism, &response) {
-            Some(credentials) => {
-                login::verify(store, &credentials, peer, &vhosts.loopback_users)
-                    .await
-                    .map(|()| credentials.user)
-            }
+            Some(credentials) => login::verify(store, &credentials, peer, &vhosts.loopback_users)
+                .await
+                .map(|()| credentials.user),
             None => Err(format!("unreadable {mechanism} response")),
         }
     };

@@ -64,7 +64,10 @@ impl ConnectionStream {
         match self {
             Self::Plain(tcp) => {
                 let (read, write) = tcp.into_split();
-                (ConnectionReader::Plain(read), ConnectionWriter::Plain(write))
+                (
+                    ConnectionReader::Plain(read),
+                    ConnectionWriter::Plain(write),
+                )
             }
             Self::Tls(tls) => {
                 let (read, write) = tokio::io::split(tls);
@@ -120,7 +123,11 @@ impl AsyncRead for ConnectionStream {
 }
 
 impl AsyncWrite for ConnectionStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         forward!(self, s => Pin::new(s).poll_write(cx, buf))
     }
 
@@ -159,7 +166,11 @@ impl AsyncRead for ConnectionReader {
 }
 
 impl AsyncWrite for ConnectionWriter {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         forward!(self, s => Pin::new(s).poll_write(cx, buf))
     }
 

@@ -30,9 +30,9 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ProduceResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
-use tributary_api::{ConnectionContext, ConnectionStream};
 use tributary_api::guard::{self, BudgetPermit, CloseReason, FrameClock, MemoryBudget};
 use tributary_api::outbound::write_progressing;
+use tributary_api::{ConnectionContext, ConnectionStream};
 
 use crate::codec::{self, CodecError, KafkaRequest, KafkaResponse, Routed};
 use crate::error::KafkaError;

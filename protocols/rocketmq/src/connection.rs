@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tributary_api::{ConnectionStream, ConnectionWriter};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,6 +35,7 @@ use tracing::{debug, warn};
 use tributary_api::guard::{self, BudgetPermit, CloseReason, FrameClock, MemoryBudget};
 use tributary_api::outbound::{SendTimedOut, write_progressing};
 use tributary_api::{ClientId, ConnectionContext, ConnectionError, Outbound, Queued};
+use tributary_api::{ConnectionStream, ConnectionWriter};
 
 use crate::codec::{self, RemotingCommand};
 use crate::{Role, Shared, handlers, metrics};

@@ -141,7 +141,9 @@ pub async fn establish(
                 Failure::Closed => {
                     debug!(protocol, %peer, reason, "TLS handshake failed: the peer went away")
                 }
-                _ => info!(protocol, %peer, reason, detail = %failure.detail(), "TLS handshake failed; closing the connection"),
+                _ => {
+                    info!(protocol, %peer, reason, detail = %failure.detail(), "TLS handshake failed; closing the connection")
+                }
             }
             None
         }

@@ -163,9 +163,16 @@ pub fn spawn_reload_on_hangup(server: Arc<TlsServer>, reload: Reload) {
             })
             .await;
             match outcome {
-                Ok(Ok(())) => info!("SIGHUP: TLS certificate, key and CAs reloaded; new connections use them"),
-                Ok(Err(error)) => error!(error, "SIGHUP: cannot reload TLS; the certificate in use stays"),
-                Err(error) => error!(%error, "SIGHUP: the TLS reload panicked; the certificate in use stays"),
+                Ok(Ok(())) => {
+                    info!("SIGHUP: TLS certificate, key and CAs reloaded; new connections use them")
+                }
+                Ok(Err(error)) => error!(
+                    error,
+                    "SIGHUP: cannot reload TLS; the certificate in use stays"
+                ),
+                Err(error) => {
+                    error!(%error, "SIGHUP: the TLS reload panicked; the certificate in use stays")
+                }
             }
         }
     });

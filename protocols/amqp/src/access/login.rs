@@ -13,8 +13,8 @@
 
 use std::net::SocketAddr;
 
-use tributary_api::{CertificateIdentity, MetadataStore};
 use tributary_api::users::get_user;
+use tributary_api::{CertificateIdentity, MetadataStore};
 
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::codec::wire::Reader;
@@ -68,10 +68,12 @@ pub async fn verify_external(
     loopback_users: &[String],
 ) -> Result<String, String> {
     let certificate = certificate.ok_or("no verified client certificate on this connection")?;
-    let user = certificate
-        .common_name
-        .clone()
-        .ok_or_else(|| format!("client certificate '{}' has no common name", certificate.subject))?;
+    let user = certificate.common_name.clone().ok_or_else(|| {
+        format!(
+            "client certificate '{}' has no common name",
+            certificate.subject
+        )
+    })?;
     if loopback_users.iter().any(|name| *name == user) && !peer.ip().is_loopback() {
         return Err(format!(
             "user '{user}' can only connect via localhost (loopback_users)"
