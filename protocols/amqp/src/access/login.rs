@@ -74,7 +74,7 @@ pub async fn verify_external(
             certificate.subject
         )
     })?;
-    if loopback_users.iter().any(|name| *name == user) && !peer.ip().is_loopback() {
+    if loopback_users.contains(&user) && !peer.ip().is_loopback() {
         return Err(format!(
             "user '{user}' can only connect via localhost (loopback_users)"
         ));
