@@ -89,7 +89,22 @@ fn optional_text(text: &str) -> Option<Option<String>> {
     optional_host(text)
 }
 
+/// An empty port means "no such listener".
+fn optional_port(text: &str) -> Option<Option<u16>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Some(None);
+    }
+    text.parse().ok().map(Some)
+}
+
+/// An empty path means unset.
+fn optional_path(text: &str) -> Option<Option<std::path::PathBuf>> {
+    optional_host(text).map(|text| text.map(Into::into))
+}
+
 const PORT: &str = "a port number (0-65535)";
+const OPTIONAL_PORT: &str = "a port number (0-65535), empty for none";
 const BOOL: &str = "`true` or `false`";
 const COUNT: &str = "a non-negative integer";
 const SIGNED: &str = "an integer (-1 for unlimited)";
@@ -142,6 +157,14 @@ pub static KEYS: &[KeySpec] = &[
         PORT,
         parse,
         kafka.port
+    ),
+    key!(
+        "kafka.tls_port",
+        "TRIBUTARY_KAFKA_TLS_PORT",
+        None,
+        OPTIONAL_PORT,
+        optional_port,
+        kafka.tls_port
     ),
     key!(
         "kafka.advertised_host",
@@ -246,6 +269,14 @@ pub static KEYS: &[KeySpec] = &[
         PORT,
         parse,
         amqp.port
+    ),
+    key!(
+        "amqp.tls_port",
+        "TRIBUTARY_AMQP_TLS_PORT",
+        None,
+        OPTIONAL_PORT,
+        optional_port,
+        amqp.tls_port
     ),
     key!(
         "amqp.max_connections",
@@ -432,6 +463,14 @@ pub static KEYS: &[KeySpec] = &[
         rocketmq.acl_enabled
     ),
     key!(
+        "rocketmq.tls",
+        "TRIBUTARY_ROCKETMQ_TLS",
+        None,
+        "`disabled`, `permissive` or `enforcing`",
+        parse,
+        rocketmq.tls
+    ),
+    key!(
         "rocketmq.channel_idle_ms",
         "TRIBUTARY_ROCKETMQ_CHANNEL_IDLE_MS",
         None,
@@ -518,6 +557,14 @@ pub static KEYS: &[KeySpec] = &[
         COUNT,
         parse,
         http.max_body_bytes
+    ),
+    key!(
+        "http.tls",
+        "TRIBUTARY_HTTP_TLS",
+        None,
+        BOOL,
+        parse,
+        http.tls
     ),
     key!(
         "storage.segment_bytes",
@@ -614,6 +661,38 @@ pub static KEYS: &[KeySpec] = &[
         COUNT,
         parse,
         shutdown.drain_timeout_ms
+    ),
+    key!(
+        "tls.cert_file",
+        "TRIBUTARY_TLS_CERT_FILE",
+        None,
+        "a PEM file path, empty for none",
+        optional_path,
+        tls.cert_file
+    ),
+    key!(
+        "tls.key_file",
+        "TRIBUTARY_TLS_KEY_FILE",
+        None,
+        "a PEM file path, empty for none",
+        optional_path,
+        tls.key_file
+    ),
+    key!(
+        "tls.ca_file",
+        "TRIBUTARY_TLS_CA_FILE",
+        None,
+        "a PEM file path, empty for none",
+        optional_path,
+        tls.ca_file
+    ),
+    key!(
+        "tls.client_auth",
+        "TRIBUTARY_TLS_CLIENT_AUTH",
+        None,
+        "`none`, `optional` or `required`",
+        parse,
+        tls.client_auth
     ),
     key!(
         "cluster.metadata_url",

@@ -15,6 +15,7 @@
 mod cluster;
 mod keys;
 mod redact;
+mod tls;
 mod validate;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ use crate::broker::{BrokerSettings, LogDefaults, PartitionLimits};
 pub use cluster::{CLOUD_PIPELINED_PRODUCES, ClusterConfig};
 pub use keys::{KEYS, KeySpec, Origin};
 pub use redact::redact_password;
+pub use tls::{ClientAuth, RocketMqTls, TlsConfig};
 pub use validate::{MAX_FRAME_BYTES, MIN_FRAME_BYTES, MIN_SEGMENT_BYTES, Problem};
 
 /// Environment variable naming the TOML file when `--config` is not given.
@@ -81,6 +83,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
     pub cluster: ClusterConfig,
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +91,10 @@ pub struct Config {
 pub struct KafkaConfig {
     pub enabled: bool,
     pub port: u16,
+    /// A second listener speaking TLS (Kafka `SSL`, or `SASL_SSL` with `sasl_enabled`);
+    /// none when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_port: Option<u16>,
     /// Host put in Metadata responses; defaults to the bind address as an IPv4 literal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertised_host: Option<String>,
@@ -121,6 +128,9 @@ pub struct KafkaConfig {
 pub struct AmqpConfig {
     pub enabled: bool,
     pub port: u16,
+    /// A second listener speaking AMQPS (5671 by convention); none when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_port: Option<u16>,
     pub max_connections: usize,
     /// The `frame_max` offered in `connection.tune`.
     pub max_frame_bytes: usize,
@@ -178,6 +188,8 @@ pub struct RocketMqConfig {
     /// `--rocketmq-secret`) and the user's permissions on every request but route queries.
     /// Turns authentication on for every protocol (see [`Config::authentication_on`]).
     pub acl_enabled: bool,
+    /// TLS on the name server and broker ports (`disabled`, `permissive`, `enforcing`).
+    pub tls: RocketMqTls,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +203,8 @@ pub struct HttpConfig {
     pub admin_enabled: bool,
     /// Largest admin API request body (a definitions import is the big one).
     pub max_body_bytes: u64,
+    /// Serve HTTPS instead of HTTP on `port`.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +288,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
             cluster: ClusterConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -289,6 +304,7 @@ impl Default for KafkaConfig {
         Self {
             enabled: true,
             port: 9092,
+            tls_port: None,
             advertised_host: None,
             default_partitions: 4,
             auto_create_topics: true,
@@ -309,6 +325,7 @@ impl Default for AmqpConfig {
         Self {
             enabled: true,
             port: 5672,
+            tls_port: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: 128 << 10,
             loopback_users: vec!["guest".to_owned()],
@@ -344,6 +361,7 @@ impl Default for RocketMqConfig {
             channel_idle_ms: 120_000,
             frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
             acl_enabled: false,
+            tls: RocketMqTls::Disabled,
         }
     }
 }
@@ -356,6 +374,7 @@ impl Default for HttpConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             admin_enabled: true,
             max_body_bytes: 16 << 20,
+            tls: false,
         }
     }
 }

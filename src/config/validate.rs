@@ -36,6 +36,14 @@ pub enum Problem {
     RequiredByCluster,
     #[error("is not valid: {0}")]
     BadUrl(String),
+    #[error("is not served on the cloud engine yet (`cluster.metadata_url` is set)")]
+    NotWithCluster,
+    #[error("is required when `{listener}` turns a TLS listener on")]
+    RequiredByTls { listener: &'static str },
+    #[error("is required when `tls.client_auth` is `{0}`")]
+    RequiredByClientAuth(super::ClientAuth),
+    #[error("{0}")]
+    Tls(#[source] crate::server::tls::TlsError),
     #[error("is not a valid tracing filter")]
     BadFilter(#[source] tracing_subscriber::filter::ParseError),
 }
@@ -91,6 +99,8 @@ impl Config {
         )?;
         positive("limits.max_partitions", self.limits.max_partitions.into())?;
         self.validate_cluster()?;
+        // Last: it reads the certificate files.
+        self.validate_tls()?;
         if self.log.filter.trim().is_empty() {
             return Err(invalid("log.filter", Problem::Empty));
         }
@@ -149,7 +159,17 @@ impl Config {
         // Port 0 asks the OS for a free port, so only fixed ports can clash.
         let ports = [
             ("kafka.port", kafka.enabled, kafka.port),
+            (
+                "kafka.tls_port",
+                kafka.enabled && kafka.tls_port.is_some(),
+                kafka.tls_port.unwrap_or(0),
+            ),
             ("amqp.port", self.amqp.enabled, self.amqp.port),
+            (
+                "amqp.tls_port",
+                self.amqp.enabled && self.amqp.tls_port.is_some(),
+                self.amqp.tls_port.unwrap_or(0),
+            ),
             (
                 "rocketmq.namesrv_port",
                 self.rocketmq.enabled,

@@ -13,7 +13,9 @@
 //! - the permit and the active-connections gauge are released by drop, so an aborted
 //!   connection task releases them too; so is the connection's entry in the broker's
 //!   [`OpenConnections`], where it is listed while served, under its own child of the shutdown
-//!   token (the admin API closes one connection by cancelling that child).
+//!   token (the admin API closes one connection by cancelling that child);
+//! - on a TLS listener the handshake runs in the connection's task, never in this loop, so a
+//!   slow or silent TLS client holds only its own task (and permit) until the handshake limit.
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,12 +32,16 @@ use tributary_api::{
 
 use super::connections::{OpenConnections, Registration};
 use super::shutdown::Lifecycle;
+use super::tls::handshake::establish;
+use super::tls::{TlsRole, TlsServer};
 use crate::telemetry::names;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Shortest time between two log lines about failing accepts of one listener.
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// The TLS handshake limit of a listener with neither a handshake nor a frame time limit.
+const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections on `listener` and serves each with `frontend` until
 /// `lifecycle.shutdown` is cancelled. Spawn it on `lifecycle.tracker`. No timeouts apply and
@@ -52,6 +58,8 @@ pub async fn serve_listener(
         budget: MemoryBudget::default(),
         send_budget: SendBudget::default(),
         connections: OpenConnections::default(),
+        tls_role: TlsRole::Off,
+        tls: None,
     };
     serve_listener_with(
         frontend,
@@ -74,6 +82,9 @@ pub struct ConnectionRules {
     pub send_budget: SendBudget,
     /// Where each connection is listed for the admin API (and can be closed from).
     pub connections: OpenConnections,
+    /// Whether the listener speaks TLS, and the configuration it serves when it does.
+    pub tls_role: TlsRole,
+    pub tls: Option<Arc<TlsServer>>,
 }
 
 /// [`serve_listener`] with the listener's time limits and the broker's buffer budget.
@@ -156,11 +167,14 @@ pub async fn serve_listener_with(
             budget: rules.budget.clone(),
             send_budget: rules.send_budget.clone(),
             client_id,
+            client_certificate: None,
         };
+        let tls = (rules.tls_role, rules.tls.clone());
         let task = serve_connection(
             Arc::clone(&frontend),
             stream,
             context,
+            tls,
             lifecycle.clone(),
             (permit, registration),
         );
@@ -234,7 +248,8 @@ impl Drop for ActiveConnection {
 async fn serve_connection(
     frontend: Arc<dyn Frontend>,
     stream: TcpStream,
-    context: ConnectionContext,
+    mut context: ConnectionContext,
+    (tls_role, tls): (TlsRole, Option<Arc<TlsServer>>),
     lifecycle: Lifecycle,
     _held: (OwnedSemaphorePermit, Registration),
 ) {
@@ -242,6 +257,21 @@ async fn serve_connection(
     let peer: SocketAddr = context.peer;
     let _active = ActiveConnection::open(protocol);
     debug!(protocol, %peer, "connection accepted");
+    let limit = context
+        .timeouts
+        .handshake
+        .or(context.timeouts.frame)
+        .unwrap_or(DEFAULT_TLS_HANDSHAKE_TIMEOUT);
+    let established = tokio::select! {
+        established = establish(stream, tls_role, tls.as_ref(), limit, protocol, peer) => established,
+        () = context.shutdown.cancelled() => None,
+        () = lifecycle.abort.cancelled() => None,
+    };
+    let Some(established) = established else {
+        return;
+    };
+    context.client_certificate = established.client_certificate;
+    let stream = established.stream;
     tokio::select! {
         result = frontend.serve_connection(stream, context) => match result {
             Ok(()) => debug!(protocol, %peer, "connection closed"),

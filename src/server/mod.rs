@@ -1,7 +1,9 @@
 //! The broker shell: opens the engine, serves every mounted frontend on its own listener plus
 //! the HTTP endpoint, and shuts all of it down in order.
 //!
-//! Start-up: raise the soft open-files limit to the hard one, register SIGINT/SIGTERM, open the broker (blocking, on the blocking pool), bind
+//! Start-up: raise the soft open-files limit to the hard one, register SIGINT/SIGTERM, load the
+//! TLS certificate when a listener speaks TLS ([`tls`]; SIGHUP reloads it when the binary passed
+//! a reload function), open the broker (blocking, on the blocking pool), bind
 //! every listener (a bind failure closes the broker and returns the error), start the broker's
 //! background tasks, the frontends' background work and the accept loops, log each listening
 //! address.
@@ -23,6 +25,7 @@ pub mod http;
 pub mod listener;
 pub mod registry;
 pub mod shutdown;
+pub mod tls;
 
 use std::future::Future;
 use std::io;
@@ -57,6 +60,8 @@ pub enum ServerError {
     Signals(#[source] io::Error),
     #[error("cannot open the broker")]
     OpenBroker(#[source] EngineError),
+    #[error("cannot load the TLS configuration: `{}` {}", .0.key(), .0)]
+    Tls(#[source] tls::TlsError),
     #[error("cannot bind the {protocol} listener to {addr}")]
     Bind {
         protocol: &'static str,
@@ -87,10 +92,11 @@ pub async fn run_reloadable(
     reload: alarms::Reload,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let alarms_reload = Arc::clone(&reload);
     let mount = move |broker: &Arc<Broker>, config: &Config| {
-        registry::frontends_with(broker, config, Some(reload))
+        registry::frontends_with(broker, config, Some(alarms_reload))
     };
-    run_with(config, metrics, mount, shutdown).await
+    run_inner(config, metrics, mount, Some(reload), shutdown).await
 }
 
 /// [`run`] with the frontends chosen by `mount`, which receives the opened broker.
@@ -104,9 +110,27 @@ where
     M: FnOnce(&Arc<Broker>, &Config) -> F,
     F: Into<registry::Frontends>,
 {
+    run_inner(config, metrics, mount, None, shutdown).await
+}
+
+async fn run_inner<M, F>(
+    config: Config,
+    metrics: PrometheusHandle,
+    mount: M,
+    reload: Option<alarms::Reload>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError>
+where
+    M: FnOnce(&Arc<Broker>, &Config) -> F,
+    F: Into<registry::Frontends>,
+{
     let started = Instant::now();
     fd_limit::raise_open_files_limit();
     let mut signals = TerminationSignals::register().map_err(ServerError::Signals)?;
+    let tls_server = tls::TlsServer::for_config(&config).map_err(ServerError::Tls)?;
+    if let (Some(server), Some(reload)) = (&tls_server, reload) {
+        tls::spawn_reload_on_hangup(Arc::clone(server), reload);
+    }
 
     info!(data_dir = %config.data_dir.display(), "opening the broker");
     let settings = config.broker_settings();
@@ -150,11 +174,10 @@ where
             Some(cloud) => endpoint.with_cluster(cloud.cluster()),
             None => endpoint,
         };
-        let http_mount = Mount {
-            frontend: Arc::new(endpoint),
-            listener: config.http_listener(),
-            on_bound: None,
-        };
+        let mut http_mount = Mount::plain(Arc::new(endpoint), config.http_listener());
+        if config.http.tls {
+            http_mount.tls = tls::TlsRole::On;
+        }
         groups.push((vec![http_mount], &http));
     }
     let mut bound = Vec::new();
@@ -177,7 +200,7 @@ where
             on_bound(addr);
         }
         if let Ok(addr) = listener.local_addr() {
-            listeners.lock().push((mount.frontend.name(), addr));
+            listeners.lock().push((mount.label, addr));
         }
     }
 
@@ -197,10 +220,11 @@ where
     let budget = config.memory_budget();
     let send_budget = config.send_budget();
     for (mount, listener, group) in bound {
-        let protocol = mount.frontend.name();
+        // The listener's label: `kafka_tls` and `amqps` are told apart from `kafka` and `amqp`.
+        let protocol = mount.label;
         match listener.local_addr() {
             Ok(addr) => {
-                info!(protocol, %addr, max_connections = mount.listener.max_connections, "listening")
+                info!(protocol, %addr, max_connections = mount.listener.max_connections, tls = mount.tls.label(), "listening")
             }
             Err(err) => warn!(protocol, error = %err, "listening on an unknown address"),
         }
@@ -209,6 +233,8 @@ where
             budget: budget.clone(),
             send_budget: send_budget.clone(),
             connections: open_connections.clone(),
+            tls_role: mount.tls,
+            tls: tls_server.clone(),
         };
         let accept = serve_listener_with(
             mount.frontend,
@@ -278,7 +304,7 @@ async fn bind(config: &Config, mount: &Mount) -> Result<TcpListener, ServerError
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind {
-            protocol: mount.frontend.name(),
+            protocol: mount.label,
             addr,
             source,
         })

@@ -5,12 +5,19 @@
 //! The shell does the rest (binding, cap, metrics, shutdown). RocketMQ adds two lines, one for
 //! the name server port and one for the broker port; its broker mount uses [`Mounts::add_announced`]
 //! so the name server learns the broker's bound address before any connection is served.
+//!
+//! TLS: a mount says how its listener uses TLS ([`TlsRole`]); the shell supplies the one
+//! certificate configuration. Kafka and AMQP serve TLS on a second listener (`kafka.tls_port`,
+//! `amqp.tls_port`) mounted with the same frontend instance as the plain one
+//! ([`Mounts::add_shared`]), so both listeners share one broker state; RocketMQ and HTTP speak
+//! TLS on their own ports (`rocketmq.tls`, `http.tls`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tributary_api::Frontend;
 
+use super::tls::TlsRole;
 use crate::broker::Broker;
 use crate::config::{Config, ListenerSpec};
 
@@ -24,6 +31,24 @@ pub struct Mount {
     pub listener: ListenerSpec,
     /// Called with the bound address once every listener is bound, before any is served.
     pub on_bound: Option<BoundHook>,
+    /// The listener's name in logs and the admin API: the frontend's name, or `kafka_tls` /
+    /// `amqps` for a frontend's second (TLS) listener.
+    pub label: &'static str,
+    /// Whether the listener speaks TLS.
+    pub tls: TlsRole,
+}
+
+impl Mount {
+    /// `frontend` on `listener`, plain TCP, named after the frontend.
+    pub fn plain(frontend: Arc<dyn Frontend>, listener: ListenerSpec) -> Self {
+        Self {
+            label: frontend.name(),
+            frontend,
+            listener,
+            on_bound: None,
+            tls: TlsRole::Off,
+        }
+    }
 }
 
 impl std::fmt::Debug for Mount {
@@ -32,6 +57,8 @@ impl std::fmt::Debug for Mount {
             .field("frontend", &self.frontend)
             .field("listener", &self.listener)
             .field("on_bound", &self.on_bound.is_some())
+            .field("label", &self.label)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -43,11 +70,35 @@ pub struct Mounts(Vec<Mount>);
 impl Mounts {
     pub fn add(&mut self, listener: ListenerSpec, build: impl FnOnce() -> Arc<dyn Frontend>) {
         if listener.enabled {
+            self.0.push(Mount::plain(build(), listener));
+        }
+    }
+
+    /// Mounts an already built frontend on a further listener named `label`.
+    pub fn add_shared(
+        &mut self,
+        label: &'static str,
+        listener: ListenerSpec,
+        frontend: Arc<dyn Frontend>,
+        tls: TlsRole,
+    ) {
+        if listener.enabled {
             self.0.push(Mount {
-                frontend: build(),
-                listener,
-                on_bound: None,
+                label,
+                tls,
+                ..Mount::plain(frontend, listener)
             });
+        }
+    }
+
+    /// Makes every listener mounted so far whose frontend is named `name` use TLS as `tls` says.
+    pub fn set_tls(&mut self, name: &str, tls: TlsRole) {
+        for mount in self
+            .0
+            .iter_mut()
+            .filter(|mount| mount.frontend.name() == name)
+        {
+            mount.tls = tls;
         }
     }
 
@@ -61,9 +112,8 @@ impl Mounts {
     ) {
         if listener.enabled {
             self.0.push(Mount {
-                frontend: build(),
-                listener,
                 on_bound: Some(Arc::new(on_bound)),
+                ..Mount::plain(build(), listener)
             });
         }
     }
@@ -107,6 +157,9 @@ pub fn frontends_with(
     let mut mounts = Mounts::default();
     let mut amqp_admin = None;
     let mut kafka_admin = None;
+    // The frontends that also get a TLS listener, once built.
+    let mut amqp_frontend: Option<Arc<dyn Frontend>> = None;
+    let mut kafka_frontend: Option<Arc<dyn Frontend>> = None;
     // Frontends plug in here, one `mounts.add(config.<protocol>_listener(), || ...)` each; they
     // take their services from `broker.engine()`.
     mounts.add(config.amqp_listener(), || {
@@ -120,8 +173,13 @@ pub fn frontends_with(
             access,
         );
         amqp_admin = Some(frontend.admin());
-        Arc::new(frontend)
+        let frontend: Arc<dyn Frontend> = Arc::new(frontend);
+        amqp_frontend = Some(Arc::clone(&frontend));
+        frontend
     });
+    if let (Some(frontend), Some(listener)) = (amqp_frontend, config.amqp_tls_listener()) {
+        mounts.add_shared("amqps", listener, frontend, TlsRole::On);
+    }
     let kafka_settings = tributary_kafka::KafkaSettings {
         advertised_host: config.kafka_advertised_host(),
         default_partitions: config.kafka.default_partitions,
@@ -137,7 +195,9 @@ pub fn frontends_with(
         None => mounts.add(config.kafka_listener(), || {
             let frontend = tributary_kafka::KafkaFrontend::new(broker.engine(), kafka_settings);
             kafka_admin = Some(frontend.admin());
-            Arc::new(frontend)
+            let frontend: Arc<dyn Frontend> = Arc::new(frontend);
+            kafka_frontend = Some(Arc::clone(&frontend));
+            frontend
         }),
         // Several brokers over one log: leaders and coordinators from the membership, which
         // advertises the port the listener bound.
@@ -158,6 +218,12 @@ pub fn frontends_with(
             );
         }
     }
+    // Kafka `SSL` (or `SASL_SSL`): Metadata names the port a client came in on, so a client
+    // of this listener is sent back to it. Not on the cloud engine (validation refuses it),
+    // whose Metadata advertises each broker's one registered port.
+    if let (Some(frontend), Some(listener)) = (kafka_frontend, config.kafka_tls_listener()) {
+        mounts.add_shared("kafka_tls", listener, frontend, TlsRole::On);
+    }
     let engine = broker.engine();
     let access = Arc::new(tributary_amqp::access::StoreAccess::new(Arc::clone(
         &engine.metadata,
@@ -177,6 +243,9 @@ pub fn frontends_with(
         || Arc::new(rocketmq.broker()),
         move |addr| announce.broker_listening(addr),
     );
+    let rocketmq_tls = TlsRole::from(config.rocketmq.tls);
+    mounts.set_tls("rocketmq-namesrv", rocketmq_tls);
+    mounts.set_tls("rocketmq-broker", rocketmq_tls);
     Frontends {
         mounts: mounts.into_vec(),
         amqp: amqp_admin,

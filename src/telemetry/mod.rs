@@ -225,6 +225,12 @@ pub static CATALOG: &[MetricDescription] = &[
         "Failed accepts, by protocol and reason (emfile, enfile, enobufs, enomem, other); the listener backs off and keeps accepting.",
     ),
     metric(
+        names::TLS_HANDSHAKE_FAILURES,
+        Counter,
+        Unit::Count,
+        "TLS handshakes that failed and closed their connection, by protocol and reason (timeout, closed, not_tls, no_client_certificate, bad_client_certificate, protocol, io).",
+    ),
+    metric(
         names::QUEUE_MESSAGES_READY,
         Gauge,
         Unit::Count,

@@ -29,6 +29,8 @@ pub const CONNECTIONS_ACCEPTED: &str = "tributary_connections_accepted_total";
 pub const CONNECTIONS_REFUSED: &str = "tributary_connections_refused_total";
 /// Failed accepts per protocol and `reason` (`emfile`, `enfile`, `enobufs`, `enomem`, `other`).
 pub const ACCEPT_ERRORS: &str = "tributary_accept_errors_total";
+/// Failed TLS handshakes per protocol and `reason` (see `server::tls::handshake::Failure`).
+pub const TLS_HANDSHAKE_FAILURES: &str = "tributary_tls_handshake_failures_total";
 
 /// Messages ready for delivery per queue (gauge; label queue).
 pub const QUEUE_MESSAGES_READY: &str = "tributary_queue_messages_ready";

@@ -8,11 +8,14 @@ mod broker;
 mod lapin_support;
 #[path = "../support/rocketmq.rs"]
 mod rocketmq;
+#[path = "../support/tls.rs"]
+mod tls_support;
 
 mod access;
 mod lapin_client;
 mod lapin_features;
 mod lapin_prefetch;
 mod lapin_queues;
+mod tls;
 mod topic_feed;
 mod wire;

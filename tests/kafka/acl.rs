@@ -57,7 +57,7 @@ const ALTER_CONFIGS: i8 = 11;
 const DENY: i8 = 2;
 const ALLOW: i8 = 3;
 
-fn add_user(root: &Path, name: &str, password: &str) {
+pub(super) fn add_user(root: &Path, name: &str, password: &str) {
     let mut child = Command::new(BINARY)
         .args(["user", "add", name, "--password-stdin"])
         .env_remove("TRIBUTARY_CONFIG")
@@ -94,8 +94,8 @@ fn authorizer_broker() -> TestBroker {
     })
 }
 
-fn call<Q: Encodable, R: Decodable>(
-    stream: &mut TcpStream,
+pub(super) fn call<Q: Encodable, R: Decodable>(
+    stream: &mut (impl Read + Write),
     key: ApiKey,
     version: i16,
     body: &Q,
@@ -131,7 +131,13 @@ fn name(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
 }
 
-fn acl(kind: i8, pattern: i8, resource: &str, operation: i8, permission: i8) -> AclCreation {
+pub(super) fn acl(
+    kind: i8,
+    pattern: i8,
+    resource: &str,
+    operation: i8,
+    permission: i8,
+) -> AclCreation {
     AclCreation::default()
         .with_resource_type(kind)
         .with_resource_name(name(resource))
@@ -153,7 +159,10 @@ fn describe_all() -> DescribeAclsRequest {
         .with_permission_type(ANY)
 }
 
-fn create_topics(stream: &mut TcpStream, names: &[&str]) -> CreateTopicsResponse {
+pub(super) fn create_topics(
+    stream: &mut (impl Read + Write),
+    names: &[&str],
+) -> CreateTopicsResponse {
     let topics = names
         .iter()
         .map(|topic| {
@@ -169,7 +178,7 @@ fn create_topics(stream: &mut TcpStream, names: &[&str]) -> CreateTopicsResponse
     call(stream, ApiKey::CreateTopics, 5, &request)
 }
 
-fn produce(stream: &mut TcpStream, topic: &str) -> i16 {
+pub(super) fn produce(stream: &mut (impl Read + Write), topic: &str) -> i16 {
     let request = kafka_wire::produce_request(topic, 1, kafka_wire::batch(b"acl"));
     let response: ProduceResponse = call(stream, ApiKey::Produce, 9, &request);
     response.responses[0].partition_responses[0].error_code

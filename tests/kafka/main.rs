@@ -1,5 +1,5 @@
 //! The Kafka frontend against the real binary: hand-encoded requests, bad input, rdkafka as a
-//! client, SASL and compressed reads. One binary with a module per concern.
+//! client, SASL, compressed reads and TLS. One binary with a module per concern.
 
 #[path = "../support/broker.rs"]
 mod broker;
@@ -7,10 +7,13 @@ mod broker;
 mod kafka_wire;
 #[path = "../support/lapin.rs"]
 mod lapin_support;
+#[path = "../support/tls.rs"]
+mod tls_support;
 
 mod acl;
 mod bad_input;
 mod compressed_reads;
 mod rdkafka_client;
 mod sasl;
+mod tls;
 mod wire;

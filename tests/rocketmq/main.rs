@@ -7,6 +7,8 @@ mod broker;
 mod lapin_support;
 #[path = "../support/rocketmq.rs"]
 mod rocketmq;
+#[path = "../support/tls.rs"]
+mod tls_support;
 
 mod acl;
 mod broadcast;
@@ -15,5 +17,6 @@ mod client_binary;
 mod delays;
 mod filter;
 mod groups;
+mod tls;
 mod transactions;
 mod wire;

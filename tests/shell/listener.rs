@@ -49,7 +49,7 @@ impl Frontend for LineEcho {
 
     async fn serve_connection(
         &self,
-        stream: TcpStream,
+        stream: tributary_api::ConnectionStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
         let (read, mut write) = stream.into_split();

@@ -3,7 +3,10 @@
 
 #[path = "../support/broker.rs"]
 mod broker;
+#[path = "../support/tls.rs"]
+mod tls_support;
 
 mod exposition;
 mod listener;
 mod process;
+mod tls;

@@ -60,7 +60,11 @@ impl TestBroker {
         Self::start_full(extra_args, envs, |_| {})
     }
 
-    fn start_full(extra_args: &[&str], envs: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Self {
+    pub(crate) fn start_full(
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         prepare(data.path());
         let extra_args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();

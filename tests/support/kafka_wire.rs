@@ -18,7 +18,7 @@ use tributary_api::Record;
 use tributary_api::batch::build_batch;
 /// Sends one request (header + body at `version`) with correlation id `correlation`.
 pub(crate) fn send<T: Encodable>(
-    stream: &mut TcpStream,
+    stream: &mut impl Write,
     key: ApiKey,
     version: i16,
     correlation: i32,

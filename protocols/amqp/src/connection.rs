@@ -20,12 +20,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tributary_api::outbound::{SendTimedOut, write_progressing};
 use tributary_api::{CloseReason, ConnectionContext, Outbound, Queued};
+use tributary_api::{ConnectionReader, ConnectionStream, ConnectionWriter};
 
 use crate::access::{self, Grant, login};
 use crate::codec::methods::Method;
@@ -48,7 +47,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the writer may take to flush what is queued when the connection ends.
 const STALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn write_method(write: &mut OwnedWriteHalf, method: &Method) -> std::io::Result<()> {
+async fn write_method(write: &mut ConnectionWriter, method: &Method) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     codec::encode_method(&mut out, 0, method);
     write.write_all(&out).await
@@ -92,7 +91,7 @@ fn client_capability(client_properties: &FieldTable, name: &str) -> bool {
 /// Serves one connection to the end.
 pub async fn serve(
     vhosts: Arc<Vhosts>,
-    stream: TcpStream,
+    stream: ConnectionStream,
     context: ConnectionContext,
 ) -> Result<(), AmqpError> {
     match serve_checked(vhosts, stream, &context).await {
@@ -106,8 +105,8 @@ pub async fn serve(
 
 /// Reads the protocol header; `false` when the peer left or spoke another protocol (answered).
 async fn read_protocol_header(
-    read: &mut OwnedReadHalf,
-    write: &mut OwnedWriteHalf,
+    read: &mut ConnectionReader,
+    write: &mut ConnectionWriter,
     peer: SocketAddr,
 ) -> Result<bool, AmqpError> {
     let mut header = [0u8; 8];
@@ -148,10 +147,10 @@ async fn before<T>(
 /// [`serve`], with the closes by a connection rule still to be counted.
 async fn serve_checked(
     vhosts: Arc<Vhosts>,
-    stream: TcpStream,
+    stream: ConnectionStream,
     context: &ConnectionContext,
 ) -> Result<(), AmqpError> {
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let handshake_limit = context
         .timeouts
         .handshake
@@ -179,7 +178,11 @@ async fn serve_checked(
         &mut write,
         &Method::ConnectionStart {
             server_properties: server_properties(),
-            mechanisms: "PLAIN AMQPLAIN".into(),
+            // EXTERNAL only where a verified client certificate can name the user.
+            mechanisms: match context.client_certificate {
+                Some(_) => "PLAIN AMQPLAIN EXTERNAL".into(),
+                None => "PLAIN AMQPLAIN".into(),
+            },
             locales: "en_US".into(),
         },
     )
@@ -187,13 +190,7 @@ async fn serve_checked(
     let opened = before(
         handshake_deadline,
         handshake_limit,
-        handshake(
-            &mut reader,
-            &mut write,
-            &vhosts,
-            server_frame_max,
-            context.peer,
-        ),
+        handshake(&mut reader, &mut write, &vhosts, server_frame_max, context),
     )
     .await;
     let (tuned, login) = match opened {
@@ -284,7 +281,7 @@ async fn serve_checked(
 }
 
 /// Sends `connection.close` and waits briefly for `close-ok`.
-async fn close_connection(reader: &mut FrameReader, write: &mut OwnedWriteHalf, reply: &Reply) {
+async fn close_connection(reader: &mut FrameReader, write: &mut ConnectionWriter, reply: &Reply) {
     let close = Method::ConnectionClose {
         reply_code: reply.code,
         reply_text: reply.text.clone(),
@@ -333,11 +330,12 @@ async fn expect_method(reader: &mut FrameReader) -> Result<Method, AmqpError> {
 
 async fn handshake(
     reader: &mut FrameReader,
-    write: &mut OwnedWriteHalf,
+    write: &mut ConnectionWriter,
     vhosts: &Vhosts,
     server_frame_max: u32,
-    peer: SocketAddr,
+    context: &ConnectionContext,
 ) -> Result<(Tuned, Login), AmqpError> {
+    let peer = context.peer;
     let settings = vhosts.settings();
     let Method::ConnectionStartOk {
         client_properties,
@@ -351,15 +349,20 @@ async fn handshake(
         ));
     };
     let store = vhosts.engine().metadata.as_ref();
-    let credentials = login::parse_credentials(&mechanism, &response);
-    let verdict = match &credentials {
-        Some(credentials) => login::verify(store, credentials, peer, &vhosts.loopback_users).await,
-        None => Err(format!("unreadable {mechanism} response")),
+    let verdict = if mechanism == login::EXTERNAL {
+        let certificate = context.client_certificate.as_ref();
+        login::verify_external(store, certificate, peer, &vhosts.loopback_users).await
+    } else {
+        match login::parse_credentials(&mechanism, &response) {
+            Some(credentials) => login::verify(store, &credentials, peer, &vhosts.loopback_users)
+                .await
+                .map(|()| credentials.user),
+            None => Err(format!("unreadable {mechanism} response")),
+        }
     };
-    let user = match (verdict, credentials) {
-        (Ok(()), Some(credentials)) => credentials.user,
-        (verdict, _) => {
-            let why = verdict.err().unwrap_or_default();
+    let user = match verdict {
+        Ok(user) => user,
+        Err(why) => {
             tracing::warn!(%peer, mechanism, why, "AMQP login refused");
             return Err(AmqpError::connection(
                 ACCESS_REFUSED,
@@ -468,11 +471,11 @@ async fn open_vhost(
 /// Owns the write half: writes queued frames, sends heartbeats when output is idle, and hands
 /// the socket back when the queue closes (so the connection task can send a final close).
 async fn run_writer(
-    mut write: OwnedWriteHalf,
+    mut write: ConnectionWriter,
     mut outbound: mpsc::Receiver<Queued<Bytes>>,
     heartbeat_every: Option<Duration>,
     send_timeout: Option<Duration>,
-) -> std::io::Result<OwnedWriteHalf> {
+) -> std::io::Result<ConnectionWriter> {
     let mut beat = BytesMut::new();
     codec::encode_heartbeat(&mut beat);
     loop {

@@ -51,7 +51,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tributary_api::{BackgroundContext, ConnectionContext, ConnectionError, Engine, Frontend};
 
@@ -176,7 +175,7 @@ impl Frontend for AmqpFrontend {
 
     async fn serve_connection(
         &self,
-        stream: TcpStream,
+        stream: tributary_api::ConnectionStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
         self.vhosts.ensure_started().await?;

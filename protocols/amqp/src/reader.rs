@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tributary_api::ConnectionReader;
 use tributary_api::guard::{
     self, BudgetPermit, CloseReason, ConnectionTimeouts, FrameClock, MemoryBudget,
 };
@@ -39,7 +39,7 @@ pub struct IdleLimit {
 /// Reads frames from the socket with a buffer of at most one frame plus [`READ_CHUNK`].
 #[derive(Debug)]
 pub struct FrameReader {
-    read: OwnedReadHalf,
+    read: ConnectionReader,
     buf: BytesMut,
     pub frame_max: u32,
     pub peer: SocketAddr,
@@ -51,7 +51,7 @@ pub struct FrameReader {
 
 impl FrameReader {
     pub fn new(
-        read: OwnedReadHalf,
+        read: ConnectionReader,
         frame_max: u32,
         peer: SocketAddr,
         timeouts: ConnectionTimeouts,

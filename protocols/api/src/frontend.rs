@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,6 +16,7 @@ use crate::offsets::OffsetStore;
 use crate::outbound::SendBudget;
 use crate::queue::QueueService;
 use crate::scheduler::Scheduler;
+use crate::stream::{CertificateIdentity, ConnectionStream};
 
 /// The engine's services, handed to every frontend. Each is a narrow trait so a second engine
 /// (the scale-out one) can stand behind any of them.
@@ -53,6 +53,8 @@ pub struct ConnectionContext {
     pub send_budget: SendBudget,
     /// Where the frontend records the id the client gives itself, for the admin API.
     pub client_id: ClientId,
+    /// The verified client certificate of a TLS connection (mutual TLS), if the client sent one.
+    pub client_certificate: Option<CertificateIdentity>,
 }
 
 /// The id a client names itself with on one connection (Kafka `client.id`, RocketMQ
@@ -120,7 +122,7 @@ pub trait Frontend: Send + Sync + std::fmt::Debug + 'static {
     /// Serves one connection until the peer closes it, a protocol error closes it, or shutdown.
     async fn serve_connection(
         &self,
-        stream: TcpStream,
+        stream: ConnectionStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError>;
 }

@@ -8,8 +8,8 @@
 //! delivery, [`Frontend`] for a protocol served on a listener, and [`users`] for the credentials
 //! every protocol authenticates against.
 //!
-//! It is not: storage, networking or a protocol codec. It does no I/O of its own; it names `TcpStream` only
-//! so the shell can hand a frontend its connection, and its connection rules ([`guard`],
+//! It is not: storage, networking or a protocol codec. It does no I/O of its own; it names a connection's
+//! stream ([`stream`]: TCP, or TLS over TCP) only so the shell can hand a frontend its connection, and its connection rules ([`guard`],
 //! [`outbound`]) wrap the frontends' reads and writes. Dependencies point one way:
 //! `tributary-api` <- frontends <- the `tributary` engine and binary.
 
@@ -27,6 +27,7 @@ pub mod offsets;
 pub mod outbound;
 pub mod queue;
 pub mod scheduler;
+pub mod stream;
 pub mod telemetry;
 pub mod types;
 pub mod users;
@@ -48,4 +49,5 @@ pub use offsets::OffsetStore;
 pub use outbound::{Outbound, Queued, SendBudget, SendPermit, WriterGone};
 pub use queue::{Delivery, HeadFilter, HeadTake, QueueDepth, QueueOptions, QueueService};
 pub use scheduler::{ScheduleTarget, Scheduler};
+pub use stream::{CertificateIdentity, ConnectionReader, ConnectionStream, ConnectionWriter};
 pub use types::*;

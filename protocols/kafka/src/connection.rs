@@ -29,11 +29,10 @@ use bytes::BytesMut;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ProduceResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::{debug, warn};
-use tributary_api::ConnectionContext;
 use tributary_api::guard::{self, BudgetPermit, CloseReason, FrameClock, MemoryBudget};
 use tributary_api::outbound::write_progressing;
+use tributary_api::{ConnectionContext, ConnectionStream};
 
 use crate::codec::{self, CodecError, KafkaRequest, KafkaResponse, Routed};
 use crate::error::KafkaError;
@@ -66,7 +65,7 @@ enum Wake {
 
 pub(crate) async fn serve(
     broker: Arc<Broker>,
-    mut stream: TcpStream,
+    mut stream: ConnectionStream,
     context: ConnectionContext,
 ) -> Result<(), KafkaError> {
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
@@ -76,7 +75,7 @@ pub(crate) async fn serve(
     let mut request_context = RequestContext {
         local_port: context.local.port(),
         shutdown: context.shutdown.clone(),
-        principal: crate::acl::ANONYMOUS.to_owned(),
+        principal: certificate_principal(&context, broker.settings.sasl_enabled),
         host: context.peer.ip().to_string(),
     };
     let mut pending = VecDeque::new();
@@ -302,9 +301,25 @@ pub(crate) async fn serve(
     }
 }
 
+/// The principal of a connection before any SASL exchange: with SASL off, a verified client
+/// certificate's common name (`User:<CN>`, not Kafka's full-DN default, so that the ACLs and
+/// super users name broker users); with SASL on, SASL alone decides (`SASL_SSL`), so a
+/// certificate is never a way around a password.
+fn certificate_principal(context: &ConnectionContext, sasl_enabled: bool) -> String {
+    let common_name = context
+        .client_certificate
+        .as_ref()
+        .and_then(|certificate| certificate.common_name.as_deref())
+        .filter(|_| !sasl_enabled);
+    match common_name {
+        Some(name) => format!("User:{name}"),
+        None => crate::acl::ANONYMOUS.to_owned(),
+    }
+}
+
 /// Waits for the oldest pending produce and writes its response.
 async fn answer_oldest(
-    stream: &mut TcpStream,
+    stream: &mut ConnectionStream,
     pending: &mut VecDeque<PendingProduce>,
     send_timeout: Option<Duration>,
 ) -> Result<(), KafkaError> {
@@ -317,7 +332,7 @@ async fn answer_oldest(
 
 /// Answers every pending produce, in order.
 async fn answer_all(
-    stream: &mut TcpStream,
+    stream: &mut ConnectionStream,
     pending: &mut VecDeque<PendingProduce>,
     send_timeout: Option<Duration>,
 ) -> Result<(), KafkaError> {
@@ -328,7 +343,7 @@ async fn answer_all(
 }
 
 async fn write_produce_response(
-    stream: &mut TcpStream,
+    stream: &mut ConnectionStream,
     produce: PendingProduce,
     response: Option<ProduceResponse>,
     send_timeout: Option<Duration>,

@@ -45,7 +45,6 @@ mod scram;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::net::TcpStream;
 use tributary_api::outbound::SendTimedOut;
 use tributary_api::{CloseReason, ConnectionContext, ConnectionError, Engine, Frontend};
 
@@ -143,7 +142,7 @@ impl Frontend for KafkaFrontend {
 
     async fn serve_connection(
         &self,
-        stream: TcpStream,
+        stream: tributary_api::ConnectionStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
         let peer = context.peer;

@@ -28,8 +28,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,6 +35,7 @@ use tracing::{debug, warn};
 use tributary_api::guard::{self, BudgetPermit, CloseReason, FrameClock, MemoryBudget};
 use tributary_api::outbound::{SendTimedOut, write_progressing};
 use tributary_api::{ClientId, ConnectionContext, ConnectionError, Outbound, Queued};
+use tributary_api::{ConnectionStream, ConnectionWriter};
 
 use crate::codec::{self, RemotingCommand};
 use crate::{Role, Shared, handlers, metrics};
@@ -66,7 +65,7 @@ pub(crate) struct Connection {
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     role: Role,
-    stream: TcpStream,
+    stream: ConnectionStream,
     context: ConnectionContext,
 ) -> Result<(), ConnectionError> {
     let connection = Arc::new(Connection {
@@ -215,7 +214,7 @@ pub(crate) async fn serve(
 
 /// Writes queued responses, coalescing whatever is already queued into one write.
 async fn write_loop(
-    mut writer: OwnedWriteHalf,
+    mut writer: ConnectionWriter,
     mut queued: mpsc::Receiver<Queued<RemotingCommand>>,
     send_timeout: Option<Duration>,
 ) -> std::io::Result<()> {

@@ -59,7 +59,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use tokio::net::TcpStream;
 use tributary_api::{AccessControl, ConnectionContext, ConnectionError, Engine, Frontend};
 
 pub use delay::DelayLevels;
@@ -259,7 +258,7 @@ impl Frontend for NameServerFrontend {
 
     async fn serve_connection(
         &self,
-        stream: TcpStream,
+        stream: tributary_api::ConnectionStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
         connection::serve(Arc::clone(&self.shared), Role::NameServer, stream, context).await
@@ -278,7 +277,7 @@ impl Frontend for BrokerFrontend {
 
     async fn serve_connection(
         &self,
-        stream: TcpStream,
+        stream: tributary_api::ConnectionStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
         self.shared.upkeep.get_or_init(|| {

@@ -30,7 +30,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tributary_api::{ConnectionContext, ConnectionError, Frontend};
 
@@ -175,7 +174,7 @@ impl Frontend for HttpEndpoint {
 
     async fn serve_connection(
         &self,
-        stream: TcpStream,
+        stream: tributary_api::ConnectionStream,
         context: ConnectionContext,
     ) -> Result<(), ConnectionError> {
         let peer = context.peer;

@@ -1,16 +1,20 @@
 //! `connection.start-ok` credentials: PLAIN (`authzid \0 user \0 password`) and AMQPLAIN (a
 //! field table without its length prefix, keys `LOGIN` and `PASSWORD`), checked against the
-//! broker's user store ([`tributary_api::users`], shared with Kafka SASL).
+//! broker's user store ([`tributary_api::users`], shared with Kafka SASL); and EXTERNAL, where a
+//! verified TLS client certificate's common name names a stored user (as RabbitMQ's
+//! `rabbitmq_auth_mechanism_ssl` with its default `ssl_cert_login_from = common_name`).
 //!
 //! Invariants: the built-in `guest`/`guest` applies only while the store has no `guest` record
 //! (a stored `guest` wins, as `rabbitmqctl change_password guest` would); users named in
 //! `loopback_users` are refused unless the peer is a loopback address; password hashing runs on
-//! the blocking pool, never on a connection task.
+//! the blocking pool, never on a connection task; EXTERNAL is offered only on a connection with
+//! a verified client certificate, and accepts only a user the store holds (the built-in
+//! `guest` is not one), under the same loopback rule.
 
 use std::net::SocketAddr;
 
-use tributary_api::MetadataStore;
 use tributary_api::users::get_user;
+use tributary_api::{CertificateIdentity, MetadataStore};
 
 use crate::codec::table::{FieldTable, FieldValue};
 use crate::codec::wire::Reader;
@@ -50,6 +54,38 @@ pub fn parse_credentials(mechanism: &str, response: &[u8]) -> Option<Credentials
         user: String::from_utf8(user).ok()?,
         password: String::from_utf8(password).ok()?,
     })
+}
+
+/// The mechanism named by a client certificate.
+pub const EXTERNAL: &str = "EXTERNAL";
+
+/// EXTERNAL: the user named by the certificate's common name, when the store holds that user
+/// and the loopback rule lets it in from `peer`; `Err` carries the reason for the broker log.
+pub async fn verify_external(
+    store: &dyn MetadataStore,
+    certificate: Option<&CertificateIdentity>,
+    peer: SocketAddr,
+    loopback_users: &[String],
+) -> Result<String, String> {
+    let certificate = certificate.ok_or("no verified client certificate on this connection")?;
+    let user = certificate.common_name.clone().ok_or_else(|| {
+        format!(
+            "client certificate '{}' has no common name",
+            certificate.subject
+        )
+    })?;
+    if loopback_users.contains(&user) && !peer.ip().is_loopback() {
+        return Err(format!(
+            "user '{user}' can only connect via localhost (loopback_users)"
+        ));
+    }
+    match get_user(store, &user).await {
+        Ok(Some(_)) => Ok(user),
+        Ok(None) => Err(format!(
+            "client certificate common name '{user}' is not a broker user"
+        )),
+        Err(error) => Err(format!("cannot read user '{user}': {error}")),
+    }
 }
 
 /// Checks credentials; `Err` carries the reason for the broker log (never for the client).

@@ -71,7 +71,8 @@ pub(crate) struct RequestContext {
     pub(crate) local_port: u16,
     /// Cancelled at shutdown; long polls return early.
     pub(crate) shutdown: CancellationToken,
-    /// `User:<name>` once SASL authenticated the connection, else `User:ANONYMOUS`.
+    /// `User:<name>` once SASL authenticated the connection; on a TLS connection without SASL,
+    /// `User:<CN>` of a verified client certificate; else `User:ANONYMOUS`.
     pub(crate) principal: String,
     /// The client's address, for ACLs naming a host.
     pub(crate) host: String,
