@@ -278,6 +278,39 @@ fn unsigned_and_badly_signed_requests_get_no_permission() {
     assert_eq!(max.header["extFields"]["offset"], "0");
 }
 
+/// The C++ client (and the Python client over it) sends `AccessKey`, `Signature` and
+/// `SecurityToken` on every request, empty when no credentials are set: empty fields are no
+/// credentials, so its route queries stay open as RocketMQ's name server answers them, and its
+/// broker requests are refused for lack of an access key, not for a bad signature.
+#[test]
+fn empty_credential_fields_are_no_credentials() {
+    let mut broker = acl_broker();
+    let mut ns = connect(broker.addr("rocketmq-namesrv"));
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    let created = call(
+        &mut conn,
+        17,
+        signed("admin", "admin-secret", &create_fields("alice.orders"), b""),
+        b"",
+    );
+    assert_eq!(created.code(), 0, "{}", created.header);
+    let empty = |mut fields: Value| {
+        for name in ["AccessKey", "Signature", "SecurityToken"] {
+            fields[name] = json!("");
+        }
+        fields
+    };
+
+    let route = call(&mut ns, 105, empty(json!({"topic": "alice.orders"})), b"");
+    assert_eq!(route.code(), 0, "route query: {}", route.header);
+    let missing = call(&mut ns, 105, empty(json!({"topic": "alice.new"})), b"");
+    assert_eq!(missing.code(), 17, "not created: {}", missing.header);
+    let send = call(&mut conn, 10, empty(send_fields("alice.orders")), b"payload");
+    assert_refused(&send, "send", "No accessKey");
+    let grow = call(&mut ns, 17, empty(create_fields("alice.orders")), b"");
+    assert_refused(&grow, "grow on the name server", "No accessKey");
+}
+
 #[test]
 fn permissions_decide_what_a_signed_user_may_do() {
     let mut broker = acl_broker();

@@ -79,13 +79,11 @@ def amqps_external():
 def external_unknown_cn():
     try:
         pika.BlockingConnection(params(pika.credentials.ExternalCredentials(), cn=UNKNOWN)).close()
-    except pika.exceptions.ProbableAccessDeniedError as err:
-        refused = f"{type(err).__name__}: {err}"
     except pika.exceptions.ProbableAuthenticationError as err:
-        refused = f"{type(err).__name__}: {err}"
-    else:
-        raise AssertionError(f"EXTERNAL as CN={UNKNOWN} (no such user) logged in")
-    return f"CN={UNKNOWN} refused ({refused})"[:200]
+        # pika's name for a connection.close during the handshake; the reply code says why.
+        check("ACCESS_REFUSED" in str(err), f"refused, but not as ACCESS_REFUSED: {err}")
+        return f"CN={UNKNOWN} refused ({err})"[:200]
+    raise AssertionError(f"EXTERNAL as CN={UNKNOWN} (no such user) logged in")
 
 
 def plaintext_on_tls():

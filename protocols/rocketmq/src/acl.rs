@@ -126,7 +126,7 @@ async fn check(
             request.code,
             request::GET_ROUTEINFO_BY_TOPIC | request::GET_BROKER_CLUSTER_INFO
         );
-    let signed = request.field(SIGNATURE).is_some() || request.field(ACCESS_KEY).is_some();
+    let signed = credential(request, SIGNATURE).is_some() || credential(request, ACCESS_KEY).is_some();
     if open_query && !signed {
         return Ok(Caller {
             user: None,
@@ -153,13 +153,20 @@ async fn check(
     })
 }
 
+/// A credential field of `request`; an empty one is none, since the C++ client sends
+/// `AccessKey` and `Signature` empty on every request when no credentials are set.
+fn credential<'a>(request: &'a RemotingCommand, name: &str) -> Option<&'a str> {
+    request.field(name).filter(|value| !value.is_empty())
+}
+
 fn refused(reason: String) -> RequestError {
     RequestError::NoPermission(reason)
 }
 
 /// The verified access key of a signed request.
 async fn authenticate(shared: &Shared, request: &RemotingCommand) -> RequestResult<String> {
-    let (Some(user), Some(sent)) = (request.field(ACCESS_KEY), request.field(SIGNATURE)) else {
+    let (Some(user), Some(sent)) = (credential(request, ACCESS_KEY), credential(request, SIGNATURE))
+    else {
         return Err(refused(format!(
             "No accessKey is configured: request code {} needs `{ACCESS_KEY}` and `{SIGNATURE}` (rocketmq.acl_enabled)",
             request.code
