@@ -1,4 +1,4 @@
-"""confluent-kafka (librdkafka) against Tributary's security features: the `security` table of ./run.
+"""confluent-kafka (librdkafka) against Tributary's security features (./run's security table).
 
 Two brokers, each started by ./run, get a subset of these scenarios (`--scenarios`), in order;
 each prints `RESULT confluent-kafka <scenario> PASS|FAIL <detail>`, and a scenario after a failed

@@ -126,7 +126,9 @@ async fn check(
             request.code,
             request::GET_ROUTEINFO_BY_TOPIC | request::GET_BROKER_CLUSTER_INFO
         );
-    let signed = credential(request, SIGNATURE).is_some() || credential(request, ACCESS_KEY).is_some();
+    // A signature without an access key names nobody: the C++ client signs every request,
+    // with an empty `AccessKey` when it has no credentials.
+    let signed = credential(request, ACCESS_KEY).is_some();
     if open_query && !signed {
         return Ok(Caller {
             user: None,
@@ -154,7 +156,7 @@ async fn check(
 }
 
 /// A credential field of `request`; an empty one is none, since the C++ client sends
-/// `AccessKey` and `Signature` empty on every request when no credentials are set.
+/// `AccessKey` (and `SecurityToken`) empty on every request when it has no credentials.
 fn credential<'a>(request: &'a RemotingCommand, name: &str) -> Option<&'a str> {
     request.field(name).filter(|value| !value.is_empty())
 }
