@@ -16,19 +16,18 @@ use broker::{TestBroker, connect, data_dir_in};
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterConfigsResponse, ApiKey, CreateAclsRequest, CreateAclsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeAclsRequest, DescribeAclsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    FetchRequest, FetchResponse, GroupId,
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, CreateAclsRequest, CreateAclsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteAclsRequest, DeleteAclsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest, FetchResponse, GroupId,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, JoinGroupRequest,
-    JoinGroupResponse, MetadataRequest, MetadataResponse, ProduceResponse,
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
-    TopicName,
+    JoinGroupResponse, MetadataRequest, MetadataResponse, ProduceResponse, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -244,7 +243,10 @@ fn retention(stream: &mut TcpStream, topic: &str) -> Option<String> {
     let described = describe_configs(stream, &[(TOPIC_CONFIG, topic)]);
     let result = &described.results[0];
     (result.error_code == 0).then(|| {
-        let entry = result.configs.iter().find(|c| c.name.as_str() == "retention.ms");
+        let entry = result
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "retention.ms");
         let value = entry.and_then(|c| c.value.as_ref()).expect("retention.ms");
         value.to_string()
     })
@@ -460,10 +462,19 @@ fn config_requests_are_narrowed_to_the_resources_allowed() {
     let mut alice = login(kafka, "alice", "alice-secret");
     let described = describe_configs(
         &mut alice,
-        &[(TOPIC_CONFIG, "orders.eu"), (TOPIC_CONFIG, "payments"), (BROKER_CONFIG, "1")],
+        &[
+            (TOPIC_CONFIG, "orders.eu"),
+            (TOPIC_CONFIG, "payments"),
+            (BROKER_CONFIG, "1"),
+        ],
     );
     assert_eq!(
-        codes(described.results.iter().map(|r| (&r.resource_name, r.error_code))),
+        codes(
+            described
+                .results
+                .iter()
+                .map(|r| (&r.resource_name, r.error_code))
+        ),
         [
             ("1".to_owned(), CLUSTER_DENIED),
             ("orders.eu".to_owned(), 0),
@@ -472,7 +483,10 @@ fn config_requests_are_narrowed_to_the_resources_allowed() {
         "ALTER_CONFIGS implies DESCRIBE_CONFIGS; a broker needs the cluster"
     );
     assert!(
-        described.results.iter().all(|r| r.error_code != 0 || !r.configs.is_empty()),
+        described
+            .results
+            .iter()
+            .all(|r| r.error_code != 0 || !r.configs.is_empty()),
         "allowed resources are described: {described:?}"
     );
 
@@ -496,10 +510,21 @@ fn config_requests_are_narrowed_to_the_resources_allowed() {
             .with_resources(vec![set("orders.eu"), set("payments")]),
     );
     assert_eq!(
-        codes(altered.responses.iter().map(|r| (&r.resource_name, r.error_code))),
-        [("orders.eu".to_owned(), 0), ("payments".to_owned(), TOPIC_DENIED)]
+        codes(
+            altered
+                .responses
+                .iter()
+                .map(|r| (&r.resource_name, r.error_code))
+        ),
+        [
+            ("orders.eu".to_owned(), 0),
+            ("payments".to_owned(), TOPIC_DENIED)
+        ]
     );
-    assert_eq!(retention(&mut admin, "orders.eu").as_deref(), Some("3600000"));
+    assert_eq!(
+        retention(&mut admin, "orders.eu").as_deref(),
+        Some("3600000")
+    );
     assert_eq!(retention(&mut admin, "payments"), Some(before.clone()));
 
     // The legacy AlterConfigs is held to the same ACLs.

@@ -300,7 +300,12 @@ fn empty_credential_fields_are_no_credentials() {
         signed("", "", &fields, body)
     };
 
-    let route = call(&mut ns, 105, empty(json!({"topic": "alice.orders"}), b""), b"");
+    let route = call(
+        &mut ns,
+        105,
+        empty(json!({"topic": "alice.orders"}), b""),
+        b"",
+    );
     assert_eq!(route.code(), 0, "route query: {}", route.header);
     let missing = call(&mut ns, 105, empty(json!({"topic": "alice.new"}), b""), b"");
     assert_eq!(missing.code(), 17, "not created: {}", missing.header);

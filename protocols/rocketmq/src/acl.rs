@@ -167,8 +167,10 @@ fn refused(reason: String) -> RequestError {
 
 /// The verified access key of a signed request.
 async fn authenticate(shared: &Shared, request: &RemotingCommand) -> RequestResult<String> {
-    let (Some(user), Some(sent)) = (credential(request, ACCESS_KEY), credential(request, SIGNATURE))
-    else {
+    let (Some(user), Some(sent)) = (
+        credential(request, ACCESS_KEY),
+        credential(request, SIGNATURE),
+    ) else {
         return Err(refused(format!(
             "No accessKey is configured: request code {} needs `{ACCESS_KEY}` and `{SIGNATURE}` (rocketmq.acl_enabled)",
             request.code
