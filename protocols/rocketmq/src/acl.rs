@@ -23,9 +23,9 @@
 //! the name server's route and cluster queries, which stay open as in RocketMQ (a client asks
 //! them before it talks to a broker) but never create a topic for an unsigned caller (a request
 //! is signed when it names a non-empty `AccessKey`; the C++ client sends the credential fields
-//! empty, with a signature, when it has no credentials); a refusal
-//! is NO_PERMISSION (16) with a remark naming what was missing, and a log line; the signature
-//! is compared in constant time; the secret is never logged.
+//! empty, with a signature, when it has no credentials); a refusal is NO_PERMISSION (16) with
+//! a remark naming what was missing, and a log line; the signature is compared in constant
+//! time; the secret is never logged.
 
 use std::collections::BTreeMap;
 
