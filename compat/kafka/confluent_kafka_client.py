@@ -1,4 +1,7 @@
-"""confluent-kafka (librdkafka, bundled in the wheel) running the compat/kafka scenarios."""
+"""confluent-kafka (librdkafka, bundled in the wheel) running the compat/kafka scenarios.
+
+With `--ssl-ca CA.pem` every connection is Kafka `SSL` (the broker's TLS port; CA verification
+and host name checking on) and the results are reported as client `confluent-kafka-ssl`."""
 
 import sys
 
@@ -11,8 +14,20 @@ CLIENT = "confluent-kafka"
 
 
 def main():
-    args = scenarios.parse_args(CLIENT)
+    args = scenarios.parse_args(
+        CLIENT, lambda parser: parser.add_argument("--ssl-ca", help="PEM CA: connect with SSL")
+    )
+    client = CLIENT
     common = {"bootstrap.servers": args.bootstrap, "broker.address.family": "v4"}
+    if args.ssl_ca:
+        client = f"{CLIENT}-ssl"
+        common.update(
+            {
+                "security.protocol": "SSL",
+                "ssl.ca.location": args.ssl_ca,
+                "ssl.endpoint.identification.algorithm": "https",
+            }
+        )
     first = scenarios.records(CLIENT, 0, scenarios.FIRST_BATCH)
     second = scenarios.records(CLIENT, scenarios.FIRST_BATCH, scenarios.SECOND_BATCH)
 
@@ -95,7 +110,7 @@ def main():
         return consume(second)
 
     return scenarios.run(
-        CLIENT,
+        client,
         {
             "create": create,
             "produce": lambda: produce(first),

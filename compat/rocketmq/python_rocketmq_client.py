@@ -125,11 +125,15 @@ class Received:
 
 def start_consumer(
     args, group, topic, expression, instance, fail_first_delivery=False,
-    message_model=MessageModel.CLUSTERING,
+    message_model=MessageModel.CLUSTERING, credentials=None,
 ):
+    """A started push consumer and its Received; `credentials` (AccessKey, SecretKey) sign its
+    requests (python_rocketmq_acl.py)."""
     received = Received(fail_first_delivery)
     consumer = PushConsumer(group, message_model=message_model)
     consumer.set_namesrv_addr(args.namesrv)
+    if credentials is not None:
+        consumer.set_session_credentials(*credentials, "")
     # A distinct instance name makes each consumer its own client, as a new process would be.
     consumer.set_instance_name(instance)
     consumer.set_thread_count(2)

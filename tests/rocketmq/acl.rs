@@ -278,6 +278,48 @@ fn unsigned_and_badly_signed_requests_get_no_permission() {
     assert_eq!(max.header["extFields"]["offset"], "0");
 }
 
+/// The C++ client (and the Python client over it) signs every request, also without
+/// credentials: `AccessKey` and `SecurityToken` empty and a `Signature` keyed by the empty
+/// secret. An empty access key is no credentials, so its route queries stay open as RocketMQ's
+/// name server answers them, and its broker requests are refused for lack of an access key.
+#[test]
+fn empty_credential_fields_are_no_credentials() {
+    let mut broker = acl_broker();
+    let mut ns = connect(broker.addr("rocketmq-namesrv"));
+    let mut conn = connect(broker.addr("rocketmq-broker"));
+    let created = call(
+        &mut conn,
+        17,
+        signed("admin", "admin-secret", &create_fields("alice.orders"), b""),
+        b"",
+    );
+    assert_eq!(created.code(), 0, "{}", created.header);
+    let empty = |fields: Value, body: &[u8]| {
+        let mut fields = fields;
+        fields["SecurityToken"] = json!("");
+        signed("", "", &fields, body)
+    };
+
+    let route = call(
+        &mut ns,
+        105,
+        empty(json!({"topic": "alice.orders"}), b""),
+        b"",
+    );
+    assert_eq!(route.code(), 0, "route query: {}", route.header);
+    let missing = call(&mut ns, 105, empty(json!({"topic": "alice.new"}), b""), b"");
+    assert_eq!(missing.code(), 17, "not created: {}", missing.header);
+    let send = call(
+        &mut conn,
+        10,
+        empty(send_fields("alice.orders"), b"payload"),
+        b"payload",
+    );
+    assert_refused(&send, "send", "No accessKey");
+    let grow = call(&mut ns, 17, empty(create_fields("alice.orders"), b""), b"");
+    assert_refused(&grow, "grow on the name server", "No accessKey");
+}
+
 #[test]
 fn permissions_decide_what_a_signed_user_may_do() {
     let mut broker = acl_broker();

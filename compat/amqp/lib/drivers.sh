@@ -3,7 +3,8 @@
 # Invariant: every driver line in $results reads `<client> <scenario> PASS|FAIL <detail>`, and a
 # driver that dies, hangs or prints nothing leaves a FAIL line, so no failure can go unseen.
 
-all_drivers=(pika-blocking pika-asyncio aio-pika kombu celery amqplib amqp-client amqp-tools java)
+all_drivers=(pika-blocking pika-asyncio aio-pika kombu celery amqplib amqp-client amqp-tools java
+    pika-tls amqplib-tls)
 
 # driver -> "timeout_seconds command..." (commands run from $compat_dir).
 driver_command() {
@@ -18,6 +19,8 @@ driver_command() {
         amqp-client) echo "60 node node/amqp_client.mjs" ;;
         amqp-tools) echo "60 bash lib/amqp_tools.sh" ;;
         java) echo "60 java -cp $java_out:$java_classpath AmqpCompat" ;;
+        pika-tls) echo "60 $py python/pika_tls.py" ;;
+        amqplib-tls) echo "60 node node/amqplib_tls.js" ;;
         *) return 1 ;;
     esac
 }

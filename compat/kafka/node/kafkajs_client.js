@@ -1,12 +1,15 @@
 // kafkajs 2.x (pure JavaScript, old non-flexible protocol versions) running the compat/kafka
 // scenarios: create, produce, consume (group, commit), resume (same group sees only new records).
 // Prints `RESULT kafkajs <scenario> PASS|FAIL <detail>` lines like the Python clients do; the plan
-// and its numbers mirror ../scenarios.py.
+// and its numbers mirror ../scenarios.py. With `--ssl-ca CA.pem` every connection is TLS (the
+// broker's Kafka `SSL` port, certificate verified against that CA) and the results are reported
+// as client `kafkajs-ssl`.
 'use strict';
 
+const fs = require('fs');
 const { CompressionTypes, Kafka, logLevel } = require('kafkajs');
 
-const CLIENT = 'kafkajs';
+let CLIENT = 'kafkajs';
 const PARTITIONS = 3;
 const FIRST_BATCH = 60;
 const SECOND_BATCH = 25;
@@ -56,9 +59,15 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
+  let ssl;
+  if (args['ssl-ca']) {
+    CLIENT = 'kafkajs-ssl';
+    ssl = { ca: [fs.readFileSync(args['ssl-ca'])], rejectUnauthorized: true };
+  }
   const kafka = new Kafka({
     clientId: 'tributary-compat',
     brokers: [args.bootstrap],
+    ssl,
     logLevel: logLevel.WARN,
     connectionTimeout: 5000,
     requestTimeout: 15000,

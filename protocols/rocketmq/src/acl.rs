@@ -21,9 +21,11 @@
 //!
 //! Invariants: with the ACL on, every request on either port needs a valid signature except
 //! the name server's route and cluster queries, which stay open as in RocketMQ (a client asks
-//! them before it talks to a broker) but never create a topic for an unsigned caller; a refusal
-//! is NO_PERMISSION (16) with a remark naming what was missing, and a log line; the signature
-//! is compared in constant time; the secret is never logged.
+//! them before it talks to a broker) but never create a topic for an unsigned caller (a request
+//! is signed when it names a non-empty `AccessKey`; the C++ client sends the credential fields
+//! empty, with a signature, when it has no credentials); a refusal is NO_PERMISSION (16) with
+//! a remark naming what was missing, and a log line; the signature is compared in constant
+//! time; the secret is never logged.
 
 use std::collections::BTreeMap;
 
@@ -126,7 +128,9 @@ async fn check(
             request.code,
             request::GET_ROUTEINFO_BY_TOPIC | request::GET_BROKER_CLUSTER_INFO
         );
-    let signed = request.field(SIGNATURE).is_some() || request.field(ACCESS_KEY).is_some();
+    // A signature without an access key names nobody: the C++ client signs every request,
+    // with an empty `AccessKey` when it has no credentials.
+    let signed = credential(request, ACCESS_KEY).is_some();
     if open_query && !signed {
         return Ok(Caller {
             user: None,
@@ -153,13 +157,22 @@ async fn check(
     })
 }
 
+/// A credential field of `request`; an empty one is none, since the C++ client sends
+/// `AccessKey` (and `SecurityToken`) empty on every request when it has no credentials.
+fn credential<'a>(request: &'a RemotingCommand, name: &str) -> Option<&'a str> {
+    request.field(name).filter(|value| !value.is_empty())
+}
+
 fn refused(reason: String) -> RequestError {
     RequestError::NoPermission(reason)
 }
 
 /// The verified access key of a signed request.
 async fn authenticate(shared: &Shared, request: &RemotingCommand) -> RequestResult<String> {
-    let (Some(user), Some(sent)) = (request.field(ACCESS_KEY), request.field(SIGNATURE)) else {
+    let (Some(user), Some(sent)) = (
+        credential(request, ACCESS_KEY),
+        credential(request, SIGNATURE),
+    ) else {
         return Err(refused(format!(
             "No accessKey is configured: request code {} needs `{ACCESS_KEY}` and `{SIGNATURE}` (rocketmq.acl_enabled)",
             request.code
