@@ -8,44 +8,21 @@ use crate::tls_support;
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use broker::{TestBroker, data_dir_in};
+use broker::TestBroker;
 use bytes::{BufMut, BytesMut};
 use tls_support::{Pki, TlsStream};
 use tributary_amqp::codec::{self, Frame, FrameKind};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
-
+/// A broker user `name` with every permission on `/` (its password is not used: it logs in
+/// with a certificate).
 fn add_user(root: &Path, name: &str) {
-    let mut child = Command::new(BINARY)
-        .args(["user", "add", name, "--password-stdin"])
-        .env_remove("TRIBUTARY_CONFIG")
-        .env("TRIBUTARY_DATA_DIR", data_dir_in(root))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tributary user add");
-    let stdin = child.stdin.as_mut().expect("stdin");
-    stdin.write_all(b"unused-password\n").expect("password");
-    let output = child.wait_with_output().expect("user add");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let output = Command::new(BINARY)
-        .args(["permissions", "set", "/", name, ".*", ".*", ".*"])
-        .env_remove("TRIBUTARY_CONFIG")
-        .env("TRIBUTARY_DATA_DIR", data_dir_in(root))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tributary permissions set");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let user_add = ["user", "add", name, "--password-stdin"];
+    broker::run_cli(root, &user_add, "unused-password\n");
+    broker::run_cli(
+        root,
+        &["permissions", "set", "/", name, ".*", ".*", ".*"],
+        "",
     );
 }
 

@@ -10,9 +10,8 @@ use crate::kafka_wire;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use broker::{TestBroker, connect, data_dir_in};
+use broker::{TestBroker, connect};
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -31,7 +30,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
 const CONFIG_FILE: &str = "tributary.toml";
 
 const TOPIC_DENIED: i16 = 29;
@@ -57,26 +55,10 @@ const DENY: i8 = 2;
 const ALLOW: i8 = 3;
 
 pub(super) fn add_user(root: &Path, name: &str, password: &str) {
-    let mut child = Command::new(BINARY)
-        .args(["user", "add", name, "--password-stdin"])
-        .env_remove("TRIBUTARY_CONFIG")
-        .env("TRIBUTARY_DATA_DIR", data_dir_in(root))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tributary user add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("password");
-    let output = child.wait_with_output().expect("user add");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    broker::run_cli(
+        root,
+        &["user", "add", name, "--password-stdin"],
+        &format!("{password}\n"),
     );
 }
 

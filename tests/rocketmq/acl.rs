@@ -11,12 +11,10 @@ use crate::rocketmq::{Client, Collector, body, message, wait_for};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::{TestBroker, data_dir_in};
+use broker::{TestBroker, run_cli};
 use parking_lot::Mutex;
 use rocketmq_client_rust::{
     AclClientRPCHook, AclSigner, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
@@ -24,34 +22,8 @@ use rocketmq_client_rust::{
 };
 use serde_json::{Value, json};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
 const CONFIG_FILE: &str = "tributary.toml";
 const NO_PERMISSION: i64 = 16;
-
-/// Runs the binary's `args` on the data directory under `root`; panics when it fails.
-fn tributary(root: &Path, args: &[&str], stdin: &str) {
-    let mut child = Command::new(BINARY)
-        .args(args)
-        .env_remove("TRIBUTARY_CONFIG")
-        .env("TRIBUTARY_DATA_DIR", data_dir_in(root))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tributary");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("command finishes");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// A broker with the ACL on and three users: `admin` (administrator, everything), `alice`
 /// (topics `alice.*` and `alice-*`, groups `g-alice*`; the Rust client refuses dots) and `bob` (everything, but no RocketMQ secret kept).
@@ -61,7 +33,7 @@ fn acl_broker() -> TestBroker {
         let add = |name: &str, password: &str, extra: &[&str]| {
             let mut args = vec!["user", "add", name, "--password-stdin"];
             args.extend_from_slice(extra);
-            tributary(root, &args, &format!("{password}\n"));
+            run_cli(root, &args, &format!("{password}\n"));
         };
         add(
             "admin",
@@ -71,7 +43,7 @@ fn acl_broker() -> TestBroker {
         add("alice", "alice-secret", &["--rocketmq-secret"]);
         add("bob", "bob-secret", &[]);
         let grant = |user: &str, configure: &str, write: &str, read: &str| {
-            tributary(
+            run_cli(
                 root,
                 &["permissions", "set", "/", user, configure, write, read],
                 "",

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -271,4 +271,30 @@ pub(crate) fn harness_test_name(module: &str, test: &str) -> String {
         Some((_, path)) => format!("{path}::{test}"),
         None => test.to_owned(),
     }
+}
+
+/// Runs the binary's subcommand `args` (`user add`, `permissions set`, ...) on the data
+/// directory under `root` with `stdin` as its input; panics with its stderr when it fails.
+pub(crate) fn run_cli(root: &Path, args: &[&str], stdin: &str) {
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .env_remove("TRIBUTARY_CONFIG")
+        .env("TRIBUTARY_DATA_DIR", data_dir_in(root))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tributary");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("command finishes");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
