@@ -55,8 +55,8 @@ fn acl_broker() -> TestBroker {
     })
 }
 
-struct Response {
-    header: Value,
+pub(super) struct Response {
+    pub(super) header: Value,
     body: Vec<u8>,
 }
 
@@ -95,8 +95,13 @@ fn signed(user: &str, secret: &str, fields: &Value, body: &[u8]) -> Value {
     json!(sorted)
 }
 
-/// One JSON-header request and its response.
-fn call(stream: &mut TcpStream, code: i32, ext: Value, body: &[u8]) -> Response {
+/// One JSON-header request and its response (over TCP or TLS).
+pub(super) fn call(
+    stream: &mut (impl Read + Write),
+    code: i32,
+    ext: Value,
+    body: &[u8],
+) -> Response {
     let header = json!({
         "code": code, "language": "JAVA", "version": 479, "opaque": code, "flag": 0,
         "extFields": ext,
@@ -113,8 +118,10 @@ fn call(stream: &mut TcpStream, code: i32, ext: Value, body: &[u8]) -> Response 
     let mut frame = vec![0u8; u32::from_be_bytes(word) as usize];
     stream.read_exact(&mut frame).expect("frame");
     let header_len = u32::from_be_bytes([0, frame[1], frame[2], frame[3]]) as usize;
+    let header: Value = serde_json::from_slice(&frame[4..4 + header_len]).expect("JSON header");
+    assert_eq!(header["opaque"], code, "the response answers this request");
     Response {
-        header: serde_json::from_slice(&frame[4..4 + header_len]).expect("JSON header"),
+        header,
         body: frame[4 + header_len..].to_vec(),
     }
 }

@@ -2,6 +2,7 @@
 //! a rustls client: `enforcing` serves TLS and closes plaintext clients on both ports;
 //! `permissive` serves both on the same port (told apart by the first byte).
 
+use super::acl;
 use crate::broker;
 use crate::tls_support;
 
@@ -9,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 use broker::TestBroker;
-use serde_json::{Value, json};
+use serde_json::json;
 use tls_support::Pki;
 
 /// GET_BROKER_CLUSTER_INFO: answered by the name server with no fields.
@@ -18,27 +19,10 @@ const CLUSTER_INFO: i32 = 106;
 const HEART_BEAT: i32 = 34;
 
 /// Sends one request and returns the response's code.
-fn call(stream: &mut impl ReadWrite, code: i32, body: &[u8]) -> i64 {
-    let header = json!({"code": code, "language": "CPP", "version": 63, "opaque": 7, "flag": 0, "extFields": {}});
-    let header = serde_json::to_vec(&header).unwrap();
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&((4 + header.len() + body.len()) as u32).to_be_bytes());
-    frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&header);
-    frame.extend_from_slice(body);
-    stream.write_all(&frame).expect("write");
-    let mut word = [0u8; 4];
-    stream.read_exact(&mut word).expect("length");
-    let mut frame = vec![0u8; u32::from_be_bytes(word) as usize];
-    stream.read_exact(&mut frame).expect("frame");
-    let header_len = u32::from_be_bytes([0, frame[1], frame[2], frame[3]]) as usize;
-    let header: Value = serde_json::from_slice(&frame[4..4 + header_len]).expect("JSON header");
-    assert_eq!(header["opaque"], 7);
-    header["code"].as_i64().expect("code")
+fn call(stream: &mut (impl Read + Write), code: i32, body: &[u8]) -> i64 {
+    let response = acl::call(stream, code, json!({}), body);
+    response.header["code"].as_i64().expect("code")
 }
-
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
 
 fn heartbeat() -> Vec<u8> {
     serde_json::to_vec(
