@@ -14,7 +14,10 @@
 //! Invariants: an id, once given to a topic name, is stored in the metadata store (namespace
 //! [`NAMESPACE`], key = topic, value = the id as decimal text) before it is used, and is never
 //! reused for another name, so ids in message ids stay resolvable after restarts; a recreated
-//! topic keeps its id. Queue ids, offsets and topic counts beyond those bounds are refused with
+//! topic keeps its id. On the cloud engine the store is shared by every broker: an id is used
+//! only after reading back that no other topic claimed it ([`TopicIds::id`]), and the table is
+//! read again when the store's generation of the namespace moves, so a message id made by one
+//! broker resolves on every other. Queue ids, offsets and topic counts beyond those bounds are refused with
 //! an error rather than wrapped.
 
 use std::collections::HashMap;
@@ -35,11 +38,18 @@ const MAX_TOPICS: u32 = 1 << 11;
 #[derive(Debug, Default)]
 struct Table {
     loaded: bool,
+    /// The store's generation of [`NAMESPACE`] when the table was read.
+    generation: u64,
     by_name: HashMap<String, u32>,
     by_id: HashMap<u32, String>,
 }
 
-/// The topic id table, loaded from the metadata store on first use.
+/// Attempts at claiming a fresh id before giving up (each loses only to another broker
+/// claiming the same id at the same moment).
+const CLAIM_ATTEMPTS: usize = 8;
+
+/// The topic id table, loaded from the metadata store on first use and again when the store
+/// says another broker changed it.
 #[derive(Debug, Default)]
 pub(crate) struct TopicIds {
     table: RwLock<Table>,
@@ -49,34 +59,54 @@ pub(crate) struct TopicIds {
 
 impl TopicIds {
     /// The id of `topic`, assigned and stored when it has none.
+    ///
+    /// Several brokers may share the store: an id is used only once the store, read back
+    /// after writing the claim, shows `topic` as its only holder. Of two brokers claiming one
+    /// id at once, the later read sees both claims and picks another id, so two topics never
+    /// share an id (the store is linearizable: PostgreSQL).
     pub(crate) async fn id(&self, store: &dyn MetadataStore, topic: &str) -> RequestResult<u32> {
         if let Some(id) = self.cached(topic) {
             return Ok(id);
         }
         let _assigning = self.assign.lock().await;
-        self.load(store).await?;
-        if let Some(id) = self.cached(topic) {
-            return Ok(id);
+        for _ in 0..CLAIM_ATTEMPTS {
+            self.load(store, true).await?;
+            if let Some(id) = self.cached(topic) {
+                return Ok(id);
+            }
+            let next = self
+                .table
+                .read()
+                .by_id
+                .keys()
+                .max()
+                .map_or(0, |max| max + 1);
+            if next >= MAX_TOPICS {
+                return Err(RequestError::Illegal(format!(
+                    "no RocketMQ topic id left for `{topic}` ({MAX_TOPICS} topics have one)"
+                )));
+            }
+            store
+                .put(NAMESPACE, topic, Bytes::from(next.to_string()))
+                .await?;
+            let holders = self.read_all(store).await?;
+            let mine = holders.get(topic).copied();
+            let shared = holders
+                .iter()
+                .any(|(name, id)| *id == next && name != topic);
+            self.install(holders, store.generation(NAMESPACE));
+            match mine {
+                Some(id) if id == next && !shared => return Ok(next),
+                // Another broker gave this topic an id meanwhile (its write came last): that
+                // one is the topic's, unless it is shared too (then claim again).
+                Some(id) if id != next && !self.shared_id(id) => return Ok(id),
+                _ => {}
+            }
         }
-        let next = self
-            .table
-            .read()
-            .by_id
-            .keys()
-            .max()
-            .map_or(0, |max| max + 1);
-        if next >= MAX_TOPICS {
-            return Err(RequestError::Illegal(format!(
-                "no RocketMQ topic id left for `{topic}` ({MAX_TOPICS} topics have one)"
-            )));
-        }
-        store
-            .put(NAMESPACE, topic, Bytes::from(next.to_string()))
-            .await?;
-        let mut table = self.table.write();
-        table.by_name.insert(topic.to_owned(), next);
-        table.by_id.insert(next, topic.to_owned());
-        Ok(next)
+        Err(RequestError::Illegal(format!(
+            "could not claim a RocketMQ topic id for `{topic}` ({CLAIM_ATTEMPTS} attempts \
+             collided with other brokers)"
+        )))
     }
 
     /// The topic named by `id`, if any.
@@ -85,9 +115,13 @@ impl TopicIds {
         store: &dyn MetadataStore,
         id: u32,
     ) -> RequestResult<Option<String>> {
-        if !self.table.read().loaded {
+        let stale = {
+            let table = self.table.read();
+            !table.loaded || table.generation != store.generation(NAMESPACE)
+        };
+        if stale {
             let _assigning = self.assign.lock().await;
-            self.load(store).await?;
+            self.load(store, false).await?;
         }
         Ok(self.table.read().by_id.get(&id).cloned())
     }
@@ -96,24 +130,64 @@ impl TopicIds {
         self.table.read().by_name.get(topic).copied()
     }
 
-    /// Reads every stored id once; call with `assign` held.
-    async fn load(&self, store: &dyn MetadataStore) -> RequestResult<()> {
-        if self.table.read().loaded {
-            return Ok(());
+    /// Whether two topics hold `id` in the table.
+    fn shared_id(&self, id: u32) -> bool {
+        self.table
+            .read()
+            .by_name
+            .values()
+            .filter(|held| **held == id)
+            .count()
+            > 1
+    }
+
+    /// Reads every stored id when the table was never read, the store's generation moved, or
+    /// `always`; call with `assign` held.
+    async fn load(&self, store: &dyn MetadataStore, always: bool) -> RequestResult<()> {
+        let generation = store.generation(NAMESPACE);
+        {
+            let table = self.table.read();
+            if table.loaded && table.generation == generation && !always {
+                return Ok(());
+            }
         }
+        let records = self.read_all(store).await?;
+        self.install(records, generation);
+        Ok(())
+    }
+
+    async fn read_all(&self, store: &dyn MetadataStore) -> RequestResult<HashMap<String, u32>> {
         let records = store.scan(NAMESPACE, "").await?;
-        let mut table = self.table.write();
+        let mut out = HashMap::with_capacity(records.len());
         for (topic, value) in records {
             let id = std::str::from_utf8(&value)
                 .ok()
                 .and_then(|text| text.parse::<u32>().ok());
             if let Some(id) = id {
-                table.by_name.insert(topic.clone(), id);
-                table.by_id.insert(id, topic);
+                out.insert(topic, id);
             }
         }
+        Ok(out)
+    }
+
+    /// Replaces the table with `records`. An id held by two names (two brokers claimed it at
+    /// once and one is still claiming another) resolves to the first name in name order, so
+    /// every broker answers alike until the loser's claim lands.
+    fn install(&self, records: HashMap<String, u32>, generation: u64) {
+        let mut by_id: HashMap<u32, String> = HashMap::with_capacity(records.len());
+        for (topic, id) in &records {
+            match by_id.get(id) {
+                Some(held) if held <= topic => {}
+                _ => {
+                    by_id.insert(*id, topic.clone());
+                }
+            }
+        }
+        let mut table = self.table.write();
+        table.by_name = records;
+        table.by_id = by_id;
+        table.generation = generation;
         table.loaded = true;
-        Ok(())
     }
 }
 
