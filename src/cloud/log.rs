@@ -87,6 +87,11 @@ impl CloudLog {
     }
 
     /// The counters of this engine.
+    /// The object store this log writes to.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

@@ -58,14 +58,35 @@ pub fn is_per_broker(namespace: &str) -> bool {
 }
 
 /// Per-namespace change counters. A namespace's generation is the sum of its own counter and
-/// the all-namespaces counter; both only grow, so any change moves it.
-#[derive(Debug, Default)]
+/// the all-namespaces counter; both only grow, so any change moves it. Every change also moves
+/// the value of a watch channel ([`Generations::subscribe`]).
+#[derive(Debug)]
 pub struct Generations {
     all: AtomicU64,
     by_namespace: Mutex<HashMap<String, u64>>,
+    any: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Self {
+            all: AtomicU64::new(0),
+            by_namespace: Mutex::new(HashMap::new()),
+            any: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Generations {
+    /// A receiver that sees a new value after every change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.any.subscribe()
+    }
+
+    fn announce(&self) {
+        self.any.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     pub fn get(&self, namespace: &str) -> u64 {
         let own = self
             .by_namespace
@@ -86,14 +107,17 @@ impl Generations {
             let highest = map.values().copied().max().unwrap_or(0);
             self.all.fetch_add(highest + 1, Ordering::AcqRel);
             map.clear();
-            return;
+        } else {
+            *map.entry(namespace.to_owned()).or_insert(0) += 1;
         }
-        *map.entry(namespace.to_owned()).or_insert(0) += 1;
+        drop(map);
+        self.announce();
     }
 
     /// Every namespace may have changed (the LISTEN connection was re-established).
     pub fn changed_all(&self) {
         self.all.fetch_add(1, Ordering::AcqRel);
+        self.announce();
     }
 }
 
@@ -210,6 +234,10 @@ impl MetadataStore for PgRecords {
     fn generation(&self, namespace: &str) -> u64 {
         self.generations.get(namespace)
     }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.generations.subscribe())
+    }
 }
 
 /// The broker's metadata store on the cloud engine: cluster-wide namespaces in PostgreSQL,
@@ -250,6 +278,10 @@ impl MetadataStore for SplitRecords {
 
     fn generation(&self, namespace: &str) -> u64 {
         self.route(namespace).generation(namespace)
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.shared.changes()
     }
 }
 

@@ -30,6 +30,14 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     fn generation(&self, _namespace: &str) -> u64 {
         0
     }
+
+    /// For a store shared by several brokers: a receiver whose value changes whenever some
+    /// namespace may have been changed by another writer (compare [`MetadataStore::generation`]
+    /// to learn which), so a frontend can apply changes to open connections without waiting
+    /// for their next request. `None` (the default): nobody else writes this store.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// A [`MetadataStore`] in memory, nothing durable: for tests of what frontends keep in the

@@ -409,6 +409,16 @@ impl AmqpAdmin {
         Ok(())
     }
 
+    /// A vhost deleted elsewhere (another broker of a shared store): its connections here
+    /// close and its state here goes.
+    pub async fn forget_vhost(&self, name: &str) -> Result<(), AmqpError> {
+        let reason = format!("vhost '{name}' is deleted");
+        self.vhosts
+            .connections
+            .close_where(&reason, |info| info.vhost == name);
+        self.vhosts.drop_vhost(name).await
+    }
+
     /// Deletes a vhost at once: its connections close, its definitions and permissions go, and
     /// so do its queues' messages and its streams. Returns false when it did not exist.
     pub async fn delete_vhost(&self, name: &str) -> Result<bool, AmqpError> {
