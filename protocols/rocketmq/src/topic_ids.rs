@@ -20,7 +20,7 @@
 //! broker resolves on every other. Queue ids, offsets and topic counts beyond those bounds are refused with
 //! an error rather than wrapped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -42,6 +42,8 @@ struct Table {
     generation: u64,
     by_name: HashMap<String, u32>,
     by_id: HashMap<u32, String>,
+    /// Ids two names hold at once (brokers claiming one at the same moment; one will move).
+    contested: HashSet<u32>,
 }
 
 /// Attempts at claiming a fresh id before giving up (each loses only to another broker
@@ -65,13 +67,18 @@ impl TopicIds {
     /// id at once, the later read sees both claims and picks another id, so two topics never
     /// share an id (the store is linearizable: PostgreSQL).
     pub(crate) async fn id(&self, store: &dyn MetadataStore, topic: &str) -> RequestResult<u32> {
-        if let Some(id) = self.cached(topic) {
+        if let Some(id) = self.cached(topic)
+            && !self.shared_id(id)
+        {
             return Ok(id);
         }
         let _assigning = self.assign.lock().await;
         for _ in 0..CLAIM_ATTEMPTS {
             self.load(store, true).await?;
-            if let Some(id) = self.cached(topic) {
+            // Held alone, it is the topic's; held with another name, claim a new one.
+            if let Some(id) = self.cached(topic)
+                && !self.shared_id(id)
+            {
                 return Ok(id);
             }
             let next = self
@@ -89,18 +96,17 @@ impl TopicIds {
             store
                 .put(NAMESPACE, topic, Bytes::from(next.to_string()))
                 .await?;
+            // The generation before the read: a write landing during it moves it again.
+            let generation = store.generation(NAMESPACE);
             let holders = self.read_all(store).await?;
             let mine = holders.get(topic).copied();
-            let shared = holders
-                .iter()
-                .any(|(name, id)| *id == next && name != topic);
-            self.install(holders, store.generation(NAMESPACE));
-            match mine {
-                Some(id) if id == next && !shared => return Ok(next),
-                // Another broker gave this topic an id meanwhile (its write came last): that
-                // one is the topic's, unless it is shared too (then claim again).
-                Some(id) if id != next && !self.shared_id(id) => return Ok(id),
-                _ => {}
+            self.install(holders, generation);
+            // Usually `next`; another broker's id for this same topic when its write came
+            // last. Either is the topic's unless another name holds it too: then claim again.
+            if let Some(id) = mine
+                && !self.shared_id(id)
+            {
+                return Ok(id);
             }
         }
         Err(RequestError::Illegal(format!(
@@ -132,13 +138,7 @@ impl TopicIds {
 
     /// Whether two topics hold `id` in the table.
     fn shared_id(&self, id: u32) -> bool {
-        self.table
-            .read()
-            .by_name
-            .values()
-            .filter(|held| **held == id)
-            .count()
-            > 1
+        self.table.read().contested.contains(&id)
     }
 
     /// Reads every stored id when the table was never read, the store's generation moved, or
@@ -175,10 +175,16 @@ impl TopicIds {
     /// every broker answers alike until the loser's claim lands.
     fn install(&self, records: HashMap<String, u32>, generation: u64) {
         let mut by_id: HashMap<u32, String> = HashMap::with_capacity(records.len());
+        let mut contested = HashSet::new();
         for (topic, id) in &records {
             match by_id.get(id) {
-                Some(held) if held <= topic => {}
-                _ => {
+                Some(held) => {
+                    contested.insert(*id);
+                    if held > topic {
+                        by_id.insert(*id, topic.clone());
+                    }
+                }
+                None => {
                     by_id.insert(*id, topic.clone());
                 }
             }
@@ -186,6 +192,7 @@ impl TopicIds {
         let mut table = self.table.write();
         table.by_name = records;
         table.by_id = by_id;
+        table.contested = contested;
         table.generation = generation;
         table.loaded = true;
     }
@@ -236,5 +243,65 @@ mod tests {
             physical_offset(2, 0, 5).unwrap(),
             "topics never share a physical offset"
         );
+    }
+
+    /// A store shared by "brokers" (several `TopicIds`): its generation counts writes, and
+    /// the first claim of `racer` is matched, in the same instant, by another broker's claim
+    /// of the same id for `rival`.
+    #[derive(Debug, Default)]
+    struct Shared {
+        inner: tributary_api::metadata::MemoryMetadataStore,
+        writes: std::sync::atomic::AtomicU64,
+        race: parking_lot::Mutex<Option<(String, String)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl MetadataStore for Shared {
+        async fn put(&self, ns: &str, key: &str, value: Bytes) -> tributary_api::EngineResult<()> {
+            let rival = self.race.lock().take_if(|(racer, _)| racer == key);
+            if let Some((_, rival)) = rival {
+                self.inner.put(ns, &rival, value.clone()).await?;
+            }
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.put(ns, key, value).await
+        }
+        async fn get(&self, ns: &str, key: &str) -> tributary_api::EngineResult<Option<Bytes>> {
+            self.inner.get(ns, key).await
+        }
+        async fn delete(&self, ns: &str, key: &str) -> tributary_api::EngineResult<bool> {
+            self.inner.delete(ns, key).await
+        }
+        async fn scan(
+            &self,
+            ns: &str,
+            prefix: &str,
+        ) -> tributary_api::EngineResult<Vec<(String, Bytes)>> {
+            self.inner.scan(ns, prefix).await
+        }
+        fn generation(&self, _ns: &str) -> u64 {
+            self.writes.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test]
+    async fn brokers_sharing_a_store_never_give_two_topics_one_id() {
+        let store = Shared::default();
+        let (a, b) = (TopicIds::default(), TopicIds::default());
+        assert_eq!(a.id(&store, "x").await.unwrap(), 0);
+        assert_eq!(b.id(&store, "y").await.unwrap(), 1, "b sees a's id");
+        assert_eq!(b.name(&store, 0).await.unwrap().as_deref(), Some("x"));
+        assert_eq!(
+            a.name(&store, 1).await.unwrap().as_deref(),
+            Some("y"),
+            "a reads again after b's write"
+        );
+        // Another broker claims id 2 for `v` at the instant `a` claims it for `w`.
+        *store.race.lock() = Some(("w".to_owned(), "v".to_owned()));
+        let w = a.id(&store, "w").await.unwrap();
+        assert_eq!(w, 3, "the contested id is given up");
+        assert_eq!(a.name(&store, 2).await.unwrap().as_deref(), Some("v"));
+        assert_eq!(b.name(&store, 3).await.unwrap().as_deref(), Some("w"));
+        assert_eq!(b.id(&store, "w").await.unwrap(), 3);
     }
 }

@@ -33,6 +33,9 @@ pub(crate) const ANONYMOUS: &str = "User:ANONYMOUS";
 const REFRESH: Duration = Duration::from_secs(2);
 const SEPARATOR: char = '\u{1f}';
 
+/// The bindings, when they were read and the store's generation of the namespace then.
+type Cached = (Instant, u64, Arc<Vec<AclBinding>>);
+
 /// The authorizer of one Kafka listener.
 #[derive(Debug)]
 pub(crate) struct Authorizer {
@@ -40,8 +43,7 @@ pub(crate) struct Authorizer {
     /// Principals (`User:name`) allowed everything.
     super_users: Vec<String>,
     store: Arc<dyn MetadataStore>,
-    /// The bindings, when they were read and the store's generation of the namespace then.
-    cached: parking_lot::Mutex<Option<(Instant, u64, Arc<Vec<AclBinding>>)>>,
+    cached: parking_lot::Mutex<Option<Cached>>,
     /// Serialises changes, so a create and a delete do not interleave their store writes.
     changes: tokio::sync::Mutex<()>,
 }
