@@ -4,8 +4,10 @@
 //! connections close, a deleted vhost's connections close and its state here goes.
 //!
 //! Invariants: driven by the store's change channel (`MetadataStore::changes`), so it costs
-//! nothing on the local engine, which has none; a failed pass is retried after [`RETRY`] even
-//! without another change, so a connection never keeps a revoked grant because one read failed.
+//! nothing on the local engine, which has none; when the grants cannot be read back after a
+//! change, every open connection is refused everything (fail closed) until a retry, every
+//! [`RETRY`] even without another change, reads them: a connection never keeps a revoked grant
+//! because one read failed.
 
 use std::time::Duration;
 
@@ -68,7 +70,11 @@ async fn apply(
     everything: bool,
 ) -> Result<(), AmqpError> {
     if everything || seen[0] != now[0] {
-        admin.refresh_grants(None).await?;
+        if let Err(error) = admin.refresh_grants(None).await {
+            // Fail closed: a grant revoked elsewhere must not stay usable here.
+            admin.suspend_grants();
+            return Err(error);
+        }
     }
     let connections = admin.connections();
     if everything || seen[1] != now[1] {

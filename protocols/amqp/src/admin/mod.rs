@@ -409,6 +409,24 @@ impl AmqpAdmin {
         Ok(())
     }
 
+    /// Refuses every method of every open connection until [`AmqpAdmin::refresh_grants`]
+    /// succeeds again: what a broker does when it cannot read a grant another broker changed
+    /// (a stale grant could allow what was revoked).
+    pub fn suspend_grants(&self) {
+        let connections = &self.vhosts.connections;
+        let nothing = Permissions {
+            configure: String::new(),
+            write: String::new(),
+            read: String::new(),
+        };
+        let Ok(grant) = Grant::compile(&nothing) else {
+            return;
+        };
+        for (user, vhost) in connections.grants_to_refresh(|_, _| true) {
+            connections.swap_grant(&user, &vhost, &grant);
+        }
+    }
+
     /// A vhost deleted elsewhere (another broker of a shared store): its connections here
     /// close and its state here goes.
     pub async fn forget_vhost(&self, name: &str) -> Result<(), AmqpError> {
