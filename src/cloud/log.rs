@@ -86,12 +86,12 @@ impl CloudLog {
         }
     }
 
-    /// The counters of this engine.
     /// The object store this log writes to.
     pub fn objects(&self) -> &Objects {
         &self.objects
     }
 
+    /// The counters of this engine.
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

@@ -206,18 +206,36 @@ impl MetadataStore for PgRecords {
 
     async fn scan(&self, namespace: &str, prefix: &str) -> EngineResult<Vec<(String, Bytes)>> {
         let client = self.pool.get().await?;
-        // Keys with a byte prefix are contiguous in byte order from the prefix itself: the
-        // range uses the primary key, the substring test ends it.
-        let rows = client
-            .query(
-                "SELECT key, value FROM metadata_records
-                 WHERE namespace = $1 AND key >= $2
-                   AND substring(key FROM 1 FOR octet_length($2)) = $2
-                 ORDER BY key",
-                &[&namespace, &prefix.as_bytes()],
-            )
-            .await
-            .map_err(pg_error("scanning metadata records"))?;
+        // Keys with a byte prefix are contiguous in byte order, from the prefix itself to
+        // (excluding) its successor when it has one: both bounds use the primary key; the
+        // substring test states the condition itself.
+        let start = prefix.as_bytes();
+        let end = prefix_end(start);
+        let rows = match &end {
+            Some(end) => {
+                client
+                    .query(
+                        "SELECT key, value FROM metadata_records
+                         WHERE namespace = $1 AND key >= $2 AND key < $3
+                           AND substring(key FROM 1 FOR octet_length($2)) = $2
+                         ORDER BY key",
+                        &[&namespace, &start, end],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query(
+                        "SELECT key, value FROM metadata_records
+                         WHERE namespace = $1 AND key >= $2
+                           AND substring(key FROM 1 FOR octet_length($2)) = $2
+                         ORDER BY key",
+                        &[&namespace, &start],
+                    )
+                    .await
+            }
+        }
+        .map_err(pg_error("scanning metadata records"))?;
         rows.into_iter()
             .map(|row| {
                 let key = String::from_utf8(row.get::<_, Vec<u8>>(0)).map_err(|_| {
@@ -238,6 +256,16 @@ impl MetadataStore for PgRecords {
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.generations.subscribe())
     }
+}
+
+/// The smallest byte string above every string starting with `prefix`: the prefix with its
+/// last byte below 0xFF incremented and what follows dropped; `None` when there is none (an
+/// empty prefix, or only 0xFF bytes).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|b| *b < 0xFF)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
 }
 
 /// The broker's metadata store on the cloud engine: cluster-wide namespaces in PostgreSQL,
@@ -301,6 +329,15 @@ mod tests {
         generations.changed_all();
         assert_ne!(generations.get("users"), users);
         assert_ne!(generations.get("kafka.acl"), acl);
+    }
+
+    #[test]
+    fn a_prefix_ends_below_its_successor() {
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(&[0xFF, 0xFF]), None);
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[b'a', 0xFF]), Some(b"b".to_vec()));
+        assert_eq!(prefix_end("2\u{1f}".as_bytes()), Some(b"2\x20".to_vec()));
     }
 
     #[test]
