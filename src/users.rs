@@ -6,8 +6,9 @@
 //!
 //! Invariants: on the local engine these commands run while no broker has the data directory
 //! open; redb's exclusive file lock makes them fail with a message naming the lock instead (a
-//! running broker is never written behind its back). `list` and `delete` never create a data directory; `add` creates it
-//! like a first broker start would. Passwords are never printed or stored.
+//! running broker is never written behind its back). `list` and `delete` never create a data
+//! directory; `add` creates it like a first broker start would. Passwords are never printed or
+//! stored.
 
 use std::io::{BufRead, Write};
 use std::path::Path;

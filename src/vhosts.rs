@@ -4,9 +4,9 @@
 //!
 //! With `cluster.metadata_url` they edit the cluster's PostgreSQL records, as `tributary user`
 //! does. Invariants: as for `tributary user`, on the local engine these run while no broker has
-//! the data directory open (redb's lock refuses otherwise); `list` never creates a data directory. Deleting a vhost
-//! removes its definitions and permissions at once; the broker removes the messages of its
-//! queues when it next starts.
+//! the data directory open (redb's lock refuses otherwise); `list` never creates a data
+//! directory. Deleting a vhost removes its definitions and permissions at once; the broker
+//! removes the messages of its queues when it next starts.
 
 use std::io::Write;
 

@@ -17,8 +17,8 @@
 //! topic keeps its id. On the cloud engine the store is shared by every broker: an id is used
 //! only after reading back that no other topic claimed it ([`TopicIds::id`]), and the table is
 //! read again when the store's generation of the namespace moves, so a message id made by one
-//! broker resolves on every other. Queue ids, offsets and topic counts beyond those bounds are refused with
-//! an error rather than wrapped.
+//! broker resolves on every other. Queue ids, offsets and topic counts beyond those bounds are
+//! refused with an error rather than wrapped.
 
 use std::collections::{HashMap, HashSet};
 

@@ -12,7 +12,8 @@
 //! least every [`REFRESH`] (several brokers over one store see each other's changes), at once
 //! after a change made here, and at the next check after the store's generation of the
 //! namespace moved (another broker's change, announced by the cloud engine); a store that
-//! cannot be read denies (logged), never allows: a failed reload never falls back to the old set.
+//! cannot be read denies (logged), never allows: a failed reload never falls back to the old
+//! set.
 
 pub(crate) mod model;
 
