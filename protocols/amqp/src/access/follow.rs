@@ -69,12 +69,12 @@ async fn apply(
     now: [u64; 3],
     everything: bool,
 ) -> Result<(), AmqpError> {
-    if everything || seen[0] != now[0] {
-        if let Err(error) = admin.refresh_grants(None).await {
-            // Fail closed: a grant revoked elsewhere must not stay usable here.
-            admin.suspend_grants();
-            return Err(error);
-        }
+    if (everything || seen[0] != now[0])
+        && let Err(error) = admin.refresh_grants(None).await
+    {
+        // Fail closed: a grant revoked elsewhere must not stay usable here.
+        admin.suspend_grants();
+        return Err(error);
     }
     let connections = admin.connections();
     if everything || seen[1] != now[1] {
