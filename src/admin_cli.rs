@@ -1,7 +1,8 @@
 //! `tributary user|vhost|permissions` against a running broker: when a broker holds the data
 //! directory's metadata store (or `--admin-url` is given), the commands go through the admin
 //! API, so they apply at once; otherwise [`crate::users`] and [`crate::vhosts`] edit the store
-//! directly, as before.
+//! directly, as before. With `cluster.metadata_url` (and no `--admin-url`) they always edit the
+//! cluster's PostgreSQL records directly: the brokers read those and are notified.
 //!
 //! The API's address is `--admin-url` / `TRIBUTARY_ADMIN_URL`, else `http://<bind>:<http.port>`
 //! of the configuration (loopback when bound to every address); credentials are
@@ -27,6 +28,11 @@ pub fn target(flags: &AdminFlags, config: &Config) -> anyhow::Result<Option<Admi
     let password = flags.admin_password.as_deref().unwrap_or("guest");
     if let Some(url) = &flags.admin_url {
         return AdminClient::new(url, user, password).map(Some);
+    }
+    if config.cluster.metadata_url.is_some() {
+        // The brokers read users, vhosts and permissions from PostgreSQL and are told of
+        // changes: write there directly, whichever broker holds the data directory.
+        return Ok(None);
     }
     let store = config.data_dir.join("metadata.redb");
     if !MetaStore::held_by_another_process(&store) {

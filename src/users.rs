@@ -1,23 +1,28 @@
 //! `tributary user add|list|delete`: the users SASL clients authenticate as, edited directly in
 //! the data directory's metadata store (`metadata.redb`, namespace
-//! [`tributary_api::USERS_NAMESPACE`], records as [`tributary_api::users`] documents them).
+//! [`tributary_api::USERS_NAMESPACE`], records as [`tributary_api::users`] documents them), or
+//! with `cluster.metadata_url` in the cluster's PostgreSQL, which every broker reads (and is
+//! told of the change through LISTEN/NOTIFY, see [`crate::cloud::records`]).
 //!
-//! Invariants: these commands run while no broker has the data directory open; redb's exclusive
-//! file lock makes them fail with a message naming the lock instead (a running broker is never
-//! written behind its back). `list` and `delete` never create a data directory; `add` creates it
-//! like a first broker start would. Passwords are never printed or stored.
+//! Invariants: on the local engine these commands run while no broker has the data directory
+//! open; redb's exclusive file lock makes them fail with a message naming the lock instead (a
+//! running broker is never written behind its back). `list` and `delete` never create a data
+//! directory; `add` creates it like a first broker start would. Passwords are never printed or
+//! stored.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tributary_api::USERS_NAMESPACE;
+use bytes::Bytes;
 use tributary_api::users::{
     ScramMechanism, USER_TAGS_NAMESPACE, UserRecord, validate_tag, validate_user_name,
 };
+use tributary_api::{MetadataStore, USERS_NAMESPACE};
 
 use crate::broker::metadata::MetaStore;
+use crate::broker::records::RecordsService;
 use crate::cli::UserCommand;
 use crate::config::Config;
 
@@ -28,7 +33,7 @@ pub fn run(
     stdin: impl BufRead,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let path = config.data_dir.join("metadata.redb");
+    let place = store_name(config);
     match command {
         UserCommand::Add {
             name,
@@ -45,10 +50,6 @@ pub fn run(
                 (None, true) => read_password(stdin)?,
                 _ => bail!("give exactly one of --password and --password-stdin"),
             };
-            let store = open(&path, true)?;
-            if !replace && store.get_record(USERS_NAMESPACE, name)?.is_some() {
-                bail!("user `{name}` exists; pass --replace to change its password");
-            }
             let record = if *rocketmq_secret {
                 UserRecord::from_password_with_rocketmq_secret(&password, *iterations)?
             } else {
@@ -62,46 +63,90 @@ pub fn run(
             for tag in &tags {
                 validate_tag(tag)?;
             }
-            store.put_record(USERS_NAMESPACE, name, &record.encode())?;
-            if tags.is_empty() {
-                store.delete_record(USER_TAGS_NAMESPACE, name)?;
-            } else {
-                store.put_record(USER_TAGS_NAMESPACE, name, tags.join(",").as_bytes())?;
-            }
+            with_store(config, true, async |store| {
+                if !replace && store.get(USERS_NAMESPACE, name).await?.is_some() {
+                    bail!("user `{name}` exists; pass --replace to change its password");
+                }
+                store.put(USERS_NAMESPACE, name, record.encode()).await?;
+                if tags.is_empty() {
+                    store.delete(USER_TAGS_NAMESPACE, name).await?;
+                } else {
+                    let value = Bytes::from(tags.join(","));
+                    store.put(USER_TAGS_NAMESPACE, name, value).await?;
+                }
+                Ok(())
+            })?;
             let mut mechanisms: Vec<&str> = ScramMechanism::ALL.iter().map(|m| m.name()).collect();
             if *rocketmq_secret {
                 mechanisms.push("RocketMQ ACL secret key");
             }
             writeln!(
                 out,
-                "user `{name}` saved: PLAIN, {} ({iterations} iterations) in {}",
+                "user `{name}` saved: PLAIN, {} ({iterations} iterations) in {place}",
                 mechanisms.join(", "),
-                path.display()
             )?;
         }
         UserCommand::List => {
-            let store = open(&path, false)?;
-            for (name, _) in store.scan_records(USERS_NAMESPACE, "")? {
+            let names = with_store(config, false, async |store| {
+                Ok(store.scan(USERS_NAMESPACE, "").await?)
+            })?;
+            for (name, _) in names {
                 writeln!(out, "{name}")?;
             }
         }
         UserCommand::Delete { name } => {
-            let store = open(&path, false)?;
-            if !store.delete_record(USERS_NAMESPACE, name)? {
-                bail!("no user `{name}` in {}", path.display());
-            }
-            store.delete_record(USER_TAGS_NAMESPACE, name)?;
-            // As in RabbitMQ, the user's AMQP permissions go with it.
-            let permissions = tributary_amqp::access::PERMISSION_NAMESPACE;
-            for (key, _) in store.scan_records(permissions, "")? {
-                if tributary_amqp::definitions::split_key(&key).get(1) == Some(&name.as_str()) {
-                    store.delete_record(permissions, &key)?;
+            with_store(config, false, async |store| {
+                if !store.delete(USERS_NAMESPACE, name).await? {
+                    bail!("no user `{name}` in {place}");
                 }
-            }
+                store.delete(USER_TAGS_NAMESPACE, name).await?;
+                // As in RabbitMQ, the user's AMQP permissions go with it.
+                let permissions = tributary_amqp::access::PERMISSION_NAMESPACE;
+                for (key, _) in store.scan(permissions, "").await? {
+                    if tributary_amqp::definitions::split_key(&key).get(1) == Some(&name.as_str()) {
+                        store.delete(permissions, &key).await?;
+                    }
+                }
+                Ok(())
+            })?;
             writeln!(out, "user `{name}` deleted")?;
         }
     }
     Ok(())
+}
+
+/// Where the commands write: PostgreSQL with `cluster.metadata_url`, else the data directory.
+fn store_name(config: &Config) -> String {
+    match &config.cluster.metadata_url {
+        Some(_) => "PostgreSQL (cluster.metadata_url)".to_owned(),
+        None => config.data_dir.join("metadata.redb").display().to_string(),
+    }
+}
+
+/// Opens the store the brokers read and runs `work` on a small runtime: with
+/// `cluster.metadata_url` the cluster's PostgreSQL records (schema migrated first, writes
+/// announced to the running brokers), else the data directory's metadata file (`create`: make
+/// it when missing).
+pub(crate) fn with_store<T>(
+    config: &Config,
+    create: bool,
+    work: impl AsyncFnOnce(&dyn MetadataStore) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    if let Some(url) = &config.cluster.metadata_url {
+        return runtime.block_on(async {
+            let store = crate::cloud::PgRecords::connect(url)
+                .await
+                .context("cannot open the cluster's metadata store (cluster.metadata_url)")?;
+            work(&store).await
+        });
+    }
+    let path = config.data_dir.join("metadata.redb");
+    let store: Arc<dyn MetadataStore> = Arc::new(RecordsService::new(open(&path, create)?));
+    runtime.block_on(work(store.as_ref()))
 }
 
 pub(crate) fn open(path: &Path, create: bool) -> anyhow::Result<Arc<MetaStore>> {

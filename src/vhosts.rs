@@ -2,36 +2,21 @@
 //! hosts and users' per-vhost permissions, edited in the data directory's metadata store with
 //! the record formats of [`tributary_amqp::access`].
 //!
-//! Invariants: as for `tributary user`, these run while no broker has the data directory open
-//! (redb's lock refuses otherwise); `list` never creates a data directory. Deleting a vhost
-//! removes its definitions and permissions at once; the broker removes the messages of its
-//! queues when it next starts.
+//! With `cluster.metadata_url` they edit the cluster's PostgreSQL records, as `tributary user`
+//! does. Invariants: as for `tributary user`, on the local engine these run while no broker has
+//! the data directory open (redb's lock refuses otherwise); `list` never creates a data
+//! directory. Deleting a vhost removes its definitions and permissions at once; the broker
+//! removes the messages of its queues when it next starts.
 
 use std::io::Write;
-use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use tributary_amqp::access::{self, Permissions};
-use tributary_api::MetadataStore;
 
-use crate::broker::records::RecordsService;
 use crate::cli::{PermissionsCommand, VhostCommand};
 use crate::config::Config;
 
-/// Opens the store and runs `work` on a small runtime (the store's async face needs one).
-fn with_store<T>(
-    config: &Config,
-    create: bool,
-    work: impl AsyncFnOnce(&dyn MetadataStore) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let path = config.data_dir.join("metadata.redb");
-    let store = RecordsService::new(crate::users::open(&path, create)?);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .context("cannot start a runtime")?;
-    let store: Arc<dyn MetadataStore> = Arc::new(store);
-    runtime.block_on(work(store.as_ref()))
-}
+use crate::users::with_store;
 
 pub fn run_vhost(
     config: &Config,

@@ -28,9 +28,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tributary_api::{CommittedOffset, Engine, EngineError, EngineResult, TopicPartition};
+use tributary_api::{
+    CommittedOffset, Engine, EngineError, EngineResult, MetadataStore, TopicPartition,
+};
 
-use crate::cloud::CloudEngine;
+use crate::cloud::{CloudEngine, SplitRecords};
 use crate::storage::fs::{RealFs, create_dir_durable};
 use crate::storage::{Storage, StorageOptions};
 use metadata::MetaStore;
@@ -54,7 +56,9 @@ pub struct Broker {
     topics: Arc<Topics>,
     queues: Arc<Queues>,
     offsets: Arc<OffsetsService>,
-    records: Arc<RecordsService>,
+    /// The frontends' metadata store: the local records, or on the cloud engine the shared
+    /// PostgreSQL records with the per-broker namespaces kept local (`cloud::records`).
+    records: Arc<dyn MetadataStore>,
     scheduler: Arc<SchedulerService>,
     /// Set on the cloud engine: it serves the log, topics and consumer offsets.
     cloud: Option<Arc<CloudEngine>>,
@@ -66,8 +70,9 @@ impl Broker {
         Self::open_with_cloud(settings, None)
     }
 
-    /// [`Broker::open`], with the log, topics and consumer offsets served by `cloud` when given
-    /// (queues, the metadata store and the scheduler stay local). Blocking.
+    /// [`Broker::open`], with the log, topics, consumer offsets and the cluster-wide metadata
+    /// namespaces served by `cloud` when given (queues, the per-broker metadata namespaces and
+    /// the scheduler stay local). Blocking.
     pub fn open_with_cloud(
         settings: BrokerSettings,
         cloud: Option<Arc<CloudEngine>>,
@@ -98,7 +103,13 @@ impl Broker {
         )?);
         Ok(Arc::new(Self {
             offsets: Arc::new(OffsetsService::new(meta.clone())),
-            records: Arc::new(RecordsService::new(meta.clone())),
+            records: match &cloud {
+                Some(cloud) => Arc::new(SplitRecords {
+                    shared: cloud.records(),
+                    local: Arc::new(RecordsService::new(meta.clone())),
+                }),
+                None => Arc::new(RecordsService::new(meta.clone())),
+            },
             scheduler: SchedulerService::new(meta.clone()),
             meta,
             settings,

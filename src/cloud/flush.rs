@@ -17,7 +17,10 @@
 //!   coordinates ([`super::producers`]), so it never disagrees with the log;
 //! - the transaction advances each partition's high watermark only from the value this broker
 //!   expects (`WHERE high_watermark = expected`), so a second writer fails the flush instead of
-//!   interleaving offsets.
+//!   interleaving offsets;
+//! - an object is committed only while its name is younger than half of
+//!   `cluster.object_gc_grace_ms`: older, the GC may take it for the leftover of a failed
+//!   commit ([`super::maintenance`]), so the flush fails instead.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -313,7 +316,8 @@ impl CloudLog {
             body.extend_from_slice(&batches[index].bytes);
         }
         let body = body.freeze();
-        let key = self.objects.new_key(now_ms())?;
+        let named_ms = now_ms();
+        let key = self.objects.new_key(named_ms)?;
         let put_started = Instant::now();
         self.objects.put(&key, body.clone()).await?;
         self.stats
@@ -333,7 +337,8 @@ impl CloudLog {
             })
             .collect();
         let commit_started = Instant::now();
-        self.commit(&key, body.len(), batches, &coords).await?;
+        self.commit(&key, named_ms, body.len(), batches, &coords)
+            .await?;
         self.stats
             .commit_micros
             .add(commit_started.elapsed().as_micros() as u64);
@@ -350,6 +355,7 @@ impl CloudLog {
     async fn commit(
         &self,
         key: &str,
+        named_ms: i64,
         size: usize,
         batches: &[PendingBatch],
         coords: &[Coord],
@@ -446,6 +452,15 @@ impl CloudLog {
             })
             .collect();
         wake::notify(&transaction, &notified).await?;
+        // The GC deletes objects without a row once their name is `object_gc_grace` old: past
+        // half of it, give up (the flush fails retriably) rather than race it.
+        let grace_ms = i64::try_from(self.settings.object_gc_grace.as_millis()).unwrap_or(i64::MAX);
+        if now_ms().saturating_sub(named_ms) > grace_ms / 2 {
+            return Err(CloudError::FlushFailed(format!(
+                "object {key} was written more than half of cluster.object_gc_grace_ms ago; \
+                 not committing it"
+            )));
+        }
         transaction
             .commit()
             .await

@@ -37,6 +37,9 @@ use crate::broker::{LogDefaults, PartitionLimits};
 #[derive(Debug, Clone)]
 pub struct LogSettings {
     pub broker_id: u32,
+    /// How long an unreferenced object is kept; a flush gives up committing an object named
+    /// more than half of it ago (see `maintenance`).
+    pub object_gc_grace: Duration,
     pub flush_interval: Duration,
     pub flush_bytes: usize,
     pub defaults: LogDefaults,
@@ -63,6 +66,10 @@ pub struct CloudLog {
     pub(super) wake: Notify,
     /// Who leads which partition.
     pub(super) members: Arc<Membership>,
+    /// Change counters of the shared metadata records, moved by the LISTEN connection.
+    pub(super) metadata_generations: Arc<super::records::Generations>,
+    /// Per log directory, the last object name the uncommitted-object sweep checked.
+    pub(super) swept: Mutex<HashMap<String, String>>,
 }
 
 impl CloudLog {
@@ -77,6 +84,11 @@ impl CloudLog {
                 partition: tp.partition,
             }),
         }
+    }
+
+    /// The object store this log writes to.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
     }
 
     /// The counters of this engine.

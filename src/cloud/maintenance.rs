@@ -14,6 +14,15 @@
 //! only `object_gc_grace` later, so a reader that looked its coordinates up just before can
 //! still GET it.
 //!
+//! Uncommitted objects: a flush PUTs its object before its transaction, so a failed commit (or
+//! a broker dying in between) leaves an object without a row in `objects`, which the marking
+//! above never sees. The GC broker also lists each broker's log directory and deletes objects
+//! whose name (it embeds the creation time) is older than `object_gc_grace` and that have no
+//! row; the sweep resumes after the last name it checked, so each object is listed about once.
+//! A flush never commits an object named more than half the grace ago (see `flush`), so an
+//! object still being committed is never taken for an orphan, as long as clocks of brokers
+//! agree to within a quarter of the grace and a COMMIT is not in flight for longer.
+//!
 //! Invariants:
 //! - an object is deleted only when no coordinate row refers to it (checked in the statement
 //!   that marks it; rows are never added to an existing object, so the mark stays true), and
@@ -21,6 +30,7 @@
 //! - retention never moves a log start past the high watermark, nor backwards;
 //! - maintenance failures are logged and counted, never fatal: the next pass retries.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -39,6 +49,10 @@ const MAINTENANCE_KEY: &[u8] = b"maintenance";
 /// Objects deleted per statement round trip.
 const DELETE_CHUNK: i64 = 500;
 
+/// Objects listed per log directory and pass by the sweep for uncommitted objects (the rest
+/// waits for the next pass).
+const SWEEP_LIMIT: usize = 10_000;
+
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct MaintenancePass {
@@ -47,6 +61,9 @@ pub struct MaintenancePass {
     /// Objects deleted from the store.
     pub deleted_objects: u64,
     pub deleted_bytes: u64,
+    /// Of `deleted_objects`: objects no commit recorded (a flush whose transaction failed, or
+    /// a broker that died between its PUT and its commit).
+    pub deleted_uncommitted: u64,
 }
 
 impl CloudLog {
@@ -90,6 +107,8 @@ impl CloudLog {
             let (objects, bytes) = self.collect_objects(grace).await?;
             pass.deleted_objects = objects;
             pass.deleted_bytes = bytes;
+            pass.deleted_uncommitted = self.collect_uncommitted(grace).await?;
+            pass.deleted_objects += pass.deleted_uncommitted;
         }
         Ok(pass)
     }
@@ -160,6 +179,42 @@ impl CloudLog {
         let moved = self.move_log_start(tp, state, target).await?;
         tracing::debug!(partition = %tp, log_start = moved, "retention moved the log start");
         Ok(moved > offsets.log_start)
+    }
+
+    /// Deletes the objects named more than `grace` ago that have no row in `objects`: their
+    /// flush PUT them and then failed to commit (or its broker died in between). Each log
+    /// directory is swept from where the last pass stopped, so a pass lists only objects named
+    /// since; returns the objects deleted.
+    async fn collect_uncommitted(&self, grace: Duration) -> CloudResult<u64> {
+        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms().saturating_sub(grace_ms);
+        let mut deleted = 0u64;
+        for dir in self.objects.log_dirs().await? {
+            let after = self.swept.lock().get(&dir).cloned();
+            let keys = self
+                .objects
+                .logs_named_before(&dir, after.as_deref(), cutoff, SWEEP_LIMIT)
+                .await?;
+            for chunk in keys.chunks(DELETE_CHUNK as usize) {
+                let client = self.pool.get().await?;
+                let rows = client
+                    .query("SELECT key FROM objects WHERE key = ANY($1)", &[&chunk])
+                    .await
+                    .map_err(CloudError::pg("looking up listed objects"))?;
+                drop(client);
+                let known: HashSet<String> = rows.iter().map(|row| row.get(0)).collect();
+                for key in chunk.iter().filter(|key| !known.contains(*key)) {
+                    self.objects.delete(key).await?;
+                    deleted += 1;
+                    tracing::info!(object = key, "deleted a log object no commit recorded");
+                }
+                if let Some(last) = chunk.last() {
+                    self.swept.lock().insert(dir.clone(), last.clone());
+                }
+            }
+        }
+        self.stats.deleted_objects.add(deleted);
+        Ok(deleted)
     }
 
     /// Marks objects without batches, deletes those marked more than `grace` ago; returns the

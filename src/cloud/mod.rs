@@ -28,7 +28,11 @@
 //! Retention, DeleteRecords and a deleted topic leave objects no batch refers to; the
 //! [`maintenance`] job deletes them after a grace period.
 //!
-//! Queues, the metadata store and the scheduler still run on the local engine (see the README).
+//! The frontends' metadata store is split ([`records`]): users, permissions, vhosts, Kafka
+//! ACLs, AMQP exchanges and RocketMQ topic ids and transactions in PostgreSQL, shared by every
+//! broker, with changes announced through LISTEN/NOTIFY; what describes this broker's local
+//! queue data stays in its local store. Queues and the scheduler still run on the local
+//! engine (see the README).
 
 pub mod admin;
 pub mod error;
@@ -42,6 +46,7 @@ pub mod offsets;
 pub mod pool;
 pub mod producers;
 pub mod read;
+pub mod records;
 pub mod schema;
 pub mod state;
 pub mod stats;
@@ -60,6 +65,7 @@ pub use log::{CloudLog, LogSettings};
 pub use members::{MemberSettings, Membership};
 pub use objects::{Objects, ObjectsUrl};
 pub use offsets::CloudOffsets;
+pub use records::{Generations, PgRecords, SplitRecords};
 pub use stats::{Stats, StatsSnapshot};
 
 use crate::broker::{LogDefaults, PartitionLimits};
@@ -96,6 +102,7 @@ pub struct CloudSettings {
 pub struct CloudEngine {
     log: Arc<CloudLog>,
     offsets: Arc<CloudOffsets>,
+    records: Arc<PgRecords>,
     cluster: Arc<Cluster>,
     stop: CancellationToken,
     flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -137,6 +144,8 @@ impl CloudEngine {
             broker_id = settings.broker_id,
             "cloud engine opened"
         );
+        let generations = Arc::new(Generations::default());
+        let records = Arc::new(PgRecords::new(pool.clone(), generations.clone()));
         let members = Arc::new(Membership::new(
             MemberSettings {
                 broker_id: settings.broker_id,
@@ -152,6 +161,7 @@ impl CloudEngine {
             objects,
             settings: LogSettings {
                 broker_id: settings.broker_id,
+                object_gc_grace: settings.object_gc_grace,
                 flush_interval: settings.flush_interval,
                 flush_bytes: settings.flush_bytes,
                 defaults: settings.log_defaults,
@@ -165,6 +175,8 @@ impl CloudEngine {
             admin: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             members: members.clone(),
+            metadata_generations: generations.clone(),
+            swept: Mutex::default(),
         });
         // The first round before serving: the lease is held and led partitions taken over.
         members.renew().await?;
@@ -189,6 +201,7 @@ impl CloudEngine {
             }),
             log,
             offsets: Arc::new(CloudOffsets::new(pool)),
+            records,
             stop,
             flusher: Mutex::new(Some(flusher)),
             membership: Mutex::new(Some(membership)),
@@ -208,6 +221,11 @@ impl CloudEngine {
 
     pub fn offsets(&self) -> Arc<CloudOffsets> {
         self.offsets.clone()
+    }
+
+    /// The cluster-wide metadata records (see [`records`] for which namespaces they hold).
+    pub fn records(&self) -> Arc<PgRecords> {
+        self.records.clone()
     }
 
     pub fn stats(&self) -> StatsSnapshot {

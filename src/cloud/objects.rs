@@ -55,6 +55,20 @@ pub struct Objects {
     cache: RangeCache,
 }
 
+/// The creation time a log object's name embeds (`.../<ms:013>-<random:016x>.batches`).
+pub fn named_ms(key: &str) -> Option<i64> {
+    let name = key.rsplit('/').next()?;
+    let (ms, rest) = name.split_once('-')?;
+    let valid = ms.len() == 13
+        && ms.bytes().all(|b| b.is_ascii_digit())
+        && rest.len() == 16 + ".batches".len()
+        && rest.ends_with(".batches");
+    if !valid {
+        return None;
+    }
+    ms.parse().ok()
+}
+
 impl Objects {
     /// An S3 client for `url`; endpoint, region, credentials and `AWS_ALLOW_HTTP` come from
     /// the environment, as every AWS tool reads them.
@@ -152,6 +166,58 @@ impl Objects {
         hit
     }
 
+    /// The directories log objects are written under, one per broker that ever wrote
+    /// (`<prefix>/logs/<broker>`).
+    pub async fn log_dirs(&self) -> CloudResult<Vec<String>> {
+        let logs = if self.prefix.is_empty() {
+            Path::from("logs")
+        } else {
+            Path::from(format!("{}/logs", self.prefix))
+        };
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&logs))
+            .await
+            .map_err(CloudError::objects("listing log directories"))?;
+        Ok(listed
+            .common_prefixes
+            .into_iter()
+            .map(|dir| dir.to_string())
+            .collect())
+    }
+
+    /// Names of log objects in `dir` after `after` (name order) whose name says they were
+    /// created before `cutoff_ms`, at most `limit`. Listing stops at the first younger one:
+    /// names sort by creation time within a directory (13-digit zero-padded milliseconds) and
+    /// S3 lists in name order. Names that are not the engine's are skipped, never returned.
+    pub async fn logs_named_before(
+        &self,
+        dir: &str,
+        after: Option<&str>,
+        cutoff_ms: i64,
+        limit: usize,
+    ) -> CloudResult<Vec<String>> {
+        use futures_lite::StreamExt;
+        let dir = Path::from(dir);
+        let mut listing = match after {
+            Some(after) => self.store.list_with_offset(Some(&dir), &Path::from(after)),
+            None => self.store.list(Some(&dir)),
+        };
+        let mut out = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(CloudError::objects("listing log objects"))?;
+            let key = meta.location.to_string();
+            let Some(named_ms) = named_ms(&key) else {
+                continue;
+            };
+            if named_ms >= cutoff_ms || out.len() >= limit {
+                break;
+            }
+            out.push(key);
+        }
+        Ok(out)
+    }
+
     /// Deletes `key`; an object already gone counts as deleted.
     pub async fn delete(&self, key: &str) -> CloudResult<()> {
         match self.store.delete(&Path::from(key)).await {
@@ -224,6 +290,26 @@ impl RangeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_names_give_back_their_creation_time() {
+        let objects = Objects::with_store(
+            Arc::new(object_store::memory::InMemory::new()),
+            "cluster/a".to_owned(),
+            7,
+            0,
+            Arc::new(Stats::default()),
+        );
+        let key = objects.new_key(1_234_567).expect("key");
+        assert_eq!(named_ms(&key), Some(1_234_567));
+        for foreign in [
+            "cluster/a/logs/7/notes.txt",
+            "cluster/a/logs/7/123-0123456789abcdef.batches",
+            "cluster/a/logs/7/0000001234567-0123456789abcdef.tmp",
+        ] {
+            assert_eq!(named_ms(foreign), None, "{foreign}");
+        }
+    }
 
     #[test]
     fn objects_urls_parse() {

@@ -101,6 +101,17 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE objects ADD COLUMN orphaned_ms bigint;
     CREATE INDEX batches_by_object ON batches (object_key);
     "#,
+    // 6 ('metadata'): the frontends' metadata store shared by every broker
+    // (`cloud::records`). Keys are bytea so that ORDER BY and prefix ranges compare bytes,
+    // as the local store does, whatever the database's collation.
+    r#"
+    CREATE TABLE metadata_records (
+        namespace text NOT NULL,
+        key bytea NOT NULL,
+        value bytea NOT NULL,
+        PRIMARY KEY (namespace, key)
+    );
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.

@@ -5,7 +5,9 @@
 //! readers (a Kafka Fetch long poll, a RocketMQ suspended pull, an AMQP stream feed) wake within
 //! milliseconds of the commit instead of polling PostgreSQL. Topic changes are announced on
 //! [`TOPICS_CHANNEL`] the same way, so a topic created or deleted through one broker is known
-//! to the others at once.
+//! to the others at once. Metadata-store writes are announced on
+//! [`super::records::METADATA_CHANNEL`] (payload: the namespace) and move that namespace's
+//! generation, so frontends' caches of it read it again.
 //!
 //! Invariants:
 //! - PostgreSQL delivers a NOTIFY only when its transaction commits, so a follower never learns
@@ -29,6 +31,7 @@ use tributary_api::TopicPartition;
 
 use super::error::{CloudError, CloudResult};
 use super::log::CloudLog;
+use super::records::METADATA_CHANNEL;
 use super::state::PartitionState;
 
 /// The channel offsets are announced on; every broker of one database LISTENs on it.
@@ -247,16 +250,20 @@ impl CloudLog {
             .await
             .map_err(CloudError::pg("connecting the LISTEN connection"))?;
         self.stats.connections.inc();
-        let (sender, mut received) = mpsc::unbounded_channel::<(bool, String)>();
+        let (sender, mut received) = mpsc::unbounded_channel::<(Channel, String)>();
         // The connection must be polled for the LISTEN below to complete, and its messages are
         // the notifications: one task drives it and forwards them.
         let driver = tokio::spawn(async move {
             loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                     Some(Ok(AsyncMessage::Notification(notification))) => {
-                        let topics = notification.channel() == TOPICS_CHANNEL;
+                        let channel = match notification.channel() {
+                            TOPICS_CHANNEL => Channel::Topics,
+                            METADATA_CHANNEL => Channel::Metadata,
+                            _ => Channel::Offsets,
+                        };
                         let payload = notification.payload().to_owned();
-                        if sender.send((topics, payload)).is_err() {
+                        if sender.send((channel, payload)).is_err() {
                             return Ok(());
                         }
                     }
@@ -268,10 +275,14 @@ impl CloudLog {
         });
         let _stop_driver = AbortOnDrop(driver.abort_handle());
         client
-            .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {TOPICS_CHANNEL}"))
+            .batch_execute(&format!(
+                "LISTEN {CHANNEL}; LISTEN {TOPICS_CHANNEL}; LISTEN {METADATA_CHANNEL}"
+            ))
             .await
             .map_err(CloudError::pg("LISTENing for offsets"))?;
-        // Whatever was committed before the LISTEN took effect is read back now.
+        // Whatever was committed before the LISTEN took effect is read back now; metadata
+        // caches read again at their next use.
+        self.metadata_generations.changed_all();
         self.learn_topics().await?;
         self.refresh_all_followed().await?;
         tracing::debug!(channel = CHANNEL, "listening for other brokers' commits");
@@ -279,8 +290,12 @@ impl CloudLog {
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
                 payload = received.recv() => match payload {
-                    Some((false, payload)) => self.apply_notification(&payload),
-                    Some((true, _)) => self.topics_changed().await,
+                    Some((Channel::Offsets, payload)) => self.apply_notification(&payload),
+                    Some((Channel::Topics, _)) => self.topics_changed().await,
+                    Some((Channel::Metadata, namespace)) => {
+                        self.stats.notifications.inc();
+                        self.metadata_generations.changed(&namespace);
+                    }
                     None => break,
                 },
             }
@@ -291,6 +306,14 @@ impl CloudLog {
             _ => Ok(()),
         }
     }
+}
+
+/// Which channel a notification came on.
+#[derive(Debug, Clone, Copy)]
+enum Channel {
+    Offsets,
+    Topics,
+    Metadata,
 }
 
 /// Aborts a task when dropped (the listener stopped or failed before its driver ended).

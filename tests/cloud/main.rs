@@ -1,6 +1,7 @@
 //! The cloud engine (PostgreSQL + S3) against real services: the storage model, Kafka clients
 //! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing,
-//! wake-ups across brokers.
+//! wake-ups across brokers, the metadata store shared by brokers (users, permissions, ACLs,
+//! exchanges) and the GC of objects no commit recorded.
 //!
 //! Needs `TRIBUTARY_TEST_PG_URL`, `TRIBUTARY_TEST_S3_BUCKET` and the `AWS_*` variables that
 //! `bash .ci/services start` prints; a test FAILS (never skips) when they are missing. Built only
@@ -19,8 +20,10 @@ mod kafka_wire;
 mod model_test;
 mod outage;
 mod producers;
+mod records_model;
 mod retention;
 mod services;
+mod shared_metadata;
 mod topics;
 mod wakeups;
 // The in-memory model the local engine's suite checks storage against (tests/storage/model).

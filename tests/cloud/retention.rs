@@ -185,3 +185,147 @@ async fn retention_and_delete_records_free_their_objects() {
     assert_eq!((idle.trimmed_partitions, idle.deleted_objects), (0, 0));
     engine.close().await;
 }
+
+/// Every log object under the engine's prefix, by name.
+async fn stored_objects(log: &tributary::cloud::CloudLog) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in log.objects().log_dirs().await.expect("list dirs") {
+        out.extend(
+            log.objects()
+                .logs_named_before(&dir, None, i64::MAX, usize::MAX)
+                .await
+                .expect("list objects"),
+        );
+    }
+    out.sort();
+    out
+}
+
+/// Makes every flush's transaction fail after its PUT (`sleep_s` = 0), or take `sleep_s`.
+async fn sabotage_commits(pg: &tokio_postgres::Client, sleep_s: f64) {
+    let body = if sleep_s > 0.0 {
+        format!("PERFORM pg_sleep({sleep_s}); RETURN NULL;")
+    } else {
+        "RAISE EXCEPTION 'forced commit failure';".to_owned()
+    };
+    pg.batch_execute(&format!(
+        "CREATE FUNCTION h15m_sabotage() RETURNS trigger AS $$ BEGIN {body} END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER h15m_sabotage BEFORE INSERT ON batches
+             FOR EACH STATEMENT EXECUTE FUNCTION h15m_sabotage();"
+    ))
+    .await
+    .expect("install the trigger");
+}
+
+async fn repair_commits(pg: &tokio_postgres::Client) {
+    pg.batch_execute("DROP TRIGGER h15m_sabotage ON batches; DROP FUNCTION h15m_sabotage();")
+        .await
+        .expect("drop the trigger");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_whose_commit_failed_is_deleted_after_the_grace() {
+    let database = fresh_database("orphans").await;
+    let engine = open(&database, 20).await;
+    let log = engine.log();
+    let pg = connect(&database).await;
+    let tp = TopicPartition::new("kept", 0);
+    log.create_topic("kept", 1, TopicSettings::default())
+        .await
+        .expect("create");
+    log.append(&tp, stamped("first", now_ms()))
+        .await
+        .expect("append");
+
+    sabotage_commits(&pg, 0.0).await;
+    let failed = log.append(&tp, stamped("refused", now_ms())).await;
+    assert!(failed.is_err(), "the commit failed: {failed:?}");
+    repair_commits(&pg).await;
+    log.append(&tp, stamped("second", now_ms()))
+        .await
+        .expect("append after the repair");
+
+    let stored = stored_objects(&log).await;
+    let recorded: Vec<String> = pg
+        .query("SELECT key FROM objects ORDER BY key", &[])
+        .await
+        .expect("objects")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        stored.len(),
+        3,
+        "the failed flush's PUT left an object: {stored:?}"
+    );
+    assert_eq!(recorded.len(), 2, "no row refers to it");
+    let orphan: Vec<&String> = stored.iter().filter(|k| !recorded.contains(k)).collect();
+    assert_eq!(orphan.len(), 1);
+
+    // Within the grace it stays (it could be a flush still committing).
+    let pass = log
+        .maintain(Duration::from_secs(3_600))
+        .await
+        .expect("maintain");
+    assert_eq!(pass.deleted_uncommitted, 0, "{pass:?}");
+    assert_eq!(stored_objects(&log).await, stored);
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let pass = log
+        .maintain(Duration::from_secs(1))
+        .await
+        .expect("maintain");
+    assert_eq!(pass.deleted_uncommitted, 1, "{pass:?}");
+    assert!(!exists(orphan[0]).await, "the orphan is gone");
+    assert_eq!(
+        stored_objects(&log).await,
+        recorded,
+        "committed objects kept"
+    );
+    for (offset, value) in [(0, "first"), (1, "second")] {
+        let read = log.read(&tp, offset, 1 << 20).await.expect("read");
+        let first = decode_records(&read.data).expect("records").remove(0);
+        assert_eq!(
+            (first.offset, first.record.value),
+            (offset, Some(Bytes::from(value)))
+        );
+    }
+    // The sweep resumes after what it checked: nothing listed twice, nothing more deleted.
+    let idle = log.maintain(Duration::ZERO).await.expect("maintain");
+    assert_eq!(idle.deleted_uncommitted, 0, "{idle:?}");
+    assert_eq!(stored_objects(&log).await, recorded);
+    engine.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_gives_up_an_object_older_than_half_the_grace() {
+    let database = fresh_database("orphans-late").await;
+    let mut settings = crate::engine::settings(&database, &bucket(), 20);
+    settings.object_gc_grace = Duration::from_millis(400);
+    let engine = tributary::cloud::CloudEngine::open(settings)
+        .await
+        .expect("open");
+    let log = engine.log();
+    let pg = connect(&database).await;
+    let tp = TopicPartition::new("slow", 0);
+    log.create_topic("slow", 1, TopicSettings::default())
+        .await
+        .expect("create");
+    // The transaction takes longer than half the grace: the GC could already take its object
+    // for an orphan, so the flush must not commit it.
+    sabotage_commits(&pg, 0.5).await;
+    let late = log.append(&tp, stamped("late", now_ms())).await;
+    assert!(late.is_err(), "not committed: {late:?}");
+    repair_commits(&pg).await;
+    let committed: i64 = pg
+        .query_one("SELECT count(*) FROM batches", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(committed, 0);
+    log.append(&tp, stamped("on time", now_ms()))
+        .await
+        .expect("append");
+    assert_eq!(log.offsets(&tp).expect("offsets").high_watermark, 1);
+    engine.close().await;
+}

@@ -166,6 +166,10 @@ impl Frontend for AmqpFrontend {
     fn start_background(&self, background: BackgroundContext) {
         let vhosts = self.vhosts.clone();
         let tracker = background.tracker.clone();
+        tracker.spawn(access::follow::follow_changes(
+            self.admin(),
+            background.shutdown.clone(),
+        ));
         tracker.spawn(async move {
             if let Err(error) = vhosts.start_feeds(background).await {
                 tracing::error!(%error, "cannot start the topic feeds; they start with the first AMQP connection");

@@ -21,6 +21,23 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
 
     /// All records of a namespace whose key starts with `prefix`, in key order.
     async fn scan(&self, namespace: &str, prefix: &str) -> EngineResult<Vec<(String, Bytes)>>;
+
+    /// A number that changes whenever `namespace` may have been changed by another writer of
+    /// a store shared by several brokers (the cloud engine), so a frontend that caches records
+    /// of it reads them again when the number differs from the one it loaded them under.
+    /// Constant (the default) for a store only this process writes: its caches see their own
+    /// writes. Cheap: no I/O.
+    fn generation(&self, _namespace: &str) -> u64 {
+        0
+    }
+
+    /// For a store shared by several brokers: a receiver whose value changes whenever some
+    /// namespace may have been changed by another writer (compare [`MetadataStore::generation`]
+    /// to learn which), so a frontend can apply changes to open connections without waiting
+    /// for their next request. `None` (the default): nobody else writes this store.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// A [`MetadataStore`] in memory, nothing durable: for tests of what frontends keep in the

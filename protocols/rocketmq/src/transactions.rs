@@ -15,9 +15,11 @@
 //! `check_max` times is discarded when its next check falls due. A check counts whether or not a
 //! producer of the group was connected, as in RocketMQ, so an abandoned group's halves end.
 //!
-//! Invariants: the in-memory table mirrors the metadata records (loaded once, before the first
-//! use; every change is written to the store before the table changes, under one lock); an entry
-//! being resolved is marked so that a check or a second resolution leaves it alone; the
+//! Invariants: the in-memory table mirrors the metadata records (loaded before the first use,
+//! and again when the store's generation of [`NAMESPACE`] moves: on the cloud engine every
+//! broker shares the records, and a check written by one moves the next check for all; every
+//! change is written to the store before the table changes, under one lock); an entry being
+//! resolved is marked so that a check or a second resolution leaves it alone; the
 //! pending-halves gauge follows the table.
 
 use std::collections::BTreeMap;
@@ -94,6 +96,8 @@ pub(crate) enum DueHalf {
 #[derive(Debug, Default)]
 struct Table {
     loaded: bool,
+    /// The store's generation of [`NAMESPACE`] when the table was read.
+    generation: u64,
     /// Half queue offset -> state, and whether a resolution is under way.
     pending: BTreeMap<i64, (Pending, bool)>,
 }
@@ -114,10 +118,13 @@ fn key(offset: i64) -> String {
 }
 
 impl Transactions {
-    /// The table, loaded from `store` on first use.
+    /// The table, loaded from `store` on first use and again after the store's generation of
+    /// [`NAMESPACE`] moved (another broker of a shared store added or resolved a half). Halves
+    /// being resolved here keep their entry and mark across a reload.
     async fn table(&self, store: &dyn MetadataStore) -> RequestResult<MutexGuard<'_, Table>> {
         let mut table = self.table.lock().await;
-        if !table.loaded {
+        let generation = store.generation(NAMESPACE);
+        if !table.loaded || table.generation != generation {
             let mut loaded = BTreeMap::new();
             for (key, value) in store.scan(NAMESPACE, "").await? {
                 // Skipping a record would leave its half message unresolved forever (never
@@ -144,8 +151,14 @@ impl Transactions {
                     }
                 }
             }
+            for (offset, entry) in &table.pending {
+                if entry.1 {
+                    loaded.insert(*offset, entry.clone());
+                }
+            }
             table.pending = loaded;
             table.loaded = true;
+            table.generation = generation;
             publish(&table);
         }
         Ok(table)

@@ -16,6 +16,7 @@
 //! [`crate::vhost`]).
 
 mod control;
+pub(crate) mod follow;
 mod grant;
 pub mod login;
 

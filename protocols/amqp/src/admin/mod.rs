@@ -409,6 +409,34 @@ impl AmqpAdmin {
         Ok(())
     }
 
+    /// Refuses every method of every open connection until [`AmqpAdmin::refresh_grants`]
+    /// succeeds again: what a broker does when it cannot read a grant another broker changed
+    /// (a stale grant could allow what was revoked).
+    pub fn suspend_grants(&self) {
+        let connections = &self.vhosts.connections;
+        let nothing = Permissions {
+            configure: String::new(),
+            write: String::new(),
+            read: String::new(),
+        };
+        let Ok(grant) = Grant::compile(&nothing) else {
+            return;
+        };
+        for (user, vhost) in connections.grants_to_refresh(|_, _| true) {
+            connections.swap_grant(&user, &vhost, &grant);
+        }
+    }
+
+    /// A vhost deleted elsewhere (another broker of a shared store): its connections here
+    /// close and its state here goes.
+    pub async fn forget_vhost(&self, name: &str) -> Result<(), AmqpError> {
+        let reason = format!("vhost '{name}' is deleted");
+        self.vhosts
+            .connections
+            .close_where(&reason, |info| info.vhost == name);
+        self.vhosts.drop_vhost(name).await
+    }
+
     /// Deletes a vhost at once: its connections close, its definitions and permissions go, and
     /// so do its queues' messages and its streams. Returns false when it did not exist.
     pub async fn delete_vhost(&self, name: &str) -> Result<bool, AmqpError> {

@@ -119,6 +119,15 @@ impl Session {
         }
         let direct_reply =
             pending.exchange.is_empty() && pending.routing_key.starts_with(REPLY_TO_PREFIX);
+        if !pending.exchange.is_empty() {
+            // An exchange declared through another broker of a shared store (cheap: one
+            // counter compared unless the store says exchanges changed).
+            self.shared
+                .topology
+                .refresh_exchanges()
+                .await
+                .map_err(|e| e.caused_by(pending.method))?;
+        }
         // A topic's exchange appends to the topic; the feed delivers to its bound queues.
         let topic = match direct_reply {
             true => None,

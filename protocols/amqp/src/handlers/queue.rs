@@ -32,6 +32,7 @@ impl Session {
         bind: bool,
     ) -> Result<(), AmqpError> {
         let topology = &self.shared.topology;
+        topology.refresh_exchanges().await?;
         let Binding {
             destination,
             source,

@@ -149,6 +149,9 @@ pub struct Topology {
     vhost: String,
     state: Mutex<State>,
     loaded: OnceCell<()>,
+    /// The store's generation of [`EXCHANGE_NAMESPACE`] when exchanges were last read from it
+    /// (see [`Topology::refresh_exchanges`]).
+    exchanges_seen: std::sync::atomic::AtomicU64,
 }
 
 impl Topology {
@@ -196,6 +199,24 @@ impl Topology {
             ),
         )
     }
+}
+
+/// A durable exchange from its stored record, without bindings; `None` for an unknown type.
+fn stored_exchange(table: &FieldTable) -> Option<Exchange> {
+    let kind = table
+        .get("type")
+        .and_then(FieldValue::as_str)
+        .and_then(ExchangeKind::parse)?;
+    Some(Exchange {
+        kind,
+        durable: true,
+        auto_delete: defs::flag(table, "auto_delete"),
+        internal: defs::flag(table, "internal"),
+        arguments: defs::nested(table, "arguments"),
+        bindings: Vec::new(),
+        exchange_bindings: Vec::new(),
+        topic: false,
+    })
 }
 
 fn show(value: Option<&FieldValue>) -> String {
@@ -300,6 +321,7 @@ impl Topology {
             vhost: vhost.to_owned(),
             state: Mutex::new(state),
             loaded: OnceCell::new(),
+            exchanges_seen: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -322,6 +344,10 @@ impl Topology {
 
     async fn load(self: &Arc<Self>) -> Result<(), AmqpError> {
         let prefix = defs::key(&[&self.vhost, ""]);
+        self.exchanges_seen.store(
+            self.store().generation(EXCHANGE_NAMESPACE),
+            std::sync::atomic::Ordering::Release,
+        );
         let exchanges = defs::load(self.store(), EXCHANGE_NAMESPACE, &prefix).await?;
         let queues = defs::load(self.store(), QUEUE_NAMESPACE, &prefix).await?;
         let bindings = defs::load(self.store(), BINDING_NAMESPACE, &prefix).await?;
@@ -357,6 +383,34 @@ impl Topology {
         Ok(())
     }
 
+    /// Adds the durable exchanges another broker declared since they were last read, when the
+    /// store says [`EXCHANGE_NAMESPACE`] changed (a store shared by several brokers; a no-op
+    /// on the local engine, whose generation never moves). Exchanges known here are left as
+    /// they are (they carry this broker's queue bindings); an exchange deleted through another
+    /// broker goes from this one at its next start.
+    pub async fn refresh_exchanges(&self) -> Result<(), AmqpError> {
+        use std::sync::atomic::Ordering;
+        let generation = self.store().generation(EXCHANGE_NAMESPACE);
+        if self.loaded.get().is_none() || self.exchanges_seen.load(Ordering::Acquire) == generation
+        {
+            return Ok(());
+        }
+        let prefix = defs::key(&[&self.vhost, ""]);
+        let exchanges = defs::load(self.store(), EXCHANGE_NAMESPACE, &prefix).await?;
+        let mut state = self.state.lock();
+        for (key, table) in exchanges {
+            let parts = defs::split_key(&key);
+            if let Some(&name) = parts.get(1)
+                && !state.exchanges.contains_key(name)
+                && let Some(exchange) = stored_exchange(&table)
+            {
+                state.exchanges.insert(name.to_owned(), exchange);
+            }
+        }
+        self.exchanges_seen.store(generation, Ordering::Release);
+        Ok(())
+    }
+
     /// Puts loaded definitions in place (under the lock, with no await); returns the leases
     /// to watch and the keys of stale topic-exchange bindings to delete.
     #[allow(clippy::type_complexity)]
@@ -371,28 +425,9 @@ impl Topology {
         let mut state = self.state.lock();
         for (key, table) in exchanges {
             let parts = defs::split_key(&key);
-            let (Some(&name), Some(kind)) = (
-                parts.get(1),
-                table
-                    .get("type")
-                    .and_then(FieldValue::as_str)
-                    .and_then(ExchangeKind::parse),
-            ) else {
-                continue;
-            };
-            state.exchanges.insert(
-                name.to_owned(),
-                Exchange {
-                    kind,
-                    durable: true,
-                    auto_delete: defs::flag(&table, "auto_delete"),
-                    internal: defs::flag(&table, "internal"),
-                    arguments: defs::nested(&table, "arguments"),
-                    bindings: Vec::new(),
-                    exchange_bindings: Vec::new(),
-                    topic: false,
-                },
-            );
+            if let (Some(&name), Some(exchange)) = (parts.get(1), stored_exchange(&table)) {
+                state.exchanges.insert(name.to_owned(), exchange);
+            }
         }
         for (key, table) in queues {
             if let Some(&name) = defs::split_key(&key).get(1) {

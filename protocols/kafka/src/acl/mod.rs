@@ -9,8 +9,11 @@
 //! Invariants: with the authorizer off every check passes and the ACL APIs answer
 //! SECURITY_DISABLED, as Kafka without an authorizer does; with it on a principal is a super user
 //! (`kafka.super_users`) or is held to the bindings; the bindings are re-read from the store at
-//! least every [`REFRESH`] (several brokers over one store see each other's changes) and at once
-//! after a change made here; a store that cannot be read denies (logged), never allows.
+//! least every [`REFRESH`] (several brokers over one store see each other's changes), at once
+//! after a change made here, and at the next check after the store's generation of the
+//! namespace moved (another broker's change, announced by the cloud engine); a store that
+//! cannot be read denies (logged), never allows: a failed reload never falls back to the old
+//! set.
 
 pub(crate) mod model;
 
@@ -31,6 +34,9 @@ pub(crate) const ANONYMOUS: &str = "User:ANONYMOUS";
 const REFRESH: Duration = Duration::from_secs(2);
 const SEPARATOR: char = '\u{1f}';
 
+/// The bindings, when they were read and the store's generation of the namespace then.
+type Cached = (Instant, u64, Arc<Vec<AclBinding>>);
+
 /// The authorizer of one Kafka listener.
 #[derive(Debug)]
 pub(crate) struct Authorizer {
@@ -38,7 +44,7 @@ pub(crate) struct Authorizer {
     /// Principals (`User:name`) allowed everything.
     super_users: Vec<String>,
     store: Arc<dyn MetadataStore>,
-    cached: parking_lot::Mutex<Option<(Instant, Arc<Vec<AclBinding>>)>>,
+    cached: parking_lot::Mutex<Option<Cached>>,
     /// Serialises changes, so a create and a delete do not interleave their store writes.
     changes: tokio::sync::Mutex<()>,
 }
@@ -74,8 +80,11 @@ impl Authorizer {
     }
 
     async fn bindings(&self) -> EngineResult<Arc<Vec<AclBinding>>> {
-        if let Some((loaded, bindings)) = self.cached.lock().as_ref()
+        // Read before the scan: a change landing during it moves the generation again.
+        let generation = self.store.generation(ACL_NAMESPACE);
+        if let Some((loaded, seen, bindings)) = self.cached.lock().as_ref()
             && loaded.elapsed() < REFRESH
+            && *seen == generation
         {
             return Ok(Arc::clone(bindings));
         }
@@ -90,7 +99,7 @@ impl Authorizer {
             bindings.push(binding);
         }
         let bindings = Arc::new(bindings);
-        *self.cached.lock() = Some((Instant::now(), Arc::clone(&bindings)));
+        *self.cached.lock() = Some((Instant::now(), generation, Arc::clone(&bindings)));
         Ok(bindings)
     }
 
