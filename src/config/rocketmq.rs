@@ -1,6 +1,7 @@
 //! The `[rocketmq]` section and what the RocketMQ frontend takes from it.
 
 use serde::{Deserialize, Serialize};
+use tributary_rocketmq::white_address::WhiteList;
 
 use super::{Config, DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, RocketMqTls};
 
@@ -40,6 +41,11 @@ pub struct RocketMqConfig {
     /// `--rocketmq-secret`) and the user's permissions on every request but route queries.
     /// Turns authentication on for every protocol (see [`Config::authentication_on`]).
     pub acl_enabled: bool,
+    /// Peers whose RocketMQ requests pass the ACL unchecked (RocketMQ's
+    /// `globalWhiteRemoteAddresses`): comma-separated patterns of
+    /// [`tributary_rocketmq::white_address`]. An explicit hole in authentication: `*` opens
+    /// RocketMQ to everyone (logged as a warning at start).
+    pub acl_global_white_addresses: String,
     /// TLS on the name server and broker ports (`disabled`, `permissive`, `enforcing`).
     pub tls: RocketMqTls,
 }
@@ -63,6 +69,7 @@ impl Default for RocketMqConfig {
             channel_idle_ms: 120_000,
             frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
             acl_enabled: false,
+            acl_global_white_addresses: String::new(),
             tls: RocketMqTls::Disabled,
         }
     }
@@ -87,6 +94,9 @@ impl Config {
             enable_property_filter: rocketmq.enable_property_filter,
             max_message_bytes: self.storage.max_message_bytes as usize,
             acl_enabled: self.authentication_on(),
+            // Checked by `validate`, so the fallback is never taken for a loaded config.
+            acl_global_white: WhiteList::parse(&rocketmq.acl_global_white_addresses)
+                .unwrap_or_default(),
             ..tributary_rocketmq::Settings::default()
         }
     }

@@ -57,11 +57,11 @@ fn acl_broker() -> TestBroker {
 
 pub(super) struct Response {
     pub(super) header: Value,
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Response {
-    fn code(&self) -> i64 {
+    pub(super) fn code(&self) -> i64 {
         self.header["code"].as_i64().expect("code")
     }
 
@@ -70,7 +70,7 @@ impl Response {
     }
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
+pub(super) fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -80,7 +80,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 /// `fields` with `AccessKey` and a `Signature` computed as RocketMQ clients do: the client
 /// library's HMAC over the sorted field values and the body.
-fn signed(user: &str, secret: &str, fields: &Value, body: &[u8]) -> Value {
+pub(super) fn signed(user: &str, secret: &str, fields: &Value, body: &[u8]) -> Value {
     let mut sorted: BTreeMap<String, String> = fields
         .as_object()
         .expect("object")
@@ -126,7 +126,7 @@ pub(super) fn call(
     }
 }
 
-fn send_fields(topic: &str) -> Value {
+pub(super) fn send_fields(topic: &str) -> Value {
     json!({
         "producerGroup": "pg", "topic": topic, "defaultTopic": "TBW102",
         "defaultTopicQueueNums": "4", "queueId": "0", "sysFlag": "0",
@@ -135,7 +135,7 @@ fn send_fields(topic: &str) -> Value {
     })
 }
 
-fn pull_fields(topic: &str, group: &str) -> Value {
+pub(super) fn pull_fields(topic: &str, group: &str) -> Value {
     json!({
         "consumerGroup": group, "topic": topic, "queueId": "0", "queueOffset": "0",
         "maxMsgNums": "32", "sysFlag": "0", "commitOffset": "0", "suspendTimeoutMillis": "0",
@@ -147,14 +147,14 @@ fn offset_fields(topic: &str, group: &str) -> Value {
     json!({"consumerGroup": group, "topic": topic, "queueId": "0", "commitOffset": "1"})
 }
 
-fn create_fields(topic: &str) -> Value {
+pub(super) fn create_fields(topic: &str) -> Value {
     json!({
         "topic": topic, "defaultTopic": "TBW102", "readQueueNums": "8", "writeQueueNums": "8",
         "perm": "6", "topicFilterType": "SINGLE_TAG", "topicSysFlag": "0", "order": "false",
     })
 }
 
-fn assert_refused(response: &Response, what: &str, remark: &str) {
+pub(super) fn assert_refused(response: &Response, what: &str, remark: &str) {
     assert_eq!(
         response.code(),
         NO_PERMISSION,

@@ -19,8 +19,16 @@
 //! UPDATE_AND_CREATE_TOPIC), and UPDATE_AND_CREATE_TOPIC and VIEW_MESSAGE_BY_ID (a message id
 //! names no topic a check could use) also need the `administrator` tag.
 //!
-//! Invariants: with the ACL on, every request on either port needs a valid signature except
-//! the name server's route and cluster queries, which stay open as in RocketMQ (a client asks
+//! Address whitelists ([`crate::white_address`]), as RocketMQ's: a request from a peer the
+//! global list (`Settings::acl_global_white`, RocketMQ's `globalWhiteRemoteAddresses`) matches
+//! passes unchecked, as if the ACL were off; a request whose access key names a user with a
+//! white address (RocketMQ's per-account `whiteRemoteAddress`) matching the peer is not asked
+//! for a signature, and that user's permissions still apply (RocketMQ skips them too; we keep
+//! them, so a whitelist only stands in for the signature). Both are the operator's explicit
+//! choice: they are how a whitelisted host reaches topics without a secret.
+//!
+//! Invariants: with the ACL on, every request on either port needs a valid signature (or a
+//! whitelisted peer, above) except the name server's route and cluster queries, which stay open as in RocketMQ (a client asks
 //! them before it talks to a broker) but never create a topic for an unsigned caller (a request
 //! is signed when it names a non-empty `AccessKey`; the C++ client sends the credential fields
 //! empty, with a signature, when it has no credentials); a refusal is NO_PERMISSION (16) with
@@ -31,7 +39,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
-use tracing::warn;
+use tracing::{debug, warn};
 use tributary_api::users::{get_user, same_bytes};
 use tributary_api::{Access, AccessControl, EngineError};
 
@@ -40,6 +48,7 @@ use crate::connection::Connection;
 use crate::error::{RequestError, RequestResult};
 use crate::handlers::{DLQ_PREFIX, RETRY_PREFIX, request};
 use crate::registry::Heartbeat;
+use crate::white_address::WhiteList;
 use crate::{Role, Shared};
 
 /// Header field naming the access key (a user name).
@@ -106,6 +115,14 @@ pub(crate) async fn admit(
     if !shared.settings.acl_enabled {
         return Ok(Caller::anyone());
     }
+    if let Some(pattern) = shared
+        .settings
+        .acl_global_white
+        .matching(connection.peer.ip())
+    {
+        debug!(peer = %connection.peer, code = request.code, %pattern, "RocketMQ request admitted by the global white address list");
+        return Ok(Caller::anyone());
+    }
     // Fails closed: an ACL without a user store refuses everything.
     let outcome = match shared.access.as_deref() {
         Some(access) => check(shared, access, connection, request).await,
@@ -137,7 +154,7 @@ async fn check(
             may_create_topic: false,
         });
     }
-    let user = authenticate(shared, request).await?;
+    let user = authenticate(shared, connection, request).await?;
     let checks = Checks {
         access,
         user: &user,
@@ -167,18 +184,31 @@ fn refused(reason: String) -> RequestError {
     RequestError::NoPermission(reason)
 }
 
-/// The verified access key of a signed request.
-async fn authenticate(shared: &Shared, request: &RemotingCommand) -> RequestResult<String> {
-    let (Some(user), Some(sent)) = (
-        credential(request, ACCESS_KEY),
-        credential(request, SIGNATURE),
-    ) else {
-        return Err(refused(format!(
+/// The verified access key of a signed request, or of a request from an address its user's
+/// white address admits.
+async fn authenticate(
+    shared: &Shared,
+    connection: &Connection,
+    request: &RemotingCommand,
+) -> RequestResult<String> {
+    let missing = || {
+        refused(format!(
             "No accessKey is configured: request code {} needs `{ACCESS_KEY}` and `{SIGNATURE}` (rocketmq.acl_enabled)",
             request.code
-        )));
+        ))
     };
+    let user = credential(request, ACCESS_KEY).ok_or_else(missing)?;
     let record = get_user(shared.engine.metadata.as_ref(), user).await?;
+    if let Some(pattern) = record
+        .as_ref()
+        .and_then(|record| record.rocketmq_white_address())
+        .and_then(|text| white_match(user, text, connection))
+    {
+        debug!(peer = %connection.peer, code = request.code, user, %pattern, "RocketMQ request admitted by its account's white address");
+        return Ok(user.to_owned());
+    }
+    // The same answer whether or not the user exists, as below.
+    let sent = credential(request, SIGNATURE).ok_or_else(missing)?;
     // One message for an unknown key, a key without a secret and a bad signature, so the
     // answer does not tell which user names exist.
     let invalid = || refused(format!("Check signature failed for accessKey={user}"));
@@ -198,6 +228,18 @@ async fn authenticate(shared: &Shared, request: &RemotingCommand) -> RequestResu
         return Err(invalid());
     }
     Ok(user.to_owned())
+}
+
+/// The pattern of `user`'s white address `text` that admits the peer. A stored pattern was
+/// checked when it was set; one that no longer parses admits nobody.
+fn white_match(user: &str, text: &str, connection: &Connection) -> Option<String> {
+    match WhiteList::parse(text) {
+        Ok(list) => list.matching(connection.peer.ip()).map(str::to_owned),
+        Err(error) => {
+            warn!(user, %error, "ignoring a stored RocketMQ white address that does not parse");
+            None
+        }
+    }
 }
 
 /// Permission lookups for one verified user.

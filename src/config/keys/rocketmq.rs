@@ -116,6 +116,14 @@ pub(super) static KEYS: &[KeySpec] = &[
         rocketmq.acl_enabled
     ),
     key!(
+        "rocketmq.acl_global_white_addresses",
+        "TRIBUTARY_ROCKETMQ_ACL_GLOBAL_WHITE_ADDRESSES",
+        None,
+        "comma-separated RocketMQ white address patterns (`10.0.0.*`, `192.168.1.{1,2}`, ...), empty for none",
+        parse,
+        rocketmq.acl_global_white_addresses
+    ),
+    key!(
         "rocketmq.tls",
         "TRIBUTARY_ROCKETMQ_TLS",
         None,
