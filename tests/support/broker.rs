@@ -142,6 +142,11 @@ impl TestBroker {
         }
     }
 
+    /// The log lines read so far (by [`TestBroker::wait_for_line`] and [`TestBroker::addr`]).
+    pub(crate) fn lines_seen(&self) -> &[String] {
+        &self.seen
+    }
+
     /// This broker's data directory (for `tributary user` runs while it is up).
     pub(crate) fn data_dir(&self) -> std::path::PathBuf {
         data_dir_in(self.data.path())
