@@ -101,6 +101,11 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE objects ADD COLUMN orphaned_ms bigint;
     CREATE INDEX batches_by_object ON batches (object_key);
     "#,
+    // 6: each broker's Kafka TLS listener (`kafka.tls_port`), NULL without one, so Metadata
+    // sends an SSL client to every broker's TLS port.
+    r#"
+    ALTER TABLE brokers ADD COLUMN kafka_tls_port integer;
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.

@@ -40,8 +40,6 @@ pub enum Problem {
     RequiredByCluster,
     #[error("is not valid: {0}")]
     BadUrl(String),
-    #[error("is not served on the cloud engine yet (`cluster.metadata_url` is set)")]
-    NotWithCluster,
     #[error("is required when `{listener}` turns a TLS listener on")]
     RequiredByTls { listener: &'static str },
     #[error("is required when `tls.client_auth` is `{0}`")]

@@ -21,6 +21,9 @@ mod outage;
 mod producers;
 mod retention;
 mod services;
+mod tls;
+#[path = "../support/tls.rs"]
+mod tls_support;
 mod topics;
 mod wakeups;
 // The in-memory model the local engine's suite checks storage against (tests/storage/model).

@@ -257,6 +257,25 @@ fn unsigned_and_badly_signed_requests_get_no_permission() {
     assert_eq!(max.header["extFields"]["offset"], "0");
 }
 
+/// A consumer asks the name server for its own `%RETRY%<group>` route (ali-ons does before
+/// its first pull): signed by a user who may read the group, that lookup creates the retry
+/// topic, as RocketMQ's broker creates it for the group; for another group it does not.
+#[test]
+fn a_signed_route_query_creates_the_retry_topic_of_a_readable_group_only() {
+    let mut broker = acl_broker();
+    let mut ns = connect(broker.addr("rocketmq-namesrv"));
+    let route = |ns: &mut TcpStream, topic: &str| {
+        let fields = json!({"topic": topic});
+        call(ns, 105, signed("alice", "alice-secret", &fields, b""), b"")
+    };
+    let own = route(&mut ns, "%RETRY%g-alice");
+    assert_eq!(own.code(), 0, "{}", own.header);
+    let other = route(&mut ns, "%RETRY%g-bob");
+    assert_eq!(other.code(), 17, "TOPIC_NOT_EXIST: {}", other.header);
+    let plain = route(&mut ns, "g-alice-not-a-topic");
+    assert_eq!(plain.code(), 17, "no configure on it: {}", plain.header);
+}
+
 /// The C++ client (and the Python client over it) signs every request, also without
 /// credentials: `AccessKey` and `SecurityToken` empty and a `Signature` keyed by the empty
 /// secret. An empty access key is no credentials, so its route queries stay open as RocketMQ's
