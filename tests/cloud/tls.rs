@@ -147,7 +147,7 @@ async fn an_ssl_client_is_sent_to_every_brokers_tls_port() {
         .expect("producer");
     let values: Vec<String> = (0..5).map(|i| format!("ssl-{i}")).collect();
     for value in &values {
-        let (partition, _) = producer
+        let delivery = producer
             .send(
                 FutureRecord::<(), _>::to(topic)
                     .partition(on_two)
@@ -156,7 +156,7 @@ async fn an_ssl_client_is_sent_to_every_brokers_tls_port() {
             )
             .await
             .unwrap_or_else(|(error, _)| panic!("delivery of {value}: {error}"));
-        assert_eq!(partition, on_two);
+        assert_eq!(delivery.partition, on_two);
     }
     let consumer: BaseConsumer = config
         .clone()
