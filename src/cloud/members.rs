@@ -307,6 +307,10 @@ mod tests {
         members.view.write().lease_until = Some(Instant::now() + Duration::from_secs(60));
         assert_eq!(members.live(), vec![address(1, 9001), address(2, 9002)]);
         assert!(members.leader(&TopicPartition::new("t", 0)).is_some());
+        // A TLS listener, once bound, is advertised with this broker's own entry.
+        members.set_kafka_tls_port(9102);
+        let own = members.live().into_iter().find(|b| b.id == 2).expect("itself");
+        assert_eq!((own.port, own.tls_port), (9002, Some(9102)));
     }
 
     #[test]
