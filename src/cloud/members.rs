@@ -309,7 +309,11 @@ mod tests {
         assert!(members.leader(&TopicPartition::new("t", 0)).is_some());
         // A TLS listener, once bound, is advertised with this broker's own entry.
         members.set_kafka_tls_port(9102);
-        let own = members.live().into_iter().find(|b| b.id == 2).expect("itself");
+        let own = members
+            .live()
+            .into_iter()
+            .find(|b| b.id == 2)
+            .expect("itself");
         assert_eq!((own.port, own.tls_port), (9002, Some(9102)));
     }
 

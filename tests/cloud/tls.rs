@@ -76,7 +76,12 @@ fn metadata(config: &ClientConfig, topic: &str) -> (BTreeMap<i32, i32>, BTreeMap
     let leaders = metadata
         .topics()
         .first()
-        .map(|t| t.partitions().iter().map(|p| (p.id(), p.leader())).collect())
+        .map(|t| {
+            t.partitions()
+                .iter()
+                .map(|p| (p.id(), p.leader()))
+                .collect()
+        })
         .unwrap_or_default();
     (brokers, leaders)
 }

@@ -115,7 +115,10 @@ async fn rocketmq_client_rust_produces_and_consumes_over_tls() {
     let refused = plain
         .send(message("over-tls", "t", body("plain", 0), "plain"))
         .await;
-    assert!(refused.is_err(), "a plaintext client is served: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "a plaintext client is served: {refused:?}"
+    );
     plain.shutdown().await;
 
     // With TLS, the broker's certificate checked against the test CA (not the client's
@@ -145,7 +148,10 @@ async fn rocketmq_client_rust_produces_and_consumes_over_tls() {
         .name_server_addr(namesrv.clone())
         .build();
     consumer.set_use_tls(true);
-    consumer.subscribe("over-tls", "*").await.expect("subscribe");
+    consumer
+        .subscribe("over-tls", "*")
+        .await
+        .expect("subscribe");
     consumer.register_message_listener_concurrently(Collector(Arc::clone(&received)));
     consumer.start().await.expect("a TLS consumer starts");
     wait_for("three messages over TLS", Duration::from_secs(30), || {

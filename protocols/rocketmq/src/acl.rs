@@ -28,9 +28,11 @@
 //! choice: they are how a whitelisted host reaches topics without a secret.
 //!
 //! Invariants: with the ACL on, every request on either port needs a valid signature (or a
-//! whitelisted peer, above) except the name server's route and cluster queries, which stay open as in RocketMQ (a client asks
-//! them before it talks to a broker) but never create a topic for an unsigned caller (a request
-//! is signed when it names a non-empty `AccessKey`; the C++ client sends the credential fields
+//! whitelisted peer, above) except the name server's route and cluster queries, which stay
+//! open as in RocketMQ (a client asks them before it talks to a broker) but never create a
+//! topic for an unsigned caller (a signed one creates a topic it may configure, or the
+//! `%RETRY%`/`%DLQ%` topic of a group it may read; a request is signed when it names a
+//! non-empty `AccessKey`; the C++ client sends the credential fields
 //! empty, with a signature, when it has no credentials); a refusal is NO_PERMISSION (16) with
 //! a remark naming what was missing, and a log line; the signature is compared in constant
 //! time; the secret is never logged.
@@ -425,13 +427,15 @@ mod tests {
     #[test]
     fn a_captured_ali_ons_send_verifies() {
         let hex = [
-            "0000013f000001367b22636f6465223a3331302c226c616e6775616765223a224a415641222c226f7061717565223a31",
-            "2c22666c6167223a302c2276657273696f6e223a3132312c226578744669656c6473223a7b225369676e617475726522",
-            "3a22716c3572716f583057672f4164514e43764d4e39654274454e59553d222c224163636573734b6579223a22616c69",
-            "6365222c224f6e734368616e6e656c223a22414c4959554e222c2261223a227067222c2262223a22636f6d7061742d74",
-            "6f706963222c2263223a22544257313032222c2264223a342c2265223a312c2266223a302c2267223a31373936363338",
-            "3034343030302c2268223a302c2269223a22544147535c7530303031546167415c75303030324b4559535c7530303031",
-            "6b65792d315c7530303032222c226a223a302c226b223a66616c73657d7d000102ff41",
+            "0000013f000001367b22636f6465223a3331302c226c616e6775616765223a224a415641222c226f",
+            "7061717565223a312c22666c6167223a302c2276657273696f6e223a3132312c226578744669656c",
+            "6473223a7b225369676e6174757265223a22716c3572716f583057672f4164514e43764d4e396542",
+            "74454e59553d222c224163636573734b6579223a22616c696365222c224f6e734368616e6e656c22",
+            "3a22414c4959554e222c2261223a227067222c2262223a22636f6d7061742d746f706963222c2263",
+            "223a22544257313032222c2264223a342c2265223a312c2266223a302c2267223a31373936363338",
+            "3034343030302c2268223a302c2269223a22544147535c7530303031546167415c75303030324b45",
+            "59535c75303030316b65792d315c7530303032222c226a223a302c226b223a66616c73657d7d0001",
+            "02ff41",
         ]
         .concat();
         let bytes: Vec<u8> = (0..hex.len())
@@ -439,7 +443,9 @@ mod tests {
             .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).unwrap())
             .collect();
         let mut buf = bytes::BytesMut::from(&bytes[..]);
-        let command = crate::codec::decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
+        let command = crate::codec::decode_frame(&mut buf, 1 << 20)
+            .unwrap()
+            .unwrap();
         assert_eq!(command.code, request::SEND_MESSAGE_V2);
         assert_eq!(command.field("OnsChannel"), Some("ALIYUN"));
         assert_eq!(command.field("g"), Some("1796638044000"));

@@ -43,9 +43,9 @@ impl Broker {
     ) -> Vec<Reachable> {
         let live = cluster.live();
         let own = cluster.local_id();
-        let tls = live.iter().any(|broker| {
-            broker.id == own && broker.tls_port == Some(context.local_port)
-        });
+        let tls = live
+            .iter()
+            .any(|broker| broker.id == own && broker.tls_port == Some(context.local_port));
         live.into_iter()
             .filter_map(|broker| {
                 let port = if tls { broker.tls_port? } else { broker.port };
