@@ -21,10 +21,9 @@ use crate::broker::metadata::MetaStore;
 use crate::cli::UserCommand;
 use crate::config::Config;
 
-/// Runs one `tributary user` command; `stdin` feeds `--password-stdin`, results go to `out`.
-/// A RocketMQ white address given on the command line or to the admin API, checked as the
-/// ACL will parse it; blank is none.
-pub fn checked_white_address(pattern: Option<&str>) -> anyhow::Result<Option<&str>> {
+/// A RocketMQ white address given on the command line, checked as the ACL will parse it;
+/// blank is none.
+fn checked_white_address(pattern: Option<&str>) -> anyhow::Result<Option<&str>> {
     let pattern = pattern.map(str::trim).filter(|p| !p.is_empty());
     if let Some(pattern) = pattern {
         tributary_rocketmq::white_address::WhiteList::parse(pattern)?;
@@ -32,6 +31,7 @@ pub fn checked_white_address(pattern: Option<&str>) -> anyhow::Result<Option<&st
     Ok(pattern)
 }
 
+/// Runs one `tributary user` command; `stdin` feeds `--password-stdin`, results go to `out`.
 pub fn run(
     config: &Config,
     command: &UserCommand,
