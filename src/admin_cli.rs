@@ -79,6 +79,7 @@ pub fn run_user(
             replace,
             tags,
             rocketmq_secret,
+            rocketmq_white_address,
             ..
         } => {
             let password = match (password, password_stdin) {
@@ -90,8 +91,12 @@ pub fn run_user(
             if !replace && client.call("GET", &path, None)?.status == 200 {
                 bail!("user `{name}` exists; pass --replace to change its password");
             }
-            let body =
-                json!({ "password": password, "tags": tags, "rocketmq_secret": rocketmq_secret });
+            let body = json!({
+                "password": password,
+                "tags": tags,
+                "rocketmq_secret": rocketmq_secret,
+                "rocketmq_white_address": rocketmq_white_address,
+            });
             expect(client.call("PUT", &path, Some(&body))?, "add user")?;
             writeln!(out, "user `{name}` saved through the admin API")?;
         }

@@ -125,6 +125,11 @@ pub enum UserCommand {
         /// metadata store, unlike the salted SCRAM credentials.
         #[arg(long)]
         rocketmq_secret: bool,
+        /// Addresses from which this user's RocketMQ requests need no signature (RocketMQ's
+        /// per-account `whiteRemoteAddress`: `192.168.1.*`, `10.0.0.1-50`, `10.0.0.{1,2}`, ...);
+        /// the user's permissions still apply.
+        #[arg(long, value_name = "PATTERN")]
+        rocketmq_white_address: Option<String>,
     },
     /// List the user names, one per line.
     List,
@@ -312,6 +317,7 @@ mod tests {
                 iterations: 4096,
                 tags: String::new(),
                 rocketmq_secret: false,
+                rocketmq_white_address: None,
             })
         );
         assert_eq!(cli.flags.overrides(), vec![("data_dir", "/d".to_owned())]);

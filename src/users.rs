@@ -26,6 +26,16 @@ use crate::broker::records::RecordsService;
 use crate::cli::UserCommand;
 use crate::config::Config;
 
+/// A RocketMQ white address given on the command line, checked as the ACL will parse it;
+/// blank is none.
+fn checked_white_address(pattern: Option<&str>) -> anyhow::Result<Option<&str>> {
+    let pattern = pattern.map(str::trim).filter(|p| !p.is_empty());
+    if let Some(pattern) = pattern {
+        tributary_rocketmq::white_address::WhiteList::parse(pattern)?;
+    }
+    Ok(pattern)
+}
+
 /// Runs one `tributary user` command; `stdin` feeds `--password-stdin`, results go to `out`.
 pub fn run(
     config: &Config,
@@ -43,6 +53,7 @@ pub fn run(
             iterations,
             tags,
             rocketmq_secret,
+            rocketmq_white_address,
         } => {
             validate_user_name(name)?;
             let password = match (password, password_stdin) {
@@ -50,11 +61,13 @@ pub fn run(
                 (None, true) => read_password(stdin)?,
                 _ => bail!("give exactly one of --password and --password-stdin"),
             };
+            let white_address = checked_white_address(rocketmq_white_address.as_deref())?;
             let record = if *rocketmq_secret {
                 UserRecord::from_password_with_rocketmq_secret(&password, *iterations)?
             } else {
                 UserRecord::from_password(&password, *iterations)?
-            };
+            }
+            .with_rocketmq_white_address(white_address)?;
             let tags: Vec<&str> = tags
                 .split(',')
                 .map(str::trim)
@@ -79,6 +92,12 @@ pub fn run(
             let mut mechanisms: Vec<&str> = ScramMechanism::ALL.iter().map(|m| m.name()).collect();
             if *rocketmq_secret {
                 mechanisms.push("RocketMQ ACL secret key");
+            }
+            if let Some(pattern) = white_address {
+                writeln!(
+                    out,
+                    "RocketMQ requests as `{name}` from `{pattern}` need no signature"
+                )?;
             }
             writeln!(
                 out,
@@ -194,6 +213,7 @@ mod tests {
             iterations: 4096,
             tags: String::new(),
             rocketmq_secret: false,
+            rocketmq_white_address: None,
         };
         run(config, &command, stdin.as_bytes(), &mut out)?;
         Ok(String::from_utf8(out)?)
@@ -264,6 +284,7 @@ mod tag_tests {
             iterations: 4096,
             tags: tags.to_owned(),
             rocketmq_secret: false,
+            rocketmq_white_address: None,
         };
         run(config, &command, &b""[..], &mut Vec::new())
     }

@@ -59,6 +59,8 @@ pub struct Membership {
     view: RwLock<View>,
     /// The Kafka listener's port, once bound (0 before).
     kafka_port: AtomicU16,
+    /// The Kafka TLS listener's port, once bound (0 before, and without one).
+    kafka_tls_port: AtomicU16,
     /// Asks for a renewal now (the Kafka port became known).
     renew_now: Notify,
 }
@@ -92,6 +94,7 @@ impl Membership {
             stats,
             view: RwLock::default(),
             kafka_port: AtomicU16::new(0),
+            kafka_tls_port: AtomicU16::new(0),
             renew_now: Notify::new(),
         }
     }
@@ -100,6 +103,16 @@ impl Membership {
     pub fn set_kafka_port(&self, port: u16) {
         self.kafka_port.store(port, Ordering::Release);
         self.renew_now.notify_one();
+    }
+
+    /// Records the Kafka TLS listener's bound port and advertises it at once.
+    pub fn set_kafka_tls_port(&self, port: u16) {
+        self.kafka_tls_port.store(port, Ordering::Release);
+        self.renew_now.notify_one();
+    }
+
+    fn own_tls_port(&self) -> Option<u16> {
+        Some(self.kafka_tls_port.load(Ordering::Acquire)).filter(|port| *port != 0)
     }
 
     /// Returns at the next renewal time, or earlier when the Kafka port became known.
@@ -121,23 +134,25 @@ impl Membership {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO brokers (broker_id, host, kafka_port, lease_expires)
-                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 millisecond')
+                "INSERT INTO brokers (broker_id, host, kafka_port, lease_expires, kafka_tls_port)
+                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 millisecond', $5)
                  ON CONFLICT (broker_id) DO UPDATE
                  SET host = EXCLUDED.host, kafka_port = EXCLUDED.kafka_port,
-                     lease_expires = EXCLUDED.lease_expires",
+                     lease_expires = EXCLUDED.lease_expires,
+                     kafka_tls_port = EXCLUDED.kafka_tls_port",
                 &[
                     &i64::from(self.settings.broker_id),
                     &self.settings.host,
                     &i32::from(self.kafka_port.load(Ordering::Acquire)),
                     &(lease_ms as f64),
+                    &self.own_tls_port().map(i32::from),
                 ],
             )
             .await
             .map_err(CloudError::pg("renewing the broker lease"))?;
         let rows = client
             .query(
-                "SELECT broker_id, host, kafka_port FROM brokers
+                "SELECT broker_id, host, kafka_port, kafka_tls_port FROM brokers
                  WHERE lease_expires > now() ORDER BY broker_id",
                 &[],
             )
@@ -149,6 +164,7 @@ impl Membership {
                 id: row.get::<_, i64>(0) as i32,
                 host: row.get(1),
                 port: row.get::<_, i32>(2) as u16,
+                tls_port: row.get::<_, Option<i32>>(3).map(|port| port as u16),
             })
             .collect();
         self.stats.lease_renewals.inc();
@@ -212,6 +228,7 @@ impl Membership {
                 id: own,
                 host: self.settings.host.clone(),
                 port,
+                tls_port: self.own_tls_port(),
             });
             live.sort_by_key(|broker| broker.id);
         }
@@ -258,6 +275,7 @@ mod tests {
             id,
             host: "127.0.0.1".to_owned(),
             port,
+            tls_port: None,
         }
     }
 
@@ -289,6 +307,14 @@ mod tests {
         members.view.write().lease_until = Some(Instant::now() + Duration::from_secs(60));
         assert_eq!(members.live(), vec![address(1, 9001), address(2, 9002)]);
         assert!(members.leader(&TopicPartition::new("t", 0)).is_some());
+        // A TLS listener, once bound, is advertised with this broker's own entry.
+        members.set_kafka_tls_port(9102);
+        let own = members
+            .live()
+            .into_iter()
+            .find(|b| b.id == 2)
+            .expect("itself");
+        assert_eq!((own.port, own.tls_port), (9002, Some(9102)));
     }
 
     #[test]

@@ -112,6 +112,11 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, key)
     );
     "#,
+    // 7: each broker's Kafka TLS listener (`kafka.tls_port`), NULL without one, so Metadata
+    // sends an SSL client to every broker's TLS port.
+    r#"
+    ALTER TABLE brokers ADD COLUMN kafka_tls_port integer;
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use super::{Config, ConfigError};
 
@@ -124,8 +125,14 @@ macro_rules! key {
     };
 }
 
+mod rocketmq;
+
 /// Every key, in the order of the README's reference table.
-pub static KEYS: &[KeySpec] = &[
+pub static KEYS: LazyLock<Vec<KeySpec>> =
+    LazyLock::new(|| [EARLIER, rocketmq::KEYS, LATER].concat());
+
+/// The keys before RocketMQ's, in the README's order.
+static EARLIER: &[KeySpec] = &[
     key!(
         "data_dir",
         "TRIBUTARY_DATA_DIR",
@@ -350,142 +357,10 @@ pub static KEYS: &[KeySpec] = &[
         parse,
         amqp.frame_timeout_ms
     ),
-    key!(
-        "rocketmq.enabled",
-        "TRIBUTARY_ROCKETMQ_ENABLED",
-        None,
-        BOOL,
-        parse,
-        rocketmq.enabled
-    ),
-    key!(
-        "rocketmq.namesrv_port",
-        "TRIBUTARY_ROCKETMQ_NAMESRV_PORT",
-        Some("--rocketmq-namesrv-port"),
-        PORT,
-        parse,
-        rocketmq.namesrv_port
-    ),
-    key!(
-        "rocketmq.broker_port",
-        "TRIBUTARY_ROCKETMQ_BROKER_PORT",
-        Some("--rocketmq-broker-port"),
-        PORT,
-        parse,
-        rocketmq.broker_port
-    ),
-    key!(
-        "rocketmq.max_connections",
-        "TRIBUTARY_ROCKETMQ_MAX_CONNECTIONS",
-        None,
-        COUNT,
-        parse,
-        rocketmq.max_connections
-    ),
-    key!(
-        "rocketmq.max_frame_bytes",
-        "TRIBUTARY_ROCKETMQ_MAX_FRAME_BYTES",
-        None,
-        COUNT,
-        parse,
-        rocketmq.max_frame_bytes
-    ),
-    key!(
-        "rocketmq.auto_create_topics",
-        "TRIBUTARY_ROCKETMQ_AUTO_CREATE_TOPICS",
-        None,
-        BOOL,
-        parse,
-        rocketmq.auto_create_topics
-    ),
-    key!(
-        "rocketmq.default_queues",
-        "TRIBUTARY_ROCKETMQ_DEFAULT_QUEUES",
-        None,
-        COUNT,
-        parse,
-        rocketmq.default_queues
-    ),
-    key!(
-        "rocketmq.delay_levels",
-        "TRIBUTARY_ROCKETMQ_DELAY_LEVELS",
-        None,
-        "durations like `1s 5s 10s 30s 1m` (units ms, s, m, h, d)",
-        parse,
-        rocketmq.delay_levels
-    ),
-    key!(
-        "rocketmq.max_reconsume_times",
-        "TRIBUTARY_ROCKETMQ_MAX_RECONSUME_TIMES",
-        None,
-        COUNT,
-        parse,
-        rocketmq.max_reconsume_times
-    ),
-    key!(
-        "rocketmq.transaction_timeout_ms",
-        "TRIBUTARY_ROCKETMQ_TRANSACTION_TIMEOUT_MS",
-        None,
-        COUNT,
-        parse,
-        rocketmq.transaction_timeout_ms
-    ),
-    key!(
-        "rocketmq.transaction_check_interval_ms",
-        "TRIBUTARY_ROCKETMQ_TRANSACTION_CHECK_INTERVAL_MS",
-        None,
-        COUNT,
-        parse,
-        rocketmq.transaction_check_interval_ms
-    ),
-    key!(
-        "rocketmq.transaction_check_max",
-        "TRIBUTARY_ROCKETMQ_TRANSACTION_CHECK_MAX",
-        None,
-        COUNT,
-        parse,
-        rocketmq.transaction_check_max
-    ),
-    key!(
-        "rocketmq.enable_property_filter",
-        "TRIBUTARY_ROCKETMQ_ENABLE_PROPERTY_FILTER",
-        None,
-        BOOL,
-        parse,
-        rocketmq.enable_property_filter
-    ),
-    key!(
-        "rocketmq.acl_enabled",
-        "TRIBUTARY_ROCKETMQ_ACL_ENABLED",
-        None,
-        BOOL,
-        parse,
-        rocketmq.acl_enabled
-    ),
-    key!(
-        "rocketmq.tls",
-        "TRIBUTARY_ROCKETMQ_TLS",
-        None,
-        "`disabled`, `permissive` or `enforcing`",
-        parse,
-        rocketmq.tls
-    ),
-    key!(
-        "rocketmq.channel_idle_ms",
-        "TRIBUTARY_ROCKETMQ_CHANNEL_IDLE_MS",
-        None,
-        COUNT,
-        parse,
-        rocketmq.channel_idle_ms
-    ),
-    key!(
-        "rocketmq.frame_timeout_ms",
-        "TRIBUTARY_ROCKETMQ_FRAME_TIMEOUT_MS",
-        None,
-        COUNT,
-        parse,
-        rocketmq.frame_timeout_ms
-    ),
+];
+
+/// The keys after RocketMQ's, in the README's order.
+static LATER: &[KeySpec] = &[
     key!(
         "limits.buffer_bytes",
         "TRIBUTARY_LIMITS_BUFFER_BYTES",

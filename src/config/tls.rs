@@ -126,12 +126,6 @@ impl Config {
         let Some(listener) = self.tls_listener_keys().first().copied() else {
             return Ok(());
         };
-        if self.cluster.enabled() && self.kafka.tls_port.is_some() {
-            return Err(ConfigError::Invalid {
-                key: "kafka.tls_port",
-                problem: Problem::NotWithCluster,
-            });
-        }
         let tls = &self.tls;
         for (key, file) in [
             ("tls.cert_file", &tls.cert_file),

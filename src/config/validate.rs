@@ -2,6 +2,8 @@
 
 use tracing_subscriber::EnvFilter;
 
+use tributary_rocketmq::white_address::WhiteList;
+
 use super::{Config, ConfigError};
 
 /// The smallest frame limit any listener accepts; AMQP 0-9-1 requires peers to accept 4096-byte
@@ -30,14 +32,14 @@ pub enum Problem {
     BelowMinusOne(i64),
     #[error("uses port {port}, which `{other}` uses too")]
     PortClash { port: u16, other: &'static str },
+    #[error("{0}")]
+    BadWhiteAddress(#[source] tributary_rocketmq::white_address::BadPattern),
     #[error("is not a valid delay level list")]
     BadDelayLevels(#[source] tributary_rocketmq::delay::DelayLevelsError),
     #[error("is required when `cluster.metadata_url` is set")]
     RequiredByCluster,
     #[error("is not valid: {0}")]
     BadUrl(String),
-    #[error("is not served on the cloud engine yet (`cluster.metadata_url` is set)")]
-    NotWithCluster,
     #[error("is required when `{listener}` turns a TLS listener on")]
     RequiredByTls { listener: &'static str },
     #[error("is required when `tls.client_auth` is `{0}`")]
@@ -150,6 +152,12 @@ impl Config {
             return Err(invalid(
                 "rocketmq.delay_levels",
                 Problem::BadDelayLevels(err),
+            ));
+        }
+        if let Err(err) = WhiteList::parse(&self.rocketmq.acl_global_white_addresses) {
+            return Err(invalid(
+                "rocketmq.acl_global_white_addresses",
+                Problem::BadWhiteAddress(err),
             ));
         }
         positive("http.max_connections", self.http.max_connections as u64)?;

@@ -91,6 +91,26 @@ impl Mounts {
         }
     }
 
+    /// Like [`Mounts::add_shared`], and `on_bound` learns the address the listener bound
+    /// before any listener accepts a connection.
+    pub fn add_shared_announced(
+        &mut self,
+        label: &'static str,
+        listener: ListenerSpec,
+        frontend: Arc<dyn Frontend>,
+        tls: TlsRole,
+        on_bound: impl Fn(SocketAddr) + Send + Sync + 'static,
+    ) {
+        if listener.enabled {
+            self.0.push(Mount {
+                label,
+                tls,
+                on_bound: Some(Arc::new(on_bound)),
+                ..Mount::plain(frontend, listener)
+            });
+        }
+    }
+
     /// Makes every listener mounted so far whose frontend is named `name` use TLS as `tls` says.
     pub fn set_tls(&mut self, name: &str, tls: TlsRole) {
         for mount in self
@@ -212,15 +232,32 @@ pub fn frontends_with(
                         cluster,
                     );
                     kafka_admin = Some(frontend.admin());
-                    Arc::new(frontend)
+                    let frontend: Arc<dyn Frontend> = Arc::new(frontend);
+                    kafka_frontend = Some(Arc::clone(&frontend));
+                    frontend
                 },
-                move |addr| members.set_kafka_port(addr.port()),
+                {
+                    let members = members.clone();
+                    move |addr| members.set_kafka_port(addr.port())
+                },
             );
+            // Kafka `SSL` (or `SASL_SSL`) on the cloud engine: the membership advertises the
+            // TLS port too, and Metadata names each broker's TLS port to a client of this one.
+            if let (Some(frontend), Some(listener)) =
+                (kafka_frontend.take(), config.kafka_tls_listener())
+            {
+                mounts.add_shared_announced(
+                    "kafka_tls",
+                    listener,
+                    frontend,
+                    TlsRole::On,
+                    move |addr| members.set_kafka_tls_port(addr.port()),
+                );
+            }
         }
     }
     // Kafka `SSL` (or `SASL_SSL`): Metadata names the port a client came in on, so a client
-    // of this listener is sent back to it. Not on the cloud engine (validation refuses it),
-    // whose Metadata advertises each broker's one registered port.
+    // of this listener is sent back to it.
     if let (Some(frontend), Some(listener)) = (kafka_frontend, config.kafka_tls_listener()) {
         mounts.add_shared("kafka_tls", listener, frontend, TlsRole::On);
     }

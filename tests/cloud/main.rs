@@ -24,6 +24,9 @@ mod records_model;
 mod retention;
 mod services;
 mod shared_metadata;
+mod tls;
+#[path = "../support/tls.rs"]
+mod tls_support;
 mod topics;
 mod wakeups;
 // The in-memory model the local engine's suite checks storage against (tests/storage/model).

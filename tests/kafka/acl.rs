@@ -95,7 +95,7 @@ pub(super) fn call<Q: Encodable, R: Decodable>(
 }
 
 /// A connection authenticated with SASL PLAIN as `user`.
-fn login(kafka: SocketAddr, user: &str, password: &str) -> TcpStream {
+pub(super) fn login(kafka: SocketAddr, user: &str, password: &str) -> TcpStream {
     let mut stream = connect(kafka);
     let handshake =
         SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));

@@ -11,6 +11,7 @@ mod lapin_support;
 mod tls_support;
 
 mod acl;
+mod acl_txn;
 mod bad_input;
 mod compressed_reads;
 mod rdkafka_client;

@@ -57,11 +57,11 @@ fn acl_broker() -> TestBroker {
 
 pub(super) struct Response {
     pub(super) header: Value,
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Response {
-    fn code(&self) -> i64 {
+    pub(super) fn code(&self) -> i64 {
         self.header["code"].as_i64().expect("code")
     }
 
@@ -70,7 +70,7 @@ impl Response {
     }
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
+pub(super) fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -80,7 +80,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 /// `fields` with `AccessKey` and a `Signature` computed as RocketMQ clients do: the client
 /// library's HMAC over the sorted field values and the body.
-fn signed(user: &str, secret: &str, fields: &Value, body: &[u8]) -> Value {
+pub(super) fn signed(user: &str, secret: &str, fields: &Value, body: &[u8]) -> Value {
     let mut sorted: BTreeMap<String, String> = fields
         .as_object()
         .expect("object")
@@ -126,7 +126,7 @@ pub(super) fn call(
     }
 }
 
-fn send_fields(topic: &str) -> Value {
+pub(super) fn send_fields(topic: &str) -> Value {
     json!({
         "producerGroup": "pg", "topic": topic, "defaultTopic": "TBW102",
         "defaultTopicQueueNums": "4", "queueId": "0", "sysFlag": "0",
@@ -135,7 +135,7 @@ fn send_fields(topic: &str) -> Value {
     })
 }
 
-fn pull_fields(topic: &str, group: &str) -> Value {
+pub(super) fn pull_fields(topic: &str, group: &str) -> Value {
     json!({
         "consumerGroup": group, "topic": topic, "queueId": "0", "queueOffset": "0",
         "maxMsgNums": "32", "sysFlag": "0", "commitOffset": "0", "suspendTimeoutMillis": "0",
@@ -147,14 +147,14 @@ fn offset_fields(topic: &str, group: &str) -> Value {
     json!({"consumerGroup": group, "topic": topic, "queueId": "0", "commitOffset": "1"})
 }
 
-fn create_fields(topic: &str) -> Value {
+pub(super) fn create_fields(topic: &str) -> Value {
     json!({
         "topic": topic, "defaultTopic": "TBW102", "readQueueNums": "8", "writeQueueNums": "8",
         "perm": "6", "topicFilterType": "SINGLE_TAG", "topicSysFlag": "0", "order": "false",
     })
 }
 
-fn assert_refused(response: &Response, what: &str, remark: &str) {
+pub(super) fn assert_refused(response: &Response, what: &str, remark: &str) {
     assert_eq!(
         response.code(),
         NO_PERMISSION,
@@ -255,6 +255,25 @@ fn unsigned_and_badly_signed_requests_get_no_permission() {
     );
     assert_eq!(max.code(), 0, "{}", max.header);
     assert_eq!(max.header["extFields"]["offset"], "0");
+}
+
+/// A consumer asks the name server for its own `%RETRY%<group>` route (ali-ons does before
+/// its first pull): signed by a user who may read the group, that lookup creates the retry
+/// topic, as RocketMQ's broker creates it for the group; for another group it does not.
+#[test]
+fn a_signed_route_query_creates_the_retry_topic_of_a_readable_group_only() {
+    let mut broker = acl_broker();
+    let mut ns = connect(broker.addr("rocketmq-namesrv"));
+    let route = |ns: &mut TcpStream, topic: &str| {
+        let fields = json!({"topic": topic});
+        call(ns, 105, signed("alice", "alice-secret", &fields, b""), b"")
+    };
+    let own = route(&mut ns, "%RETRY%g-alice");
+    assert_eq!(own.code(), 0, "{}", own.header);
+    let other = route(&mut ns, "%RETRY%g-bob");
+    assert_eq!(other.code(), 17, "TOPIC_NOT_EXIST: {}", other.header);
+    let plain = route(&mut ns, "g-alice-not-a-topic");
+    assert_eq!(plain.code(), 17, "no configure on it: {}", plain.header);
 }
 
 /// The C++ client (and the Python client over it) signs every request, also without

@@ -11,6 +11,7 @@ mod rocketmq;
 mod tls_support;
 
 mod acl;
+mod acl_white;
 mod broadcast;
 mod client;
 mod client_binary;

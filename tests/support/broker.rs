@@ -142,6 +142,11 @@ impl TestBroker {
         }
     }
 
+    /// The log lines read so far (by [`TestBroker::wait_for_line`] and [`TestBroker::addr`]).
+    pub(crate) fn lines_seen(&self) -> &[String] {
+        &self.seen
+    }
+
     /// This broker's data directory (for `tributary user` runs while it is up).
     pub(crate) fn data_dir(&self) -> std::path::PathBuf {
         data_dir_in(self.data.path())
@@ -276,10 +281,27 @@ pub(crate) fn harness_test_name(module: &str, test: &str) -> String {
 /// Runs the binary's subcommand `args` (`user add`, `permissions set`, ...) on the data
 /// directory under `root` with `stdin` as its input; panics with its stderr when it fails.
 pub(crate) fn run_cli(root: &Path, args: &[&str], stdin: &str) {
+    let output = cli_output(root, args, &[], stdin);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs the binary's subcommand `args` as [`run_cli`] does, with `envs` set, and returns what
+/// it did (for commands expected to fail).
+pub(crate) fn cli_output(
+    root: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdin: &str,
+) -> std::process::Output {
     let mut child = Command::new(BINARY)
         .args(args)
         .env_remove("TRIBUTARY_CONFIG")
         .env("TRIBUTARY_DATA_DIR", data_dir_in(root))
+        .envs(envs.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -291,10 +313,5 @@ pub(crate) fn run_cli(root: &Path, args: &[&str], stdin: &str) {
         .expect("stdin")
         .write_all(stdin.as_bytes())
         .expect("write stdin");
-    let output = child.wait_with_output().expect("command finishes");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    child.wait_with_output().expect("command finishes")
 }

@@ -16,6 +16,8 @@ pub struct BrokerAddress {
     pub host: String,
     /// Its Kafka listener.
     pub port: u16,
+    /// Its Kafka TLS listener (`SSL`/`SASL_SSL`), if it has one.
+    pub tls_port: Option<u16>,
 }
 
 /// The membership view of one broker.

@@ -24,11 +24,24 @@
 //! (version 1 fields, with u8 version = 2), u16 secret length (>= 1), secret (UTF-8)
 //! ```
 //!
+//! Version 3 adds the address whitelist of the user's RocketMQ account (RocketMQ's
+//! `whiteRemoteAddress`: requests naming this access key from a matching address are not asked
+//! for a signature), kept only for users given one:
+//!
+//! ```text
+//! (version 1 fields, with u8 version = 3), u16 secret length (0 = no secret), secret (UTF-8),
+//!   u16 pattern length (>= 1), pattern (UTF-8)
+//! ```
+//!
+//! The pattern's syntax belongs to the RocketMQ frontend, which checks it before a record is
+//! stored; here it is text of bounded length.
+//!
 //! Invariants: every record holds a credential for every [`ScramMechanism`]; iteration counts
 //! are at least [`MIN_ITERATIONS`]; a decoded record is checked for both, so a truncated or
 //! foreign value is an error, never a partial user. A record without a RocketMQ secret is
 //! written as version 1, so records written before version 2 existed and records of users
-//! without a secret are byte for byte what they were; a kept secret is never printed (its
+//! without a secret are byte for byte what they were, and a record without a white address is
+//! written as version 1 or 2 as before; a kept secret is never printed (its
 //! `Debug` is redacted).
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -50,6 +63,10 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 const RECORD_VERSION: u8 = 1;
 /// Version of a record that also keeps the RocketMQ secret key.
 const RECORD_VERSION_WITH_SECRET: u8 = 2;
+/// Version of a record that also keeps a RocketMQ white address (and maybe a secret).
+const RECORD_VERSION_WITH_WHITE_ADDRESS: u8 = 3;
+/// Longest RocketMQ white address pattern (list) accepted.
+pub const MAX_WHITE_ADDRESS_BYTES: usize = 1024;
 
 /// A SCRAM hash function. `SHA-256` also verifies PLAIN passwords.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -232,6 +249,7 @@ impl std::fmt::Debug for KeptSecret {
 pub struct UserRecord {
     credentials: Vec<ScramCredential>,
     rocketmq_secret: Option<KeptSecret>,
+    rocketmq_white_address: Option<String>,
 }
 
 impl UserRecord {
@@ -254,6 +272,7 @@ impl UserRecord {
         Ok(Self {
             credentials,
             rocketmq_secret: None,
+            rocketmq_white_address: None,
         })
     }
 
@@ -273,6 +292,26 @@ impl UserRecord {
         self.rocketmq_secret.as_ref()
     }
 
+    /// The address whitelist of the user's RocketMQ account (RocketMQ's `whiteRemoteAddress`).
+    pub fn rocketmq_white_address(&self) -> Option<&str> {
+        self.rocketmq_white_address.as_deref()
+    }
+
+    /// Sets or clears (`None` or blank) the RocketMQ white address. The caller has checked
+    /// the pattern's syntax; here only its length and characters are.
+    pub fn with_rocketmq_white_address(mut self, pattern: Option<&str>) -> EngineResult<Self> {
+        let pattern = pattern.map(str::trim).filter(|p| !p.is_empty());
+        if let Some(pattern) = pattern
+            && (pattern.len() > MAX_WHITE_ADDRESS_BYTES || pattern.chars().any(char::is_control))
+        {
+            return Err(invalid_user(format!(
+                "a RocketMQ white address has at most {MAX_WHITE_ADDRESS_BYTES} bytes and no control characters"
+            )));
+        }
+        self.rocketmq_white_address = pattern.map(str::to_owned);
+        Ok(self)
+    }
+
     /// The credential for `mechanism` (every record has one for each).
     pub fn credential(&self, mechanism: ScramMechanism) -> Option<&ScramCredential> {
         self.credentials
@@ -290,10 +329,12 @@ impl UserRecord {
 
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::new();
-        buf.put_u8(match self.rocketmq_secret {
-            Some(_) => RECORD_VERSION_WITH_SECRET,
-            None => RECORD_VERSION,
-        });
+        let version = match (&self.rocketmq_white_address, &self.rocketmq_secret) {
+            (Some(_), _) => RECORD_VERSION_WITH_WHITE_ADDRESS,
+            (None, Some(_)) => RECORD_VERSION_WITH_SECRET,
+            (None, None) => RECORD_VERSION,
+        };
+        buf.put_u8(version);
         buf.put_u8(self.credentials.len() as u8);
         for credential in &self.credentials {
             buf.put_u8(credential.mechanism.code());
@@ -304,10 +345,17 @@ impl UserRecord {
             buf.put_slice(&credential.stored_key);
             buf.put_slice(&credential.server_key);
         }
-        if let Some(secret) = &self.rocketmq_secret {
-            // `validate_password` bounds a password to 1024 bytes, well inside a u16.
-            buf.put_u16(secret.0.len() as u16);
-            buf.put_slice(secret.0.as_bytes());
+        // `validate_password` bounds a password to 1024 bytes, and a pattern is bounded to
+        // MAX_WHITE_ADDRESS_BYTES: both well inside a u16.
+        let secret = self.rocketmq_secret.as_ref().map(|s| s.0.as_str());
+        if version >= RECORD_VERSION_WITH_SECRET {
+            let secret = secret.unwrap_or_default();
+            buf.put_u16(secret.len() as u16);
+            buf.put_slice(secret.as_bytes());
+        }
+        if let Some(pattern) = &self.rocketmq_white_address {
+            buf.put_u16(pattern.len() as u16);
+            buf.put_slice(pattern.as_bytes());
         }
         buf.freeze()
     }
@@ -315,7 +363,7 @@ impl UserRecord {
     pub fn decode(value: &[u8]) -> EngineResult<Self> {
         let mut reader = Reader(value);
         let version = reader.u8()?;
-        if version != RECORD_VERSION && version != RECORD_VERSION_WITH_SECRET {
+        if !(RECORD_VERSION..=RECORD_VERSION_WITH_WHITE_ADDRESS).contains(&version) {
             return Err(corrupt(format!("unknown user record version {version}")));
         }
         let count = reader.u8()?;
@@ -341,14 +389,22 @@ impl UserRecord {
                 server_key,
             });
         }
-        let rocketmq_secret = if version == RECORD_VERSION_WITH_SECRET {
-            let len = usize::from(u16::from_be_bytes(reader.array()?));
-            let secret = std::str::from_utf8(reader.bytes(len)?)
-                .map_err(|_| corrupt("the RocketMQ secret is not UTF-8".to_owned()))?;
-            if secret.is_empty() {
+        let rocketmq_secret = if version >= RECORD_VERSION_WITH_SECRET {
+            let secret = reader.text("the RocketMQ secret")?;
+            // Version 2 exists for its secret; version 3 writes a missing one as empty.
+            if secret.is_empty() && version == RECORD_VERSION_WITH_SECRET {
                 return Err(corrupt("empty RocketMQ secret".to_owned()));
             }
-            Some(KeptSecret(secret.to_owned()))
+            (!secret.is_empty()).then(|| KeptSecret(secret.to_owned()))
+        } else {
+            None
+        };
+        let rocketmq_white_address = if version == RECORD_VERSION_WITH_WHITE_ADDRESS {
+            let pattern = reader.text("the RocketMQ white address")?;
+            if pattern.is_empty() {
+                return Err(corrupt("empty RocketMQ white address".to_owned()));
+            }
+            Some(pattern.to_owned())
         } else {
             None
         };
@@ -358,6 +414,7 @@ impl UserRecord {
         let record = Self {
             credentials,
             rocketmq_secret,
+            rocketmq_white_address,
         };
         match ScramMechanism::ALL
             .into_iter()
@@ -493,6 +550,12 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// A u16 length, then that many bytes of UTF-8.
+    fn text(&mut self, what: &str) -> EngineResult<&'a str> {
+        let len = usize::from(u16::from_be_bytes(self.array()?));
+        std::str::from_utf8(self.bytes(len)?).map_err(|_| corrupt(format!("{what} is not UTF-8")))
+    }
+
     fn u8(&mut self) -> EngineResult<u8> {
         Ok(self.bytes(1)?[0])
     }
@@ -576,6 +639,50 @@ mod tests {
         let mut relabelled = v1.to_vec();
         relabelled[0] = 2;
         assert!(UserRecord::decode(&relabelled).is_err());
+    }
+
+    #[test]
+    fn a_white_address_is_kept_in_version_3_and_older_layouts_keep_their_bytes() {
+        let plain = UserRecord::from_password("pw", MIN_ITERATIONS).unwrap();
+        let kept = UserRecord::from_password_with_rocketmq_secret("s3", MIN_ITERATIONS).unwrap();
+        // Setting nothing (or blank) leaves the version 1 and 2 bytes as they were.
+        for record in [&plain, &kept] {
+            let same = record
+                .clone()
+                .with_rocketmq_white_address(Some(" "))
+                .unwrap();
+            assert_eq!(same.encode(), record.encode());
+        }
+        for record in [plain, kept] {
+            let had_secret = record.rocketmq_secret().is_some();
+            let white = record
+                .with_rocketmq_white_address(Some("127.0.0.*"))
+                .unwrap();
+            let v3 = white.encode();
+            assert_eq!(v3[0], 3);
+            let decoded = UserRecord::decode(&v3).unwrap();
+            assert_eq!(decoded, white);
+            assert_eq!(decoded.rocketmq_white_address(), Some("127.0.0.*"));
+            assert_eq!(decoded.rocketmq_secret().is_some(), had_secret);
+            for len in 0..v3.len() {
+                assert!(UserRecord::decode(&v3[..len]).is_err(), "len {len}");
+            }
+            let cleared = decoded.with_rocketmq_white_address(None).unwrap();
+            assert!(cleared.encode()[0] < 3);
+        }
+        let too_long = "1".repeat(MAX_WHITE_ADDRESS_BYTES + 1);
+        let record = UserRecord::from_password("pw", MIN_ITERATIONS).unwrap();
+        assert!(
+            record
+                .clone()
+                .with_rocketmq_white_address(Some(&too_long))
+                .is_err()
+        );
+        assert!(
+            record
+                .with_rocketmq_white_address(Some("1.2\u{7}.3"))
+                .is_err()
+        );
     }
 
     #[test]

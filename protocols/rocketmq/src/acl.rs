@@ -19,10 +19,20 @@
 //! UPDATE_AND_CREATE_TOPIC), and UPDATE_AND_CREATE_TOPIC and VIEW_MESSAGE_BY_ID (a message id
 //! names no topic a check could use) also need the `administrator` tag.
 //!
-//! Invariants: with the ACL on, every request on either port needs a valid signature except
-//! the name server's route and cluster queries, which stay open as in RocketMQ (a client asks
-//! them before it talks to a broker) but never create a topic for an unsigned caller (a request
-//! is signed when it names a non-empty `AccessKey`; the C++ client sends the credential fields
+//! Address whitelists ([`crate::white_address`]), as RocketMQ's: a request from a peer the
+//! global list (`Settings::acl_global_white`, RocketMQ's `globalWhiteRemoteAddresses`) matches
+//! passes unchecked, as if the ACL were off; a request whose access key names a user with a
+//! white address (RocketMQ's per-account `whiteRemoteAddress`) matching the peer is not asked
+//! for a signature, and that user's permissions still apply (RocketMQ skips them too; we keep
+//! them, so a whitelist only stands in for the signature). Both are the operator's explicit
+//! choice: they are how a whitelisted host reaches topics without a secret.
+//!
+//! Invariants: with the ACL on, every request on either port needs a valid signature (or a
+//! whitelisted peer, above) except the name server's route and cluster queries, which stay
+//! open as in RocketMQ (a client asks them before it talks to a broker) but never create a
+//! topic for an unsigned caller (a signed one creates a topic it may configure, or the
+//! `%RETRY%`/`%DLQ%` topic of a group it may read; a request is signed when it names a
+//! non-empty `AccessKey`; the C++ client sends the credential fields
 //! empty, with a signature, when it has no credentials); a refusal is NO_PERMISSION (16) with
 //! a remark naming what was missing, and a log line; the signature is compared in constant
 //! time; the secret is never logged.
@@ -31,7 +41,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
-use tracing::warn;
+use tracing::{debug, warn};
 use tributary_api::users::{get_user, same_bytes};
 use tributary_api::{Access, AccessControl, EngineError};
 
@@ -40,6 +50,7 @@ use crate::connection::Connection;
 use crate::error::{RequestError, RequestResult};
 use crate::handlers::{DLQ_PREFIX, RETRY_PREFIX, request};
 use crate::registry::Heartbeat;
+use crate::white_address::WhiteList;
 use crate::{Role, Shared};
 
 /// Header field naming the access key (a user name).
@@ -106,6 +117,14 @@ pub(crate) async fn admit(
     if !shared.settings.acl_enabled {
         return Ok(Caller::anyone());
     }
+    if let Some(pattern) = shared
+        .settings
+        .acl_global_white
+        .matching(connection.peer.ip())
+    {
+        debug!(peer = %connection.peer, code = request.code, %pattern, "RocketMQ request admitted by the global white address list");
+        return Ok(Caller::anyone());
+    }
     // Fails closed: an ACL without a user store refuses everything.
     let outcome = match shared.access.as_deref() {
         Some(access) => check(shared, access, connection, request).await,
@@ -137,14 +156,20 @@ async fn check(
             may_create_topic: false,
         });
     }
-    let user = authenticate(shared, request).await?;
+    let user = authenticate(shared, connection, request).await?;
     let checks = Checks {
         access,
         user: &user,
     };
     let may_create_topic = if open_query {
         match request.field("topic") {
-            Some(topic) => checks.has(Access::Configure, topic).await?,
+            // A consumer looks its own `%RETRY%<group>` topic up (ali-ons does, before its
+            // first pull); RocketMQ's broker creates it for the group's heartbeat, so using
+            // the group is enough, as for the retry topic's other requests.
+            Some(topic) => match group_of(topic) {
+                Some(group) => checks.has(Access::Read, group).await?,
+                None => checks.has(Access::Configure, topic).await?,
+            },
             None => false,
         }
     } else {
@@ -167,18 +192,31 @@ fn refused(reason: String) -> RequestError {
     RequestError::NoPermission(reason)
 }
 
-/// The verified access key of a signed request.
-async fn authenticate(shared: &Shared, request: &RemotingCommand) -> RequestResult<String> {
-    let (Some(user), Some(sent)) = (
-        credential(request, ACCESS_KEY),
-        credential(request, SIGNATURE),
-    ) else {
-        return Err(refused(format!(
+/// The verified access key of a signed request, or of a request from an address its user's
+/// white address admits.
+async fn authenticate(
+    shared: &Shared,
+    connection: &Connection,
+    request: &RemotingCommand,
+) -> RequestResult<String> {
+    let missing = || {
+        refused(format!(
             "No accessKey is configured: request code {} needs `{ACCESS_KEY}` and `{SIGNATURE}` (rocketmq.acl_enabled)",
             request.code
-        )));
+        ))
     };
+    let user = credential(request, ACCESS_KEY).ok_or_else(missing)?;
     let record = get_user(shared.engine.metadata.as_ref(), user).await?;
+    if let Some(pattern) = record
+        .as_ref()
+        .and_then(|record| record.rocketmq_white_address())
+        .and_then(|text| white_match(user, text, connection))
+    {
+        debug!(peer = %connection.peer, code = request.code, user, %pattern, "RocketMQ request admitted by its account's white address");
+        return Ok(user.to_owned());
+    }
+    // The same answer whether or not the user exists, as below.
+    let sent = credential(request, SIGNATURE).ok_or_else(missing)?;
     // One message for an unknown key, a key without a secret and a bad signature, so the
     // answer does not tell which user names exist.
     let invalid = || refused(format!("Check signature failed for accessKey={user}"));
@@ -198,6 +236,18 @@ async fn authenticate(shared: &Shared, request: &RemotingCommand) -> RequestResu
         return Err(invalid());
     }
     Ok(user.to_owned())
+}
+
+/// The pattern of `user`'s white address `text` that admits the peer. A stored pattern was
+/// checked when it was set; one that no longer parses admits nobody.
+fn white_match(user: &str, text: &str, connection: &Connection) -> Option<String> {
+    match WhiteList::parse(text) {
+        Ok(list) => list.matching(connection.peer.ip()).map(str::to_owned),
+        Err(error) => {
+            warn!(user, %error, "ignoring a stored RocketMQ white address that does not parse");
+            None
+        }
+    }
 }
 
 /// Permission lookups for one verified user.
@@ -367,6 +417,44 @@ mod tests {
             signature("", &signed_content(&retry, b"", false)),
             "1cpXABH0unz6D+/xPzcFbrxwvNg="
         );
+    }
+
+    /// A SEND_MESSAGE_V2 frame as ali-ons 3.12 encodes and signs it (its `Channel.beforeRequest`
+    /// and `RemotingCommand.encode`, run on a header like its producer's, `accessKeyId` alice,
+    /// `accessKeySecret` alice-secret): it signs `OnsChannel` too, writes numbers and booleans
+    /// as JSON numbers and booleans (signed as their JavaScript text), leaves unset fields out,
+    /// and sends a binary body. The broker's check must accept exactly this.
+    #[test]
+    fn a_captured_ali_ons_send_verifies() {
+        let hex = [
+            "0000013f000001367b22636f6465223a3331302c226c616e6775616765223a224a415641222c226f",
+            "7061717565223a312c22666c6167223a302c2276657273696f6e223a3132312c226578744669656c",
+            "6473223a7b225369676e6174757265223a22716c3572716f583057672f4164514e43764d4e396542",
+            "74454e59553d222c224163636573734b6579223a22616c696365222c224f6e734368616e6e656c22",
+            "3a22414c4959554e222c2261223a227067222c2262223a22636f6d7061742d746f706963222c2263",
+            "223a22544257313032222c2264223a342c2265223a312c2266223a302c2267223a31373936363338",
+            "3034343030302c2268223a302c2269223a22544147535c7530303031546167415c75303030324b45",
+            "59535c75303030316b65792d315c7530303032222c226a223a302c226b223a66616c73657d7d0001",
+            "02ff41",
+        ]
+        .concat();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).unwrap())
+            .collect();
+        let mut buf = bytes::BytesMut::from(&bytes[..]);
+        let command = crate::codec::decode_frame(&mut buf, 1 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(command.code, request::SEND_MESSAGE_V2);
+        assert_eq!(command.field("OnsChannel"), Some("ALIYUN"));
+        assert_eq!(command.field("g"), Some("1796638044000"));
+        assert_eq!(command.field("k"), Some("false"));
+        assert_eq!(&command.body[..], &[0, 1, 2, 0xff, 0x41]);
+        let content = signed_content(&command.ext_fields, &command.body, false);
+        let sent = command.field(SIGNATURE).unwrap();
+        assert_eq!(signature("alice-secret", &content), sent);
+        assert_ne!(signature("alice-secreT", &content), sent);
     }
 
     #[test]

@@ -54,6 +54,7 @@ mod registry;
 mod stats;
 pub mod topic_ids;
 pub mod transactions;
+pub mod white_address;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -102,6 +103,8 @@ pub struct Settings {
     /// Require RocketMQ ACL signatures and permissions ([`acl`]); needs the access control
     /// given to [`RocketMq::with_access`] (without one every request is refused).
     pub acl_enabled: bool,
+    /// Peers whose requests pass the ACL unchecked (RocketMQ's `globalWhiteRemoteAddresses`).
+    pub acl_global_white: white_address::WhiteList,
 }
 
 impl Default for Settings {
@@ -119,6 +122,7 @@ impl Default for Settings {
             enable_property_filter: true,
             max_message_bytes: 1_048_588,
             acl_enabled: false,
+            acl_global_white: white_address::WhiteList::default(),
         }
     }
 }
@@ -180,6 +184,12 @@ impl RocketMq {
     }
 
     fn build(engine: Engine, settings: Settings, access: Option<Arc<dyn AccessControl>>) -> Self {
+        if settings.acl_enabled && settings.acl_global_white.admits_everyone() {
+            tracing::warn!(
+                list = %settings.acl_global_white,
+                "rocketmq.acl_global_white_addresses admits every address (`*`): RocketMQ requests pass the ACL unchecked"
+            );
+        }
         Self {
             shared: Arc::new(Shared {
                 engine,

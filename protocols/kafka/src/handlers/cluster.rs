@@ -3,6 +3,10 @@
 //! NOT_LEADER_OR_FOLLOWER). DeleteRecords moves the log start offset (-1 means "up to the high
 //! watermark"); OffsetForLeaderEpoch reports no leader epochs, so every epoch ends at the high
 //! watermark and clients never truncate.
+//!
+//! With a cluster, a client is told the brokers' addresses on the listener kind it came in on
+//! ([`Broker::reachable`]): a client of this broker's TLS port gets every broker's TLS port
+//! (a broker without a TLS listener is left out), any other client the plaintext ports.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -16,12 +20,44 @@ use kafka_protocol::messages::{
     BrokerId, DeleteRecordsRequest, DeleteRecordsResponse, DescribeClusterRequest,
     DescribeClusterResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
+use tributary_api::cluster::ClusterView;
 use tributary_api::{EngineResult, TopicPartition};
 
 use super::{Broker, CLUSTER_ID, NODE_ID, RequestContext, partition_of, str_bytes};
 use crate::error;
 
+/// A live broker as a client of one connection reaches it.
+pub(super) struct Reachable {
+    pub(super) id: i32,
+    pub(super) host: String,
+    pub(super) port: u16,
+}
+
 impl Broker {
+    /// The live brokers of `cluster` at the ports a client of this connection can use: their
+    /// TLS ports when it came in on this broker's TLS port, else their plaintext ports.
+    pub(super) fn reachable(
+        &self,
+        cluster: &dyn ClusterView,
+        context: &RequestContext,
+    ) -> Vec<Reachable> {
+        let live = cluster.live();
+        let own = cluster.local_id();
+        let tls = live
+            .iter()
+            .any(|broker| broker.id == own && broker.tls_port == Some(context.local_port));
+        live.into_iter()
+            .filter_map(|broker| {
+                let port = if tls { broker.tls_port? } else { broker.port };
+                Some(Reachable {
+                    id: broker.id,
+                    host: broker.host,
+                    port,
+                })
+            })
+            .collect()
+    }
+
     pub(super) fn describe_cluster(
         &self,
         context: &RequestContext,
@@ -36,7 +72,7 @@ impl Broker {
                 (vec![broker], NODE_ID)
             }
             Some(cluster) => {
-                let live = cluster.live();
+                let live = self.reachable(cluster.as_ref(), context);
                 let controller = live.first().map_or(BrokerId(-1), |b| BrokerId(b.id));
                 let brokers = live
                     .into_iter()

@@ -56,8 +56,7 @@ impl Broker {
             let id = cluster
                 .coordinator(key)
                 .ok_or(ResponseError::CoordinatorNotAvailable)?;
-            cluster
-                .live()
+            self.reachable(cluster.as_ref(), context)
                 .into_iter()
                 .find(|broker| broker.id == id)
                 .map(|broker| {

@@ -44,7 +44,7 @@ impl Broker {
                 (vec![broker], NODE_ID)
             }
             Some(cluster) => {
-                let live = cluster.live();
+                let live = self.reachable(cluster.as_ref(), context);
                 let brokers = live
                     .iter()
                     .map(|broker| {

@@ -122,6 +122,17 @@ pub(crate) async fn put_user(
             ));
         }
     };
+    // Tributary's own field, checked as the RocketMQ ACL parses it; an imported
+    // `password_hash` carries its own, checked the same way.
+    let record = match string(body, "rocketmq_white_address")? {
+        Some(pattern) => record.with_rocketmq_white_address(Some(pattern))?,
+        None => record,
+    };
+    if let Some(pattern) = record.rocketmq_white_address()
+        && let Err(error) = tributary_rocketmq::white_address::WhiteList::parse(pattern)
+    {
+        return Err(ApiError::bad_request(format!("user '{name}': {error}")));
+    }
     let new = store.get(USERS_NAMESPACE, name).await?.is_none();
     store.put(USERS_NAMESPACE, name, record.encode()).await?;
     set_tags(store, name, &tags).await?;

@@ -19,11 +19,14 @@
 //! | DeleteGroups, OffsetDelete | DELETE group |
 //! | ListGroups | DESCRIBE cluster, else only the groups it may describe |
 //! | InitProducerId (idempotent) | IDEMPOTENT_WRITE cluster or WRITE on some topic |
+//! | InitProducerId (transactional) | WRITE transactional id ([`transactional`]) |
+//! | FindCoordinator (key type 1) | DESCRIBE transactional id ([`transactional`]) |
 //! | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster (in `acls`) |
 //!
 //! Invariant: with the authorizer off, [`Broker::guard`] returns every request untouched.
 
 mod patch;
+mod transactional;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -77,6 +80,7 @@ fn message(code: i16) -> Option<StrBytes> {
     let text = match code {
         TOPIC_DENIED => "Topic authorization failed.",
         GROUP_DENIED => "Group authorization failed.",
+        transactional::TRANSACTIONAL_ID_DENIED => "Transactional Id authorization failed.",
         _ => "Cluster authorization failed.",
     };
     Some(StrBytes::from_static_str(text))
@@ -317,8 +321,13 @@ impl Broker {
                     LeaveGroupResponse::default().with_error_code(GROUP_DENIED),
                 ))
             }
+            KafkaRequest::FindCoordinator(request)
+                if request.key_type == transactional::TRANSACTION_KEY_TYPE =>
+            {
+                self.guard_transaction_coordinator(context, request).await
+            }
             KafkaRequest::FindCoordinator(request) => {
-                // Key type 0 is a group (1, transactions, is refused by the handler).
+                // Key type 0 is a group (1 is above; others are refused by the handler).
                 let mut keys = request
                     .coordinator_keys
                     .iter()
@@ -598,6 +607,12 @@ impl Broker {
                 )
             }
             KafkaRequest::InitProducerId(request) => {
+                if let Some(id) = &request.transactional_id {
+                    return match self.guard_transactional_init(context, id).await {
+                        Some(refused) => Guard::Answer(KafkaResponse::InitProducerId(refused)),
+                        None => serve(KafkaRequest::InitProducerId(request), Patch::None),
+                    };
+                }
                 let idempotent = self
                     .may(context, IDEMPOTENT_WRITE, resource::CLUSTER, CLUSTER_NAME)
                     .await
@@ -605,7 +620,7 @@ impl Broker {
                         .authorizer
                         .allows_any(&context.principal, &context.host, WRITE, resource::TOPIC)
                         .await;
-                if request.transactional_id.is_some() || idempotent {
+                if idempotent {
                     return serve(KafkaRequest::InitProducerId(request), Patch::None);
                 }
                 Guard::Answer(KafkaResponse::InitProducerId(

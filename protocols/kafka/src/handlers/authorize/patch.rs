@@ -27,6 +27,8 @@ pub(in crate::handlers) enum Patch {
     ListGroups,
     DeleteRecords(Vec<DeleteRecordsTopicResult>),
     OffsetForLeaderEpoch(Vec<OffsetForLeaderTopicResult>),
+    /// Refused keys of a batched (v4+) FindCoordinator.
+    FindCoordinator(Vec<kafka_protocol::messages::find_coordinator_response::Coordinator>),
 }
 
 impl Broker {
@@ -110,6 +112,9 @@ impl Broker {
             }
             (Patch::OffsetForLeaderEpoch(denied), KafkaResponse::OffsetForLeaderEpoch(r)) => {
                 r.topics.extend(denied);
+            }
+            (Patch::FindCoordinator(denied), KafkaResponse::FindCoordinator(r)) => {
+                r.coordinators.extend(denied);
             }
             // A patch always comes back with the response of its own request.
             (_, _) => {}

@@ -1,0 +1,169 @@
+//! Kafka ACLs on the TRANSACTIONAL_ID resource (`kafka.authorizer`), at the byte level:
+//! FindCoordinator for a transaction (key type 1, single-key and batched forms) needs DESCRIBE
+//! on the id and InitProducerId with a transactional id WRITE on it, else
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53); a PREFIXED binding covers the ids it prefixes.
+//! An allowed request is answered as without the authorizer (transactions are not served yet:
+//! COORDINATOR_NOT_AVAILABLE, and 53 from InitProducerId's handler), so for InitProducerId the
+//! refusal is told apart by the authorizer's log line.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use kafka_protocol::messages::{
+    ApiKey, CreateAclsRequest, CreateAclsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId, TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::acl::{acl, add_user, call, login};
+use crate::broker::TestBroker;
+
+const TRANSACTIONAL_ID_DENIED: i16 = 53;
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const TRANSACTIONAL_ID: i8 = 5;
+const LITERAL: i8 = 3;
+const PREFIXED: i8 = 4;
+const ALL: i8 = 2;
+const WRITE: i8 = 4;
+const DENY: i8 = 2;
+const ALLOW: i8 = 3;
+const REFUSED_LINE: &str = "Kafka transactional id refused by the ACL";
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_owned())
+}
+
+/// FindCoordinator v3 for transactional id `id`: the error code.
+fn find_one(stream: &mut TcpStream, id: &str) -> i16 {
+    let request = FindCoordinatorRequest::default()
+        .with_key(text(id))
+        .with_key_type(1);
+    let answer: FindCoordinatorResponse = call(stream, ApiKey::FindCoordinator, 3, &request);
+    answer.error_code
+}
+
+/// FindCoordinator v4 for `ids`: each key's error code, in the order asked.
+fn find_many(stream: &mut TcpStream, ids: &[&str]) -> Vec<i16> {
+    let request = FindCoordinatorRequest::default()
+        .with_key_type(1)
+        .with_coordinator_keys(ids.iter().map(|id| text(id)).collect());
+    let answer: FindCoordinatorResponse = call(stream, ApiKey::FindCoordinator, 4, &request);
+    assert_eq!(answer.coordinators.len(), ids.len(), "{answer:?}");
+    ids.iter()
+        .map(|id| {
+            answer
+                .coordinators
+                .iter()
+                .find(|c| c.key.as_str() == *id)
+                .unwrap_or_else(|| panic!("no answer for {id}: {answer:?}"))
+                .error_code
+        })
+        .collect()
+}
+
+fn init_transactional(stream: &mut TcpStream, id: &str) -> InitProducerIdResponse {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(text(id))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    call(stream, ApiKey::InitProducerId, 4, &request)
+}
+
+/// `admin` grants alice WRITE (so DESCRIBE) on ids prefixed `tx-alice` and denies her all of
+/// `tx-alice-locked`; `bob` has no ACL.
+fn granted_broker() -> TestBroker {
+    let mut broker = TestBroker::start_prepared(&["--config", "tributary.toml"], |root| {
+        std::fs::write(
+            root.join("tributary.toml"),
+            "[kafka]\nsasl_enabled = true\nauthorizer = true\nsuper_users = [\"admin\"]\n",
+        )
+        .expect("config");
+        for user in ["admin", "alice", "bob"] {
+            add_user(root, user, &format!("{user}-secret"));
+        }
+    });
+    let kafka = broker.addr("kafka");
+    let mut admin = login(kafka, "admin", "admin-secret");
+    let grants = vec![
+        acl(TRANSACTIONAL_ID, PREFIXED, "tx-alice", WRITE, ALLOW),
+        acl(TRANSACTIONAL_ID, LITERAL, "tx-alice-locked", ALL, DENY),
+    ];
+    let granted: CreateAclsResponse = call(
+        &mut admin,
+        ApiKey::CreateAcls,
+        3,
+        &CreateAclsRequest::default().with_creations(grants),
+    );
+    assert!(
+        granted.results.iter().all(|r| r.error_code == 0),
+        "{granted:?}"
+    );
+    broker
+}
+
+#[test]
+fn finding_a_transaction_coordinator_needs_describe_on_the_id() {
+    let mut broker = granted_broker();
+    let kafka = broker.addr("kafka");
+    let mut alice = login(kafka, "alice", "alice-secret");
+    let mut bob = login(kafka, "bob", "bob-secret");
+    // The prefixed ALLOW covers tx-alice-1; the answer is then what it is without ACLs.
+    assert_eq!(
+        find_one(&mut alice, "tx-alice-1"),
+        COORDINATOR_NOT_AVAILABLE
+    );
+    assert_eq!(find_one(&mut alice, "tx-bob"), TRANSACTIONAL_ID_DENIED);
+    assert_eq!(
+        find_one(&mut alice, "tx-alice-locked"),
+        TRANSACTIONAL_ID_DENIED,
+        "deny wins"
+    );
+    assert_eq!(find_one(&mut bob, "tx-alice-1"), TRANSACTIONAL_ID_DENIED);
+    // Batched: each key is answered for itself.
+    assert_eq!(
+        find_many(&mut alice, &["tx-alice-1", "tx-bob", "tx-alice-2"]),
+        vec![
+            COORDINATOR_NOT_AVAILABLE,
+            TRANSACTIONAL_ID_DENIED,
+            COORDINATOR_NOT_AVAILABLE
+        ]
+    );
+    assert_eq!(
+        find_many(&mut bob, &["tx-alice-1"]),
+        vec![TRANSACTIONAL_ID_DENIED]
+    );
+}
+
+#[test]
+fn a_transactional_init_producer_id_needs_write_on_the_id() {
+    let mut broker = granted_broker();
+    let kafka = broker.addr("kafka");
+    let mut alice = login(kafka, "alice", "alice-secret");
+    let mut bob = login(kafka, "bob", "bob-secret");
+    // Allowed: served, and the handler still refuses transactions as it did (53, no id).
+    let allowed = init_transactional(&mut alice, "tx-alice-1");
+    assert_eq!(allowed.error_code, TRANSACTIONAL_ID_DENIED);
+    assert_eq!(allowed.producer_id, ProducerId(-1));
+    // Refused by the ACL: the same answer, and the authorizer says so in the log.
+    for (who, id, principal) in [
+        ("bob", "tx-alice-1", "User:bob"),
+        ("alice", "tx-alice-locked", "User:alice"),
+        ("alice", "tx-other", "User:alice"),
+    ] {
+        let stream = if who == "bob" { &mut bob } else { &mut alice };
+        let refused = init_transactional(stream, id);
+        assert_eq!(refused.error_code, TRANSACTIONAL_ID_DENIED, "{id}");
+        assert_eq!(refused.producer_id, ProducerId(-1));
+        let line = broker.wait_for_line(
+            &[REFUSED_LINE, &format!("transactional_id=\"{id}\"")],
+            Duration::from_secs(10),
+        );
+        assert!(line.contains(principal), "{line}");
+    }
+    // alice's allowed request (made before the refusals) was not refused.
+    let alice_refused = broker.lines_seen().iter().any(|line| {
+        line.contains(REFUSED_LINE) && line.contains("User:alice") && line.contains("tx-alice-1")
+    });
+    assert!(!alice_refused, "{:#?}", broker.lines_seen());
+}
