@@ -17,26 +17,14 @@ use kafka_protocol::messages::{
     JoinGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
     OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::connect;
-use crate::kafka_wire::{batch, produce_once_to, receive, send};
+use crate::kafka_wire::{batch, call, produce_once_to};
 use crate::topics::cluster;
 
 /// Kafka's MEMBER_ID_REQUIRED (KIP-394: the first JoinGroup gets the id to join with).
 const MEMBER_ID_REQUIRED: i16 = 79;
-
-/// One request and its decoded response on `stream`.
-fn call<Req: Encodable, Resp: Decodable>(
-    stream: &mut TcpStream,
-    key: ApiKey,
-    version: i16,
-    request: &Req,
-) -> Resp {
-    send(stream, key, version, 7, request);
-    let (_, mut body) = receive(stream, key.response_header_version(version));
-    Resp::decode(&mut body, version).expect("response")
-}
 
 /// The broker id coordinating `group`, as the broker on `stream` answers.
 fn coordinator_of(stream: &mut TcpStream, group: &str) -> (i16, i32) {

@@ -5,12 +5,10 @@
 //! a durable AMQP exchange declared on A is found by a passive declare on B, over a
 //! connection B had open before.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
@@ -20,7 +18,7 @@ use kafka_protocol::messages::{
     DeleteAclsRequest, DeleteAclsResponse, FetchRequest, FetchResponse, SaslAuthenticateRequest,
     SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
@@ -29,12 +27,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 use tributary::admin_client::{AdminClient, api_path};
 
-use crate::broker::{TestBroker, connect};
+use crate::broker::{TestBroker, cli_output, connect, data_dir_in};
 use crate::cluster::start_broker;
-use crate::kafka_wire;
+use crate::kafka_wire::call;
 use crate::services::{bucket, fresh_database, unique};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
 const TOPIC_DENIED: i16 = 29;
 /// How soon a change made on one broker must apply on the other (NOTIFY takes milliseconds;
 /// without it the Kafka authorizer's periodic reload takes up to 2 s).
@@ -73,35 +70,20 @@ async fn pair(config: &str) -> Pair {
 /// Runs `tributary <args>` with `cluster.metadata_url` set to the pair's database (and an
 /// empty data directory no broker uses); panics with its stderr when it fails.
 fn cli(pair: &Pair, args: &[&str], stdin: &str) -> String {
-    let data = tempfile::tempdir().expect("data dir");
-    let mut child = Command::new(BINARY)
-        .args(args)
-        .env_remove("TRIBUTARY_CONFIG")
-        .env("TRIBUTARY_DATA_DIR", data.path())
-        .env("TRIBUTARY_CLUSTER_METADATA_URL", &pair.database)
-        .env("TRIBUTARY_CLUSTER_OBJECTS_URL", &pair.objects)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tributary");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("command finishes");
+    let root = tempfile::tempdir().expect("root dir");
+    let envs = [
+        ("TRIBUTARY_CLUSTER_METADATA_URL", pair.database.as_str()),
+        ("TRIBUTARY_CLUSTER_OBJECTS_URL", pair.objects.as_str()),
+    ];
+    let output = cli_output(root.path(), args, &envs, stdin);
     assert!(
         output.status.success(),
         "{args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let data = data_dir_in(root.path());
     assert!(
-        std::fs::read_dir(data.path())
-            .expect("dir")
-            .next()
-            .is_none(),
+        !data.exists() || std::fs::read_dir(&data).expect("dir").next().is_none(),
         "with metadata_url the CLI writes nothing locally"
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -267,25 +249,6 @@ async fn users_and_permissions_made_on_one_broker_apply_on_the_other() {
 
 fn name(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
-}
-
-fn call<Q: Encodable, R: Decodable>(
-    stream: &mut TcpStream,
-    key: ApiKey,
-    version: i16,
-    body: &Q,
-) -> R {
-    kafka_wire::send(stream, key, version, 9, body);
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).expect("response size");
-    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut frame).expect("response");
-    let mut frame = Bytes::from(frame);
-    assert_eq!(frame.get_i32(), 9, "correlation id");
-    if key.response_header_version(version) >= 1 {
-        assert_eq!(frame.get_u8(), 0, "no tagged fields");
-    }
-    R::decode(&mut frame, version).expect("decodes")
 }
 
 /// A connection authenticated with SASL PLAIN as `user`.

@@ -6,13 +6,14 @@
 
 use crate::broker;
 use crate::kafka_wire;
+pub(super) use crate::kafka_wire::call;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 
 use broker::{TestBroker, connect};
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
@@ -28,7 +29,7 @@ use kafka_protocol::messages::{
     JoinGroupResponse, MetadataRequest, MetadataResponse, ProduceResponse, SaslAuthenticateRequest,
     SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 const CONFIG_FILE: &str = "tributary.toml";
 
@@ -73,25 +74,6 @@ fn authorizer_broker() -> TestBroker {
         add_user(root, "admin", "admin-secret");
         add_user(root, "alice", "alice-secret");
     })
-}
-
-pub(super) fn call<Q: Encodable, R: Decodable>(
-    stream: &mut (impl Read + Write),
-    key: ApiKey,
-    version: i16,
-    body: &Q,
-) -> R {
-    kafka_wire::send(stream, key, version, 9, body);
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).expect("response size");
-    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut frame).expect("response");
-    let mut frame = Bytes::from(frame);
-    assert_eq!(frame.get_i32(), 9, "correlation id");
-    if key.response_header_version(version) >= 1 {
-        assert_eq!(frame.get_u8(), 0, "no tagged fields");
-    }
-    R::decode(&mut frame, version).expect("decodes")
 }
 
 /// A connection authenticated with SASL PLAIN as `user`.

@@ -41,7 +41,7 @@ pub(crate) fn send<T: Encodable>(
 }
 
 /// Reads one response frame and returns (correlation id, body after a header of `header_version`).
-pub(crate) fn receive(stream: &mut TcpStream, header_version: i16) -> (i32, Bytes) {
+pub(crate) fn receive(stream: &mut impl Read, header_version: i16) -> (i32, Bytes) {
     let mut size = [0u8; 4];
     stream.read_exact(&mut size).expect("response size");
     let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
@@ -52,6 +52,20 @@ pub(crate) fn receive(stream: &mut TcpStream, header_version: i16) -> (i32, Byte
         assert_eq!(frame.get_u8(), 0, "no tagged fields in the response header");
     }
     (correlation, frame)
+}
+
+/// Sends one request at `version` and decodes its response, checking the correlation id.
+pub(crate) fn call<Q: Encodable, R: Decodable>(
+    stream: &mut (impl Read + Write),
+    key: ApiKey,
+    version: i16,
+    body: &Q,
+) -> R {
+    const CORRELATION: i32 = 9;
+    send(stream, key, version, CORRELATION, body);
+    let (correlation, mut frame) = receive(stream, key.response_header_version(version));
+    assert_eq!(correlation, CORRELATION, "correlation id");
+    R::decode(&mut frame, version).expect("decodes")
 }
 
 pub(crate) fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
