@@ -12,11 +12,10 @@ use bytes::Bytes;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     ApiKey, CreateAclsRequest, CreateAclsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteAclsRequest, DeleteAclsResponse, FetchRequest, FetchResponse, SaslAuthenticateRequest,
-    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
+    DeleteAclsRequest, DeleteAclsResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
@@ -29,7 +28,7 @@ use tributary::admin_client::{AdminClient, api_path};
 
 use crate::broker::{TestBroker, cli_output, connect, data_dir_in};
 use crate::cluster::start_broker;
-use crate::kafka_wire::call;
+use crate::kafka_wire::{self, call};
 use crate::services::{bucket, fresh_database, unique};
 
 const TOPIC_DENIED: i16 = 29;
@@ -266,20 +265,7 @@ fn login(kafka: SocketAddr, user: &str, password: &str) -> TcpStream {
 }
 
 fn fetch(stream: &mut TcpStream, topic: &str) -> i16 {
-    let request = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(TopicName(name(topic)))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(0)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let response: FetchResponse = call(stream, ApiKey::Fetch, 11, &request);
-    response.responses[0].partitions[0].error_code
+    kafka_wire::fetch_error(stream, topic)
 }
 
 /// Fetches `topic` on `stream` until `done(code)`; how long it took, and the last code.

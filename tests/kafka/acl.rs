@@ -18,16 +18,15 @@ use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, CreateAclsRequest, CreateAclsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteAclsRequest, DeleteAclsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest, FetchResponse, GroupId,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, JoinGroupRequest,
-    JoinGroupResponse, MetadataRequest, MetadataResponse, ProduceResponse, SaslAuthenticateRequest,
-    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
+    DescribeConfigsRequest, DescribeConfigsResponse, GroupId, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, JoinGroupRequest, JoinGroupResponse, MetadataRequest,
+    MetadataResponse, ProduceResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -148,20 +147,7 @@ pub(super) fn produce(stream: &mut (impl Read + Write), topic: &str) -> i16 {
 }
 
 fn fetch(stream: &mut TcpStream, topic: &str) -> i16 {
-    let request = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(TopicName(name(topic)))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(0)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let response: FetchResponse = call(stream, ApiKey::Fetch, 11, &request);
-    response.responses[0].partitions[0].error_code
+    kafka_wire::fetch_error(stream, topic)
 }
 
 fn join(stream: &mut TcpStream, group: &str) -> i16 {

@@ -68,6 +68,26 @@ pub(crate) fn call<Q: Encodable, R: Decodable>(
     R::decode(&mut frame, version).expect("decodes")
 }
 
+/// The error code of a Fetch (v11) of partition 0 of `topic` from offset 0 that waits for nothing.
+pub(crate) fn fetch_error(stream: &mut (impl Read + Write), topic: &str) -> i16 {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let response: FetchResponse = call(stream, ApiKey::Fetch, 11, &request);
+    response.responses[0].partitions[0].error_code
+}
+
 pub(crate) fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(acks)
