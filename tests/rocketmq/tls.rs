@@ -1,6 +1,9 @@
 //! RocketMQ over TLS (`rocketmq.tls`) against the real binary, with raw JSON-header frames over
 //! a rustls client: `enforcing` serves TLS and closes plaintext clients on both ports;
-//! `permissive` serves both on the same port (told apart by the first byte).
+//! `permissive` serves both on the same port (told apart by the first byte). And
+//! rocketmq-client-rust 1.0 with `use_tls` (rocketmq-transport's rustls client), verifying the
+//! broker's certificate against the test CA, produces and consumes under `enforcing`, where the
+//! same client without TLS is refused.
 
 use super::acl;
 use crate::broker;
@@ -9,9 +12,16 @@ use crate::tls_support;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use broker::TestBroker;
+use parking_lot::Mutex;
+use rocketmq_client_rust::{DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer};
 use serde_json::json;
 use tls_support::Pki;
+
+use crate::rocketmq::{Client, Collector, body, message, wait_for};
 
 /// GET_BROKER_CLUSTER_INFO: answered by the name server with no fields.
 const CLUSTER_INFO: i32 = 106;
@@ -81,4 +91,87 @@ fn permissive_serves_tls_and_plaintext_on_the_same_ports() {
     assert_eq!(over_plaintext(namesrv, CLUSTER_INFO, b""), 0);
     assert_eq!(over_tls(port, &pki, HEART_BEAT, &heartbeat()), 0);
     assert_eq!(over_plaintext(port, HEART_BEAT, &heartbeat()), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocketmq_client_rust_produces_and_consumes_over_tls() {
+    let dir = tempfile::Builder::new()
+        .prefix("h17d-rmq-client")
+        .tempdir()
+        .unwrap();
+    let pki = Pki::create(dir.path(), "rocketmq-ca");
+    let mut broker = tls_broker(&pki, "enforcing");
+    let namesrv = broker.addr("rocketmq-namesrv").to_string();
+    let client = Client::new("tls").expect("client");
+
+    // With TLS, the broker's certificate checked against the test CA (not the client's
+    // accept-anything test mode).
+    // The TLS settings go in through the builder: a config set on the built producer reaches
+    // only its `use_tls`, not its connections.
+    let mut config = rocketmq_client_rust::ClientConfig::default();
+    let mut tls = config.tls_config().clone();
+    tls.client.auth_server = true;
+    tls.client.trust_cert_path = Some(pki.dir.join("ca.pem").display().to_string());
+    config.set_tls_config(tls);
+    config.set_use_tls(true);
+    let mut producer = DefaultMQProducer::builder(client.runtime.clone())
+        .client_config(config.clone())
+        .producer_group("tls-producer".to_string())
+        .name_server_addr(namesrv.clone())
+        .use_tls(true)
+        .build();
+    producer.start().await.expect("producer start");
+    for n in 0..3 {
+        producer
+            .send(message("over-tls", "t", body("tls", n), "tls"))
+            .await
+            .expect("a send over TLS is stored");
+    }
+
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let mut consumer = DefaultMQPushConsumer::builder(client.runtime.clone())
+        .client_config(config)
+        .consumer_group("g-tls".to_string())
+        .name_server_addr(namesrv.clone())
+        .build();
+    consumer.set_use_tls(true);
+    consumer
+        .subscribe("over-tls", "*")
+        .await
+        .expect("subscribe");
+    consumer.register_message_listener_concurrently(Collector(Arc::clone(&received)));
+    consumer.start().await.expect("a TLS consumer starts");
+    wait_for("three messages over TLS", Duration::from_secs(30), || {
+        received.lock().len() >= 3
+    })
+    .await;
+    assert!(
+        received
+            .lock()
+            .iter()
+            .all(|(_, _, origin)| origin.as_deref() == Some("tls"))
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    client.shutdown().await;
+
+    let plain_client = Client::new("tls-plain").expect("client");
+    // Without TLS the client's requests are closed unanswered.
+    let mut plain = DefaultMQProducer::builder(plain_client.runtime.clone())
+        .producer_group("tls-plain".to_string())
+        .name_server_addr(namesrv.clone())
+        .retry_times_when_send_failed(0)
+        .send_msg_timeout(3_000)
+        .build();
+    plain.start().await.expect("producer start");
+    let refused = plain
+        .send(message("over-tls", "t", body("plain", 0), "plain"))
+        .await;
+    assert!(
+        refused.is_err(),
+        "a plaintext client is served: {refused:?}"
+    );
+    plain.shutdown().await;
+
+    plain_client.shutdown().await;
 }
