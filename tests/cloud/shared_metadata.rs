@@ -8,14 +8,12 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::{
     ApiKey, CreateAclsRequest, CreateAclsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteAclsRequest, DeleteAclsResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
+    DeleteAclsRequest, DeleteAclsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
@@ -253,14 +251,7 @@ fn name(text: &str) -> StrBytes {
 /// A connection authenticated with SASL PLAIN as `user`.
 fn login(kafka: SocketAddr, user: &str, password: &str) -> TcpStream {
     let mut stream = connect(kafka);
-    let handshake =
-        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
-    let answer: SaslHandshakeResponse = call(&mut stream, ApiKey::SaslHandshake, 1, &handshake);
-    assert_eq!(answer.error_code, 0);
-    let token = format!("\0{user}\0{password}");
-    let auth = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
-    let answer: SaslAuthenticateResponse = call(&mut stream, ApiKey::SaslAuthenticate, 2, &auth);
-    assert_eq!(answer.error_code, 0, "{user} logs in");
+    kafka_wire::sasl_plain_login(&mut stream, user, password);
     stream
 }
 

@@ -13,7 +13,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 
 use broker::{TestBroker, connect};
-use bytes::Bytes;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
@@ -25,8 +24,7 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, GroupId, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, JoinGroupRequest, JoinGroupResponse, MetadataRequest,
-    MetadataResponse, ProduceResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
+    MetadataResponse, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -78,14 +76,7 @@ fn authorizer_broker() -> TestBroker {
 /// A connection authenticated with SASL PLAIN as `user`.
 pub(super) fn login(kafka: SocketAddr, user: &str, password: &str) -> TcpStream {
     let mut stream = connect(kafka);
-    let handshake =
-        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
-    let answer: SaslHandshakeResponse = call(&mut stream, ApiKey::SaslHandshake, 1, &handshake);
-    assert_eq!(answer.error_code, 0);
-    let token = format!("\0{user}\0{password}");
-    let auth = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
-    let answer: SaslAuthenticateResponse = call(&mut stream, ApiKey::SaslAuthenticate, 2, &auth);
-    assert_eq!(answer.error_code, 0, "{user} logs in");
+    kafka_wire::sasl_plain_login(&mut stream, user, password);
     stream
 }
 

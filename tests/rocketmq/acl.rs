@@ -6,7 +6,7 @@
 //! creations and offset updates get NO_PERMISSION (16); permitted ones are served.
 
 use crate::broker;
-use crate::rocketmq::{Client, Collector, body, message, wait_for};
+use crate::rocketmq::{Client, Collector, body, message, wait_for_from};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -465,16 +465,7 @@ async fn a_real_client_signing_with_its_acl_hook_produces_and_consumes() {
         .expect("subscribe");
     consumer.register_message_listener_concurrently(Collector(Arc::clone(&received)));
     consumer.start().await.expect("a signed consumer starts");
-    wait_for("three signed messages", Duration::from_secs(30), || {
-        received.lock().len() >= 3
-    })
-    .await;
-    assert!(
-        received
-            .lock()
-            .iter()
-            .all(|(_, _, origin)| origin.as_deref() == Some("signed"))
-    );
+    wait_for_from(&received, 3, "signed").await;
     consumer.shutdown().await;
     producer.shutdown().await;
     client.shutdown().await;

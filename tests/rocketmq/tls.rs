@@ -13,7 +13,6 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use broker::TestBroker;
 use parking_lot::Mutex;
@@ -21,7 +20,7 @@ use rocketmq_client_rust::{DefaultMQProducer, DefaultMQPushConsumer, MQPushConsu
 use serde_json::json;
 use tls_support::Pki;
 
-use crate::rocketmq::{Client, Collector, body, message, wait_for};
+use crate::rocketmq::{Client, Collector, body, message, wait_for_from};
 
 /// GET_BROKER_CLUSTER_INFO: answered by the name server with no fields.
 const CLUSTER_INFO: i32 = 106;
@@ -141,16 +140,7 @@ async fn rocketmq_client_rust_produces_and_consumes_over_tls() {
         .expect("subscribe");
     consumer.register_message_listener_concurrently(Collector(Arc::clone(&received)));
     consumer.start().await.expect("a TLS consumer starts");
-    wait_for("three messages over TLS", Duration::from_secs(30), || {
-        received.lock().len() >= 3
-    })
-    .await;
-    assert!(
-        received
-            .lock()
-            .iter()
-            .all(|(_, _, origin)| origin.as_deref() == Some("tls"))
-    );
+    wait_for_from(&received, 3, "tls").await;
     consumer.shutdown().await;
     producer.shutdown().await;
     client.shutdown().await;

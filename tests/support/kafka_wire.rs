@@ -88,6 +88,22 @@ pub(crate) fn fetch_error(stream: &mut (impl Read + Write), topic: &str) -> i16 
     response.responses[0].partitions[0].error_code
 }
 
+/// Authenticates `stream` with SASL PLAIN (SaslHandshake v1, SaslAuthenticate v2) as `user`.
+pub(crate) fn sasl_plain_login(stream: &mut (impl Read + Write), user: &str, password: &str) {
+    use kafka_protocol::messages::{
+        SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+        SaslHandshakeResponse,
+    };
+    let handshake =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    let answer: SaslHandshakeResponse = call(stream, ApiKey::SaslHandshake, 1, &handshake);
+    assert_eq!(answer.error_code, 0);
+    let token = format!("\0{user}\0{password}");
+    let auth = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+    let answer: SaslAuthenticateResponse = call(stream, ApiKey::SaslAuthenticate, 2, &auth);
+    assert_eq!(answer.error_code, 0, "{user} logs in");
+}
+
 pub(crate) fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(acks)

@@ -155,6 +155,22 @@ pub(crate) async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut
     }
 }
 
+/// Waits until `received` holds `count` messages and checks each carries the `origin` property.
+pub(crate) async fn wait_for_from(received: &Mutex<Vec<Received>>, count: usize, origin: &str) {
+    wait_for(
+        &format!("{count} messages from {origin}"),
+        Duration::from_secs(30),
+        || received.lock().len() >= count,
+    )
+    .await;
+    assert!(
+        received
+            .lock()
+            .iter()
+            .all(|(_, _, from)| from.as_deref() == Some(origin))
+    );
+}
+
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

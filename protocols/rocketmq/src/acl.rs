@@ -244,7 +244,7 @@ fn white_match(user: &str, text: &str, connection: &Connection) -> Option<String
     match WhiteList::parse(text) {
         Ok(list) => list.matching(connection.peer.ip()).map(str::to_owned),
         Err(error) => {
-            warn!(user, %error, "ignoring a stored RocketMQ white address that does not parse");
+            warn!(user, %error, "a stored RocketMQ white address does not parse; it admits nobody, so requests must be signed");
             None
         }
     }
