@@ -27,7 +27,8 @@
 //! `cloud` (never run by default: it needs PostgreSQL and S3, e.g. `eval "$(bash .ci/services
 //! start)"`) compares the cloud engine (a fresh database per run, default flush settings)
 //! with the local engine (`always`), same producer, and counts object PUTs and PostgreSQL flush
-//! transactions per 1,000 acknowledged batches.
+//! transactions per 1,000 acknowledged batches; then the same consumer reads a pre-filled topic
+//! back from each, counting the cloud engine's object GETs and read-cache hits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +66,11 @@ const LATENCY_RATE: f64 = 5_000.0;
 const CONSUME_BYTES: [(usize, usize); 2] = [(100, 256 << 20), (1024, 1 << 30)];
 /// Batches appended for the consumer are about this large.
 const FILL_BATCH_BYTES: usize = 100 << 10;
+/// Appends in flight while filling a topic for the consumer.
+const FILL_IN_FLIGHT: usize = 64;
+/// Bytes of pre-filled log per run of the cloud consume comparison (1 KiB values): four times
+/// the read cache, so most of it is read back from the object store.
+const CLOUD_CONSUME_BYTES: usize = 256 << 20;
 /// Bound on any one client loop, so a broken broker ends the run instead of hanging it.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(120);
 const MIB: f64 = (1 << 20) as f64;
@@ -349,13 +355,19 @@ async fn fill(engine: &Engine, value_len: usize, total_bytes: usize) -> u64 {
         .collect();
     let batch = build_batch(&records);
     let batches = total_bytes / batch.len();
+    // Several appends in flight: the cloud engine acknowledges an append only once its flush
+    // committed, so one at a time would fill at a few batches per flush interval.
+    let mut in_flight = tokio::task::JoinSet::new();
     for index in 0..batches {
+        if in_flight.len() >= FILL_IN_FLIGHT {
+            in_flight.join_next().await.expect("a fill append").expect("fill task");
+        }
         let partition = TopicPartition::new(TOPIC, index as u32 % PARTITIONS);
-        engine
-            .log
-            .append(&partition, batch.clone())
-            .await
-            .expect("fill append");
+        let (log, batch) = (engine.log.clone(), batch.clone());
+        in_flight.spawn(async move { log.append(&partition, batch).await.expect("fill append") });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done.expect("fill task");
     }
     (batches * per_batch) as u64
 }
@@ -630,6 +642,58 @@ fn bench_cloud(runtime: &Runtime, repeats: usize) {
     }
 }
 
+/// Cloud engine against the local engine reading the same pre-filled topic from the start with
+/// the same consumer, interleaved runs; object GETs and read-cache hits per run counted.
+fn bench_cloud_consume(runtime: &Runtime, repeats: usize) {
+    let value_len = 1024;
+    let backends = [
+        ("local engine (page cache warm)", Backend::Tributary(Durability::Always)),
+        ("cloud engine (read cache 64 MiB)", Backend::Cloud),
+    ];
+    let mut series: Vec<Series> = backends
+        .iter()
+        .map(|(label, _)| Series {
+            label: (*label).to_owned(),
+            runs: Vec::new(),
+        })
+        .collect();
+    let mut reads: Vec<(f64, f64)> = Vec::new();
+    for round in 0..repeats {
+        for ((_, backend), series) in backends.iter().zip(&mut series) {
+            settle();
+            let running = runtime.block_on(start(*backend));
+            let records = runtime.block_on(fill(&running.engine, value_len, CLOUD_CONSUME_BYTES));
+            let before = running.broker.cloud().map(|cloud| cloud.stats());
+            let run = consume_run(running.addr, value_len, records);
+            let after = running.broker.cloud().map(|cloud| cloud.stats());
+            runtime.block_on(stop(running));
+            if let (Some(before), Some(after)) = (before, after) {
+                let gets = (after.gets - before.gets) as f64;
+                let hits = (after.cache_hits - before.cache_hits) as f64;
+                reads.push((gets, hits / (hits + gets).max(1.0)));
+            }
+            eprintln!(
+                "cloud consume round {round} {}: {:.0} rec/s",
+                series.label, run.records_per_s
+            );
+            series.runs.push(run);
+        }
+    }
+    let gets: Vec<f64> = reads.iter().map(|r| r.0).collect();
+    let hit_rates: Vec<f64> = reads.iter().map(|r| r.1).collect();
+    println!(
+        "\nconsume {value_len} B values, {} MiB from offset 0, assigned, fetch defaults, {repeats} runs; cloud: {:.0} GETs and {:.0} % read-cache hits per run (medians); ratio to the local engine",
+        CLOUD_CONSUME_BYTES >> 20,
+        median(&gets),
+        median(&hit_rates) * 100.0
+    );
+    println!("| engine | records/s median (min) | MiB/s median (min) | ratio to local |");
+    println!("|---|---|---|---|");
+    for one in &series {
+        println!("{}", one.row(&series[0], false));
+    }
+}
+
 fn main() {
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let repeats = std::env::var("TRIBUTARY_BENCH_REPEATS")
@@ -654,6 +718,7 @@ fn main() {
     }
     if only.as_deref() == Some("cloud") {
         bench_cloud(&runtime, repeats);
+        bench_cloud_consume(&runtime, repeats);
     }
     if only.as_deref() == Some("variants") {
         variants::bench_variants(&runtime, repeats);

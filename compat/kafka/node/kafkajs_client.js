@@ -66,7 +66,8 @@ async function main() {
   }
   const kafka = new Kafka({
     clientId: 'tributary-compat',
-    brokers: [args.bootstrap],
+    // A comma-separated list (several brokers of one cluster), as librdkafka takes it.
+    brokers: args.bootstrap.split(','),
     ssl,
     logLevel: logLevel.WARN,
     connectionTimeout: 5000,
