@@ -360,7 +360,11 @@ async fn fill(engine: &Engine, value_len: usize, total_bytes: usize) -> u64 {
     let mut in_flight = tokio::task::JoinSet::new();
     for index in 0..batches {
         if in_flight.len() >= FILL_IN_FLIGHT {
-            in_flight.join_next().await.expect("a fill append").expect("fill task");
+            in_flight
+                .join_next()
+                .await
+                .expect("a fill append")
+                .expect("fill task");
         }
         let partition = TopicPartition::new(TOPIC, index as u32 % PARTITIONS);
         let (log, batch) = (engine.log.clone(), batch.clone());
@@ -647,7 +651,10 @@ fn bench_cloud(runtime: &Runtime, repeats: usize) {
 fn bench_cloud_consume(runtime: &Runtime, repeats: usize) {
     let value_len = 1024;
     let backends = [
-        ("local engine (page cache warm)", Backend::Tributary(Durability::Always)),
+        (
+            "local engine (page cache warm)",
+            Backend::Tributary(Durability::Always),
+        ),
         ("cloud engine (read cache 64 MiB)", Backend::Cloud),
     ];
     let mut series: Vec<Series> = backends

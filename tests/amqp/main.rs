@@ -12,6 +12,7 @@ mod rocketmq;
 mod tls_support;
 
 mod access;
+mod connection_gaps;
 mod lapin_client;
 mod lapin_features;
 mod lapin_prefetch;

@@ -320,6 +320,18 @@ impl Session {
                 Ok(true)
             }
             Method::ConnectionCloseOk => Ok(true),
+            // Users are stored with passwords, which do not expire: like RabbitMQ's internal
+            // backend, the session keeps its login and permissions and the secret is not kept.
+            Method::ConnectionUpdateSecret { reason, .. } => {
+                tracing::info!(
+                    connection = self.id,
+                    reason,
+                    "client updated its secret; stored-password logins do not expire, nothing to re-check"
+                );
+                self.send_method(0, &Method::ConnectionUpdateSecretOk)
+                    .await?;
+                Ok(false)
+            }
             other => Err(AmqpError::connection(
                 error::COMMAND_INVALID,
                 format_args!("unexpected method {:?} on channel 0", other.id()),

@@ -54,6 +54,12 @@ pub enum Method {
         reason: String,
     },
     ConnectionUnblocked,
+    /// A new secret for the logged-in user (RabbitMQ's extension, meant for expiring tokens).
+    ConnectionUpdateSecret {
+        new_secret: Bytes,
+        reason: String,
+    },
+    ConnectionUpdateSecretOk,
     ChannelOpen,
     ChannelOpenOk,
     ChannelFlow {
@@ -278,6 +284,10 @@ impl Method {
                 method_id: r.u16()?,
             },
             (10, 51) => Self::ConnectionCloseOk,
+            (10, 70) => Self::ConnectionUpdateSecret {
+                new_secret: r.longstr()?,
+                reason: r.shortstr()?,
+            },
             (20, 10) => {
                 let _out_of_band = r.shortstr()?;
                 Self::ChannelOpen
@@ -456,6 +466,8 @@ impl Method {
             Self::ConnectionCloseOk => (10, 51),
             Self::ConnectionBlocked { .. } => (10, 60),
             Self::ConnectionUnblocked => (10, 61),
+            Self::ConnectionUpdateSecret { .. } => (10, 70),
+            Self::ConnectionUpdateSecretOk => (10, 71),
             Self::ChannelOpen => (20, 10),
             Self::ChannelOpenOk => (20, 11),
             Self::ChannelFlow { .. } => (20, 20),

@@ -172,25 +172,36 @@ impl Session {
         let grouped = by_queue(settled);
         for (queue, ids) in &grouped {
             let queue = *queue;
-            match requeue {
-                Some(true) => {
-                    queues.requeue(queue, ids).await?;
+            let outcome = match requeue {
+                Some(true) => queues.requeue(queue, ids).await.map(|()| {
                     expiry::arm_after_requeue(&self.shared, queue);
-                }
-                None => {
-                    queues.ack(queue, ids).await?;
+                }),
+                None => queues.ack(queue, ids).await.map(|()| {
                     if let Some(stats) = self.shared.topology.queue_stats(queue) {
                         stats.acked(ids.len() as u64);
                     }
-                }
+                }),
                 Some(false) => {
                     let rejected: Vec<_> = settled
                         .iter()
                         .filter(|one| &*one.queue == queue)
                         .map(|one| (one.id, one.record.as_deref().cloned()))
                         .collect();
-                    Box::pin(dead_letter(&self.shared, queue, &rejected, REASON_REJECTED)).await?;
+                    Box::pin(dead_letter(&self.shared, queue, &rejected, REASON_REJECTED)).await
                 }
+            };
+            match outcome {
+                Ok(()) => {}
+                // Deleted since the delivery: its messages went with it, so there is nothing
+                // left to settle; RabbitMQ accepts the ack, nack or reject as well.
+                Err(tributary_api::EngineError::UnknownQueue(_)) => {
+                    tracing::debug!(
+                        queue,
+                        count = ids.len(),
+                        "settled deliveries of a deleted queue"
+                    );
+                }
+                Err(error) => return Err(error.into()),
             }
         }
         if requeue.is_none() {
