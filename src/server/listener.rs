@@ -207,14 +207,21 @@ fn accept_error_reason(err: &io::Error) -> &'static str {
 
 /// Lets one log line through per [`ACCEPT_LOG_INTERVAL`] and counts the ones it held back.
 #[derive(Debug, Default)]
-struct RateLimitedLog {
+pub(crate) struct RateLimitedLog {
     last: Option<Instant>,
     held_back: u64,
 }
 
 impl RateLimitedLog {
+    pub(crate) const fn new() -> Self {
+        Self {
+            last: None,
+            held_back: 0,
+        }
+    }
+
     /// `Some(lines held back since the last one)` when a line may be logged at `now`.
-    fn admit(&mut self, now: Instant) -> Option<u64> {
+    pub(crate) fn admit(&mut self, now: Instant) -> Option<u64> {
         if self
             .last
             .is_some_and(|last| now.duration_since(last) < ACCEPT_LOG_INTERVAL)

@@ -117,6 +117,49 @@ async fn librdkafka_produces_and_consumes_over_ssl_and_metadata_keeps_it_on_the_
     round_trip(&plain_config, "over-plaintext", 2).await;
 }
 
+#[test]
+fn plaintext_clients_retrying_on_the_tls_port_are_counted_each_but_logged_sparingly() {
+    let dir = tempfile::Builder::new()
+        .prefix("tls-log")
+        .tempdir()
+        .unwrap();
+    let pki = Pki::create(dir.path(), "kafka-ca");
+    let mut broker = tls_broker(&pki, "none", &[]);
+    let tls = broker.addr("kafka_tls");
+    const ATTEMPTS: usize = 40;
+    let started = Instant::now();
+    for _ in 0..ATTEMPTS {
+        assert!(tls_support::plaintext_is_refused(
+            tls,
+            &[0, 0, 0, 10, 0, 18, 0, 3]
+        ));
+    }
+    let took = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let expected = format!(
+        "tributary_tls_handshake_failures_total{{protocol=\"kafka\",reason=\"not_tls\"}} {ATTEMPTS}"
+    );
+    while !scrape_https_free(&mut broker).contains(&expected) {
+        assert!(
+            Instant::now() < deadline,
+            "every refusal is counted: {expected}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker.read_log_for(Duration::from_millis(500));
+    let logged = broker
+        .lines_seen()
+        .iter()
+        .filter(|line| line.contains("TLS handshake failed"))
+        .count();
+    // One line a second at most, whatever the number of attempts.
+    let bound = took.as_secs() as usize + 2;
+    assert!(
+        (1..=bound).contains(&logged),
+        "{logged} log lines for {ATTEMPTS} refusals in {took:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_ssl_authenticates_scram_users_on_the_tls_port() {
     let dir = tempfile::Builder::new()

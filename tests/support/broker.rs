@@ -142,6 +142,17 @@ impl TestBroker {
         }
     }
 
+    /// Reads the log for `period` (every line it prints meanwhile joins [`Self::lines_seen`]).
+    pub(crate) fn read_log_for(&mut self, period: Duration) {
+        let deadline = Instant::now() + period;
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+    }
+
     /// The log lines read so far (by [`TestBroker::wait_for_line`] and [`TestBroker::addr`]).
     pub(crate) fn lines_seen(&self) -> &[String] {
         &self.seen

@@ -3,16 +3,18 @@
 //! Invariants worth naming:
 //! - the handshake (and, on a permissive listener, the wait for the first byte) is bounded by
 //!   the listener's handshake time limit; a client that says nothing cannot hold a task;
-//! - a failure closes this connection only, is logged once (info, or debug for a peer that
-//!   merely went away) and counted in `tributary_tls_handshake_failures_total{protocol,reason}`
-//!   with a reason from the fixed set of [`Failure::reason`], never from client input;
+//! - a failure closes this connection only and is counted in
+//!   `tributary_tls_handshake_failures_total{protocol,reason}` with a reason from the fixed set
+//!   of [`Failure::reason`], never from client input; it is logged at info (debug for a peer
+//!   that merely went away), at most one line a second for the whole broker with the number of
+//!   lines held back since, so a client retrying in a loop cannot flood the log;
 //! - a plaintext client on a TLS-only port is told apart by its first byte (a TLS record
 //!   starts with 0x16, a handshake record) and closed without a TLS alert it could not read.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -20,7 +22,12 @@ use tracing::{debug, info};
 use tributary_api::{CertificateIdentity, ConnectionStream};
 
 use super::{TlsRole, TlsServer, subject};
+use crate::server::listener::RateLimitedLog;
 use crate::telemetry::names;
+
+/// The info lines of failed handshakes, broker-wide (the counter has every failure).
+static FAILURE_LOG: parking_lot::Mutex<RateLimitedLog> =
+    parking_lot::Mutex::new(RateLimitedLog::new());
 
 /// The first byte of a TLS record carrying a handshake message (the ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -142,7 +149,10 @@ pub async fn establish(
                     debug!(protocol, %peer, reason, "TLS handshake failed: the peer went away")
                 }
                 _ => {
-                    info!(protocol, %peer, reason, detail = %failure.detail(), "TLS handshake failed; closing the connection")
+                    let admitted = FAILURE_LOG.lock().admit(Instant::now());
+                    if let Some(unlogged) = admitted {
+                        info!(protocol, %peer, reason, detail = %failure.detail(), unlogged_since_last = unlogged, "TLS handshake failed; closing the connection")
+                    }
                 }
             }
             None
