@@ -20,6 +20,9 @@ use crate::broker::TestBroker;
 
 const TRANSACTIONAL_ID_DENIED: i16 = 53;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const GROUP_DENIED: i16 = 30;
+const GROUP: i8 = 3;
+const READ: i8 = 3;
 const TRANSACTIONAL_ID: i8 = 5;
 const LITERAL: i8 = 3;
 const PREFIXED: i8 = 4;
@@ -42,10 +45,15 @@ fn find_one(stream: &mut TcpStream, id: &str) -> i16 {
     answer.error_code
 }
 
-/// FindCoordinator v4 for `ids`: each key's error code, in the order asked.
+/// FindCoordinator v4 for transactional `ids`: each key's error code, in the order asked.
 fn find_many(stream: &mut TcpStream, ids: &[&str]) -> Vec<i16> {
+    find_many_of(stream, 1, ids)
+}
+
+/// FindCoordinator v4 for keys `ids` of `key_type`: each key's error code, in the order asked.
+fn find_many_of(stream: &mut TcpStream, key_type: i8, ids: &[&str]) -> Vec<i16> {
     let request = FindCoordinatorRequest::default()
-        .with_key_type(1)
+        .with_key_type(key_type)
         .with_coordinator_keys(ids.iter().map(|id| text(id)).collect());
     let answer: FindCoordinatorResponse = call(stream, ApiKey::FindCoordinator, 4, &request);
     assert_eq!(answer.coordinators.len(), ids.len(), "{answer:?}");
@@ -70,8 +78,9 @@ fn init_transactional(stream: &mut TcpStream, id: &str) -> InitProducerIdRespons
     call(stream, ApiKey::InitProducerId, 4, &request)
 }
 
-/// `admin` grants alice WRITE (so DESCRIBE) on ids prefixed `tx-alice` and denies her all of
-/// `tx-alice-locked`; `bob` has no ACL.
+/// `admin` grants alice WRITE (so DESCRIBE) on ids prefixed `tx-alice`, denies her all of
+/// `tx-alice-locked` and grants her READ (so DESCRIBE) on groups prefixed `g-alice`; `bob` has
+/// no ACL.
 fn granted_broker() -> TestBroker {
     let mut broker = TestBroker::start_prepared(&["--config", "tributary.toml"], |root| {
         std::fs::write(
@@ -88,6 +97,7 @@ fn granted_broker() -> TestBroker {
     let grants = vec![
         acl(TRANSACTIONAL_ID, PREFIXED, "tx-alice", WRITE, ALLOW),
         acl(TRANSACTIONAL_ID, LITERAL, "tx-alice-locked", ALL, DENY),
+        acl(GROUP, PREFIXED, "g-alice", READ, ALLOW),
     ];
     let granted: CreateAclsResponse = call(
         &mut admin,
@@ -166,4 +176,21 @@ fn a_transactional_init_producer_id_needs_write_on_the_id() {
         line.contains(REFUSED_LINE) && line.contains("User:alice") && line.contains("tx-alice-1")
     });
     assert!(!alice_refused, "{:#?}", broker.lines_seen());
+}
+
+#[test]
+fn a_batched_find_coordinator_refuses_only_the_groups_denied() {
+    let mut broker = granted_broker();
+    let kafka = broker.addr("kafka");
+    let mut alice = login(kafka, "alice", "alice-secret");
+    // Each key answered on its own, as Kafka does: the allowed group finds its coordinator.
+    assert_eq!(
+        find_many_of(&mut alice, 0, &["g-alice-1", "g-bob", "g-alice-2"]),
+        vec![0, GROUP_DENIED, 0]
+    );
+    let mut bob = login(kafka, "bob", "bob-secret");
+    assert_eq!(
+        find_many_of(&mut bob, 0, &["g-alice-1"]),
+        vec![GROUP_DENIED]
+    );
 }

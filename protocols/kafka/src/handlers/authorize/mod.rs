@@ -25,6 +25,7 @@
 //!
 //! Invariant: with the authorizer off, [`Broker::guard`] returns every request untouched.
 
+mod coordinator;
 mod patch;
 mod transactional;
 
@@ -321,29 +322,8 @@ impl Broker {
                     LeaveGroupResponse::default().with_error_code(GROUP_DENIED),
                 ))
             }
-            KafkaRequest::FindCoordinator(request)
-                if request.key_type == transactional::TRANSACTION_KEY_TYPE =>
-            {
-                self.guard_transaction_coordinator(context, request).await
-            }
             KafkaRequest::FindCoordinator(request) => {
-                // Key type 0 is a group (1 is above; others are refused by the handler).
-                let mut keys = request
-                    .coordinator_keys
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>();
-                if request.key_type == 0 && keys.is_empty() {
-                    keys.push(request.key.to_string());
-                }
-                for key in &keys {
-                    if request.key_type == 0 && !self.on_group(context, DESCRIBE, key).await {
-                        return Guard::Answer(KafkaResponse::FindCoordinator(
-                            self.find_coordinator_refused(&request, GROUP_DENIED),
-                        ));
-                    }
-                }
-                serve(KafkaRequest::FindCoordinator(request), Patch::None)
+                self.guard_find_coordinator(context, request).await
             }
             KafkaRequest::CreateTopics(mut request) => {
                 let mut denied = Vec::new();
@@ -671,31 +651,5 @@ impl Broker {
         }
         let ok = self.on_topic(context, op, name).await;
         (!ok).then_some(TOPIC_DENIED)
-    }
-
-    fn find_coordinator_refused(
-        &self,
-        request: &kafka_protocol::messages::FindCoordinatorRequest,
-        code: i16,
-    ) -> FindCoordinatorResponse {
-        use kafka_protocol::messages::find_coordinator_response::Coordinator;
-        let coordinators = request
-            .coordinator_keys
-            .iter()
-            .map(|key| {
-                Coordinator::default()
-                    .with_key(key.clone())
-                    .with_node_id(kafka_protocol::messages::BrokerId(-1))
-                    .with_port(-1)
-                    .with_error_code(code)
-                    .with_error_message(message(code))
-            })
-            .collect();
-        FindCoordinatorResponse::default()
-            .with_error_code(code)
-            .with_error_message(message(code))
-            .with_node_id(kafka_protocol::messages::BrokerId(-1))
-            .with_port(-1)
-            .with_coordinators(coordinators)
     }
 }

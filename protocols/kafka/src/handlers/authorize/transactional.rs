@@ -1,7 +1,7 @@
 //! The TRANSACTIONAL_ID resource of `kafka.authorizer`, as Kafka's `KafkaApis` checks it:
 //! InitProducerId with a transactional id needs WRITE on that id, FindCoordinator for a
-//! transaction (key type 1) DESCRIBE on each id it names, both answered
-//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53) otherwise. The transaction APIs
+//! transaction (key type 1) DESCRIBE on each id it names (checked in [`super::coordinator`]),
+//! both answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53) otherwise. The transaction APIs
 //! (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit) are not served yet; when they
 //! are they check WRITE through [`Broker::may_use_transactional_id`], the one place this
 //! decision is made.
@@ -11,8 +11,6 @@
 //! ACLs; every refusal is logged with the principal and the id; an id is never created or
 //! remembered by a refused request.
 
-use kafka_protocol::messages::FindCoordinatorRequest;
-use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use tracing::info;
 
 use super::*;
@@ -62,47 +60,6 @@ impl Broker {
                 .with_error_code(TRANSACTIONAL_ID_DENIED)
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1),
-        )
-    }
-
-    /// FindCoordinator for transactions: DESCRIBE on each id. The single-key form (v0–v3) is
-    /// answered whole when refused; the batched form (v4+) keeps the allowed keys for the
-    /// handler and answers each refused key in the patch, as Kafka answers per key.
-    pub(super) async fn guard_transaction_coordinator(
-        &self,
-        context: &RequestContext,
-        mut request: FindCoordinatorRequest,
-    ) -> Guard {
-        let describe = operation::DESCRIBE;
-        if request.coordinator_keys.is_empty() {
-            let id = request.key.to_string();
-            if self.may_use_transactional_id(context, describe, &id).await {
-                return Guard::Serve(KafkaRequest::FindCoordinator(request), Patch::None);
-            }
-            return Guard::Answer(KafkaResponse::FindCoordinator(
-                self.find_coordinator_refused(&request, TRANSACTIONAL_ID_DENIED),
-            ));
-        }
-        let mut kept = Vec::with_capacity(request.coordinator_keys.len());
-        let mut denied = Vec::new();
-        for key in std::mem::take(&mut request.coordinator_keys) {
-            if self.may_use_transactional_id(context, describe, &key).await {
-                kept.push(key);
-            } else {
-                denied.push(
-                    Coordinator::default()
-                        .with_key(key)
-                        .with_node_id(kafka_protocol::messages::BrokerId(-1))
-                        .with_port(-1)
-                        .with_error_code(TRANSACTIONAL_ID_DENIED)
-                        .with_error_message(message(TRANSACTIONAL_ID_DENIED)),
-                );
-            }
-        }
-        request.coordinator_keys = kept;
-        Guard::Serve(
-            KafkaRequest::FindCoordinator(request),
-            Patch::FindCoordinator(denied),
         )
     }
 }
