@@ -69,7 +69,7 @@ impl Session {
             }
             tag
         };
-        let remaining = queues.depth(queue).map(|d| d.ready).unwrap_or(0);
+        let remaining = queues.depth(queue).await.map(|d| d.ready).unwrap_or(0);
         let properties =
             stream::delivered_properties(info.policy.kind, &delivery, &message.raw_properties);
         self.shared.counters.delivered.increment(1);

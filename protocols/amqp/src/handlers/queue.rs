@@ -13,7 +13,7 @@ impl Session {
         let topology = &self.shared.topology;
         let (queue, consumers) = topology.declare_queue(&decl, self.id).await?;
         let info = topology.check_queue(&queue, self.id)?;
-        let ready = topology.message_count(&queue, &info)?;
+        let ready = topology.message_count(&queue, &info).await?;
         if decl.nowait {
             return Ok(());
         }
@@ -108,7 +108,7 @@ impl Session {
                 format_args!("queue '{queue}' in vhost '{}' in use", self.vhost),
             ));
         }
-        if if_empty && self.shared.topology.message_count(queue, &info)? > 0 {
+        if if_empty && self.shared.topology.message_count(queue, &info).await? > 0 {
             return Err(AmqpError::channel(
                 PRECONDITION_FAILED,
                 format_args!("queue '{queue}' in vhost '{}' not empty", self.vhost),
