@@ -127,7 +127,7 @@ impl Broker {
                 log: cloud.log(),
                 topics: cloud.log(),
                 offsets: cloud.offsets(),
-                queues: self.queues.clone(),
+                queues: cloud.queues(),
                 metadata: self.records.clone(),
                 scheduler: self.scheduler.clone(),
             };
@@ -140,6 +140,17 @@ impl Broker {
             metadata: self.records.clone(),
             scheduler: self.scheduler.clone(),
         }
+    }
+
+    /// [`Broker::engine`] for the AMQP and RocketMQ frontends: on the cloud engine their
+    /// appends to partitions other brokers lead are forwarded there (`cloud::forward`); the
+    /// Kafka frontend keeps [`Broker::engine`], whose log refuses them (clients route).
+    pub fn engine_forwarding(self: &Arc<Self>) -> Engine {
+        let mut engine = self.engine();
+        if let Some(cloud) = &self.cloud {
+            engine.log = cloud.forwarding_log();
+        }
+        engine
     }
 
     /// Every group's committed positions, in (group, topic, partition) order: what a

@@ -36,12 +36,12 @@
 //!   a crash during delete) is removed at open.
 
 mod handle;
-mod journal;
+pub(crate) mod journal;
 #[cfg(test)]
 mod journal_power_loss;
-mod ready;
-mod settled;
-mod state;
+pub(crate) mod ready;
+pub(crate) mod settled;
+pub(crate) mod state;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
