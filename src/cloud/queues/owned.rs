@@ -293,13 +293,13 @@ impl OwnedQueue {
 
     pub(super) async fn ack(&self, ids: &[u64]) -> EngineResult<()> {
         self.check()?;
-        let ops = self.state.lock().ack(ids)?;
+        let ops = self.state.lock().ack_carried_over(ids)?;
         self.commit(ops).await
     }
 
     pub(super) async fn requeue(&self, ids: &[u64]) -> EngineResult<()> {
         self.check()?;
-        let ops = self.state.lock().requeue(ids)?;
+        let ops = self.state.lock().requeue_carried_over(ids)?;
         self.ready.notify(usize::MAX);
         self.commit(ops).await
     }
