@@ -1,7 +1,8 @@
 //! The cloud engine (PostgreSQL + S3) against real services: the storage model, Kafka clients
 //! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing,
 //! wake-ups across brokers, the metadata store shared by brokers (users, permissions, ACLs,
-//! exchanges) and the GC of objects no commit recorded.
+//! exchanges), AMQP queues used through any broker (and their owner's death), and the GC of
+//! objects no commit recorded.
 //!
 //! Needs `TRIBUTARY_TEST_PG_URL`, `TRIBUTARY_TEST_S3_BUCKET` and the `AWS_*` variables that
 //! `bash .ci/services start` prints; a test FAILS (never skips) when they are missing. Built only
@@ -20,6 +21,7 @@ mod kafka_wire;
 mod model_test;
 mod outage;
 mod producers;
+mod queues;
 mod records_model;
 mod retention;
 mod services;
