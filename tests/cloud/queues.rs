@@ -392,3 +392,77 @@ async fn an_amqp_publish_to_a_topic_another_broker_leads_is_forwarded_and_lands(
         "what AMQP published through the non-leader is in the topic"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_to_a_killed_brokers_consumer_go_to_a_consumer_elsewhere() {
+    let mut cluster = cluster(3, "").await;
+    let ids = [1, 2, 3];
+    let queue = queue_owned_by("lent", 1, &ids);
+    let publisher = connect(&mut cluster.brokers[0]).await.expect("connect");
+    let publishing = channel(&publisher).await.expect("channel");
+    declare(&publishing, &queue).await.expect("declare");
+    for i in 0..20u32 {
+        let confirm = publish(&publishing, &queue, &i.to_be_bytes())
+            .await
+            .expect("publish");
+        assert_eq!(confirm, Confirmation::Ack(None));
+    }
+    // A consumer on broker 3 takes ten and acks none; then broker 3 dies.
+    let doomed = connect(&mut cluster.brokers[2]).await.expect("connect");
+    let doomed_channel = doomed.create_channel().await.expect("channel");
+    doomed_channel
+        .basic_qos(10, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut doomed_deliveries = doomed_channel
+        .basic_consume(
+            queue.as_str().into(),
+            "doomed".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    for _ in 0..10 {
+        tokio::time::timeout(Duration::from_secs(10), doomed_deliveries.next())
+            .await
+            .expect("a delivery")
+            .expect("open")
+            .expect("delivery");
+    }
+    cluster.brokers[2].signal("KILL");
+
+    // Well before broker 3's lease runs out, a consumer on broker 2 gets all twenty: the
+    // owner put back what it had lent to the dead broker.
+    let started = Instant::now();
+    let survivor = connect(&mut cluster.brokers[1]).await.expect("connect");
+    let channel = survivor.create_channel().await.expect("channel");
+    let mut deliveries = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "survivor".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), deliveries.next())
+            .await
+            .expect("all twenty within 10 s")
+            .expect("open")
+            .expect("delivery");
+        got.push((
+            u32::from_be_bytes(delivery.data[..4].try_into().expect("id")),
+            delivery.redelivered,
+        ));
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    let mut numbers: Vec<u32> = got.iter().map(|(n, _)| *n).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..20).collect::<Vec<_>>(), "each message once");
+    let redelivered: Vec<u32> = got.iter().filter(|(_, r)| *r).map(|(n, _)| *n).collect();
+    assert_eq!(redelivered, (0..10).collect::<Vec<_>>(), "the ten lent ones, flagged");
+    eprintln!("lent deliveries back after {:?}", started.elapsed());
+}

@@ -302,11 +302,12 @@ impl QueueState {
         Ok(self.settle_runs(&offsets))
     }
 
-    /// [`QueueState::ack`] for a queue that changed hands (the cloud engine: consumers keep the
-    /// ids an earlier owner handed out, and ids are log offsets): an outstanding id is acked
-    /// as usual; one handed out before the take-over (below `redeliver_below`) and ready again
-    /// here is settled in place, sparing its redelivery; one already settled is ignored.
-    /// Any other id is unknown, and then nothing is settled.
+    /// [`QueueState::ack`] for a queue whose deliveries may outlive their owner's view of them
+    /// (the cloud engine: consumers keep the ids an earlier owner handed out, and deliveries
+    /// lent to a broker that went away are put back; ids are log offsets): an outstanding id
+    /// is acked as usual; one handed out before (at most `delivered_up_to`) and ready again
+    /// here is settled in place, sparing its redelivery; one already settled is ignored. An
+    /// id never handed out is unknown, and then nothing is settled.
     pub(crate) fn ack_carried_over(&mut self, ids: &[u64]) -> EngineResult<Vec<JournalOp>> {
         let mut offsets = Vec::with_capacity(ids.len());
         for &id in ids {
@@ -314,7 +315,7 @@ impl QueueState {
             if self.settled.contains(offset) {
                 continue;
             }
-            if !self.unacked.contains(&offset) && offset >= self.redeliver_below {
+            if !self.unacked.contains(&offset) && offset > self.delivered_up_to {
                 return Err(EngineError::UnknownDelivery(id));
             }
             offsets.push(offset);
@@ -336,16 +337,15 @@ impl QueueState {
         Ok(self.settle_runs(&offsets))
     }
 
-    /// [`QueueState::requeue`] for a queue that changed hands (see
-    /// [`QueueState::ack_carried_over`]): ids handed out before the take-over, now ready or
-    /// settled here, need nothing and are skipped.
+    /// [`QueueState::requeue`] in the same setting as [`QueueState::ack_carried_over`]: ids
+    /// handed out before and now ready or settled here need nothing and are skipped.
     pub(crate) fn requeue_carried_over(&mut self, ids: &[u64]) -> EngineResult<Vec<JournalOp>> {
         let mut outstanding = Vec::with_capacity(ids.len());
         for &id in ids {
             let offset = i64::try_from(id).map_err(|_| EngineError::UnknownDelivery(id))?;
             if self.unacked.contains(&offset) {
                 outstanding.push(id);
-            } else if !self.settled.contains(offset) && offset >= self.redeliver_below {
+            } else if !self.settled.contains(offset) && offset > self.delivered_up_to {
                 return Err(EngineError::UnknownDelivery(id));
             }
         }

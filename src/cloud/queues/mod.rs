@@ -26,7 +26,7 @@
 mod acks;
 mod owned;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -51,6 +51,10 @@ use owned::OwnedQueue;
 /// How long a forwarded call may take beyond its own wait.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a call is retried while the owner is unreachable or views disagree (a broker
+/// joining, a take-over under way) before the error reaches the frontend.
+const RETRY_FOR: Duration = Duration::from_secs(2);
+
 /// The queue service of a broker on the cloud engine.
 #[derive(Debug)]
 pub struct CloudQueues {
@@ -60,6 +64,10 @@ pub struct CloudQueues {
     peers: Arc<Peers>,
     writer: AckWriter,
     owned: Mutex<HashMap<String, Arc<OwnedQueue>>>,
+    /// Per calling connection (one per broker forwarding here), the deliveries it took and
+    /// has not settled, by queue: put back when the connection closes, since the consumers
+    /// they went to went with their broker (see [`Handler::closed`]).
+    lent: Mutex<HashMap<u64, HashMap<String, BTreeSet<u64>>>>,
     /// Serialises take-overs (one replay per queue at a time).
     opening: tokio::sync::Mutex<()>,
 }
@@ -86,6 +94,7 @@ impl CloudQueues {
             cluster,
             peers,
             owned: Mutex::default(),
+            lent: Mutex::default(),
             opening: tokio::sync::Mutex::new(()),
         })
     }
@@ -192,6 +201,23 @@ impl CloudQueues {
             return Err(EngineError::UnknownQueue(queue.to_owned()));
         }
         Ok(held)
+    }
+
+    /// [`CloudQueues::dispatch`] for a frontend's call, retried for [`RETRY_FOR`] on retriable
+    /// failures. A retried call may have taken effect the first time (its answer lost): an
+    /// enqueue is then stored twice (at-least-once, as a publisher's own retry would), a
+    /// settle is harmless (settling a settled id is a no-op, see `ack_carried_over`).
+    async fn call(&self, request: Request) -> EngineResult<Reply> {
+        let deadline = tokio::time::Instant::now() + RETRY_FOR;
+        loop {
+            match self.dispatch(request.clone(), false).await {
+                Err(EngineError::Storage(error)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(%error, "queue call failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// Runs `request` for a queue this broker owns, or forwards it (at most once).
@@ -305,21 +331,21 @@ impl QueueService for CloudQueues {
             queue: name.to_owned(),
             options,
         };
-        match self.dispatch(request, false).await? {
+        match self.call(request).await? {
             Reply::Depth(depth) => Ok(depth),
             other => Err(unexpected(other)),
         }
     }
 
     async fn delete_queue(&self, name: &str) -> EngineResult<u64> {
-        match self.dispatch(Request::Delete { queue: name.to_owned() }, false).await? {
+        match self.call(Request::Delete { queue: name.to_owned() }).await? {
             Reply::Count(count) => Ok(count),
             other => Err(unexpected(other)),
         }
     }
 
     async fn purge_queue(&self, name: &str) -> EngineResult<u64> {
-        match self.dispatch(Request::Purge { queue: name.to_owned() }, false).await? {
+        match self.call(Request::Purge { queue: name.to_owned() }).await? {
             Reply::Count(count) => Ok(count),
             other => Err(unexpected(other)),
         }
@@ -330,7 +356,7 @@ impl QueueService for CloudQueues {
             queue: name.to_owned(),
             batch,
         };
-        match self.dispatch(request, false).await? {
+        match self.call(request).await? {
             Reply::Appended(outcome) => Ok(outcome),
             other => Err(unexpected(other)),
         }
@@ -341,7 +367,7 @@ impl QueueService for CloudQueues {
             queue: name.to_owned(),
             max: u32::try_from(max).unwrap_or(u32::MAX),
         };
-        match self.dispatch(request, false).await? {
+        match self.call(request).await? {
             Reply::Deliveries(deliveries) => Ok(deliveries),
             other => Err(unexpected(other)),
         }
@@ -358,7 +384,7 @@ impl QueueService for CloudQueues {
             max: u32::try_from(max).unwrap_or(u32::MAX),
             filter: accept,
         };
-        match self.dispatch(request, false).await? {
+        match self.call(request).await? {
             Reply::HeadTake(take) => Ok(take),
             other => Err(unexpected(other)),
         }
@@ -369,7 +395,7 @@ impl QueueService for CloudQueues {
             queue: name.to_owned(),
             timeout,
         };
-        match self.dispatch(request, false).await? {
+        match self.call(request).await? {
             Reply::Ready(ready) => Ok(ready),
             other => Err(unexpected(other)),
         }
@@ -380,7 +406,7 @@ impl QueueService for CloudQueues {
             queue: name.to_owned(),
             ids: ids.to_vec(),
         };
-        match self.dispatch(request, false).await? {
+        match self.call(request).await? {
             Reply::Done => Ok(()),
             other => Err(unexpected(other)),
         }
@@ -391,14 +417,14 @@ impl QueueService for CloudQueues {
             queue: name.to_owned(),
             ids: ids.to_vec(),
         };
-        match self.dispatch(request, false).await? {
+        match self.call(request).await? {
             Reply::Done => Ok(()),
             other => Err(unexpected(other)),
         }
     }
 
     async fn depth(&self, name: &str) -> EngineResult<QueueDepth> {
-        match self.dispatch(Request::Depth { queue: name.to_owned() }, false).await? {
+        match self.call(Request::Depth { queue: name.to_owned() }).await? {
             Reply::Depth(depth) => Ok(depth),
             other => Err(unexpected(other)),
         }
@@ -427,7 +453,7 @@ impl QueueService for CloudQueues {
 /// to partitions it leads.
 #[async_trait]
 impl Handler for CloudQueues {
-    async fn handle(&self, request: Request) -> Result<Reply, WireError> {
+    async fn handle(&self, conn: u64, request: Request) -> Result<Reply, WireError> {
         let outcome = match request {
             Request::Append {
                 topic,
@@ -437,9 +463,68 @@ impl Handler for CloudQueues {
                 let tp = TopicPartition::new(topic, partition);
                 self.log.append(&tp, batch).await.map(Reply::Appended)
             }
-            request => self.dispatch(request, true).await,
+            request => {
+                let queue = match &request {
+                    Request::Take { queue, .. }
+                    | Request::TakeHead { queue, .. }
+                    | Request::Ack { queue, .. }
+                    | Request::Requeue { queue, .. } => Some(queue.clone()),
+                    _ => None,
+                };
+                let settled = match &request {
+                    Request::Ack { ids, .. } | Request::Requeue { ids, .. } => ids.clone(),
+                    _ => Vec::new(),
+                };
+                let outcome = self.dispatch(request, true).await;
+                if let Some(queue) = queue {
+                    self.track(conn, &queue, &outcome, &settled);
+                }
+                outcome
+            }
         };
         outcome.map_err(to_wire)
+    }
+
+    async fn closed(&self, conn: u64) {
+        let Some(lent) = self.lent.lock().remove(&conn) else {
+            return;
+        };
+        for (queue, ids) in lent {
+            let Some(owned) = self.current(&queue) else {
+                // Not run here any more: its new owner rebuilt it with these ready again.
+                continue;
+            };
+            let ids: Vec<u64> = ids.into_iter().collect();
+            match owned.requeue(&ids).await {
+                Ok(()) => tracing::info!(
+                    queue,
+                    count = ids.len(),
+                    "put back deliveries of a broker that went away"
+                ),
+                Err(error) => tracing::warn!(queue, %error, "cannot put back a gone broker's deliveries"),
+            }
+        }
+    }
+}
+
+impl CloudQueues {
+    /// Records what a forwarded take lent to connection `conn`, and forgets what it settled.
+    fn track(&self, conn: u64, queue: &str, outcome: &EngineResult<Reply>, settled: &[u64]) {
+        let taken: Vec<u64> = match outcome {
+            Ok(Reply::Deliveries(deliveries)) => deliveries.iter().map(|d| d.id).collect(),
+            Ok(Reply::HeadTake(take)) => take.taken.iter().map(|d| d.id).collect(),
+            _ => Vec::new(),
+        };
+        let mut lent = self.lent.lock();
+        let queues = lent.entry(conn).or_default();
+        let ids = queues.entry(queue.to_owned()).or_default();
+        ids.extend(taken);
+        for id in settled {
+            ids.remove(id);
+        }
+        if ids.is_empty() {
+            queues.remove(queue);
+        }
     }
 }
 

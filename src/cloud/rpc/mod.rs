@@ -43,10 +43,15 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes of the random cluster secret.
 pub const SECRET_BYTES: usize = 32;
 
-/// What the server side runs for each request.
+/// What the server side runs for each request. `conn` identifies the calling connection
+/// (one per calling broker), so state a caller holds can be released when it goes.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
-    async fn handle(&self, request: Request) -> Result<Reply, WireError>;
+    async fn handle(&self, conn: u64, request: Request) -> Result<Reply, WireError>;
+
+    /// The connection `conn` closed (the caller died, restarted or reconnected); runs after
+    /// its last call finished.
+    async fn closed(&self, conn: u64);
 }
 
 /// Reads the cluster secret, creating it if this is the first broker.

@@ -21,6 +21,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut next_conn = 0u64;
     loop {
         let permit = tokio::select! {
             () = stop.cancelled() => return,
@@ -43,10 +44,13 @@ pub async fn serve(
             }
         };
         let (secret, handler, stop) = (secret.clone(), handler.clone(), stop.clone());
+        next_conn += 1;
+        let conn = next_conn;
         tokio::spawn(async move {
-            if let Err(reason) = connection(stream, &secret, handler, stop).await {
+            if let Err(reason) = connection(stream, &secret, handler.clone(), stop, conn).await {
                 tracing::warn!(%peer, reason, "internal RPC connection closed");
             }
+            handler.closed(conn).await;
             drop(permit);
         });
     }
@@ -74,6 +78,7 @@ async fn connection(
     secret: &[u8],
     handler: Arc<dyn Handler>,
     stop: CancellationToken,
+    conn: u64,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
@@ -129,7 +134,7 @@ async fn connection(
             Ok(Some(Frame::Request { id, request })) => {
                 let (handler, answers) = (handler.clone(), answers.clone());
                 tokio::spawn(async move {
-                    let reply = handler.handle(request).await;
+                    let reply = handler.handle(conn, request).await;
                     let _ = answers.send(Frame::Response { id, reply }).await;
                     drop(slot);
                 });
@@ -140,7 +145,9 @@ async fn connection(
         }
     };
     drop(answers);
-    // Answers of calls still running are written as they finish, unless the peer is gone.
+    // Answers of calls still running are written as they finish, unless the peer is gone;
     let _ = write_task.await;
+    // Every call has finished once all slots are back (the writer may have stopped early).
+    let _ = in_flight.acquire_many(MAX_IN_FLIGHT as u32).await;
     outcome
 }

@@ -21,6 +21,7 @@ impl Session {
         queue: &str,
         no_ack: bool,
     ) -> Result<(), AmqpError> {
+        self.shared.topology.refresh().await?;
         let info = self.shared.topology.check_queue(queue, self.id)?;
         if info.is_stream() {
             return Err(stream::basic_get_refused(queue));

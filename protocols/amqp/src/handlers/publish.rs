@@ -119,12 +119,13 @@ impl Session {
         }
         let direct_reply =
             pending.exchange.is_empty() && pending.routing_key.starts_with(REPLY_TO_PREFIX);
-        if !pending.exchange.is_empty() {
-            // An exchange declared through another broker of a shared store (cheap: one
-            // counter compared unless the store says exchanges changed).
+        if !direct_reply {
+            // An exchange, queue or binding declared through another broker of a shared store
+            // (cheap: counters compared unless the store says they changed); the default
+            // exchange routes to queues, so it needs them too.
             self.shared
                 .topology
-                .refresh_exchanges()
+                .refresh()
                 .await
                 .map_err(|e| e.caused_by(pending.method))?;
         }
