@@ -29,10 +29,14 @@
 //! [`maintenance`] job deletes them after a grace period.
 //!
 //! The frontends' metadata store is split ([`records`]): users, permissions, vhosts, Kafka
-//! ACLs, AMQP exchanges and RocketMQ topic ids and transactions in PostgreSQL, shared by every
-//! broker, with changes announced through LISTEN/NOTIFY; what describes this broker's local
-//! queue data stays in its local store. Queues and the scheduler still run on the local
-//! engine (see the README).
+//! ACLs, AMQP exchanges, queues and bindings, and RocketMQ topic ids and transactions in
+//! PostgreSQL, shared by every broker, with changes announced through LISTEN/NOTIFY; only Kafka
+//! producer snapshots (unused here) stay in the local store.
+//!
+//! Queues run across brokers ([`queues`]): each is run by the leader of its log partition,
+//! its settles in PostgreSQL, and the other brokers forward their calls over the internal RPC
+//! ([`rpc`]), which also carries the AMQP and RocketMQ appends to partitions another broker
+//! leads ([`forward`]). The scheduler still runs on the local engine (see the README).
 
 pub mod admin;
 pub mod error;

@@ -13,9 +13,18 @@
 //! it took the partition over) bumps the queue's epoch in PostgreSQL and replays its settle
 //! rows: every unsettled message is ready again, those handed out before flagged
 //! redelivered. The bumped epoch fences the previous owner's later settles. Delivery ids are
-//! log offsets, so an ack sent by a consumer to the new owner for a message the old owner
-//! handed out settles it if it is unacked there, and is refused as an unknown delivery (and
-//! the message delivered again) otherwise.
+//! log offsets, so an ack sent to the new owner for a message the old owner handed out
+//! settles it (ready again there, or already settled: a no-op; see
+//! `QueueState::ack_carried_over`), sparing a redelivery.
+//!
+//! A broker that goes away takes its consumers with it: the owner remembers, per calling
+//! connection (one per broker), the deliveries it lent and puts back those still unsettled
+//! when the connection closes, so they reach other consumers at once rather than at the next
+//! take-over.
+//!
+//! Retries: a frontend's call is retried for [`RETRY_FOR`] while the owner is unreachable or
+//! the brokers' views disagree (except purge and delete, which are not idempotent), so a
+//! moment of disagreement is not a client-visible error.
 //!
 //! Sync views: `depth` and `queues` are async in the contract and answered by the owner
 //! and by PostgreSQL; `local_depths` (metrics) reports the queues this broker runs.
@@ -204,14 +213,19 @@ impl CloudQueues {
     }
 
     /// [`CloudQueues::dispatch`] for a frontend's call, retried for [`RETRY_FOR`] on retriable
-    /// failures. A retried call may have taken effect the first time (its answer lost): an
-    /// enqueue is then stored twice (at-least-once, as a publisher's own retry would), a
-    /// settle is harmless (settling a settled id is a no-op, see `ack_carried_over`).
+    /// failures (purge and delete are not). A retried call may have taken effect the first
+    /// time (its answer lost): an enqueue is then stored twice (at-least-once, as a
+    /// publisher's own retry would), a settle is harmless (settling a settled id is a no-op,
+    /// see `ack_carried_over`), a take's deliveries stay lent to this broker's connection
+    /// until it closes.
     async fn call(&self, request: Request) -> EngineResult<Reply> {
         let deadline = tokio::time::Instant::now() + RETRY_FOR;
+        let idempotent = !matches!(request, Request::Purge { .. } | Request::Delete { .. });
         loop {
             match self.dispatch(request.clone(), false).await {
-                Err(EngineError::Storage(error)) if tokio::time::Instant::now() < deadline => {
+                Err(EngineError::Storage(error))
+                    if idempotent && tokio::time::Instant::now() < deadline =>
+                {
                     tracing::debug!(%error, "queue call failed; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

@@ -4,8 +4,9 @@
 //! Invariants: a call that gets no answer (the connection broke, the peer died, the timeout
 //! passed) fails with a retriable error, never a made-up answer; a broken connection is
 //! dropped and the next call to that peer connects again, to the address the membership names
-//! now (a restarted peer may listen on another port); at most [`MAX_IN_FLIGHT`] calls wait on
-//! one connection, later ones wait for a slot.
+//! now (a restarted peer may listen on another port), and a call that timed out drops its
+//! connection too (see `Peers::call`); at most [`MAX_IN_FLIGHT`] calls wait on one
+//! connection, later ones wait for a slot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,6 +95,13 @@ impl Peers {
             Ok(Err(_)) => Err(failed(peer, "connection lost before the answer")),
             Err(_) => {
                 conn.waiters.lock().remove(&id);
+                // The call may have taken effect (a take's deliveries lent to this
+                // connection): drop the connection, so the peer releases what it lent over
+                // it once the calls still on it end, and the next call connects afresh.
+                conn.alive.store(false, Ordering::Release);
+                self.conns
+                    .lock()
+                    .retain(|_, held| !Arc::ptr_eq(held, &conn));
                 Err(failed(peer, "no answer in time"))
             }
         }
