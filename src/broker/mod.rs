@@ -29,8 +29,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_api::{
-    CommittedOffset, Engine, EngineError, EngineResult, MetadataStore, QueueService,
-    TopicPartition,
+    CommittedOffset, Engine, EngineError, EngineResult, MetadataStore, QueueService, TopicPartition,
 };
 
 use crate::cloud::{CloudEngine, SplitRecords};

@@ -76,7 +76,12 @@ impl LogService for ForwardingLog {
         }
     }
 
-    async fn read(&self, tp: &TopicPartition, offset: i64, max: usize) -> EngineResult<ReadBatches> {
+    async fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max: usize,
+    ) -> EngineResult<ReadBatches> {
         self.log.read(tp, offset, max).await
     }
 

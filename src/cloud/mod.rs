@@ -68,12 +68,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{CloudError, CloudResult};
 pub use forward::ForwardingLog;
-pub use queues::CloudQueues;
 pub use leadership::Cluster;
 pub use log::{CloudLog, LogSettings};
 pub use members::{MemberSettings, Membership};
 pub use objects::{Objects, ObjectsUrl};
 pub use offsets::CloudOffsets;
+pub use queues::CloudQueues;
 pub use records::{Generations, PgRecords, SplitRecords};
 pub use stats::{Stats, StatsSnapshot};
 

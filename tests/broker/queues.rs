@@ -256,7 +256,10 @@ async fn purge_depth_and_delete() {
         3,
         "two unacked and one new unacked"
     );
-    assert!(matches!(q.depth("work").await, Err(EngineError::UnknownQueue(_))));
+    assert!(matches!(
+        q.depth("work").await,
+        Err(EngineError::UnknownQueue(_))
+    ));
     assert!(matches!(
         q.delete_queue("work").await,
         Err(EngineError::UnknownQueue(_))
@@ -413,7 +416,10 @@ async fn acking_everything_deletes_old_segments() {
     // The trimmed log and the journal agree after a restart.
     drop(node);
     let node = Node::open(dir.path(), log_config(4096));
-    assert_eq!(node.queues.depth("big").await.unwrap(), QueueDepth::default());
+    assert_eq!(
+        node.queues.depth("big").await.unwrap(),
+        QueueDepth::default()
+    );
     node.queues.enqueue("big", batch(&["tail"])).await.unwrap();
     assert_eq!(
         summary(&node.queues.take("big", 5).await.unwrap()),

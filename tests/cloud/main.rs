@@ -15,6 +15,7 @@ mod cluster;
 mod engine;
 mod flushes;
 mod groups;
+mod internal_rpc;
 mod kafka;
 #[path = "../support/kafka_wire.rs"]
 mod kafka_wire;

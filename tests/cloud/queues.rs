@@ -31,8 +31,7 @@ fn owner(name: &str, ids: &[u32]) -> u32 {
     let mut key = b"pqueue:".to_vec();
     key.extend_from_slice(name.as_bytes());
     key.extend_from_slice(&0u32.to_be_bytes());
-    *ids
-        .iter()
+    *ids.iter()
         .max_by_key(|id| tributary::cloud::members::rendezvous(&key, **id))
         .expect("a broker")
 }
@@ -152,7 +151,11 @@ async fn across(from: &mut TestBroker, to: &mut TestBroker, queue: &str, tag: &s
         connection.close(200, "bye".into()).await.expect("close");
         left
     };
-    assert_eq!(count_on(publisher).await, 0, "acked on one broker, gone on the other");
+    assert_eq!(
+        count_on(publisher).await,
+        0,
+        "acked on one broker, gone on the other"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +175,12 @@ async fn a_queue_is_fed_on_one_broker_and_worked_off_on_another_either_way() {
 type Seen = Arc<Mutex<Vec<(u32, bool)>>>;
 
 /// Consumes `queue` on `broker` with manual acks until `stop`, reconnecting after errors.
-async fn consume_forever(addr: std::net::SocketAddr, queue: String, seen: Seen, stop: Arc<tokio::sync::Notify>) {
+async fn consume_forever(
+    addr: std::net::SocketAddr,
+    queue: String,
+    seen: Seen,
+    stop: Arc<tokio::sync::Notify>,
+) {
     loop {
         let session = async {
             let uri = format!("amqp://guest:guest@{addr}/%2f");
@@ -255,7 +263,8 @@ async fn the_owner_killed_under_load_loses_no_confirmed_message() {
             );
             if session.is_none() {
                 let uri = format!("amqp://guest:guest@{publisher_addr}/%2f");
-                if let Ok(connection) = Connection::connect(&uri, ConnectionProperties::default()).await
+                if let Ok(connection) =
+                    Connection::connect(&uri, ConnectionProperties::default()).await
                     && let Ok(channel) = channel(&connection).await
                 {
                     session = Some((connection, channel));
@@ -319,7 +328,10 @@ async fn the_owner_killed_under_load_loses_no_confirmed_message() {
         lost.len()
     );
     assert!(lost.is_empty(), "confirmed but never delivered: {lost:?}");
-    assert_eq!(out_of_order, 0, "never-delivered messages keep FIFO order: {fresh:?}");
+    assert_eq!(
+        out_of_order, 0,
+        "never-delivered messages keep FIFO order: {fresh:?}"
+    );
     // A duplicate is a redelivery of an unacked message (at most the prefetch window in
     // flight at the kill, twice for a consumer that reconnected) or a retried publish.
     assert!(
@@ -383,7 +395,8 @@ async fn an_amqp_publish_to_a_topic_another_broker_leads_is_forwarded_and_lands(
     while values.len() < 5 && Instant::now() < deadline {
         if let Some(message) = reader.poll(Duration::from_millis(200)) {
             let message = message.expect("consume");
-            values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+            values
+                .push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
         }
     }
     assert_eq!(
@@ -463,6 +476,10 @@ async fn deliveries_to_a_killed_brokers_consumer_go_to_a_consumer_elsewhere() {
     numbers.sort_unstable();
     assert_eq!(numbers, (0..20).collect::<Vec<_>>(), "each message once");
     let redelivered: Vec<u32> = got.iter().filter(|(_, r)| *r).map(|(n, _)| *n).collect();
-    assert_eq!(redelivered, (0..10).collect::<Vec<_>>(), "the ten lent ones, flagged");
+    assert_eq!(
+        redelivered,
+        (0..10).collect::<Vec<_>>(),
+        "the ten lent ones, flagged"
+    );
     eprintln!("lent deliveries back after {:?}", started.elapsed());
 }

@@ -163,7 +163,10 @@ mod tests {
             key: None,
             value: None,
             timestamp: 0,
-            headers: vec![(Bytes::from_static(b"h"), Some(Bytes::copy_from_slice(value)))],
+            headers: vec![(
+                Bytes::from_static(b"h"),
+                Some(Bytes::copy_from_slice(value)),
+            )],
         }
     }
 

@@ -621,7 +621,10 @@ mod tests {
             vec![(3, true), (4, false), (5, false), (6, false), (7, false)],
             "0, 1 and 2 are settled; 3 is redelivered once"
         );
-        assert!(state.ack(&[0]).is_err(), "a strict ack still refuses settled ids");
+        assert!(
+            state.ack(&[0]).is_err(),
+            "a strict ack still refuses settled ids"
+        );
     }
 
     #[test]

@@ -222,7 +222,10 @@ async fn commit(pool: &PgPool, batch: BTreeMap<(String, i64), (Vec<u8>, Vec<Wait
     }
     let queues: Vec<&str> = batch.keys().map(|(queue, _)| queue.as_str()).collect();
     let epochs: Vec<i64> = batch.keys().map(|(_, epoch)| *epoch).collect();
-    let entries: Vec<&[u8]> = batch.values().map(|(entries, _)| entries.as_slice()).collect();
+    let entries: Vec<&[u8]> = batch
+        .values()
+        .map(|(entries, _)| entries.as_slice())
+        .collect();
     let outcome = async {
         let client = pool.get().await?;
         client

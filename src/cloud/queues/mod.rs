@@ -237,7 +237,9 @@ impl CloudQueues {
     /// Runs `request` for a queue this broker owns, or forwards it (at most once).
     async fn dispatch(&self, request: Request, forwarded: bool) -> EngineResult<Reply> {
         let queue = match &request {
-            Request::Append { .. } => return Err(unavailable("append sent as a queue call".into())),
+            Request::Append { .. } => {
+                return Err(unavailable("append sent as a queue call".into()));
+            }
             Request::Declare { queue, .. }
             | Request::Delete { queue }
             | Request::Purge { queue }
@@ -255,7 +257,9 @@ impl CloudQueues {
         if owner != self.cluster.local_id() {
             self.drop_owned(&queue);
             if forwarded {
-                return Err(unavailable(format!("queue {queue}: broker {owner} owns it now")));
+                return Err(unavailable(format!(
+                    "queue {queue}: broker {owner} owns it now"
+                )));
             }
             let wait = match &request {
                 Request::WaitReady { timeout, .. } => *timeout,
@@ -264,7 +268,9 @@ impl CloudQueues {
             return self.forward(owner, request, wait).await;
         }
         match request {
-            Request::Declare { options, .. } => Ok(Reply::Depth(self.declare_here(&queue, options).await?)),
+            Request::Declare { options, .. } => {
+                Ok(Reply::Depth(self.declare_here(&queue, options).await?))
+            }
             Request::Delete { .. } => Ok(Reply::Count(self.delete_here(&queue).await?)),
             request => {
                 let owned = self.open(&queue).await?;
@@ -352,14 +358,24 @@ impl QueueService for CloudQueues {
     }
 
     async fn delete_queue(&self, name: &str) -> EngineResult<u64> {
-        match self.call(Request::Delete { queue: name.to_owned() }).await? {
+        match self
+            .call(Request::Delete {
+                queue: name.to_owned(),
+            })
+            .await?
+        {
             Reply::Count(count) => Ok(count),
             other => Err(unexpected(other)),
         }
     }
 
     async fn purge_queue(&self, name: &str) -> EngineResult<u64> {
-        match self.call(Request::Purge { queue: name.to_owned() }).await? {
+        match self
+            .call(Request::Purge {
+                queue: name.to_owned(),
+            })
+            .await?
+        {
             Reply::Count(count) => Ok(count),
             other => Err(unexpected(other)),
         }
@@ -438,7 +454,12 @@ impl QueueService for CloudQueues {
     }
 
     async fn depth(&self, name: &str) -> EngineResult<QueueDepth> {
-        match self.call(Request::Depth { queue: name.to_owned() }).await? {
+        match self
+            .call(Request::Depth {
+                queue: name.to_owned(),
+            })
+            .await?
+        {
             Reply::Depth(depth) => Ok(depth),
             other => Err(unexpected(other)),
         }
@@ -515,7 +536,9 @@ impl Handler for CloudQueues {
                     count = ids.len(),
                     "put back deliveries of a broker that went away"
                 ),
-                Err(error) => tracing::warn!(queue, %error, "cannot put back a gone broker's deliveries"),
+                Err(error) => {
+                    tracing::warn!(queue, %error, "cannot put back a gone broker's deliveries")
+                }
             }
         }
     }

@@ -26,8 +26,8 @@ use event_listener::Event;
 use parking_lot::Mutex;
 use tributary_api::batch::{BatchError, BatchHeader, decode_records};
 use tributary_api::{
-    AppendOutcome, EngineError, EngineResult, HeadFilter, HeadTake, LogService,
-    QueueDepth, StoredRecord, TopicPartition,
+    AppendOutcome, EngineError, EngineResult, HeadFilter, HeadTake, LogService, QueueDepth,
+    StoredRecord, TopicPartition,
 };
 
 use super::acks::{AckWrite, AckWriter, Definition};
@@ -136,7 +136,9 @@ impl OwnedQueue {
 
     fn check(&self) -> EngineResult<()> {
         if self.broken.load(Ordering::Acquire) {
-            return Err(CloudError::NotLeader(format!("queue {} (being taken over)", self.name)).into());
+            return Err(
+                CloudError::NotLeader(format!("queue {} (being taken over)", self.name)).into(),
+            );
         }
         Ok(())
     }
@@ -361,16 +363,13 @@ impl OwnedQueue {
 /// The cached records from `offset` on while their offsets run without a gap (a gap would let
 /// the state skip the records in it).
 fn contiguous_from(cache: &BTreeMap<i64, StoredRecord>, offset: i64) -> Vec<StoredRecord> {
-    let mut out = Vec::new();
-    let mut next = offset;
-    for (&at, stored) in cache.range(offset..) {
-        if at != next || out.len() >= RUN_LIMIT {
-            break;
-        }
-        out.push(stored.clone());
-        next += 1;
-    }
-    out
+    cache
+        .range(offset..)
+        .zip(offset..)
+        .take_while(|((at, _), next)| **at == *next)
+        .take(RUN_LIMIT)
+        .map(|((_, stored), _)| stored.clone())
+        .collect()
 }
 
 /// Drops cached records that are no longer ready (settled or handed out: a requeued one is

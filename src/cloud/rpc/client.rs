@@ -84,7 +84,12 @@ impl Peers {
             conn.waiters.lock().remove(&id);
             return Err(failed(peer, "connection closed"));
         }
-        if conn.frames.send(Frame::Request { id, request }).await.is_err() {
+        if conn
+            .frames
+            .send(Frame::Request { id, request })
+            .await
+            .is_err()
+        {
             conn.waiters.lock().remove(&id);
             return Err(failed(peer, "connection closed"));
         }
@@ -112,7 +117,8 @@ impl Peers {
             .members
             .internal_address(peer)
             .ok_or_else(|| failed(peer, "no internal address advertised"))?;
-        let usable = |conn: &Arc<Conn>| conn.alive.load(Ordering::Acquire) && conn.address == address;
+        let usable =
+            |conn: &Arc<Conn>| conn.alive.load(Ordering::Acquire) && conn.address == address;
         if let Some(conn) = self.conns.lock().get(&peer).filter(|c| usable(c)) {
             return Ok(conn.clone());
         }
@@ -145,7 +151,12 @@ impl Peers {
                 if let Some(frame) = codec::decode_frame(&mut buf).map_err(|e| failed(peer, e))? {
                     return Ok(frame);
                 }
-                if stream.read_buf(&mut buf).await.map_err(|e| failed(peer, e))? == 0 {
+                if stream
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|e| failed(peer, e))?
+                    == 0
+                {
                     return Err(failed(peer, "refused the hello (wrong cluster secret?)"));
                 }
             }

@@ -55,27 +55,68 @@ pub enum CodecError {
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    Hello { broker_id: u32, secret: Bytes },
+    Hello {
+        broker_id: u32,
+        secret: Bytes,
+    },
     Welcome,
-    Request { id: u64, request: Request },
-    Response { id: u64, reply: Result<Reply, WireError> },
+    Request {
+        id: u64,
+        request: Request,
+    },
+    Response {
+        id: u64,
+        reply: Result<Reply, WireError>,
+    },
 }
 
 /// What one broker asks the broker that runs a queue or leads a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Declare { queue: String, options: QueueOptions },
-    Delete { queue: String },
-    Purge { queue: String },
-    Enqueue { queue: String, batch: Bytes },
-    Take { queue: String, max: u32 },
-    TakeHead { queue: String, max: u32, filter: HeadFilter },
-    WaitReady { queue: String, timeout: Duration },
-    Ack { queue: String, ids: Vec<u64> },
-    Requeue { queue: String, ids: Vec<u64> },
-    Depth { queue: String },
+    Declare {
+        queue: String,
+        options: QueueOptions,
+    },
+    Delete {
+        queue: String,
+    },
+    Purge {
+        queue: String,
+    },
+    Enqueue {
+        queue: String,
+        batch: Bytes,
+    },
+    Take {
+        queue: String,
+        max: u32,
+    },
+    TakeHead {
+        queue: String,
+        max: u32,
+        filter: HeadFilter,
+    },
+    WaitReady {
+        queue: String,
+        timeout: Duration,
+    },
+    Ack {
+        queue: String,
+        ids: Vec<u64>,
+    },
+    Requeue {
+        queue: String,
+        ids: Vec<u64>,
+    },
+    Depth {
+        queue: String,
+    },
     /// An append to a partition the receiver leads (AMQP and RocketMQ frontends).
-    Append { topic: String, partition: u32, batch: Bytes },
+    Append {
+        topic: String,
+        partition: u32,
+        batch: Bytes,
+    },
 }
 
 /// A successful answer.
@@ -97,7 +138,10 @@ pub enum WireError {
     UnknownDelivery(u64),
     InvalidName(String),
     UnknownTopic(String),
-    BatchTooLarge { size: u64, limit: u64 },
+    BatchTooLarge {
+        size: u64,
+        limit: u64,
+    },
     ShuttingDown,
     /// Anything else: retriable on the caller's side (another owner, a database hiccup).
     Unavailable(String),

@@ -159,8 +159,16 @@ fn a_truncated_frame_waits_for_more_bytes_at_every_cut() {
         let whole = encoded(&frame);
         for cut in 0..whole.len() {
             let mut partial = BytesMut::from(&whole[..cut]);
-            assert_eq!(decode_frame(&mut partial), Ok(None), "{frame:?} cut at {cut}");
-            assert_eq!(partial.len(), cut, "nothing is consumed before the frame is whole");
+            assert_eq!(
+                decode_frame(&mut partial),
+                Ok(None),
+                "{frame:?} cut at {cut}"
+            );
+            assert_eq!(
+                partial.len(),
+                cut,
+                "nothing is consumed before the frame is whole"
+            );
         }
     }
 }

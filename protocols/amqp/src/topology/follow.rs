@@ -54,7 +54,10 @@ impl Topology {
                 if policy.kind == QueueKind::Stream {
                     self.declare_storage(name, &policy, true).await?;
                 }
-                tracing::info!(queue = name, "learnt a queue declared through another broker");
+                tracing::info!(
+                    queue = name,
+                    "learnt a queue declared through another broker"
+                );
             }
         }
         let (leases, _stale) = self.install_loaded(Vec::new(), fresh, bindings, Vec::new());
