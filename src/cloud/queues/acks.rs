@@ -186,7 +186,7 @@ async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<AckWrite>) {
             writes.push(more);
         }
         // (queue, epoch) -> (entries, waiters), in arrival order per queue.
-        let mut batch: BTreeMap<(String, i64), (Vec<u8>, Vec<Waiter>)> = BTreeMap::new();
+        let mut batch = Batch::new();
         for write in writes {
             match write {
                 AckWrite::Append {
@@ -216,7 +216,28 @@ async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<AckWrite>) {
     }
 }
 
-async fn commit(pool: &PgPool, batch: BTreeMap<(String, i64), (Vec<u8>, Vec<Waiter>)>) {
+type Batch = BTreeMap<(String, i64), (Vec<u8>, Vec<Waiter>)>;
+
+/// Commits `batch` in as few statements as it takes for each to name a queue once (a queue
+/// appears under two epochs only just after this broker took it over again, and the statement
+/// reports which queues it wrote, not under which epoch).
+async fn commit(pool: &PgPool, mut batch: Batch) {
+    while !batch.is_empty() {
+        let mut round = Batch::new();
+        let mut rest = Batch::new();
+        let mut named = std::collections::HashSet::new();
+        for (key, value) in batch {
+            match named.insert(key.0.clone()) {
+                true => round.insert(key, value),
+                false => rest.insert(key, value),
+            };
+        }
+        commit_round(pool, round).await;
+        batch = rest;
+    }
+}
+
+async fn commit_round(pool: &PgPool, batch: Batch) {
     if batch.is_empty() {
         return;
     }
