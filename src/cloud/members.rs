@@ -1,8 +1,9 @@
 //! Broker membership by leases in PostgreSQL, and partition leadership by rendezvous hashing
 //! over the live brokers.
 //!
-//! Each broker upserts its row in `brokers` (id, advertised host, Kafka port, lease expiry) every
-//! `cluster.lease_renew_ms` and reads back the brokers whose lease has not expired. Expiry is
+//! Each broker upserts its row in `brokers` (id, advertised host, Kafka port, internal RPC port,
+//! lease expiry) every `cluster.lease_renew_ms` and reads back the brokers whose lease has not
+//! expired (and where their internal RPC listens, for [`super::rpc`]). Expiry is
 //! judged by PostgreSQL's clock (`now()`), so brokers' clocks need not agree. Leadership of a
 //! partition (and the coordinator of a group) is the live broker with the highest
 //! [`rendezvous`] score for it: every broker with the same view picks the same leader, and a
