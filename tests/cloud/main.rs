@@ -14,6 +14,7 @@ mod broker;
 mod cluster;
 mod engine;
 mod flushes;
+mod forwarded_sends;
 mod groups;
 mod internal_rpc;
 mod kafka;
@@ -25,6 +26,8 @@ mod producers;
 mod queues;
 mod records_model;
 mod retention;
+#[path = "../support/rocketmq.rs"]
+mod rocketmq_support;
 mod services;
 mod shared_metadata;
 mod tls;
