@@ -1,7 +1,8 @@
 //! The cloud engine (PostgreSQL + S3) against real services: the storage model, Kafka clients
 //! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing,
 //! wake-ups across brokers, the metadata store shared by brokers (users, permissions, ACLs,
-//! exchanges), AMQP queues used through any broker (and their owner's death), and the GC of
+//! exchanges), AMQP queues used through any broker (and their owner's death), AMQP and
+//! RocketMQ appends forwarded to the partition leader, the internal RPC's secret, and the GC of
 //! objects no commit recorded.
 //!
 //! Needs `TRIBUTARY_TEST_PG_URL`, `TRIBUTARY_TEST_S3_BUCKET` and the `AWS_*` variables that
