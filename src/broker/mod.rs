@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_api::{
-    CommittedOffset, Engine, EngineError, EngineResult, MetadataStore, TopicPartition,
+    CommittedOffset, Engine, EngineError, EngineResult, MetadataStore, QueueService, TopicPartition,
 };
 
 use crate::cloud::{CloudEngine, SplitRecords};
@@ -70,9 +70,10 @@ impl Broker {
         Self::open_with_cloud(settings, None)
     }
 
-    /// [`Broker::open`], with the log, topics, consumer offsets and the cluster-wide metadata
-    /// namespaces served by `cloud` when given (queues, the per-broker metadata namespaces and
-    /// the scheduler stay local). Blocking.
+    /// [`Broker::open`], with the log, topics, consumer offsets, queues and the cluster-wide
+    /// metadata namespaces served by `cloud` when given (the per-broker metadata namespaces and
+    /// the scheduler stay local; the local queue service is opened but not handed out).
+    /// Blocking.
     pub fn open_with_cloud(
         settings: BrokerSettings,
         cloud: Option<Arc<CloudEngine>>,
@@ -127,7 +128,7 @@ impl Broker {
                 log: cloud.log(),
                 topics: cloud.log(),
                 offsets: cloud.offsets(),
-                queues: self.queues.clone(),
+                queues: cloud.queues(),
                 metadata: self.records.clone(),
                 scheduler: self.scheduler.clone(),
             };
@@ -140,6 +141,17 @@ impl Broker {
             metadata: self.records.clone(),
             scheduler: self.scheduler.clone(),
         }
+    }
+
+    /// [`Broker::engine`] for the AMQP and RocketMQ frontends: on the cloud engine their
+    /// appends to partitions other brokers lead are forwarded there (`cloud::forward`); the
+    /// Kafka frontend keeps [`Broker::engine`], whose log refuses them (clients route).
+    pub fn engine_forwarding(self: &Arc<Self>) -> Engine {
+        let mut engine = self.engine();
+        if let Some(cloud) = &self.cloud {
+            engine.log = cloud.forwarding_log();
+        }
+        engine
     }
 
     /// Every group's committed positions, in (group, topic, partition) order: what a
@@ -166,12 +178,13 @@ impl Broker {
 
     /// Starts retention and the delayed-delivery scheduler; both stop when `shutdown` fires.
     pub fn spawn_background(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
-        let log: Arc<dyn tributary_api::LogService> = match &self.cloud {
-            Some(cloud) => cloud.log(),
-            None => self.topics.clone(),
-        };
-        self.scheduler
-            .spawn(tracker, shutdown.clone(), log, self.queues.clone());
+        // On the cloud engine due messages go to partitions and queues wherever they are run.
+        let (log, queues): (Arc<dyn tributary_api::LogService>, Arc<dyn QueueService>) =
+            match &self.cloud {
+                Some(cloud) => (cloud.forwarding_log(), cloud.queues()),
+                None => (self.topics.clone(), self.queues.clone()),
+            };
+        self.scheduler.spawn(tracker, shutdown.clone(), log, queues);
         let storage = self.storage.clone();
         let every = self.settings.retention_check_interval;
         tracker.spawn(retention_loop(storage, every, shutdown));

@@ -162,6 +162,45 @@ async fn add_partitions(
 }
 
 impl CloudLog {
+    /// Creates the one-partition log of queue `queue` (`queue:<name>`, a name user topics
+    /// cannot take), internal and kept whole (no time or size retention; the queue moves its
+    /// start to the ack floor). Creating one that exists is not an error.
+    pub(super) async fn create_queue_log(&self, queue: &str) -> EngineResult<()> {
+        let settings = TopicSettings {
+            retention_ms: Some(-1),
+            retention_bytes: Some(-1),
+            ..TopicSettings::default()
+        };
+        // Validated under a stand-in name: the prefix is refused for user topics on purpose.
+        let mut record = new_topic_record("queue-log", 1, settings)?;
+        record.name = crate::broker::queues::queue_log_topic(queue);
+        record.internal = true;
+        let name = record.name.clone();
+        let _admin = self.admin.lock().await;
+        if self.table.read().contains_key(&name) {
+            return Ok(());
+        }
+        let mut client = self.pool.get().await?;
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(CloudError::pg("starting a queue log creation"))?;
+        if put_topic(&transaction, &record, true).await? == 0 {
+            // Made by another broker meanwhile: learn it as any other topic.
+            drop(transaction);
+            drop(_admin);
+            return Ok(self.learn_topics().await?);
+        }
+        add_partitions(&transaction, &name, 0, 1).await?;
+        wake::notify_topics(&transaction).await?;
+        transaction
+            .commit()
+            .await
+            .map_err(CloudError::pg("committing a queue log creation"))?;
+        self.publish(record, 0);
+        Ok(())
+    }
+
     fn record(&self, name: &str) -> EngineResult<TopicRecord> {
         self.table
             .read()
@@ -351,7 +390,12 @@ impl TopicAdmin for CloudLog {
 
     fn list_topics(&self) -> Vec<TopicDescription> {
         let table = self.table.read();
-        let mut topics: Vec<_> = table.values().map(|r| self.describe(r)).collect();
+        // Queue logs are the engine's own, not topics clients see.
+        let mut topics: Vec<_> = table
+            .values()
+            .filter(|r| !r.name.starts_with(crate::broker::queues::QUEUE_LOG_PREFIX))
+            .map(|r| self.describe(r))
+            .collect();
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         topics
     }

@@ -38,6 +38,8 @@ pub enum CloudError {
     NotLeader(String),
     #[error("flush failed: {0}")]
     FlushFailed(String),
+    #[error("internal RPC: {0}")]
+    Rpc(String),
     #[error("stored coordinates of {partition} are inconsistent: {detail}")]
     Inconsistent { partition: String, detail: String },
 }

@@ -1,8 +1,9 @@
 //! Broker membership by leases in PostgreSQL, and partition leadership by rendezvous hashing
 //! over the live brokers.
 //!
-//! Each broker upserts its row in `brokers` (id, advertised host, Kafka port, lease expiry) every
-//! `cluster.lease_renew_ms` and reads back the brokers whose lease has not expired. Expiry is
+//! Each broker upserts its row in `brokers` (id, advertised host, Kafka port, internal RPC port,
+//! lease expiry) every `cluster.lease_renew_ms` and reads back the brokers whose lease has not
+//! expired (and where their internal RPC listens, for [`super::rpc`]). Expiry is
 //! judged by PostgreSQL's clock (`now()`), so brokers' clocks need not agree. Leadership of a
 //! partition (and the coordinator of a group) is the live broker with the highest
 //! [`rendezvous`] score for it: every broker with the same view picks the same leader, and a
@@ -19,6 +20,7 @@
 //! - the hash is fixed (FNV-1a with a final mix), not `std`'s, so brokers built by different
 //!   compilers agree.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -46,6 +48,8 @@ pub struct MemberSettings {
 struct View {
     /// Live brokers, by id.
     live: Vec<BrokerAddress>,
+    /// Host and internal RPC port of each live broker that advertises one.
+    internal: HashMap<i32, (String, u16)>,
     /// This broker's lease holds until then (by its own clock).
     lease_until: Option<Instant>,
 }
@@ -61,6 +65,8 @@ pub struct Membership {
     kafka_port: AtomicU16,
     /// The Kafka TLS listener's port, once bound (0 before, and without one).
     kafka_tls_port: AtomicU16,
+    /// The internal RPC listener's port (`cloud::rpc`), once bound (0 before).
+    internal_port: AtomicU16,
     /// Asks for a renewal now (the Kafka port became known).
     renew_now: Notify,
 }
@@ -95,6 +101,7 @@ impl Membership {
             view: RwLock::default(),
             kafka_port: AtomicU16::new(0),
             kafka_tls_port: AtomicU16::new(0),
+            internal_port: AtomicU16::new(0),
             renew_now: Notify::new(),
         }
     }
@@ -109,6 +116,17 @@ impl Membership {
     pub fn set_kafka_tls_port(&self, port: u16) {
         self.kafka_tls_port.store(port, Ordering::Release);
         self.renew_now.notify_one();
+    }
+
+    /// Records the internal RPC listener's bound port (advertised from the next renewal on,
+    /// the first of which runs before anything is served).
+    pub fn set_internal_port(&self, port: u16) {
+        self.internal_port.store(port, Ordering::Release);
+    }
+
+    /// Where broker `id` takes internal RPC calls, in the last view.
+    pub fn internal_address(&self, id: i32) -> Option<(String, u16)> {
+        self.view.read().internal.get(&id).cloned()
     }
 
     fn own_tls_port(&self) -> Option<u16> {
@@ -134,25 +152,29 @@ impl Membership {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO brokers (broker_id, host, kafka_port, lease_expires, kafka_tls_port)
-                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 millisecond', $5)
+                "INSERT INTO brokers
+                     (broker_id, host, kafka_port, lease_expires, kafka_tls_port, internal_port)
+                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 millisecond', $5, $6)
                  ON CONFLICT (broker_id) DO UPDATE
                  SET host = EXCLUDED.host, kafka_port = EXCLUDED.kafka_port,
                      lease_expires = EXCLUDED.lease_expires,
-                     kafka_tls_port = EXCLUDED.kafka_tls_port",
+                     kafka_tls_port = EXCLUDED.kafka_tls_port,
+                     internal_port = EXCLUDED.internal_port",
                 &[
                     &i64::from(self.settings.broker_id),
                     &self.settings.host,
                     &i32::from(self.kafka_port.load(Ordering::Acquire)),
                     &(lease_ms as f64),
                     &self.own_tls_port().map(i32::from),
+                    &Some(i32::from(self.internal_port.load(Ordering::Acquire)))
+                        .filter(|port| *port != 0),
                 ],
             )
             .await
             .map_err(CloudError::pg("renewing the broker lease"))?;
         let rows = client
             .query(
-                "SELECT broker_id, host, kafka_port, kafka_tls_port FROM brokers
+                "SELECT broker_id, host, kafka_port, kafka_tls_port, internal_port FROM brokers
                  WHERE lease_expires > now() ORDER BY broker_id",
                 &[],
             )
@@ -167,8 +189,16 @@ impl Membership {
                 tls_port: row.get::<_, Option<i32>>(3).map(|port| port as u16),
             })
             .collect();
+        let internal: HashMap<i32, (String, u16)> = rows
+            .iter()
+            .filter_map(|row| {
+                let port = row.get::<_, Option<i32>>(4)?;
+                Some((row.get::<_, i64>(0) as i32, (row.get(1), port as u16)))
+            })
+            .collect();
         self.stats.lease_renewals.inc();
         let mut view = self.view.write();
+        view.internal = internal;
         if view.live != live {
             tracing::info!(
                 live = ?live.iter().map(|b| b.id).collect::<Vec<_>>(),

@@ -29,14 +29,19 @@
 //! [`maintenance`] job deletes them after a grace period.
 //!
 //! The frontends' metadata store is split ([`records`]): users, permissions, vhosts, Kafka
-//! ACLs, AMQP exchanges and RocketMQ topic ids and transactions in PostgreSQL, shared by every
-//! broker, with changes announced through LISTEN/NOTIFY; what describes this broker's local
-//! queue data stays in its local store. Queues and the scheduler still run on the local
-//! engine (see the README).
+//! ACLs, AMQP exchanges, queues and bindings, and RocketMQ topic ids and transactions in
+//! PostgreSQL, shared by every broker, with changes announced through LISTEN/NOTIFY; only Kafka
+//! producer snapshots (unused here) stay in the local store.
+//!
+//! Queues run across brokers ([`queues`]): each is run by the leader of its log partition,
+//! its settles in PostgreSQL, and the other brokers forward their calls over the internal RPC
+//! ([`rpc`]), which also carries the AMQP and RocketMQ appends to partitions another broker
+//! leads ([`forward`]). The scheduler still runs on the local engine (see the README).
 
 pub mod admin;
 pub mod error;
 pub mod flush;
+pub mod forward;
 pub mod leadership;
 pub mod log;
 pub mod maintenance;
@@ -45,8 +50,10 @@ pub mod objects;
 pub mod offsets;
 pub mod pool;
 pub mod producers;
+pub mod queues;
 pub mod read;
 pub mod records;
+pub mod rpc;
 pub mod schema;
 pub mod state;
 pub mod stats;
@@ -60,11 +67,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{CloudError, CloudResult};
+pub use forward::ForwardingLog;
 pub use leadership::Cluster;
 pub use log::{CloudLog, LogSettings};
 pub use members::{MemberSettings, Membership};
 pub use objects::{Objects, ObjectsUrl};
 pub use offsets::CloudOffsets;
+pub use queues::CloudQueues;
 pub use records::{Generations, PgRecords, SplitRecords};
 pub use stats::{Stats, StatsSnapshot};
 
@@ -80,8 +89,12 @@ pub struct CloudSettings {
     pub metadata_url: String,
     pub objects: ObjectsUrl,
     pub broker_id: u32,
-    /// Host clients of other brokers are sent to (Kafka Metadata, FindCoordinator).
+    /// Host clients of other brokers are sent to (Kafka Metadata, FindCoordinator), and
+    /// other brokers call this one's internal RPC at.
     pub advertised_host: String,
+    /// Where the internal RPC listens (`cluster.internal_port` on the listeners' bind
+    /// address; port 0: one the OS picks).
+    pub internal_addr: std::net::SocketAddr,
     /// How long a membership lease lasts without renewal, and how often it is renewed.
     pub lease: Duration,
     pub lease_renew: Duration,
@@ -104,11 +117,14 @@ pub struct CloudEngine {
     offsets: Arc<CloudOffsets>,
     records: Arc<PgRecords>,
     cluster: Arc<Cluster>,
+    queues: Arc<CloudQueues>,
+    forwarding: Arc<ForwardingLog>,
     stop: CancellationToken,
     flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     membership: Mutex<Option<tokio::task::JoinHandle<()>>>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    rpc: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl CloudEngine {
@@ -178,6 +194,22 @@ impl CloudEngine {
             metadata_generations: generations.clone(),
             swept: Mutex::default(),
         });
+        // The internal RPC port is bound first, so the first renewal advertises it.
+        let internal = tokio::net::TcpListener::bind(settings.internal_addr)
+            .await
+            .map_err(|error| {
+                CloudError::Rpc(format!(
+                    "cannot listen on {} (cluster.internal_port): {error}",
+                    settings.internal_addr
+                ))
+            })?;
+        let internal_port = internal
+            .local_addr()
+            .map_err(|error| CloudError::Rpc(error.to_string()))?
+            .port();
+        members.set_internal_port(internal_port);
+        let secret = bytes::Bytes::from(rpc::cluster_secret(&pool).await?);
+        let peers = Arc::new(rpc::Peers::new(members.clone(), secret.clone()));
         // The first round before serving: the lease is held and led partitions taken over.
         members.renew().await?;
         log.learn_topics().await?;
@@ -194,10 +226,24 @@ impl CloudEngine {
             settings.object_gc_grace,
             stop.child_token(),
         ));
+        let cluster = Arc::new(Cluster {
+            members,
+            log: log.clone(),
+        });
+        let queues = CloudQueues::new(pool.clone(), log.clone(), cluster.clone(), peers.clone());
+        let rpc = tokio::spawn(rpc::server::serve(
+            internal,
+            secret,
+            queues.clone(),
+            stop.child_token(),
+        ));
+        tracing::info!(internal_port, "internal RPC listening");
         Ok(Arc::new(Self {
-            cluster: Arc::new(Cluster {
-                members,
+            cluster,
+            queues,
+            forwarding: Arc::new(ForwardingLog {
                 log: log.clone(),
+                peers,
             }),
             log,
             offsets: Arc::new(CloudOffsets::new(pool)),
@@ -207,6 +253,7 @@ impl CloudEngine {
             membership: Mutex::new(Some(membership)),
             listener: Mutex::new(Some(listener)),
             maintenance: Mutex::new(Some(maintenance)),
+            rpc: Mutex::new(Some(rpc)),
         }))
     }
 
@@ -217,6 +264,17 @@ impl CloudEngine {
 
     pub fn log(&self) -> Arc<CloudLog> {
         self.log.clone()
+    }
+
+    /// The log for the AMQP and RocketMQ frontends: appends to partitions other brokers lead
+    /// are forwarded to them ([`forward`]).
+    pub fn forwarding_log(&self) -> Arc<ForwardingLog> {
+        self.forwarding.clone()
+    }
+
+    /// Queues across brokers ([`queues`]).
+    pub fn queues(&self) -> Arc<CloudQueues> {
+        self.queues.clone()
     }
 
     pub fn offsets(&self) -> Arc<CloudOffsets> {
@@ -245,6 +303,7 @@ impl CloudEngine {
         for (task, name) in [
             (&self.listener, "LISTEN"),
             (&self.maintenance, "maintenance"),
+            (&self.rpc, "internal RPC"),
         ] {
             let handle = task.lock().take();
             if let Some(handle) = handle

@@ -11,11 +11,12 @@
 //!   ids (`rocketmq.topic_ids`: message ids must resolve on any broker) and pending
 //!   transactional halves (`rocketmq.transactions`: keyed by the offset of the shared half
 //!   topic, so they survive the broker that accepted them);
-//! - per broker: what describes this broker's LOCAL queue data, which still lives on the local
-//!   engine: AMQP queue definitions (`amqp.queue`), exchange-to-queue bindings
-//!   (`amqp.binding`) and topic-feed cursors (`amqp.topic_feed`); and Kafka producer-state
-//!   snapshots (`kafka.producers`), which the cloud log does not use (it records producer state
-//!   with each flush and allocates ids from a PostgreSQL sequence).
+//!   AMQP queue definitions (`amqp.queue`), exchange-to-queue bindings (`amqp.binding`) and
+//!   topic-feed cursors (`amqp.topic_feed`), since queues run across brokers
+//!   ([`super::queues`]): a broker that restarts empty-handed finds them again;
+//! - per broker: Kafka producer-state snapshots (`kafka.producers`), which the cloud log does
+//!   not use (it records producer state with each flush and allocates ids from a PostgreSQL
+//!   sequence).
 //!
 //! Ordering: keys are stored as `bytea`, so a scan returns them in byte order and a prefix is
 //! a byte prefix, exactly as the local store (redb, `&str` keys) orders them, whatever the
@@ -45,12 +46,7 @@ use super::pool::PgPool;
 pub const METADATA_CHANNEL: &str = "tributary_metadata";
 
 /// Namespaces that stay in each broker's local store (see the module doc for why).
-pub const PER_BROKER_NAMESPACES: &[&str] = &[
-    "amqp.queue",
-    "amqp.binding",
-    "amqp.topic_feed",
-    "kafka.producers",
-];
+pub const PER_BROKER_NAMESPACES: &[&str] = &["kafka.producers"];
 
 /// Whether `namespace` is kept per broker rather than cluster-wide.
 pub fn is_per_broker(namespace: &str) -> bool {
@@ -341,16 +337,12 @@ mod tests {
     }
 
     #[test]
-    fn queue_data_namespaces_stay_per_broker() {
+    fn only_producer_snapshots_stay_per_broker() {
+        assert!(is_per_broker("kafka.producers"));
         for namespace in [
             "amqp.queue",
             "amqp.binding",
             "amqp.topic_feed",
-            "kafka.producers",
-        ] {
-            assert!(is_per_broker(namespace), "{namespace}");
-        }
-        for namespace in [
             "users",
             "users.tags",
             "amqp.vhost",

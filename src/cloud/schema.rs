@@ -117,6 +117,32 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE brokers ADD COLUMN kafka_tls_port integer;
     "#,
+    // 8 ('queues'): queues across brokers (`cloud::queues`, `cloud::rpc`). Each broker's
+    // internal RPC port; the cluster secret a caller must present; queue definitions with the
+    // owner epoch that fences a stale owner; settle batches (encoded journal entries, one row
+    // per queue per group commit, compacted into one row).
+    r#"
+    ALTER TABLE brokers ADD COLUMN internal_port integer;
+    CREATE TABLE cluster_secret (
+        id integer PRIMARY KEY CHECK (id = 1),
+        secret bytea NOT NULL
+    );
+    CREATE TABLE cloud_queues (
+        name text PRIMARY KEY,
+        durable boolean NOT NULL,
+        durability text,
+        max_priority smallint,
+        count_bytes boolean NOT NULL,
+        created_ms bigint NOT NULL,
+        epoch bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE queue_acks (
+        queue text NOT NULL REFERENCES cloud_queues (name) ON DELETE CASCADE,
+        seq bigserial,
+        entries bytea NOT NULL,
+        PRIMARY KEY (queue, seq)
+    );
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.

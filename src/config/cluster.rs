@@ -25,6 +25,9 @@ pub struct ClusterConfig {
     /// Host other brokers and clients reach this broker at; defaults to the Kafka advertised host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertised_host: Option<String>,
+    /// Port of the internal RPC other brokers forward queue calls and appends to (on the
+    /// listeners' bind address); 0 lets the OS pick one. Advertised in PostgreSQL.
+    pub internal_port: u16,
     /// Longest time an accepted batch waits before its object is written.
     pub flush_interval_ms: u64,
     /// Object size that triggers a flush before the interval ends.
@@ -55,6 +58,7 @@ impl Default for ClusterConfig {
             objects_url: None,
             broker_id: 0,
             advertised_host: None,
+            internal_port: 0,
             flush_interval_ms: 250,
             flush_bytes: 8 << 20,
             read_cache_bytes: 64 << 20,

@@ -602,6 +602,14 @@ static LATER: &[KeySpec] = &[
         cluster.advertised_host
     ),
     key!(
+        "cluster.internal_port",
+        "TRIBUTARY_CLUSTER_INTERNAL_PORT",
+        None,
+        PORT,
+        parse,
+        cluster.internal_port
+    ),
+    key!(
         "cluster.flush_interval_ms",
         "TRIBUTARY_CLUSTER_FLUSH_INTERVAL_MS",
         None,

@@ -532,6 +532,7 @@ impl Config {
             objects,
             broker_id: cluster.broker_id,
             advertised_host: self.kafka_advertised_host(),
+            internal_addr: std::net::SocketAddr::new(self.bind, cluster.internal_port),
             lease: Duration::from_millis(cluster.lease_ms),
             lease_renew: Duration::from_millis(cluster.lease_renew_ms),
             flush_interval: Duration::from_millis(cluster.flush_interval_ms),

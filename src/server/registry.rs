@@ -181,14 +181,15 @@ pub fn frontends_with(
     let mut amqp_frontend: Option<Arc<dyn Frontend>> = None;
     let mut kafka_frontend: Option<Arc<dyn Frontend>> = None;
     // Frontends plug in here, one `mounts.add(config.<protocol>_listener(), || ...)` each; they
-    // take their services from `broker.engine()`.
+    // take their services from `broker.engine()` (AMQP and RocketMQ from
+    // `engine_forwarding()`: their appends reach partitions other brokers lead).
     mounts.add(config.amqp_listener(), || {
         let access = tributary_amqp::AccessSettings {
             loopback_users: config.loopback_users(),
             alarms: super::alarms::spawn_monitor(config, reload),
         };
         let frontend = tributary_amqp::AmqpFrontend::with_access(
-            broker.engine(),
+            broker.engine_forwarding(),
             tributary_amqp::AmqpSettings::default(),
             access,
         );
@@ -261,7 +262,7 @@ pub fn frontends_with(
     if let (Some(frontend), Some(listener)) = (kafka_frontend, config.kafka_tls_listener()) {
         mounts.add_shared("kafka_tls", listener, frontend, TlsRole::On);
     }
-    let engine = broker.engine();
+    let engine = broker.engine_forwarding();
     let access = Arc::new(tributary_amqp::access::StoreAccess::new(Arc::clone(
         &engine.metadata,
     )));

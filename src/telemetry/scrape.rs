@@ -221,13 +221,10 @@ impl ScrapeState {
     }
 
     fn queues(&self, page: &mut Page) {
-        let mut names = self.engine.queues.queues();
-        names.sort();
+        let mut depths = self.engine.queues.local_depths();
+        depths.sort_by(|a, b| a.0.cmp(&b.0));
         let mut count = 0u64;
-        for engine_name in names {
-            let Ok(depth) = self.engine.queues.depth(&engine_name) else {
-                continue; // deleted since it was listed
-            };
+        for (engine_name, depth) in depths {
             count += 1;
             let (vhost, queue) = tributary_amqp::vhost::split_engine_queue_name(&engine_name);
             let labels = vec![("vhost", vhost), ("queue", queue.to_owned())];

@@ -25,7 +25,7 @@ async fn fifo_ack_and_requeue_goes_first_flagged_redelivered() {
     let outcome = q.enqueue("jobs", batch(&["m3", "m4"])).await.unwrap();
     assert_eq!((outcome.base_offset, outcome.last_offset), (3, 4));
     assert_eq!(
-        q.depth("jobs").unwrap(),
+        q.depth("jobs").await.unwrap(),
         QueueDepth {
             ready: 5,
             unacked: 0,
@@ -40,7 +40,7 @@ async fn fifo_ack_and_requeue_goes_first_flagged_redelivered() {
     );
     assert_eq!(first[0].record.headers.len(), 1, "records come back whole");
     assert_eq!(
-        q.depth("jobs").unwrap(),
+        q.depth("jobs").await.unwrap(),
         QueueDepth {
             ready: 2,
             unacked: 3,
@@ -59,7 +59,7 @@ async fn fifo_ack_and_requeue_goes_first_flagged_redelivered() {
     ));
     q.requeue("jobs", &[1]).await.unwrap();
     assert_eq!(
-        q.depth("jobs").unwrap(),
+        q.depth("jobs").await.unwrap(),
         QueueDepth {
             ready: 3,
             unacked: 0,
@@ -74,8 +74,8 @@ async fn fifo_ack_and_requeue_goes_first_flagged_redelivered() {
     );
     assert!(q.take("jobs", 10).await.unwrap().is_empty());
     q.ack("jobs", &[1, 3, 4]).await.unwrap();
-    assert_eq!(q.depth("jobs").unwrap(), QueueDepth::default());
-    assert_eq!(q.queues(), vec!["jobs"]);
+    assert_eq!(q.depth("jobs").await.unwrap(), QueueDepth::default());
+    assert_eq!(q.queues().await, vec!["jobs"]);
     assert!(matches!(
         q.take("nope", 1).await,
         Err(EngineError::UnknownQueue(_))
@@ -99,9 +99,9 @@ async fn restart_brings_back_unacked_as_redelivered_and_keeps_acks() {
     }
     let node = Node::open(dir.path(), log_config(MB));
     let q = &node.queues;
-    assert_eq!(q.queues(), vec!["jobs"]);
+    assert_eq!(q.queues().await, vec!["jobs"]);
     assert_eq!(
-        q.depth("jobs").unwrap(),
+        q.depth("jobs").await.unwrap(),
         QueueDepth {
             ready: 4,
             unacked: 0,
@@ -195,7 +195,7 @@ async fn transient_queues_are_gone_after_a_restart() {
         node.queues.enqueue("tmp", batch(&["x"])).await.unwrap();
     }
     let node = Node::open(dir.path(), log_config(MB));
-    assert_eq!(node.queues.queues(), vec!["keep"]);
+    assert_eq!(node.queues.queues().await, vec!["keep"]);
     let names: Vec<String> = node
         .meta
         .queues()
@@ -228,7 +228,7 @@ async fn purge_depth_and_delete() {
     let taken = q.take("work", 3).await.unwrap();
     q.requeue("work", &[taken[2].id]).await.unwrap();
     assert_eq!(
-        q.depth("work").unwrap(),
+        q.depth("work").await.unwrap(),
         QueueDepth {
             ready: 8,
             unacked: 2,
@@ -237,7 +237,7 @@ async fn purge_depth_and_delete() {
     );
     assert_eq!(q.purge_queue("work").await.unwrap(), 8);
     assert_eq!(
-        q.depth("work").unwrap(),
+        q.depth("work").await.unwrap(),
         QueueDepth {
             ready: 0,
             unacked: 2,
@@ -256,12 +256,15 @@ async fn purge_depth_and_delete() {
         3,
         "two unacked and one new unacked"
     );
-    assert!(matches!(q.depth("work"), Err(EngineError::UnknownQueue(_))));
+    assert!(matches!(
+        q.depth("work").await,
+        Err(EngineError::UnknownQueue(_))
+    ));
     assert!(matches!(
         q.delete_queue("work").await,
         Err(EngineError::UnknownQueue(_))
     ));
-    assert!(q.queues().is_empty());
+    assert!(q.queues().await.is_empty());
     assert!(node.meta.queues().unwrap().is_empty());
     assert!(!journal_path(&node.journal_dir(), "work").exists());
     // A queue declared again under the same name starts empty.
@@ -369,7 +372,7 @@ async fn acking_a_transient_queue_deletes_old_segments_in_the_background() {
         q.ack("short", &ids).await.unwrap();
     }
     assert_eq!(acked, 300);
-    assert_eq!(q.depth("short").unwrap(), QueueDepth::default());
+    assert_eq!(q.depth("short").await.unwrap(), QueueDepth::default());
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut after = q.segment_count("short").unwrap();
     while after > 2 && Instant::now() < deadline {
@@ -408,12 +411,15 @@ async fn acking_everything_deletes_old_segments() {
         after <= 2,
         "fully acked segments are deleted: {before} -> {after}"
     );
-    assert_eq!(q.depth("big").unwrap(), QueueDepth::default());
+    assert_eq!(q.depth("big").await.unwrap(), QueueDepth::default());
 
     // The trimmed log and the journal agree after a restart.
     drop(node);
     let node = Node::open(dir.path(), log_config(4096));
-    assert_eq!(node.queues.depth("big").unwrap(), QueueDepth::default());
+    assert_eq!(
+        node.queues.depth("big").await.unwrap(),
+        QueueDepth::default()
+    );
     node.queues.enqueue("big", batch(&["tail"])).await.unwrap();
     assert_eq!(
         summary(&node.queues.take("big", 5).await.unwrap()),
@@ -465,7 +471,7 @@ async fn compressed_batches_are_refused() {
         matches!(err, EngineError::CorruptBatch(BatchError::Compressed(4))),
         "{err}"
     );
-    assert_eq!(node.queues.depth("c").unwrap(), QueueDepth::default());
+    assert_eq!(node.queues.depth("c").await.unwrap(), QueueDepth::default());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,7 +512,7 @@ async fn concurrent_consumers_each_message_once() {
         (0..500).collect::<Vec<u64>>(),
         "every message exactly once"
     );
-    assert_eq!(q.depth("shared").unwrap(), QueueDepth::default());
+    assert_eq!(q.depth("shared").await.unwrap(), QueueDepth::default());
 }
 
 #[tokio::test]
@@ -550,7 +556,7 @@ async fn the_ack_journal_is_compacted_and_still_replays() {
     let node = Node::open(dir.path(), log_config(MB));
     let q = &node.queues;
     assert_eq!(
-        q.depth("many").unwrap(),
+        q.depth("many").await.unwrap(),
         QueueDepth {
             ready: 1,
             unacked: 0,
@@ -604,7 +610,7 @@ async fn a_priority_queue_orders_by_priority_counts_bytes_and_recovers_its_index
         q.enqueue("prio", prioritised(&[("mid2", Some(3)), ("one", Some(1))]))
             .await
             .unwrap();
-        let depth = q.depth("prio").unwrap();
+        let depth = q.depth("prio").await.unwrap();
         assert_eq!((depth.ready, depth.ready_bytes), (5, 16));
         let first = q.take("prio", 2).await.unwrap();
         assert_eq!(
@@ -620,7 +626,7 @@ async fn a_priority_queue_orders_by_priority_counts_bytes_and_recovers_its_index
     }
     let node = Node::open(dir.path(), log_config(MB));
     let q = &node.queues;
-    let depth = q.depth("prio").unwrap();
+    let depth = q.depth("prio").await.unwrap();
     assert_eq!(
         (depth.ready, depth.ready_bytes),
         (4, 13),
@@ -636,7 +642,7 @@ async fn a_priority_queue_orders_by_priority_counts_bytes_and_recovers_its_index
     );
     q.requeue("prio", &[4, 0]).await.unwrap();
     assert_eq!(q.purge_queue("prio").await.unwrap(), 2);
-    assert_eq!(q.depth("prio").unwrap().ready_bytes, 0);
+    assert_eq!(q.depth("prio").await.unwrap().ready_bytes, 0);
 }
 
 /// Small takes are served from the records a previous read decoded (the read-ahead); every
@@ -669,5 +675,5 @@ async fn small_takes_from_the_read_ahead_hand_out_each_record_once_in_order() {
         .chain((7..300).map(|i| s(&names[i as usize], i, false)))
         .collect();
     assert_eq!(seen, expected);
-    assert_eq!(q.depth("steps").unwrap().unacked, 300);
+    assert_eq!(q.depth("steps").await.unwrap().unacked, 300);
 }

@@ -17,6 +17,7 @@ pub(crate) fn settings(database: &str, bucket: &str, flush_ms: u64) -> CloudSett
             .expect("objects url"),
         broker_id: 1,
         advertised_host: "127.0.0.1".to_owned(),
+        internal_addr: "127.0.0.1:0".parse().expect("address"),
         lease: Duration::from_secs(10),
         lease_renew: Duration::from_secs(2),
         flush_interval: Duration::from_millis(flush_ms),

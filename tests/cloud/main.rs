@@ -1,7 +1,9 @@
 //! The cloud engine (PostgreSQL + S3) against real services: the storage model, Kafka clients
 //! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing,
 //! wake-ups across brokers, the metadata store shared by brokers (users, permissions, ACLs,
-//! exchanges) and the GC of objects no commit recorded.
+//! exchanges), AMQP queues used through any broker (and their owner's death), AMQP and
+//! RocketMQ appends forwarded to the partition leader, the internal RPC's secret, and the GC of
+//! objects no commit recorded.
 //!
 //! Needs `TRIBUTARY_TEST_PG_URL`, `TRIBUTARY_TEST_S3_BUCKET` and the `AWS_*` variables that
 //! `bash .ci/services start` prints; a test FAILS (never skips) when they are missing. Built only
@@ -13,15 +15,20 @@ mod broker;
 mod cluster;
 mod engine;
 mod flushes;
+mod forwarded_sends;
 mod groups;
+mod internal_rpc;
 mod kafka;
 #[path = "../support/kafka_wire.rs"]
 mod kafka_wire;
 mod model_test;
 mod outage;
 mod producers;
+mod queues;
 mod records_model;
 mod retention;
+#[path = "../support/rocketmq.rs"]
+mod rocketmq_support;
 mod services;
 mod shared_metadata;
 mod tls;

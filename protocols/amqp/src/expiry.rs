@@ -18,12 +18,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tributary_api::HeadFilter;
 use tributary_api::batch::Record;
 
 use crate::Shared;
-use crate::deadletter::{REASON_EXPIRED, dead_letter, expires_at};
+use crate::deadletter::{HEADER_EXPIRES, REASON_EXPIRED, dead_letter, expires_at};
 use crate::message::now_ms;
 
 /// Messages expired per engine call; a sweep repeats at once while it finds this many.
@@ -73,12 +75,12 @@ pub fn arm(shared: &Arc<Shared>, queue: &str, due_ms: i64) {
 /// Gives every queue one look at its head, the first time it is called: messages recovered
 /// after a restart carry their expiry but were armed by the previous process only. Called
 /// when the topology is loaded (on the first connection).
-pub fn arm_all_once(shared: &Arc<Shared>) {
+pub async fn arm_all_once(shared: &Arc<Shared>) {
     if shared.expiry.restored.swap(true, Ordering::AcqRel) {
         return;
     }
     let now = now_ms();
-    for queue in shared.engine.queues.queues() {
+    for queue in shared.engine.queues.queues().await {
         arm(shared, &queue, now);
     }
 }
@@ -159,7 +161,10 @@ async fn expire_head(
             .take_head_while(
                 queue,
                 SWEEP_BATCH,
-                Box::new(move |record| expires_at(record).is_some_and(|at| at <= now)),
+                HeadFilter::HeaderAtMost {
+                    header: Bytes::from_static(HEADER_EXPIRES),
+                    at_most: now,
+                },
             )
             .await?;
         let full = head.taken.len() == SWEEP_BATCH;

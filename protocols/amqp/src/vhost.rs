@@ -143,15 +143,16 @@ impl QueueService for VhostQueues {
         result.map_err(|e| self.error(e))
     }
 
-    fn depth(&self, name: &str) -> EngineResult<QueueDepth> {
+    async fn depth(&self, name: &str) -> EngineResult<QueueDepth> {
         self.inner
             .depth(&self.name(name))
+            .await
             .map_err(|e| self.error(e))
     }
 
-    fn queues(&self) -> Vec<String> {
+    async fn queues(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for name in self.inner.queues() {
+        for name in self.inner.queues().await {
             let (vhost, queue) = split_engine_queue_name(&name);
             if vhost == self.vhost {
                 out.push(queue.to_owned());
@@ -214,7 +215,7 @@ impl Vhosts {
             .get_or_try_init(|| async {
                 let store = self.engine.metadata.as_ref();
                 access::ensure_defaults(store).await?;
-                for name in self.engine.queues.queues() {
+                for name in self.engine.queues.queues().await {
                     let (vhost, _) = split_engine_queue_name(&name);
                     if vhost != DEFAULT_VHOST && !access::vhost_exists(store, &vhost).await? {
                         tracing::info!(vhost, queue = name, "removing a queue of a deleted vhost");
@@ -258,7 +259,7 @@ impl Vhosts {
             return Ok(());
         }
         self.opened.lock().await.remove(vhost);
-        for name in self.engine.queues.queues() {
+        for name in self.engine.queues.queues().await {
             if split_engine_queue_name(&name).0 == vhost {
                 self.engine.queues.delete_queue(&name).await?;
             }
@@ -296,7 +297,7 @@ impl Vhosts {
             round_robin: Default::default(),
         });
         shared.topology.ensure_loaded().await?;
-        crate::expiry::arm_all_once(&shared);
+        crate::expiry::arm_all_once(&shared).await;
         // Only vhost `/` shows topics as exchanges.
         if let Some(background) = self.background.get().filter(|_| vhost == DEFAULT_VHOST) {
             crate::feed::start(&shared, background.clone());

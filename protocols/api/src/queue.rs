@@ -65,7 +65,33 @@ pub struct Delivery {
 }
 
 /// Decides whether `take_head_while` takes a ready message at the head of a queue.
-pub type HeadFilter = Box<dyn Fn(&Record) -> bool + Send + Sync>;
+///
+/// Declarative rather than a closure: on the cloud engine the queue may run on another broker,
+/// so the rule travels over the wire and is evaluated where the queue is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadFilter {
+    /// Takes every message.
+    All,
+    /// Takes a message whose header `header` holds an 8-byte big-endian integer at most
+    /// `at_most` (AMQP expiry: the expiry header at or before now); a message without it, or
+    /// with a value of another size, is refused.
+    HeaderAtMost { header: Bytes, at_most: i64 },
+}
+
+impl HeadFilter {
+    /// Whether the rule takes `record`.
+    pub fn accepts(&self, record: &Record) -> bool {
+        match self {
+            HeadFilter::All => true,
+            HeadFilter::HeaderAtMost { header, at_most } => record
+                .headers
+                .iter()
+                .find(|(key, _)| key == header)
+                .and_then(|(_, value)| <[u8; 8]>::try_from(value.as_deref()?).ok())
+                .is_some_and(|bytes| i64::from_be_bytes(bytes) <= *at_most),
+        }
+    }
+}
 
 /// What `take_head_while` took, and a copy of the ready message it stopped at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -113,8 +139,47 @@ pub trait QueueService: Send + Sync + std::fmt::Debug {
     /// Puts deliveries back to be delivered again (to the front of the queue).
     async fn requeue(&self, name: &str, ids: &[u64]) -> EngineResult<()>;
 
-    fn depth(&self, name: &str) -> EngineResult<QueueDepth>;
+    /// Async: on the cloud engine it may ask the broker that runs the queue.
+    async fn depth(&self, name: &str) -> EngineResult<QueueDepth>;
 
-    /// Names of all declared queues.
-    fn queues(&self) -> Vec<String>;
+    /// Names of all declared queues. Async: on the cloud engine they are read from the
+    /// cluster-wide table.
+    async fn queues(&self) -> Vec<String>;
+
+    /// The depth of every queue this broker runs, without asking any other (sync, for a
+    /// metrics scrape): on the local engine every queue, on the cloud engine the queues whose
+    /// owner this broker is, so a cluster's brokers report each queue once between them.
+    fn local_depths(&self) -> Vec<(String, QueueDepth)> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_header(value: &[u8]) -> Record {
+        Record {
+            key: None,
+            value: None,
+            timestamp: 0,
+            headers: vec![(
+                Bytes::from_static(b"h"),
+                Some(Bytes::copy_from_slice(value)),
+            )],
+        }
+    }
+
+    #[test]
+    fn header_at_most_compares_the_big_endian_value_and_refuses_malformed_ones() {
+        let filter = HeadFilter::HeaderAtMost {
+            header: Bytes::from_static(b"h"),
+            at_most: 10,
+        };
+        assert!(filter.accepts(&with_header(&10i64.to_be_bytes())));
+        assert!(!filter.accepts(&with_header(&11i64.to_be_bytes())));
+        assert!(!filter.accepts(&with_header(b"short")));
+        assert!(!filter.accepts(&Record::default()));
+        assert!(HeadFilter::All.accepts(&Record::default()));
+    }
 }

@@ -75,7 +75,7 @@ fn encode_entry(out: &mut Vec<u8>, op: u8, offset: i64) {
     out.extend_from_slice(&crc.to_be_bytes());
 }
 
-fn encode_ops(ops: &[JournalOp]) -> Vec<u8> {
+pub(crate) fn encode_ops(ops: &[JournalOp]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ops.len() * 2 * ENTRY_LEN);
     for op in ops {
         match *op {
@@ -120,7 +120,7 @@ pub(crate) struct Replayed {
 }
 
 /// Reads entries until the first bad one; returns the state and the good length in bytes.
-fn replay_bytes(data: &[u8]) -> (Replayed, usize) {
+pub(crate) fn replay_bytes(data: &[u8]) -> (Replayed, usize) {
     let mut replayed = Replayed {
         delivered_up_to: -1,
         ..Replayed::default()

@@ -36,12 +36,12 @@
 //!   a crash during delete) is removed at open.
 
 mod handle;
-mod journal;
+pub(crate) mod journal;
 #[cfg(test)]
 mod journal_power_loss;
-mod ready;
-mod settled;
-mod state;
+pub(crate) mod ready;
+pub(crate) mod settled;
+pub(crate) mod state;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -419,7 +419,7 @@ impl QueueService for Queues {
     ) -> EngineResult<HeadTake> {
         self.inner
             .handle(name)?
-            .take_head_while(max, accept.as_ref())
+            .take_head_while(max, &|record| accept.accepts(record))
     }
 
     async fn wait_ready(&self, name: &str, timeout: Duration) -> EngineResult<bool> {
@@ -434,11 +434,19 @@ impl QueueService for Queues {
         settle(&self.inner, name, ids, QueueHandle::requeue_unsynced).await
     }
 
-    fn depth(&self, name: &str) -> EngineResult<QueueDepth> {
+    async fn depth(&self, name: &str) -> EngineResult<QueueDepth> {
         self.inner.handle(name)?.depth()
     }
 
-    fn queues(&self) -> Vec<String> {
+    fn local_depths(&self) -> Vec<(String, QueueDepth)> {
+        let handles: Vec<_> = self.inner.queues.read().values().cloned().collect();
+        handles
+            .into_iter()
+            .filter_map(|handle| Some((handle.name.clone(), handle.depth().ok()?)))
+            .collect()
+    }
+
+    async fn queues(&self) -> Vec<String> {
         self.inner.queues.read().keys().cloned().collect()
     }
 }

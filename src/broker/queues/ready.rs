@@ -87,6 +87,16 @@ impl ReadyIndex {
         self.remove_ready(offset, priority);
     }
 
+    /// Forgets a ready message whatever its priority (it was settled by other means).
+    pub(crate) fn remove_ready_offset(&mut self, offset: i64) {
+        // At most 256 lookups, rather than a scan of every ready message.
+        for priority in 0..=u8::MAX {
+            if self.remove_ready(offset, priority).is_some() {
+                return;
+            }
+        }
+    }
+
     /// A handed-out message was settled.
     pub(crate) fn settle(&mut self, offset: i64) {
         self.handed_out.remove(&offset);

@@ -302,6 +302,58 @@ impl QueueState {
         Ok(self.settle_runs(&offsets))
     }
 
+    /// [`QueueState::ack`] for a queue whose deliveries may outlive their owner's view of them
+    /// (the cloud engine: consumers keep the ids an earlier owner handed out, and deliveries
+    /// lent to a broker that went away are put back; ids are log offsets): an outstanding id
+    /// is acked as usual; one handed out before (at most `delivered_up_to`) and ready again
+    /// here is settled in place, sparing its redelivery; one already settled is ignored. An
+    /// id never handed out is unknown, and then nothing is settled.
+    pub(crate) fn ack_carried_over(&mut self, ids: &[u64]) -> EngineResult<Vec<JournalOp>> {
+        let mut offsets = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let offset = i64::try_from(id).map_err(|_| EngineError::UnknownDelivery(id))?;
+            if self.settled.contains(offset) {
+                continue;
+            }
+            if !self.unacked.contains(&offset) && offset > self.delivered_up_to {
+                return Err(EngineError::UnknownDelivery(id));
+            }
+            offsets.push(offset);
+        }
+        offsets.sort_unstable();
+        offsets.dedup();
+        for &offset in &offsets {
+            if !self.unacked.remove(&offset) {
+                // Ready again since the take-over: out of the ready set, then settled below.
+                self.requeued.remove(&offset);
+                if let Some(index) = &mut self.index {
+                    index.remove_ready_offset(offset);
+                }
+            } else if let Some(index) = &mut self.index {
+                index.settle(offset);
+            }
+        }
+        self.forget_returns(&offsets);
+        Ok(self.settle_runs(&offsets))
+    }
+
+    /// [`QueueState::requeue`] in the same setting as [`QueueState::ack_carried_over`]: ids
+    /// handed out before and now ready or settled here need nothing and are skipped.
+    pub(crate) fn requeue_carried_over(&mut self, ids: &[u64]) -> EngineResult<Vec<JournalOp>> {
+        let mut outstanding = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let offset = i64::try_from(id).map_err(|_| EngineError::UnknownDelivery(id))?;
+            if self.unacked.contains(&offset) {
+                outstanding.push(id);
+            } else if !self.settled.contains(offset) && offset > self.delivered_up_to {
+                return Err(EngineError::UnknownDelivery(id));
+            }
+        }
+        outstanding.sort_unstable();
+        outstanding.dedup();
+        self.requeue(&outstanding)
+    }
+
     /// Puts deliveries back at the front; all or none. Returns the journal entries (their new
     /// requeue counts) to write.
     pub(crate) fn requeue(&mut self, ids: &[u64]) -> EngineResult<Vec<JournalOp>> {
@@ -546,6 +598,33 @@ mod tests {
             vec![(2, true), (4, true), (5, false), (6, false), (7, false)]
         );
         assert!(!state.has_ready(8));
+    }
+
+    #[test]
+    fn acks_carried_over_a_take_over_settle_ready_messages_and_ignore_settled_ones() {
+        // Offsets 0..4 were handed out by an earlier owner, 1 was acked there.
+        let mut settled = SettledSet::default();
+        settled.insert(1);
+        let mut state = QueueState::recovered(settled, 3, 0);
+        let taken = state.take(1, 8, reader(8)).unwrap();
+        assert_eq!(ids(&taken), vec![(0, true)]);
+        // 0 is outstanding here, 2 is ready again, 1 was settled: all fine, nothing twice.
+        assert_eq!(state.ack_carried_over(&[2, 0, 1, 2]).unwrap().len(), 2);
+        assert!(matches!(
+            state.ack_carried_over(&[6]),
+            Err(EngineError::UnknownDelivery(6))
+        ));
+        assert!(state.requeue_carried_over(&[3, 1]).unwrap().is_empty());
+        let taken = state.take(10, 8, reader(8)).unwrap();
+        assert_eq!(
+            ids(&taken),
+            vec![(3, true), (4, false), (5, false), (6, false), (7, false)],
+            "0, 1 and 2 are settled; 3 is redelivered once"
+        );
+        assert!(
+            state.ack(&[0]).is_err(),
+            "a strict ack still refuses settled ids"
+        );
     }
 
     #[test]

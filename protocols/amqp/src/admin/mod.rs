@@ -133,7 +133,7 @@ impl AmqpAdmin {
             let depth = match info.is_stream() {
                 true => None,
                 // A queue deleted since the snapshot has no depth: it is not listed.
-                false => match shared.engine.queues.depth(&name) {
+                false => match shared.engine.queues.depth(&name).await {
                     Ok(depth) => Some(depth),
                     Err(_) => continue,
                 },

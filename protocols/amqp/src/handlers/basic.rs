@@ -21,6 +21,7 @@ impl Session {
         queue: &str,
         no_ack: bool,
     ) -> Result<(), AmqpError> {
+        self.shared.topology.refresh().await?;
         let info = self.shared.topology.check_queue(queue, self.id)?;
         if info.is_stream() {
             return Err(stream::basic_get_refused(queue));
@@ -69,7 +70,7 @@ impl Session {
             }
             tag
         };
-        let remaining = queues.depth(queue).map(|d| d.ready).unwrap_or(0);
+        let remaining = queues.depth(queue).await.map(|d| d.ready).unwrap_or(0);
         let properties =
             stream::delivered_properties(info.policy.kind, &delivery, &message.raw_properties);
         self.shared.counters.delivered.increment(1);

@@ -376,6 +376,7 @@ impl Session {
                 .consume_reply_to(channel, tag, consume.no_ack, consume.nowait)
                 .await;
         }
+        self.shared.topology.refresh().await?;
         let info = self.shared.topology.check_queue(&consume.queue, self.id)?;
         let Some((prefetch, global_prefetch)) = self
             .channels

@@ -12,7 +12,7 @@ impl Session {
         decl: ExchangeDeclare,
     ) -> Result<(), AmqpError> {
         let topology = &self.shared.topology;
-        topology.refresh_exchanges().await?;
+        topology.refresh().await?;
         let record = topology.declare_exchange(&decl)?;
         topology.persist(EXCHANGE_NAMESPACE, record).await?;
         if decl.nowait {
@@ -34,7 +34,7 @@ impl Session {
             nowait,
             arguments,
         } = binding;
-        self.shared.topology.refresh_exchanges().await?;
+        self.shared.topology.refresh().await?;
         self.shared
             .topology
             .bind_exchange(&destination, &source, &routing_key, &arguments, bind)

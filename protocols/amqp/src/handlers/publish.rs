@@ -119,12 +119,13 @@ impl Session {
         }
         let direct_reply =
             pending.exchange.is_empty() && pending.routing_key.starts_with(REPLY_TO_PREFIX);
-        if !pending.exchange.is_empty() {
-            // An exchange declared through another broker of a shared store (cheap: one
-            // counter compared unless the store says exchanges changed).
+        if !direct_reply {
+            // An exchange, queue or binding declared through another broker of a shared store
+            // (cheap: counters compared unless the store says they changed); the default
+            // exchange routes to queues, so it needs them too.
             self.shared
                 .topology
-                .refresh_exchanges()
+                .refresh()
                 .await
                 .map_err(|e| e.caused_by(pending.method))?;
         }
@@ -449,7 +450,7 @@ pub(crate) async fn store_queue(
     let mut overflowed = Vec::new();
     if limited && policy.overflow.rejects_publish() {
         let dead_letters = policy.overflow == Overflow::RejectPublishDlx;
-        let depth = queues.depth(queue).unwrap_or_default();
+        let depth = queues.depth(queue).await.unwrap_or_default();
         let (mut count, mut bytes) = (depth.ready, depth.ready_bytes);
         records.retain(|(index, record)| {
             let fits = within(count + 1, bytes + body_len(record));
@@ -504,7 +505,7 @@ pub(crate) async fn store_queue(
 /// Drops (or dead-letters) head messages until the queue is within its length limits.
 async fn drop_over_limits(shared: &Arc<Shared>, queue: &str, policy: &QueuePolicy) {
     loop {
-        let depth = shared.engine.queues.depth(queue).unwrap_or_default();
+        let depth = shared.engine.queues.depth(queue).await.unwrap_or_default();
         // Over the count: drop the excess at once; over the bytes only: one at a time.
         let excess = policy
             .max_length

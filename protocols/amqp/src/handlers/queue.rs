@@ -11,9 +11,10 @@ impl Session {
         decl: QueueDeclare,
     ) -> Result<(), AmqpError> {
         let topology = &self.shared.topology;
+        topology.refresh().await?;
         let (queue, consumers) = topology.declare_queue(&decl, self.id).await?;
         let info = topology.check_queue(&queue, self.id)?;
-        let ready = topology.message_count(&queue, &info)?;
+        let ready = topology.message_count(&queue, &info).await?;
         if decl.nowait {
             return Ok(());
         }
@@ -32,7 +33,7 @@ impl Session {
         bind: bool,
     ) -> Result<(), AmqpError> {
         let topology = &self.shared.topology;
-        topology.refresh_exchanges().await?;
+        topology.refresh().await?;
         let Binding {
             destination,
             source,
@@ -65,6 +66,7 @@ impl Session {
         queue: &str,
         nowait: bool,
     ) -> Result<(), AmqpError> {
+        self.shared.topology.refresh().await?;
         let info = self.shared.topology.check_queue(queue, self.id)?;
         // A stream's messages are a log: nothing is purged, as in RabbitMQ.
         let purged = match info.is_stream() {
@@ -91,6 +93,7 @@ impl Session {
         if_empty: bool,
         nowait: bool,
     ) -> Result<(), AmqpError> {
+        self.shared.topology.refresh().await?;
         let info = match self.shared.topology.check_queue(queue, self.id) {
             // Deleting a queue that is not there succeeds with a count of 0, as in RabbitMQ.
             Err(AmqpError::Channel(reply)) if reply.code == NOT_FOUND => {
@@ -108,7 +111,7 @@ impl Session {
                 format_args!("queue '{queue}' in vhost '{}' in use", self.vhost),
             ));
         }
-        if if_empty && self.shared.topology.message_count(queue, &info)? > 0 {
+        if if_empty && self.shared.topology.message_count(queue, &info).await? > 0 {
             return Err(AmqpError::channel(
                 PRECONDITION_FAILED,
                 format_args!("queue '{queue}' in vhost '{}' not empty", self.vhost),

@@ -26,6 +26,7 @@ use crate::policy::{QueueKind, QueuePolicy, QueueRef};
 use crate::routing::ExchangeKind;
 
 mod exchanges;
+mod follow;
 mod queues;
 mod snapshot;
 mod streams;
@@ -152,6 +153,10 @@ pub struct Topology {
     /// The store's generation of [`EXCHANGE_NAMESPACE`] when exchanges were last read from it
     /// (see [`Topology::refresh_exchanges`]).
     exchanges_seen: std::sync::atomic::AtomicU64,
+    /// The store's generations of the queue and binding namespaces when they were last read
+    /// (see [`Topology::refresh`]).
+    queues_seen: std::sync::atomic::AtomicU64,
+    bindings_seen: std::sync::atomic::AtomicU64,
 }
 
 impl Topology {
@@ -322,6 +327,8 @@ impl Topology {
             state: Mutex::new(state),
             loaded: OnceCell::new(),
             exchanges_seen: std::sync::atomic::AtomicU64::new(0),
+            queues_seen: std::sync::atomic::AtomicU64::new(0),
+            bindings_seen: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -346,6 +353,14 @@ impl Topology {
         let prefix = defs::key(&[&self.vhost, ""]);
         self.exchanges_seen.store(
             self.store().generation(EXCHANGE_NAMESPACE),
+            std::sync::atomic::Ordering::Release,
+        );
+        self.queues_seen.store(
+            self.store().generation(QUEUE_NAMESPACE),
+            std::sync::atomic::Ordering::Release,
+        );
+        self.bindings_seen.store(
+            self.store().generation(BINDING_NAMESPACE),
             std::sync::atomic::Ordering::Release,
         );
         let exchanges = defs::load(self.store(), EXCHANGE_NAMESPACE, &prefix).await?;

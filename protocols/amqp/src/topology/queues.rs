@@ -217,10 +217,10 @@ impl Topology {
     }
 
     /// Ready messages of a queue (declare-ok's message count); a stream reports none.
-    pub fn message_count(&self, name: &str, info: &QueueInfo) -> Result<u64, AmqpError> {
+    pub async fn message_count(&self, name: &str, info: &QueueInfo) -> Result<u64, AmqpError> {
         if info.is_stream() {
             return Ok(0);
         }
-        Ok(self.engine.queues.depth(name)?.ready)
+        Ok(self.engine.queues.depth(name).await?.ready)
     }
 }
