@@ -1,7 +1,8 @@
 //! Broker membership by leases in PostgreSQL, and partition leadership by rendezvous hashing
 //! over the live brokers.
 //!
-//! Each broker upserts its row in `brokers` (id, advertised host, Kafka port, lease expiry) every
+//! Each broker upserts its row in `brokers` (id, advertised host, Kafka and RocketMQ ports,
+//! lease expiry) every
 //! `cluster.lease_renew_ms` and reads back the brokers whose lease has not expired. Expiry is
 //! judged by PostgreSQL's clock (`now()`), so brokers' clocks need not agree. Leadership of a
 //! partition (and the coordinator of a group) is the live broker with the highest
@@ -61,7 +62,9 @@ pub struct Membership {
     kafka_port: AtomicU16,
     /// The Kafka TLS listener's port, once bound (0 before, and without one).
     kafka_tls_port: AtomicU16,
-    /// Asks for a renewal now (the Kafka port became known).
+    /// The RocketMQ broker listener's port, once bound (0 before, and without one).
+    rocketmq_port: AtomicU16,
+    /// Asks for a renewal now (a listener's port became known).
     renew_now: Notify,
 }
 
@@ -95,6 +98,7 @@ impl Membership {
             view: RwLock::default(),
             kafka_port: AtomicU16::new(0),
             kafka_tls_port: AtomicU16::new(0),
+            rocketmq_port: AtomicU16::new(0),
             renew_now: Notify::new(),
         }
     }
@@ -111,11 +115,21 @@ impl Membership {
         self.renew_now.notify_one();
     }
 
+    /// Records the RocketMQ broker listener's bound port and advertises it at once.
+    pub fn set_rocketmq_port(&self, port: u16) {
+        self.rocketmq_port.store(port, Ordering::Release);
+        self.renew_now.notify_one();
+    }
+
     fn own_tls_port(&self) -> Option<u16> {
         Some(self.kafka_tls_port.load(Ordering::Acquire)).filter(|port| *port != 0)
     }
 
-    /// Returns at the next renewal time, or earlier when the Kafka port became known.
+    fn own_rocketmq_port(&self) -> Option<u16> {
+        Some(self.rocketmq_port.load(Ordering::Acquire)).filter(|port| *port != 0)
+    }
+
+    /// Returns at the next renewal time, or earlier when a listener's port became known.
     pub async fn wait_renewal(&self) {
         tokio::select! {
             () = tokio::time::sleep(self.settings.renew) => {}
@@ -134,25 +148,28 @@ impl Membership {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO brokers (broker_id, host, kafka_port, lease_expires, kafka_tls_port)
-                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 millisecond', $5)
+                "INSERT INTO brokers
+                     (broker_id, host, kafka_port, lease_expires, kafka_tls_port, rocketmq_port)
+                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 millisecond', $5, $6)
                  ON CONFLICT (broker_id) DO UPDATE
                  SET host = EXCLUDED.host, kafka_port = EXCLUDED.kafka_port,
                      lease_expires = EXCLUDED.lease_expires,
-                     kafka_tls_port = EXCLUDED.kafka_tls_port",
+                     kafka_tls_port = EXCLUDED.kafka_tls_port,
+                     rocketmq_port = EXCLUDED.rocketmq_port",
                 &[
                     &i64::from(self.settings.broker_id),
                     &self.settings.host,
                     &i32::from(self.kafka_port.load(Ordering::Acquire)),
                     &(lease_ms as f64),
                     &self.own_tls_port().map(i32::from),
+                    &self.own_rocketmq_port().map(i32::from),
                 ],
             )
             .await
             .map_err(CloudError::pg("renewing the broker lease"))?;
         let rows = client
             .query(
-                "SELECT broker_id, host, kafka_port, kafka_tls_port FROM brokers
+                "SELECT broker_id, host, kafka_port, kafka_tls_port, rocketmq_port FROM brokers
                  WHERE lease_expires > now() ORDER BY broker_id",
                 &[],
             )
@@ -165,6 +182,7 @@ impl Membership {
                 host: row.get(1),
                 port: row.get::<_, i32>(2) as u16,
                 tls_port: row.get::<_, Option<i32>>(3).map(|port| port as u16),
+                rocketmq_port: row.get::<_, Option<i32>>(4).map(|port| port as u16),
             })
             .collect();
         self.stats.lease_renewals.inc();
@@ -206,9 +224,10 @@ impl Membership {
             .is_some_and(|until| Instant::now() < until)
     }
 
-    /// The brokers clients can reach, by id (a broker whose Kafka listener is not bound yet
-    /// advertises port 0 and is left out): the live ones of the last view, and always this
-    /// broker itself once its listener is bound, lease or not. A client drops every broker a
+    /// The brokers clients can reach, by id (a broker with neither its Kafka nor its RocketMQ
+    /// listener bound yet is left out; each frontend skips those without its own port): the
+    /// live ones of the last view, and always this broker itself once a listener is bound,
+    /// lease or not. A client drops every broker a
     /// metadata answer leaves out, its bootstrap servers included (librdkafka 2.10+), and then
     /// has nowhere to ask again: an empty list during a lost lease stalls it for good, while
     /// listing this broker keeps it asking here (and at the others) until the lease is back.
@@ -219,16 +238,18 @@ impl Membership {
             .read()
             .live
             .iter()
-            .filter(|b| b.port != 0 && b.id != own)
+            .filter(|b| (b.port != 0 || b.rocketmq_port.is_some()) && b.id != own)
             .cloned()
             .collect();
         let port = self.kafka_port.load(Ordering::Acquire);
-        if port != 0 {
+        let rocketmq_port = self.own_rocketmq_port();
+        if port != 0 || rocketmq_port.is_some() {
             live.push(BrokerAddress {
                 id: own,
                 host: self.settings.host.clone(),
                 port,
                 tls_port: self.own_tls_port(),
+                rocketmq_port,
             });
             live.sort_by_key(|broker| broker.id);
         }
@@ -276,6 +297,7 @@ mod tests {
             host: "127.0.0.1".to_owned(),
             port,
             tls_port: None,
+            rocketmq_port: None,
         }
     }
 
@@ -315,6 +337,24 @@ mod tests {
             .find(|b| b.id == 2)
             .expect("itself");
         assert_eq!((own.port, own.tls_port), (9002, Some(9102)));
+        // A broker serving RocketMQ alone is listed for RocketMQ's routes.
+        let mut rocketmq_only = address(3, 0);
+        rocketmq_only.rocketmq_port = Some(10_913);
+        members.view.write().live = vec![address(1, 9001), address(2, 9002), rocketmq_only];
+        members.set_rocketmq_port(10_912);
+        let ports: Vec<_> = members
+            .live()
+            .iter()
+            .map(|b| (b.id, b.port, b.rocketmq_port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                (1, 9001, None),
+                (2, 9002, Some(10_912)),
+                (3, 0, Some(10_913))
+            ]
+        );
     }
 
     #[test]

@@ -33,6 +33,9 @@
 //! broker, with changes announced through LISTEN/NOTIFY; what describes this broker's local
 //! queue data stays in its local store. Queues and the scheduler still run on the local
 //! engine (see the README).
+//!
+//! The membership also advertises each broker's RocketMQ port; the RocketMQ frontend's routes
+//! spread write queues by partition leadership (`tributary_rocketmq::routes`).
 
 pub mod admin;
 pub mod error;

@@ -117,6 +117,12 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE brokers ADD COLUMN kafka_tls_port integer;
     "#,
+    // 8: each broker's RocketMQ broker listener, NULL without one, so every name server's
+    // routes send RocketMQ clients to the broker that leads each queue (RocketMQ TLS shares
+    // the port, `rocketmq.tls`).
+    r#"
+    ALTER TABLE brokers ADD COLUMN rocketmq_port integer;
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.

@@ -1,7 +1,8 @@
 //! SEND_MESSAGE (V1 header, long names), SEND_MESSAGE_V2 (one-letter names) and
 //! SEND_BATCH_MESSAGE (V2 header, batch body).
 //!
-//! A send appends one record batch to partition `queueId % queues` of the topic (created when
+//! A send appends one record batch to partition `queueId % queues` of the topic (in a cluster:
+//! the broker's `queueId`-th led partition, see [`crate::routes`]) (created when
 //! missing and auto-creation is on, with the producer's `defaultTopicQueueNums` queues capped
 //! at `default_queue_nums`, as RocketMQ caps it at TBW102's count), so sends to one queue keep
 //! their order. A batch is either
@@ -83,7 +84,15 @@ pub(super) async fn send(
 
     let requested = field(request, "defaultTopicQueueNums", "d");
     let description = ensure_topic(shared, topic, auto_create_queues(shared, requested)).await?;
-    let partition = queue_partition(&description, queue_id);
+    let partition = match shared.cluster.get() {
+        Some(cluster) => crate::routes::send_partition(
+            cluster.as_ref(),
+            topic,
+            description.partitions,
+            queue_id,
+        )?,
+        None => queue_partition(&description, queue_id),
+    };
     let template = IncomingMessage {
         body: request.body.clone(),
         flag,
