@@ -70,9 +70,9 @@ impl Broker {
         Self::open_with_cloud(settings, None)
     }
 
-    /// [`Broker::open`], with the log, topics, consumer offsets and the cluster-wide metadata
-    /// namespaces served by `cloud` when given (queues, the per-broker metadata namespaces and
-    /// the scheduler stay local). Blocking.
+    /// [`Broker::open`], with the log, topics, consumer offsets, the cluster-wide metadata
+    /// namespaces and the scheduler's delayed appends served by `cloud` when given (queues and
+    /// the per-broker metadata namespaces stay local). Blocking.
     pub fn open_with_cloud(
         settings: BrokerSettings,
         cloud: Option<Arc<CloudEngine>>,
@@ -110,7 +110,13 @@ impl Broker {
                 }),
                 None => Arc::new(RecordsService::new(meta.clone())),
             },
-            scheduler: SchedulerService::new(meta.clone()),
+            scheduler: match &cloud {
+                Some(cloud) => {
+                    let schedule = cloud.schedule();
+                    SchedulerService::with_store(schedule.clone(), schedule.wake())
+                }
+                None => SchedulerService::new(meta.clone()),
+            },
             meta,
             settings,
             storage,

@@ -70,6 +70,9 @@ pub struct CloudLog {
     pub(super) metadata_generations: Arc<super::records::Generations>,
     /// Per log directory, the last object name the uncommitted-object sweep checked.
     pub(super) swept: Mutex<HashMap<String, String>>,
+    /// Wakes the scheduler loop over [`super::schedule::CloudSchedule`]: an entry scheduled
+    /// through another broker, a partition taken over, the membership changed.
+    pub(super) schedule_wake: Arc<Notify>,
 }
 
 impl CloudLog {

@@ -31,8 +31,9 @@
 //! The frontends' metadata store is split ([`records`]): users, permissions, vhosts, Kafka
 //! ACLs, AMQP exchanges and RocketMQ topic ids and transactions in PostgreSQL, shared by every
 //! broker, with changes announced through LISTEN/NOTIFY; what describes this broker's local
-//! queue data stays in its local store. Queues and the scheduler still run on the local
-//! engine (see the README).
+//! queue data stays in its local store. Queues still run on the local engine (see the
+//! README); the scheduler's delayed appends are in PostgreSQL ([`schedule`]), fired by the
+//! broker leading each target.
 //!
 //! The membership also advertises each broker's RocketMQ port; the RocketMQ frontend's routes
 //! spread write queues by partition leadership (`tributary_rocketmq::routes`).
@@ -50,6 +51,7 @@ pub mod pool;
 pub mod producers;
 pub mod read;
 pub mod records;
+pub mod schedule;
 pub mod schema;
 pub mod state;
 pub mod stats;
@@ -69,6 +71,7 @@ pub use members::{MemberSettings, Membership};
 pub use objects::{Objects, ObjectsUrl};
 pub use offsets::CloudOffsets;
 pub use records::{Generations, PgRecords, SplitRecords};
+pub use schedule::CloudSchedule;
 pub use stats::{Stats, StatsSnapshot};
 
 use crate::broker::{LogDefaults, PartitionLimits};
@@ -107,6 +110,7 @@ pub struct CloudEngine {
     offsets: Arc<CloudOffsets>,
     records: Arc<PgRecords>,
     cluster: Arc<Cluster>,
+    schedule: Arc<CloudSchedule>,
     stop: CancellationToken,
     flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     membership: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -180,6 +184,7 @@ impl CloudEngine {
             members: members.clone(),
             metadata_generations: generations.clone(),
             swept: Mutex::default(),
+            schedule_wake: Arc::new(Notify::new()),
         });
         // The first round before serving: the lease is held and led partitions taken over.
         members.renew().await?;
@@ -197,11 +202,18 @@ impl CloudEngine {
             settings.object_gc_grace,
             stop.child_token(),
         ));
+        let cluster = Arc::new(Cluster {
+            members,
+            log: log.clone(),
+        });
         Ok(Arc::new(Self {
-            cluster: Arc::new(Cluster {
-                members,
-                log: log.clone(),
+            schedule: Arc::new(CloudSchedule {
+                pool: pool.clone(),
+                cluster: cluster.clone(),
+                stats: log.stats.clone(),
+                wake: log.schedule_wake.clone(),
             }),
+            cluster,
             log,
             offsets: Arc::new(CloudOffsets::new(pool)),
             records,
@@ -216,6 +228,11 @@ impl CloudEngine {
     /// Membership and leadership as frontends see them.
     pub fn cluster(&self) -> Arc<Cluster> {
         self.cluster.clone()
+    }
+
+    /// The scheduler's delayed appends, in PostgreSQL.
+    pub fn schedule(&self) -> Arc<CloudSchedule> {
+        self.schedule.clone()
     }
 
     pub fn log(&self) -> Arc<CloudLog> {

@@ -1,7 +1,8 @@
 //! The cloud engine (PostgreSQL + S3) against real services: the storage model, Kafka clients
 //! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing,
 //! wake-ups across brokers, the metadata store shared by brokers (users, permissions, ACLs,
-//! exchanges), the GC of objects no commit recorded, and RocketMQ routes over several brokers.
+//! exchanges), the GC of objects no commit recorded, RocketMQ routes over several brokers and the
+//! scheduler's delayed appends in PostgreSQL.
 //!
 //! Needs `TRIBUTARY_TEST_PG_URL`, `TRIBUTARY_TEST_S3_BUCKET` and the `AWS_*` variables that
 //! `bash .ci/services start` prints; a test FAILS (never skips) when they are missing. Built only
@@ -25,6 +26,7 @@ mod retention;
 mod rocketmq_routes;
 #[path = "../support/rocketmq.rs"]
 mod rocketmq_support;
+mod scheduled;
 mod services;
 mod shared_metadata;
 mod tls;
