@@ -42,6 +42,10 @@ pub struct LogSettings {
     pub object_gc_grace: Duration,
     pub flush_interval: Duration,
     pub flush_bytes: usize,
+    /// Objects smaller than this are merged ([`super::merge`]); 0 turns merging off.
+    pub merge_object_bytes: u64,
+    /// Only objects older than this are merged.
+    pub merge_min_age: Duration,
     pub defaults: LogDefaults,
     pub limits: PartitionLimits,
 }

@@ -26,7 +26,8 @@
 //!   again from PostgreSQL before writing it.
 //!
 //! Retention, DeleteRecords and a deleted topic leave objects no batch refers to; the
-//! [`maintenance`] job deletes them after a grace period.
+//! [`maintenance`] job deletes them after a grace period. It also merges small old objects
+//! into larger ones ([`merge`]), which leaves the old ones to the same GC.
 //!
 //! The frontends' metadata store is split ([`records`]): users, permissions, vhosts, Kafka
 //! ACLs, AMQP exchanges and RocketMQ topic ids and transactions in PostgreSQL, shared by every
@@ -45,6 +46,7 @@ pub mod leadership;
 pub mod log;
 pub mod maintenance;
 pub mod members;
+pub mod merge;
 pub mod objects;
 pub mod offsets;
 pub mod pool;
@@ -99,6 +101,10 @@ pub struct CloudSettings {
     pub maintenance_interval: Duration,
     /// How long an object no batch refers to is kept before it is deleted.
     pub object_gc_grace: Duration,
+    /// Objects smaller than this, and older than `merge_min_age`, are merged by the broker
+    /// holding the maintenance role; 0 turns merging off.
+    pub merge_object_bytes: u64,
+    pub merge_min_age: Duration,
     pub log_defaults: LogDefaults,
     pub partition_limits: PartitionLimits,
 }
@@ -171,6 +177,8 @@ impl CloudEngine {
                 object_gc_grace: settings.object_gc_grace,
                 flush_interval: settings.flush_interval,
                 flush_bytes: settings.flush_bytes,
+                merge_object_bytes: settings.merge_object_bytes,
+                merge_min_age: settings.merge_min_age,
                 defaults: settings.log_defaults,
                 limits: settings.partition_limits,
             },

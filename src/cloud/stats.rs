@@ -79,6 +79,9 @@ pub struct Stats {
     pub deleted_object_bytes: Counter,
     /// Maintenance passes (retention, object GC) that failed.
     pub failed_maintenance: Counter,
+    /// Old objects whose batches a merge moved into a new object, and the bytes it copied.
+    pub merged_objects: Counter,
+    pub merge_rewritten_bytes: Counter,
     /// Scheduled appends this broker carried out (appended, then deleted).
     pub scheduled_fired: Counter,
     /// Scheduled appends pending in the cluster, as this broker's scheduler last counted them.
@@ -108,6 +111,8 @@ pub struct StatsSnapshot {
     pub deleted_objects: u64,
     pub deleted_object_bytes: u64,
     pub failed_maintenance: u64,
+    pub merged_objects: u64,
+    pub merge_rewritten_bytes: u64,
     pub scheduled_fired: u64,
     pub scheduled_pending: u64,
 }
@@ -135,6 +140,8 @@ impl Stats {
             deleted_objects: self.deleted_objects.get(),
             deleted_object_bytes: self.deleted_object_bytes.get(),
             failed_maintenance: self.failed_maintenance.get(),
+            merged_objects: self.merged_objects.get(),
+            merge_rewritten_bytes: self.merge_rewritten_bytes.get(),
             scheduled_fired: self.scheduled_fired.get(),
             scheduled_pending: self.scheduled_pending.get(),
         }

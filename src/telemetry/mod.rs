@@ -321,6 +321,18 @@ pub static CATALOG: &[MetricDescription] = &[
         "Cloud engine maintenance passes (retention, object GC) that failed and are retried.",
     ),
     metric(
+        names::CLOUD_OBJECTS_MERGED,
+        Counter,
+        Unit::Count,
+        "Small log objects whose batches the cloud engine merged into a larger object.",
+    ),
+    metric(
+        names::CLOUD_MERGE_BYTES,
+        Counter,
+        Unit::Bytes,
+        "Bytes the cloud engine copied into merged log objects.",
+    ),
+    metric(
         names::CLOUD_SCHEDULED_FIRED,
         Counter,
         Unit::Count,

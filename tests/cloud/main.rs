@@ -1,8 +1,8 @@
 //! The cloud engine (PostgreSQL + S3) against real services: the storage model, Kafka clients
 //! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing,
 //! wake-ups across brokers, the metadata store shared by brokers (users, permissions, ACLs,
-//! exchanges), the GC of objects no commit recorded, RocketMQ routes over several brokers and the
-//! scheduler's delayed appends in PostgreSQL.
+//! exchanges), the GC of objects no commit recorded, RocketMQ routes over several brokers, the
+//! scheduler's delayed appends in PostgreSQL and the merging of small objects.
 //!
 //! Needs `TRIBUTARY_TEST_PG_URL`, `TRIBUTARY_TEST_S3_BUCKET` and the `AWS_*` variables that
 //! `bash .ci/services start` prints; a test FAILS (never skips) when they are missing. Built only
@@ -18,6 +18,7 @@ mod groups;
 mod kafka;
 #[path = "../support/kafka_wire.rs"]
 mod kafka_wire;
+mod merge;
 mod model_test;
 mod outage;
 mod producers;
