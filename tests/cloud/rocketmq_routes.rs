@@ -22,6 +22,9 @@ const MESSAGES: usize = 120;
 const QUEUES: u32 = 12;
 const BROKER_NAME: &str = "tributary-broker";
 
+/// What one consumer received.
+type Sink = Arc<Mutex<Vec<Received>>>;
+
 fn bodies(received: &Mutex<Vec<Received>>) -> BTreeSet<Vec<u8>> {
     received.lock().iter().map(|(b, _, _)| b.clone()).collect()
 }
@@ -56,8 +59,8 @@ fn sends_spread_over_the_leaders_and_a_group_through_other_brokers_gets_them_all
         tokio::time::sleep(Duration::from_secs(1)).await;
         // Two members of one group, through B's and C's name servers, split the queues; they
         // join before anything is sent, so both get queues with messages.
-        let (seen_b, seen_c): (Arc<Mutex<Vec<Received>>>, Arc<Mutex<Vec<Received>>>) =
-            Default::default();
+        let seen_b: Sink = Arc::default();
+        let seen_c: Sink = Arc::default();
         let client_b = Client::new("routes-b").expect("client");
         let client_c = Client::new("routes-c").expect("client");
         let group = "CID-routes";
