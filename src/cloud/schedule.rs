@@ -10,23 +10,25 @@
 //!
 //! Invariants:
 //! - `schedule_append` returns after the row committed (one statement, its own transaction);
-//! - the row's NOTIFY on [`SCHEDULE_CHANNEL`] is delivered with that commit, and wakes every
-//!   broker's scheduler ([`super::wake`]) so the one that fires it re-plans; a reconnect of the
-//!   LISTEN connection, a membership change and a partition take-over wake it too, so no
-//!   entry waits for a wake-up it missed;
+//! - the row's NOTIFY on [`SCHEDULE_CHANNEL`] (payload: its target) is delivered with that
+//!   commit and wakes the scheduler of the broker that fires it ([`super::wake`]), which
+//!   re-plans; a reconnect of the LISTEN connection, a membership change and a partition
+//!   take-over wake it too, so no entry waits for a wake-up it missed;
 //! - delivery is at least once: the row is deleted after its append, so a broker dying in
 //!   between, or two brokers that both believe they lead for a moment, may append it twice;
 //! - any broker may cancel any entry (a DELETE by id); a cancel racing the append may be late.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Notify;
-use tributary_api::{ClusterView, EngineResult, ScheduleTarget, TopicPartition};
+use tributary_api::{EngineResult, ScheduleTarget, TopicPartition};
 
 use super::error::CloudError;
 use super::leadership::Cluster;
+use super::log::CloudLog;
 use super::pool::PgPool;
 use super::stats::Stats;
 use crate::broker::metadata::ScheduledEntry;
@@ -66,24 +68,46 @@ fn target(kind: i16, topic: String, partition: i32) -> ScheduleTarget {
     }
 }
 
+/// The NOTIFY payload naming a target: `[kind, topic, partition]`.
+fn payload(target: &ScheduleTarget) -> String {
+    serde_json::to_string(&columns(target)).unwrap_or_default()
+}
+
+impl CloudLog {
+    /// Whether this broker fires entries of `target` now: it leads the partition and has taken
+    /// it over, or leads `queue:<name>`/0.
+    pub(super) fn fires_scheduled(&self, target: &ScheduleTarget) -> bool {
+        match target {
+            ScheduleTarget::Partition(tp) => {
+                self.members.leads(tp)
+                    && self
+                        .partitions
+                        .read()
+                        .get(tp)
+                        .is_some_and(|state| state.led.load(Ordering::Acquire))
+            }
+            ScheduleTarget::Queue(name) => self
+                .members
+                .leads(&TopicPartition::new(format!("queue:{name}"), 0)),
+        }
+    }
+
+    /// Whether a schedule notification concerns this broker (an unreadable one does).
+    pub(super) fn fires_notified(&self, payload: &str) -> bool {
+        serde_json::from_str::<(i16, String, i32)>(payload).map_or(true, |(kind, topic, p)| {
+            self.fires_scheduled(&target(kind, topic, p))
+        })
+    }
+}
+
 impl CloudSchedule {
     /// What wakes this broker's scheduler loop.
     pub fn wake(&self) -> Arc<Notify> {
         self.wake.clone()
     }
 
-    /// Whether this broker fires entries of `target` now.
     fn fires(&self, target: &ScheduleTarget) -> bool {
-        let own = Some(self.cluster.local_id());
-        match target {
-            ScheduleTarget::Partition(tp) => self.cluster.leader(tp) == own,
-            ScheduleTarget::Queue(name) => {
-                self.cluster
-                    .members()
-                    .leader(&TopicPartition::new(format!("queue:{name}"), 0))
-                    == own
-            }
-        }
+        self.cluster.log.fires_scheduled(target)
     }
 
     /// Every target with entries due by `until` (all when `None`), with its earliest due time;
@@ -128,7 +152,7 @@ impl ScheduleStore for CloudSchedule {
                      INSERT INTO scheduled (due_ms, kind, topic, partition, batch)
                      VALUES ($1, $2, $3, $4, $5) RETURNING id
                  )
-                 SELECT id, pg_notify($6, '') FROM added",
+                 SELECT id, pg_notify($6, $7) FROM added",
                 &[
                     &due_ms,
                     &kind,
@@ -136,6 +160,7 @@ impl ScheduleStore for CloudSchedule {
                     &partition,
                     &batch.as_ref(),
                     &SCHEDULE_CHANNEL,
+                    &payload(target),
                 ],
             )
             .await
@@ -212,5 +237,24 @@ impl ScheduleStore for CloudSchedule {
                 batch: Bytes::from(row.get::<_, Vec<u8>>(5)),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_round_trip_through_columns_and_the_notify_payload() {
+        for original in [
+            ScheduleTarget::Partition(TopicPartition::new("t\"x", 7)),
+            ScheduleTarget::Queue("q:1".to_owned()),
+        ] {
+            let (kind, topic, partition) = columns(&original);
+            assert_eq!(target(kind, topic.to_owned(), partition), original);
+            let (kind, topic, partition): (i16, String, i32) =
+                serde_json::from_str(&payload(&original)).expect("payload");
+            assert_eq!(target(kind, topic, partition), original);
+        }
     }
 }

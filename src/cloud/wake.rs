@@ -8,7 +8,8 @@
 //! to the others at once. Metadata-store writes are announced on
 //! [`super::records::METADATA_CHANNEL`] (payload: the namespace) and move that namespace's
 //! generation, so frontends' caches of it read it again. A scheduled append is announced on
-//! [`super::schedule::SCHEDULE_CHANNEL`] and wakes this broker's scheduler, which re-plans.
+//! [`super::schedule::SCHEDULE_CHANNEL`] with its target and wakes the scheduler of the broker
+//! that fires it, which re-plans.
 //!
 //! Invariants:
 //! - PostgreSQL delivers a NOTIFY only when its transaction commits, so a follower never learns
@@ -297,7 +298,11 @@ impl CloudLog {
                 payload = received.recv() => match payload {
                     Some((Channel::Offsets, payload)) => self.apply_notification(&payload),
                     Some((Channel::Topics, _)) => self.topics_changed().await,
-                    Some((Channel::Schedule, _)) => self.schedule_wake.notify_one(),
+                    Some((Channel::Schedule, target)) => {
+                        if self.fires_notified(&target) {
+                            self.schedule_wake.notify_one();
+                        }
+                    }
                     Some((Channel::Metadata, namespace)) => {
                         self.stats.notifications.inc();
                         self.metadata_generations.changed(&namespace);

@@ -3,8 +3,9 @@
 //!
 //! Routes are compact standard JSON with quoted broker-id keys (the Go client splits the text on
 //! `,` and `:`, so no spaces). Alone, this process is the only broker: id 0 (master), perm 6
-//! (read and write). In a cluster, routes and cluster info come from [`crate::routes`]. `TBW102` and the cluster name resolve without creating a topic; any other topic is
-//! created on lookup when auto-creation is on, `%RETRY%`/`%DLQ%` topics with one queue.
+//! (read and write). In a cluster, routes and cluster info come from [`crate::routes`].
+//! `TBW102` and the cluster name resolve without creating a topic; any other topic is created
+//! on lookup when auto-creation is on, `%RETRY%`/`%DLQ%` topics with one queue.
 
 use std::net::{IpAddr, Ipv4Addr};
 
