@@ -144,10 +144,7 @@ impl CloudLog {
         members: Arc<Membership>,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        let view = |members: &Membership| {
-            let live: Vec<i32> = members.live().iter().map(|b| b.id).collect();
-            (members.holds_lease(), live)
-        };
+        let view = |members: &Membership| (members.holds_lease(), members.live_ids());
         loop {
             let before = view(&members);
             let round = async {

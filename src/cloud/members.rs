@@ -256,6 +256,17 @@ impl Membership {
         live
     }
 
+    /// The ids of the live brokers leadership is spread over (the last view, listeners bound
+    /// or not).
+    pub fn live_ids(&self) -> Vec<i32> {
+        self.view
+            .read()
+            .live
+            .iter()
+            .map(|broker| broker.id)
+            .collect()
+    }
+
     /// The live broker with the highest score for `key`; `None` without a lease.
     pub fn owner(&self, key: &[u8]) -> Option<i32> {
         if !self.holds_lease() {
