@@ -1,7 +1,8 @@
 //! Background maintenance of the cloud log, every `maintenance_interval`: retention on the
 //! partitions this broker leads, and the merging of small objects ([`super::merge`]) and object
-//! garbage collection on the one live broker that holds the maintenance role (rendezvous hashing of a fixed key over the live brokers, so exactly one
-//! does it while views agree, and another takes it over within a lease when it dies).
+//! garbage collection on the one live broker that holds the maintenance role (rendezvous
+//! hashing of a fixed key over the live brokers, so exactly one does it while views agree, and
+//! another takes it over within a lease when it dies).
 //!
 //! Retention works per batch, not per segment: a partition's log start moves past the batches
 //! wholly expired by `retention.ms` (every batch before the first whose newest record is younger

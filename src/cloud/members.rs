@@ -2,10 +2,10 @@
 //! over the live brokers.
 //!
 //! Each broker upserts its row in `brokers` (id, advertised host, Kafka and RocketMQ ports,
-//! lease expiry) every
-//! `cluster.lease_renew_ms` and reads back the brokers whose lease has not expired. Expiry is
-//! judged by PostgreSQL's clock (`now()`), so brokers' clocks need not agree. Leadership of a
-//! partition (and the coordinator of a group) is the live broker with the highest
+//! lease expiry) every `cluster.lease_renew_ms` and reads back the brokers whose lease has not
+//! expired. Expiry is judged by PostgreSQL's clock (`now()`), so brokers' clocks need not
+//! agree. Leadership of a partition (and the coordinator of a group) is the live broker with
+//! the highest
 //! [`rendezvous`] score for it: every broker with the same view picks the same leader, and a
 //! broker joining or leaving moves only the partitions it wins or held.
 //!
@@ -227,10 +227,10 @@ impl Membership {
     /// The brokers clients can reach, by id (a broker with neither its Kafka nor its RocketMQ
     /// listener bound yet is left out; each frontend skips those without its own port): the
     /// live ones of the last view, and always this broker itself once a listener is bound,
-    /// lease or not. A client drops every broker a
-    /// metadata answer leaves out, its bootstrap servers included (librdkafka 2.10+), and then
-    /// has nowhere to ask again: an empty list during a lost lease stalls it for good, while
-    /// listing this broker keeps it asking here (and at the others) until the lease is back.
+    /// lease or not. A client drops every broker a metadata answer leaves out, its bootstrap
+    /// servers included (librdkafka 2.10+), and then has nowhere to ask again: an empty list
+    /// during a lost lease stalls it for good, while listing this broker keeps it asking here
+    /// (and at the others) until the lease is back.
     pub fn live(&self) -> Vec<BrokerAddress> {
         let own = self.settings.broker_id as i32;
         let mut live: Vec<BrokerAddress> = self

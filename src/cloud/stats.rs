@@ -1,7 +1,8 @@
 //! Counters of the cloud engine's round trips, read by tests and benchmarks (one PUT and one
 //! transaction per flush is the design target) and logged per flush at debug level.
 //!
-//! Invariant: counters only grow (gauges are set); a snapshot is a consistent-enough read for before/after deltas.
+//! Invariant: counters only grow (gauges are set); a snapshot is a consistent-enough read for
+//! before/after deltas.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
