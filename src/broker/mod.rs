@@ -70,10 +70,10 @@ impl Broker {
         Self::open_with_cloud(settings, None)
     }
 
-    /// [`Broker::open`], with the log, topics, consumer offsets, queues and the cluster-wide
-    /// metadata namespaces served by `cloud` when given (the per-broker metadata namespaces and
-    /// the scheduler stay local; the local queue service is opened but not handed out).
-    /// Blocking.
+    /// [`Broker::open`], with the log, topics, consumer offsets, queues, the cluster-wide
+    /// metadata namespaces and the scheduler's delayed appends served by `cloud` when given (the
+    /// per-broker metadata namespaces stay local; the local queue service is opened but not
+    /// handed out). Blocking.
     pub fn open_with_cloud(
         settings: BrokerSettings,
         cloud: Option<Arc<CloudEngine>>,
@@ -111,7 +111,13 @@ impl Broker {
                 }),
                 None => Arc::new(RecordsService::new(meta.clone())),
             },
-            scheduler: SchedulerService::new(meta.clone()),
+            scheduler: match &cloud {
+                Some(cloud) => {
+                    let schedule = cloud.schedule();
+                    SchedulerService::with_store(schedule.clone(), schedule.wake())
+                }
+                None => SchedulerService::new(meta.clone()),
+            },
             meta,
             settings,
             storage,

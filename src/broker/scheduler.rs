@@ -1,15 +1,20 @@
 //! Delayed appends (`tributary_api::Scheduler`): RocketMQ delay levels, AMQP TTL expiry and
 //! delayed retries.
 //!
-//! An entry is a row of the metadata store's `schedule` table keyed `(due_ms, id)`, with the
-//! target and the batch as its value (layout in `broker::metadata::codec`); ids come from the
-//! persisted `next_schedule_id` counter, so they are never reused across restarts. An entry is
-//! durable once `schedule_append` returns.
+//! Entries live in a [`ScheduleStore`]. On the local engine ([`LocalSchedule`]) an entry is a
+//! row of the metadata store's `schedule` table keyed `(due_ms, id)`, with the target and the
+//! batch as its value (layout in `broker::metadata::codec`); ids come from the persisted
+//! `next_schedule_id` counter, so they are never reused across restarts. On the cloud engine
+//! they are rows in PostgreSQL shared by every broker, each broker firing the entries whose
+//! target it leads (`cloud::schedule`). Either way an entry is durable once `schedule_append`
+//! returns.
 //!
-//! One tokio task ([`SchedulerService::spawn`]) sleeps until the earliest due time. A
-//! `tokio::sync::Notify` wakes it early when an entry is scheduled or cancelled (a notification
-//! sent while the task is busy is kept as a permit, so none is lost); there is no polling loop.
-//! When entries are due it appends each batch to its target and then deletes the entry.
+//! One tokio task ([`SchedulerService::spawn`]) sleeps until the earliest due time of the
+//! entries this broker fires. A `tokio::sync::Notify` wakes it early when an entry is scheduled
+//! or cancelled (a notification sent while the task is busy is kept as a permit, so none is
+//! lost), and on the cloud engine when another broker scheduled one or leadership moved; there
+//! is no polling loop. When entries are due it appends each batch to its target and then
+//! deletes the entry.
 //!
 //! Delivery is at least once: a crash after the append and before the delete appends the batch
 //! again after the restart. An append that fails because the target is gone (unknown topic,
@@ -41,11 +46,84 @@ const RETRY_BASE: Duration = Duration::from_millis(100);
 /// Longest retry delay.
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// Where scheduled entries are kept, and which of them this broker fires.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync + std::fmt::Debug {
+    /// Stores an entry (durably, before returning) and returns its id.
+    async fn insert(
+        &self,
+        due_ms: i64,
+        target: &ScheduleTarget,
+        batch: &Bytes,
+    ) -> EngineResult<u64>;
+    /// Removes an entry (cancelled, or dropped as never appendable); whether it was stored.
+    async fn remove(&self, id: u64) -> EngineResult<bool>;
+    /// Removes an entry whose batch was appended.
+    async fn delivered(&self, id: u64) -> EngineResult<()> {
+        self.remove(id).await.map(drop)
+    }
+    /// Moves an entry to a new due time (a retry after a failed append).
+    async fn reschedule(&self, id: u64, due_ms: i64) -> EngineResult<()>;
+    /// The earliest due time of the entries this broker fires.
+    async fn next_due_ms(&self) -> EngineResult<Option<i64>>;
+    /// Up to `limit` entries this broker fires, due at or before `now_ms`, earliest first.
+    async fn due_entries(&self, now_ms: i64, limit: usize) -> EngineResult<Vec<ScheduledEntry>>;
+}
+
+/// The local engine's entries, in the metadata store; this broker fires all of them.
+#[derive(Debug)]
+pub struct LocalSchedule {
+    meta: Arc<MetaStore>,
+}
+
+#[async_trait]
+impl ScheduleStore for LocalSchedule {
+    async fn insert(
+        &self,
+        due_ms: i64,
+        target: &ScheduleTarget,
+        batch: &Bytes,
+    ) -> EngineResult<u64> {
+        let (meta, target, batch) = (self.meta.clone(), target.clone(), batch.clone());
+        run_blocking("schedule append", move || {
+            meta.insert_scheduled(due_ms, &target, &batch)
+        })
+        .await
+    }
+
+    async fn remove(&self, id: u64) -> EngineResult<bool> {
+        let meta = self.meta.clone();
+        run_blocking("remove scheduled append", move || meta.remove_scheduled(id)).await
+    }
+
+    async fn reschedule(&self, id: u64, due_ms: i64) -> EngineResult<()> {
+        let meta = self.meta.clone();
+        run_blocking("reschedule append", move || meta.reschedule(id, due_ms))
+            .await
+            .map(drop)
+    }
+
+    async fn next_due_ms(&self) -> EngineResult<Option<i64>> {
+        let meta = self.meta.clone();
+        run_blocking("find next scheduled append", move || meta.next_due_ms()).await
+    }
+
+    async fn due_entries(&self, now_ms: i64, limit: usize) -> EngineResult<Vec<ScheduledEntry>> {
+        let meta = self.meta.clone();
+        run_blocking("read due scheduled appends", move || {
+            meta.due_entries(now_ms, limit)
+        })
+        .await
+    }
+}
+
 /// Durable delayed appends and the task that carries them out.
 #[derive(Debug)]
 pub struct SchedulerService {
-    meta: Arc<MetaStore>,
-    wake: Notify,
+    store: Arc<dyn ScheduleStore>,
+    /// Wakes the task: an entry scheduled or cancelled here, or (shared with the store's
+    /// owner) one scheduled elsewhere or leadership moved.
+    wake: Arc<Notify>,
 }
 
 /// Milliseconds since the Unix epoch by the system clock (0 if the clock is before 1970).
@@ -75,11 +153,14 @@ fn is_permanent(err: &EngineError) -> bool {
 }
 
 impl SchedulerService {
+    /// The local engine's scheduler, over the metadata store.
     pub fn new(meta: Arc<MetaStore>) -> Arc<Self> {
-        Arc::new(Self {
-            meta,
-            wake: Notify::new(),
-        })
+        Self::with_store(Arc::new(LocalSchedule { meta }), Arc::new(Notify::new()))
+    }
+
+    /// A scheduler over `store`, woken also by whoever else holds `wake`.
+    pub fn with_store(store: Arc<dyn ScheduleStore>, wake: Arc<Notify>) -> Arc<Self> {
+        Arc::new(Self { store, wake })
     }
 
     /// Starts the delivery task on `tracker`; it stops when `shutdown` is cancelled.
@@ -103,9 +184,7 @@ impl SchedulerService {
         let mut attempts: HashMap<u64, u32> = HashMap::new();
         let mut store_failures = 0u32;
         loop {
-            let meta = self.meta.clone();
-            let next_due =
-                run_blocking("find next scheduled append", move || meta.next_due_ms()).await;
+            let next_due = self.store.next_due_ms().await;
             let pause = match next_due {
                 Ok(None) => None,
                 Ok(Some(due_ms)) => {
@@ -167,11 +246,7 @@ impl SchedulerService {
         queues: &dyn QueueService,
         attempts: &mut HashMap<u64, u32>,
     ) -> EngineResult<()> {
-        let (meta, now) = (self.meta.clone(), self.now_ms());
-        let due = run_blocking("read due scheduled appends", move || {
-            meta.due_entries(now, DUE_BATCH)
-        })
-        .await?;
+        let due = self.store.due_entries(self.now_ms(), DUE_BATCH).await?;
         for entry in due {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -180,12 +255,10 @@ impl SchedulerService {
                 id, target, batch, ..
             } = entry;
             let outcome = append(log, queues, &target, batch).await;
-            let meta = self.meta.clone();
             match outcome {
                 Ok(()) => {
                     attempts.remove(&id);
-                    run_blocking("remove scheduled append", move || meta.remove_scheduled(id))
-                        .await?;
+                    self.store.delivered(id).await?;
                 }
                 Err(err) if is_permanent(&err) => {
                     let reason = match err {
@@ -197,8 +270,7 @@ impl SchedulerService {
                     metrics::counter!(names::SCHEDULED_DROPPED, "reason" => reason).increment(1);
                     tracing::warn!(id, ?target, error = %err, reason, "scheduled append dropped: it can never be appended");
                     attempts.remove(&id);
-                    run_blocking("remove scheduled append", move || meta.remove_scheduled(id))
-                        .await?;
+                    self.store.remove(id).await?;
                 }
                 Err(err) => {
                     let attempt = attempts.entry(id).or_insert(0);
@@ -208,8 +280,7 @@ impl SchedulerService {
                     let retry_at = self
                         .now_ms()
                         .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-                    run_blocking("reschedule append", move || meta.reschedule(id, retry_at))
-                        .await?;
+                    self.store.reschedule(id, retry_at).await?;
                 }
             }
         }
@@ -243,19 +314,13 @@ impl Scheduler for SchedulerService {
         batch: Bytes,
     ) -> EngineResult<u64> {
         tributary_api::batch::verify_batch(&batch)?;
-        let meta = self.meta.clone();
-        let id = run_blocking("schedule append", move || {
-            meta.insert_scheduled(due_ms, &target, &batch)
-        })
-        .await?;
+        let id = self.store.insert(due_ms, &target, &batch).await?;
         self.wake.notify_one();
         Ok(id)
     }
 
     async fn cancel(&self, id: u64) -> EngineResult<bool> {
-        let meta = self.meta.clone();
-        let existed =
-            run_blocking("cancel scheduled append", move || meta.remove_scheduled(id)).await?;
+        let existed = self.store.remove(id).await?;
         self.wake.notify_one();
         Ok(existed)
     }

@@ -45,6 +45,18 @@ pub enum CloudError {
 }
 
 impl CloudError {
+    /// Whether the object store said the object is not there (deleted after a merge moved
+    /// its batches, when a reader still held the old coordinates).
+    pub(crate) fn is_missing_object(&self) -> bool {
+        matches!(
+            self,
+            Self::Objects {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }
+        )
+    }
+
     pub(crate) fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Self {
         move |source| Self::Postgres { context, source }
     }

@@ -133,6 +133,8 @@ impl CloudLog {
             state.appended.notify(usize::MAX);
             tracing::info!(partition = %tp, high_watermark, "took over partition leadership");
         }
+        // Delayed appends to the partitions taken over are this broker's to fire now.
+        self.schedule_wake.notify_one();
         Ok(())
     }
 
@@ -142,7 +144,9 @@ impl CloudLog {
         members: Arc<Membership>,
         stop: tokio_util::sync::CancellationToken,
     ) {
+        let view = |members: &Membership| (members.holds_lease(), members.live_ids());
         loop {
+            let before = view(&members);
             let round = async {
                 members.renew().await?;
                 self.learn_topics().await?;
@@ -156,6 +160,10 @@ impl CloudLog {
                         state.led.store(false, Ordering::Release);
                     }
                 }
+            }
+            if view(&members) != before {
+                // Queue targets' delayed appends follow the membership, not a take-over.
+                self.schedule_wake.notify_one();
             }
             tokio::select! {
                 () = stop.cancelled() => break,

@@ -42,6 +42,10 @@ pub struct LogSettings {
     pub object_gc_grace: Duration,
     pub flush_interval: Duration,
     pub flush_bytes: usize,
+    /// Objects smaller than this are merged ([`super::merge`]); 0 turns merging off.
+    pub merge_object_bytes: u64,
+    /// Only objects older than this are merged.
+    pub merge_min_age: Duration,
     pub defaults: LogDefaults,
     pub limits: PartitionLimits,
 }
@@ -70,6 +74,9 @@ pub struct CloudLog {
     pub(super) metadata_generations: Arc<super::records::Generations>,
     /// Per log directory, the last object name the uncommitted-object sweep checked.
     pub(super) swept: Mutex<HashMap<String, String>>,
+    /// Wakes the scheduler loop over [`super::schedule::CloudSchedule`]: an entry scheduled
+    /// through another broker, a partition taken over, the membership changed.
+    pub(super) schedule_wake: Arc<Notify>,
 }
 
 impl CloudLog {

@@ -1,7 +1,8 @@
 //! Background maintenance of the cloud log, every `maintenance_interval`: retention on the
-//! partitions this broker leads, and object garbage collection on the one live broker that holds
-//! the maintenance role (rendezvous hashing of a fixed key over the live brokers, so exactly one
-//! does it while views agree, and another takes it over within a lease when it dies).
+//! partitions this broker leads, and the merging of small objects ([`super::merge`]) and object
+//! garbage collection on the one live broker that holds the maintenance role (rendezvous
+//! hashing of a fixed key over the live brokers, so exactly one does it while views agree, and
+//! another takes it over within a lease when it dies).
 //!
 //! Retention works per batch, not per segment: a partition's log start moves past the batches
 //! wholly expired by `retention.ms` (every batch before the first whose newest record is younger
@@ -64,6 +65,8 @@ pub struct MaintenancePass {
     /// Of `deleted_objects`: objects no commit recorded (a flush whose transaction failed, or
     /// a broker that died between its PUT and its commit).
     pub deleted_uncommitted: u64,
+    /// Small objects merged ([`super::merge`]).
+    pub merge: super::merge::MergePass,
 }
 
 impl CloudLog {
@@ -104,6 +107,8 @@ impl CloudLog {
         }
         self.stats.retention_trims.add(pass.trimmed_partitions);
         if self.members.owner(MAINTENANCE_KEY) == Some(self.settings.broker_id as i32) {
+            // Merging first: the objects it empties wait out the grace like any other.
+            pass.merge = self.merge_small_objects().await?;
             let (objects, bytes) = self.collect_objects(grace).await?;
             pass.deleted_objects = objects;
             pass.deleted_bytes = bytes;

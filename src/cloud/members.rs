@@ -1,11 +1,11 @@
 //! Broker membership by leases in PostgreSQL, and partition leadership by rendezvous hashing
 //! over the live brokers.
 //!
-//! Each broker upserts its row in `brokers` (id, advertised host, Kafka port, internal RPC port,
-//! lease expiry) every `cluster.lease_renew_ms` and reads back the brokers whose lease has not
-//! expired (and where their internal RPC listens, for [`super::rpc`]). Expiry is
-//! judged by PostgreSQL's clock (`now()`), so brokers' clocks need not agree. Leadership of a
-//! partition (and the coordinator of a group) is the live broker with the highest
+//! Each broker upserts its row in `brokers` (id, advertised host, Kafka and RocketMQ ports,
+//! internal RPC port, lease expiry) every `cluster.lease_renew_ms` and reads back the brokers
+//! whose lease has not expired (and where their internal RPC listens, for [`super::rpc`]).
+//! Expiry is judged by PostgreSQL's clock (`now()`), so brokers' clocks need not agree.
+//! Leadership of a partition (and the coordinator of a group) is the live broker with the highest
 //! [`rendezvous`] score for it: every broker with the same view picks the same leader, and a
 //! broker joining or leaving moves only the partitions it wins or held.
 //!
@@ -67,7 +67,9 @@ pub struct Membership {
     kafka_tls_port: AtomicU16,
     /// The internal RPC listener's port (`cloud::rpc`), once bound (0 before).
     internal_port: AtomicU16,
-    /// Asks for a renewal now (the Kafka port became known).
+    /// The RocketMQ broker listener's port, once bound (0 before, and without one).
+    rocketmq_port: AtomicU16,
+    /// Asks for a renewal now (a listener's port became known).
     renew_now: Notify,
 }
 
@@ -102,6 +104,7 @@ impl Membership {
             kafka_port: AtomicU16::new(0),
             kafka_tls_port: AtomicU16::new(0),
             internal_port: AtomicU16::new(0),
+            rocketmq_port: AtomicU16::new(0),
             renew_now: Notify::new(),
         }
     }
@@ -129,11 +132,21 @@ impl Membership {
         self.view.read().internal.get(&id).cloned()
     }
 
+    /// Records the RocketMQ broker listener's bound port and advertises it at once.
+    pub fn set_rocketmq_port(&self, port: u16) {
+        self.rocketmq_port.store(port, Ordering::Release);
+        self.renew_now.notify_one();
+    }
+
     fn own_tls_port(&self) -> Option<u16> {
         Some(self.kafka_tls_port.load(Ordering::Acquire)).filter(|port| *port != 0)
     }
 
-    /// Returns at the next renewal time, or earlier when the Kafka port became known.
+    fn own_rocketmq_port(&self) -> Option<u16> {
+        Some(self.rocketmq_port.load(Ordering::Acquire)).filter(|port| *port != 0)
+    }
+
+    /// Returns at the next renewal time, or earlier when a listener's port became known.
     pub async fn wait_renewal(&self) {
         tokio::select! {
             () = tokio::time::sleep(self.settings.renew) => {}
@@ -153,12 +166,14 @@ impl Membership {
         client
             .execute(
                 "INSERT INTO brokers
-                     (broker_id, host, kafka_port, lease_expires, kafka_tls_port, internal_port)
-                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 millisecond', $5, $6)
+                     (broker_id, host, kafka_port, lease_expires, kafka_tls_port, rocketmq_port,
+                      internal_port)
+                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 millisecond', $5, $6, $7)
                  ON CONFLICT (broker_id) DO UPDATE
                  SET host = EXCLUDED.host, kafka_port = EXCLUDED.kafka_port,
                      lease_expires = EXCLUDED.lease_expires,
                      kafka_tls_port = EXCLUDED.kafka_tls_port,
+                     rocketmq_port = EXCLUDED.rocketmq_port,
                      internal_port = EXCLUDED.internal_port",
                 &[
                     &i64::from(self.settings.broker_id),
@@ -166,6 +181,7 @@ impl Membership {
                     &i32::from(self.kafka_port.load(Ordering::Acquire)),
                     &(lease_ms as f64),
                     &self.own_tls_port().map(i32::from),
+                    &self.own_rocketmq_port().map(i32::from),
                     &Some(i32::from(self.internal_port.load(Ordering::Acquire)))
                         .filter(|port| *port != 0),
                 ],
@@ -174,7 +190,8 @@ impl Membership {
             .map_err(CloudError::pg("renewing the broker lease"))?;
         let rows = client
             .query(
-                "SELECT broker_id, host, kafka_port, kafka_tls_port, internal_port FROM brokers
+                "SELECT broker_id, host, kafka_port, kafka_tls_port, rocketmq_port, internal_port
+                 FROM brokers
                  WHERE lease_expires > now() ORDER BY broker_id",
                 &[],
             )
@@ -187,12 +204,13 @@ impl Membership {
                 host: row.get(1),
                 port: row.get::<_, i32>(2) as u16,
                 tls_port: row.get::<_, Option<i32>>(3).map(|port| port as u16),
+                rocketmq_port: row.get::<_, Option<i32>>(4).map(|port| port as u16),
             })
             .collect();
         let internal: HashMap<i32, (String, u16)> = rows
             .iter()
             .filter_map(|row| {
-                let port = row.get::<_, Option<i32>>(4)?;
+                let port = row.get::<_, Option<i32>>(5)?;
                 Some((row.get::<_, i64>(0) as i32, (row.get(1), port as u16)))
             })
             .collect();
@@ -236,12 +254,13 @@ impl Membership {
             .is_some_and(|until| Instant::now() < until)
     }
 
-    /// The brokers clients can reach, by id (a broker whose Kafka listener is not bound yet
-    /// advertises port 0 and is left out): the live ones of the last view, and always this
-    /// broker itself once its listener is bound, lease or not. A client drops every broker a
-    /// metadata answer leaves out, its bootstrap servers included (librdkafka 2.10+), and then
-    /// has nowhere to ask again: an empty list during a lost lease stalls it for good, while
-    /// listing this broker keeps it asking here (and at the others) until the lease is back.
+    /// The brokers clients can reach, by id (a broker with neither its Kafka nor its RocketMQ
+    /// listener bound yet is left out; each frontend skips those without its own port): the
+    /// live ones of the last view, and always this broker itself once a listener is bound,
+    /// lease or not. A client drops every broker a metadata answer leaves out, its bootstrap
+    /// servers included (librdkafka 2.10+), and then has nowhere to ask again: an empty list
+    /// during a lost lease stalls it for good, while listing this broker keeps it asking here
+    /// (and at the others) until the lease is back.
     pub fn live(&self) -> Vec<BrokerAddress> {
         let own = self.settings.broker_id as i32;
         let mut live: Vec<BrokerAddress> = self
@@ -249,20 +268,33 @@ impl Membership {
             .read()
             .live
             .iter()
-            .filter(|b| b.port != 0 && b.id != own)
+            .filter(|b| (b.port != 0 || b.rocketmq_port.is_some()) && b.id != own)
             .cloned()
             .collect();
         let port = self.kafka_port.load(Ordering::Acquire);
-        if port != 0 {
+        let rocketmq_port = self.own_rocketmq_port();
+        if port != 0 || rocketmq_port.is_some() {
             live.push(BrokerAddress {
                 id: own,
                 host: self.settings.host.clone(),
                 port,
                 tls_port: self.own_tls_port(),
+                rocketmq_port,
             });
             live.sort_by_key(|broker| broker.id);
         }
         live
+    }
+
+    /// The ids of the live brokers leadership is spread over (the last view, listeners bound
+    /// or not).
+    pub fn live_ids(&self) -> Vec<i32> {
+        self.view
+            .read()
+            .live
+            .iter()
+            .map(|broker| broker.id)
+            .collect()
     }
 
     /// The live broker with the highest score for `key`; `None` without a lease.
@@ -306,6 +338,7 @@ mod tests {
             host: "127.0.0.1".to_owned(),
             port,
             tls_port: None,
+            rocketmq_port: None,
         }
     }
 
@@ -345,6 +378,24 @@ mod tests {
             .find(|b| b.id == 2)
             .expect("itself");
         assert_eq!((own.port, own.tls_port), (9002, Some(9102)));
+        // A broker serving RocketMQ alone is listed for RocketMQ's routes.
+        let mut rocketmq_only = address(3, 0);
+        rocketmq_only.rocketmq_port = Some(10_913);
+        members.view.write().live = vec![address(1, 9001), address(2, 9002), rocketmq_only];
+        members.set_rocketmq_port(10_912);
+        let ports: Vec<_> = members
+            .live()
+            .iter()
+            .map(|b| (b.id, b.port, b.rocketmq_port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                (1, 9001, None),
+                (2, 9002, Some(10_912)),
+                (3, 0, Some(10_913))
+            ]
+        );
     }
 
     #[test]

@@ -26,7 +26,8 @@
 //!   again from PostgreSQL before writing it.
 //!
 //! Retention, DeleteRecords and a deleted topic leave objects no batch refers to; the
-//! [`maintenance`] job deletes them after a grace period.
+//! [`maintenance`] job deletes them after a grace period. It also merges small old objects
+//! into larger ones ([`merge`]), which leaves the old ones to the same GC.
 //!
 //! The frontends' metadata store is split ([`records`]): users, permissions, vhosts, Kafka
 //! ACLs, AMQP exchanges, queues and bindings, and RocketMQ topic ids and transactions in
@@ -36,7 +37,11 @@
 //! Queues run across brokers ([`queues`]): each is run by the leader of its log partition,
 //! its settles in PostgreSQL, and the other brokers forward their calls over the internal RPC
 //! ([`rpc`]), which also carries the AMQP and RocketMQ appends to partitions another broker
-//! leads ([`forward`]). The scheduler still runs on the local engine (see the README).
+//! leads ([`forward`]). The scheduler's delayed appends are in PostgreSQL ([`schedule`]), fired
+//! by the broker leading each target.
+//!
+//! The membership also advertises each broker's RocketMQ port; the RocketMQ frontend's routes
+//! spread write queues by partition leadership (`tributary_rocketmq::routes`).
 
 pub mod admin;
 pub mod error;
@@ -46,6 +51,7 @@ pub mod leadership;
 pub mod log;
 pub mod maintenance;
 pub mod members;
+pub mod merge;
 pub mod objects;
 pub mod offsets;
 pub mod pool;
@@ -54,6 +60,7 @@ pub mod queues;
 pub mod read;
 pub mod records;
 pub mod rpc;
+pub mod schedule;
 pub mod schema;
 pub mod state;
 pub mod stats;
@@ -75,6 +82,7 @@ pub use objects::{Objects, ObjectsUrl};
 pub use offsets::CloudOffsets;
 pub use queues::CloudQueues;
 pub use records::{Generations, PgRecords, SplitRecords};
+pub use schedule::CloudSchedule;
 pub use stats::{Stats, StatsSnapshot};
 
 use crate::broker::{LogDefaults, PartitionLimits};
@@ -106,6 +114,10 @@ pub struct CloudSettings {
     pub maintenance_interval: Duration,
     /// How long an object no batch refers to is kept before it is deleted.
     pub object_gc_grace: Duration,
+    /// Objects smaller than this, and older than `merge_min_age`, are merged by the broker
+    /// holding the maintenance role; 0 turns merging off.
+    pub merge_object_bytes: u64,
+    pub merge_min_age: Duration,
     pub log_defaults: LogDefaults,
     pub partition_limits: PartitionLimits,
 }
@@ -119,6 +131,7 @@ pub struct CloudEngine {
     cluster: Arc<Cluster>,
     queues: Arc<CloudQueues>,
     forwarding: Arc<ForwardingLog>,
+    schedule: Arc<CloudSchedule>,
     stop: CancellationToken,
     flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     membership: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -180,6 +193,8 @@ impl CloudEngine {
                 object_gc_grace: settings.object_gc_grace,
                 flush_interval: settings.flush_interval,
                 flush_bytes: settings.flush_bytes,
+                merge_object_bytes: settings.merge_object_bytes,
+                merge_min_age: settings.merge_min_age,
                 defaults: settings.log_defaults,
                 limits: settings.partition_limits,
             },
@@ -193,6 +208,7 @@ impl CloudEngine {
             members: members.clone(),
             metadata_generations: generations.clone(),
             swept: Mutex::default(),
+            schedule_wake: Arc::new(Notify::new()),
         });
         // The internal RPC port is bound first, so the first renewal advertises it.
         let internal = tokio::net::TcpListener::bind(settings.internal_addr)
@@ -239,12 +255,18 @@ impl CloudEngine {
         ));
         tracing::info!(internal_port, "internal RPC listening");
         Ok(Arc::new(Self {
-            cluster,
+            schedule: Arc::new(CloudSchedule {
+                pool: pool.clone(),
+                cluster: cluster.clone(),
+                stats: log.stats.clone(),
+                wake: log.schedule_wake.clone(),
+            }),
             queues,
             forwarding: Arc::new(ForwardingLog {
                 log: log.clone(),
                 peers,
             }),
+            cluster,
             log,
             offsets: Arc::new(CloudOffsets::new(pool)),
             records,
@@ -260,6 +282,11 @@ impl CloudEngine {
     /// Membership and leadership as frontends see them.
     pub fn cluster(&self) -> Arc<Cluster> {
         self.cluster.clone()
+    }
+
+    /// The scheduler's delayed appends, in PostgreSQL.
+    pub fn schedule(&self) -> Arc<CloudSchedule> {
+        self.schedule.clone()
     }
 
     pub fn log(&self) -> Arc<CloudLog> {

@@ -5,7 +5,8 @@
 //! engine's reader returns for the same appends (base offsets rewritten, CRC untouched),
 //! starting with the batch holding the offset, at least one, then as many as fit `max_bytes`;
 //! consecutive batches of one object are fetched with one GET; a row below the log start is
-//! never served; a read outside the known offsets of a partition led by another broker reloads
+//! never served; coordinates whose object is gone (merged, then collected) are looked up
+//! again once; a read outside the known offsets of a partition led by another broker reloads
 //! them from PostgreSQL before answering out of range (see [`super::wake`]).
 
 use std::sync::Arc;
@@ -54,7 +55,19 @@ impl CloudLog {
         let run = self
             .coordinates(tp, state, offset, offsets.high_watermark, max_bytes)
             .await?;
-        let data = self.fetch(&run).await?;
+        let data = match self.fetch(&run).await {
+            Ok(data) => data,
+            // Coordinates from before a merge whose old object the GC has deleted since:
+            // look them up again (the batches moved, byte for byte, see `merge`).
+            Err(error) if error.is_missing_object() => {
+                state.forget(&run);
+                let run = self
+                    .coordinates(tp, state, offset, offsets.high_watermark, max_bytes)
+                    .await?;
+                self.fetch(&run).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
         Ok(ReadBatches { data, offsets })
     }
 

@@ -143,6 +143,25 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (queue, seq)
     );
     "#,
+    // 9: each broker's RocketMQ broker listener, NULL without one, so every name server's
+    // routes send RocketMQ clients to the broker that leads each queue (RocketMQ TLS shares
+    // the port, `rocketmq.tls`).
+    r#"
+    ALTER TABLE brokers ADD COLUMN rocketmq_port integer;
+    "#,
+    // 10: the scheduler's delayed appends (`cloud::schedule`), shared by every broker; kind 0
+    // targets partition (topic, partition), kind 1 the queue named `topic`.
+    r#"
+    CREATE TABLE scheduled (
+        id bigserial PRIMARY KEY,
+        due_ms bigint NOT NULL,
+        kind smallint NOT NULL,
+        topic text NOT NULL,
+        partition integer NOT NULL,
+        batch bytea NOT NULL
+    );
+    CREATE INDEX scheduled_by_target ON scheduled (kind, topic, partition, due_ms);
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.

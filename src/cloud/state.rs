@@ -90,6 +90,14 @@ impl PartitionState {
         (found.last_offset >= offset).then(|| found.clone())
     }
 
+    /// Forgets the cached coordinates of `stale` (their batches moved to another object).
+    pub fn forget(&self, stale: &[Coord]) {
+        let mut cache = self.coords.lock();
+        for coord in stale {
+            cache.remove(&coord.base_offset);
+        }
+    }
+
     /// Forgets coordinates of batches wholly below `log_start`.
     pub fn forget_below(&self, log_start: i64) {
         self.coords

@@ -1,7 +1,8 @@
 //! Counters of the cloud engine's round trips, read by tests and benchmarks (one PUT and one
 //! transaction per flush is the design target) and logged per flush at debug level.
 //!
-//! Invariant: counters only grow; a snapshot is a consistent-enough read for before/after deltas.
+//! Invariant: counters only grow (gauges are set); a snapshot is a consistent-enough read for
+//! before/after deltas.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +17,20 @@ impl Counter {
 
     pub fn add(&self, by: u64) {
         self.0.fetch_add(by, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down, set from the latest observation.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    pub fn set(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
     }
 
     pub fn get(&self) -> u64 {
@@ -65,6 +80,13 @@ pub struct Stats {
     pub deleted_object_bytes: Counter,
     /// Maintenance passes (retention, object GC) that failed.
     pub failed_maintenance: Counter,
+    /// Old objects whose batches a merge moved into a new object, and the bytes it copied.
+    pub merged_objects: Counter,
+    pub merge_rewritten_bytes: Counter,
+    /// Scheduled appends this broker carried out (appended, then deleted).
+    pub scheduled_fired: Counter,
+    /// Scheduled appends pending in the cluster, as this broker's scheduler last counted them.
+    pub scheduled_pending: Gauge,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -90,6 +112,10 @@ pub struct StatsSnapshot {
     pub deleted_objects: u64,
     pub deleted_object_bytes: u64,
     pub failed_maintenance: u64,
+    pub merged_objects: u64,
+    pub merge_rewritten_bytes: u64,
+    pub scheduled_fired: u64,
+    pub scheduled_pending: u64,
 }
 
 impl Stats {
@@ -115,6 +141,10 @@ impl Stats {
             deleted_objects: self.deleted_objects.get(),
             deleted_object_bytes: self.deleted_object_bytes.get(),
             failed_maintenance: self.failed_maintenance.get(),
+            merged_objects: self.merged_objects.get(),
+            merge_rewritten_bytes: self.merge_rewritten_bytes.get(),
+            scheduled_fired: self.scheduled_fired.get(),
+            scheduled_pending: self.scheduled_pending.get(),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! [`TOPICS_CHANNEL`] the same way, so a topic created or deleted through one broker is known
 //! to the others at once. Metadata-store writes are announced on
 //! [`super::records::METADATA_CHANNEL`] (payload: the namespace) and move that namespace's
-//! generation, so frontends' caches of it read it again.
+//! generation, so frontends' caches of it read it again. A scheduled append is announced on
+//! [`super::schedule::SCHEDULE_CHANNEL`] with its target and wakes the scheduler of the broker
+//! that fires it, which re-plans.
 //!
 //! Invariants:
 //! - PostgreSQL delivers a NOTIFY only when its transaction commits, so a follower never learns
@@ -32,6 +34,7 @@ use tributary_api::TopicPartition;
 use super::error::{CloudError, CloudResult};
 use super::log::CloudLog;
 use super::records::METADATA_CHANNEL;
+use super::schedule::SCHEDULE_CHANNEL;
 use super::state::PartitionState;
 
 /// The channel offsets are announced on; every broker of one database LISTENs on it.
@@ -260,6 +263,7 @@ impl CloudLog {
                         let channel = match notification.channel() {
                             TOPICS_CHANNEL => Channel::Topics,
                             METADATA_CHANNEL => Channel::Metadata,
+                            SCHEDULE_CHANNEL => Channel::Schedule,
                             _ => Channel::Offsets,
                         };
                         let payload = notification.payload().to_owned();
@@ -276,7 +280,8 @@ impl CloudLog {
         let _stop_driver = AbortOnDrop(driver.abort_handle());
         client
             .batch_execute(&format!(
-                "LISTEN {CHANNEL}; LISTEN {TOPICS_CHANNEL}; LISTEN {METADATA_CHANNEL}"
+                "LISTEN {CHANNEL}; LISTEN {TOPICS_CHANNEL}; LISTEN {METADATA_CHANNEL}; \
+                 LISTEN {SCHEDULE_CHANNEL}"
             ))
             .await
             .map_err(CloudError::pg("LISTENing for offsets"))?;
@@ -285,6 +290,7 @@ impl CloudLog {
         self.metadata_generations.changed_all();
         self.learn_topics().await?;
         self.refresh_all_followed().await?;
+        self.schedule_wake.notify_one();
         tracing::debug!(channel = CHANNEL, "listening for other brokers' commits");
         loop {
             tokio::select! {
@@ -292,6 +298,11 @@ impl CloudLog {
                 payload = received.recv() => match payload {
                     Some((Channel::Offsets, payload)) => self.apply_notification(&payload),
                     Some((Channel::Topics, _)) => self.topics_changed().await,
+                    Some((Channel::Schedule, target)) => {
+                        if self.fires_notified(&target) {
+                            self.schedule_wake.notify_one();
+                        }
+                    }
                     Some((Channel::Metadata, namespace)) => {
                         self.stats.notifications.inc();
                         self.metadata_generations.changed(&namespace);
@@ -314,6 +325,7 @@ enum Channel {
     Offsets,
     Topics,
     Metadata,
+    Schedule,
 }
 
 /// Aborts a task when dropped (the listener stopped or failed before its driver ended).

@@ -42,6 +42,11 @@ pub struct ClusterConfig {
     /// How long a log object no batch refers to any more is kept before it is deleted (readers
     /// that looked its coordinates up just before may still GET it meanwhile).
     pub object_gc_grace_ms: u64,
+    /// Log objects smaller than this are merged into larger ones once older than
+    /// `merge_min_age_ms`; 0 turns merging off.
+    pub merge_object_bytes: u64,
+    /// How old an object must be before it is merged.
+    pub merge_min_age_ms: u64,
 }
 
 impl ClusterConfig {
@@ -65,6 +70,8 @@ impl Default for ClusterConfig {
             lease_ms: 10_000,
             lease_renew_ms: 2_000,
             object_gc_grace_ms: 600_000,
+            merge_object_bytes: 1 << 20,
+            merge_min_age_ms: 60_000,
         }
     }
 }

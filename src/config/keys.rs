@@ -658,6 +658,22 @@ static LATER: &[KeySpec] = &[
         cluster.object_gc_grace_ms
     ),
     key!(
+        "cluster.merge_object_bytes",
+        "TRIBUTARY_CLUSTER_MERGE_OBJECT_BYTES",
+        None,
+        COUNT,
+        parse,
+        cluster.merge_object_bytes
+    ),
+    key!(
+        "cluster.merge_min_age_ms",
+        "TRIBUTARY_CLUSTER_MERGE_MIN_AGE_MS",
+        None,
+        COUNT,
+        parse,
+        cluster.merge_min_age_ms
+    ),
+    key!(
         "log.filter",
         "TRIBUTARY_LOG",
         Some("--log"),

@@ -540,6 +540,8 @@ impl Config {
             read_cache_bytes: usize::try_from(cluster.read_cache_bytes).unwrap_or(usize::MAX),
             maintenance_interval: broker.retention_check_interval,
             object_gc_grace: Duration::from_millis(cluster.object_gc_grace_ms),
+            merge_object_bytes: cluster.merge_object_bytes,
+            merge_min_age: Duration::from_millis(cluster.merge_min_age_ms),
             log_defaults: broker.log_defaults,
             partition_limits: broker.partition_limits,
         })

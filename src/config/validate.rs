@@ -303,6 +303,18 @@ impl Config {
             0,
             7 * 24 * 3_600_000,
         )?;
+        within(
+            "cluster.merge_object_bytes",
+            cluster.merge_object_bytes,
+            0,
+            1 << 30,
+        )?;
+        within(
+            "cluster.merge_min_age_ms",
+            cluster.merge_min_age_ms,
+            0,
+            7 * 24 * 3_600_000,
+        )?;
         Ok(())
     }
 

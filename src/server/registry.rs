@@ -268,6 +268,13 @@ pub fn frontends_with(
     )));
     let rocketmq =
         tributary_rocketmq::RocketMq::with_access(engine, config.rocketmq_settings(), access);
+    // Several brokers over one log: routes from the membership, which advertises the RocketMQ
+    // broker port the listener bound.
+    let members = broker.cloud().map(|cloud| {
+        let cluster = cloud.cluster();
+        rocketmq.join_cluster(cluster.clone());
+        cluster.members().clone()
+    });
     let announce = rocketmq.clone();
     let rocketmq_admin = config
         .rocketmq_broker_listener()
@@ -279,7 +286,12 @@ pub fn frontends_with(
     mounts.add_announced(
         config.rocketmq_broker_listener(),
         || Arc::new(rocketmq.broker()),
-        move |addr| announce.broker_listening(addr),
+        move |addr| {
+            announce.broker_listening(addr);
+            if let Some(members) = &members {
+                members.set_rocketmq_port(addr.port());
+            }
+        },
     );
     let rocketmq_tls = TlsRole::from(config.rocketmq.tls);
     mounts.set_tls("rocketmq-namesrv", rocketmq_tls);

@@ -321,6 +321,30 @@ pub static CATALOG: &[MetricDescription] = &[
         "Cloud engine maintenance passes (retention, object GC) that failed and are retried.",
     ),
     metric(
+        names::CLOUD_OBJECTS_MERGED,
+        Counter,
+        Unit::Count,
+        "Small log objects whose batches the cloud engine merged into a larger object.",
+    ),
+    metric(
+        names::CLOUD_MERGE_BYTES,
+        Counter,
+        Unit::Bytes,
+        "Bytes the cloud engine copied into merged log objects.",
+    ),
+    metric(
+        names::CLOUD_SCHEDULED_FIRED,
+        Counter,
+        Unit::Count,
+        "Delayed appends in PostgreSQL this broker carried out (it leads their target).",
+    ),
+    metric(
+        names::CLOUD_SCHEDULED_PENDING,
+        Gauge,
+        Unit::Count,
+        "Delayed appends pending in PostgreSQL (every broker's), as this broker last counted them.",
+    ),
+    metric(
         names::CLOUD_LEASE_HELD,
         Gauge,
         Unit::Count,

@@ -74,5 +74,13 @@ pub const CLOUD_OBJECTS_DELETED: &str = "tributary_cloud_objects_deleted_total";
 pub const CLOUD_OBJECT_BYTES_DELETED: &str = "tributary_cloud_object_bytes_deleted_total";
 /// Maintenance passes (retention, object GC) that failed.
 pub const CLOUD_MAINTENANCE_FAILURES: &str = "tributary_cloud_maintenance_failures_total";
+/// Small log objects merged into larger ones (the old objects then go to the GC).
+pub const CLOUD_OBJECTS_MERGED: &str = "tributary_cloud_objects_merged_total";
+/// Bytes copied into merged objects.
+pub const CLOUD_MERGE_BYTES: &str = "tributary_cloud_merge_rewritten_bytes_total";
+/// Scheduled appends (delay levels, AMQP delayed retries) this broker carried out.
+pub const CLOUD_SCHEDULED_FIRED: &str = "tributary_cloud_scheduled_fired_total";
+/// Scheduled appends pending in PostgreSQL (every broker's), as of this broker's last look.
+pub const CLOUD_SCHEDULED_PENDING: &str = "tributary_cloud_scheduled_pending";
 /// 1 while this broker holds its membership lease.
 pub const CLOUD_LEASE_HELD: &str = "tributary_cloud_lease_held";

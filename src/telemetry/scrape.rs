@@ -132,6 +132,10 @@ impl ScrapeState {
                 stats.deleted_object_bytes,
             ),
             (names::CLOUD_MAINTENANCE_FAILURES, stats.failed_maintenance),
+            (names::CLOUD_OBJECTS_MERGED, stats.merged_objects),
+            (names::CLOUD_MERGE_BYTES, stats.merge_rewritten_bytes),
+            (names::CLOUD_SCHEDULED_FIRED, stats.scheduled_fired),
+            (names::CLOUD_SCHEDULED_PENDING, stats.scheduled_pending),
         ] {
             page.add(name, Sample::plain(value as f64));
         }

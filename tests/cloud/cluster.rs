@@ -87,7 +87,7 @@ fn health(broker: &mut TestBroker) -> u16 {
 }
 
 /// Leaders by partition, as the cluster's Metadata says.
-fn leaders(bootstrap: &str, topic: &str) -> BTreeMap<i32, i32> {
+pub(crate) fn leaders(bootstrap: &str, topic: &str) -> BTreeMap<i32, i32> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()

@@ -25,6 +25,8 @@ pub(crate) fn settings(database: &str, bucket: &str, flush_ms: u64) -> CloudSett
         read_cache_bytes: 16 << 20,
         maintenance_interval: Duration::from_secs(3_600),
         object_gc_grace: Duration::from_secs(600),
+        merge_object_bytes: 1 << 20,
+        merge_min_age: Duration::from_secs(60),
         log_defaults: LogDefaults::default(),
         partition_limits: PartitionLimits::default(),
     }

@@ -2,8 +2,9 @@
 //! end to end through the real binary, the one-PUT-one-transaction flush, failures and fencing,
 //! wake-ups across brokers, the metadata store shared by brokers (users, permissions, ACLs,
 //! exchanges), AMQP queues used through any broker (and their owner's death), AMQP and
-//! RocketMQ appends forwarded to the partition leader, the internal RPC's secret, and the GC of
-//! objects no commit recorded.
+//! RocketMQ appends forwarded to the partition leader, the internal RPC's secret, the GC of
+//! objects no commit recorded, RocketMQ routes over several brokers, the scheduler's delayed
+//! appends in PostgreSQL and the merging of small objects.
 //!
 //! Needs `TRIBUTARY_TEST_PG_URL`, `TRIBUTARY_TEST_S3_BUCKET` and the `AWS_*` variables that
 //! `bash .ci/services start` prints; a test FAILS (never skips) when they are missing. Built only
@@ -21,14 +22,17 @@ mod internal_rpc;
 mod kafka;
 #[path = "../support/kafka_wire.rs"]
 mod kafka_wire;
+mod merge;
 mod model_test;
 mod outage;
 mod producers;
 mod queues;
 mod records_model;
 mod retention;
+mod rocketmq_routes;
 #[path = "../support/rocketmq.rs"]
 mod rocketmq_support;
+mod scheduled;
 mod services;
 mod shared_metadata;
 mod tls;

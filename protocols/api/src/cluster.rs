@@ -14,17 +14,21 @@ use crate::types::TopicPartition;
 pub struct BrokerAddress {
     pub id: i32,
     pub host: String,
-    /// Its Kafka listener.
+    /// Its Kafka listener; 0 while unbound or without one.
     pub port: u16,
     /// Its Kafka TLS listener (`SSL`/`SASL_SSL`), if it has one.
     pub tls_port: Option<u16>,
+    /// Its RocketMQ broker listener (which also speaks TLS when `rocketmq.tls` says so), if
+    /// it has one.
+    pub rocketmq_port: Option<u16>,
 }
 
 /// The membership view of one broker.
 pub trait ClusterView: Send + Sync + std::fmt::Debug {
     /// This broker's id.
     fn local_id(&self) -> i32;
-    /// The live brokers, by id; never empty once this broker's listener is bound (without a
+    /// The live brokers, by id, each with at least one listener bound (a frontend skips those
+    /// without its own port); never empty once this broker's listener is bound (without a
     /// lease: itself and the brokers of its last view).
     fn live(&self) -> Vec<BrokerAddress>;
     /// The broker that leads `partition`; `None` without a lease.

@@ -50,6 +50,10 @@ pub enum RequestError {
     TopicNotExist(String),
     #[error("request type {0} not supported")]
     NotSupported(i32),
+    /// A send to a broker that leads none of the topic's partitions now (a stale route, see
+    /// [`crate::routes`]); the client retries elsewhere after refreshing its route.
+    #[error("this broker leads no queue of topic `{0}` now; refresh the route")]
+    NoLedQueue(String),
     #[error("parse the consumer's subscription failed: {0}")]
     SubscriptionParseFailed(#[from] FilterError),
     #[error("The broker's consumer filter data is not exist!Your expression may be wrong!")]
@@ -99,6 +103,7 @@ impl RequestError {
             Self::SubscriptionParseFailed(_) => code::SUBSCRIPTION_PARSE_FAILED,
             Self::FilterDataNotExist => code::FILTER_DATA_NOT_EXIST,
             Self::NotSupported(_) => code::REQUEST_CODE_NOT_SUPPORTED,
+            Self::NoLedQueue(_) => code::SERVICE_NOT_AVAILABLE,
             Self::Engine(engine) => match engine {
                 EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. } => {
                     code::TOPIC_NOT_EXIST

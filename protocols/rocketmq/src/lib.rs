@@ -10,6 +10,9 @@
 //! Delayed messages (delay levels and 5.x timers, [`delay`]) and consumer send-back to
 //! `%RETRY%<group>` / `%DLQ%<group>` go through the engine scheduler, so they survive restarts.
 //!
+//! With several brokers over one log ([`RocketMq::join_cluster`]), routes name every live
+//! broker and each queue's writes go to the broker that leads its partition ([`routes`]).
+//!
 //! Orderly consumers lock queues with 60 s leases ([`locks`]); membership changes are pushed to
 //! the group's members.
 //!
@@ -51,6 +54,7 @@ mod pull_commits;
 mod read_ahead;
 pub mod records;
 mod registry;
+pub mod routes;
 mod stats;
 pub mod topic_ids;
 pub mod transactions;
@@ -60,7 +64,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use tributary_api::{AccessControl, ConnectionContext, ConnectionError, Engine, Frontend};
+use tributary_api::{
+    AccessControl, ClusterView, ConnectionContext, ConnectionError, Engine, Frontend,
+};
 
 pub use delay::DelayLevels;
 /// Topic name prefixes of a group's retry and dead-letter topics (`%RETRY%<group>`, `%DLQ%<group>`).
@@ -135,6 +141,8 @@ struct Shared {
     /// Permission checks of the ACL (`settings.acl_enabled`).
     access: Option<Arc<dyn AccessControl>>,
     broker_addr: OnceLock<SocketAddr>,
+    /// The membership when several brokers serve one log ([`routes`]); unset: the only broker.
+    cluster: OnceLock<Arc<dyn ClusterView>>,
     clients: ClientRegistry,
     peers: Peers,
     locks: QueueLocks,
@@ -196,6 +204,7 @@ impl RocketMq {
                 settings,
                 access,
                 broker_addr: OnceLock::new(),
+                cluster: OnceLock::new(),
                 clients: ClientRegistry::default(),
                 peers: Peers::default(),
                 locks: QueueLocks::default(),
@@ -229,6 +238,12 @@ impl RocketMq {
         BrokerFrontend {
             shared: Arc::clone(&self.shared),
         }
+    }
+
+    /// Serves as one broker of `cluster`: routes name every live broker and spread the write
+    /// queues by partition leadership ([`routes`]). Call before serving; the first call wins.
+    pub fn join_cluster(&self, cluster: Arc<dyn ClusterView>) {
+        let _ = self.shared.cluster.set(cluster);
     }
 
     /// Records the address the broker listener is bound to; the first call wins.

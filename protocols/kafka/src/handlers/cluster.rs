@@ -48,7 +48,12 @@ impl Broker {
             .any(|broker| broker.id == own && broker.tls_port == Some(context.local_port));
         live.into_iter()
             .filter_map(|broker| {
-                let port = if tls { broker.tls_port? } else { broker.port };
+                // A broker without a Kafka listener (RocketMQ only) advertises port 0.
+                let port = if tls {
+                    broker.tls_port?
+                } else {
+                    Some(broker.port).filter(|port| *port != 0)?
+                };
                 Some(Reachable {
                     id: broker.id,
                     host: broker.host,

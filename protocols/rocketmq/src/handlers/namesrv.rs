@@ -2,9 +2,10 @@
 //! UPDATE_AND_CREATE_TOPIC (an admin request both listeners accept).
 //!
 //! Routes are compact standard JSON with quoted broker-id keys (the Go client splits the text on
-//! `,` and `:`, so no spaces). This process is the only broker: id 0 (master), perm 6 (read and
-//! write). `TBW102` and the cluster name resolve without creating a topic; any other topic is
-//! created on lookup when auto-creation is on, `%RETRY%`/`%DLQ%` topics with one queue.
+//! `,` and `:`, so no spaces). Alone, this process is the only broker: id 0 (master), perm 6
+//! (read and write). In a cluster, routes and cluster info come from [`crate::routes`].
+//! `TBW102` and the cluster name resolve without creating a topic; any other topic is created
+//! on lookup when auto-creation is on, `%RETRY%`/`%DLQ%` topics with one queue.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -84,6 +85,17 @@ pub(super) async fn route(
             Err(err) => return Err(err),
         }
     };
+    if let Some(cluster) = shared.cluster.get() {
+        let route = crate::routes::route(
+            cluster.as_ref(),
+            &shared.settings.cluster_name,
+            &shared.settings.broker_name,
+            topic,
+            queues,
+        );
+        return Ok(RemotingCommand::response_to(request, code::SUCCESS)
+            .with_body(serde_json::to_vec(&route)?));
+    }
     let route = json!({
         "brokerDatas": [broker_data(shared, connection)],
         "filterServerTable": {},
@@ -103,6 +115,15 @@ pub(super) fn cluster_info(
     connection: &Connection,
     request: &RemotingCommand,
 ) -> RequestResult<RemotingCommand> {
+    if let Some(cluster) = shared.cluster.get() {
+        let info = crate::routes::cluster_info(
+            cluster.as_ref(),
+            &shared.settings.cluster_name,
+            &shared.settings.broker_name,
+        );
+        return Ok(RemotingCommand::response_to(request, code::SUCCESS)
+            .with_body(serde_json::to_vec(&info)?));
+    }
     let broker_name = shared.settings.broker_name.clone();
     let mut brokers = serde_json::Map::new();
     brokers.insert(broker_name.clone(), broker_data(shared, connection));

@@ -1,8 +1,9 @@
 //! SEND_MESSAGE (V1 header, long names), SEND_MESSAGE_V2 (one-letter names) and
 //! SEND_BATCH_MESSAGE (V2 header, batch body).
 //!
-//! A send appends one record batch to partition `queueId % queues` of the topic (created when
-//! missing and auto-creation is on, with the producer's `defaultTopicQueueNums` queues capped
+//! A send appends one record batch to partition `queueId % queues` of the topic (in a cluster,
+//! to the `queueId`-th partition this broker leads, see [`crate::routes`]), created when
+//! missing and auto-creation is on (with the producer's `defaultTopicQueueNums` queues capped
 //! at `default_queue_nums`, as RocketMQ caps it at TBW102's count), so sends to one queue keep
 //! their order. A batch is either
 //! code 320 or a `batch` field of `true`, or `1` as the C++ 1.2 client sends it on code 10 (it
@@ -83,7 +84,15 @@ pub(super) async fn send(
 
     let requested = field(request, "defaultTopicQueueNums", "d");
     let description = ensure_topic(shared, topic, auto_create_queues(shared, requested)).await?;
-    let partition = queue_partition(&description, queue_id);
+    let partition = match shared.cluster.get() {
+        Some(cluster) => crate::routes::send_partition(
+            cluster.as_ref(),
+            topic,
+            description.partitions,
+            queue_id,
+        )?,
+        None => queue_partition(&description, queue_id),
+    };
     let template = IncomingMessage {
         body: request.body.clone(),
         flag,
