@@ -31,10 +31,14 @@ pub struct ForwardingLog {
 }
 
 impl ForwardingLog {
-    /// The broker to forward an append of `tp` to, if not this one.
+    /// The broker to forward an append of `tp` to, if not this one (counted).
     fn remote_leader(&self, tp: &TopicPartition) -> Option<i32> {
         let leader = self.log.members.leader(tp)?;
-        (leader != self.log.members.broker_id() as i32).then_some(leader)
+        let remote = (leader != self.log.members.broker_id() as i32).then_some(leader);
+        if remote.is_some() {
+            self.log.stats.forwarded_appends.inc();
+        }
+        remote
     }
 }
 

@@ -71,6 +71,8 @@ pub struct Stats {
     pub queued_micros: Counter,
     /// Offsets notifications received from other brokers' commits (LISTEN/NOTIFY).
     pub notifications: Counter,
+    /// Appends to partitions another broker leads, forwarded to it over the internal RPC.
+    pub forwarded_appends: Counter,
     /// LISTEN connections that failed (each is reconnected).
     pub failed_listens: Counter,
     /// Partitions whose log start retention moved (one per partition and pass).
@@ -107,6 +109,7 @@ pub struct StatsSnapshot {
     pub commit_micros: u64,
     pub queued_micros: u64,
     pub notifications: u64,
+    pub forwarded_appends: u64,
     pub failed_listens: u64,
     pub retention_trims: u64,
     pub deleted_objects: u64,
@@ -136,6 +139,7 @@ impl Stats {
             commit_micros: self.commit_micros.get(),
             queued_micros: self.queued_micros.get(),
             notifications: self.notifications.get(),
+            forwarded_appends: self.forwarded_appends.get(),
             failed_listens: self.failed_listens.get(),
             retention_trims: self.retention_trims.get(),
             deleted_objects: self.deleted_objects.get(),

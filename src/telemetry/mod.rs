@@ -297,6 +297,12 @@ pub static CATALOG: &[MetricDescription] = &[
         "LISTEN/NOTIFY notifications of other brokers' commits and topic changes received.",
     ),
     metric(
+        names::CLOUD_FORWARDED_APPENDS,
+        Counter,
+        Unit::Count,
+        "AMQP and RocketMQ appends forwarded over the internal RPC to the broker leading their partition.",
+    ),
+    metric(
         names::CLOUD_RETENTION_TRIMS,
         Counter,
         Unit::Count,

@@ -66,6 +66,8 @@ pub const CLOUD_FLUSH_TRANSACTIONS: &str = "tributary_cloud_flush_transactions_t
 pub const CLOUD_BATCHES: &str = "tributary_cloud_batches_total";
 /// Notifications of other brokers' commits and topic changes received.
 pub const CLOUD_NOTIFICATIONS: &str = "tributary_cloud_notifications_total";
+/// AMQP and RocketMQ appends forwarded to the broker leading their partition.
+pub const CLOUD_FORWARDED_APPENDS: &str = "tributary_cloud_forwarded_appends_total";
 /// Partitions whose log start retention moved.
 pub const CLOUD_RETENTION_TRIMS: &str = "tributary_cloud_retention_trims_total";
 /// Log objects deleted by the object GC.

@@ -125,6 +125,7 @@ impl ScrapeState {
             (names::CLOUD_FLUSH_TRANSACTIONS, stats.flush_transactions),
             (names::CLOUD_BATCHES, stats.batches),
             (names::CLOUD_NOTIFICATIONS, stats.notifications),
+            (names::CLOUD_FORWARDED_APPENDS, stats.forwarded_appends),
             (names::CLOUD_RETENTION_TRIMS, stats.retention_trims),
             (names::CLOUD_OBJECTS_DELETED, stats.deleted_objects),
             (

@@ -1,39 +1,61 @@
-//! RocketMQ sends through a broker that does not lead every queue of the topic (its routes
-//! name only itself): the sends to partitions another broker leads are forwarded to the leader
-//! over the internal RPC and stored once each, as a Kafka consumer reads back.
+//! RocketMQ transactional messages over two brokers: the transactional producer goes through one
+//! broker's name server, the consumer through the other's. Half messages live in one shared
+//! half topic and commits append to partitions wherever they are led, so brokers forward those
+//! appends to the leader over the internal RPC (counted in
+//! `tributary_cloud_forwarded_appends_total`). Every commit is consumed exactly once, no
+//! rollback ever.
+//!
+//! (Plain RocketMQ sends are not forwarded any more: routes send each write queue to the broker
+//! that leads it, `tests/cloud/rocketmq_routes.rs`.)
 
-use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::Consumer;
-use rdkafka::message::Message as _;
-use rocketmq_model::common::message::message_queue::MessageQueue;
-use rocketmq_model::common::message::message_single::Message;
+use rocketmq_client_rust::LocalTransactionState;
 
+use crate::broker::{TestBroker, http_get};
 use crate::cluster::start_broker;
-use crate::rocketmq_support::{Client, body, producer, runtime};
+use crate::rocketmq_support::{Client, consumer_with, runtime, wait_for};
+use crate::rocketmq_tx::{Listener, Sink, bodies, message, transaction_producer};
 use crate::services::{bucket, fresh_database, unique};
 
 const QUEUES: i32 = 4;
-const SENDS: usize = 24;
+const COMMITS: usize = 12;
+const ROLLBACKS: usize = 4;
+
+/// `tributary_cloud_forwarded_appends_total` on `broker`.
+fn forwarded(broker: &mut TestBroker) -> u64 {
+    let metrics = http_get(broker.http_addr(), "/metrics");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("tributary_cloud_forwarded_appends_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |value| value as u64)
+}
 
 #[test]
-fn rocketmq_sends_to_partitions_another_broker_leads_are_forwarded() {
+fn rocketmq_transactions_across_brokers_commit_once_and_roll_back_never() {
     let rt = runtime();
-    let database = rt.block_on(fresh_database("rmq-forward"));
-    let objects = format!("s3://{}/{}", bucket(), unique("rmq-forward"));
+    let database = rt.block_on(fresh_database("rmq-tx"));
+    let objects = format!("s3://{}/{}", bucket(), unique("rmq-tx"));
     let config = tempfile::NamedTempFile::new().expect("config file");
-    std::fs::write(config.path(), "[cluster]\nflush_interval_ms = 20\n").expect("write config");
+    std::fs::write(
+        config.path(),
+        "[cluster]\nflush_interval_ms = 20\n[rocketmq]\ntransaction_timeout_ms = 1000\n\
+         transaction_check_interval_ms = 1000\n",
+    )
+    .expect("write config");
     let path = config.path().to_str().expect("utf-8").to_owned();
     let mut a = start_broker(1, &database, &objects, &path);
     let mut b = start_broker(2, &database, &objects, &path);
     let kafka = a.addr("kafka").to_string();
-    let namesrv = a.addr("rocketmq-namesrv").to_string();
-    let _b_kafka = b.addr("kafka");
-    let topic = "ForwardedRmq";
+    let namesrv_a = a.addr("rocketmq-namesrv").to_string();
+    let namesrv_b = b.addr("rocketmq-namesrv").to_string();
+    let topic = "TxAcrossRmq";
     rt.block_on(async {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &kafka)
@@ -50,44 +72,52 @@ fn rocketmq_sends_to_partitions_another_broker_leads_are_forwarded() {
         // Both brokers know the topic and lead some of its partitions.
         tokio::time::sleep(Duration::from_secs(1)).await;
 
-        let client = Client::new("forward").expect("client");
-        let producer = producer(&client, &namesrv, "PID-forward").await;
-        let mut sent = BTreeSet::new();
-        for n in 0..SENDS {
-            let payload = body("fwd", n);
-            let message = Message::builder()
-                .topic(topic)
-                .tags("F")
-                .body(payload.clone())
-                .build()
-                .expect("message");
-            producer
-                .send_with_selector(
-                    message,
-                    |queues: &[MessageQueue], _msg: &Message, queue: &i32| {
-                        queues.iter().find(|q| q.queue_id() == *queue).cloned()
-                    },
-                    n as i32 % QUEUES,
-                )
+        let client = Client::new("tx-across").expect("client");
+        let consumed = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink(Arc::clone(&consumed));
+        let mut consumer =
+            consumer_with(&client, &namesrv_b, "CID-tx-across", topic, "*", sink).await;
+        let listener = Listener {
+            on_check: "rollback",
+            checks: Arc::new(Mutex::new(Vec::new())),
+        };
+        let mut producer =
+            transaction_producer(&client, &namesrv_a, "PID-tx-across", topic, listener).await;
+        let mut committed = Vec::new();
+        for n in 0..COMMITS + ROLLBACKS {
+            let (decision, expected) = if n < COMMITS {
+                ("commit", LocalTransactionState::CommitMessage)
+            } else {
+                ("rollback", LocalTransactionState::RollbackMessage)
+            };
+            let body = format!("tx-{decision}-{n}").into_bytes();
+            let result = producer
+                .send_message_in_transaction::<(), _>(message(topic, decision, &body), None)
                 .await
-                .unwrap_or_else(|error| panic!("send {n} to queue {}: {error}", n as i32 % QUEUES))
-                .expect("a send result");
-            sent.insert(payload);
-        }
-        client.shutdown().await;
-
-        let reader = crate::kafka::consumer(&kafka, "rmq-forward-check", topic, QUEUES);
-        let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while got.len() < SENDS && Instant::now() < deadline {
-            if let Some(message) = reader.poll(Duration::from_millis(200)) {
-                let message = message.expect("consume");
-                got.push(message.payload().unwrap_or_default().to_vec());
+                .unwrap_or_else(|error| panic!("transactional send {n}: {error}"));
+            assert_eq!(result.local_transaction_state, Some(expected));
+            if n < COMMITS {
+                committed.push(body);
             }
         }
-        reader.unsubscribe();
-        let unique: BTreeSet<Vec<u8>> = got.iter().cloned().collect();
-        assert_eq!(got.len(), SENDS, "each send stored once");
-        assert_eq!(unique, sent, "every send is in the topic");
+        wait_for("every commit consumed", Duration::from_secs(60), || {
+            bodies(&consumed).len() >= COMMITS
+        })
+        .await;
+        // Long enough for a duplicate or a wrongly committed rollback to show up.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut seen = bodies(&consumed);
+        seen.sort();
+        committed.sort();
+        assert_eq!(seen, committed, "each commit exactly once, no rollback");
+        consumer.shutdown().await;
+        producer.shutdown().await;
+        client.shutdown().await;
     });
+    let forwarded = forwarded(&mut a) + forwarded(&mut b);
+    eprintln!("appends forwarded between the brokers: {forwarded}");
+    assert!(
+        forwarded > 0,
+        "some half or commit went to the other broker's partition"
+    );
 }

@@ -7,6 +7,8 @@ mod broker;
 mod lapin_support;
 #[path = "../support/rocketmq.rs"]
 mod rocketmq;
+#[path = "../support/rocketmq_tx.rs"]
+mod rocketmq_tx;
 #[path = "../support/tls.rs"]
 mod tls_support;
 

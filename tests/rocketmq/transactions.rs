@@ -7,21 +7,17 @@
 use crate::broker;
 
 use crate::rocketmq;
+use crate::rocketmq_tx;
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use broker::TestBroker;
 use parking_lot::Mutex;
 use rocketmq::{Client, consumer_with, runtime, wait_for};
-use rocketmq_client_rust::{
-    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, LocalTransactionState,
-    MessageListenerConcurrently, TransactionListener, TransactionMQProducer,
-};
-use rocketmq_model::common::message::MessageTrait;
-use rocketmq_model::common::message::message_ext::MessageExt;
-use rocketmq_model::common::message::message_single::Message;
+use rocketmq_client_rust::LocalTransactionState;
+use rocketmq_tx::{Listener, Sink, bodies, message, transaction_producer};
 
 fn config_file() -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().expect("config file");
@@ -35,106 +31,6 @@ fn config_file() -> tempfile::NamedTempFile {
 
 fn start_broker(config: &tempfile::NamedTempFile) -> TestBroker {
     TestBroker::start_with(&["--config", config.path().to_str().expect("utf-8 path")])
-}
-
-/// The user property that tells the listener what its local transaction does.
-const DECISION: &str = "decision";
-
-fn property(msg: &dyn MessageTrait, name: &str) -> Option<String> {
-    msg.property(&name.into()).map(|value| value.to_string())
-}
-
-fn decision_of(msg: &dyn MessageTrait) -> Option<String> {
-    property(msg, DECISION)
-}
-
-fn state(decision: Option<&str>) -> LocalTransactionState {
-    match decision {
-        Some("commit") => LocalTransactionState::CommitMessage,
-        Some("rollback") => LocalTransactionState::RollbackMessage,
-        _ => LocalTransactionState::Unknown,
-    }
-}
-
-/// The checks a listener answered: the message's decision and when it was asked.
-type Checks = Arc<Mutex<Vec<(Option<String>, Instant)>>>;
-
-/// Executes the local transaction as the message's `decision` says; a check answers
-/// `on_check` and records when it was asked.
-struct Listener {
-    on_check: &'static str,
-    checks: Checks,
-}
-
-impl TransactionListener for Listener {
-    fn execute_local_transaction(
-        &self,
-        msg: &dyn MessageTrait,
-        _arg: Option<&(dyn std::any::Any + Send + Sync)>,
-    ) -> LocalTransactionState {
-        state(decision_of(msg).as_deref())
-    }
-
-    fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
-        self.checks.lock().push((decision_of(msg), Instant::now()));
-        state(Some(self.on_check))
-    }
-}
-
-/// A consumed message: body, when it arrived, and its `TRAN_MSG` and `PGROUP` properties.
-type Consumed = (Vec<u8>, Instant, Option<String>, Option<String>);
-
-struct Sink(Arc<Mutex<Vec<Consumed>>>);
-
-impl MessageListenerConcurrently for Sink {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        _context: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let mut consumed = self.0.lock();
-        for msg in msgs {
-            consumed.push((
-                msg.body().map(|b| b.to_vec()).unwrap_or_default(),
-                Instant::now(),
-                property(*msg, "TRAN_MSG"),
-                property(*msg, "PGROUP"),
-            ));
-        }
-        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-    }
-}
-
-async fn transaction_producer(
-    client: &Client,
-    namesrv: &str,
-    group: &str,
-    topic: &str,
-    listener: Listener,
-) -> TransactionMQProducer {
-    let mut producer = TransactionMQProducer::builder(client.runtime.clone())
-        .producer_group(group.to_string())
-        .name_server_addr(namesrv.to_string())
-        .topics(vec![topic.to_string()])
-        .transaction_listener(listener)
-        .build();
-    producer.start().await.expect("transaction producer start");
-    producer
-}
-
-fn message(topic: &str, decision: &str, body: &[u8]) -> Message {
-    Message::builder()
-        .topic(topic)
-        .tags("Tx")
-        .raw_property(DECISION, decision)
-        .expect("user property")
-        .body(body.to_vec())
-        .build()
-        .expect("message")
-}
-
-fn bodies(consumed: &Mutex<Vec<Consumed>>) -> Vec<Vec<u8>> {
-    consumed.lock().iter().map(|(b, ..)| b.clone()).collect()
 }
 
 #[test]
