@@ -32,6 +32,7 @@
 //! Without a cluster (the local engine) none of this applies: one broker, queue id = partition.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{Value, json};
 use tributary_api::{BrokerAddress, ClusterView, TopicPartition};
@@ -118,6 +119,25 @@ fn reader(
         .or_else(|| brokers.get(&cluster.local_id()))
         .or_else(|| brokers.values().next())
         .cloned()
+}
+
+/// The store host message ids name (`offset_message_id`): the reader's address, since pulls
+/// and lookups by id go to the reader, so a message has one id whichever broker took its send
+/// (a send through another broker would otherwise name that one, and the consumer would see
+/// another id). `local` (the address the client reached) when this broker is the reader, or
+/// the reader's host is a name rather than an address. The id changes only if the reader
+/// moves between the send and the pull.
+pub fn store_host(cluster: &dyn ClusterView, local: SocketAddr) -> SocketAddr {
+    let brokers = rocketmq_brokers(cluster);
+    match reader(cluster, &brokers) {
+        Some(reader) if reader.id != cluster.local_id() => reader
+            .host
+            .parse::<IpAddr>()
+            .ok()
+            .zip(reader.rocketmq_port)
+            .map_or(local, |(ip, port)| SocketAddr::new(ip, port)),
+        _ => local,
+    }
 }
 
 /// The route of `topic` (of `partitions`) as the name servers of a cluster answer it.
@@ -292,6 +312,24 @@ mod tests {
         assert_eq!(
             info["brokerAddrTable"]["b"]["brokerAddrs"]["0"],
             "127.0.0.1:10902"
+        );
+    }
+
+    #[test]
+    fn message_ids_name_the_reader_whichever_broker_took_the_send() {
+        let reached = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        // Broker 2 is the reader (the coordinator of every key here).
+        for local in [1, 3] {
+            assert_eq!(
+                store_host(&Three { local }, reached(10_900 + local as u16)),
+                reached(10_902),
+                "a send through broker {local} names the reader"
+            );
+        }
+        assert_eq!(
+            store_host(&Three { local: 2 }, reached(40_000)),
+            reached(40_000),
+            "the reader names the address its client reached"
         );
     }
 }

@@ -227,7 +227,11 @@ async fn collect(
     let mut encoder = Encoder {
         partition,
         topic_id,
-        store_host: connection.local,
+        // The id a message's send answered (`routes::store_host`), whichever broker pulls it.
+        store_host: match shared.cluster.get() {
+            Some(cluster) => crate::routes::store_host(cluster.as_ref(), connection.local),
+            None => connection.local,
+        },
         filter,
         max_messages,
         properties: String::new(),

@@ -233,8 +233,12 @@ async fn success(
     last: i64,
 ) -> RequestResult<RemotingCommand> {
     let base = physical(shared, target, first).await?;
+    let store_host = match shared.cluster.get() {
+        Some(cluster) => crate::routes::store_host(cluster.as_ref(), connection.local),
+        None => connection.local,
+    };
     let ids: Vec<String> = (0..=last - first)
-        .map(|n| offset_message_id(&connection.local, base + n))
+        .map(|n| offset_message_id(&store_host, base + n))
         .collect();
     Ok(RemotingCommand::response_to(request, code::SUCCESS)
         .with_field("msgId", ids.join(","))
