@@ -221,21 +221,7 @@ impl QueueHandle {
     /// The decoded records of the batches starting with the one that holds `offset`.
     fn read_records(&self, offset: i64) -> EngineResult<Vec<StoredRecord>> {
         let data = self.log.read(offset, READ_BYTES)?.to_bytes()?;
-        let mut records = Vec::new();
-        let mut pos = 0usize;
-        while pos < data.len() {
-            let header = BatchHeader::parse(&data[pos..])?;
-            let end = pos
-                .checked_add(header.total_len)
-                .filter(|end| *end <= data.len())
-                .ok_or(BatchError::Truncated {
-                    needed: header.total_len,
-                    available: data.len() - pos,
-                })?;
-            records.extend(decode_records(&data.slice(pos..end))?);
-            pos = end;
-        }
-        Ok(records)
+        decode_all(&data)
     }
 
     /// Up to `max` records from `offset` on (those of the batch holding it and after), from
@@ -507,4 +493,24 @@ impl QueueHandle {
     pub(crate) fn segment_count(&self) -> usize {
         self.log.segment_count()
     }
+}
+
+/// The records of consecutive whole batches in `data` (a queue log read), in order; a batch
+/// cut short is an error, never skipped.
+pub(crate) fn decode_all(data: &Bytes) -> EngineResult<Vec<StoredRecord>> {
+    let mut records = Vec::new();
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let header = BatchHeader::parse(&data[pos..])?;
+        let end = pos
+            .checked_add(header.total_len)
+            .filter(|end| *end <= data.len())
+            .ok_or(BatchError::Truncated {
+                needed: header.total_len,
+                available: data.len() - pos,
+            })?;
+        records.extend(decode_records(&data.slice(pos..end))?);
+        pos = end;
+    }
+    Ok(records)
 }

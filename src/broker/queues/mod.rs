@@ -36,6 +36,7 @@
 //!   a crash during delete) is removed at open.
 
 mod handle;
+pub(crate) use handle::decode_all;
 pub(crate) mod journal;
 #[cfg(test)]
 mod journal_power_loss;

@@ -31,6 +31,7 @@ use tributary_api::{
 };
 
 use super::acks::{AckWrite, AckWriter, Definition};
+use crate::broker::queues::decode_all;
 use crate::broker::queues::journal::{JournalOp, Replayed, encode_ops};
 use crate::broker::queues::ready::ReadyIndex;
 use crate::broker::queues::state::QueueState;
@@ -63,24 +64,6 @@ pub(super) struct OwnedQueue {
     /// Deleted, or a settle failed to commit: calls fail and the queue is taken over again.
     pub(super) broken: AtomicBool,
     rows_since_compaction: AtomicU64,
-}
-
-fn decode_all(data: &Bytes) -> EngineResult<Vec<StoredRecord>> {
-    let mut records = Vec::new();
-    let mut pos = 0usize;
-    while pos < data.len() {
-        let header = BatchHeader::parse(&data[pos..])?;
-        let end = pos
-            .checked_add(header.total_len)
-            .filter(|end| *end <= data.len())
-            .ok_or(BatchError::Truncated {
-                needed: header.total_len,
-                available: data.len() - pos,
-            })?;
-        records.extend(decode_records(&data.slice(pos..end))?);
-        pos = end;
-    }
-    Ok(records)
 }
 
 impl OwnedQueue {
