@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
@@ -17,6 +18,7 @@ use parking_lot::Mutex;
 
 use super::error::{CloudError, CloudResult};
 use super::stats::Stats;
+use crate::telemetry::names;
 
 /// A parsed `s3://bucket/prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,10 +129,13 @@ impl Objects {
     pub async fn put(&self, key: &str, body: Bytes) -> CloudResult<()> {
         self.stats.puts.inc();
         self.stats.put_bytes.add(body.len() as u64);
-        self.store
+        let started = Instant::now();
+        let put = self
+            .store
             .put(&Path::from(key), PutPayload::from(body))
-            .await
-            .map_err(CloudError::objects("writing a log object"))?;
+            .await;
+        metrics::histogram!(names::CLOUD_OBJECT_PUT_SECONDS).record(started.elapsed());
+        put.map_err(CloudError::objects("writing a log object"))?;
         Ok(())
     }
 
@@ -141,11 +146,11 @@ impl Objects {
             return Ok(hit);
         }
         self.stats.gets.inc();
-        let bytes = self
-            .store
-            .get_range(&Path::from(key), range.clone())
-            .await
-            .map_err(CloudError::objects("reading a log object"))?;
+        let started = Instant::now();
+        let got = self.store.get_range(&Path::from(key), range.clone()).await;
+        metrics::histogram!(names::CLOUD_OBJECT_GET_SECONDS).record(started.elapsed());
+        let bytes = got.map_err(CloudError::objects("reading a log object"))?;
+        self.stats.get_bytes.add(bytes.len() as u64);
         let wanted = range.end - range.start;
         if bytes.len() as u64 != wanted {
             return Err(CloudError::FlushFailed(format!(

@@ -6,6 +6,7 @@
 //! caller reconnects; every connection task runs on the runtime that opened it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -13,6 +14,7 @@ use tokio_postgres::{Client, Config, NoTls};
 
 use super::error::{CloudError, CloudResult};
 use super::stats::Stats;
+use crate::telemetry::names;
 
 /// The pool; cheap to clone.
 #[derive(Debug, Clone)]
@@ -28,11 +30,13 @@ struct Inner {
     stats: Arc<Stats>,
 }
 
-/// A connection on loan; goes back to the pool when dropped.
+/// A connection on loan; goes back to the pool when dropped. One loan is one operation in the
+/// metrics: how long it waited for the connection and how long it held it.
 #[derive(Debug)]
 pub struct PooledClient {
     client: Option<Client>,
     pool: Arc<Inner>,
+    lent_at: Instant,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -51,10 +55,12 @@ impl PgPool {
 
     /// A healthy connection, waiting for a free slot when all `size` are lent out.
     pub async fn get(&self) -> CloudResult<PooledClient> {
+        let asked = Instant::now();
         let permit = Arc::clone(&self.inner.permits)
             .acquire_owned()
             .await
             .map_err(|_| CloudError::FlushFailed("the connection pool is closed".to_owned()))?;
+        metrics::histogram!(names::CLOUD_PG_POOL_WAIT_SECONDS).record(asked.elapsed());
         let reused = {
             let mut idle = self.inner.idle.lock();
             loop {
@@ -68,9 +74,11 @@ impl PgPool {
             Some(client) => client,
             None => self.connect().await?,
         };
+        self.inner.stats.pg_operations.inc();
         Ok(PooledClient {
             client: Some(client),
             pool: Arc::clone(&self.inner),
+            lent_at: Instant::now(),
             _permit: permit,
         })
     }
@@ -117,6 +125,7 @@ impl std::ops::DerefMut for PooledClient {
 
 impl Drop for PooledClient {
     fn drop(&mut self) {
+        metrics::histogram!(names::CLOUD_PG_OPERATION_SECONDS).record(self.lent_at.elapsed());
         if let Some(client) = self.client.take()
             && !client.is_closed()
         {

@@ -47,6 +47,10 @@ pub struct Stats {
     pub put_bytes: Counter,
     /// Ranged GETs issued (cache misses).
     pub gets: Counter,
+    /// Bytes read by ranged GETs.
+    pub get_bytes: Counter,
+    /// PostgreSQL operations (loans of a pooled connection).
+    pub pg_operations: Counter,
     /// Reads answered from the byte-range cache.
     pub cache_hits: Counter,
     /// PostgreSQL transactions committed by the write path (one per successful flush).
@@ -97,6 +101,8 @@ pub struct StatsSnapshot {
     pub puts: u64,
     pub put_bytes: u64,
     pub gets: u64,
+    pub get_bytes: u64,
+    pub pg_operations: u64,
     pub cache_hits: u64,
     pub flush_transactions: u64,
     pub flushes: u64,
@@ -139,6 +145,8 @@ impl Stats {
             commit_micros: self.commit_micros.get(),
             queued_micros: self.queued_micros.get(),
             notifications: self.notifications.get(),
+            get_bytes: self.get_bytes.get(),
+            pg_operations: self.pg_operations.get(),
             forwarded_appends: self.forwarded_appends.get(),
             failed_listens: self.failed_listens.get(),
             retention_trims: self.retention_trims.get(),

@@ -297,6 +297,42 @@ pub static CATALOG: &[MetricDescription] = &[
         "LISTEN/NOTIFY notifications of other brokers' commits and topic changes received.",
     ),
     metric(
+        names::CLOUD_OBJECT_PUT_SECONDS,
+        Histogram,
+        Unit::Seconds,
+        "Latency of one object PUT of the cloud engine (a flush's or a merge's object).",
+    ),
+    metric(
+        names::CLOUD_OBJECT_GET_SECONDS,
+        Histogram,
+        Unit::Seconds,
+        "Latency of one ranged object GET of the cloud engine (read-cache misses).",
+    ),
+    metric(
+        names::CLOUD_OBJECT_GET_BYTES,
+        Counter,
+        Unit::Bytes,
+        "Bytes read by object GETs of the cloud engine.",
+    ),
+    metric(
+        names::CLOUD_PG_OPERATIONS,
+        Counter,
+        Unit::Count,
+        "PostgreSQL operations of the cloud engine (one per loan of a pooled connection).",
+    ),
+    metric(
+        names::CLOUD_PG_OPERATION_SECONDS,
+        Histogram,
+        Unit::Seconds,
+        "How long a PostgreSQL operation held its connection: its statements, round trips and commit.",
+    ),
+    metric(
+        names::CLOUD_PG_POOL_WAIT_SECONDS,
+        Histogram,
+        Unit::Seconds,
+        "How long a PostgreSQL operation waited for a free pooled connection.",
+    ),
+    metric(
         names::CLOUD_FORWARDED_APPENDS,
         Counter,
         Unit::Count,

@@ -66,6 +66,18 @@ pub const CLOUD_FLUSH_TRANSACTIONS: &str = "tributary_cloud_flush_transactions_t
 pub const CLOUD_BATCHES: &str = "tributary_cloud_batches_total";
 /// Notifications of other brokers' commits and topic changes received.
 pub const CLOUD_NOTIFICATIONS: &str = "tributary_cloud_notifications_total";
+/// Time of one object PUT (a flush's or a merge's object).
+pub const CLOUD_OBJECT_PUT_SECONDS: &str = "tributary_cloud_object_put_duration_seconds";
+/// Time of one ranged object GET (read-cache misses).
+pub const CLOUD_OBJECT_GET_SECONDS: &str = "tributary_cloud_object_get_duration_seconds";
+/// Bytes read by object GETs.
+pub const CLOUD_OBJECT_GET_BYTES: &str = "tributary_cloud_object_get_bytes_total";
+/// PostgreSQL operations: one per loan of a pooled connection (its statements and round trips).
+pub const CLOUD_PG_OPERATIONS: &str = "tributary_cloud_pg_operations_total";
+/// How long an operation held its PostgreSQL connection (statements, round trips, commit).
+pub const CLOUD_PG_OPERATION_SECONDS: &str = "tributary_cloud_pg_operation_duration_seconds";
+/// How long an operation waited for a free pooled connection.
+pub const CLOUD_PG_POOL_WAIT_SECONDS: &str = "tributary_cloud_pg_pool_wait_duration_seconds";
 /// AMQP and RocketMQ appends forwarded to the broker leading their partition.
 pub const CLOUD_FORWARDED_APPENDS: &str = "tributary_cloud_forwarded_appends_total";
 /// Partitions whose log start retention moved.

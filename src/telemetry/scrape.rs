@@ -119,6 +119,8 @@ impl ScrapeState {
             (names::CLOUD_OBJECT_PUTS, stats.puts),
             (names::CLOUD_OBJECT_PUT_BYTES, stats.put_bytes),
             (names::CLOUD_OBJECT_GETS, stats.gets),
+            (names::CLOUD_OBJECT_GET_BYTES, stats.get_bytes),
+            (names::CLOUD_PG_OPERATIONS, stats.pg_operations),
             (names::CLOUD_READ_CACHE_HITS, stats.cache_hits),
             (names::CLOUD_FLUSHES, stats.flushes),
             (names::CLOUD_FAILED_FLUSHES, stats.failed_flushes),

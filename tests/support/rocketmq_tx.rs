@@ -40,8 +40,12 @@ pub(crate) fn state(decision: Option<&str>) -> LocalTransactionState {
 /// The checks a listener answered: the message's decision and when it was asked.
 pub(crate) type Checks = Arc<Mutex<Vec<(Option<String>, Instant)>>>;
 
+/// What a check-back answers: the message's own `decision` (as a producer whose local
+/// transactions all finished would), unless `on_check` names one.
+pub(crate) const OWN_DECISION: &str = "own";
+
 /// Executes the local transaction as the message's `decision` says; a check answers
-/// `on_check` and records when it was asked.
+/// `on_check` (or, with [`OWN_DECISION`], the message's decision) and records when it was asked.
 pub(crate) struct Listener {
     pub(crate) on_check: &'static str,
     pub(crate) checks: Checks,
@@ -57,8 +61,12 @@ impl TransactionListener for Listener {
     }
 
     fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
-        self.checks.lock().push((decision_of(msg), Instant::now()));
-        state(Some(self.on_check))
+        let decision = decision_of(msg);
+        self.checks.lock().push((decision.clone(), Instant::now()));
+        match self.on_check {
+            OWN_DECISION => state(decision.as_deref()),
+            fixed => state(Some(fixed)),
+        }
     }
 }
 
