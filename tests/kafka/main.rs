@@ -17,4 +17,5 @@ mod compressed_reads;
 mod rdkafka_client;
 mod sasl;
 mod tls;
+mod transactions;
 mod wire;
