@@ -303,3 +303,40 @@ fn a_transaction_open_when_the_broker_is_killed_is_aborted_after_restart() {
     send(&producer, topic, &values("after", 1));
     producer.commit_transaction(WAIT).expect("commit");
 }
+
+#[test]
+fn a_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
+    let mut broker = TestBroker::start();
+    let bootstrap = broker.addr("kafka").to_string();
+    let topic = "txn-timeout";
+    create_topic(&bootstrap, topic);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", "txn-timeout-producer")
+        .set("transaction.timeout.ms", "1500")
+        .set("message.timeout.ms", "1500")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    producer.init_transactions(WAIT).expect("init_transactions");
+    producer.begin_transaction().expect("begin");
+    send(&producer, topic, &values("expired", 2));
+    // Twice the timeout: the coordinator looks every 500 ms.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        producer.commit_transaction(WAIT).is_err(),
+        "a timed-out transaction committed"
+    );
+    // The abort marker lets read_committed past it: a plain record after it is read.
+    let plain: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    send(&plain, topic, &values("plain", 1));
+    let got = read(
+        &consumer(&bootstrap, topic, "read_committed"),
+        1,
+        Duration::from_millis(500),
+    );
+    assert_eq!(got, values("plain", 1));
+}
