@@ -104,7 +104,9 @@ fn read(consumer: &BaseConsumer, count: usize, settle: Duration) -> Vec<String> 
         );
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.expect("consume error");
-            let value = message.payload().map(|v| String::from_utf8_lossy(v).into_owned());
+            let value = message
+                .payload()
+                .map(|v| String::from_utf8_lossy(v).into_owned());
             got.push(value.unwrap_or_default());
         }
     }
@@ -138,14 +140,21 @@ fn read_committed_sees_exactly_the_committed_records_and_read_uncommitted_sees_a
     );
     assert_eq!(got, committed, "read_committed");
 
-    let everything: Vec<String> =
-        [values("first", 5), values("aborted", 3), values("second", 2)].concat();
+    let everything: Vec<String> = [
+        values("first", 5),
+        values("aborted", 3),
+        values("second", 2),
+    ]
+    .concat();
     let got = read(
         &consumer(&bootstrap, topic, "read_uncommitted"),
         everything.len(),
         Duration::from_millis(500),
     );
-    assert_eq!(got, everything, "read_uncommitted: markers skipped, nothing else");
+    assert_eq!(
+        got, everything,
+        "read_uncommitted: markers skipped, nothing else"
+    );
 }
 
 #[test]
@@ -289,8 +298,12 @@ fn a_transaction_open_when_the_broker_is_killed_is_aborted_after_restart() {
         Duration::from_millis(500),
     );
     assert_eq!(got, committed);
-    let everything: Vec<String> =
-        [values("committed", 2), values("in-flight", 3), values("plain", 1)].concat();
+    let everything: Vec<String> = [
+        values("committed", 2),
+        values("in-flight", 3),
+        values("plain", 1),
+    ]
+    .concat();
     let got = read(
         &consumer(&bootstrap, topic, "read_uncommitted"),
         everything.len(),

@@ -96,9 +96,7 @@ impl Broker {
         // Transactions left open by the last stop are settled before any stable offset is
         // reported; a coordinator that cannot load answers every partition with its error.
         let loaded = if read_committed {
-            self.transactions
-                .ensure_loaded(&self.txn_services())
-                .await
+            self.transactions.ensure_loaded(&self.txn_services()).await
         } else {
             Ok(())
         };
@@ -190,7 +188,11 @@ impl Broker {
                                             .with_first_offset(aborted.first_offset)
                                     })
                                     .collect();
-                                (below_stable(&read.data, last_stable), last_stable, Some(aborted))
+                                (
+                                    below_stable(&read.data, last_stable),
+                                    last_stable,
+                                    Some(aborted),
+                                )
                             }
                         };
                         // Below min_bytes the poll waits for any partition to grow: past the

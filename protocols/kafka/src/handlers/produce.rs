@@ -112,9 +112,7 @@ impl Broker {
         let transactional_id = match request.transactional_id.as_ref() {
             Some(id) => {
                 let id = id.0.as_str().to_owned();
-                let allowed = self
-                    .may_use_transactional_id(context, WRITE, &id)
-                    .await;
+                let allowed = self.may_use_transactional_id(context, WRITE, &id).await;
                 Some((id, allowed))
             }
             None => None,

@@ -138,7 +138,13 @@ impl TxnIndex {
         txns.scanned_to = Some(offset);
         txns.aborted
             .retain(|aborted| aborted.last_offset >= offsets.log_start);
-        let last_stable_offset = txns.open.values().copied().min().unwrap_or(offset).min(offset);
+        let last_stable_offset = txns
+            .open
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(offset)
+            .min(offset);
         let aborted = txns
             .aborted
             .iter()

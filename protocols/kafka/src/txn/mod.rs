@@ -86,7 +86,12 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// The producer id and epoch a request names, checked against the stored ones.
-fn validate(meta: &TxnMeta, producer_id: i64, epoch: i16, fenced: ResponseError) -> Result<(), Code> {
+fn validate(
+    meta: &TxnMeta,
+    producer_id: i64,
+    epoch: i16,
+    fenced: ResponseError,
+) -> Result<(), Code> {
     if producer_id != meta.producer_id {
         return Err(ResponseError::InvalidProducerIdMapping.code());
     }
@@ -258,7 +263,8 @@ impl Transactions {
         producer: (i64, i16),
         fenced: ResponseError,
     ) -> Result<(), Code> {
-        self.change(services, id, producer, fenced, |_| Ok(())).await
+        self.change(services, id, producer, fenced, |_| Ok(()))
+            .await
     }
 
     /// TxnOffsetCommit: offsets held with the transaction, given to `group` on commit only.
@@ -305,9 +311,7 @@ impl Transactions {
         validate(meta, producer_id, epoch, fenced)?;
         match (meta.status, commit) {
             (Status::Empty, _) if meta.last_committed == Some(commit) => return Ok(()),
-            (Status::Empty, _)
-            | (Status::PrepareCommit, false)
-            | (Status::PrepareAbort, true) => {
+            (Status::Empty, _) | (Status::PrepareCommit, false) | (Status::PrepareAbort, true) => {
                 return Err(ResponseError::InvalidTxnState.code());
             }
             (Status::Ongoing, _) => {
@@ -371,7 +375,11 @@ async fn store(services: &Services, id: &str, meta: &TxnMeta) -> EngineResult<()
 async fn abort_fencing(services: &Services, id: &str, meta: &mut TxnMeta) -> EngineResult<()> {
     let before = meta.clone();
     meta.status = Status::PrepareAbort;
-    meta.epoch = meta.epoch.saturating_add(1).min(i16::MAX - 1).max(meta.epoch);
+    meta.epoch = meta
+        .epoch
+        .saturating_add(1)
+        .min(i16::MAX - 1)
+        .max(meta.epoch);
     if let Err(failure) = store(services, id, meta).await {
         *meta = before;
         return Err(failure);
@@ -455,9 +463,7 @@ async fn sweep(transactions: Weak<Transactions>, services: Services) {
             let now = now_ms();
             let due = |meta: &TxnMeta| match meta.status {
                 Status::Empty => false,
-                Status::Ongoing => {
-                    now.saturating_sub(meta.started_ms) > i64::from(meta.timeout_ms)
-                }
+                Status::Ongoing => now.saturating_sub(meta.started_ms) > i64::from(meta.timeout_ms),
                 Status::PrepareCommit | Status::PrepareAbort => true,
             };
             // A slot busy with a request is looked at next time.

@@ -92,7 +92,9 @@ impl Broker {
         {
             TRANSACTIONAL_ID_DENIED
         } else if let Some(group) = group
-            && !self.on_group(context, operation::READ, group.0.as_str()).await
+            && !self
+                .on_group(context, operation::READ, group.0.as_str())
+                .await
         {
             GROUP_DENIED
         } else {
@@ -119,7 +121,8 @@ impl Broker {
                     })
                     .collect();
                 KafkaResponse::AddPartitionsToTxn(
-                    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics),
+                    AddPartitionsToTxnResponse::default()
+                        .with_results_by_topic_v3_and_below(topics),
                 )
             }
             KafkaRequest::AddOffsetsToTxn(_) => KafkaResponse::AddOffsetsToTxn(
@@ -144,7 +147,9 @@ impl Broker {
                             .with_partitions(partitions)
                     })
                     .collect();
-                KafkaResponse::TxnOffsetCommit(TxnOffsetCommitResponse::default().with_topics(topics))
+                KafkaResponse::TxnOffsetCommit(
+                    TxnOffsetCommitResponse::default().with_topics(topics),
+                )
             }
             _ => KafkaResponse::EndTxn(
                 EndTxnResponse::default()
