@@ -18,4 +18,5 @@ mod rdkafka_client;
 mod sasl;
 mod tls;
 mod transactions;
+mod txn_wire;
 mod wire;

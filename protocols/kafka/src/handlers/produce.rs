@@ -225,8 +225,7 @@ impl Broker {
                 return answer(ResponseError::InvalidRecord.code());
             }
             // Held (shared) until the transactional batch is durable; see the module docs.
-            let mut _admitted = None;
-            if header.is_transactional() {
+            let _admitted = if header.is_transactional() {
                 let (Some(id), true) = (transactional_id, header.producer_id >= 0) else {
                     return answer(ResponseError::TransactionalIdAuthorizationFailed.code());
                 };
@@ -236,10 +235,12 @@ impl Broker {
                     .admit(&self.txn_services(), id, producer, &target)
                     .await
                 {
-                    Ok(held) => _admitted = Some(held),
+                    Ok(held) => Some(held),
                     Err(code) => return answer(code),
                 }
-            }
+            } else {
+                None
+            };
             if header.producer_id >= 0 {
                 match self.append_sequenced(topic, &target, batch).await {
                     Ok(Sequenced::Appended(outcome)) => {

@@ -375,11 +375,10 @@ async fn store(services: &Services, id: &str, meta: &TxnMeta) -> EngineResult<()
 async fn abort_fencing(services: &Services, id: &str, meta: &mut TxnMeta) -> EngineResult<()> {
     let before = meta.clone();
     meta.status = Status::PrepareAbort;
-    meta.epoch = meta
-        .epoch
-        .saturating_add(1)
-        .min(i16::MAX - 1)
-        .max(meta.epoch);
+    // The last epochs are left to InitProducerId, which moves to a new producer id there.
+    if meta.epoch < i16::MAX - 1 {
+        meta.epoch += 1;
+    }
     if let Err(failure) = store(services, id, meta).await {
         *meta = before;
         return Err(failure);
