@@ -205,22 +205,31 @@ fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     assert_eq!(got, values("current", 2));
 }
 
-/// The group's committed offset of partition 0 of `topic`, if any.
-fn committed_offset(bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
+/// The group's committed offset of partition 0 of `topic` (`Ok(None)`: none) as a consumer of
+/// `isolation` asks for it: `read_committed` sets OffsetFetch's `require_stable`, so librdkafka
+/// retries while a transaction holds the offset, until `within` (then `Err`).
+fn committed_offset(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    isolation: &str,
+    within: Duration,
+) -> Result<Option<i64>, KafkaError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
+        .set("isolation.level", isolation)
         .create()
         .expect("consumer");
     let mut wanted = TopicPartitionList::new();
     wanted.add_partition(topic, 0);
-    let committed = consumer
-        .committed_offsets(wanted, WAIT)
-        .expect("committed offsets");
-    match committed.find_partition(topic, 0).map(|p| p.offset()) {
-        Some(Offset::Offset(offset)) => Some(offset),
-        _ => None,
-    }
+    let committed = consumer.committed_offsets(wanted, within)?;
+    Ok(
+        match committed.find_partition(topic, 0).map(|p| p.offset()) {
+            Some(Offset::Offset(offset)) => Some(offset),
+            _ => None,
+        },
+    )
 }
 
 #[test]
@@ -251,7 +260,12 @@ fn offsets_sent_with_a_transaction_are_committed_only_when_it_commits() {
         .send_offsets_to_transaction(&offsets_at(5), &metadata, WAIT)
         .expect("send offsets");
     producer.abort_transaction(WAIT).expect("abort");
-    assert_eq!(committed_offset(&bootstrap, group, input), None, "aborted");
+    let stable = |isolation, within| committed_offset(&bootstrap, group, input, isolation, within);
+    assert_eq!(
+        stable("read_committed", WAIT).expect("fetch"),
+        None,
+        "aborted"
+    );
 
     producer.begin_transaction().expect("begin");
     send(&producer, output, &values("kept", 1));
@@ -259,12 +273,15 @@ fn offsets_sent_with_a_transaction_are_committed_only_when_it_commits() {
         .send_offsets_to_transaction(&offsets_at(7), &metadata, WAIT)
         .expect("send offsets");
     assert_eq!(
-        committed_offset(&bootstrap, group, input),
+        stable("read_uncommitted", WAIT).expect("fetch"),
         None,
         "visible before the commit"
     );
+    // A stable fetch is held off while the transaction holds the offset.
+    let held = stable("read_committed", Duration::from_secs(2));
+    assert!(held.is_err(), "answered while pending: {held:?}");
     producer.commit_transaction(WAIT).expect("commit");
-    assert_eq!(committed_offset(&bootstrap, group, input), Some(7));
+    assert_eq!(stable("read_committed", WAIT).expect("fetch"), Some(7));
 }
 
 #[test]

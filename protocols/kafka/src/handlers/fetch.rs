@@ -95,7 +95,7 @@ impl Broker {
         let read_committed = request.isolation_level == READ_COMMITTED;
         // Transactions left open by the last stop are settled before any stable offset is
         // reported; a coordinator that cannot load answers every partition with its error.
-        let loaded = if read_committed {
+        let loaded = if read_committed && self.serves_transactions() {
             self.transactions.ensure_loaded(&self.txn_services()).await
         } else {
             Ok(())

@@ -76,9 +76,11 @@ impl Broker {
         stable: Option<[u8; 16]>,
     ) -> Result<Option<TimestampOffset>, i16> {
         if let (LATEST, Some(topic_id)) = (timestamp, stable) {
-            self.transactions
-                .ensure_loaded(&self.txn_services())
-                .await?;
+            if self.serves_transactions() {
+                self.transactions
+                    .ensure_loaded(&self.txn_services())
+                    .await?;
+            }
             let log = self.engine.log.as_ref();
             let high_watermark = log
                 .offsets(target)

@@ -37,7 +37,7 @@ pub(crate) mod index;
 pub(crate) mod marker;
 pub(crate) mod state;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -329,6 +329,30 @@ impl Transactions {
             (Status::PrepareCommit | Status::PrepareAbort, _) => {}
         }
         settle(services, id, meta, true).await.map_err(code)
+    }
+
+    /// The partitions `group` has offsets for in a transaction not yet complete (OffsetFetch
+    /// with `require_stable` answers them UNSTABLE_OFFSET_COMMIT). Waits for transactions
+    /// being completed, whose offsets are then in the group already.
+    pub(crate) async fn pending_offsets(
+        self: &Arc<Self>,
+        services: &Services,
+        group: &str,
+    ) -> Result<BTreeSet<TopicPartition>, Code> {
+        self.ensure_loaded(services).await?;
+        let slots: Vec<Slot> = self.slots.lock().values().cloned().collect();
+        let mut pending = BTreeSet::new();
+        for slot in slots {
+            if let Some(meta) = slot.read().await.as_ref() {
+                pending.extend(
+                    meta.offsets
+                        .iter()
+                        .filter(|held| held.group == group)
+                        .map(|held| held.partition.clone()),
+                );
+            }
+        }
+        Ok(pending)
     }
 
     /// Checks a transactional batch of `id` for `partition` and returns the shared lock to
