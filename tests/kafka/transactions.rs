@@ -370,3 +370,41 @@ fn a_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
     );
     assert_eq!(got, values("plain", 1));
 }
+
+#[test]
+fn a_commit_accepted_before_the_broker_is_killed_is_completed_after_restart() {
+    use tributary_kafka::txn::NAMESPACE;
+    use tributary_kafka::txn::state::{Status, TxnMeta};
+
+    let mut broker = TestBroker::start();
+    let bootstrap = broker.addr("kafka").to_string();
+    let topic = "txn-accepted";
+    let id = "txn-accepted-producer";
+    create_topic(&bootstrap, topic);
+    let producer = transactional_producer(&bootstrap, id);
+    producer.begin_transaction().expect("begin");
+    send(&producer, topic, &values("accepted", 3));
+    drop(producer);
+
+    // What a kill right after EndTxn(commit) was stored leaves: PrepareCommit, no marker.
+    broker.kill_prepare_restart(|root| {
+        let path = crate::broker::data_dir_in(root).join("metadata.redb");
+        let meta = tributary::broker::metadata::MetaStore::open(&path).expect("open metadata");
+        let stored = meta
+            .get_record(NAMESPACE, id)
+            .expect("read")
+            .expect("stored");
+        let mut state = TxnMeta::decode(stored).expect("decodes");
+        assert_eq!(state.status, Status::Ongoing);
+        state.status = Status::PrepareCommit;
+        meta.put_record(NAMESPACE, id, &state.encode())
+            .expect("write");
+    });
+    let bootstrap = broker.addr("kafka").to_string();
+    let got = read(
+        &consumer(&bootstrap, topic, "read_committed"),
+        3,
+        Duration::from_millis(300),
+    );
+    assert_eq!(got, values("accepted", 3), "the accepted commit completed");
+}

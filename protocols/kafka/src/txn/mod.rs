@@ -35,7 +35,7 @@
 
 pub(crate) mod index;
 pub(crate) mod marker;
-pub(crate) mod state;
+pub mod state;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};

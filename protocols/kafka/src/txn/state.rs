@@ -8,6 +8,9 @@
 //! topic, a `u32` partition, an `i64` offset and a `u32`-length metadata string. Every length
 //! is checked against the bytes left before anything is allocated; a value that does not
 //! decode is reported, never guessed at.
+//!
+//! Public so tests can stage a state a crash would leave (a `PrepareCommit` whose markers were
+//! never written) in a stopped broker's metadata store.
 
 use std::collections::BTreeSet;
 
@@ -19,7 +22,7 @@ const FORMAT_VERSION: u8 = 1;
 /// Where a transaction stands. `Empty` covers Kafka's `Empty`, `CompleteCommit` and
 /// `CompleteAbort`: markers are written before a completion is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
+pub enum Status {
     Empty,
     Ongoing,
     PrepareCommit,
@@ -49,31 +52,31 @@ impl Status {
 
 /// A consumer offset committed inside a transaction: applied to the group on commit only.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PendingOffset {
-    pub(crate) group: String,
-    pub(crate) partition: TopicPartition,
-    pub(crate) offset: i64,
-    pub(crate) metadata: String,
+pub struct PendingOffset {
+    pub group: String,
+    pub partition: TopicPartition,
+    pub offset: i64,
+    pub metadata: String,
 }
 
 /// The coordinator's view of one transactional id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TxnMeta {
-    pub(crate) producer_id: i64,
-    pub(crate) epoch: i16,
-    pub(crate) timeout_ms: i32,
-    pub(crate) status: Status,
+pub struct TxnMeta {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub timeout_ms: i32,
+    pub status: Status,
     /// When the current transaction began (its first AddPartitions/AddOffsets), ms.
-    pub(crate) started_ms: i64,
+    pub started_ms: i64,
     /// The outcome of the last completed transaction (`Some(true)`: committed), so a retried
     /// EndTxn is answered as the first one was.
-    pub(crate) last_committed: Option<bool>,
-    pub(crate) partitions: BTreeSet<TopicPartition>,
-    pub(crate) offsets: Vec<PendingOffset>,
+    pub last_committed: Option<bool>,
+    pub partitions: BTreeSet<TopicPartition>,
+    pub offsets: Vec<PendingOffset>,
 }
 
 impl TxnMeta {
-    pub(crate) fn new(producer_id: i64, epoch: i16, timeout_ms: i32) -> Self {
+    pub fn new(producer_id: i64, epoch: i16, timeout_ms: i32) -> Self {
         Self {
             producer_id,
             epoch,
@@ -86,7 +89,7 @@ impl TxnMeta {
         }
     }
 
-    pub(crate) fn encode(&self) -> Bytes {
+    pub fn encode(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(64);
         out.put_u8(FORMAT_VERSION);
         out.put_i64(self.producer_id);
@@ -118,7 +121,7 @@ impl TxnMeta {
     }
 
     /// `None` if `bytes` is not a whole state of a known format version.
-    pub(crate) fn decode(mut bytes: Bytes) -> Option<Self> {
+    pub fn decode(mut bytes: Bytes) -> Option<Self> {
         let buf = &mut bytes;
         if take_u8(buf)? != FORMAT_VERSION {
             return None;
