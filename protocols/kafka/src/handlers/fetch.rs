@@ -157,6 +157,15 @@ impl Broker {
                         .await
                 };
                 let stable = match (&read, &topic) {
+                    // A partition that never joined a transaction holds no transactional batch:
+                    // its stable offset is its high watermark, with nothing to replay.
+                    (Ok(_), Ok(topic))
+                        if read_committed
+                            && self.serves_transactions()
+                            && !self.transactions.ever_joined(topic.id, target.partition) =>
+                    {
+                        Ok(None)
+                    }
                     (Ok(read), Ok(topic)) if read_committed => self
                         .transactions
                         .index

@@ -81,6 +81,13 @@ impl Broker {
                     .ensure_loaded(&self.txn_services())
                     .await?;
             }
+            let joined = self.transactions.ever_joined(topic_id, target.partition);
+            if self.serves_transactions() && !joined {
+                return self
+                    .lookup_log(target, timestamp)
+                    .await
+                    .map_err(|failure| error::code(&failure));
+            }
             let log = self.engine.log.as_ref();
             let high_watermark = log
                 .offsets(target)

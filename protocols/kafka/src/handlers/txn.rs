@@ -31,6 +31,9 @@ use crate::acl::model::resource::TOPIC;
 use crate::error;
 use crate::txn::Services;
 
+/// A partition joining a transaction, with its topic's id.
+type Joining = (TopicPartition, [u8; 16]);
+
 /// PRODUCER_FENCED from `since` on, INVALID_PRODUCER_EPOCH before (KIP-588 added the code).
 fn fenced(version: i16, since: i16) -> ResponseError {
     if version >= since {
@@ -106,13 +109,15 @@ impl Broker {
             } else {
                 Err(TOPIC_DENIED)
             };
-            let partitions: Vec<(i32, Result<TopicPartition, i16>)> = topic
+            let partitions: Vec<(i32, Result<Joining, i16>)> = topic
                 .partitions
                 .iter()
                 .map(|index| {
                     let target = found.as_ref().map_err(|code| *code).and_then(|found| {
                         partition_of(found, *index)
-                            .map(|partition| TopicPartition::new(found.name.clone(), partition))
+                            .map(|partition| {
+                                (TopicPartition::new(found.name.clone(), partition), found.id)
+                            })
                             .ok_or(ResponseError::UnknownTopicOrPartition.code())
                     });
                     (*index, target)

@@ -11,6 +11,13 @@
 //! agrees with the log by construction: a marker the coordinator wrote is seen, one it did
 //! not write leaves the transaction open until the coordinator's recovery writes it.
 //!
+//! Only partitions that ever joined a transaction are indexed (the coordinator records them
+//! durably before their first transactional batch can be admitted); the others have no
+//! transactional batch, so the fetch path answers them without replaying anything.
+//!
+//! Cost: the first `read_committed` fetch of an indexed partition after a start replays its
+//! whole log (headers; markers decoded); later ones replay only what was appended since.
+//!
 //! Invariants: `scanned_to` only grows while the partition is the same (same topic id, log not
 //! cut below it), otherwise the index is rebuilt from the log start; the last stable offset is
 //! never above `scanned_to`; aborted transactions wholly below the log start are forgotten.

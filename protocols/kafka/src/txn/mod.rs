@@ -15,6 +15,11 @@
 //!   marker follows them in their partition ([`index`]), and pending offsets reach the group
 //!   only after every marker of a commit is durable.
 //!
+//! AddPartitionsToTxn also records each partition's first joining of any transaction (namespace
+//! [`PARTITIONS_NAMESPACE`]) before it is answered: `read_committed` reads of partitions never
+//! joined skip the transaction index, which stays correct because a transactional batch is
+//! only admitted for a partition of an open transaction.
+//!
 //! Completing (EndTxn, a timeout, recovery): store `Prepare*`, append one marker ([`marker`])
 //! to every partition of the transaction and wait for each to be durable, on commit store the
 //! pending offsets, then store `Empty` (with the outcome, so a retried EndTxn gets the same
@@ -37,7 +42,7 @@ pub(crate) mod index;
 pub(crate) mod marker;
 pub mod state;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,6 +59,10 @@ use state::{PendingOffset, Status, TxnMeta};
 
 /// Metadata-store namespace of transaction state.
 pub const NAMESPACE: &str = "kafka.transactions";
+/// Metadata-store namespace of the partitions that ever joined a transaction (key
+/// `<topic id as 32 hex digits>/<partition>`, empty value): only they can hold transactional
+/// batches, so only their logs are replayed for `read_committed` ([`index`]).
+pub const PARTITIONS_NAMESPACE: &str = "kafka.transactions.partitions";
 /// Kafka's `transaction.max.timeout.ms` default: longer timeouts are refused.
 pub const MAX_TIMEOUT_MS: i32 = 900_000;
 /// How often the timeout task looks at open transactions.
@@ -75,7 +84,27 @@ pub(crate) struct Services {
 pub(crate) struct Transactions {
     slots: Mutex<HashMap<String, Slot>>,
     loaded: tokio::sync::OnceCell<()>,
+    /// (topic id, partition) of every partition that ever joined a transaction; loaded with
+    /// the states, added to (durably first) by AddPartitionsToTxn.
+    joined: Mutex<HashSet<([u8; 16], u32)>>,
     pub(crate) index: TxnIndex,
+}
+
+fn joined_key((topic_id, partition): ([u8; 16], u32)) -> String {
+    let hex: String = topic_id.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("{hex}/{partition}")
+}
+
+fn parse_joined_key(key: &str) -> Option<([u8; 16], u32)> {
+    let (hex, partition) = key.split_once('/')?;
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut topic_id = [0u8; 16];
+    for (at, byte) in topic_id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(at * 2..at * 2 + 2)?, 16).ok()?;
+    }
+    Some((topic_id, partition.parse().ok()?))
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -124,6 +153,14 @@ impl Transactions {
     }
 
     async fn load(self: &Arc<Self>, services: &Services) -> EngineResult<()> {
+        let joined = services
+            .engine
+            .metadata
+            .scan(PARTITIONS_NAMESPACE, "")
+            .await?;
+        self.joined
+            .lock()
+            .extend(joined.iter().filter_map(|(key, _)| parse_joined_key(key)));
         let stored = services.engine.metadata.scan(NAMESPACE, "").await?;
         let mut recovered = 0usize;
         for (id, bytes) in stored {
@@ -245,10 +282,25 @@ impl Transactions {
         id: &str,
         producer: (i64, i16),
         fenced: ResponseError,
-        partitions: Vec<TopicPartition>,
+        partitions: Vec<(TopicPartition, [u8; 16])>,
     ) -> Result<(), Code> {
+        self.ensure_loaded(services).await?;
+        for (partition, topic_id) in &partitions {
+            let key = (*topic_id, partition.partition);
+            if self.joined.lock().contains(&key) {
+                continue;
+            }
+            services
+                .engine
+                .metadata
+                .put(PARTITIONS_NAMESPACE, &joined_key(key), bytes::Bytes::new())
+                .await
+                .map_err(code)?;
+            self.joined.lock().insert(key);
+        }
         self.change(services, id, producer, fenced, |meta| {
-            meta.partitions.extend(partitions);
+            meta.partitions
+                .extend(partitions.into_iter().map(|(partition, _)| partition));
             Ok(())
         })
         .await
@@ -329,6 +381,13 @@ impl Transactions {
             (Status::PrepareCommit | Status::PrepareAbort, _) => {}
         }
         settle(services, id, meta, true).await.map_err(code)
+    }
+
+    /// Whether partition `partition` of topic `topic_id` may hold transactional batches (it
+    /// joined a transaction once). `false` only once loaded: the caller must have waited for
+    /// [`Transactions::ensure_loaded`].
+    pub(crate) fn ever_joined(&self, topic_id: [u8; 16], partition: u32) -> bool {
+        self.joined.lock().contains(&(topic_id, partition))
     }
 
     /// The partitions `group` has offsets for in a transaction not yet complete (OffsetFetch
@@ -514,5 +573,19 @@ async fn sweep(transactions: Weak<Transactions>, services: Services) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_keys_round_trip_and_garbage_is_refused() {
+        let key = ([0xab; 16], 7);
+        assert_eq!(parse_joined_key(&joined_key(key)), Some(key));
+        assert_eq!(parse_joined_key("zz/1"), None);
+        assert_eq!(parse_joined_key(&format!("{}/x", "0".repeat(32))), None);
+        assert_eq!(parse_joined_key("no-slash"), None);
     }
 }
