@@ -166,7 +166,7 @@ impl Transactions {
         for (id, bytes) in stored {
             let Some(meta) = TxnMeta::decode(bytes.clone()) else {
                 tracing::error!(transactional_id = %id, len = bytes.len(),
-                    "stored transaction state unreadable; the id is left unserved");
+                    "stored transaction state unreadable; the next InitProducerId starts the id over");
                 continue;
             };
             let slot = self.slot(&id);
