@@ -17,4 +17,6 @@ mod compressed_reads;
 mod rdkafka_client;
 mod sasl;
 mod tls;
+mod transactions;
+mod txn_wire;
 mod wire;

@@ -416,6 +416,10 @@ fn api_label(api: ApiKey) -> &'static str {
         ApiKey::DeleteAcls => "delete_acls",
         ApiKey::SaslHandshake => "sasl_handshake",
         ApiKey::SaslAuthenticate => "sasl_authenticate",
+        ApiKey::AddPartitionsToTxn => "add_partitions_to_txn",
+        ApiKey::AddOffsetsToTxn => "add_offsets_to_txn",
+        ApiKey::EndTxn => "end_txn",
+        ApiKey::TxnOffsetCommit => "txn_offset_commit",
         _ => "other",
     }
 }

@@ -41,6 +41,7 @@ mod handlers;
 pub mod metrics;
 pub mod producers;
 mod scram;
+pub mod txn;
 
 use std::sync::Arc;
 
@@ -108,9 +109,9 @@ pub struct KafkaFrontend {
 
 impl KafkaFrontend {
     pub fn new(engine: Engine, settings: KafkaSettings) -> Self {
-        Self {
-            broker: Arc::new(handlers::Broker::new(engine, settings)),
-        }
+        let broker = Arc::new(handlers::Broker::new(engine, settings));
+        broker.start_transactions();
+        Self { broker }
     }
 
     /// A frontend of one broker among several over one log: Metadata lists `cluster`'s live

@@ -3,7 +3,7 @@
 //! The table generates the typed request and response enums, the body decoder and the response
 //! encoder, and it is exactly what ApiVersions advertises, so a client can never negotiate a
 //! version the dispatcher does not handle. Minimums are the KIP-896 baseline (Kafka 4.x); maxima
-//! stop where a newer version would need a feature this broker lacks (transactions, static
+//! stop where a newer version would need a feature this broker lacks (KIP-890, static
 //! membership, KIP-848 groups). Produce 13 and Fetch 13+ address topics by the engine's stable
 //! topic ids.
 
@@ -114,7 +114,7 @@ supported_apis! {
     // After v0 the exchange continues as raw SASL tokens (see handlers::sasl).
     SaslHandshake: SaslHandshakeRequest => SaslHandshakeResponse, 0..=1;
     ApiVersions: ApiVersionsRequest => ApiVersionsResponse, 0..=4;
-    // v5+ concern transactions (KIP-890, KIP-939), which are not served.
+    // v5+ concern KIP-890 and KIP-939 transactions, which are not served.
     InitProducerId: InitProducerIdRequest => InitProducerIdResponse, 0..=4;
     CreateTopics: CreateTopicsRequest => CreateTopicsResponse, 2..=7;
     DeleteTopics: DeleteTopicsRequest => DeleteTopicsResponse, 1..=6;
@@ -132,6 +132,12 @@ supported_apis! {
     DescribeAcls: DescribeAclsRequest => DescribeAclsResponse, 1..=3;
     CreateAcls: CreateAclsRequest => CreateAclsResponse, 1..=3;
     DeleteAcls: DeleteAclsRequest => DeleteAclsResponse, 1..=3;
+    // Transactions (KIP-98). Capped below the KIP-890 versions (v4+: TRANSACTION_ABORTABLE,
+    // server-side verification, per-transaction epoch bumps), which are not implemented.
+    AddPartitionsToTxn: AddPartitionsToTxnRequest => AddPartitionsToTxnResponse, 0..=3;
+    AddOffsetsToTxn: AddOffsetsToTxnRequest => AddOffsetsToTxnResponse, 0..=3;
+    EndTxn: EndTxnRequest => EndTxnResponse, 0..=3;
+    TxnOffsetCommit: TxnOffsetCommitRequest => TxnOffsetCommitResponse, 0..=3;
 }
 
 /// The entry of `key` in [`SUPPORTED_APIS`].

@@ -128,6 +128,10 @@ pub(crate) const SCHEMAS: &[Schema] = &[
     schema(ApiKey::DescribeAcls, 1, 3, ACL_FILTER),
     schema(ApiKey::CreateAcls, 1, 3, CREATE_ACLS),
     schema(ApiKey::DeleteAcls, 1, 3, DELETE_ACLS),
+    schema(ApiKey::AddPartitionsToTxn, 0, 3, ADD_PARTITIONS_TO_TXN),
+    schema(ApiKey::AddOffsetsToTxn, 0, 3, ADD_OFFSETS_TO_TXN),
+    schema(ApiKey::EndTxn, 0, 3, END_TXN),
+    schema(ApiKey::TxnOffsetCommit, 0, 3, TXN_OFFSET_COMMIT),
 ];
 
 /// The layout of `api`'s request body.
@@ -598,3 +602,60 @@ const DELETE_ACLS: &[Field] = &[field(
     1,
     3,
 )];
+const ADD_PARTITIONS_TO_TXN_TOPIC: &[Field] = &[
+    field("name", STRING, 0, 3),
+    field("partitions", Kind::Array(&I32), 0, 3),
+];
+const ADD_PARTITIONS_TO_TXN: &[Field] = &[
+    field("transactional_id", STRING, 0, 3),
+    field("producer_id", I64, 0, 3),
+    field("producer_epoch", I16, 0, 3),
+    field(
+        "topics",
+        Kind::Array(&Kind::Struct(ADD_PARTITIONS_TO_TXN_TOPIC)),
+        0,
+        3,
+    ),
+];
+const ADD_OFFSETS_TO_TXN: &[Field] = &[
+    field("transactional_id", STRING, 0, 3),
+    field("producer_id", I64, 0, 3),
+    field("producer_epoch", I16, 0, 3),
+    field("group_id", STRING, 0, 3),
+];
+const END_TXN: &[Field] = &[
+    field("transactional_id", STRING, 0, 3),
+    field("producer_id", I64, 0, 3),
+    field("producer_epoch", I16, 0, 3),
+    field("committed", BOOL, 0, 3),
+];
+const TXN_OFFSET_COMMIT_PARTITION: &[Field] = &[
+    field("partition_index", I32, 0, 3),
+    field("committed_offset", I64, 0, 3),
+    field("committed_leader_epoch", I32, 2, 3),
+    field("committed_metadata", STRING, 0, 3),
+];
+const TXN_OFFSET_COMMIT_TOPIC: &[Field] = &[
+    field("name", STRING, 0, 3),
+    field(
+        "partitions",
+        Kind::Array(&Kind::Struct(TXN_OFFSET_COMMIT_PARTITION)),
+        0,
+        3,
+    ),
+];
+const TXN_OFFSET_COMMIT: &[Field] = &[
+    field("transactional_id", STRING, 0, 3),
+    field("group_id", STRING, 0, 3),
+    field("producer_id", I64, 0, 3),
+    field("producer_epoch", I16, 0, 3),
+    field("generation_id", I32, 3, 3),
+    field("member_id", STRING, 3, 3),
+    field("group_instance_id", STRING, 3, 3),
+    field(
+        "topics",
+        Kind::Array(&Kind::Struct(TXN_OFFSET_COMMIT_TOPIC)),
+        0,
+        3,
+    ),
+];

@@ -6,20 +6,34 @@
 //! ("no session was created"), so clients keep sending full fetch requests; a request naming a
 //! session id other than 0 gets FETCH_SESSION_ID_NOT_FOUND.
 //!
+//! `read_committed` (isolation level 1): the records end at the last stable offset, the first
+//! offset of the earliest transaction still open on the partition (else the high watermark),
+//! and the response lists the aborted transactions (producer id, first offset) overlapping the
+//! range, from the index [`crate::txn::index`] derives from the log. Whole batches are returned;
+//! the client drops the records of aborted transactions and the control batches, as with Kafka.
+//! `read_uncommitted` gets everything up to the high watermark, markers included.
+//!
 //! Invariant: at least one batch is returned for the first partition with data even if it is
-//! larger than the limits (KIP-74), so a consumer can always make progress.
+//! larger than the limits (KIP-74), so a consumer can always make progress (`read_committed`:
+//! when it lies below the last stable offset).
 
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tributary_api::TopicPartition;
 
 use super::{Broker, RequestContext, partition_of};
+use crate::txn::index::below_stable;
 use crate::{error, metrics};
+
+/// FetchRequest's isolation level asking for committed records only.
+const READ_COMMITTED: i8 = 1;
 
 /// One pass over the requested partitions.
 struct FetchPass {
@@ -78,6 +92,14 @@ impl Broker {
             waitable: Vec::new(),
             failed: false,
         };
+        let read_committed = request.isolation_level == READ_COMMITTED;
+        // Transactions left open by the last stop are settled before any stable offset is
+        // reported; a coordinator that cannot load answers every partition with its error.
+        let loaded = if read_committed && self.serves_transactions() {
+            self.transactions.ensure_loaded(&self.txn_services()).await
+        } else {
+            Ok(())
+        };
         let mut topics = Vec::with_capacity(request.topics.len());
         for fetch_topic in &request.topics {
             // v13+ name topics by id only.
@@ -103,7 +125,7 @@ impl Broker {
                             }
                         }),
                 };
-                let target = match target {
+                let target = match target.and_then(|target| loaded.map(|()| target)) {
                     Ok(target) => target,
                     Err(code) => {
                         pass.failed = true;
@@ -134,24 +156,72 @@ impl Broker {
                         .read(&target, wanted.fetch_offset, read_limit)
                         .await
                 };
+                let stable = match (&read, &topic) {
+                    // A partition that never joined a transaction holds no transactional batch:
+                    // its stable offset is its high watermark, with nothing to replay.
+                    (Ok(_), Ok(topic))
+                        if read_committed
+                            && self.serves_transactions()
+                            && !self.transactions.ever_joined(topic.id, target.partition) =>
+                    {
+                        Ok(None)
+                    }
+                    (Ok(read), Ok(topic)) if read_committed => self
+                        .transactions
+                        .index
+                        .stable(
+                            self.engine.log.as_ref(),
+                            topic.id,
+                            &target,
+                            wanted.fetch_offset,
+                            read.offsets.high_watermark,
+                        )
+                        .await
+                        .map(Some),
+                    _ => Ok(None),
+                };
+                let read = read.and_then(|read| stable.map(|stable| (read, stable)));
                 match read {
-                    Ok(read) => {
+                    Ok((read, stable)) => {
+                        let high_watermark = read.offsets.high_watermark;
+                        let (data, last_stable, aborted) = match stable {
+                            None => (read.data.clone(), high_watermark, Some(Vec::new())),
+                            Some(stable) => {
+                                let last_stable = stable.last_stable_offset.min(high_watermark);
+                                let aborted = stable
+                                    .aborted
+                                    .iter()
+                                    .map(|aborted| {
+                                        AbortedTransaction::default()
+                                            .with_producer_id(ProducerId(aborted.producer_id))
+                                            .with_first_offset(aborted.first_offset)
+                                    })
+                                    .collect();
+                                (
+                                    below_stable(&read.data, last_stable),
+                                    last_stable,
+                                    Some(aborted),
+                                )
+                            }
+                        };
                         // Below min_bytes the poll waits for any partition to grow: past the
-                        // fetch offset if nothing was there, past the high watermark if some was.
+                        // fetch offset if nothing was there, past the high watermark if some
+                        // was (or if an open transaction held it back: its marker is new data).
                         let wait_past = if read.data.is_empty() {
                             wanted.fetch_offset
                         } else {
-                            read.offsets.high_watermark
+                            high_watermark
                         };
                         pass.waitable.push((target, wait_past));
-                        pass.bytes = pass.bytes.saturating_add(read.data.len());
+                        pass.bytes = pass.bytes.saturating_add(data.len());
                         partitions.push(
                             PartitionData::default()
                                 .with_partition_index(index)
-                                .with_high_watermark(read.offsets.high_watermark)
-                                .with_last_stable_offset(read.offsets.high_watermark)
+                                .with_high_watermark(high_watermark)
+                                .with_last_stable_offset(last_stable)
                                 .with_log_start_offset(read.offsets.log_start)
-                                .with_records(Some(read.data)),
+                                .with_aborted_transactions(aborted)
+                                .with_records(Some(data)),
                         );
                     }
                     Err(failure) => {

@@ -47,7 +47,9 @@ impl Broker {
         );
         // The coordinator of `key`: this broker, or with a cluster the one the key hashes to.
         let coordinator = |key: &str| {
-            if request.key_type != GROUP_KEY_TYPE {
+            // Transactions are coordinated by a broker alone on its log (`txn` handlers).
+            let transaction = request.key_type == 1 && self.serves_transactions();
+            if request.key_type != GROUP_KEY_TYPE && !transaction {
                 return Err(ResponseError::CoordinatorNotAvailable);
             }
             let Some(cluster) = &self.cluster else {

@@ -1,5 +1,7 @@
 //! ListOffsets: earliest (-2, and -4 "earliest local", the same here), latest (-1), max
 //! timestamp (-3), and the first offset at or after a timestamp. No match gives offset -1.
+//! With isolation level `read_committed` (v2+), latest is the last stable offset (the first
+//! offset of the earliest open transaction), as Kafka answers it.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -18,6 +20,7 @@ const EARLIEST_LOCAL: i64 = -4;
 
 impl Broker {
     pub(super) async fn list_offsets(&self, request: ListOffsetsRequest) -> ListOffsetsResponse {
+        let read_committed = request.isolation_level == 1;
         let mut topics = Vec::with_capacity(request.topics.len());
         for wanted_topic in request.topics {
             let topic = self.topic(wanted_topic.name.0.as_str(), false).await;
@@ -33,9 +36,8 @@ impl Broker {
                             if !self.leads(&target) {
                                 Err(ResponseError::NotLeaderOrFollower.code())
                             } else {
-                                self.lookup(&target, wanted.timestamp)
-                                    .await
-                                    .map_err(|failure| error::code(&failure))
+                                let stable = read_committed.then_some(topic.id);
+                                self.lookup(&target, wanted.timestamp, stable).await
                             }
                         }
                     },
@@ -66,7 +68,48 @@ impl Broker {
         ListOffsetsResponse::default().with_topics(topics)
     }
 
+    /// `stable`: the topic id when latest means the last stable offset (`read_committed`).
     async fn lookup(
+        &self,
+        target: &TopicPartition,
+        timestamp: i64,
+        stable: Option<[u8; 16]>,
+    ) -> Result<Option<TimestampOffset>, i16> {
+        if let (LATEST, Some(topic_id)) = (timestamp, stable) {
+            if self.serves_transactions() {
+                self.transactions
+                    .ensure_loaded(&self.txn_services())
+                    .await?;
+            }
+            let joined = self.transactions.ever_joined(topic_id, target.partition);
+            if self.serves_transactions() && !joined {
+                return self
+                    .lookup_log(target, timestamp)
+                    .await
+                    .map_err(|failure| error::code(&failure));
+            }
+            let log = self.engine.log.as_ref();
+            let high_watermark = log
+                .offsets(target)
+                .map_err(|f| error::code(&f))?
+                .high_watermark;
+            let stable = self
+                .transactions
+                .index
+                .stable(log, topic_id, target, high_watermark, high_watermark)
+                .await
+                .map_err(|failure| error::code(&failure))?;
+            return Ok(Some(TimestampOffset {
+                offset: stable.last_stable_offset.min(high_watermark),
+                timestamp: -1,
+            }));
+        }
+        self.lookup_log(target, timestamp)
+            .await
+            .map_err(|failure| error::code(&failure))
+    }
+
+    async fn lookup_log(
         &self,
         target: &TopicPartition,
         timestamp: i64,

@@ -16,6 +16,7 @@ mod metadata;
 mod offsets;
 mod produce;
 pub(crate) mod sasl;
+mod txn;
 
 /// The produce handler's batch split, for the decoder checks (`crate::check`).
 pub(crate) use produce::split_batches;
@@ -40,6 +41,7 @@ use crate::KafkaSettings;
 use crate::codec::{KafkaRequest, KafkaResponse, SUPPORTED_APIS};
 use crate::coordinator::Coordinator;
 use crate::producers::Producers;
+use crate::txn::Transactions;
 
 /// The one node id this broker has; it leads every partition.
 pub(crate) const NODE_ID: BrokerId = BrokerId(0);
@@ -57,6 +59,8 @@ pub(crate) struct Broker {
     pub(crate) settings: KafkaSettings,
     pub(crate) coordinator: Arc<Coordinator>,
     pub(crate) producers: Producers,
+    /// The transaction coordinator ([`crate::txn`]).
+    pub(crate) transactions: Arc<Transactions>,
     /// Several brokers over one log: who is live, who leads what. `None`: this broker is the
     /// only one ([`NODE_ID`], leading every partition).
     pub(crate) cluster: Option<Arc<dyn ClusterView>>,
@@ -91,8 +95,22 @@ impl Broker {
             settings,
             coordinator: Arc::new(Coordinator::default()),
             producers: Producers::default(),
+            transactions: Arc::new(Transactions::default()),
             cluster: None,
         }
+    }
+
+    /// Loads the stored transactions in the background (completing or aborting what the last
+    /// stop left open) when a runtime is there; requests wait for the load in any case.
+    pub(crate) fn start_transactions(&self) {
+        if tokio::runtime::Handle::try_current().is_err() || !self.serves_transactions() {
+            return;
+        }
+        let transactions = Arc::clone(&self.transactions);
+        let services = self.txn_services();
+        tokio::spawn(async move {
+            let _ = transactions.ensure_loaded(&services).await;
+        });
     }
 
     /// Whether this broker coordinates `group`: always without a cluster.
@@ -215,6 +233,18 @@ impl Broker {
             }
             KafkaRequest::InitProducerId(request) => {
                 KafkaResponse::InitProducerId(self.init_producer_id(version, request).await)
+            }
+            KafkaRequest::AddPartitionsToTxn(request) => KafkaResponse::AddPartitionsToTxn(
+                self.add_partitions_to_txn(context, version, request).await,
+            ),
+            KafkaRequest::AddOffsetsToTxn(request) => {
+                KafkaResponse::AddOffsetsToTxn(self.add_offsets_to_txn(version, request).await)
+            }
+            KafkaRequest::TxnOffsetCommit(request) => {
+                KafkaResponse::TxnOffsetCommit(self.txn_offset_commit(version, request).await)
+            }
+            KafkaRequest::EndTxn(request) => {
+                KafkaResponse::EndTxn(self.end_txn(version, request).await)
             }
             KafkaRequest::CreateTopics(request) => {
                 KafkaResponse::CreateTopics(self.create_topics(request).await)

@@ -3,6 +3,9 @@
 //! A commit carrying a member id and generation is fenced by the coordinator (ILLEGAL_GENERATION,
 //! UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS); generation -1 without a member is a plain commit
 //! from a standalone consumer or an admin tool. Metadata strings round-trip unchanged.
+//! OffsetFetch with `require_stable` (v7) answers UNSTABLE_OFFSET_COMMIT for a partition whose
+//! offset a transaction not yet complete holds ([`crate::txn`]), as Kafka (KIP-447); the client
+//! retries.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -138,6 +141,19 @@ impl Broker {
                 }
             },
         };
+        // v7+ `require_stable`: offsets a transaction still holds are not answered yet.
+        let unstable = if request.require_stable && self.serves_transactions() {
+            match self
+                .transactions
+                .pending_offsets(&self.txn_services(), group)
+                .await
+            {
+                Ok(pending) => pending,
+                Err(code) => return OffsetFetchResponse::default().with_error_code(code),
+            }
+        } else {
+            std::collections::BTreeSet::new()
+        };
         let mut topics = Vec::with_capacity(wanted.len());
         for (name, indexes) in wanted {
             let topic = self.topic(&name, false).await;
@@ -157,6 +173,11 @@ impl Broker {
                     partitions.push(entry);
                     continue;
                 };
+                if unstable.contains(&target) {
+                    partitions
+                        .push(entry.with_error_code(ResponseError::UnstableOffsetCommit.code()));
+                    continue;
+                }
                 partitions.push(match self.engine.offsets.fetch(group, &target).await {
                     Ok(Some(position)) => entry
                         .with_committed_offset(position.offset)

@@ -9,7 +9,12 @@
 //! afterwards. One fsync then covers the batches of several requests in flight.
 //!
 //! Batches with a producer id go through the idempotence rules of [`crate::producers`] first;
-//! InitProducerId hands out the ids. Transactions are not served (no transactional ids).
+//! InitProducerId hands out the ids. A transactional batch needs the request's transactional id
+//! (WRITE on it, else TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka), and the coordinator
+//! ([`crate::txn`]) admits it only for a partition of the open transaction of that producer id
+//! and epoch; it is appended while the coordinator's lock of the id is held shared, so no
+//! marker can slip in between. Control batches come from the coordinator only: a client's is
+//! refused INVALID_RECORD.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -103,7 +108,15 @@ impl Broker {
         request: ProduceRequest,
     ) -> StagedProduce {
         let mut topics = Vec::with_capacity(request.topic_data.len());
-        let transactional = request.transactional_id.is_some();
+        // WRITE on the transactional id, checked once for the request.
+        let transactional_id = match request.transactional_id.as_ref() {
+            Some(id) => {
+                let id = id.0.as_str().to_owned();
+                let allowed = self.may_use_transactional_id(context, WRITE, &id).await;
+                Some((id, allowed))
+            }
+            None => None,
+        };
         for topic_data in request.topic_data {
             // v13 names topics by id only (no auto-creation by id).
             let topic = if version >= 13 {
@@ -134,13 +147,16 @@ impl Broker {
             for partition_data in topic_data.partition_data {
                 let index = partition_data.index;
                 let stage = match &topic {
-                    _ if transactional => PartitionStage::Answered(failed(
-                        index,
-                        ResponseError::TransactionalIdAuthorizationFailed.code(),
-                    )),
+                    _ if matches!(transactional_id, Some((_, false))) => {
+                        PartitionStage::Answered(failed(
+                            index,
+                            ResponseError::TransactionalIdAuthorizationFailed.code(),
+                        ))
+                    }
                     Err(code) => PartitionStage::Answered(failed(index, *code)),
                     Ok(topic) => {
-                        self.write_partition(topic, index, partition_data.records)
+                        let id = transactional_id.as_ref().map(|(id, _)| id.as_str());
+                        self.write_partition(topic, index, partition_data.records, id)
                             .await
                     }
                 };
@@ -176,6 +192,7 @@ impl Broker {
         topic: &TopicDescription,
         index: i32,
         records: Option<Bytes>,
+        transactional_id: Option<&str>,
     ) -> PartitionStage {
         let answer = |code| PartitionStage::Answered(failed(index, code));
         let Some(partition) = partition_of(topic, index) else {
@@ -204,6 +221,26 @@ impl Broker {
         let mut durability = Vec::with_capacity(batches.len());
         for batch in batches {
             let header = *batch.header();
+            if header.is_control() {
+                return answer(ResponseError::InvalidRecord.code());
+            }
+            // Held (shared) until the transactional batch is durable; see the module docs.
+            let _admitted = if header.is_transactional() {
+                let (Some(id), true) = (transactional_id, header.producer_id >= 0) else {
+                    return answer(ResponseError::TransactionalIdAuthorizationFailed.code());
+                };
+                let producer = (header.producer_id, header.producer_epoch);
+                match self
+                    .transactions
+                    .admit(&self.txn_services(), id, producer, &target)
+                    .await
+                {
+                    Ok(held) => Some(held),
+                    Err(code) => return answer(code),
+                }
+            } else {
+                None
+            };
             if header.producer_id >= 0 {
                 match self.append_sequenced(topic, &target, batch).await {
                     Ok(Sequenced::Appended(outcome)) => {
@@ -255,12 +292,6 @@ impl Broker {
         target: &TopicPartition,
         batch: VerifiedBatch,
     ) -> Result<Sequenced, EngineError> {
-        let header = batch.header();
-        if header.is_transactional() || header.is_control() {
-            return Ok(Sequenced::Refused(
-                ResponseError::TransactionalIdAuthorizationFailed,
-            ));
-        }
         self.producers
             .append_sequenced(&Backing::from(&self.engine), topic.id, target, batch)
             .await
@@ -271,11 +302,10 @@ impl Broker {
         version: i16,
         request: InitProducerIdRequest,
     ) -> InitProducerIdResponse {
-        if request.transactional_id.is_some() {
-            return InitProducerIdResponse::default()
-                .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1);
+        if let Some(id) = &request.transactional_id {
+            return self
+                .init_transactional_producer(version, id.0.as_str(), &request)
+                .await;
         }
         // v3+ (KIP-360): a producer that knows its id asks for the next epoch.
         let known = version >= 3 && request.producer_id.0 >= 0 && request.producer_epoch >= 0;

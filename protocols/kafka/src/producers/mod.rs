@@ -1,7 +1,8 @@
 //! Idempotent producers: producer ids, epochs and per-(producer, partition) sequence checks,
 //! with the state derived from the log, so that it agrees with the log after any crash.
 //!
-//! Rules (Kafka's, for a non-transactional idempotent producer):
+//! Rules (Kafka's, for an idempotent producer; a transactional one follows them too, after the
+//! coordinator admitted its batch, see [`crate::txn`]):
 //! - an epoch below the partition's known epoch is fenced (INVALID_PRODUCER_EPOCH);
 //! - a newer epoch must start at sequence 0 (else OUT_OF_ORDER_SEQUENCE_NUMBER);
 //! - with the same epoch, a batch equal to one of the last [`CACHED_BATCHES`] is a duplicate
@@ -386,8 +387,8 @@ impl Producers {
         slot
     }
 
-    /// Decides on one idempotent batch (producer id >= 0, not transactional) and appends it if
-    /// it is new. Returns once an appended batch is durable and recorded.
+    /// Decides on one idempotent or transactional data batch (producer id >= 0) and appends it
+    /// if it is new. Returns once an appended batch is durable and recorded.
     pub(crate) async fn append_sequenced(
         &self,
         engine: &Backing,

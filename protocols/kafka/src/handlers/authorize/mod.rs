@@ -21,6 +21,8 @@
 //! | InitProducerId (idempotent) | IDEMPOTENT_WRITE cluster or WRITE on some topic |
 //! | InitProducerId (transactional) | WRITE transactional id ([`transactional`]) |
 //! | FindCoordinator (key type 1) | DESCRIBE transactional id ([`transactional`]) |
+//! | Produce with a transactional id, AddPartitionsToTxn, EndTxn | WRITE transactional id (AddPartitionsToTxn: WRITE topic too, in its handler) |
+//! | AddOffsetsToTxn, TxnOffsetCommit | WRITE transactional id, READ group |
 //! | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster (in `acls`) |
 //!
 //! Invariant: with the authorizer off, [`Broker::guard`] returns every request untouched.
@@ -609,6 +611,12 @@ impl Broker {
                         .with_producer_id(ProducerId(-1))
                         .with_producer_epoch(-1),
                 ))
+            }
+            request @ (KafkaRequest::AddPartitionsToTxn(_)
+            | KafkaRequest::AddOffsetsToTxn(_)
+            | KafkaRequest::EndTxn(_)
+            | KafkaRequest::TxnOffsetCommit(_)) => {
+                self.guard_transaction_api(context, request).await
             }
             // Produce is checked per topic where it is written (`produce`); the ACL APIs check
             // the cluster themselves; ApiVersions, SASL and DescribeCluster need nothing.

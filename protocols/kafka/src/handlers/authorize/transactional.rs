@@ -2,15 +2,24 @@
 //! InitProducerId with a transactional id needs WRITE on that id, FindCoordinator for a
 //! transaction (key type 1) DESCRIBE on each id it names (checked in [`super::coordinator`]),
 //! both answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53) otherwise. The transaction APIs
-//! (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit) are not served yet; when they
-//! are they check WRITE through [`Broker::may_use_transactional_id`], the one place this
-//! decision is made.
+//! (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit) and Produce with a
+//! transactional id check WRITE through [`Broker::may_use_transactional_id`], the one place
+//! this decision is made; AddOffsetsToTxn and TxnOffsetCommit also READ on their group
+//! (GROUP_AUTHORIZATION_FAILED, 30).
 //!
 //! Invariants: a check happens before the handler sees the request, so what an authorized
-//! request is answered (today: transactions refused by the handlers) does not depend on the
-//! ACLs; every refusal is logged with the principal and the id; an id is never created or
-//! remembered by a refused request.
+//! request is answered does not depend on the ACLs; every refusal is logged with the principal
+//! and the id; an id is never created or remembered by a refused request.
 
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
+};
 use tracing::info;
 
 use super::*;
@@ -61,5 +70,94 @@ impl Broker {
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1),
         )
+    }
+
+    /// AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit: WRITE on the id, and
+    /// READ on the group for the two that name one; a refusal answers the whole request.
+    pub(super) async fn guard_transaction_api(
+        &self,
+        context: &RequestContext,
+        request: KafkaRequest,
+    ) -> Guard {
+        let (id, group) = match &request {
+            KafkaRequest::AddPartitionsToTxn(r) => (&r.v3_and_below_transactional_id, None),
+            KafkaRequest::AddOffsetsToTxn(r) => (&r.transactional_id, Some(&r.group_id)),
+            KafkaRequest::EndTxn(r) => (&r.transactional_id, None),
+            KafkaRequest::TxnOffsetCommit(r) => (&r.transactional_id, Some(&r.group_id)),
+            _ => return Guard::Serve(request, Patch::None),
+        };
+        let code = if !self
+            .may_use_transactional_id(context, operation::WRITE, id.0.as_str())
+            .await
+        {
+            TRANSACTIONAL_ID_DENIED
+        } else if let Some(group) = group
+            && !self
+                .on_group(context, operation::READ, group.0.as_str())
+                .await
+        {
+            GROUP_DENIED
+        } else {
+            return Guard::Serve(request, Patch::None);
+        };
+        let answer = match request {
+            KafkaRequest::AddPartitionsToTxn(r) => {
+                let topics = r
+                    .v3_and_below_topics
+                    .into_iter()
+                    .map(|topic| {
+                        let partitions = topic
+                            .partitions
+                            .iter()
+                            .map(|index| {
+                                AddPartitionsToTxnPartitionResult::default()
+                                    .with_partition_index(*index)
+                                    .with_partition_error_code(code)
+                            })
+                            .collect();
+                        AddPartitionsToTxnTopicResult::default()
+                            .with_name(topic.name)
+                            .with_results_by_partition(partitions)
+                    })
+                    .collect();
+                KafkaResponse::AddPartitionsToTxn(
+                    AddPartitionsToTxnResponse::default()
+                        .with_results_by_topic_v3_and_below(topics),
+                )
+            }
+            KafkaRequest::AddOffsetsToTxn(_) => KafkaResponse::AddOffsetsToTxn(
+                AddOffsetsToTxnResponse::default().with_error_code(code),
+            ),
+            KafkaRequest::TxnOffsetCommit(r) => {
+                let topics = r
+                    .topics
+                    .into_iter()
+                    .map(|topic| {
+                        let partitions = topic
+                            .partitions
+                            .iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect();
+                        TxnOffsetCommitResponseTopic::default()
+                            .with_name(topic.name)
+                            .with_partitions(partitions)
+                    })
+                    .collect();
+                KafkaResponse::TxnOffsetCommit(
+                    TxnOffsetCommitResponse::default().with_topics(topics),
+                )
+            }
+            _ => KafkaResponse::EndTxn(
+                EndTxnResponse::default()
+                    .with_error_code(code)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            ),
+        };
+        Guard::Answer(answer)
     }
 }
