@@ -16,13 +16,13 @@ mod broker;
 mod cluster;
 mod engine;
 mod flushes;
-mod forwarded_sends;
 mod groups;
 mod internal_rpc;
 mod kafka;
 #[path = "../support/kafka_wire.rs"]
 mod kafka_wire;
 mod merge;
+mod metrics;
 mod model_test;
 mod outage;
 mod producers;
@@ -32,10 +32,6 @@ mod retention;
 mod rocketmq_routes;
 #[path = "../support/rocketmq.rs"]
 mod rocketmq_support;
-#[path = "../support/rocketmq_tx.rs"]
-mod rocketmq_tx;
-// `rocketmq_tx` names the RocketMQ support module as the other test binaries mount it.
-use rocketmq_support as rocketmq;
 mod scheduled;
 mod services;
 mod shared_metadata;
