@@ -22,6 +22,7 @@ mod internal_rpc;
 mod kafka;
 #[path = "../support/kafka_wire.rs"]
 mod kafka_wire;
+mod kill_all_protocols;
 mod merge;
 mod model_test;
 mod outage;
