@@ -134,8 +134,10 @@ pub(crate) async fn consumer_with(
     expression: &str,
     listener: impl MessageListenerConcurrently + 'static,
 ) -> DefaultMQPushConsumer {
-    let mut config = ClientConfig::default();
-    config.namesrv_addr = Some(namesrv.into());
+    let config = ClientConfig {
+        namesrv_addr: Some(namesrv.into()),
+        ..ClientConfig::default()
+    };
     consumer_configured(client, config, 1, group, topic, expression, listener).await
 }
 
