@@ -97,11 +97,7 @@ pub(crate) async fn declare(channel: &Channel, queue: &str) -> lapin::Result<u32
     Ok(declared.message_count())
 }
 
-pub(crate) async fn publish(
-    channel: &Channel,
-    queue: &str,
-    body: &[u8],
-) -> lapin::Result<Confirmation> {
+async fn publish(channel: &Channel, queue: &str, body: &[u8]) -> lapin::Result<Confirmation> {
     channel
         .basic_publish(
             "".into(),
