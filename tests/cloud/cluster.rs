@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -13,6 +14,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
 
 use crate::broker::{TestBroker, http_get};
 use crate::kafka::consumer;
@@ -22,16 +24,24 @@ const PARTITIONS: i32 = 12;
 const RECORDS: u32 = 1_500;
 const LEASE_MS: u64 = 3_000;
 
-/// Acknowledged record ids, by (partition, offset), and failed deliveries.
+/// Acknowledged record ids, by (partition, offset), with when the acknowledgement came; failed
+/// deliveries; the retries librdkafka reported in its statistics (with `statistics.interval.ms`).
 #[derive(Default)]
 pub(crate) struct Acks {
-    pub(crate) acked: Mutex<Vec<(i32, i64, u32)>>,
+    pub(crate) acked: Mutex<Vec<(i32, i64, u32, Instant)>>,
     pub(crate) failed: Mutex<Vec<String>>,
+    pub(crate) retries: AtomicU64,
 }
 
 pub(crate) struct Counting(pub(crate) Arc<Acks>);
 
-impl ClientContext for Counting {}
+impl ClientContext for Counting {
+    fn stats(&self, statistics: Statistics) {
+        let retries = statistics.brokers.values().map(|b| b.txretries).sum();
+        // Brokers leave the statistics when they die: keep the highest total seen.
+        self.0.retries.fetch_max(retries, Ordering::Relaxed);
+    }
+}
 
 impl ProducerContext for Counting {
     type DeliveryOpaque = ();
@@ -40,10 +50,12 @@ impl ProducerContext for Counting {
         match result {
             Ok(message) => {
                 let id = record_id(message);
-                self.0
-                    .acked
-                    .lock()
-                    .push((message.partition(), message.offset(), id));
+                self.0.acked.lock().push((
+                    message.partition(),
+                    message.offset(),
+                    id,
+                    Instant::now(),
+                ));
             }
             Err((error, _)) => self.0.failed.lock().push(error.to_string()),
         }
@@ -77,7 +89,7 @@ pub(crate) fn start_broker(id: u32, database: &str, objects: &str, config: &str)
     broker
 }
 
-fn health(broker: &mut TestBroker) -> u16 {
+pub(crate) fn health(broker: &mut TestBroker) -> u16 {
     let answer = http_get(broker.http_addr(), "/health");
     answer
         .split_whitespace()
@@ -100,6 +112,23 @@ pub(crate) fn leaders(bootstrap: &str, topic: &str) -> BTreeMap<i32, i32> {
         .iter()
         .map(|p| (p.id(), p.leader()))
         .collect()
+}
+
+/// Auto-creates `topic` with one record (id `u32::MAX`) to partition 0, then forgets its
+/// acknowledgement; wait a moment before reading leaders, so every broker knows the topic.
+pub(crate) fn create_by_first_send(producer: &ThreadedProducer<Counting>, topic: &str) {
+    producer
+        .send(
+            BaseRecord::<(), _>::to(topic)
+                .payload(&u32::MAX.to_be_bytes()[..])
+                .partition(0),
+        )
+        .map_err(|(error, _)| error)
+        .expect("first send");
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("first flush");
+    producer.context().0.acked.lock().clear();
 }
 
 async fn produce_through_a_kill(brokers: u32) {
@@ -135,19 +164,7 @@ async fn produce_through_a_kill(brokers: u32) {
         .set("topic.metadata.refresh.interval.ms", "1000")
         .create_with_context(Counting(acks.clone()))
         .expect("producer");
-    // The topic exists (auto-created) and every broker knows it before the leaders are read.
-    producer
-        .send(
-            BaseRecord::<(), _>::to(topic)
-                .payload(&u32::MAX.to_be_bytes()[..])
-                .partition(0),
-        )
-        .map_err(|(error, _)| error)
-        .expect("first send");
-    producer
-        .flush(Duration::from_secs(30))
-        .expect("first flush");
-    acks.acked.lock().clear();
+    create_by_first_send(&producer, topic);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = leaders(&bootstrap, topic);
     let ids: HashSet<i32> = before.values().copied().collect();

@@ -21,6 +21,7 @@ mod internal_rpc;
 mod kafka;
 #[path = "../support/kafka_wire.rs"]
 mod kafka_wire;
+mod kill_all_protocols;
 mod merge;
 mod metrics;
 mod model_test;

@@ -25,19 +25,24 @@ use crate::broker::TestBroker;
 use crate::cluster::start_broker;
 use crate::services::{bucket, fresh_database, unique};
 
-/// The broker (of `ids`) that runs queue `name`: the leader of `queue:<name>`/0, as the
-/// brokers compute it (rendezvous over the live brokers).
+/// The broker (of `ids`) that owns `key` as the brokers compute it (rendezvous over the live
+/// brokers): `p<topic><partition>` for a partition's leader, `g<group>` for a coordinator.
+pub(crate) fn owner_of(key: &[u8], ids: &[u32]) -> u32 {
+    *ids.iter()
+        .max_by_key(|id| tributary::cloud::members::rendezvous(key, **id))
+        .expect("a broker")
+}
+
+/// The broker (of `ids`) that runs queue `name`: the leader of `queue:<name>`/0.
 fn owner(name: &str, ids: &[u32]) -> u32 {
     let mut key = b"pqueue:".to_vec();
     key.extend_from_slice(name.as_bytes());
     key.extend_from_slice(&0u32.to_be_bytes());
-    *ids.iter()
-        .max_by_key(|id| tributary::cloud::members::rendezvous(&key, **id))
-        .expect("a broker")
+    owner_of(&key, ids)
 }
 
 /// A queue name (`prefix-n`) that broker `wanted` of `ids` runs.
-fn queue_owned_by(prefix: &str, wanted: u32, ids: &[u32]) -> String {
+pub(crate) fn queue_owned_by(prefix: &str, wanted: u32, ids: &[u32]) -> String {
     (0..)
         .map(|n| format!("{prefix}-{n}"))
         .find(|name| owner(name, ids) == wanted)
@@ -73,7 +78,7 @@ async fn connect(broker: &mut TestBroker) -> lapin::Result<Connection> {
     Connection::connect(&uri, ConnectionProperties::default()).await
 }
 
-async fn channel(connection: &Connection) -> lapin::Result<Channel> {
+pub(crate) async fn channel(connection: &Connection) -> lapin::Result<Channel> {
     let channel = connection.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
@@ -81,7 +86,7 @@ async fn channel(connection: &Connection) -> lapin::Result<Channel> {
     Ok(channel)
 }
 
-async fn declare(channel: &Channel, queue: &str) -> lapin::Result<u32> {
+pub(crate) async fn declare(channel: &Channel, queue: &str) -> lapin::Result<u32> {
     let options = QueueDeclareOptions {
         durable: true,
         ..Default::default()
@@ -172,10 +177,10 @@ async fn a_queue_is_fed_on_one_broker_and_worked_off_on_another_either_way() {
 }
 
 /// What the consumer saw: (message number, redelivered) in delivery order.
-type Seen = Arc<Mutex<Vec<(u32, bool)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(u32, bool)>>>;
 
 /// Consumes `queue` on `broker` with manual acks until `stop`, reconnecting after errors.
-async fn consume_forever(
+pub(crate) async fn consume_forever(
     addr: std::net::SocketAddr,
     queue: String,
     seen: Seen,

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rocketmq_client_rust::{
-    ClientError, ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
-    MessageListenerConcurrently,
+    ClientConfig, ClientError, ClientResult, ClientRuntime, ClientRuntimeConfig,
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
+    DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
 };
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
@@ -134,9 +134,28 @@ pub(crate) async fn consumer_with(
     expression: &str,
     listener: impl MessageListenerConcurrently + 'static,
 ) -> DefaultMQPushConsumer {
+    let config = ClientConfig {
+        namesrv_addr: Some(namesrv.into()),
+        ..ClientConfig::default()
+    };
+    consumer_configured(client, config, 1, group, topic, expression, listener).await
+}
+
+/// [`consumer_with`] with the client's own settings (name servers, route refresh, offset
+/// persistence intervals) in `config`, handing the listener up to `batch` messages at a time.
+pub(crate) async fn consumer_configured(
+    client: &Client,
+    config: ClientConfig,
+    batch: u32,
+    group: &str,
+    topic: &str,
+    expression: &str,
+    listener: impl MessageListenerConcurrently + 'static,
+) -> DefaultMQPushConsumer {
     let mut consumer = DefaultMQPushConsumer::builder(client.runtime.clone())
         .consumer_group(group.to_string())
-        .name_server_addr(namesrv.to_string())
+        .client_config(config)
+        .consume_message_batch_max_size(batch)
         .build();
     consumer
         .subscribe(topic, expression)
