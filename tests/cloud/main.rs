@@ -11,6 +11,9 @@
 //! with `--features cloud-tests`, so plain `cargo test` needs no service:
 //! `eval "$(bash .ci/services start)" && cargo test --features cloud-tests --test cloud`.
 
+// The RocketMQ client futures of kill_all_protocols are deeply nested async state machines.
+#![recursion_limit = "256"]
+
 #[path = "../support/broker.rs"]
 mod broker;
 mod cluster;
