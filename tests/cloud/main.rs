@@ -36,6 +36,11 @@ mod retention;
 mod rocketmq_routes;
 #[path = "../support/rocketmq.rs"]
 mod rocketmq_support;
+mod rocketmq_transactions;
+#[path = "../support/rocketmq_tx.rs"]
+mod rocketmq_tx;
+// `rocketmq_tx` names the RocketMQ support module as the other test binaries mount it.
+use rocketmq_support as rocketmq;
 mod scheduled;
 mod services;
 mod shared_metadata;

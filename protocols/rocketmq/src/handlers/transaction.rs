@@ -21,7 +21,7 @@
 //! crash between the two leaves the half pending and a later check may commit it again.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,9 @@ use tributary_api::batch::build_batch;
 
 use super::send::{queue_partition, set_real_destination};
 use super::send_back::PROPERTY_UNIQ_KEY;
-use super::{Placement, encode_placed, ensure_topic, parsed, physical, read_record, required};
+use super::{
+    Placement, StoredRecord, encode_placed, ensure_topic, parsed, physical, read_record, required,
+};
 use crate::codec::RemotingCommand;
 use crate::codec::message::offset_message_id;
 use crate::connection::Connection;
@@ -204,6 +206,31 @@ fn real_destination(message: &OutgoingMessage) -> RequestResult<(String, i64)> {
     Ok((topic.to_owned(), queue))
 }
 
+/// How long a commit waits for a half another broker stored to become readable here.
+const HALF_VISIBLE_WITHIN: Duration = Duration::from_secs(5);
+
+/// The half at `offset`; `None` only when retention removed it. On a cluster the half may have
+/// been stored through the half queue's leader, and this broker learns of that commit a moment
+/// later: until then the half is not gone but not yet readable here, so the commit waits for it
+/// (bounded) and otherwise fails, leaving the transaction pending for a check-back, rather than
+/// resolving it without its message.
+async fn read_half(shared: &Shared, offset: i64) -> RequestResult<Option<StoredRecord>> {
+    let half = half_queue();
+    let deadline = Instant::now() + HALF_VISIBLE_WITHIN;
+    loop {
+        if let Some(stored) = read_record(shared, &half, offset).await? {
+            return Ok(Some(stored));
+        }
+        if offset < shared.engine.log.offsets(&half)?.log_start {
+            return Ok(None);
+        }
+        if Instant::now() >= deadline {
+            return Err(RequestError::MessageNotFound(offset));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Appends the half at `offset` to its real queue.
 async fn commit_half(
     shared: &Shared,
@@ -211,7 +238,7 @@ async fn commit_half(
     offset: i64,
     pending: &Pending,
 ) -> RequestResult<()> {
-    let Some(stored) = read_record(shared, &half_queue(), offset).await? else {
+    let Some(stored) = read_half(shared, offset).await? else {
         warn!(
             offset,
             "a pending half message is no longer in the log (retention); nothing to commit"
