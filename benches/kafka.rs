@@ -431,6 +431,17 @@ struct Series {
 }
 
 impl Series {
+    /// One empty series per labelled backend, in order.
+    fn empty(backends: &[(&str, Backend)]) -> Vec<Self> {
+        backends
+            .iter()
+            .map(|(label, _)| Series {
+                label: (*label).to_owned(),
+                runs: Vec::new(),
+            })
+            .collect()
+    }
+
     fn records(&self) -> Vec<f64> {
         self.runs.iter().map(|run| run.records_per_s).collect()
     }
@@ -490,13 +501,7 @@ fn bench_produce(runtime: &Runtime, repeats: usize) {
         ),
     ];
     for value_len in [100, 1024] {
-        let mut series: Vec<Series> = backends
-            .iter()
-            .map(|(label, _)| Series {
-                label: (*label).to_owned(),
-                runs: Vec::new(),
-            })
-            .collect();
+        let mut series = Series::empty(&backends);
         for round in 0..repeats {
             for ((_, backend), series) in backends.iter().zip(&mut series) {
                 settle();
@@ -532,13 +537,7 @@ fn bench_consume(runtime: &Runtime, repeats: usize) {
         ),
     ];
     for (value_len, total_bytes) in CONSUME_BYTES {
-        let mut series: Vec<Series> = backends
-            .iter()
-            .map(|(label, _)| Series {
-                label: (*label).to_owned(),
-                runs: Vec::new(),
-            })
-            .collect();
+        let mut series = Series::empty(&backends);
         let mut records = 0;
         for round in 0..repeats {
             for ((_, backend), series) in backends.iter().zip(&mut series) {
@@ -657,13 +656,7 @@ fn bench_cloud_consume(runtime: &Runtime, repeats: usize) {
         ),
         ("cloud engine (read cache 64 MiB)", Backend::Cloud),
     ];
-    let mut series: Vec<Series> = backends
-        .iter()
-        .map(|(label, _)| Series {
-            label: (*label).to_owned(),
-            runs: Vec::new(),
-        })
-        .collect();
+    let mut series = Series::empty(&backends);
     let mut reads: Vec<(f64, f64)> = Vec::new();
     for round in 0..repeats {
         for ((_, backend), series) in backends.iter().zip(&mut series) {

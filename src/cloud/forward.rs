@@ -40,13 +40,25 @@ impl ForwardingLog {
         }
         remote
     }
+
+    /// A forwarded append is committed once the leader answered: this broker's view of the
+    /// partition moves up to it at once, so a read here right after the append finds the batch
+    /// (read-your-writes) without waiting for the commit's notification.
+    fn seen(&self, tp: &TopicPartition, outcome: AppendOutcome) -> AppendOutcome {
+        if let Ok(state) = self.log.state(tp) {
+            state.follow(outcome.log_start, outcome.last_offset + 1);
+        }
+        outcome
+    }
 }
 
 #[async_trait]
 impl LogService for ForwardingLog {
     async fn append(&self, tp: &TopicPartition, batch: Bytes) -> EngineResult<AppendOutcome> {
         match self.remote_leader(tp) {
-            Some(leader) => forward_append(&self.peers, leader, tp, batch).await,
+            Some(leader) => {
+                Ok(self.seen(tp, forward_append(&self.peers, leader, tp, batch).await?))
+            }
             None => self.log.append(tp, batch).await,
         }
     }
@@ -59,7 +71,7 @@ impl LogService for ForwardingLog {
         match self.remote_leader(tp) {
             Some(leader) => {
                 let outcome = forward_append(&self.peers, leader, tp, batch).await?;
-                Ok((outcome, Box::pin(std::future::ready(Ok(())))))
+                Ok((self.seen(tp, outcome), Box::pin(std::future::ready(Ok(())))))
             }
             None => self.log.append_pipelined(tp, batch).await,
         }
@@ -74,7 +86,7 @@ impl LogService for ForwardingLog {
             Some(leader) => {
                 let batch = batch.into_parts().0;
                 let outcome = forward_append(&self.peers, leader, tp, batch).await?;
-                Ok((outcome, Box::pin(std::future::ready(Ok(())))))
+                Ok((self.seen(tp, outcome), Box::pin(std::future::ready(Ok(())))))
             }
             None => self.log.append_verified(tp, batch).await,
         }

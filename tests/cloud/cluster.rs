@@ -98,6 +98,17 @@ pub(crate) fn health(broker: &mut TestBroker) -> u16 {
         .unwrap_or(0)
 }
 
+/// The value of the unlabelled series `name` on `broker`'s `/metrics` (0 when absent).
+pub(crate) fn sample(broker: &mut TestBroker, name: &str) -> u64 {
+    let metrics = http_get(broker.http_addr(), "/metrics");
+    let prefix = format!("{name} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |value| value as u64)
+}
+
 /// Leaders by partition, as the cluster's Metadata says.
 pub(crate) fn leaders(bootstrap: &str, topic: &str) -> BTreeMap<i32, i32> {
     let consumer: BaseConsumer = ClientConfig::new()

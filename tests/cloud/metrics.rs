@@ -7,23 +7,11 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::broker::{TestBroker, http_get};
-use crate::cluster::start_broker;
+use crate::cluster::{sample, start_broker};
 use crate::rocketmq_support::runtime;
 use crate::services::{bucket, fresh_database, unique};
 
 const RECORDS: usize = 20;
-
-/// The value of the unlabelled series `name` on `broker`'s `/metrics` (0 when absent).
-fn sample(broker: &mut TestBroker, name: &str) -> u64 {
-    let metrics = http_get(broker.http_addr(), "/metrics");
-    let prefix = format!("{name} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .map_or(0, |value| value as u64)
-}
 
 #[test]
 fn postgresql_and_object_store_metrics_count_the_traffic() {

@@ -3,8 +3,9 @@
 //! half topic and commits append to partitions wherever they are led, so brokers forward those
 //! appends to the leader over the internal RPC (counted in
 //! `tributary_cloud_forwarded_appends_total`). Every commit is consumed exactly once, no
-//! rollback ever: a commit that reaches a broker before it can read the half (stored through
-//! the other broker a moment ago) waits for it instead of resolving the transaction without it.
+//! rollback ever: the broker that forwarded a half reads it back at once when the commit comes
+//! (a forwarded append moves its view of the partition), and a commit that still cannot read
+//! its half leaves the transaction pending for a check-back instead of resolving it without it.
 //!
 //! (Plain RocketMQ sends are not forwarded any more: routes send each write queue to the broker
 //! that leads it, `tests/cloud/rocketmq_routes.rs`.)
@@ -18,8 +19,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rocketmq_client_rust::LocalTransactionState;
 
-use crate::broker::{TestBroker, http_get};
-use crate::cluster::start_broker;
+use crate::cluster::{sample, start_broker};
 use crate::rocketmq_support::{Client, consumer_with, runtime};
 use crate::rocketmq_tx::{Listener, OWN_DECISION, Sink, bodies, message, transaction_producer};
 use crate::services::{bucket, fresh_database, unique};
@@ -27,17 +27,6 @@ use crate::services::{bucket, fresh_database, unique};
 const QUEUES: i32 = 4;
 const COMMITS: usize = 12;
 const ROLLBACKS: usize = 4;
-
-/// The value of the unlabelled series `name` on `broker`'s `/metrics` (0 when absent).
-fn sample(broker: &mut TestBroker, name: &str) -> u64 {
-    let metrics = http_get(broker.http_addr(), "/metrics");
-    let prefix = format!("{name} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .map_or(0, |value| value as u64)
-}
 
 #[test]
 fn rocketmq_transactions_across_brokers_commit_once_and_roll_back_never() {

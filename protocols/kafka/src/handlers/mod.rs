@@ -357,6 +357,27 @@ pub(crate) fn partition_of(topic: &TopicDescription, index: i32) -> Option<u32> 
     u32::try_from(index).ok().filter(|p| *p < topic.partitions)
 }
 
+/// Where an offset commit (OffsetCommit, TxnOffsetCommit) of partition `index` of the looked-up
+/// `topic` goes, or the error code its partition is answered.
+pub(crate) fn commit_target(
+    topic: &EngineResult<TopicDescription>,
+    index: i32,
+) -> Result<TopicPartition, i16> {
+    match topic {
+        Err(failure) => Err(crate::error::code(failure)),
+        Ok(topic) => partition_of(topic, index)
+            .map(|partition| TopicPartition::new(topic.name.clone(), partition))
+            .ok_or(ResponseError::UnknownTopicOrPartition.code()),
+    }
+}
+
+/// A committed offset's metadata as stored (absent is empty, as Kafka keeps it).
+pub(crate) fn commit_metadata(metadata: Option<&StrBytes>) -> String {
+    metadata
+        .map(|text| text.as_str().to_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 };
 use tributary_api::{CommittedOffset, TopicPartition};
 
-use super::{Broker, partition_of, str_bytes, topic_name};
+use super::{Broker, commit_metadata, commit_target, partition_of, str_bytes, topic_name};
 use crate::error;
 
 /// A partition of an OffsetCommit: its index and the position to store or the error to answer.
@@ -62,19 +62,12 @@ impl Broker {
             let mut partitions = Vec::with_capacity(wanted_topic.partitions.len());
             for wanted in wanted_topic.partitions {
                 let index = wanted.partition_index;
-                let target = match (&fenced, &topic) {
-                    (Err(error), _) => Err(error.code()),
-                    (_, Err(failure)) => Err(error::code(failure)),
-                    (_, Ok(topic)) => partition_of(topic, index)
-                        .map(|partition| TopicPartition::new(topic.name.clone(), partition))
-                        .ok_or(ResponseError::UnknownTopicOrPartition.code()),
+                let target = match &fenced {
+                    Err(error) => Err(error.code()),
+                    Ok(()) => commit_target(&topic, index),
                 };
                 if let Ok(target) = &target {
-                    let metadata = wanted
-                        .committed_metadata
-                        .as_ref()
-                        .map(|text| text.as_str().to_owned())
-                        .unwrap_or_default();
+                    let metadata = commit_metadata(wanted.committed_metadata.as_ref());
                     batch.push((
                         target.clone(),
                         CommittedOffset {

@@ -25,7 +25,7 @@ use kafka_protocol::messages::{
 use tributary_api::TopicPartition;
 
 use super::authorize::TOPIC_DENIED;
-use super::{Broker, RequestContext, partition_of};
+use super::{Broker, RequestContext, commit_metadata, commit_target, partition_of};
 use crate::acl::model::operation::WRITE;
 use crate::acl::model::resource::TOPIC;
 use crate::error;
@@ -222,18 +222,9 @@ impl Broker {
             let found = self.topic(topic.name.0.as_str(), false).await;
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for wanted in &topic.partitions {
-                let target = match &found {
-                    Err(failure) => Err(error::code(failure)),
-                    Ok(found) => partition_of(found, wanted.partition_index)
-                        .map(|partition| TopicPartition::new(found.name.clone(), partition))
-                        .ok_or(ResponseError::UnknownTopicOrPartition.code()),
-                };
+                let target = commit_target(&found, wanted.partition_index);
                 if let Ok(target) = &target {
-                    let metadata = wanted
-                        .committed_metadata
-                        .as_ref()
-                        .map(|text| text.as_str().to_owned())
-                        .unwrap_or_default();
+                    let metadata = commit_metadata(wanted.committed_metadata.as_ref());
                     offsets.push((target.clone(), wanted.committed_offset, metadata));
                 }
                 partitions.push((wanted.partition_index, target.err()));

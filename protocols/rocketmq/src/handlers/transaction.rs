@@ -21,7 +21,7 @@
 //! crash between the two leaves the half pending and a later check may commit it again.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
@@ -206,29 +206,19 @@ fn real_destination(message: &OutgoingMessage) -> RequestResult<(String, i64)> {
     Ok((topic.to_owned(), queue))
 }
 
-/// How long a commit waits for a half another broker stored to become readable here.
-const HALF_VISIBLE_WITHIN: Duration = Duration::from_secs(5);
-
-/// The half at `offset`; `None` only when retention removed it. On a cluster the half may have
-/// been stored through the half queue's leader, and this broker learns of that commit a moment
-/// later: until then the half is not gone but not yet readable here, so the commit waits for it
-/// (bounded) and otherwise fails, leaving the transaction pending for a check-back, rather than
+/// The half at `offset`; `None` only when retention removed it (below the log start). A half
+/// that is not readable here yet (another broker stored it and this broker has not learnt of
+/// that commit) fails the commit, leaving the transaction pending for a check-back, rather than
 /// resolving it without its message.
 async fn read_half(shared: &Shared, offset: i64) -> RequestResult<Option<StoredRecord>> {
     let half = half_queue();
-    let deadline = Instant::now() + HALF_VISIBLE_WITHIN;
-    loop {
-        if let Some(stored) = read_record(shared, &half, offset).await? {
-            return Ok(Some(stored));
-        }
-        if offset < shared.engine.log.offsets(&half)?.log_start {
-            return Ok(None);
-        }
-        if Instant::now() >= deadline {
-            return Err(RequestError::MessageNotFound(offset));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let Some(stored) = read_record(shared, &half, offset).await? {
+        return Ok(Some(stored));
     }
+    if offset < shared.engine.log.offsets(&half)?.log_start {
+        return Ok(None);
+    }
+    Err(RequestError::MessageNotFound(offset))
 }
 
 /// Appends the half at `offset` to its real queue.
