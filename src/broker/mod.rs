@@ -62,6 +62,8 @@ pub struct Broker {
     scheduler: Arc<SchedulerService>,
     /// Set on the cloud engine: it serves the log, topics and consumer offsets.
     cloud: Option<Arc<CloudEngine>>,
+    /// One for every frontend, so all readers agree on what transactions left readable.
+    transactions: Arc<tributary_api::transactions::TransactionReads>,
 }
 
 impl Broker {
@@ -124,6 +126,7 @@ impl Broker {
             topics,
             queues,
             cloud,
+            transactions: Arc::default(),
         }))
     }
 
@@ -137,6 +140,7 @@ impl Broker {
                 queues: cloud.queues(),
                 metadata: self.records.clone(),
                 scheduler: self.scheduler.clone(),
+                transactions: self.transactions.clone(),
             };
         }
         Engine {
@@ -146,6 +150,7 @@ impl Broker {
             queues: self.queues.clone(),
             metadata: self.records.clone(),
             scheduler: self.scheduler.clone(),
+            transactions: self.transactions.clone(),
         }
     }
 

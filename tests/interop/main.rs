@@ -9,6 +9,8 @@
 
 #[path = "../support/broker.rs"]
 mod broker;
+#[path = "../support/kafka_txn.rs"]
+mod kafka_txn;
 #[path = "../support/lapin.rs"]
 mod lapin_support;
 #[path = "../support/rocketmq.rs"]
@@ -24,3 +26,4 @@ mod kafka;
 mod mapping;
 mod rmq;
 mod superstream;
+mod transactions;

@@ -3,6 +3,8 @@
 
 #[path = "../support/broker.rs"]
 mod broker;
+#[path = "../support/kafka_txn.rs"]
+mod kafka_txn;
 #[path = "../support/kafka_wire.rs"]
 mod kafka_wire;
 #[path = "../support/lapin.rs"]

@@ -17,6 +17,7 @@ use crate::outbound::SendBudget;
 use crate::queue::QueueService;
 use crate::scheduler::Scheduler;
 use crate::stream::{CertificateIdentity, ConnectionStream};
+use crate::transactions::TransactionReads;
 
 /// The engine's services, handed to every frontend. Each is a narrow trait so a second engine
 /// (the scale-out one) can stand behind any of them.
@@ -28,6 +29,8 @@ pub struct Engine {
     pub queues: Arc<dyn QueueService>,
     pub metadata: Arc<dyn MetadataStore>,
     pub scheduler: Arc<dyn Scheduler>,
+    /// Which records Kafka transactions leave readable, for readers of every protocol.
+    pub transactions: Arc<TransactionReads>,
 }
 
 /// Size limits a frontend's codec enforces before allocating.

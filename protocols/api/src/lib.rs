@@ -29,6 +29,7 @@ pub mod queue;
 pub mod scheduler;
 pub mod stream;
 pub mod telemetry;
+pub mod transactions;
 pub mod types;
 pub mod users;
 

@@ -17,6 +17,9 @@
 //!   matched (or a queue's `reject-publish` overflow refused it: counted and logged); a batch
 //!   that cannot be decoded stops the partition before it (logged, counted in
 //!   `tributary_interop_undeliverable_batches_total{protocol="amqp_feed"}`, retried later);
+//! - records of a Kafka transaction are fed only once it committed: a partition stops at its
+//!   last stable offset and passes over markers and aborted transactions
+//!   (`tributary_api::transactions`);
 //! - at-least-once: a durable pending marker precedes each chunk's enqueues, so after a crash
 //!   (or a failed enqueue) the chunk is fed again and counted in
 //!   `tributary_amqp_topic_feed_refed_total`;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tributary_api::batch::{BatchHeader, Record, StoredRecord, decode_records_from};
+use tributary_api::transactions::Committed;
 use tributary_api::{EngineError, TopicPartition};
 
 use super::cursor::{self, FeedCursor};
@@ -231,8 +232,19 @@ impl PartitionFeed {
             from = bounds.high_watermark;
         }
         self.cursor = Some(from);
-        if from >= bounds.high_watermark {
-            return Ok(Step::CaughtUp(from));
+        // Open Kafka transactions hold the readable end below the high watermark.
+        let committed = match self.shared.engine.committed(&self.at, from).await {
+            Ok(committed) => committed,
+            Err(EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. }) => {
+                return Ok(Step::Gone);
+            }
+            Err(error) => {
+                tracing::warn!(partition = %self.at, %error, "topic feed cannot read transactions");
+                return Err(Failed);
+            }
+        };
+        if from >= committed.end {
+            return Ok(Step::CaughtUp(committed.wait_from(from)));
         }
         let data = match self
             .shared
@@ -250,15 +262,20 @@ impl PartitionFeed {
                 return Err(Failed);
             }
         };
-        let (records, end) = self.decode(&data, from)?;
+        let (records, end) = self.decode(&committed.cut(&data), from, &committed)?;
         let targets = self.match_records(&bindings, records);
         self.feed(from, end, targets).await?;
         Ok(Step::Fed)
     }
 
     /// [`take_records`], logging and counting what stops the partition.
-    fn decode(&self, data: &Bytes, from: i64) -> Result<(Vec<StoredRecord>, i64), Failed> {
-        take_records(data, from).map_err(|refused| {
+    fn decode(
+        &self,
+        data: &Bytes,
+        from: i64,
+        committed: &Committed,
+    ) -> Result<(Vec<StoredRecord>, i64), Failed> {
+        take_records(data, from, committed).map_err(|refused| {
             match refused {
                 Undecodable::Batch { offset, error } => {
                     tracing::error!(
@@ -422,8 +439,13 @@ enum Undecodable {
 
 /// The records at or after `from` in the whole batches of `data`, and the offset after the
 /// last batch taken. Stops before a batch that cannot be decoded, and refuses when that is the
-/// first one: the feed never moves past a batch it did not deliver.
-fn take_records(data: &Bytes, from: i64) -> Result<(Vec<StoredRecord>, i64), Undecodable> {
+/// first one: the feed never moves past a batch it did not deliver. Batches `committed` skips
+/// (transaction markers, aborted transactions) hold no record to feed.
+fn take_records(
+    data: &Bytes,
+    from: i64,
+    committed: &Committed,
+) -> Result<(Vec<StoredRecord>, i64), Undecodable> {
     let mut records = Vec::new();
     let mut end = from;
     let mut pos = 0usize;
@@ -435,8 +457,7 @@ fn take_records(data: &Bytes, from: i64) -> Result<(Vec<StoredRecord>, i64), Und
                 if header.last_offset() < from {
                     continue;
                 }
-                // Control batches (Kafka transaction markers) carry no user record.
-                let decoded = match header.is_control() {
+                let decoded = match committed.skips(&header) {
                     true => Ok(Vec::new()),
                     false => decode_records_from(&batch, from, usize::MAX),
                 };
@@ -505,13 +526,14 @@ mod tests {
     #[test]
     fn takes_the_records_before_a_batch_it_cannot_decode_and_never_passes_it() {
         let log = log_with_a_bad_batch();
-        let (records, end) = take_records(&log, 1).expect("the first batch decodes");
+        let everything = Committed::everything(i64::MAX);
+        let (records, end) = take_records(&log, 1, &everything).expect("the first batch decodes");
         assert_eq!(end, 3, "stops before the bad batch");
         assert_eq!(
             values(&records),
             [(1, Bytes::from("b")), (2, Bytes::from("c"))]
         );
-        let refused = take_records(&log, 3).expect_err("the bad batch comes first");
+        let refused = take_records(&log, 3, &everything).expect_err("the bad batch comes first");
         assert!(
             matches!(refused, Undecodable::Batch { offset: 3, .. }),
             "{refused:?}"

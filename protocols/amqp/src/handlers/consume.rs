@@ -67,6 +67,9 @@ enum Source {
     /// A stream, read from this offset on.
     Stream {
         next: i64,
+        /// Where a consumer that found nothing waits for the log to pass: past `next`, or past
+        /// the high watermark while an open Kafka transaction holds `next` below it.
+        wait_from: i64,
     },
 }
 
@@ -147,7 +150,7 @@ impl ConsumerTask {
         {
             let taken = match &mut self.source {
                 Source::Queue => take_live(&self.shared, &self.queue, wanted).await,
-                Source::Stream { next } => {
+                Source::Stream { next, wait_from } => {
                     match stream::read(&self.shared, &self.queue, next, wanted).await {
                         Ok(taken) if taken.deliveries.is_empty() => match taken.undeliverable {
                             Some(bad) => {
@@ -155,7 +158,10 @@ impl ConsumerTask {
                                 self.fail(bad.refuse(&self.queue)).await;
                                 return;
                             }
-                            None => Ok(Vec::new()),
+                            None => {
+                                *wait_from = taken.wait_from;
+                                Ok(Vec::new())
+                            }
                         },
                         // Records before an undeliverable batch go out; the next read stops at it.
                         other => other.map(|taken| taken.deliveries),
@@ -225,7 +231,7 @@ impl ConsumerTask {
             Source::Queue => {
                 let _ = self.queues.wait_ready(&self.queue, WAIT).await;
             }
-            Source::Stream { next } => {
+            Source::Stream { next, wait_from } => {
                 // A stream that is gone is reported by the next read.
                 let Ok(partition) = self.shared.topology.stream_partition(&self.queue) else {
                     return;
@@ -234,7 +240,7 @@ impl ConsumerTask {
                     .shared
                     .engine
                     .log
-                    .wait_for(&partition, *next, WAIT)
+                    .wait_for(&partition, (*next).max(*wait_from), WAIT)
                     .await;
             }
         }
@@ -404,7 +410,10 @@ impl Session {
         let source = if info.is_stream() {
             let spec = consume.arguments.get("x-stream-offset");
             let next = stream::start_offset(&self.shared, &consume.queue, spec).await?;
-            Source::Stream { next }
+            Source::Stream {
+                next,
+                wait_from: next,
+            }
         } else {
             Source::Queue
         };

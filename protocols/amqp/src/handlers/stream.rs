@@ -11,8 +11,11 @@
 //!
 //! Compressed batches (Kafka producers') are inflated once and kept a while in the frontend's
 //! [`InflatedBatches`] (a read takes a consumer's credit of a batch that may hold a thousand
-//! records); control batches carry no message and are passed over. Nothing else is ever passed
-//! over (docs/interop.md): a batch that cannot be decoded (corrupt, over the inflate limit,
+//! records). Kafka transactions (`tributary_api::transactions`): a read stops at the
+//! partition's last stable offset (a consumer caught up there waits for the log to pass its
+//! high watermark, which the transaction's marker does), and transaction markers and the
+//! batches of aborted transactions carry no message and are passed over. Nothing else is ever
+//! passed over (docs/interop.md): a batch that cannot be decoded (corrupt, over the inflate limit,
 //! unknown codec) stops the read before it. Records taken before it are delivered; the next
 //! read then starts at it and returns it as [`Undeliverable`], and the consumer closes its
 //! channel with 541 INTERNAL_ERROR and a text naming the stream, the offset and the reason
@@ -26,6 +29,7 @@ use bytes::Bytes;
 use tributary_api::batch::{BatchError, BatchHeader};
 use tributary_api::compression::InflatedBatches;
 use tributary_api::queue::Delivery;
+use tributary_api::transactions::Committed;
 use tributary_api::{EngineError, EngineResult, OffsetQuery, TopicPartition};
 
 use crate::Shared;
@@ -211,6 +215,9 @@ pub(crate) struct Taken {
     pub deliveries: Vec<Delivery>,
     /// The batch the read stopped at because it cannot be decoded.
     pub undeliverable: Option<Undeliverable>,
+    /// Where a consumer that got nothing waits for the log to pass
+    /// ([`tributary_api::transactions::Committed::wait_from`]).
+    pub wait_from: i64,
 }
 
 /// Reads up to `max` messages from `*next` on and moves `*next` past them (see the module doc
@@ -232,12 +239,15 @@ pub(crate) async fn read(
     let bounds = shared.engine.log.offsets(&partition).map_err(gone)?;
     // Retention may have removed what the consumer has not read yet.
     *next = (*next).max(bounds.log_start);
+    // Open Kafka transactions hold the readable end below the high watermark.
+    let committed = shared
+        .engine
+        .committed(&partition, *next)
+        .await
+        .map_err(gone)?;
     let mut taken = Taken::default();
     let mut read_bytes = FIRST_READ_BYTES;
-    while *next < bounds.high_watermark
-        && taken.deliveries.len() < max
-        && taken.undeliverable.is_none()
-    {
+    while *next < committed.end && taken.deliveries.len() < max && taken.undeliverable.is_none() {
         let data = shared
             .engine
             .log
@@ -249,7 +259,8 @@ pub(crate) async fn read(
         let more = take_records(
             &shared.inflated,
             &partition,
-            &data,
+            &committed,
+            &committed.cut(&data),
             next,
             max - taken.deliveries.len(),
         );
@@ -260,14 +271,17 @@ pub(crate) async fn read(
         }
         read_bytes = (read_bytes * 4).min(MAX_READ_BYTES);
     }
+    taken.wait_from = committed.wait_from(*next);
     Ok(taken)
 }
 
 /// Takes up to `max` records at or after `*next` from the batches in `data`, moving `*next`
-/// past each record taken and past control batches; stops at a batch that cannot be decoded.
+/// past each record taken and past the batches `committed` skips (transaction markers,
+/// aborted transactions); stops at a batch that cannot be decoded.
 pub(crate) fn take_records(
     inflated: &InflatedBatches,
     partition: &TopicPartition,
+    committed: &Committed,
     data: &Bytes,
     next: &mut i64,
     max: usize,
@@ -288,7 +302,7 @@ pub(crate) fn take_records(
         let end = pos.saturating_add(header.total_len).min(data.len());
         let batch = data.slice(pos..end);
         pos = end;
-        if header.is_control() {
+        if committed.skips(&header) {
             *next = (*next).max(header.last_offset() + 1);
             continue;
         }

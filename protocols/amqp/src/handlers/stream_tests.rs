@@ -34,7 +34,15 @@ fn log(batches: &[(i64, Bytes)]) -> Bytes {
 /// `take_records` on partition 0 of `s` with a fresh inflate cache.
 fn take(data: &Bytes, next: &mut i64, max: usize) -> Taken {
     let inflated = InflatedBatches::default();
-    take_records(&inflated, &TopicPartition::new("s", 0), data, next, max)
+    let everything = Committed::everything(i64::MAX);
+    take_records(
+        &inflated,
+        &TopicPartition::new("s", 0),
+        &everything,
+        data,
+        next,
+        max,
+    )
 }
 
 fn values(taken: &Taken) -> Vec<Bytes> {

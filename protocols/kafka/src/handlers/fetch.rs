@@ -9,7 +9,7 @@
 //! `read_committed` (isolation level 1): the records end at the last stable offset, the first
 //! offset of the earliest transaction still open on the partition (else the high watermark),
 //! and the response lists the aborted transactions (producer id, first offset) overlapping the
-//! range, from the index [`crate::txn::index`] derives from the log. Whole batches are returned;
+//! range, from the index [`tributary_api::transactions::index`] derives from the log. Whole batches are returned;
 //! the client drops the records of aborted transactions and the control batches, as with Kafka.
 //! `read_uncommitted` gets everything up to the high watermark, markers included.
 //!
@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use tributary_api::TopicPartition;
 
 use super::{Broker, RequestContext, partition_of};
-use crate::txn::index::below_stable;
 use crate::{error, metrics};
+use tributary_api::transactions::below_stable;
 
 /// FetchRequest's isolation level asking for committed records only.
 const READ_COMMITTED: i8 = 1;
@@ -162,13 +162,16 @@ impl Broker {
                     (Ok(_), Ok(topic))
                         if read_committed
                             && self.serves_transactions()
-                            && !self.transactions.ever_joined(topic.id, target.partition) =>
+                            && !self
+                                .engine
+                                .transactions
+                                .ever_joined(topic.id, target.partition) =>
                     {
                         Ok(None)
                     }
                     (Ok(read), Ok(topic)) if read_committed => self
+                        .engine
                         .transactions
-                        .index
                         .stable(
                             self.engine.log.as_ref(),
                             topic.id,

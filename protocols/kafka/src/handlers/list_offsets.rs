@@ -81,7 +81,10 @@ impl Broker {
                     .ensure_loaded(&self.txn_services())
                     .await?;
             }
-            let joined = self.transactions.ever_joined(topic_id, target.partition);
+            let joined = self
+                .engine
+                .transactions
+                .ever_joined(topic_id, target.partition);
             if self.serves_transactions() && !joined {
                 return self
                     .lookup_log(target, timestamp)
@@ -94,8 +97,8 @@ impl Broker {
                 .map_err(|f| error::code(&f))?
                 .high_watermark;
             let stable = self
+                .engine
                 .transactions
-                .index
                 .stable(log, topic_id, target, high_watermark, high_watermark)
                 .await
                 .map_err(|failure| error::code(&failure))?;

@@ -12,15 +12,16 @@
 //! - a restart aborts an `Ongoing` one, with its epoch bumped as Kafka does for a timed-out
 //!   transaction (the producer that ran it is treated as a zombie and fenced);
 //! - nothing is half-visible: records become readable by `read_committed` only once a COMMIT
-//!   marker follows them in their partition ([`index`]), and pending offsets reach the group
+//!   marker follows them in their partition ([`tributary_api::transactions::index`], shared
+//!   with the other protocols' readers), and pending offsets reach the group
 //!   only after every marker of a commit is durable.
 //!
-//! AddPartitionsToTxn also records each partition's first joining of any transaction (namespace
-//! [`PARTITIONS_NAMESPACE`]) before it is answered: `read_committed` reads of partitions never
+//! AddPartitionsToTxn also records each partition's first joining of any transaction
+//! ([`tributary_api::transactions::TransactionReads::join`]) before it is answered: `read_committed` reads of partitions never
 //! joined skip the transaction index, which stays correct because a transactional batch is
 //! only admitted for a partition of an open transaction.
 //!
-//! Completing (EndTxn, a timeout, recovery): store `Prepare*`, append one marker ([`marker`])
+//! Completing (EndTxn, a timeout, recovery): store `Prepare*`, append one marker ([`tributary_api::transactions::marker`])
 //! to every partition of the transaction and wait for each to be durable, on commit store the
 //! pending offsets, then store `Empty` (with the outcome, so a retried EndTxn gets the same
 //! answer) and answer. EndTxn is answered once the transaction is complete (Kafka answers after
@@ -38,11 +39,9 @@
 //! Timeouts: a task started with the coordinator aborts (with an epoch bump) every `Ongoing`
 //! transaction older than its `transaction.timeout.ms`, and retries completions that failed.
 
-pub(crate) mod index;
-pub(crate) mod marker;
 pub mod state;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,15 +53,10 @@ use tributary_api::{CommittedOffset, Engine, EngineError, EngineResult, TopicPar
 
 use crate::error;
 use crate::producers::{Backing, Producers};
-use index::TxnIndex;
 use state::{PendingOffset, Status, TxnMeta};
 
 /// Metadata-store namespace of transaction state.
 pub const NAMESPACE: &str = "kafka.transactions";
-/// Metadata-store namespace of the partitions that ever joined a transaction (key
-/// `<topic id as 32 hex digits>/<partition>`, empty value): only they can hold transactional
-/// batches, so only their logs are replayed for `read_committed` ([`index`]).
-pub const PARTITIONS_NAMESPACE: &str = "kafka.transactions.partitions";
 /// Kafka's `transaction.max.timeout.ms` default: longer timeouts are refused.
 pub const MAX_TIMEOUT_MS: i32 = 900_000;
 /// How often the timeout task looks at open transactions.
@@ -79,32 +73,13 @@ pub(crate) struct Services {
     pub(crate) producers: Producers,
 }
 
-/// The coordinator's state: one slot per transactional id, and the read-side index.
+/// The coordinator's state: one slot per transactional id. The read side (which partitions
+/// joined a transaction, their index) is the engine's, shared with every frontend
+/// ([`tributary_api::transactions`]).
 #[derive(Debug, Default)]
 pub(crate) struct Transactions {
     slots: Mutex<HashMap<String, Slot>>,
     loaded: tokio::sync::OnceCell<()>,
-    /// (topic id, partition) of every partition that ever joined a transaction; loaded with
-    /// the states, added to (durably first) by AddPartitionsToTxn.
-    joined: Mutex<HashSet<([u8; 16], u32)>>,
-    pub(crate) index: TxnIndex,
-}
-
-fn joined_key((topic_id, partition): ([u8; 16], u32)) -> String {
-    let hex: String = topic_id.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("{hex}/{partition}")
-}
-
-fn parse_joined_key(key: &str) -> Option<([u8; 16], u32)> {
-    let (hex, partition) = key.split_once('/')?;
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut topic_id = [0u8; 16];
-    for (at, byte) in topic_id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(at * 2..at * 2 + 2)?, 16).ok()?;
-    }
-    Some((topic_id, partition.parse().ok()?))
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -153,14 +128,11 @@ impl Transactions {
     }
 
     async fn load(self: &Arc<Self>, services: &Services) -> EngineResult<()> {
-        let joined = services
+        services
             .engine
-            .metadata
-            .scan(PARTITIONS_NAMESPACE, "")
+            .transactions
+            .ensure_loaded(services.engine.metadata.as_ref())
             .await?;
-        self.joined
-            .lock()
-            .extend(joined.iter().filter_map(|(key, _)| parse_joined_key(key)));
         let stored = services.engine.metadata.scan(NAMESPACE, "").await?;
         let mut recovered = 0usize;
         for (id, bytes) in stored {
@@ -286,17 +258,16 @@ impl Transactions {
     ) -> Result<(), Code> {
         self.ensure_loaded(services).await?;
         for (partition, topic_id) in &partitions {
-            let key = (*topic_id, partition.partition);
-            if self.joined.lock().contains(&key) {
-                continue;
-            }
             services
                 .engine
-                .metadata
-                .put(PARTITIONS_NAMESPACE, &joined_key(key), bytes::Bytes::new())
+                .transactions
+                .join(
+                    services.engine.metadata.as_ref(),
+                    *topic_id,
+                    partition.partition,
+                )
                 .await
                 .map_err(code)?;
-            self.joined.lock().insert(key);
         }
         self.change(services, id, producer, fenced, |meta| {
             meta.partitions
@@ -381,13 +352,6 @@ impl Transactions {
             (Status::PrepareCommit | Status::PrepareAbort, _) => {}
         }
         settle(services, id, meta, true).await.map_err(code)
-    }
-
-    /// Whether partition `partition` of topic `topic_id` may hold transactional batches (it
-    /// joined a transaction once). `false` only once loaded: the caller must have waited for
-    /// [`Transactions::ensure_loaded`].
-    pub(crate) fn ever_joined(&self, topic_id: [u8; 16], partition: u32) -> bool {
-        self.joined.lock().contains(&(topic_id, partition))
     }
 
     /// The partitions `group` has offsets for in a transaction not yet complete (OffsetFetch
@@ -485,7 +449,12 @@ async fn settle(
         Status::PrepareAbort => false,
     };
     for partition in &meta.partitions {
-        let batch = marker::build(meta.producer_id, meta.epoch, commit, now_ms());
+        let batch = tributary_api::transactions::marker::build(
+            meta.producer_id,
+            meta.epoch,
+            commit,
+            now_ms(),
+        );
         let batch = VerifiedBatch::verify(batch).map_err(EngineError::CorruptBatch)?;
         match services.engine.log.append_verified(partition, batch).await {
             Ok((_, durable)) => durable.await?,
@@ -573,19 +542,5 @@ async fn sweep(transactions: Weak<Transactions>, services: Services) {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn joined_keys_round_trip_and_garbage_is_refused() {
-        let key = ([0xab; 16], 7);
-        assert_eq!(parse_joined_key(&joined_key(key)), Some(key));
-        assert_eq!(parse_joined_key("zz/1"), None);
-        assert_eq!(parse_joined_key(&format!("{}/x", "0".repeat(32))), None);
-        assert_eq!(parse_joined_key("no-slash"), None);
     }
 }

@@ -254,15 +254,17 @@ async fn ensure_topic(
 /// Bytes read to find one message (RocketMQ's largest message is 4 MiB).
 const LOOKUP_READ_BYTES: usize = 4 << 20;
 
-/// The record at `offset` of `partition`, or `None` when there is none (out of range, or a
-/// control record). A batch that cannot be decoded is [`RequestError::Undeliverable`].
+/// The record at `offset` of `partition`, or `None` when there is none (out of range, a
+/// control record, or a record of an open or aborted Kafka transaction). A batch that cannot be
+/// decoded is [`RequestError::Undeliverable`].
 async fn read_record(
     shared: &Shared,
     partition: &TopicPartition,
     offset: i64,
 ) -> RequestResult<Option<StoredRecord>> {
     let bounds = shared.engine.log.offsets(partition)?;
-    if offset < bounds.log_start || offset >= bounds.high_watermark {
+    let committed = shared.engine.committed(partition, offset).await?;
+    if offset < bounds.log_start || offset >= committed.end {
         return Ok(None);
     }
     let mut rest = shared
@@ -277,7 +279,7 @@ async fn read_record(
         if header.last_offset() < offset {
             continue;
         }
-        if header.is_control() {
+        if committed.skips(&header) {
             return Ok(None);
         }
         let records = decode_records(&batch)

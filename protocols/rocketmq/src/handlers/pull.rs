@@ -30,6 +30,11 @@
 //! `tributary_interop_undeliverable_batches_total{protocol="rocketmq"}`, and the offset does
 //! not move (the client retries from the same offset). Control batches carry no message and
 //! are passed over.
+//!
+//! Kafka transactions (`tributary_api::transactions`): a pull reads no further than the
+//! partition's last stable offset, so records of an open transaction wait for its end, and
+//! passes over the batches of aborted transactions as over markers; a pull caught up at the
+//! last stable offset waits for the log to pass its high watermark (the next marker).
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +42,7 @@ use bytes::{Bytes, BytesMut};
 use tracing::warn;
 use tributary_api::batch::{BatchError, BatchHeader};
 use tributary_api::compression::InflatedBatches;
+use tributary_api::transactions::Committed;
 use tributary_api::{PartitionOffsets, TopicPartition};
 
 use super::{MessageParts, encode_parts, optional, parsed, queue_id, required, topic_id};
@@ -105,7 +111,9 @@ pub(super) async fn pull(
             };
             return Ok(answer(request, code::PULL_OFFSET_MOVED, next, bounds));
         }
-        if offset < bounds.high_watermark {
+        // Open Kafka transactions hold the readable end below the high watermark.
+        let committed = shared.engine.committed(&partition, offset).await?;
+        if offset < committed.end {
             let found = collect(
                 shared,
                 connection,
@@ -114,6 +122,7 @@ pub(super) async fn pull(
                 max_messages,
                 max_bytes,
                 &filter,
+                &committed,
             )
             .await?;
             if found.count == 0
@@ -135,7 +144,7 @@ pub(super) async fn pull(
                     answer(request, code::SUCCESS, offset, bounds).with_body(found.body.freeze())
                 );
             }
-            if offset < bounds.high_watermark {
+            if offset < committed.end {
                 return Ok(answer(
                     request,
                     code::PULL_RETRY_IMMEDIATELY,
@@ -151,7 +160,7 @@ pub(super) async fn pull(
             return Ok(answer(request, code::PULL_NOT_FOUND, offset, bounds));
         }
         tokio::select! {
-            waited = shared.engine.log.wait_for(&partition, offset, remaining) => { waited?; }
+            waited = shared.engine.log.wait_for(&partition, committed.wait_from(offset), remaining) => { waited?; }
             () = connection.closing.cancelled() => {}
         }
     }
@@ -207,7 +216,9 @@ fn answer(
 }
 
 /// Reads batches from `offset` in chunks of at most [`READ_CHUNK_BYTES`] and encodes the
-/// matching messages, until `max_messages` are found, `max_bytes` were read or the log ends.
+/// matching messages, until `max_messages` are found, `max_bytes` were read or the readable
+/// part of the log (`committed`) ends.
+#[allow(clippy::too_many_arguments)]
 async fn collect(
     shared: &Shared,
     connection: &Connection,
@@ -216,6 +227,7 @@ async fn collect(
     max_messages: usize,
     max_bytes: usize,
     filter: &Subscription,
+    committed: &Committed,
 ) -> RequestResult<Found> {
     let topic_id = topic_id(shared, &partition.topic).await?;
     let mut found = Found {
@@ -236,6 +248,7 @@ async fn collect(
         max_messages,
         properties: String::new(),
         inflated: &shared.inflated,
+        committed,
     };
     // The topic's life, for batches kept from earlier pulls ([`crate::read_ahead`]).
     let topic_life = shared
@@ -247,8 +260,8 @@ async fn collect(
     let mut budget = max_bytes;
     while found.count < max_messages && budget > 0 {
         let kept = topic_life.and_then(|life| shared.read_ahead.get(partition, life, found.next));
-        let (data, high_watermark) = match kept {
-            Some(data) => (data, shared.engine.log.offsets(partition)?.high_watermark),
+        let data = match kept {
+            Some(data) => data,
             None => {
                 let read = shared
                     .engine
@@ -258,9 +271,10 @@ async fn collect(
                 if let Some(life) = topic_life {
                     shared.read_ahead.keep(partition, life, &read.data);
                 }
-                (read.data, read.offsets.high_watermark)
+                read.data
             }
         };
+        let data = committed.cut(&data);
         if data.is_empty() {
             break;
         }
@@ -275,7 +289,7 @@ async fn collect(
         }
         let before = found.next;
         encoder.encode_batches(data, &mut found)?;
-        if found.undeliverable.is_some() || found.next == before || found.next >= high_watermark {
+        if found.undeliverable.is_some() || found.next == before || found.next >= committed.end {
             break;
         }
     }
@@ -292,6 +306,8 @@ struct Encoder<'a> {
     /// The properties of the message being encoded, reused across messages.
     properties: String,
     inflated: &'a InflatedBatches,
+    /// Which batches carry no message (transaction markers, aborted transactions).
+    committed: &'a Committed,
 }
 
 impl Encoder<'_> {
@@ -312,7 +328,7 @@ impl Encoder<'_> {
             if header.last_offset() < found.next {
                 continue;
             }
-            if header.is_control() {
+            if self.committed.skips(&header) {
                 found.next = found.next.max(header.last_offset() + 1);
                 continue;
             }

@@ -87,6 +87,7 @@ mod compressed {
         BatchError, Record, build_batch, build_compressed_batch, reseal, set_base_offset,
     };
     use tributary_api::compression::Codec;
+    use tributary_api::transactions::Committed;
 
     use super::super::{Encoder, Found};
     use crate::registry::Subscription;
@@ -133,6 +134,7 @@ mod compressed {
             max_messages,
             properties: String::new(),
             inflated: &inflated,
+            committed: &Committed::everything(i64::MAX),
         };
         let mut found = Found {
             body: BytesMut::new(),

@@ -108,20 +108,23 @@ pub(super) async fn query_by_key(
         let mut offset = start.offset;
         let mut scanned = 0usize;
         'queue: while found < max_num && scanned < QUERY_SCAN_LIMIT {
-            if offset >= shared.engine.log.offsets(&partition)?.high_watermark {
+            // Records of open or aborted Kafka transactions are no messages (yet).
+            let committed = shared.engine.committed(&partition, offset).await?;
+            if offset >= committed.end {
                 break;
             }
-            let mut rest: Bytes = shared
+            let read = shared
                 .engine
                 .log
                 .read(&partition, offset, SCAN_READ_BYTES)
                 .await?
                 .data;
+            let mut rest: Bytes = committed.cut(&read);
             let before = offset;
             while !rest.is_empty() {
                 let header = BatchHeader::parse(&rest).map_err(EngineError::from)?;
                 let batch = rest.split_to(header.total_len.min(rest.len()));
-                if header.is_control() {
+                if committed.skips(&header) {
                     offset = offset.max(header.last_offset() + 1);
                     continue;
                 }

@@ -12,8 +12,8 @@
 //! not write leaves the transaction open until the coordinator's recovery writes it.
 //!
 //! Only partitions that ever joined a transaction are indexed (the coordinator records them
-//! durably before their first transactional batch can be admitted); the others have no
-//! transactional batch, so the fetch path answers them without replaying anything.
+//! durably before their first transactional batch can be admitted, [`super::TransactionReads`]);
+//! the others have no transactional batch, so readers answer them without replaying anything.
 //!
 //! Cost: the first `read_committed` fetch of an indexed partition after a start replays its
 //! whole log (headers; markers decoded); later ones replay only what was appended since.
@@ -23,25 +23,24 @@
 //! never above `scanned_to`; aborted transactions wholly below the log start are forgotten.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
-use tributary_api::batch::BatchHeader;
-use tributary_api::{EngineError, EngineResult, LogService, TopicPartition};
 
 use super::marker;
+use crate::batch::BatchHeader;
+use crate::{EngineError, EngineResult, LogService, TopicPartition};
 
 /// Bytes asked of the log per read while replaying.
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// An aborted transaction on one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Aborted {
-    pub(crate) producer_id: i64,
-    pub(crate) first_offset: i64,
+pub struct Aborted {
+    pub producer_id: i64,
+    pub first_offset: i64,
     /// The offset of its ABORT marker.
-    pub(crate) last_offset: i64,
+    pub last_offset: i64,
 }
 
 /// What one partition's log says about transactions, up to `scanned_to`.
@@ -82,24 +81,26 @@ impl PartitionTxns {
 
 /// The view a `read_committed` fetch gets of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Stable {
+pub struct Stable {
     /// The first offset of the earliest open transaction, else the end of the log replayed.
-    pub(crate) last_stable_offset: i64,
+    pub last_stable_offset: i64,
     /// Aborted transactions overlapping the asked range.
-    pub(crate) aborted: Vec<Aborted>,
+    pub aborted: Vec<Aborted>,
+    /// The end of the log replayed (the high watermark when the index was brought up to it).
+    pub high_watermark: i64,
 }
 
 /// The transaction index of every partition read with `read_committed` (shared, cheap to
 /// clone).
 #[derive(Debug, Default, Clone)]
-pub(crate) struct TxnIndex {
+pub(super) struct TxnIndex {
     partitions: Arc<Mutex<HashMap<TopicPartition, Arc<tokio::sync::Mutex<PartitionTxns>>>>>,
 }
 
 impl TxnIndex {
     /// Brings the index of `partition` up to the log's high watermark and returns its last
     /// stable offset and the aborted transactions that overlap offsets `from..to`.
-    pub(crate) async fn stable(
+    pub(super) async fn stable(
         &self,
         log: &dyn LogService,
         topic_id: [u8; 16],
@@ -107,7 +108,13 @@ impl TxnIndex {
         from: i64,
         to: i64,
     ) -> EngineResult<Stable> {
-        let slot = Arc::clone(self.partitions.lock().entry(partition.clone()).or_default());
+        let slot = Arc::clone(
+            self.partitions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(partition.clone())
+                .or_default(),
+        );
         let mut txns = slot.lock().await;
         let offsets = log.offsets(partition)?;
         let stale = txns.topic_id != topic_id
@@ -161,6 +168,7 @@ impl TxnIndex {
         Ok(Stable {
             last_stable_offset,
             aborted,
+            high_watermark: offset,
         })
     }
 }
@@ -187,7 +195,7 @@ fn replay(txns: &mut PartitionTxns, mut offset: i64, data: &Bytes) -> EngineResu
 
 /// Cuts `data` (whole batches, back to back) before the first batch that reaches
 /// `last_stable_offset`: a `read_committed` reader gets nothing at or past it.
-pub(crate) fn below_stable(data: &Bytes, last_stable_offset: i64) -> Bytes {
+pub fn below_stable(data: &Bytes, last_stable_offset: i64) -> Bytes {
     let mut at = 0;
     while at < data.len() {
         let Ok(header) = BatchHeader::parse(&data[at..]) else {
@@ -204,8 +212,8 @@ pub(crate) fn below_stable(data: &Bytes, last_stable_offset: i64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tributary_api::Record;
-    use tributary_api::batch::{build_batch, reseal, set_base_offset};
+    use crate::Record;
+    use crate::batch::{build_batch, reseal, set_base_offset};
 
     fn transactional(producer_id: i64, base_offset: i64) -> Bytes {
         let mut batch = build_batch(&[Record::default(), Record::default()]).to_vec();

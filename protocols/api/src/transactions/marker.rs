@@ -6,8 +6,9 @@
 //! Only the coordinator writes markers; Produce refuses control batches from clients.
 
 use bytes::Bytes;
-use tributary_api::Record;
-use tributary_api::batch::{BatchHeader, build_batch, decode_records, reseal};
+
+use crate::Record;
+use crate::batch::{BatchHeader, build_batch, decode_records, reseal};
 
 /// Attribute bits of a marker batch: transactional and control.
 const MARKER_ATTRIBUTES: i16 = 0x10 | 0x20;
@@ -15,7 +16,7 @@ const ABORT: i16 = 0;
 const COMMIT: i16 = 1;
 
 /// One marker batch ending the transaction of `producer_id` at `epoch`.
-pub(crate) fn build(producer_id: i64, epoch: i16, committed: bool, now_ms: i64) -> Bytes {
+pub fn build(producer_id: i64, epoch: i16, committed: bool, now_ms: i64) -> Bytes {
     let kind = if committed { COMMIT } else { ABORT };
     let mut key = Vec::with_capacity(4);
     key.extend_from_slice(&0i16.to_be_bytes());
@@ -41,7 +42,7 @@ pub(crate) fn build(producer_id: i64, epoch: i16, committed: bool, now_ms: i64) 
 /// Whether the control batch `batch` (whole, its header already parsed as `header`) is a
 /// COMMIT marker (`Some(true)`), an ABORT marker (`Some(false)`), or neither (another control
 /// type or an unreadable record: `None`, and the reader treats it as no marker).
-pub(crate) fn committed(header: &BatchHeader, batch: &Bytes) -> Option<bool> {
+pub fn committed(header: &BatchHeader, batch: &Bytes) -> Option<bool> {
     if !header.is_control() {
         return None;
     }
@@ -58,7 +59,7 @@ pub(crate) fn committed(header: &BatchHeader, batch: &Bytes) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tributary_api::batch::VerifiedBatch;
+    use crate::batch::VerifiedBatch;
 
     #[test]
     fn a_marker_verifies_and_reads_back() {
