@@ -33,6 +33,7 @@ mod producers;
 mod queues;
 mod records_model;
 mod retention;
+mod rocketmq_groups;
 mod rocketmq_routes;
 #[path = "../support/rocketmq.rs"]
 mod rocketmq_support;
