@@ -273,6 +273,7 @@ pub fn frontends_with(
     let members = broker.cloud().map(|cloud| {
         let cluster = cloud.cluster();
         rocketmq.join_cluster(cluster.clone());
+        rocketmq.share_consumer_groups(cloud.roster());
         cluster.members().clone()
     });
     let announce = rocketmq.clone();
