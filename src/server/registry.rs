@@ -193,6 +193,10 @@ pub fn frontends_with(
             tributary_amqp::AmqpSettings::default(),
             access,
         );
+        // Several brokers over one log: each topic feed runs on its partition's leader.
+        if let Some(cloud) = broker.cloud() {
+            frontend.join_cluster(cloud.cluster());
+        }
         amqp_admin = Some(frontend.admin());
         let frontend: Arc<dyn Frontend> = Arc::new(frontend);
         amqp_frontend = Some(Arc::clone(&frontend));

@@ -48,6 +48,7 @@ mod shared_metadata;
 mod tls;
 #[path = "../support/tls.rs"]
 mod tls_support;
+mod topic_feeds;
 mod topics;
 mod wakeups;
 // The in-memory model the local engine's suite checks storage against (tests/storage/model).

@@ -10,11 +10,48 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use super::Topology;
 use crate::definitions::{self as defs, BINDING_NAMESPACE, QUEUE_NAMESPACE};
 use crate::error::AmqpError;
 use crate::policy::{QueueKind, QueuePolicy};
+
+/// Wait before retrying a refresh that failed.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Applies definitions other brokers changed to every opened vhost as soon as the store says
+/// they changed (not only at this broker's next request), and starts the topic feeds of
+/// bindings made through them, until `shutdown`. Returns at once for a store without changes
+/// (the local engine).
+pub(crate) async fn follow_changes(vhosts: Arc<crate::vhost::Vhosts>, shutdown: CancellationToken) {
+    let Some(mut changes) = vhosts.engine().metadata.changes() else {
+        return;
+    };
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = changes.changed(), if !failed => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep(RETRY), if failed => {}
+        }
+        failed = false;
+        for shared in vhosts.opened().await {
+            if let Err(error) = shared.topology.refresh().await {
+                tracing::warn!(vhost = shared.topology.vhost(), %error, "cannot apply another broker's definitions yet; retrying");
+                failed = true;
+                continue;
+            }
+            crate::feed::ensure_all(&shared);
+        }
+    }
+}
 
 impl Topology {
     /// Exchanges, then queues and queue bindings another broker added since they were last

@@ -26,7 +26,7 @@ use crate::policy::{QueueKind, QueuePolicy, QueueRef};
 use crate::routing::ExchangeKind;
 
 mod exchanges;
-mod follow;
+pub(crate) mod follow;
 mod queues;
 mod snapshot;
 mod streams;
