@@ -14,6 +14,7 @@
 // The RocketMQ client futures of kill_all_protocols are deeply nested async state machines.
 #![recursion_limit = "256"]
 
+mod amqp_deletions;
 #[path = "../support/broker.rs"]
 mod broker;
 mod cluster;
