@@ -77,6 +77,8 @@ pub struct CloudLog {
     /// Wakes the scheduler loop over [`super::schedule::CloudSchedule`]: an entry scheduled
     /// through another broker, a partition taken over, the membership changed.
     pub(super) schedule_wake: Arc<Notify>,
+    /// RocketMQ consumer-group members; the LISTEN connection passes their changes on.
+    pub(super) roster: Arc<super::roster::CloudRoster>,
 }
 
 impl CloudLog {

@@ -41,7 +41,8 @@
 //! by the broker leading each target.
 //!
 //! The membership also advertises each broker's RocketMQ port; the RocketMQ frontend's routes
-//! spread write queues by partition leadership (`tributary_rocketmq::routes`).
+//! spread write queues by partition leadership (`tributary_rocketmq::routes`), and RocketMQ
+//! consumer-group members are shared through PostgreSQL ([`roster`]).
 
 pub mod admin;
 pub mod error;
@@ -59,6 +60,7 @@ pub mod producers;
 pub mod queues;
 pub mod read;
 pub mod records;
+pub mod roster;
 pub mod rpc;
 pub mod schedule;
 pub mod schema;
@@ -82,6 +84,7 @@ pub use objects::{Objects, ObjectsUrl};
 pub use offsets::CloudOffsets;
 pub use queues::CloudQueues;
 pub use records::{Generations, PgRecords, SplitRecords};
+pub use roster::CloudRoster;
 pub use schedule::CloudSchedule;
 pub use stats::{Stats, StatsSnapshot};
 
@@ -138,6 +141,8 @@ pub struct CloudEngine {
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
     rpc: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    roster: Arc<CloudRoster>,
+    roster_writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl CloudEngine {
@@ -173,6 +178,8 @@ impl CloudEngine {
             broker_id = settings.broker_id,
             "cloud engine opened"
         );
+        let roster = Arc::new(CloudRoster::new(pool.clone(), settings.broker_id));
+        roster.reset().await?;
         let generations = Arc::new(Generations::default());
         let records = Arc::new(PgRecords::new(pool.clone(), generations.clone()));
         let members = Arc::new(Membership::new(
@@ -209,6 +216,7 @@ impl CloudEngine {
             metadata_generations: generations.clone(),
             swept: Mutex::default(),
             schedule_wake: Arc::new(Notify::new()),
+            roster: roster.clone(),
         });
         // The internal RPC port is bound first, so the first renewal advertises it.
         let internal = tokio::net::TcpListener::bind(settings.internal_addr)
@@ -237,6 +245,7 @@ impl CloudEngine {
                 .run_membership(members.clone(), stop.child_token()),
         );
         let listener = tokio::spawn(log.clone().run_listener(stop.child_token()));
+        let roster_writer = tokio::spawn(roster.clone().run(stop.child_token()));
         let maintenance = tokio::spawn(log.clone().run_maintenance(
             settings.maintenance_interval,
             settings.object_gc_grace,
@@ -276,6 +285,8 @@ impl CloudEngine {
             listener: Mutex::new(Some(listener)),
             maintenance: Mutex::new(Some(maintenance)),
             rpc: Mutex::new(Some(rpc)),
+            roster,
+            roster_writer: Mutex::new(Some(roster_writer)),
         }))
     }
 
@@ -313,6 +324,11 @@ impl CloudEngine {
         self.records.clone()
     }
 
+    /// RocketMQ consumer-group members across brokers ([`roster`]).
+    pub fn roster(&self) -> Arc<CloudRoster> {
+        self.roster.clone()
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         self.log.stats().snapshot()
     }
@@ -331,6 +347,7 @@ impl CloudEngine {
             (&self.listener, "LISTEN"),
             (&self.maintenance, "maintenance"),
             (&self.rpc, "internal RPC"),
+            (&self.roster_writer, "RocketMQ consumer roster"),
         ] {
             let handle = task.lock().take();
             if let Some(handle) = handle

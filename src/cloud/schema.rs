@@ -162,6 +162,18 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX scheduled_by_target ON scheduled (kind, topic, partition, due_ms);
     "#,
+    // 11: RocketMQ consumer-group members as each broker learnt them from heartbeats
+    // (`cloud::roster`), so every broker lists every member of a group.
+    r#"
+    CREATE TABLE rocketmq_consumers (
+        group_name text NOT NULL,
+        client_id text NOT NULL,
+        broker_id bigint NOT NULL,
+        seen_at timestamptz NOT NULL,
+        PRIMARY KEY (group_name, client_id, broker_id)
+    );
+    CREATE INDEX rocketmq_consumers_by_broker ON rocketmq_consumers (broker_id);
+    "#,
 ];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations across brokers.

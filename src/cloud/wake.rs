@@ -9,7 +9,8 @@
 //! [`super::records::METADATA_CHANNEL`] (payload: the namespace) and move that namespace's
 //! generation, so frontends' caches of it read it again. A scheduled append is announced on
 //! [`super::schedule::SCHEDULE_CHANNEL`] with its target and wakes the scheduler of the broker
-//! that fires it, which re-plans.
+//! that fires it, which re-plans. A RocketMQ consumer group's members changing through another
+//! broker is announced on [`super::roster::CONSUMERS_CHANNEL`] and passed to the frontend.
 //!
 //! Invariants:
 //! - PostgreSQL delivers a NOTIFY only when its transaction commits, so a follower never learns
@@ -34,6 +35,7 @@ use tributary_api::TopicPartition;
 use super::error::{CloudError, CloudResult};
 use super::log::CloudLog;
 use super::records::METADATA_CHANNEL;
+use super::roster::CONSUMERS_CHANNEL;
 use super::schedule::SCHEDULE_CHANNEL;
 use super::state::PartitionState;
 
@@ -264,6 +266,7 @@ impl CloudLog {
                             TOPICS_CHANNEL => Channel::Topics,
                             METADATA_CHANNEL => Channel::Metadata,
                             SCHEDULE_CHANNEL => Channel::Schedule,
+                            CONSUMERS_CHANNEL => Channel::Consumers,
                             _ => Channel::Offsets,
                         };
                         let payload = notification.payload().to_owned();
@@ -281,7 +284,7 @@ impl CloudLog {
         client
             .batch_execute(&format!(
                 "LISTEN {CHANNEL}; LISTEN {TOPICS_CHANNEL}; LISTEN {METADATA_CHANNEL}; \
-                 LISTEN {SCHEDULE_CHANNEL}"
+                 LISTEN {SCHEDULE_CHANNEL}; LISTEN {CONSUMERS_CHANNEL}"
             ))
             .await
             .map_err(CloudError::pg("LISTENing for offsets"))?;
@@ -303,6 +306,7 @@ impl CloudLog {
                             self.schedule_wake.notify_one();
                         }
                     }
+                    Some((Channel::Consumers, payload)) => self.roster.notified(&payload),
                     Some((Channel::Metadata, namespace)) => {
                         self.stats.notifications.inc();
                         self.metadata_generations.changed(&namespace);
@@ -326,6 +330,7 @@ enum Channel {
     Topics,
     Metadata,
     Schedule,
+    Consumers,
 }
 
 /// Aborts a task when dropped (the listener stopped or failed before its driver ended).

@@ -193,6 +193,10 @@ pub fn frontends_with(
             tributary_amqp::AmqpSettings::default(),
             access,
         );
+        // Several brokers over one log: each topic feed runs on its partition's leader.
+        if let Some(cloud) = broker.cloud() {
+            frontend.join_cluster(cloud.cluster());
+        }
         amqp_admin = Some(frontend.admin());
         let frontend: Arc<dyn Frontend> = Arc::new(frontend);
         amqp_frontend = Some(Arc::clone(&frontend));
@@ -273,6 +277,7 @@ pub fn frontends_with(
     let members = broker.cloud().map(|cloud| {
         let cluster = cloud.cluster();
         rocketmq.join_cluster(cluster.clone());
+        rocketmq.share_consumer_groups(cloud.roster());
         cluster.members().clone()
     });
     let announce = rocketmq.clone();

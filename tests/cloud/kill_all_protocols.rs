@@ -527,17 +527,18 @@ fn one_of_three_brokers_killed_under_load_on_every_protocol_then_rejoins_empty()
     // confirm lost) or a delivery unacked when its consumer's path broke (at most a prefetch
     // window per consumer). A RocketMQ one is a send the client retried, a message consumed
     // after its queue's last offset commit when the queue moved (offsets persist every second),
-    // or one both members pulled while they disagreed on the group: a broker knows a consumer
-    // only from its heartbeats (every 10 s at the most), so the restarted reader first answers
-    // GET_CONSUMER_LIST_BY_GROUP with one member, which then takes every queue for a round.
-    // Runs saw 0 to 13 %; a quarter is far above that and far below a group that re-read all.
+    // or one both members pulled while they disagreed on the group. Before the group's members
+    // were shared through PostgreSQL (`cloud::roster`) the restarted reader first answered
+    // GET_CONSUMER_LIST_BY_GROUP with the one member that had heartbeated it, which took every
+    // queue for a round: runs saw 0 to 13 %. Since, three runs in a row saw none; a tenth
+    // leaves room for a commit lag at a move and fails a group that re-read its queues.
     assert!(
         amqp.duplicates as u64 <= amqp.retries + 2 * 20,
         "AMQP duplicates beyond what was in flight: {amqp:?}"
     );
     assert!(
-        rocket.duplicates as u64 <= rocket.acked as u64 / 4 + rocket.retries,
-        "RocketMQ duplicates beyond a quarter: {rocket:?}"
+        rocket.duplicates as u64 <= rocket.acked as u64 / 10 + rocket.retries,
+        "RocketMQ duplicates beyond a tenth: {rocket:?}"
     );
     // The groups: both Kafka members rebalanced after the kill and share every partition.
     assert!(
@@ -560,10 +561,9 @@ fn one_of_three_brokers_killed_under_load_on_every_protocol_then_rejoins_empty()
         "the Kafka group read records sent after the rejoin: {read_late:?}"
     );
     // The RocketMQ group carries on after the rejoin. Both members sharing the queues is not
-    // asserted yet: a restarted broker knows only the consumers that heartbeated to it since,
-    // and rocketmq-client-rust's members may sit idle for up to 30 s after their reader came
-    // back (a known limit in the README's cloud section); under a loaded machine one member
-    // sometimes got every later message.
+    // asserted: rocketmq-client-rust's members may sit idle for up to 30 s after their reader
+    // died and came back, longer than the load after the rejoin; under a loaded machine one
+    // member sometimes got every later message (three runs with shared membership: both did).
     eprintln!("RocketMQ messages sent after the rejoin, per member: {rocket_late:?}");
     assert!(
         rocket_late.iter().any(|n| *n > 0),

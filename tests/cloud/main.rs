@@ -14,6 +14,7 @@
 // The RocketMQ client futures of kill_all_protocols are deeply nested async state machines.
 #![recursion_limit = "256"]
 
+mod amqp_deletions;
 #[path = "../support/broker.rs"]
 mod broker;
 mod cluster;
@@ -33,6 +34,7 @@ mod producers;
 mod queues;
 mod records_model;
 mod retention;
+mod rocketmq_groups;
 mod rocketmq_routes;
 #[path = "../support/rocketmq.rs"]
 mod rocketmq_support;
@@ -47,6 +49,7 @@ mod shared_metadata;
 mod tls;
 #[path = "../support/tls.rs"]
 mod tls_support;
+mod topic_feeds;
 mod topics;
 mod wakeups;
 // The in-memory model the local engine's suite checks storage against (tests/storage/model).

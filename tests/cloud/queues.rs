@@ -49,12 +49,23 @@ pub(crate) fn queue_owned_by(prefix: &str, wanted: u32, ids: &[u32]) -> String {
         .expect("some name")
 }
 
-struct Cluster {
-    brokers: Vec<TestBroker>,
+pub(crate) struct Cluster {
+    pub(crate) brokers: Vec<TestBroker>,
+    database: String,
+    objects: String,
+    path: String,
     _config: tempfile::NamedTempFile,
 }
 
-async fn cluster(count: u32, extra: &str) -> Cluster {
+impl Cluster {
+    /// Starts one more broker, `id`, over the same database and bucket.
+    pub(crate) fn add(&mut self, id: u32) {
+        let broker = start_broker(id, &self.database, &self.objects, &self.path);
+        self.brokers.push(broker);
+    }
+}
+
+pub(crate) async fn cluster(count: u32, extra: &str) -> Cluster {
     let database = fresh_database("queues").await;
     let objects = format!("s3://{}/{}", bucket(), unique("queues"));
     let config = tempfile::NamedTempFile::new().expect("config file");
@@ -69,11 +80,14 @@ async fn cluster(count: u32, extra: &str) -> Cluster {
         .collect();
     Cluster {
         brokers,
+        database,
+        objects,
+        path,
         _config: config,
     }
 }
 
-async fn connect(broker: &mut TestBroker) -> lapin::Result<Connection> {
+pub(crate) async fn connect(broker: &mut TestBroker) -> lapin::Result<Connection> {
     let uri = format!("amqp://guest:guest@{}/%2f", broker.addr("amqp"));
     Connection::connect(&uri, ConnectionProperties::default()).await
 }

@@ -150,6 +150,12 @@ impl AmqpFrontend {
             )),
         }
     }
+
+    /// Serves as one broker of `cluster`: a topic feed runs only on the leader of the
+    /// partition it reads ([`feed`]). Call before serving; the first call wins.
+    pub fn join_cluster(&self, cluster: Arc<dyn tributary_api::ClusterView>) {
+        let _ = self.vhosts.cluster.set(cluster);
+    }
 }
 
 #[async_trait]
@@ -168,6 +174,10 @@ impl Frontend for AmqpFrontend {
         let tracker = background.tracker.clone();
         tracker.spawn(access::follow::follow_changes(
             self.admin(),
+            background.shutdown.clone(),
+        ));
+        tracker.spawn(topology::follow::follow_changes(
+            self.vhosts.clone(),
             background.shutdown.clone(),
         ));
         tracker.spawn(async move {

@@ -178,6 +178,8 @@ pub struct Vhosts {
     started: OnceCell<()>,
     /// Where the topic feeds run, once the broker shell started the frontend.
     background: std::sync::OnceLock<BackgroundContext>,
+    /// The membership when several brokers serve one log: feeds run on partition leaders.
+    pub(crate) cluster: std::sync::OnceLock<Arc<dyn tributary_api::ClusterView>>,
 }
 
 impl Vhosts {
@@ -198,6 +200,7 @@ impl Vhosts {
             connections: Arc::default(),
             started: OnceCell::new(),
             background: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -272,6 +275,11 @@ impl Vhosts {
         Ok(())
     }
 
+    /// The vhosts opened so far.
+    pub(crate) async fn opened(&self) -> Vec<Arc<Shared>> {
+        self.opened.lock().await.values().cloned().collect()
+    }
+
     /// The state of `vhost`, opened (and its durable definitions loaded) on first use.
     pub async fn open(&self, vhost: &str) -> Result<Arc<Shared>, AmqpError> {
         let mut opened = self.opened.lock().await;
@@ -296,6 +304,9 @@ impl Vhosts {
             feeds: Default::default(),
             round_robin: Default::default(),
         });
+        if let Some(cluster) = self.cluster.get() {
+            shared.feeds.join_cluster(cluster.clone());
+        }
         shared.topology.ensure_loaded().await?;
         crate::expiry::arm_all_once(&shared).await;
         // Only vhost `/` shows topics as exchanges.

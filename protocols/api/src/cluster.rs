@@ -38,3 +38,27 @@ pub trait ClusterView: Send + Sync + std::fmt::Debug {
     /// Whether this broker holds its membership lease now.
     fn holds_lease(&self) -> bool;
 }
+
+/// RocketMQ consumer-group membership shared by the brokers of one cluster: a client that
+/// heartbeats only some brokers (or heartbeated before one restarted empty) is still listed by
+/// every broker's GET_CONSUMER_LIST_BY_GROUP, so members never allocate queues from different
+/// lists.
+///
+/// Invariants: [`GroupRoster::present`] and [`GroupRoster::absent`] never wait (the engine
+/// writes in the background, in call order per member, and may skip a `present` it wrote
+/// lately); [`GroupRoster::members`] counts only members recorded through brokers that hold
+/// their lease. Without a cluster (the local engine) frontends keep their own registry alone.
+#[async_trait::async_trait]
+pub trait GroupRoster: Send + Sync + std::fmt::Debug {
+    /// `client_id` is a member of `group` through this broker (it heartbeated).
+    fn present(&self, group: &str, client_id: &str);
+    /// `client_id` is no longer a member of `group` through this broker (it unregistered, or
+    /// its last connection here closed).
+    fn absent(&self, group: &str, client_id: &str);
+    /// The client ids of `group` recorded through any live broker, sorted, without repeats.
+    async fn members(&self, group: &str) -> crate::EngineResult<Vec<String>>;
+    /// Groups whose members changed through another broker, as they are announced (a lagging
+    /// receiver misses some: the announcements are advisory, members rebalance on their own
+    /// schedule too).
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<String>;
+}

@@ -35,7 +35,7 @@ pub mod users;
 
 pub use access::{Access, AccessControl};
 pub use batch::{BatchError, BatchHeader, Record, StoredRecord};
-pub use cluster::{BrokerAddress, ClusterView};
+pub use cluster::{BrokerAddress, ClusterView, GroupRoster};
 pub use error::{EngineError, EngineResult};
 pub use frontend::{
     BackgroundContext, ClientId, ConnectionContext, ConnectionError, Engine, FrameLimits, Frontend,

@@ -197,7 +197,7 @@ pub(crate) async fn serve(
     // What this connection's pulls committed is stored before it is gone (also how a graceful
     // shutdown, which drains connections, keeps the last offsets).
     crate::pull_commits::flush(&shared).await;
-    let left = shared.clients.connection_closed(connection.id);
+    let left = crate::handlers::connection_closed(&shared, connection.id);
     for group in &left {
         debug!(group, "a consumer left with its connection");
     }

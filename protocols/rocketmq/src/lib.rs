@@ -14,7 +14,8 @@
 //! broker and each queue's writes go to the broker that leads its partition ([`routes`]).
 //!
 //! Orderly consumers lock queues with 60 s leases ([`locks`]); membership changes are pushed to
-//! the group's members.
+//! the group's members. With several brokers, consumer-group membership is shared through the
+//! engine ([`RocketMq::share_consumer_groups`]), so every broker lists every member.
 //!
 //! Messages can be looked up by offset message id and by key (a bounded scan, no key index).
 //!
@@ -65,7 +66,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use tributary_api::{
-    AccessControl, ClusterView, ConnectionContext, ConnectionError, Engine, Frontend,
+    AccessControl, ClusterView, ConnectionContext, ConnectionError, Engine, Frontend, GroupRoster,
 };
 
 pub use delay::DelayLevels;
@@ -144,6 +145,9 @@ struct Shared {
     /// The membership when several brokers serve one log ([`routes`]); unset: the only broker.
     cluster: OnceLock<Arc<dyn ClusterView>>,
     clients: ClientRegistry,
+    /// Consumer-group members across brokers ([`RocketMq::share_consumer_groups`]); unset:
+    /// `clients` alone, as the only broker.
+    roster: OnceLock<Arc<dyn GroupRoster>>,
     peers: Peers,
     locks: QueueLocks,
     stats: Stats,
@@ -206,6 +210,7 @@ impl RocketMq {
                 broker_addr: OnceLock::new(),
                 cluster: OnceLock::new(),
                 clients: ClientRegistry::default(),
+                roster: OnceLock::new(),
                 peers: Peers::default(),
                 locks: QueueLocks::default(),
                 stats: Stats::default(),
@@ -244,6 +249,14 @@ impl RocketMq {
     /// queues by partition leadership ([`routes`]). Call before serving; the first call wins.
     pub fn join_cluster(&self, cluster: Arc<dyn ClusterView>) {
         let _ = self.shared.cluster.set(cluster);
+    }
+
+    /// Shares consumer-group membership with the other brokers of a cluster: heartbeats are
+    /// recorded in `roster` too, GET_CONSUMER_LIST_BY_GROUP answers its members with this
+    /// broker's, and a group changed through another broker is told to its members here. Call
+    /// before serving; the first call wins.
+    pub fn share_consumer_groups(&self, roster: Arc<dyn GroupRoster>) {
+        let _ = self.shared.roster.set(roster);
     }
 
     /// Records the address the broker listener is bound to; the first call wins.
@@ -318,6 +331,13 @@ impl Frontend for BrokerFrontend {
                 Arc::clone(&self.shared),
                 context.shutdown.clone(),
             ));
+            if let Some(roster) = self.shared.roster.get() {
+                tokio::spawn(handlers::follow_roster(
+                    Arc::clone(&self.shared),
+                    roster.changes(),
+                    context.shutdown.clone(),
+                ));
+            }
         });
         connection::serve(Arc::clone(&self.shared), Role::Broker, stream, context).await
     }

@@ -326,6 +326,30 @@ impl ClientRegistry {
         changed
     }
 
+    /// The (consumer group, client id) memberships held through `connection`.
+    pub(crate) fn memberships_on(&self, connection: u64) -> Vec<(String, String)> {
+        self.groups
+            .lock()
+            .iter()
+            .flat_map(|(group, members)| {
+                members
+                    .iter()
+                    .filter(move |(_, member)| member.connection == connection)
+                    .map(move |((client_id, _), _)| (group.clone(), client_id.clone()))
+            })
+            .collect()
+    }
+
+    /// Whether `client_id` is a member of `group` on any connection.
+    pub(crate) fn is_member(&self, group: &str, client_id: &str) -> bool {
+        self.groups.lock().get(group).is_some_and(|members| {
+            members
+                .range((client_id.to_owned(), 0)..=(client_id.to_owned(), u64::MAX))
+                .next()
+                .is_some()
+        })
+    }
+
     /// The consumer groups with live members, sorted.
     pub(crate) fn consumer_groups(&self) -> Vec<String> {
         let mut groups: Vec<String> = self.groups.lock().keys().cloned().collect();

@@ -23,6 +23,12 @@
 //! - at-least-once: a durable pending marker precedes each chunk's enqueues, so after a crash
 //!   (or a failed enqueue) the chunk is fed again and counted in
 //!   `tributary_amqp_topic_feed_refed_total`;
+//! - on a cluster (several brokers over one log, [`TopicFeeds::join_cluster`]) a partition is
+//!   fed only by the broker that leads it, so two brokers never enqueue one record twice while
+//!   their views agree; a broker that starts to lead it reads the durable cursor again and goes
+//!   on from there. What the previous leader enqueued but had not moved the cursor past when
+//!   leadership moved (at most one chunk, [`partition`]) is fed again, as after a crash; so are
+//!   records both fed while their membership views disagreed (at most a lease renewal);
 //! - a topic task ends when its exchange has no binding left (decided under the registry
 //!   lock, so a bind racing the end starts a new task), when the topic is deleted (its
 //!   bindings and cursors are dropped) or at shutdown.
@@ -37,7 +43,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tributary_api::BackgroundContext;
+use tributary_api::{BackgroundContext, ClusterView, TopicPartition};
 
 use crate::Shared;
 
@@ -50,6 +56,24 @@ pub struct TopicFeeds {
     background: OnceLock<BackgroundContext>,
     /// Running topic tasks by topic, with the token that stops each.
     running: Mutex<HashMap<String, CancellationToken>>,
+    /// The membership when several brokers serve one log; unset: this broker feeds everything.
+    cluster: OnceLock<Arc<dyn ClusterView>>,
+}
+
+impl TopicFeeds {
+    /// Feeds only the partitions this broker leads in `cluster`. Call before the feeds start;
+    /// the first call wins.
+    pub fn join_cluster(&self, cluster: Arc<dyn ClusterView>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// Whether this broker feeds `partition` now: always without a cluster, else while it
+    /// leads the partition (and holds its lease).
+    pub(crate) fn leads(&self, partition: &TopicPartition) -> bool {
+        self.cluster
+            .get()
+            .is_none_or(|cluster| cluster.leader(partition) == Some(cluster.local_id()))
+    }
 }
 
 /// Starts the feeds of every topic exchange with bindings; later feeds run under `background`.
@@ -63,6 +87,17 @@ pub fn start(shared: &Arc<Shared>, background: BackgroundContext) {
         "starting the topic feeds of stored bindings"
     );
     for topic in topics {
+        ensure(shared, &topic);
+    }
+}
+
+/// Makes sure the feeds of every topic with bindings run, once feeds run here at all (after
+/// another broker of a shared metadata store bound a queue to a topic's exchange).
+pub fn ensure_all(shared: &Arc<Shared>) {
+    if shared.feeds.background.get().is_none() {
+        return;
+    }
+    for topic in shared.topology.fed_topics() {
         ensure(shared, &topic);
     }
 }

@@ -83,17 +83,32 @@ impl PartitionFeed {
 
     pub(super) async fn run(mut self) {
         let mut backoff = RETRY_FIRST;
-        loop {
-            match self.load().await {
-                Ok(()) => break,
-                Err(Failed) if self.pause(&mut backoff).await => {}
-                Err(Failed) => return,
-            }
-        }
-        backoff = RETRY_FIRST;
+        // Whether the cursor was read since this broker (last) started to lead the partition.
+        let mut loaded = false;
         loop {
             if self.stop.is_cancelled() {
                 return;
+            }
+            if !self.shared.feeds.leads(&self.at) {
+                // Another broker feeds it (on a cluster); the cursor it moves is read again
+                // when this one leads again.
+                loaded = false;
+                tokio::select! {
+                    () = self.stop.cancelled() => return,
+                    () = tokio::time::sleep(super::CHECK_EVERY) => {}
+                }
+                continue;
+            }
+            if !loaded {
+                match self.load().await {
+                    Ok(()) => {
+                        loaded = true;
+                        backoff = RETRY_FIRST;
+                    }
+                    Err(Failed) if self.pause(&mut backoff).await => {}
+                    Err(Failed) => return,
+                }
+                continue;
             }
             match self.step().await {
                 Ok(Step::Fed) => backoff = RETRY_FIRST,
@@ -144,6 +159,8 @@ impl PartitionFeed {
 
     /// Reads the stored cursor; a pending marker beyond it means a chunk may be fed again.
     async fn load(&mut self) -> Result<(), Failed> {
+        self.cursor = None;
+        self.refeed_until = 0;
         let store = self.shared.engine.metadata.as_ref();
         let stored = cursor::load(store, &self.at.topic, &self.topic_id, self.at.partition)
             .await
@@ -264,6 +281,10 @@ impl PartitionFeed {
         };
         let (records, end) = self.decode(&committed.cut(&data), from, &committed)?;
         let targets = self.match_records(&bindings, records);
+        if !self.shared.feeds.leads(&self.at) {
+            // Leadership moved during the read: the new leader feeds this chunk.
+            return Ok(Step::Fed);
+        }
         self.feed(from, end, targets).await?;
         Ok(Step::Fed)
     }

@@ -172,13 +172,13 @@ impl Topology {
             self.store().delete(EXCHANGE_BINDING_NAMESPACE, key).await?;
         }
         if let Some(exchange) = removed.filter(|e| e.durable) {
-            self.store()
-                .delete(EXCHANGE_NAMESPACE, &defs::key(&[&self.vhost, name]))
-                .await?;
+            let key = defs::key(&[&self.vhost, name]);
+            self.forget_stored(EXCHANGE_NAMESPACE, &key);
+            self.store().delete(EXCHANGE_NAMESPACE, &key).await?;
             for binding in &exchange.bindings {
-                self.store()
-                    .delete(BINDING_NAMESPACE, &self.binding_key(name, binding))
-                    .await?;
+                let key = self.binding_key(name, binding);
+                self.forget_stored(BINDING_NAMESPACE, &key);
+                self.store().delete(BINDING_NAMESPACE, &key).await?;
             }
             for binding in &exchange.exchange_bindings {
                 self.store()
@@ -370,9 +370,9 @@ impl Topology {
             removed
         };
         if removed {
-            self.store()
-                .delete(BINDING_NAMESPACE, &self.binding_key(exchange, &binding))
-                .await?;
+            let key = self.binding_key(exchange, &binding);
+            self.forget_stored(BINDING_NAMESPACE, &key);
+            self.store().delete(BINDING_NAMESPACE, &key).await?;
             self.delete_unbound_auto_delete(vec![exchange.to_owned()])
                 .await?;
         }

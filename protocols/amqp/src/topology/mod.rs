@@ -26,7 +26,7 @@ use crate::policy::{QueueKind, QueuePolicy, QueueRef};
 use crate::routing::ExchangeKind;
 
 mod exchanges;
-mod follow;
+pub(crate) mod follow;
 mod queues;
 mod snapshot;
 mod streams;
@@ -157,6 +157,9 @@ pub struct Topology {
     /// (see [`Topology::refresh`]).
     queues_seen: std::sync::atomic::AtomicU64,
     bindings_seen: std::sync::atomic::AtomicU64,
+    /// The durable definitions the store held at the last read, to tell what another broker
+    /// deleted from what is being declared here ([`follow`]). Locked before `state`.
+    stored: Mutex<follow::StoredKeys>,
 }
 
 impl Topology {
@@ -329,6 +332,7 @@ impl Topology {
             exchanges_seen: std::sync::atomic::AtomicU64::new(0),
             queues_seen: std::sync::atomic::AtomicU64::new(0),
             bindings_seen: std::sync::atomic::AtomicU64::new(0),
+            stored: Mutex::default(),
         })
     }
 
@@ -368,6 +372,7 @@ impl Topology {
         let bindings = defs::load(self.store(), BINDING_NAMESPACE, &prefix).await?;
         let exchange_bindings =
             defs::load(self.store(), EXCHANGE_BINDING_NAMESPACE, &prefix).await?;
+        self.remember_stored(&exchanges, &queues, &bindings);
         for (key, table) in &queues {
             if let [_, name] = defs::split_key(key)[..] {
                 let policy =
@@ -402,7 +407,7 @@ impl Topology {
     /// store says [`EXCHANGE_NAMESPACE`] changed (a store shared by several brokers; a no-op
     /// on the local engine, whose generation never moves). Exchanges known here are left as
     /// they are (they carry this broker's queue bindings); an exchange deleted through another
-    /// broker goes from this one at its next start.
+    /// broker goes from this one too ([`follow`]).
     pub async fn refresh_exchanges(&self) -> Result<(), AmqpError> {
         use std::sync::atomic::Ordering;
         let generation = self.store().generation(EXCHANGE_NAMESPACE);
@@ -412,6 +417,7 @@ impl Topology {
         }
         let prefix = defs::key(&[&self.vhost, ""]);
         let exchanges = defs::load(self.store(), EXCHANGE_NAMESPACE, &prefix).await?;
+        self.drop_deleted_exchanges(exchanges.iter().map(|(key, _)| key.clone()).collect());
         let mut state = self.state.lock();
         for (key, table) in exchanges {
             let parts = defs::split_key(&key);

@@ -206,10 +206,11 @@ impl Topology {
         bindings: Vec<(String, String)>,
     ) -> Result<(), AmqpError> {
         if info.persisted() {
-            self.store()
-                .delete(QUEUE_NAMESPACE, &defs::key(&[&self.vhost, name]))
-                .await?;
+            let key = defs::key(&[&self.vhost, name]);
+            self.forget_stored(QUEUE_NAMESPACE, &key);
+            self.store().delete(QUEUE_NAMESPACE, &key).await?;
             for (_, key) in bindings {
+                self.forget_stored(BINDING_NAMESPACE, &key);
                 self.store().delete(BINDING_NAMESPACE, &key).await?;
             }
         }

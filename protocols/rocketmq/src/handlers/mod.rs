@@ -12,6 +12,7 @@ mod send;
 mod send_back;
 mod transaction;
 
+pub(crate) use client::{connection_closed, follow_roster};
 pub(crate) use offsets::commit_offsets;
 pub use send_back::{DLQ_PREFIX, RETRY_PREFIX};
 pub(crate) use transaction::check_transactions;
@@ -168,7 +169,7 @@ async fn dispatch(
         }
         (Role::Broker, HEART_BEAT) => client::heartbeat(shared, connection, request),
         (Role::Broker, UNREGISTER_CLIENT) => client::unregister(shared, connection, request),
-        (Role::Broker, GET_CONSUMER_LIST_BY_GROUP) => client::consumer_list(shared, request),
+        (Role::Broker, GET_CONSUMER_LIST_BY_GROUP) => client::consumer_list(shared, request).await,
         (Role::Broker, CHECK_CLIENT_CONFIG) => client::check_client_config(shared, request),
         (Role::Broker, LOCK_BATCH_MQ) => lock::lock(shared, request),
         (Role::Broker, UNLOCK_BATCH_MQ) => lock::unlock(shared, request),
