@@ -10,7 +10,13 @@
 //!                                 | segment_bytes opt<u64> | segment_ms opt<u64>
 //!                                 | max_message_bytes opt<u32> | durability opt<durability>
 //!                                 [ | fixed_by opt<string> ]
-//!                                 (the bracketed tail is absent in records written before it)
+//!                                 [ | cleanup_policy opt<u8: bit 0 delete, bit 1 compact>
+//!                                   | delete_retention_ms opt<i64>
+//!                                   | min_cleanable_dirty_ratio opt<u32 millionths>
+//!                                   | min_compaction_lag_ms opt<i64>
+//!                                   | timestamp_type opt<u8: 0 CreateTime, 1 LogAppendTime>
+//!                                   | min_insync_replicas opt<u32> ]
+//!                                 (each bracketed tail is absent in records written before it)
 //! queue (key: name)            v1 | durable u8 | durability opt<durability> | created_ms i64
 //!                                 [ | max_priority opt<u8> | count_bytes u8 ]
 //!                                 (the bracketed tail is absent in records written before it)
@@ -26,8 +32,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tributary_api::{
-    CommittedOffset, Durability, EngineError, EngineResult, ScheduleTarget, TopicPartition,
-    TopicSettings,
+    CleanupPolicy, CommittedOffset, Durability, EngineError, EngineResult, Ratio, ScheduleTarget,
+    TimestampType, TopicPartition, TopicSettings,
 };
 
 use super::{QueueRecord, TopicRecord};
@@ -56,6 +62,21 @@ pub(crate) fn encode_topic(topic: &TopicRecord) -> Vec<u8> {
     out.option(settings.max_message_bytes, Writer::u32);
     out.option(settings.durability, Writer::durability);
     out.option(topic.fixed_by.as_deref(), |out, holder| out.string(holder));
+    out.option(settings.cleanup_policy, |out, policy| {
+        out.u8(u8::from(policy.delete) | u8::from(policy.compact) << 1);
+    });
+    out.option(settings.delete_retention_ms, Writer::i64);
+    out.option(settings.min_cleanable_dirty_ratio, |out, ratio| {
+        out.u32(ratio.millionths());
+    });
+    out.option(settings.min_compaction_lag_ms, Writer::i64);
+    out.option(settings.timestamp_type, |out, kind| {
+        out.u8(match kind {
+            TimestampType::CreateTime => 0,
+            TimestampType::LogAppendTime => 1,
+        });
+    });
+    out.option(settings.min_insync_replicas, Writer::u32);
     out.finish()
 }
 
@@ -66,19 +87,45 @@ pub(crate) fn decode_topic(name: &str, value: &[u8]) -> EngineResult<TopicRecord
     let partitions = input.u32()?;
     let internal = input.bool()?;
     let created_ms = input.i64()?;
-    let settings = TopicSettings {
+    let mut settings = TopicSettings {
         retention_ms: input.option(Reader::i64)?,
         retention_bytes: input.option(Reader::i64)?,
         segment_bytes: input.option(Reader::u64)?,
         segment_ms: input.option(Reader::u64)?,
         max_message_bytes: input.option(Reader::u32)?,
         durability: input.option(Reader::durability)?,
+        ..TopicSettings::default()
     };
     let fixed_by = if input.input.is_empty() {
         None
     } else {
         input.option(Reader::string)?
     };
+    if !input.input.is_empty() {
+        settings.cleanup_policy = input.option(|input| {
+            let bits = input.u8()?;
+            if bits == 0 || bits > 3 {
+                return Err(input.error(format!("bad cleanup policy bits {bits}")));
+            }
+            Ok(CleanupPolicy {
+                delete: bits & 1 != 0,
+                compact: bits & 2 != 0,
+            })
+        })?;
+        settings.delete_retention_ms = input.option(Reader::i64)?;
+        settings.min_cleanable_dirty_ratio = input.option(|input| {
+            let millionths = input.u32()?;
+            Ratio::from_millionths(millionths)
+                .ok_or_else(|| input.error(format!("bad dirty ratio {millionths}")))
+        })?;
+        settings.min_compaction_lag_ms = input.option(Reader::i64)?;
+        settings.timestamp_type = input.option(|input| match input.u8()? {
+            0 => Ok(TimestampType::CreateTime),
+            1 => Ok(TimestampType::LogAppendTime),
+            other => Err(input.error(format!("bad timestamp type {other}"))),
+        })?;
+        settings.min_insync_replicas = input.option(Reader::u32)?;
+    }
     input.end()?;
     Ok(TopicRecord {
         name: name.to_owned(),
