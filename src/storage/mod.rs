@@ -46,6 +46,7 @@
 
 pub mod check;
 mod checkpoint;
+mod cleaner;
 mod config;
 mod error;
 pub mod fs;
@@ -60,6 +61,7 @@ mod segment;
 mod sim_fs;
 mod store;
 
+pub use cleaner::{CleanReport, CleanerLimits, MAX_KEY_BYTES};
 pub use config::LogConfig;
 pub use error::{CorruptReason, StorageError};
 pub use open_files::{MIN_OPEN_FILES, default_max_open_files};
@@ -69,5 +71,7 @@ pub use retention::RetentionReport;
 pub use sim_fs::{SimDisk, SimFs};
 pub use store::{RecoveryReport, Storage, StorageOptions};
 
+#[cfg(test)]
+mod cleaner_tests;
 #[cfg(test)]
 mod tests;

@@ -407,6 +407,15 @@ mod tests {
                 segment_ms: None,
                 max_message_bytes: Some(4096),
                 durability: Some(Durability::Interval(Duration::from_millis(250))),
+                cleanup_policy: Some(CleanupPolicy {
+                    delete: true,
+                    compact: true,
+                }),
+                delete_retention_ms: Some(1000),
+                min_cleanable_dirty_ratio: Ratio::from_millionths(250_000),
+                min_compaction_lag_ms: Some(5),
+                timestamp_type: Some(TimestampType::LogAppendTime),
+                min_insync_replicas: Some(1),
             },
             internal: true,
             created_ms: 1_700_000_000_000,
@@ -414,12 +423,21 @@ mod tests {
         };
         let encoded = encode_topic(&topic);
         assert_eq!(decode_topic("orders", &encoded).unwrap(), topic);
-        // A record written before `fixed_by` existed ends after the durability field.
+        // A record written before `fixed_by` existed ends after the durability field, and one
+        // written before the compaction settings after `fixed_by`.
         let unfixed = TopicRecord {
             fixed_by: None,
+            settings: TopicSettings {
+                durability: topic.settings.durability,
+                ..TopicSettings::default()
+            },
             ..topic.clone()
         };
         let mut old = encode_topic(&unfixed);
+        for _ in 0..6 {
+            assert_eq!(old.pop(), Some(0));
+        }
+        assert_eq!(decode_topic("orders", &old).unwrap(), unfixed);
         assert_eq!(old.pop(), Some(0));
         assert_eq!(decode_topic("orders", &old).unwrap(), unfixed);
     }
