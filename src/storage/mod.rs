@@ -13,6 +13,8 @@
 //!     log-start-offset                       decimal; replaced by write-temp + fsync + rename
 //!     recovery-point                         decimal; everything below was verified at open
 //!     clean-shutdown                         decimal next offset; exists only after `close`
+//!     cleaner-passes                         compacted topics: `due <ms>` + `<end> <time>` lines
+//!     <base>.log.clean.tmp                   a cleaned segment before its rename (removed at open)
 //! ```
 //!
 //! Topic directory names percent-encode every byte outside `[A-Za-z0-9._-]` (and a leading
@@ -24,8 +26,11 @@
 //! # Invariants
 //!
 //! - Offsets are dense: every batch's base offset is the previous batch's last offset + 1, and
-//!   a segment's file name is the base offset of its first batch. Only bytes 0..8 of a batch (the
-//!   base offset, outside the CRC) are changed by the engine.
+//!   a segment's file name is the base offset of its first batch. On append only bytes 0..8 of a
+//!   batch (the base offset, outside the CRC) are changed by the engine, except on a
+//!   `LogAppendTime` topic (max timestamp, timestamp-type bit and CRC). The log cleaner
+//!   (`cleaner`) removes records from sealed batches of compacted topics but keeps every batch's
+//!   offset range, so records may skip offsets while batches stay dense.
 //! - The high watermark only advances after a batch is fully written (and, under
 //!   `Durability::Always`, fsync'd), so readers never see a torn or unacknowledged batch.
 //!   Concurrent `Always` appenders share fsyncs (group commit, see `partition`).

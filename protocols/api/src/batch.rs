@@ -554,7 +554,12 @@ fn decode_section(
             record: Record {
                 key,
                 value,
-                timestamp: header.base_timestamp.wrapping_add(timestamp_delta),
+                // LogAppendTime batches: every record takes the broker's append time, as in Kafka.
+                timestamp: if header.is_log_append_time() {
+                    header.max_timestamp
+                } else {
+                    header.base_timestamp.wrapping_add(timestamp_delta)
+                },
                 headers,
             },
         });
