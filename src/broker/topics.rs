@@ -21,9 +21,9 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tributary_api::batch::VerifiedBatch;
 use tributary_api::{
-    AppendOutcome, CleanupPolicy, EffectiveSettings, EngineError, EngineResult, LogService,
-    OffsetQuery, PartitionOffsets, PendingDurability, Ratio, ReadBatches, TimestampOffset,
-    TimestampType, TopicAdmin, TopicDescription, TopicPartition, TopicSettings,
+    AppendOutcome, CleanupPolicy, CompressionType, EffectiveSettings, EngineError, EngineResult,
+    LogService, OffsetQuery, PartitionOffsets, PendingDurability, Ratio, ReadBatches,
+    TimestampOffset, TimestampType, TopicAdmin, TopicDescription, TopicPartition, TopicSettings,
 };
 
 use super::metadata::{MetaStore, TopicRecord, random_id};
@@ -429,6 +429,7 @@ pub fn log_config(defaults: &LogDefaults, settings: &TopicSettings) -> LogConfig
         min_cleanable_dirty_ratio: applied.min_cleanable_dirty_ratio.as_f64(),
         min_compaction_lag_ms: applied.min_compaction_lag_ms,
         log_append_time: applied.timestamp_type == TimestampType::LogAppendTime,
+        compression: applied.compression_type,
     }
 }
 
@@ -452,6 +453,9 @@ pub(crate) fn effective(defaults: &LogDefaults, settings: &TopicSettings) -> Eff
         min_compaction_lag_ms: settings.min_compaction_lag_ms.unwrap_or(0),
         timestamp_type: settings.timestamp_type.unwrap_or(TimestampType::CreateTime),
         min_insync_replicas: settings.min_insync_replicas.unwrap_or(1),
+        compression_type: settings
+            .compression_type
+            .unwrap_or(CompressionType::Producer),
         overridden: settings.clone(),
     }
 }

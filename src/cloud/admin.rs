@@ -438,8 +438,18 @@ fn cloud_settings(mut settings: TopicSettings) -> EngineResult<TopicSettings> {
             "LogAppendTime is applied only by the local storage engine, not on the cloud engine",
         );
     }
+    if settings
+        .compression_type
+        .is_some_and(|kind| kind != tributary_api::CompressionType::Producer)
+    {
+        return refuse(
+            "compression.type",
+            "recompression is done only by the local storage engine, not on the cloud engine (batches are stored as the producer sent them)",
+        );
+    }
     settings.cleanup_policy = None;
     settings.timestamp_type = None;
+    settings.compression_type = None;
     settings.min_insync_replicas = None;
     Ok(settings)
 }

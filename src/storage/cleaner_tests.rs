@@ -308,3 +308,50 @@ fn a_power_loss_at_any_step_of_a_pass_leaves_the_partition_whole() {
         step += 1;
     }
 }
+
+#[test]
+fn compression_type_recompresses_batches_with_another_codec() {
+    use tributary_api::CompressionType;
+    use tributary_api::batch::Compression;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::open(dir.path()).expect("open");
+    let records: Vec<Record> = (0..4).map(|i| record(i, Some(u16::from(i)))).collect();
+    let plain = build_batch(&records);
+    let gzip = build_compressed_batch(&records, Codec::Gzip).expect("gzip");
+    for (name, kind, sent, stored) in [
+        ("zstd", CompressionType::Zstd, &plain, Compression::Zstd),
+        (
+            "none",
+            CompressionType::Uncompressed,
+            &gzip,
+            Compression::None,
+        ),
+        (
+            "producer",
+            CompressionType::Producer,
+            &gzip,
+            Compression::Gzip,
+        ),
+    ] {
+        let config = LogConfig {
+            compression: kind,
+            ..compact_config()
+        };
+        storage.open_topic(name, 1, config).expect("topic");
+        let partition = storage.partition(name, 0).expect("partition");
+        partition.append(sent, 0).expect("append");
+        let data = partition
+            .read(0, 1 << 20)
+            .expect("read")
+            .to_bytes()
+            .expect("bytes");
+        let header = verify_batch(&data).expect("valid batch");
+        assert_eq!(header.compression(), stored, "{name}");
+        let read: Vec<Record> = decode_records(&data)
+            .expect("records")
+            .into_iter()
+            .map(|stored| stored.record)
+            .collect();
+        assert_eq!(read, records, "{name}");
+    }
+}

@@ -1,6 +1,6 @@
 //! Per-partition log settings.
 
-use tributary_api::{CleanupPolicy, Durability};
+use tributary_api::{CleanupPolicy, CompressionType, Durability};
 
 /// Settings of one topic's partitions. Defaults follow Kafka's broker defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +29,8 @@ pub struct LogConfig {
     pub min_compaction_lag_ms: i64,
     /// Stamp every appended batch with the append time (Kafka's `LogAppendTime`).
     pub log_append_time: bool,
+    /// Store every batch with this codec (`Producer`: as sent).
+    pub compression: CompressionType,
 }
 
 impl Default for LogConfig {
@@ -47,6 +49,7 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
             log_append_time: false,
+            compression: CompressionType::Producer,
         }
     }
 }

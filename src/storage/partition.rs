@@ -18,7 +18,8 @@ use metrics::{Counter, Gauge, Histogram};
 use parking_lot::{Condvar, Mutex};
 use tributary_api::Durability;
 use tributary_api::batch::{
-    BatchError, BatchHeader, VerifiedBatch, decode_records, set_log_append_time, verify_batch,
+    BatchError, BatchHeader, Compression, VerifiedBatch, decode_records, recompress_batch,
+    set_log_append_time, verify_batch,
 };
 
 use super::LogConfig;
@@ -273,13 +274,28 @@ impl Partition {
     ) -> Result<(AppendInfo, Durable), StorageError> {
         // Read without holding the lock over the checks below; a config changed meanwhile
         // applies from the next append.
-        let (compact, log_append_time) = {
+        let (compact, log_append_time, compression) = {
             let state = self.state.lock();
-            (state.config.cleanup.compact, state.config.log_append_time)
+            (
+                state.config.cleanup.compact,
+                state.config.log_append_time,
+                state.config.compression.target(),
+            )
         };
         if compact && !header.is_control() {
             refuse_keyless(batch)?;
         }
+        let recompressed: Bytes;
+        let batch = match compression {
+            Some(target) if target != header.compression() && !header.is_control() => {
+                // The topic's `compression.type`: the records are stored with its codec
+                // (offsets, sequences and timestamps unchanged), as Kafka's broker does.
+                recompressed = recompress(batch, &header, target)?;
+                header = verify_batch(&recompressed)?;
+                &recompressed[..]
+            }
+            _ => batch,
+        };
         let stamped: Vec<u8>;
         let batch = if log_append_time && !header.is_control() {
             // Kafka's LogAppendTime: the batch's max timestamp becomes the append time and the
@@ -620,6 +636,19 @@ impl Partition {
 
 /// Why a compacted topic refuses a record (Kafka's wording).
 pub(crate) const KEYLESS_REFUSAL: &str = "compacted topic cannot accept a record without a key";
+
+/// `batch` (whose header is `header`) with its records compressed with `target`.
+fn recompress(
+    batch: &[u8],
+    header: &BatchHeader,
+    target: Compression,
+) -> Result<Bytes, StorageError> {
+    let records = decode_records(&Bytes::copy_from_slice(batch))?;
+    recompress_batch(header, &records, target).map_err(|source| StorageError::Io {
+        path: PathBuf::from("<recompressing a batch>"),
+        source,
+    })
+}
 
 /// Refuses a batch holding a record without a key: the cleaner keeps the latest record per key,
 /// so a keyless one would have no defined fate (Kafka refuses it the same way).

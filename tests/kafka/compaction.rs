@@ -240,3 +240,81 @@ async fn a_compacted_topic_keeps_the_latest_value_of_each_live_key() {
     }
     drop(broker);
 }
+
+/// `compression.type=zstd` and `message.timestamp.type=LogAppendTime` set at creation: an
+/// uncompressed producer's records come back whole, stamped with the broker's append time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recompressed_log_append_time_topic_reads_back_whole() {
+    let mut broker = TestBroker::start();
+    let bootstrap = broker.addr("kafka").to_string();
+    let admin = admin(&bootstrap);
+    let options = AdminOptions::new().operation_timeout(Some(WAIT));
+    let topic = "stamped";
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))
+                .set("compression.type", "zstd")
+                .set("message.timestamp.type", "LogAppendTime")],
+            &options,
+        )
+        .await
+        .expect("create topics");
+    assert!(created[0].is_ok(), "{created:?}");
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &options)
+        .await
+        .expect("describe configs");
+    let resource = described[0].as_ref().expect("topic configs");
+    let codec = resource.get("compression.type").expect("compression.type");
+    assert_eq!(codec.value.as_deref(), Some("zstd"));
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("compression.type", "none")
+        .create()
+        .expect("producer");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    for i in 0..100 {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(&value)
+                    .timestamp(1_000 + i),
+                WAIT,
+            )
+            .await
+            .unwrap_or_else(|(err, _)| panic!("delivery {i} failed: {err}"));
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "stamped-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + WAIT;
+    let mut got = 0i64;
+    while got < 100 {
+        assert!(Instant::now() < deadline, "only {got} records");
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.expect("consume error");
+        assert_eq!(message.offset(), got);
+        assert_eq!(message.payload(), Some(format!("v{got}").as_bytes()));
+        match message.timestamp() {
+            rdkafka::Timestamp::LogAppendTime(at) => assert!(at >= before, "{at} < {before}"),
+            other => panic!("record {got}: {other:?}, not the log append time"),
+        }
+        got += 1;
+    }
+    drop(broker);
+}

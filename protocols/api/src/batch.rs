@@ -666,7 +666,7 @@ pub use checks::check_produced;
 
 #[path = "batch_rewrite.rs"]
 mod rewrite;
-pub use rewrite::{empty_batch, rebuild_batch};
+pub use rewrite::{empty_batch, rebuild_batch, recompress_batch};
 
 #[cfg(test)]
 mod tests {

@@ -21,6 +21,24 @@ const KEPT_ATTRIBUTES: i16 = 0x08 | 0x10 | 0x20;
 
 /// `header`'s batch holding only `kept` (a subset of its records, in offset order).
 pub fn rebuild_batch(header: &BatchHeader, kept: &[StoredRecord]) -> std::io::Result<Bytes> {
+    encode(header, kept, header.compression().codec())
+}
+
+/// `header`'s batch with all its `records` compressed with `target` instead (a topic's
+/// `compression.type`); `None` or an unknown target stores them uncompressed.
+pub fn recompress_batch(
+    header: &BatchHeader,
+    records: &[StoredRecord],
+    target: Compression,
+) -> std::io::Result<Bytes> {
+    encode(header, records, target.codec())
+}
+
+fn encode(
+    header: &BatchHeader,
+    kept: &[StoredRecord],
+    codec: Option<crate::compression::Codec>,
+) -> std::io::Result<Bytes> {
     let layouts: Vec<RecordLayout> = kept
         .iter()
         .map(|stored| {
@@ -37,7 +55,7 @@ pub fn rebuild_batch(header: &BatchHeader, kept: &[StoredRecord]) -> std::io::Re
         encode_record(&mut body, &stored.record, layout);
     }
     let mut attributes = header.attributes & KEPT_ATTRIBUTES;
-    let body: Vec<u8> = match header.compression().codec() {
+    let body: Vec<u8> = match codec {
         Some(codec) if !kept.is_empty() => {
             attributes |= Compression::attribute_bits(codec).unwrap_or(0);
             compression::compress(codec, &body)?
@@ -125,6 +143,20 @@ mod tests {
             assert_eq!(new_header.record_count, 2);
             assert_eq!(new_header.compression(), header.compression());
             assert_eq!(decode_records(&rebuilt).unwrap(), kept);
+        }
+    }
+
+    #[test]
+    fn recompression_changes_only_the_codec() {
+        let batch = build_compressed_batch(&records(), Codec::Snappy).unwrap();
+        let header = verify_batch(&batch).unwrap();
+        let all = decode_records(&batch).unwrap();
+        for target in [Compression::None, Compression::Zstd, Compression::Gzip] {
+            let recompressed = recompress_batch(&header, &all, target).unwrap();
+            let new_header = verify_batch(&recompressed).unwrap();
+            assert_eq!(new_header.compression(), target);
+            assert_eq!(new_header.last_offset_delta, header.last_offset_delta);
+            assert_eq!(decode_records(&recompressed).unwrap(), all);
         }
     }
 

@@ -100,6 +100,64 @@ pub struct TopicSettings {
     pub timestamp_type: Option<TimestampType>,
     /// Kafka's `min.insync.replicas`; one broker holds one replica, so only 1 is valid.
     pub min_insync_replicas: Option<u32>,
+    /// Kafka's `compression.type`: the codec batches are stored with.
+    pub compression_type: Option<CompressionType>,
+}
+
+/// Kafka's `compression.type`: keep the producer's codec, or store every batch with this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionType {
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    /// The codec to store batches with; `None` keeps the producer's.
+    pub fn target(self) -> Option<crate::batch::Compression> {
+        use crate::batch::Compression;
+        match self {
+            Self::Producer => None,
+            Self::Uncompressed => Some(Compression::None),
+            Self::Gzip => Some(Compression::Gzip),
+            Self::Snappy => Some(Compression::Snappy),
+            Self::Lz4 => Some(Compression::Lz4),
+            Self::Zstd => Some(Compression::Zstd),
+        }
+    }
+}
+
+impl fmt::Display for CompressionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Producer => "producer",
+            Self::Uncompressed => "uncompressed",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        })
+    }
+}
+
+impl FromStr for CompressionType {
+    type Err = ();
+
+    /// Kafka's names; `none` is taken for `uncompressed` (the producer-side name).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "producer" => Ok(Self::Producer),
+            "uncompressed" | "none" => Ok(Self::Uncompressed),
+            "gzip" => Ok(Self::Gzip),
+            "snappy" => Ok(Self::Snappy),
+            "lz4" => Ok(Self::Lz4),
+            "zstd" => Ok(Self::Zstd),
+            _ => Err(()),
+        }
+    }
 }
 
 /// Kafka's `cleanup.policy`: a list of `delete` and `compact` (at least one).
@@ -258,6 +316,7 @@ pub struct EffectiveSettings {
     pub min_compaction_lag_ms: i64,
     pub timestamp_type: TimestampType,
     pub min_insync_replicas: u32,
+    pub compression_type: CompressionType,
     /// Settings given explicitly on the topic rather than taken from the broker default.
     pub overridden: TopicSettings,
 }

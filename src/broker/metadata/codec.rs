@@ -16,6 +16,8 @@
 //!                                   | min_compaction_lag_ms opt<i64>
 //!                                   | timestamp_type opt<u8: 0 CreateTime, 1 LogAppendTime>
 //!                                   | min_insync_replicas opt<u32> ]
+//!                                 [ | compression_type opt<u8: 0 producer, 1 uncompressed,
+//!                                     2 gzip, 3 snappy, 4 lz4, 5 zstd> ]
 //!                                 (each bracketed tail is absent in records written before it)
 //! queue (key: name)            v1 | durable u8 | durability opt<durability> | created_ms i64
 //!                                 [ | max_priority opt<u8> | count_bytes u8 ]
@@ -32,8 +34,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tributary_api::{
-    CleanupPolicy, CommittedOffset, Durability, EngineError, EngineResult, Ratio, ScheduleTarget,
-    TimestampType, TopicPartition, TopicSettings,
+    CleanupPolicy, CommittedOffset, CompressionType, Durability, EngineError, EngineResult, Ratio,
+    ScheduleTarget, TimestampType, TopicPartition, TopicSettings,
 };
 
 use super::{QueueRecord, TopicRecord};
@@ -77,6 +79,16 @@ pub(crate) fn encode_topic(topic: &TopicRecord) -> Vec<u8> {
         });
     });
     out.option(settings.min_insync_replicas, Writer::u32);
+    out.option(settings.compression_type, |out, kind| {
+        out.u8(match kind {
+            CompressionType::Producer => 0,
+            CompressionType::Uncompressed => 1,
+            CompressionType::Gzip => 2,
+            CompressionType::Snappy => 3,
+            CompressionType::Lz4 => 4,
+            CompressionType::Zstd => 5,
+        });
+    });
     out.finish()
 }
 
@@ -125,6 +137,17 @@ pub(crate) fn decode_topic(name: &str, value: &[u8]) -> EngineResult<TopicRecord
             other => Err(input.error(format!("bad timestamp type {other}"))),
         })?;
         settings.min_insync_replicas = input.option(Reader::u32)?;
+        if !input.input.is_empty() {
+            settings.compression_type = input.option(|input| match input.u8()? {
+                0 => Ok(CompressionType::Producer),
+                1 => Ok(CompressionType::Uncompressed),
+                2 => Ok(CompressionType::Gzip),
+                3 => Ok(CompressionType::Snappy),
+                4 => Ok(CompressionType::Lz4),
+                5 => Ok(CompressionType::Zstd),
+                other => Err(input.error(format!("bad compression type {other}"))),
+            })?;
+        }
     }
     input.end()?;
     Ok(TopicRecord {
@@ -416,6 +439,7 @@ mod tests {
                 min_compaction_lag_ms: Some(5),
                 timestamp_type: Some(TimestampType::LogAppendTime),
                 min_insync_replicas: Some(1),
+                compression_type: Some(CompressionType::Zstd),
             },
             internal: true,
             created_ms: 1_700_000_000_000,
@@ -434,7 +458,7 @@ mod tests {
             ..topic.clone()
         };
         let mut old = encode_topic(&unfixed);
-        for _ in 0..6 {
+        for _ in 0..7 {
             assert_eq!(old.pop(), Some(0));
         }
         assert_eq!(decode_topic("orders", &old).unwrap(), unfixed);

@@ -6,7 +6,9 @@
 //! Settable: `retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`,
 //! `max.message.bytes`, `cleanup.policy` (`delete`, `compact`, `compact,delete`),
 //! `delete.retention.ms`, `min.cleanable.dirty.ratio`, `min.compaction.lag.ms`,
-//! `message.timestamp.type` (`CreateTime`, `LogAppendTime`), `min.insync.replicas` (only 1: one
+//! `message.timestamp.type` (`CreateTime`, `LogAppendTime`), `compression.type` (`producer`,
+//! `uncompressed` or `none`, `gzip`, `snappy`, `lz4`, `zstd`: the codec batches are stored
+//! with, recompressed on append when it differs), `min.insync.replicas` (only 1: one
 //! broker holds the only replica) and `tributary.durability` (`always`, `never` or
 //! `interval:<ms>`: when an append is fsynced before the produce is acknowledged).
 
@@ -36,6 +38,7 @@ pub(crate) const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
 pub(crate) const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
 pub(crate) const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 pub(crate) const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+pub(crate) const COMPRESSION_TYPE: &str = "compression.type";
 /// Tributary's own topic config: the durability policy (see the module doc).
 pub(crate) const DURABILITY: &str = "tributary.durability";
 
@@ -116,6 +119,7 @@ pub(crate) fn apply(
             settings.min_compaction_lag_ms = parsed(value).map_err(|()| bad())?;
         }
         MESSAGE_TIMESTAMP_TYPE => settings.timestamp_type = parsed(value).map_err(|()| bad())?,
+        COMPRESSION_TYPE => settings.compression_type = parsed(value).map_err(|()| bad())?,
         MIN_INSYNC_REPLICAS => {
             let replicas: Option<u32> = parsed(value).map_err(|()| bad())?;
             if replicas.is_some_and(|n| n != 1) {
@@ -212,6 +216,13 @@ fn described(effective: &EffectiveSettings) -> Vec<Described> {
             MESSAGE_TIMESTAMP_TYPE,
             effective.timestamp_type.to_string(),
             explicit.timestamp_type.is_some(),
+            false,
+            TYPE_STRING,
+        ),
+        (
+            COMPRESSION_TYPE,
+            effective.compression_type.to_string(),
+            explicit.compression_type.is_some(),
             false,
             TYPE_STRING,
         ),
@@ -525,6 +536,7 @@ mod tests {
             min_compaction_lag_ms: 0,
             timestamp_type: tributary_api::TimestampType::CreateTime,
             min_insync_replicas: 1,
+            compression_type: tributary_api::CompressionType::Producer,
             overridden: TopicSettings::default(),
         };
         let mut settings = TopicSettings::default();
