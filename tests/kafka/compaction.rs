@@ -37,7 +37,7 @@ fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 /// Key `i % KEYS`; the last record of every tenth key is a tombstone.
 fn record_at(i: usize) -> (String, Option<String>) {
     let key = i % KEYS;
-    let tombstone = key % 10 == 0 && i + KEYS >= RECORDS;
+    let tombstone = key.is_multiple_of(10) && i + KEYS >= RECORDS;
     (
         format!("key-{key}"),
         (!tombstone).then(|| format!("value-{i}")),
