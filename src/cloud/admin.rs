@@ -453,3 +453,47 @@ fn cloud_settings(mut settings: TopicSettings) -> EngineResult<TopicSettings> {
     settings.min_insync_replicas = None;
     Ok(settings)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tributary_api::{CleanupPolicy, CompressionType, TimestampType};
+
+    #[test]
+    fn compaction_and_broker_side_rewrites_are_refused_defaults_taken() {
+        let compact = TopicSettings {
+            cleanup_policy: Some(CleanupPolicy::COMPACT),
+            ..TopicSettings::default()
+        };
+        assert!(matches!(
+            cloud_settings(compact),
+            Err(EngineError::InvalidSetting { name, .. }) if name == "cleanup.policy"
+        ));
+        let stamped = TopicSettings {
+            timestamp_type: Some(TimestampType::LogAppendTime),
+            ..TopicSettings::default()
+        };
+        assert!(cloud_settings(stamped).is_err());
+        let zstd = TopicSettings {
+            compression_type: Some(CompressionType::Zstd),
+            ..TopicSettings::default()
+        };
+        assert!(cloud_settings(zstd).is_err());
+        let defaults = TopicSettings {
+            retention_ms: Some(5),
+            cleanup_policy: Some(CleanupPolicy::DELETE),
+            timestamp_type: Some(TimestampType::CreateTime),
+            compression_type: Some(CompressionType::Producer),
+            min_insync_replicas: Some(1),
+            ..TopicSettings::default()
+        };
+        let kept = cloud_settings(defaults).expect("defaults are fine");
+        assert_eq!(
+            kept,
+            TopicSettings {
+                retention_ms: Some(5),
+                ..TopicSettings::default()
+            }
+        );
+    }
+}
