@@ -34,7 +34,7 @@ use tributary_api::{
 
 use crate::cloud::{CloudEngine, SplitRecords};
 use crate::storage::fs::{RealFs, create_dir_durable};
-use crate::storage::{Storage, StorageOptions};
+use crate::storage::{CleanerLimits, Storage, StorageOptions};
 use metadata::MetaStore;
 use offsets::OffsetsService;
 use queues::Queues;
@@ -198,7 +198,19 @@ impl Broker {
         self.scheduler.spawn(tracker, shutdown.clone(), log, queues);
         let storage = self.storage.clone();
         let every = self.settings.retention_check_interval;
-        tracker.spawn(retention_loop(storage, every, shutdown));
+        tracker.spawn(retention_loop(storage.clone(), every, shutdown.clone()));
+        if self.cloud.is_none() {
+            let limits = CleanerLimits {
+                bytes_per_second: self.settings.cleaner_bytes_per_second,
+                ..CleanerLimits::default()
+            };
+            tracker.spawn(cleaner_loop(
+                storage,
+                self.settings.cleaner_interval,
+                limits,
+                shutdown,
+            ));
+        }
     }
 
     /// The cloud engine, when the broker runs on one.
@@ -212,6 +224,42 @@ impl Broker {
         self.queues.flush()?;
         self.storage.close()?;
         Ok(())
+    }
+}
+
+/// The log cleaner: one pass over the compacted partitions per tick, one partition at a time
+/// on the blocking pool (see `storage::cleaner`).
+async fn cleaner_loop(
+    storage: Arc<Storage>,
+    every: Duration,
+    limits: CleanerLimits,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let storage = storage.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || storage.clean_all(topics::now_ms(), limits)).await;
+        match outcome {
+            Ok(Ok(report)) if report.passes > 0 => {
+                tracing::info!(
+                    partitions = report.passes,
+                    segments = report.segments_rewritten,
+                    read_bytes = report.bytes_read,
+                    freed_bytes = report.bytes_removed,
+                    records_removed = report.records_removed,
+                    "cleaner pass"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "cleaner pass failed"),
+            Err(err) => tracing::error!(error = %err, "cleaner task panicked"),
+        }
     }
 }
 

@@ -67,6 +67,10 @@ pub struct BrokerSettings {
     pub partition_limits: PartitionLimits,
     /// How often retention and segment-age rolling are checked.
     pub retention_check_interval: Duration,
+    /// How often the log cleaner looks for compacted partitions to clean.
+    pub cleaner_interval: Duration,
+    /// The cleaner's read + write rate cap; 0 = unthrottled.
+    pub cleaner_bytes_per_second: u64,
     /// Segment log files kept open at once; 0 = half the soft RLIMIT_NOFILE (at least 64).
     pub max_open_files: usize,
 }
@@ -78,6 +82,8 @@ impl BrokerSettings {
             log_defaults: LogDefaults::default(),
             partition_limits: PartitionLimits::default(),
             retention_check_interval: Duration::from_secs(30),
+            cleaner_interval: Duration::from_secs(15),
+            cleaner_bytes_per_second: 64 << 20,
             max_open_files: 0,
         }
     }

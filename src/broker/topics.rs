@@ -21,9 +21,9 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tributary_api::batch::VerifiedBatch;
 use tributary_api::{
-    AppendOutcome, EffectiveSettings, EngineError, EngineResult, LogService, OffsetQuery,
-    PartitionOffsets, PendingDurability, ReadBatches, TimestampOffset, TopicAdmin,
-    TopicDescription, TopicPartition, TopicSettings,
+    AppendOutcome, CleanupPolicy, CompressionType, EffectiveSettings, EngineError, EngineResult,
+    LogService, OffsetQuery, PartitionOffsets, PendingDurability, Ratio, ReadBatches,
+    TimestampOffset, TimestampType, TopicAdmin, TopicDescription, TopicPartition, TopicSettings,
 };
 
 use super::metadata::{MetaStore, TopicRecord, random_id};
@@ -424,6 +424,12 @@ pub fn log_config(defaults: &LogDefaults, settings: &TopicSettings) -> LogConfig
         max_batch_bytes: applied.max_message_bytes,
         durability: applied.durability,
         index_interval_bytes: defaults.index_interval_bytes,
+        cleanup: applied.cleanup_policy,
+        delete_retention_ms: applied.delete_retention_ms,
+        min_cleanable_dirty_ratio: applied.min_cleanable_dirty_ratio.as_f64(),
+        min_compaction_lag_ms: applied.min_compaction_lag_ms,
+        log_append_time: applied.timestamp_type == TimestampType::LogAppendTime,
+        compression: applied.compression_type,
     }
 }
 
@@ -437,6 +443,19 @@ pub(crate) fn effective(defaults: &LogDefaults, settings: &TopicSettings) -> Eff
             .max_message_bytes
             .unwrap_or(defaults.max_message_bytes),
         durability: settings.durability.unwrap_or(defaults.durability),
+        cleanup_policy: settings.cleanup_policy.unwrap_or(CleanupPolicy::DELETE),
+        delete_retention_ms: settings
+            .delete_retention_ms
+            .unwrap_or(DEFAULT_DELETE_RETENTION_MS),
+        min_cleanable_dirty_ratio: settings
+            .min_cleanable_dirty_ratio
+            .unwrap_or(DEFAULT_DIRTY_RATIO),
+        min_compaction_lag_ms: settings.min_compaction_lag_ms.unwrap_or(0),
+        timestamp_type: settings.timestamp_type.unwrap_or(TimestampType::CreateTime),
+        min_insync_replicas: settings.min_insync_replicas.unwrap_or(1),
+        compression_type: settings
+            .compression_type
+            .unwrap_or(CompressionType::Producer),
         overridden: settings.clone(),
     }
 }
@@ -478,6 +497,13 @@ pub(crate) fn within_limits(
     }
 }
 
+/// Kafka's defaults for the compaction settings.
+const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+const DEFAULT_DIRTY_RATIO: Ratio = match Ratio::from_millionths(Ratio::MILLIONTHS / 2) {
+    Some(ratio) => ratio,
+    None => unreachable!(),
+};
+
 /// Smallest segment size a topic may set: below it every batch would roll a segment.
 const MIN_SEGMENT_BYTES: u64 = 1024;
 
@@ -503,6 +529,18 @@ pub(crate) fn validate_settings(settings: &TopicSettings) -> EngineResult<()> {
     }
     if settings.max_message_bytes.is_some_and(|v| v == 0) {
         return Err(invalid("max.message.bytes", "must be at least 1"));
+    }
+    if settings.delete_retention_ms.is_some_and(|v| v < 0) {
+        return Err(invalid("delete.retention.ms", "must be at least 0"));
+    }
+    if settings.min_compaction_lag_ms.is_some_and(|v| v < 0) {
+        return Err(invalid("min.compaction.lag.ms", "must be at least 0"));
+    }
+    if settings.min_insync_replicas.is_some_and(|v| v != 1) {
+        return Err(invalid(
+            "min.insync.replicas",
+            "must be 1: this broker holds the only replica of every partition",
+        ));
     }
     Ok(())
 }

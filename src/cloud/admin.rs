@@ -58,6 +58,7 @@ fn topic_from_row(row: &Row) -> CloudResult<TopicRecord> {
             segment_ms: row.get::<_, Option<i64>>(6).map(|v| v as u64),
             max_message_bytes: row.get::<_, Option<i64>>(7).map(|v| v as u32),
             durability,
+            ..TopicSettings::default()
         },
         internal: row.get(9),
         created_ms: row.get(10),
@@ -266,6 +267,7 @@ impl TopicAdmin for CloudLog {
         partitions: u32,
         settings: TopicSettings,
     ) -> EngineResult<TopicDescription> {
+        let settings = cloud_settings(settings)?;
         let record = new_topic_record(name, partitions, settings)?;
         let _admin = self.admin.lock().await;
         if self.table.read().contains_key(name) {
@@ -369,6 +371,7 @@ impl TopicAdmin for CloudLog {
         settings: TopicSettings,
     ) -> EngineResult<TopicDescription> {
         validate_settings(&settings)?;
+        let settings = cloud_settings(settings)?;
         let _admin = self.admin.lock().await;
         let mut record = self.record(name)?;
         record.settings = settings;
@@ -402,5 +405,95 @@ impl TopicAdmin for CloudLog {
 
     fn defaults(&self) -> EffectiveSettings {
         effective(&self.settings.defaults, &TopicSettings::default())
+    }
+}
+
+/// The settings the cloud engine can honour: log compaction and broker-stamped timestamps run
+/// only on the local engine, and the compaction settings are not stored in PostgreSQL, so they
+/// are refused rather than accepted and ignored. Values equal to Kafka's defaults are taken
+/// (and dropped: the default applies anyway).
+fn cloud_settings(mut settings: TopicSettings) -> EngineResult<TopicSettings> {
+    let refuse = |name: &str, reason: &str| {
+        Err(EngineError::InvalidSetting {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    const LOCAL_ONLY: &str = "log compaction runs only on the local storage engine, not on the cloud engine (PostgreSQL + object storage)";
+    if settings.cleanup_policy.is_some_and(|policy| policy.compact) {
+        return refuse("cleanup.policy", LOCAL_ONLY);
+    }
+    if settings.delete_retention_ms.is_some() {
+        return refuse("delete.retention.ms", LOCAL_ONLY);
+    }
+    if settings.min_cleanable_dirty_ratio.is_some() {
+        return refuse("min.cleanable.dirty.ratio", LOCAL_ONLY);
+    }
+    if settings.min_compaction_lag_ms.is_some() {
+        return refuse("min.compaction.lag.ms", LOCAL_ONLY);
+    }
+    if settings.timestamp_type == Some(tributary_api::TimestampType::LogAppendTime) {
+        return refuse(
+            "message.timestamp.type",
+            "LogAppendTime is applied only by the local storage engine, not on the cloud engine",
+        );
+    }
+    if settings
+        .compression_type
+        .is_some_and(|kind| kind != tributary_api::CompressionType::Producer)
+    {
+        return refuse(
+            "compression.type",
+            "recompression is done only by the local storage engine, not on the cloud engine (batches are stored as the producer sent them)",
+        );
+    }
+    settings.cleanup_policy = None;
+    settings.timestamp_type = None;
+    settings.compression_type = None;
+    settings.min_insync_replicas = None;
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tributary_api::{CleanupPolicy, CompressionType, TimestampType};
+
+    #[test]
+    fn compaction_and_broker_side_rewrites_are_refused_defaults_taken() {
+        let compact = TopicSettings {
+            cleanup_policy: Some(CleanupPolicy::COMPACT),
+            ..TopicSettings::default()
+        };
+        assert!(matches!(
+            cloud_settings(compact),
+            Err(EngineError::InvalidSetting { name, .. }) if name == "cleanup.policy"
+        ));
+        let stamped = TopicSettings {
+            timestamp_type: Some(TimestampType::LogAppendTime),
+            ..TopicSettings::default()
+        };
+        assert!(cloud_settings(stamped).is_err());
+        let zstd = TopicSettings {
+            compression_type: Some(CompressionType::Zstd),
+            ..TopicSettings::default()
+        };
+        assert!(cloud_settings(zstd).is_err());
+        let defaults = TopicSettings {
+            retention_ms: Some(5),
+            cleanup_policy: Some(CleanupPolicy::DELETE),
+            timestamp_type: Some(TimestampType::CreateTime),
+            compression_type: Some(CompressionType::Producer),
+            min_insync_replicas: Some(1),
+            ..TopicSettings::default()
+        };
+        let kept = cloud_settings(defaults).expect("defaults are fine");
+        assert_eq!(
+            kept,
+            TopicSettings {
+                retention_ms: Some(5),
+                ..TopicSettings::default()
+            }
+        );
     }
 }

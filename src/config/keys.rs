@@ -514,6 +514,22 @@ static LATER: &[KeySpec] = &[
         storage.retention_check_interval_ms
     ),
     key!(
+        "storage.cleaner_interval_ms",
+        "TRIBUTARY_STORAGE_CLEANER_INTERVAL_MS",
+        None,
+        COUNT,
+        parse,
+        storage.cleaner_interval_ms
+    ),
+    key!(
+        "storage.cleaner_bytes_per_second",
+        "TRIBUTARY_STORAGE_CLEANER_BYTES_PER_SECOND",
+        None,
+        COUNT,
+        parse,
+        storage.cleaner_bytes_per_second
+    ),
+    key!(
         "limits.max_partitions_per_topic",
         "TRIBUTARY_LIMITS_MAX_PARTITIONS_PER_TOPIC",
         None,

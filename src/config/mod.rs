@@ -184,6 +184,10 @@ pub struct StorageConfig {
     pub durability: Durability,
     pub index_interval_bytes: u32,
     pub retention_check_interval_ms: u64,
+    /// How often the log cleaner looks for compacted partitions to clean.
+    pub cleaner_interval_ms: u64,
+    /// The cleaner's read + write rate cap; 0 = unthrottled.
+    pub cleaner_bytes_per_second: u64,
     /// Segment log files kept open at once (the descriptor budget); 0 = half the soft
     /// RLIMIT_NOFILE at start, at least 64. Others are closed and reopened on use.
     pub max_open_files: u64,
@@ -329,6 +333,8 @@ impl Default for StorageConfig {
             durability: engine.durability,
             index_interval_bytes: engine.index_interval_bytes,
             retention_check_interval_ms: 30_000,
+            cleaner_interval_ms: 15_000,
+            cleaner_bytes_per_second: 64 << 20,
             max_open_files: 0,
         }
     }
@@ -517,6 +523,8 @@ impl Config {
                 per_broker: self.limits.max_partitions,
             },
             retention_check_interval: Duration::from_millis(storage.retention_check_interval_ms),
+            cleaner_interval: Duration::from_millis(storage.cleaner_interval_ms),
+            cleaner_bytes_per_second: storage.cleaner_bytes_per_second,
             max_open_files: usize::try_from(storage.max_open_files).unwrap_or(usize::MAX),
         }
     }

@@ -343,6 +343,7 @@ impl Config {
             "storage.retention_check_interval_ms",
             storage.retention_check_interval_ms,
         )?;
+        positive("storage.cleaner_interval_ms", storage.cleaner_interval_ms)?;
         if storage.max_open_files != 0 {
             within(
                 "storage.max_open_files",

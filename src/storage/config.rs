@@ -1,6 +1,6 @@
 //! Per-partition log settings.
 
-use tributary_api::Durability;
+use tributary_api::{CleanupPolicy, CompressionType, Durability};
 
 /// Settings of one topic's partitions. Defaults follow Kafka's broker defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +19,18 @@ pub struct LogConfig {
     pub durability: Durability,
     /// Sparse offset index: one entry per this many log bytes.
     pub index_interval_bytes: u32,
+    /// `delete` applies `retention_ms`/`retention_bytes`; `compact` lets the cleaner run.
+    pub cleanup: CleanupPolicy,
+    /// A tombstone is kept this long after the cleaner pass that first cleaned it.
+    pub delete_retention_ms: i64,
+    /// The cleaner takes a partition once dirty bytes / cleanable bytes reach this.
+    pub min_cleanable_dirty_ratio: f64,
+    /// Segments whose newest record is younger than this are not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// Stamp every appended batch with the append time (Kafka's `LogAppendTime`).
+    pub log_append_time: bool,
+    /// Store every batch with this codec (`Producer`: as sent).
+    pub compression: CompressionType,
 }
 
 impl Default for LogConfig {
@@ -32,6 +44,12 @@ impl Default for LogConfig {
             max_batch_bytes: 1_048_588,
             durability: Durability::Always,
             index_interval_bytes: 4096,
+            cleanup: CleanupPolicy::DELETE,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            log_append_time: false,
+            compression: CompressionType::Producer,
         }
     }
 }

@@ -13,6 +13,8 @@
 //!     log-start-offset                       decimal; replaced by write-temp + fsync + rename
 //!     recovery-point                         decimal; everything below was verified at open
 //!     clean-shutdown                         decimal next offset; exists only after `close`
+//!     cleaner-passes                         compacted topics: `due <ms>` + `<end> <time>` lines
+//!     <base>.log.clean.tmp                   a cleaned segment before its rename (removed at open)
 //! ```
 //!
 //! Topic directory names percent-encode every byte outside `[A-Za-z0-9._-]` (and a leading
@@ -24,8 +26,11 @@
 //! # Invariants
 //!
 //! - Offsets are dense: every batch's base offset is the previous batch's last offset + 1, and
-//!   a segment's file name is the base offset of its first batch. Only bytes 0..8 of a batch (the
-//!   base offset, outside the CRC) are changed by the engine.
+//!   a segment's file name is the base offset of its first batch. On append only bytes 0..8 of a
+//!   batch (the base offset, outside the CRC) are changed by the engine, except on a
+//!   `LogAppendTime` topic (max timestamp, timestamp-type bit and CRC). The log cleaner
+//!   (`cleaner`) removes records from sealed batches of compacted topics but keeps every batch's
+//!   offset range, so records may skip offsets while batches stay dense.
 //! - The high watermark only advances after a batch is fully written (and, under
 //!   `Durability::Always`, fsync'd), so readers never see a torn or unacknowledged batch.
 //!   Concurrent `Always` appenders share fsyncs (group commit, see `partition`).
@@ -46,6 +51,7 @@
 
 pub mod check;
 mod checkpoint;
+mod cleaner;
 mod config;
 mod error;
 pub mod fs;
@@ -60,6 +66,7 @@ mod segment;
 mod sim_fs;
 mod store;
 
+pub use cleaner::{CleanReport, CleanerLimits, MAX_KEY_BYTES};
 pub use config::LogConfig;
 pub use error::{CorruptReason, StorageError};
 pub use open_files::{MIN_OPEN_FILES, default_max_open_files};
@@ -69,5 +76,7 @@ pub use retention::RetentionReport;
 pub use sim_fs::{SimDisk, SimFs};
 pub use store::{RecoveryReport, Storage, StorageOptions};
 
+#[cfg(test)]
+mod cleaner_tests;
 #[cfg(test)]
 mod tests;

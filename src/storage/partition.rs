@@ -12,11 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
+use bytes::Bytes;
 use event_listener::{Event, EventListener};
 use metrics::{Counter, Gauge, Histogram};
 use parking_lot::{Condvar, Mutex};
 use tributary_api::Durability;
-use tributary_api::batch::{BatchHeader, VerifiedBatch, verify_batch};
+use tributary_api::batch::{
+    BatchError, BatchHeader, Compression, VerifiedBatch, decode_records, recompress_batch,
+    set_log_append_time, verify_batch,
+};
 
 use super::LogConfig;
 use super::error::StorageError;
@@ -268,6 +272,44 @@ impl Partition {
         mut header: BatchHeader,
         now_ms: i64,
     ) -> Result<(AppendInfo, Durable), StorageError> {
+        // Read without holding the lock over the checks below; a config changed meanwhile
+        // applies from the next append.
+        let (compact, log_append_time, compression) = {
+            let state = self.state.lock();
+            (
+                state.config.cleanup.compact,
+                state.config.log_append_time,
+                state.config.compression.target(),
+            )
+        };
+        if compact && !header.is_control() {
+            refuse_keyless(batch)?;
+        }
+        let recompressed: Bytes;
+        let batch = match compression {
+            Some(target) if target != header.compression() && !header.is_control() => {
+                // The topic's `compression.type`: the records are stored with its codec
+                // (offsets, sequences and timestamps unchanged), as Kafka's broker does.
+                recompressed = recompress(batch, &header, target)?;
+                header = verify_batch(&recompressed)?;
+                &recompressed[..]
+            }
+            _ => batch,
+        };
+        let stamped: Vec<u8>;
+        let batch = if log_append_time && !header.is_control() {
+            // Kafka's LogAppendTime: the batch's max timestamp becomes the append time and the
+            // timestamp-type attribute is set (the CRC is recomputed); readers take the max
+            // timestamp as every record's timestamp.
+            let mut copy = batch.to_vec();
+            set_log_append_time(&mut copy, now_ms);
+            header.attributes |= 0x08;
+            header.max_timestamp = now_ms;
+            stamped = copy;
+            &stamped[..]
+        } else {
+            batch
+        };
         let (info, durable_target) = {
             let mut state = self.state.lock();
             self.check_writable()?;
@@ -484,6 +526,10 @@ impl Partition {
         }
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
     }
@@ -586,4 +632,32 @@ impl Partition {
             state.next_offset(),
         )
     }
+}
+
+/// Why a compacted topic refuses a record (Kafka's wording).
+pub(crate) const KEYLESS_REFUSAL: &str = "compacted topic cannot accept a record without a key";
+
+/// `batch` (whose header is `header`) with its records compressed with `target`.
+fn recompress(
+    batch: &[u8],
+    header: &BatchHeader,
+    target: Compression,
+) -> Result<Bytes, StorageError> {
+    let records = decode_records(&Bytes::copy_from_slice(batch))?;
+    recompress_batch(header, &records, target).map_err(|source| StorageError::Io {
+        path: PathBuf::from("<recompressing a batch>"),
+        source,
+    })
+}
+
+/// Refuses a batch holding a record without a key: the cleaner keeps the latest record per key,
+/// so a keyless one would have no defined fate (Kafka refuses it the same way).
+fn refuse_keyless(batch: &[u8]) -> Result<(), StorageError> {
+    let records = decode_records(&Bytes::copy_from_slice(batch))?;
+    if records.iter().any(|stored| stored.record.key.is_none()) {
+        return Err(StorageError::InvalidBatch(BatchError::BadRecord(
+            KEYLESS_REFUSAL,
+        )));
+    }
+    Ok(())
 }

@@ -111,6 +111,10 @@ impl Partition {
             self.roll(&mut state)?;
             report.segments_rolled += 1;
         }
+        if !state.config.cleanup.delete {
+            // `compact` alone: segments go only through the cleaner, never by age or size.
+            return Ok(report);
+        }
         let retention_ms = state.config.retention_ms;
         if retention_ms >= 0 {
             let cutoff = now_ms.saturating_sub(retention_ms);

@@ -11,6 +11,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use tributary_api::Durability;
 
 use super::LogConfig;
+use super::cleaner::{CleanReport, CleanerLimits};
 use super::error::StorageError;
 use super::fs::{Fs, RealFs, create_dir_durable, replace_file_durable};
 use super::naming::{TOPIC_NAME_FILE, decode_topic_dir, encode_topic_dir, is_valid_topic_name};
@@ -322,6 +323,31 @@ impl Storage {
                 Ok(done) => report.add(done),
                 Err(err) => {
                     tracing::warn!(topic = partition.topic(), partition = partition.id(), error = %err, "retention failed");
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(report), Err)
+    }
+
+    /// One cleaner pass over every compacted partition, one at a time (see `cleaner`). Every
+    /// partition is tried; the first error is returned. Stops early when the storage closes.
+    pub fn clean_all(
+        &self,
+        now_ms: i64,
+        limits: CleanerLimits,
+    ) -> Result<CleanReport, StorageError> {
+        self.check_open()?;
+        let mut report = CleanReport::default();
+        let mut first_error = None;
+        for partition in self.all_partitions() {
+            if self.inner.closed.load(Ordering::Acquire) {
+                break;
+            }
+            match partition.clean(now_ms, limits) {
+                Ok(done) => report.add(done),
+                Err(err) => {
+                    tracing::warn!(topic = partition.topic(), partition = partition.id(), error = %err, "cleaner pass failed");
                     first_error.get_or_insert(err);
                 }
             }

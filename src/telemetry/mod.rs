@@ -195,6 +195,30 @@ pub static CATALOG: &[MetricDescription] = &[
         "Segments removed by retention or by log-start moves.",
     ),
     metric(
+        names::STORAGE_CLEANER_PASSES,
+        Counter,
+        Unit::Count,
+        "Log cleaner passes that cleaned a partition of a compacted topic.",
+    ),
+    metric(
+        names::STORAGE_CLEANER_BYTES,
+        Counter,
+        Unit::Bytes,
+        "Bytes of log the cleaner read in its passes.",
+    ),
+    metric(
+        names::STORAGE_CLEANER_REMOVED_BYTES,
+        Counter,
+        Unit::Bytes,
+        "Bytes the cleaner's segment rewrites freed.",
+    ),
+    metric(
+        names::STORAGE_CLEANER_ERRORS,
+        Counter,
+        Unit::Count,
+        "Log cleaner passes that failed (the partition is tried again next time).",
+    ),
+    metric(
         names::STORAGE_POISONED_PARTITIONS,
         Gauge,
         Unit::Count,

@@ -18,6 +18,14 @@ pub const STORAGE_PARTITION_BYTES: &str = "tributary_storage_partition_bytes";
 pub const STORAGE_RECOVERY_SECONDS: &str = "tributary_storage_recovery_duration_seconds";
 /// Segments removed by retention or by log-start moves.
 pub const STORAGE_SEGMENTS_DELETED: &str = "tributary_storage_segments_deleted_total";
+/// Log cleaner passes that cleaned a partition, per topic.
+pub const STORAGE_CLEANER_PASSES: &str = "tributary_storage_cleaner_passes_total";
+/// Bytes of log the cleaner read (the segments of its passes), per topic.
+pub const STORAGE_CLEANER_BYTES: &str = "tributary_storage_cleaner_cleaned_bytes_total";
+/// Bytes the cleaner's rewrites freed, per topic.
+pub const STORAGE_CLEANER_REMOVED_BYTES: &str = "tributary_storage_cleaner_removed_bytes_total";
+/// Cleaner passes that failed, per topic.
+pub const STORAGE_CLEANER_ERRORS: &str = "tributary_storage_cleaner_errors_total";
 /// Partitions poisoned by a failed write or fsync (gauge).
 pub const STORAGE_POISONED_PARTITIONS: &str = "tributary_storage_poisoned_partitions";
 

@@ -15,6 +15,7 @@ mod tls_support;
 mod acl;
 mod acl_txn;
 mod bad_input;
+mod compaction;
 mod compressed_reads;
 mod rdkafka_client;
 mod sasl;

@@ -29,6 +29,7 @@ fn base_config() -> LogConfig {
         max_batch_bytes: 1 << 20,
         durability: Durability::Never,
         index_interval_bytes: 128,
+        ..LogConfig::default()
     }
 }
 

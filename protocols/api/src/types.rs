@@ -87,6 +87,216 @@ pub struct TopicSettings {
     pub segment_ms: Option<u64>,
     pub max_message_bytes: Option<u32>,
     pub durability: Option<Durability>,
+    /// Kafka's `cleanup.policy`.
+    pub cleanup_policy: Option<CleanupPolicy>,
+    /// Kafka's `delete.retention.ms`: how long a tombstone outlives the cleaner pass that first
+    /// cleaned it.
+    pub delete_retention_ms: Option<i64>,
+    /// Kafka's `min.cleanable.dirty.ratio`.
+    pub min_cleanable_dirty_ratio: Option<Ratio>,
+    /// Kafka's `min.compaction.lag.ms`: records younger than this are never cleaned.
+    pub min_compaction_lag_ms: Option<i64>,
+    /// Kafka's `message.timestamp.type`.
+    pub timestamp_type: Option<TimestampType>,
+    /// Kafka's `min.insync.replicas`; one broker holds one replica, so only 1 is valid.
+    pub min_insync_replicas: Option<u32>,
+    /// Kafka's `compression.type`: the codec batches are stored with.
+    pub compression_type: Option<CompressionType>,
+}
+
+/// Kafka's `compression.type`: keep the producer's codec, or store every batch with this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionType {
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    /// The codec to store batches with; `None` keeps the producer's.
+    pub fn target(self) -> Option<crate::batch::Compression> {
+        use crate::batch::Compression;
+        match self {
+            Self::Producer => None,
+            Self::Uncompressed => Some(Compression::None),
+            Self::Gzip => Some(Compression::Gzip),
+            Self::Snappy => Some(Compression::Snappy),
+            Self::Lz4 => Some(Compression::Lz4),
+            Self::Zstd => Some(Compression::Zstd),
+        }
+    }
+}
+
+impl fmt::Display for CompressionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Producer => "producer",
+            Self::Uncompressed => "uncompressed",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        })
+    }
+}
+
+impl FromStr for CompressionType {
+    type Err = ();
+
+    /// Kafka's names; `none` is taken for `uncompressed` (the producer-side name).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "producer" => Ok(Self::Producer),
+            "uncompressed" | "none" => Ok(Self::Uncompressed),
+            "gzip" => Ok(Self::Gzip),
+            "snappy" => Ok(Self::Snappy),
+            "lz4" => Ok(Self::Lz4),
+            "zstd" => Ok(Self::Zstd),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Kafka's `cleanup.policy`: a list of `delete` and `compact` (at least one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Segments are deleted by `retention.ms` / `retention.bytes`.
+    pub delete: bool,
+    /// The cleaner keeps only the latest record per key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: Self = Self {
+        delete: true,
+        compact: false,
+    };
+    pub const COMPACT: Self = Self {
+        delete: false,
+        compact: true,
+    };
+}
+
+impl fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.compact, self.delete) {
+            (true, true) => f.write_str("compact,delete"),
+            (true, false) => f.write_str("compact"),
+            _ => f.write_str("delete"),
+        }
+    }
+}
+
+/// A `cleanup.policy` that is not a non-empty list of `delete` and `compact`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cleanup.policy must be a non-empty list of `delete` and `compact`, got `{0}`")]
+pub struct BadCleanupPolicy(pub String);
+
+impl FromStr for CleanupPolicy {
+    type Err = BadCleanupPolicy;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut policy = Self {
+            delete: false,
+            compact: false,
+        };
+        for item in text.split(',').map(str::trim) {
+            match item {
+                "delete" => policy.delete = true,
+                "compact" => policy.compact = true,
+                _ => return Err(BadCleanupPolicy(text.to_owned())),
+            }
+        }
+        if policy.delete || policy.compact {
+            Ok(policy)
+        } else {
+            Err(BadCleanupPolicy(text.to_owned()))
+        }
+    }
+}
+
+/// A ratio in `[0, 1]`, kept in millionths so settings compare exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ratio(u32);
+
+impl Ratio {
+    pub const MILLIONTHS: u32 = 1_000_000;
+
+    /// `None` outside `[0, 1]` (Kafka's range for `min.cleanable.dirty.ratio`).
+    pub const fn from_millionths(millionths: u32) -> Option<Self> {
+        if millionths <= Self::MILLIONTHS {
+            Some(Self(millionths))
+        } else {
+            None
+        }
+    }
+
+    pub fn millionths(self) -> u32 {
+        self.0
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / f64::from(Self::MILLIONTHS)
+    }
+}
+
+impl fmt::Display for Ratio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Kafka prints doubles: 0.5, 1.0.
+        let whole = self.0 / Self::MILLIONTHS;
+        let fraction = format!("{:06}", self.0 % Self::MILLIONTHS);
+        let fraction = fraction.trim_end_matches('0');
+        write!(
+            f,
+            "{whole}.{}",
+            if fraction.is_empty() { "0" } else { fraction }
+        )
+    }
+}
+
+impl FromStr for Ratio {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let value: f64 = text.trim().parse().map_err(|_| ())?;
+        if !(0.0..=1.0).contains(&value) {
+            return Err(());
+        }
+        Self::from_millionths((value * f64::from(Self::MILLIONTHS)).round() as u32).ok_or(())
+    }
+}
+
+/// Kafka's `message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    /// Records keep the producer's timestamps.
+    CreateTime,
+    /// The broker stamps each batch with its append time.
+    LogAppendTime,
+}
+
+impl fmt::Display for TimestampType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::CreateTime => "CreateTime",
+            Self::LogAppendTime => "LogAppendTime",
+        })
+    }
+}
+
+impl FromStr for TimestampType {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "CreateTime" => Ok(Self::CreateTime),
+            "LogAppendTime" => Ok(Self::LogAppendTime),
+            _ => Err(()),
+        }
+    }
 }
 
 /// The settings of a topic as they apply, each with where its value came from.
@@ -100,6 +310,13 @@ pub struct EffectiveSettings {
     pub segment_ms: u64,
     pub max_message_bytes: u32,
     pub durability: Durability,
+    pub cleanup_policy: CleanupPolicy,
+    pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: Ratio,
+    pub min_compaction_lag_ms: i64,
+    pub timestamp_type: TimestampType,
+    pub min_insync_replicas: u32,
+    pub compression_type: CompressionType,
     /// Settings given explicitly on the topic rather than taken from the broker default.
     pub overridden: TopicSettings,
 }
@@ -214,6 +431,20 @@ mod tests {
         assert_eq!(every.to_string(), "interval:250");
         assert!("interval:0".parse::<Durability>().is_err());
         assert!("sometimes".parse::<Durability>().is_err());
+    }
+
+    #[test]
+    fn cleanup_policies_and_ratios_parse() {
+        assert_eq!("compact".parse(), Ok(CleanupPolicy::COMPACT));
+        let both: CleanupPolicy = "delete, compact".parse().unwrap();
+        assert_eq!(both.to_string(), "compact,delete");
+        assert!("".parse::<CleanupPolicy>().is_err());
+        assert!("compact,forever".parse::<CleanupPolicy>().is_err());
+        let half: Ratio = "0.5".parse().unwrap();
+        assert_eq!(half.to_string(), "0.5");
+        assert_eq!("1".parse::<Ratio>().unwrap().to_string(), "1.0");
+        assert!("1.5".parse::<Ratio>().is_err());
+        assert_eq!("LogAppendTime".parse(), Ok(TimestampType::LogAppendTime));
     }
 
     #[test]

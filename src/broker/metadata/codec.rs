@@ -10,7 +10,15 @@
 //!                                 | segment_bytes opt<u64> | segment_ms opt<u64>
 //!                                 | max_message_bytes opt<u32> | durability opt<durability>
 //!                                 [ | fixed_by opt<string> ]
-//!                                 (the bracketed tail is absent in records written before it)
+//!                                 [ | cleanup_policy opt<u8: bit 0 delete, bit 1 compact>
+//!                                   | delete_retention_ms opt<i64>
+//!                                   | min_cleanable_dirty_ratio opt<u32 millionths>
+//!                                   | min_compaction_lag_ms opt<i64>
+//!                                   | timestamp_type opt<u8: 0 CreateTime, 1 LogAppendTime>
+//!                                   | min_insync_replicas opt<u32> ]
+//!                                 [ | compression_type opt<u8: 0 producer, 1 uncompressed,
+//!                                     2 gzip, 3 snappy, 4 lz4, 5 zstd> ]
+//!                                 (each bracketed tail is absent in records written before it)
 //! queue (key: name)            v1 | durable u8 | durability opt<durability> | created_ms i64
 //!                                 [ | max_priority opt<u8> | count_bytes u8 ]
 //!                                 (the bracketed tail is absent in records written before it)
@@ -26,8 +34,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tributary_api::{
-    CommittedOffset, Durability, EngineError, EngineResult, ScheduleTarget, TopicPartition,
-    TopicSettings,
+    CleanupPolicy, CommittedOffset, CompressionType, Durability, EngineError, EngineResult, Ratio,
+    ScheduleTarget, TimestampType, TopicPartition, TopicSettings,
 };
 
 use super::{QueueRecord, TopicRecord};
@@ -56,6 +64,31 @@ pub(crate) fn encode_topic(topic: &TopicRecord) -> Vec<u8> {
     out.option(settings.max_message_bytes, Writer::u32);
     out.option(settings.durability, Writer::durability);
     out.option(topic.fixed_by.as_deref(), |out, holder| out.string(holder));
+    out.option(settings.cleanup_policy, |out, policy| {
+        out.u8(u8::from(policy.delete) | u8::from(policy.compact) << 1);
+    });
+    out.option(settings.delete_retention_ms, Writer::i64);
+    out.option(settings.min_cleanable_dirty_ratio, |out, ratio| {
+        out.u32(ratio.millionths());
+    });
+    out.option(settings.min_compaction_lag_ms, Writer::i64);
+    out.option(settings.timestamp_type, |out, kind| {
+        out.u8(match kind {
+            TimestampType::CreateTime => 0,
+            TimestampType::LogAppendTime => 1,
+        });
+    });
+    out.option(settings.min_insync_replicas, Writer::u32);
+    out.option(settings.compression_type, |out, kind| {
+        out.u8(match kind {
+            CompressionType::Producer => 0,
+            CompressionType::Uncompressed => 1,
+            CompressionType::Gzip => 2,
+            CompressionType::Snappy => 3,
+            CompressionType::Lz4 => 4,
+            CompressionType::Zstd => 5,
+        });
+    });
     out.finish()
 }
 
@@ -66,19 +99,56 @@ pub(crate) fn decode_topic(name: &str, value: &[u8]) -> EngineResult<TopicRecord
     let partitions = input.u32()?;
     let internal = input.bool()?;
     let created_ms = input.i64()?;
-    let settings = TopicSettings {
+    let mut settings = TopicSettings {
         retention_ms: input.option(Reader::i64)?,
         retention_bytes: input.option(Reader::i64)?,
         segment_bytes: input.option(Reader::u64)?,
         segment_ms: input.option(Reader::u64)?,
         max_message_bytes: input.option(Reader::u32)?,
         durability: input.option(Reader::durability)?,
+        ..TopicSettings::default()
     };
     let fixed_by = if input.input.is_empty() {
         None
     } else {
         input.option(Reader::string)?
     };
+    if !input.input.is_empty() {
+        settings.cleanup_policy = input.option(|input| {
+            let bits = input.u8()?;
+            if bits == 0 || bits > 3 {
+                return Err(input.error(format!("bad cleanup policy bits {bits}")));
+            }
+            Ok(CleanupPolicy {
+                delete: bits & 1 != 0,
+                compact: bits & 2 != 0,
+            })
+        })?;
+        settings.delete_retention_ms = input.option(Reader::i64)?;
+        settings.min_cleanable_dirty_ratio = input.option(|input| {
+            let millionths = input.u32()?;
+            Ratio::from_millionths(millionths)
+                .ok_or_else(|| input.error(format!("bad dirty ratio {millionths}")))
+        })?;
+        settings.min_compaction_lag_ms = input.option(Reader::i64)?;
+        settings.timestamp_type = input.option(|input| match input.u8()? {
+            0 => Ok(TimestampType::CreateTime),
+            1 => Ok(TimestampType::LogAppendTime),
+            other => Err(input.error(format!("bad timestamp type {other}"))),
+        })?;
+        settings.min_insync_replicas = input.option(Reader::u32)?;
+        if !input.input.is_empty() {
+            settings.compression_type = input.option(|input| match input.u8()? {
+                0 => Ok(CompressionType::Producer),
+                1 => Ok(CompressionType::Uncompressed),
+                2 => Ok(CompressionType::Gzip),
+                3 => Ok(CompressionType::Snappy),
+                4 => Ok(CompressionType::Lz4),
+                5 => Ok(CompressionType::Zstd),
+                other => Err(input.error(format!("bad compression type {other}"))),
+            })?;
+        }
+    }
     input.end()?;
     Ok(TopicRecord {
         name: name.to_owned(),
@@ -360,6 +430,16 @@ mod tests {
                 segment_ms: None,
                 max_message_bytes: Some(4096),
                 durability: Some(Durability::Interval(Duration::from_millis(250))),
+                cleanup_policy: Some(CleanupPolicy {
+                    delete: true,
+                    compact: true,
+                }),
+                delete_retention_ms: Some(1000),
+                min_cleanable_dirty_ratio: Ratio::from_millionths(250_000),
+                min_compaction_lag_ms: Some(5),
+                timestamp_type: Some(TimestampType::LogAppendTime),
+                min_insync_replicas: Some(1),
+                compression_type: Some(CompressionType::Zstd),
             },
             internal: true,
             created_ms: 1_700_000_000_000,
@@ -367,12 +447,21 @@ mod tests {
         };
         let encoded = encode_topic(&topic);
         assert_eq!(decode_topic("orders", &encoded).unwrap(), topic);
-        // A record written before `fixed_by` existed ends after the durability field.
+        // A record written before `fixed_by` existed ends after the durability field, and one
+        // written before the compaction settings after `fixed_by`.
         let unfixed = TopicRecord {
             fixed_by: None,
+            settings: TopicSettings {
+                durability: topic.settings.durability,
+                ..TopicSettings::default()
+            },
             ..topic.clone()
         };
         let mut old = encode_topic(&unfixed);
+        for _ in 0..7 {
+            assert_eq!(old.pop(), Some(0));
+        }
+        assert_eq!(decode_topic("orders", &old).unwrap(), unfixed);
         assert_eq!(old.pop(), Some(0));
         assert_eq!(decode_topic("orders", &old).unwrap(), unfixed);
     }

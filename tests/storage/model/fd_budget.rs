@@ -33,6 +33,7 @@ fn config() -> LogConfig {
         max_batch_bytes: 1 << 20,
         durability: Durability::Never,
         index_interval_bytes: 4096,
+        ..LogConfig::default()
     }
 }
 

@@ -58,6 +58,7 @@ fn config(durability: Durability, retention_bytes: i64) -> LogConfig {
         max_batch_bytes: 1 << 20,
         durability,
         index_interval_bytes: 150,
+        ..LogConfig::default()
     }
 }
 

@@ -1,11 +1,16 @@
 //! Topic configs as Kafka names them, mapped onto the engine's [`TopicSettings`]:
 //! DescribeConfigs (every config with its value, source and type), AlterConfigs (replaces the
-//! explicit settings) and IncrementalAlterConfigs (SET / DELETE per key).
+//! explicit settings) and IncrementalAlterConfigs (SET / DELETE per key, APPEND / SUBTRACT on
+//! the list config `cleanup.policy`; on any other key they are INVALID_CONFIG, as in Kafka).
 //!
 //! Settable: `retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`,
-//! `max.message.bytes` and `tributary.durability` (`always`, `never` or `interval:<ms>`: when an
-//! append is fsynced before the produce is acknowledged). Read-only, reported for tools that
-//! expect them: `cleanup.policy=delete`, `message.timestamp.type=CreateTime`.
+//! `max.message.bytes`, `cleanup.policy` (`delete`, `compact`, `compact,delete`),
+//! `delete.retention.ms`, `min.cleanable.dirty.ratio`, `min.compaction.lag.ms`,
+//! `message.timestamp.type` (`CreateTime`, `LogAppendTime`), `compression.type` (`producer`,
+//! `uncompressed` or `none`, `gzip`, `snappy`, `lz4`, `zstd`: the codec batches are stored
+//! with, recompressed on append when it differs), `min.insync.replicas` (only 1: one
+//! broker holds the only replica) and `tributary.durability` (`always`, `never` or
+//! `interval:<ms>`: when an append is fsynced before the produce is acknowledged).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -17,7 +22,7 @@ use kafka_protocol::messages::{
     incremental_alter_configs_response,
 };
 use kafka_protocol::protocol::StrBytes;
-use tributary_api::{Durability, EffectiveSettings, TopicSettings};
+use tributary_api::{CleanupPolicy, Durability, EffectiveSettings, TopicSettings};
 
 use super::{Broker, str_bytes};
 use crate::error;
@@ -27,6 +32,13 @@ pub(crate) const RETENTION_BYTES: &str = "retention.bytes";
 pub(crate) const SEGMENT_BYTES: &str = "segment.bytes";
 pub(crate) const SEGMENT_MS: &str = "segment.ms";
 pub(crate) const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+pub(crate) const CLEANUP_POLICY: &str = "cleanup.policy";
+pub(crate) const DELETE_RETENTION_MS: &str = "delete.retention.ms";
+pub(crate) const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
+pub(crate) const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
+pub(crate) const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+pub(crate) const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+pub(crate) const COMPRESSION_TYPE: &str = "compression.type";
 /// Tributary's own topic config: the durability policy (see the module doc).
 pub(crate) const DURABILITY: &str = "tributary.durability";
 
@@ -41,9 +53,13 @@ const SOURCE_DEFAULT: i8 = 5;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
+const TYPE_LIST: i8 = 7;
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
 
 /// Why a config change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,8 +68,16 @@ pub(crate) enum ConfigError {
     UnknownKey(String),
     #[error("invalid value {value:?} for `{key}`")]
     BadValue { key: String, value: String },
-    #[error("config operation {0} is not supported (only SET and DELETE)")]
+    #[error("invalid value {value:?} for `{key}`: {reason}")]
+    Refused {
+        key: String,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("config operation {0} is not supported (SET, DELETE, APPEND and SUBTRACT are)")]
     BadOperation(i8),
+    #[error("APPEND and SUBTRACT apply only to list configs; `{0}` is not one")]
+    NotAList(String),
 }
 
 /// Sets (`Some`) or clears (`None`, back to the broker default) one setting.
@@ -81,6 +105,31 @@ pub(crate) fn apply(
             settings.durability = value
                 .map(|text| text.parse::<Durability>().map_err(|_| bad()))
                 .transpose()?;
+        }
+        CLEANUP_POLICY => {
+            settings.cleanup_policy = value
+                .map(|text| text.parse::<CleanupPolicy>().map_err(|_| bad()))
+                .transpose()?;
+        }
+        DELETE_RETENTION_MS => settings.delete_retention_ms = parsed(value).map_err(|()| bad())?,
+        MIN_CLEANABLE_DIRTY_RATIO => {
+            settings.min_cleanable_dirty_ratio = parsed(value).map_err(|()| bad())?;
+        }
+        MIN_COMPACTION_LAG_MS => {
+            settings.min_compaction_lag_ms = parsed(value).map_err(|()| bad())?;
+        }
+        MESSAGE_TIMESTAMP_TYPE => settings.timestamp_type = parsed(value).map_err(|()| bad())?,
+        COMPRESSION_TYPE => settings.compression_type = parsed(value).map_err(|()| bad())?,
+        MIN_INSYNC_REPLICAS => {
+            let replicas: Option<u32> = parsed(value).map_err(|()| bad())?;
+            if replicas.is_some_and(|n| n != 1) {
+                return Err(ConfigError::Refused {
+                    key: key.to_owned(),
+                    value: value.unwrap_or_default().to_owned(),
+                    reason: "only 1 is valid: this broker holds the only replica of every partition",
+                });
+            }
+            settings.min_insync_replicas = replicas;
         }
         other => return Err(ConfigError::UnknownKey(other.to_owned())),
     }
@@ -136,20 +185,100 @@ fn described(effective: &EffectiveSettings) -> Vec<Described> {
             TYPE_STRING,
         ),
         (
-            "cleanup.policy",
-            "delete".to_owned(),
+            CLEANUP_POLICY,
+            effective.cleanup_policy.to_string(),
+            explicit.cleanup_policy.is_some(),
             false,
-            true,
+            TYPE_LIST,
+        ),
+        (
+            DELETE_RETENTION_MS,
+            effective.delete_retention_ms.to_string(),
+            explicit.delete_retention_ms.is_some(),
+            false,
+            TYPE_LONG,
+        ),
+        (
+            MIN_CLEANABLE_DIRTY_RATIO,
+            effective.min_cleanable_dirty_ratio.to_string(),
+            explicit.min_cleanable_dirty_ratio.is_some(),
+            false,
+            TYPE_DOUBLE,
+        ),
+        (
+            MIN_COMPACTION_LAG_MS,
+            effective.min_compaction_lag_ms.to_string(),
+            explicit.min_compaction_lag_ms.is_some(),
+            false,
+            TYPE_LONG,
+        ),
+        (
+            MESSAGE_TIMESTAMP_TYPE,
+            effective.timestamp_type.to_string(),
+            explicit.timestamp_type.is_some(),
+            false,
             TYPE_STRING,
         ),
         (
-            "message.timestamp.type",
-            "CreateTime".to_owned(),
+            COMPRESSION_TYPE,
+            effective.compression_type.to_string(),
+            explicit.compression_type.is_some(),
             false,
-            true,
             TYPE_STRING,
         ),
+        (
+            MIN_INSYNC_REPLICAS,
+            effective.min_insync_replicas.to_string(),
+            explicit.min_insync_replicas.is_some(),
+            false,
+            TYPE_INT,
+        ),
     ]
+}
+
+/// APPEND (`add`) or SUBTRACT the items of `value` to or from the list config `key`, starting
+/// from its effective value; Kafka allows both only on list configs.
+fn change_list(
+    settings: &mut TopicSettings,
+    effective: &EffectiveSettings,
+    key: &str,
+    value: Option<&str>,
+    add: bool,
+) -> Result<(), ConfigError> {
+    if key != CLEANUP_POLICY {
+        return Err(ConfigError::NotAList(key.to_owned()));
+    }
+    let current = settings.cleanup_policy.unwrap_or(effective.cleanup_policy);
+    let (mut delete, mut compact) = (current.delete, current.compact);
+    for item in value.unwrap_or_default().split(',').map(str::trim) {
+        match item {
+            "delete" => delete = add,
+            "compact" => compact = add,
+            "" => {}
+            _ => {
+                return Err(ConfigError::BadValue {
+                    key: key.to_owned(),
+                    value: value.unwrap_or_default().to_owned(),
+                });
+            }
+        }
+    }
+    if add {
+        delete |= current.delete;
+        compact |= current.compact;
+    } else {
+        delete &= current.delete;
+        compact &= current.compact;
+    }
+    if !delete && !compact {
+        return Err(ConfigError::Refused {
+            key: key.to_owned(),
+            value: value.unwrap_or_default().to_owned(),
+            reason: "the policy would be empty (it needs `delete`, `compact` or both)",
+        });
+    }
+    settings.cleanup_policy = Some(CleanupPolicy { delete, compact });
+    Ok(())
 }
 
 fn describe_result(
@@ -239,17 +368,25 @@ impl Broker {
         } else {
             topic.settings.overridden.clone()
         };
+        let invalid =
+            |failure: ConfigError| (ResponseError::InvalidConfig.code(), failure.to_string());
         for (key, operation, value) in changes {
-            let value = match operation {
-                OP_SET => value,
-                OP_DELETE => None,
+            match operation {
+                OP_SET => apply(&mut settings, &key, value.as_deref()).map_err(invalid)?,
+                OP_DELETE => apply(&mut settings, &key, None).map_err(invalid)?,
+                OP_APPEND | OP_SUBTRACT => change_list(
+                    &mut settings,
+                    &topic.settings,
+                    &key,
+                    value.as_deref(),
+                    operation == OP_APPEND,
+                )
+                .map_err(invalid)?,
                 other => Err((
                     ResponseError::InvalidRequest.code(),
                     ConfigError::BadOperation(other).to_string(),
                 ))?,
-            };
-            apply(&mut settings, &key, value.as_deref())
-                .map_err(|failure| (ResponseError::InvalidConfig.code(), failure.to_string()))?;
+            }
         }
         if validate_only {
             return Ok(());
@@ -368,8 +505,75 @@ mod tests {
             Err(ConfigError::BadValue { .. })
         ));
         assert!(matches!(
-            apply(&mut settings, "cleanup.policy", Some("compact")),
+            apply(
+                &mut settings,
+                "unclean.leader.election.enable",
+                Some("true")
+            ),
             Err(ConfigError::UnknownKey(_))
+        ));
+        apply(&mut settings, CLEANUP_POLICY, Some("compact")).unwrap();
+        assert_eq!(settings.cleanup_policy, Some(CleanupPolicy::COMPACT));
+        assert!(matches!(
+            apply(&mut settings, MIN_INSYNC_REPLICAS, Some("2")),
+            Err(ConfigError::Refused { .. })
+        ));
+        apply(&mut settings, MIN_INSYNC_REPLICAS, Some("1")).unwrap();
+    }
+
+    #[test]
+    fn append_and_subtract_work_on_the_policy_list_only() {
+        let defaults = EffectiveSettings {
+            retention_ms: 0,
+            retention_bytes: -1,
+            segment_bytes: 1 << 30,
+            segment_ms: 1,
+            max_message_bytes: 1,
+            durability: Durability::Always,
+            cleanup_policy: CleanupPolicy::DELETE,
+            delete_retention_ms: 0,
+            min_cleanable_dirty_ratio: tributary_api::Ratio::from_millionths(0).unwrap(),
+            min_compaction_lag_ms: 0,
+            timestamp_type: tributary_api::TimestampType::CreateTime,
+            min_insync_replicas: 1,
+            compression_type: tributary_api::CompressionType::Producer,
+            overridden: TopicSettings::default(),
+        };
+        let mut settings = TopicSettings::default();
+        change_list(
+            &mut settings,
+            &defaults,
+            CLEANUP_POLICY,
+            Some("compact"),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            settings.cleanup_policy.unwrap().to_string(),
+            "compact,delete"
+        );
+        change_list(
+            &mut settings,
+            &defaults,
+            CLEANUP_POLICY,
+            Some("delete"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(settings.cleanup_policy, Some(CleanupPolicy::COMPACT));
+        assert!(matches!(
+            change_list(
+                &mut settings,
+                &defaults,
+                CLEANUP_POLICY,
+                Some("compact"),
+                false
+            ),
+            Err(ConfigError::Refused { .. })
+        ));
+        assert!(matches!(
+            change_list(&mut settings, &defaults, RETENTION_MS, Some("1"), true),
+            Err(ConfigError::NotAList(_))
         ));
     }
 }

@@ -49,6 +49,8 @@ enum PartitionStage {
         topic: String,
         first_offset: Option<i64>,
         log_start: i64,
+        /// The append time stamped on the batches of a LogAppendTime topic.
+        log_append_time: Option<i64>,
         bytes_in: u64,
         records_in: u64,
         durability: Vec<PendingDurability>,
@@ -64,6 +66,7 @@ impl PartitionStage {
                 topic,
                 first_offset,
                 log_start,
+                log_append_time,
                 bytes_in,
                 records_in,
                 durability,
@@ -80,8 +83,8 @@ impl PartitionStage {
                 PartitionProduceResponse::default()
                     .with_index(index)
                     .with_base_offset(first_offset.unwrap_or(-1))
-                    // CreateTime topics: the broker does not stamp records.
-                    .with_log_append_time_ms(-1)
+                    // -1 on CreateTime topics: the broker does not stamp records.
+                    .with_log_append_time_ms(log_append_time.unwrap_or(-1))
                     .with_log_start_offset(log_start)
             }
         }
@@ -217,6 +220,8 @@ impl Broker {
         }
         let mut first_offset = None;
         let mut log_start = -1;
+        let mut log_append_time = None;
+        let stamps = topic.settings.timestamp_type == tributary_api::TimestampType::LogAppendTime;
         let mut records_in: u64 = 0;
         let mut durability = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -246,6 +251,9 @@ impl Broker {
                     Ok(Sequenced::Appended(outcome)) => {
                         first_offset.get_or_insert(outcome.base_offset);
                         log_start = outcome.log_start;
+                        if stamps {
+                            log_append_time.get_or_insert(outcome.log_append_time);
+                        }
                         records_in += u64::try_from(header.record_count).unwrap_or(0);
                     }
                     Ok(Sequenced::Duplicate { base_offset }) => {
@@ -254,7 +262,7 @@ impl Broker {
                     Ok(Sequenced::Refused(refusal)) => return answer(refusal.code()),
                     Err(failure) => {
                         tracing::debug!(partition = %target, error = %failure, "idempotent append failed");
-                        return answer(error::code(&failure));
+                        return refused(index, &failure);
                     }
                 }
                 continue;
@@ -263,11 +271,14 @@ impl Broker {
                 Ok(written) => written,
                 Err(failure) => {
                     tracing::debug!(partition = %target, error = %failure, "append failed");
-                    return answer(error::code(&failure));
+                    return refused(index, &failure);
                 }
             };
             first_offset.get_or_insert(outcome.base_offset);
             log_start = outcome.log_start;
+            if stamps {
+                log_append_time.get_or_insert(outcome.log_append_time);
+            }
             records_in += u64::try_from(header.record_count).unwrap_or(0);
             durability.push(pending);
         }
@@ -276,6 +287,7 @@ impl Broker {
             topic: topic.name.clone(),
             first_offset,
             log_start,
+            log_append_time,
             bytes_in: records.len() as u64,
             records_in,
             durability,
@@ -357,6 +369,16 @@ pub(crate) fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, Engin
         ));
     }
     Ok(batches)
+}
+
+/// A failed append; a refused record (a compacted topic's keyless one, say) carries the reason,
+/// which clients show from Produce v8 on.
+fn refused(index: i32, failure: &EngineError) -> PartitionStage {
+    let mut response = failed(index, error::code(failure));
+    if matches!(failure, EngineError::CorruptBatch(_)) {
+        response = response.with_error_message(Some(super::str_bytes(&failure.to_string())));
+    }
+    PartitionStage::Answered(response)
 }
 
 fn failed(index: i32, code: i16) -> PartitionProduceResponse {

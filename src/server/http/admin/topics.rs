@@ -3,7 +3,9 @@
 //!
 //! Topics: list, create (`POST`, body `name`, `partitions`, `settings`), describe (partitions
 //! with log start, high watermark, record count and bytes on disk), change (`PUT`: grow to
-//! `partitions`, replace `settings`), delete. Internal topics (the logs behind AMQP classic
+//! `partitions`, replace `settings`), delete. `settings` here are the retention, segment,
+//! durability, `cleanup_policy` and `message_timestamp_type` ones; the finer compaction
+//! settings are set through Kafka's config APIs. Internal topics (the logs behind AMQP classic
 //! queues) are listed only with `?internal=true`.
 //!
 //! Groups: list, describe (committed offset, high watermark and lag per partition, which is
@@ -34,6 +36,8 @@ fn settings_json(settings: &TopicSettings) -> Value {
         "segment_bytes": settings.segment_bytes, "segment_ms": settings.segment_ms,
         "max_message_bytes": settings.max_message_bytes,
         "durability": settings.durability.map(|d| d.to_string()),
+        "cleanup_policy": settings.cleanup_policy.map(|p| p.to_string()),
+        "message_timestamp_type": settings.timestamp_type.map(|t| t.to_string()),
     })
 }
 
@@ -64,6 +68,26 @@ pub(super) fn parse_settings(value: Option<&Value>) -> Result<TopicSettings, Api
             u32::try_from(n).map_err(|_| ApiError::bad_request("`max_message_bytes` is too large"))
         })
         .transpose()?;
+    let text = |name: &str| match value.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("`{name}` must be a string"))),
+    };
+    let cleanup_policy = text("cleanup_policy")?
+        .map(|text| {
+            text.parse()
+                .map_err(|error| ApiError::bad_request(format!("`cleanup_policy`: {error}")))
+        })
+        .transpose()?;
+    let timestamp_type = text("message_timestamp_type")?
+        .map(|text| {
+            text.parse().map_err(|()| {
+                ApiError::bad_request(
+                    "`message_timestamp_type` must be `CreateTime` or `LogAppendTime`",
+                )
+            })
+        })
+        .transpose()?;
     Ok(TopicSettings {
         retention_ms: integer(value, "retention_ms")?,
         retention_bytes: integer(value, "retention_bytes")?,
@@ -71,6 +95,9 @@ pub(super) fn parse_settings(value: Option<&Value>) -> Result<TopicSettings, Api
         segment_ms: unsigned("segment_ms")?,
         max_message_bytes,
         durability,
+        cleanup_policy,
+        timestamp_type,
+        ..TopicSettings::default()
     })
 }
 

@@ -1,0 +1,648 @@
+//! Log compaction: the cleaner pass of one partition whose `cleanup.policy` includes `compact`.
+//!
+//! A pass works on the *cleanable* segments: the longest prefix of sealed segments that lie
+//! wholly below the high watermark (so, under `always`, only acknowledged batches) and whose
+//! newest record is older than `min.compaction.lag.ms`. A rewritten segment is fsync'd before
+//! it replaces the old one, whatever the durability policy. It runs only when the bytes written since the last pass (the
+//! *dirty* part, after the `clean point`) are at least `min.cleanable.dirty.ratio` of the
+//! cleanable bytes, or when a kept tombstone's `delete.retention.ms` has run out. It then
+//!
+//! 1. builds the latest offset of every key over the cleanable segments (records of data
+//!    batches that are not transactional; memory bounded by [`MAX_KEY_BYTES`]: past it the pass
+//!    stops at that segment and the rest waits for the next pass);
+//! 2. rewrites each cleanable segment, keeping a record when it is the latest of its key, has
+//!    no key, or sits in a transactional or control batch (never removed, never counted: an
+//!    aborted record must not hide a committed older value, and markers keep the transaction
+//!    index whole); a tombstone (no value) is dropped once `delete.retention.ms` has passed
+//!    since the pass that first cleaned it (the `cleaner-passes` file records when each pass
+//!    ran and up to which offset);
+//! 3. swaps each rewritten segment in (see *Crash safety*), one at a time, throttled.
+//!
+//! Invariants kept for readers and recovery:
+//! - Offsets never change and batches still tile the offset space: a batch keeps its base
+//!   offset and last offset delta with fewer records (`rebuild_batch`); a run of batches that
+//!   lost every record becomes one empty batch over the same offsets (`empty_batch`), except the
+//!   last batch of each idempotent producer in the pass, which stays as an empty batch with its
+//!   header, so the producer state rebuilt from headers is unchanged. A segment still starts
+//!   with a batch at its base offset. Records therefore have gaps, batches do not.
+//! - A reader that took a segment before the swap keeps reading the old file: its log handle is
+//!   pinned open before the rename, and the old index mappings belong to unlinked files.
+//! - Nothing above the high watermark or in the active segment is touched.
+//!
+//! Crash safety, per segment: the cleaned log is written to `<base>.log.clean.tmp` and fsync'd;
+//! the recovery point is lowered to the segment's base (so a crash from here on re-verifies it
+//! and rebuilds its indexes); the old index files are unlinked and new ones written; then, under
+//! the partition lock, the temp file is renamed over `<base>.log`, the directory fsync'd and the
+//! segment swapped. A crash before the rename leaves the old log (the temp file is removed at
+//! open); after it, the new one. Either is whole. After the pass the new indexes are flushed
+//! and the recovery point restored.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tributary_api::batch::{
+    BATCH_HEADER_LEN, BatchHeader, StoredRecord, decode_records, empty_batch, rebuild_batch,
+};
+
+use super::checkpoint::{RECOVERY_POINT_FILE, read_offset, write_offset};
+use super::error::{CorruptReason, StorageError};
+use super::fs::{FsFile, OpenMode, replace_file_durable};
+use super::index::{OffsetIndex, TimeIndex};
+use super::naming::segment_file;
+use super::partition::Partition;
+use super::segment::{
+    INDEX_EXTENSION, LOG_EXTENSION, Segment, SegmentStats, TIME_INDEX_EXTENSION, write_entries,
+};
+use crate::telemetry::names;
+
+/// When each pass ran and how far it cleaned (see the module docs).
+pub(crate) const PASSES_FILE: &str = "cleaner-passes";
+/// Most key bytes (plus a fixed cost per key) one pass holds in memory.
+pub const MAX_KEY_BYTES: usize = 256 << 20;
+/// Passes remembered; forgetting the oldest only delays tombstone removal.
+const MAX_PASSES: usize = 64;
+/// Per-key overhead counted against [`MAX_KEY_BYTES`] (map entry, `Bytes`, offset).
+const KEY_OVERHEAD: usize = 64;
+
+/// What one cleaner pass did on one partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanReport {
+    /// 1 when the partition was cleaned, 0 when it was skipped (not compacted, not dirty).
+    pub passes: u64,
+    pub segments_rewritten: u64,
+    /// Bytes of the segments the pass read.
+    pub bytes_read: u64,
+    /// Bytes the rewritten segments shrank by.
+    pub bytes_removed: u64,
+    pub records_removed: u64,
+}
+
+impl CleanReport {
+    pub(crate) fn add(&mut self, other: CleanReport) {
+        self.passes += other.passes;
+        self.segments_rewritten += other.segments_rewritten;
+        self.bytes_read += other.bytes_read;
+        self.bytes_removed += other.bytes_removed;
+        self.records_removed += other.records_removed;
+    }
+}
+
+/// How a pass may go: `bytes_per_second` throttles reading and writing (0 = unthrottled).
+#[derive(Debug, Clone, Copy)]
+pub struct CleanerLimits {
+    pub bytes_per_second: u64,
+    pub max_key_bytes: usize,
+}
+
+impl Default for CleanerLimits {
+    fn default() -> Self {
+        Self {
+            bytes_per_second: 64 << 20,
+            max_key_bytes: MAX_KEY_BYTES,
+        }
+    }
+}
+
+/// The `cleaner-passes` file: `due <ms>` (when a kept tombstone may go; 0 for none) and one
+/// `<end offset> <time ms>` line per pass, ends and times ascending.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Passes {
+    tombstones_due_ms: i64,
+    passes: Vec<(i64, i64)>,
+}
+
+impl Passes {
+    fn load(fs: &dyn super::fs::Fs, dir: &Path) -> Self {
+        let Ok(bytes) = fs.read(&dir.join(PASSES_FILE)) else {
+            return Self::default();
+        };
+        let mut out = Self::default();
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("due"), Some(due)) => out.tombstones_due_ms = due.parse().unwrap_or(0),
+                (Some(end), Some(time)) => {
+                    if let (Ok(end), Ok(time)) = (end.parse(), time.parse()) {
+                        out.passes.push((end, time));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn store(&self, fs: &dyn super::fs::Fs, dir: &Path) -> Result<(), StorageError> {
+        let mut text = format!("due {}\n", self.tombstones_due_ms);
+        for (end, time) in &self.passes {
+            text.push_str(&format!("{end} {time}\n"));
+        }
+        let path = dir.join(PASSES_FILE);
+        replace_file_durable(fs, &path, text.as_bytes()).map_err(StorageError::io(path))
+    }
+
+    /// Where the last pass stopped: offsets at or above it are dirty.
+    fn clean_point(&self) -> i64 {
+        self.passes.last().map_or(0, |(end, _)| *end)
+    }
+
+    /// When the pass that first cleaned `offset` ran, if one did.
+    fn first_cleaned(&self, offset: i64) -> Option<i64> {
+        self.passes
+            .iter()
+            .find(|(end, _)| *end > offset)
+            .map(|(_, time)| *time)
+    }
+}
+
+/// A cleanable segment as the pass saw it.
+struct Cleanable {
+    segment: Arc<Segment>,
+    size: u64,
+    next_offset: i64,
+}
+
+/// Reads the batches of a segment one by one.
+struct BatchReader {
+    file: Arc<dyn FsFile>,
+    path: PathBuf,
+    position: u64,
+    size: u64,
+}
+
+impl BatchReader {
+    fn next(&mut self) -> Result<Option<(BatchHeader, Bytes)>, StorageError> {
+        if self.position >= self.size {
+            return Ok(None);
+        }
+        let corrupt = |position, reason| StorageError::Corrupt {
+            file: self.path.clone(),
+            position,
+            offset: None,
+            reason,
+        };
+        let mut raw = [0u8; BATCH_HEADER_LEN];
+        self.file
+            .read_exact_at(&mut raw, self.position)
+            .map_err(StorageError::io(&self.path))?;
+        let header = BatchHeader::parse(&raw)
+            .map_err(|err| corrupt(self.position, CorruptReason::Batch(err)))?;
+        if self.position + header.total_len as u64 > self.size {
+            return Err(corrupt(self.position, CorruptReason::PastEnd));
+        }
+        let mut batch = vec![0u8; header.total_len];
+        self.file
+            .read_exact_at(&mut batch, self.position)
+            .map_err(StorageError::io(&self.path))?;
+        self.position += header.total_len as u64;
+        Ok(Some((header, Bytes::from(batch))))
+    }
+}
+
+/// The records of a batch the cleaner may thin out (`None`: keep the batch as it is).
+fn cleanable_records(
+    header: &BatchHeader,
+    batch: &Bytes,
+    path: &Path,
+    position: u64,
+) -> Result<Option<Vec<StoredRecord>>, StorageError> {
+    if header.is_control() || header.is_transactional() || header.record_count == 0 {
+        return Ok(None);
+    }
+    decode_records(batch)
+        .map(Some)
+        .map_err(|err| StorageError::Corrupt {
+            file: path.to_path_buf(),
+            position,
+            offset: Some(header.base_offset),
+            reason: CorruptReason::Batch(err),
+        })
+}
+
+/// Sleeps as long as `bytes` should take at `bytes_per_second` since `started`.
+fn throttle(started: Instant, bytes: u64, bytes_per_second: u64) {
+    if bytes_per_second == 0 {
+        return;
+    }
+    let due = Duration::from_secs_f64(bytes as f64 / bytes_per_second as f64);
+    if let Some(wait) = due.checked_sub(started.elapsed()) {
+        std::thread::sleep(wait);
+    }
+}
+
+impl Partition {
+    /// One cleaner pass (see the module docs). Skips partitions that are not compacted, not
+    /// dirty enough, closed or poisoned.
+    pub fn clean(&self, now_ms: i64, limits: CleanerLimits) -> Result<CleanReport, StorageError> {
+        let result = self.clean_inner(now_ms, limits);
+        match &result {
+            Ok(report) if report.passes > 0 => {
+                let topic = self.topic.clone();
+                metrics::counter!(names::STORAGE_CLEANER_PASSES, "topic" => topic.clone())
+                    .increment(1);
+                metrics::counter!(names::STORAGE_CLEANER_BYTES, "topic" => topic.clone())
+                    .increment(report.bytes_read);
+                metrics::counter!(names::STORAGE_CLEANER_REMOVED_BYTES, "topic" => topic)
+                    .increment(report.bytes_removed);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                metrics::counter!(names::STORAGE_CLEANER_ERRORS, "topic" => self.topic.clone())
+                    .increment(1);
+            }
+        }
+        result
+    }
+
+    fn clean_inner(&self, now_ms: i64, limits: CleanerLimits) -> Result<CleanReport, StorageError> {
+        let mut report = CleanReport::default();
+        if self.is_poisoned() || self.is_closed() {
+            return Ok(report);
+        }
+        let (config, mut cleanable) = {
+            let state = self.state.lock();
+            let config = state.config.clone();
+            if !config.cleanup.compact {
+                return Ok(report);
+            }
+            let horizon = now_ms.saturating_sub(config.min_compaction_lag_ms);
+            let cleanable: Vec<Cleanable> = state.segments[..state.segments.len() - 1]
+                .iter()
+                .take_while(|slot| {
+                    let base = slot.segment.base_offset;
+                    // Wholly visible: before the high watermark's segment, or all of it.
+                    let visible = base < state.hwm_segment_base
+                        || (base == state.hwm_segment_base
+                            && state.hwm_position >= slot.stats.size);
+                    visible
+                        && slot.stats.next_offset <= state.high_watermark
+                        && slot.stats.max_timestamp <= horizon
+                })
+                .map(|slot| Cleanable {
+                    segment: Arc::clone(&slot.segment),
+                    size: slot.stats.size,
+                    next_offset: slot.stats.next_offset,
+                })
+                .collect();
+            (config, cleanable)
+        };
+        let fs = self.fs();
+        let mut passes = Passes::load(fs, &self.dir);
+        let total: u64 = cleanable.iter().map(|c| c.size).sum();
+        let dirty: u64 = cleanable
+            .iter()
+            .filter(|c| c.next_offset > passes.clean_point())
+            .map(|c| c.size)
+            .sum();
+        let dirty_enough =
+            dirty > 0 && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64;
+        let tombstones_due = passes.tombstones_due_ms > 0 && now_ms >= passes.tombstones_due_ms;
+        if cleanable.is_empty() || !(dirty_enough || tombstones_due) {
+            return Ok(report);
+        }
+        let started = Instant::now();
+        // 1. The latest offset of each key, and the last batch of each producer.
+        let mut latest: HashMap<Bytes, i64> = HashMap::new();
+        let mut last_of_producer: HashMap<i64, i64> = HashMap::new();
+        let mut key_bytes = 0usize;
+        let mut scanned = 0;
+        for item in &cleanable {
+            let mut reader = self.batch_reader(&item.segment, item.size)?;
+            let mut position = 0;
+            while let Some((header, batch)) = reader.next()? {
+                if header.producer_id >= 0 {
+                    last_of_producer.insert(header.producer_id, header.base_offset);
+                }
+                let path = &item.segment.log_path;
+                if let Some(records) = cleanable_records(&header, &batch, path, position)? {
+                    for stored in records {
+                        if let Some(key) = stored.record.key {
+                            let len = key.len();
+                            if latest.insert(key, stored.offset).is_none() {
+                                key_bytes += len + KEY_OVERHEAD;
+                            }
+                        }
+                    }
+                }
+                position = reader.position;
+            }
+            report.bytes_read += item.size;
+            scanned += 1;
+            throttle(started, report.bytes_read, limits.bytes_per_second);
+            if key_bytes > limits.max_key_bytes {
+                break;
+            }
+        }
+        cleanable.truncate(scanned);
+        let end = cleanable.last().map_or(0, |c| c.next_offset);
+        // 2 and 3. Rewrite and swap, segment by segment.
+        let old_recovery_point = read_offset(fs, &self.dir, RECOVERY_POINT_FILE);
+        let mut lowered = false;
+        let mut tombstones_first_cleaned: Option<i64> = None;
+        let mut swapped = Vec::new();
+        let mut written = 0u64;
+        for item in &cleanable {
+            let rewrite = Rewrite {
+                latest: &latest,
+                last_of_producer: &last_of_producer,
+                passes: &passes,
+                now_ms,
+                delete_retention_ms: config.delete_retention_ms,
+            };
+            let outcome = rewrite.segment(self, item)?;
+            if let Some(first) = outcome.tombstones_first_cleaned {
+                tombstones_first_cleaned =
+                    Some(tombstones_first_cleaned.map_or(first, |t: i64| t.min(first)));
+            }
+            let Some(cleaned) = outcome.cleaned else {
+                continue;
+            };
+            if !lowered && old_recovery_point.is_none_or(|point| point > item.segment.base_offset) {
+                write_offset(fs, &self.dir, RECOVERY_POINT_FILE, item.segment.base_offset)?;
+                lowered = true;
+            }
+            written += cleaned.size;
+            report.records_removed += outcome.records_removed;
+            if let Some(segment) = self.swap_in(item, cleaned)? {
+                report.segments_rewritten += 1;
+                report.bytes_removed += item.size - segment.1;
+                swapped.push(segment.0);
+            }
+            throttle(
+                started,
+                report.bytes_read + written,
+                limits.bytes_per_second,
+            );
+        }
+        for segment in &swapped {
+            segment.flush_indexes()?;
+        }
+        if lowered && let Some(point) = old_recovery_point {
+            write_offset(fs, &self.dir, RECOVERY_POINT_FILE, point)?;
+        }
+        let end = end.max(passes.clean_point());
+        passes.passes.push((end, now_ms));
+        if passes.passes.len() > MAX_PASSES {
+            passes.passes.remove(0);
+        }
+        passes.tombstones_due_ms = tombstones_first_cleaned.map_or(0, |first| {
+            first.saturating_add(config.delete_retention_ms).max(1)
+        });
+        passes.store(fs, &self.dir)?;
+        report.passes = 1;
+        tracing::debug!(topic = %self.topic, partition = self.id, ?report, "cleaner pass");
+        Ok(report)
+    }
+
+    fn batch_reader(&self, segment: &Segment, size: u64) -> Result<BatchReader, StorageError> {
+        Ok(BatchReader {
+            file: segment.file()?,
+            path: segment.log_path.clone(),
+            position: 0,
+            size,
+        })
+    }
+
+    /// Writes the indexes of a cleaned segment and swaps it in for `item` (see the module
+    /// docs); `None` when the segment went (retention) while it was being cleaned.
+    fn swap_in(
+        &self,
+        item: &Cleanable,
+        cleaned: CleanedFile,
+    ) -> Result<Option<(Arc<Segment>, u64)>, StorageError> {
+        let fs = self.fs();
+        let base = item.segment.base_offset;
+        let log_path = segment_file(&self.dir, base, LOG_EXTENSION);
+        let index_path = segment_file(&self.dir, base, INDEX_EXTENSION);
+        let time_path = segment_file(&self.dir, base, TIME_INDEX_EXTENSION);
+        // New inodes for the indexes: the old segment's mappings stay valid for its readers.
+        for path in [&index_path, &time_path] {
+            match fs.remove_file(path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(StorageError::io(path.clone())(err)),
+            }
+        }
+        let files = &self.files;
+        let entries = cleaned.entries.len().max(1);
+        let offset_index = OffsetIndex::create(files.fs(), &index_path, base, entries)
+            .map_err(StorageError::io(&index_path))?;
+        let time_index = TimeIndex::create(files.fs(), &time_path, base, entries)
+            .map_err(StorageError::io(&time_path))?;
+        let mut state = self.state.lock();
+        let present = state
+            .segments
+            .iter()
+            .position(|slot| Arc::ptr_eq(&slot.segment, &item.segment));
+        let Some(at) = present else {
+            drop(state);
+            let _ = fs.remove_file(&cleaned.temp_path);
+            for path in [&index_path, &time_path] {
+                let _ = fs.remove_file(path);
+            }
+            return Ok(None);
+        };
+        item.segment.log.pin();
+        fs.rename(&cleaned.temp_path, &log_path)
+            .map_err(StorageError::io(&log_path))?;
+        fs.sync_dir(&self.dir)
+            .map_err(StorageError::io(&self.dir))?;
+        let log = fs
+            .open(&log_path, OpenMode::Append)
+            .map_err(StorageError::io(&log_path))?;
+        let segment = Arc::new(Segment {
+            base_offset: base,
+            log: files.file_with(log_path.clone(), log),
+            log_path,
+            offset_index: RwLock::new(offset_index),
+            time_index: RwLock::new(time_index),
+        });
+        for entries in &cleaned.entries {
+            write_entries(&segment, *entries)?;
+        }
+        segment.seal()?;
+        if state.hwm_segment_base == base {
+            // The high watermark sat at the end of this (wholly visible) segment.
+            state.hwm_position = cleaned.size;
+        }
+        let slot = &mut state.segments[at];
+        slot.segment = Arc::clone(&segment);
+        slot.stats = cleaned.stats;
+        self.update_gauges(&state);
+        Ok(Some((segment, cleaned.size)))
+    }
+}
+
+/// A cleaned segment written to its temp file, with its figures and index entries.
+struct CleanedFile {
+    temp_path: PathBuf,
+    size: u64,
+    stats: SegmentStats,
+    entries: Vec<super::segment::NewEntries>,
+}
+
+/// What rewriting one segment gave.
+struct Rewritten {
+    /// `None` when nothing was removed (the segment stays as it is).
+    cleaned: Option<CleanedFile>,
+    records_removed: u64,
+    /// The earliest first-cleaned time of the tombstones kept.
+    tombstones_first_cleaned: Option<i64>,
+}
+
+/// The rules of one pass, applied to each segment.
+struct Rewrite<'a> {
+    latest: &'a HashMap<Bytes, i64>,
+    last_of_producer: &'a HashMap<i64, i64>,
+    passes: &'a Passes,
+    now_ms: i64,
+    delete_retention_ms: i64,
+}
+
+/// Batches of a cleaned segment, accumulated with the same figures appends keep.
+struct Output {
+    batches: Vec<Bytes>,
+    stats: SegmentStats,
+    entries: Vec<super::segment::NewEntries>,
+    interval: u32,
+    /// Offsets of whole batches that lost every record: (first, last, max timestamp).
+    gap: Option<(i64, i64, i64)>,
+}
+
+impl Output {
+    fn push(&mut self, batch: Bytes) {
+        if let Some((first, last, max_timestamp)) = self.gap.take() {
+            self.push_now(empty_batch(first, last, max_timestamp));
+        }
+        self.push_now(batch);
+    }
+
+    fn push_now(&mut self, batch: Bytes) {
+        if let Ok(header) = BatchHeader::parse(&batch) {
+            self.entries
+                .push(self.stats.observe(&header, self.interval));
+        }
+        self.batches.push(batch);
+    }
+
+    fn skip(&mut self, header: &BatchHeader) {
+        let last = header.last_offset();
+        self.gap = match self.gap {
+            // An empty batch spans at most i32::MAX + 1 offsets.
+            Some((first, _, ts)) if last - first <= i64::from(i32::MAX) => {
+                Some((first, last, ts.max(header.max_timestamp)))
+            }
+            Some((first, previous_last, ts)) => {
+                self.push_now(empty_batch(first, previous_last, ts));
+                Some((header.base_offset, last, header.max_timestamp))
+            }
+            None => Some((header.base_offset, last, header.max_timestamp)),
+        };
+    }
+}
+
+impl Rewrite<'_> {
+    fn keeps(&self, stored: &StoredRecord, tombstones_first_cleaned: &mut Option<i64>) -> bool {
+        let Some(key) = &stored.record.key else {
+            return true;
+        };
+        if self
+            .latest
+            .get(key)
+            .is_some_and(|latest| *latest != stored.offset)
+        {
+            return false;
+        }
+        if stored.record.value.is_none() {
+            let first = match self.passes.first_cleaned(stored.offset) {
+                Some(first) if self.now_ms.saturating_sub(first) >= self.delete_retention_ms => {
+                    return false;
+                }
+                Some(first) => first,
+                // First cleaned by this pass.
+                None => self.now_ms,
+            };
+            *tombstones_first_cleaned =
+                Some(tombstones_first_cleaned.map_or(first, |t: i64| t.min(first)));
+        }
+        true
+    }
+
+    fn segment(&self, partition: &Partition, item: &Cleanable) -> Result<Rewritten, StorageError> {
+        let mut reader = partition.batch_reader(&item.segment, item.size)?;
+        let interval = partition.state.lock().config.index_interval_bytes;
+        let mut out = Output {
+            batches: Vec::new(),
+            stats: SegmentStats::empty(item.segment.base_offset),
+            entries: Vec::new(),
+            interval,
+            gap: None,
+        };
+        let mut removed = 0u64;
+        let mut tombstones_first_cleaned = None;
+        let mut position = 0;
+        while let Some((header, batch)) = reader.next()? {
+            let path = &item.segment.log_path;
+            let records = cleanable_records(&header, &batch, path, position)?;
+            position = reader.position;
+            let Some(records) = records else {
+                out.push(batch);
+                continue;
+            };
+            let total = records.len();
+            let kept: Vec<StoredRecord> = records
+                .into_iter()
+                .filter(|stored| self.keeps(stored, &mut tombstones_first_cleaned))
+                .collect();
+            removed += (total - kept.len()) as u64;
+            if kept.len() == total {
+                out.push(batch);
+            } else if !kept.is_empty()
+                || self.last_of_producer.get(&header.producer_id) == Some(&header.base_offset)
+            {
+                let rebuilt = rebuild_batch(&header, &kept).map_err(StorageError::io(path))?;
+                out.push(rebuilt);
+            } else {
+                out.skip(&header);
+            }
+        }
+        if let Some((first, last, max_timestamp)) = out.gap.take() {
+            out.push_now(empty_batch(first, last, max_timestamp));
+        }
+        if removed == 0 {
+            return Ok(Rewritten {
+                cleaned: None,
+                records_removed: 0,
+                tombstones_first_cleaned,
+            });
+        }
+        let fs = partition.fs();
+        let temp_path = item
+            .segment
+            .log_path
+            .with_extension(format!("{LOG_EXTENSION}.clean.tmp"));
+        let file = fs
+            .open(&temp_path, OpenMode::CreateAppend)
+            .map_err(StorageError::io(&temp_path))?;
+        file.set_len(0).map_err(StorageError::io(&temp_path))?;
+        for batch in &out.batches {
+            file.append_two(&batch[..8], &batch[8..])
+                .map_err(StorageError::io(&temp_path))?;
+        }
+        file.sync_data().map_err(StorageError::io(&temp_path))?;
+        Ok(Rewritten {
+            cleaned: Some(CleanedFile {
+                temp_path,
+                size: out.stats.size,
+                stats: out.stats,
+                entries: out.entries,
+            }),
+            records_removed: removed,
+            tombstones_first_cleaned,
+        })
+    }
+}

@@ -1,0 +1,357 @@
+//! The cleaner against a model (the latest record per key), on a real directory and on the
+//! simulated disk with a power loss at every step of a pass.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use tributary_api::batch::{
+    BatchHeader, Record, build_batch, build_compressed_batch, decode_records, verify_batch,
+};
+use tributary_api::compression::Codec;
+use tributary_api::{CleanupPolicy, Durability};
+
+use super::*;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+const NOW: i64 = 1_000_000;
+
+fn compact_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1024,
+        index_interval_bytes: 128,
+        durability: Durability::Never,
+        retention_ms: -1,
+        cleanup: CleanupPolicy::COMPACT,
+        delete_retention_ms: DAY_MS,
+        ..LogConfig::default()
+    }
+}
+
+/// One appended record: key index and value (`None` = tombstone).
+type Op = (u8, Option<u16>);
+
+fn record(key: u8, value: Option<u16>) -> Record {
+    Record {
+        key: Some(Bytes::from(format!("key-{key}"))),
+        value: value.map(|v| Bytes::from(format!("value-{v}-{}", "x".repeat(v as usize % 40)))),
+        timestamp: 1_000,
+        headers: Vec::new(),
+    }
+}
+
+/// Appends `ops` in batches of `batch_len`, every third batch gzip-compressed, then rolls so
+/// everything is cleanable. Returns each record's offset in order.
+fn fill(partition: &Partition, ops: &[Op], batch_len: usize) -> Vec<i64> {
+    let mut offsets = Vec::new();
+    for (n, chunk) in ops.chunks(batch_len.max(1)).enumerate() {
+        let records: Vec<Record> = chunk.iter().map(|(k, v)| record(*k, *v)).collect();
+        let bytes = if n % 3 == 2 {
+            build_compressed_batch(&records, Codec::Gzip).expect("gzip")
+        } else {
+            build_batch(&records)
+        };
+        let info = partition.append(&bytes, 0).expect("append");
+        offsets.extend(info.base_offset..=info.last_offset);
+    }
+    let mut state = partition.state.lock();
+    partition.roll(&mut state).expect("roll");
+    offsets
+}
+
+/// Every record from the log start, as (offset, key, value).
+fn read_all(partition: &Partition) -> Vec<(i64, Bytes, Option<Bytes>)> {
+    let mut out = Vec::new();
+    let mut offset = partition.log_start_offset();
+    while offset < partition.high_watermark() {
+        let data = partition
+            .read(offset, 1 << 20)
+            .expect("read")
+            .to_bytes()
+            .expect("bytes");
+        let mut at = 0;
+        while at < data.len() {
+            let len = BatchHeader::parse(&data[at..]).expect("header").total_len;
+            let batch = data.slice(at..at + len);
+            let header = verify_batch(&batch).expect("valid batch");
+            for stored in decode_records(&batch).expect("records") {
+                let key = stored.record.key.expect("key");
+                out.push((stored.offset, key, stored.record.value));
+            }
+            offset = header.last_offset() + 1;
+            at += header.total_len;
+        }
+    }
+    out
+}
+
+/// The model: the latest record of each key, with tombstones unless `drop_tombstones`.
+fn latest(ops: &[Op], offsets: &[i64], drop_tombstones: bool) -> Vec<(i64, Bytes, Option<Bytes>)> {
+    let mut by_key: BTreeMap<u8, (i64, Option<u16>)> = BTreeMap::new();
+    for ((key, value), offset) in ops.iter().zip(offsets) {
+        by_key.insert(*key, (*offset, *value));
+    }
+    let mut out: Vec<_> = by_key
+        .into_iter()
+        .filter(|(_, (_, value))| !drop_tombstones || value.is_some())
+        .map(|(key, (offset, value))| {
+            let record = record(key, value);
+            (offset, record.key.expect("key"), record.value)
+        })
+        .collect();
+    out.sort_by_key(|(offset, ..)| *offset);
+    out
+}
+
+fn ops_strategy() -> impl Strategy<Value = (Vec<Op>, usize)> {
+    (
+        prop::collection::vec((0u8..12, prop::option::weighted(0.85, 0u16..500)), 1..160),
+        1usize..9,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn a_pass_keeps_exactly_the_latest_record_per_key((ops, batch_len) in ops_strategy()) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        storage.open_topic("t", 1, compact_config()).expect("topic");
+        let partition = storage.partition("t", 0).expect("partition");
+        let offsets = fill(&partition, &ops, batch_len);
+        let (start, end) = (partition.log_start_offset(), partition.high_watermark());
+        let limits = CleanerLimits { bytes_per_second: 0, ..CleanerLimits::default() };
+        let report = partition.clean(NOW, limits).expect("clean");
+        prop_assert_eq!(report.passes, 1);
+        prop_assert_eq!(read_all(&partition), latest(&ops, &offsets, false));
+        prop_assert_eq!((partition.log_start_offset(), partition.high_watermark()), (start, end));
+        // Nothing new is dirty: the next pass is skipped until the tombstones are due.
+        prop_assert_eq!(partition.clean(NOW + 1, limits).expect("clean").passes, 0);
+        let later = partition.clean(NOW + DAY_MS, limits).expect("clean");
+        let tombstones = latest(&ops, &offsets, false).len() != latest(&ops, &offsets, true).len();
+        prop_assert_eq!(later.passes, u64::from(tombstones));
+        prop_assert_eq!(read_all(&partition), latest(&ops, &offsets, true));
+        // The cleaned segments reopen as they are, verified or not.
+        drop(partition);
+        drop(storage);
+        for name in ["recovery-point", "clean-shutdown"] {
+            let _ = std::fs::remove_file(dir.path().join("t").join("0").join(name));
+        }
+        let storage = Storage::open(dir.path()).expect("reopen");
+        storage.open_topic("t", 1, compact_config()).expect("topic");
+        let partition = storage.partition("t", 0).expect("partition");
+        prop_assert_eq!(read_all(&partition), latest(&ops, &offsets, true));
+        prop_assert_eq!(partition.high_watermark(), end);
+    }
+}
+
+#[test]
+fn a_reader_holding_a_segment_keeps_reading_it_across_a_swap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::open(dir.path()).expect("open");
+    storage.open_topic("t", 1, compact_config()).expect("topic");
+    let partition = storage.partition("t", 0).expect("partition");
+    let ops: Vec<Op> = (0..60).map(|i| ((i % 3) as u8, Some(i))).collect();
+    fill(&partition, &ops, 4);
+    let before = partition.read(0, 1 << 20).expect("read");
+    let old_bytes = before.to_bytes().expect("bytes");
+    let limits = CleanerLimits {
+        bytes_per_second: 0,
+        ..CleanerLimits::default()
+    };
+    let report = partition.clean(NOW, limits).expect("clean");
+    assert!(report.segments_rewritten > 0, "{report:?}");
+    assert_eq!(before.to_bytes().expect("bytes after the swap"), old_bytes);
+    assert_eq!(read_all(&partition).len(), 3);
+}
+
+#[test]
+fn delete_policy_and_young_segments_are_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::open(dir.path()).expect("open");
+    let young = LogConfig {
+        min_compaction_lag_ms: NOW,
+        ..compact_config()
+    };
+    let delete = LogConfig {
+        cleanup: CleanupPolicy::DELETE,
+        ..compact_config()
+    };
+    let limits = CleanerLimits::default();
+    let ops: Vec<Op> = (0..40).map(|i| ((i % 2) as u8, Some(i))).collect();
+    for (name, config) in [("young", young), ("delete", delete)] {
+        storage.open_topic(name, 1, config).expect("topic");
+        let partition = storage.partition(name, 0).expect("partition");
+        fill(&partition, &ops, 2);
+        assert_eq!(partition.clean(NOW, limits).expect("clean").passes, 0);
+        assert_eq!(read_all(&partition).len(), ops.len(), "{name}");
+    }
+}
+
+#[test]
+fn a_keyless_record_is_refused_on_a_compacted_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::open(dir.path()).expect("open");
+    storage.open_topic("t", 1, compact_config()).expect("topic");
+    let partition = storage.partition("t", 0).expect("partition");
+    let keyless = build_batch(&[Record {
+        value: Some(Bytes::from_static(b"v")),
+        ..Record::default()
+    }]);
+    let err = partition.append(&keyless, 0).expect_err("keyless");
+    assert!(err.to_string().contains("without a key"), "{err}");
+    assert_eq!(partition.high_watermark(), 0);
+}
+
+#[test]
+fn log_append_time_stamps_the_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::open(dir.path()).expect("open");
+    let config = LogConfig {
+        log_append_time: true,
+        ..compact_config()
+    };
+    storage.open_topic("t", 1, config).expect("topic");
+    let partition = storage.partition("t", 0).expect("partition");
+    let info = partition
+        .append(&build_batch(&[record(1, Some(1))]), 4242)
+        .expect("append");
+    assert_eq!(info.max_timestamp, 4242);
+    let data = partition
+        .read(0, 1 << 20)
+        .expect("read")
+        .to_bytes()
+        .expect("bytes");
+    let header = verify_batch(&data).expect("valid CRC");
+    assert!(header.is_log_append_time());
+    assert_eq!(header.max_timestamp, 4242);
+}
+
+/// Builds the same compacted partition on a fresh simulated disk every time.
+fn sim_partition(disk: &SimDisk, ops: &[Op]) -> (Storage, Arc<Partition>) {
+    let storage = Storage::open_with(
+        Path::new("/data"),
+        StorageOptions {
+            fs: disk.fs(),
+            max_open_files: 64,
+        },
+    )
+    .expect("open");
+    storage.open_topic("t", 1, compact_config()).expect("topic");
+    let partition = storage.partition("t", 0).expect("partition");
+    fill(&partition, ops, 3);
+    partition.sync_all_written().expect("sync");
+    (storage, partition)
+}
+
+#[test]
+fn a_power_loss_at_any_step_of_a_pass_leaves_the_partition_whole() {
+    let ops: Vec<Op> = (0..90u16)
+        .map(|i| ((i % 7) as u8, if i % 11 == 10 { None } else { Some(i) }))
+        .collect();
+    let limits = CleanerLimits {
+        bytes_per_second: 0,
+        ..CleanerLimits::default()
+    };
+    let mut step = 0;
+    loop {
+        let disk = SimDisk::new(step + 1);
+        let (storage, partition) = sim_partition(&disk, &ops);
+        let original = read_all(&partition);
+        let end = partition.high_watermark();
+        let offsets: Vec<i64> = original.iter().map(|(o, ..)| *o).collect();
+        let cleaned = latest(&ops, &offsets, false);
+        disk.crash_after(step);
+        let outcome = partition.clean(NOW, limits);
+        let crashed = !disk.crash_pending();
+        disk.disarm();
+        disk.crash();
+        std::mem::forget(partition);
+        std::mem::forget(storage);
+        let storage = Storage::open_with(
+            Path::new("/data"),
+            StorageOptions {
+                fs: disk.fs(),
+                max_open_files: 64,
+            },
+        )
+        .expect("reopen");
+        storage
+            .open_topic("t", 1, compact_config())
+            .unwrap_or_else(|err| panic!("step {step}: {err}; {:?}", disk.listing()));
+        let partition = storage.partition("t", 0).expect("partition");
+        let seen = read_all(&partition);
+        assert_eq!(partition.high_watermark(), end, "step {step}");
+        // Whole: every latest record is there, nothing is there that was not appended, and
+        // offsets ascend.
+        for kept in &cleaned {
+            assert!(seen.contains(kept), "step {step}: lost {kept:?}");
+        }
+        for record in &seen {
+            assert!(
+                original.contains(record),
+                "step {step}: invented {record:?}"
+            );
+        }
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "step {step}");
+        // A second pass after the crash finishes the job.
+        partition.clean(NOW, limits).expect("clean after recovery");
+        assert_eq!(read_all(&partition), cleaned, "step {step}");
+        if !crashed {
+            outcome.expect("a pass with no crash succeeds");
+            assert!(step > 3, "the pass made only {step} changes");
+            break;
+        }
+        step += 1;
+    }
+}
+
+#[test]
+fn compression_type_recompresses_batches_with_another_codec() {
+    use tributary_api::CompressionType;
+    use tributary_api::batch::Compression;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::open(dir.path()).expect("open");
+    let records: Vec<Record> = (0..4).map(|i| record(i, Some(u16::from(i)))).collect();
+    let plain = build_batch(&records);
+    let gzip = build_compressed_batch(&records, Codec::Gzip).expect("gzip");
+    for (name, kind, sent, stored) in [
+        ("zstd", CompressionType::Zstd, &plain, Compression::Zstd),
+        (
+            "none",
+            CompressionType::Uncompressed,
+            &gzip,
+            Compression::None,
+        ),
+        (
+            "producer",
+            CompressionType::Producer,
+            &gzip,
+            Compression::Gzip,
+        ),
+    ] {
+        let config = LogConfig {
+            compression: kind,
+            ..compact_config()
+        };
+        storage.open_topic(name, 1, config).expect("topic");
+        let partition = storage.partition(name, 0).expect("partition");
+        partition.append(sent, 0).expect("append");
+        let data = partition
+            .read(0, 1 << 20)
+            .expect("read")
+            .to_bytes()
+            .expect("bytes");
+        let header = verify_batch(&data).expect("valid batch");
+        assert_eq!(header.compression(), stored, "{name}");
+        let read: Vec<Record> = decode_records(&data)
+            .expect("records")
+            .into_iter()
+            .map(|stored| stored.record)
+            .collect();
+        assert_eq!(read, records, "{name}");
+    }
+}
