@@ -375,6 +375,11 @@ impl Encoder<'_> {
                 )?;
                 found.count += 1;
             }
+            if found.count < self.max_messages {
+                // The batch was examined to its end (`decode_from` gave fewer than wanted): a
+                // compacted batch's removed records, or an emptied batch, are passed too.
+                found.next = found.next.max(header.last_offset() + 1);
+            }
         }
         Ok(())
     }

@@ -214,4 +214,37 @@ mod compressed {
         assert_eq!(found.count, 2);
         assert_eq!(found.next, 3);
     }
+
+    #[test]
+    fn compacted_batches_are_passed_to_their_end() {
+        // Offsets 0..=3 with only 1 left, an emptied batch over 4..=6, then 7..=8.
+        let full = build_batch(&records(0, 4));
+        let header = tributary_api::BatchHeader::parse(&full).unwrap();
+        let kept: Vec<_> = tributary_api::batch::decode_records(&full)
+            .unwrap()
+            .into_iter()
+            .filter(|stored| stored.offset == 1)
+            .collect();
+        let thinned = tributary_api::batch::rebuild_batch(&header, &kept).unwrap();
+        let emptied = tributary_api::batch::empty_batch(4, 6, 0);
+        let at_the_end = log(&[(0, thinned.clone()), (4, emptied.clone())]);
+        let found = encode(at_the_end, 2, 100);
+        assert_eq!(
+            (found.count, found.next),
+            (0, 7),
+            "a removed tail and an emptied batch ending the log are passed"
+        );
+        let data = log(&[(0, thinned), (4, emptied), (7, build_batch(&records(7, 2)))]);
+        let found = encode(data.clone(), 2, 100);
+        assert_eq!(found.count, 2, "the records at 7 and 8");
+        assert_eq!(found.next, 9);
+        let found = encode(data.clone(), 0, 1);
+        assert_eq!((found.count, found.next), (1, 2), "the record at 1, and a full pull");
+        let found = encode(data, 2, 1);
+        assert_eq!(
+            (found.count, found.next),
+            (1, 8),
+            "the next pull passes the removed tail and the emptied batch"
+        );
+    }
 }
