@@ -6,7 +6,9 @@
 //! Invariants: a forwarded append is acknowledged only after the leader answered, and the
 //! leader answers only after the batch committed (`LogService::append`), so the durability
 //! future handed back is already resolved; a partition this broker leads, or one that no
-//! broker leads in its view, takes the local path (and its usual errors).
+//! broker leads in its view, takes the local path (and its usual errors). An append that fails
+//! because leadership is settling (a new topic, a take-over in progress) is tried again, at the
+//! leader of the moment, for a few seconds ([`SETTLE_FOR`]) before its error is answered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +17,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tributary_api::batch::VerifiedBatch;
 use tributary_api::{
-    AppendOutcome, EngineResult, LogService, OffsetQuery, PartitionOffsets, PendingDurability,
-    ProducerBatch, ReadBatches, TimestampOffset, TopicPartition,
+    AppendOutcome, EngineError, EngineResult, LogService, OffsetQuery, PartitionOffsets,
+    PendingDurability, ProducerBatch, ReadBatches, TimestampOffset, TopicPartition,
 };
 
+use super::error::CloudError;
 use super::log::CloudLog;
 use super::queues::forward_append;
 use super::rpc::Peers;
@@ -52,32 +55,32 @@ impl ForwardingLog {
     }
 }
 
-#[async_trait]
-impl LogService for ForwardingLog {
-    async fn append(&self, tp: &TopicPartition, batch: Bytes) -> EngineResult<AppendOutcome> {
-        match self.remote_leader(tp) {
-            Some(leader) => {
-                Ok(self.seen(tp, forward_append(&self.peers, leader, tp, batch).await?))
-            }
-            None => self.log.append(tp, batch).await,
-        }
-    }
+/// How long an append waits for its partition's leadership to settle before the error
+/// reaches the client: a topic just created that its leader has not learned yet, a leader
+/// still taking the partition over, views of the membership that disagree for a moment.
+const SETTLE_FOR: Duration = Duration::from_secs(5);
+/// The pause between two tries while it settles.
+const SETTLE_PAUSE: Duration = Duration::from_millis(50);
 
-    async fn append_pipelined(
-        &self,
-        tp: &TopicPartition,
-        batch: Bytes,
-    ) -> EngineResult<(AppendOutcome, PendingDurability)> {
-        match self.remote_leader(tp) {
-            Some(leader) => {
-                let outcome = forward_append(&self.peers, leader, tp, batch).await?;
-                Ok((self.seen(tp, outcome), Box::pin(std::future::ready(Ok(())))))
-            }
-            None => self.log.append_pipelined(tp, batch).await,
-        }
+/// Whether an append failed only because leadership is settling (see [`SETTLE_FOR`]): the
+/// batch was not appended, so trying again (at the leader of the moment) appends it once.
+/// A lost answer from a leader is retried too, which may store the batch twice: the AMQP and
+/// RocketMQ publishers that come through here are at-least-once, as their own retry would be.
+fn settling(error: &EngineError) -> bool {
+    match error {
+        EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. } => true,
+        EngineError::Storage(source) => matches!(
+            source.downcast_ref::<CloudError>(),
+            Some(CloudError::NotLeader(_) | CloudError::Rpc(_))
+        ),
+        _ => false,
     }
+}
 
-    async fn append_verified(
+impl ForwardingLog {
+    /// One append to `tp`'s leader of the moment, here or forwarded; the durability future of
+    /// a forwarded one is already resolved.
+    async fn append_once(
         &self,
         tp: &TopicPartition,
         batch: VerifiedBatch,
@@ -90,6 +93,49 @@ impl LogService for ForwardingLog {
             }
             None => self.log.append_verified(tp, batch).await,
         }
+    }
+
+    /// [`Self::append_once`], tried again while leadership settles (see [`settling`]).
+    async fn append_settled(
+        &self,
+        tp: &TopicPartition,
+        batch: VerifiedBatch,
+    ) -> EngineResult<(AppendOutcome, PendingDurability)> {
+        let deadline = tokio::time::Instant::now() + SETTLE_FOR;
+        loop {
+            match self.append_once(tp, batch.clone()).await {
+                Err(error) if settling(&error) && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(partition = %tp, %error, "append waits for leadership to settle");
+                    tokio::time::sleep(SETTLE_PAUSE).await;
+                }
+                done => return done,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LogService for ForwardingLog {
+    async fn append(&self, tp: &TopicPartition, batch: Bytes) -> EngineResult<AppendOutcome> {
+        let (outcome, durable) = self.append_pipelined(tp, batch).await?;
+        durable.await?;
+        Ok(outcome)
+    }
+
+    async fn append_pipelined(
+        &self,
+        tp: &TopicPartition,
+        batch: Bytes,
+    ) -> EngineResult<(AppendOutcome, PendingDurability)> {
+        self.append_settled(tp, VerifiedBatch::verify(batch)?).await
+    }
+
+    async fn append_verified(
+        &self,
+        tp: &TopicPartition,
+        batch: VerifiedBatch,
+    ) -> EngineResult<(AppendOutcome, PendingDurability)> {
+        self.append_settled(tp, batch).await
     }
 
     async fn read(
