@@ -239,7 +239,11 @@ mod compressed {
         assert_eq!(found.count, 2, "the records at 7 and 8");
         assert_eq!(found.next, 9);
         let found = encode(data.clone(), 0, 1);
-        assert_eq!((found.count, found.next), (1, 2), "the record at 1, and a full pull");
+        assert_eq!(
+            (found.count, found.next),
+            (1, 2),
+            "the record at 1, and a full pull"
+        );
         let found = encode(data, 2, 1);
         assert_eq!(
             (found.count, found.next),
