@@ -91,7 +91,11 @@ impl Broker {
             storage_options.max_open_files = settings.max_open_files;
         }
         let storage = Arc::new(Storage::open_with(&data_dir.join("logs"), storage_options)?);
-        let queue_defaults = log_config(&settings.log_defaults, &Default::default());
+        let mut queue_defaults = log_config(&settings.log_defaults, &Default::default());
+        // Queue logs take whole AMQP messages, which may be larger than a topic's batch cap.
+        queue_defaults.max_batch_bytes = queue_defaults
+            .max_batch_bytes
+            .max(settings.log_defaults.queue_max_message_bytes);
         let queues = Queues::open(
             storage.clone(),
             meta.clone(),

@@ -18,6 +18,9 @@ pub struct LogDefaults {
     pub retention_bytes: i64,
     /// Largest batch accepted on append.
     pub max_message_bytes: u32,
+    /// Largest batch a queue's log accepts (an AMQP message and its properties; see
+    /// `Config::queue_max_message_bytes`).
+    pub queue_max_message_bytes: u32,
     pub durability: Durability,
     /// Bytes of log between two sparse offset-index entries.
     pub index_interval_bytes: u32,
@@ -32,6 +35,8 @@ impl Default for LogDefaults {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             max_message_bytes: 1_048_588,
+            // AMQP's default `amqp.max_message_bytes` (16 MiB) with a frame of properties.
+            queue_max_message_bytes: 16 * 1024 * 1024 + 128 * 1024 + 1024,
             durability: Durability::Always,
             index_interval_bytes: 4096,
         }

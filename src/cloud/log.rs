@@ -107,10 +107,18 @@ impl CloudLog {
 
     fn max_batch_bytes(&self, topic: &str) -> usize {
         let table = self.table.read();
-        let configured = table
-            .get(topic)
-            .and_then(|record| record.settings.max_message_bytes);
-        configured.unwrap_or(self.settings.defaults.max_message_bytes) as usize
+        let Some(record) = table.get(topic) else {
+            return self.settings.defaults.max_message_bytes as usize;
+        };
+        let defaults = &self.settings.defaults;
+        // Internal topics are queue logs: they take whole AMQP messages.
+        let default = match record.internal {
+            true => defaults
+                .queue_max_message_bytes
+                .max(defaults.max_message_bytes),
+            false => defaults.max_message_bytes,
+        };
+        record.settings.max_message_bytes.unwrap_or(default) as usize
     }
 }
 

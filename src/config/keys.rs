@@ -302,6 +302,14 @@ static EARLIER: &[KeySpec] = &[
         amqp.max_frame_bytes
     ),
     key!(
+        "amqp.max_message_bytes",
+        "TRIBUTARY_AMQP_MAX_MESSAGE_BYTES",
+        None,
+        COUNT,
+        parse,
+        amqp.max_message_bytes
+    ),
+    key!(
         "amqp.loopback_users",
         "TRIBUTARY_AMQP_LOOPBACK_USERS",
         None,

@@ -136,6 +136,9 @@ pub struct AmqpConfig {
     pub max_connections: usize,
     /// The `frame_max` offered in `connection.tune`.
     pub max_frame_bytes: usize,
+    /// Largest message body accepted (RabbitMQ's `max_message_size`); a larger one closes the
+    /// channel with 406 before its body is buffered.
+    pub max_message_bytes: u64,
     /// Users that may log in only from a loopback address (RabbitMQ's `loopback_users`).
     pub loopback_users: Vec<String>,
     /// Resident memory (bytes) above which publishers are blocked; 0 turns the alarm off.
@@ -294,6 +297,7 @@ impl Default for AmqpConfig {
             tls_port: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: 128 << 10,
+            max_message_bytes: tributary_amqp::DEFAULT_MAX_MESSAGE_BYTES,
             loopback_users: vec!["guest".to_owned()],
             memory_high_watermark: 0,
             // RabbitMQ's default `disk_free_limit` (50 MB).
@@ -505,6 +509,29 @@ impl Config {
     }
 
     /// What `Broker::open` takes.
+    /// The largest batch a queue's log takes: an AMQP message of `amqp.max_message_bytes`
+    /// with its properties (a content header fits in one frame) and the batch framing, never
+    /// less than `storage.max_message_bytes` and never more than a segment holds.
+    pub fn queue_max_message_bytes(&self) -> u32 {
+        let amqp = self
+            .amqp
+            .max_message_bytes
+            .saturating_add(self.amqp.max_frame_bytes as u64)
+            .saturating_add(1024)
+            .min(self.storage.segment_bytes);
+        u32::try_from(amqp)
+            .unwrap_or(u32::MAX)
+            .max(self.storage.max_message_bytes)
+    }
+
+    /// The AMQP frontend's tunables.
+    pub fn amqp_settings(&self) -> tributary_amqp::AmqpSettings {
+        tributary_amqp::AmqpSettings {
+            max_message_bytes: self.amqp.max_message_bytes,
+            ..tributary_amqp::AmqpSettings::default()
+        }
+    }
+
     pub fn broker_settings(&self) -> BrokerSettings {
         let storage = &self.storage;
         BrokerSettings {
@@ -515,6 +542,7 @@ impl Config {
                 retention_ms: storage.retention_ms,
                 retention_bytes: storage.retention_bytes,
                 max_message_bytes: storage.max_message_bytes,
+                queue_max_message_bytes: self.queue_max_message_bytes(),
                 durability: storage.durability,
                 index_interval_bytes: storage.index_interval_bytes,
             },

@@ -204,6 +204,11 @@ fn validation_names_the_bad_key() {
         ),
         ("[amqp]\nmax_connections = 0", "amqp.max_connections"),
         ("[amqp]\nmax_frame_bytes = 100", "amqp.max_frame_bytes"),
+        ("[amqp]\nmax_message_bytes = 0", "amqp.max_message_bytes"),
+        (
+            "[amqp]\nmax_message_bytes = 536870913",
+            "amqp.max_message_bytes",
+        ),
         (
             "[kafka]\nmax_frame_bytes = 4294967296",
             "kafka.max_frame_bytes",

@@ -125,6 +125,13 @@ impl Config {
         }
         positive("amqp.max_connections", self.amqp.max_connections as u64)?;
         frame_limit("amqp.max_frame_bytes", self.amqp.max_frame_bytes)?;
+        // RabbitMQ's ceiling for `max_message_size`.
+        within(
+            "amqp.max_message_bytes",
+            self.amqp.max_message_bytes,
+            1,
+            tributary_amqp::MAX_MAX_MESSAGE_BYTES,
+        )?;
         within(
             "amqp.alarm_check_interval_ms",
             self.amqp.alarm_check_interval_ms,

@@ -190,7 +190,7 @@ pub fn frontends_with(
         };
         let frontend = tributary_amqp::AmqpFrontend::with_access(
             broker.engine_forwarding(),
-            tributary_amqp::AmqpSettings::default(),
+            config.amqp_settings(),
             access,
         );
         // Several brokers over one log: each topic feed runs on its partition's leader.

@@ -612,7 +612,9 @@ async fn exclusive_and_auto_delete_queues() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_cross_frames_and_oversized_ones_are_refused() {
-    let mut broker = TestBroker::start();
+    // A limit set lower than the 16 MiB default applies (`amqp.max_message_bytes`).
+    let mut broker =
+        TestBroker::start_with_env(&[], &[("TRIBUTARY_AMQP_MAX_MESSAGE_BYTES", "1048576")]);
     let connection = connect(&mut broker).await;
     let channel = confirm_channel(&connection).await;
     declare(&channel, "big", false).await;

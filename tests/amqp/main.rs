@@ -17,6 +17,7 @@ mod lapin_client;
 mod lapin_features;
 mod lapin_prefetch;
 mod lapin_queues;
+mod large_messages;
 mod tls;
 mod topic_feed;
 mod wire;

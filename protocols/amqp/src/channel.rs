@@ -201,12 +201,14 @@ impl PendingBody {
         self.len() == 0
     }
 
-    /// Appends one body frame's payload.
-    pub fn push(&mut self, payload: Bytes) {
+    /// Appends one body frame's payload to a body of `declared` bytes in all (the content
+    /// header's size, already checked against the limit): the buffer is allocated once at
+    /// that size, so a large body is never copied while it grows.
+    pub fn push(&mut self, payload: Bytes, declared: usize) {
         *self = match std::mem::take(self) {
             Self::Empty => Self::Whole(payload),
             Self::Whole(first) => {
-                let mut parts = BytesMut::with_capacity(first.len() + payload.len());
+                let mut parts = BytesMut::with_capacity(declared.max(first.len() + payload.len()));
                 parts.extend_from_slice(&first);
                 parts.extend_from_slice(&payload);
                 Self::Parts(parts)

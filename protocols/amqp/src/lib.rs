@@ -69,17 +69,21 @@ pub struct AmqpSettings {
     /// Offered heartbeat interval in seconds (0 disables).
     pub heartbeat_secs: u16,
     /// Largest message body accepted; larger ones close the channel with 406 before the body is
-    /// buffered. Kept under the engine's default batch cap (`storage.max_message_bytes`,
-    /// 1 MiB), since a stored record also carries the properties.
+    /// buffered (`amqp.max_message_bytes`; the engine sizes queue logs to take it).
     pub max_message_bytes: u64,
 }
+
+/// RabbitMQ 4's default `max_message_size`: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 16 * 1024 * 1024;
+/// The largest `max_message_size` RabbitMQ accepts: 512 MiB.
+pub const MAX_MAX_MESSAGE_BYTES: u64 = 512 * 1024 * 1024;
 
 impl Default for AmqpSettings {
     fn default() -> Self {
         Self {
             channel_max: 2047,
             heartbeat_secs: 60,
-            max_message_bytes: 900 * 1024,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }

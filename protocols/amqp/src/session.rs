@@ -598,7 +598,7 @@ impl Session {
                 format_args!("body of {received} bytes exceeds the declared {expected}"),
             ));
         }
-        pending.body.push(payload);
+        pending.body.push(payload, expected as usize);
         if received == expected {
             return self.complete_publish(channel).await;
         }
