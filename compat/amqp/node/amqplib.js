@@ -159,11 +159,38 @@ async function exchangeBindingsHeaders() {
   }
 }
 
+// A 15 MiB persistent message (under the 16 MiB `amqp.max_message_bytes` default), confirmed,
+// consumed and acked byte for byte.
+async function message15MiB() {
+  const connection = await amqp.connect(url, { timeout: 5000 });
+  try {
+    const channel = await connection.createConfirmChannel();
+    const queue = unique('amqplib.15mib');
+    await channel.assertQueue(queue, { durable: true });
+    const body = Buffer.alloc(15 << 20);
+    for (let i = 0; i < body.length; i += 1) body[i] = i % 251;
+    channel.sendToQueue(queue, body, { persistent: true });
+    await channel.waitForConfirms();
+    const got = await within(30000, 'the 15 MiB delivery', new Promise((resolve) => {
+      channel.consume(queue, (message) => {
+        channel.ack(message);
+        resolve(message.content);
+      });
+    }));
+    check(got.equals(body), `15 MiB body came back as ${got.length} bytes`);
+    await channel.deleteQueue(queue);
+    return '15 MiB persistent message confirmed, consumed intact';
+  } finally {
+    await connection.close();
+  }
+}
+
 (async () => {
   await scenario('confirm-channel', confirmChannel);
   await scenario('cancel-notify', cancelNotification);
   await scenario('channel-error', missingQueueError);
   await scenario('dead-letter-ttl', deadLetterTtl);
   await scenario('e2e-headers', exchangeBindingsHeaders);
+  await scenario('message-15mib', message15MiB);
   finish();
 })();

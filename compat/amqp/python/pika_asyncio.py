@@ -1,5 +1,6 @@
 """pika's asyncio adapter (callback style, like SelectConnection): open, declare, confirm
-mode, publish, consume, ack and a clean close, all driven by broker callbacks."""
+mode, publish, consume, ack and a clean close, all driven by broker callbacks; and closing a
+channel that holds an unacked delivery of a queue deleted since."""
 
 import asyncio
 
@@ -82,7 +83,67 @@ class Flow:
             self.fail(f"connection closed after {len(self.received)} messages: {reason}")
 
 
+class CloseAfterDelete:
+    """Gets a message without acking it, deletes its queue from a second channel, then closes
+    the first channel: RabbitMQ answers close-ok and the connection stays open."""
+
+    def __init__(self, loop):
+        self.done = loop.create_future()
+        self.queue = unique("pika.async.gone")
+        self.connection = AsyncioConnection(
+            PARAMS,
+            on_open_callback=lambda c: c.channel(on_open_callback=self.on_channel),
+            on_open_error_callback=lambda _c, err: self.fail(f"open failed: {err}"),
+            on_close_callback=lambda _c, reason: self.fail(f"connection closed: {reason}"),
+            custom_ioloop=loop,
+        )
+
+    def fail(self, why):
+        if not self.done.done():
+            self.done.set_exception(AssertionError(why))
+
+    def on_channel(self, channel):
+        self.channel = channel
+        channel.add_on_close_callback(self.on_channel_closed)
+        channel.queue_declare(self.queue, callback=self.on_declared)
+
+    def on_declared(self, _frame):
+        self.channel.basic_publish("", self.queue, b"held")
+        self.channel.basic_get(self.queue, self.on_got, auto_ack=False)
+
+    def on_got(self, _channel, method, _props, _body):
+        check(method is not None, "nothing to get")
+        self.connection.channel(on_open_callback=self.on_other)
+
+    def on_other(self, other):
+        other.queue_delete(self.queue, callback=lambda _f: self.channel.close())
+
+    def on_channel_closed(self, _channel, reason):
+        # The client's own close, answered close-ok: the connection must still be open.
+        if not self.connection.is_open:
+            self.fail(f"the connection closed with the channel: {reason}")
+            return
+        self.connection.channel(on_open_callback=self.on_reopened)
+
+    def on_reopened(self, _channel):
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def close_after_delete():
+    flow = CloseAfterDelete(asyncio.get_running_loop())
+    try:
+        await asyncio.wait_for(flow.done, timeout=20)
+        report("close-deleted-queue", True, "close-ok; a new channel opens on the same connection")
+    except Exception as err:  # noqa: BLE001
+        report("close-deleted-queue", False, f"{type(err).__name__}: {err}")
+    finally:
+        if flow.connection.is_open:
+            flow.connection.close()
+
+
 async def main():
+    await close_after_delete()
     flow = Flow(asyncio.get_running_loop())
     try:
         await asyncio.wait_for(flow.done, timeout=20)

@@ -1,5 +1,7 @@
 """pika BlockingConnection: declare/bind/publish/consume/ack, nack with requeue, publisher
-confirms (mandatory returns, a missing exchange), and server-named exclusive queues."""
+confirms (mandatory returns, a missing exchange), server-named exclusive queues, a 15 MiB
+message, connection.update-secret, and closing a channel that holds a deleted queue's
+delivery."""
 
 import time
 
@@ -159,10 +161,65 @@ def heartbeats_and_large_body():
         return "idle 4 s with heartbeat=1 stayed open; 512 KiB body intact"
 
 
+def message_15_mib():
+    """A 15 MiB persistent message (under the 16 MiB `amqp.max_message_bytes` default),
+    confirmed, consumed and acked byte for byte."""
+    body = bytes(range(256)) * (15 * 4096)
+    with pika.BlockingConnection(PARAMS) as connection:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        queue = unique("pika.15mib")
+        channel.queue_declare(queue, durable=True)
+        channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+        got = None
+        for _, _, delivered in channel.consume(queue, inactivity_timeout=30):
+            got = delivered
+            break
+        check(got == body, f"15 MiB body came back as {len(got or b'')} bytes")
+        channel.cancel()
+        channel.queue_delete(queue)
+        return "15 MiB persistent message confirmed, consumed intact"
+
+
+def update_secret():
+    """connection.update-secret is answered and the connection keeps working."""
+    with pika.BlockingConnection(PARAMS) as connection:
+        connection.update_secret("guest", "token refreshed")
+        channel = connection.channel()
+        queue = unique("pika.secret")
+        channel.queue_declare(queue, auto_delete=True)
+        channel.basic_publish("", queue, b"after update-secret")
+        _, _, got = channel.basic_get(queue, auto_ack=True)
+        check(got == b"after update-secret", f"got {got!r} after update-secret")
+        return "update-secret-ok; the connection carries on"
+
+
+def close_with_delivery_of_deleted_queue():
+    """Closing a channel that holds an unacked delivery of a queue deleted since gets
+    close-ok, as RabbitMQ answers, and the connection stays open."""
+    with pika.BlockingConnection(PARAMS) as connection:
+        channel = connection.channel()
+        queue = unique("pika.gone")
+        channel.queue_declare(queue)
+        channel.basic_publish("", queue, b"held")
+        method, _, _ = channel.basic_get(queue, auto_ack=False)
+        check(method is not None, "nothing to get")
+        other = connection.channel()
+        other.queue_delete(queue)
+        channel.close()
+        check(connection.is_open, "the connection closed with the channel")
+        again = connection.channel()
+        again.queue_declare(unique("pika.after"), auto_delete=True)
+        return "close-ok for a channel holding a deleted queue's delivery; connection open"
+
+
 scenario("roundtrip", roundtrip)
 scenario("nack-requeue", nack_requeue)
 scenario("confirms", confirms)
 scenario("server-named", server_named)
 scenario("transactions", transactions)
 scenario("heartbeat-large-body", heartbeats_and_large_body)
+scenario("message-15mib", message_15_mib)
+scenario("update-secret", update_secret)
+scenario("close-deleted-queue", close_with_delivery_of_deleted_queue)
 finish()
