@@ -21,5 +21,6 @@ mod rdkafka_client;
 mod sasl;
 mod tls;
 mod transactions;
+mod txn_loop;
 mod txn_wire;
 mod wire;
