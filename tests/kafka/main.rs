@@ -21,6 +21,7 @@ mod rdkafka_client;
 mod sasl;
 mod tls;
 mod transactions;
+mod txn_admin;
 mod txn_loop;
 mod txn_wire;
 mod wire;
