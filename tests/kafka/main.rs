@@ -18,6 +18,7 @@ mod bad_input;
 mod compaction;
 mod compressed_reads;
 mod rdkafka_client;
+mod revoke_commit;
 mod sasl;
 mod tls;
 mod transactions;
