@@ -128,8 +128,10 @@ impl Broker {
             (Patch::ListTransactions, KafkaResponse::ListTransactions(r)) => {
                 let mut visible = Vec::with_capacity(r.transaction_states.len());
                 for listed in std::mem::take(&mut r.transaction_states) {
+                    // A filter, not a refusal: nothing is logged for the ids left out.
+                    let id = listed.transactional_id.as_str();
                     if self
-                        .may_use_transactional_id(context, DESCRIBE, &listed.transactional_id)
+                        .may(context, DESCRIBE, resource::TRANSACTIONAL_ID, id)
                         .await
                     {
                         visible.push(listed);
