@@ -163,11 +163,11 @@ pub(super) fn bench_transactions(runtime: &Runtime, repeats: usize) {
     ];
     let mut produced: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for _ in 0..repeats {
-        for (index, (_, per_transaction)) in modes.iter().enumerate() {
+        for (index, &(_, per_transaction)) in modes.iter().enumerate() {
             settle();
             let running = runtime.block_on(start(backend));
             let addr = running.addr;
-            let rate = std::thread::spawn(move || produce_run(addr, *per_transaction))
+            let rate = std::thread::spawn(move || produce_run(addr, per_transaction))
                 .join()
                 .expect("produce run");
             runtime.block_on(stop(running));
