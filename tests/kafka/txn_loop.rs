@@ -163,14 +163,11 @@ fn next_batch(consumer: &BaseConsumer) -> Vec<(i32, i64, String)> {
     let mut batch = Vec::with_capacity(PER_TRANSACTION);
     let mut idle_since = Instant::now();
     while batch.len() < PER_TRANSACTION && idle_since.elapsed() < Duration::from_millis(200) {
-        match consumer.poll(Duration::from_millis(50)) {
-            Some(Ok(message)) => {
-                let value = transform(message.payload().unwrap_or_default());
-                batch.push((message.partition(), message.offset(), value));
-                idle_since = Instant::now();
-            }
-            // Connection errors while the broker is down: librdkafka reconnects by itself.
-            Some(Err(_)) | None => {}
+        // Errors while the broker is down are connection errors: librdkafka reconnects.
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
+            let value = transform(message.payload().unwrap_or_default());
+            batch.push((message.partition(), message.offset(), value));
+            idle_since = Instant::now();
         }
     }
     batch
