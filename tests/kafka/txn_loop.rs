@@ -6,7 +6,9 @@
 //! consumed offsets with each transaction (`send_offsets_to_transaction`). On an abortable error
 //! it aborts and starts again from the committed offsets; on a fatal one (fenced, epoch lost with
 //! the restart) it builds a new producer, whose `init_transactions` fences the old one. The
-//! broker keeps its port across the restart, so the clients keep their bootstrap address.
+//! broker keeps its port across the restart, so the clients keep their bootstrap address. The
+//! kill lands in an open transaction: the loop holds one halfway, its first half flushed to the
+//! broker, until the broker is back.
 //! Afterwards every input record must be in the output exactly once as `read_committed` sees it.
 
 use std::collections::HashMap;
@@ -136,6 +138,10 @@ struct Progress {
     aborted: AtomicUsize,
     producers: AtomicUsize,
     stop: AtomicBool,
+    /// Set by the test: the next transaction stops halfway, its first half flushed to the
+    /// broker, and sets `held` until the test clears `hold` (after the kill and restart).
+    hold: AtomicBool,
+    held: AtomicBool,
 }
 
 /// One input record turned into its output record.
@@ -178,10 +184,19 @@ fn process(
     producer: &BaseProducer,
     metadata: &ConsumerGroupMetadata,
     batch: &[(i32, i64, String)],
+    progress: &Progress,
 ) -> Result<(), KafkaError> {
     producer.begin_transaction()?;
     let mut next: HashMap<i32, i64> = HashMap::new();
-    for (partition, offset, value) in batch {
+    for (index, (partition, offset, value)) in batch.iter().enumerate() {
+        if index == batch.len() / 2 && progress.hold.load(Ordering::SeqCst) {
+            // The kill lands in an open transaction whose records are in the log.
+            producer.flush(STEP)?;
+            progress.held.store(true, Ordering::SeqCst);
+            while progress.hold.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
         let record = BaseRecord::<(), _>::to(OUTPUT)
             .partition(*partition)
             .payload(value);
@@ -227,7 +242,7 @@ fn run_loop(bootstrap: &str, progress: &Progress) {
             if batch.is_empty() {
                 continue;
             }
-            match process(&current, &metadata, &batch) {
+            match process(&current, &metadata, &batch, progress) {
                 Ok(()) => {
                     progress.committed.fetch_add(batch.len(), Ordering::SeqCst);
                 }
@@ -322,15 +337,22 @@ fn consume_transform_produce_over_100k_records_survives_a_sigkill_exactly_once()
         let (bootstrap, progress) = (bootstrap.clone(), Arc::clone(&progress));
         thread::spawn(move || run_loop(&bootstrap, &progress))
     };
-    // Kill in the middle: a transaction is open nearly all the time, so the kill lands in one.
+    // Kill in the middle, inside a transaction whose first half is written.
     while progress.committed.load(Ordering::SeqCst) < RECORDS * 2 / 5 {
         assert!(started.elapsed() < DEADLINE, "the loop made no progress");
         assert!(!app.is_finished(), "the loop stopped");
         thread::sleep(Duration::from_millis(10));
     }
+    progress.hold.store(true, Ordering::SeqCst);
+    while !progress.held.load(Ordering::SeqCst) {
+        assert!(started.elapsed() < DEADLINE, "no transaction was held");
+        assert!(!app.is_finished(), "the loop stopped");
+        thread::sleep(Duration::from_millis(5));
+    }
     let at_kill = progress.committed.load(Ordering::SeqCst);
     broker.kill_and_restart();
     assert_eq!(broker.addr("kafka").to_string(), bootstrap);
+    progress.hold.store(false, Ordering::SeqCst);
 
     // Done when the group's committed offsets reach the end of every input partition (the
     // loop's own count may miss a commit whose answer the kill lost).
