@@ -133,7 +133,8 @@ def main():
                         producer.abort_transaction()
             finally:
                 producer.close(timeout=10)
-            states.append(admin.describe_transactions([transactional_id])[transactional_id].state.value)
+            described = admin.describe_transactions([transactional_id])
+            states.append(described[transactional_id].state.value)
             listed = [
                 (listing.transactional_id, listing.state.value)
                 for listings in admin.list_transactions().values()
