@@ -20,6 +20,10 @@
 //! Arguments: `produce` or `consume` runs one part. Environment: `TRIBUTARY_BENCH_REPEATS`
 //! (default 7), `TRIBUTARY_BENCH_DIR` (default the system temp dir).
 //!
+//! `transactions` (never run by default) compares transactional produce (100 and 1,000 records
+//! per transaction) with idempotent produce, and `read_committed` with `read_uncommitted`
+//! fetches of a transactional topic ([`transactions`]).
+//!
 //! `variants` (never run by default) compares producer settings on the same backends: an
 //! idempotent producer against a plain one, and each compression codec, with what the broker's
 //! check of a produced batch costs per MiB measured beside it ([`variants`]).
@@ -52,6 +56,8 @@ use tributary_api::batch::build_batch;
 use tributary_api::{Durability, Engine, Record, TopicPartition, TopicSettings};
 use tributary_kafka::{KafkaFrontend, KafkaSettings};
 
+#[path = "kafka/transactions.rs"]
+mod transactions;
 #[path = "kafka/variants.rs"]
 mod variants;
 
@@ -722,6 +728,9 @@ fn main() {
     }
     if only.as_deref() == Some("variants") {
         variants::bench_variants(&runtime, repeats);
+    }
+    if only.as_deref() == Some("transactions") {
+        transactions::bench_transactions(&runtime, repeats);
     }
     println!("\ntotal {:?}", started.elapsed());
 }

@@ -3,7 +3,7 @@
 import asyncio
 import sys
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import scenarios
@@ -79,6 +79,71 @@ def main():
         await produce(second)
         return await consume(second)
 
+    async def read_all(topic, isolation, expected):
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=args.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level=isolation,
+            fetch_max_wait_ms=200,
+        )
+        await asyncio.wait_for(consumer.start(), timeout=20)
+        try:
+            partition = TopicPartition(topic, 0)
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            collector = scenarios.Collector(len(expected))
+            while collector.running():
+                batches = await consumer.getmany(timeout_ms=500)
+                collector.add((m.key, m.value) for msgs in batches.values() for m in msgs)
+        finally:
+            await consumer.stop()
+        return scenarios.compare_ordered(expected, collector.seen, isolation)
+
+    async def txn():
+        topic = f"{args.topic}-txn"
+        admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap, request_timeout_ms=15000)
+        await admin.start()
+        try:
+            response = await admin.create_topics(
+                [NewTopic(topic, num_partitions=1, replication_factor=1)], timeout_ms=15000
+            )
+            errors = [t for t in response.topic_errors if t[1] != 0]
+            if errors:
+                raise AssertionError(f"create_topics errors: {errors}")
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=args.bootstrap,
+            transactional_id=f"{topic}-producer",
+            enable_idempotence=True,
+            linger_ms=5,
+        )
+        await producer.start()  # InitProducerId with the transactional id
+        plan = scenarios.txn_plan(CLIENT)
+        try:
+            for batch, commit in plan:
+                await producer.begin_transaction()
+                sent = [
+                    await producer.send(topic, key=key, value=value, partition=0)
+                    for key, value in batch
+                ]
+                await asyncio.wait_for(asyncio.gather(*sent), timeout=30)
+                if commit:
+                    await producer.commit_transaction()
+                else:
+                    await producer.abort_transaction()
+        finally:
+            await producer.stop()
+        committed, everything = scenarios.txn_expected(plan)
+        return (
+            "commit, abort, commit; "
+            + await read_all(topic, "read_committed", committed)
+            + ", "
+            + await read_all(topic, "read_uncommitted", everything)
+        )
+
     def blocking(coroutine_fn, *fn_args):
         return lambda: loop.run_until_complete(coroutine_fn(*fn_args))
 
@@ -90,6 +155,7 @@ def main():
                 "produce": blocking(produce, first),
                 "consume": blocking(consume, first),
                 "resume": blocking(resume),
+                "txn": blocking(txn),
             },
         )
     finally:

@@ -5,7 +5,7 @@ and host name checking on) and the results are reported as client `confluent-kaf
 
 import sys
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import scenarios
@@ -109,6 +109,59 @@ def main():
         produce(second)
         return consume(second)
 
+    def txn():
+        topic = f"{args.topic}-txn"
+        admin = AdminClient(common)
+        created = admin.create_topics(
+            [NewTopic(topic, num_partitions=1, replication_factor=1)], request_timeout=15
+        )
+        created[topic].result(timeout=20)
+        producer = Producer(
+            {**common, "transactional.id": f"{topic}-producer", "linger.ms": 5}
+        )
+        producer.init_transactions(30)
+        plan = scenarios.txn_plan(CLIENT)
+        for batch, commit in plan:
+            producer.begin_transaction()
+            for key, value in batch:
+                producer.produce(topic, key=key, value=value, partition=0)
+            if commit:
+                producer.commit_transaction(30)
+            else:
+                producer.flush(30)  # the records are in the log before the abort
+                producer.abort_transaction(30)
+        committed, everything = scenarios.txn_expected(plan)
+        details = []
+        for isolation, expected in (
+            ("read_committed", committed),
+            ("read_uncommitted", everything),
+        ):
+            consumer = Consumer(
+                {
+                    **common,
+                    "group.id": f"{args.group}-txn-{isolation}",
+                    "enable.auto.commit": False,
+                    "isolation.level": isolation,
+                    "fetch.wait.max.ms": 200,
+                }
+            )
+            consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+
+            def poll_once(consumer=consumer):
+                got = []
+                for msg in consumer.consume(num_messages=100, timeout=0.5):
+                    if msg.error() is not None:
+                        raise KafkaException(msg.error())
+                    got.append((msg.key(), msg.value()))
+                return got
+
+            try:
+                seen = scenarios.collect(poll_once, len(expected))
+            finally:
+                consumer.close()
+            details.append(scenarios.compare_ordered(expected, seen, isolation))
+        return "commit, abort, commit; " + ", ".join(details)
+
     return scenarios.run(
         client,
         {
@@ -116,6 +169,7 @@ def main():
             "produce": lambda: produce(first),
             "consume": lambda: consume(first),
             "resume": resume,
+            "txn": txn,
         },
     )
 

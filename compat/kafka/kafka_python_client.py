@@ -1,8 +1,12 @@
-"""kafka-python 3.x (pure Python, newest protocol versions) running the compat/kafka scenarios."""
+"""kafka-python 3.x (pure Python, newest protocol versions) running the compat/kafka scenarios.
+
+Its txn scenario also asks the admin client's DescribeTransactions and ListTransactions (KIP-664)
+about the transactional id: Ongoing with its partition while the first transaction is open,
+CompleteCommit after the last."""
 
 import sys
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 import scenarios
 
@@ -72,6 +76,92 @@ def main():
         produce(second)
         return consume(second)
 
+    def read_all(topic, isolation, expected):
+        consumer = KafkaConsumer(
+            bootstrap_servers=args.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level=isolation,
+            fetch_max_wait_ms=200,
+        )
+        consumer.assign([TopicPartition(topic, 0)])
+        consumer.seek_to_beginning()
+
+        def poll_once():
+            batches = consumer.poll(timeout_ms=500)
+            return [(m.key, m.value) for messages in batches.values() for m in messages]
+
+        try:
+            seen = scenarios.collect(poll_once, len(expected))
+        finally:
+            consumer.close(autocommit=False)
+        return scenarios.compare_ordered(expected, seen, isolation)
+
+    def txn():
+        topic = f"{args.topic}-txn"
+        transactional_id = f"{topic}-producer"
+        admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, request_timeout_ms=15000)
+        try:
+            admin.create_topics(
+                {topic: {"num_partitions": 1, "replication_factor": 1}}, timeout_ms=15000
+            )
+            producer = KafkaProducer(
+                bootstrap_servers=args.bootstrap,
+                transactional_id=transactional_id,
+                enable_idempotence=True,
+                linger_ms=5,
+            )
+            states = []
+            try:
+                producer.init_transactions()
+                plan = scenarios.txn_plan(CLIENT)
+                for batch, commit in plan:
+                    producer.begin_transaction()
+                    for key, value in batch:
+                        producer.send(topic, key=key, value=value, partition=0)
+                    producer.flush(timeout=30)
+                    if not states:
+                        described = admin.describe_transactions([transactional_id])
+                        ongoing = described[transactional_id]
+                        if ongoing.topic_partitions != {TopicPartition(topic, 0)}:
+                            raise AssertionError(f"open transaction described as {ongoing}")
+                        states.append(ongoing.state.value)
+                    if commit:
+                        producer.commit_transaction()
+                    else:
+                        producer.abort_transaction()
+            finally:
+                producer.close(timeout=10)
+            described = admin.describe_transactions([transactional_id])
+            states.append(described[transactional_id].state.value)
+            listed = [
+                (listing.transactional_id, listing.state.value)
+                for listings in admin.list_transactions().values()
+                for listing in listings
+            ]
+            if (transactional_id, "CompleteCommit") not in listed:
+                raise AssertionError(f"ListTransactions: {listed}")
+            still_open = [
+                listing
+                for listings in admin.list_transactions(state_filters=["Ongoing"]).values()
+                for listing in listings
+                if listing.transactional_id == transactional_id
+            ]
+            if still_open:
+                raise AssertionError(f"listed Ongoing after the last commit: {still_open}")
+        finally:
+            admin.close()
+        if states != ["Ongoing", "CompleteCommit"]:
+            raise AssertionError(f"DescribeTransactions states: {states}")
+        committed, everything = scenarios.txn_expected(plan)
+        return (
+            "commit, abort, commit; described Ongoing then CompleteCommit, listed; "
+            + read_all(topic, "read_committed", committed)
+            + ", "
+            + read_all(topic, "read_uncommitted", everything)
+        )
+
     return scenarios.run(
         CLIENT,
         {
@@ -79,6 +169,7 @@ def main():
             "produce": lambda: produce(first),
             "consume": lambda: consume(first),
             "resume": resume,
+            "txn": txn,
         },
     )
 

@@ -7,12 +7,19 @@ Every client script runs the same four scenarios against one broker, in order, a
   produce  produce FIRST_BATCH keyed records, every delivery acknowledged
   consume  a group consumer reads exactly those records, then commits and closes
   resume   produce SECOND_BATCH more; a new consumer in the same group reads exactly the new ones
+  txn      on a topic of its own (one partition): a transactional producer commits one
+           transaction, aborts one and commits one more (TXN_PLAN); a read_committed consumer
+           reads exactly the committed records in order, a read_uncommitted one all of them in
+           order (the markers skipped). Clients without transactions report it `n/a`, and so
+           does every client when COMPAT_KAFKA_TRANSACTIONS=0 (the runner's cluster mode: the
+           cloud engine refuses transactions).
 
 A scenario whose predecessor failed is reported FAIL ("skipped: ...") rather than run, since it
 would only repeat the first failure. Every wait is bounded by a deadline.
 """
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -24,7 +31,42 @@ SECOND_BATCH = 25
 # having them all, so that duplicates or re-read records would still be seen.
 CONSUME_TIMEOUT_S = 40.0
 QUIET_AFTER_S = 2.0
-SCENARIOS = ("create", "produce", "consume", "resume")
+SCENARIOS = ("create", "produce", "consume", "resume", "txn")
+# The txn scenario's transactions, in order: (name, record count, committed).
+TXN_PLAN = (("committed-a", 5, True), ("aborted", 3, False), ("committed-b", 4, True))
+
+
+def transactions_enabled():
+    """False when the runner says the brokers refuse transactions (cluster mode)."""
+    return os.environ.get("COMPAT_KAFKA_TRANSACTIONS", "1") != "0"
+
+
+def txn_plan(client):
+    """TXN_PLAN with each transaction's (key, value) records: [(records, committed)]."""
+    return [
+        (
+            [(f"{name}-{i}".encode(), f"{client}-{name}-{i}".encode()) for i in range(count)],
+            committed,
+        )
+        for name, count, committed in TXN_PLAN
+    ]
+
+
+def txn_expected(plan):
+    """(what read_committed must read, what read_uncommitted must read), both in order."""
+    committed = [record for batch, ok in plan if ok for record in batch]
+    everything = [record for batch, _ in plan for record in batch]
+    return committed, everything
+
+
+def compare_ordered(expected, seen, isolation):
+    """Raises unless `seen` is exactly `expected`, in order."""
+    if seen != expected:
+        raise AssertionError(
+            f"{isolation}: expected {len(expected)} records in order, got {len(seen)}: "
+            f"{[k.decode() for k, _ in seen][:14]}"
+        )
+    return f"{isolation} {len(seen)}"
 
 
 def records(client, start, count):
@@ -97,6 +139,9 @@ def run(client, steps):
     order, printing a RESULT line for each; returns the process exit code."""
     failed = None
     for name in SCENARIOS:
+        if steps.get(name) is None or (name == "txn" and not transactions_enabled()):
+            report(client, name, None, "not supported by this client or broker setup")
+            continue
         if failed is not None:
             report(client, name, False, f"skipped: {failed} failed")
             continue
@@ -112,4 +157,6 @@ def run(client, steps):
 
 
 def report(client, scenario, passed, detail):
-    print(f"RESULT {client} {scenario} {'PASS' if passed else 'FAIL'} {detail}", flush=True)
+    """`passed` None: the scenario does not apply (`n/a`, neither a pass nor a failure)."""
+    verdict = "n/a" if passed is None else "PASS" if passed else "FAIL"
+    print(f"RESULT {client} {scenario} {verdict} {detail}", flush=True)

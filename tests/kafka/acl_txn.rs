@@ -4,7 +4,8 @@
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53); a PREFIXED binding covers the ids it prefixes.
 //! An allowed request is answered as without the authorizer (this broker coordinates the
 //! transaction; InitProducerId hands out a producer id); the refusal is also in the
-//! authorizer's log line.
+//! authorizer's log line. DescribeTransactions answers the ids without DESCRIBE refused (53)
+//! and ListTransactions leaves them out, as Kafka does.
 
 use std::net::TcpStream;
 use std::time::Duration;
@@ -185,5 +186,43 @@ fn a_batched_find_coordinator_refuses_only_the_groups_denied() {
     assert_eq!(
         find_many_of(&mut bob, 0, &["g-alice-1"]),
         vec![GROUP_DENIED]
+    );
+}
+
+#[test]
+fn transactions_are_listed_and_described_only_with_describe_on_the_id() {
+    use super::txn_admin::{describe, list, listed};
+
+    let mut broker = granted_broker();
+    let kafka = broker.addr("kafka");
+    let mut admin = login(kafka, "admin", "admin-secret");
+    for id in ["tx-alice-1", "tx-alice-locked", "tx-bob"] {
+        assert_eq!(init_transactional(&mut admin, id).error_code, 0, "{id}");
+    }
+    let mut alice = login(kafka, "alice", "alice-secret");
+    let codes: Vec<i16> = describe(&mut alice, &["tx-alice-1", "tx-bob", "tx-alice-locked"])
+        .iter()
+        .map(|state| state.error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        vec![0, TRANSACTIONAL_ID_DENIED, TRANSACTIONAL_ID_DENIED]
+    );
+    let seen = |stream: &mut TcpStream| -> Vec<String> {
+        listed(&list(stream, 1, &[], &[], -1))
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    };
+    assert_eq!(seen(&mut alice), ["tx-alice-1"]);
+    assert_eq!(
+        seen(&mut admin),
+        ["tx-alice-1", "tx-alice-locked", "tx-bob"]
+    );
+    let mut bob = login(kafka, "bob", "bob-secret");
+    assert!(seen(&mut bob).is_empty());
+    assert_eq!(
+        describe(&mut bob, &["tx-alice-1"])[0].error_code,
+        TRANSACTIONAL_ID_DENIED
     );
 }

@@ -1,5 +1,6 @@
 // kafkajs 2.x (pure JavaScript, old non-flexible protocol versions) running the compat/kafka
-// scenarios: create, produce, consume (group, commit), resume (same group sees only new records).
+// scenarios: create, produce, consume (group, commit), resume (same group sees only new records),
+// txn (commit, abort, commit; read_committed and read_uncommitted groups see what they must).
 // Prints `RESULT kafkajs <scenario> PASS|FAIL <detail>` lines like the Python clients do; the plan
 // and its numbers mirror ../scenarios.py. With `--ssl-ca CA.pem` every connection is TLS (the
 // broker's Kafka `SSL` port, certificate verified against that CA) and the results are reported
@@ -15,7 +16,13 @@ const FIRST_BATCH = 60;
 const SECOND_BATCH = 25;
 const CONSUME_TIMEOUT_MS = 40000;
 const QUIET_AFTER_MS = 2000;
-const SCENARIOS = ['create', 'produce', 'consume', 'resume'];
+const SCENARIOS = ['create', 'produce', 'consume', 'resume', 'txn'];
+// As TXN_PLAN in ../scenarios.py: [name, record count, committed].
+const TXN_PLAN = [
+  ['committed-a', 5, true],
+  ['aborted', 3, false],
+  ['committed-b', 4, true],
+];
 
 function parseArgs(argv) {
   const args = {};
@@ -155,6 +162,91 @@ async function main() {
     }
   }
 
+  // Reads partition 0 of `topic` from the start with a group of its own (kafkajs consumers
+  // need one) until `expected` arrived and nothing more came for QUIET_AFTER_MS.
+  async function readAll(topic, readUncommitted, expected) {
+    const isolation = readUncommitted ? 'read_uncommitted' : 'read_committed';
+    const consumer = kafka.consumer({
+      groupId: `${args.group}-txn-${isolation}`,
+      readUncommitted,
+      maxWaitTimeInMs: 200,
+      sessionTimeout: 10000,
+      rebalanceTimeout: 10000,
+    });
+    await consumer.connect();
+    const seen = [];
+    try {
+      await consumer.subscribe({ topics: [topic], fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachMessage: async ({ message }) => {
+          seen.push({ key: message.key.toString(), value: message.value.toString() });
+        },
+      });
+      const deadline = Date.now() + CONSUME_TIMEOUT_MS;
+      let completeAt = null;
+      while (Date.now() < deadline) {
+        if (completeAt === null && seen.length >= expected.length) completeAt = Date.now();
+        if (completeAt !== null && Date.now() - completeAt >= QUIET_AFTER_MS) break;
+        await sleep(100);
+      }
+    } finally {
+      await consumer.disconnect();
+    }
+    const id = (r) => `${r.key}=${r.value}`;
+    if (seen.map(id).join(',') !== expected.map(id).join(',')) {
+      throw new Error(
+        `${isolation}: expected ${expected.length} records in order, got ${seen.length}: ` +
+          seen.slice(0, 14).map((r) => r.key),
+      );
+    }
+    return `${isolation} ${seen.length}`;
+  }
+
+  async function txn() {
+    const topic = `${args.topic}-txn`;
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await admin.createTopics({
+        topics: [{ topic, numPartitions: 1, replicationFactor: 1 }],
+        waitForLeaders: true,
+        timeout: 15000,
+      });
+    } finally {
+      await admin.disconnect();
+    }
+    const producer = kafka.producer({
+      transactionalId: `${topic}-producer`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+    });
+    await producer.connect();
+    const plan = TXN_PLAN.map(([name, count, committed]) => {
+      const batch = [];
+      for (let i = 0; i < count; i += 1) {
+        batch.push({ key: `${name}-${i}`, value: `${CLIENT}-${name}-${i}` });
+      }
+      return [batch, committed];
+    });
+    try {
+      for (const [batch, committed] of plan) {
+        const transaction = await producer.transaction();
+        await transaction.send({ topic, acks: -1, messages: batch.map((r) => ({ ...r, partition: 0 })) });
+        if (committed) await transaction.commit();
+        else await transaction.abort();
+      }
+    } finally {
+      await producer.disconnect();
+    }
+    const committed = plan.filter(([, ok]) => ok).flatMap(([batch]) => batch);
+    const everything = plan.flatMap(([batch]) => batch);
+    const readCommitted = await readAll(topic, false, committed);
+    const readUncommitted = await readAll(topic, true, everything);
+    return `commit, abort, commit; ${readCommitted}, ${readUncommitted}`;
+  }
+
   const steps = {
     create,
     produce: () => produce(first),
@@ -163,10 +255,17 @@ async function main() {
       await produce(second);
       return consume(second);
     },
+    txn,
   };
+  // COMPAT_KAFKA_TRANSACTIONS=0: the brokers refuse transactions (the runner's cluster mode).
+  const transactions = process.env.COMPAT_KAFKA_TRANSACTIONS !== '0';
 
   let failed = null;
   for (const name of SCENARIOS) {
+    if (name === 'txn' && !transactions) {
+      console.log(`RESULT ${CLIENT} ${name} n/a not supported by this broker setup`);
+      continue;
+    }
     if (failed !== null) {
       report(name, false, `skipped: ${failed} failed`);
       continue;

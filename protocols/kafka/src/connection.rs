@@ -420,6 +420,8 @@ fn api_label(api: ApiKey) -> &'static str {
         ApiKey::AddOffsetsToTxn => "add_offsets_to_txn",
         ApiKey::EndTxn => "end_txn",
         ApiKey::TxnOffsetCommit => "txn_offset_commit",
+        ApiKey::DescribeTransactions => "describe_transactions",
+        ApiKey::ListTransactions => "list_transactions",
         _ => "other",
     }
 }

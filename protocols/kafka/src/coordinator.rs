@@ -431,19 +431,31 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Checks an OffsetCommit's member and generation; generation -1 with no member is a
-    /// commit from outside the group protocol (standalone consumers, admin tools).
+    /// Checks an OffsetCommit's (or, `transactional`, a TxnOffsetCommit's) member and
+    /// generation as Kafka's classic group coordinator does: generation -1 with no member (and
+    /// no instance id) is a commit from outside the group protocol (standalone consumers, admin
+    /// tools), accepted only while the group is empty unless transactional (older
+    /// TxnOffsetCommits carry no member); otherwise the member must be in the group
+    /// (UNKNOWN_MEMBER_ID: a member removed since, whose revoke callback commits late), of the
+    /// current generation (ILLEGAL_GENERATION), and, unless transactional, not between join
+    /// and sync (REBALANCE_IN_PROGRESS).
     pub(crate) fn validate_commit(
         &self,
         group_id: &str,
         generation: i32,
         member_id: &str,
         instance_id: Option<&str>,
+        transactional: bool,
     ) -> Result<(), ResponseError> {
-        if generation < 0 && member_id.is_empty() {
-            return Ok(());
-        }
         let groups = self.groups.lock();
+        if generation < 0 && member_id.is_empty() && instance_id.is_none() {
+            return match groups.get(group_id) {
+                Some(group) if !transactional && group.state != GroupState::Empty => {
+                    Err(ResponseError::UnknownMemberId)
+                }
+                _ => Ok(()),
+            };
+        }
         let group = groups.get(group_id).ok_or(ResponseError::UnknownMemberId)?;
         group.check_instance(instance_id, member_id)?;
         if !group.members.contains_key(member_id) {
@@ -454,7 +466,7 @@ impl Coordinator {
         }
         // Members commit while rejoining (on revoke), so PreparingRebalance accepts commits of
         // the current generation; between join and sync the assignment is in flux.
-        if group.state == GroupState::CompletingRebalance {
+        if !transactional && group.state == GroupState::CompletingRebalance {
             return Err(ResponseError::RebalanceInProgress);
         }
         Ok(())

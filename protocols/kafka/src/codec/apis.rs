@@ -138,6 +138,9 @@ supported_apis! {
     AddOffsetsToTxn: AddOffsetsToTxnRequest => AddOffsetsToTxnResponse, 0..=3;
     EndTxn: EndTxnRequest => EndTxnResponse, 0..=3;
     TxnOffsetCommit: TxnOffsetCommitRequest => TxnOffsetCommitResponse, 0..=3;
+    DescribeTransactions: DescribeTransactionsRequest => DescribeTransactionsResponse, 0..=0;
+    // v2 adds a transactional id regular expression (KIP-1152), not implemented.
+    ListTransactions: ListTransactionsRequest => ListTransactionsResponse, 0..=1;
 }
 
 /// The entry of `key` in [`SUPPORTED_APIS`].

@@ -132,6 +132,8 @@ pub(crate) const SCHEMAS: &[Schema] = &[
     schema(ApiKey::AddOffsetsToTxn, 0, 3, ADD_OFFSETS_TO_TXN),
     schema(ApiKey::EndTxn, 0, 3, END_TXN),
     schema(ApiKey::TxnOffsetCommit, 0, 3, TXN_OFFSET_COMMIT),
+    schema(ApiKey::DescribeTransactions, 0, 0, DESCRIBE_TRANSACTIONS),
+    schema(ApiKey::ListTransactions, 0, 1, LIST_TRANSACTIONS),
 ];
 
 /// The layout of `api`'s request body.
@@ -658,4 +660,10 @@ const TXN_OFFSET_COMMIT: &[Field] = &[
         0,
         3,
     ),
+];
+const DESCRIBE_TRANSACTIONS: &[Field] = &[field("transactional_ids", Kind::Array(&STRING), 0, 0)];
+const LIST_TRANSACTIONS: &[Field] = &[
+    field("state_filters", Kind::Array(&STRING), 0, 1),
+    field("producer_id_filters", Kind::Array(&I64), 0, 1),
+    field("duration_filter", I64, 1, 1),
 ];

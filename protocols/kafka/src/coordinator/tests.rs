@@ -124,11 +124,26 @@ async fn members_that_do_not_rejoin_are_dropped_at_the_rebalance_deadline() {
         Some((GroupState::CompletingRebalance, 2, 1))
     );
     assert_eq!(
-        coordinator.validate_commit("g", 2, &a, None),
+        coordinator.validate_commit("g", 2, &a, None, false),
         Err(ResponseError::UnknownMemberId)
     );
+    // A commit from outside the group protocol while it has a member: refused, as Kafka
+    // (transactional ones excepted); accepted once the group is empty.
+    assert_eq!(
+        coordinator.validate_commit("g", -1, "", None, false),
+        Err(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(coordinator.validate_commit("g", -1, "", None, true), Ok(()));
     assert_eq!(coordinator.leave("g", &b, None), Ok(()));
     assert_eq!(coordinator.state("g"), Some((GroupState::Empty, 3, 0)));
+    assert_eq!(
+        coordinator.validate_commit("g", -1, "", None, false),
+        Ok(())
+    );
+    assert_eq!(
+        coordinator.validate_commit("other", -1, "", None, false),
+        Ok(())
+    );
     shutdown.cancel();
 }
 

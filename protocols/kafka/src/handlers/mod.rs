@@ -17,6 +17,7 @@ mod offsets;
 mod produce;
 pub(crate) mod sasl;
 mod txn;
+mod txn_admin;
 
 /// The produce handler's batch split, for the decoder checks (`crate::check`).
 pub(crate) use produce::split_batches;
@@ -245,6 +246,12 @@ impl Broker {
             }
             KafkaRequest::EndTxn(request) => {
                 KafkaResponse::EndTxn(self.end_txn(version, request).await)
+            }
+            KafkaRequest::DescribeTransactions(request) => {
+                KafkaResponse::DescribeTransactions(self.describe_transactions(request).await)
+            }
+            KafkaRequest::ListTransactions(request) => {
+                KafkaResponse::ListTransactions(self.list_transactions(version, request).await)
             }
             KafkaRequest::CreateTopics(request) => {
                 KafkaResponse::CreateTopics(self.create_topics(request).await)

@@ -2,7 +2,8 @@
 //!
 //! A commit carrying a member id and generation is fenced by the coordinator (ILLEGAL_GENERATION,
 //! UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS); generation -1 without a member is a plain commit
-//! from a standalone consumer or an admin tool. Metadata strings round-trip unchanged.
+//! from a standalone consumer or an admin tool, accepted while the group has no members
+//! (UNKNOWN_MEMBER_ID otherwise, as Kafka). Metadata strings round-trip unchanged.
 //! OffsetFetch with `require_stable` (v7) answers UNSTABLE_OFFSET_COMMIT for a partition whose
 //! offset a transaction not yet complete holds ([`crate::txn`]), as Kafka (KIP-447); the client
 //! retries.
@@ -52,6 +53,7 @@ impl Broker {
             request.generation_id_or_member_epoch,
             request.member_id.as_str(),
             instance_id,
+            false,
         );
         let commit_time = now_ms();
         // Per partition: Ok(position to commit) or the error code to answer.

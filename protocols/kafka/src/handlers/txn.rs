@@ -211,6 +211,7 @@ impl Broker {
                     request.generation_id,
                     request.member_id.as_str(),
                     instance_id,
+                    true,
                 )
                 .map_err(|error| error.code())
         } else {

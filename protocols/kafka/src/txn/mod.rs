@@ -378,6 +378,40 @@ impl Transactions {
         Ok(pending)
     }
 
+    /// The state of every transactional id this coordinator knows (ListTransactions), or of
+    /// `only` these ids (DescribeTransactions: `None` for an id never initialized). A state
+    /// being changed is read once the change is done.
+    pub(crate) async fn states(
+        self: &Arc<Self>,
+        services: &Services,
+        only: Option<&[String]>,
+    ) -> Result<Vec<(String, Option<TxnMeta>)>, Code> {
+        self.ensure_loaded(services).await?;
+        // Looked up without `slot`, which would remember every id a caller names.
+        let slots: Vec<(String, Option<Slot>)> = {
+            let slots = self.slots.lock();
+            match only {
+                Some(ids) => ids
+                    .iter()
+                    .map(|id| (id.clone(), slots.get(id).cloned()))
+                    .collect(),
+                None => slots
+                    .iter()
+                    .map(|(id, slot)| (id.clone(), Some(Arc::clone(slot))))
+                    .collect(),
+            }
+        };
+        let mut states = Vec::with_capacity(slots.len());
+        for (id, slot) in slots {
+            let meta = match slot {
+                Some(slot) => slot.read().await.clone(),
+                None => None,
+            };
+            states.push((id, meta));
+        }
+        Ok(states)
+    }
+
     /// Checks a transactional batch of `id` for `partition` and returns the shared lock to
     /// hold until the batch is durable (see the module docs).
     pub(crate) async fn admit(

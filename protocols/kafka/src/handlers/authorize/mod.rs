@@ -23,6 +23,7 @@
 //! | FindCoordinator (key type 1) | DESCRIBE transactional id ([`transactional`]) |
 //! | Produce with a transactional id, AddPartitionsToTxn, EndTxn | WRITE transactional id (AddPartitionsToTxn: WRITE topic too, in its handler) |
 //! | AddOffsetsToTxn, TxnOffsetCommit | WRITE transactional id, READ group |
+//! | DescribeTransactions / ListTransactions | DESCRIBE transactional id (List: only those it may describe) |
 //! | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster (in `acls`) |
 //!
 //! Invariant: with the authorizer off, [`Broker::guard`] returns every request untouched.
@@ -612,6 +613,13 @@ impl Broker {
                         .with_producer_epoch(-1),
                 ))
             }
+            KafkaRequest::DescribeTransactions(request) => {
+                self.guard_describe_transactions(context, request).await
+            }
+            KafkaRequest::ListTransactions(request) => serve(
+                KafkaRequest::ListTransactions(request),
+                Patch::ListTransactions,
+            ),
             request @ (KafkaRequest::AddPartitionsToTxn(_)
             | KafkaRequest::AddOffsetsToTxn(_)
             | KafkaRequest::EndTxn(_)

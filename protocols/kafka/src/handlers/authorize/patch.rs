@@ -29,6 +29,12 @@ pub(in crate::handlers) enum Patch {
     OffsetForLeaderEpoch(Vec<OffsetForLeaderTopicResult>),
     /// Refused keys of a batched (v4+) FindCoordinator.
     FindCoordinator(Vec<kafka_protocol::messages::find_coordinator_response::Coordinator>),
+    /// Refused ids of a DescribeTransactions.
+    DescribeTransactions(
+        Vec<kafka_protocol::messages::describe_transactions_response::TransactionState>,
+    ),
+    /// Listed transactions: drop the ids not describable.
+    ListTransactions,
 }
 
 impl Broker {
@@ -115,6 +121,23 @@ impl Broker {
             }
             (Patch::FindCoordinator(denied), KafkaResponse::FindCoordinator(r)) => {
                 r.coordinators.extend(denied);
+            }
+            (Patch::DescribeTransactions(denied), KafkaResponse::DescribeTransactions(r)) => {
+                r.transaction_states.extend(denied);
+            }
+            (Patch::ListTransactions, KafkaResponse::ListTransactions(r)) => {
+                let mut visible = Vec::with_capacity(r.transaction_states.len());
+                for listed in std::mem::take(&mut r.transaction_states) {
+                    // A filter, not a refusal: nothing is logged for the ids left out.
+                    let id = listed.transactional_id.as_str();
+                    if self
+                        .may(context, DESCRIBE, resource::TRANSACTIONAL_ID, id)
+                        .await
+                    {
+                        visible.push(listed);
+                    }
+                }
+                r.transaction_states = visible;
             }
             // A patch always comes back with the response of its own request.
             (_, _) => {}

@@ -14,11 +14,13 @@
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::describe_transactions_response::TransactionState as DescribedTransaction;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{
-    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
+    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, DescribeTransactionsRequest,
+    EndTxnResponse, TxnOffsetCommitResponse,
 };
 use tracing::info;
 
@@ -69,6 +71,38 @@ impl Broker {
                 .with_error_code(TRANSACTIONAL_ID_DENIED)
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1),
+        )
+    }
+
+    /// DescribeTransactions: DESCRIBE on each id; the others are answered refused.
+    pub(super) async fn guard_describe_transactions(
+        &self,
+        context: &RequestContext,
+        mut request: DescribeTransactionsRequest,
+    ) -> Guard {
+        let mut denied = Vec::new();
+        let mut kept = Vec::new();
+        for id in std::mem::take(&mut request.transactional_ids) {
+            if self
+                .may_use_transactional_id(context, operation::DESCRIBE, &id)
+                .await
+            {
+                kept.push(id);
+            } else {
+                denied.push(
+                    DescribedTransaction::default()
+                        .with_error_code(TRANSACTIONAL_ID_DENIED)
+                        .with_transactional_id(id)
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1)
+                        .with_transaction_start_time_ms(-1),
+                );
+            }
+        }
+        request.transactional_ids = kept;
+        Guard::Serve(
+            KafkaRequest::DescribeTransactions(request),
+            Patch::DescribeTransactions(denied),
         )
     }
 
