@@ -171,13 +171,16 @@ async function message15MiB() {
     for (let i = 0; i < body.length; i += 1) body[i] = i % 251;
     channel.sendToQueue(queue, body, { persistent: true });
     await channel.waitForConfirms();
+    let consumerTag;
     const got = await within(30000, 'the 15 MiB delivery', new Promise((resolve) => {
       channel.consume(queue, (message) => {
+        if (message === null) return; // cancelled by the broker
         channel.ack(message);
         resolve(message.content);
-      });
+      }).then((ok) => { consumerTag = ok.consumerTag; });
     }));
     check(got.equals(body), `15 MiB body came back as ${got.length} bytes`);
+    await channel.cancel(consumerTag);
     await channel.deleteQueue(queue);
     return '15 MiB persistent message confirmed, consumed intact';
   } finally {

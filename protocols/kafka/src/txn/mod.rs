@@ -21,8 +21,9 @@
 //! joined skip the transaction index, which stays correct because a transactional batch is
 //! only admitted for a partition of an open transaction.
 //!
-//! Completing (EndTxn, a timeout, recovery): store `Prepare*`, append one marker ([`tributary_api::transactions::marker`])
-//! to every partition of the transaction and wait for each to be durable, on commit store the
+//! Completing (EndTxn, a timeout, recovery): store `Prepare*`, append one marker
+//! ([`tributary_api::transactions::marker`]) to every partition of the transaction, then wait
+//! until all are durable (the syncs overlap), on commit store the
 //! pending offsets, then store `Empty` (with the outcome, so a retried EndTxn gets the same
 //! answer) and answer. EndTxn is answered once the transaction is complete (Kafka answers after
 //! the prepare and writes markers asynchronously; answering later costs latency, not safety).
@@ -482,6 +483,9 @@ async fn settle(
         Status::PrepareCommit => true,
         Status::PrepareAbort => false,
     };
+    // Every marker is appended before any durability wait, so the partitions' syncs overlap
+    // instead of adding up; all are durable before the transaction completes.
+    let mut pending = Vec::with_capacity(meta.partitions.len());
     for partition in &meta.partitions {
         let batch = tributary_api::transactions::marker::build(
             meta.producer_id,
@@ -491,7 +495,7 @@ async fn settle(
         );
         let batch = VerifiedBatch::verify(batch).map_err(EngineError::CorruptBatch)?;
         match services.engine.log.append_verified(partition, batch).await {
-            Ok((_, durable)) => durable.await?,
+            Ok((_, durable)) => pending.push(durable),
             // A deleted topic (or partition) has no readers left to tell.
             Err(EngineError::UnknownTopic(_) | EngineError::UnknownPartition { .. }) => {
                 tracing::info!(transactional_id = %id, %partition,
@@ -499,6 +503,9 @@ async fn settle(
             }
             Err(failure) => return Err(failure),
         }
+    }
+    for durable in pending {
+        durable.await?;
     }
     if commit {
         let mut by_group: HashMap<&str, Vec<(TopicPartition, CommittedOffset)>> = HashMap::new();
