@@ -116,6 +116,7 @@ fn plan(common: &Common, protocols: &[String], tributary: bool) -> Result<Plan, 
             warmup: optional("warmup-secs", common.warmup_secs)?,
             max_in_flight: common.max_in_flight.max(1),
             progress: !common.quiet,
+            name_prefix: None,
         },
     })
 }

@@ -6,8 +6,9 @@
 //!
 //! Invariants: a producer never has more than [`RunOptions::max_in_flight`] unacknowledged
 //! sends; every send is either recorded as published (acknowledged) or as an error; the
-//! result's periods cover only the measured phase. Sends still in flight when the measured
-//! phase ends are awaited (bounded) but not counted.
+//! result's periods cover only the measured phase. Producers stop at the end of the last
+//! period and its figures include the sends that were in flight then (awaited, bounded by
+//! [`SETTLE_TIMEOUT`]), so the reported publish rates add up to every acknowledged measured send.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +41,9 @@ pub struct RunOptions {
     pub max_in_flight: usize,
     /// Prints a rates line on stderr every second.
     pub progress: bool,
+    /// Names topics `<prefix>-t<n>` and subscriptions `<prefix>-t<n>-s<m>` (default: unique
+    /// per run), so a caller can look at them beside the run.
+    pub name_prefix: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -50,6 +54,7 @@ impl Default for RunOptions {
             warmup: None,
             max_in_flight: 1000,
             progress: true,
+            name_prefix: None,
         }
     }
 }
@@ -60,10 +65,12 @@ struct Names {
 }
 
 impl Names {
-    fn new() -> Self {
-        Self {
-            prefix: format!("omb-{:x}", payload::now_micros() & 0xff_ffff_ffff),
-        }
+    fn new(prefix: Option<&str>) -> Self {
+        let prefix = prefix.map_or_else(
+            || format!("omb-{:x}", payload::now_micros() & 0xff_ffff_ffff),
+            str::to_owned,
+        );
+        Self { prefix }
     }
     fn topic(&self, t: u32) -> String {
         format!("{}-t{t}", self.prefix)
@@ -100,7 +107,7 @@ pub async fn run(
     options: &RunOptions,
 ) -> Result<RunOutput, Error> {
     let label = format!("{target} ({})", driver.protocol().name());
-    let names = Names::new();
+    let names = Names::new(options.name_prefix.as_deref());
     let partitions = workload.partitions_per_topic;
     let subscriptions = u64::from(workload.topics * workload.subscriptions_per_topic);
     let stats = Arc::new(Stats::new(subscriptions / u64::from(workload.topics)));
@@ -154,7 +161,7 @@ pub async fn run(
         }
     }
 
-    let producing = start_producers(workload, &pool, producers, &stats, options);
+    let mut producing = Some(start_producers(workload, &pool, producers, &stats, options));
     let warmup = options.warmup.unwrap_or_else(|| workload.warmup_duration());
     if !warmup.is_zero() {
         watch(&label, "warm-up", &stats, warmup, options).await;
@@ -197,13 +204,19 @@ pub async fn run(
             consumers = start_consumers(driver, workload, &topics, &subs, &stats).await?;
         }
         if now >= next_period {
-            result.push_period(&stats.take_period());
             next_period += options.period;
             let done = now.duration_since(started) >= duration
                 && (backlog_bytes == 0 || (!consumers.is_empty() && drained_to(&stats)));
             if done {
+                // Producers stop and their in-flight sends settle inside the last period, so
+                // the reported rates account for every acknowledged send.
+                if let Some(producing) = producing.take() {
+                    stop_producers(producing).await;
+                }
+                result.push_period(&stats.take_period());
                 break;
             }
+            result.push_period(&stats.take_period());
         }
         if options.progress && now.duration_since(last_print.0) >= Duration::from_secs(1) {
             print_rates(&label, "measure", &stats, &mut last_print);
@@ -211,7 +224,6 @@ pub async fn run(
     }
     result.set_aggregated(&stats.cumulative());
 
-    stop_producers(producing).await;
     for consumer in consumers {
         consumer.close().await;
     }
