@@ -128,7 +128,7 @@ pub fn line_chart(
             .filter(|t| *t <= x_max)
             .map(|t| (t, label(t)))
             .collect(),
-        XAxis::Percentile => [0.0, 50.0, 90.0, 99.0, 99.9, 99.99, 99.999]
+        XAxis::Percentile => [50.0, 90.0, 99.0, 99.9, 99.99, 99.999]
             .into_iter()
             .map(|p| (p, format!("{p}")))
             .collect(),
