@@ -16,8 +16,8 @@
 //!   messages are persistent (delivery mode 2) and acknowledged one by one.
 //! - RocketMQ ([`rocketmq`]): a topic with `partitionsPerTopic` queues (created by the first
 //!   send with the producer's `defaultTopicQueueNums`); a subscription is a consumer group
-//!   (clustering mode) reading from the first offset; keys are message keys and pick the queue
-//!   by hash (no key: the client's round robin).
+//!   (clustering mode) reading from the first offset; keys are message keys (the client's own
+//!   queue selection places every message, keyed or not).
 
 pub mod amqp;
 pub mod kafka;
