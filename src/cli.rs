@@ -59,6 +59,14 @@ pub enum Command {
     /// `rabbitmqctl set_permissions`); through the admin API when a broker runs.
     #[command(subcommand)]
     Permissions(PermissionsCommand),
+    /// Run OMB workloads over Kafka, AMQP and RocketMQ clients and compare brokers: runs the
+    /// `tributary-bench` binary found next to this one (or on PATH) with the arguments given
+    /// (`tributary bench --help` for its own help).
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// `tributary vhost ...`

@@ -11,6 +11,7 @@
 
 pub mod admin_cli;
 pub mod admin_client;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod cloud;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use tributary::cli::{Cli, Command};
 use tributary::config::{self, Config, Sources};
-use tributary::{admin_cli, server, telemetry, users, vhosts};
+use tributary::{admin_cli, bench, server, telemetry, users, vhosts};
 
 /// mimalloc instead of the system allocator: the broker allocates per message on every path
 /// (frames, records, deliveries), and glibc's malloc and free were about 40 % of the broker's
@@ -22,6 +22,10 @@ const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The benchmark needs no broker configuration (an invalid one must not stop it).
+    if let Command::Bench { args } = cli.command() {
+        return bench::exec(&args);
+    }
     let flags = cli.flags.overrides();
     let config = Config::load(Sources {
         config_file: cli.flags.config.as_deref(),
@@ -66,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             Some(api) => admin_cli::run_permissions(&api, &command, &mut std::io::stdout()),
             None => vhosts::run_permissions(&config, &command, &mut std::io::stdout()),
         },
+        Command::Bench { args } => bench::exec(&args),
         Command::User(command) => {
             let stdin = std::io::stdin().lock();
             let out = &mut std::io::stdout().lock();
