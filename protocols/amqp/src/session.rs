@@ -90,7 +90,9 @@ impl Session {
         buffer_cap: u64,
     ) -> Self {
         let id = login.shared.next_connection_id();
-        let partial = PartialBytes::new(buffer_cap.max(login.shared.settings.max_message_bytes));
+        // A lone body is always admitted (its size limit bounds it); the cap bounds the
+        // partly received bodies a connection holds at once beyond it.
+        let partial = PartialBytes::new(buffer_cap);
         let (consumer_failures, failed_consumers) = mpsc::unbounded_channel();
         Self {
             shared: login.shared,
