@@ -34,7 +34,7 @@ use tributary_api::{
 
 use crate::cloud::{CloudEngine, SplitRecords};
 use crate::storage::fs::{RealFs, create_dir_durable};
-use crate::storage::{CleanerLimits, Storage, StorageOptions};
+use crate::storage::{CleanerLimits, Storage, StorageError, StorageOptions};
 use metadata::MetaStore;
 use offsets::OffsetsService;
 use queues::Queues;
@@ -231,13 +231,14 @@ impl Broker {
     }
 }
 
-/// The log cleaner: one pass over the compacted partitions per tick, one partition at a time
-/// on the blocking pool (see `storage::cleaner`).
-async fn cleaner_loop(
-    storage: Arc<Storage>,
+/// Runs the blocking storage pass `pass` on the blocking pool once per `every` until
+/// `shutdown`, handing each result to `report` and logging a failure as `what`.
+async fn periodic_pass<R: Send + 'static>(
+    what: &'static str,
     every: Duration,
-    limits: CleanerLimits,
     shutdown: CancellationToken,
+    pass: impl Fn() -> Result<R, StorageError> + Clone + Send + 'static,
+    report: impl Fn(R),
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -246,50 +247,49 @@ async fn cleaner_loop(
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let storage = storage.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || storage.clean_all(topics::now_ms(), limits)).await;
-        match outcome {
-            Ok(Ok(report)) if report.passes > 0 => {
-                tracing::info!(
-                    partitions = report.passes,
-                    segments = report.segments_rewritten,
-                    read_bytes = report.bytes_read,
-                    freed_bytes = report.bytes_removed,
-                    records_removed = report.records_removed,
-                    "cleaner pass"
-                );
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::error!(error = %err, "cleaner pass failed"),
-            Err(err) => tracing::error!(error = %err, "cleaner task panicked"),
+        match tokio::task::spawn_blocking(pass.clone()).await {
+            Ok(Ok(result)) => report(result),
+            Ok(Err(err)) => tracing::error!(error = %err, "{what} pass failed"),
+            Err(err) => tracing::error!(error = %err, "{what} task panicked"),
         }
     }
 }
 
+/// The log cleaner: one pass over the compacted partitions per tick, one partition at a time
+/// on the blocking pool (see `storage::cleaner`).
+async fn cleaner_loop(
+    storage: Arc<Storage>,
+    every: Duration,
+    limits: CleanerLimits,
+    shutdown: CancellationToken,
+) {
+    let pass = move || storage.clean_all(topics::now_ms(), limits);
+    periodic_pass("cleaner", every, shutdown, pass, |report| {
+        if report.passes > 0 {
+            tracing::info!(
+                partitions = report.passes,
+                segments = report.segments_rewritten,
+                read_bytes = report.bytes_read,
+                freed_bytes = report.bytes_removed,
+                records_removed = report.records_removed,
+                "cleaner pass"
+            );
+        }
+    })
+    .await;
+}
+
 async fn retention_loop(storage: Arc<Storage>, every: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
+    let pass = move || storage.enforce_retention(topics::now_ms());
+    periodic_pass("retention", every, shutdown, pass, |report| {
+        if report.segments_deleted + report.segments_rolled > 0 {
+            tracing::info!(
+                deleted = report.segments_deleted,
+                bytes = report.bytes_deleted,
+                rolled = report.segments_rolled,
+                "retention pass"
+            );
         }
-        let storage = storage.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || storage.enforce_retention(topics::now_ms())).await;
-        match outcome {
-            Ok(Ok(report)) if report.segments_deleted + report.segments_rolled > 0 => {
-                tracing::info!(
-                    deleted = report.segments_deleted,
-                    bytes = report.bytes_deleted,
-                    rolled = report.segments_rolled,
-                    "retention pass"
-                );
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::error!(error = %err, "retention pass failed"),
-            Err(err) => tracing::error!(error = %err, "retention task panicked"),
-        }
-    }
+    })
+    .await;
 }
