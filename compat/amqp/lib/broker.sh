@@ -62,7 +62,9 @@ use_broker() {
     AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
     AMQPS_PORT="${amqps_ports[$index]}"
     broker_log="$broker_dir/broker-$index.log"
-    export AMQP_PORT AMQP_URL AMQPS_PORT
+    # The drivers' large-message scenarios read the broker's peak memory in /proc.
+    BROKER_PID="${broker_pids[$index]}"
+    export AMQP_PORT AMQP_URL AMQPS_PORT BROKER_PID
     echo "broker $index: pid ${broker_pids[$index]}, AMQP on 127.0.0.1:$AMQP_PORT, AMQPS on 127.0.0.1:$AMQPS_PORT, log $broker_log"
 }
 

@@ -3,7 +3,7 @@
 'use strict';
 
 const amqp = require('amqplib');
-const { port, unique, check, within, scenario, finish } = require('./compat');
+const { port, unique, check, within, scenario, finish, brokerMemory } = require('./compat');
 
 const url = `amqp://guest:guest@127.0.0.1:${port}/`;
 
@@ -169,6 +169,7 @@ async function message15MiB() {
     await channel.assertQueue(queue, { durable: true });
     const body = Buffer.alloc(15 << 20);
     for (let i = 0; i < body.length; i += 1) body[i] = i % 251;
+    const memory = brokerMemory();
     channel.sendToQueue(queue, body, { persistent: true });
     await channel.waitForConfirms();
     let consumerTag;
@@ -182,7 +183,11 @@ async function message15MiB() {
     check(got.equals(body), `15 MiB body came back as ${got.length} bytes`);
     await channel.cancel(consumerTag);
     await channel.deleteQueue(queue);
-    return '15 MiB persistent message confirmed, consumed intact';
+    const growth = memory.growth();
+    if (growth === null) return '15 MiB persistent message confirmed, consumed intact';
+    const ratio = growth / body.length;
+    check(ratio < 3, `the broker's peak memory grew ${ratio.toFixed(2)}x the message size`);
+    return `15 MiB persistent message confirmed, consumed intact, broker RSS +${ratio.toFixed(2)}x`;
   } finally {
     await connection.close();
   }

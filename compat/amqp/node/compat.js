@@ -33,8 +33,26 @@ async function scenario(name, fn) {
   }
 }
 
+// The broker's peak resident memory from the moment it is made (Linux /proc: writing 5 to
+// clear_refs resets VmHWM). BROKER_PID is set by ../lib/broker.sh; against a broker this suite
+// did not start there is nothing to measure and growth() is null.
+function brokerMemory() {
+  const fs = require('fs');
+  const pid = process.env.BROKER_PID;
+  const kib = (field) => {
+    const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')
+      .find((l) => l.startsWith(`${field}:`));
+    if (!line) throw new Error(`no ${field} in /proc/${pid}/status`);
+    return Number(line.split(/\s+/)[1]);
+  };
+  if (!pid) return { growth: () => null };
+  fs.writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  const before = kib('VmRSS');
+  return { growth: () => (kib('VmHWM') - before) * 1024 };
+}
+
 function finish() {
   process.exit(failed ? 1 : 0);
 }
 
-module.exports = { port, unique, check, within, scenario, finish };
+module.exports = { port, unique, check, within, scenario, finish, brokerMemory };

@@ -44,5 +44,29 @@ def scenario(name, function):
         report(name, False, f"{type(err).__name__}: {err}")
 
 
+class BrokerMemory:
+    """The broker's peak resident memory from the moment it is made (Linux /proc: writing 5 to
+    clear_refs resets VmHWM). `BROKER_PID` is set by ../lib/broker.sh; against a broker this
+    suite did not start (the RabbitMQ diff) there is nothing to measure and `growth` is None."""
+
+    def __init__(self):
+        self.pid = os.environ.get("BROKER_PID")
+        if self.pid:
+            with open(f"/proc/{self.pid}/clear_refs", "w") as refs:
+                refs.write("5")
+            self.before = self._kib("VmRSS")
+
+    def _kib(self, field):
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise AssertionError(f"no {field} in /proc/{self.pid}/status")
+
+    def growth(self):
+        """Bytes the peak rose above the resident size at the start, or None."""
+        return (self._kib("VmHWM") - self.before) * 1024 if self.pid else None
+
+
 def finish():
     sys.exit(1 if failed else 0)

@@ -7,7 +7,7 @@ import time
 
 import pika
 
-from compat import PORT, check, finish, scenario, unique
+from compat import PORT, BrokerMemory, check, finish, scenario, unique
 
 PARAMS = pika.ConnectionParameters(
     host="127.0.0.1",
@@ -170,6 +170,7 @@ def message_15_mib():
         channel.confirm_delivery()
         queue = unique("pika.15mib")
         channel.queue_declare(queue, durable=True)
+        memory = BrokerMemory()
         channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
         got = None
         for _, _, delivered in channel.consume(queue, inactivity_timeout=30):
@@ -178,7 +179,12 @@ def message_15_mib():
         check(got == body, f"15 MiB body came back as {len(got or b'')} bytes")
         channel.cancel()
         channel.queue_delete(queue)
-        return "15 MiB persistent message confirmed, consumed intact"
+        growth = memory.growth()
+        if growth is None:
+            return "15 MiB persistent message confirmed, consumed intact"
+        ratio = growth / len(body)
+        check(ratio < 3, f"the broker's peak memory grew {ratio:.2f}x the message size")
+        return f"15 MiB persistent message confirmed, consumed intact, broker RSS +{ratio:.2f}x"
 
 
 def update_secret():

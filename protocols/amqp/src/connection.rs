@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tributary_api::outbound::{SendTimedOut, write_progressing};
+use tributary_api::outbound::{SendTimedOut, write_pieces_progressing, write_progressing};
 use tributary_api::{CloseReason, ConnectionContext, Outbound, Queued};
 use tributary_api::{ConnectionReader, ConnectionStream, ConnectionWriter};
 
@@ -40,6 +40,10 @@ use crate::vhost::Vhosts;
 const OUTBOUND_QUEUE: usize = 256;
 /// Queued output gathered into one socket write, at most (a piece is never split).
 const WRITE_COALESCE_BYTES: usize = 64 * 1024;
+/// Queued items smaller than this are copied together for one write; larger ones go as they are.
+const COPY_BELOW_BYTES: usize = 16 * 1024;
+/// At most this many buffers in one vectored write.
+const MAX_WRITE_PIECES: usize = 64;
 /// The handshake limit when the listener sets none (RabbitMQ's `handshake_timeout`).
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for `close-ok` after the server closed the connection.
@@ -500,25 +504,99 @@ async fn run_writer(
         let mut held = vec![permit];
         // Whatever else is queued already goes out in the same write: consumer tasks and the
         // session queue small pieces (confirms, deliveries) and a syscall each costs more than
-        // the copy.
-        let bytes = match outbound.try_recv() {
-            Ok(more) => {
-                let mut batch = BytesMut::with_capacity(bytes.len() + more.item.len());
-                batch.extend_from_slice(&bytes);
-                batch.extend_from_slice(&more.item);
-                held.push(more.permit);
-                while batch.len() < WRITE_COALESCE_BYTES
-                    && let Ok(more) = outbound.try_recv()
-                {
-                    batch.extend_from_slice(&more.item);
-                    held.push(more.permit);
-                }
-                batch.freeze()
-            }
-            Err(_) => bytes,
-        };
-        metrics::counter!(m::BYTES_SENT).increment(bytes.len() as u64);
-        write_progressing(&mut write, &bytes, send_timeout).await?;
+        // copying them together. Large pieces (slices of a large body) are never copied.
+        let mut pieces = Pieces::default();
+        pieces.push(bytes);
+        while pieces.len < WRITE_COALESCE_BYTES
+            && pieces.count() < MAX_WRITE_PIECES
+            && let Ok(more) = outbound.try_recv()
+        {
+            pieces.push(more.item);
+            held.push(more.permit);
+        }
+        let pieces = pieces.finish();
+        metrics::counter!(m::BYTES_SENT).increment(pieces.iter().map(|p| p.len() as u64).sum());
+        match pieces.as_slice() {
+            [one] => write_progressing(&mut write, one, send_timeout).await?,
+            many => write_pieces_progressing(&mut write, many, send_timeout).await?,
+        }
         drop(held);
+    }
+}
+
+/// The buffers of one write: small items joined into one buffer, large ones kept apart.
+#[derive(Default)]
+struct Pieces {
+    done: Vec<Bytes>,
+    joining: BytesMut,
+    /// Bytes in `done` and `joining`.
+    len: usize,
+}
+
+impl Pieces {
+    fn push(&mut self, item: Bytes) {
+        self.len += item.len();
+        if item.len() >= COPY_BELOW_BYTES {
+            if !self.joining.is_empty() {
+                self.done.push(self.joining.split().freeze());
+            }
+            self.done.push(item);
+        } else if self.joining.is_empty() && self.done.is_empty() {
+            // A lone small item is written as it is; it is copied only if another joins it.
+            self.done.push(item);
+        } else {
+            if self.joining.is_empty()
+                && let Some(last) = self.done.pop_if(|last| last.len() < COPY_BELOW_BYTES)
+            {
+                self.joining.extend_from_slice(&last);
+            }
+            self.joining.extend_from_slice(&item);
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.done.len() + usize::from(!self.joining.is_empty())
+    }
+
+    fn finish(mut self) -> Vec<Bytes> {
+        if !self.joining.is_empty() {
+            self.done.push(self.joining.freeze());
+        }
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_items_are_joined_and_large_ones_kept_apart_in_order() {
+        let large = Bytes::from(vec![7u8; COPY_BELOW_BYTES]);
+        let mut pieces = Pieces::default();
+        for item in [&b"ab"[..], b"cd", &large, b"ef", &large, &large, b"g"] {
+            let item = match item.len() {
+                n if n == large.len() => large.clone(),
+                _ => Bytes::copy_from_slice(item),
+            };
+            pieces.push(item);
+        }
+        assert_eq!(pieces.count(), 6);
+        let pieces = pieces.finish();
+        let lens: Vec<usize> = pieces.iter().map(Bytes::len).collect();
+        let big = large.len();
+        assert_eq!(lens, [4, big, 2, big, big, 1]);
+        assert_eq!(&pieces[0][..], b"abcd");
+        assert!(
+            pieces
+                .iter()
+                .filter(|p| p.len() == big)
+                .all(|p| p.as_ptr() == large.as_ptr()),
+            "a large item goes out as it came, not copied"
+        );
+        let mut lone = Pieces::default();
+        let small = Bytes::from_static(b"only");
+        lone.push(small.clone());
+        assert_eq!(lone.finish()[0].as_ptr(), small.as_ptr(), "a lone item is not copied");
     }
 }

@@ -277,6 +277,53 @@ pub async fn write_progressing<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// [`write_progressing`] for several buffers written in order with vectored writes, so pieces
+/// that were never joined (a large message body sliced out of the log) go out without a copy.
+pub async fn write_pieces_progressing<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    pieces: &[bytes::Bytes],
+    timeout: Option<Duration>,
+) -> std::io::Result<()> {
+    let mut index = 0;
+    let mut within = 0;
+    while index < pieces.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = pieces[index..]
+            .iter()
+            .enumerate()
+            .map(|(at, piece)| match at {
+                0 => std::io::IoSlice::new(&piece[within..]),
+                _ => std::io::IoSlice::new(piece),
+            })
+            .collect();
+        let write = writer.write_vectored(&slices);
+        let written = match timeout {
+            None => write.await?,
+            Some(timeout) => match tokio::time::timeout(timeout, write).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        SendTimedOut(timeout),
+                    ));
+                }
+            },
+        };
+        let total: usize = slices.iter().map(|slice| slice.len()).sum();
+        if written == 0 && total > 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        // Steps over what was written: whole pieces, then into the one cut short.
+        let mut left = written;
+        while index < pieces.len() && left >= pieces[index].len() - within {
+            left -= pieces[index].len() - within;
+            index += 1;
+            within = 0;
+        }
+        within += left;
+    }
+    Ok(())
+}
+
 /// The error inside a [`write_progressing`] timeout, naming the limit.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the peer accepted no bytes for {0:?}")]
@@ -352,6 +399,89 @@ mod tests {
             .await
             .expect_err("the duplex buffer fills");
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(SendTimedOut::of(&err), Some(Duration::from_millis(50)));
+    }
+
+    /// Accepts at most `step` bytes per write, gathered across the buffers it is given.
+    struct Trickle {
+        written: Vec<u8>,
+        step: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            let n = buf.len().min(this.step);
+            this.written.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            let mut left = this.step;
+            for buf in bufs {
+                let n = buf.len().min(left);
+                this.written.extend_from_slice(&buf[..n]);
+                left -= n;
+            }
+            std::task::Poll::Ready(Ok(this.step - left))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn pieces_are_written_whole_and_in_order_through_short_writes() {
+        let pieces: Vec<bytes::Bytes> = ["abc", "", "defghij", "k", "", "lmnopqrstu"]
+            .into_iter()
+            .map(|piece: &'static str| bytes::Bytes::from_static(piece.as_bytes()))
+            .collect();
+        for step in [1, 2, 3, 5, 7, 100] {
+            let mut out = Trickle {
+                written: Vec::new(),
+                step,
+            };
+            write_pieces_progressing(&mut out, &pieces, Some(Duration::from_secs(1)))
+                .await
+                .expect("written");
+            assert_eq!(
+                out.written, b"abcdefghijklmnopqrstu",
+                "{step} bytes per write"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn pieces_for_a_peer_that_reads_nothing_time_out() {
+        let (mut ours, _theirs) = tokio::io::duplex(64);
+        let pieces = [bytes::Bytes::from_static(&[0; 4096])];
+        let err = write_pieces_progressing(&mut ours, &pieces, Some(Duration::from_millis(50)))
+            .await
+            .expect_err("the duplex buffer fills");
         assert_eq!(SendTimedOut::of(&err), Some(Duration::from_millis(50)));
     }
 }

@@ -296,6 +296,84 @@ pub fn encode_delivery(
     );
 }
 
+/// A body at least this long is sent as [`content_pieces`] (slices of the stored body, one
+/// piece per frame) rather than copied into the frames.
+pub const PIECED_BODY_BYTES: usize = 64 * 1024;
+
+/// The frames of a complete message as [`encode_message`] writes them, cut into pieces that
+/// borrow `body` (each body frame's payload is a slice of it) instead of copying it: the
+/// method and header frames with the first body frame's header, then each payload followed by
+/// its frame end and the next frame's header.
+pub fn message_pieces(
+    channel: u16,
+    method: &methods::Method,
+    raw_properties: &[u8],
+    body: &Bytes,
+    frame_max: u32,
+) -> Vec<Bytes> {
+    content_pieces(
+        channel,
+        |payload| method.encode(payload),
+        raw_properties,
+        body,
+        frame_max,
+    )
+}
+
+/// [`message_pieces`] for a `basic.deliver` given by borrowed fields.
+pub fn delivery_pieces(
+    channel: u16,
+    deliver: &methods::DeliverFields<'_>,
+    raw_properties: &[u8],
+    body: &Bytes,
+    frame_max: u32,
+) -> Vec<Bytes> {
+    content_pieces(
+        channel,
+        |payload| deliver.encode(payload),
+        raw_properties,
+        body,
+        frame_max,
+    )
+}
+
+fn content_pieces(
+    channel: u16,
+    write_method: impl FnOnce(&mut BytesMut),
+    raw_properties: &[u8],
+    body: &Bytes,
+    frame_max: u32,
+) -> Vec<Bytes> {
+    let chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
+    let frames = body.len().div_ceil(chunk);
+    let mut pieces = Vec::with_capacity(2 * frames + 1);
+    let mut head = BytesMut::with_capacity(64 + raw_properties.len() + FRAME_OVERHEAD);
+    encode_frame_with(&mut head, FRAME_METHOD, channel, write_method);
+    encode_frame_with(&mut head, FRAME_HEADER, channel, |header| {
+        content::ContentHeader::encode_raw(header, body.len() as u64, raw_properties);
+    });
+    let mut start = 0;
+    while start < body.len() {
+        let end = (start + chunk).min(body.len());
+        if start > 0 {
+            head.put_u8(FRAME_END);
+        }
+        head.put_u8(FRAME_BODY);
+        head.put_u16(channel);
+        head.put_u32((end - start) as u32);
+        pieces.push(head.split().freeze());
+        pieces.push(body.slice(start..end));
+        start = end;
+    }
+    if !body.is_empty() {
+        head.put_u8(FRAME_END);
+    }
+    if !head.is_empty() {
+        pieces.push(head.freeze());
+    }
+    pieces
+}
+
 fn encode_content(
     out: &mut BytesMut,
     channel: u16,

@@ -385,6 +385,34 @@ fn bodies_are_split_at_frame_max() {
 }
 
 #[test]
+fn message_pieces_join_to_the_copied_frames_and_borrow_the_body() {
+    let deliver = Method::BasicDeliver {
+        consumer_tag: "c".into(),
+        delivery_tag: 1,
+        redelivered: false,
+        exchange: String::new(),
+        routing_key: "q".into(),
+    };
+    for len in [0usize, 1, 4087, 4088, 4089, 10_000] {
+        let body = Bytes::from((0..len).map(|i| i as u8).collect::<Vec<u8>>());
+        let mut copied = BytesMut::new();
+        encode_message(&mut copied, 3, &deliver, &[0, 0], &body, 4096);
+        let pieces = message_pieces(3, &deliver, &[0, 0], &body, 4096);
+        let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(joined, copied.to_vec(), "a {len} byte body");
+        let borrowed: usize = pieces
+            .iter()
+            .filter(|p| body.as_ptr_range().contains(&p.as_ptr()))
+            .map(|p| p.len())
+            .sum();
+        assert_eq!(
+            borrowed, len,
+            "every body byte of a {len} byte body is a slice of it"
+        );
+    }
+}
+
+#[test]
 fn properties_encode_round_trips_every_field() {
     let mut headers = FieldTable::default();
     headers.insert("z", FieldValue::I32(1));

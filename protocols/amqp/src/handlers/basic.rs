@@ -91,6 +91,19 @@ impl Session {
             routing_key: message.routing_key,
             message_count: remaining.min(u64::from(u32::MAX)) as u32,
         };
+        if message.body.len() >= codec::PIECED_BODY_BYTES {
+            // As a consumer's delivery: frames that slice the stored body, not a copy of it.
+            let pieces =
+                codec::message_pieces(channel, &method, &properties, &message.body, self.frame_max);
+            for piece in pieces {
+                let len = piece.len();
+                self.out
+                    .send(piece, len)
+                    .await
+                    .map_err(|_| AmqpError::Io(std::io::ErrorKind::BrokenPipe.into()))?;
+            }
+            return Ok(());
+        }
         let mut out = BytesMut::new();
         codec::encode_message(
             &mut out,

@@ -294,14 +294,37 @@ impl ConsumerTask {
                 routing_key: &message.routing_key,
             };
             let body_len = message.body.len();
-            codec::encode_delivery(
-                &mut out,
-                self.channel,
-                &deliver,
-                &properties,
-                message.body,
-                self.frame_max,
-            );
+            if body_len >= codec::PIECED_BODY_BYTES {
+                // The frames slice the stored body instead of copying it (one copy of a large
+                // message in memory, not two); what was encoded before goes out first.
+                if !out.is_empty() {
+                    let piece = std::mem::take(&mut out);
+                    let len = piece.len();
+                    sent &= self.out.send(piece.freeze(), len).await.is_ok();
+                }
+                // `view_record`'s body is the record's value.
+                let body = delivery.record.value.clone().unwrap_or_default();
+                let pieces = codec::delivery_pieces(
+                    self.channel,
+                    &deliver,
+                    &properties,
+                    &body,
+                    self.frame_max,
+                );
+                for piece in pieces {
+                    let len = piece.len();
+                    sent &= self.out.send(piece, len).await.is_ok();
+                }
+            } else {
+                codec::encode_delivery(
+                    &mut out,
+                    self.channel,
+                    &deliver,
+                    &properties,
+                    message.body,
+                    self.frame_max,
+                );
+            }
             // Follows a large message at once and forgets it slowly.
             self.message_bytes = body_len.max(self.message_bytes * 7 / 8).max(1);
             if out.len() >= SEND_PIECE {
