@@ -6,7 +6,9 @@
 //! (b) `Durability::Always` with 64 concurrent appender threads vs 1: records per fsync and
 //!     throughput (group commit);
 //! (c) warm reads of a 1 GiB partition (`read` + copy into a buffer) vs plain `read` of the same
-//!     segment files.
+//!     segment files;
+//! (d) one cleaner pass over a 256 MiB compacted partition (MiB of log cleaned per second:
+//!     read, key map, rewrite, fsync and swap) vs a plain `read` of the same warm segment files.
 //!
 //! Every figure is measured `REPEATS` times; the median and the max (or min for throughput
 //! worst case) are printed, and ratios are of medians.
@@ -327,6 +329,102 @@ fn bench_read(root: &Path) {
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
+/// Bytes of the compacted partition the cleaner bench builds before each pass.
+const CLEAN_PARTITION_BYTES: usize = 256 * MIB;
+/// Distinct keys of that partition (every key written about 16 times: most records go).
+const CLEAN_KEYS: usize = 16_384;
+const CLEAN_REPEATS: usize = 5;
+
+/// One 16 KiB batch of 16 keyed 1 KiB records; every 50th record is a tombstone.
+fn keyed_batch(first: usize) -> Bytes {
+    let records: Vec<Record> = (first..first + 16)
+        .map(|i| Record {
+            key: Some(Bytes::from(format!("key-{:08}", i % CLEAN_KEYS))),
+            value: (i % 50 != 49).then(|| Bytes::from(vec![(i % 251) as u8; 1000])),
+            timestamp: 1_700_000_000_000 + i as i64,
+            headers: Vec::new(),
+        })
+        .collect();
+    build_batch(&records)
+}
+
+/// A fresh compacted partition of [`CLEAN_PARTITION_BYTES`] in 16 MiB segments, synced and
+/// read once (warm, as the segments a cleaner takes are recent); returns its sealed segments.
+fn dirty_partition(dir: &Path) -> (Storage, Vec<std::path::PathBuf>) {
+    let storage = Storage::open(dir).expect("open");
+    let mut clean_config = config(Durability::Never);
+    clean_config.segment_bytes = 16 * MIB as u64;
+    clean_config.retention_ms = -1;
+    clean_config.cleanup = tributary_api::CleanupPolicy::COMPACT;
+    storage.open_topic("bench", 1, clean_config).expect("topic");
+    let partition = storage.partition("bench", 0).expect("partition");
+    let mut first = 0;
+    while (partition.size_bytes() as usize) < CLEAN_PARTITION_BYTES {
+        partition.append(&keyed_batch(first), 0).expect("append");
+        first += 16;
+    }
+    // Outside the timing: writeback of the log just written would land in the pass.
+    let _ = std::process::Command::new("sync").status();
+    let mut segments: Vec<_> = std::fs::read_dir(dir.join("bench").join("0"))
+        .expect("partition dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    // The active (last) segment is never cleaned.
+    segments.pop();
+    plain_read(&segments);
+    (storage, segments)
+}
+
+fn bench_clean(root: &Path) {
+    println!(
+        "\n(d) one cleaner pass over a {} MiB compacted partition (16 MiB segments, 1 KiB \
+         records, {CLEAN_KEYS} keys, 2 % tombstones), unthrottled, {CLEAN_REPEATS} runs",
+        CLEAN_PARTITION_BYTES / MIB
+    );
+    let limits = tributary::storage::CleanerLimits {
+        bytes_per_second: 0,
+        ..Default::default()
+    };
+    let (mut cleaner, mut plain) = (Vec::new(), Vec::new());
+    for _ in 0..CLEAN_REPEATS {
+        let dir = root.join("clean");
+        let (storage, segments) = dirty_partition(&dir);
+        plain.push(plain_read(&segments));
+        let partition = storage.partition("bench", 0).expect("partition");
+        let started = Instant::now();
+        let report = partition.clean(i64::MAX / 2, limits).expect("clean");
+        let elapsed = started.elapsed();
+        assert_eq!(report.passes, 1, "the pass ran");
+        assert!(
+            report.records_removed > 0,
+            "the pass removed superseded records"
+        );
+        cleaner.push(mib_per_s(report.bytes_read as usize, elapsed));
+        println!(
+            "  pass: {} MiB read in {elapsed:.2?}, {} segments rewritten, {} MiB removed",
+            report.bytes_read >> 20,
+            report.segments_rewritten,
+            report.bytes_removed >> 20
+        );
+        drop(partition);
+        drop(storage);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+    let (cleaner_min, plain_min) = (
+        cleaner.iter().copied().fold(f64::MAX, f64::min),
+        plain.iter().copied().fold(f64::MAX, f64::min),
+    );
+    let (cleaner_median, plain_median) = (median(&mut cleaner), median(&mut plain));
+    println!("| work | MiB/s of log median (min) |\n|---|---|");
+    println!(
+        "| cleaner pass (read, key map, rewrite, fsync, swap) | {cleaner_median:.0} ({cleaner_min:.0}) |"
+    );
+    println!("| plain read of the same segment files | {plain_median:.0} ({plain_min:.0}) |");
+    println!("ratio of medians: {:.2}", cleaner_median / plain_median);
+}
+
 fn main() {
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let temp = tempfile::tempdir_in(
@@ -348,6 +446,9 @@ fn main() {
     }
     if only.as_deref().is_none_or(|f| f == "read") {
         bench_read(temp.path());
+    }
+    if only.as_deref().is_none_or(|f| f == "clean") {
+        bench_clean(temp.path());
     }
     println!("\ntotal {:?}", started.elapsed());
 }

@@ -597,6 +597,10 @@ mod tests {
         let mut lone = Pieces::default();
         let small = Bytes::from_static(b"only");
         lone.push(small.clone());
-        assert_eq!(lone.finish()[0].as_ptr(), small.as_ptr(), "a lone item is not copied");
+        assert_eq!(
+            lone.finish()[0].as_ptr(),
+            small.as_ptr(),
+            "a lone item is not copied"
+        );
     }
 }
