@@ -22,6 +22,9 @@ use crate::kafka_wire::{batch, call, produce_once_to};
 
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 
+/// Kafka's INVALID_TXN_STATE.
+const INVALID_TXN_STATE: i16 = 48;
+
 fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_owned())
 }
@@ -268,4 +271,21 @@ fn transactions_are_listed_and_described_as_kafka_reports_them() {
         listed(&list(&mut stream, 1, &["Ongoing"], &[], 0)),
         pairs(&[("admin-open", "Ongoing")])
     );
+
+    // A new producer session (InitProducerId bumps the epoch) starts from Kafka's `Empty`:
+    // the last outcome belongs to the old epoch, so an EndTxn with nothing begun is refused.
+    let reinitialized = init(&mut stream, "admin-committed", 60_000);
+    assert_eq!(reinitialized, (committed.0, committed.1 + 1));
+    let [after] = describe(&mut stream, &["admin-committed"])
+        .try_into()
+        .expect("one answer");
+    assert_eq!(after.transaction_state.as_str(), "Empty", "{after:?}");
+    assert_eq!(after.transaction_start_time_ms, -1, "{after:?}");
+    let request = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(text("admin-committed")))
+        .with_producer_id(ProducerId(reinitialized.0))
+        .with_producer_epoch(reinitialized.1)
+        .with_committed(true);
+    let answer: EndTxnResponse = call(&mut stream, ApiKey::EndTxn, 3, &request);
+    assert_eq!(answer.error_code, INVALID_TXN_STATE, "{answer:?}");
 }

@@ -202,6 +202,8 @@ impl Transactions {
             meta.epoch += 1;
         }
         meta.timeout_ms = timeout_ms;
+        // Kafka's `Empty`: the last outcome was the old epoch's (its EndTxn retries are fenced).
+        meta.last_committed = None;
         store(services, id, meta).await.map_err(code)?;
         Ok((meta.producer_id, meta.epoch))
     }
