@@ -59,7 +59,10 @@ fn producer(addr: SocketAddr, transactional: bool) -> BaseProducer {
 fn drain(producer: &BaseProducer) {
     let deadline = Instant::now() + STEP;
     while producer.in_flight_count() > 0 {
-        assert!(Instant::now() < deadline, "deliveries outstanding after {STEP:?}");
+        assert!(
+            Instant::now() < deadline,
+            "deliveries outstanding after {STEP:?}"
+        );
         producer.poll(Duration::from_millis(1));
     }
 }

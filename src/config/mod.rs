@@ -528,6 +528,7 @@ impl Config {
     pub fn amqp_settings(&self) -> tributary_amqp::AmqpSettings {
         tributary_amqp::AmqpSettings {
             max_message_bytes: self.amqp.max_message_bytes,
+            log_message_bytes: self.queue_max_message_bytes(),
             ..tributary_amqp::AmqpSettings::default()
         }
     }

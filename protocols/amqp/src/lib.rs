@@ -71,6 +71,10 @@ pub struct AmqpSettings {
     /// Largest message body accepted; larger ones close the channel with 406 before the body is
     /// buffered (`amqp.max_message_bytes`; the engine sizes queue logs to take it).
     pub max_message_bytes: u64,
+    /// The largest batch the logs behind queues and streams take: a message of
+    /// `max_message_bytes` with its properties and the batch framing. Streams declared through
+    /// AMQP get it as their topic's `max.message.bytes`.
+    pub log_message_bytes: u32,
 }
 
 /// RabbitMQ 4's default `max_message_size`: 16 MiB.
@@ -84,6 +88,8 @@ impl Default for AmqpSettings {
             channel_max: 2047,
             heartbeat_secs: 60,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            // The message, a content header of one 128 KiB frame, 1 KiB of batch framing.
+            log_message_bytes: (DEFAULT_MAX_MESSAGE_BYTES + (129 << 10)) as u32,
         }
     }
 }

@@ -291,7 +291,7 @@ impl Vhosts {
             inner: self.engine.queues.clone(),
             vhost: vhost.to_owned(),
         });
-        let topology = Topology::new(engine.clone(), vhost);
+        let topology = Topology::new(engine.clone(), vhost, self.settings.log_message_bytes);
         let shared = Arc::new(Shared {
             engine,
             topology,

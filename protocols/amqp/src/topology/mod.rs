@@ -160,6 +160,9 @@ pub struct Topology {
     /// The durable definitions the store held at the last read, to tell what another broker
     /// deleted from what is being declared here ([`follow`]). Locked before `state`.
     stored: Mutex<follow::StoredKeys>,
+    /// `max.message.bytes` of the topics stream declarations create
+    /// ([`crate::AmqpSettings::log_message_bytes`]).
+    stream_max_message_bytes: u32,
 }
 
 impl Topology {
@@ -305,7 +308,8 @@ pub fn generated_name(prefix: &str) -> String {
 }
 
 impl Topology {
-    pub fn new(engine: Engine, vhost: &str) -> Arc<Self> {
+    /// Streams declared here are created with `max.message.bytes` = `stream_max_message_bytes`.
+    pub fn new(engine: Engine, vhost: &str, stream_max_message_bytes: u32) -> Arc<Self> {
         let mut state = State::default();
         let predeclared =
             std::iter::once(("", ExchangeKind::Direct)).chain(PREDECLARED.iter().copied());
@@ -333,6 +337,7 @@ impl Topology {
             queues_seen: std::sync::atomic::AtomicU64::new(0),
             bindings_seen: std::sync::atomic::AtomicU64::new(0),
             stored: Mutex::default(),
+            stream_max_message_bytes,
         })
     }
 

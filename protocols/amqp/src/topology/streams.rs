@@ -13,7 +13,8 @@
 //!   it is the stream, with several the declaration is refused (406) naming the partition streams;
 //!   `s` is `T-p` (p in canonical decimal) and topic `T` has N >= 2 partitions: partition p of `T`
 //!   (p >= N is refused); otherwise a one-partition topic `s` is created (`x-max-age` and
-//!   `x-max-length-bytes` as its retention). Declaring a partition or adopting an existing topic
+//!   `x-max-length-bytes` as its retention, `max.message.bytes` taking a message of
+//!   `amqp.max_message_bytes`, as a classic queue does). Declaring a partition or adopting an existing topic
 //!   creates nothing and leaves the topic's settings as they are (retention arguments are
 //!   accepted and not applied).
 //! - A topic that is a single stream has its partition count fixed in the engine
@@ -145,6 +146,7 @@ impl Topology {
             retention_bytes: policy
                 .max_length_bytes
                 .and_then(|bytes| i64::try_from(bytes).ok()),
+            max_message_bytes: Some(self.stream_max_message_bytes),
             ..TopicSettings::default()
         };
         let created = match topics.create_topic(&topic, 1, settings).await {
