@@ -149,10 +149,10 @@ fn uniform(
         let Some((key, member, _)) = best else {
             break;
         };
-        if let Some(holder) = owner.insert(key, member.clone()) {
-            if let Some(count) = counts.get_mut(&holder) {
-                *count -= 1;
-            }
+        if let Some(holder) = owner.insert(key, member.clone())
+            && let Some(count) = counts.get_mut(&holder)
+        {
+            *count -= 1;
         }
         *counts.entry(member).or_default() += 1;
     }

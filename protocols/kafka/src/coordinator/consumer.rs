@@ -190,15 +190,13 @@ pub(crate) fn validate(params: &HeartbeatParams, version: i16) -> Result<(), Ref
         _ if params.member_id.is_empty() => return invalid("MemberId can't be empty."),
         _ => {}
     }
-    if let Some(name) = &params.server_assignor {
-        if !assignor::known(name) {
-            return Err(refuse(
-                ResponseError::UnsupportedAssignor,
-                format!(
-                    "ServerAssignor {name} is not supported. Supported assignors: uniform, range."
-                ),
-            ));
-        }
+    if let Some(name) = &params.server_assignor
+        && !assignor::known(name)
+    {
+        return Err(refuse(
+            ResponseError::UnsupportedAssignor,
+            format!("ServerAssignor {name} is not supported. Supported assignors: uniform, range."),
+        ));
     }
     if let Some(pattern) = &params.subscribed_regex {
         compile_regex(pattern)?;
@@ -500,39 +498,39 @@ fn join(
     now: Instant,
 ) -> Result<bool, Refusal> {
     let member_id = &params.member_id;
-    if let Some(instance) = &params.instance_id {
-        if let Some(holder) = group.instances.get(instance).cloned() {
-            if holder == *member_id {
-                return Ok(false);
-            }
-            let Some(previous) = group.members.get(&holder) else {
-                group.instances.remove(instance);
-                return join_new(group, params, settings, now);
-            };
-            if previous.epoch != LEFT_STATIC_EPOCH {
-                return Err(refuse(
-                    ResponseError::UnreleasedInstanceId,
-                    format!(
-                        "Static member {member_id} with instance id {instance} cannot join the group because the instance id is owned by {holder} member."
-                    ),
-                ));
-            }
-            // A static member back under a new member id: it takes over the old member's
-            // assignment and place, without a new group epoch.
-            let mut member = group
-                .members
-                .remove(&holder)
-                .unwrap_or_else(|| ConsumerMember::new(now));
-            member.epoch = 0;
-            member.previous_epoch = -1;
-            member.last_seen = now;
-            group.members.insert(member_id.clone(), member);
-            if let Some(target) = group.target.remove(&holder) {
-                group.target.insert(member_id.clone(), target);
-            }
-            group.instances.insert(instance.clone(), member_id.clone());
+    if let Some(instance) = &params.instance_id
+        && let Some(holder) = group.instances.get(instance).cloned()
+    {
+        if holder == *member_id {
             return Ok(false);
         }
+        let Some(previous) = group.members.get(&holder) else {
+            group.instances.remove(instance);
+            return join_new(group, params, settings, now);
+        };
+        if previous.epoch != LEFT_STATIC_EPOCH {
+            return Err(refuse(
+                ResponseError::UnreleasedInstanceId,
+                format!(
+                    "Static member {member_id} with instance id {instance} cannot join the group because the instance id is owned by {holder} member."
+                ),
+            ));
+        }
+        // A static member back under a new member id: it takes over the old member's
+        // assignment and place, without a new group epoch.
+        let mut member = group
+            .members
+            .remove(&holder)
+            .unwrap_or_else(|| ConsumerMember::new(now));
+        member.epoch = 0;
+        member.previous_epoch = -1;
+        member.last_seen = now;
+        group.members.insert(member_id.clone(), member);
+        if let Some(target) = group.target.remove(&holder) {
+            group.target.insert(member_id.clone(), target);
+        }
+        group.instances.insert(instance.clone(), member_id.clone());
+        return Ok(false);
     }
     if group.members.contains_key(member_id) {
         // A known member rejoining (after being fenced by its client, say) keeps its state.

@@ -159,14 +159,13 @@ impl ConsumerGroup {
     /// Removes a member (leave, expiry, fencing); its partitions are free at once.
     pub(crate) fn remove_member(&mut self, member_id: &str) {
         if let Some(member) = self.members.remove(member_id) {
-            if let Some(instance) = &member.instance_id {
-                if self
+            if let Some(instance) = &member.instance_id
+                && self
                     .instances
                     .get(instance)
                     .is_some_and(|holder| holder == member_id)
-                {
-                    self.instances.remove(instance);
-                }
+            {
+                self.instances.remove(instance);
             }
             self.target.remove(member_id);
             self.bump();
