@@ -4,8 +4,17 @@ With `--ssl-ca CA.pem` every connection is Kafka `SSL` (the broker's TLS port; C
 and host name checking on) and the results are reported as client `confluent-kafka-ssl`."""
 
 import sys
+import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupType,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import scenarios
@@ -162,6 +171,118 @@ def main():
             details.append(scenarios.compare_ordered(expected, seen, isolation))
         return "commit, abort, commit; " + ", ".join(details)
 
+    def kip848():
+        topic = f"{args.topic}-kip848"
+        group = f"{args.group}-kip848"
+        partitions = scenarios.KIP848_PARTITIONS
+        admin = AdminClient(common)
+        admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=1)], request_timeout=15
+        )[topic].result(timeout=20)
+        producer = Producer({**common, "acks": "all", "linger.ms": 5})
+        total = scenarios.KIP848_RECORDS
+        expected = [(f"k-{i}".encode(), f"{CLIENT}-kip848-{i}".encode()) for i in range(total)]
+
+        def produce_range(start, end):
+            for key, value in expected[start:end]:
+                producer.produce(topic, key=key, value=value, partition=int(key[2:]) % partitions)
+            if producer.flush(30):
+                raise AssertionError("records left unflushed")
+
+        commit_errors = []
+
+        def on_revoke(consumer, revoked):
+            if revoked:
+                try:
+                    answer = consumer.commit(asynchronous=False)
+                    commit_errors.extend(str(tp.error) for tp in answer if tp.error)
+                except KafkaException as err:
+                    if err.args[0].code() != KafkaError._NO_OFFSET:
+                        commit_errors.append(str(err))
+
+        def member(name):
+            consumer = Consumer(
+                {
+                    **common,
+                    "group.id": group,
+                    "group.protocol": "consumer",
+                    "client.id": name,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "fetch.wait.max.ms": 100,
+                }
+            )
+            consumer.subscribe([topic], on_revoke=on_revoke)
+            return consumer
+
+        seen = []
+        reads = {}  # key -> [(member, partition, offset)], to explain a duplicate
+
+        def poll_all(consumers, until, timeout_s=40):
+            deadline = time.monotonic() + timeout_s
+            while not until():
+                if time.monotonic() > deadline:
+                    sizes = [len(c.assignment()) for c in consumers]
+                    raise AssertionError(f"timed out: {len(seen)} read, assignments {sizes}")
+                for consumer in consumers:
+                    msg = consumer.poll(0.05)
+                    if msg is None:
+                        continue
+                    if msg.error() is not None:
+                        raise KafkaException(msg.error())
+                    seen.append((msg.key(), msg.value()))
+                    reads.setdefault(msg.key(), []).append(
+                        (consumer.memberid()[:8], msg.partition(), msg.offset())
+                    )
+                    try:
+                        answer = consumer.commit(message=msg, asynchronous=False)
+                        commit_errors.extend(str(tp.error) for tp in answer if tp.error)
+                    except KafkaException as err:
+                        commit_errors.append(str(err))
+
+        a = member("a")
+        produce_range(0, total // 4)
+        poll_all([a], lambda: len(a.assignment()) == partitions and len(seen) >= total // 8)
+        b, c = member("b"), member("c")
+        produce_range(total // 4, total // 2)
+        trio = [a, b, c]
+        poll_all(trio, lambda: sorted(len(x.assignment()) for x in trio) == [4, 4, 4])
+        described = admin.describe_consumer_groups([group], request_timeout=15)[group].result(
+            timeout=20
+        )
+        group_type = getattr(described, "type", None)
+        if group_type is not None and group_type != ConsumerGroupType.CONSUMER:
+            raise AssertionError(f"described as a {group_type} group")
+        if len(described.members) != 3:
+            raise AssertionError(f"described {len(described.members)} members")
+        owned = sorted(
+            tp.partition for m in described.members for tp in m.assignment.topic_partitions
+        )
+        if owned != list(range(partitions)):
+            raise AssertionError(f"described assignments cover {owned}")
+        state = described.state
+        a.close()
+        produce_range(total // 2, total)
+        pair = [b, c]
+        poll_all(
+            pair,
+            lambda: sorted(len(x.assignment()) for x in pair) == [6, 6] and len(seen) >= total,
+        )
+        # Keep polling a while, so a record read twice would still show.
+        quiet_end = time.monotonic() + scenarios.QUIET_AFTER_S
+        poll_all(pair, lambda: time.monotonic() > quiet_end)
+        b.close()
+        c.close()
+        if commit_errors:
+            raise AssertionError(f"commits refused: {commit_errors[:3]}")
+        if commit_errors:
+            raise AssertionError(f"commits refused: {commit_errors[:3]}")
+        doubled = {key.decode(): where for key, where in reads.items() if len(where) > 1}
+        if doubled:
+            raise AssertionError(f"{len(doubled)} read twice, e.g. {sorted(doubled.items())[:3]}")
+        detail = scenarios.compare(expected, seen)
+        return f"3 members 4/4/4 then 2 members 6/6; {detail}; described {state}, 3 members"
+
     return scenarios.run(
         client,
         {
@@ -170,6 +291,7 @@ def main():
             "consume": lambda: consume(first),
             "resume": resume,
             "txn": txn,
+            "kip848": kip848,
         },
     )
 

@@ -13,6 +13,13 @@ Every client script runs the same four scenarios against one broker, in order, a
            order (the markers skipped). Clients without transactions report it `n/a`, and so
            does every client when COMPAT_KAFKA_TRANSACTIONS=0 (the runner's cluster mode: the
            cloud engine refuses transactions).
+  kip848   on a topic of its own (KIP848_PARTITIONS partitions): three consumers with
+           `group.protocol=consumer` (KIP-848, server-side assignment) join one by one and one
+           leaves while KIP848_RECORDS records are produced, each committing synchronously
+           after every record; together they read every record exactly once, and the admin
+           client's describe (ConsumerGroupDescribe) shows a consumer group with its members
+           and their assignments. Clients without KIP-848 (kafka-python, aiokafka, kafkajs,
+           Debian's kcat) report it `n/a`.
 
 A scenario whose predecessor failed is reported FAIL ("skipped: ...") rather than run, since it
 would only repeat the first failure. Every wait is bounded by a deadline.
@@ -31,7 +38,9 @@ SECOND_BATCH = 25
 # having them all, so that duplicates or re-read records would still be seen.
 CONSUME_TIMEOUT_S = 40.0
 QUIET_AFTER_S = 2.0
-SCENARIOS = ("create", "produce", "consume", "resume", "txn")
+SCENARIOS = ("create", "produce", "consume", "resume", "txn", "kip848")
+KIP848_PARTITIONS = 12
+KIP848_RECORDS = 240
 # The txn scenario's transactions, in order: (name, record count, committed).
 TXN_PLAN = (("committed-a", 5, True), ("aborted", 3, False), ("committed-b", 4, True))
 

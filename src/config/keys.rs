@@ -262,6 +262,30 @@ static EARLIER: &[KeySpec] = &[
         kafka.frame_timeout_ms
     ),
     key!(
+        "kafka.group_consumer_heartbeat_interval_ms",
+        "TRIBUTARY_KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+        None,
+        COUNT,
+        parse,
+        kafka.group_consumer_heartbeat_interval_ms
+    ),
+    key!(
+        "kafka.group_consumer_session_timeout_ms",
+        "TRIBUTARY_KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        None,
+        COUNT,
+        parse,
+        kafka.group_consumer_session_timeout_ms
+    ),
+    key!(
+        "kafka.group_consumer_max_size",
+        "TRIBUTARY_KAFKA_GROUP_CONSUMER_MAX_SIZE",
+        None,
+        COUNT,
+        parse,
+        kafka.group_consumer_max_size
+    ),
+    key!(
         "amqp.enabled",
         "TRIBUTARY_AMQP_ENABLED",
         None,

@@ -123,6 +123,13 @@ pub struct KafkaConfig {
     pub connections_max_idle_ms: u64,
     /// A request frame must arrive whole within this time of its first byte.
     pub frame_timeout_ms: u64,
+    /// KIP-848 consumer groups: the heartbeat interval given to members, as Kafka's
+    /// `group.consumer.heartbeat.interval.ms`.
+    pub group_consumer_heartbeat_interval_ms: u64,
+    /// A consumer-group member silent this long is removed (`group.consumer.session.timeout.ms`).
+    pub group_consumer_session_timeout_ms: u64,
+    /// Members a consumer group may have (`group.consumer.max.size`).
+    pub group_consumer_max_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,6 +292,9 @@ impl Default for KafkaConfig {
             sasl_max_receive_bytes: 512 << 10,
             connections_max_idle_ms: 600_000,
             frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_max_size: i32::MAX as usize,
         }
     }
 }

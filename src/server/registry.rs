@@ -215,6 +215,15 @@ pub fn frontends_with(
         super_users: config.kafka.super_users.clone(),
         sasl_max_receive_bytes: config.kafka.sasl_max_receive_bytes,
         max_pipelined_produces: config.kafka_max_pipelined_produces(),
+        consumer_groups: tributary_kafka::ConsumerGroupSettings {
+            heartbeat_interval: std::time::Duration::from_millis(
+                config.kafka.group_consumer_heartbeat_interval_ms.max(1),
+            ),
+            session_timeout: std::time::Duration::from_millis(
+                config.kafka.group_consumer_session_timeout_ms.max(1),
+            ),
+            max_size: config.kafka.group_consumer_max_size.max(1),
+        },
     };
     match broker.cloud().map(|cloud| cloud.cluster()) {
         None => mounts.add(config.kafka_listener(), || {

@@ -17,6 +17,7 @@ mod acl_txn;
 mod bad_input;
 mod compaction;
 mod compressed_reads;
+mod kip848;
 mod rdkafka_client;
 mod revoke_commit;
 mod sasl;

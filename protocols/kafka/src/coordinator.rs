@@ -33,8 +33,13 @@ use tokio_util::sync::CancellationToken;
 /// How often session timeouts and rebalance deadlines are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
+mod assignor;
+pub(crate) mod consumer;
+mod consumer_group;
 mod group;
 
+use consumer::ConsumerGroupSettings;
+use consumer_group::ConsumerGroup;
 use group::{Group, Member, metadata_for};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,16 +125,31 @@ impl GroupState {
 /// A SyncGroup answer: the member's assignment or an error.
 pub(crate) type SyncOutcome = Result<(String, String, Bytes), ResponseError>;
 
-/// All classic groups of this broker.
+/// All classic and KIP-848 consumer groups of this broker (a group id is in one map at most).
 #[derive(Debug, Default)]
 pub(crate) struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
+    /// KIP-848 groups ([`consumer`]); locked after `groups` when both are needed.
+    consumer: Mutex<HashMap<String, ConsumerGroup>>,
+    consumer_settings: ConsumerGroupSettings,
     sweeper_started: AtomicBool,
 }
 
 impl Coordinator {
+    pub(crate) fn new(consumer_settings: ConsumerGroupSettings) -> Self {
+        Self {
+            consumer_settings,
+            ..Self::default()
+        }
+    }
+
+    /// The consumer-group settings (heartbeat interval, session timeout, size).
+    pub(crate) fn consumer_settings(&self) -> &ConsumerGroupSettings {
+        &self.consumer_settings
+    }
+
     /// Starts the background sweep (session expiry, rebalance deadlines) once.
-    fn ensure_sweeper(self: &Arc<Self>, shutdown: &CancellationToken) {
+    pub(crate) fn ensure_sweeper(self: &Arc<Self>, shutdown: &CancellationToken) {
         if self.sweeper_started.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -145,7 +165,9 @@ impl Coordinator {
                 let Some(coordinator) = coordinator.upgrade() else {
                     return;
                 };
-                coordinator.sweep(Instant::now());
+                let now = Instant::now();
+                coordinator.sweep(now);
+                coordinator.sweep_consumers(now);
             }
         });
     }
@@ -197,6 +219,9 @@ impl Coordinator {
         let receiver = {
             let now = Instant::now();
             let mut groups = self.groups.lock();
+            if let Err(error) = self.yield_to_classic(&params.group) {
+                return JoinOutcome::failed(error, params.member_id);
+            }
             let group = groups
                 .entry(params.group.clone())
                 .or_insert_with(Group::new);

@@ -49,6 +49,7 @@ use async_trait::async_trait;
 use tributary_api::outbound::SendTimedOut;
 use tributary_api::{CloseReason, ConnectionContext, ConnectionError, Engine, Frontend};
 
+pub use coordinator::consumer::ConsumerGroupSettings;
 pub use error::KafkaError;
 
 /// The port Kafka clients expect.
@@ -77,6 +78,8 @@ pub struct KafkaSettings {
     /// client sends during one durability wait: an fsync on the local engine, a whole flush
     /// interval on the cloud engine.
     pub max_pipelined_produces: usize,
+    /// KIP-848 consumer groups: heartbeat interval, session timeout, size limit.
+    pub consumer_groups: ConsumerGroupSettings,
 }
 
 impl Default for KafkaSettings {
@@ -90,6 +93,7 @@ impl Default for KafkaSettings {
             super_users: Vec::new(),
             sasl_max_receive_bytes: DEFAULT_SASL_MAX_RECEIVE_BYTES,
             max_pipelined_produces: DEFAULT_MAX_PIPELINED_PRODUCES,
+            consumer_groups: ConsumerGroupSettings::default(),
         }
     }
 }

@@ -3,8 +3,8 @@
 //! The table generates the typed request and response enums, the body decoder and the response
 //! encoder, and it is exactly what ApiVersions advertises, so a client can never negotiate a
 //! version the dispatcher does not handle. Minimums are the KIP-896 baseline (Kafka 4.x); maxima
-//! stop where a newer version would need a feature this broker lacks (KIP-890, static
-//! membership, KIP-848 groups). Produce 13 and Fetch 13+ address topics by the engine's stable
+//! stop where a newer version would need a feature this broker lacks (KIP-890, KIP-1043
+//! group types in DescribeGroups v6). Produce 13 and Fetch 13+ address topics by the engine's stable
 //! topic ids.
 
 use bytes::{Bytes, BytesMut};
@@ -102,7 +102,8 @@ supported_apis! {
     Fetch: FetchRequest => FetchResponse, 4..=16;
     ListOffsets: ListOffsetsRequest => ListOffsetsResponse, 1..=7;
     Metadata: MetadataRequest => MetadataResponse, 0..=12;
-    OffsetCommit: OffsetCommitRequest => OffsetCommitResponse, 2..=8;
+    // v9 is v8 for KIP-848 members (the member epoch in place of the generation).
+    OffsetCommit: OffsetCommitRequest => OffsetCommitResponse, 2..=9;
     OffsetFetch: OffsetFetchRequest => OffsetFetchResponse, 1..=7;
     FindCoordinator: FindCoordinatorRequest => FindCoordinatorResponse, 0..=4;
     JoinGroup: JoinGroupRequest => JoinGroupResponse, 0..=9;
@@ -110,7 +111,8 @@ supported_apis! {
     LeaveGroup: LeaveGroupRequest => LeaveGroupResponse, 0..=5;
     SyncGroup: SyncGroupRequest => SyncGroupResponse, 0..=5;
     DescribeGroups: DescribeGroupsRequest => DescribeGroupsResponse, 0..=5;
-    ListGroups: ListGroupsRequest => ListGroupsResponse, 0..=4;
+    // v5 (KIP-848): the types filter and each group's type.
+    ListGroups: ListGroupsRequest => ListGroupsResponse, 0..=5;
     // After v0 the exchange continues as raw SASL tokens (see handlers::sasl).
     SaslHandshake: SaslHandshakeRequest => SaslHandshakeResponse, 0..=1;
     ApiVersions: ApiVersionsRequest => ApiVersionsResponse, 0..=4;
@@ -141,6 +143,9 @@ supported_apis! {
     DescribeTransactions: DescribeTransactionsRequest => DescribeTransactionsResponse, 0..=0;
     // v2 adds a transactional id regular expression (KIP-1152), not implemented.
     ListTransactions: ListTransactionsRequest => ListTransactionsResponse, 0..=1;
+    // KIP-848 consumer groups (server-side assignment; v1: client-chosen member ids, regex).
+    ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse, 0..=1;
+    ConsumerGroupDescribe: ConsumerGroupDescribeRequest => ConsumerGroupDescribeResponse, 0..=1;
 }
 
 /// The entry of `key` in [`SUPPORTED_APIS`].

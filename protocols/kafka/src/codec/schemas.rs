@@ -96,7 +96,7 @@ pub(crate) const SCHEMAS: &[Schema] = &[
     schema(ApiKey::Fetch, 4, 16, FETCH),
     schema(ApiKey::ListOffsets, 1, 7, LIST_OFFSETS),
     schema(ApiKey::Metadata, 0, 12, METADATA),
-    schema(ApiKey::OffsetCommit, 2, 8, OFFSET_COMMIT),
+    schema(ApiKey::OffsetCommit, 2, 9, OFFSET_COMMIT),
     schema(ApiKey::OffsetFetch, 1, 7, OFFSET_FETCH),
     schema(ApiKey::FindCoordinator, 0, 4, FIND_COORDINATOR),
     schema(ApiKey::JoinGroup, 0, 9, JOIN_GROUP),
@@ -104,7 +104,7 @@ pub(crate) const SCHEMAS: &[Schema] = &[
     schema(ApiKey::LeaveGroup, 0, 5, LEAVE_GROUP),
     schema(ApiKey::SyncGroup, 0, 5, SYNC_GROUP),
     schema(ApiKey::DescribeGroups, 0, 5, DESCRIBE_GROUPS),
-    schema(ApiKey::ListGroups, 0, 4, LIST_GROUPS),
+    schema(ApiKey::ListGroups, 0, 5, LIST_GROUPS),
     schema(ApiKey::SaslHandshake, 0, 1, SASL_HANDSHAKE),
     schema(ApiKey::ApiVersions, 0, 4, API_VERSIONS),
     schema(ApiKey::InitProducerId, 0, 4, INIT_PRODUCER_ID),
@@ -134,6 +134,13 @@ pub(crate) const SCHEMAS: &[Schema] = &[
     schema(ApiKey::TxnOffsetCommit, 0, 3, TXN_OFFSET_COMMIT),
     schema(ApiKey::DescribeTransactions, 0, 0, DESCRIBE_TRANSACTIONS),
     schema(ApiKey::ListTransactions, 0, 1, LIST_TRANSACTIONS),
+    schema(
+        ApiKey::ConsumerGroupHeartbeat,
+        0,
+        1,
+        CONSUMER_GROUP_HEARTBEAT,
+    ),
+    schema(ApiKey::ConsumerGroupDescribe, 0, 1, CONSUMER_GROUP_DESCRIBE),
 ];
 
 /// The layout of `api`'s request body.
@@ -252,31 +259,31 @@ const METADATA: &[Field] = &[
     field("include_topic_authorized_operations", BOOL, 8, 12),
 ];
 const OFFSET_COMMIT_PARTITION: &[Field] = &[
-    field("partition_index", I32, 2, 8),
-    field("committed_offset", I64, 2, 8),
-    field("committed_leader_epoch", I32, 6, 8),
-    field("committed_metadata", STRING, 2, 8),
+    field("partition_index", I32, 2, 9),
+    field("committed_offset", I64, 2, 9),
+    field("committed_leader_epoch", I32, 6, 9),
+    field("committed_metadata", STRING, 2, 9),
 ];
 const OFFSET_COMMIT_TOPIC: &[Field] = &[
-    field("name", STRING, 2, 8),
+    field("name", STRING, 2, 9),
     field(
         "partitions",
         Kind::Array(&Kind::Struct(OFFSET_COMMIT_PARTITION)),
         2,
-        8,
+        9,
     ),
 ];
 const OFFSET_COMMIT: &[Field] = &[
-    field("group_id", STRING, 2, 8),
-    field("generation_id_or_member_epoch", I32, 2, 8),
-    field("member_id", STRING, 2, 8),
-    field("group_instance_id", STRING, 7, 8),
+    field("group_id", STRING, 2, 9),
+    field("generation_id_or_member_epoch", I32, 2, 9),
+    field("member_id", STRING, 2, 9),
+    field("group_instance_id", STRING, 7, 9),
     field("retention_time_ms", I64, 2, 4),
     field(
         "topics",
         Kind::Array(&Kind::Struct(OFFSET_COMMIT_TOPIC)),
         2,
-        8,
+        9,
     ),
 ];
 const OFFSET_FETCH_TOPIC: &[Field] = &[
@@ -358,7 +365,35 @@ const DESCRIBE_GROUPS: &[Field] = &[
     field("groups", Kind::Array(&STRING), 0, 5),
     field("include_authorized_operations", BOOL, 3, 5),
 ];
-const LIST_GROUPS: &[Field] = &[field("states_filter", Kind::Array(&STRING), 4, 4)];
+const LIST_GROUPS: &[Field] = &[
+    field("states_filter", Kind::Array(&STRING), 4, 5),
+    field("types_filter", Kind::Array(&STRING), 5, 5),
+];
+const CONSUMER_GROUP_HEARTBEAT_TOPIC: &[Field] = &[
+    field("topic_id", UUID, 0, 1),
+    field("partitions", Kind::Array(&I32), 0, 1),
+];
+const CONSUMER_GROUP_HEARTBEAT: &[Field] = &[
+    field("group_id", STRING, 0, 1),
+    field("member_id", STRING, 0, 1),
+    field("member_epoch", I32, 0, 1),
+    field("instance_id", STRING, 0, 1),
+    field("rack_id", STRING, 0, 1),
+    field("rebalance_timeout_ms", I32, 0, 1),
+    field("subscribed_topic_names", Kind::Array(&STRING), 0, 1),
+    field("subscribed_topic_regex", STRING, 1, 1),
+    field("server_assignor", STRING, 0, 1),
+    field(
+        "topic_partitions",
+        Kind::Array(&Kind::Struct(CONSUMER_GROUP_HEARTBEAT_TOPIC)),
+        0,
+        1,
+    ),
+];
+const CONSUMER_GROUP_DESCRIBE: &[Field] = &[
+    field("group_ids", Kind::Array(&STRING), 0, 1),
+    field("include_authorized_operations", BOOL, 0, 1),
+];
 const SASL_HANDSHAKE: &[Field] = &[field("mechanism", STRING, 0, 1)];
 const API_VERSIONS: &[Field] = &[
     field("client_software_name", STRING, 3, 4),

@@ -4,6 +4,8 @@
 //! store while it has committed positions; listings merge both (a group with only positions is
 //! `Empty`). A group with members cannot be deleted (NON_EMPTY_GROUP), and its positions cannot
 //! be deleted while it has members (GROUP_SUBSCRIBED_TO_TOPIC; subscriptions are not parsed).
+//! KIP-848 consumer groups are listed with their type (ListGroups v5) and Kafka's consumer
+//! group states; DescribeGroups (up to v5) answers them `Dead` without an error, as Kafka 4.
 
 use std::collections::BTreeMap;
 
@@ -24,16 +26,27 @@ use super::{Broker, str_bytes};
 use crate::coordinator::GroupState;
 use crate::error;
 
-/// The protocol type of groups known only from committed offsets.
+/// The protocol type of groups known only from committed offsets, and of KIP-848 groups.
 const CONSUMER: &str = "consumer";
+/// ListGroups v5 group types (KIP-848).
+const CLASSIC_TYPE: &str = "classic";
+const CONSUMER_TYPE: &str = "consumer";
 
 impl Broker {
-    pub(super) async fn list_groups(&self, request: ListGroupsRequest) -> ListGroupsResponse {
-        let mut groups: BTreeMap<String, (String, &'static str)> = BTreeMap::new();
+    pub(super) async fn list_groups(
+        &self,
+        version: i16,
+        request: ListGroupsRequest,
+    ) -> ListGroupsResponse {
+        // group -> (protocol type, state, group type)
+        let mut groups: BTreeMap<String, (String, &'static str, &'static str)> = BTreeMap::new();
         match self.engine.offsets.groups().await {
             Ok(stored) => {
                 for group in stored {
-                    groups.insert(group, (CONSUMER.to_owned(), GroupState::Empty.name()));
+                    groups.insert(
+                        group,
+                        (CONSUMER.to_owned(), GroupState::Empty.name(), CLASSIC_TYPE),
+                    );
                 }
             }
             Err(failure) => {
@@ -41,23 +54,32 @@ impl Broker {
             }
         }
         for (group, protocol_type, state) in self.coordinator.list() {
-            groups.insert(group, (protocol_type, state.name()));
+            groups.insert(group, (protocol_type, state.name(), CLASSIC_TYPE));
         }
-        let wanted = |state: &str| {
-            request.states_filter.is_empty()
-                || request
-                    .states_filter
+        for (group, state) in self.coordinator.list_consumers() {
+            groups.insert(group, (CONSUMER.to_owned(), state, CONSUMER_TYPE));
+        }
+        let matches = |filter: &[kafka_protocol::protocol::StrBytes], value: &str| {
+            filter.is_empty()
+                || filter
                     .iter()
-                    .any(|filter| filter.as_str().eq_ignore_ascii_case(state))
+                    .any(|wanted| wanted.as_str().eq_ignore_ascii_case(value))
         };
         let listed = groups
             .into_iter()
-            .filter(|(_, (_, state))| wanted(state))
-            .map(|(group, (protocol_type, state))| {
-                ListedGroup::default()
+            .filter(|(_, (_, state, kind))| {
+                matches(&request.states_filter, state) && matches(&request.types_filter, kind)
+            })
+            .map(|(group, (protocol_type, state, kind))| {
+                let listed = ListedGroup::default()
                     .with_group_id(GroupId(str_bytes(&group)))
                     .with_protocol_type(str_bytes(&protocol_type))
-                    .with_group_state(str_bytes(state))
+                    .with_group_state(str_bytes(state));
+                if version >= 5 {
+                    listed.with_group_type(str_bytes(kind))
+                } else {
+                    listed
+                }
             })
             .collect();
         ListGroupsResponse::default().with_groups(listed)
@@ -71,6 +93,12 @@ impl Broker {
         for group_id in request.groups {
             let group = group_id.0.as_str();
             let entry = DescribedGroup::default().with_group_id(group_id.clone());
+            if self.coordinator.is_consumer_group(group) {
+                // Kafka 4 below DescribeGroups v6: a group that is not classic is `Dead`,
+                // with no error and no protocol type.
+                described.push(entry.with_group_state(str_bytes("Dead")));
+                continue;
+            }
             described.push(match self.coordinator.describe(group) {
                 Some(description) => {
                     let members = description
@@ -120,10 +148,13 @@ impl Broker {
         let mut results = Vec::with_capacity(request.groups_names.len());
         for group_id in request.groups_names {
             let group = group_id.0.as_str();
-            let code = if self.coordinator.has_members(group) {
+            let code = if self.coordinator.has_members(group)
+                || self.coordinator.consumer_has_members(group)
+            {
                 ResponseError::NonEmptyGroup.code()
             } else {
-                let known = self.coordinator.forget(group);
+                let known =
+                    self.coordinator.forget(group) | self.coordinator.forget_consumer(group);
                 match self.engine.offsets.delete_group(group).await {
                     Ok(removed) if removed > 0 || known => 0,
                     Ok(_) => ResponseError::GroupIdNotFound.code(),
@@ -141,7 +172,7 @@ impl Broker {
 
     pub(super) async fn offset_delete(&self, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
         let group = request.group_id.0.as_str();
-        if self.coordinator.has_members(group) {
+        if self.coordinator.has_members(group) || self.coordinator.consumer_has_members(group) {
             return OffsetDeleteResponse::default()
                 .with_error_code(ResponseError::GroupSubscribedToTopic.code());
         }

@@ -8,6 +8,7 @@ mod admin;
 mod authorize;
 mod cluster;
 mod configs;
+mod consumer_groups;
 mod fetch;
 mod group_admin;
 mod groups;
@@ -90,11 +91,12 @@ impl Broker {
             &settings.super_users,
             Arc::clone(&engine.metadata),
         );
+        let coordinator = Arc::new(Coordinator::new(settings.consumer_groups));
         Self {
             authorizer,
             engine,
             settings,
-            coordinator: Arc::new(Coordinator::default()),
+            coordinator,
             producers: Producers::default(),
             transactions: Arc::new(Transactions::default()),
             cluster: None,
@@ -211,8 +213,15 @@ impl Broker {
             KafkaRequest::OffsetCommit(request) => {
                 KafkaResponse::OffsetCommit(self.offset_commit(version, request).await)
             }
+            KafkaRequest::ConsumerGroupHeartbeat(request) => KafkaResponse::ConsumerGroupHeartbeat(
+                self.consumer_group_heartbeat(context, version, client_id, request)
+                    .await,
+            ),
+            KafkaRequest::ConsumerGroupDescribe(request) => KafkaResponse::ConsumerGroupDescribe(
+                self.consumer_group_describe(context, request).await,
+            ),
             KafkaRequest::ListGroups(request) => {
-                KafkaResponse::ListGroups(self.list_groups(request).await)
+                KafkaResponse::ListGroups(self.list_groups(version, request).await)
             }
             KafkaRequest::DescribeGroups(request) => {
                 KafkaResponse::DescribeGroups(self.describe_groups(request).await)

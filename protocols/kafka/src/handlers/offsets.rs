@@ -48,13 +48,25 @@ impl Broker {
             .as_ref()
             .filter(|_| version >= 7)
             .map(|id| id.as_str());
-        let fenced = self.coordinator.validate_commit(
-            group,
-            request.generation_id_or_member_epoch,
-            request.member_id.as_str(),
-            instance_id,
-            false,
-        );
+        // A KIP-848 group checks the member epoch; a classic one the generation.
+        let fenced = self
+            .coordinator
+            .validate_consumer_commit(
+                group,
+                request.generation_id_or_member_epoch,
+                request.member_id.as_str(),
+                false,
+                version,
+            )
+            .unwrap_or_else(|| {
+                self.coordinator.validate_commit(
+                    group,
+                    request.generation_id_or_member_epoch,
+                    request.member_id.as_str(),
+                    instance_id,
+                    false,
+                )
+            });
         let commit_time = now_ms();
         // Per partition: Ok(position to commit) or the error code to answer.
         let mut answers: Vec<(TopicName, Vec<PartitionCommit>)> = Vec::new();

@@ -206,13 +206,22 @@ impl Broker {
         let member = if version >= 3 {
             let instance_id = request.group_instance_id.as_ref().map(|id| id.as_str());
             self.coordinator
-                .validate_commit(
+                .validate_consumer_commit(
                     group,
                     request.generation_id,
                     request.member_id.as_str(),
-                    instance_id,
                     true,
+                    version,
                 )
+                .unwrap_or_else(|| {
+                    self.coordinator.validate_commit(
+                        group,
+                        request.generation_id,
+                        request.member_id.as_str(),
+                        instance_id,
+                        true,
+                    )
+                })
                 .map_err(|error| error.code())
         } else {
             Ok(())

@@ -25,6 +25,7 @@
 //! | AddOffsetsToTxn, TxnOffsetCommit | WRITE transactional id, READ group |
 //! | DescribeTransactions / ListTransactions | DESCRIBE transactional id (List: only those it may describe) |
 //! | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster (in `acls`) |
+//! | ConsumerGroupHeartbeat / ConsumerGroupDescribe | READ / DESCRIBE group, the describe also DESCRIBE on the group's topics (in `consumer_groups`) |
 //!
 //! Invariant: with the authorizer off, [`Broker::guard`] returns every request untouched.
 
