@@ -151,7 +151,8 @@ def compact_wait(read_once, produced):
     tombstones = sum(1 for _, _, value in seen if value is None)
     return (
         f"{len(produced)} produced, the cleaner removed {len(produced) - len(seen)}: "
-        f"{len(seen)} left at their offsets ({tombstones} tombstones) after {reads} reads"
+        f"{len(seen)} left at their offsets ({tombstones} tombstones), "
+        f"read {reads} time{'s' if reads != 1 else ''}"
     )
 
 
