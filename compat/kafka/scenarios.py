@@ -115,19 +115,20 @@ def compact_expected(produced):
 
 def compact_check(produced, seen):
     """True when `seen` (offset, key, value from offset 0 to the seal) is the cleaned log.
-    Raises when it is not a valid log at all: offsets not ascending, or a record that was not
-    produced at that offset (lost or changed), which waiting would not mend."""
+    Raises when it is not a valid log at all, cleaned or not, which waiting would not mend:
+    offsets not ascending, a record that was not produced at that offset (changed), or the
+    latest record of a key missing (the cleaner never removes it)."""
     offsets = [offset for offset, _, _ in seen]
     if any(a >= b for a, b in zip(offsets, offsets[1:])):
         raise AssertionError(f"offsets not ascending: {offsets}")
-    strangers = set(seen) - set(produced)
+    strangers = sorted(set(seen) - set(produced), key=lambda record: record[0])
     if strangers:
-        raise AssertionError(f"records not produced at those offsets: {sorted(strangers)[:3]}")
-    live = {key for _, key, _ in produced}
-    missing = live - {key for _, key, _ in seen}
-    if missing:
-        raise AssertionError(f"keys lost: {sorted(missing)}")
-    return seen == compact_expected(produced)
+        raise AssertionError(f"records not produced at those offsets: {strangers[:3]}")
+    expected = compact_expected(produced)
+    lost = [record for record in expected if record not in set(seen)]
+    if lost:
+        raise AssertionError(f"latest records lost: {lost[:3]}")
+    return seen == expected
 
 
 def compact_wait(read_once, produced):
