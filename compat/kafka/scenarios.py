@@ -1,6 +1,6 @@
 """Shared scenario plan for the Python Kafka clients of compat/kafka.
 
-Every client script runs the same four scenarios against one broker, in order, and prints one
+Every client script runs the same scenarios against one broker, in order, and prints one
 `RESULT <client> <scenario> PASS|FAIL <detail>` line per scenario for ./run to tabulate:
 
   create   make the topic (admin API) and see it in metadata with PARTITIONS partitions
@@ -23,10 +23,12 @@ Every client script runs the same four scenarios against one broker, in order, a
   compact  on a topic of its own (one partition) created with COMPACT_CONFIGS
            (cleanup.policy=compact): the admin API describes cleanup.policy=compact; the
            compact_plan() rounds are produced one segment each (a pause longer than segment.ms
-           after each), then the seal record rolls the last of them; reads from offset 0 repeat
+           before each), the last round, the seal record, rolling the one before; reads from
+           offset 0 up to the seal repeat
            until the log is exactly the latest record per key (the tombstones stay:
            delete.retention.ms is a day) at its original offset, and every read on the way must
-           be a valid log: offsets ascending, each record one that was produced at that offset.
+           be a valid log: offsets ascending, each record one that was produced at that offset,
+           the latest record of every key there.
            Clients without an admin API that sets topic configs (kcat) report it `n/a`, and so
            does every client when COMPAT_KAFKA_COMPACTION=0 (cluster mode: the cloud engine
            refuses compaction settings).
