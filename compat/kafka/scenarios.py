@@ -24,11 +24,10 @@ Every client script runs the same scenarios against one broker, in order, and pr
            (cleanup.policy=compact): the admin API describes cleanup.policy=compact; the
            compact_plan() rounds are produced one segment each (a pause longer than segment.ms
            before each), the last round, the seal record, rolling the one before; reads from
-           offset 0 up to the seal repeat
-           until the log is exactly the latest record per key (the tombstones stay:
-           delete.retention.ms is a day) at its original offset, and every read on the way must
-           be a valid log: offsets ascending, each record one that was produced at that offset,
-           the latest record of every key there.
+           offset 0 up to the seal repeat until the log is exactly the latest record per key
+           (the tombstones stay: delete.retention.ms is a day) at its original offset, and
+           every read on the way must be a valid log: offsets ascending, each record one that
+           was produced at that offset, the latest record of every key there.
            Clients without an admin API that sets topic configs (kcat) report it `n/a`, and so
            does every client when COMPAT_KAFKA_COMPACTION=0 (cluster mode: the cloud engine
            refuses compaction settings).
