@@ -2,9 +2,11 @@
 
 import asyncio
 import sys
+import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 import scenarios
 
@@ -144,6 +146,94 @@ def main():
             + await read_all(topic, "read_uncommitted", everything)
         )
 
+    compact_topic = f"{args.topic}-compact"
+
+    async def compact_create():
+        """Creates the topic, checks its described cleanup.policy, produces the plan."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap, request_timeout_ms=15000)
+        await admin.start()
+        try:
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        compact_topic,
+                        num_partitions=1,
+                        replication_factor=1,
+                        topic_configs=dict(scenarios.COMPACT_CONFIGS),
+                    )
+                ],
+                timeout_ms=15000,
+            )
+            errors = [t for t in response.topic_errors if t[1] != 0]
+            if errors:
+                raise AssertionError(f"create_topics errors: {errors}")
+            responses = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, compact_topic)]
+            )
+        finally:
+            await admin.close()
+        # resources: (error_code, error_message, type, name, [(name, value, ...)])
+        policies = [
+            entry[1]
+            for response in responses
+            for resource in response.resources
+            if resource[0] == 0 and resource[3] == compact_topic
+            for entry in resource[4]
+            if entry[0] == "cleanup.policy"
+        ]
+        detail = scenarios.check_cleanup_policy(policies[0] if policies else None)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=args.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="gzip",
+            linger_ms=5,
+        )
+        await producer.start()
+        rounds = scenarios.compact_plan(CLIENT)
+        try:
+            for batch in rounds:
+                # Each round in a segment of its own: the next append rolls one older than
+                # segment.ms.
+                await asyncio.sleep(scenarios.COMPACT_SEGMENT_MS * 1.5 / 1000)
+                sent = [
+                    await producer.send(compact_topic, key=key, value=value, partition=0)
+                    for key, value in batch
+                ]
+                await asyncio.wait_for(asyncio.gather(*sent), timeout=30)
+        finally:
+            await producer.stop()
+        return detail, scenarios.compact_produced(rounds)
+
+    async def compact_read():
+        """The log from offset 0 up to the seal record: [(offset, key, value)]."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=args.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+        )
+        await asyncio.wait_for(consumer.start(), timeout=20)
+        seen = []
+        deadline = time.monotonic() + scenarios.COMPACT_READ_TIMEOUT_S
+        try:
+            partition = TopicPartition(compact_topic, 0)
+            consumer.assign([partition])
+            consumer.seek(partition, 0)
+            while not seen or seen[-1][1] != scenarios.COMPACT_SEAL_KEY:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the seal record not read: {len(seen)} records")
+                batches = await consumer.getmany(timeout_ms=500)
+                seen.extend((m.offset, m.key, m.value) for msgs in batches.values() for m in msgs)
+        finally:
+            await consumer.stop()
+        return seen
+
+    def compact():
+        detail, produced = loop.run_until_complete(compact_create())
+        waited = scenarios.compact_wait(lambda: loop.run_until_complete(compact_read()), produced)
+        return f"{detail}; {waited}"
+
     def blocking(coroutine_fn, *fn_args):
         return lambda: loop.run_until_complete(coroutine_fn(*fn_args))
 
@@ -156,6 +246,7 @@ def main():
                 "consume": blocking(consume, first),
                 "resume": blocking(resume),
                 "txn": blocking(txn),
+                "compact": compact,
             },
         )
     finally:

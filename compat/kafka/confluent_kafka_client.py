@@ -15,7 +15,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 import scenarios
 
@@ -275,13 +275,77 @@ def main():
         c.close()
         if commit_errors:
             raise AssertionError(f"commits refused: {commit_errors[:3]}")
-        if commit_errors:
-            raise AssertionError(f"commits refused: {commit_errors[:3]}")
         doubled = {key.decode(): where for key, where in reads.items() if len(where) > 1}
         if doubled:
             raise AssertionError(f"{len(doubled)} read twice, e.g. {sorted(doubled.items())[:3]}")
         detail = scenarios.compare(expected, seen)
         return f"3 members 4/4/4 then 2 members 6/6; {detail}; described {state}, 3 members"
+
+    def compact():
+        topic = f"{args.topic}-compact"
+        admin = AdminClient(common)
+        admin.create_topics(
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=1,
+                    replication_factor=1,
+                    config=dict(scenarios.COMPACT_CONFIGS),
+                )
+            ],
+            request_timeout=15,
+        )[topic].result(timeout=20)
+        resource = ConfigResource(ResourceType.TOPIC, topic)
+        described = admin.describe_configs([resource], request_timeout=15)[resource].result(
+            timeout=20
+        )
+        policy = described.get("cleanup.policy")
+        detail = scenarios.check_cleanup_policy(policy.value if policy else None)
+        producer = Producer(
+            {
+                **common,
+                "acks": "all",
+                "enable.idempotence": True,
+                "compression.type": "lz4",
+                "linger.ms": 5,
+                "message.timeout.ms": 20000,
+            }
+        )
+        rounds = scenarios.compact_plan(CLIENT)
+        for batch in rounds:
+            # Each round in a segment of its own: the next append rolls one older than segment.ms.
+            time.sleep(scenarios.COMPACT_SEGMENT_MS * 1.5 / 1000)
+            for key, value in batch:
+                producer.produce(topic, key=key, value=value, partition=0)
+            if producer.flush(30):
+                raise AssertionError("records left unflushed")
+        produced = scenarios.compact_produced(rounds)
+
+        def read_once():
+            consumer = Consumer(
+                {
+                    **common,
+                    "group.id": f"{args.group}-compact",
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 100,
+                }
+            )
+            consumer.assign([TopicPartition(topic, 0, 0)])
+            seen = []
+            deadline = time.monotonic() + scenarios.COMPACT_READ_TIMEOUT_S
+            try:
+                while not seen or seen[-1][1] != scenarios.COMPACT_SEAL_KEY:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"the seal record not read: {len(seen)} records")
+                    for msg in consumer.consume(num_messages=100, timeout=0.5):
+                        if msg.error() is not None:
+                            raise KafkaException(msg.error())
+                        seen.append((msg.offset(), msg.key(), msg.value()))
+            finally:
+                consumer.close()
+            return seen
+
+        return f"{detail}; {scenarios.compact_wait(read_once, produced)}"
 
     return scenarios.run(
         client,
@@ -292,6 +356,7 @@ def main():
             "resume": resume,
             "txn": txn,
             "kip848": kip848,
+            "compact": compact,
         },
     )
 

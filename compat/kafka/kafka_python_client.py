@@ -5,8 +5,10 @@ about the transactional id: Ongoing with its partition while the first transacti
 CompleteCommit after the last."""
 
 import sys
+import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 
 import scenarios
 
@@ -162,6 +164,72 @@ def main():
             + read_all(topic, "read_uncommitted", everything)
         )
 
+    def compact():
+        topic = f"{args.topic}-compact"
+        admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, request_timeout_ms=15000)
+        try:
+            admin.create_topics(
+                {
+                    topic: {
+                        "num_partitions": 1,
+                        "replication_factor": 1,
+                        "configs": dict(scenarios.COMPACT_CONFIGS),
+                    }
+                },
+                timeout_ms=15000,
+            )
+            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        finally:
+            admin.close()
+        policy = described.get("topic", {}).get(topic, {}).get("cleanup.policy", {})
+        detail = scenarios.check_cleanup_policy(policy.get("value"))
+        producer = KafkaProducer(
+            bootstrap_servers=args.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="gzip",
+            linger_ms=5,
+        )
+        rounds = scenarios.compact_plan(CLIENT)
+        try:
+            for batch in rounds:
+                # Each round in a segment of its own: the next append rolls one older than
+                # segment.ms.
+                time.sleep(scenarios.COMPACT_SEGMENT_MS * 1.5 / 1000)
+                futures = [
+                    producer.send(topic, key=key, value=value, partition=0) for key, value in batch
+                ]
+                producer.flush(timeout=30)
+                for future in futures:
+                    future.get(timeout=30)
+        finally:
+            producer.close(timeout=10)
+        produced = scenarios.compact_produced(rounds)
+
+        def read_once():
+            consumer = KafkaConsumer(
+                bootstrap_servers=args.bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=100,
+            )
+            partition = TopicPartition(topic, 0)
+            consumer.assign([partition])
+            consumer.seek(partition, 0)
+            seen = []
+            deadline = time.monotonic() + scenarios.COMPACT_READ_TIMEOUT_S
+            try:
+                while not seen or seen[-1][1] != scenarios.COMPACT_SEAL_KEY:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"the seal record not read: {len(seen)} records")
+                    for messages in consumer.poll(timeout_ms=500).values():
+                        seen.extend((m.offset, m.key, m.value) for m in messages)
+            finally:
+                consumer.close(autocommit=False)
+            return seen
+
+        return f"{detail}; {scenarios.compact_wait(read_once, produced)}"
+
     return scenarios.run(
         CLIENT,
         {
@@ -170,6 +238,7 @@ def main():
             "consume": lambda: consume(first),
             "resume": resume,
             "txn": txn,
+            "compact": compact,
         },
     )
 
