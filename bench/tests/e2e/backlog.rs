@@ -22,7 +22,10 @@ fn a_backlog_is_built_then_drained_and_the_drain_matches_the_stored_count() {
     let address = broker.address(Protocol::Kafka).to_owned();
     let output = crate::runtime().block_on(async {
         let options = RunOptions {
-            period: crate::PERIOD,
+            // Short periods: the run's end is checked at period ends, so a run that did not
+            // wait for the drain would end within 250 ms of the consumers' start, too soon
+            // for them to join and read 4 MiB.
+            period: Duration::from_millis(250),
             test_duration: Some(Duration::from_secs(2)),
             warmup: Some(Duration::ZERO),
             max_in_flight: 200,
