@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use tributary_bench::Error;
 use tributary_bench::compare::{self, Plan};
 use tributary_bench::driver::Protocol;
-use tributary_bench::runner::RunOptions;
 use tributary_bench::report::Baseline;
+use tributary_bench::runner::RunOptions;
 use tributary_bench::target::{External, TRIBUTARY};
 
 #[derive(Debug, Parser)]

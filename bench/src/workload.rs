@@ -252,9 +252,10 @@ warmupDurationMinutes: 2
 
     #[test]
     fn a_backlog_may_be_a_fraction_of_a_gib() {
-        let w = Workload::parse(
-            &EVERY_FIELD.replace("consumerBacklogSizeGB: 2", "consumerBacklogSizeGB: 0.0078125"),
-        )
+        let w = Workload::parse(&EVERY_FIELD.replace(
+            "consumerBacklogSizeGB: 2",
+            "consumerBacklogSizeGB: 0.0078125",
+        ))
         .unwrap();
         assert_eq!(w.backlog_bytes(), 8 << 20);
     }

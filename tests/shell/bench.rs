@@ -44,7 +44,8 @@ fn bench_without_the_benchmark_binary_fails_saying_how_to_build_it() {
     assert!(!output.status.success(), "{:?}", output.status);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("tributary-bench") && stderr.contains("cargo build --release -p tributary-bench"),
+        stderr.contains("tributary-bench")
+            && stderr.contains("cargo build --release -p tributary-bench"),
         "stderr: {stderr}"
     );
 }
@@ -65,7 +66,14 @@ fn bench_execs_the_benchmark_with_its_arguments_output_and_exit_status() {
     .expect("write stand-in");
     std::fs::set_permissions(&bench, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let output = Command::new(&exe)
-        .args(["bench", "run", "--protocol", "kafka", "--workload", "a b.yaml"])
+        .args([
+            "bench",
+            "run",
+            "--protocol",
+            "kafka",
+            "--workload",
+            "a b.yaml",
+        ])
         .env("PATH", empty_path(dir.path()))
         .output()
         .expect("run tributary bench");

@@ -56,7 +56,11 @@ fn a_backlog_is_built_then_drained_and_the_drain_matches_the_stored_count() {
         r.backlog
     );
     // Periods after the peak consumed faster than they published (the drain).
-    let peak_at = r.backlog.iter().position(|b| *b as f64 == peak).unwrap_or(0);
+    let peak_at = r
+        .backlog
+        .iter()
+        .position(|b| *b as f64 == peak)
+        .unwrap_or(0);
     let (published_after, consumed_after): (f64, f64) = (peak_at + 1..r.consume_rate.len())
         .map(|i| (r.publish_rate[i], r.consume_rate[i]))
         .fold((0.0, 0.0), |(p, c), (pi, ci)| (p + pi, c + ci));
@@ -82,7 +86,12 @@ fn a_backlog_is_built_then_drained_and_the_drain_matches_the_stored_count() {
         })
         .sum();
     let stored = stored as f64;
-    let sum = |rates: &[f64]| rates.iter().map(|rate| rate * r.period_seconds).sum::<f64>();
+    let sum = |rates: &[f64]| {
+        rates
+            .iter()
+            .map(|rate| rate * r.period_seconds)
+            .sum::<f64>()
+    };
     // Everything acknowledged is stored; the reported publish rates (plus the readiness
     // probes, sent before the measured phase) add up to it.
     assert!(stored >= output.acknowledged_total as f64);
