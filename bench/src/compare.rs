@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 use crate::driver::Protocol;
 use crate::payload::Pool;
-use crate::report;
+use crate::report::{self, Baseline};
 use crate::result::TestResult;
 use crate::runner::{self, RunOptions};
-use crate::target::{External, Tributary, find_tributary};
+use crate::target::{External, TRIBUTARY, Tributary, find_tributary};
 use crate::workload::Workload;
 
 /// What to run.
@@ -77,6 +77,7 @@ pub fn execute(plan: &Plan, out: &Path) -> Result<Vec<TestResult>, Error> {
             External {
                 protocol: *protocol,
                 address: String::new(),
+                name: None,
             },
         ));
     }
@@ -91,7 +92,7 @@ pub fn execute(plan: &Plan, out: &Path) -> Result<Vec<TestResult>, Error> {
                     workload.partitions_per_topic,
                 )?;
                 let address = broker.address(protocol).to_owned();
-                (Some(broker), address, "Tributary".to_owned())
+                (Some(broker), address, TRIBUTARY.to_owned())
             }
             None => (None, external.address.clone(), external.label()),
         };
@@ -117,9 +118,15 @@ pub fn execute(plan: &Plan, out: &Path) -> Result<Vec<TestResult>, Error> {
 }
 
 /// Writes `report.html` for `results` into `out` and returns its path.
-pub fn write_report(out: &Path, title: &str, results: &[TestResult]) -> Result<PathBuf, Error> {
+pub fn write_report(
+    out: &Path,
+    title: &str,
+    results: &[TestResult],
+    baseline: &Baseline,
+) -> Result<PathBuf, Error> {
     let file = out.join("report.html");
-    std::fs::write(&file, report::html(title, results)).map_err(|e| Error::io(&file, e))?;
+    std::fs::write(&file, report::html(title, results, baseline))
+        .map_err(|e| Error::io(&file, e))?;
     Ok(file)
 }
 

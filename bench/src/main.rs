@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use tributary_bench::Error;
 use tributary_bench::compare::{self, Plan};
 use tributary_bench::driver::Protocol;
+use tributary_bench::report::Baseline;
 use tributary_bench::runner::RunOptions;
-use tributary_bench::target::External;
+use tributary_bench::target::{External, TRIBUTARY};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +42,10 @@ enum Command {
         /// Only the given --broker targets, no Tributary runs.
         #[arg(long)]
         no_tributary: bool,
+        /// The report's ratios divide by this target's run over the same protocol
+        /// (`Tributary`, or a --broker's NAME or address); default: the first run.
+        #[arg(long)]
+        baseline: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -51,8 +56,9 @@ struct Common {
     /// An OMB workload YAML file.
     #[arg(long)]
     workload: PathBuf,
-    /// Also run against a broker: kafka=HOST:PORT, amqp=amqp://USER:PASS@HOST:PORT/VHOST or
-    /// rocketmq=NAMESRV_HOST:PORT (repeatable).
+    /// Also run against a broker: [NAME:]PROTOCOL=ADDRESS with kafka=HOST:PORT,
+    /// amqp=amqp://USER:PASS@HOST:PORT/VHOST or rocketmq=NAMESRV_HOST:PORT (repeatable); NAME
+    /// labels its runs (default: the address without credentials).
     #[arg(long)]
     broker: Vec<String>,
     /// Where the JSON files (and the report) go.
@@ -121,6 +127,24 @@ fn plan(common: &Common, protocols: &[String], tributary: bool) -> Result<Plan, 
     })
 }
 
+/// `--baseline`, checked against the planned targets before anything runs.
+fn baseline_of(plan: &Plan, baseline: Option<&str>) -> Result<Baseline, Error> {
+    let Some(wanted) = baseline else {
+        return Ok(Baseline::FirstRun);
+    };
+    let mut targets: Vec<String> = plan.external.iter().map(External::label).collect();
+    if !plan.tributary_protocols.is_empty() {
+        targets.insert(0, TRIBUTARY.to_owned());
+    }
+    match targets.iter().find(|t| t.eq_ignore_ascii_case(wanted)) {
+        Some(target) => Ok(Baseline::Target(target.clone())),
+        None => Err(Error::Usage(format!(
+            "--baseline {wanted:?} is not a target of this run; targets: {}",
+            targets.join(", ")
+        ))),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
@@ -134,11 +158,13 @@ fn main() -> ExitCode {
         Command::Compare {
             protocols,
             no_tributary,
+            baseline,
             common,
         } => plan(common, protocols, !no_tributary).and_then(|plan| {
+            let baseline = baseline_of(&plan, baseline.as_deref())?;
             let results = compare::execute(&plan, &common.out)?;
             let title = format!("tributary-bench compare: {}", common.workload.display());
-            let report = compare::write_report(&common.out, &title, &results)?;
+            let report = compare::write_report(&common.out, &title, &results, &baseline)?;
             eprintln!("wrote {}", report.display());
             Ok(())
         }),

@@ -1,5 +1,6 @@
 //! The comparison report: one self-contained HTML file (inline SVG and CSS, no script, no
-//! external resource) with a summary table, ratios against the first run, and charts of
+//! external resource) with a summary table, ratios against a baseline (the first run, or the
+//! run of a chosen target over the same protocol), and charts of
 //! publish and consume rates over time, publish and end-to-end latency percentiles over time,
 //! and the aggregated latency distributions (one series per run).
 
@@ -52,8 +53,40 @@ fn ratio(value: f64, base: f64) -> String {
     }
 }
 
-/// The report for `results` (the first is the baseline of the ratios).
-pub fn html(title: &str, results: &[TestResult]) -> String {
+/// What the ratios of the summary table divide by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Baseline {
+    /// The first run, whatever its protocol.
+    #[default]
+    FirstRun,
+    /// The run of this target (e.g. `Tributary`) over the row's own protocol; rows whose
+    /// protocol that target did not run show no ratio.
+    Target(String),
+}
+
+impl Baseline {
+    fn of<'a>(&self, results: &'a [TestResult], row: &TestResult) -> Option<&'a TestResult> {
+        match self {
+            Baseline::FirstRun => results.first(),
+            Baseline::Target(target) => results
+                .iter()
+                .find(|b| b.target.eq_ignore_ascii_case(target) && b.protocol == row.protocol),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Baseline::FirstRun => "Ratios are against the first row.".into(),
+            Baseline::Target(target) => format!(
+                "Ratios are against {} over the same protocol.",
+                escape(target)
+            ),
+        }
+    }
+}
+
+/// The report for `results`, with ratios against `baseline`.
+pub fn html(title: &str, results: &[TestResult], baseline: &Baseline) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -67,14 +100,15 @@ pub fn html(title: &str, results: &[TestResult]) -> String {
     if let Some(first) = results.first() {
         let _ = writeln!(
             out,
-            "<p>Workload <b>{}</b>: {} topic(s) × {} partition(s), {} B messages, {} producer(s) and {} consumer(s) per topic; {} s periods. Ratios are against the first row.</p>",
+            "<p>Workload <b>{}</b>: {} topic(s) × {} partition(s), {} B messages, {} producer(s) and {} consumer(s) per topic; {} s periods. {} Publish rates count only the sends the broker acknowledged; refused or failed sends are the errors column.</p>",
             escape(&first.workload),
             first.topics,
             first.partitions,
             first.message_size,
             first.producers_per_topic,
             first.consumers_per_topic,
-            first.period_seconds
+            first.period_seconds,
+            baseline.describe()
         );
     }
     out.push_str(
@@ -82,8 +116,8 @@ pub fn html(title: &str, results: &[TestResult]) -> String {
          <th>publish p99 ms</th><th>publish max ms</th><th>e2e p50 ms</th><th>e2e p99 ms</th>\
          <th>e2e max ms</th><th>publish errors/s</th><th>publish ratio</th><th>e2e p99 ratio</th></tr>\n",
     );
-    let base = results.first();
     for r in results {
+        let base = baseline.of(results, r);
         let (publish, consume) = (mean(&r.publish_rate), mean(&r.consume_rate));
         let _ = writeln!(
             out,
@@ -177,6 +211,7 @@ mod tests {
                 run("Tributary (kafka)", 100.0),
                 run("RabbitMQ (amqp)", 50.0),
             ],
+            &Baseline::FirstRun,
         );
         assert_eq!(page.matches("<svg").count(), 6);
         assert!(
@@ -189,5 +224,35 @@ mod tests {
         );
         assert!(page.contains("w&lt;1&gt;"));
         assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("href="));
+    }
+
+    #[test]
+    fn a_target_baseline_divides_by_its_run_over_the_same_protocol() {
+        let run = |target: &str, protocol: &str, rate: f64| TestResult {
+            driver: format!("{target} ({protocol})"),
+            target: target.into(),
+            protocol: protocol.into(),
+            period_seconds: 1.0,
+            publish_rate: vec![rate],
+            aggregated_end_to_end_latency_99pct: 2.0,
+            ..Default::default()
+        };
+        let results = [
+            run("Tributary", "kafka", 900.0),
+            run("Tributary", "amqp", 100.0),
+            run("RabbitMQ", "amqp", 25.0),
+            run("RocketMQ", "rocketmq", 10.0),
+        ];
+        let page = html("cmp", &results, &Baseline::Target("tributary".into()));
+        let row = |driver: &str| {
+            let start = page.find(&format!("<tr><td>{driver}</td>")).expect(driver);
+            page[start..].split_once("</tr>").unwrap().0.to_owned()
+        };
+        assert!(row("Tributary (kafka)").ends_with("<td>1.00×</td><td>1.00×</td>"));
+        // 25 / 100 (Tributary over AMQP), not 25 / 900 (the first row).
+        assert!(row("RabbitMQ (amqp)").ends_with("<td>0.25×</td><td>1.00×</td>"));
+        // Tributary ran no RocketMQ here: no base, no ratio.
+        assert!(row("RocketMQ (rocketmq)").ends_with("<td>–</td><td>–</td>"));
+        assert!(page.contains("against tributary over the same protocol"));
     }
 }

@@ -107,7 +107,13 @@ pub struct TestResult {
     pub target: String,
     pub messages_published: u64,
     pub messages_consumed: u64,
+    /// What `publishRate` counts: [`PUBLISH_RATE_COUNTS`] (sends the broker acknowledged; a
+    /// refused or failed send is in `publishErrorRate`, a send a client retried counts once).
+    pub publish_rate_counts: String,
 }
+
+/// The value of `publishRateCounts` in every result this tool writes.
+pub const PUBLISH_RATE_COUNTS: &str = "acknowledged";
 
 /// The quantiles OMB reports, in microseconds: avg, 50, 75, 95, 99, 99.9, 99.99, 99.999, max.
 fn figures(h: &Histogram<u64>) -> [f64; 9] {

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use crate::Error;
 use crate::driver::{Consumer, Driver, OnMessage, Producer};
 use crate::payload::{self, Pool};
-use crate::result::TestResult;
+use crate::result::{PUBLISH_RATE_COUNTS, TestResult};
 use crate::stats::Stats;
 use crate::workload::{KeyDistributor, Workload};
 
@@ -179,6 +179,7 @@ pub async fn run(
         period_seconds: options.period.as_secs_f64(),
         protocol: driver.protocol().name().into(),
         target: target.into(),
+        publish_rate_counts: PUBLISH_RATE_COUNTS.into(),
         ..Default::default()
     };
     let duration = options

@@ -15,21 +15,37 @@ use crate::driver::Protocol;
 /// How long a started Tributary may take to report its listeners.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The target name of the runs against a Tributary started for them.
+pub const TRIBUTARY: &str = "Tributary";
+
 /// A broker address given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct External {
     pub protocol: Protocol,
     pub address: String,
+    /// Names the broker in results (e.g. `RabbitMQ 3.10.8`); else [`External::label`] uses
+    /// the address.
+    pub name: Option<String>,
 }
 
 impl External {
-    /// Parses `kafka=HOST:PORT`, `amqp=amqp://...` or `rocketmq=HOST:PORT`.
+    /// Parses `[NAME:]PROTOCOL=ADDRESS`: `kafka=HOST:PORT`, `amqp=amqp://...` or
+    /// `rocketmq=HOST:PORT`, e.g. `RabbitMQ 3.10.8:amqp=amqp://guest:guest@h:5672/%2f`.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let (protocol, address) = text.split_once('=').ok_or_else(|| {
+        let (left, address) = text.split_once('=').ok_or_else(|| {
             Error::Usage(format!(
-                "--broker {text:?}: expected PROTOCOL=ADDRESS, e.g. kafka=127.0.0.1:9092"
+                "--broker {text:?}: expected [NAME:]PROTOCOL=ADDRESS, e.g. kafka=127.0.0.1:9092"
             ))
         })?;
+        let (name, protocol) = match left.rsplit_once(':') {
+            Some((name, protocol)) => (Some(name.trim()), protocol),
+            None => (None, left),
+        };
+        if name.is_some_and(|n| n.is_empty() || n.eq_ignore_ascii_case(TRIBUTARY)) {
+            return Err(Error::Usage(format!(
+                "--broker {text:?}: the name must be non-empty and not {TRIBUTARY:?} (the fresh broker's)"
+            )));
+        }
         let protocol = Protocol::parse(protocol)?;
         if address.is_empty() {
             return Err(Error::Usage(format!("--broker {text:?}: empty address")));
@@ -45,13 +61,18 @@ impl External {
         Ok(Self {
             protocol,
             address: address.to_owned(),
+            name: name.map(str::to_owned),
         })
     }
 }
 
 impl External {
-    /// The address without credentials (it names the run in results and file names).
+    /// The given name, else the address without credentials (it names the run in results and
+    /// file names).
     pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
         match self.address.split_once("://") {
             Some((scheme, rest)) => {
                 let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
@@ -208,8 +229,14 @@ mod tests {
             External::parse("kafka=127.0.0.1:9092").unwrap(),
             External {
                 protocol: Protocol::Kafka,
-                address: "127.0.0.1:9092".into()
+                address: "127.0.0.1:9092".into(),
+                name: None,
             }
+        );
+        let named = External::parse("RabbitMQ 3.10.8:amqp=amqp://u:secret@h:5672/%2f").unwrap();
+        assert_eq!(
+            (named.protocol, named.label().as_str()),
+            (Protocol::Amqp, "RabbitMQ 3.10.8")
         );
         assert_eq!(
             External::parse("AMQP=amqp://g:g@h:5672/%2f")
@@ -227,7 +254,15 @@ mod tests {
                 .label(),
             "amqp://h:5672/%2f"
         );
-        for bad in ["kafka", "mqtt=h:1", "kafka=", "amqp=h:5672"] {
+        for bad in [
+            "kafka",
+            "mqtt=h:1",
+            "kafka=",
+            "amqp=h:5672",
+            ":kafka=h:1",
+            "tributary:kafka=h:1",
+            "x:mqtt=h:1",
+        ] {
             assert!(
                 matches!(External::parse(bad), Err(Error::Usage(_))),
                 "{bad}"

@@ -6,8 +6,9 @@
 //! travels in the first 8 bytes, see [`crate::payload`]); durations finite and not negative.
 //! Unknown fields are refused (a typo would otherwise run a different workload quietly).
 //!
-//! One extension: `testDurationMinutes` and `warmupDurationMinutes` accept fractions (OMB's
-//! are whole minutes), so the test workloads last a few seconds.
+//! One extension: `testDurationMinutes`, `warmupDurationMinutes` and `consumerBacklogSizeGB`
+//! accept fractions (OMB's are whole numbers), so the test workloads last a few seconds and
+//! build a backlog of a few MiB.
 
 use std::path::Path;
 use std::time::Duration;
@@ -62,8 +63,9 @@ pub struct Workload {
     #[serde(default)]
     pub producer_rate: u64,
     /// When above 0: producers run alone until this much is stored, then consumers drain it.
+    /// GiB, as OMB counts (`consumerBacklogSizeGB * 1024^3` bytes).
     #[serde(default, rename = "consumerBacklogSizeGB")]
-    pub consumer_backlog_size_gb: u64,
+    pub consumer_backlog_size_gb: f64,
     /// The share of the backlog that must be drained for the test to end (0.0 to 1.0).
     #[serde(default = "one")]
     pub backlog_drain_ratio: f64,
@@ -128,6 +130,13 @@ impl Workload {
                 self.random_bytes_ratio
             ));
         }
+        // Finite and under 2^33 GiB, so the byte count fits a u64.
+        if !(0.0..8.0e9).contains(&self.consumer_backlog_size_gb) {
+            return bad(format!(
+                "consumerBacklogSizeGB must be a number of GiB >= 0, got {}",
+                self.consumer_backlog_size_gb
+            ));
+        }
         if !(0.0..=1.0).contains(&self.backlog_drain_ratio) {
             return bad(format!(
                 "backlogDrainRatio must be between 0 and 1, got {}",
@@ -160,7 +169,8 @@ impl Workload {
 
     /// The backlog to build before consumers start, in bytes (0: none).
     pub fn backlog_bytes(&self) -> u64 {
-        self.consumer_backlog_size_gb.saturating_mul(1 << 30)
+        // In range after `check` (below 2^63 bytes); `as` saturates anyway.
+        (self.consumer_backlog_size_gb * f64::from(1u32 << 30)).round() as u64
     }
 
     /// Producers over all topics.
@@ -212,7 +222,7 @@ warmupDurationMinutes: 2
                 producers_per_topic: 4,
                 consumer_per_subscription: 8,
                 producer_rate: 50_000,
-                consumer_backlog_size_gb: 2,
+                consumer_backlog_size_gb: 2.0,
                 backlog_drain_ratio: 0.9,
                 test_duration_minutes: 15.0,
                 warmup_duration_minutes: 2.0,
@@ -235,9 +245,19 @@ warmupDurationMinutes: 2
         assert_eq!(w.producer_rate, 0);
         assert_eq!(w.warmup_duration_minutes, 1.0);
         assert_eq!(w.backlog_drain_ratio, 1.0);
-        assert_eq!(w.consumer_backlog_size_gb, 0);
+        assert_eq!(w.consumer_backlog_size_gb, 0.0);
         assert!(!w.use_randomized_payloads);
         assert_eq!(w.payload_file, None);
+    }
+
+    #[test]
+    fn a_backlog_may_be_a_fraction_of_a_gib() {
+        let w = Workload::parse(&EVERY_FIELD.replace(
+            "consumerBacklogSizeGB: 2",
+            "consumerBacklogSizeGB: 0.0078125",
+        ))
+        .unwrap();
+        assert_eq!(w.backlog_bytes(), 8 << 20);
     }
 
     #[test]
@@ -285,6 +305,16 @@ warmupDurationMinutes: 2
                 .contains("testDurationMinutes")
         );
         assert!(error(&with("producerRate: 50000", "producerRate: fast")).contains("producerRate"));
+        for bad in ["-1", ".nan", ".inf"] {
+            assert!(
+                error(&with(
+                    "consumerBacklogSizeGB: 2",
+                    &format!("consumerBacklogSizeGB: {bad}")
+                ))
+                .contains("consumerBacklogSizeGB"),
+                "{bad}"
+            );
+        }
         let no_file = with("payloadFile: payload/payload-1Kb.data\n", "");
         assert!(
             error(&no_file.replace("messageSize: 1024", "messageSize: 4")).contains("at least 8")

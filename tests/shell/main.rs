@@ -6,6 +6,7 @@ mod broker;
 #[path = "../support/tls.rs"]
 mod tls_support;
 
+mod bench;
 mod exposition;
 mod listener;
 mod process;

@@ -33,6 +33,7 @@ fn compare_writes_a_result_per_protocol_and_the_report() {
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&file).expect("result file")).expect("JSON");
         assert_eq!(json["driver"], format!("Tributary ({protocol})"));
+        assert_eq!(json["publishRateCounts"], "acknowledged");
         assert_eq!(json["publishRate"].as_array().expect("rates").len(), 2);
         assert!(
             json["aggregatedEndToEndLatency99pct"]
@@ -61,6 +62,7 @@ fn bad_command_lines_exit_2_with_a_message() {
     for args in [
         vec!["compare", "--protocols", "mqtt"],
         vec!["compare", "--broker", "amqp=localhost:5672"],
+        vec!["compare", "--baseline", "RabbitMQ"],
         vec!["run", "--protocol", "kafka", "--period-secs", "0"],
     ] {
         let output = Command::new(BIN)
@@ -87,4 +89,38 @@ fn bad_command_lines_exit_2_with_a_message() {
         .expect("run tributary-bench");
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("h19-no-such.yaml"));
+}
+
+/// `tributary bench ...` (the broker binary of this target directory) execs this crate's
+/// binary beside it, and a run completes with its JSON.
+#[test]
+fn tributary_bench_runs_the_benchmark_beside_the_broker() {
+    let broker = tributary_bench::target::find_tributary(None)
+        .expect("the tributary binary (cargo build --bin tributary)");
+    let out = tempfile::Builder::new()
+        .prefix("h19b-via-broker-")
+        .tempdir()
+        .expect("temp dir");
+    let output = Command::new(&broker)
+        .args(["bench", "run", "--protocol", "kafka", "--period-secs", "1"])
+        .args(["--test-duration-secs", "1", "--warmup-secs", "0", "--quiet"])
+        .arg("--workload")
+        .arg(crate::workloads_dir().join("tiny-1-topic-4-partitions-1kb.yaml"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("run tributary bench");
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let file = out
+        .path()
+        .join("tiny-1-topic-4-partitions-1kb-tributary-kafka.json");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("result file")).expect("JSON");
+    assert_eq!(json["driver"], "Tributary (kafka)");
+    assert!(json["messagesPublished"].as_u64().expect("count") > 0);
 }

@@ -5,6 +5,7 @@
 //! offsets) and checks the reported rates against that count.
 
 mod amqp;
+mod backlog;
 mod cli;
 mod kafka;
 mod rocketmq;
