@@ -3,7 +3,13 @@
 //! committing synchronously after every record it processes and again in its revoke callback.
 //! The group's server-side assignment moves a partition only once its previous owner revoked
 //! it, and every commit carries the member epoch the partition was held at, so every record is
-//! processed exactly once. ConsumerGroupDescribe and ListGroups v5 are checked on the wire while
+//! processed exactly once.
+//!
+//! A member stores a record's offset only once it has processed the record
+//! (`enable.auto.offset.store=false`), so a commit never covers a record the application has
+//! not seen: dropping an `rdkafka` consumer polls (and discards) what it had fetched before the
+//! revoke callback of its close runs, and with librdkafka's automatic store that callback's
+//! commit would skip those records for the next owner. ConsumerGroupDescribe and ListGroups v5 are checked on the wire while
 //! the group is live, and a classic member is refused by the consumer group.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,6 +75,7 @@ fn member(bootstrap: &str, group: &str, name: &str) -> (BaseConsumer<Member>, Me
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "50")
+        .set("enable.auto.offset.store", "false")
         .create_with_context(context.clone())
         .expect("consumer");
     (consumer, context)
@@ -103,6 +110,10 @@ impl Driver {
                 };
                 let value = String::from_utf8_lossy(message.payload().unwrap_or_default());
                 *self.seen.entry(value.into_owned()).or_default() += 1;
+                // Processed: only now may a commit cover it.
+                if let Err(error) = consumer.store_offset_from_message(&message) {
+                    context.failures.lock().expect("failures").push(error.to_string());
+                }
                 drop(message);
                 record_commit(
                     &context.failures,
