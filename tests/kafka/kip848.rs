@@ -3,7 +3,13 @@
 //! committing synchronously after every record it processes and again in its revoke callback.
 //! The group's server-side assignment moves a partition only once its previous owner revoked
 //! it, and every commit carries the member epoch the partition was held at, so every record is
-//! processed exactly once. ConsumerGroupDescribe and ListGroups v5 are checked on the wire while
+//! processed exactly once.
+//!
+//! A member stores a record's offset only once it has processed the record
+//! (`enable.auto.offset.store=false`), so a commit never covers a record the application has
+//! not seen: dropping an `rdkafka` consumer polls (and discards) what it had fetched before the
+//! revoke callback of its close runs, and with librdkafka's automatic store that callback's
+//! commit would skip those records for the next owner. ConsumerGroupDescribe and ListGroups v5 are checked on the wire while
 //! the group is live, and a classic member is refused by the consumer group.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,9 +17,16 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions as HeartbeatTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId,
-    ListGroupsRequest, ListGroupsResponse,
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, ListGroupsRequest,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::ClientContext;
@@ -69,6 +82,7 @@ fn member(bootstrap: &str, group: &str, name: &str) -> (BaseConsumer<Member>, Me
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "50")
+        .set("enable.auto.offset.store", "false")
         .create_with_context(context.clone())
         .expect("consumer");
     (consumer, context)
@@ -103,6 +117,14 @@ impl Driver {
                 };
                 let value = String::from_utf8_lossy(message.payload().unwrap_or_default());
                 *self.seen.entry(value.into_owned()).or_default() += 1;
+                // Processed: only now may a commit cover it.
+                if let Err(error) = consumer.store_offset_from_message(&message) {
+                    context
+                        .failures
+                        .lock()
+                        .expect("failures")
+                        .push(error.to_string());
+                }
                 drop(message);
                 record_commit(
                     &context.failures,
@@ -446,4 +468,141 @@ fn a_consumer_protocol_member_rejoins_after_a_broker_restart() {
         "{doubled} read again with {} refused commits: {failures:?}",
         failures.len()
     );
+}
+
+fn heartbeat(
+    stream: &mut TcpStream,
+    member: &str,
+    epoch: i32,
+    owned: Option<Vec<HeartbeatTopic>>,
+    topic: &str,
+) -> ConsumerGroupHeartbeatResponse {
+    let mut request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("kip848-epochs-group")))
+        .with_member_id(StrBytes::from_string(member.to_owned()))
+        .with_member_epoch(epoch)
+        .with_topic_partitions(owned);
+    if epoch == 0 {
+        request = request
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_string(
+                topic.to_owned(),
+            ))]));
+    }
+    let answer: ConsumerGroupHeartbeatResponse =
+        call(stream, ApiKey::ConsumerGroupHeartbeat, 1, &request);
+    assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+    answer
+}
+
+/// The partitions of a heartbeat's assignment, as the next heartbeat reports them owned.
+fn owned(answer: &ConsumerGroupHeartbeatResponse) -> Vec<HeartbeatTopic> {
+    let assignment = answer.assignment.as_ref().expect("an assignment");
+    assignment
+        .topic_partitions
+        .iter()
+        .map(|topic| {
+            HeartbeatTopic::default()
+                .with_topic_id(topic.topic_id)
+                .with_partitions(topic.partitions.clone())
+        })
+        .collect()
+}
+
+fn partitions(owned: &[HeartbeatTopic]) -> BTreeSet<i32> {
+    owned
+        .iter()
+        .flat_map(|t| t.partitions.iter().copied())
+        .collect()
+}
+
+/// KIP-1251 (Kafka 4.3) on the wire: a member that moved to a new epoch while its commit at
+/// the previous one was on its way has that commit written for the partitions it kept, and
+/// refused STALE_MEMBER_EPOCH per partition for those it gave up; a commit from an epoch the
+/// member never had is refused whole. librdkafka does not retry a refused manual commit, so
+/// refusing the kept partitions (Kafka before 4.3) surfaces as a failed commit in the app.
+#[test]
+fn a_commit_from_the_previous_epoch_writes_the_partitions_still_held() {
+    let (topic, group) = ("kip848-epochs", "kip848-epochs-group");
+    let mut broker =
+        TestBroker::start_with_env(&[], &[("TRIBUTARY_KAFKA_DEFAULT_PARTITIONS", "4")]);
+    let bootstrap = broker.addr("kafka").to_string();
+    create_topic(&bootstrap, topic);
+    let mut stream = TcpStream::connect(&bootstrap).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let a1 = heartbeat(&mut stream, "member-a", 0, Some(Vec::new()), topic);
+    assert_eq!(a1.member_epoch, 1);
+    let all = owned(&a1);
+    assert_eq!(partitions(&all).len(), 4);
+    let b = heartbeat(&mut stream, "member-b", 0, Some(Vec::new()), topic);
+    assert_eq!(b.member_epoch, 2);
+    // `a` is asked to give up half, then moves to epoch 2 once it has.
+    let a = heartbeat(&mut stream, "member-a", 1, Some(all.clone()), topic);
+    let kept = owned(&a);
+    let a2 = heartbeat(&mut stream, "member-a", 1, Some(kept.clone()), topic);
+    assert_eq!(a2.member_epoch, 2);
+    let kept = partitions(&kept);
+    assert_eq!(kept.len(), 2);
+
+    let commit = |stream: &mut TcpStream, epoch: i32| -> BTreeMap<i32, i16> {
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str(group)))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_member_id(StrBytes::from_static_str("member-a"))
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str(topic)))
+                    .with_partitions(
+                        (0..4)
+                            .map(|index| {
+                                OffsetCommitRequestPartition::default()
+                                    .with_partition_index(index)
+                                    .with_committed_offset(7)
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let answer: OffsetCommitResponse = call(stream, ApiKey::OffsetCommit, 9, &request);
+        answer.topics[0]
+            .partitions
+            .iter()
+            .map(|partition| (partition.partition_index, partition.error_code))
+            .collect()
+    };
+    const STALE_MEMBER_EPOCH: i16 = 113;
+    let expected: BTreeMap<i32, i16> = (0..4)
+        .map(|index| {
+            let code = if kept.contains(&index) {
+                0
+            } else {
+                STALE_MEMBER_EPOCH
+            };
+            (index, code)
+        })
+        .collect();
+    assert_eq!(commit(&mut stream, 1), expected);
+    assert_eq!(
+        commit(&mut stream, 3),
+        (0..4).map(|index| (index, STALE_MEMBER_EPOCH)).collect()
+    );
+    // Only the kept partitions were written.
+    let fetched: OffsetFetchResponse = call(
+        &mut stream,
+        ApiKey::OffsetFetch,
+        7,
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str(group)))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str(topic)))
+                    .with_partition_indexes((0..4).collect()),
+            ])),
+    );
+    let written: BTreeSet<i32> = fetched.topics[0]
+        .partitions
+        .iter()
+        .filter(|partition| partition.committed_offset == 7)
+        .map(|partition| partition.partition_index)
+        .collect();
+    assert_eq!(written, kept);
 }

@@ -88,6 +88,26 @@ pub(crate) struct HeartbeatAnswer {
     pub(crate) assignment: Option<Assignment>,
 }
 
+/// The partitions a consumer group lets an offset commit write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CommitFence {
+    /// Every partition of the commit.
+    Open,
+    /// Only these; every other partition of the commit is refused STALE_MEMBER_EPOCH.
+    Only(Assignment),
+}
+
+impl CommitFence {
+    /// Whether the commit may write `topic`-`partition`.
+    pub(crate) fn admits(&self, topic: &str, partition: i32) -> bool {
+        match self {
+            Self::Open => true,
+            Self::Only(held) => u32::try_from(partition)
+                .is_ok_and(|partition| held.get(topic).is_some_and(|set| set.contains(&partition))),
+        }
+    }
+}
+
 /// A refused heartbeat: Kafka's error and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refusal {
@@ -378,8 +398,12 @@ impl Coordinator {
             .collect()
     }
 
-    /// Checks an OffsetCommit (or TxnOffsetCommit) against a consumer group as Kafka's
-    /// `ConsumerGroup.validateOffsetCommit` does; `None` when `group` is not a consumer group.
+    /// Checks an OffsetCommit (or TxnOffsetCommit) against a consumer group as Kafka 4.3's
+    /// `ConsumerGroup.validateOffsetCommit` does (KIP-1251); `None` when `group` is not a
+    /// consumer group. A commit at the member's epoch may write every partition; one at an
+    /// older epoch (the member has not seen its new epoch yet, or commits from its revoke
+    /// callback) only the partitions the member holds since that epoch: the rest, and any
+    /// commit from a newer epoch than the member's, are STALE_MEMBER_EPOCH.
     pub(crate) fn validate_consumer_commit(
         &self,
         group: &str,
@@ -387,11 +411,11 @@ impl Coordinator {
         member_id: &str,
         transactional: bool,
         version: i16,
-    ) -> Option<Result<(), ResponseError>> {
+    ) -> Option<Result<CommitFence, ResponseError>> {
         let groups = self.consumer.lock();
         let group = groups.get(group)?;
         if member_epoch < 0 && group.members.is_empty() {
-            return Some(Ok(()));
+            return Some(Ok(CommitFence::Open));
         }
         let Some(member) = group.members.get(member_id) else {
             return Some(Err(ResponseError::UnknownMemberId));
@@ -400,10 +424,13 @@ impl Coordinator {
         if !transactional && version < 9 {
             return Some(Err(ResponseError::UnsupportedVersion));
         }
-        if member_epoch != member.epoch {
-            return Some(Err(ResponseError::StaleMemberEpoch));
-        }
-        Some(Ok(()))
+        Some(if member_epoch == member.epoch {
+            Ok(CommitFence::Open)
+        } else if member_epoch > member.epoch {
+            Err(ResponseError::StaleMemberEpoch)
+        } else {
+            Ok(CommitFence::Only(member.held_since(member_epoch)))
+        })
     }
 
     /// Whether `group` is a consumer group with members.

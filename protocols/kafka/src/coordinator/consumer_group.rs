@@ -11,6 +11,12 @@
 //! `pending_revocation` set. A member is handed a partition of its target only once no other
 //! member holds it in either set, i.e. after the previous owner acknowledged the revocation by
 //! a heartbeat whose owned partitions no longer include it (or left, or was fenced).
+//!
+//! Assignment epochs (KIP-1251, Kafka 4.3): every partition a member holds (assigned or pending
+//! revocation) carries the member epoch at which it was handed to that member; it does not
+//! change while the member keeps the partition across epochs. A commit with an epoch older than
+//! the member's is accepted for a partition it holds since that epoch or earlier
+//! (`assignment epoch <= commit epoch <= member epoch`): the member cannot have lost it since.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -50,6 +56,9 @@ pub(crate) struct ConsumerMember {
     pub(crate) state: MemberState,
     pub(crate) assigned: Assignment,
     pub(crate) pending_revocation: Assignment,
+    /// Topic -> partition -> the member epoch it was handed over at, for every partition of
+    /// `assigned` and `pending_revocation` (see [`ConsumerMember::settle_epochs`]).
+    pub(crate) assignment_epochs: BTreeMap<String, BTreeMap<u32, i32>>,
     pub(crate) last_seen: Instant,
     /// Set while partitions wait to be revoked: past it, the member is fenced.
     pub(crate) revoke_deadline: Option<Instant>,
@@ -72,9 +81,52 @@ impl ConsumerMember {
             state: MemberState::Stable,
             assigned: Assignment::new(),
             pending_revocation: Assignment::new(),
+            assignment_epochs: BTreeMap::new(),
             last_seen: now,
             revoke_deadline: None,
         }
+    }
+
+    /// Brings `assignment_epochs` in line with what the member holds after a change: a partition
+    /// given up loses its epoch, one newly held takes the member's current epoch, one kept
+    /// keeps the epoch it was handed over at.
+    fn settle_epochs(&mut self) {
+        let held = |topic: &str, partition: &u32| {
+            [&self.assigned, &self.pending_revocation]
+                .iter()
+                .any(|set| set.get(topic).is_some_and(|held| held.contains(partition)))
+        };
+        let mut epochs = std::mem::take(&mut self.assignment_epochs);
+        for (topic, partitions) in &mut epochs {
+            partitions.retain(|partition, _| held(topic, partition));
+        }
+        epochs.retain(|_, partitions| !partitions.is_empty());
+        for set in [&self.assigned, &self.pending_revocation] {
+            for (topic, partitions) in set {
+                let known = epochs.entry(topic.clone()).or_default();
+                for partition in partitions {
+                    known.entry(*partition).or_insert(self.epoch);
+                }
+            }
+        }
+        epochs.retain(|_, partitions| !partitions.is_empty());
+        self.assignment_epochs = epochs;
+    }
+
+    /// The partitions a commit made at `epoch` (older than the member's) may still commit:
+    /// those the member holds since `epoch` or earlier.
+    pub(crate) fn held_since(&self, epoch: i32) -> Assignment {
+        self.assignment_epochs
+            .iter()
+            .filter_map(|(topic, partitions)| {
+                let held: BTreeSet<u32> = partitions
+                    .iter()
+                    .filter(|(_, since)| **since <= epoch)
+                    .map(|(partition, _)| *partition)
+                    .collect();
+                (!held.is_empty()).then(|| (topic.clone(), held))
+            })
+            .collect()
     }
 }
 
@@ -198,6 +250,7 @@ impl ConsumerGroup {
                 if let Some(member) = self.members.get_mut(member_id) {
                     member.pending_revocation.clear();
                     member.revoke_deadline = None;
+                    member.settle_epochs();
                 }
                 self.compute_next(member_id, now);
             }
@@ -220,6 +273,7 @@ impl ConsumerGroup {
                 member.pending_revocation = revoke;
                 member.state = MemberState::UnrevokedPartitions;
                 member.revoke_deadline = Some(now + member.rebalance_timeout);
+                member.settle_epochs();
             }
             return;
         }
@@ -246,6 +300,7 @@ impl ConsumerGroup {
             } else {
                 MemberState::Stable
             };
+            member.settle_epochs();
         }
     }
 }

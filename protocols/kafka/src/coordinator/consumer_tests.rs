@@ -418,10 +418,15 @@ fn commits_check_the_member_epoch() {
         .unwrap();
     assert_eq!(
         coordinator.validate_consumer_commit("g", 1, "a", false, 9),
-        Some(Ok(()))
+        Some(Ok(CommitFence::Open))
     );
+    // Epoch 0: the member held nothing then, so it may commit nothing.
     assert_eq!(
         coordinator.validate_consumer_commit("g", 0, "a", false, 9),
+        Some(Ok(CommitFence::Only(Assignment::new())))
+    );
+    assert_eq!(
+        coordinator.validate_consumer_commit("g", 2, "a", false, 9),
         Some(Err(ResponseError::StaleMemberEpoch))
     );
     assert_eq!(
@@ -435,6 +440,79 @@ fn commits_check_the_member_epoch() {
     assert_eq!(
         coordinator.validate_consumer_commit("other", 1, "a", false, 9),
         None
+    );
+}
+
+/// KIP-1251: a commit from an epoch older than the member's writes only the partitions the
+/// member holds since that epoch (kept across the new epoch), never ones it gave up or was
+/// handed later.
+#[test]
+fn commits_from_an_older_epoch_write_the_partitions_held_since() {
+    let coordinator = coordinator();
+    let topics = view(&[("t", 4)]);
+    let now = Instant::now();
+    let a1 = coordinator
+        .consumer_heartbeat(join("a", &["t"]), &topics, now)
+        .unwrap();
+    let all = a1.assignment.unwrap();
+    assert_eq!((a1.member_epoch, count(&all)), (1, 4));
+    let b = coordinator
+        .consumer_heartbeat(join("b", &["t"]), &topics, now)
+        .unwrap();
+    assert_eq!(b.member_epoch, 2);
+    // `a` must give up half: it stays at epoch 1 until it has.
+    let a = coordinator
+        .consumer_heartbeat(beat("a", 1, Some(&all)), &topics, now)
+        .unwrap();
+    let kept = a.assignment.unwrap();
+    assert_eq!((a.member_epoch, count(&kept)), (1, 2));
+    let given_up = crate::coordinator::consumer_group::subtract(&all, &kept);
+    let fence = |epoch| {
+        coordinator
+            .validate_consumer_commit("g", epoch, "a", false, 9)
+            .unwrap()
+    };
+    // Its revoke callback commits at epoch 1, every partition still its own.
+    assert_eq!(fence(1), Ok(CommitFence::Open));
+    let a2 = coordinator
+        .consumer_heartbeat(beat("a", 1, Some(&kept)), &topics, now)
+        .unwrap();
+    assert_eq!(a2.member_epoch, 2);
+    // A commit still at epoch 1 (sent before the answer arrived) writes what `a` kept only.
+    assert_eq!(fence(1), Ok(CommitFence::Only(kept.clone())));
+    let stale = fence(1).unwrap();
+    for (topic, partitions) in &kept {
+        for partition in partitions {
+            assert!(stale.admits(topic, *partition as i32));
+        }
+    }
+    for (topic, partitions) in &given_up {
+        for partition in partitions {
+            assert!(!stale.admits(topic, *partition as i32));
+        }
+    }
+    assert_eq!(fence(2), Ok(CommitFence::Open));
+    assert_eq!(fence(3), Err(ResponseError::StaleMemberEpoch));
+    // `b` is handed the released partitions at epoch 2: an epoch-1 commit may not write them.
+    let b2 = coordinator
+        .consumer_heartbeat(beat("b", 2, Some(&Assignment::new())), &topics, now)
+        .unwrap();
+    assert_eq!(b2.assignment.as_ref(), Some(&given_up));
+    assert_eq!(
+        coordinator.validate_consumer_commit("g", 1, "b", false, 9),
+        Some(Ok(CommitFence::Only(Assignment::new())))
+    );
+    // Once `b` moves on to epoch 3 keeping them, an epoch-2 commit still writes them.
+    coordinator
+        .consumer_heartbeat(join("c", &["other"]), &topics, now)
+        .unwrap();
+    let b3 = coordinator
+        .consumer_heartbeat(beat("b", 2, Some(&given_up)), &topics, now)
+        .unwrap();
+    assert_eq!(b3.member_epoch, 3);
+    assert_eq!(
+        coordinator.validate_consumer_commit("g", 2, "b", false, 9),
+        Some(Ok(CommitFence::Only(given_up)))
     );
 }
 

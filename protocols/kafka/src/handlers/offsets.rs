@@ -3,7 +3,9 @@
 //! A commit carrying a member id and generation is fenced by the coordinator (ILLEGAL_GENERATION,
 //! UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS); generation -1 without a member is a plain commit
 //! from a standalone consumer or an admin tool, accepted while the group has no members
-//! (UNKNOWN_MEMBER_ID otherwise, as Kafka). Metadata strings round-trip unchanged.
+//! (UNKNOWN_MEMBER_ID otherwise, as Kafka). A KIP-848 member's commit from an older member
+//! epoch writes the partitions it still holds since that epoch and gets STALE_MEMBER_EPOCH for
+//! the others (Kafka 4.3, KIP-1251). Metadata strings round-trip unchanged.
 //! OffsetFetch with `require_stable` (v7) answers UNSTABLE_OFFSET_COMMIT for a partition whose
 //! offset a transaction not yet complete holds ([`crate::txn`]), as Kafka (KIP-447); the client
 //! retries.
@@ -23,6 +25,7 @@ use kafka_protocol::messages::{
 use tributary_api::{CommittedOffset, TopicPartition};
 
 use super::{Broker, commit_metadata, commit_target, partition_of, str_bytes, topic_name};
+use crate::coordinator::consumer::CommitFence;
 use crate::error;
 
 /// A partition of an OffsetCommit: its index and the position to store or the error to answer.
@@ -48,7 +51,8 @@ impl Broker {
             .as_ref()
             .filter(|_| version >= 7)
             .map(|id| id.as_str());
-        // A KIP-848 group checks the member epoch; a classic one the generation.
+        // A KIP-848 group checks the member epoch (per partition when it is an older one); a
+        // classic one the generation.
         let fenced = self
             .coordinator
             .validate_consumer_commit(
@@ -59,13 +63,15 @@ impl Broker {
                 version,
             )
             .unwrap_or_else(|| {
-                self.coordinator.validate_commit(
-                    group,
-                    request.generation_id_or_member_epoch,
-                    request.member_id.as_str(),
-                    instance_id,
-                    false,
-                )
+                self.coordinator
+                    .validate_commit(
+                        group,
+                        request.generation_id_or_member_epoch,
+                        request.member_id.as_str(),
+                        instance_id,
+                        false,
+                    )
+                    .map(|()| CommitFence::Open)
             });
         let commit_time = now_ms();
         // Per partition: Ok(position to commit) or the error code to answer.
@@ -78,7 +84,10 @@ impl Broker {
                 let index = wanted.partition_index;
                 let target = match &fenced {
                     Err(error) => Err(error.code()),
-                    Ok(()) => commit_target(&topic, index),
+                    Ok(fence) if !fence.admits(wanted_topic.name.0.as_str(), index) => {
+                        Err(ResponseError::StaleMemberEpoch.code())
+                    }
+                    Ok(_) => commit_target(&topic, index),
                 };
                 if let Ok(target) = &target {
                     let metadata = commit_metadata(wanted.committed_metadata.as_ref());

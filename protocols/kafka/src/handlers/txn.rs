@@ -28,6 +28,7 @@ use super::authorize::TOPIC_DENIED;
 use super::{Broker, RequestContext, commit_metadata, commit_target, partition_of};
 use crate::acl::model::operation::WRITE;
 use crate::acl::model::resource::TOPIC;
+use crate::coordinator::consumer::CommitFence;
 use crate::error;
 use crate::txn::Services;
 
@@ -203,6 +204,7 @@ impl Broker {
     ) -> TxnOffsetCommitResponse {
         let group = request.group_id.0.as_str();
         // v3+ carry the member and generation: a consumer fenced from its group may not commit.
+        // TxnOffsetCommit has no STALE_MEMBER_EPOCH: Kafka answers ILLEGAL_GENERATION instead.
         let member = if version >= 3 {
             let instance_id = request.group_instance_id.as_ref().map(|id| id.as_str());
             self.coordinator
@@ -214,17 +216,22 @@ impl Broker {
                     version,
                 )
                 .unwrap_or_else(|| {
-                    self.coordinator.validate_commit(
-                        group,
-                        request.generation_id,
-                        request.member_id.as_str(),
-                        instance_id,
-                        true,
-                    )
+                    self.coordinator
+                        .validate_commit(
+                            group,
+                            request.generation_id,
+                            request.member_id.as_str(),
+                            instance_id,
+                            true,
+                        )
+                        .map(|()| CommitFence::Open)
                 })
-                .map_err(|error| error.code())
+                .map_err(|error| match error {
+                    ResponseError::StaleMemberEpoch => ResponseError::IllegalGeneration.code(),
+                    other => other.code(),
+                })
         } else {
-            Ok(())
+            Ok(CommitFence::Open)
         };
         let mut answers = Vec::with_capacity(request.topics.len());
         let mut offsets = Vec::new();
@@ -232,7 +239,12 @@ impl Broker {
             let found = self.topic(topic.name.0.as_str(), false).await;
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for wanted in &topic.partitions {
-                let target = commit_target(&found, wanted.partition_index);
+                let target = match &member {
+                    Ok(fence) if !fence.admits(topic.name.0.as_str(), wanted.partition_index) => {
+                        Err(ResponseError::IllegalGeneration.code())
+                    }
+                    _ => commit_target(&found, wanted.partition_index),
+                };
                 if let Ok(target) = &target {
                     let metadata = commit_metadata(wanted.committed_metadata.as_ref());
                     offsets.push((target.clone(), wanted.committed_offset, metadata));
@@ -243,11 +255,11 @@ impl Broker {
         }
         let outcome = match member {
             Err(code) => Err(code),
-            Ok(()) if !self.serves_transactions() => {
+            Ok(_) if !self.serves_transactions() => {
                 Err(ResponseError::CoordinatorNotAvailable.code())
             }
-            Ok(()) if offsets.is_empty() => Ok(()),
-            Ok(()) => {
+            Ok(_) if offsets.is_empty() => Ok(()),
+            Ok(_) => {
                 self.transactions
                     .commit_offsets(
                         &self.txn_services(),
