@@ -44,6 +44,40 @@ fn status_bytes(pid: u32, field: &str) -> u64 {
     kib * 1024
 }
 
+/// Publishes `body` persistent to `queue` through the default exchange; the broker's answer.
+async fn publish_persistent(channel: &lapin::Channel, queue: &str, body: &[u8]) -> Confirmation {
+    channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm")
+}
+
+/// The first delivery of a consumer of `queue` started with `arguments`.
+async fn first_delivery(
+    channel: &lapin::Channel,
+    queue: &str,
+    arguments: FieldTable,
+) -> lapin::message::Delivery {
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            arguments,
+        )
+        .await
+        .expect("consume");
+    next(&mut consumer).await
+}
+
 #[tokio::test]
 async fn a_15_mib_message_goes_through_a_durable_queue_within_3x_its_size() {
     // The broker's own allocator settings: freed buffers may stay resident, as for a user.
@@ -56,33 +90,13 @@ async fn a_15_mib_message_goes_through_a_durable_queue_within_3x_its_size() {
     // The peak resident size counts from here (writing 5 to clear_refs resets VmHWM).
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
     let before = status_bytes(pid, "VmRSS:");
-    let confirmation = channel
-        .basic_publish(
-            "".into(),
-            "large".into(),
-            BasicPublishOptions::default(),
-            &sent,
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+    let confirmation = publish_persistent(&channel, "large", &sent).await;
     assert!(
         matches!(confirmation, Confirmation::Ack(_)),
         "the 15 MiB publish is confirmed: {confirmation:?}"
     );
     let consumer_channel = connection.create_channel().await.expect("channel");
-    let mut consumer = consumer_channel
-        .basic_consume(
-            "large".into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
-    let delivery = next(&mut consumer).await;
+    let delivery = first_delivery(&consumer_channel, "large", FieldTable::default()).await;
     assert_eq!(delivery.data.len(), sent.len(), "delivered length");
     assert!(
         delivery.data == sent,
@@ -169,18 +183,7 @@ async fn a_15_mib_message_goes_through_a_stream_queue() {
         .await
         .expect("declare the stream");
     let sent = body(MESSAGE_BYTES);
-    let confirmation = channel
-        .basic_publish(
-            "".into(),
-            "large-stream".into(),
-            BasicPublishOptions::default(),
-            &sent,
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+    let confirmation = publish_persistent(&channel, "large-stream", &sent).await;
     // A stream is a topic: it takes what a classic queue takes, not a Kafka topic's 1 MiB.
     assert!(
         matches!(confirmation, Confirmation::Ack(_)),
@@ -196,16 +199,7 @@ async fn a_15_mib_message_goes_through_a_stream_queue() {
         "x-stream-offset".into(),
         AMQPValue::LongString(LongString::from("first")),
     );
-    let mut consumer = reader
-        .basic_consume(
-            "large-stream".into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            from_first,
-        )
-        .await
-        .expect("consume");
-    let delivery = next(&mut consumer).await;
+    let delivery = first_delivery(&reader, "large-stream", from_first).await;
     assert_eq!(delivery.data.len(), sent.len(), "delivered length");
     assert!(
         delivery.data == sent,

@@ -124,9 +124,14 @@ impl Session {
 
     /// Queues encoded frames for the writer; waits when the peer reads slowly.
     pub async fn send(&self, bytes: BytesMut) -> Result<(), AmqpError> {
+        self.send_bytes(bytes.freeze()).await
+    }
+
+    /// [`Session::send`] for bytes that are already frozen (a piece of a large message).
+    pub async fn send_bytes(&self, bytes: Bytes) -> Result<(), AmqpError> {
         let len = bytes.len();
         self.out
-            .send(bytes.freeze(), len)
+            .send(bytes, len)
             .await
             .map_err(|_| AmqpError::Io(std::io::ErrorKind::BrokenPipe.into()))
     }

@@ -262,19 +262,25 @@ pub async fn write_progressing<W: AsyncWrite + Unpin>(
         return writer.write_all(bytes).await;
     };
     while !bytes.is_empty() {
-        match tokio::time::timeout(timeout, writer.write(bytes)).await {
-            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(Ok(written)) => bytes = &bytes[written..],
-            Ok(Err(err)) => return Err(err),
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    SendTimedOut(timeout),
-                ));
-            }
+        match progressed(writer.write(bytes), Some(timeout)).await? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            written => bytes = &bytes[written..],
         }
     }
     Ok(())
+}
+
+/// One write's outcome, or [`SendTimedOut`] when it accepted nothing for `timeout`.
+async fn progressed(
+    write: impl Future<Output = std::io::Result<usize>>,
+    timeout: Option<Duration>,
+) -> std::io::Result<usize> {
+    let Some(timeout) = timeout else {
+        return write.await;
+    };
+    tokio::time::timeout(timeout, write)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, SendTimedOut(timeout)))?
 }
 
 /// [`write_progressing`] for several buffers written in order with vectored writes, so pieces
@@ -295,19 +301,7 @@ pub async fn write_pieces_progressing<W: AsyncWrite + Unpin>(
                 _ => std::io::IoSlice::new(piece),
             })
             .collect();
-        let write = writer.write_vectored(&slices);
-        let written = match timeout {
-            None => write.await?,
-            Some(timeout) => match tokio::time::timeout(timeout, write).await {
-                Ok(result) => result?,
-                Err(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        SendTimedOut(timeout),
-                    ));
-                }
-            },
-        };
+        let written = progressed(writer.write_vectored(&slices), timeout).await?;
         let total: usize = slices.iter().map(|slice| slice.len()).sum();
         if written == 0 && total > 0 {
             return Err(std::io::ErrorKind::WriteZero.into());

@@ -96,11 +96,7 @@ impl Session {
             let pieces =
                 codec::message_pieces(channel, &method, &properties, &message.body, self.frame_max);
             for piece in pieces {
-                let len = piece.len();
-                self.out
-                    .send(piece, len)
-                    .await
-                    .map_err(|_| AmqpError::Io(std::io::ErrorKind::BrokenPipe.into()))?;
+                self.send_bytes(piece).await?;
             }
             return Ok(());
         }

@@ -192,8 +192,7 @@ impl ConsumerTask {
                     codec::encode_method(&mut out, self.channel, &cancel);
                     let guard = self.deliveries.lock().await;
                     if !guard.closed && !self.cancel.is_cancelled() {
-                        let len = out.len();
-                        let _ = self.out.send(out.freeze(), len).await;
+                        let _ = self.send_piece(out.freeze()).await;
                     }
                     return;
                 }
@@ -250,6 +249,12 @@ impl ConsumerTask {
     /// AMQP ends the delivery there: those before it are sent, it and those after it go back
     /// (a queue requeues them; a stream consumer, whose position the client keeps, stops), and
     /// the session closes the channel with the error (docs/interop.md).
+    /// Queues `piece` for the connection's writer; false when the writer is gone.
+    async fn send_piece(&self, piece: Bytes) -> bool {
+        let len = piece.len();
+        self.out.send(piece, len).await.is_ok()
+    }
+
     async fn deliver(&mut self, mut taken: Vec<tributary_api::queue::Delivery>) -> bool {
         let mut guard = self.deliveries.lock().await;
         if guard.closed || self.cancel.is_cancelled() {
@@ -298,9 +303,7 @@ impl ConsumerTask {
                 // The frames slice the stored body instead of copying it (one copy of a large
                 // message in memory, not two); what was encoded before goes out first.
                 if !out.is_empty() {
-                    let piece = std::mem::take(&mut out);
-                    let len = piece.len();
-                    sent &= self.out.send(piece.freeze(), len).await.is_ok();
+                    sent &= self.send_piece(out.split().freeze()).await;
                 }
                 // `view_record`'s body is the record's value.
                 let body = delivery.record.value.clone().unwrap_or_default();
@@ -312,8 +315,7 @@ impl ConsumerTask {
                     self.frame_max,
                 );
                 for piece in pieces {
-                    let len = piece.len();
-                    sent &= self.out.send(piece, len).await.is_ok();
+                    sent &= self.send_piece(piece).await;
                 }
             } else {
                 codec::encode_delivery(
@@ -330,9 +332,7 @@ impl ConsumerTask {
             if out.len() >= SEND_PIECE {
                 // A failed send means the writer is gone; what was recorded as unacked is
                 // requeued when the connection's session ends.
-                let piece = std::mem::take(&mut out);
-                let len = piece.len();
-                sent &= self.out.send(piece.freeze(), len).await.is_ok();
+                sent &= self.send_piece(out.split().freeze()).await;
             }
             if delivery.redelivered {
                 self.shared.counters.redelivered.increment(1);
@@ -355,8 +355,7 @@ impl ConsumerTask {
             self.put_back(&not_sent).await;
         }
         if !out.is_empty() {
-            let len = out.len();
-            sent &= self.out.send(out.freeze(), len).await.is_ok();
+            sent &= self.send_piece(out.freeze()).await;
         }
         drop(guard);
         let refusing = refused.is_some();

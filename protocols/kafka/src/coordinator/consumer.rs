@@ -167,11 +167,7 @@ fn resolve(member: &ConsumerMember, topics: &TopicsView) -> BTreeSet<String> {
         .filter(|name| topics.contains_key(name.as_str()))
         .cloned()
         .collect();
-    if let Some(regex) = member
-        .subscribed_regex
-        .as_deref()
-        .and_then(|p| compile_regex(p).ok())
-    {
+    if let Some(regex) = &member.compiled_regex {
         resolved.extend(topics.keys().filter(|name| regex.is_match(name)).cloned());
     }
     resolved
@@ -666,6 +662,8 @@ fn update_member(member: &mut ConsumerMember, params: &HeartbeatParams) -> bool 
     if let Some(regex) = &params.subscribed_regex {
         let regex = (!regex.is_empty()).then(|| regex.clone());
         if regex != member.subscribed_regex {
+            // `validate` compiled it already; a pattern that does not compile matches nothing.
+            member.compiled_regex = regex.as_deref().and_then(|p| compile_regex(p).ok());
             member.subscribed_regex = regex;
             changed = true;
         }

@@ -47,6 +47,8 @@ pub(crate) struct ConsumerMember {
     pub(crate) client_host: String,
     pub(crate) subscribed_names: Vec<String>,
     pub(crate) subscribed_regex: Option<String>,
+    /// `subscribed_regex` compiled once when it changes, not at every resolution.
+    pub(crate) compiled_regex: Option<regex::Regex>,
     pub(crate) server_assignor: Option<String>,
     pub(crate) rebalance_timeout: Duration,
     /// The topics the subscription resolves to, as of the last metadata seen.
@@ -73,6 +75,7 @@ impl ConsumerMember {
             client_host: String::new(),
             subscribed_names: Vec::new(),
             subscribed_regex: None,
+            compiled_regex: None,
             server_assignor: None,
             rebalance_timeout: Duration::ZERO,
             resolved: BTreeSet::new(),
