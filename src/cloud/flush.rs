@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use object_store::PutPayload;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tributary_api::batch::{VerifiedBatch, set_base_offset};
@@ -99,7 +100,11 @@ impl CloudLog {
         batch: VerifiedBatch,
     ) -> EngineResult<(AppendOutcome, PendingDurability)> {
         let (bytes, header) = batch.into_parts();
-        let mut owned = BytesMut::from(bytes.as_ref());
+        // The base offset is written in place when nobody else holds the buffer (a frontend
+        // that built the batch for this append); copied only when shared.
+        let mut owned = bytes
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(shared.as_ref()));
         let (outcome, receiver, wake) = {
             let mut pending = self.pending.lock();
             if pending.closed {
@@ -308,18 +313,22 @@ impl CloudLog {
         // Group by partition (stable, so each partition keeps its numbering order).
         let mut order: Vec<usize> = (0..batches.len()).collect();
         order.sort_by(|&a, &b| batches[a].tp.cmp(&batches[b].tp));
-        let total: usize = batches.iter().map(|b| b.bytes.len()).sum();
-        let mut body = BytesMut::with_capacity(total);
+        // The object is the batches themselves as chunks, not a joined copy: a flush holding a
+        // large message would otherwise hold it twice.
+        let mut chunks = Vec::with_capacity(batches.len());
         let mut positions = vec![0u64; batches.len()];
+        let mut total = 0usize;
         for &index in &order {
-            positions[index] = body.len() as u64;
-            body.extend_from_slice(&batches[index].bytes);
+            positions[index] = total as u64;
+            total += batches[index].bytes.len();
+            chunks.push(batches[index].bytes.clone());
         }
-        let body = body.freeze();
         let named_ms = now_ms();
         let key = self.objects.new_key(named_ms)?;
         let put_started = Instant::now();
-        self.objects.put(&key, body.clone()).await?;
+        self.objects
+            .put(&key, chunks.into_iter().collect::<PutPayload>())
+            .await?;
         self.stats
             .put_micros
             .add(put_started.elapsed().as_micros() as u64);
@@ -337,8 +346,7 @@ impl CloudLog {
             })
             .collect();
         let commit_started = Instant::now();
-        self.commit(&key, named_ms, body.len(), batches, &coords)
-            .await?;
+        self.commit(&key, named_ms, total, batches, &coords).await?;
         self.stats
             .commit_micros
             .add(commit_started.elapsed().as_micros() as u64);

@@ -126,14 +126,14 @@ impl Objects {
         })
     }
 
-    pub async fn put(&self, key: &str, body: Bytes) -> CloudResult<()> {
+    /// Writes `body` as object `key`. The body may be several chunks (a flush's batches): they
+    /// are streamed in order, never joined into one more copy.
+    pub async fn put(&self, key: &str, body: impl Into<PutPayload>) -> CloudResult<()> {
+        let body = body.into();
         self.stats.puts.inc();
-        self.stats.put_bytes.add(body.len() as u64);
+        self.stats.put_bytes.add(body.content_length() as u64);
         let started = Instant::now();
-        let put = self
-            .store
-            .put(&Path::from(key), PutPayload::from(body))
-            .await;
+        let put = self.store.put(&Path::from(key), body).await;
         metrics::histogram!(names::CLOUD_OBJECT_PUT_SECONDS).record(started.elapsed());
         put.map_err(CloudError::objects("writing a log object"))?;
         Ok(())

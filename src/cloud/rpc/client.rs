@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::codec::{self, Frame, Reply, Request, WireError};
+use super::outgoing::Outgoing;
 use super::{HELLO_TIMEOUT, MAX_IN_FLIGHT};
 use crate::cloud::error::{CloudError, CloudResult};
 use crate::cloud::members::Membership;
@@ -138,13 +139,15 @@ impl Peers {
             .map_err(|_| failed(peer, "connect timed out"))?
             .map_err(|e| failed(peer, e))?;
         let _ = stream.set_nodelay(true);
-        let mut out = BytesMut::new();
+        let mut out = Outgoing::default();
         let hello = Frame::Hello {
             broker_id: self.members.broker_id(),
             secret: self.secret.clone(),
         };
         codec::encode_frame(&hello, &mut out).map_err(|e| failed(peer, e))?;
-        stream.write_all(&out).await.map_err(|e| failed(peer, e))?;
+        super::write_outgoing(&mut stream, &out)
+            .await
+            .map_err(|e| failed(peer, e))?;
         let mut buf = BytesMut::new();
         let welcome = tokio::time::timeout(HELLO_TIMEOUT, async {
             loop {
@@ -173,7 +176,7 @@ impl Peers {
         {
             let alive = alive.clone();
             tokio::spawn(async move {
-                let mut out = BytesMut::new();
+                let mut out = Outgoing::default();
                 while let Some(frame) = to_write.recv().await {
                     out.clear();
                     let mut encoded = codec::encode_frame(&frame, &mut out).is_ok();
@@ -184,9 +187,11 @@ impl Peers {
                         // A request too big to send: its caller times out; the others go on.
                         tracing::error!(peer, "an internal RPC request could not be encoded");
                     }
-                    if writer.write_all(&out).await.is_err() {
+                    if super::write_outgoing(&mut writer, &out).await.is_err() {
                         break;
                     }
+                    // Written: the message bodies it points into are released now.
+                    out.clear();
                 }
                 alive.store(false, Ordering::Release);
             });

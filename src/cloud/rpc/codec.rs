@@ -13,8 +13,10 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tributary_api::batch::Record;
+
+use super::outgoing::Outgoing;
 use tributary_api::{
     AppendOutcome, Delivery, Durability, HeadFilter, HeadTake, QueueDepth, QueueOptions,
 };
@@ -190,10 +192,11 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
     Ok(Some(frame))
 }
 
-/// Appends `frame` to `out`, length prefix included.
-pub fn encode_frame(frame: &Frame, out: &mut BytesMut) -> Result<(), CodecError> {
+/// Appends `frame` to `out`, length prefix included; large byte strings are not copied
+/// ([`Outgoing`]).
+pub fn encode_frame(frame: &Frame, out: &mut Outgoing) -> Result<(), CodecError> {
     let start = out.len();
-    out.put_u32(0);
+    let prefix = out.mark();
     match frame {
         Frame::Hello { broker_id, secret } => {
             out.put_u8(KIND_HELLO);
@@ -218,14 +221,14 @@ pub fn encode_frame(frame: &Frame, out: &mut BytesMut) -> Result<(), CodecError>
     }
     let len = out.len() - start - 4;
     if len > MAX_FRAME_BYTES {
-        out.truncate(start);
+        out.truncate_to(prefix);
         return Err(CodecError::TooLarge(len));
     }
-    out[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    out.patch_u32(prefix, len as u32);
     Ok(())
 }
 
-fn encode_request(request: &Request, out: &mut BytesMut) -> Result<(), CodecError> {
+fn encode_request(request: &Request, out: &mut Outgoing) -> Result<(), CodecError> {
     match request {
         Request::Declare { queue, options } => {
             out.put_u8(1);
@@ -386,7 +389,7 @@ fn decode_request(body: &mut Bytes) -> Result<Request, CodecError> {
     })
 }
 
-fn encode_reply(reply: &Result<Reply, WireError>, out: &mut BytesMut) -> Result<(), CodecError> {
+fn encode_reply(reply: &Result<Reply, WireError>, out: &mut Outgoing) -> Result<(), CodecError> {
     match reply {
         Ok(Reply::Depth(depth)) => {
             out.put_u8(1);
@@ -514,38 +517,38 @@ fn floor_char_boundary(text: &str, max: usize) -> usize {
     cut
 }
 
-fn queue_op(out: &mut BytesMut, op: u8, queue: &str) -> Result<(), CodecError> {
+fn queue_op(out: &mut Outgoing, op: u8, queue: &str) -> Result<(), CodecError> {
     out.put_u8(op);
     put_str(out, queue)
 }
 
-fn put_str(out: &mut BytesMut, text: &str) -> Result<(), CodecError> {
+fn put_str(out: &mut Outgoing, text: &str) -> Result<(), CodecError> {
     let len = u16::try_from(text.len()).map_err(|_| CodecError::OutOfRange)?;
     out.put_u16(len);
     out.put_slice(text.as_bytes());
     Ok(())
 }
 
-fn put_bytes(out: &mut BytesMut, bytes: &[u8]) -> Result<(), CodecError> {
+fn put_bytes(out: &mut Outgoing, bytes: &Bytes) -> Result<(), CodecError> {
     let len = u32::try_from(bytes.len()).map_err(|_| CodecError::OutOfRange)?;
     out.put_u32(len);
-    out.put_slice(bytes);
+    out.put_shared(bytes);
     Ok(())
 }
 
-fn put_optional(out: &mut BytesMut, bytes: Option<&Bytes>) -> Result<(), CodecError> {
+fn put_optional(out: &mut Outgoing, bytes: Option<&Bytes>) -> Result<(), CodecError> {
     match bytes {
         None => out.put_i32(-1),
         Some(bytes) => {
             let len = i32::try_from(bytes.len()).map_err(|_| CodecError::OutOfRange)?;
             out.put_i32(len);
-            out.put_slice(bytes);
+            out.put_shared(bytes);
         }
     }
     Ok(())
 }
 
-fn put_ids(out: &mut BytesMut, ids: &[u64]) -> Result<(), CodecError> {
+fn put_ids(out: &mut Outgoing, ids: &[u64]) -> Result<(), CodecError> {
     out.put_u32(u32::try_from(ids.len()).map_err(|_| CodecError::OutOfRange)?);
     for id in ids {
         out.put_u64(*id);
@@ -553,7 +556,7 @@ fn put_ids(out: &mut BytesMut, ids: &[u64]) -> Result<(), CodecError> {
     Ok(())
 }
 
-fn put_record(out: &mut BytesMut, record: &Record) -> Result<(), CodecError> {
+fn put_record(out: &mut Outgoing, record: &Record) -> Result<(), CodecError> {
     put_optional(out, record.key.as_ref())?;
     put_optional(out, record.value.as_ref())?;
     out.put_i64(record.timestamp);
@@ -565,7 +568,7 @@ fn put_record(out: &mut BytesMut, record: &Record) -> Result<(), CodecError> {
     Ok(())
 }
 
-fn put_deliveries(out: &mut BytesMut, deliveries: &[Delivery]) -> Result<(), CodecError> {
+fn put_deliveries(out: &mut Outgoing, deliveries: &[Delivery]) -> Result<(), CodecError> {
     out.put_u32(u32::try_from(deliveries.len()).map_err(|_| CodecError::OutOfRange)?);
     for delivery in deliveries {
         out.put_u64(delivery.id);

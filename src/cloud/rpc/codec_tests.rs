@@ -1,3 +1,5 @@
+use bytes::BufMut;
+
 use super::*;
 
 fn record() -> Record {
@@ -133,9 +135,9 @@ fn every_frame() -> Vec<Frame> {
 }
 
 fn encoded(frame: &Frame) -> BytesMut {
-    let mut out = BytesMut::new();
+    let mut out = Outgoing::default();
     encode_frame(frame, &mut out).unwrap();
-    out
+    out.to_bytes()
 }
 
 #[test]
@@ -269,4 +271,69 @@ fn trailing_bytes_after_a_body_are_refused() {
     let len = (frame.len() - 4) as u32;
     frame[..4].copy_from_slice(&len.to_be_bytes());
     assert_eq!(decode_frame(&mut frame), Err(CodecError::Trailing(1)));
+}
+
+#[test]
+fn large_bodies_round_trip_and_are_sent_from_their_own_buffers() {
+    use super::super::outgoing::SLICE_BYTES;
+    let value = Bytes::from(vec![5u8; SLICE_BYTES * 3]);
+    let batch = Bytes::from(vec![6u8; SLICE_BYTES]);
+    let delivery = Delivery {
+        id: 1,
+        record: Record {
+            value: Some(value.clone()),
+            ..record()
+        },
+        redelivered: false,
+        returns: 0,
+    };
+    let frames = vec![
+        Frame::Response {
+            id: 1,
+            reply: Ok(Reply::Deliveries(vec![delivery.clone(), delivery])),
+        },
+        Frame::Request {
+            id: 2,
+            request: Request::Append {
+                topic: "t".into(),
+                partition: 0,
+                batch: batch.clone(),
+            },
+        },
+    ];
+    let mut out = Outgoing::default();
+    for frame in &frames {
+        encode_frame(frame, &mut out).unwrap();
+    }
+    let shared: Vec<*const u8> = out
+        .pieces()
+        .filter(|piece| piece.len() >= SLICE_BYTES)
+        .map(<[u8]>::as_ptr)
+        .collect();
+    assert_eq!(shared, [value.as_ptr(), value.as_ptr(), batch.as_ptr()]);
+    let mut stream = out.to_bytes();
+    let mut decoded = Vec::new();
+    while let Some(frame) = decode_frame(&mut stream).unwrap() {
+        decoded.push(frame);
+    }
+    assert_eq!(decoded, frames);
+}
+
+#[test]
+fn a_frame_over_the_limit_is_refused_and_leaves_the_frames_before_it() {
+    let mut out = Outgoing::default();
+    encode_frame(&Frame::Welcome, &mut out).unwrap();
+    let before = out.to_bytes();
+    let huge = Frame::Request {
+        id: 3,
+        request: Request::Enqueue {
+            queue: "q".into(),
+            batch: Bytes::from(vec![0u8; MAX_FRAME_BYTES]),
+        },
+    };
+    assert!(matches!(
+        encode_frame(&huge, &mut out),
+        Err(CodecError::TooLarge(_))
+    ));
+    assert_eq!(out.to_bytes(), before);
 }

@@ -22,11 +22,13 @@
 
 pub mod client;
 pub mod codec;
+pub mod outgoing;
 pub mod server;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 pub use client::Peers;
 pub use codec::{Reply, Request, WireError};
@@ -52,6 +54,17 @@ pub trait Handler: Send + Sync + 'static {
     /// The connection `conn` closed (the caller died, restarted or reconnected); runs after
     /// its last call finished.
     async fn closed(&self, conn: u64);
+}
+
+/// Writes encoded frames, piece by piece (large message bodies straight from their buffers).
+pub(crate) async fn write_outgoing<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &outgoing::Outgoing,
+) -> std::io::Result<()> {
+    for piece in out.pieces() {
+        writer.write_all(piece).await?;
+    }
+    Ok(())
 }
 
 /// Reads the cluster secret, creating it if this is the first broker.

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, Frame};
+use super::outgoing::Outgoing;
 use super::{HELLO_TIMEOUT, Handler, MAX_CONNECTIONS, MAX_IN_FLIGHT, same_secret};
 
 /// Accepts connections until `stop`.
@@ -96,13 +97,15 @@ async fn connection(
         Some(_) => return Err("the first frame is not a hello".to_owned()),
         None => return Ok(()),
     }
-    let mut out = BytesMut::new();
+    let mut out = Outgoing::default();
     codec::encode_frame(&Frame::Welcome, &mut out).map_err(|e| e.to_string())?;
-    writer.write_all(&out).await.map_err(|e| e.to_string())?;
+    super::write_outgoing(&mut writer, &out)
+        .await
+        .map_err(|e| e.to_string())?;
 
     let (answers, mut to_write) = mpsc::channel::<Frame>(MAX_IN_FLIGHT);
     let write_task = tokio::spawn(async move {
-        let mut out = BytesMut::new();
+        let mut out = Outgoing::default();
         while let Some(frame) = to_write.recv().await {
             out.clear();
             if let Err(error) = codec::encode_frame(&frame, &mut out) {
@@ -115,9 +118,11 @@ async fn connection(
                     tracing::error!("an internal RPC answer could not be encoded");
                 }
             }
-            if writer.write_all(&out).await.is_err() {
+            if super::write_outgoing(&mut writer, &out).await.is_err() {
                 return;
             }
+            // Written: the message bodies it points into are released now.
+            out.clear();
         }
     });
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
