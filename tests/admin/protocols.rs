@@ -208,9 +208,9 @@ fn a_rocketmq_group_shows_its_members_and_its_consumer_follows_a_reset() {
             answer.body
         );
         // rocketmq-client-rust 1.0 takes a reset's offsets only after waiting 10 s for
-        // in-flight consumption, then pulls the queue again at its next rebalance (every 20 s).
-        // It fails now and then under the whole suite's load: a timeout prints the group's
-        // stored offsets and the broker's log, to tell who moved the offsets back.
+        // in-flight consumption, then pulls the queue again at its next rebalance (every 20 s);
+        // meanwhile it commits its old offsets, which the broker must not store. A timeout
+        // prints the group's stored offsets and the broker's log.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         while sink.lock().len() < 2 * sent.len() {
             if tokio::time::Instant::now() >= deadline {
@@ -233,6 +233,16 @@ fn a_rocketmq_group_shows_its_members_and_its_consumer_follows_a_reset() {
         again.sort();
         sent.sort();
         assert_eq!(again, sent, "the reset replays what was sent");
+        // The client kept committing its old position while it waited to take the reset in;
+        // stored, those commits would have undone the reset.
+        broker.read_log_for(Duration::from_millis(200));
+        assert!(
+            broker
+                .lines_seen()
+                .iter()
+                .any(|line| line.contains("consumer offset not stored")),
+            "no stale commit was held back"
+        );
 
         consumer.shutdown().await;
         producer.shutdown().await;

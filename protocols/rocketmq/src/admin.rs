@@ -7,7 +7,9 @@
 //! own offset store and pulls from them. Invariants: the store is written first (under the
 //! pull-commit lock, dropping pending pull commits of those queues), so a member that rebalances
 //! before the notice arrives also reads the new offsets; a notice that cannot be queued (the
-//! member's outbound queue is full or closing) is counted in the answer, not hidden.
+//! member's outbound queue is full or closing) is counted in the answer, not hidden. Until a
+//! member pulls a queue from its reset offset, the group's commits of it are not stored
+//! ([`crate::pull_commits`]: a client commits its old position until it took the reset in).
 
 use std::sync::Arc;
 
@@ -62,7 +64,7 @@ impl RocketMqAdmin {
             let mut commits = Vec::with_capacity(offsets.len());
             for (queue, offset) in offsets {
                 let partition = TopicPartition::new(topic, *queue);
-                shared.pull_commits.forget(group, &partition);
+                shared.pull_commits.begin_reset(group, &partition, *offset);
                 let committed = CommittedOffset {
                     offset: *offset,
                     metadata: String::new(),

@@ -9,6 +9,15 @@
 //! and explicit commits hold [`PullCommits::storing`] while they store, so an older piggybacked
 //! offset taken by a flush is never stored after a newer explicit one. A crash loses at most the offsets of the
 //! last [`FLUSH_INTERVAL`], which means redelivery, never loss (at-least-once, as in RocketMQ).
+//!
+//! Offset resets (the admin API's, [`crate::admin`]) are pending until the group pulls the queue
+//! from the reset offset, as RocketMQ 5's server-side reset (`useServerSideResetOffset`) has it:
+//! meanwhile the group's commits of that queue, piggybacked or explicit, are answered but not
+//! stored. A running client keeps committing its old position until it has taken the reset in
+//! (rocketmq-client-rust waits 10 s for in-flight consumption first); stored, such a commit
+//! would undo the reset. Invariant: a commit is recorded only under the `pending` lock after the
+//! markers were checked, and a reset sets its markers and drops pending commits under the same
+//! lock, so no commit older than a reset can be stored after it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,16 +36,48 @@ pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct PullCommits {
     pending: Mutex<HashMap<(String, TopicPartition), i64>>,
+    /// Resets not yet followed: (group, queue) -> the reset offset. Locked inside `pending`.
+    resets: Mutex<HashMap<(String, TopicPartition), i64>>,
     /// Held across each store of offsets (a flush, an explicit commit), ordering them.
     pub(crate) storing: tokio::sync::Mutex<()>,
 }
 
 impl PullCommits {
-    /// Records `offset` as the group's position on `partition`, to be stored at the next flush.
-    pub(crate) fn record(&self, group: &str, partition: &TopicPartition, offset: i64) {
-        self.pending
+    /// Records `offset` as the group's position on `partition`, to be stored at the next flush;
+    /// false (nothing recorded) while a reset of the queue is pending.
+    pub(crate) fn record(&self, group: &str, partition: &TopicPartition, offset: i64) -> bool {
+        let key = (group.to_owned(), partition.clone());
+        let mut pending = self.pending.lock();
+        if self.resets.lock().contains_key(&key) {
+            return false;
+        }
+        pending.insert(key, offset);
+        true
+    }
+
+    /// Marks a reset of `group` on `partition` to `offset` as pending and drops the queue's
+    /// pending commit. Called with [`PullCommits::storing`] held, before the offset is stored.
+    pub(crate) fn begin_reset(&self, group: &str, partition: &TopicPartition, offset: i64) {
+        let key = (group.to_owned(), partition.clone());
+        let mut pending = self.pending.lock();
+        self.resets.lock().insert(key.clone(), offset);
+        pending.remove(&key);
+    }
+
+    /// The offset of a reset of `group` on `partition` the group has not followed yet.
+    pub(crate) fn pending_reset(&self, group: &str, partition: &TopicPartition) -> Option<i64> {
+        self.resets
             .lock()
-            .insert((group.to_owned(), partition.clone()), offset);
+            .get(&(group.to_owned(), partition.clone()))
+            .copied()
+    }
+
+    /// The group pulled `partition` from the reset offset: its commits count again.
+    pub(crate) fn reset_followed(&self, group: &str, partition: &TopicPartition) {
+        let _pending = self.pending.lock();
+        self.resets
+            .lock()
+            .remove(&(group.to_owned(), partition.clone()));
     }
 
     /// The pending offset of `group` on `partition`, if one awaits storing.
@@ -88,4 +129,35 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         }
     }
     flush(&shared).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_made_before_a_reset_is_followed_are_not_recorded() {
+        let commits = PullCommits::default();
+        let queue = TopicPartition::new("t", 1);
+        assert!(commits.record("g", &queue, 8));
+        commits.begin_reset("g", &queue, 0);
+        assert_eq!(
+            commits.pending("g", &queue),
+            None,
+            "the old commit was dropped"
+        );
+        assert!(
+            !commits.record("g", &queue, 8),
+            "a stale commit was recorded"
+        );
+        assert!(
+            commits.record("other", &queue, 8),
+            "another group is not held"
+        );
+        assert_eq!(commits.pending_reset("g", &queue), Some(0));
+        commits.reset_followed("g", &queue);
+        assert_eq!(commits.pending_reset("g", &queue), None);
+        assert!(commits.record("g", &queue, 1));
+        assert_eq!(commits.pending("g", &queue), Some(1));
+    }
 }

@@ -57,25 +57,42 @@ pub(super) async fn update_consumer_offset(
     let group = required(request, "consumerGroup")?;
     let partition = partition(request)?;
     let offset: i64 = parsed(request, "commitOffset")?;
-    if offset >= 0 {
-        commit(shared, group, &partition, offset).await?;
+    if offset >= 0 && !commit(shared, group, &partition, offset).await? {
+        tracing::info!(
+            group,
+            topic = partition.topic,
+            queue = partition.partition,
+            offset,
+            "consumer offset not stored: the queue's offset was reset and the group has not \
+             pulled from the reset offset yet"
+        );
+        return Ok(RemotingCommand::response_to(request, code::SUCCESS)
+            .with_remark("Offset has been previously reset"));
     }
     Ok(RemotingCommand::response_to(request, code::SUCCESS))
 }
 
 /// Stores a group's offset now (superseding a pending pull commit of the queue); the lag
-/// gauges follow at the next stats upkeep.
+/// gauges follow at the next stats upkeep. False, storing nothing, while a reset of the queue
+/// is pending ([`crate::pull_commits`]).
 pub(super) async fn commit(
     shared: &Shared,
     group: &str,
     partition: &TopicPartition,
     offset: i64,
-) -> RequestResult<()> {
+) -> RequestResult<bool> {
     let _storing = shared.pull_commits.storing.lock().await;
+    if shared
+        .pull_commits
+        .pending_reset(group, partition)
+        .is_some()
+    {
+        return Ok(false);
+    }
     shared.pull_commits.forget(group, partition);
     commit_offsets(shared, group, &[(partition.clone(), offset)]).await?;
     shared.stats.committed(group, partition, offset);
-    Ok(())
+    Ok(true)
 }
 
 /// Stores several offsets of one group in one offset-store transaction (the caller keeps the

@@ -92,11 +92,22 @@ pub(super) async fn pull(
     let suspend = Duration::from_millis(optional(request, "suspendTimeoutMillis")?.unwrap_or(0))
         .min(MAX_SUSPEND);
 
+    if let Some(reset) = shared.pull_commits.pending_reset(group, &partition) {
+        // The group has not followed a reset yet (crate::pull_commits): a pull from elsewhere
+        // is moved to the reset offset, as RocketMQ's server-side reset answers; its
+        // piggybacked commit is the old position and is not recorded.
+        if offset != reset {
+            let bounds = shared.engine.log.offsets(&partition)?;
+            return Ok(answer(request, code::PULL_OFFSET_MOVED, reset, bounds));
+        }
+        shared.pull_commits.reset_followed(group, &partition);
+    }
     let commit = optional::<i64>(request, "commitOffset")?.filter(|o| *o >= 0);
     if let Some(commit) = commit.filter(|_| sys_flag & FLAG_COMMIT_OFFSET != 0) {
         // Stored in the background (crate::pull_commits), as RocketMQ does.
-        shared.pull_commits.record(group, &partition, commit);
-        shared.stats.committed(group, &partition, commit);
+        if shared.pull_commits.record(group, &partition, commit) {
+            shared.stats.committed(group, &partition, commit);
+        }
     }
     let filter = subscription(shared, request, group, topic, sys_flag)?;
 
