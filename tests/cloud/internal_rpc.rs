@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tributary::cloud::rpc::codec::{Frame, Request, WireError, decode_frame, encode_frame};
+use tributary::cloud::rpc::outgoing::Outgoing;
 
 use crate::broker::TestBroker;
 use crate::cluster::start_broker;
@@ -39,11 +40,11 @@ async fn exchange(port: u16, frames: &[Frame]) -> Option<Frame> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    let mut out = BytesMut::new();
+    let mut out = Outgoing::default();
     for frame in frames {
         encode_frame(frame, &mut out).expect("encode");
     }
-    stream.write_all(&out).await.expect("write");
+    stream.write_all(&out.to_bytes()).await.expect("write");
     let mut buf = BytesMut::new();
     loop {
         if let Some(frame) = decode_frame(&mut buf).expect("a valid frame") {
@@ -99,10 +100,10 @@ async fn only_a_caller_with_the_cluster_secret_is_served() {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    let mut out = BytesMut::new();
+    let mut out = Outgoing::default();
     encode_frame(&hello, &mut out).expect("encode");
     encode_frame(&depth, &mut out).expect("encode");
-    stream.write_all(&out).await.expect("write");
+    stream.write_all(&out.to_bytes()).await.expect("write");
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     while frames.len() < 2 {
