@@ -40,6 +40,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -49,6 +50,7 @@ use tributary_api::batch::{
 };
 
 use super::checkpoint::{RECOVERY_POINT_FILE, read_offset, write_offset};
+use super::cleaner_txn::{Kind, Scan, Transactions, TxnId};
 use super::error::{CorruptReason, StorageError};
 use super::fs::{FsFile, OpenMode, replace_file_durable};
 use super::index::{OffsetIndex, TimeIndex};
@@ -79,6 +81,8 @@ pub struct CleanReport {
     /// Bytes the rewritten segments shrank by.
     pub bytes_removed: u64,
     pub records_removed: u64,
+    /// Transaction markers removed (their transactions had no batch left).
+    pub markers_removed: u64,
 }
 
 impl CleanReport {
@@ -88,6 +92,7 @@ impl CleanReport {
         self.bytes_read += other.bytes_read;
         self.bytes_removed += other.bytes_removed;
         self.records_removed += other.records_removed;
+        self.markers_removed += other.markers_removed;
     }
 }
 
@@ -176,6 +181,14 @@ struct BatchReader {
 
 impl BatchReader {
     fn next(&mut self) -> Result<Option<(BatchHeader, Bytes)>, StorageError> {
+        let Some((header, at)) = self.next_header()? else {
+            return Ok(None);
+        };
+        Ok(Some((header, self.read_batch(&header, at)?)))
+    }
+
+    /// The next batch's header and its position, without reading the rest of the batch.
+    fn next_header(&mut self) -> Result<Option<(BatchHeader, u64)>, StorageError> {
         if self.position >= self.size {
             return Ok(None);
         }
@@ -194,23 +207,30 @@ impl BatchReader {
         if self.position + header.total_len as u64 > self.size {
             return Err(corrupt(self.position, CorruptReason::PastEnd));
         }
+        let at = self.position;
+        self.position += header.total_len as u64;
+        Ok(Some((header, at)))
+    }
+
+    /// The whole batch `header` heads at `at` (checked against the segment by `next_header`).
+    fn read_batch(&self, header: &BatchHeader, at: u64) -> Result<Bytes, StorageError> {
         let mut batch = vec![0u8; header.total_len];
         self.file
-            .read_exact_at(&mut batch, self.position)
+            .read_exact_at(&mut batch, at)
             .map_err(StorageError::io(&self.path))?;
-        self.position += header.total_len as u64;
-        Ok(Some((header, Bytes::from(batch))))
+        Ok(Bytes::from(batch))
     }
 }
 
-/// The records of a batch the cleaner may thin out (`None`: keep the batch as it is).
+/// The records of a data batch the cleaner may thin out (`None`: a control or empty batch).
+/// Whether they may go depends on the batch's transaction (see `cleaner_txn`).
 fn cleanable_records(
     header: &BatchHeader,
     batch: &Bytes,
     path: &Path,
     position: u64,
 ) -> Result<Option<Vec<StoredRecord>>, StorageError> {
-    if header.is_control() || header.is_transactional() || header.record_count == 0 {
+    if header.is_control() || header.record_count == 0 {
         return Ok(None);
     }
     decode_records(batch)
@@ -263,7 +283,7 @@ impl Partition {
         if self.is_poisoned() || self.is_closed() {
             return Ok(report);
         }
-        let (config, mut cleanable) = {
+        let (config, mut cleanable, tail) = {
             let state = self.state.lock();
             let config = state.config.clone();
             if !config.cleanup.compact {
@@ -288,23 +308,63 @@ impl Partition {
                     next_offset: slot.stats.next_offset,
                 })
                 .collect();
-            (config, cleanable)
+            // The rest of the log below the high watermark, where transactions of the
+            // cleanable segments may end.
+            let tail: Vec<(Arc<Segment>, u64)> = state.segments[cleanable.len()..]
+                .iter()
+                .map_while(|slot| {
+                    let base = slot.segment.base_offset;
+                    let size = match base.cmp(&state.hwm_segment_base) {
+                        std::cmp::Ordering::Less => slot.stats.size,
+                        std::cmp::Ordering::Equal => state.hwm_position,
+                        std::cmp::Ordering::Greater => return None,
+                    };
+                    Some((Arc::clone(&slot.segment), size))
+                })
+                .collect();
+            (config, cleanable, tail)
         };
         let fs = self.fs();
         let mut passes = Passes::load(fs, &self.dir);
-        let total: u64 = cleanable.iter().map(|c| c.size).sum();
-        let dirty: u64 = cleanable
-            .iter()
-            .filter(|c| c.next_offset > passes.clean_point())
-            .map(|c| c.size)
-            .sum();
-        let dirty_enough =
-            dirty > 0 && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64;
-        let tombstones_due = passes.tombstones_due_ms > 0 && now_ms >= passes.tombstones_due_ms;
-        if cleanable.is_empty() || !(dirty_enough || tombstones_due) {
+        let worth_a_pass = |cleanable: &[Cleanable]| {
+            let total: u64 = cleanable.iter().map(|c| c.size).sum();
+            let dirty: u64 = cleanable
+                .iter()
+                .filter(|c| c.next_offset > passes.clean_point())
+                .map(|c| c.size)
+                .sum();
+            let dirty_enough =
+                dirty > 0 && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64;
+            let tombstones_due = passes.tombstones_due_ms > 0 && now_ms >= passes.tombstones_due_ms;
+            !cleanable.is_empty() && (dirty_enough || tombstones_due)
+        };
+        if !worth_a_pass(&cleanable) {
             return Ok(report);
         }
         let started = Instant::now();
+        // 0. Which transactions committed or aborted; nothing at or past the LSO is cleaned.
+        let mut scan = Scan::default();
+        for item in &cleanable {
+            self.scan_transactions(&item.segment, item.size, &mut scan)?;
+        }
+        scan.end_of_cleanable();
+        for (segment, size) in &tail {
+            if !scan.undecided() {
+                break;
+            }
+            self.scan_transactions(segment, *size, &mut scan)?;
+        }
+        if let Some(stable) = scan.last_stable_offset() {
+            let below = cleanable
+                .iter()
+                .take_while(|c| c.next_offset <= stable)
+                .count();
+            cleanable.truncate(below);
+            if !worth_a_pass(&cleanable) {
+                return Ok(report);
+            }
+        }
+        let mut txns = scan.finish();
         // 1. The latest offset of each key, and the last batch of each producer.
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         let mut last_of_producer: HashMap<i64, i64> = HashMap::new();
@@ -318,7 +378,13 @@ impl Partition {
                     last_of_producer.insert(header.producer_id, header.base_offset);
                 }
                 let path = &item.segment.log_path;
-                if let Some(records) = cleanable_records(&header, &batch, path, position)? {
+                // Aborted records never count as their key's latest, nor do undecided ones.
+                let counts = matches!(
+                    txns.classify(&header, &batch),
+                    Kind::Plain | Kind::Committed(_)
+                );
+                if counts && let Some(records) = cleanable_records(&header, &batch, path, position)?
+                {
                     for stored in records {
                         if let Some(key) = stored.record.key {
                             let len = key.len();
@@ -345,6 +411,7 @@ impl Partition {
         let mut tombstones_first_cleaned: Option<i64> = None;
         let mut swapped = Vec::new();
         let mut written = 0u64;
+        txns.restart();
         for item in &cleanable {
             let rewrite = Rewrite {
                 latest: &latest,
@@ -353,7 +420,7 @@ impl Partition {
                 now_ms,
                 delete_retention_ms: config.delete_retention_ms,
             };
-            let outcome = rewrite.segment(self, item)?;
+            let outcome = rewrite.segment(self, item, &mut txns)?;
             if let Some(first) = outcome.tombstones_first_cleaned {
                 tombstones_first_cleaned =
                     Some(tombstones_first_cleaned.map_or(first, |t: i64| t.min(first)));
@@ -370,6 +437,12 @@ impl Partition {
             if let Some(segment) = self.swap_in(item, cleaned)? {
                 report.segments_rewritten += 1;
                 report.bytes_removed += item.size - segment.1;
+                report.markers_removed += outcome.markers_removed;
+                if outcome.markers_removed > 0 {
+                    // After the swap: a transaction index that read this before must rebuild.
+                    self.markers_removed
+                        .fetch_add(outcome.markers_removed, Ordering::Release);
+                }
                 swapped.push(segment.0);
             }
             throttle(
@@ -396,6 +469,32 @@ impl Partition {
         report.passes = 1;
         tracing::debug!(topic = %self.topic, partition = self.id, ?report, "cleaner pass");
         Ok(report)
+    }
+
+    /// Feeds `scan` with the batch headers of the first `size` bytes of `segment` (and the
+    /// whole of each control batch).
+    fn scan_transactions(
+        &self,
+        segment: &Segment,
+        size: u64,
+        scan: &mut Scan,
+    ) -> Result<(), StorageError> {
+        let mut reader = self.batch_reader(segment, size)?;
+        while let Some((header, at)) = reader.next_header()? {
+            let batch = if header.is_control() {
+                Some(reader.read_batch(&header, at)?)
+            } else {
+                None
+            };
+            scan.observe(&header, batch.as_ref());
+        }
+        Ok(())
+    }
+
+    /// Transaction markers cleaner passes removed from this partition since it was opened
+    /// (see [`tributary_api::LogService::markers_removed`]).
+    pub fn markers_removed(&self) -> u64 {
+        self.markers_removed.load(Ordering::Acquire)
     }
 
     fn batch_reader(&self, segment: &Segment, size: u64) -> Result<BatchReader, StorageError> {
@@ -490,7 +589,8 @@ struct Rewritten {
     /// `None` when nothing was removed (the segment stays as it is).
     cleaned: Option<CleanedFile>,
     records_removed: u64,
-    /// The earliest first-cleaned time of the tombstones kept.
+    markers_removed: u64,
+    /// The earliest first-cleaned time of the tombstones (and removable markers) kept.
     tombstones_first_cleaned: Option<i64>,
 }
 
@@ -572,7 +672,38 @@ impl Rewrite<'_> {
         true
     }
 
-    fn segment(&self, partition: &Partition, item: &Cleanable) -> Result<Rewritten, StorageError> {
+    /// Whether the marker `header` heads, closing `closed`, goes (see `cleaner_txn`); a
+    /// marker kept only for its delete horizon joins `tombstones_first_cleaned`.
+    fn marker_goes(
+        &self,
+        header: &BatchHeader,
+        closed: Option<TxnId>,
+        txns: &Transactions,
+        tombstones_first_cleaned: &mut Option<i64>,
+    ) -> bool {
+        let last_of_producer =
+            self.last_of_producer.get(&header.producer_id) == Some(&header.base_offset);
+        if txns.marker_needed(closed) || last_of_producer {
+            return false;
+        }
+        let first = match self.passes.first_cleaned(header.base_offset) {
+            Some(first) if self.now_ms.saturating_sub(first) >= self.delete_retention_ms => {
+                return true;
+            }
+            Some(first) => first,
+            None => self.now_ms,
+        };
+        *tombstones_first_cleaned =
+            Some(tombstones_first_cleaned.map_or(first, |t: i64| t.min(first)));
+        false
+    }
+
+    fn segment(
+        &self,
+        partition: &Partition,
+        item: &Cleanable,
+        txns: &mut Transactions,
+    ) -> Result<Rewritten, StorageError> {
         let mut reader = partition.batch_reader(&item.segment, item.size)?;
         let interval = partition.state.lock().config.index_interval_bytes;
         let mut out = Output {
@@ -583,40 +714,86 @@ impl Rewrite<'_> {
             gap: None,
         };
         let mut removed = 0u64;
+        let mut markers = 0u64;
+        // Whether the segment differs from the original (a batch went or shrank).
+        let mut changed = false;
         let mut tombstones_first_cleaned = None;
         let mut position = 0;
         while let Some((header, batch)) = reader.next()? {
             let path = &item.segment.log_path;
+            let kind = txns.classify(&header, &batch);
+            let last_of_producer =
+                self.last_of_producer.get(&header.producer_id) == Some(&header.base_offset);
+            let txn = match kind {
+                Kind::Open | Kind::Control => {
+                    out.push(batch);
+                    position = reader.position;
+                    continue;
+                }
+                Kind::Marker(closed) => {
+                    if self.marker_goes(&header, closed, txns, &mut tombstones_first_cleaned) {
+                        markers += 1;
+                        removed += u64::from(header.record_count.max(0).unsigned_abs());
+                        changed = true;
+                        out.skip(&header);
+                    } else {
+                        out.push(batch);
+                    }
+                    position = reader.position;
+                    continue;
+                }
+                Kind::Plain => None,
+                Kind::Committed(txn) | Kind::Aborted(txn) => Some(txn),
+            };
             let records = cleanable_records(&header, &batch, path, position)?;
             position = reader.position;
             let Some(records) = records else {
-                out.push(batch);
+                // An empty batch a producer's header was kept in: redundant once the producer
+                // has a later batch (and it would keep its transaction's marker forever).
+                if header.producer_id >= 0 && header.record_count == 0 && !last_of_producer {
+                    changed = true;
+                    out.skip(&header);
+                } else {
+                    if let Some(txn) = txn {
+                        txns.keep(txn);
+                    }
+                    out.push(batch);
+                }
                 continue;
             };
             let total = records.len();
-            let kept: Vec<StoredRecord> = records
-                .into_iter()
-                .filter(|stored| self.keeps(stored, &mut tombstones_first_cleaned))
-                .collect();
+            let kept: Vec<StoredRecord> = if matches!(kind, Kind::Aborted(_)) {
+                Vec::new()
+            } else {
+                records
+                    .into_iter()
+                    .filter(|stored| self.keeps(stored, &mut tombstones_first_cleaned))
+                    .collect()
+            };
             removed += (total - kept.len()) as u64;
             if kept.len() == total {
                 out.push(batch);
-            } else if !kept.is_empty()
-                || self.last_of_producer.get(&header.producer_id) == Some(&header.base_offset)
-            {
+            } else if !kept.is_empty() || last_of_producer {
                 let rebuilt = rebuild_batch(&header, &kept).map_err(StorageError::io(path))?;
                 out.push(rebuilt);
             } else {
+                changed = true;
                 out.skip(&header);
+                continue;
+            }
+            changed |= kept.len() != total;
+            if let Some(txn) = txn {
+                txns.keep(txn);
             }
         }
         if let Some((first, last, max_timestamp)) = out.gap.take() {
             out.push_now(empty_batch(first, last, max_timestamp));
         }
-        if removed == 0 {
+        if !changed {
             return Ok(Rewritten {
                 cleaned: None,
                 records_removed: 0,
+                markers_removed: 0,
                 tombstones_first_cleaned,
             });
         }
@@ -642,6 +819,7 @@ impl Rewrite<'_> {
                 entries: out.entries,
             }),
             records_removed: removed,
+            markers_removed: markers,
             tombstones_first_cleaned,
         })
     }

@@ -47,6 +47,8 @@ pub struct Aborted {
 #[derive(Debug, Default)]
 struct PartitionTxns {
     topic_id: [u8; 16],
+    /// [`LogService::markers_removed`] when the replay started.
+    markers_removed: u64,
     scanned_to: Option<i64>,
     /// Producer id -> first offset of its open transaction.
     open: HashMap<i64, i64>,
@@ -116,14 +118,18 @@ impl TxnIndex {
                 .or_default(),
         );
         let mut txns = slot.lock().await;
+        // Read before the log: a removal during the replay makes the next call replay again.
+        let markers_removed = log.markers_removed(partition);
         let offsets = log.offsets(partition)?;
         let stale = txns.topic_id != topic_id
+            || txns.markers_removed != markers_removed
             || txns
                 .scanned_to
                 .is_some_and(|scanned| scanned > offsets.high_watermark);
         if stale {
             *txns = PartitionTxns {
                 topic_id,
+                markers_removed,
                 ..PartitionTxns::default()
             };
         }
