@@ -556,6 +556,9 @@ fn aborted_records_go_committed_ones_compact_and_markers_wait_for_their_horizon(
         Data(1, 1, Some(50)),
         Data(1, 3, Some(51)),
         End(1, true),
+        // The latest value of key 2 is aborted: the committed one before it stays.
+        Data(2, 2, Some(60)),
+        End(2, false),
         Plain(4, Some(40)),
     ];
     append_ops(&partition, &ops);
@@ -580,11 +583,11 @@ fn aborted_records_go_committed_ones_compact_and_markers_wait_for_their_horizon(
     assert_eq!(committed_view(&partition).0, expected);
     assert_eq!(raw_view(&partition), expected, "aborted records are gone");
     // Past the delete horizon the markers of transactions with no batch left go (producer 2's
-    // first abort; producer 1's first commit, whose records were all replaced), the others
-    // stay: a transaction with a record left, a producer's last batch.
+    // first two aborts; producer 1's first commit, whose records were all replaced), the
+    // others stay: a transaction with a record left, a producer's last batch.
     let later = partition.clean(NOW + DAY_MS, LIMITS).expect("clean");
-    assert_eq!(later.markers_removed, 2, "{later:?}");
-    assert_eq!(partition.markers_removed(), 2);
+    assert_eq!(later.markers_removed, 3, "{later:?}");
+    assert_eq!(partition.markers_removed(), 3);
     let kinds: Vec<(i64, bool)> = batches(&partition)
         .iter()
         .filter(|(header, _)| header.is_control())
@@ -595,7 +598,7 @@ fn aborted_records_go_committed_ones_compact_and_markers_wait_for_their_horizon(
             )
         })
         .collect();
-    assert_eq!(kinds, [(1, true), (2, false), (3, false), (1, true)]);
+    assert_eq!(kinds, [(1, true), (3, false), (1, true), (2, false)]);
     assert_markers_needed(&partition);
     assert_eq!(committed_view(&partition).0, expected);
 }
