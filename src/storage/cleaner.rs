@@ -266,8 +266,10 @@ impl Partition {
                     .increment(1);
                 metrics::counter!(names::STORAGE_CLEANER_BYTES, "topic" => topic.clone())
                     .increment(report.bytes_read);
-                metrics::counter!(names::STORAGE_CLEANER_REMOVED_BYTES, "topic" => topic)
+                metrics::counter!(names::STORAGE_CLEANER_REMOVED_BYTES, "topic" => topic.clone())
                     .increment(report.bytes_removed);
+                metrics::counter!(names::STORAGE_CLEANER_REMOVED_MARKERS, "topic" => topic)
+                    .increment(report.markers_removed);
             }
             Ok(_) => {}
             Err(_) => {
