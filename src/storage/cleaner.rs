@@ -1,21 +1,26 @@
 //! Log compaction: the cleaner pass of one partition whose `cleanup.policy` includes `compact`.
 //!
 //! A pass works on the *cleanable* segments: the longest prefix of sealed segments that lie
-//! wholly below the high watermark (so, under `always`, only acknowledged batches) and whose
-//! newest record is older than `min.compaction.lag.ms`. A rewritten segment is fsync'd before
-//! it replaces the old one, whatever the durability policy. It runs only when the bytes written since the last pass (the
-//! *dirty* part, after the `clean point`) are at least `min.cleanable.dirty.ratio` of the
-//! cleanable bytes, or when a kept tombstone's `delete.retention.ms` has run out. It then
+//! wholly below the high watermark (so, under `always`, only acknowledged batches) and below
+//! the last stable offset (the first offset of a transaction still open, as Kafka cleans
+//! nothing past it), and whose newest record is older than `min.compaction.lag.ms`. A
+//! rewritten segment is fsync'd before it replaces the old one, whatever the durability
+//! policy. It runs only when the bytes written since the last pass (the *dirty* part, after
+//! the `clean point`) are at least `min.cleanable.dirty.ratio` of the cleanable bytes, or when
+//! a kept tombstone's or marker's `delete.retention.ms` has run out. It then
 //!
+//! 0. reads the batch headers of the cleanable segments, and past them as far as needed, to
+//!    know which transactions committed, aborted or are still open (`cleaner_txn`);
 //! 1. builds the latest offset of every key over the cleanable segments (records of data
-//!    batches that are not transactional; memory bounded by [`MAX_KEY_BYTES`]: past it the pass
+//!    batches outside transactions or in committed ones: an aborted record never counts, so it
+//!    cannot hide a committed older value; memory bounded by [`MAX_KEY_BYTES`]: past it the pass
 //!    stops at that segment and the rest waits for the next pass);
-//! 2. rewrites each cleanable segment, keeping a record when it is the latest of its key, has
-//!    no key, or sits in a transactional or control batch (never removed, never counted: an
-//!    aborted record must not hide a committed older value, and markers keep the transaction
-//!    index whole); a tombstone (no value) is dropped once `delete.retention.ms` has passed
-//!    since the pass that first cleaned it (the `cleaner-passes` file records when each pass
-//!    ran and up to which offset);
+//! 2. rewrites each cleanable segment, keeping a record when it is the latest of its key or has
+//!    no key, and never one of an aborted transaction; a tombstone (no value) is dropped once
+//!    `delete.retention.ms` has passed since the pass that first cleaned it (the
+//!    `cleaner-passes` file records when each pass ran and up to which offset); a transaction
+//!    marker is kept while a batch of its transaction is, and dropped like a tombstone once none
+//!    is (see `cleaner_txn` for the whole rule);
 //! 3. swaps each rewritten segment in (see *Crash safety*), one at a time, throttled.
 //!
 //! Invariants kept for readers and recovery:
@@ -23,8 +28,15 @@
 //!   offset and last offset delta with fewer records (`rebuild_batch`); a run of batches that
 //!   lost every record becomes one empty batch over the same offsets (`empty_batch`), except the
 //!   last batch of each idempotent producer in the pass, which stays as an empty batch with its
-//!   header, so the producer state rebuilt from headers is unchanged. A segment still starts
-//!   with a batch at its base offset. Records therefore have gaps, batches do not.
+//!   header (a marker stays whole), so the producer state rebuilt from headers is unchanged;
+//!   an empty batch kept that way goes once its producer has a later batch. A segment still
+//!   starts with a batch at its base offset. Records therefore have gaps, batches do not.
+//! - Readers replaying transactions from the log see the same committed records before and
+//!   after a pass: no transaction loses its marker while it has a batch left, and a pass that
+//!   removed a marker bumps [`Partition::markers_removed`] after the swap, so a transaction
+//!   index built before replays the log again (an aborted transaction whose marker is gone
+//!   must not be listed to a `read_committed` fetch: its producer's later batches would be
+//!   dropped as aborted).
 //! - A reader that took a segment before the swap keeps reading the old file: its log handle is
 //!   pinned open before the rename, and the old index mappings belong to unlinked files.
 //! - Nothing above the high watermark or in the active segment is touched.
@@ -50,9 +62,10 @@ use tributary_api::batch::{
 };
 
 use super::checkpoint::{RECOVERY_POINT_FILE, read_offset, write_offset};
+use super::cleaner_passes::{MAX_PASSES, Passes};
 use super::cleaner_txn::{Kind, Scan, Transactions, TxnId};
 use super::error::{CorruptReason, StorageError};
-use super::fs::{FsFile, OpenMode, replace_file_durable};
+use super::fs::{FsFile, OpenMode};
 use super::index::{OffsetIndex, TimeIndex};
 use super::naming::segment_file;
 use super::partition::Partition;
@@ -61,12 +74,8 @@ use super::segment::{
 };
 use crate::telemetry::names;
 
-/// When each pass ran and how far it cleaned (see the module docs).
-pub(crate) const PASSES_FILE: &str = "cleaner-passes";
 /// Most key bytes (plus a fixed cost per key) one pass holds in memory.
 pub const MAX_KEY_BYTES: usize = 256 << 20;
-/// Passes remembered; forgetting the oldest only delays tombstone removal.
-const MAX_PASSES: usize = 64;
 /// Per-key overhead counted against [`MAX_KEY_BYTES`] (map entry, `Bytes`, offset).
 const KEY_OVERHEAD: usize = 64;
 
@@ -112,58 +121,6 @@ impl Default for CleanerLimits {
     }
 }
 
-/// The `cleaner-passes` file: `due <ms>` (when a kept tombstone may go; 0 for none) and one
-/// `<end offset> <time ms>` line per pass, ends and times ascending.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Passes {
-    tombstones_due_ms: i64,
-    passes: Vec<(i64, i64)>,
-}
-
-impl Passes {
-    fn load(fs: &dyn super::fs::Fs, dir: &Path) -> Self {
-        let Ok(bytes) = fs.read(&dir.join(PASSES_FILE)) else {
-            return Self::default();
-        };
-        let mut out = Self::default();
-        for line in String::from_utf8_lossy(&bytes).lines() {
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("due"), Some(due)) => out.tombstones_due_ms = due.parse().unwrap_or(0),
-                (Some(end), Some(time)) => {
-                    if let (Ok(end), Ok(time)) = (end.parse(), time.parse()) {
-                        out.passes.push((end, time));
-                    }
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-
-    fn store(&self, fs: &dyn super::fs::Fs, dir: &Path) -> Result<(), StorageError> {
-        let mut text = format!("due {}\n", self.tombstones_due_ms);
-        for (end, time) in &self.passes {
-            text.push_str(&format!("{end} {time}\n"));
-        }
-        let path = dir.join(PASSES_FILE);
-        replace_file_durable(fs, &path, text.as_bytes()).map_err(StorageError::io(path))
-    }
-
-    /// Where the last pass stopped: offsets at or above it are dirty.
-    fn clean_point(&self) -> i64 {
-        self.passes.last().map_or(0, |(end, _)| *end)
-    }
-
-    /// When the pass that first cleaned `offset` ran, if one did.
-    fn first_cleaned(&self, offset: i64) -> Option<i64> {
-        self.passes
-            .iter()
-            .find(|(end, _)| *end > offset)
-            .map(|(_, time)| *time)
-    }
-}
-
 /// A cleanable segment as the pass saw it.
 struct Cleanable {
     segment: Arc<Segment>,
@@ -172,7 +129,7 @@ struct Cleanable {
 }
 
 /// Reads the batches of a segment one by one.
-struct BatchReader {
+pub(super) struct BatchReader {
     file: Arc<dyn FsFile>,
     path: PathBuf,
     position: u64,
@@ -188,7 +145,7 @@ impl BatchReader {
     }
 
     /// The next batch's header and its position, without reading the rest of the batch.
-    fn next_header(&mut self) -> Result<Option<(BatchHeader, u64)>, StorageError> {
+    pub(super) fn next_header(&mut self) -> Result<Option<(BatchHeader, u64)>, StorageError> {
         if self.position >= self.size {
             return Ok(None);
         }
@@ -213,7 +170,7 @@ impl BatchReader {
     }
 
     /// The whole batch `header` heads at `at` (checked against the segment by `next_header`).
-    fn read_batch(&self, header: &BatchHeader, at: u64) -> Result<Bytes, StorageError> {
+    pub(super) fn read_batch(&self, header: &BatchHeader, at: u64) -> Result<Bytes, StorageError> {
         let mut batch = vec![0u8; header.total_len];
         self.file
             .read_exact_at(&mut batch, at)
@@ -473,33 +430,11 @@ impl Partition {
         Ok(report)
     }
 
-    /// Feeds `scan` with the batch headers of the first `size` bytes of `segment` (and the
-    /// whole of each control batch).
-    fn scan_transactions(
+    pub(super) fn batch_reader(
         &self,
         segment: &Segment,
         size: u64,
-        scan: &mut Scan,
-    ) -> Result<(), StorageError> {
-        let mut reader = self.batch_reader(segment, size)?;
-        while let Some((header, at)) = reader.next_header()? {
-            let batch = if header.is_control() {
-                Some(reader.read_batch(&header, at)?)
-            } else {
-                None
-            };
-            scan.observe(&header, batch.as_ref());
-        }
-        Ok(())
-    }
-
-    /// Transaction markers cleaner passes removed from this partition since it was opened
-    /// (see [`tributary_api::LogService::markers_removed`]).
-    pub fn markers_removed(&self) -> u64 {
-        self.markers_removed.load(Ordering::Acquire)
-    }
-
-    fn batch_reader(&self, segment: &Segment, size: u64) -> Result<BatchReader, StorageError> {
+    ) -> Result<BatchReader, StorageError> {
         Ok(BatchReader {
             file: segment.file()?,
             path: segment.log_path.clone(),

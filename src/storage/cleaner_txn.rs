@@ -33,10 +33,15 @@
 //! COMMIT or ABORT marker is never removed.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use tributary_api::batch::BatchHeader;
 use tributary_api::transactions::marker;
+
+use super::error::StorageError;
+use super::partition::Partition;
+use super::segment::Segment;
 
 /// A transaction: (producer id, offset of its first batch).
 pub(super) type TxnId = (i64, i64);
@@ -191,6 +196,34 @@ impl Transactions {
     /// Whether the marker closing `closed` must stay because its transaction keeps a batch.
     pub(super) fn marker_needed(&self, closed: Option<TxnId>) -> bool {
         closed.is_some_and(|txn| self.kept.contains(&txn))
+    }
+}
+
+impl Partition {
+    /// Feeds `scan` with the batch headers of the first `size` bytes of `segment` (and the
+    /// whole of each control batch).
+    pub(super) fn scan_transactions(
+        &self,
+        segment: &Segment,
+        size: u64,
+        scan: &mut Scan,
+    ) -> Result<(), StorageError> {
+        let mut reader = self.batch_reader(segment, size)?;
+        while let Some((header, at)) = reader.next_header()? {
+            let batch = if header.is_control() {
+                Some(reader.read_batch(&header, at)?)
+            } else {
+                None
+            };
+            scan.observe(&header, batch.as_ref());
+        }
+        Ok(())
+    }
+
+    /// Transaction markers cleaner passes removed from this partition since it was opened
+    /// (see [`tributary_api::LogService::markers_removed`]).
+    pub fn markers_removed(&self) -> u64 {
+        self.markers_removed.load(Ordering::Acquire)
     }
 }
 
