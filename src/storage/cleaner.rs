@@ -523,7 +523,7 @@ struct CleanedFile {
 
 /// What rewriting one segment gave.
 struct Rewritten {
-    /// `None` when nothing was removed (the segment stays as it is).
+    /// `None` when nothing changed (the segment stays as it is).
     cleaned: Option<CleanedFile>,
     records_removed: u64,
     markers_removed: u64,
@@ -670,7 +670,7 @@ impl Rewrite<'_> {
                 Kind::Marker(closed) => {
                     if self.marker_goes(&header, closed, txns, &mut tombstones_first_cleaned) {
                         markers += 1;
-                        removed += u64::from(header.record_count.max(0).unsigned_abs());
+                        removed += u64::try_from(header.record_count).unwrap_or(0);
                         changed = true;
                         out.skip(&header);
                     } else {
