@@ -197,6 +197,8 @@ fn a_compacted_topic_keeps_the_latest_committed_value_of_each_key() {
     send_keyed(&plain, &outside);
     committed.extend(outside);
     transaction(keyed(5..15, "t5"), true, &mut committed);
+    // The latest values of k0..k4 are aborted: the committed ones of t3 must stay.
+    transaction(keyed(0..5, "t6-aborted"), false, &mut committed);
     // The latest committed value per key, in the order they were written.
     let mut latest: BTreeMap<String, usize> = BTreeMap::new();
     for (at, (key, _)) in committed.iter().enumerate() {
@@ -223,7 +225,8 @@ fn a_compacted_topic_keeps_the_latest_committed_value_of_each_key() {
         let raw = read_from_start(&bootstrap, "read_uncommitted", KEYS);
         let removed = crate::lapin_support::sample(&crate::lapin_support::scrape(metrics), &series);
         let records: Vec<Written> = raw.into_iter().map(|(_, record)| record).collect();
-        // The abort markers of t2 and t4 and the commit of t1 have no record left.
+        // The abort markers of t2 and t4 and the commit of t1 have no record left (t6's abort
+        // is its producer's last batch).
         if records == expected && removed == Some(3.0) {
             break;
         }
