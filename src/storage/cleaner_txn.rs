@@ -7,7 +7,7 @@
 //! batch closes it; a batch with no producer id is not transactional. A transaction is named by
 //! (producer id, first offset).
 //!
-//! Before the pass: [`Transactions::scan`] reads batch headers (and markers' one record) over
+//! Before the pass: a [`Scan`] reads batch headers (and markers' one record) over
 //! the cleanable segments, and past them as far as it takes to decide every transaction still
 //! open at their end. A transaction decided nowhere below the high watermark is open: the last
 //! stable offset (LSO) is its first offset, and the pass cleans no segment that reaches it
