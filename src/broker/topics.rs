@@ -252,6 +252,11 @@ impl LogService for Topics {
         })
     }
 
+    fn markers_removed(&self, tp: &TopicPartition) -> u64 {
+        self.partition(tp)
+            .map_or(0, |partition| partition.markers_removed())
+    }
+
     async fn find_offset(
         &self,
         tp: &TopicPartition,

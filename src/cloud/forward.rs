@@ -186,4 +186,8 @@ impl LogService for ForwardingLog {
     fn partition_generation(&self, tp: &TopicPartition) -> u64 {
         self.log.partition_generation(tp)
     }
+
+    fn markers_removed(&self, tp: &TopicPartition) -> u64 {
+        self.log.markers_removed(tp)
+    }
 }

@@ -1,21 +1,26 @@
 //! Log compaction: the cleaner pass of one partition whose `cleanup.policy` includes `compact`.
 //!
 //! A pass works on the *cleanable* segments: the longest prefix of sealed segments that lie
-//! wholly below the high watermark (so, under `always`, only acknowledged batches) and whose
-//! newest record is older than `min.compaction.lag.ms`. A rewritten segment is fsync'd before
-//! it replaces the old one, whatever the durability policy. It runs only when the bytes written since the last pass (the
-//! *dirty* part, after the `clean point`) are at least `min.cleanable.dirty.ratio` of the
-//! cleanable bytes, or when a kept tombstone's `delete.retention.ms` has run out. It then
+//! wholly below the high watermark (so, under `always`, only acknowledged batches) and below
+//! the last stable offset (the first offset of a transaction still open, as Kafka cleans
+//! nothing past it), and whose newest record is older than `min.compaction.lag.ms`. A
+//! rewritten segment is fsync'd before it replaces the old one, whatever the durability
+//! policy. It runs only when the bytes written since the last pass (the *dirty* part, after
+//! the `clean point`) are at least `min.cleanable.dirty.ratio` of the cleanable bytes, or when
+//! a kept tombstone's or marker's `delete.retention.ms` has run out. It then
 //!
+//! 0. reads the batch headers of the cleanable segments, and past them as far as needed, to
+//!    know which transactions committed, aborted or are still open (`cleaner_txn`);
 //! 1. builds the latest offset of every key over the cleanable segments (records of data
-//!    batches that are not transactional; memory bounded by [`MAX_KEY_BYTES`]: past it the pass
+//!    batches outside transactions or in committed ones: an aborted record never counts, so it
+//!    cannot hide a committed older value; memory bounded by [`MAX_KEY_BYTES`]: past it the pass
 //!    stops at that segment and the rest waits for the next pass);
-//! 2. rewrites each cleanable segment, keeping a record when it is the latest of its key, has
-//!    no key, or sits in a transactional or control batch (never removed, never counted: an
-//!    aborted record must not hide a committed older value, and markers keep the transaction
-//!    index whole); a tombstone (no value) is dropped once `delete.retention.ms` has passed
-//!    since the pass that first cleaned it (the `cleaner-passes` file records when each pass
-//!    ran and up to which offset);
+//! 2. rewrites each cleanable segment, keeping a record when it is the latest of its key or has
+//!    no key, and never one of an aborted transaction; a tombstone (no value) is dropped once
+//!    `delete.retention.ms` has passed since the pass that first cleaned it (the
+//!    `cleaner-passes` file records when each pass ran and up to which offset); a transaction
+//!    marker is kept while a batch of its transaction is, and dropped like a tombstone once none
+//!    is (see `cleaner_txn` for the whole rule);
 //! 3. swaps each rewritten segment in (see *Crash safety*), one at a time, throttled.
 //!
 //! Invariants kept for readers and recovery:
@@ -23,8 +28,15 @@
 //!   offset and last offset delta with fewer records (`rebuild_batch`); a run of batches that
 //!   lost every record becomes one empty batch over the same offsets (`empty_batch`), except the
 //!   last batch of each idempotent producer in the pass, which stays as an empty batch with its
-//!   header, so the producer state rebuilt from headers is unchanged. A segment still starts
-//!   with a batch at its base offset. Records therefore have gaps, batches do not.
+//!   header (a marker stays whole), so the producer state rebuilt from headers is unchanged;
+//!   an empty batch kept that way goes once its producer has a later batch. A segment still
+//!   starts with a batch at its base offset. Records therefore have gaps, batches do not.
+//! - Readers replaying transactions from the log see the same committed records before and
+//!   after a pass: no transaction loses its marker while it has a batch left, and a pass that
+//!   removed a marker bumps [`Partition::markers_removed`] after the swap, so a transaction
+//!   index built before replays the log again (an aborted transaction whose marker is gone
+//!   must not be listed to a `read_committed` fetch: its producer's later batches would be
+//!   dropped as aborted).
 //! - A reader that took a segment before the swap keeps reading the old file: its log handle is
 //!   pinned open before the rename, and the old index mappings belong to unlinked files.
 //! - Nothing above the high watermark or in the active segment is touched.
@@ -40,6 +52,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -49,8 +62,10 @@ use tributary_api::batch::{
 };
 
 use super::checkpoint::{RECOVERY_POINT_FILE, read_offset, write_offset};
+use super::cleaner_passes::{MAX_PASSES, Passes};
+use super::cleaner_txn::{Kind, Scan, Transactions, TxnId};
 use super::error::{CorruptReason, StorageError};
-use super::fs::{FsFile, OpenMode, replace_file_durable};
+use super::fs::{FsFile, OpenMode};
 use super::index::{OffsetIndex, TimeIndex};
 use super::naming::segment_file;
 use super::partition::Partition;
@@ -59,12 +74,8 @@ use super::segment::{
 };
 use crate::telemetry::names;
 
-/// When each pass ran and how far it cleaned (see the module docs).
-pub(crate) const PASSES_FILE: &str = "cleaner-passes";
 /// Most key bytes (plus a fixed cost per key) one pass holds in memory.
 pub const MAX_KEY_BYTES: usize = 256 << 20;
-/// Passes remembered; forgetting the oldest only delays tombstone removal.
-const MAX_PASSES: usize = 64;
 /// Per-key overhead counted against [`MAX_KEY_BYTES`] (map entry, `Bytes`, offset).
 const KEY_OVERHEAD: usize = 64;
 
@@ -79,6 +90,8 @@ pub struct CleanReport {
     /// Bytes the rewritten segments shrank by.
     pub bytes_removed: u64,
     pub records_removed: u64,
+    /// Transaction markers removed (their transactions had no batch left).
+    pub markers_removed: u64,
 }
 
 impl CleanReport {
@@ -88,6 +101,7 @@ impl CleanReport {
         self.bytes_read += other.bytes_read;
         self.bytes_removed += other.bytes_removed;
         self.records_removed += other.records_removed;
+        self.markers_removed += other.markers_removed;
     }
 }
 
@@ -107,58 +121,6 @@ impl Default for CleanerLimits {
     }
 }
 
-/// The `cleaner-passes` file: `due <ms>` (when a kept tombstone may go; 0 for none) and one
-/// `<end offset> <time ms>` line per pass, ends and times ascending.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Passes {
-    tombstones_due_ms: i64,
-    passes: Vec<(i64, i64)>,
-}
-
-impl Passes {
-    fn load(fs: &dyn super::fs::Fs, dir: &Path) -> Self {
-        let Ok(bytes) = fs.read(&dir.join(PASSES_FILE)) else {
-            return Self::default();
-        };
-        let mut out = Self::default();
-        for line in String::from_utf8_lossy(&bytes).lines() {
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("due"), Some(due)) => out.tombstones_due_ms = due.parse().unwrap_or(0),
-                (Some(end), Some(time)) => {
-                    if let (Ok(end), Ok(time)) = (end.parse(), time.parse()) {
-                        out.passes.push((end, time));
-                    }
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-
-    fn store(&self, fs: &dyn super::fs::Fs, dir: &Path) -> Result<(), StorageError> {
-        let mut text = format!("due {}\n", self.tombstones_due_ms);
-        for (end, time) in &self.passes {
-            text.push_str(&format!("{end} {time}\n"));
-        }
-        let path = dir.join(PASSES_FILE);
-        replace_file_durable(fs, &path, text.as_bytes()).map_err(StorageError::io(path))
-    }
-
-    /// Where the last pass stopped: offsets at or above it are dirty.
-    fn clean_point(&self) -> i64 {
-        self.passes.last().map_or(0, |(end, _)| *end)
-    }
-
-    /// When the pass that first cleaned `offset` ran, if one did.
-    fn first_cleaned(&self, offset: i64) -> Option<i64> {
-        self.passes
-            .iter()
-            .find(|(end, _)| *end > offset)
-            .map(|(_, time)| *time)
-    }
-}
-
 /// A cleanable segment as the pass saw it.
 struct Cleanable {
     segment: Arc<Segment>,
@@ -167,7 +129,7 @@ struct Cleanable {
 }
 
 /// Reads the batches of a segment one by one.
-struct BatchReader {
+pub(super) struct BatchReader {
     file: Arc<dyn FsFile>,
     path: PathBuf,
     position: u64,
@@ -176,6 +138,14 @@ struct BatchReader {
 
 impl BatchReader {
     fn next(&mut self) -> Result<Option<(BatchHeader, Bytes)>, StorageError> {
+        let Some((header, at)) = self.next_header()? else {
+            return Ok(None);
+        };
+        Ok(Some((header, self.read_batch(&header, at)?)))
+    }
+
+    /// The next batch's header and its position, without reading the rest of the batch.
+    pub(super) fn next_header(&mut self) -> Result<Option<(BatchHeader, u64)>, StorageError> {
         if self.position >= self.size {
             return Ok(None);
         }
@@ -194,23 +164,30 @@ impl BatchReader {
         if self.position + header.total_len as u64 > self.size {
             return Err(corrupt(self.position, CorruptReason::PastEnd));
         }
+        let at = self.position;
+        self.position += header.total_len as u64;
+        Ok(Some((header, at)))
+    }
+
+    /// The whole batch `header` heads at `at` (checked against the segment by `next_header`).
+    pub(super) fn read_batch(&self, header: &BatchHeader, at: u64) -> Result<Bytes, StorageError> {
         let mut batch = vec![0u8; header.total_len];
         self.file
-            .read_exact_at(&mut batch, self.position)
+            .read_exact_at(&mut batch, at)
             .map_err(StorageError::io(&self.path))?;
-        self.position += header.total_len as u64;
-        Ok(Some((header, Bytes::from(batch))))
+        Ok(Bytes::from(batch))
     }
 }
 
-/// The records of a batch the cleaner may thin out (`None`: keep the batch as it is).
+/// The records of a data batch the cleaner may thin out (`None`: a control or empty batch).
+/// Whether they may go depends on the batch's transaction (see `cleaner_txn`).
 fn cleanable_records(
     header: &BatchHeader,
     batch: &Bytes,
     path: &Path,
     position: u64,
 ) -> Result<Option<Vec<StoredRecord>>, StorageError> {
-    if header.is_control() || header.is_transactional() || header.record_count == 0 {
+    if header.is_control() || header.record_count == 0 {
         return Ok(None);
     }
     decode_records(batch)
@@ -246,8 +223,10 @@ impl Partition {
                     .increment(1);
                 metrics::counter!(names::STORAGE_CLEANER_BYTES, "topic" => topic.clone())
                     .increment(report.bytes_read);
-                metrics::counter!(names::STORAGE_CLEANER_REMOVED_BYTES, "topic" => topic)
+                metrics::counter!(names::STORAGE_CLEANER_REMOVED_BYTES, "topic" => topic.clone())
                     .increment(report.bytes_removed);
+                metrics::counter!(names::STORAGE_CLEANER_REMOVED_MARKERS, "topic" => topic)
+                    .increment(report.markers_removed);
             }
             Ok(_) => {}
             Err(_) => {
@@ -263,7 +242,7 @@ impl Partition {
         if self.is_poisoned() || self.is_closed() {
             return Ok(report);
         }
-        let (config, mut cleanable) = {
+        let (config, mut cleanable, tail) = {
             let state = self.state.lock();
             let config = state.config.clone();
             if !config.cleanup.compact {
@@ -288,23 +267,63 @@ impl Partition {
                     next_offset: slot.stats.next_offset,
                 })
                 .collect();
-            (config, cleanable)
+            // The rest of the log below the high watermark, where transactions of the
+            // cleanable segments may end.
+            let tail: Vec<(Arc<Segment>, u64)> = state.segments[cleanable.len()..]
+                .iter()
+                .map_while(|slot| {
+                    let base = slot.segment.base_offset;
+                    let size = match base.cmp(&state.hwm_segment_base) {
+                        std::cmp::Ordering::Less => slot.stats.size,
+                        std::cmp::Ordering::Equal => state.hwm_position,
+                        std::cmp::Ordering::Greater => return None,
+                    };
+                    Some((Arc::clone(&slot.segment), size))
+                })
+                .collect();
+            (config, cleanable, tail)
         };
         let fs = self.fs();
         let mut passes = Passes::load(fs, &self.dir);
-        let total: u64 = cleanable.iter().map(|c| c.size).sum();
-        let dirty: u64 = cleanable
-            .iter()
-            .filter(|c| c.next_offset > passes.clean_point())
-            .map(|c| c.size)
-            .sum();
-        let dirty_enough =
-            dirty > 0 && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64;
-        let tombstones_due = passes.tombstones_due_ms > 0 && now_ms >= passes.tombstones_due_ms;
-        if cleanable.is_empty() || !(dirty_enough || tombstones_due) {
+        let worth_a_pass = |cleanable: &[Cleanable]| {
+            let total: u64 = cleanable.iter().map(|c| c.size).sum();
+            let dirty: u64 = cleanable
+                .iter()
+                .filter(|c| c.next_offset > passes.clean_point())
+                .map(|c| c.size)
+                .sum();
+            let dirty_enough =
+                dirty > 0 && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64;
+            let tombstones_due = passes.tombstones_due_ms > 0 && now_ms >= passes.tombstones_due_ms;
+            !cleanable.is_empty() && (dirty_enough || tombstones_due)
+        };
+        if !worth_a_pass(&cleanable) {
             return Ok(report);
         }
         let started = Instant::now();
+        // 0. Which transactions committed or aborted; nothing at or past the LSO is cleaned.
+        let mut scan = Scan::default();
+        for item in &cleanable {
+            self.scan_transactions(&item.segment, item.size, &mut scan)?;
+        }
+        scan.end_of_cleanable();
+        for (segment, size) in &tail {
+            if !scan.undecided() {
+                break;
+            }
+            self.scan_transactions(segment, *size, &mut scan)?;
+        }
+        if let Some(stable) = scan.last_stable_offset() {
+            let below = cleanable
+                .iter()
+                .take_while(|c| c.next_offset <= stable)
+                .count();
+            cleanable.truncate(below);
+            if !worth_a_pass(&cleanable) {
+                return Ok(report);
+            }
+        }
+        let mut txns = scan.finish();
         // 1. The latest offset of each key, and the last batch of each producer.
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         let mut last_of_producer: HashMap<i64, i64> = HashMap::new();
@@ -318,7 +337,13 @@ impl Partition {
                     last_of_producer.insert(header.producer_id, header.base_offset);
                 }
                 let path = &item.segment.log_path;
-                if let Some(records) = cleanable_records(&header, &batch, path, position)? {
+                // Aborted records never count as their key's latest, nor do undecided ones.
+                let counts = matches!(
+                    txns.classify(&header, &batch),
+                    Kind::Plain | Kind::Committed(_)
+                );
+                if counts && let Some(records) = cleanable_records(&header, &batch, path, position)?
+                {
                     for stored in records {
                         if let Some(key) = stored.record.key {
                             let len = key.len();
@@ -345,6 +370,7 @@ impl Partition {
         let mut tombstones_first_cleaned: Option<i64> = None;
         let mut swapped = Vec::new();
         let mut written = 0u64;
+        txns.restart();
         for item in &cleanable {
             let rewrite = Rewrite {
                 latest: &latest,
@@ -353,7 +379,7 @@ impl Partition {
                 now_ms,
                 delete_retention_ms: config.delete_retention_ms,
             };
-            let outcome = rewrite.segment(self, item)?;
+            let outcome = rewrite.segment(self, item, &mut txns)?;
             if let Some(first) = outcome.tombstones_first_cleaned {
                 tombstones_first_cleaned =
                     Some(tombstones_first_cleaned.map_or(first, |t: i64| t.min(first)));
@@ -370,6 +396,12 @@ impl Partition {
             if let Some(segment) = self.swap_in(item, cleaned)? {
                 report.segments_rewritten += 1;
                 report.bytes_removed += item.size - segment.1;
+                report.markers_removed += outcome.markers_removed;
+                if outcome.markers_removed > 0 {
+                    // After the swap: a transaction index that read this before must rebuild.
+                    self.markers_removed
+                        .fetch_add(outcome.markers_removed, Ordering::Release);
+                }
                 swapped.push(segment.0);
             }
             throttle(
@@ -398,7 +430,11 @@ impl Partition {
         Ok(report)
     }
 
-    fn batch_reader(&self, segment: &Segment, size: u64) -> Result<BatchReader, StorageError> {
+    pub(super) fn batch_reader(
+        &self,
+        segment: &Segment,
+        size: u64,
+    ) -> Result<BatchReader, StorageError> {
         Ok(BatchReader {
             file: segment.file()?,
             path: segment.log_path.clone(),
@@ -487,10 +523,11 @@ struct CleanedFile {
 
 /// What rewriting one segment gave.
 struct Rewritten {
-    /// `None` when nothing was removed (the segment stays as it is).
+    /// `None` when nothing changed (the segment stays as it is).
     cleaned: Option<CleanedFile>,
     records_removed: u64,
-    /// The earliest first-cleaned time of the tombstones kept.
+    markers_removed: u64,
+    /// The earliest first-cleaned time of the tombstones (and removable markers) kept.
     tombstones_first_cleaned: Option<i64>,
 }
 
@@ -572,7 +609,38 @@ impl Rewrite<'_> {
         true
     }
 
-    fn segment(&self, partition: &Partition, item: &Cleanable) -> Result<Rewritten, StorageError> {
+    /// Whether the marker `header` heads, closing `closed`, goes (see `cleaner_txn`); a
+    /// marker kept only for its delete horizon joins `tombstones_first_cleaned`.
+    fn marker_goes(
+        &self,
+        header: &BatchHeader,
+        closed: Option<TxnId>,
+        txns: &Transactions,
+        tombstones_first_cleaned: &mut Option<i64>,
+    ) -> bool {
+        let last_of_producer =
+            self.last_of_producer.get(&header.producer_id) == Some(&header.base_offset);
+        if txns.marker_needed(closed) || last_of_producer {
+            return false;
+        }
+        let first = match self.passes.first_cleaned(header.base_offset) {
+            Some(first) if self.now_ms.saturating_sub(first) >= self.delete_retention_ms => {
+                return true;
+            }
+            Some(first) => first,
+            None => self.now_ms,
+        };
+        *tombstones_first_cleaned =
+            Some(tombstones_first_cleaned.map_or(first, |t: i64| t.min(first)));
+        false
+    }
+
+    fn segment(
+        &self,
+        partition: &Partition,
+        item: &Cleanable,
+        txns: &mut Transactions,
+    ) -> Result<Rewritten, StorageError> {
         let mut reader = partition.batch_reader(&item.segment, item.size)?;
         let interval = partition.state.lock().config.index_interval_bytes;
         let mut out = Output {
@@ -583,40 +651,86 @@ impl Rewrite<'_> {
             gap: None,
         };
         let mut removed = 0u64;
+        let mut markers = 0u64;
+        // Whether the segment differs from the original (a batch went or shrank).
+        let mut changed = false;
         let mut tombstones_first_cleaned = None;
         let mut position = 0;
         while let Some((header, batch)) = reader.next()? {
             let path = &item.segment.log_path;
+            let kind = txns.classify(&header, &batch);
+            let last_of_producer =
+                self.last_of_producer.get(&header.producer_id) == Some(&header.base_offset);
+            let txn = match kind {
+                Kind::Open | Kind::Control => {
+                    out.push(batch);
+                    position = reader.position;
+                    continue;
+                }
+                Kind::Marker(closed) => {
+                    if self.marker_goes(&header, closed, txns, &mut tombstones_first_cleaned) {
+                        markers += 1;
+                        removed += u64::try_from(header.record_count).unwrap_or(0);
+                        changed = true;
+                        out.skip(&header);
+                    } else {
+                        out.push(batch);
+                    }
+                    position = reader.position;
+                    continue;
+                }
+                Kind::Plain => None,
+                Kind::Committed(txn) | Kind::Aborted(txn) => Some(txn),
+            };
             let records = cleanable_records(&header, &batch, path, position)?;
             position = reader.position;
             let Some(records) = records else {
-                out.push(batch);
+                // An empty batch a producer's header was kept in: redundant once the producer
+                // has a later batch (and it would keep its transaction's marker forever).
+                if header.producer_id >= 0 && header.record_count == 0 && !last_of_producer {
+                    changed = true;
+                    out.skip(&header);
+                } else {
+                    if let Some(txn) = txn {
+                        txns.keep(txn);
+                    }
+                    out.push(batch);
+                }
                 continue;
             };
             let total = records.len();
-            let kept: Vec<StoredRecord> = records
-                .into_iter()
-                .filter(|stored| self.keeps(stored, &mut tombstones_first_cleaned))
-                .collect();
+            let kept: Vec<StoredRecord> = if matches!(kind, Kind::Aborted(_)) {
+                Vec::new()
+            } else {
+                records
+                    .into_iter()
+                    .filter(|stored| self.keeps(stored, &mut tombstones_first_cleaned))
+                    .collect()
+            };
             removed += (total - kept.len()) as u64;
             if kept.len() == total {
                 out.push(batch);
-            } else if !kept.is_empty()
-                || self.last_of_producer.get(&header.producer_id) == Some(&header.base_offset)
-            {
+            } else if !kept.is_empty() || last_of_producer {
                 let rebuilt = rebuild_batch(&header, &kept).map_err(StorageError::io(path))?;
                 out.push(rebuilt);
             } else {
+                changed = true;
                 out.skip(&header);
+                continue;
+            }
+            changed |= kept.len() != total;
+            if let Some(txn) = txn {
+                txns.keep(txn);
             }
         }
         if let Some((first, last, max_timestamp)) = out.gap.take() {
             out.push_now(empty_batch(first, last, max_timestamp));
         }
-        if removed == 0 {
+        if !changed {
             return Ok(Rewritten {
                 cleaned: None,
                 records_removed: 0,
+                markers_removed: 0,
                 tombstones_first_cleaned,
             });
         }
@@ -642,6 +756,7 @@ impl Rewrite<'_> {
                 entries: out.entries,
             }),
             records_removed: removed,
+            markers_removed: markers,
             tombstones_first_cleaned,
         })
     }

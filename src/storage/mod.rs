@@ -52,6 +52,8 @@
 pub mod check;
 mod checkpoint;
 mod cleaner;
+mod cleaner_passes;
+mod cleaner_txn;
 mod config;
 mod error;
 pub mod fs;

@@ -170,6 +170,8 @@ pub struct Partition {
     /// Set when the topic is deleted or the partition is closed.
     closed: AtomicBool,
     fsyncs: AtomicU64,
+    /// Transaction markers the cleaner removed since the partition was opened.
+    pub(crate) markers_removed: AtomicU64,
     appended: Event,
     metrics: PartitionMetrics,
     #[cfg(test)]
@@ -224,6 +226,7 @@ impl Partition {
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
+            markers_removed: AtomicU64::new(0),
             appended: Event::new(),
             metrics,
             #[cfg(test)]

@@ -213,6 +213,12 @@ pub static CATALOG: &[MetricDescription] = &[
         "Bytes the cleaner's segment rewrites freed.",
     ),
     metric(
+        names::STORAGE_CLEANER_REMOVED_MARKERS,
+        Counter,
+        Unit::Count,
+        "Transaction markers the cleaner removed once their transactions had no record left and their delete horizon passed.",
+    ),
+    metric(
         names::STORAGE_CLEANER_ERRORS,
         Counter,
         Unit::Count,

@@ -24,6 +24,8 @@ pub const STORAGE_CLEANER_PASSES: &str = "tributary_storage_cleaner_passes_total
 pub const STORAGE_CLEANER_BYTES: &str = "tributary_storage_cleaner_cleaned_bytes_total";
 /// Bytes the cleaner's rewrites freed, per topic.
 pub const STORAGE_CLEANER_REMOVED_BYTES: &str = "tributary_storage_cleaner_removed_bytes_total";
+/// Transaction markers the cleaner removed (their transactions had no record left), per topic.
+pub const STORAGE_CLEANER_REMOVED_MARKERS: &str = "tributary_storage_cleaner_removed_markers_total";
 /// Cleaner passes that failed, per topic.
 pub const STORAGE_CLEANER_ERRORS: &str = "tributary_storage_cleaner_errors_total";
 /// Partitions poisoned by a failed write or fsync (gauge).

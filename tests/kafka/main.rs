@@ -24,6 +24,7 @@ mod sasl;
 mod tls;
 mod transactions;
 mod txn_admin;
+mod txn_compaction;
 mod txn_loop;
 mod txn_wire;
 mod wire;

@@ -112,6 +112,15 @@ pub trait LogService: Send + Sync + std::fmt::Debug {
     fn partition_generation(&self, _partition: &TopicPartition) -> u64 {
         0
     }
+
+    /// Counts the transaction markers log compaction removed from `partition` (since the
+    /// process started; it only grows), so a transaction index replayed from the log before
+    /// a removal is replayed again: an aborted transaction whose marker is gone must not be
+    /// listed to a `read_committed` fetch any more. Constant (the default) for a log that
+    /// never removes markers.
+    fn markers_removed(&self, _partition: &TopicPartition) -> u64 {
+        0
+    }
 }
 
 /// Batches remembered per (producer, partition) for duplicate detection: Kafka's five batches

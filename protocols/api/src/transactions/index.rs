@@ -11,6 +11,16 @@
 //! agrees with the log by construction: a marker the coordinator wrote is seen, one it did
 //! not write leaves the transaction open until the coordinator's recovery writes it.
 //!
+//! Log compaction (the local engine's cleaner) removes aborted records, committed records
+//! replaced by later ones, and a marker once its transaction has no batch left; it never
+//! removes a marker while a batch of its transaction remains. So a replay of a cleaned log sees
+//! either the transaction (some batch, then its marker) or a marker with no open transaction,
+//! which closes nothing and lists nothing: the committed records are the same. An index built
+//! before a marker went would still list that aborted transaction, and a `read_committed`
+//! client told of it drops the producer's later transactional batches until it meets an ABORT
+//! marker that is no longer there; so the index is replayed from the log start whenever
+//! [`LogService::markers_removed`] changed.
+//!
 //! Only partitions that ever joined a transaction are indexed (the coordinator records them
 //! durably before their first transactional batch can be admitted, [`super::TransactionReads`]);
 //! the others have no transactional batch, so readers answer them without replaying anything.
@@ -19,7 +29,7 @@
 //! whole log (headers; markers decoded); later ones replay only what was appended since.
 //!
 //! Invariants: `scanned_to` only grows while the partition is the same (same topic id, log not
-//! cut below it), otherwise the index is rebuilt from the log start; the last stable offset is
+//! cut below it, no marker removed), otherwise the index is rebuilt from the log start; the last stable offset is
 //! never above `scanned_to`; aborted transactions wholly below the log start are forgotten.
 
 use std::collections::HashMap;
@@ -47,6 +57,8 @@ pub struct Aborted {
 #[derive(Debug, Default)]
 struct PartitionTxns {
     topic_id: [u8; 16],
+    /// [`LogService::markers_removed`] when the replay started.
+    markers_removed: u64,
     scanned_to: Option<i64>,
     /// Producer id -> first offset of its open transaction.
     open: HashMap<i64, i64>,
@@ -116,14 +128,18 @@ impl TxnIndex {
                 .or_default(),
         );
         let mut txns = slot.lock().await;
+        // Read before the log: a removal during the replay makes the next call replay again.
+        let markers_removed = log.markers_removed(partition);
         let offsets = log.offsets(partition)?;
         let stale = txns.topic_id != topic_id
+            || txns.markers_removed != markers_removed
             || txns
                 .scanned_to
                 .is_some_and(|scanned| scanned > offsets.high_watermark);
         if stale {
             *txns = PartitionTxns {
                 topic_id,
+                markers_removed,
                 ..PartitionTxns::default()
             };
         }
@@ -267,6 +283,33 @@ mod tests {
         ]);
         assert!(txns.open.is_empty());
         assert!(txns.aborted.is_empty());
+    }
+
+    #[test]
+    fn a_cleaned_log_replays_to_the_same_committed_view() {
+        // The aborted records went, their marker stayed: it closes nothing, lists nothing.
+        let txns = run(&[
+            marker_at(1, false, 4),
+            transactional(1, 5),
+            marker_at(1, true, 7),
+        ]);
+        assert!(txns.open.is_empty());
+        assert!(txns.aborted.is_empty());
+        // Records and marker went (an empty batch holds their offsets): the producer's next
+        // transaction is indexed from its own first batch.
+        let txns = run(&[
+            crate::batch::empty_batch(0, 4, 0),
+            transactional(1, 5),
+            marker_at(1, false, 7),
+        ]);
+        assert_eq!(
+            txns.aborted,
+            vec![Aborted {
+                producer_id: 1,
+                first_offset: 5,
+                last_offset: 7
+            }]
+        );
     }
 
     #[test]
