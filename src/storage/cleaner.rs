@@ -33,10 +33,12 @@
 //!   starts with a batch at its base offset. Records therefore have gaps, batches do not.
 //! - Readers replaying transactions from the log see the same committed records before and
 //!   after a pass: no transaction loses its marker while it has a batch left, and a pass that
-//!   removed a marker bumps [`Partition::markers_removed`] after the swap, so a transaction
-//!   index built before replays the log again (an aborted transaction whose marker is gone
-//!   must not be listed to a `read_committed` fetch: its producer's later batches would be
-//!   dropped as aborted).
+//!   removed a marker bumps [`Partition::markers_removed`] under the partition lock, with the
+//!   swap, so a transaction index asked after a read of the new segment replays the log again
+//!   (an aborted transaction whose marker is gone must not be listed to a `read_committed`
+//!   fetch: its producer's later batches would be dropped as aborted). A read of the old
+//!   segment gets the marker without its records (they went in an earlier pass), which is
+//!   harmless whatever the index lists.
 //! - A reader that took a segment before the swap keeps reading the old file: its log handle is
 //!   pinned open before the rename, and the old index mappings belong to unlinked files.
 //! - Nothing above the high watermark or in the active segment is touched.
@@ -393,15 +395,10 @@ impl Partition {
             }
             written += cleaned.size;
             report.records_removed += outcome.records_removed;
-            if let Some(segment) = self.swap_in(item, cleaned)? {
+            if let Some(segment) = self.swap_in(item, cleaned, outcome.markers_removed)? {
                 report.segments_rewritten += 1;
                 report.bytes_removed += item.size - segment.1;
                 report.markers_removed += outcome.markers_removed;
-                if outcome.markers_removed > 0 {
-                    // After the swap: a transaction index that read this before must rebuild.
-                    self.markers_removed
-                        .fetch_add(outcome.markers_removed, Ordering::Release);
-                }
                 swapped.push(segment.0);
             }
             throttle(
@@ -449,6 +446,7 @@ impl Partition {
         &self,
         item: &Cleanable,
         cleaned: CleanedFile,
+        markers_removed: u64,
     ) -> Result<Option<(Arc<Segment>, u64)>, StorageError> {
         let fs = self.fs();
         let base = item.segment.base_offset;
@@ -508,6 +506,14 @@ impl Partition {
         let slot = &mut state.segments[at];
         slot.segment = Arc::clone(&segment);
         slot.stats = cleaned.stats;
+        if markers_removed > 0 {
+            // In the same critical section as the swap: a reader that got the new segment
+            // (under this lock, later) sees the count moved, so the transaction index it asks
+            // next replays instead of listing an aborted transaction whose marker it did not
+            // get (its client would then drop the producer's later committed batches).
+            self.markers_removed
+                .fetch_add(markers_removed, Ordering::Release);
+        }
         self.update_gauges(&state);
         Ok(Some((segment, cleaned.size)))
     }
