@@ -25,5 +25,6 @@ mod tls;
 mod transactions;
 mod txn_admin;
 mod txn_loop;
+mod txn_verify;
 mod txn_wire;
 mod wire;

@@ -159,7 +159,7 @@ impl Broker {
                     Err(code) => PartitionStage::Answered(failed(index, *code)),
                     Ok(topic) => {
                         let id = transactional_id.as_ref().map(|(id, _)| id.as_str());
-                        self.write_partition(topic, index, partition_data.records, id)
+                        self.write_partition(version, topic, index, partition_data.records, id)
                             .await
                     }
                 };
@@ -192,6 +192,7 @@ impl Broker {
     /// failed fsync must not be answered as a duplicate).
     async fn write_partition(
         &self,
+        version: i16,
         topic: &TopicDescription,
         index: i32,
         records: Option<Bytes>,
@@ -241,7 +242,12 @@ impl Broker {
                     .await
                 {
                     Ok(held) => Some(held),
-                    Err(code) => return answer(code),
+                    Err(code) => {
+                        tracing::debug!(partition = %target, transactional_id = id,
+                            producer_id = producer.0, epoch = producer.1, code,
+                            "transactional batch refused by the coordinator");
+                        return PartitionStage::Answered(unverified(index, version, code));
+                    }
                 }
             } else {
                 None
@@ -369,6 +375,38 @@ pub(crate) fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, Engin
         ));
     }
     Ok(batches)
+}
+
+/// The answer to a transactional batch the coordinator refused (`code`, its own error), as
+/// Kafka's partition leaders translate a failed verification for the Produce version:
+/// PRODUCER_FENCED is INVALID_PRODUCER_EPOCH (what producers handle there); a partition outside
+/// the transaction is TRANSACTION_ABORTABLE from v11 (KIP-890) and INVALID_TXN_STATE before,
+/// with Kafka's message; a transaction being completed (or a coordinator still loading) is the
+/// retriable NOT_ENOUGH_REPLICAS below v12, whose clients would not retry the coordinator
+/// errors. Nothing of the partition is written.
+fn unverified(index: i32, version: i16, code: i16) -> PartitionProduceResponse {
+    const NOT_IN_TRANSACTION: i16 = ResponseError::TransactionAbortable.code();
+    const FENCED: i16 = ResponseError::ProducerFenced.code();
+    const CONCURRENT: i16 = ResponseError::ConcurrentTransactions.code();
+    const LOADING: i16 = ResponseError::CoordinatorLoadInProgress.code();
+    let (code, message) = match code {
+        FENCED => (ResponseError::InvalidProducerEpoch.code(), None),
+        NOT_IN_TRANSACTION if version <= 10 => (
+            ResponseError::InvalidTxnState.code(),
+            Some("Partition was not added to the transaction"),
+        ),
+        CONCURRENT if version >= 12 => (code, None),
+        CONCURRENT | LOADING => (
+            ResponseError::NotEnoughReplicas.code(),
+            Some(if code == CONCURRENT {
+                "Unable to verify the partition has been added to the transaction. Underlying error: CONCURRENT_TRANSACTIONS"
+            } else {
+                "Unable to verify the partition has been added to the transaction. Underlying error: COORDINATOR_LOAD_IN_PROGRESS"
+            }),
+        ),
+        other => (other, None),
+    };
+    failed(index, code).with_error_message(message.map(super::str_bytes))
 }
 
 /// A failed append; a refused record (a compacted topic's keyless one, say) carries the reason,

@@ -415,31 +415,80 @@ impl Transactions {
         Ok(states)
     }
 
-    /// Checks a transactional batch of `id` for `partition` and returns the shared lock to
-    /// hold until the batch is durable (see the module docs).
+    /// Checks a transactional batch of `id` for `partition` (Kafka's transaction verification,
+    /// KIP-890 part 1) and returns the shared lock to hold until the batch is durable (see the
+    /// module docs). Refusals are the coordinator's codes ([`verify_producer`]; a partition
+    /// outside the ongoing transaction is TRANSACTION_ABORTABLE), which Produce translates for
+    /// its version. A lookup: an id never initialized is not remembered.
     pub(crate) async fn admit(
         self: &Arc<Self>,
         services: &Services,
         id: &str,
-        (producer_id, epoch): (i64, i16),
+        producer: (i64, i16),
         partition: &TopicPartition,
     ) -> Result<OwnedRwLockReadGuard<Option<TxnMeta>>, Code> {
         self.ensure_loaded(services).await?;
-        let held = self.slot(id).read_owned().await;
-        let Some(meta) = held.as_ref() else {
+        let Some(slot) = self.existing(id) else {
             return Err(ResponseError::InvalidProducerIdMapping.code());
         };
-        validate(
-            meta,
-            producer_id,
-            epoch,
-            ResponseError::InvalidProducerEpoch,
-        )?;
-        if meta.status != Status::Ongoing || !meta.partitions.contains(partition) {
-            return Err(ResponseError::InvalidTxnState.code());
+        let held = slot.read_owned().await;
+        if !holds(verify_producer(held.as_ref(), producer)?, partition) {
+            return Err(ResponseError::TransactionAbortable.code());
         }
         Ok(held)
     }
+
+    /// AddPartitionsToTxn v4+ with VerifyOnly: whether each of `partitions` is in the ongoing
+    /// transaction of `id`, adding none, or the refusal of the whole transaction.
+    pub(crate) async fn verify(
+        self: &Arc<Self>,
+        services: &Services,
+        id: &str,
+        producer: (i64, i16),
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<bool>, Code> {
+        self.ensure_loaded(services).await?;
+        let Some(slot) = self.existing(id) else {
+            return Err(ResponseError::InvalidProducerIdMapping.code());
+        };
+        let held = slot.read().await;
+        let meta = verify_producer(held.as_ref(), producer)?;
+        Ok(partitions.iter().map(|partition| holds(meta, partition)).collect())
+    }
+
+    /// The slot of `id` if it was ever initialized (or loaded), without creating one.
+    fn existing(&self, id: &str) -> Option<Slot> {
+        self.slots.lock().get(id).cloned()
+    }
+}
+
+/// The transaction-wide checks of Kafka's verification (`handleVerifyPartitionsInTransaction`):
+/// the id holds this producer id (else INVALID_PRODUCER_ID_MAPPING) at exactly this epoch (else
+/// PRODUCER_FENCED: an older epoch is a zombie, a newer one was never handed out) and is not
+/// being completed (CONCURRENT_TRANSACTIONS; a client retries). `Empty` passes: its partition
+/// set is empty, so every partition is then outside the transaction.
+fn verify_producer(
+    meta: Option<&TxnMeta>,
+    (producer_id, epoch): (i64, i16),
+) -> Result<&TxnMeta, Code> {
+    let Some(meta) = meta.filter(|meta| meta.producer_id == producer_id) else {
+        return Err(ResponseError::InvalidProducerIdMapping.code());
+    };
+    if epoch != meta.epoch {
+        return Err(ResponseError::ProducerFenced.code());
+    }
+    if matches!(meta.status, Status::PrepareCommit | Status::PrepareAbort) {
+        return Err(ResponseError::ConcurrentTransactions.code());
+    }
+    Ok(meta)
+}
+
+/// Whether `partition` is in the ongoing transaction of `meta`. A completed transaction's
+/// partitions are cleared when its markers are durable, so a late batch of it lands here as
+/// outside: that is what keeps a "hanging transaction" (a batch after its marker, which no
+/// marker would ever close) out of the log.
+fn holds(meta: &TxnMeta, partition: &TopicPartition) -> bool {
+    meta.status == Status::Ongoing && meta.partitions.contains(partition)
 }
 
 fn code(failure: EngineError) -> Code {
