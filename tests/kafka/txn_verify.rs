@@ -203,15 +203,21 @@ fn a_late_batch_after_its_transactions_marker_is_refused_and_the_lso_moves_on() 
         assert_eq!(watermarks(&mut stream, &topic), (3, 3), "marker written");
 
         // The late batch (a retry that arrives after the marker, same producer and epoch).
-        for (version, expected) in [(9, INVALID_TXN_STATE), (11, TRANSACTION_ABORTABLE)] {
-            let (code, _) =
-                produce_at(&mut stream, version, &id, &topic, transactional(producer, 1));
-            assert_eq!(code, expected, "v{version}, commit {commit}");
-        }
+        let late: Vec<i16> = [9, 11]
+            .into_iter()
+            .map(|version| {
+                produce_at(&mut stream, version, &id, &topic, transactional(producer, 1)).0
+            })
+            .collect();
         assert_eq!(
             watermarks(&mut stream, &topic),
             (3, 3),
             "nothing written; the LSO is not held by a transaction nobody ends"
+        );
+        assert_eq!(
+            late,
+            vec![INVALID_TXN_STATE, TRANSACTION_ABORTABLE],
+            "v9 and v11, commit {commit}"
         );
         // The producer goes on with a new transaction.
         assert_eq!(add(&mut stream, &id, producer, &topic), 0);
