@@ -152,11 +152,8 @@ fn a_batch_outside_its_transaction_is_refused_as_kafka_does_for_the_produce_vers
         let message = (version >= 8).then(|| NOT_ADDED.to_owned());
         assert_eq!(refused, (INVALID_TXN_STATE, message), "v{version}");
     }
-    // v12 (transaction version 2's implicit add) is checked as v11: see docs/kafka.md.
-    for version in [11, 12] {
-        let refused = produce_at(&mut stream, version, id, topic, transactional(producer, 0));
-        assert_eq!(refused, (TRANSACTION_ABORTABLE, None), "v{version}");
-    }
+    let refused = produce_at(&mut stream, 11, id, topic, transactional(producer, 0));
+    assert_eq!(refused, (TRANSACTION_ABORTABLE, None), "v11");
     assert_eq!(watermarks(&mut stream, topic), before, "nothing written");
 
     // Added: the same batch goes in.
@@ -179,7 +176,13 @@ fn a_batch_outside_its_transaction_is_refused_as_kafka_does_for_the_produce_vers
     let (code, _) = produce_at(&mut stream, 11, id, topic, transactional(stranger, 0));
     assert_eq!(code, INVALID_PRODUCER_ID_MAPPING);
     // An id never initialized (the coordinator does not start remembering it).
-    let (code, _) = produce_at(&mut stream, 11, "verify-nobody", topic, transactional(newer, 0));
+    let (code, _) = produce_at(
+        &mut stream,
+        11,
+        "verify-nobody",
+        topic,
+        transactional(newer, 0),
+    );
     assert_eq!(code, INVALID_PRODUCER_ID_MAPPING);
     let (hw, lso) = watermarks(&mut stream, topic);
     // The re-init aborted the open transaction: its marker is the only record since.
@@ -198,7 +201,11 @@ fn a_late_batch_after_its_transactions_marker_is_refused_and_the_lso_moves_on() 
         assert_eq!(add(&mut stream, &id, producer, &topic), 0);
         let (code, _) = produce_at(&mut stream, 9, &id, &topic, transactional(producer, 0));
         assert_eq!(code, 0);
-        assert_eq!(watermarks(&mut stream, &topic), (2, 1), "open: LSO at its batch");
+        assert_eq!(
+            watermarks(&mut stream, &topic),
+            (2, 1),
+            "open: LSO at its batch"
+        );
         assert_eq!(end(&mut stream, &id, producer, commit), 0);
         assert_eq!(watermarks(&mut stream, &topic), (3, 3), "marker written");
 
@@ -206,7 +213,14 @@ fn a_late_batch_after_its_transactions_marker_is_refused_and_the_lso_moves_on() 
         let late: Vec<i16> = [9, 11]
             .into_iter()
             .map(|version| {
-                produce_at(&mut stream, version, &id, &topic, transactional(producer, 1)).0
+                produce_at(
+                    &mut stream,
+                    version,
+                    &id,
+                    &topic,
+                    transactional(producer, 1),
+                )
+                .0
             })
             .collect();
         assert_eq!(
@@ -226,6 +240,36 @@ fn a_late_batch_after_its_transactions_marker_is_refused_and_the_lso_moves_on() 
         assert_eq!(end(&mut stream, &id, producer, true), 0);
         assert_eq!(watermarks(&mut stream, &topic), (5, 5));
     }
+}
+
+#[test]
+fn from_produce_v12_a_batch_adds_its_partition_to_the_transaction() {
+    let mut broker = TestBroker::start();
+    let mut stream = connect(broker.addr("kafka"));
+    let (topic, id) = ("implicit-add", "implicit-add-id");
+    topic_with_a_record(&mut stream, topic);
+    let producer = init(&mut stream, id);
+
+    // No AddPartitionsToTxn: v12 adds the partition (Kafka's leaders do, KIP-890 part 2).
+    let (code, _) = produce_at(&mut stream, 12, id, topic, transactional(producer, 0));
+    assert_eq!(code, 0);
+    assert_eq!(
+        watermarks(&mut stream, topic),
+        (2, 1),
+        "open: LSO at its batch"
+    );
+    // The coordinator knows the partition: its marker goes there and the LSO moves on.
+    assert_eq!(end(&mut stream, id, producer, true), 0);
+    assert_eq!(watermarks(&mut stream, topic), (3, 3));
+
+    // A fenced epoch is refused before anything is added or written.
+    let newer = init(&mut stream, id);
+    let (code, _) = produce_at(&mut stream, 12, id, topic, transactional(producer, 1));
+    assert_eq!(code, INVALID_PRODUCER_EPOCH);
+    let (code, _) = produce_at(&mut stream, 12, id, topic, transactional(newer, 0));
+    assert_eq!(code, 0);
+    assert_eq!(end(&mut stream, id, newer, false), 0);
+    assert_eq!(watermarks(&mut stream, topic), (5, 5));
 }
 
 fn partitions_of(topic: &str) -> AddPartitionsToTxnTopic {
@@ -257,7 +301,12 @@ fn batched(
 ) -> (i16, Vec<(String, Vec<i16>)>) {
     let asked: Vec<Vec<String>> = transactions
         .iter()
-        .map(|t| t.topics.iter().map(|topic| topic.name.0.to_string()).collect())
+        .map(|t| {
+            t.topics
+                .iter()
+                .map(|topic| topic.name.0.to_string())
+                .collect()
+        })
         .collect();
     let request = AddPartitionsToTxnRequest::default().with_transactions(transactions);
     let answer: AddPartitionsToTxnResponse =
@@ -288,8 +337,12 @@ fn batched(
 fn add_partitions_v4_and_v5_verify_or_add_for_several_transactions() {
     let mut broker = TestBroker::start();
     let mut stream = connect(broker.addr("kafka"));
-    let versions: ApiVersionsResponse =
-        call(&mut stream, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let versions: ApiVersionsResponse = call(
+        &mut stream,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    );
     let advertised = versions
         .api_keys
         .iter()
@@ -413,10 +466,20 @@ fn add_partitions_v4_needs_cluster_action_under_the_authorizer() {
             ALLOW,
         )]),
     );
-    assert!(granted.results.iter().all(|r| r.error_code == 0), "{granted:?}");
+    assert!(
+        granted.results.iter().all(|r| r.error_code == 0),
+        "{granted:?}"
+    );
     topic_with_a_record(&mut admin, "acl-batched");
 
-    let asked = || vec![transaction("acl-batched-id", (0, 0), true, &["acl-batched"])];
+    let asked = || {
+        vec![transaction(
+            "acl-batched-id",
+            (0, 0),
+            true,
+            &["acl-batched"],
+        )]
+    };
     // bob is a client, not a broker: the whole request is refused at the top level.
     let mut bob = login(kafka, "bob", "bob-secret");
     let (top, results) = batched(&mut bob, 4, asked());

@@ -246,7 +246,9 @@ impl Broker {
                 KafkaResponse::InitProducerId(self.init_producer_id(version, request).await)
             }
             KafkaRequest::AddPartitionsToTxn(request) if version >= 4 => {
-                KafkaResponse::AddPartitionsToTxn(self.add_partitions_batched(version, request).await)
+                KafkaResponse::AddPartitionsToTxn(
+                    self.add_partitions_batched(version, request).await,
+                )
             }
             KafkaRequest::AddPartitionsToTxn(request) => KafkaResponse::AddPartitionsToTxn(
                 self.add_partitions_to_txn(context, version, request).await,

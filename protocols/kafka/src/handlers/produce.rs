@@ -12,8 +12,12 @@
 //! InitProducerId hands out the ids. A transactional batch needs the request's transactional id
 //! (WRITE on it, else TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka), and the coordinator
 //! ([`crate::txn`]) admits it only for a partition of the open transaction of that producer id
-//! and epoch; it is appended while the coordinator's lock of the id is held shared, so no
-//! marker can slip in between. Control batches come from the coordinator only: a client's is
+//! and epoch (KIP-890 part 1's verification, on every transactional batch; refusals are
+//! translated for the Produce version as Kafka's leaders do, see [`unverified`]); from v12 a
+//! partition outside the transaction is added to it first (KIP-890 part 2's implicit add). It
+//! is appended while the coordinator's lock of the id is held shared, so no marker can slip
+//! in between: a late batch of a completed transaction is refused, never written after its
+//! marker (Kafka's "hanging transaction"). Control batches come from the coordinator only: a client's is
 //! refused INVALID_RECORD.
 
 use std::future::Future;
@@ -25,6 +29,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
+use tokio::sync::OwnedRwLockReadGuard;
 use tributary_api::batch::{BatchHeader, VerifiedBatch};
 use tributary_api::{EngineError, PendingDurability, TopicDescription, TopicPartition};
 
@@ -33,6 +38,7 @@ use super::{Broker, RequestContext, partition_of};
 use crate::acl::model::operation::WRITE;
 use crate::acl::model::resource::TOPIC;
 use crate::producers::{Backing, Sequenced};
+use crate::txn::state::TxnMeta;
 use crate::{error, metrics};
 
 /// A produce whose batches are written and whose acknowledgement waits on their durability:
@@ -237,8 +243,7 @@ impl Broker {
                 };
                 let producer = (header.producer_id, header.producer_epoch);
                 match self
-                    .transactions
-                    .admit(&self.txn_services(), id, producer, &target)
+                    .admit_transactional(version, topic, id, producer, &target)
                     .await
                 {
                     Ok(held) => Some(held),
@@ -302,6 +307,44 @@ impl Broker {
 }
 
 impl Broker {
+    /// The coordinator's verification of a transactional batch ([`crate::txn`]). From v12
+    /// (KIP-890 part 2) a partition outside the transaction is added to it first, as Kafka's
+    /// leaders do for those versions whatever transaction version the cluster runs: only the
+    /// first batch of a partition in a transaction pays for the add.
+    async fn admit_transactional(
+        &self,
+        version: i16,
+        topic: &TopicDescription,
+        id: &str,
+        producer: (i64, i16),
+        target: &TopicPartition,
+    ) -> Result<OwnedRwLockReadGuard<Option<TxnMeta>>, i16> {
+        let services = self.txn_services();
+        match self
+            .transactions
+            .admit(&services, id, producer, target)
+            .await
+        {
+            Err(code) if version >= 12 && code == ResponseError::TransactionAbortable.code() => {
+                let joining = vec![(target.clone(), topic.id)];
+                self.transactions
+                    .add_partitions(
+                        &services,
+                        id,
+                        producer,
+                        ResponseError::ProducerFenced,
+                        joining,
+                    )
+                    .await?;
+                // A completion between the add and this check refuses the batch, as it should.
+                self.transactions
+                    .admit(&services, id, producer, target)
+                    .await
+            }
+            other => other,
+        }
+    }
+
     /// An idempotent batch: checked against the producer state rebuilt from the log,
     /// appended if new, and waited for at once (see [`crate::producers`]).
     async fn append_sequenced(

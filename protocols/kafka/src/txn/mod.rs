@@ -453,7 +453,10 @@ impl Transactions {
         };
         let held = slot.read().await;
         let meta = verify_producer(held.as_ref(), producer)?;
-        Ok(partitions.iter().map(|partition| holds(meta, partition)).collect())
+        Ok(partitions
+            .iter()
+            .map(|partition| holds(meta, partition))
+            .collect())
     }
 
     /// The slot of `id` if it was ever initialized (or loaded), without creating one.

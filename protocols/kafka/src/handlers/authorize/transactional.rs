@@ -22,8 +22,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
-    DescribeTransactionsRequest,
-    EndTxnResponse, TxnOffsetCommitResponse,
+    DescribeTransactionsRequest, EndTxnResponse, TxnOffsetCommitResponse,
 };
 use tracing::info;
 
