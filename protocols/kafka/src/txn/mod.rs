@@ -33,6 +33,13 @@
 //! marker can never be written between a batch's check and its append (a batch after its
 //! transaction's marker would open a transaction nobody ends).
 //!
+//! Verification (KIP-890 part 1): every transactional batch is checked here before it is
+//! written ([`Transactions::admit`]), with the checks of Kafka's
+//! `handleVerifyPartitionsInTransaction` ([`verify_producer`], then the partition must be in the
+//! `Ongoing` transaction); AddPartitionsToTxn v4+ with VerifyOnly asks the same question
+//! ([`Transactions::verify`]). The check is a map lookup and a shared lock, on the produce path
+//! of transactional batches only; an id never initialized is not remembered by it.
+//!
 //! Fencing: InitProducerId bumps the epoch (aborting an ongoing transaction first); requests
 //! with an older epoch get PRODUCER_FENCED (INVALID_PRODUCER_EPOCH at versions before it
 //! existed), Produce gets INVALID_PRODUCER_EPOCH, as Kafka's partition leaders answer.
