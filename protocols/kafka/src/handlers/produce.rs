@@ -507,6 +507,46 @@ mod tests {
     }
 
     #[test]
+    fn coordinator_refusals_are_translated_for_the_produce_version() {
+        let answer = |version, refusal: ResponseError| {
+            let response = unverified(0, version, refusal.code());
+            let message = response.error_message.map(|m| m.to_string());
+            (ResponseError::try_from_code(response.error_code), message)
+        };
+        let not_added = Some("Partition was not added to the transaction".to_owned());
+        assert_eq!(
+            answer(10, ResponseError::TransactionAbortable),
+            (Some(ResponseError::InvalidTxnState), not_added)
+        );
+        assert_eq!(
+            answer(11, ResponseError::TransactionAbortable),
+            (Some(ResponseError::TransactionAbortable), None)
+        );
+        for version in [3, 11, 12] {
+            assert_eq!(
+                answer(version, ResponseError::ProducerFenced).0,
+                Some(ResponseError::InvalidProducerEpoch)
+            );
+            assert_eq!(
+                answer(version, ResponseError::InvalidProducerIdMapping),
+                (Some(ResponseError::InvalidProducerIdMapping), None)
+            );
+            assert_eq!(
+                answer(version, ResponseError::CoordinatorLoadInProgress).0,
+                Some(ResponseError::NotEnoughReplicas)
+            );
+        }
+        // Below v12 the retriable NOT_ENOUGH_REPLICAS; v12+ clients know the coordinator's code.
+        let concurrent = answer(11, ResponseError::ConcurrentTransactions);
+        assert_eq!(concurrent.0, Some(ResponseError::NotEnoughReplicas));
+        assert!(concurrent.1.is_some_and(|m| m.ends_with("CONCURRENT_TRANSACTIONS")));
+        assert_eq!(
+            answer(12, ResponseError::ConcurrentTransactions),
+            (Some(ResponseError::ConcurrentTransactions), None)
+        );
+    }
+
+    #[test]
     fn a_truncated_set_is_refused() {
         let whole = one_batch(b"payload");
         let cut = whole.slice(..whole.len() - 3);
