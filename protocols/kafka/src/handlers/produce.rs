@@ -539,7 +539,11 @@ mod tests {
         // Below v12 the retriable NOT_ENOUGH_REPLICAS; v12+ clients know the coordinator's code.
         let concurrent = answer(11, ResponseError::ConcurrentTransactions);
         assert_eq!(concurrent.0, Some(ResponseError::NotEnoughReplicas));
-        assert!(concurrent.1.is_some_and(|m| m.ends_with("CONCURRENT_TRANSACTIONS")));
+        assert!(
+            concurrent
+                .1
+                .is_some_and(|m| m.ends_with("CONCURRENT_TRANSACTIONS"))
+        );
         assert_eq!(
             answer(12, ResponseError::ConcurrentTransactions),
             (Some(ResponseError::ConcurrentTransactions), None)
