@@ -46,6 +46,16 @@
 //!
 //! Timeouts: a task started with the coordinator aborts (with an epoch bump) every `Ongoing`
 //! transaction older than its `transaction.timeout.ms`, and retries completions that failed.
+//!
+//! Not served: transaction version 2 (KIP-890 part 2) beyond Produce v12's implicit add. It
+//! needs EndTxn v5 (bump the epoch when a commit or abort is prepared, write the markers with
+//! the new epoch, answer the new producer id and epoch, a fresh producer id when the epoch is
+//! exhausted, and answer a retried EndTxn of the previous epoch as the first: the state must
+//! then keep the previous id and epoch and the transaction's version, a new [`state`] format),
+//! TxnOffsetCommit v5 (offsets of a group never named by AddOffsetsToTxn join the transaction),
+//! the TRANSACTION_ABORTABLE versions of the other APIs (EndTxn and AddOffsetsToTxn v4,
+//! TxnOffsetCommit v4, InitProducerId v5) and ApiVersions reporting `transaction.version` 2 as
+//! supported and finalized, which is what makes Kafka 4.x clients switch to it.
 
 pub mod state;
 
