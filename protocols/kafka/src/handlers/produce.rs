@@ -17,8 +17,8 @@
 //! partition outside the transaction is added to it first (KIP-890 part 2's implicit add). It
 //! is appended while the coordinator's lock of the id is held shared, so no marker can slip
 //! in between: a late batch of a completed transaction is refused, never written after its
-//! marker (Kafka's "hanging transaction"). Control batches come from the coordinator only: a client's is
-//! refused INVALID_RECORD.
+//! marker (Kafka's "hanging transaction"). Control batches come from the coordinator only: a
+//! client's is refused INVALID_RECORD.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -439,14 +439,19 @@ fn unverified(index: i32, version: i16, code: i16) -> PartitionProduceResponse {
             Some("Partition was not added to the transaction"),
         ),
         CONCURRENT if version >= 12 => (code, None),
-        CONCURRENT | LOADING => (
-            ResponseError::NotEnoughReplicas.code(),
-            Some(if code == CONCURRENT {
-                "Unable to verify the partition has been added to the transaction. Underlying error: CONCURRENT_TRANSACTIONS"
+        CONCURRENT | LOADING => {
+            let underlying = if code == CONCURRENT {
+                "CONCURRENT_TRANSACTIONS"
             } else {
-                "Unable to verify the partition has been added to the transaction. Underlying error: COORDINATOR_LOAD_IN_PROGRESS"
-            }),
-        ),
+                "COORDINATOR_LOAD_IN_PROGRESS"
+            };
+            let message = format!(
+                "Unable to verify the partition has been added to the transaction. \
+                 Underlying error: {underlying}"
+            );
+            return failed(index, ResponseError::NotEnoughReplicas.code())
+                .with_error_message(Some(super::str_bytes(&message)));
+        }
         other => (other, None),
     };
     failed(index, code).with_error_message(message.map(super::str_bytes))
