@@ -8,7 +8,8 @@
 //! and nothing of it is written. Kafka's motivating bug, the "hanging transaction": a late
 //! batch of a transaction that already has its marker would open a transaction nobody ends and
 //! hold the last stable offset below it forever; here it is refused and the LSO stays at the
-//! high watermark.
+//! high watermark. A TxnOffsetCommit is verified too: outside an open transaction (a late
+//! retry after EndTxn) it is INVALID_TXN_STATE and opens nothing.
 
 use std::net::TcpStream;
 
@@ -17,11 +18,15 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ApiVersionsRequest,
-    ApiVersionsResponse, CreateAclsRequest, CreateAclsResponse, EndTxnRequest, EndTxnResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
-    ProduceResponse, ProducerId, TopicName, TransactionalId,
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateAclsRequest,
+    CreateAclsResponse, EndTxnRequest, EndTxnResponse, GroupId, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceResponse, ProducerId,
+    TopicName, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -270,6 +275,72 @@ fn from_produce_v12_a_batch_adds_its_partition_to_the_transaction() {
     assert_eq!(code, 0);
     assert_eq!(end(&mut stream, id, newer, false), 0);
     assert_eq!(watermarks(&mut stream, topic), (5, 5));
+}
+
+/// AddOffsetsToTxn v3 for `group`: its code.
+fn add_offsets(stream: &mut TcpStream, id: &str, producer: (i64, i16), group: &str) -> i16 {
+    let request = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(text(id)))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_group_id(GroupId(text(group)));
+    let answer: AddOffsetsToTxnResponse = call(stream, ApiKey::AddOffsetsToTxn, 3, &request);
+    answer.error_code
+}
+
+/// TxnOffsetCommit v3 of `offset` for partition 0 of `topic` in `group`, from outside the
+/// group protocol (generation -1): its code.
+fn commit_offset(
+    stream: &mut TcpStream,
+    (id, producer): (&str, (i64, i16)),
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> i16 {
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(text(id)))
+        .with_group_id(GroupId(text(group)))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_generation_id(-1)
+        .with_topics(vec![
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(text(topic)))
+                .with_partitions(vec![
+                    TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset),
+                ]),
+        ]);
+    let answer: TxnOffsetCommitResponse = call(stream, ApiKey::TxnOffsetCommit, 3, &request);
+    answer.topics[0].partitions[0].error_code
+}
+
+#[test]
+fn a_txn_offset_commit_outside_an_open_transaction_is_refused() {
+    let mut broker = TestBroker::start();
+    let mut stream = connect(broker.addr("kafka"));
+    let (topic, id, group) = ("late-offsets", "late-offsets-id", "late-offsets-group");
+    topic_with_a_record(&mut stream, topic);
+    let producer = init(&mut stream, id);
+    // Before AddOffsetsToTxn nothing is open.
+    assert_eq!(
+        commit_offset(&mut stream, (id, producer), group, topic, 1),
+        INVALID_TXN_STATE
+    );
+    assert_eq!(add_offsets(&mut stream, id, producer, group), 0);
+    assert_eq!(
+        commit_offset(&mut stream, (id, producer), group, topic, 1),
+        0
+    );
+    assert_eq!(end(&mut stream, id, producer, true), 0);
+    // A late retry of the commit's offsets: refused, and no transaction of its own is opened
+    // (an abort finds nothing to abort).
+    assert_eq!(
+        commit_offset(&mut stream, (id, producer), group, topic, 1),
+        INVALID_TXN_STATE
+    );
+    assert_eq!(end(&mut stream, id, producer, false), INVALID_TXN_STATE);
 }
 
 fn partitions_of(topic: &str) -> AddPartitionsToTxnTopic {

@@ -226,17 +226,23 @@ impl Transactions {
     }
 
     /// Runs `change` on the state of `id` after the producer id and epoch checks, starting a
-    /// transaction if none is open, and stores the result if it changed.
+    /// transaction if none is open and `opens` (else INVALID_TXN_STATE), and stores the result
+    /// if it changed.
     async fn change(
         self: &Arc<Self>,
         services: &Services,
         id: &str,
         (producer_id, epoch): (i64, i16),
         fenced: ResponseError,
+        opens: bool,
         change: impl FnOnce(&mut TxnMeta) -> Result<(), Code>,
     ) -> Result<(), Code> {
         self.ensure_loaded(services).await?;
-        let slot = self.slot(id);
+        // Only InitProducerId (and loading) create a slot: a request naming an unknown id
+        // leaves nothing behind.
+        let Some(slot) = self.existing(id) else {
+            return Err(ResponseError::InvalidProducerIdMapping.code());
+        };
         let mut held = slot.write().await;
         let Some(meta) = held.as_mut() else {
             return Err(ResponseError::InvalidProducerIdMapping.code());
@@ -244,6 +250,7 @@ impl Transactions {
         validate(meta, producer_id, epoch, fenced)?;
         let before = meta.clone();
         match meta.status {
+            Status::Empty if !opens => return Err(ResponseError::InvalidTxnState.code()),
             Status::Empty => {
                 meta.status = Status::Ongoing;
                 meta.started_ms = now_ms();
@@ -289,7 +296,7 @@ impl Transactions {
                 .await
                 .map_err(code)?;
         }
-        self.change(services, id, producer, fenced, |meta| {
+        self.change(services, id, producer, fenced, true, |meta| {
             meta.partitions
                 .extend(partitions.into_iter().map(|(partition, _)| partition));
             Ok(())
@@ -306,11 +313,15 @@ impl Transactions {
         producer: (i64, i16),
         fenced: ResponseError,
     ) -> Result<(), Code> {
-        self.change(services, id, producer, fenced, |_| Ok(()))
+        self.change(services, id, producer, fenced, true, |_| Ok(()))
             .await
     }
 
     /// TxnOffsetCommit: offsets held with the transaction, given to `group` on commit only.
+    /// The transaction must be open (AddOffsetsToTxn opens it): a late TxnOffsetCommit of a
+    /// completed transaction is refused INVALID_TXN_STATE, as Kafka's verification refuses it,
+    /// instead of opening a transaction of its own that would hold the offsets until it timed
+    /// out and fenced the producer.
     pub(crate) async fn commit_offsets(
         self: &Arc<Self>,
         services: &Services,
@@ -320,7 +331,7 @@ impl Transactions {
         group: &str,
         offsets: Vec<(TopicPartition, i64, String)>,
     ) -> Result<(), Code> {
-        self.change(services, id, producer, fenced, |meta| {
+        self.change(services, id, producer, fenced, false, |meta| {
             for (partition, offset, metadata) in offsets {
                 meta.offsets
                     .retain(|held| held.group != group || held.partition != partition);
@@ -346,7 +357,9 @@ impl Transactions {
         commit: bool,
     ) -> Result<(), Code> {
         self.ensure_loaded(services).await?;
-        let slot = self.slot(id);
+        let Some(slot) = self.existing(id) else {
+            return Err(ResponseError::InvalidProducerIdMapping.code());
+        };
         let mut held = slot.write().await;
         let Some(meta) = held.as_mut() else {
             return Err(ResponseError::InvalidProducerIdMapping.code());
