@@ -26,5 +26,6 @@ mod transactions;
 mod txn_admin;
 mod txn_compaction;
 mod txn_loop;
+mod txn_verify;
 mod txn_wire;
 mod wire;

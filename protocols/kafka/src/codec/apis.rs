@@ -134,9 +134,10 @@ supported_apis! {
     DescribeAcls: DescribeAclsRequest => DescribeAclsResponse, 1..=3;
     CreateAcls: CreateAclsRequest => CreateAclsResponse, 1..=3;
     DeleteAcls: DeleteAclsRequest => DeleteAclsResponse, 1..=3;
-    // Transactions (KIP-98). Capped below the KIP-890 versions (v4+: TRANSACTION_ABORTABLE,
-    // server-side verification, per-transaction epoch bumps), which are not implemented.
-    AddPartitionsToTxn: AddPartitionsToTxnRequest => AddPartitionsToTxnResponse, 0..=3;
+    // Transactions (KIP-98). AddPartitionsToTxn v4-5 is the batched form of KIP-890 part 1
+    // (VerifyOnly; CLUSTER_ACTION under the authorizer). The other transaction APIs stop below
+    // KIP-890 part 2 (transaction version 2: EndTxn v5's epoch bump, TxnOffsetCommit v5).
+    AddPartitionsToTxn: AddPartitionsToTxnRequest => AddPartitionsToTxnResponse, 0..=5;
     AddOffsetsToTxn: AddOffsetsToTxnRequest => AddOffsetsToTxnResponse, 0..=3;
     EndTxn: EndTxnRequest => EndTxnResponse, 0..=3;
     TxnOffsetCommit: TxnOffsetCommitRequest => TxnOffsetCommitResponse, 0..=3;

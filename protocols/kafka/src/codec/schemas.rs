@@ -128,7 +128,7 @@ pub(crate) const SCHEMAS: &[Schema] = &[
     schema(ApiKey::DescribeAcls, 1, 3, ACL_FILTER),
     schema(ApiKey::CreateAcls, 1, 3, CREATE_ACLS),
     schema(ApiKey::DeleteAcls, 1, 3, DELETE_ACLS),
-    schema(ApiKey::AddPartitionsToTxn, 0, 3, ADD_PARTITIONS_TO_TXN),
+    schema(ApiKey::AddPartitionsToTxn, 0, 5, ADD_PARTITIONS_TO_TXN),
     schema(ApiKey::AddOffsetsToTxn, 0, 3, ADD_OFFSETS_TO_TXN),
     schema(ApiKey::EndTxn, 0, 3, END_TXN),
     schema(ApiKey::TxnOffsetCommit, 0, 3, TXN_OFFSET_COMMIT),
@@ -640,10 +640,28 @@ const DELETE_ACLS: &[Field] = &[field(
     3,
 )];
 const ADD_PARTITIONS_TO_TXN_TOPIC: &[Field] = &[
-    field("name", STRING, 0, 3),
-    field("partitions", Kind::Array(&I32), 0, 3),
+    field("name", STRING, 0, 5),
+    field("partitions", Kind::Array(&I32), 0, 5),
+];
+const ADD_PARTITIONS_TO_TXN_TRANSACTION: &[Field] = &[
+    field("transactional_id", STRING, 4, 5),
+    field("producer_id", I64, 4, 5),
+    field("producer_epoch", I16, 4, 5),
+    field("verify_only", BOOL, 4, 5),
+    field(
+        "topics",
+        Kind::Array(&Kind::Struct(ADD_PARTITIONS_TO_TXN_TOPIC)),
+        4,
+        5,
+    ),
 ];
 const ADD_PARTITIONS_TO_TXN: &[Field] = &[
+    field(
+        "transactions",
+        Kind::Array(&Kind::Struct(ADD_PARTITIONS_TO_TXN_TRANSACTION)),
+        4,
+        5,
+    ),
     field("transactional_id", STRING, 0, 3),
     field("producer_id", I64, 0, 3),
     field("producer_epoch", I16, 0, 3),

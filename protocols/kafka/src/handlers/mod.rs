@@ -19,6 +19,7 @@ mod produce;
 pub(crate) mod sasl;
 mod txn;
 mod txn_admin;
+mod txn_batched;
 
 /// The produce handler's batch split, for the decoder checks (`crate::check`).
 pub(crate) use produce::split_batches;
@@ -150,7 +151,7 @@ impl Broker {
         client_id: &str,
         request: KafkaRequest,
     ) -> Option<KafkaResponse> {
-        let (request, patch) = match self.guard(context, request).await {
+        let (request, patch) = match self.guard(context, version, request).await {
             authorize::Guard::Serve(request, patch) => (request, patch),
             authorize::Guard::Answer(response) => return Some(response),
         };
@@ -243,6 +244,11 @@ impl Broker {
             }
             KafkaRequest::InitProducerId(request) => {
                 KafkaResponse::InitProducerId(self.init_producer_id(version, request).await)
+            }
+            KafkaRequest::AddPartitionsToTxn(request) if version >= 4 => {
+                KafkaResponse::AddPartitionsToTxn(
+                    self.add_partitions_batched(version, request).await,
+                )
             }
             KafkaRequest::AddPartitionsToTxn(request) => KafkaResponse::AddPartitionsToTxn(
                 self.add_partitions_to_txn(context, version, request).await,

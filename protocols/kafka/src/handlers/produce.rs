@@ -12,9 +12,13 @@
 //! InitProducerId hands out the ids. A transactional batch needs the request's transactional id
 //! (WRITE on it, else TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka), and the coordinator
 //! ([`crate::txn`]) admits it only for a partition of the open transaction of that producer id
-//! and epoch; it is appended while the coordinator's lock of the id is held shared, so no
-//! marker can slip in between. Control batches come from the coordinator only: a client's is
-//! refused INVALID_RECORD.
+//! and epoch (KIP-890 part 1's verification, on every transactional batch; refusals are
+//! translated for the Produce version as Kafka's leaders do, see [`unverified`]); from v12 a
+//! partition outside the transaction is added to it first (KIP-890 part 2's implicit add). It
+//! is appended while the coordinator's lock of the id is held shared, so no marker can slip
+//! in between: a late batch of a completed transaction is refused, never written after its
+//! marker (Kafka's "hanging transaction"). Control batches come from the coordinator only: a
+//! client's is refused INVALID_RECORD.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +29,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
+use tokio::sync::OwnedRwLockReadGuard;
 use tributary_api::batch::{BatchHeader, VerifiedBatch};
 use tributary_api::{EngineError, PendingDurability, TopicDescription, TopicPartition};
 
@@ -33,6 +38,7 @@ use super::{Broker, RequestContext, partition_of};
 use crate::acl::model::operation::WRITE;
 use crate::acl::model::resource::TOPIC;
 use crate::producers::{Backing, Sequenced};
+use crate::txn::state::TxnMeta;
 use crate::{error, metrics};
 
 /// A produce whose batches are written and whose acknowledgement waits on their durability:
@@ -159,7 +165,7 @@ impl Broker {
                     Err(code) => PartitionStage::Answered(failed(index, *code)),
                     Ok(topic) => {
                         let id = transactional_id.as_ref().map(|(id, _)| id.as_str());
-                        self.write_partition(topic, index, partition_data.records, id)
+                        self.write_partition(version, topic, index, partition_data.records, id)
                             .await
                     }
                 };
@@ -192,6 +198,7 @@ impl Broker {
     /// failed fsync must not be answered as a duplicate).
     async fn write_partition(
         &self,
+        version: i16,
         topic: &TopicDescription,
         index: i32,
         records: Option<Bytes>,
@@ -236,12 +243,16 @@ impl Broker {
                 };
                 let producer = (header.producer_id, header.producer_epoch);
                 match self
-                    .transactions
-                    .admit(&self.txn_services(), id, producer, &target)
+                    .admit_transactional(version, topic, id, producer, &target)
                     .await
                 {
                     Ok(held) => Some(held),
-                    Err(code) => return answer(code),
+                    Err(code) => {
+                        tracing::debug!(partition = %target, transactional_id = id,
+                            producer_id = producer.0, epoch = producer.1, code,
+                            "transactional batch refused by the coordinator");
+                        return PartitionStage::Answered(unverified(index, version, code));
+                    }
                 }
             } else {
                 None
@@ -296,6 +307,44 @@ impl Broker {
 }
 
 impl Broker {
+    /// The coordinator's verification of a transactional batch ([`crate::txn`]). From v12
+    /// (KIP-890 part 2) a partition outside the transaction is added to it first, as Kafka's
+    /// leaders do for those versions whatever transaction version the cluster runs: only the
+    /// first batch of a partition in a transaction pays for the add.
+    async fn admit_transactional(
+        &self,
+        version: i16,
+        topic: &TopicDescription,
+        id: &str,
+        producer: (i64, i16),
+        target: &TopicPartition,
+    ) -> Result<OwnedRwLockReadGuard<Option<TxnMeta>>, i16> {
+        let services = self.txn_services();
+        match self
+            .transactions
+            .admit(&services, id, producer, target)
+            .await
+        {
+            Err(code) if version >= 12 && code == ResponseError::TransactionAbortable.code() => {
+                let joining = vec![(target.clone(), topic.id)];
+                self.transactions
+                    .add_partitions(
+                        &services,
+                        id,
+                        producer,
+                        ResponseError::ProducerFenced,
+                        joining,
+                    )
+                    .await?;
+                // A completion between the add and this check refuses the batch, as it should.
+                self.transactions
+                    .admit(&services, id, producer, target)
+                    .await
+            }
+            other => other,
+        }
+    }
+
     /// An idempotent batch: checked against the producer state rebuilt from the log,
     /// appended if new, and waited for at once (see [`crate::producers`]).
     async fn append_sequenced(
@@ -371,6 +420,43 @@ pub(crate) fn split_batches(records: &Bytes) -> Result<Vec<VerifiedBatch>, Engin
     Ok(batches)
 }
 
+/// The answer to a transactional batch the coordinator refused (`code`, its own error), as
+/// Kafka's partition leaders translate a failed verification for the Produce version:
+/// PRODUCER_FENCED is INVALID_PRODUCER_EPOCH (what producers handle there); a partition outside
+/// the transaction is TRANSACTION_ABORTABLE from v11 (KIP-890) and INVALID_TXN_STATE before,
+/// with Kafka's message; a transaction being completed (or a coordinator still loading) is the
+/// retriable NOT_ENOUGH_REPLICAS below v12, whose clients would not retry the coordinator
+/// errors. Nothing of the partition is written.
+fn unverified(index: i32, version: i16, code: i16) -> PartitionProduceResponse {
+    const NOT_IN_TRANSACTION: i16 = ResponseError::TransactionAbortable.code();
+    const FENCED: i16 = ResponseError::ProducerFenced.code();
+    const CONCURRENT: i16 = ResponseError::ConcurrentTransactions.code();
+    const LOADING: i16 = ResponseError::CoordinatorLoadInProgress.code();
+    let (code, message) = match code {
+        FENCED => (ResponseError::InvalidProducerEpoch.code(), None),
+        NOT_IN_TRANSACTION if version <= 10 => (
+            ResponseError::InvalidTxnState.code(),
+            Some("Partition was not added to the transaction"),
+        ),
+        CONCURRENT if version >= 12 => (code, None),
+        CONCURRENT | LOADING => {
+            let underlying = if code == CONCURRENT {
+                "CONCURRENT_TRANSACTIONS"
+            } else {
+                "COORDINATOR_LOAD_IN_PROGRESS"
+            };
+            let message = format!(
+                "Unable to verify the partition has been added to the transaction. \
+                 Underlying error: {underlying}"
+            );
+            return failed(index, ResponseError::NotEnoughReplicas.code())
+                .with_error_message(Some(super::str_bytes(&message)));
+        }
+        other => (other, None),
+    };
+    failed(index, code).with_error_message(message.map(super::str_bytes))
+}
+
 /// A failed append; a refused record (a compacted topic's keyless one, say) carries the reason,
 /// which clients show from Produce v8 on.
 fn refused(index: i32, failure: &EngineError) -> PartitionStage {
@@ -423,6 +509,50 @@ mod tests {
         bytes[last] ^= 0x40;
         let failure = split_batches(&Bytes::from(bytes)).expect_err("bad crc");
         assert_eq!(error::error_code(&failure), ResponseError::CorruptMessage);
+    }
+
+    #[test]
+    fn coordinator_refusals_are_translated_for_the_produce_version() {
+        let answer = |version, refusal: ResponseError| {
+            let response = unverified(0, version, refusal.code());
+            let message = response.error_message.map(|m| m.to_string());
+            (ResponseError::try_from_code(response.error_code), message)
+        };
+        let not_added = Some("Partition was not added to the transaction".to_owned());
+        assert_eq!(
+            answer(10, ResponseError::TransactionAbortable),
+            (Some(ResponseError::InvalidTxnState), not_added)
+        );
+        assert_eq!(
+            answer(11, ResponseError::TransactionAbortable),
+            (Some(ResponseError::TransactionAbortable), None)
+        );
+        for version in [3, 11, 12] {
+            assert_eq!(
+                answer(version, ResponseError::ProducerFenced).0,
+                Some(ResponseError::InvalidProducerEpoch)
+            );
+            assert_eq!(
+                answer(version, ResponseError::InvalidProducerIdMapping),
+                (Some(ResponseError::InvalidProducerIdMapping), None)
+            );
+            assert_eq!(
+                answer(version, ResponseError::CoordinatorLoadInProgress).0,
+                Some(ResponseError::NotEnoughReplicas)
+            );
+        }
+        // Below v12 the retriable NOT_ENOUGH_REPLICAS; v12+ clients know the coordinator's code.
+        let concurrent = answer(11, ResponseError::ConcurrentTransactions);
+        assert_eq!(concurrent.0, Some(ResponseError::NotEnoughReplicas));
+        assert!(
+            concurrent
+                .1
+                .is_some_and(|m| m.ends_with("CONCURRENT_TRANSACTIONS"))
+        );
+        assert_eq!(
+            answer(12, ResponseError::ConcurrentTransactions),
+            (Some(ResponseError::ConcurrentTransactions), None)
+        );
     }
 
     #[test]

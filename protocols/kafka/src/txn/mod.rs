@@ -33,12 +33,29 @@
 //! marker can never be written between a batch's check and its append (a batch after its
 //! transaction's marker would open a transaction nobody ends).
 //!
+//! Verification (KIP-890 part 1): every transactional batch is checked here before it is
+//! written ([`Transactions::admit`]), with the checks of Kafka's
+//! `handleVerifyPartitionsInTransaction` ([`verify_producer`], then the partition must be in the
+//! `Ongoing` transaction); AddPartitionsToTxn v4+ with VerifyOnly asks the same question
+//! ([`Transactions::verify`]). The check is a map lookup and a shared lock, on the produce path
+//! of transactional batches only; an id never initialized is not remembered by it.
+//!
 //! Fencing: InitProducerId bumps the epoch (aborting an ongoing transaction first); requests
 //! with an older epoch get PRODUCER_FENCED (INVALID_PRODUCER_EPOCH at versions before it
 //! existed), Produce gets INVALID_PRODUCER_EPOCH, as Kafka's partition leaders answer.
 //!
 //! Timeouts: a task started with the coordinator aborts (with an epoch bump) every `Ongoing`
 //! transaction older than its `transaction.timeout.ms`, and retries completions that failed.
+//!
+//! Not served: transaction version 2 (KIP-890 part 2) beyond Produce v12's implicit add. It
+//! needs EndTxn v5 (bump the epoch when a commit or abort is prepared, write the markers with
+//! the new epoch, answer the new producer id and epoch, a fresh producer id when the epoch is
+//! exhausted, and answer a retried EndTxn of the previous epoch as the first: the state must
+//! then keep the previous id and epoch and the transaction's version, a new [`state`] format),
+//! TxnOffsetCommit v5 (offsets of a group never named by AddOffsetsToTxn join the transaction),
+//! the TRANSACTION_ABORTABLE versions of the other APIs (EndTxn and AddOffsetsToTxn v4,
+//! TxnOffsetCommit v4, InitProducerId v5) and ApiVersions reporting `transaction.version` 2 as
+//! supported and finalized, which is what makes Kafka 4.x clients switch to it.
 
 pub mod state;
 
@@ -209,17 +226,23 @@ impl Transactions {
     }
 
     /// Runs `change` on the state of `id` after the producer id and epoch checks, starting a
-    /// transaction if none is open, and stores the result if it changed.
+    /// transaction if none is open and `opens` (else INVALID_TXN_STATE), and stores the result
+    /// if it changed.
     async fn change(
         self: &Arc<Self>,
         services: &Services,
         id: &str,
         (producer_id, epoch): (i64, i16),
         fenced: ResponseError,
+        opens: bool,
         change: impl FnOnce(&mut TxnMeta) -> Result<(), Code>,
     ) -> Result<(), Code> {
         self.ensure_loaded(services).await?;
-        let slot = self.slot(id);
+        // Only InitProducerId (and loading) create a slot: a request naming an unknown id
+        // leaves nothing behind.
+        let Some(slot) = self.existing(id) else {
+            return Err(ResponseError::InvalidProducerIdMapping.code());
+        };
         let mut held = slot.write().await;
         let Some(meta) = held.as_mut() else {
             return Err(ResponseError::InvalidProducerIdMapping.code());
@@ -227,6 +250,7 @@ impl Transactions {
         validate(meta, producer_id, epoch, fenced)?;
         let before = meta.clone();
         match meta.status {
+            Status::Empty if !opens => return Err(ResponseError::InvalidTxnState.code()),
             Status::Empty => {
                 meta.status = Status::Ongoing;
                 meta.started_ms = now_ms();
@@ -272,7 +296,7 @@ impl Transactions {
                 .await
                 .map_err(code)?;
         }
-        self.change(services, id, producer, fenced, |meta| {
+        self.change(services, id, producer, fenced, true, |meta| {
             meta.partitions
                 .extend(partitions.into_iter().map(|(partition, _)| partition));
             Ok(())
@@ -289,11 +313,15 @@ impl Transactions {
         producer: (i64, i16),
         fenced: ResponseError,
     ) -> Result<(), Code> {
-        self.change(services, id, producer, fenced, |_| Ok(()))
+        self.change(services, id, producer, fenced, true, |_| Ok(()))
             .await
     }
 
     /// TxnOffsetCommit: offsets held with the transaction, given to `group` on commit only.
+    /// The transaction must be open (AddOffsetsToTxn opens it): a late TxnOffsetCommit of a
+    /// completed transaction is refused INVALID_TXN_STATE, as Kafka's verification refuses it,
+    /// instead of opening a transaction of its own that would hold the offsets until it timed
+    /// out and fenced the producer.
     pub(crate) async fn commit_offsets(
         self: &Arc<Self>,
         services: &Services,
@@ -303,7 +331,7 @@ impl Transactions {
         group: &str,
         offsets: Vec<(TopicPartition, i64, String)>,
     ) -> Result<(), Code> {
-        self.change(services, id, producer, fenced, |meta| {
+        self.change(services, id, producer, fenced, false, |meta| {
             for (partition, offset, metadata) in offsets {
                 meta.offsets
                     .retain(|held| held.group != group || held.partition != partition);
@@ -329,7 +357,9 @@ impl Transactions {
         commit: bool,
     ) -> Result<(), Code> {
         self.ensure_loaded(services).await?;
-        let slot = self.slot(id);
+        let Some(slot) = self.existing(id) else {
+            return Err(ResponseError::InvalidProducerIdMapping.code());
+        };
         let mut held = slot.write().await;
         let Some(meta) = held.as_mut() else {
             return Err(ResponseError::InvalidProducerIdMapping.code());
@@ -415,31 +445,83 @@ impl Transactions {
         Ok(states)
     }
 
-    /// Checks a transactional batch of `id` for `partition` and returns the shared lock to
-    /// hold until the batch is durable (see the module docs).
+    /// Checks a transactional batch of `id` for `partition` (Kafka's transaction verification,
+    /// KIP-890 part 1) and returns the shared lock to hold until the batch is durable (see the
+    /// module docs). Refusals are the coordinator's codes ([`verify_producer`]; a partition
+    /// outside the ongoing transaction is TRANSACTION_ABORTABLE), which Produce translates for
+    /// its version. A lookup: an id never initialized is not remembered.
     pub(crate) async fn admit(
         self: &Arc<Self>,
         services: &Services,
         id: &str,
-        (producer_id, epoch): (i64, i16),
+        producer: (i64, i16),
         partition: &TopicPartition,
     ) -> Result<OwnedRwLockReadGuard<Option<TxnMeta>>, Code> {
         self.ensure_loaded(services).await?;
-        let held = self.slot(id).read_owned().await;
-        let Some(meta) = held.as_ref() else {
+        let Some(slot) = self.existing(id) else {
             return Err(ResponseError::InvalidProducerIdMapping.code());
         };
-        validate(
-            meta,
-            producer_id,
-            epoch,
-            ResponseError::InvalidProducerEpoch,
-        )?;
-        if meta.status != Status::Ongoing || !meta.partitions.contains(partition) {
-            return Err(ResponseError::InvalidTxnState.code());
+        let held = slot.read_owned().await;
+        if !holds(verify_producer(held.as_ref(), producer)?, partition) {
+            return Err(ResponseError::TransactionAbortable.code());
         }
         Ok(held)
     }
+
+    /// AddPartitionsToTxn v4+ with VerifyOnly: whether each of `partitions` is in the ongoing
+    /// transaction of `id`, adding none, or the refusal of the whole transaction.
+    pub(crate) async fn verify(
+        self: &Arc<Self>,
+        services: &Services,
+        id: &str,
+        producer: (i64, i16),
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<bool>, Code> {
+        self.ensure_loaded(services).await?;
+        let Some(slot) = self.existing(id) else {
+            return Err(ResponseError::InvalidProducerIdMapping.code());
+        };
+        let held = slot.read().await;
+        let meta = verify_producer(held.as_ref(), producer)?;
+        Ok(partitions
+            .iter()
+            .map(|partition| holds(meta, partition))
+            .collect())
+    }
+
+    /// The slot of `id` if it was ever initialized (or loaded), without creating one.
+    fn existing(&self, id: &str) -> Option<Slot> {
+        self.slots.lock().get(id).cloned()
+    }
+}
+
+/// The transaction-wide checks of Kafka's verification (`handleVerifyPartitionsInTransaction`):
+/// the id holds this producer id (else INVALID_PRODUCER_ID_MAPPING) at exactly this epoch (else
+/// PRODUCER_FENCED: an older epoch is a zombie, a newer one was never handed out) and is not
+/// being completed (CONCURRENT_TRANSACTIONS; a client retries). `Empty` passes: its partition
+/// set is empty, so every partition is then outside the transaction.
+fn verify_producer(
+    meta: Option<&TxnMeta>,
+    (producer_id, epoch): (i64, i16),
+) -> Result<&TxnMeta, Code> {
+    let Some(meta) = meta.filter(|meta| meta.producer_id == producer_id) else {
+        return Err(ResponseError::InvalidProducerIdMapping.code());
+    };
+    if epoch != meta.epoch {
+        return Err(ResponseError::ProducerFenced.code());
+    }
+    if matches!(meta.status, Status::PrepareCommit | Status::PrepareAbort) {
+        return Err(ResponseError::ConcurrentTransactions.code());
+    }
+    Ok(meta)
+}
+
+/// Whether `partition` is in the ongoing transaction of `meta`. A completed transaction's
+/// partitions are cleared when its markers are durable, so a late batch of it lands here as
+/// outside: that is what keeps a "hanging transaction" (a batch after its marker, which no
+/// marker would ever close) out of the log.
+fn holds(meta: &TxnMeta, partition: &TopicPartition) -> bool {
+    meta.status == Status::Ongoing && meta.partitions.contains(partition)
 }
 
 fn code(failure: EngineError) -> Code {

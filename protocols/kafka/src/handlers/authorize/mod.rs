@@ -21,7 +21,8 @@
 //! | InitProducerId (idempotent) | IDEMPOTENT_WRITE cluster or WRITE on some topic |
 //! | InitProducerId (transactional) | WRITE transactional id ([`transactional`]) |
 //! | FindCoordinator (key type 1) | DESCRIBE transactional id ([`transactional`]) |
-//! | Produce with a transactional id, AddPartitionsToTxn, EndTxn | WRITE transactional id (AddPartitionsToTxn: WRITE topic too, in its handler) |
+//! | Produce with a transactional id, AddPartitionsToTxn v0-3, EndTxn | WRITE transactional id (AddPartitionsToTxn: WRITE topic too, in its handler) |
+//! | AddPartitionsToTxn v4+ (the brokers' batched form) | CLUSTER_ACTION cluster, else a top-level CLUSTER_AUTHORIZATION_FAILED ([`transactional`]) |
 //! | AddOffsetsToTxn, TxnOffsetCommit | WRITE transactional id, READ group |
 //! | DescribeTransactions / ListTransactions | DESCRIBE transactional id (List: only those it may describe) |
 //! | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster (in `acls`) |
@@ -117,7 +118,12 @@ impl Broker {
     }
 
     /// Narrows or answers `request` by the caller's ACLs; see the module table.
-    pub(super) async fn guard(&self, context: &RequestContext, request: KafkaRequest) -> Guard {
+    pub(super) async fn guard(
+        &self,
+        context: &RequestContext,
+        version: i16,
+        request: KafkaRequest,
+    ) -> Guard {
         use operation::*;
         if !self.authorizer.enabled() {
             return Guard::Serve(request, Patch::None);
@@ -621,6 +627,9 @@ impl Broker {
                 KafkaRequest::ListTransactions(request),
                 Patch::ListTransactions,
             ),
+            KafkaRequest::AddPartitionsToTxn(request) if version >= 4 => {
+                self.guard_batched_add_partitions(context, request).await
+            }
             request @ (KafkaRequest::AddPartitionsToTxn(_)
             | KafkaRequest::AddOffsetsToTxn(_)
             | KafkaRequest::EndTxn(_)

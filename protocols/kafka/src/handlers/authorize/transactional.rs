@@ -5,7 +5,9 @@
 //! (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit) and Produce with a
 //! transactional id check WRITE through [`Broker::may_use_transactional_id`], the one place
 //! this decision is made; AddOffsetsToTxn and TxnOffsetCommit also READ on their group
-//! (GROUP_AUTHORIZATION_FAILED, 30).
+//! (GROUP_AUTHORIZATION_FAILED, 30). AddPartitionsToTxn v4+ is the form Kafka's brokers send
+//! their transaction coordinator: CLUSTER_ACTION on the cluster, as Kafka 4.x checks it, and
+//! no check of the ids or topics it names.
 //!
 //! Invariants: a check happens before the handler sees the request, so what an authorized
 //! request is answered does not depend on the ACLs; every refusal is logged with the principal
@@ -19,8 +21,8 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{
-    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, DescribeTransactionsRequest,
-    EndTxnResponse, TxnOffsetCommitResponse,
+    AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+    DescribeTransactionsRequest, EndTxnResponse, TxnOffsetCommitResponse,
 };
 use tracing::info;
 
@@ -104,6 +106,36 @@ impl Broker {
             KafkaRequest::DescribeTransactions(request),
             Patch::DescribeTransactions(denied),
         )
+    }
+
+    /// AddPartitionsToTxn v4+: CLUSTER_ACTION on the cluster, else the whole request is answered
+    /// CLUSTER_AUTHORIZATION_FAILED at the top level with no transaction results (Kafka's
+    /// `getErrorResponse` for v4+).
+    pub(super) async fn guard_batched_add_partitions(
+        &self,
+        context: &RequestContext,
+        request: AddPartitionsToTxnRequest,
+    ) -> Guard {
+        if self
+            .may(
+                context,
+                operation::CLUSTER_ACTION,
+                resource::CLUSTER,
+                CLUSTER_NAME,
+            )
+            .await
+        {
+            return Guard::Serve(KafkaRequest::AddPartitionsToTxn(request), Patch::None);
+        }
+        info!(
+            principal = %context.principal,
+            host = %context.host,
+            transactions = request.transactions.len(),
+            "Kafka AddPartitionsToTxn v4+ refused: CLUSTER_ACTION is a broker's permission"
+        );
+        Guard::Answer(KafkaResponse::AddPartitionsToTxn(
+            AddPartitionsToTxnResponse::default().with_error_code(CLUSTER_DENIED),
+        ))
     }
 
     /// AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit: WRITE on the id, and
