@@ -281,6 +281,22 @@ fn sigkill_rounds_lose_no_acknowledged_record() {
     );
 }
 
+/// Reopens `dir` after this process closed it. Other tests of this binary spawn child processes
+/// at the same time, and a child holds every descriptor of the parent between its fork and its
+/// exec (close-on-exec closes them only at the exec), the storage lock's included: a reopen in
+/// that window finds the directory locked, so it is retried for a moment.
+fn reopen(dir: &Path) -> Storage {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Storage::open(dir) {
+            Err(StorageError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            opened => return opened.expect("open"),
+        }
+    }
+}
+
 /// Appends `count` seeded batches under `Never` and closes cleanly; returns the batches.
 fn write_clean_log(dir: &Path, count: u64) -> Vec<Bytes> {
     let storage = Storage::open(dir).expect("open");
@@ -340,7 +356,7 @@ fn torn_tails_are_truncated_and_appending_continues() {
     for (what, bytes) in garbage {
         let before = std::fs::metadata(&segment).expect("meta").len();
         append_raw(&segment, &bytes);
-        let storage = Storage::open(&dir).expect("open");
+        let storage = reopen(&dir);
         let report = storage
             .open_topic(TOPIC, 1, config(Durability::Never))
             .unwrap_or_else(|e| panic!("{what}: open failed: {e}"));
@@ -383,7 +399,7 @@ fn interior_corruption_refuses_to_open_naming_file_and_position() {
     let mut corrupt = contents.clone();
     corrupt[damaged + 70] ^= 0x5a;
     std::fs::write(&segment, &corrupt).expect("write damage");
-    let storage = Storage::open(&dir).expect("open");
+    let storage = reopen(&dir);
     let err = storage
         .open_topic(TOPIC, 1, config(Durability::Never))
         .expect_err("interior corruption must refuse to open");
@@ -403,7 +419,7 @@ fn interior_corruption_refuses_to_open_naming_file_and_position() {
     drop(storage);
     // Repairing the byte makes the log open again with nothing lost.
     std::fs::write(&segment, &contents).expect("repair");
-    let storage = Storage::open(&dir).expect("open");
+    let storage = reopen(&dir);
     storage
         .open_topic(TOPIC, 1, config(Durability::Never))
         .expect("repaired log opens");
