@@ -225,9 +225,7 @@ mod tests {
             "it probes above the capacity: {targets:?}"
         );
         assert!(
-            targets
-                .iter()
-                .any(|(_, d)| *d == Decision::ReceiveBacklog),
+            targets.iter().any(|(_, d)| *d == Decision::ReceiveBacklog),
             "it backs off on the receive backlog"
         );
         let tail = &targets[30..];
@@ -243,11 +241,7 @@ mod tests {
     #[test]
     fn the_broker_limit_binds_when_consumers_are_faster() {
         let targets = simulate(1e9, 30_000.0, 60);
-        assert!(
-            targets
-                .iter()
-                .any(|(_, d)| *d == Decision::PublishBacklog)
-        );
+        assert!(targets.iter().any(|(_, d)| *d == Decision::PublishBacklog));
         // The target hovers around the broker's limit (OMB's controller oscillates; what is
         // sent is the lower of the target and the limit).
         let tail = &targets[30..];

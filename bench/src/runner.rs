@@ -277,11 +277,15 @@ pub async fn run(
                     stop_producers(producing).await;
                 }
                 result.push_period(&stats.take_period());
-                result.target_publish_rate.extend(pace.as_ref().map(|t| t.get()));
+                result
+                    .target_publish_rate
+                    .extend(pace.as_ref().map(|t| t.get()));
                 break;
             }
             result.push_period(&stats.take_period());
-            result.target_publish_rate.extend(pace.as_ref().map(|t| t.get()));
+            result
+                .target_publish_rate
+                .extend(pace.as_ref().map(|t| t.get()));
         }
         if options.progress && now.duration_since(last_print.0) >= Duration::from_secs(1) {
             show(&label, "measure", &stats, &mut last_print);

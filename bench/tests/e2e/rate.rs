@@ -40,7 +40,10 @@ fn max_sustainable_paces_and_moves_the_target_unthrottled_has_none() {
         let r = run("h20a-max", false, 5).await.expect("run").result;
         assert_eq!(r.producer_rate_mode, "max-sustainable");
         assert_eq!(r.target_publish_rate.len(), r.publish_rate.len());
-        assert_eq!(r.target_publish_rate[0], START_RATE, "the first period runs at the start rate");
+        assert_eq!(
+            r.target_publish_rate[0], START_RATE,
+            "the first period runs at the start rate"
+        );
         // Paced: the first second sends at most the target (a little over for the timer).
         assert!(
             r.publish_rate[0] <= START_RATE * 1.1,

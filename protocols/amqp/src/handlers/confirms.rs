@@ -102,10 +102,7 @@ mod tests {
         }
     }
 
-    fn run(
-        marks: &mut HashMap<u16, Settled>,
-        confirms: &[(u16, u64, bool)],
-    ) -> Vec<(u16, Method)> {
+    fn run(marks: &mut HashMap<u16, Settled>, confirms: &[(u16, u64, bool)]) -> Vec<(u16, Method)> {
         confirm_frames(confirms.iter().copied(), |c, seq| {
             advance(marks.get_mut(&c), seq)
         })
@@ -126,7 +123,13 @@ mod tests {
         let mut marks = HashMap::from([(1, 0)]);
         let frames = run(
             &mut marks,
-            &[(1, 1, true), (1, 2, true), (1, 3, false), (1, 4, true), (1, 5, true)],
+            &[
+                (1, 1, true),
+                (1, 2, true),
+                (1, 3, false),
+                (1, 4, true),
+                (1, 5, true),
+            ],
         );
         // ack multiple 2 covers 1-2; the nack settles 3; ack multiple 5 covers only 4-5.
         assert_eq!(

@@ -27,8 +27,8 @@ use crate::deadletter::{
     REASON_MAXLEN, dead_letter, dead_letter_refused, parse_expiration, record_for_queue,
 };
 use crate::error::{AmqpError, NO_ROUTE, NOT_IMPLEMENTED, PRECONDITION_FAILED, Reply};
-use crate::handlers::confirms::{advance, confirm_frames};
 use crate::expiry;
+use crate::handlers::confirms::{advance, confirm_frames};
 use crate::handlers::reply_to::{REPLY_TO_PREFIX, deliver_reply};
 use crate::handlers::store_batch;
 use crate::message::{now_ms, to_record};
