@@ -5,7 +5,8 @@
 //!
 //! Layout: [`workload`] (OMB YAML), [`payload`] (message bodies carrying their send time),
 //! [`driver`] (one trait, one module per protocol, each documenting its mapping of topics,
-//! partitions and subscriptions), [`runner`] (warm-up, measured periods, backlog), [`result`]
+//! partitions and subscriptions), [`runner`] (warm-up, measured periods, backlog), [`rate`]
+//! (OMB's maximum-sustainable-rate discovery for `producerRate: 0`), [`result`]
 //! (OMB `TestResult`), [`target`] (a fresh Tributary or given addresses), [`report`] and
 //! [`svg`] (the self-contained HTML report).
 //!
@@ -18,6 +19,7 @@
 pub mod compare;
 pub mod driver;
 pub mod payload;
+pub mod rate;
 pub mod report;
 pub mod result;
 pub mod runner;

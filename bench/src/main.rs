@@ -82,6 +82,11 @@ struct Common {
     /// No rates line every second.
     #[arg(long)]
     quiet: bool,
+    /// With `producerRate: 0`, send as fast as acknowledgements allow (up to --max-in-flight
+    /// per producer) instead of OMB's maximum sustainable rate (a target that follows what
+    /// the consumers keep up with).
+    #[arg(long)]
+    unthrottled: bool,
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, Error> {
@@ -123,6 +128,7 @@ fn plan(common: &Common, protocols: &[String], tributary: bool) -> Result<Plan, 
             max_in_flight: common.max_in_flight.max(1),
             progress: !common.quiet,
             name_prefix: None,
+            unthrottled: common.unthrottled,
         },
     })
 }

@@ -4,7 +4,8 @@
 //!
 //! Extensions OMB readers ignore: `periodSeconds` (OMB's period is fixed at 10 s; ours may be
 //! shorter), `protocol`, `target`, `messagesPublished` and `messagesConsumed` (totals of the
-//! measured periods).
+//! measured periods), `producerRateMode` (how producers were paced: [`crate::rate::RateMode`])
+//! and `targetPublishRate` (the target rate at each period's end; empty when unthrottled).
 
 use std::collections::BTreeMap;
 
@@ -110,6 +111,14 @@ pub struct TestResult {
     /// What `publishRate` counts: [`PUBLISH_RATE_COUNTS`] (sends the broker acknowledged; a
     /// refused or failed send is in `publishErrorRate`, a send a client retried counts once).
     pub publish_rate_counts: String,
+    /// `fixed` (`producerRate` > 0), `max-sustainable` (`producerRate` 0: OMB's rate
+    /// discovery) or `unthrottled` (`producerRate` 0 with `--unthrottled`).
+    #[serde(default)]
+    pub producer_rate_mode: String,
+    /// The target rate at each period's end, msg/s over all producers (the controller moves
+    /// it in `max-sustainable` mode); empty when unthrottled.
+    #[serde(default)]
+    pub target_publish_rate: Vec<f64>,
 }
 
 /// The value of `publishRateCounts` in every result this tool writes.

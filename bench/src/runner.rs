@@ -2,7 +2,10 @@
 //! probe: one message per producer must reach every subscription before anything is timed),
 //! producers at the workload's rate, a warm-up that is then forgotten, measured periods, and
 //! OMB's backlog phase (consumers start once `consumerBacklogSizeGB` is stored, and the run
-//! lasts until the backlog is drained to `backlogDrainRatio`).
+//! lasts until the backlog is drained to `backlogDrainRatio`). `producerRate: 0` is OMB's
+//! maximum sustainable rate: [`crate::rate`] moves the target every few seconds, warm-up
+//! included, so that consumers keep up; `--unthrottled` sends as fast as acknowledgements
+//! allow instead.
 //!
 //! Invariants: a producer never has more than [`RunOptions::max_in_flight`] unacknowledged
 //! sends; every send is either recorded as published (acknowledged) or as an error; the
@@ -19,6 +22,7 @@ use tokio::sync::Semaphore;
 use crate::Error;
 use crate::driver::{Consumer, Driver, OnMessage, Producer};
 use crate::payload::{self, Pool};
+use crate::rate::{self, RateController, RateMode};
 use crate::result::{PUBLISH_RATE_COUNTS, TestResult};
 use crate::stats::Stats;
 use crate::workload::{KeyDistributor, Workload};
@@ -44,6 +48,9 @@ pub struct RunOptions {
     /// Names topics `<prefix>-t<n>` and subscriptions `<prefix>-t<n>-s<m>` (default: unique
     /// per run), so a caller can look at them beside the run.
     pub name_prefix: Option<String>,
+    /// `producerRate: 0` sends as fast as acknowledgements allow instead of OMB's maximum
+    /// sustainable rate.
+    pub unthrottled: bool,
 }
 
 impl Default for RunOptions {
@@ -55,6 +62,7 @@ impl Default for RunOptions {
             max_in_flight: 1000,
             progress: true,
             name_prefix: None,
+            unthrottled: false,
         }
     }
 }
@@ -96,6 +104,34 @@ struct Producing {
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     producers: Vec<Arc<dyn Producer>>,
+    /// Moves `target` in max-sustainable mode.
+    controller: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The target publish rate over all producers, msg/s, shared with the producers (which
+/// re-anchor their schedule when it changes) and the rate controller.
+#[derive(Debug)]
+struct Target(AtomicU64);
+
+impl Target {
+    fn new(rate: f64) -> Self {
+        Self(AtomicU64::new(rate.to_bits()))
+    }
+    fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+    fn set(&self, rate: f64) {
+        self.0.store(rate.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// How producers are paced for `workload` (see [`RateMode`]).
+pub fn rate_mode(workload: &Workload, options: &RunOptions) -> RateMode {
+    match (workload.producer_rate, options.unthrottled) {
+        (0, true) => RateMode::Unthrottled,
+        (0, false) => RateMode::MaxSustainable,
+        _ => RateMode::Fixed,
+    }
 }
 
 /// Runs `workload` through `driver`; `target` names the broker in the result's `driver`.
@@ -107,6 +143,21 @@ pub async fn run(
     options: &RunOptions,
 ) -> Result<RunOutput, Error> {
     let label = format!("{target} ({})", driver.protocol().name());
+    let mode = rate_mode(workload, options);
+    let backlog_bytes = workload.backlog_bytes();
+    if mode == RateMode::MaxSustainable && backlog_bytes > 0 {
+        // OMB refuses this too: a rate that follows the consumers cannot build a backlog.
+        return Err(Error::Workload(
+            "producerRate 0 (the maximum sustainable rate) cannot build consumerBacklogSizeGB: \
+             give a producerRate, or --unthrottled"
+                .into(),
+        ));
+    }
+    let pace = match mode {
+        RateMode::Fixed => Some(Arc::new(Target::new(workload.producer_rate as f64))),
+        RateMode::MaxSustainable => Some(Arc::new(Target::new(rate::START_RATE))),
+        RateMode::Unthrottled => None,
+    };
     let names = Names::new(options.name_prefix.as_deref());
     let partitions = workload.partitions_per_topic;
     let subscriptions = u64::from(workload.topics * workload.subscriptions_per_topic);
@@ -126,7 +177,6 @@ pub async fn run(
         }
     }
 
-    let backlog_bytes = workload.backlog_bytes();
     let mut consumers = Vec::new();
     if backlog_bytes == 0 {
         consumers = start_consumers(driver, workload, &topics, &subs, &stats).await?;
@@ -161,10 +211,21 @@ pub async fn run(
         }
     }
 
-    let mut producing = Some(start_producers(workload, &pool, producers, &stats, options));
+    let mut producing = Some(start_producers(
+        workload,
+        &pool,
+        producers,
+        &stats,
+        options,
+        pace.clone(),
+        mode == RateMode::MaxSustainable,
+    ));
+    let show = |label: &str, phase: &str, stats: &Stats, last: &mut (Instant, u64, u64)| {
+        print_rates(label, phase, stats, last, pace.as_ref().map(|t| t.get()));
+    };
     let warmup = options.warmup.unwrap_or_else(|| workload.warmup_duration());
     if !warmup.is_zero() {
-        watch(&label, "warm-up", &stats, warmup, options).await;
+        watch(&label, "warm-up", &stats, warmup, options, &show).await;
     }
     stats.reset_measurements();
 
@@ -180,6 +241,7 @@ pub async fn run(
         protocol: driver.protocol().name().into(),
         target: target.into(),
         publish_rate_counts: PUBLISH_RATE_COUNTS.into(),
+        producer_rate_mode: mode.name().into(),
         ..Default::default()
     };
     let duration = options
@@ -215,12 +277,18 @@ pub async fn run(
                     stop_producers(producing).await;
                 }
                 result.push_period(&stats.take_period());
+                result
+                    .target_publish_rate
+                    .extend(pace.as_ref().map(|t| t.get()));
                 break;
             }
             result.push_period(&stats.take_period());
+            result
+                .target_publish_rate
+                .extend(pace.as_ref().map(|t| t.get()));
         }
         if options.progress && now.duration_since(last_print.0) >= Duration::from_secs(1) {
-            print_rates(&label, "measure", &stats, &mut last_print);
+            show(&label, "measure", &stats, &mut last_print);
         }
     }
     result.set_aggregated(&stats.cumulative());
@@ -273,15 +341,19 @@ async fn start_consumers(
     Ok(consumers)
 }
 
+/// Starts the producers, paced by `pace` (None: unthrottled), and with `discover` the rate
+/// controller that moves `pace`.
 fn start_producers(
     workload: &Workload,
     pool: &Pool,
     producers: Vec<(String, Arc<dyn Producer>)>,
     stats: &Arc<Stats>,
     options: &RunOptions,
+    pace: Option<Arc<Target>>,
+    discover: bool,
 ) -> Producing {
     let stop = Arc::new(AtomicBool::new(false));
-    let per_producer = workload.producer_rate as f64 / producers.len().max(1) as f64;
+    let producer_count = producers.len().max(1) as f64;
     let key_counter = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let mut handles = Vec::new();
@@ -289,20 +361,29 @@ fn start_producers(
         handles.push(Arc::clone(&producer));
         let (stop, stats, pool) = (Arc::clone(&stop), Arc::clone(stats), pool.clone());
         let (keys, distributor) = (Arc::clone(&key_counter), workload.key_distributor);
+        let pace = pace.clone();
         let in_flight = Arc::new(Semaphore::new(options.max_in_flight.max(1)));
         let max_in_flight = options.max_in_flight.max(1) as u32;
         tasks.push(tokio::spawn(async move {
-            let started = tokio::time::Instant::now();
             let mut sent: u64 = 0;
+            // Uniform pacing: send `sent` is due at `anchor + (sent - anchor_sent) / rate`;
+            // a new target rate starts a new schedule from the next send. The delay against
+            // the schedule is OMB's publish delay.
+            let (mut anchor, mut anchor_sent, mut rate) = (tokio::time::Instant::now(), 0, 0.0);
             while !stop.load(Ordering::Relaxed) {
-                // Uniform pacing: send `sent` is due at `sent / rate` seconds; the delay
-                // against that schedule is OMB's publish delay.
-                let due = if per_producer > 0.0 {
-                    let due = started + Duration::from_secs_f64(sent as f64 / per_producer);
-                    tokio::time::sleep_until(due).await;
-                    due
-                } else {
-                    tokio::time::Instant::now()
+                let due = match &pace {
+                    Some(target) => {
+                        let wanted = target.get() / producer_count;
+                        if wanted != rate {
+                            (anchor, anchor_sent, rate) =
+                                (tokio::time::Instant::now(), sent, wanted);
+                        }
+                        let due = anchor
+                            + Duration::from_secs_f64((sent - anchor_sent) as f64 / rate.max(1e-3));
+                        tokio::time::sleep_until(due).await;
+                        due
+                    }
+                    None => tokio::time::Instant::now(),
                 };
                 let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
                     break;
@@ -345,15 +426,39 @@ fn start_producers(
                 tokio::time::timeout(SETTLE_TIMEOUT, in_flight.acquire_many(max_in_flight)).await;
         }));
     }
+    let controller = pace.filter(|_| discover).map(|target| {
+        let (stop, stats) = (Arc::clone(&stop), Arc::clone(stats));
+        tokio::spawn(async move {
+            let mut controller =
+                RateController::starting_at(stats.total_published(), stats.total_received_once());
+            let mut last = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(rate::CONTROL_PERIOD).await;
+                let now = Instant::now();
+                let (next, _) = controller.next_rate(
+                    target.get(),
+                    now.duration_since(last),
+                    stats.total_published(),
+                    stats.total_received_once(),
+                );
+                last = now;
+                target.set(next);
+            }
+        })
+    });
     Producing {
         stop,
         tasks,
         producers: handles,
+        controller,
     }
 }
 
 async fn stop_producers(producing: Producing) {
     producing.stop.store(true, Ordering::Relaxed);
+    if let Some(controller) = producing.controller {
+        controller.abort();
+    }
     for task in producing.tasks {
         let _ = task.await;
     }
@@ -362,8 +467,15 @@ async fn stop_producers(producing: Producing) {
     }
 }
 
-/// Waits `length`, printing rates every second.
-async fn watch(label: &str, phase: &str, stats: &Stats, length: Duration, options: &RunOptions) {
+/// Waits `length`, printing rates every second with `show`.
+async fn watch(
+    label: &str,
+    phase: &str,
+    stats: &Stats,
+    length: Duration,
+    options: &RunOptions,
+    show: &impl Fn(&str, &str, &Stats, &mut (Instant, u64, u64)),
+) {
     let end = Instant::now() + length;
     let mut last = (
         Instant::now(),
@@ -376,20 +488,27 @@ async fn watch(label: &str, phase: &str, stats: &Stats, length: Duration, option
         )
         .await;
         if options.progress {
-            print_rates(label, phase, stats, &mut last);
+            show(label, phase, stats, &mut last);
         }
     }
 }
 
-fn print_rates(label: &str, phase: &str, stats: &Stats, last: &mut (Instant, u64, u64)) {
+fn print_rates(
+    label: &str,
+    phase: &str,
+    stats: &Stats,
+    last: &mut (Instant, u64, u64),
+    target: Option<f64>,
+) {
     let (now, published, consumed) = (
         Instant::now(),
         stats.total_published(),
         stats.total_consumed(),
     );
     let secs = now.duration_since(last.0).as_secs_f64().max(1e-9);
+    let target = target.map_or_else(String::new, |t| format!("  target {t:>9.0} msg/s"));
     eprintln!(
-        "{label} {phase}: publish {:>9.0} msg/s  consume {:>9.0} msg/s  backlog {:>8}",
+        "{label} {phase}: publish {:>9.0} msg/s  consume {:>9.0} msg/s  backlog {:>8}{target}",
         (published - last.1) as f64 / secs,
         (consumed - last.2) as f64 / secs,
         stats.backlog(),

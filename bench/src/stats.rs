@@ -129,6 +129,12 @@ impl Stats {
         self.total_consumed.load(Ordering::Relaxed)
     }
 
+    /// Receipts so far counted once per message, not per subscription (what the rate
+    /// controller compares with [`Stats::total_published`]).
+    pub fn total_received_once(&self) -> u64 {
+        self.total_consumed() / self.subscriptions.max(1)
+    }
+
     pub fn bytes_published(&self) -> u64 {
         self.bytes_published.load(Ordering::Relaxed)
     }

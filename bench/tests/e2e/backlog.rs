@@ -31,6 +31,7 @@ fn a_backlog_is_built_then_drained_and_the_drain_matches_the_stored_count() {
             max_in_flight: 200,
             progress: false,
             name_prefix: Some("h19b-backlog".into()),
+            unthrottled: false,
         };
         let pool = tributary_bench::payload::Pool::new(&workload, &crate::workloads_dir())
             .expect("payload");

@@ -8,6 +8,7 @@ mod amqp;
 mod backlog;
 mod cli;
 mod kafka;
+mod rate;
 mod rocketmq;
 
 use std::path::PathBuf;
@@ -57,6 +58,7 @@ pub(crate) async fn run(
         max_in_flight: 200,
         progress: false,
         name_prefix: Some(prefix.to_owned()),
+        unthrottled: false,
     };
     let pool = Pool::new(workload, &workloads_dir()).expect("payload");
     let driver = protocol.connect(address).await.expect("connect");

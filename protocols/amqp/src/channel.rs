@@ -251,6 +251,9 @@ pub struct Channel {
     pub confirm: bool,
     /// Publish sequence number in confirm mode (from 1 over all publishes).
     pub publish_seq: u64,
+    /// Every publish up to this sequence number is confirmed (acked or nacked): confirms
+    /// above it may be coalesced (see `crate::handlers::confirms`).
+    pub confirmed_seq: u64,
     pub tx: bool,
     /// The direct reply-to consumer: its tag and the channel's token.
     pub reply_to: Option<(String, String)>,
@@ -279,6 +282,7 @@ impl Default for Channel {
             channel_credit: Arc::new(Credit::new(0)),
             confirm: false,
             publish_seq: 0,
+            confirmed_seq: 0,
             tx: false,
             reply_to: None,
             tx_work: TxWork::default(),

@@ -2,6 +2,7 @@
 
 mod basic;
 mod channel;
+mod confirms;
 pub(crate) mod consume;
 mod exchange;
 pub(crate) mod publish;

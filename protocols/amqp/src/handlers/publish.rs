@@ -9,7 +9,8 @@
 //!
 //! A confirm (`basic.ack` with the channel's publish sequence number, from 1) is sent only after
 //! every target queue's `enqueue` returned, i.e. after the queue's durability policy was met; a
-//! failed or refused enqueue is confirmed with `basic.nack`. Confirms go out in publish order.
+//! failed or refused enqueue is confirmed with `basic.nack`. Confirms go out in publish order,
+//! a run of acks on a channel as one `multiple=true` ack (see [`super::confirms`]).
 //! For an unroutable mandatory message `basic.return` comes first, then the ack, as RabbitMQ
 //! orders them.
 
@@ -27,6 +28,7 @@ use crate::deadletter::{
 };
 use crate::error::{AmqpError, NO_ROUTE, NOT_IMPLEMENTED, PRECONDITION_FAILED, Reply};
 use crate::expiry;
+use crate::handlers::confirms::{advance, confirm_frames};
 use crate::handlers::reply_to::{REPLY_TO_PREFIX, deliver_reply};
 use crate::handlers::store_batch;
 use crate::message::{now_ms, to_record};
@@ -333,24 +335,27 @@ impl Session {
         }
         // The stores woke this queue's consumers onto our worker: let them run beside us.
         tributary_api::yield_to_peers().await;
+        let confirms = confirms
+            .into_iter()
+            .zip(stored)
+            .filter_map(|((channel, confirm), ok)| confirm.map(|seq| (channel, seq, ok)));
+        let confirmed = &self.shared.counters.confirmed;
+        let channels = &mut self.channels;
+        let frames = confirm_frames(
+            confirms.inspect(|(_, _, ok)| {
+                if *ok {
+                    confirmed.increment(1);
+                }
+            }),
+            |channel, seq| {
+                advance(
+                    channels.get_mut(&channel).map(|c| &mut c.confirmed_seq),
+                    seq,
+                )
+            },
+        );
         let mut out = BytesMut::new();
-        for ((channel, confirm), ok) in confirms.into_iter().zip(stored) {
-            let Some(seq) = confirm else {
-                continue;
-            };
-            let method = if ok {
-                self.shared.counters.confirmed.increment(1);
-                Method::BasicAck {
-                    delivery_tag: seq,
-                    multiple: false,
-                }
-            } else {
-                Method::BasicNack {
-                    delivery_tag: seq,
-                    multiple: false,
-                    requeue: false,
-                }
-            };
+        for (channel, method) in frames {
             codec::encode_method(&mut out, channel, &method);
         }
         if out.is_empty() {
