@@ -121,12 +121,21 @@ impl Topics {
         if !durable.is_pending() {
             return Ok((outcome, Box::pin(std::future::ready(Ok(())))));
         }
-        // Started now, not when first awaited, so the fsyncs of several partitions overlap.
-        let waiting = tokio::task::spawn_blocking(move || partition.wait_durable(durable));
+        // Requested now, not when first awaited, so the fsyncs of several partitions overlap;
+        // the storage's bounded sync pool runs them, and this waits without holding a thread
+        // (one blocking thread per waiting partition does not scale to 1,000 partitions).
+        let pooled = self.storage.sync_pool().request(&partition);
         let pending: PendingDurability = Box::pin(async move {
-            match waiting.await {
-                Ok(result) => Ok(result?),
-                Err(_) => Err(EngineError::ShuttingDown),
+            if !pooled {
+                // The pool is stopping (storage closing): lead the round here.
+                return blocking(move || Ok(partition.wait_durable(durable)?)).await;
+            }
+            loop {
+                let listener = partition.listen();
+                if partition.is_durable(durable)? {
+                    return Ok(());
+                }
+                listener.await;
             }
         });
         Ok((outcome, pending))

@@ -600,3 +600,87 @@ fn timestamps_inside_compressed_batches_are_found_exactly() {
         Some((0, 1000))
     );
 }
+
+/// Waits (bounded) until the sync pool made `durable` durable; the `is_durable` result.
+fn await_pooled(partition: &Partition, durable: Durable) -> Result<bool, StorageError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listener = partition.listen();
+        if partition.is_durable(durable)? || std::time::Instant::now() >= deadline {
+            return partition.is_durable(durable);
+        }
+        listener.wait_timeout(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_sync_pool_reports_durable_only_what_survives_a_power_loss() {
+    let disk = SimDisk::new(20);
+    let options = || StorageOptions {
+        fs: disk.fs(),
+        max_open_files: 64,
+    };
+    let root = std::path::Path::new("/data");
+    let storage = Storage::open_with(root, options()).expect("open");
+    storage
+        .open_topic("t", 3, small_config(Durability::Always))
+        .expect("topic");
+    let partitions: Vec<Arc<Partition>> = (0..3)
+        .map(|id| storage.partition("t", id).expect("partition"))
+        .collect();
+    let appended: Vec<(Bytes, Durable)> = partitions
+        .iter()
+        .enumerate()
+        .map(|(index, partition)| {
+            let data = batch(index as u64, 2, 50, 1);
+            let (info, durable) = partition.append_unsynced(&data, 0).expect("append");
+            assert_eq!(info.base_offset, 0);
+            (data, durable)
+        })
+        .collect();
+    for (partition, (_, durable)) in partitions.iter().zip(&appended) {
+        // Written, not synced: not durable, and a power loss now would take it.
+        assert!(!partition.is_durable(*durable).expect("healthy"));
+        assert!(storage.sync_pool().request(partition));
+        // A second request while the first is queued or running is absorbed or queues one more
+        // round; either way it is accepted.
+        assert!(storage.sync_pool().request(partition));
+    }
+    for (partition, (_, durable)) in partitions.iter().zip(&appended) {
+        assert!(await_pooled(partition, *durable).expect("healthy"));
+    }
+    disk.crash();
+    std::mem::forget(partitions);
+    std::mem::forget(storage);
+    let storage = Storage::open_with(root, options()).expect("reopen");
+    storage
+        .open_topic("t", 3, small_config(Durability::Always))
+        .expect("topic");
+    for (id, (data, _)) in appended.iter().enumerate() {
+        let partition = storage.partition("t", id as u32).expect("partition");
+        assert_eq!(partition.high_watermark(), 2, "partition {id}");
+        let stored = partition.read(0, 1 << 20).expect("read").to_bytes();
+        assert!(same_batch(&stored.expect("bytes"), data, 0), "partition {id}");
+    }
+}
+
+#[test]
+fn a_failed_pooled_fsync_reaches_the_waiter_as_poisoned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::open(dir.path()).expect("open");
+    storage
+        .open_topic("t", 1, LogConfig::default())
+        .expect("topic");
+    let partition = storage.partition("t", 0).expect("partition");
+    let (_, durable) = partition
+        .append_unsynced(&batch(1, 1, 10, 1), 0)
+        .expect("append");
+    partition.fail_next_sync.store(true, Ordering::SeqCst);
+    assert!(storage.sync_pool().request(&partition));
+    let outcome = await_pooled(&partition, durable);
+    assert!(
+        matches!(outcome, Err(StorageError::Poisoned { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(partition.high_watermark(), 0, "the unsynced batch stays invisible");
+}
