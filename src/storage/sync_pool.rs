@@ -4,10 +4,12 @@
 //!
 //! Why: with many partitions written at once, each waiting append used to lead its own fsync on
 //! its own blocking thread, so 1,000 partitions meant up to 1,000 threads and fsyncs at once;
-//! one after the other they cost a device cache flush each (~3.6 ms on the benchmark disk). A
-//! bounded number of fsyncs in flight lets the device merge flushes: on that disk 16 concurrent
-//! `fdatasync`s of 1,000 freshly written files took 124-183 µs per file, 4 took 238 µs, 64 took
-//! 160-197 µs (BENCHMARKS.md, § Many partitions).
+//! one after the other they cost a device cache flush each (~3.6 ms on the benchmark disk).
+//! Concurrent fsyncs let the block layer merge their flushes: on that disk, `fdatasync` of 1,000
+//! freshly written 3 KB files cost per file 3.6-3.9 ms one at a time, 219-581 µs with 4 threads,
+//! 124-361 µs with 16, 152-197 µs with 64 (the steadiest), 222-313 µs with 256 or 1,000
+//! (BENCHMARKS.md, § Many partitions). Hence a fixed pool of [`SYNC_THREADS`] rather than a
+//! thread per waiting partition.
 //!
 //! Invariants:
 //! - The pool never acknowledges anything: a worker only runs [`Partition::sync_all_written`],
@@ -32,7 +34,9 @@ use parking_lot::{Condvar, Mutex};
 use super::partition::Partition;
 
 /// fsyncs in flight at once (see the module docs for the measurement behind it).
-pub(crate) const SYNC_THREADS: usize = 16;
+pub(crate) const SYNC_THREADS: usize = 64;
+/// A worker only runs fsync rounds: a small stack is plenty.
+const WORKER_STACK: usize = 256 << 10;
 
 #[derive(Debug, Default)]
 struct Queue {
@@ -62,6 +66,7 @@ impl SyncPool {
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("storage-sync-{index}"))
+                    .stack_size(WORKER_STACK)
                     .spawn(move || run_worker(&shared))?,
             );
         }
