@@ -121,21 +121,12 @@ impl Topics {
         if !durable.is_pending() {
             return Ok((outcome, Box::pin(std::future::ready(Ok(())))));
         }
-        // Requested now, not when first awaited, so the fsyncs of several partitions overlap;
-        // the storage's bounded sync pool runs them, and this waits without holding a thread
-        // (one blocking thread per waiting partition does not scale to 1,000 partitions).
-        let pooled = self.storage.sync_pool().request(&partition);
+        // Started now, not when first awaited, so the fsyncs of several partitions overlap.
+        let waiting = tokio::task::spawn_blocking(move || partition.wait_durable(durable));
         let pending: PendingDurability = Box::pin(async move {
-            if !pooled {
-                // The pool is stopping (storage closing): lead the round here.
-                return blocking(move || Ok(partition.wait_durable(durable)?)).await;
-            }
-            loop {
-                let listener = partition.listen();
-                if partition.is_durable(durable)? {
-                    return Ok(());
-                }
-                listener.await;
+            match waiting.await {
+                Ok(result) => Ok(result?),
+                Err(_) => Err(EngineError::ShuttingDown),
             }
         });
         Ok((outcome, pending))

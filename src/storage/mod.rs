@@ -33,9 +33,7 @@
 //!   offset range, so records may skip offsets while batches stay dense.
 //! - The high watermark only advances after a batch is fully written (and, under
 //!   `Durability::Always`, fsync'd), so readers never see a torn or unacknowledged batch.
-//!   Concurrent `Always` appenders share fsyncs (group commit, see `partition`); appenders that
-//!   wait without a thread hand their rounds to a bounded pool of fsync threads (`sync_pool`),
-//!   which runs the same rounds, so no ack precedes its fsync either way.
+//!   Concurrent `Always` appenders share fsyncs (group commit, see `partition`).
 //! - A failed write or fsync poisons the partition: every later append fails with `Poisoned`.
 //! - Unsynced data lives only in segments listed for the next fsync round (the active segment and
 //!   rolled segments not yet synced).
@@ -69,7 +67,6 @@ mod retention;
 mod segment;
 mod sim_fs;
 mod store;
-mod sync_pool;
 
 pub use cleaner::{CleanReport, CleanerLimits, MAX_KEY_BYTES};
 pub use config::LogConfig;
@@ -80,7 +77,6 @@ pub use read::{FileSlice, ReadResult};
 pub use retention::RetentionReport;
 pub use sim_fs::{SimDisk, SimFs};
 pub use store::{RecoveryReport, Storage, StorageOptions};
-pub use sync_pool::SyncPool;
 
 #[cfg(test)]
 mod cleaner_tests;

@@ -172,9 +172,6 @@ pub struct Partition {
     fsyncs: AtomicU64,
     /// Transaction markers the cleaner removed since the partition was opened.
     pub(crate) markers_removed: AtomicU64,
-    /// In the sync pool's queue (see `sync_pool`).
-    pub(crate) sync_queued: AtomicBool,
-    /// Woken when the high watermark rises and after every fsync round (also a failed one).
     appended: Event,
     metrics: PartitionMetrics,
     #[cfg(test)]
@@ -230,7 +227,6 @@ impl Partition {
             closed: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
             markers_removed: AtomicU64::new(0),
-            sync_queued: AtomicBool::new(false),
             appended: Event::new(),
             metrics,
             #[cfg(test)]
@@ -380,21 +376,6 @@ impl Partition {
         }
     }
 
-    /// Whether the batch `durable` came from is as durable as the policy asks, without waiting
-    /// or syncing; `Poisoned` once an fsync failed. For waiters that have someone else (the
-    /// sync pool) run the rounds: create a listener ([`Partition::listen`]), check, then wait on
-    /// it; every round, failed or not, notifies.
-    pub fn is_durable(&self, durable: Durable) -> Result<bool, StorageError> {
-        let Some(target) = durable.0 else {
-            return Ok(true);
-        };
-        let sync = self.sync.lock();
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(self.poisoned_error());
-        }
-        Ok(sync.synced_offset >= target)
-    }
-
     /// Writes the batch at the end of the active segment with its new base offset, in one
     /// `writev` (the log is opened in append mode) so the batch is never copied. A failed write
     /// poisons the partition; the high watermark is untouched, so no torn batch is visible.
@@ -447,8 +428,6 @@ impl Partition {
                 Err(err) => self.poison(&err),
             }
             self.synced.notify_all();
-            // After the synced offset moved (not in the round): `is_durable` waiters read it.
-            self.appended.notify(usize::MAX);
         }
     }
 
@@ -519,6 +498,7 @@ impl Partition {
             self.high_watermark
                 .store(state.high_watermark, Ordering::Release);
         }
+        self.appended.notify(usize::MAX);
         Ok(target)
     }
 
@@ -546,8 +526,6 @@ impl Partition {
             metrics::gauge!(names::STORAGE_POISONED_PARTITIONS).increment(1.0);
             tracing::error!(topic = %self.topic, partition = self.id, error = %cause,
                 "partition poisoned; it refuses appends until restarted");
-            // `is_durable` waiters see the poisoning now rather than at the next round.
-            self.appended.notify(usize::MAX);
         }
     }
 

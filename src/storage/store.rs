@@ -19,7 +19,6 @@ use super::open_files::{OpenFiles, default_max_open_files};
 use super::partition::Partition;
 use super::recovery::open_partition;
 use super::retention::RetentionReport;
-use super::sync_pool::{SYNC_THREADS, SyncPool};
 use crate::telemetry::names;
 
 /// Guards the data directory against a second process.
@@ -80,7 +79,6 @@ struct Inner {
 pub struct Storage {
     inner: Arc<Inner>,
     flusher: Mutex<Option<JoinHandle<()>>>,
-    sync_pool: Arc<SyncPool>,
 }
 
 impl Storage {
@@ -123,11 +121,9 @@ impl Storage {
             .name("storage-flusher".into())
             .spawn(move || run_flusher(&flusher_inner))
             .map_err(StorageError::io(root))?;
-        let sync_pool = SyncPool::start(SYNC_THREADS).map_err(StorageError::io(root))?;
         Ok(Storage {
             inner,
             flusher: Mutex::new(Some(flusher)),
-            sync_pool,
         })
     }
 
@@ -390,14 +386,7 @@ impl Storage {
                 first_error.get_or_insert(err);
             }
         }
-        self.sync_pool.stop();
         first_error.map_or(Ok(()), Err)
-    }
-
-    /// The threads that run fsync rounds for waiters that do not lead their own
-    /// ([`SyncPool::request`], [`Partition::is_durable`]).
-    pub fn sync_pool(&self) -> &Arc<SyncPool> {
-        &self.sync_pool
     }
 
     pub fn root(&self) -> &Path {
