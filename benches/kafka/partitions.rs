@@ -27,7 +27,7 @@ use tributary::broker::memory_log::MemoryLogMode;
 use tributary_api::Durability;
 
 use super::{
-    Backend, MIB, Throughput, median, min, produce_run_spread, proc_cpu, settle, start_with, stop,
+    Backend, MIB, Throughput, median, min, proc_cpu, produce_run_spread, settle, start_with, stop,
 };
 
 const VALUE_LEN: usize = 1024;
@@ -58,7 +58,11 @@ pub(super) fn bench_partitions(runtime: &Runtime, repeats: usize) {
         .ok()
         .map(|list| {
             list.split(',')
-                .map(|n| n.trim().parse().expect("TRIBUTARY_BENCH_PARTITIONS: numbers"))
+                .map(|n| {
+                    n.trim()
+                        .parse()
+                        .expect("TRIBUTARY_BENCH_PARTITIONS: numbers")
+                })
                 .collect()
         });
     let counts = chosen.clone().unwrap_or_else(|| COUNTS.to_vec());
