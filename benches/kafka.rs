@@ -20,6 +20,9 @@
 //! Arguments: `produce` or `consume` runs one part. Environment: `TRIBUTARY_BENCH_REPEATS`
 //! (default 7), `TRIBUTARY_BENCH_DIR` (default the system temp dir).
 //!
+//! `partitions` (never run by default) measures aggregate produce over 1, 100 and 1,000
+//! partitions of one topic, and the idle CPU of a broker holding 1,000 ([`partitions`]).
+//!
 //! `transactions` (never run by default) compares transactional produce (100 and 1,000 records
 //! per transaction) with idempotent produce, and `read_committed` with `read_uncommitted`
 //! fetches of a transactional topic ([`transactions`]).
@@ -56,6 +59,11 @@ use tributary_api::batch::build_batch;
 use tributary_api::{Durability, Engine, Record, TopicPartition, TopicSettings};
 use tributary_kafka::{KafkaFrontend, KafkaSettings};
 
+#[path = "kafka/partitions.rs"]
+mod partitions;
+#[path = "support/proc_cpu.rs"]
+#[allow(dead_code)] // Only `cpu_time` is used here; the other benches use the rest.
+mod proc_cpu;
 #[path = "kafka/transactions.rs"]
 mod transactions;
 #[path = "kafka/variants.rs"]
@@ -105,6 +113,11 @@ fn bench_dir() -> String {
 }
 
 async fn start(backend: Backend) -> Running {
+    start_with(backend, PARTITIONS).await
+}
+
+/// [`start`] with topic [`TOPIC`] of `partitions` partitions.
+async fn start_with(backend: Backend, partitions: u32) -> Running {
     let dir = tempfile::tempdir_in(bench_dir()).expect("tempdir");
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
@@ -128,7 +141,7 @@ async fn start(backend: Backend) -> Running {
     }
     engine
         .topics
-        .create_topic(TOPIC, PARTITIONS, TopicSettings::default())
+        .create_topic(TOPIC, partitions, TopicSettings::default())
         .await
         .expect("create topic");
     let frontend = KafkaFrontend::new(
@@ -262,6 +275,17 @@ fn produce_run(addr: SocketAddr, value_len: usize) -> Throughput {
 
 /// A producer run with `settings` on top of `linger.ms=5`, sending `values` in turn.
 fn produce_run_with(addr: SocketAddr, settings: &[(&str, &str)], values: &[Vec<u8>]) -> Throughput {
+    produce_run_spread(addr, settings, values, None)
+}
+
+/// [`produce_run_with`], and with `spread` = Some(n) record i goes to partition i % n instead
+/// of where the client's (sticky) partitioner puts it.
+fn produce_run_spread(
+    addr: SocketAddr,
+    settings: &[(&str, &str)],
+    values: &[Vec<u8>],
+    spread: Option<u32>,
+) -> Throughput {
     let value_len = values[0].len();
     let context = Deliveries {
         started: Instant::now(),
@@ -285,7 +309,11 @@ fn produce_run_with(addr: SocketAddr, settings: &[(&str, &str)], values: &[Vec<u
     while Instant::now() < deadline {
         let sent_at_us = started.elapsed().as_micros() as usize;
         let value = next_value.next().expect("values");
-        let record = BaseRecord::<(), _, usize>::with_opaque_to(TOPIC, sent_at_us).payload(value);
+        let mut record =
+            BaseRecord::<(), _, usize>::with_opaque_to(TOPIC, sent_at_us).payload(value);
+        if let Some(partitions) = spread {
+            record = record.partition((sent % u64::from(partitions)) as i32);
+        }
         match producer.send(record) {
             Ok(()) => sent += 1,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -316,8 +344,11 @@ fn produce_run_with(addr: SocketAddr, settings: &[(&str, &str)], values: &[Vec<u
         while paced < due {
             let sent_at_us = started.elapsed().as_micros() as usize;
             let value = next_value.next().expect("values");
-            let record =
+            let mut record =
                 BaseRecord::<(), _, usize>::with_opaque_to(TOPIC, sent_at_us).payload(value);
+            if let Some(partitions) = spread {
+                record = record.partition((paced % u64::from(partitions)) as i32);
+            }
             producer
                 .send(record)
                 .map_err(|(failure, _)| failure)
@@ -728,6 +759,9 @@ fn main() {
     }
     if only.as_deref() == Some("variants") {
         variants::bench_variants(&runtime, repeats);
+    }
+    if only.as_deref() == Some("partitions") {
+        partitions::bench_partitions(&runtime, repeats);
     }
     if only.as_deref() == Some("transactions") {
         transactions::bench_transactions(&runtime, repeats);
