@@ -277,6 +277,8 @@ async fn serve_checked(
         metrics::counter!(m::CONNECTION_ERRORS, "code" => reply.code.to_string()).increment(1);
         tracing::info!(peer = %context.peer, %reply, "closing AMQP connection");
         close_connection(&mut reader, &mut write, &reply).await;
+    } else if outcome.is_ok() {
+        linger(&mut reader, &mut write).await;
     }
     match outcome {
         Err(AmqpError::Connection(_)) | Ok(_) => Ok(()),
@@ -307,6 +309,16 @@ async fn close_connection(reader: &mut FrameReader, write: &mut ConnectionWriter
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, wait).await;
     let _ = write.shutdown().await;
+}
+
+/// After close-ok to a client's close: ends this side and lets the client close its own first
+/// (for at most [`CLOSE_TIMEOUT`]). Dropping the socket at once would answer what the client
+/// still sends (its TLS close_notify, its end of the stream) with a reset, which clients report
+/// as a write error on a connection they closed cleanly (amqplib throws it).
+async fn linger(reader: &mut FrameReader, write: &mut ConnectionWriter) {
+    let _ = write.shutdown().await;
+    let drain = async { while let Ok(Some(_)) = reader.next(None).await {} };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
 }
 
 #[derive(Debug, Clone, Copy)]
