@@ -66,10 +66,12 @@ impl PullCommits {
 
     /// The offset of a reset of `group` on `partition` the group has not followed yet.
     pub(crate) fn pending_reset(&self, group: &str, partition: &TopicPartition) -> Option<i64> {
-        self.resets
-            .lock()
-            .get(&(group.to_owned(), partition.clone()))
-            .copied()
+        let resets = self.resets.lock();
+        // Asked on every pull: no key is built while no reset is pending (the usual case).
+        if resets.is_empty() {
+            return None;
+        }
+        resets.get(&(group.to_owned(), partition.clone())).copied()
     }
 
     /// The group pulled `partition` from the reset offset: its commits count again.
